@@ -1,0 +1,173 @@
+//! The canonical encoding: one fixed bincode 2.0.1 configuration (little endian, variable-length
+//! integers), a format version byte in front, size limits, and strict decoding.
+//!
+//! bincode's own decoder is lenient: it accepts non-minimal varints and ignores trailing bytes.
+//! Because an op's id is the hash of its bytes, two byte strings for one op would give two ids,
+//! so [`decode_op`] re-encodes what it decoded and rejects input that is not exactly that
+//! encoding. docs/FORMAT.md is the normative description of the bytes.
+
+use bincode::config::{self, Configuration, LittleEndian, Varint};
+use bincode::error::DecodeError as BincodeDecodeError;
+
+use crate::op::{Op, OpInvalid, SealedOp};
+
+/// The version byte that leads every encoded op.
+pub const OP_FORMAT_VERSION: u8 = 1;
+
+/// Limits on everything decoded, with their units in their names.
+pub mod limits {
+    /// Largest encoded op, version byte included.
+    pub const OP_BYTES_MAX: usize = 1 << 20;
+    /// Most writes in one op.
+    pub const WRITES_PER_OP_MAX: usize = 4096;
+    /// Most replaced op ids in one write.
+    pub const REPLACES_PER_WRITE_MAX: usize = 256;
+    /// Longest text (field value, label, address part, custom value).
+    pub const TEXT_BYTES_MAX: usize = 256 * 1024;
+    /// Longest tag or custom field name.
+    pub const NAME_BYTES_MAX: usize = 256;
+}
+
+/// The one bincode configuration of the format. The limit bounds what any length prefix may
+/// make the decoder allocate.
+pub type FormatConfig =
+    Configuration<LittleEndian, Varint, config::Limit<{ limits::OP_BYTES_MAX }>>;
+
+/// The format's bincode configuration.
+pub fn format_config() -> FormatConfig {
+    config::standard()
+        .with_little_endian()
+        .with_variable_int_encoding()
+        .with_limit::<{ limits::OP_BYTES_MAX }>()
+}
+
+/// Why an op could not be encoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The op breaks an invariant.
+    #[error("invalid op: {0}")]
+    Invalid(#[from] OpInvalid),
+    /// The encoded op would exceed the size limit.
+    #[error("encoded op would be larger than {max} bytes")]
+    TooLarge {
+        /// The limit.
+        max: usize,
+    },
+    /// bincode refused (writing into memory does not fail in practice).
+    #[error("encoding failed: {0}")]
+    Bincode(String),
+}
+
+/// Why bytes are not a valid op. Each variant is a distinct fault a user or peer can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// No bytes at all.
+    #[error("empty input: an op starts with a version byte")]
+    Empty,
+    /// More bytes than any op may have.
+    #[error("{len} bytes is larger than the {max}-byte op limit")]
+    TooLarge {
+        /// Input length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The version byte is not one this build reads.
+    #[error("unknown op format version {found} (this build reads version {supported})")]
+    UnknownVersion {
+        /// The byte found.
+        found: u8,
+        /// The version this build reads.
+        supported: u8,
+    },
+    /// The input ends inside the op.
+    #[error("truncated: the input ends in the middle of the op")]
+    Truncated,
+    /// A length prefix claims more than the limit allows.
+    #[error("a length prefix claims more than the {max}-byte limit")]
+    LengthTooLarge {
+        /// The limit.
+        max: usize,
+    },
+    /// Bytes follow the op.
+    #[error("{count} trailing bytes after the op")]
+    TrailingBytes {
+        /// How many.
+        count: usize,
+    },
+    /// The bytes decode, but are not the canonical encoding (for example a non-minimal varint).
+    #[error("not canonical: the bytes decode but re-encode differently (non-minimal integer or similar) at offset {offset}")]
+    NonCanonical {
+        /// First differing byte offset.
+        offset: usize,
+    },
+    /// The bytes do not follow the op layout (bad enum tag, bad UTF-8, bad boolean…).
+    #[error("malformed op: {0}")]
+    Malformed(String),
+    /// The op decodes canonically but breaks an invariant.
+    #[error("invalid op: {0}")]
+    Invalid(#[from] OpInvalid),
+}
+
+/// Encodes an op: the version byte, then its bincode body. Does not validate (see
+/// [`Op::seal`]).
+pub fn encode_op(op: &Op) -> Result<Vec<u8>, EncodeError> {
+    let mut bytes = Vec::with_capacity(128);
+    bytes.push(OP_FORMAT_VERSION);
+    // bincode does not apply the configured limit when encoding; the length is checked below.
+    bincode::encode_into_std_write(op, &mut bytes, format_config())
+        .map_err(|e| EncodeError::Bincode(e.to_string()))?;
+    if bytes.len() > limits::OP_BYTES_MAX {
+        return Err(EncodeError::TooLarge {
+            max: limits::OP_BYTES_MAX,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Strictly decodes and validates one op from exactly `bytes`, computing its id from them.
+pub fn decode_op(bytes: &[u8]) -> Result<SealedOp, DecodeError> {
+    let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
+    if bytes.len() > limits::OP_BYTES_MAX {
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            max: limits::OP_BYTES_MAX,
+        });
+    }
+    if version != OP_FORMAT_VERSION {
+        return Err(DecodeError::UnknownVersion {
+            found: version,
+            supported: OP_FORMAT_VERSION,
+        });
+    }
+    let (op, used): (Op, usize) =
+        bincode::decode_from_slice(body, format_config()).map_err(map_decode_error)?;
+    if used != body.len() {
+        return Err(DecodeError::TrailingBytes {
+            count: body.len() - used,
+        });
+    }
+    let reencoded = encode_op(&op).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if reencoded != bytes {
+        let offset = reencoded
+            .iter()
+            .zip(bytes)
+            .position(|(a, b)| a != b)
+            .unwrap_or(reencoded.len().min(bytes.len()));
+        return Err(DecodeError::NonCanonical { offset });
+    }
+    op.validate()?;
+    Ok(SealedOp::from_parts(op, reencoded))
+}
+
+fn map_decode_error(e: BincodeDecodeError) -> DecodeError {
+    match e {
+        BincodeDecodeError::UnexpectedEnd { .. } => DecodeError::Truncated,
+        BincodeDecodeError::LimitExceeded => DecodeError::LengthTooLarge {
+            max: limits::OP_BYTES_MAX,
+        },
+        other => DecodeError::Malformed(other.to_string()),
+    }
+}

@@ -1,0 +1,300 @@
+//! The hybrid logical clock: a device's timestamps are strictly increasing along its chain,
+//! track (calibrated) wall time, and absorb timestamps seen from peers without letting a peer
+//! with a wild clock drag the local clock far into the future.
+//!
+//! The clock is pure: callers read an injectable [`WallClock`] and pass the reading in, so the
+//! rules are testable without time passing. Causality never depends on these timestamps (edits
+//! name the writes they replace); they only order *concurrent* edits (semantics S3).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bincode::{Decode, Encode};
+
+/// A hybrid logical timestamp: calibrated wall time in milliseconds since the Unix epoch, and a
+/// counter that orders events within one millisecond. Ordered by `wall_ms`, then `counter`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
+pub struct Hlc {
+    /// Milliseconds since 1970-01-01T00:00:00Z, as the writing device believed (calibrated).
+    pub wall_ms: u64,
+    /// Tie-breaker within one millisecond.
+    pub counter: u32,
+}
+
+impl Hlc {
+    /// The smallest timestamp strictly greater than `self`.
+    pub fn successor(self) -> Hlc {
+        match self.counter.checked_add(1) {
+            Some(counter) => Hlc {
+                wall_ms: self.wall_ms,
+                counter,
+            },
+            None => Hlc {
+                wall_ms: self.wall_ms.saturating_add(1),
+                counter: 0,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Hlc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.wall_ms, self.counter)
+    }
+}
+
+/// A source of wall-clock time in milliseconds since the Unix epoch. Injected so tests and
+/// scripted scenarios (`CARDLOG_NOW`) control time.
+pub trait WallClock: Send + Sync {
+    /// Current wall time, milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+}
+
+/// The operating system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl WallClock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+}
+
+/// A clock that only moves when told to; clones share one time.
+#[derive(Debug, Clone, Default)]
+pub struct FakeClock(Arc<AtomicU64>);
+
+impl FakeClock {
+    /// A fake clock reading `now_ms`.
+    pub fn new(now_ms: u64) -> Self {
+        Self(Arc::new(AtomicU64::new(now_ms)))
+    }
+    /// Sets the time.
+    pub fn set_ms(&self, now_ms: u64) {
+        self.0.store(now_ms, Ordering::SeqCst);
+    }
+    /// Moves the time forward (or backward, with a negative delta).
+    pub fn advance_ms(&self, delta_ms: i64) {
+        let now = self.0.load(Ordering::SeqCst);
+        self.set_ms(now.saturating_add_signed(delta_ms));
+    }
+}
+
+impl WallClock for FakeClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Default bound on how far ahead of local (calibrated) time a received timestamp may pull the
+/// local clock: 5 minutes.
+pub const SKEW_BOUND_MS_DEFAULT: u64 = 5 * 60 * 1000;
+
+/// A received timestamp that was further ahead of the local clock than the bound. It is still
+/// accepted (replay never depends on the receiver's clock) but reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SkewReport {
+    /// The remote timestamp.
+    pub remote: Hlc,
+    /// Local calibrated wall time when it was seen.
+    pub local_ms: u64,
+    /// How far ahead the remote timestamp was.
+    pub ahead_ms: u64,
+}
+
+/// A device's hybrid logical clock state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HlcClock {
+    last: Hlc,
+    offset_ms: i64,
+    skew_bound_ms: u64,
+}
+
+impl Default for HlcClock {
+    fn default() -> Self {
+        Self::new(Hlc::default(), 0, SKEW_BOUND_MS_DEFAULT)
+    }
+}
+
+impl HlcClock {
+    /// A clock resuming from `last` (the highest timestamp it has issued or absorbed), with a
+    /// calibration offset and skew bound.
+    pub fn new(last: Hlc, offset_ms: i64, skew_bound_ms: u64) -> Self {
+        Self {
+            last,
+            offset_ms,
+            skew_bound_ms,
+        }
+    }
+
+    /// The highest timestamp issued or absorbed; persist it to keep the chain increasing
+    /// across restarts.
+    pub fn last(&self) -> Hlc {
+        self.last
+    }
+
+    /// The calibration offset added to the raw wall clock.
+    pub fn offset_ms(&self) -> i64 {
+        self.offset_ms
+    }
+
+    /// The skew bound in milliseconds.
+    pub fn skew_bound_ms(&self) -> u64 {
+        self.skew_bound_ms
+    }
+
+    /// Raw wall time corrected by the calibration offset.
+    pub fn calibrated_ms(&self, wall_ms: u64) -> u64 {
+        wall_ms.saturating_add_signed(self.offset_ms)
+    }
+
+    /// A timestamp for a new local event: strictly greater than every timestamp issued or
+    /// absorbed so far, and equal to calibrated wall time when the wall clock is ahead.
+    pub fn tick(&mut self, wall_ms: u64) -> Hlc {
+        let now = self.calibrated_ms(wall_ms);
+        self.last = if now > self.last.wall_ms {
+            Hlc {
+                wall_ms: now,
+                counter: 0,
+            }
+        } else {
+            self.last.successor()
+        };
+        self.last
+    }
+
+    /// Absorbs a timestamp seen on a received op, so later local events order after it. A
+    /// timestamp beyond `now + bound` moves the clock only up to `now + bound` and is reported.
+    pub fn observe(&mut self, remote: Hlc, wall_ms: u64) -> Option<SkewReport> {
+        let now = self.calibrated_ms(wall_ms);
+        let cap_ms = now.saturating_add(self.skew_bound_ms);
+        let (absorbed, report) = if remote.wall_ms > cap_ms {
+            (
+                Hlc {
+                    wall_ms: cap_ms,
+                    counter: 0,
+                },
+                Some(SkewReport {
+                    remote,
+                    local_ms: now,
+                    ahead_ms: remote.wall_ms - now,
+                }),
+            )
+        } else {
+            (remote, None)
+        };
+        self.last = self.last.max(absorbed);
+        report
+    }
+
+    /// Learns the calibration offset from a peer's reported wall time: the peer's time is taken
+    /// to be half a round trip old when it arrives. `sent_ms` and `received_ms` are raw local
+    /// wall readings around the exchange. Returns the new offset.
+    pub fn calibrate(&mut self, peer_ms: u64, sent_ms: u64, received_ms: u64) -> i64 {
+        let half_rtt = received_ms.saturating_sub(sent_ms) / 2;
+        let peer_now = i128::from(peer_ms) + i128::from(half_rtt);
+        let offset = peer_now - i128::from(received_ms);
+        self.offset_ms =
+            i64::try_from(offset).unwrap_or(if offset < 0 { i64::MIN } else { i64::MAX });
+        self.offset_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_strictly_increase_even_when_wall_goes_back() {
+        // A wall clock that jumps backwards never makes the chain's timestamps go backwards.
+        let mut c = HlcClock::default();
+        let a = c.tick(1000);
+        let b = c.tick(900);
+        let d = c.tick(900);
+        let e = c.tick(2000);
+        assert!(a < b && b < d && d < e);
+        assert_eq!(
+            e,
+            Hlc {
+                wall_ms: 2000,
+                counter: 0
+            }
+        );
+        assert_eq!(
+            b,
+            Hlc {
+                wall_ms: 1000,
+                counter: 1
+            }
+        );
+    }
+
+    #[test]
+    fn counter_overflow_carries_into_wall() {
+        let h = Hlc {
+            wall_ms: 7,
+            counter: u32::MAX,
+        };
+        assert_eq!(
+            h.successor(),
+            Hlc {
+                wall_ms: 8,
+                counter: 0
+            }
+        );
+    }
+
+    #[test]
+    fn observe_within_bound_is_absorbed() {
+        // A remote timestamp slightly ahead moves the clock; the next tick orders after it.
+        let mut c = HlcClock::default();
+        let remote = Hlc {
+            wall_ms: 10_000 + 60_000,
+            counter: 3,
+        };
+        assert_eq!(c.observe(remote, 10_000), None);
+        assert!(c.tick(10_000) > remote);
+    }
+
+    #[test]
+    fn observe_beyond_bound_is_clamped_and_reported() {
+        // A peer an hour ahead is reported and cannot drag the local clock past now + 5 min.
+        let mut c = HlcClock::default();
+        let remote = Hlc {
+            wall_ms: 3_600_000 + 1_000,
+            counter: 0,
+        };
+        let report = c.observe(remote, 1_000).expect("reported");
+        assert_eq!(report.ahead_ms, 3_600_000);
+        assert_eq!(
+            c.last(),
+            Hlc {
+                wall_ms: 1_000 + SKEW_BOUND_MS_DEFAULT,
+                counter: 0
+            }
+        );
+        assert!(c.tick(1_000).wall_ms <= 1_000 + SKEW_BOUND_MS_DEFAULT);
+    }
+
+    #[test]
+    fn calibration_uses_half_the_round_trip() {
+        // The peer said 10_000 when asked at local 4_000 and answered at local 4_200: the peer
+        // is 10_100 at local 4_200, an offset of 5_900.
+        let mut c = HlcClock::default();
+        assert_eq!(c.calibrate(10_000, 4_000, 4_200), 5_900);
+        assert_eq!(c.tick(4_200).wall_ms, 10_100);
+    }
+
+    #[test]
+    fn fake_clock_is_shared_between_clones() {
+        let a = FakeClock::new(5);
+        let b = a.clone();
+        a.advance_ms(10);
+        assert_eq!(b.now_ms(), 15);
+        a.advance_ms(-20);
+        assert_eq!(b.now_ms(), 0);
+    }
+}

@@ -1,0 +1,263 @@
+//! The contact data model as the log sees it: every piece of a contact is a register at a
+//! [`Path`] holding a [`Value`]. The typed, app-facing view built from those registers and the
+//! diff that turns an edited view back into writes live in [`contact`].
+//!
+//! Enum variant order is part of the op format (bincode encodes the variant index): new variants
+//! go at the end, existing ones are never reordered or removed (docs/FORMAT.md).
+
+pub mod contact;
+
+use bincode::{Decode, Encode};
+
+use crate::id::ItemId;
+
+/// A single-valued field of a contact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
+pub enum Field {
+    /// Given (first) name.
+    Given,
+    /// Family (last) name.
+    Family,
+    /// Additional (middle) names.
+    Middle,
+    /// Honorific prefix ("Dr.").
+    Prefix,
+    /// Honorific suffix ("Jr.").
+    Suffix,
+    /// Nickname.
+    Nickname,
+    /// Organization.
+    Org,
+    /// Department within the organization.
+    Department,
+    /// Job title.
+    Title,
+    /// Birthday, as written (vCard allows partial dates such as `--0415`).
+    Birthday,
+    /// Anniversary, as written.
+    Anniversary,
+    /// Free-text note.
+    Note,
+}
+
+impl Field {
+    /// Every field, in format order.
+    pub const ALL: [Field; 12] = [
+        Field::Given,
+        Field::Family,
+        Field::Middle,
+        Field::Prefix,
+        Field::Suffix,
+        Field::Nickname,
+        Field::Org,
+        Field::Department,
+        Field::Title,
+        Field::Birthday,
+        Field::Anniversary,
+        Field::Note,
+    ];
+
+    /// The field's name in paths, the CLI and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Given => "given",
+            Field::Family => "family",
+            Field::Middle => "middle",
+            Field::Prefix => "prefix",
+            Field::Suffix => "suffix",
+            Field::Nickname => "nickname",
+            Field::Org => "org",
+            Field::Department => "department",
+            Field::Title => "title",
+            Field::Birthday => "birthday",
+            Field::Anniversary => "anniversary",
+            Field::Note => "note",
+        }
+    }
+
+    /// The field with this name, if any.
+    pub fn from_name(name: &str) -> Option<Field> {
+        Field::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+/// The kinds of multi-valued items.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
+pub enum ItemKind {
+    /// Telephone numbers.
+    Phone,
+    /// E-mail addresses.
+    Email,
+    /// Postal addresses (a structured value that changes as one).
+    Address,
+    /// Web addresses.
+    Url,
+}
+
+impl ItemKind {
+    /// Every kind, in format order.
+    pub const ALL: [ItemKind; 4] = [
+        ItemKind::Phone,
+        ItemKind::Email,
+        ItemKind::Address,
+        ItemKind::Url,
+    ];
+
+    /// The kind's name in paths and the CLI.
+    pub fn name(self) -> &'static str {
+        match self {
+            ItemKind::Phone => "phone",
+            ItemKind::Email => "email",
+            ItemKind::Address => "address",
+            ItemKind::Url => "url",
+        }
+    }
+
+    /// The kind with this name, if any.
+    pub fn from_name(name: &str) -> Option<ItemKind> {
+        ItemKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// Where a register lives within a contact.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
+pub enum Path {
+    /// Whether the contact exists (false after a delete); written by every edit.
+    Exists,
+    /// A single-valued field.
+    Field(Field),
+    /// One multi-valued item, by kind and id.
+    Item(ItemKind, ItemId),
+    /// Membership of one tag.
+    Tag(String),
+    /// A custom field by name (vCard `X-` properties and anything else without a field).
+    Custom(String),
+}
+
+impl std::fmt::Display for Path {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Exists => f.write_str("exists"),
+            Path::Field(field) => f.write_str(field.name()),
+            Path::Item(kind, id) => write!(f, "{}/{id}", kind.name()),
+            Path::Tag(name) => write!(f, "tag/{name}"),
+            Path::Custom(name) => write!(f, "custom/{name}"),
+        }
+    }
+}
+
+/// A postal address: one value whose parts change together (vCard `ADR` components). Empty
+/// strings are absent parts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
+pub struct PostalAddress {
+    /// Post office box.
+    pub po_box: String,
+    /// Extended address (apartment, suite).
+    pub extended: String,
+    /// Street and number.
+    pub street: String,
+    /// City.
+    pub locality: String,
+    /// State, province or region.
+    pub region: String,
+    /// Postal code.
+    pub code: String,
+    /// Country.
+    pub country: String,
+}
+
+impl PostalAddress {
+    /// The parts in vCard order.
+    pub fn parts(&self) -> [&str; 7] {
+        [
+            &self.po_box,
+            &self.extended,
+            &self.street,
+            &self.locality,
+            &self.region,
+            &self.code,
+            &self.country,
+        ]
+    }
+}
+
+impl std::fmt::Display for PostalAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<&str> = self.parts().into_iter().filter(|p| !p.is_empty()).collect();
+        f.write_str(&parts.join(", "))
+    }
+}
+
+/// The content of an item: text for phones, e-mails and URLs, a structured address for
+/// addresses.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
+pub enum ItemBody {
+    /// A phone number, e-mail address or URL.
+    Text(String),
+    /// A postal address.
+    Address(PostalAddress),
+}
+
+impl std::fmt::Display for ItemBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ItemBody::Text(t) => f.write_str(t),
+            ItemBody::Address(a) => a.fmt(f),
+        }
+    }
+}
+
+/// An item's value: its label ("work", "mobile"; may be empty) and body, one register.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
+pub struct ItemValue {
+    /// Free-form label.
+    pub label: String,
+    /// The content.
+    pub body: ItemBody,
+}
+
+/// What a write stores at a path. A removal (cleared field, removed item or tag) is the absence
+/// of a value (`None` in [`crate::op::Write::value`]).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
+pub enum Value {
+    /// Text of a field or custom field.
+    Text(String),
+    /// Existence of the contact.
+    Bool(bool),
+    /// An item.
+    Item(ItemValue),
+    /// Membership of a tag.
+    Present,
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Text(t) => f.write_str(t),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Item(item) if item.label.is_empty() => item.body.fmt(f),
+            Value::Item(item) => write!(f, "{}: {}", item.label, item.body),
+            Value::Present => f.write_str("present"),
+        }
+    }
+}
+
+impl Path {
+    /// Whether `value` may be written at this path: text for fields and custom fields, an item
+    /// of the matching body for items, presence for tags, a boolean (never a removal) for
+    /// existence.
+    pub fn accepts(&self, value: Option<&Value>) -> bool {
+        match (self, value) {
+            (Path::Exists, Some(Value::Bool(_))) => true,
+            (Path::Exists, _) => false,
+            (_, None) => true,
+            (Path::Field(_) | Path::Custom(_), Some(Value::Text(_))) => true,
+            (Path::Item(ItemKind::Address, _), Some(Value::Item(v))) => {
+                matches!(v.body, ItemBody::Address(_))
+            }
+            (Path::Item(_, _), Some(Value::Item(v))) => matches!(v.body, ItemBody::Text(_)),
+            (Path::Tag(_), Some(Value::Present)) => true,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The op: one save of one device. It carries its author, its place in the author's hash chain
+//! (seq and previous op id), its hybrid timestamp, and its writes.
+//!
+//! [`Op`] is plain content. [`SealedOp`] is an op together with its exact canonical bytes and
+//! its id, and can only be made by encoding a valid op ([`Op::seal`]) or by strictly decoding
+//! and validating bytes ([`crate::codec::decode_op`]): code that takes a `SealedOp` never sees
+//! unchecked input.
+
+use std::sync::Arc;
+
+use bincode::{Decode, Encode};
+
+use crate::codec::{self, limits, EncodeError};
+use crate::hlc::Hlc;
+use crate::id::{ContactId, OpId, ReplicaId};
+use crate::model::{ItemBody, Path, Value};
+
+/// One register write: the new value (or removal) at a contact's path, naming the writes at that
+/// path it replaces (the heads its device saw: usually one, none for a new path, several when it
+/// settles a conflict).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Write {
+    /// The contact written.
+    pub contact: ContactId,
+    /// Where in the contact.
+    pub path: Path,
+    /// The new value; `None` removes (clears a field, removes an item or tag).
+    pub value: Option<Value>,
+    /// Ops whose writes at the same contact and path this write replaces; sorted, unique.
+    pub replaces: Vec<OpId>,
+}
+
+/// One save: all its writes become visible together (semantics S7).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Op {
+    /// The device that wrote it.
+    pub author: ReplicaId,
+    /// Position in the author's chain: 1, 2, 3, …
+    pub seq: u64,
+    /// The id of the author's op `seq - 1`; `None` exactly when `seq == 1`.
+    pub prev: Option<OpId>,
+    /// When it was written (the author's hybrid clock); greater than `prev`'s.
+    pub hlc: Hlc,
+    /// The writes, sorted by (contact, path), at most one per (contact, path). Every contact
+    /// written also has its `Exists` path written.
+    pub writes: Vec<Write>,
+}
+
+/// Why an op's content breaks the format's invariants. Each names the offending place.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpInvalid {
+    /// seq 0 is not a position.
+    #[error("seq must start at 1, got 0")]
+    SeqZero,
+    /// `prev` present on the first op or missing on a later one.
+    #[error("op seq {seq} {}", if *seq == 1 { "must not name a previous op" } else { "must name its previous op" })]
+    PrevMismatch {
+        /// The op's seq.
+        seq: u64,
+    },
+    /// An op without writes.
+    #[error("an op must write something")]
+    NoWrites,
+    /// Too many writes.
+    #[error("{count} writes in one op, the limit is {max}")]
+    TooManyWrites {
+        /// How many.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Writes out of canonical order or repeated.
+    #[error("write {index} ({path}) is out of order or repeats a path")]
+    WritesUnsorted {
+        /// Index of the offending write.
+        index: usize,
+        /// Its path.
+        path: String,
+    },
+    /// A value of the wrong type for its path.
+    #[error("write {index}: {path} cannot hold {what}")]
+    WrongValue {
+        /// Index of the write.
+        index: usize,
+        /// Its path.
+        path: String,
+        /// What it held.
+        what: String,
+    },
+    /// Replaced op ids out of order, repeated, or too many.
+    #[error("write {index}: replaced op ids must be sorted, unique and at most {max}")]
+    BadReplaces {
+        /// Index of the write.
+        index: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A text longer than allowed.
+    #[error("write {index}: a text of {bytes} bytes, the limit is {max}")]
+    TextTooLong {
+        /// Index of the write.
+        index: usize,
+        /// Its length.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A tag or custom field name empty or too long.
+    #[error("write {index}: a tag or custom field name must be 1 to {max} bytes, got {bytes}")]
+    BadName {
+        /// Index of the write.
+        index: usize,
+        /// Its length.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A contact is written without its existence being written in the same op.
+    #[error("contact {contact} is written without its exists path")]
+    MissingExists {
+        /// The contact.
+        contact: ContactId,
+    },
+}
+
+impl Write {
+    fn texts(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        match &self.value {
+            Some(Value::Text(t)) => out.push(t.as_str()),
+            Some(Value::Item(item)) => {
+                out.push(item.label.as_str());
+                match &item.body {
+                    ItemBody::Text(t) => out.push(t.as_str()),
+                    ItemBody::Address(a) => out.extend(a.parts()),
+                }
+            }
+            Some(Value::Bool(_) | Value::Present) | None => {}
+        }
+        out
+    }
+}
+
+impl Op {
+    /// Checks every invariant of the format that does not need other ops: seq and prev agree,
+    /// writes are sorted and unique, values fit their paths, lists are sorted and within limits,
+    /// every written contact has its existence written.
+    pub fn validate(&self) -> Result<(), OpInvalid> {
+        if self.seq == 0 {
+            return Err(OpInvalid::SeqZero);
+        }
+        if (self.seq == 1) != self.prev.is_none() {
+            return Err(OpInvalid::PrevMismatch { seq: self.seq });
+        }
+        if self.writes.is_empty() {
+            return Err(OpInvalid::NoWrites);
+        }
+        if self.writes.len() > limits::WRITES_PER_OP_MAX {
+            return Err(OpInvalid::TooManyWrites {
+                count: self.writes.len(),
+                max: limits::WRITES_PER_OP_MAX,
+            });
+        }
+        let mut prev: Option<&Write> = None;
+        let mut exists_seen = false;
+        for (index, w) in self.writes.iter().enumerate() {
+            if let Some(p) = prev {
+                if (p.contact, &p.path) >= (w.contact, &w.path) {
+                    return Err(OpInvalid::WritesUnsorted {
+                        index,
+                        path: w.path.to_string(),
+                    });
+                }
+                if p.contact != w.contact {
+                    if !exists_seen {
+                        return Err(OpInvalid::MissingExists { contact: p.contact });
+                    }
+                    exists_seen = false;
+                }
+            }
+            // Path::Exists sorts first, so it is the first write of each contact when present.
+            exists_seen |= w.path == Path::Exists;
+            if !w.path.accepts(w.value.as_ref()) {
+                return Err(OpInvalid::WrongValue {
+                    index,
+                    path: w.path.to_string(),
+                    what: match &w.value {
+                        None => "a removal".to_owned(),
+                        Some(v) => format!("{v:?}"),
+                    },
+                });
+            }
+            if w.replaces.len() > limits::REPLACES_PER_WRITE_MAX
+                || w.replaces.windows(2).any(|p| matches!(p, [a, b] if a >= b))
+            {
+                return Err(OpInvalid::BadReplaces {
+                    index,
+                    max: limits::REPLACES_PER_WRITE_MAX,
+                });
+            }
+            if let Path::Tag(name) | Path::Custom(name) = &w.path {
+                if name.is_empty() || name.len() > limits::NAME_BYTES_MAX {
+                    return Err(OpInvalid::BadName {
+                        index,
+                        bytes: name.len(),
+                        max: limits::NAME_BYTES_MAX,
+                    });
+                }
+            }
+            for text in w.texts() {
+                if text.len() > limits::TEXT_BYTES_MAX {
+                    return Err(OpInvalid::TextTooLong {
+                        index,
+                        bytes: text.len(),
+                        max: limits::TEXT_BYTES_MAX,
+                    });
+                }
+            }
+            prev = Some(w);
+        }
+        match prev {
+            Some(p) if !exists_seen => Err(OpInvalid::MissingExists { contact: p.contact }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Validates and encodes the op, fixing its id.
+    pub fn seal(self) -> Result<SealedOp, EncodeError> {
+        self.validate().map_err(EncodeError::Invalid)?;
+        let bytes = codec::encode_op(&self)?;
+        Ok(SealedOp::from_parts(self, bytes))
+    }
+
+    /// The write at `(contact, path)`, if this op has one.
+    pub fn write_at(&self, contact: ContactId, path: &Path) -> Option<&Write> {
+        self.writes
+            .binary_search_by(|w| (w.contact, &w.path).cmp(&(contact, path)))
+            .ok()
+            .and_then(|i| self.writes.get(i))
+    }
+}
+
+/// A valid op with its exact canonical bytes and id. Cheap to clone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedOp {
+    inner: Arc<SealedInner>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct SealedInner {
+    op: Op,
+    id: OpId,
+    bytes: Vec<u8>,
+}
+
+impl SealedOp {
+    /// Only for bytes that are the canonical encoding of a validated `op`.
+    pub(crate) fn from_parts(op: Op, bytes: Vec<u8>) -> Self {
+        let id = OpId::of_bytes(&bytes);
+        Self {
+            inner: Arc::new(SealedInner { op, id, bytes }),
+        }
+    }
+
+    /// The op's content.
+    pub fn op(&self) -> &Op {
+        &self.inner.op
+    }
+
+    /// The op's id: the hash of [`SealedOp::bytes`].
+    pub fn id(&self) -> OpId {
+        self.inner.id
+    }
+
+    /// The exact canonical bytes (version byte first).
+    pub fn bytes(&self) -> &[u8] {
+        &self.inner.bytes
+    }
+}

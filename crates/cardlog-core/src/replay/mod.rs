@@ -1,0 +1,637 @@
+//! Deterministic replay: the pure, in-memory materializer that turns a set of ops into contact
+//! state, per-field conflicts and per-field history.
+//!
+//! Ops may be inserted in any order. An op is applied once its dependencies are present: the
+//! author's previous op (the hash chain) and every op it names in `replaces`. Until then it waits
+//! in a pending buffer. Whatever the order, the same set of applied ops gives the same registers
+//! (docs/SEMANTICS.md gives the rules; [`Replay::state_bytes`] is the byte-level witness used by
+//! the property tests).
+//!
+//! An op is checked completely before any of it is applied, so a rejected op leaves no trace and
+//! an accepted one becomes visible whole (semantics S7).
+
+mod plan;
+mod register;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use bincode::Encode;
+
+pub use plan::{plan_contact, Batch, PlanError};
+pub use register::WriteKey;
+use register::{Entry, Register};
+
+use crate::hlc::Hlc;
+use crate::id::{ContactId, ItemId, OpId, ReplicaId};
+use crate::model::contact::{Change, Contact, Item};
+use crate::model::{ItemKind, Path, Value};
+use crate::op::{Op, SealedOp, Write};
+
+/// Why an op cannot be applied. The op is not applied and nothing changes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// Two different ops claim the same place in one author's chain (for example a device
+    /// restored from a backup kept writing). Never merged silently.
+    #[error("fork: author {author} seq {seq} is op {existing} here but {incoming} was received")]
+    Fork {
+        /// The author.
+        author: ReplicaId,
+        /// The contested position.
+        seq: u64,
+        /// The op already applied at that position.
+        existing: OpId,
+        /// The op received.
+        incoming: OpId,
+    },
+    /// The op names a previous op that is not the author's op at `seq - 1` here: its chain
+    /// diverges from the one this replica has (a fork at an earlier seq).
+    #[error("chain mismatch: op {op} (author {author} seq {seq}) names previous op {named:?}, but seq {prev_seq} here is {present}", prev_seq = seq - 1)]
+    ChainMismatch {
+        /// The author.
+        author: ReplicaId,
+        /// The received op's seq.
+        seq: u64,
+        /// The received op.
+        op: OpId,
+        /// The previous op it names.
+        named: Option<OpId>,
+        /// The author's op at `seq - 1` here.
+        present: OpId,
+    },
+    /// The op's timestamp is not after its predecessor's: the author's clock rules were broken.
+    #[error("clock regression: op {op} (author {author} seq {seq}) has timestamp {hlc}, not after its predecessor's {prev}")]
+    ClockRegression {
+        /// The author.
+        author: ReplicaId,
+        /// The op's seq.
+        seq: u64,
+        /// The op.
+        op: OpId,
+        /// Its timestamp.
+        hlc: Hlc,
+        /// The predecessor's timestamp.
+        prev: Hlc,
+    },
+    /// A write names a replaced op that has no write at the same contact and path.
+    #[error("op {op} write {contact}/{path} replaces op {replaced}, which did not write there")]
+    BadReplace {
+        /// The op.
+        op: OpId,
+        /// The contact written.
+        contact: ContactId,
+        /// The path written.
+        path: String,
+        /// The replaced op named.
+        replaced: OpId,
+    },
+}
+
+/// Something an op waits for before it can be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Missing {
+    /// The author's op at this seq (the chain predecessor).
+    Chain {
+        /// The author.
+        author: ReplicaId,
+        /// The missing seq.
+        seq: u64,
+    },
+    /// An op named in `replaces`.
+    Op(OpId),
+}
+
+/// An op that was waiting in the pending buffer and turned out to be bad once its dependencies
+/// arrived. It is dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// The op.
+    pub op: OpId,
+    /// Why.
+    pub error: ReplayError,
+}
+
+/// What inserting an op did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// The op was applied, and with it these previously pending ops (the op itself first).
+    Applied {
+        /// Every op applied by this insert, in application order.
+        applied: Vec<OpId>,
+        /// Pending ops this insert unblocked that turned out to be invalid.
+        rejected: Vec<Rejected>,
+    },
+    /// The op is already applied; nothing changed.
+    Duplicate,
+    /// The op waits for a dependency (it is kept and applied when the dependency arrives).
+    Pending {
+        /// The first dependency found missing.
+        missing: Missing,
+    },
+}
+
+/// One value a path has had: which op wrote it, when, by whom, and whether it is still a head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    /// The op that wrote it.
+    pub op: OpId,
+    /// The writing device.
+    pub author: ReplicaId,
+    /// The op's seq in its author's chain.
+    pub seq: u64,
+    /// The op's timestamp.
+    pub hlc: Hlc,
+    /// The value written; `None` is a removal.
+    pub value: Option<Value>,
+    /// The writes this one replaced.
+    pub replaces: Vec<OpId>,
+    /// Whether no write present replaces it (the visible value or a conflict alternative).
+    pub head: bool,
+}
+
+/// A path whose heads disagree: the visible winner and the other values, readable until an edit
+/// of the path settles it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldConflict {
+    /// The conflicted path (`exists` for a concurrent delete and edit).
+    pub path: Path,
+    /// The visible write.
+    pub winner: Version,
+    /// The other heads, newest first.
+    pub alternatives: Vec<Version>,
+}
+
+/// A contact as an app reads it: the visible values, whether it is deleted, and its conflicts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactView {
+    /// The visible values.
+    pub contact: Contact,
+    /// Whether the contact is deleted (a tombstone that can be restored).
+    pub deleted: bool,
+    /// Conflicted paths, in path order.
+    pub conflicts: Vec<FieldConflict>,
+    /// Timestamp of the first write of the contact.
+    pub created: Hlc,
+    /// Timestamp of the newest visible write.
+    pub updated: Hlc,
+}
+
+/// The materializer. See the module docs.
+#[derive(Debug, Clone, Default)]
+pub struct Replay {
+    ops: HashMap<OpId, SealedOp>,
+    chains: BTreeMap<ReplicaId, Vec<OpId>>,
+    order: Vec<OpId>,
+    contacts: BTreeMap<ContactId, BTreeMap<Path, Register>>,
+    pending: HashMap<OpId, SealedOp>,
+    waiting: HashMap<Missing, Vec<OpId>>,
+}
+
+enum Check {
+    Ready,
+    Duplicate,
+    Wait(Missing),
+}
+
+impl Replay {
+    /// An empty replay.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Inserts an op: applies it (and any pending ops it unblocks) if its dependencies are
+    /// present, keeps it pending otherwise. An invalid op is refused and changes nothing.
+    pub fn insert(&mut self, op: SealedOp) -> Result<InsertOutcome, ReplayError> {
+        let id = op.id();
+        match self.check(&op)? {
+            Check::Duplicate => Ok(InsertOutcome::Duplicate),
+            Check::Wait(missing) => {
+                // An op already pending stays registered under the dependency it waits for.
+                if self.pending.insert(id, op).is_none() {
+                    self.waiting.entry(missing).or_default().push(id);
+                }
+                Ok(InsertOutcome::Pending { missing })
+            }
+            Check::Ready => {
+                self.pending.remove(&id);
+                self.apply(op);
+                let mut applied = vec![id];
+                let mut rejected = Vec::new();
+                self.wake(&mut applied, &mut rejected);
+                Ok(InsertOutcome::Applied { applied, rejected })
+            }
+        }
+    }
+
+    /// Checks everything an op needs from the ops present, without changing anything.
+    fn check(&self, sealed: &SealedOp) -> Result<Check, ReplayError> {
+        let op = sealed.op();
+        let id = sealed.id();
+        if self.ops.contains_key(&id) {
+            return Ok(Check::Duplicate);
+        }
+        let chain = self
+            .chains
+            .get(&op.author)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let applied = chain.len() as u64;
+        if op.seq <= applied {
+            let existing = op
+                .seq
+                .checked_sub(1)
+                .and_then(|i| usize::try_from(i).ok())
+                .and_then(|i| chain.get(i))
+                .copied()
+                .unwrap_or(id);
+            return Err(ReplayError::Fork {
+                author: op.author,
+                seq: op.seq,
+                existing,
+                incoming: id,
+            });
+        }
+        if op.seq > applied + 1 {
+            return Ok(Check::Wait(Missing::Chain {
+                author: op.author,
+                seq: op.seq - 1,
+            }));
+        }
+        if let Some(&last) = chain.last() {
+            if op.prev != Some(last) {
+                return Err(ReplayError::ChainMismatch {
+                    author: op.author,
+                    seq: op.seq,
+                    op: id,
+                    named: op.prev,
+                    present: last,
+                });
+            }
+            if let Some(prev) = self.ops.get(&last) {
+                if op.hlc <= prev.op().hlc {
+                    return Err(ReplayError::ClockRegression {
+                        author: op.author,
+                        seq: op.seq,
+                        op: id,
+                        hlc: op.hlc,
+                        prev: prev.op().hlc,
+                    });
+                }
+            }
+        }
+        for w in &op.writes {
+            for replaced in &w.replaces {
+                match self.ops.get(replaced) {
+                    None => return Ok(Check::Wait(Missing::Op(*replaced))),
+                    Some(r) if r.op().write_at(w.contact, &w.path).is_none() => {
+                        return Err(ReplayError::BadReplace {
+                            op: id,
+                            contact: w.contact,
+                            path: w.path.to_string(),
+                            replaced: *replaced,
+                        })
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        Ok(Check::Ready)
+    }
+
+    /// Applies a checked op.
+    fn apply(&mut self, sealed: SealedOp) {
+        let op = sealed.op();
+        let id = sealed.id();
+        for w in &op.writes {
+            self.contacts
+                .entry(w.contact)
+                .or_default()
+                .entry(w.path.clone())
+                .or_default()
+                .apply(Entry {
+                    key: WriteKey {
+                        hlc: op.hlc,
+                        author: op.author,
+                        op: id,
+                    },
+                    seq: op.seq,
+                    value: w.value.clone(),
+                    replaces: w.replaces.clone(),
+                });
+        }
+        self.chains.entry(op.author).or_default().push(id);
+        self.order.push(id);
+        self.ops.insert(id, sealed);
+    }
+
+    /// Applies pending ops whose dependencies are now present, until none is left to wake.
+    fn wake(&mut self, applied: &mut Vec<OpId>, rejected: &mut Vec<Rejected>) {
+        let mut queue: VecDeque<OpId> = applied.iter().copied().collect();
+        while let Some(done) = queue.pop_front() {
+            let Some(op) = self.ops.get(&done) else {
+                continue;
+            };
+            let deps = [
+                Missing::Chain {
+                    author: op.op().author,
+                    seq: op.op().seq,
+                },
+                Missing::Op(done),
+            ];
+            for dep in deps {
+                for waiter in self.waiting.remove(&dep).unwrap_or_default() {
+                    let Some(sealed) = self.pending.remove(&waiter) else {
+                        continue;
+                    };
+                    match self.check(&sealed) {
+                        Ok(Check::Ready) => {
+                            self.apply(sealed);
+                            applied.push(waiter);
+                            queue.push_back(waiter);
+                        }
+                        Ok(Check::Duplicate) => {}
+                        Ok(Check::Wait(missing)) => {
+                            self.pending.insert(waiter, sealed);
+                            self.waiting.entry(missing).or_default().push(waiter);
+                        }
+                        Err(error) => rejected.push(Rejected { op: waiter, error }),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The applied op with this id.
+    pub fn op(&self, id: &OpId) -> Option<&SealedOp> {
+        self.ops.get(id)
+    }
+
+    /// Whether the op is applied.
+    pub fn contains(&self, id: &OpId) -> bool {
+        self.ops.contains_key(id)
+    }
+
+    /// Number of applied ops.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether no op is applied.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Ops waiting for a dependency.
+    pub fn pending(&self) -> impl Iterator<Item = &SealedOp> + '_ {
+        self.pending.values()
+    }
+
+    /// One author's applied ops, in seq order.
+    pub fn chain(&self, author: &ReplicaId) -> impl Iterator<Item = &SealedOp> + '_ {
+        self.chains
+            .get(author)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.ops.get(id))
+    }
+
+    /// For each author: the seq and id of its last applied op. Equal summaries mean equal sets
+    /// of applied ops (each head hash commits to its author's whole chain).
+    pub fn summary(&self) -> BTreeMap<ReplicaId, (u64, OpId)> {
+        self.chains
+            .iter()
+            .filter_map(|(author, chain)| {
+                chain
+                    .last()
+                    .map(|head| (*author, (chain.len() as u64, *head)))
+            })
+            .collect()
+    }
+
+    /// The writes that make `changes` to `contact` on top of the current state (see
+    /// [`plan::plan_contact`]).
+    pub fn plan(&self, contact: ContactId, changes: &[Change]) -> Result<Vec<Write>, PlanError> {
+        let registers = self.contacts.get(&contact);
+        plan::plan_contact(contact, changes, |path| {
+            Ok(registers
+                .and_then(|r| r.get(path))
+                .map(Register::head_ops)
+                .unwrap_or_default())
+        })
+    }
+
+    /// The op that saves `batch` as `author`'s next op at time `hlc`: seq and previous op come
+    /// from the author's chain here, each write replaces the heads it saw here.
+    pub fn next_op(&self, author: ReplicaId, hlc: Hlc, batch: &Batch) -> Result<Op, PlanError> {
+        let chain = self.chains.get(&author);
+        let mut writes = Vec::new();
+        for (contact, changes) in batch.contacts() {
+            writes.extend(self.plan(*contact, changes)?);
+        }
+        if writes.is_empty() {
+            return Err(PlanError::Empty);
+        }
+        Ok(Op {
+            author,
+            seq: chain.map_or(0, Vec::len) as u64 + 1,
+            prev: chain.and_then(|c| c.last()).copied(),
+            hlc,
+            writes,
+        })
+    }
+
+    /// Every applied op in the order it was applied: an order in which each op's dependencies
+    /// come before it (what a sync sends).
+    pub fn ops_in_order(&self) -> impl Iterator<Item = &SealedOp> + '_ {
+        self.order.iter().filter_map(|id| self.ops.get(id))
+    }
+
+    /// The applied ops a peer with `summary` lacks, dependencies first.
+    pub fn missing_for(&self, summary: &BTreeMap<ReplicaId, (u64, OpId)>) -> Vec<SealedOp> {
+        self.ops_in_order()
+            .filter(|op| {
+                summary
+                    .get(&op.op().author)
+                    .is_none_or(|(seq, _)| op.op().seq > *seq)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Whether any op has written this contact.
+    pub fn knows(&self, contact: &ContactId) -> bool {
+        self.contacts.contains_key(contact)
+    }
+
+    /// Every contact id written so far (deleted ones included), in id order.
+    pub fn contact_ids(&self) -> impl Iterator<Item = ContactId> + '_ {
+        self.contacts.keys().copied()
+    }
+
+    /// The contact as apps read it, deleted or not; `None` if no op has written it.
+    pub fn contact(&self, id: &ContactId) -> Option<ContactView> {
+        let registers = self.contacts.get(id)?;
+        let mut contact = Contact::new(*id);
+        let mut items: BTreeMap<ItemKind, Vec<(Hlc, ItemId, Item)>> = BTreeMap::new();
+        let mut conflicts = Vec::new();
+        let mut created = None;
+        let mut updated = Hlc::default();
+        for (path, register) in registers {
+            if let Some(w) = register.winner() {
+                updated = updated.max(w.key.hlc);
+            }
+            if let Some(c) = conflict(path, register) {
+                conflicts.push(c);
+            }
+            let Some(value) = register.value() else {
+                continue;
+            };
+            match (path, value) {
+                (Path::Exists, _) => created = register.first_hlc(),
+                (Path::Field(f), Value::Text(t)) => {
+                    contact.fields.insert(*f, t.clone());
+                }
+                (Path::Item(kind, item), Value::Item(v)) => {
+                    items.entry(*kind).or_default().push((
+                        register.first_hlc().unwrap_or_default(),
+                        *item,
+                        Item {
+                            id: *item,
+                            label: v.label.clone(),
+                            body: v.body.clone(),
+                        },
+                    ));
+                }
+                (Path::Tag(name), Value::Present) => {
+                    contact.tags.insert(name.clone());
+                }
+                (Path::Custom(name), Value::Text(t)) => {
+                    contact.custom.insert(name.clone(), t.clone());
+                }
+                // Validation makes other combinations impossible; ignoring them keeps the view
+                // total.
+                _ => {}
+            }
+        }
+        for (kind, mut list) in items {
+            list.sort_by_key(|a| (a.0, a.1));
+            *contact.items_mut(kind) = list.into_iter().map(|(_, _, item)| item).collect();
+        }
+        let deleted = registers
+            .get(&Path::Exists)
+            .and_then(Register::value)
+            .is_none_or(|v| v != &Value::Bool(true));
+        Some(ContactView {
+            contact,
+            deleted,
+            conflicts,
+            created: created.unwrap_or_default(),
+            updated,
+        })
+    }
+
+    /// Every contact, in id order; deleted ones only when asked.
+    pub fn contacts(&self, include_deleted: bool) -> Vec<ContactView> {
+        self.contacts
+            .keys()
+            .filter_map(|id| self.contact(id))
+            .filter(|v| include_deleted || !v.deleted)
+            .collect()
+    }
+
+    /// Every value the path has had, oldest first (by timestamp, author, op id). Empty if the
+    /// path was never written.
+    pub fn history(&self, contact: &ContactId, path: &Path) -> Vec<Version> {
+        self.contacts
+            .get(contact)
+            .and_then(|r| r.get(path))
+            .map(|r| r.entries().iter().map(|e| version(r, e)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The paths of a contact that have ever been written, in path order.
+    pub fn paths(&self, contact: &ContactId) -> Vec<Path> {
+        self.contacts
+            .get(contact)
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every conflicted path of every contact (deleted ones included).
+    pub fn conflicts(&self) -> Vec<(ContactId, FieldConflict)> {
+        self.contacts
+            .iter()
+            .flat_map(|(id, registers)| {
+                registers
+                    .iter()
+                    .filter_map(|(path, r)| conflict(path, r).map(|c| (*id, c)))
+            })
+            .collect()
+    }
+
+    /// The materialized state as canonical bytes: for every contact and path, the head writes
+    /// (key and value) and the number of writes. Two replays with the same applied ops give the
+    /// same bytes whatever the order the ops came in; the property tests compare these.
+    pub fn state_bytes(&self) -> Vec<u8> {
+        #[derive(Encode)]
+        struct PathState {
+            path: Path,
+            writes: u64,
+            heads: Vec<(WriteKey, Option<Value>)>,
+        }
+        let state: Vec<(ContactId, Vec<PathState>)> = self
+            .contacts
+            .iter()
+            .map(|(id, registers)| {
+                let paths = registers
+                    .iter()
+                    .map(|(path, r)| PathState {
+                        path: path.clone(),
+                        writes: r.entries().len() as u64,
+                        heads: r.heads().map(|e| (e.key, e.value.clone())).collect(),
+                    })
+                    .collect();
+                (*id, paths)
+            })
+            .collect();
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail without a limit; an empty result would still compare
+        // honestly (both sides would have to fail alike).
+        let _ = bincode::encode_into_std_write(&state, &mut out, bincode::config::standard());
+        out
+    }
+
+    /// The blake3 hash of [`Replay::state_bytes`], for compact comparison.
+    pub fn state_digest(&self) -> [u8; 32] {
+        *blake3::hash(&self.state_bytes()).as_bytes()
+    }
+}
+
+fn version(register: &Register, e: &Entry) -> Version {
+    Version {
+        op: e.key.op,
+        author: e.key.author,
+        seq: e.seq,
+        hlc: e.key.hlc,
+        value: e.value.clone(),
+        replaces: e.replaces.clone(),
+        head: register.is_head(&e.key.op),
+    }
+}
+
+/// The conflict at a path, if its heads disagree.
+fn conflict(path: &Path, register: &Register) -> Option<FieldConflict> {
+    if !register.conflicted() {
+        return None;
+    }
+    let mut heads = register.heads().rev().map(|e| version(register, e));
+    let winner = heads.next()?;
+    Some(FieldConflict {
+        path: path.clone(),
+        winner,
+        alternatives: heads.collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! Unit tests of replay mechanics; the semantic rules are tested in tests/semantics.rs.
