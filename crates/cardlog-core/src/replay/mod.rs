@@ -632,6 +632,3 @@ fn conflict(path: &Path, register: &Register) -> Option<FieldConflict> {
         alternatives: heads.collect(),
     })
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,1 +1,0 @@
-//! Unit tests of replay mechanics; the semantic rules are tested in tests/semantics.rs.
