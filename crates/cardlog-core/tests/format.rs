@@ -1,0 +1,425 @@
+//! The op format: golden vectors (docs/FORMAT.md lists the same bytes), strict decoding of
+//! every malformed input the brief names, and round-trip properties.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+
+use cardlog_core::codec::limits;
+use cardlog_core::id::to_hex;
+use cardlog_core::{
+    decode_op, ContactId, DecodeError, Field, Hlc, ItemBody, ItemId, ItemKind, ItemValue, Op, OpId,
+    Path, PostalAddress, ReplicaId, Value, Write,
+};
+
+/// Golden op 1: the first op of device 01…01, creating contact 02…02 with a given name.
+fn golden_create() -> Op {
+    Op {
+        author: ReplicaId([0x01; 16]),
+        seq: 1,
+        prev: None,
+        hlc: Hlc {
+            wall_ms: 1_795_338_000_000,
+            counter: 0,
+        },
+        writes: vec![
+            Write {
+                contact: ContactId([0x02; 16]),
+                path: Path::Exists,
+                value: Some(Value::Bool(true)),
+                replaces: vec![],
+            },
+            Write {
+                contact: ContactId([0x02; 16]),
+                path: Path::Field(Field::Given),
+                value: Some(Value::Text("Foo".into())),
+                replaces: vec![],
+            },
+        ],
+    }
+}
+
+/// Golden op 2: the second op of the same device, replacing op 1's writes, adding an address,
+/// a tag and a custom field, removing the given name.
+fn golden_edit(prev: OpId) -> Op {
+    let c = ContactId([0x02; 16]);
+    Op {
+        author: ReplicaId([0x01; 16]),
+        seq: 2,
+        prev: Some(prev),
+        hlc: Hlc {
+            wall_ms: 1_795_338_000_000,
+            counter: 1,
+        },
+        writes: vec![
+            Write {
+                contact: c,
+                path: Path::Exists,
+                value: Some(Value::Bool(true)),
+                replaces: vec![prev],
+            },
+            Write {
+                contact: c,
+                path: Path::Field(Field::Given),
+                value: None,
+                replaces: vec![prev],
+            },
+            Write {
+                contact: c,
+                path: Path::Item(ItemKind::Address, ItemId([0x03; 16])),
+                value: Some(Value::Item(ItemValue {
+                    label: "home".into(),
+                    body: ItemBody::Address(PostalAddress {
+                        street: "1 Main St".into(),
+                        locality: "Springfield".into(),
+                        country: "US".into(),
+                        ..Default::default()
+                    }),
+                })),
+                replaces: vec![],
+            },
+            Write {
+                contact: c,
+                path: Path::Tag("friends".into()),
+                value: Some(Value::Present),
+                replaces: vec![],
+            },
+            Write {
+                contact: c,
+                path: Path::Custom("X-SHOE-SIZE".into()),
+                value: Some(Value::Text("44".into())),
+                replaces: vec![],
+            },
+        ],
+    }
+}
+
+const GOLDEN_CREATE_HEX: &str = "01010101010101010101010101010101010100fd80d67b02a20100000002020202020202020202020202020202020001010100020202020202020202020202020202020100010003466f6f00";
+const GOLDEN_CREATE_ID: &str = "e4e0fdb7405338d24751a3490eca84724319f31a33a09ff8c31f919534645d8f";
+const GOLDEN_EDIT_HEX: &str = concat!(
+    "01010101010101010101010101010101010201e4e0fdb7405338d24751a3490eca84724319f31a33a09ff8c3",
+    "1f919534645d8ffd80d67b02a20100000105020202020202020202020202020202020001010101e4e0fdb740",
+    "5338d24751a3490eca84724319f31a33a09ff8c31f919534645d8f0202020202020202020202020202020201",
+    "000001e4e0fdb7405338d24751a3490eca84724319f31a33a09ff8c31f919534645d8f020202020202020202",
+    "02020202020202020203030303030303030303030303030303010204686f6d650100000931204d61696e2053",
+    "740b537072696e676669656c64000002555300020202020202020202020202020202020307667269656e6473",
+    "01030002020202020202020202020202020202040b582d53484f452d53495a45010002343400",
+);
+const GOLDEN_EDIT_ID: &str = "cc5ba243d0e7acd10ce57e5e20972410042904f91d84d6bf14b09ea6c65338bd";
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn golden_vectors_are_stable() {
+    let create = golden_create().seal().unwrap();
+    let edit = golden_edit(create.id()).seal().unwrap();
+    assert_eq!(to_hex(create.bytes()), GOLDEN_CREATE_HEX);
+    assert_eq!(create.id().to_string(), GOLDEN_CREATE_ID);
+    assert_eq!(to_hex(edit.bytes()), GOLDEN_EDIT_HEX);
+    assert_eq!(edit.id().to_string(), GOLDEN_EDIT_ID);
+    // And the bytes decode back to the same op and id.
+    for (bytes, op) in [(GOLDEN_CREATE_HEX, &create), (GOLDEN_EDIT_HEX, &edit)] {
+        let decoded = decode_op(&hex(bytes)).unwrap();
+        assert_eq!(&decoded, op);
+    }
+}
+
+fn golden_bytes() -> Vec<u8> {
+    hex(GOLDEN_CREATE_HEX)
+}
+
+/// Replaces `len` bytes at `at` with `with`.
+fn splice(at: usize, len: usize, with: &[u8]) -> Vec<u8> {
+    let mut b = golden_bytes();
+    b.splice(at..at + len, with.iter().copied());
+    b
+}
+
+// Offsets into golden op 1 (docs/FORMAT.md walks through them).
+const SEQ_AT: usize = 17;
+const WRITES_LEN_AT: usize = 29;
+const BOOL_AT: usize = 49;
+const PATH_TAG_AT: usize = 67;
+const NAME_LEN_AT: usize = 71;
+
+#[test]
+fn golden_offsets_are_where_the_tests_think() {
+    let b = golden_bytes();
+    assert_eq!(
+        (
+            b[SEQ_AT],
+            b[WRITES_LEN_AT],
+            b[BOOL_AT],
+            b[PATH_TAG_AT],
+            b[NAME_LEN_AT]
+        ),
+        (1, 2, 1, 1, 3)
+    );
+    assert_eq!(&b[NAME_LEN_AT + 1..NAME_LEN_AT + 4], b"Foo");
+}
+
+#[test]
+fn rejects_empty_input() {
+    assert_eq!(decode_op(&[]), Err(DecodeError::Empty));
+}
+
+#[test]
+fn rejects_every_truncation() {
+    let b = golden_bytes();
+    for len in 1..b.len() {
+        assert_eq!(
+            decode_op(&b[..len]),
+            Err(DecodeError::Truncated),
+            "prefix of {len} bytes"
+        );
+    }
+}
+
+#[test]
+fn rejects_trailing_bytes() {
+    let mut b = golden_bytes();
+    b.extend_from_slice(&[0, 0]);
+    assert_eq!(decode_op(&b), Err(DecodeError::TrailingBytes { count: 2 }));
+}
+
+#[test]
+fn rejects_non_minimal_varint() {
+    // seq = 1 written as a 0xfb-prefixed u16 decodes to the same op but is not canonical; the
+    // id of these bytes would differ from the op's id, so they are refused.
+    let b = splice(SEQ_AT, 1, &[0xfb, 0x01, 0x00]);
+    assert_eq!(
+        decode_op(&b),
+        Err(DecodeError::NonCanonical { offset: SEQ_AT })
+    );
+}
+
+#[test]
+fn rejects_unknown_version() {
+    let b = splice(0, 1, &[2]);
+    assert_eq!(
+        decode_op(&b),
+        Err(DecodeError::UnknownVersion {
+            found: 2,
+            supported: 1
+        })
+    );
+}
+
+#[test]
+fn rejects_oversize_lengths() {
+    let huge: [u8; 9] = [0xfd, 0, 0, 0, 0, 0, 1, 0, 0]; // 2^40 as a u64 varint
+    for at in [WRITES_LEN_AT, NAME_LEN_AT] {
+        let b = splice(at, 1, &huge);
+        assert_eq!(
+            decode_op(&b),
+            Err(DecodeError::LengthTooLarge {
+                max: limits::OP_BYTES_MAX
+            }),
+            "length at {at}"
+        );
+    }
+    let b = vec![1u8; limits::OP_BYTES_MAX + 1];
+    assert_eq!(
+        decode_op(&b),
+        Err(DecodeError::TooLarge {
+            len: b.len(),
+            max: limits::OP_BYTES_MAX
+        })
+    );
+}
+
+#[test]
+fn rejects_malformed_layout() {
+    let bad_tag = splice(PATH_TAG_AT, 1, &[9]);
+    let bad_utf8 = splice(NAME_LEN_AT + 1, 1, &[0xff]);
+    let bad_bool = splice(BOOL_AT, 1, &[2]);
+    for b in [bad_tag, bad_utf8, bad_bool] {
+        assert!(
+            matches!(decode_op(&b), Err(DecodeError::Malformed(_))),
+            "{:?}",
+            decode_op(&b)
+        );
+    }
+}
+
+#[test]
+fn rejects_canonical_bytes_of_an_invalid_op() {
+    let mut op = golden_create();
+    op.writes.reverse();
+    let bytes = cardlog_core::encode_op(&op).unwrap();
+    assert!(matches!(
+        decode_op(&bytes),
+        Err(DecodeError::Invalid(
+            cardlog_core::OpInvalid::WritesUnsorted { index: 1, .. }
+        ))
+    ));
+    let mut op = golden_create();
+    op.writes.remove(0);
+    let bytes = cardlog_core::encode_op(&op).unwrap();
+    assert!(matches!(
+        decode_op(&bytes),
+        Err(DecodeError::Invalid(
+            cardlog_core::OpInvalid::MissingExists { .. }
+        ))
+    ));
+}
+
+#[test]
+fn every_rejection_reads_differently() {
+    let mut trailing = golden_bytes();
+    trailing.push(0);
+    let inputs = [
+        vec![],
+        golden_bytes()[..10].to_vec(),
+        trailing,
+        splice(SEQ_AT, 1, &[0xfb, 0x01, 0x00]),
+        splice(0, 1, &[7]),
+        splice(NAME_LEN_AT, 1, &[0xfd, 0, 0, 0, 0, 0, 1, 0, 0]),
+        splice(PATH_TAG_AT, 1, &[9]),
+    ];
+    let messages: Vec<String> = inputs
+        .iter()
+        .map(|b| decode_op(b).unwrap_err().to_string())
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = messages.iter().collect();
+    assert_eq!(distinct.len(), messages.len(), "{messages:#?}");
+    assert!(messages[4].contains("version 7"));
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn path() -> impl Strategy<Value = (Path, Option<Value>)> {
+        let text = "[a-z0-9 ]{0,12}";
+        prop_oneof![
+            (0..12usize, text)
+                .prop_map(|(f, t)| (Path::Field(Field::ALL[f]), Some(Value::Text(t)))),
+            (0..3usize, any::<[u8; 16]>(), text, text).prop_map(|(k, id, l, t)| {
+                let kind = [ItemKind::Phone, ItemKind::Email, ItemKind::Url][k];
+                (
+                    Path::Item(kind, ItemId(id)),
+                    Some(Value::Item(ItemValue {
+                        label: l,
+                        body: ItemBody::Text(t),
+                    })),
+                )
+            }),
+            (any::<[u8; 16]>(), text).prop_map(|(id, street)| (
+                Path::Item(ItemKind::Address, ItemId(id)),
+                Some(Value::Item(ItemValue {
+                    label: String::new(),
+                    body: ItemBody::Address(PostalAddress {
+                        street,
+                        ..Default::default()
+                    }),
+                })),
+            )),
+            "[a-z]{1,8}".prop_map(|t| (Path::Tag(t), Some(Value::Present))),
+            ("X-[A-Z]{1,8}", text).prop_map(|(n, t)| (Path::Custom(n), Some(Value::Text(t)))),
+            (0..12usize).prop_map(|f| (Path::Field(Field::ALL[f]), None)),
+        ]
+    }
+
+    pub(super) fn op() -> impl Strategy<Value = Op> {
+        (
+            any::<[u8; 16]>(),
+            1..1_000_000u64,
+            any::<[u8; 32]>(),
+            any::<u64>(),
+            any::<u32>(),
+            proptest::collection::vec(
+                (
+                    0..3u8,
+                    path(),
+                    proptest::collection::btree_set(any::<[u8; 32]>(), 0..3),
+                    any::<bool>(),
+                ),
+                0..8,
+            ),
+        )
+            .prop_map(|(author, seq, prev, wall_ms, counter, raw)| {
+                let mut writes: BTreeMap<(ContactId, Path), Write> = BTreeMap::new();
+                for (c, (path, value), replaces, exists) in raw {
+                    let contact = ContactId([c; 16]);
+                    writes.entry((contact, Path::Exists)).or_insert(Write {
+                        contact,
+                        path: Path::Exists,
+                        value: Some(Value::Bool(exists)),
+                        replaces: vec![],
+                    });
+                    let replaces = replaces.into_iter().map(OpId).collect();
+                    writes.insert(
+                        (contact, path.clone()),
+                        Write {
+                            contact,
+                            path,
+                            value,
+                            replaces,
+                        },
+                    );
+                }
+                if writes.is_empty() {
+                    let contact = ContactId([9; 16]);
+                    writes.insert(
+                        (contact, Path::Exists),
+                        Write {
+                            contact,
+                            path: Path::Exists,
+                            value: Some(Value::Bool(true)),
+                            replaces: vec![],
+                        },
+                    );
+                }
+                Op {
+                    author: ReplicaId(author),
+                    seq,
+                    prev: (seq > 1).then_some(OpId(prev)),
+                    hlc: Hlc { wall_ms, counter },
+                    writes: writes.into_values().collect(),
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn valid_ops_round_trip_to_the_same_bytes_and_id(op in op()) {
+            let sealed = op.clone().seal().unwrap();
+            let decoded = decode_op(sealed.bytes()).unwrap();
+            prop_assert_eq!(decoded.op(), &op);
+            prop_assert_eq!(decoded.id(), sealed.id());
+            prop_assert_eq!(decoded.bytes(), sealed.bytes());
+        }
+
+        #[test]
+        fn mutated_bytes_never_panic_and_never_alias(
+            op in op(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..3u8), 1..4),
+        ) {
+            let sealed = op.seal().unwrap();
+            let mut bytes = sealed.bytes().to_vec();
+            for (at, byte, kind) in edits {
+                let i = at.index(bytes.len().max(1));
+                match kind {
+                    0 if i < bytes.len() => bytes[i] = byte,
+                    1 => bytes.insert(i.min(bytes.len()), byte),
+                    _ if i < bytes.len() => { bytes.remove(i); }
+                    _ => {}
+                }
+            }
+            // Whatever decodes is exactly canonical: its id is the hash of the input.
+            if let Ok(decoded) = decode_op(&bytes) {
+                prop_assert_eq!(decoded.bytes(), &bytes[..]);
+                prop_assert_eq!(decoded.id(), OpId::of_bytes(&bytes));
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_op(&bytes);
+        }
+    }
+}
