@@ -12,19 +12,20 @@
 
 mod plan;
 mod register;
+mod view;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use bincode::Encode;
-
 pub use plan::{plan_contact, Batch, PlanError};
-pub use register::WriteKey;
-use register::{Entry, Register};
+pub use register::{Heads, RegisterWrite, WriteKey};
+pub use view::{contact_view, field_conflict, state_bytes, ContactView, FieldConflict, Version};
+
+use register::Register;
 
 use crate::hlc::Hlc;
-use crate::id::{ContactId, ItemId, OpId, ReplicaId};
-use crate::model::contact::{Change, Contact, Item};
-use crate::model::{ItemKind, Path, Value};
+use crate::id::{ContactId, OpId, ReplicaId};
+use crate::model::contact::Change;
+use crate::model::Path;
 use crate::op::{Op, SealedOp, Write};
 
 /// Why an op cannot be applied. The op is not applied and nothing changes.
@@ -128,52 +129,6 @@ pub enum InsertOutcome {
         /// The first dependency found missing.
         missing: Missing,
     },
-}
-
-/// One value a path has had: which op wrote it, when, by whom, and whether it is still a head.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Version {
-    /// The op that wrote it.
-    pub op: OpId,
-    /// The writing device.
-    pub author: ReplicaId,
-    /// The op's seq in its author's chain.
-    pub seq: u64,
-    /// The op's timestamp.
-    pub hlc: Hlc,
-    /// The value written; `None` is a removal.
-    pub value: Option<Value>,
-    /// The writes this one replaced.
-    pub replaces: Vec<OpId>,
-    /// Whether no write present replaces it (the visible value or a conflict alternative).
-    pub head: bool,
-}
-
-/// A path whose heads disagree: the visible winner and the other values, readable until an edit
-/// of the path settles it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldConflict {
-    /// The conflicted path (`exists` for a concurrent delete and edit).
-    pub path: Path,
-    /// The visible write.
-    pub winner: Version,
-    /// The other heads, newest first.
-    pub alternatives: Vec<Version>,
-}
-
-/// A contact as an app reads it: the visible values, whether it is deleted, and its conflicts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContactView {
-    /// The visible values.
-    pub contact: Contact,
-    /// Whether the contact is deleted (a tombstone that can be restored).
-    pub deleted: bool,
-    /// Conflicted paths, in path order.
-    pub conflicts: Vec<FieldConflict>,
-    /// Timestamp of the first write of the contact.
-    pub created: Hlc,
-    /// Timestamp of the newest visible write.
-    pub updated: Hlc,
 }
 
 /// The materializer. See the module docs.
@@ -308,7 +263,7 @@ impl Replay {
                 .or_default()
                 .entry(w.path.clone())
                 .or_default()
-                .apply(Entry {
+                .apply(RegisterWrite {
                     key: WriteKey {
                         hlc: op.hlc,
                         author: op.author,
@@ -415,7 +370,7 @@ impl Replay {
         plan::plan_contact(contact, changes, |path| {
             Ok(registers
                 .and_then(|r| r.get(path))
-                .map(Register::head_ops)
+                .map(|r| r.heads().head_ops())
                 .unwrap_or_default())
         })
     }
@@ -471,63 +426,10 @@ impl Replay {
     /// The contact as apps read it, deleted or not; `None` if no op has written it.
     pub fn contact(&self, id: &ContactId) -> Option<ContactView> {
         let registers = self.contacts.get(id)?;
-        let mut contact = Contact::new(*id);
-        let mut items: BTreeMap<ItemKind, Vec<(Hlc, ItemId, Item)>> = BTreeMap::new();
-        let mut conflicts = Vec::new();
-        let mut created = None;
-        let mut updated = Hlc::default();
-        for (path, register) in registers {
-            if let Some(w) = register.winner() {
-                updated = updated.max(w.key.hlc);
-            }
-            if let Some(c) = conflict(path, register) {
-                conflicts.push(c);
-            }
-            let Some(value) = register.value() else {
-                continue;
-            };
-            match (path, value) {
-                (Path::Exists, _) => created = register.first_hlc(),
-                (Path::Field(f), Value::Text(t)) => {
-                    contact.fields.insert(*f, t.clone());
-                }
-                (Path::Item(kind, item), Value::Item(v)) => {
-                    items.entry(*kind).or_default().push((
-                        register.first_hlc().unwrap_or_default(),
-                        *item,
-                        Item {
-                            id: *item,
-                            label: v.label.clone(),
-                            body: v.body.clone(),
-                        },
-                    ));
-                }
-                (Path::Tag(name), Value::Present) => {
-                    contact.tags.insert(name.clone());
-                }
-                (Path::Custom(name), Value::Text(t)) => {
-                    contact.custom.insert(name.clone(), t.clone());
-                }
-                // Validation makes other combinations impossible; ignoring them keeps the view
-                // total.
-                _ => {}
-            }
-        }
-        for (kind, mut list) in items {
-            list.sort_by_key(|a| (a.0, a.1));
-            *contact.items_mut(kind) = list.into_iter().map(|(_, _, item)| item).collect();
-        }
-        let deleted = registers
-            .get(&Path::Exists)
-            .and_then(Register::value)
-            .is_none_or(|v| v != &Value::Bool(true));
-        Some(ContactView {
-            contact,
-            deleted,
-            conflicts,
-            created: created.unwrap_or_default(),
-            updated,
-        })
+        Some(view::contact_view(
+            *id,
+            registers.iter().map(|(path, r)| (path, r.heads())),
+        ))
     }
 
     /// Every contact, in id order; deleted ones only when asked.
@@ -545,7 +447,12 @@ impl Replay {
         self.contacts
             .get(contact)
             .and_then(|r| r.get(path))
-            .map(|r| r.entries().iter().map(|e| version(r, e)).collect())
+            .map(|r| {
+                r.entries()
+                    .iter()
+                    .map(|e| Version::of(e, r.heads().is_head(&e.key.op)))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -564,7 +471,7 @@ impl Replay {
             .flat_map(|(id, registers)| {
                 registers
                     .iter()
-                    .filter_map(|(path, r)| conflict(path, r).map(|c| (*id, c)))
+                    .filter_map(|(path, r)| view::field_conflict(path, r.heads()).map(|c| (*id, c)))
             })
             .collect()
     }
@@ -573,62 +480,15 @@ impl Replay {
     /// (key and value) and the number of writes. Two replays with the same applied ops give the
     /// same bytes whatever the order the ops came in; the property tests compare these.
     pub fn state_bytes(&self) -> Vec<u8> {
-        #[derive(Encode)]
-        struct PathState {
-            path: Path,
-            writes: u64,
-            heads: Vec<(WriteKey, Option<Value>)>,
-        }
-        let state: Vec<(ContactId, Vec<PathState>)> = self
-            .contacts
-            .iter()
-            .map(|(id, registers)| {
-                let paths = registers
-                    .iter()
-                    .map(|(path, r)| PathState {
-                        path: path.clone(),
-                        writes: r.entries().len() as u64,
-                        heads: r.heads().map(|e| (e.key, e.value.clone())).collect(),
-                    })
-                    .collect();
-                (*id, paths)
-            })
-            .collect();
-        let mut out = Vec::new();
-        // Encoding into a Vec cannot fail without a limit; an empty result would still compare
-        // honestly (both sides would have to fail alike).
-        let _ = bincode::encode_into_std_write(&state, &mut out, bincode::config::standard());
-        out
+        view::state_bytes(self.contacts.iter().flat_map(|(id, registers)| {
+            registers
+                .iter()
+                .map(|(path, r)| (*id, path, r.heads(), r.entries().len() as u64))
+        }))
     }
 
     /// The blake3 hash of [`Replay::state_bytes`], for compact comparison.
     pub fn state_digest(&self) -> [u8; 32] {
         *blake3::hash(&self.state_bytes()).as_bytes()
     }
-}
-
-fn version(register: &Register, e: &Entry) -> Version {
-    Version {
-        op: e.key.op,
-        author: e.key.author,
-        seq: e.seq,
-        hlc: e.key.hlc,
-        value: e.value.clone(),
-        replaces: e.replaces.clone(),
-        head: register.is_head(&e.key.op),
-    }
-}
-
-/// The conflict at a path, if its heads disagree.
-fn conflict(path: &Path, register: &Register) -> Option<FieldConflict> {
-    if !register.conflicted() {
-        return None;
-    }
-    let mut heads = register.heads().rev().map(|e| version(register, e));
-    let winner = heads.next()?;
-    Some(FieldConflict {
-        path: path.clone(),
-        winner,
-        alternatives: heads.collect(),
-    })
 }

@@ -1,10 +1,11 @@
-//! One register: every write ever made at one (contact, path), and which of them are *heads*
-//! (not replaced by any other write present).
+//! One register: the writes at one (contact, path) that are *heads* (not replaced by any other
+//! write present), and in the in-memory replay also every write ever made there (history).
 //!
 //! The rule is a pure function of the set of writes: a write is a head unless another write at
 //! the same path names it in `replaces`. Because a write can only name writes that existed when
 //! it was made, the writes that replace a given write always arrive after it, so heads can be
-//! maintained incrementally in any delivery order with the same result.
+//! maintained incrementally in any delivery order with the same result. [`Heads`] is the part
+//! a durable store keeps per path; it is all a read needs.
 
 use bincode::{Decode, Encode};
 
@@ -25,86 +26,103 @@ pub struct WriteKey {
 }
 
 /// One write as a register remembers it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Entry {
-    pub(crate) key: WriteKey,
-    pub(crate) seq: u64,
-    pub(crate) value: Option<Value>,
-    pub(crate) replaces: Vec<OpId>,
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct RegisterWrite {
+    /// Its place in the order of writes.
+    pub key: WriteKey,
+    /// The writing op's seq in its author's chain.
+    pub seq: u64,
+    /// The value; `None` is a removal.
+    pub value: Option<Value>,
+    /// The writes it replaced.
+    pub replaces: Vec<OpId>,
 }
 
-/// All writes at one path, sorted by [`WriteKey`], and the keys of the heads, sorted.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Register {
-    entries: Vec<Entry>,
-    heads: Vec<WriteKey>,
+/// The heads of one register, sorted by [`WriteKey`], and the timestamp of its first write.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub struct Heads {
+    first: Option<Hlc>,
+    heads: Vec<RegisterWrite>,
 }
 
-impl Register {
-    /// Adds a write. Its replaced writes stop being heads; it becomes one (nothing present can
-    /// replace it yet, see the module docs). Adding a write already present changes nothing.
-    pub(crate) fn apply(&mut self, entry: Entry) {
-        let Err(at) = self.entries.binary_search_by(|e| e.key.cmp(&entry.key)) else {
-            return;
-        };
-        self.heads.retain(|h| !entry.replaces.contains(&h.op));
-        if let Err(h) = self.heads.binary_search(&entry.key) {
-            self.heads.insert(h, entry.key);
+impl Heads {
+    /// Adds a write that is not yet applied here: the writes it replaces stop being heads and it
+    /// becomes one (nothing present can replace it yet). The caller applies each write once
+    /// (the in-memory register and the store both check their history first).
+    pub fn apply(&mut self, write: RegisterWrite) {
+        self.first = Some(self.first.map_or(write.key.hlc, |f| f.min(write.key.hlc)));
+        self.heads.retain(|h| !write.replaces.contains(&h.key.op));
+        if let Err(at) = self.heads.binary_search_by(|h| h.key.cmp(&write.key)) {
+            self.heads.insert(at, write);
         }
-        self.entries.insert(at, entry);
     }
 
-    /// Every write, oldest first by [`WriteKey`].
-    pub(crate) fn entries(&self) -> &[Entry] {
-        &self.entries
-    }
-
-    /// The unreplaced writes, in [`WriteKey`] order (the last is the visible one).
-    pub(crate) fn heads(&self) -> impl DoubleEndedIterator<Item = &Entry> + '_ {
-        self.heads.iter().filter_map(|k| self.entry(k))
+    /// The heads, in [`WriteKey`] order (the last is the visible one).
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &RegisterWrite> + '_ {
+        self.heads.iter()
     }
 
     /// The visible write: the greatest head.
-    pub(crate) fn winner(&self) -> Option<&Entry> {
-        self.heads.last().and_then(|k| self.entry(k))
+    pub fn winner(&self) -> Option<&RegisterWrite> {
+        self.heads.last()
     }
 
     /// The visible value (`None` when the path is unset or its winner is a removal).
-    pub(crate) fn value(&self) -> Option<&Value> {
+    pub fn value(&self) -> Option<&Value> {
         self.winner().and_then(|e| e.value.as_ref())
     }
 
     /// Whether the heads disagree: more than one distinct value (a removal counts as a value).
-    pub(crate) fn conflicted(&self) -> bool {
-        let mut heads = self.heads();
-        match heads.next() {
-            Some(first) => heads.any(|h| h.value != first.value),
+    pub fn conflicted(&self) -> bool {
+        match self.heads.split_first() {
+            Some((first, rest)) => rest.iter().any(|h| h.value != first.value),
             None => false,
         }
     }
 
     /// The op ids of the heads, sorted by id: what a new write at this path replaces.
-    pub(crate) fn head_ops(&self) -> Vec<OpId> {
-        let mut ops: Vec<OpId> = self.heads.iter().map(|k| k.op).collect();
+    pub fn head_ops(&self) -> Vec<OpId> {
+        let mut ops: Vec<OpId> = self.heads.iter().map(|h| h.key.op).collect();
         ops.sort_unstable();
         ops
     }
 
-    /// The timestamp of the oldest write (items are listed by when they were first written).
-    pub(crate) fn first_hlc(&self) -> Option<Hlc> {
-        self.entries.first().map(|e| e.key.hlc)
+    /// The timestamp of the first write (items are listed by when they were first written).
+    pub fn first_hlc(&self) -> Option<Hlc> {
+        self.first
     }
 
     /// Whether `op` is a head here.
-    pub(crate) fn is_head(&self, op: &OpId) -> bool {
-        self.heads.iter().any(|k| &k.op == op)
+    pub fn is_head(&self, op: &OpId) -> bool {
+        self.heads.iter().any(|h| &h.key.op == op)
+    }
+}
+
+/// A register of the in-memory replay: its heads and its whole history.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Register {
+    heads: Heads,
+    entries: Vec<RegisterWrite>,
+}
+
+impl Register {
+    /// Adds a write; adding a write already present changes nothing.
+    pub(crate) fn apply(&mut self, write: RegisterWrite) {
+        let Err(at) = self.entries.binary_search_by(|e| e.key.cmp(&write.key)) else {
+            return;
+        };
+        self.heads.apply(write.clone());
+        self.entries.insert(at, write);
     }
 
-    fn entry(&self, key: &WriteKey) -> Option<&Entry> {
-        self.entries
-            .binary_search_by(|e| e.key.cmp(key))
-            .ok()
-            .and_then(|i| self.entries.get(i))
+    /// Every write, oldest first by [`WriteKey`].
+    pub(crate) fn entries(&self) -> &[RegisterWrite] {
+        &self.entries
+    }
+
+    /// The heads.
+    pub(crate) fn heads(&self) -> &Heads {
+        &self.heads
     }
 }
 
@@ -112,8 +130,8 @@ impl Register {
 mod tests {
     use super::*;
 
-    fn entry(ms: u64, op: u8, value: &str, replaces: &[u8]) -> Entry {
-        Entry {
+    fn write(ms: u64, op: u8, value: &str, replaces: &[u8]) -> RegisterWrite {
+        RegisterWrite {
             key: WriteKey {
                 hlc: Hlc {
                     wall_ms: ms,
@@ -130,9 +148,9 @@ mod tests {
 
     #[test]
     fn replaced_writes_stop_being_heads_in_any_order() {
-        let a = entry(10, 1, "a", &[]);
-        let b = entry(20, 2, "b", &[]);
-        let c = entry(5, 3, "c", &[1, 2]);
+        let a = write(10, 1, "a", &[]);
+        let b = write(20, 2, "b", &[]);
+        let c = write(5, 3, "c", &[1, 2]);
         let mut r1 = Register::default();
         for e in [a.clone(), b.clone(), c.clone()] {
             r1.apply(e);
@@ -143,29 +161,36 @@ mod tests {
         }
         assert_eq!(r1, r2);
         // c replaced both and wins although its timestamp is the oldest: causality, not clocks.
-        assert_eq!(r1.value(), c.value.as_ref());
-        assert!(!r1.conflicted());
+        assert_eq!(r1.heads().value(), c.value.as_ref());
+        assert!(!r1.heads().conflicted());
         assert_eq!(r1.entries().len(), 3);
+        assert_eq!(
+            r1.heads().first_hlc(),
+            Some(Hlc {
+                wall_ms: 5,
+                counter: 0
+            })
+        );
     }
 
     #[test]
     fn concurrent_heads_conflict_only_when_values_differ() {
         let mut r = Register::default();
-        r.apply(entry(10, 1, "same", &[]));
-        r.apply(entry(20, 2, "same", &[]));
-        assert!(!r.conflicted());
-        r.apply(entry(30, 3, "other", &[]));
-        assert!(r.conflicted());
-        assert_eq!(r.value(), Some(&Value::Text("other".into())));
-        assert_eq!(r.head_ops().len(), 3);
+        r.apply(write(10, 1, "same", &[]));
+        r.apply(write(20, 2, "same", &[]));
+        assert!(!r.heads().conflicted());
+        r.apply(write(30, 3, "other", &[]));
+        assert!(r.heads().conflicted());
+        assert_eq!(r.heads().value(), Some(&Value::Text("other".into())));
+        assert_eq!(r.heads().head_ops().len(), 3);
     }
 
     #[test]
     fn applying_twice_changes_nothing() {
         let mut r = Register::default();
-        r.apply(entry(10, 1, "a", &[]));
+        r.apply(write(10, 1, "a", &[]));
         let once = r.clone();
-        r.apply(entry(10, 1, "a", &[]));
+        r.apply(write(10, 1, "a", &[]));
         assert_eq!(r, once);
     }
 }
