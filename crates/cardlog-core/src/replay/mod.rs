@@ -10,12 +10,14 @@
 //! An op is checked completely before any of it is applied, so a rejected op leaves no trace and
 //! an accepted one becomes visible whole (semantics S7).
 
+mod check;
 mod plan;
 mod register;
 mod view;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+pub use check::{check_op, ChainHead, OpLookup, Readiness};
 pub use plan::{plan_contact, Batch, PlanError};
 pub use register::{Heads, RegisterWrite, WriteKey};
 pub use view::{contact_view, field_conflict, state_bytes, ContactView, FieldConflict, Version};
@@ -142,10 +144,47 @@ pub struct Replay {
     waiting: HashMap<Missing, Vec<OpId>>,
 }
 
-enum Check {
-    Ready,
-    Duplicate,
-    Wait(Missing),
+impl OpLookup for Replay {
+    type Error = ReplayError;
+
+    fn contains(&self, op: &OpId) -> Result<bool, ReplayError> {
+        Ok(self.ops.contains_key(op))
+    }
+
+    fn chain_head(&self, author: &ReplicaId) -> Result<Option<ChainHead>, ReplayError> {
+        let Some(chain) = self.chains.get(author) else {
+            return Ok(None);
+        };
+        Ok(chain
+            .last()
+            .and_then(|id| self.ops.get(id))
+            .map(|op| ChainHead {
+                seq: chain.len() as u64,
+                op: op.id(),
+                hlc: op.op().hlc,
+            }))
+    }
+
+    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<OpId>, ReplayError> {
+        Ok(self
+            .chains
+            .get(author)
+            .zip(seq.checked_sub(1).and_then(|i| usize::try_from(i).ok()))
+            .and_then(|(chain, i)| chain.get(i))
+            .copied())
+    }
+
+    fn wrote_at(
+        &self,
+        op: &OpId,
+        contact: &ContactId,
+        path: &Path,
+    ) -> Result<Option<bool>, ReplayError> {
+        Ok(self
+            .ops
+            .get(op)
+            .map(|o| o.op().write_at(*contact, path).is_some()))
+    }
 }
 
 impl Replay {
@@ -158,16 +197,16 @@ impl Replay {
     /// present, keeps it pending otherwise. An invalid op is refused and changes nothing.
     pub fn insert(&mut self, op: SealedOp) -> Result<InsertOutcome, ReplayError> {
         let id = op.id();
-        match self.check(&op)? {
-            Check::Duplicate => Ok(InsertOutcome::Duplicate),
-            Check::Wait(missing) => {
+        match check_op(self, &op)? {
+            Readiness::Duplicate => Ok(InsertOutcome::Duplicate),
+            Readiness::Missing(missing) => {
                 // An op already pending stays registered under the dependency it waits for.
                 if self.pending.insert(id, op).is_none() {
                     self.waiting.entry(missing).or_default().push(id);
                 }
                 Ok(InsertOutcome::Pending { missing })
             }
-            Check::Ready => {
+            Readiness::Ready => {
                 self.pending.remove(&id);
                 self.apply(op);
                 let mut applied = vec![id];
@@ -176,81 +215,6 @@ impl Replay {
                 Ok(InsertOutcome::Applied { applied, rejected })
             }
         }
-    }
-
-    /// Checks everything an op needs from the ops present, without changing anything.
-    fn check(&self, sealed: &SealedOp) -> Result<Check, ReplayError> {
-        let op = sealed.op();
-        let id = sealed.id();
-        if self.ops.contains_key(&id) {
-            return Ok(Check::Duplicate);
-        }
-        let chain = self
-            .chains
-            .get(&op.author)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let applied = chain.len() as u64;
-        if op.seq <= applied {
-            let existing = op
-                .seq
-                .checked_sub(1)
-                .and_then(|i| usize::try_from(i).ok())
-                .and_then(|i| chain.get(i))
-                .copied()
-                .unwrap_or(id);
-            return Err(ReplayError::Fork {
-                author: op.author,
-                seq: op.seq,
-                existing,
-                incoming: id,
-            });
-        }
-        if op.seq > applied + 1 {
-            return Ok(Check::Wait(Missing::Chain {
-                author: op.author,
-                seq: op.seq - 1,
-            }));
-        }
-        if let Some(&last) = chain.last() {
-            if op.prev != Some(last) {
-                return Err(ReplayError::ChainMismatch {
-                    author: op.author,
-                    seq: op.seq,
-                    op: id,
-                    named: op.prev,
-                    present: last,
-                });
-            }
-            if let Some(prev) = self.ops.get(&last) {
-                if op.hlc <= prev.op().hlc {
-                    return Err(ReplayError::ClockRegression {
-                        author: op.author,
-                        seq: op.seq,
-                        op: id,
-                        hlc: op.hlc,
-                        prev: prev.op().hlc,
-                    });
-                }
-            }
-        }
-        for w in &op.writes {
-            for replaced in &w.replaces {
-                match self.ops.get(replaced) {
-                    None => return Ok(Check::Wait(Missing::Op(*replaced))),
-                    Some(r) if r.op().write_at(w.contact, &w.path).is_none() => {
-                        return Err(ReplayError::BadReplace {
-                            op: id,
-                            contact: w.contact,
-                            path: w.path.to_string(),
-                            replaced: *replaced,
-                        })
-                    }
-                    Some(_) => {}
-                }
-            }
-        }
-        Ok(Check::Ready)
     }
 
     /// Applies a checked op.
@@ -298,14 +262,14 @@ impl Replay {
                     let Some(sealed) = self.pending.remove(&waiter) else {
                         continue;
                     };
-                    match self.check(&sealed) {
-                        Ok(Check::Ready) => {
+                    match check_op(self, &sealed) {
+                        Ok(Readiness::Ready) => {
                             self.apply(sealed);
                             applied.push(waiter);
                             queue.push_back(waiter);
                         }
-                        Ok(Check::Duplicate) => {}
-                        Ok(Check::Wait(missing)) => {
+                        Ok(Readiness::Duplicate) => {}
+                        Ok(Readiness::Missing(missing)) => {
                             self.pending.insert(waiter, sealed);
                             self.waiting.entry(missing).or_default().push(waiter);
                         }

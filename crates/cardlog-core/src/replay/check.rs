@@ -1,0 +1,121 @@
+//! The dependency and consistency check an op passes before it is applied, written once over an
+//! [`OpLookup`] so the in-memory replay and the durable store apply exactly the same rules.
+
+use crate::hlc::Hlc;
+use crate::id::{ContactId, OpId, ReplicaId};
+use crate::model::Path;
+use crate::op::SealedOp;
+
+use super::{Missing, ReplayError};
+
+/// The last applied op of one author.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, bincode::Encode, bincode::Decode,
+)]
+pub struct ChainHead {
+    /// Its seq (the number of the author's ops applied).
+    pub seq: u64,
+    /// Its id (commits to the author's whole chain).
+    pub op: OpId,
+    /// Its timestamp.
+    pub hlc: Hlc,
+}
+
+/// What the check needs to know about the ops already applied.
+pub trait OpLookup {
+    /// Errors of the lookup itself (I/O for a store); must carry replay refusals.
+    type Error: From<ReplayError>;
+    /// Whether the op is applied.
+    fn contains(&self, op: &OpId) -> Result<bool, Self::Error>;
+    /// The author's last applied op.
+    fn chain_head(&self, author: &ReplicaId) -> Result<Option<ChainHead>, Self::Error>;
+    /// The id of the author's applied op at `seq`.
+    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<OpId>, Self::Error>;
+    /// Whether the applied op `op` wrote at `(contact, path)`; `None` if `op` is not applied.
+    fn wrote_at(
+        &self,
+        op: &OpId,
+        contact: &ContactId,
+        path: &Path,
+    ) -> Result<Option<bool>, Self::Error>;
+}
+
+/// Whether an op can be applied now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Every dependency is present and the op is consistent with them.
+    Ready,
+    /// The op is already applied.
+    Duplicate,
+    /// A dependency is missing (the first one found).
+    Missing(Missing),
+}
+
+/// Checks an op against the applied ops without changing anything: already applied, chain
+/// position (forks), previous-op hash, timestamp after its predecessor's, replaced writes
+/// present and at the same contact and path.
+pub fn check_op<L: OpLookup>(lookup: &L, sealed: &SealedOp) -> Result<Readiness, L::Error> {
+    let op = sealed.op();
+    let id = sealed.id();
+    if lookup.contains(&id)? {
+        return Ok(Readiness::Duplicate);
+    }
+    let head = lookup.chain_head(&op.author)?;
+    let applied = head.map_or(0, |h| h.seq);
+    if op.seq <= applied {
+        let existing = lookup.op_at(&op.author, op.seq)?.unwrap_or(id);
+        return Err(ReplayError::Fork {
+            author: op.author,
+            seq: op.seq,
+            existing,
+            incoming: id,
+        }
+        .into());
+    }
+    if op.seq > applied + 1 {
+        return Ok(Readiness::Missing(Missing::Chain {
+            author: op.author,
+            seq: op.seq - 1,
+        }));
+    }
+    if let Some(head) = head {
+        if op.prev != Some(head.op) {
+            return Err(ReplayError::ChainMismatch {
+                author: op.author,
+                seq: op.seq,
+                op: id,
+                named: op.prev,
+                present: head.op,
+            }
+            .into());
+        }
+        if op.hlc <= head.hlc {
+            return Err(ReplayError::ClockRegression {
+                author: op.author,
+                seq: op.seq,
+                op: id,
+                hlc: op.hlc,
+                prev: head.hlc,
+            }
+            .into());
+        }
+    }
+    for w in &op.writes {
+        for replaced in &w.replaces {
+            match lookup.wrote_at(replaced, &w.contact, &w.path)? {
+                None => return Ok(Readiness::Missing(Missing::Op(*replaced))),
+                Some(false) => {
+                    return Err(ReplayError::BadReplace {
+                        op: id,
+                        contact: w.contact,
+                        path: w.path.to_string(),
+                        replaced: *replaced,
+                    }
+                    .into())
+                }
+                Some(true) => {}
+            }
+        }
+    }
+    Ok(Readiness::Ready)
+}
