@@ -1,0 +1,182 @@
+//! The narrow storage interface the store is written against, its sled implementation, and a
+//! fault-injecting wrapper for tests.
+//!
+//! Everything the store keeps lives in one ordered key space. A [`KvBatch`] is applied
+//! atomically, also across a crash (sled seals a batch in its log as one unit), which is what
+//! makes each op's log entry, index entries and state changes appear together or not at all.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A failure of the storage engine (I/O, corruption it detected, a full disk…).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("storage engine: {0}")]
+pub struct KvError(pub String);
+
+/// Result of a storage call.
+pub type KvResult<T> = Result<T, KvError>;
+
+/// Key/value pairs in key order.
+pub type KvIter<'a> = Box<dyn Iterator<Item = KvResult<(Vec<u8>, Vec<u8>)>> + 'a>;
+
+/// Inserts and removals applied together.
+#[derive(Debug, Default, Clone)]
+pub struct KvBatch {
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl KvBatch {
+    /// Sets `key` to `value`.
+    pub fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.writes.push((key, Some(value)));
+    }
+
+    /// Removes `key`.
+    pub fn remove(&mut self, key: Vec<u8>) {
+        self.writes.push((key, None));
+    }
+
+    /// Number of writes.
+    pub fn len(&self) -> usize {
+        self.writes.len()
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+}
+
+/// The storage interface: ordered keys, atomic batches, explicit flush.
+pub trait Kv: Send + Sync {
+    /// The value at `key`.
+    fn get(&self, key: &[u8]) -> KvResult<Option<Vec<u8>>>;
+    /// Every pair whose key starts with `prefix`, in key order.
+    fn scan_prefix<'a>(&'a self, prefix: &[u8]) -> KvIter<'a>;
+    /// Pairs with `start <= key < end`, in key order.
+    fn range<'a>(&'a self, start: &[u8], end: &[u8]) -> KvIter<'a>;
+    /// The last pair whose key starts with `prefix`.
+    fn last_with_prefix(&self, prefix: &[u8]) -> KvResult<Option<(Vec<u8>, Vec<u8>)>>;
+    /// Applies every write of the batch, atomically (also across a crash).
+    fn apply(&self, batch: KvBatch) -> KvResult<()>;
+    /// Makes every applied batch durable.
+    fn flush(&self) -> KvResult<()>;
+}
+
+/// sled 0.34 as the engine.
+pub struct SledKv {
+    db: sled::Db,
+}
+
+fn sled_err(e: sled::Error) -> KvError {
+    KvError(e.to_string())
+}
+
+fn pair(r: sled::Result<(sled::IVec, sled::IVec)>) -> KvResult<(Vec<u8>, Vec<u8>)> {
+    r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(sled_err)
+}
+
+impl SledKv {
+    /// Opens (creating if needed) a sled database in `dir` with a page cache of `cache_bytes`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> KvResult<Self> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(sled_err)?;
+        Ok(Self { db })
+    }
+}
+
+impl Kv for SledKv {
+    fn get(&self, key: &[u8]) -> KvResult<Option<Vec<u8>>> {
+        self.db
+            .get(key)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(sled_err)
+    }
+
+    fn scan_prefix<'a>(&'a self, prefix: &[u8]) -> KvIter<'a> {
+        Box::new(self.db.scan_prefix(prefix).map(pair))
+    }
+
+    fn range<'a>(&'a self, start: &[u8], end: &[u8]) -> KvIter<'a> {
+        Box::new(self.db.range(start.to_vec()..end.to_vec()).map(pair))
+    }
+
+    fn last_with_prefix(&self, prefix: &[u8]) -> KvResult<Option<(Vec<u8>, Vec<u8>)>> {
+        self.db
+            .scan_prefix(prefix)
+            .next_back()
+            .transpose()
+            .map(|o| o.map(|(k, v)| (k.to_vec(), v.to_vec())))
+            .map_err(sled_err)
+    }
+
+    fn apply(&self, batch: KvBatch) -> KvResult<()> {
+        let mut b = sled::Batch::default();
+        for (k, v) in batch.writes {
+            match v {
+                Some(v) => b.insert(k, v),
+                None => b.remove(k),
+            }
+        }
+        self.db.apply_batch(b).map_err(sled_err)
+    }
+
+    fn flush(&self) -> KvResult<()> {
+        self.db.flush().map(|_| ()).map_err(sled_err)
+    }
+}
+
+/// Wraps a [`Kv`] and fails every write (`apply`, `flush`) after a given number of successful
+/// ones: the fault-injection point for tests of the store's error handling.
+pub struct FaultyKv<K> {
+    inner: K,
+    writes_left: AtomicU64,
+}
+
+impl<K: Kv> FaultyKv<K> {
+    /// Lets `writes_ok` writes through, then fails every write.
+    pub fn new(inner: K, writes_ok: u64) -> Self {
+        Self {
+            inner,
+            writes_left: AtomicU64::new(writes_ok),
+        }
+    }
+
+    fn take(&self) -> KvResult<()> {
+        self.writes_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .map(|_| ())
+            .map_err(|_| KvError("injected write failure".into()))
+    }
+}
+
+impl<K: Kv> Kv for FaultyKv<K> {
+    fn get(&self, key: &[u8]) -> KvResult<Option<Vec<u8>>> {
+        self.inner.get(key)
+    }
+
+    fn scan_prefix<'a>(&'a self, prefix: &[u8]) -> KvIter<'a> {
+        self.inner.scan_prefix(prefix)
+    }
+
+    fn range<'a>(&'a self, start: &[u8], end: &[u8]) -> KvIter<'a> {
+        self.inner.range(start, end)
+    }
+
+    fn last_with_prefix(&self, prefix: &[u8]) -> KvResult<Option<(Vec<u8>, Vec<u8>)>> {
+        self.inner.last_with_prefix(prefix)
+    }
+
+    fn apply(&self, batch: KvBatch) -> KvResult<()> {
+        self.take()?;
+        self.inner.apply(batch)
+    }
+
+    fn flush(&self) -> KvResult<()> {
+        self.take()?;
+        self.inner.flush()
+    }
+}
