@@ -149,7 +149,7 @@ impl Store {
         kv.flush()?;
         // The marker goes last: a directory without it is never mistaken for a store.
         std::fs::write(dir.join(MARKER_FILE), marker_text()).map_err(|e| io(dir, e))?;
-        Self::open(dir, options)
+        Self::open_kv(Box::new(kv), dir)
     }
 
     /// Opens the store in `dir`. A directory without a store, or with a store of another
@@ -306,6 +306,22 @@ impl Store {
     /// reported, one outcome per op in input order; the others are all stored or, if the engine
     /// fails, none is. Not yet durable: see [`Store::flush`].
     pub fn apply_all(&mut self, ops: &[SealedOp]) -> Result<Vec<OpOutcome>, StoreError> {
+        self.apply_all_inner(ops, false)
+    }
+
+    /// Like [`Store::apply_all`], but all or nothing for refusals: if any op is refused (a
+    /// fork, a broken chain, a forged reference…) nothing at all is stored and the first
+    /// refusal is the error. Ops that are duplicates or still miss a dependency do not stop
+    /// the others.
+    pub fn apply_all_strict(&mut self, ops: &[SealedOp]) -> Result<Vec<OpOutcome>, StoreError> {
+        self.apply_all_inner(ops, true)
+    }
+
+    fn apply_all_inner(
+        &mut self,
+        ops: &[SealedOp],
+        strict: bool,
+    ) -> Result<Vec<OpOutcome>, StoreError> {
         self.writable()?;
         let mut stage = Stage::new(self);
         // Causal order first: an op's timestamp is after those of the ops it depends on (the
@@ -343,6 +359,13 @@ impl Store {
         }
         outcomes.sort_by_key(|(i, _, _)| *i);
         let outcomes: Vec<OpOutcome> = outcomes.into_iter().filter_map(|(_, _, o)| o).collect();
+        if strict {
+            if let Some(OpOutcome::Refused(e)) =
+                outcomes.iter().find(|o| matches!(o, OpOutcome::Refused(_)))
+            {
+                return Err(StoreError::Refused(e.clone()));
+            }
+        }
         if stage.len() == 0 {
             return Ok(outcomes);
         }

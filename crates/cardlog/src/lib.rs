@@ -1,0 +1,50 @@
+//! cardlog: an offline-first sync engine for contact data. This crate is what apps embed: a
+//! [`Replica`] is one device's durable copy of the contacts, kept in a directory.
+//!
+//! Every save appends one content-hashed op to the replica's log and updates the materialized
+//! contacts in the same atomic write; it returns once both are durable. Ops made elsewhere
+//! arrive through [`Replica::apply`] (the sync layer carries them) and replay into the same
+//! state on every device: concurrent edits of different fields both survive, concurrent edits
+//! of one field are kept as a visible conflict until someone settles it (docs/SEMANTICS.md).
+//!
+//! ```
+//! use cardlog::{Contact, Field, ItemKind, Replica};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dirs = (tempfile::tempdir()?, tempfile::tempdir()?);
+//! let mut laptop = Replica::create(&dirs.0.path().join("laptop"))?;
+//! let mut phone = Replica::create(&dirs.1.path().join("phone"))?;
+//!
+//! let mut ada = Contact::random()?;
+//! ada.set(Field::Given, "Ada").set(Field::Family, "Lovelace");
+//! ada.add_text_item(ItemKind::Phone, "mobile", "+44 20 7946 0000")?;
+//! laptop.add_contact(&ada)?;
+//!
+//! // Carry the laptop's ops to the phone, then edit different fields on each.
+//! phone.apply(&laptop.ops_since(phone.summary())?)?;
+//! laptop.edit(ada.id, |c| { c.set(Field::Org, "Analytical Engines"); })?;
+//! phone.edit(ada.id, |c| { c.set(Field::Nickname, "Countess"); })?;
+//! phone.apply(&laptop.ops_since(phone.summary())?)?;
+//! laptop.apply(&phone.ops_since(laptop.summary())?)?;
+//!
+//! // Both edits survive on both devices, and the states are byte-identical.
+//! let seen = laptop.contact(&ada.id)?.ok_or("missing")?.contact;
+//! assert_eq!(seen.get(Field::Org), Some("Analytical Engines"));
+//! assert_eq!(seen.get(Field::Nickname), Some("Countess"));
+//! assert_eq!(laptop.state_bytes()?, phone.state_bytes()?);
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod replica;
+
+pub use error::{Error, OpenError};
+pub use replica::{ApplyReport, Bulk, Options, Replica, Summary};
+
+pub use cardlog_core::replay::ChainHead;
+pub use cardlog_core::{
+    Batch, Contact, ContactId, ContactView, Field, FieldConflict, Hlc, Item, ItemBody, ItemId,
+    ItemKind, ItemValue, Missing, OpId, Path, PostalAddress, ReplicaId, SealedOp, SkewReport,
+    Value, Version, WallClock,
+};
+pub use cardlog_store::{VerifyReport, CACHE_BYTES_DEFAULT};

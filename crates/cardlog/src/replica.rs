@@ -1,0 +1,480 @@
+//! [`Replica`]: one device's durable copy of the contacts, in a directory.
+//!
+//! A replica is a [`Store`] plus the device's hybrid clock. Local saves are planned against
+//! the stored register heads (each write replaces exactly the heads it saw), sealed as the
+//! device's next op, stored in one atomic batch and flushed before the call returns. Ops from
+//! other devices go through [`Replica::apply`] with the same checks an in-memory
+//! [`cardlog_core::Replay`] applies.
+//!
+//! The clock is not replayed either: on open it resumes after this device's own last op and
+//! absorbs the other authors' last timestamps (within the skew bound), so new local ops order
+//! after everything the replica holds. The calibration offset learned from peers is kept in
+//! the store's meta.
+
+use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
+use std::path::Path as FsPath;
+use std::sync::Arc;
+
+use cardlog_core::hlc::SKEW_BOUND_MS_DEFAULT;
+use cardlog_core::replay::{plan_contact, ChainHead, Heads};
+use cardlog_core::{
+    Batch, Contact, ContactId, ContactView, FieldConflict, HlcClock, Missing, Op, OpId, Path,
+    ReplicaId, SealedOp, SkewReport, SystemClock, Value, Version, WallClock,
+};
+use cardlog_store::keys::meta;
+use cardlog_store::{
+    OpOutcome, Store, StoreError, StoreOptions, VerifyReport, CACHE_BYTES_DEFAULT,
+};
+
+use crate::error::{Error, OpenError};
+
+/// Per author, the last op a replica holds: what a peer sends to ask for the rest.
+pub type Summary = BTreeMap<ReplicaId, ChainHead>;
+
+/// How to open a replica.
+#[derive(Clone)]
+pub struct Options {
+    /// sled's page cache in bytes (default [`CACHE_BYTES_DEFAULT`], 32 MiB).
+    pub cache_bytes: u64,
+    /// Where wall time comes from (tests inject a fake clock).
+    pub wall: Arc<dyn WallClock>,
+    /// How far ahead of local time a received timestamp may pull the clock (default 5 min).
+    pub skew_bound_ms: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            cache_bytes: CACHE_BYTES_DEFAULT,
+            wall: Arc::new(SystemClock),
+            skew_bound_ms: SKEW_BOUND_MS_DEFAULT,
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("cache_bytes", &self.cache_bytes)
+            .field("skew_bound_ms", &self.skew_bound_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Replica::apply`] did with a set of ops.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Ops stored.
+    pub stored: usize,
+    /// Ops already here.
+    pub duplicates: usize,
+    /// Ops not stored because a dependency is neither here nor among the ops given, with the
+    /// first missing dependency. Send them again once the dependency has arrived.
+    pub missing: Vec<(OpId, Missing)>,
+    /// Received timestamps further ahead of local time than the skew bound.
+    pub skew: Vec<SkewReport>,
+}
+
+/// One device's durable copy of the contacts. See the module docs.
+pub struct Replica {
+    store: Store,
+    clock: HlcClock,
+    wall: Arc<dyn WallClock>,
+    bulk: bool,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("store", &self.store)
+            .field("clock", &self.clock)
+            .field("bulk", &self.bulk)
+            .finish_non_exhaustive()
+    }
+}
+
+fn store_options(options: &Options) -> StoreOptions {
+    StoreOptions {
+        cache_bytes: options.cache_bytes,
+    }
+}
+
+impl Replica {
+    /// Creates a replica in `dir` (which must not exist or be empty), with a fresh device id.
+    pub fn create(dir: &FsPath) -> Result<Self, OpenError> {
+        Self::create_with(dir, Options::default())
+    }
+
+    /// [`Replica::create`] with options.
+    pub fn create_with(dir: &FsPath, options: Options) -> Result<Self, OpenError> {
+        let store = Store::create(dir, &store_options(&options))?;
+        Self::from_store(store, options)
+    }
+
+    /// Opens the replica in `dir`. Cost does not grow with the history: nothing is replayed. A
+    /// directory that is not a replica, or one of an unknown format, is refused untouched.
+    pub fn open(dir: &FsPath) -> Result<Self, OpenError> {
+        Self::open_with(dir, Options::default())
+    }
+
+    /// [`Replica::open`] with options.
+    pub fn open_with(dir: &FsPath, options: Options) -> Result<Self, OpenError> {
+        let store = Store::open(dir, &store_options(&options))?;
+        Self::from_store(store, options)
+    }
+
+    /// A replica over an already opened store (tests use it to inject storage faults).
+    pub fn from_store(store: Store, options: Options) -> Result<Self, OpenError> {
+        let offset_ms = match store.meta(meta::CLOCK)? {
+            Some(v) => i64::from_be_bytes(
+                <[u8; 8]>::try_from(v.as_slice())
+                    .map_err(|_| OpenError::Corrupt("clock offset".into()))?,
+            ),
+            None => 0,
+        };
+        let me = store.replica_id();
+        let own = store.summary().get(&me).map(|h| h.hlc).unwrap_or_default();
+        let mut clock = HlcClock::new(own, offset_ms, options.skew_bound_ms);
+        let now = options.wall.now_ms();
+        for (author, head) in store.summary() {
+            if *author != me {
+                // Already reported when received; here only the clock catches up.
+                let _ = clock.observe(head.hlc, now);
+            }
+        }
+        Ok(Self {
+            store,
+            clock,
+            wall: options.wall,
+            bulk: false,
+        })
+    }
+
+    /// The device id new local ops are written as.
+    pub fn id(&self) -> ReplicaId {
+        self.store.replica_id()
+    }
+
+    /// If this open found the directory copied or restored from a backup, the device id it was
+    /// written as before: the replica now writes as a fresh id so two copies never extend the
+    /// same chain (docs/ARCHITECTURE.md, "Device identity").
+    pub fn previous_id(&self) -> Option<ReplicaId> {
+        self.store.previous_replica_id()
+    }
+
+    /// The hybrid clock.
+    pub fn clock(&self) -> &HlcClock {
+        &self.clock
+    }
+
+    /// Learns the calibration offset from a peer's reported wall time (see
+    /// [`HlcClock::calibrate`]) and keeps it in the store. Returns the new offset.
+    pub fn calibrate(
+        &mut self,
+        peer_ms: u64,
+        sent_ms: u64,
+        received_ms: u64,
+    ) -> Result<i64, Error> {
+        let mut clock = self.clock.clone();
+        let offset = clock.calibrate(peer_ms, sent_ms, received_ms);
+        self.store
+            .put_meta(meta::CLOCK, offset.to_be_bytes().to_vec())?;
+        self.durable()?;
+        self.clock = clock;
+        Ok(offset)
+    }
+
+    /// Whether saves are flushed one by one (the default) or grouped ([`Replica::bulk`]).
+    pub fn is_bulk(&self) -> bool {
+        self.bulk
+    }
+
+    /// Bulk mode for imports and initial syncs: saves and applies through the returned guard
+    /// are stored as usual but not flushed one by one. They become durable together at
+    /// [`Bulk::finish`] (or, best effort, when the guard is dropped). A crash before that loses
+    /// some of them, never half of one, and leaves the store consistent.
+    pub fn bulk(&mut self) -> Bulk<'_> {
+        self.bulk = true;
+        Bulk { replica: self }
+    }
+
+    /// Makes everything stored durable.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        Ok(self.store.flush()?)
+    }
+
+    fn durable(&mut self) -> Result<(), Error> {
+        if self.bulk {
+            Ok(())
+        } else {
+            self.flush()
+        }
+    }
+
+    // ---- saving --------------------------------------------------------------------------
+
+    /// Saves a batch of changes (any number of contacts) as one op; returns it once durable.
+    pub fn save(&mut self, batch: &Batch) -> Result<SealedOp, Error> {
+        // The clock only advances if the save succeeds.
+        let mut clock = self.clock.clone();
+        let hlc = clock.tick(self.wall.now_ms());
+        let op = self.next_op(hlc, batch)?.seal()?;
+        match self.store.apply(&op)? {
+            cardlog_core::replay::Readiness::Ready => {}
+            other => {
+                return Err(Error::Store(StoreError::Corrupt(format!(
+                    "own chain: a local op was {other:?}"
+                ))))
+            }
+        }
+        self.durable()?;
+        self.clock = clock;
+        Ok(op)
+    }
+
+    fn next_op(&self, hlc: cardlog_core::Hlc, batch: &Batch) -> Result<Op, Error> {
+        let author = self.id();
+        let head = self.store.summary().get(&author);
+        let mut writes = Vec::new();
+        for (contact, changes) in batch.contacts() {
+            writes.extend(plan_contact(*contact, changes, |path| {
+                Ok::<_, Error>(self.store.heads(contact, path)?.head_ops())
+            })?);
+        }
+        if writes.is_empty() {
+            return Err(cardlog_core::PlanError::Empty.into());
+        }
+        Ok(Op {
+            author,
+            seq: head.map_or(0, |h| h.seq) + 1,
+            prev: head.map(|h| h.op),
+            hlc,
+            writes,
+        })
+    }
+
+    /// Adds a new contact with every field and item it has. Returns the op's id.
+    pub fn add_contact(&mut self, contact: &Contact) -> Result<OpId, Error> {
+        if self.store.contact(&contact.id)?.is_some() {
+            return Err(Error::Exists(contact.id));
+        }
+        let mut batch = Batch::new();
+        batch.create(contact)?;
+        Ok(self.save(&batch)?.id())
+    }
+
+    /// Edits a visible contact with `f` and saves only what changed (the minimal writes).
+    /// Returns `None`, saving nothing, when `f` changed nothing.
+    pub fn edit(
+        &mut self,
+        id: ContactId,
+        f: impl FnOnce(&mut Contact),
+    ) -> Result<Option<OpId>, Error> {
+        let before = self.visible(id)?;
+        let mut after = before.clone();
+        f(&mut after);
+        let mut batch = Batch::new();
+        batch.edit(&before, &after)?;
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.save(&batch)?.id()))
+    }
+
+    /// Deletes a visible contact (a tombstone: history is kept and it can be restored).
+    pub fn delete(&mut self, id: ContactId) -> Result<OpId, Error> {
+        self.visible(id)?;
+        Ok(self.save(Batch::new().delete(id))?.id())
+    }
+
+    /// Restores a deleted contact.
+    pub fn restore(&mut self, id: ContactId) -> Result<OpId, Error> {
+        let view = self.store.contact(&id)?.ok_or(Error::NotFound(id))?;
+        if !view.deleted {
+            return Err(Error::NotDeleted(id));
+        }
+        Ok(self.save(Batch::new().restore(id))?.id())
+    }
+
+    /// Settles a path (typically a conflicted one) with `value`, which may be any of the
+    /// alternatives or something new; `None` removes it. The write replaces every head.
+    pub fn resolve(
+        &mut self,
+        id: ContactId,
+        path: Path,
+        value: Option<Value>,
+    ) -> Result<OpId, Error> {
+        if self.store.contact(&id)?.is_none() {
+            return Err(Error::NotFound(id));
+        }
+        Ok(self.save(Batch::new().change(id, path, value))?.id())
+    }
+
+    fn visible(&self, id: ContactId) -> Result<Contact, Error> {
+        let view = self.store.contact(&id)?.ok_or(Error::NotFound(id))?;
+        if view.deleted {
+            return Err(Error::Deleted(id));
+        }
+        Ok(view.contact)
+    }
+
+    // ---- ops from elsewhere --------------------------------------------------------------
+
+    /// Applies ops made elsewhere, in any order: every op whose dependencies are here or among
+    /// `ops` is stored, in one atomic batch, durable when this returns. If any op is refused
+    /// (a fork, a broken chain, a forged reference) nothing is stored and the error names it.
+    pub fn apply(&mut self, ops: &[SealedOp]) -> Result<ApplyReport, Error> {
+        let outcomes = self.store.apply_all_strict(ops)?;
+        let mut report = ApplyReport::default();
+        let now = self.wall.now_ms();
+        for (op, outcome) in ops.iter().zip(outcomes) {
+            match outcome {
+                OpOutcome::Stored => {
+                    report.stored += 1;
+                    report.skew.extend(self.clock.observe(op.op().hlc, now));
+                }
+                OpOutcome::Duplicate => report.duplicates += 1,
+                OpOutcome::Missing(m) => report.missing.push((op.id(), m)),
+                OpOutcome::Refused(e) => return Err(Error::Replay(e)),
+            }
+        }
+        if report.stored > 0 {
+            self.durable()?;
+        }
+        Ok(report)
+    }
+
+    /// Per author, the last op held here.
+    pub fn summary(&self) -> &Summary {
+        self.store.summary()
+    }
+
+    /// The ops a peer with `summary` lacks, dependencies first. Work grows with what is sent,
+    /// not with the history.
+    pub fn ops_since(&self, summary: &Summary) -> Result<Vec<SealedOp>, Error> {
+        Ok(self.store.ops_since(summary)?)
+    }
+
+    /// The op with this id, if held here.
+    pub fn op(&self, id: &OpId) -> Result<Option<SealedOp>, Error> {
+        Ok(self.store.op(id)?)
+    }
+
+    /// Every op, in the order this replica applied them.
+    pub fn ops(&self) -> impl Iterator<Item = Result<SealedOp, Error>> + '_ {
+        self.store.ops().map(|r| r.map_err(Error::from))
+    }
+
+    /// Number of ops held.
+    pub fn op_count(&self) -> u64 {
+        self.store.op_count()
+    }
+
+    // ---- reading -------------------------------------------------------------------------
+
+    /// A contact, deleted or not; `None` if it was never written here.
+    pub fn contact(&self, id: &ContactId) -> Result<Option<ContactView>, Error> {
+        Ok(self.store.contact(id)?)
+    }
+
+    /// The visible contacts, in id order.
+    pub fn contacts(&self) -> Result<Vec<ContactView>, Error> {
+        Ok(self.store.contacts(false)?)
+    }
+
+    /// Every contact, deleted ones included, in id order.
+    pub fn contacts_with_deleted(&self) -> Result<Vec<ContactView>, Error> {
+        Ok(self.store.contacts(true)?)
+    }
+
+    /// Every value one path of a contact has had, oldest first: value, device, time, op id,
+    /// and whether it is still a head.
+    pub fn history(&self, id: &ContactId, path: &Path) -> Result<Vec<Version>, Error> {
+        Ok(self.store.history(id, path)?)
+    }
+
+    /// The history of every path of a contact, in path order.
+    pub fn contact_history(&self, id: &ContactId) -> Result<Vec<(Path, Vec<Version>)>, Error> {
+        let mut out = Vec::new();
+        for path in self.store.paths(id)? {
+            let versions = self.store.history(id, &path)?;
+            out.push((path, versions));
+        }
+        Ok(out)
+    }
+
+    /// The heads of one path (more than one with different values: a conflict).
+    pub fn heads(&self, id: &ContactId, path: &Path) -> Result<Heads, Error> {
+        Ok(self.store.heads(id, path)?)
+    }
+
+    /// Every conflicted path of every contact.
+    pub fn conflicts(&self) -> Result<Vec<(ContactId, FieldConflict)>, Error> {
+        Ok(self.store.conflicts()?)
+    }
+
+    /// The canonical bytes of the whole state: equal on two replicas exactly when they show
+    /// the same contacts, conflicts and history.
+    pub fn state_bytes(&self) -> Result<Vec<u8>, Error> {
+        Ok(self.store.state_bytes()?)
+    }
+
+    // ---- maintenance ---------------------------------------------------------------------
+
+    /// Re-hashes every op, checks every chain, rebuilds the state from the log and compares it
+    /// with the stored one. Changes nothing.
+    pub fn verify(&self) -> Result<VerifyReport, Error> {
+        Ok(self.store.verify()?)
+    }
+
+    /// Throws the materialized state away and rebuilds it from the log. Returns the number of
+    /// ops replayed.
+    pub fn rebuild(&mut self) -> Result<u64, Error> {
+        Ok(self.store.rebuild()?)
+    }
+
+    /// The store underneath, for inspection tools.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// A replica in bulk mode (see [`Replica::bulk`]). Everything a [`Replica`] does is available
+/// through it; saves are not flushed one by one.
+#[derive(Debug)]
+pub struct Bulk<'r> {
+    replica: &'r mut Replica,
+}
+
+impl Bulk<'_> {
+    /// Flushes everything saved in bulk mode and ends it.
+    pub fn finish(self) -> Result<(), Error> {
+        self.replica.bulk = false;
+        self.replica.flush()
+    }
+}
+
+impl Deref for Bulk<'_> {
+    type Target = Replica;
+
+    fn deref(&self) -> &Replica {
+        self.replica
+    }
+}
+
+impl DerefMut for Bulk<'_> {
+    fn deref_mut(&mut self) -> &mut Replica {
+        self.replica
+    }
+}
+
+impl Drop for Bulk<'_> {
+    fn drop(&mut self) {
+        if self.replica.bulk {
+            self.replica.bulk = false;
+            // Best effort; a failure poisons the store, so the next write reports it.
+            let _ = self.replica.flush();
+        }
+    }
+}
