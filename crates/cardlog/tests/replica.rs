@@ -1,0 +1,643 @@
+//! Every `Replica` call through the public API, on real stores in temporary directories with
+//! fake wall clocks: saving, reading, history, conflicts, ops from elsewhere, durability across
+//! reopen, bulk mode, refusal of bad input, poisoning after a failed write, copy detection,
+//! verify and rebuild.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::expect_used
+)]
+
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use cardlog::{
+    Batch, Contact, ContactId, Error, Field, ItemBody, ItemId, OpenError, Options, Path, Replica,
+    ReplicaId, SealedOp, Summary, Value,
+};
+use cardlog_core::{Device, FakeClock, ReplayError};
+use cardlog_store::kv::{FaultyKv, SledKv};
+use cardlog_store::{Store, StoreError};
+
+/// 2026-11-22T09:00:00Z.
+const NINE_MS: u64 = 1_795_338_000_000;
+const MIN_MS: i64 = 60_000;
+
+struct Node {
+    dir: PathBuf,
+    clock: Arc<FakeClock>,
+    replica: Option<Replica>,
+}
+
+impl Node {
+    fn create(root: &FsPath, name: &str) -> Self {
+        let clock = Arc::new(FakeClock::new(NINE_MS));
+        let dir = root.join(name);
+        let replica = Replica::create_with(&dir, options(&clock)).unwrap();
+        Self {
+            dir,
+            clock,
+            replica: Some(replica),
+        }
+    }
+
+    fn r(&mut self) -> &mut Replica {
+        self.replica.as_mut().unwrap()
+    }
+
+    fn reopen(&mut self) {
+        drop(self.replica.take());
+        self.replica = Some(Replica::open_with(&self.dir, options(&self.clock)).unwrap());
+    }
+}
+
+fn options(clock: &Arc<FakeClock>) -> Options {
+    Options {
+        wall: clock.clone(),
+        ..Options::default()
+    }
+}
+
+/// Sends `from`'s ops that `to` lacks, the way the sync layer does.
+fn push(from: &mut Node, to: &mut Node) -> usize {
+    let summary: Summary = to.r().summary().clone();
+    let ops = from.r().ops_since(&summary).unwrap();
+    let report = to.r().apply(&ops).unwrap();
+    assert!(report.missing.is_empty(), "{:?}", report.missing);
+    report.stored
+}
+
+fn sync(a: &mut Node, b: &mut Node) {
+    push(a, b);
+    push(b, a);
+    assert_eq!(a.r().summary(), b.r().summary());
+    assert_eq!(a.r().state_bytes().unwrap(), b.r().state_bytes().unwrap());
+}
+
+fn sample(n: u8) -> Contact {
+    let mut c = Contact::new(ContactId([n; 16]));
+    c.set(Field::Given, "Grace").set(Field::Family, "Hopper");
+    c.phones.push(cardlog::Item {
+        id: ItemId([0xa0 + n; 16]),
+        label: "mobile".into(),
+        body: ItemBody::Text("+1 555 0100".into()),
+    });
+    c.tags.insert("navy".into());
+    c.custom.insert("X-RANK".into(), "Rear Admiral".into());
+    c
+}
+
+fn text(s: &str) -> Option<Value> {
+    Some(Value::Text(s.into()))
+}
+
+fn listing(dir: &FsPath) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let bytes = if p.is_file() {
+                std::fs::read(&p).unwrap()
+            } else {
+                Vec::new()
+            };
+            (p.display().to_string(), bytes)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn add_read_list_and_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut n = Node::create(tmp.path(), "a");
+    let c = sample(1);
+    n.r().add_contact(&c).unwrap();
+    assert_eq!(
+        n.r().add_contact(&c).unwrap_err(),
+        Error::Exists(c.id),
+        "adding the same contact twice"
+    );
+    let got = n.r().contact(&c.id).unwrap().unwrap();
+    assert_eq!(got.contact, c);
+    assert!(!got.deleted);
+    assert_eq!(n.r().contacts().unwrap().len(), 1);
+    assert_eq!(n.r().contact(&ContactId([9; 16])).unwrap(), None);
+
+    let before = n.r().state_bytes().unwrap();
+    n.reopen();
+    assert_eq!(n.r().contact(&c.id).unwrap().unwrap().contact, c);
+    assert_eq!(n.r().state_bytes().unwrap(), before);
+    assert!(n.r().verify().unwrap().is_ok());
+}
+
+#[test]
+fn edit_saves_only_the_changed_fields() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut n = Node::create(tmp.path(), "a");
+    let c = sample(1);
+    n.r().add_contact(&c).unwrap();
+    let ops = n.r().op_count();
+
+    assert_eq!(n.r().edit(c.id, |_| {}).unwrap(), None, "nothing changed");
+    assert_eq!(n.r().op_count(), ops, "a no-op edit saves nothing");
+
+    let id = n
+        .r()
+        .edit(c.id, |c| {
+            c.set(Field::Title, "Commodore");
+        })
+        .unwrap()
+        .unwrap();
+    let op = n.r().op(&id).unwrap().unwrap();
+    let paths: Vec<String> = op.op().writes.iter().map(|w| w.path.to_string()).collect();
+    assert_eq!(paths, ["exists", "title"], "only the title (and existence)");
+    assert_eq!(
+        n.r()
+            .contact(&c.id)
+            .unwrap()
+            .unwrap()
+            .contact
+            .get(Field::Title),
+        Some("Commodore")
+    );
+    assert_eq!(
+        n.r().edit(ContactId([7; 16]), |_| {}).unwrap_err(),
+        Error::NotFound(ContactId([7; 16]))
+    );
+}
+
+#[test]
+fn delete_and_restore_keep_the_contact_and_its_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut n = Node::create(tmp.path(), "a");
+    let c = sample(1);
+    n.r().add_contact(&c).unwrap();
+    assert_eq!(n.r().restore(c.id).unwrap_err(), Error::NotDeleted(c.id));
+    n.r().delete(c.id).unwrap();
+
+    assert!(n.r().contacts().unwrap().is_empty());
+    let all = n.r().contacts_with_deleted().unwrap();
+    assert_eq!(all.len(), 1);
+    assert!(all[0].deleted);
+    assert_eq!(all[0].contact.get(Field::Given), Some("Grace"));
+    assert_eq!(
+        n.r()
+            .edit(c.id, |c| {
+                c.set(Field::Note, "x");
+            })
+            .unwrap_err(),
+        Error::Deleted(c.id)
+    );
+    assert_eq!(n.r().delete(c.id).unwrap_err(), Error::Deleted(c.id));
+
+    n.r().restore(c.id).unwrap();
+    let back = n.r().contact(&c.id).unwrap().unwrap();
+    assert!(!back.deleted);
+    assert_eq!(back.contact, c);
+    let exists = n.r().history(&c.id, &Path::Exists).unwrap();
+    let values: Vec<Option<Value>> = exists.iter().map(|v| v.value.clone()).collect();
+    assert_eq!(
+        values,
+        [
+            Some(Value::Bool(true)),
+            Some(Value::Bool(false)),
+            Some(Value::Bool(true))
+        ]
+    );
+}
+
+#[test]
+fn history_names_value_device_time_and_op() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Node::create(tmp.path(), "a");
+    let mut b = Node::create(tmp.path(), "b");
+    let c = sample(1);
+    let first = a.r().add_contact(&c).unwrap();
+    sync(&mut a, &mut b);
+    b.clock.advance_ms(5 * MIN_MS);
+    let second = b
+        .r()
+        .edit(c.id, |c| {
+            c.set(Field::Given, "Amazing Grace");
+        })
+        .unwrap()
+        .unwrap();
+    sync(&mut a, &mut b);
+
+    let path = Path::Field(Field::Given);
+    let history = a.r().history(&c.id, &path).unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].op, first);
+    assert_eq!(history[0].author, a.r().id());
+    assert_eq!(history[0].value, text("Grace"));
+    assert!(!history[0].head);
+    assert_eq!(history[1].op, second);
+    assert_eq!(history[1].author, b.r().id());
+    assert_eq!(history[1].value, text("Amazing Grace"));
+    assert_eq!(history[1].hlc.wall_ms, NINE_MS + 5 * 60_000);
+    assert_eq!(history[1].replaces, [first]);
+    assert!(history[1].head);
+
+    let per_contact = a.r().contact_history(&c.id).unwrap();
+    let given = per_contact.iter().find(|(p, _)| *p == path).unwrap();
+    assert_eq!(given.1, history);
+    assert!(per_contact.iter().any(|(p, _)| *p == Path::Exists));
+}
+
+#[test]
+fn concurrent_edits_conflict_until_resolved_everywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Node::create(tmp.path(), "a");
+    let mut b = Node::create(tmp.path(), "b");
+    let c = sample(1);
+    a.r().add_contact(&c).unwrap();
+    sync(&mut a, &mut b);
+    a.clock.advance_ms(MIN_MS);
+    a.r()
+        .edit(c.id, |c| {
+            c.set(Field::Org, "US Navy");
+        })
+        .unwrap();
+    b.clock.advance_ms(2 * MIN_MS);
+    b.r()
+        .edit(c.id, |c| {
+            c.set(Field::Org, "Remington Rand");
+        })
+        .unwrap();
+    sync(&mut a, &mut b);
+
+    let path = Path::Field(Field::Org);
+    for n in [&mut a, &mut b] {
+        let conflicts = n.r().conflicts().unwrap();
+        assert_eq!(conflicts.len(), 1, "one conflicted path");
+        assert_eq!(conflicts[0].0, c.id);
+        assert_eq!(conflicts[0].1.path, path);
+        assert_eq!(conflicts[0].1.winner.value, text("Remington Rand"));
+        assert_eq!(conflicts[0].1.alternatives[0].value, text("US Navy"));
+        let view = n.r().contact(&c.id).unwrap().unwrap();
+        assert_eq!(view.contact.get(Field::Org), Some("Remington Rand"));
+        assert_eq!(view.conflicts.len(), 1);
+        assert_eq!(n.r().heads(&c.id, &path).unwrap().head_ops().len(), 2);
+    }
+
+    // The losing value is kept by resolving to it.
+    a.r().resolve(c.id, path.clone(), text("US Navy")).unwrap();
+    sync(&mut a, &mut b);
+    for n in [&mut a, &mut b] {
+        assert!(n.r().conflicts().unwrap().is_empty());
+        let view = n.r().contact(&c.id).unwrap().unwrap();
+        assert_eq!(view.contact.get(Field::Org), Some("US Navy"));
+    }
+    assert_eq!(
+        a.r()
+            .resolve(ContactId([3; 16]), path, text("x"))
+            .unwrap_err(),
+        Error::NotFound(ContactId([3; 16]))
+    );
+}
+
+#[test]
+fn one_save_can_touch_several_contacts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Node::create(tmp.path(), "a");
+    let (c1, c2) = (sample(1), sample(2));
+    let mut batch = Batch::new();
+    batch.create(&c1).unwrap().create(&c2).unwrap();
+    let op = a.r().save(&batch).unwrap();
+    assert_eq!(a.r().op_count(), 1);
+    let contacts: std::collections::BTreeSet<ContactId> =
+        op.op().writes.iter().map(|w| w.contact).collect();
+    assert_eq!(contacts.len(), 2);
+    assert_eq!(a.r().contacts().unwrap().len(), 2);
+    assert!(matches!(
+        a.r().save(&Batch::new()).unwrap_err(),
+        Error::Plan(_)
+    ));
+}
+
+#[test]
+fn ops_since_sends_exactly_what_the_peer_lacks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Node::create(tmp.path(), "a");
+    let mut b = Node::create(tmp.path(), "b");
+    for n in 1..=3 {
+        a.r().add_contact(&sample(n)).unwrap();
+    }
+    assert_eq!(a.r().ops_since(&Summary::new()).unwrap().len(), 3);
+    assert_eq!(push(&mut a, &mut b), 3);
+    assert!(a.r().ops_since(b.r().summary()).unwrap().is_empty());
+    a.r()
+        .edit(ContactId([2; 16]), |c| {
+            c.set(Field::Note, "second");
+        })
+        .unwrap();
+    let missing = a.r().ops_since(b.r().summary()).unwrap();
+    assert_eq!(missing.len(), 1);
+    assert_eq!(missing[0].op().seq, 4);
+
+    // Applying twice stores nothing new.
+    let report = b.r().apply(&missing).unwrap();
+    assert_eq!(report.stored, 1);
+    let again = b.r().apply(&missing).unwrap();
+    assert_eq!((again.stored, again.duplicates), (0, 1));
+    assert_eq!(a.r().state_bytes().unwrap(), b.r().state_bytes().unwrap());
+}
+
+#[test]
+fn apply_takes_ops_in_any_order_and_reports_gaps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Node::create(tmp.path(), "a");
+    let mut b = Node::create(tmp.path(), "b");
+    let c = sample(1);
+    a.r().add_contact(&c).unwrap();
+    for note in ["one", "two", "three", "four"] {
+        a.clock.advance_ms(MIN_MS);
+        a.r()
+            .edit(c.id, |c| {
+                c.set(Field::Note, note);
+            })
+            .unwrap();
+    }
+    let mut ops = a.r().ops_since(&Summary::new()).unwrap();
+    ops.reverse();
+
+    // Without the first op nothing can be stored; the gap is named.
+    let report = b.r().apply(&ops[..4]).unwrap();
+    assert_eq!(report.stored, 0);
+    assert_eq!(report.missing.len(), 4);
+    assert_eq!(b.r().op_count(), 0);
+
+    // Reversed, but complete: everything is stored in one call.
+    let report = b.r().apply(&ops).unwrap();
+    assert_eq!(report.stored, 5);
+    assert!(report.missing.is_empty());
+    assert_eq!(a.r().state_bytes().unwrap(), b.r().state_bytes().unwrap());
+}
+
+#[test]
+fn a_forked_chain_is_refused_whole_and_nothing_is_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Node::create(tmp.path(), "a");
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    // Two devices claiming the same id: the second chain forks the first at seq 1.
+    let id = ReplicaId([0x42; 16]);
+    let mut d1 = Device::new(id, clock.clone());
+    let mut d2 = Device::new(id, clock);
+    let op1 = d1.create(&sample(1)).unwrap();
+    let fork = d2.create(&sample(2)).unwrap();
+    let good = d1
+        .edit(ContactId([1; 16]), |c| {
+            c.set(Field::Note, "fine");
+        })
+        .unwrap()
+        .unwrap();
+    a.r().apply(&[op1.clone()]).unwrap();
+    let before = a.r().state_bytes().unwrap();
+
+    let err = a.r().apply(&[good, fork.clone()]).unwrap_err();
+    match err {
+        Error::Store(StoreError::Refused(e)) => match *e {
+            ReplayError::Fork {
+                existing, incoming, ..
+            } => {
+                assert_eq!(existing, op1.id());
+                assert_eq!(incoming, fork.id());
+            }
+            other => panic!("expected a fork, got {other}"),
+        },
+        other => panic!("expected a refusal, got {other}"),
+    }
+    assert_eq!(a.r().op_count(), 1, "the good op of the bundle is not kept");
+    assert_eq!(a.r().state_bytes().unwrap(), before);
+    assert!(a.r().verify().unwrap().is_ok());
+}
+
+#[test]
+fn the_clock_resumes_after_the_last_op_even_if_wall_time_went_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Node::create(tmp.path(), "a");
+    let c = sample(1);
+    a.r().add_contact(&c).unwrap();
+    let me = a.r().id();
+    let last = a.r().summary()[&me].hlc;
+    a.clock.advance_ms(-60 * MIN_MS);
+    a.reopen();
+    let id = a
+        .r()
+        .edit(c.id, |c| {
+            c.set(Field::Note, "after");
+        })
+        .unwrap()
+        .unwrap();
+    let hlc = a.r().op(&id).unwrap().unwrap().op().hlc;
+    assert!(hlc > last, "{hlc} after {last}");
+    assert!(a.r().verify().unwrap().is_ok());
+}
+
+#[test]
+fn received_timestamps_move_the_clock_on_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Node::create(tmp.path(), "a");
+    let mut b = Node::create(tmp.path(), "b");
+    b.clock.advance_ms(3 * MIN_MS);
+    let c = sample(1);
+    let remote = b.r().add_contact(&c).unwrap();
+    push(&mut b, &mut a);
+    a.reopen();
+    // a's wall clock is 3 minutes behind b's, yet its edit orders after b's write (S2).
+    let local = a
+        .r()
+        .edit(c.id, |c| {
+            c.set(Field::Given, "G.");
+        })
+        .unwrap()
+        .unwrap();
+    let r = a.r().op(&remote).unwrap().unwrap().op().hlc;
+    let l = a.r().op(&local).unwrap().unwrap().op().hlc;
+    assert!(l > r);
+}
+
+#[test]
+fn bulk_mode_groups_flushes_and_everything_lands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Node::create(tmp.path(), "a");
+    {
+        let mut bulk = a.r().bulk();
+        assert!(bulk.is_bulk());
+        for n in 1..=50 {
+            bulk.add_contact(&sample(n)).unwrap();
+        }
+        bulk.finish().unwrap();
+    }
+    assert!(!a.r().is_bulk());
+    a.reopen();
+    assert_eq!(a.r().contacts().unwrap().len(), 50);
+    assert!(a.r().verify().unwrap().is_ok());
+}
+
+#[test]
+fn not_a_store_and_unknown_format_are_refused_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    std::fs::write(plain.join("notes.txt"), b"my notes").unwrap();
+    let before = listing(&plain);
+    assert!(matches!(
+        Replica::open(&plain).unwrap_err(),
+        OpenError::NotAStore(_)
+    ));
+    assert!(matches!(
+        Replica::create(&plain).unwrap_err(),
+        OpenError::NotEmpty(_)
+    ));
+    assert_eq!(listing(&plain), before);
+
+    let future = tmp.path().join("future");
+    std::fs::create_dir(&future).unwrap();
+    std::fs::write(future.join("CARDLOG"), b"cardlog store 9\n").unwrap();
+    let before = listing(&future);
+    let err = Replica::open(&future).unwrap_err();
+    assert!(matches!(err, OpenError::UnknownFormat { .. }), "{err}");
+    assert!(err.to_string().contains("cardlog store 9"), "{err}");
+    assert_eq!(listing(&future), before);
+
+    assert!(matches!(
+        Replica::open(&tmp.path().join("absent")).unwrap_err(),
+        OpenError::NotAStore(_)
+    ));
+}
+
+fn copy_dir(from: &FsPath, to: &FsPath) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let target = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &target);
+        } else {
+            std::fs::copy(&p, &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_copied_store_writes_as_a_new_device_and_never_forks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Node::create(tmp.path(), "a");
+    let c = sample(1);
+    a.r().add_contact(&c).unwrap();
+    let original = a.r().id();
+    drop(a.replica.take());
+    copy_dir(&a.dir, &tmp.path().join("copy"));
+
+    let mut copy = Node {
+        dir: tmp.path().join("copy"),
+        clock: a.clock.clone(),
+        replica: None,
+    };
+    copy.reopen();
+    a.reopen();
+    assert_eq!(a.r().id(), original);
+    assert_eq!(a.r().previous_id(), None);
+    assert_ne!(copy.r().id(), original);
+    assert_eq!(copy.r().previous_id(), Some(original));
+
+    // Both go on saving; their ops meet without a fork.
+    a.r()
+        .edit(c.id, |c| {
+            c.set(Field::Note, "from the original");
+        })
+        .unwrap();
+    copy.r()
+        .edit(c.id, |c| {
+            c.set(Field::Title, "from the copy");
+        })
+        .unwrap();
+    sync(&mut a, &mut copy);
+    let view = a.r().contact(&c.id).unwrap().unwrap().contact;
+    assert_eq!(view.get(Field::Note), Some("from the original"));
+    assert_eq!(view.get(Field::Title), Some("from the copy"));
+
+    // The copy keeps its new id from then on.
+    let id = copy.r().id();
+    copy.reopen();
+    assert_eq!(copy.r().id(), id);
+    assert_eq!(copy.r().previous_id(), None);
+}
+
+#[test]
+fn a_failed_write_poisons_the_replica_until_reopened() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    drop(Replica::create_with(&dir, options(&clock)).unwrap());
+
+    // Two writes get through (one save: apply + flush), then the engine fails.
+    let kv = FaultyKv::new(
+        SledKv::open(&dir.join("db"), cardlog::CACHE_BYTES_DEFAULT).unwrap(),
+        2,
+    );
+    let store = Store::open_kv(Box::new(kv), &dir).unwrap();
+    let mut r = Replica::from_store(store, options(&clock)).unwrap();
+    r.add_contact(&sample(1)).unwrap();
+    let err = r.add_contact(&sample(2)).unwrap_err();
+    assert!(matches!(err, Error::Store(StoreError::Engine(_))), "{err}");
+    let err = r.add_contact(&sample(3)).unwrap_err();
+    assert!(
+        matches!(err, Error::Store(StoreError::Poisoned(_))),
+        "{err}"
+    );
+    assert!(err.to_string().contains("reopen"), "{err}");
+    // Reads still work.
+    assert!(r.contact(&ContactId([1; 16])).unwrap().is_some());
+    drop(r);
+
+    let mut r = Replica::open_with(&dir, options(&clock)).unwrap();
+    assert!(r.verify().unwrap().is_ok());
+    assert_eq!(r.op_count(), 1);
+    r.add_contact(&sample(4)).unwrap();
+}
+
+#[test]
+fn rebuild_reproduces_the_state_byte_for_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Node::create(tmp.path(), "a");
+    let mut b = Node::create(tmp.path(), "b");
+    for n in 1..=5 {
+        a.r().add_contact(&sample(n)).unwrap();
+    }
+    sync(&mut a, &mut b);
+    a.r()
+        .edit(ContactId([1; 16]), |c| {
+            c.set(Field::Org, "A");
+        })
+        .unwrap();
+    b.r()
+        .edit(ContactId([1; 16]), |c| {
+            c.set(Field::Org, "B");
+        })
+        .unwrap();
+    b.r().delete(ContactId([2; 16])).unwrap();
+    sync(&mut a, &mut b);
+    let before = a.r().state_bytes().unwrap();
+    assert_eq!(a.r().rebuild().unwrap(), a.r().op_count());
+    assert_eq!(a.r().state_bytes().unwrap(), before);
+    let report = a.r().verify().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.ops, a.r().op_count());
+}
+
+#[test]
+fn every_op_is_listed_in_application_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Node::create(tmp.path(), "a");
+    let ids: Vec<_> = (1..=4)
+        .map(|n| a.r().add_contact(&sample(n)).unwrap())
+        .collect();
+    let listed: Vec<_> = a.r().ops().map(|op| op.unwrap().id()).collect();
+    assert_eq!(listed, ids);
+    let _: Vec<SealedOp> = a.r().ops_since(&Summary::new()).unwrap();
+}
