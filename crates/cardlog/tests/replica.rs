@@ -394,7 +394,7 @@ fn a_forked_chain_is_refused_whole_and_nothing_is_stored() {
         })
         .unwrap()
         .unwrap();
-    a.r().apply(&[op1.clone()]).unwrap();
+    a.r().apply(std::slice::from_ref(&op1)).unwrap();
     let before = a.r().state_bytes().unwrap();
 
     let err = a.r().apply(&[good, fork.clone()]).unwrap_err();
