@@ -524,7 +524,17 @@ impl Store {
             return Ok(None);
         };
         let at = keys::parse_index_value(&v)?;
-        Ok(self.load(&at.author, at.seq)?.map(|(_, op)| op))
+        match self.load(&at.author, at.seq)? {
+            Some((_, op)) if op.id() == *id => Ok(Some(op)),
+            Some(_) => Err(StoreError::Corrupt(format!(
+                "log entry {} seq {} (indexed as op {id}, hashes to another id)",
+                at.author, at.seq
+            ))),
+            None => Err(StoreError::Corrupt(format!(
+                "op index entry of {id} (no log entry {} seq {})",
+                at.author, at.seq
+            ))),
+        }
     }
 
     /// The ops a peer with `summary` lacks, in an order where dependencies come first. Work is
