@@ -227,6 +227,18 @@ impl IdPrefix {
         })
     }
 
+    /// The bytes fully given by the prefix (its first `len / 2` bytes): every matching id starts
+    /// with them, so a sorted index can be scanned from there.
+    pub fn whole_bytes(&self) -> Vec<u8> {
+        self.nibbles
+            .chunks_exact(2)
+            .map(|pair| match pair {
+                [hi, lo] => (hi << 4) | lo,
+                _ => 0,
+            })
+            .collect()
+    }
+
     /// Number of hex digits.
     pub fn len(&self) -> usize {
         self.nibbles.len()
@@ -277,6 +289,8 @@ mod tests {
         assert!(id.matches(&IdPrefix::parse("1234").unwrap()));
         assert!(!id.matches(&IdPrefix::parse("124").unwrap()));
         assert!(!id.matches(&IdPrefix::parse(&"0".repeat(33)).unwrap()));
+        assert_eq!(IdPrefix::parse("123").unwrap().whole_bytes(), [0x12]);
+        assert_eq!(IdPrefix::parse("1234").unwrap().whole_bytes(), [0x12, 0x34]);
         assert_eq!(IdPrefix::parse(""), Err(IdParseError::Empty));
     }
 

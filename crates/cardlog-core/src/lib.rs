@@ -49,7 +49,7 @@ pub use device::{Device, DeviceError};
 pub use hlc::{FakeClock, Hlc, HlcClock, SkewReport, SystemClock, WallClock};
 pub use id::{ContactId, IdParseError, IdPrefix, ItemId, OpId, RandomError, ReplicaId};
 pub use model::contact::{diff, Change, Contact, DiffError, Item};
-pub use model::{Field, ItemBody, ItemKind, ItemValue, Path, PostalAddress, Value};
+pub use model::{Field, ItemBody, ItemKind, ItemValue, Path, PathParseError, PostalAddress, Value};
 pub use op::{Op, OpInvalid, SealedOp, Write};
 pub use replay::{
     Batch, ContactView, FieldConflict, InsertOutcome, Missing, PlanError, Rejected, Replay,

@@ -13,7 +13,7 @@ use cardlog_core::replay::{
     contact_view, field_conflict, state_bytes, ChainHead, ContactView, FieldConflict, Heads,
     OpLookup, Readiness, RegisterWrite, Version, WriteKey,
 };
-use cardlog_core::{decode_op, ContactId, OpId, Path, ReplayError, ReplicaId, SealedOp};
+use cardlog_core::{decode_op, ContactId, IdPrefix, OpId, Path, ReplayError, ReplicaId, SealedOp};
 
 use crate::error::{OpenError, StoreError};
 use crate::keys::{self, meta, Located};
@@ -516,6 +516,51 @@ impl Store {
         let op = decode_op(bytes)
             .map_err(|e| StoreError::Corrupt(format!("op {author} seq {seq} ({e})")))?;
         Ok(Some((order, op)))
+    }
+
+    /// Up to `limit` contacts whose id starts with `prefix`, in id order (for unique-prefix
+    /// lookups: more than one is ambiguous).
+    pub fn contacts_matching(
+        &self,
+        prefix: &IdPrefix,
+        limit: usize,
+    ) -> Result<Vec<ContactId>, StoreError> {
+        let mut start = vec![keys::HEADS];
+        start.extend(prefix.whole_bytes());
+        let mut out: Vec<ContactId> = Vec::new();
+        for pair in self.kv.scan_prefix(&start) {
+            let (k, _) = pair?;
+            let (contact, _) = keys::parse_heads(&k)?;
+            if out.last() != Some(&contact) && contact.matches(prefix) {
+                if out.len() == limit {
+                    break;
+                }
+                out.push(contact);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` ops whose id starts with `prefix`, in id order.
+    pub fn ops_matching(&self, prefix: &IdPrefix, limit: usize) -> Result<Vec<OpId>, StoreError> {
+        let mut start = vec![keys::INDEX];
+        start.extend(prefix.whole_bytes());
+        let mut out = Vec::new();
+        for pair in self.kv.scan_prefix(&start) {
+            let (k, _) = pair?;
+            let id = k
+                .get(1..)
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .map(OpId)
+                .ok_or_else(|| StoreError::Corrupt("op index key".into()))?;
+            if id.matches(prefix) {
+                if out.len() == limit {
+                    break;
+                }
+                out.push(id);
+            }
+        }
+        Ok(out)
     }
 
     /// The op with this id.

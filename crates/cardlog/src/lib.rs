@@ -43,8 +43,8 @@ pub use replica::{ApplyReport, Bulk, Options, Replica, Summary};
 
 pub use cardlog_core::replay::ChainHead;
 pub use cardlog_core::{
-    Batch, Contact, ContactId, ContactView, Field, FieldConflict, Hlc, Item, ItemBody, ItemId,
-    ItemKind, ItemValue, Missing, OpId, Path, PostalAddress, ReplicaId, SealedOp, SkewReport,
-    Value, Version, WallClock,
+    Batch, Contact, ContactId, ContactView, Field, FieldConflict, Hlc, IdPrefix, Item, ItemBody,
+    ItemId, ItemKind, ItemValue, Missing, OpId, Path, PostalAddress, ReplicaId, SealedOp,
+    SkewReport, Value, Version, WallClock,
 };
 pub use cardlog_store::{VerifyReport, CACHE_BYTES_DEFAULT};

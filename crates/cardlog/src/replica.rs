@@ -19,8 +19,8 @@ use std::sync::Arc;
 use cardlog_core::hlc::SKEW_BOUND_MS_DEFAULT;
 use cardlog_core::replay::{plan_contact, ChainHead, Heads};
 use cardlog_core::{
-    Batch, Contact, ContactId, ContactView, FieldConflict, HlcClock, Missing, Op, OpId, Path,
-    ReplicaId, SealedOp, SkewReport, SystemClock, Value, Version, WallClock,
+    Batch, Contact, ContactId, ContactView, FieldConflict, HlcClock, IdPrefix, Missing, Op, OpId,
+    Path, ReplicaId, SealedOp, SkewReport, SystemClock, Value, Version, WallClock,
 };
 use cardlog_store::keys::meta;
 use cardlog_store::{
@@ -364,6 +364,21 @@ impl Replica {
     /// Every op, in the order this replica applied them.
     pub fn ops(&self) -> impl Iterator<Item = Result<SealedOp, Error>> + '_ {
         self.store.ops().map(|r| r.map_err(Error::from))
+    }
+
+    /// Up to `limit` contacts (deleted ones included) whose id starts with `prefix`, in id
+    /// order: one is a unique match, several an ambiguous prefix.
+    pub fn contacts_matching(
+        &self,
+        prefix: &IdPrefix,
+        limit: usize,
+    ) -> Result<Vec<ContactId>, Error> {
+        Ok(self.store.contacts_matching(prefix, limit)?)
+    }
+
+    /// Up to `limit` ops whose id starts with `prefix`, in id order.
+    pub fn ops_matching(&self, prefix: &IdPrefix, limit: usize) -> Result<Vec<OpId>, Error> {
+        Ok(self.store.ops_matching(prefix, limit)?)
     }
 
     /// Number of ops held.

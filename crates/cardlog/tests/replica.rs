@@ -641,3 +641,34 @@ fn every_op_is_listed_in_application_order() {
     assert_eq!(listed, ids);
     let _: Vec<SealedOp> = a.r().ops_since(&Summary::new()).unwrap();
 }
+
+#[test]
+fn ids_are_found_by_unique_prefix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Node::create(tmp.path(), "a");
+    let mut c1 = sample(1);
+    c1.id = ContactId([0x12; 16]);
+    let mut c2 = sample(2);
+    c2.id = ContactId([0x13; 16]);
+    let mut c3 = sample(3);
+    c3.id = ContactId([0x34; 16]);
+    let op = a.r().add_contact(&c1).unwrap();
+    a.r().add_contact(&c2).unwrap();
+    a.r().add_contact(&c3).unwrap();
+    a.r().delete(c3.id).unwrap();
+    let find = |r: &mut Replica, p: &str| {
+        r.contacts_matching(&cardlog::IdPrefix::parse(p).unwrap(), 10)
+            .unwrap()
+    };
+    assert_eq!(find(a.r(), "1"), [c1.id, c2.id], "ambiguous");
+    assert_eq!(find(a.r(), "12"), [c1.id]);
+    assert_eq!(find(a.r(), "131"), [c2.id]);
+    assert_eq!(find(a.r(), "3"), [c3.id], "deleted contacts are found");
+    assert!(find(a.r(), "5").is_empty());
+    let hex = op.to_string();
+    let found = a
+        .r()
+        .ops_matching(&cardlog::IdPrefix::parse(&hex[..7]).unwrap(), 10)
+        .unwrap();
+    assert_eq!(found, [op]);
+}

@@ -146,6 +146,45 @@ impl std::fmt::Display for Path {
     }
 }
 
+/// Why a string is not a path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{input:?} is not a path (expected exists, a field name such as given or org, \
+         KIND/ITEM-ID with KIND one of phone, email, address, url, tag/NAME or custom/NAME)"
+)]
+pub struct PathParseError {
+    /// The string given.
+    pub input: String,
+}
+
+impl std::str::FromStr for Path {
+    type Err = PathParseError;
+
+    /// Parses the display form: `exists`, `given`, `phone/<item id hex>`, `tag/<name>`,
+    /// `custom/<name>`.
+    fn from_str(s: &str) -> Result<Self, PathParseError> {
+        let err = || PathParseError {
+            input: s.to_owned(),
+        };
+        if s == "exists" {
+            return Ok(Path::Exists);
+        }
+        if let Some(field) = Field::from_name(s) {
+            return Ok(Path::Field(field));
+        }
+        let (head, rest) = s.split_once('/').ok_or_else(err)?;
+        match head {
+            "tag" if !rest.is_empty() => Ok(Path::Tag(rest.to_owned())),
+            "custom" if !rest.is_empty() => Ok(Path::Custom(rest.to_owned())),
+            _ => {
+                let kind = ItemKind::from_name(head).ok_or_else(err)?;
+                let id = rest.parse::<ItemId>().map_err(|_| err())?;
+                Ok(Path::Item(kind, id))
+            }
+        }
+    }
+}
+
 /// A postal address: one value whose parts change together (vCard `ADR` components). Empty
 /// strings are absent parts.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
@@ -258,6 +297,29 @@ impl Path {
             (Path::Item(_, _), Some(Value::Item(v))) => matches!(v.body, ItemBody::Text(_)),
             (Path::Tag(_), Some(Value::Present)) => true,
             _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_parse_from_their_display_form() {
+        let item = ItemId([0x5a; 16]);
+        for path in [
+            Path::Exists,
+            Path::Field(Field::Given),
+            Path::Field(Field::Note),
+            Path::Item(ItemKind::Address, item),
+            Path::Tag("book club".into()),
+            Path::Custom("X-SHOE-SIZE".into()),
+        ] {
+            assert_eq!(path.to_string().parse::<Path>(), Ok(path));
+        }
+        for bad in ["", "colour", "phone/12", "fax/00", "tag/", "custom/"] {
+            assert!(bad.parse::<Path>().is_err(), "{bad:?}");
         }
     }
 }
