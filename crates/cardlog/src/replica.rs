@@ -419,6 +419,11 @@ impl Replica {
         Ok(out)
     }
 
+    /// Every path of a contact that has been written, in path order.
+    pub fn paths(&self, id: &ContactId) -> Result<Vec<Path>, Error> {
+        Ok(self.store.paths(id)?)
+    }
+
     /// The heads of one path (more than one with different values: a conflict).
     pub fn heads(&self, id: &ContactId, path: &Path) -> Result<Heads, Error> {
         Ok(self.store.heads(id, path)?)

@@ -1,0 +1,194 @@
+//! The command line: global options and one subcommand per job (docs/CLI.md).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// cardlog: contacts in an append-only, content-hashed op log that syncs between devices
+/// without losing edits. Edit contacts in a local replica and look inside its log.
+#[derive(Debug, Parser)]
+#[command(name = "cardlog", version, propagate_version = true)]
+pub struct Cli {
+    /// The replica directory [default: the user's data directory, e.g.
+    /// ~/.local/share/cardlog]
+    #[arg(long, global = true, env = "CARDLOG_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+
+    /// Print machine-readable JSON instead of text (inspection commands; shapes in
+    /// docs/CLI.md)
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new, empty replica (a fresh device id) in the store directory
+    Init,
+    /// Add a contact; prints only its new id
+    Add(Box<AddArgs>),
+    /// Change fields, items and tags of a contact: FIELD=VALUE, KIND.ITEM=VALUE, KIND+=VALUE,
+    /// KIND-=ITEM, tag+=T, tag-=T, custom.NAME=VALUE, FIELD= (clears)
+    Set {
+        /// Contact id or unique prefix
+        id: String,
+        /// Assignments, e.g. org="Example Corp" phone+=work=+15550100 tag-=old
+        #[arg(required = true, value_name = "ASSIGNMENT")]
+        changes: Vec<String>,
+    },
+    /// Delete a contact (it stays in history and can be restored)
+    Rm {
+        /// Contact id or unique prefix
+        id: String,
+    },
+    /// Restore a deleted contact
+    Restore {
+        /// Contact id or unique prefix
+        id: String,
+    },
+    /// Show one contact with its conflicts
+    Show {
+        /// Contact id or unique prefix
+        id: String,
+    },
+    /// List contacts, optionally only those matching a search text
+    List {
+        /// Case-insensitive text to look for in names, items, notes, tags and custom fields
+        search: Option<String>,
+        /// Include deleted contacts
+        #[arg(long)]
+        deleted: bool,
+    },
+    /// Who changed what, when, replacing what: every value of a contact's fields
+    History {
+        /// Contact id or unique prefix
+        id: String,
+        /// Only this path (given, org, phone/ITEM, tag/NAME, custom/NAME, exists); item ids may
+        /// be prefixes
+        path: Option<String>,
+    },
+    /// The op log, in application order
+    Log(LogArgs),
+    /// One op decoded, with its size and an id check
+    Op {
+        /// Op id or unique prefix
+        id: String,
+    },
+    /// The summary: each author's last op (what a peer compares to find what to send)
+    Heads,
+    /// Replica id, op count, authors, conflicts and clock skew
+    Status,
+    /// Every conflicted field of every contact
+    Conflicts,
+    /// Settle a field: keep one of the competing values (by op id prefix) or set a new one
+    Resolve(ResolveArgs),
+    /// Re-hash every op, check every chain and compare the state with the log; exit 4 if not
+    /// intact
+    Verify,
+    /// Rebuild the materialized state from the log
+    Rebuild,
+    /// Ops and bytes per author, and the store's size on disk
+    Stats,
+    /// The seed scenario, narrated: a phone and a tablet edit one contact while apart, then
+    /// meet
+    Demo,
+}
+
+/// `cardlog add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Given name
+    #[arg(long)]
+    pub given: Option<String>,
+    /// Family name
+    #[arg(long)]
+    pub family: Option<String>,
+    /// Middle name
+    #[arg(long)]
+    pub middle: Option<String>,
+    /// Honorific prefix
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Honorific suffix
+    #[arg(long)]
+    pub suffix: Option<String>,
+    /// Nickname
+    #[arg(long)]
+    pub nickname: Option<String>,
+    /// Organization
+    #[arg(long)]
+    pub org: Option<String>,
+    /// Department
+    #[arg(long)]
+    pub department: Option<String>,
+    /// Job title
+    #[arg(long)]
+    pub title: Option<String>,
+    /// Birthday (free text, e.g. 1815-12-10)
+    #[arg(long)]
+    pub birthday: Option<String>,
+    /// Anniversary
+    #[arg(long)]
+    pub anniversary: Option<String>,
+    /// Note
+    #[arg(long)]
+    pub note: Option<String>,
+    /// A phone number, optionally labelled: [LABEL=]NUMBER (repeatable)
+    #[arg(long, value_name = "[LABEL=]NUMBER")]
+    pub phone: Vec<String>,
+    /// An e-mail address: [LABEL=]ADDRESS (repeatable)
+    #[arg(long, value_name = "[LABEL=]ADDRESS")]
+    pub email: Vec<String>,
+    /// A web address: [LABEL=]URL (repeatable)
+    #[arg(long, value_name = "[LABEL=]URL")]
+    pub url: Vec<String>,
+    /// A postal address, parts separated by ';':
+    /// [LABEL=]STREET;CITY;REGION;CODE;COUNTRY (repeatable)
+    #[arg(long, value_name = "[LABEL=]ADDRESS")]
+    pub address: Vec<String>,
+    /// A tag (repeatable)
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// A custom field: NAME=VALUE, e.g. X-SHOE-SIZE=44 (repeatable)
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub custom: Vec<String>,
+}
+
+/// `cardlog log`.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Only ops by this device (id or prefix)
+    #[arg(long)]
+    pub author: Option<String>,
+    /// Only ops writing this contact (id or prefix)
+    #[arg(long)]
+    pub contact: Option<String>,
+    /// Only ops with seq at least this
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// Only ops with seq at most this
+    #[arg(long)]
+    pub to: Option<u64>,
+}
+
+/// `cardlog resolve`.
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// Contact id or unique prefix
+    pub id: String,
+    /// The conflicted path (given, org, phone/ITEM, tag/NAME, custom/NAME, exists)
+    pub path: String,
+    /// Keep the value written by this op (id prefix; see `cardlog conflicts`)
+    #[arg(long, value_name = "OP", conflicts_with_all = ["value", "remove"])]
+    pub keep: Option<String>,
+    /// Set this new value instead (text for fields; [LABEL=]VALUE for items)
+    #[arg(long, conflicts_with = "remove")]
+    pub value: Option<String>,
+    /// Remove the field, item or tag
+    #[arg(long)]
+    pub remove: bool,
+}

@@ -1,0 +1,900 @@
+//! One function per subcommand. Each opens the replica, does its work through the `cardlog`
+//! facade and prints through `render`; nothing here knows about sled or the op encoding.
+
+use std::collections::BTreeMap;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use cardlog::{
+    Contact, ContactId, ContactView, Field, IdPrefix, Item, ItemBody, ItemId, ItemKind, ItemValue,
+    OpId, Options, Path, PostalAddress, Replica, ReplicaId, Value, WallClock,
+};
+use serde_json::json;
+
+use crate::args::{AddArgs, LogArgs, ResolveArgs};
+use crate::error::CliError;
+use crate::render;
+
+/// How many candidates an ambiguous prefix lists.
+const CANDIDATES: usize = 5;
+
+/// What every command needs: where the store is, how to print, what time it is.
+pub struct Ctx {
+    /// The store directory.
+    pub dir: PathBuf,
+    /// JSON output.
+    pub json: bool,
+    /// The wall clock (`CARDLOG_NOW` fixes it).
+    pub wall: Arc<dyn WallClock>,
+}
+
+type Res = Result<(), CliError>;
+
+impl Ctx {
+    fn options(&self) -> Options {
+        Options {
+            wall: self.wall.clone(),
+            ..Options::default()
+        }
+    }
+
+    fn open(&self) -> Result<Replica, CliError> {
+        Replica::open_with(&self.dir, self.options()).map_err(|e| match e {
+            cardlog::OpenError::NotAStore(_) => CliError::NotFound(format!(
+                "{} is not a cardlog store (create one with `cardlog init`, or pick one with \
+                 --store DIR / CARDLOG_STORE)",
+                self.dir.display()
+            )),
+            other => other.into(),
+        })
+    }
+
+    fn print_json(&self, value: &serde_json::Value) -> Res {
+        let text = serde_json::to_string_pretty(value)
+            .map_err(|e| CliError::Failed(format!("JSON output: {e}")))?;
+        println!("{text}");
+        Ok(())
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> CliError {
+    CliError::Invalid(msg.into())
+}
+
+fn parse_prefix(s: &str, what: &str) -> Result<IdPrefix, CliError> {
+    IdPrefix::parse(s).map_err(|e| invalid(format!("{what} {s:?}: {e}")))
+}
+
+fn one<T: std::fmt::Display + Copy>(found: Vec<T>, s: &str, what: &str) -> Result<T, CliError> {
+    match found.as_slice() {
+        [] => Err(CliError::NotFound(format!("no {what} with id {s}"))),
+        [only] => Ok(*only),
+        many => Err(invalid(format!(
+            "{what} id prefix {s} is ambiguous: it matches {}{}; give more digits",
+            many.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            if many.len() >= CANDIDATES {
+                ", …"
+            } else {
+                ""
+            }
+        ))),
+    }
+}
+
+/// The contact a full id or unique prefix names (deleted contacts included).
+pub fn find_contact(r: &Replica, s: &str) -> Result<ContactId, CliError> {
+    let prefix = parse_prefix(s, "contact")?;
+    one(r.contacts_matching(&prefix, CANDIDATES)?, s, "contact")
+}
+
+fn find_op(r: &Replica, s: &str) -> Result<OpId, CliError> {
+    let prefix = parse_prefix(s, "op")?;
+    one(r.ops_matching(&prefix, CANDIDATES)?, s, "op")
+}
+
+fn find_author(r: &Replica, s: &str) -> Result<ReplicaId, CliError> {
+    let prefix = parse_prefix(s, "device")?;
+    let found: Vec<ReplicaId> = r
+        .summary()
+        .keys()
+        .filter(|a| a.matches(&prefix))
+        .copied()
+        .collect();
+    one(found, s, "device")
+}
+
+/// Splits `[LABEL=]VALUE`. A label is a short word (letters, digits, space, `-`, `_`); anything
+/// else before the first `=` belongs to the value (URLs with queries, `+` numbers).
+fn labelled(s: &str) -> (String, String) {
+    if let Some((label, value)) = s.split_once('=') {
+        if !label.is_empty()
+            && label.len() <= 32
+            && label
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        {
+            return (label.to_owned(), value.to_owned());
+        }
+    }
+    (String::new(), s.to_owned())
+}
+
+/// `STREET;CITY;REGION;CODE;COUNTRY` (fewer parts leave the rest empty).
+fn address(s: &str) -> Result<PostalAddress, CliError> {
+    let parts: Vec<&str> = s.split(';').map(str::trim).collect();
+    if parts.len() > 5 {
+        return Err(invalid(format!(
+            "address {s:?} has {} parts; expected STREET;CITY;REGION;CODE;COUNTRY",
+            parts.len()
+        )));
+    }
+    let part = |i: usize| parts.get(i).copied().unwrap_or_default().to_owned();
+    Ok(PostalAddress {
+        street: part(0),
+        locality: part(1),
+        region: part(2),
+        code: part(3),
+        country: part(4),
+        ..PostalAddress::default()
+    })
+}
+
+fn item_body(kind: ItemKind, s: &str) -> Result<ItemBody, CliError> {
+    Ok(match kind {
+        ItemKind::Address => ItemBody::Address(address(s)?),
+        _ => ItemBody::Text(s.to_owned()),
+    })
+}
+
+fn new_item(kind: ItemKind, spec: &str) -> Result<Item, CliError> {
+    let (label, value) = labelled(spec);
+    if value.trim().is_empty() {
+        return Err(invalid(format!("{} {spec:?} has no value", kind.name())));
+    }
+    Ok(Item {
+        id: ItemId::random().map_err(|e| CliError::Failed(e.to_string()))?,
+        label,
+        body: item_body(kind, &value)?,
+    })
+}
+
+// ---- init, add, set, rm, restore ---------------------------------------------------------
+
+/// `cardlog init`.
+pub fn init(ctx: &Ctx) -> Res {
+    let r = Replica::create_with(&ctx.dir, ctx.options())?;
+    if ctx.json {
+        return ctx.print_json(&json!({"replica": r.id().to_string(), "store": ctx.dir}));
+    }
+    println!("created replica {} in {}", r.id(), ctx.dir.display());
+    Ok(())
+}
+
+/// `cardlog add`.
+pub fn add(ctx: &Ctx, a: &AddArgs) -> Res {
+    let mut c = Contact::random().map_err(|e| CliError::Failed(e.to_string()))?;
+    for (field, value) in [
+        (Field::Given, &a.given),
+        (Field::Family, &a.family),
+        (Field::Middle, &a.middle),
+        (Field::Prefix, &a.prefix),
+        (Field::Suffix, &a.suffix),
+        (Field::Nickname, &a.nickname),
+        (Field::Org, &a.org),
+        (Field::Department, &a.department),
+        (Field::Title, &a.title),
+        (Field::Birthday, &a.birthday),
+        (Field::Anniversary, &a.anniversary),
+        (Field::Note, &a.note),
+    ] {
+        if let Some(v) = value {
+            c.set(field, v.clone());
+        }
+    }
+    for (kind, specs) in [
+        (ItemKind::Phone, &a.phone),
+        (ItemKind::Email, &a.email),
+        (ItemKind::Url, &a.url),
+        (ItemKind::Address, &a.address),
+    ] {
+        for spec in specs {
+            let item = new_item(kind, spec)?;
+            c.items_mut(kind).push(item);
+        }
+    }
+    for tag in &a.tag {
+        c.tags.insert(tag.clone());
+    }
+    for spec in &a.custom {
+        let (name, value) = spec
+            .split_once('=')
+            .filter(|(n, _)| !n.is_empty())
+            .ok_or_else(|| invalid(format!("custom field {spec:?}: expected NAME=VALUE")))?;
+        c.custom.insert(name.to_owned(), value.to_owned());
+    }
+    if c.to_changes().map_err(|e| invalid(e.to_string()))?.len() <= 1 {
+        return Err(invalid(
+            "a contact needs at least one value (e.g. --given NAME); see `cardlog add --help`",
+        ));
+    }
+    let mut r = ctx.open()?;
+    r.add_contact(&c)?;
+    println!("{}", c.id);
+    Ok(())
+}
+
+/// One parsed `cardlog set` assignment.
+enum Assign {
+    Field(Field, Option<String>),
+    ItemSet(ItemKind, ItemId, String),
+    ItemAdd(ItemKind, Item),
+    ItemRemove(ItemKind, ItemId),
+    TagAdd(String),
+    TagRemove(String),
+    Custom(String, Option<String>),
+}
+
+fn find_item(c: &Contact, kind: ItemKind, prefix: &str) -> Result<ItemId, CliError> {
+    let p = parse_prefix(prefix, kind.name())?;
+    let found: Vec<ItemId> = c
+        .items(kind)
+        .iter()
+        .map(|i| i.id)
+        .filter(|id| id.matches(&p))
+        .collect();
+    one(found, prefix, kind.name())
+}
+
+fn parse_assign(c: &Contact, s: &str) -> Result<Assign, CliError> {
+    let bad = || {
+        invalid(format!(
+            "{s:?}: expected FIELD=VALUE, KIND.ITEM=VALUE, KIND+=VALUE, KIND-=ITEM, tag+=T, \
+             tag-=T or custom.NAME=VALUE (fields: {})",
+            Field::ALL.map(Field::name).join(", ")
+        ))
+    };
+    if let Some((key, value)) = s.split_once("+=") {
+        if key == "tag" {
+            return Ok(Assign::TagAdd(value.to_owned()));
+        }
+        let kind = ItemKind::from_name(key).ok_or_else(bad)?;
+        return Ok(Assign::ItemAdd(kind, new_item(kind, value)?));
+    }
+    if let Some((key, value)) = s.split_once("-=") {
+        if key == "tag" {
+            return Ok(Assign::TagRemove(value.to_owned()));
+        }
+        let kind = ItemKind::from_name(key).ok_or_else(bad)?;
+        return Ok(Assign::ItemRemove(kind, find_item(c, kind, value)?));
+    }
+    let (key, value) = s.split_once('=').ok_or_else(bad)?;
+    let value = (!value.is_empty()).then(|| value.to_owned());
+    if let Some(field) = Field::from_name(key) {
+        return Ok(Assign::Field(field, value));
+    }
+    let (head, rest) = key.split_once('.').ok_or_else(bad)?;
+    if head == "custom" && !rest.is_empty() {
+        return Ok(Assign::Custom(rest.to_owned(), value));
+    }
+    let kind = ItemKind::from_name(head).ok_or_else(bad)?;
+    let id = find_item(c, kind, rest)?;
+    match value {
+        Some(v) => Ok(Assign::ItemSet(kind, id, v)),
+        None => Ok(Assign::ItemRemove(kind, id)),
+    }
+}
+
+fn apply_assign(c: &mut Contact, a: Assign) -> Result<(), CliError> {
+    match a {
+        Assign::Field(f, Some(v)) => {
+            c.set(f, v);
+        }
+        Assign::Field(f, None) => {
+            c.fields.remove(&f);
+        }
+        Assign::ItemSet(kind, id, spec) => {
+            let (label, value) = labelled(&spec);
+            let body = item_body(kind, &value)?;
+            if let Some(item) = c.items_mut(kind).iter_mut().find(|i| i.id == id) {
+                if !label.is_empty() {
+                    item.label = label;
+                }
+                item.body = body;
+            }
+        }
+        Assign::ItemAdd(kind, item) => c.items_mut(kind).push(item),
+        Assign::ItemRemove(kind, id) => {
+            c.remove_item(kind, id);
+        }
+        Assign::TagAdd(t) => {
+            c.tags.insert(t);
+        }
+        Assign::TagRemove(t) => {
+            c.tags.remove(&t);
+        }
+        Assign::Custom(name, Some(v)) => {
+            c.custom.insert(name, v);
+        }
+        Assign::Custom(name, None) => {
+            c.custom.remove(&name);
+        }
+    }
+    Ok(())
+}
+
+/// `cardlog set`.
+pub fn set(ctx: &Ctx, id: &str, changes: &[String]) -> Res {
+    let mut r = ctx.open()?;
+    let id = find_contact(&r, id)?;
+    let view = r
+        .contact(&id)?
+        .ok_or(CliError::NotFound(format!("no contact {id}")))?;
+    if view.deleted {
+        return Err(invalid(format!(
+            "contact {id} is deleted; `cardlog restore {}` first",
+            render::short(&id)
+        )));
+    }
+    let mut edited = view.contact.clone();
+    for s in changes {
+        let assign = parse_assign(&edited, s)?;
+        apply_assign(&mut edited, assign)?;
+    }
+    match r.edit(id, |c| *c = edited)? {
+        Some(op) if ctx.json => ctx.print_json(&json!({"op": op.to_string(), "changed": true})),
+        Some(op) => {
+            println!("saved op {op}");
+            Ok(())
+        }
+        None if ctx.json => ctx.print_json(&json!({"op": null, "changed": false})),
+        None => {
+            println!("nothing changed");
+            Ok(())
+        }
+    }
+}
+
+/// `cardlog rm`.
+pub fn rm(ctx: &Ctx, id: &str) -> Res {
+    let mut r = ctx.open()?;
+    let id = find_contact(&r, id)?;
+    let op = r.delete(id)?;
+    println!(
+        "deleted {id} (op {op}); `cardlog restore {}` undoes it",
+        render::short(&id)
+    );
+    Ok(())
+}
+
+/// `cardlog restore`.
+pub fn restore(ctx: &Ctx, id: &str) -> Res {
+    let mut r = ctx.open()?;
+    let id = find_contact(&r, id)?;
+    let op = r.restore(id)?;
+    println!("restored {id} (op {op})");
+    Ok(())
+}
+
+// ---- show, list, history, conflicts, resolve ---------------------------------------------
+
+fn view(r: &Replica, id: &str) -> Result<ContactView, CliError> {
+    let id = find_contact(r, id)?;
+    r.contact(&id)?
+        .ok_or_else(|| CliError::NotFound(format!("no contact {id}")))
+}
+
+/// `cardlog show`.
+pub fn show(ctx: &Ctx, id: &str) -> Res {
+    let r = ctx.open()?;
+    let v = view(&r, id)?;
+    if ctx.json {
+        return ctx.print_json(&render::contact_json(&v));
+    }
+    print!("{}", render::contact_text(&v));
+    Ok(())
+}
+
+fn matches_search(c: &Contact, needle: &str) -> bool {
+    let needle = needle.to_lowercase();
+    let hay = c
+        .fields
+        .values()
+        .cloned()
+        .chain(
+            ItemKind::ALL
+                .into_iter()
+                .flat_map(|k| c.items(k).iter().map(|i| format!("{} {}", i.label, i.body))),
+        )
+        .chain(c.tags.iter().cloned())
+        .chain(c.custom.iter().map(|(k, v)| format!("{k} {v}")));
+    hay.into_iter().any(|h| h.to_lowercase().contains(&needle))
+}
+
+/// `cardlog list`.
+pub fn list(ctx: &Ctx, search: Option<&str>, deleted: bool) -> Res {
+    let r = ctx.open()?;
+    let all = if deleted {
+        r.contacts_with_deleted()?
+    } else {
+        r.contacts()?
+    };
+    let shown: Vec<&ContactView> = all
+        .iter()
+        .filter(|v| search.is_none_or(|s| matches_search(&v.contact, s)))
+        .collect();
+    if ctx.json {
+        let items: Vec<serde_json::Value> = shown.iter().map(|v| render::contact_json(v)).collect();
+        return ctx.print_json(&serde_json::Value::Array(items));
+    }
+    let width = shown
+        .iter()
+        .map(|v| v.contact.display_name().chars().count())
+        .max()
+        .unwrap_or(0);
+    for v in &shown {
+        let c = &v.contact;
+        let first = c
+            .phones
+            .first()
+            .or(c.emails.first())
+            .map(|i| i.body.to_string())
+            .unwrap_or_default();
+        let mut flags = String::new();
+        if v.deleted {
+            flags.push_str("  [deleted]");
+        }
+        if !v.conflicts.is_empty() {
+            flags.push_str(&format!("  [{} conflict(s)]", v.conflicts.len()));
+        }
+        println!(
+            "{}  {:<width$}  {first}{flags}",
+            render::short(&c.id),
+            c.display_name()
+        );
+    }
+    if shown.is_empty() {
+        eprintln!("no contacts");
+    }
+    Ok(())
+}
+
+/// Paths of a contact matching a path argument; item ids may be prefixes.
+fn select_paths(paths: Vec<Path>, arg: &str) -> Result<Vec<Path>, CliError> {
+    let not_a_path = match arg.parse::<Path>() {
+        Ok(exact) => return Ok(paths.into_iter().filter(|p| *p == exact).collect()),
+        Err(e) => e,
+    };
+    let (head, rest) = arg
+        .split_once('/')
+        .ok_or_else(|| invalid(not_a_path.to_string()))?;
+    let kind = ItemKind::from_name(head).ok_or_else(|| {
+        invalid(format!(
+            "{arg:?}: unknown path; expected a field name, KIND/ITEM, tag/NAME or custom/NAME"
+        ))
+    })?;
+    let prefix = parse_prefix(rest, kind.name())?;
+    let found: Vec<Path> = paths
+        .into_iter()
+        .filter(|p| matches!(p, Path::Item(k, id) if *k == kind && id.matches(&prefix)))
+        .collect();
+    if found.len() > 1 {
+        return Err(invalid(format!(
+            "{arg:?} is ambiguous: {} items match",
+            found.len()
+        )));
+    }
+    Ok(found)
+}
+
+/// `cardlog history`.
+pub fn history(ctx: &Ctx, id: &str, path: Option<&str>) -> Res {
+    let r = ctx.open()?;
+    let id = find_contact(&r, id)?;
+    let mut all = r.contact_history(&id)?;
+    if let Some(arg) = path {
+        let wanted = select_paths(all.iter().map(|(p, _)| p.clone()).collect(), arg)?;
+        if wanted.is_empty() {
+            return Err(CliError::NotFound(format!(
+                "contact {id} has no path {arg}"
+            )));
+        }
+        all.retain(|(p, _)| wanted.contains(p));
+    }
+    if ctx.json {
+        let out: Vec<serde_json::Value> = all
+            .iter()
+            .map(|(p, versions)| {
+                json!({"path": p.to_string(), "versions": versions.iter().map(render::version_json).collect::<Vec<_>>()})
+            })
+            .collect();
+        return ctx.print_json(&json!({"contact": id.to_string(), "paths": out}));
+    }
+    for (p, versions) in &all {
+        println!("{p}");
+        for v in versions {
+            let replaces = if v.replaces.is_empty() {
+                "new".to_owned()
+            } else {
+                format!(
+                    "replaces {}",
+                    v.replaces
+                        .iter()
+                        .map(render::short)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )
+            };
+            println!(
+                "  {}  {}  by {}  op {}  {:<24}  {replaces}",
+                if v.head { "*" } else { " " },
+                render::time(v.hlc),
+                render::short(&v.author),
+                render::short(&v.op),
+                render::value_text(v.value.as_ref()),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `cardlog conflicts`.
+pub fn conflicts(ctx: &Ctx) -> Res {
+    let r = ctx.open()?;
+    let all = r.conflicts()?;
+    if ctx.json {
+        let out: Vec<serde_json::Value> = all
+            .iter()
+            .map(|(c, f)| {
+                let mut j = render::conflict_json(f);
+                if let Some(obj) = j.as_object_mut() {
+                    obj.insert("contact".into(), json!(c.to_string()));
+                }
+                j
+            })
+            .collect();
+        return ctx.print_json(&serde_json::Value::Array(out));
+    }
+    if all.is_empty() {
+        println!("no conflicts");
+    }
+    for (c, f) in &all {
+        let name = r
+            .contact(c)?
+            .map(|v| v.contact.display_name())
+            .unwrap_or_default();
+        println!("{}  {name}", render::short(c));
+        print!("{}", render::conflict_text(&f.path, f));
+    }
+    Ok(())
+}
+
+fn value_for(path: &Path, s: &str) -> Result<Value, CliError> {
+    Ok(match path {
+        Path::Exists => Value::Bool(match s {
+            "true" => true,
+            "false" => false,
+            _ => return Err(invalid(format!("exists takes true or false, not {s:?}"))),
+        }),
+        Path::Field(_) | Path::Custom(_) => Value::Text(s.to_owned()),
+        Path::Tag(_) => Value::Present,
+        Path::Item(kind, _) => {
+            let (label, value) = labelled(s);
+            Value::Item(ItemValue {
+                label,
+                body: item_body(*kind, &value)?,
+            })
+        }
+    })
+}
+
+/// `cardlog resolve`.
+pub fn resolve(ctx: &Ctx, a: &ResolveArgs) -> Res {
+    let mut r = ctx.open()?;
+    let id = find_contact(&r, &a.id)?;
+    let paths = select_paths(r.paths(&id)?, &a.path)?;
+    let path = paths
+        .into_iter()
+        .next()
+        .ok_or_else(|| CliError::NotFound(format!("contact {id} has no path {}", a.path)))?;
+    let value = match (&a.keep, &a.value, a.remove) {
+        (Some(op), None, false) => {
+            let heads = r.heads(&id, &path)?;
+            let prefix = parse_prefix(op, "op")?;
+            let found: Vec<_> = heads.iter().filter(|h| h.key.op.matches(&prefix)).collect();
+            match found.as_slice() {
+                [one] => one.value.clone(),
+                [] => {
+                    return Err(CliError::NotFound(format!(
+                    "no competing value of {path} was written by op {op} (see `cardlog conflicts`)"
+                )))
+                }
+                _ => return Err(invalid(format!("op prefix {op} is ambiguous"))),
+            }
+        }
+        (None, Some(v), false) => Some(value_for(&path, v)?),
+        (None, None, true) => None,
+        _ => {
+            return Err(invalid(
+                "give exactly one of --keep OP, --value VALUE or --remove",
+            ))
+        }
+    };
+    let op = r.resolve(id, path.clone(), value)?;
+    println!("resolved {path} of {} (op {op})", render::short(&id));
+    Ok(())
+}
+
+// ---- log, op, heads, status, stats --------------------------------------------------------
+
+/// `cardlog log`.
+pub fn log(ctx: &Ctx, a: &LogArgs) -> Res {
+    let r = ctx.open()?;
+    let author = a
+        .author
+        .as_deref()
+        .map(|s| find_author(&r, s))
+        .transpose()?;
+    let contact = a
+        .contact
+        .as_deref()
+        .map(|s| find_contact(&r, s))
+        .transpose()?;
+    let mut out = Vec::new();
+    for (order, op) in r.ops().enumerate() {
+        let op = op?;
+        let o = op.op();
+        if author.is_some_and(|x| x != o.author)
+            || a.from.is_some_and(|f| o.seq < f)
+            || a.to.is_some_and(|t| o.seq > t)
+            || contact.is_some_and(|c| !o.writes.iter().any(|w| w.contact == c))
+        {
+            continue;
+        }
+        if ctx.json {
+            let mut j = render::op_json(&op);
+            if let Some(obj) = j.as_object_mut() {
+                obj.insert("order".into(), json!(order));
+            }
+            out.push(j);
+        } else {
+            let contacts: std::collections::BTreeSet<_> =
+                o.writes.iter().map(|w| render::short(&w.contact)).collect();
+            let paths: Vec<String> = o.writes.iter().map(|w| w.path.to_string()).collect();
+            println!(
+                "{order:>6}  {}  {}#{:<4}  op {}  {} write(s) to {}: {}",
+                render::time(o.hlc),
+                render::short(&o.author),
+                o.seq,
+                render::short(&op.id()),
+                o.writes.len(),
+                contacts.into_iter().collect::<Vec<_>>().join(","),
+                paths.join(" ")
+            );
+        }
+    }
+    if ctx.json {
+        return ctx.print_json(&serde_json::Value::Array(out));
+    }
+    Ok(())
+}
+
+/// `cardlog op`.
+pub fn op(ctx: &Ctx, id: &str) -> Res {
+    let r = ctx.open()?;
+    let id = find_op(&r, id)?;
+    let op = r
+        .op(&id)?
+        .ok_or_else(|| CliError::NotFound(format!("no op {id}")))?;
+    // The store re-decodes and re-hashes the bytes on every read; say so explicitly.
+    let id_ok = op.id() == id && cardlog_core::OpId::of_bytes(op.bytes()) == id;
+    if ctx.json {
+        let mut j = render::op_json(&op);
+        if let Some(obj) = j.as_object_mut() {
+            obj.insert("id_ok".into(), json!(id_ok));
+        }
+        return ctx.print_json(&j);
+    }
+    let o = op.op();
+    println!("op      {}", op.id());
+    println!(
+        "id      {}",
+        if id_ok {
+            "ok (hash of the bytes)"
+        } else {
+            "MISMATCH"
+        }
+    );
+    println!("author  {}", o.author);
+    println!("seq     {}", o.seq);
+    println!(
+        "prev    {}",
+        o.prev.map_or("(first op)".to_owned(), |p| p.to_string())
+    );
+    println!("time    {}  (hlc {})", render::time(o.hlc), o.hlc);
+    println!("bytes   {}", op.bytes().len());
+    println!("writes  {}", o.writes.len());
+    for w in &o.writes {
+        let replaces: Vec<String> = w.replaces.iter().map(render::short).collect();
+        println!(
+            "  {}  {:<20}  {:<28}  replaces [{}]",
+            render::short(&w.contact),
+            w.path.to_string(),
+            render::value_text(w.value.as_ref()),
+            replaces.join(",")
+        );
+    }
+    Ok(())
+}
+
+/// `cardlog heads`.
+pub fn heads(ctx: &Ctx) -> Res {
+    let r = ctx.open()?;
+    if ctx.json {
+        let out: Vec<serde_json::Value> = r
+            .summary()
+            .iter()
+            .map(|(a, h)| json!({"author": a.to_string(), "seq": h.seq, "op": h.op.to_string(), "time": render::time(h.hlc)}))
+            .collect();
+        return ctx.print_json(&serde_json::Value::Array(out));
+    }
+    for (a, h) in r.summary() {
+        let me = if *a == r.id() { "  (this replica)" } else { "" };
+        println!(
+            "{a}  seq {:<6}  op {}  {}{me}",
+            h.seq,
+            h.op,
+            render::time(h.hlc)
+        );
+    }
+    Ok(())
+}
+
+/// `cardlog status`.
+pub fn status(ctx: &Ctx) -> Res {
+    let r = ctx.open()?;
+    let all = r.contacts_with_deleted()?;
+    let deleted = all.iter().filter(|v| v.deleted).count();
+    let conflicts = r.conflicts()?.len();
+    let now = ctx.wall.now_ms();
+    let bound = r.clock().skew_bound_ms();
+    let ahead: Vec<(ReplicaId, u64)> = r
+        .summary()
+        .iter()
+        .filter(|(_, h)| h.hlc.wall_ms > now.saturating_add(bound))
+        .map(|(a, h)| (*a, h.hlc.wall_ms - now))
+        .collect();
+    if ctx.json {
+        return ctx.print_json(&json!({
+            "replica": r.id().to_string(),
+            "previous_replica": r.previous_id().map(|p| p.to_string()),
+            "store": ctx.dir,
+            "ops": r.op_count(),
+            "authors": r.summary().len(),
+            "contacts": all.len() - deleted,
+            "deleted": deleted,
+            "conflicts": conflicts,
+            "clock": r.clock().last().to_string(),
+            "skew": ahead.iter().map(|(a, ms)| json!({"author": a.to_string(), "ahead_ms": ms})).collect::<Vec<_>>(),
+        }));
+    }
+    println!("replica    {}", r.id());
+    if let Some(p) = r.previous_id() {
+        println!("           (this store was copied or restored; it wrote as {p} before)");
+    }
+    println!("store      {}", ctx.dir.display());
+    println!("ops        {}", r.op_count());
+    println!("authors    {}", r.summary().len());
+    println!("contacts   {} ({deleted} deleted)", all.len() - deleted);
+    println!("conflicts  {conflicts}");
+    println!("clock      {}", r.clock().last());
+    for (a, ms) in &ahead {
+        println!(
+            "skew       device {} writes {}s ahead of this clock (bound {}s)",
+            render::short(a),
+            ms / 1000,
+            bound / 1000
+        );
+    }
+    Ok(())
+}
+
+fn dir_size(dir: &FsPath) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                dir_size(&p)
+            } else {
+                e.metadata().map_or(0, |m| m.len())
+            }
+        })
+        .sum()
+}
+
+/// `cardlog stats`.
+pub fn stats(ctx: &Ctx) -> Res {
+    let r = ctx.open()?;
+    let mut per: BTreeMap<ReplicaId, (u64, u64, u64)> = BTreeMap::new();
+    for op in r.ops() {
+        let op = op?;
+        let e = per.entry(op.op().author).or_default();
+        e.0 += 1;
+        e.1 += op.bytes().len() as u64;
+        e.2 += op.op().writes.len() as u64;
+    }
+    let size = dir_size(&ctx.dir);
+    if ctx.json {
+        let authors: Vec<serde_json::Value> = per
+            .iter()
+            .map(|(a, (n, b, w))| json!({"author": a.to_string(), "ops": n, "bytes": b, "writes": w}))
+            .collect();
+        return ctx.print_json(&json!({
+            "ops": r.op_count(),
+            "op_bytes": per.values().map(|v| v.1).sum::<u64>(),
+            "store_bytes": size,
+            "authors": authors,
+        }));
+    }
+    println!(
+        "{:<32}  {:>8}  {:>10}  {:>8}",
+        "author", "ops", "bytes", "writes"
+    );
+    for (a, (n, b, w)) in &per {
+        println!("{a}  {n:>8}  {b:>10}  {w:>8}");
+    }
+    println!(
+        "total ops {}, op bytes {}, store on disk {} bytes",
+        r.op_count(),
+        per.values().map(|v| v.1).sum::<u64>(),
+        size
+    );
+    Ok(())
+}
+
+// ---- verify, rebuild ------------------------------------------------------------------------
+
+/// `cardlog verify`.
+pub fn verify(ctx: &Ctx) -> Res {
+    let r = ctx.open()?;
+    let report = r.verify()?;
+    if ctx.json {
+        ctx.print_json(&json!({
+            "ok": report.is_ok(),
+            "ops": report.ops,
+            "authors": report.authors,
+            "registers": report.registers,
+            "problems": report.problems,
+        }))?;
+    } else if report.is_ok() {
+        println!(
+            "ok: {} ops from {} device(s) re-hashed, chains intact, {} registers match the log",
+            report.ops, report.authors, report.registers
+        );
+    }
+    match report.problems.first() {
+        None => Ok(()),
+        Some(first) => Err(CliError::Corrupt(format!(
+            "store not intact ({} problem(s)); first: {first}; `cardlog rebuild` rewrites the \
+             state from the log",
+            report.problems.len()
+        ))),
+    }
+}
+
+/// `cardlog rebuild`.
+pub fn rebuild(ctx: &Ctx) -> Res {
+    let mut r = ctx.open()?;
+    let n = r.rebuild()?;
+    if ctx.json {
+        return ctx.print_json(&json!({"ops": n}));
+    }
+    println!("rebuilt the state from {n} ops");
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! Turning contacts, versions and ops into aligned text and into the stable JSON shapes of
+//! docs/CLI.md.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use cardlog::{
+    ContactView, FieldConflict, Hlc, ItemBody, ItemKind, Path, PostalAddress, SealedOp, Value,
+    Version,
+};
+use serde_json::{json, Map, Value as Json};
+
+/// An HLC's wall time as RFC 3339 (UTC, milliseconds).
+pub fn time(hlc: Hlc) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(hlc.wall_ms);
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+/// The first 8 hex digits of an id, for aligned human output.
+pub fn short(id: &impl std::fmt::Display) -> String {
+    id.to_string().chars().take(8).collect()
+}
+
+fn address_json(a: &PostalAddress) -> Json {
+    json!({
+        "po_box": a.po_box, "extended": a.extended, "street": a.street,
+        "locality": a.locality, "region": a.region, "code": a.code, "country": a.country,
+    })
+}
+
+fn body_json(body: &ItemBody) -> Json {
+    match body {
+        ItemBody::Text(t) => Json::String(t.clone()),
+        ItemBody::Address(a) => address_json(a),
+    }
+}
+
+/// A register value as JSON: text as a string, existence as a boolean, an item as
+/// `{label, value}`, tag presence as `true`, a removal as `null`.
+pub fn value_json(value: Option<&Value>) -> Json {
+    match value {
+        None => Json::Null,
+        Some(Value::Text(t)) => Json::String(t.clone()),
+        Some(Value::Bool(b)) => Json::Bool(*b),
+        Some(Value::Item(item)) => json!({"label": item.label, "value": body_json(&item.body)}),
+        Some(Value::Present) => Json::Bool(true),
+    }
+}
+
+/// A register value as text; a removal is `(removed)`.
+pub fn value_text(value: Option<&Value>) -> String {
+    match value {
+        None => "(removed)".into(),
+        Some(v) => v.to_string(),
+    }
+}
+
+/// One version of a path.
+pub fn version_json(v: &Version) -> Json {
+    json!({
+        "op": v.op.to_string(),
+        "device": v.author.to_string(),
+        "seq": v.seq,
+        "time": time(v.hlc),
+        "hlc": v.hlc.to_string(),
+        "value": value_json(v.value.as_ref()),
+        "replaces": v.replaces.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "head": v.head,
+    })
+}
+
+/// A conflict: the path and its competing values, the visible one first.
+pub fn conflict_json(c: &FieldConflict) -> Json {
+    let mut values = vec![version_json(&c.winner)];
+    values.extend(c.alternatives.iter().map(version_json));
+    json!({"path": c.path.to_string(), "values": values})
+}
+
+/// The JSON key of a contact's items of one kind.
+pub fn plural(kind: ItemKind) -> &'static str {
+    match kind {
+        ItemKind::Phone => "phones",
+        ItemKind::Email => "emails",
+        ItemKind::Address => "addresses",
+        ItemKind::Url => "urls",
+    }
+}
+
+/// A contact in the shape of `cardlog show --json`.
+pub fn contact_json(view: &ContactView) -> Json {
+    let c = &view.contact;
+    let mut out = Map::new();
+    out.insert("id".into(), Json::String(c.id.to_string()));
+    for (field, value) in &c.fields {
+        out.insert(field.name().into(), Json::String(value.clone()));
+    }
+    for kind in ItemKind::ALL {
+        let items: Vec<Json> = c
+            .items(kind)
+            .iter()
+            .map(|i| json!({"id": i.id.to_string(), "label": i.label, "value": body_json(&i.body)}))
+            .collect();
+        out.insert(plural(kind).into(), Json::Array(items));
+    }
+    out.insert("tags".into(), json!(c.tags));
+    out.insert("custom".into(), json!(c.custom));
+    out.insert("deleted".into(), Json::Bool(view.deleted));
+    out.insert("created".into(), Json::String(time(view.created)));
+    out.insert("updated".into(), Json::String(time(view.updated)));
+    out.insert(
+        "conflicts".into(),
+        Json::Array(view.conflicts.iter().map(conflict_json).collect()),
+    );
+    Json::Object(out)
+}
+
+/// A contact as aligned text: name line, then one line per value, then conflicts.
+pub fn contact_text(view: &ContactView) -> String {
+    let c = &view.contact;
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for (field, value) in &c.fields {
+        rows.push((field.name().into(), value.clone()));
+    }
+    for kind in ItemKind::ALL {
+        for item in c.items(kind) {
+            let label = if item.label.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", item.label)
+            };
+            rows.push((
+                format!("{}.{}", kind.name(), short(&item.id)),
+                format!("{}{label}", item.body),
+            ));
+        }
+    }
+    if !c.tags.is_empty() {
+        rows.push((
+            "tags".into(),
+            c.tags.iter().cloned().collect::<Vec<_>>().join(", "),
+        ));
+    }
+    for (name, value) in &c.custom {
+        rows.push((format!("custom.{name}"), value.clone()));
+    }
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = format!("{}  {}", c.id, c.display_name());
+    if view.deleted {
+        out.push_str("  [deleted]");
+    }
+    out.push('\n');
+    for (k, v) in rows {
+        out.push_str(&format!("  {k:<width$}  {v}\n"));
+    }
+    for conflict in &view.conflicts {
+        out.push_str(&conflict_text(&conflict.path, conflict));
+    }
+    out
+}
+
+/// A conflict as text: the path, then each competing value with device, time and op.
+pub fn conflict_text(path: &Path, c: &FieldConflict) -> String {
+    let mut out = format!("  conflict on {path}:\n");
+    for (i, v) in std::iter::once(&c.winner)
+        .chain(&c.alternatives)
+        .enumerate()
+    {
+        let mark = if i == 0 { "shown" } else { "also " };
+        out.push_str(&format!(
+            "    {mark}  {:<30}  by {}  at {}  op {}\n",
+            value_text(v.value.as_ref()),
+            short(&v.author),
+            time(v.hlc),
+            short(&v.op)
+        ));
+    }
+    out
+}
+
+/// One op as JSON (`cardlog op --json`, `cardlog log --json`).
+pub fn op_json(op: &SealedOp) -> Json {
+    let o = op.op();
+    json!({
+        "id": op.id().to_string(),
+        "author": o.author.to_string(),
+        "seq": o.seq,
+        "prev": o.prev.map(|p| p.to_string()),
+        "time": time(o.hlc),
+        "hlc": o.hlc.to_string(),
+        "bytes": op.bytes().len(),
+        "writes": o.writes.iter().map(|w| json!({
+            "contact": w.contact.to_string(),
+            "path": w.path.to_string(),
+            "value": value_json(w.value.as_ref()),
+            "replaces": w.replaces.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
