@@ -1,0 +1,557 @@
+//! Applying ops to a store: a multi-device history stored one op at a time or all at once in
+//! shuffled order reads exactly like a core `Replay` of the same ops (state bytes, contacts,
+//! conflicts, history, paths, summary, ops), also after a reopen; `apply_all` reports
+//! duplicates, missing dependencies and forks per op and stores the rest; `ops_since` returns
+//! exactly what a peer lacks, dependencies first.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::expect_used
+)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+use cardlog_core::replay::{ChainHead, Readiness};
+use cardlog_core::{
+    ContactId, Device, Field, InsertOutcome, Missing, OpId, Path, Replay, ReplayError, ReplicaId,
+    SealedOp,
+};
+use cardlog_store::{OpOutcome, StoreError};
+use common::{
+    assert_same_as_replay, has_backdated_replace, new_store, reopen, replay_of, sample,
+    scripted_world, shuffle, World, MIN_MS,
+};
+
+/// The scripted history's ops (dependencies first) and their replay.
+fn scripted() -> (Vec<SealedOp>, Replay) {
+    let ops = scripted_world().all_ops();
+    let replay = replay_of(&ops);
+    (ops, replay)
+}
+
+#[test]
+fn scripted_history_exercises_conflicts_deletes_and_backdated_replaces() {
+    // Guards the equivalence tests below against comparing trivial states.
+    let (ops, replay) = scripted();
+    assert!(ops.len() >= 15, "{} ops", ops.len());
+    assert_eq!(replay.summary().len(), 3);
+    let conflicted: HashSet<Path> = replay
+        .conflicts()
+        .into_iter()
+        .map(|(_, c)| c.path)
+        .collect();
+    assert!(conflicted.contains(&Path::Field(Field::Title)));
+    assert!(conflicted.contains(&Path::Custom("X-SHOE-SIZE".into())));
+    let all = replay.contacts(true);
+    let visible = replay.contacts(false);
+    assert_eq!(all.len(), 4);
+    assert!(visible.len() < all.len(), "no contact is deleted");
+    let restored = replay.contact(&sample(3).id).unwrap();
+    assert!(!restored.deleted);
+    assert_eq!(restored.contact.get(Field::Note), Some("restored"));
+    assert!(replay.history(&sample(3).id, &Path::Exists).len() >= 3);
+    assert!(has_backdated_replace(&ops));
+}
+
+#[test]
+fn ops_applied_one_by_one_read_like_replay_also_after_reopen() {
+    let (ops, replay) = scripted();
+    let (_tmp, dir, mut store) = new_store();
+    for op in &ops {
+        assert_eq!(store.apply(op).unwrap(), Readiness::Ready);
+    }
+    assert_same_as_replay(&store, &replay);
+    store.flush().unwrap();
+    drop(store);
+    assert_same_as_replay(&reopen(&dir), &replay);
+}
+
+#[test]
+fn ops_applied_one_by_one_in_shuffled_order_read_like_replay() {
+    // Each op is offered alone; one that misses a dependency is offered again later.
+    let (ops, replay) = scripted();
+    for seed in [1u64, 7, 0xdead_beef] {
+        let (_tmp, _dir, mut store) = new_store();
+        let mut queue: VecDeque<SealedOp> = {
+            let mut v = ops.clone();
+            shuffle(&mut v, seed);
+            v.into()
+        };
+        let mut offers = 0;
+        let mut missed = 0;
+        while let Some(op) = queue.pop_front() {
+            offers += 1;
+            assert!(offers < ops.len() * ops.len(), "no progress");
+            match store.apply(&op).unwrap() {
+                Readiness::Ready => {}
+                Readiness::Missing(_) => {
+                    assert_eq!(store.op(&op.id()).unwrap(), None);
+                    missed += 1;
+                    queue.push_back(op);
+                }
+                Readiness::Duplicate => panic!("op {} offered once yet duplicate", op.id()),
+            }
+        }
+        assert!(missed > 0, "seed {seed}: the shuffle delivered in order");
+        assert_same_as_replay(&store, &replay);
+    }
+}
+
+#[test]
+fn shuffled_ops_in_one_apply_all_are_all_stored_and_read_like_replay() {
+    let (ops, replay) = scripted();
+    for seed in [3u64, 11, 0x1234_5678_9abc] {
+        let mut shuffled = ops.clone();
+        shuffle(&mut shuffled, seed);
+        let (_tmp, dir, mut store) = new_store();
+        let outcomes = store.apply_all(&shuffled).unwrap();
+        assert_eq!(outcomes, vec![OpOutcome::Stored; ops.len()]);
+        assert_same_as_replay(&store, &replay);
+        store.flush().unwrap();
+        drop(store);
+        assert_same_as_replay(&reopen(&dir), &replay);
+    }
+}
+
+#[test]
+fn ops_applied_in_small_chunks_read_like_replay() {
+    let (mut ops, replay) = scripted();
+    shuffle(&mut ops, 99);
+    for chunk in [1, 2, 5] {
+        let (_tmp, _dir, mut store) = new_store();
+        common::apply_in_chunks(&mut store, &ops, &[chunk]);
+        assert_same_as_replay(&store, &replay);
+    }
+}
+
+#[test]
+fn a_contact_never_written_reads_as_absent() {
+    let (ops, _) = scripted();
+    let (_tmp, _dir, mut store) = new_store();
+    store.apply_all(&ops).unwrap();
+    let never = ContactId([0xee; 16]);
+    assert_eq!(store.contact(&never).unwrap(), None);
+    assert!(store.paths(&never).unwrap().is_empty());
+    assert!(store.history(&never, &Path::Exists).unwrap().is_empty());
+    assert_eq!(store.op(&OpId([0xee; 32])).unwrap(), None);
+}
+
+#[test]
+fn duplicates_are_reported_and_change_nothing() {
+    let (ops, replay) = scripted();
+    let (_tmp, _dir, mut store) = new_store();
+    let half = ops.len() / 2;
+    assert_eq!(
+        store.apply_all(&ops[..half]).unwrap(),
+        vec![OpOutcome::Stored; half]
+    );
+    let before = store.state_bytes().unwrap();
+    assert_eq!(store.apply(&ops[0]).unwrap(), Readiness::Duplicate);
+    assert_eq!(
+        store.apply_all(&ops[..half]).unwrap(),
+        vec![OpOutcome::Duplicate; half]
+    );
+    assert_eq!(store.state_bytes().unwrap(), before);
+    assert_eq!(store.op_count(), half as u64);
+
+    // Everything, with the second half given twice in the same call.
+    let mut again: Vec<SealedOp> = ops.clone();
+    again.extend_from_slice(&ops[half..]);
+    let outcomes = store.apply_all(&again).unwrap();
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let first_copy_of_new = (half..ops.len()).contains(&i);
+        let expected = if first_copy_of_new {
+            OpOutcome::Stored
+        } else {
+            OpOutcome::Duplicate
+        };
+        assert_eq!(outcome, &expected, "op {i}");
+    }
+    assert_same_as_replay(&store, &replay);
+}
+
+#[test]
+fn an_op_without_its_chain_predecessor_is_missing_and_not_stored() {
+    let mut w = World::new(2);
+    let c = sample(1);
+    let first = w.devices[0].create(&c).unwrap();
+    w.clocks[0].advance_ms(MIN_MS);
+    let second = w.devices[0]
+        .edit(c.id, |c| {
+            c.set(Field::Org, "Org");
+        })
+        .unwrap()
+        .unwrap();
+    let third = w.devices[0].delete(c.id).unwrap();
+    let other = w.devices[1].create(&sample(2)).unwrap();
+
+    let (_tmp, _dir, mut store) = new_store();
+    let outcomes = store.apply_all(&[third.clone(), other.clone()]).unwrap();
+    let author = w.devices[0].id();
+    assert_eq!(
+        outcomes,
+        vec![
+            OpOutcome::Missing(Missing::Chain { author, seq: 2 }),
+            OpOutcome::Stored
+        ]
+    );
+    assert_eq!(store.op(&third.id()).unwrap(), None);
+    assert_eq!(store.contact(&c.id).unwrap(), None);
+    assert!(!store.summary().contains_key(&author));
+    assert_eq!(store.op_count(), 1);
+    assert_eq!(
+        store.apply(&second).unwrap(),
+        Readiness::Missing(Missing::Chain { author, seq: 1 })
+    );
+    assert!(store.verify().unwrap().is_ok());
+
+    // Once the predecessors come, the chain is stored.
+    assert_eq!(
+        store.apply_all(&[third.clone(), second, first]).unwrap(),
+        vec![OpOutcome::Stored; 3]
+    );
+    assert_eq!(store.summary()[&author].op, third.id());
+    assert!(store.contact(&c.id).unwrap().unwrap().deleted);
+}
+
+#[test]
+fn an_op_without_the_write_it_replaces_is_missing_and_not_stored() {
+    // Device 1 edits a contact it got from device 0; the store has device 1's chain but not
+    // device 0's creation.
+    let mut w = World::new(2);
+    let c = sample(1);
+    let created = w.devices[0].create(&c).unwrap();
+    let own = w.devices[1].create(&sample(2)).unwrap();
+    w.sync(0, 1);
+    w.advance(MIN_MS);
+    let edit = w.devices[1]
+        .edit(c.id, |c| {
+            c.set(Field::Given, "Changed");
+        })
+        .unwrap()
+        .unwrap();
+
+    let (_tmp, _dir, mut store) = new_store();
+    let outcomes = store.apply_all(&[edit.clone(), own.clone()]).unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            OpOutcome::Missing(Missing::Op(created.id())),
+            OpOutcome::Stored
+        ]
+    );
+    assert_eq!(store.op(&edit.id()).unwrap(), None);
+    assert_eq!(store.contact(&c.id).unwrap(), None);
+    assert_eq!(store.summary()[&w.devices[1].id()].seq, 1);
+    assert_eq!(store.apply(&created).unwrap(), Readiness::Ready);
+    assert_eq!(store.apply(&edit).unwrap(), Readiness::Ready);
+    assert_eq!(
+        store
+            .contact(&c.id)
+            .unwrap()
+            .unwrap()
+            .contact
+            .get(Field::Given),
+        Some("Changed")
+    );
+}
+
+#[test]
+fn a_fork_is_refused_whole_and_the_other_ops_of_the_call_are_stored() {
+    // Two devices that (wrongly) share one replica id both write seq 1 and 2.
+    let clock = std::sync::Arc::new(cardlog_core::FakeClock::new(common::NINE_MS));
+    let twin = ReplicaId([9; 16]);
+    let mut left = Device::new(twin, clock.clone());
+    let mut right = Device::new(twin, clock.clone());
+    let mut bystander = Device::new(ReplicaId([3; 16]), clock.clone());
+    let left_1 = left.create(&sample(1)).unwrap();
+    clock.advance_ms(MIN_MS);
+    let right_1 = right.create(&sample(2)).unwrap();
+    clock.advance_ms(MIN_MS);
+    let right_2 = right.create(&sample(4)).unwrap();
+    let other = bystander.create(&sample(3)).unwrap();
+    assert_ne!(left_1.id(), right_1.id());
+
+    let (_tmp, _dir, mut store) = new_store();
+    let outcomes = store
+        .apply_all(&[
+            right_1.clone(),
+            other.clone(),
+            left_1.clone(),
+            right_2.clone(),
+        ])
+        .unwrap();
+    // The earlier timestamp (left's) takes seq 1; right's seq 1 is a fork and its seq 2 names a
+    // predecessor the store does not have.
+    assert_eq!(outcomes[1], OpOutcome::Stored);
+    assert_eq!(outcomes[2], OpOutcome::Stored);
+    match &outcomes[0] {
+        OpOutcome::Refused(e) => assert_eq!(
+            **e,
+            ReplayError::Fork {
+                author: twin,
+                seq: 1,
+                existing: left_1.id(),
+                incoming: right_1.id(),
+            }
+        ),
+        o => panic!("{o:?}"),
+    }
+    assert!(
+        matches!(&outcomes[3], OpOutcome::Refused(e) if matches!(**e, ReplayError::ChainMismatch { seq: 2, .. })),
+        "{:?}",
+        outcomes[3]
+    );
+    for refused in [&right_1, &right_2] {
+        assert_eq!(store.op(&refused.id()).unwrap(), None);
+    }
+    for contact in [sample(2).id, sample(4).id] {
+        assert_eq!(store.contact(&contact).unwrap(), None);
+        assert!(store.paths(&contact).unwrap().is_empty());
+    }
+    assert!(store.contact(&sample(1).id).unwrap().is_some());
+    assert!(store.contact(&sample(3).id).unwrap().is_some());
+    assert_eq!(store.op_count(), 2);
+    assert_eq!(store.summary()[&twin].op, left_1.id());
+    assert_same_as_replay(&store, &replay_of(&[left_1, other]));
+
+    // Alone, the fork is an error of `apply`, and still nothing is stored.
+    let before = store.state_bytes().unwrap();
+    let err = store.apply(&right_1).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Refused(e) if matches!(**e, ReplayError::Fork { seq: 1, .. })),
+        "{err:?}"
+    );
+    assert_eq!(store.state_bytes().unwrap(), before);
+    assert_eq!(store.op_count(), 2);
+}
+
+#[test]
+fn apply_all_strict_stores_nothing_when_one_op_is_refused() {
+    let clock = std::sync::Arc::new(cardlog_core::FakeClock::new(common::NINE_MS));
+    let twin = ReplicaId([9; 16]);
+    let mut left = Device::new(twin, clock.clone());
+    let mut right = Device::new(twin, clock.clone());
+    let mut bystander = Device::new(ReplicaId([3; 16]), clock.clone());
+    let left_1 = left.create(&sample(1)).unwrap();
+    clock.advance_ms(MIN_MS);
+    let right_1 = right.create(&sample(2)).unwrap();
+    let other = bystander.create(&sample(3)).unwrap();
+    let waiting = {
+        clock.advance_ms(MIN_MS);
+        bystander.create(&sample(4)).unwrap();
+        clock.advance_ms(MIN_MS);
+        bystander.create(&sample(5)).unwrap()
+    };
+
+    let (_tmp, _dir, mut store) = new_store();
+    let err = store
+        .apply_all_strict(&[other.clone(), left_1.clone(), right_1.clone()])
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Refused(e) if matches!(**e, ReplayError::Fork { seq: 1, .. })),
+        "{err:?}"
+    );
+    assert_eq!(store.op_count(), 0);
+    assert!(store.summary().is_empty());
+    assert!(store.contacts(true).unwrap().is_empty());
+    for op in [&other, &left_1, &right_1] {
+        assert_eq!(store.op(&op.id()).unwrap(), None);
+    }
+    assert!(store.verify().unwrap().is_ok());
+
+    // Without a refusal it stores what it can and reports the rest, like apply_all.
+    let outcomes = store
+        .apply_all_strict(&[left_1.clone(), waiting.clone(), other.clone()])
+        .unwrap();
+    assert_eq!(outcomes[0], OpOutcome::Stored);
+    assert_eq!(
+        outcomes[1],
+        OpOutcome::Missing(Missing::Chain {
+            author: ReplicaId([3; 16]),
+            seq: 2
+        })
+    );
+    assert_eq!(outcomes[2], OpOutcome::Stored);
+    assert_eq!(
+        store
+            .apply_all_strict(std::slice::from_ref(&other))
+            .unwrap(),
+        vec![OpOutcome::Duplicate]
+    );
+    assert_same_as_replay(&store, &replay_of(&[left_1, other]));
+}
+
+#[test]
+fn an_op_whose_clock_runs_backwards_is_refused() {
+    let mut w = World::new(1);
+    let c = sample(1);
+    let first = w.devices[0].create(&c).unwrap();
+    w.advance(MIN_MS);
+    let second = w.devices[0]
+        .edit(c.id, |c| {
+            c.set(Field::Org, "Org");
+        })
+        .unwrap()
+        .unwrap();
+    let mut backwards = second.op().clone();
+    backwards.hlc = first.op().hlc;
+    let backwards = backwards.seal().unwrap();
+
+    let (_tmp, _dir, mut store) = new_store();
+    store.apply(&first).unwrap();
+    let before = store.state_bytes().unwrap();
+    let err = store.apply(&backwards).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Refused(e) if matches!(**e, ReplayError::ClockRegression { seq: 2, .. })),
+        "{err:?}"
+    );
+    assert_eq!(store.state_bytes().unwrap(), before);
+    assert_eq!(store.op(&backwards.id()).unwrap(), None);
+    assert_eq!(store.apply(&second).unwrap(), Readiness::Ready);
+}
+
+#[test]
+fn a_reversed_chain_in_one_call_is_stored_completely() {
+    let mut w = World::new(1);
+    let c = sample(1);
+    let mut chain = vec![w.devices[0].create(&c).unwrap()];
+    for i in 0..7 {
+        w.advance(MIN_MS);
+        chain.push(
+            w.devices[0]
+                .edit(c.id, |c| {
+                    c.set(Field::Note, format!("note {i}"));
+                })
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let mut reversed = chain.clone();
+    reversed.reverse();
+    let (_tmp, _dir, mut store) = new_store();
+    assert_eq!(
+        store.apply_all(&reversed).unwrap(),
+        vec![OpOutcome::Stored; chain.len()]
+    );
+    let head = store.summary()[&w.devices[0].id()];
+    assert_eq!(
+        head,
+        ChainHead {
+            seq: 8,
+            op: chain[7].id(),
+            hlc: chain[7].op().hlc
+        }
+    );
+    assert_same_as_replay(&store, w.devices[0].replay());
+}
+
+/// A peer's summary in the store's shape, read from a replay.
+fn chain_heads(replay: &Replay) -> BTreeMap<ReplicaId, ChainHead> {
+    replay
+        .summary()
+        .into_iter()
+        .map(|(author, (seq, op))| {
+            let hlc = replay.op(&op).unwrap().op().hlc;
+            (author, ChainHead { seq, op, hlc })
+        })
+        .collect()
+}
+
+/// Applies `sent` to `peer` in order: every op must apply at once, none may wait.
+fn receive_in_order(peer: &mut Replay, sent: &[SealedOp]) {
+    for op in sent {
+        match peer.insert(op.clone()).unwrap() {
+            InsertOutcome::Applied { applied, rejected } => {
+                assert_eq!(applied, vec![op.id()], "op {} unblocked others", op.id());
+                assert!(rejected.is_empty());
+            }
+            other => panic!("op {} not applied at once: {other:?}", op.id()),
+        }
+    }
+    assert_eq!(peer.pending().count(), 0);
+}
+
+#[test]
+fn ops_since_returns_exactly_what_a_peer_lacks_in_dependency_order() {
+    let (ops, replay) = scripted();
+    let mut shuffled = ops.clone();
+    shuffle(&mut shuffled, 5);
+    let (_tmp, _dir, mut store) = new_store();
+    store.apply_all(&shuffled).unwrap();
+
+    // Peers that hold a prefix of the history: nothing, some, all of it.
+    for known in [0, 1, ops.len() / 3, ops.len() / 2, ops.len() - 1, ops.len()] {
+        let mut peer = replay_of(&ops[..known]);
+        let sent = store.ops_since(&chain_heads(&peer)).unwrap();
+        let sent_ids: HashSet<OpId> = sent.iter().map(SealedOp::id).collect();
+        let expected: HashSet<OpId> = ops[known..].iter().map(SealedOp::id).collect();
+        assert_eq!(sent.len(), ops.len() - known, "peer knows {known}");
+        assert_eq!(sent_ids, expected, "peer knows {known}");
+        receive_in_order(&mut peer, &sent);
+        assert_eq!(peer.state_bytes(), replay.state_bytes());
+    }
+}
+
+#[test]
+fn ops_since_serves_each_device_of_the_history() {
+    // The devices' own partial views (each missed some ops of the others).
+    let w = scripted_world();
+    let ops = w.all_ops();
+    let replay = replay_of(&ops);
+    let (_tmp, _dir, mut store) = new_store();
+    store.apply_all(&ops).unwrap();
+    let mut lacking = 0;
+    for d in &w.devices {
+        let mut peer = d.replay().clone();
+        let sent = store.ops_since(&chain_heads(&peer)).unwrap();
+        let expected: HashSet<OpId> = ops
+            .iter()
+            .map(SealedOp::id)
+            .filter(|id| !peer.contains(id))
+            .collect();
+        assert_eq!(
+            sent.iter().map(SealedOp::id).collect::<HashSet<_>>(),
+            expected
+        );
+        assert_eq!(sent.len(), expected.len());
+        lacking += sent.len();
+        receive_in_order(&mut peer, &sent);
+        assert_eq!(peer.state_bytes(), replay.state_bytes());
+    }
+    assert!(lacking > 0, "every device already had everything");
+}
+
+#[test]
+fn ops_since_ignores_authors_the_store_does_not_know_and_peers_ahead() {
+    let (ops, replay) = scripted();
+    let (_tmp, _dir, mut store) = new_store();
+    store.apply_all(&ops).unwrap();
+    let mut summary = chain_heads(&replay);
+    assert!(store.ops_since(&summary).unwrap().is_empty());
+    summary.insert(
+        ReplicaId([0x77; 16]),
+        ChainHead {
+            seq: 5,
+            op: OpId([0x77; 32]),
+            hlc: cardlog_core::Hlc::default(),
+        },
+    );
+    assert!(store.ops_since(&summary).unwrap().is_empty());
+    // A peer that has more of an author than the store gets nothing of that author.
+    let author = ReplicaId([1; 16]);
+    summary.get_mut(&author).unwrap().seq += 10;
+    assert!(store.ops_since(&summary).unwrap().is_empty());
+}
+
+#[test]
+fn an_empty_store_has_nothing_to_send_and_an_empty_state() {
+    let (_tmp, _dir, store) = new_store();
+    assert!(store.ops_since(&BTreeMap::new()).unwrap().is_empty());
+    assert_eq!(store.state_bytes().unwrap(), Replay::new().state_bytes());
+    assert!(store.conflicts().unwrap().is_empty());
+    assert_eq!(store.ops().count(), 0);
+}

@@ -1,0 +1,368 @@
+//! Failure handling: an injected engine failure (`FaultyKv`) poisons the store for every later
+//! write while reads keep working, a reopened store holds each op whole or not at all, and an
+//! interrupted rebuild is finished by the next open; damage made behind the store's back
+//! (registers, history, index, heads, log bytes) is reported by `verify`, and `rebuild` repairs
+//! the registers and history from an intact log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::expect_used
+)]
+
+mod common;
+
+use std::path::Path;
+
+use cardlog_core::replay::Readiness;
+use cardlog_core::{Replay, SealedOp};
+use cardlog_store::keys;
+use cardlog_store::kv::{FaultyKv, Kv, KvBatch, KvError, SledKv};
+use cardlog_store::{Store, StoreError};
+use common::{assert_same_as_replay, new_store, reopen, replay_of, retry_lock, scripted_world};
+
+const CACHE_BYTES: u64 = 1 << 20;
+
+/// Opens the store at `dir` on a sled engine that lets `writes_ok` writes through.
+fn open_faulty(dir: &Path, writes_ok: u64) -> Store {
+    let kv = retry_lock(|| SledKv::open(&dir.join("db"), CACHE_BYTES)).unwrap();
+    Store::open_kv(Box::new(FaultyKv::new(kv, writes_ok)), dir).unwrap()
+}
+
+fn injected() -> StoreError {
+    StoreError::Engine(KvError("injected write failure".into()))
+}
+
+fn is_poisoned<T: std::fmt::Debug>(r: Result<T, StoreError>) -> bool {
+    matches!(r, Err(StoreError::Poisoned(ref why)) if why.contains("injected write failure"))
+}
+
+/// A closed store at `dir` holding `ops`.
+fn stored(ops: &[SealedOp]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let (tmp, dir, mut store) = new_store();
+    common::apply_in_chunks(&mut store, ops, &[ops.len().max(1)]);
+    store.flush().unwrap();
+    (tmp, dir)
+}
+
+#[test]
+fn a_failed_write_poisons_every_later_write_but_not_reads() {
+    let ops = scripted_world().all_ops();
+    let half = ops.len() / 2;
+    let (_tmp, dir) = stored(&ops[..half]);
+    let before = replay_of(&ops[..half]);
+
+    let mut store = open_faulty(&dir, 0);
+    assert_eq!(store.apply(&ops[half]).unwrap_err(), injected());
+    assert!(is_poisoned(store.apply(&ops[half])));
+    assert!(is_poisoned(store.apply(&ops[half + 1])));
+    assert!(is_poisoned(store.apply_all(&ops[half..])));
+    assert!(is_poisoned(store.flush()));
+    assert!(is_poisoned(store.put_meta(b"mclock", vec![1])));
+    assert!(is_poisoned(store.rebuild()));
+    // Even an op already stored is refused rather than reported as a duplicate.
+    assert!(is_poisoned(store.apply(&ops[0])));
+
+    // Reads still work and show nothing of the failed op.
+    assert_eq!(store.op(&ops[half].id()).unwrap(), None);
+    assert_eq!(store.meta(b"mclock").unwrap(), None);
+    assert_same_as_replay(&store, &before);
+    drop(store);
+
+    // Reopened, the store is sound, without the op, and writable again.
+    let mut store = reopen(&dir);
+    assert_same_as_replay(&store, &before);
+    assert_eq!(store.apply(&ops[half]).unwrap(), Readiness::Ready);
+    store.flush().unwrap();
+}
+
+#[test]
+fn after_a_failure_at_any_write_each_op_is_whole_or_absent_on_reopen() {
+    // The writes of two saves are: apply, flush, apply, flush. The engine fails the n-th.
+    let ops = scripted_world().all_ops();
+    let base = ops.len() - 2;
+    let (first, second) = (&ops[base], &ops[base + 1]);
+    for writes_ok in 0..4u64 {
+        let (_tmp, dir) = stored(&ops[..base]);
+        let mut store = open_faulty(&dir, writes_ok);
+        let mut durable = 0usize;
+        for i in 0..4u64 {
+            let r = match i {
+                0 => store.apply(first).map(|_| ()),
+                2 => store.apply(second).map(|_| ()),
+                _ => store.flush(),
+            };
+            match i.cmp(&writes_ok) {
+                std::cmp::Ordering::Less => {
+                    r.unwrap();
+                    if i % 2 == 1 {
+                        durable = (i / 2 + 1) as usize;
+                    }
+                }
+                std::cmp::Ordering::Equal => assert_eq!(r.unwrap_err(), injected()),
+                std::cmp::Ordering::Greater => assert!(is_poisoned(r), "step {i}"),
+            }
+        }
+        drop(store);
+
+        let store = reopen(&dir);
+        let present: Vec<SealedOp> = ops[..base + 2]
+            .iter()
+            .filter(|op| store.op(&op.id()).unwrap().is_some())
+            .cloned()
+            .collect();
+        assert!(present.len() >= base + durable, "flushed ops lost");
+        // Whatever is present is whole: log, index, heads and registers agree with a replay.
+        assert_same_as_replay(&store, &replay_of(&present));
+    }
+}
+
+#[test]
+fn a_rebuild_cut_off_at_any_write_is_finished_by_the_next_open() {
+    let ops = scripted_world().all_ops();
+    let replay = replay_of(&ops);
+    let mut failed_runs = 0;
+    let mut marked_runs = 0;
+    // Enough allowances to let the rebuild through at the end.
+    for writes_ok in 0..12u64 {
+        let (_tmp, dir) = stored(&ops);
+        let mut store = open_faulty(&dir, writes_ok);
+        match store.rebuild() {
+            Ok(replayed) => {
+                assert_eq!(replayed, ops.len() as u64);
+                assert_same_as_replay(&store, &replay);
+                break;
+            }
+            Err(e) => {
+                failed_runs += 1;
+                assert_eq!(e, injected(), "allowance {writes_ok}");
+                assert!(is_poisoned(store.apply(&ops[0])));
+                // While the rebuilding mark is down, verify does not trust the registers.
+                let marked = store.meta(keys::meta::REBUILDING).unwrap().is_some();
+                let report = store.verify().unwrap();
+                let flagged = report
+                    .problems
+                    .iter()
+                    .any(|p| p.contains("rebuild was interrupted"));
+                assert_eq!(
+                    flagged, marked,
+                    "allowance {writes_ok}: {:?}",
+                    report.problems
+                );
+                if marked {
+                    marked_runs += 1;
+                    assert!(!report.is_ok());
+                }
+            }
+        }
+        drop(store);
+        let store = reopen(&dir);
+        assert_same_as_replay(&store, &replay);
+        assert_eq!(store.meta(keys::meta::REBUILDING).unwrap(), None);
+    }
+    assert!(failed_runs >= 4, "rebuild made only {failed_runs} writes");
+    assert!(
+        marked_runs >= 3,
+        "the mark was seen in {marked_runs} runs only"
+    );
+}
+
+/// Changes the closed store at `dir` through its key space, behind the store's back.
+fn tamper(dir: &Path, f: impl FnOnce(&SledKv)) {
+    let kv = retry_lock(|| SledKv::open(&dir.join("db"), CACHE_BYTES)).unwrap();
+    f(&kv);
+    kv.flush().unwrap();
+}
+
+fn pairs(kv: &SledKv, prefix: u8) -> Vec<(Vec<u8>, Vec<u8>)> {
+    kv.scan_prefix(&[prefix]).map(Result::unwrap).collect()
+}
+
+fn remove(kv: &SledKv, key: Vec<u8>) {
+    let mut batch = KvBatch::default();
+    batch.remove(key);
+    kv.apply(batch).unwrap();
+}
+
+fn put(kv: &SledKv, key: Vec<u8>, value: Vec<u8>) {
+    let mut batch = KvBatch::default();
+    batch.insert(key, value);
+    kv.apply(batch).unwrap();
+}
+
+/// A closed store with the scripted history, and its replay.
+fn sound() -> (tempfile::TempDir, std::path::PathBuf, Replay) {
+    let ops = scripted_world().all_ops();
+    let (tmp, dir) = stored(&ops);
+    (tmp, dir, replay_of(&ops))
+}
+
+/// Reopens a damaged store: verify must report `expected`, and rebuild must repair it.
+fn assert_reported_then_repaired(dir: &Path, replay: &Replay, expected: &str) {
+    let mut store = reopen(dir);
+    let report = store.verify().unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.contains(expected)),
+        "expected a problem containing {expected:?}, got {:?}",
+        report.problems
+    );
+    assert_eq!(store.rebuild().unwrap(), replay.len() as u64);
+    assert_same_as_replay(&store, replay);
+    drop(store);
+    assert_same_as_replay(&reopen(dir), replay);
+}
+
+#[test]
+fn a_deleted_register_is_reported_and_rebuilt() {
+    let (_tmp, dir, replay) = sound();
+    tamper(&dir, |kv| {
+        let registers = pairs(kv, keys::HEADS);
+        assert!(registers.len() > 10);
+        remove(kv, registers[3].0.clone());
+    });
+    assert_ne!(reopen(&dir).state_bytes().unwrap(), replay.state_bytes());
+    assert_reported_then_repaired(&dir, &replay, "differs from the log");
+}
+
+#[test]
+fn a_register_overwritten_with_another_ones_heads_is_reported_and_rebuilt() {
+    let (_tmp, dir, replay) = sound();
+    tamper(&dir, |kv| {
+        let registers = pairs(kv, keys::HEADS);
+        let other = registers
+            .iter()
+            .find(|(_, v)| *v != registers[1].1)
+            .unwrap()
+            .1
+            .clone();
+        put(kv, registers[1].0.clone(), other);
+    });
+    assert_ne!(reopen(&dir).state_bytes().unwrap(), replay.state_bytes());
+    assert_reported_then_repaired(&dir, &replay, "differs from the log");
+}
+
+#[test]
+fn a_register_that_no_longer_decodes_is_rebuilt() {
+    let (_tmp, dir, replay) = sound();
+    tamper(&dir, |kv| {
+        let registers = pairs(kv, keys::HEADS);
+        put(kv, registers[0].0.clone(), vec![0xff, 0xff, 0xff]);
+    });
+    let mut store = reopen(&dir);
+    assert!(matches!(store.state_bytes(), Err(StoreError::Corrupt(_))));
+    match store.verify() {
+        Err(StoreError::Corrupt(_)) => {}
+        Ok(report) => assert!(!report.is_ok()),
+        Err(e) => panic!("{e:?}"),
+    }
+    store.rebuild().unwrap();
+    assert_same_as_replay(&store, &replay);
+}
+
+#[test]
+fn a_register_with_no_write_in_the_log_is_reported_and_removed() {
+    let (_tmp, dir, replay) = sound();
+    tamper(&dir, |kv| {
+        let (key, value) = pairs(kv, keys::HEADS).swap_remove(0);
+        let mut stray = key.clone();
+        stray[1..17].copy_from_slice(&[0xee; 16]);
+        put(kv, stray, value);
+    });
+    assert_eq!(
+        reopen(&dir).contacts(true).unwrap().len(),
+        replay.contacts(true).len() + 1
+    );
+    assert_reported_then_repaired(&dir, &replay, "has no write in the log");
+}
+
+#[test]
+fn a_deleted_history_entry_is_reported_and_rebuilt() {
+    let (_tmp, dir, replay) = sound();
+    tamper(&dir, |kv| {
+        let history = pairs(kv, keys::WRITE);
+        remove(kv, history[history.len() / 2].0.clone());
+    });
+    assert_reported_then_repaired(&dir, &replay, "history entries");
+}
+
+#[test]
+fn a_missing_index_entry_is_reported() {
+    let (_tmp, dir, replay) = sound();
+    let victim = replay.ops_in_order().nth(2).unwrap().clone();
+    tamper(&dir, |kv| {
+        let mut key = vec![keys::INDEX];
+        key.extend_from_slice(&victim.id().0);
+        remove(kv, key);
+    });
+    let store = reopen(&dir);
+    assert_eq!(store.op(&victim.id()).unwrap(), None);
+    let report = store.verify().unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.contains("op index entry")),
+        "{:?}",
+        report.problems
+    );
+}
+
+#[test]
+fn a_missing_author_head_is_reported() {
+    let (_tmp, dir, replay) = sound();
+    tamper(&dir, |kv| {
+        let authors = pairs(kv, keys::AUTHOR);
+        assert_eq!(authors.len(), 3);
+        remove(kv, authors[1].0.clone());
+    });
+    let store = reopen(&dir);
+    assert_eq!(store.summary().len(), replay.summary().len() - 1);
+    let report = store.verify().unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.contains("summary")),
+        "{:?}",
+        report.problems
+    );
+}
+
+#[test]
+fn a_log_entry_whose_op_bytes_changed_is_reported() {
+    // One op's text changes (it still decodes, but its hash no longer matches its id), another
+    // op is cut short (it no longer decodes).
+    let (_tmp, dir, replay) = sound();
+    let mut first = None;
+    tamper(&dir, |kv| {
+        let log = pairs(kv, keys::LOG);
+        let (key, mut value) = log[0].clone();
+        // The sample contact's given name ("Given1") is in the first op; change one letter.
+        let at = value
+            .windows(6)
+            .position(|w| w == b"Given1")
+            .expect("first op names the sample contact");
+        value[at] = b'g';
+        first = Some(cardlog_core::decode_op(&log[0].1[8..]).unwrap());
+        put(kv, key, value);
+        let (key, mut value) = log[log.len() - 1].clone();
+        value.pop();
+        put(kv, key, value);
+    });
+    let first = first.unwrap();
+    let store = reopen(&dir);
+    let report = store.verify().unwrap();
+    assert!(!report.is_ok());
+    assert!(
+        report.problems.iter().any(|p| p.contains("op index entry")),
+        "{:?}",
+        report.problems
+    );
+    assert!(
+        report.problems.iter().any(|p| p.contains("store damaged")),
+        "{:?}",
+        report.problems
+    );
+    // The damaged op is reported, never served as the op its index names.
+    assert!(
+        matches!(store.op(&first.id()), Err(StoreError::Corrupt(_))),
+        "{:?}",
+        store.op(&first.id())
+    );
+    assert!(store.ops().any(|r| r.is_err()));
+    assert_eq!(store.op_count(), replay.len() as u64);
+}

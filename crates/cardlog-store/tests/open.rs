@@ -1,0 +1,291 @@
+//! Opening and creating stores: directories that hold no store or a store of another format are
+//! refused without a byte changed, `create` refuses non-empty directories, the replica id is
+//! stable across reopens, and a copied or moved store takes a fresh replica id while the
+//! original keeps its own.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::expect_used
+)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use cardlog_core::Field;
+use cardlog_store::kv::{Kv, KvBatch, SledKv};
+use cardlog_store::{OpenError, Store, STORE_FORMAT_VERSION};
+use common::{create_store, new_store, options, reopen, retry_lock, sample, World};
+
+/// Every file and directory under `root` (relative path → bytes, `None` for a directory).
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Option<Vec<u8>>>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(root).unwrap().to_owned();
+            if path.is_dir() {
+                out.insert(rel, None);
+                walk(root, &path, out);
+            } else {
+                out.insert(rel, Some(std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn marker_text() -> String {
+    format!("cardlog store {STORE_FORMAT_VERSION}\n")
+}
+
+/// A store with one op in it, closed.
+fn store_with_one_op(dir: &Path) -> cardlog_core::SealedOp {
+    let mut w = World::new(1);
+    let op = w.devices[0].create(&sample(1)).unwrap();
+    let mut store = create_store(dir);
+    store.apply(&op).unwrap();
+    store.flush().unwrap();
+    op
+}
+
+#[test]
+fn open_refuses_an_empty_directory_and_leaves_it_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = Store::open(tmp.path(), &options()).unwrap_err();
+    assert_eq!(err, OpenError::NotAStore(tmp.path().to_owned()));
+    assert!(snapshot(tmp.path()).is_empty());
+}
+
+#[test]
+fn open_refuses_a_directory_of_other_files_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(tmp.path().join("notes.txt"), b"not a store\n").unwrap();
+    std::fs::write(tmp.path().join("blob.bin"), &bytes).unwrap();
+    std::fs::create_dir(tmp.path().join("db")).unwrap();
+    std::fs::write(tmp.path().join("db").join("conf"), &bytes[..100]).unwrap();
+    let before = snapshot(tmp.path());
+    assert_eq!(before.len(), 4);
+
+    let err = Store::open(tmp.path(), &options()).unwrap_err();
+    assert_eq!(err, OpenError::NotAStore(tmp.path().to_owned()));
+    assert_eq!(snapshot(tmp.path()), before);
+}
+
+#[test]
+fn open_refuses_a_missing_directory_without_creating_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("absent");
+    let err = Store::open(&dir, &options()).unwrap_err();
+    assert_eq!(err, OpenError::NotAStore(dir.clone()));
+    assert!(!dir.exists());
+}
+
+#[test]
+fn open_refuses_a_foreign_marker_file_as_not_a_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("CARDLOG"), b"shopping list\n").unwrap();
+    let before = snapshot(tmp.path());
+    let err = Store::open(tmp.path(), &options()).unwrap_err();
+    assert_eq!(err, OpenError::NotAStore(tmp.path().to_owned()));
+    assert_eq!(snapshot(tmp.path()), before);
+}
+
+#[test]
+fn open_refuses_an_unknown_format_and_changes_nothing() {
+    // A real store whose marker claims format 9: refused before sled touches its files.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    store_with_one_op(&dir);
+    std::fs::write(dir.join("CARDLOG"), b"cardlog store 9\n").unwrap();
+    let before = snapshot(&dir);
+    assert!(before.keys().any(|p| p.starts_with("db")));
+
+    let err = Store::open(&dir, &options()).unwrap_err();
+    assert_eq!(
+        err,
+        OpenError::UnknownFormat {
+            dir: dir.clone(),
+            found: "cardlog store 9".into(),
+            supported: STORE_FORMAT_VERSION,
+        }
+    );
+    assert_eq!(snapshot(&dir), before);
+}
+
+#[test]
+fn open_kv_refuses_a_key_space_without_or_with_another_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let kv = SledKv::open(&db, 1 << 20).unwrap();
+    let err = Store::open_kv(Box::new(kv), tmp.path()).unwrap_err();
+    assert_eq!(err, OpenError::NotAStore(tmp.path().to_owned()));
+
+    let kv = retry_lock(|| SledKv::open(&db, 1 << 20)).unwrap();
+    let mut batch = KvBatch::default();
+    batch.insert(b"mformat".to_vec(), vec![STORE_FORMAT_VERSION + 1]);
+    kv.apply(batch).unwrap();
+    let err = Store::open_kv(Box::new(kv), tmp.path()).unwrap_err();
+    assert!(
+        matches!(err, OpenError::UnknownFormat { supported, .. } if supported == STORE_FORMAT_VERSION),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn create_refuses_a_non_empty_directory_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("keep.txt"), b"precious").unwrap();
+    let before = snapshot(tmp.path());
+    let err = Store::create(tmp.path(), &options()).unwrap_err();
+    assert_eq!(err, OpenError::NotEmpty(tmp.path().to_owned()));
+    assert_eq!(snapshot(tmp.path()), before);
+}
+
+#[test]
+fn create_refuses_an_existing_store_and_keeps_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let op = store_with_one_op(&dir);
+    let before = snapshot(&dir);
+    let err = Store::create(&dir, &options()).unwrap_err();
+    assert_eq!(err, OpenError::NotEmpty(dir.clone()));
+    assert_eq!(snapshot(&dir), before);
+    assert_eq!(reopen(&dir).op(&op.id()).unwrap(), Some(op));
+}
+
+#[test]
+fn create_in_an_existing_empty_directory_writes_the_marker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = create_store(tmp.path());
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("CARDLOG")).unwrap(),
+        marker_text()
+    );
+    assert!(tmp.path().join("db").is_dir());
+    assert_eq!(store.op_count(), 0);
+    assert!(store.summary().is_empty());
+    assert!(store.contacts(true).unwrap().is_empty());
+    assert!(store.verify().unwrap().is_ok());
+}
+
+#[test]
+fn replica_id_is_stable_across_reopens() {
+    let (_tmp, dir, store) = new_store();
+    let id = store.replica_id();
+    assert_eq!(store.previous_replica_id(), None);
+    drop(store);
+    for _ in 0..2 {
+        let store = reopen(&dir);
+        assert_eq!(store.replica_id(), id);
+        assert_eq!(store.previous_replica_id(), None);
+    }
+    // Two stores never share an id.
+    let (_tmp2, _dir2, other) = new_store();
+    assert_ne!(other.replica_id(), id);
+}
+
+#[test]
+fn meta_values_survive_reopen() {
+    let (_tmp, dir, mut store) = new_store();
+    assert_eq!(store.meta(b"mclock").unwrap(), None);
+    store.put_meta(b"mclock", vec![1, 2, 3]).unwrap();
+    store.flush().unwrap();
+    assert_eq!(store.meta(b"mclock").unwrap(), Some(vec![1, 2, 3]));
+    drop(store);
+    assert_eq!(reopen(&dir).meta(b"mclock").unwrap(), Some(vec![1, 2, 3]));
+}
+
+#[test]
+fn opening_through_another_spelling_of_the_path_is_not_a_copy() {
+    let (tmp, dir, store) = new_store();
+    let id = store.replica_id();
+    drop(store);
+    let dotted = tmp.path().join("elsewhere").join("..").join("store");
+    std::fs::create_dir(tmp.path().join("elsewhere")).unwrap();
+    let store = reopen(&dotted);
+    assert_eq!(store.replica_id(), id);
+    assert_eq!(store.previous_replica_id(), None);
+    drop(store);
+    #[cfg(unix)]
+    {
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let store = reopen(&link);
+        assert_eq!(store.replica_id(), id);
+        assert_eq!(store.previous_replica_id(), None);
+    }
+}
+
+#[test]
+fn a_copied_store_takes_a_fresh_replica_id_and_keeps_its_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let original = tmp.path().join("original");
+    let op = store_with_one_op(&original);
+    let original_id = reopen(&original).replica_id();
+
+    let copy = tmp.path().join("copy");
+    copy_dir(&original, &copy);
+    let store = reopen(&copy);
+    assert_ne!(store.replica_id(), original_id);
+    assert_eq!(store.previous_replica_id(), Some(original_id));
+    assert_eq!(store.op(&op.id()).unwrap(), Some(op.clone()));
+    assert_eq!(store.op_count(), 1);
+    assert!(store.verify().unwrap().is_ok());
+    let fresh = store.replica_id();
+    drop(store);
+
+    // The copy is now at home: it keeps the fresh id.
+    let store = reopen(&copy);
+    assert_eq!(store.replica_id(), fresh);
+    assert_eq!(store.previous_replica_id(), None);
+    drop(store);
+
+    // The original was never moved: it keeps its id.
+    let store = reopen(&original);
+    assert_eq!(store.replica_id(), original_id);
+    assert_eq!(store.previous_replica_id(), None);
+    assert_eq!(store.op(&op.id()).unwrap(), Some(op));
+}
+
+#[test]
+fn a_moved_store_takes_a_fresh_replica_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let before = tmp.path().join("before");
+    let op = store_with_one_op(&before);
+    let id = reopen(&before).replica_id();
+    let after = tmp.path().join("after");
+    std::fs::rename(&before, &after).unwrap();
+    let store = reopen(&after);
+    assert_ne!(store.replica_id(), id);
+    assert_eq!(store.previous_replica_id(), Some(id));
+    assert_eq!(
+        store
+            .contact(&sample(1).id)
+            .unwrap()
+            .unwrap()
+            .contact
+            .get(Field::Given),
+        Some("Given1")
+    );
+    assert_eq!(store.op(&op.id()).unwrap(), Some(op));
+}
