@@ -63,6 +63,9 @@ pub trait Kv: Send + Sync {
     fn flush(&self) -> KvResult<()>;
 }
 
+/// How many times (10 ms apart) an open retries a lock still held by a just-closed handle.
+const LOCK_RETRIES: u32 = 200;
+
 /// sled 0.34 as the engine.
 pub struct SledKv {
     db: sled::Db,
@@ -78,13 +81,30 @@ fn pair(r: sled::Result<(sled::IVec, sled::IVec)>) -> KvResult<(Vec<u8>, Vec<u8>
 
 impl SledKv {
     /// Opens (creating if needed) a sled database in `dir` with a page cache of `cache_bytes`.
+    ///
+    /// sled releases its file lock a moment after the last handle of a database is dropped, so
+    /// an open right after a close in the same process may find the lock still held: that case
+    /// is retried for up to two seconds before it is reported.
     pub fn open(dir: &Path, cache_bytes: u64) -> KvResult<Self> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(sled_err)?;
-        Ok(Self { db })
+        let mut attempts = 0;
+        loop {
+            let opened = sled::Config::new()
+                .path(dir)
+                .cache_capacity(cache_bytes)
+                .open();
+            match opened {
+                Ok(db) => return Ok(Self { db }),
+                // sled reports the held lock as an `Other` I/O error naming it.
+                Err(sled::Error::Io(e))
+                    if attempts < LOCK_RETRIES
+                        && e.to_string().contains("could not acquire lock") =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(sled_err(e)),
+            }
+        }
     }
 }
 

@@ -174,7 +174,15 @@ impl Store {
                 supported: STORE_FORMAT_VERSION,
             });
         }
-        let kv = SledKv::open(&dir.join(DB_DIR), options.cache_bytes)?;
+        let db = dir.join(DB_DIR);
+        if !db.is_dir() {
+            // Opening sled would create an empty database; a marker without one is damage.
+            return Err(OpenError::Corrupt(format!(
+                "{} has a store marker but no {DB_DIR}/ database directory",
+                dir.display()
+            )));
+        }
+        let kv = SledKv::open(&db, options.cache_bytes)?;
         Self::open_kv(Box::new(kv), dir)
     }
 
@@ -228,9 +236,19 @@ impl Store {
             store.previous_replica = Some(store.replica);
             store.replica = fresh;
         }
-        // A rebuild was cut off: the registers are half-built. Finish it from the log.
+        // A rebuild was cut off: the registers are half-built. Finish it from the log. If the
+        // log itself is damaged the store still opens, read-only, so `verify` can name the
+        // damage.
         if store.kv.get(meta::REBUILDING)?.is_some() {
-            store.rebuild()?;
+            match store.rebuild() {
+                Ok(_) => {}
+                Err(StoreError::Corrupt(what)) => {
+                    store.poisoned = Some(format!(
+                        "an interrupted rebuild cannot finish: {what} does not decode"
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(store)
     }
@@ -674,9 +692,7 @@ impl Store {
                         problems.push(format!("op {id} replaces {r}, which is not before it"));
                     }
                 }
-                let entry = state.entry((w.contact, w.path.clone())).or_default();
-                entry.0 += 1;
-                entry.1.apply(RegisterWrite {
+                let write = RegisterWrite {
                     key: WriteKey {
                         hlc: op.hlc,
                         author,
@@ -685,7 +701,17 @@ impl Store {
                     seq,
                     value: w.value.clone(),
                     replaces: w.replaces.clone(),
-                });
+                };
+                let history_key = keys::write(&w.contact, &w.path, &write.key);
+                if self.kv.get(&history_key)?.as_deref() != Some(keys::encode(&write).as_slice()) {
+                    problems.push(format!(
+                        "history entry of op {id} at {}/{} missing or wrong",
+                        w.contact, w.path
+                    ));
+                }
+                let entry = state.entry((w.contact, w.path.clone())).or_default();
+                entry.0 += 1;
+                entry.1.apply(write);
             }
             seen.insert(id);
             heads.insert(
@@ -755,8 +781,45 @@ impl Store {
     /// A `rebuilding` mark is made durable first and removed by the last batch, so a crash
     /// midway leaves a store whose next [`Store::open`] finishes the rebuild: the state is never
     /// trusted half-built, and memory stays bounded by the chunk size, not the history.
+    ///
+    /// The whole log is read and checked (every op decodes strictly and hashes to its id) before
+    /// anything is removed: a damaged log is reported and the state is left as it was. A failure
+    /// once the state is being replaced poisons the store; the mark makes the next open retry.
     pub fn rebuild(&mut self) -> Result<u64, StoreError> {
         self.writable()?;
+        self.check_log()?;
+        self.rebuild_state().map_err(|e| {
+            if self.poisoned.is_none() {
+                self.poisoned = Some(format!("rebuild failed: {e}"));
+            }
+            e
+        })
+    }
+
+    /// Reads every op in application order, strictly decoded and re-hashed.
+    fn check_log(&self) -> Result<(), StoreError> {
+        let mut expected = 0u64;
+        for pair in self.kv.scan_prefix(&[keys::ORDER]) {
+            let (k, v) = pair?;
+            let order = keys::parse_order(&k)?;
+            if order != expected {
+                return Err(StoreError::Corrupt(format!(
+                    "application order: entry {order} where {expected} was expected"
+                )));
+            }
+            self.op_at_order(&v)?;
+            expected += 1;
+        }
+        if expected != self.next_order {
+            return Err(StoreError::Corrupt(format!(
+                "application order: {expected} entries, {} expected",
+                self.next_order
+            )));
+        }
+        Ok(())
+    }
+
+    fn rebuild_state(&mut self) -> Result<u64, StoreError> {
         self.put_meta(meta::REBUILDING, vec![1])?;
         self.flush()?;
         for prefix in [keys::HEADS, keys::WRITE] {
