@@ -4,18 +4,38 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// cardlog: contacts in an append-only, content-hashed op log that syncs between devices
-/// without losing edits. Edit contacts in a local replica and look inside its log.
+/// Contacts kept in an append-only, content-hashed op log that syncs between devices without
+/// losing edits. Edit contacts in a local replica and look inside its log.
 #[derive(Debug, Parser)]
-#[command(name = "cardlog", version, propagate_version = true)]
+#[command(
+    name = "cardlog",
+    version,
+    propagate_version = true,
+    after_help = "\
+Getting started:
+  cardlog init
+  ID=$(cardlog add --given Ada --family Lovelace --phone \"mobile=+44 20 7946 0000\")
+  cardlog set $ID org=\"Analytical Engines\" tag+=friends
+  cardlog show $ID
+  cardlog history $ID org
+
+Ids (contacts, items, ops, devices) may be shortened to any unique prefix.
+
+Environment:
+  CARDLOG_STORE  the store directory when --store is not given
+  CARDLOG_NOW    an RFC 3339 time (e.g. 2026-11-22T09:00:00Z) used instead of the clock
+
+Exit codes: 0 ok, 1 other failure, 2 invalid input, 3 not found, 4 store damaged.
+Full reference: docs/CLI.md"
+)]
 pub struct Cli {
-    /// The replica directory [default: the user's data directory, e.g.
-    /// ~/.local/share/cardlog]
-    #[arg(long, global = true, env = "CARDLOG_STORE", value_name = "DIR")]
+    /// The replica directory [default: $CARDLOG_STORE if set and not empty, else the user's
+    /// data directory, e.g. ~/.local/share/cardlog]
+    #[arg(long, global = true, value_name = "DIR")]
     pub store: Option<PathBuf>,
 
-    /// Print machine-readable JSON instead of text (inspection commands; shapes in
-    /// docs/CLI.md)
+    /// Print machine-readable JSON instead of text (shapes in docs/CLI.md; `add` prints its
+    /// id either way)
     #[arg(long, global = true)]
     pub json: bool,
 
@@ -30,9 +50,33 @@ pub enum Command {
     /// Create a new, empty replica (a fresh device id) in the store directory
     Init,
     /// Add a contact; prints only its new id
+    ///
+    /// Give at least one value. Items take an optional label before the first '=':
+    /// --phone work=+15550100 is labelled "work"; a label is a short word of letters, digits,
+    /// spaces, '-' and '_', anything else before the '=' is part of the value.
+    ///
+    /// Example: cardlog add --given Ada --family Lovelace --phone mobile=+442079460000
+    /// --email ada@example.org --tag friends
     Add(Box<AddArgs>),
-    /// Change fields, items and tags of a contact: FIELD=VALUE, KIND.ITEM=VALUE, KIND+=VALUE,
-    /// KIND-=ITEM, tag+=T, tag-=T, custom.NAME=VALUE, FIELD= (clears)
+    /// Change fields, items and tags of a contact
+    ///
+    /// Each ASSIGNMENT is one of:
+    ///   FIELD=VALUE               set a field: given, family, middle, prefix, suffix,
+    ///                             nickname, org, department, title, birthday,
+    ///                             anniversary, note
+    ///   FIELD=                    clear the field
+    ///   KIND+=[LABEL=]VALUE       add an item; KIND is phone, email, address or url
+    ///   KIND.ITEM=[LABEL=]VALUE   change an item (ITEM: its id or a unique prefix, as
+    ///                             `cardlog show` prints it); without a label the old
+    ///                             label stays
+    ///   KIND-=ITEM, KIND.ITEM=    remove an item
+    ///   tag+=T, tag-=T            add or remove a tag
+    ///   custom.NAME=VALUE         set a custom field (custom.NAME= removes it)
+    /// An address VALUE is STREET;CITY;REGION;CODE;COUNTRY. All assignments are saved
+    /// together as one op.
+    ///
+    /// Example: cardlog set 3f2a org="Example Corp" phone+=work=+15550100 tag-=old
+    #[command(verbatim_doc_comment)]
     Set {
         /// Contact id or unique prefix
         id: String,
@@ -64,14 +108,20 @@ pub enum Command {
         deleted: bool,
     },
     /// Who changed what, when, replacing what: every value of a contact's fields
+    ///
+    /// Each value is listed with its time, device and op; `*` marks the current value(s).
+    ///
+    /// Example: cardlog history 3f2a phone.81c0
     History {
         /// Contact id or unique prefix
         id: String,
-        /// Only this path (given, org, phone/ITEM, tag/NAME, custom/NAME, exists); item ids may
-        /// be prefixes
+        /// Only this path: a field name (given, org…), phone/ITEM or phone.ITEM (likewise
+        /// email, address, url; ITEM may be a prefix), tag/NAME, custom/NAME, or exists
         path: Option<String>,
     },
     /// The op log, in application order
+    ///
+    /// Example: cardlog log --contact 3f2a --from 2
     Log(LogArgs),
     /// One op decoded, with its size and an id check
     Op {
@@ -85,6 +135,8 @@ pub enum Command {
     /// Every conflicted field of every contact
     Conflicts,
     /// Settle a field: keep one of the competing values (by op id prefix) or set a new one
+    ///
+    /// Example: cardlog resolve 3f2a note --keep 19d7
     Resolve(ResolveArgs),
     /// Re-hash every op, check every chain and compare the state with the log; exit 4 if not
     /// intact
@@ -180,7 +232,8 @@ pub struct LogArgs {
 pub struct ResolveArgs {
     /// Contact id or unique prefix
     pub id: String,
-    /// The conflicted path (given, org, phone/ITEM, tag/NAME, custom/NAME, exists)
+    /// The conflicted path as `cardlog conflicts` prints it (note, phone/ITEM, tag/NAME,
+    /// custom/NAME, exists; ITEM may be a prefix)
     pub path: String,
     /// Keep the value written by this op (id prefix; see `cardlog conflicts`)
     #[arg(long, value_name = "OP", conflicts_with_all = ["value", "remove"])]

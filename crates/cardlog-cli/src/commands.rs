@@ -13,10 +13,13 @@ use serde_json::json;
 
 use crate::args::{AddArgs, LogArgs, ResolveArgs};
 use crate::error::CliError;
+use crate::out::{out, outln};
 use crate::render;
 
 /// How many candidates an ambiguous prefix lists.
 const CANDIDATES: usize = 5;
+/// Widest value column in aligned output; longer values overflow it.
+const VALUE_WIDTH_MAX: usize = 40;
 
 /// What every command needs: where the store is, how to print, what time it is.
 pub struct Ctx {
@@ -40,6 +43,11 @@ impl Ctx {
 
     fn open(&self) -> Result<Replica, CliError> {
         Replica::open_with(&self.dir, self.options()).map_err(|e| match e {
+            cardlog::OpenError::NotAStore(_) if !self.dir.exists() => CliError::NotFound(format!(
+                "no cardlog store at {}: the directory does not exist (create one with \
+                 `cardlog init`, or pick one with --store DIR / CARDLOG_STORE)",
+                self.dir.display()
+            )),
             cardlog::OpenError::NotAStore(_) => CliError::NotFound(format!(
                 "{} is not a cardlog store (create one with `cardlog init`, or pick one with \
                  --store DIR / CARDLOG_STORE)",
@@ -52,7 +60,7 @@ impl Ctx {
     fn print_json(&self, value: &serde_json::Value) -> Res {
         let text = serde_json::to_string_pretty(value)
             .map_err(|e| CliError::Failed(format!("JSON output: {e}")))?;
-        println!("{text}");
+        outln!("{text}")?;
         Ok(())
     }
 }
@@ -169,7 +177,7 @@ pub fn init(ctx: &Ctx) -> Res {
     if ctx.json {
         return ctx.print_json(&json!({"replica": r.id().to_string(), "store": ctx.dir}));
     }
-    println!("created replica {} in {}", r.id(), ctx.dir.display());
+    outln!("created replica {} in {}", r.id(), ctx.dir.display())?;
     Ok(())
 }
 
@@ -215,14 +223,18 @@ pub fn add(ctx: &Ctx, a: &AddArgs) -> Res {
             .ok_or_else(|| invalid(format!("custom field {spec:?}: expected NAME=VALUE")))?;
         c.custom.insert(name.to_owned(), value.to_owned());
     }
-    if c.to_changes().map_err(|e| invalid(e.to_string()))?.len() <= 1 {
+    // `to_changes` lists the contact's values only (the `exists` write is added when saving).
+    if c.to_changes()
+        .map_err(|e| invalid(e.to_string()))?
+        .is_empty()
+    {
         return Err(invalid(
             "a contact needs at least one value (e.g. --given NAME); see `cardlog add --help`",
         ));
     }
     let mut r = ctx.open()?;
     r.add_contact(&c)?;
-    println!("{}", c.id);
+    outln!("{}", c.id)?;
     Ok(())
 }
 
@@ -248,38 +260,84 @@ fn find_item(c: &Contact, kind: ItemKind, prefix: &str) -> Result<ItemId, CliErr
     one(found, prefix, kind.name())
 }
 
+/// What `set` accepts, for error messages.
+fn assignment_forms() -> String {
+    format!(
+        "fields: {}; items: KIND+=[LABEL=]VALUE, KIND.ITEM=[LABEL=]VALUE, KIND-=ITEM with KIND \
+         one of {}; tags: tag+=T, tag-=T; custom fields: custom.NAME=VALUE",
+        Field::ALL.map(Field::name).join(", "),
+        ItemKind::ALL.map(ItemKind::name).join(", ")
+    )
+}
+
+/// Parses one assignment. The operator is found at the first `=`: `+=` and `-=` when the
+/// character before it is `+` or `-`, else `=`. Everything after it is the value, so values
+/// may contain `=`, `+=` and `-=` (`note=a+=b` sets the note to `a+=b`).
 fn parse_assign(c: &Contact, s: &str) -> Result<Assign, CliError> {
-    let bad = || {
+    let (lhs, value) = s.split_once('=').ok_or_else(|| {
         invalid(format!(
-            "{s:?}: expected FIELD=VALUE, KIND.ITEM=VALUE, KIND+=VALUE, KIND-=ITEM, tag+=T, \
-             tag-=T or custom.NAME=VALUE (fields: {})",
-            Field::ALL.map(Field::name).join(", ")
+            "{s:?} is not an assignment (no '='); {}",
+            assignment_forms()
         ))
-    };
-    if let Some((key, value)) = s.split_once("+=") {
+    })?;
+    if let Some(key) = lhs.strip_suffix('+') {
         if key == "tag" {
+            if value.is_empty() {
+                return Err(invalid(format!("{s:?}: tag+= needs a tag name")));
+            }
             return Ok(Assign::TagAdd(value.to_owned()));
         }
-        let kind = ItemKind::from_name(key).ok_or_else(bad)?;
+        let kind = ItemKind::from_name(key).ok_or_else(|| {
+            invalid(format!(
+                "{s:?}: {key:?} takes no +=; only tag and the item kinds (phone, email, \
+                 address, url) do"
+            ))
+        })?;
         return Ok(Assign::ItemAdd(kind, new_item(kind, value)?));
     }
-    if let Some((key, value)) = s.split_once("-=") {
+    if let Some(key) = lhs.strip_suffix('-') {
         if key == "tag" {
             return Ok(Assign::TagRemove(value.to_owned()));
         }
-        let kind = ItemKind::from_name(key).ok_or_else(bad)?;
+        let kind = ItemKind::from_name(key).ok_or_else(|| {
+            invalid(format!(
+                "{s:?}: {key:?} takes no -=; only tag and the item kinds (phone, email, \
+                 address, url) do"
+            ))
+        })?;
         return Ok(Assign::ItemRemove(kind, find_item(c, kind, value)?));
     }
-    let (key, value) = s.split_once('=').ok_or_else(bad)?;
     let value = (!value.is_empty()).then(|| value.to_owned());
-    if let Some(field) = Field::from_name(key) {
+    if let Some(field) = Field::from_name(lhs) {
         return Ok(Assign::Field(field, value));
     }
-    let (head, rest) = key.split_once('.').ok_or_else(bad)?;
-    if head == "custom" && !rest.is_empty() {
+    if lhs == "tag" {
+        return Err(invalid(format!(
+            "{s:?}: tags are added with tag+=T and removed with tag-=T"
+        )));
+    }
+    if let Some(kind) = ItemKind::from_name(lhs) {
+        return Err(invalid(format!(
+            "{s:?}: {lhs} is a list; add with {lhs}+=[LABEL=]VALUE, change one with \
+             {lhs}.ITEM=VALUE, remove one with {lhs}-=ITEM (ITEM: an id prefix from `cardlog \
+             show`)",
+            lhs = kind.name()
+        )));
+    }
+    let unknown = || {
+        invalid(format!(
+            "{s:?}: unknown field {lhs:?}; {}",
+            assignment_forms()
+        ))
+    };
+    let (head, rest) = lhs.split_once('.').ok_or_else(unknown)?;
+    if head == "custom" {
+        if rest.is_empty() {
+            return Err(invalid(format!("{s:?}: custom.NAME needs a name")));
+        }
         return Ok(Assign::Custom(rest.to_owned(), value));
     }
-    let kind = ItemKind::from_name(head).ok_or_else(bad)?;
+    let kind = ItemKind::from_name(head).ok_or_else(unknown)?;
     let id = find_item(c, kind, rest)?;
     match value {
         Some(v) => Ok(Assign::ItemSet(kind, id, v)),
@@ -297,6 +355,15 @@ fn apply_assign(c: &mut Contact, a: Assign) -> Result<(), CliError> {
         }
         Assign::ItemSet(kind, id, spec) => {
             let (label, value) = labelled(&spec);
+            if value.trim().is_empty() {
+                return Err(invalid(format!(
+                    "{}.{}={spec}: no value (to remove the item, write {}-={})",
+                    kind.name(),
+                    render::short(&id),
+                    kind.name(),
+                    render::short(&id)
+                )));
+            }
             let body = item_body(kind, &value)?;
             if let Some(item) = c.items_mut(kind).iter_mut().find(|i| i.id == id) {
                 if !label.is_empty() {
@@ -344,14 +411,17 @@ pub fn set(ctx: &Ctx, id: &str, changes: &[String]) -> Res {
         apply_assign(&mut edited, assign)?;
     }
     match r.edit(id, |c| *c = edited)? {
-        Some(op) if ctx.json => ctx.print_json(&json!({"op": op.to_string(), "changed": true})),
+        Some(op) if ctx.json => ctx
+            .print_json(&json!({"contact": id.to_string(), "op": op.to_string(), "changed": true})),
         Some(op) => {
-            println!("saved op {op}");
+            outln!("saved op {op}")?;
             Ok(())
         }
-        None if ctx.json => ctx.print_json(&json!({"op": null, "changed": false})),
+        None if ctx.json => {
+            ctx.print_json(&json!({"contact": id.to_string(), "op": null, "changed": false}))
+        }
         None => {
-            println!("nothing changed");
+            outln!("nothing changed")?;
             Ok(())
         }
     }
@@ -361,12 +431,17 @@ pub fn set(ctx: &Ctx, id: &str, changes: &[String]) -> Res {
 pub fn rm(ctx: &Ctx, id: &str) -> Res {
     let mut r = ctx.open()?;
     let id = find_contact(&r, id)?;
+    if r.contact(&id)?.is_some_and(|v| v.deleted) {
+        return Err(invalid(format!("contact {id} is already deleted")));
+    }
     let op = r.delete(id)?;
-    println!(
+    if ctx.json {
+        return ctx.print_json(&json!({"contact": id.to_string(), "op": op.to_string()}));
+    }
+    outln!(
         "deleted {id} (op {op}); `cardlog restore {}` undoes it",
         render::short(&id)
-    );
-    Ok(())
+    )
 }
 
 /// `cardlog restore`.
@@ -374,8 +449,10 @@ pub fn restore(ctx: &Ctx, id: &str) -> Res {
     let mut r = ctx.open()?;
     let id = find_contact(&r, id)?;
     let op = r.restore(id)?;
-    println!("restored {id} (op {op})");
-    Ok(())
+    if ctx.json {
+        return ctx.print_json(&json!({"contact": id.to_string(), "op": op.to_string()}));
+    }
+    outln!("restored {id} (op {op})")
 }
 
 // ---- show, list, history, conflicts, resolve ---------------------------------------------
@@ -393,7 +470,7 @@ pub fn show(ctx: &Ctx, id: &str) -> Res {
     if ctx.json {
         return ctx.print_json(&render::contact_json(&v));
     }
-    print!("{}", render::contact_text(&v));
+    out!("{}", render::contact_text(&v))?;
     Ok(())
 }
 
@@ -429,31 +506,36 @@ pub fn list(ctx: &Ctx, search: Option<&str>, deleted: bool) -> Res {
         let items: Vec<serde_json::Value> = shown.iter().map(|v| render::contact_json(v)).collect();
         return ctx.print_json(&serde_json::Value::Array(items));
     }
-    let width = shown
+    let rows: Vec<(String, String, String, String)> = shown
         .iter()
-        .map(|v| v.contact.display_name().chars().count())
-        .max()
-        .unwrap_or(0);
-    for v in &shown {
-        let c = &v.contact;
-        let first = c
-            .phones
-            .first()
-            .or(c.emails.first())
-            .map(|i| i.body.to_string())
-            .unwrap_or_default();
-        let mut flags = String::new();
-        if v.deleted {
-            flags.push_str("  [deleted]");
-        }
-        if !v.conflicts.is_empty() {
-            flags.push_str(&format!("  [{} conflict(s)]", v.conflicts.len()));
-        }
-        println!(
-            "{}  {:<width$}  {first}{flags}",
-            render::short(&c.id),
-            c.display_name()
-        );
+        .map(|v| {
+            let c = &v.contact;
+            let first = c
+                .phones
+                .first()
+                .or(c.emails.first())
+                .map(|i| i.body.to_string())
+                .unwrap_or_default();
+            let mut flags = Vec::new();
+            if v.deleted {
+                flags.push("[deleted]".to_owned());
+            }
+            if !v.conflicts.is_empty() {
+                flags.push(format!("[{} conflict(s)]", v.conflicts.len()));
+            }
+            (
+                render::short(&c.id),
+                c.display_name(),
+                first,
+                flags.join(" "),
+            )
+        })
+        .collect();
+    let name_width = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
+    let first_width = rows.iter().map(|r| r.2.chars().count()).max().unwrap_or(0);
+    for (id, name, first, flags) in &rows {
+        let line = format!("{id}  {name:<name_width$}  {first:<first_width$}  {flags}");
+        outln!("{}", line.trim_end())?;
     }
     if shown.is_empty() {
         eprintln!("no contacts");
@@ -461,20 +543,28 @@ pub fn list(ctx: &Ctx, search: Option<&str>, deleted: bool) -> Res {
     Ok(())
 }
 
-/// Paths of a contact matching a path argument; item ids may be prefixes.
+/// The paths of a contact a path argument names: a path in its display form (`org`,
+/// `phone/ITEM`, `tag/NAME`, `custom/NAME`, `exists`), the dotted form `set` and `show` use
+/// (`phone.ITEM`, `custom.NAME`), item ids as unique prefixes. Empty when the contact never had
+/// the path.
 fn select_paths(paths: Vec<Path>, arg: &str) -> Result<Vec<Path>, CliError> {
-    let not_a_path = match arg.parse::<Path>() {
+    let slashed = match arg.split_once('.') {
+        Some((head, rest))
+            if !arg.contains('/')
+                && (matches!(head, "tag" | "custom") || ItemKind::from_name(head).is_some()) =>
+        {
+            format!("{head}/{rest}")
+        }
+        _ => arg.to_owned(),
+    };
+    let not_a_path = match slashed.parse::<Path>() {
         Ok(exact) => return Ok(paths.into_iter().filter(|p| *p == exact).collect()),
         Err(e) => e,
     };
-    let (head, rest) = arg
+    let (head, rest) = slashed
         .split_once('/')
         .ok_or_else(|| invalid(not_a_path.to_string()))?;
-    let kind = ItemKind::from_name(head).ok_or_else(|| {
-        invalid(format!(
-            "{arg:?}: unknown path; expected a field name, KIND/ITEM, tag/NAME or custom/NAME"
-        ))
-    })?;
+    let kind = ItemKind::from_name(head).ok_or_else(|| invalid(not_a_path.to_string()))?;
     let prefix = parse_prefix(rest, kind.name())?;
     let found: Vec<Path> = paths
         .into_iter()
@@ -482,8 +572,13 @@ fn select_paths(paths: Vec<Path>, arg: &str) -> Result<Vec<Path>, CliError> {
         .collect();
     if found.len() > 1 {
         return Err(invalid(format!(
-            "{arg:?} is ambiguous: {} items match",
-            found.len()
+            "{} item id prefix {rest} is ambiguous: it matches {}; give more digits",
+            kind.name(),
+            found
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     Ok(found)
@@ -512,8 +607,17 @@ pub fn history(ctx: &Ctx, id: &str, path: Option<&str>) -> Res {
             .collect();
         return ctx.print_json(&json!({"contact": id.to_string(), "paths": out}));
     }
+    // One value column for the whole output, capped so one long note does not push every
+    // line far right.
+    let width = all
+        .iter()
+        .flat_map(|(_, versions)| versions)
+        .map(|v| render::value_text(v.value.as_ref()).chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(VALUE_WIDTH_MAX);
     for (p, versions) in &all {
-        println!("{p}");
+        outln!("{p}")?;
         for v in versions {
             let replaces = if v.replaces.is_empty() {
                 "new".to_owned()
@@ -527,14 +631,14 @@ pub fn history(ctx: &Ctx, id: &str, path: Option<&str>) -> Res {
                         .join(",")
                 )
             };
-            println!(
-                "  {}  {}  by {}  op {}  {:<24}  {replaces}",
+            outln!(
+                "  {}  {}  by {}  op {}  {:<width$}  {replaces}",
                 if v.head { "*" } else { " " },
                 render::time(v.hlc),
                 render::short(&v.author),
                 render::short(&v.op),
                 render::value_text(v.value.as_ref()),
-            );
+            )?;
         }
     }
     Ok(())
@@ -558,15 +662,15 @@ pub fn conflicts(ctx: &Ctx) -> Res {
         return ctx.print_json(&serde_json::Value::Array(out));
     }
     if all.is_empty() {
-        println!("no conflicts");
+        outln!("no conflicts")?;
     }
     for (c, f) in &all {
         let name = r
             .contact(c)?
             .map(|v| v.contact.display_name())
             .unwrap_or_default();
-        println!("{}  {name}", render::short(c));
-        print!("{}", render::conflict_text(&f.path, f));
+        outln!("{}  {name}", render::short(c))?;
+        out!("{}", render::conflict_text(&f.path, f))?;
     }
     Ok(())
 }
@@ -623,8 +727,14 @@ pub fn resolve(ctx: &Ctx, a: &ResolveArgs) -> Res {
         }
     };
     let op = r.resolve(id, path.clone(), value)?;
-    println!("resolved {path} of {} (op {op})", render::short(&id));
-    Ok(())
+    if ctx.json {
+        return ctx.print_json(&json!({
+            "contact": id.to_string(),
+            "path": path.to_string(),
+            "op": op.to_string(),
+        }));
+    }
+    outln!("resolved {path} of {} (op {op})", render::short(&id))
 }
 
 // ---- log, op, heads, status, stats --------------------------------------------------------
@@ -663,7 +773,7 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Res {
             let contacts: std::collections::BTreeSet<_> =
                 o.writes.iter().map(|w| render::short(&w.contact)).collect();
             let paths: Vec<String> = o.writes.iter().map(|w| w.path.to_string()).collect();
-            println!(
+            outln!(
                 "{order:>6}  {}  {}#{:<4}  op {}  {} write(s) to {}: {}",
                 render::time(o.hlc),
                 render::short(&o.author),
@@ -672,7 +782,7 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Res {
                 o.writes.len(),
                 contacts.into_iter().collect::<Vec<_>>().join(","),
                 paths.join(" ")
-            );
+            )?;
         }
     }
     if ctx.json {
@@ -698,33 +808,51 @@ pub fn op(ctx: &Ctx, id: &str) -> Res {
         return ctx.print_json(&j);
     }
     let o = op.op();
-    println!("op      {}", op.id());
-    println!(
+    outln!("op      {}", op.id())?;
+    outln!(
         "id      {}",
         if id_ok {
             "ok (hash of the bytes)"
         } else {
             "MISMATCH"
         }
-    );
-    println!("author  {}", o.author);
-    println!("seq     {}", o.seq);
-    println!(
+    )?;
+    outln!("author  {}", o.author)?;
+    outln!("seq     {}", o.seq)?;
+    outln!(
         "prev    {}",
         o.prev.map_or("(first op)".to_owned(), |p| p.to_string())
-    );
-    println!("time    {}  (hlc {})", render::time(o.hlc), o.hlc);
-    println!("bytes   {}", op.bytes().len());
-    println!("writes  {}", o.writes.len());
-    for w in &o.writes {
-        let replaces: Vec<String> = w.replaces.iter().map(render::short).collect();
-        println!(
-            "  {}  {:<20}  {:<28}  replaces [{}]",
+    )?;
+    outln!("time    {}  (hlc {})", render::time(o.hlc), o.hlc)?;
+    outln!("bytes   {}", op.bytes().len())?;
+    outln!("writes  {}", o.writes.len())?;
+    let rows: Vec<(String, String, String)> = o
+        .writes
+        .iter()
+        .map(|w| {
+            (
+                w.path.to_string(),
+                render::value_text(w.value.as_ref()),
+                w.replaces
+                    .iter()
+                    .map(render::short)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
+        })
+        .collect();
+    let path_width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let value_width = rows
+        .iter()
+        .map(|r| r.1.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(VALUE_WIDTH_MAX);
+    for (w, (path, value, replaces)) in o.writes.iter().zip(&rows) {
+        outln!(
+            "  {}  {path:<path_width$}  {value:<value_width$}  replaces [{replaces}]",
             render::short(&w.contact),
-            w.path.to_string(),
-            render::value_text(w.value.as_ref()),
-            replaces.join(",")
-        );
+        )?;
     }
     Ok(())
 }
@@ -742,12 +870,12 @@ pub fn heads(ctx: &Ctx) -> Res {
     }
     for (a, h) in r.summary() {
         let me = if *a == r.id() { "  (this replica)" } else { "" };
-        println!(
+        outln!(
             "{a}  seq {:<6}  op {}  {}{me}",
             h.seq,
             h.op,
             render::time(h.hlc)
-        );
+        )?;
     }
     Ok(())
 }
@@ -780,23 +908,23 @@ pub fn status(ctx: &Ctx) -> Res {
             "skew": ahead.iter().map(|(a, ms)| json!({"author": a.to_string(), "ahead_ms": ms})).collect::<Vec<_>>(),
         }));
     }
-    println!("replica    {}", r.id());
+    outln!("replica    {}", r.id())?;
     if let Some(p) = r.previous_id() {
-        println!("           (this store was copied or restored; it wrote as {p} before)");
+        outln!("           (this store was copied or restored; it wrote as {p} before)")?;
     }
-    println!("store      {}", ctx.dir.display());
-    println!("ops        {}", r.op_count());
-    println!("authors    {}", r.summary().len());
-    println!("contacts   {} ({deleted} deleted)", all.len() - deleted);
-    println!("conflicts  {conflicts}");
-    println!("clock      {}", r.clock().last());
+    outln!("store      {}", ctx.dir.display())?;
+    outln!("ops        {}", r.op_count())?;
+    outln!("authors    {}", r.summary().len())?;
+    outln!("contacts   {} ({deleted} deleted)", all.len() - deleted)?;
+    outln!("conflicts  {conflicts}")?;
+    outln!("clock      {}", r.clock().last())?;
     for (a, ms) in &ahead {
-        println!(
+        outln!(
             "skew       device {} writes {}s ahead of this clock (bound {}s)",
             render::short(a),
             ms / 1000,
             bound / 1000
-        );
+        )?;
     }
     Ok(())
 }
@@ -842,19 +970,22 @@ pub fn stats(ctx: &Ctx) -> Res {
             "authors": authors,
         }));
     }
-    println!(
+    outln!(
         "{:<32}  {:>8}  {:>10}  {:>8}",
-        "author", "ops", "bytes", "writes"
-    );
+        "author",
+        "ops",
+        "bytes",
+        "writes"
+    )?;
     for (a, (n, b, w)) in &per {
-        println!("{a}  {n:>8}  {b:>10}  {w:>8}");
+        outln!("{a}  {n:>8}  {b:>10}  {w:>8}")?;
     }
-    println!(
+    outln!(
         "total ops {}, op bytes {}, store on disk {} bytes",
         r.op_count(),
         per.values().map(|v| v.1).sum::<u64>(),
         size
-    );
+    )?;
     Ok(())
 }
 
@@ -873,10 +1004,12 @@ pub fn verify(ctx: &Ctx) -> Res {
             "problems": report.problems,
         }))?;
     } else if report.is_ok() {
-        println!(
+        outln!(
             "ok: {} ops from {} device(s) re-hashed, chains intact, {} registers match the log",
-            report.ops, report.authors, report.registers
-        );
+            report.ops,
+            report.authors,
+            report.registers
+        )?;
     }
     match report.problems.first() {
         None => Ok(()),
@@ -895,6 +1028,6 @@ pub fn rebuild(ctx: &Ctx) -> Res {
     if ctx.json {
         return ctx.print_json(&json!({"ops": n}));
     }
-    println!("rebuilt the state from {n} ops");
+    outln!("rebuilt the state from {n} ops")?;
     Ok(())
 }

@@ -9,14 +9,15 @@ use cardlog::{Contact, Field, ItemBody, ItemKind, Options, Path, Replica, Summar
 use cardlog_core::FakeClock;
 
 use crate::error::CliError;
+use crate::out::{out, outln};
 use crate::render;
 
 /// 2026-11-22T09:00:00Z.
 const NINE_MS: u64 = 1_795_338_000_000;
 const HOUR_MS: i64 = 3_600_000;
 
-fn step(text: &str) {
-    println!("\n== {text}");
+fn step(text: &str) -> Result<(), CliError> {
+    outln!("\n== {text}")
 }
 
 fn carry(from: &Replica, to: &mut Replica, names: (&str, &str)) -> Result<(), CliError> {
@@ -24,13 +25,13 @@ fn carry(from: &Replica, to: &mut Replica, names: (&str, &str)) -> Result<(), Cl
     let ops = from.ops_since(&summary)?;
     let bytes: usize = ops.iter().map(|o| o.bytes().len()).sum();
     let report = to.apply(&ops)?;
-    println!(
+    outln!(
         "   {} -> {}: {} op(s), {bytes} bytes, {} stored",
         names.0,
         names.1,
         ops.len(),
         report.stored
-    );
+    )?;
     Ok(())
 }
 
@@ -44,11 +45,11 @@ pub fn run() -> Result<(), CliError> {
     };
     let mut phone = Replica::create_with(&tmp.path().join("phone"), options())?;
     let mut tablet = Replica::create_with(&tmp.path().join("tablet"), options())?;
-    step("Two devices, each with its own durable replica");
-    println!("   phone   {}", phone.id());
-    println!("   tablet  {}", tablet.id());
+    step("Two devices, each with its own durable replica")?;
+    outln!("   phone   {}", phone.id())?;
+    outln!("   tablet  {}", tablet.id())?;
 
-    step("09:00  The phone adds Ada; the devices sync");
+    step("09:00  The phone adds Ada; the devices sync")?;
     let mut ada = Contact::random().map_err(|e| CliError::Failed(e.to_string()))?;
     ada.set(Field::Given, "Ada").set(Field::Family, "Lovelace");
     ada.set(Field::Note, "met at the Analytical Society");
@@ -61,7 +62,7 @@ pub fn run() -> Result<(), CliError> {
     phone.add_contact(&ada)?;
     carry(&phone, &mut tablet, ("phone", "tablet"))?;
 
-    step("10:00  Apart: the tablet changes the phone number and the note");
+    step("10:00  Apart: the tablet changes the phone number and the note")?;
     clock.advance_ms(HOUR_MS);
     tablet.edit(ada.id, |c| {
         if let Some(p) = c.phones.iter_mut().find(|p| p.id == number) {
@@ -69,7 +70,7 @@ pub fn run() -> Result<(), CliError> {
         }
         c.set(Field::Note, "prefers calls");
     })?;
-    step("11:00  Apart: the phone changes the e-mail address and the note");
+    step("11:00  Apart: the phone changes the e-mail address and the note")?;
     clock.advance_ms(HOUR_MS);
     phone.edit(ada.id, |c| {
         if let Some(e) = c.emails.iter_mut().find(|e| e.id == email) {
@@ -78,49 +79,49 @@ pub fn run() -> Result<(), CliError> {
         c.set(Field::Note, "prefers e-mail");
     })?;
 
-    step("12:00  They meet: each sends only the ops the other lacks");
+    step("12:00  They meet: each sends only the ops the other lacks")?;
     clock.advance_ms(HOUR_MS);
     carry(&phone, &mut tablet, ("phone", "tablet"))?;
     carry(&tablet, &mut phone, ("tablet", "phone"))?;
 
-    step("Both edits of different fields survive; the note edited on both is a visible conflict");
+    step("Both edits of different fields survive; the note edited on both is a visible conflict")?;
     let view = tablet
         .contact(&ada.id)?
         .ok_or_else(|| CliError::Failed("the contact vanished".into()))?;
-    print!("{}", render::contact_text(&view));
+    out!("{}", render::contact_text(&view))?;
 
     let identical = phone.state_bytes()? == tablet.state_bytes()?;
-    println!(
+    outln!(
         "\n   phone and tablet states byte-identical: {}",
         if identical { "yes" } else { "NO" }
-    );
+    )?;
     if !identical {
         return Err(CliError::Failed("the replicas did not converge".into()));
     }
 
-    step("History of the note and the phone number (* = current head)");
+    step("History of the note and the phone number (* = current head)")?;
     for path in [
         Path::Field(Field::Note),
         Path::Item(ItemKind::Phone, number),
     ] {
-        println!("   {path}");
+        outln!("   {path}")?;
         for v in phone.history(&ada.id, &path)? {
             let who = if v.author == phone.id() {
                 "phone "
             } else {
                 "tablet"
             };
-            println!(
+            outln!(
                 "     {} {}  {who}  op {}  {}",
                 if v.head { "*" } else { " " },
                 render::time(v.hlc),
                 render::short(&v.op),
                 render::value_text(v.value.as_ref())
-            );
+            )?;
         }
     }
 
-    step("Settling the conflict on the tablet keeps the phone's note everywhere");
+    step("Settling the conflict on the tablet keeps the phone's note everywhere")?;
     tablet.resolve(
         ada.id,
         Path::Field(Field::Note),
@@ -130,17 +131,17 @@ pub fn run() -> Result<(), CliError> {
     let settled = phone
         .contact(&ada.id)?
         .ok_or_else(|| CliError::Failed("the contact vanished".into()))?;
-    println!(
+    outln!(
         "   note: {:?}, conflicts left: {}",
         settled.contact.get(Field::Note).unwrap_or_default(),
         settled.conflicts.len()
-    );
+    )?;
     for r in [&phone, &tablet] {
         let report = r.verify()?;
         if !report.is_ok() {
             return Err(CliError::Corrupt(format!("verify: {:?}", report.problems)));
         }
     }
-    println!("   both replicas verify: every op re-hashed, chains intact, state matches the log");
+    outln!("   both replicas verify: every op re-hashed, chains intact, state matches the log")?;
     Ok(())
 }

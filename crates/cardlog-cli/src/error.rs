@@ -18,12 +18,17 @@ pub enum CliError {
     /// Anything else (I/O, the storage engine). Exit 1.
     #[error("{0}")]
     Failed(String),
+    /// Whoever read stdout stopped reading (`cardlog log | head`): not a failure of the
+    /// command, so `main` ends quietly with exit 0.
+    #[error("stdout was closed")]
+    StdoutClosed,
 }
 
 impl CliError {
     /// The process exit code.
     pub fn exit_code(&self) -> u8 {
         match self {
+            CliError::StdoutClosed => 0,
             CliError::Failed(_) => 1,
             CliError::Invalid(_) => 2,
             CliError::NotFound(_) => 3,

@@ -1,6 +1,7 @@
 //! Turning contacts, versions and ops into aligned text and into the stable JSON shapes of
 //! docs/CLI.md.
 
+use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
 use cardlog::{
@@ -9,10 +10,19 @@ use cardlog::{
 };
 use serde_json::{json, Map, Value as Json};
 
-/// An HLC's wall time as RFC 3339 (UTC, milliseconds).
+/// An HLC's wall time as RFC 3339 (UTC, milliseconds). humantime formats years up to 9999
+/// only; a later time (which only a peer with a broken clock writes) prints as
+/// `+<milliseconds since 1970>ms` rather than failing.
 pub fn time(hlc: Hlc) -> String {
-    let at = UNIX_EPOCH + Duration::from_millis(hlc.wall_ms);
-    humantime::format_rfc3339_millis(at).to_string()
+    let raw = || format!("+{}ms", hlc.wall_ms);
+    let Some(at) = UNIX_EPOCH.checked_add(Duration::from_millis(hlc.wall_ms)) else {
+        return raw();
+    };
+    let mut out = String::new();
+    match write!(out, "{}", humantime::format_rfc3339_millis(at)) {
+        Ok(()) => out,
+        Err(_) => raw(),
+    }
 }
 
 /// The first 8 hex digits of an id, for aligned human output.
