@@ -891,13 +891,15 @@ pub fn status(ctx: &Ctx) -> Res {
     let ahead: Vec<(ReplicaId, u64)> = r
         .summary()
         .iter()
-        .filter(|(_, h)| h.hlc.wall_ms > now.saturating_add(bound))
+        .filter(|(a, h)| **a != r.id() && h.hlc.wall_ms > now.saturating_add(bound))
         .map(|(a, h)| (*a, h.hlc.wall_ms - now))
         .collect();
+    let former = r.former_ids()?;
     if ctx.json {
         return ctx.print_json(&json!({
             "replica": r.id().to_string(),
             "previous_replica": r.previous_id().map(|p| p.to_string()),
+            "former_replicas": former.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "store": ctx.dir,
             "ops": r.op_count(),
             "authors": r.summary().len(),
@@ -909,7 +911,7 @@ pub fn status(ctx: &Ctx) -> Res {
         }));
     }
     outln!("replica    {}", r.id())?;
-    if let Some(p) = r.previous_id() {
+    for p in &former {
         outln!("           (this store was copied or restored; it wrote as {p} before)")?;
     }
     outln!("store      {}", ctx.dir.display())?;

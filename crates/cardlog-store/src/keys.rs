@@ -32,6 +32,8 @@ pub mod meta {
     pub const HOME: &[u8] = b"mhome";
     /// The local hybrid clock's last timestamp and calibration offset.
     pub const CLOCK: &[u8] = b"mclock";
+    /// Device ids the store wrote as before it was copied or restored (16 bytes each).
+    pub const FORMER: &[u8] = b"mformer";
     /// Present while `rebuild` runs: the registers are not to be trusted.
     pub const REBUILDING: &[u8] = b"mrebuilding";
 }

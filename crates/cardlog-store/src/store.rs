@@ -231,6 +231,9 @@ impl Store {
             let mut batch = KvBatch::default();
             batch.insert(meta::REPLICA.to_vec(), fresh.0.to_vec());
             batch.insert(meta::HOME.to_vec(), home);
+            let mut former = store.kv.get(meta::FORMER)?.unwrap_or_default();
+            former.extend_from_slice(&store.replica.0);
+            batch.insert(meta::FORMER.to_vec(), former);
             store.kv.apply(batch)?;
             store.kv.flush()?;
             store.previous_replica = Some(store.replica);
@@ -267,6 +270,20 @@ impl Store {
     /// now writes as a fresh id).
     pub fn previous_replica_id(&self) -> Option<ReplicaId> {
         self.previous_replica
+    }
+
+    /// Every device id this store wrote as before it was copied or restored, oldest first
+    /// (kept across opens, unlike [`Store::previous_replica_id`]).
+    pub fn former_replica_ids(&self) -> Result<Vec<ReplicaId>, StoreError> {
+        let bytes = self.kv.get(meta::FORMER)?.unwrap_or_default();
+        if bytes.len() % 16 != 0 {
+            return Err(StoreError::Corrupt("former device ids".into()));
+        }
+        Ok(bytes
+            .chunks_exact(16)
+            .filter_map(|c| <[u8; 16]>::try_from(c).ok())
+            .map(ReplicaId)
+            .collect())
     }
 
     /// Per author, the last op stored.

@@ -163,6 +163,12 @@ impl Replica {
         self.store.previous_replica_id()
     }
 
+    /// Every device id this replica's directory wrote as before a copy or restore, oldest
+    /// first (kept across opens).
+    pub fn former_ids(&self) -> Result<Vec<ReplicaId>, Error> {
+        Ok(self.store.former_replica_ids()?)
+    }
+
     /// The hybrid clock.
     pub fn clock(&self) -> &HlcClock {
         &self.clock

@@ -566,6 +566,8 @@ fn a_copied_store_writes_as_a_new_device_and_never_forks() {
     copy.reopen();
     assert_eq!(copy.r().id(), id);
     assert_eq!(copy.r().previous_id(), None);
+    assert_eq!(copy.r().former_ids().unwrap(), [original], "kept across opens");
+    assert!(a.r().former_ids().unwrap().is_empty());
 }
 
 #[test]
