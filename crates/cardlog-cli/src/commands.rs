@@ -993,10 +993,47 @@ pub fn stats(ctx: &Ctx) -> Res {
 
 // ---- verify, rebuild ------------------------------------------------------------------------
 
+/// A progress bar on stderr when it is a terminal and the output is for people; otherwise
+/// nothing (piped output stays clean).
+struct Bar(Option<indicatif::ProgressBar>);
+
+impl Bar {
+    fn update(&self, p: cardlog::Progress) {
+        if let Some(bar) = &self.0 {
+            bar.set_length(p.total);
+            bar.set_position(p.done);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn progress_bar(ctx: &Ctx, what: &str) -> Bar {
+    use std::io::IsTerminal;
+    if ctx.json || !std::io::stderr().is_terminal() {
+        return Bar(None);
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {percent}% ({eta} left)")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    Bar(Some(bar))
+}
+
 /// `cardlog verify`.
 pub fn verify(ctx: &Ctx) -> Res {
     let r = ctx.open()?;
-    let report = r.verify()?;
+    let bar = progress_bar(ctx, "verifying");
+    let report = r.verify_with(&mut |p| bar.update(p));
+    bar.finish();
+    let report = report?;
     if ctx.json {
         ctx.print_json(&json!({
             "ok": report.is_ok(),
@@ -1026,7 +1063,10 @@ pub fn verify(ctx: &Ctx) -> Res {
 /// `cardlog rebuild`.
 pub fn rebuild(ctx: &Ctx) -> Res {
     let mut r = ctx.open()?;
-    let n = r.rebuild()?;
+    let bar = progress_bar(ctx, "rebuilding");
+    let n = r.rebuild_with(&mut |p| bar.update(p));
+    bar.finish();
+    let n = n?;
     if ctx.json {
         return ctx.print_json(&json!({"ops": n}));
     }

@@ -39,5 +39,6 @@ pub mod store;
 
 pub use error::{OpenError, StoreError};
 pub use store::{
-    OpOutcome, Store, StoreOptions, VerifyReport, CACHE_BYTES_DEFAULT, STORE_FORMAT_VERSION,
+    OpOutcome, Progress, Store, StoreOptions, VerifyReport, CACHE_BYTES_DEFAULT,
+    STORE_FORMAT_VERSION,
 };

@@ -50,6 +50,18 @@ impl Default for StoreOptions {
 /// Ops per batch when `rebuild` replays the log: bounds its memory.
 const REBUILD_CHUNK: usize = 16_384;
 
+/// How often (in ops) long operations report progress.
+const PROGRESS_EVERY: u64 = 4096;
+
+/// How far a long operation (`verify`, `rebuild`) has got, in units of work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Units done.
+    pub done: u64,
+    /// Units in all.
+    pub total: u64,
+}
+
 /// The registers of a store, by contact and path: write count and heads.
 type Registers = BTreeMap<(ContactId, Path), (u64, Heads)>;
 
@@ -652,7 +664,10 @@ impl Store {
     }
 
     /// Re-derives the registers from the log alone, applying ops in their stored order.
-    fn derive(&self) -> Result<(Registers, Vec<String>, u64), StoreError> {
+    fn derive(
+        &self,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(Registers, Vec<String>, u64), StoreError> {
         let mut state = Registers::new();
         let mut problems = Vec::new();
         let mut seen: HashSet<OpId> = HashSet::new();
@@ -679,6 +694,12 @@ impl Store {
             let op = sealed.op();
             let id = sealed.id();
             ops += 1;
+            if ops % PROGRESS_EVERY == 0 {
+                progress(Progress {
+                    done: ops,
+                    total: self.next_order,
+                });
+            }
             if stored_order != order || op.author != author || op.seq != seq {
                 problems.push(format!(
                     "log entry {author} seq {seq} disagrees with its key or order"
@@ -752,7 +773,15 @@ impl Store {
     /// Re-hashes every op, checks every chain and index entry, rebuilds the registers from the
     /// log and compares them with the stored ones.
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
-        let (derived, mut problems, ops) = self.derive()?;
+        self.verify_with(&mut |_| {})
+    }
+
+    /// [`Store::verify`], reporting how many ops it has checked every few thousand.
+    pub fn verify_with(
+        &self,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<VerifyReport, StoreError> {
+        let (derived, mut problems, ops) = self.derive(progress)?;
         let logged = self.kv.scan_prefix(&[keys::LOG]).count() as u64;
         if logged != ops {
             problems.push(format!(
@@ -803,9 +832,15 @@ impl Store {
     /// anything is removed: a damaged log is reported and the state is left as it was. A failure
     /// once the state is being replaced poisons the store; the mark makes the next open retry.
     pub fn rebuild(&mut self) -> Result<u64, StoreError> {
+        self.rebuild_with(&mut |_| {})
+    }
+
+    /// [`Store::rebuild`], reporting progress: the log check counts the first half of the
+    /// work, the replay the second.
+    pub fn rebuild_with(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<u64, StoreError> {
         self.writable()?;
-        self.check_log()?;
-        self.rebuild_state().map_err(|e| {
+        self.check_log(progress)?;
+        self.rebuild_state(progress).map_err(|e| {
             if self.poisoned.is_none() {
                 self.poisoned = Some(format!("rebuild failed: {e}"));
             }
@@ -814,7 +849,7 @@ impl Store {
     }
 
     /// Reads every op in application order, strictly decoded and re-hashed.
-    fn check_log(&self) -> Result<(), StoreError> {
+    fn check_log(&self, progress: &mut dyn FnMut(Progress)) -> Result<(), StoreError> {
         let mut expected = 0u64;
         for pair in self.kv.scan_prefix(&[keys::ORDER]) {
             let (k, v) = pair?;
@@ -826,6 +861,12 @@ impl Store {
             }
             self.op_at_order(&v)?;
             expected += 1;
+            if expected % PROGRESS_EVERY == 0 {
+                progress(Progress {
+                    done: expected,
+                    total: self.next_order * 2,
+                });
+            }
         }
         if expected != self.next_order {
             return Err(StoreError::Corrupt(format!(
@@ -836,7 +877,7 @@ impl Store {
         Ok(())
     }
 
-    fn rebuild_state(&mut self) -> Result<u64, StoreError> {
+    fn rebuild_state(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<u64, StoreError> {
         self.put_meta(meta::REBUILDING, vec![1])?;
         self.flush()?;
         for prefix in [keys::HEADS, keys::WRITE] {
@@ -872,6 +913,10 @@ impl Store {
             let (batch, _, _) = stage.finish();
             self.kv.apply(batch).map_err(|e| self.poison(e))?;
             replayed += chunk.len() as u64;
+            progress(Progress {
+                done: self.next_order + replayed,
+                total: self.next_order * 2,
+            });
         }
         let mut batch = KvBatch::default();
         batch.remove(meta::REBUILDING.to_vec());

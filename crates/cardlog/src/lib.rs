@@ -47,4 +47,4 @@ pub use cardlog_core::{
     ItemId, ItemKind, ItemValue, Missing, OpId, Path, PostalAddress, ReplicaId, SealedOp,
     SkewReport, Value, Version, WallClock,
 };
-pub use cardlog_store::{VerifyReport, CACHE_BYTES_DEFAULT};
+pub use cardlog_store::{Progress, VerifyReport, CACHE_BYTES_DEFAULT};

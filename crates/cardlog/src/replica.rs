@@ -24,7 +24,7 @@ use cardlog_core::{
 };
 use cardlog_store::keys::meta;
 use cardlog_store::{
-    OpOutcome, Store, StoreError, StoreOptions, VerifyReport, CACHE_BYTES_DEFAULT,
+    OpOutcome, Progress, Store, StoreError, StoreOptions, VerifyReport, CACHE_BYTES_DEFAULT,
 };
 
 use crate::error::{Error, OpenError};
@@ -452,6 +452,16 @@ impl Replica {
     /// with the stored one. Changes nothing.
     pub fn verify(&self) -> Result<VerifyReport, Error> {
         Ok(self.store.verify()?)
+    }
+
+    /// [`Replica::verify`] with a progress callback (for a progress bar).
+    pub fn verify_with(&self, progress: &mut dyn FnMut(Progress)) -> Result<VerifyReport, Error> {
+        Ok(self.store.verify_with(progress)?)
+    }
+
+    /// [`Replica::rebuild`] with a progress callback.
+    pub fn rebuild_with(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<u64, Error> {
+        Ok(self.store.rebuild_with(progress)?)
     }
 
     /// Throws the materialized state away and rebuilds it from the log. Returns the number of

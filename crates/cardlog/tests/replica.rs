@@ -566,7 +566,11 @@ fn a_copied_store_writes_as_a_new_device_and_never_forks() {
     copy.reopen();
     assert_eq!(copy.r().id(), id);
     assert_eq!(copy.r().previous_id(), None);
-    assert_eq!(copy.r().former_ids().unwrap(), [original], "kept across opens");
+    assert_eq!(
+        copy.r().former_ids().unwrap(),
+        [original],
+        "kept across opens"
+    );
     assert!(a.r().former_ids().unwrap().is_empty());
 }
 
@@ -673,4 +677,19 @@ fn ids_are_found_by_unique_prefix() {
         .ops_matching(&cardlog::IdPrefix::parse(&hex[..7]).unwrap(), 10)
         .unwrap();
     assert_eq!(found, [op]);
+}
+
+#[test]
+fn rebuild_reports_progress_up_to_the_total() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Node::create(tmp.path(), "a");
+    for n in 1..=3 {
+        a.r().add_contact(&sample(n)).unwrap();
+    }
+    let mut seen = Vec::new();
+    let replayed = a.r().rebuild_with(&mut |p| seen.push(p)).unwrap();
+    assert_eq!(replayed, 3);
+    let last = seen.last().copied().unwrap();
+    assert_eq!((last.done, last.total), (6, 6), "check then replay, 3 ops each");
+    assert!(seen.windows(2).all(|w| w[0].done <= w[1].done));
 }
