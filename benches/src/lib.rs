@@ -10,14 +10,20 @@
 //!   custom fields, a few deletes and restores, concurrent edits between periodic syncs), for
 //!   the replay and device benchmarks.
 //! - [`shuffle`]: a deterministic shuffle, to deliver ops out of dependency order.
+//! - [`FieldEdits`]: a stream of single-field edits by one device (after one create per
+//!   contact), in memory bounded by the number of contacts, so the store benchmarks can make a
+//!   million ops without holding them. [`stores`] builds and caches durable stores from it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use cardlog_core::replay::{plan_contact, Batch};
 use cardlog_core::{
-    Contact, ContactId, Device, FakeClock, Field, Item, ItemBody, ItemId, ItemKind, PostalAddress,
-    Replay, ReplicaId, SealedOp,
+    Contact, ContactId, Device, FakeClock, Field, HlcClock, Item, ItemBody, ItemId, ItemKind, Op,
+    OpId, Path, PostalAddress, Replay, ReplicaId, SealedOp,
 };
+
+pub mod stores;
 
 /// What the generators fail with: an engine error (which would be a bug in the engine or the
 /// generator) or a broken generator invariant.
@@ -579,6 +585,164 @@ impl std::fmt::Display for HistoryStats {
     }
 }
 
+/// The fields a [`FieldEdits`] edit changes, one per op.
+const EDITED_FIELDS: [Field; 5] = [
+    Field::Org,
+    Field::Title,
+    Field::Note,
+    Field::Nickname,
+    Field::Department,
+];
+
+/// The shape of a [`FieldEdits`] stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldEditsConfig {
+    /// The writing device is `replica_id(author)`; its contacts' ids are numbered from
+    /// `author << 32`, so streams of different authors never touch the same contact.
+    pub author: usize,
+    /// Contacts created first (one op each: `exists`, given and family name).
+    pub contacts: usize,
+    /// Ops in the stream, creates included.
+    pub ops: usize,
+    /// Seed of the xorshift generator that picks the contact and field of each edit.
+    pub seed: u64,
+}
+
+impl FieldEditsConfig {
+    /// `ops` ops by device 1 over `contacts` contacts, with the default seed.
+    pub fn new(contacts: usize, ops: usize) -> Self {
+        Self {
+            author: 1,
+            contacts,
+            ops,
+            seed: 0x00f1_e1d5_ed17_5eed,
+        }
+    }
+}
+
+/// Wall time step between two ops of a [`FieldEdits`] stream.
+pub const FIELD_EDIT_STEP_MS: u64 = 1_000;
+
+/// A deterministic stream of single-field edits made by one device: first one create per
+/// contact, then each op sets one field (org, title, note, nickname or department) of one
+/// contact picked uniformly to a new value, so every edit has exactly two writes (`exists` and
+/// the field), each replacing the previous head at its path. The wall clock moves
+/// [`FIELD_EDIT_STEP_MS`] per op.
+///
+/// The ops are exactly the ones a core [`Device`] would save for the same edits (a test checks
+/// it), but only the current contacts and one head per path are kept, so a million ops cost a
+/// few megabytes to make, not the whole history.
+#[derive(Debug)]
+pub struct FieldEdits {
+    config: FieldEditsConfig,
+    author: ReplicaId,
+    clock: HlcClock,
+    wall_ms: u64,
+    chain: Option<(u64, OpId)>,
+    contacts: Vec<Contact>,
+    heads: HashMap<(ContactId, Path), OpId>,
+    rng: XorShift,
+    made: usize,
+}
+
+impl FieldEdits {
+    /// A stream with `config`, starting at [`START_MS`].
+    pub fn new(config: &FieldEditsConfig) -> Self {
+        Self {
+            author: replica_id(config.author),
+            clock: HlcClock::default(),
+            wall_ms: START_MS,
+            chain: None,
+            contacts: Vec::with_capacity(config.contacts),
+            heads: HashMap::new(),
+            rng: XorShift::new(config.seed),
+            made: 0,
+            config: config.clone(),
+        }
+    }
+
+    /// The id of the `n`-th contact (from 0) the stream with `config` creates.
+    pub fn contact(config: &FieldEditsConfig, n: usize) -> ContactId {
+        contact_id(((config.author as u64) << 32) | (n as u64 + 1))
+    }
+
+    /// The wall time of the stream's last op when all `ops` are made: a replica whose clock
+    /// reads this (or later) sees no clock skew in any of them.
+    pub fn end_ms(config: &FieldEditsConfig) -> u64 {
+        START_MS + FIELD_EDIT_STEP_MS * config.ops as u64
+    }
+
+    /// Ops made so far.
+    pub fn made(&self) -> usize {
+        self.made
+    }
+
+    /// The next `max` ops (fewer at the end of the stream, none after it).
+    pub fn next_chunk(&mut self, max: usize) -> Result<Vec<SealedOp>, Error> {
+        self.by_ref().take(max).collect()
+    }
+
+    fn next_op(&mut self) -> Result<SealedOp, Error> {
+        self.wall_ms += FIELD_EDIT_STEP_MS;
+        let n = self.made;
+        let mut batch = Batch::new();
+        if n < self.config.contacts {
+            let mut c = Contact::new(Self::contact(&self.config, n));
+            let given = GIVEN.get(n % GIVEN.len()).copied().unwrap_or("Ada");
+            let family = FAMILY
+                .get((n / GIVEN.len()) % FAMILY.len())
+                .copied()
+                .unwrap_or("Lovelace");
+            c.set(Field::Given, given).set(Field::Family, family);
+            batch.create(&c)?;
+            self.contacts.push(c);
+        } else {
+            let index = self.rng.below(self.contacts.len());
+            let field = *self.rng.pick(&EDITED_FIELDS).ok_or("no fields")?;
+            let before = self.contacts.get_mut(index).ok_or("no contacts")?;
+            let mut after = before.clone();
+            after.set(field, format!("{} {n}", field.name()));
+            batch.edit(before, &after)?;
+            *before = after;
+        }
+        let mut writes = Vec::new();
+        for (id, changes) in batch.contacts() {
+            writes.extend(plan_contact(*id, changes, |path| {
+                Ok::<_, Error>(
+                    self.heads
+                        .get(&(*id, path.clone()))
+                        .copied()
+                        .into_iter()
+                        .collect(),
+                )
+            })?);
+        }
+        let op = Op {
+            author: self.author,
+            seq: self.chain.map_or(0, |(seq, _)| seq) + 1,
+            prev: self.chain.map(|(_, id)| id),
+            hlc: self.clock.tick(self.wall_ms),
+            writes,
+        }
+        .seal()?;
+        let id = op.id();
+        for w in &op.op().writes {
+            self.heads.insert((w.contact, w.path.clone()), id);
+        }
+        self.chain = Some((op.op().seq, id));
+        self.made += 1;
+        Ok(op)
+    }
+}
+
+impl Iterator for FieldEdits {
+    type Item = Result<SealedOp, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        (self.made < self.config.ops).then(|| self.next_op())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -628,6 +792,47 @@ mod tests {
         }
         assert_eq!(replay.pending().count(), 0);
         assert_eq!(replay.state_digest(), history.replay()?.state_digest());
+        Ok(())
+    }
+
+    #[test]
+    fn field_edits_are_what_a_device_saves() -> Result<(), Error> {
+        // Replays the same edits on a core Device and compares the op bytes one by one.
+        let config = FieldEditsConfig::new(7, 120);
+        let ops: Vec<SealedOp> = FieldEdits::new(&config).collect::<Result<_, _>>()?;
+        assert_eq!(ops.len(), 120);
+        assert!(ops.iter().skip(7).all(|op| op.op().writes.len() == 2));
+
+        let clock = Arc::new(FakeClock::new(START_MS));
+        let mut device = Device::new(replica_id(config.author), clock.clone());
+        for op in &ops {
+            clock.advance_ms(FIELD_EDIT_STEP_MS as i64);
+            let w = op.op().writes.iter().find(|w| w.path != Path::Exists);
+            let contact = op.op().writes.first().ok_or("no writes")?.contact;
+            let saved = if device.contact(&contact).is_none() {
+                let mut c = Contact::new(contact);
+                for w in &op.op().writes {
+                    if let (Path::Field(f), Some(cardlog_core::Value::Text(t))) =
+                        (&w.path, &w.value)
+                    {
+                        c.set(*f, t.clone());
+                    }
+                }
+                device.create(&c)?
+            } else {
+                let (Some(Path::Field(f)), Some(Some(cardlog_core::Value::Text(t)))) =
+                    (w.map(|w| &w.path), w.map(|w| &w.value))
+                else {
+                    return Err("an edit without a text field".into());
+                };
+                device
+                    .edit(contact, |c| {
+                        c.set(*f, t.clone());
+                    })?
+                    .ok_or("the edit changed nothing")?
+            };
+            assert_eq!(saved.bytes(), op.bytes());
+        }
         Ok(())
     }
 }

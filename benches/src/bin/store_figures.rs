@@ -1,0 +1,687 @@
+//! The durable store's headline figures in one table: durable saves against a bare sled loop,
+//! bulk apply rate, open time of a million-op store against a 10,000-op one, rebuild rate and
+//! peak memory with a million ops, each next to its target (docs/PERFORMANCE.md).
+//!
+//! `cargo run --release -p cardlog-benches --bin store_figures [-- --big-ops N]`
+//!
+//! The parent builds (or finds cached, see `cardlog_benches::stores`) the stores, then runs
+//! every scenario in a fresh child process (this binary re-executed with `--scenario`), so one
+//! scenario's caches and allocations do not colour the next, and each child's peak resident
+//! memory (`VmHWM`) is its own. Children print `FIG name value` lines; the parent collects them
+//! and prints the table. Timed sections exclude setup; where two things are compared they are
+//! measured alternately in the same run (saves: in one process; opens: one process each), and
+//! medians are what is reported.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use cardlog::{Field, Replica, SealedOp, CACHE_BYTES_DEFAULT};
+use cardlog_benches::stores::{self, CONTACTS};
+use cardlog_benches::{Error, FieldEdits};
+
+/// Ops in the small store of the open-time comparison.
+const SMALL_OPS: usize = 10_000;
+/// Ops in the big store (open time, rebuild, memory), unless `--big-ops` says otherwise.
+const BIG_OPS_DEFAULT: usize = 1_000_000;
+/// Ops applied by the bulk-apply scenario (into a fresh replica each time).
+const APPLY_OPS: usize = 100_000;
+/// Rounds of the alternating save scenario, and saves per round and contender.
+const SAVE_ROUNDS: usize = 7;
+const SAVES_PER_ROUND: usize = 300;
+/// Opens of each store (each in a fresh process, the two stores alternating).
+const OPEN_ROUNDS: usize = 7;
+/// Saves made in the memory scenario.
+const MEMORY_SAVES: usize = 200;
+
+fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value_of = |flag: &str| -> Option<String> {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    if let Some(scenario) = value_of("--scenario") {
+        let dir = value_of("--dir").map(PathBuf::from);
+        let ops = value_of("--ops").map(|s| s.parse()).transpose()?;
+        let variant = value_of("--variant");
+        return run_scenario(&scenario, dir.as_deref(), ops, variant.as_deref());
+    }
+    let big_ops = value_of("--big-ops")
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(BIG_OPS_DEFAULT);
+    parent(big_ops)
+}
+
+// ---- the parent --------------------------------------------------------------------------
+
+/// Runs this binary as a child with `args`, echoes its stderr, and returns its figures.
+fn child(args: &[&str]) -> Result<BTreeMap<String, f64>, Error> {
+    let started = Instant::now();
+    let figures = child_quiet(args)?;
+    let variant = args
+        .iter()
+        .position(|a| *a == "--variant")
+        .and_then(|i| args.get(i + 1))
+        .map_or(String::new(), |v| format!(" {v}"));
+    eprintln!(
+        "  {}{variant} done in {:.1} s",
+        args.get(1).copied().unwrap_or("?"),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(figures)
+}
+
+/// [`child`] without the progress line.
+fn child_quiet(args: &[&str]) -> Result<BTreeMap<String, f64>, Error> {
+    let exe = std::env::current_exe()?;
+    let out = Command::new(exe).args(args).output()?;
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        return Err(format!("scenario {args:?} failed: {}", out.status).into());
+    }
+    let mut figures = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut parts = line.split_whitespace();
+        if let (Some("FIG"), Some(name), Some(value)) = (parts.next(), parts.next(), parts.next()) {
+            figures.insert(name.to_owned(), value.parse()?);
+        }
+    }
+    Ok(figures)
+}
+
+fn get(figures: &BTreeMap<String, f64>, name: &str) -> Result<f64, Error> {
+    figures
+        .get(name)
+        .copied()
+        .ok_or_else(|| format!("figure {name} missing").into())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_mb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024);
+    format!("{cpu}, {cores} cores, {mem_mb} MiB RAM")
+}
+
+fn pass(ok: bool) -> &'static str {
+    if ok {
+        "pass"
+    } else {
+        "FAIL"
+    }
+}
+
+fn parent(big_ops: usize) -> Result<(), Error> {
+    eprintln!("store figures: {}", machine());
+    eprintln!("stores cached under {}", stores::cache_root().display());
+    let small_s = SMALL_OPS.to_string();
+    let big_s = big_ops.to_string();
+    let small = child(&["--scenario", "build", "--ops", &small_s])?;
+    let big = child(&["--scenario", "build", "--ops", &big_s])?;
+    let small_dir = stores::cached(SMALL_OPS)?.0;
+    let big_dir = stores::cached(big_ops)?.0;
+
+    let save = child(&["--scenario", "save"])?;
+    // Each apply variant runs in its own process, so each peak memory rise is its own.
+    let mut apply = BTreeMap::new();
+    for variant in [
+        "chunk1000_durable",
+        "chunk10000_durable",
+        "bulk_chunk10000",
+        "sled_store_batches",
+        "replay_in_memory",
+    ] {
+        for (name, value) in child(&["--scenario", "apply", "--variant", variant])? {
+            apply.insert(format!("{variant}_{name}"), value);
+        }
+    }
+    // Each open is a fresh process (as when an app starts): nothing is cached in it, and sled's
+    // lock is surely released between two opens. The two stores alternate.
+    let (mut open_small, mut open_big) = (Vec::new(), Vec::new());
+    let mut close_big = Vec::new();
+    for _ in 0..OPEN_ROUNDS {
+        for (dir, ops, times) in [
+            (&small_dir, &small_s, &mut open_small),
+            (&big_dir, &big_s, &mut open_big),
+        ] {
+            let figures = child_quiet(&[
+                "--scenario",
+                "open",
+                "--dir",
+                &dir.to_string_lossy(),
+                "--ops",
+                ops,
+            ])?;
+            times.push(get(&figures, "open_ms")?);
+            if ops == &big_s {
+                close_big.push(get(&figures, "close_ms")?);
+            }
+        }
+    }
+    eprintln!("  {OPEN_ROUNDS} opens of each store done");
+    // Rebuild and memory each work on their own copy: both write to the store.
+    let scratch = stores::scratch()?;
+    let copy = scratch.path().join("rebuild");
+    stores::copy_dir(&big_dir, &copy)?;
+    let rebuild = child(&[
+        "--scenario",
+        "rebuild",
+        "--dir",
+        &copy.to_string_lossy(),
+        "--ops",
+        &big_s,
+    ])?;
+    std::fs::remove_dir_all(&copy)?;
+    let copy = scratch.path().join("memory");
+    stores::copy_dir(&big_dir, &copy)?;
+    let memory = child(&[
+        "--scenario",
+        "memory",
+        "--dir",
+        &copy.to_string_lossy(),
+        "--ops",
+        &big_s,
+    ])?;
+    let sled_only = child(&["--scenario", "sled_open", "--dir", &copy.to_string_lossy()])?;
+    drop(scratch);
+
+    let save_ratio = get(&save, "save_ratio")?;
+    let apply_10k = get(&apply, "chunk10000_durable_ops_per_s")?;
+    let open_small_ms = median(&mut open_small.clone());
+    let open_big_ms = median(&mut open_big.clone());
+    let open_ratio = open_big_ms / open_small_ms;
+    let rebuild_rate = get(&rebuild, "rebuild_ops_per_s")?;
+    let peak_mb = get(&memory, "vm_hwm_mb")?;
+    let m = |n: usize| {
+        if n % 1_000_000 == 0 {
+            format!("{}M", n / 1_000_000)
+        } else {
+            format!("{}k", n / 1_000)
+        }
+    };
+
+    println!();
+    println!("cardlog store figures — {}", machine());
+    println!(
+        "stores: {} contacts, single-field edits; {} store {:.0} MiB on disk, {} store {:.0} MiB",
+        CONTACTS,
+        m(SMALL_OPS),
+        get(&small, "store_mib")?,
+        m(big_ops),
+        get(&big, "store_mib")?
+    );
+    println!();
+    println!("| # | Figure | Measured | Target | Result |");
+    println!("|---|--------|----------|--------|--------|");
+    println!(
+        "| 1 | Durable single-field saves / bare sled insert+flush | {:.2} ({:.0} vs {:.0} per s) | ≥ 0.7 | {} |",
+        save_ratio,
+        get(&save, "replica_saves_per_s")?,
+        get(&save, "sled_inserts_per_s")?,
+        pass(save_ratio >= 0.7)
+    );
+    println!(
+        "| 2 | Apply {} single-field ops, 10,000 per durable call | {:.0} ops/s | ≥ 50,000 | {} |",
+        m(APPLY_OPS),
+        apply_10k,
+        pass(apply_10k >= 50_000.0)
+    );
+    println!(
+        "| 3 | Open {} store / open {} store | {:.2} ({:.1} ms vs {:.1} ms) | ≤ 2 and < 100 ms | {} |",
+        m(big_ops),
+        m(SMALL_OPS),
+        open_ratio,
+        open_big_ms,
+        open_small_ms,
+        pass(open_ratio <= 2.0 && open_big_ms < 100.0)
+    );
+    println!(
+        "| 4 | Rebuild of the {} store | {:.0} ops/s ({:.1} s) | ≥ 500,000 ops/s | {} |",
+        m(big_ops),
+        rebuild_rate,
+        get(&rebuild, "rebuild_s")?,
+        pass(rebuild_rate >= 500_000.0)
+    );
+    println!(
+        "| 5 | Peak RSS: open {} store, read, {} saves | {:.1} MB | ≤ 100 MB | {} |",
+        m(big_ops),
+        MEMORY_SAVES,
+        peak_mb,
+        pass(peak_mb <= 100.0)
+    );
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|ms| format!("{ms:.1}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!();
+    println!("Details:");
+    println!(
+        "  open {} store, ms, in run order: {}",
+        m(SMALL_OPS),
+        list(&open_small)
+    );
+    println!(
+        "  open {} store, ms, in run order: {}",
+        m(big_ops),
+        list(&open_big)
+    );
+    println!("  close {} store, ms: {}", m(big_ops), list(&close_big));
+    for (name, figures) in [
+        ("build small", &small),
+        ("build big", &big),
+        ("save", &save),
+        ("apply", &apply),
+        ("rebuild", &rebuild),
+        ("memory", &memory),
+        ("sled alone", &sled_only),
+    ] {
+        let line: Vec<String> = figures
+            .iter()
+            .map(|(k, v)| format!("{k}={}", fmt_value(*v)))
+            .collect();
+        println!("  {name}: {}", line.join(" "));
+    }
+    Ok(())
+}
+
+fn fmt_value(v: f64) -> String {
+    if v.fract() == 0.0 || v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// The memory of sled alone: opens the sled database of a store (`dir/db`) with the same cache
+/// size and reads nothing.
+fn sled_open(dir: &Path) -> Result<(), Error> {
+    let start = Instant::now();
+    let db = sled::Config::new()
+        .path(dir.join("db"))
+        .cache_capacity(CACHE_BYTES_DEFAULT)
+        .open()?;
+    fig("sled_open_ms", start.elapsed().as_secs_f64() * 1e3);
+    fig("sled_rss_after_open_mb", rss_mb().1);
+    drop(db);
+    Ok(())
+}
+
+// ---- the scenarios (children) ------------------------------------------------------------
+
+fn fig(name: &str, value: f64) {
+    println!("FIG {name} {value}");
+}
+
+/// Peak and current resident memory of this process, in MB (10^6 bytes), from /proc.
+fn rss_mb() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb * 1024.0 / 1e6)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// Resets this process's peak resident memory (`VmHWM`) to its current size, so a later
+/// [`rss_mb`] gives the peak of what ran in between (Linux 4.0 and later; ignored elsewhere).
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn run_scenario(
+    name: &str,
+    dir: Option<&Path>,
+    ops: Option<usize>,
+    variant: Option<&str>,
+) -> Result<(), Error> {
+    match name {
+        "build" => build(ops.ok_or("--ops")?),
+        "save" => save(),
+        "apply" => apply(variant.ok_or("--variant")?),
+        "open" => open(dir.ok_or("--dir")?, ops.ok_or("--ops")?),
+        "rebuild" => rebuild(dir.ok_or("--dir")?, ops.ok_or("--ops")?),
+        "memory" => memory(dir.ok_or("--dir")?, ops.ok_or("--ops")?),
+        "sled_open" => sled_open(dir.ok_or("--dir")?),
+        other => Err(format!("unknown scenario {other}").into()),
+    }?;
+    let (peak, _) = rss_mb();
+    fig("vm_hwm_mb", peak);
+    Ok(())
+}
+
+/// Finds or builds the cached `ops`-op store.
+fn build(ops: usize) -> Result<(), Error> {
+    let started = Instant::now();
+    let (dir, built) = stores::cached(ops)?;
+    if built {
+        let s = started.elapsed().as_secs_f64();
+        eprintln!("  built the {ops}-op store in {s:.1} s");
+        fig("build_s", s);
+        fig("build_ops_per_s", ops as f64 / s);
+    }
+    fig(
+        "store_mib",
+        stores::dir_bytes(&dir)? as f64 / (1 << 20) as f64,
+    );
+    Ok(())
+}
+
+/// Target 1: durable single-field edits against a bare sled insert + flush loop, alternating.
+fn save() -> Result<(), Error> {
+    let config = stores::config(CONTACTS);
+    let scratch = stores::scratch()?;
+    let mut replica = stores::build(
+        &scratch.path().join("replica"),
+        &config,
+        stores::default_options(&config),
+        stores::BUILD_CHUNK,
+    )?;
+    let edit = FieldEdits::new(&stores::config(CONTACTS + 1))
+        .last()
+        .ok_or("no op")??;
+    let value = vec![0x5a_u8; edit.bytes().len() + 8];
+    let db = sled::Config::new()
+        .path(scratch.path().join("sled"))
+        .cache_capacity(CACHE_BYTES_DEFAULT)
+        .open()?;
+    for n in 0..CONTACTS as u64 {
+        db.insert(n.to_be_bytes(), value.as_slice())?;
+    }
+    db.flush()?;
+    // The same eight keys a single-field save writes (log, index, order, author head, two
+    // history entries, two registers), as one sled batch: where the store's cost would be if
+    // cardlog itself cost nothing.
+    let batch_values: [usize; 8] = [value.len(), 36, 24, 60, 120, 120, 110, 110];
+
+    let (mut replica_rates, mut sled_rates, mut batch_rates, mut ratios) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut n = 0usize;
+    let mut key = CONTACTS as u64;
+    for _ in 0..SAVE_ROUNDS {
+        let start = Instant::now();
+        for _ in 0..SAVES_PER_ROUND {
+            n += 1;
+            let id = FieldEdits::contact(&config, n % CONTACTS);
+            replica
+                .edit(id, |c| {
+                    c.set(Field::Note, format!("note {n}"));
+                })?
+                .ok_or("the note did not change")?;
+        }
+        let replica_rate = SAVES_PER_ROUND as f64 / start.elapsed().as_secs_f64();
+
+        let start = Instant::now();
+        for _ in 0..SAVES_PER_ROUND {
+            key += 1;
+            db.insert(key.to_be_bytes(), value.as_slice())?;
+            db.flush()?;
+        }
+        let sled_rate = SAVES_PER_ROUND as f64 / start.elapsed().as_secs_f64();
+
+        let start = Instant::now();
+        for _ in 0..SAVES_PER_ROUND {
+            let mut batch = sled::Batch::default();
+            for (i, len) in batch_values.iter().enumerate() {
+                key += 1;
+                let mut k = vec![b'b', i as u8];
+                k.extend_from_slice(&key.to_be_bytes());
+                batch.insert(k, vec![0xa5_u8; *len]);
+            }
+            db.apply_batch(batch)?;
+            db.flush()?;
+        }
+        let batch_rate = SAVES_PER_ROUND as f64 / start.elapsed().as_secs_f64();
+
+        replica_rates.push(replica_rate);
+        sled_rates.push(sled_rate);
+        batch_rates.push(batch_rate);
+        ratios.push(replica_rate / sled_rate);
+    }
+    fig("replica_saves_per_s", median(&mut replica_rates));
+    fig("sled_inserts_per_s", median(&mut sled_rates));
+    fig("sled_batch8_flushes_per_s", median(&mut batch_rates));
+    fig("save_ratio", median(&mut ratios));
+    fig("op_bytes", edit.bytes().len() as f64);
+    Ok(())
+}
+
+/// Target 2: applying ops made elsewhere, into a fresh replica each time.
+fn apply(variant: &str) -> Result<(), Error> {
+    let config = stores::config(APPLY_OPS);
+    let ops: Vec<SealedOp> = FieldEdits::new(&config).collect::<Result<_, _>>()?;
+    let scratch = stores::scratch()?;
+    let dir = scratch.path().join(variant);
+    // What the process holds before (the ops above) is not part of the rise.
+    reset_peak();
+    let before = rss_mb().1;
+    if variant == "replay_in_memory" {
+        // The same ops through the core's in-memory replay: the cost of the replay rules with
+        // no storage at all, for scale.
+        let start = Instant::now();
+        let mut replay = cardlog_core::Replay::new();
+        for op in ops.iter().cloned() {
+            replay.insert(op)?;
+        }
+        let s = start.elapsed().as_secs_f64();
+        if replay.len() != ops.len() {
+            return Err("the in-memory replay did not apply every op".into());
+        }
+        fig("ops_per_s", ops.len() as f64 / s);
+        fig("peak_rise_mb", rss_mb().0 - before);
+        return Ok(());
+    }
+    if variant == "sled_store_batches" {
+        let s = sled_store_batches(&dir, &ops, 10_000)?;
+        fig("ops_per_s", ops.len() as f64 / s);
+        fig("peak_rise_mb", rss_mb().0 - before);
+        return Ok(());
+    }
+    let (chunk, bulk) = match variant {
+        "chunk1000_durable" => (1_000, false),
+        "chunk10000_durable" => (10_000, false),
+        "bulk_chunk10000" => (10_000, true),
+        other => return Err(format!("unknown apply variant {other}").into()),
+    };
+    let mut replica = Replica::create_with(&dir, stores::default_options(&config))?;
+    let start = Instant::now();
+    let mut stored = 0;
+    if bulk {
+        let mut bulk = replica.bulk();
+        for part in ops.chunks(chunk) {
+            stored += bulk.apply(part)?.stored;
+        }
+        bulk.finish()?;
+    } else {
+        for part in ops.chunks(chunk) {
+            stored += replica.apply(part)?.stored;
+        }
+    }
+    let s = start.elapsed().as_secs_f64();
+    if stored != ops.len() {
+        return Err(format!("{variant}: stored {stored} of {}", ops.len()).into());
+    }
+    fig("ops_per_s", ops.len() as f64 / s);
+    fig("peak_rise_mb", rss_mb().0 - before);
+    Ok(())
+}
+
+/// The ceiling of the apply path with the store's key layout: writes exactly the keys and
+/// values `Stage` produces for `ops` (log, index, order, history entries, one author head and
+/// every touched register per chunk), `chunk` ops per sled batch and a flush after each, into
+/// a bare sled database, with no reads and no checks. Returns the seconds taken.
+fn sled_store_batches(dir: &Path, ops: &[SealedOp], chunk: usize) -> Result<f64, Error> {
+    use cardlog_core::replay::{ChainHead, Heads, RegisterWrite, WriteKey};
+    use cardlog_store::keys::{self, Located};
+    use std::collections::HashMap;
+
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(CACHE_BYTES_DEFAULT)
+        .open()?;
+    let mut registers: HashMap<Vec<u8>, (u64, Heads)> = HashMap::new();
+    let start = Instant::now();
+    let mut order = 0u64;
+    for part in ops.chunks(chunk) {
+        let mut batch = sled::Batch::default();
+        let mut touched = Vec::new();
+        let mut heads = HashMap::new();
+        for sealed in part {
+            let (op, id) = (sealed.op(), sealed.id());
+            batch.insert(
+                keys::log(&op.author, op.seq),
+                keys::log_value(order, sealed.bytes()),
+            );
+            let at = Located {
+                author: op.author,
+                seq: op.seq,
+                hlc: op.hlc,
+            };
+            batch.insert(keys::index(&id), keys::index_value(&at));
+            batch.insert(keys::order(order), keys::order_value(&op.author, op.seq));
+            order += 1;
+            heads.insert(
+                op.author,
+                ChainHead {
+                    seq: op.seq,
+                    op: id,
+                    hlc: op.hlc,
+                },
+            );
+            for w in &op.writes {
+                let write = RegisterWrite {
+                    key: WriteKey {
+                        hlc: op.hlc,
+                        author: op.author,
+                        op: id,
+                    },
+                    seq: op.seq,
+                    value: w.value.clone(),
+                    replaces: w.replaces.clone(),
+                };
+                batch.insert(
+                    keys::write(&w.contact, &w.path, &write.key),
+                    keys::encode(&write),
+                );
+                let heads_key = keys::heads(&w.contact, &w.path);
+                let register = registers.entry(heads_key.clone()).or_default();
+                register.0 += 1;
+                register.1.apply(write);
+                touched.push(heads_key);
+            }
+        }
+        for (author, head) in heads {
+            batch.insert(keys::author(&author), keys::encode(&head));
+        }
+        touched.sort();
+        touched.dedup();
+        for key in touched {
+            if let Some((writes, heads)) = registers.get(&key) {
+                let value = keys::heads_value(*writes, heads);
+                batch.insert(key, value);
+            }
+        }
+        db.apply_batch(batch)?;
+        db.flush()?;
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Target 3: one open of a cached store, in a fresh process; the close is timed separately.
+fn open(dir: &Path, ops: usize) -> Result<(), Error> {
+    let options = stores::default_options(&stores::config(ops));
+    let (replica, took, _) = stores::open_timed(dir, &options)?;
+    if replica.op_count() != ops as u64 {
+        return Err(format!("{} ops in the store, expected {ops}", replica.op_count()).into());
+    }
+    fig("open_ms", took.as_secs_f64() * 1e3);
+    fig("rss_after_open_mb", rss_mb().1);
+    let start = Instant::now();
+    drop(replica);
+    fig("close_ms", start.elapsed().as_secs_f64() * 1e3);
+    Ok(())
+}
+
+/// Target 4: rebuilding the state of a (copied) store from its log.
+fn rebuild(dir: &Path, ops: usize) -> Result<(), Error> {
+    let options = stores::default_options(&stores::config(ops));
+    let (mut replica, _, _) = stores::open_timed(dir, &options)?;
+    let before = replica.state_bytes()?;
+    let start = Instant::now();
+    let replayed = replica.rebuild()?;
+    let s = start.elapsed().as_secs_f64();
+    if replayed != ops as u64 {
+        return Err(format!("rebuilt {replayed} ops, expected {ops}").into());
+    }
+    if replica.state_bytes()? != before {
+        return Err("the rebuilt state differs".into());
+    }
+    fig("rebuild_s", s);
+    fig("rebuild_ops_per_s", ops as f64 / s);
+    Ok(())
+}
+
+/// Target 5: peak memory of an app session on a (copied) big store: open, list every contact,
+/// read some histories, make some durable saves.
+fn memory(dir: &Path, ops: usize) -> Result<(), Error> {
+    let config = stores::config(ops);
+    let (mut replica, took, _) = stores::open_timed(dir, &stores::default_options(&config))?;
+    fig("open_ms", took.as_secs_f64() * 1e3);
+    fig("rss_after_open_mb", rss_mb().1);
+    let contacts = replica.contacts()?;
+    if contacts.len() != config.contacts {
+        return Err(format!("{} contacts, expected {}", contacts.len(), config.contacts).into());
+    }
+    let mut versions = 0;
+    for view in contacts.iter().take(20) {
+        for (_, history) in replica.contact_history(&view.contact.id)? {
+            versions += history.len();
+        }
+    }
+    fig("history_versions_read", versions as f64);
+    fig("rss_after_reads_mb", rss_mb().1);
+    let start = Instant::now();
+    for n in 0..MEMORY_SAVES {
+        let id = FieldEdits::contact(&config, n % config.contacts);
+        replica.edit(id, |c| {
+            c.set(Field::Note, format!("session note {n}"));
+        })?;
+    }
+    fig(
+        "saves_per_s",
+        MEMORY_SAVES as f64 / start.elapsed().as_secs_f64(),
+    );
+    fig("rss_after_saves_mb", rss_mb().1);
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! Durable stores for the store benchmarks, built from a [`FieldEdits`] stream through the
+//! public [`Replica`] API and cached on disk.
+//!
+//! A million-op store takes a while to build, so [`cached`] keeps built stores under
+//! `target/bench-stores/<workload version>/` and reuses them on later runs. The version names
+//! the generator and the store format: change either and the old stores are simply not found,
+//! never measured by mistake. A store counts as built only once its `.ready` marker (written
+//! after the replica was closed cleanly) exists; a half-built one is thrown away and rebuilt.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cardlog::{Options, Replica, CACHE_BYTES_DEFAULT};
+use cardlog_core::FakeClock;
+
+use crate::{Error, FieldEdits, FieldEditsConfig};
+
+/// Bump when [`FieldEdits`] or the contents of the cached stores change.
+const GENERATOR_VERSION: u32 = 1;
+
+/// Contacts in every benchmark store: an address book of ordinary size, edited over and over
+/// to make the history long.
+pub const CONTACTS: usize = 1_000;
+
+/// Ops per [`Replica::apply`] call when building a store.
+pub const BUILD_CHUNK: usize = 10_000;
+
+/// The cache key of the stores: generator version and store format version.
+pub fn workload_version() -> String {
+    format!(
+        "field-edits-{GENERATOR_VERSION}-store-{}",
+        cardlog_store::STORE_FORMAT_VERSION
+    )
+}
+
+/// The workload of an `ops`-op benchmark store: [`CONTACTS`] contacts, then single-field edits.
+pub fn config(ops: usize) -> FieldEditsConfig {
+    FieldEditsConfig::new(CONTACTS.min(ops), ops)
+}
+
+/// Replica options for the benchmarks: `cache_bytes` of sled page cache and a fake wall clock
+/// reading the end of the `config` stream, so applying it reports no clock skew and local saves
+/// come after it.
+pub fn options(config: &FieldEditsConfig, cache_bytes: u64) -> Options {
+    Options {
+        cache_bytes,
+        wall: Arc::new(FakeClock::new(FieldEdits::end_ms(config))),
+        ..Options::default()
+    }
+}
+
+/// [`options`] with the default cache size.
+pub fn default_options(config: &FieldEditsConfig) -> Options {
+    options(config, CACHE_BYTES_DEFAULT)
+}
+
+/// Creates a replica in `dir` and applies the whole `config` stream to it in bulk mode,
+/// `chunk` ops per [`Replica::apply`] call, flushing once at the end.
+pub fn build(
+    dir: &Path,
+    config: &FieldEditsConfig,
+    options: Options,
+    chunk: usize,
+) -> Result<Replica, Error> {
+    let mut replica = Replica::create_with(dir, options)?;
+    let mut edits = FieldEdits::new(config);
+    let mut bulk = replica.bulk();
+    loop {
+        let ops = edits.next_chunk(chunk.max(1))?;
+        if ops.is_empty() {
+            break;
+        }
+        let report = bulk.apply(&ops)?;
+        if report.stored != ops.len() {
+            return Err(
+                format!("stored {} of {} ops: {report:?}", report.stored, ops.len()).into(),
+            );
+        }
+    }
+    bulk.finish()?;
+    Ok(replica)
+}
+
+/// Where cached stores live: `$CARDLOG_BENCH_STORES` if set, else `bench-stores` in the cargo
+/// target directory, in a folder named by [`workload_version`].
+pub fn cache_root() -> PathBuf {
+    let base = match std::env::var_os("CARDLOG_BENCH_STORES") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+            .join("bench-stores"),
+    };
+    base.join(workload_version())
+}
+
+/// A temporary directory beside the cached stores (same file system), removed when dropped.
+pub fn scratch() -> Result<tempfile::TempDir, Error> {
+    let root = cache_root();
+    std::fs::create_dir_all(&root)?;
+    Ok(tempfile::tempdir_in(root)?)
+}
+
+/// The directory of the cached `ops`-op store (see [`config`]), building it first if it is not
+/// there yet. Returns the directory and whether it was built now.
+pub fn cached(ops: usize) -> Result<(PathBuf, bool), Error> {
+    let root = cache_root();
+    let dir = root.join(format!("ops-{ops}"));
+    let ready = root.join(format!("ops-{ops}.ready"));
+    if ready.exists() && dir.exists() {
+        return Ok((dir, false));
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&root)?;
+    let config = config(ops);
+    let replica = build(&dir, &config, default_options(&config), BUILD_CHUNK)?;
+    if replica.op_count() != ops as u64 {
+        return Err(format!("built {} ops, expected {ops}", replica.op_count()).into());
+    }
+    drop(replica);
+    // Opened once so that whatever sled does on its first reopen is not in a measurement.
+    drop(open_timed(&dir, &default_options(&config))?);
+    std::fs::write(&ready, format!("{}\n", workload_version()))?;
+    Ok((dir, true))
+}
+
+/// How long [`open_timed`] waits for a just-closed replica's lock.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens the replica in `dir` and returns it with the time the successful open took.
+///
+/// sled 0.34 releases its file lock from a background thread some time after the handle is
+/// dropped (sled issue #1289), so an open right after a close can fail with "could not acquire
+/// lock". The store retries that itself now (`SledKv::open`, 10 ms apart, inside the time
+/// measured here), so callers that reopen in one process pause after the close; should the
+/// error still come out, the attempt is retried here for up to five seconds and not counted.
+/// The number of such failed attempts is returned too.
+pub fn open_timed(dir: &Path, options: &Options) -> Result<(Replica, Duration, u32), Error> {
+    let first = Instant::now();
+    let mut failed = 0;
+    loop {
+        let start = Instant::now();
+        match Replica::open_with(dir, options.clone()) {
+            Ok(replica) => return Ok((replica, start.elapsed(), failed)),
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                if first.elapsed() > LOCK_WAIT {
+                    return Err(e.into());
+                }
+                failed += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Copies the directory tree `from` to `to` (which must not exist). Returns the bytes copied.
+pub fn copy_dir(from: &Path, to: &Path) -> Result<u64, Error> {
+    std::fs::create_dir_all(to)?;
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            bytes += copy_dir(&entry.path(), &target)?;
+        } else {
+            bytes += std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(bytes)
+}
+
+/// The total size of the files under `dir`.
+pub fn dir_bytes(dir: &Path) -> Result<u64, Error> {
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        bytes += if meta.is_dir() {
+            dir_bytes(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(bytes)
+}
