@@ -690,6 +690,10 @@ fn rebuild_reports_progress_up_to_the_total() {
     let replayed = a.r().rebuild_with(&mut |p| seen.push(p)).unwrap();
     assert_eq!(replayed, 3);
     let last = seen.last().copied().unwrap();
-    assert_eq!((last.done, last.total), (6, 6), "check then replay, 3 ops each");
+    assert_eq!(
+        (last.done, last.total),
+        (6, 6),
+        "check then replay, 3 ops each"
+    );
     assert!(seen.windows(2).all(|w| w[0].done <= w[1].done));
 }
