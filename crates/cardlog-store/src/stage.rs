@@ -77,8 +77,6 @@ impl<'s> Stage<'s> {
         self.batch.insert(keys::index(&id), keys::index_value(&at));
         self.batch
             .insert(keys::order(order), keys::order_value(&op.author, op.seq));
-        self.batch
-            .insert(keys::author(&op.author), keys::encode(&head));
         self.index.insert(id, at);
         self.log.insert((op.author, op.seq), id);
         self.heads.insert(op.author, head);
@@ -121,6 +119,10 @@ impl<'s> Stage<'s> {
 
     /// The batch to apply, the author heads it changes and the next application order.
     pub(crate) fn finish(mut self) -> (KvBatch, BTreeMap<ReplicaId, ChainHead>, u64) {
+        // Each author's head once, however many of its ops the batch holds.
+        for (author, head) in &self.heads {
+            self.batch.insert(keys::author(author), keys::encode(head));
+        }
         for (key, (writes, heads)) in self.registers.drain() {
             self.batch.insert(key, keys::heads_value(writes, &heads));
         }

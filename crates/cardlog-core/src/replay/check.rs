@@ -57,11 +57,13 @@ pub enum Readiness {
 pub fn check_op<L: OpLookup>(lookup: &L, sealed: &SealedOp) -> Result<Readiness, L::Error> {
     let op = sealed.op();
     let id = sealed.id();
-    if lookup.contains(&id)? {
-        return Ok(Readiness::Duplicate);
-    }
     let head = lookup.chain_head(&op.author)?;
     let applied = head.map_or(0, |h| h.seq);
+    // An op past its author's head cannot be applied yet, so only ops at or below the head
+    // need the (for a store, costly) lookup by id.
+    if op.seq <= applied && lookup.contains(&id)? {
+        return Ok(Readiness::Duplicate);
+    }
     if op.seq <= applied {
         let existing = lookup.op_at(&op.author, op.seq)?.unwrap_or(id);
         return Err(ReplayError::Fork {
