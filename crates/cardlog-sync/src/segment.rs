@@ -1,0 +1,730 @@
+//! The segment encoding (version 1; byte layout in docs/FORMAT.md, "Segments").
+//!
+//! A message carries one segment per author: that author's ops in a contiguous seq range,
+//! anchored to the id of the op before the range. Each op is sent compactly:
+//!
+//! - author, seq and previous id are implied by the segment;
+//! - the timestamp is a wall-clock delta from the previous op plus the counter;
+//! - a write that replaces earlier writes names the first of them as (author, seq, write
+//!   index), and takes its contact and path from it; other replaced writes are (author, seq);
+//! - contacts are numbered in a per-message table, authors in another;
+//! - the common `exists = true` write has a one-byte form.
+//!
+//! The receiver rebuilds each op exactly, seals it (which re-validates and re-hashes it) and
+//! checks the chain: each op names the previous one, and the last one's id must equal the
+//! segment's head, which the sender computed from its own bytes. Anything altered on the way
+//! therefore fails the segment, naming its author and seq range. A 16-byte checksum over the
+//! whole message catches damage in the framing first.
+
+use std::collections::{BTreeMap, HashMap};
+
+use cardlog_core::codec::format_config;
+use cardlog_core::{
+    ContactId, EncodeError, Hlc, Op, OpId, Path, ReplicaId, SealedOp, Value, Write,
+};
+
+use crate::varint;
+
+/// The segment format version this build writes and reads.
+pub const SEGMENT_VERSION: u8 = 1;
+const MAGIC: &[u8; 4] = b"CLSG";
+const CHECKSUM_BYTES: usize = 16;
+const CHECKSUM_CONTEXT: &str = "cardlog 2026-11-23 segment checksum v1";
+
+/// Limits on what a message may declare, each checked before anything is allocated for it.
+pub mod limits {
+    /// Largest message, in bytes.
+    pub const MESSAGE_BYTES_MAX: usize = 256 << 20;
+    /// Most authors in one message.
+    pub const AUTHORS_MAX: u64 = 1 << 16;
+    /// Most segments in one message.
+    pub const SEGMENTS_MAX: u64 = 1 << 16;
+    /// Most ops in one segment.
+    pub const OPS_PER_SEGMENT_MAX: u64 = 1 << 22;
+    /// Most writes in one op (the op format's own limit).
+    pub const WRITES_PER_OP_MAX: u64 = cardlog_core::codec::limits::WRITES_PER_OP_MAX as u64;
+    /// Most replaced writes named by one write.
+    pub const REPLACES_PER_WRITE_MAX: u64 =
+        cardlog_core::codec::limits::REPLACES_PER_WRITE_MAX as u64;
+    /// Longest encoded path or value, in bytes.
+    pub const FIELD_BYTES_MAX: u64 = cardlog_core::codec::limits::OP_BYTES_MAX as u64;
+}
+
+/// Why a message could not be encoded or was refused. Nothing of a refused message is applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The input ends early.
+    #[error("message truncated")]
+    Truncated,
+    /// Bytes follow the end of the message.
+    #[error("{0} bytes after the end of the message")]
+    Trailing(usize),
+    /// Not a segment message.
+    #[error("not a cardlog segment message (bad magic)")]
+    BadMagic,
+    /// A version this build does not read.
+    #[error("segment format version {0}; this build reads version 1")]
+    UnknownVersion(u8),
+    /// The checksum does not match: the message was damaged.
+    #[error("checksum mismatch: the message was damaged in transit or on disk")]
+    Checksum,
+    /// A number is malformed.
+    #[error("malformed number: {0}")]
+    Varint(&'static str),
+    /// A count or length is beyond its limit.
+    #[error("{what} is {got}, more than the limit of {limit}")]
+    TooLarge {
+        /// What was counted.
+        what: &'static str,
+        /// The declared value.
+        got: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Something in a segment is malformed.
+    #[error("segment of {author}, seq {seq}: {what}")]
+    Malformed {
+        /// The segment's author.
+        author: ReplicaId,
+        /// The op's seq.
+        seq: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// The framing outside any segment is malformed.
+    #[error("message framing: {0}")]
+    Framing(String),
+    /// An op names an earlier op that is neither in the message nor known to the receiver.
+    #[error("segment of {author}, seq {seq}: names op {target_author} seq {target_seq}, which is not here")]
+    Unresolved {
+        /// The segment's author.
+        author: ReplicaId,
+        /// The op's seq.
+        seq: u64,
+        /// The named op's author.
+        target_author: ReplicaId,
+        /// The named op's seq.
+        target_seq: u64,
+    },
+    /// The rebuilt ops do not hash to the segment's head: content was altered.
+    #[error(
+        "segment of {author}, seqs {first}..={last}: the ops do not hash to the segment's head \
+         (their content was altered)"
+    )]
+    HeadMismatch {
+        /// The segment's author.
+        author: ReplicaId,
+        /// First seq.
+        first: u64,
+        /// Last seq.
+        last: u64,
+    },
+    /// A rebuilt op breaks the op format's invariants.
+    #[error("segment of {author}, seq {seq}: {error}")]
+    Op {
+        /// The segment's author.
+        author: ReplicaId,
+        /// The op's seq.
+        seq: u64,
+        /// What is wrong with it.
+        error: EncodeError,
+    },
+    /// The sender could not find an op it must describe.
+    #[error("sender: {0}")]
+    Sender(String),
+    /// The receiver's lookup failed.
+    #[error("receiver lookup: {0}")]
+    Lookup(String),
+}
+
+/// The sender's view: where an op named by id is.
+pub trait Locate {
+    /// The op with this id, if known.
+    fn locate(&self, id: &OpId) -> Result<Option<SealedOp>, WireError>;
+}
+
+/// The receiver's view: the op an author wrote at a seq, if it has it.
+pub trait Resolve {
+    /// The op `author` wrote at `seq`, if known.
+    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, WireError>;
+}
+
+fn encode_bincode<T: bincode::Encode>(value: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Encoding into a Vec cannot fail.
+    let _ = bincode::encode_into_std_write(value, &mut out, format_config());
+    out
+}
+
+fn checksum(bytes: &[u8]) -> [u8; CHECKSUM_BYTES] {
+    let full = blake3::Hasher::new_derive_key(CHECKSUM_CONTEXT)
+        .update(bytes)
+        .finalize();
+    let mut out = [0u8; CHECKSUM_BYTES];
+    out.copy_from_slice(full.as_bytes().get(..CHECKSUM_BYTES).unwrap_or(&[0; 16]));
+    out
+}
+
+// ---- encoding ------------------------------------------------------------------------------
+
+/// Write tags.
+const TAG_EXPLICIT: u8 = 0;
+const TAG_SAME_AS_REPLACED: u8 = 1;
+const TAG_EXISTS_TRUE: u8 = 2;
+
+/// Contact references of explicit writes: 0 is a new contact (its 16 bytes follow), 1 the
+/// contact of the op's previous write (writes are sorted by contact, `exists` first, so an
+/// edit's new path usually follows its contact's `exists` write), n ≥ 2 entry n - 2 of the
+/// message's contact table.
+const CONTACT_NEW: u64 = 0;
+const CONTACT_SAME_AS_PREVIOUS: u64 = 1;
+const CONTACT_TABLE_BASE: u64 = 2;
+
+struct Tables {
+    authors: Vec<ReplicaId>,
+    author_index: HashMap<ReplicaId, u64>,
+    contacts: HashMap<ContactId, u64>,
+}
+
+impl Tables {
+    fn author(&mut self, a: ReplicaId) -> u64 {
+        if let Some(i) = self.author_index.get(&a) {
+            return *i;
+        }
+        let i = self.authors.len() as u64;
+        self.authors.push(a);
+        self.author_index.insert(a, i);
+        i
+    }
+}
+
+/// Encodes `ops` (any set of whole ops, typically `ops_since` of a peer's summary) as one
+/// message: one segment per contiguous run of each author's ops. `locate` finds the ops that
+/// replaced writes name (in `ops` or already with the peer).
+pub fn encode_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>, WireError> {
+    let mut by_author: BTreeMap<ReplicaId, Vec<&SealedOp>> = BTreeMap::new();
+    let mut in_message: HashMap<OpId, &SealedOp> = HashMap::new();
+    for op in ops {
+        by_author.entry(op.op().author).or_default().push(op);
+        in_message.insert(op.id(), op);
+    }
+    let mut segments: Vec<Vec<&SealedOp>> = Vec::new();
+    for (_, mut chain) in by_author {
+        chain.sort_by_key(|op| op.op().seq);
+        chain.dedup_by_key(|op| op.op().seq);
+        let mut run: Vec<&SealedOp> = Vec::new();
+        for op in chain {
+            if run.last().is_some_and(|l| l.op().seq + 1 != op.op().seq) {
+                segments.push(std::mem::take(&mut run));
+            }
+            run.push(op);
+        }
+        if !run.is_empty() {
+            segments.push(run);
+        }
+    }
+
+    let mut tables = Tables {
+        authors: Vec::new(),
+        author_index: HashMap::new(),
+        contacts: HashMap::new(),
+    };
+    let find = |id: &OpId| -> Result<SealedOp, WireError> {
+        if let Some(op) = in_message.get(id) {
+            return Ok((*op).clone());
+        }
+        locate
+            .locate(id)?
+            .ok_or_else(|| WireError::Sender(format!("op {id} is named but not found")))
+    };
+    let mut body = Vec::new();
+    varint::put(&mut body, segments.len() as u64);
+    for segment in &segments {
+        let (Some(first), Some(last)) = (segment.first(), segment.last()) else {
+            continue;
+        };
+        let f = first.op();
+        varint::put(&mut body, tables.author(f.author));
+        varint::put(&mut body, f.seq);
+        if let Some(prev) = f.prev {
+            body.extend_from_slice(&prev.0);
+        }
+        varint::put(&mut body, f.hlc.wall_ms);
+        varint::put(&mut body, segment.len() as u64);
+        let mut wall = f.hlc.wall_ms;
+        for (i, sealed) in segment.iter().enumerate() {
+            let op = sealed.op();
+            if i > 0 {
+                let delta = op.hlc.wall_ms.checked_sub(wall).ok_or_else(|| {
+                    WireError::Sender(format!("op {} goes back in time", sealed.id()))
+                })?;
+                varint::put(&mut body, delta);
+            }
+            wall = op.hlc.wall_ms;
+            varint::put(&mut body, u64::from(op.hlc.counter));
+            varint::put(&mut body, op.writes.len() as u64);
+            let mut previous = None;
+            for w in &op.writes {
+                encode_write(&mut body, &mut tables, w, previous, &find)?;
+                previous = Some(w.contact);
+            }
+        }
+        body.extend_from_slice(&last.id().0);
+    }
+
+    let mut out = Vec::with_capacity(body.len() + 64);
+    out.extend_from_slice(MAGIC);
+    out.push(SEGMENT_VERSION);
+    varint::put(&mut out, tables.authors.len() as u64);
+    for a in &tables.authors {
+        out.extend_from_slice(&a.0);
+    }
+    out.extend_from_slice(&body);
+    let sum = checksum(&out);
+    out.extend_from_slice(&sum);
+    Ok(out)
+}
+
+fn encode_write(
+    out: &mut Vec<u8>,
+    tables: &mut Tables,
+    w: &Write,
+    previous: Option<ContactId>,
+    find: &impl Fn(&OpId) -> Result<SealedOp, WireError>,
+) -> Result<(), WireError> {
+    // The replaced writes as (author, seq), and the position of this write's twin in the first.
+    let mut refs = Vec::with_capacity(w.replaces.len());
+    let mut twin = None;
+    for (i, id) in w.replaces.iter().enumerate() {
+        let op = find(id)?;
+        let o = op.op();
+        if i == 0 {
+            twin = o
+                .writes
+                .iter()
+                .position(|x| x.contact == w.contact && x.path == w.path);
+        }
+        refs.push((tables.author(o.author), o.seq));
+    }
+    let tag = match (twin, &w.path, &w.value) {
+        (Some(_), Path::Exists, Some(Value::Bool(true))) => TAG_EXISTS_TRUE,
+        (Some(_), _, _) => TAG_SAME_AS_REPLACED,
+        (None, _, _) => TAG_EXPLICIT,
+    };
+    out.push(tag);
+    if tag == TAG_EXPLICIT {
+        match tables.contacts.get(&w.contact) {
+            _ if previous == Some(w.contact) => varint::put(out, CONTACT_SAME_AS_PREVIOUS),
+            Some(i) => varint::put(out, i + CONTACT_TABLE_BASE),
+            None => {
+                varint::put(out, 0);
+                out.extend_from_slice(&w.contact.0);
+                let next = tables.contacts.len() as u64;
+                tables.contacts.insert(w.contact, next);
+            }
+        }
+        let path = encode_bincode(&w.path);
+        varint::put(out, path.len() as u64);
+        out.extend_from_slice(&path);
+    }
+    varint::put(out, refs.len() as u64);
+    for (author, seq) in &refs {
+        varint::put(out, *author);
+        varint::put(out, *seq);
+    }
+    if let Some(index) = twin.filter(|_| tag != TAG_EXPLICIT) {
+        varint::put(out, index as u64);
+    }
+    if tag != TAG_EXISTS_TRUE {
+        let value = encode_bincode(&w.value);
+        varint::put(out, value.len() as u64);
+        out.extend_from_slice(&value);
+    }
+    Ok(())
+}
+
+// ---- decoding ------------------------------------------------------------------------------
+
+/// Where a write goes, as sent.
+enum Target {
+    Explicit(Option<ContactId>, Path),
+    Twin { author: u64, seq: u64, index: u64 },
+}
+
+struct RawWrite {
+    target: Target,
+    replaces: Vec<(u64, u64)>,
+    value: Option<Value>,
+}
+
+struct RawOp {
+    hlc: Hlc,
+    writes: Vec<RawWrite>,
+}
+
+struct RawSegment {
+    author: ReplicaId,
+    first_seq: u64,
+    anchor: Option<OpId>,
+    ops: Vec<RawOp>,
+    head: OpId,
+}
+
+struct Reader<'a> {
+    input: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn varint(&mut self) -> Result<u64, WireError> {
+        varint::get(&mut self.input)
+    }
+
+    fn bounded(&mut self, what: &'static str, limit: u64) -> Result<u64, WireError> {
+        let got = self.varint()?;
+        if got > limit {
+            return Err(WireError::TooLarge { what, got, limit });
+        }
+        Ok(got)
+    }
+
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        if self.input.len() < n {
+            return Err(WireError::Truncated);
+        }
+        let (head, rest) = self.input.split_at(n);
+        self.input = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        let bytes = self.bytes(N)?;
+        <[u8; N]>::try_from(bytes).map_err(|_| WireError::Truncated)
+    }
+
+    fn byte(&mut self) -> Result<u8, WireError> {
+        Ok(self.array::<1>()?[0])
+    }
+}
+
+/// Strictly decodes exactly `bytes` as a `T` (re-encoding must give the same bytes).
+fn decode_exact<T: bincode::Decode<()> + bincode::Encode>(bytes: &[u8]) -> Option<T> {
+    match bincode::decode_from_slice::<T, _>(bytes, format_config()) {
+        Ok((v, used)) if used == bytes.len() && encode_bincode(&v) == bytes => Some(v),
+        _ => None,
+    }
+}
+
+fn parse(bytes: &[u8]) -> Result<(Vec<ReplicaId>, Vec<RawSegment>), WireError> {
+    if bytes.len() > limits::MESSAGE_BYTES_MAX {
+        return Err(WireError::TooLarge {
+            what: "message size",
+            got: bytes.len() as u64,
+            limit: limits::MESSAGE_BYTES_MAX as u64,
+        });
+    }
+    let mut r = Reader { input: bytes };
+    if r.bytes(MAGIC.len())? != MAGIC {
+        return Err(WireError::BadMagic);
+    }
+    let version = r.byte()?;
+    if version != SEGMENT_VERSION {
+        return Err(WireError::UnknownVersion(version));
+    }
+    let Some(body_len) = bytes.len().checked_sub(CHECKSUM_BYTES) else {
+        return Err(WireError::Truncated);
+    };
+    let (signed, sum) = bytes.split_at(body_len);
+    if checksum(signed) != sum {
+        return Err(WireError::Checksum);
+    }
+    let mut r = Reader {
+        input: signed.get(MAGIC.len() + 1..).unwrap_or_default(),
+    };
+    let n_authors = r.bounded("author count", limits::AUTHORS_MAX)?;
+    let mut authors = Vec::new();
+    for _ in 0..n_authors {
+        authors.push(ReplicaId(r.array()?));
+    }
+    let n_segments = r.bounded("segment count", limits::SEGMENTS_MAX)?;
+    let mut contacts: Vec<ContactId> = Vec::new();
+    let mut segments = Vec::new();
+    for _ in 0..n_segments {
+        let index = r.varint()?;
+        let author = usize::try_from(index)
+            .ok()
+            .and_then(|i| authors.get(i))
+            .copied()
+            .ok_or_else(|| WireError::Framing(format!("author index {index} out of range")))?;
+        let first_seq = r.varint()?;
+        if first_seq == 0 {
+            return Err(WireError::Framing(format!(
+                "segment of {author} starts at seq 0"
+            )));
+        }
+        let anchor = if first_seq > 1 {
+            Some(OpId(r.array()?))
+        } else {
+            None
+        };
+        let mut wall = r.varint()?;
+        let n_ops = r.bounded("ops in a segment", limits::OPS_PER_SEGMENT_MAX)?;
+        let mut ops = Vec::new();
+        for i in 0..n_ops {
+            let seq = first_seq.saturating_add(i);
+            let bad = |what: &str| WireError::Malformed {
+                author,
+                seq,
+                what: what.to_owned(),
+            };
+            if i > 0 {
+                wall = wall
+                    .checked_add(r.varint()?)
+                    .ok_or_else(|| bad("timestamp overflows"))?;
+            }
+            let counter = u32::try_from(r.varint()?).map_err(|_| bad("counter over 32 bits"))?;
+            let n_writes = r.bounded("writes in an op", limits::WRITES_PER_OP_MAX)?;
+            let mut writes = Vec::new();
+            for _ in 0..n_writes {
+                writes.push(parse_write(&mut r, &mut contacts, &bad)?);
+            }
+            ops.push(RawOp {
+                hlc: Hlc {
+                    wall_ms: wall,
+                    counter,
+                },
+                writes,
+            });
+        }
+        let head = OpId(r.array()?);
+        segments.push(RawSegment {
+            author,
+            first_seq,
+            anchor,
+            ops,
+            head,
+        });
+    }
+    if !r.input.is_empty() {
+        return Err(WireError::Trailing(r.input.len()));
+    }
+    Ok((authors, segments))
+}
+
+fn parse_write(
+    r: &mut Reader<'_>,
+    contacts: &mut Vec<ContactId>,
+    bad: &impl Fn(&str) -> WireError,
+) -> Result<RawWrite, WireError> {
+    let tag = r.byte()?;
+    let explicit = match tag {
+        TAG_EXPLICIT => {
+            // `None`: the contact of the op's previous write, known once the op is rebuilt.
+            let contact = match r.varint()? {
+                CONTACT_NEW => {
+                    let c = ContactId(r.array()?);
+                    contacts.push(c);
+                    Some(c)
+                }
+                CONTACT_SAME_AS_PREVIOUS => None,
+                n => Some(
+                    usize::try_from(n - CONTACT_TABLE_BASE)
+                        .ok()
+                        .and_then(|i| contacts.get(i))
+                        .copied()
+                        .ok_or_else(|| bad("contact index out of range"))?,
+                ),
+            };
+            let len = r.bounded("path length", limits::FIELD_BYTES_MAX)?;
+            let bytes = r.bytes(usize::try_from(len).map_err(|_| bad("path length"))?)?;
+            let path: Path = decode_exact(bytes).ok_or_else(|| bad("path does not decode"))?;
+            Some((contact, path))
+        }
+        TAG_SAME_AS_REPLACED | TAG_EXISTS_TRUE => None,
+        other => return Err(bad(&format!("unknown write tag {other}"))),
+    };
+    let n = r.bounded("replaced writes", limits::REPLACES_PER_WRITE_MAX)?;
+    let mut replaces = Vec::new();
+    for _ in 0..n {
+        replaces.push((r.varint()?, r.varint()?));
+    }
+    let target = match explicit {
+        Some((c, p)) => Target::Explicit(c, p),
+        None => {
+            let &(author, seq) = replaces
+                .first()
+                .ok_or_else(|| bad("a write without path names no replaced write"))?;
+            Target::Twin {
+                author,
+                seq,
+                index: r.varint()?,
+            }
+        }
+    };
+    let value = if tag == TAG_EXISTS_TRUE {
+        Some(Value::Bool(true))
+    } else {
+        let len = r.bounded("value length", limits::FIELD_BYTES_MAX)?;
+        let bytes = r.bytes(usize::try_from(len).map_err(|_| bad("value length"))?)?;
+        decode_exact::<Option<Value>>(bytes).ok_or_else(|| bad("value does not decode"))?
+    };
+    Ok(RawWrite {
+        target,
+        replaces,
+        value,
+    })
+}
+
+/// Decodes a message into ops, in an order in which every op comes after the ops it depends
+/// on. Every op is rebuilt exactly, sealed (validated and hashed) and checked against its
+/// segment's chain and head; `resolve` supplies the ops named but not carried (the receiver's
+/// own). Any fault refuses the whole message.
+pub fn decode_segments(bytes: &[u8], resolve: &impl Resolve) -> Result<Vec<SealedOp>, WireError> {
+    let (authors, segments) = parse(bytes)?;
+    let mut decoded: HashMap<(ReplicaId, u64), SealedOp> = HashMap::new();
+    let mut out = Vec::new();
+    // Each segment advances as far as its references allow; rounds repeat while any advances.
+    let mut next: Vec<usize> = vec![0; segments.len()];
+    let mut prev: Vec<Option<OpId>> = segments.iter().map(|s| s.anchor).collect();
+    loop {
+        let mut progress = false;
+        for (si, segment) in segments.iter().enumerate() {
+            let (Some(cursor), Some(chain)) = (next.get_mut(si), prev.get_mut(si)) else {
+                continue;
+            };
+            while let Some(raw) = segment.ops.get(*cursor) {
+                let seq = segment.first_seq.saturating_add(*cursor as u64);
+                let Some(op) = rebuild(segment, seq, *chain, raw, &authors, &decoded, resolve)?
+                else {
+                    break;
+                };
+                let sealed = op.seal().map_err(|error| WireError::Op {
+                    author: segment.author,
+                    seq,
+                    error,
+                })?;
+                *chain = Some(sealed.id());
+                decoded.insert((segment.author, seq), sealed.clone());
+                out.push(sealed);
+                *cursor += 1;
+                progress = true;
+            }
+        }
+        if !progress {
+            break;
+        }
+    }
+    for (si, segment) in segments.iter().enumerate() {
+        let done = next.get(si).copied().unwrap_or_default();
+        let last = segment
+            .first_seq
+            .saturating_add(segment.ops.len() as u64)
+            .saturating_sub(1);
+        if done < segment.ops.len() {
+            // Name the first reference that could not be resolved.
+            let seq = segment.first_seq.saturating_add(done as u64);
+            let missing = segment
+                .ops
+                .get(done)
+                .into_iter()
+                .flat_map(|op| &op.writes)
+                .flat_map(|w| &w.replaces)
+                .find_map(|(a, s)| {
+                    let author = usize::try_from(*a).ok().and_then(|i| authors.get(i))?;
+                    let known = decoded.contains_key(&(*author, *s))
+                        || resolve.op_at(author, *s).ok().flatten().is_some();
+                    (!known).then_some((*author, *s))
+                });
+            let (target_author, target_seq) = missing.unwrap_or((segment.author, seq));
+            return Err(WireError::Unresolved {
+                author: segment.author,
+                seq,
+                target_author,
+                target_seq,
+            });
+        }
+        if prev.get(si).copied().flatten() != Some(segment.head) {
+            return Err(WireError::HeadMismatch {
+                author: segment.author,
+                first: segment.first_seq,
+                last,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Rebuilds one op, or `None` when an op it names is not available yet.
+fn rebuild(
+    segment: &RawSegment,
+    seq: u64,
+    prev: Option<OpId>,
+    raw: &RawOp,
+    authors: &[ReplicaId],
+    decoded: &HashMap<(ReplicaId, u64), SealedOp>,
+    resolve: &impl Resolve,
+) -> Result<Option<Op>, WireError> {
+    let bad = |what: String| WireError::Malformed {
+        author: segment.author,
+        seq,
+        what,
+    };
+    let lookup = |a: u64, s: u64| -> Result<Option<SealedOp>, WireError> {
+        let author = usize::try_from(a)
+            .ok()
+            .and_then(|i| authors.get(i))
+            .ok_or_else(|| bad(format!("author index {a} out of range")))?;
+        if let Some(op) = decoded.get(&(*author, s)) {
+            return Ok(Some(op.clone()));
+        }
+        resolve.op_at(author, s)
+    };
+    let mut writes = Vec::with_capacity(raw.writes.len());
+    for w in &raw.writes {
+        let mut replaces = Vec::with_capacity(w.replaces.len());
+        let mut twin = None;
+        for (i, (a, s)) in w.replaces.iter().enumerate() {
+            let Some(op) = lookup(*a, *s)? else {
+                return Ok(None);
+            };
+            if i == 0 {
+                if let Target::Twin { index, .. } = &w.target {
+                    let write = usize::try_from(*index)
+                        .ok()
+                        .and_then(|i| op.op().writes.get(i))
+                        .ok_or_else(|| bad(format!("write index {index} out of range")))?;
+                    twin = Some((write.contact, write.path.clone()));
+                }
+            }
+            replaces.push(op.id());
+        }
+        let (contact, path) = match (&w.target, twin) {
+            (Target::Explicit(Some(c), p), _) => (*c, p.clone()),
+            (Target::Explicit(None, p), _) => {
+                let c = writes
+                    .last()
+                    .map(|prev: &Write| prev.contact)
+                    .ok_or_else(|| bad("the first write refers to a previous write".into()))?;
+                (c, p.clone())
+            }
+            (Target::Twin { .. }, Some(t)) => t,
+            (Target::Twin { author, seq, .. }, None) => {
+                return Err(bad(format!("names no write of op {author}/{seq}")))
+            }
+        };
+        replaces.sort_unstable();
+        writes.push(Write {
+            contact,
+            path,
+            value: w.value.clone(),
+            replaces,
+        });
+    }
+    Ok(Some(Op {
+        author: segment.author,
+        seq,
+        prev,
+        hlc: raw.hlc,
+        writes,
+    }))
+}
