@@ -151,17 +151,50 @@ impl Store {
                 return Err(OpenError::NotEmpty(dir.to_owned()));
             }
         }
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let kv = SledKv::open(&dir.join(DB_DIR), options.cache_bytes)?;
+        // The store is built whole in a hidden sibling directory and renamed into place, so a
+        // crash during create leaves either no store or a complete one, never a directory that
+        // is neither (a leftover `.NAME.creating-*` sibling is harmless and can be deleted).
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "store".into());
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(|e| io(&parent, e))?;
+        let tmp = parent.join(format!(
+            ".{name}.creating-{}",
+            ReplicaId::random()?.to_string().get(..12).unwrap_or("0")
+        ));
+        let built = Self::build(&tmp, options)
+            .and_then(|()| std::fs::rename(&tmp, dir).map_err(|e| io(dir, e)));
+        if let Err(e) = built {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        // Make the rename itself durable (best effort: not every platform can sync a directory).
+        let _ = std::fs::File::open(&parent).and_then(|d| d.sync_all());
+        Self::open(dir, options)
+    }
+
+    /// Writes a complete new store into `tmp`: database with format and device id, then the
+    /// marker, each made durable.
+    fn build(tmp: &FsPath, options: &StoreOptions) -> Result<(), OpenError> {
+        std::fs::create_dir(tmp).map_err(|e| io(tmp, e))?;
+        let kv = SledKv::open(&tmp.join(DB_DIR), options.cache_bytes)?;
         let mut batch = KvBatch::default();
         batch.insert(meta::FORMAT.to_vec(), vec![STORE_FORMAT_VERSION]);
         batch.insert(meta::REPLICA.to_vec(), ReplicaId::random()?.0.to_vec());
-        batch.insert(meta::HOME.to_vec(), home_of(dir));
         kv.apply(batch)?;
         kv.flush()?;
-        // The marker goes last: a directory without it is never mistaken for a store.
-        std::fs::write(dir.join(MARKER_FILE), marker_text()).map_err(|e| io(dir, e))?;
-        Self::open_kv(Box::new(kv), dir)
+        drop(kv);
+        let marker = tmp.join(MARKER_FILE);
+        std::fs::write(&marker, marker_text()).map_err(|e| io(&marker, e))?;
+        std::fs::File::open(&marker)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io(&marker, e))?;
+        Ok(())
     }
 
     /// Opens the store in `dir`. A directory without a store, or with a store of another
@@ -238,7 +271,14 @@ impl Store {
         // A store that moved (copied, or restored from a backup) must not keep writing as the
         // device it was copied from: that device may still be writing the same chain.
         let home = home_of(dir);
-        if store.kv.get(meta::HOME)?.as_deref() != Some(home.as_slice()) {
+        let recorded = store.kv.get(meta::HOME)?;
+        if recorded.is_none() {
+            // The first open after create: record where the store lives.
+            let mut batch = KvBatch::default();
+            batch.insert(meta::HOME.to_vec(), home);
+            store.kv.apply(batch)?;
+            store.kv.flush()?;
+        } else if recorded.as_deref() != Some(home.as_slice()) {
             let fresh = ReplicaId::random()?;
             let mut batch = KvBatch::default();
             batch.insert(meta::REPLICA.to_vec(), fresh.0.to_vec());

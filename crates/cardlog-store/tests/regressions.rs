@@ -145,3 +145,24 @@ fn an_interrupted_rebuild_over_a_damaged_log_still_opens_read_only() {
     let err = store.flush().unwrap_err();
     assert!(matches!(err, StoreError::Poisoned(_)), "{err}");
 }
+
+#[test]
+fn create_builds_beside_the_target_and_leaves_nothing_else() {
+    // The store is built in a hidden sibling and renamed into place (a killed create leaves no
+    // half-made store); afterwards the parent holds only the store, which opens with the id it
+    // was created with.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cards");
+    let store = Store::create(&dir, &StoreOptions::default()).unwrap();
+    let id = store.replica_id();
+    assert_eq!(store.previous_replica_id(), None);
+    drop(store);
+    let names: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["cards"]);
+    let store = reopen(&dir);
+    assert_eq!(store.replica_id(), id, "the rename is not taken for a copy");
+    assert_eq!(store.previous_replica_id(), None);
+}
