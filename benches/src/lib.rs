@@ -472,7 +472,7 @@ impl History {
                 }
             }
 
-            if config.sync_every > 0 && saved % config.sync_every == 0 {
+            if config.sync_every > 0 && saved.is_multiple_of(config.sync_every) {
                 let a = sync_round % config.devices;
                 let b = (sync_round + 1) % config.devices;
                 sync_round += 1;

@@ -214,7 +214,7 @@ fn parent(big_ops: usize) -> Result<(), Error> {
     let rebuild_rate = get(&rebuild, "rebuild_ops_per_s")?;
     let peak_mb = get(&memory, "vm_hwm_mb")?;
     let m = |n: usize| {
-        if n % 1_000_000 == 0 {
+        if n.is_multiple_of(1_000_000) {
             format!("{}M", n / 1_000_000)
         } else {
             format!("{}k", n / 1_000)

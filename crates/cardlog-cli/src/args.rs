@@ -148,6 +148,48 @@ pub enum Command {
     /// The seed scenario, narrated: a phone and a tablet edit one contact while apart, then
     /// meet
     Demo,
+    /// Import contacts from a vCard (.vcf) file, or export contacts as one
+    ///
+    /// Examples: cardlog vcard import contacts.vcf
+    ///           cardlog vcard export --out contacts.vcf
+    ///           cardlog vcard export --version 3 c902 d41f
+    #[command(subcommand, verbatim_doc_comment)]
+    Vcard(VcardCommand),
+}
+
+/// `cardlog vcard`.
+#[derive(Debug, Subcommand)]
+pub enum VcardCommand {
+    /// Import every card of a .vcf file (vCard 2.1, 3.0 or 4.0), one save per card
+    ///
+    /// A card whose UID is already here updates that contact, saving only what changed; a
+    /// card without a UID is left alone when a contact with exactly its content exists.
+    /// Properties without a field of their own are kept as custom fields, so export gives
+    /// them back. A broken card is rejected with its line and the rest are imported (exit 2
+    /// when any card was rejected). Mapping and details: docs/VCARD.md.
+    Import {
+        /// The .vcf file ("-" reads standard input)
+        file: PathBuf,
+        /// Make the saves durable together at the end instead of one by one (much faster for
+        /// large files; a crash part way loses some cards, never part of one)
+        #[arg(long)]
+        bulk: bool,
+    },
+    /// Write contacts as vCard 4.0 (or 3.0): all visible contacts, or those named
+    #[command(disable_version_flag = true)]
+    Export {
+        /// Write to FILE instead of standard output
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The vCard version to write
+        #[arg(long = "version", value_name = "3|4", default_value = "4",
+              value_parser = ["3", "4"])]
+        version: String,
+        /// Contacts to export (ids or unique prefixes), in this order [default: every visible
+        /// contact, in id order]
+        #[arg(value_name = "ID")]
+        ids: Vec<String>,
+    },
 }
 
 /// `cardlog add`.

@@ -1073,3 +1073,154 @@ pub fn rebuild(ctx: &Ctx) -> Res {
     outln!("rebuilt the state from {n} ops")?;
     Ok(())
 }
+
+// ---- vcard import, export ---------------------------------------------------------------------
+
+fn outcome_name(o: &cardlog_vcard::Outcome) -> &'static str {
+    use cardlog_vcard::Outcome;
+    match o {
+        Outcome::Created(_) => "created",
+        Outcome::Updated(_) => "updated",
+        Outcome::Unchanged(_) => "unchanged",
+        Outcome::Skipped(_) => "skipped",
+        Outcome::Rejected(_) => "rejected",
+        _ => "other",
+    }
+}
+
+fn outcome_contact(o: &cardlog_vcard::Outcome) -> Option<ContactId> {
+    use cardlog_vcard::Outcome;
+    match o {
+        Outcome::Created(id)
+        | Outcome::Updated(id)
+        | Outcome::Unchanged(id)
+        | Outcome::Skipped(id) => Some(*id),
+        _ => None,
+    }
+}
+
+/// `cardlog vcard import FILE`.
+pub fn vcard_import(ctx: &Ctx, file: &FsPath, bulk: bool) -> Res {
+    use std::io::Read;
+    let mut input = Vec::new();
+    let read = if file == FsPath::new("-") {
+        std::io::stdin().read_to_end(&mut input).map(|_| ())
+    } else {
+        std::fs::File::open(file).and_then(|mut f| f.read_to_end(&mut input).map(|_| ()))
+    };
+    read.map_err(|e| CliError::Failed(format!("cannot read {}: {e}", file.display())))?;
+    let mut r = ctx.open()?;
+    let bar = progress_bar(ctx, "importing");
+    let report = cardlog_vcard::import_with(
+        &mut r,
+        &input,
+        &cardlog_vcard::ImportOptions::bulk(bulk),
+        &mut |p| bar.update(p),
+    );
+    bar.finish();
+    let report = report.map_err(|e| match e {
+        cardlog_vcard::ImportError::Replica { source, line } => {
+            let inner = CliError::from(source);
+            let text = format!("importing the card at line {line}: {inner}");
+            match inner {
+                CliError::Corrupt(_) => CliError::Corrupt(text),
+                _ => CliError::Failed(text),
+            }
+        }
+        other => CliError::Failed(other.to_string()),
+    })?;
+    let rejected: Vec<(usize, String)> = report
+        .rejected()
+        .map(|(line, e)| (line, e.to_string()))
+        .collect();
+    if ctx.json {
+        ctx.print_json(&json!({
+            "file": file,
+            "cards": report.cards.len(),
+            "created": report.created(),
+            "updated": report.updated(),
+            "unchanged": report.unchanged(),
+            "skipped": report.skipped(),
+            "rejected": rejected
+                .iter()
+                .map(|(line, reason)| json!({"line": line, "reason": reason}))
+                .collect::<Vec<_>>(),
+            "kept": report.kept,
+            "warnings": report.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "contacts": report
+                .cards
+                .iter()
+                .map(|c| json!({
+                    "line": c.line,
+                    "contact": outcome_contact(&c.outcome).map(|id| id.to_string()),
+                    "outcome": outcome_name(&c.outcome),
+                }))
+                .collect::<Vec<_>>(),
+        }))?;
+    } else {
+        outln!(
+            "read {} card(s) from {}: {} created, {} updated, {} unchanged, {} skipped, {} \
+             rejected; {} propert{} kept as custom fields",
+            report.cards.len(),
+            file.display(),
+            report.created(),
+            report.updated(),
+            report.unchanged(),
+            report.skipped(),
+            rejected.len(),
+            report.kept,
+            if report.kept == 1 { "y" } else { "ies" }
+        )?;
+        for (line, reason) in &rejected {
+            outln!("rejected: line {line}: {reason}")?;
+        }
+        for warning in &report.warnings {
+            outln!("warning: {warning}")?;
+        }
+    }
+    match rejected.len() {
+        0 => Ok(()),
+        n => Err(invalid(format!(
+            "{n} of {} card(s) rejected (listed on stdout); the others were imported",
+            report.cards.len()
+        ))),
+    }
+}
+
+/// `cardlog vcard export`.
+pub fn vcard_export(ctx: &Ctx, out: Option<&FsPath>, version: &str, ids: &[String]) -> Res {
+    let r = ctx.open()?;
+    let version = match version {
+        "3" => cardlog_vcard::Version::V3,
+        _ => cardlog_vcard::Version::V4,
+    };
+    let ids = ids
+        .iter()
+        .map(|s| find_contact(&r, s))
+        .collect::<Result<Vec<ContactId>, CliError>>()?;
+    let text = cardlog_vcard::export(&r, &ids, version).map_err(|e| match e {
+        cardlog_vcard::ExportError::NotFound(_) => CliError::NotFound(e.to_string()),
+        cardlog_vcard::ExportError::Deleted(_) => invalid(e.to_string()),
+        cardlog_vcard::ExportError::Replica(e) => e.into(),
+        other => CliError::Failed(other.to_string()),
+    })?;
+    let Some(path) = out else {
+        out!("{text}")?;
+        return Ok(());
+    };
+    std::fs::write(path, &text)
+        .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;
+    let cards = text.lines().filter(|l| *l == "BEGIN:VCARD").count();
+    let version = match version {
+        cardlog_vcard::Version::V3 => "3.0",
+        _ => "4.0",
+    };
+    if ctx.json {
+        return ctx.print_json(&json!({"contacts": cards, "out": path, "version": version}));
+    }
+    outln!(
+        "exported {cards} contact(s) to {} (vCard {version})",
+        path.display()
+    )?;
+    Ok(())
+}

@@ -17,7 +17,7 @@ use cardlog_core::{FakeClock, SystemClock};
 use clap::error::ErrorKind;
 use clap::Parser;
 
-use args::{Cli, Command};
+use args::{Cli, Command, VcardCommand};
 use commands::Ctx;
 use error::CliError;
 
@@ -124,6 +124,12 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Rebuild => commands::rebuild(&ctx),
         Command::Stats => commands::stats(&ctx),
         Command::Demo => demo::run(),
+        Command::Vcard(VcardCommand::Import { file, bulk }) => {
+            commands::vcard_import(&ctx, file, *bulk)
+        }
+        Command::Vcard(VcardCommand::Export { out, version, ids }) => {
+            commands::vcard_export(&ctx, out.as_deref(), version, ids)
+        }
     }
 }
 

@@ -29,7 +29,7 @@ const TEN: &str = "2026-11-22T10:00:00Z";
 const ELEVEN: &str = "2026-11-22T11:00:00Z";
 
 /// Every subcommand, for the help test.
-const SUBCOMMANDS: [&str; 18] = [
+const SUBCOMMANDS: [&str; 19] = [
     "init",
     "add",
     "set",
@@ -48,6 +48,7 @@ const SUBCOMMANDS: [&str; 18] = [
     "rebuild",
     "stats",
     "demo",
+    "vcard",
 ];
 
 // ---- running the binary ---------------------------------------------------------------------

@@ -328,7 +328,7 @@ impl Store {
     /// (kept across opens, unlike [`Store::previous_replica_id`]).
     pub fn former_replica_ids(&self) -> Result<Vec<ReplicaId>, StoreError> {
         let bytes = self.kv.get(meta::FORMER)?.unwrap_or_default();
-        if bytes.len() % 16 != 0 {
+        if !bytes.len().is_multiple_of(16) {
             return Err(StoreError::Corrupt("former device ids".into()));
         }
         Ok(bytes
@@ -734,7 +734,7 @@ impl Store {
             let op = sealed.op();
             let id = sealed.id();
             ops += 1;
-            if ops % PROGRESS_EVERY == 0 {
+            if ops.is_multiple_of(PROGRESS_EVERY) {
                 progress(Progress {
                     done: ops,
                     total: self.next_order,
@@ -901,7 +901,7 @@ impl Store {
             }
             self.op_at_order(&v)?;
             expected += 1;
-            if expected % PROGRESS_EVERY == 0 {
+            if expected.is_multiple_of(PROGRESS_EVERY) {
                 progress(Progress {
                     done: expected,
                     total: self.next_order * 2,
