@@ -277,11 +277,7 @@ impl Replica {
         id: ContactId,
         f: impl FnOnce(&mut Contact),
     ) -> Result<Option<OpId>, Error> {
-        let before = self.visible(id)?;
-        let mut after = before.clone();
-        f(&mut after);
-        let mut batch = Batch::new();
-        batch.edit(&before, &after)?;
+        let batch = Batch::edited(&self.visible(id)?, f)?;
         if batch.is_empty() {
             return Ok(None);
         }

@@ -81,6 +81,16 @@ impl Batch {
         Ok(self)
     }
 
+    /// The batch of an edit made by `f` on a copy of `before` (the visible contact): only what
+    /// `f` changed. Empty when it changed nothing. Every replica kind edits through this.
+    pub fn edited(before: &Contact, f: impl FnOnce(&mut Contact)) -> Result<Self, DiffError> {
+        let mut after = before.clone();
+        f(&mut after);
+        let mut batch = Self::new();
+        batch.edit(before, &after)?;
+        Ok(batch)
+    }
+
     /// Deletes a contact (it becomes a tombstone and can be restored).
     pub fn delete(&mut self, contact: ContactId) -> &mut Self {
         self.change(contact, Path::Exists, Some(Value::Bool(false)))
