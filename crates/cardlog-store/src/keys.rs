@@ -36,6 +36,12 @@ pub mod meta {
     pub const FORMER: &[u8] = b"mformer";
     /// Present while `rebuild` runs: the registers are not to be trusted.
     pub const REBUILDING: &[u8] = b"mrebuilding";
+    /// Sync peers: what each acknowledged holding, and when (written by the facade).
+    pub const PEERS: &[u8] = b"mpeers";
+    /// Forks found during sync (written by the facade).
+    pub const FORKS: &[u8] = b"mforks";
+    /// The last clock calibration: peer, offset, round trip, when (written by the facade).
+    pub const CALIBRATION: &[u8] = b"mcalibration";
 }
 
 fn corrupt(what: &str) -> StoreError {

@@ -669,6 +669,11 @@ impl Store {
         }
     }
 
+    /// The op `author` wrote at `seq`, if held.
+    pub fn op_by_seq(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, StoreError> {
+        Ok(self.load(author, seq)?.map(|(_, op)| op))
+    }
+
     /// The ops a peer with `summary` lacks, in an order where dependencies come first. Work is
     /// proportional to what is sent, not to the history.
     pub fn ops_since(

@@ -1,14 +1,29 @@
-//! cardlog's sync layer. Today: the **segment** encoding ops travel in between replicas
-//! (docs/SYNC.md, docs/FORMAT.md "Segments"). A segment is a contiguous run of one author's
-//! ops anchored to the id of the op before it; ops are sent in a compact form that leaves out
-//! what the receiver can recompute (author, seq, previous id, the contact and path of an edit,
-//! the full ids of replaced writes) and is rebuilt into the exact op bytes on arrival. Each
-//! segment ends with its last op's id, so every rebuilt op is bound to what the sender hashed:
-//! a single changed byte anywhere makes the segment fail, with an error naming author and seqs.
+//! cardlog's sync layer (docs/SYNC.md): how replicas exchange the ops they lack.
 //!
-//! The protocol session and its transports (in-process, TCP, bundle files) build on this.
+//! - [`segment`]: the compact, verifiable encoding ops travel in. A segment is a contiguous run
+//!   of one author's ops anchored to the id of the op before it; ops are sent without what the
+//!   receiver can recompute and rebuilt into their exact bytes on arrival, so a single changed
+//!   byte makes the segment fail, with an error naming author and seqs.
+//! - [`message`]: the framed, checksummed protocol messages and files (hello, ops, ack, abort,
+//!   bundle, heads).
+//! - [`session`]: the sans-IO session: summaries one way and the other, then exactly the
+//!   missing segments each way, then both sides confirm equal summaries. Forks are reported,
+//!   never merged; the initiator calibrates its clock to the responder's.
+//! - [`transport`]: drives a session over an in-process channel (crossbeam) or TCP, with
+//!   deadlines; a served replica handles several peers at once.
+//! - [`bundle`]: the same segments in a file, for sneakernet or a shared folder.
+//!
+//! The replica side is the [`SyncStore`] trait; `cardlog::Replica` implements it.
 
+pub mod bundle;
+pub mod message;
 pub mod segment;
+pub mod session;
+pub mod transport;
 pub mod varint;
 
+pub use message::{Fork, Message, Summary};
 pub use segment::{decode_segments, encode_segments, Locate, Resolve, WireError, SEGMENT_VERSION};
+pub use session::{
+    apply_segments, Applied, Calibration, Received, Role, Session, SyncError, SyncReport, SyncStore,
+};

@@ -64,7 +64,7 @@ pub enum WireError {
     #[error("not a cardlog segment message (bad magic)")]
     BadMagic,
     /// A version this build does not read.
-    #[error("segment format version {0}; this build reads version 1")]
+    #[error("format version {0}; this build reads version 1")]
     UnknownVersion(u8),
     /// The checksum does not match: the message was damaged.
     #[error("checksum mismatch: the message was damaged in transit or on disk")]
@@ -157,7 +157,7 @@ fn encode_bincode<T: bincode::Encode>(value: &T) -> Vec<u8> {
     out
 }
 
-fn checksum(bytes: &[u8]) -> [u8; CHECKSUM_BYTES] {
+pub(crate) fn checksum(bytes: &[u8]) -> [u8; CHECKSUM_BYTES] {
     let full = blake3::Hasher::new_derive_key(CHECKSUM_CONTEXT)
         .update(bytes)
         .finalize();
@@ -371,16 +371,16 @@ struct RawSegment {
     head: OpId,
 }
 
-struct Reader<'a> {
-    input: &'a [u8],
+pub(crate) struct Reader<'a> {
+    pub(crate) input: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn varint(&mut self) -> Result<u64, WireError> {
+    pub(crate) fn varint(&mut self) -> Result<u64, WireError> {
         varint::get(&mut self.input)
     }
 
-    fn bounded(&mut self, what: &'static str, limit: u64) -> Result<u64, WireError> {
+    pub(crate) fn bounded(&mut self, what: &'static str, limit: u64) -> Result<u64, WireError> {
         let got = self.varint()?;
         if got > limit {
             return Err(WireError::TooLarge { what, got, limit });
@@ -388,7 +388,7 @@ impl<'a> Reader<'a> {
         Ok(got)
     }
 
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+    pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         if self.input.len() < n {
             return Err(WireError::Truncated);
         }
@@ -397,12 +397,12 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
         let bytes = self.bytes(N)?;
         <[u8; N]>::try_from(bytes).map_err(|_| WireError::Truncated)
     }
 
-    fn byte(&mut self) -> Result<u8, WireError> {
+    pub(crate) fn byte(&mut self) -> Result<u8, WireError> {
         Ok(self.array::<1>()?[0])
     }
 }

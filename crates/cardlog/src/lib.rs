@@ -37,9 +37,15 @@
 
 mod error;
 mod replica;
+mod sync;
 
 pub use error::{Error, OpenError};
 pub use replica::{ApplyReport, Bulk, Options, Replica, Summary};
+pub use sync::{CalibrationInfo, PeerInfo};
+
+/// The sync layer: sessions, transports, bundles (docs/SYNC.md).
+pub use cardlog_sync as sync_layer;
+pub use cardlog_sync::{Fork, Role, SyncError, SyncReport};
 
 pub use cardlog_core::replay::ChainHead;
 pub use cardlog_core::{

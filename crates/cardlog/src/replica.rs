@@ -78,9 +78,9 @@ pub struct ApplyReport {
 
 /// One device's durable copy of the contacts. See the module docs.
 pub struct Replica {
-    store: Store,
-    clock: HlcClock,
-    wall: Arc<dyn WallClock>,
+    pub(crate) store: Store,
+    pub(crate) clock: HlcClock,
+    pub(crate) wall: Arc<dyn WallClock>,
     bulk: bool,
 }
 
@@ -210,7 +210,7 @@ impl Replica {
         Ok(self.store.flush()?)
     }
 
-    fn durable(&mut self) -> Result<(), Error> {
+    pub(crate) fn durable(&mut self) -> Result<(), Error> {
         if self.bulk {
             Ok(())
         } else {

@@ -1,6 +1,8 @@
 //! The seed scenarios (../shared/seeds, worked in docs/SEMANTICS.md) re-run on real stores:
-//! every device is a `Replica` in its own temporary directory, ops travel only through
-//! `ops_since` / `apply`, and each replica is closed and reopened before it is checked.
+//! every device is a `Replica` in its own temporary directory, and each replica is closed and
+//! reopened before it is checked. Every scenario runs once per way ops travel: `ops_since` /
+//! `apply` directly, a sync session over the in-process channel, a session over TCP on
+//! loopback, and bundle files (heads file one way, bundle the other).
 #![allow(
     clippy::unwrap_used,
     clippy::indexing_slicing,
@@ -11,16 +13,31 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use cardlog::sync_layer::transport::{channel_pair, TcpTransport};
+use cardlog::Role;
 use cardlog::{
     Contact, ContactId, Field, ItemBody, ItemId, ItemKind, Options, Path, Replica, Summary, Value,
 };
 use cardlog_core::FakeClock;
+use std::time::Duration;
+
+/// How ops travel between replicas in a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Direct,
+    Channel,
+    Tcp,
+    Bundle,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(20);
 
 /// 2026-11-22T09:00:00Z.
 const NINE_MS: u64 = 1_795_338_000_000;
 const HOUR_MS: i64 = 3_600_000;
 
 struct World {
+    via: Via,
     _tmp: tempfile::TempDir,
     dirs: Vec<PathBuf>,
     clocks: Vec<Arc<FakeClock>>,
@@ -28,9 +45,10 @@ struct World {
 }
 
 impl World {
-    fn new(names: &[&str]) -> Self {
+    fn new(via: Via, names: &[&str]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let mut w = Self {
+            via,
             dirs: names.iter().map(|n| tmp.path().join(n)).collect(),
             _tmp: tmp,
             clocks: Vec::new(),
@@ -71,8 +89,65 @@ impl World {
     }
 
     fn sync(&mut self, a: usize, b: usize) {
-        self.push(a, b);
-        self.push(b, a);
+        match self.via {
+            Via::Direct => {
+                self.push(a, b);
+                self.push(b, a);
+            }
+            Via::Bundle => {
+                for (from, to) in [(a, b), (b, a)] {
+                    let heads = self.r(to).heads_file();
+                    let (_, since) = cardlog::sync_layer::bundle::read_heads(&heads).unwrap();
+                    let bundle = self.r(from).export_bundle(Some(&since)).unwrap();
+                    let imported = self.r(to).import_bundle(&bundle).unwrap();
+                    assert_eq!(imported.received.applied.missing, 0);
+                    assert!(imported.received.forks.is_empty());
+                    // Importing the same bundle again changes nothing.
+                    let state = self.r(to).state_bytes().unwrap();
+                    let again = self.r(to).import_bundle(&bundle).unwrap();
+                    assert_eq!(again.received.applied.stored, 0);
+                    assert_eq!(self.r(to).state_bytes().unwrap(), state);
+                }
+            }
+            Via::Channel | Via::Tcp => {
+                let mut ra = self.replicas[a].take().unwrap();
+                let mut rb = self.replicas[b].take().unwrap();
+                let (ia, ib) = (ra.id(), rb.id());
+                let (x, y) = if self.via == Via::Channel {
+                    let (mut ea, mut eb) = channel_pair(TIMEOUT);
+                    std::thread::scope(|s| {
+                        let h = s.spawn(|| rb.sync_over(Role::Responder, &mut eb));
+                        let x = ra.sync_over(Role::Initiator, &mut ea);
+                        (x, h.join().unwrap())
+                    })
+                } else {
+                    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                    let addr = listener.local_addr().unwrap().to_string();
+                    std::thread::scope(|s| {
+                        let h = s.spawn(|| {
+                            let (stream, _) = listener.accept().unwrap();
+                            let mut t = TcpTransport::new(stream, TIMEOUT).unwrap();
+                            rb.sync_over(Role::Responder, &mut t)
+                        });
+                        let x = ra.sync_tcp(&addr, TIMEOUT);
+                        (x, h.join().unwrap())
+                    })
+                };
+                let (x, y) = (x.unwrap(), y.unwrap());
+                assert!(x.converged && y.converged, "{x:?} {y:?}");
+                assert_eq!(x.peer, Some(ib));
+                assert_eq!(y.peer, Some(ia));
+                assert_eq!(x.sent_ops, y.stored);
+                assert_eq!(y.sent_ops, x.stored);
+                assert!(x.forks.is_empty() && y.forks.is_empty());
+                assert_eq!(ra.summary(), rb.summary());
+                // Each now knows the other holds everything: nothing needs sync.
+                assert!(ra.needs_sync(&ib).unwrap().is_empty());
+                assert!(rb.needs_sync(&ia).unwrap().is_empty());
+                self.replicas[a] = Some(ra);
+                self.replicas[b] = Some(rb);
+            }
+        }
     }
 
     /// Closes and reopens every replica, then checks they all hold the same ops and state and
@@ -118,9 +193,8 @@ fn person(n: u8, given: &str) -> Contact {
     c
 }
 
-#[test]
-fn seed_000_iphone_and_ipad_edit_offline_and_both_edits_arrive() {
-    let mut w = World::new(&["iphone", "ipad"]);
+fn seed_000_iphone_and_ipad_edit_offline_and_both_edits_arrive(via: Via) {
+    let mut w = World::new(via, &["iphone", "ipad"]);
     let (iphone, ipad) = (0, 1);
     let c = person(1, "Dana");
     w.r(iphone).add_contact(&c).unwrap();
@@ -157,9 +231,8 @@ fn seed_000_iphone_and_ipad_edit_offline_and_both_edits_arrive() {
     }
 }
 
-#[test]
-fn seed_001_alice_and_bob_edit_carol_at_once_and_nothing_is_lost() {
-    let mut w = World::new(&["alice", "bob"]);
+fn seed_001_alice_and_bob_edit_carol_at_once_and_nothing_is_lost(via: Via) {
+    let mut w = World::new(via, &["alice", "bob"]);
     let (alice, bob) = (0, 1);
     let carol = person(3, "Carol");
     w.r(alice).add_contact(&carol).unwrap();
@@ -207,10 +280,9 @@ fn seed_001_alice_and_bob_edit_carol_at_once_and_nothing_is_lost() {
     assert_eq!(w.contact(bob, carol.id).get(Field::Org), Some("Initech"));
 }
 
-#[test]
-fn seed_002_offline_creation_reaches_everyone_through_a_relay() {
+fn seed_002_offline_creation_reaches_everyone_through_a_relay(via: Via) {
     // A relay is just another replica; clients never talk to each other directly.
-    let mut w = World::new(&["relay", "client-a", "client-b"]);
+    let mut w = World::new(via, &["relay", "client-a", "client-b"]);
     let (relay, a, b) = (0, 1, 2);
     let c = person(4, "Fay");
     w.r(a).add_contact(&c).unwrap();
@@ -260,9 +332,8 @@ fn seed_002_offline_creation_reaches_everyone_through_a_relay() {
     }
 }
 
-#[test]
-fn seed_003_edits_are_stored_as_key_based_updates() {
-    let mut w = World::new(&["app"]);
+fn seed_003_edits_are_stored_as_key_based_updates(via: Via) {
+    let mut w = World::new(via, &["app"]);
     let mut c = person(6, "Hal");
     c.add_text_item(ItemKind::Url, "", "https://hal.example")
         .unwrap();
@@ -296,13 +367,12 @@ fn seed_003_edits_are_stored_as_key_based_updates() {
     assert_eq!(w.contact(0, c.id).urls.len(), 1);
 }
 
-#[test]
-fn seed_004_vesper_rules_property_merge_real_time_and_any_call_order() {
+fn seed_004_vesper_rules_property_merge_real_time_and_any_call_order(via: Via) {
     // Day phone edits the note, night phone the tags: both get both (rule 2). The same
     // property edited on both: the later edit shows whatever the arrival order (rule 3), and
     // the losing value stays visible instead of vanishing. The order in which devices talk to
     // the server does not matter (rule 5).
-    let mut w = World::new(&["server", "day", "night", "server-2"]);
+    let mut w = World::new(via, &["server", "day", "night", "server-2"]);
     let (server, day, night, server2) = (0, 1, 2, 3);
     let mut c = person(7, "Ivy");
     c.tags.insert("friends".into());
@@ -351,4 +421,91 @@ fn seed_004_vesper_rules_property_merge_real_time_and_any_call_order() {
             Some(Value::Text("night note".into()))
         );
     }
+}
+
+// One test per scenario and way of travel (seed 003 has one replica: it syncs with none).
+
+#[test]
+fn seed_000_via_direct() {
+    seed_000_iphone_and_ipad_edit_offline_and_both_edits_arrive(Via::Direct);
+}
+
+#[test]
+fn seed_000_via_channel() {
+    seed_000_iphone_and_ipad_edit_offline_and_both_edits_arrive(Via::Channel);
+}
+
+#[test]
+fn seed_000_via_tcp() {
+    seed_000_iphone_and_ipad_edit_offline_and_both_edits_arrive(Via::Tcp);
+}
+
+#[test]
+fn seed_000_via_bundle() {
+    seed_000_iphone_and_ipad_edit_offline_and_both_edits_arrive(Via::Bundle);
+}
+
+#[test]
+fn seed_001_via_direct() {
+    seed_001_alice_and_bob_edit_carol_at_once_and_nothing_is_lost(Via::Direct);
+}
+
+#[test]
+fn seed_001_via_channel() {
+    seed_001_alice_and_bob_edit_carol_at_once_and_nothing_is_lost(Via::Channel);
+}
+
+#[test]
+fn seed_001_via_tcp() {
+    seed_001_alice_and_bob_edit_carol_at_once_and_nothing_is_lost(Via::Tcp);
+}
+
+#[test]
+fn seed_001_via_bundle() {
+    seed_001_alice_and_bob_edit_carol_at_once_and_nothing_is_lost(Via::Bundle);
+}
+
+#[test]
+fn seed_002_via_direct() {
+    seed_002_offline_creation_reaches_everyone_through_a_relay(Via::Direct);
+}
+
+#[test]
+fn seed_002_via_channel() {
+    seed_002_offline_creation_reaches_everyone_through_a_relay(Via::Channel);
+}
+
+#[test]
+fn seed_002_via_tcp() {
+    seed_002_offline_creation_reaches_everyone_through_a_relay(Via::Tcp);
+}
+
+#[test]
+fn seed_002_via_bundle() {
+    seed_002_offline_creation_reaches_everyone_through_a_relay(Via::Bundle);
+}
+
+#[test]
+fn seed_003_via_direct() {
+    seed_003_edits_are_stored_as_key_based_updates(Via::Direct);
+}
+
+#[test]
+fn seed_004_via_direct() {
+    seed_004_vesper_rules_property_merge_real_time_and_any_call_order(Via::Direct);
+}
+
+#[test]
+fn seed_004_via_channel() {
+    seed_004_vesper_rules_property_merge_real_time_and_any_call_order(Via::Channel);
+}
+
+#[test]
+fn seed_004_via_tcp() {
+    seed_004_vesper_rules_property_merge_real_time_and_any_call_order(Via::Tcp);
+}
+
+#[test]
+fn seed_004_via_bundle() {
+    seed_004_vesper_rules_property_merge_real_time_and_any_call_order(Via::Bundle);
 }

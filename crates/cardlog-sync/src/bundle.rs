@@ -1,0 +1,87 @@
+//! Bundle and heads files: the sync protocol carried by hand (sneakernet, a shared folder).
+//!
+//! A bundle is one [`Message::Bundle`]: a segment message with the writer's id and time. A
+//! heads file is one [`Message::Heads`]: a summary, so that the next bundle for that replica
+//! carries only what it lacks (`cardlog heads --out` there, `cardlog export --since` here).
+//! Importing verifies the whole bundle before applying anything and applies it atomically;
+//! importing the same bundle again stores nothing.
+
+use cardlog_core::ReplicaId;
+
+use crate::message::{self, Message, Summary};
+use crate::segment::encode_segments;
+use crate::session::{apply_segments, Received, SyncError, SyncStore, View};
+use crate::WireError;
+
+/// What an import did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    /// The device that wrote the bundle.
+    pub from: ReplicaId,
+    /// When it wrote it (its calibrated wall time, ms since the epoch).
+    pub created_ms: u64,
+    /// What was applied.
+    pub received: Received,
+}
+
+/// A bundle of the ops a replica holding `since` lacks (everything when `None`).
+pub fn export<S: SyncStore>(store: &S, since: Option<&Summary>) -> Result<Vec<u8>, SyncError> {
+    let empty = Summary::new();
+    let ops = store
+        .ops_since(since.unwrap_or(&empty))
+        .map_err(|e| SyncError::Store(Box::new(e)))?;
+    let segments = encode_segments(&ops, &View(store))?;
+    let bytes = message::encode(&Message::Bundle {
+        replica: store.replica_id(),
+        created_ms: store.calibrated_ms(),
+        segments,
+    });
+    if bytes.len() > message::limits::MESSAGE_BYTES_MAX {
+        return Err(SyncError::Wire(WireError::TooLarge {
+            what: "bundle bytes (export in parts with a heads file)",
+            got: bytes.len() as u64,
+            limit: message::limits::MESSAGE_BYTES_MAX as u64,
+        }));
+    }
+    Ok(bytes)
+}
+
+/// Verifies and applies a bundle. Nothing is applied if any part of it is damaged or forged,
+/// except that the ops of an author whose chain forks from this replica's are set aside and
+/// the fork reported.
+pub fn import<S: SyncStore>(store: &mut S, bytes: &[u8]) -> Result<Imported, SyncError> {
+    match message::decode(bytes)? {
+        Message::Bundle {
+            replica,
+            created_ms,
+            segments,
+        } => Ok(Imported {
+            from: replica,
+            created_ms,
+            received: apply_segments(store, &segments)?,
+        }),
+        other => Err(SyncError::Protocol(format!(
+            "this file is a {} message, not a bundle",
+            other.kind()
+        ))),
+    }
+}
+
+/// A heads file: what this replica holds.
+pub fn heads<S: SyncStore>(store: &S) -> Vec<u8> {
+    message::encode(&Message::Heads {
+        replica: store.replica_id(),
+        summary: store.summary(),
+    })
+}
+
+/// Reads a heads file: who wrote it and what it held.
+pub fn read_heads(bytes: &[u8]) -> Result<(ReplicaId, Summary), SyncError> {
+    match message::decode(bytes)? {
+        Message::Heads { replica, summary } => Ok((replica, summary)),
+        other => Err(SyncError::Protocol(format!(
+            "this file is a {} message, not a heads file",
+            other.kind()
+        ))),
+    }
+}

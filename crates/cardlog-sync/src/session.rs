@@ -1,0 +1,593 @@
+//! The sans-IO sync session: a state value that says which message to send next and takes the
+//! messages that arrive. It does no I/O itself; [`crate::transport::run`] drives it over any
+//! [`crate::transport::Transport`].
+//!
+//! A session between an initiator I and a responder R (docs/SYNC.md):
+//!
+//! ```text
+//! I → R  Hello   (I's summary, I's calibrated time)
+//! R → I  Hello   (R's summary, R's calibrated time: I calibrates its clock from it)
+//! R → I  Ops…    (what I lacks, dependencies first, in chunks; the last one says so)
+//! I → R  Ops…    (what R lacks)
+//! I → R  Ack     (I's summary after applying)
+//! R → I  Ack     (R's summary after applying: both now hold the same ops)
+//! ```
+//!
+//! Only one side writes at a time, so no transport can deadlock on full buffers. Every `Ops`
+//! message is verified whole (checksum, strict decode, recomputed ids, chains, references)
+//! and applied atomically before the next is read: an interrupted session keeps what was
+//! applied, and the next session sends only what is still missing.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use cardlog_core::{OpId, ReplicaId, SealedOp};
+
+use crate::message::{self, Fork, Message, Summary};
+use crate::segment::{decode_segments, encode_segments, Locate, Resolve};
+use crate::WireError;
+
+/// What a replica must offer to take part in a session. `cardlog::Replica` implements it over
+/// its store; tests and the simulator implement it in memory.
+pub trait SyncStore {
+    /// Errors of the store itself.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// The device id this replica writes as.
+    fn replica_id(&self) -> ReplicaId;
+    /// Per author, the last op held.
+    fn summary(&self) -> Summary;
+    /// The ops a peer holding `peer` lacks, in an order where dependencies come first.
+    fn ops_since(&self, peer: &Summary) -> Result<Vec<SealedOp>, Self::Error>;
+    /// The op with this id, if held.
+    fn op_by_id(&self, id: &OpId) -> Result<Option<SealedOp>, Self::Error>;
+    /// The op `author` wrote at `seq`, if held.
+    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, Self::Error>;
+    /// Stores verified ops in one atomic, durable step: all of them (less duplicates and ops
+    /// whose dependencies are absent) or, if any is refused, none.
+    fn apply(&mut self, ops: &[SealedOp]) -> Result<Applied, Self::Error>;
+    /// Raw wall-clock time in ms (for round-trip measurement).
+    fn wall_ms(&self) -> u64;
+    /// Calibrated wall-clock time in ms (what the peer is told).
+    fn calibrated_ms(&self) -> u64;
+    /// Calibrates the clock from `peer`'s reported time `peer_ms`, for a request sent at raw
+    /// time `sent_ms` and answered at `received_ms`. Returns the new offset.
+    fn calibrate(
+        &mut self,
+        peer: ReplicaId,
+        peer_ms: u64,
+        sent_ms: u64,
+        received_ms: u64,
+    ) -> Result<i64, Self::Error>;
+    /// Remembers that `peer` holds (at least) `acked`: the "needs sync" question is answered
+    /// from it.
+    fn record_peer(&mut self, peer: ReplicaId, acked: &Summary) -> Result<(), Self::Error>;
+    /// Remembers forks found, as seen from here.
+    fn record_forks(&mut self, forks: &[Fork]) -> Result<(), Self::Error>;
+}
+
+/// What [`SyncStore::apply`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Ops stored.
+    pub stored: usize,
+    /// Ops already held.
+    pub duplicates: usize,
+    /// Ops not stored because a dependency is absent.
+    pub missing: usize,
+}
+
+/// Why a session, an import or an export failed. What was applied before the failure is kept
+/// (each message is applied whole or not at all).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The peer or file sent bytes that are not a valid message; nothing of it was applied.
+    #[error("refused data from the peer: {0}")]
+    Wire(#[from] WireError),
+    /// The peer sent a valid message at the wrong moment.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// The local store failed.
+    #[error("local store: {0}")]
+    Store(Box<dyn std::error::Error + Send + Sync>),
+    /// The peer gave up, saying why.
+    #[error("the peer aborted the session: {0}")]
+    PeerAborted(String),
+    /// The peer is this same replica.
+    #[error("the peer is this same replica ({0})")]
+    SamePeer(ReplicaId),
+    /// The connection broke before the session ended.
+    #[error("the peer disconnected before the session ended{0}")]
+    Disconnected(String),
+    /// The peer did not send a whole message in time.
+    #[error("timed out after {0} ms waiting for the peer")]
+    Timeout(u64),
+    /// A transport-level failure.
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+impl SyncError {
+    fn store(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        SyncError::Store(Box::new(e))
+    }
+}
+
+/// The clock calibration a session made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Calibration {
+    /// The offset now applied to the raw wall clock, in ms (positive: the peer is ahead).
+    pub offset_ms: i64,
+    /// The measured round trip, in ms.
+    pub rtt_ms: u64,
+}
+
+/// What a session did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// The peer's device id, once known.
+    pub peer: Option<ReplicaId>,
+    /// Ops sent.
+    pub sent_ops: usize,
+    /// Ops received and stored.
+    pub stored: usize,
+    /// Ops received that were already held.
+    pub duplicates: usize,
+    /// Ops received whose dependencies were absent (not stored).
+    pub missing: usize,
+    /// Message bytes sent.
+    pub bytes_sent: u64,
+    /// Message bytes received.
+    pub bytes_received: u64,
+    /// Of which summary bytes (both `Hello`s and `Ack`s, both ways).
+    pub summary_bytes: u64,
+    /// Forks found between the two sides, as seen from here.
+    pub forks: Vec<Fork>,
+    /// The clock calibration made (initiator only).
+    pub calibration: Option<Calibration>,
+    /// Whether both sides ended with the same summary.
+    pub converged: bool,
+}
+
+/// Which side of a session this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Opens the session and calibrates its clock to the responder's.
+    Initiator,
+    /// Answers (a served replica, a relay).
+    Responder,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Start,
+    AwaitHello,
+    AwaitOps,
+    Sending,
+    AwaitAck,
+    Done,
+    Failed,
+}
+
+/// Ops per `Ops` message at most; a message also closes once its ops reach
+/// [`CHUNK_BYTES`], so messages stay far below the message size limit.
+pub const CHUNK_OPS: usize = 16_384;
+/// Op bytes per `Ops` message at most (the compact encoding is smaller than the ops).
+pub const CHUNK_BYTES: usize = 8 << 20;
+
+/// One sync session. See the module docs.
+#[derive(Debug)]
+pub struct Session {
+    role: Role,
+    state: State,
+    hello_sent_ms: u64,
+    peer_summary: Option<Summary>,
+    outbox: VecDeque<(Vec<u8>, bool)>,
+    forks: BTreeSet<Fork>,
+    acked: bool,
+    report: SyncReport,
+}
+
+/// Adapts a store to the segment codec's lookups.
+pub(crate) struct View<'a, S>(pub(crate) &'a S);
+
+impl<S: SyncStore> Locate for View<'_, S> {
+    fn locate(&self, id: &OpId) -> Result<Option<SealedOp>, WireError> {
+        self.0
+            .op_by_id(id)
+            .map_err(|e| WireError::Sender(e.to_string()))
+    }
+}
+
+impl<S: SyncStore> Resolve for View<'_, S> {
+    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, WireError> {
+        self.0
+            .op_at(author, seq)
+            .map_err(|e| WireError::Lookup(e.to_string()))
+    }
+}
+
+/// What applying one segment message did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Received {
+    /// Ops the message carried.
+    pub ops: usize,
+    /// What the store did with them.
+    pub applied: Applied,
+    /// Forks found: those authors' ops were not applied.
+    pub forks: Vec<Fork>,
+}
+
+/// Verifies a segment message completely and applies it atomically. Ops of an author whose
+/// chain here differs from the message's (a fork) are set aside and the fork reported and
+/// recorded; anything else wrong refuses the whole message, leaving the store unchanged.
+pub fn apply_segments<S: SyncStore>(store: &mut S, bytes: &[u8]) -> Result<Received, SyncError> {
+    let ops = decode_segments(bytes, &View(&*store))?;
+    let summary = store.summary();
+    // The first op of each author in the message: where its chain meets ours.
+    let mut first: BTreeMap<ReplicaId, &SealedOp> = BTreeMap::new();
+    for op in &ops {
+        let o = op.op();
+        first
+            .entry(o.author)
+            .and_modify(|f| {
+                if o.seq < f.op().seq {
+                    *f = op;
+                }
+            })
+            .or_insert(op);
+    }
+    let mut forks = Vec::new();
+    for (author, op) in &first {
+        let Some(head) = summary.get(author) else {
+            continue;
+        };
+        let seq = op.op().seq;
+        if seq <= head.seq {
+            let ours = store
+                .op_at(author, seq)
+                .map_err(SyncError::store)?
+                .map(|o| o.id());
+            if let Some(ours) = ours.filter(|o| *o != op.id()) {
+                forks.push(Fork {
+                    author: *author,
+                    seq,
+                    ours,
+                    theirs: op.id(),
+                });
+            }
+        } else if seq == head.seq + 1 {
+            if let Some(prev) = op.op().prev.filter(|p| *p != head.op) {
+                forks.push(Fork {
+                    author: *author,
+                    seq: head.seq,
+                    ours: head.op,
+                    theirs: prev,
+                });
+            }
+        }
+    }
+    let forked: BTreeSet<ReplicaId> = forks.iter().map(|f| f.author).collect();
+    let keep: Vec<SealedOp> = ops
+        .iter()
+        .filter(|op| !forked.contains(&op.op().author))
+        .cloned()
+        .collect();
+    if !forks.is_empty() {
+        store.record_forks(&forks).map_err(SyncError::store)?;
+    }
+    let applied = store.apply(&keep).map_err(SyncError::store)?;
+    Ok(Received {
+        ops: ops.len(),
+        applied,
+        forks,
+    })
+}
+
+/// Encodes `ops` as segment messages of at most [`CHUNK_OPS`] ops and about [`CHUNK_BYTES`].
+pub(crate) fn chunks<S: SyncStore>(store: &S, ops: &[SealedOp]) -> Result<Vec<Vec<u8>>, SyncError> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < ops.len() || out.is_empty() {
+        let mut end = start;
+        let mut bytes = 0;
+        while let Some(op) = ops.get(end) {
+            if end > start && (end - start >= CHUNK_OPS || bytes + op.bytes().len() > CHUNK_BYTES) {
+                break;
+            }
+            bytes += op.bytes().len();
+            end += 1;
+        }
+        out.push(encode_segments(
+            ops.get(start..end).unwrap_or_default(),
+            &View(store),
+        )?);
+        start = end;
+    }
+    Ok(out)
+}
+
+impl Session {
+    /// A new session on one side.
+    pub fn new(role: Role) -> Self {
+        Self {
+            role,
+            state: State::Start,
+            hello_sent_ms: 0,
+            peer_summary: None,
+            outbox: VecDeque::new(),
+            forks: BTreeSet::new(),
+            acked: false,
+            report: SyncReport::default(),
+        }
+    }
+
+    /// Which side this is.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Whether the session has ended successfully.
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// What the session did so far.
+    pub fn report(&self) -> &SyncReport {
+        &self.report
+    }
+
+    /// The message to send next, if it is this side's turn; `None` means wait for the peer
+    /// (or, once [`Session::is_done`], the end).
+    pub fn next_message<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+    ) -> Result<Option<Vec<u8>>, SyncError> {
+        match self.state {
+            State::Start if self.role == Role::Initiator => {
+                self.hello_sent_ms = store.wall_ms();
+                self.state = State::AwaitHello;
+                let bytes = self.hello(store);
+                self.report.summary_bytes += bytes.len() as u64;
+                Ok(Some(self.sent(bytes)))
+            }
+            State::Sending => match self.outbox.pop_front() {
+                Some((bytes, summary)) => {
+                    if summary {
+                        self.report.summary_bytes += bytes.len() as u64;
+                    }
+                    if self.outbox.is_empty() {
+                        self.state = match self.role {
+                            Role::Initiator => State::AwaitAck,
+                            // The responder's turn ends either after its ops (then it waits
+                            // for the initiator's) or with its final ack.
+                            Role::Responder if self.acked => State::Done,
+                            Role::Responder => State::AwaitOps,
+                        };
+                    }
+                    Ok(Some(self.sent(bytes)))
+                }
+                None => Ok(None),
+            },
+            _ => Ok(None),
+        }
+    }
+
+    /// Takes one message from the peer. On error the session has failed; what was applied
+    /// before stays applied. Send [`Session::abort`] to tell the peer why.
+    pub fn receive<S: SyncStore>(&mut self, bytes: &[u8], store: &mut S) -> Result<(), SyncError> {
+        self.report.bytes_received += bytes.len() as u64;
+        let result = self.receive_inner(bytes, store);
+        if result.is_err() {
+            self.state = State::Failed;
+        }
+        result
+    }
+
+    /// A message telling the peer this side gives up, and why.
+    pub fn abort(&mut self, reason: &str) -> Vec<u8> {
+        self.state = State::Failed;
+        message::encode(&Message::Abort {
+            reason: reason.to_owned(),
+        })
+    }
+
+    fn sent(&mut self, bytes: Vec<u8>) -> Vec<u8> {
+        self.report.bytes_sent += bytes.len() as u64;
+        bytes
+    }
+
+    fn hello<S: SyncStore>(&self, store: &S) -> Vec<u8> {
+        message::encode(&Message::Hello {
+            replica: store.replica_id(),
+            wall_ms: store.calibrated_ms(),
+            summary: store.summary(),
+        })
+    }
+
+    fn receive_inner<S: SyncStore>(
+        &mut self,
+        bytes: &[u8],
+        store: &mut S,
+    ) -> Result<(), SyncError> {
+        let message = message::decode(bytes)?;
+        if let Message::Abort { reason } = message {
+            return Err(SyncError::PeerAborted(reason));
+        }
+        match (self.state, message) {
+            (
+                State::Start,
+                Message::Hello {
+                    replica, summary, ..
+                },
+            ) if self.role == Role::Responder => {
+                self.report.summary_bytes += bytes.len() as u64;
+                self.meet(store, replica, &summary)?;
+                self.outbox.push_back((self.hello(store), true));
+                self.queue_ops(store, &summary)?;
+                self.state = State::Sending;
+                Ok(())
+            }
+            (
+                State::AwaitHello,
+                Message::Hello {
+                    replica,
+                    wall_ms,
+                    summary,
+                },
+            ) => {
+                let received = store.wall_ms();
+                self.report.summary_bytes += bytes.len() as u64;
+                self.meet(store, replica, &summary)?;
+                let offset = store
+                    .calibrate(replica, wall_ms, self.hello_sent_ms, received)
+                    .map_err(SyncError::store)?;
+                self.report.calibration = Some(Calibration {
+                    offset_ms: offset,
+                    rtt_ms: received.saturating_sub(self.hello_sent_ms),
+                });
+                self.state = State::AwaitOps;
+                Ok(())
+            }
+            (
+                State::AwaitOps,
+                Message::Ops {
+                    last,
+                    forks,
+                    segments,
+                },
+            ) => {
+                let flipped: Vec<Fork> = forks.iter().map(|f| f.flipped()).collect();
+                if !flipped.is_empty() {
+                    store.record_forks(&flipped).map_err(SyncError::store)?;
+                    self.forks.extend(flipped);
+                }
+                let received = apply_segments(store, &segments)?;
+                self.report.stored += received.applied.stored;
+                self.report.duplicates += received.applied.duplicates;
+                self.report.missing += received.applied.missing;
+                self.forks.extend(received.forks);
+                self.report.forks = self.forks.iter().copied().collect();
+                if last {
+                    match self.role {
+                        Role::Initiator => {
+                            let peer = self.peer_summary.clone().unwrap_or_default();
+                            self.queue_ops(store, &peer)?;
+                            self.outbox.push_back((
+                                message::encode(&Message::Ack {
+                                    summary: store.summary(),
+                                }),
+                                true,
+                            ));
+                            self.state = State::Sending;
+                        }
+                        Role::Responder => self.state = State::AwaitAck,
+                    }
+                }
+                Ok(())
+            }
+            (State::AwaitAck, Message::Ack { summary }) => {
+                self.report.summary_bytes += bytes.len() as u64;
+                let mine = store.summary();
+                self.report.converged = summary == mine;
+                self.acked = true;
+                if let Some(peer) = self.report.peer {
+                    store
+                        .record_peer(peer, &summary)
+                        .map_err(SyncError::store)?;
+                }
+                match self.role {
+                    Role::Initiator => self.state = State::Done,
+                    Role::Responder => {
+                        self.outbox
+                            .push_back((message::encode(&Message::Ack { summary: mine }), true));
+                        self.state = State::Sending;
+                    }
+                }
+                Ok(())
+            }
+            (state, message) => Err(SyncError::Protocol(format!(
+                "unexpected {} message while {}",
+                message.kind(),
+                match state {
+                    State::Start | State::AwaitHello => "waiting for hello",
+                    State::AwaitOps => "waiting for ops",
+                    State::AwaitAck => "waiting for the ack",
+                    State::Sending => "it was this side's turn",
+                    State::Done => "the session had ended",
+                    State::Failed => "the session had failed",
+                }
+            ))),
+        }
+    }
+
+    /// Takes the peer's hello: who it is, what it holds, where our chains fork.
+    fn meet<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        peer: ReplicaId,
+        summary: &Summary,
+    ) -> Result<(), SyncError> {
+        if peer == store.replica_id() {
+            return Err(SyncError::SamePeer(peer));
+        }
+        self.report.peer = Some(peer);
+        let mine = store.summary();
+        let mut forks = Vec::new();
+        for (author, theirs) in summary {
+            let Some(ours) = mine.get(author) else {
+                continue;
+            };
+            if ours.seq < theirs.seq {
+                continue;
+            }
+            let at = store
+                .op_at(author, theirs.seq)
+                .map_err(SyncError::store)?
+                .map(|o| o.id());
+            if let Some(at) = at.filter(|id| *id != theirs.op) {
+                forks.push(Fork {
+                    author: *author,
+                    seq: theirs.seq,
+                    ours: at,
+                    theirs: theirs.op,
+                });
+            }
+        }
+        if !forks.is_empty() {
+            store.record_forks(&forks).map_err(SyncError::store)?;
+            self.forks.extend(forks);
+            self.report.forks = self.forks.iter().copied().collect();
+        }
+        store.record_peer(peer, summary).map_err(SyncError::store)?;
+        self.peer_summary = Some(summary.clone());
+        Ok(())
+    }
+
+    /// Queues the `Ops` messages carrying what a peer holding `peer` lacks, leaving out the
+    /// authors whose chains fork between us (the peer could not apply them).
+    fn queue_ops<S: SyncStore>(&mut self, store: &S, peer: &Summary) -> Result<(), SyncError> {
+        let forked: BTreeSet<ReplicaId> = self.forks.iter().map(|f| f.author).collect();
+        let ops: Vec<SealedOp> = store
+            .ops_since(peer)
+            .map_err(SyncError::store)?
+            .into_iter()
+            .filter(|op| !forked.contains(&op.op().author))
+            .collect();
+        self.report.sent_ops += ops.len();
+        let messages = chunks(store, &ops)?;
+        let n = messages.len();
+        let forks: Vec<Fork> = self.forks.iter().copied().collect();
+        for (i, segments) in messages.into_iter().enumerate() {
+            let last = i + 1 == n;
+            self.outbox.push_back((
+                message::encode(&Message::Ops {
+                    last,
+                    forks: if i == 0 { forks.clone() } else { Vec::new() },
+                    segments,
+                }),
+                false,
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,375 @@
+//! Carrying sessions: the driver loop, an in-process channel transport (crossbeam) and TCP.
+//!
+//! TCP frames each message as a 4-byte big-endian length and the message. Every read has a
+//! deadline for the whole message (a peer that trickles one byte a minute times out like one
+//! that says nothing), declared lengths are checked against the message size limit before any
+//! buffer grows, and buffers grow only as bytes actually arrive.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use cardlog_core::{OpId, ReplicaId, SealedOp};
+
+use crate::message::{self, Fork, Summary};
+use crate::session::{Applied, Role, Session, SyncError, SyncReport, SyncStore};
+use crate::WireError;
+
+/// How long a side waits for the peer's next whole message by default.
+pub const TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+
+/// Something that carries whole messages both ways.
+pub trait Transport {
+    /// Sends one message.
+    fn send(&mut self, bytes: Vec<u8>) -> Result<(), SyncError>;
+    /// Receives the next whole message.
+    fn recv(&mut self) -> Result<Vec<u8>, SyncError>;
+}
+
+/// Runs one session to its end over `transport`. If this side fails, it tells the peer why
+/// (best effort) before returning the error.
+pub fn run<S: SyncStore, T: Transport>(
+    role: Role,
+    store: &mut S,
+    transport: &mut T,
+) -> Result<SyncReport, SyncError> {
+    let mut session = Session::new(role);
+    loop {
+        while let Some(bytes) = session.next_message(store)? {
+            transport.send(bytes)?;
+        }
+        if session.is_done() {
+            return Ok(session.report().clone());
+        }
+        let bytes = transport.recv()?;
+        if let Err(e) = session.receive(&bytes, store) {
+            if !matches!(e, SyncError::PeerAborted(_)) {
+                let _ = transport.send(session.abort(&e.to_string()));
+            }
+            return Err(e);
+        }
+    }
+}
+
+// ---- in-process ----------------------------------------------------------------------------
+
+/// One end of an in-process channel pair.
+#[derive(Debug)]
+pub struct ChannelEnd {
+    tx: crossbeam_channel::Sender<Vec<u8>>,
+    rx: crossbeam_channel::Receiver<Vec<u8>>,
+    timeout: Duration,
+}
+
+/// Two connected ends; each waits at most `timeout` for a message.
+pub fn channel_pair(timeout: Duration) -> (ChannelEnd, ChannelEnd) {
+    let (a_tx, b_rx) = crossbeam_channel::unbounded();
+    let (b_tx, a_rx) = crossbeam_channel::unbounded();
+    (
+        ChannelEnd {
+            tx: a_tx,
+            rx: a_rx,
+            timeout,
+        },
+        ChannelEnd {
+            tx: b_tx,
+            rx: b_rx,
+            timeout,
+        },
+    )
+}
+
+impl Transport for ChannelEnd {
+    fn send(&mut self, bytes: Vec<u8>) -> Result<(), SyncError> {
+        self.tx
+            .send(bytes)
+            .map_err(|_| SyncError::Disconnected(String::new()))
+    }
+
+    fn recv(&mut self) -> Result<Vec<u8>, SyncError> {
+        self.rx.recv_timeout(self.timeout).map_err(|e| match e {
+            crossbeam_channel::RecvTimeoutError::Timeout => {
+                SyncError::Timeout(self.timeout.as_millis() as u64)
+            }
+            crossbeam_channel::RecvTimeoutError::Disconnected => {
+                SyncError::Disconnected(String::new())
+            }
+        })
+    }
+}
+
+// ---- TCP -----------------------------------------------------------------------------------
+
+/// A session's TCP connection.
+#[derive(Debug)]
+pub struct TcpTransport {
+    stream: TcpStream,
+    timeout: Duration,
+}
+
+impl TcpTransport {
+    /// Wraps a connected stream; each message must arrive whole within `timeout`.
+    pub fn new(stream: TcpStream, timeout: Duration) -> Result<Self, SyncError> {
+        stream
+            .set_nodelay(true)
+            .map_err(|e| SyncError::Transport(e.to_string()))?;
+        stream
+            .set_write_timeout(Some(timeout))
+            .map_err(|e| SyncError::Transport(e.to_string()))?;
+        Ok(Self { stream, timeout })
+    }
+
+    /// Connects to `addr` (waiting at most `timeout`).
+    pub fn connect(addr: &str, timeout: Duration) -> Result<Self, SyncError> {
+        let addrs: Vec<SocketAddr> = addr
+            .to_socket_addrs()
+            .map_err(|e| SyncError::Transport(format!("{addr}: {e}")))?
+            .collect();
+        let mut last = format!("{addr}: no address");
+        for a in addrs {
+            match TcpStream::connect_timeout(&a, timeout) {
+                Ok(stream) => return Self::new(stream, timeout),
+                Err(e) => last = format!("{a}: {e}"),
+            }
+        }
+        Err(SyncError::Transport(format!("cannot connect to {last}")))
+    }
+
+    fn read_exact_by(
+        &mut self,
+        buf: &mut Vec<u8>,
+        len: usize,
+        deadline: Instant,
+    ) -> Result<(), SyncError> {
+        const STEP: usize = 64 << 10;
+        let mut filled = buf.len();
+        while filled < len {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(SyncError::Timeout(self.timeout.as_millis() as u64));
+            }
+            self.stream
+                .set_read_timeout(Some(deadline - now))
+                .map_err(|e| SyncError::Transport(e.to_string()))?;
+            // Grow only as bytes arrive: a declared length costs nothing until it is sent.
+            let want = len.min(filled + STEP);
+            buf.resize(want, 0);
+            match self
+                .stream
+                .read(buf.get_mut(filled..want).unwrap_or_default())
+            {
+                Ok(0) => {
+                    buf.truncate(filled);
+                    return Err(SyncError::Disconnected(format!(
+                        " (after {filled} of {len} bytes of a message)"
+                    )));
+                }
+                Ok(n) => filled += n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => {
+                    buf.truncate(filled);
+                    return Err(SyncError::Disconnected(format!(" ({e})")));
+                }
+            }
+            buf.truncate(filled);
+        }
+        Ok(())
+    }
+}
+
+impl Transport for TcpTransport {
+    fn send(&mut self, bytes: Vec<u8>) -> Result<(), SyncError> {
+        let len = u32::try_from(bytes.len()).map_err(|_| {
+            SyncError::Transport(format!("message of {} bytes is too large", bytes.len()))
+        })?;
+        let write = |s: &mut TcpStream| -> std::io::Result<()> {
+            s.write_all(&len.to_be_bytes())?;
+            s.write_all(&bytes)?;
+            s.flush()
+        };
+        write(&mut self.stream).map_err(|e| match e.kind() {
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+                SyncError::Timeout(self.timeout.as_millis() as u64)
+            }
+            _ => SyncError::Disconnected(format!(" ({e})")),
+        })
+    }
+
+    fn recv(&mut self) -> Result<Vec<u8>, SyncError> {
+        let deadline = Instant::now() + self.timeout;
+        let mut head = Vec::with_capacity(4);
+        self.read_exact_by(&mut head, 4, deadline)?;
+        let len = u32::from_be_bytes(<[u8; 4]>::try_from(head.as_slice()).unwrap_or_default());
+        let len = len as usize;
+        if len > message::limits::MESSAGE_BYTES_MAX {
+            return Err(SyncError::Wire(WireError::TooLarge {
+                what: "message length",
+                got: len as u64,
+                limit: message::limits::MESSAGE_BYTES_MAX as u64,
+            }));
+        }
+        let mut body = Vec::new();
+        self.read_exact_by(&mut body, len, deadline)?;
+        Ok(body)
+    }
+}
+
+/// Connects to `addr` and runs a session as the initiator.
+pub fn sync_tcp<S: SyncStore>(
+    store: &mut S,
+    addr: &str,
+    timeout: Duration,
+) -> Result<SyncReport, SyncError> {
+    let mut transport = TcpTransport::connect(addr, timeout)?;
+    run(Role::Initiator, store, &mut transport)
+}
+
+// ---- serving several peers -----------------------------------------------------------------
+
+/// A replica shared between sessions: each store call takes the lock for its own duration,
+/// so sessions with several peers interleave (every apply is atomic and idempotent).
+#[derive(Debug)]
+pub struct Shared<S>(pub Arc<Mutex<S>>);
+
+impl<S> Clone for Shared<S> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<S> Shared<S> {
+    /// Shares `store`.
+    pub fn new(store: S) -> Self {
+        Self(Arc::new(Mutex::new(store)))
+    }
+
+    /// The store, locked. A panic in another holder does not make it unusable: every change
+    /// to the store is atomic, so there is no half-done state to protect.
+    pub fn lock(&self) -> MutexGuard<'_, S> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl<S: SyncStore> SyncStore for Shared<S> {
+    type Error = S::Error;
+    fn replica_id(&self) -> ReplicaId {
+        self.lock().replica_id()
+    }
+    fn summary(&self) -> Summary {
+        self.lock().summary()
+    }
+    fn ops_since(&self, peer: &Summary) -> Result<Vec<SealedOp>, Self::Error> {
+        self.lock().ops_since(peer)
+    }
+    fn op_by_id(&self, id: &OpId) -> Result<Option<SealedOp>, Self::Error> {
+        self.lock().op_by_id(id)
+    }
+    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, Self::Error> {
+        self.lock().op_at(author, seq)
+    }
+    fn apply(&mut self, ops: &[SealedOp]) -> Result<Applied, Self::Error> {
+        self.lock().apply(ops)
+    }
+    fn wall_ms(&self) -> u64 {
+        self.lock().wall_ms()
+    }
+    fn calibrated_ms(&self) -> u64 {
+        self.lock().calibrated_ms()
+    }
+    fn calibrate(
+        &mut self,
+        peer: ReplicaId,
+        peer_ms: u64,
+        sent_ms: u64,
+        received_ms: u64,
+    ) -> Result<i64, Self::Error> {
+        self.lock().calibrate(peer, peer_ms, sent_ms, received_ms)
+    }
+    fn record_peer(&mut self, peer: ReplicaId, acked: &Summary) -> Result<(), Self::Error> {
+        self.lock().record_peer(peer, acked)
+    }
+    fn record_forks(&mut self, forks: &[Fork]) -> Result<(), Self::Error> {
+        self.lock().record_forks(forks)
+    }
+}
+
+/// How a server behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// Per-message deadline.
+    pub timeout: Duration,
+    /// Sessions served at once; further connections are closed at once.
+    pub max_sessions: usize,
+    /// Stop after this many sessions (successful or not); `None` serves forever.
+    pub sessions: Option<u64>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            timeout: TIMEOUT_DEFAULT,
+            max_sessions: 64,
+            sessions: None,
+        }
+    }
+}
+
+/// Serves sessions on `listener`, each on its own thread as the responder, reporting each
+/// session's outcome to `on_session` (from that session's thread). Returns after
+/// `options.sessions` sessions have ended, or on a listener error.
+pub fn serve<S, F>(
+    listener: &TcpListener,
+    store: Shared<S>,
+    options: ServeOptions,
+    on_session: F,
+) -> Result<(), SyncError>
+where
+    S: SyncStore + Send + 'static,
+    F: Fn(SocketAddr, Result<SyncReport, SyncError>) + Send + Sync + 'static,
+{
+    let on_session = Arc::new(on_session);
+    let active = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    let mut accepted = 0u64;
+    while options.sessions.is_none_or(|n| accepted < n) {
+        let (stream, addr) = listener
+            .accept()
+            .map_err(|e| SyncError::Transport(format!("accept: {e}")))?;
+        accepted += 1;
+        if active.load(Ordering::SeqCst) >= options.max_sessions {
+            drop(stream);
+            on_session(
+                addr,
+                Err(SyncError::Transport(format!(
+                    "refused: already serving {} sessions",
+                    options.max_sessions
+                ))),
+            );
+            continue;
+        }
+        active.fetch_add(1, Ordering::SeqCst);
+        let mut store = store.clone();
+        let on_session = Arc::clone(&on_session);
+        let active = Arc::clone(&active);
+        let timeout = options.timeout;
+        handles.push(std::thread::spawn(move || {
+            let result = TcpTransport::new(stream, timeout)
+                .and_then(|mut t| run(Role::Responder, &mut store, &mut t));
+            active.fetch_sub(1, Ordering::SeqCst);
+            on_session(addr, result);
+        }));
+        handles.retain(|h| !h.is_finished());
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    Ok(())
+}

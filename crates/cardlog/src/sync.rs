@@ -1,0 +1,266 @@
+//! Sync on a [`Replica`]: sessions over any transport, bundle files, and what the replica
+//! remembers about its peers (what each acknowledged, forks, the last clock calibration),
+//! which answers the "needs sync" question. Protocol and formats: docs/SYNC.md.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use bincode::{Decode, Encode};
+use cardlog_core::codec::format_config;
+use cardlog_core::replay::ChainHead;
+use cardlog_core::{ContactId, OpId, ReplicaId, SealedOp};
+use cardlog_store::keys::meta;
+use cardlog_store::StoreError;
+use cardlog_sync::bundle::{self, Imported};
+use cardlog_sync::transport::{self, Transport};
+use cardlog_sync::{Applied, Fork, Role, SyncError, SyncReport, SyncStore};
+
+use crate::error::Error;
+use crate::replica::{Replica, Summary};
+
+/// What this replica knows about a peer it synced with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// The peer's device id.
+    pub id: ReplicaId,
+    /// What the peer acknowledged holding (per author, the highest seen).
+    pub acked: Summary,
+    /// This replica's calibrated time at the last session, in ms since the epoch.
+    pub last_ms: u64,
+}
+
+/// The last clock calibration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CalibrationInfo {
+    /// The peer calibrated to.
+    pub peer: ReplicaId,
+    /// The offset applied to the wall clock, in ms (positive: the wall clock was behind).
+    pub offset_ms: i64,
+    /// The measured round trip, in ms.
+    pub rtt_ms: u64,
+    /// When (calibrated ms since the epoch).
+    pub at_ms: u64,
+    /// Whether the offset is beyond the skew bound (5 minutes by default): the device's
+    /// clock is badly wrong and the user should be told.
+    pub beyond_bound: bool,
+}
+
+#[derive(Encode, Decode, Default)]
+struct PeerRecord {
+    acked: Vec<(ReplicaId, ChainHead)>,
+    last_ms: u64,
+}
+
+type ForkRecord = (ReplicaId, u64, OpId, OpId);
+
+fn encode<T: Encode>(value: &T) -> Vec<u8> {
+    // Encoding into a Vec cannot fail.
+    bincode::encode_to_vec(value, format_config()).unwrap_or_default()
+}
+
+fn decode<T: Decode<()>>(bytes: &[u8], what: &str) -> Result<T, Error> {
+    match bincode::decode_from_slice::<T, _>(bytes, format_config()) {
+        Ok((v, used)) if used == bytes.len() => Ok(v),
+        _ => Err(Error::Store(StoreError::Corrupt(format!("meta {what}")))),
+    }
+}
+
+impl Replica {
+    fn peer_records(&self) -> Result<BTreeMap<ReplicaId, PeerRecord>, Error> {
+        Ok(match self.store.meta(meta::PEERS)? {
+            Some(v) => decode::<Vec<(ReplicaId, PeerRecord)>>(&v, "peers")?
+                .into_iter()
+                .collect(),
+            None => BTreeMap::new(),
+        })
+    }
+
+    /// The peers this replica has synced with, by id.
+    pub fn peers(&self) -> Result<Vec<PeerInfo>, Error> {
+        Ok(self
+            .peer_records()?
+            .into_iter()
+            .map(|(id, r)| PeerInfo {
+                id,
+                acked: r.acked.into_iter().collect(),
+                last_ms: r.last_ms,
+            })
+            .collect())
+    }
+
+    /// The contacts with changes held here that `peer` has not acknowledged: the "needs
+    /// sync" badge. Every change counts, whichever device made it, since this replica could
+    /// pass it on. A peer never met has acknowledged nothing. Work grows with what the peer
+    /// lacks, not with the history.
+    pub fn needs_sync(&self, peer: &ReplicaId) -> Result<BTreeSet<ContactId>, Error> {
+        let acked: Summary = self
+            .peer_records()?
+            .remove(peer)
+            .map(|r| r.acked.into_iter().collect())
+            .unwrap_or_default();
+        let mut out = BTreeSet::new();
+        for op in self.ops_since(&acked)? {
+            out.extend(op.op().writes.iter().map(|w| w.contact));
+        }
+        Ok(out)
+    }
+
+    /// Forks found by sync or import, sorted: two different ops at one place of an author's
+    /// chain. Their ops are never merged; the author's later ops stay apart.
+    pub fn forks(&self) -> Result<Vec<Fork>, Error> {
+        Ok(match self.store.meta(meta::FORKS)? {
+            Some(v) => decode::<Vec<ForkRecord>>(&v, "forks")?
+                .into_iter()
+                .map(|(author, seq, ours, theirs)| Fork {
+                    author,
+                    seq,
+                    ours,
+                    theirs,
+                })
+                .collect(),
+            None => Vec::new(),
+        })
+    }
+
+    /// The last clock calibration, if any session made one.
+    pub fn last_calibration(&self) -> Result<Option<CalibrationInfo>, Error> {
+        let Some(v) = self.store.meta(meta::CALIBRATION)? else {
+            return Ok(None);
+        };
+        let (peer, offset_ms, rtt_ms, at_ms) =
+            decode::<(ReplicaId, i64, u64, u64)>(&v, "calibration")?;
+        Ok(Some(CalibrationInfo {
+            peer,
+            offset_ms,
+            rtt_ms,
+            at_ms,
+            beyond_bound: offset_ms.unsigned_abs() > self.clock.skew_bound_ms(),
+        }))
+    }
+
+    /// Runs one sync session over `transport` (see [`cardlog_sync::session`]).
+    pub fn sync_over<T: Transport>(
+        &mut self,
+        role: Role,
+        transport: &mut T,
+    ) -> Result<SyncReport, SyncError> {
+        transport::run(role, self, transport)
+    }
+
+    /// Connects to a served replica at `addr` (`host:port`) and syncs with it; waits at most
+    /// `timeout` for each message.
+    pub fn sync_tcp(&mut self, addr: &str, timeout: Duration) -> Result<SyncReport, SyncError> {
+        transport::sync_tcp(self, addr, timeout)
+    }
+
+    /// A bundle of the ops a replica holding `since` lacks (every op when `None`).
+    pub fn export_bundle(&self, since: Option<&Summary>) -> Result<Vec<u8>, SyncError> {
+        bundle::export(self, since)
+    }
+
+    /// Verifies and applies a bundle; importing it again changes nothing.
+    pub fn import_bundle(&mut self, bytes: &[u8]) -> Result<Imported, SyncError> {
+        bundle::import(self, bytes)
+    }
+
+    /// A heads file: what this replica holds, for a peer to export only what it lacks.
+    pub fn heads_file(&self) -> Vec<u8> {
+        bundle::heads(self)
+    }
+}
+
+impl SyncStore for Replica {
+    type Error = Error;
+
+    fn replica_id(&self) -> ReplicaId {
+        self.id()
+    }
+
+    fn summary(&self) -> Summary {
+        Replica::summary(self).clone()
+    }
+
+    fn ops_since(&self, peer: &Summary) -> Result<Vec<SealedOp>, Error> {
+        Replica::ops_since(self, peer)
+    }
+
+    fn op_by_id(&self, id: &OpId) -> Result<Option<SealedOp>, Error> {
+        self.op(id)
+    }
+
+    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, Error> {
+        Ok(self.store.op_by_seq(author, seq)?)
+    }
+
+    fn apply(&mut self, ops: &[SealedOp]) -> Result<Applied, Error> {
+        let report = Replica::apply(self, ops)?;
+        Ok(Applied {
+            stored: report.stored,
+            duplicates: report.duplicates,
+            missing: report.missing.len(),
+        })
+    }
+
+    fn wall_ms(&self) -> u64 {
+        self.wall.now_ms()
+    }
+
+    fn calibrated_ms(&self) -> u64 {
+        self.clock.calibrated_ms(self.wall.now_ms())
+    }
+
+    fn calibrate(
+        &mut self,
+        peer: ReplicaId,
+        peer_ms: u64,
+        sent_ms: u64,
+        received_ms: u64,
+    ) -> Result<i64, Error> {
+        let offset = Replica::calibrate(self, peer_ms, sent_ms, received_ms)?;
+        let record = (
+            peer,
+            offset,
+            received_ms.saturating_sub(sent_ms),
+            self.calibrated_ms(),
+        );
+        self.store.put_meta(meta::CALIBRATION, encode(&record))?;
+        self.durable()?;
+        Ok(offset)
+    }
+
+    fn record_peer(&mut self, peer: ReplicaId, acked: &Summary) -> Result<(), Error> {
+        let mut records = self.peer_records()?;
+        let now = self.calibrated_ms();
+        let record = records.entry(peer).or_default();
+        let mut merged: Summary = std::mem::take(&mut record.acked).into_iter().collect();
+        for (author, head) in acked {
+            match merged.get(author) {
+                Some(have) if have.seq >= head.seq => {}
+                _ => {
+                    merged.insert(*author, *head);
+                }
+            }
+        }
+        record.acked = merged.into_iter().collect();
+        record.last_ms = now;
+        let list: Vec<(ReplicaId, PeerRecord)> = records.into_iter().collect();
+        self.store.put_meta(meta::PEERS, encode(&list))?;
+        self.durable()
+    }
+
+    fn record_forks(&mut self, forks: &[Fork]) -> Result<(), Error> {
+        let mut all: BTreeSet<ForkRecord> = self
+            .forks()?
+            .into_iter()
+            .map(|f| (f.author, f.seq, f.ours, f.theirs))
+            .collect();
+        let before = all.len();
+        all.extend(forks.iter().map(|f| (f.author, f.seq, f.ours, f.theirs)));
+        if all.len() == before {
+            return Ok(());
+        }
+        let list: Vec<ForkRecord> = all.into_iter().collect();
+        self.store.put_meta(meta::FORKS, encode(&list))?;
+        self.durable()
+    }
+}
