@@ -184,6 +184,7 @@ pub struct Session {
     outbox: VecDeque<(Vec<u8>, bool)>,
     forks: BTreeSet<Fork>,
     acked: bool,
+    chunk_ops: usize,
     report: SyncReport,
 }
 
@@ -283,15 +284,19 @@ pub fn apply_segments<S: SyncStore>(store: &mut S, bytes: &[u8]) -> Result<Recei
     })
 }
 
-/// Encodes `ops` as segment messages of at most [`CHUNK_OPS`] ops and about [`CHUNK_BYTES`].
-pub(crate) fn chunks<S: SyncStore>(store: &S, ops: &[SealedOp]) -> Result<Vec<Vec<u8>>, SyncError> {
+/// Encodes `ops` as segment messages of at most `chunk_ops` ops and about [`CHUNK_BYTES`].
+pub(crate) fn chunks<S: SyncStore>(
+    store: &S,
+    ops: &[SealedOp],
+    chunk_ops: usize,
+) -> Result<Vec<Vec<u8>>, SyncError> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < ops.len() || out.is_empty() {
         let mut end = start;
         let mut bytes = 0;
         while let Some(op) = ops.get(end) {
-            if end > start && (end - start >= CHUNK_OPS || bytes + op.bytes().len() > CHUNK_BYTES) {
+            if end > start && (end - start >= chunk_ops || bytes + op.bytes().len() > CHUNK_BYTES) {
                 break;
             }
             bytes += op.bytes().len();
@@ -317,8 +322,17 @@ impl Session {
             outbox: VecDeque::new(),
             forks: BTreeSet::new(),
             acked: false,
+            chunk_ops: CHUNK_OPS,
             report: SyncReport::default(),
         }
+    }
+
+    /// Sends at most `n` ops (at least 1) per `Ops` message instead of [`CHUNK_OPS`]. Each
+    /// message is applied atomically on arrival, so smaller messages lose less work to a
+    /// broken connection.
+    pub fn with_chunk_ops(mut self, n: usize) -> Self {
+        self.chunk_ops = n.max(1);
+        self
     }
 
     /// Which side this is.
@@ -574,7 +588,7 @@ impl Session {
             .filter(|op| !forked.contains(&op.op().author))
             .collect();
         self.report.sent_ops += ops.len();
-        let messages = chunks(store, &ops)?;
+        let messages = chunks(store, &ops, self.chunk_ops)?;
         let n = messages.len();
         let forks: Vec<Fork> = self.forks.iter().copied().collect();
         for (i, segments) in messages.into_iter().enumerate() {

@@ -35,7 +35,15 @@ pub fn run<S: SyncStore, T: Transport>(
     store: &mut S,
     transport: &mut T,
 ) -> Result<SyncReport, SyncError> {
-    let mut session = Session::new(role);
+    run_session(Session::new(role), store, transport)
+}
+
+/// [`run`] with a session set up by the caller (e.g. [`Session::with_chunk_ops`]).
+pub fn run_session<S: SyncStore, T: Transport>(
+    mut session: Session,
+    store: &mut S,
+    transport: &mut T,
+) -> Result<SyncReport, SyncError> {
     loop {
         while let Some(bytes) = session.next_message(store)? {
             transport.send(bytes)?;

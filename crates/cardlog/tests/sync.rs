@@ -1,0 +1,648 @@
+//! Sync between real replicas: convergence in every pairwise order, forks, damaged and forged
+//! bundles, interrupted sessions that resume, hostile TCP peers (trickling, silent, lying
+//! about lengths, disconnecting mid-message), a served replica with several peers at once,
+//! clock calibration and the "needs sync" bookkeeping.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::expect_used
+)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path as FsPath;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cardlog::sync_layer::message::{self, Message};
+use cardlog::sync_layer::session::Session;
+use cardlog::sync_layer::transport::{
+    channel_pair, run, run_session, serve, ChannelEnd, ServeOptions, Shared, TcpTransport,
+    Transport,
+};
+use cardlog::sync_layer::{SyncStore, WireError};
+use cardlog::{
+    Contact, ContactId, Field, Options, Replica, ReplicaId, Role, SyncError, SyncReport,
+};
+use cardlog_core::{Device, FakeClock};
+
+/// 2026-11-22T09:00:00Z.
+const NINE_MS: u64 = 1_795_338_000_000;
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+fn replica(dir: &FsPath, clock: &Arc<FakeClock>) -> Replica {
+    Replica::create_with(
+        dir,
+        Options {
+            wall: clock.clone(),
+            ..Options::default()
+        },
+    )
+    .unwrap()
+}
+
+fn person(n: u8, given: &str) -> Contact {
+    let mut c = Contact::new(ContactId([n; 16]));
+    c.set(Field::Given, given);
+    c
+}
+
+/// One session over the in-process channel, `a` initiating.
+fn session(a: &mut Replica, b: &mut Replica) -> (SyncReport, SyncReport) {
+    let (mut ea, mut eb) = channel_pair(TIMEOUT);
+    std::thread::scope(|s| {
+        let h = s.spawn(|| b.sync_over(Role::Responder, &mut eb).unwrap());
+        let x = a.sync_over(Role::Initiator, &mut ea).unwrap();
+        (x, h.join().unwrap())
+    })
+}
+
+fn op_at(r: &Replica, author: ReplicaId, seq: u64) -> cardlog::OpId {
+    SyncStore::op_at(r, &author, seq).unwrap().unwrap().id()
+}
+
+fn state(r: &Replica) -> (Vec<u8>, cardlog::Summary) {
+    (r.state_bytes().unwrap(), r.summary().clone())
+}
+
+#[test]
+fn three_devices_converge_in_every_pairwise_order() {
+    let pairs = [(0, 1), (1, 2), (0, 2)];
+    let orders = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
+    let mut finals: Vec<Vec<Contact>> = Vec::new();
+    for order in orders {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = Arc::new(FakeClock::new(NINE_MS));
+        let mut r: Vec<Replica> = (0..3)
+            .map(|i| replica(&tmp.path().join(format!("d{i}")), &clock))
+            .collect();
+        // A shared contact everyone knows, then offline edits on every device: different
+        // fields, one field edited on two devices, and a contact of each device's own.
+        let shared = person(1, "Dana");
+        r[0].add_contact(&shared).unwrap();
+        let (a, rest) = r.split_at_mut(1);
+        session(&mut a[0], &mut rest[0]);
+        session(&mut a[0], &mut rest[1]);
+        clock.advance_ms(60_000);
+        r[0].edit(shared.id, |c| {
+            c.set(Field::Org, "Initech");
+        })
+        .unwrap();
+        r[1].edit(shared.id, |c| {
+            c.set(Field::Nickname, "D");
+        })
+        .unwrap();
+        r[2].edit(shared.id, |c| {
+            c.set(Field::Org, "Globex");
+        })
+        .unwrap();
+        for (i, name) in ["Eve", "Fay", "Gus"].iter().enumerate() {
+            r[i].add_contact(&person(10 + i as u8, name)).unwrap();
+        }
+        for _round in 0..2 {
+            for &p in &order {
+                let (x, y) = pairs[p];
+                let (lo, hi) = r.split_at_mut(y);
+                session(&mut lo[x], &mut hi[0]);
+            }
+        }
+        let (s0, s1, s2) = (state(&r[0]), state(&r[1]), state(&r[2]));
+        assert_eq!(s0, s1, "order {order:?}");
+        assert_eq!(s0, s2, "order {order:?}");
+        let view = r[0].contact(&shared.id).unwrap().unwrap();
+        assert_eq!(view.contact.get(Field::Nickname), Some("D"));
+        // Two concurrent Org edits: a visible conflict, neither lost.
+        assert_eq!(view.conflicts.len(), 1, "{view:?}");
+        for replica in &r {
+            assert!(replica.verify().unwrap().is_ok());
+        }
+        finals.push(
+            r[0].contacts()
+                .unwrap()
+                .into_iter()
+                .map(|v| v.contact)
+                .collect(),
+        );
+    }
+    for f in &finals[1..] {
+        assert_eq!(f.len(), 4);
+        // Same contacts and fields whatever the order (op ids differ between worlds: each
+        // world has fresh device ids, so only the materialized contacts are compared).
+        assert_eq!(
+            f.iter()
+                .map(|c| (c.id, c.get(Field::Given)))
+                .collect::<Vec<_>>(),
+            finals[0]
+                .iter()
+                .map(|c| (c.id, c.get(Field::Given)))
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+/// Two replicas holding different ops at the same place of one author's chain, as happens
+/// when a device restored from a backup writes again under its old id. `extra` more ops on
+/// the first branch make the chains unequal in length.
+fn forked(extra: usize) -> (tempfile::TempDir, Replica, Replica, ReplicaId) {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut a = replica(&tmp.path().join("a"), &clock);
+    let mut b = replica(&tmp.path().join("b"), &clock);
+    let author = ReplicaId([0xf0; 16]);
+    let mut before = Device::new(author, clock.clone());
+    let mut after = Device::new(author, clock.clone());
+    let mut ops = vec![before.create(&person(20, "Before")).unwrap()];
+    for i in 0..extra {
+        ops.push(
+            before
+                .edit(ContactId([20; 16]), |c| {
+                    c.set(Field::Note, format!("edit {i}"));
+                })
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    clock.advance_ms(1);
+    let theirs = after.create(&person(21, "After")).unwrap();
+    a.apply(&ops).unwrap();
+    b.apply(&[theirs]).unwrap();
+    a.add_contact(&person(30, "OnA")).unwrap();
+    b.add_contact(&person(31, "OnB")).unwrap();
+    (tmp, a, b, author)
+}
+
+#[test]
+fn forks_are_reported_on_both_sides_and_never_merged() {
+    for extra in [0, 2] {
+        let (_tmp, mut a, mut b, author) = forked(extra);
+        let (x, y) = session(&mut a, &mut b);
+        let ours = op_at(&a, author, 1);
+        let theirs = op_at(&b, author, 1);
+        assert_ne!(ours, theirs);
+        for (report, r, mine, other) in [(&x, &a, ours, theirs), (&y, &b, theirs, ours)] {
+            assert!(!report.converged, "extra {extra}");
+            assert_eq!(report.forks.len(), 1, "extra {extra}: {report:?}");
+            let f = report.forks[0];
+            assert_eq!(
+                (f.author, f.seq, f.ours, f.theirs),
+                (author, 1, mine, other)
+            );
+            assert_eq!(r.forks().unwrap(), report.forks, "recorded");
+            // The forked author's other branch is not here; everyone else's ops are.
+            assert!(r.contact(&ContactId([30; 16])).unwrap().is_some());
+            assert!(r.contact(&ContactId([31; 16])).unwrap().is_some());
+            assert!(r.verify().unwrap().is_ok());
+        }
+        assert!(a.contact(&ContactId([21; 16])).unwrap().is_none());
+        assert!(b.contact(&ContactId([20; 16])).unwrap().is_none());
+        // Syncing again finds the same fork and records nothing new.
+        let (x2, _) = session(&mut a, &mut b);
+        assert_eq!(x2.forks, x.forks);
+        assert_eq!(x2.sent_ops + x2.stored, 0);
+        assert_eq!(a.forks().unwrap().len(), 1);
+    }
+}
+
+#[test]
+fn a_bundle_from_a_forked_author_applies_the_rest_and_reports_the_fork() {
+    let (_tmp, a, mut b, author) = forked(1);
+    let bundle = a.export_bundle(None).unwrap();
+    let imported = b.import_bundle(&bundle).unwrap();
+    assert_eq!(imported.from, a.id());
+    assert_eq!(imported.received.forks.len(), 1);
+    assert_eq!(imported.received.forks[0].author, author);
+    assert_eq!(imported.received.applied.stored, 1, "a's own op");
+    assert_eq!(b.forks().unwrap(), imported.received.forks);
+    assert!(b.contact(&ContactId([30; 16])).unwrap().is_some());
+    assert!(b.verify().unwrap().is_ok());
+}
+
+/// A small bundle and a replica that holds part of it.
+fn small_bundle() -> (tempfile::TempDir, Replica, Vec<u8>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut a = replica(&tmp.path().join("a"), &clock);
+    let mut b = replica(&tmp.path().join("b"), &clock);
+    let c = person(1, "Ada");
+    a.add_contact(&c).unwrap();
+    session(&mut a, &mut b);
+    a.edit(c.id, |c| {
+        c.set(Field::Family, "Lovelace");
+    })
+    .unwrap();
+    a.add_contact(&person(2, "Charles")).unwrap();
+    b.edit(c.id, |c| {
+        c.set(Field::Org, "Analytical Engines");
+    })
+    .unwrap();
+    let since = b.summary().clone();
+    let bundle = a.export_bundle(Some(&since)).unwrap();
+    (tmp, b, bundle)
+}
+
+#[test]
+fn every_single_byte_flip_and_truncation_of_a_bundle_is_refused_leaving_the_store_identical() {
+    let (_tmp, mut b, bundle) = small_bundle();
+    let before = state(&b);
+    for i in 0..bundle.len() {
+        for pattern in [0x01u8, 0x80, 0xff] {
+            let mut bad = bundle.clone();
+            bad[i] ^= pattern;
+            assert!(
+                b.import_bundle(&bad).is_err(),
+                "flip {pattern:#x} at byte {i} of {} was accepted",
+                bundle.len()
+            );
+        }
+        assert!(b.import_bundle(&bundle[..i]).is_err(), "cut at {i}");
+    }
+    assert_eq!(state(&b), before);
+    // The intact bundle still applies, and a second import stores nothing.
+    let first = b.import_bundle(&bundle).unwrap();
+    assert_eq!(first.received.applied.stored, 2);
+    let after = state(&b);
+    let again = b.import_bundle(&bundle).unwrap();
+    assert_eq!(again.received.applied.stored, 0);
+    assert_eq!(again.received.applied.duplicates, 2);
+    assert_eq!(state(&b), after);
+    assert!(b.verify().unwrap().is_ok());
+}
+
+/// blake3 derive-key checksum of the segment format (docs/FORMAT.md, "Segments").
+fn reseal_segments(segments: &mut [u8]) {
+    let n = segments.len() - 16;
+    let sum = blake3::Hasher::new_derive_key("cardlog 2026-11-23 segment checksum v1")
+        .update(&segments[..n])
+        .finalize();
+    segments[n..].copy_from_slice(&sum.as_bytes()[..16]);
+}
+
+#[test]
+fn a_bundle_whose_op_content_was_altered_is_refused_naming_the_author() {
+    let (_tmp, mut b, bundle) = small_bundle();
+    let before = state(&b);
+    let Message::Bundle {
+        replica,
+        created_ms,
+        mut segments,
+    } = message::decode(&bundle).unwrap()
+    else {
+        panic!("not a bundle");
+    };
+    // Change one letter of a value and make both checksums right again: only the chain of
+    // op ids (each segment ends with its head's id) can tell.
+    let at = segments
+        .windows(8)
+        .position(|w| w == b"Lovelace")
+        .expect("value in the segment");
+    segments[at] = b'X';
+    reseal_segments(&mut segments);
+    let forged = message::encode(&Message::Bundle {
+        replica,
+        created_ms,
+        segments,
+    });
+    let err = b.import_bundle(&forged).unwrap_err();
+    match &err {
+        SyncError::Wire(WireError::HeadMismatch { author, .. }) => assert_eq!(*author, replica),
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains(&replica.to_string()), "{err}");
+    assert_eq!(state(&b), before);
+}
+
+#[test]
+fn a_heads_file_is_not_a_bundle_and_a_bundle_is_not_a_heads_file() {
+    let (_tmp, mut b, bundle) = small_bundle();
+    let heads = b.heads_file();
+    let err = b.import_bundle(&heads).unwrap_err();
+    assert!(err.to_string().contains("not a bundle"), "{err}");
+    let err = cardlog::sync_layer::bundle::read_heads(&bundle).unwrap_err();
+    assert!(err.to_string().contains("not a heads file"), "{err}");
+    let (id, summary) = cardlog::sync_layer::bundle::read_heads(&heads).unwrap();
+    assert_eq!((id, &summary), (b.id(), b.summary()));
+}
+
+/// A transport that breaks after `recv_left` messages have been received.
+struct Cut {
+    inner: ChannelEnd,
+    recv_left: usize,
+}
+
+impl Transport for Cut {
+    fn send(&mut self, bytes: Vec<u8>) -> Result<(), SyncError> {
+        self.inner.send(bytes)
+    }
+    fn recv(&mut self) -> Result<Vec<u8>, SyncError> {
+        if self.recv_left == 0 {
+            return Err(SyncError::Disconnected(" (cut by the test)".into()));
+        }
+        self.recv_left -= 1;
+        self.inner.recv()
+    }
+}
+
+#[test]
+fn an_interrupted_session_keeps_whole_messages_and_the_next_one_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut a = replica(&tmp.path().join("a"), &clock);
+    let mut b = replica(&tmp.path().join("b"), &clock);
+    for i in 0..50u8 {
+        a.add_contact(&person(i, &format!("P{i}"))).unwrap();
+    }
+    let (ea, eb) = channel_pair(TIMEOUT);
+    // b receives a's hello and three 10-op messages, then the line breaks.
+    let (ra, rb) = std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            let mut ea = ea;
+            run_session(
+                Session::new(Role::Responder).with_chunk_ops(10),
+                &mut a,
+                &mut ea,
+            )
+        });
+        let mut cut = Cut {
+            inner: eb,
+            recv_left: 4,
+        };
+        let rb = run(Role::Initiator, &mut b, &mut cut);
+        drop(cut);
+        (h.join().unwrap(), rb)
+    });
+    assert!(matches!(rb, Err(SyncError::Disconnected(_))), "{rb:?}");
+    assert!(matches!(ra, Err(SyncError::Disconnected(_))), "{ra:?}");
+    assert_eq!(b.op_count(), 30);
+    assert!(b.verify().unwrap().is_ok());
+    drop(b);
+    let mut b = Replica::open_with(
+        &tmp.path().join("b"),
+        Options {
+            wall: clock.clone(),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(b.op_count(), 30, "applied messages are durable");
+    let (x, y) = session(&mut b, &mut a);
+    assert_eq!((x.stored, y.sent_ops), (20, 20), "only the rest is sent");
+    assert!(x.converged);
+    assert_eq!(state(&a), state(&b));
+}
+
+/// A responder on loopback; returns its address and the session's outcome when joined.
+type Served = std::thread::JoinHandle<(Replica, Result<SyncReport, SyncError>)>;
+
+fn responder(mut r: Replica, timeout: Duration) -> (String, Served) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let h = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let result = TcpTransport::new(stream, timeout)
+            .and_then(|mut t| r.sync_over(Role::Responder, &mut t));
+        (r, result)
+    });
+    (addr, h)
+}
+
+fn frame(bytes: &[u8]) -> Vec<u8> {
+    let mut out = (bytes.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(bytes);
+    out
+}
+
+fn read_frame(s: &mut TcpStream) -> Vec<u8> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).unwrap();
+    body
+}
+
+fn served_replica(tmp: &FsPath) -> Replica {
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut r = replica(&tmp.join("served"), &clock);
+    for i in 0..5u8 {
+        r.add_contact(&person(i, "Served")).unwrap();
+    }
+    r
+}
+
+#[test]
+fn a_peer_that_disconnects_mid_message_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let served = served_replica(tmp.path());
+    let before = state(&served);
+    let (addr, h) = responder(served, TIMEOUT);
+    // A hand-made initiator: a proper hello, then half of an ops message, then gone.
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut peer = replica(&tmp.path().join("peer"), &clock);
+    for i in 0..5u8 {
+        peer.add_contact(&person(100 + i, "Peer")).unwrap();
+    }
+    let mut s = TcpStream::connect(&addr).unwrap();
+    let hello = message::encode(&Message::Hello {
+        replica: peer.id(),
+        wall_ms: NINE_MS,
+        summary: peer.summary().clone(),
+    });
+    s.write_all(&frame(&hello)).unwrap();
+    loop {
+        if let Message::Ops { last: true, .. } = message::decode(&read_frame(&mut s)).unwrap() {
+            break;
+        }
+    }
+    let ops = peer
+        .export_bundle(None)
+        .map(|b| match message::decode(&b).unwrap() {
+            Message::Bundle { segments, .. } => segments,
+            _ => unreachable!(),
+        })
+        .unwrap();
+    let whole = message::encode(&Message::Ops {
+        last: true,
+        forks: vec![],
+        segments: ops,
+    });
+    let framed = frame(&whole);
+    s.write_all(&framed[..framed.len() / 2]).unwrap();
+    drop(s);
+    let (served, result) = h.join().unwrap();
+    let err = result.unwrap_err();
+    assert!(matches!(err, SyncError::Disconnected(_)), "{err:?}");
+    assert!(err.to_string().contains("bytes of a message"), "{err}");
+    // The served replica only learned the peer's summary; no op arrived.
+    assert_eq!(state(&served).1, before.1);
+    assert_eq!(served.op_count(), 5);
+    assert!(served.verify().unwrap().is_ok());
+}
+
+#[test]
+fn a_trickling_peer_a_silent_peer_and_a_huge_length_time_out_or_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Trickle: one byte every 50 ms against a 400 ms deadline for the whole message.
+    let (addr, h) = responder(served_replica(tmp.path()), Duration::from_millis(400));
+    let mut s = TcpStream::connect(&addr).unwrap();
+    let hello = frame(&message::encode(&Message::Hello {
+        replica: ReplicaId([7; 16]),
+        wall_ms: NINE_MS,
+        summary: Default::default(),
+    }));
+    for b in hello.iter().take(20) {
+        if s.write_all(&[*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (served, result) = h.join().unwrap();
+    assert!(matches!(result, Err(SyncError::Timeout(400))), "{result:?}");
+    drop(s);
+
+    // Silence.
+    let (addr, h) = responder(served, Duration::from_millis(200));
+    let s = TcpStream::connect(&addr).unwrap();
+    let (served, result) = h.join().unwrap();
+    assert!(matches!(result, Err(SyncError::Timeout(200))), "{result:?}");
+    drop(s);
+
+    // A length prefix of 4 GiB is refused before anything is allocated for it.
+    let (addr, h) = responder(served, TIMEOUT);
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(&[0xff; 4]).unwrap();
+    let (served, result) = h.join().unwrap();
+    assert!(
+        matches!(
+            result,
+            Err(SyncError::Wire(WireError::TooLarge {
+                what: "message length",
+                ..
+            }))
+        ),
+        "{result:?}"
+    );
+    assert_eq!(served.op_count(), 5);
+    assert!(served.verify().unwrap().is_ok());
+}
+
+#[test]
+fn a_served_replica_syncs_several_peers_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let relay = Shared::new(replica(&tmp.path().join("relay"), &clock));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let outcomes: Arc<Mutex<Vec<bool>>> = Arc::default();
+    let server = {
+        let relay = relay.clone();
+        let outcomes = outcomes.clone();
+        std::thread::spawn(move || {
+            serve(
+                &listener,
+                relay,
+                ServeOptions {
+                    timeout: TIMEOUT,
+                    max_sessions: 8,
+                    sessions: Some(6),
+                },
+                move |_, r| outcomes.lock().unwrap().push(r.is_ok()),
+            )
+        })
+    };
+    let mut clients: Vec<Replica> = (0..3u8)
+        .map(|i| {
+            let mut r = replica(&tmp.path().join(format!("c{i}")), &clock);
+            for j in 0..20u8 {
+                r.add_contact(&person(i * 50 + j, "C")).unwrap();
+            }
+            r
+        })
+        .collect();
+    for _round in 0..2 {
+        std::thread::scope(|s| {
+            for c in clients.iter_mut() {
+                let addr = addr.clone();
+                s.spawn(move || c.sync_tcp(&addr, TIMEOUT).unwrap());
+            }
+        });
+    }
+    server.join().unwrap().unwrap();
+    assert_eq!(*outcomes.lock().unwrap(), vec![true; 6]);
+    // After the second round every client has everything the relay had after the first.
+    for c in &clients {
+        assert_eq!(c.op_count(), 60);
+    }
+    let relay = relay.lock();
+    assert_eq!(relay.op_count(), 60);
+    assert_eq!(state(&clients[0]), state(&relay));
+    assert_eq!(relay.peers().unwrap().len(), 3);
+}
+
+#[test]
+fn the_initiator_calibrates_to_the_responder_and_a_large_offset_is_flagged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let slow = Arc::new(FakeClock::new(NINE_MS - 600_000));
+    let right = Arc::new(FakeClock::new(NINE_MS));
+    let mut a = replica(&tmp.path().join("a"), &slow);
+    let mut b = replica(&tmp.path().join("b"), &right);
+    let (x, y) = session(&mut a, &mut b);
+    assert_eq!(x.calibration.unwrap().offset_ms, 600_000);
+    assert!(y.calibration.is_none(), "the responder keeps its clock");
+    let cal = a.last_calibration().unwrap().unwrap();
+    assert_eq!(
+        (cal.peer, cal.offset_ms, cal.beyond_bound),
+        (b.id(), 600_000, true)
+    );
+    let op = a.add_contact(&person(1, "Now")).unwrap();
+    assert_eq!(a.op(&op).unwrap().unwrap().op().hlc.wall_ms, NINE_MS);
+    // A small offset is not flagged.
+    slow.advance_ms(599_000);
+    let (x, _) = session(&mut a, &mut b);
+    assert_eq!(x.calibration.unwrap().offset_ms, 1_000);
+    assert!(!a.last_calibration().unwrap().unwrap().beyond_bound);
+}
+
+#[test]
+fn needs_sync_lists_contacts_the_peer_has_not_acknowledged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut a = replica(&tmp.path().join("a"), &clock);
+    let mut b = replica(&tmp.path().join("b"), &clock);
+    let (c1, c2) = (person(1, "One"), person(2, "Two"));
+    a.add_contact(&c1).unwrap();
+    a.add_contact(&c2).unwrap();
+    // A peer never met has acknowledged nothing.
+    assert_eq!(a.needs_sync(&b.id()).unwrap().len(), 2);
+    session(&mut a, &mut b);
+    assert!(a.needs_sync(&b.id()).unwrap().is_empty());
+    a.edit(c2.id, |c| {
+        c.set(Field::Note, "changed");
+    })
+    .unwrap();
+    assert_eq!(
+        a.needs_sync(&b.id())
+            .unwrap()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec![c2.id]
+    );
+    // b's own edit needs sync from b's side, not a's.
+    b.edit(c1.id, |c| {
+        c.set(Field::Title, "Dr");
+    })
+    .unwrap();
+    assert_eq!(b.needs_sync(&a.id()).unwrap().len(), 1);
+    session(&mut b, &mut a);
+    assert!(a.needs_sync(&b.id()).unwrap().is_empty());
+    assert!(b.needs_sync(&a.id()).unwrap().is_empty());
+    let peers = a.peers().unwrap();
+    assert_eq!(peers.len(), 1);
+    assert_eq!(&peers[0].acked, a.summary());
+}
