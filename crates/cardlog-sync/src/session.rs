@@ -44,6 +44,13 @@ pub trait SyncStore {
     /// Stores verified ops in one atomic, durable step: all of them (less duplicates and ops
     /// whose dependencies are absent) or, if any is refused, none.
     fn apply(&mut self, ops: &[SealedOp]) -> Result<Applied, Self::Error>;
+    /// Whether an error of [`SyncStore::apply`] is a refusal of the ops by the replay rules
+    /// (the peer's fault: a clock regression, a write replacing what it cannot replace)
+    /// rather than a failure of the store.
+    fn is_refusal(error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
     /// Raw wall-clock time in ms (for round-trip measurement).
     fn wall_ms(&self) -> u64;
     /// Calibrated wall-clock time in ms (what the peer is told).
@@ -86,6 +93,10 @@ pub enum SyncError {
     /// The peer sent a valid message at the wrong moment.
     #[error("protocol violation: {0}")]
     Protocol(String),
+    /// The peer's ops break the replay rules (clock regression, a bad replaced write); the
+    /// message carrying them was refused whole.
+    #[error("refused ops from the peer: {0}")]
+    Refused(String),
     /// The local store failed.
     #[error("local store: {0}")]
     Store(Box<dyn std::error::Error + Send + Sync>),
@@ -276,7 +287,13 @@ pub fn apply_segments<S: SyncStore>(store: &mut S, bytes: &[u8]) -> Result<Recei
     if !forks.is_empty() {
         store.record_forks(&forks).map_err(SyncError::store)?;
     }
-    let applied = store.apply(&keep).map_err(SyncError::store)?;
+    let applied = store.apply(&keep).map_err(|e| {
+        if S::is_refusal(&e) {
+            SyncError::Refused(e.to_string())
+        } else {
+            SyncError::store(e)
+        }
+    })?;
     Ok(Received {
         ops: ops.len(),
         applied,

@@ -286,6 +286,9 @@ impl<S: SyncStore> SyncStore for Shared<S> {
     fn apply(&mut self, ops: &[SealedOp]) -> Result<Applied, Self::Error> {
         self.lock().apply(ops)
     }
+    fn is_refusal(error: &Self::Error) -> bool {
+        S::is_refusal(error)
+    }
     fn wall_ms(&self) -> u64 {
         self.lock().wall_ms()
     }

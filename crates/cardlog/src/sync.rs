@@ -201,6 +201,13 @@ impl SyncStore for Replica {
         })
     }
 
+    fn is_refusal(error: &Error) -> bool {
+        matches!(
+            error,
+            Error::Replay(_) | Error::Store(StoreError::Refused(_))
+        )
+    }
+
     fn wall_ms(&self) -> u64 {
         self.wall.now_ms()
     }

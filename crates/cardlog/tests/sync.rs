@@ -646,3 +646,53 @@ fn needs_sync_lists_contacts_the_peer_has_not_acknowledged() {
     assert_eq!(peers.len(), 1);
     assert_eq!(&peers[0].acked, a.summary());
 }
+
+struct Nowhere;
+
+impl cardlog::sync_layer::Locate for Nowhere {
+    fn locate(&self, _: &cardlog::OpId) -> Result<Option<cardlog::SealedOp>, WireError> {
+        Ok(None)
+    }
+}
+
+#[test]
+fn ops_going_back_in_time_are_refused_whole_naming_author_and_seq() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut b = replica(&tmp.path().join("b"), &clock);
+    let author = ReplicaId([0xf1; 16]);
+    let mut device = Device::new(author, clock.clone());
+    let first = device.create(&person(40, "First")).unwrap();
+    // A well-formed second op (hash, chain link, seq all right) whose timestamp is not after
+    // the first's. (Wall time going backwards cannot even be written in a segment: times
+    // are sent as deltas.)
+    let mut elsewhere = Device::new(ReplicaId([0xf2; 16]), clock.clone());
+    let mut op = elsewhere
+        .create(&person(41, "Second"))
+        .unwrap()
+        .op()
+        .clone();
+    op.author = author;
+    op.seq = 2;
+    op.prev = Some(first.id());
+    let second = op.seal().unwrap();
+    let other = Device::new(ReplicaId([0xf3; 16]), clock.clone())
+        .create(&person(42, "Innocent"))
+        .unwrap();
+    let segments = cardlog::sync_layer::encode_segments(&[first, second, other], &Nowhere).unwrap();
+    let bundle = message::encode(&Message::Bundle {
+        replica: author,
+        created_ms: NINE_MS,
+        segments,
+    });
+    let before = state(&b);
+    let err = b.import_bundle(&bundle).unwrap_err();
+    assert!(matches!(err, SyncError::Refused(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("clock regression") && text.contains(&author.to_string()),
+        "{text}"
+    );
+    assert!(text.contains("seq 2"), "{text}");
+    assert_eq!(state(&b), before, "nothing of the bundle was applied");
+}
