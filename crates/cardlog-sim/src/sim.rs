@@ -1,0 +1,1055 @@
+//! The simulator: N replicas with their own fake clocks, driven by a [`Schedule`] of saves,
+//! syncs in many modes, crashes and clock jumps; then a final full sync and every property
+//! checked ([`Sim::check`]).
+//!
+//! Replicas are real stores in temporary directories ([`Storage::Disk`]) or in-memory devices
+//! ([`Storage::Memory`], much faster, no crashes). Everything is deterministic given the
+//! schedule: contact and item ids are numbered, clocks are fake, reorderings are seeded.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cardlog::{Options, Replica};
+use cardlog_core::replay::ChainHead;
+use cardlog_core::{
+    Contact, ContactView, Device, DeviceError, FakeClock, Field, Item, ItemBody, ItemId, OpId,
+    Path, ReplicaId, SealedOp, Value, WallClock,
+};
+use cardlog_sync::session::Session;
+use cardlog_sync::transport::{channel_pair, run_session, ChannelEnd, Transport};
+use cardlog_sync::{bundle, Applied, Fork, Role, Summary, SyncError, SyncStore};
+
+use crate::model::{self, ModelContact, Rule};
+use crate::strategy::{contact_id, field_at, item_id, item_kind, name_at, FIELDS};
+
+/// 2026-11-22T09:00:00Z: where every simulated clock starts (plus its skew).
+pub const START_MS: u64 = 1_795_338_000_000;
+const STEP_MS: i64 = 1_000;
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where replicas keep their state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// Real stores in temporary directories (crashes drop and reopen them).
+    Disk,
+    /// In-memory devices (fast; a crash is a no-op).
+    Memory,
+}
+
+/// One change a device saves. `pick` chooses among the contacts the device knows (deleted
+/// ones included), in id order; an edit that does not apply (editing a deleted contact,
+/// restoring a visible one, no such item) saves nothing, as in an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Edit {
+    /// A new contact (its ids are renumbered by the simulator).
+    Add(Contact),
+    SetField {
+        pick: u8,
+        field: usize,
+        value: String,
+    },
+    ClearField {
+        pick: u8,
+        field: usize,
+    },
+    AddItem {
+        pick: u8,
+        kind: usize,
+        text: String,
+    },
+    EditItem {
+        pick: u8,
+        nth: u8,
+        text: String,
+    },
+    RemoveItem {
+        pick: u8,
+        nth: u8,
+    },
+    Tag {
+        pick: u8,
+        name: usize,
+        on: bool,
+    },
+    Custom {
+        pick: u8,
+        name: usize,
+        value: Option<String>,
+    },
+    Delete {
+        pick: u8,
+    },
+    Restore {
+        pick: u8,
+    },
+    /// Settles the contact's first conflict with its visible value.
+    Resolve {
+        pick: u8,
+    },
+}
+
+/// How two replicas exchange ops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// A whole session over the in-process channel.
+    Full,
+    /// Only the first `n` percent of what the receiver lacks, dependencies first.
+    Partial(u8),
+    /// A session (one op per message) whose line breaks after `n` received messages.
+    Interrupted(u8),
+    /// The same bundle imported twice.
+    Duplicated,
+    /// What the receiver lacks, applied in a shuffled order (seeded).
+    Reordered(u64),
+    /// Through a third replica (picked by the number): from → relay, then relay → to.
+    Relay(u8),
+    /// Heads file one way, bundle the other.
+    Bundle,
+}
+
+/// One step of a schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// A device saves an edit.
+    Save {
+        /// Which device.
+        replica: usize,
+        /// What it saves.
+        edit: Edit,
+    },
+    /// Ops travel from one replica to another (both ways for sessions).
+    Sync {
+        /// The sending side (the session's responder).
+        from: usize,
+        /// The receiving side (the session's initiator).
+        to: usize,
+        /// How.
+        mode: SyncMode,
+    },
+    /// The replica is dropped without a clean close and reopened from disk.
+    Crash {
+        /// Which.
+        replica: usize,
+    },
+    /// A device's wall clock jumps.
+    ClockJump {
+        /// Which.
+        replica: usize,
+        /// By how much (may be negative).
+        delta_ms: i64,
+    },
+}
+
+/// A whole simulated run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    /// Where replicas keep state.
+    pub storage: Storage,
+    /// Each replica's initial clock skew (the schedule has one replica per entry).
+    pub skews_ms: Vec<i64>,
+    /// The steps.
+    pub actions: Vec<Action>,
+}
+
+/// A property that did not hold, with what was seen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{property}: {detail}")]
+pub struct Violation {
+    /// The property.
+    pub property: &'static str,
+    /// What was seen.
+    pub detail: String,
+}
+
+fn violation(property: &'static str, detail: impl Into<String>) -> Violation {
+    Violation {
+        property,
+        detail: detail.into(),
+    }
+}
+
+// ---- the in-memory replica -----------------------------------------------------------------
+
+/// An in-memory replica: a core [`Device`] plus what a session records.
+pub struct MemReplica {
+    device: Device,
+    wall: Arc<FakeClock>,
+    peers: BTreeMap<ReplicaId, Summary>,
+    forks: BTreeSet<Fork>,
+}
+
+impl MemReplica {
+    fn head(&self, author: &ReplicaId, seq: u64, op: OpId) -> ChainHead {
+        let hlc = self
+            .device
+            .replay()
+            .op(&op)
+            .map(|o| o.op().hlc)
+            .unwrap_or_default();
+        let _ = author;
+        ChainHead { seq, op, hlc }
+    }
+}
+
+/// Errors of the in-memory replica.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct MemError(String);
+
+impl SyncStore for MemReplica {
+    type Error = MemError;
+    fn replica_id(&self) -> ReplicaId {
+        self.device.id()
+    }
+    fn summary(&self) -> Summary {
+        self.device
+            .replay()
+            .summary()
+            .into_iter()
+            .map(|(a, (seq, op))| (a, self.head(&a, seq, op)))
+            .collect()
+    }
+    fn ops_since(&self, peer: &Summary) -> Result<Vec<SealedOp>, MemError> {
+        let peer = peer.iter().map(|(a, h)| (*a, (h.seq, h.op))).collect();
+        Ok(self.device.replay().missing_for(&peer))
+    }
+    fn op_by_id(&self, id: &OpId) -> Result<Option<SealedOp>, MemError> {
+        Ok(self.device.replay().op(id).cloned())
+    }
+    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, MemError> {
+        let index = usize::try_from(seq.saturating_sub(1)).map_err(|e| MemError(e.to_string()))?;
+        Ok(self.device.replay().chain(author).nth(index).cloned())
+    }
+    fn apply(&mut self, ops: &[SealedOp]) -> Result<Applied, MemError> {
+        // Not atomic (the simulator never sends refused ops; sessions between real stores are
+        // the ones whose atomicity the tests check).
+        let mut applied = Applied::default();
+        for op in ops {
+            match self.device.receive(op.clone()) {
+                Ok(cardlog_core::InsertOutcome::Applied { .. }) => applied.stored += 1,
+                Ok(cardlog_core::InsertOutcome::Duplicate) => applied.duplicates += 1,
+                Ok(_) => applied.missing += 1,
+                Err(e) => return Err(MemError(e.to_string())),
+            }
+        }
+        Ok(applied)
+    }
+    fn wall_ms(&self) -> u64 {
+        self.wall.now_ms()
+    }
+    fn calibrated_ms(&self) -> u64 {
+        self.device.clock().calibrated_ms(self.wall.now_ms())
+    }
+    fn calibrate(
+        &mut self,
+        _peer: ReplicaId,
+        peer_ms: u64,
+        sent_ms: u64,
+        received_ms: u64,
+    ) -> Result<i64, MemError> {
+        Ok(self
+            .device
+            .clock_mut()
+            .calibrate(peer_ms, sent_ms, received_ms))
+    }
+    fn record_peer(&mut self, peer: ReplicaId, acked: &Summary) -> Result<(), MemError> {
+        self.peers.insert(peer, acked.clone());
+        Ok(())
+    }
+    fn record_forks(&mut self, forks: &[Fork]) -> Result<(), MemError> {
+        self.forks.extend(forks.iter().copied());
+        Ok(())
+    }
+}
+
+// ---- nodes ---------------------------------------------------------------------------------
+
+enum Node {
+    Disk {
+        replica: Option<Replica>,
+        dir: PathBuf,
+        clock: Arc<FakeClock>,
+    },
+    Memory(MemReplica),
+}
+
+fn options(clock: &Arc<FakeClock>) -> Options {
+    Options {
+        wall: clock.clone(),
+        ..Options::default()
+    }
+}
+
+/// Edit outcomes an app sees as "nothing to do" rather than failures.
+fn benign_replica(e: &cardlog::Error) -> bool {
+    matches!(
+        e,
+        cardlog::Error::NotFound(_)
+            | cardlog::Error::Deleted(_)
+            | cardlog::Error::NotDeleted(_)
+            | cardlog::Error::Exists(_)
+    )
+}
+
+fn benign_device(e: &DeviceError) -> bool {
+    matches!(
+        e,
+        DeviceError::NotFound(_)
+            | DeviceError::Deleted(_)
+            | DeviceError::NotDeleted(_)
+            | DeviceError::Exists(_)
+    )
+}
+
+impl Node {
+    fn clock(&self) -> &Arc<FakeClock> {
+        match self {
+            Node::Disk { clock, .. } => clock,
+            Node::Memory(m) => &m.wall,
+        }
+    }
+
+    fn views(&self) -> Result<Vec<ContactView>, Violation> {
+        match self {
+            Node::Disk { replica, .. } => replica
+                .as_ref()
+                .ok_or_else(|| violation("replica", "closed"))?
+                .contacts_with_deleted()
+                .map_err(|e| violation("read", e.to_string())),
+            Node::Memory(m) => Ok(m.device.replay().contacts(true)),
+        }
+    }
+
+    fn ops(&self) -> Result<Vec<SealedOp>, Violation> {
+        match self {
+            Node::Disk { replica, .. } => replica
+                .as_ref()
+                .ok_or_else(|| violation("replica", "closed"))?
+                .ops()
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| violation("read", e.to_string())),
+            Node::Memory(m) => Ok(m.device.replay().ops_in_order().cloned().collect()),
+        }
+    }
+
+    fn state_bytes(&self) -> Result<Vec<u8>, Violation> {
+        match self {
+            Node::Disk { replica, .. } => replica
+                .as_ref()
+                .ok_or_else(|| violation("replica", "closed"))?
+                .state_bytes()
+                .map_err(|e| violation("read", e.to_string())),
+            Node::Memory(m) => Ok(m.device.replay().state_bytes()),
+        }
+    }
+
+    fn with_store<R>(&mut self, f: impl FnOnce(&mut dyn ErasedStore) -> R) -> Result<R, Violation> {
+        match self {
+            Node::Disk { replica, .. } => Ok(f(replica
+                .as_mut()
+                .ok_or_else(|| violation("replica", "closed"))?)),
+            Node::Memory(m) => Ok(f(m)),
+        }
+    }
+
+    /// Saves `edit`; the op id when something was saved.
+    fn save(&mut self, edit: &Edit, fresh_item: ItemId) -> Result<Option<OpId>, Violation> {
+        let views = self.views()?;
+        let pick =
+            |p: &u8| -> Option<&ContactView> { views.get(usize::from(*p) % views.len().max(1)) };
+        let target = match edit {
+            Edit::Add(c) => Some(c.id),
+            Edit::SetField { pick: p, .. }
+            | Edit::ClearField { pick: p, .. }
+            | Edit::AddItem { pick: p, .. }
+            | Edit::EditItem { pick: p, .. }
+            | Edit::RemoveItem { pick: p, .. }
+            | Edit::Tag { pick: p, .. }
+            | Edit::Custom { pick: p, .. }
+            | Edit::Delete { pick: p }
+            | Edit::Restore { pick: p }
+            | Edit::Resolve { pick: p } => pick(p).map(|v| v.contact.id),
+        };
+        let Some(id) = target else {
+            return Ok(None);
+        };
+        if let (Some(v), Edit::Restore { .. }) = (views.iter().find(|v| v.contact.id == id), edit) {
+            if !v.deleted {
+                return Ok(None);
+            }
+        }
+        let view = views.iter().find(|v| v.contact.id == id);
+        // What an edit does to the visible contact.
+        let change = |c: &mut Contact| match edit {
+            Edit::SetField { field, value, .. } => {
+                c.set(field_at(*field), value.clone());
+            }
+            Edit::ClearField { field, .. } => {
+                c.fields.remove(&field_at(*field));
+            }
+            Edit::AddItem { kind, text, .. } => {
+                c.items_mut(item_kind(*kind)).push(Item {
+                    id: fresh_item,
+                    label: "other".into(),
+                    body: ItemBody::Text(text.clone()),
+                });
+            }
+            Edit::EditItem { nth, text, .. } => {
+                let all = c.phones.iter_mut().chain(c.emails.iter_mut());
+                let items: Vec<&mut Item> = all.collect();
+                let len = items.len();
+                if len > 0 {
+                    if let Some(item) = items.into_iter().nth(usize::from(*nth) % len) {
+                        item.body = ItemBody::Text(text.clone());
+                    }
+                }
+            }
+            Edit::RemoveItem { nth, .. } => {
+                let len = c.phones.len() + c.emails.len();
+                if len > 0 {
+                    let k = usize::from(*nth) % len;
+                    if k < c.phones.len() {
+                        c.phones.remove(k);
+                    } else {
+                        c.emails.remove(k - c.phones.len());
+                    }
+                }
+            }
+            Edit::Tag { name, on, .. } => {
+                let name = name_at(*name).to_owned();
+                if *on {
+                    c.tags.insert(name);
+                } else {
+                    c.tags.remove(&name);
+                }
+            }
+            Edit::Custom { name, value, .. } => {
+                let name = format!("X-{}", name_at(*name).to_uppercase());
+                match value {
+                    Some(v) => c.custom.insert(name, v.clone()),
+                    None => c.custom.remove(&name),
+                };
+            }
+            _ => {}
+        };
+        let resolve = view.and_then(|v| {
+            v.conflicts
+                .first()
+                .map(|c| (c.path.clone(), c.winner.value.clone()))
+        });
+        match self {
+            Node::Disk { replica, .. } => {
+                let r = replica
+                    .as_mut()
+                    .ok_or_else(|| violation("replica", "closed"))?;
+                let result = match edit {
+                    Edit::Add(c) => r.add_contact(c).map(Some),
+                    Edit::Delete { .. } => r.delete(id).map(Some),
+                    Edit::Restore { .. } => r.restore(id).map(Some),
+                    Edit::Resolve { .. } => match resolve {
+                        Some((path, value)) => r.resolve(id, path, value).map(Some),
+                        None => Ok(None),
+                    },
+                    _ => r.edit(id, change),
+                };
+                match result {
+                    Ok(op) => Ok(op),
+                    Err(e) if benign_replica(&e) => Ok(None),
+                    Err(e) => Err(violation("save", format!("{edit:?}: {e}"))),
+                }
+            }
+            Node::Memory(m) => {
+                let d = &mut m.device;
+                let result = match edit {
+                    Edit::Add(c) => d.create(c).map(Some),
+                    Edit::Delete { .. } => d.delete(id).map(Some),
+                    Edit::Restore { .. } => d.restore(id).map(Some),
+                    Edit::Resolve { .. } => match resolve {
+                        Some((path, value)) => d.resolve(id, path, value).map(Some),
+                        None => Ok(None),
+                    },
+                    _ => d.edit(id, change),
+                };
+                match result {
+                    Ok(op) => Ok(op.map(|o| o.id())),
+                    Err(e) if benign_device(&e) => Ok(None),
+                    Err(e) => Err(violation("save", format!("{edit:?}: {e}"))),
+                }
+            }
+        }
+    }
+}
+
+/// [`SyncStore`] with its error erased, so disk and memory nodes share the sync code.
+trait ErasedStore {
+    fn summary_(&self) -> Summary;
+    fn ops_since_(&self, peer: &Summary) -> Result<Vec<SealedOp>, String>;
+    fn apply_(&mut self, ops: &[SealedOp]) -> Result<Applied, String>;
+    fn export_(&self, since: &Summary) -> Result<Vec<u8>, String>;
+    fn import_(&mut self, bytes: &[u8]) -> Result<Applied, String>;
+    fn heads_(&self) -> Vec<u8>;
+    fn session_(
+        &mut self,
+        role: Role,
+        chunk: usize,
+        t: &mut dyn Transport,
+    ) -> Result<(), SyncError>;
+}
+
+struct DynTransport<'a>(&'a mut dyn Transport);
+
+impl Transport for DynTransport<'_> {
+    fn send(&mut self, bytes: Vec<u8>) -> Result<(), SyncError> {
+        self.0.send(bytes)
+    }
+    fn recv(&mut self) -> Result<Vec<u8>, SyncError> {
+        self.0.recv()
+    }
+}
+
+impl<S: SyncStore> ErasedStore for S {
+    fn summary_(&self) -> Summary {
+        self.summary()
+    }
+    fn ops_since_(&self, peer: &Summary) -> Result<Vec<SealedOp>, String> {
+        self.ops_since(peer).map_err(|e| e.to_string())
+    }
+    fn apply_(&mut self, ops: &[SealedOp]) -> Result<Applied, String> {
+        self.apply(ops).map_err(|e| e.to_string())
+    }
+    fn export_(&self, since: &Summary) -> Result<Vec<u8>, String> {
+        bundle::export(self, Some(since)).map_err(|e| e.to_string())
+    }
+    fn import_(&mut self, bytes: &[u8]) -> Result<Applied, String> {
+        bundle::import(self, bytes)
+            .map(|i| i.received.applied)
+            .map_err(|e| e.to_string())
+    }
+    fn heads_(&self) -> Vec<u8> {
+        bundle::heads(self)
+    }
+    fn session_(
+        &mut self,
+        role: Role,
+        chunk: usize,
+        t: &mut dyn Transport,
+    ) -> Result<(), SyncError> {
+        run_session(
+            Session::new(role).with_chunk_ops(chunk),
+            self,
+            &mut DynTransport(t),
+        )
+        .map(|_| ())
+    }
+}
+
+/// A transport that breaks after `left` received messages.
+struct Cut {
+    inner: ChannelEnd,
+    left: usize,
+}
+
+impl Transport for Cut {
+    fn send(&mut self, bytes: Vec<u8>) -> Result<(), SyncError> {
+        self.inner.send(bytes)
+    }
+    fn recv(&mut self) -> Result<Vec<u8>, SyncError> {
+        if self.left == 0 {
+            return Err(SyncError::Disconnected(" (simulated)".into()));
+        }
+        self.left -= 1;
+        self.inner.recv()
+    }
+}
+
+/// Deterministic shuffle (xorshift), so a failing schedule replays exactly.
+fn shuffle<T>(items: &mut [T], mut seed: u64) {
+    seed |= 1;
+    for i in (1..items.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        items.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+}
+
+// ---- the simulator -------------------------------------------------------------------------
+
+/// What a run did (to show schedules exercise what they should).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Saves that returned an op.
+    pub saves: usize,
+    /// Sync actions run.
+    pub syncs: usize,
+    /// Crashes (drop and reopen) of disk replicas.
+    pub crashes: usize,
+    /// Conflicted paths after the final sync.
+    pub conflicts: usize,
+    /// Deleted contacts after the final sync.
+    pub deleted: usize,
+    /// Ops held after the final sync.
+    pub ops: usize,
+}
+
+/// A running simulation.
+pub struct Sim {
+    _tmp: Option<tempfile::TempDir>,
+    nodes: Vec<Node>,
+    saves: Vec<(usize, OpId)>,
+    next_contact: u64,
+    next_item: u64,
+    rule: Rule,
+    stats: Stats,
+}
+
+impl Sim {
+    /// Sets up the schedule's replicas.
+    pub fn new(schedule: &Schedule) -> Result<Self, Violation> {
+        let tmp = match schedule.storage {
+            Storage::Disk => {
+                Some(tempfile::tempdir().map_err(|e| violation("setup", e.to_string()))?)
+            }
+            Storage::Memory => None,
+        };
+        let mut nodes = Vec::new();
+        for (i, skew) in schedule.skews_ms.iter().enumerate() {
+            let clock = Arc::new(FakeClock::new(START_MS.saturating_add_signed(*skew)));
+            nodes.push(match &tmp {
+                Some(tmp) => {
+                    let dir = tmp.path().join(format!("r{i}"));
+                    let replica = Replica::create_with(&dir, options(&clock))
+                        .map_err(|e| violation("setup", e.to_string()))?;
+                    Node::Disk {
+                        replica: Some(replica),
+                        dir,
+                        clock,
+                    }
+                }
+                None => {
+                    let mut id = [0u8; 16];
+                    id[0] = 0xd0;
+                    id[15] = i as u8;
+                    Node::Memory(MemReplica {
+                        device: Device::new(ReplicaId(id), clock.clone()),
+                        wall: clock,
+                        peers: BTreeMap::new(),
+                        forks: BTreeSet::new(),
+                    })
+                }
+            });
+        }
+        Ok(Self {
+            _tmp: tmp,
+            nodes,
+            saves: Vec::new(),
+            next_contact: 1,
+            next_item: 0,
+            rule: Rule::Cardlog,
+            stats: Stats::default(),
+        })
+    }
+
+    /// Uses another model rule (the canary).
+    pub fn with_rule(mut self, rule: Rule) -> Self {
+        self.rule = rule;
+        self
+    }
+
+    /// Runs a schedule and checks every property.
+    pub fn run(schedule: &Schedule) -> Result<Stats, Violation> {
+        let mut sim = Self::new(schedule)?;
+        sim.play(schedule)?;
+        sim.check()?;
+        Ok(sim.stats)
+    }
+
+    /// What the run did so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Plays every action of the schedule.
+    pub fn play(&mut self, schedule: &Schedule) -> Result<(), Violation> {
+        for action in &schedule.actions {
+            self.step(action)?;
+        }
+        Ok(())
+    }
+
+    /// Every save that returned: (replica, op id).
+    pub fn saves(&self) -> &[(usize, OpId)] {
+        &self.saves
+    }
+
+    fn step(&mut self, action: &Action) -> Result<(), Violation> {
+        for n in &self.nodes {
+            n.clock().advance_ms(STEP_MS);
+        }
+        let n = self.nodes.len();
+        match action {
+            Action::Save { replica, edit } => {
+                let edit = match edit {
+                    Edit::Add(c) => Edit::Add(self.renumber(c)),
+                    e => e.clone(),
+                };
+                // Item ids are random in an app; here they are numbered, unique across devices.
+                self.next_item += 1;
+                let fresh = item_id(u64::MAX, self.next_item);
+                if let Some(op) = self.node(replica % n)?.save(&edit, fresh)? {
+                    self.stats.saves += 1;
+                    self.saves.push((replica % n, op));
+                }
+            }
+            Action::Sync { from, to, mode } => {
+                let (from, to) = (from % n, to % n);
+                if from != to {
+                    self.stats.syncs += 1;
+                    self.sync(from, to, *mode)?;
+                }
+            }
+            Action::Crash { replica } => self.crash(replica % n)?,
+            Action::ClockJump { replica, delta_ms } => {
+                self.node(replica % n)?.clock().advance_ms(*delta_ms);
+            }
+        }
+        Ok(())
+    }
+
+    fn renumber(&mut self, c: &Contact) -> Contact {
+        let n = self.next_contact;
+        self.next_contact += 1;
+        let mut c = c.clone();
+        c.id = contact_id(n);
+        for (k, item) in c.phones.iter_mut().chain(c.emails.iter_mut()).enumerate() {
+            item.id = item_id(n, k as u64);
+        }
+        c
+    }
+
+    fn crash(&mut self, i: usize) -> Result<(), Violation> {
+        if let Node::Disk {
+            replica,
+            dir,
+            clock,
+        } = self.node(i)?
+        {
+            drop(replica.take());
+            let reopened = Replica::open_with(dir, options(clock))
+                .map_err(|e| violation("crash recovery", format!("replica {i}: {e}")))?;
+            let report = reopened
+                .verify()
+                .map_err(|e| violation("crash recovery", e.to_string()))?;
+            if !report.is_ok() {
+                return Err(violation(
+                    "crash recovery",
+                    format!("replica {i}: {:?}", report.problems),
+                ));
+            }
+            *replica = Some(reopened);
+            self.stats.crashes += 1;
+        }
+        Ok(())
+    }
+
+    /// Two nodes at once, mutably.
+    fn pair(&mut self, a: usize, b: usize) -> Result<(&mut Node, &mut Node), Violation> {
+        let missing = || violation("schedule", format!("no replica pair {a}, {b}"));
+        if a < b {
+            let (lo, hi) = self.nodes.split_at_mut(b);
+            Ok((
+                lo.get_mut(a).ok_or_else(missing)?,
+                hi.first_mut().ok_or_else(missing)?,
+            ))
+        } else {
+            let (lo, hi) = self.nodes.split_at_mut(a);
+            Ok((
+                hi.first_mut().ok_or_else(missing)?,
+                lo.get_mut(b).ok_or_else(missing)?,
+            ))
+        }
+    }
+
+    fn node(&mut self, i: usize) -> Result<&mut Node, Violation> {
+        self.nodes
+            .get_mut(i)
+            .ok_or_else(|| violation("schedule", format!("no replica {i}")))
+    }
+
+    fn first(&self) -> Result<&Node, Violation> {
+        self.nodes
+            .first()
+            .ok_or_else(|| violation("schedule", "no replicas"))
+    }
+
+    /// A session: `from` responds, `to` initiates; `cut` breaks `to`'s line after that many
+    /// received messages.
+    fn session(&mut self, from: usize, to: usize, cut: Option<usize>) -> Result<(), Violation> {
+        let (a, b) = self.pair(from, to)?;
+        let (ea, eb) = channel_pair(TIMEOUT);
+        let chunk = if cut.is_some() { 1 } else { 1 << 14 };
+        let (ra, rb) = std::thread::scope(|s| {
+            let h = s.spawn(move || {
+                let mut ea = ea;
+                a.with_store(|st| st.session_(Role::Responder, chunk, &mut ea))
+            });
+            let rb = match cut {
+                Some(left) => {
+                    let mut t = Cut { inner: eb, left };
+                    let r = b.with_store(|st| st.session_(Role::Initiator, chunk, &mut t));
+                    drop(t);
+                    r
+                }
+                None => {
+                    let mut eb = eb;
+                    b.with_store(|st| st.session_(Role::Initiator, chunk, &mut eb))
+                }
+            };
+            (h.join(), rb)
+        });
+        let ra = ra.map_err(|_| violation("sync", "responder thread panicked"))??;
+        let rb = rb?;
+        match (cut, ra, rb) {
+            (None, Ok(()), Ok(())) => Ok(()),
+            (Some(_), _, _) => Ok(()),
+            (None, a, b) => Err(violation("sync", format!("{from}→{to}: {a:?} / {b:?}"))),
+        }
+    }
+
+    fn sync(&mut self, from: usize, to: usize, mode: SyncMode) -> Result<(), Violation> {
+        let fail = |e: String| violation("sync", format!("{from}→{to} {mode:?}: {e}"));
+        match mode {
+            SyncMode::Full => self.session(from, to, None),
+            SyncMode::Interrupted(k) => self.session(from, to, Some(usize::from(k))),
+            SyncMode::Relay(r) => {
+                let relay = usize::from(r) % self.nodes.len();
+                if relay == from || relay == to {
+                    return self.session(from, to, None);
+                }
+                self.session(from, relay, None)?;
+                self.session(relay, to, None)
+            }
+            SyncMode::Partial(pct) => {
+                let (a, b) = self.pair(from, to)?;
+                let since = b.with_store(|s| s.summary_())?;
+                let ops = a.with_store(|s| s.ops_since_(&since))?.map_err(fail)?;
+                let keep = ops.len() * usize::from(pct) / 100;
+                let prefix = ops.get(..keep).unwrap_or_default();
+                b.with_store(|s| s.apply_(prefix))?.map_err(fail)?;
+                Ok(())
+            }
+            SyncMode::Reordered(seed) => {
+                let (a, b) = self.pair(from, to)?;
+                let since = b.with_store(|s| s.summary_())?;
+                let mut ops = a.with_store(|s| s.ops_since_(&since))?.map_err(fail)?;
+                shuffle(&mut ops, seed);
+                let applied = b.with_store(|s| s.apply_(&ops))?.map_err(fail)?;
+                if applied.stored + applied.missing != ops.len() && applied.missing == 0 {
+                    return Err(fail(format!("{applied:?} of {}", ops.len())));
+                }
+                Ok(())
+            }
+            SyncMode::Bundle | SyncMode::Duplicated => {
+                let (a, b) = self.pair(from, to)?;
+                let heads = b.with_store(|s| s.heads_())?;
+                let (_, since) = bundle::read_heads(&heads).map_err(|e| fail(e.to_string()))?;
+                let file = a.with_store(|s| s.export_(&since))?.map_err(fail)?;
+                b.with_store(|s| s.import_(&file))?.map_err(fail)?;
+                if mode == SyncMode::Duplicated {
+                    let before = b.state_bytes()?;
+                    let again = b.with_store(|s| s.import_(&file))?.map_err(fail)?;
+                    if again.stored != 0 || b.state_bytes()? != before {
+                        return Err(violation(
+                            "import idempotent",
+                            format!("second import stored {again:?}"),
+                        ));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A final full sync: every replica with the first, twice round.
+    pub fn sync_all(&mut self) -> Result<(), Violation> {
+        for _ in 0..2 {
+            for i in 1..self.nodes.len() {
+                self.session(i, 0, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Syncs everything, then checks: convergence, equality with the reference model, no lost
+    /// save, import idempotence, order independence, and (on disk) incremental = rebuilt.
+    pub fn check(&mut self) -> Result<(), Violation> {
+        // The model must hold at every replica before the final sync, too: whatever subset of
+        // ops a replica has, its state is the model's function of that subset.
+        for (i, node) in self.nodes.iter().enumerate() {
+            self.check_model(i, node)?;
+        }
+        self.sync_all()?;
+        let first = self.first()?.state_bytes()?;
+        let summary = self.node(0)?.with_store(|s| s.summary_())?;
+        for (i, node) in self.nodes.iter_mut().enumerate().skip(1) {
+            if node.state_bytes()? != first {
+                return Err(violation(
+                    "convergence",
+                    format!("replica {i} state differs"),
+                ));
+            }
+            if node.with_store(|s| s.summary_())? != summary {
+                return Err(violation(
+                    "convergence",
+                    format!("replica {i} summary differs"),
+                ));
+            }
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            self.check_model(i, node)?;
+        }
+        let views = self.first()?.views()?;
+        self.stats.conflicts = views.iter().map(|v| v.conflicts.len()).sum();
+        self.stats.deleted = views.iter().filter(|v| v.deleted).count();
+        self.stats.ops = self.first()?.ops()?.len();
+        self.check_no_lost_save()?;
+        self.check_order_independence()?;
+        self.check_rebuild()?;
+        Ok(())
+    }
+
+    fn check_model(&self, i: usize, node: &Node) -> Result<(), Violation> {
+        let ops = node.ops()?;
+        let expected = model::contacts(&ops, self.rule);
+        let seen: BTreeMap<_, _> = node
+            .views()?
+            .iter()
+            .map(|v| (v.contact.id, ModelContact::of_view(v)))
+            .collect();
+        if expected != seen {
+            let diff: Vec<String> = expected
+                .iter()
+                .filter(|(id, m)| seen.get(*id) != Some(*m))
+                .map(|(id, m)| format!("{id}: model {m:?} engine {:?}", seen.get(id)))
+                .take(2)
+                .collect();
+            return Err(violation(
+                "reference model",
+                format!("replica {i} ({} ops): {}", ops.len(), diff.join("; ")),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_no_lost_save(&mut self) -> Result<(), Violation> {
+        for (i, node) in self.nodes.iter().enumerate() {
+            let held: BTreeSet<OpId> = node.ops()?.iter().map(|o| o.id()).collect();
+            for (by, op) in &self.saves {
+                if !held.contains(op) {
+                    return Err(violation(
+                        "no lost save",
+                        format!("op {op} saved on replica {by} is missing on replica {i}"),
+                    ));
+                }
+            }
+            // Every write of every save is visible, or superseded/conflicting in history.
+            if let Node::Disk {
+                replica: Some(r), ..
+            } = node
+            {
+                let ops: BTreeMap<OpId, SealedOp> =
+                    node.ops()?.into_iter().map(|o| (o.id(), o)).collect();
+                for (_, id) in &self.saves {
+                    let Some(op) = ops.get(id) else { continue };
+                    for w in &op.op().writes {
+                        let history = r
+                            .history(&w.contact, &w.path)
+                            .map_err(|e| violation("no lost save", e.to_string()))?;
+                        if !history.iter().any(|v| v.op == *id && v.value == w.value) {
+                            return Err(violation(
+                                "no lost save",
+                                format!(
+                                    "write of {id} at {}/{} not in its history",
+                                    w.contact, w.path
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The ops of replica 0 replayed in memory in reverse and in a shuffled order give the
+    /// same state bytes.
+    fn check_order_independence(&self) -> Result<(), Violation> {
+        let ops = self.first()?.ops()?;
+        let expected = self.first()?.state_bytes()?;
+        for seed in [0u64, 0x9e37_79b9_7f4a_7c15] {
+            let mut shuffled = ops.clone();
+            if seed == 0 {
+                shuffled.reverse();
+            } else {
+                shuffle(&mut shuffled, seed);
+            }
+            let mut replay = cardlog_core::replay::Replay::new();
+            for op in shuffled {
+                replay
+                    .insert(op)
+                    .map_err(|e| violation("order independence", e.to_string()))?;
+            }
+            if replay.state_bytes() != expected {
+                return Err(violation(
+                    "order independence",
+                    format!("state differs after delivery order {seed:#x}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_rebuild(&mut self) -> Result<(), Violation> {
+        if let Some(Node::Disk {
+            replica: Some(r), ..
+        }) = self.nodes.get_mut(0)
+        {
+            let before = r
+                .state_bytes()
+                .map_err(|e| violation("incremental = rebuilt", e.to_string()))?;
+            r.rebuild()
+                .map_err(|e| violation("incremental = rebuilt", e.to_string()))?;
+            if r.state_bytes()
+                .map_err(|e| violation("incremental = rebuilt", e.to_string()))?
+                != before
+            {
+                return Err(violation(
+                    "incremental = rebuilt",
+                    "state differs after rebuild",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fields the strategies can touch, for apps writing their own checks.
+pub fn fields() -> &'static [Field] {
+    &FIELDS
+}
+
+/// Whether a path is one the strategies write (for filtering views in custom properties).
+pub fn is_simulated_path(path: &Path) -> bool {
+    !matches!(path, Path::Custom(name) if !name.starts_with("X-"))
+}
+
+/// The value a resolve writes (the visible winner's).
+pub fn visible(view: &ContactView, path: &Path) -> Option<Value> {
+    view.conflicts
+        .iter()
+        .find(|c| &c.path == path)
+        .and_then(|c| c.winner.value.clone())
+}

@@ -1,0 +1,165 @@
+//! Public proptest strategies: contacts, edits, sync modes and whole schedules. An app can
+//! build its own properties on them (run a [`crate::Schedule`] with [`crate::Sim`], then check
+//! what it cares about).
+//!
+//! Values come from small alphabets on purpose: few fields, few values, few tag names, so
+//! random devices often touch the same path and the interesting cases (conflicts, concurrent
+//! delete and edit, settling) happen in short schedules.
+
+use proptest::prelude::*;
+
+use cardlog_core::{Contact, ContactId, Field, Item, ItemBody, ItemId, ItemKind};
+
+use crate::sim::{Action, Edit, Schedule, Storage, SyncMode};
+
+/// Fields edits touch (few, so they collide).
+pub const FIELDS: [Field; 3] = [Field::Given, Field::Org, Field::Note];
+/// Tag and custom-field names edits use.
+pub const NAMES: [&str; 2] = ["friends", "work"];
+
+fn word() -> impl Strategy<Value = String> {
+    prop_oneof![Just("a"), Just("b"), Just("c"), Just("dé")].prop_map(str::to_owned)
+}
+
+/// A contact with a given name, maybe an org, a phone, an e-mail and a tag. The id and item
+/// ids come from `id` (callers number contacts so schedules are reproducible).
+pub fn contact(id: u64) -> impl Strategy<Value = Contact> {
+    (
+        word(),
+        proptest::option::of(word()),
+        proptest::option::of(word()),
+        proptest::option::of(word()),
+        any::<bool>(),
+    )
+        .prop_map(move |(given, org, phone, email, tagged)| {
+            let mut c = Contact::new(contact_id(id));
+            c.set(Field::Given, given);
+            if let Some(org) = org {
+                c.set(Field::Org, org);
+            }
+            if let Some(p) = phone {
+                c.phones.push(Item {
+                    id: item_id(id, 0),
+                    label: "cell".into(),
+                    body: ItemBody::Text(p),
+                });
+            }
+            if let Some(e) = email {
+                c.emails.push(Item {
+                    id: item_id(id, 1),
+                    label: "home".into(),
+                    body: ItemBody::Text(e),
+                });
+            }
+            if tagged {
+                c.tags.insert(name_at(0).into());
+            }
+            c
+        })
+}
+
+/// The contact id numbered `n`.
+pub fn contact_id(n: u64) -> ContactId {
+    let mut b = [0u8; 16];
+    for (d, s) in b.iter_mut().zip(n.to_be_bytes()) {
+        *d = s;
+    }
+    b[8] = 0xc0;
+    ContactId(b)
+}
+
+/// The item id numbered `k` of contact `n`.
+pub fn item_id(n: u64, k: u64) -> ItemId {
+    let mut b = [0u8; 16];
+    for (d, s) in b
+        .iter_mut()
+        .zip(n.to_be_bytes().into_iter().chain(k.to_be_bytes()))
+    {
+        *d = s;
+    }
+    ItemId(b)
+}
+
+/// One edit of one (randomly picked) contact, or a new contact.
+pub fn edit() -> impl Strategy<Value = Edit> {
+    let pick = any::<u8>();
+    prop_oneof![
+        5 => contact(0).prop_map(Edit::Add),
+        4 => (pick, 0..FIELDS.len(), word()).prop_map(|(pick, field, value)| Edit::SetField { pick, field, value }),
+        1 => (pick, 0..FIELDS.len()).prop_map(|(pick, field)| Edit::ClearField { pick, field }),
+        2 => (pick, 0..2usize, word()).prop_map(|(pick, kind, text)| Edit::AddItem { pick, kind, text }),
+        2 => (pick, any::<u8>(), word()).prop_map(|(pick, nth, text)| Edit::EditItem { pick, nth, text }),
+        1 => (pick, any::<u8>()).prop_map(|(pick, nth)| Edit::RemoveItem { pick, nth }),
+        1 => (pick, 0..NAMES.len(), any::<bool>()).prop_map(|(pick, name, on)| Edit::Tag { pick, name, on }),
+        1 => (pick, 0..NAMES.len(), proptest::option::of(word())).prop_map(|(pick, name, value)| Edit::Custom { pick, name, value }),
+        1 => pick.prop_map(|pick| Edit::Delete { pick }),
+        1 => pick.prop_map(|pick| Edit::Restore { pick }),
+        1 => pick.prop_map(|pick| Edit::Resolve { pick }),
+    ]
+}
+
+/// How two replicas exchange ops.
+pub fn sync_mode() -> impl Strategy<Value = SyncMode> {
+    prop_oneof![
+        4 => Just(SyncMode::Full),
+        1 => (1u8..100).prop_map(SyncMode::Partial),
+        1 => (1u8..6).prop_map(SyncMode::Interrupted),
+        1 => Just(SyncMode::Duplicated),
+        1 => any::<u64>().prop_map(SyncMode::Reordered),
+        1 => any::<u8>().prop_map(SyncMode::Relay),
+        1 => Just(SyncMode::Bundle),
+    ]
+}
+
+/// One step of a schedule on `replicas` replicas.
+pub fn action(replicas: usize) -> impl Strategy<Value = Action> {
+    let r = 0..replicas;
+    prop_oneof![
+        6 => (r.clone(), edit()).prop_map(|(replica, edit)| Action::Save { replica, edit }),
+        3 => (r.clone(), r.clone(), sync_mode()).prop_map(|(from, to, mode)| Action::Sync { from, to, mode }),
+        1 => r.clone().prop_map(|replica| Action::Crash { replica }),
+        1 => (r, -120_000i64..600_000).prop_map(|(replica, delta_ms)| Action::ClockJump { replica, delta_ms }),
+    ]
+}
+
+/// A whole schedule: `replicas` devices (each with a clock skew of up to ±10 minutes) and
+/// `len` actions.
+pub fn schedule(
+    replicas: std::ops::RangeInclusive<usize>,
+    len: std::ops::Range<usize>,
+    storage: Storage,
+) -> impl Strategy<Value = Schedule> {
+    replicas.prop_flat_map(move |n| {
+        (
+            proptest::collection::vec(-600_000i64..600_000, n),
+            proptest::collection::vec(action(n), len.clone()),
+        )
+            .prop_map(move |(skews_ms, actions)| Schedule {
+                storage,
+                skews_ms,
+                actions,
+            })
+    })
+}
+
+/// The field numbered `i` (modulo [`FIELDS`]).
+pub fn field_at(i: usize) -> Field {
+    FIELDS
+        .get(i % FIELDS.len())
+        .copied()
+        .unwrap_or(Field::Given)
+}
+
+/// The tag or custom-field name numbered `i` (modulo [`NAMES`]).
+pub fn name_at(i: usize) -> &'static str {
+    NAMES.get(i % NAMES.len()).copied().unwrap_or("friends")
+}
+
+/// Which kind of item an `AddItem` edit adds.
+pub fn item_kind(kind: usize) -> ItemKind {
+    if kind == 0 {
+        ItemKind::Phone
+    } else {
+        ItemKind::Email
+    }
+}

@@ -1,0 +1,68 @@
+//! The canary: a deliberately broken merge rule ("last save wins": what writes replaced is
+//! ignored and the newest timestamp wins, no conflicts) must be caught by the harness. If this
+//! test fails, the properties have gone blind. It also shows the random schedules exercise
+//! what they should: conflicts, deletes, crashes, syncs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::expect_used
+)]
+
+use cardlog_sim::strategy::schedule;
+use cardlog_sim::{Rule, Sim, Stats, Storage};
+use proptest::strategy::{Strategy, ValueTree};
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+
+fn runner() -> TestRunner {
+    TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
+    )
+}
+
+#[test]
+fn last_save_wins_is_caught_by_the_reference_model() {
+    let mut runner = runner();
+    let strategy = schedule(3..=4, 20..60, Storage::Memory);
+    let mut caught = None;
+    for case in 0..200 {
+        let s = strategy.new_tree(&mut runner).unwrap().current();
+        // The engine is right: the harness passes it.
+        Sim::run(&s).unwrap();
+        let mut sim = Sim::new(&s).unwrap().with_rule(Rule::LastWriteWins);
+        sim.play(&s).unwrap();
+        if let Err(v) = sim.check() {
+            assert_eq!(v.property, "reference model", "{v}");
+            caught = Some(case);
+            break;
+        }
+    }
+    assert!(
+        caught.is_some(),
+        "200 schedules never told last-save-wins from cardlog"
+    );
+}
+
+#[test]
+fn schedules_exercise_conflicts_deletes_crashes_and_syncs() {
+    let mut runner = runner();
+    let strategy = schedule(3..=5, 12..48, Storage::Disk);
+    let mut total = Stats::default();
+    for _ in 0..24 {
+        let s = strategy.new_tree(&mut runner).unwrap().current();
+        let st = Sim::run(&s).unwrap();
+        total.saves += st.saves;
+        total.syncs += st.syncs;
+        total.crashes += st.crashes;
+        total.conflicts += st.conflicts;
+        total.deleted += st.deleted;
+        total.ops += st.ops;
+    }
+    eprintln!("24 disk schedules: {total:?}");
+    assert!(total.saves > 100, "{total:?}");
+    assert!(total.syncs > 50, "{total:?}");
+    assert!(total.crashes > 5, "{total:?}");
+    assert!(total.conflicts > 0, "{total:?}");
+    assert!(total.deleted > 0, "{total:?}");
+}
