@@ -321,6 +321,8 @@ pub struct ServeOptions {
     pub max_sessions: usize,
     /// Stop after this many sessions (successful or not); `None` serves forever.
     pub sessions: Option<u64>,
+    /// Ops per `Ops` message sent ([`crate::session::CHUNK_OPS`] by default).
+    pub chunk_ops: usize,
 }
 
 impl Default for ServeOptions {
@@ -329,6 +331,7 @@ impl Default for ServeOptions {
             timeout: TIMEOUT_DEFAULT,
             max_sessions: 64,
             sessions: None,
+            chunk_ops: crate::session::CHUNK_OPS,
         }
     }
 }
@@ -371,9 +374,12 @@ where
         let on_session = Arc::clone(&on_session);
         let active = Arc::clone(&active);
         let timeout = options.timeout;
+        let chunk_ops = options.chunk_ops;
         handles.push(std::thread::spawn(move || {
-            let result = TcpTransport::new(stream, timeout)
-                .and_then(|mut t| run(Role::Responder, &mut store, &mut t));
+            let result = TcpTransport::new(stream, timeout).and_then(|mut t| {
+                let session = Session::new(Role::Responder).with_chunk_ops(chunk_ops);
+                run_session(session, &mut store, &mut t)
+            });
             active.fetch_sub(1, Ordering::SeqCst);
             on_session(addr, result);
         }));

@@ -551,6 +551,7 @@ fn a_served_replica_syncs_several_peers_at_once() {
                     timeout: TIMEOUT,
                     max_sessions: 8,
                     sessions: Some(6),
+                    ..ServeOptions::default()
                 },
                 move |_, r| outcomes.lock().unwrap().push(r.is_ok()),
             )
