@@ -19,13 +19,22 @@ Getting started:
   cardlog show $ID
   cardlog history $ID org
 
+Between devices, over the network:
+  cardlog serve --listen 0.0.0.0:7447     (on one)
+  cardlog sync laptop.local:7447          (on the other)
+or with files (sneakernet, a shared folder):
+  cardlog heads --out phone.heads         (on the phone)
+  cardlog export --since phone.heads --out for-phone.bundle   (on the laptop)
+  cardlog import for-phone.bundle         (on the phone)
+
 Ids (contacts, items, ops, devices) may be shortened to any unique prefix.
 
 Environment:
   CARDLOG_STORE  the store directory when --store is not given
   CARDLOG_NOW    an RFC 3339 time (e.g. 2026-11-22T09:00:00Z) used instead of the clock
 
-Exit codes: 0 ok, 1 other failure, 2 invalid input, 3 not found, 4 store damaged.
+Exit codes: 0 ok, 1 other failure (also an unreachable or failing peer), 2 invalid input
+(also a damaged or forged bundle), 3 not found, 4 store damaged.
 Full reference: docs/CLI.md"
 )]
 pub struct Cli {
@@ -106,6 +115,10 @@ pub enum Command {
         /// Include deleted contacts
         #[arg(long)]
         deleted: bool,
+        /// Only contacts with changes held here that this peer has not acknowledged (a device
+        /// id, or a unique prefix of a peer `cardlog status` lists)
+        #[arg(long, value_name = "PEER")]
+        needs_sync: Option<String>,
     },
     /// Who changed what, when, replacing what: every value of a contact's fields
     ///
@@ -129,8 +142,15 @@ pub enum Command {
         id: String,
     },
     /// The summary: each author's last op (what a peer compares to find what to send)
-    Heads,
-    /// Replica id, op count, authors, conflicts and clock skew
+    ///
+    /// With --out, writes it as a heads file instead: carry it to another replica, which then
+    /// exports only what this one lacks (cardlog export --since FILE).
+    Heads {
+        /// Write a heads file to FILE (replaced atomically) instead of printing the heads
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Replica id, op count, authors, conflicts, clock skew, peers, forks and calibration
     Status,
     /// Every conflicted field of every contact
     Conflicts,
@@ -145,6 +165,43 @@ pub enum Command {
     Rebuild,
     /// Ops and bytes per author, and the store's size on disk
     Stats,
+    /// Write a bundle file of ops for another replica to import (sneakernet, a shared folder)
+    ///
+    /// Without --since the bundle holds every op; with a heads file written by the other
+    /// replica (cardlog heads --out) it holds only what that replica lacks.
+    ///
+    /// Example: cardlog export --since phone.heads --out to-phone.bundle
+    #[command(verbatim_doc_comment)]
+    Export(ExportArgs),
+    /// Verify a bundle file (cardlog export) and apply its ops
+    ///
+    /// The whole file is checked before anything is applied: a damaged or forged bundle is
+    /// refused with the fault named (exit 2) and the store is unchanged. Importing a bundle
+    /// again stores nothing.
+    Import {
+        /// The bundle file ("-" reads standard input)
+        file: PathBuf,
+    },
+    /// Serve this replica over TCP: peers run `cardlog sync ADDR` against it
+    ///
+    /// Prints `listening on ADDR` (the bound address, so port 0 picks a free one), then one
+    /// line per finished session. Several peers are served at once.
+    ///
+    /// Example: cardlog serve --listen 0.0.0.0:7447
+    #[command(verbatim_doc_comment)]
+    Serve(ServeArgs),
+    /// Sync with a served replica (cardlog serve): each side gets the ops it lacks
+    ///
+    /// Example: cardlog sync laptop.local:7447
+    Sync {
+        /// The served replica's address, HOST:PORT
+        #[arg(value_name = "ADDR")]
+        addr: String,
+        /// Seconds to wait for each message from the peer
+        #[arg(long, value_name = "SECS", default_value_t = TIMEOUT_SECS_DEFAULT,
+              value_parser = clap::value_parser!(u64).range(1..=TIMEOUT_SECS_MAX))]
+        timeout: u64,
+    },
     /// The seed scenario, narrated: a phone and a tablet edit one contact while apart, then
     /// meet
     Demo,
@@ -190,6 +247,38 @@ pub enum VcardCommand {
         #[arg(value_name = "ID")]
         ids: Vec<String>,
     },
+}
+
+/// Seconds `sync` and `serve` wait for each message from a peer, by default.
+pub const TIMEOUT_SECS_DEFAULT: u64 = 30;
+/// The longest wait `--timeout` accepts (a day).
+pub const TIMEOUT_SECS_MAX: u64 = 86_400;
+
+/// `cardlog export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The bundle file to write (replaced atomically: never left half-written)
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// A heads file from the replica the bundle is for (cardlog heads --out there): only
+    /// the ops it lacks are written
+    #[arg(long, value_name = "HEADS_FILE")]
+    pub since: Option<PathBuf>,
+}
+
+/// `cardlog serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on, HOST:PORT (port 0 picks a free port)
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+    /// Exit after this many sessions (successful or not) [default: serve until killed]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub sessions: Option<u64>,
+    /// Seconds to wait for each message from a peer
+    #[arg(long, value_name = "SECS", default_value_t = TIMEOUT_SECS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..=TIMEOUT_SECS_MAX))]
+    pub timeout: u64,
 }
 
 /// `cardlog add`.

@@ -31,7 +31,7 @@ pub struct Ctx {
     pub wall: Arc<dyn WallClock>,
 }
 
-type Res = Result<(), CliError>;
+pub(crate) type Res = Result<(), CliError>;
 
 impl Ctx {
     fn options(&self) -> Options {
@@ -41,7 +41,7 @@ impl Ctx {
         }
     }
 
-    fn open(&self) -> Result<Replica, CliError> {
+    pub(crate) fn open(&self) -> Result<Replica, CliError> {
         Replica::open_with(&self.dir, self.options()).map_err(|e| match e {
             cardlog::OpenError::NotAStore(_) if !self.dir.exists() => CliError::NotFound(format!(
                 "no cardlog store at {}: the directory does not exist (create one with \
@@ -53,11 +53,19 @@ impl Ctx {
                  --store DIR / CARDLOG_STORE)",
                 self.dir.display()
             )),
+            // sled reports a store held by another process only in its message text.
+            cardlog::OpenError::Engine(e) if e.to_string().contains("acquire lock") => {
+                CliError::Failed(format!(
+                    "the store at {} is in use by another process (a running `cardlog serve`?): \
+                     {e}",
+                    self.dir.display()
+                ))
+            }
             other => other.into(),
         })
     }
 
-    fn print_json(&self, value: &serde_json::Value) -> Res {
+    pub(crate) fn print_json(&self, value: &serde_json::Value) -> Res {
         let text = serde_json::to_string_pretty(value)
             .map_err(|e| CliError::Failed(format!("JSON output: {e}")))?;
         outln!("{text}")?;
@@ -65,7 +73,7 @@ impl Ctx {
     }
 }
 
-fn invalid(msg: impl Into<String>) -> CliError {
+pub(crate) fn invalid(msg: impl Into<String>) -> CliError {
     CliError::Invalid(msg.into())
 }
 
@@ -112,6 +120,34 @@ fn find_author(r: &Replica, s: &str) -> Result<ReplicaId, CliError> {
         .copied()
         .collect();
     one(found, s, "device")
+}
+
+/// The peer a device id or a unique prefix of a known peer (one this replica synced with)
+/// names. A full id needs no history: a device never synced with has acknowledged nothing.
+fn find_peer(r: &Replica, s: &str) -> Result<ReplicaId, CliError> {
+    let id = match s.parse::<ReplicaId>() {
+        Ok(id) => id,
+        Err(_) => {
+            let prefix = parse_prefix(s, "peer")?;
+            let found: Vec<ReplicaId> = r
+                .peers()?
+                .iter()
+                .map(|p| p.id)
+                .filter(|id| id.matches(&prefix))
+                .collect();
+            one(found, s, "peer").map_err(|e| match e {
+                CliError::NotFound(text) => CliError::NotFound(format!(
+                    "{text} among the peers this replica synced with (`cardlog status` lists \
+                     them; a full device id is accepted for any device)"
+                )),
+                other => other,
+            })?
+        }
+    };
+    if id == r.id() {
+        return Err(invalid(format!("{id} is this replica itself, not a peer")));
+    }
+    Ok(id)
 }
 
 /// Splits `[LABEL=]VALUE`. A label is a short word (letters, digits, space, `-`, `_`); anything
@@ -491,8 +527,12 @@ fn matches_search(c: &Contact, needle: &str) -> bool {
 }
 
 /// `cardlog list`.
-pub fn list(ctx: &Ctx, search: Option<&str>, deleted: bool) -> Res {
+pub fn list(ctx: &Ctx, search: Option<&str>, deleted: bool, needs_sync: Option<&str>) -> Res {
     let r = ctx.open()?;
+    let unacked = match needs_sync {
+        Some(peer) => Some(r.needs_sync(&find_peer(&r, peer)?)?),
+        None => None,
+    };
     let all = if deleted {
         r.contacts_with_deleted()?
     } else {
@@ -501,6 +541,7 @@ pub fn list(ctx: &Ctx, search: Option<&str>, deleted: bool) -> Res {
     let shown: Vec<&ContactView> = all
         .iter()
         .filter(|v| search.is_none_or(|s| matches_search(&v.contact, s)))
+        .filter(|v| unacked.as_ref().is_none_or(|u| u.contains(&v.contact.id)))
         .collect();
     if ctx.json {
         let items: Vec<serde_json::Value> = shown.iter().map(|v| render::contact_json(v)).collect();
@@ -895,6 +936,13 @@ pub fn status(ctx: &Ctx) -> Res {
         .map(|(a, h)| (*a, h.hlc.wall_ms - now))
         .collect();
     let former = r.former_ids()?;
+    let peers = r
+        .peers()?
+        .into_iter()
+        .map(|p| Ok((r.needs_sync(&p.id)?.len(), p)))
+        .collect::<Result<Vec<_>, CliError>>()?;
+    let forks = r.forks()?;
+    let calibration = r.last_calibration()?;
     if ctx.json {
         return ctx.print_json(&json!({
             "replica": r.id().to_string(),
@@ -908,7 +956,27 @@ pub fn status(ctx: &Ctx) -> Res {
             "conflicts": conflicts,
             "clock": r.clock().last().to_string(),
             "skew": ahead.iter().map(|(a, ms)| json!({"author": a.to_string(), "ahead_ms": ms})).collect::<Vec<_>>(),
+            "peers": peers.iter().map(|(n, p)| json!({
+                "peer": p.id.to_string(),
+                "last_sync": render::time_ms(p.last_ms),
+                "needs_sync": n,
+            })).collect::<Vec<_>>(),
+            "forks": forks.iter().map(render::fork_json).collect::<Vec<_>>(),
+            "calibration": calibration.map(|c| json!({
+                "peer": c.peer.to_string(),
+                "offset_ms": c.offset_ms,
+                "rtt_ms": c.rtt_ms,
+                "at": render::time_ms(c.at_ms),
+                "beyond_bound": c.beyond_bound,
+            })),
         }));
+    }
+    // Forks first and loud: they mean a device was restored from a backup and wrote again.
+    for f in &forks {
+        outln!("{}", render::fork_text(f, "at a peer"))?;
+    }
+    if !forks.is_empty() {
+        outln!("{}", render::FORK_HINT)?;
     }
     outln!("replica    {}", r.id())?;
     for p in &former {
@@ -927,6 +995,34 @@ pub fn status(ctx: &Ctx) -> Res {
             ms / 1000,
             bound / 1000
         )?;
+    }
+    for (n, p) in &peers {
+        outln!(
+            "peer       {}  last sync {}  {}",
+            p.id,
+            render::time_ms(p.last_ms),
+            match n {
+                0 => "in sync".to_owned(),
+                n => format!("{n} contact(s) need sync"),
+            }
+        )?;
+    }
+    if let Some(c) = &calibration {
+        outln!(
+            "calibrated offset {:+} ms, round trip {} ms, to peer {} at {}",
+            c.offset_ms,
+            c.rtt_ms,
+            c.peer,
+            render::time_ms(c.at_ms)
+        )?;
+        if c.beyond_bound {
+            outln!(
+                "warning    this device's clock was {} s off the peer's at the last sync (more \
+                 than the {} s bound): set it right",
+                c.offset_ms.unsigned_abs() / 1000,
+                bound / 1000
+            )?;
+        }
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! What can go wrong, as one line for stderr and an exit code (docs/CLI.md, "Exit codes").
 
-use cardlog::{Error, OpenError};
+use cardlog::sync_layer::WireError;
+use cardlog::{Error, OpenError, SyncError};
 use cardlog_store::StoreError;
 
 /// A failed command. Its message is printed as one line; its kind picks the exit code.
@@ -24,7 +25,59 @@ pub enum CliError {
     StdoutClosed,
 }
 
+/// Where the data of a failed sync came from, which decides whose fault a bad message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncSource {
+    /// A file the user named (`import`, `export --since`): damaged, forged or the wrong kind
+    /// of file is invalid input, exit 2.
+    File,
+    /// A peer over the network (`sync`, `serve`): anything the peer does wrong, and a peer
+    /// that cannot be reached, is a failure of the session, exit 1.
+    Peer,
+    /// Only this replica (`export`): whatever is not the store's own error is exit 1.
+    Local,
+}
+
 impl CliError {
+    /// A sync error as one line starting with `context`. The local store's own errors keep
+    /// their usual codes (4 for damage); the rest follow [`SyncSource`].
+    pub fn from_sync(e: SyncError, source: SyncSource, context: &str) -> CliError {
+        let text = match &e {
+            // Say what is wrong without "from the peer" when it came from a file; the wire
+            // layer's "not a segment message" would name the wrong kind of file.
+            SyncError::Wire(WireError::BadMagic) if source == SyncSource::File => {
+                format!("{context}: not a cardlog bundle or heads file (bad magic)")
+            }
+            SyncError::Wire(w) if source == SyncSource::File => format!("{context}: {w}"),
+            SyncError::Protocol(p) if source == SyncSource::File => format!("{context}: {p}"),
+            _ => format!("{context}: {e}"),
+        };
+        match e {
+            SyncError::Store(inner) => match inner.downcast::<Error>() {
+                Ok(inner) => CliError::from(*inner).with_text(text),
+                Err(_) => CliError::Failed(text),
+            },
+            SyncError::SamePeer(_) => CliError::Invalid(text),
+            SyncError::Wire(_) | SyncError::Protocol(_) | SyncError::Refused(_)
+                if source == SyncSource::File =>
+            {
+                CliError::Invalid(text)
+            }
+            _ => CliError::Failed(text),
+        }
+    }
+
+    /// The same kind of error with another message.
+    fn with_text(self, text: String) -> CliError {
+        match self {
+            CliError::NotFound(_) => CliError::NotFound(text),
+            CliError::Invalid(_) => CliError::Invalid(text),
+            CliError::Corrupt(_) => CliError::Corrupt(text),
+            CliError::Failed(_) => CliError::Failed(text),
+            CliError::StdoutClosed => CliError::StdoutClosed,
+        }
+    }
+
     /// The process exit code.
     pub fn exit_code(&self) -> u8 {
         match self {

@@ -1,5 +1,5 @@
 //! The `cardlog` binary: parses the command line (`args`), runs one command (`commands`,
-//! `demo`) and turns failures into one line on stderr and an exit code (`error`).
+//! `sync`, `demo`) and turns failures into one line on stderr and an exit code (`error`).
 
 mod args;
 mod commands;
@@ -7,6 +7,7 @@ mod demo;
 mod error;
 mod out;
 mod render;
+mod sync;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -112,17 +113,26 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Rm { id } => commands::rm(&ctx, id),
         Command::Restore { id } => commands::restore(&ctx, id),
         Command::Show { id } => commands::show(&ctx, id),
-        Command::List { search, deleted } => commands::list(&ctx, search.as_deref(), *deleted),
+        Command::List {
+            search,
+            deleted,
+            needs_sync,
+        } => commands::list(&ctx, search.as_deref(), *deleted, needs_sync.as_deref()),
         Command::History { id, path } => commands::history(&ctx, id, path.as_deref()),
         Command::Log(a) => commands::log(&ctx, a),
         Command::Op { id } => commands::op(&ctx, id),
-        Command::Heads => commands::heads(&ctx),
+        Command::Heads { out: None } => commands::heads(&ctx),
+        Command::Heads { out: Some(out) } => sync::heads_out(&ctx, out),
         Command::Status => commands::status(&ctx),
         Command::Conflicts => commands::conflicts(&ctx),
         Command::Resolve(a) => commands::resolve(&ctx, a),
         Command::Verify => commands::verify(&ctx),
         Command::Rebuild => commands::rebuild(&ctx),
         Command::Stats => commands::stats(&ctx),
+        Command::Export(a) => sync::export(&ctx, a),
+        Command::Import { file } => sync::import(&ctx, file),
+        Command::Serve(a) => sync::serve(&ctx, a),
+        Command::Sync { addr, timeout } => sync::sync(&ctx, addr, *timeout),
         Command::Demo => demo::run(),
         Command::Vcard(VcardCommand::Import { file, bulk }) => {
             commands::vcard_import(&ctx, file, *bulk)

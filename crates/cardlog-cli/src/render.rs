@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
 use cardlog::{
-    ContactView, FieldConflict, Hlc, ItemBody, ItemKind, Path, PostalAddress, SealedOp, Value,
-    Version,
+    ContactView, FieldConflict, Fork, Hlc, ItemBody, ItemKind, Path, PostalAddress, SealedOp,
+    Value, Version,
 };
 use serde_json::{json, Map, Value as Json};
 
@@ -14,8 +14,13 @@ use serde_json::{json, Map, Value as Json};
 /// only; a later time (which only a peer with a broken clock writes) prints as
 /// `+<milliseconds since 1970>ms` rather than failing.
 pub fn time(hlc: Hlc) -> String {
-    let raw = || format!("+{}ms", hlc.wall_ms);
-    let Some(at) = UNIX_EPOCH.checked_add(Duration::from_millis(hlc.wall_ms)) else {
+    time_ms(hlc.wall_ms)
+}
+
+/// Milliseconds since 1970 as RFC 3339, like [`time`].
+pub fn time_ms(ms: u64) -> String {
+    let raw = || format!("+{ms}ms");
+    let Some(at) = UNIX_EPOCH.checked_add(Duration::from_millis(ms)) else {
         return raw();
     };
     let mut out = String::new();
@@ -205,3 +210,28 @@ pub fn op_json(op: &SealedOp) -> Json {
         })).collect::<Vec<_>>(),
     })
 }
+
+/// A fork as JSON: `{author, seq, ours, theirs}`, `ours` being the op held here.
+pub fn fork_json(f: &Fork) -> Json {
+    json!({
+        "author": f.author.to_string(),
+        "seq": f.seq,
+        "ours": f.ours.to_string(),
+        "theirs": f.theirs.to_string(),
+    })
+}
+
+/// A fork as one line, loud on purpose: it means one device id wrote two different histories
+/// (a device restored from a backup), and that device's later ops no longer travel between the
+/// two sides.
+pub fn fork_text(f: &Fork, theirs: &str) -> String {
+    format!(
+        "FORK       device {} seq {}: op {} here, op {} {theirs}",
+        f.author, f.seq, f.ours, f.theirs
+    )
+}
+
+/// The line after a group of [`fork_text`] lines: what a fork means and where to read more.
+pub const FORK_HINT: &str =
+    "           a device wrote two histories under one id (restored from a backup?); its \
+     ops after the fork are not exchanged with that side (docs/SYNC.md, \"Forks\")";

@@ -1,9 +1,9 @@
 //! Runs the real `cardlog` binary for every command, in human and `--json` form, and checks
 //! stdout, stderr and the exit code of each run, including the error cases (unknown id,
 //! ambiguous prefix, bad field name, missing or damaged store, bad `CARDLOG_NOW`). Every run
-//! uses its own temporary store and a fixed `CARDLOG_NOW`. Where the CLI has no command for a
-//! step yet (carrying ops between two stores, damaging a store), the test does it through the
-//! library and then runs the binary on the result.
+//! uses its own temporary store and a fixed `CARDLOG_NOW`. Steps that are not what a test is
+//! about (carrying ops between two stores, damaging a store) are done through the library,
+//! then the binary runs on the result; the sync commands have their own tests in sync.rs.
 #![allow(
     clippy::unwrap_used,
     clippy::indexing_slicing,
@@ -29,7 +29,7 @@ const TEN: &str = "2026-11-22T10:00:00Z";
 const ELEVEN: &str = "2026-11-22T11:00:00Z";
 
 /// Every subcommand, for the help test.
-const SUBCOMMANDS: [&str; 19] = [
+const SUBCOMMANDS: [&str; 23] = [
     "init",
     "add",
     "set",
@@ -47,6 +47,10 @@ const SUBCOMMANDS: [&str; 19] = [
     "verify",
     "rebuild",
     "stats",
+    "export",
+    "import",
+    "serve",
+    "sync",
     "demo",
     "vcard",
 ];
@@ -1120,7 +1124,7 @@ fn heads_status_and_stats_describe_the_store() {
 #[test]
 fn conflicts_between_two_devices_are_shown_and_resolved() {
     // A copied store writes as a new device; both edit note and org while apart, B's op is
-    // carried to A (through the library, until sync exists), and A shows both fields
+    // carried to A (through the library), and A shows both fields
     // conflicted, the later edit winning. resolve --keep, --value and --remove settle them.
     let a = Store::init();
     let id = a.add(&["--given", "Ada", "--note", "first", "--org", "Old"]);

@@ -1,0 +1,441 @@
+//! The sync commands: `export` and `import` carry ops in bundle files, `heads --out` writes the
+//! heads file an `export --since` needs, `serve` and `sync` run sessions over TCP. The protocol,
+//! verification and fork handling are the library's (docs/SYNC.md); this module reads and
+//! writes the files, maps failures to exit codes and prints what happened.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path as FsPath;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cardlog::sync_layer::bundle;
+use cardlog::sync_layer::message::limits::MESSAGE_BYTES_MAX;
+use cardlog::sync_layer::transport::{self, ServeOptions, Shared};
+use cardlog::{ReplicaId, Summary, SyncError, SyncReport};
+use serde_json::json;
+
+use crate::args::{ExportArgs, ServeArgs};
+use crate::commands::{invalid, Ctx, Res};
+use crate::error::{CliError, SyncSource};
+use crate::out::outln;
+use crate::render;
+
+/// Writes `bytes` to `path` so that `path` only ever holds the old content or all of the new:
+/// a temporary file in the same directory, written and flushed to disk, is renamed over it.
+/// A killed write leaves at most a hidden `.NAME.*.tmp` file beside it.
+fn write_atomically(path: &FsPath, bytes: &[u8]) -> Res {
+    let fail =
+        |e: std::io::Error| CliError::Failed(format!("cannot write {}: {e}", path.display()));
+    let name = path
+        .file_name()
+        .ok_or_else(|| invalid(format!("{} does not name a file", path.display())))?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => FsPath::new("."),
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    // Like any file the user creates (the umask applies), not the owner-only mode of a
+    // temporary file: a bundle in a shared folder is meant to be read by someone else.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder.tempfile_in(dir).map_err(fail)?;
+    tmp.write_all(bytes).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    tmp.persist(path).map_err(|e| fail(e.error))?;
+    // The rename is durable once the directory is; where a directory cannot be opened as a
+    // file (Windows), the rename is still atomic.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Reads a bundle or heads file (`-`: standard input), refusing one larger than any message
+/// can be before reading all of it.
+fn read_file(path: &FsPath) -> Result<Vec<u8>, CliError> {
+    let limit = MESSAGE_BYTES_MAX as u64;
+    let mut bytes = Vec::new();
+    let read = if path == FsPath::new("-") {
+        std::io::stdin().take(limit + 1).read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
+    };
+    read.map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            CliError::NotFound(format!("cannot read {}: {e}", path.display()))
+        }
+        _ => CliError::Failed(format!("cannot read {}: {e}", path.display())),
+    })?;
+    if bytes.len() as u64 > limit {
+        return Err(invalid(format!(
+            "{} is larger than a cardlog file can be ({limit} bytes)",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// A heads file: who wrote it and what it held.
+fn read_heads(path: &FsPath) -> Result<(ReplicaId, Summary), CliError> {
+    let bytes = read_file(path)?;
+    bundle::read_heads(&bytes).map_err(|e| {
+        CliError::from_sync(
+            e,
+            SyncSource::File,
+            &format!("{} is not a usable heads file", path.display()),
+        )
+    })
+}
+
+/// `cardlog heads --out FILE`.
+pub fn heads_out(ctx: &Ctx, out: &FsPath) -> Res {
+    let r = ctx.open()?;
+    let bytes = r.heads_file();
+    write_atomically(out, &bytes)?;
+    let authors = r.summary().len();
+    if ctx.json {
+        return ctx.print_json(&json!({
+            "out": out,
+            "replica": r.id().to_string(),
+            "authors": authors,
+            "bytes": bytes.len(),
+        }));
+    }
+    outln!(
+        "wrote the heads of {authors} device(s) to {} ({} bytes); the other replica runs \
+         `cardlog export --since {} --out BUNDLE`",
+        out.display(),
+        bytes.len(),
+        out.display()
+    )
+}
+
+/// `cardlog export`.
+pub fn export(ctx: &Ctx, a: &ExportArgs) -> Res {
+    let since = a.since.as_deref().map(read_heads).transpose()?;
+    let r = ctx.open()?;
+    let bytes = r
+        .export_bundle(since.as_ref().map(|(_, summary)| summary))
+        .map_err(|e| CliError::from_sync(e, SyncSource::Local, "cannot export"))?;
+    // What the bundle holds: per author, the ops after the heads file's seq (all of them
+    // without one), which is how the bundle was chosen.
+    let empty = Summary::new();
+    let theirs = since.as_ref().map_or(&empty, |(_, summary)| summary);
+    let per_author: Vec<u64> = r
+        .summary()
+        .iter()
+        .map(|(author, head)| {
+            head.seq
+                .saturating_sub(theirs.get(author).map_or(0, |h| h.seq))
+        })
+        .filter(|n| *n > 0)
+        .collect();
+    let ops: u64 = per_author.iter().sum();
+    write_atomically(&a.out, &bytes)?;
+    let peer = since.as_ref().map(|(peer, _)| *peer);
+    if ctx.json {
+        return ctx.print_json(&json!({
+            "out": a.out,
+            "replica": r.id().to_string(),
+            "since": peer.map(|p| p.to_string()),
+            "ops": ops,
+            "authors": per_author.len(),
+            "bytes": bytes.len(),
+        }));
+    }
+    let whom = match peer {
+        Some(p) => format!(" (what device {p} lacks)"),
+        None => " (every op)".to_owned(),
+    };
+    outln!(
+        "exported {ops} op(s) by {} device(s){whom} to {}: {} bytes",
+        per_author.len(),
+        a.out.display(),
+        bytes.len()
+    )
+}
+
+/// `cardlog import FILE`.
+pub fn import(ctx: &Ctx, file: &FsPath) -> Res {
+    let bytes = read_file(file)?;
+    let mut r = ctx.open()?;
+    let imported = r.import_bundle(&bytes).map_err(|e| {
+        match CliError::from_sync(
+            e,
+            SyncSource::File,
+            &format!("cannot import {}", file.display()),
+        ) {
+            CliError::Invalid(text) => CliError::Invalid(format!("{text}; no op was imported")),
+            other => other,
+        }
+    })?;
+    let received = &imported.received;
+    let applied = &received.applied;
+    if ctx.json {
+        return ctx.print_json(&json!({
+            "file": file,
+            "from": imported.from.to_string(),
+            "created": render::time_ms(imported.created_ms),
+            "ops": received.ops,
+            "stored": applied.stored,
+            "duplicates": applied.duplicates,
+            "missing": applied.missing,
+            "forks": received.forks.iter().map(render::fork_json).collect::<Vec<_>>(),
+        }));
+    }
+    outln!(
+        "imported {} from device {} (written {}): {} op(s), {} stored, {} duplicate(s), {} \
+         missing a dependency",
+        file.display(),
+        imported.from,
+        render::time_ms(imported.created_ms),
+        received.ops,
+        applied.stored,
+        applied.duplicates,
+        applied.missing
+    )?;
+    if applied.missing > 0 {
+        outln!(
+            "note       {} op(s) were not stored: they build on ops this store lacks; import a \
+             bundle exported without --since, or with this store's heads file",
+            applied.missing
+        )?;
+    }
+    print_forks(&received.forks, "in the bundle")
+}
+
+fn print_forks(forks: &[cardlog::Fork], theirs: &str) -> Res {
+    for f in forks {
+        outln!("{}", render::fork_text(f, theirs))?;
+    }
+    if !forks.is_empty() {
+        outln!("{}", render::FORK_HINT)?;
+    }
+    Ok(())
+}
+
+/// The parts of a session's report `sync --json` and `serve --json` share.
+fn report_json(report: &SyncReport) -> serde_json::Value {
+    json!({
+        "peer": report.peer.map(|p| p.to_string()),
+        "sent_ops": report.sent_ops,
+        "received_ops": received_ops(report),
+        "stored": report.stored,
+        "duplicates": report.duplicates,
+        "missing": report.missing,
+        "bytes_sent": report.bytes_sent,
+        "bytes_received": report.bytes_received,
+        "summary_bytes": report.summary_bytes,
+        "forks": report.forks.iter().map(render::fork_json).collect::<Vec<_>>(),
+        "converged": report.converged,
+    })
+}
+
+fn received_ops(report: &SyncReport) -> usize {
+    report.stored + report.duplicates + report.missing
+}
+
+fn peer_name(report: &SyncReport) -> String {
+    report
+        .peer
+        .map_or_else(|| "an unknown peer".to_owned(), |p| p.to_string())
+}
+
+/// `HOST:PORT` with a numeric port, checked before any connection is tried so a typo is exit
+/// 2 rather than an unreachable peer.
+fn check_addr(addr: &str, what: &str) -> Result<(), CliError> {
+    let port_ok = addr
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if port_ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "{what} {addr:?} is not HOST:PORT (e.g. 127.0.0.1:7447 or laptop.local:7447)"
+        )))
+    }
+}
+
+/// `cardlog sync ADDR`.
+pub fn sync(ctx: &Ctx, addr: &str, timeout_secs: u64) -> Res {
+    check_addr(addr, "address")?;
+    let mut r = ctx.open()?;
+    let report = r
+        .sync_tcp(addr, Duration::from_secs(timeout_secs))
+        .map_err(|e| {
+            CliError::from_sync(e, SyncSource::Peer, &format!("sync with {addr} failed"))
+        })?;
+    let bound_ms = r.clock().skew_bound_ms();
+    let calibration = report
+        .calibration
+        .map(|c| (c.offset_ms, c.rtt_ms, c.offset_ms.unsigned_abs() > bound_ms));
+    if ctx.json {
+        let mut j = report_json(&report);
+        if let Some(obj) = j.as_object_mut() {
+            obj.insert("address".into(), json!(addr));
+            obj.insert(
+                "calibration".into(),
+                match calibration {
+                    Some((offset_ms, rtt_ms, beyond_bound)) => json!({
+                        "offset_ms": offset_ms,
+                        "rtt_ms": rtt_ms,
+                        "beyond_bound": beyond_bound,
+                    }),
+                    None => json!(null),
+                },
+            );
+        }
+        return ctx.print_json(&j);
+    }
+    outln!("synced with {} at {addr}", peer_name(&report))?;
+    outln!(
+        "sent       {} op(s), {} bytes",
+        report.sent_ops,
+        report.bytes_sent
+    )?;
+    outln!(
+        "received   {} op(s): {} stored, {} duplicate(s), {} missing a dependency; {} bytes",
+        received_ops(&report),
+        report.stored,
+        report.duplicates,
+        report.missing,
+        report.bytes_received
+    )?;
+    outln!("summaries  {} bytes both ways", report.summary_bytes)?;
+    if let Some((offset_ms, rtt_ms, beyond)) = calibration {
+        outln!(
+            "clock      calibrated to the peer's: offset {offset_ms:+} ms, round trip {rtt_ms} ms"
+        )?;
+        if beyond {
+            outln!(
+                "warning    this device's clock is {} s off the peer's (more than the {} s \
+                 bound): set it right; edits are stamped with the corrected time",
+                offset_ms.unsigned_abs() / 1000,
+                bound_ms / 1000
+            )?;
+        }
+    }
+    outln!(
+        "converged  {}",
+        if report.converged {
+            "yes: both replicas hold the same ops"
+        } else if report.forks.is_empty() {
+            "no: a side saved during the session; sync again"
+        } else {
+            "no: the replicas' histories fork"
+        }
+    )?;
+    print_forks(&report.forks, "at the peer")
+}
+
+/// One finished session of `serve`, as one line.
+fn session_line(
+    n: u64,
+    addr: SocketAddr,
+    result: &Result<SyncReport, SyncError>,
+    json: bool,
+) -> String {
+    match (result, json) {
+        (Ok(report), true) => {
+            let mut j = report_json(report);
+            if let Some(obj) = j.as_object_mut() {
+                obj.insert("session".into(), json!(n));
+                obj.insert("address".into(), json!(addr.to_string()));
+                obj.insert("ok".into(), json!(true));
+            }
+            j.to_string()
+        }
+        (Err(e), true) => json!({
+            "session": n,
+            "address": addr.to_string(),
+            "ok": false,
+            "error": e.to_string(),
+        })
+        .to_string(),
+        (Ok(report), false) => {
+            let mut line = format!(
+                "session {n} from {addr}: peer {}, sent {} op(s), received {} op(s) ({} \
+                 stored), {} bytes out, {} bytes in, {}",
+                peer_name(report),
+                report.sent_ops,
+                received_ops(report),
+                report.stored,
+                report.bytes_sent,
+                report.bytes_received,
+                if report.converged {
+                    "converged"
+                } else {
+                    "not converged"
+                }
+            );
+            for f in &report.forks {
+                line.push_str(&format!(
+                    "; FORK device {} seq {}: op {} here, op {} at the peer",
+                    f.author, f.seq, f.ours, f.theirs
+                ));
+            }
+            line
+        }
+        (Err(e), false) => format!("session {n} from {addr} failed: {e}"),
+    }
+}
+
+/// `cardlog serve`.
+pub fn serve(ctx: &Ctx, a: &ServeArgs) -> Res {
+    check_addr(&a.listen, "listen address")?;
+    let r = ctx.open()?;
+    let replica = r.id();
+    let listener = TcpListener::bind(&a.listen).map_err(|e| {
+        let text = format!("cannot listen on {}: {e}", a.listen);
+        match e.kind() {
+            std::io::ErrorKind::InvalidInput => CliError::Invalid(text),
+            _ => CliError::Failed(text),
+        }
+    })?;
+    let local = listener.local_addr()?;
+    if ctx.json {
+        outln!(
+            "{}",
+            json!({"listening": local.to_string(), "replica": replica.to_string()})
+        )?;
+    } else {
+        outln!("listening on {local}")?;
+    }
+    std::io::stdout().flush()?;
+    let finished = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let json = ctx.json;
+    let options = ServeOptions {
+        timeout: Duration::from_secs(a.timeout),
+        sessions: a.sessions,
+        ..ServeOptions::default()
+    };
+    let (finished_in, failed_in) = (Arc::clone(&finished), Arc::clone(&failed));
+    transport::serve(&listener, Shared::new(r), options, move |addr, result| {
+        let n = finished_in.fetch_add(1, Ordering::SeqCst) + 1;
+        if result.is_err() {
+            failed_in.fetch_add(1, Ordering::SeqCst);
+        }
+        // A reader that went away must not stop the server: the session already happened.
+        let _ = outln!("{}", session_line(n, addr, &result, json));
+        let _ = std::io::stdout().flush();
+    })
+    .map_err(|e| CliError::from_sync(e, SyncSource::Local, "serving stopped"))?;
+    let (finished, failed) = (
+        finished.load(Ordering::SeqCst),
+        failed.load(Ordering::SeqCst),
+    );
+    if failed > 0 {
+        return Err(CliError::Failed(format!(
+            "{failed} of {finished} session(s) failed (listed on stdout)"
+        )));
+    }
+    Ok(())
+}
