@@ -120,10 +120,14 @@ pub fn heads_out(ctx: &Ctx, out: &FsPath) -> Res {
 /// `cardlog export`.
 pub fn export(ctx: &Ctx, a: &ExportArgs) -> Res {
     let since = a.since.as_deref().map(read_heads).transpose()?;
-    let r = ctx.open()?;
+    let mut r = ctx.open()?;
     let bytes = r
         .export_bundle(since.as_ref().map(|(_, summary)| summary))
         .map_err(|e| CliError::from_sync(e, SyncSource::Local, "cannot export"))?;
+    if let Some((peer, summary)) = &since {
+        // The heads file is the peer's own word on what it holds: "needs sync" uses it.
+        r.record_heads(*peer, summary)?;
+    }
     // What the bundle holds: per author, the ops after the heads file's seq (all of them
     // without one), which is how the bundle was chosen.
     let empty = Summary::new();

@@ -61,7 +61,7 @@ pub enum WireError {
     #[error("{0} bytes after the end of the message")]
     Trailing(usize),
     /// Not a segment message.
-    #[error("not a cardlog segment message (bad magic)")]
+    #[error("not a cardlog sync message or segment (bad magic)")]
     BadMagic,
     /// A version this build does not read.
     #[error("format version {0}; this build reads version 1")]

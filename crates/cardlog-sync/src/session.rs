@@ -88,7 +88,7 @@ pub struct Applied {
 #[non_exhaustive]
 pub enum SyncError {
     /// The peer or file sent bytes that are not a valid message; nothing of it was applied.
-    #[error("refused data from the peer: {0}")]
+    #[error("refused data: {0}")]
     Wire(#[from] WireError),
     /// The peer sent a valid message at the wrong moment.
     #[error("protocol violation: {0}")]

@@ -354,9 +354,18 @@ where
     let mut handles = Vec::new();
     let mut accepted = 0u64;
     while options.sessions.is_none_or(|n| accepted < n) {
-        let (stream, addr) = listener
-            .accept()
-            .map_err(|e| SyncError::Transport(format!("accept: {e}")))?;
+        let (stream, addr) = match listener.accept() {
+            Ok(accepted) => accepted,
+            // Most accept errors are passing (a connection reset before it was taken, too many
+            // open files while sessions end): a relay keeps serving.
+            Err(e) if e.kind() == ErrorKind::InvalidInput => {
+                return Err(SyncError::Transport(format!("accept: {e}")))
+            }
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
         accepted += 1;
         if active.load(Ordering::SeqCst) >= options.max_sessions {
             drop(stream);

@@ -163,6 +163,15 @@ impl Replica {
         bundle::import(self, bytes)
     }
 
+    /// Remembers what a heads file says its writer holds, so that [`Replica::needs_sync`]
+    /// works for peers met only through files. This replica's own heads are ignored.
+    pub fn record_heads(&mut self, peer: ReplicaId, summary: &Summary) -> Result<(), Error> {
+        if peer == self.id() {
+            return Ok(());
+        }
+        SyncStore::record_peer(self, peer, summary)
+    }
+
     /// A heads file: what this replica holds, for a peer to export only what it lacks.
     pub fn heads_file(&self) -> Vec<u8> {
         bundle::heads(self)

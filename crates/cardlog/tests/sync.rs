@@ -697,3 +697,28 @@ fn ops_going_back_in_time_are_refused_whole_naming_author_and_seq() {
     assert!(text.contains("seq 2"), "{text}");
     assert_eq!(state(&b), before, "nothing of the bundle was applied");
 }
+
+#[test]
+fn a_heads_file_counts_as_the_peers_acknowledgement() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut a = replica(&tmp.path().join("a"), &clock);
+    let mut b = replica(&tmp.path().join("b"), &clock);
+    a.add_contact(&person(1, "Old")).unwrap();
+    b.import_bundle(&a.export_bundle(None).unwrap()).unwrap();
+    a.add_contact(&person(2, "New")).unwrap();
+    let (peer, summary) = cardlog::sync_layer::bundle::read_heads(&b.heads_file()).unwrap();
+    a.record_heads(peer, &summary).unwrap();
+    assert_eq!(
+        a.needs_sync(&b.id())
+            .unwrap()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec![ContactId([2; 16])]
+    );
+    // Its own heads file teaches a replica nothing.
+    let own = a.heads_file();
+    let (me, mine) = cardlog::sync_layer::bundle::read_heads(&own).unwrap();
+    a.record_heads(me, &mine).unwrap();
+    assert_eq!(a.peers().unwrap().len(), 1);
+}
