@@ -888,10 +888,24 @@ impl Sim {
     pub fn check(&mut self) -> Result<(), Violation> {
         // The model must hold at every replica before the final sync, too: whatever subset of
         // ops a replica has, its state is the model's function of that subset.
-        for (i, node) in self.nodes.iter().enumerate() {
-            self.check_model(i, node)?;
-        }
+        self.check_model_everywhere()?;
         self.sync_all()?;
+        self.check_convergence()?;
+        self.check_model_everywhere()?;
+        let views = self.first()?.views()?;
+        self.stats.conflicts = views.iter().map(|v| v.conflicts.len()).sum();
+        self.stats.deleted = views.iter().filter(|v| v.deleted).count();
+        self.stats.ops = self.first()?.ops()?.len();
+        self.check_no_lost_save()?;
+        self.check_order_independence()?;
+        self.check_rebuild()?;
+        self.check_import_idempotent()?;
+        Ok(())
+    }
+
+    /// Property "convergence": every replica has the first one's state bytes and summary
+    /// (meaningful after [`Sim::sync_all`]).
+    pub fn check_convergence(&mut self) -> Result<(), Violation> {
         let first = self.first()?.state_bytes()?;
         let summary = self.node(0)?.with_store(|s| s.summary_())?;
         for (i, node) in self.nodes.iter_mut().enumerate().skip(1) {
@@ -908,16 +922,40 @@ impl Sim {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Property "reference model": every replica's contacts equal the model's function of
+    /// the ops it holds.
+    pub fn check_model_everywhere(&self) -> Result<(), Violation> {
         for (i, node) in self.nodes.iter().enumerate() {
             self.check_model(i, node)?;
         }
-        let views = self.first()?.views()?;
-        self.stats.conflicts = views.iter().map(|v| v.conflicts.len()).sum();
-        self.stats.deleted = views.iter().filter(|v| v.deleted).count();
-        self.stats.ops = self.first()?.ops()?.len();
-        self.check_no_lost_save()?;
-        self.check_order_independence()?;
-        self.check_rebuild()?;
+        Ok(())
+    }
+
+    /// Property "import idempotent": a bundle of everything replica 0 holds, imported twice
+    /// into every replica, changes nothing the second time (nor the first, after a full
+    /// sync).
+    pub fn check_import_idempotent(&mut self) -> Result<(), Violation> {
+        let file = self
+            .node(0)?
+            .with_store(|s| s.export_(&Summary::new()))?
+            .map_err(|e| violation("import idempotent", e))?;
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            node.with_store(|s| s.import_(&file))?
+                .map_err(|e| violation("import idempotent", e))?;
+            let before = node.state_bytes()?;
+            let again = node
+                .with_store(|s| s.import_(&file))?
+                .map_err(|e| violation("import idempotent", e))?;
+            if again.stored != 0 || node.state_bytes()? != before {
+                return Err(violation(
+                    "import idempotent",
+                    format!("replica {i}: second import stored {again:?}"),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -944,7 +982,9 @@ impl Sim {
         Ok(())
     }
 
-    fn check_no_lost_save(&mut self) -> Result<(), Violation> {
+    /// Property "no lost save": every save that returned is on every replica, each write
+    /// in its path's history.
+    pub fn check_no_lost_save(&mut self) -> Result<(), Violation> {
         for (i, node) in self.nodes.iter().enumerate() {
             let held: BTreeSet<OpId> = node.ops()?.iter().map(|o| o.id()).collect();
             for (by, op) in &self.saves {
@@ -984,9 +1024,9 @@ impl Sim {
         Ok(())
     }
 
-    /// The ops of replica 0 replayed in memory in reverse and in a shuffled order give the
-    /// same state bytes.
-    fn check_order_independence(&self) -> Result<(), Violation> {
+    /// Property "order independence": the ops of replica 0 replayed in memory in reverse
+    /// and in a shuffled order give the same state bytes.
+    pub fn check_order_independence(&self) -> Result<(), Violation> {
         let ops = self.first()?.ops()?;
         let expected = self.first()?.state_bytes()?;
         for seed in [0u64, 0x9e37_79b9_7f4a_7c15] {
@@ -1012,7 +1052,9 @@ impl Sim {
         Ok(())
     }
 
-    fn check_rebuild(&mut self) -> Result<(), Violation> {
+    /// Property "incremental = rebuilt" (disk replicas): `rebuild` leaves replica 0's
+    /// state bytes unchanged.
+    pub fn check_rebuild(&mut self) -> Result<(), Violation> {
         if let Some(Node::Disk {
             replica: Some(r), ..
         }) = self.nodes.get_mut(0)

@@ -42,3 +42,55 @@ proptest! {
         }
     }
 }
+
+/// A played schedule, fully synced.
+fn synced(s: &cardlog_sim::Schedule) -> Sim {
+    let mut sim = Sim::new(s).unwrap();
+    sim.play(s).unwrap();
+    sim.sync_all().unwrap();
+    sim
+}
+
+// Each property on its own, so a failure names it in the test list too.
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(256) / 4, ..ProptestConfig::default() })]
+
+    #[test]
+    fn convergence(s in schedule(3..=5, 12..48, Storage::Disk)) {
+        let mut sim = synced(&s);
+        prop_assert_eq!(sim.check_convergence(), Ok(()));
+    }
+
+    #[test]
+    fn equality_with_the_reference_model(s in schedule(3..=5, 20..80, Storage::Memory)) {
+        let mut sim = Sim::new(&s).unwrap();
+        sim.play(&s).unwrap();
+        prop_assert_eq!(sim.check_model_everywhere(), Ok(()));
+        sim.sync_all().unwrap();
+        prop_assert_eq!(sim.check_model_everywhere(), Ok(()));
+    }
+
+    #[test]
+    fn no_lost_save(s in schedule(3..=5, 12..48, Storage::Disk)) {
+        let mut sim = synced(&s);
+        prop_assert_eq!(sim.check_no_lost_save(), Ok(()));
+    }
+
+    #[test]
+    fn incremental_equals_rebuilt(s in schedule(3..=5, 12..48, Storage::Disk)) {
+        let mut sim = synced(&s);
+        prop_assert_eq!(sim.check_rebuild(), Ok(()));
+    }
+
+    #[test]
+    fn import_is_idempotent(s in schedule(3..=5, 12..48, Storage::Disk)) {
+        let mut sim = synced(&s);
+        prop_assert_eq!(sim.check_import_idempotent(), Ok(()));
+    }
+
+    #[test]
+    fn state_is_independent_of_sync_order(s in schedule(3..=5, 20..80, Storage::Memory)) {
+        let sim = synced(&s);
+        prop_assert_eq!(sim.check_order_independence(), Ok(()));
+    }
+}
