@@ -13,6 +13,9 @@
 //! - [`FieldEdits`]: a stream of single-field edits by one device (after one create per
 //!   contact), in memory bounded by the number of contacts, so the store benchmarks can make a
 //!   million ops without holding them. [`stores`] builds and caches durable stores from it.
+//! - [`figures`]: the child-process plumbing and table helpers of the figures binaries.
+//! - [`sync`]: one timed, recorded sync session between two replicas, and the divergence the
+//!   two sides make between sessions, for the sync benchmarks.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -23,7 +26,9 @@ use cardlog_core::{
     OpId, Path, PostalAddress, Replay, ReplicaId, SealedOp,
 };
 
+pub mod figures;
 pub mod stores;
+pub mod sync;
 
 /// What the generators fail with: an engine error (which would be a bug in the engine or the
 /// generator) or a broken generator invariant.
@@ -600,8 +605,11 @@ pub struct FieldEditsConfig {
     /// The writing device is `replica_id(author)`; its contacts' ids are numbered from
     /// `author << 32`, so streams of different authors never touch the same contact.
     pub author: usize,
-    /// Contacts created first (one op each: `exists`, given and family name).
+    /// Contacts created first (one op each: `exists`, given and family name, and the first
+    /// `create_fields - 2` of [`CREATE_EXTRA_FIELDS`]).
     pub contacts: usize,
+    /// Fields set by each create, 2 (given and family name, the default) to 8.
+    pub create_fields: usize,
     /// Ops in the stream, creates included.
     pub ops: usize,
     /// Seed of the xorshift generator that picks the contact and field of each edit.
@@ -614,11 +622,23 @@ impl FieldEditsConfig {
         Self {
             author: 1,
             contacts,
+            create_fields: 2,
             ops,
             seed: 0x00f1_e1d5_ed17_5eed,
         }
     }
 }
+
+/// The fields a [`FieldEdits`] create sets after given and family name, in this order, when
+/// [`FieldEditsConfig::create_fields`] asks for more than two.
+pub const CREATE_EXTRA_FIELDS: [Field; 6] = [
+    Field::Org,
+    Field::Department,
+    Field::Title,
+    Field::Nickname,
+    Field::Birthday,
+    Field::Note,
+];
 
 /// Wall time step between two ops of a [`FieldEdits`] stream.
 pub const FIELD_EDIT_STEP_MS: u64 = 1_000;
@@ -694,6 +714,16 @@ impl FieldEdits {
                 .copied()
                 .unwrap_or("Lovelace");
             c.set(Field::Given, given).set(Field::Family, family);
+            let extra = self.config.create_fields.saturating_sub(2);
+            for field in CREATE_EXTRA_FIELDS.iter().take(extra) {
+                let value = match field {
+                    Field::Birthday => {
+                        format!("19{:02}-{:02}-{:02}", 40 + n % 60, 1 + n % 12, 1 + n % 28)
+                    }
+                    other => format!("{} {n}", other.name()),
+                };
+                c.set(*field, value);
+            }
             batch.create(&c)?;
             self.contacts.push(c);
         } else {
@@ -798,10 +828,33 @@ mod tests {
     #[test]
     fn field_edits_are_what_a_device_saves() -> Result<(), Error> {
         // Replays the same edits on a core Device and compares the op bytes one by one.
-        let config = FieldEditsConfig::new(7, 120);
-        let ops: Vec<SealedOp> = FieldEdits::new(&config).collect::<Result<_, _>>()?;
-        assert_eq!(ops.len(), 120);
-        assert!(ops.iter().skip(7).all(|op| op.op().writes.len() == 2));
+        field_edits_match_a_device(&FieldEditsConfig::new(7, 120), 3)
+    }
+
+    #[test]
+    fn field_edits_with_eight_field_creates_are_what_a_device_saves() -> Result<(), Error> {
+        // The same check with creates setting eight fields (nine writes with `exists`).
+        let config = FieldEditsConfig {
+            create_fields: 8,
+            ..FieldEditsConfig::new(7, 120)
+        };
+        field_edits_match_a_device(&config, 9)
+    }
+
+    fn field_edits_match_a_device(
+        config: &FieldEditsConfig,
+        create_writes: usize,
+    ) -> Result<(), Error> {
+        let ops: Vec<SealedOp> = FieldEdits::new(config).collect::<Result<_, _>>()?;
+        assert_eq!(ops.len(), config.ops);
+        assert!(ops
+            .iter()
+            .take(config.contacts)
+            .all(|op| op.op().writes.len() == create_writes));
+        assert!(ops
+            .iter()
+            .skip(config.contacts)
+            .all(|op| op.op().writes.len() == 2));
 
         let clock = Arc::new(FakeClock::new(START_MS));
         let mut device = Device::new(replica_id(config.author), clock.clone());

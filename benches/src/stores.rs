@@ -105,9 +105,17 @@ pub fn scratch() -> Result<tempfile::TempDir, Error> {
 /// The directory of the cached `ops`-op store (see [`config`]), building it first if it is not
 /// there yet. Returns the directory and whether it was built now.
 pub fn cached(ops: usize) -> Result<(PathBuf, bool), Error> {
+    cached_as(&format!("ops-{ops}"), &config(ops))
+}
+
+/// The directory of the cached store `name`, holding the whole `config` stream, building it
+/// first if it is not there yet. Returns the directory and whether it was built now. Different
+/// workloads need different names: the name is the only cache key besides
+/// [`workload_version`].
+pub fn cached_as(name: &str, config: &FieldEditsConfig) -> Result<(PathBuf, bool), Error> {
     let root = cache_root();
-    let dir = root.join(format!("ops-{ops}"));
-    let ready = root.join(format!("ops-{ops}.ready"));
+    let dir = root.join(name);
+    let ready = root.join(format!("{name}.ready"));
     if ready.exists() && dir.exists() {
         return Ok((dir, false));
     }
@@ -115,14 +123,13 @@ pub fn cached(ops: usize) -> Result<(PathBuf, bool), Error> {
         std::fs::remove_dir_all(&dir)?;
     }
     std::fs::create_dir_all(&root)?;
-    let config = config(ops);
-    let replica = build(&dir, &config, default_options(&config), BUILD_CHUNK)?;
-    if replica.op_count() != ops as u64 {
-        return Err(format!("built {} ops, expected {ops}", replica.op_count()).into());
+    let replica = build(&dir, config, default_options(config), BUILD_CHUNK)?;
+    if replica.op_count() != config.ops as u64 {
+        return Err(format!("built {} ops, expected {}", replica.op_count(), config.ops).into());
     }
     drop(replica);
     // Opened once so that whatever sled does on its first reopen is not in a measurement.
-    drop(open_timed(&dir, &default_options(&config))?);
+    drop(open_timed(&dir, &default_options(config))?);
     std::fs::write(&ready, format!("{}\n", workload_version()))?;
     Ok((dir, true))
 }

@@ -1,0 +1,117 @@
+//! Plumbing of the figures binaries (`sync_figures`): each scenario runs in a fresh child
+//! process (the binary re-executed with `--scenario`), prints `FIG name value` lines, and the
+//! parent collects them into a table. A fresh process per scenario keeps one scenario's caches
+//! and allocations out of the next one's figures.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Instant;
+
+use crate::Error;
+
+/// Figures printed by one scenario, by name.
+pub type Figures = BTreeMap<String, f64>;
+
+/// Prints one figure for the parent to collect.
+pub fn fig(name: &str, value: f64) {
+    println!("FIG {name} {value}");
+}
+
+/// Runs this binary again with `args`, passes its stderr on, and returns the figures it
+/// printed; `label` names it in the progress line.
+pub fn child(label: &str, args: &[&str]) -> Result<Figures, Error> {
+    let started = Instant::now();
+    let exe = std::env::current_exe()?;
+    let out = Command::new(exe).args(args).output()?;
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        return Err(format!("scenario {args:?} failed: {}", out.status).into());
+    }
+    let mut figures = Figures::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut parts = line.split_whitespace();
+        if let (Some("FIG"), Some(name), Some(value)) = (parts.next(), parts.next(), parts.next()) {
+            figures.insert(name.to_owned(), value.parse()?);
+        }
+    }
+    eprintln!("  {label} done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(figures)
+}
+
+/// The figure `name`, or an error naming it.
+pub fn get(figures: &Figures, name: &str) -> Result<f64, Error> {
+    figures
+        .get(name)
+        .copied()
+        .ok_or_else(|| format!("figure {name} missing").into())
+}
+
+/// The median of `values` (sorted in place); NaN when empty.
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The CPU model, core count and memory of this machine, from /proc.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_mb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024);
+    format!("{cpu}, {cores} cores, {mem_mb} MiB RAM")
+}
+
+/// Peak resident memory of this process so far, in MB (10^6 bytes), from /proc.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb * 1024.0 / 1e6)
+}
+
+/// `pass` or `FAIL`.
+pub fn pass(ok: bool) -> &'static str {
+    if ok {
+        "pass"
+    } else {
+        "FAIL"
+    }
+}
+
+/// A figure for a details line: whole numbers and large values without decimals.
+pub fn fmt_value(v: f64) -> String {
+    if v.fract() == 0.0 || v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// `n` ops as `10k`, `1M`, `110k`.
+pub fn ops_label(n: usize) -> String {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
+        format!("{}M", n / 1_000_000)
+    } else if n.is_multiple_of(1_000) {
+        format!("{}k", n / 1_000)
+    } else {
+        n.to_string()
+    }
+}
