@@ -14,13 +14,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock};
 
-use cardlog_core::replay::{check_op, ChainHead, Readiness};
+use cardlog_core::replay::ChainHead;
 use cardlog_core::{
-    decode_op, Contact, ContactId, Device, FakeClock, Field, Hlc, HlcClock, Item, ItemBody, ItemId,
-    Op, OpId, Path, Replay, ReplayError, ReplicaId, SealedOp, Value, Write,
+    decode_op, Contact, ContactId, Device, FakeClock, Field, Hlc, Item, ItemBody, ItemId, Op, OpId,
+    Path, Replay, ReplicaId, SealedOp, Value, Write,
 };
 use cardlog_sync::message::{self, Fork, Message, Summary};
-use cardlog_sync::session::{Applied, Role, Session, SyncError, SyncStore};
+use cardlog_sync::session::{Role, Session, SyncError, SyncStore};
 use cardlog_sync::{bundle, decode_segments, encode_segments, Locate, Resolve, WireError};
 
 // ---- checksums -----------------------------------------------------------------------------
@@ -464,140 +464,15 @@ pub fn check_decode_message(data: &[u8]) -> Result<Message, WireError> {
 
 // ---- the in-memory replica -----------------------------------------------------------------
 
-/// A minimal in-memory [`SyncStore`] over a core [`Replay`]: applies atomically (a refused op
-/// leaves nothing of the call behind), stores only ops whose dependencies are present, and
-/// keeps the peers and forks a session records.
-#[derive(Debug, Clone)]
-pub struct MemReplica {
-    id: ReplicaId,
-    replay: Replay,
-    clock: HlcClock,
-    wall_ms: u64,
-    peers: BTreeMap<ReplicaId, Summary>,
-    forks: BTreeSet<Fork>,
-}
+pub use cardlog_sync::memory::MemoryReplica as MemReplica;
 
-/// The in-memory replica's only error: replay refused an op.
-#[derive(Debug)]
-pub struct Refusal(pub ReplayError);
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for Refusal {}
-
-impl MemReplica {
-    /// A replica writing as `id` holding `ops` (applied in order; refusals are ignored).
-    pub fn new<'a>(id: ReplicaId, ops: impl IntoIterator<Item = &'a SealedOp>) -> Self {
-        let mut replica = Self {
-            id,
-            replay: Replay::new(),
-            clock: HlcClock::default(),
-            wall_ms: T0_MS + 600_000,
-            peers: BTreeMap::new(),
-            forks: BTreeSet::new(),
-        };
-        let ops: Vec<SealedOp> = ops.into_iter().cloned().collect();
-        let _ = replica.apply(&ops);
-        replica
-    }
-
-    /// The applied ops.
-    pub fn replay(&self) -> &Replay {
-        &self.replay
-    }
-
-    /// The forks sessions recorded.
-    pub fn forks(&self) -> &BTreeSet<Fork> {
-        &self.forks
-    }
-}
-
-impl SyncStore for MemReplica {
-    type Error = Refusal;
-
-    fn replica_id(&self) -> ReplicaId {
-        self.id
-    }
-
-    fn summary(&self) -> Summary {
-        self.replay
-            .summary()
-            .into_iter()
-            .map(|(author, (seq, op))| {
-                let hlc = self.replay.op(&op).map(|o| o.op().hlc).unwrap_or_default();
-                (author, ChainHead { seq, op, hlc })
-            })
-            .collect()
-    }
-
-    fn ops_since(&self, peer: &Summary) -> Result<Vec<SealedOp>, Refusal> {
-        let peer = peer.iter().map(|(a, h)| (*a, (h.seq, h.op))).collect();
-        Ok(self.replay.missing_for(&peer))
-    }
-
-    fn op_by_id(&self, id: &OpId) -> Result<Option<SealedOp>, Refusal> {
-        Ok(self.replay.op(id).cloned())
-    }
-
-    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, Refusal> {
-        Ok(chain_op(&self.replay, author, seq))
-    }
-
-    fn apply(&mut self, ops: &[SealedOp]) -> Result<Applied, Refusal> {
-        let mut replay = self.replay.clone();
-        let mut clock = self.clock.clone();
-        let mut applied = Applied::default();
-        for op in ops {
-            match check_op(&replay, op).map_err(Refusal)? {
-                Readiness::Duplicate => applied.duplicates += 1,
-                Readiness::Missing(_) => applied.missing += 1,
-                Readiness::Ready => {
-                    replay.insert(op.clone()).map_err(Refusal)?;
-                    let _ = clock.observe(op.op().hlc, self.wall_ms);
-                    applied.stored += 1;
-                }
-            }
-        }
-        self.replay = replay;
-        self.clock = clock;
-        Ok(applied)
-    }
-
-    fn is_refusal(_: &Refusal) -> bool {
-        true
-    }
-
-    fn wall_ms(&self) -> u64 {
-        self.wall_ms
-    }
-
-    fn calibrated_ms(&self) -> u64 {
-        self.clock.calibrated_ms(self.wall_ms)
-    }
-
-    fn calibrate(
-        &mut self,
-        _peer: ReplicaId,
-        peer_ms: u64,
-        sent_ms: u64,
-        received_ms: u64,
-    ) -> Result<i64, Refusal> {
-        Ok(self.clock.calibrate(peer_ms, sent_ms, received_ms))
-    }
-
-    fn record_peer(&mut self, peer: ReplicaId, acked: &Summary) -> Result<(), Refusal> {
-        self.peers.insert(peer, acked.clone());
-        Ok(())
-    }
-
-    fn record_forks(&mut self, forks: &[Fork]) -> Result<(), Refusal> {
-        self.forks.extend(forks.iter().copied());
-        Ok(())
-    }
+/// A replica writing as `id` holding `ops` (applied together, any order; refusals ignored), its
+/// wall clock fixed ten minutes after [`T0_MS`].
+pub fn mem_replica<'a>(id: ReplicaId, ops: impl IntoIterator<Item = &'a SealedOp>) -> MemReplica {
+    let mut replica = MemReplica::new(Device::new(id, Arc::new(FakeClock::new(T0_MS + 600_000))));
+    let ops: Vec<SealedOp> = ops.into_iter().cloned().collect();
+    let _ = replica.apply(&ops);
+    replica
 }
 
 /// Checks that `replica` is internally consistent: every author's chain runs from seq 1 to its
@@ -830,20 +705,9 @@ impl Locate for UniverseOps {
     }
 }
 
-/// Splits a `sync_session` input into chunks, each a little-endian `u16` length followed by
-/// that many bytes (the `replay_ops` framing). A length running past the end takes what is
-/// left; a lone last byte is ignored.
-pub fn split_chunks(data: &[u8]) -> Vec<&[u8]> {
-    let mut chunks = Vec::new();
-    let mut rest = data;
-    while let Some((len, tail)) = rest.split_first_chunk::<2>() {
-        let len = usize::from(u16::from_le_bytes(*len));
-        let (chunk, tail) = tail.split_at(len.min(tail.len()));
-        chunks.push(chunk);
-        rest = tail;
-    }
-    chunks
-}
+/// Splits a `sync_session` input into chunks: the `replay_ops` framing (a little-endian `u16`
+/// length, then that many bytes).
+pub use super::checks::split_chunks;
 
 /// What [`check_sync_session`] saw, so tests can tell how far a seed gets.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -900,7 +764,7 @@ pub fn error_kind(e: &SyncError) -> String {
 pub fn check_sync_session(data: &[u8]) -> SessionCheck {
     let u = universe();
     let base_len = u.base.len();
-    let mut replica = MemReplica::new(REPLICA, u.base.ops_in_order());
+    let mut replica = mem_replica(REPLICA, u.base.ops_in_order());
     let mut session = Session::new(Role::Responder);
     let chunks = split_chunks(data);
     let mut out = SessionCheck {

@@ -54,7 +54,9 @@ impl From<ReplayError> for DeviceError {
     }
 }
 
-/// An in-memory replica. See the module docs.
+/// An in-memory replica. See the module docs. Cloning copies its whole state (the sync
+/// layer's in-memory replica applies a batch to a clone and keeps it only if all is well).
+#[derive(Clone)]
 pub struct Device {
     id: ReplicaId,
     clock: HlcClock,
@@ -88,6 +90,11 @@ impl Device {
     /// A device with a fresh random id.
     pub fn random(wall: Arc<dyn WallClock>) -> Result<Self, RandomError> {
         Ok(Self::new(ReplicaId::random()?, wall))
+    }
+
+    /// Raw wall-clock time from the device's clock, in ms.
+    pub fn now_ms(&self) -> u64 {
+        self.wall.now_ms()
     }
 
     /// The device id.

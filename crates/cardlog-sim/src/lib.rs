@@ -1,7 +1,7 @@
 //! cardlog-sim: the property-test harness for many devices (docs/SIM.md).
 //!
 //! - [`Sim`] runs a [`Schedule`] on N replicas — real stores in temporary directories or
-//!   in-memory devices — each with its own fake clock and skew: saves, syncs between any two
+//!   in-memory replicas (`cardlog_sync::memory::MemoryReplica`) — each with its own fake clock and skew: saves, syncs between any two
 //!   (full sessions, partial, interrupted, duplicated, reordered, through a relay, through
 //!   bundle files), crashes (drop and reopen from disk) and clock jumps; then a final full
 //!   sync and every property ([`Sim::check`]).
@@ -34,4 +34,4 @@ pub mod sim;
 pub mod strategy;
 
 pub use model::Rule;
-pub use sim::{Action, Edit, MemReplica, Schedule, Sim, Stats, Storage, SyncMode, Violation};
+pub use sim::{Action, Edit, Schedule, Sim, Stats, Storage, SyncMode, Violation};

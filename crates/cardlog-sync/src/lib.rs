@@ -13,9 +13,11 @@
 //!   deadlines; a served replica handles several peers at once.
 //! - [`bundle`]: the same segments in a file, for sneakernet or a shared folder.
 //!
-//! The replica side is the [`SyncStore`] trait; `cardlog::Replica` implements it.
+//! The replica side is the [`SyncStore`] trait; `cardlog::Replica` implements it, and
+//! [`memory::MemoryReplica`] is an in-memory one (simulator, fuzzing, tests).
 
 pub mod bundle;
+pub mod memory;
 pub mod message;
 pub mod segment;
 pub mod session;

@@ -11,6 +11,9 @@
     clippy::expect_used
 )]
 
+#[path = "../../../fuzz/src/checks.rs"]
+#[allow(dead_code)]
+mod checks;
 #[path = "../../../fuzz/src/sync_checks.rs"]
 mod sync_checks;
 #[path = "../../../fuzz/src/sync_seeds.rs"]

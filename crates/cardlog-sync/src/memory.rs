@@ -1,0 +1,163 @@
+//! An in-memory replica for the sync protocol: a core [`Device`] plus the peers and forks a
+//! session records. The simulator's fast mode, the fuzz targets and tests use it; apps use
+//! `cardlog::Replica`.
+//!
+//! `apply` behaves like the store's: atomic (a refused op leaves nothing of the call behind),
+//! in any order (ops waiting for another op of the same call are retried), and ops whose
+//! dependencies are absent are counted as missing and not kept.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cardlog_core::replay::{check_op, ChainHead, Readiness, Replay, ReplayError};
+use cardlog_core::{Device, OpId, ReplicaId, SealedOp};
+
+use crate::message::{Fork, Summary};
+use crate::session::{Applied, SyncStore};
+
+/// See the module docs.
+#[derive(Debug, Clone)]
+pub struct MemoryReplica {
+    device: Device,
+    peers: BTreeMap<ReplicaId, Summary>,
+    forks: BTreeSet<Fork>,
+}
+
+/// The in-memory replica's only error: replay refused an op (the peer's fault).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(transparent)]
+pub struct Refusal(pub ReplayError);
+
+impl MemoryReplica {
+    /// A replica over `device`.
+    pub fn new(device: Device) -> Self {
+        Self {
+            device,
+            peers: BTreeMap::new(),
+            forks: BTreeSet::new(),
+        }
+    }
+
+    /// The device (to read contacts).
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The device (to save edits).
+    pub fn device_mut(&mut self) -> &mut Device {
+        &mut self.device
+    }
+
+    /// The applied ops.
+    pub fn replay(&self) -> &Replay {
+        self.device.replay()
+    }
+
+    /// What each peer acknowledged holding.
+    pub fn peers(&self) -> &BTreeMap<ReplicaId, Summary> {
+        &self.peers
+    }
+
+    /// The forks sessions recorded.
+    pub fn forks(&self) -> &BTreeSet<Fork> {
+        &self.forks
+    }
+}
+
+impl SyncStore for MemoryReplica {
+    type Error = Refusal;
+
+    fn replica_id(&self) -> ReplicaId {
+        self.device.id()
+    }
+
+    fn summary(&self) -> Summary {
+        let replay = self.replay();
+        replay
+            .summary()
+            .into_iter()
+            .map(|(author, (seq, op))| {
+                let hlc = replay.op(&op).map(|o| o.op().hlc).unwrap_or_default();
+                (author, ChainHead { seq, op, hlc })
+            })
+            .collect()
+    }
+
+    fn ops_since(&self, peer: &Summary) -> Result<Vec<SealedOp>, Refusal> {
+        let peer = peer.iter().map(|(a, h)| (*a, (h.seq, h.op))).collect();
+        Ok(self.replay().missing_for(&peer))
+    }
+
+    fn op_by_id(&self, id: &OpId) -> Result<Option<SealedOp>, Refusal> {
+        Ok(self.replay().op(id).cloned())
+    }
+
+    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, Refusal> {
+        let Some(index) = seq.checked_sub(1).and_then(|i| usize::try_from(i).ok()) else {
+            return Ok(None);
+        };
+        Ok(self.replay().chain(author).nth(index).cloned())
+    }
+
+    fn apply(&mut self, ops: &[SealedOp]) -> Result<Applied, Refusal> {
+        let mut next = self.device.clone();
+        let mut applied = Applied::default();
+        let mut waiting: Vec<&SealedOp> = ops.iter().collect();
+        loop {
+            let mut still = Vec::new();
+            let before = waiting.len();
+            for op in waiting {
+                match check_op(next.replay(), op).map_err(Refusal)? {
+                    Readiness::Duplicate => applied.duplicates += 1,
+                    Readiness::Missing(_) => still.push(op),
+                    Readiness::Ready => {
+                        next.receive(op.clone()).map_err(Refusal)?;
+                        applied.stored += 1;
+                    }
+                }
+            }
+            let progress = still.len() < before;
+            waiting = still;
+            if !progress || waiting.is_empty() {
+                break;
+            }
+        }
+        applied.missing = waiting.len();
+        self.device = next;
+        Ok(applied)
+    }
+
+    fn is_refusal(_: &Refusal) -> bool {
+        true
+    }
+
+    fn wall_ms(&self) -> u64 {
+        self.device.now_ms()
+    }
+
+    fn calibrated_ms(&self) -> u64 {
+        self.device.clock().calibrated_ms(self.device.now_ms())
+    }
+
+    fn calibrate(
+        &mut self,
+        _peer: ReplicaId,
+        peer_ms: u64,
+        sent_ms: u64,
+        received_ms: u64,
+    ) -> Result<i64, Refusal> {
+        Ok(self
+            .device
+            .clock_mut()
+            .calibrate(peer_ms, sent_ms, received_ms))
+    }
+
+    fn record_peer(&mut self, peer: ReplicaId, acked: &Summary) -> Result<(), Refusal> {
+        self.peers.insert(peer, acked.clone());
+        Ok(())
+    }
+
+    fn record_forks(&mut self, forks: &[Fork]) -> Result<(), Refusal> {
+        self.forks.extend(forks.iter().copied());
+        Ok(())
+    }
+}
