@@ -17,13 +17,12 @@ use std::collections::BTreeMap;
 use cardlog_core::replay::ChainHead;
 use cardlog_core::{Hlc, OpId, ReplicaId};
 
-use crate::segment::Reader;
+use crate::segment::{checksum, Reader, CHECKSUM_BYTES};
 use crate::{varint, WireError};
 
 /// The message format version this build writes and reads.
 pub const MESSAGE_VERSION: u8 = 1;
 const MAGIC: &[u8; 4] = b"CLSY";
-const CHECKSUM_BYTES: usize = 16;
 const CHECKSUM_CONTEXT: &str = "cardlog 2026-11-23 sync message checksum v1";
 
 /// Per author, the last op held: equal summaries mean equal op sets.
@@ -136,17 +135,6 @@ impl Message {
     }
 }
 
-fn checksum(bytes: &[u8]) -> [u8; CHECKSUM_BYTES] {
-    let full = blake3::Hasher::new_derive_key(CHECKSUM_CONTEXT)
-        .update(bytes)
-        .finalize();
-    let mut out = [0u8; CHECKSUM_BYTES];
-    if let Some(head) = full.as_bytes().get(..CHECKSUM_BYTES) {
-        out.copy_from_slice(head);
-    }
-    out
-}
-
 fn put_summary(out: &mut Vec<u8>, summary: &Summary) {
     varint::put(out, summary.len() as u64);
     for (author, head) in summary {
@@ -223,7 +211,7 @@ pub fn encode(message: &Message) -> Vec<u8> {
             put_summary(&mut out, summary);
         }
     }
-    let sum = checksum(&out);
+    let sum = checksum(CHECKSUM_CONTEXT, &out);
     out.extend_from_slice(&sum);
     out
 }
@@ -293,7 +281,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
         return Err(WireError::UnknownVersion(version));
     }
     let (framed, sum) = bytes.split_at(bytes.len() - CHECKSUM_BYTES);
-    if checksum(framed) != sum {
+    if checksum(CHECKSUM_CONTEXT, framed) != sum {
         return Err(WireError::Checksum);
     }
     let mut r = Reader {

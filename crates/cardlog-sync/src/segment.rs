@@ -28,7 +28,7 @@ use crate::varint;
 /// The segment format version this build writes and reads.
 pub const SEGMENT_VERSION: u8 = 1;
 const MAGIC: &[u8; 4] = b"CLSG";
-const CHECKSUM_BYTES: usize = 16;
+pub(crate) const CHECKSUM_BYTES: usize = 16;
 const CHECKSUM_CONTEXT: &str = "cardlog 2026-11-23 segment checksum v1";
 
 /// Limits on what a message may declare, each checked before anything is allocated for it.
@@ -157,12 +157,14 @@ fn encode_bincode<T: bincode::Encode>(value: &T) -> Vec<u8> {
     out
 }
 
-pub(crate) fn checksum(bytes: &[u8]) -> [u8; CHECKSUM_BYTES] {
-    let full = blake3::Hasher::new_derive_key(CHECKSUM_CONTEXT)
-        .update(bytes)
-        .finalize();
+/// The first 16 bytes of blake3 in derive-key mode under `context` (each format has its own
+/// context, so a segment's checksum never validates a message and vice versa).
+pub(crate) fn checksum(context: &str, bytes: &[u8]) -> [u8; CHECKSUM_BYTES] {
+    let full = blake3::Hasher::new_derive_key(context).update(bytes).finalize();
     let mut out = [0u8; CHECKSUM_BYTES];
-    out.copy_from_slice(full.as_bytes().get(..CHECKSUM_BYTES).unwrap_or(&[0; 16]));
+    if let Some(head) = full.as_bytes().get(..CHECKSUM_BYTES) {
+        out.copy_from_slice(head);
+    }
     out
 }
 
@@ -281,7 +283,7 @@ pub fn encode_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>
         out.extend_from_slice(&a.0);
     }
     out.extend_from_slice(&body);
-    let sum = checksum(&out);
+    let sum = checksum(CHECKSUM_CONTEXT, &out);
     out.extend_from_slice(&sum);
     Ok(out)
 }
@@ -435,7 +437,7 @@ fn parse(bytes: &[u8]) -> Result<(Vec<ReplicaId>, Vec<RawSegment>), WireError> {
         return Err(WireError::Truncated);
     };
     let (signed, sum) = bytes.split_at(body_len);
-    if checksum(signed) != sum {
+    if checksum(CHECKSUM_CONTEXT, signed) != sum {
         return Err(WireError::Checksum);
     }
     let mut r = Reader {
