@@ -232,16 +232,12 @@ impl SyncStore for Replica {
         sent_ms: u64,
         received_ms: u64,
     ) -> Result<i64, Error> {
-        let offset = Replica::calibrate(self, peer_ms, sent_ms, received_ms)?;
-        let record = (
-            peer,
-            offset,
-            received_ms.saturating_sub(sent_ms),
-            self.calibrated_ms(),
-        );
+        // The record goes in first so that Replica::calibrate's one flush covers both.
+        let offset = self.clock.clone().calibrate(peer_ms, sent_ms, received_ms);
+        let at_ms = self.wall.now_ms().saturating_add_signed(offset);
+        let record = (peer, offset, received_ms.saturating_sub(sent_ms), at_ms);
         self.store.put_meta(meta::CALIBRATION, encode(&record))?;
-        self.durable()?;
-        Ok(offset)
+        Replica::calibrate(self, peer_ms, sent_ms, received_ms)
     }
 
     fn record_peer(&mut self, peer: ReplicaId, acked: &Summary) -> Result<(), Error> {
