@@ -24,6 +24,9 @@ use cardlog_store::kv::{Kv, KvBatch, SledKv};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
+mod common;
+use common::{arg_strings, finished, Run};
+
 const NINE: &str = "2026-11-22T09:00:00Z";
 const TEN: &str = "2026-11-22T10:00:00Z";
 const ELEVEN: &str = "2026-11-22T11:00:00Z";
@@ -57,90 +60,6 @@ const SUBCOMMANDS: [&str; 23] = [
 
 // ---- running the binary ---------------------------------------------------------------------
 
-/// One finished run of the binary.
-#[derive(Debug)]
-struct Run {
-    args: Vec<String>,
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// Asserts exit 0 and no panic; returns the run for more checks.
-    fn ok(self) -> Run {
-        assert_eq!(
-            self.code, 0,
-            "cardlog {:?} failed\nstdout: {}\nstderr: {}",
-            self.args, self.stdout, self.stderr
-        );
-        self.assert_no_panic();
-        self
-    }
-
-    /// Asserts the exit code and that stderr is exactly one `cardlog: ` line.
-    fn fails(self, code: i32) -> Run {
-        assert_eq!(
-            self.code, code,
-            "cardlog {:?}: wrong exit code\nstdout: {}\nstderr: {}",
-            self.args, self.stdout, self.stderr
-        );
-        self.assert_no_panic();
-        let lines: Vec<&str> = self.stderr.lines().collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "cardlog {:?}: stderr is not one line: {:?}",
-            self.args,
-            self.stderr
-        );
-        assert!(
-            lines[0].starts_with("cardlog: ") && lines[0].len() > "cardlog: ".len() + 10,
-            "cardlog {:?}: stderr {:?}",
-            self.args,
-            self.stderr
-        );
-        self
-    }
-
-    fn assert_no_panic(&self) {
-        for text in [&self.stdout, &self.stderr] {
-            assert!(
-                !text.contains("panicked") && !text.contains("RUST_BACKTRACE"),
-                "cardlog {:?} panicked: {}",
-                self.args,
-                self.stderr
-            );
-        }
-    }
-
-    /// Asserts stderr mentions every one of `parts`.
-    fn says(self, parts: &[&str]) -> Run {
-        for part in parts {
-            assert!(
-                self.stderr.contains(part),
-                "cardlog {:?}: stderr {:?} does not mention {part:?}",
-                self.args,
-                self.stderr
-            );
-        }
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "cardlog {:?}: stdout is not JSON ({e}): {}",
-                self.args, self.stdout
-            )
-        })
-    }
-
-    fn lines(&self) -> Vec<&str> {
-        self.stdout.lines().collect()
-    }
-}
-
 /// Runs `cardlog ARGS` with exactly the environment given (no inherited `CARDLOG_*`).
 fn cardlog<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &OsStr)]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cardlog"));
@@ -152,15 +71,7 @@ fn cardlog<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &OsStr)]) -> Run {
         cmd.env(k, v);
     }
     let out = cmd.output().expect("the cardlog binary runs");
-    Run {
-        args: args
-            .iter()
-            .map(|a| a.as_ref().to_string_lossy().into_owned())
-            .collect(),
-        code: out.status.code().expect("exited, not killed"),
-        stdout: String::from_utf8(out.stdout).expect("utf-8 stdout"),
-        stderr: String::from_utf8(out.stderr).expect("utf-8 stderr"),
-    }
+    finished(arg_strings(args), out)
 }
 
 /// A store directory (created by `init` or not) in its own temporary directory.

@@ -25,6 +25,9 @@ use cardlog_core::{Device, FakeClock};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
+mod common;
+use common::{arg_strings, finished, Run};
+
 const NINE: &str = "2026-11-22T09:00:00Z";
 const TEN: &str = "2026-11-22T10:00:00Z";
 const ELEVEN: &str = "2026-11-22T11:00:00Z";
@@ -34,103 +37,6 @@ const NINE_MS: u64 = 1_795_338_000_000;
 
 // ---- running the binary ---------------------------------------------------------------------
 
-/// One finished run of the binary.
-#[derive(Debug)]
-struct Run {
-    args: Vec<String>,
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// Asserts exit 0 and no panic.
-    fn ok(self) -> Run {
-        assert_eq!(
-            self.code, 0,
-            "cardlog {:?} failed\nstdout: {}\nstderr: {}",
-            self.args, self.stdout, self.stderr
-        );
-        self.assert_no_panic();
-        self
-    }
-
-    /// Asserts the exit code and that stderr is exactly one `cardlog: ` line.
-    fn fails(self, code: i32) -> Run {
-        assert_eq!(
-            self.code, code,
-            "cardlog {:?}: wrong exit code\nstdout: {}\nstderr: {}",
-            self.args, self.stdout, self.stderr
-        );
-        self.assert_no_panic();
-        let lines: Vec<&str> = self.stderr.lines().collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "cardlog {:?}: stderr is not one line: {:?}",
-            self.args,
-            self.stderr
-        );
-        assert!(
-            lines[0].starts_with("cardlog: ") && lines[0].len() > "cardlog: ".len() + 10,
-            "cardlog {:?}: stderr {:?}",
-            self.args,
-            self.stderr
-        );
-        self
-    }
-
-    fn assert_no_panic(&self) {
-        for text in [&self.stdout, &self.stderr] {
-            assert!(
-                !text.contains("panicked") && !text.contains("RUST_BACKTRACE"),
-                "cardlog {:?} panicked: {}",
-                self.args,
-                self.stderr
-            );
-        }
-    }
-
-    /// Asserts stderr mentions every one of `parts`.
-    fn says(self, parts: &[&str]) -> Run {
-        for part in parts {
-            assert!(
-                self.stderr.contains(part),
-                "cardlog {:?}: stderr {:?} does not mention {part:?}",
-                self.args,
-                self.stderr
-            );
-        }
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "cardlog {:?}: stdout is not JSON ({e}): {}",
-                self.args, self.stdout
-            )
-        })
-    }
-
-    fn lines(&self) -> Vec<&str> {
-        self.stdout.lines().collect()
-    }
-
-    /// Asserts some stdout line contains every one of `parts`.
-    fn has_line(&self, parts: &[&str]) -> &Run {
-        assert!(
-            self.lines()
-                .iter()
-                .any(|l| parts.iter().all(|p| l.contains(p))),
-            "cardlog {:?}: no stdout line has all of {parts:?}:\n{}",
-            self.args,
-            self.stdout
-        );
-        self
-    }
-}
-
 /// `cardlog ARGS` as a command with exactly the environment given (no inherited `CARDLOG_*`).
 fn command<S: AsRef<OsStr>>(args: &[S], now: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cardlog"));
@@ -139,21 +45,6 @@ fn command<S: AsRef<OsStr>>(args: &[S], now: &str) -> Command {
         .env("CARDLOG_NOW", now)
         .env("RUST_BACKTRACE", "1");
     cmd
-}
-
-fn arg_strings<S: AsRef<OsStr>>(args: &[S]) -> Vec<String> {
-    args.iter()
-        .map(|a| a.as_ref().to_string_lossy().into_owned())
-        .collect()
-}
-
-fn finished(args: Vec<String>, out: std::process::Output) -> Run {
-    Run {
-        args,
-        code: out.status.code().expect("exited, not killed"),
-        stdout: String::from_utf8(out.stdout).expect("utf-8 stdout"),
-        stderr: String::from_utf8(out.stderr).expect("utf-8 stderr"),
-    }
 }
 
 /// A store made by `cardlog init`, in its own temporary directory, which also holds the

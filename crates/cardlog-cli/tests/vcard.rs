@@ -13,42 +13,10 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::Value;
+mod common;
+use common::{arg_strings, finished, Run};
 
 const NINE: &str = "2026-11-22T09:00:00Z";
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(self) -> Run {
-        assert_eq!(
-            self.code, 0,
-            "stdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    fn fails(self, code: i32) -> Run {
-        assert_eq!(
-            self.code, code,
-            "stdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        let lines: Vec<&str> = self.stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "stderr: {}", self.stderr);
-        assert!(lines[0].starts_with("cardlog: "), "stderr: {}", self.stderr);
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap()
-    }
-}
 
 fn cardlog<S: AsRef<OsStr>>(store: &Path, args: &[S]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_cardlog"))
@@ -59,12 +27,8 @@ fn cardlog<S: AsRef<OsStr>>(store: &Path, args: &[S]) -> Run {
         .env("CARDLOG_NOW", NINE)
         .output()
         .unwrap();
-    let run = Run {
-        code: out.status.code().unwrap(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    };
-    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    let run = finished(arg_strings(args), out);
+    run.assert_no_panic();
     run
 }
 
