@@ -1,4 +1,4 @@
-//! Plumbing of the figures binaries (`sync_figures`): each scenario runs in a fresh child
+//! Plumbing of the figures binaries (`store_figures`, `sync_figures`): each scenario runs in a fresh child
 //! process (the binary re-executed with `--scenario`), prints `FIG name value` lines, and the
 //! parent collects them into a table. A fresh process per scenario keeps one scenario's caches
 //! and allocations out of the next one's figures.
@@ -21,6 +21,13 @@ pub fn fig(name: &str, value: f64) {
 /// printed; `label` names it in the progress line.
 pub fn child(label: &str, args: &[&str]) -> Result<Figures, Error> {
     let started = Instant::now();
+    let figures = child_quiet(args)?;
+    eprintln!("  {label} done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(figures)
+}
+
+/// [`child`] without the progress line.
+pub fn child_quiet(args: &[&str]) -> Result<Figures, Error> {
     let exe = std::env::current_exe()?;
     let out = Command::new(exe).args(args).output()?;
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
@@ -34,7 +41,6 @@ pub fn child(label: &str, args: &[&str]) -> Result<Figures, Error> {
             figures.insert(name.to_owned(), value.parse()?);
         }
     }
-    eprintln!("  {label} done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(figures)
 }
 
@@ -78,13 +84,21 @@ pub fn machine() -> String {
 
 /// Peak resident memory of this process so far, in MB (10^6 bytes), from /proc.
 pub fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb * 1024.0 / 1e6)
+    rss_mb().0
+}
+
+/// Peak and current resident memory of this process, in MB (10^6 bytes), from /proc.
+pub fn rss_mb() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb * 1024.0 / 1e6)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
 }
 
 /// `pass` or `FAIL`.

@@ -15,10 +15,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use cardlog::{Field, Replica, SealedOp, CACHE_BYTES_DEFAULT};
+use cardlog_benches::figures::{
+    self, child_quiet, fig, fmt_value, get, machine, median, pass, rss_mb, Figures,
+};
 use cardlog_benches::stores::{self, CONTACTS};
 use cardlog_benches::{Error, FieldEdits};
 
@@ -59,77 +61,16 @@ fn main() -> Result<(), Error> {
 
 // ---- the parent --------------------------------------------------------------------------
 
-/// Runs this binary as a child with `args`, echoes its stderr, and returns its figures.
-fn child(args: &[&str]) -> Result<BTreeMap<String, f64>, Error> {
-    let started = Instant::now();
-    let figures = child_quiet(args)?;
+/// Runs this binary as a child with `args` (see [`figures::child`]), labelled by its scenario
+/// and variant.
+fn child(args: &[&str]) -> Result<Figures, Error> {
     let variant = args
         .iter()
         .position(|a| *a == "--variant")
         .and_then(|i| args.get(i + 1))
         .map_or(String::new(), |v| format!(" {v}"));
-    eprintln!(
-        "  {}{variant} done in {:.1} s",
-        args.get(1).copied().unwrap_or("?"),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(figures)
-}
-
-/// [`child`] without the progress line.
-fn child_quiet(args: &[&str]) -> Result<BTreeMap<String, f64>, Error> {
-    let exe = std::env::current_exe()?;
-    let out = Command::new(exe).args(args).output()?;
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    if !out.status.success() {
-        return Err(format!("scenario {args:?} failed: {}", out.status).into());
-    }
-    let mut figures = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let mut parts = line.split_whitespace();
-        if let (Some("FIG"), Some(name), Some(value)) = (parts.next(), parts.next(), parts.next()) {
-            figures.insert(name.to_owned(), value.parse()?);
-        }
-    }
-    Ok(figures)
-}
-
-fn get(figures: &BTreeMap<String, f64>, name: &str) -> Result<f64, Error> {
-    figures
-        .get(name)
-        .copied()
-        .ok_or_else(|| format!("figure {name} missing").into())
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let mem_mb = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb / 1024);
-    format!("{cpu}, {cores} cores, {mem_mb} MiB RAM")
-}
-
-fn pass(ok: bool) -> &'static str {
-    if ok {
-        "pass"
-    } else {
-        "FAIL"
-    }
+    let label = format!("{}{variant}", args.get(1).copied().unwrap_or("?"));
+    figures::child(&label, args)
 }
 
 fn parent(big_ops: usize) -> Result<(), Error> {
@@ -307,14 +248,6 @@ fn parent(big_ops: usize) -> Result<(), Error> {
     Ok(())
 }
 
-fn fmt_value(v: f64) -> String {
-    if v.fract() == 0.0 || v.abs() >= 100.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.3}")
-    }
-}
-
 /// The memory of sled alone: opens the sled database of a store (`dir/db`) with the same cache
 /// size and reads nothing.
 fn sled_open(dir: &Path) -> Result<(), Error> {
@@ -331,33 +264,10 @@ fn sled_open(dir: &Path) -> Result<(), Error> {
 
 // ---- the scenarios (children) ------------------------------------------------------------
 
-fn fig(name: &str, value: f64) {
-    println!("FIG {name} {value}");
-}
-
-/// Peak and current resident memory of this process, in MB (10^6 bytes), from /proc.
-fn rss_mb() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb * 1024.0 / 1e6)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
 /// Resets this process's peak resident memory (`VmHWM`) to its current size, so a later
 /// [`rss_mb`] gives the peak of what ran in between (Linux 4.0 and later; ignored elsewhere).
 fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn run_scenario(
