@@ -160,7 +160,9 @@ fn encode_bincode<T: bincode::Encode>(value: &T) -> Vec<u8> {
 /// The first 16 bytes of blake3 in derive-key mode under `context` (each format has its own
 /// context, so a segment's checksum never validates a message and vice versa).
 pub(crate) fn checksum(context: &str, bytes: &[u8]) -> [u8; CHECKSUM_BYTES] {
-    let full = blake3::Hasher::new_derive_key(context).update(bytes).finalize();
+    let full = blake3::Hasher::new_derive_key(context)
+        .update(bytes)
+        .finalize();
     let mut out = [0u8; CHECKSUM_BYTES];
     if let Some(head) = full.as_bytes().get(..CHECKSUM_BYTES) {
         out.copy_from_slice(head);
