@@ -11,6 +11,7 @@
 //! [`mutate`] is the input mutator of the stable driver (src/bin/stable_fuzz.rs).
 
 pub mod checks;
+pub mod corpus;
 pub mod mutate;
 pub mod scratch;
 pub mod sync_checks;

@@ -14,13 +14,15 @@
 #[path = "../../../fuzz/src/checks.rs"]
 #[allow(dead_code)]
 mod checks;
+#[path = "../../../fuzz/src/corpus.rs"]
+mod corpus;
 #[path = "../../../fuzz/src/sync_checks.rs"]
 mod sync_checks;
 #[path = "../../../fuzz/src/sync_seeds.rs"]
 mod sync_seeds;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use cardlog_sync::message::{self, Message};
 use cardlog_sync::WireError;
@@ -29,25 +31,10 @@ use sync_checks::{
     universe, unsealed, SessionCheck,
 };
 
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
-}
+use corpus::files;
 
-/// The files of `dir`, sorted, with their names (none if it does not exist).
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut out: Vec<(String, Vec<u8>)> = entries
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, fs::read(&p).unwrap())
-        })
-        .collect();
-    out.sort();
-    out
+fn fuzz_dir() -> PathBuf {
+    corpus::fuzz_dir(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn seed<'a>(seeds: &'a [(String, Vec<u8>)], target: &str, name: &str) -> &'a [u8] {

@@ -12,6 +12,8 @@
     clippy::expect_used
 )]
 
+#[path = "../../../fuzz/src/corpus.rs"]
+mod corpus;
 #[path = "../../../fuzz/src/vcard_checks.rs"]
 mod vcard_checks;
 
@@ -21,25 +23,10 @@ use std::path::{Path, PathBuf};
 use cardlog::Replica;
 use vcard_checks::{check_vcard_import, vcard_seeds, VcardCheck};
 
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
-}
+use corpus::files;
 
-/// The files of `dir`, sorted, with their names (none if it does not exist).
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut out: Vec<(String, Vec<u8>)> = entries
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, fs::read(&p).unwrap())
-        })
-        .collect();
-    out.sort();
-    out
+fn fuzz_dir() -> PathBuf {
+    corpus::fuzz_dir(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// Runs the check on `bytes` in a fresh replica.
