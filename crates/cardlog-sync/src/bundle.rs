@@ -38,7 +38,7 @@ pub fn export<S: SyncStore>(store: &S, since: Option<&Summary>) -> Result<Vec<u8
     });
     if bytes.len() > message::limits::MESSAGE_BYTES_MAX {
         return Err(SyncError::Wire(WireError::TooLarge {
-            what: "bundle bytes (export in parts with a heads file)",
+            what: "bundle bytes (use a TCP sync, which sends in parts)",
             got: bytes.len() as u64,
             limit: message::limits::MESSAGE_BYTES_MAX as u64,
         }));
