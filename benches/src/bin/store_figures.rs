@@ -90,7 +90,6 @@ fn parent(big_ops: usize) -> Result<(), Error> {
         "chunk1000_durable",
         "chunk10000_durable",
         "bulk_chunk10000",
-        "sled_store_batches",
         "replay_in_memory",
     ] {
         for (name, value) in child(&["--scenario", "apply", "--variant", variant])? {
@@ -412,12 +411,6 @@ fn apply(variant: &str) -> Result<(), Error> {
         fig("peak_rise_mb", rss_mb().0 - before);
         return Ok(());
     }
-    if variant == "sled_store_batches" {
-        let s = sled_store_batches(&dir, &ops, 10_000)?;
-        fig("ops_per_s", ops.len() as f64 / s);
-        fig("peak_rise_mb", rss_mb().0 - before);
-        return Ok(());
-    }
     let (chunk, bulk) = match variant {
         "chunk1000_durable" => (1_000, false),
         "chunk10000_durable" => (10_000, false),
@@ -445,87 +438,6 @@ fn apply(variant: &str) -> Result<(), Error> {
     fig("ops_per_s", ops.len() as f64 / s);
     fig("peak_rise_mb", rss_mb().0 - before);
     Ok(())
-}
-
-/// The ceiling of the apply path with the store's key layout: writes exactly the keys and
-/// values `Stage` produces for `ops` (log, index, order, history entries, one author head and
-/// every touched register per chunk), `chunk` ops per sled batch and a flush after each, into
-/// a bare sled database, with no reads and no checks. Returns the seconds taken.
-fn sled_store_batches(dir: &Path, ops: &[SealedOp], chunk: usize) -> Result<f64, Error> {
-    use cardlog_core::replay::{ChainHead, Heads, RegisterWrite, WriteKey};
-    use cardlog_store::keys::{self, Located};
-    use std::collections::HashMap;
-
-    let db = sled::Config::new()
-        .path(dir)
-        .cache_capacity(CACHE_BYTES_DEFAULT)
-        .open()?;
-    let mut registers: HashMap<Vec<u8>, (u64, Heads)> = HashMap::new();
-    let start = Instant::now();
-    let mut order = 0u64;
-    for part in ops.chunks(chunk) {
-        let mut batch = sled::Batch::default();
-        let mut touched = Vec::new();
-        let mut heads = HashMap::new();
-        for sealed in part {
-            let (op, id) = (sealed.op(), sealed.id());
-            batch.insert(
-                keys::log(&op.author, op.seq),
-                keys::log_value(order, sealed.bytes()),
-            );
-            let at = Located {
-                author: op.author,
-                seq: op.seq,
-                hlc: op.hlc,
-            };
-            batch.insert(keys::index(&id), keys::index_value(&at));
-            batch.insert(keys::order(order), keys::order_value(&op.author, op.seq));
-            order += 1;
-            heads.insert(
-                op.author,
-                ChainHead {
-                    seq: op.seq,
-                    op: id,
-                    hlc: op.hlc,
-                },
-            );
-            for w in &op.writes {
-                let write = RegisterWrite {
-                    key: WriteKey {
-                        hlc: op.hlc,
-                        author: op.author,
-                        op: id,
-                    },
-                    seq: op.seq,
-                    value: w.value.clone(),
-                    replaces: w.replaces.clone(),
-                };
-                batch.insert(
-                    keys::write(&w.contact, &w.path, &write.key),
-                    keys::encode(&write),
-                );
-                let heads_key = keys::heads(&w.contact, &w.path);
-                let register = registers.entry(heads_key.clone()).or_default();
-                register.0 += 1;
-                register.1.apply(write);
-                touched.push(heads_key);
-            }
-        }
-        for (author, head) in heads {
-            batch.insert(keys::author(&author), keys::encode(&head));
-        }
-        touched.sort();
-        touched.dedup();
-        for key in touched {
-            if let Some((writes, heads)) = registers.get(&key) {
-                let value = keys::heads_value(*writes, heads);
-                batch.insert(key, value);
-            }
-        }
-        db.apply_batch(batch)?;
-        db.flush()?;
-    }
-    Ok(start.elapsed().as_secs_f64())
 }
 
 /// Target 3: one open of a cached store, in a fresh process; the close is timed separately.

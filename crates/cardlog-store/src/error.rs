@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use cardlog_core::ReplayError;
 
 use crate::kv::KvError;
+use crate::log::LogError;
 
 /// Why a store could not be opened or created. Nothing in the directory was changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +41,12 @@ pub enum OpenError {
     /// A record the store wrote does not decode.
     #[error("store damaged: {0} does not decode")]
     Corrupt(String),
+    /// The store's files are damaged in the way described.
+    #[error("store damaged: {0}")]
+    Damaged(String),
+    /// A call on the op log file failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
     /// No random device id could be drawn.
     #[error(transparent)]
     Random(#[from] cardlog_core::RandomError),
@@ -58,6 +65,13 @@ pub enum StoreError {
     /// A record the store wrote does not decode.
     #[error("store damaged: {0} does not decode")]
     Corrupt(String),
+    /// The store's files are damaged in the way described.
+    #[error("store damaged: {0}")]
+    Damaged(String),
+    /// A call on the op log file failed. After a failed write the store refuses further
+    /// writes.
+    #[error(transparent)]
+    Log(#[from] LogError),
     /// The op was refused by the replay rules (fork, chain mismatch…). Nothing was stored.
     #[error(transparent)]
     Refused(Box<ReplayError>),
@@ -74,6 +88,8 @@ impl From<StoreError> for OpenError {
         match e {
             StoreError::Engine(k) => OpenError::Engine(k),
             StoreError::Corrupt(w) => OpenError::Corrupt(w),
+            StoreError::Damaged(w) => OpenError::Damaged(w),
+            StoreError::Log(e) => OpenError::Log(e),
             other => OpenError::Corrupt(other.to_string()),
         }
     }

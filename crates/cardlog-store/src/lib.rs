@@ -32,13 +32,15 @@
 //! ```
 
 pub mod error;
+mod index;
 pub mod keys;
 pub mod kv;
+pub mod log;
 mod stage;
 pub mod store;
 
 pub use error::{OpenError, StoreError};
 pub use store::{
-    OpOutcome, Progress, Store, StoreOptions, VerifyReport, CACHE_BYTES_DEFAULT,
+    OpOutcome, Progress, Recovery, Store, StoreOptions, VerifyReport, CACHE_BYTES_DEFAULT,
     STORE_FORMAT_VERSION,
 };

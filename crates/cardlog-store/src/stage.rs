@@ -1,107 +1,126 @@
-//! Staging: many ops checked and turned into one atomic batch of key/value writes.
+//! Staging: many ops checked and turned into log records plus one atomic batch of register
+//! writes.
 //!
-//! A [`Stage`] layers what it has staged over the store's committed keys, so the check of each
-//! op sees the ops staged before it (a chain delivered in one bundle applies in one batch), and
-//! each register touched by several ops is read once and written once. Single saves, bulk
-//! imports and `rebuild` all go through it, so there is one write path.
+//! A [`Stage`] layers what it has staged over the store, so the check of each op sees the ops
+//! staged before it (a chain delivered in one bundle applies in one call), and each register
+//! touched by several ops is read once and written once. Saves, bulk imports and the replay of
+//! the log's tail at open all go through it, so there is one write path.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use cardlog_core::replay::{
     check_op, ChainHead, Heads, OpLookup, Readiness, RegisterWrite, WriteKey,
 };
-use cardlog_core::{ContactId, OpId, Path, ReplicaId, SealedOp};
+use cardlog_core::{ContactId, Op, OpId, Path, ReplicaId, SealedOp};
 
 use crate::error::StoreError;
-use crate::keys::{self, Located};
+use crate::keys::{self, meta};
 use crate::kv::KvBatch;
+use crate::log::{self, COMMIT};
 use crate::store::Store;
+
+/// The register write an op's write makes.
+pub(crate) fn register_write(op: &Op, id: OpId, w: &cardlog_core::Write) -> RegisterWrite {
+    RegisterWrite {
+        key: WriteKey {
+            hlc: op.hlc,
+            author: op.author,
+            op: id,
+        },
+        seq: op.seq,
+        value: w.value.clone(),
+        replaces: w.replaces.clone(),
+    }
+}
+
+/// What a finished stage writes.
+pub(crate) struct Staged {
+    /// Records to append to the log (the last one flagged [`COMMIT`]).
+    pub(crate) records: Vec<u8>,
+    /// Register, author-head and watermark writes.
+    pub(crate) batch: KvBatch,
+    /// The author heads that changed.
+    pub(crate) heads: BTreeMap<ReplicaId, ChainHead>,
+    /// The ops stored, with their offsets, in log order.
+    pub(crate) added: Vec<(u64, SealedOp)>,
+}
 
 /// Ops staged over a store, not yet written.
 pub(crate) struct Stage<'s> {
     store: &'s Store,
-    batch: KvBatch,
-    index: HashMap<OpId, Located>,
-    log: HashMap<(ReplicaId, u64), OpId>,
+    records: Vec<u8>,
+    last_flags_at: Option<usize>,
+    ids: HashSet<OpId>,
+    seqs: HashMap<(ReplicaId, u64), OpId>,
+    writes: HashSet<(OpId, ContactId, Path)>,
     heads: BTreeMap<ReplicaId, ChainHead>,
     registers: HashMap<Vec<u8>, (u64, Heads)>,
-    writes: HashSet<Vec<u8>>,
-    next_order: u64,
-    staged: usize,
+    added: Vec<(u64, SealedOp)>,
+    /// Log offset of the next record.
+    next_offset: u64,
+    /// Ops in the log once staged ones are written.
+    next_count: u64,
 }
 
 impl<'s> Stage<'s> {
     pub(crate) fn new(store: &'s Store) -> Self {
+        Self::at(store, store.log_len(), store.op_count())
+    }
+
+    /// A stage whose first record goes at `offset`, with `count` ops before it.
+    pub(crate) fn at(store: &'s Store, offset: u64, count: u64) -> Self {
         Self {
             store,
-            batch: KvBatch::default(),
-            index: HashMap::new(),
-            log: HashMap::new(),
+            records: Vec::new(),
+            last_flags_at: None,
+            ids: HashSet::new(),
+            seqs: HashMap::new(),
+            writes: HashSet::new(),
             heads: BTreeMap::new(),
             registers: HashMap::new(),
-            writes: HashSet::new(),
-            next_order: store.op_count(),
-            staged: 0,
+            added: Vec::new(),
+            next_offset: offset,
+            next_count: count,
         }
     }
 
     /// Number of ops staged.
     pub(crate) fn len(&self) -> usize {
-        self.staged
+        self.added.len()
     }
 
     /// Checks `sealed` against the store and what is staged; when it is ready, stages its log
-    /// entry, index entries, author head and state changes.
+    /// record, author head and register changes.
     pub(crate) fn add_op(&mut self, sealed: &SealedOp) -> Result<Readiness, StoreError> {
         let readiness = check_op(&*self, sealed)?;
         if readiness != Readiness::Ready {
             return Ok(readiness);
         }
-        let op = sealed.op();
-        let id = sealed.id();
-        let order = self.next_order;
-        let head = ChainHead {
-            seq: op.seq,
-            op: id,
-            hlc: op.hlc,
-        };
-        let at = Located {
-            author: op.author,
-            seq: op.seq,
-            hlc: op.hlc,
-        };
-        self.batch.insert(
-            keys::log(&op.author, op.seq),
-            keys::log_value(order, sealed.bytes()),
-        );
-        self.batch.insert(keys::index(&id), keys::index_value(&at));
-        self.batch
-            .insert(keys::order(order), keys::order_value(&op.author, op.seq));
-        self.index.insert(id, at);
-        self.log.insert((op.author, op.seq), id);
-        self.heads.insert(op.author, head);
-        self.next_order += 1;
-        self.add_state(sealed)?;
+        let offset = self.next_offset;
+        self.last_flags_at = Some(self.records.len() + 4);
+        log::frame(&mut self.records, &sealed.id(), sealed.bytes(), 0);
+        self.next_offset = offset + log::HEADER_BYTES + sealed.bytes().len() as u64;
+        self.add_logged(offset, sealed)?;
         Ok(Readiness::Ready)
     }
 
-    /// Stages only the state changes of an op already in the log (rebuild), unchecked.
-    pub(crate) fn add_state(&mut self, sealed: &SealedOp) -> Result<(), StoreError> {
+    /// Stages the head and register changes of an op already in the log at `offset` (the
+    /// log's tail at open), unchecked.
+    pub(crate) fn add_logged(&mut self, offset: u64, sealed: &SealedOp) -> Result<(), StoreError> {
         let op = sealed.op();
-        for w in &op.writes {
-            let write = RegisterWrite {
-                key: WriteKey {
-                    hlc: op.hlc,
-                    author: op.author,
-                    op: sealed.id(),
-                },
+        let id = sealed.id();
+        self.ids.insert(id);
+        self.seqs.insert((op.author, op.seq), id);
+        self.heads.insert(
+            op.author,
+            ChainHead {
                 seq: op.seq,
-                value: w.value.clone(),
-                replaces: w.replaces.clone(),
-            };
-            let write_key = keys::write(&w.contact, &w.path, &write.key);
-            self.batch.insert(write_key.clone(), keys::encode(&write));
-            self.writes.insert(write_key);
+                op: id,
+                hlc: op.hlc,
+            },
+        );
+        for w in &op.writes {
+            self.writes.insert((id, w.contact, w.path.clone()));
             let heads_key = keys::heads(&w.contact, &w.path);
             let register = match self.registers.get_mut(&heads_key) {
                 Some(r) => r,
@@ -111,22 +130,40 @@ impl<'s> Stage<'s> {
                 }
             };
             register.0 += 1;
-            register.1.apply(write);
+            register.1.apply(register_write(op, id, w));
         }
-        self.staged += 1;
+        if self.next_offset <= offset {
+            self.next_offset = offset + log::HEADER_BYTES + sealed.bytes().len() as u64;
+        }
+        self.next_count += 1;
+        self.added.push((offset, sealed.clone()));
         Ok(())
     }
 
-    /// The batch to apply, the author heads it changes and the next application order.
-    pub(crate) fn finish(mut self) -> (KvBatch, BTreeMap<ReplicaId, ChainHead>, u64) {
+    /// The records and the batch to write (with the watermark: ops and log bytes the registers
+    /// now cover).
+    pub(crate) fn finish(mut self) -> Staged {
+        if let Some(flags) = self.last_flags_at.and_then(|at| self.records.get_mut(at)) {
+            *flags = COMMIT;
+        }
+        let mut batch = KvBatch::default();
         // Each author's head once, however many of its ops the batch holds.
         for (author, head) in &self.heads {
-            self.batch.insert(keys::author(author), keys::encode(head));
+            batch.insert(keys::author(author), keys::encode(head));
         }
         for (key, (writes, heads)) in self.registers.drain() {
-            self.batch.insert(key, keys::heads_value(writes, &heads));
+            batch.insert(key, keys::heads_value(writes, &heads));
         }
-        (self.batch, self.heads, self.next_order)
+        batch.insert(
+            meta::APPLIED.to_vec(),
+            keys::encode(&(self.next_count, self.next_offset)),
+        );
+        Staged {
+            records: self.records,
+            batch,
+            heads: self.heads,
+            added: self.added,
+        }
     }
 }
 
@@ -134,7 +171,7 @@ impl OpLookup for Stage<'_> {
     type Error = StoreError;
 
     fn contains(&self, op: &OpId) -> Result<bool, StoreError> {
-        Ok(self.index.contains_key(op) || self.store.contains(op)?)
+        Ok(self.ids.contains(op) || self.store.contains(op)?)
     }
 
     fn chain_head(&self, author: &ReplicaId) -> Result<Option<ChainHead>, StoreError> {
@@ -145,7 +182,7 @@ impl OpLookup for Stage<'_> {
     }
 
     fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<OpId>, StoreError> {
-        match self.log.get(&(*author, seq)) {
+        match self.seqs.get(&(*author, seq)) {
             Some(id) => Ok(Some(*id)),
             None => self.store.op_at(author, seq),
         }
@@ -157,18 +194,18 @@ impl OpLookup for Stage<'_> {
         contact: &ContactId,
         path: &Path,
     ) -> Result<Option<bool>, StoreError> {
-        match self.index.get(op) {
-            Some(at) => {
-                let key = WriteKey {
-                    hlc: at.hlc,
-                    author: at.author,
-                    op: *op,
-                };
-                Ok(Some(
-                    self.writes.contains(&keys::write(contact, path, &key)),
-                ))
-            }
-            None => self.store.wrote_at(op, contact, path),
+        if self.ids.contains(op) {
+            return Ok(Some(self.writes.contains(&(*op, *contact, path.clone()))));
         }
+        // Usually the replaced write is one of the register's current heads: no lookup by id.
+        let key = keys::heads(contact, path);
+        let is_head = match self.registers.get(&key) {
+            Some((_, heads)) => heads.is_head(op),
+            None => self.store.register_at(&key)?.1.is_head(op),
+        };
+        if is_head {
+            return Ok(Some(true));
+        }
+        self.store.wrote_at(op, contact, path)
     }
 }

@@ -1,27 +1,34 @@
-//! The durable store: the op log and the materialized registers in one ordered key space.
+//! The durable store: the op log in its own append-only file, the materialized registers and
+//! author heads in sled.
 //!
-//! Each op is stored with one atomic batch holding its log entry, its index entries, its
-//! author's new head and every register it changes, so after a crash the log and the state
-//! always agree; a save is durable once [`Store::flush`] returns. Opening reads only the meta
-//! entries and one head per author: its cost does not grow with the history.
+//! Applying ops appends their records to the log, then writes their register changes, author
+//! heads and the registers' watermark (how much of the log they cover) as one sled batch. A
+//! save is durable once [`Store::flush`] has synced the log; the sled side follows on its own
+//! schedule, and opening replays the log's tail past the watermark, so after a crash the log
+//! and the state always agree. Opening reads the meta entries, one head per author and that
+//! tail: its cost does not grow with the history. Lookups by author, id or contact use an
+//! in-memory index built from the log the first time one is needed (`index.rs`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path as FsPath, PathBuf};
+use std::sync::OnceLock;
 
 use cardlog_core::replay::Missing;
 use cardlog_core::replay::{
     contact_view, field_conflict, state_bytes, ChainHead, ContactView, FieldConflict, Heads,
-    OpLookup, Readiness, RegisterWrite, Version, WriteKey,
+    OpLookup, Readiness, Version,
 };
 use cardlog_core::{decode_op, ContactId, IdPrefix, OpId, Path, ReplayError, ReplicaId, SealedOp};
 
 use crate::error::{OpenError, StoreError};
-use crate::keys::{self, meta, Located};
+use crate::index::LogIndex;
+use crate::keys::{self, meta};
 use crate::kv::{Kv, KvBatch, KvError, SledKv};
-use crate::stage::Stage;
+use crate::log::{FileLog, LogError, LogIo, OpLog, Read, COMMIT, LOG_FILE};
+use crate::stage::{register_write, Stage};
 
 /// The store format this build reads and writes (the marker file and the `format` meta entry).
-pub const STORE_FORMAT_VERSION: u8 = 1;
+pub const STORE_FORMAT_VERSION: u8 = 2;
 /// Default sled page cache: modest, because sled's own default is 1 GiB.
 pub const CACHE_BYTES_DEFAULT: u64 = 32 << 20;
 
@@ -47,7 +54,7 @@ impl Default for StoreOptions {
     }
 }
 
-/// Ops per batch when `rebuild` replays the log: bounds its memory.
+/// Writes per sled batch when `rebuild` repairs the registers.
 const REBUILD_CHUNK: usize = 16_384;
 
 /// How often (in ops) long operations report progress.
@@ -102,12 +109,31 @@ impl VerifyReport {
 /// The durable store. See the module docs.
 pub struct Store {
     kv: Box<dyn Kv>,
+    log: OpLog,
+    index: OnceLock<LogIndex>,
     dir: PathBuf,
     replica: ReplicaId,
     previous_replica: Option<ReplicaId>,
     summary: BTreeMap<ReplicaId, ChainHead>,
-    next_order: u64,
+    ops: u64,
     poisoned: Option<String>,
+    /// A meta value was written since the database was last flushed.
+    meta_dirty: bool,
+    recovery: Recovery,
+}
+
+/// What opening the store found and repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Committed ops past the registers' watermark, replayed into the registers.
+    pub tail_ops: u64,
+    /// Bytes of an unfinished write (after the last commit) cut from the log's end.
+    pub torn_bytes: u64,
+    /// The registers covered more log than the file holds; they were rebuilt from the log.
+    pub state_ahead_of_log: bool,
+    /// Damage in the log past the watermark with valid-looking data after it: nothing was cut,
+    /// the store is read-only (the reason).
+    pub damaged_tail: Option<String>,
 }
 
 impl std::fmt::Debug for Store {
@@ -178,17 +204,21 @@ impl Store {
         Self::open(dir, options)
     }
 
-    /// Writes a complete new store into `tmp`: database with format and device id, then the
-    /// marker, each made durable.
+    /// Writes a complete new store into `tmp`: database with format and device id, an empty
+    /// op log, then the marker, each made durable.
     fn build(tmp: &FsPath, options: &StoreOptions) -> Result<(), OpenError> {
         std::fs::create_dir(tmp).map_err(|e| io(tmp, e))?;
         let kv = SledKv::open(&tmp.join(DB_DIR), options.cache_bytes)?;
         let mut batch = KvBatch::default();
         batch.insert(meta::FORMAT.to_vec(), vec![STORE_FORMAT_VERSION]);
         batch.insert(meta::REPLICA.to_vec(), ReplicaId::random()?.0.to_vec());
+        batch.insert(meta::APPLIED.to_vec(), keys::encode(&(0u64, 0u64)));
         kv.apply(batch)?;
         kv.flush()?;
         drop(kv);
+        let log = FileLog::open(&tmp.join(LOG_FILE), true)?;
+        log.sync()?;
+        drop(log);
         let marker = tmp.join(MARKER_FILE);
         std::fs::write(&marker, marker_text()).map_err(|e| io(&marker, e))?;
         std::fs::File::open(&marker)
@@ -222,17 +252,30 @@ impl Store {
         let db = dir.join(DB_DIR);
         if !db.is_dir() {
             // Opening sled would create an empty database; a marker without one is damage.
-            return Err(OpenError::Corrupt(format!(
+            return Err(OpenError::Damaged(format!(
                 "{} has a store marker but no {DB_DIR}/ database directory",
                 dir.display()
             )));
         }
+        let log_path = dir.join(LOG_FILE);
+        if !log_path.is_file() {
+            return Err(OpenError::Damaged(format!(
+                "{} has a store marker but no {LOG_FILE} op log",
+                dir.display()
+            )));
+        }
         let kv = SledKv::open(&db, options.cache_bytes)?;
-        Self::open_kv(Box::new(kv), dir)
+        let log = FileLog::open(&log_path, false)?;
+        Self::open_parts(Box::new(kv), Box::new(log), dir)
     }
 
-    /// Opens a store on an already opened key space (tests use this to inject faults).
-    pub fn open_kv(kv: Box<dyn Kv>, dir: &FsPath) -> Result<Self, OpenError> {
+    /// Opens a store on an already opened key space and log file (tests use this to inject
+    /// faults).
+    pub fn open_parts(
+        kv: Box<dyn Kv>,
+        log: Box<dyn LogIo>,
+        dir: &FsPath,
+    ) -> Result<Self, OpenError> {
         match kv.get(meta::FORMAT)?.as_deref() {
             Some([v]) if *v == STORE_FORMAT_VERSION => {}
             Some(other) => {
@@ -255,57 +298,179 @@ impl Store {
             let (author, head) = keys::parse_author(&k, &v)?;
             summary.insert(author, head);
         }
-        let next_order = match kv.last_with_prefix(&[keys::ORDER])? {
-            Some((k, _)) => keys::parse_order(&k)? + 1,
-            None => 0,
+        let (applied_ops, applied_bytes): (u64, u64) = match kv.get(meta::APPLIED)? {
+            Some(v) => keys::decode(&v, "applied watermark")?,
+            None => return Err(OpenError::Corrupt("applied watermark".into())),
         };
+        let file_len = log.len()?;
         let mut store = Self {
             kv,
+            log: OpLog::new(log, applied_bytes.min(file_len)),
+            index: OnceLock::new(),
             dir: dir.to_owned(),
             replica,
             previous_replica: None,
             summary,
-            next_order,
+            ops: applied_ops,
             poisoned: None,
+            meta_dirty: false,
+            recovery: Recovery::default(),
         };
-        // A store that moved (copied, or restored from a backup) must not keep writing as the
-        // device it was copied from: that device may still be writing the same chain.
-        let home = home_of(dir);
-        let recorded = store.kv.get(meta::HOME)?;
-        if recorded.is_none() {
-            // The first open after create: record where the store lives.
-            let mut batch = KvBatch::default();
-            batch.insert(meta::HOME.to_vec(), home);
-            store.kv.apply(batch)?;
-            store.kv.flush()?;
-        } else if recorded.as_deref() != Some(home.as_slice()) {
-            let fresh = ReplicaId::random()?;
-            let mut batch = KvBatch::default();
-            batch.insert(meta::REPLICA.to_vec(), fresh.0.to_vec());
-            batch.insert(meta::HOME.to_vec(), home);
-            let mut former = store.kv.get(meta::FORMER)?.unwrap_or_default();
-            former.extend_from_slice(&store.replica.0);
-            batch.insert(meta::FORMER.to_vec(), former);
-            store.kv.apply(batch)?;
-            store.kv.flush()?;
-            store.previous_replica = Some(store.replica);
-            store.replica = fresh;
+        if applied_bytes > file_len {
+            // The registers cover more of the log than the file holds (a power cut lost the
+            // log's tail, or the file was cut): the registers cannot be trusted.
+            store.recovery.state_ahead_of_log = true;
+            store.log = OpLog::new(store.log.take_io(), 0);
+            store.ops = 0;
+            store.recover_tail(file_len, false)?;
+            store.put_meta(meta::REBUILDING, vec![1])?;
+        } else {
+            store.recover_tail(file_len, true)?;
         }
+        store.check_home()?;
         // A rebuild was cut off: the registers are half-built. Finish it from the log. If the
         // log itself is damaged the store still opens, read-only, so `verify` can name the
         // damage.
-        if store.kv.get(meta::REBUILDING)?.is_some() {
+        if store.kv.get(meta::REBUILDING)?.is_some() && store.poisoned.is_none() {
             match store.rebuild() {
                 Ok(_) => {}
-                Err(StoreError::Corrupt(what)) => {
-                    store.poisoned = Some(format!(
-                        "an interrupted rebuild cannot finish: {what} does not decode"
-                    ));
+                Err(StoreError::Corrupt(what) | StoreError::Damaged(what)) => {
+                    store.poisoned = Some(format!("an interrupted rebuild cannot finish: {what}"));
                 }
                 Err(e) => return Err(e.into()),
             }
         }
         Ok(store)
+    }
+
+    /// Reads the log past the registers' watermark: committed records are replayed into the
+    /// registers (when `replay`), a torn tail (records after the last commit, cut off by a
+    /// crash) is cut away, and damage with valid data after it leaves the store read-only.
+    fn recover_tail(&mut self, file_len: u64, replay: bool) -> Result<(), OpenError> {
+        let from = self.log.len();
+        let mut pending: Vec<(u64, SealedOp)> = Vec::new();
+        let mut committed: Vec<(u64, SealedOp)> = Vec::new();
+        let mut committed_end = from;
+        let mut count = 0u64;
+        let mut pending_count = 0u64;
+        let mut bad: Option<(u64, String, bool)> = None;
+        {
+            let mut scan = self.log.scan(from, file_len);
+            loop {
+                match scan.next_read()? {
+                    Read::Record(r) => {
+                        let end = r.end();
+                        let op = match decode_op(&r.bytes) {
+                            Ok(op) if op.id() == r.id => op,
+                            Ok(_) => {
+                                bad = Some((r.offset, format!("record at byte {}: op does not hash to the id written with it", r.offset), end == file_len));
+                                break;
+                            }
+                            Err(e) => {
+                                bad = Some((r.offset, format!("record at byte {}: {e}", r.offset), end == file_len));
+                                break;
+                            }
+                        };
+                        pending_count += 1;
+                        if replay {
+                            pending.push((r.offset, op));
+                        }
+                        if r.flags & COMMIT != 0 {
+                            committed.append(&mut pending);
+                            count += pending_count;
+                            pending_count = 0;
+                            committed_end = end;
+                        }
+                    }
+                    Read::End => break,
+                    Read::Bad { offset, why, cut_off } => {
+                        bad = Some((offset, why, cut_off));
+                        break;
+                    }
+                }
+            }
+        }
+        let torn = match &bad {
+            None => true,
+            Some((offset, _, cut_off)) => *cut_off || self.zeros_from(*offset, file_len)?,
+        };
+        if !torn {
+            // Valid-looking data follows a damaged record: cutting it away could lose saves.
+            let why = bad.map(|b| b.1).unwrap_or_default();
+            self.poisoned = Some(format!(
+                "the op log is damaged past what the registers hold ({why}); run verify"
+            ));
+            self.recovery.damaged_tail = Some(why);
+        }
+        if torn && committed_end < file_len {
+            self.recovery.torn_bytes = file_len - committed_end;
+            self.log.set_len(committed_end);
+            self.log.truncate(committed_end)?;
+        } else {
+            self.log.set_len(committed_end);
+        }
+        self.recovery.tail_ops = count;
+        if !replay {
+            self.ops += count;
+            return Ok(());
+        }
+        if committed.is_empty() {
+            return Ok(());
+        }
+        let mut stage = Stage::at(self, from, self.ops);
+        for (offset, op) in &committed {
+            stage.add_logged(*offset, op)?;
+        }
+        let staged = stage.finish();
+        self.kv.apply(staged.batch)?;
+        self.kv.flush()?;
+        self.ops += staged.added.len() as u64;
+        self.summary.extend(staged.heads);
+        Ok(())
+    }
+
+    /// Whether the log holds only zero bytes from `offset` to `end` (space a crash left
+    /// allocated but unwritten), reading at most a few MiB.
+    fn zeros_from(&self, offset: u64, end: u64) -> Result<bool, OpenError> {
+        const MAX_CHECK_BYTES: u64 = 4 << 20;
+        if end.saturating_sub(offset) > MAX_CHECK_BYTES {
+            return Ok(false);
+        }
+        let mut buf = vec![0u8; (end - offset) as usize];
+        self.log.read_raw(&mut buf, offset)?;
+        Ok(buf.iter().all(|b| *b == 0))
+    }
+
+    /// A store that moved (copied, or restored from a backup) must not keep writing as the
+    /// device it was copied from: that device may still be writing the same chain.
+    fn check_home(&mut self) -> Result<(), OpenError> {
+        let home = home_of(&self.dir);
+        let recorded = self.kv.get(meta::HOME)?;
+        if recorded.is_none() {
+            // The first open after create: record where the store lives.
+            let mut batch = KvBatch::default();
+            batch.insert(meta::HOME.to_vec(), home);
+            self.kv.apply(batch)?;
+            self.kv.flush()?;
+        } else if recorded.as_deref() != Some(home.as_slice()) {
+            let fresh = ReplicaId::random()?;
+            let mut batch = KvBatch::default();
+            batch.insert(meta::REPLICA.to_vec(), fresh.0.to_vec());
+            batch.insert(meta::HOME.to_vec(), home);
+            let mut former = self.kv.get(meta::FORMER)?.unwrap_or_default();
+            former.extend_from_slice(&self.replica.0);
+            batch.insert(meta::FORMER.to_vec(), former);
+            self.kv.apply(batch)?;
+            self.kv.flush()?;
+            self.previous_replica = Some(self.replica);
+            self.replica = fresh;
+        }
+        Ok(())
+    }
+
+    /// What this open found and repaired.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
     }
 
     /// The store's directory.
@@ -345,7 +510,12 @@ impl Store {
 
     /// Number of ops stored.
     pub fn op_count(&self) -> u64 {
-        self.next_order
+        self.ops
+    }
+
+    /// Bytes of op log in use (where the next record goes).
+    pub fn log_len(&self) -> u64 {
+        self.log.len()
     }
 
     fn writable(&self) -> Result<(), StoreError> {
@@ -358,6 +528,20 @@ impl Store {
     fn poison(&mut self, e: KvError) -> StoreError {
         self.poisoned = Some(e.0.clone());
         StoreError::Engine(e)
+    }
+
+    fn poison_log(&mut self, e: LogError) -> StoreError {
+        self.poisoned = Some(e.0.clone());
+        StoreError::Log(e)
+    }
+
+    /// The log index, built by one read of the log the first time it is needed.
+    fn index(&self) -> Result<&LogIndex, StoreError> {
+        if let Some(index) = self.index.get() {
+            return Ok(index);
+        }
+        let built = LogIndex::build(&self.log)?;
+        Ok(self.index.get_or_init(|| built))
     }
 
     /// The heads at one path.
@@ -374,9 +558,9 @@ impl Store {
     }
 
     /// Stores one op if it is ready: checked like [`cardlog_core::Replay::insert`], then written
-    /// with its state changes in one atomic batch. Not yet durable: see [`Store::flush`].
-    /// Returns `Missing` (and stores nothing) when a dependency is absent; a refused op is an
-    /// error and nothing is stored.
+    /// with its state changes. Not yet durable: see [`Store::flush`]. Returns `Missing` (and
+    /// stores nothing) when a dependency is absent; a refused op is an error and nothing is
+    /// stored.
     pub fn apply(&mut self, sealed: &SealedOp) -> Result<Readiness, StoreError> {
         match self.apply_all(std::slice::from_ref(sealed))?.pop() {
             Some(OpOutcome::Stored) => Ok(Readiness::Ready),
@@ -388,10 +572,11 @@ impl Store {
     }
 
     /// Stores every op of `ops` whose dependencies are in the store or among `ops` (in any
-    /// order: ops waiting for a later one are retried until no more can be stored), with one
-    /// atomic batch. Ops still missing a dependency, duplicates and refused ops are skipped and
-    /// reported, one outcome per op in input order; the others are all stored or, if the engine
-    /// fails, none is. Not yet durable: see [`Store::flush`].
+    /// order: ops waiting for a later one are retried until no more can be stored). Ops still
+    /// missing a dependency, duplicates and refused ops are skipped and reported, one outcome
+    /// per op in input order; the others are all stored or, if a write fails, none is (the
+    /// log records of one call end with one commit flag). Not yet durable: see
+    /// [`Store::flush`].
     pub fn apply_all(&mut self, ops: &[SealedOp]) -> Result<Vec<OpOutcome>, StoreError> {
         self.apply_all_inner(ops, false)
     }
@@ -456,27 +641,46 @@ impl Store {
         if stage.len() == 0 {
             return Ok(outcomes);
         }
-        let (batch, heads, next_order) = stage.finish();
-        if let Err(e) = self.kv.apply(batch) {
+        let staged = stage.finish();
+        // The log first: registers never cover a record the log does not hold.
+        if let Err(e) = self.log.append(&staged.records) {
+            return Err(self.poison_log(e));
+        }
+        if let Err(e) = self.kv.apply(staged.batch) {
             return Err(self.poison(e));
         }
-        self.next_order = next_order;
-        self.summary.extend(heads);
+        self.ops += staged.added.len() as u64;
+        self.summary.extend(staged.heads);
+        if let Some(index) = self.index.get_mut() {
+            for (offset, op) in &staged.added {
+                index.add(*offset, &op.id(), op.op());
+            }
+        }
         Ok(outcomes)
     }
 
-    /// Makes every stored op durable.
+    /// Makes every stored op durable: one sync of the op log (and of the database when meta
+    /// values changed). The registers follow the log and are replayed from it after a crash.
     pub fn flush(&mut self) -> Result<(), StoreError> {
         self.writable()?;
-        self.kv.flush().map_err(|e| self.poison(e))
+        if let Err(e) = self.log.sync() {
+            return Err(self.poison_log(e));
+        }
+        if self.meta_dirty {
+            self.kv.flush().map_err(|e| self.poison(e))?;
+            self.meta_dirty = false;
+        }
+        Ok(())
     }
 
-    /// Saves a meta value (clock state and the like) without flushing.
+    /// Saves a meta value (clock state and the like); durable at the next [`Store::flush`].
     pub fn put_meta(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
         self.writable()?;
         let mut batch = KvBatch::default();
         batch.insert(key.to_vec(), value);
-        self.kv.apply(batch).map_err(|e| self.poison(e))
+        self.kv.apply(batch).map_err(|e| self.poison(e))?;
+        self.meta_dirty = true;
+        Ok(())
     }
 
     /// Reads a meta value.
@@ -552,16 +756,23 @@ impl Store {
         Ok(out)
     }
 
-    /// Every value a path has had, oldest first.
+    /// Every value a path has had, oldest first (in the order that decides the visible
+    /// value).
     pub fn history(&self, contact: &ContactId, path: &Path) -> Result<Vec<Version>, StoreError> {
         let heads = self.heads(contact, path)?;
-        let mut out = Vec::new();
-        for pair in self.kv.scan_prefix(&keys::write_prefix(contact, path)) {
-            let (_, v) = pair?;
-            let w: RegisterWrite = keys::decode(&v, "history entry")?;
-            out.push(Version::of(&w, heads.is_head(&w.key.op)));
+        let mut writes = Vec::new();
+        for at in self.index()?.contact(contact) {
+            let record = self.log.read(*at)?;
+            let op = record.decode_trusted()?;
+            for w in op.writes.iter().filter(|w| w.contact == *contact && w.path == *path) {
+                writes.push(register_write(&op, record.id, w));
+            }
         }
-        Ok(out)
+        writes.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(writes
+            .iter()
+            .map(|w| Version::of(w, heads.is_head(&w.key.op)))
+            .collect())
     }
 
     /// Every path of a contact that has been written.
@@ -589,22 +800,6 @@ impl Store {
         ))
     }
 
-    fn op_at_order(&self, order_value: &[u8]) -> Result<(u64, SealedOp), StoreError> {
-        let (author, seq) = keys::parse_order_value(order_value)?;
-        self.load(&author, seq)?
-            .ok_or_else(|| StoreError::Corrupt(format!("log entry {author} seq {seq}")))
-    }
-
-    fn load(&self, author: &ReplicaId, seq: u64) -> Result<Option<(u64, SealedOp)>, StoreError> {
-        let Some(v) = self.kv.get(&keys::log(author, seq))? else {
-            return Ok(None);
-        };
-        let (order, bytes) = keys::split_log_value(&v)?;
-        let op = decode_op(bytes)
-            .map_err(|e| StoreError::Corrupt(format!("op {author} seq {seq} ({e})")))?;
-        Ok(Some((order, op)))
-    }
-
     /// Up to `limit` contacts whose id starts with `prefix`, in id order (for unique-prefix
     /// lookups: more than one is ambiguous).
     pub fn contacts_matching(
@@ -630,174 +825,186 @@ impl Store {
 
     /// Up to `limit` ops whose id starts with `prefix`, in id order.
     pub fn ops_matching(&self, prefix: &IdPrefix, limit: usize) -> Result<Vec<OpId>, StoreError> {
-        let mut start = vec![keys::INDEX];
-        start.extend(prefix.whole_bytes());
+        let whole = prefix.whole_bytes();
+        let index = self.index()?;
+        let candidates = index.id_candidates(|first| {
+            if prefix.len() <= 16 {
+                prefix.matches(first)
+            } else {
+                whole.get(..8) == Some(first.as_slice())
+            }
+        });
         let mut out = Vec::new();
-        for pair in self.kv.scan_prefix(&start) {
-            let (k, _) = pair?;
-            let id = k
-                .get(1..)
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .map(OpId)
-                .ok_or_else(|| StoreError::Corrupt("op index key".into()))?;
-            if id.matches(prefix) {
-                if out.len() == limit {
-                    break;
-                }
+        for at in candidates {
+            let id = self.log.id_at(at)?;
+            if prefix.matches(&id.0) {
                 out.push(id);
             }
         }
+        out.sort();
+        out.dedup();
+        out.truncate(limit);
         Ok(out)
+    }
+
+    /// The op stored at `offset`, strictly decoded and checked against its recorded id.
+    fn op_at_offset(&self, offset: u64) -> Result<SealedOp, StoreError> {
+        let record = self.log.read(offset)?;
+        match decode_op(&record.bytes) {
+            Ok(op) if op.id() == record.id => Ok(op),
+            Ok(_) => Err(StoreError::Damaged(format!(
+                "op log record at byte {offset} does not hash to its id {}",
+                record.id
+            ))),
+            Err(e) => Err(StoreError::Damaged(format!(
+                "op log record at byte {offset}: {e}"
+            ))),
+        }
     }
 
     /// The op with this id.
     pub fn op(&self, id: &OpId) -> Result<Option<SealedOp>, StoreError> {
-        let Some(v) = self.kv.get(&keys::index(id))? else {
-            return Ok(None);
-        };
-        let at = keys::parse_index_value(&v)?;
-        match self.load(&at.author, at.seq)? {
-            Some((_, op)) if op.id() == *id => Ok(Some(op)),
-            Some(_) => Err(StoreError::Corrupt(format!(
-                "log entry {} seq {} (indexed as op {id}, hashes to another id)",
-                at.author, at.seq
-            ))),
-            None => Err(StoreError::Corrupt(format!(
-                "op index entry of {id} (no log entry {} seq {})",
-                at.author, at.seq
-            ))),
+        match self.index()?.find(&self.log, id)? {
+            Some(at) => Ok(Some(self.op_at_offset(at)?)),
+            None => Ok(None),
         }
     }
 
     /// The op `author` wrote at `seq`, if held.
     pub fn op_by_seq(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, StoreError> {
-        Ok(self.load(author, seq)?.map(|(_, op)| op))
+        if self.summary.get(author).is_none_or(|h| seq > h.seq) {
+            return Ok(None);
+        }
+        match self.index()?.at_seq(author, seq) {
+            Some(at) => Ok(Some(self.op_at_offset(at)?)),
+            None => Err(StoreError::Damaged(format!(
+                "op log: {author} seq {seq} is below its head but not in the log"
+            ))),
+        }
     }
 
-    /// The ops a peer with `summary` lacks, in an order where dependencies come first. Work is
-    /// proportional to what is sent, not to the history.
+    /// The ops a peer with `summary` lacks, in an order where dependencies come first (the
+    /// log's). Work is proportional to what is sent, not to the history.
     pub fn ops_since(
         &self,
         summary: &BTreeMap<ReplicaId, ChainHead>,
     ) -> Result<Vec<SealedOp>, StoreError> {
-        let mut out = Vec::new();
+        let index = self.index()?;
+        let mut offsets = Vec::new();
         for (author, head) in &self.summary {
             let from = summary.get(author).map_or(0, |h| h.seq) + 1;
             if from > head.seq {
                 continue;
             }
-            let start = keys::log(author, from);
-            let end = keys::log(author, u64::MAX);
-            for pair in self.kv.range(&start, &end) {
-                let (k, v) = pair?;
-                let (_, seq) = keys::parse_log(&k)?;
-                let (order, bytes) = keys::split_log_value(&v)?;
-                let op = decode_op(bytes)
-                    .map_err(|e| StoreError::Corrupt(format!("op {author} seq {seq} ({e})")))?;
-                out.push((order, op));
+            let found = index.seq_range(author, from, head.seq);
+            if found.len() as u64 != head.seq - from + 1 {
+                return Err(StoreError::Damaged(format!(
+                    "op log: {author} seqs {from}..={} are not all in the log",
+                    head.seq
+                )));
             }
+            offsets.extend_from_slice(found);
         }
-        out.sort_by_key(|(order, _)| *order);
-        Ok(out.into_iter().map(|(_, op)| op).collect())
+        offsets.sort_unstable();
+        offsets.into_iter().map(|at| self.op_at_offset(at)).collect()
     }
 
-    /// Every op in the order it was applied.
+    /// Every op in the order it was applied, strictly decoded.
     pub fn ops(&self) -> impl Iterator<Item = Result<SealedOp, StoreError>> + '_ {
-        self.kv
-            .scan_prefix(&[keys::ORDER])
-            .map(move |pair| Ok(self.op_at_order(&pair?.1)?.1))
+        self.log.scan(0, self.log.len()).map(|record| {
+            let record = record?;
+            match decode_op(&record.bytes) {
+                Ok(op) if op.id() == record.id => Ok(op),
+                _ => Err(StoreError::Damaged(format!(
+                    "op log record at byte {} does not decode to its id",
+                    record.offset
+                ))),
+            }
+        })
     }
 
-    /// Re-derives the registers from the log alone, applying ops in their stored order.
+    /// Re-derives registers, author heads and the index from the log alone, checking every
+    /// record (strict decoding, id, chain, timestamps, replaced writes before their
+    /// replacement). Problems found are listed; damage that stops the read ends it.
     fn derive(
         &self,
         progress: &mut dyn FnMut(Progress),
-    ) -> Result<(Registers, Vec<String>, u64), StoreError> {
-        let mut state = Registers::new();
-        let mut problems = Vec::new();
+        total: u64,
+        with_index: bool,
+    ) -> Result<Derived, StoreError> {
+        let mut d = Derived {
+            index: with_index.then(LogIndex::default),
+            ..Derived::default()
+        };
         let mut seen: HashSet<OpId> = HashSet::new();
-        let mut heads: BTreeMap<ReplicaId, ChainHead> = BTreeMap::new();
-        let mut ops = 0u64;
-        for pair in self.kv.scan_prefix(&[keys::ORDER]) {
-            let (k, v) = pair?;
-            let order = keys::parse_order(&k)?;
-            let (author, seq) = keys::parse_order_value(&v)?;
-            let loaded = match self.load(&author, seq) {
-                Ok(Some(l)) => l,
-                Ok(None) => {
-                    problems.push(format!(
-                        "order {order}: log entry {author} seq {seq} missing"
+        let mut scan = self.log.scan(0, self.log.len());
+        let mut last_flags = COMMIT;
+        loop {
+            let record = match scan.next_read()? {
+                Read::Record(r) => r,
+                Read::End => break,
+                Read::Bad { why, .. } => {
+                    d.problems.push(format!("op log: {why}"));
+                    d.broken = true;
+                    break;
+                }
+            };
+            last_flags = record.flags;
+            let sealed = match decode_op(&record.bytes) {
+                Ok(op) if op.id() == record.id => op,
+                Ok(op) => {
+                    d.problems.push(format!(
+                        "op log record at byte {}: the op hashes to {}, the log says {}",
+                        record.offset,
+                        op.id(),
+                        record.id
                     ));
+                    d.broken = true;
                     continue;
                 }
                 Err(e) => {
-                    problems.push(e.to_string());
+                    d.problems
+                        .push(format!("op log record at byte {}: {e}", record.offset));
+                    d.broken = true;
                     continue;
                 }
             };
-            let (stored_order, sealed) = loaded;
             let op = sealed.op();
             let id = sealed.id();
-            ops += 1;
-            if ops.is_multiple_of(PROGRESS_EVERY) {
+            let author = op.author;
+            let seq = op.seq;
+            d.ops += 1;
+            if d.ops.is_multiple_of(PROGRESS_EVERY) {
                 progress(Progress {
-                    done: ops,
-                    total: self.next_order,
+                    done: d.ops,
+                    total,
                 });
             }
-            if stored_order != order || op.author != author || op.seq != seq {
-                problems.push(format!(
-                    "log entry {author} seq {seq} disagrees with its key or order"
-                ));
-            }
-            let prev = heads.get(&author);
+            let prev = d.heads.get(&author);
             if prev.map_or(0, |h| h.seq) + 1 != seq || prev.map(|h| h.op) != op.prev {
-                problems.push(format!("chain of {author} broken at seq {seq}"));
+                d.problems.push(format!("chain of {author} broken at seq {seq}"));
             }
             if prev.is_some_and(|h| h.hlc >= op.hlc) {
-                problems.push(format!(
+                d.problems.push(format!(
                     "timestamp of {author} seq {seq} not after its predecessor's"
                 ));
-            }
-            match self.kv.get(&keys::index(&id))? {
-                Some(v)
-                    if keys::parse_index_value(&v)?
-                        == (Located {
-                            author,
-                            seq,
-                            hlc: op.hlc,
-                        }) => {}
-                _ => problems.push(format!("op index entry of {id} missing or wrong")),
             }
             for w in &op.writes {
                 for r in &w.replaces {
                     if !seen.contains(r) {
-                        problems.push(format!("op {id} replaces {r}, which is not before it"));
+                        d.problems
+                            .push(format!("op {id} replaces {r}, which is not before it"));
                     }
                 }
-                let write = RegisterWrite {
-                    key: WriteKey {
-                        hlc: op.hlc,
-                        author,
-                        op: id,
-                    },
-                    seq,
-                    value: w.value.clone(),
-                    replaces: w.replaces.clone(),
-                };
-                let history_key = keys::write(&w.contact, &w.path, &write.key);
-                if self.kv.get(&history_key)?.as_deref() != Some(keys::encode(&write).as_slice()) {
-                    problems.push(format!(
-                        "history entry of op {id} at {}/{} missing or wrong",
-                        w.contact, w.path
-                    ));
-                }
-                let entry = state.entry((w.contact, w.path.clone())).or_default();
+                let entry = d.registers.entry((w.contact, w.path.clone())).or_default();
                 entry.0 += 1;
-                entry.1.apply(write);
+                entry.1.apply(register_write(op, id, w));
             }
             seen.insert(id);
-            heads.insert(
+            if let Some(index) = d.index.as_mut() {
+                index.add(record.offset, &id, op);
+            }
+            d.heads.insert(
                 author,
                 ChainHead {
                     seq,
@@ -806,17 +1013,15 @@ impl Store {
                 },
             );
         }
-        if self.kv.get(meta::REBUILDING)?.is_some() {
-            problems.push("a rebuild was interrupted (reopen the store to finish it)".into());
+        if last_flags & COMMIT == 0 {
+            d.problems
+                .push("op log: the last record is not the end of a committed write".into());
         }
-        if heads != self.summary {
-            problems.push("author heads (summary) disagree with the log".into());
-        }
-        Ok((state, problems, ops))
+        Ok(d)
     }
 
-    /// Re-hashes every op, checks every chain and index entry, rebuilds the registers from the
-    /// log and compares them with the stored ones.
+    /// Re-hashes every op, checks every chain, rebuilds the registers from the log and compares
+    /// them, the author heads and the watermark with the stored ones.
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
         self.verify_with(&mut |_| {})
     }
@@ -826,156 +1031,174 @@ impl Store {
         &self,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<VerifyReport, StoreError> {
-        let (derived, mut problems, ops) = self.derive(progress)?;
-        let logged = self.kv.scan_prefix(&[keys::LOG]).count() as u64;
-        if logged != ops {
+        let derived = self.derive(progress, self.ops, false)?;
+        let mut problems = derived.problems;
+        if let Some(why) = &self.poisoned {
+            problems.push(format!("the store is read-only: {why}"));
+        }
+        if derived.ops != self.ops {
             problems.push(format!(
-                "{logged} log entries but {ops} ops in application order"
+                "{} ops in the op log but {} counted by the registers' watermark",
+                derived.ops, self.ops
             ));
         }
-        let mut stored = Registers::new();
-        self.for_each_contact(|id, registers| {
-            for (path, writes, heads) in registers {
-                stored.insert((id, path), (writes, heads));
+        match self.kv.get(meta::APPLIED)? {
+            Some(v) if keys::decode::<(u64, u64)>(&v, "applied watermark").ok()
+                == Some((self.ops, self.log.len())) => {}
+            _ => problems.push("the registers' watermark disagrees with the op log".into()),
+        }
+        if self.kv.get(meta::REBUILDING)?.is_some() {
+            problems.push("a rebuild was interrupted (reopen the store to finish it)".into());
+        }
+        let mut stored_heads = BTreeMap::new();
+        for pair in self.kv.scan_prefix(&[keys::AUTHOR]) {
+            let (k, v) = pair?;
+            match keys::parse_author(&k, &v) {
+                Ok((author, head)) => {
+                    stored_heads.insert(author, head);
+                }
+                Err(e) => problems.push(e.to_string()),
             }
-        })?;
-        let registers = derived.len() as u64;
-        for (key, value) in &derived {
+        }
+        if derived.heads != stored_heads {
+            problems.push("author heads (summary) disagree with the log".into());
+        }
+        let mut stored = Registers::new();
+        for pair in self.kv.scan_prefix(&[keys::HEADS]) {
+            let (k, v) = pair?;
+            match keys::parse_heads(&k).and_then(|(c, p)| Ok(((c, p), keys::parse_heads_value(&v)?))) {
+                Ok((key, value)) => {
+                    stored.insert(key, value);
+                }
+                Err(e) => problems.push(format!("register: {e}")),
+            }
+        }
+        let registers = derived.registers.len() as u64;
+        for (key, value) in &derived.registers {
             if stored.get(key) != Some(value) {
                 problems.push(format!("register {}/{} differs from the log", key.0, key.1));
             }
         }
-        for key in stored.keys().filter(|k| !derived.contains_key(*k)) {
+        for key in stored.keys().filter(|k| !derived.registers.contains_key(*k)) {
             problems.push(format!(
                 "register {}/{} has no write in the log",
                 key.0, key.1
             ));
         }
-        let writes: u64 = derived.values().map(|(n, _)| n).sum();
-        let history = self.kv.scan_prefix(&[keys::WRITE]).count() as u64;
-        if history != writes {
-            problems.push(format!(
-                "{history} history entries but {writes} writes in the log"
-            ));
-        }
         Ok(VerifyReport {
-            ops,
-            authors: self.summary.len(),
+            ops: derived.ops,
+            authors: derived.heads.len(),
             registers,
             problems,
         })
     }
 
-    /// Replaces the registers and history with ones derived from the log, in bounded chunks.
-    /// Returns the number of ops replayed.
+    /// Makes the registers and author heads those derived from the log, writing only what
+    /// differs. Returns the number of ops replayed.
     ///
-    /// A `rebuilding` mark is made durable first and removed by the last batch, so a crash
-    /// midway leaves a store whose next [`Store::open`] finishes the rebuild: the state is never
-    /// trusted half-built, and memory stays bounded by the chunk size, not the history.
-    ///
-    /// The whole log is read and checked (every op decodes strictly and hashes to its id) before
-    /// anything is removed: a damaged log is reported and the state is left as it was. A failure
+    /// The whole log is read and checked (every op decodes strictly and hashes to its id)
+    /// before anything is written: a damaged log is reported and the state is left as it was.
+    /// A `rebuilding` mark is made durable before the first write and removed by the last, so
+    /// a crash midway leaves a store whose next [`Store::open`] finishes the rebuild. A failure
     /// once the state is being replaced poisons the store; the mark makes the next open retry.
     pub fn rebuild(&mut self) -> Result<u64, StoreError> {
         self.rebuild_with(&mut |_| {})
     }
 
-    /// [`Store::rebuild`], reporting progress: the log check counts the first half of the
-    /// work, the replay the second.
+    /// [`Store::rebuild`], reporting progress in ops replayed.
     pub fn rebuild_with(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<u64, StoreError> {
         self.writable()?;
-        self.check_log(progress)?;
-        self.rebuild_state(progress).map_err(|e| {
+        let mut derived = self.derive(progress, self.ops, true)?;
+        if derived.broken {
+            return Err(StoreError::Damaged(
+                derived
+                    .problems
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "op log".into()),
+            ));
+        }
+        self.rebuild_state(&derived).map_err(|e| {
             if self.poisoned.is_none() {
                 self.poisoned = Some(format!("rebuild failed: {e}"));
             }
             e
-        })
+        })?;
+        self.ops = derived.ops;
+        self.summary = std::mem::take(&mut derived.heads);
+        if let Some(index) = derived.index.take() {
+            self.index = OnceLock::from(index);
+        }
+        progress(Progress {
+            done: derived.ops,
+            total: derived.ops,
+        });
+        Ok(derived.ops)
     }
 
-    /// Reads every op in application order, strictly decoded and re-hashed.
-    fn check_log(&self, progress: &mut dyn FnMut(Progress)) -> Result<(), StoreError> {
-        let mut expected = 0u64;
-        for pair in self.kv.scan_prefix(&[keys::ORDER]) {
-            let (k, v) = pair?;
-            let order = keys::parse_order(&k)?;
-            if order != expected {
-                return Err(StoreError::Corrupt(format!(
-                    "application order: entry {order} where {expected} was expected"
-                )));
-            }
-            self.op_at_order(&v)?;
-            expected += 1;
-            if expected.is_multiple_of(PROGRESS_EVERY) {
-                progress(Progress {
-                    done: expected,
-                    total: self.next_order * 2,
-                });
-            }
+    fn rebuild_state(&mut self, derived: &Derived) -> Result<(), StoreError> {
+        self.kv
+            .apply({
+                let mut b = KvBatch::default();
+                b.insert(meta::REBUILDING.to_vec(), vec![1]);
+                b
+            })
+            .map_err(|e| self.poison(e))?;
+        self.kv.flush().map_err(|e| self.poison(e))?;
+        let mut wanted: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for ((contact, path), (writes, heads)) in &derived.registers {
+            wanted.insert(keys::heads(contact, path), keys::heads_value(*writes, heads));
         }
-        if expected != self.next_order {
-            return Err(StoreError::Corrupt(format!(
-                "application order: {expected} entries, {} expected",
-                self.next_order
-            )));
-        }
-        Ok(())
-    }
-
-    fn rebuild_state(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<u64, StoreError> {
-        self.put_meta(meta::REBUILDING, vec![1])?;
-        self.flush()?;
-        for prefix in [keys::HEADS, keys::WRITE] {
-            loop {
-                let mut batch = KvBatch::default();
-                for pair in self.kv.scan_prefix(&[prefix]).take(REBUILD_CHUNK) {
-                    batch.remove(pair?.0);
-                }
-                if batch.is_empty() {
-                    break;
-                }
-                self.kv.apply(batch).map_err(|e| self.poison(e))?;
-            }
-        }
-        let mut replayed = 0u64;
-        while replayed < self.next_order {
-            let mut chunk = Vec::with_capacity(REBUILD_CHUNK);
-            let start = keys::order(replayed);
-            let end = keys::order(self.next_order);
-            for pair in self.kv.range(&start, &end).take(REBUILD_CHUNK) {
-                chunk.push(self.op_at_order(&pair?.1)?.1);
-            }
-            if chunk.is_empty() {
-                return Err(StoreError::Corrupt(format!(
-                    "application order: no op at {replayed} of {}",
-                    self.next_order
-                )));
-            }
-            let mut stage = Stage::new(self);
-            for op in &chunk {
-                stage.add_state(op)?;
-            }
-            let (batch, _, _) = stage.finish();
-            self.kv.apply(batch).map_err(|e| self.poison(e))?;
-            replayed += chunk.len() as u64;
-            progress(Progress {
-                done: self.next_order + replayed,
-                total: self.next_order * 2,
-            });
+        for (author, head) in &derived.heads {
+            wanted.insert(keys::author(author), keys::encode(head));
         }
         let mut batch = KvBatch::default();
+        for prefix in [keys::AUTHOR, keys::HEADS] {
+            let pairs: Result<Vec<_>, KvError> = self.kv.scan_prefix(&[prefix]).collect();
+            let pairs = pairs.map_err(|e| self.poison(e))?;
+            for (k, v) in pairs {
+                match wanted.remove(&k) {
+                    Some(want) if want == v => {}
+                    Some(want) => batch.insert(k, want),
+                    None => batch.remove(k),
+                }
+                if batch.len() >= REBUILD_CHUNK {
+                    let full = std::mem::take(&mut batch);
+                    self.kv.apply(full).map_err(|e| self.poison(e))?;
+                }
+            }
+        }
+        for (k, v) in wanted {
+            batch.insert(k, v);
+        }
+        batch.insert(
+            meta::APPLIED.to_vec(),
+            keys::encode(&(derived.ops, self.log.len())),
+        );
         batch.remove(meta::REBUILDING.to_vec());
         self.kv.apply(batch).map_err(|e| self.poison(e))?;
-        self.flush()?;
-        Ok(replayed)
+        self.kv.flush().map_err(|e| self.poison(e))?;
+        Ok(())
     }
+}
+
+/// What [`Store::derive`] found.
+#[derive(Default)]
+struct Derived {
+    registers: Registers,
+    heads: BTreeMap<ReplicaId, ChainHead>,
+    ops: u64,
+    problems: Vec<String>,
+    /// A record does not decode or hash to its id: nothing can be rebuilt from the log.
+    broken: bool,
+    index: Option<LogIndex>,
 }
 
 impl OpLookup for Store {
     type Error = StoreError;
 
     fn contains(&self, op: &OpId) -> Result<bool, StoreError> {
-        Ok(self.kv.get(&keys::index(op))?.is_some())
+        Ok(self.index()?.find(&self.log, op)?.is_some())
     }
 
     fn chain_head(&self, author: &ReplicaId) -> Result<Option<ChainHead>, StoreError> {
@@ -983,8 +1206,11 @@ impl OpLookup for Store {
     }
 
     fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<OpId>, StoreError> {
-        match self.kv.get(&keys::log(author, seq))? {
-            Some(v) => Ok(Some(OpId::of_bytes(keys::split_log_value(&v)?.1))),
+        if self.summary.get(author).is_none_or(|h| seq > h.seq) {
+            return Ok(None);
+        }
+        match self.index()?.at_seq(author, seq) {
+            Some(at) => Ok(Some(self.log.id_at(at)?)),
             None => Ok(None),
         }
     }
@@ -995,17 +1221,15 @@ impl OpLookup for Store {
         contact: &ContactId,
         path: &Path,
     ) -> Result<Option<bool>, StoreError> {
-        let Some(v) = self.kv.get(&keys::index(op))? else {
+        let Some(at) = self.index()?.find(&self.log, op)? else {
             return Ok(None);
         };
-        let at = keys::parse_index_value(&v)?;
-        let key = WriteKey {
-            hlc: at.hlc,
-            author: at.author,
-            op: *op,
-        };
+        let found = self.log.read(at)?.decode_trusted()?;
         Ok(Some(
-            self.kv.get(&keys::write(contact, path, &key))?.is_some(),
+            found
+                .writes
+                .iter()
+                .any(|w| w.contact == *contact && w.path == *path),
         ))
     }
 }

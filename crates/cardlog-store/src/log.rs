@@ -1,0 +1,505 @@
+//! The op log: one append-only file of framed ops, the store's source of truth.
+//!
+//! Each record is `[u32 LE op length][u8 flags][32-byte op id][op bytes]` (docs/FORMAT.md,
+//! "Store"). A record's offset in the file is its place in application order. The last record
+//! of every [`crate::Store::apply_all`] call carries [`COMMIT`]: on open, records after the
+//! last commit (a write cut off by a crash) are cut away, so a call's ops are all in the log
+//! or none is. A save is durable once the file is synced ([`OpLog::sync`]); everything else
+//! the store keeps (registers, author heads, the in-memory index) is derived from this file
+//! and can be rebuilt from it.
+//!
+//! All file access goes through [`LogIo`], which is also the fault-injection point for tests.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cardlog_core::codec::{format_config, limits};
+use cardlog_core::{Op, OpId};
+
+use crate::error::StoreError;
+
+/// Flag of the last record written by one apply call.
+pub const COMMIT: u8 = 1;
+/// Bytes before a record's op bytes: length, flags, id.
+pub const HEADER_BYTES: u64 = 4 + 1 + 32;
+/// The log file's name in the store directory.
+pub const LOG_FILE: &str = "ops.log";
+
+/// A failed call on the log file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("op log: {0}")]
+pub struct LogError(pub String);
+
+/// The calls the store makes on its log file.
+pub trait LogIo: Send + Sync {
+    /// The file's length in bytes.
+    fn len(&self) -> Result<u64, LogError>;
+    /// Fills `buf` from `offset` (an error if the file ends first).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), LogError>;
+    /// Writes all of `buf` at `offset`.
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), LogError>;
+    /// Makes every write durable (data and the file's length).
+    fn sync(&self) -> Result<(), LogError>;
+    /// Cuts the file to `len` bytes and makes that durable.
+    fn truncate(&self, len: u64) -> Result<(), LogError>;
+}
+
+/// The log in a real file.
+pub struct FileLog {
+    file: File,
+}
+
+impl FileLog {
+    /// Opens the log file at `path`; `create` makes a new, empty one (it must not exist).
+    pub fn open(path: &Path, create: bool) -> Result<Self, LogError> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(create)
+            .open(path)
+            .map_err(|e| LogError(format!("{}: {e}", path.display())))?;
+        Ok(Self { file })
+    }
+}
+
+fn io_err(what: &str, e: std::io::Error) -> LogError {
+    LogError(format!("{what}: {e}"))
+}
+
+impl LogIo for FileLog {
+    fn len(&self) -> Result<u64, LogError> {
+        Ok(self.file.metadata().map_err(|e| io_err("stat", e))?.len())
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), LogError> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileExt;
+            self.file
+                .read_exact_at(buf, offset)
+                .map_err(|e| io_err(&format!("read at {offset}"), e))
+        }
+        #[cfg(not(unix))]
+        {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut f = &self.file;
+            f.seek(SeekFrom::Start(offset))
+                .and_then(|_| f.read_exact(buf))
+                .map_err(|e| io_err(&format!("read at {offset}"), e))
+        }
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), LogError> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileExt;
+            self.file
+                .write_all_at(buf, offset)
+                .map_err(|e| io_err(&format!("write at {offset}"), e))
+        }
+        #[cfg(not(unix))]
+        {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut f = &self.file;
+            f.seek(SeekFrom::Start(offset))
+                .and_then(|_| f.write_all(buf))
+                .map_err(|e| io_err(&format!("write at {offset}"), e))
+        }
+    }
+
+    fn sync(&self) -> Result<(), LogError> {
+        self.file.sync_data().map_err(|e| io_err("fsync", e))
+    }
+
+    fn truncate(&self, len: u64) -> Result<(), LogError> {
+        self.file
+            .set_len(len)
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| io_err(&format!("truncate to {len}"), e))
+    }
+}
+
+/// Wraps a [`LogIo`] and fails every write (`write_at`, `sync`, `truncate`) after a given
+/// number of successful ones: the fault-injection point for tests.
+pub struct FaultyLog<L> {
+    inner: L,
+    writes_left: AtomicU64,
+}
+
+impl<L: LogIo> FaultyLog<L> {
+    /// Lets `writes_ok` writes through, then fails every write.
+    pub fn new(inner: L, writes_ok: u64) -> Self {
+        Self {
+            inner,
+            writes_left: AtomicU64::new(writes_ok),
+        }
+    }
+
+    fn take(&self) -> Result<(), LogError> {
+        self.writes_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .map(|_| ())
+            .map_err(|_| LogError("injected write failure".into()))
+    }
+}
+
+impl<L: LogIo> LogIo for FaultyLog<L> {
+    fn len(&self) -> Result<u64, LogError> {
+        self.inner.len()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), LogError> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), LogError> {
+        self.take()?;
+        self.inner.write_at(buf, offset)
+    }
+    fn sync(&self) -> Result<(), LogError> {
+        self.take()?;
+        self.inner.sync()
+    }
+    fn truncate(&self, len: u64) -> Result<(), LogError> {
+        self.take()?;
+        self.inner.truncate(len)
+    }
+}
+
+/// One record read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Where it starts (its place in application order).
+    pub offset: u64,
+    /// Its flags ([`COMMIT`]).
+    pub flags: u8,
+    /// The id written with it (checked against the bytes only where said).
+    pub id: OpId,
+    /// The op's canonical bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl Record {
+    /// Where the next record starts.
+    pub fn end(&self) -> u64 {
+        self.offset + HEADER_BYTES + self.bytes.len() as u64
+    }
+
+    /// Decodes the op without re-checking its encoding or hash (for records already checked
+    /// when they were written; `verify` and `rebuild` use the strict decoder instead).
+    pub fn decode_trusted(&self) -> Result<Op, StoreError> {
+        let body = self.bytes.get(1..).unwrap_or_default();
+        match bincode::decode_from_slice::<Op, _>(body, format_config()) {
+            Ok((op, used)) if used == body.len() => Ok(op),
+            _ => Err(StoreError::Corrupt(format!(
+                "op log record at byte {}",
+                self.offset
+            ))),
+        }
+    }
+}
+
+/// Appends a record for an op to `buf`.
+pub fn frame(buf: &mut Vec<u8>, id: &OpId, bytes: &[u8], flags: u8) {
+    // Op bytes are bounded by the op size limit (well under 4 GiB).
+    buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    buf.push(flags);
+    buf.extend_from_slice(&id.0);
+    buf.extend_from_slice(bytes);
+}
+
+/// What reading a record found.
+#[derive(Debug)]
+pub enum Read {
+    /// A whole record.
+    Record(Record),
+    /// The file ends at this offset.
+    End,
+    /// The record at `offset` is malformed; `cut_off` when it runs past the end of the file
+    /// (what a write cut off by a crash leaves).
+    Bad {
+        /// Where the record starts.
+        offset: u64,
+        /// What is wrong.
+        why: String,
+        /// Whether it runs past the end of the file.
+        cut_off: bool,
+    },
+}
+
+/// The op log over a [`LogIo`].
+pub struct OpLog {
+    io: Box<dyn LogIo>,
+    len: u64,
+}
+
+/// How many bytes a sequential scan reads at once.
+const SCAN_CHUNK_BYTES: usize = 1 << 20;
+
+impl OpLog {
+    /// The log over `io`, whose valid records end at `len`.
+    pub fn new(io: Box<dyn LogIo>, len: u64) -> Self {
+        Self { io, len }
+    }
+
+    /// Where the next record goes (the end of the valid records).
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether no record is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The file's physical length (may exceed [`OpLog::len`] before recovery).
+    pub fn file_len(&self) -> Result<u64, LogError> {
+        self.io.len()
+    }
+
+    /// Writes `buf` (whole records) at the end. Not durable until [`OpLog::sync`].
+    pub fn append(&mut self, buf: &[u8]) -> Result<(), LogError> {
+        self.io.write_at(buf, self.len)?;
+        self.len += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Makes every appended record durable.
+    pub fn sync(&self) -> Result<(), LogError> {
+        self.io.sync()
+    }
+
+    /// Sets where valid records end (recovery, before any append).
+    pub fn set_len(&mut self, len: u64) {
+        self.len = len;
+    }
+
+    /// Gives up the file (to reopen the log with another end).
+    pub fn take_io(self) -> Box<dyn LogIo> {
+        self.io
+    }
+
+    /// Reads raw bytes (recovery looks at what follows a bad record).
+    pub fn read_raw(&self, buf: &mut [u8], offset: u64) -> Result<(), LogError> {
+        self.io.read_at(buf, offset)
+    }
+
+    /// Cuts the file to `len` (dropping a torn tail) and makes it the end.
+    pub fn truncate(&mut self, len: u64) -> Result<(), LogError> {
+        self.io.truncate(len)?;
+        self.len = len;
+        Ok(())
+    }
+
+    /// Reads the record at `offset`, which must be below `limit`.
+    pub fn read_within(&self, offset: u64, limit: u64) -> Result<Read, LogError> {
+        if offset >= limit {
+            return Ok(Read::End);
+        }
+        if limit - offset < HEADER_BYTES {
+            return Ok(Read::Bad {
+                offset,
+                why: format!("record at byte {offset}: header cut off by the end of the log at {limit}"),
+                cut_off: true,
+            });
+        }
+        let mut header = [0u8; HEADER_BYTES as usize];
+        self.io.read_at(&mut header, offset)?;
+        Ok(parse(&header, offset, limit, |len| {
+            let mut bytes = vec![0u8; len];
+            self.io
+                .read_at(&mut bytes, offset + HEADER_BYTES)
+                .map(|()| bytes)
+        })?)
+    }
+
+    /// Reads the record at `offset`, which the store believes valid.
+    pub fn read(&self, offset: u64) -> Result<Record, StoreError> {
+        match self.read_within(offset, self.len) {
+            Ok(Read::Record(r)) => Ok(r),
+            Ok(Read::End) => Err(StoreError::Damaged(format!(
+                "op log: a record at byte {offset}, past the end ({})",
+                self.len
+            ))),
+            Ok(Read::Bad { why, .. }) => Err(StoreError::Damaged(format!("op log: {why}"))),
+            Err(e) => Err(StoreError::Log(e)),
+        }
+    }
+
+    /// Just the id of the record at `offset`.
+    pub fn id_at(&self, offset: u64) -> Result<OpId, StoreError> {
+        if offset + HEADER_BYTES > self.len {
+            return Err(StoreError::Damaged(format!(
+                "op log: an id at byte {offset}, past the end ({})",
+                self.len
+            )));
+        }
+        let mut id = [0u8; 32];
+        self.io.read_at(&mut id, offset + 5).map_err(StoreError::Log)?;
+        Ok(OpId(id))
+    }
+
+    /// Reads records in order from `from` up to `limit`, in large sequential chunks.
+    pub fn scan(&self, from: u64, limit: u64) -> Scan<'_> {
+        Scan {
+            log: self,
+            limit,
+            buf: Vec::new(),
+            buf_at: from,
+            pos: from,
+            done: false,
+        }
+    }
+}
+
+fn parse(
+    header: &[u8; HEADER_BYTES as usize],
+    offset: u64,
+    limit: u64,
+    body: impl FnOnce(usize) -> Result<Vec<u8>, LogError>,
+) -> Result<Read, LogError> {
+    let [a, b, c, d, flags, id @ ..] = *header;
+    let len = u32::from_le_bytes([a, b, c, d]) as usize;
+    if len == 0 || len > limits::OP_BYTES_MAX {
+        return Ok(Read::Bad {
+            offset,
+            why: format!(
+                "record at byte {offset}: op length {len} (1 to {} bytes allowed)",
+                limits::OP_BYTES_MAX
+            ),
+            cut_off: false,
+        });
+    }
+    if flags & !COMMIT != 0 {
+        return Ok(Read::Bad {
+            offset,
+            why: format!("record at byte {offset}: unknown flags {flags:#04x}"),
+            cut_off: false,
+        });
+    }
+    let end = offset + HEADER_BYTES + len as u64;
+    if end > limit {
+        return Ok(Read::Bad {
+            offset,
+            why: format!(
+                "record at byte {offset}: {len} op bytes run past the end of the log at {limit}"
+            ),
+            cut_off: true,
+        });
+    }
+    Ok(Read::Record(Record {
+        offset,
+        flags,
+        id: OpId(id),
+        bytes: body(len)?,
+    }))
+}
+
+/// A sequential read of records (see [`OpLog::scan`]).
+pub struct Scan<'a> {
+    log: &'a OpLog,
+    limit: u64,
+    buf: Vec<u8>,
+    buf_at: u64,
+    pos: u64,
+    done: bool,
+}
+
+impl Scan<'_> {
+    /// Where the next record would start.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    fn fill(&mut self, need: usize) -> Result<bool, LogError> {
+        let have_from = (self.pos - self.buf_at) as usize;
+        if self.buf.len().saturating_sub(have_from) >= need {
+            return Ok(true);
+        }
+        let remaining = self.limit - self.pos;
+        let want = need.max(SCAN_CHUNK_BYTES).min(remaining as usize);
+        if want < need {
+            return Ok(false);
+        }
+        let mut buf = vec![0u8; want];
+        self.log.io.read_at(&mut buf, self.pos)?;
+        self.buf = buf;
+        self.buf_at = self.pos;
+        Ok(true)
+    }
+
+    /// The next record, [`Read::End`] at the limit, or [`Read::Bad`] (after which the scan
+    /// stops).
+    pub fn next_read(&mut self) -> Result<Read, LogError> {
+        if self.done || self.pos >= self.limit {
+            self.done = true;
+            return Ok(Read::End);
+        }
+        let offset = self.pos;
+        if self.limit - offset < HEADER_BYTES || !self.fill(HEADER_BYTES as usize)? {
+            self.done = true;
+            return Ok(Read::Bad {
+                offset,
+                why: format!(
+                    "record at byte {offset}: header cut off by the end of the log at {}",
+                    self.limit
+                ),
+                cut_off: true,
+            });
+        }
+        let at = (offset - self.buf_at) as usize;
+        let mut header = [0u8; HEADER_BYTES as usize];
+        header.copy_from_slice(
+            self.buf
+                .get(at..at + HEADER_BYTES as usize)
+                .unwrap_or(&[0u8; HEADER_BYTES as usize]),
+        );
+        let limit = self.limit;
+        let read = parse(&header, offset, limit, |len| Ok(vec![0u8; len]))?;
+        match read {
+            Read::Record(mut r) => {
+                let len = r.bytes.len();
+                let at = (offset - self.buf_at) as usize + HEADER_BYTES as usize;
+                let body = if self.fill(HEADER_BYTES as usize + len)? {
+                    let at = (offset - self.buf_at) as usize + HEADER_BYTES as usize;
+                    self.buf.get(at..at + len)
+                } else {
+                    self.buf.get(at..at + len)
+                };
+                match body {
+                    Some(b) => r.bytes.copy_from_slice(b),
+                    None => {
+                        self.done = true;
+                        return Ok(Read::Bad {
+                            offset,
+                            why: format!("record at byte {offset}: cut off"),
+                            cut_off: true,
+                        });
+                    }
+                }
+                self.pos = r.end();
+                Ok(Read::Record(r))
+            }
+            other => {
+                self.done = true;
+                Ok(other)
+            }
+        }
+    }
+}
+
+impl Iterator for Scan<'_> {
+    type Item = Result<Record, StoreError>;
+
+    /// Records the store believes valid: a malformed one is an error (damage).
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.next_read() {
+            Ok(Read::Record(r)) => Some(Ok(r)),
+            Ok(Read::End) => None,
+            Ok(Read::Bad { why, .. }) => Some(Err(StoreError::Damaged(format!("op log: {why}")))),
+            Err(e) => {
+                self.done = true;
+                Some(Err(StoreError::Log(e)))
+            }
+        }
+    }
+}
