@@ -7,6 +7,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// A failure of the storage engine (I/O, corruption it detected, a full disk…).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -166,15 +167,20 @@ impl Kv for SledKv {
 /// ones: the fault-injection point for tests of the store's error handling.
 pub struct FaultyKv<K> {
     inner: K,
-    writes_left: AtomicU64,
+    writes_left: Arc<AtomicU64>,
 }
 
 impl<K: Kv> FaultyKv<K> {
     /// Lets `writes_ok` writes through, then fails every write.
     pub fn new(inner: K, writes_ok: u64) -> Self {
+        Self::sharing(inner, Arc::new(AtomicU64::new(writes_ok)))
+    }
+
+    /// Lets writes through while `budget` (shared with other faulty parts of one store) lasts.
+    pub fn sharing(inner: K, budget: Arc<AtomicU64>) -> Self {
         Self {
             inner,
-            writes_left: AtomicU64::new(writes_ok),
+            writes_left: budget,
         }
     }
 

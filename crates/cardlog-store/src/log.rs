@@ -13,6 +13,7 @@
 use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use cardlog_core::codec::{format_config, limits};
 use cardlog_core::{Op, OpId};
@@ -124,15 +125,20 @@ impl LogIo for FileLog {
 /// number of successful ones: the fault-injection point for tests.
 pub struct FaultyLog<L> {
     inner: L,
-    writes_left: AtomicU64,
+    writes_left: Arc<AtomicU64>,
 }
 
 impl<L: LogIo> FaultyLog<L> {
     /// Lets `writes_ok` writes through, then fails every write.
     pub fn new(inner: L, writes_ok: u64) -> Self {
+        Self::sharing(inner, Arc::new(AtomicU64::new(writes_ok)))
+    }
+
+    /// Lets writes through while `budget` (shared with other faulty parts of one store) lasts.
+    pub fn sharing(inner: L, budget: Arc<AtomicU64>) -> Self {
         Self {
             inner,
-            writes_left: AtomicU64::new(writes_ok),
+            writes_left: budget,
         }
     }
 

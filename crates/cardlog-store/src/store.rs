@@ -1033,8 +1033,10 @@ impl Store {
     ) -> Result<VerifyReport, StoreError> {
         let derived = self.derive(progress, self.ops, false)?;
         let mut problems = derived.problems;
-        if let Some(why) = &self.poisoned {
-            problems.push(format!("the store is read-only: {why}"));
+        if let Some(why) = &self.recovery.damaged_tail {
+            problems.push(format!(
+                "op log past the registers' watermark: {why} (the store is read-only)"
+            ));
         }
         if derived.ops != self.ops {
             problems.push(format!(

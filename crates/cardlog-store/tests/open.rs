@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use cardlog_core::Field;
 use cardlog_store::kv::{Kv, KvBatch, SledKv};
+use cardlog_store::log::FileLog;
 use cardlog_store::{OpenError, Store, STORE_FORMAT_VERSION};
 use common::{create_store, new_store, options, reopen, retry_lock, sample, World};
 
@@ -133,18 +134,20 @@ fn open_refuses_an_unknown_format_and_changes_nothing() {
 }
 
 #[test]
-fn open_kv_refuses_a_key_space_without_or_with_another_format() {
+fn open_parts_refuses_a_key_space_without_or_with_another_format() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db");
     let kv = SledKv::open(&db, 1 << 20).unwrap();
-    let err = Store::open_kv(Box::new(kv), tmp.path()).unwrap_err();
+    let log = || Box::new(FileLog::open(&tmp.path().join("ops.log"), false).unwrap());
+    std::fs::write(tmp.path().join("ops.log"), b"").unwrap();
+    let err = Store::open_parts(Box::new(kv), log(), tmp.path()).unwrap_err();
     assert_eq!(err, OpenError::NotAStore(tmp.path().to_owned()));
 
     let kv = retry_lock(|| SledKv::open(&db, 1 << 20)).unwrap();
     let mut batch = KvBatch::default();
     batch.insert(b"mformat".to_vec(), vec![STORE_FORMAT_VERSION + 1]);
     kv.apply(batch).unwrap();
-    let err = Store::open_kv(Box::new(kv), tmp.path()).unwrap_err();
+    let err = Store::open_parts(Box::new(kv), log(), tmp.path()).unwrap_err();
     assert!(
         matches!(err, OpenError::UnknownFormat { supported, .. } if supported == STORE_FORMAT_VERSION),
         "{err:?}"

@@ -1,6 +1,6 @@
 //! Regressions for store bugs the integration tests found: opening a marker without a database
-//! must not create one, `verify` must check what history entries contain, and `rebuild` over a
-//! damaged log must leave the state as it was and the store openable.
+//! must not create one, `verify` must check the id written with each log record, and `rebuild`
+//! over a damaged log must leave the state as it was and the store openable.
 #![allow(
     clippy::unwrap_used,
     clippy::indexing_slicing,
@@ -12,14 +12,8 @@ mod common;
 
 use cardlog_store::keys;
 use cardlog_store::kv::{Kv, KvBatch, SledKv};
-use cardlog_store::{OpenError, Store, StoreError, StoreOptions};
-use common::{new_store, reopen, replay_of, retry_lock, scripted_world};
-
-fn raw_pairs(dir: &std::path::Path, prefix: u8) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let kv = retry_lock(|| SledKv::open(&dir.join("db"), 1 << 20)).unwrap();
-    let out = kv.scan_prefix(&[prefix]).map(Result::unwrap).collect();
-    out
-}
+use cardlog_store::{OpenError, Store, StoreError, StoreOptions, STORE_FORMAT_VERSION};
+use common::{edit_log, log_records, new_store, reopen, retry_lock, scripted_world};
 
 fn put_raw(dir: &std::path::Path, key: Vec<u8>, value: Vec<u8>) {
     let kv = retry_lock(|| SledKv::open(&dir.join("db"), 1 << 20)).unwrap();
@@ -32,9 +26,13 @@ fn put_raw(dir: &std::path::Path, key: Vec<u8>, value: Vec<u8>) {
 #[test]
 fn open_of_a_marker_without_database_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("CARDLOG"), b"cardlog store 1\n").unwrap();
+    std::fs::write(
+        tmp.path().join("CARDLOG"),
+        format!("cardlog store {STORE_FORMAT_VERSION}\n"),
+    )
+    .unwrap();
     let err = Store::open(tmp.path(), &StoreOptions::default()).unwrap_err();
-    assert!(matches!(err, OpenError::Corrupt(_)), "{err}");
+    assert!(matches!(err, OpenError::Damaged(_)), "{err}");
     assert!(err.to_string().contains("no db/"), "{err}");
     let names: Vec<String> = std::fs::read_dir(tmp.path())
         .unwrap()
@@ -44,77 +42,45 @@ fn open_of_a_marker_without_database_changes_nothing() {
 }
 
 #[test]
-fn verify_reports_a_history_entry_whose_value_changed() {
+fn verify_reports_a_log_record_whose_id_was_changed() {
+    // The id written with a record is what lookups trust; verify recomputes it.
     let ops = scripted_world().all_ops();
-    let replay = replay_of(&ops);
     let (_tmp, dir, mut store) = new_store();
     store.apply_all(&ops).unwrap();
     store.flush().unwrap();
     drop(store);
-    let history = raw_pairs(&dir, keys::WRITE);
-    let (key, _) = history[0].clone();
-    let other = history
-        .iter()
-        .find(|(_, v)| *v != history[0].1)
-        .unwrap()
-        .1
-        .clone();
-    put_raw(&dir, key, other);
-    let mut store = reopen(&dir);
-    let c = replay.contact_ids().next().unwrap();
-    let differs = replay
-        .paths(&c)
-        .iter()
-        .any(|p| store.history(&c, p).unwrap() != replay.history(&c, p));
-    assert!(differs, "the damage is visible to history()");
+    let (at, _) = log_records(&dir)[3];
+    let mut id = None;
+    edit_log(&dir, |bytes| {
+        id = Some(cardlog_core::OpId(bytes[at + 5..at + 37].try_into().unwrap()));
+        bytes[at + 5 + 7] ^= 1;
+    });
+    let store = reopen(&dir);
+    assert_eq!(store.op(&id.unwrap()).unwrap(), None, "no longer found by its id");
     let report = store.verify().unwrap();
-    assert!(!report.is_ok(), "verify found nothing: {report:?}");
     assert!(
-        report.problems.iter().any(|p| p.contains("history entry")),
+        report.problems.iter().any(|p| p.contains(&format!("record at byte {at}"))),
         "{:?}",
         report.problems
     );
-    store.rebuild().unwrap();
-    assert!(store.verify().unwrap().is_ok());
 }
 
 #[test]
-fn verify_reports_a_history_entry_that_no_longer_decodes() {
-    let ops = scripted_world().all_ops();
-    let (_tmp, dir, mut store) = new_store();
-    store.apply_all(&ops).unwrap();
-    store.flush().unwrap();
-    drop(store);
-    let history = raw_pairs(&dir, keys::WRITE);
-    put_raw(&dir, history[0].0.clone(), vec![0xff; 4]);
-    let store = reopen(&dir);
-    let c = cardlog_core::ContactId(history[0].0[1..17].try_into().unwrap());
-    let broken = replay_of(&ops)
-        .paths(&c)
-        .iter()
-        .any(|p| store.history(&c, p).is_err());
-    assert!(broken, "history() fails on the damaged entry");
-    let report = store.verify().unwrap();
-    assert!(!report.is_ok(), "verify found nothing: {report:?}");
-}
-
-#[test]
-fn a_rebuild_over_a_damaged_log_entry_keeps_the_store_readable() {
+fn a_rebuild_over_a_damaged_log_record_keeps_the_store_readable() {
     let ops = scripted_world().all_ops();
     let (_tmp, dir, mut store) = new_store();
     store.apply_all(&ops).unwrap();
     store.flush().unwrap();
     let before = store.state_bytes().unwrap();
     drop(store);
-    let log = raw_pairs(&dir, keys::LOG);
-    let (key, mut value) = log[log.len() - 1].clone();
-    value.pop();
-    put_raw(&dir, key, value);
+    let records = log_records(&dir);
+    let (at, len) = records[records.len() - 1];
+    edit_log(&dir, |bytes| bytes[at + 37 + len / 2] ^= 0x20);
 
     let mut store = reopen(&dir);
     let err = store.rebuild().unwrap_err();
-    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
-    assert!(err.to_string().contains("truncated"), "{err}");
+    assert!(matches!(err, StoreError::Damaged(_)), "{err}");
+    assert!(err.to_string().contains(&format!("byte {at}")), "{err}");
     assert_eq!(store.state_bytes().unwrap(), before, "state left as it was");
     assert!(!store.verify().unwrap().is_ok());
     drop(store);
@@ -129,10 +95,8 @@ fn an_interrupted_rebuild_over_a_damaged_log_still_opens_read_only() {
     store.apply_all(&ops).unwrap();
     store.flush().unwrap();
     drop(store);
-    let log = raw_pairs(&dir, keys::LOG);
-    let (key, mut value) = log[0].clone();
-    value.pop();
-    put_raw(&dir, key, value);
+    let (at, len) = log_records(&dir)[0];
+    edit_log(&dir, |bytes| bytes[at + 37 + len - 1] ^= 0xff);
     put_raw(&dir, keys::meta::REBUILDING.to_vec(), vec![1]);
 
     let mut store = reopen(&dir);

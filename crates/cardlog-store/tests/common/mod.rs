@@ -372,3 +372,24 @@ pub fn assert_same_as_replay(store: &Store, replay: &Replay) {
     assert_eq!(report.ops, replay.len() as u64);
     assert_eq!(report.authors, replay.summary().len());
 }
+
+/// The (offset, op length) of every record in the op log of the closed store at `dir`.
+pub fn log_records(dir: &FsPath) -> Vec<(usize, usize)> {
+    let bytes = std::fs::read(dir.join(cardlog_store::log::LOG_FILE)).unwrap();
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        out.push((at, len));
+        at += cardlog_store::log::HEADER_BYTES as usize + len;
+    }
+    out
+}
+
+/// Changes the op log of the closed store at `dir` behind the store's back.
+pub fn edit_log(dir: &FsPath, f: impl FnOnce(&mut Vec<u8>)) {
+    let path = dir.join(cardlog_store::log::LOG_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    f(&mut bytes);
+    std::fs::write(&path, bytes).unwrap();
+}
