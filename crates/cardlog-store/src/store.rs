@@ -647,6 +647,9 @@ impl Store {
             return Err(self.poison_log(e));
         }
         if let Err(e) = self.kv.apply(staged.batch) {
+            // Take the records back so a failed call stores nothing (best effort: if the cut
+            // fails too, the ops are whole in the log and the next open replays them).
+            let _ = self.log.truncate(self.log.len() - staged.records.len() as u64);
             return Err(self.poison(e));
         }
         self.ops += staged.added.len() as u64;
