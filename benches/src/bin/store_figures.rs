@@ -505,5 +505,14 @@ fn memory(dir: &Path, ops: usize) -> Result<(), Error> {
         MEMORY_SAVES as f64 / start.elapsed().as_secs_f64(),
     );
     fig("rss_after_saves_mb", rss_mb().1);
+    // A lookup by id needs the log index (built from one read of the log): what it costs to
+    // build and hold, as the first sync or history read after an app starts would.
+    let start = Instant::now();
+    let found = replica.ops_matching(&cardlog::IdPrefix::parse("00")?, 1)?;
+    fig("index_build_ms", start.elapsed().as_secs_f64() * 1e3);
+    if found.is_empty() && ops > 1_000 {
+        return Err("no op id starts with 00".into());
+    }
+    fig("rss_after_index_mb", rss_mb().1);
     Ok(())
 }

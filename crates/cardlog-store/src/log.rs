@@ -35,7 +35,7 @@ pub struct LogError(pub String);
 /// The calls the store makes on its log file.
 pub trait LogIo: Send + Sync {
     /// The file's length in bytes.
-    fn len(&self) -> Result<u64, LogError>;
+    fn file_len(&self) -> Result<u64, LogError>;
     /// Fills `buf` from `offset` (an error if the file ends first).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), LogError>;
     /// Writes all of `buf` at `offset`.
@@ -69,7 +69,7 @@ fn io_err(what: &str, e: std::io::Error) -> LogError {
 }
 
 impl LogIo for FileLog {
-    fn len(&self) -> Result<u64, LogError> {
+    fn file_len(&self) -> Result<u64, LogError> {
         Ok(self.file.metadata().map_err(|e| io_err("stat", e))?.len())
     }
 
@@ -151,8 +151,8 @@ impl<L: LogIo> FaultyLog<L> {
 }
 
 impl<L: LogIo> LogIo for FaultyLog<L> {
-    fn len(&self) -> Result<u64, LogError> {
-        self.inner.len()
+    fn file_len(&self) -> Result<u64, LogError> {
+        self.inner.file_len()
     }
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), LogError> {
         self.inner.read_at(buf, offset)
@@ -259,7 +259,7 @@ impl OpLog {
 
     /// The file's physical length (may exceed [`OpLog::len`] before recovery).
     pub fn file_len(&self) -> Result<u64, LogError> {
-        self.io.len()
+        self.io.file_len()
     }
 
     /// Writes `buf` (whole records) at the end. Not durable until [`OpLog::sync`].
@@ -304,18 +304,20 @@ impl OpLog {
         if limit - offset < HEADER_BYTES {
             return Ok(Read::Bad {
                 offset,
-                why: format!("record at byte {offset}: header cut off by the end of the log at {limit}"),
+                why: format!(
+                    "record at byte {offset}: header cut off by the end of the log at {limit}"
+                ),
                 cut_off: true,
             });
         }
         let mut header = [0u8; HEADER_BYTES as usize];
         self.io.read_at(&mut header, offset)?;
-        Ok(parse(&header, offset, limit, |len| {
+        parse(&header, offset, limit, |len| {
             let mut bytes = vec![0u8; len];
             self.io
                 .read_at(&mut bytes, offset + HEADER_BYTES)
                 .map(|()| bytes)
-        })?)
+        })
     }
 
     /// Reads the record at `offset`, which the store believes valid.
@@ -340,7 +342,9 @@ impl OpLog {
             )));
         }
         let mut id = [0u8; 32];
-        self.io.read_at(&mut id, offset + 5).map_err(StoreError::Log)?;
+        self.io
+            .read_at(&mut id, offset + 5)
+            .map_err(StoreError::Log)?;
         Ok(OpId(id))
     }
 

@@ -302,7 +302,7 @@ impl Store {
             Some(v) => keys::decode(&v, "applied watermark")?,
             None => return Err(OpenError::Corrupt("applied watermark".into())),
         };
-        let file_len = log.len()?;
+        let file_len = log.file_len()?;
         let mut store = Self {
             kv,
             log: OpLog::new(log, applied_bytes.min(file_len)),
@@ -367,7 +367,11 @@ impl Store {
                                 break;
                             }
                             Err(e) => {
-                                bad = Some((r.offset, format!("record at byte {}: {e}", r.offset), end == file_len));
+                                bad = Some((
+                                    r.offset,
+                                    format!("record at byte {}: {e}", r.offset),
+                                    end == file_len,
+                                ));
                                 break;
                             }
                         };
@@ -383,7 +387,11 @@ impl Store {
                         }
                     }
                     Read::End => break,
-                    Read::Bad { offset, why, cut_off } => {
+                    Read::Bad {
+                        offset,
+                        why,
+                        cut_off,
+                    } => {
                         bad = Some((offset, why, cut_off));
                         break;
                     }
@@ -649,7 +657,9 @@ impl Store {
         if let Err(e) = self.kv.apply(staged.batch) {
             // Take the records back so a failed call stores nothing (best effort: if the cut
             // fails too, the ops are whole in the log and the next open replays them).
-            let _ = self.log.truncate(self.log.len() - staged.records.len() as u64);
+            let _ = self
+                .log
+                .truncate(self.log.len() - staged.records.len() as u64);
             return Err(self.poison(e));
         }
         self.ops += staged.added.len() as u64;
@@ -767,11 +777,15 @@ impl Store {
         for at in self.index()?.contact(contact) {
             let record = self.log.read(*at)?;
             let op = record.decode_trusted()?;
-            for w in op.writes.iter().filter(|w| w.contact == *contact && w.path == *path) {
+            for w in op
+                .writes
+                .iter()
+                .filter(|w| w.contact == *contact && w.path == *path)
+            {
                 writes.push(register_write(&op, record.id, w));
             }
         }
-        writes.sort_by(|a, b| a.key.cmp(&b.key));
+        writes.sort_by_key(|w| w.key);
         Ok(writes
             .iter()
             .map(|w| Version::of(w, heads.is_head(&w.key.op)))
@@ -909,7 +923,10 @@ impl Store {
             offsets.extend_from_slice(found);
         }
         offsets.sort_unstable();
-        offsets.into_iter().map(|at| self.op_at_offset(at)).collect()
+        offsets
+            .into_iter()
+            .map(|at| self.op_at_offset(at))
+            .collect()
     }
 
     /// Every op in the order it was applied, strictly decoded.
@@ -978,14 +995,12 @@ impl Store {
             let seq = op.seq;
             d.ops += 1;
             if d.ops.is_multiple_of(PROGRESS_EVERY) {
-                progress(Progress {
-                    done: d.ops,
-                    total,
-                });
+                progress(Progress { done: d.ops, total });
             }
             let prev = d.heads.get(&author);
             if prev.map_or(0, |h| h.seq) + 1 != seq || prev.map(|h| h.op) != op.prev {
-                d.problems.push(format!("chain of {author} broken at seq {seq}"));
+                d.problems
+                    .push(format!("chain of {author} broken at seq {seq}"));
             }
             if prev.is_some_and(|h| h.hlc >= op.hlc) {
                 d.problems.push(format!(
@@ -1048,8 +1063,9 @@ impl Store {
             ));
         }
         match self.kv.get(meta::APPLIED)? {
-            Some(v) if keys::decode::<(u64, u64)>(&v, "applied watermark").ok()
-                == Some((self.ops, self.log.len())) => {}
+            Some(v)
+                if keys::decode::<(u64, u64)>(&v, "applied watermark").ok()
+                    == Some((self.ops, self.log.len())) => {}
             _ => problems.push("the registers' watermark disagrees with the op log".into()),
         }
         if self.kv.get(meta::REBUILDING)?.is_some() {
@@ -1071,7 +1087,9 @@ impl Store {
         let mut stored = Registers::new();
         for pair in self.kv.scan_prefix(&[keys::HEADS]) {
             let (k, v) = pair?;
-            match keys::parse_heads(&k).and_then(|(c, p)| Ok(((c, p), keys::parse_heads_value(&v)?))) {
+            match keys::parse_heads(&k)
+                .and_then(|(c, p)| Ok(((c, p), keys::parse_heads_value(&v)?)))
+            {
                 Ok((key, value)) => {
                     stored.insert(key, value);
                 }
@@ -1084,7 +1102,10 @@ impl Store {
                 problems.push(format!("register {}/{} differs from the log", key.0, key.1));
             }
         }
-        for key in stored.keys().filter(|k| !derived.registers.contains_key(*k)) {
+        for key in stored
+            .keys()
+            .filter(|k| !derived.registers.contains_key(*k))
+        {
             problems.push(format!(
                 "register {}/{} has no write in the log",
                 key.0, key.1
@@ -1152,7 +1173,10 @@ impl Store {
         self.kv.flush().map_err(|e| self.poison(e))?;
         let mut wanted: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         for ((contact, path), (writes, heads)) in &derived.registers {
-            wanted.insert(keys::heads(contact, path), keys::heads_value(*writes, heads));
+            wanted.insert(
+                keys::heads(contact, path),
+                keys::heads_value(*writes, heads),
+            );
         }
         for (author, head) in &derived.heads {
             wanted.insert(keys::author(author), keys::encode(head));

@@ -365,7 +365,10 @@ fn damage_in_the_log_tail_with_data_after_it_leaves_the_store_read_only() {
     let mut store = reopen(&dir);
     assert!(store.recovery().damaged_tail.is_some());
     let err = store.apply(&ops[0]).unwrap_err();
-    assert!(matches!(err, StoreError::Poisoned(ref why) if why.contains("op log is damaged")), "{err}");
+    assert!(
+        matches!(err, StoreError::Poisoned(ref why) if why.contains("op log is damaged")),
+        "{err}"
+    );
     let report = store.verify().unwrap();
     assert!(!report.is_ok());
     drop(store);
@@ -408,7 +411,10 @@ fn a_log_record_whose_op_bytes_changed_is_reported() {
     let store = reopen(&dir);
     let report = store.verify().unwrap();
     assert!(
-        report.problems.iter().any(|p| p.contains("the op hashes to")),
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("the op hashes to")),
         "{:?}",
         report.problems
     );
@@ -430,7 +436,10 @@ fn a_log_record_whose_op_bytes_changed_is_reported() {
     let mut store = reopen(&dir);
     let report = store.verify().unwrap();
     assert!(
-        report.problems.iter().any(|p| p.contains(&format!("record at byte {at}"))),
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains(&format!("record at byte {at}"))),
         "{:?}",
         report.problems
     );

@@ -52,14 +52,23 @@ fn verify_reports_a_log_record_whose_id_was_changed() {
     let (at, _) = log_records(&dir)[3];
     let mut id = None;
     edit_log(&dir, |bytes| {
-        id = Some(cardlog_core::OpId(bytes[at + 5..at + 37].try_into().unwrap()));
+        id = Some(cardlog_core::OpId(
+            bytes[at + 5..at + 37].try_into().unwrap(),
+        ));
         bytes[at + 5 + 7] ^= 1;
     });
     let store = reopen(&dir);
-    assert_eq!(store.op(&id.unwrap()).unwrap(), None, "no longer found by its id");
+    assert_eq!(
+        store.op(&id.unwrap()).unwrap(),
+        None,
+        "no longer found by its id"
+    );
     let report = store.verify().unwrap();
     assert!(
-        report.problems.iter().any(|p| p.contains(&format!("record at byte {at}"))),
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains(&format!("record at byte {at}"))),
         "{:?}",
         report.problems
     );
