@@ -127,7 +127,8 @@ pub struct Store {
 pub struct Recovery {
     /// Committed ops past the registers' watermark, replayed into the registers.
     pub tail_ops: u64,
-    /// Bytes of an unfinished write (after the last commit) cut from the log's end.
+    /// Bytes cut from the log's end: an unfinished write (after the last commit) and the
+    /// zeros the log is extended with ahead of its records.
     pub torn_bytes: u64,
     /// The registers covered more log than the file holds; they were rebuilt from the log.
     pub state_ahead_of_log: bool,
@@ -320,7 +321,7 @@ impl Store {
             // The registers cover more of the log than the file holds (a power cut lost the
             // log's tail, or the file was cut): the registers cannot be trusted.
             store.recovery.state_ahead_of_log = true;
-            store.log = OpLog::new(store.log.take_io(), 0);
+            store.log.set_len(0);
             store.ops = 0;
             store.recover_tail(file_len, false)?;
             store.put_meta(meta::REBUILDING, vec![1])?;
@@ -1208,6 +1209,16 @@ impl Store {
         self.kv.apply(batch).map_err(|e| self.poison(e))?;
         self.kv.flush().map_err(|e| self.poison(e))?;
         Ok(())
+    }
+}
+
+impl Drop for Store {
+    /// Cuts the zeros the log was extended with ahead of its records (best effort: the next
+    /// open cuts them otherwise).
+    fn drop(&mut self) {
+        if self.poisoned.is_none() {
+            let _ = self.log.trim();
+        }
     }
 }
 

@@ -380,6 +380,7 @@ pub fn log_records(dir: &FsPath) -> Vec<(usize, usize)> {
     let mut at = 0usize;
     while at < bytes.len() {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        assert!(len > 0, "zeros in the log of a closed store at byte {at}");
         out.push((at, len));
         at += cardlog_store::log::HEADER_BYTES as usize + len;
     }
