@@ -14,7 +14,8 @@ use crate::op::{Op, OpInvalid, SealedOp};
 /// The version byte that leads every encoded op.
 pub const OP_FORMAT_VERSION: u8 = 1;
 
-/// Limits on everything decoded, with their units in their names.
+/// Limits on everything decoded, with their units in their names (docs/FORMAT.md, "Limits").
+/// No op type nests (a value holds strings, never other values), so there is no depth to bound.
 pub mod limits {
     /// Largest encoded op, version byte included.
     pub const OP_BYTES_MAX: usize = 1 << 20;
@@ -26,19 +27,30 @@ pub mod limits {
     pub const TEXT_BYTES_MAX: usize = 256 * 1024;
     /// Longest tag or custom field name.
     pub const NAME_BYTES_MAX: usize = 256;
+    /// Most memory, in bytes, decoding one value may claim. bincode counts every decoded
+    /// integer at its width in memory (up to 8 bytes for a 1-byte varint) and reserves a whole
+    /// vector before reading its elements (a [`Write`] is far larger in memory than its
+    /// smallest encoding), so this is what any valid op of [`OP_BYTES_MAX`] can need: 8 bytes
+    /// per input byte plus its largest reservations. It bounds what a length prefix can make
+    /// the decoder allocate.
+    ///
+    /// [`Write`]: crate::Write
+    pub const DECODED_BYTES_MAX: usize = 8 * OP_BYTES_MAX
+        + WRITES_PER_OP_MAX * std::mem::size_of::<crate::Write>()
+        + REPLACES_PER_WRITE_MAX * std::mem::size_of::<crate::OpId>();
 }
 
 /// The one bincode configuration of the format. The limit bounds what any length prefix may
-/// make the decoder allocate.
+/// make the decoder allocate; it does not change the bytes.
 pub type FormatConfig =
-    Configuration<LittleEndian, Varint, config::Limit<{ limits::OP_BYTES_MAX }>>;
+    Configuration<LittleEndian, Varint, config::Limit<{ limits::DECODED_BYTES_MAX }>>;
 
 /// The format's bincode configuration.
 pub fn format_config() -> FormatConfig {
     config::standard()
         .with_little_endian()
         .with_variable_int_encoding()
-        .with_limit::<{ limits::OP_BYTES_MAX }>()
+        .with_limit::<{ limits::DECODED_BYTES_MAX }>()
 }
 
 /// Why an op could not be encoded.
@@ -49,8 +61,10 @@ pub enum EncodeError {
     #[error("invalid op: {0}")]
     Invalid(#[from] OpInvalid),
     /// The encoded op would exceed the size limit.
-    #[error("encoded op would be larger than {max} bytes")]
+    #[error("the encoded op would be {len} bytes, more than the {max}-byte op limit")]
     TooLarge {
+        /// The encoded length.
+        len: usize,
         /// The limit.
         max: usize,
     },
@@ -85,8 +99,9 @@ pub enum DecodeError {
     /// The input ends inside the op.
     #[error("truncated: the input ends in the middle of the op")]
     Truncated,
-    /// A length prefix claims more than the limit allows.
-    #[error("a length prefix claims more than the {max}-byte limit")]
+    /// A length prefix claims more than the decoder may allocate
+    /// ([`limits::DECODED_BYTES_MAX`]).
+    #[error("a length prefix claims more than the {max} bytes decoding may allocate")]
     LengthTooLarge {
         /// The limit.
         max: usize,
@@ -121,6 +136,7 @@ pub fn encode_op(op: &Op) -> Result<Vec<u8>, EncodeError> {
         .map_err(|e| EncodeError::Bincode(e.to_string()))?;
     if bytes.len() > limits::OP_BYTES_MAX {
         return Err(EncodeError::TooLarge {
+            len: bytes.len(),
             max: limits::OP_BYTES_MAX,
         });
     }
@@ -166,7 +182,7 @@ fn map_decode_error(e: BincodeDecodeError) -> DecodeError {
     match e {
         BincodeDecodeError::UnexpectedEnd { .. } => DecodeError::Truncated,
         BincodeDecodeError::LimitExceeded => DecodeError::LengthTooLarge {
-            max: limits::OP_BYTES_MAX,
+            max: limits::DECODED_BYTES_MAX,
         },
         other => DecodeError::Malformed(other.to_string()),
     }

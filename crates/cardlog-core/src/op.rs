@@ -88,11 +88,19 @@ pub enum OpInvalid {
         /// What it held.
         what: String,
     },
-    /// Replaced op ids out of order, repeated, or too many.
-    #[error("write {index}: replaced op ids must be sorted, unique and at most {max}")]
-    BadReplaces {
+    /// Replaced op ids out of order or repeated.
+    #[error("write {index}: replaced op ids must be sorted and unique")]
+    ReplacesUnsorted {
         /// Index of the write.
         index: usize,
+    },
+    /// A write replacing more writes than allowed.
+    #[error("write {index} replaces {count} writes, the limit is {max}")]
+    TooManyReplaces {
+        /// Index of the write.
+        index: usize,
+        /// How many it replaces.
+        count: usize,
         /// The limit.
         max: usize,
     },
@@ -191,13 +199,15 @@ impl Op {
                     },
                 });
             }
-            if w.replaces.len() > limits::REPLACES_PER_WRITE_MAX
-                || w.replaces.windows(2).any(|p| matches!(p, [a, b] if a >= b))
-            {
-                return Err(OpInvalid::BadReplaces {
+            if w.replaces.len() > limits::REPLACES_PER_WRITE_MAX {
+                return Err(OpInvalid::TooManyReplaces {
                     index,
+                    count: w.replaces.len(),
                     max: limits::REPLACES_PER_WRITE_MAX,
                 });
+            }
+            if w.replaces.windows(2).any(|p| matches!(p, [a, b] if a >= b)) {
+                return Err(OpInvalid::ReplacesUnsorted { index });
             }
             if let Path::Tag(name) | Path::Custom(name) = &w.path {
                 if name.is_empty() || name.len() > limits::NAME_BYTES_MAX {

@@ -6,7 +6,7 @@ use cardlog_core::codec::limits;
 use cardlog_core::id::to_hex;
 use cardlog_core::{
     decode_op, ContactId, DecodeError, Field, Hlc, ItemBody, ItemId, ItemKind, ItemValue, Op, OpId,
-    Path, PostalAddress, ReplicaId, Value, Write,
+    OpInvalid, Path, PostalAddress, ReplicaId, Value, Write,
 };
 
 /// Golden op 1: the first op of device 01…01, creating contact 02…02 with a given name.
@@ -215,7 +215,7 @@ fn rejects_oversize_lengths() {
         assert_eq!(
             decode_op(&b),
             Err(DecodeError::LengthTooLarge {
-                max: limits::OP_BYTES_MAX
+                max: limits::DECODED_BYTES_MAX
             }),
             "length at {at}"
         );
@@ -286,6 +286,220 @@ fn every_rejection_reads_differently() {
     let distinct: std::collections::BTreeSet<&String> = messages.iter().collect();
     assert_eq!(distinct.len(), messages.len(), "{messages:#?}");
     assert!(messages[4].contains("version 7"));
+}
+
+// ---- limits: each one exact (the limit itself is accepted) and named with the value found --
+
+/// A first op of device 01…01 on contact 02…02: its `exists` write, then `more`.
+fn op_with(more: Vec<Write>) -> Op {
+    let mut op = golden_create();
+    op.writes.truncate(1);
+    op.writes.extend(more);
+    op
+}
+
+fn tag_write(name: String) -> Write {
+    Write {
+        contact: ContactId([0x02; 16]),
+        path: Path::Tag(name),
+        value: Some(Value::Present),
+        replaces: vec![],
+    }
+}
+
+/// Decoding the op's canonical bytes, and sealing it locally, both refuse it with `invalid`.
+fn assert_invalid(op: &Op, invalid: OpInvalid, words: &[&str]) {
+    let bytes = cardlog_core::encode_op(op).unwrap();
+    let err = decode_op(&bytes).unwrap_err();
+    assert_eq!(err, DecodeError::Invalid(invalid.clone()));
+    let text = err.to_string();
+    for w in words {
+        assert!(text.contains(w), "{w:?} not in {text:?}");
+    }
+    assert_eq!(
+        op.clone().seal().unwrap_err(),
+        cardlog_core::EncodeError::Invalid(invalid)
+    );
+}
+
+fn assert_accepted(op: &Op) {
+    let bytes = cardlog_core::encode_op(op).unwrap();
+    assert!(bytes.len() <= limits::OP_BYTES_MAX);
+    assert_eq!(decode_op(&bytes).unwrap().op(), op);
+}
+
+#[test]
+fn writes_per_op_max_is_exact_and_named() {
+    let max = limits::WRITES_PER_OP_MAX;
+    let tags = |n: usize| op_with((1..n).map(|i| tag_write(format!("t{i:05}"))).collect());
+    assert_accepted(&tags(max));
+    let over = tags(max + 1);
+    assert_eq!(over.writes.len(), 4097);
+    assert_invalid(
+        &over,
+        OpInvalid::TooManyWrites {
+            count: max + 1,
+            max,
+        },
+        &["4097 writes", "4096"],
+    );
+}
+
+#[test]
+fn replaces_per_write_max_is_exact_and_named() {
+    let max = limits::REPLACES_PER_WRITE_MAX;
+    let replacing = |n: usize| {
+        let mut op = golden_edit(OpId([0xee; 32]));
+        op.writes[1].replaces = (0..n)
+            .map(|i| {
+                let mut id = [0u8; 32];
+                id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                OpId(id)
+            })
+            .collect();
+        op
+    };
+    assert_accepted(&replacing(max));
+    assert_invalid(
+        &replacing(max + 1),
+        OpInvalid::TooManyReplaces {
+            index: 1,
+            count: max + 1,
+            max,
+        },
+        &["write 1", "replaces 257 writes", "256"],
+    );
+    // Order is its own fault, named differently.
+    let mut unsorted = replacing(2);
+    unsorted.writes[1].replaces.reverse();
+    assert_invalid(
+        &unsorted,
+        OpInvalid::ReplacesUnsorted { index: 1 },
+        &["sorted and unique"],
+    );
+}
+
+#[test]
+fn text_bytes_max_is_exact_and_named_for_every_kind_of_text() {
+    let max = limits::TEXT_BYTES_MAX;
+    let c = ContactId([0x02; 16]);
+    fn item(label: String, body: ItemBody) -> Option<Value> {
+        Some(Value::Item(ItemValue { label, body }))
+    }
+    // Where the long text goes: a path and the value holding the text.
+    type Holder = fn(String) -> Option<Value>;
+    let cases: [(Path, Holder); 5] = [
+        (Path::Field(Field::Note), |t| Some(Value::Text(t))),
+        (Path::Custom("X-BIG".into()), |t| Some(Value::Text(t))),
+        (Path::Item(ItemKind::Phone, ItemId([0x04; 16])), |t| {
+            item(t, ItemBody::Text("1".into()))
+        }),
+        (Path::Item(ItemKind::Email, ItemId([0x04; 16])), |t| {
+            item("home".into(), ItemBody::Text(t))
+        }),
+        (Path::Item(ItemKind::Address, ItemId([0x04; 16])), |t| {
+            item(
+                "home".into(),
+                ItemBody::Address(PostalAddress {
+                    locality: t,
+                    ..Default::default()
+                }),
+            )
+        }),
+    ];
+    for (path, value) in &cases {
+        let op = |n: usize| {
+            op_with(vec![Write {
+                contact: c,
+                path: path.clone(),
+                value: value("é".repeat(n / 2) + &"x".repeat(n % 2)),
+                replaces: vec![],
+            }])
+        };
+        assert_accepted(&op(max));
+        assert_invalid(
+            &op(max + 1),
+            OpInvalid::TextTooLong {
+                index: 1,
+                bytes: max + 1,
+                max,
+            },
+            &["262145 bytes", "262144"],
+        );
+    }
+}
+
+#[test]
+fn name_bytes_max_is_exact_and_named_for_tags_and_custom_fields() {
+    let max = limits::NAME_BYTES_MAX;
+    let c = ContactId([0x02; 16]);
+    for custom in [false, true] {
+        let op = |n: usize| {
+            let name = "n".repeat(n);
+            op_with(vec![if custom {
+                Write {
+                    contact: c,
+                    path: Path::Custom(name),
+                    value: Some(Value::Text("v".into())),
+                    replaces: vec![],
+                }
+            } else {
+                tag_write(name)
+            }])
+        };
+        assert_accepted(&op(max));
+        assert_invalid(
+            &op(max + 1),
+            OpInvalid::BadName {
+                index: 1,
+                bytes: max + 1,
+                max,
+            },
+            &["257", "256"],
+        );
+    }
+}
+
+#[test]
+fn op_bytes_max_is_exact_and_named_when_encoding() {
+    let max = limits::OP_BYTES_MAX;
+    // Texts at their own limit, enough of them to pass the op's.
+    let big = |fields: &[Field], last: usize| {
+        op_with(
+            fields
+                .iter()
+                .enumerate()
+                .map(|(i, f)| Write {
+                    contact: ContactId([0x02; 16]),
+                    path: Path::Field(*f),
+                    value: Some(Value::Text("x".repeat(if i + 1 == fields.len() {
+                        last
+                    } else {
+                        limits::TEXT_BYTES_MAX
+                    }))),
+                    replaces: vec![],
+                })
+                .collect(),
+        )
+    };
+    let fields = [Field::Given, Field::Family, Field::Org, Field::Note];
+    // Three texts at their limit and a fourth just short of it reach the op's limit. The size
+    // grows by one per byte of the last text (its length takes 5 bytes throughout).
+    let base = cardlog_core::encode_op(&big(&fields, 0x10000))
+        .unwrap()
+        .len();
+    let fits = max - base + 0x10000;
+    let at_limit = cardlog_core::encode_op(&big(&fields, fits)).unwrap();
+    assert_eq!(at_limit.len(), max);
+    assert!(decode_op(&at_limit).is_ok());
+    let err = cardlog_core::encode_op(&big(&fields, fits + 1)).unwrap_err();
+    assert_eq!(
+        err,
+        cardlog_core::EncodeError::TooLarge { len: max + 1, max }
+    );
+    assert!(err.to_string().contains("1048577 bytes"), "{err}");
+    assert!(err.to_string().contains("1048576-byte"), "{err}");
+    // The same bytes arriving are refused before decoding (rejects_oversize_lengths).
 }
 
 mod props {

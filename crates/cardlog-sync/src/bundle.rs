@@ -9,7 +9,7 @@
 use cardlog_core::ReplicaId;
 
 use crate::message::{self, Message, Summary};
-use crate::segment::encode_segments;
+use crate::segment::{encode_segments, AUTHORS_IN_A_MESSAGE, SEGMENTS_IN_A_MESSAGE};
 use crate::session::{apply_segments, Received, SyncError, SyncStore, View};
 use crate::WireError;
 
@@ -30,7 +30,23 @@ pub fn export<S: SyncStore>(store: &S, since: Option<&Summary>) -> Result<Vec<u8
     let ops = store
         .ops_since(since.unwrap_or(&empty))
         .map_err(|e| SyncError::Store(Box::new(e)))?;
-    let segments = encode_segments(&ops, &View(store))?;
+    // Too much for one message: a session would send it in parts.
+    let segments = encode_segments(&ops, &View(store)).map_err(|e| match e {
+        WireError::TooLarge { what, got, limit } => WireError::TooLarge {
+            what: match what {
+                AUTHORS_IN_A_MESSAGE => {
+                    "authors in a bundle (use a TCP sync, which sends in parts)"
+                }
+                SEGMENTS_IN_A_MESSAGE => {
+                    "segments in a bundle (use a TCP sync, which sends in parts)"
+                }
+                other => other,
+            },
+            got,
+            limit,
+        },
+        other => other,
+    })?;
     let bytes = message::encode(&Message::Bundle {
         replica: store.replica_id(),
         created_ms: store.calibrated_ms(),

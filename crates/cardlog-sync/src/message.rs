@@ -28,15 +28,16 @@ const CHECKSUM_CONTEXT: &str = "cardlog 2026-11-23 sync message checksum v1";
 /// Per author, the last op held: equal summaries mean equal op sets.
 pub type Summary = BTreeMap<ReplicaId, ChainHead>;
 
-/// Limits on what a message may declare, checked before anything is allocated for it.
+/// Limits on what a message may declare, checked before anything is allocated for it. Names
+/// end in their unit (docs/FORMAT.md, "Limits").
 pub mod limits {
     /// Largest message, in bytes (a session splits what it sends to stay far below).
     pub const MESSAGE_BYTES_MAX: usize = crate::segment::limits::MESSAGE_BYTES_MAX;
-    /// Most authors in a summary.
-    pub const SUMMARY_AUTHORS_MAX: u64 = 1 << 20;
-    /// Most forks reported in one message.
-    pub const FORKS_MAX: u64 = 1 << 16;
-    /// Longest abort reason, in bytes.
+    /// Most authors in a summary (hello, ack, heads file).
+    pub const AUTHORS_PER_SUMMARY_MAX: u64 = 1 << 20;
+    /// Most forks reported in one `Ops` message (a sender reports no more).
+    pub const FORKS_PER_MESSAGE_MAX: u64 = 1 << 16;
+    /// Longest abort reason, in bytes (a sender cuts a longer one at a character boundary).
     pub const REASON_BYTES_MAX: u64 = 4096;
 }
 
@@ -217,7 +218,7 @@ pub fn encode(message: &Message) -> Vec<u8> {
 }
 
 fn get_summary(r: &mut Reader<'_>) -> Result<Summary, WireError> {
-    let n = r.bounded("summary authors", limits::SUMMARY_AUTHORS_MAX)?;
+    let n = r.bounded("authors in a summary", limits::AUTHORS_PER_SUMMARY_MAX)?;
     let mut summary = Summary::new();
     let mut previous: Option<ReplicaId> = None;
     for _ in 0..n {
@@ -299,7 +300,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
                 1 => true,
                 b => return Err(WireError::Framing(format!("ops message: last flag {b}"))),
             };
-            let n = r.bounded("forks", limits::FORKS_MAX)?;
+            let n = r.bounded("forks in a message", limits::FORKS_PER_MESSAGE_MAX)?;
             let mut forks = Vec::new();
             for _ in 0..n {
                 forks.push(Fork {
@@ -312,7 +313,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
             Message::Ops {
                 last,
                 forks,
-                segments: get_bytes(&mut r, "segment bytes")?,
+                segments: get_bytes(&mut r, "segment message bytes")?,
             }
         }
         KIND_ACK => Message::Ack {
@@ -328,7 +329,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
         KIND_BUNDLE => Message::Bundle {
             replica: ReplicaId(r.array()?),
             created_ms: r.varint()?,
-            segments: get_bytes(&mut r, "segment bytes")?,
+            segments: get_bytes(&mut r, "segment message bytes")?,
         },
         KIND_HEADS => Message::Heads {
             replica: ReplicaId(r.array()?),

@@ -32,23 +32,33 @@ pub(crate) const CHECKSUM_BYTES: usize = 16;
 const CHECKSUM_CONTEXT: &str = "cardlog 2026-11-23 segment checksum v1";
 
 /// Limits on what a message may declare, each checked before anything is allocated for it.
+/// Names end in their unit (docs/FORMAT.md, "Limits", lists them with the errors they give).
+/// The encoder keeps to them too, so every message it writes can be read back.
 pub mod limits {
-    /// Largest message, in bytes.
+    /// Largest segment message, in bytes.
     pub const MESSAGE_BYTES_MAX: usize = 256 << 20;
-    /// Most authors in one message.
-    pub const AUTHORS_MAX: u64 = 1 << 16;
+    /// Most entries in one message's author table.
+    pub const AUTHORS_PER_MESSAGE_MAX: u64 = 1 << 16;
     /// Most segments in one message.
-    pub const SEGMENTS_MAX: u64 = 1 << 16;
-    /// Most ops in one segment.
+    pub const SEGMENTS_PER_MESSAGE_MAX: u64 = 1 << 16;
+    /// Most ops in one segment (the encoder starts a new segment of the same author beyond).
     pub const OPS_PER_SEGMENT_MAX: u64 = 1 << 22;
     /// Most writes in one op (the op format's own limit).
     pub const WRITES_PER_OP_MAX: u64 = cardlog_core::codec::limits::WRITES_PER_OP_MAX as u64;
-    /// Most replaced writes named by one write.
+    /// Most replaced writes named by one write (the op format's own limit).
     pub const REPLACES_PER_WRITE_MAX: u64 =
         cardlog_core::codec::limits::REPLACES_PER_WRITE_MAX as u64;
-    /// Longest encoded path or value, in bytes.
-    pub const FIELD_BYTES_MAX: u64 = cardlog_core::codec::limits::OP_BYTES_MAX as u64;
+    /// Longest encoded path of an explicit write, in bytes (no op can hold a longer one).
+    pub const PATH_BYTES_MAX: u64 = cardlog_core::codec::limits::OP_BYTES_MAX as u64;
+    /// Longest encoded value of a write, in bytes (no op can hold a longer one).
+    pub const VALUE_BYTES_MAX: u64 = cardlog_core::codec::limits::OP_BYTES_MAX as u64;
 }
+
+/// What [`WireError::TooLarge`] names for [`limits::AUTHORS_PER_MESSAGE_MAX`] (a bundle export
+/// adds a hint to it).
+pub(crate) const AUTHORS_IN_A_MESSAGE: &str = "authors in a message";
+/// What [`WireError::TooLarge`] names for [`limits::SEGMENTS_PER_MESSAGE_MAX`].
+pub(crate) const SEGMENTS_IN_A_MESSAGE: &str = "segments in a message";
 
 /// Why a message could not be encoded or was refused. Nothing of a refused message is applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,9 +83,9 @@ pub enum WireError {
     #[error("malformed number: {0}")]
     Varint(&'static str),
     /// A count or length is beyond its limit.
-    #[error("{what} is {got}, more than the limit of {limit}")]
+    #[error("{what}: {got}, more than the limit of {limit}")]
     TooLarge {
-        /// What was counted.
+        /// What was counted, with its unit (`"authors in a message"`, `"value bytes"`).
         what: &'static str,
         /// The declared value.
         got: u64,
@@ -204,8 +214,11 @@ impl Tables {
 }
 
 /// Encodes `ops` (any set of whole ops, typically `ops_since` of a peer's summary) as one
-/// message: one segment per contiguous run of each author's ops. `locate` finds the ops that
-/// replaced writes name (in `ops` or already with the peer).
+/// message: one segment per contiguous run of each author's ops (of at most
+/// [`limits::OPS_PER_SEGMENT_MAX`]). `locate` finds the ops that replaced writes name (in `ops`
+/// or already with the peer). More segments or authors than a receiver accepts is a
+/// [`WireError::TooLarge`]: the message could not be read back. The message's size is the
+/// caller's to check (sessions send in chunks; a bundle checks its whole file).
 pub fn encode_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>, WireError> {
     let mut by_author: BTreeMap<ReplicaId, Vec<&SealedOp>> = BTreeMap::new();
     let mut in_message: HashMap<OpId, &SealedOp> = HashMap::new();
@@ -219,7 +232,8 @@ pub fn encode_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>
         chain.dedup_by_key(|op| op.op().seq);
         let mut run: Vec<&SealedOp> = Vec::new();
         for op in chain {
-            if run.last().is_some_and(|l| l.op().seq + 1 != op.op().seq) {
+            let full = run.len() as u64 >= limits::OPS_PER_SEGMENT_MAX;
+            if full || run.last().is_some_and(|l| l.op().seq + 1 != op.op().seq) {
                 segments.push(std::mem::take(&mut run));
             }
             run.push(op);
@@ -227,6 +241,14 @@ pub fn encode_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>
         if !run.is_empty() {
             segments.push(run);
         }
+    }
+
+    if segments.len() as u64 > limits::SEGMENTS_PER_MESSAGE_MAX {
+        return Err(WireError::TooLarge {
+            what: SEGMENTS_IN_A_MESSAGE,
+            got: segments.len() as u64,
+            limit: limits::SEGMENTS_PER_MESSAGE_MAX,
+        });
     }
 
     let mut tables = Tables {
@@ -277,6 +299,14 @@ pub fn encode_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>
         body.extend_from_slice(&last.id().0);
     }
 
+    // Replaced writes may name authors without a segment here, so the table is counted last.
+    if tables.authors.len() as u64 > limits::AUTHORS_PER_MESSAGE_MAX {
+        return Err(WireError::TooLarge {
+            what: AUTHORS_IN_A_MESSAGE,
+            got: tables.authors.len() as u64,
+            limit: limits::AUTHORS_PER_MESSAGE_MAX,
+        });
+    }
     let mut out = Vec::with_capacity(body.len() + 64);
     out.extend_from_slice(MAGIC);
     out.push(SEGMENT_VERSION);
@@ -422,7 +452,7 @@ fn decode_exact<T: bincode::Decode<()> + bincode::Encode>(bytes: &[u8]) -> Optio
 fn parse(bytes: &[u8]) -> Result<(Vec<ReplicaId>, Vec<RawSegment>), WireError> {
     if bytes.len() > limits::MESSAGE_BYTES_MAX {
         return Err(WireError::TooLarge {
-            what: "message size",
+            what: "segment message bytes",
             got: bytes.len() as u64,
             limit: limits::MESSAGE_BYTES_MAX as u64,
         });
@@ -445,12 +475,12 @@ fn parse(bytes: &[u8]) -> Result<(Vec<ReplicaId>, Vec<RawSegment>), WireError> {
     let mut r = Reader {
         input: signed.get(MAGIC.len() + 1..).unwrap_or_default(),
     };
-    let n_authors = r.bounded("author count", limits::AUTHORS_MAX)?;
+    let n_authors = r.bounded(AUTHORS_IN_A_MESSAGE, limits::AUTHORS_PER_MESSAGE_MAX)?;
     let mut authors = Vec::new();
     for _ in 0..n_authors {
         authors.push(ReplicaId(r.array()?));
     }
-    let n_segments = r.bounded("segment count", limits::SEGMENTS_MAX)?;
+    let n_segments = r.bounded(SEGMENTS_IN_A_MESSAGE, limits::SEGMENTS_PER_MESSAGE_MAX)?;
     let mut contacts: Vec<ContactId> = Vec::new();
     let mut segments = Vec::new();
     for _ in 0..n_segments {
@@ -473,6 +503,11 @@ fn parse(bytes: &[u8]) -> Result<(Vec<ReplicaId>, Vec<RawSegment>), WireError> {
         };
         let mut wall = r.varint()?;
         let n_ops = r.bounded("ops in a segment", limits::OPS_PER_SEGMENT_MAX)?;
+        if first_seq.checked_add(n_ops.saturating_sub(1)).is_none() {
+            return Err(WireError::Framing(format!(
+                "segment of {author}: {n_ops} ops from seq {first_seq} run past the largest seq"
+            )));
+        }
         let mut ops = Vec::new();
         for i in 0..n_ops {
             let seq = first_seq.saturating_add(i);
@@ -539,7 +574,7 @@ fn parse_write(
                         .ok_or_else(|| bad("contact index out of range"))?,
                 ),
             };
-            let len = r.bounded("path length", limits::FIELD_BYTES_MAX)?;
+            let len = r.bounded("path bytes", limits::PATH_BYTES_MAX)?;
             let bytes = r.bytes(usize::try_from(len).map_err(|_| bad("path length"))?)?;
             let path: Path = decode_exact(bytes).ok_or_else(|| bad("path does not decode"))?;
             Some((contact, path))
@@ -547,7 +582,7 @@ fn parse_write(
         TAG_SAME_AS_REPLACED | TAG_EXISTS_TRUE => None,
         other => return Err(bad(&format!("unknown write tag {other}"))),
     };
-    let n = r.bounded("replaced writes", limits::REPLACES_PER_WRITE_MAX)?;
+    let n = r.bounded("replaced writes in a write", limits::REPLACES_PER_WRITE_MAX)?;
     let mut replaces = Vec::new();
     for _ in 0..n {
         replaces.push((r.varint()?, r.varint()?));
@@ -568,7 +603,7 @@ fn parse_write(
     let value = if tag == TAG_EXISTS_TRUE {
         Some(Value::Bool(true))
     } else {
-        let len = r.bounded("value length", limits::FIELD_BYTES_MAX)?;
+        let len = r.bounded("value bytes", limits::VALUE_BYTES_MAX)?;
         let bytes = r.bytes(usize::try_from(len).map_err(|_| bad("value length"))?)?;
         decode_exact::<Option<Value>>(bytes).ok_or_else(|| bad("value does not decode"))?
     };

@@ -235,46 +235,49 @@ pub struct Received {
 pub fn apply_segments<S: SyncStore>(store: &mut S, bytes: &[u8]) -> Result<Received, SyncError> {
     let ops = decode_segments(bytes, &View(&*store))?;
     let summary = store.summary();
-    // The first op of each author in the message: where its chain meets ours.
-    let mut first: BTreeMap<ReplicaId, &SealedOp> = BTreeMap::new();
+    // Each author's ops in the message, by seq: where they meet our chain.
+    let mut by_author: BTreeMap<ReplicaId, Vec<&SealedOp>> = BTreeMap::new();
     for op in &ops {
-        let o = op.op();
-        first
-            .entry(o.author)
-            .and_modify(|f| {
-                if o.seq < f.op().seq {
-                    *f = op;
-                }
-            })
-            .or_insert(op);
+        by_author.entry(op.op().author).or_default().push(op);
     }
     let mut forks = Vec::new();
-    for (author, op) in &first {
-        let Some(head) = summary.get(author) else {
+    for (author, mut theirs) in by_author {
+        let Some(head) = summary.get(&author) else {
             continue;
         };
-        let seq = op.op().seq;
-        if seq <= head.seq {
-            let ours = store
-                .op_at(author, seq)
-                .map_err(SyncError::store)?
-                .map(|o| o.id());
-            if let Some(ours) = ours.filter(|o| *o != op.id()) {
-                forks.push(Fork {
-                    author: *author,
-                    seq,
-                    ours,
-                    theirs: op.id(),
-                });
-            }
-        } else if seq == head.seq + 1 {
-            if let Some(prev) = op.op().prev.filter(|p| *p != head.op) {
-                forks.push(Fork {
-                    author: *author,
-                    seq: head.seq,
-                    ours: head.op,
-                    theirs: prev,
-                });
+        theirs.sort_by_key(|op| op.op().seq);
+        // The lowest seq where the message differs from what is held is the fork: an op
+        // where another is held, or the op after our head naming another predecessor. Ops
+        // already held come first (a whole-history bundle, a replay): a fork after a shared
+        // prefix is still a fork, not a reason to refuse everyone else's ops.
+        for op in theirs {
+            let seq = op.op().seq;
+            if seq <= head.seq {
+                let ours = store
+                    .op_at(&author, seq)
+                    .map_err(SyncError::store)?
+                    .map(|o| o.id());
+                if let Some(ours) = ours.filter(|o| *o != op.id()) {
+                    forks.push(Fork {
+                        author,
+                        seq,
+                        ours,
+                        theirs: op.id(),
+                    });
+                    break;
+                }
+            } else {
+                if seq == head.seq + 1 {
+                    if let Some(prev) = op.op().prev.filter(|p| *p != head.op) {
+                        forks.push(Fork {
+                            author,
+                            seq: head.seq,
+                            ours: head.op,
+                            theirs: prev,
+                        });
+                    }
+                }
+                break;
             }
         }
     }
@@ -487,7 +490,18 @@ impl Session {
                     segments,
                 },
             ) => {
-                let flipped: Vec<Fork> = forks.iter().map(|f| f.flipped()).collect();
+                // A fork the peer reports names the op it says this side holds there; a claim
+                // about an op not held here is no fork of ours and is not recorded.
+                let mut flipped: Vec<Fork> = Vec::new();
+                for fork in forks.iter().map(|f| f.flipped()) {
+                    let held = store
+                        .op_at(&fork.author, fork.seq)
+                        .map_err(SyncError::store)?
+                        .map(|o| o.id());
+                    if held == Some(fork.ours) {
+                        flipped.push(fork);
+                    }
+                }
                 if !flipped.is_empty() {
                     store.record_forks(&flipped).map_err(SyncError::store)?;
                     self.forks.extend(flipped);
@@ -607,7 +621,13 @@ impl Session {
         self.report.sent_ops += ops.len();
         let messages = chunks(store, &ops, self.chunk_ops)?;
         let n = messages.len();
-        let forks: Vec<Fork> = self.forks.iter().copied().collect();
+        // Forks are for the peer's information; a peer reads at most this many.
+        let forks: Vec<Fork> = self
+            .forks
+            .iter()
+            .copied()
+            .take(message::limits::FORKS_PER_MESSAGE_MAX as usize)
+            .collect();
         for (i, segments) in messages.into_iter().enumerate() {
             let last = i + 1 == n;
             self.outbox.push_back((

@@ -217,7 +217,7 @@ impl Transport for TcpTransport {
         let len = len as usize;
         if len > message::limits::MESSAGE_BYTES_MAX {
             return Err(SyncError::Wire(WireError::TooLarge {
-                what: "message length",
+                what: "message bytes (length prefix)",
                 got: len as u64,
                 limit: message::limits::MESSAGE_BYTES_MAX as u64,
             }));

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use bincode::config::{self, Configuration, LittleEndian, Varint};
 use bincode::{Decode, Encode};
-use cardlog_core::codec::format_config;
 use cardlog_core::replay::ChainHead;
 use cardlog_core::{ContactId, OpId, ReplicaId, SealedOp};
 use cardlog_store::keys::meta;
@@ -23,7 +23,8 @@ use crate::replica::{Replica, Summary};
 pub struct PeerInfo {
     /// The peer's device id.
     pub id: ReplicaId,
-    /// What the peer acknowledged holding (per author, the highest seen).
+    /// What the peer acknowledged holding of the authors held here (per author, the highest
+    /// seen). Authors held only by the peer are not kept: a peer could name any number.
     pub acked: Summary,
     /// This replica's calibrated time at the last session, in ms since the epoch.
     pub last_ms: u64,
@@ -53,13 +54,30 @@ struct PeerRecord {
 
 type ForkRecord = (ReplicaId, u64, OpId, OpId);
 
+/// Most memory decoding one meta record may claim, in bytes. The peers and forks records grow
+/// with the peers, authors and forks met, far beyond one op, so they do not decode under the
+/// op format's [`cardlog_core::codec::limits::DECODED_BYTES_MAX`]; bincode counts each entry
+/// at its size in memory (about 70 bytes per acknowledged author).
+const META_DECODED_BYTES_MAX: usize = 256 << 20;
+
+/// The format's bincode configuration (docs/FORMAT.md) with the meta records' decode limit;
+/// the limit does not change the bytes.
+type MetaConfig = Configuration<LittleEndian, Varint, config::Limit<META_DECODED_BYTES_MAX>>;
+
+fn meta_config() -> MetaConfig {
+    config::standard()
+        .with_little_endian()
+        .with_variable_int_encoding()
+        .with_limit::<META_DECODED_BYTES_MAX>()
+}
+
 fn encode<T: Encode>(value: &T) -> Vec<u8> {
     // Encoding into a Vec cannot fail.
-    bincode::encode_to_vec(value, format_config()).unwrap_or_default()
+    bincode::encode_to_vec(value, meta_config()).unwrap_or_default()
 }
 
 fn decode<T: Decode<()>>(bytes: &[u8], what: &str) -> Result<T, Error> {
-    match bincode::decode_from_slice::<T, _>(bytes, format_config()) {
+    match bincode::decode_from_slice::<T, _>(bytes, meta_config()) {
         Ok((v, used)) if used == bytes.len() => Ok(v),
         _ => Err(Error::Store(StoreError::Corrupt(format!("meta {what}")))),
     }
@@ -106,7 +124,8 @@ impl Replica {
     }
 
     /// Forks found by sync or import, sorted: two different ops at one place of an author's
-    /// chain. Their ops are never merged; the author's later ops stay apart.
+    /// chain. Their ops are never merged; the author's later ops stay apart. One per place
+    /// (author, seq, op held here): the first other op met there.
     pub fn forks(&self) -> Result<Vec<Fork>, Error> {
         Ok(match self.store.meta(meta::FORKS)? {
             Some(v) => decode::<Vec<ForkRecord>>(&v, "forks")?
@@ -243,9 +262,16 @@ impl SyncStore for Replica {
     fn record_peer(&mut self, peer: ReplicaId, acked: &Summary) -> Result<(), Error> {
         let mut records = self.peer_records()?;
         let now = self.calibrated_ms();
+        // Only authors held here matter to `needs_sync`; keeping only those bounds the record
+        // by this replica's authors, whatever a peer's summary claims.
+        let held = Replica::summary(self);
+        let claims: Vec<(&ReplicaId, &ChainHead)> = acked
+            .iter()
+            .filter(|(author, _)| held.contains_key(*author))
+            .collect();
         let record = records.entry(peer).or_default();
         let mut merged: Summary = std::mem::take(&mut record.acked).into_iter().collect();
-        for (author, head) in acked {
+        for (author, head) in claims {
             match merged.get(author) {
                 Some(have) if have.seq >= head.seq => {}
                 _ => {
@@ -266,13 +292,60 @@ impl SyncStore for Replica {
             .into_iter()
             .map(|f| (f.author, f.seq, f.ours, f.theirs))
             .collect();
+        // One record per place in a chain (author, seq, the op held here): however many other
+        // ops peers claim for it, the record stays bounded by the ops held.
+        let mut places: BTreeSet<(ReplicaId, u64, OpId)> =
+            all.iter().map(|(a, s, o, _)| (*a, *s, *o)).collect();
         let before = all.len();
-        all.extend(forks.iter().map(|f| (f.author, f.seq, f.ours, f.theirs)));
+        for f in forks {
+            if places.insert((f.author, f.seq, f.ours)) {
+                all.insert((f.author, f.seq, f.ours, f.theirs));
+            }
+        }
         if all.len() == before {
             return Ok(());
         }
         let list: Vec<ForkRecord> = all.into_iter().collect();
         self.store.put_meta(meta::FORKS, encode(&list))?;
         self.durable()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use cardlog_core::Hlc;
+
+    /// A relay that met many peers, each acknowledging many authors, keeps a peers record far
+    /// larger (in bincode's count of decoded memory) than one op may be; it must read back.
+    #[test]
+    fn large_meta_records_read_back() {
+        let head = ChainHead {
+            seq: 1 << 40,
+            op: OpId([7; 32]),
+            hlc: Hlc {
+                wall_ms: 1 << 41,
+                counter: 3,
+            },
+        };
+        let peers: Vec<(ReplicaId, PeerRecord)> = (0..100u32)
+            .map(|p| {
+                let acked = (0..1_000u32)
+                    .map(|a| {
+                        let mut id = [0u8; 16];
+                        id[..4].copy_from_slice(&a.to_be_bytes());
+                        (ReplicaId(id), head)
+                    })
+                    .collect();
+                let mut id = [1u8; 16];
+                id[..4].copy_from_slice(&p.to_be_bytes());
+                (ReplicaId(id), PeerRecord { acked, last_ms: 5 })
+            })
+            .collect();
+        let bytes = encode(&peers);
+        let back: Vec<(ReplicaId, PeerRecord)> = decode(&bytes, "peers").unwrap();
+        assert_eq!(back.len(), 100);
+        assert!(back.iter().all(|(_, r)| r.acked.len() == 1_000));
     }
 }

@@ -522,7 +522,7 @@ fn a_trickling_peer_a_silent_peer_and_a_huge_length_time_out_or_are_refused() {
         matches!(
             result,
             Err(SyncError::Wire(WireError::TooLarge {
-                what: "message length",
+                what: "message bytes (length prefix)",
                 ..
             }))
         ),
