@@ -11,14 +11,22 @@ use crate::log::LogError;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
-    /// The directory does not hold a cardlog store (no marker file).
-    #[error("{0} is not a cardlog store (no CARDLOG marker file); create one with `create`")]
+    /// The directory does not hold a cardlog store (no marker file, or one that is not a
+    /// cardlog store's).
+    #[error(
+        "{0} is not a cardlog store (no CARDLOG marker file, or one that is not a cardlog \
+         store's); create one with `create`"
+    )]
     NotAStore(PathBuf),
     /// `create` was pointed at a directory that already has files.
     #[error("{0} is not empty; a store is created in a new or empty directory")]
     NotEmpty(PathBuf),
-    /// The store was written by a format this build does not read.
-    #[error("{dir}: store format {found:?}, this build reads format {supported}")]
+    /// The store was written by a format this build does not read (or the marker or format
+    /// entry that says so is damaged).
+    #[error(
+        "{dir}: the store gives its format as {found:?}, but this build reads store format \
+         {supported} only (a store of another format, or a damaged one)"
+    )]
     UnknownFormat {
         /// The store directory.
         dir: PathBuf,

@@ -52,9 +52,9 @@ impl KvBatch {
 pub trait Kv: Send + Sync {
     /// The value at `key`.
     fn get(&self, key: &[u8]) -> KvResult<Option<Vec<u8>>>;
-    /// Every pair whose key starts with `prefix`, in key order.
+    /// Every pair whose key starts with `prefix`, in key order. An error is the last item.
     fn scan_prefix<'a>(&'a self, prefix: &[u8]) -> KvIter<'a>;
-    /// Pairs with `start <= key < end`, in key order.
+    /// Pairs with `start <= key < end`, in key order. An error is the last item.
     fn range<'a>(&'a self, start: &[u8], end: &[u8]) -> KvIter<'a>;
     /// The last pair whose key starts with `prefix`.
     fn last_with_prefix(&self, prefix: &[u8]) -> KvResult<Option<(Vec<u8>, Vec<u8>)>>;
@@ -77,12 +77,41 @@ pub struct SledKv {
     data: std::fs::File,
 }
 
+/// sled's error in words a user can act on. sled's own text for damage is
+/// `Read corrupted data at file offset None backtrace ()`, and a damaged `conf` file reads as
+/// an unsupported sled version, so both are said plainly here.
 fn sled_err(e: sled::Error) -> KvError {
-    KvError(e.to_string())
+    match e {
+        sled::Error::Corruption { at: Some(at), .. } => KvError(format!(
+            "database damaged: corrupted data (sled position {at})"
+        )),
+        sled::Error::Corruption { at: None, .. } => {
+            KvError("database damaged: sled found corrupted data".into())
+        }
+        sled::Error::Unsupported(why) => KvError(format!(
+            "database damaged or written by another sled version: sled says \"{why}\""
+        )),
+        other => KvError(other.to_string()),
+    }
 }
 
 fn pair(r: sled::Result<(sled::IVec, sled::IVec)>) -> KvResult<(Vec<u8>, Vec<u8>)> {
     r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(sled_err)
+}
+
+/// A sled iterator that ends after its first error. sled's own iterator returns the same error
+/// again on every call once it hits a damaged page, so a caller that counts or skips errors
+/// (`count()`, `filter_map(Result::ok)`) would never finish.
+fn scan<'a>(iter: sled::Iter) -> KvIter<'a> {
+    let mut failed = false;
+    Box::new(iter.map_while(move |r| {
+        if failed {
+            return None;
+        }
+        let r = pair(r);
+        failed = r.is_err();
+        Some(r)
+    }))
 }
 
 impl SledKv {
@@ -128,11 +157,11 @@ impl Kv for SledKv {
     }
 
     fn scan_prefix<'a>(&'a self, prefix: &[u8]) -> KvIter<'a> {
-        Box::new(self.db.scan_prefix(prefix).map(pair))
+        scan(self.db.scan_prefix(prefix))
     }
 
     fn range<'a>(&'a self, start: &[u8], end: &[u8]) -> KvIter<'a> {
-        Box::new(self.db.range(start.to_vec()..end.to_vec()).map(pair))
+        scan(self.db.range(start.to_vec()..end.to_vec()))
     }
 
     fn last_with_prefix(&self, prefix: &[u8]) -> KvResult<Option<(Vec<u8>, Vec<u8>)>> {
