@@ -130,7 +130,8 @@ pub struct Recovery {
     /// Bytes cut from the log's end: an unfinished write (after the last commit) and the
     /// zeros the log is extended with ahead of its records.
     pub torn_bytes: u64,
-    /// The registers covered more log than the file holds; they were rebuilt from the log.
+    /// The registers cover more log than the file holds (it lost data): the store is
+    /// read-only until `rebuild` accepts the log as it is.
     pub state_ahead_of_log: bool,
     /// Damage in the log past the watermark with valid-looking data after it: nothing was cut,
     /// the store is read-only (the reason).
@@ -241,13 +242,22 @@ impl Store {
         };
         let text = String::from_utf8_lossy(&text);
         if text != marker_text() {
-            if !text.starts_with("cardlog store ") {
+            let Some(rest) = text.strip_prefix("cardlog store ") else {
                 return Err(OpenError::NotAStore(dir.to_owned()));
-            }
-            return Err(OpenError::UnknownFormat {
-                dir: dir.to_owned(),
-                found: text.trim().to_owned(),
-                supported: STORE_FORMAT_VERSION,
+            };
+            // A well-formed marker of another version is another format; anything else that
+            // starts like a marker is a damaged one.
+            return Err(match rest.strip_suffix('\n').map(str::parse::<u8>) {
+                Some(Ok(_)) => OpenError::UnknownFormat {
+                    dir: dir.to_owned(),
+                    found: text.trim().to_owned(),
+                    supported: STORE_FORMAT_VERSION,
+                },
+                _ => OpenError::Damaged(format!(
+                    "{} reads {:?}, not a store marker",
+                    marker.display(),
+                    text.chars().take(40).collect::<String>()
+                )),
             });
         }
         let db = dir.join(DB_DIR);
@@ -320,11 +330,16 @@ impl Store {
         if applied_bytes > file_len {
             // The registers cover more of the log than the file holds (a power cut lost the
             // log's tail, or the file was cut): the registers cannot be trusted.
+            // Replaying what is left would silently drop what the registers still show, so
+            // the store opens read-only and says so; `rebuild` accepts the log as it is.
             store.recovery.state_ahead_of_log = true;
             store.log.set_len(0);
             store.ops = 0;
             store.recover_tail(file_len, false)?;
-            store.put_meta(meta::REBUILDING, vec![1])?;
+            store.poisoned = Some(format!(
+                "the op log holds {file_len} bytes but the registers cover {applied_bytes}: \
+                 ops.log lost data (restore it, or run rebuild to keep only what it holds)"
+            ));
         } else {
             store.recover_tail(file_len, true)?;
         }
@@ -1052,6 +1067,11 @@ impl Store {
     ) -> Result<VerifyReport, StoreError> {
         let derived = self.derive(progress, self.ops, false)?;
         let mut problems = derived.problems;
+        if self.recovery.state_ahead_of_log {
+            if let Some(why) = &self.poisoned {
+                problems.push(why.clone());
+            }
+        }
         if let Some(why) = &self.recovery.damaged_tail {
             problems.push(format!(
                 "op log past the registers' watermark: {why} (the store is read-only)"
@@ -1134,7 +1154,10 @@ impl Store {
 
     /// [`Store::rebuild`], reporting progress in ops replayed.
     pub fn rebuild_with(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<u64, StoreError> {
-        self.writable()?;
+        // A log shorter than the registers is the one poisoning rebuild may clear.
+        if !self.recovery.state_ahead_of_log {
+            self.writable()?;
+        }
         let mut derived = self.derive(progress, self.ops, true)?;
         if derived.broken {
             return Err(StoreError::Damaged(
@@ -1151,6 +1174,10 @@ impl Store {
             }
             e
         })?;
+        if self.recovery.state_ahead_of_log {
+            self.recovery.state_ahead_of_log = false;
+            self.poisoned = None;
+        }
         self.ops = derived.ops;
         self.summary = std::mem::take(&mut derived.heads);
         if let Some(index) = derived.index.take() {

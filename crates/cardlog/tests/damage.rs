@@ -452,6 +452,8 @@ fn judge(dir: &FsPath, original: &Contents) -> Judged {
                 e,
                 OpenError::Engine(_)
                     | OpenError::Corrupt(_)
+                    | OpenError::Damaged(_)
+                    | OpenError::Log(_)
                     | OpenError::NotAStore(_)
                     | OpenError::UnknownFormat { .. }
                     | OpenError::Io { .. }
