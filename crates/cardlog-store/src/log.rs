@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cardlog_core::codec::{format_config, limits};
-use cardlog_core::{Op, OpId};
+use cardlog_core::{decode_op, Op, OpId, SealedOp};
 
 use crate::error::StoreError;
 
@@ -188,6 +188,21 @@ impl Record {
     /// Where the next record starts.
     pub fn end(&self) -> u64 {
         self.offset + HEADER_BYTES + self.bytes.len() as u64
+    }
+
+    /// Decodes the op strictly and checks it hashes to the id written with it; the error
+    /// names the record and what is wrong.
+    pub fn seal(&self) -> Result<SealedOp, String> {
+        match decode_op(&self.bytes) {
+            Ok(op) if op.id() == self.id => Ok(op),
+            Ok(op) => Err(format!(
+                "op log record at byte {}: the op hashes to {}, the log says {}",
+                self.offset,
+                op.id(),
+                self.id
+            )),
+            Err(e) => Err(format!("op log record at byte {}: {e}", self.offset)),
+        }
     }
 
     /// Decodes the op without re-checking its encoding or hash (for records already checked

@@ -8,30 +8,14 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use cardlog_core::replay::{
-    check_op, ChainHead, Heads, OpLookup, Readiness, RegisterWrite, WriteKey,
-};
-use cardlog_core::{ContactId, Op, OpId, Path, ReplicaId, SealedOp};
+use cardlog_core::replay::{check_op, ChainHead, Heads, OpLookup, Readiness, RegisterWrite};
+use cardlog_core::{ContactId, OpId, Path, ReplicaId, SealedOp};
 
 use crate::error::StoreError;
 use crate::keys::{self, meta};
 use crate::kv::KvBatch;
 use crate::log::{self, COMMIT};
 use crate::store::Store;
-
-/// The register write an op's write makes.
-pub(crate) fn register_write(op: &Op, id: OpId, w: &cardlog_core::Write) -> RegisterWrite {
-    RegisterWrite {
-        key: WriteKey {
-            hlc: op.hlc,
-            author: op.author,
-            op: id,
-        },
-        seq: op.seq,
-        value: w.value.clone(),
-        replaces: w.replaces.clone(),
-    }
-}
 
 /// What a finished stage writes.
 pub(crate) struct Staged {
@@ -45,6 +29,13 @@ pub(crate) struct Staged {
     pub(crate) added: Vec<(u64, SealedOp)>,
 }
 
+/// One register as staged: write count, heads, and whether it changed.
+struct Register {
+    writes: u64,
+    heads: Heads,
+    changed: bool,
+}
+
 /// Ops staged over a store, not yet written.
 pub(crate) struct Stage<'s> {
     store: &'s Store,
@@ -54,7 +45,8 @@ pub(crate) struct Stage<'s> {
     seqs: HashMap<(ReplicaId, u64), OpId>,
     writes: HashSet<(OpId, ContactId, Path)>,
     heads: BTreeMap<ReplicaId, ChainHead>,
-    registers: HashMap<Vec<u8>, (u64, Heads)>,
+    /// Registers read from the store (once each), and whether staged ops changed them.
+    registers: HashMap<(ContactId, Path), Register>,
     added: Vec<(u64, SealedOp)>,
     /// Log offset of the next record.
     next_offset: u64,
@@ -92,20 +84,42 @@ impl<'s> Stage<'s> {
     /// Checks `sealed` against the store and what is staged; when it is ready, stages its log
     /// record, author head and register changes.
     pub(crate) fn add_op(&mut self, sealed: &SealedOp) -> Result<Readiness, StoreError> {
+        // The check usually finds the replaced writes among these registers' heads, and the
+        // op then changes them: each is read from the store once, here.
+        for w in &sealed.op().writes {
+            self.load(&w.contact, &w.path)?;
+        }
         let readiness = check_op(&*self, sealed)?;
         if readiness != Readiness::Ready {
             return Ok(readiness);
         }
-        let offset = self.next_offset;
         self.last_flags_at = Some(self.records.len() + 4);
         log::frame(&mut self.records, &sealed.id(), sealed.bytes(), 0);
-        self.next_offset = offset + log::HEADER_BYTES + sealed.bytes().len() as u64;
-        self.add_logged(offset, sealed)?;
+        self.add_logged(self.next_offset, sealed)?;
         Ok(Readiness::Ready)
     }
 
-    /// Stages the head and register changes of an op already in the log at `offset` (the
-    /// log's tail at open), unchecked.
+    /// The staged register at `(contact, path)`, read from the store the first time.
+    fn load(&mut self, contact: &ContactId, path: &Path) -> Result<&mut Register, StoreError> {
+        let key = (*contact, path.clone());
+        if !self.registers.contains_key(&key) {
+            let (writes, heads) = self.store.register_at(&keys::heads(contact, path))?;
+            self.registers.insert(
+                key.clone(),
+                Register {
+                    writes,
+                    heads,
+                    changed: false,
+                },
+            );
+        }
+        self.registers
+            .get_mut(&key)
+            .ok_or_else(|| StoreError::Corrupt("staged register".into()))
+    }
+
+    /// Stages the head and register changes of an op in the log at `offset` (just framed, or
+    /// in the log's tail at open, unchecked).
     pub(crate) fn add_logged(&mut self, offset: u64, sealed: &SealedOp) -> Result<(), StoreError> {
         let op = sealed.op();
         let id = sealed.id();
@@ -121,20 +135,12 @@ impl<'s> Stage<'s> {
         );
         for w in &op.writes {
             self.writes.insert((id, w.contact, w.path.clone()));
-            let heads_key = keys::heads(&w.contact, &w.path);
-            let register = match self.registers.get_mut(&heads_key) {
-                Some(r) => r,
-                None => {
-                    let r = self.store.register_at(&heads_key)?;
-                    self.registers.entry(heads_key).or_insert(r)
-                }
-            };
-            register.0 += 1;
-            register.1.apply(register_write(op, id, w));
+            let register = self.load(&w.contact, &w.path)?;
+            register.writes += 1;
+            register.heads.apply(RegisterWrite::of(op, id, w));
+            register.changed = true;
         }
-        if self.next_offset <= offset {
-            self.next_offset = offset + log::HEADER_BYTES + sealed.bytes().len() as u64;
-        }
+        self.next_offset = offset + log::HEADER_BYTES + sealed.bytes().len() as u64;
         self.next_count += 1;
         self.added.push((offset, sealed.clone()));
         Ok(())
@@ -151,8 +157,13 @@ impl<'s> Stage<'s> {
         for (author, head) in &self.heads {
             batch.insert(keys::author(author), keys::encode(head));
         }
-        for (key, (writes, heads)) in self.registers.drain() {
-            batch.insert(key, keys::heads_value(writes, &heads));
+        for ((contact, path), r) in self.registers.drain() {
+            if r.changed {
+                batch.insert(
+                    keys::heads(&contact, &path),
+                    keys::heads_value(r.writes, &r.heads),
+                );
+            }
         }
         batch.insert(
             meta::APPLIED.to_vec(),
@@ -197,13 +208,13 @@ impl OpLookup for Stage<'_> {
         if self.ids.contains(op) {
             return Ok(Some(self.writes.contains(&(*op, *contact, path.clone()))));
         }
-        // Usually the replaced write is one of the register's current heads: no lookup by id.
-        let key = keys::heads(contact, path);
-        let is_head = match self.registers.get(&key) {
-            Some((_, heads)) => heads.is_head(op),
-            None => self.store.register_at(&key)?.1.is_head(op),
-        };
-        if is_head {
+        // Usually the replaced write is one of the register's current heads (loaded by
+        // `add_op`): no lookup by id.
+        if self
+            .registers
+            .get(&(*contact, path.clone()))
+            .is_some_and(|r| r.heads.is_head(op))
+        {
             return Ok(Some(true));
         }
         self.store.wrote_at(op, contact, path)

@@ -16,16 +16,16 @@ use std::sync::OnceLock;
 use cardlog_core::replay::Missing;
 use cardlog_core::replay::{
     contact_view, field_conflict, state_bytes, ChainHead, ContactView, FieldConflict, Heads,
-    OpLookup, Readiness, Version,
+    OpLookup, Readiness, RegisterWrite, Version,
 };
-use cardlog_core::{decode_op, ContactId, IdPrefix, OpId, Path, ReplayError, ReplicaId, SealedOp};
+use cardlog_core::{ContactId, IdPrefix, OpId, Path, ReplayError, ReplicaId, SealedOp};
 
 use crate::error::{OpenError, StoreError};
 use crate::index::LogIndex;
 use crate::keys::{self, meta};
 use crate::kv::{Kv, KvBatch, KvError, SledKv};
 use crate::log::{FileLog, LogError, LogIo, OpLog, Read, COMMIT, LOG_FILE};
-use crate::stage::{register_write, Stage};
+use crate::stage::Stage;
 
 /// The store format this build reads and writes (the marker file and the `format` meta entry).
 pub const STORE_FORMAT_VERSION: u8 = 2;
@@ -376,18 +376,10 @@ impl Store {
                 match scan.next_read()? {
                     Read::Record(r) => {
                         let end = r.end();
-                        let op = match decode_op(&r.bytes) {
-                            Ok(op) if op.id() == r.id => op,
-                            Ok(_) => {
-                                bad = Some((r.offset, format!("record at byte {}: op does not hash to the id written with it", r.offset), end == file_len));
-                                break;
-                            }
-                            Err(e) => {
-                                bad = Some((
-                                    r.offset,
-                                    format!("record at byte {}: {e}", r.offset),
-                                    end == file_len,
-                                ));
+                        let op = match r.seal() {
+                            Ok(op) => op,
+                            Err(why) => {
+                                bad = Some((r.offset, why, end == file_len));
                                 break;
                             }
                         };
@@ -798,7 +790,7 @@ impl Store {
                 .iter()
                 .filter(|w| w.contact == *contact && w.path == *path)
             {
-                writes.push(register_write(&op, record.id, w));
+                writes.push(RegisterWrite::of(&op, record.id, w));
             }
         }
         writes.sort_by_key(|w| w.key);
@@ -883,16 +875,7 @@ impl Store {
     /// The op stored at `offset`, strictly decoded and checked against its recorded id.
     fn op_at_offset(&self, offset: u64) -> Result<SealedOp, StoreError> {
         let record = self.log.read(offset)?;
-        match decode_op(&record.bytes) {
-            Ok(op) if op.id() == record.id => Ok(op),
-            Ok(_) => Err(StoreError::Damaged(format!(
-                "op log record at byte {offset} does not hash to its id {}",
-                record.id
-            ))),
-            Err(e) => Err(StoreError::Damaged(format!(
-                "op log record at byte {offset}: {e}"
-            ))),
-        }
+        record.seal().map_err(StoreError::Damaged)
     }
 
     /// The op with this id.
@@ -949,13 +932,7 @@ impl Store {
     pub fn ops(&self) -> impl Iterator<Item = Result<SealedOp, StoreError>> + '_ {
         self.log.scan(0, self.log.len()).map(|record| {
             let record = record?;
-            match decode_op(&record.bytes) {
-                Ok(op) if op.id() == record.id => Ok(op),
-                _ => Err(StoreError::Damaged(format!(
-                    "op log record at byte {} does not decode to its id",
-                    record.offset
-                ))),
-            }
+            record.seal().map_err(StoreError::Damaged)
         })
     }
 
@@ -986,21 +963,10 @@ impl Store {
                 }
             };
             last_flags = record.flags;
-            let sealed = match decode_op(&record.bytes) {
-                Ok(op) if op.id() == record.id => op,
-                Ok(op) => {
-                    d.problems.push(format!(
-                        "op log record at byte {}: the op hashes to {}, the log says {}",
-                        record.offset,
-                        op.id(),
-                        record.id
-                    ));
-                    d.broken = true;
-                    continue;
-                }
-                Err(e) => {
-                    d.problems
-                        .push(format!("op log record at byte {}: {e}", record.offset));
+            let sealed = match record.seal() {
+                Ok(op) => op,
+                Err(why) => {
+                    d.problems.push(why);
                     d.broken = true;
                     continue;
                 }
@@ -1032,7 +998,7 @@ impl Store {
                 }
                 let entry = d.registers.entry((w.contact, w.path.clone())).or_default();
                 entry.0 += 1;
-                entry.1.apply(register_write(op, id, w));
+                entry.1.apply(RegisterWrite::of(op, id, w));
             }
             seen.insert(id);
             if let Some(index) = d.index.as_mut() {

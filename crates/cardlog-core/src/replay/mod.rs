@@ -227,16 +227,7 @@ impl Replay {
                 .or_default()
                 .entry(w.path.clone())
                 .or_default()
-                .apply(RegisterWrite {
-                    key: WriteKey {
-                        hlc: op.hlc,
-                        author: op.author,
-                        op: id,
-                    },
-                    seq: op.seq,
-                    value: w.value.clone(),
-                    replaces: w.replaces.clone(),
-                });
+                .apply(RegisterWrite::of(op, id, w));
         }
         self.chains.entry(op.author).or_default().push(id);
         self.order.push(id);

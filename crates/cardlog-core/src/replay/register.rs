@@ -12,6 +12,7 @@ use bincode::{Decode, Encode};
 use crate::hlc::Hlc;
 use crate::id::{OpId, ReplicaId};
 use crate::model::Value;
+use crate::op::{Op, Write};
 
 /// The total order of writes that decides which concurrent write is visible: hybrid timestamp,
 /// then author, then op id. No two distinct writes at one path compare equal (op ids differ).
@@ -36,6 +37,22 @@ pub struct RegisterWrite {
     pub value: Option<Value>,
     /// The writes it replaced.
     pub replaces: Vec<OpId>,
+}
+
+impl RegisterWrite {
+    /// The write `op` (whose id is `id`) makes with `write`.
+    pub fn of(op: &Op, id: OpId, write: &Write) -> Self {
+        Self {
+            key: WriteKey {
+                hlc: op.hlc,
+                author: op.author,
+                op: id,
+            },
+            seq: op.seq,
+            value: write.value.clone(),
+            replaces: write.replaces.clone(),
+        }
+    }
 }
 
 /// The heads of one register, sorted by [`WriteKey`], and the timestamp of its first write.
