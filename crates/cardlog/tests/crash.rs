@@ -13,6 +13,10 @@
 )]
 #![cfg(unix)]
 
+mod common;
+
+use common::{env_number, Rng};
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write as _};
 use std::os::unix::process::ExitStatusExt;
@@ -48,40 +52,6 @@ const BULK_OPS_MAX: u64 = 12;
 const CHILD_RUN_MAX: Duration = Duration::from_secs(120);
 /// How long the parent waits for a child to report that it opened the store.
 const OPEN_WAIT_MAX: Duration = Duration::from_secs(60);
-
-/// xorshift64: small, deterministic, good enough to pick kill times and actions.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
-        let i = usize::try_from(self.below(items.len() as u64)).unwrap();
-        items.get(i)
-    }
-}
-
-fn env_number<T: std::str::FromStr>(var: &str) -> Option<T> {
-    std::env::var(var).ok().map(|s| {
-        s.parse()
-            .unwrap_or_else(|_| panic!("{var}={s} is not a number"))
-    })
-}
 
 /// How a write's value travels between child and parent: `=` and its display, or `-` for a
 /// removal.

@@ -12,6 +12,10 @@
 )]
 #![cfg(unix)]
 
+mod common;
+
+use common::Rng;
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write as _};
 use std::net::TcpListener;
@@ -182,17 +186,6 @@ fn check_store(dir: &FsPath, round: u64) -> (Replica, BTreeSet<OpId>) {
     (r, ids)
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 #[test]
 fn sigkill_during_bundle_import_and_tcp_sync_leaves_a_consistent_prefix() {
     if std::env::var_os(DIR_VAR).is_some() {
@@ -202,7 +195,7 @@ fn sigkill_during_bundle_import_and_tcp_sync_leaves_a_consistent_prefix() {
     let bundles = tmp.path().join("bundles");
     let src = source(&tmp.path().join("source"), &bundles);
     let total = src.op_count();
-    let mut rng = Rng(0x005e_edc7_a511);
+    let mut rng = Rng::new(0x005e_edc7_a511);
     let mut stats = (0u64, 0u64, 0u64); // kills, partial stores seen, complete stores seen
 
     // Imports: one store, killed and resumed round after round.

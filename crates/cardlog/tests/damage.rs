@@ -12,6 +12,10 @@
     clippy::expect_used
 )]
 
+mod common;
+
+use common::{env_number, Rng};
+
 use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path as FsPath, PathBuf};
@@ -51,35 +55,6 @@ const EDIT_ROUNDS: usize = 8;
 const CACHE_BYTES: u64 = 1 << 20;
 /// One damaged copy taking longer than this is reported as a hang.
 const CASE_TIME_MAX: Duration = Duration::from_secs(20);
-
-/// xorshift64: small and deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-fn env_number<T: std::str::FromStr>(var: &str) -> Option<T> {
-    std::env::var(var).ok().map(|s| {
-        s.parse()
-            .unwrap_or_else(|_| panic!("{var}={s} is not a number"))
-    })
-}
 
 // ---- panics on every thread -----------------------------------------------------------------
 

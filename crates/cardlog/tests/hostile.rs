@@ -13,52 +13,22 @@
     clippy::expect_used
 )]
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::Path as FsPath;
 use std::sync::Arc;
-use std::time::Duration;
 
 use cardlog::sync_layer::message::{self, Message};
 use cardlog::sync_layer::session::Session;
 use cardlog::sync_layer::transport::{channel_pair, run_session, ChannelEnd, Transport};
 use cardlog::sync_layer::{encode_segments, Locate, SyncStore, WireError};
 use cardlog::{
-    Contact, ContactId, Error, Field, Fork, Hlc, OpId, Options, Path, Replica, ReplicaId, Role,
-    SealedOp, Summary, SyncError, SyncReport, Value,
+    ContactId, Error, Field, Fork, Hlc, OpId, Path, Replica, ReplicaId, Role, SealedOp, Summary,
+    SyncError, SyncReport, Value,
 };
 use cardlog_core::{Device, FakeClock, ReplayError};
 use cardlog_store::StoreError;
-
-/// 2026-11-22T09:00:00Z.
-const NINE_MS: u64 = 1_795_338_000_000;
-const TIMEOUT: Duration = Duration::from_secs(20);
-
-fn replica(dir: &FsPath, clock: &Arc<FakeClock>) -> Replica {
-    Replica::create_with(
-        dir,
-        Options {
-            wall: clock.clone(),
-            ..Options::default()
-        },
-    )
-    .unwrap()
-}
-
-fn person(n: u8, given: &str) -> Contact {
-    let mut c = Contact::new(ContactId([n; 16]));
-    c.set(Field::Given, given);
-    c
-}
-
-/// One session over the in-process channel, `a` initiating.
-fn session(a: &mut Replica, b: &mut Replica) -> (SyncReport, SyncReport) {
-    let (mut ea, mut eb) = channel_pair(TIMEOUT);
-    std::thread::scope(|s| {
-        let h = s.spawn(|| b.sync_over(Role::Responder, &mut eb).unwrap());
-        let x = a.sync_over(Role::Initiator, &mut ea).unwrap();
-        (x, h.join().unwrap())
-    })
-}
+use common::{person, replica, reseal_segments, session, NINE_MS, TIMEOUT};
 
 /// Everything about a store that a replayed or forged message could change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,15 +99,6 @@ fn segments_of(bundle: &[u8]) -> Vec<u8> {
         Message::Bundle { segments, .. } => segments,
         other => panic!("not a bundle: {other:?}"),
     }
-}
-
-/// Recomputes a segment message's checksum, as a forger who knows the format would.
-fn reseal_segments(segments: &mut [u8]) {
-    let n = segments.len() - 16;
-    let sum = blake3::Hasher::new_derive_key("cardlog 2026-11-23 segment checksum v1")
-        .update(&segments[..n])
-        .finalize();
-    segments[n..].copy_from_slice(&sum.as_bytes()[..16]);
 }
 
 /// The replay rule an apply refused with, whichever layer reported it.

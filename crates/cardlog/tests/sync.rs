@@ -9,6 +9,8 @@
     clippy::expect_used
 )]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path as FsPath;
@@ -26,37 +28,7 @@ use cardlog::{
     Contact, ContactId, Field, Options, Replica, ReplicaId, Role, SyncError, SyncReport,
 };
 use cardlog_core::{Device, FakeClock};
-
-/// 2026-11-22T09:00:00Z.
-const NINE_MS: u64 = 1_795_338_000_000;
-const TIMEOUT: Duration = Duration::from_secs(20);
-
-fn replica(dir: &FsPath, clock: &Arc<FakeClock>) -> Replica {
-    Replica::create_with(
-        dir,
-        Options {
-            wall: clock.clone(),
-            ..Options::default()
-        },
-    )
-    .unwrap()
-}
-
-fn person(n: u8, given: &str) -> Contact {
-    let mut c = Contact::new(ContactId([n; 16]));
-    c.set(Field::Given, given);
-    c
-}
-
-/// One session over the in-process channel, `a` initiating.
-fn session(a: &mut Replica, b: &mut Replica) -> (SyncReport, SyncReport) {
-    let (mut ea, mut eb) = channel_pair(TIMEOUT);
-    std::thread::scope(|s| {
-        let h = s.spawn(|| b.sync_over(Role::Responder, &mut eb).unwrap());
-        let x = a.sync_over(Role::Initiator, &mut ea).unwrap();
-        (x, h.join().unwrap())
-    })
-}
+use common::{person, replica, reseal_segments, session, NINE_MS, TIMEOUT};
 
 fn op_at(r: &Replica, author: ReplicaId, seq: u64) -> cardlog::OpId {
     SyncStore::op_at(r, &author, seq).unwrap().unwrap().id()
@@ -274,15 +246,6 @@ fn every_single_byte_flip_and_truncation_of_a_bundle_is_refused_leaving_the_stor
     assert_eq!(again.received.applied.duplicates, 2);
     assert_eq!(state(&b), after);
     assert!(b.verify().unwrap().is_ok());
-}
-
-/// blake3 derive-key checksum of the segment format (docs/FORMAT.md, "Segments").
-fn reseal_segments(segments: &mut [u8]) {
-    let n = segments.len() - 16;
-    let sum = blake3::Hasher::new_derive_key("cardlog 2026-11-23 segment checksum v1")
-        .update(&segments[..n])
-        .finalize();
-    segments[n..].copy_from_slice(&sum.as_bytes()[..16]);
 }
 
 #[test]

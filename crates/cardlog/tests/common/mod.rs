@@ -1,0 +1,95 @@
+//! Helpers shared by the facade's integration tests: replicas on a fake clock, sample
+//! contacts, one in-process session, re-sealing a tampered segment message as a forger who
+//! knows the format would (sync.rs, hostile.rs), a small deterministic random source and
+//! numeric environment knobs (crash.rs, crash_sync.rs, damage.rs).
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::path::Path as FsPath;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cardlog::sync_layer::transport::channel_pair;
+use cardlog::{Contact, ContactId, Field, Options, Replica, Role, SyncReport};
+use cardlog_core::FakeClock;
+
+/// 2026-11-22T09:00:00Z.
+pub const NINE_MS: u64 = 1_795_338_000_000;
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A new replica in `dir` reading its wall time from `clock`.
+pub fn replica(dir: &FsPath, clock: &Arc<FakeClock>) -> Replica {
+    Replica::create_with(
+        dir,
+        Options {
+            wall: clock.clone(),
+            ..Options::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Contact `n` with a given name.
+pub fn person(n: u8, given: &str) -> Contact {
+    let mut c = Contact::new(ContactId([n; 16]));
+    c.set(Field::Given, given);
+    c
+}
+
+/// One session over the in-process channel, `a` initiating.
+pub fn session(a: &mut Replica, b: &mut Replica) -> (SyncReport, SyncReport) {
+    let (mut ea, mut eb) = channel_pair(TIMEOUT);
+    std::thread::scope(|s| {
+        let h = s.spawn(|| b.sync_over(Role::Responder, &mut eb).unwrap());
+        let x = a.sync_over(Role::Initiator, &mut ea).unwrap();
+        (x, h.join().unwrap())
+    })
+}
+
+/// Recomputes a segment message's checksum (written here independently of the sync crate).
+pub fn reseal_segments(segments: &mut [u8]) {
+    let n = segments.len() - 16;
+    let sum = blake3::Hasher::new_derive_key("cardlog 2026-11-23 segment checksum v1")
+        .update(&segments[..n])
+        .finalize();
+    segments[n..].copy_from_slice(&sum.as_bytes()[..16]);
+}
+
+/// xorshift64: small and deterministic (kill times, damage offsets, actions).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
+        let i = usize::try_from(self.below(items.len() as u64)).unwrap();
+        items.get(i)
+    }
+}
+
+/// The number in environment variable `var`, if set (a test knob; not a number panics).
+pub fn env_number<T: std::str::FromStr>(var: &str) -> Option<T> {
+    std::env::var(var).ok().map(|s| {
+        s.parse()
+            .unwrap_or_else(|_| panic!("{var}={s} is not a number"))
+    })
+}
