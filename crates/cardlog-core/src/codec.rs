@@ -3,12 +3,15 @@
 //!
 //! bincode's own decoder is lenient: it accepts non-minimal varints and ignores trailing bytes.
 //! Because an op's id is the hash of its bytes, two byte strings for one op would give two ids,
-//! so [`decode_op`] re-encodes what it decoded and rejects input that is not exactly that
-//! encoding. docs/FORMAT.md is the normative description of the bytes.
+//! so [`decode_op`] rejects input that is not exactly the encoding of what it decoded (checked
+//! by length, see the function). docs/FORMAT.md is the normative description of the bytes.
 
 use bincode::config::{self, Configuration, LittleEndian, Varint};
+use bincode::enc::write::SizeWriter;
+use bincode::enc::{Encode, EncoderImpl};
 use bincode::error::DecodeError as BincodeDecodeError;
 
+use crate::id::OpId;
 use crate::op::{Op, OpInvalid, SealedOp};
 
 /// The version byte that leads every encoded op.
@@ -145,6 +148,20 @@ pub fn encode_op(op: &Op) -> Result<Vec<u8>, EncodeError> {
 
 /// Strictly decodes and validates one op from exactly `bytes`, computing its id from them.
 pub fn decode_op(bytes: &[u8]) -> Result<SealedOp, DecodeError> {
+    let op = decode_strict(bytes)?;
+    Ok(SealedOp::from_parts(op, bytes.to_vec()))
+}
+
+/// [`decode_op`] for readers that need the op and its id but not its bytes (rebuilding state
+/// from a log): the same checks, without keeping a copy of the bytes.
+pub fn decode_op_with_id(bytes: &[u8]) -> Result<(Op, OpId), DecodeError> {
+    let op = decode_strict(bytes)?;
+    Ok((op, OpId::of_bytes(bytes)))
+}
+
+/// Decodes `bytes` as one op, checking the version, the size limit, canonical form and the
+/// op's invariants.
+fn decode_strict(bytes: &[u8]) -> Result<Op, DecodeError> {
     let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
     if bytes.len() > limits::OP_BYTES_MAX {
         return Err(DecodeError::TooLarge {
@@ -165,8 +182,17 @@ pub fn decode_op(bytes: &[u8]) -> Result<SealedOp, DecodeError> {
             count: body.len() - used,
         });
     }
-    let reencoded = encode_op(&op).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    if reencoded != bytes {
+    // Canonical iff the canonical encoding of what was decoded is exactly as long as the input:
+    // every part of an op (fixed-size ids, varints, length-prefixed strings and lists, enum
+    // tags, option tags and booleans, which bincode only accepts as 0 or 1) decodes from either
+    // its one canonical form or a strictly longer non-minimal varint form, so equal lengths
+    // leave no room for any other form. Counting the length avoids re-encoding; the re-encode
+    // below only runs to name the offset of non-canonical input.
+    let mut sizer = EncoderImpl::new(SizeWriter::default(), format_config());
+    op.encode(&mut sizer)
+        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if sizer.into_writer().bytes_written != body.len() {
+        let reencoded = encode_op(&op).map_err(|e| DecodeError::Malformed(e.to_string()))?;
         let offset = reencoded
             .iter()
             .zip(bytes)
@@ -175,7 +201,7 @@ pub fn decode_op(bytes: &[u8]) -> Result<SealedOp, DecodeError> {
         return Err(DecodeError::NonCanonical { offset });
     }
     op.validate()?;
-    Ok(SealedOp::from_parts(op, reencoded))
+    Ok(op)
 }
 
 fn map_decode_error(e: BincodeDecodeError) -> DecodeError {

@@ -44,7 +44,9 @@ pub mod model;
 pub mod op;
 pub mod replay;
 
-pub use codec::{decode_op, encode_op, DecodeError, EncodeError, OP_FORMAT_VERSION};
+pub use codec::{
+    decode_op, decode_op_with_id, encode_op, DecodeError, EncodeError, OP_FORMAT_VERSION,
+};
 pub use device::{Device, DeviceError};
 pub use hlc::{FakeClock, Hlc, HlcClock, SkewReport, SystemClock, WallClock};
 pub use id::{ContactId, IdParseError, IdPrefix, ItemId, OpId, RandomError, ReplicaId};

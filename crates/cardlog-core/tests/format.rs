@@ -195,6 +195,50 @@ fn rejects_non_minimal_varint() {
     );
 }
 
+/// Every byte of both golden ops re-written in each longer varint form (as if it were a
+/// one-byte varint): whatever `decode_op` accepts must be exactly the canonical encoding of
+/// what it decoded. decode_op checks canonical form by length, so this is the test that
+/// equal lengths leave no other form.
+#[test]
+fn no_longer_form_of_any_byte_is_accepted() {
+    let mut accepted = 0;
+    let mut refused_as_non_canonical = 0;
+    let create = golden_create();
+    let edit = golden_edit(create.clone().seal().unwrap().id());
+    for op in [create, edit] {
+        let bytes = op.seal().unwrap().bytes().to_vec();
+        for at in 0..bytes.len() {
+            let v = bytes[at];
+            let forms: [Vec<u8>; 3] = [
+                [&[0xfb][..], &u16::from(v).to_le_bytes()].concat(),
+                [&[0xfc][..], &u32::from(v).to_le_bytes()].concat(),
+                [&[0xfd][..], &u64::from(v).to_le_bytes()].concat(),
+            ];
+            for form in forms {
+                let mutated = [&bytes[..at], &form[..], &bytes[at + 1..]].concat();
+                match decode_op(&mutated) {
+                    Ok(sealed) => {
+                        accepted += 1;
+                        assert_eq!(
+                            cardlog_core::encode_op(sealed.op()).unwrap(),
+                            mutated,
+                            "accepted a non-canonical form at byte {at}"
+                        );
+                    }
+                    Err(DecodeError::NonCanonical { offset }) => {
+                        refused_as_non_canonical += 1;
+                        assert_eq!(offset, at, "non-canonical form named at the wrong byte");
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+    // Every one-byte varint of both ops (seq, counts, lengths, tags) was found and refused.
+    assert!(refused_as_non_canonical >= 30, "{refused_as_non_canonical}");
+    assert_eq!(accepted, 0);
+}
+
 #[test]
 fn rejects_unknown_version() {
     let b = splice(0, 1, &[2]);

@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 
+use foldhash::fast::RandomState;
+
 use cardlog_core::{ContactId, Op, OpId, ReplicaId};
 
 use crate::error::StoreError;
@@ -18,22 +20,31 @@ use crate::log::OpLog;
 #[derive(Debug, Default)]
 pub(crate) struct LogIndex {
     /// Per author, the offset of seq `n` at `n - 1`.
-    by_author: HashMap<ReplicaId, Vec<u64>>,
+    by_author: HashMap<ReplicaId, Vec<u64>, RandomState>,
     /// The first 8 bytes of an op id → its offset.
-    by_id: HashMap<u64, u64>,
+    by_id: HashMap<u64, u64, RandomState>,
     /// Ids whose first 8 bytes are shared with an earlier op (rare): full id → offset.
-    by_full_id: HashMap<OpId, u64>,
+    by_full_id: HashMap<OpId, u64, RandomState>,
     /// Per contact, the offsets of the ops that wrote to it, in log order.
-    by_contact: HashMap<ContactId, Vec<u64>>,
+    by_contact: HashMap<ContactId, Vec<u64>, RandomState>,
 }
 
-fn short(id: &OpId) -> u64 {
+/// The first 8 bytes of an op id, as a number.
+pub(crate) fn short(id: &OpId) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(id.0.get(..8).unwrap_or(&[0u8; 8]));
     u64::from_be_bytes(b)
 }
 
 impl LogIndex {
+    /// An empty index with room for `ops` ops.
+    pub(crate) fn with_capacity(ops: usize) -> Self {
+        Self {
+            by_id: HashMap::with_capacity_and_hasher(ops, RandomState::default()),
+            ..Self::default()
+        }
+    }
+
     /// Reads the log from the start and indexes every record.
     pub(crate) fn build(log: &OpLog) -> Result<Self, StoreError> {
         let mut index = Self::default();
@@ -71,6 +82,12 @@ impl LogIndex {
                 list.push(offset);
             }
         }
+    }
+
+    /// Whether an op whose id starts with the same 8 bytes as `id` is indexed (without
+    /// reading the log to compare the rest).
+    pub(crate) fn has_prefix_of(&self, id: &OpId) -> bool {
+        self.by_id.contains_key(&short(id))
     }
 
     /// The offset of `author`'s op at `seq`.

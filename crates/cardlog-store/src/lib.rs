@@ -31,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+mod derive;
 pub mod error;
 mod index;
 pub mod keys;

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cardlog_core::codec::{format_config, limits};
-use cardlog_core::{decode_op, Op, OpId, SealedOp};
+use cardlog_core::{decode_op, DecodeError, Op, OpId, SealedOp};
 
 use crate::error::StoreError;
 
@@ -193,16 +193,12 @@ impl Record {
     /// Decodes the op strictly and checks it hashes to the id written with it; the error
     /// names the record and what is wrong.
     pub fn seal(&self) -> Result<SealedOp, String> {
-        match decode_op(&self.bytes) {
-            Ok(op) if op.id() == self.id => Ok(op),
-            Ok(op) => Err(format!(
-                "op log record at byte {}: the op hashes to {}, the log says {}",
-                self.offset,
-                op.id(),
-                self.id
-            )),
-            Err(e) => Err(format!("op log record at byte {}: {e}", self.offset)),
-        }
+        check_record(self.offset, &self.id, &self.bytes, |b| {
+            decode_op(b).map(|sealed| {
+                let id = sealed.id();
+                (sealed, id)
+            })
+        })
     }
 
     /// Decodes the op without re-checking its encoding or hash (for records already checked
@@ -216,6 +212,23 @@ impl Record {
                 self.offset
             ))),
         }
+    }
+}
+
+/// Decodes a record's op bytes with `decode` (one of core's strict decoders) and checks they
+/// hash to the id written with them; the error names the record's offset and what is wrong.
+pub fn check_record<T>(
+    offset: u64,
+    recorded: &OpId,
+    bytes: &[u8],
+    decode: impl FnOnce(&[u8]) -> Result<(T, OpId), DecodeError>,
+) -> Result<T, String> {
+    match decode(bytes) {
+        Ok((op, id)) if id == *recorded => Ok(op),
+        Ok((_, id)) => Err(format!(
+            "op log record at byte {offset}: the op hashes to {id}, the log says {recorded}"
+        )),
+        Err(e) => Err(format!("op log record at byte {offset}: {e}")),
     }
 }
 
@@ -357,12 +370,23 @@ impl OpLog {
         }
         let mut header = [0u8; HEADER_BYTES as usize];
         self.io.read_at(&mut header, offset)?;
-        parse(&header, offset, limit, |len| {
-            let mut bytes = vec![0u8; len];
-            self.io
-                .read_at(&mut bytes, offset + HEADER_BYTES)
-                .map(|()| bytes)
-        })
+        match parse_header(&header, offset, limit) {
+            Ok((flags, id, len)) => {
+                let mut bytes = vec![0u8; len];
+                self.io.read_at(&mut bytes, offset + HEADER_BYTES)?;
+                Ok(Read::Record(Record {
+                    offset,
+                    flags,
+                    id,
+                    bytes,
+                }))
+            }
+            Err((why, cut_off)) => Ok(Read::Bad {
+                offset,
+                why,
+                cut_off,
+            }),
+        }
     }
 
     /// Reads the record at `offset`, which the store believes valid.
@@ -406,47 +430,39 @@ impl OpLog {
     }
 }
 
-fn parse(
+/// Checks a record header at `offset` (the file's records end at `limit`): its flags, id and
+/// op length, or why it is malformed and whether it runs past `limit` (cut off).
+fn parse_header(
     header: &[u8; HEADER_BYTES as usize],
     offset: u64,
     limit: u64,
-    body: impl FnOnce(usize) -> Result<Vec<u8>, LogError>,
-) -> Result<Read, LogError> {
+) -> Result<(u8, OpId, usize), (String, bool)> {
     let [a, b, c, d, flags, id @ ..] = *header;
     let len = u32::from_le_bytes([a, b, c, d]) as usize;
     if len == 0 || len > limits::OP_BYTES_MAX {
-        return Ok(Read::Bad {
-            offset,
-            why: format!(
+        return Err((
+            format!(
                 "record at byte {offset}: op length {len} (1 to {} bytes allowed)",
                 limits::OP_BYTES_MAX
             ),
-            cut_off: false,
-        });
+            false,
+        ));
     }
     if flags & !COMMIT != 0 {
-        return Ok(Read::Bad {
-            offset,
-            why: format!("record at byte {offset}: unknown flags {flags:#04x}"),
-            cut_off: false,
-        });
+        return Err((
+            format!("record at byte {offset}: unknown flags {flags:#04x}"),
+            false,
+        ));
     }
-    let end = offset + HEADER_BYTES + len as u64;
-    if end > limit {
-        return Ok(Read::Bad {
-            offset,
-            why: format!(
+    if offset + HEADER_BYTES + len as u64 > limit {
+        return Err((
+            format!(
                 "record at byte {offset}: {len} op bytes run past the end of the log at {limit}"
             ),
-            cut_off: true,
-        });
+            true,
+        ));
     }
-    Ok(Read::Record(Record {
-        offset,
-        flags,
-        id: OpId(id),
-        bytes: body(len)?,
-    }))
+    Ok((flags, OpId(id), len))
 }
 
 /// A sequential read of records (see [`OpLog::scan`]).
@@ -475,24 +491,55 @@ impl Scan<'_> {
         if want < need {
             return Ok(false);
         }
-        let mut buf = vec![0u8; want];
-        self.log.io.read_at(&mut buf, self.pos)?;
-        self.buf = buf;
+        // The buffer is reused: one allocation for the whole scan.
+        self.buf.clear();
+        self.buf.resize(want, 0);
         self.buf_at = self.pos;
+        if let Err(e) = self.log.io.read_at(&mut self.buf, self.pos) {
+            self.buf.clear();
+            return Err(e);
+        }
         Ok(true)
     }
 
     /// The next record, [`Read::End`] at the limit, or [`Read::Bad`] (after which the scan
     /// stops).
     pub fn next_read(&mut self) -> Result<Read, LogError> {
+        Ok(match self.next_ref()? {
+            ReadRef::Record {
+                offset,
+                flags,
+                id,
+                bytes,
+            } => Read::Record(Record {
+                offset,
+                flags,
+                id,
+                bytes: bytes.to_vec(),
+            }),
+            ReadRef::End => Read::End,
+            ReadRef::Bad {
+                offset,
+                why,
+                cut_off,
+            } => Read::Bad {
+                offset,
+                why,
+                cut_off,
+            },
+        })
+    }
+
+    /// [`Scan::next_read`] without copying the record's bytes out of the scan's buffer.
+    pub fn next_ref(&mut self) -> Result<ReadRef<'_>, LogError> {
         if self.done || self.pos >= self.limit {
             self.done = true;
-            return Ok(Read::End);
+            return Ok(ReadRef::End);
         }
         let offset = self.pos;
         if self.limit - offset < HEADER_BYTES || !self.fill(HEADER_BYTES as usize)? {
             self.done = true;
-            return Ok(Read::Bad {
+            return Ok(ReadRef::Bad {
                 offset,
                 why: format!(
                     "record at byte {offset}: header cut off by the end of the log at {}",
@@ -508,38 +555,67 @@ impl Scan<'_> {
                 .get(at..at + HEADER_BYTES as usize)
                 .unwrap_or(&[0u8; HEADER_BYTES as usize]),
         );
-        let limit = self.limit;
-        let read = parse(&header, offset, limit, |len| Ok(vec![0u8; len]))?;
-        match read {
-            Read::Record(mut r) => {
-                let len = r.bytes.len();
-                let at = (offset - self.buf_at) as usize + HEADER_BYTES as usize;
-                let body = if self.fill(HEADER_BYTES as usize + len)? {
-                    let at = (offset - self.buf_at) as usize + HEADER_BYTES as usize;
-                    self.buf.get(at..at + len)
-                } else {
-                    self.buf.get(at..at + len)
-                };
-                match body {
-                    Some(b) => r.bytes.copy_from_slice(b),
-                    None => {
-                        self.done = true;
-                        return Ok(Read::Bad {
-                            offset,
-                            why: format!("record at byte {offset}: cut off"),
-                            cut_off: true,
-                        });
-                    }
-                }
-                self.pos = r.end();
-                Ok(Read::Record(r))
-            }
-            other => {
+        let (flags, id, len) = match parse_header(&header, offset, self.limit) {
+            Ok(parts) => parts,
+            Err((why, cut_off)) => {
                 self.done = true;
-                Ok(other)
+                return Ok(ReadRef::Bad {
+                    offset,
+                    why,
+                    cut_off,
+                });
+            }
+        };
+        // parse_header checked that the record ends within the limit.
+        self.fill(HEADER_BYTES as usize + len)?;
+        let at = (offset - self.buf_at) as usize + HEADER_BYTES as usize;
+        match self.buf.get(at..at + len) {
+            Some(bytes) => {
+                self.pos = offset + HEADER_BYTES + len as u64;
+                Ok(ReadRef::Record {
+                    offset,
+                    flags,
+                    id,
+                    bytes,
+                })
+            }
+            None => {
+                self.done = true;
+                Ok(ReadRef::Bad {
+                    offset,
+                    why: format!("record at byte {offset}: cut off"),
+                    cut_off: true,
+                })
             }
         }
     }
+}
+
+/// What reading a record found, borrowing its bytes from the scan (see [`Scan::next_ref`]).
+#[derive(Debug)]
+pub enum ReadRef<'a> {
+    /// A whole record.
+    Record {
+        /// Where it starts.
+        offset: u64,
+        /// Its flags ([`COMMIT`]).
+        flags: u8,
+        /// The id written with it.
+        id: OpId,
+        /// The op's bytes.
+        bytes: &'a [u8],
+    },
+    /// The file ends here.
+    End,
+    /// As [`Read::Bad`].
+    Bad {
+        /// Where the record starts.
+        offset: u64,
+        /// What is wrong.
+        why: String,
+        /// Whether it runs past the end of the file.
+        cut_off: bool,
+    },
 }
 
 impl Iterator for Scan<'_> {

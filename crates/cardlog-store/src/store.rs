@@ -9,7 +9,7 @@
 //! tail: its cost does not grow with the history. Lookups by author, id or contact use an
 //! in-memory index built from the log the first time one is needed (`index.rs`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::OnceLock;
 
@@ -20,6 +20,7 @@ use cardlog_core::replay::{
 };
 use cardlog_core::{ContactId, IdPrefix, OpId, Path, ReplayError, ReplicaId, SealedOp};
 
+use crate::derive::{derive, Derived, Registers};
 use crate::error::{OpenError, StoreError};
 use crate::index::LogIndex;
 use crate::keys::{self, meta};
@@ -57,9 +58,6 @@ impl Default for StoreOptions {
 /// Writes per sled batch when `rebuild` repairs the registers.
 const REBUILD_CHUNK: usize = 16_384;
 
-/// How often (in ops) long operations report progress.
-const PROGRESS_EVERY: u64 = 4096;
-
 /// How far a long operation (`verify`, `rebuild`) has got, in units of work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
@@ -68,9 +66,6 @@ pub struct Progress {
     /// Units in all.
     pub total: u64,
 }
-
-/// The registers of a store, by contact and path: write count and heads.
-type Registers = BTreeMap<(ContactId, Path), (u64, Heads)>;
 
 /// What happened to one op given to [`Store::apply_all`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -936,90 +931,6 @@ impl Store {
         })
     }
 
-    /// Re-derives registers, author heads and the index from the log alone, checking every
-    /// record (strict decoding, id, chain, timestamps, replaced writes before their
-    /// replacement). Problems found are listed; damage that stops the read ends it.
-    fn derive(
-        &self,
-        progress: &mut dyn FnMut(Progress),
-        total: u64,
-        with_index: bool,
-    ) -> Result<Derived, StoreError> {
-        let mut d = Derived {
-            index: with_index.then(LogIndex::default),
-            ..Derived::default()
-        };
-        let mut seen: HashSet<OpId> = HashSet::new();
-        let mut scan = self.log.scan(0, self.log.len());
-        let mut last_flags = COMMIT;
-        loop {
-            let record = match scan.next_read()? {
-                Read::Record(r) => r,
-                Read::End => break,
-                Read::Bad { why, .. } => {
-                    d.problems.push(format!("op log: {why}"));
-                    d.broken = true;
-                    break;
-                }
-            };
-            last_flags = record.flags;
-            let sealed = match record.seal() {
-                Ok(op) => op,
-                Err(why) => {
-                    d.problems.push(why);
-                    d.broken = true;
-                    continue;
-                }
-            };
-            let op = sealed.op();
-            let id = sealed.id();
-            let author = op.author;
-            let seq = op.seq;
-            d.ops += 1;
-            if d.ops.is_multiple_of(PROGRESS_EVERY) {
-                progress(Progress { done: d.ops, total });
-            }
-            let prev = d.heads.get(&author);
-            if prev.map_or(0, |h| h.seq) + 1 != seq || prev.map(|h| h.op) != op.prev {
-                d.problems
-                    .push(format!("chain of {author} broken at seq {seq}"));
-            }
-            if prev.is_some_and(|h| h.hlc >= op.hlc) {
-                d.problems.push(format!(
-                    "timestamp of {author} seq {seq} not after its predecessor's"
-                ));
-            }
-            for w in &op.writes {
-                for r in &w.replaces {
-                    if !seen.contains(r) {
-                        d.problems
-                            .push(format!("op {id} replaces {r}, which is not before it"));
-                    }
-                }
-                let entry = d.registers.entry((w.contact, w.path.clone())).or_default();
-                entry.0 += 1;
-                entry.1.apply(RegisterWrite::of(op, id, w));
-            }
-            seen.insert(id);
-            if let Some(index) = d.index.as_mut() {
-                index.add(record.offset, &id, op);
-            }
-            d.heads.insert(
-                author,
-                ChainHead {
-                    seq,
-                    op: id,
-                    hlc: op.hlc,
-                },
-            );
-        }
-        if last_flags & COMMIT == 0 {
-            d.problems
-                .push("op log: the last record is not the end of a committed write".into());
-        }
-        Ok(d)
-    }
-
     /// Re-hashes every op, checks every chain, rebuilds the registers from the log and compares
     /// them, the author heads and the watermark with the stored ones.
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
@@ -1031,7 +942,7 @@ impl Store {
         &self,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<VerifyReport, StoreError> {
-        let derived = self.derive(progress, self.ops, false)?;
+        let derived = derive(&self.log, progress, self.ops, false)?;
         let mut problems = derived.problems;
         if self.recovery.state_ahead_of_log {
             if let Some(why) = &self.poisoned {
@@ -1124,7 +1035,7 @@ impl Store {
         if !self.recovery.state_ahead_of_log {
             self.writable()?;
         }
-        let mut derived = self.derive(progress, self.ops, true)?;
+        let mut derived = derive(&self.log, progress, self.ops, true)?;
         if derived.broken {
             return Err(StoreError::Damaged(
                 derived
@@ -1213,18 +1124,6 @@ impl Drop for Store {
             let _ = self.log.trim();
         }
     }
-}
-
-/// What [`Store::derive`] found.
-#[derive(Default)]
-struct Derived {
-    registers: Registers,
-    heads: BTreeMap<ReplicaId, ChainHead>,
-    ops: u64,
-    problems: Vec<String>,
-    /// A record does not decode or hash to its id: nothing can be rebuilt from the log.
-    broken: bool,
-    index: Option<LogIndex>,
 }
 
 impl OpLookup for Store {

@@ -1,0 +1,364 @@
+//! Deriving registers, author heads and the log index from the op log alone, checking every
+//! record: what `verify` compares with the stored state and what `rebuild` writes.
+//!
+//! One sequential pass: each record is read from the scan's buffer without a copy, decoded
+//! strictly and hashed against its recorded id (core's `decode_op_with_id`, which keeps no
+//! bytes), then its chain, timestamp and replaced writes are checked and its writes moved into
+//! the registers. It runs on the calling thread: splitting reading and checking over threads
+//! was measured slower on the two-core machines of docs/PERFORMANCE.md (every op then crosses
+//! cores and is freed on another thread than the one that allocated it).
+
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use cardlog_core::replay::{ChainHead, Heads, RegisterWrite, WriteKey};
+use cardlog_core::{decode_op_with_id, ContactId, Op, OpId, Path, ReplicaId};
+use foldhash::fast::RandomState;
+
+use crate::error::StoreError;
+use crate::index::{short, LogIndex};
+use crate::log::{check_record, OpLog, ReadRef, COMMIT, HEADER_BYTES};
+use crate::store::Progress;
+
+/// The registers of a store, by contact and path: write count and heads.
+pub(crate) type Registers = BTreeMap<(ContactId, Path), (u64, Heads)>;
+
+/// How often (in ops) long operations report progress.
+pub(crate) const PROGRESS_EVERY: u64 = 4096;
+
+/// What the log says the state should be.
+#[derive(Default)]
+pub(crate) struct Derived {
+    pub(crate) registers: Registers,
+    pub(crate) heads: BTreeMap<ReplicaId, ChainHead>,
+    pub(crate) ops: u64,
+    pub(crate) problems: Vec<String>,
+    /// A record does not decode or hash to its id: nothing can be rebuilt from the log.
+    pub(crate) broken: bool,
+    pub(crate) index: Option<LogIndex>,
+}
+
+/// Re-derives registers, author heads and (with `with_index`) the index from `log`, checking
+/// every record (strict decoding, id, chain, timestamps, replaced writes before their
+/// replacement). Problems found are listed; damage that stops the read ends it. `total` is
+/// the number of ops expected (for progress and to size tables).
+pub(crate) fn derive(
+    log: &OpLog,
+    progress: &mut dyn FnMut(Progress),
+    total: u64,
+    with_index: bool,
+) -> Result<Derived, StoreError> {
+    // Every record takes more than its header: the file's size bounds what to reserve, however
+    // wrong `total` is.
+    let expected = total.min(log.len() / (HEADER_BYTES + 1));
+    let mut replay = Replayer::new(usize::try_from(expected).unwrap_or(0), with_index, total);
+    let mut scan = log.scan(0, log.len());
+    loop {
+        match scan.next_ref()? {
+            ReadRef::Record {
+                offset,
+                flags,
+                id,
+                bytes,
+            } => {
+                replay.last_flags = flags;
+                match check_record(offset, &id, bytes, decode_op_with_id) {
+                    Ok(op) => replay.add(offset, id, op, progress),
+                    Err(why) => replay.damaged(why),
+                }
+            }
+            ReadRef::End => break,
+            ReadRef::Bad { why, .. } => {
+                replay.damaged(format!("op log: {why}"));
+                break;
+            }
+        }
+    }
+    Ok(replay.finish())
+}
+
+/// The replaying half of [`derive`].
+struct Replayer {
+    d: Derived,
+    /// Registers by contact, then path (looked up without building an owned key).
+    registers: HashMap<ContactId, HashMap<Path, (u64, Heads), RandomState>, RandomState>,
+    /// The first 8 bytes of every op id so far, unless the index being built holds them.
+    seen: Option<HashSet<u64, RandomState>>,
+    last_flags: u8,
+    total: u64,
+}
+
+impl Replayer {
+    fn new(expected: usize, with_index: bool, total: u64) -> Self {
+        Self {
+            d: Derived {
+                index: with_index.then(|| LogIndex::with_capacity(expected)),
+                ..Derived::default()
+            },
+            registers: HashMap::default(),
+            seen: (!with_index)
+                .then(|| HashSet::with_capacity_and_hasher(expected, RandomState::default())),
+            last_flags: COMMIT,
+            total,
+        }
+    }
+
+    /// A record that cannot be replayed: nothing can be rebuilt from the log.
+    fn damaged(&mut self, why: String) {
+        self.d.problems.push(why);
+        self.d.broken = true;
+    }
+
+    fn add(&mut self, offset: u64, id: OpId, op: Op, progress: &mut dyn FnMut(Progress)) {
+        let d = &mut self.d;
+        let author = op.author;
+        let seq = op.seq;
+        d.ops += 1;
+        if d.ops.is_multiple_of(PROGRESS_EVERY) {
+            progress(Progress {
+                done: d.ops,
+                total: self.total,
+            });
+        }
+        let head = ChainHead {
+            seq,
+            op: id,
+            hlc: op.hlc,
+        };
+        let prev = match d.heads.entry(author) {
+            Entry::Vacant(v) => {
+                v.insert(head);
+                None
+            }
+            Entry::Occupied(mut o) => Some(std::mem::replace(o.get_mut(), head)),
+        };
+        if prev.map_or(0, |h| h.seq) + 1 != seq || prev.map(|h| h.op) != op.prev {
+            d.problems
+                .push(format!("chain of {author} broken at seq {seq}"));
+        }
+        if prev.is_some_and(|h| h.hlc >= op.hlc) {
+            d.problems.push(format!(
+                "timestamp of {author} seq {seq} not after its predecessor's"
+            ));
+        }
+        if let Some(index) = d.index.as_mut() {
+            index.add(offset, &id, &op);
+        }
+        let key = WriteKey {
+            hlc: op.hlc,
+            author,
+            op: id,
+        };
+        for w in op.writes {
+            let paths = self.registers.entry(w.contact).or_default();
+            if !paths.contains_key(&w.path) {
+                paths.insert(w.path.clone(), (0, Heads::default()));
+            }
+            let Some((writes, heads)) = paths.get_mut(&w.path) else {
+                continue;
+            };
+            for r in &w.replaces {
+                // Usually a head of the register it writes (found without a table lookup);
+                // else looked up by the first 8 bytes of its id (the index holds this op too,
+                // but an op cannot name itself: its id is the hash of bytes that hold `r`).
+                let before = heads.iter().any(|h| h.key.op == *r)
+                    || match (&self.seen, &d.index) {
+                        (Some(seen), _) => seen.contains(&short(r)),
+                        (None, Some(index)) => index.has_prefix_of(r),
+                        (None, None) => true,
+                    };
+                if !before {
+                    d.problems
+                        .push(format!("op {id} replaces {r}, which is not before it"));
+                }
+            }
+            *writes += 1;
+            heads.apply(RegisterWrite {
+                key,
+                seq,
+                value: w.value,
+                replaces: w.replaces,
+            });
+        }
+        if let Some(seen) = self.seen.as_mut() {
+            seen.insert(short(&id));
+        }
+    }
+
+    fn finish(mut self) -> Derived {
+        if self.last_flags & COMMIT == 0 {
+            self.d
+                .problems
+                .push("op log: the last record is not the end of a committed write".into());
+        }
+        self.d.registers = self
+            .registers
+            .into_iter()
+            .flat_map(|(contact, paths)| {
+                paths
+                    .into_iter()
+                    .map(move |(path, register)| ((contact, path), register))
+            })
+            .collect();
+        self.d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use std::sync::Arc;
+
+    use cardlog_core::{Contact, Device, FakeClock, Field, SealedOp};
+
+    use super::*;
+    use crate::log::{frame, FileLog};
+
+    /// A device's first ops: create a contact, then edit its given name twice.
+    fn history() -> (Device, ContactId, Vec<SealedOp>) {
+        let mut device = Device::random(Arc::new(FakeClock::new(1_700_000_000_000))).unwrap();
+        let mut contact = Contact::random().unwrap();
+        contact.set(Field::Given, "Ada");
+        let mut ops = vec![device.create(&contact).unwrap()];
+        for name in ["Ada L.", "Ada Lovelace"] {
+            let op = device
+                .edit(contact.id, |c| {
+                    c.set(Field::Given, name);
+                })
+                .unwrap()
+                .unwrap();
+            ops.push(op);
+        }
+        (device, contact.id, ops)
+    }
+
+    /// The next op in `last`'s chain, changed by `change`, sealed.
+    fn next_after(last: &SealedOp, change: impl FnOnce(&mut Op)) -> SealedOp {
+        let mut op = last.op().clone();
+        op.seq += 1;
+        op.prev = Some(last.id());
+        op.hlc.wall_ms += 1;
+        for w in &mut op.writes {
+            w.replaces = vec![];
+        }
+        change(&mut op);
+        op.seal().unwrap()
+    }
+
+    /// Derives from a log holding `ops` (the last record committed unless `commit_last` is
+    /// false), with and without the index; both must list the same problems.
+    fn derive_ops(ops: &[SealedOp], commit_last: bool) -> Derived {
+        let dir = tempfile::tempdir().unwrap();
+        let io = FileLog::open(&dir.path().join("ops.log"), true).unwrap();
+        let mut log = OpLog::new(Box::new(io), 0);
+        let mut buf = Vec::new();
+        for (i, op) in ops.iter().enumerate() {
+            let last = i + 1 == ops.len();
+            let flags = if last && commit_last { COMMIT } else { 0 };
+            frame(&mut buf, &op.id(), op.bytes(), flags);
+        }
+        log.append(&buf).unwrap();
+        let plain = derive(&log, &mut |_| {}, ops.len() as u64, false).unwrap();
+        let indexed = derive(&log, &mut |_| {}, ops.len() as u64, true).unwrap();
+        assert_eq!(plain.problems, indexed.problems);
+        assert_eq!(plain.registers, indexed.registers);
+        assert!(indexed.index.is_some() && plain.index.is_none());
+        indexed
+    }
+
+    #[test]
+    fn a_sound_log_has_no_problems() {
+        let (_, contact, ops) = history();
+        let d = derive_ops(&ops, true);
+        assert_eq!(d.problems, Vec::<String>::new());
+        assert!(!d.broken);
+        assert_eq!(d.ops, 3);
+        assert_eq!(
+            d.registers
+                .get(&(contact, Path::Field(Field::Given)))
+                .map(|r| r.0),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn replacing_an_earlier_write_that_is_no_longer_a_head_is_sound() {
+        // Found by id, not among the register's heads: the first op's write was replaced.
+        let (_, _, mut ops) = history();
+        let first = ops[0].id();
+        let op = next_after(&ops[2], |op| {
+            for w in &mut op.writes {
+                w.replaces = vec![first];
+            }
+        });
+        ops.push(op);
+        assert_eq!(derive_ops(&ops, true).problems, Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_replaced_write_not_in_the_log_before_it_is_named() {
+        let (_, _, mut ops) = history();
+        let ghost = OpId([7; 32]);
+        let op = next_after(&ops[2], |op| {
+            for w in &mut op.writes {
+                w.replaces = vec![ghost];
+            }
+        });
+        let id = op.id();
+        ops.push(op);
+        let d = derive_ops(&ops, true);
+        assert!(
+            d.problems
+                .contains(&format!("op {id} replaces {ghost}, which is not before it")),
+            "{:?}",
+            d.problems
+        );
+        assert!(
+            !d.broken,
+            "a semantic problem, not damage: {:?}",
+            d.problems
+        );
+    }
+
+    #[test]
+    fn broken_chains_and_timestamps_are_named() {
+        let (device, _, mut ops) = history();
+        let author = device.id();
+        ops.push(next_after(&ops[2], |op| op.seq += 1));
+        ops.push(next_after(&ops[3], |op| op.hlc.wall_ms -= 10));
+        let d = derive_ops(&ops, true);
+        assert_eq!(
+            d.problems,
+            vec![
+                format!("chain of {author} broken at seq 5"),
+                format!("timestamp of {author} seq 6 not after its predecessor's"),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_uncommitted_last_record_and_damaged_bytes_are_named() {
+        let (_, _, ops) = history();
+        let d = derive_ops(&ops, false);
+        assert_eq!(
+            d.problems,
+            vec!["op log: the last record is not the end of a committed write".to_string()]
+        );
+
+        // Bytes that no longer hash to the recorded id: damage, nothing to rebuild from.
+        let dir = tempfile::tempdir().unwrap();
+        let io = FileLog::open(&dir.path().join("ops.log"), true).unwrap();
+        let mut log = OpLog::new(Box::new(io), 0);
+        let mut buf = Vec::new();
+        frame(&mut buf, &ops[1].id(), ops[0].bytes(), COMMIT);
+        log.append(&buf).unwrap();
+        let d = derive(&log, &mut |_| {}, 1, true).unwrap();
+        assert!(d.broken);
+        assert!(
+            d.problems[0].starts_with("op log record at byte 0: the op hashes to"),
+            "{:?}",
+            d.problems
+        );
+    }
+}
