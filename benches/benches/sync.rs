@@ -10,12 +10,16 @@
 //!   (`decode_verify`).
 //! - `sync/session`: one session over the in-process channel transport between two replicas
 //!   of a 2,000-op history after each made 100 saves (the saves are not timed).
+//! - `sync/summary_diff`: the ops a peer lacks, given its summary (`Replica::ops_since`, what
+//!   a session sends after the peer's hello), on a replica holding a 10,000-op history: a peer
+//!   100 ops behind (`ops_since_100_of_10k`) and a peer in sync (`ops_since_0_of_10k`). The
+//!   store's log index is built before timing (by the first call, in the warm-up).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
 use cardlog::sync_layer::{decode_segments, encode_segments};
-use cardlog::{Field, Replica, SealedOp};
+use cardlog::{ChainHead, Field, Replica, SealedOp, Summary};
 use cardlog_benches::stores;
 use cardlog_benches::sync::{diverge, sync_pair, MemoryOps};
 use cardlog_benches::{FieldEdits, XorShift};
@@ -28,6 +32,9 @@ const HELD_OPS: usize = 9_000;
 /// Ops of the history both replicas of `sync/session` share, and saves each makes per session.
 const SESSION_HISTORY_OPS: usize = 2_000;
 const SESSION_SAVES: usize = 100;
+/// Ops held by the replica of `sync/summary_diff`, and ops its peer lacks.
+const DIFF_HISTORY_OPS: usize = 10_000;
+const DIFF_MISSING_OPS: usize = 100;
 
 fn segment(c: &mut Criterion) {
     let config = stores::config(HELD_OPS + SEGMENT_OPS);
@@ -139,5 +146,55 @@ fn session(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, segment, session);
+fn summary_diff(c: &mut Criterion) {
+    let config = stores::config(DIFF_HISTORY_OPS);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let replica = stores::build(
+        &dir.path().join("replica"),
+        &config,
+        stores::default_options(&config),
+        stores::BUILD_CHUNK,
+    )
+    .expect("store");
+    let in_sync: Summary = replica.summary().clone();
+    // The same summary with the one author's head moved back DIFF_MISSING_OPS ops.
+    let mut behind = in_sync.clone();
+    let (author, head) = in_sync.iter().next().expect("one author");
+    let seq = head.seq - DIFF_MISSING_OPS as u64;
+    let op = replica
+        .store()
+        .op_by_seq(author, seq)
+        .expect("lookup")
+        .expect("op");
+    behind.insert(
+        *author,
+        ChainHead {
+            seq,
+            op: op.id(),
+            hlc: op.op().hlc,
+        },
+    );
+    assert_eq!(
+        replica.ops_since(&behind).expect("diff").len(),
+        DIFF_MISSING_OPS
+    );
+    assert!(replica.ops_since(&in_sync).expect("diff").is_empty());
+
+    let mut group = c.benchmark_group("sync/summary_diff");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    group.throughput(Throughput::Elements(DIFF_MISSING_OPS as u64));
+    group.bench_function("ops_since_100_of_10k", |b| {
+        b.iter(|| replica.ops_since(&behind).expect("diff"))
+    });
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("ops_since_0_of_10k", |b| {
+        b.iter(|| replica.ops_since(&in_sync).expect("diff"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, segment, session, summary_diff);
 criterion_main!(benches);

@@ -16,6 +16,8 @@
 //! - [`figures`]: the child-process plumbing and table helpers of the figures binaries.
 //! - [`sync`]: one timed, recorded sync session between two replicas, and the divergence the
 //!   two sides make between sessions, for the sync benchmarks.
+//! - [`compare`]: one contact workload on cardlog, automerge and loro, for the `compare`
+//!   binary (the two peers are dependencies of this crate only).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use cardlog_core::{
     OpId, Path, PostalAddress, Replay, ReplicaId, SealedOp,
 };
 
+pub mod compare;
 pub mod figures;
 pub mod stores;
 pub mod sync;
