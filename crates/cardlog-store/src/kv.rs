@@ -46,6 +46,11 @@ impl KvBatch {
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()
     }
+
+    /// The writes, in the order they were made.
+    pub fn into_writes(self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        self.writes
+    }
 }
 
 /// The storage interface: ordered keys, atomic batches, explicit flush.

@@ -37,6 +37,7 @@ mod index;
 pub mod keys;
 pub mod kv;
 pub mod log;
+mod pending;
 mod stage;
 pub mod store;
 

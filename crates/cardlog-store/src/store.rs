@@ -26,6 +26,7 @@ use crate::index::LogIndex;
 use crate::keys::{self, meta};
 use crate::kv::{Kv, KvBatch, KvError, SledKv};
 use crate::log::{FileLog, LogError, LogIo, OpLog, Read, COMMIT, LOG_FILE};
+use crate::pending::{Pending, PENDING_OPS_MAX};
 use crate::stage::Stage;
 
 /// The store format this build reads and writes (the marker file and the `format` meta entry).
@@ -115,6 +116,9 @@ pub struct Store {
     /// A meta value was written since the database was last flushed.
     meta_dirty: bool,
     recovery: Recovery,
+    /// Bulk mode: register changes wait in `pending` (see `pending.rs`).
+    defer: bool,
+    pending: Pending,
 }
 
 /// What opening the store found and repaired.
@@ -320,6 +324,8 @@ impl Store {
             ops: applied_ops,
             poisoned: None,
             meta_dirty: false,
+            defer: false,
+            pending: Pending::default(),
             recovery: Recovery::default(),
         };
         if applied_bytes > file_len {
@@ -456,7 +462,7 @@ impl Store {
     /// device it was copied from: that device may still be writing the same chain.
     fn check_home(&mut self) -> Result<(), OpenError> {
         let home = home_of(&self.dir);
-        let recorded = self.kv.get(meta::HOME)?;
+        let recorded = self.pending.get(&*self.kv, meta::HOME)?;
         if recorded.is_none() {
             // The first open after create: record where the store lives.
             let mut batch = KvBatch::default();
@@ -468,7 +474,10 @@ impl Store {
             let mut batch = KvBatch::default();
             batch.insert(meta::REPLICA.to_vec(), fresh.0.to_vec());
             batch.insert(meta::HOME.to_vec(), home);
-            let mut former = self.kv.get(meta::FORMER)?.unwrap_or_default();
+            let mut former = self
+                .pending
+                .get(&*self.kv, meta::FORMER)?
+                .unwrap_or_default();
             former.extend_from_slice(&self.replica.0);
             batch.insert(meta::FORMER.to_vec(), former);
             self.kv.apply(batch)?;
@@ -503,7 +512,10 @@ impl Store {
     /// Every device id this store wrote as before it was copied or restored, oldest first
     /// (kept across opens, unlike [`Store::previous_replica_id`]).
     pub fn former_replica_ids(&self) -> Result<Vec<ReplicaId>, StoreError> {
-        let bytes = self.kv.get(meta::FORMER)?.unwrap_or_default();
+        let bytes = self
+            .pending
+            .get(&*self.kv, meta::FORMER)?
+            .unwrap_or_default();
         if !bytes.len().is_multiple_of(16) {
             return Err(StoreError::Corrupt("former device ids".into()));
         }
@@ -562,7 +574,7 @@ impl Store {
 
     /// The register stored under a heads key (empty if never written).
     pub(crate) fn register_at(&self, heads_key: &[u8]) -> Result<(u64, Heads), StoreError> {
-        match self.kv.get(heads_key)? {
+        match self.pending.get(&*self.kv, heads_key)? {
             Some(v) => keys::parse_heads_value(&v),
             None => Ok((0, Heads::default())),
         }
@@ -657,7 +669,10 @@ impl Store {
         if let Err(e) = self.log.append(&staged.records) {
             return Err(self.poison_log(e));
         }
-        if let Err(e) = self.kv.apply(staged.batch) {
+        let added = staged.added.len() as u64;
+        if self.defer {
+            self.pending.add(staged.batch, added);
+        } else if let Err(e) = self.kv.apply(staged.batch) {
             // Take the records back so a failed call stores nothing (best effort: if the cut
             // fails too, the ops are whole in the log and the next open replays them).
             let _ = self
@@ -665,14 +680,33 @@ impl Store {
                 .truncate(self.log.len() - staged.records.len() as u64);
             return Err(self.poison(e));
         }
-        self.ops += staged.added.len() as u64;
+        self.ops += added;
         self.summary.extend(staged.heads);
         if let Some(index) = self.index.get_mut() {
             for (offset, op) in &staged.added {
                 index.add(*offset, &op.id(), op.op());
             }
         }
+        if self.pending.ops() >= PENDING_OPS_MAX {
+            self.settle()?;
+        }
         Ok(outcomes)
+    }
+
+    /// Bulk mode (`on`): register changes are written to the database in groups (at most
+    /// every 1,024 ops, and at [`Store::flush`]) instead of with every apply; the op log is
+    /// appended as always. Reads see every applied op either way.
+    pub fn set_bulk(&mut self, on: bool) {
+        self.defer = on;
+    }
+
+    /// Writes the register changes bulk mode has held back, as one batch.
+    fn settle(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = self.pending.take();
+        self.kv.apply(batch).map_err(|e| self.poison(e))
     }
 
     /// Makes every stored op durable: one sync of the op log (and of the database when meta
@@ -682,6 +716,7 @@ impl Store {
         if let Err(e) = self.log.sync() {
             return Err(self.poison_log(e));
         }
+        self.settle()?;
         if self.meta_dirty {
             self.kv.flush().map_err(|e| self.poison(e))?;
             self.meta_dirty = false;
@@ -701,13 +736,13 @@ impl Store {
 
     /// Reads a meta value.
     pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.kv.get(key)?)
+        Ok(self.pending.get(&*self.kv, key)?)
     }
 
     /// A contact as apps read it (deleted or not); `None` if never written.
     pub fn contact(&self, id: &ContactId) -> Result<Option<ContactView>, StoreError> {
         let mut registers = Vec::new();
-        for pair in self.kv.scan_prefix(&keys::heads_prefix(id)) {
+        for pair in self.pending.scan_prefix(&*self.kv, &keys::heads_prefix(id)) {
             let (k, v) = pair?;
             let (_, path) = keys::parse_heads(&k)?;
             registers.push((path, keys::parse_heads_value(&v)?.1));
@@ -728,7 +763,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut current: Option<ContactId> = None;
         let mut registers = Vec::new();
-        for pair in self.kv.scan_prefix(&[keys::HEADS]) {
+        for pair in self.pending.scan_prefix(&*self.kv, &[keys::HEADS]) {
             let (k, v) = pair?;
             let (contact, path) = keys::parse_heads(&k)?;
             let (writes, heads) = keys::parse_heads_value(&v)?;
@@ -798,7 +833,10 @@ impl Store {
     /// Every path of a contact that has been written.
     pub fn paths(&self, contact: &ContactId) -> Result<Vec<Path>, StoreError> {
         let mut out = Vec::new();
-        for pair in self.kv.scan_prefix(&keys::heads_prefix(contact)) {
+        for pair in self
+            .pending
+            .scan_prefix(&*self.kv, &keys::heads_prefix(contact))
+        {
             let (k, _) = pair?;
             out.push(keys::parse_heads(&k)?.1);
         }
@@ -830,7 +868,7 @@ impl Store {
         let mut start = vec![keys::HEADS];
         start.extend(prefix.whole_bytes());
         let mut out: Vec<ContactId> = Vec::new();
-        for pair in self.kv.scan_prefix(&start) {
+        for pair in self.pending.scan_prefix(&*self.kv, &start) {
             let (k, _) = pair?;
             let (contact, _) = keys::parse_heads(&k)?;
             if out.last() != Some(&contact) && contact.matches(prefix) {
@@ -960,17 +998,17 @@ impl Store {
                 derived.ops, self.ops
             ));
         }
-        match self.kv.get(meta::APPLIED)? {
+        match self.pending.get(&*self.kv, meta::APPLIED)? {
             Some(v)
                 if keys::decode::<(u64, u64)>(&v, "applied watermark").ok()
                     == Some((self.ops, self.log.len())) => {}
             _ => problems.push("the registers' watermark disagrees with the op log".into()),
         }
-        if self.kv.get(meta::REBUILDING)?.is_some() {
+        if self.pending.get(&*self.kv, meta::REBUILDING)?.is_some() {
             problems.push("a rebuild was interrupted (reopen the store to finish it)".into());
         }
         let mut stored_heads = BTreeMap::new();
-        for pair in self.kv.scan_prefix(&[keys::AUTHOR]) {
+        for pair in self.pending.scan_prefix(&*self.kv, &[keys::AUTHOR]) {
             let (k, v) = pair?;
             match keys::parse_author(&k, &v) {
                 Ok((author, head)) => {
@@ -983,7 +1021,7 @@ impl Store {
             problems.push("author heads (summary) disagree with the log".into());
         }
         let mut stored = Registers::new();
-        for pair in self.kv.scan_prefix(&[keys::HEADS]) {
+        for pair in self.pending.scan_prefix(&*self.kv, &[keys::HEADS]) {
             let (k, v) = pair?;
             match keys::parse_heads(&k)
                 .and_then(|(c, p)| Ok(((c, p), keys::parse_heads_value(&v)?)))
@@ -1035,6 +1073,8 @@ impl Store {
         if !self.recovery.state_ahead_of_log {
             self.writable()?;
         }
+        // Rebuild compares with (and rewrites) what sled holds: nothing may wait in bulk mode.
+        self.settle()?;
         let mut derived = derive(&self.log, progress, self.ops, true)?;
         if derived.broken {
             return Err(StoreError::Damaged(
@@ -1088,7 +1128,8 @@ impl Store {
         }
         let mut batch = KvBatch::default();
         for prefix in [keys::AUTHOR, keys::HEADS] {
-            let pairs: Result<Vec<_>, KvError> = self.kv.scan_prefix(&[prefix]).collect();
+            let pairs: Result<Vec<_>, KvError> =
+                self.pending.scan_prefix(&*self.kv, &[prefix]).collect();
             let pairs = pairs.map_err(|e| self.poison(e))?;
             for (k, v) in pairs {
                 match wanted.remove(&k) {
@@ -1117,10 +1158,11 @@ impl Store {
 }
 
 impl Drop for Store {
-    /// Cuts the zeros the log was extended with ahead of its records (best effort: the next
-    /// open cuts them otherwise).
+    /// Writes register changes bulk mode held back and cuts the zeros the log was extended
+    /// with ahead of its records (best effort: the next open replays and cuts otherwise).
     fn drop(&mut self) {
         if self.poisoned.is_none() {
+            let _ = self.settle();
             let _ = self.log.trim();
         }
     }

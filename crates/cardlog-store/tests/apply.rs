@@ -555,3 +555,67 @@ fn an_empty_store_has_nothing_to_send_and_an_empty_state() {
     assert!(store.conflicts().unwrap().is_empty());
     assert_eq!(store.ops().count(), 0);
 }
+
+/// Bulk mode holds register changes back from sled (up to 1,024 ops, then one batch): reads in
+/// between see every applied op, state after each batch boundary and after the flush equals a
+/// replay's, and a store dropped without a flush reopens with everything.
+#[test]
+fn bulk_mode_reads_like_one_by_one_across_its_batches() {
+    let mut w = common::World::new(2);
+    let a = common::sample(1);
+    let b = common::sample(2);
+    w.devices[0].create(&a).unwrap();
+    w.devices[1].create(&b).unwrap();
+    w.sync(0, 1);
+    for i in 0..1_300u32 {
+        let (dev, id) = if i % 3 == 0 { (1, b.id) } else { (0, a.id) };
+        let field = if i % 2 == 0 {
+            Field::Title
+        } else {
+            Field::Note
+        };
+        w.devices[dev]
+            .edit(id, |c| {
+                c.set(field, format!("v{i}"));
+            })
+            .unwrap();
+    }
+    w.sync(0, 1);
+    let ops: Vec<SealedOp> = w.devices[0].replay().ops_in_order().cloned().collect();
+    assert!(ops.len() > 1_300);
+
+    let (_tmp, dir, mut store) = common::new_store();
+    store.set_bulk(true);
+    let mut replay = Replay::new();
+    for (n, op) in ops.iter().enumerate() {
+        assert_eq!(store.apply(op).unwrap(), Readiness::Ready);
+        replay.insert(op.clone()).unwrap();
+        // Before, at and after the first batch boundary, and at the end.
+        if [1, 500, 1_023, 1_024, 1_025, 1_200, ops.len() - 1].contains(&n) {
+            assert_eq!(
+                store.state_bytes().unwrap(),
+                replay.state_bytes(),
+                "after {n}"
+            );
+            assert_eq!(store.contacts(true).unwrap(), replay.contacts(true));
+        }
+    }
+    // Still in bulk mode, not flushed: verify reads the held-back registers too.
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    drop(store);
+    let mut store = common::reopen(&dir);
+    common::assert_same_as_replay(&store, &replay);
+
+    // Flushed in bulk mode, then out of it: the same.
+    let (_tmp2, dir2, mut other) = common::new_store();
+    other.set_bulk(true);
+    other.apply_all(&ops).unwrap();
+    other.flush().unwrap();
+    other.set_bulk(false);
+    common::assert_same_as_replay(&other, &replay);
+    drop(other);
+    common::assert_same_as_replay(&common::reopen(&dir2), &replay);
+    assert_eq!(store.rebuild().unwrap(), ops.len() as u64);
+    common::assert_same_as_replay(&store, &replay);
+}

@@ -202,6 +202,7 @@ impl Replica {
     /// some of them, never half of one, and leaves the store consistent.
     pub fn bulk(&mut self) -> Bulk<'_> {
         self.bulk = true;
+        self.store.set_bulk(true);
         Bulk { replica: self }
     }
 
@@ -483,6 +484,7 @@ impl Bulk<'_> {
     /// Flushes everything saved in bulk mode and ends it.
     pub fn finish(self) -> Result<(), Error> {
         self.replica.bulk = false;
+        self.replica.store.set_bulk(false);
         self.replica.flush()
     }
 }
@@ -505,6 +507,7 @@ impl Drop for Bulk<'_> {
     fn drop(&mut self) {
         if self.replica.bulk {
             self.replica.bulk = false;
+            self.replica.store.set_bulk(false);
             // Best effort; a failure poisons the store, so the next write reports it.
             let _ = self.replica.flush();
         }
