@@ -182,15 +182,20 @@ pub fn copy_dir(from: &Path, to: &Path) -> Result<u64, Error> {
 
 /// The total size of the files under `dir`.
 pub fn dir_bytes(dir: &Path) -> Result<u64, Error> {
-    let mut bytes = 0;
+    dir_total(dir, &|meta| meta.len())
+}
+
+/// The sum of `per_file` over the files under `dir`, recursively.
+pub fn dir_total(dir: &Path, per_file: &dyn Fn(&std::fs::Metadata) -> u64) -> Result<u64, Error> {
+    let mut total = 0;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let meta = entry.metadata()?;
-        bytes += if meta.is_dir() {
-            dir_bytes(&entry.path())?
+        total += if meta.is_dir() {
+            dir_total(&entry.path(), per_file)?
         } else {
-            meta.len()
+            per_file(&meta)
         };
     }
-    Ok(bytes)
+    Ok(total)
 }

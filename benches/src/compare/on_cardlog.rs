@@ -210,15 +210,5 @@ pub fn run(options: &Options, scratch: &Path, bulk: bool) -> Result<(), Error> {
 /// count what they use, not their length).
 fn allocated_bytes(dir: &Path) -> Result<u64, Error> {
     use std::os::unix::fs::MetadataExt;
-    let mut bytes = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        bytes += if meta.is_dir() {
-            allocated_bytes(&entry.path())?
-        } else {
-            meta.blocks() * 512
-        };
-    }
-    Ok(bytes)
+    stores::dir_total(dir, &|meta| meta.blocks() * 512)
 }
