@@ -31,6 +31,11 @@ pub struct Write {
 }
 
 /// One save: all its writes become visible together (semantics S7).
+///
+/// Everything reachable from `Op` must keep one canonical bincode form whose alternatives are
+/// all longer (ids, varints, strings, lists, enums, `Option`, `bool`): `decode_op` checks
+/// canonical form by length (docs/FORMAT.md). A map, set, float or custom `Decode` here would
+/// need that check revisited.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct Op {
     /// The device that wrote it.

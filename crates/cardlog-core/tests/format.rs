@@ -196,9 +196,11 @@ fn rejects_non_minimal_varint() {
 }
 
 /// Every byte of both golden ops re-written in each longer varint form (as if it were a
-/// one-byte varint): whatever `decode_op` accepts must be exactly the canonical encoding of
-/// what it decoded. decode_op checks canonical form by length, so this is the test that
-/// equal lengths leave no other form.
+/// one-byte varint): each such form is refused as non-canonical at that byte, and whatever
+/// `decode_op` accepts is exactly the canonical encoding of what it decoded. This covers the
+/// longer forms; that no *equal-length* other form exists (what decode_op's length check
+/// relies on) follows from the op's types (docs/FORMAT.md) and is what the `decode_op` fuzz
+/// check (`fuzz/src/checks.rs`: re-sealing an accepted op gives its input bytes) probes.
 #[test]
 fn no_longer_form_of_any_byte_is_accepted() {
     let mut accepted = 0;

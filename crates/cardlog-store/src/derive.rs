@@ -3,7 +3,8 @@
 //!
 //! One sequential pass: each record is read from the scan's buffer without a copy, decoded
 //! strictly and hashed against its recorded id (core's `decode_op_with_id`, which keeps no
-//! bytes), then its chain, timestamp and replaced writes are checked and its writes moved into
+//! bytes), then its chain, timestamp and replaced writes (each must be an earlier op: a head
+//! of the register written, else found by its full id) are checked and its writes moved into
 //! the registers. It runs on the calling thread: splitting reading and checking over threads
 //! was measured slower on the two-core machines of docs/PERFORMANCE.md (every op then crosses
 //! cores and is freed on another thread than the one that allocated it).
@@ -16,7 +17,7 @@ use cardlog_core::{decode_op_with_id, ContactId, Op, OpId, Path, ReplicaId};
 use foldhash::fast::RandomState;
 
 use crate::error::StoreError;
-use crate::index::{short, LogIndex};
+use crate::index::LogIndex;
 use crate::log::{check_record, OpLog, ReadRef, COMMIT, HEADER_BYTES};
 use crate::store::Progress;
 
@@ -51,7 +52,12 @@ pub(crate) fn derive(
     // Every record takes more than its header: the file's size bounds what to reserve, however
     // wrong `total` is.
     let expected = total.min(log.len() / (HEADER_BYTES + 1));
-    let mut replay = Replayer::new(usize::try_from(expected).unwrap_or(0), with_index, total);
+    let mut replay = Replayer::new(
+        log,
+        usize::try_from(expected).unwrap_or(0),
+        with_index,
+        total,
+    );
     let mut scan = log.scan(0, log.len());
     loop {
         match scan.next_ref()? {
@@ -63,7 +69,7 @@ pub(crate) fn derive(
             } => {
                 replay.last_flags = flags;
                 match check_record(offset, &id, bytes, decode_op_with_id) {
-                    Ok(op) => replay.add(offset, id, op, progress),
+                    Ok(op) => replay.add(offset, id, op, progress)?,
                     Err(why) => replay.damaged(why),
                 }
             }
@@ -78,19 +84,21 @@ pub(crate) fn derive(
 }
 
 /// The replaying half of [`derive`].
-struct Replayer {
+struct Replayer<'a> {
+    log: &'a OpLog,
     d: Derived,
     /// Registers by contact, then path (looked up without building an owned key).
     registers: HashMap<ContactId, HashMap<Path, (u64, Heads), RandomState>, RandomState>,
-    /// The first 8 bytes of every op id so far, unless the index being built holds them.
-    seen: Option<HashSet<u64, RandomState>>,
+    /// Every op id so far, unless the index being built holds them.
+    seen: Option<HashSet<OpId, RandomState>>,
     last_flags: u8,
     total: u64,
 }
 
-impl Replayer {
-    fn new(expected: usize, with_index: bool, total: u64) -> Self {
+impl<'a> Replayer<'a> {
+    fn new(log: &'a OpLog, expected: usize, with_index: bool, total: u64) -> Self {
         Self {
+            log,
             d: Derived {
                 index: with_index.then(|| LogIndex::with_capacity(expected)),
                 ..Derived::default()
@@ -109,7 +117,13 @@ impl Replayer {
         self.d.broken = true;
     }
 
-    fn add(&mut self, offset: u64, id: OpId, op: Op, progress: &mut dyn FnMut(Progress)) {
+    fn add(
+        &mut self,
+        offset: u64,
+        id: OpId,
+        op: Op,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(), StoreError> {
         let d = &mut self.d;
         let author = op.author;
         let seq = op.seq;
@@ -159,12 +173,12 @@ impl Replayer {
             };
             for r in &w.replaces {
                 // Usually a head of the register it writes (found without a table lookup);
-                // else looked up by the first 8 bytes of its id (the index holds this op too,
-                // but an op cannot name itself: its id is the hash of bytes that hold `r`).
+                // else looked up by id (the index holds this op too, but an op cannot name
+                // itself: its id is the hash of bytes that hold `r`).
                 let before = heads.iter().any(|h| h.key.op == *r)
                     || match (&self.seen, &d.index) {
-                        (Some(seen), _) => seen.contains(&short(r)),
-                        (None, Some(index)) => index.has_prefix_of(r),
+                        (Some(seen), _) => seen.contains(r),
+                        (None, Some(index)) => index.find(self.log, r)?.is_some(),
                         (None, None) => true,
                     };
                 if !before {
@@ -181,8 +195,9 @@ impl Replayer {
             });
         }
         if let Some(seen) = self.seen.as_mut() {
-            seen.insert(short(&id));
+            seen.insert(id);
         }
+        Ok(())
     }
 
     fn finish(mut self) -> Derived {
@@ -317,6 +332,29 @@ mod tests {
         assert!(
             !d.broken,
             "a semantic problem, not damage: {:?}",
+            d.problems
+        );
+    }
+
+    #[test]
+    fn a_replaced_id_sharing_only_a_prefix_with_an_earlier_op_is_named() {
+        // Not a head (the first op's write was replaced), and only its first 8 bytes match.
+        let (_, _, mut ops) = history();
+        let mut forged = ops[0].id();
+        forged.0[31] ^= 1;
+        let op = next_after(&ops[2], |op| {
+            for w in &mut op.writes {
+                w.replaces = vec![forged];
+            }
+        });
+        let id = op.id();
+        ops.push(op);
+        let d = derive_ops(&ops, true);
+        assert!(
+            d.problems.contains(&format!(
+                "op {id} replaces {forged}, which is not before it"
+            )),
+            "{:?}",
             d.problems
         );
     }

@@ -29,8 +29,7 @@ pub(crate) struct LogIndex {
     by_contact: HashMap<ContactId, Vec<u64>, RandomState>,
 }
 
-/// The first 8 bytes of an op id, as a number.
-pub(crate) fn short(id: &OpId) -> u64 {
+fn short(id: &OpId) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(id.0.get(..8).unwrap_or(&[0u8; 8]));
     u64::from_be_bytes(b)
@@ -82,12 +81,6 @@ impl LogIndex {
                 list.push(offset);
             }
         }
-    }
-
-    /// Whether an op whose id starts with the same 8 bytes as `id` is indexed (without
-    /// reading the log to compare the rest).
-    pub(crate) fn has_prefix_of(&self, id: &OpId) -> bool {
-        self.by_id.contains_key(&short(id))
     }
 
     /// The offset of `author`'s op at `seq`.

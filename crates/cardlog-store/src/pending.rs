@@ -4,8 +4,9 @@
 //! watermark to sled as one batch. In bulk mode (imports, initial syncs, `Replica::bulk`) the
 //! op log is still appended on every apply, but the sled side is collected here, later writes
 //! to a key replacing earlier ones, and written as one batch every [`PENDING_OPS_MAX`] ops and
-//! when bulk mode ends or the store flushes. Each such batch carries the watermark of exactly
-//! the ops it covers, so sled is never ahead of the log and a crash in between is the usual
+//! when bulk mode ends or the store flushes (the threshold is checked before an apply writes
+//! anything, so failing to write them fails that apply whole, and they stay held and read
+//! until written). Each such batch carries the watermark of exactly the ops it covers, so sled is never ahead of the log and a crash in between is the usual
 //! case open already handles: the log's committed records past the watermark are replayed.
 //! Reads merge these pending values over sled's, so nothing reads stale state.
 
@@ -43,17 +44,23 @@ impl Pending {
         self.writes.is_empty()
     }
 
-    /// Everything waiting, as one batch (leaving nothing).
-    pub(crate) fn take(&mut self) -> KvBatch {
+    /// Everything waiting, as one batch (kept until [`Pending::clear`]: if writing it fails,
+    /// reads still see it).
+    pub(crate) fn batch(&self) -> KvBatch {
         let mut batch = KvBatch::default();
-        for (key, value) in std::mem::take(&mut self.writes) {
+        for (key, value) in &self.writes {
             match value {
-                Some(v) => batch.insert(key, v),
-                None => batch.remove(key),
+                Some(v) => batch.insert(key.clone(), v.clone()),
+                None => batch.remove(key.clone()),
             }
         }
-        self.ops = 0;
         batch
+    }
+
+    /// Forgets everything waiting (once it is written).
+    pub(crate) fn clear(&mut self) {
+        self.writes.clear();
+        self.ops = 0;
     }
 
     /// The value at `key` as the store sees it: pending, else sled's.
@@ -174,7 +181,8 @@ mod tests {
         assert_eq!(pending.get(&kv, b"a1").unwrap(), Some(v("old")));
 
         // Written as one batch, sled then reads as the merge did.
-        kv.apply(pending.take()).unwrap();
+        kv.apply(pending.batch()).unwrap();
+        pending.clear();
         assert!(pending.is_empty() && pending.ops() == 0);
         assert_eq!(
             pairs(kv.scan_prefix(b"a")),
@@ -230,7 +238,7 @@ mod tests {
             for (k, _) in &writes {
                 proptest::prop_assert_eq!(pending.get(&kv, k).unwrap(), model.get(k).cloned());
             }
-            kv.apply(pending.take()).unwrap();
+            kv.apply(pending.batch()).unwrap();
             proptest::prop_assert_eq!(pairs(kv.scan_prefix(&prefix)), want);
         }
     }

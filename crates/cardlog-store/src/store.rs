@@ -618,6 +618,12 @@ impl Store {
         strict: bool,
     ) -> Result<Vec<OpOutcome>, StoreError> {
         self.writable()?;
+        // Held-back register changes are written first when there are enough of them, or
+        // when bulk mode has ended: before anything of this call, so a failure stores none
+        // of it.
+        if !self.pending.is_empty() && (!self.defer || self.pending.ops() >= PENDING_OPS_MAX) {
+            self.settle()?;
+        }
         let mut stage = Stage::new(self);
         // Causal order first: an op's timestamp is after those of the ops it depends on (the
         // chain predecessor always, the replaced writes unless their clock ran beyond the skew
@@ -687,26 +693,32 @@ impl Store {
                 index.add(*offset, &op.id(), op.op());
             }
         }
-        if self.pending.ops() >= PENDING_OPS_MAX {
-            self.settle()?;
-        }
         Ok(outcomes)
     }
 
-    /// Bulk mode (`on`): register changes are written to the database in groups (at most
-    /// every 1,024 ops, and at [`Store::flush`]) instead of with every apply; the op log is
-    /// appended as always. Reads see every applied op either way.
-    pub fn set_bulk(&mut self, on: bool) {
+    /// Bulk mode (`on`): register changes are written to the database in groups (about every
+    /// 1,024 ops, and at [`Store::flush`]) instead of with every apply; the op log is appended
+    /// as always. Reads see every applied op either way. Ending bulk mode writes what is held
+    /// back (an error poisons the store, as any failed write does).
+    pub fn set_bulk(&mut self, on: bool) -> Result<(), StoreError> {
         self.defer = on;
+        if on {
+            Ok(())
+        } else {
+            self.settle()
+        }
     }
 
-    /// Writes the register changes bulk mode has held back, as one batch.
+    /// Writes the register changes bulk mode has held back, as one batch. They are kept (and
+    /// read) until the write succeeds.
     fn settle(&mut self) -> Result<(), StoreError> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let batch = self.pending.take();
-        self.kv.apply(batch).map_err(|e| self.poison(e))
+        let batch = self.pending.batch();
+        self.kv.apply(batch).map_err(|e| self.poison(e))?;
+        self.pending.clear();
+        Ok(())
     }
 
     /// Makes every stored op durable: one sync of the op log (and of the database when meta
@@ -1162,7 +1174,10 @@ impl Drop for Store {
     /// with ahead of its records (best effort: the next open replays and cuts otherwise).
     fn drop(&mut self) {
         if self.poisoned.is_none() {
-            let _ = self.settle();
+            // The log first: sled must not hold registers of records the file could lose.
+            if !self.pending.is_empty() && self.log.sync().is_ok() {
+                let _ = self.settle();
+            }
             let _ = self.log.trim();
         }
     }

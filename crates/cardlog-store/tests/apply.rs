@@ -558,7 +558,8 @@ fn an_empty_store_has_nothing_to_send_and_an_empty_state() {
 
 /// Bulk mode holds register changes back from sled (up to 1,024 ops, then one batch): reads in
 /// between see every applied op, state after each batch boundary and after the flush equals a
-/// replay's, and a store dropped without a flush reopens with everything.
+/// replay's, and a store dropped without a flush (its drop writes them) reopens with
+/// everything. The reopen that has to replay them is in faults.rs.
 #[test]
 fn bulk_mode_reads_like_one_by_one_across_its_batches() {
     let mut w = common::World::new(2);
@@ -585,7 +586,7 @@ fn bulk_mode_reads_like_one_by_one_across_its_batches() {
     assert!(ops.len() > 1_300);
 
     let (_tmp, dir, mut store) = common::new_store();
-    store.set_bulk(true);
+    store.set_bulk(true).unwrap();
     let mut replay = Replay::new();
     for (n, op) in ops.iter().enumerate() {
         assert_eq!(store.apply(op).unwrap(), Readiness::Ready);
@@ -609,10 +610,10 @@ fn bulk_mode_reads_like_one_by_one_across_its_batches() {
 
     // Flushed in bulk mode, then out of it: the same.
     let (_tmp2, dir2, mut other) = common::new_store();
-    other.set_bulk(true);
+    other.set_bulk(true).unwrap();
     other.apply_all(&ops).unwrap();
     other.flush().unwrap();
-    other.set_bulk(false);
+    other.set_bulk(false).unwrap();
     common::assert_same_as_replay(&other, &replay);
     drop(other);
     common::assert_same_as_replay(&common::reopen(&dir2), &replay);

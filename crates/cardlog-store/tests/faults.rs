@@ -14,7 +14,7 @@
 mod common;
 
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cardlog_core::replay::Readiness;
@@ -446,4 +446,50 @@ fn a_log_record_whose_op_bytes_changed_is_reported() {
     let before = store.state_bytes().unwrap();
     assert!(matches!(store.rebuild(), Err(StoreError::Damaged(_))));
     assert_eq!(store.state_bytes().unwrap(), before, "state left as it was");
+}
+
+/// Bulk mode's held-back register changes: a failure to write them poisons the store but
+/// they stay read (state still equals every applied op), and a reopen replays the log into
+/// exactly that state. Ending bulk mode without a flush writes them before later applies.
+#[test]
+fn held_back_register_changes_survive_a_failed_write_and_the_end_of_bulk_mode() {
+    let ops = scripted_world().all_ops();
+    let all = replay_of(&ops);
+    let (_tmp, dir, store) = new_store();
+    drop(store);
+
+    let budget = Arc::new(AtomicU64::new(u64::MAX));
+    let kv = retry_lock(|| SledKv::open(&dir.join("db"), CACHE_BYTES)).unwrap();
+    let log = FileLog::open(&dir.join(LOG_FILE), false).unwrap();
+    let mut store = Store::open_parts(
+        Box::new(FaultyKv::sharing(kv, budget.clone())),
+        Box::new(FaultyLog::sharing(log, budget.clone())),
+        &dir,
+    )
+    .unwrap();
+    store.set_bulk(true).unwrap();
+    common::apply_in_chunks(&mut store, &ops, &[1]);
+    budget.store(0, Ordering::SeqCst);
+    assert!(is_injected(&store.set_bulk(false).unwrap_err()));
+    assert!(is_poisoned(store.flush()));
+    assert_eq!(store.state_bytes().unwrap(), all.state_bytes());
+    assert_eq!(store.contacts(true).unwrap(), all.contacts(true));
+    drop(store);
+    // Nothing of the held-back changes reached sled; the log's records replay into them.
+    let store = reopen(&dir);
+    assert_eq!(store.recovery().tail_ops, ops.len() as u64);
+    assert_same_as_replay(&store, &all);
+    drop(store);
+
+    // Bulk mode ended without a flush, then ordinary applies: nothing is lost or doubled.
+    let (_tmp2, dir2, mut store) = new_store();
+    let half = ops.len() / 2;
+    store.set_bulk(true).unwrap();
+    common::apply_in_chunks(&mut store, &ops[..half], &[1]);
+    store.set_bulk(false).unwrap();
+    common::apply_in_chunks(&mut store, &ops[half..], &[1]);
+    assert_same_as_replay(&store, &all);
+    store.flush().unwrap();
+    drop(store);
+    assert_same_as_replay(&reopen(&dir2), &all);
 }

@@ -202,7 +202,8 @@ impl Replica {
     /// some of them, never half of one, and leaves the store consistent.
     pub fn bulk(&mut self) -> Bulk<'_> {
         self.bulk = true;
-        self.store.set_bulk(true);
+        // Turning bulk mode on writes nothing, so it cannot fail.
+        let _ = self.store.set_bulk(true);
         Bulk { replica: self }
     }
 
@@ -484,8 +485,10 @@ impl Bulk<'_> {
     /// Flushes everything saved in bulk mode and ends it.
     pub fn finish(self) -> Result<(), Error> {
         self.replica.bulk = false;
-        self.replica.store.set_bulk(false);
-        self.replica.flush()
+        let flushed = self.replica.flush();
+        let ended = self.replica.store.set_bulk(false);
+        flushed?;
+        Ok(ended?)
     }
 }
 
@@ -507,9 +510,9 @@ impl Drop for Bulk<'_> {
     fn drop(&mut self) {
         if self.replica.bulk {
             self.replica.bulk = false;
-            self.replica.store.set_bulk(false);
             // Best effort; a failure poisons the store, so the next write reports it.
             let _ = self.replica.flush();
+            let _ = self.replica.store.set_bulk(false);
         }
     }
 }
