@@ -33,7 +33,11 @@ const CACHE_BYTES: u64 = 1 << 20;
 /// Opens the store at `dir` on a sled engine and a log file that together let `writes_ok`
 /// writes through.
 fn open_faulty(dir: &Path, writes_ok: u64) -> Store {
-    let budget = Arc::new(AtomicU64::new(writes_ok));
+    open_with_budget(dir, Arc::new(AtomicU64::new(writes_ok)))
+}
+
+/// [`open_faulty`] with a budget the caller keeps (to fail writes from a chosen moment).
+fn open_with_budget(dir: &Path, budget: Arc<AtomicU64>) -> Store {
     let kv = retry_lock(|| SledKv::open(&dir.join("db"), CACHE_BYTES)).unwrap();
     let log = FileLog::open(&dir.join(LOG_FILE), false).unwrap();
     Store::open_parts(
@@ -459,14 +463,7 @@ fn held_back_register_changes_survive_a_failed_write_and_the_end_of_bulk_mode() 
     drop(store);
 
     let budget = Arc::new(AtomicU64::new(u64::MAX));
-    let kv = retry_lock(|| SledKv::open(&dir.join("db"), CACHE_BYTES)).unwrap();
-    let log = FileLog::open(&dir.join(LOG_FILE), false).unwrap();
-    let mut store = Store::open_parts(
-        Box::new(FaultyKv::sharing(kv, budget.clone())),
-        Box::new(FaultyLog::sharing(log, budget.clone())),
-        &dir,
-    )
-    .unwrap();
+    let mut store = open_with_budget(&dir, budget.clone());
     store.set_bulk(true).unwrap();
     common::apply_in_chunks(&mut store, &ops, &[1]);
     budget.store(0, Ordering::SeqCst);
