@@ -14,7 +14,7 @@ use foldhash::fast::RandomState;
 use cardlog_core::{ContactId, Op, OpId, ReplicaId};
 
 use crate::error::StoreError;
-use crate::log::OpLog;
+use crate::log::{decode_trusted, OpLog, ReadRef};
 
 /// Record offsets by author, id and contact.
 #[derive(Debug, Default)]
@@ -44,15 +44,22 @@ impl LogIndex {
         }
     }
 
-    /// Reads the log from the start and indexes every record.
+    /// Reads the log from the start and indexes every record (reading each from the scan's
+    /// buffer, no copy).
     pub(crate) fn build(log: &OpLog) -> Result<Self, StoreError> {
         let mut index = Self::default();
-        for record in log.scan(0, log.len()) {
-            let record = record?;
-            let op = record.decode_trusted()?;
-            index.add(record.offset, &record.id, &op);
+        let mut scan = log.scan(0, log.len());
+        loop {
+            match scan.next_ref()? {
+                ReadRef::Record {
+                    offset, id, bytes, ..
+                } => index.add(offset, &id, &decode_trusted(offset, bytes)?),
+                ReadRef::End => return Ok(index),
+                ReadRef::Bad { why, .. } => {
+                    return Err(StoreError::Damaged(format!("op log: {why}")))
+                }
+            }
         }
-        Ok(index)
     }
 
     /// Indexes the op at `offset` (appended after every indexed one).

@@ -204,14 +204,18 @@ impl Record {
     /// Decodes the op without re-checking its encoding or hash (for records already checked
     /// when they were written; `verify` and `rebuild` use the strict decoder instead).
     pub fn decode_trusted(&self) -> Result<Op, StoreError> {
-        let body = self.bytes.get(1..).unwrap_or_default();
-        match bincode::decode_from_slice::<Op, _>(body, format_config()) {
-            Ok((op, used)) if used == body.len() => Ok(op),
-            _ => Err(StoreError::Corrupt(format!(
-                "op log record at byte {}",
-                self.offset
-            ))),
-        }
+        decode_trusted(self.offset, &self.bytes)
+    }
+}
+
+/// [`Record::decode_trusted`] of the op bytes of the record at `offset`.
+pub fn decode_trusted(offset: u64, bytes: &[u8]) -> Result<Op, StoreError> {
+    let body = bytes.get(1..).unwrap_or_default();
+    match bincode::decode_from_slice::<Op, _>(body, format_config()) {
+        Ok((op, used)) if used == body.len() => Ok(op),
+        _ => Err(StoreError::Corrupt(format!(
+            "op log record at byte {offset}"
+        ))),
     }
 }
 

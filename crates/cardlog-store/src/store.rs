@@ -365,11 +365,11 @@ impl Store {
     /// crash) is cut away, and damage with valid data after it leaves the store read-only.
     fn recover_tail(&mut self, file_len: u64, replay: bool) -> Result<(), OpenError> {
         let from = self.log.len();
-        let mut pending: Vec<(u64, SealedOp)> = Vec::new();
+        let mut uncommitted: Vec<(u64, SealedOp)> = Vec::new();
         let mut committed: Vec<(u64, SealedOp)> = Vec::new();
         let mut committed_end = from;
         let mut count = 0u64;
-        let mut pending_count = 0u64;
+        let mut uncommitted_count = 0u64;
         let mut bad: Option<(u64, String, bool)> = None;
         {
             let mut scan = self.log.scan(from, file_len);
@@ -384,14 +384,14 @@ impl Store {
                                 break;
                             }
                         };
-                        pending_count += 1;
+                        uncommitted_count += 1;
                         if replay {
-                            pending.push((r.offset, op));
+                            uncommitted.push((r.offset, op));
                         }
                         if r.flags & COMMIT != 0 {
-                            committed.append(&mut pending);
-                            count += pending_count;
-                            pending_count = 0;
+                            committed.append(&mut uncommitted);
+                            count += uncommitted_count;
+                            uncommitted_count = 0;
                             committed_end = end;
                         }
                     }
@@ -419,12 +419,10 @@ impl Store {
             ));
             self.recovery.damaged_tail = Some(why);
         }
+        self.log.set_len(committed_end);
         if torn && committed_end < file_len {
             self.recovery.torn_bytes = file_len - committed_end;
-            self.log.set_len(committed_end);
             self.log.truncate(committed_end)?;
-        } else {
-            self.log.set_len(committed_end);
         }
         self.recovery.tail_ops = count;
         if !replay {
