@@ -120,7 +120,7 @@ pub fn run(engine: Engine, options: &Options, scratch: &Path) -> Result<(), Erro
 
 /// Runs one phase: generates `count` saves in chunks of `chunk` (untimed) and hands each chunk
 /// to `apply` (timed). Returns the time spent in `apply`.
-pub fn timed_phase(
+fn timed_phase(
     workload: &mut Workload,
     count: usize,
     contacts: usize,
@@ -141,6 +141,28 @@ pub fn timed_phase(
         left -= n;
     }
     Ok(took)
+}
+
+/// Runs both save phases of the workload (the contacts' creation, then the single-field edits)
+/// through `apply`, printing each phase's saves per second. Returns the workload (it knows the
+/// contacts created).
+pub fn save_phases(
+    options: &Options,
+    mut apply: impl FnMut(Vec<Save>) -> Result<(), Error>,
+) -> Result<Workload, Error> {
+    let config = options.workload;
+    let mut w = Workload::new(config.seed);
+    let took = timed_phase(
+        &mut w,
+        config.contacts,
+        config.contacts,
+        options.chunk,
+        &mut apply,
+    )?;
+    fig_rate(FIG_CREATE_SAVES_PER_S, config.contacts, took);
+    let took = timed_phase(&mut w, config.edits, config.contacts, options.chunk, apply)?;
+    fig_rate(FIG_EDIT_SAVES_PER_S, config.edits, took);
+    Ok(w)
 }
 
 /// Prints a rate figure: `count` per `took`.

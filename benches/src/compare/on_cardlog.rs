@@ -18,10 +18,9 @@ use cardlog::{
 
 use super::workload::{self, Edit, NewContact, Save};
 use super::{
-    divergence, fig_ms, fig_peak, fig_rate, timed_phase, Options, FIG_BYTES,
-    FIG_CREATE_SAVES_PER_S, FIG_EDIT_SAVES_PER_S, FIG_FIRST_READ_MS, FIG_FULL_SYNC_BYTES,
-    FIG_FULL_SYNC_MS, FIG_INC_SYNC_BYTES, FIG_INC_SYNC_MESSAGES, FIG_INC_SYNC_MS, FIG_OPEN_MS,
-    FIG_PEAK_MB, FIG_PEAK_MB_BEFORE_SYNC,
+    divergence, fig_ms, fig_peak, save_phases, Options, FIG_BYTES, FIG_FIRST_READ_MS,
+    FIG_FULL_SYNC_BYTES, FIG_FULL_SYNC_MS, FIG_INC_SYNC_BYTES, FIG_INC_SYNC_MESSAGES,
+    FIG_INC_SYNC_MS, FIG_OPEN_MS, FIG_PEAK_MB, FIG_PEAK_MB_BEFORE_SYNC,
 };
 use crate::figures::fig;
 use crate::stores;
@@ -133,20 +132,8 @@ pub fn run(options: &Options, scratch: &Path, bulk: bool) -> Result<(), Error> {
     let config = options.workload;
     let dir_a = scratch.join("a");
     let mut a = Replica::create(&dir_a)?;
-    let mut w = workload::Workload::new(config.seed);
 
-    let took = timed_phase(
-        &mut w,
-        config.contacts,
-        config.contacts,
-        options.chunk,
-        |s| save_chunk(&mut a, s, bulk),
-    )?;
-    fig_rate(FIG_CREATE_SAVES_PER_S, config.contacts, took);
-    let took = timed_phase(&mut w, config.edits, config.contacts, options.chunk, |s| {
-        save_chunk(&mut a, s, bulk)
-    })?;
-    fig_rate(FIG_EDIT_SAVES_PER_S, config.edits, took);
+    let w = save_phases(options, |s| save_chunk(&mut a, s, bulk))?;
     let ops = a.op_count();
     if ops != (config.contacts + config.edits) as u64 {
         return Err(format!("the replica holds {ops} ops").into());

@@ -15,12 +15,11 @@ use std::time::Instant;
 
 use loro::{Container, ExportMode, LoroDoc, LoroMap, LoroValue, ValueOrContainer, VersionVector};
 
-use super::workload::{self, Edit, Save, Workload, FIELDS};
+use super::workload::{self, Edit, Save, FIELDS};
 use super::{
-    divergence, fig_ms, fig_peak, fig_rate, timed_phase, Options, FIG_BYTES,
-    FIG_CREATE_SAVES_PER_S, FIG_EDIT_SAVES_PER_S, FIG_FIRST_READ_MS, FIG_FULL_SYNC_BYTES,
-    FIG_FULL_SYNC_MS, FIG_INC_SYNC_BYTES, FIG_INC_SYNC_MESSAGES, FIG_INC_SYNC_MS, FIG_OPEN_MS,
-    FIG_PEAK_MB, FIG_PEAK_MB_BEFORE_SYNC, FIG_SAVE_MS,
+    divergence, fig_ms, fig_peak, save_phases, Options, FIG_BYTES, FIG_FIRST_READ_MS,
+    FIG_FULL_SYNC_BYTES, FIG_FULL_SYNC_MS, FIG_INC_SYNC_BYTES, FIG_INC_SYNC_MESSAGES,
+    FIG_INC_SYNC_MS, FIG_OPEN_MS, FIG_PEAK_MB, FIG_PEAK_MB_BEFORE_SYNC, FIG_SAVE_MS,
 };
 use crate::figures::fig;
 use crate::Error;
@@ -58,20 +57,10 @@ pub fn run(options: &Options) -> Result<(), Error> {
     let config = options.workload;
     let doc = LoroDoc::new();
     let map = doc.get_map("contacts");
-    let mut w = Workload::new(config.seed);
 
-    let took = timed_phase(
-        &mut w,
-        config.contacts,
-        config.contacts,
-        options.chunk,
-        |s| s.into_iter().try_for_each(|s| save(&doc, &map, s)),
-    )?;
-    fig_rate(FIG_CREATE_SAVES_PER_S, config.contacts, took);
-    let took = timed_phase(&mut w, config.edits, config.contacts, options.chunk, |s| {
+    let w = save_phases(options, |s| {
         s.into_iter().try_for_each(|s| save(&doc, &map, s))
     })?;
-    fig_rate(FIG_EDIT_SAVES_PER_S, config.edits, took);
     fig("changes", doc.len_changes() as f64);
     fig("ops", doc.len_ops() as f64);
 

@@ -224,11 +224,6 @@ impl Workload {
         self.rng = XorShift::new(seed);
     }
 
-    /// Contacts created so far.
-    pub fn contacts(&self) -> usize {
-        self.ids.len()
-    }
-
     /// The id of contact `index`, if created.
     pub fn id(&self, index: usize) -> Option<[u8; 16]> {
         self.ids.get(index).copied()
