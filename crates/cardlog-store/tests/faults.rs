@@ -320,6 +320,7 @@ fn a_torn_write_at_the_end_of_the_log_is_cut_away_on_open() {
         {
             // A whole record without the commit flag.
             let mut uncommitted = last.clone();
+            assert_eq!(uncommitted[4], cardlog_store::log::COMMIT);
             uncommitted[4] = 0;
             uncommitted
         },

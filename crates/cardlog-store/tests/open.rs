@@ -138,8 +138,9 @@ fn open_parts_refuses_a_key_space_without_or_with_another_format() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db");
     let kv = SledKv::open(&db, 1 << 20).unwrap();
-    let log = || Box::new(FileLog::open(&tmp.path().join("ops.log"), false).unwrap());
-    std::fs::write(tmp.path().join("ops.log"), b"").unwrap();
+    let log =
+        || Box::new(FileLog::open(&tmp.path().join(cardlog_store::log::LOG_FILE), false).unwrap());
+    std::fs::write(tmp.path().join(cardlog_store::log::LOG_FILE), b"").unwrap();
     let err = Store::open_parts(Box::new(kv), log(), tmp.path()).unwrap_err();
     assert_eq!(err, OpenError::NotAStore(tmp.path().to_owned()));
 

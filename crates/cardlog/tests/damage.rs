@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{env_number, Rng};
+use common::{env_number, Rng, NINE_MS};
 
 use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};
@@ -30,7 +30,6 @@ use cardlog::{
 use cardlog_core::FakeClock;
 
 /// 2026-11-22T09:00:00Z.
-const NINE_MS: u64 = 1_795_338_000_000;
 /// The seed of the damage offsets unless overridden.
 const SEED_DEFAULT: u64 = 0x5eed_da3a_9e00_0001;
 /// Overrides the seed (printed by every run).
@@ -757,6 +756,10 @@ fn damaged_stores_refuse_to_open_or_name_the_fault_or_read_back_intact() {
         println!("{n:>5} × {message}");
     }
     println!("whole test: {:.1?}", started.elapsed());
+    assert!(
+        total.copies() > 0,
+        "no damaged copy was tried (CARDLOG_DAMAGE_ONLY?)"
+    );
     assert!(
         findings.failures.is_empty(),
         "{} of {} damaged copies failed:\n{}",

@@ -587,7 +587,8 @@ fn a_failed_write_poisons_the_replica_until_reopened() {
         SledKv::open(&dir.join("db"), cardlog::CACHE_BYTES_DEFAULT).unwrap(),
         1,
     );
-    let log = cardlog_store::log::FileLog::open(&dir.join("ops.log"), false).unwrap();
+    let log =
+        cardlog_store::log::FileLog::open(&dir.join(cardlog_store::log::LOG_FILE), false).unwrap();
     let store = Store::open_parts(Box::new(kv), Box::new(log), &dir).unwrap();
     let mut r = Replica::from_store(store, options(&clock)).unwrap();
     r.add_contact(&sample(1)).unwrap();
