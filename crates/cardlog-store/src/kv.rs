@@ -119,19 +119,102 @@ fn scan<'a>(iter: sled::Iter) -> KvIter<'a> {
     }))
 }
 
+/// What became of an attempt to clear torn snapshots before sled opens.
+enum Cleared {
+    /// Done (or nothing to do).
+    Done,
+    /// Another handle holds the database's lock: it may be writing a snapshot right now.
+    Locked,
+}
+
+/// Removes the snapshot files a killed sled left half written.
+///
+/// sled 0.34.7 writes the snapshot it takes while opening a database to
+/// `snap.<lsn>.generating`, syncs it, then renames it to `snap.<lsn>`. Its reader, though, lists
+/// `.generating` files among the snapshots and reads the one whose name sorts last, which is the
+/// unfinished one. A process killed while an open was writing it therefore leaves a database
+/// sled refuses as corrupted (its issue #1527), although nothing it relied on is damaged: the
+/// previous snapshot and the log are intact, and the open that died had changed nothing else.
+///
+/// So, before sled opens, every `.generating` file that fails sled's own check (a trailer of the
+/// length and the CRC-32 of the bytes before it) is removed. A complete one is left for sled
+/// (after a power cut its rename may be what was lost). This runs under sled's own lock on the
+/// `db` file, so a snapshot another process is writing right now is never touched.
+fn clear_torn_snapshots(dir: &Path) -> KvResult<Cleared> {
+    let fail = |what: &Path, e: std::io::Error| KvError(format!("{}: {e}", what.display()));
+    let lock_path = dir.join("db");
+    let lock = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+    {
+        Ok(file) => file,
+        // No database yet, so no snapshot either.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Cleared::Done),
+        Err(e) => return Err(fail(&lock_path, e)),
+    };
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(Cleared::Locked),
+        Err(std::fs::TryLockError::Error(e)) => return Err(fail(&lock_path, e)),
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| fail(dir, e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| fail(dir, e))?.path();
+        let is_generating = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("snap.") && n.ends_with(".generating"));
+        if !is_generating {
+            continue;
+        }
+        let bytes = std::fs::read(&path).map_err(|e| fail(&path, e))?;
+        if !snapshot_is_whole(&bytes) {
+            std::fs::remove_file(&path).map_err(|e| fail(&path, e))?;
+        }
+    }
+    // Dropping the file releases the lock; sled takes it again as it opens.
+    drop(lock);
+    Ok(Cleared::Done)
+}
+
+/// Whether `bytes` pass sled 0.34.7's check of a snapshot file: they end in an 8-byte length and
+/// the little-endian CRC-32 of everything before that length.
+fn snapshot_is_whole(bytes: &[u8]) -> bool {
+    let Some(body_len) = bytes.len().checked_sub(12).filter(|&n| n > 0) else {
+        return false;
+    };
+    let (body, trailer) = bytes.split_at(body_len);
+    let Some(crc) = trailer.get(8..12).and_then(|c| <[u8; 4]>::try_from(c).ok()) else {
+        return false;
+    };
+    crc32fast::hash(body) == u32::from_le_bytes(crc)
+}
+
 impl SledKv {
     /// Opens (creating if needed) a sled database in `dir` with a page cache of `cache_bytes`.
     ///
     /// sled releases its file lock a moment after the last handle of a database is dropped, so
     /// an open right after a close in the same process may find the lock still held: that case
-    /// is retried for up to two seconds before it is reported.
+    /// is retried for up to two seconds before it is reported. Snapshot files a killed process
+    /// left half written are removed first (see [`clear_torn_snapshots`]).
     pub fn open(dir: &Path, cache_bytes: u64) -> KvResult<Self> {
         let mut attempts = 0;
         loop {
-            let opened = sled::Config::new()
-                .path(dir)
-                .cache_capacity(cache_bytes)
-                .open();
+            let locked = match clear_torn_snapshots(dir)? {
+                Cleared::Locked => Err(KvError(format!(
+                    "could not acquire lock on {}: another handle holds it",
+                    dir.join("db").display()
+                ))),
+                Cleared::Done => Ok(()),
+            };
+            let opened = locked.and_then(|()| {
+                sled::Config::new()
+                    .path(dir)
+                    .cache_capacity(cache_bytes)
+                    .open()
+                    .map_err(sled_err)
+            });
             match opened {
                 Ok(db) => {
                     let file = dir.join("db");
@@ -140,14 +223,11 @@ impl SledKv {
                     return Ok(Self { db, data });
                 }
                 // sled reports the held lock as an `Other` I/O error naming it.
-                Err(sled::Error::Io(e))
-                    if attempts < LOCK_RETRIES
-                        && e.to_string().contains("could not acquire lock") =>
-                {
+                Err(e) if attempts < LOCK_RETRIES && e.0.contains("could not acquire lock") => {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
-                Err(e) => return Err(sled_err(e)),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -251,5 +331,58 @@ impl<K: Kv> Kv for FaultyKv<K> {
     fn flush(&self) -> KvResult<()> {
         self.take()?;
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes framed as sled 0.34.7 frames a snapshot: body, 8-byte length, CRC-32.
+    fn framed(body: &[u8]) -> Vec<u8> {
+        let mut out = body.to_vec();
+        out.extend_from_slice(&u64::try_from(body.len()).unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn a_whole_snapshot_passes_and_any_cut_or_flipped_byte_fails() {
+        let whole = framed(b"some snapshot bytes");
+        assert!(snapshot_is_whole(&whole));
+        for cut in 0..whole.len() {
+            assert!(!snapshot_is_whole(&whole[..cut]), "cut to {cut} bytes");
+        }
+        for at in 0..whole.len() {
+            let mut flipped = whole.clone();
+            if let Some(b) = flipped.get_mut(at) {
+                *b ^= 0x10;
+            }
+            // The length field is not covered by the CRC (sled does not check it either).
+            let in_length = (whole.len() - 12..whole.len() - 4).contains(&at);
+            assert_eq!(snapshot_is_whole(&flipped), in_length, "byte {at} flipped");
+        }
+    }
+
+    #[test]
+    fn torn_snapshots_are_left_alone_while_another_handle_holds_the_lock() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tmp.path();
+        let held = SledKv::open(dir, 1 << 20).unwrap_or_else(|e| panic!("{e}"));
+        let torn = dir.join("snap.7FFFFFFFFFFFFFFF.generating");
+        std::fs::write(&torn, b"half a snap").unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(clear_torn_snapshots(dir), Ok(Cleared::Locked)));
+        assert!(torn.exists());
+        drop(held);
+        // Once the lock is free (sled lets go of it a moment after the drop), it goes.
+        let mut cleared = false;
+        for _ in 0..LOCK_RETRIES {
+            if matches!(clear_torn_snapshots(dir), Ok(Cleared::Done)) {
+                cleared = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(cleared && !torn.exists());
     }
 }
