@@ -1,14 +1,19 @@
-//! Register changes held back in bulk mode, and reads that see them.
+//! Register changes held back from sled, and reads that see them.
 //!
-//! Outside bulk mode every apply writes its register changes, author heads and the registers'
-//! watermark to sled as one batch. In bulk mode (imports, initial syncs, `Replica::bulk`) the
-//! op log is still appended on every apply, but the sled side is collected here, later writes
-//! to a key replacing earlier ones, and written as one batch every [`PENDING_OPS_MAX`] ops and
-//! when bulk mode ends or the store flushes (the threshold is checked before an apply writes
-//! anything, so failing to write them fails that apply whole, and they stay held and read
-//! until written). Each such batch carries the watermark of exactly the ops it covers, so sled is never ahead of the log and a crash in between is the usual
-//! case open already handles: the log's committed records past the watermark are replayed.
-//! Reads merge these pending values over sled's, so nothing reads stale state.
+//! Every apply appends its ops to the op log (the truth, synced by a flush), but the sled side
+//! (register changes, author heads, the registers' watermark) is collected here, later writes
+//! to a key replacing earlier ones, and written as one batch every [`PENDING_OPS_MAX`] ops,
+//! before a rebuild, on `Store::settle` and when the store is dropped. The threshold is checked
+//! before an apply writes anything, so failing to write them fails that apply whole, and they
+//! stay held and read until written.
+//!
+//! Why: a sled batch costs sled two buffer writes, each with its own `sync_file_range`, on top
+//! of the log's `fdatasync`; one batch per save halved the durable save rate.
+//!
+//! Each batch is written after a sync of the log and carries the watermark of exactly the ops
+//! it covers, so sled is never ahead of the log, and a crash in between is the usual case open
+//! already handles: the log's committed records past the watermark are replayed. Reads merge
+//! these pending values over sled's, so nothing reads stale state.
 
 use std::collections::BTreeMap;
 use std::iter::Peekable;

@@ -116,8 +116,7 @@ pub struct Store {
     /// A meta value was written since the database was last flushed.
     meta_dirty: bool,
     recovery: Recovery,
-    /// Bulk mode: register changes wait in `pending` (see `pending.rs`).
-    defer: bool,
+    /// Register changes not yet written to the database (see `pending.rs`).
     pending: Pending,
 }
 
@@ -324,7 +323,6 @@ impl Store {
             ops: applied_ops,
             poisoned: None,
             meta_dirty: false,
-            defer: false,
             pending: Pending::default(),
             recovery: Recovery::default(),
         };
@@ -616,10 +614,9 @@ impl Store {
         strict: bool,
     ) -> Result<Vec<OpOutcome>, StoreError> {
         self.writable()?;
-        // Held-back register changes are written first when there are enough of them, or
-        // when bulk mode has ended: before anything of this call, so a failure stores none
-        // of it.
-        if !self.pending.is_empty() && (!self.defer || self.pending.ops() >= PENDING_OPS_MAX) {
+        // Held-back register changes are written once there are enough of them: before
+        // anything of this call, so a failure stores none of it.
+        if self.pending.ops() >= PENDING_OPS_MAX {
             self.settle()?;
         }
         let mut stage = Stage::new(self);
@@ -674,16 +671,7 @@ impl Store {
             return Err(self.poison_log(e));
         }
         let added = staged.added.len() as u64;
-        if self.defer {
-            self.pending.add(staged.batch, added);
-        } else if let Err(e) = self.kv.apply(staged.batch) {
-            // Take the records back so a failed call stores nothing (best effort: if the cut
-            // fails too, the ops are whole in the log and the next open replays them).
-            let _ = self
-                .log
-                .truncate(self.log.len() - staged.records.len() as u64);
-            return Err(self.poison(e));
-        }
+        self.pending.add(staged.batch, added);
         self.ops += added;
         self.summary.extend(staged.heads);
         if let Some(index) = self.index.get_mut() {
@@ -694,24 +682,17 @@ impl Store {
         Ok(outcomes)
     }
 
-    /// Bulk mode (`on`): register changes are written to the database in groups (about every
-    /// 1,024 ops, and at [`Store::flush`]) instead of with every apply; the op log is appended
-    /// as always. Reads see every applied op either way. Ending bulk mode writes what is held
-    /// back (an error poisons the store, as any failed write does).
-    pub fn set_bulk(&mut self, on: bool) -> Result<(), StoreError> {
-        self.defer = on;
-        if on {
-            Ok(())
-        } else {
-            self.settle()
-        }
-    }
-
-    /// Writes the register changes bulk mode has held back, as one batch. They are kept (and
-    /// read) until the write succeeds.
-    fn settle(&mut self) -> Result<(), StoreError> {
+    /// Writes the register changes held back since the last such write (see `pending.rs`) to
+    /// the database now, after syncing the log so the database is never ahead of it. Never
+    /// needed for durability or for reads: the store does it every 1,024 ops, before a
+    /// rebuild and when it is dropped. An error poisons the store, as any failed write does.
+    pub fn settle(&mut self) -> Result<(), StoreError> {
+        self.writable()?;
         if self.pending.is_empty() {
             return Ok(());
+        }
+        if let Err(e) = self.log.sync() {
+            return Err(self.poison_log(e));
         }
         let batch = self.pending.batch();
         self.kv.apply(batch).map_err(|e| self.poison(e))?;
@@ -726,7 +707,6 @@ impl Store {
         if let Err(e) = self.log.sync() {
             return Err(self.poison_log(e));
         }
-        self.settle()?;
         if self.meta_dirty {
             self.kv.flush().map_err(|e| self.poison(e))?;
             self.meta_dirty = false;
@@ -1083,8 +1063,11 @@ impl Store {
         if !self.recovery.state_ahead_of_log {
             self.writable()?;
         }
-        // Rebuild compares with (and rewrites) what sled holds: nothing may wait in bulk mode.
-        self.settle()?;
+        // Rebuild compares with (and rewrites) what sled holds: nothing may be held back.
+        // (Only a writable store holds anything back.)
+        if !self.pending.is_empty() {
+            self.settle()?;
+        }
         let mut derived = derive(&self.log, progress, self.ops, true)?;
         if derived.broken {
             return Err(StoreError::Damaged(
@@ -1168,14 +1151,12 @@ impl Store {
 }
 
 impl Drop for Store {
-    /// Writes register changes bulk mode held back and cuts the zeros the log was extended
-    /// with ahead of its records (best effort: the next open replays and cuts otherwise).
+    /// Writes the held-back register changes (after syncing the log) and cuts the zeros the
+    /// log was extended with ahead of its records (best effort: the next open replays and
+    /// cuts otherwise).
     fn drop(&mut self) {
         if self.poisoned.is_none() {
-            // The log first: sled must not hold registers of records the file could lose.
-            if !self.pending.is_empty() && self.log.sync().is_ok() {
-                let _ = self.settle();
-            }
+            let _ = self.settle();
             let _ = self.log.trim();
         }
     }

@@ -556,12 +556,12 @@ fn an_empty_store_has_nothing_to_send_and_an_empty_state() {
     assert_eq!(store.ops().count(), 0);
 }
 
-/// Bulk mode holds register changes back from sled (up to 1,024 ops, then one batch): reads in
+/// The store holds register changes back from sled (up to 1,024 ops, then one batch): reads in
 /// between see every applied op, state after each batch boundary and after the flush equals a
 /// replay's, and a store dropped without a flush (its drop writes them) reopens with
 /// everything. The reopen that has to replay them is in faults.rs.
 #[test]
-fn bulk_mode_reads_like_one_by_one_across_its_batches() {
+fn held_back_registers_read_like_written_ones_across_batches() {
     let mut w = common::World::new(2);
     let a = common::sample(1);
     let b = common::sample(2);
@@ -586,7 +586,6 @@ fn bulk_mode_reads_like_one_by_one_across_its_batches() {
     assert!(ops.len() > 1_300);
 
     let (_tmp, dir, mut store) = common::new_store();
-    store.set_bulk(true).unwrap();
     let mut replay = Replay::new();
     for (n, op) in ops.iter().enumerate() {
         assert_eq!(store.apply(op).unwrap(), Readiness::Ready);
@@ -601,19 +600,18 @@ fn bulk_mode_reads_like_one_by_one_across_its_batches() {
             assert_eq!(store.contacts(true).unwrap(), replay.contacts(true));
         }
     }
-    // Still in bulk mode, not flushed: verify reads the held-back registers too.
+    // Not flushed nor settled: verify reads the held-back registers too.
     let report = store.verify().unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
     drop(store);
     let mut store = common::reopen(&dir);
     common::assert_same_as_replay(&store, &replay);
 
-    // Flushed in bulk mode, then out of it: the same.
+    // All in one call, flushed, then settled: the same.
     let (_tmp2, dir2, mut other) = common::new_store();
-    other.set_bulk(true).unwrap();
     other.apply_all(&ops).unwrap();
     other.flush().unwrap();
-    other.set_bulk(false).unwrap();
+    other.settle().unwrap();
     common::assert_same_as_replay(&other, &replay);
     drop(other);
     common::assert_same_as_replay(&common::reopen(&dir2), &replay);

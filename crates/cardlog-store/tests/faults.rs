@@ -98,8 +98,9 @@ fn a_failed_write_poisons_every_later_write_but_not_reads() {
 
 #[test]
 fn after_a_failure_at_any_write_each_op_is_whole_or_absent_on_reopen() {
-    // Two saves: apply (log append + register batch), flush (log sync), twice. The n-th write
-    // fails; every call after it is refused.
+    // Two saves: apply (log append), flush (log sync), twice; then the held-back register
+    // changes are written (log sync, register batch). The n-th write fails; every call after
+    // it is refused.
     let ops = scripted_world().all_ops();
     let base = ops.len() - 2;
     let (first, second) = (&ops[base], &ops[base + 1]);
@@ -109,16 +110,17 @@ fn after_a_failure_at_any_write_each_op_is_whole_or_absent_on_reopen() {
         let mut store = open_faulty(&dir, writes_ok);
         let mut durable = 0usize;
         let mut failed = false;
-        for step in 0..4u64 {
+        for step in 0..5u64 {
             let r = match step {
                 0 => store.apply(first).map(|_| ()),
                 2 => store.apply(second).map(|_| ()),
+                4 => store.settle(),
                 _ => store.flush(),
             };
             match r {
                 Ok(()) => {
                     assert!(!failed, "a call after a failure succeeded");
-                    if step % 2 == 1 {
+                    if step == 1 || step == 3 {
                         durable = (step / 2 + 1) as usize;
                     }
                 }
@@ -143,7 +145,8 @@ fn after_a_failure_at_any_write_each_op_is_whole_or_absent_on_reopen() {
         assert_same_as_replay(&store, &replay_of(&present));
         assert!(store.verify().unwrap().is_ok());
     }
-    assert!(failures >= 5, "only {failures} writes were failed");
+    // 2 + 1 + 1 + 1 + 2 writes: each one failed once.
+    assert_eq!(failures, 7, "only {failures} writes were failed");
 }
 
 #[test]
@@ -453,11 +456,11 @@ fn a_log_record_whose_op_bytes_changed_is_reported() {
     assert_eq!(store.state_bytes().unwrap(), before, "state left as it was");
 }
 
-/// Bulk mode's held-back register changes: a failure to write them poisons the store but
-/// they stay read (state still equals every applied op), and a reopen replays the log into
-/// exactly that state. Ending bulk mode without a flush writes them before later applies.
+/// Held-back register changes: a failure to write them poisons the store but they stay read
+/// (state still equals every applied op), and a reopen replays the log into exactly that
+/// state. Writing them early (`settle`) and applying more loses or doubles nothing.
 #[test]
-fn held_back_register_changes_survive_a_failed_write_and_the_end_of_bulk_mode() {
+fn held_back_register_changes_survive_a_failed_write_and_an_early_settle() {
     let ops = scripted_world().all_ops();
     let all = replay_of(&ops);
     let (_tmp, dir, store) = new_store();
@@ -465,10 +468,9 @@ fn held_back_register_changes_survive_a_failed_write_and_the_end_of_bulk_mode() 
 
     let budget = Arc::new(AtomicU64::new(u64::MAX));
     let mut store = open_with_budget(&dir, budget.clone());
-    store.set_bulk(true).unwrap();
     common::apply_in_chunks(&mut store, &ops, &[1]);
     budget.store(0, Ordering::SeqCst);
-    assert!(is_injected(&store.set_bulk(false).unwrap_err()));
+    assert!(is_injected(&store.settle().unwrap_err()));
     assert!(is_poisoned(store.flush()));
     assert_eq!(store.state_bytes().unwrap(), all.state_bytes());
     assert_eq!(store.contacts(true).unwrap(), all.contacts(true));
@@ -482,9 +484,8 @@ fn held_back_register_changes_survive_a_failed_write_and_the_end_of_bulk_mode() 
     // Bulk mode ended without a flush, then ordinary applies: nothing is lost or doubled.
     let (_tmp2, dir2, mut store) = new_store();
     let half = ops.len() / 2;
-    store.set_bulk(true).unwrap();
     common::apply_in_chunks(&mut store, &ops[..half], &[1]);
-    store.set_bulk(false).unwrap();
+    store.settle().unwrap();
     common::apply_in_chunks(&mut store, &ops[half..], &[1]);
     assert_same_as_replay(&store, &all);
     store.flush().unwrap();

@@ -202,8 +202,6 @@ impl Replica {
     /// some of them, never half of one, and leaves the store consistent.
     pub fn bulk(&mut self) -> Bulk<'_> {
         self.bulk = true;
-        // Turning bulk mode on writes nothing, so it cannot fail.
-        let _ = self.store.set_bulk(true);
         Bulk { replica: self }
     }
 
@@ -485,10 +483,7 @@ impl Bulk<'_> {
     /// Flushes everything saved in bulk mode and ends it.
     pub fn finish(self) -> Result<(), Error> {
         self.replica.bulk = false;
-        let flushed = self.replica.flush();
-        let ended = self.replica.store.set_bulk(false);
-        flushed?;
-        Ok(ended?)
+        self.replica.flush()
     }
 }
 
@@ -512,7 +507,6 @@ impl Drop for Bulk<'_> {
             self.replica.bulk = false;
             // Best effort; a failure poisons the store, so the next write reports it.
             let _ = self.replica.flush();
-            let _ = self.replica.store.set_bulk(false);
         }
     }
 }

@@ -10,6 +10,7 @@
 )]
 
 use std::path::{Path as FsPath, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cardlog::{
@@ -18,6 +19,7 @@ use cardlog::{
 };
 use cardlog_core::{Device, FakeClock, ReplayError};
 use cardlog_store::kv::{FaultyKv, SledKv};
+use cardlog_store::log::FaultyLog;
 use cardlog_store::{Store, StoreError};
 
 /// 2026-11-22T09:00:00Z.
@@ -581,19 +583,22 @@ fn a_failed_write_poisons_the_replica_until_reopened() {
     let clock = Arc::new(FakeClock::new(NINE_MS));
     drop(Replica::create_with(&dir, options(&clock)).unwrap());
 
-    // One database write gets through (a save's register batch; its durability is the log's
-    // sync), then the engine fails.
-    let kv = FaultyKv::new(
+    // Writes get through while the budget lasts: one save, then the disk fails. A save writes
+    // only the op log (the database gets register changes in batches), so the log fails.
+    let budget = Arc::new(AtomicU64::new(u64::MAX));
+    let kv = FaultyKv::sharing(
         SledKv::open(&dir.join("db"), cardlog::CACHE_BYTES_DEFAULT).unwrap(),
-        1,
+        budget.clone(),
     );
     let log =
         cardlog_store::log::FileLog::open(&dir.join(cardlog_store::log::LOG_FILE), false).unwrap();
+    let log = FaultyLog::sharing(log, budget.clone());
     let store = Store::open_parts(Box::new(kv), Box::new(log), &dir).unwrap();
     let mut r = Replica::from_store(store, options(&clock)).unwrap();
     r.add_contact(&sample(1)).unwrap();
+    budget.store(0, Ordering::SeqCst);
     let err = r.add_contact(&sample(2)).unwrap_err();
-    assert!(matches!(err, Error::Store(StoreError::Engine(_))), "{err}");
+    assert!(matches!(err, Error::Store(StoreError::Log(_))), "{err}");
     let err = r.add_contact(&sample(3)).unwrap_err();
     assert!(
         matches!(err, Error::Store(StoreError::Poisoned(_))),
