@@ -166,6 +166,18 @@ impl SyncStore for Timed<'_> {
         self.timed("ops_since", || SyncStore::ops_since(&*self.replica, peer))
     }
 
+    fn places_since(&self, peer: &Summary) -> Result<Option<Vec<u64>>, Self::Error> {
+        self.timed("places_since", || {
+            SyncStore::places_since(&*self.replica, peer)
+        })
+    }
+
+    fn ops_at_places(&self, places: &[u64]) -> Result<Vec<SealedOp>, Self::Error> {
+        self.timed("ops_at_places", || {
+            SyncStore::ops_at_places(&*self.replica, places)
+        })
+    }
+
     fn op_by_id(&self, id: &OpId) -> Result<Option<SealedOp>, Self::Error> {
         self.timed("op_by_id", || SyncStore::op_by_id(&*self.replica, id))
     }

@@ -341,13 +341,15 @@ fn parent(plan: &Plan, quick: bool) -> Result<(), Error> {
     let b = |name: &str| boot.get(name).copied().unwrap_or(0.0);
     println!(
         "  bootstrap over a session (channel): {:.0} ops/s ({:.2} s), {:.1} bytes/op, {:.0} \
-         ops messages; sender: ops_since {:.2} s, op_by_id {:.2} s ({:.0} calls); receiver: \
+         ops messages; sender: places_since {:.2} s, ops_at_places {:.2} s, op_by_id {:.2} s \
+         ({:.0} calls); receiver: \
          op_at {:.2} s ({:.0} calls), apply {:.2} s; codec and hand-offs {:.2} s",
         b("session_ops_per_s"),
         b("session_s"),
         b("session_bytes_per_op"),
         b("session_ops_messages"),
-        b("session_sender_ops_since_s"),
+        b("session_sender_places_since_s"),
+        b("session_sender_ops_at_places_s"),
         b("session_sender_op_by_id_s"),
         b("session_sender_op_by_id_calls"),
         b("session_receiver_op_at_s"),

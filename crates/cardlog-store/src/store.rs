@@ -928,6 +928,16 @@ impl Store {
         &self,
         summary: &BTreeMap<ReplicaId, ChainHead>,
     ) -> Result<Vec<SealedOp>, StoreError> {
+        self.ops_at_offsets(&self.offsets_since(summary)?)
+    }
+
+    /// Where the ops [`Store::ops_since`] returns are in the op log, in the same order: a
+    /// sender keeps only these 8 bytes per op and reads a message's worth at a time with
+    /// [`Store::ops_at_offsets`].
+    pub fn offsets_since(
+        &self,
+        summary: &BTreeMap<ReplicaId, ChainHead>,
+    ) -> Result<Vec<u64>, StoreError> {
         let index = self.index()?;
         let mut offsets = Vec::new();
         for (author, head) in &self.summary {
@@ -945,9 +955,25 @@ impl Store {
             offsets.extend_from_slice(found);
         }
         offsets.sort_unstable();
+        Ok(offsets)
+    }
+
+    /// The ops at these offsets of the op log (as [`Store::offsets_since`] gives them), each
+    /// strictly decoded. An offset where no op of this store starts is an error, not a guess.
+    pub fn ops_at_offsets(&self, offsets: &[u64]) -> Result<Vec<SealedOp>, StoreError> {
+        let index = self.index()?;
         offsets
-            .into_iter()
-            .map(|at| self.op_at_offset(at))
+            .iter()
+            .map(|&at| {
+                let op = self.op_at_offset(at)?;
+                let (author, seq) = (op.op().author, op.op().seq);
+                if index.seq_range(&author, seq, seq) != [at] {
+                    return Err(StoreError::Damaged(format!(
+                        "byte {at} of the op log holds a record that is not {author}'s op {seq}"
+                    )));
+                }
+                Ok(op)
+            })
             .collect()
     }
 

@@ -496,6 +496,32 @@ fn ops_since_returns_exactly_what_a_peer_lacks_in_dependency_order() {
     }
 }
 
+/// `offsets_since` lists where `ops_since`'s ops are, in the same order, and `ops_at_offsets`
+/// reads them back in any grouping; an offset where none of the store's ops starts is an
+/// error, never a misread op.
+#[test]
+fn offsets_since_reads_back_as_ops_since_and_refuses_other_offsets() {
+    let (ops, _replay) = scripted();
+    let (_tmp, _dir, mut store) = new_store();
+    store.apply_all(&ops).unwrap();
+    for known in [0, ops.len() / 2, ops.len()] {
+        let peer = chain_heads(&replay_of(&ops[..known]));
+        let offsets = store.offsets_since(&peer).unwrap();
+        let whole = store.ops_since(&peer).unwrap();
+        assert_eq!(offsets.len(), whole.len());
+        let mut paged = Vec::new();
+        for group in offsets.chunks(3) {
+            paged.extend(store.ops_at_offsets(group).unwrap());
+        }
+        assert_eq!(paged, whole, "peer knows {known}");
+    }
+    let all = store.offsets_since(&BTreeMap::new()).unwrap();
+    let end = store.log_len();
+    for bad in [all[1] + 1, all[1] - 1, end, end + 100, u64::MAX] {
+        assert!(store.ops_at_offsets(&[all[0], bad]).is_err(), "offset {bad}");
+    }
+}
+
 #[test]
 fn ops_since_serves_each_device_of_the_history() {
     // The devices' own partial views (each missed some ops of the others).

@@ -37,6 +37,22 @@ pub trait SyncStore {
     fn summary(&self) -> Summary;
     /// The ops a peer holding `peer` lacks, in an order where dependencies come first.
     fn ops_since(&self, peer: &Summary) -> Result<Vec<SealedOp>, Self::Error>;
+    /// Where the ops [`SyncStore::ops_since`] returns are kept (store-defined places, such as
+    /// log offsets), in the same order, for a store that can read them back a few at a time
+    /// with [`SyncStore::ops_at_places`]. A session then holds one message's ops at a time
+    /// instead of all it sends. `None` (the default) means the store cannot, and the session
+    /// takes `ops_since` whole.
+    fn places_since(&self, peer: &Summary) -> Result<Option<Vec<u64>>, Self::Error> {
+        let _ = peer;
+        Ok(None)
+    }
+    /// The ops at `places` (as [`SyncStore::places_since`] gave them), in that order. Only
+    /// called on a store whose `places_since` returns places; the default returns none, which
+    /// the session reports as an error.
+    fn ops_at_places(&self, places: &[u64]) -> Result<Vec<SealedOp>, Self::Error> {
+        let _ = places;
+        Ok(Vec::new())
+    }
     /// The op with this id, if held.
     fn op_by_id(&self, id: &OpId) -> Result<Option<SealedOp>, Self::Error>;
     /// The op `author` wrote at `seq`, if held.
@@ -195,7 +211,7 @@ pub struct Session {
     state: State,
     hello_sent_ms: u64,
     peer_summary: Option<Summary>,
-    outbox: VecDeque<(Vec<u8>, bool)>,
+    outbox: VecDeque<Out>,
     forks: BTreeSet<Fork>,
     acked: bool,
     chunk_ops: usize,
@@ -307,31 +323,88 @@ pub fn apply_segments<S: SyncStore>(store: &mut S, bytes: &[u8]) -> Result<Recei
     })
 }
 
-/// Encodes `ops` as segment messages of at most `chunk_ops` ops and about [`CHUNK_BYTES`].
-pub(crate) fn chunks<S: SyncStore>(
-    store: &S,
-    ops: &[SealedOp],
-    chunk_ops: usize,
-) -> Result<Vec<Vec<u8>>, SyncError> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < ops.len() || out.is_empty() {
-        let mut end = start;
+/// A message waiting in a session's outbox.
+#[derive(Debug)]
+enum Out {
+    /// Encoded; `true` for a message carrying a summary (counted as summary bytes).
+    Ready(Vec<u8>, bool),
+    /// `Ops` messages not built yet: each is built when it is next to go, so a sender holds
+    /// one message's ops at a time, not everything a full sync sends.
+    Ops(Outgoing),
+}
+
+/// The ops still to send in `Ops` messages.
+#[derive(Debug)]
+struct Outgoing {
+    /// Ops fetched and not sent yet (all of them, for a store without places).
+    ops: VecDeque<SealedOp>,
+    /// Places of ops not fetched yet ([`SyncStore::places_since`]).
+    places: VecDeque<u64>,
+    /// Authors whose chains fork between us: their ops are left out.
+    forked: BTreeSet<ReplicaId>,
+    /// Forks to report, in the first message only.
+    forks: Vec<Fork>,
+    /// Messages built so far.
+    built: usize,
+}
+
+impl Outgoing {
+    fn is_empty(&self) -> bool {
+        self.ops.is_empty() && self.places.is_empty()
+    }
+
+    /// The next `Ops` message: at most `chunk_ops` ops and about [`CHUNK_BYTES`] of them (at
+    /// least one op while any is left; a single empty message when there is nothing to send).
+    /// Returns it with the number of ops it carries.
+    fn next<S: SyncStore>(
+        &mut self,
+        store: &S,
+        chunk_ops: usize,
+    ) -> Result<(Vec<u8>, usize), SyncError> {
+        // Fetch up to a message's worth, leaving out forked authors' ops.
+        while self.ops.len() < chunk_ops && !self.places.is_empty() {
+            let n = (chunk_ops - self.ops.len()).min(self.places.len());
+            let places: Vec<u64> = self.places.drain(..n).collect();
+            let fetched = store.ops_at_places(&places).map_err(SyncError::store)?;
+            if fetched.len() != places.len() {
+                return Err(SyncError::Store(
+                    format!(
+                        "the store gave {} ops for {} places it listed",
+                        fetched.len(),
+                        places.len()
+                    )
+                    .into(),
+                ));
+            }
+            self.ops.extend(
+                fetched
+                    .into_iter()
+                    .filter(|op| !self.forked.contains(&op.op().author)),
+            );
+        }
+        let mut take = 0;
         let mut bytes = 0;
-        while let Some(op) = ops.get(end) {
-            if end > start && (end - start >= chunk_ops || bytes + op.bytes().len() > CHUNK_BYTES) {
+        for op in &self.ops {
+            if take > 0 && (take >= chunk_ops || bytes + op.bytes().len() > CHUNK_BYTES) {
                 break;
             }
             bytes += op.bytes().len();
-            end += 1;
+            take += 1;
         }
-        out.push(encode_segments(
-            ops.get(start..end).unwrap_or_default(),
-            &View(store),
-        )?);
-        start = end;
+        let ops: Vec<SealedOp> = self.ops.drain(..take).collect();
+        let segments = encode_segments(&ops, &View(store))?;
+        let message = message::encode(&Message::Ops {
+            last: self.is_empty(),
+            forks: if self.built == 0 {
+                std::mem::take(&mut self.forks)
+            } else {
+                Vec::new()
+            },
+            segments,
+        });
+        self.built += 1;
+        Ok((message, ops.len()))
     }
-    Ok(out)
 }
 
 impl Session {
@@ -387,24 +460,38 @@ impl Session {
                 self.report.summary_bytes += bytes.len() as u64;
                 Ok(Some(self.sent(bytes)))
             }
-            State::Sending => match self.outbox.pop_front() {
-                Some((bytes, summary)) => {
-                    if summary {
-                        self.report.summary_bytes += bytes.len() as u64;
+            State::Sending => {
+                let bytes = match self.outbox.front_mut() {
+                    None => return Ok(None),
+                    Some(Out::Ops(outgoing)) => {
+                        let (bytes, ops) = outgoing.next(&*store, self.chunk_ops)?;
+                        self.report.sent_ops += ops;
+                        if outgoing.is_empty() {
+                            self.outbox.pop_front();
+                        }
+                        bytes
                     }
-                    if self.outbox.is_empty() {
-                        self.state = match self.role {
-                            Role::Initiator => State::AwaitAck,
-                            // The responder's turn ends either after its ops (then it waits
-                            // for the initiator's) or with its final ack.
-                            Role::Responder if self.acked => State::Done,
-                            Role::Responder => State::AwaitOps,
-                        };
-                    }
-                    Ok(Some(self.sent(bytes)))
+                    Some(Out::Ready(..)) => match self.outbox.pop_front() {
+                        Some(Out::Ready(bytes, summary)) => {
+                            if summary {
+                                self.report.summary_bytes += bytes.len() as u64;
+                            }
+                            bytes
+                        }
+                        _ => return Ok(None),
+                    },
+                };
+                if self.outbox.is_empty() {
+                    self.state = match self.role {
+                        Role::Initiator => State::AwaitAck,
+                        // The responder's turn ends either after its ops (then it waits for
+                        // the initiator's) or with its final ack.
+                        Role::Responder if self.acked => State::Done,
+                        Role::Responder => State::AwaitOps,
+                    };
                 }
-                None => Ok(None),
-            },
+                Ok(Some(self.sent(bytes)))
+            }
             _ => Ok(None),
         }
     }
@@ -459,7 +546,7 @@ impl Session {
             ) if self.role == Role::Responder => {
                 self.report.summary_bytes += bytes.len() as u64;
                 self.meet(store, replica, &summary)?;
-                self.outbox.push_back((self.hello(store), true));
+                self.outbox.push_back(Out::Ready(self.hello(store), true));
                 self.queue_ops(store, &summary)?;
                 self.state = State::Sending;
                 Ok(())
@@ -520,7 +607,7 @@ impl Session {
                         Role::Initiator => {
                             let peer = self.peer_summary.clone().unwrap_or_default();
                             self.queue_ops(store, &peer)?;
-                            self.outbox.push_back((
+                            self.outbox.push_back(Out::Ready(
                                 message::encode(&Message::Ack {
                                     summary: store.summary(),
                                 }),
@@ -546,8 +633,10 @@ impl Session {
                 match self.role {
                     Role::Initiator => self.state = State::Done,
                     Role::Responder => {
-                        self.outbox
-                            .push_back((message::encode(&Message::Ack { summary: mine }), true));
+                        self.outbox.push_back(Out::Ready(
+                            message::encode(&Message::Ack { summary: mine }),
+                            true,
+                        ));
                         self.state = State::Sending;
                     }
                 }
@@ -615,33 +704,31 @@ impl Session {
     /// authors whose chains fork between us (the peer could not apply them).
     fn queue_ops<S: SyncStore>(&mut self, store: &S, peer: &Summary) -> Result<(), SyncError> {
         let forked: BTreeSet<ReplicaId> = self.forks.iter().map(|f| f.author).collect();
-        let ops: Vec<SealedOp> = store
-            .ops_since(peer)
-            .map_err(SyncError::store)?
-            .into_iter()
-            .filter(|op| !forked.contains(&op.op().author))
-            .collect();
-        self.report.sent_ops += ops.len();
-        let messages = chunks(store, &ops, self.chunk_ops)?;
-        let n = messages.len();
-        // Forks are for the peer's information; a peer reads at most this many.
-        let forks: Vec<Fork> = self
-            .forks
-            .iter()
-            .copied()
-            .take(message::limits::FORKS_PER_MESSAGE_MAX as usize)
-            .collect();
-        for (i, segments) in messages.into_iter().enumerate() {
-            let last = i + 1 == n;
-            self.outbox.push_back((
-                message::encode(&Message::Ops {
-                    last,
-                    forks: if i == 0 { forks.clone() } else { Vec::new() },
-                    segments,
-                }),
-                false,
-            ));
-        }
+        let (ops, places) = match store.places_since(peer).map_err(SyncError::store)? {
+            Some(places) => (VecDeque::new(), places.into()),
+            None => (
+                store
+                    .ops_since(peer)
+                    .map_err(SyncError::store)?
+                    .into_iter()
+                    .filter(|op| !forked.contains(&op.op().author))
+                    .collect(),
+                VecDeque::new(),
+            ),
+        };
+        self.outbox.push_back(Out::Ops(Outgoing {
+            ops,
+            places,
+            forked,
+            // Forks are for the peer's information; a peer reads at most this many.
+            forks: self
+                .forks
+                .iter()
+                .copied()
+                .take(message::limits::FORKS_PER_MESSAGE_MAX as usize)
+                .collect(),
+            built: 0,
+        }));
         Ok(())
     }
 }

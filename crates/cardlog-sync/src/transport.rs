@@ -277,6 +277,12 @@ impl<S: SyncStore> SyncStore for Shared<S> {
     fn ops_since(&self, peer: &Summary) -> Result<Vec<SealedOp>, Self::Error> {
         self.lock().ops_since(peer)
     }
+    fn places_since(&self, peer: &Summary) -> Result<Option<Vec<u64>>, Self::Error> {
+        self.lock().places_since(peer)
+    }
+    fn ops_at_places(&self, places: &[u64]) -> Result<Vec<SealedOp>, Self::Error> {
+        self.lock().ops_at_places(places)
+    }
     fn op_by_id(&self, id: &OpId) -> Result<Option<SealedOp>, Self::Error> {
         self.lock().op_by_id(id)
     }

@@ -212,6 +212,14 @@ impl SyncStore for Replica {
         Replica::ops_since(self, peer)
     }
 
+    fn places_since(&self, peer: &Summary) -> Result<Option<Vec<u64>>, Error> {
+        Ok(Some(self.store.offsets_since(peer)?))
+    }
+
+    fn ops_at_places(&self, places: &[u64]) -> Result<Vec<SealedOp>, Error> {
+        Ok(self.store.ops_at_offsets(places)?)
+    }
+
     fn op_by_id(&self, id: &OpId) -> Result<Option<SealedOp>, Error> {
         self.op(id)
     }

@@ -685,3 +685,140 @@ fn a_heads_file_counts_as_the_peers_acknowledgement() {
     a.record_heads(me, &mine).unwrap();
     assert_eq!(a.peers().unwrap().len(), 1);
 }
+
+/// A replica that records the size of every `ops_at_places` fetch, and can be told to return
+/// one op too few.
+struct Paged<'a> {
+    replica: &'a mut Replica,
+    fetches: Mutex<Vec<usize>>,
+    short: bool,
+}
+
+impl SyncStore for Paged<'_> {
+    type Error = cardlog::Error;
+    fn replica_id(&self) -> ReplicaId {
+        SyncStore::replica_id(&*self.replica)
+    }
+    fn summary(&self) -> cardlog::Summary {
+        SyncStore::summary(&*self.replica)
+    }
+    fn ops_since(&self, peer: &cardlog::Summary) -> Result<Vec<cardlog::SealedOp>, Self::Error> {
+        panic!(
+            "a replica with places is never asked for all its ops ({} heads)",
+            peer.len()
+        )
+    }
+    fn places_since(&self, peer: &cardlog::Summary) -> Result<Option<Vec<u64>>, Self::Error> {
+        SyncStore::places_since(&*self.replica, peer)
+    }
+    fn ops_at_places(&self, places: &[u64]) -> Result<Vec<cardlog::SealedOp>, Self::Error> {
+        self.fetches.lock().unwrap().push(places.len());
+        let mut ops = SyncStore::ops_at_places(&*self.replica, places)?;
+        if self.short {
+            ops.pop();
+        }
+        Ok(ops)
+    }
+    fn op_by_id(&self, id: &cardlog::OpId) -> Result<Option<cardlog::SealedOp>, Self::Error> {
+        SyncStore::op_by_id(&*self.replica, id)
+    }
+    fn op_at(
+        &self,
+        author: &ReplicaId,
+        seq: u64,
+    ) -> Result<Option<cardlog::SealedOp>, Self::Error> {
+        SyncStore::op_at(&*self.replica, author, seq)
+    }
+    fn apply(
+        &mut self,
+        ops: &[cardlog::SealedOp],
+    ) -> Result<cardlog::sync_layer::Applied, Self::Error> {
+        SyncStore::apply(&mut *self.replica, ops)
+    }
+    fn wall_ms(&self) -> u64 {
+        SyncStore::wall_ms(&*self.replica)
+    }
+    fn calibrated_ms(&self) -> u64 {
+        SyncStore::calibrated_ms(&*self.replica)
+    }
+    fn calibrate(
+        &mut self,
+        peer: ReplicaId,
+        peer_ms: u64,
+        sent_ms: u64,
+        received_ms: u64,
+    ) -> Result<i64, Self::Error> {
+        SyncStore::calibrate(&mut *self.replica, peer, peer_ms, sent_ms, received_ms)
+    }
+    fn record_peer(
+        &mut self,
+        peer: ReplicaId,
+        acked: &cardlog::Summary,
+    ) -> Result<(), Self::Error> {
+        SyncStore::record_peer(&mut *self.replica, peer, acked)
+    }
+    fn record_forks(
+        &mut self,
+        forks: &[cardlog::sync_layer::message::Fork],
+    ) -> Result<(), Self::Error> {
+        SyncStore::record_forks(&mut *self.replica, forks)
+    }
+}
+
+/// Sends `a`'s ops to an empty replica through `Paged`, 8 ops per message.
+fn paged_sync(
+    a: &mut Replica,
+    b: &mut Replica,
+    short: bool,
+) -> (
+    Vec<usize>,
+    Result<SyncReport, SyncError>,
+    Result<SyncReport, SyncError>,
+) {
+    let mut paged = Paged {
+        replica: a,
+        fetches: Mutex::new(Vec::new()),
+        short,
+    };
+    let (mut ea, mut eb) = channel_pair(TIMEOUT);
+    let (ra, rb) = std::thread::scope(|s| {
+        let h = s.spawn(|| run(Role::Initiator, b, &mut eb));
+        let ra = run_session(
+            Session::new(Role::Responder).with_chunk_ops(8),
+            &mut paged,
+            &mut ea,
+        );
+        drop(ea);
+        (ra, h.join().unwrap())
+    });
+    (paged.fetches.into_inner().unwrap(), ra, rb)
+}
+
+/// A sender reads its ops a message at a time (by log offset), never all it sends at once,
+/// and a store that returns fewer ops than it listed fails the session instead of sending a
+/// gap.
+#[test]
+fn a_sender_fetches_one_message_of_ops_at_a_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut a = replica(&tmp.path().join("a"), &clock);
+    let mut b = replica(&tmp.path().join("b"), &clock);
+    for i in 0..50u8 {
+        a.add_contact(&person(i, &format!("P{i}"))).unwrap();
+    }
+    let (fetches, ra, rb) = paged_sync(&mut a, &mut b, false);
+    assert_eq!(fetches, [8, 8, 8, 8, 8, 8, 2]);
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!((ra.sent_ops, rb.stored), (50, 50));
+    assert!(rb.converged);
+    assert_eq!(state(&a), state(&b));
+
+    let mut c = replica(&tmp.path().join("c"), &clock);
+    let (fetches, ra, rb) = paged_sync(&mut a, &mut c, true);
+    assert_eq!(fetches, [8]);
+    let err = ra.unwrap_err();
+    assert!(matches!(err, SyncError::Store(_)), "{err:?}");
+    assert!(err.to_string().contains("gave 7 ops for 8 places"), "{err}");
+    assert!(rb.is_err());
+    assert_eq!(c.op_count(), 0);
+}
