@@ -156,6 +156,8 @@ fn clear_torn_snapshots(dir: &Path) -> KvResult<Cleared> {
     match lock.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => return Ok(Cleared::Locked),
+        // No file locks here, so sled takes none either: nothing to coordinate with.
+        Err(std::fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {}
         Err(std::fs::TryLockError::Error(e)) => return Err(fail(&lock_path, e)),
     }
     let entries = std::fs::read_dir(dir).map_err(|e| fail(dir, e))?;
@@ -168,9 +170,15 @@ fn clear_torn_snapshots(dir: &Path) -> KvResult<Cleared> {
         if !is_generating {
             continue;
         }
-        let bytes = std::fs::read(&path).map_err(|e| fail(&path, e))?;
+        let torn = |e: std::io::Error| {
+            KvError(format!(
+                "{}: a sled snapshot a killed open may have left half written: {e}",
+                path.display()
+            ))
+        };
+        let bytes = std::fs::read(&path).map_err(torn)?;
         if !snapshot_is_whole(&bytes) {
-            std::fs::remove_file(&path).map_err(|e| fail(&path, e))?;
+            std::fs::remove_file(&path).map_err(torn)?;
         }
     }
     // Dropping the file releases the lock; sled takes it again as it opens.

@@ -1,11 +1,12 @@
 //! The durable store: the op log in its own append-only file, the materialized registers and
 //! author heads in sled.
 //!
-//! Applying ops appends their records to the log, then writes their register changes, author
-//! heads and the registers' watermark (how much of the log they cover) as one sled batch. A
-//! save is durable once [`Store::flush`] has synced the log; the sled side follows on its own
-//! schedule, and opening replays the log's tail past the watermark, so after a crash the log
-//! and the state always agree. Opening reads the meta entries, one head per author and that
+//! Applying ops appends their records to the log and holds their register changes, author
+//! heads and the registers' watermark (how much of the log they cover) in memory
+//! (`pending.rs`), where reads see them; they go to sled as one batch every 1,024 ops or so
+//! (checked between apply calls), after a sync of the log. A save is durable once
+//! [`Store::flush`] has synced the log; the sled side follows, and opening replays the log's
+//! tail past the watermark, so after a crash the log and the state always agree. Opening reads the meta entries, one head per author and that
 //! tail: its cost does not grow with the history. Lookups by author, id or contact use an
 //! in-memory index built from the log the first time one is needed (`index.rs`).
 
@@ -346,7 +347,7 @@ impl Store {
         // A rebuild was cut off: the registers are half-built. Finish it from the log. If the
         // log itself is damaged the store still opens, read-only, so `verify` can name the
         // damage.
-        if store.kv.get(meta::REBUILDING)?.is_some() && store.poisoned.is_none() {
+        if store.pending.get(&*store.kv, meta::REBUILDING)?.is_some() && store.poisoned.is_none() {
             match store.rebuild() {
                 Ok(_) => {}
                 Err(StoreError::Corrupt(what) | StoreError::Damaged(what)) => {
@@ -435,6 +436,9 @@ impl Store {
             stage.add_logged(*offset, op)?;
         }
         let staged = stage.finish();
+        // Those records may still be only in the page cache (a killed process, bulk mode):
+        // sync them before sled's watermark covers them.
+        self.log.sync()?;
         self.kv.apply(staged.batch)?;
         self.kv.flush()?;
         self.ops += staged.added.len() as u64;
@@ -1127,6 +1131,10 @@ impl Store {
     }
 
     fn rebuild_state(&mut self, derived: &Derived) -> Result<(), StoreError> {
+        // The new watermark covers the whole log: it must be on disk first.
+        if let Err(e) = self.log.sync() {
+            return Err(self.poison_log(e));
+        }
         self.kv
             .apply({
                 let mut b = KvBatch::default();
@@ -1183,6 +1191,8 @@ impl Drop for Store {
     fn drop(&mut self) {
         if self.poisoned.is_none() {
             let _ = self.settle();
+        }
+        if self.poisoned.is_none() {
             let _ = self.log.trim();
         }
     }

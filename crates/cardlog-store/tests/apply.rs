@@ -518,7 +518,10 @@ fn offsets_since_reads_back_as_ops_since_and_refuses_other_offsets() {
     let all = store.offsets_since(&BTreeMap::new()).unwrap();
     let end = store.log_len();
     for bad in [all[1] + 1, all[1] - 1, end, end + 100, u64::MAX] {
-        assert!(store.ops_at_offsets(&[all[0], bad]).is_err(), "offset {bad}");
+        assert!(
+            store.ops_at_offsets(&[all[0], bad]).is_err(),
+            "offset {bad}"
+        );
     }
 }
 

@@ -353,15 +353,8 @@ impl Outgoing {
         self.ops.is_empty() && self.places.is_empty()
     }
 
-    /// The next `Ops` message: at most `chunk_ops` ops and about [`CHUNK_BYTES`] of them (at
-    /// least one op while any is left; a single empty message when there is nothing to send).
-    /// Returns it with the number of ops it carries.
-    fn next<S: SyncStore>(
-        &mut self,
-        store: &S,
-        chunk_ops: usize,
-    ) -> Result<(Vec<u8>, usize), SyncError> {
-        // Fetch up to a message's worth, leaving out forked authors' ops.
+    /// Fetches up to a message's worth of ops, leaving out forked authors'.
+    fn fill<S: SyncStore>(&mut self, store: &S, chunk_ops: usize) -> Result<(), SyncError> {
         while self.ops.len() < chunk_ops && !self.places.is_empty() {
             let n = (chunk_ops - self.ops.len()).min(self.places.len());
             let places: Vec<u64> = self.places.drain(..n).collect();
@@ -382,6 +375,18 @@ impl Outgoing {
                     .filter(|op| !self.forked.contains(&op.op().author)),
             );
         }
+        Ok(())
+    }
+
+    /// The next `Ops` message: at most `chunk_ops` ops and about [`CHUNK_BYTES`] of them (at
+    /// least one op while any is left; a single empty message when there is nothing to send).
+    /// Returns it with the number of ops it carries.
+    fn next<S: SyncStore>(
+        &mut self,
+        store: &S,
+        chunk_ops: usize,
+    ) -> Result<(Vec<u8>, usize), SyncError> {
+        self.fill(store, chunk_ops)?;
         let mut take = 0;
         let mut bytes = 0;
         for op in &self.ops {
@@ -393,6 +398,13 @@ impl Outgoing {
         }
         let ops: Vec<SealedOp> = self.ops.drain(..take).collect();
         let segments = encode_segments(&ops, &View(store))?;
+        let sent = ops.len();
+        drop(ops);
+        // Whether this message is the last: if only places are left, they may all be forked
+        // authors' ops, so fetch the next message's now rather than send an empty one later.
+        if self.ops.is_empty() {
+            self.fill(store, chunk_ops)?;
+        }
         let message = message::encode(&Message::Ops {
             last: self.is_empty(),
             forks: if self.built == 0 {
@@ -403,7 +415,7 @@ impl Outgoing {
             segments,
         });
         self.built += 1;
-        Ok((message, ops.len()))
+        Ok((message, sent))
     }
 }
 
@@ -447,7 +459,8 @@ impl Session {
     }
 
     /// The message to send next, if it is this side's turn; `None` means wait for the peer
-    /// (or, once [`Session::is_done`], the end).
+    /// (or, once [`Session::is_done`], the end). An error (the store could not give the ops
+    /// to send) fails the session; send [`Session::abort`] to tell the peer why.
     pub fn next_message<S: SyncStore>(
         &mut self,
         store: &mut S,
@@ -464,22 +477,29 @@ impl Session {
                 let bytes = match self.outbox.front_mut() {
                     None => return Ok(None),
                     Some(Out::Ops(outgoing)) => {
-                        let (bytes, ops) = outgoing.next(&*store, self.chunk_ops)?;
+                        // Ops already taken from the stream would be missing from any later
+                        // message, so a failure here ends the session.
+                        let (bytes, ops) = match outgoing.next(&*store, self.chunk_ops) {
+                            Ok(built) => built,
+                            Err(e) => {
+                                self.state = State::Failed;
+                                return Err(e);
+                            }
+                        };
                         self.report.sent_ops += ops;
                         if outgoing.is_empty() {
                             self.outbox.pop_front();
                         }
                         bytes
                     }
-                    Some(Out::Ready(..)) => match self.outbox.pop_front() {
-                        Some(Out::Ready(bytes, summary)) => {
-                            if summary {
-                                self.report.summary_bytes += bytes.len() as u64;
-                            }
-                            bytes
+                    Some(Out::Ready(bytes, summary)) => {
+                        let bytes = std::mem::take(bytes);
+                        if *summary {
+                            self.report.summary_bytes += bytes.len() as u64;
                         }
-                        _ => return Ok(None),
-                    },
+                        self.outbox.pop_front();
+                        bytes
+                    }
                 };
                 if self.outbox.is_empty() {
                     self.state = match self.role {

@@ -45,8 +45,17 @@ pub fn run_session<S: SyncStore, T: Transport>(
     transport: &mut T,
 ) -> Result<SyncReport, SyncError> {
     loop {
-        while let Some(bytes) = session.next_message(store)? {
-            transport.send(bytes)?;
+        loop {
+            match session.next_message(store) {
+                Ok(Some(bytes)) => transport.send(bytes)?,
+                Ok(None) => break,
+                // Building a message failed (the store could not give its ops): tell the
+                // peer why, as for a message that could not be taken.
+                Err(e) => {
+                    let _ = transport.send(session.abort(&e.to_string()));
+                    return Err(e);
+                }
+            }
         }
         if session.is_done() {
             return Ok(session.report().clone());

@@ -615,6 +615,49 @@ fn a_failed_write_poisons_the_replica_until_reopened() {
     r.add_contact(&sample(4)).unwrap();
 }
 
+/// Saves write the op log; the registers go to the database in batches of about 1,024 ops.
+/// A database that fails then fails the save that triggered the batch, which stores nothing,
+/// and poisons the replica; a reopen replays every save that returned.
+#[test]
+fn a_failed_register_batch_fails_that_save_and_loses_none_before_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    drop(Replica::create_with(&dir, options(&clock)).unwrap());
+    let kv = FaultyKv::new(
+        SledKv::open(&dir.join("db"), cardlog::CACHE_BYTES_DEFAULT).unwrap(),
+        0,
+    );
+    let log =
+        cardlog_store::log::FileLog::open(&dir.join(cardlog_store::log::LOG_FILE), false).unwrap();
+    let store = Store::open_parts(Box::new(kv), Box::new(log), &dir).unwrap();
+    let mut r = Replica::from_store(store, options(&clock)).unwrap();
+    let mut saved = 0u32;
+    let err = loop {
+        let mut c = Contact::new(ContactId::random().unwrap());
+        c.set(Field::Given, format!("P{saved}"));
+        match r.add_contact(&c) {
+            Ok(_) => saved += 1,
+            Err(e) => break e,
+        }
+        assert!(saved <= 1_024, "no register batch was written");
+    };
+    assert_eq!(saved, 1_024);
+    assert!(matches!(err, Error::Store(StoreError::Engine(_))), "{err}");
+    assert_eq!(r.op_count(), 1_024);
+    assert_eq!(
+        r.contacts().unwrap().len(),
+        1_024,
+        "held-back registers still read"
+    );
+    drop(r);
+
+    let r = Replica::open_with(&dir, options(&clock)).unwrap();
+    assert_eq!(r.op_count(), 1_024);
+    assert_eq!(r.contacts().unwrap().len(), 1_024);
+    assert!(r.verify().unwrap().is_ok());
+}
+
 #[test]
 fn rebuild_reproduces_the_state_byte_for_byte() {
     let tmp = tempfile::tempdir().unwrap();

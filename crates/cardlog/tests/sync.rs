@@ -819,6 +819,11 @@ fn a_sender_fetches_one_message_of_ops_at_a_time() {
     let err = ra.unwrap_err();
     assert!(matches!(err, SyncError::Store(_)), "{err:?}");
     assert!(err.to_string().contains("gave 7 ops for 8 places"), "{err}");
-    assert!(rb.is_err());
+    // The peer is told why, not left to time out.
+    let rb = rb.unwrap_err();
+    assert!(
+        matches!(&rb, SyncError::PeerAborted(why) if why.contains("gave 7 ops for 8 places")),
+        "{rb:?}"
+    );
     assert_eq!(c.op_count(), 0);
 }
