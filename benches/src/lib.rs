@@ -242,13 +242,13 @@ impl Gen {
             ItemKind::Url => {
                 ItemBody::Text(format!("https://{}.example.net/", family.to_lowercase()))
             }
-            ItemKind::Address => ItemBody::Address(PostalAddress {
+            ItemKind::Address => ItemBody::Address(Box::new(PostalAddress {
                 street: format!("{} Main Street", 1 + self.rng.below(999)),
                 locality: "Springfield".into(),
                 code: format!("{:05}", self.rng.below(100_000)),
                 country: "USA".into(),
                 ..PostalAddress::default()
-            }),
+            })),
         };
         Item {
             id,

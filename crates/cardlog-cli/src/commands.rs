@@ -188,7 +188,7 @@ fn address(s: &str) -> Result<PostalAddress, CliError> {
 
 fn item_body(kind: ItemKind, s: &str) -> Result<ItemBody, CliError> {
     Ok(match kind {
-        ItemKind::Address => ItemBody::Address(address(s)?),
+        ItemKind::Address => ItemBody::Address(Box::new(address(s)?)),
         _ => ItemBody::Text(s.to_owned()),
     })
 }

@@ -66,12 +66,12 @@ fn golden_edit(prev: OpId) -> Op {
                 path: Path::Item(ItemKind::Address, ItemId([0x03; 16])),
                 value: Some(Value::Item(ItemValue {
                     label: "home".into(),
-                    body: ItemBody::Address(PostalAddress {
+                    body: ItemBody::Address(Box::new(PostalAddress {
                         street: "1 Main St".into(),
                         locality: "Springfield".into(),
                         country: "US".into(),
                         ..Default::default()
-                    }),
+                    })),
                 })),
                 replaces: vec![],
             },
@@ -450,10 +450,10 @@ fn text_bytes_max_is_exact_and_named_for_every_kind_of_text() {
         (Path::Item(ItemKind::Address, ItemId([0x04; 16])), |t| {
             item(
                 "home".into(),
-                ItemBody::Address(PostalAddress {
+                ItemBody::Address(Box::new(PostalAddress {
                     locality: t,
                     ..Default::default()
-                }),
+                })),
             )
         }),
     ];
@@ -576,10 +576,10 @@ mod props {
                 Path::Item(ItemKind::Address, ItemId(id)),
                 Some(Value::Item(ItemValue {
                     label: String::new(),
-                    body: ItemBody::Address(PostalAddress {
+                    body: ItemBody::Address(Box::new(PostalAddress {
                         street,
                         ..Default::default()
-                    }),
+                    })),
                 })),
             )),
             "[a-z]{1,8}".prop_map(|t| (Path::Tag(t), Some(Value::Present))),

@@ -322,7 +322,11 @@ impl Reader {
                         code: part(5),
                         country: part(6),
                     };
-                    self.item(entry, ItemKind::Address, ItemBody::Address(address))
+                    self.item(
+                        entry,
+                        ItemKind::Address,
+                        ItemBody::Address(Box::new(address)),
+                    )
                 }
                 _ => false,
             },

@@ -36,7 +36,7 @@ impl Item {
         Ok(Self {
             id: ItemId::random()?,
             label: label.into(),
-            body: ItemBody::Address(address),
+            body: ItemBody::Address(Box::new(address)),
         })
     }
 

@@ -105,12 +105,12 @@ pub fn sample(id: u8) -> Contact {
     c.addresses.push(Item {
         id: ItemId([0xc0 ^ id; 16]),
         label: "home".into(),
-        body: ItemBody::Address(PostalAddress {
+        body: ItemBody::Address(Box::new(PostalAddress {
             street: "1 Main St".into(),
             locality: "Springfield".into(),
             country: "US".into(),
             ..PostalAddress::default()
-        }),
+        })),
     });
     c.tags.insert("friends".into());
     c.custom.insert("X-SHOE-SIZE".into(), "44".into());
