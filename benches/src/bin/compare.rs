@@ -303,6 +303,12 @@ fn table(options: &Options, medians: &BTreeMap<&str, Figures>) -> Vec<Vec<String
             Some(open_target),
         ),
         row(
+            "Open/load again, ms (cardlog: sled has snapshotted)".into(),
+            compare::FIG_REOPEN_MS,
+            durable,
+            Some(open_target),
+        ),
+        row(
             "First read of a contact after open, ms".into(),
             compare::FIG_FIRST_READ_MS,
             durable,
