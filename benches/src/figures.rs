@@ -58,6 +58,20 @@ pub fn median(values: &mut [f64]) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// Per figure, the median over the runs that reported it.
+pub fn medians(runs: &[Figures]) -> Figures {
+    let mut values: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for figs in runs {
+        for (name, v) in figs {
+            values.entry(name.as_str()).or_default().push(*v);
+        }
+    }
+    values
+        .into_iter()
+        .map(|(name, mut v)| (name.to_owned(), median(&mut v)))
+        .collect()
+}
+
 /// The CPU model, core count and memory of this machine, from /proc.
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")

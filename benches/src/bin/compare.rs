@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use cardlog_benches::compare::workload::WorkloadConfig;
 use cardlog_benches::compare::{self, Engine, Options};
-use cardlog_benches::figures::{self, median, Figures};
+use cardlog_benches::figures::{self, Figures};
 use cardlog_benches::Error;
 
 /// Open plus first read of a contact, per run.
@@ -106,9 +106,10 @@ fn parent(options: &Options, rounds: usize, scratch: Option<PathBuf>) -> Result<
     };
     let w = options.workload;
     eprintln!(
-        "compare: {} contacts x 8 fields, {} single-field saves, {} + {} divergent saves; \
+        "compare: {} contacts x {} fields, {} single-field saves, {} + {} divergent saves; \
          chunks of {}; {rounds} round(s); scratch {}",
         w.contacts,
+        compare::workload::FIELDS.len(),
         w.edits,
         w.diverge,
         w.diverge,
@@ -152,14 +153,15 @@ fn parent(options: &Options, rounds: usize, scratch: Option<PathBuf>) -> Result<
     }
     let medians: BTreeMap<&str, Figures> = runs
         .iter()
-        .map(|(engine, runs)| (*engine, median_figures(runs)))
+        .map(|(engine, runs)| (*engine, figures::medians(runs)))
         .collect();
     println!();
     println!("Machine: {}", figures::machine());
     println!(
-        "Workload: {} contacts x 8 fields (one save each), then {} single-field saves; \
+        "Workload: {} contacts x {} fields (one save each), then {} single-field saves; \
          two replicas then diverge by {} saves each. {} round(s){}.",
         w.contacts,
+        compare::workload::FIELDS.len(),
         w.edits,
         w.diverge,
         rounds,
@@ -172,20 +174,6 @@ fn parent(options: &Options, rounds: usize, scratch: Option<PathBuf>) -> Result<
     println!();
     println!("compare: done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
-}
-
-/// Per figure, the median over the runs that reported it.
-fn median_figures(runs: &[Figures]) -> Figures {
-    let mut values: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    for figs in runs {
-        for (name, v) in figs {
-            values.entry(name.as_str()).or_default().push(*v);
-        }
-    }
-    values
-        .into_iter()
-        .map(|(name, mut v)| (name.to_owned(), median(&mut v)))
-        .collect()
 }
 
 /// A ratio cardlog / peer must satisfy.

@@ -225,20 +225,13 @@ fn parent(plan: &Plan, quick: bool) -> Result<(), Error> {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         figures::child(&format!("bootstrap {part}"), &args)
     };
-    let mut boot = Figures::new();
     let mut runs: Vec<Figures> = Vec::new();
     for _ in 0..plan.boot_repeats {
         runs.push(run("import")?);
         runs.push(run("halves")?);
     }
     // Medians over the repeats; figures every run has (the bundle's size) are the same in all.
-    let mut names: Vec<String> = runs.iter().flat_map(|f| f.keys().cloned()).collect();
-    names.sort();
-    names.dedup();
-    for name in names {
-        let mut values: Vec<f64> = runs.iter().filter_map(|f| f.get(&name).copied()).collect();
-        boot.insert(name, median(&mut values));
-    }
+    let mut boot = figures::medians(&runs);
     boot.extend(run("session")?);
     let shared_l = ops_label(shared.ops);
     let (small_l, big_l) = (ops_label(plan.small_ops), ops_label(plan.big_ops));

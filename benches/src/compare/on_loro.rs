@@ -124,11 +124,12 @@ pub fn run(options: &Options) -> Result<(), Error> {
     b.import(&for_b)?;
     a.import(&for_a)?;
     fig_ms(FIG_INC_SYNC_MS, start.elapsed());
+    let messages = [&vv_a, &vv_b, &for_a, &for_b];
     fig(
         FIG_INC_SYNC_BYTES,
-        (vv_a.len() + vv_b.len() + for_a.len() + for_b.len()) as f64,
+        messages.iter().map(|m| m.len()).sum::<usize>() as f64,
     );
-    fig(FIG_INC_SYNC_MESSAGES, 4.0);
+    fig(FIG_INC_SYNC_MESSAGES, messages.len() as f64);
     if a.oplog_vv() != b.oplog_vv() {
         return Err("loro: incremental sync did not converge".into());
     }

@@ -261,19 +261,25 @@ mod tests {
         op.seal().unwrap()
     }
 
-    /// Derives from a log holding `ops` (the last record committed unless `commit_last` is
-    /// false), with and without the index; both must list the same problems.
-    fn derive_ops(ops: &[SealedOp], commit_last: bool) -> Derived {
+    /// A log file (in the returned directory) holding the framed records `records`.
+    fn log_of(records: &[u8]) -> (tempfile::TempDir, OpLog) {
         let dir = tempfile::tempdir().unwrap();
         let io = FileLog::open(&dir.path().join("ops.log"), true).unwrap();
         let mut log = OpLog::new(Box::new(io), 0);
+        log.append(records).unwrap();
+        (dir, log)
+    }
+
+    /// Derives from a log holding `ops` (the last record committed unless `commit_last` is
+    /// false), with and without the index; both must list the same problems.
+    fn derive_ops(ops: &[SealedOp], commit_last: bool) -> Derived {
         let mut buf = Vec::new();
         for (i, op) in ops.iter().enumerate() {
             let last = i + 1 == ops.len();
             let flags = if last && commit_last { COMMIT } else { 0 };
             frame(&mut buf, &op.id(), op.bytes(), flags);
         }
-        log.append(&buf).unwrap();
+        let (_dir, log) = log_of(&buf);
         let plain = derive(&log, &mut |_| {}, ops.len() as u64, false).unwrap();
         let indexed = derive(&log, &mut |_| {}, ops.len() as u64, true).unwrap();
         assert_eq!(plain.problems, indexed.problems);
@@ -338,7 +344,8 @@ mod tests {
 
     #[test]
     fn a_replaced_id_sharing_only_a_prefix_with_an_earlier_op_is_named() {
-        // Not a head (the first op's write was replaced), and only its first 8 bytes match.
+        // Not a head (the first op's write was replaced), and all but its last byte match an
+        // earlier op's id, so its 8-byte index prefix does too.
         let (_, _, mut ops) = history();
         let mut forged = ops[0].id();
         forged.0[31] ^= 1;
@@ -385,12 +392,9 @@ mod tests {
         );
 
         // Bytes that no longer hash to the recorded id: damage, nothing to rebuild from.
-        let dir = tempfile::tempdir().unwrap();
-        let io = FileLog::open(&dir.path().join("ops.log"), true).unwrap();
-        let mut log = OpLog::new(Box::new(io), 0);
         let mut buf = Vec::new();
         frame(&mut buf, &ops[1].id(), ops[0].bytes(), COMMIT);
-        log.append(&buf).unwrap();
+        let (_dir, log) = log_of(&buf);
         let d = derive(&log, &mut |_| {}, 1, true).unwrap();
         assert!(d.broken);
         assert!(

@@ -6,8 +6,9 @@
 //! (`pending.rs`), where reads see them; they go to sled as one batch every 1,024 ops or so
 //! (checked between apply calls), after a sync of the log. A save is durable once
 //! [`Store::flush`] has synced the log; the sled side follows, and opening replays the log's
-//! tail past the watermark, so after a crash the log and the state always agree. Opening reads the meta entries, one head per author and that
-//! tail: its cost does not grow with the history. Lookups by author, id or contact use an
+//! tail past the watermark, so after a crash the log and the state always agree. Opening reads
+//! the meta entries, one head per author and that tail: its cost does not grow with the
+//! history. Lookups by author, id or contact use an
 //! in-memory index built from the log the first time one is needed (`index.rs`).
 
 use std::collections::BTreeMap;
@@ -932,7 +933,11 @@ impl Store {
         &self,
         summary: &BTreeMap<ReplicaId, ChainHead>,
     ) -> Result<Vec<SealedOp>, StoreError> {
-        self.ops_at_offsets(&self.offsets_since(summary)?)
+        // Offsets the index just gave: no need for `ops_at_offsets`' check of each.
+        self.offsets_since(summary)?
+            .into_iter()
+            .map(|at| self.op_at_offset(at))
+            .collect()
     }
 
     /// Where the ops [`Store::ops_since`] returns are in the op log, in the same order: a
@@ -1189,9 +1194,8 @@ impl Drop for Store {
     /// log was extended with ahead of its records (best effort: the next open replays and
     /// cuts otherwise).
     fn drop(&mut self) {
-        if self.poisoned.is_none() {
-            let _ = self.settle();
-        }
+        // A poisoned store's settle refuses, and one that fails poisons it.
+        let _ = self.settle();
         if self.poisoned.is_none() {
             let _ = self.log.trim();
         }

@@ -342,10 +342,8 @@ struct Outgoing {
     places: VecDeque<u64>,
     /// Authors whose chains fork between us: their ops are left out.
     forked: BTreeSet<ReplicaId>,
-    /// Forks to report, in the first message only.
+    /// Forks to report, in the first message only (taken by it).
     forks: Vec<Fork>,
-    /// Messages built so far.
-    built: usize,
 }
 
 impl Outgoing {
@@ -407,14 +405,9 @@ impl Outgoing {
         }
         let message = message::encode(&Message::Ops {
             last: self.is_empty(),
-            forks: if self.built == 0 {
-                std::mem::take(&mut self.forks)
-            } else {
-                Vec::new()
-            },
+            forks: std::mem::take(&mut self.forks),
             segments,
         });
-        self.built += 1;
         Ok((message, sent))
     }
 }
@@ -747,7 +740,6 @@ impl Session {
                 .copied()
                 .take(message::limits::FORKS_PER_MESSAGE_MAX as usize)
                 .collect(),
-            built: 0,
         }));
         Ok(())
     }

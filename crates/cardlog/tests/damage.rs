@@ -29,7 +29,6 @@ use cardlog::{
 };
 use cardlog_core::FakeClock;
 
-/// 2026-11-22T09:00:00Z.
 /// The seed of the damage offsets unless overridden.
 const SEED_DEFAULT: u64 = 0x5eed_da3a_9e00_0001;
 /// Overrides the seed (printed by every run).

@@ -644,6 +644,11 @@ fn a_failed_register_batch_fails_that_save_and_loses_none_before_it() {
     };
     assert_eq!(saved, 1_024);
     assert!(matches!(err, Error::Store(StoreError::Engine(_))), "{err}");
+    let again = r.add_contact(&sample(1)).unwrap_err();
+    assert!(
+        matches!(again, Error::Store(StoreError::Poisoned(_))),
+        "{again}"
+    );
     assert_eq!(r.op_count(), 1_024);
     assert_eq!(
         r.contacts().unwrap().len(),
