@@ -26,7 +26,7 @@ use crate::derive::{derive, Derived, Registers};
 use crate::error::{OpenError, StoreError};
 use crate::index::LogIndex;
 use crate::keys::{self, meta};
-use crate::kv::{Kv, KvBatch, KvError, SledKv};
+use crate::kv::{ClosedKv, Kv, KvBatch, KvError, SledKv};
 use crate::log::{FileLog, LogError, LogIo, OpLog, Read, COMMIT, LOG_FILE};
 use crate::pending::{Pending, PENDING_OPS_MAX};
 use crate::stage::Stage;
@@ -1190,14 +1190,18 @@ impl Store {
 }
 
 impl Drop for Store {
-    /// Writes the held-back register changes (after syncing the log) and cuts the zeros the
-    /// log was extended with ahead of its records (best effort: the next open replays and
-    /// cuts otherwise).
+    /// Writes the held-back register changes (after syncing the log), cuts the zeros the
+    /// log was extended with ahead of its records, and after a session of many writes
+    /// checkpoints sled so the next open need not recover them (best effort: the next open
+    /// replays, cuts and recovers otherwise).
     fn drop(&mut self) {
         // A poisoned store's settle refuses, and one that fails poisons it.
         let _ = self.settle();
         if self.poisoned.is_none() {
             let _ = self.log.trim();
+            // After many writes, the next open starts faster (see `Kv::close_checkpointed`).
+            let kv = std::mem::replace(&mut self.kv, Box::new(ClosedKv));
+            let _ = kv.close_checkpointed();
         }
     }
 }
