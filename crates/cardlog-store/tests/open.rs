@@ -341,3 +341,65 @@ fn a_snapshot_torn_by_a_killed_open_is_dropped_and_nothing_is_lost() {
         "torn snapshots are still there: {left:?}"
     );
 }
+
+#[test]
+fn closing_a_session_of_many_writes_leaves_sled_nothing_to_recover() {
+    // A store whose session wrote more than `CHECKPOINT_KEYS_MIN` register keys checkpoints
+    // sled when dropped: the next open writes no snapshot of its own (it recovered nothing),
+    // and the store reads back and verifies. A session of one op does not.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let mut w = World::new(1);
+    let mut store = create_store(&dir);
+    // Each contact has 3,000 tags, so each op writes over 3,000 registers.
+    let per_contact = 3_000;
+    let contacts = cardlog_store::kv::CHECKPOINT_KEYS_MIN as usize / per_contact + 1;
+    let mut ids = Vec::new();
+    for c in 0..contacts {
+        let mut contact = sample(u8::try_from(c + 1).unwrap());
+        for t in 0..per_contact {
+            contact.tags.insert(format!("t{t}"));
+        }
+        ids.push(contact.id);
+        store
+            .apply(&w.devices[0].create(&contact).unwrap())
+            .unwrap();
+    }
+    store.flush().unwrap();
+    drop(store);
+    let before = snapshot_files(&dir);
+    let store = reopen(&dir);
+    assert_eq!(store.op_count(), contacts as u64);
+    for id in &ids {
+        let view = store.contact(id).unwrap().unwrap();
+        // `sample` has a tag of its own.
+        assert!(view.contact.tags.len() > per_contact);
+        assert!(view.contact.tags.contains(&format!("t{}", per_contact - 1)));
+    }
+    assert!(store.verify().unwrap().is_ok());
+    drop(store);
+    assert_eq!(
+        snapshot_files(&dir),
+        before,
+        "the open had something to recover"
+    );
+
+    // A short session: the open after it recovers (and snapshots) what it wrote.
+    let mut store = reopen(&dir);
+    let op = w.devices[0]
+        .edit(ids[0], |c| {
+            c.set(Field::Org, "Analytical Engines");
+        })
+        .unwrap()
+        .unwrap();
+    store.apply(&op).unwrap();
+    store.flush().unwrap();
+    drop(store);
+    let before = snapshot_files(&dir);
+    drop(reopen(&dir));
+    assert_ne!(
+        snapshot_files(&dir),
+        before,
+        "a short session was checkpointed"
+    );
+}
