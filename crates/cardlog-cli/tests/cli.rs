@@ -1229,7 +1229,7 @@ fn verify_finds_damage_and_rebuild_repairs_it() {
     assert_eq!(j["problems"], json!([]));
     assert!(j["registers"].as_u64().unwrap() > 0);
 
-    remove_first_key(&s.dir, b"h");
+    remove_first_key(&s.dir, b"c");
     let run = s
         .run(&["verify"])
         .fails(4)

@@ -1,6 +1,8 @@
 //! The key space of the store's sled database and its record encodings (docs/FORMAT.md, "Store"). One byte tags each
 //! kind of key; integers in keys are big endian so key order is numeric order.
 
+use std::collections::BTreeMap;
+
 use cardlog_core::codec::format_config;
 use cardlog_core::replay::{ChainHead, Heads};
 use cardlog_core::{ContactId, Path, ReplicaId};
@@ -11,8 +13,16 @@ use crate::error::StoreError;
 pub const META: u8 = b'm';
 /// Author heads (the summary): `a` + author → seq + op id + hlc.
 pub const AUTHOR: u8 = b'a';
-/// Register heads: `h` + contact + path → write count + heads.
-pub const HEADS: u8 = b'h';
+/// A contact's registers: `c` + contact → every register of the contact (path, write count,
+/// heads). One key per contact (store format 3): a read is one lookup, and a save writes one
+/// key per contact it changes.
+pub const CONTACT: u8 = b'c';
+/// Format 2's register keys: `h` + contact + path. Only an upgrade from format 2 touches them
+/// (it removes them).
+pub const HEADS_V2: u8 = b'h';
+
+/// The registers of one contact by path: how many writes each has had, and its heads.
+pub type ContactRegisters = BTreeMap<Path, (u64, Heads)>;
 
 /// Meta names.
 pub mod meta {
@@ -82,34 +92,28 @@ pub fn parse_author(k: &[u8], v: &[u8]) -> Result<(ReplicaId, ChainHead), StoreE
     ))
 }
 
-/// `h` + contact (the prefix of a contact's registers).
-pub fn heads_prefix(contact: &ContactId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(40);
-    k.push(HEADS);
+/// `c` + contact.
+pub fn contact(contact: &ContactId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(CONTACT);
     k.extend_from_slice(&contact.0);
     k
 }
 
-/// `h` + contact + path.
-pub fn heads(contact: &ContactId, path: &Path) -> Vec<u8> {
-    let mut k = heads_prefix(contact);
-    k.extend_from_slice(&encode(path));
-    k
+/// The contact of a contact key.
+pub fn parse_contact(k: &[u8]) -> Result<ContactId, StoreError> {
+    if k.len() != 17 {
+        return Err(corrupt("contact key"));
+    }
+    Ok(ContactId(take(k, 1, "contact key")?))
 }
 
-/// The (contact, path) of a heads key.
-pub fn parse_heads(k: &[u8]) -> Result<(ContactId, Path), StoreError> {
-    let contact = ContactId(take(k, 1, "register key")?);
-    let path = decode(k.get(17..).unwrap_or_default(), "register key")?;
-    Ok((contact, path))
+/// A contact value: its registers in path order.
+pub fn contact_value(registers: &ContactRegisters) -> Vec<u8> {
+    encode(registers)
 }
 
-/// A heads value: how many writes the register has had, then its heads.
-pub fn heads_value(writes: u64, heads: &Heads) -> Vec<u8> {
-    encode(&(writes, heads))
-}
-
-/// Parses a heads value.
-pub fn parse_heads_value(v: &[u8]) -> Result<(u64, Heads), StoreError> {
-    decode(v, "register heads")
+/// Parses a contact value.
+pub fn parse_contact_value(v: &[u8]) -> Result<ContactRegisters, StoreError> {
+    decode(v, "contact registers")
 }

@@ -75,10 +75,10 @@ pub trait Kv: Send + Sync {
     }
 }
 
-/// Keys written in one session from which closing checkpoints sled (see
+/// Bytes (keys and values) written in one session from which closing checkpoints sled (see
 /// [`SledKv::close_checkpointed`]): below it, what the next open recovers costs a few
 /// milliseconds at most.
-pub const CHECKPOINT_KEYS_MIN: u64 = 32_768;
+pub const CHECKPOINT_BYTES_MIN: u64 = 4 << 20;
 
 /// How many times (10 ms apart) an open retries a lock still held by a just-closed handle.
 const LOCK_RETRIES: u32 = 200;
@@ -93,8 +93,8 @@ pub struct SledKv {
     /// Where the database is and its cache size, to open it again when checkpointing.
     dir: std::path::PathBuf,
     cache_bytes: u64,
-    /// Keys written (inserted or removed) since this handle opened.
-    keys_written: AtomicU64,
+    /// Bytes of keys and values written (inserted or removed) since this handle opened.
+    bytes_written: AtomicU64,
 }
 
 /// sled's error in words a user can act on. sled's own text for damage is
@@ -248,7 +248,7 @@ impl SledKv {
                         data,
                         dir: dir.to_path_buf(),
                         cache_bytes,
-                        keys_written: AtomicU64::new(0),
+                        bytes_written: AtomicU64::new(0),
                     });
                 }
                 // sled reports the held lock as an `Other` I/O error naming it.
@@ -288,8 +288,13 @@ impl Kv for SledKv {
     }
 
     fn apply(&self, batch: KvBatch) -> KvResult<()> {
-        self.keys_written
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let bytes: usize = batch
+            .writes
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+            .sum();
+        self.bytes_written
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         let mut b = sled::Batch::default();
         for (k, v) in batch.writes {
             match v {
@@ -311,7 +316,7 @@ impl Kv for SledKv {
     /// `snapshot_after_ops` is ignored), and an open recovers everything logged since the last
     /// snapshot: after a session of many writes, the next open would replay all of them (tens
     /// of milliseconds for a hundred thousand ops). So a handle that wrote at least
-    /// [`CHECKPOINT_KEYS_MIN`] keys closes, opens the database again (sled recovers and writes
+    /// [`CHECKPOINT_BYTES_MIN`] closes, opens the database again (sled recovers and writes
     /// its snapshot) and closes that: the cost moves from the next start to this close. A
     /// process killed meanwhile leaves what any kill during an open leaves (a torn snapshot
     /// file, cleared by the next open).
@@ -321,9 +326,9 @@ impl Kv for SledKv {
             data,
             dir,
             cache_bytes,
-            keys_written,
+            bytes_written,
         } = *self;
-        if keys_written.into_inner() < CHECKPOINT_KEYS_MIN {
+        if bytes_written.into_inner() < CHECKPOINT_BYTES_MIN {
             return Ok(());
         }
         db.flush().map_err(sled_err)?;
@@ -497,12 +502,15 @@ mod tests {
         names
     }
 
-    /// A handle that wrote `keys` keys, closed with `close_checkpointed`.
+    /// Bytes of one key and value written by [`write_and_close`].
+    const PAIR_BYTES: u64 = 9 + 1024;
+
+    /// A handle that wrote `keys` keys of 1 KiB values, closed with `close_checkpointed`.
     fn write_and_close(dir: &Path, keys: u64, round: u8) {
         let kv = SledKv::open(dir, 1 << 20).unwrap();
         let mut batch = KvBatch::default();
         for i in 0..keys {
-            batch.insert([&[round][..], &i.to_be_bytes()].concat(), vec![round; 8]);
+            batch.insert([&[round][..], &i.to_be_bytes()].concat(), vec![round; 1024]);
         }
         kv.apply(batch).unwrap();
         Box::new(kv).close_checkpointed().unwrap();
@@ -521,20 +529,21 @@ mod tests {
         let after = snapshots(dir);
         assert_ne!(after, before, "below the threshold the next open recovers");
 
-        write_and_close(dir, CHECKPOINT_KEYS_MIN, 2);
+        let enough = CHECKPOINT_BYTES_MIN.div_ceil(PAIR_BYTES);
+        write_and_close(dir, enough, 2);
         let before = snapshots(dir);
         open_close();
         assert_eq!(snapshots(dir), before, "nothing left to recover");
 
         let kv = SledKv::open(dir, 1 << 20).unwrap();
-        for (round, keys) in [(1u8, 10u64), (2, CHECKPOINT_KEYS_MIN)] {
+        for (round, keys) in [(1u8, 10u64), (2, enough)] {
             assert_eq!(
                 kv.scan_prefix(&[round]).count() as u64,
                 keys,
                 "round {round}"
             );
         }
-        let last = [&[2u8][..], &(CHECKPOINT_KEYS_MIN - 1).to_be_bytes()].concat();
-        assert_eq!(kv.get(&last).unwrap(), Some(vec![2; 8]));
+        let last = [&[2u8][..], &(enough - 1).to_be_bytes()].concat();
+        assert_eq!(kv.get(&last).unwrap(), Some(vec![2; 1024]));
     }
 }

@@ -2,17 +2,17 @@
 //! writes.
 //!
 //! A [`Stage`] layers what it has staged over the store, so the check of each op sees the ops
-//! staged before it (a chain delivered in one bundle applies in one call), and each register
+//! staged before it (a chain delivered in one bundle applies in one call), and each contact
 //! touched by several ops is read once and written once. Saves, bulk imports and the replay of
 //! the log's tail at open all go through it, so there is one write path.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use cardlog_core::replay::{check_op, ChainHead, Heads, OpLookup, Readiness, RegisterWrite};
+use cardlog_core::replay::{check_op, ChainHead, OpLookup, Readiness, RegisterWrite};
 use cardlog_core::{ContactId, OpId, Path, ReplicaId, SealedOp};
 
 use crate::error::StoreError;
-use crate::keys::{self, meta};
+use crate::keys::{self, meta, ContactRegisters};
 use crate::kv::KvBatch;
 use crate::log::{self, COMMIT};
 use crate::store::Store;
@@ -29,10 +29,9 @@ pub(crate) struct Staged {
     pub(crate) added: Vec<(u64, SealedOp)>,
 }
 
-/// One register as staged: write count, heads, and whether it changed.
-struct Register {
-    writes: u64,
-    heads: Heads,
+/// One contact's registers as staged, and whether staged ops changed them.
+struct StagedContact {
+    registers: ContactRegisters,
     changed: bool,
 }
 
@@ -45,8 +44,9 @@ pub(crate) struct Stage<'s> {
     seqs: HashMap<(ReplicaId, u64), OpId>,
     writes: HashSet<(OpId, ContactId, Path)>,
     heads: BTreeMap<ReplicaId, ChainHead>,
-    /// Registers read from the store (once each), and whether staged ops changed them.
-    registers: HashMap<(ContactId, Path), Register>,
+    /// Contacts' registers read from the store (once each), and whether staged ops changed
+    /// them.
+    contacts: HashMap<ContactId, StagedContact>,
     added: Vec<(u64, SealedOp)>,
     /// Log offset of the next record.
     next_offset: u64,
@@ -69,7 +69,7 @@ impl<'s> Stage<'s> {
             seqs: HashMap::new(),
             writes: HashSet::new(),
             heads: BTreeMap::new(),
-            registers: HashMap::new(),
+            contacts: HashMap::new(),
             added: Vec::new(),
             next_offset: offset,
             next_count: count,
@@ -85,9 +85,9 @@ impl<'s> Stage<'s> {
     /// record, author head and register changes.
     pub(crate) fn add_op(&mut self, sealed: &SealedOp) -> Result<Readiness, StoreError> {
         // The check usually finds the replaced writes among these registers' heads, and the
-        // op then changes them: each is read from the store once, here.
+        // op then changes them: each contact is read from the store once, here.
         for w in &sealed.op().writes {
-            self.load(&w.contact, &w.path)?;
+            self.load(&w.contact)?;
         }
         let readiness = check_op(&*self, sealed)?;
         if readiness != Readiness::Ready {
@@ -99,23 +99,21 @@ impl<'s> Stage<'s> {
         Ok(Readiness::Ready)
     }
 
-    /// The staged register at `(contact, path)`, read from the store the first time.
-    fn load(&mut self, contact: &ContactId, path: &Path) -> Result<&mut Register, StoreError> {
-        let key = (*contact, path.clone());
-        if !self.registers.contains_key(&key) {
-            let (writes, heads) = self.store.register_at(&keys::heads(contact, path))?;
-            self.registers.insert(
-                key.clone(),
-                Register {
-                    writes,
-                    heads,
+    /// The staged registers of `contact`, read from the store the first time.
+    fn load(&mut self, contact: &ContactId) -> Result<&mut StagedContact, StoreError> {
+        if !self.contacts.contains_key(contact) {
+            let registers = self.store.contact_registers(contact)?;
+            self.contacts.insert(
+                *contact,
+                StagedContact {
+                    registers,
                     changed: false,
                 },
             );
         }
-        self.registers
-            .get_mut(&key)
-            .ok_or_else(|| StoreError::Corrupt("staged register".into()))
+        self.contacts
+            .get_mut(contact)
+            .ok_or_else(|| StoreError::Corrupt("staged contact".into()))
     }
 
     /// Stages the head and register changes of an op in the log at `offset` (just framed, or
@@ -135,10 +133,12 @@ impl<'s> Stage<'s> {
         );
         for w in &op.writes {
             self.writes.insert((id, w.contact, w.path.clone()));
-            let register = self.load(&w.contact, &w.path)?;
-            register.writes += 1;
-            register.heads.apply(RegisterWrite::of(op, id, w));
-            register.changed = true;
+            let staged = self.load(&w.contact)?;
+            // Only a write creates a register: a path merely looked at stays absent.
+            let (writes, heads) = staged.registers.entry(w.path.clone()).or_default();
+            *writes += 1;
+            heads.apply(RegisterWrite::of(op, id, w));
+            staged.changed = true;
         }
         self.next_offset = offset + log::HEADER_BYTES + sealed.bytes().len() as u64;
         self.next_count += 1;
@@ -157,11 +157,11 @@ impl<'s> Stage<'s> {
         for (author, head) in &self.heads {
             batch.insert(keys::author(author), keys::encode(head));
         }
-        for ((contact, path), r) in self.registers.drain() {
-            if r.changed {
+        for (contact, staged) in self.contacts.drain() {
+            if staged.changed {
                 batch.insert(
-                    keys::heads(&contact, &path),
-                    keys::heads_value(r.writes, &r.heads),
+                    keys::contact(&contact),
+                    keys::contact_value(&staged.registers),
                 );
             }
         }
@@ -211,9 +211,10 @@ impl OpLookup for Stage<'_> {
         // Usually the replaced write is one of the register's current heads (loaded by
         // `add_op`): no lookup by id.
         if self
-            .registers
-            .get(&(*contact, path.clone()))
-            .is_some_and(|r| r.heads.is_head(op))
+            .contacts
+            .get(contact)
+            .and_then(|c| c.registers.get(path))
+            .is_some_and(|(_, heads)| heads.is_head(op))
         {
             return Ok(Some(true));
         }

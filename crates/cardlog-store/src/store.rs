@@ -25,18 +25,20 @@ use cardlog_core::{ContactId, IdPrefix, OpId, Path, ReplayError, ReplicaId, Seal
 use crate::derive::{derive, Derived, Registers};
 use crate::error::{OpenError, StoreError};
 use crate::index::LogIndex;
-use crate::keys::{self, meta};
+use crate::keys::{self, meta, ContactRegisters};
 use crate::kv::{ClosedKv, Kv, KvBatch, KvError, SledKv};
 use crate::log::{FileLog, LogError, LogIo, OpLog, Read, COMMIT, LOG_FILE};
 use crate::pending::{Pending, PENDING_OPS_MAX};
 use crate::stage::Stage;
 
 /// The store format this build reads and writes (the marker file and the `format` meta entry).
-pub const STORE_FORMAT_VERSION: u8 = 2;
+pub const STORE_FORMAT_VERSION: u8 = 3;
 /// Default sled page cache: modest, because sled's own default is 1 GiB.
 pub const CACHE_BYTES_DEFAULT: u64 = 32 << 20;
 
 const MARKER_FILE: &str = "CARDLOG";
+/// The marker of store format 2, which [`Store::open`] upgrades.
+const MARKER_V2: &str = "cardlog store 2\n";
 const DB_DIR: &str = "db";
 
 fn marker_text() -> String {
@@ -241,6 +243,10 @@ impl Store {
             Err(e) => return Err(io(&marker, e)),
         };
         let text = String::from_utf8_lossy(&text);
+        if text == MARKER_V2 {
+            Self::upgrade_from_2(dir, options)?;
+            return Self::open(dir, options);
+        }
         if text != marker_text() {
             let Some(rest) = text.strip_prefix("cardlog store ") else {
                 return Err(OpenError::NotAStore(dir.to_owned()));
@@ -278,6 +284,53 @@ impl Store {
         let kv = SledKv::open(&db, options.cache_bytes)?;
         let log = FileLog::open(&log_path, false)?;
         Self::open_parts(Box::new(kv), Box::new(log), dir)
+    }
+
+    /// Upgrades a store of format 2 (one sled key per register) to format 3 (one per
+    /// contact): format 2's registers are removed and the rebuild mark set, in one batch with
+    /// the new format, then the marker is replaced; the open that follows finishes the rebuild
+    /// from the log, as after any interrupted rebuild. A crash before the batch leaves format
+    /// 2 as it was; after it, a marker still saying 2 over a database saying 3 only needs the
+    /// marker replaced. The op log is not touched.
+    fn upgrade_from_2(dir: &FsPath, options: &StoreOptions) -> Result<(), OpenError> {
+        let db = dir.join(DB_DIR);
+        if !db.is_dir() || !dir.join(LOG_FILE).is_file() {
+            return Err(OpenError::Damaged(format!(
+                "{} has a format 2 store marker but not its {DB_DIR}/ and {LOG_FILE}",
+                dir.display()
+            )));
+        }
+        let kv = SledKv::open(&db, options.cache_bytes)?;
+        match kv.get(meta::FORMAT)?.as_deref() {
+            Some([2]) => {
+                let mut batch = KvBatch::default();
+                for pair in kv.scan_prefix(&[keys::HEADS_V2]) {
+                    batch.remove(pair?.0);
+                }
+                batch.insert(meta::REBUILDING.to_vec(), vec![1]);
+                batch.insert(meta::FORMAT.to_vec(), vec![STORE_FORMAT_VERSION]);
+                kv.apply(batch)?;
+                kv.flush()?;
+            }
+            Some([v]) if *v == STORE_FORMAT_VERSION => {}
+            other => {
+                return Err(OpenError::Damaged(format!(
+                    "{} has a format 2 store marker but its database says format {other:?}",
+                    dir.display()
+                )))
+            }
+        }
+        drop(kv);
+        let marker = dir.join(MARKER_FILE);
+        let next = dir.join(format!("{MARKER_FILE}.upgrading"));
+        std::fs::write(&next, marker_text()).map_err(|e| io(&next, e))?;
+        std::fs::File::open(&next)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io(&next, e))?;
+        std::fs::rename(&next, &marker).map_err(|e| io(&marker, e))?;
+        // Make the rename durable (best effort: not every platform can sync a directory).
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        Ok(())
     }
 
     /// Opens a store on an already opened key space and log file (tests use this to inject
@@ -570,14 +623,21 @@ impl Store {
 
     /// The heads at one path.
     pub fn heads(&self, contact: &ContactId, path: &Path) -> Result<Heads, StoreError> {
-        Ok(self.register_at(&keys::heads(contact, path))?.1)
+        Ok(self
+            .contact_registers(contact)?
+            .remove(path)
+            .map(|(_, heads)| heads)
+            .unwrap_or_default())
     }
 
-    /// The register stored under a heads key (empty if never written).
-    pub(crate) fn register_at(&self, heads_key: &[u8]) -> Result<(u64, Heads), StoreError> {
-        match self.pending.get(&*self.kv, heads_key)? {
-            Some(v) => keys::parse_heads_value(&v),
-            None => Ok((0, Heads::default())),
+    /// Every register of a contact (empty if never written): one lookup.
+    pub(crate) fn contact_registers(
+        &self,
+        contact: &ContactId,
+    ) -> Result<ContactRegisters, StoreError> {
+        match self.pending.get(&*self.kv, &keys::contact(contact))? {
+            Some(v) => keys::parse_contact_value(&v),
+            None => Ok(ContactRegisters::new()),
         }
     }
 
@@ -736,18 +796,13 @@ impl Store {
 
     /// A contact as apps read it (deleted or not); `None` if never written.
     pub fn contact(&self, id: &ContactId) -> Result<Option<ContactView>, StoreError> {
-        let mut registers = Vec::new();
-        for pair in self.pending.scan_prefix(&*self.kv, &keys::heads_prefix(id)) {
-            let (k, v) = pair?;
-            let (_, path) = keys::parse_heads(&k)?;
-            registers.push((path, keys::parse_heads_value(&v)?.1));
-        }
+        let registers = self.contact_registers(id)?;
         if registers.is_empty() {
             return Ok(None);
         }
         Ok(Some(contact_view(
             *id,
-            registers.iter().map(|(p, h)| (p, h)),
+            registers.iter().map(|(p, (_, h))| (p, h)),
         )))
     }
 
@@ -756,22 +811,17 @@ impl Store {
         &self,
         mut f: impl FnMut(ContactId, Vec<(Path, u64, Heads)>),
     ) -> Result<(), StoreError> {
-        let mut current: Option<ContactId> = None;
-        let mut registers = Vec::new();
-        for pair in self.pending.scan_prefix(&*self.kv, &[keys::HEADS]) {
+        for pair in self.pending.scan_prefix(&*self.kv, &[keys::CONTACT]) {
             let (k, v) = pair?;
-            let (contact, path) = keys::parse_heads(&k)?;
-            let (writes, heads) = keys::parse_heads_value(&v)?;
-            if current != Some(contact) {
-                if let Some(c) = current.take() {
-                    f(c, std::mem::take(&mut registers));
-                }
-                current = Some(contact);
-            }
-            registers.push((path, writes, heads));
-        }
-        if let Some(c) = current {
-            f(c, registers);
+            let contact = keys::parse_contact(&k)?;
+            let registers = keys::parse_contact_value(&v)?;
+            f(
+                contact,
+                registers
+                    .into_iter()
+                    .map(|(path, (writes, heads))| (path, writes, heads))
+                    .collect(),
+            );
         }
         Ok(())
     }
@@ -827,16 +877,7 @@ impl Store {
 
     /// Every path of a contact that has been written.
     pub fn paths(&self, contact: &ContactId) -> Result<Vec<Path>, StoreError> {
-        let mut out = Vec::new();
-        for pair in self
-            .pending
-            .scan_prefix(&*self.kv, &keys::heads_prefix(contact))
-        {
-            let (k, _) = pair?;
-            out.push(keys::parse_heads(&k)?.1);
-        }
-        out.sort();
-        Ok(out)
+        Ok(self.contact_registers(contact)?.into_keys().collect())
     }
 
     /// The canonical state bytes (equal to [`cardlog_core::Replay::state_bytes`] for the same
@@ -860,13 +901,13 @@ impl Store {
         prefix: &IdPrefix,
         limit: usize,
     ) -> Result<Vec<ContactId>, StoreError> {
-        let mut start = vec![keys::HEADS];
+        let mut start = vec![keys::CONTACT];
         start.extend(prefix.whole_bytes());
         let mut out: Vec<ContactId> = Vec::new();
         for pair in self.pending.scan_prefix(&*self.kv, &start) {
             let (k, _) = pair?;
-            let (contact, _) = keys::parse_heads(&k)?;
-            if out.last() != Some(&contact) && contact.matches(prefix) {
+            let contact = keys::parse_contact(&k)?;
+            if contact.matches(prefix) {
                 if out.len() == limit {
                     break;
                 }
@@ -1046,13 +1087,11 @@ impl Store {
             problems.push("author heads (summary) disagree with the log".into());
         }
         let mut stored = Registers::new();
-        for pair in self.pending.scan_prefix(&*self.kv, &[keys::HEADS]) {
+        for pair in self.pending.scan_prefix(&*self.kv, &[keys::CONTACT]) {
             let (k, v) = pair?;
-            match keys::parse_heads(&k)
-                .and_then(|(c, p)| Ok(((c, p), keys::parse_heads_value(&v)?)))
-            {
-                Ok((key, value)) => {
-                    stored.insert(key, value);
+            match keys::parse_contact(&k).and_then(|c| Ok((c, keys::parse_contact_value(&v)?))) {
+                Ok((contact, registers)) => {
+                    stored.extend(registers.into_iter().map(|(p, r)| ((contact, p), r)));
                 }
                 Err(e) => problems.push(format!("register: {e}")),
             }
@@ -1148,18 +1187,23 @@ impl Store {
             })
             .map_err(|e| self.poison(e))?;
         self.kv.flush().map_err(|e| self.poison(e))?;
-        let mut wanted: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        for ((contact, path), (writes, heads)) in &derived.registers {
-            wanted.insert(
-                keys::heads(contact, path),
-                keys::heads_value(*writes, heads),
-            );
+        let mut by_contact: BTreeMap<ContactId, ContactRegisters> = BTreeMap::new();
+        for ((contact, path), register) in &derived.registers {
+            by_contact
+                .entry(*contact)
+                .or_default()
+                .insert(path.clone(), register.clone());
         }
+        let mut wanted: BTreeMap<Vec<u8>, Vec<u8>> = by_contact
+            .iter()
+            .map(|(contact, registers)| (keys::contact(contact), keys::contact_value(registers)))
+            .collect();
+        drop(by_contact);
         for (author, head) in &derived.heads {
             wanted.insert(keys::author(author), keys::encode(head));
         }
         let mut batch = KvBatch::default();
-        for prefix in [keys::AUTHOR, keys::HEADS] {
+        for prefix in [keys::AUTHOR, keys::CONTACT] {
             let pairs: Result<Vec<_>, KvError> =
                 self.pending.scan_prefix(&*self.kv, &[prefix]).collect();
             let pairs = pairs.map_err(|e| self.poison(e))?;

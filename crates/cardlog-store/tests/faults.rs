@@ -248,8 +248,8 @@ fn assert_reported_then_repaired(dir: &Path, replay: &Replay, expected: &str) {
 fn a_deleted_register_is_reported_and_rebuilt() {
     let (_tmp, dir, replay) = sound();
     tamper(&dir, |kv| {
-        let registers = pairs(kv, keys::HEADS);
-        assert!(registers.len() > 10);
+        let registers = pairs(kv, keys::CONTACT);
+        assert!(registers.len() > 3);
         remove(kv, registers[3].0.clone());
     });
     assert_ne!(reopen(&dir).state_bytes().unwrap(), replay.state_bytes());
@@ -260,7 +260,7 @@ fn a_deleted_register_is_reported_and_rebuilt() {
 fn a_register_overwritten_with_another_ones_heads_is_reported_and_rebuilt() {
     let (_tmp, dir, replay) = sound();
     tamper(&dir, |kv| {
-        let registers = pairs(kv, keys::HEADS);
+        let registers = pairs(kv, keys::CONTACT);
         let other = registers
             .iter()
             .find(|(_, v)| *v != registers[1].1)
@@ -277,7 +277,7 @@ fn a_register_overwritten_with_another_ones_heads_is_reported_and_rebuilt() {
 fn a_register_that_no_longer_decodes_is_rebuilt() {
     let (_tmp, dir, replay) = sound();
     tamper(&dir, |kv| {
-        let registers = pairs(kv, keys::HEADS);
+        let registers = pairs(kv, keys::CONTACT);
         put(kv, registers[0].0.clone(), vec![0xff, 0xff, 0xff]);
     });
     let mut store = reopen(&dir);
@@ -295,7 +295,7 @@ fn a_register_that_no_longer_decodes_is_rebuilt() {
 fn a_register_with_no_write_in_the_log_is_reported_and_removed() {
     let (_tmp, dir, replay) = sound();
     tamper(&dir, |kv| {
-        let (key, value) = pairs(kv, keys::HEADS).swap_remove(0);
+        let (key, value) = pairs(kv, keys::CONTACT).swap_remove(0);
         let mut stray = key.clone();
         stray[1..17].copy_from_slice(&[0xee; 16]);
         put(kv, stray, value);

@@ -344,16 +344,17 @@ fn a_snapshot_torn_by_a_killed_open_is_dropped_and_nothing_is_lost() {
 
 #[test]
 fn closing_a_session_of_many_writes_leaves_sled_nothing_to_recover() {
-    // A store whose session wrote more than `CHECKPOINT_KEYS_MIN` register keys checkpoints
+    // A store whose session wrote more than `CHECKPOINT_BYTES_MIN` of registers checkpoints
     // sled when dropped: the next open writes no snapshot of its own (it recovered nothing),
     // and the store reads back and verifies. A session of one op does not.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
     let mut w = World::new(1);
     let mut store = create_store(&dir);
-    // Each contact has 3,000 tags, so each op writes over 3,000 registers.
-    let per_contact = 3_000;
-    let contacts = cardlog_store::kv::CHECKPOINT_KEYS_MIN as usize / per_contact + 1;
+    // 40 contacts of 2,000 tags: each register takes over 100 bytes, so about twice the
+    // threshold.
+    let per_contact = 2_000;
+    let contacts = 40;
     let mut ids = Vec::new();
     for c in 0..contacts {
         let mut contact = sample(u8::try_from(c + 1).unwrap());
@@ -401,5 +402,100 @@ fn closing_a_session_of_many_writes_leaves_sled_nothing_to_recover() {
         snapshot_files(&dir),
         before,
         "a short session was checkpointed"
+    );
+}
+
+/// Turns the closed format-3 store at `dir` into what format 2 left on disk: its registers
+/// under one `h` key per path (the upgrade never reads their values, only removes them),
+/// `mformat` 2 and the format-2 marker.
+fn make_format_2(dir: &Path) {
+    let kv = retry_lock(|| SledKv::open(&dir.join("db"), 1 << 20)).unwrap();
+    let mut batch = KvBatch::default();
+    for pair in kv.scan_prefix(b"c") {
+        let (k, v) = pair.unwrap();
+        for path in 0u8..3 {
+            batch.insert([&b"h"[..], &k[1..], &[path]].concat(), v.clone());
+        }
+        batch.remove(k);
+    }
+    batch.insert(b"mformat".to_vec(), vec![2]);
+    kv.apply(batch).unwrap();
+    kv.flush().unwrap();
+    drop(kv);
+    std::fs::write(dir.join("CARDLOG"), b"cardlog store 2\n").unwrap();
+}
+
+/// The keys of the closed store at `dir` that start with `tag`.
+fn keys_tagged(dir: &Path, tag: u8) -> usize {
+    let kv = retry_lock(|| SledKv::open(&dir.join("db"), 1 << 20)).unwrap();
+    kv.scan_prefix(&[tag]).count()
+}
+
+#[test]
+fn a_format_2_store_is_upgraded_on_open_and_keeps_every_op_and_contact() {
+    // Open removes format 2's per-path register keys, rebuilds the per-contact ones from the
+    // log and rewrites the marker; contacts, conflicts, summary and the replica id are those
+    // of before, and verify is clean.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let world = common::scripted_world();
+    let ops = world.all_ops();
+    let mut store = create_store(&dir);
+    common::apply_in_chunks(&mut store, &ops, &[7]);
+    store.flush().unwrap();
+    let (contacts, conflicts, summary, replica) = (
+        store.contacts(true).unwrap(),
+        store.conflicts().unwrap(),
+        common::summary_of(&store),
+        store.replica_id(),
+    );
+    assert!(!conflicts.is_empty() && contacts.len() > 3);
+    drop(store);
+    make_format_2(&dir);
+    assert_eq!(keys_tagged(&dir, b'c'), 0);
+    assert!(keys_tagged(&dir, b'h') > 3 * 3);
+
+    let store = reopen(&dir);
+    assert_eq!(store.contacts(true).unwrap(), contacts);
+    assert_eq!(store.conflicts().unwrap(), conflicts);
+    assert_eq!(common::summary_of(&store), summary);
+    assert_eq!(store.replica_id(), replica);
+    assert_eq!(store.op_count(), ops.len() as u64);
+    assert!(store.verify().unwrap().is_ok());
+    drop(store);
+    assert_eq!(
+        std::fs::read(dir.join("CARDLOG")).unwrap(),
+        marker_text().as_bytes()
+    );
+    assert_eq!(keys_tagged(&dir, b'h'), 0);
+    assert_eq!(keys_tagged(&dir, b'c'), contacts.len());
+}
+
+#[test]
+fn an_upgrade_cut_off_before_the_marker_was_replaced_finishes_on_the_next_open() {
+    // The database already says format 3 and carries the rebuild mark, but the marker still
+    // says 2 (the process died between the two): open replaces the marker and rebuilds.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let op = store_with_one_op(&dir);
+    {
+        let kv = retry_lock(|| SledKv::open(&dir.join("db"), 1 << 20)).unwrap();
+        let mut batch = KvBatch::default();
+        for pair in kv.scan_prefix(b"c") {
+            batch.remove(pair.unwrap().0);
+        }
+        batch.insert(b"mrebuilding".to_vec(), vec![1]);
+        kv.apply(batch).unwrap();
+        kv.flush().unwrap();
+    }
+    std::fs::write(dir.join("CARDLOG"), b"cardlog store 2\n").unwrap();
+    let store = reopen(&dir);
+    assert_eq!(store.op(&op.id()).unwrap(), Some(op));
+    assert_eq!(store.contacts(true).unwrap().len(), 1);
+    assert!(store.verify().unwrap().is_ok());
+    drop(store);
+    assert_eq!(
+        std::fs::read(dir.join("CARDLOG")).unwrap(),
+        marker_text().as_bytes()
     );
 }
