@@ -630,11 +630,10 @@ impl Store {
             .unwrap_or_default())
     }
 
-    /// Every register of a contact (empty if never written): one lookup.
-    pub(crate) fn contact_registers(
-        &self,
-        contact: &ContactId,
-    ) -> Result<ContactRegisters, StoreError> {
+    /// Every register of a contact by path (empty if never written): one lookup. What
+    /// [`Store::contact`] and [`Store::heads`] read; a caller that needs several of a contact's
+    /// heads, or its view and heads, reads this once.
+    pub fn contact_registers(&self, contact: &ContactId) -> Result<ContactRegisters, StoreError> {
         match self.pending.get(&*self.kv, &keys::contact(contact))? {
             Some(v) => keys::parse_contact_value(&v),
             None => Ok(ContactRegisters::new()),

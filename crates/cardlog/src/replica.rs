@@ -17,12 +17,12 @@ use std::path::Path as FsPath;
 use std::sync::Arc;
 
 use cardlog_core::hlc::SKEW_BOUND_MS_DEFAULT;
-use cardlog_core::replay::{plan_contact, ChainHead, Heads};
+use cardlog_core::replay::{contact_view, plan_contact, ChainHead, Heads};
 use cardlog_core::{
     Batch, Contact, ContactId, ContactView, FieldConflict, HlcClock, IdPrefix, Missing, Op, OpId,
     Path, ReplicaId, SealedOp, SkewReport, SystemClock, Value, Version, WallClock,
 };
-use cardlog_store::keys::meta;
+use cardlog_store::keys::{meta, ContactRegisters};
 use cardlog_store::{
     OpOutcome, Progress, Store, StoreError, StoreOptions, VerifyReport, CACHE_BYTES_DEFAULT,
 };
@@ -222,10 +222,20 @@ impl Replica {
 
     /// Saves a batch of changes (any number of contacts) as one op; returns it once durable.
     pub fn save(&mut self, batch: &Batch) -> Result<SealedOp, Error> {
+        self.save_knowing(batch, None)
+    }
+
+    /// [`Replica::save`], given the registers of one contact of the batch as just read
+    /// (`known`), so they are not read again.
+    fn save_knowing(
+        &mut self,
+        batch: &Batch,
+        known: Option<(ContactId, &ContactRegisters)>,
+    ) -> Result<SealedOp, Error> {
         // The clock only advances if the save succeeds.
         let mut clock = self.clock.clone();
         let hlc = clock.tick(self.wall.now_ms());
-        let op = self.next_op(hlc, batch)?.seal()?;
+        let op = self.next_op(hlc, batch, known)?.seal()?;
         match self.store.apply(&op)? {
             cardlog_core::replay::Readiness::Ready => {}
             other => {
@@ -239,13 +249,31 @@ impl Replica {
         Ok(op)
     }
 
-    fn next_op(&self, hlc: cardlog_core::Hlc, batch: &Batch) -> Result<Op, Error> {
+    fn next_op(
+        &self,
+        hlc: cardlog_core::Hlc,
+        batch: &Batch,
+        known: Option<(ContactId, &ContactRegisters)>,
+    ) -> Result<Op, Error> {
         let author = self.id();
         let head = self.store.summary().get(&author);
         let mut writes = Vec::new();
         for (contact, changes) in batch.contacts() {
+            // Each contact's registers are read (and decoded) once, whatever it changes.
+            let read;
+            let registers = match known {
+                Some((id, registers)) if id == *contact => registers,
+                _ => {
+                    read = self.store.contact_registers(contact)?;
+                    &read
+                }
+            };
             writes.extend(plan_contact(*contact, changes, |path| {
-                Ok::<_, Error>(self.store.heads(contact, path)?.head_ops())
+                Ok::<_, Error>(
+                    registers
+                        .get(path)
+                        .map_or_else(Vec::new, |(_, heads)| heads.head_ops()),
+                )
             })?);
         }
         if writes.is_empty() {
@@ -277,11 +305,23 @@ impl Replica {
         id: ContactId,
         f: impl FnOnce(&mut Contact),
     ) -> Result<Option<OpId>, Error> {
-        let batch = Batch::edited(&self.visible(id)?, f)?;
+        // The registers are read once: for the contact as it is and for the heads the
+        // changed paths replace.
+        let registers = self.store.contact_registers(&id)?;
+        if registers.is_empty() {
+            return Err(Error::NotFound(id));
+        }
+        let view = contact_view(id, registers.iter().map(|(p, (_, h))| (p, h)));
+        if view.deleted {
+            return Err(Error::Deleted(id));
+        }
+        let batch = Batch::edited(&view.contact, f)?;
         if batch.is_empty() {
             return Ok(None);
         }
-        Ok(Some(self.save(&batch)?.id()))
+        Ok(Some(
+            self.save_knowing(&batch, Some((id, &registers)))?.id(),
+        ))
     }
 
     /// Deletes a visible contact (a tombstone: history is kept and it can be restored).
