@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 
 use cardlog_core::replay::Missing;
 use cardlog_core::replay::{
-    contact_view, field_conflict, state_bytes, ChainHead, ContactView, FieldConflict, Heads,
+    contact_view, field_conflict, write_state, ChainHead, ContactView, FieldConflict, Heads,
     OpLookup, Readiness, RegisterWrite, Version,
 };
 use cardlog_core::{ContactId, IdPrefix, OpId, Path, ReplayError, ReplicaId, SealedOp};
@@ -882,15 +882,31 @@ impl Store {
     /// The canonical state bytes (equal to [`cardlog_core::Replay::state_bytes`] for the same
     /// ops).
     pub fn state_bytes(&self) -> Result<Vec<u8>, StoreError> {
-        let mut all = Registers::new();
+        let mut out = Vec::new();
+        self.write_state(&mut out)?;
+        Ok(out)
+    }
+
+    /// The blake3 hash of [`Store::state_bytes`] (equal to
+    /// [`cardlog_core::Replay::state_digest`] for the same ops), computed one contact at a
+    /// time: what comparing two large stores should use.
+    pub fn state_digest(&self) -> Result<[u8; 32], StoreError> {
+        let mut hasher = blake3::Hasher::new();
+        self.write_state(&mut hasher)?;
+        Ok(*hasher.finalize().as_bytes())
+    }
+
+    /// Writes the state rows contact by contact (contacts in id order, paths in order within
+    /// each: the order of the whole state).
+    fn write_state(&self, out: &mut impl std::io::Write) -> Result<(), StoreError> {
         self.for_each_contact(|id, registers| {
-            for (path, writes, heads) in registers {
-                all.insert((id, path), (writes, heads));
-            }
-        })?;
-        Ok(state_bytes(
-            all.iter().map(|((c, p), (n, h))| (*c, p, h, *n)),
-        ))
+            write_state(
+                registers
+                    .iter()
+                    .map(|(path, writes, heads)| (id, path, heads, *writes)),
+                out,
+            );
+        })
     }
 
     /// Up to `limit` contacts whose id starts with `prefix`, in id order (for unique-prefix

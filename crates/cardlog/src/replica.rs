@@ -482,6 +482,13 @@ impl Replica {
         Ok(self.store.state_bytes()?)
     }
 
+    /// The blake3 hash of [`Replica::state_bytes`], computed one contact at a time: equal on
+    /// two replicas exactly when their state bytes are (short of a blake3 collision), without
+    /// holding either state in memory.
+    pub fn state_digest(&self) -> Result<[u8; 32], Error> {
+        Ok(self.store.state_digest()?)
+    }
+
     // ---- maintenance ---------------------------------------------------------------------
 
     /// Re-hashes every op, checks every chain, rebuilds the state from the log and compares it

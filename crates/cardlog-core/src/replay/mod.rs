@@ -20,7 +20,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 pub use check::{check_op, ChainHead, OpLookup, Readiness};
 pub use plan::{plan_contact, Batch, PlanError};
 pub use register::{Heads, RegisterWrite, WriteKey};
-pub use view::{contact_view, field_conflict, state_bytes, ContactView, FieldConflict, Version};
+pub use view::{
+    contact_view, field_conflict, state_bytes, state_digest, write_state, ContactView,
+    FieldConflict, Version,
+};
 
 use register::Register;
 
@@ -435,15 +438,20 @@ impl Replay {
     /// (key and value) and the number of writes. Two replays with the same applied ops give the
     /// same bytes whatever the order the ops came in; the property tests compare these.
     pub fn state_bytes(&self) -> Vec<u8> {
-        view::state_bytes(self.contacts.iter().flat_map(|(id, registers)| {
+        view::state_bytes(self.state_rows())
+    }
+
+    /// The blake3 hash of [`Replay::state_bytes`], for compact comparison (computed without
+    /// holding the bytes).
+    pub fn state_digest(&self) -> [u8; 32] {
+        view::state_digest(self.state_rows())
+    }
+
+    fn state_rows(&self) -> impl Iterator<Item = (ContactId, &Path, &Heads, u64)> {
+        self.contacts.iter().flat_map(|(id, registers)| {
             registers
                 .iter()
                 .map(|(path, r)| (*id, path, r.heads(), r.entries().len() as u64))
-        }))
-    }
-
-    /// The blake3 hash of [`Replay::state_bytes`], for compact comparison.
-    pub fn state_digest(&self) -> [u8; 32] {
-        *blake3::hash(&self.state_bytes()).as_bytes()
+        })
     }
 }

@@ -158,6 +158,27 @@ pub fn contact_view<'a>(
 pub fn state_bytes<'a>(
     registers: impl IntoIterator<Item = (ContactId, &'a Path, &'a Heads, u64)>,
 ) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_state(registers, &mut out);
+    out
+}
+
+/// The blake3 hash of [`state_bytes`] of the same registers, computed as they stream by:
+/// comparing two states this way holds neither in memory.
+pub fn state_digest<'a>(
+    registers: impl IntoIterator<Item = (ContactId, &'a Path, &'a Heads, u64)>,
+) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    write_state(registers, &mut hasher);
+    *hasher.finalize().as_bytes()
+}
+
+/// Writes the rows of [`state_bytes`] to `out` (a `Vec`, a hasher…): the bytes are the rows
+/// concatenated, so rows given in several calls, in order, write the same bytes as one call.
+pub fn write_state<'a>(
+    registers: impl IntoIterator<Item = (ContactId, &'a Path, &'a Heads, u64)>,
+    out: &mut impl std::io::Write,
+) {
     #[derive(Encode)]
     struct Row<'a> {
         contact: ContactId,
@@ -165,7 +186,6 @@ pub fn state_bytes<'a>(
         writes: u64,
         heads: &'a Heads,
     }
-    let mut out = Vec::new();
     for (contact, path, heads, writes) in registers {
         let row = Row {
             contact,
@@ -173,9 +193,8 @@ pub fn state_bytes<'a>(
             writes,
             heads,
         };
-        // Encoding into a Vec has no failure mode; a failure would drop the row on every
-        // replica alike.
-        let _ = bincode::encode_into_std_write(&row, &mut out, bincode::config::standard());
+        // Encoding into a Vec or a hasher has no failure mode; a failure would drop the row
+        // on every replica alike.
+        let _ = bincode::encode_into_std_write(&row, out, bincode::config::standard());
     }
-    out
 }

@@ -334,7 +334,12 @@ pub fn summary_of(store: &Store) -> BTreeMap<ReplicaId, (u64, OpId)> {
 /// Asserts that everything the store reads equals what `replay` reads, and that the store
 /// verifies clean.
 pub fn assert_same_as_replay(store: &Store, replay: &Replay) {
-    assert_eq!(store.state_bytes().unwrap(), replay.state_bytes(), "state");
+    let state = store.state_bytes().unwrap();
+    assert_eq!(state, replay.state_bytes(), "state");
+    // The streamed digests hash exactly those bytes, on both sides.
+    let digest = *blake3::hash(&state).as_bytes();
+    assert_eq!(store.state_digest().unwrap(), digest, "store digest");
+    assert_eq!(replay.state_digest(), digest, "replay digest");
     assert_eq!(store.contacts(false).unwrap(), replay.contacts(false));
     assert_eq!(store.contacts(true).unwrap(), replay.contacts(true));
     assert_eq!(store.conflicts().unwrap(), replay.conflicts());
