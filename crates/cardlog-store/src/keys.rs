@@ -70,10 +70,7 @@ pub fn encode<T: bincode::Encode>(value: &T) -> Vec<u8> {
 
 /// Decodes exactly `bytes` as a `T`, naming `what` on failure.
 pub fn decode<T: bincode::Decode<()>>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
-    match bincode::decode_from_slice(bytes, format_config()) {
-        Ok((v, used)) if used == bytes.len() => Ok(v),
-        _ => Err(corrupt(what)),
-    }
+    decode_with(bytes, format_config(), what)
 }
 
 /// `a` + author.
@@ -113,7 +110,59 @@ pub fn contact_value(registers: &ContactRegisters) -> Vec<u8> {
     encode(registers)
 }
 
-/// Parses a contact value.
+/// Parses a contact value (never an empty map: a contact exists once a register does).
+///
+/// A contact holds any number of registers, so its value has no size limit of its own, and
+/// the decoder's bound on what length prefixes may make it allocate (the format's
+/// `DECODED_BYTES_MAX` fits one op) scales with the value instead: 64 bytes of decoded memory
+/// per stored byte, in steps. bincode counts a 1-byte varint as up to 8 bytes and reserves a
+/// whole map or vector before reading it (a map entry is about 20 times its smallest
+/// encoding), so no valid value needs more.
 pub fn parse_contact_value(v: &[u8]) -> Result<ContactRegisters, StoreError> {
-    decode(v, "contact registers")
+    const WHAT: &str = "contact registers";
+    macro_rules! decode_within {
+        ($limit:expr) => {
+            decode_with(
+                v,
+                bincode::config::standard()
+                    .with_little_endian()
+                    .with_variable_int_encoding()
+                    .with_limit::<{ $limit }>(),
+                WHAT,
+            )
+        };
+    }
+    let registers: ContactRegisters = match v.len() {
+        n if n <= 128 << 10 => decode_within!(8 << 20)?,
+        n if n <= 1 << 20 => decode_within!(64 << 20)?,
+        n if n <= 8 << 20 => decode_within!(512 << 20)?,
+        _ => decode_within!(usize::MAX)?,
+    };
+    if registers.is_empty() {
+        return Err(corrupt("contact registers (none)"));
+    }
+    Ok(registers)
+}
+
+/// Decodes exactly `bytes` with `config`.
+fn decode_with<T: bincode::Decode<()>, C: bincode::config::Config>(
+    bytes: &[u8],
+    config: C,
+    what: &str,
+) -> Result<T, StoreError> {
+    match bincode::decode_from_slice(bytes, config) {
+        Ok((v, used)) if used == bytes.len() => Ok(v),
+        _ => Err(corrupt(what)),
+    }
+}
+
+/// Parses a format-2 register key and value (`h` + contact + *bincode* path →
+/// *bincode* `(u64, Heads)`), for the upgrade to format 3.
+pub fn parse_register_v2(
+    k: &[u8],
+    v: &[u8],
+) -> Result<(ContactId, Path, (u64, Heads)), StoreError> {
+    let contact = ContactId(take(k, 1, "format-2 register key")?);
+    let path = decode(k.get(17..).unwrap_or_default(), "format-2 register key")?;
+    Ok((contact, path, decode(v, "format-2 register")?))
 }

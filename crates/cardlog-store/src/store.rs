@@ -231,8 +231,9 @@ impl Store {
         Ok(())
     }
 
-    /// Opens the store in `dir`. A directory without a store, or with a store of another
-    /// format, is refused before anything in it is touched.
+    /// Opens the store in `dir`. A directory without a store, or with a store of an unknown
+    /// format, is refused before anything in it is touched; a store of format 2 is upgraded
+    /// first (see `upgrade_from_2`).
     pub fn open(dir: &FsPath, options: &StoreOptions) -> Result<Self, OpenError> {
         let marker = dir.join(MARKER_FILE);
         let text = match std::fs::read(&marker) {
@@ -245,9 +246,7 @@ impl Store {
         let text = String::from_utf8_lossy(&text);
         if text == MARKER_V2 {
             Self::upgrade_from_2(dir, options)?;
-            return Self::open(dir, options);
-        }
-        if text != marker_text() {
+        } else if text != marker_text() {
             let Some(rest) = text.strip_prefix("cardlog store ") else {
                 return Err(OpenError::NotAStore(dir.to_owned()));
             };
@@ -287,47 +286,80 @@ impl Store {
     }
 
     /// Upgrades a store of format 2 (one sled key per register) to format 3 (one per
-    /// contact): format 2's registers are removed and the rebuild mark set, in one batch with
-    /// the new format, then the marker is replaced; the open that follows finishes the rebuild
-    /// from the log, as after any interrupted rebuild. A crash before the batch leaves format
-    /// 2 as it was; after it, a marker still saying 2 over a database saying 3 only needs the
-    /// marker replaced. The op log is not touched.
+    /// contact), converting the registers in place: no replay of the log.
+    ///
+    /// The new marker is written beside the old one first (an unwritable directory fails
+    /// before the database changes); then one durable sled batch replaces every `h` key by
+    /// its contact's `c` key and sets the format to 3; then the new marker replaces the old.
+    /// A register that does not parse is dropped and the rebuild mark set, so the open that
+    /// follows rebuilds the registers from the log (as `verify` and `rebuild` would have on
+    /// format 2). A crash before the batch leaves format 2 as it was; after it, a format-2
+    /// marker over a database saying 3 only has its marker replaced.
     fn upgrade_from_2(dir: &FsPath, options: &StoreOptions) -> Result<(), OpenError> {
+        let upgrading = |what: String| {
+            OpenError::Damaged(format!(
+                "upgrading the format-2 store in {}: {what}",
+                dir.display()
+            ))
+        };
         let db = dir.join(DB_DIR);
         if !db.is_dir() || !dir.join(LOG_FILE).is_file() {
-            return Err(OpenError::Damaged(format!(
-                "{} has a format 2 store marker but not its {DB_DIR}/ and {LOG_FILE}",
-                dir.display()
+            return Err(upgrading(format!(
+                "no {DB_DIR}/ database or no {LOG_FILE} op log"
             )));
         }
+        let marker = dir.join(MARKER_FILE);
+        let next = dir.join(format!("{MARKER_FILE}.upgrading"));
+        std::fs::write(&next, marker_text())
+            .and_then(|()| std::fs::File::open(&next)?.sync_all())
+            .map_err(|e| upgrading(format!("{}: {e}", next.display())))?;
         let kv = SledKv::open(&db, options.cache_bytes)?;
         match kv.get(meta::FORMAT)?.as_deref() {
             Some([2]) => {
                 let mut batch = KvBatch::default();
+                let mut contact: Option<(ContactId, ContactRegisters)> = None;
+                let mut unreadable = false;
                 for pair in kv.scan_prefix(&[keys::HEADS_V2]) {
-                    batch.remove(pair?.0);
+                    let (k, v) = pair?;
+                    match keys::parse_register_v2(&k, &v) {
+                        Ok((id, path, register)) => {
+                            // `h` keys are in contact order: a contact's registers are adjacent.
+                            if contact.as_ref().is_some_and(|(c, _)| *c != id) {
+                                if let Some((c, registers)) = contact.take() {
+                                    batch
+                                        .insert(keys::contact(&c), keys::contact_value(&registers));
+                                }
+                            }
+                            contact
+                                .get_or_insert_with(|| (id, ContactRegisters::new()))
+                                .1
+                                .insert(path, register);
+                        }
+                        Err(_) => unreadable = true,
+                    }
+                    batch.remove(k);
                 }
-                batch.insert(meta::REBUILDING.to_vec(), vec![1]);
+                if let Some((c, registers)) = contact {
+                    batch.insert(keys::contact(&c), keys::contact_value(&registers));
+                }
+                if unreadable {
+                    batch.insert(meta::REBUILDING.to_vec(), vec![1]);
+                }
                 batch.insert(meta::FORMAT.to_vec(), vec![STORE_FORMAT_VERSION]);
                 kv.apply(batch)?;
                 kv.flush()?;
             }
             Some([v]) if *v == STORE_FORMAT_VERSION => {}
-            other => {
-                return Err(OpenError::Damaged(format!(
-                    "{} has a format 2 store marker but its database says format {other:?}",
-                    dir.display()
+            Some(other) => {
+                return Err(upgrading(format!(
+                    "the marker says format 2 but the database says {other:?}"
                 )))
             }
+            None => return Err(upgrading("the database has no format entry".into())),
         }
         drop(kv);
-        let marker = dir.join(MARKER_FILE);
-        let next = dir.join(format!("{MARKER_FILE}.upgrading"));
-        std::fs::write(&next, marker_text()).map_err(|e| io(&next, e))?;
-        std::fs::File::open(&next)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| io(&next, e))?;
-        std::fs::rename(&next, &marker).map_err(|e| io(&marker, e))?;
+        std::fs::rename(&next, &marker)
+            .map_err(|e| upgrading(format!("{}: {e}", marker.display())))?;
         // Make the rename durable (best effort: not every platform can sync a directory).
         let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
         Ok(())
@@ -1104,12 +1136,23 @@ impl Store {
         let mut stored = Registers::new();
         for pair in self.pending.scan_prefix(&*self.kv, &[keys::CONTACT]) {
             let (k, v) = pair?;
-            match keys::parse_contact(&k).and_then(|c| Ok((c, keys::parse_contact_value(&v)?))) {
-                Ok((contact, registers)) => {
-                    stored.extend(registers.into_iter().map(|(p, r)| ((contact, p), r)));
-                }
+            match keys::parse_contact(&k) {
+                Ok(contact) => match keys::parse_contact_value(&v) {
+                    Ok(registers) => {
+                        stored.extend(registers.into_iter().map(|(p, r)| ((contact, p), r)));
+                    }
+                    Err(e) => problems.push(format!("registers of contact {contact}: {e}")),
+                },
                 Err(e) => problems.push(format!("register: {e}")),
             }
+        }
+        if self
+            .pending
+            .scan_prefix(&*self.kv, &[keys::HEADS_V2])
+            .next()
+            .is_some()
+        {
+            problems.push("format-2 register keys are left in the database".into());
         }
         let registers = derived.registers.len() as u64;
         for (key, value) in &derived.registers {
@@ -1218,7 +1261,8 @@ impl Store {
             wanted.insert(keys::author(author), keys::encode(head));
         }
         let mut batch = KvBatch::default();
-        for prefix in [keys::AUTHOR, keys::CONTACT] {
+        // Format-2 register keys never belong in format 3: any left are removed too.
+        for prefix in [keys::AUTHOR, keys::CONTACT, keys::HEADS_V2] {
             let pairs: Result<Vec<_>, KvError> =
                 self.pending.scan_prefix(&*self.kv, &[prefix]).collect();
             let pairs = pairs.map_err(|e| self.poison(e))?;
@@ -1252,7 +1296,10 @@ impl Drop for Store {
     /// Writes the held-back register changes (after syncing the log), cuts the zeros the
     /// log was extended with ahead of its records, and after a session of many writes
     /// checkpoints sled so the next open need not recover them (best effort: the next open
-    /// replays, cuts and recovers otherwise).
+    /// replays, cuts and recovers otherwise). The checkpoint makes such a close take about as
+    /// long as sled's recovery of that session, plus waiting for sled to let go of its lock
+    /// (bounded at two seconds): an app closing on its UI thread after a large import should
+    /// close elsewhere.
     fn drop(&mut self) {
         // A poisoned store's settle refuses, and one that fails poisons it.
         let _ = self.settle();

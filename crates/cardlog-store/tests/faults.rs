@@ -491,3 +491,26 @@ fn held_back_register_changes_survive_a_failed_write_and_an_early_settle() {
     drop(store);
     assert_same_as_replay(&reopen(&dir2), &all);
 }
+
+#[test]
+fn a_contact_key_holding_no_registers_is_reported_and_removed() {
+    // A contact exists once a register does: an empty map under a contact key is damage that
+    // verify names (with the contact) and rebuild removes; reads refuse it rather than show an
+    // empty contact.
+    let (_tmp, dir, replay) = sound();
+    tamper(&dir, |kv| {
+        let mut key = pairs(kv, keys::CONTACT).swap_remove(0).0;
+        key[1..17].copy_from_slice(&[0xee; 16]);
+        let empty = keys::encode(&keys::ContactRegisters::new());
+        put(kv, key, empty);
+    });
+    assert!(matches!(
+        reopen(&dir).contacts(true),
+        Err(StoreError::Corrupt(_))
+    ));
+    assert_reported_then_repaired(
+        &dir,
+        &replay,
+        &format!("registers of contact {}", "ee".repeat(16)),
+    );
+}

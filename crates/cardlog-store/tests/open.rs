@@ -405,16 +405,17 @@ fn closing_a_session_of_many_writes_leaves_sled_nothing_to_recover() {
     );
 }
 
-/// Turns the closed format-3 store at `dir` into what format 2 left on disk: its registers
-/// under one `h` key per path (the upgrade never reads their values, only removes them),
-/// `mformat` 2 and the format-2 marker.
+/// Turns the closed format-3 store at `dir` into what format 2 left on disk: each register
+/// under its own key, `h` + contact + bincode path → bincode `(writes, heads)`; `mformat` 2;
+/// the format-2 marker.
 fn make_format_2(dir: &Path) {
     let kv = retry_lock(|| SledKv::open(&dir.join("db"), 1 << 20)).unwrap();
     let mut batch = KvBatch::default();
     for pair in kv.scan_prefix(b"c") {
         let (k, v) = pair.unwrap();
-        for path in 0u8..3 {
-            batch.insert([&b"h"[..], &k[1..], &[path]].concat(), v.clone());
+        for (path, register) in cardlog_store::keys::parse_contact_value(&v).unwrap() {
+            let key = [&b"h"[..], &k[1..], &cardlog_store::keys::encode(&path)].concat();
+            batch.insert(key, cardlog_store::keys::encode(&register));
         }
         batch.remove(k);
     }
@@ -431,11 +432,54 @@ fn keys_tagged(dir: &Path, tag: u8) -> usize {
     kv.scan_prefix(&[tag]).count()
 }
 
+/// A closed store of the scripted world's ops in `<tmp>/store`, and what it reads.
+fn scripted_store(
+    tmp: &Path,
+) -> (
+    PathBuf,
+    usize,
+    Vec<cardlog_core::ContactView>,
+    Vec<(cardlog_core::ContactId, cardlog_core::FieldConflict)>,
+) {
+    let dir = tmp.join("store");
+    let ops = common::scripted_world().all_ops();
+    let mut store = create_store(&dir);
+    common::apply_in_chunks(&mut store, &ops, &[7]);
+    store.flush().unwrap();
+    let (contacts, conflicts) = (store.contacts(true).unwrap(), store.conflicts().unwrap());
+    assert!(!conflicts.is_empty() && contacts.len() > 3);
+    (dir, ops.len(), contacts, conflicts)
+}
+
+#[test]
+fn a_format_2_store_with_an_unreadable_register_is_upgraded_from_its_log() {
+    // A format-2 register that does not parse cannot be converted: the upgrade drops it and
+    // the open rebuilds every register from the log, which gives the same contacts.
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, ops, contacts, conflicts) = scripted_store(tmp.path());
+    make_format_2(&dir);
+    {
+        let kv = retry_lock(|| SledKv::open(&dir.join("db"), 1 << 20)).unwrap();
+        let (key, _) = kv.scan_prefix(b"h").nth(2).unwrap().unwrap();
+        let mut batch = KvBatch::default();
+        batch.insert(key, vec![0xff; 5]);
+        kv.apply(batch).unwrap();
+        kv.flush().unwrap();
+    }
+    let store = reopen(&dir);
+    assert_eq!(store.contacts(true).unwrap(), contacts);
+    assert_eq!(store.conflicts().unwrap(), conflicts);
+    assert_eq!(store.op_count(), ops as u64);
+    assert!(store.verify().unwrap().is_ok());
+    drop(store);
+    assert_eq!(keys_tagged(&dir, b'h'), 0);
+}
+
 #[test]
 fn a_format_2_store_is_upgraded_on_open_and_keeps_every_op_and_contact() {
-    // Open removes format 2's per-path register keys, rebuilds the per-contact ones from the
-    // log and rewrites the marker; contacts, conflicts, summary and the replica id are those
-    // of before, and verify is clean.
+    // Open converts format 2's per-path register keys into per-contact ones and rewrites the
+    // marker; contacts, conflicts, summary and the replica id are those of before, and verify
+    // is clean.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
     let world = common::scripted_world();
@@ -498,4 +542,51 @@ fn an_upgrade_cut_off_before_the_marker_was_replaced_finishes_on_the_next_open()
         std::fs::read(dir.join("CARDLOG")).unwrap(),
         marker_text().as_bytes()
     );
+}
+
+#[test]
+fn a_contact_larger_than_one_ops_decoding_bound_reads_back_and_reopens() {
+    // 36 custom values of 250,000 bytes: over 8.4 MB in one contact, beyond what decoding one
+    // op may claim (`DECODED_BYTES_MAX`); the contact's value is decoded with a bound scaled
+    // to its size, so saves, reads, reopen and verify all work.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let mut w = World::new(1);
+    let mut store = create_store(&dir);
+    let text = |n: usize| format!("{n:06}").repeat(250_000 / 6);
+    let mut contact = sample(1);
+    let id = contact.id;
+    for n in 0..3 {
+        contact.custom.insert(format!("X-BIG-{n}"), text(n));
+    }
+    store
+        .apply(&w.devices[0].create(&contact).unwrap())
+        .unwrap();
+    for round in 1..12 {
+        let op = w.devices[0]
+            .edit(id, |c| {
+                for n in 3 * round..3 * round + 3 {
+                    c.custom.insert(format!("X-BIG-{n}"), text(n));
+                }
+            })
+            .unwrap()
+            .unwrap();
+        store.apply(&op).unwrap();
+    }
+    store.flush().unwrap();
+    const { assert!(36 * 249_996 > cardlog_core::codec::limits::DECODED_BYTES_MAX) };
+    let check = |store: &Store| {
+        let view = store.contact(&id).unwrap().unwrap();
+        let big = view
+            .contact
+            .custom
+            .keys()
+            .filter(|k| k.starts_with("X-BIG-"));
+        assert_eq!(big.count(), 36);
+        assert_eq!(view.contact.custom.get("X-BIG-35"), Some(&text(35)));
+        assert!(store.verify().unwrap().is_ok());
+    };
+    check(&store);
+    drop(store);
+    check(&reopen(&dir));
 }
