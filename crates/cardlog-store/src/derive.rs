@@ -18,11 +18,13 @@ use foldhash::fast::RandomState;
 
 use crate::error::StoreError;
 use crate::index::LogIndex;
+use crate::keys::ContactRegisters;
 use crate::log::{check_record, OpLog, ReadRef, COMMIT, HEADER_BYTES};
 use crate::store::Progress;
 
-/// The registers of a store, by contact and path: write count and heads.
-pub(crate) type Registers = BTreeMap<(ContactId, Path), (u64, Heads)>;
+/// The registers of a store by contact (each contact's by path: write count and heads), as
+/// the database keeps them.
+pub(crate) type Registers = BTreeMap<ContactId, ContactRegisters>;
 
 /// How often (in ops) long operations report progress.
 pub(crate) const PROGRESS_EVERY: u64 = 4096;
@@ -209,11 +211,7 @@ impl<'a> Replayer<'a> {
         self.d.registers = self
             .registers
             .into_iter()
-            .flat_map(|(contact, paths)| {
-                paths
-                    .into_iter()
-                    .map(move |(path, register)| ((contact, path), register))
-            })
+            .map(|(contact, paths)| (contact, paths.into_iter().collect()))
             .collect();
         self.d
     }
@@ -297,7 +295,8 @@ mod tests {
         assert_eq!(d.ops, 3);
         assert_eq!(
             d.registers
-                .get(&(contact, Path::Field(Field::Given)))
+                .get(&contact)
+                .and_then(|r| r.get(&Path::Field(Field::Given)))
                 .map(|r| r.0),
             Some(3)
         );

@@ -122,14 +122,7 @@ pub fn parse_contact_value(v: &[u8]) -> Result<ContactRegisters, StoreError> {
     const WHAT: &str = "contact registers";
     macro_rules! decode_within {
         ($limit:expr) => {
-            decode_with(
-                v,
-                bincode::config::standard()
-                    .with_little_endian()
-                    .with_variable_int_encoding()
-                    .with_limit::<{ $limit }>(),
-                WHAT,
-            )
+            decode_with(v, format_config().with_limit::<{ $limit }>(), WHAT)
         };
     }
     let registers: ContactRegisters = match v.len() {

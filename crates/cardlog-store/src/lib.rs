@@ -43,6 +43,6 @@ pub mod store;
 
 pub use error::{OpenError, StoreError};
 pub use store::{
-    OpOutcome, Progress, Recovery, Store, StoreOptions, VerifyReport, CACHE_BYTES_DEFAULT,
+    view_of, OpOutcome, Progress, Recovery, Store, StoreOptions, VerifyReport, CACHE_BYTES_DEFAULT,
     STORE_FORMAT_VERSION,
 };

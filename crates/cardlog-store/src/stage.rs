@@ -6,6 +6,7 @@
 //! touched by several ops is read once and written once. Saves, bulk imports and the replay of
 //! the log's tail at open all go through it, so there is one write path.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use cardlog_core::replay::{check_op, ChainHead, OpLookup, Readiness, RegisterWrite};
@@ -101,19 +102,13 @@ impl<'s> Stage<'s> {
 
     /// The staged registers of `contact`, read from the store the first time.
     fn load(&mut self, contact: &ContactId) -> Result<&mut StagedContact, StoreError> {
-        if !self.contacts.contains_key(contact) {
-            let registers = self.store.contact_registers(contact)?;
-            self.contacts.insert(
-                *contact,
-                StagedContact {
-                    registers,
-                    changed: false,
-                },
-            );
-        }
-        self.contacts
-            .get_mut(contact)
-            .ok_or_else(|| StoreError::Corrupt("staged contact".into()))
+        Ok(match self.contacts.entry(*contact) {
+            Entry::Occupied(staged) => staged.into_mut(),
+            Entry::Vacant(slot) => slot.insert(StagedContact {
+                registers: self.store.contact_registers(contact)?,
+                changed: false,
+            }),
+        })
     }
 
     /// Stages the head and register changes of an op in the log at `offset` (just framed, or

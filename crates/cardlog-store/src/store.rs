@@ -150,6 +150,12 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Writes this format's marker at `path` and makes it durable.
+fn write_marker(path: &FsPath) -> std::io::Result<()> {
+    std::fs::write(path, marker_text())?;
+    std::fs::File::open(path)?.sync_all()
+}
+
 fn io(path: &FsPath, e: std::io::Error) -> OpenError {
     OpenError::Io {
         path: path.to_owned(),
@@ -224,10 +230,7 @@ impl Store {
         log.sync()?;
         drop(log);
         let marker = tmp.join(MARKER_FILE);
-        std::fs::write(&marker, marker_text()).map_err(|e| io(&marker, e))?;
-        std::fs::File::open(&marker)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| io(&marker, e))?;
+        write_marker(&marker).map_err(|e| io(&marker, e))?;
         Ok(())
     }
 
@@ -310,9 +313,7 @@ impl Store {
         }
         let marker = dir.join(MARKER_FILE);
         let next = dir.join(format!("{MARKER_FILE}.upgrading"));
-        std::fs::write(&next, marker_text())
-            .and_then(|()| std::fs::File::open(&next)?.sync_all())
-            .map_err(|e| upgrading(format!("{}: {e}", next.display())))?;
+        write_marker(&next).map_err(|e| upgrading(format!("{}: {e}", next.display())))?;
         let kv = SledKv::open(&db, options.cache_bytes)?;
         match kv.get(meta::FORMAT)?.as_deref() {
             Some([2]) => {
@@ -324,11 +325,8 @@ impl Store {
                     match keys::parse_register_v2(&k, &v) {
                         Ok((id, path, register)) => {
                             // `h` keys are in contact order: a contact's registers are adjacent.
-                            if contact.as_ref().is_some_and(|(c, _)| *c != id) {
-                                if let Some((c, registers)) = contact.take() {
-                                    batch
-                                        .insert(keys::contact(&c), keys::contact_value(&registers));
-                                }
+                            if let Some((c, registers)) = contact.take_if(|(c, _)| *c != id) {
+                                batch.insert(keys::contact(&c), keys::contact_value(&registers));
                             }
                             contact
                                 .get_or_insert_with(|| (id, ContactRegisters::new()))
@@ -831,28 +829,17 @@ impl Store {
         if registers.is_empty() {
             return Ok(None);
         }
-        Ok(Some(contact_view(
-            *id,
-            registers.iter().map(|(p, (_, h))| (p, h)),
-        )))
+        Ok(Some(view_of(*id, &registers)))
     }
 
     /// Every register, grouped by contact in id order.
     fn for_each_contact(
         &self,
-        mut f: impl FnMut(ContactId, Vec<(Path, u64, Heads)>),
+        mut f: impl FnMut(ContactId, ContactRegisters),
     ) -> Result<(), StoreError> {
         for pair in self.pending.scan_prefix(&*self.kv, &[keys::CONTACT]) {
             let (k, v) = pair?;
-            let contact = keys::parse_contact(&k)?;
-            let registers = keys::parse_contact_value(&v)?;
-            f(
-                contact,
-                registers
-                    .into_iter()
-                    .map(|(path, (writes, heads))| (path, writes, heads))
-                    .collect(),
-            );
+            f(keys::parse_contact(&k)?, keys::parse_contact_value(&v)?);
         }
         Ok(())
     }
@@ -861,7 +848,7 @@ impl Store {
     pub fn contacts(&self, include_deleted: bool) -> Result<Vec<ContactView>, StoreError> {
         let mut out = Vec::new();
         self.for_each_contact(|id, registers| {
-            let view = contact_view(id, registers.iter().map(|(p, _, h)| (p, h)));
+            let view = view_of(id, &registers);
             if include_deleted || !view.deleted {
                 out.push(view);
             }
@@ -875,7 +862,7 @@ impl Store {
         self.for_each_contact(|id, registers| {
             let mut conflicts: Vec<FieldConflict> = registers
                 .iter()
-                .filter_map(|(p, _, h)| field_conflict(p, h))
+                .filter_map(|(p, (_, h))| field_conflict(p, h))
                 .collect();
             conflicts.sort_by(|a, b| a.path.cmp(&b.path));
             out.extend(conflicts.into_iter().map(|c| (id, c)));
@@ -935,7 +922,7 @@ impl Store {
             write_state(
                 registers
                     .iter()
-                    .map(|(path, writes, heads)| (id, path, heads, *writes)),
+                    .map(|(path, (writes, heads))| (id, path, heads, *writes)),
                 out,
             );
         })
@@ -1139,7 +1126,7 @@ impl Store {
             match keys::parse_contact(&k) {
                 Ok(contact) => match keys::parse_contact_value(&v) {
                     Ok(registers) => {
-                        stored.extend(registers.into_iter().map(|(p, r)| ((contact, p), r)));
+                        stored.insert(contact, registers);
                     }
                     Err(e) => problems.push(format!("registers of contact {contact}: {e}")),
                 },
@@ -1154,20 +1141,28 @@ impl Store {
         {
             problems.push("format-2 register keys are left in the database".into());
         }
-        let registers = derived.registers.len() as u64;
-        for (key, value) in &derived.registers {
-            if stored.get(key) != Some(value) {
-                problems.push(format!("register {}/{} differs from the log", key.0, key.1));
+        let none = ContactRegisters::new();
+        let mut registers = 0u64;
+        for (contact, derived_paths) in &derived.registers {
+            registers += derived_paths.len() as u64;
+            let stored_paths = stored.get(contact).unwrap_or(&none);
+            if stored_paths == derived_paths {
+                continue;
+            }
+            for (path, value) in derived_paths {
+                if stored_paths.get(path) != Some(value) {
+                    problems.push(format!("register {contact}/{path} differs from the log"));
+                }
             }
         }
-        for key in stored
-            .keys()
-            .filter(|k| !derived.registers.contains_key(*k))
-        {
-            problems.push(format!(
-                "register {}/{} has no write in the log",
-                key.0, key.1
-            ));
+        for (contact, stored_paths) in &stored {
+            let derived_paths = derived.registers.get(contact).unwrap_or(&none);
+            for path in stored_paths
+                .keys()
+                .filter(|p| !derived_paths.contains_key(*p))
+            {
+                problems.push(format!("register {contact}/{path} has no write in the log"));
+            }
         }
         Ok(VerifyReport {
             ops: derived.ops,
@@ -1245,18 +1240,11 @@ impl Store {
             })
             .map_err(|e| self.poison(e))?;
         self.kv.flush().map_err(|e| self.poison(e))?;
-        let mut by_contact: BTreeMap<ContactId, ContactRegisters> = BTreeMap::new();
-        for ((contact, path), register) in &derived.registers {
-            by_contact
-                .entry(*contact)
-                .or_default()
-                .insert(path.clone(), register.clone());
-        }
-        let mut wanted: BTreeMap<Vec<u8>, Vec<u8>> = by_contact
+        let mut wanted: BTreeMap<Vec<u8>, Vec<u8>> = derived
+            .registers
             .iter()
             .map(|(contact, registers)| (keys::contact(contact), keys::contact_value(registers)))
             .collect();
-        drop(by_contact);
         for (author, head) in &derived.heads {
             wanted.insert(keys::author(author), keys::encode(head));
         }
@@ -1290,6 +1278,11 @@ impl Store {
         self.kv.flush().map_err(|e| self.poison(e))?;
         Ok(())
     }
+}
+
+/// The view apps read of a contact's registers.
+pub fn view_of(id: ContactId, registers: &ContactRegisters) -> ContactView {
+    contact_view(id, registers.iter().map(|(path, (_, heads))| (path, heads)))
 }
 
 impl Drop for Store {

@@ -17,14 +17,15 @@ use std::path::Path as FsPath;
 use std::sync::Arc;
 
 use cardlog_core::hlc::SKEW_BOUND_MS_DEFAULT;
-use cardlog_core::replay::{contact_view, plan_contact, ChainHead, Heads};
+use cardlog_core::replay::{plan_contact, ChainHead, Heads};
 use cardlog_core::{
     Batch, Contact, ContactId, ContactView, FieldConflict, HlcClock, IdPrefix, Missing, Op, OpId,
     Path, ReplicaId, SealedOp, SkewReport, SystemClock, Value, Version, WallClock,
 };
 use cardlog_store::keys::{meta, ContactRegisters};
 use cardlog_store::{
-    OpOutcome, Progress, Store, StoreError, StoreOptions, VerifyReport, CACHE_BYTES_DEFAULT,
+    view_of, OpOutcome, Progress, Store, StoreError, StoreOptions, VerifyReport,
+    CACHE_BYTES_DEFAULT,
 };
 
 use crate::error::{Error, OpenError};
@@ -311,15 +312,8 @@ impl Replica {
     ) -> Result<Option<OpId>, Error> {
         // The registers are read once: for the contact as it is and for the heads the
         // changed paths replace.
-        let registers = self.store.contact_registers(&id)?;
-        if registers.is_empty() {
-            return Err(Error::NotFound(id));
-        }
-        let view = contact_view(id, registers.iter().map(|(p, (_, h))| (p, h)));
-        if view.deleted {
-            return Err(Error::Deleted(id));
-        }
-        let batch = Batch::edited(&view.contact, f)?;
+        let (contact, registers) = self.visible_registers(id)?;
+        let batch = Batch::edited(&contact, f)?;
         if batch.is_empty() {
             return Ok(None);
         }
@@ -358,11 +352,20 @@ impl Replica {
     }
 
     fn visible(&self, id: ContactId) -> Result<Contact, Error> {
-        let view = self.store.contact(&id)?.ok_or(Error::NotFound(id))?;
+        Ok(self.visible_registers(id)?.0)
+    }
+
+    /// A visible contact and the registers it was read from (read once).
+    fn visible_registers(&self, id: ContactId) -> Result<(Contact, ContactRegisters), Error> {
+        let registers = self.store.contact_registers(&id)?;
+        if registers.is_empty() {
+            return Err(Error::NotFound(id));
+        }
+        let view = view_of(id, &registers);
         if view.deleted {
             return Err(Error::Deleted(id));
         }
-        Ok(view.contact)
+        Ok((view.contact, registers))
     }
 
     // ---- ops from elsewhere --------------------------------------------------------------
