@@ -19,9 +19,9 @@ use cardlog_core::{
     decode_op, Contact, ContactId, Device, FakeClock, Field, Hlc, Item, ItemBody, ItemId, Op, OpId,
     Path, Replay, ReplicaId, SealedOp, Value, Write,
 };
-use cardlog_sync::message::{self, Fork, Message, Summary};
-use cardlog_sync::session::{Role, Session, SyncError, SyncStore};
+use cardlog_sync::wire::message::{self, Fork, Message, Summary};
 use cardlog_sync::{bundle, decode_segments, encode_segments, Locate, Resolve, WireError};
+use cardlog_sync::{Role, Session, SyncError, SyncStore};
 
 // ---- checksums -----------------------------------------------------------------------------
 

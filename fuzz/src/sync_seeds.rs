@@ -9,8 +9,9 @@
 //! refused).
 
 use cardlog_core::{OpId, SealedOp};
-use cardlog_sync::message::{self, Message, Summary};
-use cardlog_sync::{encode_segments, varint};
+use cardlog_sync::encode_segments;
+use cardlog_sync::wire::message::{self, Message, Summary};
+use cardlog_sync::wire::varint;
 
 use crate::sync_checks::{
     chunk, seal_message, summary_from, universe, unsealed, UniverseOps, MODE_AS_IS, MODE_SEAL,

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cardlog::sync_layer::message::{self, Message};
+use cardlog::sync_layer::wire::message::{self, Message};
 use cardlog::sync_layer::{decode_segments, encode_segments};
 use cardlog::{Field, Options, Replica, Role, Summary, Value, CACHE_BYTES_DEFAULT};
 use cardlog_benches::figures::{self, fig, fmt_value, get, median, ops_label, pass, Figures};

@@ -53,14 +53,10 @@ impl Ctx {
                  --store DIR / CARDLOG_STORE)",
                 self.dir.display()
             )),
-            // sled reports a store held by another process only in its message text.
-            cardlog::OpenError::Engine(e) if e.to_string().contains("acquire lock") => {
-                CliError::Failed(format!(
-                    "the store at {} is in use by another process (a running `cardlog serve`?): \
-                     {e}",
-                    self.dir.display()
-                ))
-            }
+            e @ cardlog::OpenError::Locked(_) => CliError::Failed(format!(
+                "the store at {} is in use by another process (a running `cardlog serve`?): {e}",
+                self.dir.display()
+            )),
             other => other.into(),
         })
     }

@@ -2,6 +2,7 @@
 
 use cardlog::sync_layer::WireError;
 use cardlog::{Error, OpenError, SyncError};
+use cardlog_store::state::KvError;
 use cardlog_store::StoreError;
 
 /// A failed command. Its message is printed as one line; its kind picks the exit code.
@@ -101,7 +102,9 @@ impl From<Error> for CliError {
             | Error::Diff(_)
             | Error::Plan(_)
             | Error::Encode(_) => CliError::Invalid(text),
-            Error::Replay(_) | Error::Store(StoreError::Corrupt(_)) => CliError::Corrupt(text),
+            Error::Replay(_)
+            | Error::Store(StoreError::Damaged { .. })
+            | Error::Store(StoreError::Engine(KvError::Damaged(_))) => CliError::Corrupt(text),
             _ => CliError::Failed(text),
         }
     }
@@ -113,7 +116,9 @@ impl From<OpenError> for CliError {
         match e {
             OpenError::NotAStore(_) => CliError::NotFound(text),
             OpenError::NotEmpty(_) | OpenError::UnknownFormat { .. } => CliError::Invalid(text),
-            OpenError::Corrupt(_) => CliError::Corrupt(text),
+            OpenError::Damaged { .. } | OpenError::Engine(KvError::Damaged(_)) => {
+                CliError::Corrupt(text)
+            }
             _ => CliError::Failed(text),
         }
     }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cardlog::sync_layer::bundle;
-use cardlog::sync_layer::message::limits::MESSAGE_BYTES_MAX;
 use cardlog::sync_layer::transport::{self, ServeOptions, Shared};
+use cardlog::sync_layer::wire::message::limits::MESSAGE_BYTES_MAX;
 use cardlog::{ReplicaId, Summary, SyncError, SyncReport};
 use serde_json::json;
 

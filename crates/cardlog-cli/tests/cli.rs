@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use cardlog::{Contact, Field, Options, Replica};
 use cardlog_core::FakeClock;
-use cardlog_store::kv::{Kv, KvBatch, SledKv};
+use cardlog_store::state::{Kv, KvBatch, SledKv};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 

@@ -7,13 +7,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::codec::EncodeError;
 use crate::hlc::{HlcClock, SkewReport, WallClock};
 use crate::id::{ContactId, OpId, RandomError, ReplicaId};
 use crate::model::contact::{Contact, DiffError};
 use crate::model::{Path, Value};
-use crate::op::SealedOp;
 use crate::replay::{Batch, ContactView, InsertOutcome, PlanError, Replay, ReplayError};
+use crate::sealed::EncodeError;
+use crate::sealed::SealedOp;
 
 /// Why a device operation failed. Nothing was saved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

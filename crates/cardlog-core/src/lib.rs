@@ -43,17 +43,17 @@ pub mod id;
 pub mod model;
 pub mod op;
 pub mod replay;
+pub mod sealed;
 
-pub use codec::{
-    decode_op, decode_op_with_id, encode_op, DecodeError, EncodeError, OP_FORMAT_VERSION,
-};
+pub use codec::OP_FORMAT_VERSION;
 pub use device::{Device, DeviceError};
 pub use hlc::{FakeClock, Hlc, HlcClock, SkewReport, SystemClock, WallClock};
 pub use id::{ContactId, IdParseError, IdPrefix, ItemId, OpId, RandomError, ReplicaId};
 pub use model::contact::{diff, Change, Contact, DiffError, Item};
 pub use model::{Field, ItemBody, ItemKind, ItemValue, Path, PathParseError, PostalAddress, Value};
-pub use op::{Op, OpInvalid, SealedOp, Write};
+pub use op::{Op, OpInvalid, Write};
 pub use replay::{
     Batch, ContactView, FieldConflict, InsertOutcome, Missing, PlanError, Rejected, Replay,
     ReplayError, Version, WriteKey,
 };
+pub use sealed::{decode_op, decode_op_with_id, encode_op, DecodeError, EncodeError, SealedOp};

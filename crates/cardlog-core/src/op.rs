@@ -3,14 +3,12 @@
 //!
 //! [`Op`] is plain content. [`SealedOp`] is an op together with its exact canonical bytes and
 //! its id, and can only be made by encoding a valid op ([`Op::seal`]) or by strictly decoding
-//! and validating bytes ([`crate::codec::decode_op`]): code that takes a `SealedOp` never sees
+//! and validating bytes ([`crate::sealed::decode_op`]): code that takes a `SealedOp` never sees
 //! unchecked input.
-
-use std::sync::Arc;
 
 use bincode::{Decode, Encode};
 
-use crate::codec::{self, limits, EncodeError};
+use crate::codec::limits;
 use crate::hlc::Hlc;
 use crate::id::{ContactId, OpId, ReplicaId};
 use crate::model::{ItemBody, Path, Value};
@@ -240,56 +238,11 @@ impl Op {
         }
     }
 
-    /// Validates and encodes the op, fixing its id.
-    pub fn seal(self) -> Result<SealedOp, EncodeError> {
-        self.validate().map_err(EncodeError::Invalid)?;
-        let bytes = codec::encode_op(&self)?;
-        Ok(SealedOp::from_parts(self, bytes))
-    }
-
     /// The write at `(contact, path)`, if this op has one.
     pub fn write_at(&self, contact: ContactId, path: &Path) -> Option<&Write> {
         self.writes
             .binary_search_by(|w| (w.contact, &w.path).cmp(&(contact, path)))
             .ok()
             .and_then(|i| self.writes.get(i))
-    }
-}
-
-/// A valid op with its exact canonical bytes and id. Cheap to clone.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SealedOp {
-    inner: Arc<SealedInner>,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-struct SealedInner {
-    op: Op,
-    id: OpId,
-    bytes: Vec<u8>,
-}
-
-impl SealedOp {
-    /// Only for bytes that are the canonical encoding of a validated `op`.
-    pub(crate) fn from_parts(op: Op, bytes: Vec<u8>) -> Self {
-        let id = OpId::of_bytes(&bytes);
-        Self {
-            inner: Arc::new(SealedInner { op, id, bytes }),
-        }
-    }
-
-    /// The op's content.
-    pub fn op(&self) -> &Op {
-        &self.inner.op
-    }
-
-    /// The op's id: the hash of [`SealedOp::bytes`].
-    pub fn id(&self) -> OpId {
-        self.inner.id
-    }
-
-    /// The exact canonical bytes (version byte first).
-    pub fn bytes(&self) -> &[u8] {
-        &self.inner.bytes
     }
 }

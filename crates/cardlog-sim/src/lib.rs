@@ -30,6 +30,7 @@
 //! ```
 
 pub mod model;
+mod naming;
 pub mod sim;
 pub mod strategy;
 

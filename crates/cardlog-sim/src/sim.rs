@@ -22,7 +22,7 @@ use cardlog_sync::transport::{channel_pair, run_session, ChannelEnd, Transport};
 use cardlog_sync::{bundle, Applied, Role, Summary, SyncError, SyncStore};
 
 use crate::model::{self, ModelContact, Rule};
-use crate::strategy::{contact_id, field_at, item_id, item_kind, name_at};
+use crate::naming::{contact_id, field_at, item_id, item_kind, name_at};
 
 /// 2026-11-22T09:00:00Z: where every simulated clock starts (plus its skew).
 pub const START_MS: u64 = 1_795_338_000_000;

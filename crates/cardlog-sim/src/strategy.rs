@@ -8,14 +8,11 @@
 
 use proptest::prelude::*;
 
-use cardlog_core::{Contact, ContactId, Field, Item, ItemBody, ItemId, ItemKind};
+use cardlog_core::{Contact, Field, Item, ItemBody};
+
+pub use crate::naming::{contact_id, field_at, item_id, item_kind, name_at, FIELDS, NAMES};
 
 use crate::sim::{Action, Edit, Schedule, Storage, SyncMode};
-
-/// Fields edits touch (few, so they collide).
-pub const FIELDS: [Field; 3] = [Field::Given, Field::Org, Field::Note];
-/// Tag and custom-field names edits use.
-pub const NAMES: [&str; 2] = ["friends", "work"];
 
 fn word() -> impl Strategy<Value = String> {
     prop_oneof![Just("a"), Just("b"), Just("c"), Just("dé")].prop_map(str::to_owned)
@@ -56,28 +53,6 @@ pub fn contact(id: u64) -> impl Strategy<Value = Contact> {
             }
             c
         })
-}
-
-/// The contact id numbered `n`.
-pub fn contact_id(n: u64) -> ContactId {
-    let mut b = [0u8; 16];
-    for (d, s) in b.iter_mut().zip(n.to_be_bytes()) {
-        *d = s;
-    }
-    b[8] = 0xc0;
-    ContactId(b)
-}
-
-/// The item id numbered `k` of contact `n`.
-pub fn item_id(n: u64, k: u64) -> ItemId {
-    let mut b = [0u8; 16];
-    for (d, s) in b
-        .iter_mut()
-        .zip(n.to_be_bytes().into_iter().chain(k.to_be_bytes()))
-    {
-        *d = s;
-    }
-    ItemId(b)
 }
 
 /// One edit of one (randomly picked) contact, or a new contact.
@@ -140,26 +115,4 @@ pub fn schedule(
                 actions,
             })
     })
-}
-
-/// The field numbered `i` (modulo [`FIELDS`]).
-pub fn field_at(i: usize) -> Field {
-    FIELDS
-        .get(i % FIELDS.len())
-        .copied()
-        .unwrap_or(Field::Given)
-}
-
-/// The tag or custom-field name numbered `i` (modulo [`NAMES`]).
-pub fn name_at(i: usize) -> &'static str {
-    NAMES.get(i % NAMES.len()).copied().unwrap_or("friends")
-}
-
-/// Which kind of item an `AddItem` edit adds.
-pub fn item_kind(kind: usize) -> ItemKind {
-    if kind == 0 {
-        ItemKind::Phone
-    } else {
-        ItemKind::Email
-    }
 }

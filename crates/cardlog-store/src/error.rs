@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use cardlog_core::ReplayError;
 
-use crate::kv::KvError;
 use crate::log::LogError;
+use crate::state::kv::KvError;
 
 /// Why a store could not be opened or created. Nothing in the directory was changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +35,9 @@ pub enum OpenError {
         /// The format this build reads.
         supported: u8,
     },
+    /// Another process (or another handle in this one) has the store open.
+    #[error("storage engine: could not acquire lock on {}: another handle holds it", .0.display())]
+    Locked(PathBuf),
     /// A file system call failed.
     #[error("{path}: {message}")]
     Io {
@@ -45,16 +48,19 @@ pub enum OpenError {
     },
     /// The storage engine failed (or found its files damaged).
     #[error(transparent)]
-    Engine(#[from] KvError),
-    /// A record the store wrote does not decode.
-    #[error("store damaged: {0} does not decode")]
-    Corrupt(String),
-    /// The store's files are damaged in the way described.
-    #[error("store damaged: {0}")]
-    Damaged(String),
+    Engine(KvError),
+    /// The store's files are damaged in the way described (`offset`: the op log record where,
+    /// when the damage is in the log).
+    #[error("store damaged: {what}")]
+    Damaged {
+        /// What is damaged, in words.
+        what: String,
+        /// The byte offset in `ops.log` of the damaged record, if the damage is there.
+        offset: Option<u64>,
+    },
     /// A call on the op log file failed.
     #[error(transparent)]
-    Log(#[from] LogError),
+    Log(LogError),
     /// No random device id could be drawn.
     #[error(transparent)]
     Random(#[from] cardlog_core::RandomError),
@@ -66,20 +72,23 @@ pub enum OpenError {
 pub enum StoreError {
     /// The storage engine failed. After a failed write the store refuses further writes.
     #[error(transparent)]
-    Engine(#[from] KvError),
+    Engine(KvError),
     /// A write failed earlier; reopen the store to continue.
     #[error("the store refuses writes after an earlier write failed ({0}); reopen it")]
     Poisoned(String),
-    /// A record the store wrote does not decode.
-    #[error("store damaged: {0} does not decode")]
-    Corrupt(String),
-    /// The store's files are damaged in the way described.
-    #[error("store damaged: {0}")]
-    Damaged(String),
+    /// The store's files are damaged in the way described (`offset`: the op log record where,
+    /// when the damage is in the log). The same fault whichever read met it.
+    #[error("store damaged: {what}")]
+    Damaged {
+        /// What is damaged, in words.
+        what: String,
+        /// The byte offset in `ops.log` of the damaged record, if the damage is there.
+        offset: Option<u64>,
+    },
     /// A call on the op log file failed. After a failed write the store refuses further
     /// writes.
     #[error(transparent)]
-    Log(#[from] LogError),
+    Log(LogError),
     /// The op was refused by the replay rules (fork, chain mismatch…). Nothing was stored.
     #[error(transparent)]
     Refused(Box<ReplayError>),
@@ -91,14 +100,69 @@ impl From<ReplayError> for StoreError {
     }
 }
 
+impl StoreError {
+    /// Damage that is not in the op log: a stored value of `what` that does not decode.
+    pub fn undecodable(what: &str) -> Self {
+        StoreError::Damaged {
+            what: format!("{what} does not decode"),
+            offset: None,
+        }
+    }
+
+    /// Damage described by `what`, not tied to an op log record.
+    pub fn damaged(what: String) -> Self {
+        StoreError::Damaged { what, offset: None }
+    }
+}
+
+impl OpenError {
+    /// Damage described by `what`, not tied to an op log record.
+    pub fn damaged(what: String) -> Self {
+        OpenError::Damaged { what, offset: None }
+    }
+}
+
+impl From<LogError> for StoreError {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::Damaged { what, offset } => StoreError::Damaged {
+                what,
+                offset: Some(offset),
+            },
+            io => StoreError::Log(io),
+        }
+    }
+}
+
+impl From<KvError> for StoreError {
+    fn from(e: KvError) -> Self {
+        StoreError::Engine(e)
+    }
+}
+
+impl From<LogError> for OpenError {
+    fn from(e: LogError) -> Self {
+        StoreError::from(e).into()
+    }
+}
+
+impl From<KvError> for OpenError {
+    fn from(e: KvError) -> Self {
+        match e {
+            KvError::Locked(dir) => OpenError::Locked(dir),
+            other => OpenError::Engine(other),
+        }
+    }
+}
+
 impl From<StoreError> for OpenError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Engine(k) => OpenError::Engine(k),
-            StoreError::Corrupt(w) => OpenError::Corrupt(w),
-            StoreError::Damaged(w) => OpenError::Damaged(w),
+            StoreError::Engine(k) => k.into(),
+            StoreError::Damaged { what, offset } => OpenError::Damaged { what, offset },
             StoreError::Log(e) => OpenError::Log(e),
-            other => OpenError::Corrupt(other.to_string()),
+            // A refused op or a poisoned store while opening: the store's own state is wrong.
+            other => OpenError::damaged(other.to_string()),
         }
     }
 }

@@ -31,17 +31,13 @@
 //! # Ok(()) }
 //! ```
 
-mod derive;
 pub mod error;
-mod index;
-pub mod keys;
-pub mod kv;
 pub mod log;
-mod pending;
-mod stage;
+pub mod state;
 pub mod store;
 
 pub use error::{OpenError, StoreError};
+pub use state::keys::{self, ContactRegisters};
 pub use store::{
     view_of, OpOutcome, Progress, Recovery, Store, StoreOptions, VerifyReport, CACHE_BYTES_DEFAULT,
     STORE_FORMAT_VERSION,

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use cardlog_core::replay::Readiness;
 use cardlog_core::{Replay, SealedOp};
 use cardlog_store::keys;
-use cardlog_store::kv::{FaultyKv, Kv, KvBatch, SledKv};
 use cardlog_store::log::{FaultyLog, FileLog, LOG_FILE};
+use cardlog_store::state::{FaultyKv, Kv, KvBatch, SledKv};
 use cardlog_store::{Store, StoreError};
 use common::{
     assert_same_as_replay, edit_log, log_records, new_store, reopen, replay_of, retry_lock,
@@ -281,9 +281,12 @@ fn a_register_that_no_longer_decodes_is_rebuilt() {
         put(kv, registers[0].0.clone(), vec![0xff, 0xff, 0xff]);
     });
     let mut store = reopen(&dir);
-    assert!(matches!(store.state_bytes(), Err(StoreError::Corrupt(_))));
+    assert!(matches!(
+        store.state_bytes(),
+        Err(StoreError::Damaged { .. })
+    ));
     match store.verify() {
-        Err(StoreError::Corrupt(_)) => {}
+        Err(StoreError::Damaged { .. }) => {}
         Ok(report) => assert!(!report.is_ok()),
         Err(e) => panic!("{e:?}"),
     }
@@ -428,7 +431,7 @@ fn a_log_record_whose_op_bytes_changed_is_reported() {
     );
     // The damaged op is reported, never served as the op its id names.
     assert!(
-        matches!(store.op(&first.id()), Err(StoreError::Damaged(_))),
+        matches!(store.op(&first.id()), Err(StoreError::Damaged { .. })),
         "{:?}",
         store.op(&first.id())
     );
@@ -452,7 +455,7 @@ fn a_log_record_whose_op_bytes_changed_is_reported() {
         report.problems
     );
     let before = store.state_bytes().unwrap();
-    assert!(matches!(store.rebuild(), Err(StoreError::Damaged(_))));
+    assert!(matches!(store.rebuild(), Err(StoreError::Damaged { .. })));
     assert_eq!(store.state_bytes().unwrap(), before, "state left as it was");
 }
 
@@ -506,7 +509,7 @@ fn a_contact_key_holding_no_registers_is_reported_and_removed() {
     });
     assert!(matches!(
         reopen(&dir).contacts(true),
-        Err(StoreError::Corrupt(_))
+        Err(StoreError::Damaged { .. })
     ));
     assert_reported_then_repaired(
         &dir,

@@ -30,8 +30,8 @@ use cardlog_core::{
     ReplicaId, SealedOp, Value, Write,
 };
 use cardlog_store::keys::{self, meta, ContactRegisters};
-use cardlog_store::kv::{Kv, KvBatch, SledKv};
 use cardlog_store::log::{FileLog, OpLog, Read, COMMIT, LOG_FILE};
+use cardlog_store::state::{Kv, KvBatch, SledKv};
 use cardlog_store::{OpOutcome, Recovery, Store, StoreOptions};
 
 // ---- the history ---------------------------------------------------------------------------
@@ -407,7 +407,11 @@ fn read_log(bytes: &[u8]) -> Vec<Result<(u8, OpId, SealedOp), String>> {
     let mut out = Vec::new();
     loop {
         match scan.next_read().unwrap() {
-            Read::Record(r) => out.push(r.seal().map(|op| (r.flags, r.id, op))),
+            Read::Record(r) => out.push(
+                r.seal()
+                    .map(|op| (r.flags, r.id, op))
+                    .map_err(|e| e.to_string()),
+            ),
             Read::End => return out,
             Read::Bad { why, .. } => {
                 out.push(Err(why));

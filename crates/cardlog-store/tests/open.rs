@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use cardlog_core::Field;
-use cardlog_store::kv::{Kv, KvBatch, SledKv};
 use cardlog_store::log::FileLog;
+use cardlog_store::state::{Kv, KvBatch, SledKv};
 use cardlog_store::{OpenError, Store, STORE_FORMAT_VERSION};
 use common::{create_store, new_store, options, reopen, retry_lock, sample, World};
 

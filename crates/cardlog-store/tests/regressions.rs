@@ -11,7 +11,7 @@
 mod common;
 
 use cardlog_store::keys;
-use cardlog_store::kv::{Kv, KvBatch, SledKv};
+use cardlog_store::state::{Kv, KvBatch, SledKv};
 use cardlog_store::{OpenError, Store, StoreError, StoreOptions, STORE_FORMAT_VERSION};
 use common::{edit_log, log_records, new_store, reopen, retry_lock, scripted_world};
 
@@ -32,7 +32,7 @@ fn open_of_a_marker_without_database_changes_nothing() {
     )
     .unwrap();
     let err = Store::open(tmp.path(), &StoreOptions::default()).unwrap_err();
-    assert!(matches!(err, OpenError::Damaged(_)), "{err}");
+    assert!(matches!(err, OpenError::Damaged { .. }), "{err}");
     assert!(err.to_string().contains("no db/"), "{err}");
     let names: Vec<String> = std::fs::read_dir(tmp.path())
         .unwrap()
@@ -88,7 +88,7 @@ fn a_rebuild_over_a_damaged_log_record_keeps_the_store_readable() {
 
     let mut store = reopen(&dir);
     let err = store.rebuild().unwrap_err();
-    assert!(matches!(err, StoreError::Damaged(_)), "{err}");
+    assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
     assert!(err.to_string().contains(&format!("byte {at}")), "{err}");
     assert_eq!(store.state_bytes().unwrap(), before, "state left as it was");
     assert!(!store.verify().unwrap().is_ok());

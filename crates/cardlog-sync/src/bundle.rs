@@ -8,10 +8,13 @@
 
 use cardlog_core::ReplicaId;
 
-use crate::message::{self, Message, Summary};
-use crate::segment::{encode_segments, AUTHORS_IN_A_MESSAGE, SEGMENTS_IN_A_MESSAGE};
-use crate::session::{apply_segments, Received, SyncError, SyncStore, View};
-use crate::WireError;
+use crate::error::SyncError;
+use crate::receive::{apply_segments, Received, View};
+use crate::store::SyncStore;
+use crate::wire::error::{AUTHORS_IN_A_MESSAGE, SEGMENTS_IN_A_MESSAGE};
+use crate::wire::message::{self, Message, Summary};
+use crate::wire::segment::encode_segments;
+use crate::wire::WireError;
 
 /// What an import did.
 #[derive(Debug, Clone, PartialEq, Eq)]

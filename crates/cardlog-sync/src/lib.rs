@@ -17,15 +17,19 @@
 //! [`memory::MemoryReplica`] is an in-memory one (simulator, fuzzing, tests).
 
 pub mod bundle;
+pub mod error;
 pub mod memory;
-pub mod message;
-pub mod segment;
+pub mod receive;
 pub mod session;
+pub mod store;
 pub mod transport;
-pub mod varint;
+pub mod wire;
 
-pub use message::{Fork, Message, Summary};
-pub use segment::{decode_segments, encode_segments, Locate, Resolve, WireError, SEGMENT_VERSION};
-pub use session::{
-    apply_segments, Applied, Calibration, Received, Role, Session, SyncError, SyncReport, SyncStore,
+pub use error::SyncError;
+pub use receive::{apply_segments, Received};
+pub use session::{Calibration, Role, Session, SyncReport};
+pub use store::{Applied, SyncStore};
+pub use wire::{
+    decode_segments, encode_segments, Fork, Locate, Message, Resolve, Summary, WireError,
+    SEGMENT_VERSION,
 };

@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use cardlog_core::replay::{check_op, ChainHead, Readiness, Replay, ReplayError};
 use cardlog_core::{Device, OpId, ReplicaId, SealedOp};
 
-use crate::message::{Fork, Summary};
-use crate::session::{Applied, SyncStore};
+use crate::store::{Applied, SyncStore};
+use crate::wire::message::{Fork, Summary};
 
 /// See the module docs.
 #[derive(Debug, Clone)]

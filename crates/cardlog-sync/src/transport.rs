@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 
 use cardlog_core::{OpId, ReplicaId, SealedOp};
 
-use crate::message::{self, Fork, Summary};
-use crate::session::{Applied, Role, Session, SyncError, SyncReport, SyncStore};
-use crate::WireError;
+use crate::error::SyncError;
+use crate::session::{Role, Session, SyncReport};
+use crate::store::{Applied, SyncStore};
+use crate::wire::message::{self, Fork, Summary};
+use crate::wire::WireError;
 
 /// How long a side waits for the peer's next whole message by default.
 pub const TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);

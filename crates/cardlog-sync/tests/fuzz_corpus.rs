@@ -24,7 +24,7 @@ mod sync_seeds;
 use std::fs;
 use std::path::PathBuf;
 
-use cardlog_sync::message::{self, Message};
+use cardlog_sync::wire::message::{self, Message};
 use cardlog_sync::WireError;
 use sync_checks::{
     check_decode_message, check_decode_segments, check_sync_session, seal_message, seal_segments,

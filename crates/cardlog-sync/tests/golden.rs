@@ -28,9 +28,9 @@ use cardlog_core::{
 };
 use cardlog_sync::bundle::{self, Imported};
 use cardlog_sync::memory::MemoryReplica;
-use cardlog_sync::message::{self, Fork, Message, Summary};
-use cardlog_sync::session::{Applied, Received, SyncStore};
+use cardlog_sync::wire::message::{self, Fork, Message, Summary};
 use cardlog_sync::{decode_segments, encode_segments, Locate, Resolve, WireError};
+use cardlog_sync::{Applied, Received, SyncStore};
 
 // ---- the history (as in cardlog-store/tests/golden.rs) -------------------------------------
 

@@ -17,11 +17,11 @@ use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use cardlog_core::{ContactId, Hlc, Op, OpId, Path, ReplicaId, SealedOp, Value, Write};
-use cardlog_sync::message::{self, limits as msg, Message};
-use cardlog_sync::segment::limits as seg;
 use cardlog_sync::transport::{TcpTransport, Transport};
+use cardlog_sync::wire::message::{self, limits as msg, Message};
+use cardlog_sync::wire::segment::limits as seg;
 use cardlog_sync::{
-    decode_segments, encode_segments, varint, Locate, Resolve, SyncError, WireError,
+    decode_segments, encode_segments, wire::varint, Locate, Resolve, SyncError, WireError,
 };
 
 const NINE_MS: u64 = 1_795_338_000_000;

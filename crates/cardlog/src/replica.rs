@@ -134,7 +134,7 @@ impl Replica {
         let offset_ms = match store.meta(meta::CLOCK)? {
             Some(v) => i64::from_be_bytes(
                 <[u8; 8]>::try_from(v.as_slice())
-                    .map_err(|_| OpenError::Corrupt("clock offset".into()))?,
+                    .map_err(|_| OpenError::damaged("clock offset does not decode".into()))?,
             ),
             None => 0,
         };
@@ -244,7 +244,7 @@ impl Replica {
         match self.store.apply(&op)? {
             cardlog_core::replay::Readiness::Ready => {}
             other => {
-                return Err(Error::Store(StoreError::Corrupt(format!(
+                return Err(Error::Store(StoreError::undecodable(&format!(
                     "own chain: a local op was {other:?}"
                 ))))
             }

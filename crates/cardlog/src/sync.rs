@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bincode::config::{self, Configuration, LittleEndian, Varint};
 use bincode::{Decode, Encode};
+use cardlog_core::codec::{decode_exact_with, encode_with};
 use cardlog_core::replay::ChainHead;
 use cardlog_core::{ContactId, OpId, ReplicaId, SealedOp};
 use cardlog_store::keys::meta;
@@ -72,15 +73,12 @@ fn meta_config() -> MetaConfig {
 }
 
 fn encode<T: Encode>(value: &T) -> Vec<u8> {
-    // Encoding into a Vec cannot fail.
-    bincode::encode_to_vec(value, meta_config()).unwrap_or_default()
+    encode_with(value, meta_config())
 }
 
 fn decode<T: Decode<()>>(bytes: &[u8], what: &str) -> Result<T, Error> {
-    match bincode::decode_from_slice::<T, _>(bytes, meta_config()) {
-        Ok((v, used)) if used == bytes.len() => Ok(v),
-        _ => Err(Error::Store(StoreError::Corrupt(format!("meta {what}")))),
-    }
+    decode_exact_with(bytes, meta_config())
+        .ok_or_else(|| Error::Store(StoreError::undecodable(&format!("meta {what}"))))
 }
 
 impl Replica {

@@ -424,8 +424,7 @@ fn judge(dir: &FsPath, original: &Contents) -> Judged {
             if !matches!(
                 e,
                 OpenError::Engine(_)
-                    | OpenError::Corrupt(_)
-                    | OpenError::Damaged(_)
+                    | OpenError::Damaged { .. }
                     | OpenError::Log(_)
                     | OpenError::NotAStore(_)
                     | OpenError::UnknownFormat { .. }

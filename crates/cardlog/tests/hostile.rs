@@ -18,9 +18,9 @@ mod common;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cardlog::sync_layer::message::{self, Message};
 use cardlog::sync_layer::session::Session;
 use cardlog::sync_layer::transport::{channel_pair, run_session, ChannelEnd, Transport};
+use cardlog::sync_layer::wire::message::{self, Message};
 use cardlog::sync_layer::{encode_segments, Locate, SyncStore, WireError};
 use cardlog::{
     ContactId, Error, Field, Fork, Hlc, OpId, Path, Replica, ReplicaId, Role, SealedOp, Summary,

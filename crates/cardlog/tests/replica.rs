@@ -18,8 +18,8 @@ use cardlog::{
     ReplicaId, Summary, Value,
 };
 use cardlog_core::{Device, FakeClock, ReplayError};
-use cardlog_store::kv::{FaultyKv, SledKv};
 use cardlog_store::log::FaultyLog;
+use cardlog_store::state::{FaultyKv, SledKv};
 use cardlog_store::{Store, StoreError};
 
 /// 2026-11-22T09:00:00Z.

@@ -17,12 +17,12 @@ use std::path::Path as FsPath;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cardlog::sync_layer::message::{self, Message};
 use cardlog::sync_layer::session::Session;
 use cardlog::sync_layer::transport::{
     channel_pair, run, run_session, serve, ChannelEnd, ServeOptions, Shared, TcpTransport,
     Transport,
 };
+use cardlog::sync_layer::wire::message::{self, Message};
 use cardlog::sync_layer::{SyncStore, WireError};
 use cardlog::{
     Contact, ContactId, Field, Options, Replica, ReplicaId, Role, SyncError, SyncReport,
@@ -759,7 +759,7 @@ impl SyncStore for Paged<'_> {
     }
     fn record_forks(
         &mut self,
-        forks: &[cardlog::sync_layer::message::Fork],
+        forks: &[cardlog::sync_layer::wire::message::Fork],
     ) -> Result<(), Self::Error> {
         SyncStore::record_forks(&mut *self.replica, forks)
     }

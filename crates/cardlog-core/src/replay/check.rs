@@ -4,7 +4,7 @@
 use crate::hlc::Hlc;
 use crate::id::{ContactId, OpId, ReplicaId};
 use crate::model::Path;
-use crate::op::SealedOp;
+use crate::sealed::SealedOp;
 
 use super::{Missing, ReplayError};
 

@@ -31,7 +31,8 @@ use crate::hlc::Hlc;
 use crate::id::{ContactId, OpId, ReplicaId};
 use crate::model::contact::Change;
 use crate::model::Path;
-use crate::op::{Op, SealedOp, Write};
+use crate::op::{Op, Write};
+use crate::sealed::SealedOp;
 
 /// Why an op cannot be applied. The op is not applied and nothing changes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

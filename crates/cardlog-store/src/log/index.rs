@@ -13,8 +13,10 @@ use foldhash::fast::RandomState;
 
 use cardlog_core::{ContactId, Op, OpId, ReplicaId};
 
-use crate::error::StoreError;
-use crate::log::{decode_trusted, OpLog, ReadRef};
+use super::io::LogError;
+use super::record::decode_trusted;
+use super::scan::ReadRef;
+use super::OpLog;
 
 /// Record offsets by author, id and contact.
 #[derive(Debug, Default)]
@@ -46,7 +48,7 @@ impl LogIndex {
 
     /// Reads the log from the start and indexes every record (reading each from the scan's
     /// buffer, no copy).
-    pub(crate) fn build(log: &OpLog) -> Result<Self, StoreError> {
+    pub(crate) fn build(log: &OpLog) -> Result<Self, LogError> {
         let mut index = Self::default();
         let mut scan = log.scan(0, log.len());
         loop {
@@ -55,8 +57,11 @@ impl LogIndex {
                     offset, id, bytes, ..
                 } => index.add(offset, &id, &decode_trusted(offset, bytes)?),
                 ReadRef::End => return Ok(index),
-                ReadRef::Bad { why, .. } => {
-                    return Err(StoreError::Damaged(format!("op log: {why}")))
+                ReadRef::Bad { why, offset, .. } => {
+                    return Err(LogError::Damaged {
+                        what: format!("op log: {why}"),
+                        offset,
+                    })
                 }
             }
         }
@@ -107,7 +112,7 @@ impl LogIndex {
     }
 
     /// The offset of the op with this id, checked against the id stored in the log.
-    pub(crate) fn find(&self, log: &OpLog, id: &OpId) -> Result<Option<u64>, StoreError> {
+    pub(crate) fn find(&self, log: &OpLog, id: &OpId) -> Result<Option<u64>, LogError> {
         if let Some(at) = self.by_full_id.get(id) {
             return Ok(Some(*at));
         }

@@ -18,17 +18,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use cardlog_core::codec::format_config;
-use cardlog_core::{
-    ContactId, EncodeError, Hlc, Op, OpId, Path, ReplicaId, SealedOp, Value, Write,
-};
+use cardlog_core::codec::{decode_exact, encode_to_vec};
+use cardlog_core::{ContactId, Hlc, Op, OpId, Path, ReplicaId, SealedOp, Value, Write};
 
-use crate::varint;
+use super::error::{WireError, AUTHORS_IN_A_MESSAGE, SEGMENTS_IN_A_MESSAGE};
+use super::frame::{checksum, Reader, CHECKSUM_BYTES};
+use super::varint;
 
 /// The segment format version this build writes and reads.
 pub const SEGMENT_VERSION: u8 = 1;
 const MAGIC: &[u8; 4] = b"CLSG";
-pub(crate) const CHECKSUM_BYTES: usize = 16;
 const CHECKSUM_CONTEXT: &str = "cardlog 2026-11-23 segment checksum v1";
 
 /// Limits on what a message may declare, each checked before anything is allocated for it.
@@ -54,100 +53,6 @@ pub mod limits {
     pub const VALUE_BYTES_MAX: u64 = cardlog_core::codec::limits::OP_BYTES_MAX as u64;
 }
 
-/// What [`WireError::TooLarge`] names for [`limits::AUTHORS_PER_MESSAGE_MAX`] (a bundle export
-/// adds a hint to it).
-pub(crate) const AUTHORS_IN_A_MESSAGE: &str = "authors in a message";
-/// What [`WireError::TooLarge`] names for [`limits::SEGMENTS_PER_MESSAGE_MAX`].
-pub(crate) const SEGMENTS_IN_A_MESSAGE: &str = "segments in a message";
-
-/// Why a message could not be encoded or was refused. Nothing of a refused message is applied.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum WireError {
-    /// The input ends early.
-    #[error("message truncated")]
-    Truncated,
-    /// Bytes follow the end of the message.
-    #[error("{0} bytes after the end of the message")]
-    Trailing(usize),
-    /// Not a segment message.
-    #[error("not a cardlog sync message or segment (bad magic)")]
-    BadMagic,
-    /// A version this build does not read.
-    #[error("format version {0}; this build reads version 1")]
-    UnknownVersion(u8),
-    /// The checksum does not match: the message was damaged.
-    #[error("checksum mismatch: the message was damaged in transit or on disk")]
-    Checksum,
-    /// A number is malformed.
-    #[error("malformed number: {0}")]
-    Varint(&'static str),
-    /// A count or length is beyond its limit.
-    #[error("{what}: {got}, more than the limit of {limit}")]
-    TooLarge {
-        /// What was counted, with its unit (`"authors in a message"`, `"value bytes"`).
-        what: &'static str,
-        /// The declared value.
-        got: u64,
-        /// The limit.
-        limit: u64,
-    },
-    /// Something in a segment is malformed.
-    #[error("segment of {author}, seq {seq}: {what}")]
-    Malformed {
-        /// The segment's author.
-        author: ReplicaId,
-        /// The op's seq.
-        seq: u64,
-        /// What is wrong.
-        what: String,
-    },
-    /// The framing outside any segment is malformed.
-    #[error("message framing: {0}")]
-    Framing(String),
-    /// An op names an earlier op that is neither in the message nor known to the receiver.
-    #[error("segment of {author}, seq {seq}: names op {target_author} seq {target_seq}, which is not here")]
-    Unresolved {
-        /// The segment's author.
-        author: ReplicaId,
-        /// The op's seq.
-        seq: u64,
-        /// The named op's author.
-        target_author: ReplicaId,
-        /// The named op's seq.
-        target_seq: u64,
-    },
-    /// The rebuilt ops do not hash to the segment's head: content was altered.
-    #[error(
-        "segment of {author}, seqs {first}..={last}: the ops do not hash to the segment's head \
-         (their content was altered)"
-    )]
-    HeadMismatch {
-        /// The segment's author.
-        author: ReplicaId,
-        /// First seq.
-        first: u64,
-        /// Last seq.
-        last: u64,
-    },
-    /// A rebuilt op breaks the op format's invariants.
-    #[error("segment of {author}, seq {seq}: {error}")]
-    Op {
-        /// The segment's author.
-        author: ReplicaId,
-        /// The op's seq.
-        seq: u64,
-        /// What is wrong with it.
-        error: EncodeError,
-    },
-    /// The sender could not find an op it must describe.
-    #[error("sender: {0}")]
-    Sender(String),
-    /// The receiver's lookup failed.
-    #[error("receiver lookup: {0}")]
-    Lookup(String),
-}
-
 /// The sender's view: where an op named by id is.
 pub trait Locate {
     /// The op with this id, if known.
@@ -158,26 +63,6 @@ pub trait Locate {
 pub trait Resolve {
     /// The op `author` wrote at `seq`, if known.
     fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, WireError>;
-}
-
-fn encode_bincode<T: bincode::Encode>(value: &T) -> Vec<u8> {
-    let mut out = Vec::new();
-    // Encoding into a Vec cannot fail.
-    let _ = bincode::encode_into_std_write(value, &mut out, format_config());
-    out
-}
-
-/// The first 16 bytes of blake3 in derive-key mode under `context` (each format has its own
-/// context, so a segment's checksum never validates a message and vice versa).
-pub(crate) fn checksum(context: &str, bytes: &[u8]) -> [u8; CHECKSUM_BYTES] {
-    let full = blake3::Hasher::new_derive_key(context)
-        .update(bytes)
-        .finalize();
-    let mut out = [0u8; CHECKSUM_BYTES];
-    if let Some(head) = full.as_bytes().get(..CHECKSUM_BYTES) {
-        out.copy_from_slice(head);
-    }
-    out
 }
 
 // ---- encoding ------------------------------------------------------------------------------
@@ -358,7 +243,7 @@ fn encode_write(
                 tables.contacts.insert(w.contact, next);
             }
         }
-        let path = encode_bincode(&w.path);
+        let path = encode_to_vec(&w.path);
         varint::put(out, path.len() as u64);
         out.extend_from_slice(&path);
     }
@@ -371,7 +256,7 @@ fn encode_write(
         varint::put(out, index as u64);
     }
     if tag != TAG_EXISTS_TRUE {
-        let value = encode_bincode(&w.value);
+        let value = encode_to_vec(&w.value);
         varint::put(out, value.len() as u64);
         out.extend_from_slice(&value);
     }
@@ -405,48 +290,9 @@ struct RawSegment {
     head: OpId,
 }
 
-pub(crate) struct Reader<'a> {
-    pub(crate) input: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    pub(crate) fn varint(&mut self) -> Result<u64, WireError> {
-        varint::get(&mut self.input)
-    }
-
-    pub(crate) fn bounded(&mut self, what: &'static str, limit: u64) -> Result<u64, WireError> {
-        let got = self.varint()?;
-        if got > limit {
-            return Err(WireError::TooLarge { what, got, limit });
-        }
-        Ok(got)
-    }
-
-    pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], WireError> {
-        if self.input.len() < n {
-            return Err(WireError::Truncated);
-        }
-        let (head, rest) = self.input.split_at(n);
-        self.input = rest;
-        Ok(head)
-    }
-
-    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
-        let bytes = self.bytes(N)?;
-        <[u8; N]>::try_from(bytes).map_err(|_| WireError::Truncated)
-    }
-
-    pub(crate) fn byte(&mut self) -> Result<u8, WireError> {
-        Ok(self.array::<1>()?[0])
-    }
-}
-
 /// Strictly decodes exactly `bytes` as a `T` (re-encoding must give the same bytes).
-fn decode_exact<T: bincode::Decode<()> + bincode::Encode>(bytes: &[u8]) -> Option<T> {
-    match bincode::decode_from_slice::<T, _>(bytes, format_config()) {
-        Ok((v, used)) if used == bytes.len() && encode_bincode(&v) == bytes => Some(v),
-        _ => None,
-    }
+fn decode_strict<T: bincode::Decode<()> + bincode::Encode>(bytes: &[u8]) -> Option<T> {
+    decode_exact::<T>(bytes).filter(|v| encode_to_vec(v) == bytes)
 }
 
 fn parse(bytes: &[u8]) -> Result<(Vec<ReplicaId>, Vec<RawSegment>), WireError> {
@@ -576,7 +422,7 @@ fn parse_write(
             };
             let len = r.bounded("path bytes", limits::PATH_BYTES_MAX)?;
             let bytes = r.bytes(usize::try_from(len).map_err(|_| bad("path length"))?)?;
-            let path: Path = decode_exact(bytes).ok_or_else(|| bad("path does not decode"))?;
+            let path: Path = decode_strict(bytes).ok_or_else(|| bad("path does not decode"))?;
             Some((contact, path))
         }
         TAG_SAME_AS_REPLACED | TAG_EXISTS_TRUE => None,
@@ -605,7 +451,7 @@ fn parse_write(
     } else {
         let len = r.bounded("value bytes", limits::VALUE_BYTES_MAX)?;
         let bytes = r.bytes(usize::try_from(len).map_err(|_| bad("value length"))?)?;
-        decode_exact::<Option<Value>>(bytes).ok_or_else(|| bad("value does not decode"))?
+        decode_strict::<Option<Value>>(bytes).ok_or_else(|| bad("value does not decode"))?
     };
     Ok(RawWrite {
         target,

@@ -17,8 +17,9 @@ use std::collections::BTreeMap;
 use cardlog_core::replay::ChainHead;
 use cardlog_core::{Hlc, OpId, ReplicaId};
 
-use crate::segment::{checksum, Reader, CHECKSUM_BYTES};
-use crate::{varint, WireError};
+use super::error::WireError;
+use super::frame::{checksum, Reader, CHECKSUM_BYTES};
+use super::varint;
 
 /// The message format version this build writes and reads.
 pub const MESSAGE_VERSION: u8 = 1;
@@ -32,7 +33,7 @@ pub type Summary = BTreeMap<ReplicaId, ChainHead>;
 /// end in their unit (docs/FORMAT.md, "Limits").
 pub mod limits {
     /// Largest message, in bytes (a session splits what it sends to stay far below).
-    pub const MESSAGE_BYTES_MAX: usize = crate::segment::limits::MESSAGE_BYTES_MAX;
+    pub const MESSAGE_BYTES_MAX: usize = crate::wire::segment::limits::MESSAGE_BYTES_MAX;
     /// Most authors in a summary (hello, ack, heads file).
     pub const AUTHORS_PER_SUMMARY_MAX: u64 = 1 << 20;
     /// Most forks reported in one `Ops` message (a sender reports no more).

@@ -2,7 +2,7 @@
 //!
 //! Every apply appends its ops to the op log (the truth, synced by a flush), but the sled side
 //! (register changes, author heads, the registers' watermark) is collected here, later writes
-//! to a key replacing earlier ones, and written as one batch every [`PENDING_OPS_MAX`] ops,
+//! to a key replacing earlier ones, and written as one batch every [`HELD_OPS_MAX`] ops,
 //! before a rebuild, on `Store::settle` and when the store is dropped. The threshold is checked
 //! before an apply writes anything, so failing to write them fails that apply whole, and they
 //! stay held and read until written.
@@ -13,24 +13,24 @@
 //! Each batch is written after a sync of the log and carries the watermark of exactly the ops
 //! it covers, so sled is never ahead of the log, and a crash in between is the usual case open
 //! already handles: the log's committed records past the watermark are replayed. Reads merge
-//! these pending values over sled's, so nothing reads stale state.
+//! these held-back values over sled's, so nothing reads stale state.
 
 use std::collections::BTreeMap;
 use std::iter::Peekable;
 
-use crate::kv::{Kv, KvBatch, KvIter, KvResult};
+use super::kv::{Kv, KvBatch, KvIter, KvResult};
 
 /// Ops whose register changes may wait before they are written to sled.
-pub(crate) const PENDING_OPS_MAX: u64 = 1024;
+pub(crate) const HELD_OPS_MAX: u64 = 1024;
 
 /// Writes waiting for sled, by key; `None` removes the key.
 #[derive(Debug, Default)]
-pub(crate) struct Pending {
+pub(crate) struct HeldBack {
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     ops: u64,
 }
 
-impl Pending {
+impl HeldBack {
     /// Adds the sled side of `ops` applied ops (later writes to a key win).
     pub(crate) fn add(&mut self, batch: KvBatch, ops: u64) {
         for (key, value) in batch.into_writes() {
@@ -49,7 +49,7 @@ impl Pending {
         self.writes.is_empty()
     }
 
-    /// Everything waiting, as one batch (kept until [`Pending::clear`]: if writing it fails,
+    /// Everything waiting, as one batch (kept until [`HeldBack::clear`]: if writing it fails,
     /// reads still see it).
     pub(crate) fn batch(&self) -> KvBatch {
         let mut batch = KvBatch::default();
@@ -68,7 +68,7 @@ impl Pending {
         self.ops = 0;
     }
 
-    /// The value at `key` as the store sees it: pending, else sled's.
+    /// The value at `key` as the store sees it: held back, else sled's.
     pub(crate) fn get(&self, kv: &dyn Kv, key: &[u8]) -> KvResult<Option<Vec<u8>>> {
         match self.writes.get(key) {
             Some(value) => Ok(value.clone()),
@@ -76,28 +76,28 @@ impl Pending {
         }
     }
 
-    /// Every pair whose key starts with `prefix`, in key order, pending values over sled's.
+    /// Every pair whose key starts with `prefix`, in key order, held-back values over sled's.
     pub(crate) fn scan_prefix<'a>(&'a self, kv: &'a dyn Kv, prefix: &[u8]) -> KvIter<'a> {
         let stored = kv.scan_prefix(prefix);
         if self.writes.is_empty() {
             return stored;
         }
         let owned = prefix.to_vec();
-        let pending = self
+        let held = self
             .writes
             .range(prefix.to_vec()..)
             .take_while(move |(k, _)| k.starts_with(&owned));
         Box::new(Merge {
             stored: stored.peekable(),
-            pending: pending.peekable(),
+            held: held.peekable(),
         })
     }
 }
 
-/// Two key-ordered streams merged, the pending one winning on equal keys.
+/// Two key-ordered streams merged, the held one winning on equal keys.
 struct Merge<'a, P: Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)>> {
     stored: Peekable<KvIter<'a>>,
-    pending: Peekable<P>,
+    held: Peekable<P>,
 }
 
 impl<'a, P: Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)>> Iterator for Merge<'a, P> {
@@ -105,25 +105,25 @@ impl<'a, P: Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)>> Iterator for Me
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let take_pending = match (self.stored.peek(), self.pending.peek()) {
+            let take_held = match (self.stored.peek(), self.held.peek()) {
                 (None, None) => return None,
                 (Some(Err(_)), _) => return self.stored.next(),
                 (Some(Ok(_)), None) => return self.stored.next(),
                 (None, Some(_)) => true,
-                (Some(Ok((stored_key, _))), Some((pending_key, _))) => {
-                    if stored_key.as_slice() == pending_key.as_slice() {
-                        // Pending replaces (or removes) the stored pair.
+                (Some(Ok((stored_key, _))), Some((held_key, _))) => {
+                    if stored_key.as_slice() == held_key.as_slice() {
+                        // HeldBack replaces (or removes) the stored pair.
                         self.stored.next();
                         true
                     } else {
-                        pending_key.as_slice() < stored_key.as_slice()
+                        held_key.as_slice() < stored_key.as_slice()
                     }
                 }
             };
-            if !take_pending {
+            if !take_held {
                 return self.stored.next();
             }
-            match self.pending.next() {
+            match self.held.next() {
                 Some((key, Some(value))) => return Some(Ok((key.clone(), value.clone()))),
                 // A removed key: nothing to yield, look further.
                 Some((_, None)) => continue,
@@ -138,14 +138,14 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::kv::SledKv;
+    use crate::state::SledKv;
 
     fn pairs(iter: KvIter<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
         iter.collect::<KvResult<Vec<_>>>().unwrap()
     }
 
     #[test]
-    fn reads_merge_pending_writes_over_stored_ones() {
+    fn reads_merge_held_writes_over_stored_ones() {
         let dir = tempfile::tempdir().unwrap();
         let kv = SledKv::open(dir.path(), 1 << 20).unwrap();
         let mut stored = KvBatch::default();
@@ -154,22 +154,22 @@ mod tests {
         }
         kv.apply(stored).unwrap();
 
-        let mut pending = Pending::default();
+        let mut held = HeldBack::default();
         let mut batch = KvBatch::default();
         batch.insert(b"a0".to_vec(), b"new".to_vec()); // before every stored key
         batch.insert(b"a3".to_vec(), b"new".to_vec()); // replaces a stored value
         batch.remove(b"a5".to_vec()); // removes a stored key
         batch.insert(b"a9".to_vec(), b"new".to_vec()); // after every stored key
         batch.remove(b"a7".to_vec()); // removes a key never stored
-        pending.add(batch, 2);
+        held.add(batch, 2);
         let mut later = KvBatch::default();
         later.insert(b"a0".to_vec(), b"newer".to_vec()); // a later write wins
-        pending.add(later, 1);
-        assert_eq!(pending.ops(), 3);
+        held.add(later, 1);
+        assert_eq!(held.ops(), 3);
 
         let v = |s: &str| s.as_bytes().to_vec();
         assert_eq!(
-            pairs(pending.scan_prefix(&kv, b"a")),
+            pairs(held.scan_prefix(&kv, b"a")),
             vec![
                 (v("a0"), v("newer")),
                 (v("a1"), v("old")),
@@ -178,17 +178,17 @@ mod tests {
             ]
         );
         assert_eq!(
-            pairs(pending.scan_prefix(&kv, b"b")),
+            pairs(held.scan_prefix(&kv, b"b")),
             vec![(v("b1"), v("old"))]
         );
-        assert_eq!(pending.get(&kv, b"a5").unwrap(), None);
-        assert_eq!(pending.get(&kv, b"a3").unwrap(), Some(v("new")));
-        assert_eq!(pending.get(&kv, b"a1").unwrap(), Some(v("old")));
+        assert_eq!(held.get(&kv, b"a5").unwrap(), None);
+        assert_eq!(held.get(&kv, b"a3").unwrap(), Some(v("new")));
+        assert_eq!(held.get(&kv, b"a1").unwrap(), Some(v("old")));
 
         // Written as one batch, sled then reads as the merge did.
-        kv.apply(pending.batch()).unwrap();
-        pending.clear();
-        assert!(pending.is_empty() && pending.ops() == 0);
+        kv.apply(held.batch()).unwrap();
+        held.clear();
+        assert!(held.is_empty() && held.ops() == 0);
         assert_eq!(
             pairs(kv.scan_prefix(b"a")),
             vec![
@@ -201,7 +201,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Merged reads equal a model: sled's pairs with every pending write applied in order.
+        /// Merged reads equal a model: sled's pairs with every held write applied in order.
         #[test]
         fn merged_reads_match_a_model(
             stored in proptest::collection::btree_map(
@@ -219,7 +219,7 @@ mod tests {
             }
             kv.apply(batch).unwrap();
             let mut model = stored.clone();
-            let mut pending = Pending::default();
+            let mut held = HeldBack::default();
             for (k, v) in &writes {
                 let mut batch = KvBatch::default();
                 match v {
@@ -232,18 +232,18 @@ mod tests {
                         model.remove(k);
                     }
                 }
-                pending.add(batch, 1);
+                held.add(batch, 1);
             }
             let want: Vec<_> = model
                 .iter()
                 .filter(|(k, _)| k.starts_with(&prefix))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            proptest::prop_assert_eq!(pairs(pending.scan_prefix(&kv, &prefix)), want.clone());
+            proptest::prop_assert_eq!(pairs(held.scan_prefix(&kv, &prefix)), want.clone());
             for (k, _) in &writes {
-                proptest::prop_assert_eq!(pending.get(&kv, k).unwrap(), model.get(k).cloned());
+                proptest::prop_assert_eq!(held.get(&kv, k).unwrap(), model.get(k).cloned());
             }
-            kv.apply(pending.batch()).unwrap();
+            kv.apply(held.batch()).unwrap();
             proptest::prop_assert_eq!(pairs(kv.scan_prefix(&prefix)), want);
         }
     }

@@ -1,7 +1,7 @@
 //! LEB128 unsigned integers, strictly decoded: the shortest form only, at most 64 bits. Used
 //! for the segment encoding, where most numbers (seq deltas, table indexes, counts) are small.
 
-use crate::segment::WireError;
+use super::error::WireError;
 
 /// Appends `v` in LEB128.
 pub fn put(out: &mut Vec<u8>, mut v: u64) {

@@ -1,79 +1,13 @@
-//! The narrow storage interface the store is written against, its sled implementation, and a
-//! fault-injecting wrapper for tests.
-//!
-//! Everything the store keeps lives in one ordered key space. A [`KvBatch`] is applied
-//! atomically, also across a crash (sled seals a batch in its log as one unit), which is what
-//! makes each op's log entry, index entries and state changes appear together or not at all.
+//! sled 0.34.7 behind [`Kv`], and every workaround sled needs, in this one file: its page
+//! cache set (its default is 1 GiB), its damage and lock errors turned into [`KvError`]
+//! variants, torn snapshot files a killed open left cleared before it opens (its issue #1527),
+//! an `fsync` of its data file on flush (its own flush is only `sync_file_range`), and a
+//! checkpointing close (it snapshots its page table only while opening).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
-/// A failure of the storage engine (I/O, corruption it detected, a full disk…).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("storage engine: {0}")]
-pub struct KvError(pub String);
-
-/// Result of a storage call.
-pub type KvResult<T> = Result<T, KvError>;
-
-/// Key/value pairs in key order.
-pub type KvIter<'a> = Box<dyn Iterator<Item = KvResult<(Vec<u8>, Vec<u8>)>> + 'a>;
-
-/// Inserts and removals applied together.
-#[derive(Debug, Default, Clone)]
-pub struct KvBatch {
-    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-}
-
-impl KvBatch {
-    /// Sets `key` to `value`.
-    pub fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.writes.push((key, Some(value)));
-    }
-
-    /// Removes `key`.
-    pub fn remove(&mut self, key: Vec<u8>) {
-        self.writes.push((key, None));
-    }
-
-    /// Number of writes.
-    pub fn len(&self) -> usize {
-        self.writes.len()
-    }
-
-    /// Whether the batch is empty.
-    pub fn is_empty(&self) -> bool {
-        self.writes.is_empty()
-    }
-
-    /// The writes, in the order they were made.
-    pub fn into_writes(self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-        self.writes
-    }
-}
-
-/// The storage interface: ordered keys, atomic batches, explicit flush.
-pub trait Kv: Send + Sync {
-    /// The value at `key`.
-    fn get(&self, key: &[u8]) -> KvResult<Option<Vec<u8>>>;
-    /// Every pair whose key starts with `prefix`, in key order. An error is the last item.
-    fn scan_prefix<'a>(&'a self, prefix: &[u8]) -> KvIter<'a>;
-    /// Pairs with `start <= key < end`, in key order. An error is the last item.
-    fn range<'a>(&'a self, start: &[u8], end: &[u8]) -> KvIter<'a>;
-    /// The last pair whose key starts with `prefix`.
-    fn last_with_prefix(&self, prefix: &[u8]) -> KvResult<Option<(Vec<u8>, Vec<u8>)>>;
-    /// Applies every write of the batch, atomically (also across a crash).
-    fn apply(&self, batch: KvBatch) -> KvResult<()>;
-    /// Makes every applied batch durable, also against a power cut (not only a killed
-    /// process).
-    fn flush(&self) -> KvResult<()>;
-    /// Closes the database, first leaving it so that the next open has little to recover when
-    /// this session wrote much. The default just closes.
-    fn close_checkpointed(self: Box<Self>) -> KvResult<()> {
-        Ok(())
-    }
-}
+use super::kv::{Kv, KvBatch, KvError, KvIter, KvResult};
 
 /// Bytes (keys and values) written in one session from which closing checkpoints sled (see
 /// [`SledKv::close_checkpointed`]): below it, what the next open recovers costs a few
@@ -102,16 +36,20 @@ pub struct SledKv {
 /// an unsupported sled version, so both are said plainly here.
 fn sled_err(e: sled::Error) -> KvError {
     match e {
-        sled::Error::Corruption { at: Some(at), .. } => KvError(format!(
+        sled::Error::Corruption { at: Some(at), .. } => KvError::Damaged(format!(
             "database damaged: corrupted data (sled position {at})"
         )),
         sled::Error::Corruption { at: None, .. } => {
-            KvError("database damaged: sled found corrupted data".into())
+            KvError::Damaged("database damaged: sled found corrupted data".into())
         }
-        sled::Error::Unsupported(why) => KvError(format!(
+        sled::Error::Unsupported(why) => KvError::Damaged(format!(
             "database damaged or written by another sled version: sled says \"{why}\""
         )),
-        other => KvError(other.to_string()),
+        sled::Error::Io(e) => KvError::Io {
+            kind: e.kind(),
+            message: e.to_string(),
+        },
+        other => KvError::EngineBug(other.to_string()),
     }
 }
 
@@ -156,7 +94,7 @@ enum Cleared {
 /// (after a power cut its rename may be what was lost). This runs under sled's own lock on the
 /// `db` file, so a snapshot another process is writing right now is never touched.
 fn clear_torn_snapshots(dir: &Path) -> KvResult<Cleared> {
-    let fail = |what: &Path, e: std::io::Error| KvError(format!("{}: {e}", what.display()));
+    let fail = |what: &Path, e: std::io::Error| KvError::io(what, &e);
     let lock_path = dir.join("db");
     let lock = match std::fs::OpenOptions::new()
         .read(true)
@@ -185,11 +123,12 @@ fn clear_torn_snapshots(dir: &Path) -> KvResult<Cleared> {
         if !is_generating {
             continue;
         }
-        let torn = |e: std::io::Error| {
-            KvError(format!(
+        let torn = |e: std::io::Error| KvError::Io {
+            kind: e.kind(),
+            message: format!(
                 "{}: a sled snapshot a killed open may have left half written: {e}",
                 path.display()
-            ))
+            ),
         };
         let bytes = std::fs::read(&path).map_err(torn)?;
         if !snapshot_is_whole(&bytes) {
@@ -199,6 +138,16 @@ fn clear_torn_snapshots(dir: &Path) -> KvResult<Cleared> {
     // Dropping the file releases the lock; sled takes it again as it opens.
     drop(lock);
     Ok(Cleared::Done)
+}
+
+/// Whether another handle holds sled's lock on the database in `dir` (the `db` file's flock,
+/// which sled takes for as long as a database is open).
+fn lock_is_held(dir: &Path) -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join("db"))
+        .is_ok_and(|file| matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
 }
 
 /// Whether `bytes` pass sled 0.34.7's check of a snapshot file: they end in an 8-byte length and
@@ -224,25 +173,23 @@ impl SledKv {
     pub fn open(dir: &Path, cache_bytes: u64) -> KvResult<Self> {
         let mut attempts = 0;
         loop {
-            let locked = match clear_torn_snapshots(dir)? {
-                Cleared::Locked => Err(KvError(format!(
-                    "could not acquire lock on {}: another handle holds it",
-                    dir.join("db").display()
-                ))),
-                Cleared::Done => Ok(()),
-            };
-            let opened = locked.and_then(|()| {
-                sled::Config::new()
+            let opened = match clear_torn_snapshots(dir)? {
+                Cleared::Locked => Err(KvError::Locked(dir.join("db"))),
+                Cleared::Done => sled::Config::new()
                     .path(dir)
                     .cache_capacity(cache_bytes)
                     .open()
-                    .map_err(sled_err)
-            });
+                    .map_err(|e| match e {
+                        // sled reports a held lock only as an I/O error in words: whether that
+                        // is what happened is asked of the lock itself.
+                        sled::Error::Io(_) if lock_is_held(dir) => KvError::Locked(dir.join("db")),
+                        other => sled_err(other),
+                    }),
+            };
             match opened {
                 Ok(db) => {
                     let file = dir.join("db");
-                    let data = std::fs::File::open(&file)
-                        .map_err(|e| KvError(format!("{}: {e}", file.display())))?;
+                    let data = std::fs::File::open(&file).map_err(|e| KvError::io(&file, &e))?;
                     return Ok(Self {
                         db,
                         data,
@@ -251,8 +198,7 @@ impl SledKv {
                         bytes_written: AtomicU64::new(0),
                     });
                 }
-                // sled reports the held lock as an `Other` I/O error naming it.
-                Err(e) if attempts < LOCK_RETRIES && e.0.contains("could not acquire lock") => {
+                Err(KvError::Locked(_)) if attempts < LOCK_RETRIES => {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
@@ -288,15 +234,15 @@ impl Kv for SledKv {
     }
 
     fn apply(&self, batch: KvBatch) -> KvResult<()> {
-        let bytes: usize = batch
-            .writes
+        let writes = batch.into_writes();
+        let bytes: usize = writes
             .iter()
             .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
             .sum();
         self.bytes_written
             .fetch_add(bytes as u64, Ordering::Relaxed);
         let mut b = sled::Batch::default();
-        for (k, v) in batch.writes {
+        for (k, v) in writes {
             match v {
                 Some(v) => b.insert(k, v),
                 None => b.remove(k),
@@ -307,9 +253,10 @@ impl Kv for SledKv {
 
     fn flush(&self) -> KvResult<()> {
         self.db.flush().map_err(sled_err)?;
-        self.data
-            .sync_data()
-            .map_err(|e| KvError(format!("fsync of the data file: {e}")))
+        self.data.sync_data().map_err(|e| KvError::Io {
+            kind: e.kind(),
+            message: format!("fsync of the data file: {e}"),
+        })
     }
 
     /// sled 0.34.7 writes a snapshot of its page table only while opening a database (its
@@ -340,102 +287,6 @@ impl Kv for SledKv {
         }
         drop(Self::open(&dir, cache_bytes)?);
         Ok(())
-    }
-}
-
-/// A database already closed: every call fails. What a store holds while it closes.
-pub(crate) struct ClosedKv;
-
-impl ClosedKv {
-    fn closed<T>() -> KvResult<T> {
-        Err(KvError("the database is closed".into()))
-    }
-}
-
-impl Kv for ClosedKv {
-    fn get(&self, _: &[u8]) -> KvResult<Option<Vec<u8>>> {
-        Self::closed()
-    }
-
-    fn scan_prefix<'a>(&'a self, _: &[u8]) -> KvIter<'a> {
-        Box::new(std::iter::once(Self::closed()))
-    }
-
-    fn range<'a>(&'a self, _: &[u8], _: &[u8]) -> KvIter<'a> {
-        Box::new(std::iter::once(Self::closed()))
-    }
-
-    fn last_with_prefix(&self, _: &[u8]) -> KvResult<Option<(Vec<u8>, Vec<u8>)>> {
-        Self::closed()
-    }
-
-    fn apply(&self, _: KvBatch) -> KvResult<()> {
-        Self::closed()
-    }
-
-    fn flush(&self) -> KvResult<()> {
-        Self::closed()
-    }
-}
-
-/// Wraps a [`Kv`] and fails every write (`apply`, `flush`) after a given number of successful
-/// ones: the fault-injection point for tests of the store's error handling.
-pub struct FaultyKv<K> {
-    inner: K,
-    writes_left: Arc<AtomicU64>,
-}
-
-impl<K: Kv> FaultyKv<K> {
-    /// Lets `writes_ok` writes through, then fails every write.
-    pub fn new(inner: K, writes_ok: u64) -> Self {
-        Self::sharing(inner, Arc::new(AtomicU64::new(writes_ok)))
-    }
-
-    /// Lets writes through while `budget` (shared with other faulty parts of one store) lasts.
-    pub fn sharing(inner: K, budget: Arc<AtomicU64>) -> Self {
-        Self {
-            inner,
-            writes_left: budget,
-        }
-    }
-
-    fn take(&self) -> KvResult<()> {
-        self.writes_left
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .map(|_| ())
-            .map_err(|_| KvError("injected write failure".into()))
-    }
-}
-
-impl<K: Kv> Kv for FaultyKv<K> {
-    fn get(&self, key: &[u8]) -> KvResult<Option<Vec<u8>>> {
-        self.inner.get(key)
-    }
-
-    fn scan_prefix<'a>(&'a self, prefix: &[u8]) -> KvIter<'a> {
-        self.inner.scan_prefix(prefix)
-    }
-
-    fn range<'a>(&'a self, start: &[u8], end: &[u8]) -> KvIter<'a> {
-        self.inner.range(start, end)
-    }
-
-    fn last_with_prefix(&self, prefix: &[u8]) -> KvResult<Option<(Vec<u8>, Vec<u8>)>> {
-        self.inner.last_with_prefix(prefix)
-    }
-
-    fn apply(&self, batch: KvBatch) -> KvResult<()> {
-        self.take()?;
-        self.inner.apply(batch)
-    }
-
-    fn flush(&self) -> KvResult<()> {
-        self.take()?;
-        self.inner.flush()
-    }
-
-    fn close_checkpointed(self: Box<Self>) -> KvResult<()> {
-        Box::new(self.inner).close_checkpointed()
     }
 }
 

@@ -17,10 +17,17 @@ use cardlog_core::{decode_op_with_id, ContactId, Op, OpId, Path, ReplicaId};
 use foldhash::fast::RandomState;
 
 use crate::error::StoreError;
-use crate::index::LogIndex;
-use crate::keys::ContactRegisters;
-use crate::log::{check_record, OpLog, ReadRef, COMMIT, HEADER_BYTES};
-use crate::store::Progress;
+use crate::log::{check_record, LogIndex, OpLog, ReadRef, COMMIT, HEADER_BYTES};
+use crate::state::keys::ContactRegisters;
+
+/// How far a long operation (`verify`, `rebuild`) has got, in units of work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Units done.
+    pub done: u64,
+    /// Units in all.
+    pub total: u64,
+}
 
 /// The registers of a store by contact (each contact's by path: write count and heads), as
 /// the database keeps them.

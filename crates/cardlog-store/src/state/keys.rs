@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use cardlog_core::codec::format_config;
+use cardlog_core::codec::{decode_exact_with, encode_to_vec, format_config};
 use cardlog_core::replay::{ChainHead, Heads};
 use cardlog_core::{ContactId, Path, ReplicaId};
 
@@ -50,7 +50,7 @@ pub mod meta {
 }
 
 fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_owned())
+    StoreError::undecodable(what)
 }
 
 fn take<const N: usize>(bytes: &[u8], at: usize, what: &str) -> Result<[u8; N], StoreError> {
@@ -62,10 +62,7 @@ fn take<const N: usize>(bytes: &[u8], at: usize, what: &str) -> Result<[u8; N], 
 
 /// Encodes a value with the format configuration.
 pub fn encode<T: bincode::Encode>(value: &T) -> Vec<u8> {
-    let mut out = Vec::new();
-    // Writing into a Vec has no failure mode in bincode 2.
-    let _ = bincode::encode_into_std_write(value, &mut out, format_config());
-    out
+    encode_to_vec(value)
 }
 
 /// Decodes exactly `bytes` as a `T`, naming `what` on failure.
@@ -137,16 +134,13 @@ pub fn parse_contact_value(v: &[u8]) -> Result<ContactRegisters, StoreError> {
     Ok(registers)
 }
 
-/// Decodes exactly `bytes` with `config`.
+/// Decodes exactly `bytes` with `config`, naming `what` on failure.
 fn decode_with<T: bincode::Decode<()>, C: bincode::config::Config>(
     bytes: &[u8],
     config: C,
     what: &str,
 ) -> Result<T, StoreError> {
-    match bincode::decode_from_slice(bytes, config) {
-        Ok((v, used)) if used == bytes.len() => Ok(v),
-        _ => Err(corrupt(what)),
-    }
+    decode_exact_with(bytes, config).ok_or_else(|| corrupt(what))
 }
 
 /// Parses a format-2 register key and value (`h` + contact + *bincode* path →

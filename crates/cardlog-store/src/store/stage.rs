@@ -13,10 +13,16 @@ use cardlog_core::replay::{check_op, ChainHead, OpLookup, Readiness, RegisterWri
 use cardlog_core::{ContactId, OpId, Path, ReplicaId, SealedOp};
 
 use crate::error::StoreError;
-use crate::keys::{self, meta, ContactRegisters};
-use crate::kv::KvBatch;
-use crate::log::{self, COMMIT};
-use crate::store::Store;
+use crate::log::{self, set_commit};
+use crate::state::keys::{self, meta, ContactRegisters};
+use crate::state::kv::KvBatch;
+
+/// What a stage is layered over: the ops stored (for the replay checks) and each contact's
+/// stored registers. The store implements it; nothing here knows the store itself.
+pub(crate) trait Stored: OpLookup<Error = StoreError> {
+    /// Every register of `contact` as stored (empty if never written).
+    fn contact_registers(&self, contact: &ContactId) -> Result<ContactRegisters, StoreError>;
+}
 
 /// What a finished stage writes.
 pub(crate) struct Staged {
@@ -38,7 +44,7 @@ struct StagedContact {
 
 /// Ops staged over a store, not yet written.
 pub(crate) struct Stage<'s> {
-    store: &'s Store,
+    store: &'s dyn Stored,
     records: Vec<u8>,
     last_flags_at: Option<usize>,
     ids: HashSet<OpId>,
@@ -56,12 +62,8 @@ pub(crate) struct Stage<'s> {
 }
 
 impl<'s> Stage<'s> {
-    pub(crate) fn new(store: &'s Store) -> Self {
-        Self::at(store, store.log_len(), store.op_count())
-    }
-
-    /// A stage whose first record goes at `offset`, with `count` ops before it.
-    pub(crate) fn at(store: &'s Store, offset: u64, count: u64) -> Self {
+    /// A stage over `store` whose first record goes at `offset`, with `count` ops before it.
+    pub(crate) fn at(store: &'s dyn Stored, offset: u64, count: u64) -> Self {
         Self {
             store,
             records: Vec::new(),
@@ -94,8 +96,12 @@ impl<'s> Stage<'s> {
         if readiness != Readiness::Ready {
             return Ok(readiness);
         }
-        self.last_flags_at = Some(self.records.len() + 4);
-        log::frame(&mut self.records, &sealed.id(), sealed.bytes(), 0);
+        self.last_flags_at = Some(log::frame(
+            &mut self.records,
+            &sealed.id(),
+            sealed.bytes(),
+            0,
+        ));
         self.add_logged(self.next_offset, sealed)?;
         Ok(Readiness::Ready)
     }
@@ -144,8 +150,8 @@ impl<'s> Stage<'s> {
     /// The records and the batch to write (with the watermark: ops and log bytes the registers
     /// now cover).
     pub(crate) fn finish(mut self) -> Staged {
-        if let Some(flags) = self.last_flags_at.and_then(|at| self.records.get_mut(at)) {
-            *flags = COMMIT;
+        if let Some(at) = self.last_flags_at {
+            set_commit(&mut self.records, at);
         }
         let mut batch = KvBatch::default();
         // Each author's head once, however many of its ops the batch holds.

@@ -1,0 +1,170 @@
+//! Writing: ops checked and staged ([`super::stage::Stage`]), their records appended to the
+//! log, their register changes held back and written to sled in batches; `settle`, `flush`
+//! and meta values.
+
+use cardlog_core::replay::Readiness;
+use cardlog_core::{ContactId, SealedOp};
+
+use super::stage::{Stage, Stored};
+use super::OpOutcome;
+use super::Store;
+use crate::error::StoreError;
+use crate::state::held::HELD_OPS_MAX;
+use crate::state::keys::ContactRegisters;
+use crate::state::kv::KvBatch;
+
+impl Store {
+    /// Stores one op if it is ready: checked like [`cardlog_core::Replay::insert`], then written
+    /// with its state changes. Not yet durable: see [`Store::flush`]. Returns `Missing` (and
+    /// stores nothing) when a dependency is absent; a refused op is an error and nothing is
+    /// stored.
+    pub fn apply(&mut self, sealed: &SealedOp) -> Result<Readiness, StoreError> {
+        match self.apply_all(std::slice::from_ref(sealed))?.pop() {
+            Some(OpOutcome::Stored) => Ok(Readiness::Ready),
+            Some(OpOutcome::Duplicate) => Ok(Readiness::Duplicate),
+            Some(OpOutcome::Missing(m)) => Ok(Readiness::Missing(m)),
+            Some(OpOutcome::Refused(e)) => Err(StoreError::Refused(e)),
+            None => Err(StoreError::undecodable("apply outcome")),
+        }
+    }
+
+    /// Stores every op of `ops` whose dependencies are in the store or among `ops` (in any
+    /// order: ops waiting for a later one are retried until no more can be stored). Ops still
+    /// missing a dependency, duplicates and refused ops are skipped and reported, one outcome
+    /// per op in input order; the others are all stored or, if a write fails, none is (the
+    /// log records of one call end with one commit flag). Not yet durable: see
+    /// [`Store::flush`].
+    pub fn apply_all(&mut self, ops: &[SealedOp]) -> Result<Vec<OpOutcome>, StoreError> {
+        self.apply_all_inner(ops, false)
+    }
+
+    /// Like [`Store::apply_all`], but all or nothing for refusals: if any op is refused (a
+    /// fork, a broken chain, a forged reference…) nothing at all is stored and the first
+    /// refusal is the error. Ops that are duplicates or still miss a dependency do not stop
+    /// the others.
+    pub fn apply_all_strict(&mut self, ops: &[SealedOp]) -> Result<Vec<OpOutcome>, StoreError> {
+        self.apply_all_inner(ops, true)
+    }
+
+    fn apply_all_inner(
+        &mut self,
+        ops: &[SealedOp],
+        strict: bool,
+    ) -> Result<Vec<OpOutcome>, StoreError> {
+        self.writable()?;
+        // Held-back register changes are written once there are enough of them: before
+        // anything of this call, so a failure stores none of it.
+        if self.held.ops() >= HELD_OPS_MAX {
+            self.settle()?;
+        }
+        let mut stage = Stage::at(self, self.log_len(), self.op_count());
+        // Causal order first: an op's timestamp is after those of the ops it depends on (the
+        // chain predecessor always, the replaced writes unless their clock ran beyond the skew
+        // bound), so one pass usually stores everything.
+        let mut outcomes: Vec<(usize, &SealedOp, Option<OpOutcome>)> = ops
+            .iter()
+            .enumerate()
+            .map(|(i, op)| (i, op, None))
+            .collect();
+        outcomes.sort_by_key(|(i, op, _)| (op.op().hlc, op.op().author, op.op().seq, *i));
+        loop {
+            let mut progress = false;
+            for (_, op, outcome) in outcomes.iter_mut() {
+                if matches!(outcome, Some(o) if !matches!(o, OpOutcome::Missing(_))) {
+                    continue;
+                }
+                *outcome = Some(match stage.add_op(op) {
+                    Ok(Readiness::Ready) => {
+                        progress = true;
+                        OpOutcome::Stored
+                    }
+                    Ok(Readiness::Duplicate) => OpOutcome::Duplicate,
+                    Ok(Readiness::Missing(m)) => OpOutcome::Missing(m),
+                    Err(StoreError::Refused(e)) => OpOutcome::Refused(e),
+                    Err(e) => return Err(e),
+                });
+            }
+            let waiting = outcomes
+                .iter()
+                .any(|(_, _, o)| matches!(o, Some(OpOutcome::Missing(_))));
+            if !progress || !waiting {
+                break;
+            }
+        }
+        outcomes.sort_by_key(|(i, _, _)| *i);
+        let outcomes: Vec<OpOutcome> = outcomes.into_iter().filter_map(|(_, _, o)| o).collect();
+        if strict {
+            if let Some(OpOutcome::Refused(e)) =
+                outcomes.iter().find(|o| matches!(o, OpOutcome::Refused(_)))
+            {
+                return Err(StoreError::Refused(e.clone()));
+            }
+        }
+        if stage.len() == 0 {
+            return Ok(outcomes);
+        }
+        let staged = stage.finish();
+        // The log first: registers never cover a record the log does not hold.
+        if let Err(e) = self.log.append(&staged.records) {
+            return Err(self.poison_log(e));
+        }
+        let added = staged.added.len() as u64;
+        self.held.add(staged.batch, added);
+        self.ops += added;
+        self.summary.extend(staged.heads);
+        if let Some(index) = self.index.get_mut() {
+            for (offset, op) in &staged.added {
+                index.add(*offset, &op.id(), op.op());
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Writes the register changes held back since the last such write (see `state/held.rs`) to
+    /// the database now, after syncing the log so the database is never ahead of it. Never
+    /// needed for durability or for reads: the store does it every 1,024 ops, before a
+    /// rebuild and when it is dropped. An error poisons the store, as any failed write does.
+    pub fn settle(&mut self) -> Result<(), StoreError> {
+        self.writable()?;
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.log.sync() {
+            return Err(self.poison_log(e));
+        }
+        let batch = self.held.batch();
+        self.kv.apply(batch).map_err(|e| self.poison(e))?;
+        self.held.clear();
+        Ok(())
+    }
+
+    /// Makes every stored op durable: one sync of the op log (and of the database when meta
+    /// values changed). The registers follow the log and are replayed from it after a crash.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        self.writable()?;
+        if let Err(e) = self.log.sync() {
+            return Err(self.poison_log(e));
+        }
+        if self.meta_dirty {
+            self.kv.flush().map_err(|e| self.poison(e))?;
+            self.meta_dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Saves a meta value (clock state and the like); durable at the next [`Store::flush`].
+    pub fn put_meta(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
+        self.writable()?;
+        let mut batch = KvBatch::default();
+        batch.insert(key.to_vec(), value);
+        self.kv.apply(batch).map_err(|e| self.poison(e))?;
+        self.meta_dirty = true;
+        Ok(())
+    }
+}
+
+impl Stored for Store {
+    fn contact_registers(&self, contact: &ContactId) -> Result<ContactRegisters, StoreError> {
+        Store::contact_registers(self, contact)
+    }
+}

@@ -1,0 +1,298 @@
+//! The durable store: the op log in its own append-only file, the materialized registers and
+//! author heads in sled.
+//!
+//! Applying ops appends their records to the log and holds their register changes, author
+//! heads and the registers' watermark (how much of the log they cover) in memory
+//! (`state/held.rs`), where reads see them; they go to sled as one batch every 1,024 ops or so
+//! (checked between apply calls), after a sync of the log. A save is durable once
+//! [`Store::flush`] has synced the log; the sled side follows, and opening replays the log's
+//! tail past the watermark, so after a crash the log and the state always agree. Opening reads
+//! the meta entries, one head per author and that tail: its cost does not grow with the
+//! history. Lookups by author, id or contact use an
+//! in-memory index built from the log the first time one is needed (`log/index.rs`).
+
+//! The files: `open` (create, open, tail recovery, home check), `upgrade` (format 2 to 3),
+//! `apply` with `stage` (the one write path), `read`, `verify` (verify and rebuild) with
+//! `derive` (the state re-derived from the log alone).
+
+mod apply;
+mod derive;
+mod open;
+mod read;
+mod stage;
+mod upgrade;
+mod verify;
+
+use std::collections::BTreeMap;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::OnceLock;
+
+use cardlog_core::replay::{contact_view, ChainHead, ContactView, Heads, Missing, OpLookup};
+use cardlog_core::{ContactId, OpId, Path, ReplayError, ReplicaId};
+
+pub use derive::Progress;
+pub use open::STORE_FORMAT_VERSION;
+
+use crate::error::StoreError;
+use crate::log::{LogError, LogIndex, OpLog};
+use crate::state::held::HeldBack;
+use crate::state::keys::{self, meta, ContactRegisters};
+use crate::state::kv::{ClosedKv, Kv, KvError};
+
+/// Default sled page cache: modest, because sled's own default is 1 GiB.
+pub const CACHE_BYTES_DEFAULT: u64 = 32 << 20;
+
+/// How to open a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// sled's page cache size in bytes.
+    pub cache_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: CACHE_BYTES_DEFAULT,
+        }
+    }
+}
+
+/// What happened to one op given to [`Store::apply_all`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpOutcome {
+    /// Stored, with its state changes.
+    Stored,
+    /// Already stored; nothing changed.
+    Duplicate,
+    /// A dependency is absent (the first one found); not stored.
+    Missing(Missing),
+    /// Refused by the replay rules (fork, broken chain, clock regression, bad replace); not
+    /// stored.
+    Refused(Box<ReplayError>),
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Ops re-hashed and checked.
+    pub ops: u64,
+    /// Authors whose chains were checked.
+    pub authors: usize,
+    /// Registers compared with the state rebuilt from the log.
+    pub registers: u64,
+    /// Every inconsistency found; empty when the store is sound.
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    /// Whether nothing is wrong.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// The durable store. See the module docs.
+pub struct Store {
+    kv: Box<dyn Kv>,
+    log: OpLog,
+    index: OnceLock<LogIndex>,
+    dir: PathBuf,
+    replica: ReplicaId,
+    previous_replica: Option<ReplicaId>,
+    summary: BTreeMap<ReplicaId, ChainHead>,
+    ops: u64,
+    poisoned: Option<String>,
+    /// A meta value was written since the database was last flushed.
+    meta_dirty: bool,
+    recovery: Recovery,
+    /// Register changes not yet written to the database (see `state/held.rs`).
+    held: HeldBack,
+}
+
+/// What opening the store found and repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Committed ops past the registers' watermark, replayed into the registers.
+    pub tail_ops: u64,
+    /// Bytes cut from the log's end: an unfinished write (after the last commit) and the
+    /// zeros the log is extended with ahead of its records.
+    pub torn_bytes: u64,
+    /// The registers cover more log than the file holds (it lost data): the store is
+    /// read-only until `rebuild` accepts the log as it is.
+    pub state_ahead_of_log: bool,
+    /// Damage in the log past the watermark with valid-looking data after it: nothing was cut,
+    /// the store is read-only (the reason).
+    pub damaged_tail: Option<String>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .field("replica", &self.replica)
+            .field("authors", &self.summary.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// What this open found and repaired.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &FsPath {
+        &self.dir
+    }
+
+    /// The device id new local ops are written as.
+    pub fn replica_id(&self) -> ReplicaId {
+        self.replica
+    }
+
+    /// If this open found the store copied or restored, the device id it had before (the store
+    /// now writes as a fresh id).
+    pub fn previous_replica_id(&self) -> Option<ReplicaId> {
+        self.previous_replica
+    }
+
+    /// Every device id this store wrote as before it was copied or restored, oldest first
+    /// (kept across opens, unlike [`Store::previous_replica_id`]).
+    pub fn former_replica_ids(&self) -> Result<Vec<ReplicaId>, StoreError> {
+        let bytes = self.held.get(&*self.kv, meta::FORMER)?.unwrap_or_default();
+        if !bytes.len().is_multiple_of(16) {
+            return Err(StoreError::undecodable("former device ids"));
+        }
+        Ok(bytes
+            .chunks_exact(16)
+            .filter_map(|c| <[u8; 16]>::try_from(c).ok())
+            .map(ReplicaId)
+            .collect())
+    }
+
+    /// Per author, the last op stored.
+    pub fn summary(&self) -> &BTreeMap<ReplicaId, ChainHead> {
+        &self.summary
+    }
+
+    /// Number of ops stored.
+    pub fn op_count(&self) -> u64 {
+        self.ops
+    }
+
+    /// Bytes of op log in use (where the next record goes).
+    pub fn log_len(&self) -> u64 {
+        self.log.len()
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        match &self.poisoned {
+            Some(why) => Err(StoreError::Poisoned(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn poison(&mut self, e: KvError) -> StoreError {
+        self.poisoned = Some(e.reason());
+        StoreError::Engine(e)
+    }
+
+    fn poison_log(&mut self, e: LogError) -> StoreError {
+        self.poisoned = Some(e.reason());
+        StoreError::from(e)
+    }
+
+    /// The log index, built by one read of the log the first time it is needed.
+    fn index(&self) -> Result<&LogIndex, StoreError> {
+        if let Some(index) = self.index.get() {
+            return Ok(index);
+        }
+        let built = LogIndex::build(&self.log)?;
+        Ok(self.index.get_or_init(|| built))
+    }
+
+    /// The heads at one path.
+    pub fn heads(&self, contact: &ContactId, path: &Path) -> Result<Heads, StoreError> {
+        Ok(self
+            .contact_registers(contact)?
+            .remove(path)
+            .map(|(_, heads)| heads)
+            .unwrap_or_default())
+    }
+
+    /// Every register of a contact by path (empty if never written): one lookup. What
+    /// [`Store::contact`] and [`Store::heads`] read; a caller that needs several of a contact's
+    /// heads, or its view and heads, reads this once.
+    pub fn contact_registers(&self, contact: &ContactId) -> Result<ContactRegisters, StoreError> {
+        match self.held.get(&*self.kv, &keys::contact(contact))? {
+            Some(v) => keys::parse_contact_value(&v),
+            None => Ok(ContactRegisters::new()),
+        }
+    }
+}
+
+/// The view apps read of a contact's registers.
+pub fn view_of(id: ContactId, registers: &ContactRegisters) -> ContactView {
+    contact_view(id, registers.iter().map(|(path, (_, heads))| (path, heads)))
+}
+
+impl Drop for Store {
+    /// Writes the held-back register changes (after syncing the log), cuts the zeros the
+    /// log was extended with ahead of its records, and after a session of many writes
+    /// checkpoints sled so the next open need not recover them (best effort: the next open
+    /// replays, cuts and recovers otherwise). The checkpoint makes such a close take about as
+    /// long as sled's recovery of that session, plus waiting for sled to let go of its lock
+    /// (bounded at two seconds): an app closing on its UI thread after a large import should
+    /// close elsewhere.
+    fn drop(&mut self) {
+        // A poisoned store's settle refuses, and one that fails poisons it.
+        let _ = self.settle();
+        if self.poisoned.is_none() {
+            let _ = self.log.trim();
+            // After many writes, the next open starts faster (see `Kv::close_checkpointed`).
+            let kv = std::mem::replace(&mut self.kv, Box::new(ClosedKv));
+            let _ = kv.close_checkpointed();
+        }
+    }
+}
+
+impl OpLookup for Store {
+    type Error = StoreError;
+
+    fn contains(&self, op: &OpId) -> Result<bool, StoreError> {
+        Ok(self.index()?.find(&self.log, op)?.is_some())
+    }
+
+    fn chain_head(&self, author: &ReplicaId) -> Result<Option<ChainHead>, StoreError> {
+        Ok(self.summary.get(author).copied())
+    }
+
+    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<OpId>, StoreError> {
+        if self.summary.get(author).is_none_or(|h| seq > h.seq) {
+            return Ok(None);
+        }
+        match self.index()?.at_seq(author, seq) {
+            Some(at) => Ok(Some(self.log.id_at(at)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn wrote_at(
+        &self,
+        op: &OpId,
+        contact: &ContactId,
+        path: &Path,
+    ) -> Result<Option<bool>, StoreError> {
+        let Some(at) = self.index()?.find(&self.log, op)? else {
+            return Ok(None);
+        };
+        let found = self.log.read(at)?.decode_trusted()?;
+        Ok(Some(
+            found
+                .writes
+                .iter()
+                .any(|w| w.contact == *contact && w.path == *path),
+        ))
+    }
+}

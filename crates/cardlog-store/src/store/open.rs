@@ -1,0 +1,328 @@
+//! Creating and opening a store: the marker file, the checks that refuse a directory that is
+//! not a store (or not this format) before anything in it is touched, the recovery of the
+//! log's tail past the registers' watermark, an interrupted rebuild finished, and the home
+//! check that gives a copied or restored store a fresh device id.
+
+use std::collections::BTreeMap;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::OnceLock;
+
+use cardlog_core::ReplicaId;
+
+use super::stage::Stage;
+use super::{Recovery, Store, StoreOptions};
+use crate::error::{OpenError, StoreError};
+use crate::log::{FileLog, LogIo, OpLog, LOG_FILE};
+use crate::state::held::HeldBack;
+use crate::state::keys::{self, meta};
+use crate::state::kv::{Kv, KvBatch};
+use crate::state::sled_kv::SledKv;
+
+/// The store format this build reads and writes (the marker file and the `format` meta entry).
+pub const STORE_FORMAT_VERSION: u8 = 3;
+
+pub(super) const MARKER_FILE: &str = "CARDLOG";
+/// The marker of store format 2, which [`Store::open`] upgrades.
+pub(super) const MARKER_V2: &str = "cardlog store 2\n";
+pub(super) const DB_DIR: &str = "db";
+
+fn marker_text() -> String {
+    format!("cardlog store {STORE_FORMAT_VERSION}\n")
+}
+
+/// Writes this format's marker at `path` and makes it durable.
+pub(super) fn write_marker(path: &FsPath) -> std::io::Result<()> {
+    std::fs::write(path, marker_text())?;
+    std::fs::File::open(path)?.sync_all()
+}
+
+pub(super) fn io(path: &FsPath, e: std::io::Error) -> OpenError {
+    OpenError::Io {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// Where the store lives: its canonical path and, on Unix, the device and inode of its database
+/// directory. A copy or a restore from backup changes it.
+fn home_of(dir: &FsPath) -> Vec<u8> {
+    let db = dir.join(DB_DIR);
+    let path = std::fs::canonicalize(&db).unwrap_or(db.clone());
+    #[cfg(unix)]
+    let ids = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&db).map_or((0, 0), |m| (m.dev(), m.ino()))
+    };
+    #[cfg(not(unix))]
+    let ids = (0u64, 0u64);
+    keys::encode(&(path.to_string_lossy().into_owned(), ids.0, ids.1))
+}
+
+impl Store {
+    /// Creates a store in `dir`, which must not exist or be empty.
+    pub fn create(dir: &FsPath, options: &StoreOptions) -> Result<Self, OpenError> {
+        if dir.exists() {
+            let mut entries = std::fs::read_dir(dir).map_err(|e| io(dir, e))?;
+            if entries.next().is_some() {
+                return Err(OpenError::NotEmpty(dir.to_owned()));
+            }
+        }
+        // The store is built whole in a hidden sibling directory and renamed into place, so a
+        // crash during create leaves either no store or a complete one, never a directory that
+        // is neither (a leftover `.NAME.creating-*` sibling is harmless and can be deleted).
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "store".into());
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(|e| io(&parent, e))?;
+        let tmp = parent.join(format!(
+            ".{name}.creating-{}",
+            ReplicaId::random()?.to_string().get(..12).unwrap_or("0")
+        ));
+        let built = Self::build(&tmp, options)
+            .and_then(|()| std::fs::rename(&tmp, dir).map_err(|e| io(dir, e)));
+        if let Err(e) = built {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        // Make the rename itself durable (best effort: not every platform can sync a directory).
+        let _ = std::fs::File::open(&parent).and_then(|d| d.sync_all());
+        Self::open(dir, options)
+    }
+
+    /// Writes a complete new store into `tmp`: database with format and device id, an empty
+    /// op log, then the marker, each made durable.
+    fn build(tmp: &FsPath, options: &StoreOptions) -> Result<(), OpenError> {
+        std::fs::create_dir(tmp).map_err(|e| io(tmp, e))?;
+        let kv = SledKv::open(&tmp.join(DB_DIR), options.cache_bytes)?;
+        let mut batch = KvBatch::default();
+        batch.insert(meta::FORMAT.to_vec(), vec![STORE_FORMAT_VERSION]);
+        batch.insert(meta::REPLICA.to_vec(), ReplicaId::random()?.0.to_vec());
+        batch.insert(meta::APPLIED.to_vec(), keys::encode(&(0u64, 0u64)));
+        kv.apply(batch)?;
+        kv.flush()?;
+        drop(kv);
+        let log = FileLog::open(&tmp.join(LOG_FILE), true)?;
+        log.sync()?;
+        drop(log);
+        let marker = tmp.join(MARKER_FILE);
+        write_marker(&marker).map_err(|e| io(&marker, e))?;
+        Ok(())
+    }
+
+    /// Opens the store in `dir`. A directory without a store, or with a store of an unknown
+    /// format, is refused before anything in it is touched; a store of format 2 is upgraded
+    /// first (see `upgrade_from_2`).
+    pub fn open(dir: &FsPath, options: &StoreOptions) -> Result<Self, OpenError> {
+        let marker = dir.join(MARKER_FILE);
+        let text = match std::fs::read(&marker) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(OpenError::NotAStore(dir.to_owned()))
+            }
+            Err(e) => return Err(io(&marker, e)),
+        };
+        let text = String::from_utf8_lossy(&text);
+        if text == MARKER_V2 {
+            Self::upgrade_from_2(dir, options)?;
+        } else if text != marker_text() {
+            let Some(rest) = text.strip_prefix("cardlog store ") else {
+                return Err(OpenError::NotAStore(dir.to_owned()));
+            };
+            // A well-formed marker of another version is another format; anything else that
+            // starts like a marker is a damaged one.
+            return Err(match rest.strip_suffix('\n').map(str::parse::<u8>) {
+                Some(Ok(_)) => OpenError::UnknownFormat {
+                    dir: dir.to_owned(),
+                    found: text.trim().to_owned(),
+                    supported: STORE_FORMAT_VERSION,
+                },
+                _ => OpenError::damaged(format!(
+                    "{} reads {:?}, not a store marker",
+                    marker.display(),
+                    text.chars().take(40).collect::<String>()
+                )),
+            });
+        }
+        let db = dir.join(DB_DIR);
+        if !db.is_dir() {
+            // Opening sled would create an empty database; a marker without one is damage.
+            return Err(OpenError::damaged(format!(
+                "{} has a store marker but no {DB_DIR}/ database directory",
+                dir.display()
+            )));
+        }
+        let log_path = dir.join(LOG_FILE);
+        if !log_path.is_file() {
+            return Err(OpenError::damaged(format!(
+                "{} has a store marker but no {LOG_FILE} op log",
+                dir.display()
+            )));
+        }
+        let kv = SledKv::open(&db, options.cache_bytes)?;
+        let log = FileLog::open(&log_path, false)?;
+        Self::open_parts(Box::new(kv), Box::new(log), dir)
+    }
+
+    /// Opens a store on an already opened key space and log file (tests use this to inject
+    /// faults).
+    pub fn open_parts(
+        kv: Box<dyn Kv>,
+        log: Box<dyn LogIo>,
+        dir: &FsPath,
+    ) -> Result<Self, OpenError> {
+        match kv.get(meta::FORMAT)?.as_deref() {
+            Some([v]) if *v == STORE_FORMAT_VERSION => {}
+            Some(other) => {
+                return Err(OpenError::UnknownFormat {
+                    dir: dir.to_owned(),
+                    found: format!("{other:?}"),
+                    supported: STORE_FORMAT_VERSION,
+                })
+            }
+            None => return Err(OpenError::NotAStore(dir.to_owned())),
+        }
+        let replica = kv
+            .get(meta::REPLICA)?
+            .and_then(|v| <[u8; 16]>::try_from(v.as_slice()).ok())
+            .map(ReplicaId)
+            .ok_or_else(|| OpenError::damaged("replica id does not decode".into()))?;
+        let mut summary = BTreeMap::new();
+        for pair in kv.scan_prefix(&[keys::AUTHOR]) {
+            let (k, v) = pair?;
+            let (author, head) = keys::parse_author(&k, &v)?;
+            summary.insert(author, head);
+        }
+        let (applied_ops, applied_bytes): (u64, u64) = match kv.get(meta::APPLIED)? {
+            Some(v) => keys::decode(&v, "applied watermark")?,
+            None => {
+                return Err(OpenError::damaged(
+                    "applied watermark does not decode".into(),
+                ))
+            }
+        };
+        let file_len = log.file_len()?;
+        let mut store = Self {
+            kv,
+            log: OpLog::new(log, applied_bytes.min(file_len)),
+            index: OnceLock::new(),
+            dir: dir.to_owned(),
+            replica,
+            previous_replica: None,
+            summary,
+            ops: applied_ops,
+            poisoned: None,
+            meta_dirty: false,
+            held: HeldBack::default(),
+            recovery: Recovery::default(),
+        };
+        if applied_bytes > file_len {
+            // The registers cover more of the log than the file holds (a power cut lost the
+            // log's tail, or the file was cut): the registers cannot be trusted.
+            // Replaying what is left would silently drop what the registers still show, so
+            // the store opens read-only and says so; `rebuild` accepts the log as it is.
+            store.recovery.state_ahead_of_log = true;
+            store.log.set_len(0);
+            store.ops = 0;
+            store.recover_tail(file_len, false)?;
+            store.poisoned = Some(format!(
+                "the op log holds {file_len} bytes but the registers cover {applied_bytes}: \
+                 ops.log lost data (restore it, or run rebuild to keep only what it holds)"
+            ));
+        } else {
+            store.recover_tail(file_len, true)?;
+        }
+        store.check_home()?;
+        // A rebuild was cut off: the registers are half-built. Finish it from the log. If the
+        // log itself is damaged the store still opens, read-only, so `verify` can name the
+        // damage.
+        if store.held.get(&*store.kv, meta::REBUILDING)?.is_some() && store.poisoned.is_none() {
+            match store.rebuild() {
+                Ok(_) => {}
+                Err(StoreError::Damaged { what, .. }) => {
+                    store.poisoned = Some(format!("an interrupted rebuild cannot finish: {what}"));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(store)
+    }
+
+    /// Reads the log past the registers' watermark: committed records are replayed into the
+    /// registers (when `replay`), a torn tail (records after the last commit, cut off by a
+    /// crash) is cut away, and damage with valid data after it leaves the store read-only.
+    fn recover_tail(&mut self, file_len: u64, replay: bool) -> Result<(), OpenError> {
+        let from = self.log.len();
+        let tail = self.log.read_tail(from, file_len, replay)?;
+        match &tail.damaged {
+            Some(why) => {
+                // Valid-looking data follows a damaged record: cutting it away could lose
+                // saves.
+                self.poisoned = Some(format!(
+                    "the op log is damaged past what the registers hold ({why}); run verify"
+                ));
+                self.recovery.damaged_tail = Some(why.clone());
+                self.log.set_len(tail.committed_end);
+            }
+            None => {
+                self.log.set_len(tail.committed_end);
+                if tail.committed_end < file_len {
+                    self.recovery.torn_bytes = file_len - tail.committed_end;
+                    self.log.truncate(tail.committed_end)?;
+                }
+            }
+        }
+        self.recovery.tail_ops = tail.committed_ops;
+        if !replay {
+            self.ops += tail.committed_ops;
+            return Ok(());
+        }
+        if tail.committed.is_empty() {
+            return Ok(());
+        }
+        let mut stage = Stage::at(self, from, self.ops);
+        for (offset, op) in &tail.committed {
+            stage.add_logged(*offset, op)?;
+        }
+        let staged = stage.finish();
+        // Those records may still be only in the page cache (a killed process, bulk mode):
+        // sync them before sled's watermark covers them.
+        self.log.sync()?;
+        self.kv.apply(staged.batch)?;
+        self.kv.flush()?;
+        self.ops += staged.added.len() as u64;
+        self.summary.extend(staged.heads);
+        Ok(())
+    }
+
+    /// A store that moved (copied, or restored from a backup) must not keep writing as the
+    /// device it was copied from: that device may still be writing the same chain.
+    fn check_home(&mut self) -> Result<(), OpenError> {
+        let home = home_of(&self.dir);
+        let recorded = self.held.get(&*self.kv, meta::HOME)?;
+        if recorded.is_none() {
+            // The first open after create: record where the store lives.
+            let mut batch = KvBatch::default();
+            batch.insert(meta::HOME.to_vec(), home);
+            self.kv.apply(batch)?;
+            self.kv.flush()?;
+        } else if recorded.as_deref() != Some(home.as_slice()) {
+            let fresh = ReplicaId::random()?;
+            let mut batch = KvBatch::default();
+            batch.insert(meta::REPLICA.to_vec(), fresh.0.to_vec());
+            batch.insert(meta::HOME.to_vec(), home);
+            let mut former = self.held.get(&*self.kv, meta::FORMER)?.unwrap_or_default();
+            former.extend_from_slice(&self.replica.0);
+            batch.insert(meta::FORMER.to_vec(), former);
+            self.kv.apply(batch)?;
+            self.kv.flush()?;
+            self.previous_replica = Some(self.replica);
+            self.replica = fresh;
+        }
+        Ok(())
+    }
+}

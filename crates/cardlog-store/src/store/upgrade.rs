@@ -1,0 +1,91 @@
+//! The upgrade of a format-2 store (one sled key per register) to format 3 (one per contact),
+//! in place and without a replay of the log.
+
+use std::path::Path as FsPath;
+
+use cardlog_core::ContactId;
+
+use super::open::{write_marker, DB_DIR, MARKER_FILE, STORE_FORMAT_VERSION};
+use super::{Store, StoreOptions};
+use crate::error::OpenError;
+use crate::log::LOG_FILE;
+use crate::state::keys::{self, meta, ContactRegisters};
+use crate::state::kv::{Kv, KvBatch};
+use crate::state::sled_kv::SledKv;
+
+impl Store {
+    /// Upgrades a store of format 2 (one sled key per register) to format 3 (one per
+    /// contact), converting the registers in place: no replay of the log.
+    ///
+    /// The new marker is written beside the old one first (an unwritable directory fails
+    /// before the database changes); then one durable sled batch replaces every `h` key by
+    /// its contact's `c` key and sets the format to 3; then the new marker replaces the old.
+    /// A register that does not parse is dropped and the rebuild mark set, so the open that
+    /// follows rebuilds the registers from the log (as `verify` and `rebuild` would have on
+    /// format 2). A crash before the batch leaves format 2 as it was; after it, a format-2
+    /// marker over a database saying 3 only has its marker replaced.
+    pub(super) fn upgrade_from_2(dir: &FsPath, options: &StoreOptions) -> Result<(), OpenError> {
+        let upgrading = |what: String| {
+            OpenError::damaged(format!(
+                "upgrading the format-2 store in {}: {what}",
+                dir.display()
+            ))
+        };
+        let db = dir.join(DB_DIR);
+        if !db.is_dir() || !dir.join(LOG_FILE).is_file() {
+            return Err(upgrading(format!(
+                "no {DB_DIR}/ database or no {LOG_FILE} op log"
+            )));
+        }
+        let marker = dir.join(MARKER_FILE);
+        let next = dir.join(format!("{MARKER_FILE}.upgrading"));
+        write_marker(&next).map_err(|e| upgrading(format!("{}: {e}", next.display())))?;
+        let kv = SledKv::open(&db, options.cache_bytes)?;
+        match kv.get(meta::FORMAT)?.as_deref() {
+            Some([2]) => {
+                let mut batch = KvBatch::default();
+                let mut contact: Option<(ContactId, ContactRegisters)> = None;
+                let mut unreadable = false;
+                for pair in kv.scan_prefix(&[keys::HEADS_V2]) {
+                    let (k, v) = pair?;
+                    match keys::parse_register_v2(&k, &v) {
+                        Ok((id, path, register)) => {
+                            // `h` keys are in contact order: a contact's registers are adjacent.
+                            if let Some((c, registers)) = contact.take_if(|(c, _)| *c != id) {
+                                batch.insert(keys::contact(&c), keys::contact_value(&registers));
+                            }
+                            contact
+                                .get_or_insert_with(|| (id, ContactRegisters::new()))
+                                .1
+                                .insert(path, register);
+                        }
+                        Err(_) => unreadable = true,
+                    }
+                    batch.remove(k);
+                }
+                if let Some((c, registers)) = contact {
+                    batch.insert(keys::contact(&c), keys::contact_value(&registers));
+                }
+                if unreadable {
+                    batch.insert(meta::REBUILDING.to_vec(), vec![1]);
+                }
+                batch.insert(meta::FORMAT.to_vec(), vec![STORE_FORMAT_VERSION]);
+                kv.apply(batch)?;
+                kv.flush()?;
+            }
+            Some([v]) if *v == STORE_FORMAT_VERSION => {}
+            Some(other) => {
+                return Err(upgrading(format!(
+                    "the marker says format 2 but the database says {other:?}"
+                )))
+            }
+            None => return Err(upgrading("the database has no format entry".into())),
+        }
+        drop(kv);
+        std::fs::rename(&next, &marker)
+            .map_err(|e| upgrading(format!("{}: {e}", marker.display())))?;
+        // Make the rename durable (best effort: not every platform can sync a directory).
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        Ok(())
+    }
+}

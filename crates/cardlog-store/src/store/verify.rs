@@ -1,0 +1,227 @@
+//! `verify` (the log re-derived and compared with the stored state) and `rebuild` (the
+//! registers rewritten from the log, behind a durable mark that `open` finishes).
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use super::derive::{derive, Derived, Progress, Registers};
+use super::Store;
+use super::VerifyReport;
+use crate::error::StoreError;
+use crate::state::keys::{self, meta, ContactRegisters};
+use crate::state::kv::{KvBatch, KvError};
+
+/// Writes per sled batch when `rebuild` repairs the registers.
+const REBUILD_CHUNK: usize = 16_384;
+
+impl Store {
+    /// Re-hashes every op, checks every chain, rebuilds the registers from the log and compares
+    /// them, the author heads and the watermark with the stored ones.
+    pub fn verify(&self) -> Result<VerifyReport, StoreError> {
+        self.verify_with(&mut |_| {})
+    }
+
+    /// [`Store::verify`], reporting how many ops it has checked every few thousand.
+    pub fn verify_with(
+        &self,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<VerifyReport, StoreError> {
+        let derived = derive(&self.log, progress, self.ops, false)?;
+        let mut problems = derived.problems;
+        if self.recovery.state_ahead_of_log {
+            if let Some(why) = &self.poisoned {
+                problems.push(why.clone());
+            }
+        }
+        if let Some(why) = &self.recovery.damaged_tail {
+            problems.push(format!(
+                "op log past the registers' watermark: {why} (the store is read-only)"
+            ));
+        }
+        if derived.ops != self.ops {
+            problems.push(format!(
+                "{} ops in the op log but {} counted by the registers' watermark",
+                derived.ops, self.ops
+            ));
+        }
+        match self.held.get(&*self.kv, meta::APPLIED)? {
+            Some(v)
+                if keys::decode::<(u64, u64)>(&v, "applied watermark").ok()
+                    == Some((self.ops, self.log.len())) => {}
+            _ => problems.push("the registers' watermark disagrees with the op log".into()),
+        }
+        if self.held.get(&*self.kv, meta::REBUILDING)?.is_some() {
+            problems.push("a rebuild was interrupted (reopen the store to finish it)".into());
+        }
+        let mut stored_heads = BTreeMap::new();
+        for pair in self.held.scan_prefix(&*self.kv, &[keys::AUTHOR]) {
+            let (k, v) = pair?;
+            match keys::parse_author(&k, &v) {
+                Ok((author, head)) => {
+                    stored_heads.insert(author, head);
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        if derived.heads != stored_heads {
+            problems.push("author heads (summary) disagree with the log".into());
+        }
+        let mut stored = Registers::new();
+        for pair in self.held.scan_prefix(&*self.kv, &[keys::CONTACT]) {
+            let (k, v) = pair?;
+            match keys::parse_contact(&k) {
+                Ok(contact) => match keys::parse_contact_value(&v) {
+                    Ok(registers) => {
+                        stored.insert(contact, registers);
+                    }
+                    Err(e) => problems.push(format!("registers of contact {contact}: {e}")),
+                },
+                Err(e) => problems.push(format!("register: {e}")),
+            }
+        }
+        if self
+            .held
+            .scan_prefix(&*self.kv, &[keys::HEADS_V2])
+            .next()
+            .is_some()
+        {
+            problems.push("format-2 register keys are left in the database".into());
+        }
+        let none = ContactRegisters::new();
+        let mut registers = 0u64;
+        for (contact, derived_paths) in &derived.registers {
+            registers += derived_paths.len() as u64;
+            let stored_paths = stored.get(contact).unwrap_or(&none);
+            if stored_paths == derived_paths {
+                continue;
+            }
+            for (path, value) in derived_paths {
+                if stored_paths.get(path) != Some(value) {
+                    problems.push(format!("register {contact}/{path} differs from the log"));
+                }
+            }
+        }
+        for (contact, stored_paths) in &stored {
+            let derived_paths = derived.registers.get(contact).unwrap_or(&none);
+            for path in stored_paths
+                .keys()
+                .filter(|p| !derived_paths.contains_key(*p))
+            {
+                problems.push(format!("register {contact}/{path} has no write in the log"));
+            }
+        }
+        Ok(VerifyReport {
+            ops: derived.ops,
+            authors: derived.heads.len(),
+            registers,
+            problems,
+        })
+    }
+
+    /// Makes the registers and author heads those derived from the log, writing only what
+    /// differs. Returns the number of ops replayed.
+    ///
+    /// The whole log is read and checked (every op decodes strictly and hashes to its id)
+    /// before anything is written: a damaged log is reported and the state is left as it was.
+    /// A `rebuilding` mark is made durable before the first write and removed by the last, so
+    /// a crash midway leaves a store whose next [`Store::open`] finishes the rebuild. A failure
+    /// once the state is being replaced poisons the store; the mark makes the next open retry.
+    pub fn rebuild(&mut self) -> Result<u64, StoreError> {
+        self.rebuild_with(&mut |_| {})
+    }
+
+    /// [`Store::rebuild`], reporting progress in ops replayed.
+    pub fn rebuild_with(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<u64, StoreError> {
+        // A log shorter than the registers is the one poisoning rebuild may clear.
+        if !self.recovery.state_ahead_of_log {
+            self.writable()?;
+        }
+        // Rebuild compares with (and rewrites) what sled holds: nothing may be held back.
+        // (Only a writable store holds anything back.)
+        if !self.held.is_empty() {
+            self.settle()?;
+        }
+        let mut derived = derive(&self.log, progress, self.ops, true)?;
+        if derived.broken {
+            return Err(StoreError::damaged(
+                derived
+                    .problems
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "op log".into()),
+            ));
+        }
+        self.rebuild_state(&derived).map_err(|e| {
+            if self.poisoned.is_none() {
+                self.poisoned = Some(format!("rebuild failed: {e}"));
+            }
+            e
+        })?;
+        if self.recovery.state_ahead_of_log {
+            self.recovery.state_ahead_of_log = false;
+            self.poisoned = None;
+        }
+        self.ops = derived.ops;
+        self.summary = std::mem::take(&mut derived.heads);
+        if let Some(index) = derived.index.take() {
+            self.index = OnceLock::from(index);
+        }
+        progress(Progress {
+            done: derived.ops,
+            total: derived.ops,
+        });
+        Ok(derived.ops)
+    }
+
+    fn rebuild_state(&mut self, derived: &Derived) -> Result<(), StoreError> {
+        // The new watermark covers the whole log: it must be on disk first.
+        if let Err(e) = self.log.sync() {
+            return Err(self.poison_log(e));
+        }
+        self.kv
+            .apply({
+                let mut b = KvBatch::default();
+                b.insert(meta::REBUILDING.to_vec(), vec![1]);
+                b
+            })
+            .map_err(|e| self.poison(e))?;
+        self.kv.flush().map_err(|e| self.poison(e))?;
+        let mut wanted: BTreeMap<Vec<u8>, Vec<u8>> = derived
+            .registers
+            .iter()
+            .map(|(contact, registers)| (keys::contact(contact), keys::contact_value(registers)))
+            .collect();
+        for (author, head) in &derived.heads {
+            wanted.insert(keys::author(author), keys::encode(head));
+        }
+        let mut batch = KvBatch::default();
+        // Format-2 register keys never belong in format 3: any left are removed too.
+        for prefix in [keys::AUTHOR, keys::CONTACT, keys::HEADS_V2] {
+            let pairs: Result<Vec<_>, KvError> =
+                self.held.scan_prefix(&*self.kv, &[prefix]).collect();
+            let pairs = pairs.map_err(|e| self.poison(e))?;
+            for (k, v) in pairs {
+                match wanted.remove(&k) {
+                    Some(want) if want == v => {}
+                    Some(want) => batch.insert(k, want),
+                    None => batch.remove(k),
+                }
+                if batch.len() >= REBUILD_CHUNK {
+                    let full = std::mem::take(&mut batch);
+                    self.kv.apply(full).map_err(|e| self.poison(e))?;
+                }
+            }
+        }
+        for (k, v) in wanted {
+            batch.insert(k, v);
+        }
+        batch.insert(
+            meta::APPLIED.to_vec(),
+            keys::encode(&(derived.ops, self.log.len())),
+        );
+        batch.remove(meta::REBUILDING.to_vec());
+        self.kv.apply(batch).map_err(|e| self.poison(e))?;
+        self.kv.flush().map_err(|e| self.poison(e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,118 @@
+//! The receive path, shared by sessions and bundle import: a segment message verified whole,
+//! forked authors set aside (the fork rule, in [`apply_segments`] only), the rest applied
+//! atomically.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cardlog_core::{OpId, ReplicaId, SealedOp};
+
+use crate::error::SyncError;
+use crate::store::{Applied, SyncStore};
+use crate::wire::message::Fork;
+use crate::wire::segment::{decode_segments, Locate, Resolve};
+use crate::wire::WireError;
+
+/// Adapts a store to the segment codec's lookups.
+pub(crate) struct View<'a, S>(pub(crate) &'a S);
+
+impl<S: SyncStore> Locate for View<'_, S> {
+    fn locate(&self, id: &OpId) -> Result<Option<SealedOp>, WireError> {
+        self.0
+            .op_by_id(id)
+            .map_err(|e| WireError::Sender(e.to_string()))
+    }
+}
+
+impl<S: SyncStore> Resolve for View<'_, S> {
+    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, WireError> {
+        self.0
+            .op_at(author, seq)
+            .map_err(|e| WireError::Lookup(e.to_string()))
+    }
+}
+
+/// What applying one segment message did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Received {
+    /// Ops the message carried.
+    pub ops: usize,
+    /// What the store did with them.
+    pub applied: Applied,
+    /// Forks found: those authors' ops were not applied.
+    pub forks: Vec<Fork>,
+}
+
+/// Verifies a segment message completely and applies it atomically. Ops of an author whose
+/// chain here differs from the message's (a fork) are set aside and the fork reported and
+/// recorded; anything else wrong refuses the whole message, leaving the store unchanged.
+pub fn apply_segments<S: SyncStore>(store: &mut S, bytes: &[u8]) -> Result<Received, SyncError> {
+    let ops = decode_segments(bytes, &View(&*store))?;
+    let summary = store.summary();
+    // Each author's ops in the message, by seq: where they meet our chain.
+    let mut by_author: BTreeMap<ReplicaId, Vec<&SealedOp>> = BTreeMap::new();
+    for op in &ops {
+        by_author.entry(op.op().author).or_default().push(op);
+    }
+    let mut forks = Vec::new();
+    for (author, mut theirs) in by_author {
+        let Some(head) = summary.get(&author) else {
+            continue;
+        };
+        theirs.sort_by_key(|op| op.op().seq);
+        // The lowest seq where the message differs from what is held is the fork: an op
+        // where another is held, or the op after our head naming another predecessor. Ops
+        // already held come first (a whole-history bundle, a replay): a fork after a shared
+        // prefix is still a fork, not a reason to refuse everyone else's ops.
+        for op in theirs {
+            let seq = op.op().seq;
+            if seq <= head.seq {
+                let ours = store
+                    .op_at(&author, seq)
+                    .map_err(SyncError::store)?
+                    .map(|o| o.id());
+                if let Some(ours) = ours.filter(|o| *o != op.id()) {
+                    forks.push(Fork {
+                        author,
+                        seq,
+                        ours,
+                        theirs: op.id(),
+                    });
+                    break;
+                }
+            } else {
+                if seq == head.seq + 1 {
+                    if let Some(prev) = op.op().prev.filter(|p| *p != head.op) {
+                        forks.push(Fork {
+                            author,
+                            seq: head.seq,
+                            ours: head.op,
+                            theirs: prev,
+                        });
+                    }
+                }
+                break;
+            }
+        }
+    }
+    let forked: BTreeSet<ReplicaId> = forks.iter().map(|f| f.author).collect();
+    let keep: Vec<SealedOp> = ops
+        .iter()
+        .filter(|op| !forked.contains(&op.op().author))
+        .cloned()
+        .collect();
+    if !forks.is_empty() {
+        store.record_forks(&forks).map_err(SyncError::store)?;
+    }
+    let applied = store.apply(&keep).map_err(|e| {
+        if S::is_refusal(&e) {
+            SyncError::Refused(e.to_string())
+        } else {
+            SyncError::store(e)
+        }
+    })?;
+    Ok(Received {
+        ops: ops.len(),
+        applied,
+        forks,
+    })
+}

@@ -1,0 +1,79 @@
+//! What a replica offers the sync layer ([`SyncStore`]): its summary, its ops, an atomic apply,
+//! its clock, and where it keeps what it learns of peers. `cardlog::Replica` implements it over
+//! its store; `memory::MemoryReplica` in memory.
+
+use cardlog_core::{OpId, ReplicaId, SealedOp};
+
+use crate::wire::message::{Fork, Summary};
+
+/// What a replica must offer to take part in a session. `cardlog::Replica` implements it over
+/// its store; tests and the simulator implement it in memory.
+pub trait SyncStore {
+    /// Errors of the store itself.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// The device id this replica writes as.
+    fn replica_id(&self) -> ReplicaId;
+    /// Per author, the last op held.
+    fn summary(&self) -> Summary;
+    /// The ops a peer holding `peer` lacks, in an order where dependencies come first.
+    fn ops_since(&self, peer: &Summary) -> Result<Vec<SealedOp>, Self::Error>;
+    /// Where the ops [`SyncStore::ops_since`] returns are kept (store-defined places, such as
+    /// log offsets), in the same order, for a store that can read them back a few at a time
+    /// with [`SyncStore::ops_at_places`]. A session then holds one message's ops at a time
+    /// instead of all it sends. `None` (the default) means the store cannot, and the session
+    /// takes `ops_since` whole.
+    fn places_since(&self, peer: &Summary) -> Result<Option<Vec<u64>>, Self::Error> {
+        let _ = peer;
+        Ok(None)
+    }
+    /// The ops at `places` (as [`SyncStore::places_since`] gave them), in that order. Only
+    /// called on a store whose `places_since` returns places; the default returns none, which
+    /// the session reports as an error.
+    fn ops_at_places(&self, places: &[u64]) -> Result<Vec<SealedOp>, Self::Error> {
+        let _ = places;
+        Ok(Vec::new())
+    }
+    /// The op with this id, if held.
+    fn op_by_id(&self, id: &OpId) -> Result<Option<SealedOp>, Self::Error>;
+    /// The op `author` wrote at `seq`, if held.
+    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, Self::Error>;
+    /// Stores verified ops in one atomic, durable step: all of them (less duplicates and ops
+    /// whose dependencies are absent) or, if any is refused, none.
+    fn apply(&mut self, ops: &[SealedOp]) -> Result<Applied, Self::Error>;
+    /// Whether an error of [`SyncStore::apply`] is a refusal of the ops by the replay rules
+    /// (the peer's fault: a clock regression, a write replacing what it cannot replace)
+    /// rather than a failure of the store.
+    fn is_refusal(error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
+    /// Raw wall-clock time in ms (for round-trip measurement).
+    fn wall_ms(&self) -> u64;
+    /// Calibrated wall-clock time in ms (what the peer is told).
+    fn calibrated_ms(&self) -> u64;
+    /// Calibrates the clock from `peer`'s reported time `peer_ms`, for a request sent at raw
+    /// time `sent_ms` and answered at `received_ms`. Returns the new offset.
+    fn calibrate(
+        &mut self,
+        peer: ReplicaId,
+        peer_ms: u64,
+        sent_ms: u64,
+        received_ms: u64,
+    ) -> Result<i64, Self::Error>;
+    /// Remembers that `peer` holds (at least) `acked`: the "needs sync" question is answered
+    /// from it.
+    fn record_peer(&mut self, peer: ReplicaId, acked: &Summary) -> Result<(), Self::Error>;
+    /// Remembers forks found, as seen from here.
+    fn record_forks(&mut self, forks: &[Fork]) -> Result<(), Self::Error>;
+}
+
+/// What [`SyncStore::apply`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Ops stored.
+    pub stored: usize,
+    /// Ops already held.
+    pub duplicates: usize,
+    /// Ops not stored because a dependency is absent.
+    pub missing: usize,
+}
