@@ -69,7 +69,7 @@ fn history(c: &mut Criterion) {
                 assert!(rejected.is_empty());
             }
         }
-        assert_eq!(replay.pending().count(), 0);
+        assert_eq!(replay.waiting().count(), 0);
         assert_eq!(replay.state_digest(), reference.state_digest());
     }
 

@@ -20,7 +20,7 @@
 use std::time::{Duration, Instant};
 
 use cardlog::sync_layer::{decode_segments, encode_segments};
-use cardlog::{ChainHead, Field, Replica, SealedOp, Summary};
+use cardlog::{ChainTip, Field, Replica, SealedOp, Summary};
 use cardlog_benches::stores;
 use cardlog_benches::sync::{diverge, sync_pair, MemoryOps};
 use cardlog_benches::{FieldEdits, XorShift};
@@ -169,7 +169,7 @@ fn summary_diff(c: &mut Criterion) {
         .expect("op");
     behind.insert(
         *author,
-        ChainHead {
+        ChainTip {
             seq,
             op: op.id(),
             hlc: op.op().hlc,

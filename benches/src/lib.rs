@@ -24,8 +24,8 @@ use std::sync::Arc;
 
 use cardlog_core::replay::{plan_contact, Batch};
 use cardlog_core::{
-    Contact, ContactId, Device, FakeClock, Field, HlcClock, Item, ItemBody, ItemId, ItemKind, Op,
-    OpId, Path, PostalAddress, Replay, ReplicaId, SealedOp,
+    Contact, ContactId, Device, DeviceId, FakeClock, Field, HlcClock, Item, ItemBody, ItemId,
+    ItemKind, Op, OpId, Path, PostalAddress, Replay, SealedOp,
 };
 
 pub mod compare;
@@ -87,8 +87,8 @@ pub fn shuffle<T>(items: &mut [T], seed: u64) {
 }
 
 /// The replica id of generated device `index` (`[index + 1; 16]`).
-pub fn replica_id(index: usize) -> ReplicaId {
-    ReplicaId([u8::try_from(index % 255).unwrap_or(0) + 1; 16])
+pub fn device_id(index: usize) -> DeviceId {
+    DeviceId([u8::try_from(index % 255).unwrap_or(0) + 1; 16])
 }
 
 /// The contact id of the `n`-th generated contact (the counter, big-endian).
@@ -107,7 +107,7 @@ pub fn item_id(n: u64) -> ItemId {
 /// new phone item, the tag, the custom field), four of which replace the write made when the
 /// contact was created, as an ordinary edit on a device does.
 pub fn typical_op() -> Result<SealedOp, Error> {
-    let mut device = Device::new(replica_id(0), Arc::new(FakeClock::new(START_MS)));
+    let mut device = Device::new(device_id(0), Arc::new(FakeClock::new(START_MS)));
     let mut contact = Contact::new(contact_id(1));
     contact
         .set(Field::Given, "Ada")
@@ -179,7 +179,7 @@ impl Default for HistoryConfig {
 /// holds every op and the same state.
 #[derive(Debug)]
 pub struct History {
-    /// The devices, `replica_id(i)` at index `i`.
+    /// The devices, `device_id(i)` at index `i`.
     pub devices: Vec<Device>,
     /// Each device's wall clock (advance them to move time on).
     pub clocks: Vec<Arc<FakeClock>>,
@@ -421,7 +421,7 @@ impl History {
         let mut devices: Vec<Device> = clocks
             .iter()
             .enumerate()
-            .map(|(i, clock)| Device::new(replica_id(i), clock.clone()))
+            .map(|(i, clock)| Device::new(device_id(i), clock.clone()))
             .collect();
         let mut gen = Gen {
             rng: XorShift::new(config.seed),
@@ -511,7 +511,7 @@ impl History {
     /// the same state.
     fn check(&self, ops: usize) -> Result<(), Error> {
         let first = self.replay()?;
-        if first.len() != ops || first.pending().count() != 0 {
+        if first.len() != ops || first.waiting().count() != 0 {
             return Err(format!("device 0 holds {} ops, expected {ops}", first.len()).into());
         }
         let digest = first.state_digest();
@@ -605,7 +605,7 @@ const EDITED_FIELDS: [Field; 5] = [
 /// The shape of a [`FieldEdits`] stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldEditsConfig {
-    /// The writing device is `replica_id(author)`; its contacts' ids are numbered from
+    /// The writing device is `device_id(author)`; its contacts' ids are numbered from
     /// `author << 32`, so streams of different authors never touch the same contact.
     pub author: usize,
     /// Contacts created first (one op each: `exists`, given and family name, and the first
@@ -658,7 +658,7 @@ pub const FIELD_EDIT_STEP_MS: u64 = 1_000;
 #[derive(Debug)]
 pub struct FieldEdits {
     config: FieldEditsConfig,
-    author: ReplicaId,
+    author: DeviceId,
     clock: HlcClock,
     wall_ms: u64,
     chain: Option<(u64, OpId)>,
@@ -672,7 +672,7 @@ impl FieldEdits {
     /// A stream with `config`, starting at [`START_MS`].
     pub fn new(config: &FieldEditsConfig) -> Self {
         Self {
-            author: replica_id(config.author),
+            author: device_id(config.author),
             clock: HlcClock::default(),
             wall_ms: START_MS,
             chain: None,
@@ -823,7 +823,7 @@ mod tests {
         for op in ops {
             replay.insert(op)?;
         }
-        assert_eq!(replay.pending().count(), 0);
+        assert_eq!(replay.waiting().count(), 0);
         assert_eq!(replay.state_digest(), history.replay()?.state_digest());
         Ok(())
     }
@@ -860,7 +860,7 @@ mod tests {
             .all(|op| op.op().writes.len() == 2));
 
         let clock = Arc::new(FakeClock::new(START_MS));
-        let mut device = Device::new(replica_id(config.author), clock.clone());
+        let mut device = Device::new(device_id(config.author), clock.clone());
         for op in &ops {
             clock.advance_ms(FIELD_EDIT_STEP_MS as i64);
             let w = op.op().writes.iter().find(|w| w.path != Path::Exists);

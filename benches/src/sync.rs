@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use cardlog::sync_layer::transport::{self, Transport};
 use cardlog::sync_layer::{Applied, Locate, Resolve, SyncStore, WireError};
 use cardlog::SyncReport;
-use cardlog::{Field, Fork, OpId, Replica, ReplicaId, Role, SealedOp, Summary, SyncError};
+use cardlog::{DeviceId, Field, Fork, OpId, Replica, Role, SealedOp, Summary, SyncError};
 use cardlog_core::FakeClock;
 
 use crate::{Error, FieldEdits, FieldEditsConfig, XorShift};
@@ -28,7 +28,7 @@ use crate::{Error, FieldEdits, FieldEditsConfig, XorShift};
 #[derive(Debug, Default, Clone)]
 pub struct MemoryOps {
     by_id: HashMap<OpId, SealedOp>,
-    by_seq: HashMap<(ReplicaId, u64), OpId>,
+    by_seq: HashMap<(DeviceId, u64), OpId>,
 }
 
 impl MemoryOps {
@@ -60,7 +60,7 @@ impl Locate for MemoryOps {
 }
 
 impl Resolve for MemoryOps {
-    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, WireError> {
+    fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<SealedOp>, WireError> {
         Ok(self
             .by_seq
             .get(&(*author, seq))
@@ -80,7 +80,7 @@ impl Locate for StoreOps<'_> {
 }
 
 impl Resolve for StoreOps<'_> {
-    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, WireError> {
+    fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<SealedOp>, WireError> {
         self.0
             .store()
             .op_by_seq(author, seq)
@@ -154,7 +154,7 @@ impl<'r> Timed<'r> {
 impl SyncStore for Timed<'_> {
     type Error = cardlog::Error;
 
-    fn replica_id(&self) -> ReplicaId {
+    fn device_id(&self) -> DeviceId {
         self.replica.id()
     }
 
@@ -182,7 +182,7 @@ impl SyncStore for Timed<'_> {
         self.timed("op_by_id", || SyncStore::op_by_id(&*self.replica, id))
     }
 
-    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, Self::Error> {
+    fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<SealedOp>, Self::Error> {
         self.timed("op_at", || SyncStore::op_at(&*self.replica, author, seq))
     }
 
@@ -224,7 +224,7 @@ impl SyncStore for Timed<'_> {
 
     fn calibrate(
         &mut self,
-        peer: ReplicaId,
+        peer: DeviceId,
         peer_ms: u64,
         sent_ms: u64,
         received_ms: u64,
@@ -235,7 +235,7 @@ impl SyncStore for Timed<'_> {
         out
     }
 
-    fn record_peer(&mut self, peer: ReplicaId, acked: &Summary) -> Result<(), Self::Error> {
+    fn record_peer(&mut self, peer: DeviceId, acked: &Summary) -> Result<(), Self::Error> {
         let start = Instant::now();
         let out = SyncStore::record_peer(&mut *self.replica, peer, acked);
         self.times.get_mut().add("record_peer", start.elapsed());

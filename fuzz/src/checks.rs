@@ -77,10 +77,10 @@ pub struct ReplayCheck {
 /// into another in reverse order. Insertion may refuse ops (forks, broken chains, clock
 /// regressions, bad replaces) but never panics, and each replay's bookkeeping agrees with
 /// itself. When both orders end up applying the same set of ops (in particular when nothing is
-/// left pending and no op was refused as a fork), their materialized states must be
+/// left waiting and no op was refused as a fork), their materialized states must be
 /// byte-identical: replay does not depend on delivery order.
 ///
-/// The comparison is keyed on the applied set rather than on "nothing pending" alone because
+/// The comparison is keyed on the applied set rather than on "nothing waiting" alone because
 /// two ops claiming one author's seq are a fork: whichever arrives first is applied and the other
 /// refused, so the two orders may legitimately keep different ops.
 pub fn check_replay_ops(data: &[u8]) -> ReplayCheck {
@@ -126,7 +126,7 @@ fn replay<'a>(ops: impl Iterator<Item = &'a SealedOp>) -> Replay {
 }
 
 /// The ids of `ops` that `replay` applied, after checking that the replay's own accounts agree:
-/// it applied nothing else, and no op is both applied and pending.
+/// it applied nothing else, and no op is both applied and waiting.
 fn applied(replay: &Replay, ops: &[SealedOp]) -> BTreeSet<OpId> {
     let applied: BTreeSet<OpId> = ops
         .iter()
@@ -138,10 +138,10 @@ fn applied(replay: &Replay, ops: &[SealedOp]) -> BTreeSet<OpId> {
         applied.len(),
         "the replay counts ops it was never given"
     );
-    for op in replay.pending() {
+    for op in replay.waiting() {
         assert!(
             !replay.contains(&op.id()),
-            "op {} is both applied and pending",
+            "op {} is both applied and waiting",
             op.id()
         );
     }

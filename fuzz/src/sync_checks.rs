@@ -14,10 +14,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock};
 
-use cardlog_core::replay::ChainHead;
+use cardlog_core::replay::ChainTip;
 use cardlog_core::{
-    decode_op, Contact, ContactId, Device, FakeClock, Field, Hlc, Item, ItemBody, ItemId, Op, OpId,
-    Path, Replay, ReplicaId, SealedOp, Value, Write,
+    decode_op, Contact, ContactId, Device, DeviceId, FakeClock, Field, Hlc, Item, ItemBody, ItemId,
+    Op, OpId, Path, Replay, SealedOp, Value, Write,
 };
 use cardlog_sync::wire::message::{self, Fork, Message, Summary};
 use cardlog_sync::{bundle, decode_segments, encode_segments, Locate, Resolve, WireError};
@@ -76,19 +76,19 @@ fn harness_input(data: &[u8], seal: fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
 // ---- the fixed ops -------------------------------------------------------------------------
 
 /// The replica the `sync_session` target runs (the responder).
-pub const REPLICA: ReplicaId = ReplicaId([0x11; 16]);
+pub const REPLICA: DeviceId = DeviceId([0x11; 16]);
 /// Another device, whose chain the replica holds in part.
-pub const ALICE: ReplicaId = ReplicaId([0x22; 16]);
+pub const ALICE: DeviceId = DeviceId([0x22; 16]);
 /// A device the replica has not heard of.
-pub const BOB: ReplicaId = ReplicaId([0x33; 16]);
+pub const BOB: DeviceId = DeviceId([0x33; 16]);
 /// A device whose only op breaks the replay rules.
-pub const CAROL: ReplicaId = ReplicaId([0x44; 16]);
+pub const CAROL: DeviceId = DeviceId([0x44; 16]);
 /// The initiator the `sync_session` target's hellos come from.
-pub const PEER: ReplicaId = ReplicaId([0x55; 16]);
+pub const PEER: DeviceId = DeviceId([0x55; 16]);
 /// Wall time when the history starts (2026-11-22), ms since the epoch.
 pub const T0_MS: u64 = 1_795_338_000_000;
 /// The summary authors a `sync_session` hello or ack chooses heads for, in this order.
-pub const AUTHORS: [ReplicaId; 4] = [REPLICA, ALICE, BOB, CAROL];
+pub const AUTHORS: [DeviceId; 4] = [REPLICA, ALICE, BOB, CAROL];
 
 /// The ops every sync check draws on, built once, deterministically:
 ///
@@ -125,7 +125,7 @@ impl Universe {
     }
 
     /// The valid chain of `author` (base and valid extra ops, no forks or broken ops).
-    pub fn chain(&self, author: &ReplicaId) -> Vec<SealedOp> {
+    pub fn chain(&self, author: &DeviceId) -> Vec<SealedOp> {
         let names: &[&str] = match *author {
             REPLICA => &["r1", "r2"],
             ALICE => &["a1", "a2", "a3"],
@@ -316,12 +316,12 @@ impl Locate for Held<'_> {
 }
 
 impl Resolve for Held<'_> {
-    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, WireError> {
+    fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<SealedOp>, WireError> {
         Ok(chain_op(self.0, author, seq))
     }
 }
 
-fn chain_op(replay: &Replay, author: &ReplicaId, seq: u64) -> Option<SealedOp> {
+fn chain_op(replay: &Replay, author: &DeviceId, seq: u64) -> Option<SealedOp> {
     let index = usize::try_from(seq.checked_sub(1)?).ok()?;
     replay.chain(author).nth(index).cloned()
 }
@@ -422,7 +422,7 @@ fn check_decoded(ops: &[SealedOp], held: &Held<'_>) {
 /// Whether the ops' chains are consistent: one op per (author, seq), and each op following
 /// another of the message names it as previous and is stamped after it.
 fn consistent_chains(ops: &[SealedOp]) -> bool {
-    let mut at: BTreeMap<(ReplicaId, u64), &SealedOp> = BTreeMap::new();
+    let mut at: BTreeMap<(DeviceId, u64), &SealedOp> = BTreeMap::new();
     for op in ops {
         let key = (op.op().author, op.op().seq);
         if at.get(&key).is_some_and(|other| other.id() != op.id()) {
@@ -468,7 +468,7 @@ pub use cardlog_sync::memory::MemoryReplica as MemReplica;
 
 /// A replica writing as `id` holding `ops` (applied together, any order; refusals ignored), its
 /// wall clock fixed ten minutes after [`T0_MS`].
-pub fn mem_replica<'a>(id: ReplicaId, ops: impl IntoIterator<Item = &'a SealedOp>) -> MemReplica {
+pub fn mem_replica<'a>(id: DeviceId, ops: impl IntoIterator<Item = &'a SealedOp>) -> MemReplica {
     let mut replica = MemReplica::new(Device::new(id, Arc::new(FakeClock::new(T0_MS + 600_000))));
     let ops: Vec<SealedOp> = ops.into_iter().cloned().collect();
     let _ = replica.apply(&ops);
@@ -478,11 +478,12 @@ pub fn mem_replica<'a>(id: ReplicaId, ops: impl IntoIterator<Item = &'a SealedOp
 /// Checks that `replica` is internally consistent: every author's chain runs from seq 1 to its
 /// summary head with each op naming the one before and stamped after it, every op is exactly
 /// its canonical bytes, every replaced write is applied and at the same contact and path,
-/// nothing is pending, and the store's summary carries each head's timestamp.
+/// nothing is waiting, and the store's summary carries each head's timestamp.
 pub fn check_replica(replica: &MemReplica) {
     let replay = replica.replay();
     let mut total = 0usize;
-    for (author, (seq, head)) in replay.summary() {
+    for (author, tip) in replay.summary() {
+        let (seq, head) = (tip.seq, tip.op);
         let mut previous: Option<&SealedOp> = None;
         let mut n = 0u64;
         for op in replay.chain(&author) {
@@ -528,7 +529,7 @@ pub fn check_replica(replica: &MemReplica) {
         total += usize::try_from(n).unwrap_or(usize::MAX);
     }
     assert_eq!(total, replay.len(), "applied ops outside every chain");
-    assert_eq!(replay.pending().count(), 0, "the replica keeps pending ops");
+    assert_eq!(replay.waiting().count(), 0, "the replica keeps waiting ops");
     for (author, head) in replica.summary() {
         let hlc = replay.op(&head.op).map(|o| o.op().hlc);
         assert_eq!(
@@ -584,7 +585,7 @@ pub fn summary_from(bytes: &[u8]) -> Summary {
         if b & 0x80 != 0 {
             summary.insert(
                 *author,
-                ChainHead {
+                ChainTip {
                     seq: u64::from(b & 0x3f) + 1,
                     op: OpId([b; 32]),
                     hlc: Hlc {
@@ -603,7 +604,7 @@ pub fn summary_from(bytes: &[u8]) -> Summary {
         if let Some(op) = chain.get(index) {
             summary.insert(
                 *author,
-                ChainHead {
+                ChainTip {
                     seq: op.op().seq,
                     op: op.id(),
                     hlc: op.op().hlc,
@@ -664,7 +665,7 @@ pub fn chunk_message(kind: u8, bundle_entry: bool, payload: &[u8]) -> Vec<u8> {
             let replica = if first & 1 != 0 { REPLICA } else { PEER };
             let summary = summary_from(rest);
             if bundle_entry {
-                Message::Heads { replica, summary }
+                Message::SummaryFile { replica, summary }
             } else {
                 Message::Hello {
                     replica,

@@ -202,7 +202,7 @@ fn decode_message_seeds() -> Vec<Seed> {
         created_ms: T0_MS,
         segments: segments(&["a2", "a3"]),
     });
-    let heads = message::encode(&Message::Heads {
+    let heads = message::encode(&Message::SummaryFile {
         replica: PEER,
         summary: Summary::new(),
     });

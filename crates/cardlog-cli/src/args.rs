@@ -23,8 +23,8 @@ Between devices, over the network:
   cardlog serve --listen 0.0.0.0:7447     (on one)
   cardlog sync laptop.local:7447          (on the other)
 or with files (sneakernet, a shared folder):
-  cardlog heads --out phone.heads         (on the phone)
-  cardlog export --since phone.heads --out for-phone.bundle   (on the laptop)
+  cardlog summary --out phone.summary     (on the phone)
+  cardlog export --since phone.summary --out for-phone.bundle   (on the laptop)
   cardlog import for-phone.bundle         (on the phone)
 
 Ids (contacts, items, ops, devices) may be shortened to any unique prefix.
@@ -141,12 +141,15 @@ pub enum Command {
         /// Op id or unique prefix
         id: String,
     },
-    /// The summary: each author's last op (what a peer compares to find what to send)
+    /// The summary: each author's chain tip, its last op (what a peer compares to find what to
+    /// send)
     ///
-    /// With --out, writes it as a heads file instead: carry it to another replica, which then
-    /// exports only what this one lacks (cardlog export --since FILE).
-    Heads {
-        /// Write a heads file to FILE (replaced atomically) instead of printing the heads
+    /// With --out, writes it as a summary file instead (called a heads file before; `heads`
+    /// still runs this command): carry it to another replica, which then exports only what
+    /// this one lacks (cardlog export --since FILE).
+    #[command(visible_alias = "heads")]
+    Summary {
+        /// Write a summary file to FILE (replaced atomically) instead of printing the tips
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
@@ -167,10 +170,10 @@ pub enum Command {
     Stats,
     /// Write a bundle file of ops for another replica to import (sneakernet, a shared folder)
     ///
-    /// Without --since the bundle holds every op; with a heads file written by the other
-    /// replica (cardlog heads --out) it holds only what that replica lacks.
+    /// Without --since the bundle holds every op; with a summary file written by the other
+    /// replica (cardlog summary --out) it holds only what that replica lacks.
     ///
-    /// Example: cardlog export --since phone.heads --out to-phone.bundle
+    /// Example: cardlog export --since phone.summary --out to-phone.bundle
     #[command(verbatim_doc_comment)]
     Export(ExportArgs),
     /// Verify a bundle file (cardlog export) and apply its ops
@@ -260,7 +263,7 @@ pub struct ExportArgs {
     /// The bundle file to write (replaced atomically: never left half-written)
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// A heads file from the replica the bundle is for (cardlog heads --out there): only
+    /// A summary file from the replica the bundle is for (cardlog summary --out there): only
     /// the ops it lacks are written
     #[arg(long, value_name = "HEADS_FILE")]
     pub since: Option<PathBuf>,

@@ -6,8 +6,8 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use cardlog::{
-    Contact, ContactId, ContactView, Field, IdPrefix, Item, ItemBody, ItemId, ItemKind, ItemValue,
-    OpId, Options, Path, PostalAddress, Replica, ReplicaId, Value, WallClock,
+    Contact, ContactId, ContactView, DeviceId, Field, IdPrefix, Item, ItemBody, ItemId, ItemKind,
+    ItemValue, OpId, Options, Path, PostalAddress, Replica, Value, WallClock,
 };
 use serde_json::json;
 
@@ -107,9 +107,9 @@ fn find_op(r: &Replica, s: &str) -> Result<OpId, CliError> {
     one(r.ops_matching(&prefix, CANDIDATES)?, s, "op")
 }
 
-fn find_author(r: &Replica, s: &str) -> Result<ReplicaId, CliError> {
+fn find_author(r: &Replica, s: &str) -> Result<DeviceId, CliError> {
     let prefix = parse_prefix(s, "device")?;
-    let found: Vec<ReplicaId> = r
+    let found: Vec<DeviceId> = r
         .summary()
         .keys()
         .filter(|a| a.matches(&prefix))
@@ -120,12 +120,12 @@ fn find_author(r: &Replica, s: &str) -> Result<ReplicaId, CliError> {
 
 /// The peer a device id or a unique prefix of a known peer (one this replica synced with)
 /// names. A full id needs no history: a device never synced with has acknowledged nothing.
-fn find_peer(r: &Replica, s: &str) -> Result<ReplicaId, CliError> {
-    let id = match s.parse::<ReplicaId>() {
+fn find_peer(r: &Replica, s: &str) -> Result<DeviceId, CliError> {
+    let id = match s.parse::<DeviceId>() {
         Ok(id) => id,
         Err(_) => {
             let prefix = parse_prefix(s, "peer")?;
-            let found: Vec<ReplicaId> = r
+            let found: Vec<DeviceId> = r
                 .peers()?
                 .iter()
                 .map(|p| p.id)
@@ -836,7 +836,7 @@ pub fn op(ctx: &Ctx, id: &str) -> Res {
         .op(&id)?
         .ok_or_else(|| CliError::NotFound(format!("no op {id}")))?;
     // The store re-decodes and re-hashes the bytes on every read; say so explicitly.
-    let id_ok = op.id() == id && cardlog_core::OpId::of_bytes(op.bytes()) == id;
+    let id_ok = op.id() == id && cardlog::OpId::of_bytes(op.bytes()) == id;
     if ctx.json {
         let mut j = render::op_json(&op);
         if let Some(obj) = j.as_object_mut() {
@@ -894,8 +894,8 @@ pub fn op(ctx: &Ctx, id: &str) -> Res {
     Ok(())
 }
 
-/// `cardlog heads`.
-pub fn heads(ctx: &Ctx) -> Res {
+/// `cardlog summary` (alias `heads`).
+pub fn summary(ctx: &Ctx) -> Res {
     let r = ctx.open()?;
     if ctx.json {
         let out: Vec<serde_json::Value> = r
@@ -925,7 +925,7 @@ pub fn status(ctx: &Ctx) -> Res {
     let conflicts = r.conflicts()?.len();
     let now = ctx.wall.now_ms();
     let bound = r.clock().skew_bound_ms();
-    let ahead: Vec<(ReplicaId, u64)> = r
+    let ahead: Vec<(DeviceId, u64)> = r
         .summary()
         .iter()
         .filter(|(a, h)| **a != r.id() && h.hlc.wall_ms > now.saturating_add(bound))
@@ -1043,7 +1043,7 @@ fn dir_size(dir: &FsPath) -> u64 {
 /// `cardlog stats`.
 pub fn stats(ctx: &Ctx) -> Res {
     let r = ctx.open()?;
-    let mut per: BTreeMap<ReplicaId, (u64, u64, u64)> = BTreeMap::new();
+    let mut per: BTreeMap<DeviceId, (u64, u64, u64)> = BTreeMap::new();
     for op in r.ops() {
         let op = op?;
         let e = per.entry(op.op().author).or_default();

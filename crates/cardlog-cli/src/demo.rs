@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
+use cardlog::FakeClock;
 use cardlog::{Contact, Field, ItemBody, ItemKind, Options, Path, Replica, Summary};
-use cardlog_core::FakeClock;
 
 use crate::error::CliError;
 use crate::out::{out, outln};

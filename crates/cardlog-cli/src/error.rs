@@ -2,8 +2,7 @@
 
 use cardlog::sync_layer::WireError;
 use cardlog::{Error, OpenError, SyncError};
-use cardlog_store::state::KvError;
-use cardlog_store::StoreError;
+use cardlog::{KvError, StoreError};
 
 /// A failed command. Its message is printed as one line; its kind picks the exit code.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use cardlog::WallClock;
-use cardlog_core::{FakeClock, SystemClock};
+use cardlog::{FakeClock, SystemClock};
 use clap::error::ErrorKind;
 use clap::Parser;
 
@@ -121,8 +121,8 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         Command::History { id, path } => commands::history(&ctx, id, path.as_deref()),
         Command::Log(a) => commands::log(&ctx, a),
         Command::Op { id } => commands::op(&ctx, id),
-        Command::Heads { out: None } => commands::heads(&ctx),
-        Command::Heads { out: Some(out) } => sync::heads_out(&ctx, out),
+        Command::Summary { out: None } => commands::summary(&ctx),
+        Command::Summary { out: Some(out) } => sync::summary_out(&ctx, out),
         Command::Status => commands::status(&ctx),
         Command::Conflicts => commands::conflicts(&ctx),
         Command::Resolve(a) => commands::resolve(&ctx, a),

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
 use cardlog::{
-    ContactView, FieldConflict, Fork, Hlc, ItemBody, ItemKind, Path, PostalAddress, SealedOp,
-    Value, Version,
+    ContactView, FieldConflict, Fork, HistoryEntry, Hlc, ItemBody, ItemKind, Path, PostalAddress,
+    SealedOp, Value,
 };
 use serde_json::{json, Map, Value as Json};
 
@@ -70,7 +70,7 @@ pub fn value_text(value: Option<&Value>) -> String {
 }
 
 /// One version of a path.
-pub fn version_json(v: &Version) -> Json {
+pub fn version_json(v: &HistoryEntry) -> Json {
     json!({
         "op": v.op.to_string(),
         "device": v.author.to_string(),

@@ -13,7 +13,7 @@ use std::time::Duration;
 use cardlog::sync_layer::bundle;
 use cardlog::sync_layer::transport::{self, ServeOptions, Shared};
 use cardlog::sync_layer::wire::message::limits::MESSAGE_BYTES_MAX;
-use cardlog::{ReplicaId, Summary, SyncError, SyncReport};
+use cardlog::{DeviceId, Summary, SyncError, SyncReport};
 use serde_json::json;
 
 use crate::args::{ExportArgs, ServeArgs};
@@ -83,9 +83,9 @@ fn read_file(path: &FsPath) -> Result<Vec<u8>, CliError> {
 }
 
 /// A heads file: who wrote it and what it held.
-fn read_heads(path: &FsPath) -> Result<(ReplicaId, Summary), CliError> {
+fn read_summary_file(path: &FsPath) -> Result<(DeviceId, Summary), CliError> {
     let bytes = read_file(path)?;
-    bundle::read_heads(&bytes).map_err(|e| {
+    bundle::read_summary_file(&bytes).map_err(|e| {
         CliError::from_sync(
             e,
             SyncSource::File,
@@ -94,10 +94,10 @@ fn read_heads(path: &FsPath) -> Result<(ReplicaId, Summary), CliError> {
     })
 }
 
-/// `cardlog heads --out FILE`.
-pub fn heads_out(ctx: &Ctx, out: &FsPath) -> Res {
+/// `cardlog summary --out FILE` (alias `heads`).
+pub fn summary_out(ctx: &Ctx, out: &FsPath) -> Res {
     let r = ctx.open()?;
-    let bytes = r.heads_file();
+    let bytes = r.summary_file();
     write_atomically(out, &bytes)?;
     let authors = r.summary().len();
     if ctx.json {
@@ -119,14 +119,14 @@ pub fn heads_out(ctx: &Ctx, out: &FsPath) -> Res {
 
 /// `cardlog export`.
 pub fn export(ctx: &Ctx, a: &ExportArgs) -> Res {
-    let since = a.since.as_deref().map(read_heads).transpose()?;
+    let since = a.since.as_deref().map(read_summary_file).transpose()?;
     let mut r = ctx.open()?;
     let bytes = r
         .export_bundle(since.as_ref().map(|(_, summary)| summary))
         .map_err(|e| CliError::from_sync(e, SyncSource::Local, "cannot export"))?;
     if let Some((peer, summary)) = &since {
         // The heads file is the peer's own word on what it holds: "needs sync" uses it.
-        r.record_heads(*peer, summary)?;
+        r.record_summary(*peer, summary)?;
     }
     // What the bundle holds: per author, the ops after the heads file's seq (all of them
     // without one), which is how the bundle was chosen.

@@ -43,7 +43,7 @@ const SUBCOMMANDS: [&str; 23] = [
     "history",
     "log",
     "op",
-    "heads",
+    "summary",
     "status",
     "conflicts",
     "resolve",
@@ -1437,6 +1437,14 @@ fn help_explains_every_command() {
         );
         assert!(run.lines()[0].len() > 10, "{sub} has no description");
     }
+    // `summary` was called `heads`: the old name is listed as an alias and still runs it.
+    assert!(top.stdout.contains("[alias: heads]"), "{}", top.stdout);
+    let old = cardlog(&["heads", "--help"], &[]).ok();
+    assert!(
+        old.stdout.contains("Usage: cardlog summary"),
+        "{}",
+        old.stdout
+    );
     let set = cardlog(&["help", "set"], &[]).ok();
     for form in [
         "FIELD=VALUE",

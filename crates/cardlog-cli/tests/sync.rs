@@ -20,7 +20,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cardlog::{Contact, ContactId, Field, Options, Replica, ReplicaId};
+use cardlog::{Contact, ContactId, DeviceId, Field, Options, Replica};
 use cardlog_core::{Device, FakeClock};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -886,7 +886,7 @@ fn forks_are_reported_by_import_sync_and_status() {
     // both op ids; status shows it first; the forked ops are never merged, everything else
     // still travels.
     let (a, b) = (Store::init(), Store::init());
-    let author = ReplicaId([0xf0; 16]);
+    let author = DeviceId([0xf0; 16]);
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let mut before = Device::new(author, clock.clone());
     let mut after = Device::new(author, clock.clone());

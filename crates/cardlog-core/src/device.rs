@@ -4,14 +4,13 @@
 //! It exists for tests, the simulator and apps' own property tests: everything is in memory and
 //! time comes from an injected [`WallClock`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::hlc::{HlcClock, SkewReport, WallClock};
-use crate::id::{ContactId, OpId, RandomError, ReplicaId};
+use crate::id::{ContactId, DeviceId, RandomError};
 use crate::model::contact::{Contact, DiffError};
 use crate::model::{Path, Value};
-use crate::replay::{Batch, ContactView, InsertOutcome, PlanError, Replay, ReplayError};
+use crate::replay::{Batch, ContactView, InsertOutcome, PlanError, Replay, ReplayError, Summary};
 use crate::sealed::EncodeError;
 use crate::sealed::SealedOp;
 
@@ -58,7 +57,7 @@ impl From<ReplayError> for DeviceError {
 /// layer's in-memory replica applies a batch to a clone and keeps it only if all is well).
 #[derive(Clone)]
 pub struct Device {
-    id: ReplicaId,
+    id: DeviceId,
     clock: HlcClock,
     wall: Arc<dyn WallClock>,
     replay: Replay,
@@ -77,7 +76,7 @@ impl std::fmt::Debug for Device {
 
 impl Device {
     /// A device with the given id and wall clock.
-    pub fn new(id: ReplicaId, wall: Arc<dyn WallClock>) -> Self {
+    pub fn new(id: DeviceId, wall: Arc<dyn WallClock>) -> Self {
         Self {
             id,
             clock: HlcClock::default(),
@@ -89,7 +88,7 @@ impl Device {
 
     /// A device with a fresh random id.
     pub fn random(wall: Arc<dyn WallClock>) -> Result<Self, RandomError> {
-        Ok(Self::new(ReplicaId::random()?, wall))
+        Ok(Self::new(DeviceId::random()?, wall))
     }
 
     /// Raw wall-clock time from the device's clock, in ms.
@@ -98,7 +97,7 @@ impl Device {
     }
 
     /// The device id.
-    pub fn id(&self) -> ReplicaId {
+    pub fn id(&self) -> DeviceId {
         self.id
     }
 
@@ -206,7 +205,7 @@ impl Device {
     }
 
     /// Per author, the seq and id of the last op here.
-    pub fn summary(&self) -> BTreeMap<ReplicaId, (u64, OpId)> {
+    pub fn summary(&self) -> Summary {
         self.replay.summary()
     }
 

@@ -129,7 +129,7 @@ macro_rules! random_id {
 random_id!(
     /// A replica (device) id: the author of ops. A store that notices it was copied or restored
     /// takes a new one, so one id never writes two different histories.
-    ReplicaId
+    DeviceId
 );
 random_id!(
     /// A contact id, chosen at random by the device that created the contact.
@@ -278,7 +278,7 @@ mod tests {
             Err(IdParseError::NotHex('z'))
         );
         assert_eq!(
-            "é".parse::<ReplicaId>().unwrap_err(),
+            "é".parse::<DeviceId>().unwrap_err(),
             IdParseError::Length {
                 expected: 32,
                 got: 1
@@ -324,6 +324,6 @@ mod tests {
 
     #[test]
     fn random_ids_differ() {
-        assert_ne!(ReplicaId::random().unwrap(), ReplicaId::random().unwrap());
+        assert_ne!(DeviceId::random().unwrap(), DeviceId::random().unwrap());
     }
 }

@@ -48,12 +48,12 @@ pub mod sealed;
 pub use codec::OP_FORMAT_VERSION;
 pub use device::{Device, DeviceError};
 pub use hlc::{FakeClock, Hlc, HlcClock, SkewReport, SystemClock, WallClock};
-pub use id::{ContactId, IdParseError, IdPrefix, ItemId, OpId, RandomError, ReplicaId};
+pub use id::{ContactId, DeviceId, IdParseError, IdPrefix, ItemId, OpId, RandomError};
 pub use model::contact::{diff, Change, Contact, DiffError, Item};
 pub use model::{Field, ItemBody, ItemKind, ItemValue, Path, PathParseError, PostalAddress, Value};
 pub use op::{Op, OpInvalid, Write};
 pub use replay::{
-    Batch, ContactView, FieldConflict, InsertOutcome, Missing, PlanError, Rejected, Replay,
-    ReplayError, Version, WriteKey,
+    Batch, ChainTip, ContactView, FieldConflict, HistoryEntry, InsertOutcome, Missing, PlanError,
+    Rejected, Replay, ReplayError, Summary, WriteKey,
 };
 pub use sealed::{decode_op, decode_op_with_id, encode_op, DecodeError, EncodeError, SealedOp};

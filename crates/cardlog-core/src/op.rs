@@ -10,7 +10,7 @@ use bincode::{Decode, Encode};
 
 use crate::codec::limits;
 use crate::hlc::Hlc;
-use crate::id::{ContactId, OpId, ReplicaId};
+use crate::id::{ContactId, DeviceId, OpId};
 use crate::model::{ItemBody, Path, Value};
 
 /// One register write: the new value (or removal) at a contact's path, naming the writes at that
@@ -37,7 +37,7 @@ pub struct Write {
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct Op {
     /// The device that wrote it.
-    pub author: ReplicaId,
+    pub author: DeviceId,
     /// Position in the author's chain: 1, 2, 3, …
     pub seq: u64,
     /// The id of the author's op `seq - 1`; `None` exactly when `seq == 1`.

@@ -5,14 +5,14 @@
 use cardlog_core::codec::limits;
 use cardlog_core::id::to_hex;
 use cardlog_core::{
-    decode_op, ContactId, DecodeError, Field, Hlc, ItemBody, ItemId, ItemKind, ItemValue, Op, OpId,
-    OpInvalid, Path, PostalAddress, ReplicaId, Value, Write,
+    decode_op, ContactId, DecodeError, DeviceId, Field, Hlc, ItemBody, ItemId, ItemKind, ItemValue,
+    Op, OpId, OpInvalid, Path, PostalAddress, Value, Write,
 };
 
 /// Golden op 1: the first op of device 01…01, creating contact 02…02 with a given name.
 fn golden_create() -> Op {
     Op {
-        author: ReplicaId([0x01; 16]),
+        author: DeviceId([0x01; 16]),
         seq: 1,
         prev: None,
         hlc: Hlc {
@@ -41,7 +41,7 @@ fn golden_create() -> Op {
 fn golden_edit(prev: OpId) -> Op {
     let c = ContactId([0x02; 16]);
     Op {
-        author: ReplicaId([0x01; 16]),
+        author: DeviceId([0x01; 16]),
         seq: 2,
         prev: Some(prev),
         hlc: Hlc {
@@ -641,7 +641,7 @@ mod props {
                     );
                 }
                 Op {
-                    author: ReplicaId(author),
+                    author: DeviceId(author),
                     seq,
                     prev: (seq > 1).then_some(OpId(prev)),
                     hlc: Hlc { wall_ms, counter },

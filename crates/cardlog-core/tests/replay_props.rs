@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use cardlog_core::{
-    ContactId, Device, FakeClock, Field, InsertOutcome, Item, ItemBody, ItemId, ItemKind, Replay,
-    ReplicaId, SealedOp,
+    ContactId, Device, DeviceId, FakeClock, Field, InsertOutcome, Item, ItemBody, ItemId, ItemKind,
+    Replay, SealedOp,
 };
 use proptest::prelude::*;
 
@@ -91,7 +91,7 @@ impl Sim {
             .map(|_| Arc::new(FakeClock::new(1_795_338_000_000)))
             .collect();
         let devices = (0..n)
-            .map(|i| Device::new(ReplicaId([i as u8 + 1; 16]), clocks[i].clone()))
+            .map(|i| Device::new(DeviceId([i as u8 + 1; 16]), clocks[i].clone()))
             .collect();
         Self {
             devices,
@@ -202,7 +202,7 @@ fn replay_all(ops: &[SealedOp]) -> Replay {
     for op in ops {
         match r.insert(op.clone()).unwrap() {
             InsertOutcome::Applied { rejected, .. } => assert!(rejected.is_empty()),
-            InsertOutcome::Duplicate | InsertOutcome::Pending { .. } => {}
+            InsertOutcome::Duplicate | InsertOutcome::Waiting { .. } => {}
         }
     }
     r
@@ -239,7 +239,7 @@ proptest! {
         let mut shuffled = ops.clone();
         shuffle(&mut shuffled, seed);
         let r = replay_all(&shuffled);
-        prop_assert_eq!(r.pending().count(), 0);
+        prop_assert_eq!(r.waiting().count(), 0);
         prop_assert_eq!(r.state_bytes(), reference.state_bytes());
         prop_assert_eq!(r.contacts(true), reference.contacts(true));
         // Shuffled with every op delivered twice.

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use cardlog_core::{
-    Batch, Contact, ContactId, Device, FakeClock, Field, InsertOutcome, ItemBody, ItemId, ItemKind,
-    Path, PostalAddress, ReplayError, ReplicaId, Value,
+    Batch, Contact, ContactId, Device, DeviceId, FakeClock, Field, InsertOutcome, ItemBody, ItemId,
+    ItemKind, Path, PostalAddress, ReplayError, Value,
 };
 
 const MIN_MS: i64 = 60_000;
@@ -24,7 +24,7 @@ impl World {
         let clocks: Vec<Arc<FakeClock>> =
             (0..n).map(|_| Arc::new(FakeClock::new(NINE_MS))).collect();
         let devices = (0..n)
-            .map(|i| Device::new(ReplicaId([i + 1; 16]), clocks[usize::from(i)].clone()))
+            .map(|i| Device::new(DeviceId([i + 1; 16]), clocks[usize::from(i)].clone()))
             .collect();
         Self { devices, clocks }
     }
@@ -577,7 +577,7 @@ fn s7_a_save_touching_two_contacts_is_applied_whole_or_not_at_all() {
     let d1 = &mut w.devices[1];
     assert!(matches!(
         d1.receive(second.clone()).unwrap(),
-        InsertOutcome::Pending { .. }
+        InsertOutcome::Waiting { .. }
     ));
     assert!(d1.contacts().is_empty());
     let outcome = d1.receive(first).unwrap();
@@ -716,14 +716,14 @@ fn ops_out_of_chain_order_wait_and_then_apply() {
     for op in ops.iter().rev().take(2) {
         assert!(matches!(
             d1.receive(op.clone()).unwrap(),
-            InsertOutcome::Pending { .. }
+            InsertOutcome::Waiting { .. }
         ));
     }
-    assert_eq!(d1.replay().pending().count(), 2);
+    assert_eq!(d1.replay().waiting().count(), 2);
     assert!(
         matches!(d1.receive(ops[0].clone()).unwrap(), InsertOutcome::Applied { ref applied, .. } if applied.len() == 3)
     );
-    assert_eq!(d1.replay().pending().count(), 0);
+    assert_eq!(d1.replay().waiting().count(), 0);
     assert_eq!(
         d1.receive(ops[1].clone()).unwrap(),
         InsertOutcome::Duplicate

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cardlog_core::{
-    Contact, ContactId, ContactView, Hlc, Item, ItemKind, OpId, Path, ReplicaId, SealedOp, Value,
+    Contact, ContactId, ContactView, DeviceId, Hlc, Item, ItemKind, OpId, Path, SealedOp, Value,
 };
 
 /// Which merge rule the model applies.
@@ -34,14 +34,14 @@ pub enum Rule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct W {
     op: OpId,
-    author: ReplicaId,
+    author: DeviceId,
     hlc: Hlc,
     value: Option<Value>,
     replaces: Vec<OpId>,
 }
 
 impl W {
-    fn order(&self) -> (Hlc, ReplicaId, OpId) {
+    fn order(&self) -> (Hlc, DeviceId, OpId) {
         (self.hlc, self.author, self.op)
     }
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use cardlog::{Options, Replica};
 use cardlog_core::{
-    Contact, ContactId, ContactView, Device, DeviceError, FakeClock, Item, ItemBody, ItemId, OpId,
-    Path, ReplicaId, SealedOp, Version,
+    Contact, ContactId, ContactView, Device, DeviceError, DeviceId, FakeClock, HistoryEntry, Item,
+    ItemBody, ItemId, OpId, Path, SealedOp,
 };
 use cardlog_sync::memory::MemoryReplica;
 use cardlog_sync::session::Session;
@@ -244,7 +244,7 @@ impl Node {
         }
     }
 
-    fn history(&self, contact: &ContactId, path: &Path) -> Result<Vec<Version>, Violation> {
+    fn history(&self, contact: &ContactId, path: &Path) -> Result<Vec<HistoryEntry>, Violation> {
         match self {
             Node::Disk { replica, .. } => replica
                 .as_ref()
@@ -449,7 +449,7 @@ impl<S: SyncStore> ErasedStore for S {
             .map_err(|e| e.to_string())
     }
     fn heads_(&self) -> Vec<u8> {
-        bundle::heads(self)
+        bundle::summary_file(self)
     }
     fn session_(
         &mut self,
@@ -554,7 +554,7 @@ impl Sim {
                     id[0] = 0xd0;
                     id[15] = i as u8;
                     Node::Memory {
-                        replica: MemoryReplica::new(Device::new(ReplicaId(id), clock.clone())),
+                        replica: MemoryReplica::new(Device::new(DeviceId(id), clock.clone())),
                         clock,
                     }
                 }
@@ -781,7 +781,8 @@ impl Sim {
             SyncMode::Bundle | SyncMode::Duplicated => {
                 let (a, b) = self.pair(from, to)?;
                 let heads = b.with_store(|s| s.heads_())?;
-                let (_, since) = bundle::read_heads(&heads).map_err(|e| fail(e.to_string()))?;
+                let (_, since) =
+                    bundle::read_summary_file(&heads).map_err(|e| fail(e.to_string()))?;
                 let file = a.with_store(|s| s.export_(&since))?.map_err(fail)?;
                 b.with_store(|s| s.import_(&file))?.map_err(fail)?;
                 if mode == SyncMode::Duplicated {

@@ -14,9 +14,9 @@ mod common;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
-use cardlog_core::replay::{ChainHead, Readiness};
+use cardlog_core::replay::{ChainTip, Readiness};
 use cardlog_core::{
-    ContactId, Device, Field, InsertOutcome, Missing, OpId, Path, Replay, ReplayError, ReplicaId,
+    ContactId, Device, DeviceId, Field, InsertOutcome, Missing, OpId, Path, Replay, ReplayError,
     SealedOp,
 };
 use cardlog_store::{OpOutcome, StoreError};
@@ -263,10 +263,10 @@ fn an_op_without_the_write_it_replaces_is_missing_and_not_stored() {
 fn a_fork_is_refused_whole_and_the_other_ops_of_the_call_are_stored() {
     // Two devices that (wrongly) share one replica id both write seq 1 and 2.
     let clock = std::sync::Arc::new(cardlog_core::FakeClock::new(common::NINE_MS));
-    let twin = ReplicaId([9; 16]);
+    let twin = DeviceId([9; 16]);
     let mut left = Device::new(twin, clock.clone());
     let mut right = Device::new(twin, clock.clone());
-    let mut bystander = Device::new(ReplicaId([3; 16]), clock.clone());
+    let mut bystander = Device::new(DeviceId([3; 16]), clock.clone());
     let left_1 = left.create(&sample(1)).unwrap();
     clock.advance_ms(MIN_MS);
     let right_1 = right.create(&sample(2)).unwrap();
@@ -332,10 +332,10 @@ fn a_fork_is_refused_whole_and_the_other_ops_of_the_call_are_stored() {
 #[test]
 fn apply_all_strict_stores_nothing_when_one_op_is_refused() {
     let clock = std::sync::Arc::new(cardlog_core::FakeClock::new(common::NINE_MS));
-    let twin = ReplicaId([9; 16]);
+    let twin = DeviceId([9; 16]);
     let mut left = Device::new(twin, clock.clone());
     let mut right = Device::new(twin, clock.clone());
-    let mut bystander = Device::new(ReplicaId([3; 16]), clock.clone());
+    let mut bystander = Device::new(DeviceId([3; 16]), clock.clone());
     let left_1 = left.create(&sample(1)).unwrap();
     clock.advance_ms(MIN_MS);
     let right_1 = right.create(&sample(2)).unwrap();
@@ -371,7 +371,7 @@ fn apply_all_strict_stores_nothing_when_one_op_is_refused() {
     assert_eq!(
         outcomes[1],
         OpOutcome::Missing(Missing::Chain {
-            author: ReplicaId([3; 16]),
+            author: DeviceId([3; 16]),
             seq: 2
         })
     );
@@ -440,7 +440,7 @@ fn a_reversed_chain_in_one_call_is_stored_completely() {
     let head = store.summary()[&w.devices[0].id()];
     assert_eq!(
         head,
-        ChainHead {
+        ChainTip {
             seq: 8,
             op: chain[7].id(),
             hlc: chain[7].op().hlc
@@ -449,16 +449,9 @@ fn a_reversed_chain_in_one_call_is_stored_completely() {
     assert_same_as_replay(&store, w.devices[0].replay());
 }
 
-/// A peer's summary in the store's shape, read from a replay.
-fn chain_heads(replay: &Replay) -> BTreeMap<ReplicaId, ChainHead> {
-    replay
-        .summary()
-        .into_iter()
-        .map(|(author, (seq, op))| {
-            let hlc = replay.op(&op).unwrap().op().hlc;
-            (author, ChainHead { seq, op, hlc })
-        })
-        .collect()
+/// A peer's summary, read from a replay (the one summary shape).
+fn chain_tips(replay: &Replay) -> BTreeMap<DeviceId, ChainTip> {
+    replay.summary()
 }
 
 /// Applies `sent` to `peer` in order: every op must apply at once, none may wait.
@@ -472,7 +465,7 @@ fn receive_in_order(peer: &mut Replay, sent: &[SealedOp]) {
             other => panic!("op {} not applied at once: {other:?}", op.id()),
         }
     }
-    assert_eq!(peer.pending().count(), 0);
+    assert_eq!(peer.waiting().count(), 0);
 }
 
 #[test]
@@ -486,7 +479,7 @@ fn ops_since_returns_exactly_what_a_peer_lacks_in_dependency_order() {
     // Peers that hold a prefix of the history: nothing, some, all of it.
     for known in [0, 1, ops.len() / 3, ops.len() / 2, ops.len() - 1, ops.len()] {
         let mut peer = replay_of(&ops[..known]);
-        let sent = store.ops_since(&chain_heads(&peer)).unwrap();
+        let sent = store.ops_since(&chain_tips(&peer)).unwrap();
         let sent_ids: HashSet<OpId> = sent.iter().map(SealedOp::id).collect();
         let expected: HashSet<OpId> = ops[known..].iter().map(SealedOp::id).collect();
         assert_eq!(sent.len(), ops.len() - known, "peer knows {known}");
@@ -505,7 +498,7 @@ fn offsets_since_reads_back_as_ops_since_and_refuses_other_offsets() {
     let (_tmp, _dir, mut store) = new_store();
     store.apply_all(&ops).unwrap();
     for known in [0, ops.len() / 2, ops.len()] {
-        let peer = chain_heads(&replay_of(&ops[..known]));
+        let peer = chain_tips(&replay_of(&ops[..known]));
         let offsets = store.offsets_since(&peer).unwrap();
         let whole = store.ops_since(&peer).unwrap();
         assert_eq!(offsets.len(), whole.len());
@@ -538,7 +531,7 @@ fn ops_since_serves_each_device_of_the_history() {
     let mut lacking = 0;
     for d in &w.devices {
         let mut peer = d.replay().clone();
-        let sent = store.ops_since(&chain_heads(&peer)).unwrap();
+        let sent = store.ops_since(&chain_tips(&peer)).unwrap();
         let expected: HashSet<OpId> = ops
             .iter()
             .map(SealedOp::id)
@@ -561,11 +554,11 @@ fn ops_since_ignores_authors_the_store_does_not_know_and_peers_ahead() {
     let (ops, replay) = scripted();
     let (_tmp, _dir, mut store) = new_store();
     store.apply_all(&ops).unwrap();
-    let mut summary = chain_heads(&replay);
+    let mut summary = chain_tips(&replay);
     assert!(store.ops_since(&summary).unwrap().is_empty());
     summary.insert(
-        ReplicaId([0x77; 16]),
-        ChainHead {
+        DeviceId([0x77; 16]),
+        ChainTip {
             seq: 5,
             op: OpId([0x77; 32]),
             hlc: cardlog_core::Hlc::default(),
@@ -573,7 +566,7 @@ fn ops_since_ignores_authors_the_store_does_not_know_and_peers_ahead() {
     );
     assert!(store.ops_since(&summary).unwrap().is_empty());
     // A peer that has more of an author than the store gets nothing of that author.
-    let author = ReplicaId([1; 16]);
+    let author = DeviceId([1; 16]);
     summary.get_mut(&author).unwrap().seq += 10;
     assert!(store.ops_since(&summary).unwrap().is_empty());
 }

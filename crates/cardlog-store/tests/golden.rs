@@ -24,10 +24,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
 
-use cardlog_core::replay::{ChainHead, Heads, RegisterWrite};
+use cardlog_core::replay::{ChainTip, Heads, RegisterWrite};
 use cardlog_core::{
-    ContactId, Field, Hlc, ItemBody, ItemId, ItemKind, ItemValue, Op, OpId, Path, PostalAddress,
-    ReplicaId, SealedOp, Value, Write,
+    ContactId, DeviceId, Field, Hlc, ItemBody, ItemId, ItemKind, ItemValue, Op, OpId, Path,
+    PostalAddress, SealedOp, Value, Write,
 };
 use cardlog_store::keys::{self, meta, ContactRegisters};
 use cardlog_store::log::{FileLog, OpLog, Read, COMMIT, LOG_FILE};
@@ -36,10 +36,10 @@ use cardlog_store::{OpOutcome, Recovery, Store, StoreOptions};
 
 // ---- the history ---------------------------------------------------------------------------
 
-const A: ReplicaId = ReplicaId([0xa1; 16]);
-const B: ReplicaId = ReplicaId([0xb2; 16]);
+const A: DeviceId = DeviceId([0xa1; 16]);
+const B: DeviceId = DeviceId([0xb2; 16]);
 /// The store's own device id (`mreplica`; `create` draws a random one, the test sets this).
-const LOCAL: ReplicaId = ReplicaId([0x5e; 16]);
+const LOCAL: DeviceId = DeviceId([0x5e; 16]);
 const ADA: ContactId = ContactId([0x0c; 16]);
 const CHARLES: ContactId = ContactId([0x0d; 16]);
 const PHONE: ItemId = ItemId([0x11; 16]);
@@ -233,12 +233,12 @@ fn history() -> Vec<SealedOp> {
 }
 
 /// Per author, the last op of the history.
-fn expected_summary(ops: &[SealedOp]) -> BTreeMap<ReplicaId, ChainHead> {
+fn expected_summary(ops: &[SealedOp]) -> BTreeMap<DeviceId, ChainTip> {
     let mut summary = BTreeMap::new();
     for op in ops {
         summary.insert(
             op.op().author,
-            ChainHead {
+            ChainTip {
                 seq: op.op().seq,
                 op: op.id(),
                 hlc: op.op().hlc,
@@ -555,7 +555,7 @@ fn todays_store_opens_a_store_assembled_from_the_fixtures() {
     assert_eq!(*store.recovery(), Recovery::default());
     let report = store.verify().unwrap();
     assert!(report.is_ok(), "{report:?}");
-    assert_eq!(store.replica_id(), LOCAL);
+    assert_eq!(store.device_id(), LOCAL);
     assert_eq!(store.op_count(), ops.len() as u64);
     assert_eq!(*store.summary(), expected_summary(&ops));
     for (contact, registers) in expected_registers(&ops) {

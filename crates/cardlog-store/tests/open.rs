@@ -195,17 +195,17 @@ fn create_in_an_existing_empty_directory_writes_the_marker() {
 #[test]
 fn replica_id_is_stable_across_reopens() {
     let (_tmp, dir, store) = new_store();
-    let id = store.replica_id();
-    assert_eq!(store.previous_replica_id(), None);
+    let id = store.device_id();
+    assert_eq!(store.previous_device_id(), None);
     drop(store);
     for _ in 0..2 {
         let store = reopen(&dir);
-        assert_eq!(store.replica_id(), id);
-        assert_eq!(store.previous_replica_id(), None);
+        assert_eq!(store.device_id(), id);
+        assert_eq!(store.previous_device_id(), None);
     }
     // Two stores never share an id.
     let (_tmp2, _dir2, other) = new_store();
-    assert_ne!(other.replica_id(), id);
+    assert_ne!(other.device_id(), id);
 }
 
 #[test]
@@ -222,21 +222,21 @@ fn meta_values_survive_reopen() {
 #[test]
 fn opening_through_another_spelling_of_the_path_is_not_a_copy() {
     let (tmp, dir, store) = new_store();
-    let id = store.replica_id();
+    let id = store.device_id();
     drop(store);
     let dotted = tmp.path().join("elsewhere").join("..").join("store");
     std::fs::create_dir(tmp.path().join("elsewhere")).unwrap();
     let store = reopen(&dotted);
-    assert_eq!(store.replica_id(), id);
-    assert_eq!(store.previous_replica_id(), None);
+    assert_eq!(store.device_id(), id);
+    assert_eq!(store.previous_device_id(), None);
     drop(store);
     #[cfg(unix)]
     {
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink(&dir, &link).unwrap();
         let store = reopen(&link);
-        assert_eq!(store.replica_id(), id);
-        assert_eq!(store.previous_replica_id(), None);
+        assert_eq!(store.device_id(), id);
+        assert_eq!(store.previous_device_id(), None);
     }
 }
 
@@ -245,29 +245,29 @@ fn a_copied_store_takes_a_fresh_replica_id_and_keeps_its_data() {
     let tmp = tempfile::tempdir().unwrap();
     let original = tmp.path().join("original");
     let op = store_with_one_op(&original);
-    let original_id = reopen(&original).replica_id();
+    let original_id = reopen(&original).device_id();
 
     let copy = tmp.path().join("copy");
     copy_dir(&original, &copy);
     let store = reopen(&copy);
-    assert_ne!(store.replica_id(), original_id);
-    assert_eq!(store.previous_replica_id(), Some(original_id));
+    assert_ne!(store.device_id(), original_id);
+    assert_eq!(store.previous_device_id(), Some(original_id));
     assert_eq!(store.op(&op.id()).unwrap(), Some(op.clone()));
     assert_eq!(store.op_count(), 1);
     assert!(store.verify().unwrap().is_ok());
-    let fresh = store.replica_id();
+    let fresh = store.device_id();
     drop(store);
 
     // The copy is now at home: it keeps the fresh id.
     let store = reopen(&copy);
-    assert_eq!(store.replica_id(), fresh);
-    assert_eq!(store.previous_replica_id(), None);
+    assert_eq!(store.device_id(), fresh);
+    assert_eq!(store.previous_device_id(), None);
     drop(store);
 
     // The original was never moved: it keeps its id.
     let store = reopen(&original);
-    assert_eq!(store.replica_id(), original_id);
-    assert_eq!(store.previous_replica_id(), None);
+    assert_eq!(store.device_id(), original_id);
+    assert_eq!(store.previous_device_id(), None);
     assert_eq!(store.op(&op.id()).unwrap(), Some(op));
 }
 
@@ -276,12 +276,12 @@ fn a_moved_store_takes_a_fresh_replica_id() {
     let tmp = tempfile::tempdir().unwrap();
     let before = tmp.path().join("before");
     let op = store_with_one_op(&before);
-    let id = reopen(&before).replica_id();
+    let id = reopen(&before).device_id();
     let after = tmp.path().join("after");
     std::fs::rename(&before, &after).unwrap();
     let store = reopen(&after);
-    assert_ne!(store.replica_id(), id);
-    assert_eq!(store.previous_replica_id(), Some(id));
+    assert_ne!(store.device_id(), id);
+    assert_eq!(store.previous_device_id(), Some(id));
     assert_eq!(
         store
             .contact(&sample(1).id)
@@ -491,7 +491,7 @@ fn a_format_2_store_is_upgraded_on_open_and_keeps_every_op_and_contact() {
         store.contacts(true).unwrap(),
         store.conflicts().unwrap(),
         common::summary_of(&store),
-        store.replica_id(),
+        store.device_id(),
     );
     assert!(!conflicts.is_empty() && contacts.len() > 3);
     drop(store);
@@ -503,7 +503,7 @@ fn a_format_2_store_is_upgraded_on_open_and_keeps_every_op_and_contact() {
     assert_eq!(store.contacts(true).unwrap(), contacts);
     assert_eq!(store.conflicts().unwrap(), conflicts);
     assert_eq!(common::summary_of(&store), summary);
-    assert_eq!(store.replica_id(), replica);
+    assert_eq!(store.device_id(), replica);
     assert_eq!(store.op_count(), ops.len() as u64);
     assert!(store.verify().unwrap().is_ok());
     drop(store);

@@ -127,8 +127,8 @@ fn create_builds_beside_the_target_and_leaves_nothing_else() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("cards");
     let store = Store::create(&dir, &StoreOptions::default()).unwrap();
-    let id = store.replica_id();
-    assert_eq!(store.previous_replica_id(), None);
+    let id = store.device_id();
+    assert_eq!(store.previous_device_id(), None);
     drop(store);
     let names: Vec<String> = std::fs::read_dir(tmp.path())
         .unwrap()
@@ -136,6 +136,6 @@ fn create_builds_beside_the_target_and_leaves_nothing_else() {
         .collect();
     assert_eq!(names, ["cards"]);
     let store = reopen(&dir);
-    assert_eq!(store.replica_id(), id, "the rename is not taken for a copy");
-    assert_eq!(store.previous_replica_id(), None);
+    assert_eq!(store.device_id(), id, "the rename is not taken for a copy");
+    assert_eq!(store.previous_device_id(), None);
 }

@@ -1,12 +1,12 @@
 //! Bundle and heads files: the sync protocol carried by hand (sneakernet, a shared folder).
 //!
 //! A bundle is one [`Message::Bundle`]: a segment message with the writer's id and time. A
-//! heads file is one [`Message::Heads`]: a summary, so that the next bundle for that replica
+//! heads file is one [`Message::SummaryFile`]: a summary, so that the next bundle for that replica
 //! carries only what it lacks (`cardlog heads --out` there, `cardlog export --since` here).
 //! Importing verifies the whole bundle before applying anything and applies it atomically;
 //! importing the same bundle again stores nothing.
 
-use cardlog_core::ReplicaId;
+use cardlog_core::DeviceId;
 
 use crate::error::SyncError;
 use crate::receive::{apply_segments, Received, View};
@@ -20,7 +20,7 @@ use crate::wire::WireError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Imported {
     /// The device that wrote the bundle.
-    pub from: ReplicaId,
+    pub from: DeviceId,
     /// When it wrote it (its calibrated wall time, ms since the epoch).
     pub created_ms: u64,
     /// What was applied.
@@ -51,7 +51,7 @@ pub fn export<S: SyncStore>(store: &S, since: Option<&Summary>) -> Result<Vec<u8
         other => other,
     })?;
     let bytes = message::encode(&Message::Bundle {
-        replica: store.replica_id(),
+        replica: store.device_id(),
         created_ms: store.calibrated_ms(),
         segments,
     });
@@ -87,17 +87,17 @@ pub fn import<S: SyncStore>(store: &mut S, bytes: &[u8]) -> Result<Imported, Syn
 }
 
 /// A heads file: what this replica holds.
-pub fn heads<S: SyncStore>(store: &S) -> Vec<u8> {
-    message::encode(&Message::Heads {
-        replica: store.replica_id(),
+pub fn summary_file<S: SyncStore>(store: &S) -> Vec<u8> {
+    message::encode(&Message::SummaryFile {
+        replica: store.device_id(),
         summary: store.summary(),
     })
 }
 
 /// Reads a heads file: who wrote it and what it held.
-pub fn read_heads(bytes: &[u8]) -> Result<(ReplicaId, Summary), SyncError> {
+pub fn read_summary_file(bytes: &[u8]) -> Result<(DeviceId, Summary), SyncError> {
     match message::decode(bytes)? {
-        Message::Heads { replica, summary } => Ok((replica, summary)),
+        Message::SummaryFile { replica, summary } => Ok((replica, summary)),
         other => Err(SyncError::Protocol(format!(
             "this file is a {} message, not a heads file",
             other.kind()

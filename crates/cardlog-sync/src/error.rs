@@ -1,6 +1,6 @@
 //! Why a session, an import or an export failed.
 
-use cardlog_core::ReplicaId;
+use cardlog_core::DeviceId;
 
 use crate::wire::WireError;
 
@@ -27,7 +27,7 @@ pub enum SyncError {
     PeerAborted(String),
     /// The peer is this same replica.
     #[error("the peer is this same replica ({0})")]
-    SamePeer(ReplicaId),
+    SamePeer(DeviceId),
     /// The connection broke before the session ended.
     #[error("the peer disconnected before the session ended{0}")]
     Disconnected(String),

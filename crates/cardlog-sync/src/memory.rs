@@ -8,8 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cardlog_core::replay::{check_op, ChainHead, Readiness, Replay, ReplayError};
-use cardlog_core::{Device, OpId, ReplicaId, SealedOp};
+use cardlog_core::replay::{check_op, Readiness, Replay, ReplayError};
+use cardlog_core::{Device, DeviceId, OpId, SealedOp};
 
 use crate::store::{Applied, SyncStore};
 use crate::wire::message::{Fork, Summary};
@@ -18,7 +18,7 @@ use crate::wire::message::{Fork, Summary};
 #[derive(Debug, Clone)]
 pub struct MemoryReplica {
     device: Device,
-    peers: BTreeMap<ReplicaId, Summary>,
+    peers: BTreeMap<DeviceId, Summary>,
     forks: BTreeSet<Fork>,
 }
 
@@ -53,7 +53,7 @@ impl MemoryReplica {
     }
 
     /// What each peer acknowledged holding.
-    pub fn peers(&self) -> &BTreeMap<ReplicaId, Summary> {
+    pub fn peers(&self) -> &BTreeMap<DeviceId, Summary> {
         &self.peers
     }
 
@@ -66,32 +66,23 @@ impl MemoryReplica {
 impl SyncStore for MemoryReplica {
     type Error = Refusal;
 
-    fn replica_id(&self) -> ReplicaId {
+    fn device_id(&self) -> DeviceId {
         self.device.id()
     }
 
     fn summary(&self) -> Summary {
-        let replay = self.replay();
-        replay
-            .summary()
-            .into_iter()
-            .map(|(author, (seq, op))| {
-                let hlc = replay.op(&op).map(|o| o.op().hlc).unwrap_or_default();
-                (author, ChainHead { seq, op, hlc })
-            })
-            .collect()
+        self.replay().summary()
     }
 
     fn ops_since(&self, peer: &Summary) -> Result<Vec<SealedOp>, Refusal> {
-        let peer = peer.iter().map(|(a, h)| (*a, (h.seq, h.op))).collect();
-        Ok(self.replay().missing_for(&peer))
+        Ok(self.replay().missing_for(peer))
     }
 
     fn op_by_id(&self, id: &OpId) -> Result<Option<SealedOp>, Refusal> {
         Ok(self.replay().op(id).cloned())
     }
 
-    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, Refusal> {
+    fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<SealedOp>, Refusal> {
         let Some(index) = seq.checked_sub(1).and_then(|i| usize::try_from(i).ok()) else {
             return Ok(None);
         };
@@ -140,7 +131,7 @@ impl SyncStore for MemoryReplica {
 
     fn calibrate(
         &mut self,
-        _peer: ReplicaId,
+        _peer: DeviceId,
         peer_ms: u64,
         sent_ms: u64,
         received_ms: u64,
@@ -151,7 +142,7 @@ impl SyncStore for MemoryReplica {
             .calibrate(peer_ms, sent_ms, received_ms))
     }
 
-    fn record_peer(&mut self, peer: ReplicaId, acked: &Summary) -> Result<(), Refusal> {
+    fn record_peer(&mut self, peer: DeviceId, acked: &Summary) -> Result<(), Refusal> {
         self.peers.insert(peer, acked.clone());
         Ok(())
     }

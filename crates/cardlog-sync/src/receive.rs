@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cardlog_core::{OpId, ReplicaId, SealedOp};
+use cardlog_core::{DeviceId, OpId, SealedOp};
 
 use crate::error::SyncError;
 use crate::store::{Applied, SyncStore};
@@ -24,7 +24,7 @@ impl<S: SyncStore> Locate for View<'_, S> {
 }
 
 impl<S: SyncStore> Resolve for View<'_, S> {
-    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, WireError> {
+    fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<SealedOp>, WireError> {
         self.0
             .op_at(author, seq)
             .map_err(|e| WireError::Lookup(e.to_string()))
@@ -49,7 +49,7 @@ pub fn apply_segments<S: SyncStore>(store: &mut S, bytes: &[u8]) -> Result<Recei
     let ops = decode_segments(bytes, &View(&*store))?;
     let summary = store.summary();
     // Each author's ops in the message, by seq: where they meet our chain.
-    let mut by_author: BTreeMap<ReplicaId, Vec<&SealedOp>> = BTreeMap::new();
+    let mut by_author: BTreeMap<DeviceId, Vec<&SealedOp>> = BTreeMap::new();
     for op in &ops {
         by_author.entry(op.op().author).or_default().push(op);
     }
@@ -94,7 +94,7 @@ pub fn apply_segments<S: SyncStore>(store: &mut S, bytes: &[u8]) -> Result<Recei
             }
         }
     }
-    let forked: BTreeSet<ReplicaId> = forks.iter().map(|f| f.author).collect();
+    let forked: BTreeSet<DeviceId> = forks.iter().map(|f| f.author).collect();
     let keep: Vec<SealedOp> = ops
         .iter()
         .filter(|op| !forked.contains(&op.op().author))

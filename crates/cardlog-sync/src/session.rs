@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use cardlog_core::{ReplicaId, SealedOp};
+use cardlog_core::{DeviceId, SealedOp};
 
 use crate::error::SyncError;
 use crate::receive::{apply_segments, View};
@@ -41,7 +41,7 @@ pub struct Calibration {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReport {
     /// The peer's device id, once known.
-    pub peer: Option<ReplicaId>,
+    pub peer: Option<DeviceId>,
     /// Ops sent.
     pub sent_ops: usize,
     /// Ops received and stored.
@@ -125,7 +125,7 @@ struct Outgoing {
     /// Places of ops not fetched yet ([`SyncStore::places_since`]).
     places: VecDeque<u64>,
     /// Authors whose chains fork between us: their ops are left out.
-    forked: BTreeSet<ReplicaId>,
+    forked: BTreeSet<DeviceId>,
     /// Forks to report, in the first message only (taken by it).
     forks: Vec<Fork>,
 }
@@ -319,7 +319,7 @@ impl Session {
 
     fn hello<S: SyncStore>(&self, store: &S) -> Vec<u8> {
         message::encode(&Message::Hello {
-            replica: store.replica_id(),
+            replica: store.device_id(),
             wall_ms: store.calibrated_ms(),
             summary: store.summary(),
         })
@@ -458,10 +458,10 @@ impl Session {
     fn meet<S: SyncStore>(
         &mut self,
         store: &mut S,
-        peer: ReplicaId,
+        peer: DeviceId,
         summary: &Summary,
     ) -> Result<(), SyncError> {
-        if peer == store.replica_id() {
+        if peer == store.device_id() {
             return Err(SyncError::SamePeer(peer));
         }
         self.report.peer = Some(peer);
@@ -500,7 +500,7 @@ impl Session {
     /// Queues the `Ops` messages carrying what a peer holding `peer` lacks, leaving out the
     /// authors whose chains fork between us (the peer could not apply them).
     fn queue_ops<S: SyncStore>(&mut self, store: &S, peer: &Summary) -> Result<(), SyncError> {
-        let forked: BTreeSet<ReplicaId> = self.forks.iter().map(|f| f.author).collect();
+        let forked: BTreeSet<DeviceId> = self.forks.iter().map(|f| f.author).collect();
         let (ops, places) = match store.places_since(peer).map_err(SyncError::store)? {
             Some(places) => (VecDeque::new(), places.into()),
             None => (

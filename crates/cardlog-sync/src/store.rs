@@ -2,7 +2,7 @@
 //! its clock, and where it keeps what it learns of peers. `cardlog::Replica` implements it over
 //! its store; `memory::MemoryReplica` in memory.
 
-use cardlog_core::{OpId, ReplicaId, SealedOp};
+use cardlog_core::{DeviceId, OpId, SealedOp};
 
 use crate::wire::message::{Fork, Summary};
 
@@ -12,7 +12,7 @@ pub trait SyncStore {
     /// Errors of the store itself.
     type Error: std::error::Error + Send + Sync + 'static;
     /// The device id this replica writes as.
-    fn replica_id(&self) -> ReplicaId;
+    fn device_id(&self) -> DeviceId;
     /// Per author, the last op held.
     fn summary(&self) -> Summary;
     /// The ops a peer holding `peer` lacks, in an order where dependencies come first.
@@ -36,7 +36,7 @@ pub trait SyncStore {
     /// The op with this id, if held.
     fn op_by_id(&self, id: &OpId) -> Result<Option<SealedOp>, Self::Error>;
     /// The op `author` wrote at `seq`, if held.
-    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, Self::Error>;
+    fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<SealedOp>, Self::Error>;
     /// Stores verified ops in one atomic, durable step: all of them (less duplicates and ops
     /// whose dependencies are absent) or, if any is refused, none.
     fn apply(&mut self, ops: &[SealedOp]) -> Result<Applied, Self::Error>;
@@ -55,14 +55,14 @@ pub trait SyncStore {
     /// time `sent_ms` and answered at `received_ms`. Returns the new offset.
     fn calibrate(
         &mut self,
-        peer: ReplicaId,
+        peer: DeviceId,
         peer_ms: u64,
         sent_ms: u64,
         received_ms: u64,
     ) -> Result<i64, Self::Error>;
     /// Remembers that `peer` holds (at least) `acked`: the "needs sync" question is answered
     /// from it.
-    fn record_peer(&mut self, peer: ReplicaId, acked: &Summary) -> Result<(), Self::Error>;
+    fn record_peer(&mut self, peer: DeviceId, acked: &Summary) -> Result<(), Self::Error>;
     /// Remembers forks found, as seen from here.
     fn record_forks(&mut self, forks: &[Fork]) -> Result<(), Self::Error>;
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use cardlog_core::{OpId, ReplicaId, SealedOp};
+use cardlog_core::{DeviceId, OpId, SealedOp};
 
 use crate::error::SyncError;
 use crate::session::{Role, Session, SyncReport};
@@ -279,8 +279,8 @@ impl<S> Shared<S> {
 
 impl<S: SyncStore> SyncStore for Shared<S> {
     type Error = S::Error;
-    fn replica_id(&self) -> ReplicaId {
-        self.lock().replica_id()
+    fn device_id(&self) -> DeviceId {
+        self.lock().device_id()
     }
     fn summary(&self) -> Summary {
         self.lock().summary()
@@ -297,7 +297,7 @@ impl<S: SyncStore> SyncStore for Shared<S> {
     fn op_by_id(&self, id: &OpId) -> Result<Option<SealedOp>, Self::Error> {
         self.lock().op_by_id(id)
     }
-    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, Self::Error> {
+    fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<SealedOp>, Self::Error> {
         self.lock().op_at(author, seq)
     }
     fn apply(&mut self, ops: &[SealedOp]) -> Result<Applied, Self::Error> {
@@ -314,14 +314,14 @@ impl<S: SyncStore> SyncStore for Shared<S> {
     }
     fn calibrate(
         &mut self,
-        peer: ReplicaId,
+        peer: DeviceId,
         peer_ms: u64,
         sent_ms: u64,
         received_ms: u64,
     ) -> Result<i64, Self::Error> {
         self.lock().calibrate(peer, peer_ms, sent_ms, received_ms)
     }
-    fn record_peer(&mut self, peer: ReplicaId, acked: &Summary) -> Result<(), Self::Error> {
+    fn record_peer(&mut self, peer: DeviceId, acked: &Summary) -> Result<(), Self::Error> {
         self.lock().record_peer(peer, acked)
     }
     fn record_forks(&mut self, forks: &[Fork]) -> Result<(), Self::Error> {

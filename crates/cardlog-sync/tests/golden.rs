@@ -21,10 +21,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cardlog_core::replay::ChainHead;
+use cardlog_core::replay::ChainTip;
 use cardlog_core::{
-    ContactId, Device, FakeClock, Field, Hlc, ItemBody, ItemId, ItemKind, ItemValue, Op, OpId,
-    Path, PostalAddress, ReplicaId, SealedOp, Value, Write,
+    ContactId, Device, DeviceId, FakeClock, Field, Hlc, ItemBody, ItemId, ItemKind, ItemValue, Op,
+    OpId, Path, PostalAddress, SealedOp, Value, Write,
 };
 use cardlog_sync::bundle::{self, Imported};
 use cardlog_sync::memory::MemoryReplica;
@@ -34,8 +34,8 @@ use cardlog_sync::{Applied, Received, SyncStore};
 
 // ---- the history (as in cardlog-store/tests/golden.rs) -------------------------------------
 
-const A: ReplicaId = ReplicaId([0xa1; 16]);
-const B: ReplicaId = ReplicaId([0xb2; 16]);
+const A: DeviceId = DeviceId([0xa1; 16]);
+const B: DeviceId = DeviceId([0xb2; 16]);
 const ADA: ContactId = ContactId([0x0c; 16]);
 const CHARLES: ContactId = ContactId([0x0d; 16]);
 const PHONE: ItemId = ItemId([0x11; 16]);
@@ -231,7 +231,7 @@ fn summary_of(ops: &[SealedOp]) -> Summary {
     for op in ops {
         summary.insert(
             op.op().author,
-            ChainHead {
+            ChainTip {
                 seq: op.op().seq,
                 op: op.id(),
                 hlc: op.op().hlc,
@@ -257,7 +257,7 @@ impl Locate for Held {
 }
 
 impl Resolve for Held {
-    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, WireError> {
+    fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<SealedOp>, WireError> {
         Ok(self
             .0
             .iter()
@@ -404,7 +404,7 @@ fn messages(segments: &[u8]) -> Vec<(&'static str, Message)> {
         ),
         (
             "heads",
-            Message::Heads {
+            Message::SummaryFile {
                 replica: A,
                 summary: summary_of(&ops[..1]),
             },
@@ -523,11 +523,11 @@ fn the_bundle_fixture_decodes_and_imports_as_written() {
 #[test]
 fn the_heads_fixture_reads_as_b_and_its_summary() {
     // The committed heads file is B's summary after the whole history.
-    let (replica, summary) = bundle::read_heads(&read_fixture(HEADS_FIXTURE)).unwrap();
+    let (replica, summary) = bundle::read_summary_file(&read_fixture(HEADS_FIXTURE)).unwrap();
     assert_eq!(replica, B);
     assert_eq!(summary, summary_of(&history()));
-    let expected: BTreeMap<ReplicaId, u64> = [(A, 3), (B, 3)].into();
-    let seqs: BTreeMap<ReplicaId, u64> = summary.iter().map(|(a, h)| (*a, h.seq)).collect();
+    let expected: BTreeMap<DeviceId, u64> = [(A, 3), (B, 3)].into();
+    let seqs: BTreeMap<DeviceId, u64> = summary.iter().map(|(a, h)| (*a, h.seq)).collect();
     assert_eq!(seqs, expected);
 }
 
@@ -539,7 +539,7 @@ fn todays_export_writes_the_bundle_and_heads_fixtures() {
     let made = bundle::export(&replica, Some(&since)).unwrap();
     write_fixture_if_asked(BUNDLE_FIXTURE, &made);
     assert_same_bytes(BUNDLE_FIXTURE, &made, &read_fixture(BUNDLE_FIXTURE));
-    let made = bundle::heads(&replica);
+    let made = bundle::summary_file(&replica);
     write_fixture_if_asked(HEADS_FIXTURE, &made);
     assert_same_bytes(HEADS_FIXTURE, &made, &read_fixture(HEADS_FIXTURE));
 }
@@ -550,7 +550,7 @@ fn a_changed_byte_in_the_bundle_or_heads_fixture_is_refused() {
     assert_every_flip_refused(
         HEADS_FIXTURE,
         &read_fixture(HEADS_FIXTURE),
-        bundle::read_heads,
+        bundle::read_summary_file,
     );
     let mut reader = MemoryReplica::new(Device::new(A, Arc::new(FakeClock::new(BUNDLE_MS))));
     reader.apply(&firsts()).unwrap();

@@ -16,7 +16,7 @@ use std::io::Write as _;
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use cardlog_core::{ContactId, Hlc, Op, OpId, Path, ReplicaId, SealedOp, Value, Write};
+use cardlog_core::{ContactId, DeviceId, Hlc, Op, OpId, Path, SealedOp, Value, Write};
 use cardlog_sync::transport::{TcpTransport, Transport};
 use cardlog_sync::wire::message::{self, limits as msg, Message};
 use cardlog_sync::wire::segment::limits as seg;
@@ -30,7 +30,7 @@ const NINE_MS: u64 = 1_795_338_000_000;
 struct Empty;
 
 impl Resolve for Empty {
-    fn op_at(&self, _: &ReplicaId, _: u64) -> Result<Option<SealedOp>, WireError> {
+    fn op_at(&self, _: &DeviceId, _: u64) -> Result<Option<SealedOp>, WireError> {
         Ok(None)
     }
 }
@@ -362,7 +362,7 @@ fn a_tcp_length_prefix_one_past_the_limit_is_refused_before_reading() {
 }
 
 /// A valid first op of `author` writing contact `contact`'s existence, replacing `replaces`.
-fn exists_op(author: ReplicaId, contacts: &[(ContactId, Vec<OpId>)]) -> SealedOp {
+fn exists_op(author: DeviceId, contacts: &[(ContactId, Vec<OpId>)]) -> SealedOp {
     Op {
         author,
         seq: 1,
@@ -395,7 +395,7 @@ fn id(prefix: u8, i: u32) -> [u8; 16] {
 fn the_encoder_never_writes_more_segments_than_a_receiver_reads() {
     let limit = seg::SEGMENTS_PER_MESSAGE_MAX as u32;
     let ops: Vec<SealedOp> = (0..=limit)
-        .map(|i| exists_op(ReplicaId(id(0xa0, i)), &[(ContactId([1; 16]), vec![])]))
+        .map(|i| exists_op(DeviceId(id(0xa0, i)), &[(ContactId([1; 16]), vec![])]))
         .collect();
     let known = Known(HashMap::new());
     let err = encode_segments(&ops, &known).unwrap_err();
@@ -420,13 +420,13 @@ fn the_encoder_never_writes_a_larger_author_table_than_a_receiver_reads() {
     let others: Vec<SealedOp> = (0..limit)
         .map(|i| {
             exists_op(
-                ReplicaId(id(0xb0, i)),
+                DeviceId(id(0xb0, i)),
                 &[(ContactId(id(0xc0, i / 256)), vec![])],
             )
         })
         .collect();
     let known = Known(others.iter().map(|o| (o.id(), o.clone())).collect());
-    let author = ReplicaId([0xee; 16]);
+    let author = DeviceId([0xee; 16]);
     let chain = |others: &[SealedOp]| -> Vec<SealedOp> {
         // 256 replaced ops per write (one contact each), at most 86 writes per op (1 MiB).
         let writes: Vec<(ContactId, Vec<OpId>)> = others
@@ -456,7 +456,7 @@ fn the_encoder_never_writes_a_larger_author_table_than_a_receiver_reads() {
         "read back at the limit: {err:?}"
     );
     let one_more = exists_op(
-        ReplicaId(id(0xb0, limit)),
+        DeviceId(id(0xb0, limit)),
         &[(ContactId(id(0xc0, limit / 256)), vec![])],
     );
     let mut over = others.clone();
@@ -479,8 +479,8 @@ struct Listed(Vec<SealedOp>);
 
 impl cardlog_sync::SyncStore for Listed {
     type Error = std::io::Error;
-    fn replica_id(&self) -> ReplicaId {
-        ReplicaId([0xdd; 16])
+    fn device_id(&self) -> DeviceId {
+        DeviceId([0xdd; 16])
     }
     fn summary(&self) -> cardlog_sync::Summary {
         cardlog_sync::Summary::new()
@@ -491,7 +491,7 @@ impl cardlog_sync::SyncStore for Listed {
     fn op_by_id(&self, _: &OpId) -> Result<Option<SealedOp>, Self::Error> {
         Ok(None)
     }
-    fn op_at(&self, _: &ReplicaId, _: u64) -> Result<Option<SealedOp>, Self::Error> {
+    fn op_at(&self, _: &DeviceId, _: u64) -> Result<Option<SealedOp>, Self::Error> {
         Ok(None)
     }
     fn apply(&mut self, _: &[SealedOp]) -> Result<cardlog_sync::Applied, Self::Error> {
@@ -503,10 +503,10 @@ impl cardlog_sync::SyncStore for Listed {
     fn calibrated_ms(&self) -> u64 {
         NINE_MS
     }
-    fn calibrate(&mut self, _: ReplicaId, _: u64, _: u64, _: u64) -> Result<i64, Self::Error> {
+    fn calibrate(&mut self, _: DeviceId, _: u64, _: u64, _: u64) -> Result<i64, Self::Error> {
         Ok(0)
     }
-    fn record_peer(&mut self, _: ReplicaId, _: &cardlog_sync::Summary) -> Result<(), Self::Error> {
+    fn record_peer(&mut self, _: DeviceId, _: &cardlog_sync::Summary) -> Result<(), Self::Error> {
         Ok(())
     }
     fn record_forks(&mut self, _: &[cardlog_sync::Fork]) -> Result<(), Self::Error> {
@@ -518,7 +518,7 @@ impl cardlog_sync::SyncStore for Listed {
 fn a_bundle_too_many_segments_for_one_message_says_what_works_instead() {
     let limit = seg::SEGMENTS_PER_MESSAGE_MAX as u32;
     let ops: Vec<SealedOp> = (0..=limit)
-        .map(|i| exists_op(ReplicaId(id(0xa0, i)), &[(ContactId([1; 16]), vec![])]))
+        .map(|i| exists_op(DeviceId(id(0xa0, i)), &[(ContactId([1; 16]), vec![])]))
         .collect();
     let replica = Listed(ops);
     match cardlog_sync::bundle::export(&replica, None).unwrap_err() {

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use cardlog_core::{
-    Contact, ContactId, Device, FakeClock, Field, ItemBody, ItemId, OpId, Replay, ReplicaId,
+    Contact, ContactId, Device, DeviceId, FakeClock, Field, ItemBody, ItemId, OpId, Replay,
     SealedOp,
 };
 use cardlog_sync::{decode_segments, encode_segments, Locate, Resolve, WireError};
@@ -30,7 +30,7 @@ impl Locate for Held<'_> {
 }
 
 impl Resolve for Held<'_> {
-    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, WireError> {
+    fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<SealedOp>, WireError> {
         let index = usize::try_from(seq).unwrap().checked_sub(1);
         Ok(index.and_then(|i| self.0.chain(author).nth(i).cloned()))
     }
@@ -53,7 +53,7 @@ fn contact(n: u8) -> Contact {
 fn history() -> (Vec<Device>, Arc<FakeClock>) {
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let mut d: Vec<Device> = (1..=3)
-        .map(|i| Device::new(ReplicaId([i; 16]), clock.clone()))
+        .map(|i| Device::new(DeviceId([i; 16]), clock.clone()))
         .collect();
     for n in 1..=4 {
         d[0].create(&contact(n)).unwrap();
@@ -119,7 +119,7 @@ fn a_message_rebuilds_exactly_the_ops_the_receiver_lacks() {
     for op in got {
         copy.insert(op).unwrap();
     }
-    assert_eq!(copy.pending().count(), 0);
+    assert_eq!(copy.waiting().count(), 0);
     let mut full = Replay::new();
     for op in receiver.ops_in_order().chain(sender.ops_in_order()) {
         full.insert(op.clone()).unwrap();
@@ -211,7 +211,7 @@ fn altered_content_with_a_valid_checksum_fails_its_segment() {
     forged[at] = b'S';
     reseal(&mut forged);
     match decode_segments(&forged, &Held(&receiver)) {
-        Err(WireError::HeadMismatch { author, .. }) => assert_eq!(author, ReplicaId([3; 16])),
+        Err(WireError::HeadMismatch { author, .. }) => assert_eq!(author, DeviceId([3; 16])),
         other => panic!("expected a head mismatch, got {other:?}"),
     }
 }
@@ -238,11 +238,11 @@ fn a_reference_the_receiver_cannot_resolve_is_named() {
     let (d, _) = history();
     let sender = d[2].replay();
     // Only the last op of device 3: it replaces writes the empty receiver does not have.
-    let last = sender.chain(&ReplicaId([3; 16])).last().unwrap().clone();
+    let last = sender.chain(&DeviceId([3; 16])).last().unwrap().clone();
     let bytes = encode_segments(std::slice::from_ref(&last), &Held(sender)).unwrap();
     let empty = Replay::new();
     match decode_segments(&bytes, &Held(&empty)) {
-        Err(WireError::Unresolved { author, .. }) => assert_eq!(author, ReplicaId([3; 16])),
+        Err(WireError::Unresolved { author, .. }) => assert_eq!(author, DeviceId([3; 16])),
         other => panic!("expected an unresolved reference, got {other:?}"),
     }
 }
@@ -251,8 +251,8 @@ fn a_reference_the_receiver_cannot_resolve_is_named() {
 fn single_field_edits_cost_under_forty_bytes_each() {
     // 300 contacts shared, then 100 single-field edits of random contacts on one side.
     let clock = Arc::new(FakeClock::new(NINE_MS));
-    let mut a = Device::new(ReplicaId([1; 16]), clock.clone());
-    let mut b = Device::new(ReplicaId([2; 16]), clock.clone());
+    let mut a = Device::new(DeviceId([1; 16]), clock.clone());
+    let mut b = Device::new(DeviceId([2; 16]), clock.clone());
     for n in 0..300u32 {
         let mut c = Contact::new(ContactId(u128::from(n + 1).to_be_bytes()));
         c.set(Field::Given, format!("Given {n}"));

@@ -40,17 +40,20 @@ mod replica;
 mod sync;
 
 pub use error::{Error, OpenError};
-pub use replica::{ApplyReport, Bulk, Options, Replica, Summary};
+pub use replica::{ApplyReport, Bulk, Options, Replica};
 pub use sync::{CalibrationInfo, PeerInfo};
 
 /// The sync layer: sessions, transports, bundles (docs/SYNC.md).
 pub use cardlog_sync as sync_layer;
 pub use cardlog_sync::{Fork, Role, SyncError, SyncReport};
 
-pub use cardlog_core::replay::ChainHead;
+pub use cardlog_core::replay::{ChainTip, Heads};
 pub use cardlog_core::{
-    Batch, Contact, ContactId, ContactView, Field, FieldConflict, Hlc, IdPrefix, Item, ItemBody,
-    ItemId, ItemKind, ItemValue, Missing, OpId, Path, PostalAddress, ReplicaId, SealedOp,
-    SkewReport, Value, Version, WallClock,
+    Batch, Contact, ContactId, ContactView, DeviceId, FakeClock, Field, FieldConflict,
+    HistoryEntry, Hlc, HlcClock, IdPrefix, Item, ItemBody, ItemId, ItemKind, ItemValue, Missing,
+    OpId, Path, PostalAddress, SealedOp, SkewReport, Summary, SystemClock, Value, WallClock,
 };
-pub use cardlog_store::{Progress, VerifyReport, CACHE_BYTES_DEFAULT};
+pub use cardlog_store::log::LogError;
+pub use cardlog_store::state::KvError;
+pub use cardlog_store::{Progress, Recovery, Store, StoreError, VerifyReport, CACHE_BYTES_DEFAULT};
+pub use cardlog_sync::bundle::Imported;

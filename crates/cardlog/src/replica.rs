@@ -11,16 +11,15 @@
 //! after everything the replica holds. The calibration offset learned from peers is kept in
 //! the store's meta.
 
-use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 use std::path::Path as FsPath;
 use std::sync::Arc;
 
 use cardlog_core::hlc::SKEW_BOUND_MS_DEFAULT;
-use cardlog_core::replay::{plan_contact, ChainHead, Heads};
+use cardlog_core::replay::{plan_contact, Heads};
 use cardlog_core::{
-    Batch, Contact, ContactId, ContactView, FieldConflict, HlcClock, IdPrefix, Missing, Op, OpId,
-    Path, ReplicaId, SealedOp, SkewReport, SystemClock, Value, Version, WallClock,
+    Batch, Contact, ContactId, ContactView, DeviceId, FieldConflict, HistoryEntry, HlcClock,
+    IdPrefix, Missing, Op, OpId, Path, SealedOp, SkewReport, SystemClock, Value, WallClock,
 };
 use cardlog_store::keys::{meta, ContactRegisters};
 use cardlog_store::{
@@ -30,8 +29,7 @@ use cardlog_store::{
 
 use crate::error::{Error, OpenError};
 
-/// Per author, the last op a replica holds: what a peer sends to ask for the rest.
-pub type Summary = BTreeMap<ReplicaId, ChainHead>;
+use cardlog_core::Summary;
 
 /// How to open a replica.
 #[derive(Clone)]
@@ -138,7 +136,7 @@ impl Replica {
             ),
             None => 0,
         };
-        let me = store.replica_id();
+        let me = store.device_id();
         let own = store.summary().get(&me).map(|h| h.hlc).unwrap_or_default();
         let mut clock = HlcClock::new(own, offset_ms, options.skew_bound_ms);
         let now = options.wall.now_ms();
@@ -157,21 +155,21 @@ impl Replica {
     }
 
     /// The device id new local ops are written as.
-    pub fn id(&self) -> ReplicaId {
-        self.store.replica_id()
+    pub fn id(&self) -> DeviceId {
+        self.store.device_id()
     }
 
     /// If this open found the directory copied or restored from a backup, the device id it was
     /// written as before: the replica now writes as a fresh id so two copies never extend the
     /// same chain (docs/ARCHITECTURE.md, "Device identity").
-    pub fn previous_id(&self) -> Option<ReplicaId> {
-        self.store.previous_replica_id()
+    pub fn previous_id(&self) -> Option<DeviceId> {
+        self.store.previous_device_id()
     }
 
     /// Every device id this replica's directory wrote as before a copy or restore, oldest
     /// first (kept across opens).
-    pub fn former_ids(&self) -> Result<Vec<ReplicaId>, Error> {
-        Ok(self.store.former_replica_ids()?)
+    pub fn former_ids(&self) -> Result<Vec<DeviceId>, Error> {
+        Ok(self.store.former_device_ids()?)
     }
 
     /// The hybrid clock.
@@ -454,12 +452,12 @@ impl Replica {
 
     /// Every value one path of a contact has had, oldest first: value, device, time, op id,
     /// and whether it is still a head.
-    pub fn history(&self, id: &ContactId, path: &Path) -> Result<Vec<Version>, Error> {
+    pub fn history(&self, id: &ContactId, path: &Path) -> Result<Vec<HistoryEntry>, Error> {
         Ok(self.store.history(id, path)?)
     }
 
     /// The history of every path of a contact, in path order.
-    pub fn contact_history(&self, id: &ContactId) -> Result<Vec<(Path, Vec<Version>)>, Error> {
+    pub fn contact_history(&self, id: &ContactId) -> Result<Vec<(Path, Vec<HistoryEntry>)>, Error> {
         let mut out = Vec::new();
         for path in self.store.paths(id)? {
             let versions = self.store.history(id, &path)?;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use bincode::config::{self, Configuration, LittleEndian, Varint};
 use bincode::{Decode, Encode};
 use cardlog_core::codec::{decode_exact_with, encode_with};
-use cardlog_core::replay::ChainHead;
-use cardlog_core::{ContactId, OpId, ReplicaId, SealedOp};
+use cardlog_core::replay::ChainTip;
+use cardlog_core::{ContactId, DeviceId, OpId, SealedOp};
 use cardlog_store::keys::meta;
 use cardlog_store::StoreError;
 use cardlog_sync::bundle::{self, Imported};
@@ -17,13 +17,15 @@ use cardlog_sync::transport::{self, Transport};
 use cardlog_sync::{Applied, Fork, Role, SyncError, SyncReport, SyncStore};
 
 use crate::error::Error;
-use crate::replica::{Replica, Summary};
+use cardlog_core::Summary;
+
+use crate::replica::Replica;
 
 /// What this replica knows about a peer it synced with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerInfo {
     /// The peer's device id.
-    pub id: ReplicaId,
+    pub id: DeviceId,
     /// What the peer acknowledged holding of the authors held here (per author, the highest
     /// seen). Authors held only by the peer are not kept: a peer could name any number.
     pub acked: Summary,
@@ -35,7 +37,7 @@ pub struct PeerInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CalibrationInfo {
     /// The peer calibrated to.
-    pub peer: ReplicaId,
+    pub peer: DeviceId,
     /// The offset applied to the wall clock, in ms (positive: the wall clock was behind).
     pub offset_ms: i64,
     /// The measured round trip, in ms.
@@ -49,11 +51,11 @@ pub struct CalibrationInfo {
 
 #[derive(Encode, Decode, Default)]
 struct PeerRecord {
-    acked: Vec<(ReplicaId, ChainHead)>,
+    acked: Vec<(DeviceId, ChainTip)>,
     last_ms: u64,
 }
 
-type ForkRecord = (ReplicaId, u64, OpId, OpId);
+type ForkRecord = (DeviceId, u64, OpId, OpId);
 
 /// Most memory decoding one meta record may claim, in bytes. The peers and forks records grow
 /// with the peers, authors and forks met, far beyond one op, so they do not decode under the
@@ -82,9 +84,9 @@ fn decode<T: Decode<()>>(bytes: &[u8], what: &str) -> Result<T, Error> {
 }
 
 impl Replica {
-    fn peer_records(&self) -> Result<BTreeMap<ReplicaId, PeerRecord>, Error> {
+    fn peer_records(&self) -> Result<BTreeMap<DeviceId, PeerRecord>, Error> {
         Ok(match self.store.meta(meta::PEERS)? {
-            Some(v) => decode::<Vec<(ReplicaId, PeerRecord)>>(&v, "peers")?
+            Some(v) => decode::<Vec<(DeviceId, PeerRecord)>>(&v, "peers")?
                 .into_iter()
                 .collect(),
             None => BTreeMap::new(),
@@ -108,7 +110,7 @@ impl Replica {
     /// sync" badge. Every change counts, whichever device made it, since this replica could
     /// pass it on. A peer never met has acknowledged nothing. Work grows with what the peer
     /// lacks, not with the history.
-    pub fn needs_sync(&self, peer: &ReplicaId) -> Result<BTreeSet<ContactId>, Error> {
+    pub fn needs_sync(&self, peer: &DeviceId) -> Result<BTreeSet<ContactId>, Error> {
         let acked: Summary = self
             .peer_records()?
             .remove(peer)
@@ -145,7 +147,7 @@ impl Replica {
             return Ok(None);
         };
         let (peer, offset_ms, rtt_ms, at_ms) =
-            decode::<(ReplicaId, i64, u64, u64)>(&v, "calibration")?;
+            decode::<(DeviceId, i64, u64, u64)>(&v, "calibration")?;
         Ok(Some(CalibrationInfo {
             peer,
             offset_ms,
@@ -182,7 +184,7 @@ impl Replica {
 
     /// Remembers what a heads file says its writer holds, so that [`Replica::needs_sync`]
     /// works for peers met only through files. This replica's own heads are ignored.
-    pub fn record_heads(&mut self, peer: ReplicaId, summary: &Summary) -> Result<(), Error> {
+    pub fn record_summary(&mut self, peer: DeviceId, summary: &Summary) -> Result<(), Error> {
         if peer == self.id() {
             return Ok(());
         }
@@ -190,15 +192,15 @@ impl Replica {
     }
 
     /// A heads file: what this replica holds, for a peer to export only what it lacks.
-    pub fn heads_file(&self) -> Vec<u8> {
-        bundle::heads(self)
+    pub fn summary_file(&self) -> Vec<u8> {
+        bundle::summary_file(self)
     }
 }
 
 impl SyncStore for Replica {
     type Error = Error;
 
-    fn replica_id(&self) -> ReplicaId {
+    fn device_id(&self) -> DeviceId {
         self.id()
     }
 
@@ -222,7 +224,7 @@ impl SyncStore for Replica {
         self.op(id)
     }
 
-    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, Error> {
+    fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<SealedOp>, Error> {
         Ok(self.store.op_by_seq(author, seq)?)
     }
 
@@ -252,7 +254,7 @@ impl SyncStore for Replica {
 
     fn calibrate(
         &mut self,
-        peer: ReplicaId,
+        peer: DeviceId,
         peer_ms: u64,
         sent_ms: u64,
         received_ms: u64,
@@ -265,13 +267,13 @@ impl SyncStore for Replica {
         Replica::calibrate(self, peer_ms, sent_ms, received_ms)
     }
 
-    fn record_peer(&mut self, peer: ReplicaId, acked: &Summary) -> Result<(), Error> {
+    fn record_peer(&mut self, peer: DeviceId, acked: &Summary) -> Result<(), Error> {
         let mut records = self.peer_records()?;
         let now = self.calibrated_ms();
         // Only authors held here matter to `needs_sync`; keeping only those bounds the record
         // by this replica's authors, whatever a peer's summary claims.
         let held = Replica::summary(self);
-        let claims: Vec<(&ReplicaId, &ChainHead)> = acked
+        let claims: Vec<(&DeviceId, &ChainTip)> = acked
             .iter()
             .filter(|(author, _)| held.contains_key(*author))
             .collect();
@@ -287,7 +289,7 @@ impl SyncStore for Replica {
         }
         record.acked = merged.into_iter().collect();
         record.last_ms = now;
-        let list: Vec<(ReplicaId, PeerRecord)> = records.into_iter().collect();
+        let list: Vec<(DeviceId, PeerRecord)> = records.into_iter().collect();
         self.store.put_meta(meta::PEERS, encode(&list))?;
         self.durable()
     }
@@ -300,7 +302,7 @@ impl SyncStore for Replica {
             .collect();
         // One record per place in a chain (author, seq, the op held here): however many other
         // ops peers claim for it, the record stays bounded by the ops held.
-        let mut places: BTreeSet<(ReplicaId, u64, OpId)> =
+        let mut places: BTreeSet<(DeviceId, u64, OpId)> =
             all.iter().map(|(a, s, o, _)| (*a, *s, *o)).collect();
         let before = all.len();
         for f in forks {
@@ -327,7 +329,7 @@ mod tests {
     /// larger (in bincode's count of decoded memory) than one op may be; it must read back.
     #[test]
     fn large_meta_records_read_back() {
-        let head = ChainHead {
+        let head = ChainTip {
             seq: 1 << 40,
             op: OpId([7; 32]),
             hlc: Hlc {
@@ -335,22 +337,22 @@ mod tests {
                 counter: 3,
             },
         };
-        let peers: Vec<(ReplicaId, PeerRecord)> = (0..100u32)
+        let peers: Vec<(DeviceId, PeerRecord)> = (0..100u32)
             .map(|p| {
                 let acked = (0..1_000u32)
                     .map(|a| {
                         let mut id = [0u8; 16];
                         id[..4].copy_from_slice(&a.to_be_bytes());
-                        (ReplicaId(id), head)
+                        (DeviceId(id), head)
                     })
                     .collect();
                 let mut id = [1u8; 16];
                 id[..4].copy_from_slice(&p.to_be_bytes());
-                (ReplicaId(id), PeerRecord { acked, last_ms: 5 })
+                (DeviceId(id), PeerRecord { acked, last_ms: 5 })
             })
             .collect();
         let bytes = encode(&peers);
-        let back: Vec<(ReplicaId, PeerRecord)> = decode(&bytes, "peers").unwrap();
+        let back: Vec<(DeviceId, PeerRecord)> = decode(&bytes, "peers").unwrap();
         assert_eq!(back.len(), 100);
         assert!(back.iter().all(|(_, r)| r.acked.len() == 1_000));
     }

@@ -27,8 +27,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use cardlog::{
-    Batch, Contact, ContactId, Field, ItemBody, ItemId, ItemKind, OpId, PostalAddress, Replica,
-    Value, Version,
+    Batch, Contact, ContactId, Field, HistoryEntry, ItemBody, ItemId, ItemKind, OpId,
+    PostalAddress, Replica, Value,
 };
 
 /// Set (to the store's directory) only in the child process: it makes `child_saves` run.
@@ -598,7 +598,7 @@ struct Audit {
 }
 
 /// Every path of a contact, as displayed, with its history.
-fn histories(replica: &Replica, contact: &ContactId) -> BTreeMap<String, Vec<Version>> {
+fn histories(replica: &Replica, contact: &ContactId) -> BTreeMap<String, Vec<HistoryEntry>> {
     replica
         .contact_history(contact)
         .unwrap()
@@ -708,7 +708,7 @@ impl Audit {
         );
 
         // Each reported write is in its path's history, with the value the child wrote.
-        let mut cache: HashMap<ContactId, BTreeMap<String, Vec<Version>>> = HashMap::new();
+        let mut cache: HashMap<ContactId, BTreeMap<String, Vec<HistoryEntry>>> = HashMap::new();
         for saved in &child.saved {
             for w in &saved.writes {
                 let paths = cache
@@ -754,7 +754,7 @@ impl Audit {
                 .or_insert_with(|| histories(&replica, contact))
                 .get(path)
                 .unwrap_or_else(|| panic!("{at}: contact {contact} {path} has no history"));
-            let heads: Vec<&Version> = versions.iter().filter(|v| v.head).collect();
+            let heads: Vec<&HistoryEntry> = versions.iter().filter(|v| v.head).collect();
             let [head] = heads.as_slice() else {
                 panic!("{at}: contact {contact} {path} has {} heads", heads.len());
             };

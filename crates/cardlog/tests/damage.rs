@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use cardlog::{
-    Contact, ContactId, ContactView, Error, Field, FieldConflict, ItemKind, OpId, OpenError,
-    Options, Path, Replica, Summary, Version,
+    Contact, ContactId, ContactView, Error, Field, FieldConflict, HistoryEntry, ItemKind, OpId,
+    OpenError, Options, Path, Replica, Summary,
 };
 use cardlog_core::FakeClock;
 
@@ -175,7 +175,7 @@ fn build_original(root: &FsPath, dir: &FsPath) -> u64 {
 #[derive(Debug, PartialEq)]
 struct Contents {
     contacts: Vec<ContactView>,
-    histories: BTreeMap<ContactId, Vec<(Path, Vec<Version>)>>,
+    histories: BTreeMap<ContactId, Vec<(Path, Vec<HistoryEntry>)>>,
     conflicts: Vec<(ContactId, FieldConflict)>,
     ops: Vec<OpId>,
     summary: Summary,

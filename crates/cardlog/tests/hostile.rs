@@ -23,7 +23,7 @@ use cardlog::sync_layer::transport::{channel_pair, run_session, ChannelEnd, Tran
 use cardlog::sync_layer::wire::message::{self, Message};
 use cardlog::sync_layer::{encode_segments, Locate, SyncStore, WireError};
 use cardlog::{
-    ContactId, Error, Field, Fork, Hlc, OpId, Path, Replica, ReplicaId, Role, SealedOp, Summary,
+    ContactId, DeviceId, Error, Field, Fork, Hlc, OpId, Path, Replica, Role, SealedOp, Summary,
     SyncError, SyncReport, Value,
 };
 use cardlog_core::{Device, FakeClock, ReplayError};
@@ -38,7 +38,7 @@ struct Snapshot {
     ops: u64,
     every_op: Vec<OpId>,
     forks: Vec<Fork>,
-    acked: Vec<(ReplicaId, Summary)>,
+    acked: Vec<(DeviceId, Summary)>,
 }
 
 fn snapshot(r: &Replica) -> Snapshot {
@@ -57,7 +57,7 @@ fn snapshot(r: &Replica) -> Snapshot {
     }
 }
 
-fn op_at(r: &Replica, author: ReplicaId, seq: u64) -> SealedOp {
+fn op_at(r: &Replica, author: DeviceId, seq: u64) -> SealedOp {
     SyncStore::op_at(r, &author, seq).unwrap().unwrap()
 }
 
@@ -86,7 +86,7 @@ impl Locate for Known {
     }
 }
 
-fn bundle_of(from: ReplicaId, segments: Vec<u8>) -> Vec<u8> {
+fn bundle_of(from: DeviceId, segments: Vec<u8>) -> Vec<u8> {
     message::encode(&Message::Bundle {
         replica: from,
         created_ms: NINE_MS,
@@ -450,7 +450,7 @@ fn forgery() -> Forgery {
     .unwrap();
     session(&mut a, &mut r);
     clock.advance_ms(1_000);
-    let third = Device::new(ReplicaId([0x33; 16]), clock.clone());
+    let third = Device::new(DeviceId([0x33; 16]), clock.clone());
     Forgery {
         _tmp: tmp,
         clock,
@@ -462,7 +462,7 @@ fn forgery() -> Forgery {
 }
 
 /// A new op claiming `author`'s `seq`, naming `prev`, creating contact `n`.
-fn forged_op(author: ReplicaId, seq: u64, prev: Option<&SealedOp>, n: u8) -> SealedOp {
+fn forged_op(author: DeviceId, seq: u64, prev: Option<&SealedOp>, n: u8) -> SealedOp {
     let mut op = Device::new(author, Arc::new(FakeClock::new(NINE_MS + 500_000)))
         .create(&person(n, "Forged"))
         .unwrap()
@@ -479,7 +479,7 @@ fn forged_op(author: ReplicaId, seq: u64, prev: Option<&SealedOp>, n: u8) -> Sea
 
 /// Imports a bundle of `forged` and an innocent op into `r`: the forged author's ops must be
 /// set aside as one fork at `seq`, the innocent op applied and nothing else of `r` changed.
-fn assert_set_aside(f: &mut Forgery, author: ReplicaId, forged: &[SealedOp], seq: u64) {
+fn assert_set_aside(f: &mut Forgery, author: DeviceId, forged: &[SealedOp], seq: u64) {
     f.innocents += 1;
     let innocent = f
         .third
@@ -658,10 +658,10 @@ fn forged_content_with_a_recomputed_id_but_a_broken_chain_is_refused() {
 }
 
 /// An author id no replica has: `i` in its first bytes.
-fn stranger(i: u32) -> ReplicaId {
+fn stranger(i: u32) -> DeviceId {
     let mut id = [0x5a; 16];
     id[..4].copy_from_slice(&i.to_be_bytes());
-    ReplicaId(id)
+    DeviceId(id)
 }
 
 #[test]
@@ -672,7 +672,7 @@ fn a_peers_claims_about_authors_and_forks_stay_bounded_and_break_nothing() {
     let mut honest = replica(&tmp.path().join("honest"), &clock);
     r.add_contact(&person(1, "Ada")).unwrap();
     let mine = op_at(&r, r.id(), 1);
-    let liar = ReplicaId([0x1e; 16]);
+    let liar = DeviceId([0x1e; 16]);
     // A hello naming 20,000 authors nobody has (besides r's own head), forks claimed at r's
     // op (20,000 of them, each with another "other op") and at ops r does not hold, and an
     // ack as large as the hello. Far more than one op's decode limit if all were recorded.
@@ -680,7 +680,7 @@ fn a_peers_claims_about_authors_and_forks_stay_bounded_and_break_nothing() {
     for i in 0..20_000 {
         summary.insert(
             stranger(i),
-            cardlog::ChainHead {
+            cardlog::ChainTip {
                 seq: 1,
                 op: OpId([0x77; 32]),
                 hlc: Hlc {
@@ -762,7 +762,7 @@ fn an_op_at_the_writes_limit_from_a_peer_is_stored_and_reads_back() {
     for i in 0..4_095 {
         big.tags.insert(format!("t{i:05}"));
     }
-    let op = Device::new(ReplicaId([0x44; 16]), clock.clone())
+    let op = Device::new(DeviceId([0x44; 16]), clock.clone())
         .create(&big)
         .unwrap();
     assert_eq!(

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cardlog::{
-    Batch, Contact, ContactId, Error, Field, ItemBody, ItemId, OpenError, Options, Path, Replica,
-    ReplicaId, Summary, Value,
+    Batch, Contact, ContactId, DeviceId, Error, Field, ItemBody, ItemId, OpenError, Options, Path,
+    Replica, Summary, Value,
 };
 use cardlog_core::{Device, FakeClock, ReplayError};
 use cardlog_store::log::FaultyLog;
@@ -385,7 +385,7 @@ fn a_forked_chain_is_refused_whole_and_nothing_is_stored() {
     let mut a = Node::create(tmp.path(), "a");
     let clock = Arc::new(FakeClock::new(NINE_MS));
     // Two devices claiming the same id: the second chain forks the first at seq 1.
-    let id = ReplicaId([0x42; 16]);
+    let id = DeviceId([0x42; 16]);
     let mut d1 = Device::new(id, clock.clone());
     let mut d2 = Device::new(id, clock);
     let op1 = d1.create(&sample(1)).unwrap();

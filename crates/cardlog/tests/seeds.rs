@@ -96,8 +96,9 @@ impl World {
             }
             Via::Bundle => {
                 for (from, to) in [(a, b), (b, a)] {
-                    let heads = self.r(to).heads_file();
-                    let (_, since) = cardlog::sync_layer::bundle::read_heads(&heads).unwrap();
+                    let heads = self.r(to).summary_file();
+                    let (_, since) =
+                        cardlog::sync_layer::bundle::read_summary_file(&heads).unwrap();
                     let bundle = self.r(from).export_bundle(Some(&since)).unwrap();
                     let imported = self.r(to).import_bundle(&bundle).unwrap();
                     assert_eq!(imported.received.applied.missing, 0);

@@ -24,13 +24,11 @@ use cardlog::sync_layer::transport::{
 };
 use cardlog::sync_layer::wire::message::{self, Message};
 use cardlog::sync_layer::{SyncStore, WireError};
-use cardlog::{
-    Contact, ContactId, Field, Options, Replica, ReplicaId, Role, SyncError, SyncReport,
-};
+use cardlog::{Contact, ContactId, DeviceId, Field, Options, Replica, Role, SyncError, SyncReport};
 use cardlog_core::{Device, FakeClock};
 use common::{person, replica, reseal_segments, session, NINE_MS, TIMEOUT};
 
-fn op_at(r: &Replica, author: ReplicaId, seq: u64) -> cardlog::OpId {
+fn op_at(r: &Replica, author: DeviceId, seq: u64) -> cardlog::OpId {
     SyncStore::op_at(r, &author, seq).unwrap().unwrap().id()
 }
 
@@ -123,12 +121,12 @@ fn three_devices_converge_in_every_pairwise_order() {
 /// Two replicas holding different ops at the same place of one author's chain, as happens
 /// when a device restored from a backup writes again under its old id. `extra` more ops on
 /// the first branch make the chains unequal in length.
-fn forked(extra: usize) -> (tempfile::TempDir, Replica, Replica, ReplicaId) {
+fn forked(extra: usize) -> (tempfile::TempDir, Replica, Replica, DeviceId) {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let mut a = replica(&tmp.path().join("a"), &clock);
     let mut b = replica(&tmp.path().join("b"), &clock);
-    let author = ReplicaId([0xf0; 16]);
+    let author = DeviceId([0xf0; 16]);
     let mut before = Device::new(author, clock.clone());
     let mut after = Device::new(author, clock.clone());
     let mut ops = vec![before.create(&person(20, "Before")).unwrap()];
@@ -285,12 +283,12 @@ fn a_bundle_whose_op_content_was_altered_is_refused_naming_the_author() {
 #[test]
 fn a_heads_file_is_not_a_bundle_and_a_bundle_is_not_a_heads_file() {
     let (_tmp, mut b, bundle) = small_bundle();
-    let heads = b.heads_file();
+    let heads = b.summary_file();
     let err = b.import_bundle(&heads).unwrap_err();
     assert!(err.to_string().contains("not a bundle"), "{err}");
-    let err = cardlog::sync_layer::bundle::read_heads(&bundle).unwrap_err();
+    let err = cardlog::sync_layer::bundle::read_summary_file(&bundle).unwrap_err();
     assert!(err.to_string().contains("not a heads file"), "{err}");
-    let (id, summary) = cardlog::sync_layer::bundle::read_heads(&heads).unwrap();
+    let (id, summary) = cardlog::sync_layer::bundle::read_summary_file(&heads).unwrap();
     assert_eq!((id, &summary), (b.id(), b.summary()));
 }
 
@@ -455,7 +453,7 @@ fn a_trickling_peer_a_silent_peer_and_a_huge_length_time_out_or_are_refused() {
     let (addr, h) = responder(served_replica(tmp.path()), Duration::from_millis(400));
     let mut s = TcpStream::connect(&addr).unwrap();
     let hello = frame(&message::encode(&Message::Hello {
-        replica: ReplicaId([7; 16]),
+        replica: DeviceId([7; 16]),
         wall_ms: NINE_MS,
         summary: Default::default(),
     }));
@@ -624,13 +622,13 @@ fn ops_going_back_in_time_are_refused_whole_naming_author_and_seq() {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let mut b = replica(&tmp.path().join("b"), &clock);
-    let author = ReplicaId([0xf1; 16]);
+    let author = DeviceId([0xf1; 16]);
     let mut device = Device::new(author, clock.clone());
     let first = device.create(&person(40, "First")).unwrap();
     // A well-formed second op (hash, chain link, seq all right) whose timestamp is not after
     // the first's. (Wall time going backwards cannot even be written in a segment: times
     // are sent as deltas.)
-    let mut elsewhere = Device::new(ReplicaId([0xf2; 16]), clock.clone());
+    let mut elsewhere = Device::new(DeviceId([0xf2; 16]), clock.clone());
     let mut op = elsewhere
         .create(&person(41, "Second"))
         .unwrap()
@@ -640,7 +638,7 @@ fn ops_going_back_in_time_are_refused_whole_naming_author_and_seq() {
     op.seq = 2;
     op.prev = Some(first.id());
     let second = op.seal().unwrap();
-    let other = Device::new(ReplicaId([0xf3; 16]), clock.clone())
+    let other = Device::new(DeviceId([0xf3; 16]), clock.clone())
         .create(&person(42, "Innocent"))
         .unwrap();
     let segments = cardlog::sync_layer::encode_segments(&[first, second, other], &Nowhere).unwrap();
@@ -670,8 +668,9 @@ fn a_heads_file_counts_as_the_peers_acknowledgement() {
     a.add_contact(&person(1, "Old")).unwrap();
     b.import_bundle(&a.export_bundle(None).unwrap()).unwrap();
     a.add_contact(&person(2, "New")).unwrap();
-    let (peer, summary) = cardlog::sync_layer::bundle::read_heads(&b.heads_file()).unwrap();
-    a.record_heads(peer, &summary).unwrap();
+    let (peer, summary) =
+        cardlog::sync_layer::bundle::read_summary_file(&b.summary_file()).unwrap();
+    a.record_summary(peer, &summary).unwrap();
     assert_eq!(
         a.needs_sync(&b.id())
             .unwrap()
@@ -680,9 +679,9 @@ fn a_heads_file_counts_as_the_peers_acknowledgement() {
         vec![ContactId([2; 16])]
     );
     // Its own heads file teaches a replica nothing.
-    let own = a.heads_file();
-    let (me, mine) = cardlog::sync_layer::bundle::read_heads(&own).unwrap();
-    a.record_heads(me, &mine).unwrap();
+    let own = a.summary_file();
+    let (me, mine) = cardlog::sync_layer::bundle::read_summary_file(&own).unwrap();
+    a.record_summary(me, &mine).unwrap();
     assert_eq!(a.peers().unwrap().len(), 1);
 }
 
@@ -696,8 +695,8 @@ struct Paged<'a> {
 
 impl SyncStore for Paged<'_> {
     type Error = cardlog::Error;
-    fn replica_id(&self) -> ReplicaId {
-        SyncStore::replica_id(&*self.replica)
+    fn device_id(&self) -> DeviceId {
+        SyncStore::device_id(&*self.replica)
     }
     fn summary(&self) -> cardlog::Summary {
         SyncStore::summary(&*self.replica)
@@ -722,11 +721,7 @@ impl SyncStore for Paged<'_> {
     fn op_by_id(&self, id: &cardlog::OpId) -> Result<Option<cardlog::SealedOp>, Self::Error> {
         SyncStore::op_by_id(&*self.replica, id)
     }
-    fn op_at(
-        &self,
-        author: &ReplicaId,
-        seq: u64,
-    ) -> Result<Option<cardlog::SealedOp>, Self::Error> {
+    fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<cardlog::SealedOp>, Self::Error> {
         SyncStore::op_at(&*self.replica, author, seq)
     }
     fn apply(
@@ -743,18 +738,14 @@ impl SyncStore for Paged<'_> {
     }
     fn calibrate(
         &mut self,
-        peer: ReplicaId,
+        peer: DeviceId,
         peer_ms: u64,
         sent_ms: u64,
         received_ms: u64,
     ) -> Result<i64, Self::Error> {
         SyncStore::calibrate(&mut *self.replica, peer, peer_ms, sent_ms, received_ms)
     }
-    fn record_peer(
-        &mut self,
-        peer: ReplicaId,
-        acked: &cardlog::Summary,
-    ) -> Result<(), Self::Error> {
+    fn record_peer(&mut self, peer: DeviceId, acked: &cardlog::Summary) -> Result<(), Self::Error> {
         SyncStore::record_peer(&mut *self.replica, peer, acked)
     }
     fn record_forks(

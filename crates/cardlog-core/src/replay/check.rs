@@ -2,7 +2,7 @@
 //! [`OpLookup`] so the in-memory replay and the durable store apply exactly the same rules.
 
 use crate::hlc::Hlc;
-use crate::id::{ContactId, OpId, ReplicaId};
+use crate::id::{ContactId, DeviceId, OpId};
 use crate::model::Path;
 use crate::sealed::SealedOp;
 
@@ -12,7 +12,7 @@ use super::{Missing, ReplayError};
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, bincode::Encode, bincode::Decode,
 )]
-pub struct ChainHead {
+pub struct ChainTip {
     /// Its seq (the number of the author's ops applied).
     pub seq: u64,
     /// Its id (commits to the author's whole chain).
@@ -21,6 +21,11 @@ pub struct ChainHead {
     pub hlc: Hlc,
 }
 
+/// Per author, the tip of its chain: what a replica holds, in one value. Equal summaries mean
+/// equal sets of ops (each tip's id commits to its author's whole chain). The one summary
+/// type: replays, stores, the facade and the wire all use it.
+pub type Summary = std::collections::BTreeMap<DeviceId, ChainTip>;
+
 /// What the check needs to know about the ops already applied.
 pub trait OpLookup {
     /// Errors of the lookup itself (I/O for a store); must carry replay refusals.
@@ -28,9 +33,9 @@ pub trait OpLookup {
     /// Whether the op is applied.
     fn contains(&self, op: &OpId) -> Result<bool, Self::Error>;
     /// The author's last applied op.
-    fn chain_head(&self, author: &ReplicaId) -> Result<Option<ChainHead>, Self::Error>;
+    fn chain_tip(&self, author: &DeviceId) -> Result<Option<ChainTip>, Self::Error>;
     /// The id of the author's applied op at `seq`.
-    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<OpId>, Self::Error>;
+    fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<OpId>, Self::Error>;
     /// Whether the applied op `op` wrote at `(contact, path)`; `None` if `op` is not applied.
     fn wrote_at(
         &self,
@@ -57,7 +62,7 @@ pub enum Readiness {
 pub fn check_op<L: OpLookup>(lookup: &L, sealed: &SealedOp) -> Result<Readiness, L::Error> {
     let op = sealed.op();
     let id = sealed.id();
-    let head = lookup.chain_head(&op.author)?;
+    let head = lookup.chain_tip(&op.author)?;
     let applied = head.map_or(0, |h| h.seq);
     // An op past its author's head cannot be applied yet, so only ops at or below the head
     // need the (for a store, costly) lookup by id.

@@ -3,7 +3,7 @@
 //!
 //! Ops may be inserted in any order. An op is applied once its dependencies are present: the
 //! author's previous op (the hash chain) and every op it names in `replaces`. Until then it waits
-//! in a pending buffer. Whatever the order, the same set of applied ops gives the same registers
+//! in a waiting room. Whatever the order, the same set of applied ops gives the same registers
 //! (docs/SEMANTICS.md gives the rules; [`Replay::state_bytes`] is the byte-level witness used by
 //! the property tests).
 //!
@@ -17,18 +17,18 @@ mod view;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-pub use check::{check_op, ChainHead, OpLookup, Readiness};
+pub use check::{check_op, ChainTip, OpLookup, Readiness, Summary};
 pub use plan::{plan_contact, Batch, PlanError};
 pub use register::{Heads, RegisterWrite, WriteKey};
 pub use view::{
     contact_view, field_conflict, state_bytes, state_digest, write_state, ContactView,
-    FieldConflict, Version,
+    FieldConflict, HistoryEntry,
 };
 
 use register::Register;
 
 use crate::hlc::Hlc;
-use crate::id::{ContactId, OpId, ReplicaId};
+use crate::id::{ContactId, DeviceId, OpId};
 use crate::model::contact::Change;
 use crate::model::Path;
 use crate::op::{Op, Write};
@@ -43,7 +43,7 @@ pub enum ReplayError {
     #[error("fork: author {author} seq {seq} is op {existing} here but {incoming} was received")]
     Fork {
         /// The author.
-        author: ReplicaId,
+        author: DeviceId,
         /// The contested position.
         seq: u64,
         /// The op already applied at that position.
@@ -56,7 +56,7 @@ pub enum ReplayError {
     #[error("chain mismatch: op {op} (author {author} seq {seq}) names previous op {named:?}, but seq {prev_seq} here is {present}", prev_seq = seq - 1)]
     ChainMismatch {
         /// The author.
-        author: ReplicaId,
+        author: DeviceId,
         /// The received op's seq.
         seq: u64,
         /// The received op.
@@ -70,7 +70,7 @@ pub enum ReplayError {
     #[error("clock regression: op {op} (author {author} seq {seq}) has timestamp {hlc}, not after its predecessor's {prev}")]
     ClockRegression {
         /// The author.
-        author: ReplicaId,
+        author: DeviceId,
         /// The op's seq.
         seq: u64,
         /// The op.
@@ -100,7 +100,7 @@ pub enum Missing {
     /// The author's op at this seq (the chain predecessor).
     Chain {
         /// The author.
-        author: ReplicaId,
+        author: DeviceId,
         /// The missing seq.
         seq: u64,
     },
@@ -108,7 +108,7 @@ pub enum Missing {
     Op(OpId),
 }
 
-/// An op that was waiting in the pending buffer and turned out to be bad once its dependencies
+/// An op that was waiting in the waiting room and turned out to be bad once its dependencies
 /// arrived. It is dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
@@ -121,17 +121,17 @@ pub struct Rejected {
 /// What inserting an op did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InsertOutcome {
-    /// The op was applied, and with it these previously pending ops (the op itself first).
+    /// The op was applied, and with it these previously waiting ops (the op itself first).
     Applied {
         /// Every op applied by this insert, in application order.
         applied: Vec<OpId>,
-        /// Pending ops this insert unblocked that turned out to be invalid.
+        /// Waiting ops this insert unblocked that turned out to be invalid.
         rejected: Vec<Rejected>,
     },
     /// The op is already applied; nothing changed.
     Duplicate,
     /// The op waits for a dependency (it is kept and applied when the dependency arrives).
-    Pending {
+    Waiting {
         /// The first dependency found missing.
         missing: Missing,
     },
@@ -141,11 +141,11 @@ pub enum InsertOutcome {
 #[derive(Debug, Clone, Default)]
 pub struct Replay {
     ops: HashMap<OpId, SealedOp>,
-    chains: BTreeMap<ReplicaId, Vec<OpId>>,
+    chains: BTreeMap<DeviceId, Vec<OpId>>,
     order: Vec<OpId>,
     contacts: BTreeMap<ContactId, BTreeMap<Path, Register>>,
-    pending: HashMap<OpId, SealedOp>,
-    waiting: HashMap<Missing, Vec<OpId>>,
+    waiting: HashMap<OpId, SealedOp>,
+    waiters: HashMap<Missing, Vec<OpId>>,
 }
 
 impl OpLookup for Replay {
@@ -155,21 +155,21 @@ impl OpLookup for Replay {
         Ok(self.ops.contains_key(op))
     }
 
-    fn chain_head(&self, author: &ReplicaId) -> Result<Option<ChainHead>, ReplayError> {
+    fn chain_tip(&self, author: &DeviceId) -> Result<Option<ChainTip>, ReplayError> {
         let Some(chain) = self.chains.get(author) else {
             return Ok(None);
         };
         Ok(chain
             .last()
             .and_then(|id| self.ops.get(id))
-            .map(|op| ChainHead {
+            .map(|op| ChainTip {
                 seq: chain.len() as u64,
                 op: op.id(),
                 hlc: op.op().hlc,
             }))
     }
 
-    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<OpId>, ReplayError> {
+    fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<OpId>, ReplayError> {
         Ok(self
             .chains
             .get(author)
@@ -197,21 +197,21 @@ impl Replay {
         Self::default()
     }
 
-    /// Inserts an op: applies it (and any pending ops it unblocks) if its dependencies are
-    /// present, keeps it pending otherwise. An invalid op is refused and changes nothing.
+    /// Inserts an op: applies it (and any waiting ops it unblocks) if its dependencies are
+    /// present, keeps it waiting otherwise. An invalid op is refused and changes nothing.
     pub fn insert(&mut self, op: SealedOp) -> Result<InsertOutcome, ReplayError> {
         let id = op.id();
         match check_op(self, &op)? {
             Readiness::Duplicate => Ok(InsertOutcome::Duplicate),
             Readiness::Missing(missing) => {
-                // An op already pending stays registered under the dependency it waits for.
-                if self.pending.insert(id, op).is_none() {
-                    self.waiting.entry(missing).or_default().push(id);
+                // An op already waiting stays registered under the dependency it waits for.
+                if self.waiting.insert(id, op).is_none() {
+                    self.waiters.entry(missing).or_default().push(id);
                 }
-                Ok(InsertOutcome::Pending { missing })
+                Ok(InsertOutcome::Waiting { missing })
             }
             Readiness::Ready => {
-                self.pending.remove(&id);
+                self.waiting.remove(&id);
                 self.apply(op);
                 let mut applied = vec![id];
                 let mut rejected = Vec::new();
@@ -238,7 +238,7 @@ impl Replay {
         self.ops.insert(id, sealed);
     }
 
-    /// Applies pending ops whose dependencies are now present, until none is left to wake.
+    /// Applies waiting ops whose dependencies are now present, until none is left to wake.
     fn wake(&mut self, applied: &mut Vec<OpId>, rejected: &mut Vec<Rejected>) {
         let mut queue: VecDeque<OpId> = applied.iter().copied().collect();
         while let Some(done) = queue.pop_front() {
@@ -253,8 +253,8 @@ impl Replay {
                 Missing::Op(done),
             ];
             for dep in deps {
-                for waiter in self.waiting.remove(&dep).unwrap_or_default() {
-                    let Some(sealed) = self.pending.remove(&waiter) else {
+                for waiter in self.waiters.remove(&dep).unwrap_or_default() {
+                    let Some(sealed) = self.waiting.remove(&waiter) else {
                         continue;
                     };
                     match check_op(self, &sealed) {
@@ -265,8 +265,8 @@ impl Replay {
                         }
                         Ok(Readiness::Duplicate) => {}
                         Ok(Readiness::Missing(missing)) => {
-                            self.pending.insert(waiter, sealed);
-                            self.waiting.entry(missing).or_default().push(waiter);
+                            self.waiting.insert(waiter, sealed);
+                            self.waiters.entry(missing).or_default().push(waiter);
                         }
                         Err(error) => rejected.push(Rejected { op: waiter, error }),
                     }
@@ -296,12 +296,12 @@ impl Replay {
     }
 
     /// Ops waiting for a dependency.
-    pub fn pending(&self) -> impl Iterator<Item = &SealedOp> + '_ {
-        self.pending.values()
+    pub fn waiting(&self) -> impl Iterator<Item = &SealedOp> + '_ {
+        self.waiting.values()
     }
 
     /// One author's applied ops, in seq order.
-    pub fn chain(&self, author: &ReplicaId) -> impl Iterator<Item = &SealedOp> + '_ {
+    pub fn chain(&self, author: &DeviceId) -> impl Iterator<Item = &SealedOp> + '_ {
         self.chains
             .get(author)
             .into_iter()
@@ -311,13 +311,19 @@ impl Replay {
 
     /// For each author: the seq and id of its last applied op. Equal summaries mean equal sets
     /// of applied ops (each head hash commits to its author's whole chain).
-    pub fn summary(&self) -> BTreeMap<ReplicaId, (u64, OpId)> {
+    pub fn summary(&self) -> Summary {
         self.chains
             .iter()
             .filter_map(|(author, chain)| {
-                chain
-                    .last()
-                    .map(|head| (*author, (chain.len() as u64, *head)))
+                let tip = chain.last()?;
+                Some((
+                    *author,
+                    ChainTip {
+                        seq: chain.len() as u64,
+                        op: *tip,
+                        hlc: self.ops.get(tip).map(|o| o.op().hlc).unwrap_or_default(),
+                    },
+                ))
             })
             .collect()
     }
@@ -336,7 +342,7 @@ impl Replay {
 
     /// The op that saves `batch` as `author`'s next op at time `hlc`: seq and previous op come
     /// from the author's chain here, each write replaces the heads it saw here.
-    pub fn next_op(&self, author: ReplicaId, hlc: Hlc, batch: &Batch) -> Result<Op, PlanError> {
+    pub fn next_op(&self, author: DeviceId, hlc: Hlc, batch: &Batch) -> Result<Op, PlanError> {
         let chain = self.chains.get(&author);
         let mut writes = Vec::new();
         for (contact, changes) in batch.contacts() {
@@ -361,12 +367,12 @@ impl Replay {
     }
 
     /// The applied ops a peer with `summary` lacks, dependencies first.
-    pub fn missing_for(&self, summary: &BTreeMap<ReplicaId, (u64, OpId)>) -> Vec<SealedOp> {
+    pub fn missing_for(&self, summary: &Summary) -> Vec<SealedOp> {
         self.ops_in_order()
             .filter(|op| {
                 summary
                     .get(&op.op().author)
-                    .is_none_or(|(seq, _)| op.op().seq > *seq)
+                    .is_none_or(|tip| op.op().seq > tip.seq)
             })
             .cloned()
             .collect()
@@ -402,14 +408,14 @@ impl Replay {
 
     /// Every value the path has had, oldest first (by timestamp, author, op id). Empty if the
     /// path was never written.
-    pub fn history(&self, contact: &ContactId, path: &Path) -> Vec<Version> {
+    pub fn history(&self, contact: &ContactId, path: &Path) -> Vec<HistoryEntry> {
         self.contacts
             .get(contact)
             .and_then(|r| r.get(path))
             .map(|r| {
                 r.entries()
                     .iter()
-                    .map(|e| Version::of(e, r.heads().is_head(&e.key.op)))
+                    .map(|e| HistoryEntry::of(e, r.heads().is_head(&e.key.op)))
                     .collect()
             })
             .unwrap_or_default()

@@ -10,7 +10,7 @@
 use bincode::{Decode, Encode};
 
 use crate::hlc::Hlc;
-use crate::id::{OpId, ReplicaId};
+use crate::id::{DeviceId, OpId};
 use crate::model::Value;
 use crate::op::{Op, Write};
 
@@ -21,7 +21,7 @@ pub struct WriteKey {
     /// The writing op's timestamp.
     pub hlc: Hlc,
     /// The writing device.
-    pub author: ReplicaId,
+    pub author: DeviceId,
     /// The writing op.
     pub op: OpId,
 }
@@ -154,7 +154,7 @@ mod tests {
                     wall_ms: ms,
                     counter: 0,
                 },
-                author: ReplicaId([op; 16]),
+                author: DeviceId([op; 16]),
                 op: OpId([op; 32]),
             },
             seq: 1,

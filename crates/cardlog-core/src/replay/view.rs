@@ -8,17 +8,17 @@ use bincode::Encode;
 
 use super::register::{Heads, RegisterWrite};
 use crate::hlc::Hlc;
-use crate::id::{ContactId, ItemId, OpId, ReplicaId};
+use crate::id::{ContactId, DeviceId, ItemId, OpId};
 use crate::model::contact::{Contact, Item};
 use crate::model::{ItemKind, Path, Value};
 
 /// One value a path has had: which op wrote it, when, by whom, and whether it is still a head.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Version {
+pub struct HistoryEntry {
     /// The op that wrote it.
     pub op: OpId,
     /// The writing device.
-    pub author: ReplicaId,
+    pub author: DeviceId,
     /// The op's seq in its author's chain.
     pub seq: u64,
     /// The op's timestamp.
@@ -38,9 +38,9 @@ pub struct FieldConflict {
     /// The conflicted path (`exists` for a concurrent delete and edit).
     pub path: Path,
     /// The visible write.
-    pub winner: Version,
+    pub winner: HistoryEntry,
     /// The other heads, newest first.
-    pub alternatives: Vec<Version>,
+    pub alternatives: Vec<HistoryEntry>,
 }
 
 /// A contact as an app reads it: the visible values, whether it is deleted, and its conflicts.
@@ -58,7 +58,7 @@ pub struct ContactView {
     pub updated: Hlc,
 }
 
-impl Version {
+impl HistoryEntry {
     /// The version a register write describes.
     pub fn of(write: &RegisterWrite, head: bool) -> Self {
         Self {
@@ -78,7 +78,7 @@ pub fn field_conflict(path: &Path, heads: &Heads) -> Option<FieldConflict> {
     if !heads.conflicted() {
         return None;
     }
-    let mut versions = heads.iter().rev().map(|w| Version::of(w, true));
+    let mut versions = heads.iter().rev().map(|w| HistoryEntry::of(w, true));
     let winner = versions.next()?;
     Some(FieldConflict {
         path: path.clone(),

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 
-use cardlog_core::{ContactId, Op, OpId, ReplicaId};
+use cardlog_core::{ContactId, DeviceId, Op, OpId};
 
 use super::io::LogError;
 use super::record::decode_trusted;
@@ -22,7 +22,7 @@ use super::OpLog;
 #[derive(Debug, Default)]
 pub(crate) struct LogIndex {
     /// Per author, the offset of seq `n` at `n - 1`.
-    by_author: HashMap<ReplicaId, Vec<u64>, RandomState>,
+    by_author: HashMap<DeviceId, Vec<u64>, RandomState>,
     /// The first 8 bytes of an op id → its offset.
     by_id: HashMap<u64, u64, RandomState>,
     /// Ids whose first 8 bytes are shared with an earlier op (rare): full id → offset.
@@ -96,13 +96,13 @@ impl LogIndex {
     }
 
     /// The offset of `author`'s op at `seq`.
-    pub(crate) fn at_seq(&self, author: &ReplicaId, seq: u64) -> Option<u64> {
+    pub(crate) fn at_seq(&self, author: &DeviceId, seq: u64) -> Option<u64> {
         let i = usize::try_from(seq.checked_sub(1)?).ok()?;
         self.by_author.get(author)?.get(i).copied()
     }
 
     /// The offsets of `author`'s ops from `from` to `to` (inclusive).
-    pub(crate) fn seq_range(&self, author: &ReplicaId, from: u64, to: u64) -> &[u64] {
+    pub(crate) fn seq_range(&self, author: &DeviceId, from: u64, to: u64) -> &[u64] {
         let Some(chain) = self.by_author.get(author) else {
             return &[];
         };

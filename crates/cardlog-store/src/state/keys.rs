@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use cardlog_core::codec::{decode_exact_with, encode_to_vec, format_config};
-use cardlog_core::replay::{ChainHead, Heads};
-use cardlog_core::{ContactId, Path, ReplicaId};
+use cardlog_core::replay::{ChainTip, Heads};
+use cardlog_core::{ContactId, DeviceId, Path};
 
 use crate::error::StoreError;
 
@@ -71,7 +71,7 @@ pub fn decode<T: bincode::Decode<()>>(bytes: &[u8], what: &str) -> Result<T, Sto
 }
 
 /// `a` + author.
-pub fn author(author: &ReplicaId) -> Vec<u8> {
+pub fn author(author: &DeviceId) -> Vec<u8> {
     let mut k = Vec::with_capacity(17);
     k.push(AUTHOR);
     k.extend_from_slice(&author.0);
@@ -79,9 +79,9 @@ pub fn author(author: &ReplicaId) -> Vec<u8> {
 }
 
 /// Parses an author key and value.
-pub fn parse_author(k: &[u8], v: &[u8]) -> Result<(ReplicaId, ChainHead), StoreError> {
+pub fn parse_author(k: &[u8], v: &[u8]) -> Result<(DeviceId, ChainTip), StoreError> {
     Ok((
-        ReplicaId(take(k, 1, "author key")?),
+        DeviceId(take(k, 1, "author key")?),
         decode(v, "author head")?,
     ))
 }

@@ -27,8 +27,8 @@ use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::OnceLock;
 
-use cardlog_core::replay::{contact_view, ChainHead, ContactView, Heads, Missing, OpLookup};
-use cardlog_core::{ContactId, OpId, Path, ReplayError, ReplicaId};
+use cardlog_core::replay::{contact_view, ChainTip, ContactView, Heads, Missing, OpLookup};
+use cardlog_core::{ContactId, DeviceId, OpId, Path, ReplayError};
 
 pub use derive::Progress;
 pub use open::STORE_FORMAT_VERSION;
@@ -97,9 +97,9 @@ pub struct Store {
     log: OpLog,
     index: OnceLock<LogIndex>,
     dir: PathBuf,
-    replica: ReplicaId,
-    previous_replica: Option<ReplicaId>,
-    summary: BTreeMap<ReplicaId, ChainHead>,
+    replica: DeviceId,
+    previous_replica: Option<DeviceId>,
+    summary: BTreeMap<DeviceId, ChainTip>,
     ops: u64,
     poisoned: Option<String>,
     /// A meta value was written since the database was last flushed.
@@ -147,19 +147,19 @@ impl Store {
     }
 
     /// The device id new local ops are written as.
-    pub fn replica_id(&self) -> ReplicaId {
+    pub fn device_id(&self) -> DeviceId {
         self.replica
     }
 
     /// If this open found the store copied or restored, the device id it had before (the store
     /// now writes as a fresh id).
-    pub fn previous_replica_id(&self) -> Option<ReplicaId> {
+    pub fn previous_device_id(&self) -> Option<DeviceId> {
         self.previous_replica
     }
 
     /// Every device id this store wrote as before it was copied or restored, oldest first
-    /// (kept across opens, unlike [`Store::previous_replica_id`]).
-    pub fn former_replica_ids(&self) -> Result<Vec<ReplicaId>, StoreError> {
+    /// (kept across opens, unlike [`Store::previous_device_id`]).
+    pub fn former_device_ids(&self) -> Result<Vec<DeviceId>, StoreError> {
         let bytes = self.held.get(&*self.kv, meta::FORMER)?.unwrap_or_default();
         if !bytes.len().is_multiple_of(16) {
             return Err(StoreError::undecodable("former device ids"));
@@ -167,12 +167,12 @@ impl Store {
         Ok(bytes
             .chunks_exact(16)
             .filter_map(|c| <[u8; 16]>::try_from(c).ok())
-            .map(ReplicaId)
+            .map(DeviceId)
             .collect())
     }
 
     /// Per author, the last op stored.
-    pub fn summary(&self) -> &BTreeMap<ReplicaId, ChainHead> {
+    pub fn summary(&self) -> &BTreeMap<DeviceId, ChainTip> {
         &self.summary
     }
 
@@ -264,11 +264,11 @@ impl OpLookup for Store {
         Ok(self.index()?.find(&self.log, op)?.is_some())
     }
 
-    fn chain_head(&self, author: &ReplicaId) -> Result<Option<ChainHead>, StoreError> {
+    fn chain_tip(&self, author: &DeviceId) -> Result<Option<ChainTip>, StoreError> {
         Ok(self.summary.get(author).copied())
     }
 
-    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<OpId>, StoreError> {
+    fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<OpId>, StoreError> {
         if self.summary.get(author).is_none_or(|h| seq > h.seq) {
             return Ok(None);
         }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::OnceLock;
 
-use cardlog_core::ReplicaId;
+use cardlog_core::DeviceId;
 
 use super::stage::Stage;
 use super::{Recovery, Store, StoreOptions};
@@ -81,7 +81,7 @@ impl Store {
         std::fs::create_dir_all(&parent).map_err(|e| io(&parent, e))?;
         let tmp = parent.join(format!(
             ".{name}.creating-{}",
-            ReplicaId::random()?.to_string().get(..12).unwrap_or("0")
+            DeviceId::random()?.to_string().get(..12).unwrap_or("0")
         ));
         let built = Self::build(&tmp, options)
             .and_then(|()| std::fs::rename(&tmp, dir).map_err(|e| io(dir, e)));
@@ -101,7 +101,7 @@ impl Store {
         let kv = SledKv::open(&tmp.join(DB_DIR), options.cache_bytes)?;
         let mut batch = KvBatch::default();
         batch.insert(meta::FORMAT.to_vec(), vec![STORE_FORMAT_VERSION]);
-        batch.insert(meta::REPLICA.to_vec(), ReplicaId::random()?.0.to_vec());
+        batch.insert(meta::REPLICA.to_vec(), DeviceId::random()?.0.to_vec());
         batch.insert(meta::APPLIED.to_vec(), keys::encode(&(0u64, 0u64)));
         kv.apply(batch)?;
         kv.flush()?;
@@ -189,7 +189,7 @@ impl Store {
         let replica = kv
             .get(meta::REPLICA)?
             .and_then(|v| <[u8; 16]>::try_from(v.as_slice()).ok())
-            .map(ReplicaId)
+            .map(DeviceId)
             .ok_or_else(|| OpenError::damaged("replica id does not decode".into()))?;
         let mut summary = BTreeMap::new();
         for pair in kv.scan_prefix(&[keys::AUTHOR]) {
@@ -311,7 +311,7 @@ impl Store {
             self.kv.apply(batch)?;
             self.kv.flush()?;
         } else if recorded.as_deref() != Some(home.as_slice()) {
-            let fresh = ReplicaId::random()?;
+            let fresh = DeviceId::random()?;
             let mut batch = KvBatch::default();
             batch.insert(meta::REPLICA.to_vec(), fresh.0.to_vec());
             batch.insert(meta::HOME.to_vec(), home);

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use cardlog_core::replay::{
-    field_conflict, write_state, ChainHead, ContactView, FieldConflict, RegisterWrite, Version,
+    field_conflict, write_state, ChainTip, ContactView, FieldConflict, HistoryEntry, RegisterWrite,
 };
-use cardlog_core::{ContactId, IdPrefix, OpId, Path, ReplicaId, SealedOp};
+use cardlog_core::{ContactId, DeviceId, IdPrefix, OpId, Path, SealedOp};
 
 use super::view_of;
 use super::Store;
@@ -68,7 +68,11 @@ impl Store {
 
     /// Every value a path has had, oldest first (in the order that decides the visible
     /// value).
-    pub fn history(&self, contact: &ContactId, path: &Path) -> Result<Vec<Version>, StoreError> {
+    pub fn history(
+        &self,
+        contact: &ContactId,
+        path: &Path,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
         let heads = self.heads(contact, path)?;
         let mut writes = Vec::new();
         for at in self.index()?.contact(contact) {
@@ -85,7 +89,7 @@ impl Store {
         writes.sort_by_key(|w| w.key);
         Ok(writes
             .iter()
-            .map(|w| Version::of(w, heads.is_head(&w.key.op)))
+            .map(|w| HistoryEntry::of(w, heads.is_head(&w.key.op)))
             .collect())
     }
 
@@ -186,7 +190,7 @@ impl Store {
     }
 
     /// The op `author` wrote at `seq`, if held.
-    pub fn op_by_seq(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, StoreError> {
+    pub fn op_by_seq(&self, author: &DeviceId, seq: u64) -> Result<Option<SealedOp>, StoreError> {
         if self.summary.get(author).is_none_or(|h| seq > h.seq) {
             return Ok(None);
         }
@@ -202,7 +206,7 @@ impl Store {
     /// log's). Work is proportional to what is sent, not to the history.
     pub fn ops_since(
         &self,
-        summary: &BTreeMap<ReplicaId, ChainHead>,
+        summary: &BTreeMap<DeviceId, ChainTip>,
     ) -> Result<Vec<SealedOp>, StoreError> {
         // Offsets the index just gave: no need for `ops_at_offsets`' check of each.
         self.offsets_since(summary)?
@@ -216,7 +220,7 @@ impl Store {
     /// [`Store::ops_at_offsets`].
     pub fn offsets_since(
         &self,
-        summary: &BTreeMap<ReplicaId, ChainHead>,
+        summary: &BTreeMap<DeviceId, ChainTip>,
     ) -> Result<Vec<u64>, StoreError> {
         let index = self.index()?;
         let mut offsets = Vec::new();

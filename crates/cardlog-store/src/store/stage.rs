@@ -9,8 +9,8 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use cardlog_core::replay::{check_op, ChainHead, OpLookup, Readiness, RegisterWrite};
-use cardlog_core::{ContactId, OpId, Path, ReplicaId, SealedOp};
+use cardlog_core::replay::{check_op, ChainTip, OpLookup, Readiness, RegisterWrite};
+use cardlog_core::{ContactId, DeviceId, OpId, Path, SealedOp};
 
 use crate::error::StoreError;
 use crate::log::{self, set_commit};
@@ -31,7 +31,7 @@ pub(crate) struct Staged {
     /// Register, author-head and watermark writes.
     pub(crate) batch: KvBatch,
     /// The author heads that changed.
-    pub(crate) heads: BTreeMap<ReplicaId, ChainHead>,
+    pub(crate) heads: BTreeMap<DeviceId, ChainTip>,
     /// The ops stored, with their offsets, in log order.
     pub(crate) added: Vec<(u64, SealedOp)>,
 }
@@ -48,9 +48,9 @@ pub(crate) struct Stage<'s> {
     records: Vec<u8>,
     last_flags_at: Option<usize>,
     ids: HashSet<OpId>,
-    seqs: HashMap<(ReplicaId, u64), OpId>,
+    seqs: HashMap<(DeviceId, u64), OpId>,
     writes: HashSet<(OpId, ContactId, Path)>,
-    heads: BTreeMap<ReplicaId, ChainHead>,
+    heads: BTreeMap<DeviceId, ChainTip>,
     /// Contacts' registers read from the store (once each), and whether staged ops changed
     /// them.
     contacts: HashMap<ContactId, StagedContact>,
@@ -126,7 +126,7 @@ impl<'s> Stage<'s> {
         self.seqs.insert((op.author, op.seq), id);
         self.heads.insert(
             op.author,
-            ChainHead {
+            ChainTip {
                 seq: op.seq,
                 op: id,
                 hlc: op.hlc,
@@ -186,14 +186,14 @@ impl OpLookup for Stage<'_> {
         Ok(self.ids.contains(op) || self.store.contains(op)?)
     }
 
-    fn chain_head(&self, author: &ReplicaId) -> Result<Option<ChainHead>, StoreError> {
+    fn chain_tip(&self, author: &DeviceId) -> Result<Option<ChainTip>, StoreError> {
         match self.heads.get(author) {
             Some(h) => Ok(Some(*h)),
-            None => self.store.chain_head(author),
+            None => self.store.chain_tip(author),
         }
     }
 
-    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<OpId>, StoreError> {
+    fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<OpId>, StoreError> {
         match self.seqs.get(&(*author, seq)) {
             Some(id) => Ok(Some(*id)),
             None => self.store.op_at(author, seq),

@@ -15,8 +15,8 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use cardlog_core::{
-    Contact, ContactId, Device, FakeClock, Field, InsertOutcome, Item, ItemBody, ItemId, ItemKind,
-    OpId, PostalAddress, Replay, ReplicaId, SealedOp,
+    Contact, ContactId, Device, DeviceId, FakeClock, Field, InsertOutcome, Item, ItemBody, ItemId,
+    ItemKind, OpId, PostalAddress, Replay, SealedOp, Summary,
 };
 use cardlog_store::{OpOutcome, Store, StoreOptions};
 
@@ -44,7 +44,7 @@ impl World {
         let clocks: Vec<Arc<FakeClock>> =
             (0..n).map(|_| Arc::new(FakeClock::new(NINE_MS))).collect();
         let devices = (0..n)
-            .map(|i| Device::new(ReplicaId([i + 1; 16]), clocks[usize::from(i)].clone()))
+            .map(|i| Device::new(DeviceId([i + 1; 16]), clocks[usize::from(i)].clone()))
             .collect();
         Self { devices, clocks }
     }
@@ -82,7 +82,7 @@ impl World {
                 merged.insert(op.clone()).unwrap();
             }
         }
-        assert_eq!(merged.pending().count(), 0);
+        assert_eq!(merged.waiting().count(), 0);
         merged.ops_in_order().cloned().collect()
     }
 }
@@ -234,10 +234,10 @@ pub fn replay_of(ops: &[SealedOp]) -> Replay {
     for op in ops {
         match r.insert(op.clone()).unwrap() {
             InsertOutcome::Applied { rejected, .. } => assert!(rejected.is_empty()),
-            InsertOutcome::Duplicate | InsertOutcome::Pending { .. } => {}
+            InsertOutcome::Duplicate | InsertOutcome::Waiting { .. } => {}
         }
     }
-    assert_eq!(r.pending().count(), 0, "ops left pending");
+    assert_eq!(r.waiting().count(), 0, "ops left pending");
     r
 }
 
@@ -323,12 +323,8 @@ pub fn apply_in_chunks(store: &mut Store, ops: &[SealedOp], sizes: &[usize]) {
 }
 
 /// The summary of a store in the shape `Replay::summary` has.
-pub fn summary_of(store: &Store) -> BTreeMap<ReplicaId, (u64, OpId)> {
-    store
-        .summary()
-        .iter()
-        .map(|(a, h)| (*a, (h.seq, h.op)))
-        .collect()
+pub fn summary_of(store: &Store) -> Summary {
+    store.summary().clone()
 }
 
 /// Asserts that everything the store reads equals what `replay` reads, and that the store

@@ -1,7 +1,7 @@
 //! Why wire bytes (a segment message, a sync message, a bundle or heads file) were refused or
 //! could not be written. Nothing of refused bytes is applied.
 
-use cardlog_core::{EncodeError, ReplicaId};
+use cardlog_core::{DeviceId, EncodeError};
 
 /// What [`WireError::TooLarge`] names for [`super::segment::limits::AUTHORS_PER_MESSAGE_MAX`] (a bundle export
 /// adds a hint to it).
@@ -45,7 +45,7 @@ pub enum WireError {
     #[error("segment of {author}, seq {seq}: {what}")]
     Malformed {
         /// The segment's author.
-        author: ReplicaId,
+        author: DeviceId,
         /// The op's seq.
         seq: u64,
         /// What is wrong.
@@ -58,11 +58,11 @@ pub enum WireError {
     #[error("segment of {author}, seq {seq}: names op {target_author} seq {target_seq}, which is not here")]
     Unresolved {
         /// The segment's author.
-        author: ReplicaId,
+        author: DeviceId,
         /// The op's seq.
         seq: u64,
         /// The named op's author.
-        target_author: ReplicaId,
+        target_author: DeviceId,
         /// The named op's seq.
         target_seq: u64,
     },
@@ -73,7 +73,7 @@ pub enum WireError {
     )]
     HeadMismatch {
         /// The segment's author.
-        author: ReplicaId,
+        author: DeviceId,
         /// First seq.
         first: u64,
         /// Last seq.
@@ -83,7 +83,7 @@ pub enum WireError {
     #[error("segment of {author}, seq {seq}: {error}")]
     Op {
         /// The segment's author.
-        author: ReplicaId,
+        author: DeviceId,
         /// The op's seq.
         seq: u64,
         /// What is wrong with it.

@@ -12,10 +12,8 @@
 //! about 58 bytes per author. Segments are carried as a whole segment message
 //! ([`crate::segment`]), which has its own checksum.
 
-use std::collections::BTreeMap;
-
-use cardlog_core::replay::ChainHead;
-use cardlog_core::{Hlc, OpId, ReplicaId};
+use cardlog_core::replay::ChainTip;
+use cardlog_core::{DeviceId, Hlc, OpId};
 
 use super::error::WireError;
 use super::frame::{checksum, Reader, CHECKSUM_BYTES};
@@ -26,8 +24,7 @@ pub const MESSAGE_VERSION: u8 = 1;
 const MAGIC: &[u8; 4] = b"CLSY";
 const CHECKSUM_CONTEXT: &str = "cardlog 2026-11-23 sync message checksum v1";
 
-/// Per author, the last op held: equal summaries mean equal op sets.
-pub type Summary = BTreeMap<ReplicaId, ChainHead>;
+pub use cardlog_core::Summary;
 
 /// Limits on what a message may declare, checked before anything is allocated for it. Names
 /// end in their unit (docs/FORMAT.md, "Limits").
@@ -47,7 +44,7 @@ pub mod limits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Fork {
     /// The author whose chain forked.
-    pub author: ReplicaId,
+    pub author: DeviceId,
     /// The contested seq.
     pub seq: u64,
     /// The op held here at that seq.
@@ -73,7 +70,7 @@ pub enum Message {
     /// Opens a session: who the sender is, what it holds, and its calibrated wall time.
     Hello {
         /// The sender's device id.
-        replica: ReplicaId,
+        replica: DeviceId,
         /// The sender's calibrated wall time when it sent this, in ms since the epoch.
         wall_ms: u64,
         /// What the sender holds.
@@ -101,16 +98,16 @@ pub enum Message {
     /// A bundle file: ops carried by hand (`cardlog export`).
     Bundle {
         /// The device that wrote the file.
-        replica: ReplicaId,
+        replica: DeviceId,
         /// Its calibrated wall time when it wrote it.
         created_ms: u64,
         /// A segment message.
         segments: Vec<u8>,
     },
     /// A summary file (`cardlog heads --out`), to build a bundle of only what its writer lacks.
-    Heads {
+    SummaryFile {
         /// The device that wrote the file.
-        replica: ReplicaId,
+        replica: DeviceId,
         /// What it holds.
         summary: Summary,
     },
@@ -121,7 +118,7 @@ const KIND_OPS: u8 = 2;
 const KIND_ACK: u8 = 3;
 const KIND_ABORT: u8 = 4;
 const KIND_BUNDLE: u8 = 5;
-const KIND_HEADS: u8 = 6;
+const KIND_SUMMARY_FILE: u8 = 6;
 
 impl Message {
     /// The message's name, for errors.
@@ -132,7 +129,7 @@ impl Message {
             Message::Ack { .. } => "ack",
             Message::Abort { .. } => "abort",
             Message::Bundle { .. } => "bundle",
-            Message::Heads { .. } => "heads",
+            Message::SummaryFile { .. } => "heads",
         }
     }
 }
@@ -207,8 +204,8 @@ pub fn encode(message: &Message) -> Vec<u8> {
             varint::put(&mut out, *created_ms);
             put_bytes(&mut out, segments);
         }
-        Message::Heads { replica, summary } => {
-            out.push(KIND_HEADS);
+        Message::SummaryFile { replica, summary } => {
+            out.push(KIND_SUMMARY_FILE);
             out.extend_from_slice(&replica.0);
             put_summary(&mut out, summary);
         }
@@ -221,9 +218,9 @@ pub fn encode(message: &Message) -> Vec<u8> {
 fn get_summary(r: &mut Reader<'_>) -> Result<Summary, WireError> {
     let n = r.bounded("authors in a summary", limits::AUTHORS_PER_SUMMARY_MAX)?;
     let mut summary = Summary::new();
-    let mut previous: Option<ReplicaId> = None;
+    let mut previous: Option<DeviceId> = None;
     for _ in 0..n {
-        let author = ReplicaId(r.array()?);
+        let author = DeviceId(r.array()?);
         if previous.is_some_and(|p| p >= author) {
             return Err(WireError::Framing(
                 "summary authors are not in strictly increasing order".into(),
@@ -242,7 +239,7 @@ fn get_summary(r: &mut Reader<'_>) -> Result<Summary, WireError> {
             .map_err(|_| WireError::Framing(format!("summary entry of {author}: counter")))?;
         summary.insert(
             author,
-            ChainHead {
+            ChainTip {
                 seq,
                 op,
                 hlc: Hlc { wall_ms, counter },
@@ -291,7 +288,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
     };
     let message = match r.byte()? {
         KIND_HELLO => Message::Hello {
-            replica: ReplicaId(r.array()?),
+            replica: DeviceId(r.array()?),
             wall_ms: r.varint()?,
             summary: get_summary(&mut r)?,
         },
@@ -305,7 +302,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
             let mut forks = Vec::new();
             for _ in 0..n {
                 forks.push(Fork {
-                    author: ReplicaId(r.array()?),
+                    author: DeviceId(r.array()?),
                     seq: r.varint()?,
                     ours: OpId(r.array()?),
                     theirs: OpId(r.array()?),
@@ -328,12 +325,12 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
             Message::Abort { reason }
         }
         KIND_BUNDLE => Message::Bundle {
-            replica: ReplicaId(r.array()?),
+            replica: DeviceId(r.array()?),
             created_ms: r.varint()?,
             segments: get_bytes(&mut r, "segment message bytes")?,
         },
-        KIND_HEADS => Message::Heads {
-            replica: ReplicaId(r.array()?),
+        KIND_SUMMARY_FILE => Message::SummaryFile {
+            replica: DeviceId(r.array()?),
             summary: get_summary(&mut r)?,
         },
         k => return Err(WireError::Framing(format!("unknown message kind {k}"))),
@@ -353,8 +350,8 @@ mod tests {
         let mut s = Summary::new();
         for i in 1..=3u8 {
             s.insert(
-                ReplicaId([i; 16]),
-                ChainHead {
+                DeviceId([i; 16]),
+                ChainTip {
                     seq: u64::from(i) * 1000,
                     op: OpId([i; 32]),
                     hlc: Hlc {
@@ -370,14 +367,14 @@ mod tests {
     fn all() -> Vec<Message> {
         vec![
             Message::Hello {
-                replica: ReplicaId([9; 16]),
+                replica: DeviceId([9; 16]),
                 wall_ms: 1_795_000_000_123,
                 summary: summary(),
             },
             Message::Ops {
                 last: true,
                 forks: vec![Fork {
-                    author: ReplicaId([1; 16]),
+                    author: DeviceId([1; 16]),
                     seq: 7,
                     ours: OpId([2; 32]),
                     theirs: OpId([3; 32]),
@@ -389,12 +386,12 @@ mod tests {
                 reason: "stop".into(),
             },
             Message::Bundle {
-                replica: ReplicaId([4; 16]),
+                replica: DeviceId([4; 16]),
                 created_ms: 5,
                 segments: vec![],
             },
-            Message::Heads {
-                replica: ReplicaId([4; 16]),
+            Message::SummaryFile {
+                replica: DeviceId([4; 16]),
                 summary: Summary::new(),
             },
         ]

@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use cardlog_core::codec::{decode_exact, encode_to_vec};
-use cardlog_core::{ContactId, Hlc, Op, OpId, Path, ReplicaId, SealedOp, Value, Write};
+use cardlog_core::{ContactId, DeviceId, Hlc, Op, OpId, Path, SealedOp, Value, Write};
 
 use super::error::{WireError, AUTHORS_IN_A_MESSAGE, SEGMENTS_IN_A_MESSAGE};
 use super::frame::{checksum, Reader, CHECKSUM_BYTES};
@@ -62,7 +62,7 @@ pub trait Locate {
 /// The receiver's view: the op an author wrote at a seq, if it has it.
 pub trait Resolve {
     /// The op `author` wrote at `seq`, if known.
-    fn op_at(&self, author: &ReplicaId, seq: u64) -> Result<Option<SealedOp>, WireError>;
+    fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<SealedOp>, WireError>;
 }
 
 // ---- encoding ------------------------------------------------------------------------------
@@ -81,13 +81,13 @@ const CONTACT_SAME_AS_PREVIOUS: u64 = 1;
 const CONTACT_TABLE_BASE: u64 = 2;
 
 struct Tables {
-    authors: Vec<ReplicaId>,
-    author_index: HashMap<ReplicaId, u64>,
+    authors: Vec<DeviceId>,
+    author_index: HashMap<DeviceId, u64>,
     contacts: HashMap<ContactId, u64>,
 }
 
 impl Tables {
-    fn author(&mut self, a: ReplicaId) -> u64 {
+    fn author(&mut self, a: DeviceId) -> u64 {
         if let Some(i) = self.author_index.get(&a) {
             return *i;
         }
@@ -105,7 +105,7 @@ impl Tables {
 /// [`WireError::TooLarge`]: the message could not be read back. The message's size is the
 /// caller's to check (sessions send in chunks; a bundle checks its whole file).
 pub fn encode_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>, WireError> {
-    let mut by_author: BTreeMap<ReplicaId, Vec<&SealedOp>> = BTreeMap::new();
+    let mut by_author: BTreeMap<DeviceId, Vec<&SealedOp>> = BTreeMap::new();
     let mut in_message: HashMap<OpId, &SealedOp> = HashMap::new();
     for op in ops {
         by_author.entry(op.op().author).or_default().push(op);
@@ -283,7 +283,7 @@ struct RawOp {
 }
 
 struct RawSegment {
-    author: ReplicaId,
+    author: DeviceId,
     first_seq: u64,
     anchor: Option<OpId>,
     ops: Vec<RawOp>,
@@ -295,7 +295,7 @@ fn decode_strict<T: bincode::Decode<()> + bincode::Encode>(bytes: &[u8]) -> Opti
     decode_exact::<T>(bytes).filter(|v| encode_to_vec(v) == bytes)
 }
 
-fn parse(bytes: &[u8]) -> Result<(Vec<ReplicaId>, Vec<RawSegment>), WireError> {
+fn parse(bytes: &[u8]) -> Result<(Vec<DeviceId>, Vec<RawSegment>), WireError> {
     if bytes.len() > limits::MESSAGE_BYTES_MAX {
         return Err(WireError::TooLarge {
             what: "segment message bytes",
@@ -324,7 +324,7 @@ fn parse(bytes: &[u8]) -> Result<(Vec<ReplicaId>, Vec<RawSegment>), WireError> {
     let n_authors = r.bounded(AUTHORS_IN_A_MESSAGE, limits::AUTHORS_PER_MESSAGE_MAX)?;
     let mut authors = Vec::new();
     for _ in 0..n_authors {
-        authors.push(ReplicaId(r.array()?));
+        authors.push(DeviceId(r.array()?));
     }
     let n_segments = r.bounded(SEGMENTS_IN_A_MESSAGE, limits::SEGMENTS_PER_MESSAGE_MAX)?;
     let mut contacts: Vec<ContactId> = Vec::new();
@@ -466,7 +466,7 @@ fn parse_write(
 /// own). Any fault refuses the whole message.
 pub fn decode_segments(bytes: &[u8], resolve: &impl Resolve) -> Result<Vec<SealedOp>, WireError> {
     let (authors, segments) = parse(bytes)?;
-    let mut decoded: HashMap<(ReplicaId, u64), SealedOp> = HashMap::new();
+    let mut decoded: HashMap<(DeviceId, u64), SealedOp> = HashMap::new();
     let mut out = Vec::new();
     // Each segment advances as far as its references allow; rounds repeat while any advances.
     let mut next: Vec<usize> = vec![0; segments.len()];
@@ -545,8 +545,8 @@ fn rebuild(
     seq: u64,
     prev: Option<OpId>,
     raw: &RawOp,
-    authors: &[ReplicaId],
-    decoded: &HashMap<(ReplicaId, u64), SealedOp>,
+    authors: &[DeviceId],
+    decoded: &HashMap<(DeviceId, u64), SealedOp>,
     resolve: &impl Resolve,
 ) -> Result<Option<Op>, WireError> {
     let bad = |what: String| WireError::Malformed {
