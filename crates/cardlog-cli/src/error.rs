@@ -1,8 +1,8 @@
 //! What can go wrong, as one line for stderr and an exit code (docs/CLI.md, "Exit codes").
 
 use cardlog::sync_layer::WireError;
+use cardlog::{EditError, KvError, StoreError};
 use cardlog::{Error, OpenError, SyncError};
-use cardlog::{KvError, StoreError};
 
 /// A failed command. Its message is printed as one line; its kind picks the exit code.
 #[derive(Debug, thiserror::Error)]
@@ -94,13 +94,8 @@ impl From<Error> for CliError {
     fn from(e: Error) -> Self {
         let text = e.to_string();
         match e {
-            Error::NotFound(_) => CliError::NotFound(text),
-            Error::Deleted(_)
-            | Error::Exists(_)
-            | Error::NotDeleted(_)
-            | Error::Diff(_)
-            | Error::Plan(_)
-            | Error::Encode(_) => CliError::Invalid(text),
+            Error::Edit(EditError::NotFound(_)) => CliError::NotFound(text),
+            Error::Edit(_) => CliError::Invalid(text),
             Error::Replay(_)
             | Error::Store(StoreError::Damaged { .. })
             | Error::Store(StoreError::Engine(KvError::Damaged(_))) => CliError::Corrupt(text),

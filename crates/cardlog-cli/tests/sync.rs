@@ -955,7 +955,7 @@ fn help_describes_the_sync_commands() {
         "import",
         "serve",
         "sync",
-        "heads --out",
+        "summary --out",
         "damaged or forged bundle",
     ] {
         assert!(top.contains(needle), "--help lacks {needle}:\n{top}");

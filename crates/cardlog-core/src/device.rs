@@ -6,39 +6,23 @@
 
 use std::sync::Arc;
 
-use crate::hlc::{HlcClock, SkewReport, WallClock};
+use crate::edit::{self, EditError, EditTarget};
+use crate::hlc::{Hlc, HlcClock, SkewReport, WallClock};
 use crate::id::{ContactId, DeviceId, RandomError};
-use crate::model::contact::{Contact, DiffError};
+use crate::model::contact::Contact;
 use crate::model::{Path, Value};
-use crate::replay::{Batch, ContactView, InsertOutcome, PlanError, Replay, ReplayError, Summary};
-use crate::sealed::EncodeError;
+use crate::replay::{
+    Batch, ChainTip, ContactRegisters, ContactView, InsertOutcome, Replay, ReplayError, Summary,
+};
 use crate::sealed::SealedOp;
 
 /// Why a device operation failed. Nothing was saved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DeviceError {
-    /// No contact with this id exists here.
-    #[error("no contact {0}")]
-    NotFound(ContactId),
-    /// The contact is deleted; restore it first.
-    #[error("contact {0} is deleted (restore it to edit it)")]
-    Deleted(ContactId),
-    /// A contact with this id already exists.
-    #[error("contact {0} already exists")]
-    Exists(ContactId),
-    /// The contact is not deleted.
-    #[error("contact {0} is not deleted")]
-    NotDeleted(ContactId),
-    /// The edited contact cannot be diffed.
+    /// The edit was refused (see [`EditError`]).
     #[error(transparent)]
-    Diff(#[from] DiffError),
-    /// The changes cannot be planned into writes.
-    #[error(transparent)]
-    Plan(#[from] PlanError),
-    /// The op cannot be encoded.
-    #[error(transparent)]
-    Encode(#[from] EncodeError),
+    Edit(#[from] EditError),
     /// The op was refused by replay (only possible for received ops).
     #[error(transparent)]
     Replay(Box<ReplayError>),
@@ -131,25 +115,14 @@ impl Device {
         self.replay.contacts(false)
     }
 
-    /// Saves a batch as one op and returns it.
+    /// Saves a batch as one op and returns it (see [`crate::edit::save`]).
     pub fn save(&mut self, batch: &Batch) -> Result<SealedOp, DeviceError> {
-        // The clock only advances if the save succeeds.
-        let mut clock = self.clock.clone();
-        let hlc = clock.tick(self.wall.now_ms());
-        let op = self.replay.next_op(self.id, hlc, batch)?.seal()?;
-        self.replay.insert(op.clone())?;
-        self.clock = clock;
-        Ok(op)
+        edit::save(self, batch)
     }
 
     /// Creates a contact.
     pub fn create(&mut self, contact: &Contact) -> Result<SealedOp, DeviceError> {
-        if self.replay.knows(&contact.id) {
-            return Err(DeviceError::Exists(contact.id));
-        }
-        let mut batch = Batch::new();
-        batch.create(contact)?;
-        self.save(&batch)
+        edit::create(self, contact)
     }
 
     /// Edits a visible contact with `f`; saves only what changed. `None` when nothing did.
@@ -158,26 +131,17 @@ impl Device {
         id: ContactId,
         f: impl FnOnce(&mut Contact),
     ) -> Result<Option<SealedOp>, DeviceError> {
-        let batch = Batch::edited(&self.visible(id)?, f)?;
-        if batch.is_empty() {
-            return Ok(None);
-        }
-        self.save(&batch).map(Some)
+        edit::edit(self, id, f)
     }
 
     /// Deletes a visible contact.
     pub fn delete(&mut self, id: ContactId) -> Result<SealedOp, DeviceError> {
-        self.visible(id)?;
-        self.save(Batch::new().delete(id))
+        edit::delete(self, id)
     }
 
     /// Restores a deleted contact.
     pub fn restore(&mut self, id: ContactId) -> Result<SealedOp, DeviceError> {
-        let view = self.replay.contact(&id).ok_or(DeviceError::NotFound(id))?;
-        if !view.deleted {
-            return Err(DeviceError::NotDeleted(id));
-        }
-        self.save(Batch::new().restore(id))
+        edit::restore(self, id)
     }
 
     /// Settles a path with `value` (any value, also the visible one), replacing every head.
@@ -187,10 +151,7 @@ impl Device {
         path: Path,
         value: Option<Value>,
     ) -> Result<SealedOp, DeviceError> {
-        if !self.replay.knows(&id) {
-            return Err(DeviceError::NotFound(id));
-        }
-        self.save(Batch::new().change(id, path, value))
+        edit::resolve(self, id, path, value)
     }
 
     /// Receives a peer's op: the clock absorbs its timestamp (reporting one beyond the skew
@@ -225,12 +186,32 @@ impl Device {
         peer.push_to(self)?;
         Ok(())
     }
+}
 
-    fn visible(&self, id: ContactId) -> Result<Contact, DeviceError> {
-        let view = self.replay.contact(&id).ok_or(DeviceError::NotFound(id))?;
-        if view.deleted {
-            return Err(DeviceError::Deleted(id));
-        }
-        Ok(view.contact)
+impl EditTarget for Device {
+    type Error = DeviceError;
+
+    fn author(&self) -> DeviceId {
+        self.id
+    }
+
+    fn own_tip(&self) -> Option<ChainTip> {
+        self.replay.tip(&self.id)
+    }
+
+    fn contact_registers(&self, contact: &ContactId) -> Result<ContactRegisters, DeviceError> {
+        Ok(self.replay.contact_registers(contact))
+    }
+
+    fn next_hlc(&self) -> (Hlc, HlcClock) {
+        let mut clock = self.clock.clone();
+        let hlc = clock.tick(self.wall.now_ms());
+        (hlc, clock)
+    }
+
+    fn store_local(&mut self, op: &SealedOp, clock: HlcClock) -> Result<(), DeviceError> {
+        self.replay.insert(op.clone())?;
+        self.clock = clock;
+        Ok(())
     }
 }

@@ -38,6 +38,7 @@
 
 pub mod codec;
 pub mod device;
+pub mod edit;
 pub mod hlc;
 pub mod id;
 pub mod model;
@@ -47,6 +48,7 @@ pub mod sealed;
 
 pub use codec::OP_FORMAT_VERSION;
 pub use device::{Device, DeviceError};
+pub use edit::{EditError, EditTarget};
 pub use hlc::{FakeClock, Hlc, HlcClock, SkewReport, SystemClock, WallClock};
 pub use id::{ContactId, DeviceId, IdParseError, IdPrefix, ItemId, OpId, RandomError};
 pub use model::contact::{diff, Change, Contact, DiffError, Item};

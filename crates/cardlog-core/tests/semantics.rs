@@ -388,7 +388,9 @@ fn s5_deleted_contact_is_a_restorable_tombstone_with_history() {
         w.devices[1].edit(c.id, |c| {
             c.set(Field::Given, "x");
         }),
-        Err(cardlog_core::DeviceError::Deleted(_))
+        Err(cardlog_core::DeviceError::Edit(
+            cardlog_core::EditError::Deleted(_)
+        ))
     ));
     w.devices[1].restore(c.id).unwrap();
     w.sync(0, 1);

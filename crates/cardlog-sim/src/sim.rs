@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cardlog::{Options, Replica};
+use cardlog_core::edit::{self, EditTarget};
 use cardlog_core::{
-    Contact, ContactId, ContactView, Device, DeviceError, DeviceId, FakeClock, HistoryEntry, Item,
-    ItemBody, ItemId, OpId, Path, SealedOp,
+    Contact, ContactId, ContactView, Device, DeviceError, DeviceId, EditError, FakeClock,
+    HistoryEntry, Item, ItemBody, ItemId, OpId, Path, SealedOp, Value,
 };
 use cardlog_sync::memory::MemoryReplica;
 use cardlog_sync::session::Session;
@@ -192,25 +193,23 @@ fn options(clock: &Arc<FakeClock>) -> Options {
     }
 }
 
-/// Edit outcomes an app sees as "nothing to do" rather than failures.
-fn benign_replica(e: &cardlog::Error) -> bool {
+/// Edit refusals an app sees as "nothing to do" rather than failures.
+fn benign(e: &EditError) -> bool {
     matches!(
         e,
-        cardlog::Error::NotFound(_)
-            | cardlog::Error::Deleted(_)
-            | cardlog::Error::NotDeleted(_)
-            | cardlog::Error::Exists(_)
+        EditError::NotFound(_)
+            | EditError::Deleted(_)
+            | EditError::NotDeleted(_)
+            | EditError::Exists(_)
     )
 }
 
+fn benign_replica(e: &cardlog::Error) -> bool {
+    matches!(e, cardlog::Error::Edit(e) if benign(e))
+}
+
 fn benign_device(e: &DeviceError) -> bool {
-    matches!(
-        e,
-        DeviceError::NotFound(_)
-            | DeviceError::Deleted(_)
-            | DeviceError::NotDeleted(_)
-            | DeviceError::Exists(_)
-    )
+    matches!(e, DeviceError::Edit(e) if benign(e))
 }
 
 impl Node {
@@ -365,41 +364,40 @@ impl Node {
                 let r = replica
                     .as_mut()
                     .ok_or_else(|| violation("replica", "closed"))?;
-                let result = match edit {
-                    Edit::Add(c) => r.add_contact(c).map(Some),
-                    Edit::Delete { .. } => r.delete(id).map(Some),
-                    Edit::Restore { .. } => r.restore(id).map(Some),
-                    Edit::Resolve { .. } => match resolve {
-                        Some((path, value)) => r.resolve(id, path, value).map(Some),
-                        None => Ok(None),
-                    },
-                    _ => r.edit(id, change),
-                };
-                match result {
-                    Ok(op) => Ok(op),
+                match save_edit(&mut r.editor(), edit, id, change, resolve) {
+                    Ok(op) => Ok(op.map(|o| o.id())),
                     Err(e) if benign_replica(&e) => Ok(None),
                     Err(e) => Err(violation("save", format!("{edit:?}: {e}"))),
                 }
             }
             Node::Memory { replica, .. } => {
-                let d = replica.device_mut();
-                let result = match edit {
-                    Edit::Add(c) => d.create(c).map(Some),
-                    Edit::Delete { .. } => d.delete(id).map(Some),
-                    Edit::Restore { .. } => d.restore(id).map(Some),
-                    Edit::Resolve { .. } => match resolve {
-                        Some((path, value)) => d.resolve(id, path, value).map(Some),
-                        None => Ok(None),
-                    },
-                    _ => d.edit(id, change),
-                };
-                match result {
+                match save_edit(replica.device_mut(), edit, id, change, resolve) {
                     Ok(op) => Ok(op.map(|o| o.id())),
                     Err(e) if benign_device(&e) => Ok(None),
                     Err(e) => Err(violation("save", format!("{edit:?}: {e}"))),
                 }
             }
         }
+    }
+}
+
+/// Saves `edit` of contact `id` through core's save protocol, on any kind of replica.
+fn save_edit<T: EditTarget + ?Sized>(
+    target: &mut T,
+    edit: &Edit,
+    id: ContactId,
+    change: impl FnOnce(&mut Contact),
+    resolve: Option<(Path, Option<Value>)>,
+) -> Result<Option<SealedOp>, T::Error> {
+    match edit {
+        Edit::Add(c) => edit::create(target, c).map(Some),
+        Edit::Delete { .. } => edit::delete(target, id).map(Some),
+        Edit::Restore { .. } => edit::restore(target, id).map(Some),
+        Edit::Resolve { .. } => match resolve {
+            Some((path, value)) => edit::resolve(target, id, path, value).map(Some),
+            None => Ok(None),
+        },
+        _ => edit::edit(target, id, change),
     }
 }
 

@@ -39,6 +39,6 @@ pub mod store;
 pub use error::{OpenError, StoreError};
 pub use state::keys::{self, ContactRegisters};
 pub use store::{
-    view_of, OpOutcome, Progress, Recovery, Store, StoreOptions, VerifyReport, CACHE_BYTES_DEFAULT,
+    OpOutcome, Progress, Recovery, Store, StoreOptions, VerifyReport, CACHE_BYTES_DEFAULT,
     STORE_FORMAT_VERSION,
 };

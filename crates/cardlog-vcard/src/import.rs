@@ -185,15 +185,8 @@ fn aligned(existing: &Contact, card: Contact) -> Contact {
 /// Whether a replica error concerns this card only (it is rejected and the import goes on) or
 /// the replica (the import stops).
 fn card_level(e: &cardlog::Error) -> bool {
-    matches!(
-        e,
-        cardlog::Error::Diff(_)
-            | cardlog::Error::Plan(_)
-            | cardlog::Error::Encode(_)
-            | cardlog::Error::Exists(_)
-            | cardlog::Error::Deleted(_)
-            | cardlog::Error::NotFound(_)
-    )
+    // Every refused edit is about the card (its contents, or the contact it names).
+    matches!(e, cardlog::Error::Edit(_))
 }
 
 struct Run<'r> {

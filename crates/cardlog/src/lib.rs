@@ -53,6 +53,7 @@ pub use cardlog_core::{
     HistoryEntry, Hlc, HlcClock, IdPrefix, Item, ItemBody, ItemId, ItemKind, ItemValue, Missing,
     OpId, Path, PostalAddress, SealedOp, SkewReport, Summary, SystemClock, Value, WallClock,
 };
+pub use cardlog_core::{DeviceError, EditError};
 pub use cardlog_store::log::LogError;
 pub use cardlog_store::state::KvError;
 pub use cardlog_store::{Progress, Recovery, Store, StoreError, VerifyReport, CACHE_BYTES_DEFAULT};

@@ -15,16 +15,16 @@ use std::ops::{Deref, DerefMut};
 use std::path::Path as FsPath;
 use std::sync::Arc;
 
+use cardlog_core::edit::{self, EditTarget};
 use cardlog_core::hlc::SKEW_BOUND_MS_DEFAULT;
-use cardlog_core::replay::{plan_contact, Heads};
+use cardlog_core::replay::{ChainTip, ContactRegisters, Heads};
 use cardlog_core::{
-    Batch, Contact, ContactId, ContactView, DeviceId, FieldConflict, HistoryEntry, HlcClock,
-    IdPrefix, Missing, Op, OpId, Path, SealedOp, SkewReport, SystemClock, Value, WallClock,
+    Batch, Contact, ContactId, ContactView, DeviceId, FieldConflict, HistoryEntry, Hlc, HlcClock,
+    IdPrefix, Missing, OpId, Path, SealedOp, SkewReport, SystemClock, Value, WallClock,
 };
-use cardlog_store::keys::{meta, ContactRegisters};
+use cardlog_store::keys::meta;
 use cardlog_store::{
-    view_of, OpOutcome, Progress, Store, StoreError, StoreOptions, VerifyReport,
-    CACHE_BYTES_DEFAULT,
+    OpOutcome, Progress, Store, StoreError, StoreOptions, VerifyReport, CACHE_BYTES_DEFAULT,
 };
 
 use crate::error::{Error, OpenError};
@@ -223,82 +223,21 @@ impl Replica {
 
     // ---- saving --------------------------------------------------------------------------
 
+    /// The save protocol's view of this replica ([`EditTarget`]), for code written once over
+    /// any replica (the simulator, an app's own property tests): it saves through core's
+    /// `edit` functions exactly as the methods below do.
+    pub fn editor(&mut self) -> impl EditTarget<Error = Error> + '_ {
+        Local(self)
+    }
+
     /// Saves a batch of changes (any number of contacts) as one op; returns it once durable.
     pub fn save(&mut self, batch: &Batch) -> Result<SealedOp, Error> {
-        self.save_knowing(batch, None)
-    }
-
-    /// [`Replica::save`], given the registers of one contact of the batch as just read
-    /// (`known`), so they are not read again.
-    fn save_knowing(
-        &mut self,
-        batch: &Batch,
-        known: Option<(ContactId, &ContactRegisters)>,
-    ) -> Result<SealedOp, Error> {
-        // The clock only advances if the save succeeds.
-        let mut clock = self.clock.clone();
-        let hlc = clock.tick(self.wall.now_ms());
-        let op = self.next_op(hlc, batch, known)?.seal()?;
-        match self.store.apply(&op)? {
-            cardlog_core::replay::Readiness::Ready => {}
-            other => {
-                return Err(Error::Store(StoreError::undecodable(&format!(
-                    "own chain: a local op was {other:?}"
-                ))))
-            }
-        }
-        self.durable()?;
-        self.clock = clock;
-        Ok(op)
-    }
-
-    fn next_op(
-        &self,
-        hlc: cardlog_core::Hlc,
-        batch: &Batch,
-        known: Option<(ContactId, &ContactRegisters)>,
-    ) -> Result<Op, Error> {
-        let author = self.id();
-        let head = self.store.summary().get(&author);
-        let mut writes = Vec::new();
-        for (contact, changes) in batch.contacts() {
-            // Each contact's registers are read (and decoded) once, whatever it changes.
-            let read;
-            let registers = match known {
-                Some((id, registers)) if id == *contact => registers,
-                _ => {
-                    read = self.store.contact_registers(contact)?;
-                    &read
-                }
-            };
-            writes.extend(plan_contact(*contact, changes, |path| {
-                Ok::<_, Error>(
-                    registers
-                        .get(path)
-                        .map_or_else(Vec::new, |(_, heads)| heads.head_ops()),
-                )
-            })?);
-        }
-        if writes.is_empty() {
-            return Err(cardlog_core::PlanError::Empty.into());
-        }
-        Ok(Op {
-            author,
-            seq: head.map_or(0, |h| h.seq) + 1,
-            prev: head.map(|h| h.op),
-            hlc,
-            writes,
-        })
+        edit::save(&mut Local(self), batch)
     }
 
     /// Adds a new contact with every field and item it has. Returns the op's id.
     pub fn add_contact(&mut self, contact: &Contact) -> Result<OpId, Error> {
-        if self.store.contact(&contact.id)?.is_some() {
-            return Err(Error::Exists(contact.id));
-        }
-        let mut batch = Batch::new();
-        batch.create(contact)?;
-        Ok(self.save(&batch)?.id())
+        Ok(edit::create(&mut Local(self), contact)?.id())
     }
 
     /// Edits a visible contact with `f` and saves only what changed (the minimal writes).
@@ -308,31 +247,17 @@ impl Replica {
         id: ContactId,
         f: impl FnOnce(&mut Contact),
     ) -> Result<Option<OpId>, Error> {
-        // The registers are read once: for the contact as it is and for the heads the
-        // changed paths replace.
-        let (contact, registers) = self.visible_registers(id)?;
-        let batch = Batch::edited(&contact, f)?;
-        if batch.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(
-            self.save_knowing(&batch, Some((id, &registers)))?.id(),
-        ))
+        Ok(edit::edit(&mut Local(self), id, f)?.map(|op| op.id()))
     }
 
     /// Deletes a visible contact (a tombstone: history is kept and it can be restored).
     pub fn delete(&mut self, id: ContactId) -> Result<OpId, Error> {
-        self.visible(id)?;
-        Ok(self.save(Batch::new().delete(id))?.id())
+        Ok(edit::delete(&mut Local(self), id)?.id())
     }
 
     /// Restores a deleted contact.
     pub fn restore(&mut self, id: ContactId) -> Result<OpId, Error> {
-        let view = self.store.contact(&id)?.ok_or(Error::NotFound(id))?;
-        if !view.deleted {
-            return Err(Error::NotDeleted(id));
-        }
-        Ok(self.save(Batch::new().restore(id))?.id())
+        Ok(edit::restore(&mut Local(self), id)?.id())
     }
 
     /// Settles a path (typically a conflicted one) with `value`, which may be any of the
@@ -343,27 +268,7 @@ impl Replica {
         path: Path,
         value: Option<Value>,
     ) -> Result<OpId, Error> {
-        if self.store.contact(&id)?.is_none() {
-            return Err(Error::NotFound(id));
-        }
-        Ok(self.save(Batch::new().change(id, path, value))?.id())
-    }
-
-    fn visible(&self, id: ContactId) -> Result<Contact, Error> {
-        Ok(self.visible_registers(id)?.0)
-    }
-
-    /// A visible contact and the registers it was read from (read once).
-    fn visible_registers(&self, id: ContactId) -> Result<(Contact, ContactRegisters), Error> {
-        let registers = self.store.contact_registers(&id)?;
-        if registers.is_empty() {
-            return Err(Error::NotFound(id));
-        }
-        let view = view_of(id, &registers);
-        if view.deleted {
-            return Err(Error::Deleted(id));
-        }
-        Ok((view.contact, registers))
+        Ok(edit::resolve(&mut Local(self), id, path, value)?.id())
     }
 
     // ---- ops from elsewhere --------------------------------------------------------------
@@ -560,5 +465,45 @@ impl Drop for Bulk<'_> {
             // Best effort; a failure poisons the store, so the next write reports it.
             let _ = self.replica.flush();
         }
+    }
+}
+
+/// The replica as the save protocol sees it (core's [`EditTarget`]; see [`Replica::editor`]).
+struct Local<'r>(&'r mut Replica);
+
+impl EditTarget for Local<'_> {
+    type Error = Error;
+
+    fn author(&self) -> DeviceId {
+        self.0.id()
+    }
+
+    fn own_tip(&self) -> Option<ChainTip> {
+        self.0.store.summary().get(&self.0.id()).copied()
+    }
+
+    fn contact_registers(&self, contact: &ContactId) -> Result<ContactRegisters, Error> {
+        Ok(self.0.store.contact_registers(contact)?)
+    }
+
+    fn next_hlc(&self) -> (Hlc, HlcClock) {
+        let mut clock = self.0.clock.clone();
+        let hlc = clock.tick(self.0.wall.now_ms());
+        (hlc, clock)
+    }
+
+    /// Stores the op and makes it durable (unless in bulk mode) before the clock moves on.
+    fn store_local(&mut self, op: &SealedOp, clock: HlcClock) -> Result<(), Error> {
+        match self.0.store.apply(op)? {
+            cardlog_core::replay::Readiness::Ready => {}
+            other => {
+                return Err(Error::Store(StoreError::undecodable(&format!(
+                    "own chain: a local op was {other:?}"
+                ))))
+            }
+        }
+        self.0.durable()?;
+        self.0.clock = clock;
+        Ok(())
     }
 }

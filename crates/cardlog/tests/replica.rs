@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cardlog::{
-    Batch, Contact, ContactId, DeviceId, Error, Field, ItemBody, ItemId, OpenError, Options, Path,
-    Replica, Summary, Value,
+    Batch, Contact, ContactId, DeviceId, EditError, Error, Field, ItemBody, ItemId, OpenError,
+    Options, Path, Replica, Summary, Value,
 };
 use cardlog_core::{Device, FakeClock, ReplayError};
 use cardlog_store::log::FaultyLog;
@@ -119,7 +119,7 @@ fn add_read_list_and_reopen() {
     n.r().add_contact(&c).unwrap();
     assert_eq!(
         n.r().add_contact(&c).unwrap_err(),
-        Error::Exists(c.id),
+        Error::Edit(EditError::Exists(c.id)),
         "adding the same contact twice"
     );
     let got = n.r().contact(&c.id).unwrap().unwrap();
@@ -167,7 +167,7 @@ fn edit_saves_only_the_changed_fields() {
     );
     assert_eq!(
         n.r().edit(ContactId([7; 16]), |_| {}).unwrap_err(),
-        Error::NotFound(ContactId([7; 16]))
+        Error::Edit(EditError::NotFound(ContactId([7; 16])))
     );
 }
 
@@ -177,7 +177,10 @@ fn delete_and_restore_keep_the_contact_and_its_history() {
     let mut n = Node::create(tmp.path(), "a");
     let c = sample(1);
     n.r().add_contact(&c).unwrap();
-    assert_eq!(n.r().restore(c.id).unwrap_err(), Error::NotDeleted(c.id));
+    assert_eq!(
+        n.r().restore(c.id).unwrap_err(),
+        Error::Edit(EditError::NotDeleted(c.id))
+    );
     n.r().delete(c.id).unwrap();
 
     assert!(n.r().contacts().unwrap().is_empty());
@@ -191,9 +194,12 @@ fn delete_and_restore_keep_the_contact_and_its_history() {
                 c.set(Field::Note, "x");
             })
             .unwrap_err(),
-        Error::Deleted(c.id)
+        Error::Edit(EditError::Deleted(c.id))
     );
-    assert_eq!(n.r().delete(c.id).unwrap_err(), Error::Deleted(c.id));
+    assert_eq!(
+        n.r().delete(c.id).unwrap_err(),
+        Error::Edit(EditError::Deleted(c.id))
+    );
 
     n.r().restore(c.id).unwrap();
     let back = n.r().contact(&c.id).unwrap().unwrap();
@@ -297,7 +303,7 @@ fn concurrent_edits_conflict_until_resolved_everywhere() {
         a.r()
             .resolve(ContactId([3; 16]), path, text("x"))
             .unwrap_err(),
-        Error::NotFound(ContactId([3; 16]))
+        Error::Edit(EditError::NotFound(ContactId([3; 16])))
     );
 }
 
@@ -316,7 +322,7 @@ fn one_save_can_touch_several_contacts() {
     assert_eq!(a.r().contacts().unwrap().len(), 2);
     assert!(matches!(
         a.r().save(&Batch::new()).unwrap_err(),
-        Error::Plan(_)
+        Error::Edit(EditError::Plan(_))
     ));
 }
 

@@ -21,17 +21,15 @@ pub use check::{check_op, ChainTip, OpLookup, Readiness, Summary};
 pub use plan::{plan_contact, Batch, PlanError};
 pub use register::{Heads, RegisterWrite, WriteKey};
 pub use view::{
-    contact_view, field_conflict, state_bytes, state_digest, write_state, ContactView,
-    FieldConflict, HistoryEntry,
+    contact_view, field_conflict, state_bytes, state_digest, view_of, write_state,
+    ContactRegisters, ContactView, FieldConflict, HistoryEntry,
 };
 
 use register::Register;
 
 use crate::hlc::Hlc;
 use crate::id::{ContactId, DeviceId, OpId};
-use crate::model::contact::Change;
 use crate::model::Path;
-use crate::op::{Op, Write};
 use crate::sealed::SealedOp;
 
 /// Why an op cannot be applied. The op is not applied and nothing changes.
@@ -328,38 +326,6 @@ impl Replay {
             .collect()
     }
 
-    /// The writes that make `changes` to `contact` on top of the current state (see
-    /// [`plan::plan_contact`]).
-    pub fn plan(&self, contact: ContactId, changes: &[Change]) -> Result<Vec<Write>, PlanError> {
-        let registers = self.contacts.get(&contact);
-        plan::plan_contact(contact, changes, |path| {
-            Ok(registers
-                .and_then(|r| r.get(path))
-                .map(|r| r.heads().head_ops())
-                .unwrap_or_default())
-        })
-    }
-
-    /// The op that saves `batch` as `author`'s next op at time `hlc`: seq and previous op come
-    /// from the author's chain here, each write replaces the heads it saw here.
-    pub fn next_op(&self, author: DeviceId, hlc: Hlc, batch: &Batch) -> Result<Op, PlanError> {
-        let chain = self.chains.get(&author);
-        let mut writes = Vec::new();
-        for (contact, changes) in batch.contacts() {
-            writes.extend(self.plan(*contact, changes)?);
-        }
-        if writes.is_empty() {
-            return Err(PlanError::Empty);
-        }
-        Ok(Op {
-            author,
-            seq: chain.map_or(0, Vec::len) as u64 + 1,
-            prev: chain.and_then(|c| c.last()).copied(),
-            hlc,
-            writes,
-        })
-    }
-
     /// Every applied op in the order it was applied: an order in which each op's dependencies
     /// come before it (what a sync sends).
     pub fn ops_in_order(&self) -> impl Iterator<Item = &SealedOp> + '_ {
@@ -376,6 +342,25 @@ impl Replay {
             })
             .cloned()
             .collect()
+    }
+
+    /// Every register of `contact` with its write count and heads (empty if never written):
+    /// what a save plans against, in the shape a store keeps.
+    pub fn contact_registers(&self, contact: &ContactId) -> ContactRegisters {
+        self.contacts
+            .get(contact)
+            .map(|registers| {
+                registers
+                    .iter()
+                    .map(|(path, r)| (path.clone(), (r.entries().len() as u64, r.heads().clone())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The tip of `author`'s chain here, if it has applied any of its ops.
+    pub fn tip(&self, author: &DeviceId) -> Option<ChainTip> {
+        OpLookup::chain_tip(self, author).ok().flatten()
     }
 
     /// Whether any op has written this contact.

@@ -87,6 +87,16 @@ pub fn field_conflict(path: &Path, heads: &Heads) -> Option<FieldConflict> {
     })
 }
 
+/// Every register of one contact, by path: how many writes it has had, and its heads. What a
+/// store keeps under one key, and what a save reads (once per contact) to know which writes
+/// each new write replaces.
+pub type ContactRegisters = BTreeMap<Path, (u64, Heads)>;
+
+/// The view apps read of a contact, from its registers.
+pub fn view_of(id: ContactId, registers: &ContactRegisters) -> ContactView {
+    contact_view(id, registers.iter().map(|(path, (_, heads))| (path, heads)))
+}
+
 /// Builds a contact's view from the heads of its registers (any order).
 pub fn contact_view<'a>(
     id: ContactId,

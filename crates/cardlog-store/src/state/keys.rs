@@ -1,8 +1,6 @@
 //! The key space of the store's sled database and its record encodings (docs/FORMAT.md, "Store"). One byte tags each
 //! kind of key; integers in keys are big endian so key order is numeric order.
 
-use std::collections::BTreeMap;
-
 use cardlog_core::codec::{decode_exact_with, encode_to_vec, format_config};
 use cardlog_core::replay::{ChainTip, Heads};
 use cardlog_core::{ContactId, DeviceId, Path};
@@ -21,8 +19,8 @@ pub const CONTACT: u8 = b'c';
 /// (it removes them).
 pub const HEADS_V2: u8 = b'h';
 
-/// The registers of one contact by path: how many writes each has had, and its heads.
-pub type ContactRegisters = BTreeMap<Path, (u64, Heads)>;
+/// Every register of one contact by path (core's type: what a save reads and a store keeps).
+pub use cardlog_core::replay::ContactRegisters;
 
 /// Meta names.
 pub mod meta {

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::OnceLock;
 
-use cardlog_core::replay::{contact_view, ChainTip, ContactView, Heads, Missing, OpLookup};
+use cardlog_core::replay::{ChainTip, Heads, Missing, OpLookup};
 use cardlog_core::{ContactId, DeviceId, OpId, Path, ReplayError};
 
 pub use derive::Progress;
@@ -230,11 +230,6 @@ impl Store {
             None => Ok(ContactRegisters::new()),
         }
     }
-}
-
-/// The view apps read of a contact's registers.
-pub fn view_of(id: ContactId, registers: &ContactRegisters) -> ContactView {
-    contact_view(id, registers.iter().map(|(path, (_, heads))| (path, heads)))
 }
 
 impl Drop for Store {

@@ -8,10 +8,10 @@ use cardlog_core::replay::{
 };
 use cardlog_core::{ContactId, DeviceId, IdPrefix, OpId, Path, SealedOp};
 
-use super::view_of;
 use super::Store;
 use crate::error::StoreError;
 use crate::state::keys::{self, ContactRegisters};
+use cardlog_core::replay::view_of;
 
 impl Store {
     /// Reads a meta value.
