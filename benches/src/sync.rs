@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use cardlog::sync_layer::transport::{self, Transport};
 use cardlog::sync_layer::{Applied, Locate, Resolve, SyncStore, WireError};
 use cardlog::SyncReport;
-use cardlog::{DeviceId, Field, Fork, OpId, Replica, Role, SealedOp, Summary, SyncError};
+use cardlog::{DeviceId, Field, Fork, OpId, Replica, Role, SealedOp, Summary, TransportError};
 use cardlog_core::FakeClock;
 
 use crate::{Error, FieldEdits, FieldEditsConfig, XorShift};
@@ -298,7 +298,7 @@ pub fn message_kind(bytes: &[u8]) -> &'static str {
 }
 
 impl<T: Transport> Transport for Recorded<T> {
-    fn send(&mut self, bytes: Vec<u8>) -> Result<(), SyncError> {
+    fn send(&mut self, bytes: Vec<u8>) -> Result<(), TransportError> {
         let kind = message_kind(&bytes);
         let sent = Sent {
             from: self.side,
@@ -313,7 +313,7 @@ impl<T: Transport> Transport for Recorded<T> {
         self.inner.send(bytes)
     }
 
-    fn recv(&mut self) -> Result<Vec<u8>, SyncError> {
+    fn recv(&mut self) -> Result<Vec<u8>, TransportError> {
         self.inner.recv()
     }
 }

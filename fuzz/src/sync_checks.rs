@@ -731,7 +731,7 @@ pub struct SessionCheck {
 }
 
 /// A short name for why a chunk was refused.
-pub fn error_kind(e: &SyncError) -> String {
+pub fn error_kind<E: std::fmt::Debug>(e: &SyncError<E>) -> String {
     let variant = |debug: String| -> String {
         debug
             .split(['(', ' ', '{'])

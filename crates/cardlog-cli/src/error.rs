@@ -53,10 +53,7 @@ impl CliError {
             _ => format!("{context}: {e}"),
         };
         match e {
-            SyncError::Store(inner) => match inner.downcast::<Error>() {
-                Ok(inner) => CliError::from(*inner).with_text(text),
-                Err(_) => CliError::Failed(text),
-            },
+            SyncError::Store(inner) => CliError::from(inner).with_text(text),
             SyncError::SamePeer(_) => CliError::Invalid(text),
             SyncError::Wire(_) | SyncError::Protocol(_) | SyncError::Refused(_)
                 if source == SyncSource::File =>

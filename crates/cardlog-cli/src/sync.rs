@@ -82,12 +82,12 @@ fn read_file(path: &FsPath) -> Result<Vec<u8>, CliError> {
     Ok(bytes)
 }
 
-/// A heads file: who wrote it and what it held.
+/// A summary file (a heads file in the CLI's messages): who wrote it and what it held.
 fn read_summary_file(path: &FsPath) -> Result<(DeviceId, Summary), CliError> {
     let bytes = read_file(path)?;
     bundle::read_summary_file(&bytes).map_err(|e| {
         CliError::from_sync(
-            e,
+            e.widen(),
             SyncSource::File,
             &format!("{} is not a usable heads file", path.display()),
         )

@@ -20,7 +20,7 @@ use cardlog_core::{
 use cardlog_sync::memory::MemoryReplica;
 use cardlog_sync::session::Session;
 use cardlog_sync::transport::{channel_pair, run_session, ChannelEnd, Transport};
-use cardlog_sync::{bundle, Applied, Role, Summary, SyncError, SyncStore};
+use cardlog_sync::{bundle, Applied, Role, Summary, SyncError, SyncStore, TransportError};
 
 use crate::model::{self, ModelContact, Rule};
 use crate::naming::{contact_id, field_at, item_id, item_kind, name_at};
@@ -408,22 +408,22 @@ trait ErasedStore {
     fn apply_(&mut self, ops: &[SealedOp]) -> Result<Applied, String>;
     fn export_(&self, since: &Summary) -> Result<Vec<u8>, String>;
     fn import_(&mut self, bytes: &[u8]) -> Result<Applied, String>;
-    fn heads_(&self) -> Vec<u8>;
+    fn summary_file_(&self) -> Vec<u8>;
     fn session_(
         &mut self,
         role: Role,
         chunk: usize,
         t: &mut dyn Transport,
-    ) -> Result<(), SyncError>;
+    ) -> Result<(), SyncError<String>>;
 }
 
 struct DynTransport<'a>(&'a mut dyn Transport);
 
 impl Transport for DynTransport<'_> {
-    fn send(&mut self, bytes: Vec<u8>) -> Result<(), SyncError> {
+    fn send(&mut self, bytes: Vec<u8>) -> Result<(), TransportError> {
         self.0.send(bytes)
     }
-    fn recv(&mut self) -> Result<Vec<u8>, SyncError> {
+    fn recv(&mut self) -> Result<Vec<u8>, TransportError> {
         self.0.recv()
     }
 }
@@ -446,7 +446,7 @@ impl<S: SyncStore> ErasedStore for S {
             .map(|i| i.received.applied)
             .map_err(|e| e.to_string())
     }
-    fn heads_(&self) -> Vec<u8> {
+    fn summary_file_(&self) -> Vec<u8> {
         bundle::summary_file(self)
     }
     fn session_(
@@ -454,13 +454,14 @@ impl<S: SyncStore> ErasedStore for S {
         role: Role,
         chunk: usize,
         t: &mut dyn Transport,
-    ) -> Result<(), SyncError> {
+    ) -> Result<(), SyncError<String>> {
         run_session(
             Session::new(role).with_chunk_ops(chunk),
             self,
             &mut DynTransport(t),
         )
         .map(|_| ())
+        .map_err(|e| e.map_store(|e| e.to_string()))
     }
 }
 
@@ -471,12 +472,12 @@ struct Cut {
 }
 
 impl Transport for Cut {
-    fn send(&mut self, bytes: Vec<u8>) -> Result<(), SyncError> {
+    fn send(&mut self, bytes: Vec<u8>) -> Result<(), TransportError> {
         self.inner.send(bytes)
     }
-    fn recv(&mut self) -> Result<Vec<u8>, SyncError> {
+    fn recv(&mut self) -> Result<Vec<u8>, TransportError> {
         if self.left == 0 {
-            return Err(SyncError::Disconnected(" (simulated)".into()));
+            return Err(TransportError::Disconnected(" (simulated)".into()));
         }
         self.left -= 1;
         self.inner.recv()
@@ -730,7 +731,7 @@ impl Sim {
         let rb = rb?;
         // A cut line may end either side with a disconnect (or end both cleanly, when the cut
         // comes after the last message); any other error is a violation.
-        let fine = |r: &Result<(), SyncError>| match r {
+        let fine = |r: &Result<(), SyncError<String>>| match r {
             Ok(()) => true,
             Err(SyncError::Disconnected(_)) => cut.is_some(),
             Err(_) => false,
@@ -778,7 +779,7 @@ impl Sim {
             }
             SyncMode::Bundle | SyncMode::Duplicated => {
                 let (a, b) = self.pair(from, to)?;
-                let heads = b.with_store(|s| s.heads_())?;
+                let heads = b.with_store(|s| s.summary_file_())?;
                 let (_, since) =
                     bundle::read_summary_file(&heads).map_err(|e| fail(e.to_string()))?;
                 let file = a.with_store(|s| s.export_(&since))?.map_err(fail)?;

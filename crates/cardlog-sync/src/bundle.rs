@@ -8,6 +8,8 @@
 
 use cardlog_core::DeviceId;
 
+use std::convert::Infallible;
+
 use crate::error::SyncError;
 use crate::receive::{apply_segments, Received, View};
 use crate::store::SyncStore;
@@ -28,11 +30,14 @@ pub struct Imported {
 }
 
 /// A bundle of the ops a replica holding `since` lacks (everything when `None`).
-pub fn export<S: SyncStore>(store: &S, since: Option<&Summary>) -> Result<Vec<u8>, SyncError> {
+pub fn export<S: SyncStore>(
+    store: &S,
+    since: Option<&Summary>,
+) -> Result<Vec<u8>, SyncError<S::Error>> {
     let empty = Summary::new();
     let ops = store
         .ops_since(since.unwrap_or(&empty))
-        .map_err(|e| SyncError::Store(Box::new(e)))?;
+        .map_err(SyncError::Store)?;
     // Too much for one message: a session would send it in parts.
     let segments = encode_segments(&ops, &View(store)).map_err(|e| match e {
         WireError::TooLarge { what, got, limit } => WireError::TooLarge {
@@ -68,7 +73,7 @@ pub fn export<S: SyncStore>(store: &S, since: Option<&Summary>) -> Result<Vec<u8
 /// Verifies and applies a bundle. Nothing is applied if any part of it is damaged or forged,
 /// except that the ops of an author whose chain forks from this replica's are set aside and
 /// the fork reported.
-pub fn import<S: SyncStore>(store: &mut S, bytes: &[u8]) -> Result<Imported, SyncError> {
+pub fn import<S: SyncStore>(store: &mut S, bytes: &[u8]) -> Result<Imported, SyncError<S::Error>> {
     match message::decode(bytes)? {
         Message::Bundle {
             replica,
@@ -95,7 +100,7 @@ pub fn summary_file<S: SyncStore>(store: &S) -> Vec<u8> {
 }
 
 /// Reads a heads file: who wrote it and what it held.
-pub fn read_summary_file(bytes: &[u8]) -> Result<(DeviceId, Summary), SyncError> {
+pub fn read_summary_file(bytes: &[u8]) -> Result<(DeviceId, Summary), SyncError<Infallible>> {
     match message::decode(bytes)? {
         Message::SummaryFile { replica, summary } => Ok((replica, summary)),
         other => Err(SyncError::Protocol(format!(

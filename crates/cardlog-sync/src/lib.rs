@@ -25,7 +25,7 @@ pub mod store;
 pub mod transport;
 pub mod wire;
 
-pub use error::SyncError;
+pub use error::{SyncError, TransportError};
 pub use receive::{apply_segments, Received};
 pub use session::{Calibration, Role, Session, SyncReport};
 pub use store::{Applied, SyncStore};

@@ -45,7 +45,10 @@ pub struct Received {
 /// Verifies a segment message completely and applies it atomically. Ops of an author whose
 /// chain here differs from the message's (a fork) are set aside and the fork reported and
 /// recorded; anything else wrong refuses the whole message, leaving the store unchanged.
-pub fn apply_segments<S: SyncStore>(store: &mut S, bytes: &[u8]) -> Result<Received, SyncError> {
+pub fn apply_segments<S: SyncStore>(
+    store: &mut S,
+    bytes: &[u8],
+) -> Result<Received, SyncError<S::Error>> {
     let ops = decode_segments(bytes, &View(&*store))?;
     let summary = store.summary();
     // Each author's ops in the message, by seq: where they meet our chain.
@@ -68,7 +71,7 @@ pub fn apply_segments<S: SyncStore>(store: &mut S, bytes: &[u8]) -> Result<Recei
             if seq <= head.seq {
                 let ours = store
                     .op_at(&author, seq)
-                    .map_err(SyncError::store)?
+                    .map_err(SyncError::Store)?
                     .map(|o| o.id());
                 if let Some(ours) = ours.filter(|o| *o != op.id()) {
                     forks.push(Fork {
@@ -101,13 +104,13 @@ pub fn apply_segments<S: SyncStore>(store: &mut S, bytes: &[u8]) -> Result<Recei
         .cloned()
         .collect();
     if !forks.is_empty() {
-        store.record_forks(&forks).map_err(SyncError::store)?;
+        store.record_forks(&forks).map_err(SyncError::Store)?;
     }
     let applied = store.apply(&keep).map_err(|e| {
         if S::is_refusal(&e) {
             SyncError::Refused(e.to_string())
         } else {
-            SyncError::store(e)
+            SyncError::Store(e)
         }
     })?;
     Ok(Received {

@@ -136,20 +136,21 @@ impl Outgoing {
     }
 
     /// Fetches up to a message's worth of ops, leaving out forked authors'.
-    fn fill<S: SyncStore>(&mut self, store: &S, chunk_ops: usize) -> Result<(), SyncError> {
+    fn fill<S: SyncStore>(
+        &mut self,
+        store: &S,
+        chunk_ops: usize,
+    ) -> Result<(), SyncError<S::Error>> {
         while self.ops.len() < chunk_ops && !self.places.is_empty() {
             let n = (chunk_ops - self.ops.len()).min(self.places.len());
             let places: Vec<u64> = self.places.drain(..n).collect();
-            let fetched = store.ops_at_places(&places).map_err(SyncError::store)?;
+            let fetched = store.ops_at_places(&places).map_err(SyncError::Store)?;
             if fetched.len() != places.len() {
-                return Err(SyncError::Store(
-                    format!(
-                        "the store gave {} ops for {} places it listed",
-                        fetched.len(),
-                        places.len()
-                    )
-                    .into(),
-                ));
+                return Err(SyncError::StoreContract(format!(
+                    "the store gave {} ops for {} places it listed",
+                    fetched.len(),
+                    places.len()
+                )));
             }
             self.ops.extend(
                 fetched
@@ -167,7 +168,7 @@ impl Outgoing {
         &mut self,
         store: &S,
         chunk_ops: usize,
-    ) -> Result<(Vec<u8>, usize), SyncError> {
+    ) -> Result<(Vec<u8>, usize), SyncError<S::Error>> {
         self.fill(store, chunk_ops)?;
         let mut take = 0;
         let mut bytes = 0;
@@ -241,7 +242,7 @@ impl Session {
     pub fn next_message<S: SyncStore>(
         &mut self,
         store: &mut S,
-    ) -> Result<Option<Vec<u8>>, SyncError> {
+    ) -> Result<Option<Vec<u8>>, SyncError<S::Error>> {
         match self.state {
             State::Start if self.role == Role::Initiator => {
                 self.hello_sent_ms = store.wall_ms();
@@ -295,7 +296,11 @@ impl Session {
 
     /// Takes one message from the peer. On error the session has failed; what was applied
     /// before stays applied. Send [`Session::abort`] to tell the peer why.
-    pub fn receive<S: SyncStore>(&mut self, bytes: &[u8], store: &mut S) -> Result<(), SyncError> {
+    pub fn receive<S: SyncStore>(
+        &mut self,
+        bytes: &[u8],
+        store: &mut S,
+    ) -> Result<(), SyncError<S::Error>> {
         self.report.bytes_received += bytes.len() as u64;
         let result = self.receive_inner(bytes, store);
         if result.is_err() {
@@ -329,7 +334,7 @@ impl Session {
         &mut self,
         bytes: &[u8],
         store: &mut S,
-    ) -> Result<(), SyncError> {
+    ) -> Result<(), SyncError<S::Error>> {
         let message = message::decode(bytes)?;
         if let Message::Abort { reason } = message {
             return Err(SyncError::PeerAborted(reason));
@@ -361,7 +366,7 @@ impl Session {
                 self.meet(store, replica, &summary)?;
                 let offset = store
                     .calibrate(replica, wall_ms, self.hello_sent_ms, received)
-                    .map_err(SyncError::store)?;
+                    .map_err(SyncError::Store)?;
                 self.report.calibration = Some(Calibration {
                     offset_ms: offset,
                     rtt_ms: received.saturating_sub(self.hello_sent_ms),
@@ -383,14 +388,14 @@ impl Session {
                 for fork in forks.iter().map(|f| f.flipped()) {
                     let held = store
                         .op_at(&fork.author, fork.seq)
-                        .map_err(SyncError::store)?
+                        .map_err(SyncError::Store)?
                         .map(|o| o.id());
                     if held == Some(fork.ours) {
                         flipped.push(fork);
                     }
                 }
                 if !flipped.is_empty() {
-                    store.record_forks(&flipped).map_err(SyncError::store)?;
+                    store.record_forks(&flipped).map_err(SyncError::Store)?;
                     self.forks.extend(flipped);
                 }
                 let received = apply_segments(store, &segments)?;
@@ -425,7 +430,7 @@ impl Session {
                 if let Some(peer) = self.report.peer {
                     store
                         .record_peer(peer, &summary)
-                        .map_err(SyncError::store)?;
+                        .map_err(SyncError::Store)?;
                 }
                 match self.role {
                     Role::Initiator => self.state = State::Done,
@@ -460,7 +465,7 @@ impl Session {
         store: &mut S,
         peer: DeviceId,
         summary: &Summary,
-    ) -> Result<(), SyncError> {
+    ) -> Result<(), SyncError<S::Error>> {
         if peer == store.device_id() {
             return Err(SyncError::SamePeer(peer));
         }
@@ -476,7 +481,7 @@ impl Session {
             }
             let at = store
                 .op_at(author, theirs.seq)
-                .map_err(SyncError::store)?
+                .map_err(SyncError::Store)?
                 .map(|o| o.id());
             if let Some(at) = at.filter(|id| *id != theirs.op) {
                 forks.push(Fork {
@@ -488,25 +493,29 @@ impl Session {
             }
         }
         if !forks.is_empty() {
-            store.record_forks(&forks).map_err(SyncError::store)?;
+            store.record_forks(&forks).map_err(SyncError::Store)?;
             self.forks.extend(forks);
             self.report.forks = self.forks.iter().copied().collect();
         }
-        store.record_peer(peer, summary).map_err(SyncError::store)?;
+        store.record_peer(peer, summary).map_err(SyncError::Store)?;
         self.peer_summary = Some(summary.clone());
         Ok(())
     }
 
     /// Queues the `Ops` messages carrying what a peer holding `peer` lacks, leaving out the
     /// authors whose chains fork between us (the peer could not apply them).
-    fn queue_ops<S: SyncStore>(&mut self, store: &S, peer: &Summary) -> Result<(), SyncError> {
+    fn queue_ops<S: SyncStore>(
+        &mut self,
+        store: &S,
+        peer: &Summary,
+    ) -> Result<(), SyncError<S::Error>> {
         let forked: BTreeSet<DeviceId> = self.forks.iter().map(|f| f.author).collect();
-        let (ops, places) = match store.places_since(peer).map_err(SyncError::store)? {
+        let (ops, places) = match store.places_since(peer).map_err(SyncError::Store)? {
             Some(places) => (VecDeque::new(), places.into()),
             None => (
                 store
                     .ops_since(peer)
-                    .map_err(SyncError::store)?
+                    .map_err(SyncError::Store)?
                     .into_iter()
                     .filter(|op| !forked.contains(&op.op().author))
                     .collect(),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use cardlog_core::{DeviceId, OpId, SealedOp};
 
-use crate::error::SyncError;
+use crate::error::{SyncError, TransportError};
 use crate::session::{Role, Session, SyncReport};
 use crate::store::{Applied, SyncStore};
 use crate::wire::message::{self, Fork, Summary};
@@ -25,9 +25,9 @@ pub const TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 /// Something that carries whole messages both ways.
 pub trait Transport {
     /// Sends one message.
-    fn send(&mut self, bytes: Vec<u8>) -> Result<(), SyncError>;
+    fn send(&mut self, bytes: Vec<u8>) -> Result<(), TransportError>;
     /// Receives the next whole message.
-    fn recv(&mut self) -> Result<Vec<u8>, SyncError>;
+    fn recv(&mut self) -> Result<Vec<u8>, TransportError>;
 }
 
 /// Runs one session to its end over `transport`. If this side fails, it tells the peer why
@@ -36,7 +36,7 @@ pub fn run<S: SyncStore, T: Transport>(
     role: Role,
     store: &mut S,
     transport: &mut T,
-) -> Result<SyncReport, SyncError> {
+) -> Result<SyncReport, SyncError<S::Error>> {
     run_session(Session::new(role), store, transport)
 }
 
@@ -45,7 +45,7 @@ pub fn run_session<S: SyncStore, T: Transport>(
     mut session: Session,
     store: &mut S,
     transport: &mut T,
-) -> Result<SyncReport, SyncError> {
+) -> Result<SyncReport, SyncError<S::Error>> {
     loop {
         loop {
             match session.next_message(store) {
@@ -101,19 +101,19 @@ pub fn channel_pair(timeout: Duration) -> (ChannelEnd, ChannelEnd) {
 }
 
 impl Transport for ChannelEnd {
-    fn send(&mut self, bytes: Vec<u8>) -> Result<(), SyncError> {
+    fn send(&mut self, bytes: Vec<u8>) -> Result<(), TransportError> {
         self.tx
             .send(bytes)
-            .map_err(|_| SyncError::Disconnected(String::new()))
+            .map_err(|_| TransportError::Disconnected(String::new()))
     }
 
-    fn recv(&mut self) -> Result<Vec<u8>, SyncError> {
+    fn recv(&mut self) -> Result<Vec<u8>, TransportError> {
         self.rx.recv_timeout(self.timeout).map_err(|e| match e {
             crossbeam_channel::RecvTimeoutError::Timeout => {
-                SyncError::Timeout(self.timeout.as_millis() as u64)
+                TransportError::Timeout(self.timeout.as_millis() as u64)
             }
             crossbeam_channel::RecvTimeoutError::Disconnected => {
-                SyncError::Disconnected(String::new())
+                TransportError::Disconnected(String::new())
             }
         })
     }
@@ -130,21 +130,21 @@ pub struct TcpTransport {
 
 impl TcpTransport {
     /// Wraps a connected stream; each message must arrive whole within `timeout`.
-    pub fn new(stream: TcpStream, timeout: Duration) -> Result<Self, SyncError> {
+    pub fn new(stream: TcpStream, timeout: Duration) -> Result<Self, TransportError> {
         stream
             .set_nodelay(true)
-            .map_err(|e| SyncError::Transport(e.to_string()))?;
+            .map_err(|e| TransportError::Io(e.to_string()))?;
         stream
             .set_write_timeout(Some(timeout))
-            .map_err(|e| SyncError::Transport(e.to_string()))?;
+            .map_err(|e| TransportError::Io(e.to_string()))?;
         Ok(Self { stream, timeout })
     }
 
     /// Connects to `addr` (waiting at most `timeout`).
-    pub fn connect(addr: &str, timeout: Duration) -> Result<Self, SyncError> {
+    pub fn connect(addr: &str, timeout: Duration) -> Result<Self, TransportError> {
         let addrs: Vec<SocketAddr> = addr
             .to_socket_addrs()
-            .map_err(|e| SyncError::Transport(format!("{addr}: {e}")))?
+            .map_err(|e| TransportError::Io(format!("{addr}: {e}")))?
             .collect();
         let mut last = format!("{addr}: no address");
         for a in addrs {
@@ -153,7 +153,7 @@ impl TcpTransport {
                 Err(e) => last = format!("{a}: {e}"),
             }
         }
-        Err(SyncError::Transport(format!("cannot connect to {last}")))
+        Err(TransportError::Io(format!("cannot connect to {last}")))
     }
 
     fn read_exact_by(
@@ -161,17 +161,17 @@ impl TcpTransport {
         buf: &mut Vec<u8>,
         len: usize,
         deadline: Instant,
-    ) -> Result<(), SyncError> {
+    ) -> Result<(), TransportError> {
         const STEP: usize = 64 << 10;
         let mut filled = buf.len();
         while filled < len {
             let now = Instant::now();
             if now >= deadline {
-                return Err(SyncError::Timeout(self.timeout.as_millis() as u64));
+                return Err(TransportError::Timeout(self.timeout.as_millis() as u64));
             }
             self.stream
                 .set_read_timeout(Some(deadline - now))
-                .map_err(|e| SyncError::Transport(e.to_string()))?;
+                .map_err(|e| TransportError::Io(e.to_string()))?;
             // Grow only as bytes arrive: a declared length costs nothing until it is sent.
             let want = len.min(filled + STEP);
             buf.resize(want, 0);
@@ -181,7 +181,7 @@ impl TcpTransport {
             {
                 Ok(0) => {
                     buf.truncate(filled);
-                    return Err(SyncError::Disconnected(format!(
+                    return Err(TransportError::Disconnected(format!(
                         " (after {filled} of {len} bytes of a message)"
                     )));
                 }
@@ -193,7 +193,7 @@ impl TcpTransport {
                     ) => {}
                 Err(e) => {
                     buf.truncate(filled);
-                    return Err(SyncError::Disconnected(format!(" ({e})")));
+                    return Err(TransportError::Disconnected(format!(" ({e})")));
                 }
             }
             buf.truncate(filled);
@@ -203,9 +203,9 @@ impl TcpTransport {
 }
 
 impl Transport for TcpTransport {
-    fn send(&mut self, bytes: Vec<u8>) -> Result<(), SyncError> {
+    fn send(&mut self, bytes: Vec<u8>) -> Result<(), TransportError> {
         let len = u32::try_from(bytes.len()).map_err(|_| {
-            SyncError::Transport(format!("message of {} bytes is too large", bytes.len()))
+            TransportError::Io(format!("message of {} bytes is too large", bytes.len()))
         })?;
         let write = |s: &mut TcpStream| -> std::io::Result<()> {
             s.write_all(&len.to_be_bytes())?;
@@ -214,20 +214,20 @@ impl Transport for TcpTransport {
         };
         write(&mut self.stream).map_err(|e| match e.kind() {
             ErrorKind::WouldBlock | ErrorKind::TimedOut => {
-                SyncError::Timeout(self.timeout.as_millis() as u64)
+                TransportError::Timeout(self.timeout.as_millis() as u64)
             }
-            _ => SyncError::Disconnected(format!(" ({e})")),
+            _ => TransportError::Disconnected(format!(" ({e})")),
         })
     }
 
-    fn recv(&mut self) -> Result<Vec<u8>, SyncError> {
+    fn recv(&mut self) -> Result<Vec<u8>, TransportError> {
         let deadline = Instant::now() + self.timeout;
         let mut head = Vec::with_capacity(4);
         self.read_exact_by(&mut head, 4, deadline)?;
         let len = u32::from_be_bytes(<[u8; 4]>::try_from(head.as_slice()).unwrap_or_default());
         let len = len as usize;
         if len > message::limits::MESSAGE_BYTES_MAX {
-            return Err(SyncError::Wire(WireError::TooLarge {
+            return Err(TransportError::Wire(WireError::TooLarge {
                 what: "message bytes (length prefix)",
                 got: len as u64,
                 limit: message::limits::MESSAGE_BYTES_MAX as u64,
@@ -244,7 +244,7 @@ pub fn sync_tcp<S: SyncStore>(
     store: &mut S,
     addr: &str,
     timeout: Duration,
-) -> Result<SyncReport, SyncError> {
+) -> Result<SyncReport, SyncError<S::Error>> {
     let mut transport = TcpTransport::connect(addr, timeout)?;
     run(Role::Initiator, store, &mut transport)
 }
@@ -361,10 +361,10 @@ pub fn serve<S, F>(
     store: Shared<S>,
     options: ServeOptions,
     on_session: F,
-) -> Result<(), SyncError>
+) -> Result<(), SyncError<S::Error>>
 where
     S: SyncStore + Send + 'static,
-    F: Fn(SocketAddr, Result<SyncReport, SyncError>) + Send + Sync + 'static,
+    F: Fn(SocketAddr, Result<SyncReport, SyncError<S::Error>>) + Send + Sync + 'static,
 {
     let on_session = Arc::new(on_session);
     let active = Arc::new(AtomicUsize::new(0));
@@ -402,10 +402,12 @@ where
         let timeout = options.timeout;
         let chunk_ops = options.chunk_ops;
         handles.push(std::thread::spawn(move || {
-            let result = TcpTransport::new(stream, timeout).and_then(|mut t| {
-                let session = Session::new(Role::Responder).with_chunk_ops(chunk_ops);
-                run_session(session, &mut store, &mut t)
-            });
+            let result = TcpTransport::new(stream, timeout)
+                .map_err(SyncError::from)
+                .and_then(|mut t| {
+                    let session = Session::new(Role::Responder).with_chunk_ops(chunk_ops);
+                    run_session(session, &mut store, &mut t)
+                });
             active.fetch_sub(1, Ordering::SeqCst);
             on_session(addr, result);
         }));

@@ -555,6 +555,6 @@ fn a_changed_byte_in_the_bundle_or_heads_fixture_is_refused() {
     let mut reader = MemoryReplica::new(Device::new(A, Arc::new(FakeClock::new(BUNDLE_MS))));
     reader.apply(&firsts()).unwrap();
     assert_every_flip_refused(BUNDLE_FIXTURE, &read_fixture(BUNDLE_FIXTURE), |b| {
-        bundle::import(&mut reader.clone(), b)
+        bundle::import(&mut reader.clone(), b).map_err(|e| e.to_string())
     });
 }

@@ -21,7 +21,8 @@ use cardlog_sync::transport::{TcpTransport, Transport};
 use cardlog_sync::wire::message::{self, limits as msg, Message};
 use cardlog_sync::wire::segment::limits as seg;
 use cardlog_sync::{
-    decode_segments, encode_segments, wire::varint, Locate, Resolve, SyncError, WireError,
+    decode_segments, encode_segments, wire::varint, Locate, Resolve, SyncError, TransportError,
+    WireError,
 };
 
 const NINE_MS: u64 = 1_795_338_000_000;
@@ -344,7 +345,7 @@ fn a_tcp_length_prefix_one_past_the_limit_is_refused_before_reading() {
         peer.write_all(&declared.to_be_bytes()).unwrap();
         drop(peer);
         match (t.recv(), refused) {
-            (Err(SyncError::Wire(e)), true) => assert_eq!(
+            (Err(TransportError::Wire(e)), true) => assert_eq!(
                 e,
                 WireError::TooLarge {
                     what: "message bytes (length prefix)",
@@ -353,7 +354,7 @@ fn a_tcp_length_prefix_one_past_the_limit_is_refused_before_reading() {
                 }
             ),
             // At the limit the transport waits for the bytes, which never come.
-            (Err(SyncError::Disconnected(why)), false) => {
+            (Err(TransportError::Disconnected(why)), false) => {
                 assert!(why.contains(&format!("after 0 of {limit} bytes")), "{why}")
             }
             (other, _) => panic!("{declared}: {other:?}"),

@@ -41,11 +41,11 @@ mod sync;
 
 pub use error::{Error, OpenError};
 pub use replica::{ApplyReport, Bulk, Options, Replica};
-pub use sync::{CalibrationInfo, PeerInfo};
+pub use sync::{CalibrationInfo, PeerInfo, SyncError};
 
 /// The sync layer: sessions, transports, bundles (docs/SYNC.md).
 pub use cardlog_sync as sync_layer;
-pub use cardlog_sync::{Fork, Role, SyncError, SyncReport};
+pub use cardlog_sync::{Fork, Role, SyncReport, TransportError};
 
 pub use cardlog_core::replay::{ChainTip, Heads};
 pub use cardlog_core::{

@@ -14,7 +14,7 @@ use cardlog_store::keys::meta;
 use cardlog_store::StoreError;
 use cardlog_sync::bundle::{self, Imported};
 use cardlog_sync::transport::{self, Transport};
-use cardlog_sync::{Applied, Fork, Role, SyncError, SyncReport, SyncStore};
+use cardlog_sync::{Applied, Fork, Role, SyncReport, SyncStore};
 
 use crate::error::Error;
 use cardlog_core::Summary;
@@ -196,6 +196,11 @@ impl Replica {
         bundle::summary_file(self)
     }
 }
+
+/// Why a sync session, an import or an export of a replica failed; a failure of the replica's
+/// own store is [`cardlog_sync::SyncError::Store`] with the replica's [`Error`], matched by
+/// its type.
+pub type SyncError = cardlog_sync::SyncError<Error>;
 
 impl SyncStore for Replica {
     type Error = Error;

@@ -22,6 +22,7 @@ use cardlog::sync_layer::session::Session;
 use cardlog::sync_layer::transport::{channel_pair, run_session, ChannelEnd, Transport};
 use cardlog::sync_layer::wire::message::{self, Message};
 use cardlog::sync_layer::{encode_segments, Locate, SyncStore, WireError};
+use cardlog::TransportError;
 use cardlog::{
     ContactId, DeviceId, Error, Field, Fork, Hlc, OpId, Path, Replica, Role, SealedOp, Summary,
     SyncError, SyncReport, Value,
@@ -116,10 +117,10 @@ struct Recording {
 }
 
 impl Transport for Recording {
-    fn send(&mut self, bytes: Vec<u8>) -> Result<(), SyncError> {
+    fn send(&mut self, bytes: Vec<u8>) -> Result<(), TransportError> {
         self.inner.send(bytes)
     }
-    fn recv(&mut self) -> Result<Vec<u8>, SyncError> {
+    fn recv(&mut self) -> Result<Vec<u8>, TransportError> {
         let bytes = self.inner.recv()?;
         self.received.push(bytes.clone());
         Ok(bytes)

@@ -24,7 +24,10 @@ use cardlog::sync_layer::transport::{
 };
 use cardlog::sync_layer::wire::message::{self, Message};
 use cardlog::sync_layer::{SyncStore, WireError};
-use cardlog::{Contact, ContactId, DeviceId, Field, Options, Replica, Role, SyncError, SyncReport};
+use cardlog::{
+    Contact, ContactId, DeviceId, Field, Options, Replica, Role, SyncError, SyncReport,
+    TransportError,
+};
 use cardlog_core::{Device, FakeClock};
 use common::{person, replica, reseal_segments, session, NINE_MS, TIMEOUT};
 
@@ -299,12 +302,12 @@ struct Cut {
 }
 
 impl Transport for Cut {
-    fn send(&mut self, bytes: Vec<u8>) -> Result<(), SyncError> {
+    fn send(&mut self, bytes: Vec<u8>) -> Result<(), TransportError> {
         self.inner.send(bytes)
     }
-    fn recv(&mut self) -> Result<Vec<u8>, SyncError> {
+    fn recv(&mut self) -> Result<Vec<u8>, TransportError> {
         if self.recv_left == 0 {
-            return Err(SyncError::Disconnected(" (cut by the test)".into()));
+            return Err(TransportError::Disconnected(" (cut by the test)".into()));
         }
         self.recv_left -= 1;
         self.inner.recv()
@@ -368,6 +371,7 @@ fn responder(mut r: Replica, timeout: Duration) -> (String, Served) {
     let h = std::thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
         let result = TcpTransport::new(stream, timeout)
+            .map_err(SyncError::from)
             .and_then(|mut t| r.sync_over(Role::Responder, &mut t));
         (r, result)
     });
@@ -808,7 +812,7 @@ fn a_sender_fetches_one_message_of_ops_at_a_time() {
     let (fetches, ra, rb) = paged_sync(&mut a, &mut c, true);
     assert_eq!(fetches, [8]);
     let err = ra.unwrap_err();
-    assert!(matches!(err, SyncError::Store(_)), "{err:?}");
+    assert!(matches!(err, SyncError::StoreContract(_)), "{err:?}");
     assert!(err.to_string().contains("gave 7 ops for 8 places"), "{err}");
     // The peer is told why, not left to time out.
     let rb = rb.unwrap_err();
