@@ -45,6 +45,7 @@ pub mod model;
 pub mod op;
 pub mod replay;
 pub mod sealed;
+pub mod seeded;
 
 pub use codec::OP_FORMAT_VERSION;
 pub use device::{Device, DeviceError};

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use cardlog_core::seeded::shuffle;
 use cardlog_core::{
     ContactId, Device, DeviceId, FakeClock, Field, InsertOutcome, Item, ItemBody, ItemId, ItemKind,
     Replay, SealedOp,
@@ -183,17 +184,6 @@ impl Sim {
                 a.sync(b).unwrap();
             }
         }
-    }
-}
-
-/// A deterministic shuffle (xorshift), so a failing case replays from its seed.
-fn shuffle<T>(items: &mut [T], mut seed: u64) {
-    seed |= 1;
-    for i in (1..items.len()).rev() {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        items.swap(i, (seed % (i as u64 + 1)) as usize);
     }
 }
 

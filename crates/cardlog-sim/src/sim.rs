@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use cardlog::{Options, Replica};
 use cardlog_core::edit::{self, EditTarget};
+use cardlog_core::seeded::shuffle;
 use cardlog_core::{
     Contact, ContactId, ContactView, Device, DeviceError, DeviceId, EditError, FakeClock,
     HistoryEntry, Item, ItemBody, ItemId, OpId, Path, SealedOp, Value,
@@ -481,17 +482,6 @@ impl Transport for Cut {
         }
         self.left -= 1;
         self.inner.recv()
-    }
-}
-
-/// Deterministic shuffle (xorshift), so a failing schedule replays exactly.
-fn shuffle<T>(items: &mut [T], mut seed: u64) {
-    seed |= 1;
-    for i in (1..items.len()).rev() {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        items.swap(i, (seed % (i as u64 + 1)) as usize);
     }
 }
 

@@ -15,6 +15,7 @@ mod common;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use cardlog_core::replay::{ChainTip, Readiness};
+use cardlog_core::seeded::shuffle;
 use cardlog_core::{
     ContactId, Device, DeviceId, Field, InsertOutcome, Missing, OpId, Path, Replay, ReplayError,
     SealedOp,
@@ -22,7 +23,7 @@ use cardlog_core::{
 use cardlog_store::{OpOutcome, StoreError};
 use common::{
     assert_same_as_replay, has_backdated_replace, new_store, reopen, replay_of, sample,
-    scripted_world, shuffle, World, MIN_MS,
+    scripted_world, World, MIN_MS,
 };
 
 /// The scripted history's ops (dependencies first) and their replay.

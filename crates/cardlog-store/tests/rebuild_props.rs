@@ -12,11 +12,10 @@
 
 mod common;
 
+use cardlog_core::seeded::shuffle;
 use cardlog_core::{Contact, ContactId, Field, Item, ItemBody, ItemId, ItemKind, SealedOp};
 use cardlog_store::OpOutcome;
-use common::{
-    apply_in_chunks, assert_same_as_replay, new_store, reopen, replay_of, shuffle, World,
-};
+use common::{apply_in_chunks, assert_same_as_replay, new_store, reopen, replay_of, World};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]

@@ -241,17 +241,6 @@ pub fn replay_of(ops: &[SealedOp]) -> Replay {
     r
 }
 
-/// A deterministic shuffle (xorshift), so a failing case replays from its seed.
-pub fn shuffle<T>(items: &mut [T], mut seed: u64) {
-    seed |= 1;
-    for i in (1..items.len()).rev() {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        items.swap(i, (seed % (i as u64 + 1)) as usize);
-    }
-}
-
 /// Runs `open` until sled's file lock lets it through (at most about two seconds).
 ///
 /// sled 0.34 releases its lock on a database some moments after the last handle is dropped (its
