@@ -1,5 +1,6 @@
-//! cardlog's durable store: the op log and the materialized contact registers in sled, behind
-//! the narrow [`kv::Kv`] interface (also the fault-injection point for tests). Apps use it
+//! cardlog's durable store: the op log in its own append-only file (`log`), and the
+//! materialized contact registers in sled (`state`), behind the narrow [`state::kv::Kv`]
+//! interface (also the fault-injection point for tests). Apps use it
 //! through the `cardlog` crate's `Replica`; the store itself knows nothing of clocks or edits,
 //! only of sealed ops.
 //!

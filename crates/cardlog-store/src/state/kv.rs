@@ -1,10 +1,11 @@
 //! The narrow storage interface the store is written against ([`Kv`]), its error, and the
 //! wrappers that are not an engine: [`FaultyKv`] (fails writes on cue, for tests) and
-//! `ClosedKv` (what a store holds once its database is closed). sled itself is in `sled.rs`.
+//! `ClosedKv` (what a store holds once its database is closed). sled itself is in `sled_kv.rs`.
 //!
-//! Everything the store keeps lives in one ordered key space. A [`KvBatch`] is applied
-//! atomically, also across a crash (sled seals a batch in its log as one unit), which is what
-//! makes each op's log entry, index entries and state changes appear together or not at all.
+//! What the store keeps in sled lives in one ordered key space: point reads, prefix scans and
+//! atomic batches are all it asks. A [`KvBatch`] is applied atomically, also across a crash
+//! (sled seals a batch in its log as one unit), which is what makes the register changes,
+//! author chain tips and watermark of a batch of ops appear together or not at all.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -110,10 +111,6 @@ pub trait Kv: Send + Sync {
     fn get(&self, key: &[u8]) -> KvResult<Option<Vec<u8>>>;
     /// Every pair whose key starts with `prefix`, in key order. An error is the last item.
     fn scan_prefix<'a>(&'a self, prefix: &[u8]) -> KvIter<'a>;
-    /// Pairs with `start <= key < end`, in key order. An error is the last item.
-    fn range<'a>(&'a self, start: &[u8], end: &[u8]) -> KvIter<'a>;
-    /// The last pair whose key starts with `prefix`.
-    fn last_with_prefix(&self, prefix: &[u8]) -> KvResult<Option<(Vec<u8>, Vec<u8>)>>;
     /// Applies every write of the batch, atomically (also across a crash).
     fn apply(&self, batch: KvBatch) -> KvResult<()>;
     /// Makes every applied batch durable, also against a power cut (not only a killed
@@ -142,14 +139,6 @@ impl Kv for ClosedKv {
 
     fn scan_prefix<'a>(&'a self, _: &[u8]) -> KvIter<'a> {
         Box::new(std::iter::once(Self::closed()))
-    }
-
-    fn range<'a>(&'a self, _: &[u8], _: &[u8]) -> KvIter<'a> {
-        Box::new(std::iter::once(Self::closed()))
-    }
-
-    fn last_with_prefix(&self, _: &[u8]) -> KvResult<Option<(Vec<u8>, Vec<u8>)>> {
-        Self::closed()
     }
 
     fn apply(&self, _: KvBatch) -> KvResult<()> {
@@ -197,14 +186,6 @@ impl<K: Kv> Kv for FaultyKv<K> {
 
     fn scan_prefix<'a>(&'a self, prefix: &[u8]) -> KvIter<'a> {
         self.inner.scan_prefix(prefix)
-    }
-
-    fn range<'a>(&'a self, start: &[u8], end: &[u8]) -> KvIter<'a> {
-        self.inner.range(start, end)
-    }
-
-    fn last_with_prefix(&self, prefix: &[u8]) -> KvResult<Option<(Vec<u8>, Vec<u8>)>> {
-        self.inner.last_with_prefix(prefix)
     }
 
     fn apply(&self, batch: KvBatch) -> KvResult<()> {

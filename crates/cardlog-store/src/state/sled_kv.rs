@@ -220,19 +220,6 @@ impl Kv for SledKv {
         scan(self.db.scan_prefix(prefix))
     }
 
-    fn range<'a>(&'a self, start: &[u8], end: &[u8]) -> KvIter<'a> {
-        scan(self.db.range(start.to_vec()..end.to_vec()))
-    }
-
-    fn last_with_prefix(&self, prefix: &[u8]) -> KvResult<Option<(Vec<u8>, Vec<u8>)>> {
-        self.db
-            .scan_prefix(prefix)
-            .next_back()
-            .transpose()
-            .map(|o| o.map(|(k, v)| (k.to_vec(), v.to_vec())))
-            .map_err(sled_err)
-    }
-
     fn apply(&self, batch: KvBatch) -> KvResult<()> {
         let writes = batch.into_writes();
         let bytes: usize = writes
