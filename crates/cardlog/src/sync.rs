@@ -326,7 +326,7 @@ impl SyncStore for Replica {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use cardlog_core::Hlc;
 
@@ -360,5 +360,86 @@ mod tests {
         let back: Vec<(DeviceId, PeerRecord)> = decode(&bytes, "peers").unwrap();
         assert_eq!(back.len(), 100);
         assert!(back.iter().all(|(_, r)| r.acked.len() == 1_000));
+    }
+
+    /// The facade's meta records as golden bytes (docs/FORMAT.md, "Store": `mpeers`,
+    /// `mforks`, `mcalibration`, `mclock`): fixed values encode to exactly these bytes and the
+    /// bytes decode back to them, so a refactor cannot change what a stored replica reads.
+    const GOLDEN_PEERS_HEX: &str = "01b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b202a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1031111111111111111111111111111111111111111111111111111111111111111fd035e56eea101000011b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2fb2c012222222222222222222222222222222222222222222222222222222222222222fd2c5f56eea101000022fde86156eea1010000";
+    const GOLDEN_FORKS_HEX: &str = "01a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a10233333333333333333333333333333333333333333333333333333333333333334444444444444444444444444444444444444444444444444444444444444444";
+    const GOLDEN_CALIBRATION_HEX: &str =
+        "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2fcffb74c0a2afdd06556eea1010000";
+    const GOLDEN_CLOCK_HEX: &str = "fffffffffad9a400";
+
+    type Peers = Vec<(DeviceId, PeerRecord)>;
+    type CalibrationRecord = (DeviceId, i64, u64, u64);
+
+    fn golden_values() -> (Peers, Vec<ForkRecord>, CalibrationRecord, i64) {
+        let tip = |seq: u64, b: u8| ChainTip {
+            seq,
+            op: OpId([b; 32]),
+            hlc: Hlc {
+                wall_ms: 1_795_000_000_000 + seq,
+                counter: u32::from(b),
+            },
+        };
+        let peers = vec![(
+            DeviceId([0xb2; 16]),
+            PeerRecord {
+                acked: vec![
+                    (DeviceId([0xa1; 16]), tip(3, 0x11)),
+                    (DeviceId([0xb2; 16]), tip(300, 0x22)),
+                ],
+                last_ms: 1_795_000_001_000,
+            },
+        )];
+        let forks = vec![(DeviceId([0xa1; 16]), 2, OpId([0x33; 32]), OpId([0x44; 32]))];
+        let calibration = (
+            DeviceId([0xb2; 16]),
+            -86_400_000i64,
+            42u64,
+            1_795_000_002_000u64,
+        );
+        (peers, forks, calibration, -86_400_000)
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn meta_records_match_their_golden_bytes() {
+        let (peers, forks, calibration, clock) = golden_values();
+        assert_eq!(hex(&encode(&peers)), GOLDEN_PEERS_HEX);
+        assert_eq!(hex(&encode(&forks)), GOLDEN_FORKS_HEX);
+        assert_eq!(hex(&encode(&calibration)), GOLDEN_CALIBRATION_HEX);
+        assert_eq!(hex(&clock.to_be_bytes()), GOLDEN_CLOCK_HEX);
+        let back: Vec<(DeviceId, PeerRecord)> = decode(&unhex(GOLDEN_PEERS_HEX), "peers").unwrap();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].0, peers[0].0);
+        assert_eq!(back[0].1.acked, peers[0].1.acked);
+        assert_eq!(back[0].1.last_ms, peers[0].1.last_ms);
+        let back: Vec<ForkRecord> = decode(&unhex(GOLDEN_FORKS_HEX), "forks").unwrap();
+        assert_eq!(back, forks);
+        let back: (DeviceId, i64, u64, u64) =
+            decode(&unhex(GOLDEN_CALIBRATION_HEX), "calibration").unwrap();
+        assert_eq!(back, calibration);
+        let bytes: [u8; 8] = unhex(GOLDEN_CLOCK_HEX).try_into().unwrap();
+        assert_eq!(i64::from_be_bytes(bytes), clock);
+        // One byte less of any record is refused, not read as something else.
+        let cut = |golden: &str| {
+            let bytes = unhex(golden);
+            bytes[..bytes.len() - 1].to_vec()
+        };
+        assert!(decode::<Vec<(DeviceId, PeerRecord)>>(&cut(GOLDEN_PEERS_HEX), "peers").is_err());
+        assert!(decode::<Vec<ForkRecord>>(&cut(GOLDEN_FORKS_HEX), "forks").is_err());
+        assert!(decode::<(DeviceId, i64, u64, u64)>(&cut(GOLDEN_CALIBRATION_HEX), "cal").is_err());
     }
 }
