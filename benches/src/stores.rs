@@ -152,7 +152,7 @@ pub fn open_timed(dir: &Path, options: &Options) -> Result<(Replica, Duration, u
         let start = Instant::now();
         match Replica::open_with(dir, options.clone()) {
             Ok(replica) => return Ok((replica, start.elapsed(), failed)),
-            Err(e) if e.to_string().contains("could not acquire lock") => {
+            Err(e @ cardlog::OpenError::Locked(_)) => {
                 if first.elapsed() > LOCK_WAIT {
                     return Err(e.into());
                 }

@@ -5,8 +5,8 @@
 //!
 //! Imports are read from `crate::…` and `super::…` paths (in `use` items, with their brace
 //! groups, and inline); a path resolves to the longest module file it names. A crate's root
-//! file (`lib.rs`, `main.rs`) is its table of contents, and re-exports (`pub use`) anywhere are
-//! too: they are not edges.
+//! file (`lib.rs`, `main.rs`) is its table of contents, and a re-export (`pub use`) is too,
+//! unless the file's own code uses the name it re-exports.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -233,6 +233,24 @@ fn expand_use(tree: &str, prefix: &[String], out: &mut Vec<Vec<String>>) {
     }
 }
 
+/// Whether `name` occurs as a word in `code` outside its `use` items.
+fn used_outside_uses(code: &str, name: &str) -> bool {
+    code.split(';')
+        .map(|item| match item.rfind("use ") {
+            // Keep what precedes a use item (it ends the item before it).
+            Some(pos) => &item[..pos],
+            None => item,
+        })
+        .any(|text| {
+            text.match_indices(name).any(|(at, _)| {
+                let before = text[..at].chars().last();
+                let after = text[at + name.len()..].chars().next();
+                let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+                !word(before) && !word(after)
+            })
+        })
+}
+
 /// Every module path a file names (from `crate`, `super`, `self` or one of its child modules),
 /// made absolute from the root. `module` is the file's own module path.
 fn imported_paths(code: &str, module: &[String], krate: &CrateSrc) -> Vec<Vec<String>> {
@@ -245,8 +263,14 @@ fn imported_paths(code: &str, module: &[String], krate: &CrateSrc) -> Vec<Vec<St
         };
         let before = &item[..pos];
         // A re-export (`pub use`, `pub(crate) use`) is a table of contents, not a dependency
-        // of the file's own code.
+        // of the file's own code, unless the file's own code uses what it re-exports.
         if before.trim_end().ends_with("pub") || before.trim_end().ends_with(')') {
+            let mut leaves = Vec::new();
+            expand_use(item[pos + 4..].trim(), &[], &mut leaves);
+            raw.extend(leaves.into_iter().filter(|leaf| {
+                leaf.last()
+                    .is_some_and(|name| used_outside_uses(code, name))
+            }));
             continue;
         }
         if !(before.is_empty()
@@ -441,6 +465,14 @@ fn the_circle_check_can_fail() {
     )
     .unwrap();
     assert_eq!(find_cycle(&import_graph(&src)), None);
+    // A parent whose own code uses what it re-exports from a child depends on it.
+    std::fs::write(
+        src.join("store/mod.rs"),
+        "//! Store.\nmod stage;\npub use stage::Stage;\nfn f(s: Stage) {}\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("store/stage.rs"), "//! Stage.\nuse super::f;\n").unwrap();
+    assert!(find_cycle(&import_graph(&src)).is_some());
     // A parent that imports its child, and the child that names the parent, are a circle too.
     std::fs::write(
         src.join("store/mod.rs"),

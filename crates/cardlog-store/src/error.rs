@@ -162,7 +162,7 @@ impl From<StoreError> for OpenError {
             StoreError::Damaged { what, offset } => OpenError::Damaged { what, offset },
             StoreError::Log(e) => OpenError::Log(e),
             // A refused op or a poisoned store while opening: the store's own state is wrong.
-            other => OpenError::damaged(other.to_string()),
+            other => OpenError::damaged(format!("{other} does not decode")),
         }
     }
 }

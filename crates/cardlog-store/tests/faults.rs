@@ -20,8 +20,8 @@ use std::sync::Arc;
 use cardlog_core::replay::Readiness;
 use cardlog_core::{Replay, SealedOp};
 use cardlog_store::keys;
-use cardlog_store::log::{FaultyLog, FileLog, LOG_FILE};
-use cardlog_store::state::{FaultyKv, Kv, KvBatch, SledKv};
+use cardlog_store::log::{FaultyLog, FileLog, LogError, LOG_FILE};
+use cardlog_store::state::{FaultyKv, Kv, KvBatch, KvError, SledKv};
 use cardlog_store::{Store, StoreError};
 use common::{
     assert_same_as_replay, edit_log, log_records, new_store, reopen, replay_of, retry_lock,
@@ -49,8 +49,10 @@ fn open_with_budget(dir: &Path, budget: Arc<AtomicU64>) -> Store {
 }
 
 fn is_injected(e: &StoreError) -> bool {
-    matches!(e, StoreError::Engine(_) | StoreError::Log(_))
-        && e.to_string().contains("injected write failure")
+    matches!(
+        e,
+        StoreError::Engine(KvError::Injected) | StoreError::Log(LogError::Injected)
+    )
 }
 
 fn is_poisoned<T: std::fmt::Debug>(r: Result<T, StoreError>) -> bool {

@@ -1,8 +1,8 @@
-//! Bundle and heads files: the sync protocol carried by hand (sneakernet, a shared folder).
+//! Bundle and summary files: the sync protocol carried by hand (sneakernet, a shared folder).
 //!
 //! A bundle is one [`Message::Bundle`]: a segment message with the writer's id and time. A
-//! heads file is one [`Message::SummaryFile`]: a summary, so that the next bundle for that replica
-//! carries only what it lacks (`cardlog heads --out` there, `cardlog export --since` here).
+//! summary file is one [`Message::SummaryFile`]: a summary, so that the next bundle for that replica
+//! carries only what it lacks (`cardlog summary --out` there, `cardlog export --since` here).
 //! Importing verifies the whole bundle before applying anything and applies it atomically;
 //! importing the same bundle again stores nothing.
 
@@ -91,7 +91,7 @@ pub fn import<S: SyncStore>(store: &mut S, bytes: &[u8]) -> Result<Imported, Syn
     }
 }
 
-/// A heads file: what this replica holds.
+/// A summary file: what this replica holds.
 pub fn summary_file<S: SyncStore>(store: &S) -> Vec<u8> {
     message::encode(&Message::SummaryFile {
         replica: store.device_id(),
@@ -99,7 +99,8 @@ pub fn summary_file<S: SyncStore>(store: &S) -> Vec<u8> {
     })
 }
 
-/// Reads a heads file: who wrote it and what it held.
+/// Reads a summary file: who wrote it and what it held. (Its errors say "heads file", the
+/// CLI's word until its messages next change.)
 pub fn read_summary_file(bytes: &[u8]) -> Result<(DeviceId, Summary), SyncError<Infallible>> {
     match message::decode(bytes)? {
         Message::SummaryFile { replica, summary } => Ok((replica, summary)),

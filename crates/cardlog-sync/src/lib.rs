@@ -1,11 +1,15 @@
 //! cardlog's sync layer (docs/SYNC.md): how replicas exchange the ops they lack.
 //!
-//! - [`segment`]: the compact, verifiable encoding ops travel in. A segment is a contiguous run
+//! - [`wire`]: the bytes that travel. [`wire::segment`]: the compact, verifiable encoding ops
+//!   travel in. A segment is a contiguous run
 //!   of one author's ops anchored to the id of the op before it; ops are sent without what the
 //!   receiver can recompute and rebuilt into their exact bytes on arrival, so a single changed
 //!   byte makes the segment fail, with an error naming author and seqs.
-//! - [`message`]: the framed, checksummed protocol messages and files (hello, ops, ack, abort,
-//!   bundle, heads).
+//!   [`wire::message`]: the framed, checksummed protocol messages and files (hello, ops, ack,
+//!   abort, bundle, summary file).
+//! - [`store`]: what a replica offers a session ([`SyncStore`]); [`receive`]: the receive path
+//!   shared by sessions and bundle import (verify whole, set forks aside, apply atomically);
+//!   [`error`]: [`SyncError`], generic over the store's own error, and [`TransportError`].
 //! - [`session`]: the sans-IO session: summaries one way and the other, then exactly the
 //!   missing segments each way, then both sides confirm equal summaries. Forks are reported,
 //!   never merged; the initiator calibrates its clock to the responder's.

@@ -1,6 +1,7 @@
 //! The receive path, shared by sessions and bundle import: a segment message verified whole,
-//! forked authors set aside (the fork rule, in [`apply_segments`] only), the rest applied
-//! atomically.
+//! forked authors set aside, the rest applied atomically ([`apply_segments`]). Every fork
+//! decision lives in this file: in a message's ops ([`apply_segments`]), in a peer's summary
+//! ([`forks_in_summary`]) and in forks a peer reports ([`reported_forks`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,7 +9,7 @@ use cardlog_core::{DeviceId, OpId, SealedOp};
 
 use crate::error::SyncError;
 use crate::store::{Applied, SyncStore};
-use crate::wire::message::Fork;
+use crate::wire::message::{Fork, Summary};
 use crate::wire::segment::{decode_segments, Locate, Resolve};
 use crate::wire::WireError;
 
@@ -118,4 +119,54 @@ pub fn apply_segments<S: SyncStore>(
         applied,
         forks,
     })
+}
+
+/// The forks a peer's summary shows: an author whose tip there is an op at a seq where this
+/// replica holds another op.
+pub fn forks_in_summary<S: SyncStore>(
+    store: &S,
+    summary: &Summary,
+) -> Result<Vec<Fork>, SyncError<S::Error>> {
+    let mine = store.summary();
+    let mut forks = Vec::new();
+    for (author, theirs) in summary {
+        let Some(ours) = mine.get(author) else {
+            continue;
+        };
+        if ours.seq < theirs.seq {
+            continue;
+        }
+        let at = store
+            .op_at(author, theirs.seq)
+            .map_err(SyncError::Store)?
+            .map(|o| o.id());
+        if let Some(at) = at.filter(|id| *id != theirs.op) {
+            forks.push(Fork {
+                author: *author,
+                seq: theirs.seq,
+                ours: at,
+                theirs: theirs.op,
+            });
+        }
+    }
+    Ok(forks)
+}
+
+/// The forks a peer reports, as seen from here, that are forks of ours: each names the op the
+/// peer says this side holds there, and a claim about an op not held here is not one.
+pub fn reported_forks<S: SyncStore>(
+    store: &S,
+    reported: &[Fork],
+) -> Result<Vec<Fork>, SyncError<S::Error>> {
+    let mut ours = Vec::new();
+    for fork in reported.iter().map(|f| f.flipped()) {
+        let held = store
+            .op_at(&fork.author, fork.seq)
+            .map_err(SyncError::Store)?
+            .map(|o| o.id());
+        if held == Some(fork.ours) {
+            ours.push(fork);
+        }
+    }
+    Ok(ours)
 }

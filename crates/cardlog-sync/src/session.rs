@@ -23,7 +23,7 @@ use std::collections::{BTreeSet, VecDeque};
 use cardlog_core::{DeviceId, SealedOp};
 
 use crate::error::SyncError;
-use crate::receive::{apply_segments, View};
+use crate::receive::{apply_segments, forks_in_summary, reported_forks, View};
 use crate::store::SyncStore;
 use crate::wire::message::{self, Fork, Message, Summary};
 use crate::wire::segment::encode_segments;
@@ -382,18 +382,7 @@ impl Session {
                     segments,
                 },
             ) => {
-                // A fork the peer reports names the op it says this side holds there; a claim
-                // about an op not held here is no fork of ours and is not recorded.
-                let mut flipped: Vec<Fork> = Vec::new();
-                for fork in forks.iter().map(|f| f.flipped()) {
-                    let held = store
-                        .op_at(&fork.author, fork.seq)
-                        .map_err(SyncError::Store)?
-                        .map(|o| o.id());
-                    if held == Some(fork.ours) {
-                        flipped.push(fork);
-                    }
-                }
+                let flipped = reported_forks(store, &forks)?;
                 if !flipped.is_empty() {
                     store.record_forks(&flipped).map_err(SyncError::Store)?;
                     self.forks.extend(flipped);
@@ -470,28 +459,7 @@ impl Session {
             return Err(SyncError::SamePeer(peer));
         }
         self.report.peer = Some(peer);
-        let mine = store.summary();
-        let mut forks = Vec::new();
-        for (author, theirs) in summary {
-            let Some(ours) = mine.get(author) else {
-                continue;
-            };
-            if ours.seq < theirs.seq {
-                continue;
-            }
-            let at = store
-                .op_at(author, theirs.seq)
-                .map_err(SyncError::Store)?
-                .map(|o| o.id());
-            if let Some(at) = at.filter(|id| *id != theirs.op) {
-                forks.push(Fork {
-                    author: *author,
-                    seq: theirs.seq,
-                    ours: at,
-                    theirs: theirs.op,
-                });
-            }
-        }
+        let forks = forks_in_summary(store, summary)?;
         if !forks.is_empty() {
             store.record_forks(&forks).map_err(SyncError::Store)?;
             self.forks.extend(forks);

@@ -47,13 +47,16 @@ pub use sync::{CalibrationInfo, PeerInfo, SyncError};
 pub use cardlog_sync as sync_layer;
 pub use cardlog_sync::{Fork, Role, SyncReport, TransportError};
 
-pub use cardlog_core::replay::{ChainTip, Heads};
+pub use cardlog_core::edit::EditTarget;
+pub use cardlog_core::replay::{ChainTip, ContactRegisters, Heads};
 pub use cardlog_core::{
     Batch, Contact, ContactId, ContactView, DeviceId, FakeClock, Field, FieldConflict,
     HistoryEntry, Hlc, HlcClock, IdPrefix, Item, ItemBody, ItemId, ItemKind, ItemValue, Missing,
     OpId, Path, PostalAddress, SealedOp, SkewReport, Summary, SystemClock, Value, WallClock,
 };
-pub use cardlog_core::{DeviceError, EditError};
+pub use cardlog_core::{
+    DeviceError, DiffError, EditError, EncodeError, PlanError, RandomError, ReplayError,
+};
 pub use cardlog_store::log::LogError;
 pub use cardlog_store::state::KvError;
 pub use cardlog_store::{Progress, Recovery, Store, StoreError, VerifyReport, CACHE_BYTES_DEFAULT};

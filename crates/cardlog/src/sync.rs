@@ -182,8 +182,8 @@ impl Replica {
         bundle::import(self, bytes)
     }
 
-    /// Remembers what a heads file says its writer holds, so that [`Replica::needs_sync`]
-    /// works for peers met only through files. This replica's own heads are ignored.
+    /// Remembers what a summary file says its writer holds, so that [`Replica::needs_sync`]
+    /// works for peers met only through files. This replica's own summary is ignored.
     pub fn record_summary(&mut self, peer: DeviceId, summary: &Summary) -> Result<(), Error> {
         if peer == self.id() {
             return Ok(());
@@ -191,7 +191,7 @@ impl Replica {
         SyncStore::record_peer(self, peer, summary)
     }
 
-    /// A heads file: what this replica holds, for a peer to export only what it lacks.
+    /// A summary file: what this replica holds, for a peer to export only what it lacks.
     pub fn summary_file(&self) -> Vec<u8> {
         bundle::summary_file(self)
     }

@@ -17,7 +17,7 @@ mod view;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-pub use check::{check_op, ChainTip, OpLookup, Readiness, Summary};
+pub use check::{check_op, ChainTip, Missing, OpLookup, Readiness, ReplayError, Summary};
 pub use plan::{plan_contact, Batch, PlanError};
 pub use register::{Heads, RegisterWrite, WriteKey};
 pub use view::{
@@ -27,84 +27,9 @@ pub use view::{
 
 use register::Register;
 
-use crate::hlc::Hlc;
 use crate::id::{ContactId, DeviceId, OpId};
 use crate::model::Path;
 use crate::sealed::SealedOp;
-
-/// Why an op cannot be applied. The op is not applied and nothing changes.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReplayError {
-    /// Two different ops claim the same place in one author's chain (for example a device
-    /// restored from a backup kept writing). Never merged silently.
-    #[error("fork: author {author} seq {seq} is op {existing} here but {incoming} was received")]
-    Fork {
-        /// The author.
-        author: DeviceId,
-        /// The contested position.
-        seq: u64,
-        /// The op already applied at that position.
-        existing: OpId,
-        /// The op received.
-        incoming: OpId,
-    },
-    /// The op names a previous op that is not the author's op at `seq - 1` here: its chain
-    /// diverges from the one this replica has (a fork at an earlier seq).
-    #[error("chain mismatch: op {op} (author {author} seq {seq}) names previous op {named:?}, but seq {prev_seq} here is {present}", prev_seq = seq - 1)]
-    ChainMismatch {
-        /// The author.
-        author: DeviceId,
-        /// The received op's seq.
-        seq: u64,
-        /// The received op.
-        op: OpId,
-        /// The previous op it names.
-        named: Option<OpId>,
-        /// The author's op at `seq - 1` here.
-        present: OpId,
-    },
-    /// The op's timestamp is not after its predecessor's: the author's clock rules were broken.
-    #[error("clock regression: op {op} (author {author} seq {seq}) has timestamp {hlc}, not after its predecessor's {prev}")]
-    ClockRegression {
-        /// The author.
-        author: DeviceId,
-        /// The op's seq.
-        seq: u64,
-        /// The op.
-        op: OpId,
-        /// Its timestamp.
-        hlc: Hlc,
-        /// The predecessor's timestamp.
-        prev: Hlc,
-    },
-    /// A write names a replaced op that has no write at the same contact and path.
-    #[error("op {op} write {contact}/{path} replaces op {replaced}, which did not write there")]
-    BadReplace {
-        /// The op.
-        op: OpId,
-        /// The contact written.
-        contact: ContactId,
-        /// The path written.
-        path: String,
-        /// The replaced op named.
-        replaced: OpId,
-    },
-}
-
-/// Something an op waits for before it can be applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Missing {
-    /// The author's op at this seq (the chain predecessor).
-    Chain {
-        /// The author.
-        author: DeviceId,
-        /// The missing seq.
-        seq: u64,
-    },
-    /// An op named in `replaces`.
-    Op(OpId),
-}
 
 /// An op that was waiting in the waiting room and turned out to be bad once its dependencies
 /// arrived. It is dropped.

@@ -21,6 +21,9 @@ pub enum LogError {
         /// The OS's words.
         message: String,
     },
+    /// A failure [`FaultyLog`] injected.
+    #[error("op log: injected write failure")]
+    Injected,
     /// The log's bytes are damaged at `offset`: a record that does not parse or decode, or
     /// one the store expected and did not find.
     #[error("store damaged: {what}")]
@@ -38,6 +41,7 @@ impl LogError {
         match self {
             LogError::Io { call, message, .. } => format!("{call}: {message}"),
             LogError::Damaged { what, .. } => what.clone(),
+            LogError::Injected => "injected write failure".into(),
         }
     }
 }
@@ -160,11 +164,7 @@ impl<L: LogIo> FaultyLog<L> {
         self.writes_left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .map(|_| ())
-            .map_err(|_| LogError::Io {
-                call: "write".into(),
-                kind: std::io::ErrorKind::Other,
-                message: "injected write failure".into(),
-            })
+            .map_err(|_| LogError::Injected)
     }
 }
 

@@ -193,6 +193,6 @@ impl OpLog {
 
     /// Reads records in order from `from` up to `limit`, in large sequential chunks.
     pub fn scan(&self, from: u64, limit: u64) -> Scan<'_> {
-        Scan::new(self, from, limit)
+        Scan::new(&*self.io, from, limit)
     }
 }

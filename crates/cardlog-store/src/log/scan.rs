@@ -4,8 +4,8 @@
 use cardlog_core::OpId;
 
 use super::io::LogError;
+use super::io::LogIo;
 use super::record::{parse_header, Record, HEADER_BYTES};
-use super::OpLog;
 
 /// How many bytes a sequential scan reads at once.
 const SCAN_CHUNK_BYTES: usize = 1 << 20;
@@ -29,9 +29,9 @@ pub enum Read {
     },
 }
 
-/// A sequential read of records (see [`OpLog::scan`]).
+/// A sequential read of records (see [`super::OpLog::scan`]).
 pub struct Scan<'a> {
-    log: &'a OpLog,
+    io: &'a dyn LogIo,
     limit: u64,
     buf: Vec<u8>,
     buf_at: u64,
@@ -40,10 +40,10 @@ pub struct Scan<'a> {
 }
 
 impl<'a> Scan<'a> {
-    /// A scan of `log` from `from` up to `limit`.
-    pub(super) fn new(log: &'a OpLog, from: u64, limit: u64) -> Self {
+    /// A scan of the log file behind `io` from `from` up to `limit`.
+    pub(super) fn new(io: &'a dyn LogIo, from: u64, limit: u64) -> Self {
         Scan {
-            log,
+            io,
             limit,
             buf: Vec::new(),
             buf_at: from,
@@ -73,7 +73,7 @@ impl Scan<'_> {
         self.buf.clear();
         self.buf.resize(want, 0);
         self.buf_at = self.pos;
-        if let Err(e) = self.log.read_raw(&mut self.buf, self.pos) {
+        if let Err(e) = self.io.read_at(&mut self.buf, self.pos) {
             self.buf.clear();
             return Err(e);
         }

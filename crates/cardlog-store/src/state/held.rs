@@ -112,7 +112,7 @@ impl<'a, P: Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)>> Iterator for Me
                 (None, Some(_)) => true,
                 (Some(Ok((stored_key, _))), Some((held_key, _))) => {
                     if stored_key.as_slice() == held_key.as_slice() {
-                        // HeldBack replaces (or removes) the stored pair.
+                        // The held-back write replaces (or removes) the stored pair.
                         self.stored.next();
                         true
                     } else {

@@ -47,7 +47,7 @@ fn sled_err(e: sled::Error) -> KvError {
         )),
         sled::Error::Io(e) => KvError::Io {
             kind: e.kind(),
-            message: e.to_string(),
+            message: format!("IO error: {e}"),
         },
         other => KvError::EngineBug(other.to_string()),
     }
@@ -70,6 +70,16 @@ fn scan<'a>(iter: sled::Iter) -> KvIter<'a> {
         failed = r.is_err();
         Some(r)
     }))
+}
+
+/// Why one attempt to open sled failed.
+enum Opening {
+    /// Another handle holds the database's lock (seen by our own check of it).
+    Locked,
+    /// sled failed with an I/O error of the kind it uses for a held lock: retried.
+    MaybeLocked(KvError),
+    /// Anything else.
+    Failed(KvError),
 }
 
 /// What became of an attempt to clear torn snapshots before sled opens.
@@ -174,16 +184,20 @@ impl SledKv {
         let mut attempts = 0;
         loop {
             let opened = match clear_torn_snapshots(dir)? {
-                Cleared::Locked => Err(KvError::Locked(dir.join("db"))),
+                Cleared::Locked => Err(Opening::Locked),
                 Cleared::Done => sled::Config::new()
                     .path(dir)
                     .cache_capacity(cache_bytes)
                     .open()
                     .map_err(|e| match e {
-                        // sled reports a held lock only as an I/O error in words: whether that
-                        // is what happened is asked of the lock itself.
-                        sled::Error::Io(_) if lock_is_held(dir) => KvError::Locked(dir.join("db")),
-                        other => sled_err(other),
+                        // sled reports a held lock only as an I/O error of kind `Other` (its
+                        // words name the lock). Such an error may be a handle just closed that
+                        // lets go a moment later, so it is retried; whether the lock is what
+                        // failed is asked of the lock itself, never read from the words.
+                        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::Other => {
+                            Opening::MaybeLocked(sled_err(sled::Error::Io(io)))
+                        }
+                        other => Opening::Failed(sled_err(other)),
                     }),
             };
             match opened {
@@ -198,11 +212,15 @@ impl SledKv {
                         bytes_written: AtomicU64::new(0),
                     });
                 }
-                Err(KvError::Locked(_)) if attempts < LOCK_RETRIES => {
+                Err(Opening::Locked | Opening::MaybeLocked(_)) if attempts < LOCK_RETRIES => {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
-                Err(e) => return Err(e),
+                Err(Opening::Locked) => return Err(KvError::Locked(dir.join("db"))),
+                Err(Opening::MaybeLocked(_)) if lock_is_held(dir) => {
+                    return Err(KvError::Locked(dir.join("db")));
+                }
+                Err(Opening::MaybeLocked(e) | Opening::Failed(e)) => return Err(e),
             }
         }
     }

@@ -245,17 +245,35 @@ pub fn replay_of(ops: &[SealedOp]) -> Replay {
 ///
 /// sled 0.34 releases its lock on a database some moments after the last handle is dropped (its
 /// background threads let go of the file later; spacejam/sled#1234), so an immediate reopen in
-/// the same process can fail with "could not acquire lock". Any other error returns at once.
-pub fn retry_lock<T, E: std::fmt::Debug>(mut open: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+/// the same process can fail with the lock held (`Locked`). Any other error returns at once.
+pub fn retry_lock<T, E: IsLocked>(mut open: impl FnMut() -> Result<T, E>) -> Result<T, E> {
     let mut attempts = 0;
     loop {
         match open() {
-            Err(e) if attempts < 200 && format!("{e:?}").contains("could not acquire lock") => {
+            Err(e) if attempts < 200 && e.is_locked() => {
                 attempts += 1;
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
             other => return other,
         }
+    }
+}
+
+/// An open error that may say the database's lock is held, by its variant.
+pub trait IsLocked {
+    /// Whether the error is the held lock.
+    fn is_locked(&self) -> bool;
+}
+
+impl IsLocked for cardlog_store::OpenError {
+    fn is_locked(&self) -> bool {
+        matches!(self, cardlog_store::OpenError::Locked(_))
+    }
+}
+
+impl IsLocked for cardlog_store::state::KvError {
+    fn is_locked(&self) -> bool {
+        matches!(self, cardlog_store::state::KvError::Locked(_))
     }
 }
 

@@ -1,4 +1,4 @@
-//! Why wire bytes (a segment message, a sync message, a bundle or heads file) were refused or
+//! Why wire bytes (a segment message, a sync message, a bundle or summary file) were refused or
 //! could not be written. Nothing of refused bytes is applied.
 
 use cardlog_core::{DeviceId, EncodeError};

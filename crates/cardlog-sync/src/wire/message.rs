@@ -10,7 +10,7 @@
 //! are strict LEB128 varints; ids are their raw bytes. A summary entry is the author (16
 //! bytes), the seq, the head op id (32 bytes) and the head's timestamp (wall ms, counter):
 //! about 58 bytes per author. Segments are carried as a whole segment message
-//! ([`crate::segment`]), which has its own checksum.
+//! ([`crate::wire::segment`]), which has its own checksum.
 
 use cardlog_core::replay::ChainTip;
 use cardlog_core::{DeviceId, Hlc, OpId};
@@ -31,7 +31,7 @@ pub use cardlog_core::Summary;
 pub mod limits {
     /// Largest message, in bytes (a session splits what it sends to stay far below).
     pub const MESSAGE_BYTES_MAX: usize = crate::wire::segment::limits::MESSAGE_BYTES_MAX;
-    /// Most authors in a summary (hello, ack, heads file).
+    /// Most authors in a summary (hello, ack, summary file).
     pub const AUTHORS_PER_SUMMARY_MAX: u64 = 1 << 20;
     /// Most forks reported in one `Ops` message (a sender reports no more).
     pub const FORKS_PER_MESSAGE_MAX: u64 = 1 << 16;
@@ -82,7 +82,7 @@ pub enum Message {
         last: bool,
         /// Forks the sender found between the two sides (from its point of view).
         forks: Vec<Fork>,
-        /// A segment message ([`crate::segment`]).
+        /// A segment message ([`crate::wire::segment`]).
         segments: Vec<u8>,
     },
     /// What the sender holds after applying everything it received.
@@ -104,7 +104,7 @@ pub enum Message {
         /// A segment message.
         segments: Vec<u8>,
     },
-    /// A summary file (`cardlog heads --out`), to build a bundle of only what its writer lacks.
+    /// A summary file (`cardlog summary --out`), to build a bundle of only what its writer lacks.
     SummaryFile {
         /// The device that wrote the file.
         replica: DeviceId,
@@ -129,6 +129,7 @@ impl Message {
             Message::Ack { .. } => "ack",
             Message::Abort { .. } => "abort",
             Message::Bundle { .. } => "bundle",
+            // The name errors print; kept as it was for the CLI's unchanged messages.
             Message::SummaryFile { .. } => "heads",
         }
     }
