@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use cardlog::sync_layer::transport::{self, Transport};
-use cardlog::sync_layer::{Applied, Locate, Resolve, SyncStore, WireError};
+use cardlog::sync_layer::{Applied, Locate, PeerBook, Resolve, SyncStore, WireError};
 use cardlog::SyncReport;
 use cardlog::{DeviceId, Field, Fork, OpId, Replica, Role, SealedOp, Summary, TransportError};
 use cardlog_core::FakeClock;
@@ -213,13 +213,15 @@ impl SyncStore for Timed<'_> {
     fn is_refusal(error: &Self::Error) -> bool {
         <Replica as SyncStore>::is_refusal(error)
     }
+}
 
+impl PeerBook for Timed<'_> {
     fn wall_ms(&self) -> u64 {
-        SyncStore::wall_ms(&*self.replica)
+        PeerBook::wall_ms(&*self.replica)
     }
 
     fn calibrated_ms(&self) -> u64 {
-        SyncStore::calibrated_ms(&*self.replica)
+        PeerBook::calibrated_ms(&*self.replica)
     }
 
     fn calibrate(
@@ -230,21 +232,21 @@ impl SyncStore for Timed<'_> {
         received_ms: u64,
     ) -> Result<i64, Self::Error> {
         let start = Instant::now();
-        let out = SyncStore::calibrate(&mut *self.replica, peer, peer_ms, sent_ms, received_ms);
+        let out = PeerBook::calibrate(&mut *self.replica, peer, peer_ms, sent_ms, received_ms);
         self.times.get_mut().add("calibrate", start.elapsed());
         out
     }
 
     fn record_peer(&mut self, peer: DeviceId, acked: &Summary) -> Result<(), Self::Error> {
         let start = Instant::now();
-        let out = SyncStore::record_peer(&mut *self.replica, peer, acked);
+        let out = PeerBook::record_peer(&mut *self.replica, peer, acked);
         self.times.get_mut().add("record_peer", start.elapsed());
         out
     }
 
     fn record_forks(&mut self, forks: &[Fork]) -> Result<(), Self::Error> {
         let start = Instant::now();
-        let out = SyncStore::record_forks(&mut *self.replica, forks);
+        let out = PeerBook::record_forks(&mut *self.replica, forks);
         self.times.get_mut().add("record_forks", start.elapsed());
         out
     }

@@ -21,7 +21,7 @@ use cardlog_core::{
 use cardlog_sync::memory::MemoryReplica;
 use cardlog_sync::session::Session;
 use cardlog_sync::transport::{channel_pair, run_session, ChannelEnd, Transport};
-use cardlog_sync::{bundle, Applied, Role, Summary, SyncError, SyncStore, TransportError};
+use cardlog_sync::{bundle, Applied, PeerBook, Role, Summary, SyncError, TransportError};
 
 use crate::model::{self, ModelContact, Rule};
 use crate::naming::{contact_id, field_at, item_id, item_kind, name_at};
@@ -429,7 +429,7 @@ impl Transport for DynTransport<'_> {
     }
 }
 
-impl<S: SyncStore> ErasedStore for S {
+impl<S: PeerBook> ErasedStore for S {
     fn summary_(&self) -> Summary {
         self.summary()
     }

@@ -12,7 +12,7 @@ use std::convert::Infallible;
 
 use crate::error::SyncError;
 use crate::receive::{apply_segments, Received, View};
-use crate::store::SyncStore;
+use crate::store::{PeerBook, SyncStore};
 use crate::wire::error::{AUTHORS_IN_A_MESSAGE, SEGMENTS_IN_A_MESSAGE};
 use crate::wire::message::{self, Message, Summary};
 use crate::wire::segment::encode_segments;
@@ -30,7 +30,7 @@ pub struct Imported {
 }
 
 /// A bundle of the ops a replica holding `since` lacks (everything when `None`).
-pub fn export<S: SyncStore>(
+pub fn export<S: PeerBook>(
     store: &S,
     since: Option<&Summary>,
 ) -> Result<Vec<u8>, SyncError<S::Error>> {
@@ -73,7 +73,7 @@ pub fn export<S: SyncStore>(
 /// Verifies and applies a bundle. Nothing is applied if any part of it is damaged or forged,
 /// except that the ops of an author whose chain forks from this replica's are set aside and
 /// the fork reported.
-pub fn import<S: SyncStore>(store: &mut S, bytes: &[u8]) -> Result<Imported, SyncError<S::Error>> {
+pub fn import<S: PeerBook>(store: &mut S, bytes: &[u8]) -> Result<Imported, SyncError<S::Error>> {
     match message::decode(bytes)? {
         Message::Bundle {
             replica,

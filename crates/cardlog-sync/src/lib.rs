@@ -32,7 +32,7 @@ pub mod wire;
 pub use error::{SyncError, TransportError};
 pub use receive::{apply_segments, Received};
 pub use session::{Calibration, Role, Session, SyncReport};
-pub use store::{Applied, SyncStore};
+pub use store::{Applied, PeerBook, SyncStore};
 pub use wire::{
     decode_segments, encode_segments, Fork, Locate, Message, Resolve, Summary, WireError,
     SEGMENT_VERSION,

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use cardlog_core::replay::{check_op, Readiness, Replay, ReplayError};
 use cardlog_core::{Device, DeviceId, OpId, SealedOp};
 
-use crate::store::{Applied, SyncStore};
+use crate::store::{Applied, PeerBook, SyncStore};
 use crate::wire::message::{Fork, Summary};
 
 /// See the module docs.
@@ -120,7 +120,9 @@ impl SyncStore for MemoryReplica {
     fn is_refusal(_: &Refusal) -> bool {
         true
     }
+}
 
+impl PeerBook for MemoryReplica {
     fn wall_ms(&self) -> u64 {
         self.device.now_ms()
     }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use cardlog_core::{DeviceId, OpId, SealedOp};
 
 use crate::error::SyncError;
-use crate::store::{Applied, SyncStore};
+use crate::store::{Applied, PeerBook, SyncStore};
 use crate::wire::message::{Fork, Summary};
 use crate::wire::segment::{decode_segments, Locate, Resolve};
 use crate::wire::WireError;
@@ -46,7 +46,7 @@ pub struct Received {
 /// Verifies a segment message completely and applies it atomically. Ops of an author whose
 /// chain here differs from the message's (a fork) are set aside and the fork reported and
 /// recorded; anything else wrong refuses the whole message, leaving the store unchanged.
-pub fn apply_segments<S: SyncStore>(
+pub fn apply_segments<S: PeerBook>(
     store: &mut S,
     bytes: &[u8],
 ) -> Result<Received, SyncError<S::Error>> {

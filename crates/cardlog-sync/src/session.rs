@@ -24,7 +24,7 @@ use cardlog_core::{DeviceId, SealedOp};
 
 use crate::error::SyncError;
 use crate::receive::{apply_segments, forks_in_summary, reported_forks, View};
-use crate::store::SyncStore;
+use crate::store::PeerBook;
 use crate::wire::message::{self, Fork, Message, Summary};
 use crate::wire::segment::encode_segments;
 
@@ -136,7 +136,7 @@ impl Outgoing {
     }
 
     /// Fetches up to a message's worth of ops, leaving out forked authors'.
-    fn fill<S: SyncStore>(
+    fn fill<S: PeerBook>(
         &mut self,
         store: &S,
         chunk_ops: usize,
@@ -164,7 +164,7 @@ impl Outgoing {
     /// The next `Ops` message: at most `chunk_ops` ops and about [`CHUNK_BYTES`] of them (at
     /// least one op while any is left; a single empty message when there is nothing to send).
     /// Returns it with the number of ops it carries.
-    fn next<S: SyncStore>(
+    fn next<S: PeerBook>(
         &mut self,
         store: &S,
         chunk_ops: usize,
@@ -239,7 +239,7 @@ impl Session {
     /// The message to send next, if it is this side's turn; `None` means wait for the peer
     /// (or, once [`Session::is_done`], the end). An error (the store could not give the ops
     /// to send) fails the session; send [`Session::abort`] to tell the peer why.
-    pub fn next_message<S: SyncStore>(
+    pub fn next_message<S: PeerBook>(
         &mut self,
         store: &mut S,
     ) -> Result<Option<Vec<u8>>, SyncError<S::Error>> {
@@ -296,7 +296,7 @@ impl Session {
 
     /// Takes one message from the peer. On error the session has failed; what was applied
     /// before stays applied. Send [`Session::abort`] to tell the peer why.
-    pub fn receive<S: SyncStore>(
+    pub fn receive<S: PeerBook>(
         &mut self,
         bytes: &[u8],
         store: &mut S,
@@ -322,7 +322,7 @@ impl Session {
         bytes
     }
 
-    fn hello<S: SyncStore>(&self, store: &S) -> Vec<u8> {
+    fn hello<S: PeerBook>(&self, store: &S) -> Vec<u8> {
         message::encode(&Message::Hello {
             replica: store.device_id(),
             wall_ms: store.calibrated_ms(),
@@ -330,7 +330,7 @@ impl Session {
         })
     }
 
-    fn receive_inner<S: SyncStore>(
+    fn receive_inner<S: PeerBook>(
         &mut self,
         bytes: &[u8],
         store: &mut S,
@@ -449,7 +449,7 @@ impl Session {
     }
 
     /// Takes the peer's hello: who it is, what it holds, where our chains fork.
-    fn meet<S: SyncStore>(
+    fn meet<S: PeerBook>(
         &mut self,
         store: &mut S,
         peer: DeviceId,
@@ -472,7 +472,7 @@ impl Session {
 
     /// Queues the `Ops` messages carrying what a peer holding `peer` lacks, leaving out the
     /// authors whose chains fork between us (the peer could not apply them).
-    fn queue_ops<S: SyncStore>(
+    fn queue_ops<S: PeerBook>(
         &mut self,
         store: &S,
         peer: &Summary,

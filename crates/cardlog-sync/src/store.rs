@@ -1,6 +1,6 @@
-//! What a replica offers the sync layer ([`SyncStore`]): its summary, its ops, an atomic apply,
-//! its clock, and where it keeps what it learns of peers. `cardlog::Replica` implements it over
-//! its store; `memory::MemoryReplica` in memory.
+//! What a replica offers the sync layer: its summary, its ops and an atomic apply
+//! ([`SyncStore`]), and its clock and the record of what it learns of peers ([`PeerBook`]).
+//! `cardlog::Replica` implements both over its store; `memory::MemoryReplica` in memory.
 
 use cardlog_core::{DeviceId, OpId, SealedOp};
 
@@ -47,6 +47,13 @@ pub trait SyncStore {
         let _ = error;
         false
     }
+}
+
+/// What a session tells a replica about its peers and the time as it learns them: the clock
+/// readings a session exchanges, the calibration it measures, and the acknowledgements and forks
+/// it records. Kept apart from [`SyncStore`] (a replica's ops) so each says one thing; a session
+/// needs both.
+pub trait PeerBook: SyncStore {
     /// Raw wall-clock time in ms (for round-trip measurement).
     fn wall_ms(&self) -> u64;
     /// Calibrated wall-clock time in ms (what the peer is told).

@@ -15,7 +15,7 @@ use cardlog_core::{DeviceId, OpId, SealedOp};
 
 use crate::error::{SyncError, TransportError};
 use crate::session::{Role, Session, SyncReport};
-use crate::store::{Applied, SyncStore};
+use crate::store::{Applied, PeerBook, SyncStore};
 use crate::wire::message::{self, Fork, Summary};
 use crate::wire::WireError;
 
@@ -32,7 +32,7 @@ pub trait Transport {
 
 /// Runs one session to its end over `transport`. If this side fails, it tells the peer why
 /// (best effort) before returning the error.
-pub fn run<S: SyncStore, T: Transport>(
+pub fn run<S: PeerBook, T: Transport>(
     role: Role,
     store: &mut S,
     transport: &mut T,
@@ -41,7 +41,7 @@ pub fn run<S: SyncStore, T: Transport>(
 }
 
 /// [`run`] with a session set up by the caller (e.g. [`Session::with_chunk_ops`]).
-pub fn run_session<S: SyncStore, T: Transport>(
+pub fn run_session<S: PeerBook, T: Transport>(
     mut session: Session,
     store: &mut S,
     transport: &mut T,
@@ -240,7 +240,7 @@ impl Transport for TcpTransport {
 }
 
 /// Connects to `addr` and runs a session as the initiator.
-pub fn sync_tcp<S: SyncStore>(
+pub fn sync_tcp<S: PeerBook>(
     store: &mut S,
     addr: &str,
     timeout: Duration,
@@ -306,12 +306,17 @@ impl<S: SyncStore> SyncStore for Shared<S> {
     fn is_refusal(error: &Self::Error) -> bool {
         S::is_refusal(error)
     }
+}
+
+impl<S: PeerBook> PeerBook for Shared<S> {
     fn wall_ms(&self) -> u64 {
         self.lock().wall_ms()
     }
+
     fn calibrated_ms(&self) -> u64 {
         self.lock().calibrated_ms()
     }
+
     fn calibrate(
         &mut self,
         peer: DeviceId,
@@ -321,9 +326,11 @@ impl<S: SyncStore> SyncStore for Shared<S> {
     ) -> Result<i64, Self::Error> {
         self.lock().calibrate(peer, peer_ms, sent_ms, received_ms)
     }
+
     fn record_peer(&mut self, peer: DeviceId, acked: &Summary) -> Result<(), Self::Error> {
         self.lock().record_peer(peer, acked)
     }
+
     fn record_forks(&mut self, forks: &[Fork]) -> Result<(), Self::Error> {
         self.lock().record_forks(forks)
     }
@@ -363,7 +370,7 @@ pub fn serve<S, F>(
     on_session: F,
 ) -> Result<(), SyncError<S::Error>>
 where
-    S: SyncStore + Send + 'static,
+    S: PeerBook + Send + 'static,
     F: Fn(SocketAddr, Result<SyncReport, SyncError<S::Error>>) + Send + Sync + 'static,
 {
     let on_session = Arc::new(on_session);

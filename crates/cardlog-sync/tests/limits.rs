@@ -498,18 +498,25 @@ impl cardlog_sync::SyncStore for Listed {
     fn apply(&mut self, _: &[SealedOp]) -> Result<cardlog_sync::Applied, Self::Error> {
         Ok(cardlog_sync::Applied::default())
     }
+}
+
+impl cardlog_sync::PeerBook for Listed {
     fn wall_ms(&self) -> u64 {
         NINE_MS
     }
+
     fn calibrated_ms(&self) -> u64 {
         NINE_MS
     }
+
     fn calibrate(&mut self, _: DeviceId, _: u64, _: u64, _: u64) -> Result<i64, Self::Error> {
         Ok(0)
     }
+
     fn record_peer(&mut self, _: DeviceId, _: &cardlog_sync::Summary) -> Result<(), Self::Error> {
         Ok(())
     }
+
     fn record_forks(&mut self, _: &[cardlog_sync::Fork]) -> Result<(), Self::Error> {
         Ok(())
     }

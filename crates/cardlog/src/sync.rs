@@ -14,7 +14,7 @@ use cardlog_store::keys::meta;
 use cardlog_store::StoreError;
 use cardlog_sync::bundle::{self, Imported};
 use cardlog_sync::transport::{self, Transport};
-use cardlog_sync::{Applied, Fork, Role, SyncReport, SyncStore};
+use cardlog_sync::{Applied, Fork, PeerBook, Role, SyncReport, SyncStore};
 
 use crate::error::Error;
 use cardlog_core::Summary;
@@ -188,7 +188,7 @@ impl Replica {
         if peer == self.id() {
             return Ok(());
         }
-        SyncStore::record_peer(self, peer, summary)
+        PeerBook::record_peer(self, peer, summary)
     }
 
     /// A summary file: what this replica holds, for a peer to export only what it lacks.
@@ -248,7 +248,9 @@ impl SyncStore for Replica {
             Error::Replay(_) | Error::Store(StoreError::Refused(_))
         )
     }
+}
 
+impl PeerBook for Replica {
     fn wall_ms(&self) -> u64 {
         self.wall.now_ms()
     }

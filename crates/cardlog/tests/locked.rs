@@ -36,7 +36,12 @@ fn a_store_open_in_another_process_is_refused_as_locked() {
     let dir = tmp.path().join("store");
     drop(Replica::create(&dir).unwrap());
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["child_holds_the_store", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "child_holds_the_store",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(HOLD_DIR_VAR, &dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -47,7 +52,10 @@ fn a_store_open_in_another_process_is_refused_as_locked() {
     let mut line = String::new();
     while !line.contains(HELD) {
         line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "the child ended before holding");
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the child ended before holding"
+        );
     }
 
     let err = Replica::open(&dir).unwrap_err();

@@ -23,7 +23,7 @@ use cardlog::sync_layer::transport::{
     Transport,
 };
 use cardlog::sync_layer::wire::message::{self, Message};
-use cardlog::sync_layer::{SyncStore, WireError};
+use cardlog::sync_layer::{PeerBook, SyncStore, WireError};
 use cardlog::{
     Contact, ContactId, DeviceId, Field, Options, Replica, Role, SyncError, SyncReport,
     TransportError,
@@ -734,12 +734,17 @@ impl SyncStore for Paged<'_> {
     ) -> Result<cardlog::sync_layer::Applied, Self::Error> {
         SyncStore::apply(&mut *self.replica, ops)
     }
+}
+
+impl PeerBook for Paged<'_> {
     fn wall_ms(&self) -> u64 {
-        SyncStore::wall_ms(&*self.replica)
+        PeerBook::wall_ms(&*self.replica)
     }
+
     fn calibrated_ms(&self) -> u64 {
-        SyncStore::calibrated_ms(&*self.replica)
+        PeerBook::calibrated_ms(&*self.replica)
     }
+
     fn calibrate(
         &mut self,
         peer: DeviceId,
@@ -747,16 +752,18 @@ impl SyncStore for Paged<'_> {
         sent_ms: u64,
         received_ms: u64,
     ) -> Result<i64, Self::Error> {
-        SyncStore::calibrate(&mut *self.replica, peer, peer_ms, sent_ms, received_ms)
+        PeerBook::calibrate(&mut *self.replica, peer, peer_ms, sent_ms, received_ms)
     }
+
     fn record_peer(&mut self, peer: DeviceId, acked: &cardlog::Summary) -> Result<(), Self::Error> {
-        SyncStore::record_peer(&mut *self.replica, peer, acked)
+        PeerBook::record_peer(&mut *self.replica, peer, acked)
     }
+
     fn record_forks(
         &mut self,
         forks: &[cardlog::sync_layer::wire::message::Fork],
     ) -> Result<(), Self::Error> {
-        SyncStore::record_forks(&mut *self.replica, forks)
+        PeerBook::record_forks(&mut *self.replica, forks)
     }
 }
 
