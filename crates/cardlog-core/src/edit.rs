@@ -200,7 +200,7 @@ pub fn resolve<T: EditTarget + ?Sized>(
 }
 
 /// A visible contact and the registers it was read from (read once).
-pub fn visible<T: EditTarget + ?Sized>(
+fn visible<T: EditTarget + ?Sized>(
     target: &T,
     id: ContactId,
 ) -> Result<(Contact, ContactRegisters), T::Error> {

@@ -442,8 +442,8 @@ fn no_import_circle_between_files_of_one_crate() {
 // are found; a one-way import is not a circle.
 #[test]
 fn the_circle_check_can_fail() {
-    let dir = tempfile_dir();
-    let src = dir.join("src");
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
     std::fs::create_dir_all(src.join("store")).unwrap();
     std::fs::write(src.join("lib.rs"), "//! Root.\nmod log;\nmod store;\n").unwrap();
     std::fs::write(
@@ -485,16 +485,4 @@ fn the_circle_check_can_fail() {
     )
     .unwrap();
     assert!(find_cycle(&import_graph(&src)).is_some());
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-fn tempfile_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "cardlog-tree-test-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

@@ -111,7 +111,7 @@ impl Store {
         let added = staged.added.len() as u64;
         self.held.add(staged.batch, added);
         self.ops += added;
-        self.summary.extend(staged.heads);
+        self.summary.extend(staged.tips);
         if let Some(index) = self.index.get_mut() {
             for (offset, op) in &staged.added {
                 index.add(*offset, &op.id(), op.op());

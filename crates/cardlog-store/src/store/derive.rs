@@ -12,8 +12,8 @@
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use cardlog_core::replay::{ChainTip, Heads, RegisterWrite, WriteKey};
-use cardlog_core::{decode_op_with_id, ContactId, DeviceId, Op, OpId, Path};
+use cardlog_core::replay::{ChainTip, Heads, RegisterWrite, Summary, WriteKey};
+use cardlog_core::{decode_op_with_id, ContactId, Op, OpId, Path};
 use foldhash::fast::RandomState;
 
 use crate::error::StoreError;
@@ -40,7 +40,7 @@ pub(crate) const PROGRESS_EVERY: u64 = 4096;
 #[derive(Default)]
 pub(crate) struct Derived {
     pub(crate) registers: Registers,
-    pub(crate) heads: BTreeMap<DeviceId, ChainTip>,
+    pub(crate) tips: Summary,
     pub(crate) ops: u64,
     pub(crate) problems: Vec<String>,
     /// A record does not decode or hash to its id: nothing can be rebuilt from the log.
@@ -148,7 +148,7 @@ impl<'a> Replayer<'a> {
             op: id,
             hlc: op.hlc,
         };
-        let prev = match d.heads.entry(author) {
+        let prev = match d.tips.entry(author) {
             Entry::Vacant(v) => {
                 v.insert(head);
                 None

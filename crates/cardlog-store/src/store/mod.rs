@@ -23,11 +23,10 @@ mod stage;
 mod upgrade;
 mod verify;
 
-use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::OnceLock;
 
-use cardlog_core::replay::{ChainTip, Heads, Missing, OpLookup};
+use cardlog_core::replay::{ChainTip, Heads, Missing, OpLookup, Summary};
 use cardlog_core::{ContactId, DeviceId, OpId, Path, ReplayError};
 
 pub use derive::Progress;
@@ -97,9 +96,9 @@ pub struct Store {
     log: OpLog,
     index: OnceLock<LogIndex>,
     dir: PathBuf,
-    replica: DeviceId,
-    previous_replica: Option<DeviceId>,
-    summary: BTreeMap<DeviceId, ChainTip>,
+    device: DeviceId,
+    previous_device: Option<DeviceId>,
+    summary: Summary,
     ops: u64,
     poisoned: Option<String>,
     /// A meta value was written since the database was last flushed.
@@ -129,7 +128,7 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("dir", &self.dir)
-            .field("replica", &self.replica)
+            .field("device", &self.device)
             .field("authors", &self.summary.len())
             .finish_non_exhaustive()
     }
@@ -148,13 +147,13 @@ impl Store {
 
     /// The device id new local ops are written as.
     pub fn device_id(&self) -> DeviceId {
-        self.replica
+        self.device
     }
 
     /// If this open found the store copied or restored, the device id it had before (the store
     /// now writes as a fresh id).
     pub fn previous_device_id(&self) -> Option<DeviceId> {
-        self.previous_replica
+        self.previous_device
     }
 
     /// Every device id this store wrote as before it was copied or restored, oldest first
@@ -172,7 +171,7 @@ impl Store {
     }
 
     /// Per author, the last op stored.
-    pub fn summary(&self) -> &BTreeMap<DeviceId, ChainTip> {
+    pub fn summary(&self) -> &Summary {
         &self.summary
     }
 
@@ -283,11 +282,6 @@ impl OpLookup for Store {
             return Ok(None);
         };
         let found = self.log.read(at)?.decode_trusted()?;
-        Ok(Some(
-            found
-                .writes
-                .iter()
-                .any(|w| w.contact == *contact && w.path == *path),
-        ))
+        Ok(Some(found.write_at(*contact, path).is_some()))
     }
 }

@@ -211,8 +211,8 @@ impl Store {
             log: OpLog::new(log, applied_bytes.min(file_len)),
             index: OnceLock::new(),
             dir: dir.to_owned(),
-            replica,
-            previous_replica: None,
+            device: replica,
+            previous_device: None,
             summary,
             ops: applied_ops,
             poisoned: None,
@@ -295,7 +295,7 @@ impl Store {
         self.kv.apply(staged.batch)?;
         self.kv.flush()?;
         self.ops += staged.added.len() as u64;
-        self.summary.extend(staged.heads);
+        self.summary.extend(staged.tips);
         Ok(())
     }
 
@@ -316,12 +316,12 @@ impl Store {
             batch.insert(meta::REPLICA.to_vec(), fresh.0.to_vec());
             batch.insert(meta::HOME.to_vec(), home);
             let mut former = self.held.get(&*self.kv, meta::FORMER)?.unwrap_or_default();
-            former.extend_from_slice(&self.replica.0);
+            former.extend_from_slice(&self.device.0);
             batch.insert(meta::FORMER.to_vec(), former);
             self.kv.apply(batch)?;
             self.kv.flush()?;
-            self.previous_replica = Some(self.replica);
-            self.replica = fresh;
+            self.previous_device = Some(self.device);
+            self.device = fresh;
         }
         Ok(())
     }

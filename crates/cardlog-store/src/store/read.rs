@@ -1,10 +1,8 @@
 //! Reading: contacts, conflicts, history and state bytes from the registers; ops from the log
 //! by id, by author and seq, or since a peer's summary (through the log index).
 
-use std::collections::BTreeMap;
-
 use cardlog_core::replay::{
-    field_conflict, write_state, ChainTip, ContactView, FieldConflict, HistoryEntry, RegisterWrite,
+    field_conflict, write_state, ContactView, FieldConflict, HistoryEntry, RegisterWrite, Summary,
 };
 use cardlog_core::{ContactId, DeviceId, IdPrefix, OpId, Path, SealedOp};
 
@@ -204,10 +202,7 @@ impl Store {
 
     /// The ops a peer with `summary` lacks, in an order where dependencies come first (the
     /// log's). Work is proportional to what is sent, not to the history.
-    pub fn ops_since(
-        &self,
-        summary: &BTreeMap<DeviceId, ChainTip>,
-    ) -> Result<Vec<SealedOp>, StoreError> {
+    pub fn ops_since(&self, summary: &Summary) -> Result<Vec<SealedOp>, StoreError> {
         // Offsets the index just gave: no need for `ops_at_offsets`' check of each.
         self.offsets_since(summary)?
             .into_iter()
@@ -218,10 +213,7 @@ impl Store {
     /// Where the ops [`Store::ops_since`] returns are in the op log, in the same order: a
     /// sender keeps only these 8 bytes per op and reads a message's worth at a time with
     /// [`Store::ops_at_offsets`].
-    pub fn offsets_since(
-        &self,
-        summary: &BTreeMap<DeviceId, ChainTip>,
-    ) -> Result<Vec<u64>, StoreError> {
+    pub fn offsets_since(&self, summary: &Summary) -> Result<Vec<u64>, StoreError> {
         let index = self.index()?;
         let mut offsets = Vec::new();
         for (author, head) in &self.summary {

@@ -7,9 +7,9 @@
 //! the log's tail at open all go through it, so there is one write path.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
-use cardlog_core::replay::{check_op, ChainTip, OpLookup, Readiness, RegisterWrite};
+use cardlog_core::replay::{check_op, ChainTip, OpLookup, Readiness, RegisterWrite, Summary};
 use cardlog_core::{ContactId, DeviceId, OpId, Path, SealedOp};
 
 use crate::error::StoreError;
@@ -28,10 +28,10 @@ pub(crate) trait Stored: OpLookup<Error = StoreError> {
 pub(crate) struct Staged {
     /// Records to append to the log (the last one flagged [`COMMIT`]).
     pub(crate) records: Vec<u8>,
-    /// Register, author-head and watermark writes.
+    /// Register, author-tip and watermark writes.
     pub(crate) batch: KvBatch,
-    /// The author heads that changed.
-    pub(crate) heads: BTreeMap<DeviceId, ChainTip>,
+    /// The authors' chain tips that changed.
+    pub(crate) tips: Summary,
     /// The ops stored, with their offsets, in log order.
     pub(crate) added: Vec<(u64, SealedOp)>,
 }
@@ -50,7 +50,7 @@ pub(crate) struct Stage<'s> {
     ids: HashSet<OpId>,
     seqs: HashMap<(DeviceId, u64), OpId>,
     writes: HashSet<(OpId, ContactId, Path)>,
-    heads: BTreeMap<DeviceId, ChainTip>,
+    tips: Summary,
     /// Contacts' registers read from the store (once each), and whether staged ops changed
     /// them.
     contacts: HashMap<ContactId, StagedContact>,
@@ -71,7 +71,7 @@ impl<'s> Stage<'s> {
             ids: HashSet::new(),
             seqs: HashMap::new(),
             writes: HashSet::new(),
-            heads: BTreeMap::new(),
+            tips: Summary::new(),
             contacts: HashMap::new(),
             added: Vec::new(),
             next_offset: offset,
@@ -124,7 +124,7 @@ impl<'s> Stage<'s> {
         let id = sealed.id();
         self.ids.insert(id);
         self.seqs.insert((op.author, op.seq), id);
-        self.heads.insert(
+        self.tips.insert(
             op.author,
             ChainTip {
                 seq: op.seq,
@@ -155,8 +155,8 @@ impl<'s> Stage<'s> {
         }
         let mut batch = KvBatch::default();
         // Each author's head once, however many of its ops the batch holds.
-        for (author, head) in &self.heads {
-            batch.insert(keys::author(author), keys::encode(head));
+        for (author, tip) in &self.tips {
+            batch.insert(keys::author(author), keys::encode(tip));
         }
         for (contact, staged) in self.contacts.drain() {
             if staged.changed {
@@ -173,7 +173,7 @@ impl<'s> Stage<'s> {
         Staged {
             records: self.records,
             batch,
-            heads: self.heads,
+            tips: self.tips,
             added: self.added,
         }
     }
@@ -187,7 +187,7 @@ impl OpLookup for Stage<'_> {
     }
 
     fn chain_tip(&self, author: &DeviceId) -> Result<Option<ChainTip>, StoreError> {
-        match self.heads.get(author) {
+        match self.tips.get(author) {
             Some(h) => Ok(Some(*h)),
             None => self.store.chain_tip(author),
         }

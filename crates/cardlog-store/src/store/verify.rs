@@ -63,7 +63,7 @@ impl Store {
                 Err(e) => problems.push(e.to_string()),
             }
         }
-        if derived.heads != stored_heads {
+        if derived.tips != stored_heads {
             problems.push("author heads (summary) disagree with the log".into());
         }
         let mut stored = Registers::new();
@@ -112,7 +112,7 @@ impl Store {
         }
         Ok(VerifyReport {
             ops: derived.ops,
-            authors: derived.heads.len(),
+            authors: derived.tips.len(),
             registers,
             problems,
         })
@@ -162,7 +162,7 @@ impl Store {
             self.poisoned = None;
         }
         self.ops = derived.ops;
-        self.summary = std::mem::take(&mut derived.heads);
+        self.summary = std::mem::take(&mut derived.tips);
         if let Some(index) = derived.index.take() {
             self.index = OnceLock::from(index);
         }
@@ -191,7 +191,7 @@ impl Store {
             .iter()
             .map(|(contact, registers)| (keys::contact(contact), keys::contact_value(registers)))
             .collect();
-        for (author, head) in &derived.heads {
+        for (author, head) in &derived.tips {
             wanted.insert(keys::author(author), keys::encode(head));
         }
         let mut batch = KvBatch::default();
