@@ -756,6 +756,7 @@ impl FieldEdits {
             prev: self.chain.map(|(_, id)| id),
             hlc: self.clock.tick(self.wall_ms),
             writes,
+            members: Vec::new(),
         }
         .seal()?;
         let id = op.id();

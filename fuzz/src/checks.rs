@@ -25,7 +25,7 @@ pub fn check_decode_op(data: &[u8]) -> Result<SealedOp, DecodeError> {
             OpId::of_bytes(data),
             "a decoded op's id is not the hash of the input"
         );
-        let resealed = match sealed.op().clone().seal() {
+        let resealed = match sealed.op().clone().seal_in(sealed.format()) {
             Ok(resealed) => resealed,
             Err(e) => panic!("decode_op accepted an op that does not seal again: {e}"),
         };

@@ -248,6 +248,7 @@ impl Universe {
                         replaces: Vec::new(),
                     },
                 ],
+                members: Vec::new(),
             },
         );
         // CAROL replaces r1's organization, which r1 never wrote.
@@ -275,6 +276,7 @@ impl Universe {
                         replaces: vec![r1.id()],
                     },
                 ],
+                members: Vec::new(),
             },
         );
 

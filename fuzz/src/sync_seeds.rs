@@ -138,7 +138,7 @@ fn decode_segments_seeds() -> Vec<Seed> {
         (
             t,
             "invalid-unknown-version.bin",
-            with_mode(MODE_SEAL, &replaced(&body, 4, 2)),
+            with_mode(MODE_SEAL, &replaced(&body, 4, 3)),
         ),
         (
             t,

@@ -5,8 +5,38 @@
 
 use bincode::config::{self, Configuration, LittleEndian, Varint};
 
-/// The version byte that leads every encoded op.
-pub const OP_FORMAT_VERSION: u8 = 1;
+/// The version byte that leads every op this build writes ([`OpFormat::V2`]).
+pub const OP_FORMAT_VERSION: u8 = 2;
+
+/// An op format: the version byte that leads an op's bytes and decides their layout
+/// (docs/FORMAT.md). Format 1 (no member changes) is still read and re-encoded exactly, for
+/// histories written before books existed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OpFormat {
+    /// Version 1: author, seq, prev, hlc, writes.
+    V1,
+    /// Version 2: version 1's fields, then the member changes.
+    V2,
+}
+
+impl OpFormat {
+    /// The version byte.
+    pub fn byte(self) -> u8 {
+        match self {
+            OpFormat::V1 => 1,
+            OpFormat::V2 => 2,
+        }
+    }
+
+    /// The format of a version byte, if this build reads it.
+    pub fn of_byte(byte: u8) -> Option<Self> {
+        match byte {
+            1 => Some(OpFormat::V1),
+            2 => Some(OpFormat::V2),
+            _ => None,
+        }
+    }
+}
 
 /// Limits on everything decoded, with their units in their names (docs/FORMAT.md, "Limits").
 /// No op type nests (a value holds strings, never other values), so there is no depth to bound.
@@ -19,8 +49,10 @@ pub mod limits {
     pub const REPLACES_PER_WRITE_MAX: usize = 256;
     /// Longest text (field value, label, address part, custom value).
     pub const TEXT_BYTES_MAX: usize = 256 * 1024;
-    /// Longest tag or custom field name.
+    /// Longest tag or custom field name, and longest device name.
     pub const NAME_BYTES_MAX: usize = 256;
+    /// Most member changes in one op.
+    pub const MEMBER_CHANGES_PER_OP_MAX: usize = 256;
     /// Most memory, in bytes, decoding one value may claim. bincode counts every decoded
     /// integer at its width in memory (up to 8 bytes for a 1-byte varint) and reserves a whole
     /// vector before reading its elements (a [`Write`] is far larger in memory than its

@@ -126,6 +126,7 @@ pub fn next_op<T: EditTarget + ?Sized>(
         prev: tip.map(|t| t.op),
         hlc,
         writes,
+        members: Vec::new(),
     })
 }
 

@@ -33,6 +33,12 @@ pub enum IdParseError {
 #[error("the system random number generator failed: {0}")]
 pub struct RandomError(String);
 
+impl RandomError {
+    pub(crate) fn new(reason: String) -> Self {
+        Self(reason)
+    }
+}
+
 fn random_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).map_err(|e| RandomError(e.to_string()))?;
@@ -45,7 +51,7 @@ fn hex_digit(c: char) -> Result<u8, IdParseError> {
         .ok_or(IdParseError::NotHex(c))
 }
 
-fn parse_hex<const N: usize>(s: &str) -> Result<[u8; N], IdParseError> {
+pub(crate) fn parse_hex<const N: usize>(s: &str) -> Result<[u8; N], IdParseError> {
     let digits: Vec<char> = s.chars().collect();
     if digits.len() != 2 * N {
         return Err(IdParseError::Length {
@@ -127,8 +133,9 @@ macro_rules! random_id {
 }
 
 random_id!(
-    /// A replica (device) id: the author of ops. A store that notices it was copied or restored
-    /// takes a new one, so one id never writes two different histories.
+    /// A device id: the author of ops. Derived from the device's public key
+    /// ([`crate::key::PublicKey::device`]) for every author of a format-2 op; format-1 authors
+    /// had random ids.
     DeviceId
 );
 random_id!(

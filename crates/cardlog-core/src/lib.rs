@@ -41,22 +41,29 @@ pub mod device;
 pub mod edit;
 pub mod hlc;
 pub mod id;
+pub mod key;
+pub mod member;
 pub mod model;
 pub mod op;
 pub mod replay;
 pub mod sealed;
 pub mod seeded;
 
-pub use codec::OP_FORMAT_VERSION;
+pub use codec::{OpFormat, OP_FORMAT_VERSION};
 pub use device::{Device, DeviceError};
 pub use edit::{EditError, EditTarget};
 pub use hlc::{FakeClock, Hlc, HlcClock, SkewReport, SystemClock, WallClock};
 pub use id::{ContactId, DeviceId, IdParseError, IdPrefix, ItemId, OpId, RandomError};
+pub use key::{BookId, DeviceKey, KeyError, PublicKey, Signature, SignedTip};
+pub use member::{MemberChange, MemberRole, MemberRoleParseError};
 pub use model::contact::{diff, Change, Contact, DiffError, Item};
 pub use model::{Field, ItemBody, ItemKind, ItemValue, Path, PathParseError, PostalAddress, Value};
-pub use op::{Op, OpInvalid, Write};
+pub use op::{MemberFault, Op, OpInvalid, Write};
 pub use replay::{
     Batch, ChainTip, ContactView, FieldConflict, HistoryEntry, InsertOutcome, Missing, PlanError,
     Rejected, Replay, ReplayError, Summary, WriteKey,
 };
-pub use sealed::{decode_op, decode_op_with_id, encode_op, DecodeError, EncodeError, SealedOp};
+pub use sealed::{
+    decode_op, decode_op_unchecked, decode_op_with_id, encode_op, encode_op_in, DecodeError,
+    EncodeError, SealedOp,
+};

@@ -1,5 +1,6 @@
 //! The op: one save of one device. It carries its author, its place in the author's hash chain
-//! (seq and previous op id), its hybrid timestamp, and its writes.
+//! (seq and previous op id), its hybrid timestamp, and either its writes to contacts or its
+//! changes to the book's members.
 //!
 //! [`Op`] is plain content. [`SealedOp`] is an op together with its exact canonical bytes and
 //! its id, and can only be made by encoding a valid op ([`Op::seal`]) or by strictly decoding
@@ -11,6 +12,7 @@ use bincode::{Decode, Encode};
 use crate::codec::limits;
 use crate::hlc::Hlc;
 use crate::id::{ContactId, DeviceId, OpId};
+use crate::member::MemberChange;
 use crate::model::{ItemBody, Path, Value};
 
 /// One register write: the new value (or removal) at a contact's path, naming the writes at that
@@ -45,8 +47,36 @@ pub struct Op {
     /// When it was written (the author's hybrid clock); greater than `prev`'s.
     pub hlc: Hlc,
     /// The writes, sorted by (contact, path), at most one per (contact, path). Every contact
-    /// written also has its `Exists` path written.
+    /// written also has its `Exists` path written. Empty in a membership op.
     pub writes: Vec<Write>,
+    /// Changes to the book's members (format 2 only); empty in a save of contacts.
+    pub members: Vec<MemberChange>,
+}
+
+/// What is wrong with one member change of an op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MemberFault {
+    /// `Found` anywhere but as the only change of an author's first op.
+    #[error("a book can only be founded by the only change of its founder's first op")]
+    FoundOutOfPlace,
+    /// `Found` names a key that is not the author's.
+    #[error("the founding key is not the author's")]
+    FoundKeyNotAuthor,
+    /// A key that is not a usable ed25519 public key.
+    #[error("not a usable ed25519 public key")]
+    BadKey,
+    /// A device name empty or too long.
+    #[error("a device name must be 1 to {max} bytes, got {bytes}")]
+    NameLength {
+        /// Its length.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// `Adopt` of seq 0.
+    #[error("an adopted chain ends at seq 1 or later")]
+    AdoptSeqZero,
 }
 
 /// Why an op's content breaks the format's invariants. Each names the offending place.
@@ -62,9 +92,31 @@ pub enum OpInvalid {
         /// The op's seq.
         seq: u64,
     },
-    /// An op without writes.
+    /// An op without writes or member changes.
     #[error("an op must write something")]
     NoWrites,
+    /// An op with both writes and member changes.
+    #[error("an op either saves contacts or changes members, not both")]
+    Mixed,
+    /// Too many member changes.
+    #[error("{count} member changes in one op, the limit is {max}")]
+    TooManyMemberChanges {
+        /// How many.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A member change breaks its rules.
+    #[error("member change {index}: {fault}")]
+    Member {
+        /// Index of the change.
+        index: usize,
+        /// What is wrong.
+        fault: MemberFault,
+    },
+    /// Member changes in a format-1 op, which has no place for them.
+    #[error("a format-1 op cannot change members")]
+    MembersInFormat1,
     /// Too many writes.
     #[error("{count} writes in one op, the limit is {max}")]
     TooManyWrites {
@@ -164,6 +216,13 @@ impl Op {
         if (self.seq == 1) != self.prev.is_none() {
             return Err(OpInvalid::PrevMismatch { seq: self.seq });
         }
+        if !self.members.is_empty() {
+            return if self.writes.is_empty() {
+                self.validate_members()
+            } else {
+                Err(OpInvalid::Mixed)
+            };
+        }
         if self.writes.is_empty() {
             return Err(OpInvalid::NoWrites);
         }
@@ -236,6 +295,54 @@ impl Op {
             Some(p) if !exists_seen => Err(OpInvalid::MissingExists { contact: p.contact }),
             _ => Ok(()),
         }
+    }
+
+    /// The member-change half of [`Op::validate`].
+    fn validate_members(&self) -> Result<(), OpInvalid> {
+        if self.members.len() > limits::MEMBER_CHANGES_PER_OP_MAX {
+            return Err(OpInvalid::TooManyMemberChanges {
+                count: self.members.len(),
+                max: limits::MEMBER_CHANGES_PER_OP_MAX,
+            });
+        }
+        let alone = self.seq == 1 && self.members.len() == 1;
+        for (index, change) in self.members.iter().enumerate() {
+            let fault = |fault| Err(OpInvalid::Member { index, fault });
+            if let Some(name) = change.name() {
+                if name.is_empty() || name.len() > limits::NAME_BYTES_MAX {
+                    return fault(MemberFault::NameLength {
+                        bytes: name.len(),
+                        max: limits::NAME_BYTES_MAX,
+                    });
+                }
+            }
+            match change {
+                MemberChange::Found { key, .. } => {
+                    if !alone {
+                        return fault(MemberFault::FoundOutOfPlace);
+                    }
+                    if key.check().is_err() {
+                        return fault(MemberFault::BadKey);
+                    }
+                    if key.device() != self.author {
+                        return fault(MemberFault::FoundKeyNotAuthor);
+                    }
+                }
+                MemberChange::Add { key, .. } => {
+                    if key.check().is_err() {
+                        return fault(MemberFault::BadKey);
+                    }
+                }
+                MemberChange::Adopt { seq: 0, .. } => return fault(MemberFault::AdoptSeqZero),
+                MemberChange::Remove { .. } | MemberChange::Adopt { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this op changes the book's members.
+    pub fn is_membership(&self) -> bool {
+        !self.members.is_empty()
     }
 
     /// The write at `(contact, path)`, if this op has one.

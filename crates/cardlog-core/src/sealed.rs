@@ -13,15 +13,24 @@ use bincode::enc::write::SizeWriter;
 use bincode::enc::{Encode, EncoderImpl};
 use bincode::error::DecodeError as BincodeDecodeError;
 
-use crate::codec::{format_config, limits, OP_FORMAT_VERSION};
+use crate::codec::{format_config, limits, OpFormat, OP_FORMAT_VERSION};
+use crate::hlc::Hlc;
+use crate::id::DeviceId;
 use crate::id::OpId;
+use crate::op::Write;
 use crate::op::{Op, OpInvalid};
 
 impl Op {
-    /// Validates and encodes the op, fixing its id.
+    /// Validates and encodes the op in the format this build writes, fixing its id.
     pub fn seal(self) -> Result<SealedOp, EncodeError> {
+        self.seal_in(OpFormat::V2)
+    }
+
+    /// Validates and encodes the op in `format` (format 1 to rebuild an op of a history
+    /// written before books existed), fixing its id.
+    pub fn seal_in(self, format: OpFormat) -> Result<SealedOp, EncodeError> {
         self.validate().map_err(EncodeError::Invalid)?;
-        let bytes = encode_op(&self)?;
+        let bytes = encode_op_in(&self, format)?;
         Ok(SealedOp::from_parts(self, bytes))
     }
 }
@@ -62,6 +71,14 @@ impl SealedOp {
     pub fn bytes(&self) -> &[u8] {
         &self.inner.bytes
     }
+
+    /// The format its bytes are in.
+    pub fn format(&self) -> OpFormat {
+        match self.inner.bytes.first() {
+            Some(1) => OpFormat::V1,
+            _ => OpFormat::V2,
+        }
+    }
 }
 
 /// Why an op could not be encoded.
@@ -100,11 +117,11 @@ pub enum DecodeError {
         max: usize,
     },
     /// The version byte is not one this build reads.
-    #[error("unknown op format version {found} (this build reads version {supported})")]
+    #[error("unknown op format version {found} (this build reads versions 1 to {supported})")]
     UnknownVersion {
         /// The byte found.
         found: u8,
-        /// The version this build reads.
+        /// The newest version this build reads.
         supported: u8,
     },
     /// The input ends inside the op.
@@ -137,14 +154,38 @@ pub enum DecodeError {
     Invalid(#[from] OpInvalid),
 }
 
-/// Encodes an op: the version byte, then its bincode body. Does not validate (see
-/// [`Op::seal`]).
+/// Encodes an op in the format this build writes: the version byte, then its bincode body.
+/// Does not validate (see [`Op::seal`]).
 pub fn encode_op(op: &Op) -> Result<Vec<u8>, EncodeError> {
+    encode_op_in(op, OpFormat::V2)
+}
+
+/// The fields of a format-1 body, in order (format 1 has no member changes).
+type BodyV1<'a> = (
+    &'a DeviceId,
+    &'a u64,
+    &'a Option<OpId>,
+    &'a Hlc,
+    &'a Vec<Write>,
+);
+
+fn body_v1(op: &Op) -> BodyV1<'_> {
+    (&op.author, &op.seq, &op.prev, &op.hlc, &op.writes)
+}
+
+/// [`encode_op`] in a chosen format. Member changes cannot be written in format 1.
+pub fn encode_op_in(op: &Op, format: OpFormat) -> Result<Vec<u8>, EncodeError> {
     let mut bytes = Vec::with_capacity(128);
-    bytes.push(OP_FORMAT_VERSION);
+    bytes.push(format.byte());
     // bincode does not apply the configured limit when encoding; the length is checked below.
-    bincode::encode_into_std_write(op, &mut bytes, format_config())
-        .map_err(|e| EncodeError::Bincode(e.to_string()))?;
+    let written = match format {
+        OpFormat::V1 if !op.members.is_empty() => {
+            return Err(EncodeError::Invalid(OpInvalid::MembersInFormat1))
+        }
+        OpFormat::V1 => bincode::encode_into_std_write(body_v1(op), &mut bytes, format_config()),
+        OpFormat::V2 => bincode::encode_into_std_write(op, &mut bytes, format_config()),
+    };
+    written.map_err(|e| EncodeError::Bincode(e.to_string()))?;
     if bytes.len() > limits::OP_BYTES_MAX {
         return Err(EncodeError::TooLarge {
             len: bytes.len(),
@@ -152,6 +193,30 @@ pub fn encode_op(op: &Op) -> Result<Vec<u8>, EncodeError> {
         });
     }
     Ok(bytes)
+}
+
+/// Decodes an op's bytes in their format without the checks of [`decode_op`]: for bytes that
+/// were checked when they were written (the store's own log). `None` if they do not decode.
+pub fn decode_op_unchecked(bytes: &[u8]) -> Option<Op> {
+    let (&version, body) = bytes.split_first()?;
+    match OpFormat::of_byte(version)? {
+        OpFormat::V1 => {
+            crate::codec::decode_exact::<(DeviceId, u64, Option<OpId>, Hlc, Vec<Write>)>(body)
+                .map(from_v1)
+        }
+        OpFormat::V2 => crate::codec::decode_exact::<Op>(body),
+    }
+}
+
+fn from_v1((author, seq, prev, hlc, writes): (DeviceId, u64, Option<OpId>, Hlc, Vec<Write>)) -> Op {
+    Op {
+        author,
+        seq,
+        prev,
+        hlc,
+        writes,
+        members: Vec::new(),
+    }
 }
 
 /// Strictly decodes and validates one op from exactly `bytes`, computing its id from them.
@@ -177,14 +242,16 @@ fn decode_strict(bytes: &[u8]) -> Result<Op, DecodeError> {
             max: limits::OP_BYTES_MAX,
         });
     }
-    if version != OP_FORMAT_VERSION {
-        return Err(DecodeError::UnknownVersion {
-            found: version,
-            supported: OP_FORMAT_VERSION,
-        });
+    let format = OpFormat::of_byte(version).ok_or(DecodeError::UnknownVersion {
+        found: version,
+        supported: OP_FORMAT_VERSION,
+    })?;
+    let (op, used): (Op, usize) = match format {
+        OpFormat::V1 => bincode::decode_from_slice(body, format_config())
+            .map(|(body, used)| (from_v1(body), used)),
+        OpFormat::V2 => bincode::decode_from_slice(body, format_config()),
     }
-    let (op, used): (Op, usize) =
-        bincode::decode_from_slice(body, format_config()).map_err(map_decode_error)?;
+    .map_err(map_decode_error)?;
     if used != body.len() {
         return Err(DecodeError::TrailingBytes {
             count: body.len() - used,
@@ -197,10 +264,14 @@ fn decode_strict(bytes: &[u8]) -> Result<Op, DecodeError> {
     // leave no room for any other form. Counting the length avoids re-encoding; the re-encode
     // below only runs to name the offset of non-canonical input.
     let mut sizer = EncoderImpl::new(SizeWriter::default(), format_config());
-    op.encode(&mut sizer)
-        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    match format {
+        OpFormat::V1 => body_v1(&op).encode(&mut sizer),
+        OpFormat::V2 => op.encode(&mut sizer),
+    }
+    .map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if sizer.into_writer().bytes_written != body.len() {
-        let reencoded = encode_op(&op).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        let reencoded =
+            encode_op_in(&op, format).map_err(|e| DecodeError::Malformed(e.to_string()))?;
         let offset = reencoded
             .iter()
             .zip(bytes)

@@ -2,11 +2,12 @@
 //! every malformed input the brief names, and round-trip properties.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
-use cardlog_core::codec::limits;
+use cardlog_core::codec::{limits, OpFormat};
 use cardlog_core::id::to_hex;
 use cardlog_core::{
-    decode_op, ContactId, DecodeError, DeviceId, Field, Hlc, ItemBody, ItemId, ItemKind, ItemValue,
-    Op, OpId, OpInvalid, Path, PostalAddress, Value, Write,
+    decode_op, BookId, ContactId, DecodeError, DeviceId, DeviceKey, Field, Hlc, ItemBody, ItemId,
+    ItemKind, ItemValue, MemberChange, MemberFault, MemberRole, Op, OpId, OpInvalid, Path,
+    PostalAddress, Value, Write,
 };
 
 /// Golden op 1: the first op of device 01…01, creating contact 02…02 with a given name.
@@ -33,6 +34,7 @@ fn golden_create() -> Op {
                 replaces: vec![],
             },
         ],
+        members: Vec::new(),
     }
 }
 
@@ -88,6 +90,7 @@ fn golden_edit(prev: OpId) -> Op {
                 replaces: vec![],
             },
         ],
+        members: Vec::new(),
     }
 }
 
@@ -113,8 +116,9 @@ fn hex(s: &str) -> Vec<u8> {
 
 #[test]
 fn golden_vectors_are_stable() {
-    let create = golden_create().seal().unwrap();
-    let edit = golden_edit(create.id()).seal().unwrap();
+    // Format 1: what every op written before books existed is, byte for byte.
+    let create = golden_create().seal_in(OpFormat::V1).unwrap();
+    let edit = golden_edit(create.id()).seal_in(OpFormat::V1).unwrap();
     assert_eq!(to_hex(create.bytes()), GOLDEN_CREATE_HEX);
     assert_eq!(create.id().to_string(), GOLDEN_CREATE_ID);
     assert_eq!(to_hex(edit.bytes()), GOLDEN_EDIT_HEX);
@@ -208,8 +212,14 @@ fn no_longer_form_of_any_byte_is_accepted() {
     let mut refused_as_non_canonical = 0;
     let create = golden_create();
     let edit = golden_edit(create.clone().seal().unwrap().id());
-    for (n, op) in [create, edit].into_iter().enumerate() {
-        let bytes = op.seal().unwrap().bytes().to_vec();
+    let create_v2 = golden_create().seal().unwrap();
+    let edit_v2 = golden_edit(create_v2.id()).seal().unwrap();
+    let v1 = [create, edit].map(|op| op.seal_in(OpFormat::V1).unwrap());
+    let ops = [v1[0].clone(), v1[1].clone(), create_v2, edit_v2]
+        .into_iter()
+        .chain(golden_membership().into_iter().map(|(op, _)| op));
+    for (n, sealed) in ops.enumerate() {
+        let bytes = sealed.bytes().to_vec();
         for at in 0..bytes.len() {
             let v = bytes[at];
             let forms: [Vec<u8>; 3] = [
@@ -249,14 +259,232 @@ fn no_longer_form_of_any_byte_is_accepted() {
 
 #[test]
 fn rejects_unknown_version() {
-    let b = splice(0, 1, &[2]);
+    for version in [0, 3, 0xff] {
+        let b = splice(0, 1, &[version]);
+        assert_eq!(
+            decode_op(&b),
+            Err(DecodeError::UnknownVersion {
+                found: version,
+                supported: 2
+            })
+        );
+    }
+}
+
+// ---- format 2 ------------------------------------------------------------------------------
+
+/// Golden op 1 in format 2: version byte 2, the same fields, then an empty list of member
+/// changes.
+const GOLDEN_CREATE_V2_HEX: &str = concat!(
+    "02010101010101010101010101010101010100fd80d67b02a20100000002020202020202020202020202020202",
+    "020001010100020202020202020202020202020202020100010003466f6f0000",
+);
+const GOLDEN_CREATE_V2_ID: &str =
+    "0ec0fe1f5a10df673bc9069b42f7985107f5f1a7b4246cd91b2c6b90909022b2";
+
+/// The founder of the golden book: the key with seed 11…11.
+fn founder() -> DeviceKey {
+    DeviceKey::from_seed(&[0x11; 32])
+}
+
+/// The device the founder admits: the key with seed 22…22.
+fn ada_ipad() -> DeviceKey {
+    DeviceKey::from_seed(&[0x22; 32])
+}
+
+const GOLDEN_NONCE: [u8; 16] = [0x33; 16];
+
+/// The golden book's first two ops, each with its founder's tip signature: the founding op,
+/// then an op admitting Ada's iPad as a writer.
+fn golden_membership() -> [(cardlog_core::SealedOp, cardlog_core::Signature); 2] {
+    let key = founder();
+    let book = BookId::founded_by(&key.public(), &GOLDEN_NONCE);
+    let found = Op {
+        author: key.device(),
+        seq: 1,
+        prev: None,
+        hlc: Hlc {
+            wall_ms: 1_796_288_400_000, // 2026-12-03T09:00:00Z
+            counter: 0,
+        },
+        writes: vec![],
+        members: vec![MemberChange::Found {
+            nonce: GOLDEN_NONCE,
+            key: key.public(),
+            name: "Ada's iPhone".into(),
+        }],
+    }
+    .seal()
+    .unwrap();
+    let add = Op {
+        author: key.device(),
+        seq: 2,
+        prev: Some(found.id()),
+        hlc: Hlc {
+            wall_ms: 1_796_288_400_000,
+            counter: 1,
+        },
+        writes: vec![],
+        members: vec![MemberChange::Add {
+            key: ada_ipad().public(),
+            role: MemberRole::Write,
+            name: "Ada's iPad".into(),
+        }],
+    }
+    .seal()
+    .unwrap();
+    let sign = |op: &cardlog_core::SealedOp| key.sign_tip(&book, &op.id());
+    let (s1, s2) = (sign(&found), sign(&add));
+    [(found, s1), (add, s2)]
+}
+
+const GOLDEN_BOOK: &str = "fc30f1c0a13808cb1c87f7d3703e4d77";
+const GOLDEN_FOUND_HEX: &str = concat!(
+    "0289691110874c78aff97fadedf033bdbf0100fd80ca213ba20100000000010033333333333333333333333333",
+    "333333d04ab232742bb4ab3a1368bd4615e4e6d0224ab71a016baf8520a332c97787370c4164612773206950",
+    "686f6e65",
+);
+const GOLDEN_ADD_HEX: &str = concat!(
+    "0289691110874c78aff97fadedf033bdbf0201c82ae6c6e341beaa8e2b926a81128c791675f6c346f8d8dcf960",
+    "ef98cb5e135dfd80ca213ba201000001000101a09aa5f47a6759802ff955f8dc2d2a14a5c99d23be97f864127f",
+    "f9383455a4f0010a41646127732069506164",
+);
+const GOLDEN_ADD_SIGNATURE: &str = concat!(
+    "9b563beea3e7e71ce9f8616e9ba0808d316e813a764b277f4c81521956526daaafa408a9f11214299ab6e301ce",
+    "5b0dd880ba52ef31385fd0fcec3c1236b06902",
+);
+
+#[test]
+fn golden_vectors_of_format_2_are_stable() {
+    let create = golden_create().seal().unwrap();
+    let [(found, _), (add, sig)] = golden_membership();
+    let book = BookId::founded_by(&founder().public(), &GOLDEN_NONCE);
+    assert_eq!(to_hex(create.bytes()), GOLDEN_CREATE_V2_HEX);
+    assert_eq!(create.id().to_string(), GOLDEN_CREATE_V2_ID);
+    // The same content in format 1 is the same bytes after the version byte, without the
+    // trailing empty list of member changes: a different op with a different id.
+    let v1 = golden_create().seal_in(OpFormat::V1).unwrap();
     assert_eq!(
-        decode_op(&b),
-        Err(DecodeError::UnknownVersion {
-            found: 2,
-            supported: 1
+        &create.bytes()[1..create.bytes().len() - 1],
+        &v1.bytes()[1..]
+    );
+    assert_ne!(create.id(), v1.id());
+    assert_eq!(book.to_string(), GOLDEN_BOOK);
+    assert_eq!(to_hex(found.bytes()), GOLDEN_FOUND_HEX);
+    assert_eq!(to_hex(add.bytes()), GOLDEN_ADD_HEX);
+    assert_eq!(to_hex(&sig.0), GOLDEN_ADD_SIGNATURE);
+    for (op, signature) in golden_membership() {
+        assert_eq!(decode_op(op.bytes()).unwrap(), op);
+        founder()
+            .public()
+            .verify_tip(&book, &op.id(), &signature)
+            .unwrap();
+    }
+    // The founder's device id is its key's.
+    assert_eq!(found.op().author, founder().public().device());
+}
+
+#[test]
+fn member_changes_are_checked_when_sealed_and_decoded() {
+    let [(found, _), (add, _)] = golden_membership();
+    let invalid = |change: &dyn Fn(&mut Op)| {
+        let mut op = add.op().clone();
+        change(&mut op);
+        op.seal().unwrap_err()
+    };
+    use cardlog_core::EncodeError::Invalid;
+    // A founding change anywhere but alone in seq 1, or naming another key.
+    assert_eq!(
+        invalid(&|op| op.members = found.op().members.clone()),
+        Invalid(OpInvalid::Member {
+            index: 0,
+            fault: MemberFault::FoundOutOfPlace
         })
     );
+    let mut other = found.op().clone();
+    other.members = vec![MemberChange::Found {
+        nonce: GOLDEN_NONCE,
+        key: ada_ipad().public(),
+        name: "x".into(),
+    }];
+    assert_eq!(
+        other.seal().unwrap_err(),
+        Invalid(OpInvalid::Member {
+            index: 0,
+            fault: MemberFault::FoundKeyNotAuthor
+        })
+    );
+    // A weak key, an empty or overlong name, adopting seq 0.
+    let weak = {
+        let mut k = [0u8; 32];
+        k[0] = 1;
+        cardlog_core::PublicKey(k)
+    };
+    assert_eq!(
+        invalid(&|op| op.members = vec![MemberChange::Add {
+            key: weak,
+            role: MemberRole::Read,
+            name: "x".into()
+        }]),
+        Invalid(OpInvalid::Member {
+            index: 0,
+            fault: MemberFault::BadKey
+        })
+    );
+    for name in [String::new(), "x".repeat(limits::NAME_BYTES_MAX + 1)] {
+        let bytes = name.len();
+        assert_eq!(
+            invalid(&|op| op.members = vec![MemberChange::Add {
+                key: ada_ipad().public(),
+                role: MemberRole::Read,
+                name: name.clone()
+            }]),
+            Invalid(OpInvalid::Member {
+                index: 0,
+                fault: MemberFault::NameLength {
+                    bytes,
+                    max: limits::NAME_BYTES_MAX
+                }
+            })
+        );
+    }
+    assert_eq!(
+        invalid(&|op| op.members = vec![MemberChange::Adopt {
+            author: DeviceId([1; 16]),
+            seq: 0,
+            tip: OpId([0; 32])
+        }]),
+        Invalid(OpInvalid::Member {
+            index: 0,
+            fault: MemberFault::AdoptSeqZero
+        })
+    );
+    // Saves and member changes do not mix; too many changes; none cannot be written in format 1.
+    assert_eq!(
+        invalid(&|op| op.writes = golden_create().writes),
+        Invalid(OpInvalid::Mixed)
+    );
+    assert_eq!(
+        invalid(&|op| op.members = vec![
+            MemberChange::Remove {
+                device: DeviceId([1; 16]),
+                after: 0
+            };
+            limits::MEMBER_CHANGES_PER_OP_MAX + 1
+        ]),
+        Invalid(OpInvalid::TooManyMemberChanges {
+            count: limits::MEMBER_CHANGES_PER_OP_MAX + 1,
+            max: limits::MEMBER_CHANGES_PER_OP_MAX
+        })
+    );
+    assert_eq!(
+        add.op().clone().seal_in(OpFormat::V1).unwrap_err(),
+        Invalid(OpInvalid::MembersInFormat1)
+    );
+    // A membership op's bytes with the version byte set to 1 do not decode as a format-1 op.
+    let mut as_v1 = add.bytes().to_vec();
+    as_v1[0] = 1;
+    assert!(decode_op(&as_v1).is_err());
 }
 
 #[test]
@@ -646,6 +874,7 @@ mod props {
                     prev: (seq > 1).then_some(OpId(prev)),
                     hlc: Hlc { wall_ms, counter },
                     writes: writes.into_values().collect(),
+                    members: Vec::new(),
                 }
             })
     }

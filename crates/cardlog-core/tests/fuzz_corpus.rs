@@ -59,7 +59,7 @@ const DECODE_SEEDS: &[(&str, DecodeExpectation)] = &[
         r == &Err(DecodeError::NonCanonical { offset: 17 })
     }),
     ("invalid-unknown-version.bin", |r| {
-        matches!(r, Err(DecodeError::UnknownVersion { found: 2, .. }))
+        matches!(r, Err(DecodeError::UnknownVersion { found: 3, .. }))
     }),
     ("invalid-bad-path-tag.bin", |r| {
         matches!(r, Err(DecodeError::Malformed(_)))

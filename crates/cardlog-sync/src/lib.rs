@@ -34,6 +34,6 @@ pub use receive::{apply_segments, Received};
 pub use session::{Calibration, Role, Session, SyncReport};
 pub use store::{Applied, PeerBook, SyncStore};
 pub use wire::{
-    decode_segments, encode_segments, Fork, Locate, Message, Resolve, Summary, WireError,
-    SEGMENT_VERSION,
+    decode_segments, decode_signed_segments, encode_segments, Decoded, Fork, Locate, Message,
+    Resolve, Summary, WireError, SEGMENT_VERSION,
 };

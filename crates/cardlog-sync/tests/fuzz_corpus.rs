@@ -131,7 +131,7 @@ const SEGMENT_SEEDS: &[(&str, SegmentsExpectation)] = &[
         matches!(r, Err(WireError::HeadMismatch { .. }))
     }),
     ("invalid-unknown-version.bin", |r| {
-        r == &Err(WireError::UnknownVersion(2))
+        r == &Err(WireError::UnknownVersion(3))
     }),
     ("invalid-bad-magic.bin", |r| r == &Err(WireError::BadMagic)),
     ("invalid-oversize-count.bin", |r| {

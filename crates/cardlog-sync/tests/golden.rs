@@ -1,10 +1,10 @@
-//! Golden fixtures of segment v1, sync message v1 (every kind) and the bundle and heads files
-//! (docs/FORMAT.md, "Segments (version 1)", "Sync messages and files (version 1)" and "Golden
-//! fixtures"). The committed files in `tests/fixtures/golden/` were written by the build of
-//! commit 155f9e4, before the refactor that followed it; for each, these tests prove that
-//! today's decoder reads it as the values built here, that today's encoder writes exactly its
-//! bytes from those values, and that a change of any one byte is refused (every format here
-//! is checksummed).
+//! Golden fixtures of segments, sync message v1 (every kind) and the bundle and heads files
+//! (docs/FORMAT.md, "Segments", "Sync messages and files (version 1)" and "Golden fixtures"),
+//! in two eras: `tests/fixtures/golden/` holds op format 1 in segment version 1, written by the
+//! build of commit 155f9e4; `tests/fixtures/golden/op-format-2/` holds op format 2 in segment
+//! version 2. For each file, these tests prove that today's decoder reads it as the values built
+//! here and that a change of any one byte is refused (every format here is checksummed); for
+//! the files of today's era, that today's encoder writes exactly their bytes.
 //!
 //! The ops are the golden history the store's fixtures are built from too
 //! (`cardlog-core/tests/golden_history`, included here): six ops of two authors with a create of
@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use cardlog_core::codec::OpFormat;
 use cardlog_core::{Device, DeviceId, FakeClock, OpId, SealedOp};
 use cardlog_sync::bundle::{self, Imported};
 use cardlog_sync::memory::MemoryReplica;
@@ -58,9 +59,49 @@ impl Resolve for Held {
     }
 }
 
+/// Which op format a set of fixtures holds, and where they are.
+#[derive(Clone, Copy, Debug)]
+struct Era {
+    format: OpFormat,
+    dir: &'static str,
+}
+
+const ERA_1: Era = Era {
+    format: OpFormat::V1,
+    dir: "",
+};
+/// What today's encoder writes.
+const TODAY: Era = Era {
+    format: OpFormat::V2,
+    dir: "op-format-2/",
+};
+const ERAS: [Era; 2] = [ERA_1, TODAY];
+
+impl Era {
+    fn history(self) -> Vec<SealedOp> {
+        history_in(self.format)
+    }
+
+    fn name(self, file: &str) -> String {
+        format!("{}{file}", self.dir)
+    }
+
+    fn read(self, file: &str) -> Vec<u8> {
+        read_fixture(&self.name(file))
+    }
+
+    /// The segment message fixture of this era.
+    fn segment_file(self) -> &'static str {
+        match self.format {
+            OpFormat::V1 => "segment-v1.bin",
+            OpFormat::V2 => "segment-v2.bin",
+        }
+    }
+}
+
 /// The first op of each author (A1, B1): what the bundle's reader already holds.
-fn firsts() -> Vec<SealedOp> {
-    let ops = history();
+fn firsts(era: Era) -> Vec<SealedOp> {
+    let ops = era.history();
     vec![ops[0].clone(), ops[1].clone()]
 }
 
@@ -68,16 +109,15 @@ fn firsts() -> Vec<SealedOp> {
 const BUNDLE_MS: u64 = NINE_MS + 200_000;
 
 /// B's in-memory replica after the whole history, its clock at `BUNDLE_MS`.
-fn replica_b() -> MemoryReplica {
+fn replica_b(era: Era) -> MemoryReplica {
     let mut replica = MemoryReplica::new(Device::new(B, Arc::new(FakeClock::new(BUNDLE_MS))));
-    let applied = replica.apply(&history()).unwrap();
+    let applied = replica.apply(&era.history()).unwrap();
     assert_eq!(applied.stored, 6);
     replica
 }
 
 // ---- fixture files -------------------------------------------------------------------------
 
-const SEGMENT_FIXTURE: &str = "segment-v1.bin";
 const BUNDLE_FIXTURE: &str = "bundle-v1.bin";
 const HEADS_FIXTURE: &str = "heads-v1.bin";
 
@@ -102,9 +142,16 @@ fn assert_every_flip_refused<T: std::fmt::Debug, E>(
 
 /// Each message kind with the values its fixture holds; `segments` is the segment message the
 /// `ops` message carries.
-fn messages(segments: &[u8]) -> Vec<(&'static str, Message)> {
-    let ops = history();
-    let empty_segments = encode_segments(&[], &Held(Vec::new())).unwrap();
+fn messages(era: Era, segments: &[u8]) -> Vec<(&'static str, Message)> {
+    let ops = era.history();
+    let empty_segments = match era.format {
+        // What the encoder of segment version 1 wrote for no ops (today's writes version 2).
+        OpFormat::V1 => vec![
+            67, 76, 83, 71, 1, 0, 0, 96, 84, 231, 53, 65, 205, 154, 177, 74, 150, 85, 51, 38, 49,
+            128, 176,
+        ],
+        OpFormat::V2 => encode_segments(&[], &Held(Vec::new())).unwrap(),
+    };
     vec![
         (
             "hello",
@@ -162,43 +209,54 @@ fn messages(segments: &[u8]) -> Vec<(&'static str, Message)> {
 #[test]
 fn the_history_has_the_recorded_op_ids() {
     // The literal ops still seal to the ids the fixtures were written with (the op format).
-    let ids: Vec<String> = history().iter().map(|op| op.id().to_string()).collect();
-    assert_eq!(ids, OP_IDS);
+    for (era, expected) in [(ERA_1, OP_IDS), (TODAY, OP_IDS_V2)] {
+        let ids: Vec<String> = era.history().iter().map(|op| op.id().to_string()).collect();
+        assert_eq!(ids, expected, "{era:?}");
+    }
 }
 
 #[test]
 fn the_segment_fixture_decodes_to_the_history() {
     // The committed segment message rebuilds the six ops exactly on a receiver holding none.
-    let decoded = decode_segments(&read_fixture(SEGMENT_FIXTURE), &Held(Vec::new())).unwrap();
-    assert_eq!(by_author_and_seq(decoded), by_author_and_seq(history()));
+    for era in ERAS {
+        let decoded = decode_segments(&era.read(era.segment_file()), &Held(Vec::new())).unwrap();
+        assert_eq!(by_author_and_seq(decoded), by_author_and_seq(era.history()));
+    }
 }
 
 #[test]
 fn todays_encoder_writes_the_segment_fixture() {
     // Encoding the history gives the committed segment message byte for byte.
-    let made = encode_segments(&history(), &Held(Vec::new())).unwrap();
-    write_fixture_if_asked(SEGMENT_FIXTURE, &made);
-    assert_same_bytes(SEGMENT_FIXTURE, &made, &read_fixture(SEGMENT_FIXTURE));
+    let made = encode_segments(&TODAY.history(), &Held(Vec::new())).unwrap();
+    let name = TODAY.name(TODAY.segment_file());
+    write_fixture_if_asked(&name, &made);
+    assert_same_bytes(&name, &made, &read_fixture(&name));
 }
 
 #[test]
 fn a_changed_byte_in_the_segment_fixture_is_refused() {
     // Any one byte of the segment message flipped fails decoding.
-    assert_every_flip_refused(SEGMENT_FIXTURE, &read_fixture(SEGMENT_FIXTURE), |b| {
-        decode_segments(b, &Held(Vec::new()))
-    });
+    for era in ERAS {
+        assert_every_flip_refused(
+            &era.name(era.segment_file()),
+            &era.read(era.segment_file()),
+            |b| decode_segments(b, &Held(Vec::new())),
+        );
+    }
 }
 
 #[test]
 fn the_message_fixtures_decode_to_the_expected_messages() {
     // Each kind's committed message decodes to the message built here.
-    let segments = read_fixture(SEGMENT_FIXTURE);
-    for (kind, expected) in messages(&segments) {
-        let decoded = message::decode(&read_fixture(&message_fixture(kind))).unwrap();
-        assert_eq!(decoded.kind(), kind);
-        assert_eq!(decoded, expected, "{kind}");
-        if let Message::Bundle { segments, .. } = &decoded {
-            assert_eq!(decode_segments(segments, &Held(Vec::new())).unwrap(), []);
+    for era in ERAS {
+        let segments = era.read(era.segment_file());
+        for (kind, expected) in messages(era, &segments) {
+            let decoded = message::decode(&era.read(&message_fixture(kind))).unwrap();
+            assert_eq!(decoded.kind(), kind);
+            assert_eq!(decoded, expected, "{era:?} {kind}");
+            if let Message::Bundle { segments, .. } = &decoded {
+                assert_eq!(decode_segments(segments, &Held(Vec::new())).unwrap(), []);
+            }
         }
     }
 }
@@ -206,9 +264,9 @@ fn the_message_fixtures_decode_to_the_expected_messages() {
 #[test]
 fn todays_encoder_writes_the_message_fixtures() {
     // Encoding each message built here gives its committed bytes.
-    let segments = encode_segments(&history(), &Held(Vec::new())).unwrap();
-    for (kind, message) in messages(&segments) {
-        let name = message_fixture(kind);
+    let segments = encode_segments(&TODAY.history(), &Held(Vec::new())).unwrap();
+    for (kind, message) in messages(TODAY, &segments) {
+        let name = TODAY.name(&message_fixture(kind));
         let made = message::encode(&message);
         write_fixture_if_asked(&name, &made);
         assert_same_bytes(&name, &made, &read_fixture(&name));
@@ -218,88 +276,98 @@ fn todays_encoder_writes_the_message_fixtures() {
 #[test]
 fn a_changed_byte_in_any_message_fixture_is_refused() {
     // Any one byte of any kind's message flipped fails decoding.
-    for (kind, _) in messages(&[]) {
-        let name = message_fixture(kind);
-        assert_every_flip_refused(&name, &read_fixture(&name), message::decode);
+    for era in ERAS {
+        for (kind, _) in messages(era, &[]) {
+            let name = era.name(&message_fixture(kind));
+            assert_every_flip_refused(&name, &read_fixture(&name), message::decode);
+        }
     }
 }
 
 #[test]
 fn the_bundle_fixture_decodes_and_imports_as_written() {
     // The committed bundle is B's for a reader holding A1 and B1, and importing it completes it.
-    let golden = read_fixture(BUNDLE_FIXTURE);
-    let Message::Bundle {
-        replica,
-        created_ms,
-        segments,
-    } = message::decode(&golden).unwrap()
-    else {
-        panic!("the bundle fixture is not a bundle message");
-    };
-    assert_eq!((replica, created_ms), (B, BUNDLE_MS));
-    let rest: Vec<SealedOp> = history()[2..].to_vec();
-    let decoded = decode_segments(&segments, &Held(firsts())).unwrap();
-    assert_eq!(by_author_and_seq(decoded), by_author_and_seq(rest));
-    // Without A1 and B1 the anchored segments cannot be rebuilt.
-    assert!(decode_segments(&segments, &Held(Vec::new())).is_err());
+    for era in ERAS {
+        let golden = era.read(BUNDLE_FIXTURE);
+        let Message::Bundle {
+            replica,
+            created_ms,
+            segments,
+        } = message::decode(&golden).unwrap()
+        else {
+            panic!("the bundle fixture is not a bundle message");
+        };
+        assert_eq!((replica, created_ms), (B, BUNDLE_MS));
+        let rest: Vec<SealedOp> = era.history()[2..].to_vec();
+        let decoded = decode_segments(&segments, &Held(firsts(era))).unwrap();
+        assert_eq!(by_author_and_seq(decoded), by_author_and_seq(rest));
+        // Without A1 and B1 the anchored segments cannot be rebuilt.
+        assert!(decode_segments(&segments, &Held(Vec::new())).is_err());
 
-    let mut reader = MemoryReplica::new(Device::new(A, Arc::new(FakeClock::new(BUNDLE_MS))));
-    reader.apply(&firsts()).unwrap();
-    let imported = bundle::import(&mut reader, &golden).unwrap();
-    assert_eq!(
-        imported,
-        Imported {
-            from: B,
-            created_ms: BUNDLE_MS,
-            received: Received {
-                ops: 4,
-                applied: Applied {
-                    stored: 4,
-                    duplicates: 0,
-                    missing: 0,
+        let mut reader = MemoryReplica::new(Device::new(A, Arc::new(FakeClock::new(BUNDLE_MS))));
+        reader.apply(&firsts(era)).unwrap();
+        let imported = bundle::import(&mut reader, &golden).unwrap();
+        assert_eq!(
+            imported,
+            Imported {
+                from: B,
+                created_ms: BUNDLE_MS,
+                received: Received {
+                    ops: 4,
+                    applied: Applied {
+                        stored: 4,
+                        duplicates: 0,
+                        missing: 0,
+                    },
+                    forks: Vec::new(),
                 },
-                forks: Vec::new(),
-            },
-        }
-    );
-    assert_eq!(reader.summary(), summary_of(&history()));
+            }
+        );
+        assert_eq!(reader.summary(), summary_of(&era.history()));
+    }
 }
 
 #[test]
 fn the_heads_fixture_reads_as_b_and_its_summary() {
     // The committed heads file is B's summary after the whole history.
-    let (replica, summary) = bundle::read_summary_file(&read_fixture(HEADS_FIXTURE)).unwrap();
-    assert_eq!(replica, B);
-    assert_eq!(summary, summary_of(&history()));
-    let expected: BTreeMap<DeviceId, u64> = [(A, 3), (B, 3)].into();
-    let seqs: BTreeMap<DeviceId, u64> = summary.iter().map(|(a, h)| (*a, h.seq)).collect();
-    assert_eq!(seqs, expected);
+    for era in ERAS {
+        let (replica, summary) = bundle::read_summary_file(&era.read(HEADS_FIXTURE)).unwrap();
+        assert_eq!(replica, B);
+        assert_eq!(summary, summary_of(&era.history()));
+        let expected: BTreeMap<DeviceId, u64> = [(A, 3), (B, 3)].into();
+        let seqs: BTreeMap<DeviceId, u64> = summary.iter().map(|(a, h)| (*a, h.seq)).collect();
+        assert_eq!(seqs, expected);
+    }
 }
 
 #[test]
 fn todays_export_writes_the_bundle_and_heads_fixtures() {
     // B's replica exports the same bundle (for a reader holding A1 and B1) and heads file.
-    let replica = replica_b();
-    let since = summary_of(&firsts());
+    let replica = replica_b(TODAY);
+    let since = summary_of(&firsts(TODAY));
     let made = bundle::export(&replica, Some(&since)).unwrap();
-    write_fixture_if_asked(BUNDLE_FIXTURE, &made);
-    assert_same_bytes(BUNDLE_FIXTURE, &made, &read_fixture(BUNDLE_FIXTURE));
+    let name = TODAY.name(BUNDLE_FIXTURE);
+    write_fixture_if_asked(&name, &made);
+    assert_same_bytes(&name, &made, &read_fixture(&name));
     let made = bundle::summary_file(&replica);
-    write_fixture_if_asked(HEADS_FIXTURE, &made);
-    assert_same_bytes(HEADS_FIXTURE, &made, &read_fixture(HEADS_FIXTURE));
+    let name = TODAY.name(HEADS_FIXTURE);
+    write_fixture_if_asked(&name, &made);
+    assert_same_bytes(&name, &made, &read_fixture(&name));
 }
 
 #[test]
 fn a_changed_byte_in_the_bundle_or_heads_fixture_is_refused() {
     // Any one byte of either file flipped fails reading it.
-    assert_every_flip_refused(
-        HEADS_FIXTURE,
-        &read_fixture(HEADS_FIXTURE),
-        bundle::read_summary_file,
-    );
-    let mut reader = MemoryReplica::new(Device::new(A, Arc::new(FakeClock::new(BUNDLE_MS))));
-    reader.apply(&firsts()).unwrap();
-    assert_every_flip_refused(BUNDLE_FIXTURE, &read_fixture(BUNDLE_FIXTURE), |b| {
-        bundle::import(&mut reader.clone(), b).map_err(|e| e.to_string())
-    });
+    for era in ERAS {
+        assert_every_flip_refused(
+            &era.name(HEADS_FIXTURE),
+            &era.read(HEADS_FIXTURE),
+            bundle::read_summary_file,
+        );
+        let mut reader = MemoryReplica::new(Device::new(A, Arc::new(FakeClock::new(BUNDLE_MS))));
+        reader.apply(&firsts(era)).unwrap();
+        assert_every_flip_refused(&era.name(BUNDLE_FIXTURE), &era.read(BUNDLE_FIXTURE), |b| {
+            bundle::import(&mut reader.clone(), b).map_err(|e| e.to_string())
+        });
+    }
 }

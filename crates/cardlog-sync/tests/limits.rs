@@ -381,6 +381,7 @@ fn exists_op(author: DeviceId, contacts: &[(ContactId, Vec<OpId>)]) -> SealedOp 
                 replaces: replaces.clone(),
             })
             .collect(),
+        members: Vec::new(),
     }
     .seal()
     .unwrap()

@@ -13,10 +13,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use cardlog_core::{
-    Contact, ContactId, Device, DeviceId, FakeClock, Field, ItemBody, ItemId, OpId, Replay,
-    SealedOp,
+    BookId, Contact, ContactId, Device, DeviceId, DeviceKey, FakeClock, Field, Hlc, ItemBody,
+    ItemId, MemberChange, MemberRole, Op, OpId, Replay, SealedOp, Signature, SignedTip,
 };
-use cardlog_sync::{decode_segments, encode_segments, Locate, Resolve, WireError};
+use cardlog_sync::{
+    decode_segments, decode_signed_segments, encode_segments, Locate, Resolve, WireError,
+};
 
 const NINE_MS: u64 = 1_795_338_000_000;
 
@@ -219,11 +221,11 @@ fn altered_content_with_a_valid_checksum_fails_its_segment() {
 #[test]
 fn unknown_version_and_bad_magic_are_named() {
     let (bytes, receiver, _) = small_message();
-    let mut v2 = bytes.clone();
-    v2[4] = 2;
+    let mut v3 = bytes.clone();
+    v3[4] = 3;
     assert_eq!(
-        decode_segments(&v2, &Held(&receiver)).unwrap_err(),
-        WireError::UnknownVersion(2)
+        decode_segments(&v3, &Held(&receiver)).unwrap_err(),
+        WireError::UnknownVersion(3)
     );
     let mut other = bytes;
     other[0] = b'X';
@@ -286,4 +288,129 @@ fn single_field_edits_cost_under_forty_bytes_each() {
     assert!(per_op <= 40.0, "{per_op} bytes per op");
     let got = decode_segments(&bytes, &Held(b.replay())).unwrap();
     assert_eq!(ids(&got), ids(&missing));
+}
+
+/// A founder's first two ops (founding a book, admitting a writer) and its signature of the
+/// second, as a sender holding them sees them.
+struct Founded {
+    ops: Vec<SealedOp>,
+    book: BookId,
+    key: DeviceKey,
+    signature: Signature,
+}
+
+impl Founded {
+    fn new() -> Self {
+        let key = DeviceKey::from_seed(&[0x11; 32]);
+        let book = BookId::founded_by(&key.public(), &[0x33; 16]);
+        let hlc = Hlc {
+            wall_ms: NINE_MS,
+            counter: 0,
+        };
+        let found = Op {
+            author: key.device(),
+            seq: 1,
+            prev: None,
+            hlc,
+            writes: vec![],
+            members: vec![MemberChange::Found {
+                nonce: [0x33; 16],
+                key: key.public(),
+                name: "Ada's iPhone".into(),
+            }],
+        }
+        .seal()
+        .unwrap();
+        let add = Op {
+            author: key.device(),
+            seq: 2,
+            prev: Some(found.id()),
+            hlc: Hlc { counter: 1, ..hlc },
+            writes: vec![],
+            members: vec![MemberChange::Add {
+                key: DeviceKey::from_seed(&[0x22; 32]).public(),
+                role: MemberRole::Write,
+                name: "Ada's iPad".into(),
+            }],
+        }
+        .seal()
+        .unwrap();
+        let signature = key.sign_tip(&book, &add.id());
+        Self {
+            ops: vec![found, add],
+            book,
+            key,
+            signature,
+        }
+    }
+}
+
+impl Locate for Founded {
+    fn locate(&self, id: &OpId) -> Result<Option<SealedOp>, WireError> {
+        Ok(self.ops.iter().find(|op| op.id() == *id).cloned())
+    }
+
+    fn tip_signature(&self, author: &DeviceId, seq: u64) -> Result<Option<Signature>, WireError> {
+        Ok((*author == self.key.device() && seq == 2).then_some(self.signature))
+    }
+}
+
+impl Resolve for Founded {
+    fn op_at(&self, _: &DeviceId, _: u64) -> Result<Option<SealedOp>, WireError> {
+        Ok(None)
+    }
+}
+
+#[test]
+fn membership_ops_and_tip_signatures_travel_in_segments() {
+    // A membership op is rebuilt exactly; the segment carries the signature of its last op,
+    // which verifies under the founder's key for this book only.
+    let founded = Founded::new();
+    let bytes = encode_segments(&founded.ops, &founded).unwrap();
+    let decoded = decode_signed_segments(&bytes, &founded).unwrap();
+    assert_eq!(decoded.ops, founded.ops);
+    let tip = SignedTip {
+        author: founded.key.device(),
+        seq: 2,
+        op: founded.ops[1].id(),
+        signature: founded.signature,
+    };
+    assert_eq!(decoded.tips, [tip]);
+    founded
+        .key
+        .public()
+        .verify_tip(&founded.book, &tip.op, &tip.signature)
+        .unwrap();
+
+    // A sub-range the sender holds no signature for travels unsigned.
+    let first = encode_segments(&founded.ops[..1], &founded).unwrap();
+    let decoded = decode_signed_segments(&first, &founded).unwrap();
+    assert_eq!((decoded.ops.len(), decoded.tips.len()), (1, 0));
+    assert!(first.len() + 64 < bytes.len());
+
+    // A signature altered on the way still decodes (the checksum is resealed) but no longer
+    // verifies: the receiver, which knows the key, refuses it.
+    let mut forged = bytes.clone();
+    let at = forged.len() - 16 - 64;
+    assert_eq!(&forged[at..at + 64], &founded.signature.0[..]);
+    forged[at] ^= 1;
+    reseal(&mut forged);
+    let decoded = decode_signed_segments(&forged, &founded).unwrap();
+    let tip = decoded.tips[0];
+    assert!(founded
+        .key
+        .public()
+        .verify_tip(&founded.book, &tip.op, &tip.signature)
+        .is_err());
+
+    // Unknown segment flags are refused, naming the segment's author.
+    let mut flagged = bytes;
+    let flags_at = 4 + 1 + 1 + 16 + 1 + 1;
+    assert_eq!(flagged[flags_at], 0b11);
+    flagged[flags_at] |= 0x80;
+    reseal(&mut flagged);
+    assert!(matches!(
+        decode_segments(&flagged, &founded),
+        Err(WireError::Framing(what)) if what.contains("unknown flags")
+    ));
 }

@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 
+use cardlog_core::codec::OpFormat;
 use cardlog_core::replay::ChainTip;
 use cardlog_core::{
     ContactId, DeviceId, Field, Hlc, ItemBody, ItemId, ItemKind, ItemValue, Op, OpId, Path,
@@ -26,7 +27,7 @@ pub const URL: ItemId = ItemId([0x14; 16]);
 /// 2026-11-22T09:00:00Z.
 pub const NINE_MS: u64 = 1_795_338_000_000;
 
-/// The ids of the history's ops, in application order (A1, B1, A2, B2, B3, A3).
+/// The ids of the history's ops in op format 1, in application order (A1, B1, A2, B2, B3, A3).
 pub const OP_IDS: [&str; 6] = [
     "2402867b2ddc0eaa229a2c3af9232061516cb97ad37550ac31e1e14cbca65d55",
     "347cd291e5a1159d4353fe3fcfbf2fbffc5f0da863462d0bd86cbc7174a58916",
@@ -69,7 +70,13 @@ pub const EXISTS: Option<Value> = Some(Value::Bool(true));
 /// A2 edits Ada's phone, adds a URL and removes her tag; B2 (having A1, not A2) sets her
 /// organisation; A3 (not having B2) sets it too, so the organisation has two heads; B3 deletes
 /// Charles in the same millisecond as B2 (HLC counter 1).
+/// The history in op format 1 (what the fixtures of store format 3 and segment version 1 hold).
 pub fn history() -> Vec<SealedOp> {
+    history_in(OpFormat::V1)
+}
+
+/// The history with its ops in `format`.
+pub fn history_in(format: OpFormat) -> Vec<SealedOp> {
     let a1 = Op {
         author: A,
         seq: 1,
@@ -115,8 +122,9 @@ pub fn history() -> Vec<SealedOp> {
             write(ADA, Path::Tag("friends".into()), Some(Value::Present), &[]),
             write(ADA, Path::Custom("X-SHOE-SIZE".into()), text("38"), &[]),
         ],
+        members: Vec::new(),
     }
-    .seal()
+    .seal_in(format)
     .unwrap();
     let b1 = Op {
         author: B,
@@ -128,8 +136,9 @@ pub fn history() -> Vec<SealedOp> {
             write(CHARLES, Path::Field(Field::Given), text("Charles"), &[]),
             write(CHARLES, Path::Field(Field::Family), text("Babbage"), &[]),
         ],
+        members: Vec::new(),
     }
-    .seal()
+    .seal_in(format)
     .unwrap();
     let a2 = Op {
         author: A,
@@ -152,8 +161,9 @@ pub fn history() -> Vec<SealedOp> {
             ),
             write(ADA, Path::Tag("friends".into()), None, &[a1.id()]),
         ],
+        members: Vec::new(),
     }
-    .seal()
+    .seal_in(format)
     .unwrap();
     let b2 = Op {
         author: B,
@@ -169,8 +179,9 @@ pub fn history() -> Vec<SealedOp> {
                 &[a1.id()],
             ),
         ],
+        members: Vec::new(),
     }
-    .seal()
+    .seal_in(format)
     .unwrap();
     let b3 = Op {
         author: B,
@@ -183,8 +194,9 @@ pub fn history() -> Vec<SealedOp> {
             Some(Value::Bool(false)),
             &[b1.id()],
         )],
+        members: Vec::new(),
     }
-    .seal()
+    .seal_in(format)
     .unwrap();
     let a3 = Op {
         author: A,
@@ -200,8 +212,9 @@ pub fn history() -> Vec<SealedOp> {
                 &[a1.id()],
             ),
         ],
+        members: Vec::new(),
     }
-    .seal()
+    .seal_in(format)
     .unwrap();
     vec![a1, b1, a2, b2, b3, a3]
 }
@@ -270,3 +283,13 @@ pub fn assert_same_bytes(name: &str, made: &[u8], golden: &[u8]) {
         golden.len()
     );
 }
+
+/// The ids of the history's ops in op format 2, in application order.
+pub const OP_IDS_V2: [&str; 6] = [
+    "ad7b30d924cffb55b3b248246ee5e0cf47eb5edb227d214119a16d05819175f5",
+    "13f5b80d422571c55c38b56c68697cb781bf983e429e82e3ce111f2fa0fc9ed0",
+    "49bd9e4d395f2d4ac52ff013e28247df7a87e12fc6ae6b6adbe6644c4939a21e",
+    "ec2f95cc7b2be95942aa7d0bf20acecd8645b65108c58b5f5b8da23c9628a62e",
+    "531263c9240f19a4916119794292a917b718df746678b33e0500647560959ee3",
+    "66a851c431537ecb9f92acdd04c342eecec42141a4545069e598f5a9e79ab13b",
+];

@@ -3,8 +3,8 @@
 //! of every apply call flagged [`COMMIT`]. Framing, header parsing, field offsets and the
 //! checks of a record's op against its recorded id all live here.
 
-use cardlog_core::codec::{decode_exact, limits};
-use cardlog_core::{decode_op, DecodeError, Op, OpId, SealedOp};
+use cardlog_core::codec::limits;
+use cardlog_core::{decode_op, decode_op_unchecked, DecodeError, Op, OpId, SealedOp};
 
 use super::io::LogError;
 
@@ -60,8 +60,8 @@ impl Record {
 
 /// [`Record::decode_trusted`] of the op bytes of the record at `offset`.
 pub fn decode_trusted(offset: u64, bytes: &[u8]) -> Result<Op, LogError> {
-    // The first byte is the op format's version, checked when the record was written.
-    decode_exact::<Op>(bytes.get(1..).unwrap_or_default()).ok_or_else(|| LogError::Damaged {
+    // The record was checked when it was written; its first byte says its op format.
+    decode_op_unchecked(bytes).ok_or_else(|| LogError::Damaged {
         what: format!("op log record at byte {offset} does not decode"),
         offset,
     })

@@ -11,4 +11,7 @@ pub mod varint;
 
 pub use error::WireError;
 pub use message::{Fork, Message, Summary};
-pub use segment::{decode_segments, encode_segments, Locate, Resolve, SEGMENT_VERSION};
+pub use segment::{
+    decode_segments, decode_signed_segments, encode_segments, Decoded, Locate, Resolve,
+    SEGMENT_VERSION,
+};

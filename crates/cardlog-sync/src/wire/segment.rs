@@ -1,4 +1,5 @@
-//! The segment encoding (version 1; byte layout in docs/FORMAT.md, "Segments").
+//! The segment encoding (version 2, which reads version 1 too; byte layout in docs/FORMAT.md,
+//! "Segments").
 //!
 //! A message carries one segment per author: that author's ops in a contiguous seq range,
 //! anchored to the id of the op before the range. Each op is sent compactly:
@@ -8,7 +9,11 @@
 //! - a write that replaces earlier writes names the first of them as (author, seq, write
 //!   index), and takes its contact and path from it; other replaced writes are (author, seq);
 //! - contacts are numbered in a per-message table, authors in another;
-//! - the common `exists = true` write has a one-byte form.
+//! - the common `exists = true` write has a one-byte form;
+//! - a membership op (no writes) carries its member changes in their bincode form.
+//!
+//! A version-2 segment also says which op format its ops are in, and may carry its author's
+//! signature of its last op (the chain tip), which covers every op of the segment.
 //!
 //! The receiver rebuilds each op exactly, seals it (which re-validates and re-hashes it) and
 //! checks the chain: each op names the previous one, and the last one's id must equal the
@@ -18,15 +23,22 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use cardlog_core::codec::{decode_exact, encode_to_vec};
-use cardlog_core::{ContactId, DeviceId, Hlc, Op, OpId, Path, SealedOp, Value, Write};
+use cardlog_core::codec::{decode_exact, encode_to_vec, OpFormat};
+use cardlog_core::{
+    ContactId, DeviceId, Hlc, MemberChange, Op, OpId, Path, SealedOp, Signature, SignedTip, Value,
+    Write,
+};
 
 use super::error::{WireError, AUTHORS_IN_A_MESSAGE, SEGMENTS_IN_A_MESSAGE};
 use super::frame::{checksum, Reader, CHECKSUM_BYTES};
 use super::varint;
 
-/// The segment format version this build writes and reads.
-pub const SEGMENT_VERSION: u8 = 1;
+/// The segment format version this build writes (it reads version 1 too).
+pub const SEGMENT_VERSION: u8 = 2;
+/// Segment flags (version 2): its ops are in op format 2 (else 1).
+const FLAG_FORMAT_2: u8 = 1;
+/// Segment flags (version 2): the author's signature of the last op follows the head.
+const FLAG_SIGNED: u8 = 2;
 const MAGIC: &[u8; 4] = b"CLSG";
 const CHECKSUM_CONTEXT: &str = "cardlog 2026-11-23 segment checksum v1";
 
@@ -44,6 +56,12 @@ pub mod limits {
     pub const OPS_PER_SEGMENT_MAX: u64 = 1 << 22;
     /// Most writes in one op (the op format's own limit).
     pub const WRITES_PER_OP_MAX: u64 = cardlog_core::codec::limits::WRITES_PER_OP_MAX as u64;
+    /// Most member changes in one op (the op format's own limit).
+    pub const MEMBER_CHANGES_PER_OP_MAX: u64 =
+        cardlog_core::codec::limits::MEMBER_CHANGES_PER_OP_MAX as u64;
+    /// Longest encoded member change, in bytes (a key, a role and a name of at most 256
+    /// bytes fit well within it).
+    pub const MEMBER_CHANGE_BYTES_MAX: u64 = 1024;
     /// Most replaced writes named by one write (the op format's own limit).
     pub const REPLACES_PER_WRITE_MAX: u64 =
         cardlog_core::codec::limits::REPLACES_PER_WRITE_MAX as u64;
@@ -53,10 +71,16 @@ pub mod limits {
     pub const VALUE_BYTES_MAX: u64 = cardlog_core::codec::limits::OP_BYTES_MAX as u64;
 }
 
-/// The sender's view: where an op named by id is.
+/// The sender's view: where an op named by id is, and which chain tips it holds signatures of.
 pub trait Locate {
     /// The op with this id, if known.
     fn locate(&self, id: &OpId) -> Result<Option<SealedOp>, WireError>;
+
+    /// The author's signature of its op at `seq`, if the sender holds it.
+    fn tip_signature(&self, author: &DeviceId, seq: u64) -> Result<Option<Signature>, WireError> {
+        let _ = (author, seq);
+        Ok(None)
+    }
 }
 
 /// The receiver's view: the op an author wrote at a seq, if it has it.
@@ -118,7 +142,10 @@ pub fn encode_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>
         let mut run: Vec<&SealedOp> = Vec::new();
         for op in chain {
             let full = run.len() as u64 >= limits::OPS_PER_SEGMENT_MAX;
-            if full || run.last().is_some_and(|l| l.op().seq + 1 != op.op().seq) {
+            let breaks = run
+                .last()
+                .is_some_and(|l| l.op().seq + 1 != op.op().seq || l.format() != op.format());
+            if full || breaks {
                 segments.push(std::mem::take(&mut run));
             }
             run.push(op);
@@ -156,7 +183,16 @@ pub fn encode_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>
             continue;
         };
         let f = first.op();
+        let signature = locate.tip_signature(&f.author, last.op().seq)?;
         varint::put(&mut body, tables.author(f.author));
+        let mut flags = 0;
+        if first.format() == OpFormat::V2 {
+            flags |= FLAG_FORMAT_2;
+        }
+        if signature.is_some() {
+            flags |= FLAG_SIGNED;
+        }
+        body.push(flags);
         varint::put(&mut body, f.seq);
         if let Some(prev) = f.prev {
             body.extend_from_slice(&prev.0);
@@ -180,8 +216,19 @@ pub fn encode_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>
                 encode_write(&mut body, &mut tables, w, previous, &find)?;
                 previous = Some(w.contact);
             }
+            if op.writes.is_empty() {
+                varint::put(&mut body, op.members.len() as u64);
+                for change in &op.members {
+                    let bytes = encode_to_vec(change);
+                    varint::put(&mut body, bytes.len() as u64);
+                    body.extend_from_slice(&bytes);
+                }
+            }
         }
         body.extend_from_slice(&last.id().0);
+        if let Some(signature) = signature {
+            body.extend_from_slice(&signature.0);
+        }
     }
 
     // Replaced writes may name authors without a segment here, so the table is counted last.
@@ -280,14 +327,17 @@ struct RawWrite {
 struct RawOp {
     hlc: Hlc,
     writes: Vec<RawWrite>,
+    members: Vec<MemberChange>,
 }
 
 struct RawSegment {
     author: DeviceId,
+    format: OpFormat,
     first_seq: u64,
     anchor: Option<OpId>,
     ops: Vec<RawOp>,
     head: OpId,
+    signature: Option<Signature>,
 }
 
 /// Strictly decodes exactly `bytes` as a `T` (re-encoding must give the same bytes).
@@ -308,7 +358,7 @@ fn parse(bytes: &[u8]) -> Result<(Vec<DeviceId>, Vec<RawSegment>), WireError> {
         return Err(WireError::BadMagic);
     }
     let version = r.byte()?;
-    if version != SEGMENT_VERSION {
+    if version != 1 && version != SEGMENT_VERSION {
         return Err(WireError::UnknownVersion(version));
     }
     let Some(body_len) = bytes.len().checked_sub(CHECKSUM_BYTES) else {
@@ -336,6 +386,17 @@ fn parse(bytes: &[u8]) -> Result<(Vec<DeviceId>, Vec<RawSegment>), WireError> {
             .and_then(|i| authors.get(i))
             .copied()
             .ok_or_else(|| WireError::Framing(format!("author index {index} out of range")))?;
+        let flags = if version == 1 { 0 } else { r.byte()? };
+        if flags & !(FLAG_FORMAT_2 | FLAG_SIGNED) != 0 {
+            return Err(WireError::Framing(format!(
+                "segment of {author}: unknown flags {flags:#04x}"
+            )));
+        }
+        let format = if flags & FLAG_FORMAT_2 != 0 {
+            OpFormat::V2
+        } else {
+            OpFormat::V1
+        };
         let first_seq = r.varint()?;
         if first_seq == 0 {
             return Err(WireError::Framing(format!(
@@ -373,21 +434,40 @@ fn parse(bytes: &[u8]) -> Result<(Vec<DeviceId>, Vec<RawSegment>), WireError> {
             for _ in 0..n_writes {
                 writes.push(parse_write(&mut r, &mut contacts, &bad)?);
             }
+            let mut members = Vec::new();
+            if n_writes == 0 && format == OpFormat::V2 {
+                let n = r.bounded("member changes in an op", limits::MEMBER_CHANGES_PER_OP_MAX)?;
+                for _ in 0..n {
+                    let len = r.bounded("member change bytes", limits::MEMBER_CHANGE_BYTES_MAX)?;
+                    let bytes = r.bytes(usize::try_from(len).map_err(|_| bad("change length"))?)?;
+                    members.push(
+                        decode_strict(bytes).ok_or_else(|| bad("member change does not decode"))?,
+                    );
+                }
+            }
             ops.push(RawOp {
                 hlc: Hlc {
                     wall_ms: wall,
                     counter,
                 },
                 writes,
+                members,
             });
         }
         let head = OpId(r.array()?);
+        let signature = if flags & FLAG_SIGNED != 0 {
+            Some(Signature(r.array()?))
+        } else {
+            None
+        };
         segments.push(RawSegment {
             author,
+            format,
             first_seq,
             anchor,
             ops,
             head,
+            signature,
         });
     }
     if !r.input.is_empty() {
@@ -460,11 +540,27 @@ fn parse_write(
     })
 }
 
-/// Decodes a message into ops, in an order in which every op comes after the ops it depends
-/// on. Every op is rebuilt exactly, sealed (validated and hashed) and checked against its
-/// segment's chain and head; `resolve` supplies the ops named but not carried (the receiver's
-/// own). Any fault refuses the whole message.
+/// What a message decodes to: its ops, every one after the ops it depends on, and the chain-tip
+/// signatures its segments carry (not yet verified: the receiver knows the authors' keys).
+#[derive(Debug, Clone, Default)]
+pub struct Decoded {
+    /// The ops.
+    pub ops: Vec<SealedOp>,
+    /// One per signed segment: its author's signature of its last op.
+    pub tips: Vec<SignedTip>,
+}
+
+/// [`decode_signed_segments`] without the signatures.
 pub fn decode_segments(bytes: &[u8], resolve: &impl Resolve) -> Result<Vec<SealedOp>, WireError> {
+    decode_signed_segments(bytes, resolve).map(|d| d.ops)
+}
+
+/// Decodes a message into ops, in an order in which every op comes after the ops it depends
+/// on, and the tip signatures it carries. Every op is rebuilt exactly, sealed (validated and
+/// hashed) in its segment's op format and checked against its segment's chain and head;
+/// `resolve` supplies the ops named but not carried (the receiver's own). Any fault refuses the
+/// whole message.
+pub fn decode_signed_segments(bytes: &[u8], resolve: &impl Resolve) -> Result<Decoded, WireError> {
     let (authors, segments) = parse(bytes)?;
     let mut decoded: HashMap<(DeviceId, u64), SealedOp> = HashMap::new();
     let mut out = Vec::new();
@@ -483,7 +579,7 @@ pub fn decode_segments(bytes: &[u8], resolve: &impl Resolve) -> Result<Vec<Seale
                 else {
                     break;
                 };
-                let sealed = op.seal().map_err(|error| WireError::Op {
+                let sealed = op.seal_in(segment.format).map_err(|error| WireError::Op {
                     author: segment.author,
                     seq,
                     error,
@@ -536,7 +632,22 @@ pub fn decode_segments(bytes: &[u8], resolve: &impl Resolve) -> Result<Vec<Seale
             });
         }
     }
-    Ok(out)
+    let tips = segments
+        .iter()
+        .filter_map(|segment| {
+            let signature = segment.signature?;
+            Some(SignedTip {
+                author: segment.author,
+                seq: segment
+                    .first_seq
+                    .saturating_add(segment.ops.len() as u64)
+                    .saturating_sub(1),
+                op: segment.head,
+                signature,
+            })
+        })
+        .collect();
+    Ok(Decoded { ops: out, tips })
 }
 
 /// Rebuilds one op, or `None` when an op it names is not available yet.
@@ -611,5 +722,6 @@ fn rebuild(
         prev,
         hlc: raw.hlc,
         writes,
+        members: raw.members.clone(),
     }))
 }
