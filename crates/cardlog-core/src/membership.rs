@@ -1,0 +1,543 @@
+//! Who belongs to an address book, decided from its membership ops alone (docs/SECURITY.md,
+//! "Membership"). [`Membership::compute`] is a pure function of the *set* of membership ops:
+//! every replica holding the same ops reaches the same members, roles and removals, whatever
+//! order the ops arrived in. [`Membership::check`] says whether one op may be accepted.
+//!
+//! The rules:
+//!
+//! - The founder (the author of the book's founding op) is an admin.
+//! - An `Add` by an admin admits a device, or widens its role (roles only grow: a device added
+//!   twice has the larger role). An `Adopt` by an admin adopts a format-1 chain up to a tip.
+//! - A `Remove` of device D with `after = n` by an admin makes every op of D after seq n void:
+//!   refused when it arrives, retracted if it arrived before the removal. A removed device is
+//!   never admitted again (a new key is a new device).
+//! - An admin's changes written after its own cutoff are void.
+//! - Removals nothing can void are settled first. When admins remove each other (a cycle: each
+//!   removal is after its author's cutoff set by the other), the removal by the more senior
+//!   admin counts: the founder first, then in the order of the (timestamp, op id) of the op
+//!   that first admitted each. Without the tie-break both outcomes would be consistent and
+//!   replicas could disagree.
+
+use std::collections::BTreeMap;
+
+use crate::codec::OpFormat;
+use crate::hlc::Hlc;
+use crate::id::{DeviceId, OpId};
+use crate::key::{BookId, PublicKey};
+use crate::member::{MemberChange, MemberRole};
+use crate::sealed::SealedOp;
+
+/// One admitted device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Its public key.
+    pub key: PublicKey,
+    /// What it may do (the largest role any admitting change gave it).
+    pub role: MemberRole,
+    /// Its human name (from the first change admitting it).
+    pub name: String,
+    /// Who admitted it; `None` for the founder.
+    pub added_by: Option<DeviceId>,
+    /// The op that first admitted it (the founding op for the founder).
+    pub added_in: OpId,
+    /// Set once it is removed.
+    pub removed: Option<Removal>,
+}
+
+/// An effective removal of a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Removal {
+    /// The admin that removed it.
+    pub by: DeviceId,
+    /// Its last seq that stays valid.
+    pub after: u64,
+    /// The removing op.
+    pub op: OpId,
+}
+
+/// A format-1 chain adopted into the book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Adoption {
+    /// The last adopted seq.
+    pub seq: u64,
+    /// The id of the op at that seq.
+    pub tip: OpId,
+    /// The admin that adopted it.
+    pub by: DeviceId,
+}
+
+/// Why an op is refused by the book's membership. Each names the author.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The replica has not received its book's founding op yet, and this is not it.
+    #[error("op {seq} of {author}: this replica has not received the founding op of its address book yet")]
+    NotFounded {
+        /// The author.
+        author: DeviceId,
+        /// The op's seq.
+        seq: u64,
+    },
+    /// A founding op of another book, or a second founding op.
+    #[error("{author} founds address book {found}, but this replica belongs to {book}")]
+    OtherBook {
+        /// The author.
+        author: DeviceId,
+        /// The book it founds.
+        found: BookId,
+        /// This replica's book.
+        book: BookId,
+    },
+    /// The author is not a member of the book.
+    #[error("{author} is not a member of this address book")]
+    NotMember {
+        /// The author.
+        author: DeviceId,
+    },
+    /// The author was removed and the op is after its last valid seq.
+    #[error("{author} was removed from this address book by {by} after its op {after}; op {seq} is void")]
+    Removed {
+        /// The author.
+        author: DeviceId,
+        /// The op's seq.
+        seq: u64,
+        /// Its last valid seq.
+        after: u64,
+        /// The admin that removed it.
+        by: DeviceId,
+    },
+    /// A save of contacts by a member whose role does not write.
+    #[error("{author} is a {role} member and cannot save contacts")]
+    CannotWrite {
+        /// The author.
+        author: DeviceId,
+        /// Its role.
+        role: MemberRole,
+    },
+    /// A membership change by a member who is not an admin.
+    #[error("{author} is a {role} member and cannot change members")]
+    NotAdmin {
+        /// The author.
+        author: DeviceId,
+        /// Its role.
+        role: MemberRole,
+    },
+    /// A format-1 op of a chain the book has not adopted (or beyond the adopted tip).
+    #[error("format-1 op {seq} of {author} is not part of an adopted history")]
+    NotAdopted {
+        /// The author.
+        author: DeviceId,
+        /// The op's seq.
+        seq: u64,
+    },
+    /// A format-1 op at an adopted tip's seq that is not the adopted op.
+    #[error("format-1 op {seq} of {author} is {op}, but the book adopted {tip}")]
+    AdoptedTipMismatch {
+        /// The author.
+        author: DeviceId,
+        /// The seq.
+        seq: u64,
+        /// The op received.
+        op: OpId,
+        /// The adopted op.
+        tip: OpId,
+    },
+    /// A format-2 op by an author whose id is not derived from a key (a format-1 author).
+    #[error("{author} wrote op {seq} in format 2 but has no key in this address book")]
+    NoKey {
+        /// The author.
+        author: DeviceId,
+        /// The op's seq.
+        seq: u64,
+    },
+}
+
+/// The members of one address book, as its membership ops decide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    book: BookId,
+    founder: Option<DeviceId>,
+    members: BTreeMap<DeviceId, Member>,
+    adopted: BTreeMap<DeviceId, Adoption>,
+    /// The membership ops this was computed from, by id.
+    ops: BTreeMap<OpId, SealedOp>,
+}
+
+/// Bound on the fixpoint rounds of [`Membership::compute`] (each round admits or cuts at least
+/// one device, so the number of devices bounds it; this only caps hostile input).
+const ROUNDS_MAX: usize = 64;
+
+impl Membership {
+    /// The membership of `book` before its founding op has arrived: nobody.
+    pub fn new(book: BookId) -> Self {
+        Self {
+            book,
+            founder: None,
+            members: BTreeMap::new(),
+            adopted: BTreeMap::new(),
+            ops: BTreeMap::new(),
+        }
+    }
+
+    /// The book.
+    pub fn book(&self) -> BookId {
+        self.book
+    }
+
+    /// The founder, once the founding op is here.
+    pub fn founder(&self) -> Option<DeviceId> {
+        self.founder
+    }
+
+    /// The admitted devices (removed ones included, with their removal).
+    pub fn members(&self) -> impl Iterator<Item = (&DeviceId, &Member)> {
+        self.members.iter()
+    }
+
+    /// One device, if admitted.
+    pub fn member(&self, device: &DeviceId) -> Option<&Member> {
+        self.members.get(device)
+    }
+
+    /// The format-1 chains adopted.
+    pub fn adopted(&self) -> impl Iterator<Item = (&DeviceId, &Adoption)> {
+        self.adopted.iter()
+    }
+
+    /// The adoption of a format-1 author, if adopted.
+    pub fn adoption(&self, author: &DeviceId) -> Option<&Adoption> {
+        self.adopted.get(author)
+    }
+
+    /// The membership ops it was computed from.
+    pub fn ops(&self) -> impl Iterator<Item = &SealedOp> {
+        self.ops.values()
+    }
+
+    /// The last valid seq of `device`: `None` while it is not removed.
+    pub fn cutoff(&self, device: &DeviceId) -> Option<u64> {
+        self.members
+            .get(device)
+            .and_then(|m| m.removed)
+            .map(|r| r.after)
+    }
+
+    /// Whether `op` may be accepted by a replica of this book holding this membership: its
+    /// author is a member that was not removed before it, and its role allows what it does (or
+    /// it is the book's founding op, or part of an adopted format-1 chain). Does not look at
+    /// signatures or the chain; see [`crate::replay::check_op`] for those.
+    pub fn check(&self, sealed: &SealedOp) -> Result<(), Refusal> {
+        let op = sealed.op();
+        let (author, seq) = (op.author, op.seq);
+        if let Some(MemberChange::Found { nonce, key, .. }) = op.members.first() {
+            let found = BookId::founded_by(key, nonce);
+            return match self.founder {
+                Some(founder) if founder == author && found == self.book => Ok(()),
+                None if found == self.book => Ok(()),
+                _ => Err(Refusal::OtherBook {
+                    author,
+                    found,
+                    book: self.book,
+                }),
+            };
+        }
+        if self.founder.is_none() {
+            return Err(Refusal::NotFounded { author, seq });
+        }
+        if sealed.format() == OpFormat::V1 {
+            let adoption = self
+                .adopted
+                .get(&author)
+                .filter(|a| seq <= a.seq)
+                .ok_or(Refusal::NotAdopted { author, seq })?;
+            if seq == adoption.seq && sealed.id() != adoption.tip {
+                return Err(Refusal::AdoptedTipMismatch {
+                    author,
+                    seq,
+                    op: sealed.id(),
+                    tip: adoption.tip,
+                });
+            }
+            return Ok(());
+        }
+        let Some(member) = self.members.get(&author) else {
+            if self.adopted.contains_key(&author) {
+                return Err(Refusal::NoKey { author, seq });
+            }
+            return Err(Refusal::NotMember { author });
+        };
+        if let Some(removal) = member.removed.filter(|r| seq > r.after) {
+            return Err(Refusal::Removed {
+                author,
+                seq,
+                after: removal.after,
+                by: removal.by,
+            });
+        }
+        if op.is_membership() {
+            if !member.role.changes_members() {
+                return Err(Refusal::NotAdmin {
+                    author,
+                    role: member.role,
+                });
+            }
+        } else if !member.role.writes_contacts() {
+            return Err(Refusal::CannotWrite {
+                author,
+                role: member.role,
+            });
+        }
+        Ok(())
+    }
+
+    /// This membership with `op` (a membership op) among its ops, recomputed. Ops without
+    /// member changes leave it as it is.
+    pub fn with(&self, op: &SealedOp) -> Self {
+        if !op.op().is_membership() || self.ops.contains_key(&op.id()) {
+            return self.clone();
+        }
+        let mut ops = self.ops.clone();
+        ops.insert(op.id(), op.clone());
+        Self::compute(self.book, ops.into_values())
+    }
+
+    /// The membership of `book` decided by `ops` (ops without member changes are ignored):
+    /// the same result for the same set of ops, in any order.
+    pub fn compute(book: BookId, ops: impl IntoIterator<Item = SealedOp>) -> Self {
+        let ops: BTreeMap<OpId, SealedOp> = ops
+            .into_iter()
+            .filter(|op| op.op().is_membership())
+            .map(|op| (op.id(), op))
+            .collect();
+        let mut out = Self::new(book);
+        // The founding op: the author's seq 1, founding exactly this book.
+        let founding = ops.values().find(|op| {
+            let o = op.op();
+            matches!(o.members.first(), Some(MemberChange::Found { nonce, key, .. })
+                if o.seq == 1 && BookId::founded_by(key, nonce) == book)
+        });
+        let Some(founding) = founding else {
+            out.ops = ops;
+            return out;
+        };
+        let founder = founding.op().author;
+        out.founder = Some(founder);
+        // Changes, each with its author, seq, timestamp and op id; in a fixed order.
+        let mut changes: Vec<(&SealedOp, &MemberChange)> = ops
+            .values()
+            .flat_map(|op| op.op().members.iter().map(move |c| (op, c)))
+            .collect();
+        changes.sort_by_key(|(op, _)| (op.op().hlc, op.id()));
+
+        let mut cutoffs: BTreeMap<DeviceId, Removal> = BTreeMap::new();
+        let mut members = BTreeMap::new();
+        for _ in 0..ROUNDS_MAX {
+            members = admit(founding, &changes, &cutoffs);
+            let next = remove(&changes, &members);
+            if next == cutoffs {
+                break;
+            }
+            cutoffs = next;
+        }
+        let adopted = adopt(&changes, &members, &cutoffs);
+        for (device, removal) in &cutoffs {
+            if let Some(m) = members.get_mut(device) {
+                m.member.removed = Some(*removal);
+            }
+        }
+        out.members = members.into_iter().map(|(d, a)| (d, a.member)).collect();
+        out.adopted = adopted;
+        out.ops = ops;
+        out
+    }
+}
+
+/// A member as the computation sees it: with its seniority.
+struct Admitted {
+    member: Member,
+    /// Smaller is more senior: the founder's is the smallest.
+    seniority: (Hlc, OpId),
+}
+
+/// Whether a change by `author` at `seq` is void under `cutoffs`.
+fn void(cutoffs: &BTreeMap<DeviceId, Removal>, author: &DeviceId, seq: u64) -> bool {
+    cutoffs.get(author).is_some_and(|r| seq > r.after)
+}
+
+/// The admitted devices under `cutoffs`: the founder, then every device added by an admitted
+/// admin in a change that is not void, repeated until nothing changes.
+fn admit(
+    founding: &SealedOp,
+    changes: &[(&SealedOp, &MemberChange)],
+    cutoffs: &BTreeMap<DeviceId, Removal>,
+) -> BTreeMap<DeviceId, Admitted> {
+    let mut members = BTreeMap::new();
+    if let Some(MemberChange::Found { key, name, .. }) = founding.op().members.first() {
+        members.insert(
+            founding.op().author,
+            Admitted {
+                member: Member {
+                    key: *key,
+                    role: MemberRole::Admin,
+                    name: name.clone(),
+                    added_by: None,
+                    added_in: founding.id(),
+                    removed: None,
+                },
+                seniority: (Hlc::default(), OpId([0; 32])),
+            },
+        );
+    }
+    loop {
+        let mut changed = false;
+        for (op, change) in changes {
+            let MemberChange::Add { key, role, name } = change else {
+                continue;
+            };
+            let o = op.op();
+            let is_admin = members
+                .get(&o.author)
+                .is_some_and(|a: &Admitted| a.member.role.changes_members());
+            if !is_admin || void(cutoffs, &o.author, o.seq) {
+                continue;
+            }
+            let device = key.device();
+            match members.get_mut(&device) {
+                Some(existing) => {
+                    if role.rank() > existing.member.role.rank() {
+                        existing.member.role = *role;
+                        changed = true;
+                    }
+                }
+                None => {
+                    members.insert(
+                        device,
+                        Admitted {
+                            member: Member {
+                                key: *key,
+                                role: *role,
+                                name: name.clone(),
+                                added_by: Some(o.author),
+                                added_in: op.id(),
+                                removed: None,
+                            },
+                            seniority: (o.hlc, op.id()),
+                        },
+                    );
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            return members;
+        }
+    }
+}
+
+/// A removal change, as [`remove`] weighs it.
+#[derive(Clone, Copy)]
+struct Candidate {
+    author: DeviceId,
+    seq: u64,
+    op: OpId,
+    device: DeviceId,
+    after: u64,
+}
+
+/// The removals that count among `members`. A removal by an admin counts unless it is after
+/// its author's own cutoff set by a removal that counts. Removals nothing can void are settled
+/// first and their cutoffs applied; when only removals that void each other are left (admins
+/// removing each other), the one by the most senior author counts, and settling goes on.
+fn remove(
+    changes: &[(&SealedOp, &MemberChange)],
+    members: &BTreeMap<DeviceId, Admitted>,
+) -> BTreeMap<DeviceId, Removal> {
+    let mut undecided: Vec<Candidate> = changes
+        .iter()
+        .filter_map(|(op, change)| {
+            let MemberChange::Remove { device, after } = change else {
+                return None;
+            };
+            let o = op.op();
+            let admin = members.get(&o.author)?.member.role.changes_members();
+            admin.then_some(Candidate {
+                author: o.author,
+                seq: o.seq,
+                op: op.id(),
+                device: *device,
+                after: *after,
+            })
+        })
+        .collect();
+    let mut cutoffs: BTreeMap<DeviceId, Removal> = BTreeMap::new();
+    let count = |r: Candidate, cutoffs: &mut BTreeMap<DeviceId, Removal>| {
+        if cutoffs.get(&r.device).is_none_or(|c| r.after < c.after) {
+            cutoffs.insert(
+                r.device,
+                Removal {
+                    by: r.author,
+                    after: r.after,
+                    op: r.op,
+                },
+            );
+        }
+    };
+    while !undecided.is_empty() {
+        undecided.retain(|r| !void(&cutoffs, &r.author, r.seq));
+        let threatened = |r: &Candidate, among: &[Candidate]| {
+            among
+                .iter()
+                .any(|q| q.device == r.author && q.after < r.seq)
+        };
+        let (safe, rest): (Vec<Candidate>, Vec<Candidate>) =
+            undecided.iter().partition(|r| !threatened(r, &undecided));
+        if !safe.is_empty() {
+            for r in safe {
+                count(r, &mut cutoffs);
+            }
+            undecided = rest;
+            continue;
+        }
+        // Only removals that void each other are left: the most senior author's counts.
+        let senior = undecided
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, r)| {
+                let seniority = members.get(&r.author).map(|a| a.seniority);
+                (seniority, r.seq, r.op)
+            })
+            .map(|(i, _)| i);
+        if let Some(i) = senior {
+            let r = undecided.swap_remove(i);
+            count(r, &mut cutoffs);
+        }
+    }
+    cutoffs
+}
+
+/// The adoptions made by admins in changes that are not void; the first (in change order) for
+/// each author counts.
+fn adopt(
+    changes: &[(&SealedOp, &MemberChange)],
+    members: &BTreeMap<DeviceId, Admitted>,
+    cutoffs: &BTreeMap<DeviceId, Removal>,
+) -> BTreeMap<DeviceId, Adoption> {
+    let mut adopted = BTreeMap::new();
+    for (op, change) in changes {
+        let MemberChange::Adopt { author, seq, tip } = change else {
+            continue;
+        };
+        let o = op.op();
+        let is_admin = members
+            .get(&o.author)
+            .is_some_and(|a| a.member.role.changes_members());
+        if is_admin && !void(cutoffs, &o.author, o.seq) {
+            adopted.entry(*author).or_insert(Adoption {
+                seq: *seq,
+                tip: *tip,
+                by: o.author,
+            });
+        }
+    }
+    adopted
+}
