@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use crate::codec::OpFormat;
 use crate::hlc::Hlc;
 use crate::id::{DeviceId, OpId};
-use crate::key::{BookId, PublicKey};
+use crate::key::{BookId, PublicKey, SignedTip};
 use crate::member::{MemberChange, MemberRole};
 use crate::sealed::SealedOp;
 
@@ -142,6 +142,35 @@ pub enum Refusal {
         /// The adopted op.
         tip: OpId,
     },
+    /// No signature of the author covers the op (none at or after its seq among those
+    /// received, and none held).
+    #[error("op {seq} of {author} is not covered by a signature of its author")]
+    Unsigned {
+        /// The author.
+        author: DeviceId,
+        /// The op's seq.
+        seq: u64,
+    },
+    /// A signature that does not verify under the author's key.
+    #[error("the signature of {author} on its op {seq} does not verify")]
+    BadSignature {
+        /// The author.
+        author: DeviceId,
+        /// The signed op's seq.
+        seq: u64,
+    },
+    /// An op where the replica holds another op of the same author and seq.
+    #[error("fork: op {seq} of {author} is {ours} here but {theirs} was received")]
+    Forked {
+        /// The author.
+        author: DeviceId,
+        /// The seq.
+        seq: u64,
+        /// The op held.
+        ours: OpId,
+        /// The op received.
+        theirs: OpId,
+    },
     /// A format-2 op by an author whose id is not derived from a key (a format-1 author).
     #[error("{author} wrote op {seq} in format 2 but has no key in this address book")]
     NoKey {
@@ -167,7 +196,158 @@ pub struct Membership {
 /// one device, so the number of devices bounds it; this only caps hostile input).
 const ROUNDS_MAX: usize = 64;
 
+/// What [`Membership::admit`] lets through from a batch of received ops.
+#[derive(Debug, Clone, Default)]
+pub struct Admission {
+    /// The ops that may be applied, in the order given.
+    pub ops: Vec<SealedOp>,
+    /// The signatures that verified and cover them, to keep with the ops.
+    pub tips: Vec<SignedTip>,
+    /// Per refused author, the first refusal (its later ops in the batch are left out too).
+    pub refused: Vec<Refusal>,
+}
+
 impl Membership {
+    /// The ops of a received batch (a sync message, a bundle) this membership lets through:
+    /// each op's author must be allowed to write it ([`Membership::check`], with the batch's
+    /// own membership ops taken into account as they come), and each format-2 op must be
+    /// covered by a signature of its author, at its seq or a later one of the batch's `tips`,
+    /// that verifies under the author's key; a format-1 op must be part of an adopted chain
+    /// whose adopted tip is in the batch or already `held`. `held(author, seq)` is the id of
+    /// the op the replica already holds there (held ops passed these checks when they came).
+    /// An op already held is let through as it is (the store counts it as a duplicate); another
+    /// op where one is held is a fork, refused here before it can change the membership. An
+    /// author's first refused op refuses its later ops in the batch. Returns the membership
+    /// with the admitted membership ops.
+    pub fn admit(
+        &self,
+        ops: &[SealedOp],
+        tips: &[SignedTip],
+        held: impl Fn(&DeviceId, u64) -> Option<OpId>,
+    ) -> (Admission, Membership) {
+        let mut membership = self.clone();
+        let mut out = Admission::default();
+        // Refused authors, each with its first refusal, in the order they were met.
+        let mut refused: BTreeMap<DeviceId, Refusal> = BTreeMap::new();
+        let mut order: Vec<DeviceId> = Vec::new();
+        // Per author, the signatures offered, by seq, and the highest seq one that verified.
+        let mut offered: BTreeMap<DeviceId, BTreeMap<u64, SignedTip>> = BTreeMap::new();
+        for tip in tips {
+            offered.entry(tip.author).or_default().insert(tip.seq, *tip);
+        }
+        let mut covered: BTreeMap<DeviceId, u64> = BTreeMap::new();
+        let ids: BTreeMap<(DeviceId, u64), OpId> = ops
+            .iter()
+            .map(|op| ((op.op().author, op.op().seq), op.id()))
+            .collect();
+        for sealed in ops {
+            let op = sealed.op();
+            let author = op.author;
+            if refused.contains_key(&author) {
+                continue;
+            }
+            match held(&author, op.seq) {
+                Some(id) if id == sealed.id() => {
+                    out.ops.push(sealed.clone());
+                    covered.entry(author).or_insert(op.seq);
+                    continue;
+                }
+                Some(ours) => {
+                    order.push(author);
+                    refused.insert(
+                        author,
+                        Refusal::Forked {
+                            author,
+                            seq: op.seq,
+                            ours,
+                            theirs: sealed.id(),
+                        },
+                    );
+                    continue;
+                }
+                None => {}
+            }
+            let verdict = membership.check(sealed).and_then(|()| {
+                membership.cover(sealed, &offered, &ids, &mut covered, &mut out.tips, &held)
+            });
+            match verdict {
+                Ok(()) => {
+                    membership = membership.with(sealed);
+                    out.ops.push(sealed.clone());
+                }
+                Err(refusal) => {
+                    order.push(author);
+                    refused.insert(author, refusal);
+                }
+            }
+        }
+        out.refused = order.iter().filter_map(|a| refused.remove(a)).collect();
+        (out, membership)
+    }
+
+    /// Whether a signature (or an adopted tip) covers `sealed`; verifies the lowest offered
+    /// signature of its author at or after its seq the first time one is needed.
+    fn cover(
+        &self,
+        sealed: &SealedOp,
+        offered: &BTreeMap<DeviceId, BTreeMap<u64, SignedTip>>,
+        ids: &BTreeMap<(DeviceId, u64), OpId>,
+        covered: &mut BTreeMap<DeviceId, u64>,
+        keep: &mut Vec<SignedTip>,
+        held: &impl Fn(&DeviceId, u64) -> Option<OpId>,
+    ) -> Result<(), Refusal> {
+        let op = sealed.op();
+        let (author, seq) = (op.author, op.seq);
+        if covered.get(&author).is_some_and(|c| *c >= seq) {
+            return Ok(());
+        }
+        if sealed.format() == OpFormat::V1 {
+            // `check` made sure the author is adopted at least this far.
+            let adoption = self
+                .adopted
+                .get(&author)
+                .ok_or(Refusal::NotAdopted { author, seq })?;
+            let tip_here = ids.get(&(author, adoption.seq)) == Some(&adoption.tip);
+            if tip_here || held(&author, adoption.seq) == Some(adoption.tip) {
+                covered.insert(author, adoption.seq);
+                return Ok(());
+            }
+            return Err(Refusal::Unsigned { author, seq });
+        }
+        // A founding op carries its author's key; everyone else's comes from its admission.
+        let founding_key = match op.members.first() {
+            Some(MemberChange::Found { key, .. }) => Some(*key),
+            _ => None,
+        };
+        let key = founding_key
+            .or_else(|| self.members.get(&author).map(|m| m.key))
+            .ok_or(Refusal::NotMember { author })?;
+        let candidates = offered
+            .get(&author)
+            .into_iter()
+            .flat_map(|t| t.range(seq..));
+        for (_, tip) in candidates {
+            // The signed op must be the one the batch carries at that seq (or one held).
+            let named = ids
+                .get(&(author, tip.seq))
+                .copied()
+                .or(held(&author, tip.seq));
+            if named != Some(tip.op) {
+                continue;
+            }
+            if key.verify_tip(&self.book, &tip.op, &tip.signature).is_err() {
+                return Err(Refusal::BadSignature {
+                    author,
+                    seq: tip.seq,
+                });
+            }
+            covered.insert(author, tip.seq);
+            keep.push(*tip);
+            return Ok(());
+        }
+        Err(Refusal::Unsigned { author, seq })
+    }
+
     /// The membership of `book` before its founding op has arrived: nobody.
     pub fn new(book: BookId) -> Self {
         Self {

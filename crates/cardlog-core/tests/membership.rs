@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use cardlog_core::codec::OpFormat;
 use cardlog_core::{
     BookId, ContactId, DeviceId, DeviceKey, Hlc, MemberChange, MemberRole, Membership, Op, OpId,
-    Path, Refusal, SealedOp, Value, Write,
+    Path, Refusal, SealedOp, SignedTip, Value, Write,
 };
 use proptest::prelude::*;
 
@@ -455,4 +455,93 @@ proptest! {
             }
         }
     }
+}
+
+// ---- admitting received batches ----------------------------------------------------------
+
+impl Book {
+    fn tip(&self, n: usize, op: &SealedOp) -> SignedTip {
+        SignedTip {
+            author: op.op().author,
+            seq: op.op().seq,
+            op: op.id(),
+            signature: self.keys[n].sign_tip(&self.id(), &op.id()),
+        }
+    }
+}
+
+#[test]
+fn a_joining_replica_admits_the_founding_ops_and_the_writers_they_admit() {
+    // One batch: the founder's two ops (signed at the second), then the new writer's two saves
+    // (signed at the second). The writer's signature can only be checked once the Add is in.
+    let mut book = Book::new(2);
+    let add = book.add(0, 1, MemberRole::Write);
+    let s1 = book.save(1);
+    let s2 = book.save(1);
+    let ops = vec![book.ops[0].clone(), add.clone(), s1, s2.clone()];
+    let tips = [book.tip(0, &add), book.tip(1, &s2)];
+    let (admitted, after) = Membership::new(book.id()).admit(&ops, &tips, |_, _| None);
+    assert_eq!(admitted.ops, ops);
+    assert_eq!(admitted.refused, []);
+    assert_eq!(admitted.tips.len(), 2);
+    assert_eq!(after, book.membership());
+}
+
+#[test]
+fn forged_unsigned_and_unknown_ops_are_refused_by_author_and_the_rest_admitted() {
+    let mut book = Book::new(4);
+    let add = book.add(0, 1, MemberRole::Write);
+    let m = book.membership();
+    let good = book.save(1);
+    let stranger = book.save(3);
+    // Device 2 (not a member) signs its own op; device 1's op is "signed" by device 2.
+    let forged_sig = SignedTip {
+        signature: book.keys[2].sign_tip(&book.id(), &good.id()),
+        ..book.tip(1, &good)
+    };
+    let (admitted, _) = m.admit(
+        &[good.clone(), stranger.clone()],
+        &[forged_sig, book.tip(3, &stranger)],
+        |a, s| (*a == book.device(0) && s <= 2).then_some(add.id()),
+    );
+    assert_eq!(admitted.ops, []);
+    assert_eq!(
+        admitted.refused,
+        [
+            Refusal::BadSignature {
+                author: book.device(1),
+                seq: 1
+            },
+            Refusal::NotMember {
+                author: book.device(3)
+            }
+        ]
+        .into_iter()
+        .collect::<Vec<_>>()
+    );
+    // Without any signature: unsigned. With the right one: admitted, beside a refused stranger.
+    let (admitted, _) = m.admit(&[good.clone()], &[], |_, _| None);
+    assert_eq!(
+        admitted.refused,
+        [Refusal::Unsigned {
+            author: book.device(1),
+            seq: 1
+        }]
+    );
+    let (admitted, _) = m.admit(
+        &[good.clone(), stranger.clone()],
+        &[book.tip(1, &good), book.tip(3, &stranger)],
+        |_, _| None,
+    );
+    assert_eq!(admitted.ops, [good.clone()]);
+    assert_eq!(
+        admitted.refused,
+        [Refusal::NotMember {
+            author: book.device(3)
+        }]
+    );
+    // A signature of another op at the same seq covers nothing.
+    let other = book.next(1, book_write(9), vec![]);
+    let (admitted, _) = m.admit(&[good], &[book.tip(1, &other)], |_, _| None);
+    assert!(matches!(admitted.refused[..], [Refusal::Unsigned { .. }]));
 }
