@@ -520,7 +520,7 @@ fn forged_unsigned_and_unknown_ops_are_refused_by_author_and_the_rest_admitted()
         .collect::<Vec<_>>()
     );
     // Without any signature: unsigned. With the right one: admitted, beside a refused stranger.
-    let (admitted, _) = m.admit(&[good.clone()], &[], |_, _| None);
+    let (admitted, _) = m.admit(std::slice::from_ref(&good), &[], |_, _| None);
     assert_eq!(
         admitted.refused,
         [Refusal::Unsigned {
@@ -533,7 +533,7 @@ fn forged_unsigned_and_unknown_ops_are_refused_by_author_and_the_rest_admitted()
         &[book.tip(1, &good), book.tip(3, &stranger)],
         |_, _| None,
     );
-    assert_eq!(admitted.ops, [good.clone()]);
+    assert_eq!(admitted.ops, std::slice::from_ref(&good));
     assert_eq!(
         admitted.refused,
         [Refusal::NotMember {
