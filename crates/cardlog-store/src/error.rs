@@ -92,6 +92,14 @@ pub enum StoreError {
     /// The op was refused by the replay rules (fork, chain mismatch…). Nothing was stored.
     #[error(transparent)]
     Refused(Box<ReplayError>),
+    /// The replica already belongs to another address book.
+    #[error("this replica belongs to address book {held}, not {book}")]
+    OtherBook {
+        /// The book it belongs to.
+        held: cardlog_core::BookId,
+        /// The book asked for.
+        book: cardlog_core::BookId,
+    },
 }
 
 impl From<ReplayError> for StoreError {
@@ -119,6 +127,14 @@ impl OpenError {
     /// Damage described by `what`, not tied to an op log record.
     pub fn damaged(what: String) -> Self {
         OpenError::Damaged { what, offset: None }
+    }
+
+    /// A file system call on `path` failed.
+    pub(crate) fn io(path: &std::path::Path, e: std::io::Error) -> Self {
+        OpenError::Io {
+            path: path.to_owned(),
+            message: e.to_string(),
+        }
     }
 }
 

@@ -41,5 +41,5 @@ pub use error::{OpenError, StoreError};
 pub use state::keys::{self, ContactRegisters};
 pub use store::{
     OpOutcome, Progress, Recovery, Store, StoreOptions, VerifyReport, CACHE_BYTES_DEFAULT,
-    STORE_FORMAT_VERSION,
+    KEY_FILE, STORE_FORMAT_VERSION,
 };

@@ -1,10 +1,11 @@
-//! Golden fixtures of store format 3 (docs/FORMAT.md, "Store (version 3)" and "Golden
+//! Golden fixtures of store formats 3 and 4 (docs/FORMAT.md, "Store (version 4)" and "Golden
 //! fixtures"): `ops.log` as written, and a dump of the sled database's key/value pairs. The
-//! committed files in `tests/fixtures/golden/` were written by the build of commit 155f9e4,
-//! before the refactor that followed it; these tests prove that the store still reads them
-//! (the log's records, the meta entries, the `a` author heads, the `c` contact registers, and
-//! a whole store assembled from them), that it still writes exactly those bytes for the same
-//! history, and that a damaged log record or a cut register value is refused.
+//! format-3 files were written by the build of commit 155f9e4, before the refactor that
+//! followed it; these tests prove that the store still reads them (the log's records, the meta
+//! entries, the `a` author heads, the `c` contact registers), that a format-3 store assembled
+//! from them is upgraded on open, and that a damaged log record or a cut register value is
+//! refused. The format-4 files (the history in op format 2, with a book and chain-tip
+//! signatures) are what today's store writes, byte for byte.
 //!
 //! The history (`cardlog-core/tests/golden_history`, shared with the wire's fixtures) is six
 //! ops of two authors, literal ops with fixed ids and timestamps: a create with fields and phone, e-mail, address, tag and custom writes; a
@@ -24,8 +25,11 @@
 use std::collections::BTreeMap;
 use std::path::Path as FsPath;
 
+use cardlog_core::codec::OpFormat;
 use cardlog_core::replay::{Heads, RegisterWrite};
-use cardlog_core::{ContactId, DeviceId, Field, OpId, Path, SealedOp, Value};
+use cardlog_core::{
+    BookId, ContactId, DeviceId, DeviceKey, Field, OpId, Path, SealedOp, SignedTip, Value,
+};
 use cardlog_store::keys::{self, meta, ContactRegisters};
 use cardlog_store::log::{FileLog, OpLog, Read, COMMIT, LOG_FILE};
 use cardlog_store::state::{Kv, KvBatch, SledKv};
@@ -73,6 +77,19 @@ fn expected_flags() -> Vec<u8> {
 
 const LOG_FIXTURE: &str = "store-v3-ops.log.bin";
 const KV_FIXTURE: &str = "store-v3-kv.bin";
+const LOG_FIXTURE_V4: &str = "store-v4-ops.log.bin";
+const KV_FIXTURE_V4: &str = "store-v4-kv.bin";
+
+/// The format-4 fixture's device key (seed 5e…5e), its book, and the keys its authors'
+/// signatures are made with (seed = the author's id byte repeated; the store keeps signatures,
+/// the facade checks them).
+fn local_key() -> DeviceKey {
+    DeviceKey::from_seed(&[0x5e; 32])
+}
+const BOOK: BookId = BookId([0xb0; 16]);
+fn author_key(author: &DeviceId) -> DeviceKey {
+    DeviceKey::from_seed(&[author.0[0]; 32])
+}
 
 /// A database key and its value.
 type Pair = (Vec<u8>, Vec<u8>);
@@ -120,15 +137,32 @@ fn options() -> StoreOptions {
     }
 }
 
-/// Today's store given the history: created in `dir`, its device id set to `LOCAL`, the ops
-/// applied in `CALLS`, settled, flushed and closed. Returns the log file and the pairs.
+/// Today's store given the history in op format 2: created in `dir`, its key replaced by
+/// [`local_key`], in book [`BOOK`], the ops applied in `CALLS` with a signature of each call's
+/// last op of each author, settled, flushed and closed. Returns the log file and the pairs.
 fn build_store(dir: &FsPath) -> (Vec<u8>, Vec<Pair>) {
-    let ops = history();
-    let mut store = Store::create(dir, &options()).unwrap();
-    store.put_meta(meta::REPLICA, LOCAL.0.to_vec()).unwrap();
+    let ops = history_in(OpFormat::V2);
+    drop(Store::create(dir, &options()).unwrap());
+    set_key(dir, &local_key());
+    let mut store = Store::open(dir, &options()).unwrap();
+    store.set_book(BOOK).unwrap();
     for call in CALLS {
         let batch: Vec<SealedOp> = call.iter().map(|&i| ops[i].clone()).collect();
-        let outcomes = store.apply_all_strict(&batch).unwrap();
+        let mut tips = BTreeMap::new();
+        for op in &batch {
+            let author = op.op().author;
+            tips.insert(
+                author,
+                SignedTip {
+                    author,
+                    seq: op.op().seq,
+                    op: op.id(),
+                    signature: author_key(&author).sign_tip(&BOOK, &op.id()),
+                },
+            );
+        }
+        let tips: Vec<SignedTip> = tips.into_values().collect();
+        let outcomes = store.apply_signed_strict(&batch, &tips).unwrap();
         assert!(
             outcomes.iter().all(|o| *o == OpOutcome::Stored),
             "{outcomes:?}"
@@ -140,6 +174,16 @@ fn build_store(dir: &FsPath) -> (Vec<u8>, Vec<Pair>) {
     let log = std::fs::read(dir.join(LOG_FILE)).unwrap();
     let kv = SledKv::open(&dir.join("db"), 1 << 20).unwrap();
     (log, database_pairs(&kv))
+}
+
+/// Makes the closed store in `dir` write as `key`'s device.
+fn set_key(dir: &FsPath, key: &DeviceKey) {
+    std::fs::write(dir.join(cardlog_store::KEY_FILE), key.seed()).unwrap();
+    let kv = SledKv::open(&dir.join("db"), 1 << 20).unwrap();
+    let mut batch = KvBatch::default();
+    batch.insert(meta::REPLICA.to_vec(), key.device().0.to_vec());
+    kv.apply(batch).unwrap();
+    kv.flush().unwrap();
 }
 
 /// The log's records read back through the store's own reader.
@@ -276,52 +320,136 @@ fn todays_store_writes_the_fixture_bytes() {
     let tmp = tempfile::tempdir().unwrap();
     let (log, pairs) = build_store(&tmp.path().join("store"));
     let kv = dump_pairs(&pairs);
-    write_fixture_if_asked(LOG_FIXTURE, &log);
-    write_fixture_if_asked(KV_FIXTURE, &kv);
-    assert_same_bytes(LOG_FIXTURE, &log, &read_fixture(LOG_FIXTURE));
-    assert_same_bytes(KV_FIXTURE, &kv, &read_fixture(KV_FIXTURE));
+    write_fixture_if_asked(LOG_FIXTURE_V4, &log);
+    write_fixture_if_asked(KV_FIXTURE_V4, &kv);
+    assert_same_bytes(LOG_FIXTURE_V4, &log, &read_fixture(LOG_FIXTURE_V4));
+    assert_same_bytes(KV_FIXTURE_V4, &kv, &read_fixture(KV_FIXTURE_V4));
 }
 
 #[test]
-fn todays_store_opens_a_store_assembled_from_the_fixtures() {
-    // A store made of the fixtures (its own `mhome` kept) opens, verifies and reads the history.
-    let ops = history();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("store");
-    drop(Store::create(&dir, &options()).unwrap());
-    std::fs::write(dir.join(LOG_FILE), read_fixture(LOG_FIXTURE)).unwrap();
-    {
-        let kv = SledKv::open(&dir.join("db"), 1 << 20).unwrap();
-        let mut batch = KvBatch::default();
-        for (k, v) in parse_pairs(&read_fixture(KV_FIXTURE)) {
-            batch.insert(k, v);
+fn the_format_4_database_fixture_holds_the_book_and_the_signatures() {
+    // Beside format 3's entries: the book, and per author the signature of the last op of
+    // each apply call, as (op id, signature).
+    let ops = history_in(OpFormat::V2);
+    let pairs = parse_pairs(&read_fixture(KV_FIXTURE_V4));
+    let value = |key: &[u8]| -> Option<&[u8]> {
+        pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_slice())
+    };
+    assert_eq!(value(meta::FORMAT), Some(&[4][..]));
+    assert_eq!(value(meta::REPLICA), Some(&local_key().device().0[..]));
+    assert_eq!(value(meta::BOOK), Some(&BOOK.0[..]));
+    let signed: Vec<&Pair> = pairs
+        .iter()
+        .filter(|(k, _)| k[0] == keys::SIGNATURE)
+        .collect();
+    // Calls [A1 B1] [A2] [B2 B3] [A3]: A at 1, 2, 3 and B at 1, 3.
+    assert_eq!(signed.len(), 5);
+    for (k, v) in signed {
+        let author = DeviceId(k[1..17].try_into().unwrap());
+        let seq = u64::from_be_bytes(k[17..25].try_into().unwrap());
+        let op = ops
+            .iter()
+            .find(|o| o.op().author == author && o.op().seq == seq)
+            .unwrap();
+        assert_eq!(&v[..32], &op.id().0);
+        let signature = cardlog_core::Signature(v[32..96].try_into().unwrap());
+        author_key(&author)
+            .public()
+            .verify_tip(&BOOK, &op.id(), &signature)
+            .unwrap();
+    }
+}
+
+/// A store assembled in `dir` from a log and a database dump, with `marker` and without a key
+/// file (format 3 has none) or with `key`.
+fn assemble(dir: &FsPath, log: &str, kv: &str, marker: &str, key: Option<&DeviceKey>) {
+    drop(Store::create(dir, &options()).unwrap());
+    std::fs::write(dir.join(LOG_FILE), read_fixture(log)).unwrap();
+    std::fs::write(dir.join("CARDLOG"), marker).unwrap();
+    match key {
+        Some(key) => std::fs::write(dir.join(cardlog_store::KEY_FILE), key.seed()).unwrap(),
+        None => std::fs::remove_file(dir.join(cardlog_store::KEY_FILE)).unwrap(),
+    }
+    let kv_store = SledKv::open(&dir.join("db"), 1 << 20).unwrap();
+    let mut batch = KvBatch::default();
+    for pair in kv_store.scan_prefix(&[]) {
+        let (k, _) = pair.unwrap();
+        if k.as_slice() != meta::HOME {
+            batch.remove(k);
         }
-        kv.apply(batch).unwrap();
-        kv.flush().unwrap();
     }
-    let store = Store::open(&dir, &options()).unwrap();
-    assert_eq!(*store.recovery(), Recovery::default());
-    let report = store.verify().unwrap();
-    assert!(report.is_ok(), "{report:?}");
-    assert_eq!(store.device_id(), LOCAL);
-    assert_eq!(store.op_count(), ops.len() as u64);
-    assert_eq!(*store.summary(), summary_of(&ops));
-    for (contact, registers) in expected_registers(&ops) {
-        assert_eq!(store.contact_registers(&contact).unwrap(), registers);
+    for (k, v) in parse_pairs(&read_fixture(kv)) {
+        batch.insert(k, v);
     }
-    let ada = store.contact(&ADA).unwrap().unwrap();
-    assert!(!ada.deleted);
-    assert_eq!(ada.contact.get(Field::Given), Some("Ada"));
-    assert_eq!(ada.contact.get(Field::Org), Some("Engines Ltd"));
-    assert_eq!(ada.contact.phones[0].body.to_string(), "+44 20 7946 0002");
-    assert!(ada.contact.tags.is_empty());
-    assert_eq!(ada.contact.custom["X-SHOE-SIZE"], "38");
-    let conflicts = store.conflicts().unwrap();
-    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
-    assert_eq!(conflicts[0].0, ADA);
-    assert_eq!(conflicts[0].1.path, Path::Field(Field::Org));
-    assert!(store.contact(&CHARLES).unwrap().unwrap().deleted);
-    for (op, stored) in ops.iter().zip(store.ops()) {
-        assert_eq!(stored.unwrap(), *op);
+    kv_store.apply(batch).unwrap();
+    kv_store.flush().unwrap();
+}
+
+#[test]
+fn todays_store_opens_stores_assembled_from_the_fixtures() {
+    // A format-3 store made of its fixtures (its own `mhome` kept) is upgraded on open: a key,
+    // a new device id (the old one among the former ids), nothing else changed. A format-4
+    // store made of its fixtures opens as it is. Both verify and read the history.
+    for format in [3u8, 4] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        let (ops, local) = if format == 3 {
+            assemble(&dir, LOG_FIXTURE, KV_FIXTURE, "cardlog store 3\n", None);
+            (history(), None)
+        } else {
+            let key = local_key();
+            assemble(
+                &dir,
+                LOG_FIXTURE_V4,
+                KV_FIXTURE_V4,
+                "cardlog store 4\n",
+                Some(&key),
+            );
+            (history_in(OpFormat::V2), Some(key.device()))
+        };
+        let store = Store::open(&dir, &options()).unwrap();
+        assert_eq!(*store.recovery(), Recovery::default());
+        let report = store.verify().unwrap();
+        assert!(report.is_ok(), "{report:?}");
+        match local {
+            Some(device) => {
+                assert_eq!(store.device_id(), device);
+                assert_eq!(store.book(), Some(BOOK));
+            }
+            None => {
+                assert_ne!(store.device_id(), LOCAL);
+                assert_eq!(store.device_id(), store.device_key().device());
+                assert_eq!(store.former_device_ids().unwrap(), [LOCAL]);
+                assert_eq!(store.book(), None);
+            }
+        }
+        assert_eq!(store.op_count(), ops.len() as u64);
+        assert_eq!(*store.summary(), summary_of(&ops));
+        for (contact, registers) in expected_registers(&ops) {
+            assert_eq!(store.contact_registers(&contact).unwrap(), registers);
+        }
+        let ada = store.contact(&ADA).unwrap().unwrap();
+        assert!(!ada.deleted);
+        assert_eq!(ada.contact.get(Field::Given), Some("Ada"));
+        assert_eq!(ada.contact.get(Field::Org), Some("Engines Ltd"));
+        assert_eq!(ada.contact.phones[0].body.to_string(), "+44 20 7946 0002");
+        assert!(ada.contact.tags.is_empty());
+        assert_eq!(ada.contact.custom["X-SHOE-SIZE"], "38");
+        let conflicts = store.conflicts().unwrap();
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        assert_eq!(conflicts[0].0, ADA);
+        assert_eq!(conflicts[0].1.path, Path::Field(Field::Org));
+        assert!(store.contact(&CHARLES).unwrap().unwrap().deleted);
+        for (op, stored) in ops.iter().zip(store.ops()) {
+            assert_eq!(stored.unwrap(), *op);
+        }
+        drop(store);
+        assert_eq!(
+            std::fs::read(dir.join("CARDLOG")).unwrap(),
+            b"cardlog store 4\n"
+        );
     }
 }

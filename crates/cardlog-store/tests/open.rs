@@ -423,6 +423,8 @@ fn make_format_2(dir: &Path) {
     kv.apply(batch).unwrap();
     kv.flush().unwrap();
     drop(kv);
+    // Format 2 had no device key.
+    std::fs::remove_file(dir.join(cardlog_store::KEY_FILE)).unwrap();
     std::fs::write(dir.join("CARDLOG"), b"cardlog store 2\n").unwrap();
 }
 
@@ -477,9 +479,9 @@ fn a_format_2_store_with_an_unreadable_register_is_upgraded_from_its_log() {
 
 #[test]
 fn a_format_2_store_is_upgraded_on_open_and_keeps_every_op_and_contact() {
-    // Open converts format 2's per-path register keys into per-contact ones and rewrites the
-    // marker; contacts, conflicts, summary and the replica id are those of before, and verify
-    // is clean.
+    // Open converts format 2's per-path register keys into per-contact ones, then (format 3
+    // to 4) gives the device a key, and rewrites the marker; contacts, conflicts and summary
+    // are those of before, the old device id is a former one, and verify is clean.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
     let world = common::scripted_world();
@@ -503,7 +505,9 @@ fn a_format_2_store_is_upgraded_on_open_and_keeps_every_op_and_contact() {
     assert_eq!(store.contacts(true).unwrap(), contacts);
     assert_eq!(store.conflicts().unwrap(), conflicts);
     assert_eq!(common::summary_of(&store), summary);
-    assert_eq!(store.device_id(), replica);
+    assert_ne!(store.device_id(), replica);
+    assert_eq!(store.device_id(), store.device_key().device());
+    assert_eq!(store.former_device_ids().unwrap(), [replica]);
     assert_eq!(store.op_count(), ops.len() as u64);
     assert!(store.verify().unwrap().is_ok());
     drop(store);
@@ -518,7 +522,8 @@ fn a_format_2_store_is_upgraded_on_open_and_keeps_every_op_and_contact() {
 #[test]
 fn an_upgrade_cut_off_before_the_marker_was_replaced_finishes_on_the_next_open() {
     // The database already says format 3 and carries the rebuild mark, but the marker still
-    // says 2 (the process died between the two): open replaces the marker and rebuilds.
+    // says 2 (the process died between the two): open replaces the marker, rebuilds, and
+    // upgrades on to format 4.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
     let op = store_with_one_op(&dir);
@@ -529,9 +534,11 @@ fn an_upgrade_cut_off_before_the_marker_was_replaced_finishes_on_the_next_open()
             batch.remove(pair.unwrap().0);
         }
         batch.insert(b"mrebuilding".to_vec(), vec![1]);
+        batch.insert(b"mformat".to_vec(), vec![3]);
         kv.apply(batch).unwrap();
         kv.flush().unwrap();
     }
+    std::fs::remove_file(dir.join(cardlog_store::KEY_FILE)).unwrap();
     std::fs::write(dir.join("CARDLOG"), b"cardlog store 2\n").unwrap();
     let store = reopen(&dir);
     assert_eq!(store.op(&op.id()).unwrap(), Some(op));
@@ -589,4 +596,72 @@ fn a_contact_larger_than_one_ops_decoding_bound_reads_back_and_reopens() {
     check(&store);
     drop(store);
     check(&reopen(&dir));
+}
+
+#[test]
+fn the_device_key_is_its_owners_alone_and_names_the_device() {
+    // The key file is readable by its owner only, the device id is its key's, and a key file
+    // of another device is refused as damage naming the file.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store = create_store(&dir);
+    let device = store.device_id();
+    assert_eq!(device, store.device_key().device());
+    drop(store);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(cardlog_store::KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert_eq!(reopen(&dir).device_id(), device);
+    std::fs::write(dir.join(cardlog_store::KEY_FILE), [7u8; 32]).unwrap();
+    let err =
+        retry_lock(|| Store::open(&dir, &cardlog_store::StoreOptions::default())).unwrap_err();
+    assert!(
+        matches!(&err, OpenError::Damaged { what, .. } if what.contains("device.key")),
+        "{err}"
+    );
+    std::fs::write(dir.join(cardlog_store::KEY_FILE), [7u8; 31]).unwrap();
+    let err =
+        retry_lock(|| Store::open(&dir, &cardlog_store::StoreOptions::default())).unwrap_err();
+    assert!(
+        matches!(&err, OpenError::Damaged { what, .. } if what.contains("31 bytes")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_format_3_upgrade_cut_off_after_the_database_switched_finishes_with_the_waiting_key() {
+    // The database writes as the new key's device and says format 4, the new key still waits
+    // beside the old and the marker says 3: open puts the waiting key in place.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let op = store_with_one_op(&dir);
+    let next = cardlog_core::DeviceKey::from_seed(&[9; 32]);
+    std::fs::write(dir.join("device.key.next"), next.seed()).unwrap();
+    {
+        let kv = retry_lock(|| SledKv::open(&dir.join("db"), 1 << 20)).unwrap();
+        let mut batch = KvBatch::default();
+        batch.insert(b"mreplica".to_vec(), next.device().0.to_vec());
+        kv.apply(batch).unwrap();
+        kv.flush().unwrap();
+    }
+    std::fs::write(dir.join("CARDLOG"), b"cardlog store 3\n").unwrap();
+    let store = reopen(&dir);
+    assert_eq!(store.device_id(), next.device());
+    assert_eq!(store.op(&op.id()).unwrap(), Some(op));
+    drop(store);
+    assert_eq!(
+        std::fs::read(dir.join(cardlog_store::KEY_FILE)).unwrap(),
+        next.seed()
+    );
+    assert!(!dir.join("device.key.next").exists());
+    assert_eq!(
+        std::fs::read(dir.join("CARDLOG")).unwrap(),
+        marker_text().as_bytes()
+    );
 }

@@ -18,6 +18,11 @@ pub const CONTACT: u8 = b'c';
 /// Format 2's register keys: `h` + contact + path. Only an upgrade from format 2 touches them
 /// (it removes them).
 pub const HEADS_V2: u8 = b'h';
+/// Chain-tip signatures: `s` + author + seq (u64 BE) → the signed op's id (32) and the
+/// signature (64).
+pub const SIGNATURE: u8 = b's';
+/// Membership ops: `u` + op id → the op's bytes (few; read whole at open).
+pub const MEMBERSHIP: u8 = b'u';
 
 /// Every register of one contact by path (core's type: what a save reads and a store keeps).
 pub use cardlog_core::replay::ContactRegisters;
@@ -45,6 +50,26 @@ pub mod meta {
     pub const FORKS: &[u8] = b"mforks";
     /// The last clock calibration: peer, offset, round trip, when (written by the facade).
     pub const CALIBRATION: &[u8] = b"mcalibration";
+    /// The address book this replica belongs to (16 bytes); absent until it founds or joins
+    /// one.
+    pub const BOOK: &[u8] = b"mbook";
+}
+
+/// The key of the signature of `author`'s op at `seq`.
+pub fn signature(author: &DeviceId, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(25);
+    k.push(SIGNATURE);
+    k.extend_from_slice(&author.0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The key of a membership op.
+pub fn membership(op: &cardlog_core::OpId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(33);
+    k.push(MEMBERSHIP);
+    k.extend_from_slice(&op.0);
+    k
 }
 
 fn corrupt(what: &str) -> StoreError {

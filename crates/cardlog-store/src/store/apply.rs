@@ -3,7 +3,7 @@
 //! and meta values.
 
 use cardlog_core::replay::Readiness;
-use cardlog_core::{ContactId, SealedOp};
+use cardlog_core::{ContactId, SealedOp, SignedTip};
 
 use super::stage::{Stage, Stored};
 use super::OpOutcome;
@@ -35,7 +35,17 @@ impl Store {
     /// log records of one call end with one commit flag). Not yet durable: see
     /// [`Store::flush`].
     pub fn apply_all(&mut self, ops: &[SealedOp]) -> Result<Vec<OpOutcome>, StoreError> {
-        self.apply_all_inner(ops, false)
+        self.apply_all_inner(ops, &[], false)
+    }
+
+    /// [`Store::apply_all`], keeping the chain-tip signatures that cover the ops (the caller
+    /// verified them; a signature of an op that is not stored afterwards is not kept).
+    pub fn apply_signed(
+        &mut self,
+        ops: &[SealedOp],
+        tips: &[SignedTip],
+    ) -> Result<Vec<OpOutcome>, StoreError> {
+        self.apply_all_inner(ops, tips, false)
     }
 
     /// Like [`Store::apply_all`], but all or nothing for refusals: if any op is refused (a
@@ -43,12 +53,22 @@ impl Store {
     /// refusal is the error. Ops that are duplicates or still miss a dependency do not stop
     /// the others.
     pub fn apply_all_strict(&mut self, ops: &[SealedOp]) -> Result<Vec<OpOutcome>, StoreError> {
-        self.apply_all_inner(ops, true)
+        self.apply_all_inner(ops, &[], true)
+    }
+
+    /// [`Store::apply_all_strict`] with signatures, as [`Store::apply_signed`].
+    pub fn apply_signed_strict(
+        &mut self,
+        ops: &[SealedOp],
+        tips: &[SignedTip],
+    ) -> Result<Vec<OpOutcome>, StoreError> {
+        self.apply_all_inner(ops, tips, true)
     }
 
     fn apply_all_inner(
         &mut self,
         ops: &[SealedOp],
+        tips: &[SignedTip],
         strict: bool,
     ) -> Result<Vec<OpOutcome>, StoreError> {
         self.writable()?;
@@ -101,6 +121,7 @@ impl Store {
             }
         }
         if stage.len() == 0 {
+            self.keep_held_signatures(tips)?;
             return Ok(outcomes);
         }
         let staged = stage.finish();
@@ -117,7 +138,21 @@ impl Store {
                 index.add(*offset, &op.id(), op.op());
             }
         }
+        self.keep_held_signatures(tips)?;
         Ok(outcomes)
+    }
+
+    /// Keeps the signatures of `tips` whose ops the store now holds.
+    fn keep_held_signatures(&mut self, tips: &[SignedTip]) -> Result<(), StoreError> {
+        let held: Vec<SignedTip> = tips
+            .iter()
+            .filter(|t| self.summary.get(&t.author).is_some_and(|h| h.seq >= t.seq))
+            .copied()
+            .collect();
+        if held.is_empty() {
+            return Ok(());
+        }
+        self.keep_signatures(&held)
     }
 
     /// Writes the register changes held back since the last such write (see `state/held.rs`) to

@@ -46,6 +46,8 @@ pub(crate) struct Derived {
     /// A record does not decode or hash to its id: nothing can be rebuilt from the log.
     pub(crate) broken: bool,
     pub(crate) index: Option<LogIndex>,
+    /// The membership ops, by id, with their bytes.
+    pub(crate) membership: BTreeMap<OpId, Vec<u8>>,
 }
 
 /// Re-derives registers, author heads and (with `with_index`) the index from `log`, checking
@@ -78,7 +80,12 @@ pub(crate) fn derive(
             } => {
                 replay.last_flags = flags;
                 match check_record(offset, &id, bytes, decode_op_with_id) {
-                    Ok(op) => replay.add(offset, id, op, progress)?,
+                    Ok(op) => {
+                        if op.is_membership() {
+                            replay.d.membership.insert(id, bytes.to_vec());
+                        }
+                        replay.add(offset, id, op, progress)?
+                    }
                     Err(why) => replay.damaged(why),
                 }
             }

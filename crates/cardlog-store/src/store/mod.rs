@@ -11,12 +11,14 @@
 //! history. Lookups by author, id or contact use an
 //! in-memory index built from the log the first time one is needed (`log/index.rs`).
 
-//! The files: `open` (create, open, tail recovery, home check), `upgrade` (format 2 to 3),
-//! `apply` with `stage` (the one write path), `read`, `verify` (verify and rebuild) with
-//! `derive` (the state re-derived from the log alone).
+//! The files: `open` (create, open, tail recovery, home check), `upgrade` (formats 2 and 3 to
+//! 4), `identity` (the device key, the book, signatures, membership ops), `apply` with `stage`
+//! (the one write path), `read`, `verify` (verify and rebuild) with `derive` (the state
+//! re-derived from the log alone).
 
 mod apply;
 mod derive;
+mod identity;
 mod open;
 mod read;
 mod stage;
@@ -27,9 +29,10 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::OnceLock;
 
 use cardlog_core::replay::{ChainTip, Heads, Missing, OpLookup, Summary};
-use cardlog_core::{ContactId, DeviceId, OpId, Path, ReplayError};
+use cardlog_core::{BookId, ContactId, DeviceId, DeviceKey, OpId, Path, ReplayError};
 
 pub use derive::Progress;
+pub use identity::KEY_FILE;
 pub use open::STORE_FORMAT_VERSION;
 
 use crate::error::StoreError;
@@ -96,8 +99,13 @@ pub struct Store {
     log: OpLog,
     index: OnceLock<LogIndex>,
     dir: PathBuf,
+    /// The device's key; `device` is its id. Boxed: a key with its precomputed public point
+    /// is larger than the rest of the store's fields.
+    key: Box<DeviceKey>,
     device: DeviceId,
     previous_device: Option<DeviceId>,
+    /// The address book, once founded or joined.
+    book: Option<BookId>,
     summary: Summary,
     ops: u64,
     poisoned: Option<String>,

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::OnceLock;
 
-use cardlog_core::DeviceId;
+use cardlog_core::{BookId, DeviceId, DeviceKey};
 
+use super::identity::{commit_key, read_key, stage_key, write_key};
 use super::stage::Stage;
 use super::{Recovery, Store, StoreOptions};
 use crate::error::{OpenError, StoreError};
@@ -19,28 +20,27 @@ use crate::state::kv::{Kv, KvBatch};
 use crate::state::sled_kv::SledKv;
 
 /// The store format this build reads and writes (the marker file and the `format` meta entry).
-pub const STORE_FORMAT_VERSION: u8 = 3;
+pub const STORE_FORMAT_VERSION: u8 = 4;
 
 pub(super) const MARKER_FILE: &str = "CARDLOG";
 /// The marker of store format 2, which [`Store::open`] upgrades.
 pub(super) const MARKER_V2: &str = "cardlog store 2\n";
+/// The marker of store format 3, which [`Store::open`] upgrades.
+pub(super) const MARKER_V3: &str = "cardlog store 3\n";
 pub(super) const DB_DIR: &str = "db";
 
 fn marker_text() -> String {
     format!("cardlog store {STORE_FORMAT_VERSION}\n")
 }
 
-/// Writes this format's marker at `path` and makes it durable.
-pub(super) fn write_marker(path: &FsPath) -> std::io::Result<()> {
-    std::fs::write(path, marker_text())?;
+/// Writes the marker of format `version` at `path` and makes it durable.
+pub(super) fn write_marker(path: &FsPath, version: u8) -> std::io::Result<()> {
+    std::fs::write(path, format!("cardlog store {version}\n"))?;
     std::fs::File::open(path)?.sync_all()
 }
 
-pub(super) fn io(path: &FsPath, e: std::io::Error) -> OpenError {
-    OpenError::Io {
-        path: path.to_owned(),
-        message: e.to_string(),
-    }
+fn io(path: &FsPath, e: std::io::Error) -> OpenError {
+    OpenError::io(path, e)
 }
 
 /// Where the store lives: its canonical path and, on Unix, the device and inode of its database
@@ -94,14 +94,16 @@ impl Store {
         Self::open(dir, options)
     }
 
-    /// Writes a complete new store into `tmp`: database with format and device id, an empty
-    /// op log, then the marker, each made durable.
+    /// Writes a complete new store into `tmp`: a new device key, database with format and
+    /// device id, an empty op log, then the marker, each made durable.
     fn build(tmp: &FsPath, options: &StoreOptions) -> Result<(), OpenError> {
         std::fs::create_dir(tmp).map_err(|e| io(tmp, e))?;
+        let key = DeviceKey::generate()?;
+        write_key(tmp, &key)?;
         let kv = SledKv::open(&tmp.join(DB_DIR), options.cache_bytes)?;
         let mut batch = KvBatch::default();
         batch.insert(meta::FORMAT.to_vec(), vec![STORE_FORMAT_VERSION]);
-        batch.insert(meta::REPLICA.to_vec(), DeviceId::random()?.0.to_vec());
+        batch.insert(meta::REPLICA.to_vec(), key.device().0.to_vec());
         batch.insert(meta::APPLIED.to_vec(), keys::encode(&(0u64, 0u64)));
         kv.apply(batch)?;
         kv.flush()?;
@@ -110,7 +112,7 @@ impl Store {
         log.sync()?;
         drop(log);
         let marker = tmp.join(MARKER_FILE);
-        write_marker(&marker).map_err(|e| io(&marker, e))?;
+        write_marker(&marker, STORE_FORMAT_VERSION).map_err(|e| io(&marker, e))?;
         Ok(())
     }
 
@@ -126,9 +128,13 @@ impl Store {
             }
             Err(e) => return Err(io(&marker, e)),
         };
-        let text = String::from_utf8_lossy(&text);
+        let mut text = String::from_utf8_lossy(&text).into_owned();
         if text == MARKER_V2 {
             Self::upgrade_from_2(dir, options)?;
+            text = MARKER_V3.to_owned();
+        }
+        if text == MARKER_V3 {
+            Self::upgrade_from_3(dir, options)?;
         } else if text != marker_text() {
             let Some(rest) = text.strip_prefix("cardlog store ") else {
                 return Err(OpenError::NotAStore(dir.to_owned()));
@@ -191,6 +197,13 @@ impl Store {
             .and_then(|v| <[u8; 16]>::try_from(v.as_slice()).ok())
             .map(DeviceId)
             .ok_or_else(|| OpenError::damaged("replica id does not decode".into()))?;
+        let key = read_key(dir, replica)?;
+        let book = match kv.get(meta::BOOK)? {
+            None => None,
+            Some(v) => Some(BookId(<[u8; 16]>::try_from(v.as_slice()).map_err(
+                |_| OpenError::damaged("the address book id does not decode".into()),
+            )?)),
+        };
         let mut summary = BTreeMap::new();
         for pair in kv.scan_prefix(&[keys::AUTHOR]) {
             let (k, v) = pair?;
@@ -211,8 +224,10 @@ impl Store {
             log: OpLog::new(log, applied_bytes.min(file_len)),
             index: OnceLock::new(),
             dir: dir.to_owned(),
+            key: Box::new(key),
             device: replica,
             previous_device: None,
+            book,
             summary,
             ops: applied_ops,
             poisoned: None,
@@ -249,6 +264,7 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
+        store.sign_own_tip()?;
         Ok(store)
     }
 
@@ -311,7 +327,13 @@ impl Store {
             self.kv.apply(batch)?;
             self.kv.flush()?;
         } else if recorded.as_deref() != Some(home.as_slice()) {
-            let fresh = DeviceId::random()?;
+            // A new identity: a new key, so a new device id (which is not a member of the book
+            // until an admin adds it).
+            // The new key waits beside the old until the database writes as its device (an open
+            // after a crash in between finishes the change, see `read_key`).
+            let key = DeviceKey::generate()?;
+            let fresh = key.device();
+            stage_key(&self.dir, &key)?;
             let mut batch = KvBatch::default();
             batch.insert(meta::REPLICA.to_vec(), fresh.0.to_vec());
             batch.insert(meta::HOME.to_vec(), home);
@@ -320,6 +342,8 @@ impl Store {
             batch.insert(meta::FORMER.to_vec(), former);
             self.kv.apply(batch)?;
             self.kv.flush()?;
+            commit_key(&self.dir)?;
+            *self.key = key;
             self.previous_device = Some(self.device);
             self.device = fresh;
         }

@@ -55,6 +55,8 @@ pub(crate) struct Stage<'s> {
     /// them.
     contacts: HashMap<ContactId, StagedContact>,
     added: Vec<(u64, SealedOp)>,
+    /// Membership ops staged (kept whole in the database, see `identity.rs`).
+    membership: Vec<SealedOp>,
     /// Log offset of the next record.
     next_offset: u64,
     /// Ops in the log once staged ones are written.
@@ -74,6 +76,7 @@ impl<'s> Stage<'s> {
             tips: Summary::new(),
             contacts: HashMap::new(),
             added: Vec::new(),
+            membership: Vec::new(),
             next_offset: offset,
             next_count: count,
         }
@@ -141,6 +144,9 @@ impl<'s> Stage<'s> {
             heads.apply(RegisterWrite::of(op, id, w));
             staged.changed = true;
         }
+        if op.is_membership() {
+            self.membership.push(sealed.clone());
+        }
         self.next_offset = offset + log::HEADER_BYTES + sealed.bytes().len() as u64;
         self.next_count += 1;
         self.added.push((offset, sealed.clone()));
@@ -165,6 +171,9 @@ impl<'s> Stage<'s> {
                     keys::contact_value(&staged.registers),
                 );
             }
+        }
+        for op in &self.membership {
+            batch.insert(keys::membership(&op.id()), op.bytes().to_vec());
         }
         batch.insert(
             meta::APPLIED.to_vec(),

@@ -1,10 +1,12 @@
-//! The upgrade of a format-2 store (one sled key per register) to format 3 (one per contact),
-//! in place and without a replay of the log.
+//! The upgrades, in place and without a replay of the log: format 2 (one sled key per register)
+//! to format 3 (one per contact), and format 3 (no device key) to format 4 (a device key, the
+//! address book, signatures and membership ops).
 
 use std::path::Path as FsPath;
 
-use cardlog_core::ContactId;
+use cardlog_core::{ContactId, DeviceId, DeviceKey};
 
+use super::identity::{read_key, stage_key};
 use super::open::{write_marker, DB_DIR, MARKER_FILE, STORE_FORMAT_VERSION};
 use super::{Store, StoreOptions};
 use crate::error::OpenError;
@@ -39,7 +41,7 @@ impl Store {
         }
         let marker = dir.join(MARKER_FILE);
         let next = dir.join(format!("{MARKER_FILE}.upgrading"));
-        write_marker(&next).map_err(|e| upgrading(format!("{}: {e}", next.display())))?;
+        write_marker(&next, FORMAT_3).map_err(|e| upgrading(format!("{}: {e}", next.display())))?;
         let kv = SledKv::open(&db, options.cache_bytes)?;
         match kv.get(meta::FORMAT)?.as_deref() {
             Some([2]) => {
@@ -69,11 +71,11 @@ impl Store {
                 if unreadable {
                     batch.insert(meta::REBUILDING.to_vec(), vec![1]);
                 }
-                batch.insert(meta::FORMAT.to_vec(), vec![STORE_FORMAT_VERSION]);
+                batch.insert(meta::FORMAT.to_vec(), vec![FORMAT_3]);
                 kv.apply(batch)?;
                 kv.flush()?;
             }
-            Some([v]) if *v == STORE_FORMAT_VERSION => {}
+            Some([FORMAT_3]) => {}
             Some(other) => {
                 return Err(upgrading(format!(
                     "the marker says format 2 but the database says {other:?}"
@@ -85,6 +87,76 @@ impl Store {
         std::fs::rename(&next, &marker)
             .map_err(|e| upgrading(format!("{}: {e}", marker.display())))?;
         // Make the rename durable (best effort: not every platform can sync a directory).
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        Ok(())
+    }
+}
+
+/// The format [`Store::upgrade_from_2`] writes (and [`Store::upgrade_from_3`] reads).
+const FORMAT_3: u8 = 3;
+
+impl Store {
+    /// Upgrades a store of format 3 to format 4: the device takes a key (a new device id: the
+    /// old one had no key, and its format-1 chain stays in the log as written, for the book to
+    /// adopt) and the database records the new id, the old one among the former ids, and the
+    /// format. Nothing else changes: the store belongs to no book until the facade founds or
+    /// joins one.
+    ///
+    /// Crash-safe in steps: the new marker is written beside the old, the key waits beside
+    /// where it goes (`device.key.next`), one durable sled batch switches the id and format,
+    /// the key is put in place, then the marker. An open after a crash in any step finds
+    /// either format 3 untouched (the waiting key is used) or format 4 with its key.
+    pub(super) fn upgrade_from_3(dir: &FsPath, options: &StoreOptions) -> Result<(), OpenError> {
+        let upgrading = |what: String| {
+            OpenError::damaged(format!(
+                "upgrading the format-3 store in {}: {what}",
+                dir.display()
+            ))
+        };
+        let db = dir.join(DB_DIR);
+        if !db.is_dir() || !dir.join(LOG_FILE).is_file() {
+            return Err(upgrading(format!(
+                "no {DB_DIR}/ database or no {LOG_FILE} op log"
+            )));
+        }
+        let marker = dir.join(MARKER_FILE);
+        let next = dir.join(format!("{MARKER_FILE}.upgrading"));
+        write_marker(&next, STORE_FORMAT_VERSION)
+            .map_err(|e| upgrading(format!("{}: {e}", next.display())))?;
+        let kv = SledKv::open(&db, options.cache_bytes)?;
+        let replica = kv
+            .get(meta::REPLICA)?
+            .and_then(|v| <[u8; 16]>::try_from(v.as_slice()).ok())
+            .map(DeviceId)
+            .ok_or_else(|| upgrading("the replica id does not decode".into()))?;
+        match kv.get(meta::FORMAT)?.as_deref() {
+            Some([FORMAT_3]) => {
+                let key = DeviceKey::generate()?;
+                stage_key(dir, &key)?;
+                let mut batch = KvBatch::default();
+                batch.insert(meta::REPLICA.to_vec(), key.device().0.to_vec());
+                let mut former = kv.get(meta::FORMER)?.unwrap_or_default();
+                former.extend_from_slice(&replica.0);
+                batch.insert(meta::FORMER.to_vec(), former);
+                batch.insert(meta::FORMAT.to_vec(), vec![STORE_FORMAT_VERSION]);
+                kv.apply(batch)?;
+                kv.flush()?;
+                read_key(dir, key.device())?;
+            }
+            Some([v]) if *v == STORE_FORMAT_VERSION => {
+                // Cut off after the batch: put the waiting key in place.
+                read_key(dir, replica)?;
+            }
+            Some(other) => {
+                return Err(upgrading(format!(
+                    "the marker says format 3 but the database says {other:?}"
+                )))
+            }
+            None => return Err(upgrading("the database has no format entry".into())),
+        }
+        drop(kv);
+        std::fs::rename(&next, &marker)
+            .map_err(|e| upgrading(format!("{}: {e}", marker.display())))?;
         let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
         Ok(())
     }

@@ -79,6 +79,19 @@ impl Store {
                 Err(e) => problems.push(format!("register: {e}")),
             }
         }
+        let mut stored_membership = BTreeMap::new();
+        for pair in self.held.scan_prefix(&*self.kv, &[keys::MEMBERSHIP]) {
+            let (k, v) = pair?;
+            stored_membership.insert(k, v);
+        }
+        let derived_membership: BTreeMap<Vec<u8>, Vec<u8>> = derived
+            .membership
+            .iter()
+            .map(|(id, bytes)| (keys::membership(id), bytes.clone()))
+            .collect();
+        if stored_membership != derived_membership {
+            problems.push("the membership ops kept disagree with the log".into());
+        }
         if self
             .held
             .scan_prefix(&*self.kv, &[keys::HEADS_V2])
@@ -194,9 +207,17 @@ impl Store {
         for (author, head) in &derived.tips {
             wanted.insert(keys::author(author), keys::encode(head));
         }
+        for (id, bytes) in &derived.membership {
+            wanted.insert(keys::membership(id), bytes.clone());
+        }
         let mut batch = KvBatch::default();
         // Format-2 register keys never belong in format 3: any left are removed too.
-        for prefix in [keys::AUTHOR, keys::CONTACT, keys::HEADS_V2] {
+        for prefix in [
+            keys::AUTHOR,
+            keys::CONTACT,
+            keys::HEADS_V2,
+            keys::MEMBERSHIP,
+        ] {
             let pairs: Result<Vec<_>, KvError> =
                 self.held.scan_prefix(&*self.kv, &[prefix]).collect();
             let pairs = pairs.map_err(|e| self.poison(e))?;

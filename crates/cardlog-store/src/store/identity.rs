@@ -1,0 +1,228 @@
+//! Who the store writes as and what proves the ops it holds: the device's secret key (in the
+//! `device.key` file, readable by its owner only, never in the database, a bundle or a log
+//! line), the address book it belongs to, the chain-tip signatures of the ops it holds, and its
+//! membership ops (docs/FORMAT.md, "Store"; docs/SECURITY.md).
+
+use std::io::Write as _;
+use std::path::Path as FsPath;
+
+use cardlog_core::{BookId, DeviceId, DeviceKey, OpId, SealedOp, Signature, SignedTip};
+
+use super::Store;
+use crate::error::{OpenError, StoreError};
+use crate::state::keys::{self, meta};
+use crate::state::kv::KvBatch;
+
+/// The file holding the device's secret key: its 32-byte ed25519 seed.
+pub const KEY_FILE: &str = "device.key";
+
+/// Where a new key waits while the store takes a new identity (see [`Store::check_home`]).
+const NEXT_KEY_FILE: &str = "device.key.next";
+
+/// Writes a new key file `name` in `dir`, owner read/write only, durably; refuses to replace
+/// one.
+fn write_key_file(dir: &FsPath, name: &str, key: &DeviceKey) -> Result<(), OpenError> {
+    let path = dir.join(name);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&path).map_err(|e| OpenError::io(&path, e))?;
+    file.write_all(&key.seed())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| OpenError::io(&path, e))?;
+    Ok(())
+}
+
+/// Writes the key file of a new store in `dir`.
+pub(super) fn write_key(dir: &FsPath, key: &DeviceKey) -> Result<(), OpenError> {
+    write_key_file(dir, KEY_FILE, key)
+}
+
+fn read_key_file(path: &FsPath) -> Result<DeviceKey, OpenError> {
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => OpenError::damaged(format!(
+            "{} is missing: the store has no device key",
+            path.display()
+        )),
+        _ => OpenError::io(path, e),
+    })?;
+    let seed = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+        OpenError::damaged(format!(
+            "{} holds {} bytes, not a 32-byte key",
+            path.display(),
+            bytes.len()
+        ))
+    })?;
+    Ok(DeviceKey::from_seed(&seed))
+}
+
+/// Reads the key of the store in `dir`, which writes as `device`. A new key left waiting by
+/// an identity change cut off after the database took the new id is put in place now.
+pub(super) fn read_key(dir: &FsPath, device: DeviceId) -> Result<DeviceKey, OpenError> {
+    let path = dir.join(KEY_FILE);
+    let current = read_key_file(&path);
+    if let Ok(key) = &current {
+        if key.device() == device {
+            let _ = std::fs::remove_file(dir.join(NEXT_KEY_FILE));
+            return Ok(DeviceKey::from_seed(&key.seed()));
+        }
+    }
+    if let Ok(waiting) = read_key_file(&dir.join(NEXT_KEY_FILE)) {
+        if waiting.device() == device {
+            commit_key(dir)?;
+            return Ok(waiting);
+        }
+    }
+    match current {
+        Ok(key) => Err(OpenError::damaged(format!(
+            "{} is the key of device {}, but the store writes as {device}",
+            path.display(),
+            key.device()
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// First step of taking a new key: it waits beside the current one (durably).
+pub(super) fn stage_key(dir: &FsPath, key: &DeviceKey) -> Result<(), OpenError> {
+    let _ = std::fs::remove_file(dir.join(NEXT_KEY_FILE));
+    write_key_file(dir, NEXT_KEY_FILE, key)
+}
+
+/// Last step of taking a new key, once the database writes as its device: it replaces the
+/// current one.
+pub(super) fn commit_key(dir: &FsPath) -> Result<(), OpenError> {
+    let path = dir.join(KEY_FILE);
+    std::fs::rename(dir.join(NEXT_KEY_FILE), &path).map_err(|e| OpenError::io(&path, e))?;
+    let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    Ok(())
+}
+
+impl Store {
+    /// The device's key: what it signs its ops with.
+    pub fn device_key(&self) -> &DeviceKey {
+        &self.key
+    }
+
+    /// The address book this replica belongs to, once it founded or joined one.
+    pub fn book(&self) -> Option<BookId> {
+        self.book
+    }
+
+    /// Records the book this replica belongs to; durable at the next [`Store::flush`].
+    /// Refused if it already belongs to another.
+    pub fn set_book(&mut self, book: BookId) -> Result<(), StoreError> {
+        match self.book {
+            Some(held) if held != book => Err(StoreError::OtherBook { held, book }),
+            Some(_) => Ok(()),
+            None => {
+                self.put_meta(meta::BOOK, book.0.to_vec())?;
+                self.book = Some(book);
+                Ok(())
+            }
+        }
+    }
+
+    /// The signature the store holds of `author`'s op at `seq`, if any (and if it is of the
+    /// op held there).
+    pub fn signature(&self, author: &DeviceId, seq: u64) -> Result<Option<Signature>, StoreError> {
+        let Some((op, signature)) = self.raw_signature(author, seq)? else {
+            return Ok(None);
+        };
+        let held = cardlog_core::replay::OpLookup::op_at(self, author, seq)?;
+        Ok((held == Some(op)).then_some(signature))
+    }
+
+    /// The signature kept for `author` at `seq` and the op id it signs, unchecked.
+    fn raw_signature(
+        &self,
+        author: &DeviceId,
+        seq: u64,
+    ) -> Result<Option<(OpId, Signature)>, StoreError> {
+        let Some(v) = self.held.get(&*self.kv, &keys::signature(author, seq))? else {
+            return Ok(None);
+        };
+        let (Some(op), Some(sig)) = (
+            v.get(..32).and_then(|b| <[u8; 32]>::try_from(b).ok()),
+            v.get(32..96).and_then(|b| <[u8; 64]>::try_from(b).ok()),
+        ) else {
+            return Err(StoreError::undecodable("chain-tip signature"));
+        };
+        Ok(Some((OpId(op), Signature(sig))))
+    }
+
+    /// The membership ops the store holds.
+    pub fn membership_ops(&self) -> Result<Vec<SealedOp>, StoreError> {
+        let mut ops = Vec::new();
+        for pair in self.held.scan_prefix(&*self.kv, &[keys::MEMBERSHIP]) {
+            let (_, v) = pair?;
+            let op = cardlog_core::decode_op(&v)
+                .map_err(|e| StoreError::undecodable(&format!("membership op ({e})")))?;
+            ops.push(op);
+        }
+        Ok(ops)
+    }
+
+    /// Keeps chain-tip signatures. Signatures of this device's own ops go with the held-back
+    /// register changes (a crash loses only those the next open signs again, see
+    /// `sign_own_tip`); others are written to the database now and are durable at the next
+    /// [`Store::flush`].
+    pub(super) fn keep_signatures(&mut self, tips: &[SignedTip]) -> Result<(), StoreError> {
+        let mut own = KvBatch::default();
+        let mut received = KvBatch::default();
+        for tip in tips {
+            let mut v = Vec::with_capacity(96);
+            v.extend_from_slice(&tip.op.0);
+            v.extend_from_slice(&tip.signature.0);
+            let batch = if tip.author == self.device {
+                &mut own
+            } else {
+                &mut received
+            };
+            batch.insert(keys::signature(&tip.author, tip.seq), v);
+        }
+        if !own.is_empty() {
+            self.held.add(own, 0);
+        }
+        if !received.is_empty() {
+            self.kv.apply(received).map_err(|e| self.poison(e))?;
+            self.meta_dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Signs this device's chain tip if no signature of it is held (after a crash lost the
+    /// held-back one, or for a chain written before ops were signed): every chain tip a
+    /// replica holds can be sent with its signature.
+    pub(super) fn sign_own_tip(&mut self) -> Result<(), StoreError> {
+        let (Some(book), Some(tip)) = (self.book, self.summary.get(&self.device).copied()) else {
+            return Ok(());
+        };
+        let held = self.raw_signature(&self.device, tip.seq)?;
+        if held.is_some_and(|(op, _)| op == tip.op) || self.poisoned.is_some() {
+            return Ok(());
+        }
+        let signed = SignedTip {
+            author: self.device,
+            seq: tip.seq,
+            op: tip.op,
+            signature: self.key.sign_tip(&book, &tip.op),
+        };
+        self.keep_signatures(&[signed])
+    }
+
+    /// The signature of this device's op `op` at `seq`, made now.
+    pub fn sign(&self, seq: u64, op: OpId) -> Option<SignedTip> {
+        let book = self.book?;
+        Some(SignedTip {
+            author: self.device,
+            seq,
+            op,
+            signature: self.key.sign_tip(&book, &op),
+        })
+    }
+}
