@@ -45,6 +45,8 @@ pub struct BookId(pub [u8; 16]);
 pub struct SignedTip {
     /// The author.
     pub author: DeviceId,
+    /// The author's public key (its device id is the author's).
+    pub key: PublicKey,
     /// The signed op's seq.
     pub seq: u64,
     /// The signed op's id.

@@ -99,10 +99,11 @@ pub enum MemberChange {
         /// The founder device's human name.
         name: String,
     },
-    /// Admits the device with this key, or widens its role.
+    /// Admits a device, or widens its role. Its public key comes with its signatures (a
+    /// device id is the hash of its key, so only that key's signatures count for it).
     Add {
-        /// The device's public key (its id follows from it).
-        key: PublicKey,
+        /// The device.
+        device: DeviceId,
         /// What it may do.
         role: MemberRole,
         /// Its human name ("Ada's iPad").

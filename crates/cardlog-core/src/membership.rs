@@ -23,15 +23,13 @@ use std::collections::BTreeMap;
 use crate::codec::OpFormat;
 use crate::hlc::Hlc;
 use crate::id::{DeviceId, OpId};
-use crate::key::{BookId, PublicKey, SignedTip};
+use crate::key::{BookId, SignedTip};
 use crate::member::{MemberChange, MemberRole};
 use crate::sealed::SealedOp;
 
 /// One admitted device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
-    /// Its public key.
-    pub key: PublicKey,
     /// What it may do (the largest role any admitting change gave it).
     pub role: MemberRole,
     /// Its human name (from the first change admitting it).
@@ -314,14 +312,10 @@ impl Membership {
             }
             return Err(Refusal::Unsigned { author, seq });
         }
-        // A founding op carries its author's key; everyone else's comes from its admission.
-        let founding_key = match op.members.first() {
-            Some(MemberChange::Found { key, .. }) => Some(*key),
-            _ => None,
-        };
-        let key = founding_key
-            .or_else(|| self.members.get(&author).map(|m| m.key))
-            .ok_or(Refusal::NotMember { author })?;
+        let founding = matches!(op.members.first(), Some(MemberChange::Found { .. }));
+        if !founding && !self.members.contains_key(&author) {
+            return Err(Refusal::NotMember { author });
+        }
         let candidates = offered
             .get(&author)
             .into_iter()
@@ -335,7 +329,13 @@ impl Membership {
             if named != Some(tip.op) {
                 continue;
             }
-            if key.verify_tip(&self.book, &tip.op, &tip.signature).is_err() {
+            // The key is the author's if it hashes to the author's id.
+            if tip.key.device() != author
+                || tip
+                    .key
+                    .verify_tip(&self.book, &tip.op, &tip.signature)
+                    .is_err()
+            {
                 return Err(Refusal::BadSignature {
                     author,
                     seq: tip.seq,
@@ -552,12 +552,11 @@ fn admit(
     cutoffs: &BTreeMap<DeviceId, Removal>,
 ) -> BTreeMap<DeviceId, Admitted> {
     let mut members = BTreeMap::new();
-    if let Some(MemberChange::Found { key, name, .. }) = founding.op().members.first() {
+    if let Some(MemberChange::Found { name, .. }) = founding.op().members.first() {
         members.insert(
             founding.op().author,
             Admitted {
                 member: Member {
-                    key: *key,
                     role: MemberRole::Admin,
                     name: name.clone(),
                     added_by: None,
@@ -571,7 +570,7 @@ fn admit(
     loop {
         let mut changed = false;
         for (op, change) in changes {
-            let MemberChange::Add { key, role, name } = change else {
+            let MemberChange::Add { device, role, name } = change else {
                 continue;
             };
             let o = op.op();
@@ -581,7 +580,7 @@ fn admit(
             if !is_admin || void(cutoffs, &o.author, o.seq) {
                 continue;
             }
-            let device = key.device();
+            let device = *device;
             match members.get_mut(&device) {
                 Some(existing) => {
                     if role.rank() > existing.member.role.rank() {
@@ -594,7 +593,6 @@ fn admit(
                         device,
                         Admitted {
                             member: Member {
-                                key: *key,
                                 role: *role,
                                 name: name.clone(),
                                 added_by: Some(o.author),

@@ -328,13 +328,10 @@ impl Op {
                         return fault(MemberFault::FoundKeyNotAuthor);
                     }
                 }
-                MemberChange::Add { key, .. } => {
-                    if key.check().is_err() {
-                        return fault(MemberFault::BadKey);
-                    }
-                }
                 MemberChange::Adopt { seq: 0, .. } => return fault(MemberFault::AdoptSeqZero),
-                MemberChange::Remove { .. } | MemberChange::Adopt { .. } => {}
+                MemberChange::Add { .. }
+                | MemberChange::Remove { .. }
+                | MemberChange::Adopt { .. } => {}
             }
         }
         Ok(())

@@ -326,7 +326,7 @@ fn golden_membership() -> [(cardlog_core::SealedOp, cardlog_core::Signature); 2]
         },
         writes: vec![],
         members: vec![MemberChange::Add {
-            key: ada_ipad().public(),
+            device: ada_ipad().device(),
             role: MemberRole::Write,
             name: "Ada's iPad".into(),
         }],
@@ -346,12 +346,12 @@ const GOLDEN_FOUND_HEX: &str = concat!(
 );
 const GOLDEN_ADD_HEX: &str = concat!(
     "0289691110874c78aff97fadedf033bdbf0201c82ae6c6e341beaa8e2b926a81128c791675f6c346f8d8dcf960",
-    "ef98cb5e135dfd80ca213ba201000001000101a09aa5f47a6759802ff955f8dc2d2a14a5c99d23be97f864127f",
-    "f9383455a4f0010a41646127732069506164",
+    "ef98cb5e135dfd80ca213ba201000001000101c5357b0e009c0b83ee57aec670955912010a4164612773206950",
+    "6164",
 );
 const GOLDEN_ADD_SIGNATURE: &str = concat!(
-    "9b563beea3e7e71ce9f8616e9ba0808d316e813a764b277f4c81521956526daaafa408a9f11214299ab6e301ce",
-    "5b0dd880ba52ef31385fd0fcec3c1236b06902",
+    "57065107a0b7a1b8cec681d4fe4ec13508e703e98a08dc7b9dd09d1dc5477bb35b960d3dcefa590f02b7ac16b6",
+    "8a75c77472535f93bd9666b1d10ffbfdd7c400",
 );
 
 #[test]
@@ -414,18 +414,20 @@ fn member_changes_are_checked_when_sealed_and_decoded() {
             fault: MemberFault::FoundKeyNotAuthor
         })
     );
-    // A weak key, an empty or overlong name, adopting seq 0.
+    // A founder's weak key, an empty or overlong name, adopting seq 0.
     let weak = {
         let mut k = [0u8; 32];
         k[0] = 1;
         cardlog_core::PublicKey(k)
     };
+    let mut weak_found = found.op().clone();
+    weak_found.members = vec![MemberChange::Found {
+        nonce: GOLDEN_NONCE,
+        key: weak,
+        name: "x".into(),
+    }];
     assert_eq!(
-        invalid(&|op| op.members = vec![MemberChange::Add {
-            key: weak,
-            role: MemberRole::Read,
-            name: "x".into()
-        }]),
+        weak_found.seal().unwrap_err(),
         Invalid(OpInvalid::Member {
             index: 0,
             fault: MemberFault::BadKey
@@ -435,7 +437,7 @@ fn member_changes_are_checked_when_sealed_and_decoded() {
         let bytes = name.len();
         assert_eq!(
             invalid(&|op| op.members = vec![MemberChange::Add {
-                key: ada_ipad().public(),
+                device: ada_ipad().device(),
                 role: MemberRole::Read,
                 name: name.clone()
             }]),

@@ -86,12 +86,12 @@ impl Book {
     }
 
     fn add(&mut self, by: usize, who: usize, role: MemberRole) -> SealedOp {
-        let key = self.keys[who].public();
+        let device = self.device(who);
         self.write(
             by,
             vec![],
             vec![MemberChange::Add {
-                key,
+                device,
                 role,
                 name: format!("device {who}"),
             }],
@@ -160,12 +160,12 @@ fn members_write_what_their_roles_allow() {
             role: MemberRole::Read
         })
     );
-    let key = book.keys[3].public();
+    let device = book.device(3);
     let read_add = book.next(
         2,
         vec![],
         vec![MemberChange::Add {
-            key,
+            device,
             role: MemberRole::Admin,
             name: "x".into(),
         }],
@@ -189,7 +189,7 @@ fn members_write_what_their_roles_allow() {
         1,
         vec![],
         vec![MemberChange::Add {
-            key,
+            device,
             role: MemberRole::Write,
             name: "x".into(),
         }],
@@ -463,6 +463,7 @@ impl Book {
     fn tip(&self, n: usize, op: &SealedOp) -> SignedTip {
         SignedTip {
             author: op.op().author,
+            key: self.keys[n].public(),
             seq: op.op().seq,
             op: op.id(),
             signature: self.keys[n].sign_tip(&self.id(), &op.id()),
@@ -494,11 +495,21 @@ fn forged_unsigned_and_unknown_ops_are_refused_by_author_and_the_rest_admitted()
     let m = book.membership();
     let good = book.save(1);
     let stranger = book.save(3);
-    // Device 2 (not a member) signs its own op; device 1's op is "signed" by device 2.
+    // Device 2 (not a member) signs its own op; device 1's op is "signed" by device 2, with
+    // device 1's key named, or with its own.
     let forged_sig = SignedTip {
         signature: book.keys[2].sign_tip(&book.id(), &good.id()),
         ..book.tip(1, &good)
     };
+    let wrong_key = SignedTip {
+        key: book.keys[2].public(),
+        ..forged_sig
+    };
+    let (admitted, _) = m.admit(std::slice::from_ref(&good), &[wrong_key], |_, _| None);
+    assert!(matches!(
+        admitted.refused[..],
+        [Refusal::BadSignature { .. }]
+    ));
     let (admitted, _) = m.admit(
         &[good.clone(), stranger.clone()],
         &[forged_sig, book.tip(3, &stranger)],

@@ -155,6 +155,7 @@ fn build_store(dir: &FsPath) -> (Vec<u8>, Vec<Pair>) {
                 author,
                 SignedTip {
                     author,
+                    key: author_key(&author).public(),
                     seq: op.op().seq,
                     op: op.id(),
                     signature: author_key(&author).sign_tip(&BOOK, &op.id()),
@@ -329,7 +330,7 @@ fn todays_store_writes_the_fixture_bytes() {
 #[test]
 fn the_format_4_database_fixture_holds_the_book_and_the_signatures() {
     // Beside format 3's entries: the book, and per author the signature of the last op of
-    // each apply call, as (op id, signature).
+    // each apply call, as (op id, public key, signature).
     let ops = history_in(OpFormat::V2);
     let pairs = parse_pairs(&read_fixture(KV_FIXTURE_V4));
     let value = |key: &[u8]| -> Option<&[u8]> {
@@ -355,7 +356,8 @@ fn the_format_4_database_fixture_holds_the_book_and_the_signatures() {
             .find(|o| o.op().author == author && o.op().seq == seq)
             .unwrap();
         assert_eq!(&v[..32], &op.id().0);
-        let signature = cardlog_core::Signature(v[32..96].try_into().unwrap());
+        assert_eq!(&v[32..64], &author_key(&author).public().0);
+        let signature = cardlog_core::Signature(v[64..128].try_into().unwrap());
         author_key(&author)
             .public()
             .verify_tip(&BOOK, &op.id(), &signature)

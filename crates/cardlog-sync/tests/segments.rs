@@ -328,7 +328,7 @@ impl Founded {
             hlc: Hlc { counter: 1, ..hlc },
             writes: vec![],
             members: vec![MemberChange::Add {
-                key: DeviceKey::from_seed(&[0x22; 32]).public(),
+                device: DeviceKey::from_seed(&[0x22; 32]).device(),
                 role: MemberRole::Write,
                 name: "Ada's iPad".into(),
             }],
@@ -350,8 +350,16 @@ impl Locate for Founded {
         Ok(self.ops.iter().find(|op| op.id() == *id).cloned())
     }
 
-    fn tip_signature(&self, author: &DeviceId, seq: u64) -> Result<Option<Signature>, WireError> {
-        Ok((*author == self.key.device() && seq == 2).then_some(self.signature))
+    fn tip_signature(&self, author: &DeviceId, seq: u64) -> Result<Option<SignedTip>, WireError> {
+        Ok(
+            (*author == self.key.device() && seq == 2).then_some(SignedTip {
+                author: *author,
+                key: self.key.public(),
+                seq,
+                op: self.ops[1].id(),
+                signature: self.signature,
+            }),
+        )
     }
 }
 
@@ -371,6 +379,7 @@ fn membership_ops_and_tip_signatures_travel_in_segments() {
     assert_eq!(decoded.ops, founded.ops);
     let tip = SignedTip {
         author: founded.key.device(),
+        key: founded.key.public(),
         seq: 2,
         op: founded.ops[1].id(),
         signature: founded.signature,
@@ -386,7 +395,7 @@ fn membership_ops_and_tip_signatures_travel_in_segments() {
     let first = encode_segments(&founded.ops[..1], &founded).unwrap();
     let decoded = decode_signed_segments(&first, &founded).unwrap();
     assert_eq!((decoded.ops.len(), decoded.tips.len()), (1, 0));
-    assert!(first.len() + 64 < bytes.len());
+    assert!(first.len() + 96 < bytes.len());
 
     // A signature altered on the way still decodes (the checksum is resealed) but no longer
     // verifies: the receiver, which knows the key, refuses it.

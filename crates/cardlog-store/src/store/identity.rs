@@ -6,7 +6,7 @@
 use std::io::Write as _;
 use std::path::Path as FsPath;
 
-use cardlog_core::{BookId, DeviceId, DeviceKey, OpId, SealedOp, Signature, SignedTip};
+use cardlog_core::{BookId, DeviceId, DeviceKey, OpId, PublicKey, SealedOp, Signature, SignedTip};
 
 use super::Store;
 use crate::error::{OpenError, StoreError};
@@ -129,30 +129,33 @@ impl Store {
 
     /// The signature the store holds of `author`'s op at `seq`, if any (and if it is of the
     /// op held there).
-    pub fn signature(&self, author: &DeviceId, seq: u64) -> Result<Option<Signature>, StoreError> {
-        let Some((op, signature)) = self.raw_signature(author, seq)? else {
+    pub fn signature(&self, author: &DeviceId, seq: u64) -> Result<Option<SignedTip>, StoreError> {
+        let Some(tip) = self.raw_signature(author, seq)? else {
             return Ok(None);
         };
         let held = cardlog_core::replay::OpLookup::op_at(self, author, seq)?;
-        Ok((held == Some(op)).then_some(signature))
+        Ok((held == Some(tip.op)).then_some(tip))
     }
 
-    /// The signature kept for `author` at `seq` and the op id it signs, unchecked.
-    fn raw_signature(
-        &self,
-        author: &DeviceId,
-        seq: u64,
-    ) -> Result<Option<(OpId, Signature)>, StoreError> {
+    /// The signature kept for `author` at `seq`, not checked against the op held there.
+    fn raw_signature(&self, author: &DeviceId, seq: u64) -> Result<Option<SignedTip>, StoreError> {
         let Some(v) = self.held.get(&*self.kv, &keys::signature(author, seq))? else {
             return Ok(None);
         };
-        let (Some(op), Some(sig)) = (
+        let (Some(op), Some(key), Some(sig)) = (
             v.get(..32).and_then(|b| <[u8; 32]>::try_from(b).ok()),
-            v.get(32..96).and_then(|b| <[u8; 64]>::try_from(b).ok()),
+            v.get(32..64).and_then(|b| <[u8; 32]>::try_from(b).ok()),
+            v.get(64..128).and_then(|b| <[u8; 64]>::try_from(b).ok()),
         ) else {
             return Err(StoreError::undecodable("chain-tip signature"));
         };
-        Ok(Some((OpId(op), Signature(sig))))
+        Ok(Some(SignedTip {
+            author: *author,
+            key: PublicKey(key),
+            seq,
+            op: OpId(op),
+            signature: Signature(sig),
+        }))
     }
 
     /// The membership ops the store holds.
@@ -175,8 +178,9 @@ impl Store {
         let mut own = KvBatch::default();
         let mut received = KvBatch::default();
         for tip in tips {
-            let mut v = Vec::with_capacity(96);
+            let mut v = Vec::with_capacity(128);
             v.extend_from_slice(&tip.op.0);
+            v.extend_from_slice(&tip.key.0);
             v.extend_from_slice(&tip.signature.0);
             let batch = if tip.author == self.device {
                 &mut own
@@ -203,11 +207,12 @@ impl Store {
             return Ok(());
         };
         let held = self.raw_signature(&self.device, tip.seq)?;
-        if held.is_some_and(|(op, _)| op == tip.op) || self.poisoned.is_some() {
+        if held.is_some_and(|t| t.op == tip.op) || self.poisoned.is_some() {
             return Ok(());
         }
         let signed = SignedTip {
             author: self.device,
+            key: self.key.public(),
             seq: tip.seq,
             op: tip.op,
             signature: self.key.sign_tip(&book, &tip.op),
@@ -220,6 +225,7 @@ impl Store {
         let book = self.book?;
         Some(SignedTip {
             author: self.device,
+            key: self.key.public(),
             seq,
             op,
             signature: self.key.sign_tip(&book, &op),

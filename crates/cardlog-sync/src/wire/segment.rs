@@ -13,7 +13,8 @@
 //! - a membership op (no writes) carries its member changes in their bincode form.
 //!
 //! A version-2 segment also says which op format its ops are in, and may carry its author's
-//! signature of its last op (the chain tip), which covers every op of the segment.
+//! public key and signature of its last op (the chain tip), which covers every op of the
+//! segment.
 //!
 //! The receiver rebuilds each op exactly, seals it (which re-validates and re-hashes it) and
 //! checks the chain: each op names the previous one, and the last one's id must equal the
@@ -25,8 +26,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use cardlog_core::codec::{decode_exact, encode_to_vec, OpFormat};
 use cardlog_core::{
-    ContactId, DeviceId, Hlc, MemberChange, Op, OpId, Path, SealedOp, Signature, SignedTip, Value,
-    Write,
+    ContactId, DeviceId, Hlc, MemberChange, Op, OpId, Path, PublicKey, SealedOp, Signature,
+    SignedTip, Value, Write,
 };
 
 use super::error::{WireError, AUTHORS_IN_A_MESSAGE, SEGMENTS_IN_A_MESSAGE};
@@ -76,8 +77,8 @@ pub trait Locate {
     /// The op with this id, if known.
     fn locate(&self, id: &OpId) -> Result<Option<SealedOp>, WireError>;
 
-    /// The author's signature of its op at `seq`, if the sender holds it.
-    fn tip_signature(&self, author: &DeviceId, seq: u64) -> Result<Option<Signature>, WireError> {
+    /// The author's signature of its op at `seq` (with its key), if the sender holds it.
+    fn tip_signature(&self, author: &DeviceId, seq: u64) -> Result<Option<SignedTip>, WireError> {
         let _ = (author, seq);
         Ok(None)
     }
@@ -183,7 +184,10 @@ pub fn encode_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>
             continue;
         };
         let f = first.op();
-        let signature = locate.tip_signature(&f.author, last.op().seq)?;
+        // A signature of another op than the one sent would only be refused by the receiver.
+        let signature = locate
+            .tip_signature(&f.author, last.op().seq)?
+            .filter(|t| t.op == last.id());
         varint::put(&mut body, tables.author(f.author));
         let mut flags = 0;
         if first.format() == OpFormat::V2 {
@@ -226,8 +230,9 @@ pub fn encode_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>
             }
         }
         body.extend_from_slice(&last.id().0);
-        if let Some(signature) = signature {
-            body.extend_from_slice(&signature.0);
+        if let Some(tip) = signature {
+            body.extend_from_slice(&tip.key.0);
+            body.extend_from_slice(&tip.signature.0);
         }
     }
 
@@ -337,7 +342,7 @@ struct RawSegment {
     anchor: Option<OpId>,
     ops: Vec<RawOp>,
     head: OpId,
-    signature: Option<Signature>,
+    signature: Option<(PublicKey, Signature)>,
 }
 
 /// Strictly decodes exactly `bytes` as a `T` (re-encoding must give the same bytes).
@@ -456,7 +461,7 @@ fn parse(bytes: &[u8]) -> Result<(Vec<DeviceId>, Vec<RawSegment>), WireError> {
         }
         let head = OpId(r.array()?);
         let signature = if flags & FLAG_SIGNED != 0 {
-            Some(Signature(r.array()?))
+            Some((PublicKey(r.array()?), Signature(r.array()?)))
         } else {
             None
         };
@@ -635,9 +640,10 @@ pub fn decode_signed_segments(bytes: &[u8], resolve: &impl Resolve) -> Result<De
     let tips = segments
         .iter()
         .filter_map(|segment| {
-            let signature = segment.signature?;
+            let (key, signature) = segment.signature?;
             Some(SignedTip {
                 author: segment.author,
+                key,
                 seq: segment
                     .first_seq
                     .saturating_add(segment.ops.len() as u64)
