@@ -179,6 +179,22 @@ pub enum Refusal {
     },
 }
 
+impl Refusal {
+    /// Whether membership ops the replica does not hold yet could lift this refusal (an
+    /// `Add`, a widened role, the founding op, an adoption), as opposed to a fault of the op
+    /// itself (a bad signature, a fork, another book).
+    pub fn awaits_membership(&self) -> bool {
+        matches!(
+            self,
+            Refusal::NotFounded { .. }
+                | Refusal::NotMember { .. }
+                | Refusal::CannotWrite { .. }
+                | Refusal::NotAdmin { .. }
+                | Refusal::NotAdopted { .. }
+        )
+    }
+}
+
 /// The members of one address book, as its membership ops decide.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {
@@ -238,47 +254,84 @@ impl Membership {
             .iter()
             .map(|op| ((op.op().author, op.op().seq), op.id()))
             .collect();
-        for sealed in ops {
-            let op = sealed.op();
-            let author = op.author;
-            if refused.contains_key(&author) {
-                continue;
-            }
-            match held(&author, op.seq) {
-                Some(id) if id == sealed.id() => {
-                    out.ops.push(sealed.clone());
-                    covered.entry(author).or_insert(op.seq);
+        // Membership ops in the batch can admit authors whose ops come earlier in it (the
+        // segments of a message are in author order, not in the order the book needs): an
+        // author refused for want of membership is tried again after a round that changed
+        // the membership, until a round changes nothing.
+        // Each author's ops in seq order; the admitted ones are given back in input order.
+        let mut pending: Vec<&SealedOp> = ops.iter().collect();
+        pending.sort_by_key(|op| (op.op().author, op.op().seq));
+        loop {
+            let mut deferred: Vec<&SealedOp> = Vec::new();
+            let mut waiting: BTreeMap<DeviceId, Refusal> = BTreeMap::new();
+            let mut changed = false;
+            for sealed in pending {
+                let op = sealed.op();
+                let author = op.author;
+                if refused.contains_key(&author) {
                     continue;
                 }
-                Some(ours) => {
-                    order.push(author);
-                    refused.insert(
-                        author,
-                        Refusal::Forked {
+                if waiting.contains_key(&author) {
+                    deferred.push(sealed);
+                    continue;
+                }
+                match held(&author, op.seq) {
+                    Some(id) if id == sealed.id() => {
+                        out.ops.push(sealed.clone());
+                        covered.entry(author).or_insert(op.seq);
+                        continue;
+                    }
+                    Some(ours) => {
+                        order.push(author);
+                        refused.insert(
                             author,
-                            seq: op.seq,
-                            ours,
-                            theirs: sealed.id(),
-                        },
-                    );
-                    continue;
+                            Refusal::Forked {
+                                author,
+                                seq: op.seq,
+                                ours,
+                                theirs: sealed.id(),
+                            },
+                        );
+                        continue;
+                    }
+                    None => {}
                 }
-                None => {}
+                let verdict = membership.check(sealed).and_then(|()| {
+                    membership.cover(sealed, &offered, &ids, &mut covered, &mut out.tips, &held)
+                });
+                match verdict {
+                    Ok(()) => {
+                        if op.is_membership() {
+                            membership = membership.with(sealed);
+                            changed = true;
+                        }
+                        out.ops.push(sealed.clone());
+                    }
+                    Err(refusal) if refusal.awaits_membership() => {
+                        waiting.insert(author, refusal);
+                        deferred.push(sealed);
+                    }
+                    Err(refusal) => {
+                        order.push(author);
+                        refused.insert(author, refusal);
+                    }
+                }
             }
-            let verdict = membership.check(sealed).and_then(|()| {
-                membership.cover(sealed, &offered, &ids, &mut covered, &mut out.tips, &held)
-            });
-            match verdict {
-                Ok(()) => {
-                    membership = membership.with(sealed);
-                    out.ops.push(sealed.clone());
-                }
-                Err(refusal) => {
+            if deferred.is_empty() || !changed {
+                for (author, refusal) in waiting {
                     order.push(author);
                     refused.insert(author, refusal);
                 }
+                break;
             }
+            pending = deferred;
         }
+        let admitted: std::collections::HashSet<OpId> = out.ops.iter().map(SealedOp::id).collect();
+        out.ops = ops
+            .iter()
+            .filter(|op| admitted.contains(&op.id()))
+            .cloned()
+            .collect();
         out.refused = order.iter().filter_map(|a| refused.remove(a)).collect();
         (out, membership)
     }

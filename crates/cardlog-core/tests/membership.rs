@@ -486,6 +486,16 @@ fn a_joining_replica_admits_the_founding_ops_and_the_writers_they_admit() {
     assert_eq!(admitted.refused, []);
     assert_eq!(admitted.tips.len(), 2);
     assert_eq!(after, book.membership());
+    // In any order: a message's segments come in author order, so the writer's saves can
+    // come before the ops that found the book and admit it.
+    for seed in 0..24 {
+        let mut shuffled = ops.clone();
+        cardlog_core::seeded::shuffle(&mut shuffled, seed);
+        let (admitted, after) = Membership::new(book.id()).admit(&shuffled, &tips, |_, _| None);
+        assert_eq!(admitted.refused, [], "seed {seed}");
+        assert_eq!(admitted.ops.len(), ops.len(), "seed {seed}");
+        assert_eq!(after, book.membership(), "seed {seed}");
+    }
 }
 
 #[test]
