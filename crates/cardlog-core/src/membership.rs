@@ -179,6 +179,25 @@ pub enum Refusal {
     },
 }
 
+/// Whether the batch carries `author`'s ops from `from` up to `to` as one chain: every seq
+/// in between, each op naming the one before as its previous op. (Were one missing, or
+/// another op put in its place, a signature of `to` would say nothing about the op at
+/// `from`; if the replica held an op in between it would hold the one at `from` too, and
+/// that op is taken as held before this is asked.)
+fn chained(
+    ids: &BTreeMap<(DeviceId, u64), (OpId, Option<OpId>)>,
+    author: &DeviceId,
+    from: u64,
+    to: u64,
+) -> bool {
+    (from.saturating_add(1)..=to).all(|s| {
+        match (ids.get(&(*author, s)), ids.get(&(*author, s - 1))) {
+            (Some((_, prev)), Some((below, _))) => *prev == Some(*below),
+            _ => false,
+        }
+    })
+}
+
 impl Refusal {
     /// Whether membership ops the replica does not hold yet could lift this refusal (an
     /// `Add`, a widened role, the founding op, an adoption), as opposed to a fault of the op
@@ -250,9 +269,10 @@ impl Membership {
             offered.entry(tip.author).or_default().insert(tip.seq, *tip);
         }
         let mut covered: BTreeMap<DeviceId, u64> = BTreeMap::new();
-        let ids: BTreeMap<(DeviceId, u64), OpId> = ops
+        // Each op of the batch by author and seq, with the previous op it names.
+        let ids: BTreeMap<(DeviceId, u64), (OpId, Option<OpId>)> = ops
             .iter()
-            .map(|op| ((op.op().author, op.op().seq), op.id()))
+            .map(|op| ((op.op().author, op.op().seq), (op.id(), op.op().prev)))
             .collect();
         // Membership ops in the batch can admit authors whose ops come earlier in it (the
         // segments of a message are in author order, not in the order the book needs): an
@@ -342,7 +362,7 @@ impl Membership {
         &self,
         sealed: &SealedOp,
         offered: &BTreeMap<DeviceId, BTreeMap<u64, SignedTip>>,
-        ids: &BTreeMap<(DeviceId, u64), OpId>,
+        ids: &BTreeMap<(DeviceId, u64), (OpId, Option<OpId>)>,
         covered: &mut BTreeMap<DeviceId, u64>,
         keep: &mut Vec<SignedTip>,
         held: &impl Fn(&DeviceId, u64) -> Option<OpId>,
@@ -358,7 +378,8 @@ impl Membership {
                 .adopted
                 .get(&author)
                 .ok_or(Refusal::NotAdopted { author, seq })?;
-            let tip_here = ids.get(&(author, adoption.seq)) == Some(&adoption.tip);
+            let tip_here = ids.get(&(author, adoption.seq)).map(|e| e.0) == Some(adoption.tip)
+                && chained(ids, &author, seq, adoption.seq);
             if tip_here || held(&author, adoption.seq) == Some(adoption.tip) {
                 covered.insert(author, adoption.seq);
                 return Ok(());
@@ -377,9 +398,10 @@ impl Membership {
             // The signed op must be the one the batch carries at that seq (or one held).
             let named = ids
                 .get(&(author, tip.seq))
-                .copied()
+                .map(|e| e.0)
                 .or(held(&author, tip.seq));
-            if named != Some(tip.op) {
+            // And the batch's ops from this one up to it must be the chain it signed.
+            if named != Some(tip.op) || !chained(ids, &author, seq, tip.seq) {
                 continue;
             }
             // The key is the author's if it hashes to the author's id.

@@ -561,6 +561,27 @@ fn forged_unsigned_and_unknown_ops_are_refused_by_author_and_the_rest_admitted()
             author: book.device(3)
         }]
     );
+    // A signature of a later op covers an op only through the chain between them: not when
+    // the op in between is missing, nor when another op (a forgery) stands in its place.
+    let one = book.save(1);
+    let two = book.save(1);
+    let three = book.save(1);
+    let forged_two = book.next(1, book_write(7), vec![]);
+    let held = |_: &DeviceId, _: u64| None;
+    let (admitted, _) = m.admit(
+        &[one.clone(), two.clone(), three.clone()],
+        &[book.tip(1, &three)],
+        held,
+    );
+    assert_eq!(admitted.refused, []);
+    let (admitted, _) = m.admit(&[one.clone(), three.clone()], &[book.tip(1, &three)], held);
+    assert!(matches!(admitted.refused[..], [Refusal::Unsigned { .. }]));
+    let mut forged = forged_two.op().clone();
+    forged.seq = two.op().seq;
+    forged.prev = two.op().prev;
+    let forged = forged.seal().unwrap();
+    let (admitted, _) = m.admit(&[one, forged, three.clone()], &[book.tip(1, &three)], held);
+    assert!(matches!(admitted.refused[..], [Refusal::Unsigned { .. }]));
     // A signature of another op at the same seq covers nothing.
     let other = book.next(1, book_write(9), vec![]);
     let (admitted, _) = m.admit(&[good], &[book.tip(1, &other)], |_, _| None);
