@@ -102,17 +102,22 @@ fn save(c: &mut Criterion) {
 
 /// Applies `ops` to `replica` `chunk` at a time, each call durable (or all at the end in bulk
 /// mode), checking that every op was stored.
-fn apply_chunks(replica: &mut Replica, ops: &[SealedOp], chunk: usize, bulk: bool) {
+fn apply_chunks(
+    replica: &mut Replica,
+    parts: &[(&[SealedOp], Vec<cardlog::SignedTip>)],
+    ops: &[SealedOp],
+    bulk: bool,
+) {
     let mut stored = 0;
     if bulk {
         let mut bulk = replica.bulk();
-        for part in ops.chunks(chunk) {
-            stored += bulk.apply(part).expect("apply").stored;
+        for (part, tips) in parts {
+            stored += bulk.apply(part, tips).expect("apply").stored;
         }
         bulk.finish().expect("finish");
     } else {
-        for part in ops.chunks(chunk) {
-            stored += replica.apply(part).expect("apply").stored;
+        for (part, tips) in parts {
+            stored += replica.apply(part, tips).expect("apply").stored;
         }
     }
     assert_eq!(stored, ops.len());
@@ -137,9 +142,25 @@ fn apply(c: &mut Criterion) {
     ] {
         group.bench_function(name, |b| {
             b.iter_batched(
-                || empty_replica(&config),
-                |(dir, mut replica)| {
-                    apply_chunks(&mut replica, &ops, chunk, bulk);
+                || {
+                    // The stream's author admitted, and each chunk signed (the sender's work).
+                    let (dir, mut replica) = empty_replica(&config);
+                    replica
+                        .add_member(
+                            cardlog_benches::device_id(config.author),
+                            cardlog::MemberRole::Write,
+                            "generated",
+                        )
+                        .expect("admit");
+                    let book = replica.book();
+                    let parts: Vec<(&[SealedOp], Vec<cardlog::SignedTip>)> = ops
+                        .chunks(chunk)
+                        .map(|part| (part, cardlog_benches::sign_generated(book, part)))
+                        .collect();
+                    (dir, replica, parts)
+                },
+                |(dir, mut replica, parts)| {
+                    apply_chunks(&mut replica, &parts, &ops, bulk);
                     (dir, replica)
                 },
                 BatchSize::PerIteration,
@@ -170,7 +191,10 @@ fn open_and_rebuild(c: &mut Criterion) {
             for _ in 0..iters {
                 let (replica, took, _) = stores::open_timed(&path, &options).expect("open");
                 total += took;
-                assert_eq!(replica.op_count(), APPLY_OPS as u64);
+                assert_eq!(
+                    replica.op_count(),
+                    APPLY_OPS as u64 + stores::MEMBERSHIP_OPS
+                );
                 drop(replica);
                 std::thread::sleep(CLOSE_PAUSE);
             }
@@ -188,7 +212,12 @@ fn open_and_rebuild(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(4))
         .throughput(Throughput::Elements(APPLY_OPS as u64));
     group.bench_function("ops_10k", |b| {
-        b.iter(|| assert_eq!(replica.rebuild().expect("rebuild"), APPLY_OPS as u64))
+        b.iter(|| {
+            assert_eq!(
+                replica.rebuild().expect("rebuild"),
+                APPLY_OPS as u64 + stores::MEMBERSHIP_OPS
+            )
+        })
     });
     group.finish();
 }

@@ -100,6 +100,7 @@ fn session(c: &mut Criterion) {
     let mut a = open_copy("a");
     let mut b = open_copy("b");
     assert_ne!(a.id(), b.id());
+    stores::admit_copies(&template, &mut [&mut a, &mut b]).expect("admit the copies");
     sync_pair(&mut a, &mut b).expect("first sync");
     let mut rng = XorShift::new(5);
 

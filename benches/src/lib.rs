@@ -24,8 +24,8 @@ use std::sync::Arc;
 
 use cardlog_core::replay::{plan_contact, Batch};
 use cardlog_core::{
-    Contact, ContactId, Device, DeviceId, FakeClock, Field, HlcClock, Item, ItemBody, ItemId,
-    ItemKind, Op, OpId, Path, PostalAddress, Replay, SealedOp,
+    BookId, Contact, ContactId, Device, DeviceId, DeviceKey, FakeClock, Field, HlcClock, Item,
+    ItemBody, ItemId, ItemKind, Op, OpId, Path, PostalAddress, Replay, SealedOp, SignedTip,
 };
 
 pub mod compare;
@@ -86,9 +86,46 @@ pub fn shuffle<T>(items: &mut [T], seed: u64) {
     }
 }
 
-/// The replica id of generated device `index` (`[index + 1; 16]`).
+/// The key of generated device `index` (seed `[index % 255 + 1; 32]`).
+pub fn device_key(index: usize) -> DeviceKey {
+    DeviceKey::from_seed(&[u8::try_from(index % 255).unwrap_or(0) + 1; 32])
+}
+
+/// The device ids of the 255 generated keys, made once.
+static DEVICE_IDS: std::sync::LazyLock<Vec<DeviceId>> =
+    std::sync::LazyLock::new(|| (0..255).map(|i| device_key(i).device()).collect());
+
+/// The device id of generated device `index`: its key's.
 pub fn device_id(index: usize) -> DeviceId {
-    DeviceId([u8::try_from(index % 255).unwrap_or(0) + 1; 16])
+    DEVICE_IDS
+        .get(index % 255)
+        .copied()
+        .unwrap_or(DeviceId([0; 16]))
+}
+
+/// Per generated author among `ops`, its signature of its last op in `book`: what a sender
+/// holding those ops sends with them.
+pub fn sign_generated(book: BookId, ops: &[SealedOp]) -> Vec<SignedTip> {
+    let mut last: BTreeMap<DeviceId, &SealedOp> = BTreeMap::new();
+    for op in ops {
+        let o = op.op();
+        if last.get(&o.author).is_none_or(|l| l.op().seq < o.seq) {
+            last.insert(o.author, op);
+        }
+    }
+    last.into_iter()
+        .filter_map(|(author, op)| {
+            let index = DEVICE_IDS.iter().position(|d| *d == author)?;
+            let key = device_key(index);
+            Some(SignedTip {
+                author,
+                key: key.public(),
+                seq: op.op().seq,
+                op: op.id(),
+                signature: key.sign_tip(&book, &op.id()),
+            })
+        })
+        .collect()
 }
 
 /// The contact id of the `n`-th generated contact (the counter, big-endian).

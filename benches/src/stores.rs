@@ -17,7 +17,7 @@ use cardlog_core::FakeClock;
 use crate::{Error, FieldEdits, FieldEditsConfig};
 
 /// Bump when [`FieldEdits`] or the contents of the cached stores change.
-const GENERATOR_VERSION: u32 = 1;
+const GENERATOR_VERSION: u32 = 2;
 
 /// Contacts in every benchmark store: an address book of ordinary size, edited over and over
 /// to make the history long.
@@ -64,6 +64,13 @@ pub fn build(
     chunk: usize,
 ) -> Result<Replica, Error> {
     let mut replica = Replica::create_with(dir, options)?;
+    // The stream's author writes in the replica's book.
+    replica.add_member(
+        crate::device_id(config.author),
+        cardlog::MemberRole::Write,
+        "generated",
+    )?;
+    let book = replica.book();
     let mut edits = FieldEdits::new(config);
     let mut bulk = replica.bulk();
     loop {
@@ -71,7 +78,7 @@ pub fn build(
         if ops.is_empty() {
             break;
         }
-        let report = bulk.apply(&ops)?;
+        let report = bulk.apply(&ops, &crate::sign_generated(book, &ops))?;
         if report.stored != ops.len() {
             return Err(
                 format!("stored {} of {} ops: {report:?}", report.stored, ops.len()).into(),
@@ -124,8 +131,9 @@ pub fn cached_as(name: &str, config: &FieldEditsConfig) -> Result<(PathBuf, bool
     }
     std::fs::create_dir_all(&root)?;
     let replica = build(&dir, config, default_options(config), BUILD_CHUNK)?;
-    if replica.op_count() != config.ops as u64 {
-        return Err(format!("built {} ops, expected {}", replica.op_count(), config.ops).into());
+    let expected = config.ops as u64 + MEMBERSHIP_OPS;
+    if replica.op_count() != expected {
+        return Err(format!("built {} ops, expected {expected}", replica.op_count()).into());
     }
     drop(replica);
     // Opened once so that whatever sled does on its first reopen is not in a measurement.
@@ -162,6 +170,56 @@ pub fn open_timed(dir: &Path, options: &Options) -> Result<(Replica, Duration, u
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Ops a store [`build`] makes besides the stream's: the book's founding op and the op
+/// adding the stream's author.
+pub const MEMBERSHIP_OPS: u64 = 2;
+
+/// Admits copies of the store in `template` (each a new device: a copy takes a new key) to
+/// its book, with one op of the template's founder adding them all, applied to each copy.
+/// The bench acts as that founder by reading its key file: setup, never timed.
+pub fn admit_copies(template: &Path, copies: &mut [&mut Replica]) -> Result<(), Error> {
+    let seed: [u8; 32] = std::fs::read(template.join(cardlog_store::KEY_FILE))?
+        .try_into()
+        .map_err(|_| "the template's key file is not 32 bytes")?;
+    let key = cardlog_core::DeviceKey::from_seed(&seed);
+    let founder = key.device();
+    let Some(first) = copies.first() else {
+        return Ok(());
+    };
+    let book = first.book();
+    let tip = *first
+        .summary()
+        .get(&founder)
+        .ok_or("the template's founder wrote nothing")?;
+    let op = cardlog_core::Op {
+        author: founder,
+        seq: tip.seq + 1,
+        prev: Some(tip.op),
+        hlc: tip.hlc.successor(),
+        writes: Vec::new(),
+        members: copies
+            .iter()
+            .map(|c| cardlog_core::MemberChange::Add {
+                device: c.id(),
+                role: cardlog::MemberRole::Write,
+                name: "bench copy".into(),
+            })
+            .collect(),
+    }
+    .seal()?;
+    let signed = cardlog::SignedTip {
+        author: founder,
+        key: key.public(),
+        seq: op.op().seq,
+        op: op.id(),
+        signature: key.sign_tip(&book, &op.id()),
+    };
+    for copy in copies.iter_mut() {
+        copy.apply(std::slice::from_ref(&op), &[signed])?;
+    }
+    Ok(())
 }
 
 /// Copies the directory tree `from` to `to` (which must not exist). Returns the bytes copied.

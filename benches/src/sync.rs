@@ -186,11 +186,29 @@ impl SyncStore for Timed<'_> {
         self.timed("op_at", || SyncStore::op_at(&*self.replica, author, seq))
     }
 
-    fn apply(&mut self, ops: &[SealedOp]) -> Result<Applied, Self::Error> {
+    fn keeps_signatures(&self) -> bool {
+        true
+    }
+
+    fn tip_signature(
+        &self,
+        author: &DeviceId,
+        seq: u64,
+    ) -> Result<Option<cardlog::SignedTip>, Self::Error> {
+        self.timed("tip_signature", || {
+            SyncStore::tip_signature(&*self.replica, author, seq)
+        })
+    }
+
+    fn apply(
+        &mut self,
+        ops: &[SealedOp],
+        tips: &[cardlog::SignedTip],
+    ) -> Result<Applied, Self::Error> {
         if ops.is_empty() {
             // Nothing to store, so the replica would not flush either.
             let start = Instant::now();
-            let out = SyncStore::apply(&mut *self.replica, ops);
+            let out = SyncStore::apply(&mut *self.replica, ops, tips);
             self.times.get_mut().add("apply", start.elapsed());
             return out;
         }
@@ -198,7 +216,7 @@ impl SyncStore for Timed<'_> {
         // mode, which comes right after: the same store calls, with the flush timed apart.
         let start = Instant::now();
         let mut bulk = self.replica.bulk();
-        let out = SyncStore::apply(&mut *bulk, ops);
+        let out = SyncStore::apply(&mut *bulk, ops, tips);
         let staged = start.elapsed();
         let start = Instant::now();
         let flushed = bulk.finish();

@@ -473,7 +473,7 @@ pub use cardlog_sync::memory::MemoryReplica as MemReplica;
 pub fn mem_replica<'a>(id: DeviceId, ops: impl IntoIterator<Item = &'a SealedOp>) -> MemReplica {
     let mut replica = MemReplica::new(Device::new(id, Arc::new(FakeClock::new(T0_MS + 600_000))));
     let ops: Vec<SealedOp> = ops.into_iter().cloned().collect();
-    let _ = replica.apply(&ops);
+    let _ = replica.apply(&ops, &[]);
     replica
 }
 

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cardlog::sync_layer::wire::message::{self, Message};
-use cardlog::sync_layer::{decode_segments, encode_segments};
+use cardlog::sync_layer::{decode_segments, decode_signed_segments, encode_segments};
 use cardlog::{Field, Options, Replica, Role, Summary, Value, CACHE_BYTES_DEFAULT};
 use cardlog_benches::figures::{self, fig, fmt_value, get, median, ops_label, pass, Figures};
 use cardlog_benches::stores;
@@ -439,8 +439,13 @@ fn open_copy(template: &Path, to: &Path, ops: usize, clock: &FakeClock) -> Resul
     if replica.previous_id().is_none() {
         return Err(format!("{} did not notice it is a copy", to.display()).into());
     }
-    if replica.op_count() != ops as u64 {
-        return Err(format!("{} ops in the copy, expected {ops}", replica.op_count()).into());
+    let expected = ops as u64 + stores::MEMBERSHIP_OPS;
+    if replica.op_count() != expected {
+        return Err(format!(
+            "{} ops in the copy, expected {expected}",
+            replica.op_count()
+        )
+        .into());
     }
     Ok(replica)
 }
@@ -477,6 +482,7 @@ fn wire(template: &Path, config: &FieldEditsConfig) -> Result<(), Error> {
     if a.id() == b.id() {
         return Err("the two copies write as the same device".into());
     }
+    stores::admit_copies(template, &mut [&mut a, &mut b])?;
     let first = sync_pair(&mut a, &mut b)?;
     eprintln!("    in sync already: {}", first.sequence());
     fig("in_sync_wire_bytes", first.wire_bytes() as f64);
@@ -646,8 +652,9 @@ fn time(
         let config = stores::config(ops);
         let clock = clock_for(&config);
         let started = Instant::now();
-        let a = open_copy(dir, &scratch.path().join(format!("{label}-a")), ops, &clock)?;
-        let b = open_copy(dir, &scratch.path().join(format!("{label}-b")), ops, &clock)?;
+        let mut a = open_copy(dir, &scratch.path().join(format!("{label}-a")), ops, &clock)?;
+        let mut b = open_copy(dir, &scratch.path().join(format!("{label}-b")), ops, &clock)?;
+        stores::admit_copies(dir, &mut [&mut a, &mut b])?;
         eprintln!(
             "    copied and opened the {ops}-op pair in {:.1} s",
             started.elapsed().as_secs_f64()
@@ -813,19 +820,25 @@ fn bootstrap(template: &Path, config: &FieldEditsConfig, part: &str) -> Result<(
     let scratch = stores::scratch()?;
     let clock = clock_for(config);
     let mut source = open_copy(template, &scratch.path().join("source"), config.ops, &clock)?;
-    let n = config.ops as f64;
+    // Every op the source holds travels: the stream's and the two membership ops.
+    let total = usize::try_from(source.op_count())?;
+    let n = total as f64;
     let start = Instant::now();
     let bundle = source.export_bundle(None)?;
     fig("export_s", start.elapsed().as_secs_f64());
     fig("bundle_bytes", bundle.len() as f64);
     fig("bundle_bytes_per_op", bundle.len() as f64 / n);
-    let mut target = Replica::create_with(&scratch.path().join("target"), options(&clock))?;
+    let mut target = Replica::join_with(
+        &scratch.path().join("target"),
+        source.book(),
+        options(&clock),
+    )?;
     match part {
         "import" => {
             let start = Instant::now();
             let imported = target.import_bundle(&bundle)?;
             let import_s = start.elapsed().as_secs_f64();
-            if imported.received.applied.stored != config.ops {
+            if imported.received.applied.stored != total {
                 return Err(format!("imported {:?}", imported.received).into());
             }
             fig("import_s", import_s);
@@ -842,10 +855,11 @@ fn bootstrap(template: &Path, config: &FieldEditsConfig, part: &str) -> Result<(
             };
             let frame_s = start.elapsed().as_secs_f64();
             let start = Instant::now();
-            let ops = decode_segments(&segments, &StoreOps(&target))?;
+            let decoded = decode_signed_segments(&segments, &StoreOps(&target))?;
             let decode_s = frame_s + start.elapsed().as_secs_f64();
-            if ops.len() != config.ops {
-                return Err(format!("decoded {} ops, expected {}", ops.len(), config.ops).into());
+            let ops = decoded.ops;
+            if ops.len() != total {
+                return Err(format!("decoded {} ops, expected {total}", ops.len()).into());
             }
             fig("frame_s", frame_s);
             fig("decode_s", decode_s);
@@ -858,9 +872,10 @@ fn bootstrap(template: &Path, config: &FieldEditsConfig, part: &str) -> Result<(
             fig("seal_s", start.elapsed().as_secs_f64());
             fig("decode_vm_hwm_mb", figures::peak_rss_mb());
             let start = Instant::now();
-            let applied = target.apply(&ops)?;
+            // Admission (membership, one signature) and the store's apply.
+            let applied = target.apply(&ops, &decoded.tips)?;
             let apply_s = start.elapsed().as_secs_f64();
-            if applied.stored != config.ops {
+            if applied.stored != total {
                 return Err(format!("applied {} ops, expected {}", applied.stored, n).into());
             }
             fig("apply_s", apply_s);
@@ -869,7 +884,7 @@ fn bootstrap(template: &Path, config: &FieldEditsConfig, part: &str) -> Result<(
         "session" => {
             // The empty replica opens the session, the full one answers.
             let s = sync_pair(&mut target, &mut source)?;
-            if s.initiator.stored != config.ops || !s.initiator.converged {
+            if s.initiator.stored != total || !s.initiator.converged {
                 return Err(format!("the session bootstrap stored {:?}", s.initiator).into());
             }
             fig("session_s", s.elapsed.as_secs_f64());

@@ -135,7 +135,8 @@ pub fn run(options: &Options, scratch: &Path, bulk: bool) -> Result<(), Error> {
 
     let w = save_phases(options, |s| save_chunk(&mut a, s, bulk))?;
     let ops = a.op_count();
-    if ops != (config.contacts + config.edits) as u64 {
+    // The saves and the op founding the replica's address book.
+    if ops != (config.contacts + config.edits) as u64 + 1 {
         return Err(format!("the replica holds {ops} ops").into());
     }
 
@@ -163,8 +164,11 @@ pub fn run(options: &Options, scratch: &Path, bulk: bool) -> Result<(), Error> {
     }
     fig_peak(FIG_PEAK_MB_BEFORE_SYNC);
 
-    // Full sync: a new, empty device starts a session with the replica.
-    let mut b = Replica::create(&scratch.join("b"))?;
+    // Full sync: a new, empty device of the book, added by the first (one more op), starts a
+    // session with it.
+    let mut b = Replica::join(&scratch.join("b"), a.book())?;
+    a.add_member(b.id(), cardlog::MemberRole::Write, "b")?;
+    let ops = a.op_count();
     let full = sync_pair(&mut b, &mut a)?;
     if !full.initiator.converged || full.exchanged_ops() as u64 != ops {
         return Err(format!("full sync: {:?}", full.initiator).into());

@@ -56,8 +56,21 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a new, empty replica (a fresh device id) in the store directory
-    Init,
+    /// Create a new replica (a new device key) in the store directory: founding a new address
+    /// book, this device its first admin, or with --join, a device of an existing book
+    Init(InitArgs),
+    /// Print this device's id: what an admin needs to add it (`cardlog members add ID`)
+    Device,
+    /// Print the id of the address book this replica belongs to
+    Book,
+    /// List the members of the address book, or add or remove one
+    ///
+    /// Example: cardlog members add 3f9a… --name "Ada's iPad" --role write
+    Members {
+        /// add or remove; nothing lists the members
+        #[command(subcommand)]
+        change: Option<MembersCommand>,
+    },
     /// Add a contact; prints only its new id
     ///
     /// Give at least one value. Items take an optional label before the first '=':
@@ -215,6 +228,39 @@ pub enum Command {
     ///           cardlog vcard export --version 3 c902 d41f
     #[command(subcommand, verbatim_doc_comment)]
     Vcard(VcardCommand),
+}
+
+/// `cardlog init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Join this existing address book (its id, from `cardlog book` on one of its devices)
+    /// instead of founding a new one; an admin then adds this device
+    #[arg(long, value_name = "BOOK")]
+    pub join: Option<String>,
+    /// This device's name in the book ("Ada's iPhone"); used when founding one
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// `cardlog members`.
+#[derive(Debug, Subcommand)]
+pub enum MembersCommand {
+    /// Admit a device (its full id, from `cardlog device` on it), or widen its role
+    Add {
+        /// The device's id
+        device: String,
+        /// Its human name
+        #[arg(long)]
+        name: String,
+        /// read, write, admin or relay
+        #[arg(long, default_value = "write")]
+        role: String,
+    },
+    /// Remove a device (a lost phone): its later ops are refused everywhere, for good
+    Remove {
+        /// The device's id (or a unique prefix of a member's)
+        device: String,
+    },
 }
 
 /// `cardlog vcard`.

@@ -34,7 +34,7 @@ pub struct Ctx {
 pub(crate) type Res = Result<(), CliError>;
 
 impl Ctx {
-    fn options(&self) -> Options {
+    pub(crate) fn options(&self) -> Options {
         Options {
             wall: self.wall.clone(),
             ..Options::default()
@@ -202,16 +202,6 @@ fn new_item(kind: ItemKind, spec: &str) -> Result<Item, CliError> {
 }
 
 // ---- init, add, set, rm, restore ---------------------------------------------------------
-
-/// `cardlog init`.
-pub fn init(ctx: &Ctx) -> Res {
-    let r = Replica::create_with(&ctx.dir, ctx.options())?;
-    if ctx.json {
-        return ctx.print_json(&json!({"replica": r.id().to_string(), "store": ctx.dir}));
-    }
-    outln!("created replica {} in {}", r.id(), ctx.dir.display())?;
-    Ok(())
-}
 
 /// `cardlog add`.
 pub fn add(ctx: &Ctx, a: &AddArgs) -> Res {
@@ -806,6 +796,16 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Res {
                 obj.insert("order".into(), json!(order));
             }
             out.push(j);
+        } else if o.is_membership() {
+            let changes: Vec<String> = o.members.iter().map(render::member_text).collect();
+            outln!(
+                "{order:>6}  {}  {}#{:<4}  op {}  {}",
+                render::time(o.hlc),
+                render::short(&o.author),
+                o.seq,
+                render::short(&op.id()),
+                changes.join("; ")
+            )?;
         } else {
             let contacts: std::collections::BTreeSet<_> =
                 o.writes.iter().map(|w| render::short(&w.contact)).collect();
@@ -939,9 +939,25 @@ pub fn status(ctx: &Ctx) -> Res {
         .collect::<Result<Vec<_>, CliError>>()?;
     let forks = r.forks()?;
     let calibration = r.last_calibration()?;
+    // This device's standing in its book: its role, or none until an admin's op admits it.
+    let me = r
+        .members()
+        .into_iter()
+        .find(|(d, _)| *d == r.id())
+        .map(|(_, m)| m);
+    let role = me.as_ref().map(|m| {
+        if m.removed.is_some() {
+            "removed"
+        } else {
+            m.role.name()
+        }
+    });
     if ctx.json {
         return ctx.print_json(&json!({
             "replica": r.id().to_string(),
+            "device": r.id().to_string(),
+            "book": r.book().to_string(),
+            "role": role,
             "previous_replica": r.previous_id().map(|p| p.to_string()),
             "former_replicas": former.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "store": ctx.dir,
@@ -978,6 +994,11 @@ pub fn status(ctx: &Ctx) -> Res {
     for p in &former {
         outln!("           (this store was copied or restored; it wrote as {p} before)")?;
     }
+    outln!("book       {}", r.book())?;
+    outln!(
+        "role       {}",
+        role.unwrap_or("none yet (an admin adds this device with `cardlog members add`)")
+    )?;
     outln!("store      {}", ctx.dir.display())?;
     outln!("ops        {}", r.op_count())?;
     outln!("authors    {}", r.summary().len())?;

@@ -24,7 +24,8 @@ fn carry(from: &Replica, to: &mut Replica, names: (&str, &str)) -> Result<(), Cl
     let summary: Summary = to.summary().clone();
     let ops = from.ops_since(&summary)?;
     let bytes: usize = ops.iter().map(|o| o.bytes().len()).sum();
-    let report = to.apply(&ops)?;
+    let tips = from.signatures_for(&ops)?;
+    let report = to.apply(&ops, &tips)?;
     outln!(
         "   {} -> {}: {} op(s), {bytes} bytes, {} stored",
         names.0,
@@ -43,11 +44,19 @@ pub fn run() -> Result<(), CliError> {
         wall: clock.clone(),
         ..Options::default()
     };
-    let mut phone = Replica::create_with(&tmp.path().join("phone"), options())?;
-    let mut tablet = Replica::create_with(&tmp.path().join("tablet"), options())?;
-    step("Two devices, each with its own durable replica")?;
-    outln!("   phone   {}", phone.id())?;
+    let mut phone = Replica::create_with(
+        &tmp.path().join("phone"),
+        Options {
+            name: Some("Ada's phone".into()),
+            ..options()
+        },
+    )?;
+    let mut tablet = Replica::join_with(&tmp.path().join("tablet"), phone.book(), options())?;
+    step("Two devices, each with its own durable replica of one address book")?;
+    outln!("   phone   {} (founded book {})", phone.id(), phone.book())?;
     outln!("   tablet  {}", tablet.id())?;
+    phone.add_member(tablet.id(), cardlog::MemberRole::Write, "Ada's tablet")?;
+    outln!("   the phone adds the tablet as a member; only members' signed ops are accepted")?;
 
     step("09:00  The phone adds Ada; the devices sync")?;
     let mut ada = Contact::random().map_err(|e| CliError::Failed(e.to_string()))?;

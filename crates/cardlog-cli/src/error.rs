@@ -92,7 +92,7 @@ impl From<Error> for CliError {
         let text = e.to_string();
         match e {
             Error::Edit(EditError::NotFound(_)) => CliError::NotFound(text),
-            Error::Edit(_) => CliError::Invalid(text),
+            Error::Edit(_) | Error::Refused(_) | Error::Member(_) => CliError::Invalid(text),
             Error::Replay(_)
             | Error::Store(StoreError::Damaged { .. })
             | Error::Store(StoreError::Engine(KvError::Damaged(_))) => CliError::Corrupt(text),

@@ -5,6 +5,7 @@ mod args;
 mod commands;
 mod demo;
 mod error;
+mod members;
 mod out;
 mod render;
 mod sync;
@@ -107,7 +108,10 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         wall: wall()?,
     };
     match &cli.command {
-        Command::Init => commands::init(&ctx),
+        Command::Init(a) => members::init(&ctx, a),
+        Command::Device => members::device(&ctx),
+        Command::Book => members::book(&ctx),
+        Command::Members { change } => members::members(&ctx, change.as_ref()),
         Command::Add(a) => commands::add(&ctx, a),
         Command::Set { id, changes } => commands::set(&ctx, id, changes),
         Command::Rm { id } => commands::rm(&ctx, id),

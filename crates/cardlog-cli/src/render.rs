@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
 use cardlog::{
-    ContactView, FieldConflict, Fork, HistoryEntry, Hlc, ItemBody, ItemKind, Path, PostalAddress,
-    SealedOp, Value,
+    ContactView, FieldConflict, Fork, HistoryEntry, Hlc, ItemBody, ItemKind, MemberChange, Path,
+    PostalAddress, SealedOp, Value,
 };
 use serde_json::{json, Map, Value as Json};
 
@@ -208,7 +208,42 @@ pub fn op_json(op: &SealedOp) -> Json {
             "value": value_json(w.value.as_ref()),
             "replaces": w.replaces.iter().map(ToString::to_string).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+        "members": o.members.iter().map(member_json).collect::<Vec<_>>(),
     })
+}
+
+/// One member change as JSON: `{change, …}` with `change` one of found, add, remove, adopt.
+pub fn member_json(c: &MemberChange) -> Json {
+    match c {
+        MemberChange::Found { key, name, .. } => {
+            json!({"change": "found", "key": key.to_string(), "name": name})
+        }
+        MemberChange::Add { device, role, name } => {
+            json!({"change": "add", "device": device.to_string(), "role": role.name(), "name": name})
+        }
+        MemberChange::Remove { device, after } => {
+            json!({"change": "remove", "device": device.to_string(), "after": after})
+        }
+        MemberChange::Adopt { author, seq, tip } => {
+            json!({"change": "adopt", "author": author.to_string(), "seq": seq, "tip": tip.to_string()})
+        }
+    }
+}
+
+/// One member change in words.
+pub fn member_text(c: &MemberChange) -> String {
+    match c {
+        MemberChange::Found { name, .. } => format!("founds the address book ({name})"),
+        MemberChange::Add { device, role, name } => {
+            format!("adds {} as {role} ({name})", short(device))
+        }
+        MemberChange::Remove { device, after } => {
+            format!("removes {} after its op {after}", short(device))
+        }
+        MemberChange::Adopt { author, seq, .. } => {
+            format!("adopts {}'s format-1 ops up to seq {seq}", short(author))
+        }
+    }
 }
 
 /// A fork as JSON: `{author, seq, ours, theirs}`, `ours` being the op held here.

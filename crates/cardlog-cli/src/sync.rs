@@ -192,6 +192,7 @@ pub fn import(ctx: &Ctx, file: &FsPath) -> Res {
             "duplicates": applied.duplicates,
             "missing": applied.missing,
             "forks": received.forks.iter().map(render::fork_json).collect::<Vec<_>>(),
+            "refused": applied.refused.iter().map(ToString::to_string).collect::<Vec<_>>(),
         }));
     }
     outln!(
@@ -205,6 +206,9 @@ pub fn import(ctx: &Ctx, file: &FsPath) -> Res {
         applied.duplicates,
         applied.missing
     )?;
+    for why in &applied.refused {
+        outln!("REFUSED    {why}")?;
+    }
     if applied.missing > 0 {
         outln!(
             "note       {} op(s) were not stored: they build on ops this store lacks; import a \
@@ -238,6 +242,7 @@ fn report_json(report: &SyncReport) -> serde_json::Value {
         "bytes_received": report.bytes_received,
         "summary_bytes": report.summary_bytes,
         "forks": report.forks.iter().map(render::fork_json).collect::<Vec<_>>(),
+        "refused": report.refused.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "converged": report.converged,
     })
 }
@@ -313,6 +318,9 @@ pub fn sync(ctx: &Ctx, addr: &str, timeout_secs: u64) -> Res {
         report.bytes_received
     )?;
     outln!("summaries  {} bytes both ways", report.summary_bytes)?;
+    for why in &report.refused {
+        outln!("REFUSED    {why}")?;
+    }
     if let Some((offset_ms, rtt_ms, beyond)) = calibration {
         outln!(
             "clock      calibrated to the peer's: offset {offset_ms:+} ms, round trip {rtt_ms} ms"

@@ -126,8 +126,15 @@ impl Store {
         status["replica"].as_str().unwrap().to_owned()
     }
 
+    /// The log's saves, as `log --json` gives them: the membership ops (the founding op
+    /// `init` writes) left out, since these tests are about saves (`init_founds_a_book…`
+    /// checks the founding op).
     fn log(&self) -> Vec<Value> {
-        array(&self.run(&["log", "--json"]).ok().json()).to_vec()
+        array(&self.run(&["log", "--json"]).ok().json())
+            .iter()
+            .filter(|o| array(&o["members"]).is_empty())
+            .cloned()
+            .collect()
     }
 }
 
@@ -187,8 +194,7 @@ fn copy_dir(from: &Path, to: &Path) {
 fn carry(from: &Path, to: &Path) -> usize {
     let from = Replica::open(from).unwrap();
     let mut to = Replica::open(to).unwrap();
-    let ops = from.ops_since(to.summary()).unwrap();
-    to.apply(&ops).unwrap().stored
+    to.pull_from(&from).unwrap().stored
 }
 
 // ---- init, add -------------------------------------------------------------------------------
@@ -205,7 +211,7 @@ fn init_creates_a_store_once() {
         .unwrap_or_else(|| panic!("init printed {line:?}"));
     assert!(is_hex(replica, 32));
     assert!(
-        line.ends_with(&format!(" in {}", s.dir.display())),
+        line.contains(&format!(" in {}, founding address book ", s.dir.display())),
         "{line}"
     );
     assert_eq!(s.replica(), replica);
@@ -857,7 +863,9 @@ fn log_lists_ops_and_filters_them() {
     let replica = s.replica();
     let human = s.run(&["log"]).ok();
     let lines = human.lines();
-    assert_eq!(lines.len(), 4);
+    // The book's founding op, then the four saves.
+    assert_eq!(lines.len(), 5);
+    assert!(lines[0].contains("founds the address book"), "{}", lines[0]);
     for (n, line) in lines.iter().enumerate() {
         assert!(line.trim_start().starts_with(&format!("{n}  ")), "{line}");
         assert!(
@@ -865,6 +873,7 @@ fn log_lists_ops_and_filters_them() {
             "{line}"
         );
     }
+    let lines = &lines[1..];
     assert!(lines[2].contains("3 write(s)"), "{}", lines[2]);
     assert!(lines[2].contains("org") && lines[2].contains("tag/x"));
     assert!(lines[3].contains("2026-11-22T11:00:00.000Z"));
@@ -872,17 +881,17 @@ fn log_lists_ops_and_filters_them() {
     let log = s.log();
     assert_eq!(log.len(), 4);
     for (n, op) in log.iter().enumerate() {
-        assert_eq!(op["order"], json!(n));
-        assert_eq!(op["seq"], json!(n + 1));
+        // After the founding op (order 0, seq 1).
+        assert_eq!(op["order"], json!(n + 1));
+        assert_eq!(op["seq"], json!(n + 2));
         assert_eq!(op["author"], json!(replica));
         assert!(is_hex(text(&op["id"]), 64));
         assert!(op["bytes"].as_u64().unwrap() > 0);
-        let prev = if n == 0 {
-            json!(null)
+        if n == 0 {
+            assert!(is_hex(text(&op["prev"]), 64));
         } else {
-            log[n - 1]["id"].clone()
-        };
-        assert_eq!(op["prev"], prev);
+            assert_eq!(op["prev"], log[n - 1]["id"]);
+        }
     }
     let writes = array(&log[3]["writes"]);
     assert_eq!(
@@ -891,16 +900,17 @@ fn log_lists_ops_and_filters_them() {
                      "replaces": [log[1]["id"]]})]
     );
 
-    assert_eq!(seqs(&s, &["--contact", &bob[..8]]), [2, 4]);
-    assert_eq!(seqs(&s, &["--contact", &ada, "--from", "2"]), [3]);
-    assert_eq!(seqs(&s, &["--from", "2", "--to", "3"]), [2, 3]);
-    assert_eq!(seqs(&s, &["--author", &replica[..6], "--from", "4"]), [4]);
-    assert_eq!(seqs(&s, &["--author", &replica]), [1, 2, 3, 4]);
-    assert!(seqs(&s, &["--from", "5"]).is_empty());
+    // Seqs count the founding op (seq 1): the saves are 2 to 5.
+    assert_eq!(seqs(&s, &["--contact", &bob[..8]]), [3, 5]);
+    assert_eq!(seqs(&s, &["--contact", &ada, "--from", "3"]), [4]);
+    assert_eq!(seqs(&s, &["--from", "3", "--to", "4"]), [3, 4]);
+    assert_eq!(seqs(&s, &["--author", &replica[..6], "--from", "5"]), [5]);
+    assert_eq!(seqs(&s, &["--author", &replica]), [1, 2, 3, 4, 5]);
+    assert!(seqs(&s, &["--from", "6"]).is_empty());
     let filtered = s.run(&["log", "--contact", &bob]).ok();
     assert_eq!(filtered.lines().len(), 2);
     assert!(
-        filtered.lines()[1].trim_start().starts_with("3  "),
+        filtered.lines()[1].trim_start().starts_with("4  "),
         "order kept"
     );
 
@@ -923,7 +933,7 @@ fn op_decodes_one_op_by_prefix() {
     let lines = human.lines();
     assert_eq!(lines[0], format!("op      {id}"));
     assert_eq!(lines[1], "id      ok (hash of the bytes)");
-    assert!(lines.contains(&"seq     3"));
+    assert!(lines.contains(&"seq     4"), "the founding op is seq 1");
     assert!(lines.contains(&format!("prev    {}", text(&log[1]["id"])).as_str()));
     assert!(lines
         .iter()
@@ -974,18 +984,19 @@ fn heads_status_and_stats_describe_the_store() {
         line.starts_with(&replica) && line.ends_with("(this replica)"),
         "{line}"
     );
-    assert!(line.contains(last) && line.contains("seq 4"));
+    // Seq 1 is the book's founding op; the four saves are 2 to 5.
+    assert!(line.contains(last) && line.contains("seq 5"));
     let j = s.run(&["heads", "--json"]).ok().json();
     assert_eq!(
         j,
-        json!([{"author": replica, "seq": 4, "op": last, "time": "2026-11-22T11:00:00.000Z"}])
+        json!([{"author": replica, "seq": 5, "op": last, "time": "2026-11-22T11:00:00.000Z"}])
     );
 
     let j = s.at(ELEVEN, &["status", "--json"]).ok().json();
     assert_eq!(j["replica"], json!(replica));
     assert_eq!(j["previous_replica"], json!(null));
     assert_eq!(j["store"], json!(s.dir.to_str().unwrap()));
-    assert_eq!(j["ops"], json!(4));
+    assert_eq!(j["ops"], json!(5), "the founding op and four saves");
     assert_eq!(j["authors"], json!(1));
     assert_eq!(j["contacts"], json!(1));
     assert_eq!(j["deleted"], json!(1));
@@ -1001,7 +1012,7 @@ fn heads_status_and_stats_describe_the_store() {
     let human = s.at(ELEVEN, &["status"]).ok();
     for expected in [
         format!("replica    {replica}"),
-        "ops        4".to_owned(),
+        "ops        5".to_owned(),
         "contacts   1 (1 deleted)".to_owned(),
         "conflicts  0".to_owned(),
     ] {
@@ -1013,12 +1024,14 @@ fn heads_status_and_stats_describe_the_store() {
     }
 
     let j = s.run(&["stats", "--json"]).ok().json();
-    let bytes: u64 = log.iter().map(|o| o["bytes"].as_u64().unwrap()).sum();
-    assert_eq!(j["ops"], json!(4));
+    // Every op, the founding one included.
+    let every = array(&s.run(&["log", "--json"]).ok().json()).clone();
+    let bytes: u64 = every.iter().map(|o| o["bytes"].as_u64().unwrap()).sum();
+    assert_eq!(j["ops"], json!(5));
     assert_eq!(j["op_bytes"], json!(bytes));
     assert!(j["store_bytes"].as_u64().unwrap() > bytes);
     assert_eq!(j["authors"][0]["author"], json!(replica));
-    assert_eq!(j["authors"][0]["ops"], json!(4));
+    assert_eq!(j["authors"][0]["ops"], json!(5));
     assert_eq!(j["authors"][0]["bytes"], json!(bytes));
     let writes: usize = log.iter().map(|o| array(&o["writes"]).len()).sum();
     assert_eq!(j["authors"][0]["writes"], json!(writes));
@@ -1027,7 +1040,7 @@ fn heads_status_and_stats_describe_the_store() {
     assert!(human.lines()[1].starts_with(&replica));
     assert!(human
         .stdout
-        .contains(&format!("total ops 4, op bytes {bytes}, store on disk ")));
+        .contains(&format!("total ops 5, op bytes {bytes}, store on disk ")));
 }
 
 // ---- conflicts and resolve ---------------------------------------------------------------------
@@ -1053,6 +1066,12 @@ fn conflicts_between_two_devices_are_shown_and_resolved() {
     );
     let b_id = b.replica();
     assert_ne!(b_id, a_id);
+    // A new device of the book: it writes once the original adds it.
+    b.at(TEN, &["set", &id, "note=too early"])
+        .fails(2)
+        .says(&["not a member"]);
+    a.run(&["members", "add", &b_id, "--name", "the copy"]).ok();
+    assert_eq!(carry(&a.dir, &b.dir), 1);
     let c = Store::new();
     copy_dir(&a.dir, &c.dir);
     let status = c.run(&["status", "--json"]).ok().json();
@@ -1142,7 +1161,8 @@ fn conflicts_between_two_devices_are_shown_and_resolved() {
         .collect();
     assert_eq!(heads, BTreeSet::from([a_id.clone(), b_id.clone()]));
     assert_eq!(seqs(&a, &["--author", &b_id[..8]]), [1]);
-    assert_eq!(seqs(&a, &["--author", &a_id[..8]]), [1, 2]);
+    // a: the founding op, its save, the op adding b, its edit.
+    assert_eq!(seqs(&a, &["--author", &a_id[..8]]), [1, 2, 3, 4]);
     let history = a.run(&["history", &id, "note", "--json"]).ok().json();
     let heads = array(&history["paths"][0]["versions"])
         .iter()
@@ -1218,13 +1238,13 @@ fn verify_finds_damage_and_rebuild_repairs_it() {
     let run = s.run(&["verify"]).ok();
     assert!(
         run.stdout
-            .starts_with("ok: 4 ops from 1 device(s) re-hashed"),
+            .starts_with("ok: 5 ops from 1 device(s) re-hashed"),
         "{}",
         run.stdout
     );
     let j = s.run(&["verify", "--json"]).ok().json();
     assert_eq!(j["ok"], json!(true));
-    assert_eq!(j["ops"], json!(4));
+    assert_eq!(j["ops"], json!(5));
     assert_eq!(j["authors"], json!(1));
     assert_eq!(j["problems"], json!([]));
     assert!(j["registers"].as_u64().unwrap() > 0);
@@ -1241,9 +1261,9 @@ fn verify_finds_damage_and_rebuild_repairs_it() {
     assert!(!array(&j["problems"]).is_empty());
 
     let run = s.run(&["rebuild"]).ok();
-    assert_eq!(run.stdout, "rebuilt the state from 4 ops\n");
+    assert_eq!(run.stdout, "rebuilt the state from 5 ops\n");
     s.run(&["verify"]).ok();
-    assert_eq!(s.run(&["rebuild", "--json"]).ok().json(), json!({"ops": 4}));
+    assert_eq!(s.run(&["rebuild", "--json"]).ok().json(), json!({"ops": 5}));
     assert_eq!(s.show(&ada)["org"], json!("Engines"));
 }
 
@@ -1312,7 +1332,9 @@ fn a_directory_that_is_not_a_store_is_left_alone() {
 #[test]
 fn cardlog_now_sets_the_clock_and_a_bad_one_is_refused() {
     // Saves are stamped with CARDLOG_NOW; a value that is not RFC 3339 is exit 2, naming it.
-    let s = Store::init();
+    let s = Store::new();
+    // init writes the book's founding op: at the same time, so the first save is not after it.
+    s.at("2001-02-03T04:05:06Z", &["init"]).ok();
     let id = s
         .at("2001-02-03T04:05:06Z", &["add", "--given", "Ada"])
         .ok();

@@ -20,7 +20,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cardlog::{Contact, ContactId, DeviceId, Field, Options, Replica};
+use cardlog::{Contact, ContactId, Field, Options, Replica};
 use cardlog_core::{Device, FakeClock};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -60,6 +60,22 @@ impl Store {
         let dir = tmp.path().join("store");
         let s = Store { tmp, dir };
         s.run(&["init"]).ok();
+        s
+    }
+
+    /// A store of this store's address book, as a person pairs a device: `init --join BOOK`
+    /// there, `members add DEVICE` here, and the new store takes what this one holds.
+    fn member(&self) -> Store {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        let s = Store { tmp, dir };
+        let book = self.run(&["book"]).ok().stdout.trim().to_owned();
+        s.run(&["init", "--join", &book]).ok();
+        let device = s.run(&["device"]).ok().stdout.trim().to_owned();
+        self.run(&["members", "add", &device, "--name", "test device"])
+            .ok();
+        let admin = Replica::open(&self.dir).unwrap();
+        Replica::open(&s.dir).unwrap().pull_from(&admin).unwrap();
         s
     }
 
@@ -281,7 +297,8 @@ fn bundles_carry_the_seed_scenario_both_ways_and_import_twice_stores_nothing() {
     // A full export carries the new contact; both edit different fields while apart; heads
     // files and `export --since` carry only the missing op each way; both stores end with the
     // same contact and heads, and importing any bundle again stores nothing.
-    let (a, b) = (Store::init(), Store::init());
+    let a = Store::init();
+    let b = a.member();
     let (ra, rb) = (a.replica(), b.replica());
     let ids = add_ada(&a);
 
@@ -292,11 +309,12 @@ fn bundles_carry_the_seed_scenario_both_ways_and_import_twice_stores_nothing() {
         .json();
     assert_eq!(
         j,
-        json!({"out": path_str(&all), "replica": ra, "since": null, "ops": 1, "authors": 1,
+        json!({"out": path_str(&all), "replica": ra, "since": null, "ops": 3, "authors": 1,
                "bytes": file_len(&all)})
     );
+    // The founding op and the op adding b (b holds both already) and Ada's.
     let run = b.run(&["import", path_str(&all)]).ok();
-    run.has_line(&["imported", &ra, "1 op(s), 1 stored, 0 duplicate(s)"]);
+    run.has_line(&["imported", &ra, "3 op(s), 1 stored, 2 duplicate(s)"]);
     assert_eq!(b.show(&ids.0), a.show(&ids.0));
 
     edit_apart(&a, &b, &ids);
@@ -341,7 +359,8 @@ fn bundles_carry_the_seed_scenario_both_ways_and_import_twice_stores_nothing() {
     assert_eq!(
         j,
         json!({"file": path_str(&to_b), "from": ra, "created": "2026-11-22T12:00:00.000Z",
-               "ops": 1, "stored": 1, "duplicates": 0, "missing": 0, "forks": []})
+               "ops": 1, "stored": 1, "duplicates": 0, "missing": 0, "forks": [],
+               "refused": []})
     );
 
     let a_heads = a.file("a.heads");
@@ -369,7 +388,7 @@ fn bundles_carry_the_seed_scenario_both_ways_and_import_twice_stores_nothing() {
 
     // Every bundle again: nothing stored, the heads unchanged.
     let heads = a.heads();
-    for (s, bundle, ops) in [(&b, &to_b, 1), (&a, &to_a, 1), (&b, &all, 1), (&a, &all, 1)] {
+    for (s, bundle, ops) in [(&b, &to_b, 1), (&a, &to_a, 1), (&b, &all, 3), (&a, &all, 3)] {
         let j = s.run(&["import", path_str(bundle), "--json"]).ok().json();
         assert_eq!(
             (&j["stored"], &j["duplicates"]),
@@ -425,7 +444,8 @@ fn a_damaged_truncated_or_wrong_file_is_refused_and_the_store_is_unchanged() {
     // heads file, a missing file: each import exits non-zero with one line naming the fault,
     // and the store's heads and log are what they were. A bundle given as a heads file is
     // refused too, and a failed export leaves the file it would have replaced untouched.
-    let (a, b) = (Store::init(), Store::init());
+    let a = Store::init();
+    let b = a.member();
     let ids = add_ada(&a);
     let all = a.file("all.bundle");
     a.run(&["export", "--out", path_str(&all)]).ok();
@@ -517,7 +537,8 @@ fn serve_and_sync_carry_the_seed_scenario() {
     // The same scenario as two processes talking TCP: `serve --sessions 1` on one store,
     // `sync ADDR` on the other, once to share the new contact and once after the edits made
     // apart. Both print what happened, and the stores end identical.
-    let (a, b) = (Store::init(), Store::init());
+    let a = Store::init();
+    let b = a.member();
     let (ra, rb) = (a.replica(), b.replica());
     let ids = add_ada(&a);
 
@@ -586,7 +607,7 @@ fn serve_takes_several_peers_at_once_and_reports_each_session() {
     // `serve --json` prints one JSON line per session; the good sessions converge, the bad one
     // is reported with its error, and serve exits 1 after its 3 sessions saying one failed.
     let hub = Store::init();
-    let (p, q) = (Store::init(), Store::init());
+    let (p, q) = (hub.member(), hub.member());
     let (rp, rq) = (p.replica(), q.replica());
     let from_p = p.add(NINE, &["--given", "Pat"]);
     let from_q = q.add(NINE, &["--given", "Quinn"]);
@@ -665,7 +686,8 @@ fn serve_takes_several_peers_at_once_and_reports_each_session() {
     }
     server.finish().ok();
     let heads = hub.heads();
-    assert_eq!(array(&heads).len(), 2);
+    // The hub (the founder: the ops adding p and q), p and q.
+    assert_eq!(array(&heads).len(), 3);
     assert_eq!(p.heads(), heads);
     assert_eq!(q.heads(), heads);
     assert_eq!(p.show(&from_q), q.show(&from_q));
@@ -726,7 +748,8 @@ fn status_and_list_needs_sync_follow_what_each_peer_acknowledged() {
     // After a sync both sides list the other as a peer with nothing to sync and the time; an
     // edit on one side makes that contact need sync for the other (status counts it,
     // `list --needs-sync` lists it) until the next sync. The initiator shows its calibration.
-    let (a, b) = (Store::init(), Store::init());
+    let a = Store::init();
+    let b = a.member();
     let (ra, rb) = (a.replica(), b.replica());
     let ada = a.add(NINE, &["--given", "Ada", "--phone", "+44 20 7946 0000"]);
     let bob = a.add(NINE, &["--given", "Bob"]);
@@ -842,7 +865,8 @@ fn a_clock_far_off_is_calibrated_and_status_warns() {
     // The syncing device's clock says 09:00 while the served one says 11:00: sync calibrates
     // it by two hours, beyond the 5-minute bound, and both sync and status warn; its next
     // save is stamped with the corrected time.
-    let (a, b) = (Store::init(), Store::init());
+    let a = Store::init();
+    let b = a.member();
     let ra = a.replica();
     let server = a.serve(ELEVEN, &["--sessions", "1"]);
     let run = b.at(NINE, &["sync", &server.addr]).ok();
@@ -885,8 +909,19 @@ fn forks_are_reported_by_import_sync_and_status() {
     // one held by each store. Importing the other's bundle and syncing report the fork with
     // both op ids; status shows it first; the forked ops are never merged, everything else
     // still travels.
-    let (a, b) = (Store::init(), Store::init());
-    let author = DeviceId([0xf0; 16]);
+    let a = Store::init();
+    let b = a.member();
+    // A member's key that two devices hold (a restore that was not noticed).
+    let key = cardlog_core::DeviceKey::from_seed(&[0xf0; 32]);
+    let author = key.device();
+    {
+        let mut admin = Replica::open(&a.dir).unwrap();
+        admin
+            .add_member(author, cardlog::MemberRole::Write, "twin")
+            .unwrap();
+        Replica::open(&b.dir).unwrap().pull_from(&admin).unwrap();
+    }
+    let book = Replica::open(&a.dir).unwrap().book();
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let mut before = Device::new(author, clock.clone());
     let mut after = Device::new(author, clock.clone());
@@ -903,7 +938,14 @@ fn forks_are_reported_by_import_sync_and_status() {
             ..Options::default()
         };
         let mut r = Replica::open_with(&s.dir, options).unwrap();
-        assert_eq!(r.apply(std::slice::from_ref(op)).unwrap().stored, 1);
+        let tip = cardlog::SignedTip {
+            author,
+            key: key.public(),
+            seq: op.op().seq,
+            op: op.id(),
+            signature: key.sign_tip(&book, &op.id()),
+        };
+        assert_eq!(r.apply(std::slice::from_ref(op), &[tip]).unwrap().stored, 1);
     }
     let on_b = b.add(NINE, &["--given", "OnB"]);
     let (ours, theirs) = (ours.id().to_string(), theirs.id().to_string());
@@ -978,4 +1020,84 @@ fn help_describes_the_sync_commands() {
             assert!(out.contains(needle), "{sub} --help lacks {needle}:\n{out}");
         }
     }
+}
+
+// ---- the address book ------------------------------------------------------------------------
+
+#[test]
+fn a_stranger_cannot_write_to_a_served_book_and_a_member_can() {
+    // The forgery of issue 19: a fresh store syncing with a served replica used to pull every
+    // contact, delete one and push the delete back. A store of another book exchanges
+    // nothing; a store that joins the book can pull but not write until an admin adds it;
+    // once added, its saves travel.
+    let served = Store::init();
+    let ada = served.add(NINE, &["--given", "Ada"]);
+    let book = served.run(&["book"]).ok().stdout.trim().to_owned();
+    assert_eq!(book.len(), 32);
+    let members = served.run(&["members", "--json"]).ok().json();
+    assert_eq!(members["book"], json!(book));
+    assert_eq!(array(&members["members"]).len(), 1);
+    assert_eq!(members["members"][0]["role"], json!("admin"));
+
+    // Another book: its ops are refused, and it takes none of the served replica's.
+    let stranger = Store::init();
+    stranger.add(NINE, &["--given", "Mallory"]);
+    let server = served.serve(NINE, &["--sessions", "1"]);
+    let j = stranger.run(&["sync", &server.addr, "--json"]).ok().json();
+    server.finish().ok();
+    assert_eq!(j["stored"], json!(0), "{j}");
+    assert!(
+        text(&j["refused"][0]).contains("founds address book"),
+        "{j}"
+    );
+    stranger.run(&["show", &ada]).fails(3);
+    assert!(!served.run(&["list"]).ok().stdout.contains("Mallory"));
+
+    // A device that joins the book pulls, but cannot delete: it is not a member yet.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let joiner = Store { tmp, dir };
+    joiner.run(&["init", "--join", &book]).ok();
+    let server = served.serve(NINE, &["--sessions", "1"]);
+    joiner.run(&["sync", &server.addr]).ok();
+    server.finish().ok();
+    joiner.show(&ada);
+    joiner
+        .run(&["rm", &ada])
+        .fails(2)
+        .says(&["is not a member of this address book"]);
+
+    // Added by the admin, it writes, and its delete reaches the served replica.
+    let device = joiner.run(&["device"]).ok().stdout.trim().to_owned();
+    served
+        .run(&[
+            "members",
+            "add",
+            &device,
+            "--name",
+            "Ada's iPad",
+            "--role",
+            "write",
+        ])
+        .ok();
+    let listed = served.run(&["members"]).ok().stdout;
+    assert!(
+        listed.contains("Ada's iPad") && listed.contains("write"),
+        "{listed}"
+    );
+    let server = served.serve(NINE, &["--sessions", "1"]);
+    joiner.run(&["sync", &server.addr]).ok();
+    server.finish().ok();
+    joiner.run(&["rm", &ada]).ok();
+    let server = served.serve(NINE, &["--sessions", "1"]);
+    joiner.run(&["sync", &server.addr]).ok();
+    server.finish().ok();
+    assert_eq!(served.show(&ada)["deleted"], json!(true));
+
+    // Removed, its later saves are refused by the book.
+    served.run(&["members", "remove", &device[..8]]).ok();
+    served
+        .run(&["members", "add", &device, "--name", "again"])
+        .fails(2)
+        .says(&["cannot be added again"]);
 }

@@ -212,6 +212,31 @@ impl Refusal {
                 | Refusal::NotAdopted { .. }
         )
     }
+
+    /// Whether more of what the sender is still sending could lift this refusal: membership
+    /// ops ([`Refusal::awaits_membership`]) or a later signed op of the same chain (an unsigned
+    /// tail). A session holds such ops back until it ends rather than refusing them at once.
+    pub fn may_lift(&self) -> bool {
+        self.awaits_membership() || matches!(self, Refusal::Unsigned { .. })
+    }
+
+    /// The author whose ops are refused.
+    pub fn author(&self) -> DeviceId {
+        match self {
+            Refusal::NotFounded { author, .. }
+            | Refusal::OtherBook { author, .. }
+            | Refusal::NotMember { author }
+            | Refusal::Removed { author, .. }
+            | Refusal::CannotWrite { author, .. }
+            | Refusal::NotAdmin { author, .. }
+            | Refusal::NotAdopted { author, .. }
+            | Refusal::AdoptedTipMismatch { author, .. }
+            | Refusal::Unsigned { author, .. }
+            | Refusal::BadSignature { author, .. }
+            | Refusal::Forked { author, .. }
+            | Refusal::NoKey { author, .. } => *author,
+        }
+    }
 }
 
 /// The members of one address book, as its membership ops decide.

@@ -16,7 +16,7 @@ use cardlog_core::edit::{self, EditTarget};
 use cardlog_core::seeded::shuffle;
 use cardlog_core::{
     Contact, ContactId, ContactView, Device, DeviceError, DeviceId, EditError, FakeClock,
-    HistoryEntry, Item, ItemBody, ItemId, OpId, Path, SealedOp, Value,
+    HistoryEntry, Item, ItemBody, ItemId, OpId, Path, SealedOp, SignedTip, Value,
 };
 use cardlog_sync::memory::MemoryReplica;
 use cardlog_sync::session::Session;
@@ -406,7 +406,8 @@ fn save_edit<T: EditTarget + ?Sized>(
 trait ErasedStore {
     fn summary_(&self) -> Summary;
     fn ops_since_(&self, peer: &Summary) -> Result<Vec<SealedOp>, String>;
-    fn apply_(&mut self, ops: &[SealedOp]) -> Result<Applied, String>;
+    fn signatures_(&self, ops: &[SealedOp]) -> Result<Vec<SignedTip>, String>;
+    fn apply_(&mut self, ops: &[SealedOp], tips: &[SignedTip]) -> Result<Applied, String>;
     fn export_(&self, since: &Summary) -> Result<Vec<u8>, String>;
     fn import_(&mut self, bytes: &[u8]) -> Result<Applied, String>;
     fn summary_file_(&self) -> Vec<u8>;
@@ -436,8 +437,26 @@ impl<S: PeerBook> ErasedStore for S {
     fn ops_since_(&self, peer: &Summary) -> Result<Vec<SealedOp>, String> {
         self.ops_since(peer).map_err(|e| e.to_string())
     }
-    fn apply_(&mut self, ops: &[SealedOp]) -> Result<Applied, String> {
-        self.apply(ops).map_err(|e| e.to_string())
+    /// Per author among `ops`, the signature held of its last one (as a message carries).
+    fn signatures_(&self, ops: &[SealedOp]) -> Result<Vec<SignedTip>, String> {
+        let mut last: std::collections::BTreeMap<DeviceId, u64> = Default::default();
+        for op in ops {
+            let seq = last.entry(op.op().author).or_insert(op.op().seq);
+            *seq = (*seq).max(op.op().seq);
+        }
+        let mut tips = Vec::new();
+        for (author, seq) in last {
+            if let Some(tip) = self
+                .tip_signature(&author, seq)
+                .map_err(|e| e.to_string())?
+            {
+                tips.push(tip);
+            }
+        }
+        Ok(tips)
+    }
+    fn apply_(&mut self, ops: &[SealedOp], tips: &[SignedTip]) -> Result<Applied, String> {
+        self.apply(ops, tips).map_err(|e| e.to_string())
     }
     fn export_(&self, since: &Summary) -> Result<Vec<u8>, String> {
         bundle::export(self, Some(since)).map_err(|e| e.to_string())
@@ -524,14 +543,31 @@ impl Sim {
             }
             Storage::Memory => None,
         };
-        let mut nodes = Vec::new();
+        let mut nodes: Vec<Node> = Vec::new();
         for (i, skew) in schedule.skews_ms.iter().enumerate() {
             let clock = Arc::new(FakeClock::new(START_MS.saturating_add_signed(*skew)));
-            nodes.push(match &tmp {
+            let node = match &tmp {
                 Some(tmp) => {
                     let dir = tmp.path().join(format!("r{i}"));
-                    let replica = Replica::create_with(&dir, options(&clock))
-                        .map_err(|e| violation("setup", e.to_string()))?;
+                    let setup = |e: String| violation("setup", e);
+                    // Replica 0 founds the book; it adds every other one as a writer, and each
+                    // takes the founder's ops then (the others learn of one another by sync).
+                    let replica = match nodes.first_mut() {
+                        Some(Node::Disk {
+                            replica: Some(founder),
+                            ..
+                        }) => {
+                            let mut r = Replica::join_with(&dir, founder.book(), options(&clock))
+                                .map_err(|e| setup(e.to_string()))?;
+                            founder
+                                .add_member(r.id(), cardlog::MemberRole::Write, &format!("r{i}"))
+                                .map_err(|e| setup(e.to_string()))?;
+                            r.pull_from(founder).map_err(|e| setup(e.to_string()))?;
+                            r
+                        }
+                        _ => Replica::create_with(&dir, options(&clock))
+                            .map_err(|e| setup(e.to_string()))?,
+                    };
                     Node::Disk {
                         replica: Some(replica),
                         dir,
@@ -547,7 +583,8 @@ impl Sim {
                         clock,
                     }
                 }
-            });
+            };
+            nodes.push(node);
         }
         Ok(Self {
             _tmp: tmp,
@@ -752,15 +789,19 @@ impl Sim {
                 let ops = a.with_store(|s| s.ops_since_(&since))?.map_err(fail)?;
                 let keep = ops.len() * usize::from(pct) / 100;
                 let prefix = ops.get(..keep).unwrap_or_default();
-                b.with_store(|s| s.apply_(prefix))?.map_err(fail)?;
+                // Authors whose part ends where the sender holds no signature are refused (and
+                // come with a later sync).
+                let tips = a.with_store(|s| s.signatures_(prefix))?.map_err(fail)?;
+                b.with_store(|s| s.apply_(prefix, &tips))?.map_err(fail)?;
                 Ok(())
             }
             SyncMode::Reordered(seed) => {
                 let (a, b) = self.pair(from, to)?;
                 let since = b.with_store(|s| s.summary_())?;
                 let mut ops = a.with_store(|s| s.ops_since_(&since))?.map_err(fail)?;
+                let tips = a.with_store(|s| s.signatures_(&ops))?.map_err(fail)?;
                 shuffle(&mut ops, seed);
-                let applied = b.with_store(|s| s.apply_(&ops))?.map_err(fail)?;
+                let applied = b.with_store(|s| s.apply_(&ops, &tips))?.map_err(fail)?;
                 // Every op the receiver lacked arrived, in whatever order: all must be stored.
                 if applied.stored != ops.len() {
                     return Err(fail(format!("{applied:?} of {} shuffled ops", ops.len())));

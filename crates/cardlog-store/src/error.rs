@@ -64,6 +64,9 @@ pub enum OpenError {
     /// No random device id could be drawn.
     #[error(transparent)]
     Random(#[from] cardlog_core::RandomError),
+    /// The replica could not be set up as asked (for example a device name over the limit).
+    #[error("cannot set up the replica: {0}")]
+    Refused(String),
 }
 
 /// Why a store call failed.

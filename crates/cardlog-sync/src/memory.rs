@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cardlog_core::replay::{check_op, Readiness, Replay, ReplayError};
-use cardlog_core::{Device, DeviceId, OpId, SealedOp};
+use cardlog_core::{Device, DeviceId, OpId, SealedOp, SignedTip};
 
 use crate::store::{Applied, PeerBook, SyncStore};
 use crate::wire::message::{Fork, Summary};
@@ -89,7 +89,10 @@ impl SyncStore for MemoryReplica {
         Ok(self.replay().chain(author).nth(index).cloned())
     }
 
-    fn apply(&mut self, ops: &[SealedOp]) -> Result<Applied, Refusal> {
+    /// Applies the ops without looking at signatures or membership: the in-memory replica is
+    /// the protocol's test double (tests, fuzzing, the simulator's memory nodes), not a
+    /// replica of a book; `cardlog::Replica` is.
+    fn apply(&mut self, ops: &[SealedOp], _tips: &[SignedTip]) -> Result<Applied, Refusal> {
         let mut next = self.device.clone();
         let mut applied = Applied::default();
         let mut waiting: Vec<&SealedOp> = ops.iter().collect();

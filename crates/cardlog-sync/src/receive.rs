@@ -5,12 +5,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cardlog_core::{DeviceId, OpId, SealedOp};
+use cardlog_core::{DeviceId, OpId, Refusal, SealedOp, SignedTip};
 
 use crate::error::SyncError;
 use crate::store::{Applied, PeerBook, SyncStore};
 use crate::wire::message::{Fork, Summary};
-use crate::wire::segment::{decode_segments, Locate, Resolve};
+use crate::wire::segment::{decode_signed_segments, Locate, Resolve};
 use crate::wire::WireError;
 
 /// Adapts a store to the segment codec's lookups.
@@ -20,6 +20,12 @@ impl<S: SyncStore> Locate for View<'_, S> {
     fn locate(&self, id: &OpId) -> Result<Option<SealedOp>, WireError> {
         self.0
             .op_by_id(id)
+            .map_err(|e| WireError::Sender(e.to_string()))
+    }
+
+    fn tip_signature(&self, author: &DeviceId, seq: u64) -> Result<Option<SignedTip>, WireError> {
+        self.0
+            .tip_signature(author, seq)
             .map_err(|e| WireError::Sender(e.to_string()))
     }
 }
@@ -46,11 +52,73 @@ pub struct Received {
 /// Verifies a segment message completely and applies it atomically. Ops of an author whose
 /// chain here differs from the message's (a fork) are set aside and the fork reported and
 /// recorded; anything else wrong refuses the whole message, leaving the store unchanged.
+/// The message is taken as the whole of what the sender sends (a bundle): what the store
+/// refuses is reported refused.
 pub fn apply_segments<S: PeerBook>(
     store: &mut S,
     bytes: &[u8],
 ) -> Result<Received, SyncError<S::Error>> {
-    let ops = decode_segments(bytes, &View(&*store))?;
+    apply_held(store, bytes, &mut Held::default(), true)
+}
+
+/// Received ops a session holds back while it lasts, because what the sender is still
+/// sending may let them in: ops the store refused for want of membership ops or of a later
+/// signed op of the chain ([`Refusal::may_lift`]), and ops it left out for want of an op they
+/// depend on. Each later message is admitted together with them, and references in it
+/// resolve to them; what the last message still leaves out is reported refused or missing.
+/// A session that breaks drops them (nothing of theirs was stored; the next session sends
+/// them again).
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    /// In arrival order, which is an order in which every op comes after its dependencies.
+    ops: Vec<SealedOp>,
+    /// Where each held op is in `ops`, by author and seq, for references in later messages.
+    at: BTreeMap<(DeviceId, u64), usize>,
+    /// The signatures received for held authors' chains.
+    tips: Vec<SignedTip>,
+}
+
+/// How many ops a session holds back at most; past it, refusals are reported at once (a
+/// peer cannot make a receiver keep an unbounded amount of ops it has not stored).
+const HELD_OPS_MAX: usize = 1 << 16;
+
+/// The store's lookups, with a session's held ops in front.
+struct WithHeld<'a, S> {
+    store: &'a S,
+    held: &'a Held,
+}
+
+impl<S: SyncStore> Resolve for WithHeld<'_, S> {
+    fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<SealedOp>, WireError> {
+        let held = self.held.at.get(&(*author, seq));
+        if let Some(op) = held.and_then(|i| self.held.ops.get(*i)) {
+            return Ok(Some(op.clone()));
+        }
+        View(self.store).op_at(author, seq)
+    }
+}
+
+/// [`apply_segments`] within a session: `held` carries what earlier messages left out, and
+/// `last` says whether this message is the sender's last (then nothing more is held).
+pub(crate) fn apply_held<S: PeerBook>(
+    store: &mut S,
+    bytes: &[u8],
+    held: &mut Held,
+    last: bool,
+) -> Result<Received, SyncError<S::Error>> {
+    let decoded = decode_signed_segments(bytes, &WithHeld { store, held })?;
+    let carried = decoded.ops.len();
+    let mut ops = std::mem::take(&mut held.ops);
+    let earlier: BTreeSet<OpId> = ops.iter().map(SealedOp::id).collect();
+    held.at.clear();
+    ops.extend(
+        decoded
+            .ops
+            .into_iter()
+            .filter(|op| !earlier.contains(&op.id())),
+    );
+    let mut tips = std::mem::take(&mut held.tips);
+    tips.extend(decoded.tips);
     let summary = store.summary();
     // Each author's ops in the message, by seq: where they meet our chain.
     let mut by_author: BTreeMap<DeviceId, Vec<&SealedOp>> = BTreeMap::new();
@@ -100,25 +168,84 @@ pub fn apply_segments<S: PeerBook>(
     }
     let forked: BTreeSet<DeviceId> = forks.iter().map(|f| f.author).collect();
     let keep: Vec<SealedOp> = ops
-        .iter()
+        .into_iter()
         .filter(|op| !forked.contains(&op.op().author))
-        .cloned()
         .collect();
     if !forks.is_empty() {
         store.record_forks(&forks).map_err(SyncError::Store)?;
     }
-    let applied = store.apply(&keep).map_err(|e| {
+    let mut applied = store.apply(&keep, &tips).map_err(|e| {
         if S::is_refusal(&e) {
             SyncError::Refused(e.to_string())
         } else {
             SyncError::Store(e)
         }
     })?;
+    if !last {
+        hold(store, keep, tips, &mut applied, held)?;
+    }
     Ok(Received {
-        ops: ops.len(),
+        ops: carried,
         applied,
         forks,
     })
+}
+
+/// Moves into `held` what the store left out of `batch` that a later message may let in, and
+/// takes it out of `applied`'s refusals and missing count (unless that would hold more than
+/// [`HELD_OPS_MAX`] ops).
+fn hold<S: SyncStore>(
+    store: &S,
+    batch: Vec<SealedOp>,
+    tips: Vec<SignedTip>,
+    applied: &mut Applied,
+    held: &mut Held,
+) -> Result<(), SyncError<S::Error>> {
+    if applied.refused.is_empty() && applied.missing == 0 {
+        return Ok(());
+    }
+    let lifting: BTreeSet<DeviceId> = applied
+        .refused
+        .iter()
+        .filter(|r| r.may_lift())
+        .map(Refusal::author)
+        .collect();
+    let refused: BTreeSet<DeviceId> = applied.refused.iter().map(Refusal::author).collect();
+    let mut keep = Vec::new();
+    let mut missing = 0;
+    for op in batch {
+        let author = op.op().author;
+        let wanted =
+            lifting.contains(&author) || (applied.missing > 0 && !refused.contains(&author));
+        if !wanted {
+            continue;
+        }
+        let stored = store
+            .op_at(&author, op.op().seq)
+            .map_err(SyncError::Store)?
+            .is_some_and(|o| o.id() == op.id());
+        if !stored {
+            missing += usize::from(!lifting.contains(&author));
+            keep.push(op);
+        }
+    }
+    if keep.len() > HELD_OPS_MAX {
+        return Ok(());
+    }
+    let authors: BTreeSet<DeviceId> = keep.iter().map(|op| op.op().author).collect();
+    held.at = keep
+        .iter()
+        .enumerate()
+        .map(|(i, op)| ((op.op().author, op.op().seq), i))
+        .collect();
+    held.ops = keep;
+    held.tips = tips
+        .into_iter()
+        .filter(|t| authors.contains(&t.author))
+        .collect();
+    applied.refused.retain(|r| !r.may_lift());
+    applied.missing = applied.missing.saturating_sub(missing);
+    Ok(())
 }
 
 /// The forks a peer's summary shows: an author whose tip there is an op at a seq where this

@@ -18,12 +18,12 @@
 //! and applied atomically before the next is read: an interrupted session keeps what was
 //! applied, and the next session sends only what is still missing.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use cardlog_core::{DeviceId, SealedOp};
 
 use crate::error::SyncError;
-use crate::receive::{apply_segments, forks_in_summary, reported_forks, View};
+use crate::receive::{apply_held, forks_in_summary, reported_forks, Held, View};
 use crate::store::PeerBook;
 use crate::wire::message::{self, Fork, Message, Summary};
 use crate::wire::segment::encode_segments;
@@ -50,6 +50,9 @@ pub struct SyncReport {
     pub duplicates: usize,
     /// Ops received whose dependencies were absent (not stored).
     pub missing: usize,
+    /// Authors whose received ops were refused (not a member, no valid signature…), each
+    /// with why; none of their ops were stored.
+    pub refused: Vec<cardlog_core::Refusal>,
     /// Message bytes sent.
     pub bytes_sent: u64,
     /// Message bytes received.
@@ -104,6 +107,8 @@ pub struct Session {
     forks: BTreeSet<Fork>,
     acked: bool,
     chunk_ops: usize,
+    /// Received ops held back until the peer's last `Ops` message.
+    held: Held,
     report: SyncReport,
 }
 
@@ -179,6 +184,9 @@ impl Outgoing {
             bytes += op.bytes().len();
             take += 1;
         }
+        if store.keeps_signatures() {
+            take = self.signed_end(store, take, chunk_ops)?;
+        }
         let ops: Vec<SealedOp> = self.ops.drain(..take).collect();
         let segments = encode_segments(&ops, &View(store))?;
         let sent = ops.len();
@@ -197,6 +205,58 @@ impl Outgoing {
     }
 }
 
+impl Outgoing {
+    /// Where a message of the first `take` ops should end so that each author's last op in
+    /// it is one whose signature the store holds: a segment's ops are accepted only under a
+    /// signature of its last op or a later one (docs/SYNC.md, "Signatures"). The ops are in
+    /// the store's order, every op after its dependencies, so taking more of them never
+    /// needs ops further on. Gives up after [`EXTEND_OPS_MAX`] more ops (the receiver then
+    /// refuses the unsigned tail and gets it in a later session).
+    fn signed_end<S: PeerBook>(
+        &mut self,
+        store: &S,
+        mut take: usize,
+        chunk_ops: usize,
+    ) -> Result<usize, SyncError<S::Error>> {
+        let signed = |op: &SealedOp| -> Result<bool, SyncError<S::Error>> {
+            let o = op.op();
+            Ok(store
+                .tip_signature(&o.author, o.seq)
+                .map_err(SyncError::Store)?
+                .is_some())
+        };
+        let mut last: BTreeMap<DeviceId, &SealedOp> = BTreeMap::new();
+        for op in self.ops.iter().take(take) {
+            last.insert(op.op().author, op);
+        }
+        let mut unsigned = BTreeSet::new();
+        for (author, op) in last {
+            if !signed(op)? {
+                unsigned.insert(author);
+            }
+        }
+        let cap = take + EXTEND_OPS_MAX;
+        while !unsigned.is_empty() && take < cap {
+            if take >= self.ops.len() {
+                self.fill(store, take + chunk_ops)?;
+            }
+            let Some(op) = self.ops.get(take) else {
+                break;
+            };
+            take += 1;
+            if signed(op)? {
+                unsigned.remove(&op.op().author);
+            } else {
+                unsigned.insert(op.op().author);
+            }
+        }
+        Ok(take)
+    }
+}
+
+/// How many ops past its size a message may grow to end at signed ops.
+const EXTEND_OPS_MAX: usize = 1 << 16;
+
 impl Session {
     /// A new session on one side.
     pub fn new(role: Role) -> Self {
@@ -209,6 +269,7 @@ impl Session {
             forks: BTreeSet::new(),
             acked: false,
             chunk_ops: CHUNK_OPS,
+            held: Held::default(),
             report: SyncReport::default(),
         }
     }
@@ -387,10 +448,11 @@ impl Session {
                     store.record_forks(&flipped).map_err(SyncError::Store)?;
                     self.forks.extend(flipped);
                 }
-                let received = apply_segments(store, &segments)?;
+                let received = apply_held(store, &segments, &mut self.held, last)?;
                 self.report.stored += received.applied.stored;
                 self.report.duplicates += received.applied.duplicates;
                 self.report.missing += received.applied.missing;
+                self.report.refused.extend(received.applied.refused);
                 self.forks.extend(received.forks);
                 self.report.forks = self.forks.iter().copied().collect();
                 if last {

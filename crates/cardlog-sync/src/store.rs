@@ -2,7 +2,7 @@
 //! ([`SyncStore`]), and its clock and the record of what it learns of peers ([`PeerBook`]).
 //! `cardlog::Replica` implements both over its store; `memory::MemoryReplica` in memory.
 
-use cardlog_core::{DeviceId, OpId, SealedOp};
+use cardlog_core::{DeviceId, OpId, Refusal, SealedOp, SignedTip};
 
 use crate::wire::message::{Fork, Summary};
 
@@ -37,9 +37,26 @@ pub trait SyncStore {
     fn op_by_id(&self, id: &OpId) -> Result<Option<SealedOp>, Self::Error>;
     /// The op `author` wrote at `seq`, if held.
     fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<SealedOp>, Self::Error>;
-    /// Stores verified ops in one atomic, durable step: all of them (less duplicates and ops
-    /// whose dependencies are absent) or, if any is refused, none.
-    fn apply(&mut self, ops: &[SealedOp]) -> Result<Applied, Self::Error>;
+    /// Whether the store keeps chain-tip signatures ([`SyncStore::tip_signature`]): a
+    /// session then ends each message where every author's last op is signed. The default
+    /// keeps none.
+    fn keeps_signatures(&self) -> bool {
+        false
+    }
+    /// The author's chain-tip signature of its op at `seq` (with its key), if held: a message
+    /// sends it with a segment ending there. The default holds none.
+    fn tip_signature(&self, author: &DeviceId, seq: u64) -> Result<Option<SignedTip>, Self::Error> {
+        let _ = (author, seq);
+        Ok(None)
+    }
+    /// Stores received ops (decoded and hash-checked) in one atomic, durable step. `tips` are
+    /// the chain-tip signatures the message carried, not yet verified: the store decides which
+    /// authors may write what and checks the signatures (`cardlog::Replica` through
+    /// `cardlog_core::Membership::admit`), and reports the authors it refused in
+    /// [`Applied::refused`] without storing their ops. Of the rest, all are stored (less
+    /// duplicates and ops whose dependencies are absent) or, if any is refused by the replay
+    /// rules, none.
+    fn apply(&mut self, ops: &[SealedOp], tips: &[SignedTip]) -> Result<Applied, Self::Error>;
     /// Whether an error of [`SyncStore::apply`] is a refusal of the ops by the replay rules
     /// (the peer's fault: a clock regression, a write replacing what it cannot replace)
     /// rather than a failure of the store.
@@ -75,7 +92,7 @@ pub trait PeerBook: SyncStore {
 }
 
 /// What [`SyncStore::apply`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
     /// Ops stored.
     pub stored: usize,
@@ -83,4 +100,7 @@ pub struct Applied {
     pub duplicates: usize,
     /// Ops not stored because a dependency is absent.
     pub missing: usize,
+    /// Authors whose ops were refused (not a member, no valid signature…), each with why;
+    /// none of their ops in the message was stored.
+    pub refused: Vec<Refusal>,
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use cardlog_core::{DeviceId, OpId, SealedOp};
+use cardlog_core::{DeviceId, OpId, SealedOp, SignedTip};
 
 use crate::error::{SyncError, TransportError};
 use crate::session::{Role, Session, SyncReport};
@@ -300,8 +300,14 @@ impl<S: SyncStore> SyncStore for Shared<S> {
     fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<SealedOp>, Self::Error> {
         self.lock().op_at(author, seq)
     }
-    fn apply(&mut self, ops: &[SealedOp]) -> Result<Applied, Self::Error> {
-        self.lock().apply(ops)
+    fn keeps_signatures(&self) -> bool {
+        self.lock().keeps_signatures()
+    }
+    fn tip_signature(&self, author: &DeviceId, seq: u64) -> Result<Option<SignedTip>, Self::Error> {
+        self.lock().tip_signature(author, seq)
+    }
+    fn apply(&mut self, ops: &[SealedOp], tips: &[SignedTip]) -> Result<Applied, Self::Error> {
+        self.lock().apply(ops, tips)
     }
     fn is_refusal(error: &Self::Error) -> bool {
         S::is_refusal(error)

@@ -111,7 +111,7 @@ const BUNDLE_MS: u64 = NINE_MS + 200_000;
 /// B's in-memory replica after the whole history, its clock at `BUNDLE_MS`.
 fn replica_b(era: Era) -> MemoryReplica {
     let mut replica = MemoryReplica::new(Device::new(B, Arc::new(FakeClock::new(BUNDLE_MS))));
-    let applied = replica.apply(&era.history()).unwrap();
+    let applied = replica.apply(&era.history(), &[]).unwrap();
     assert_eq!(applied.stored, 6);
     replica
 }
@@ -305,7 +305,7 @@ fn the_bundle_fixture_decodes_and_imports_as_written() {
         assert!(decode_segments(&segments, &Held(Vec::new())).is_err());
 
         let mut reader = MemoryReplica::new(Device::new(A, Arc::new(FakeClock::new(BUNDLE_MS))));
-        reader.apply(&firsts(era)).unwrap();
+        reader.apply(&firsts(era), &[]).unwrap();
         let imported = bundle::import(&mut reader, &golden).unwrap();
         assert_eq!(
             imported,
@@ -318,6 +318,7 @@ fn the_bundle_fixture_decodes_and_imports_as_written() {
                         stored: 4,
                         duplicates: 0,
                         missing: 0,
+                        refused: Vec::new(),
                     },
                     forks: Vec::new(),
                 },
@@ -365,7 +366,7 @@ fn a_changed_byte_in_the_bundle_or_heads_fixture_is_refused() {
             bundle::read_summary_file,
         );
         let mut reader = MemoryReplica::new(Device::new(A, Arc::new(FakeClock::new(BUNDLE_MS))));
-        reader.apply(&firsts(era)).unwrap();
+        reader.apply(&firsts(era), &[]).unwrap();
         assert_every_flip_refused(&era.name(BUNDLE_FIXTURE), &era.read(BUNDLE_FIXTURE), |b| {
             bundle::import(&mut reader.clone(), b).map_err(|e| e.to_string())
         });

@@ -496,7 +496,11 @@ impl cardlog_sync::SyncStore for Listed {
     fn op_at(&self, _: &DeviceId, _: u64) -> Result<Option<SealedOp>, Self::Error> {
         Ok(None)
     }
-    fn apply(&mut self, _: &[SealedOp]) -> Result<cardlog_sync::Applied, Self::Error> {
+    fn apply(
+        &mut self,
+        _: &[SealedOp],
+        _: &[cardlog_core::SignedTip],
+    ) -> Result<cardlog_sync::Applied, Self::Error> {
         Ok(cardlog_sync::Applied::default())
     }
 }

@@ -199,15 +199,15 @@ fn cards_without_uid_match_on_exact_content() {
 fn two_devices_importing_one_file_converge_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let mut phone = replica(&dir, "phone");
-    let mut laptop = replica(&dir, "laptop");
+    let mut laptop = Replica::join(&dir.path().join("laptop"), phone.book()).unwrap();
+    phone
+        .add_member(laptop.id(), cardlog::MemberRole::Write, "laptop")
+        .unwrap();
+    laptop.pull_from(&phone).unwrap();
     import(&mut phone, CARD.as_bytes()).unwrap();
     import(&mut laptop, CARD.as_bytes()).unwrap();
-    phone
-        .apply(&laptop.ops_since(phone.summary()).unwrap())
-        .unwrap();
-    laptop
-        .apply(&phone.ops_since(laptop.summary()).unwrap())
-        .unwrap();
+    phone.pull_from(&laptop).unwrap();
+    laptop.pull_from(&phone).unwrap();
     assert_eq!(phone.state_bytes().unwrap(), laptop.state_bytes().unwrap());
     let c = only(&phone);
     assert_eq!(c.phones.len(), 2);

@@ -1,6 +1,6 @@
 //! The facade's errors: one enum for opening a replica, one for everything after.
 
-use cardlog_core::{EditError, RandomError, ReplayError};
+use cardlog_core::{DeviceId, EditError, MemberRole, RandomError, Refusal, ReplayError};
 use cardlog_store::StoreError;
 
 pub use cardlog_store::OpenError;
@@ -23,6 +23,43 @@ pub enum Error {
     /// No random id could be drawn.
     #[error(transparent)]
     Random(#[from] RandomError),
+    /// The address book's rules refuse an op: its author is not a member, was removed, may
+    /// not write this, or no valid signature covers it. Nothing was stored.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// A change to the members that cannot be made as asked. Nothing was saved.
+    #[error(transparent)]
+    Member(#[from] MemberError),
+}
+
+/// Why a change to the members was not made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MemberError {
+    /// The device is already a member with this role or a larger one (roles only grow).
+    #[error("{device} is already a {role} member of this address book")]
+    AlreadyMember {
+        /// The device.
+        device: DeviceId,
+        /// Its role.
+        role: MemberRole,
+    },
+    /// The device was removed; a removed device is never admitted again (pair it anew: a new
+    /// key is a new device).
+    #[error("{device} was removed from this address book and cannot be added again")]
+    Removed {
+        /// The device.
+        device: DeviceId,
+    },
+    /// The device is not a member (nothing to remove).
+    #[error("{device} is not a member of this address book")]
+    NotMember {
+        /// The device.
+        device: DeviceId,
+    },
+    /// A device cannot remove itself (another admin removes it).
+    #[error("a device cannot remove itself; another admin can")]
+    Yourself,
 }
 
 impl From<ReplayError> for Error {

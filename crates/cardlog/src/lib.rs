@@ -1,19 +1,22 @@
 //! cardlog: an offline-first sync engine for contact data. This crate is what apps embed: a
 //! [`Replica`] is one device's durable copy of the contacts, kept in a directory.
 //!
-//! Every save appends one content-hashed op to the replica's log and updates the materialized
-//! contacts in the same atomic write; it returns once both are durable. Ops made elsewhere
-//! arrive through [`Replica::apply`] (the sync layer carries them) and replay into the same
-//! state on every device: concurrent edits of different fields both survive, concurrent edits
-//! of one field are kept as a visible conflict until someone settles it (docs/SEMANTICS.md).
+//! Every save appends one content-hashed, signed op to the replica's log and updates the
+//! materialized contacts in the same atomic write; it returns once both are durable. Ops made
+//! elsewhere arrive through [`Replica::apply`] (the sync layer carries them), are accepted
+//! only from members of the replica's address book with a valid signature, and replay into the
+//! same state on every device: concurrent edits of different fields both survive, concurrent
+//! edits of one field are kept as a visible conflict until someone settles it
+//! (docs/SEMANTICS.md, docs/SECURITY.md).
 //!
 //! ```
-//! use cardlog::{Contact, Field, ItemKind, Replica};
+//! use cardlog::{Contact, Field, ItemKind, MemberRole, Replica};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dirs = (tempfile::tempdir()?, tempfile::tempdir()?);
 //! let mut laptop = Replica::create(&dirs.0.path().join("laptop"))?;
-//! let mut phone = Replica::create(&dirs.1.path().join("phone"))?;
+//! let mut phone = Replica::join(&dirs.1.path().join("phone"), laptop.book())?;
+//! laptop.add_member(phone.id(), MemberRole::Write, "Ada's phone")?;
 //!
 //! let mut ada = Contact::random()?;
 //! ada.set(Field::Given, "Ada").set(Field::Family, "Lovelace");
@@ -21,11 +24,11 @@
 //! laptop.add_contact(&ada)?;
 //!
 //! // Carry the laptop's ops to the phone, then edit different fields on each.
-//! phone.apply(&laptop.ops_since(phone.summary())?)?;
+//! phone.pull_from(&laptop)?;
 //! laptop.edit(ada.id, |c| { c.set(Field::Org, "Analytical Engines"); })?;
 //! phone.edit(ada.id, |c| { c.set(Field::Nickname, "Countess"); })?;
-//! phone.apply(&laptop.ops_since(phone.summary())?)?;
-//! laptop.apply(&phone.ops_since(laptop.summary())?)?;
+//! phone.pull_from(&laptop)?;
+//! laptop.pull_from(&phone)?;
 //!
 //! // Both edits survive on both devices, and the states are byte-identical.
 //! let seen = laptop.contact(&ada.id)?.ok_or("missing")?.contact;
@@ -35,11 +38,12 @@
 //! # Ok(()) }
 //! ```
 
+mod book;
 mod error;
 mod replica;
 mod sync;
 
-pub use error::{Error, OpenError};
+pub use error::{Error, MemberError, OpenError};
 pub use replica::{ApplyReport, Bulk, Options, Replica};
 pub use sync::{CalibrationInfo, PeerInfo, SyncError};
 
@@ -49,6 +53,10 @@ pub use cardlog_sync::{Fork, Role, SyncReport, TransportError};
 
 pub use cardlog_core::edit::EditTarget;
 pub use cardlog_core::replay::{ChainTip, ContactRegisters, Heads};
+pub use cardlog_core::{
+    Admission, Adoption, BookId, Member, MemberChange, MemberRole, MemberRoleParseError,
+    Membership, PublicKey, Refusal, Removal, Signature, SignedTip,
+};
 pub use cardlog_core::{
     Batch, Contact, ContactId, ContactView, DeviceId, FakeClock, Field, FieldConflict,
     HistoryEntry, Hlc, HlcClock, IdPrefix, Item, ItemBody, ItemId, ItemKind, ItemValue, Missing,

@@ -1,10 +1,11 @@
 //! [`Replica`]: one device's durable copy of the contacts, in a directory.
 //!
-//! A replica is a [`Store`] plus the device's hybrid clock. Local saves are planned against
-//! the stored register heads (each write replaces exactly the heads it saw), sealed as the
-//! device's next op, stored in one atomic batch and flushed before the call returns. Ops from
-//! other devices go through [`Replica::apply`] with the same checks an in-memory
-//! [`cardlog_core::Replay`] applies.
+//! A replica is a [`Store`] plus the device's hybrid clock and the membership of its address
+//! book (`book.rs`). Local saves are planned against the stored register heads (each write
+//! replaces exactly the heads it saw), sealed as the device's next op, signed, stored in one
+//! atomic batch and flushed before the call returns. Ops from other devices go through
+//! [`Replica::apply`]: the book's membership and the authors' signatures first, then the same
+//! checks an in-memory [`cardlog_core::Replay`] applies.
 //!
 //! The clock is not replayed either: on open it resumes after this device's own last op and
 //! absorbs the other authors' last timestamps (within the skew bound), so new local ops order
@@ -19,13 +20,12 @@ use cardlog_core::edit::{self, EditTarget};
 use cardlog_core::hlc::SKEW_BOUND_MS_DEFAULT;
 use cardlog_core::replay::{ChainTip, ContactRegisters, Heads};
 use cardlog_core::{
-    Batch, Contact, ContactId, ContactView, DeviceId, FieldConflict, HistoryEntry, Hlc, HlcClock,
-    IdPrefix, Missing, OpId, Path, SealedOp, SkewReport, SystemClock, Value, WallClock,
+    Batch, BookId, Contact, ContactId, ContactView, DeviceId, FieldConflict, HistoryEntry, Hlc,
+    HlcClock, IdPrefix, Membership, Missing, OpId, Path, SealedOp, SignedTip, SkewReport,
+    SystemClock, Value, WallClock,
 };
 use cardlog_store::keys::meta;
-use cardlog_store::{
-    OpOutcome, Progress, Store, StoreError, StoreOptions, VerifyReport, CACHE_BYTES_DEFAULT,
-};
+use cardlog_store::{OpOutcome, Progress, Store, StoreOptions, VerifyReport, CACHE_BYTES_DEFAULT};
 
 use crate::error::{Error, OpenError};
 
@@ -40,6 +40,9 @@ pub struct Options {
     pub wall: Arc<dyn WallClock>,
     /// How far ahead of local time a received timestamp may pull the clock (default 5 min).
     pub skew_bound_ms: u64,
+    /// This device's human name ("Ada's iPhone"), written into the book when this replica
+    /// founds one; `None` names it "device" and the first hex digits of its id.
+    pub name: Option<String>,
 }
 
 impl Default for Options {
@@ -48,6 +51,7 @@ impl Default for Options {
             cache_bytes: CACHE_BYTES_DEFAULT,
             wall: Arc::new(SystemClock),
             skew_bound_ms: SKEW_BOUND_MS_DEFAULT,
+            name: None,
         }
     }
 }
@@ -64,6 +68,10 @@ impl std::fmt::Debug for Options {
 /// What [`Replica::apply`] did with a set of ops.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApplyReport {
+    /// Authors whose ops were refused by the book (not members, no valid signature…), with
+    /// why; none of their ops was stored. Always empty from [`Replica::apply`], which refuses
+    /// the whole set instead.
+    pub refused: Vec<cardlog_core::Refusal>,
     /// Ops stored.
     pub stored: usize,
     /// Ops already here.
@@ -85,6 +93,9 @@ pub struct Replica {
     pub(crate) clock: HlcClock,
     pub(crate) wall: Arc<dyn WallClock>,
     bulk: bool,
+    /// Who may write what in the replica's book (`book.rs`).
+    /// Boxed: it is as large as the rest of the replica.
+    pub(crate) membership: Box<Membership>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -104,7 +115,8 @@ fn store_options(options: &Options) -> StoreOptions {
 }
 
 impl Replica {
-    /// Creates a replica in `dir` (which must not exist or be empty), with a fresh device id.
+    /// Creates a replica in `dir` (which must not exist or be empty) with a new device key,
+    /// founding a new address book whose first admin it is.
     pub fn create(dir: &FsPath) -> Result<Self, OpenError> {
         Self::create_with(dir, Options::default())
     }
@@ -112,6 +124,22 @@ impl Replica {
     /// [`Replica::create`] with options.
     pub fn create_with(dir: &FsPath, options: Options) -> Result<Self, OpenError> {
         let store = Store::create(dir, &store_options(&options))?;
+        Self::from_store(store, options)
+    }
+
+    /// Creates a replica in `dir` for the existing address book `book`, with a new device key.
+    /// It accepts that book's ops only, and writes once an admin has added it
+    /// ([`Replica::add_member`] on an admin's replica, with this one's [`Replica::id`]) and the
+    /// op admitting it has arrived here (by sync or bundle).
+    pub fn join(dir: &FsPath, book: BookId) -> Result<Self, OpenError> {
+        Self::join_with(dir, book, Options::default())
+    }
+
+    /// [`Replica::join`] with options.
+    pub fn join_with(dir: &FsPath, book: BookId, options: Options) -> Result<Self, OpenError> {
+        let mut store = Store::create(dir, &store_options(&options))?;
+        store.set_book(book)?;
+        store.flush()?;
         Self::from_store(store, options)
     }
 
@@ -127,7 +155,9 @@ impl Replica {
         Self::from_store(store, options)
     }
 
-    /// A replica over an already opened store (tests use it to inject storage faults).
+    /// A replica over an already opened store (tests use it to inject storage faults). A store
+    /// that belongs to no book yet (new, or upgraded from before books existed) founds one,
+    /// adopting the format-1 history it holds (docs/SECURITY.md, "Existing stores").
     pub fn from_store(store: Store, options: Options) -> Result<Self, OpenError> {
         let offset_ms = match store.meta(meta::CLOCK)? {
             Some(v) => i64::from_be_bytes(
@@ -146,12 +176,22 @@ impl Replica {
                 let _ = clock.observe(head.hlc, now);
             }
         }
-        Ok(Self {
+        let book = store.book();
+        let membership = match book {
+            Some(book) => Membership::compute(book, store.membership_ops()?),
+            None => Membership::new(BookId([0; 16])),
+        };
+        let mut replica = Self {
             store,
             clock,
             wall: options.wall,
             bulk: false,
-        })
+            membership: Box::new(membership),
+        };
+        if book.is_none() {
+            replica.found(options.name)?;
+        }
+        Ok(replica)
     }
 
     /// The device id new local ops are written as.
@@ -273,11 +313,28 @@ impl Replica {
 
     // ---- ops from elsewhere --------------------------------------------------------------
 
-    /// Applies ops made elsewhere, in any order: every op whose dependencies are here or among
-    /// `ops` is stored, in one atomic batch, durable when this returns. If any op is refused
-    /// (a fork, a broken chain, a forged reference) nothing is stored and the error names it.
-    pub fn apply(&mut self, ops: &[SealedOp]) -> Result<ApplyReport, Error> {
-        let outcomes = self.store.apply_all_strict(ops)?;
+    /// Applies ops made elsewhere, in any order, with the chain-tip signatures that cover
+    /// them ([`Replica::signatures_for`] on the replica they come from): every op whose
+    /// dependencies are here or among `ops` is stored, in one atomic batch, durable when this
+    /// returns. If any op is refused (its author not a member or not allowed to write it, no
+    /// valid signature, a fork, a broken chain, a forged reference) nothing is stored and the
+    /// error names it.
+    pub fn apply(&mut self, ops: &[SealedOp], tips: &[SignedTip]) -> Result<ApplyReport, Error> {
+        let admitted = self.admit(ops, tips);
+        if let Some(refusal) = admitted.refused.into_iter().next() {
+            return Err(Error::Refused(refusal));
+        }
+        self.apply_admitted(&admitted.ops, &admitted.tips)
+    }
+
+    /// Stores ops [`Replica::admit`] let through (all or nothing for replay refusals), keeps
+    /// their signatures and follows the membership ops among them.
+    pub(crate) fn apply_admitted(
+        &mut self,
+        ops: &[SealedOp],
+        tips: &[SignedTip],
+    ) -> Result<ApplyReport, Error> {
+        let outcomes = self.store.apply_signed_strict(ops, tips)?;
         let mut report = ApplyReport::default();
         let now = self.wall.now_ms();
         for (op, outcome) in ops.iter().zip(outcomes) {
@@ -285,6 +342,9 @@ impl Replica {
                 OpOutcome::Stored => {
                     report.stored += 1;
                     report.skew.extend(self.clock.observe(op.op().hlc, now));
+                    if op.op().is_membership() {
+                        *self.membership = self.membership.with(op);
+                    }
                 }
                 OpOutcome::Duplicate => report.duplicates += 1,
                 OpOutcome::Missing(m) => report.missing.push((op.id(), m)),
@@ -492,18 +552,9 @@ impl EditTarget for Local<'_> {
         (hlc, clock)
     }
 
-    /// Stores the op and makes it durable (unless in bulk mode) before the clock moves on.
+    /// Stores the op (if the book lets this device write it) with its signature and makes it
+    /// durable (unless in bulk mode) before the clock moves on.
     fn store_local(&mut self, op: &SealedOp, clock: HlcClock) -> Result<(), Error> {
-        match self.0.store.apply(op)? {
-            cardlog_core::replay::Readiness::Ready => {}
-            other => {
-                return Err(Error::Store(StoreError::undecodable(&format!(
-                    "own chain: a local op was {other:?}"
-                ))))
-            }
-        }
-        self.0.durable()?;
-        self.0.clock = clock;
-        Ok(())
+        self.0.store_own(op, clock)
     }
 }

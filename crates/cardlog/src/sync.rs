@@ -9,7 +9,7 @@ use bincode::config::{self, Configuration, LittleEndian, Varint};
 use bincode::{Decode, Encode};
 use cardlog_core::codec::{decode_exact_with, encode_with};
 use cardlog_core::replay::ChainTip;
-use cardlog_core::{ContactId, DeviceId, OpId, SealedOp};
+use cardlog_core::{ContactId, DeviceId, OpId, SealedOp, SignedTip};
 use cardlog_store::keys::meta;
 use cardlog_store::StoreError;
 use cardlog_sync::bundle::{self, Imported};
@@ -233,12 +233,24 @@ impl SyncStore for Replica {
         Ok(self.store.op_by_seq(author, seq)?)
     }
 
-    fn apply(&mut self, ops: &[SealedOp]) -> Result<Applied, Error> {
-        let report = Replica::apply(self, ops)?;
+    fn keeps_signatures(&self) -> bool {
+        true
+    }
+
+    fn tip_signature(&self, author: &DeviceId, seq: u64) -> Result<Option<SignedTip>, Error> {
+        Ok(self.store.signature(author, seq)?)
+    }
+
+    /// Refused authors' ops are left out and reported; the rest is stored as
+    /// [`Replica::apply`] stores (all or nothing for replay refusals).
+    fn apply(&mut self, ops: &[SealedOp], tips: &[SignedTip]) -> Result<Applied, Error> {
+        let admitted = self.admit(ops, tips);
+        let report = self.apply_admitted(&admitted.ops, &admitted.tips)?;
         Ok(Applied {
             stored: report.stored,
             duplicates: report.duplicates,
             missing: report.missing.len(),
+            refused: admitted.refused,
         })
     }
 

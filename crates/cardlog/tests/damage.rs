@@ -105,7 +105,10 @@ fn options(clock: &Arc<FakeClock>) -> Options {
 fn build_original(root: &FsPath, dir: &FsPath) -> u64 {
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let mut a = Replica::create_with(dir, options(&clock)).unwrap();
-    let mut b = Replica::create_with(&root.join("other-device"), options(&clock)).unwrap();
+    let mut b = Replica::join_with(&root.join("other-device"), a.book(), options(&clock)).unwrap();
+    a.add_member(b.id(), cardlog::MemberRole::Write, "other device")
+        .unwrap();
+    b.pull_from(&a).unwrap();
     let ids: Vec<ContactId> = (1..=CONTACTS).map(|n| ContactId([n; 16])).collect();
     for (n, id) in ids.iter().enumerate() {
         let mut c = Contact::new(*id);
@@ -147,7 +150,7 @@ fn build_original(root: &FsPath, dir: &FsPath) -> u64 {
     a.restore(ids[0]).unwrap();
 
     // The other device learns everything, then edits some of the same fields concurrently.
-    b.apply(&a.ops_since(b.summary()).unwrap()).unwrap();
+    b.pull_from(&a).unwrap();
     let shown = ids.iter().enumerate().filter(|(n, _)| n % 7 != 0);
     for (_, id) in shown.step_by(5) {
         b.edit(*id, |c| {
@@ -159,7 +162,7 @@ fn build_original(root: &FsPath, dir: &FsPath) -> u64 {
         })
         .unwrap();
     }
-    a.apply(&b.ops_since(a.summary()).unwrap()).unwrap();
+    a.pull_from(&b).unwrap();
     assert!(
         !a.conflicts().unwrap().is_empty(),
         "the original has conflicts"

@@ -22,14 +22,14 @@ use cardlog::sync_layer::session::Session;
 use cardlog::sync_layer::transport::{channel_pair, run_session, ChannelEnd, Transport};
 use cardlog::sync_layer::wire::message::{self, Message};
 use cardlog::sync_layer::{encode_segments, Locate, SyncStore, WireError};
+use cardlog::SignedTip;
 use cardlog::TransportError;
 use cardlog::{
     ContactId, DeviceId, Error, Field, Fork, Hlc, OpId, Path, Replica, Role, SealedOp, Summary,
     SyncError, SyncReport, Value,
 };
-use cardlog_core::{Device, FakeClock, ReplayError};
-use cardlog_store::StoreError;
-use common::{person, replica, reseal_segments, session, NINE_MS, TIMEOUT};
+use cardlog_core::{Device, DeviceKey, FakeClock};
+use common::{member_of, person, replica, reseal_segments, session, NINE_MS, TIMEOUT};
 
 /// Everything about a store that a replayed or forged message could change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,28 +62,58 @@ fn op_at(r: &Replica, author: DeviceId, seq: u64) -> SealedOp {
     SyncStore::op_at(r, &author, seq).unwrap().unwrap()
 }
 
-/// The ops a forger knows, to describe in a segment message.
-struct Known(HashMap<OpId, SealedOp>);
+/// The key of the third device of the forgery tests: a member whose innocent ops travel in
+/// the forger's messages.
+fn third_key() -> DeviceKey {
+    DeviceKey::from_seed(&[0x33; 32])
+}
+
+/// The ops a forger knows, to describe in a segment message, and the signatures it holds:
+/// the replicas' own, and the third device's (its ops are innocent, properly signed).
+struct Known {
+    ops: HashMap<OpId, SealedOp>,
+    tips: HashMap<(DeviceId, u64), SignedTip>,
+}
 
 impl Known {
     fn of(replicas: &[&Replica], extra: &[SealedOp]) -> Self {
-        let mut all = HashMap::new();
+        let mut ops = HashMap::new();
+        let mut tips = HashMap::new();
         for r in replicas {
             for op in r.ops() {
                 let op = op.unwrap();
-                all.insert(op.id(), op);
+                for tip in r.signatures_for(std::slice::from_ref(&op)).unwrap() {
+                    tips.insert((tip.author, tip.seq), tip);
+                }
+                ops.insert(op.id(), op);
             }
         }
+        let book = replicas.first().map(|r| r.book());
+        let third = third_key();
         for op in extra {
-            all.insert(op.id(), op.clone());
+            if let Some(book) = book.filter(|_| op.op().author == third.device()) {
+                let tip = SignedTip {
+                    author: op.op().author,
+                    key: third.public(),
+                    seq: op.op().seq,
+                    op: op.id(),
+                    signature: third.sign_tip(&book, &op.id()),
+                };
+                tips.insert((tip.author, tip.seq), tip);
+            }
+            ops.insert(op.id(), op.clone());
         }
-        Self(all)
+        Self { ops, tips }
     }
 }
 
 impl Locate for Known {
     fn locate(&self, id: &OpId) -> Result<Option<SealedOp>, WireError> {
-        Ok(self.0.get(id).cloned())
+        Ok(self.ops.get(id).cloned())
+    }
+
+    fn tip_signature(&self, author: &DeviceId, seq: u64) -> Result<Option<SignedTip>, WireError> {
+        Ok(self.tips.get(&(*author, seq)).copied())
     }
 }
 
@@ -99,14 +129,6 @@ fn segments_of(bundle: &[u8]) -> Vec<u8> {
     match message::decode(bundle).unwrap() {
         Message::Bundle { segments, .. } => segments,
         other => panic!("not a bundle: {other:?}"),
-    }
-}
-
-/// The replay rule an apply refused with, whichever layer reported it.
-fn refusal(e: &Error) -> &ReplayError {
-    match e {
-        Error::Replay(r) | Error::Store(StoreError::Refused(r)) => r,
-        other => panic!("expected a refusal by the replay rules, got {other:?}"),
     }
 }
 
@@ -227,7 +249,7 @@ fn an_earlier_sessions_messages_replayed_after_edits_and_a_resolve_change_nothin
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let mut a = replica(&tmp.path().join("a"), &clock);
-    let mut b = replica(&tmp.path().join("b"), &clock);
+    let mut b = member_of(&mut a, &tmp.path().join("b"), &clock);
     let (recorded, sent) = moved_on(&mut a, &mut b, &clock);
     // hello, one Ops message per op, ack.
     assert_eq!(recorded.len(), sent + 2, "{} messages", recorded.len());
@@ -260,7 +282,7 @@ fn old_bundles_imported_again_after_edits_and_a_resolve_change_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let mut a = replica(&tmp.path().join("a"), &clock);
-    let mut b = replica(&tmp.path().join("b"), &clock);
+    let mut b = member_of(&mut a, &tmp.path().join("b"), &clock);
     // A whole-history bundle, and a later one anchored after what b then held.
     a.add_contact(&person(5, "Fay")).unwrap();
     let whole = a.export_bundle(None).unwrap();
@@ -283,7 +305,8 @@ fn old_bundles_imported_again_after_edits_and_a_resolve_change_nothing() {
     session(&mut a, &mut b);
     for r in [&mut b, &mut a] {
         let before = snapshot(r);
-        for (bundle, ops) in [(&whole, 1), (&anchored, 1)] {
+        // The whole bundle also carries the founding op and the op adding b.
+        for (bundle, ops) in [(&whole, 3), (&anchored, 1)] {
             let imported = r.import_bundle(bundle).unwrap();
             assert_eq!(imported.received.ops, ops);
             assert_eq!(imported.received.applied.stored, 0);
@@ -302,8 +325,8 @@ fn old_and_new_ops_in_one_message_store_only_the_new_ones() {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let mut a = replica(&tmp.path().join("a"), &clock);
-    let mut b = replica(&tmp.path().join("b"), &clock);
-    let mut c = replica(&tmp.path().join("c"), &clock);
+    let mut b = member_of(&mut a, &tmp.path().join("b"), &clock);
+    let mut c = member_of(&mut a, &tmp.path().join("c"), &clock);
     a.add_contact(&person(1, "Ada")).unwrap();
     a.add_contact(&person(2, "Bo")).unwrap();
     c.add_contact(&person(3, "Cy")).unwrap();
@@ -325,29 +348,30 @@ fn old_and_new_ops_in_one_message_store_only_the_new_ones() {
     })
     .unwrap();
     session(&mut a, &mut c);
-    // Every op a holds (3 b has, 3 new), in one message: two segments starting at seq 1.
+    // Every op a holds (those b has, and 3 new), in one message: segments from seq 1.
     let all: Vec<SealedOp> = a.ops().map(|o| o.unwrap()).collect();
-    assert_eq!(all.len(), 6);
+    let old = b.op_count() as usize;
+    assert_eq!(all.len(), old + 3);
     let segments = encode_segments(&all, &Known::of(&[&a], &[])).unwrap();
     let mixed = bundle_of(a.id(), segments.clone());
 
     // As a bundle.
     let tmp2 = tempfile::tempdir().unwrap();
-    let mut b2 = replica(&tmp2.path().join("b2"), &clock);
+    let mut b2 = Replica::join_with(&tmp2.path().join("b2"), a.book(), Default::default()).unwrap();
     b2.import_bundle(&b.export_bundle(None).unwrap()).unwrap();
     let imported = b2.import_bundle(&mixed).unwrap();
-    assert_eq!(imported.received.ops, 6);
+    assert_eq!(imported.received.ops, all.len());
     assert_eq!(
         (
             imported.received.applied.stored,
             imported.received.applied.duplicates
         ),
-        (3, 3)
+        (3, old)
     );
     assert!(imported.received.forks.is_empty());
     assert_eq!(b2.state_bytes().unwrap(), a.state_bytes().unwrap());
     assert_eq!(b2.summary(), a.summary());
-    assert_eq!(b2.op_count(), 6);
+    assert_eq!(b2.op_count(), all.len() as u64);
 
     // As an `Ops` message in a session whose hello is an old one.
     let ops = message::encode(&Message::Ops {
@@ -359,7 +383,7 @@ fn old_and_new_ops_in_one_message_store_only_the_new_ones() {
         summary: a.summary().clone(),
     });
     let report = replay_to(&mut b, &[old_hello, ops.clone(), ack.clone()]).unwrap();
-    assert_eq!((report.stored, report.duplicates), (3, 3));
+    assert_eq!((report.stored, report.duplicates), (3, old));
     assert!(report.converged, "b now holds exactly what a does");
     assert_eq!(snapshot(&b).state, a.state_bytes().unwrap());
     assert_eq!(b.summary(), a.summary());
@@ -372,7 +396,7 @@ fn old_and_new_ops_in_one_message_store_only_the_new_ones() {
     });
     let before = snapshot(&b);
     let report = replay_to(&mut b, &[hello, ops, ack]).unwrap();
-    assert_eq!((report.stored, report.duplicates), (0, 6));
+    assert_eq!((report.stored, report.duplicates), (0, all.len()));
     assert_eq!(snapshot(&b), before);
 }
 
@@ -381,7 +405,7 @@ fn a_segment_relabelled_to_another_author_fails_its_head_naming_that_author() {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let mut a = replica(&tmp.path().join("a"), &clock);
-    let mut b = replica(&tmp.path().join("b"), &clock);
+    let mut b = member_of(&mut a, &tmp.path().join("b"), &clock);
     let mut r = replica(&tmp.path().join("r"), &clock);
     a.add_contact(&person(1, "Ada")).unwrap();
     r.import_bundle(&a.export_bundle(None).unwrap()).unwrap();
@@ -397,7 +421,7 @@ fn a_segment_relabelled_to_another_author_fails_its_head_naming_that_author() {
         .windows(16)
         .position(|w| w == b.id().0)
         .expect("b in the author table");
-    assert_eq!(at, 6, "magic, version, author count, then the table");
+    assert_eq!((at - 6) % 16, 0, "an entry of the author table");
     let victim = a.id();
     segments[at..at + 16].copy_from_slice(&victim.0);
     reseal_segments(&mut segments);
@@ -438,7 +462,9 @@ fn forgery() -> Forgery {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let mut a = replica(&tmp.path().join("a"), &clock);
-    let mut r = replica(&tmp.path().join("r"), &clock);
+    let mut r = member_of(&mut a, &tmp.path().join("r"), &clock);
+    a.add_member(third_key().device(), cardlog::MemberRole::Write, "third")
+        .unwrap();
     a.add_contact(&person(1, "Ada")).unwrap();
     a.edit(ContactId([1; 16]), |c| {
         c.set(Field::Note, "a's second op");
@@ -451,7 +477,7 @@ fn forgery() -> Forgery {
     .unwrap();
     session(&mut a, &mut r);
     clock.advance_ms(1_000);
-    let third = Device::new(DeviceId([0x33; 16]), clock.clone());
+    let third = Device::new(third_key().device(), clock.clone());
     Forgery {
         _tmp: tmp,
         clock,
@@ -536,16 +562,13 @@ fn a_chain_forged_in_another_authors_name_is_set_aside_as_a_fork() {
     let rs_first = op_at(&f.r, f.r.id(), 1);
     let three = forged_op(author, 3, Some(&rs_first), 52);
     let before = snapshot(&f.r);
-    let err = f.r.apply(std::slice::from_ref(&three)).unwrap_err();
-    match refusal(&err) {
-        ReplayError::ChainMismatch {
-            author: x,
-            seq,
-            named,
-            ..
-        } => assert_eq!((*x, *seq, *named), (author, 3, Some(rs_first.id()))),
-        other => panic!("expected a chain mismatch, got {other:?}"),
-    }
+    // Handed straight to apply, it is refused by the book's rules (r holds another op of a's
+    // at that seq, and no signature of a's covers it) before any chain check.
+    let err = f.r.apply(std::slice::from_ref(&three), &[]).unwrap_err();
+    assert!(
+        matches!(&err, Error::Refused(cardlog::Refusal::Forked { author: x, seq: 3, .. }) if *x == author),
+        "{err}"
+    );
     assert_eq!(snapshot(&f.r), before);
 }
 
@@ -564,15 +587,15 @@ fn ops_forged_in_the_receivers_own_name_never_touch_its_chain() {
     assert_set_aside(&mut f, me, &[mine_before[0].clone(), two.clone(), three], 2);
     // Handed straight to apply, a forged seq 2 is refused as a fork.
     let before = snapshot(&f.r);
-    let err = f.r.apply(std::slice::from_ref(&two)).unwrap_err();
-    match refusal(&err) {
-        ReplayError::Fork {
+    let err = f.r.apply(std::slice::from_ref(&two), &[]).unwrap_err();
+    match &err {
+        Error::Refused(cardlog::Refusal::Forked {
             author,
             seq,
-            existing,
-            incoming,
-        } => assert_eq!(
-            (*author, *seq, *existing, *incoming),
+            ours,
+            theirs,
+        }) => assert_eq!(
+            (*author, *seq, *ours, *theirs),
             (me, 2, mine_before[1].id(), two.id())
         ),
         other => panic!("expected a fork, got {other:?}"),
@@ -595,7 +618,7 @@ fn forged_content_with_a_recomputed_id_but_a_broken_chain_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let mut a = replica(&tmp.path().join("a"), &clock);
-    let mut r = replica(&tmp.path().join("r"), &clock);
+    let mut r = member_of(&mut a, &tmp.path().join("r"), &clock);
     let ada = person(1, "Ada");
     a.add_contact(&ada).unwrap();
     r.import_bundle(&a.export_bundle(None).unwrap()).unwrap();
@@ -605,7 +628,8 @@ fn forged_content_with_a_recomputed_id_but_a_broken_chain_is_refused() {
         })
         .unwrap();
     }
-    let (two, three) = (op_at(&a, a.id(), 2), op_at(&a, a.id(), 3));
+    // a's ops: the founding op, the op adding r, the create, then these two edits.
+    let (two, three) = (op_at(&a, a.id(), 4), op_at(&a, a.id(), 5));
     // Op 2's note changed and its id recomputed; op 3 still names the real op 2.
     let mut content = two.op().clone();
     let write = content
@@ -628,28 +652,32 @@ fn forged_content_with_a_recomputed_id_but_a_broken_chain_is_refused() {
             author,
             first,
             last,
-        }) => assert_eq!((*author, *first, *last), (a.id(), 2, 3)),
+        }) => assert_eq!((*author, *first, *last), (a.id(), 4, 5)),
         other => panic!("expected a head mismatch, got {other:?}"),
     }
     assert_eq!(snapshot(&r), before);
 
     // As ops handed to apply, op 3's link to the real op 2 is a chain mismatch; nothing of
     // the batch is stored, not even the forged op 2 that fits the chain by itself.
-    let err = r.apply(&ops).unwrap_err();
-    match refusal(&err) {
-        ReplayError::ChainMismatch {
-            author,
-            seq,
-            named,
-            present,
-            ..
-        } => assert_eq!(
-            (*author, *seq, *named, *present),
-            (a.id(), 3, Some(two.id()), forged.id())
+    // As ops handed to apply without a signature of a's, nothing of the batch is stored; with
+    // a's real signature of op 3 (which names the real op 2), op 2 is not the op it signed.
+    let err = r.apply(&ops, &[]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Refused(cardlog::Refusal::Unsigned { seq: 4, .. })
         ),
-        other => panic!("expected a chain mismatch, got {other:?}"),
-    }
-    assert!(err.to_string().contains("chain mismatch"), "{err}");
+        "{err}"
+    );
+    let tips = a.signatures_for(std::slice::from_ref(&three)).unwrap();
+    let err = r.apply(&ops, &tips).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Refused(cardlog::Refusal::Unsigned { seq: 4, .. })
+        ),
+        "{err}"
+    );
     assert_eq!(snapshot(&r), before);
 
     // The real ops still apply.
@@ -670,9 +698,9 @@ fn a_peers_claims_about_authors_and_forks_stay_bounded_and_break_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let mut r = replica(&tmp.path().join("r"), &clock);
-    let mut honest = replica(&tmp.path().join("honest"), &clock);
+    let mut honest = member_of(&mut r, &tmp.path().join("honest"), &clock);
     r.add_contact(&person(1, "Ada")).unwrap();
-    let mine = op_at(&r, r.id(), 1);
+    let mine = op_at(&r, r.id(), 1); // the founding op
     let liar = DeviceId([0x1e; 16]);
     // A hello naming 20,000 authors nobody has (besides r's own head), forks claimed at r's
     // op (20,000 of them, each with another "other op") and at ops r does not hold, and an
@@ -718,7 +746,7 @@ fn a_peers_claims_about_authors_and_forks_stay_bounded_and_break_nothing() {
     let ops = message::encode(&Message::Ops {
         last: true,
         forks,
-        segments: encode_segments(&[], &Known(HashMap::new())).unwrap(),
+        segments: encode_segments(&[], &Known::of(&[], &[])).unwrap(),
     });
     let ack = message::encode(&Message::Ack { summary });
     let report = replay_to(&mut r, &[hello, ops, ack]).unwrap();
@@ -755,6 +783,8 @@ fn an_op_at_the_writes_limit_from_a_peer_is_stored_and_reads_back() {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let mut r = replica(&tmp.path().join("r"), &clock);
+    r.add_member(third_key().device(), cardlog::MemberRole::Write, "peer")
+        .unwrap();
     // One contact with 4,095 tags: its `exists` write and a write per tag, 4,096 in all, the
     // most one op may have. Well under the op's byte limit, but bincode reserves ~260 bytes
     // of memory per write before reading them.
@@ -763,14 +793,18 @@ fn an_op_at_the_writes_limit_from_a_peer_is_stored_and_reads_back() {
     for i in 0..4_095 {
         big.tags.insert(format!("t{i:05}"));
     }
-    let op = Device::new(DeviceId([0x44; 16]), clock.clone())
+    let op = Device::new(third_key().device(), clock.clone())
         .create(&big)
         .unwrap();
     assert_eq!(
         op.op().writes.len(),
         cardlog_core::codec::limits::WRITES_PER_OP_MAX
     );
-    let segments = encode_segments(std::slice::from_ref(&op), &Known(HashMap::new())).unwrap();
+    let segments = encode_segments(
+        std::slice::from_ref(&op),
+        &Known::of(&[&r], std::slice::from_ref(&op)),
+    )
+    .unwrap();
     let imported = r
         .import_bundle(&bundle_of(op.op().author, segments))
         .unwrap();
@@ -783,7 +817,8 @@ fn an_op_at_the_writes_limit_from_a_peer_is_stored_and_reads_back() {
     assert!(r.verify().unwrap().is_ok());
     let again = r.export_bundle(None).unwrap();
     let tmp2 = tempfile::tempdir().unwrap();
-    let mut other = replica(&tmp2.path().join("other"), &clock);
+    let mut other =
+        Replica::join_with(&tmp2.path().join("other"), r.book(), Default::default()).unwrap();
     other.import_bundle(&again).unwrap();
     assert_eq!(other.state_bytes().unwrap(), r.state_bytes().unwrap());
 }

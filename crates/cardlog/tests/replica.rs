@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cardlog::{
-    Batch, Contact, ContactId, DeviceId, EditError, Error, Field, ItemBody, ItemId, OpenError,
-    Options, Path, Replica, Summary, Value,
+    Batch, Contact, ContactId, EditError, Error, Field, ItemBody, ItemId, OpenError, Options, Path,
+    Replica, Summary, Value,
 };
-use cardlog_core::{Device, FakeClock, ReplayError};
+use cardlog_core::{Device, FakeClock};
 use cardlog_store::log::FaultyLog;
 use cardlog_store::state::{FaultyKv, SledKv};
 use cardlog_store::{Store, StoreError};
@@ -37,6 +37,23 @@ impl Node {
         let clock = Arc::new(FakeClock::new(NINE_MS));
         let dir = root.join(name);
         let replica = Replica::create_with(&dir, options(&clock)).unwrap();
+        Self {
+            dir,
+            clock,
+            replica: Some(replica),
+        }
+    }
+
+    /// A new node in `admin`'s book, added by it as a writer, holding what it holds.
+    fn member(root: &FsPath, name: &str, admin: &mut Node) -> Self {
+        let clock = Arc::new(FakeClock::new(NINE_MS));
+        let dir = root.join(name);
+        let mut replica = Replica::join_with(&dir, admin.r().book(), options(&clock)).unwrap();
+        admin
+            .r()
+            .add_member(replica.id(), cardlog::MemberRole::Write, name)
+            .unwrap();
+        replica.pull_from(admin.r()).unwrap();
         Self {
             dir,
             clock,
@@ -65,7 +82,8 @@ fn options(clock: &Arc<FakeClock>) -> Options {
 fn push(from: &mut Node, to: &mut Node) -> usize {
     let summary: Summary = to.r().summary().clone();
     let ops = from.r().ops_since(&summary).unwrap();
-    let report = to.r().apply(&ops).unwrap();
+    let tips = from.r().signatures_for(&ops).unwrap();
+    let report = to.r().apply(&ops, &tips).unwrap();
     assert!(report.missing.is_empty(), "{:?}", report.missing);
     report.stored
 }
@@ -221,7 +239,7 @@ fn delete_and_restore_keep_the_contact_and_its_history() {
 fn history_names_value_device_time_and_op() {
     let tmp = tempfile::tempdir().unwrap();
     let mut a = Node::create(tmp.path(), "a");
-    let mut b = Node::create(tmp.path(), "b");
+    let mut b = Node::member(tmp.path(), "b", &mut a);
     let c = sample(1);
     let first = a.r().add_contact(&c).unwrap();
     sync(&mut a, &mut b);
@@ -259,7 +277,7 @@ fn history_names_value_device_time_and_op() {
 fn concurrent_edits_conflict_until_resolved_everywhere() {
     let tmp = tempfile::tempdir().unwrap();
     let mut a = Node::create(tmp.path(), "a");
-    let mut b = Node::create(tmp.path(), "b");
+    let mut b = Node::member(tmp.path(), "b", &mut a);
     let c = sample(1);
     a.r().add_contact(&c).unwrap();
     sync(&mut a, &mut b);
@@ -315,7 +333,8 @@ fn one_save_can_touch_several_contacts() {
     let mut batch = Batch::new();
     batch.create(&c1).unwrap().create(&c2).unwrap();
     let op = a.r().save(&batch).unwrap();
-    assert_eq!(a.r().op_count(), 1);
+    // The book's founding op, then the save.
+    assert_eq!(a.r().op_count(), 2);
     let contacts: std::collections::BTreeSet<ContactId> =
         op.op().writes.iter().map(|w| w.contact).collect();
     assert_eq!(contacts.len(), 2);
@@ -330,11 +349,12 @@ fn one_save_can_touch_several_contacts() {
 fn ops_since_sends_exactly_what_the_peer_lacks() {
     let tmp = tempfile::tempdir().unwrap();
     let mut a = Node::create(tmp.path(), "a");
-    let mut b = Node::create(tmp.path(), "b");
+    let mut b = Node::member(tmp.path(), "b", &mut a);
     for n in 1..=3 {
         a.r().add_contact(&sample(n)).unwrap();
     }
-    assert_eq!(a.r().ops_since(&Summary::new()).unwrap().len(), 3);
+    // The founding op, the op adding b, three creates.
+    assert_eq!(a.r().ops_since(&Summary::new()).unwrap().len(), 5);
     assert_eq!(push(&mut a, &mut b), 3);
     assert!(a.r().ops_since(b.r().summary()).unwrap().is_empty());
     a.r()
@@ -344,12 +364,13 @@ fn ops_since_sends_exactly_what_the_peer_lacks() {
         .unwrap();
     let missing = a.r().ops_since(b.r().summary()).unwrap();
     assert_eq!(missing.len(), 1);
-    assert_eq!(missing[0].op().seq, 4);
+    assert_eq!(missing[0].op().seq, 6);
 
     // Applying twice stores nothing new.
-    let report = b.r().apply(&missing).unwrap();
+    let tips = a.r().signatures_for(&missing).unwrap();
+    let report = b.r().apply(&missing, &tips).unwrap();
     assert_eq!(report.stored, 1);
-    let again = b.r().apply(&missing).unwrap();
+    let again = b.r().apply(&missing, &tips).unwrap();
     assert_eq!((again.stored, again.duplicates), (0, 1));
     assert_eq!(a.r().state_bytes().unwrap(), b.r().state_bytes().unwrap());
 }
@@ -358,7 +379,7 @@ fn ops_since_sends_exactly_what_the_peer_lacks() {
 fn apply_takes_ops_in_any_order_and_reports_gaps() {
     let tmp = tempfile::tempdir().unwrap();
     let mut a = Node::create(tmp.path(), "a");
-    let mut b = Node::create(tmp.path(), "b");
+    let mut b = Node::member(tmp.path(), "b", &mut a);
     let c = sample(1);
     a.r().add_contact(&c).unwrap();
     for note in ["one", "two", "three", "four"] {
@@ -369,17 +390,19 @@ fn apply_takes_ops_in_any_order_and_reports_gaps() {
             })
             .unwrap();
     }
-    let mut ops = a.r().ops_since(&Summary::new()).unwrap();
+    let mut ops = a.r().ops_since(b.r().summary()).unwrap();
+    let tips = a.r().signatures_for(&ops).unwrap();
     ops.reverse();
+    let held = b.r().op_count();
 
     // Without the first op nothing can be stored; the gap is named.
-    let report = b.r().apply(&ops[..4]).unwrap();
+    let report = b.r().apply(&ops[..4], &tips).unwrap();
     assert_eq!(report.stored, 0);
     assert_eq!(report.missing.len(), 4);
-    assert_eq!(b.r().op_count(), 0);
+    assert_eq!(b.r().op_count(), held);
 
     // Reversed, but complete: everything is stored in one call.
-    let report = b.r().apply(&ops).unwrap();
+    let report = b.r().apply(&ops, &tips).unwrap();
     assert_eq!(report.stored, 5);
     assert!(report.missing.is_empty());
     assert_eq!(a.r().state_bytes().unwrap(), b.r().state_bytes().unwrap());
@@ -390,8 +413,21 @@ fn a_forked_chain_is_refused_whole_and_nothing_is_stored() {
     let tmp = tempfile::tempdir().unwrap();
     let mut a = Node::create(tmp.path(), "a");
     let clock = Arc::new(FakeClock::new(NINE_MS));
-    // Two devices claiming the same id: the second chain forks the first at seq 1.
-    let id = DeviceId([0x42; 16]);
+    // A member's key used by two devices (a copy that was not noticed): the second chain
+    // forks the first at seq 1. Both are signed with the member's key.
+    let key = cardlog_core::DeviceKey::from_seed(&[0x42; 32]);
+    let id = key.device();
+    a.r()
+        .add_member(id, cardlog::MemberRole::Write, "twin")
+        .unwrap();
+    let book = a.r().book();
+    let sign = |op: &cardlog::SealedOp| cardlog::SignedTip {
+        author: id,
+        key: key.public(),
+        seq: op.op().seq,
+        op: op.id(),
+        signature: key.sign_tip(&book, &op.id()),
+    };
     let mut d1 = Device::new(id, clock.clone());
     let mut d2 = Device::new(id, clock);
     let op1 = d1.create(&sample(1)).unwrap();
@@ -402,23 +438,28 @@ fn a_forked_chain_is_refused_whole_and_nothing_is_stored() {
         })
         .unwrap()
         .unwrap();
-    a.r().apply(std::slice::from_ref(&op1)).unwrap();
+    a.r()
+        .apply(std::slice::from_ref(&op1), &[sign(&op1)])
+        .unwrap();
     let before = a.r().state_bytes().unwrap();
+    let count = a.r().op_count();
 
-    let err = a.r().apply(&[good, fork.clone()]).unwrap_err();
+    let err = a
+        .r()
+        .apply(&[good.clone(), fork.clone()], &[sign(&good), sign(&fork)])
+        .unwrap_err();
     match err {
-        Error::Store(StoreError::Refused(e)) => match *e {
-            ReplayError::Fork {
-                existing, incoming, ..
-            } => {
-                assert_eq!(existing, op1.id());
-                assert_eq!(incoming, fork.id());
-            }
-            other => panic!("expected a fork, got {other}"),
-        },
-        other => panic!("expected a refusal, got {other}"),
+        Error::Refused(cardlog::Refusal::Forked { ours, theirs, .. }) => {
+            assert_eq!(ours, op1.id());
+            assert_eq!(theirs, fork.id());
+        }
+        other => panic!("expected a fork, got {other}"),
     }
-    assert_eq!(a.r().op_count(), 1, "the good op of the bundle is not kept");
+    assert_eq!(
+        a.r().op_count(),
+        count,
+        "the good op of the bundle is not kept"
+    );
     assert_eq!(a.r().state_bytes().unwrap(), before);
     assert!(a.r().verify().unwrap().is_ok());
 }
@@ -449,7 +490,7 @@ fn the_clock_resumes_after_the_last_op_even_if_wall_time_went_back() {
 fn received_timestamps_move_the_clock_on_reopen() {
     let tmp = tempfile::tempdir().unwrap();
     let mut a = Node::create(tmp.path(), "a");
-    let mut b = Node::create(tmp.path(), "b");
+    let mut b = Node::member(tmp.path(), "b", &mut a);
     b.clock.advance_ms(3 * MIN_MS);
     let c = sample(1);
     let remote = b.r().add_contact(&c).unwrap();
@@ -553,6 +594,19 @@ fn a_copied_store_writes_as_a_new_device_and_never_forks() {
     assert_ne!(copy.r().id(), original);
     assert_eq!(copy.r().previous_id(), Some(original));
 
+    // The copy is a new device of the book: it writes once an admin has added it.
+    assert!(matches!(
+        copy.r().edit(c.id, |c| {
+            c.set(Field::Title, "too early");
+        }),
+        Err(Error::Refused(cardlog::Refusal::NotMember { .. }))
+    ));
+    let copy_id = copy.r().id();
+    a.r()
+        .add_member(copy_id, cardlog::MemberRole::Write, "the copy")
+        .unwrap();
+    push(&mut a, &mut copy);
+
     // Both go on saving; their ops meet without a fork.
     a.r()
         .edit(c.id, |c| {
@@ -617,7 +671,7 @@ fn a_failed_write_poisons_the_replica_until_reopened() {
 
     let mut r = Replica::open_with(&dir, options(&clock)).unwrap();
     assert!(r.verify().unwrap().is_ok());
-    assert_eq!(r.op_count(), 1);
+    assert_eq!(r.op_count(), 2, "the founding op and the first save");
     r.add_contact(&sample(4)).unwrap();
 }
 
@@ -655,7 +709,7 @@ fn a_failed_register_batch_fails_that_save_and_loses_none_before_it() {
         matches!(again, Error::Store(StoreError::Poisoned(_))),
         "{again}"
     );
-    assert_eq!(r.op_count(), 1_024);
+    assert_eq!(r.op_count(), 1_024 + 1, "the founding op and the saves");
     assert_eq!(
         r.contacts().unwrap().len(),
         1_024,
@@ -664,7 +718,7 @@ fn a_failed_register_batch_fails_that_save_and_loses_none_before_it() {
     drop(r);
 
     let r = Replica::open_with(&dir, options(&clock)).unwrap();
-    assert_eq!(r.op_count(), 1_024);
+    assert_eq!(r.op_count(), 1_024 + 1);
     assert_eq!(r.contacts().unwrap().len(), 1_024);
     assert!(r.verify().unwrap().is_ok());
 }
@@ -673,7 +727,7 @@ fn a_failed_register_batch_fails_that_save_and_loses_none_before_it() {
 fn rebuild_reproduces_the_state_byte_for_byte() {
     let tmp = tempfile::tempdir().unwrap();
     let mut a = Node::create(tmp.path(), "a");
-    let mut b = Node::create(tmp.path(), "b");
+    let mut b = Node::member(tmp.path(), "b", &mut a);
     for n in 1..=5 {
         a.r().add_contact(&sample(n)).unwrap();
     }
@@ -706,7 +760,8 @@ fn every_op_is_listed_in_application_order() {
         .map(|n| a.r().add_contact(&sample(n)).unwrap())
         .collect();
     let listed: Vec<_> = a.r().ops().map(|op| op.unwrap().id()).collect();
-    assert_eq!(listed, ids);
+    // The book's founding op comes first.
+    assert_eq!(listed[1..], ids);
 }
 
 #[test]
@@ -749,11 +804,11 @@ fn rebuild_reports_progress_up_to_the_total() {
     }
     let mut seen = Vec::new();
     let replayed = a.r().rebuild_with(&mut |p| seen.push(p)).unwrap();
-    assert_eq!(replayed, 3);
+    assert_eq!(replayed, 4, "the founding op and three saves");
     let last = seen.last().copied().unwrap();
     assert_eq!(
         (last.done, last.total),
-        (3, 3),
+        (4, 4),
         "one checked pass over the log"
     );
     assert!(seen.windows(2).all(|w| w[0].done <= w[1].done));

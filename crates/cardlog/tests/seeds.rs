@@ -54,11 +54,29 @@ impl World {
             clocks: Vec::new(),
             replicas: Vec::new(),
         };
-        for i in 0..names.len() {
+        // The first replica founds the book; it adds each other one, which takes what it
+        // holds.
+        for (i, name) in names.iter().enumerate() {
             let clock = Arc::new(FakeClock::new(NINE_MS));
-            let r = Replica::create_with(&w.dirs[i], Self::options(&clock)).unwrap();
+            let options = Self::options(&clock);
+            let r = match w.replicas.first_mut() {
+                None => Replica::create_with(&w.dirs[i], options).unwrap(),
+                Some(founder) => {
+                    let founder = founder.as_mut().unwrap();
+                    let mut r = Replica::join_with(&w.dirs[i], founder.book(), options).unwrap();
+                    founder
+                        .add_member(r.id(), cardlog::MemberRole::Write, name)
+                        .unwrap();
+                    r.pull_from(founder).unwrap();
+                    r
+                }
+            };
             w.clocks.push(clock);
             w.replicas.push(Some(r));
+        }
+        // Everyone holds every admission.
+        for i in 1..names.len() {
+            w.push(0, i);
         }
         w
     }
@@ -84,7 +102,8 @@ impl World {
     fn push(&mut self, from: usize, to: usize) {
         let summary: Summary = self.r(to).summary().clone();
         let ops = self.r(from).ops_since(&summary).unwrap();
-        let report = self.r(to).apply(&ops).unwrap();
+        let tips = self.r(from).signatures_for(&ops).unwrap();
+        let report = self.r(to).apply(&ops, &tips).unwrap();
         assert!(report.missing.is_empty());
     }
 

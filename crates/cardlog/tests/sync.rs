@@ -29,7 +29,7 @@ use cardlog::{
     TransportError,
 };
 use cardlog_core::{Device, FakeClock};
-use common::{person, replica, reseal_segments, session, NINE_MS, TIMEOUT};
+use common::{member_of, person, replica, reseal_segments, session, NINE_MS, TIMEOUT};
 
 fn op_at(r: &Replica, author: DeviceId, seq: u64) -> cardlog::OpId {
     SyncStore::op_at(r, &author, seq).unwrap().unwrap().id()
@@ -54,9 +54,10 @@ fn three_devices_converge_in_every_pairwise_order() {
     for order in orders {
         let tmp = tempfile::tempdir().unwrap();
         let clock = Arc::new(FakeClock::new(NINE_MS));
-        let mut r: Vec<Replica> = (0..3)
-            .map(|i| replica(&tmp.path().join(format!("d{i}")), &clock))
-            .collect();
+        let mut first = replica(&tmp.path().join("d0"), &clock);
+        let second = member_of(&mut first, &tmp.path().join("d1"), &clock);
+        let third = member_of(&mut first, &tmp.path().join("d2"), &clock);
+        let mut r: Vec<Replica> = vec![first, second, third];
         // A shared contact everyone knows, then offline edits on every device: different
         // fields, one field edited on two devices, and a contact of each device's own.
         let shared = person(1, "Dana");
@@ -128,8 +129,21 @@ fn forked(extra: usize) -> (tempfile::TempDir, Replica, Replica, DeviceId) {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let mut a = replica(&tmp.path().join("a"), &clock);
-    let mut b = replica(&tmp.path().join("b"), &clock);
-    let author = DeviceId([0xf0; 16]);
+    let mut b = member_of(&mut a, &tmp.path().join("b"), &clock);
+    // A member whose key two devices use (a restore that was not noticed).
+    let key = cardlog_core::DeviceKey::from_seed(&[0xf0; 32]);
+    let author = key.device();
+    a.add_member(author, cardlog::MemberRole::Write, "twin")
+        .unwrap();
+    b.pull_from(&a).unwrap();
+    let book = a.book();
+    let sign = |op: &cardlog::SealedOp| cardlog::SignedTip {
+        author,
+        key: key.public(),
+        seq: op.op().seq,
+        op: op.id(),
+        signature: key.sign_tip(&book, &op.id()),
+    };
     let mut before = Device::new(author, clock.clone());
     let mut after = Device::new(author, clock.clone());
     let mut ops = vec![before.create(&person(20, "Before")).unwrap()];
@@ -145,8 +159,10 @@ fn forked(extra: usize) -> (tempfile::TempDir, Replica, Replica, DeviceId) {
     }
     clock.advance_ms(1);
     let theirs = after.create(&person(21, "After")).unwrap();
-    a.apply(&ops).unwrap();
-    b.apply(&[theirs]).unwrap();
+    let tip = sign(ops.last().unwrap());
+    a.apply(&ops, &[tip]).unwrap();
+    b.apply(std::slice::from_ref(&theirs), &[sign(&theirs)])
+        .unwrap();
     a.add_contact(&person(30, "OnA")).unwrap();
     b.add_contact(&person(31, "OnB")).unwrap();
     (tmp, a, b, author)
@@ -203,7 +219,7 @@ fn small_bundle() -> (tempfile::TempDir, Replica, Vec<u8>) {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let mut a = replica(&tmp.path().join("a"), &clock);
-    let mut b = replica(&tmp.path().join("b"), &clock);
+    let mut b = member_of(&mut a, &tmp.path().join("b"), &clock);
     let c = person(1, "Ada");
     a.add_contact(&c).unwrap();
     session(&mut a, &mut b);
@@ -319,7 +335,7 @@ fn an_interrupted_session_keeps_whole_messages_and_the_next_one_resumes() {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let mut a = replica(&tmp.path().join("a"), &clock);
-    let mut b = replica(&tmp.path().join("b"), &clock);
+    let mut b = member_of(&mut a, &tmp.path().join("b"), &clock);
     for i in 0..50u8 {
         a.add_contact(&person(i, &format!("P{i}"))).unwrap();
     }
@@ -344,7 +360,8 @@ fn an_interrupted_session_keeps_whole_messages_and_the_next_one_resumes() {
     });
     assert!(matches!(rb, Err(SyncError::Disconnected(_))), "{rb:?}");
     assert!(matches!(ra, Err(SyncError::Disconnected(_))), "{ra:?}");
-    assert_eq!(b.op_count(), 30);
+    // The 3 ops b held (founding, adding it), and the 30 of three messages.
+    assert_eq!(b.op_count(), 2 + 30);
     assert!(b.verify().unwrap().is_ok());
     drop(b);
     let mut b = Replica::open_with(
@@ -355,7 +372,7 @@ fn an_interrupted_session_keeps_whole_messages_and_the_next_one_resumes() {
         },
     )
     .unwrap();
-    assert_eq!(b.op_count(), 30, "applied messages are durable");
+    assert_eq!(b.op_count(), 2 + 30, "applied messages are durable");
     let (x, y) = session(&mut b, &mut a);
     assert_eq!((x.stored, y.sent_ops), (20, 20), "only the rest is sent");
     assert!(x.converged);
@@ -446,7 +463,7 @@ fn a_peer_that_disconnects_mid_message_changes_nothing() {
     assert!(err.to_string().contains("bytes of a message"), "{err}");
     // The served replica only learned the peer's summary; no op arrived.
     assert_eq!(state(&served).1, before.1);
-    assert_eq!(served.op_count(), 5);
+    assert_eq!(served.op_count(), 1 + 5, "the founding op and five saves");
     assert!(served.verify().unwrap().is_ok());
 }
 
@@ -493,7 +510,7 @@ fn a_trickling_peer_a_silent_peer_and_a_huge_length_time_out_or_are_refused() {
         ),
         "{result:?}"
     );
-    assert_eq!(served.op_count(), 5);
+    assert_eq!(served.op_count(), 1 + 5, "the founding op and five saves");
     assert!(served.verify().unwrap().is_ok());
 }
 
@@ -501,7 +518,19 @@ fn a_trickling_peer_a_silent_peer_and_a_huge_length_time_out_or_are_refused() {
 fn a_served_replica_syncs_several_peers_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::new(NINE_MS));
-    let relay = Shared::new(replica(&tmp.path().join("relay"), &clock));
+    let mut founder = replica(&tmp.path().join("relay"), &clock);
+    let mut clients: Vec<Replica> = (0..3u8)
+        .map(|i| {
+            let mut r = member_of(&mut founder, &tmp.path().join(format!("c{i}")), &clock);
+            for j in 0..20u8 {
+                r.add_contact(&person(i * 50 + j, "C")).unwrap();
+            }
+            r
+        })
+        .collect();
+    // Every replica holds the founding op and the three ops adding the clients.
+    let membership_ops = founder.op_count();
+    let relay = Shared::new(founder);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let outcomes: Arc<Mutex<Vec<bool>>> = Arc::default();
@@ -522,15 +551,6 @@ fn a_served_replica_syncs_several_peers_at_once() {
             )
         })
     };
-    let mut clients: Vec<Replica> = (0..3u8)
-        .map(|i| {
-            let mut r = replica(&tmp.path().join(format!("c{i}")), &clock);
-            for j in 0..20u8 {
-                r.add_contact(&person(i * 50 + j, "C")).unwrap();
-            }
-            r
-        })
-        .collect();
     for _round in 0..2 {
         std::thread::scope(|s| {
             for c in clients.iter_mut() {
@@ -543,10 +563,10 @@ fn a_served_replica_syncs_several_peers_at_once() {
     assert_eq!(*outcomes.lock().unwrap(), vec![true; 6]);
     // After the second round every client has everything the relay had after the first.
     for c in &clients {
-        assert_eq!(c.op_count(), 60);
+        assert_eq!(c.op_count(), membership_ops + 60);
     }
     let relay = relay.lock();
-    assert_eq!(relay.op_count(), 60);
+    assert_eq!(relay.op_count(), membership_ops + 60);
     assert_eq!(state(&clients[0]), state(&relay));
     assert_eq!(relay.peers().unwrap().len(), 3);
 }
@@ -557,7 +577,7 @@ fn the_initiator_calibrates_to_the_responder_and_a_large_offset_is_flagged() {
     let slow = Arc::new(FakeClock::new(NINE_MS - 600_000));
     let right = Arc::new(FakeClock::new(NINE_MS));
     let mut a = replica(&tmp.path().join("a"), &slow);
-    let mut b = replica(&tmp.path().join("b"), &right);
+    let mut b = member_of(&mut a, &tmp.path().join("b"), &right);
     let (x, y) = session(&mut a, &mut b);
     assert_eq!(x.calibration.unwrap().offset_ms, 600_000);
     assert!(y.calibration.is_none(), "the responder keeps its clock");
@@ -580,7 +600,7 @@ fn needs_sync_lists_contacts_the_peer_has_not_acknowledged() {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let mut a = replica(&tmp.path().join("a"), &clock);
-    let mut b = replica(&tmp.path().join("b"), &clock);
+    let mut b = member_of(&mut a, &tmp.path().join("b"), &clock);
     let (c1, c2) = (person(1, "One"), person(2, "Two"));
     a.add_contact(&c1).unwrap();
     a.add_contact(&c2).unwrap();
@@ -613,11 +633,37 @@ fn needs_sync_lists_contacts_the_peer_has_not_acknowledged() {
     assert_eq!(&peers[0].acked, a.summary());
 }
 
-struct Nowhere;
+/// Signs the chain tips of one key's ops.
+struct Signer {
+    key: cardlog_core::DeviceKey,
+    book: cardlog::BookId,
+    ops: Vec<cardlog::SealedOp>,
+}
 
-impl cardlog::sync_layer::Locate for Nowhere {
-    fn locate(&self, _: &cardlog::OpId) -> Result<Option<cardlog::SealedOp>, WireError> {
+impl cardlog::sync_layer::Locate for Signer {
+    fn locate(
+        &self,
+        _: &cardlog::OpId,
+    ) -> Result<Option<cardlog::SealedOp>, cardlog::sync_layer::WireError> {
         Ok(None)
+    }
+
+    fn tip_signature(
+        &self,
+        author: &DeviceId,
+        seq: u64,
+    ) -> Result<Option<cardlog::SignedTip>, cardlog::sync_layer::WireError> {
+        Ok(self
+            .ops
+            .iter()
+            .find(|o| o.op().author == *author && o.op().seq == seq)
+            .map(|o| cardlog::SignedTip {
+                author: *author,
+                key: self.key.public(),
+                seq,
+                op: o.id(),
+                signature: self.key.sign_tip(&self.book, &o.id()),
+            }))
     }
 }
 
@@ -626,7 +672,11 @@ fn ops_going_back_in_time_are_refused_whole_naming_author_and_seq() {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let mut b = replica(&tmp.path().join("b"), &clock);
-    let author = DeviceId([0xf1; 16]);
+    // A member of b's book whose own (signed) ops break the clock rule.
+    let key = cardlog_core::DeviceKey::from_seed(&[0xf1; 32]);
+    let author = key.device();
+    b.add_member(author, cardlog::MemberRole::Write, "f1")
+        .unwrap();
     let mut device = Device::new(author, clock.clone());
     let first = device.create(&person(40, "First")).unwrap();
     // A well-formed second op (hash, chain link, seq all right) whose timestamp is not after
@@ -645,7 +695,12 @@ fn ops_going_back_in_time_are_refused_whole_naming_author_and_seq() {
     let other = Device::new(DeviceId([0xf3; 16]), clock.clone())
         .create(&person(42, "Innocent"))
         .unwrap();
-    let segments = cardlog::sync_layer::encode_segments(&[first, second, other], &Nowhere).unwrap();
+    let signer = Signer {
+        key,
+        book: b.book(),
+        ops: vec![first.clone(), second.clone()],
+    };
+    let segments = cardlog::sync_layer::encode_segments(&[first, second, other], &signer).unwrap();
     let bundle = message::encode(&Message::Bundle {
         replica: author,
         created_ms: NINE_MS,
@@ -668,7 +723,7 @@ fn a_heads_file_counts_as_the_peers_acknowledgement() {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let mut a = replica(&tmp.path().join("a"), &clock);
-    let mut b = replica(&tmp.path().join("b"), &clock);
+    let mut b = member_of(&mut a, &tmp.path().join("b"), &clock);
     a.add_contact(&person(1, "Old")).unwrap();
     b.import_bundle(&a.export_bundle(None).unwrap()).unwrap();
     a.add_contact(&person(2, "New")).unwrap();
@@ -728,11 +783,22 @@ impl SyncStore for Paged<'_> {
     fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<cardlog::SealedOp>, Self::Error> {
         SyncStore::op_at(&*self.replica, author, seq)
     }
+    fn keeps_signatures(&self) -> bool {
+        SyncStore::keeps_signatures(&*self.replica)
+    }
+    fn tip_signature(
+        &self,
+        author: &DeviceId,
+        seq: u64,
+    ) -> Result<Option<cardlog::SignedTip>, Self::Error> {
+        SyncStore::tip_signature(&*self.replica, author, seq)
+    }
     fn apply(
         &mut self,
         ops: &[cardlog::SealedOp],
+        tips: &[cardlog::SignedTip],
     ) -> Result<cardlog::sync_layer::Applied, Self::Error> {
-        SyncStore::apply(&mut *self.replica, ops)
+        SyncStore::apply(&mut *self.replica, ops, tips)
     }
 }
 
@@ -804,7 +870,7 @@ fn a_sender_fetches_one_message_of_ops_at_a_time() {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let mut a = replica(&tmp.path().join("a"), &clock);
-    let mut b = replica(&tmp.path().join("b"), &clock);
+    let mut b = member_of(&mut a, &tmp.path().join("b"), &clock);
     for i in 0..50u8 {
         a.add_contact(&person(i, &format!("P{i}"))).unwrap();
     }
@@ -815,7 +881,15 @@ fn a_sender_fetches_one_message_of_ops_at_a_time() {
     assert!(rb.converged);
     assert_eq!(state(&a), state(&b));
 
-    let mut c = replica(&tmp.path().join("c"), &clock);
+    let mut c = Replica::join_with(
+        &tmp.path().join("c"),
+        a.book(),
+        Options {
+            wall: clock.clone(),
+            ..Options::default()
+        },
+    )
+    .unwrap();
     let (fetches, ra, rb) = paged_sync(&mut a, &mut c, true);
     assert_eq!(fetches, [8]);
     let err = ra.unwrap_err();
@@ -828,4 +902,54 @@ fn a_sender_fetches_one_message_of_ops_at_a_time() {
         "{rb:?}"
     );
     assert_eq!(c.op_count(), 0);
+}
+
+/// A session sending one op per message delivers a writer's ops that come before the op
+/// adding the writer: the receiver holds them back until that op arrives, and nothing is
+/// refused or lost (nor does a later op naming a held one break the message).
+#[test]
+fn ops_that_arrive_before_their_authors_admission_are_held_until_it_comes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    // The founder's clock is ten minutes ahead (past the skew bound): a replica applying its ops with a writer's in one
+    // message logs the writer's first (replay is in time order), and sends them first.
+    let ahead = Arc::new(FakeClock::new(NINE_MS + 600_000));
+    let mut a = replica(&tmp.path().join("a"), &ahead);
+    let mut r = member_of(&mut a, &tmp.path().join("r"), &clock);
+    let mut m = member_of(&mut a, &tmp.path().join("m"), &clock);
+    let mut w = member_of(&mut a, &tmp.path().join("w"), &clock);
+    let x = person(1, "Ada");
+    w.add_contact(&x).unwrap();
+    w.edit(x.id, |c| {
+        c.tags.insert("friends".into());
+    })
+    .unwrap()
+    .unwrap();
+    session(&mut a, &mut w);
+    session(&mut m, &mut a);
+    let order: Vec<DeviceId> = m.ops().map(|op| op.unwrap().op().author).collect();
+    assert!(
+        order.iter().position(|d| *d == w.id()) < order.iter().rposition(|d| *d == a.id()),
+        "{order:?}"
+    );
+    let (ea, eb) = channel_pair(TIMEOUT);
+    let (rm, rr) = std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            let mut ea = ea;
+            run_session(
+                Session::new(Role::Responder).with_chunk_ops(1),
+                &mut m,
+                &mut ea,
+            )
+        });
+        let mut eb = eb;
+        let rr = run(Role::Initiator, &mut r, &mut eb);
+        (h.join().unwrap(), rr)
+    });
+    let (rm, rr) = (rm.unwrap(), rr.unwrap());
+    assert!(rr.refused.is_empty() && rr.missing == 0, "{rr:?}");
+    assert!(rm.refused.is_empty(), "{rm:?}");
+    assert_eq!(state(&r), state(&m));
+    assert_eq!(r.contact(&x.id).unwrap(), w.contact(&x.id).unwrap());
+    assert!(r.verify().unwrap().is_ok());
 }

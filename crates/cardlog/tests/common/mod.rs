@@ -14,14 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cardlog::sync_layer::transport::channel_pair;
-use cardlog::{Contact, ContactId, Field, Options, Replica, Role, SyncReport};
+use cardlog::{Contact, ContactId, Field, MemberRole, Options, Replica, Role, SyncReport};
 use cardlog_core::FakeClock;
 
 /// 2026-11-22T09:00:00Z.
 pub const NINE_MS: u64 = 1_795_338_000_000;
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A new replica in `dir` reading its wall time from `clock`.
+/// A new replica in `dir` reading its wall time from `clock`, founding its own address book.
 pub fn replica(dir: &FsPath, clock: &Arc<FakeClock>) -> Replica {
     Replica::create_with(
         dir,
@@ -31,6 +31,25 @@ pub fn replica(dir: &FsPath, clock: &Arc<FakeClock>) -> Replica {
         },
     )
     .unwrap()
+}
+
+/// A new replica in `dir` reading its wall time from `clock`, a writer of `admin`'s address
+/// book: `admin` adds it, and it takes what `admin` holds.
+pub fn member_of(admin: &mut Replica, dir: &FsPath, clock: &Arc<FakeClock>) -> Replica {
+    let mut r = Replica::join_with(
+        dir,
+        admin.book(),
+        Options {
+            wall: clock.clone(),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    admin
+        .add_member(r.id(), MemberRole::Write, "test device")
+        .unwrap();
+    r.pull_from(admin).unwrap();
+    r
 }
 
 /// Contact `n` with a given name.
