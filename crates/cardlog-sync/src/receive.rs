@@ -166,10 +166,31 @@ pub(crate) fn apply_held<S: PeerBook>(
             }
         }
     }
+    // A fork counts only if the differing ops are their author's own (signed by it): ops
+    // anyone could have made up are refused, not recorded as the author's fork.
+    let mut unowned = Vec::new();
+    forks.retain(|f| {
+        let theirs: Vec<SealedOp> = ops
+            .iter()
+            .filter(|op| op.op().author == f.author)
+            .cloned()
+            .collect();
+        match store.authorship(&theirs, &tips) {
+            Ok(()) => true,
+            Err(refusal) => {
+                unowned.push(refusal);
+                false
+            }
+        }
+    });
     let forked: BTreeSet<DeviceId> = forks.iter().map(|f| f.author).collect();
+    let unowned_authors: BTreeSet<DeviceId> = unowned.iter().map(Refusal::author).collect();
     let keep: Vec<SealedOp> = ops
         .into_iter()
-        .filter(|op| !forked.contains(&op.op().author))
+        .filter(|op| {
+            let author = op.op().author;
+            !forked.contains(&author) && !unowned_authors.contains(&author)
+        })
         .collect();
     if !forks.is_empty() {
         store.record_forks(&forks).map_err(SyncError::Store)?;
@@ -181,6 +202,7 @@ pub(crate) fn apply_held<S: PeerBook>(
             SyncError::Store(e)
         }
     })?;
+    applied.refused.extend(unowned);
     if !last {
         hold(store, keep, tips, &mut applied, held)?;
     }

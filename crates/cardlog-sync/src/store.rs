@@ -49,6 +49,16 @@ pub trait SyncStore {
         let _ = (author, seq);
         Ok(None)
     }
+    /// Checks that `ops` (one author's, as a received batch carries them, with the batch's
+    /// signatures `tips`) are that author's own, as the store's rules require of any op it
+    /// stores, judged without what the store holds of the author: the refusal if not. A fork
+    /// (an op where the store holds another of the same author and seq) is recorded only for
+    /// ops that pass, so a peer cannot make a replica record a fork for an author it cannot
+    /// sign for. The default (a store that keeps no signatures) passes every op.
+    fn authorship(&self, ops: &[SealedOp], tips: &[SignedTip]) -> Result<(), Refusal> {
+        let _ = (ops, tips);
+        Ok(())
+    }
     /// Stores received ops (decoded and hash-checked) in one atomic, durable step. `tips` are
     /// the chain-tip signatures the message carried, not yet verified: the store decides which
     /// authors may write what and checks the signatures (`cardlog::Replica` through

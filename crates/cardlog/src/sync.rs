@@ -9,7 +9,7 @@ use bincode::config::{self, Configuration, LittleEndian, Varint};
 use bincode::{Decode, Encode};
 use cardlog_core::codec::{decode_exact_with, encode_with};
 use cardlog_core::replay::ChainTip;
-use cardlog_core::{ContactId, DeviceId, OpId, SealedOp, SignedTip};
+use cardlog_core::{ContactId, DeviceId, OpId, Refusal, SealedOp, SignedTip};
 use cardlog_store::keys::meta;
 use cardlog_store::StoreError;
 use cardlog_sync::bundle::{self, Imported};
@@ -239,6 +239,13 @@ impl SyncStore for Replica {
 
     fn tip_signature(&self, author: &DeviceId, seq: u64) -> Result<Option<SignedTip>, Error> {
         Ok(self.store.signature(author, seq)?)
+    }
+
+    /// Membership and signatures as [`Replica::admit`] checks them, as if nothing of the
+    /// author were held here.
+    fn authorship(&self, ops: &[SealedOp], tips: &[SignedTip]) -> Result<(), Refusal> {
+        let (admission, _) = self.membership().admit(ops, tips, |_, _| None);
+        admission.refused.into_iter().next().map_or(Ok(()), Err)
     }
 
     /// Refused authors' ops are left out and reported; the rest is stored as

@@ -2,7 +2,8 @@
 //! lengths, trickling and silent peers): an earlier session's messages and old bundles replayed
 //! after more edits and a resolve, alone or mixed with new ops, store nothing new and lose
 //! nothing; a segment relabelled to another author fails its head; chains forged in another
-//! author's name or the receiver's own are set aside as forks without touching its ops; and
+//! author's name or the receiver's own are refused (no signature of that author covers them)
+//! without touching its ops, and are not recorded as that author's forks; and
 //! forged content with a recomputed id but a broken chain is refused naming author and seq.
 //! Every case compares the whole store (state bytes, summary, op count, records) before and
 //! after.
@@ -505,8 +506,10 @@ fn forged_op(author: DeviceId, seq: u64, prev: Option<&SealedOp>, n: u8) -> Seal
 }
 
 /// Imports a bundle of `forged` and an innocent op into `r`: the forged author's ops must be
-/// set aside as one fork at `seq`, the innocent op applied and nothing else of `r` changed.
-fn assert_set_aside(f: &mut Forgery, author: DeviceId, forged: &[SealedOp], seq: u64) {
+/// refused (they meet `r`'s chain of that author at `seq` as a fork, but no signature of the
+/// author covers them, so no fork is recorded), the innocent op applied and nothing else of
+/// `r` changed.
+fn assert_refused(f: &mut Forgery, author: DeviceId, forged: &[SealedOp], seq: u64) {
     f.innocents += 1;
     let innocent = f
         .third
@@ -519,22 +522,25 @@ fn assert_set_aside(f: &mut Forgery, author: DeviceId, forged: &[SealedOp], seq:
     let chain: Vec<SealedOp> = (1..=before.summary[&author].seq)
         .map(|s| op_at(&f.r, author, s))
         .collect();
-    let ours = op_at(&f.r, author, seq).id();
-    let theirs = forged
-        .iter()
-        .find(|o| o.op().seq == seq)
-        .map(SealedOp::id)
-        .expect("a forged op at the fork");
+    assert!(
+        forged.iter().any(|o| o.op().seq == seq),
+        "a forged op at the fork"
+    );
     let imported = f.r.import_bundle(&bundle_of(author, segments)).unwrap();
-    let fork = Fork {
-        author,
-        seq,
-        ours,
-        theirs,
-    };
-    assert_eq!(imported.received.forks, vec![fork]);
+    assert_eq!(imported.received.forks, vec![], "not the author's fork");
+    let refused = &imported.received.applied.refused;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].author(), author);
+    assert!(
+        matches!(
+            refused[0],
+            cardlog::Refusal::Unsigned { .. } | cardlog::Refusal::BadSignature { .. }
+        ),
+        "{}",
+        refused[0]
+    );
     assert_eq!(imported.received.applied.stored, 1, "only the innocent op");
-    assert!(f.r.forks().unwrap().contains(&fork));
+    assert_eq!(f.r.forks().unwrap(), vec![], "no fork recorded");
     let after = snapshot(&f.r);
     assert_eq!(after.summary.get(&author), before.summary.get(&author));
     for (s, op) in (1..).zip(&chain) {
@@ -551,13 +557,13 @@ fn assert_set_aside(f: &mut Forgery, author: DeviceId, forged: &[SealedOp], seq:
 }
 
 #[test]
-fn a_chain_forged_in_another_authors_name_is_set_aside_as_a_fork() {
+fn a_chain_forged_in_another_authors_name_is_refused_and_recorded_as_no_fork() {
     let mut f = forgery();
     let author = f.a.id();
     // From seq 1: a whole other history under a's id, ids and chain recomputed by the forger.
     let one = forged_op(author, 1, None, 50);
     let two = forged_op(author, 2, Some(&one), 51);
-    assert_set_aside(&mut f, author, &[one, two], 1);
+    assert_refused(&mut f, author, &[one, two], 1);
     // Anchored on another author's op (r's seq 1) instead of a's.
     let rs_first = op_at(&f.r, f.r.id(), 1);
     let three = forged_op(author, 3, Some(&rs_first), 52);
@@ -573,18 +579,18 @@ fn a_chain_forged_in_another_authors_name_is_set_aside_as_a_fork() {
 }
 
 #[test]
-fn ops_forged_in_the_receivers_own_name_never_touch_its_chain() {
+fn ops_forged_in_the_receivers_own_name_are_refused_and_never_touch_its_chain() {
     let mut f = forgery();
     let me = f.r.id();
     let mine_before: Vec<SealedOp> = (1..=2).map(|s| op_at(&f.r, me, s)).collect();
     // A different seq 1.
     let one = forged_op(me, 1, None, 60);
-    assert_set_aside(&mut f, me, std::slice::from_ref(&one), 1);
+    assert_refused(&mut f, me, std::slice::from_ref(&one), 1);
     // A chain sharing r's real first op, then diverging at seq 2 (a copy of r's history,
     // as a whole-history bundle would carry it).
     let two = forged_op(me, 2, Some(&mine_before[0]), 61);
     let three = forged_op(me, 3, Some(&two), 62);
-    assert_set_aside(&mut f, me, &[mine_before[0].clone(), two.clone(), three], 2);
+    assert_refused(&mut f, me, &[mine_before[0].clone(), two.clone(), three], 2);
     // Handed straight to apply, a forged seq 2 is refused as a fork.
     let before = snapshot(&f.r);
     let err = f.r.apply(std::slice::from_ref(&two), &[]).unwrap_err();
