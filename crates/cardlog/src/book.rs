@@ -209,3 +209,50 @@ fn open_error(e: Error) -> OpenError {
         other => OpenError::Refused(other.to_string()),
     }
 }
+
+impl Replica {
+    /// The book's rules checked over everything held, as part of [`Replica::verify`]: every
+    /// op is one the membership lets in ([`Membership::check`]: a removed device's ops after
+    /// its cutoff show up here if they arrived before the removal, until retraction is
+    /// built), and every author writing in op format 2 has a kept signature of its last op,
+    /// under a key that is the author's, that verifies (one signature covers the chain, which
+    /// the store's own check links op by op). The problems, in words.
+    pub(crate) fn audit(&self) -> Result<Vec<String>, Error> {
+        let mut problems = Vec::new();
+        let mut last_signed: std::collections::BTreeMap<DeviceId, (u64, OpId)> = Default::default();
+        for op in self.store.ops() {
+            let op = op?;
+            let o = op.op();
+            if let Err(refusal) = self.membership.check(&op) {
+                problems.push(format!("op {} of {}: {refusal}", o.seq, o.author));
+            }
+            if op.format() == cardlog_core::OpFormat::V2 {
+                let last = last_signed.entry(o.author).or_insert((o.seq, op.id()));
+                if o.seq >= last.0 {
+                    *last = (o.seq, op.id());
+                }
+            }
+        }
+        let book = self.book();
+        for (author, (seq, id)) in last_signed {
+            let Some(tip) = self.store.signature(&author, seq)? else {
+                problems.push(format!(
+                    "no signature of {author} is kept for its last op ({seq}): its chain is not \
+                     covered"
+                ));
+                continue;
+            };
+            if tip.key.device() != author || tip.op != id {
+                problems.push(format!(
+                    "the signature kept for op {seq} of {author} is by another key or of \
+                     another op"
+                ));
+            } else if tip.key.verify_tip(&book, &id, &tip.signature).is_err() {
+                problems.push(format!(
+                    "the signature kept for op {seq} of {author} does not verify"
+                ));
+            }
+        }
+        Ok(problems)
+    }
+}

@@ -462,14 +462,20 @@ impl Replica {
     // ---- maintenance ---------------------------------------------------------------------
 
     /// Re-hashes every op, checks every chain, rebuilds the state from the log and compares it
-    /// with the stored one. Changes nothing.
+    /// with the stored one, and checks the book's rules over the log: every op let in by the
+    /// membership, every signing author's chain covered by a kept signature that verifies.
+    /// Changes nothing.
     pub fn verify(&self) -> Result<VerifyReport, Error> {
-        Ok(self.store.verify()?)
+        let mut report = self.store.verify()?;
+        report.problems.extend(self.audit()?);
+        Ok(report)
     }
 
     /// [`Replica::verify`] with a progress callback (for a progress bar).
     pub fn verify_with(&self, progress: &mut dyn FnMut(Progress)) -> Result<VerifyReport, Error> {
-        Ok(self.store.verify_with(progress)?)
+        let mut report = self.store.verify_with(progress)?;
+        report.problems.extend(self.audit()?);
+        Ok(report)
     }
 
     /// [`Replica::rebuild`] with a progress callback.

@@ -1,0 +1,427 @@
+//! The address book's rules at the facade, one hostile case per test (issue "Trust I"): a
+//! device that is not a member, a read-only member, a writer changing members, a removed
+//! device, a forged or unsigned chain, a replayed removal. Each is refused by `apply` (all or
+//! nothing, naming the author and the reason), by a bundle and by a session (per author: the
+//! other authors' ops are stored), and a message made only of such ops leaves the store as it
+//! was. Joining: a device that joined is no member and cannot save until an admin's op admits
+//! it. `verify` audits the rules over the log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::expect_used
+)]
+
+mod common;
+
+use std::sync::Arc;
+
+use cardlog::sync_layer::encode_segments;
+use cardlog::sync_layer::wire::message::{self, Message};
+use cardlog::sync_layer::wire::segment::Locate;
+use cardlog::sync_layer::WireError;
+use cardlog::{
+    ContactId, DeviceId, Error, MemberError, MemberRole, OpId, Refusal, Replica, SealedOp,
+    SignedTip,
+};
+use cardlog_core::{BookId, Device, DeviceKey, FakeClock, MemberChange};
+use common::{member_of, person, replica, session, NINE_MS};
+
+/// A device outside any replica, holding its own key: it writes ops and signs them itself.
+struct Outsider {
+    key: DeviceKey,
+    device: Device,
+}
+
+impl Outsider {
+    fn new(seed: u8, clock: &Arc<FakeClock>) -> Self {
+        let key = DeviceKey::from_seed(&[seed; 32]);
+        let device = Device::new(key.device(), clock.clone());
+        Self { key, device }
+    }
+
+    fn id(&self) -> DeviceId {
+        self.key.device()
+    }
+
+    /// A new contact `n`, as its next op.
+    fn create(&mut self, n: u8) -> SealedOp {
+        self.device.create(&person(n, "Outsider")).unwrap()
+    }
+
+    /// Its signature of `op` in `book`.
+    fn sign(&self, book: BookId, op: &SealedOp) -> SignedTip {
+        SignedTip {
+            author: self.id(),
+            key: self.key.public(),
+            seq: op.op().seq,
+            op: op.id(),
+            signature: self.key.sign_tip(&book, &op.id()),
+        }
+    }
+
+    /// A membership op in place of `template` (one of its ops, same seq and predecessor),
+    /// built by hand as a hostile device would.
+    fn members(&self, changes: Vec<MemberChange>, template: &SealedOp) -> SealedOp {
+        let mut op = template.op().clone();
+        op.writes.clear();
+        op.members = changes;
+        op.seal().unwrap()
+    }
+}
+
+/// What a message could change in a store.
+fn snapshot(r: &Replica) -> (Vec<u8>, cardlog::Summary, u64) {
+    (r.state_bytes().unwrap(), r.summary().clone(), r.op_count())
+}
+
+/// A segment message of `ops` whose segments carry the signatures in `tips`.
+struct Signed<'a> {
+    ops: &'a [SealedOp],
+    tips: &'a [SignedTip],
+}
+
+impl Locate for Signed<'_> {
+    fn locate(&self, id: &OpId) -> Result<Option<SealedOp>, WireError> {
+        Ok(self.ops.iter().find(|o| o.id() == *id).cloned())
+    }
+
+    fn tip_signature(&self, author: &DeviceId, seq: u64) -> Result<Option<SignedTip>, WireError> {
+        Ok(self
+            .tips
+            .iter()
+            .find(|t| t.author == *author && t.seq == seq)
+            .copied())
+    }
+}
+
+fn bundle(from: DeviceId, ops: &[SealedOp], tips: &[SignedTip]) -> Vec<u8> {
+    message::encode(&Message::Bundle {
+        replica: from,
+        created_ms: NINE_MS,
+        segments: encode_segments(ops, &Signed { ops, tips }).unwrap(),
+    })
+}
+
+/// Refused by `apply` as `expected` says, with nothing stored; and by a bundle carrying the
+/// same ops plus an honest member's op: that author refused the same way, the honest op
+/// stored.
+fn refused_everywhere(
+    r: &mut Replica,
+    honest: &mut Replica,
+    ops: &[SealedOp],
+    tips: &[SignedTip],
+    expected: impl Fn(&Refusal) -> bool,
+) {
+    let before = snapshot(r);
+    match r.apply(ops, tips) {
+        Err(Error::Refused(refusal)) => assert!(expected(&refusal), "{refusal}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(snapshot(r), before, "apply stored nothing");
+    // The same ops alone in a bundle: refused, nothing changes.
+    let alone = r.import_bundle(&bundle(honest.id(), ops, tips)).unwrap();
+    assert_eq!(alone.received.applied.refused.len(), 1);
+    assert!(expected(&alone.received.applied.refused[0]));
+    assert_eq!(
+        snapshot(r),
+        before,
+        "a bundle of refused ops stored nothing"
+    );
+    // Mixed with an honest member's new op: that op is stored.
+    let n = 0x40 + u8::try_from(r.op_count() % 64).unwrap();
+    honest.add_contact(&person(n, "Honest")).unwrap();
+    let mut mixed = ops.to_vec();
+    let theirs = honest.ops_since(r.summary()).unwrap();
+    let mut all_tips = tips.to_vec();
+    all_tips.extend(honest.signatures_for(&theirs).unwrap());
+    mixed.extend(theirs);
+    let imported = r
+        .import_bundle(&bundle(honest.id(), &mixed, &all_tips))
+        .unwrap();
+    let refused = &imported.received.applied.refused;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(expected(&refused[0]), "{}", refused[0]);
+    assert!(r.contact(&ContactId([n; 16])).unwrap().is_some());
+    for op in ops {
+        assert!(r.op(&op.id()).unwrap().is_none(), "refused op stored");
+    }
+    assert!(r.verify().unwrap().is_ok());
+}
+
+struct Book {
+    _tmp: tempfile::TempDir,
+    clock: Arc<FakeClock>,
+    admin: Replica,
+    writer: Replica,
+}
+
+fn book() -> Book {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut admin = replica(&tmp.path().join("admin"), &clock);
+    let writer = member_of(&mut admin, &tmp.path().join("writer"), &clock);
+    Book {
+        _tmp: tmp,
+        clock,
+        admin,
+        writer,
+    }
+}
+
+#[test]
+fn a_device_that_is_not_a_member_is_refused_on_every_path() {
+    let mut b = book();
+    let mut stranger = Outsider::new(0x51, &b.clock);
+    let op = stranger.create(1);
+    let tip = stranger.sign(b.admin.book(), &op);
+    let stranger_id = stranger.id();
+    refused_everywhere(
+        &mut b.writer,
+        &mut b.admin,
+        &[op],
+        &[tip],
+        |r| matches!(r, Refusal::NotMember { author } if *author == stranger_id),
+    );
+}
+
+#[test]
+fn a_read_only_member_cannot_save_and_its_ops_are_refused() {
+    let mut b = book();
+    let mut reader = Outsider::new(0x52, &b.clock);
+    b.admin
+        .add_member(reader.id(), MemberRole::Read, "reader")
+        .unwrap();
+    b.writer.pull_from(&b.admin).unwrap();
+    let op = reader.create(2);
+    let tip = reader.sign(b.admin.book(), &op);
+    let reader_id = reader.id();
+    refused_everywhere(
+        &mut b.writer,
+        &mut b.admin,
+        &[op],
+        &[tip],
+        |r| matches!(r, Refusal::CannotWrite { author, role: MemberRole::Read } if *author == reader_id),
+    );
+    // A read-only replica refuses its own saves, naming why.
+    let dir = b._tmp.path().join("read");
+    let mut read = Replica::join_with(
+        &dir,
+        b.admin.book(),
+        cardlog::Options {
+            wall: b.clock.clone(),
+            ..cardlog::Options::default()
+        },
+    )
+    .unwrap();
+    b.admin
+        .add_member(read.id(), MemberRole::Read, "read")
+        .unwrap();
+    read.pull_from(&b.admin).unwrap();
+    let before = snapshot(&read);
+    let err = read.add_contact(&person(3, "Nope")).unwrap_err();
+    assert!(
+        matches!(err, Error::Refused(Refusal::CannotWrite { .. })),
+        "{err}"
+    );
+    assert_eq!(snapshot(&read), before);
+}
+
+#[test]
+fn a_writer_cannot_change_members() {
+    let mut b = book();
+    let mut rogue = Outsider::new(0x53, &b.clock);
+    b.admin
+        .add_member(rogue.id(), MemberRole::Write, "rogue writer")
+        .unwrap();
+    b.writer.pull_from(&b.admin).unwrap();
+    let template = rogue.create(4);
+    let accomplice = DeviceKey::from_seed(&[0x54; 32]).device();
+    let add = rogue.members(
+        vec![MemberChange::Add {
+            device: accomplice,
+            role: MemberRole::Admin,
+            name: "accomplice".into(),
+        }],
+        &template,
+    );
+    let tip = rogue.sign(b.admin.book(), &add);
+    let rogue_id = rogue.id();
+    refused_everywhere(
+        &mut b.writer,
+        &mut b.admin,
+        &[add],
+        &[tip],
+        |r| matches!(r, Refusal::NotAdmin { author, .. } if *author == rogue_id),
+    );
+    // Through the library, a writer's attempt is refused before anything is saved.
+    let before = snapshot(&b.writer);
+    let err = b
+        .writer
+        .add_member(accomplice, MemberRole::Write, "x")
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Refused(Refusal::NotAdmin { .. })),
+        "{err}"
+    );
+    assert_eq!(snapshot(&b.writer), before);
+}
+
+#[test]
+fn an_unsigned_or_forged_chain_is_refused() {
+    let mut b = book();
+    let tmp = b._tmp.path().to_owned();
+    let mut third = member_of(&mut b.admin, &tmp.join("third"), &b.clock);
+    let writer_id = b.writer.id();
+    let book_id = b.admin.book();
+    // Ops in the writer's name made by someone holding another key.
+    let forger = Outsider::new(0x55, &b.clock);
+    let mut fake = Device::new(writer_id, b.clock.clone());
+    let op = fake.create(&person(5, "Forged")).unwrap();
+    // No signature at all.
+    refused_everywhere(
+        &mut b.admin,
+        &mut third,
+        std::slice::from_ref(&op),
+        &[],
+        |r| matches!(r, Refusal::Unsigned { author, .. } if *author == writer_id),
+    );
+    // Signed with the forger's key, claimed for the writer.
+    let mut tip = forger.sign(book_id, &op);
+    tip.author = writer_id;
+    let before = snapshot(&b.admin);
+    let err = b
+        .admin
+        .apply(std::slice::from_ref(&op), &[tip])
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Refused(r) if r.author() == writer_id),
+        "{err}"
+    );
+    assert_eq!(snapshot(&b.admin), before);
+}
+
+#[test]
+fn a_removed_device_is_refused_after_its_cutoff_and_a_replayed_removal_changes_nothing() {
+    let mut b = book();
+    let tmp = b._tmp.path().to_owned();
+    let mut third = member_of(&mut b.admin, &tmp.join("third"), &b.clock);
+    b.writer.pull_from(&b.admin).unwrap();
+    // The writer's first save reaches the admin; then the admin removes it.
+    b.writer.add_contact(&person(7, "Before")).unwrap();
+    b.admin.pull_from(&b.writer).unwrap();
+    let cutoff = b.admin.summary()[&b.writer.id()].seq;
+    b.admin.remove_member(b.writer.id()).unwrap();
+    // The removed device does not know yet and saves again.
+    b.writer.add_contact(&person(8, "After")).unwrap();
+    let after: Vec<SealedOp> = b
+        .writer
+        .ops_since(b.admin.summary())
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.op().author == b.writer.id())
+        .collect();
+    assert_eq!(after.len(), 1);
+    let tips = b.writer.signatures_for(&after).unwrap();
+    let writer_id = b.writer.id();
+    refused_everywhere(
+        &mut b.admin,
+        &mut third,
+        &after,
+        &tips,
+        |r| matches!(r, Refusal::Removed { author, after, .. } if *author == writer_id && *after == cutoff),
+    );
+    assert!(b.admin.contact(&ContactId([7; 16])).unwrap().is_some());
+    // The removal reaches the third device; the removed one's later op is refused there too.
+    let report = session(&mut third, &mut b.admin).0;
+    assert!(report.refused.is_empty(), "{report:?}");
+    let before = snapshot(&third);
+    let err = third.apply(&after, &tips).unwrap_err();
+    assert!(
+        matches!(err, Error::Refused(Refusal::Removed { .. })),
+        "{err}"
+    );
+    // Replaying the removal (and everything else) stores nothing new.
+    let all: Vec<SealedOp> = b.admin.ops().map(Result::unwrap).collect();
+    let all_tips = b.admin.signatures_for(&all).unwrap();
+    let replayed = third.apply(&all, &all_tips).unwrap();
+    assert_eq!(replayed.stored, 0);
+    assert_eq!(snapshot(&third), before);
+    // A removed device is never admitted again.
+    let err = b
+        .admin
+        .add_member(writer_id, MemberRole::Write, "again")
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Member(MemberError::Removed { .. })),
+        "{err}"
+    );
+    assert!(third.verify().unwrap().is_ok());
+}
+
+#[test]
+fn a_joined_device_saves_only_once_an_admin_has_admitted_it() {
+    let b = book();
+    let tmp = b._tmp.path().to_owned();
+    let mut admin = b.admin;
+    let mut ipad = Replica::join_with(
+        &tmp.join("ipad"),
+        admin.book(),
+        cardlog::Options {
+            wall: b.clock.clone(),
+            ..cardlog::Options::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(ipad.book(), admin.book());
+    assert!(ipad.members().is_empty());
+    let err = ipad.add_contact(&person(9, "Early")).unwrap_err();
+    assert!(matches!(err, Error::Refused(_)), "{err}");
+    assert_eq!(ipad.op_count(), 0);
+    // Another book's ops are refused by the joined device.
+    let mut other = replica(&tmp.join("other"), &b.clock);
+    other.add_contact(&person(10, "Elsewhere")).unwrap();
+    let (report, _) = session(&mut ipad, &mut other);
+    assert!(!report.refused.is_empty(), "{report:?}");
+    assert_eq!(ipad.op_count(), 0);
+    // Admitted by the admin's op, received by sync: it is a writer and saves.
+    admin
+        .add_member(ipad.id(), MemberRole::Write, "Ada's iPad")
+        .unwrap();
+    let (report, _) = session(&mut ipad, &mut admin);
+    assert!(report.refused.is_empty(), "{report:?}");
+    let me = ipad.members().into_iter().find(|(d, _)| *d == ipad.id());
+    assert_eq!(
+        me.map(|(_, m)| (m.role, m.name)),
+        Some((MemberRole::Write, "Ada's iPad".into()))
+    );
+    ipad.add_contact(&person(9, "Now")).unwrap();
+    session(&mut admin, &mut ipad);
+    assert!(admin.contact(&ContactId([9; 16])).unwrap().is_some());
+    assert!(ipad.verify().unwrap().is_ok() && admin.verify().unwrap().is_ok());
+}
+
+#[test]
+fn verify_reports_ops_a_removal_voids_that_arrived_before_it() {
+    let mut b = book();
+    let tmp = b._tmp.path().to_owned();
+    let mut third = member_of(&mut b.admin, &tmp.join("third"), &b.clock);
+    b.writer.pull_from(&b.admin).unwrap();
+    third.pull_from(&b.writer).unwrap();
+    b.admin.remove_member(b.writer.id()).unwrap();
+    // The removed writer saves concurrently; its op reaches the third device first.
+    b.writer.add_contact(&person(11, "Concurrent")).unwrap();
+    third.pull_from(&b.writer).unwrap();
+    assert!(third.verify().unwrap().is_ok());
+    // Then the removal arrives: the op is void by the book's rules, and verify says so
+    // (retraction is not built yet; docs/SECURITY.md).
+    third.pull_from(&b.admin).unwrap();
+    let report = third.verify().unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert!(
+        report.problems[0].contains(&b.writer.id().to_string())
+            && report.problems[0].contains("removed"),
+        "{}",
+        report.problems[0]
+    );
+}
