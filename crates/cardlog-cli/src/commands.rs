@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::args::{AddArgs, LogArgs, ResolveArgs};
 use crate::error::CliError;
 use crate::out::{out, outln};
-use crate::render;
+use crate::render::{self, Names};
 
 /// How many candidates an ambiguous prefix lists.
 const CANDIDATES: usize = 5;
@@ -490,9 +490,9 @@ pub fn show(ctx: &Ctx, id: &str) -> Res {
     let r = ctx.open()?;
     let v = view(&r, id)?;
     if ctx.json {
-        return ctx.print_json(&render::contact_json(&v));
+        return ctx.print_json(&render::contact_json(&v, &Names::of(&r)));
     }
-    out!("{}", render::contact_text(&v))?;
+    out!("{}", render::contact_text(&v, &Names::of(&r)))?;
     Ok(())
 }
 
@@ -530,7 +530,11 @@ pub fn list(ctx: &Ctx, search: Option<&str>, deleted: bool, needs_sync: Option<&
         .filter(|v| unacked.as_ref().is_none_or(|u| u.contains(&v.contact.id)))
         .collect();
     if ctx.json {
-        let items: Vec<serde_json::Value> = shown.iter().map(|v| render::contact_json(v)).collect();
+        let names = Names::of(&r);
+        let items: Vec<serde_json::Value> = shown
+            .iter()
+            .map(|v| render::contact_json(v, &names))
+            .collect();
         return ctx.print_json(&serde_json::Value::Array(items));
     }
     let rows: Vec<(String, String, String, String)> = shown
@@ -616,6 +620,7 @@ pub fn history(ctx: &Ctx, id: &str, path: Option<&str>) -> Res {
     let r = ctx.open()?;
     let id = find_contact(&r, id)?;
     let mut all = r.contact_history(&id)?;
+    let names = Names::of(&r);
     if let Some(arg) = path {
         let wanted = select_paths(all.iter().map(|(p, _)| p.clone()).collect(), arg)?;
         if wanted.is_empty() {
@@ -629,7 +634,7 @@ pub fn history(ctx: &Ctx, id: &str, path: Option<&str>) -> Res {
         let out: Vec<serde_json::Value> = all
             .iter()
             .map(|(p, versions)| {
-                json!({"path": p.to_string(), "versions": versions.iter().map(render::version_json).collect::<Vec<_>>()})
+                json!({"path": p.to_string(), "versions": versions.iter().map(|v| render::version_json(v, &names)).collect::<Vec<_>>()})
             })
             .collect();
         return ctx.print_json(&json!({"contact": id.to_string(), "paths": out}));
@@ -662,7 +667,7 @@ pub fn history(ctx: &Ctx, id: &str, path: Option<&str>) -> Res {
                 "  {}  {}  by {}  op {}  {:<width$}  {replaces}",
                 if v.head { "*" } else { " " },
                 render::time(v.hlc),
-                render::short(&v.author),
+                names.by(&v.author),
                 render::short(&v.op),
                 render::value_text(v.value.as_ref()),
             )?;
@@ -675,11 +680,12 @@ pub fn history(ctx: &Ctx, id: &str, path: Option<&str>) -> Res {
 pub fn conflicts(ctx: &Ctx) -> Res {
     let r = ctx.open()?;
     let all = r.conflicts()?;
+    let names = Names::of(&r);
     if ctx.json {
         let out: Vec<serde_json::Value> = all
             .iter()
             .map(|(c, f)| {
-                let mut j = render::conflict_json(f);
+                let mut j = render::conflict_json(f, &names);
                 if let Some(obj) = j.as_object_mut() {
                     obj.insert("contact".into(), json!(c.to_string()));
                 }
@@ -697,7 +703,7 @@ pub fn conflicts(ctx: &Ctx) -> Res {
             .map(|v| v.contact.display_name())
             .unwrap_or_default();
         outln!("{}  {name}", render::short(c))?;
-        out!("{}", render::conflict_text(&f.path, f))?;
+        out!("{}", render::conflict_text(&f.path, f, &names))?;
     }
     Ok(())
 }
@@ -779,6 +785,7 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Res {
         .as_deref()
         .map(|s| find_contact(&r, s))
         .transpose()?;
+    let names = Names::of(&r);
     let mut out = Vec::new();
     for (order, op) in r.ops().enumerate() {
         let op = op?;
@@ -791,7 +798,7 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Res {
             continue;
         }
         if ctx.json {
-            let mut j = render::op_json(&op);
+            let mut j = render::op_json(&op, &names);
             if let Some(obj) = j.as_object_mut() {
                 obj.insert("order".into(), json!(order));
             }
@@ -799,26 +806,28 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Res {
         } else if o.is_membership() {
             let changes: Vec<String> = o.members.iter().map(render::member_text).collect();
             outln!(
-                "{order:>6}  {}  {}#{:<4}  op {}  {}",
+                "{order:>6}  {}  {}#{:<4}  op {}  {}{}",
                 render::time(o.hlc),
                 render::short(&o.author),
                 o.seq,
                 render::short(&op.id()),
-                changes.join("; ")
+                changes.join("; "),
+                by_name(&names, &o.author)
             )?;
         } else {
             let contacts: std::collections::BTreeSet<_> =
                 o.writes.iter().map(|w| render::short(&w.contact)).collect();
             let paths: Vec<String> = o.writes.iter().map(|w| w.path.to_string()).collect();
             outln!(
-                "{order:>6}  {}  {}#{:<4}  op {}  {} write(s) to {}: {}",
+                "{order:>6}  {}  {}#{:<4}  op {}  {} write(s) to {}: {}{}",
                 render::time(o.hlc),
                 render::short(&o.author),
                 o.seq,
                 render::short(&op.id()),
                 o.writes.len(),
                 contacts.into_iter().collect::<Vec<_>>().join(","),
-                paths.join(" ")
+                paths.join(" "),
+                by_name(&names, &o.author)
             )?;
         }
     }
@@ -826,6 +835,14 @@ pub fn log(ctx: &Ctx, a: &LogArgs) -> Res {
         return ctx.print_json(&serde_json::Value::Array(out));
     }
     Ok(())
+}
+
+/// `  (by NAME)` after a log line, for an author with a name.
+fn by_name(names: &Names, author: &cardlog::DeviceId) -> String {
+    names
+        .get(author)
+        .map(|n| format!("  (by {n})"))
+        .unwrap_or_default()
 }
 
 /// `cardlog op`.
@@ -838,7 +855,7 @@ pub fn op(ctx: &Ctx, id: &str) -> Res {
     // The store re-decodes and re-hashes the bytes on every read; say so explicitly.
     let id_ok = op.id() == id && cardlog::OpId::of_bytes(op.bytes()) == id;
     if ctx.json {
-        let mut j = render::op_json(&op);
+        let mut j = render::op_json(&op, &Names::of(&r));
         if let Some(obj) = j.as_object_mut() {
             obj.insert("id_ok".into(), json!(id_ok));
         }

@@ -97,7 +97,10 @@ pub fn run() -> Result<(), CliError> {
     let view = tablet
         .contact(&ada.id)?
         .ok_or_else(|| CliError::Failed("the contact vanished".into()))?;
-    out!("{}", render::contact_text(&view))?;
+    out!(
+        "{}",
+        render::contact_text(&view, &render::Names::of(&tablet))
+    )?;
 
     let identical = phone.state_bytes()? == tablet.state_bytes()?;
     outln!(

@@ -4,11 +4,39 @@
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
+use std::collections::BTreeMap;
+
 use cardlog::{
-    ContactView, FieldConflict, Fork, HistoryEntry, Hlc, ItemBody, ItemKind, MemberChange, Path,
-    PostalAddress, SealedOp, Value,
+    ContactView, DeviceId, FieldConflict, Fork, HistoryEntry, Hlc, ItemBody, ItemKind,
+    MemberChange, Path, PostalAddress, Replica, SealedOp, Value,
 };
 use serde_json::{json, Map, Value as Json};
+
+/// The members' names by device id, shown with each write (`by 262f0db9 (Ada's iPad)`): the
+/// names the book's membership ops give, which are signed by the admins that wrote them. An
+/// author without a name (a format-1 author of an adopted history) shows its id alone.
+#[derive(Debug, Default)]
+pub struct Names(BTreeMap<DeviceId, String>);
+
+impl Names {
+    /// The names of `r`'s book's members.
+    pub fn of(r: &Replica) -> Self {
+        Self(r.members().into_iter().map(|(d, m)| (d, m.name)).collect())
+    }
+
+    /// The device's name, if it has one.
+    pub fn get(&self, device: &DeviceId) -> Option<&str> {
+        self.0.get(device).map(String::as_str)
+    }
+
+    /// The device's short id, and its name in parentheses if it has one.
+    pub fn by(&self, device: &DeviceId) -> String {
+        match self.get(device) {
+            Some(name) => format!("{} ({name})", short(device)),
+            None => short(device),
+        }
+    }
+}
 
 /// An HLC's wall time as RFC 3339 (UTC, milliseconds). humantime formats years up to 9999
 /// only; a later time (which only a peer with a broken clock writes) prints as
@@ -70,10 +98,11 @@ pub fn value_text(value: Option<&Value>) -> String {
 }
 
 /// One version of a path.
-pub fn version_json(v: &HistoryEntry) -> Json {
+pub fn version_json(v: &HistoryEntry, names: &Names) -> Json {
     json!({
         "op": v.op.to_string(),
         "device": v.author.to_string(),
+        "device_name": names.get(&v.author),
         "seq": v.seq,
         "time": time(v.hlc),
         "hlc": v.hlc.to_string(),
@@ -84,9 +113,9 @@ pub fn version_json(v: &HistoryEntry) -> Json {
 }
 
 /// A conflict: the path and its competing values, the visible one first.
-pub fn conflict_json(c: &FieldConflict) -> Json {
-    let mut values = vec![version_json(&c.winner)];
-    values.extend(c.alternatives.iter().map(version_json));
+pub fn conflict_json(c: &FieldConflict, names: &Names) -> Json {
+    let mut values = vec![version_json(&c.winner, names)];
+    values.extend(c.alternatives.iter().map(|v| version_json(v, names)));
     json!({"path": c.path.to_string(), "values": values})
 }
 
@@ -101,7 +130,7 @@ pub fn plural(kind: ItemKind) -> &'static str {
 }
 
 /// A contact in the shape of `cardlog show --json`.
-pub fn contact_json(view: &ContactView) -> Json {
+pub fn contact_json(view: &ContactView, names: &Names) -> Json {
     let c = &view.contact;
     let mut out = Map::new();
     out.insert("id".into(), Json::String(c.id.to_string()));
@@ -123,13 +152,18 @@ pub fn contact_json(view: &ContactView) -> Json {
     out.insert("updated".into(), Json::String(time(view.updated)));
     out.insert(
         "conflicts".into(),
-        Json::Array(view.conflicts.iter().map(conflict_json).collect()),
+        Json::Array(
+            view.conflicts
+                .iter()
+                .map(|c| conflict_json(c, names))
+                .collect(),
+        ),
     );
     Json::Object(out)
 }
 
 /// A contact as aligned text: name line, then one line per value, then conflicts.
-pub fn contact_text(view: &ContactView) -> String {
+pub fn contact_text(view: &ContactView, names: &Names) -> String {
     let c = &view.contact;
     let mut rows: Vec<(String, String)> = Vec::new();
     for (field, value) in &c.fields {
@@ -167,13 +201,13 @@ pub fn contact_text(view: &ContactView) -> String {
         out.push_str(&format!("  {k:<width$}  {v}\n"));
     }
     for conflict in &view.conflicts {
-        out.push_str(&conflict_text(&conflict.path, conflict));
+        out.push_str(&conflict_text(&conflict.path, conflict, names));
     }
     out
 }
 
 /// A conflict as text: the path, then each competing value with device, time and op.
-pub fn conflict_text(path: &Path, c: &FieldConflict) -> String {
+pub fn conflict_text(path: &Path, c: &FieldConflict, names: &Names) -> String {
     let mut out = format!("  conflict on {path}:\n");
     for (i, v) in std::iter::once(&c.winner)
         .chain(&c.alternatives)
@@ -183,7 +217,7 @@ pub fn conflict_text(path: &Path, c: &FieldConflict) -> String {
         out.push_str(&format!(
             "    {mark}  {:<30}  by {}  at {}  op {}\n",
             value_text(v.value.as_ref()),
-            short(&v.author),
+            names.by(&v.author),
             time(v.hlc),
             short(&v.op)
         ));
@@ -192,11 +226,12 @@ pub fn conflict_text(path: &Path, c: &FieldConflict) -> String {
 }
 
 /// One op as JSON (`cardlog op --json`, `cardlog log --json`).
-pub fn op_json(op: &SealedOp) -> Json {
+pub fn op_json(op: &SealedOp, names: &Names) -> Json {
     let o = op.op();
     json!({
         "id": op.id().to_string(),
         "author": o.author.to_string(),
+        "author_name": names.get(&o.author),
         "seq": o.seq,
         "prev": o.prev.map(|p| p.to_string()),
         "time": time(o.hlc),

@@ -1093,6 +1093,27 @@ fn a_stranger_cannot_write_to_a_served_book_and_a_member_can() {
     joiner.run(&["sync", &server.addr]).ok();
     server.finish().ok();
     assert_eq!(served.show(&ada)["deleted"], json!(true));
+    // Each write shows its device's name, as the membership ops give it.
+    let history = served.run(&["history", &ada, "exists"]).ok().stdout;
+    assert!(history.contains("(Ada's iPad)"), "{history}");
+    let versions = served
+        .run(&["history", &ada, "exists", "--json"])
+        .ok()
+        .json();
+    let names: Vec<&serde_json::Value> = array(&versions["paths"][0]["versions"])
+        .iter()
+        .map(|v| &v["device_name"])
+        .collect();
+    assert!(names.contains(&&json!("Ada's iPad")), "{versions}");
+    let log = served.run(&["log", "--author", &device]).ok().stdout;
+    assert!(log.contains("(by Ada's iPad)"), "{log}");
+    let ops = served.run(&["log", "--json"]).ok().json();
+    assert!(
+        array(&ops)
+            .iter()
+            .any(|o| o["author_name"] == json!("Ada's iPad")),
+        "{ops}"
+    );
 
     // Removed, its later saves are refused by the book.
     served.run(&["members", "remove", &device[..8]]).ok();
