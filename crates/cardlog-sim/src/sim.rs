@@ -15,13 +15,17 @@ use cardlog::{Options, Replica};
 use cardlog_core::edit::{self, EditTarget};
 use cardlog_core::seeded::shuffle;
 use cardlog_core::{
-    Contact, ContactId, ContactView, Device, DeviceError, DeviceId, EditError, FakeClock,
-    HistoryEntry, Item, ItemBody, ItemId, OpId, Path, SealedOp, SignedTip, Value,
+    Contact, ContactId, ContactView, Device, DeviceError, DeviceId, DeviceKey, EditError,
+    FakeClock, HistoryEntry, Item, ItemBody, ItemId, OpId, Path, SealedOp, SignedTip, Value,
 };
 use cardlog_sync::memory::MemoryReplica;
 use cardlog_sync::session::Session;
 use cardlog_sync::transport::{channel_pair, run_session, ChannelEnd, Transport};
-use cardlog_sync::{bundle, Applied, PeerBook, Role, Summary, SyncError, TransportError};
+use cardlog_sync::wire::message::{self, Message};
+use cardlog_sync::wire::segment::{encode_segments, Locate};
+use cardlog_sync::{
+    bundle, Applied, PeerBook, Role, Summary, SyncError, TransportError, WireError,
+};
 
 use crate::model::{self, ModelContact, Rule};
 use crate::naming::{contact_id, field_at, item_id, item_kind, name_at};
@@ -133,6 +137,23 @@ pub enum Action {
     },
     /// The replica is dropped without a clean close and reopened from disk.
     Crash {
+        /// Which.
+        replica: usize,
+    },
+    /// A device outside the book pushes an op to a replica by a bundle: a contact of its own,
+    /// signed with its own key (`forge == false`), or one claimed for a member and signed
+    /// with the outsider's key (`forge == true`). Replicas of a book (disk) refuse it and
+    /// change nothing; in-memory devices have no book and skip this.
+    Stranger {
+        /// The replica it reaches.
+        target: usize,
+        /// Which kind of op.
+        forge: bool,
+    },
+    /// A device leaves the book (a lost phone, found later): it syncs with the founder, the
+    /// founder removes it, it learns of its removal and its next save is refused; it saves
+    /// nothing after that, but still relays. Disk replicas only; never the founder.
+    Leave {
         /// Which.
         replica: usize,
     },
@@ -485,6 +506,22 @@ impl<S: PeerBook> ErasedStore for S {
     }
 }
 
+/// What a stranger's bundle carries: its op and its signature.
+struct Carried<'a> {
+    ops: &'a [SealedOp],
+    tip: SignedTip,
+}
+
+impl Locate for Carried<'_> {
+    fn locate(&self, id: &OpId) -> Result<Option<SealedOp>, WireError> {
+        Ok(self.ops.iter().find(|o| o.id() == *id).cloned())
+    }
+
+    fn tip_signature(&self, author: &DeviceId, seq: u64) -> Result<Option<SignedTip>, WireError> {
+        Ok((self.tip.author == *author && self.tip.seq == seq).then_some(self.tip))
+    }
+}
+
 /// A transport that breaks after `left` received messages.
 struct Cut {
     inner: ChannelEnd,
@@ -521,6 +558,10 @@ pub struct Stats {
     pub deleted: usize,
     /// Ops held after the final sync.
     pub ops: usize,
+    /// Strangers' pushes refused.
+    pub refused: usize,
+    /// Devices removed from the book.
+    pub removed: usize,
 }
 
 /// A running simulation.
@@ -532,6 +573,10 @@ pub struct Sim {
     next_item: u64,
     rule: Rule,
     stats: Stats,
+    /// Replicas removed from the book ([`Action::Leave`]): they save nothing more.
+    removed: std::collections::BTreeSet<usize>,
+    /// Strangers made so far (each has its own key).
+    strangers: u8,
 }
 
 impl Sim {
@@ -594,6 +639,8 @@ impl Sim {
             next_item: 0,
             rule: Rule::Cardlog,
             stats: Stats::default(),
+            removed: Default::default(),
+            strangers: 0,
         })
     }
 
@@ -635,6 +682,7 @@ impl Sim {
         }
         let n = self.nodes.len();
         match action {
+            Action::Save { replica, .. } if self.removed.contains(&(replica % n)) => {}
             Action::Save { replica, edit } => {
                 let edit = match edit {
                     Edit::Add(c) => Edit::Add(self.renumber(c)),
@@ -656,10 +704,101 @@ impl Sim {
                 }
             }
             Action::Crash { replica } => self.crash(replica % n)?,
+            Action::Stranger { target, forge } => self.stranger(target % n, *forge)?,
+            Action::Leave { replica } => self.leave(replica % n)?,
             Action::ClockJump { replica, delta_ms } => {
                 self.node(replica % n)?.clock().advance_ms(*delta_ms);
             }
         }
+        Ok(())
+    }
+
+    /// [`Action::Stranger`]: the push must be refused, naming the op's author, and change
+    /// nothing at the target.
+    fn stranger(&mut self, target: usize, forge: bool) -> Result<(), Violation> {
+        self.strangers = self.strangers.wrapping_add(1);
+        let key = DeviceKey::from_seed(
+            &[0xee, self.strangers]
+                .repeat(16)
+                .try_into()
+                .unwrap_or([0xee; 32]),
+        );
+        let contact = self.renumber(&Contact::new(ContactId([0; 16])));
+        let Node::Disk {
+            replica: Some(r),
+            clock,
+            ..
+        } = self.node(target)?
+        else {
+            return Ok(());
+        };
+        let fail = |e: String| violation("stranger refused", format!("replica {target}: {e}"));
+        // A forger claims a member's id (the target's own); a stranger writes as itself.
+        let author = if forge { r.id() } else { key.device() };
+        let mut device = Device::new(author, clock.clone());
+        let op = device.create(&contact).map_err(|e| fail(e.to_string()))?;
+        let tip = SignedTip {
+            author,
+            key: key.public(),
+            seq: op.op().seq,
+            op: op.id(),
+            signature: key.sign_tip(&r.book(), &op.id()),
+        };
+        let ops = [op];
+        let segments =
+            encode_segments(&ops, &Carried { ops: &ops, tip }).map_err(|e| fail(e.to_string()))?;
+        let file = message::encode(&Message::Bundle {
+            replica: key.device(),
+            created_ms: cardlog_core::WallClock::now_ms(&**clock),
+            segments,
+        });
+        let before = (r.state_bytes(), r.summary().clone(), r.op_count());
+        let imported = r.import_bundle(&file).map_err(|e| fail(e.to_string()))?;
+        let refused = &imported.received.applied.refused;
+        if refused.len() != 1
+            || refused.first().map(cardlog::Refusal::author) != Some(author)
+            || imported.received.applied.stored != 0
+            || (r.state_bytes(), r.summary().clone(), r.op_count()) != before
+        {
+            return Err(fail(format!("{imported:?}")));
+        }
+        self.stats.refused += 1;
+        Ok(())
+    }
+
+    /// [`Action::Leave`].
+    fn leave(&mut self, i: usize) -> Result<(), Violation> {
+        if i == 0 || self.removed.contains(&i) || !matches!(self.node(i)?, Node::Disk { .. }) {
+            return Ok(());
+        }
+        let fail = |e: String| violation("removal", format!("replica {i}: {e}"));
+        // The founder holds all of the device's ops first: none of them is void.
+        self.session(i, 0, None)?;
+        let attempt = Contact::new(contact_id(u64::MAX - i as u64));
+        let (admin, gone) = self.pair(0, i)?;
+        let (
+            Node::Disk {
+                replica: Some(admin),
+                ..
+            },
+            Node::Disk {
+                replica: Some(gone),
+                ..
+            },
+        ) = (admin, gone)
+        else {
+            return Ok(());
+        };
+        admin
+            .remove_member(gone.id())
+            .map_err(|e| fail(e.to_string()))?;
+        gone.pull_from(admin).map_err(|e| fail(e.to_string()))?;
+        match gone.add_contact(&attempt) {
+            Err(cardlog::Error::Refused(cardlog::Refusal::Removed { .. })) => {}
+            other => return Err(fail(format!("a save after the removal gave {other:?}"))),
+        }
+        self.removed.insert(i);
+        self.stats.removed += 1;
         Ok(())
     }
 
