@@ -175,14 +175,18 @@ impl Store {
 
     /// Makes every stored op durable: one sync of the op log (and of the database when meta
     /// values changed). The registers follow the log and are replayed from it after a crash.
+    /// The database goes first: the signatures of received ops are kept there, and unlike
+    /// this device's own they cannot be made again, so a crash between the two syncs must not
+    /// leave an op durable without its signature (a signature of an op the log lost is
+    /// ignored: it is read only together with the op it names).
     pub fn flush(&mut self) -> Result<(), StoreError> {
         self.writable()?;
-        if let Err(e) = self.log.sync() {
-            return Err(self.poison_log(e));
-        }
         if self.meta_dirty {
             self.kv.flush().map_err(|e| self.poison(e))?;
             self.meta_dirty = false;
+        }
+        if let Err(e) = self.log.sync() {
+            return Err(self.poison_log(e));
         }
         Ok(())
     }
