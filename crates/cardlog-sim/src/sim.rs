@@ -33,6 +33,9 @@ use crate::naming::{contact_id, field_at, item_id, item_kind, name_at};
 /// 2026-11-22T09:00:00Z: where every simulated clock starts (plus its skew).
 pub const START_MS: u64 = 1_795_338_000_000;
 const STEP_MS: i64 = 1_000;
+/// Disk replicas below this index are writers from the start (the founder included); the
+/// others joined and wait for an [`Action::Admit`].
+const ADMITTED_AT_START: usize = 4;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where replicas keep their state.
@@ -154,6 +157,13 @@ pub enum Action {
     /// founder removes it, it learns of its removal and its next save is refused; it saves
     /// nothing after that, but still relays. Disk replicas only; never the founder.
     Leave {
+        /// Which.
+        replica: usize,
+    },
+    /// The founder admits a device that joined the book but was not admitted yet (disk
+    /// replica 4 starts so); the device learns of it by a later sync. A no-op for any
+    /// other replica.
+    Admit {
         /// Which.
         replica: usize,
     },
@@ -386,9 +396,17 @@ impl Node {
                 let r = replica
                     .as_mut()
                     .ok_or_else(|| violation("replica", "closed"))?;
+                // A device that has not learnt of its admission yet cannot save, as in an app;
+                // any other refusal by the book is a violation.
+                let admitted = r.membership().member(&r.id()).is_some();
                 match save_edit(&mut r.editor(), edit, id, change, resolve) {
                     Ok(op) => Ok(op.map(|o| o.id())),
                     Err(e) if benign_replica(&e) => Ok(None),
+                    Err(cardlog::Error::Refused(cardlog::Refusal::NotMember { .. }))
+                        if !admitted =>
+                    {
+                        Ok(None)
+                    }
                     Err(e) => Err(violation("save", format!("{edit:?}: {e}"))),
                 }
             }
@@ -562,6 +580,8 @@ pub struct Stats {
     pub refused: usize,
     /// Devices removed from the book.
     pub removed: usize,
+    /// Joined devices admitted during the schedule.
+    pub admitted: usize,
 }
 
 /// A running simulation.
@@ -595,8 +615,9 @@ impl Sim {
                 Some(tmp) => {
                     let dir = tmp.path().join(format!("r{i}"));
                     let setup = |e: String| violation("setup", e);
-                    // Replica 0 founds the book; it adds every other one as a writer, and each
+                    // Replica 0 founds the book; it adds replicas 1 to 3 as writers, and each
                     // takes the founder's ops then (the others learn of one another by sync).
+                    // Replica 4 joins but waits for an `Admit`.
                     let replica = match nodes.first_mut() {
                         Some(Node::Disk {
                             replica: Some(founder),
@@ -604,9 +625,15 @@ impl Sim {
                         }) => {
                             let mut r = Replica::join_with(&dir, founder.book(), options(&clock))
                                 .map_err(|e| setup(e.to_string()))?;
-                            founder
-                                .add_member(r.id(), cardlog::MemberRole::Write, &format!("r{i}"))
-                                .map_err(|e| setup(e.to_string()))?;
+                            if i < ADMITTED_AT_START {
+                                founder
+                                    .add_member(
+                                        r.id(),
+                                        cardlog::MemberRole::Write,
+                                        &format!("r{i}"),
+                                    )
+                                    .map_err(|e| setup(e.to_string()))?;
+                            }
                             r.pull_from(founder).map_err(|e| setup(e.to_string()))?;
                             r
                         }
@@ -706,6 +733,7 @@ impl Sim {
             Action::Crash { replica } => self.crash(replica % n)?,
             Action::Stranger { target, forge } => self.stranger(target % n, *forge)?,
             Action::Leave { replica } => self.leave(replica % n)?,
+            Action::Admit { replica } => self.admit(replica % n)?,
             Action::ClockJump { replica, delta_ms } => {
                 self.node(replica % n)?.clock().advance_ms(*delta_ms);
             }
@@ -766,11 +794,43 @@ impl Sim {
         Ok(())
     }
 
+    /// [`Action::Admit`].
+    fn admit(&mut self, i: usize) -> Result<(), Violation> {
+        if i == 0 {
+            return Ok(());
+        }
+        let (founder, joined) = self.pair(0, i)?;
+        let (
+            Node::Disk {
+                replica: Some(founder),
+                ..
+            },
+            Node::Disk {
+                replica: Some(joined),
+                ..
+            },
+        ) = (founder, joined)
+        else {
+            return Ok(());
+        };
+        let id = joined.id();
+        if founder.membership().member(&id).is_some() {
+            return Ok(());
+        }
+        founder
+            .add_member(id, cardlog::MemberRole::Write, &format!("r{i}"))
+            .map_err(|e| violation("admission", format!("replica {i}: {e}")))?;
+        self.stats.admitted += 1;
+        Ok(())
+    }
+
     /// [`Action::Leave`].
     fn leave(&mut self, i: usize) -> Result<(), Violation> {
         if i == 0 || self.removed.contains(&i) || !matches!(self.node(i)?, Node::Disk { .. }) {
             return Ok(());
         }
+        // Only a member leaves (the founder admits one that joined, if need be, first).
+        self.admit(i)?;
         let fail = |e: String| violation("removal", format!("replica {i}: {e}"));
         // The founder holds all of the device's ops first: none of them is void.
         self.session(i, 0, None)?;

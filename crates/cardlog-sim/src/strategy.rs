@@ -90,11 +90,12 @@ pub fn sync_mode() -> impl Strategy<Value = SyncMode> {
 pub fn action(replicas: usize) -> impl Strategy<Value = Action> {
     let r = 0..replicas;
     prop_oneof![
-        12 => (r.clone(), edit()).prop_map(|(replica, edit)| Action::Save { replica, edit }),
-        6 => (r.clone(), r.clone(), sync_mode()).prop_map(|(from, to, mode)| Action::Sync { from, to, mode }),
-        2 => r.clone().prop_map(|replica| Action::Crash { replica }),
-        2 => (r.clone(), -120_000i64..600_000).prop_map(|(replica, delta_ms)| Action::ClockJump { replica, delta_ms }),
+        24 => (r.clone(), edit()).prop_map(|(replica, edit)| Action::Save { replica, edit }),
+        12 => (r.clone(), r.clone(), sync_mode()).prop_map(|(from, to, mode)| Action::Sync { from, to, mode }),
+        4 => r.clone().prop_map(|replica| Action::Crash { replica }),
+        4 => (r.clone(), -120_000i64..600_000).prop_map(|(replica, delta_ms)| Action::ClockJump { replica, delta_ms }),
         1 => (r.clone(), any::<bool>()).prop_map(|(target, forge)| Action::Stranger { target, forge }),
+        2 => r.clone().prop_map(|replica| Action::Admit { replica }),
         1 => r.prop_map(|replica| Action::Leave { replica }),
     ]
 }

@@ -1,8 +1,8 @@
 //! The canary: a deliberately broken merge rule ("last save wins": what writes replaced is
 //! ignored and the newest timestamp wins, no conflicts) must be caught by the harness. If this
 //! test fails, the properties have gone blind. It also shows the random schedules exercise
-//! what they should: conflicts, deletes, crashes, syncs, strangers' refused pushes and devices
-//! leaving the book.
+//! what they should: conflicts, deletes, crashes, syncs, strangers' refused pushes, devices
+//! admitted during the schedule and devices leaving the book.
 #![allow(
     clippy::unwrap_used,
     clippy::indexing_slicing,
@@ -46,7 +46,7 @@ fn last_save_wins_is_caught_by_the_reference_model() {
 }
 
 #[test]
-fn schedules_exercise_conflicts_deletes_crashes_syncs_strangers_and_removals() {
+fn schedules_exercise_conflicts_deletes_crashes_syncs_and_membership() {
     let mut runner = runner();
     let strategy = schedule(3..=5, 12..48, Storage::Disk);
     let mut total = Stats::default();
@@ -61,6 +61,7 @@ fn schedules_exercise_conflicts_deletes_crashes_syncs_strangers_and_removals() {
         total.ops += st.ops;
         total.refused += st.refused;
         total.removed += st.removed;
+        total.admitted += st.admitted;
     }
     eprintln!("24 disk schedules: {total:?}");
     assert!(total.saves > 100, "{total:?}");
@@ -71,4 +72,5 @@ fn schedules_exercise_conflicts_deletes_crashes_syncs_strangers_and_removals() {
     // Hostile devices pushed ops that were refused, and devices left the book.
     assert!(total.refused > 5, "{total:?}");
     assert!(total.removed > 5, "{total:?}");
+    assert!(total.admitted > 0, "{total:?}");
 }
