@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use cardlog::sync_layer::transport::{self, Transport};
 use cardlog::sync_layer::{Applied, Locate, PeerBook, Resolve, SyncStore, WireError};
 use cardlog::SyncReport;
-use cardlog::{DeviceId, Field, Fork, OpId, Replica, Role, SealedOp, Summary, TransportError};
+use cardlog::{
+    DeviceId, Field, Fork, OpId, Replica, Role, SealedOp, SignedTip, Summary, TransportError,
+};
 use cardlog_core::FakeClock;
 
 use crate::{Error, FieldEdits, FieldEditsConfig, XorShift};
@@ -76,6 +78,14 @@ pub struct StoreOps<'r>(pub &'r Replica);
 impl Locate for StoreOps<'_> {
     fn locate(&self, id: &OpId) -> Result<Option<SealedOp>, WireError> {
         self.0.op(id).map_err(|e| WireError::Sender(e.to_string()))
+    }
+
+    /// The signatures the replica keeps, as a session's segments carry them.
+    fn tip_signature(&self, author: &DeviceId, seq: u64) -> Result<Option<SignedTip>, WireError> {
+        self.0
+            .store()
+            .signature(author, seq)
+            .map_err(|e| WireError::Sender(e.to_string()))
     }
 }
 
