@@ -136,16 +136,12 @@ impl Replica {
         Ok(op)
     }
 
-    /// Stores this device's op with its signature, if the book lets this device write it,
+    /// Stores this device's op, if the book lets this device write it,
     /// and makes it durable (unless in bulk mode) before the clock moves on.
     pub(crate) fn store_own(&mut self, op: &SealedOp, clock: HlcClock) -> Result<(), Error> {
         self.membership.check(op)?;
-        let tip = self.store.sign(op.op().seq, op.id());
-        match self
-            .store
-            .apply_signed(std::slice::from_ref(op), tip.as_slice())?
-            .pop()
-        {
+        // Not signed here: the store signs this device's chain when it is sent.
+        match self.store.apply_all(std::slice::from_ref(op))?.pop() {
             Some(cardlog_store::OpOutcome::Stored) => {}
             other => {
                 return Err(Error::Store(cardlog_store::StoreError::undecodable(

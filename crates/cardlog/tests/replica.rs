@@ -593,6 +593,24 @@ fn a_copied_store_writes_as_a_new_device_and_never_forks() {
     assert_eq!(a.r().previous_id(), None);
     assert_ne!(copy.r().id(), original);
     assert_eq!(copy.r().previous_id(), Some(original));
+    // The chain written before the copy still travels from the copy, signed: the copy signed
+    // its tip with the old key before it took a new one (a device signs its own chain only
+    // when it sends it).
+    let mut third = Replica::join_with(
+        &tmp.path().join("third"),
+        a.r().book(),
+        Options {
+            wall: a.clock.clone(),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let pulled = third.pull_from(copy.r()).unwrap();
+    assert_eq!(pulled.stored as u64, copy.r().op_count());
+    assert_eq!(
+        third.contact(&c.id).unwrap().map(|v| v.contact),
+        Some(c.clone())
+    );
 
     // The copy is a new device of the book: it writes once an admin has added it.
     assert!(matches!(

@@ -127,13 +127,18 @@ impl Store {
         }
     }
 
-    /// The signature the store holds of `author`'s op at `seq`, if any (and if it is of the
-    /// op held there).
+    /// The signature of `author`'s op at `seq`, if the store holds that op and has one: for
+    /// another author, the one kept (if it is of the op held there); for this device, one made
+    /// now. This device signs its chain when it is sent rather than at each save (one
+    /// signature covers the chain up to the op it signs), so a save costs no signature.
     pub fn signature(&self, author: &DeviceId, seq: u64) -> Result<Option<SignedTip>, StoreError> {
+        let held = cardlog_core::replay::OpLookup::op_at(self, author, seq)?;
+        if *author == self.device {
+            return Ok(held.and_then(|op| self.sign(seq, op)));
+        }
         let Some(tip) = self.raw_signature(author, seq)? else {
             return Ok(None);
         };
-        let held = cardlog_core::replay::OpLookup::op_at(self, author, seq)?;
         Ok((held == Some(tip.op)).then_some(tip))
     }
 
@@ -178,10 +183,7 @@ impl Store {
         let mut own = KvBatch::default();
         let mut received = KvBatch::default();
         for tip in tips {
-            let mut v = Vec::with_capacity(128);
-            v.extend_from_slice(&tip.op.0);
-            v.extend_from_slice(&tip.key.0);
-            v.extend_from_slice(&tip.signature.0);
+            let v = signature_value(tip);
             let batch = if tip.author == self.device {
                 &mut own
             } else {
@@ -199,27 +201,6 @@ impl Store {
         Ok(())
     }
 
-    /// Signs this device's chain tip if no signature of it is held (after a crash lost the
-    /// held-back one, or for a chain written before ops were signed): every chain tip a
-    /// replica holds can be sent with its signature.
-    pub(super) fn sign_own_tip(&mut self) -> Result<(), StoreError> {
-        let (Some(book), Some(tip)) = (self.book, self.summary.get(&self.device).copied()) else {
-            return Ok(());
-        };
-        let held = self.raw_signature(&self.device, tip.seq)?;
-        if held.is_some_and(|t| t.op == tip.op) || self.poisoned.is_some() {
-            return Ok(());
-        }
-        let signed = SignedTip {
-            author: self.device,
-            key: self.key.public(),
-            seq: tip.seq,
-            op: tip.op,
-            signature: self.key.sign_tip(&book, &tip.op),
-        };
-        self.keep_signatures(&[signed])
-    }
-
     /// The signature of this device's op `op` at `seq`, made now.
     pub fn sign(&self, seq: u64, op: OpId) -> Option<SignedTip> {
         let book = self.book?;
@@ -231,4 +212,13 @@ impl Store {
             signature: self.key.sign_tip(&book, &op),
         })
     }
+}
+
+/// A kept signature's value under its `s` key: op id, key, signature.
+pub(super) fn signature_value(tip: &SignedTip) -> Vec<u8> {
+    let mut v = Vec::with_capacity(128);
+    v.extend_from_slice(&tip.op.0);
+    v.extend_from_slice(&tip.key.0);
+    v.extend_from_slice(&tip.signature.0);
+    v
 }

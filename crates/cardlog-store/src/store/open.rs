@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::OnceLock;
 
-use cardlog_core::{BookId, DeviceId, DeviceKey};
+use cardlog_core::{BookId, DeviceId, DeviceKey, SignedTip};
 
-use super::identity::{commit_key, read_key, stage_key, write_key};
+use super::identity::{commit_key, read_key, signature_value, stage_key, write_key};
 use super::stage::Stage;
 use super::{Recovery, Store, StoreOptions};
 use crate::error::{OpenError, StoreError};
@@ -264,7 +264,6 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
-        store.sign_own_tip()?;
         Ok(store)
     }
 
@@ -335,6 +334,22 @@ impl Store {
             let fresh = key.device();
             stage_key(&self.dir, &key)?;
             let mut batch = KvBatch::default();
+            // The chain written under the old key is signed with it one last time, and kept:
+            // this device signs its own chain only when it sends it, and after this open the
+            // old key is gone.
+            if let (Some(book), Some(tip)) = (self.book, self.summary.get(&self.device).copied()) {
+                let signed = SignedTip {
+                    author: self.device,
+                    key: self.key.public(),
+                    seq: tip.seq,
+                    op: tip.op,
+                    signature: self.key.sign_tip(&book, &tip.op),
+                };
+                batch.insert(
+                    keys::signature(&self.device, tip.seq),
+                    signature_value(&signed),
+                );
+            }
             batch.insert(meta::REPLICA.to_vec(), fresh.0.to_vec());
             batch.insert(meta::HOME.to_vec(), home);
             let mut former = self.held.get(&*self.kv, meta::FORMER)?.unwrap_or_default();
