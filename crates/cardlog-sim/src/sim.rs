@@ -794,23 +794,29 @@ impl Sim {
         Ok(())
     }
 
+    /// The founder's replica and replica `i`'s, when both are open disk replicas.
+    fn founder_and(&mut self, i: usize) -> Result<Option<(&mut Replica, &mut Replica)>, Violation> {
+        Ok(match self.pair(0, i)? {
+            (
+                Node::Disk {
+                    replica: Some(founder),
+                    ..
+                },
+                Node::Disk {
+                    replica: Some(other),
+                    ..
+                },
+            ) => Some((founder, other)),
+            _ => None,
+        })
+    }
+
     /// [`Action::Admit`].
     fn admit(&mut self, i: usize) -> Result<(), Violation> {
         if i == 0 {
             return Ok(());
         }
-        let (founder, joined) = self.pair(0, i)?;
-        let (
-            Node::Disk {
-                replica: Some(founder),
-                ..
-            },
-            Node::Disk {
-                replica: Some(joined),
-                ..
-            },
-        ) = (founder, joined)
-        else {
+        let Some((founder, joined)) = self.founder_and(i)? else {
             return Ok(());
         };
         let id = joined.id();
@@ -835,18 +841,7 @@ impl Sim {
         // The founder holds all of the device's ops first: none of them is void.
         self.session(i, 0, None)?;
         let attempt = Contact::new(contact_id(u64::MAX - i as u64));
-        let (admin, gone) = self.pair(0, i)?;
-        let (
-            Node::Disk {
-                replica: Some(admin),
-                ..
-            },
-            Node::Disk {
-                replica: Some(gone),
-                ..
-            },
-        ) = (admin, gone)
-        else {
+        let Some((admin, gone)) = self.founder_and(i)? else {
             return Ok(());
         };
         admin
