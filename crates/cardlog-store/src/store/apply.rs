@@ -125,6 +125,19 @@ impl Store {
             return Ok(outcomes);
         }
         let staged = stage.finish();
+        // Received signatures are durable before the ops they cover: a record appended to the
+        // log survives a killed process even unsynced, sled's unflushed writes do not, and a
+        // received signature cannot be made again. (One kept for an op not stored is ignored.)
+        let received: Vec<SignedTip> = tips
+            .iter()
+            .filter(|t| t.author != self.device)
+            .copied()
+            .collect();
+        if !received.is_empty() {
+            self.keep_signatures(&received)?;
+            self.kv.flush().map_err(|e| self.poison(e))?;
+            self.meta_dirty = false;
+        }
         // The log first: registers never cover a record the log does not hold.
         if let Err(e) = self.log.append(&staged.records) {
             return Err(self.poison_log(e));
