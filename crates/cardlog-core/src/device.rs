@@ -154,6 +154,11 @@ impl Device {
         edit::resolve(self, id, path, value)
     }
 
+    /// Makes the ops `cutoffs` voids take no effect ([`Replay::set_cutoffs`]).
+    pub fn set_cutoffs(&mut self, cutoffs: crate::membership::Cutoffs) {
+        self.replay.set_cutoffs(cutoffs);
+    }
+
     /// Receives a peer's op: the clock absorbs its timestamp (reporting one beyond the skew
     /// bound), then replay inserts it.
     pub fn receive(&mut self, op: SealedOp) -> Result<InsertOutcome, ReplayError> {

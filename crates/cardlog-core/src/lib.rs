@@ -57,7 +57,9 @@ pub use hlc::{FakeClock, Hlc, HlcClock, SkewReport, SystemClock, WallClock};
 pub use id::{ContactId, DeviceId, IdParseError, IdPrefix, ItemId, OpId, RandomError};
 pub use key::{BookId, DeviceKey, KeyError, PublicKey, Signature, SignedTip};
 pub use member::{MemberChange, MemberRole, MemberRoleParseError};
-pub use membership::{Admission, Adoption, Member, Membership, Refusal, Removal};
+pub use membership::{
+    Admission, Adoption, Cutoffs, Member, Membership, Refusal, Removal, Standing, VOID_WINDOW,
+};
 pub use model::contact::{diff, Change, Contact, DiffError, Item};
 pub use model::{Field, ItemBody, ItemKind, ItemValue, Path, PathParseError, PostalAddress, Value};
 pub use op::{MemberFault, Op, OpInvalid, Write};

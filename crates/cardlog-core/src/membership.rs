@@ -9,8 +9,10 @@
 //! - An `Add` by an admin admits a device, or widens its role (roles only grow: a device added
 //!   twice has the larger role). An `Adopt` by an admin adopts a format-1 chain up to a tip.
 //! - A `Remove` of device D with `after = n` by an admin makes every op of D after seq n void:
-//!   refused when it arrives, retracted if it arrived before the removal. A removed device is
-//!   never admitted again (a new key is a new device).
+//!   kept without effect (up to [`VOID_WINDOW`] of them, so that what other devices built on
+//!   them applies everywhere; later ones are refused), and retracted where it took effect
+//!   before the removal arrived. A removed device is never admitted again (a new key is a
+//!   new device).
 //! - An admin's changes written after its own cutoff are void.
 //! - Removals nothing can void are settled first. When admins remove each other (a cycle: each
 //!   removal is after its author's cutoff set by the other), the removal by the more senior
@@ -215,9 +217,16 @@ impl Refusal {
 
     /// Whether more of what the sender is still sending could lift this refusal: membership
     /// ops ([`Refusal::awaits_membership`]) or a later signed op of the same chain (an unsigned
-    /// tail). A session holds such ops back until it ends rather than refusing them at once.
+    /// tail), or a void op ([`Standing::Void`]) that an op still to come may need. A session
+    /// holds such ops back until it ends rather than refusing them at once.
     pub fn may_lift(&self) -> bool {
-        self.awaits_membership() || matches!(self, Refusal::Unsigned { .. })
+        self.awaits_membership()
+            || match self {
+                Refusal::Unsigned { .. } => true,
+                // A void op is kept once an op replacing its writes comes.
+                Refusal::Removed { seq, after, .. } => seq.saturating_sub(*after) <= VOID_WINDOW,
+                _ => false,
+            }
     }
 
     /// The author whose ops are refused.
@@ -236,6 +245,60 @@ impl Refusal {
             | Refusal::Forked { author, .. }
             | Refusal::NoKey { author, .. } => *author,
         }
+    }
+}
+
+/// How many of a removed device's ops past its cutoff a replica keeps (void, without
+/// effect); later ones are refused. A device writes past its cutoff only until the removal
+/// reaches it (an honest one is then refused by its own replica), so this bounds what a
+/// stolen device can make every replica store, far above what a device writes offline.
+pub const VOID_WINDOW: u64 = 4096;
+
+/// Whether a received op takes effect once kept ([`Membership::standing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// It takes effect.
+    Valid,
+    /// It is by a removed device, after its cutoff: kept in the log, so that ops of other
+    /// devices that replace its writes can be applied, but its writes take no effect
+    /// (docs/SEMANTICS.md, "Removed devices").
+    Void,
+}
+
+/// The last valid seq of each removed device: its later ops are void. What the store and the
+/// replay need of the membership to decide which ops take effect.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cutoffs(BTreeMap<DeviceId, u64>);
+
+impl Cutoffs {
+    /// Whether op `seq` of `author` is void.
+    pub fn voids(&self, author: &DeviceId, seq: u64) -> bool {
+        self.0.get(author).is_some_and(|after| seq > *after)
+    }
+
+    /// Whether nobody is removed.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The authors whose cutoff differs between `self` and `other` (removed in one only, or at
+    /// another seq), each with the lower of its cutoffs: its ops past that seq may change
+    /// from valid to void or back.
+    pub fn changed_from(&self, other: &Cutoffs) -> Vec<(DeviceId, u64)> {
+        let mut out = Vec::new();
+        for (device, after) in &self.0 {
+            match other.0.get(device) {
+                Some(o) if o == after => {}
+                Some(o) => out.push((*device, (*o).min(*after))),
+                None => out.push((*device, *after)),
+            }
+        }
+        for (device, after) in &other.0 {
+            if !self.0.contains_key(device) {
+                out.push((*device, *after));
+            }
+        }
+        out
     }
 }
 
@@ -263,6 +326,8 @@ pub struct Admission {
     pub tips: Vec<SignedTip>,
     /// Per refused author, the first refusal (its later ops in the batch are left out too).
     pub refused: Vec<Refusal>,
+    /// How many of `ops` are void ([`Standing::Void`]): kept, without effect.
+    pub void: usize,
 }
 
 impl Membership {
@@ -294,6 +359,8 @@ impl Membership {
             offered.entry(tip.author).or_default().insert(tip.seq, *tip);
         }
         let mut covered: BTreeMap<DeviceId, u64> = BTreeMap::new();
+        // Per author, its void ops that passed every other check.
+        let mut void: BTreeMap<DeviceId, Vec<&SealedOp>> = BTreeMap::new();
         // Each op of the batch by author and seq, with the previous op it names.
         let ids: BTreeMap<(DeviceId, u64), (OpId, Option<OpId>)> = ops
             .iter()
@@ -341,11 +408,17 @@ impl Membership {
                     }
                     None => {}
                 }
-                let verdict = membership.check(sealed).and_then(|()| {
-                    membership.cover(sealed, &offered, &ids, &mut covered, &mut out.tips, &held)
+                let verdict = membership.standing(sealed).and_then(|standing| {
+                    membership
+                        .cover(sealed, &offered, &ids, &mut covered, &mut out.tips, &held)
+                        .map(|()| standing)
                 });
                 match verdict {
-                    Ok(()) => {
+                    Ok(Standing::Void) => {
+                        // Kept only if an op kept needs it (below).
+                        void.entry(author).or_default().push(sealed);
+                    }
+                    Ok(Standing::Valid) => {
                         if op.is_membership() {
                             membership = membership.with(sealed);
                             changed = true;
@@ -371,7 +444,56 @@ impl Membership {
             }
             pending = deferred;
         }
-        let admitted: std::collections::HashSet<OpId> = out.ops.iter().map(SealedOp::id).collect();
+        // Void ops are kept only when an op kept replaces one of their writes (then all of
+        // their author's void ops in the batch, which its signature covers as one chain):
+        // without them, that op could be applied only where they took effect before the
+        // removal arrived. Other void ops are refused.
+        void.retain(|author, _| !refused.contains_key(author));
+        let mut kept: std::collections::HashSet<OpId> = out.ops.iter().map(SealedOp::id).collect();
+        let mut needs: Vec<OpId> = if void.is_empty() {
+            Vec::new()
+        } else {
+            out.ops
+                .iter()
+                .flat_map(|op| {
+                    op.op()
+                        .writes
+                        .iter()
+                        .flat_map(|w| w.replaces.iter().copied())
+                })
+                .collect()
+        };
+        while let Some(id) = needs.pop() {
+            let Some(author) = void
+                .iter()
+                .find(|(_, ops)| ops.iter().any(|op| op.id() == id))
+                .map(|(author, _)| *author)
+            else {
+                continue;
+            };
+            for op in void.remove(&author).unwrap_or_default() {
+                if kept.insert(op.id()) {
+                    if op.op().is_membership() {
+                        membership = membership.with(op);
+                    }
+                    needs.extend(
+                        op.op()
+                            .writes
+                            .iter()
+                            .flat_map(|w| w.replaces.iter().copied()),
+                    );
+                    out.ops.push(op.clone());
+                    out.void += 1;
+                }
+            }
+        }
+        for (author, ops) in void {
+            if let Some(Err(refusal)) = ops.first().map(|op| membership.check(op)) {
+                order.push(author);
+                refused.insert(author, refusal);
+            }
+        }
+        let admitted = kept;
         out.ops = ops
             .iter()
             .filter(|op| admitted.contains(&op.id()))
@@ -502,6 +624,34 @@ impl Membership {
             .map(|r| r.after)
     }
 
+    /// The last valid seq of every removed device: what decides which held ops are void
+    /// ([`Cutoffs::voids`]).
+    pub fn cutoffs(&self) -> Cutoffs {
+        Cutoffs(
+            self.members
+                .iter()
+                .filter_map(|(d, m)| m.removed.map(|r| (*d, r.after)))
+                .collect(),
+        )
+    }
+
+    /// Whether a received `sealed` may be kept: [`Membership::check`], except that an op of
+    /// a removed device after its cutoff, up to [`VOID_WINDOW`] ops past it, is kept as
+    /// [`Standing::Void`] (written concurrently with the removal, as far as anyone can tell:
+    /// other devices may have built on it, so it is kept for their ops to apply everywhere,
+    /// and it takes no effect anywhere).
+    pub fn standing(&self, sealed: &SealedOp) -> Result<Standing, Refusal> {
+        match self.check(sealed) {
+            Ok(()) => Ok(Standing::Valid),
+            Err(Refusal::Removed { seq, after, .. })
+                if seq.saturating_sub(after) <= VOID_WINDOW =>
+            {
+                Ok(Standing::Void)
+            }
+            Err(refusal) => Err(refusal),
+        }
+    }
+
     /// Whether `op` may be accepted by a replica of this book holding this membership: its
     /// author is a member that was not removed before it, and its role allows what it does (or
     /// it is the book's founding op, or part of an adopted format-1 chain). Does not look at
@@ -579,6 +729,30 @@ impl Membership {
         let mut ops = self.ops.clone();
         ops.insert(op.id(), op.clone());
         Self::compute(self.book, ops.into_values())
+    }
+
+    /// The membership of the one book founded among `ops` (`None` if no founding op is
+    /// among them, or founding ops of several books are): for holders of ops that know no
+    /// book of their own (the in-memory test double, the simulator's reference checks).
+    pub fn founded_in<'a>(ops: impl IntoIterator<Item = &'a SealedOp>) -> Option<Self> {
+        let members: Vec<SealedOp> = ops
+            .into_iter()
+            .filter(|op| op.op().is_membership())
+            .cloned()
+            .collect();
+        let mut books = members
+            .iter()
+            .filter_map(|op| match op.op().members.first() {
+                Some(MemberChange::Found { nonce, key, .. }) if op.op().seq == 1 => {
+                    Some(BookId::founded_by(key, nonce))
+                }
+                _ => None,
+            });
+        let book = books.next()?;
+        if books.any(|other| other != book) {
+            return None;
+        }
+        Some(Self::compute(book, members))
     }
 
     /// The membership of `book` decided by `ops` (ops without member changes are ignored):

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use cardlog_core::codec::OpFormat;
 use cardlog_core::{
     BookId, ContactId, DeviceId, DeviceKey, Hlc, MemberChange, MemberRole, Membership, Op, OpId,
-    Path, Refusal, SealedOp, SignedTip, Value, Write,
+    Path, Refusal, SealedOp, SignedTip, Standing, Value, Write, VOID_WINDOW,
 };
 use proptest::prelude::*;
 
@@ -261,6 +261,24 @@ fn a_removed_device_keeps_its_ops_up_to_the_cutoff_only() {
         })
     );
     assert_eq!(m.cutoff(&book.device(1)), Some(seen));
+    // Received, the concurrent op is kept void; one past the window is refused.
+    assert_eq!(m.standing(&kept), Ok(Standing::Valid));
+    assert_eq!(m.standing(&concurrent), Ok(Standing::Void));
+    let cutoffs = m.cutoffs();
+    assert!(!cutoffs.voids(&book.device(1), seen) && cutoffs.voids(&book.device(1), seen + 1));
+    assert_eq!(
+        cutoffs.changed_from(&Membership::new(book.id()).cutoffs()),
+        vec![(book.device(1), seen)]
+    );
+    let last_void = seen + VOID_WINDOW;
+    let tip = book.tips[&book.device(1)].1;
+    book.tips.insert(book.device(1), (last_void - 1, tip));
+    assert_eq!(m.standing(&book.save(1)), Ok(Standing::Void));
+    let beyond = book.save(1);
+    assert!(matches!(
+        m.standing(&beyond),
+        Err(Refusal::Removed { seq, .. }) if seq == last_void + 1
+    ));
     // Adding it again does not lift the cutoff.
     book.add(0, 1, MemberRole::Admin);
     assert_eq!(book.membership().cutoff(&book.device(1)), Some(seen));

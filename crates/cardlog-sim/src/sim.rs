@@ -153,9 +153,11 @@ pub enum Action {
         /// Which kind of op.
         forge: bool,
     },
-    /// A device leaves the book (a lost phone, found later): it syncs with the founder, the
-    /// founder removes it, it learns of its removal and its next save is refused; it saves
-    /// nothing after that, but still relays. Disk replicas only; never the founder.
+    /// A device leaves the book (a lost phone): it syncs with the founder and the founder
+    /// removes it. It learns of its removal only by a later sync; until then its saves are
+    /// void (concurrent with the removal: they spread, others build on them, and they never
+    /// take effect anywhere); after that its saves are refused. It still relays. Disk
+    /// replicas only; never the founder.
     Leave {
         /// Which.
         replica: usize,
@@ -398,12 +400,19 @@ impl Node {
                     .ok_or_else(|| violation("replica", "closed"))?;
                 // A device that has not learnt of its admission yet cannot save, as in an app;
                 // any other refusal by the book is a violation.
-                let admitted = r.membership().member(&r.id()).is_some();
+                let me = r.id();
+                let admitted = r.membership().member(&me).is_some();
                 match save_edit(&mut r.editor(), edit, id, change, resolve) {
                     Ok(op) => Ok(op.map(|o| o.id())),
                     Err(e) if benign_replica(&e) => Ok(None),
                     Err(cardlog::Error::Refused(cardlog::Refusal::NotMember { .. }))
                         if !admitted =>
+                    {
+                        Ok(None)
+                    }
+                    // A removed device that has learnt of its removal saves nothing more.
+                    Err(cardlog::Error::Refused(cardlog::Refusal::Removed { author, .. }))
+                        if author == me =>
                     {
                         Ok(None)
                     }
@@ -582,6 +591,11 @@ pub struct Stats {
     pub removed: usize,
     /// Joined devices admitted during the schedule.
     pub admitted: usize,
+    /// Saves a removed device made before it learnt of its removal (void).
+    pub void_saves: usize,
+    /// Void ops replica 0 holds after the final sync (kept because other ops replace their
+    /// writes).
+    pub void_kept: usize,
 }
 
 /// A running simulation.
@@ -589,11 +603,13 @@ pub struct Sim {
     _tmp: Option<tempfile::TempDir>,
     nodes: Vec<Node>,
     saves: Vec<(usize, OpId)>,
+    /// Saves by removed devices, made before they learnt of their removal: void.
+    void_saves: Vec<(usize, OpId)>,
     next_contact: u64,
     next_item: u64,
     rule: Rule,
     stats: Stats,
-    /// Replicas removed from the book ([`Action::Leave`]): they save nothing more.
+    /// Replicas removed from the book ([`Action::Leave`]): what they save is void.
     removed: std::collections::BTreeSet<usize>,
     /// Strangers made so far (each has its own key).
     strangers: u8,
@@ -661,6 +677,7 @@ impl Sim {
         Ok(Self {
             _tmp: tmp,
             nodes,
+            void_saves: Vec::new(),
             saves: Vec::new(),
             next_contact: 1,
             next_item: 0,
@@ -709,7 +726,6 @@ impl Sim {
         }
         let n = self.nodes.len();
         match action {
-            Action::Save { replica, .. } if self.removed.contains(&(replica % n)) => {}
             Action::Save { replica, edit } => {
                 let edit = match edit {
                     Edit::Add(c) => Edit::Add(self.renumber(c)),
@@ -719,8 +735,15 @@ impl Sim {
                 self.next_item += 1;
                 let fresh = item_id(u64::MAX, self.next_item);
                 if let Some(op) = self.node(replica % n)?.save(&edit, fresh)? {
-                    self.stats.saves += 1;
-                    self.saves.push((replica % n, op));
+                    // The founder removed it after holding all its ops: what it saves now is
+                    // past its cutoff.
+                    if self.removed.contains(&(replica % n)) {
+                        self.stats.void_saves += 1;
+                        self.void_saves.push((replica % n, op));
+                    } else {
+                        self.stats.saves += 1;
+                        self.saves.push((replica % n, op));
+                    }
                 }
             }
             Action::Sync { from, to, mode } => {
@@ -838,20 +861,15 @@ impl Sim {
         // Only a member leaves (the founder admits one that joined, if need be, first).
         self.admit(i)?;
         let fail = |e: String| violation("removal", format!("replica {i}: {e}"));
-        // The founder holds all of the device's ops first: none of them is void.
+        // The founder holds all of the device's ops first: none of them is void, and every
+        // save the device makes from now on is.
         self.session(i, 0, None)?;
-        let attempt = Contact::new(contact_id(u64::MAX - i as u64));
         let Some((admin, gone)) = self.founder_and(i)? else {
             return Ok(());
         };
         admin
             .remove_member(gone.id())
             .map_err(|e| fail(e.to_string()))?;
-        gone.pull_from(admin).map_err(|e| fail(e.to_string()))?;
-        match gone.add_contact(&attempt) {
-            Err(cardlog::Error::Refused(cardlog::Refusal::Removed { .. })) => {}
-            other => return Err(fail(format!("a save after the removal gave {other:?}"))),
-        }
         self.removed.insert(i);
         self.stats.removed += 1;
         Ok(())
@@ -996,8 +1014,29 @@ impl Sim {
                 let tips = a.with_store(|s| s.signatures_(&ops))?.map_err(fail)?;
                 shuffle(&mut ops, seed);
                 let applied = b.with_store(|s| s.apply_(&ops, &tips))?.map_err(fail)?;
-                // Every op the receiver lacked arrived, in whatever order: all must be stored.
-                if applied.stored != ops.len() {
+                // Every op the receiver lacked arrived, in whatever order: all must be stored,
+                // but a removed device's void ops that nothing among them needs.
+                if applied
+                    .refused
+                    .iter()
+                    .any(|r| !matches!(r, cardlog::Refusal::Removed { .. }))
+                {
+                    return Err(fail(format!("{applied:?}")));
+                }
+                let refused: std::collections::BTreeSet<DeviceId> = applied
+                    .refused
+                    .iter()
+                    .map(cardlog::Refusal::author)
+                    .collect();
+                let cutoffs = cutoffs_of(&b.ops()?);
+                let expected = ops
+                    .iter()
+                    .filter(|o| {
+                        let o = o.op();
+                        !(refused.contains(&o.author) && cutoffs.voids(&o.author, o.seq))
+                    })
+                    .count();
+                if applied.stored != expected {
                     return Err(fail(format!("{applied:?} of {} shuffled ops", ops.len())));
                 }
                 Ok(())
@@ -1046,7 +1085,13 @@ impl Sim {
         let views = self.first()?.views()?;
         self.stats.conflicts = views.iter().map(|v| v.conflicts.len()).sum();
         self.stats.deleted = views.iter().filter(|v| v.deleted).count();
-        self.stats.ops = self.first()?.ops()?.len();
+        let ops = self.first()?.ops()?;
+        let cutoffs = cutoffs_of(&ops);
+        self.stats.ops = ops.len();
+        self.stats.void_kept = ops
+            .iter()
+            .filter(|o| cutoffs.voids(&o.op().author, o.op().seq))
+            .count();
         self.check_no_lost_save()?;
         self.check_order_independence()?;
         self.check_rebuild()?;
@@ -1058,7 +1103,33 @@ impl Sim {
     /// (meaningful after [`Sim::sync_all`]).
     pub fn check_convergence(&mut self) -> Result<(), Violation> {
         let first = self.first()?.state_bytes()?;
-        let summary = self.node(0)?.with_store(|s| s.summary_())?;
+        // Void ops are kept only where other ops need them: summaries agree up to the cutoffs.
+        let cutoffs = cutoffs_of(&self.first()?.ops()?);
+        let valid = |summary: Summary, ops: &[SealedOp]| {
+            let mut tips: BTreeMap<DeviceId, (u64, OpId)> = summary
+                .iter()
+                .filter(|(author, tip)| !cutoffs.voids(author, tip.seq))
+                .map(|(author, tip)| (*author, (tip.seq, tip.op)))
+                .collect();
+            // A removed author's last valid op, where void ones follow it.
+            for op in ops {
+                let o = op.op();
+                let past = summary
+                    .get(&o.author)
+                    .is_some_and(|t| cutoffs.voids(&o.author, t.seq));
+                if past && !cutoffs.voids(&o.author, o.seq) {
+                    let tip = tips.entry(o.author).or_insert((o.seq, op.id()));
+                    if o.seq > tip.0 {
+                        *tip = (o.seq, op.id());
+                    }
+                }
+            }
+            tips
+        };
+        let summary = valid(
+            self.node(0)?.with_store(|s| s.summary_())?,
+            &self.first()?.ops()?,
+        );
         for (i, node) in self.nodes.iter_mut().enumerate().skip(1) {
             if node.state_bytes()? != first {
                 return Err(violation(
@@ -1066,7 +1137,8 @@ impl Sim {
                     format!("replica {i} state differs"),
                 ));
             }
-            if node.with_store(|s| s.summary_())? != summary {
+            let ops = node.ops()?;
+            if valid(node.with_store(|s| s.summary_())?, &ops) != summary {
                 return Err(violation(
                     "convergence",
                     format!("replica {i} summary differs"),
@@ -1112,7 +1184,15 @@ impl Sim {
 
     fn check_model(&self, i: usize, node: &Node) -> Result<(), Violation> {
         let ops = node.ops()?;
-        let expected = model::contacts(&ops, self.rule);
+        // The model knows membership only as far as this: a removed device's ops past its
+        // cutoff are void and take no effect.
+        let cutoffs = cutoffs_of(&ops);
+        let effective: Vec<SealedOp> = ops
+            .iter()
+            .filter(|o| !cutoffs.voids(&o.op().author, o.op().seq))
+            .cloned()
+            .collect();
+        let expected = model::contacts(&effective, self.rule);
         let seen: BTreeMap<_, _> = node
             .views()?
             .iter()
@@ -1177,6 +1257,7 @@ impl Sim {
                 shuffle(&mut shuffled, seed);
             }
             let mut replay = cardlog_core::replay::Replay::new();
+            replay.set_cutoffs(cutoffs_of(&ops));
             for op in shuffled {
                 replay
                     .insert(op)
@@ -1216,4 +1297,11 @@ impl Sim {
         }
         Ok(())
     }
+}
+
+/// The cutoffs of the book founded among `ops`: which of them are void.
+fn cutoffs_of(ops: &[SealedOp]) -> cardlog_core::Cutoffs {
+    cardlog_core::Membership::founded_in(ops)
+        .map(|m| m.cutoffs())
+        .unwrap_or_default()
 }

@@ -62,6 +62,8 @@ fn schedules_exercise_conflicts_deletes_crashes_syncs_and_membership() {
         total.refused += st.refused;
         total.removed += st.removed;
         total.admitted += st.admitted;
+        total.void_saves += st.void_saves;
+        total.void_kept += st.void_kept;
     }
     eprintln!("24 disk schedules: {total:?}");
     assert!(total.saves > 100, "{total:?}");
@@ -73,4 +75,7 @@ fn schedules_exercise_conflicts_deletes_crashes_syncs_and_membership() {
     assert!(total.refused > 5, "{total:?}");
     assert!(total.removed > 5, "{total:?}");
     assert!(total.admitted > 0, "{total:?}");
+    // Removed devices saved before they learnt of it (tests/removal.rs scripts what others
+    // build on such saves).
+    assert!(total.void_saves > 0, "{total:?}");
 }

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cardlog_core::replay::{check_op, Readiness, Replay, ReplayError};
-use cardlog_core::{Device, DeviceId, OpId, SealedOp, SignedTip};
+use cardlog_core::{Device, DeviceId, Membership, OpId, SealedOp, SignedTip};
 
 use crate::store::{Applied, PeerBook, SyncStore};
 use crate::wire::message::{Fork, Summary};
@@ -91,7 +91,8 @@ impl SyncStore for MemoryReplica {
 
     /// Applies the ops without looking at signatures or membership: the in-memory replica is
     /// the protocol's test double (tests, fuzzing, the simulator's memory nodes), not a
-    /// replica of a book; `cardlog::Replica` is.
+    /// replica of a book; `cardlog::Replica` is. Only the removals among the ops it holds
+    /// count, so that it derives the state a replica derives from the same ops.
     fn apply(&mut self, ops: &[SealedOp], _tips: &[SignedTip]) -> Result<Applied, Refusal> {
         let mut next = self.device.clone();
         let mut applied = Applied::default();
@@ -116,6 +117,12 @@ impl SyncStore for MemoryReplica {
             }
         }
         applied.missing = waiting.len();
+        // Removals among the ops make a removed device's later ops void, as in a replica.
+        if ops.iter().any(|op| op.op().is_membership()) {
+            if let Some(membership) = Membership::founded_in(next.replay().ops_in_order()) {
+                next.set_cutoffs(membership.cutoffs());
+            }
+        }
         self.device = next;
         Ok(applied)
     }

@@ -53,6 +53,8 @@ pub struct SyncReport {
     /// Authors whose received ops were refused (not a member, no valid signature…), each
     /// with why; none of their ops were stored.
     pub refused: Vec<cardlog_core::Refusal>,
+    /// Of the ops stored, those void (kept without effect: see [`crate::Applied::void`]).
+    pub void: usize,
     /// Message bytes sent.
     pub bytes_sent: u64,
     /// Message bytes received.
@@ -451,6 +453,7 @@ impl Session {
                 let received = apply_held(store, &segments, &mut self.held, last)?;
                 self.report.stored += received.applied.stored;
                 self.report.duplicates += received.applied.duplicates;
+                self.report.void += received.applied.void;
                 self.report.missing += received.applied.missing;
                 self.report.refused.extend(received.applied.refused);
                 self.forks.extend(received.forks);

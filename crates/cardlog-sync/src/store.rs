@@ -113,4 +113,7 @@ pub struct Applied {
     /// Authors whose ops were refused (not a member, no valid signature…), each with why;
     /// none of their ops in the message was stored.
     pub refused: Vec<Refusal>,
+    /// Of the ops stored, those void (by a removed device after its cutoff, kept because
+    /// other ops replace their writes; they take no effect).
+    pub void: usize,
 }

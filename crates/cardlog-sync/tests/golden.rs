@@ -319,6 +319,7 @@ fn the_bundle_fixture_decodes_and_imports_as_written() {
                         duplicates: 0,
                         missing: 0,
                         refused: Vec::new(),
+                        void: 0,
                     },
                     forks: Vec::new(),
                 },

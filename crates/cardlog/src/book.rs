@@ -208,9 +208,8 @@ fn open_error(e: Error) -> OpenError {
 
 impl Replica {
     /// The book's rules checked over everything held, as part of [`Replica::verify`]: every
-    /// op is one the membership lets in ([`Membership::check`]: a removed device's ops after
-    /// its cutoff show up here if they arrived before the removal, until retraction is
-    /// built), and every author writing in op format 2 has a kept signature of its last op,
+    /// op is one the membership lets in ([`Membership::standing`]: a removed device's ops
+    /// after its cutoff are void, kept without effect, up to a bound), and every author writing in op format 2 has a kept signature of its last op,
     /// under a key that is the author's, that verifies (one signature covers the chain, which
     /// the store's own check links op by op). The problems, in words.
     pub(crate) fn audit(&self) -> Result<Vec<String>, Error> {
@@ -219,7 +218,7 @@ impl Replica {
         for op in self.store.ops() {
             let op = op?;
             let o = op.op();
-            if let Err(refusal) = self.membership.check(&op) {
+            if let Err(refusal) = self.membership.standing(&op) {
                 problems.push(format!("op {} of {}: {refusal}", o.seq, o.author));
             }
             if op.format() == cardlog_core::OpFormat::V2 {

@@ -258,6 +258,7 @@ impl SyncStore for Replica {
             duplicates: report.duplicates,
             missing: report.missing.len(),
             refused: admitted.refused,
+            void: admitted.void,
         })
     }
 

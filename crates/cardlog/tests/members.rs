@@ -24,7 +24,7 @@ use cardlog::{
     ContactId, DeviceId, Error, MemberError, MemberRole, OpId, Refusal, Replica, SealedOp,
     SignedTip,
 };
-use cardlog_core::{BookId, Device, DeviceKey, FakeClock, MemberChange};
+use cardlog_core::{BookId, Device, DeviceKey, FakeClock, Field, MemberChange, Path};
 use common::{member_of, person, replica, session, NINE_MS};
 
 /// A device outside any replica, holding its own key: it writes ops and signs them itself.
@@ -402,26 +402,153 @@ fn a_joined_device_saves_only_once_an_admin_has_admitted_it() {
 }
 
 #[test]
-fn verify_reports_ops_a_removal_voids_that_arrived_before_it() {
+fn a_removal_retracts_the_ops_it_voids_and_every_order_reaches_the_same_state() {
     let mut b = book();
     let tmp = b._tmp.path().to_owned();
     let mut third = member_of(&mut b.admin, &tmp.join("third"), &b.clock);
+    let mut fourth = member_of(&mut b.admin, &tmp.join("fourth"), &b.clock);
+    let ada = ContactId([9; 16]);
+    b.admin.add_contact(&person(9, "Ada")).unwrap();
     b.writer.pull_from(&b.admin).unwrap();
-    third.pull_from(&b.writer).unwrap();
+    third.pull_from(&b.admin).unwrap();
     b.admin.remove_member(b.writer.id()).unwrap();
-    // The removed writer saves concurrently; its op reaches the third device first.
+    fourth.pull_from(&b.admin).unwrap();
+    // The removed writer does not know yet: it adds a contact and renames Ada.
+    b.writer.add_contact(&person(11, "Concurrent")).unwrap();
+    b.writer
+        .edit(ada, |c| {
+            c.set(Field::Given, "Eve");
+        })
+        .unwrap()
+        .unwrap();
+    // The third device takes that in before the removal, and builds on the rename.
+    third.pull_from(&b.writer).unwrap();
+    assert!(third.contact(&ContactId([11; 16])).unwrap().is_some());
+    third
+        .edit(ada, |c| {
+            c.set(Field::Given, "Eva");
+        })
+        .unwrap()
+        .unwrap();
+    // The removal reaches it: the writer's ops are retracted, its own edit stays, and the
+    // value the writer replaced is back beside it (a conflict, visible, nothing lost).
+    third.pull_from(&b.admin).unwrap();
+    assert!(third.contact(&ContactId([11; 16])).unwrap().is_none());
+    let given = Path::Field(Field::Given);
+    let heads: Vec<Option<String>> = third
+        .heads(&ada, &given)
+        .unwrap()
+        .iter()
+        .map(|h| h.value.as_ref().map(|v| v.to_string()))
+        .collect();
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    assert!(third.verify().unwrap().is_ok());
+    // The admin takes the third's ops: the writer's void ones come with them (the third's
+    // edit replaces one of their writes) and are kept without effect.
+    let report = b.admin.pull_from(&third).unwrap();
+    assert!(report.stored >= 3, "{report:?}");
+    assert_eq!(
+        b.admin.state_digest().unwrap(),
+        third.state_digest().unwrap()
+    );
+    assert!(b.admin.contact(&ContactId([11; 16])).unwrap().is_none());
+    assert!(b.admin.verify().unwrap().is_ok());
+    // A fourth device that held the removal first refuses the void ops alone, and gets the
+    // same state over a session with the third.
+    let before = fourth.summary().clone();
+    fourth
+        .pull_from(&b.writer)
+        .expect_err("the writer's void ops alone are refused");
+    assert_eq!(fourth.summary(), &before);
+    let (_, received) = session(&mut third, &mut fourth);
+    assert!(received.refused.is_empty(), "{received:?}");
+    assert_eq!(
+        fourth.state_digest().unwrap(),
+        third.state_digest().unwrap()
+    );
+    // Reopened, each keeps the retraction; verify and rebuild agree.
+    let dir = tmp.join("third");
+    drop(third);
+    let mut third = cardlog::Replica::open(&dir).unwrap();
+    assert!(third.verify().unwrap().is_ok());
+    let digest = third.state_digest().unwrap();
+    third.rebuild().unwrap();
+    assert_eq!(third.state_digest().unwrap(), digest);
+    assert_eq!(digest, b.admin.state_digest().unwrap());
+}
+
+/// Copies a directory tree (a closed sled database).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_retraction_cut_off_by_a_failing_database_is_finished_when_the_store_opens() {
+    use cardlog::{Options, Store};
+    use cardlog_store::log::{FileLog, LOG_FILE};
+    use cardlog_store::state::kv::FaultyKv;
+    use cardlog_store::state::sled_kv::SledKv;
+
+    let mut b = book();
+    let dir = b._tmp.path().join("third");
+    let mut third = member_of(&mut b.admin, &dir, &b.clock);
+    b.writer.pull_from(&b.admin).unwrap();
+    b.admin.remove_member(b.writer.id()).unwrap();
+    // The writer's concurrent save reaches the third device before the removal.
     b.writer.add_contact(&person(11, "Concurrent")).unwrap();
     third.pull_from(&b.writer).unwrap();
-    assert!(third.verify().unwrap().is_ok());
-    // Then the removal arrives: the op is void by the book's rules, and verify says so
-    // (retraction is not built yet; docs/SECURITY.md).
-    third.pull_from(&b.admin).unwrap();
-    let report = third.verify().unwrap();
-    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
-    assert!(
-        report.problems[0].contains(&b.writer.id().to_string())
-            && report.problems[0].contains("removed"),
-        "{}",
-        report.problems[0]
-    );
+    let removal = b.admin.ops_since(third.summary()).unwrap();
+    let tips = b.admin.signatures_for(&removal).unwrap();
+    drop(third);
+    let pristine = b._tmp.path().join("pristine");
+    copy_dir(&dir, &pristine);
+    let voided = ContactId([11; 16]);
+    let options = || Options {
+        wall: b.clock.clone(),
+        ..Options::default()
+    };
+    // Database writes fail after `budget` of them, at every point of taking the removal in.
+    for budget in 0..40 {
+        std::fs::remove_dir_all(&dir).unwrap();
+        copy_dir(&pristine, &dir);
+        let writes = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+        let kv = SledKv::open(&dir.join("db"), 1 << 20).unwrap();
+        let log = FileLog::open(&dir.join(LOG_FILE), false).unwrap();
+        let store = Store::open_parts(
+            Box::new(FaultyKv::sharing(kv, writes.clone())),
+            Box::new(log),
+            &dir,
+        )
+        .unwrap();
+        let mut third = Replica::from_store(store, options()).unwrap();
+        writes.store(budget, std::sync::atomic::Ordering::SeqCst);
+        let done = third.apply(&removal, &tips).is_ok();
+        drop(third);
+        let third = Replica::open_with(&dir, options()).unwrap();
+        let report = third.verify().unwrap();
+        assert!(report.is_ok(), "budget {budget}: {:?}", report.problems);
+        let removed = third
+            .membership()
+            .member(&b.writer.id())
+            .is_some_and(|m| m.removed.is_some());
+        assert_eq!(
+            third.contact(&voided).unwrap().is_some(),
+            !removed,
+            "budget {budget}: the voided save is visible exactly while the removal is not held"
+        );
+        if done {
+            assert!(removed);
+            return;
+        }
+    }
+    panic!("the removal was never taken in");
 }

@@ -28,6 +28,7 @@ pub use view::{
 use register::Register;
 
 use crate::id::{ContactId, DeviceId, OpId};
+use crate::membership::Cutoffs;
 use crate::model::Path;
 use crate::sealed::SealedOp;
 
@@ -69,6 +70,8 @@ pub struct Replay {
     contacts: BTreeMap<ContactId, BTreeMap<Path, Register>>,
     waiting: HashMap<OpId, SealedOp>,
     waiters: HashMap<Missing, Vec<OpId>>,
+    /// Which ops are void (docs/SEMANTICS.md, "Removed devices").
+    cutoffs: Cutoffs,
 }
 
 impl OpLookup for Replay {
@@ -146,7 +149,20 @@ impl Replay {
 
     /// Applies a checked op.
     fn apply(&mut self, sealed: SealedOp) {
+        self.take_effect(&sealed);
         let op = sealed.op();
+        let id = sealed.id();
+        self.chains.entry(op.author).or_default().push(id);
+        self.order.push(id);
+        self.ops.insert(id, sealed);
+    }
+
+    /// Moves the writes of an applied op into the registers, unless the op is void.
+    fn take_effect(&mut self, sealed: &SealedOp) {
+        let op = sealed.op();
+        if self.cutoffs.voids(&op.author, op.seq) {
+            return;
+        }
         let id = sealed.id();
         for w in &op.writes {
             self.contacts
@@ -156,9 +172,30 @@ impl Replay {
                 .or_default()
                 .apply(RegisterWrite::of(op, id, w));
         }
-        self.chains.entry(op.author).or_default().push(id);
-        self.order.push(id);
-        self.ops.insert(id, sealed);
+    }
+
+    /// Makes the ops of removed devices past their cutoffs void ([`Cutoffs`], from the book's
+    /// membership): void ops stay held, and ops replacing their writes still apply, but their
+    /// writes take no effect. Changed cutoffs re-derive the registers from the ops held, so
+    /// the state is the same whatever order ops and removals came in.
+    pub fn set_cutoffs(&mut self, cutoffs: Cutoffs) {
+        if cutoffs == self.cutoffs {
+            return;
+        }
+        self.cutoffs = cutoffs;
+        self.contacts.clear();
+        let order = std::mem::take(&mut self.order);
+        for id in &order {
+            if let Some(sealed) = self.ops.get(id).cloned() {
+                self.take_effect(&sealed);
+            }
+        }
+        self.order = order;
+    }
+
+    /// The cutoffs in force.
+    pub fn cutoffs(&self) -> &Cutoffs {
+        &self.cutoffs
     }
 
     /// Applies waiting ops whose dependencies are now present, until none is left to wake.

@@ -3,7 +3,7 @@
 //! and meta values.
 
 use cardlog_core::replay::Readiness;
-use cardlog_core::{ContactId, SealedOp, SignedTip};
+use cardlog_core::{ContactId, Cutoffs, SealedOp, SignedTip};
 
 use super::stage::{Stage, Stored};
 use super::OpOutcome;
@@ -124,7 +124,9 @@ impl Store {
             self.keep_held_signatures(tips)?;
             return Ok(outcomes);
         }
-        let staged = stage.finish();
+        let mut staged = stage.finish();
+        // A removal voiding ops that took effect: the batch flags a rebuild, done below.
+        let retraction = self.retraction(&mut staged)?;
         // Received signatures are durable before the ops they cover: a record appended to the
         // log survives a killed process even unsynced, sled's unflushed writes do not, and a
         // received signature cannot be made again. (One kept for an op not stored is ignored.)
@@ -152,6 +154,12 @@ impl Store {
             }
         }
         self.keep_held_signatures(tips)?;
+        if let Some((cutoffs, retract)) = retraction {
+            self.cutoffs = cutoffs;
+            if retract {
+                self.rebuild()?;
+            }
+        }
         Ok(outcomes)
     }
 
@@ -218,5 +226,9 @@ impl Store {
 impl Stored for Store {
     fn contact_registers(&self, contact: &ContactId) -> Result<ContactRegisters, StoreError> {
         Store::contact_registers(self, contact)
+    }
+
+    fn cutoffs(&self) -> &Cutoffs {
+        &self.cutoffs
     }
 }

@@ -13,7 +13,7 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use cardlog_core::replay::{ChainTip, Heads, RegisterWrite, Summary, WriteKey};
-use cardlog_core::{decode_op_with_id, ContactId, Op, OpId, Path};
+use cardlog_core::{decode_op_with_id, ContactId, Cutoffs, Op, OpId, Path};
 use foldhash::fast::RandomState;
 
 use crate::error::StoreError;
@@ -59,6 +59,7 @@ pub(crate) fn derive(
     progress: &mut dyn FnMut(Progress),
     total: u64,
     with_index: bool,
+    cutoffs: &Cutoffs,
 ) -> Result<Derived, StoreError> {
     // Every record takes more than its header: the file's size bounds what to reserve, however
     // wrong `total` is.
@@ -68,6 +69,7 @@ pub(crate) fn derive(
         usize::try_from(expected).unwrap_or(0),
         with_index,
         total,
+        cutoffs,
     );
     let mut scan = log.scan(0, log.len());
     loop {
@@ -109,10 +111,18 @@ struct Replayer<'a> {
     seen: Option<HashSet<OpId, RandomState>>,
     last_flags: u8,
     total: u64,
+    /// Which ops are void: held, checked, without effect on the registers.
+    cutoffs: &'a Cutoffs,
 }
 
 impl<'a> Replayer<'a> {
-    fn new(log: &'a OpLog, expected: usize, with_index: bool, total: u64) -> Self {
+    fn new(
+        log: &'a OpLog,
+        expected: usize,
+        with_index: bool,
+        total: u64,
+        cutoffs: &'a Cutoffs,
+    ) -> Self {
         Self {
             log,
             d: Derived {
@@ -124,6 +134,7 @@ impl<'a> Replayer<'a> {
                 .then(|| HashSet::with_capacity_and_hasher(expected, RandomState::default())),
             last_flags: COMMIT,
             total,
+            cutoffs,
         }
     }
 
@@ -179,7 +190,23 @@ impl<'a> Replayer<'a> {
             author,
             op: id,
         };
+        let void = self.cutoffs.voids(&author, seq);
         for w in op.writes {
+            if void {
+                // Held without effect: only its replaced writes are checked.
+                for r in &w.replaces {
+                    let before = match (&self.seen, &d.index) {
+                        (Some(seen), _) => seen.contains(r),
+                        (None, Some(index)) => index.find(self.log, r)?.is_some(),
+                        (None, None) => true,
+                    };
+                    if !before {
+                        d.problems
+                            .push(format!("op {id} replaces {r}, which is not before it"));
+                    }
+                }
+                continue;
+            }
             let paths = self.registers.entry(w.contact).or_default();
             if !paths.contains_key(&w.path) {
                 paths.insert(w.path.clone(), (0, Heads::default()));
@@ -292,8 +319,22 @@ mod tests {
             frame(&mut buf, &op.id(), op.bytes(), flags);
         }
         let (_dir, log) = log_of(&buf);
-        let plain = derive(&log, &mut |_| {}, ops.len() as u64, false).unwrap();
-        let indexed = derive(&log, &mut |_| {}, ops.len() as u64, true).unwrap();
+        let plain = derive(
+            &log,
+            &mut |_| {},
+            ops.len() as u64,
+            false,
+            &Cutoffs::default(),
+        )
+        .unwrap();
+        let indexed = derive(
+            &log,
+            &mut |_| {},
+            ops.len() as u64,
+            true,
+            &Cutoffs::default(),
+        )
+        .unwrap();
         assert_eq!(plain.problems, indexed.problems);
         assert_eq!(plain.registers, indexed.registers);
         assert!(indexed.index.is_some() && plain.index.is_none());
@@ -408,7 +449,7 @@ mod tests {
         let mut buf = Vec::new();
         frame(&mut buf, &ops[1].id(), ops[0].bytes(), COMMIT);
         let (_dir, log) = log_of(&buf);
-        let d = derive(&log, &mut |_| {}, 1, true).unwrap();
+        let d = derive(&log, &mut |_| {}, 1, true, &Cutoffs::default()).unwrap();
         assert!(d.broken);
         assert!(
             d.problems[0].starts_with("op log record at byte 0: the op hashes to"),

@@ -122,6 +122,7 @@ impl Store {
             None => {
                 self.put_meta(meta::BOOK, book.0.to_vec())?;
                 self.book = Some(book);
+                self.cutoffs = self.cutoffs_with(&[])?;
                 Ok(())
             }
         }

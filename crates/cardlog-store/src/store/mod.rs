@@ -13,14 +13,15 @@
 
 //! The files: `open` (create, open, tail recovery, home check), `upgrade` (formats 2 and 3 to
 //! 4), `identity` (the device key, the book, signatures, membership ops), `apply` with `stage`
-//! (the one write path), `read`, `verify` (verify and rebuild) with `derive` (the state
-//! re-derived from the log alone).
+//! (the one write path), `retract` (void ops and their retraction), `read`, `verify` (verify
+//! and rebuild) with `derive` (the state re-derived from the log alone).
 
 mod apply;
 mod derive;
 mod identity;
 mod open;
 mod read;
+mod retract;
 mod stage;
 mod upgrade;
 mod verify;
@@ -29,7 +30,7 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::OnceLock;
 
 use cardlog_core::replay::{ChainTip, Heads, Missing, OpLookup, Summary};
-use cardlog_core::{BookId, ContactId, DeviceId, DeviceKey, OpId, Path, ReplayError};
+use cardlog_core::{BookId, ContactId, Cutoffs, DeviceId, DeviceKey, OpId, Path, ReplayError};
 
 pub use derive::Progress;
 pub use identity::KEY_FILE;
@@ -114,6 +115,8 @@ pub struct Store {
     recovery: Recovery,
     /// Register changes not yet written to the database (see `state/held.rs`).
     held: HeldBack,
+    /// Which ops are void under the membership ops held (`retract.rs`).
+    cutoffs: Cutoffs,
 }
 
 /// What opening the store found and repaired.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::OnceLock;
 
-use cardlog_core::{BookId, DeviceId, DeviceKey, SignedTip};
+use cardlog_core::{BookId, Cutoffs, DeviceId, DeviceKey, SignedTip};
 
 use super::identity::{commit_key, read_key, signature_value, stage_key, write_key};
 use super::stage::Stage;
@@ -234,7 +234,9 @@ impl Store {
             meta_dirty: false,
             held: HeldBack::default(),
             recovery: Recovery::default(),
+            cutoffs: Cutoffs::default(),
         };
+        store.cutoffs = store.cutoffs_with(&[])?;
         if applied_bytes > file_len {
             // The registers cover more of the log than the file holds (a power cut lost the
             // log's tail, or the file was cut): the registers cannot be trusted.
@@ -303,7 +305,9 @@ impl Store {
         for (offset, op) in &tail.committed {
             stage.add_logged(*offset, op)?;
         }
-        let staged = stage.finish();
+        let mut staged = stage.finish();
+        // A removal in the tail voids ops already in the registers: rebuilt below (`open`).
+        let retraction = self.retraction(&mut staged)?;
         // Those records may still be only in the page cache (a killed process, bulk mode):
         // sync them before sled's watermark covers them.
         self.log.sync()?;
@@ -311,6 +315,9 @@ impl Store {
         self.kv.flush()?;
         self.ops += staged.added.len() as u64;
         self.summary.extend(staged.tips);
+        if let Some((cutoffs, _)) = retraction {
+            self.cutoffs = cutoffs;
+        }
         Ok(())
     }
 

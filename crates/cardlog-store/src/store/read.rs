@@ -65,7 +65,7 @@ impl Store {
     }
 
     /// Every value a path has had, oldest first (in the order that decides the visible
-    /// value).
+    /// value). Writes of void ops are not among them.
     pub fn history(
         &self,
         contact: &ContactId,
@@ -76,6 +76,10 @@ impl Store {
         for at in self.index()?.contact(contact) {
             let record = self.log.read(*at)?;
             let op = record.decode_trusted()?;
+            // A void op's writes never took effect: no part of any value's history.
+            if self.cutoffs.voids(&op.author, op.seq) {
+                continue;
+            }
             for w in op
                 .writes
                 .iter()

@@ -10,7 +10,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use cardlog_core::replay::{check_op, ChainTip, OpLookup, Readiness, RegisterWrite, Summary};
-use cardlog_core::{ContactId, DeviceId, OpId, Path, SealedOp};
+use cardlog_core::{ContactId, Cutoffs, DeviceId, OpId, Path, SealedOp};
 
 use crate::error::StoreError;
 use crate::log::{self, set_commit};
@@ -22,6 +22,9 @@ use crate::state::kv::KvBatch;
 pub(crate) trait Stored: OpLookup<Error = StoreError> {
     /// Every register of `contact` as stored (empty if never written).
     fn contact_registers(&self, contact: &ContactId) -> Result<ContactRegisters, StoreError>;
+
+    /// Which ops are void (their writes take no effect) under the membership stored.
+    fn cutoffs(&self) -> &Cutoffs;
 }
 
 /// What a finished stage writes.
@@ -34,6 +37,8 @@ pub(crate) struct Staged {
     pub(crate) tips: Summary,
     /// The ops stored, with their offsets, in log order.
     pub(crate) added: Vec<(u64, SealedOp)>,
+    /// The membership ops among them.
+    pub(crate) membership: Vec<SealedOp>,
 }
 
 /// One contact's registers as staged, and whether staged ops changed them.
@@ -135,8 +140,13 @@ impl<'s> Stage<'s> {
                 hlc: op.hlc,
             },
         );
+        // A void op is held (ops replacing its writes need it) but its writes take no effect.
+        let void = self.store.cutoffs().voids(&op.author, op.seq);
         for w in &op.writes {
             self.writes.insert((id, w.contact, w.path.clone()));
+            if void {
+                continue;
+            }
             let staged = self.load(&w.contact)?;
             // Only a write creates a register: a path merely looked at stays absent.
             let (writes, heads) = staged.registers.entry(w.path.clone()).or_default();
@@ -184,6 +194,7 @@ impl<'s> Stage<'s> {
             batch,
             tips: self.tips,
             added: self.added,
+            membership: self.membership,
         }
     }
 }

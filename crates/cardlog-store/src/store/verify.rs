@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use super::derive::{derive, Derived, Progress, Registers};
+use super::derive::{Derived, Progress, Registers};
 use super::Store;
 use super::VerifyReport;
 use crate::error::StoreError;
@@ -26,7 +26,7 @@ impl Store {
         &self,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<VerifyReport, StoreError> {
-        let derived = derive(&self.log, progress, self.ops, false)?;
+        let (derived, _) = self.derive_settled(progress, false)?;
         let mut problems = derived.problems;
         if self.recovery.state_ahead_of_log {
             if let Some(why) = &self.poisoned {
@@ -154,7 +154,7 @@ impl Store {
         if !self.held.is_empty() {
             self.settle()?;
         }
-        let mut derived = derive(&self.log, progress, self.ops, true)?;
+        let (mut derived, cutoffs) = self.derive_settled(progress, true)?;
         if derived.broken {
             return Err(StoreError::damaged(
                 derived
@@ -175,6 +175,7 @@ impl Store {
             self.poisoned = None;
         }
         self.ops = derived.ops;
+        self.cutoffs = cutoffs;
         self.summary = std::mem::take(&mut derived.tips);
         if let Some(index) = derived.index.take() {
             self.index = OnceLock::from(index);
