@@ -193,6 +193,7 @@ pub fn import(ctx: &Ctx, file: &FsPath) -> Res {
             "missing": applied.missing,
             "forks": received.forks.iter().map(render::fork_json).collect::<Vec<_>>(),
             "refused": applied.refused.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "void": applied.void,
         }));
     }
     outln!(
@@ -209,6 +210,7 @@ pub fn import(ctx: &Ctx, file: &FsPath) -> Res {
     for why in &applied.refused {
         outln!("REFUSED    {why}")?;
     }
+    print_void(applied.void)?;
     if applied.missing > 0 {
         outln!(
             "note       {} op(s) were not stored: they build on ops this store lacks; import a \
@@ -217,6 +219,17 @@ pub fn import(ctx: &Ctx, file: &FsPath) -> Res {
         )?;
     }
     print_forks(&received.forks, "in the bundle")
+}
+
+/// The void ops kept (a removed device's, after its cutoff; docs/SEMANTICS.md).
+fn print_void(void: usize) -> Res {
+    if void > 0 {
+        outln!(
+            "void       {void} op(s) of removed devices kept without effect: other devices' \
+             edits build on them"
+        )?;
+    }
+    Ok(())
 }
 
 fn print_forks(forks: &[cardlog::Fork], theirs: &str) -> Res {
@@ -243,6 +256,7 @@ fn report_json(report: &SyncReport) -> serde_json::Value {
         "summary_bytes": report.summary_bytes,
         "forks": report.forks.iter().map(render::fork_json).collect::<Vec<_>>(),
         "refused": report.refused.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "void": report.void,
         "converged": report.converged,
     })
 }
@@ -321,6 +335,7 @@ pub fn sync(ctx: &Ctx, addr: &str, timeout_secs: u64) -> Res {
     for why in &report.refused {
         outln!("REFUSED    {why}")?;
     }
+    print_void(report.void)?;
     if let Some((offset_ms, rtt_ms, beyond)) = calibration {
         outln!(
             "clock      calibrated to the peer's: offset {offset_ms:+} ms, round trip {rtt_ms} ms"

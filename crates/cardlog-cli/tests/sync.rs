@@ -360,7 +360,7 @@ fn bundles_carry_the_seed_scenario_both_ways_and_import_twice_stores_nothing() {
         j,
         json!({"file": path_str(&to_b), "from": ra, "created": "2026-11-22T12:00:00.000Z",
                "ops": 1, "stored": 1, "duplicates": 0, "missing": 0, "forks": [],
-               "refused": []})
+               "refused": [], "void": 0})
     );
 
     let a_heads = a.file("a.heads");

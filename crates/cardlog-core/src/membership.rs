@@ -309,6 +309,9 @@ pub struct Membership {
     founder: Option<DeviceId>,
     members: BTreeMap<DeviceId, Member>,
     adopted: BTreeMap<DeviceId, Adoption>,
+    /// Devices only void changes add (a removed admin's, after its cutoff): all their ops
+    /// are void.
+    void_added: std::collections::BTreeSet<DeviceId>,
     /// The membership ops this was computed from, by id.
     ops: BTreeMap<OpId, SealedOp>,
 }
@@ -534,7 +537,7 @@ impl Membership {
             return Err(Refusal::Unsigned { author, seq });
         }
         let founding = matches!(op.members.first(), Some(MemberChange::Found { .. }));
-        if !founding && !self.members.contains_key(&author) {
+        if !founding && !self.members.contains_key(&author) && !self.void_added.contains(&author) {
             return Err(Refusal::NotMember { author });
         }
         let candidates = offered
@@ -577,6 +580,7 @@ impl Membership {
             founder: None,
             members: BTreeMap::new(),
             adopted: BTreeMap::new(),
+            void_added: Default::default(),
             ops: BTreeMap::new(),
         }
     }
@@ -624,19 +628,21 @@ impl Membership {
             .map(|r| r.after)
     }
 
-    /// The last valid seq of every removed device: what decides which held ops are void
-    /// ([`Cutoffs::voids`]).
+    /// The last valid seq of every removed device, and 0 for every device only void changes
+    /// add: what decides which held ops are void ([`Cutoffs::voids`]).
     pub fn cutoffs(&self) -> Cutoffs {
         Cutoffs(
             self.members
                 .iter()
                 .filter_map(|(d, m)| m.removed.map(|r| (*d, r.after)))
+                .chain(self.void_added.iter().map(|d| (*d, 0)))
                 .collect(),
         )
     }
 
     /// Whether a received `sealed` may be kept: [`Membership::check`], except that an op of
-    /// a removed device after its cutoff, up to [`VOID_WINDOW`] ops past it, is kept as
+    /// a removed device after its cutoff, up to [`VOID_WINDOW`] ops past it (or of a device
+    /// only a removed admin's void change added, up to that seq), is kept as
     /// [`Standing::Void`] (written concurrently with the removal, as far as anyone can tell:
     /// other devices may have built on it, so it is kept for their ops to apply everywhere,
     /// and it takes no effect anywhere).
@@ -645,6 +651,11 @@ impl Membership {
             Ok(()) => Ok(Standing::Valid),
             Err(Refusal::Removed { seq, after, .. })
                 if seq.saturating_sub(after) <= VOID_WINDOW =>
+            {
+                Ok(Standing::Void)
+            }
+            Err(Refusal::NotMember { author })
+                if self.void_added.contains(&author) && sealed.op().seq <= VOID_WINDOW =>
             {
                 Ok(Standing::Void)
             }
@@ -799,6 +810,13 @@ impl Membership {
                 m.member.removed = Some(*removal);
             }
         }
+        out.void_added = changes
+            .iter()
+            .filter_map(|(_, change)| match change {
+                MemberChange::Add { device, .. } if !members.contains_key(device) => Some(*device),
+                _ => None,
+            })
+            .collect();
         out.members = members.into_iter().map(|(d, a)| (d, a.member)).collect();
         out.adopted = adopted;
         out.ops = ops;

@@ -298,6 +298,17 @@ fn a_removed_admins_later_changes_are_void() {
     assert_eq!(m.cutoff(&book.device(2)), None);
     assert!(m.member(&book.device(3)).is_none());
     assert_eq!(m.cutoff(&book.device(1)), Some(seen));
+    // The device only the void change added writes: its ops are void, not valid, and kept
+    // (where needed) like the removed admin's own.
+    let by_void_admin = book.save(3);
+    assert_eq!(m.standing(&by_void_admin), Ok(Standing::Void));
+    assert!(m.cutoffs().voids(&book.device(3), 1));
+    assert_eq!(
+        m.check(&by_void_admin),
+        Err(Refusal::NotMember {
+            author: book.device(3)
+        })
+    );
 }
 
 #[test]
