@@ -7,7 +7,9 @@
 //! the log's tail at open all go through it, so there is one write path.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
 
 use cardlog_core::replay::{check_op, ChainTip, OpLookup, Readiness, RegisterWrite, Summary};
 use cardlog_core::{ContactId, Cutoffs, DeviceId, OpId, Path, SealedOp};
@@ -52,13 +54,13 @@ pub(crate) struct Stage<'s> {
     store: &'s dyn Stored,
     records: Vec<u8>,
     last_flags_at: Option<usize>,
-    ids: HashSet<OpId>,
-    seqs: HashMap<(DeviceId, u64), OpId>,
-    writes: HashSet<(OpId, ContactId, Path)>,
+    /// Each staged op's place in `added`.
+    ids: HashMap<OpId, usize, RandomState>,
+    seqs: HashMap<(DeviceId, u64), OpId, RandomState>,
     tips: Summary,
     /// Contacts' registers read from the store (once each), and whether staged ops changed
     /// them.
-    contacts: HashMap<ContactId, StagedContact>,
+    contacts: HashMap<ContactId, StagedContact, RandomState>,
     added: Vec<(u64, SealedOp)>,
     /// Membership ops staged (kept whole in the database, see `identity.rs`).
     membership: Vec<SealedOp>,
@@ -75,11 +77,10 @@ impl<'s> Stage<'s> {
             store,
             records: Vec::new(),
             last_flags_at: None,
-            ids: HashSet::new(),
-            seqs: HashMap::new(),
-            writes: HashSet::new(),
+            ids: HashMap::default(),
+            seqs: HashMap::default(),
             tips: Summary::new(),
-            contacts: HashMap::new(),
+            contacts: HashMap::default(),
             added: Vec::new(),
             membership: Vec::new(),
             next_offset: offset,
@@ -130,7 +131,7 @@ impl<'s> Stage<'s> {
     pub(crate) fn add_logged(&mut self, offset: u64, sealed: &SealedOp) -> Result<(), StoreError> {
         let op = sealed.op();
         let id = sealed.id();
-        self.ids.insert(id);
+        self.ids.insert(id, self.added.len());
         self.seqs.insert((op.author, op.seq), id);
         self.tips.insert(
             op.author,
@@ -143,7 +144,6 @@ impl<'s> Stage<'s> {
         // A void op is held (ops replacing its writes need it) but its writes take no effect.
         let void = self.store.cutoffs().voids(&op.author, op.seq);
         for w in &op.writes {
-            self.writes.insert((id, w.contact, w.path.clone()));
             if void {
                 continue;
             }
@@ -203,7 +203,7 @@ impl OpLookup for Stage<'_> {
     type Error = StoreError;
 
     fn contains(&self, op: &OpId) -> Result<bool, StoreError> {
-        Ok(self.ids.contains(op) || self.store.contains(op)?)
+        Ok(self.ids.contains_key(op) || self.store.contains(op)?)
     }
 
     fn chain_tip(&self, author: &DeviceId) -> Result<Option<ChainTip>, StoreError> {
@@ -226,9 +226,6 @@ impl OpLookup for Stage<'_> {
         contact: &ContactId,
         path: &Path,
     ) -> Result<Option<bool>, StoreError> {
-        if self.ids.contains(op) {
-            return Ok(Some(self.writes.contains(&(*op, *contact, path.clone()))));
-        }
         // Usually the replaced write is one of the register's current heads (loaded by
         // `add_op`): no lookup by id.
         if self
@@ -238,6 +235,9 @@ impl OpLookup for Stage<'_> {
             .is_some_and(|(_, heads)| heads.is_head(op))
         {
             return Ok(Some(true));
+        }
+        if let Some((_, staged)) = self.ids.get(op).and_then(|i| self.added.get(*i)) {
+            return Ok(Some(staged.op().write_at(*contact, path).is_some()));
         }
         self.store.wrote_at(op, contact, path)
     }
