@@ -363,7 +363,7 @@ impl Membership {
         }
         let mut covered: BTreeMap<DeviceId, u64> = BTreeMap::new();
         // Per author, its void ops that passed every other check.
-        let mut void: BTreeMap<DeviceId, Vec<&SealedOp>> = BTreeMap::new();
+        let mut void: BTreeMap<DeviceId, Vec<SealedOp>> = BTreeMap::new();
         // Each op of the batch by author and seq, with the previous op it names.
         let ids: BTreeMap<(DeviceId, u64), (OpId, Option<OpId>)> = ops
             .iter()
@@ -418,8 +418,13 @@ impl Membership {
                 });
                 match verdict {
                     Ok(Standing::Void) => {
-                        // Kept only if an op kept needs it (below).
-                        void.entry(author).or_default().push(sealed);
+                        // Kept only if an op kept needs it (below). A void membership op
+                        // changes no member, but says which devices only it adds (void too).
+                        if op.is_membership() {
+                            membership = membership.with(sealed);
+                            changed = true;
+                        }
+                        void.entry(author).or_default().push(sealed.clone());
                     }
                     Ok(Standing::Valid) => {
                         if op.is_membership() {
@@ -447,54 +452,103 @@ impl Membership {
             }
             pending = deferred;
         }
-        // Void ops are kept only when an op kept replaces one of their writes (then all of
-        // their author's void ops in the batch, which its signature covers as one chain):
-        // without them, that op could be applied only where they took effect before the
-        // removal arrived. Other void ops are refused.
-        void.retain(|author, _| !refused.contains_key(author));
-        let mut kept: std::collections::HashSet<OpId> = out.ops.iter().map(SealedOp::id).collect();
-        let mut needs: Vec<OpId> = if void.is_empty() {
-            Vec::new()
-        } else {
-            out.ops
-                .iter()
-                .flat_map(|op| {
-                    op.op()
-                        .writes
-                        .iter()
-                        .flat_map(|w| w.replaces.iter().copied())
-                })
-                .collect()
-        };
-        while let Some(id) = needs.pop() {
-            let Some(author) = void
-                .iter()
-                .find(|(_, ops)| ops.iter().any(|op| op.id() == id))
-                .map(|(author, _)| *author)
-            else {
-                continue;
-            };
-            for op in void.remove(&author).unwrap_or_default() {
-                if kept.insert(op.id()) {
-                    if op.op().is_membership() {
-                        membership = membership.with(op);
+        // Standing is settled against the batch's final membership, whatever order its ops
+        // were met in (a removal met after the ops it voids, a removal voided later on):
+        // admitted ops now void become candidates, candidates now valid are admitted.
+        if membership.cutoffs() != self.cutoffs() {
+            let mut fresh = Vec::with_capacity(out.ops.len());
+            for sealed in std::mem::take(&mut out.ops) {
+                let o = sealed.op();
+                if held(&o.author, o.seq) == Some(sealed.id()) {
+                    fresh.push(sealed);
+                    continue;
+                }
+                match membership.standing(&sealed) {
+                    Ok(Standing::Valid) => fresh.push(sealed),
+                    Ok(Standing::Void) => void.entry(o.author).or_default().push(sealed),
+                    Err(refusal) => {
+                        if let std::collections::btree_map::Entry::Vacant(slot) =
+                            refused.entry(o.author)
+                        {
+                            order.push(o.author);
+                            slot.insert(refusal);
+                        }
                     }
-                    needs.extend(
-                        op.op()
-                            .writes
-                            .iter()
-                            .flat_map(|w| w.replaces.iter().copied()),
-                    );
-                    out.ops.push(op.clone());
-                    out.void += 1;
+                }
+            }
+            out.ops = fresh;
+            for run in void.values_mut() {
+                run.retain(|sealed| {
+                    if membership.standing(sealed) == Ok(Standing::Valid) {
+                        out.ops.push(sealed.clone());
+                        return false;
+                    }
+                    true
+                });
+            }
+        }
+        // Void ops are kept only when an op kept replaces one of their writes (then all of
+        // their author's void ops in the batch, which its signature covers as one chain, and
+        // the void changes that add that author): without them, that op could be applied
+        // only where they took effect before the removal arrived. Other void ops are refused.
+        void.retain(|author, run| !refused.contains_key(author) && !run.is_empty());
+        let mut kept: std::collections::HashSet<OpId> = out.ops.iter().map(SealedOp::id).collect();
+        let mut queue: Vec<DeviceId> = Vec::new();
+        if !void.is_empty() {
+            let by_id: std::collections::HashMap<OpId, DeviceId> = void
+                .iter()
+                .flat_map(|(author, run)| run.iter().map(move |op| (op.id(), *author)))
+                .collect();
+            // Per device, the authors of the void changes adding it.
+            let mut adders: BTreeMap<DeviceId, Vec<DeviceId>> = BTreeMap::new();
+            for (author, run) in &void {
+                for op in run {
+                    for change in &op.op().members {
+                        if let MemberChange::Add { device, .. } = change {
+                            adders.entry(*device).or_default().push(*author);
+                        }
+                    }
+                }
+            }
+            let needed = |op: &SealedOp| -> Vec<DeviceId> {
+                op.op()
+                    .writes
+                    .iter()
+                    .flat_map(|w| w.replaces.iter())
+                    .filter_map(|r| by_id.get(r).copied())
+                    .collect()
+            };
+            for op in &out.ops {
+                queue.extend(needed(op));
+            }
+            while let Some(author) = queue.pop() {
+                let Some(run) = void.remove(&author) else {
+                    continue;
+                };
+                queue.extend(adders.get(&author).into_iter().flatten().copied());
+                for op in run {
+                    if kept.insert(op.id()) {
+                        queue.extend(needed(&op));
+                        out.ops.push(op);
+                        out.void += 1;
+                    }
                 }
             }
         }
-        for (author, ops) in void {
-            if let Some(Err(refusal)) = ops.first().map(|op| membership.check(op)) {
-                order.push(author);
-                refused.insert(author, refusal);
+        let mut dropped_changes = false;
+        for (author, run) in void {
+            dropped_changes |= run.iter().any(|op| op.op().is_membership());
+            if let Some(Err(refusal)) = run.first().map(|op| membership.check(op)) {
+                if let std::collections::btree_map::Entry::Vacant(slot) = refused.entry(author) {
+                    order.push(author);
+                    slot.insert(refusal);
+                }
             }
+        }
+        // The membership returned holds only membership ops let through.
+        if dropped_changes {
+            let through = out.ops.iter().filter(|op| op.op().is_membership()).cloned();
+            membership = Membership::compute(self.book, self.ops.values().cloned().chain(through));
         }
         let admitted = kept;
         out.ops = ops

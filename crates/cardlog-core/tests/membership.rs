@@ -616,3 +616,58 @@ fn forged_unsigned_and_unknown_ops_are_refused_by_author_and_the_rest_admitted()
     let (admitted, _) = m.admit(&[good], &[book.tip(1, &other)], |_, _| None);
     assert!(matches!(admitted.refused[..], [Refusal::Unsigned { .. }]));
 }
+
+#[test]
+fn a_batch_settles_void_ops_against_its_final_membership_and_keeps_only_needed_ones() {
+    let mut book = Book::new(3);
+    let found = book.ops[0].clone();
+    let add1 = book.add(0, 1, MemberRole::Write);
+    let add2 = book.add(0, 2, MemberRole::Write);
+    let kept = book.save(1);
+    let m = book.membership();
+    let concurrent = book.save(1); // device 1 has not heard of its removal yet
+    let removal = book.remove(0, 1, kept.op().seq);
+    // Device 2 edits on top of the concurrent save.
+    let built = book.write(
+        2,
+        vec![Write {
+            contact: ContactId([1; 16]),
+            path: Path::Exists,
+            value: Some(Value::Bool(false)),
+            replaces: vec![concurrent.id()],
+        }],
+        vec![],
+    );
+    let held: BTreeMap<(DeviceId, u64), OpId> = [&found, &add1, &add2, &kept]
+        .into_iter()
+        .map(|op| ((op.op().author, op.op().seq), op.id()))
+        .collect();
+    let lookup = |a: &DeviceId, s: u64| held.get(&(*a, s)).copied();
+    let tips = [
+        book.tip(1, &concurrent),
+        book.tip(0, &removal),
+        book.tip(2, &built),
+    ];
+    // The removal comes in the same batch as the op it voids, in either order: nothing
+    // needs the void op, so it is refused, whichever author the batch met first.
+    for batch in [
+        vec![concurrent.clone(), removal.clone()],
+        vec![removal.clone(), concurrent.clone()],
+    ] {
+        let (admitted, after) = m.admit(&batch, &tips, lookup);
+        assert_eq!(admitted.ops, std::slice::from_ref(&removal));
+        assert_eq!(admitted.void, 0);
+        assert!(matches!(
+            admitted.refused[..],
+            [Refusal::Removed { author, .. }] if author == book.device(1)
+        ));
+        assert_eq!(after.cutoff(&book.device(1)), Some(kept.op().seq));
+    }
+    // With device 2's edit on top of it, the void op is kept (without effect) so that the
+    // edit applies.
+    let batch = [concurrent.clone(), removal.clone(), built.clone()];
+    let (admitted, _) = m.admit(&batch, &tips, lookup);
+    assert_eq!(admitted.ops, batch);
+    assert_eq!(admitted.void, 1);
+    assert!(admitted.refused.is_empty(), "{:?}", admitted.refused);
+}

@@ -334,7 +334,17 @@ impl Replica {
         ops: &[SealedOp],
         tips: &[SignedTip],
     ) -> Result<ApplyReport, Error> {
-        let outcomes = self.store.apply_signed_strict(ops, tips)?;
+        let outcomes = match self.store.apply_signed_strict(ops, tips) {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                // The store may hold part of the batch (a retraction that failed after the
+                // append): the membership follows what it holds.
+                if let Ok(held) = self.store.membership_ops() {
+                    *self.membership = Membership::compute(self.membership.book(), held);
+                }
+                return Err(e.into());
+            }
+        };
         let mut report = ApplyReport::default();
         let now = self.wall.now_ms();
         for (op, outcome) in ops.iter().zip(outcomes) {

@@ -153,11 +153,22 @@ impl Store {
                 index.add(*offset, &op.id(), op.op());
             }
         }
+        let retract = match retraction {
+            Some((cutoffs, retract)) => {
+                self.cutoffs = cutoffs;
+                retract
+            }
+            None => false,
+        };
         self.keep_held_signatures(tips)?;
-        if let Some((cutoffs, retract)) = retraction {
-            self.cutoffs = cutoffs;
-            if retract {
-                self.rebuild()?;
+        if retract {
+            // The registers still show what the batch voids: a store that cannot rebuild
+            // them takes no more writes (the flag in the batch finishes the rebuild at open).
+            if let Err(e) = self.rebuild() {
+                if self.poisoned.is_none() {
+                    self.poisoned = Some(format!("the retraction of void ops failed: {e}"));
+                }
+                return Err(e);
             }
         }
         Ok(outcomes)
