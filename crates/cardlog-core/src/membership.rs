@@ -276,6 +276,11 @@ impl Cutoffs {
         self.0.get(author).is_some_and(|after| seq > *after)
     }
 
+    /// The last valid seq of `author`, if its later ops are void.
+    pub fn cutoff(&self, author: &DeviceId) -> Option<u64> {
+        self.0.get(author).copied()
+    }
+
     /// Whether nobody is removed.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -487,10 +492,11 @@ impl Membership {
                 });
             }
         }
-        // Void ops are kept only when an op kept replaces one of their writes (then all of
-        // their author's void ops in the batch, which its signature covers as one chain, and
-        // the void changes that add that author): without them, that op could be applied
-        // only where they took effect before the removal arrived. Other void ops are refused.
+        // Void ops are kept only when an op kept replaces one of their writes, or their
+        // author's valid ops are new here (then all of their author's void ops in the batch,
+        // which its signature covers as one chain, and the void changes that add that
+        // author): without them, that op could be applied only where they took effect before
+        // the removal arrived. Other void ops are refused.
         void.retain(|author, run| !refused.contains_key(author) && !run.is_empty());
         let mut kept: std::collections::HashSet<OpId> = out.ops.iter().map(SealedOp::id).collect();
         let mut queue: Vec<DeviceId> = Vec::new();
@@ -520,6 +526,13 @@ impl Membership {
             };
             for op in &out.ops {
                 queue.extend(needed(op));
+                // An author's valid ops new here are covered by the signature of its last op
+                // in the batch, which may be void: its void ops come along, or the valid ones
+                // would be held without a signature of their own to pass on.
+                let o = op.op();
+                if void.contains_key(&o.author) && held(&o.author, o.seq) != Some(op.id()) {
+                    queue.push(o.author);
+                }
             }
             while let Some(author) = queue.pop() {
                 let Some(run) = void.remove(&author) else {

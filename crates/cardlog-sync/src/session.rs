@@ -479,7 +479,7 @@ impl Session {
             (State::AwaitAck, Message::Ack { summary }) => {
                 self.report.summary_bytes += bytes.len() as u64;
                 let mine = store.summary();
-                self.report.converged = summary == mine;
+                self.report.converged = store.converged_with(&summary);
                 self.acked = true;
                 if let Some(peer) = self.report.peer {
                     store

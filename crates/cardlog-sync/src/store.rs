@@ -15,6 +15,12 @@ pub trait SyncStore {
     fn device_id(&self) -> DeviceId;
     /// Per author, the last op held.
     fn summary(&self) -> Summary;
+    /// Whether a peer holding `theirs` holds what this replica holds, as far as it takes
+    /// effect: by default, the same summary. A replica of a book may differ from its peers in
+    /// the void ops it keeps (docs/SEMANTICS.md, "Removed devices").
+    fn converged_with(&self, theirs: &Summary) -> bool {
+        self.summary() == *theirs
+    }
     /// The ops a peer holding `peer` lacks, in an order where dependencies come first.
     fn ops_since(&self, peer: &Summary) -> Result<Vec<SealedOp>, Self::Error>;
     /// Where the ops [`SyncStore::ops_since`] returns are kept (store-defined places, such as

@@ -208,8 +208,9 @@ fn open_error(e: Error) -> OpenError {
 
 impl Replica {
     /// The book's rules checked over everything held, as part of [`Replica::verify`]: every
-    /// op is one the membership lets in ([`Membership::standing`]: a removed device's ops
-    /// after its cutoff are void, kept without effect, up to a bound), and every author writing in op format 2 has a kept signature of its last op,
+    /// op is one the membership lets in, or void ([`Membership::standing`]: a removed
+    /// device's ops after its cutoff are held without effect, however many arrived before the
+    /// removal), and every author writing in op format 2 has a kept signature of its last op,
     /// under a key that is the author's, that verifies (one signature covers the chain, which
     /// the store's own check links op by op). The problems, in words.
     pub(crate) fn audit(&self) -> Result<Vec<String>, Error> {
@@ -218,8 +219,9 @@ impl Replica {
         for op in self.store.ops() {
             let op = op?;
             let o = op.op();
-            if let Err(refusal) = self.membership.standing(&op) {
-                problems.push(format!("op {} of {}: {refusal}", o.seq, o.author));
+            match self.membership.standing(&op) {
+                Ok(_) | Err(cardlog_core::Refusal::Removed { .. }) => {}
+                Err(refusal) => problems.push(format!("op {} of {}: {refusal}", o.seq, o.author)),
             }
             if op.format() == cardlog_core::OpFormat::V2 {
                 let last = last_signed.entry(o.author).or_insert((o.seq, op.id()));

@@ -117,7 +117,12 @@ impl Replica {
             .map(|r| r.acked.into_iter().collect())
             .unwrap_or_default();
         let mut out = BTreeSet::new();
+        let cutoffs = self.membership().cutoffs();
         for op in self.ops_since(&acked)? {
+            // A void op changes nothing the peer would show.
+            if cutoffs.voids(&op.op().author, op.op().seq) {
+                continue;
+            }
             out.extend(op.op().writes.iter().map(|w| w.contact));
         }
         Ok(out)
@@ -211,6 +216,24 @@ impl SyncStore for Replica {
 
     fn summary(&self) -> Summary {
         Replica::summary(self).clone()
+    }
+
+    /// The same summary but for void ops past a removed author's cutoff: both sides hold its
+    /// chain at least up to the cutoff, and differ only past it.
+    fn converged_with(&self, theirs: &Summary) -> bool {
+        let mine = Replica::summary(self);
+        let cutoffs = self.membership().cutoffs();
+        let authors: BTreeSet<&DeviceId> = mine.keys().chain(theirs.keys()).collect();
+        authors
+            .into_iter()
+            .all(|author| match (mine.get(author), theirs.get(author)) {
+                (Some(a), Some(b)) if a == b => true,
+                (a, b) => {
+                    let (a, b) = (a.map_or(0, |t| t.seq), b.map_or(0, |t| t.seq));
+                    // Both hold the chain up to the cutoff: what differs is void.
+                    cutoffs.cutoff(author).is_some_and(|c| a.min(b) >= c)
+                }
+            })
     }
 
     fn ops_since(&self, peer: &Summary) -> Result<Vec<SealedOp>, Error> {

@@ -466,6 +466,25 @@ fn a_removal_retracts_the_ops_it_voids_and_every_order_reaches_the_same_state() 
         fourth.state_digest().unwrap(),
         third.state_digest().unwrap()
     );
+    // The writer saves once more, still unaware; a session with the fourth device refuses
+    // that op (nothing needs it), tells the writer of its removal, and both sides count as
+    // converged: they differ only in a void op.
+    b.writer.add_contact(&person(12, "Unaware")).unwrap();
+    let (to_writer, to_fourth) = session(&mut b.writer, &mut fourth);
+    assert!(
+        matches!(to_fourth.refused[..], [Refusal::Removed { author, .. }] if author == b.writer.id()),
+        "{to_fourth:?}"
+    );
+    assert!(
+        to_writer.converged && to_fourth.converged,
+        "{to_writer:?} {to_fourth:?}"
+    );
+    assert_ne!(b.writer.summary(), fourth.summary());
+    assert!(b.writer.add_contact(&person(13, "Informed")).is_err());
+    assert_eq!(
+        fourth.state_digest().unwrap(),
+        third.state_digest().unwrap()
+    );
     // Reopened, each keeps the retraction; verify and rebuild agree.
     let dir = tmp.join("third");
     drop(third);
