@@ -487,21 +487,7 @@ impl<S: PeerBook> ErasedStore for S {
     }
     /// Per author among `ops`, the signature held of its last one (as a message carries).
     fn signatures_(&self, ops: &[SealedOp]) -> Result<Vec<SignedTip>, String> {
-        let mut last: std::collections::BTreeMap<DeviceId, u64> = Default::default();
-        for op in ops {
-            let seq = last.entry(op.op().author).or_insert(op.op().seq);
-            *seq = (*seq).max(op.op().seq);
-        }
-        let mut tips = Vec::new();
-        for (author, seq) in last {
-            if let Some(tip) = self
-                .tip_signature(&author, seq)
-                .map_err(|e| e.to_string())?
-            {
-                tips.push(tip);
-            }
-        }
-        Ok(tips)
+        self.signatures_for(ops).map_err(|e| e.to_string())
     }
     fn apply_(&mut self, ops: &[SealedOp], tips: &[SignedTip]) -> Result<Applied, String> {
         self.apply(ops, tips).map_err(|e| e.to_string())

@@ -43,9 +43,9 @@ pub trait SyncStore {
     fn op_by_id(&self, id: &OpId) -> Result<Option<SealedOp>, Self::Error>;
     /// The op `author` wrote at `seq`, if held.
     fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<SealedOp>, Self::Error>;
-    /// Whether the store keeps chain-tip signatures ([`SyncStore::tip_signature`]): a
-    /// session then ends each message where every author's last op is signed. The default
-    /// keeps none.
+    /// Whether the store keeps chain-tip signatures ([`SyncStore::tip_signature`]), and signs
+    /// its own chain at any op it holds: a session then ends each message where every
+    /// author's last op is signed. The default keeps none.
     fn keeps_signatures(&self) -> bool {
         false
     }
@@ -54,6 +54,23 @@ pub trait SyncStore {
     fn tip_signature(&self, author: &DeviceId, seq: u64) -> Result<Option<SignedTip>, Self::Error> {
         let _ = (author, seq);
         Ok(None)
+    }
+    /// The signatures a receiver of `ops` needs with them: per author, the one held of its
+    /// last op among them ([`SyncStore::tip_signature`]), which covers its chain down to the
+    /// first.
+    fn signatures_for(&self, ops: &[SealedOp]) -> Result<Vec<SignedTip>, Self::Error> {
+        let mut last: std::collections::BTreeMap<DeviceId, u64> = Default::default();
+        for op in ops {
+            let seq = last.entry(op.op().author).or_insert(op.op().seq);
+            *seq = (*seq).max(op.op().seq);
+        }
+        let mut tips = Vec::new();
+        for (author, seq) in last {
+            if let Some(tip) = self.tip_signature(&author, seq)? {
+                tips.push(tip);
+            }
+        }
+        Ok(tips)
     }
     /// Checks that `ops` (one author's, as a received batch carries them, with the batch's
     /// signatures `tips`) are that author's own, as the store's rules require of any op it

@@ -181,19 +181,7 @@ impl Replica {
     /// The chain-tip signatures held here that cover `ops` (per author, the one of its last op
     /// among them): what a replica receiving `ops` from this one needs with them.
     pub fn signatures_for(&self, ops: &[SealedOp]) -> Result<Vec<SignedTip>, Error> {
-        let mut last: std::collections::BTreeMap<DeviceId, u64> = Default::default();
-        for op in ops {
-            let o = op.op();
-            let seq = last.entry(o.author).or_insert(o.seq);
-            *seq = (*seq).max(o.seq);
-        }
-        let mut tips = Vec::new();
-        for (author, seq) in last {
-            if let Some(tip) = self.store.signature(&author, seq)? {
-                tips.push(tip);
-            }
-        }
-        Ok(tips)
+        cardlog_sync::SyncStore::signatures_for(self, ops)
     }
 }
 
