@@ -281,11 +281,6 @@ impl Cutoffs {
         self.0.get(author).copied()
     }
 
-    /// Whether nobody is removed.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// The authors whose cutoff differs between `self` and `other` (removed in one only, or at
     /// another seq), each with the lower of its cutoffs: its ops past that seq may change
     /// from valid to void or back.

@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{env_number, Rng, NINE_MS};
+use common::{copy_dir, env_number, Rng, NINE_MS};
 
 use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};
@@ -336,19 +336,6 @@ fn files_under(dir: &FsPath) -> Vec<PathBuf> {
     walk(dir, dir, &mut out);
     out.sort();
     out
-}
-
-fn copy_dir(from: &FsPath, to: &FsPath) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }
 
 // ---- one damaged copy -----------------------------------------------------------------------

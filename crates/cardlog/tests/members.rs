@@ -25,7 +25,7 @@ use cardlog::{
     SignedTip,
 };
 use cardlog_core::{BookId, Device, DeviceKey, FakeClock, Field, MemberChange, Path};
-use common::{member_of, person, replica, session, NINE_MS};
+use common::{copy_dir, member_of, person, replica, session, NINE_MS};
 
 /// A device outside any replica, holding its own key: it writes ops and signs them itself.
 struct Outsider {
@@ -494,20 +494,6 @@ fn a_removal_retracts_the_ops_it_voids_and_every_order_reaches_the_same_state() 
     third.rebuild().unwrap();
     assert_eq!(third.state_digest().unwrap(), digest);
     assert_eq!(digest, b.admin.state_digest().unwrap());
-}
-
-/// Copies a directory tree (a closed sled database).
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -112,3 +112,17 @@ pub fn env_number<T: std::str::FromStr>(var: &str) -> Option<T> {
             .unwrap_or_else(|_| panic!("{var}={s} is not a number"))
     })
 }
+
+/// Copies a directory tree (a closed store, or its sled database).
+pub fn copy_dir(from: &FsPath, to: &FsPath) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
