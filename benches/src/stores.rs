@@ -180,6 +180,16 @@ pub const MEMBERSHIP_OPS: u64 = 2;
 /// its book, with one op of the template's founder adding them all, applied to each copy.
 /// The bench acts as that founder by reading its key file: setup, never timed.
 pub fn admit_copies(template: &Path, copies: &mut [&mut Replica]) -> Result<(), Error> {
+    admit(template, copies, &[])
+}
+
+/// [`admit_copies`], admitting `others` too (devices that do not hold the history: the op is
+/// not applied to them).
+pub fn admit(
+    template: &Path,
+    copies: &mut [&mut Replica],
+    others: &[cardlog::DeviceId],
+) -> Result<(), Error> {
     let seed: [u8; 32] = std::fs::read(template.join(cardlog_store::KEY_FILE))?
         .try_into()
         .map_err(|_| "the template's key file is not 32 bytes")?;
@@ -201,8 +211,10 @@ pub fn admit_copies(template: &Path, copies: &mut [&mut Replica]) -> Result<(), 
         writes: Vec::new(),
         members: copies
             .iter()
-            .map(|c| cardlog_core::MemberChange::Add {
-                device: c.id(),
+            .map(|c| c.id())
+            .chain(others.iter().copied())
+            .map(|device| cardlog_core::MemberChange::Add {
+                device,
                 role: cardlog::MemberRole::Write,
                 name: "bench copy".into(),
             })

@@ -13,8 +13,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use cardlog::sync_layer::secure::{Access, Expect, Identity};
 use cardlog::sync_layer::transport::{self, Transport};
-use cardlog::sync_layer::{Applied, Locate, PeerBook, Resolve, SyncStore, WireError};
+use cardlog::sync_layer::{
+    Applied, AuthError, Gate, Locate, PeerBook, Resolve, SyncStore, WireError,
+};
 use cardlog::SyncReport;
 use cardlog::{
     DeviceId, Field, Fork, OpId, Replica, Role, SealedOp, SignedTip, Summary, TransportError,
@@ -243,6 +246,20 @@ impl SyncStore for Timed<'_> {
     }
 }
 
+impl Gate for Timed<'_> {
+    fn identity(&self) -> Identity {
+        Gate::identity(&*self.replica)
+    }
+
+    fn admit_peer(&self, peer: &DeviceId) -> Result<Access, AuthError> {
+        Gate::admit_peer(&*self.replica, peer)
+    }
+
+    fn pushes(&self) -> bool {
+        Gate::pushes(&*self.replica)
+    }
+}
+
 impl PeerBook for Timed<'_> {
     fn wall_ms(&self) -> u64 {
         PeerBook::wall_ms(&*self.replica)
@@ -428,9 +445,29 @@ impl PairSync {
 /// How long each side waits for the other's next message in [`sync_pair`].
 pub const PAIR_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// How [`sync_pair_with`] carries the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carry {
+    /// In the clear ([`transport::run`]), as between replicas of one program.
+    Clear,
+    /// Encrypted and authenticated ([`transport::run_secure`]), as every network session.
+    Sealed,
+}
+
 /// Runs one session between `initiator` and `responder` over the in-process channel
-/// transport, the responder on a second thread, recording messages and store calls.
+/// transport, in the clear, the responder on a second thread, recording messages and store
+/// calls.
 pub fn sync_pair(initiator: &mut Replica, responder: &mut Replica) -> Result<PairSync, Error> {
+    sync_pair_with(initiator, responder, Carry::Clear)
+}
+
+/// [`sync_pair`], carried as `carry` says (the recorded messages are what crossed the
+/// channel: sealed ones and the handshake for [`Carry::Sealed`]).
+pub fn sync_pair_with(
+    initiator: &mut Replica,
+    responder: &mut Replica,
+    carry: Carry,
+) -> Result<PairSync, Error> {
     let (end_i, end_r) = transport::channel_pair(PAIR_TIMEOUT);
     let log: MessageLog = Arc::new(Mutex::new(Vec::new()));
     let mut end_i = Recorded::new(end_i, Role::Initiator, log.clone());
@@ -440,10 +477,20 @@ pub fn sync_pair(initiator: &mut Replica, responder: &mut Replica) -> Result<Pai
     let start = Instant::now();
     let (report_i, (report_r, responder_calls)) = std::thread::scope(|scope| {
         let responder = scope.spawn(|| {
-            let report = transport::run(Role::Responder, &mut store_r, &mut end_r);
+            let report = match carry {
+                Carry::Clear => transport::run(Role::Responder, &mut store_r, &mut end_r),
+                Carry::Sealed => {
+                    transport::run_secure(Role::Responder, &mut store_r, &mut end_r, Expect::Member)
+                }
+            };
             (report, store_r.times())
         });
-        let report = transport::run(Role::Initiator, &mut store_i, &mut end_i);
+        let report = match carry {
+            Carry::Clear => transport::run(Role::Initiator, &mut store_i, &mut end_i),
+            Carry::Sealed => {
+                transport::run_secure(Role::Initiator, &mut store_i, &mut end_i, Expect::Member)
+            }
+        };
         // A panic on the responder's thread is a bug in the library or here: pass it on.
         let joined = match responder.join() {
             Ok(joined) => joined,

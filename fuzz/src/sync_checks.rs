@@ -464,6 +464,73 @@ pub fn check_decode_message(data: &[u8]) -> Result<Message, WireError> {
     decoded
 }
 
+// ---- handshake -----------------------------------------------------------------------------
+
+/// What the `handshake` target's first byte makes of the rest (modulo 4).
+pub mod stage {
+    /// The rest is message 1, given to a responder.
+    pub const MESSAGE_1: u8 = 0;
+    /// The rest is message 2, given to an initiator that sent a real message 1.
+    pub const MESSAGE_2: u8 = 1;
+    /// The rest is message 3, given to a responder that answered a real message 1.
+    pub const MESSAGE_3: u8 = 2;
+    /// The rest is the first sealed message of an established session.
+    pub const SEALED: u8 = 3;
+}
+
+fn identity(n: u8) -> cardlog_sync::Identity {
+    cardlog_sync::Identity::new(
+        cardlog_core::BookId([7; 16]),
+        &cardlog_core::DeviceKey::from_seed(&[n; 32]),
+    )
+}
+
+/// The `handshake` target: a stage byte ([`stage`]) and bytes an attacker sends at that point
+/// of a handshake between two real devices of one book. Nothing panics; a responder may take
+/// any well-formed message 1 (it says nothing yet), but no made-up message 2 or 3 ever
+/// authenticates, and no made-up sealed message ever opens (each would take forging an AEAD
+/// tag). `Ok` if the bytes were taken.
+pub fn check_handshake(data: &[u8]) -> Result<(), String> {
+    use cardlog_sync::secure::Handshake;
+    let (mode, rest) = data
+        .split_first()
+        .map_or((0, &[][..]), |(m, r)| (*m % 4, r));
+    let (initiator, responder) = (identity(1), identity(2));
+    let real =
+        |e: cardlog_sync::HandshakeError| -> String { format!("a real handshake failed: {e}") };
+    match mode {
+        stage::MESSAGE_1 => Handshake::answer(&responder, rest)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        stage::MESSAGE_2 => {
+            let (mut hi, _m1) = Handshake::initiate(&initiator).map_err(real)?;
+            let taken = hi.read_reply(rest);
+            assert!(
+                taken.is_err(),
+                "a made-up message 2 authenticated: {taken:?}"
+            );
+            taken.map(|_| ()).map_err(|e| e.to_string())
+        }
+        stage::MESSAGE_3 => {
+            let (_hi, m1) = Handshake::initiate(&initiator).map_err(real)?;
+            let (hr, _m2) = Handshake::answer(&responder, &m1).map_err(real)?;
+            let taken = hr.read_final(rest);
+            assert!(taken.is_err(), "a made-up message 3 authenticated");
+            taken.map(|_| ()).map_err(|e| e.to_string())
+        }
+        _ => {
+            let (mut hi, m1) = Handshake::initiate(&initiator).map_err(real)?;
+            let (hr, m2) = Handshake::answer(&responder, &m1).map_err(real)?;
+            hi.read_reply(&m2).map_err(real)?;
+            let (m3, _ci) = hi.finish(&initiator).map_err(real)?;
+            let (_, mut cr) = hr.read_final(&m3).map_err(real)?;
+            let opened = cr.open(rest);
+            assert!(opened.is_err(), "a made-up sealed message opened");
+            opened.map(|_| ()).map_err(|e| e.to_string())
+        }
+    }
+}
+
 // ---- the in-memory replica -----------------------------------------------------------------
 
 pub use cardlog_sync::memory::MemoryReplica as MemReplica;

@@ -1,6 +1,6 @@
 //! The seed inputs of the sync-layer fuzz targets, generated from the fixed ops of
 //! [`crate::sync_checks::Universe`]. The files in fuzz/seeds/{decode_segments,decode_message,
-//! sync_session}/ are exactly what [`sync_seeds`] returns: the stable test
+//! sync_session,handshake}/ are exactly what [`sync_seeds`] returns: the stable test
 //! crates/cardlog-sync/tests/fuzz_corpus.rs (which includes this file with `#[path]`) checks
 //! that they match, and rewrites them when run with `CARDLOG_WRITE_SEEDS=1`.
 //!
@@ -477,10 +477,45 @@ fn sync_session_seeds() -> Vec<Seed> {
     ]
 }
 
+fn handshake_seeds() -> Vec<Seed> {
+    use crate::sync_checks::stage;
+    let t = "handshake";
+    let m1 = |key: u8| {
+        let mut m = b"CLNX\x01".to_vec();
+        m.extend_from_slice(&[key; 32]);
+        with_mode(stage::MESSAGE_1, &m)
+    };
+    vec![
+        (t, "invalid-m1-empty.bin", vec![stage::MESSAGE_1]),
+        (
+            t,
+            "invalid-m1-unencrypted.bin",
+            with_mode(stage::MESSAGE_1, b"CLSY\x01\x01"),
+        ),
+        (t, "valid-m1.bin", m1(9)),
+        (
+            t,
+            "invalid-m2.bin",
+            with_mode(stage::MESSAGE_2, &[0x55; 192]),
+        ),
+        (
+            t,
+            "invalid-m3.bin",
+            with_mode(stage::MESSAGE_3, &[0x55; 160]),
+        ),
+        (
+            t,
+            "invalid-sealed.bin",
+            with_mode(stage::SEALED, &[0x55; 40]),
+        ),
+    ]
+}
+
 /// Every generated seed of the sync-layer targets.
 pub fn sync_seeds() -> Vec<Seed> {
     let mut out = decode_segments_seeds();
     out.extend(decode_message_seeds());
     out.extend(sync_session_seeds());
+    out.extend(handshake_seeds());
     out
 }

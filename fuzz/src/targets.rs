@@ -40,6 +40,10 @@ pub const TARGETS: &[Target] = &[
         run: sync_session,
     },
     Target {
+        name: "handshake",
+        run: handshake,
+    },
+    Target {
         name: "vcard_import",
         run: vcard_import,
     },
@@ -98,6 +102,14 @@ fn decode_message(data: &[u8]) -> Vec<u64> {
     vec![match sync_checks::check_decode_message(data) {
         Ok(m) => feature(("ok", m.kind())),
         Err(e) => feature(error_shape(&e)),
+    }]
+}
+
+fn handshake(data: &[u8]) -> Vec<u64> {
+    let stage = data.first().map_or(0, |m| m % 4);
+    vec![match sync_checks::check_handshake(data) {
+        Ok(()) => feature(("ok", stage)),
+        Err(e) => feature((stage, error_shape(&e))),
     }]
 }
 

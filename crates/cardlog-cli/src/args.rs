@@ -186,6 +186,9 @@ pub enum Command {
     /// Without --since the bundle holds every op; with a summary file written by the other
     /// replica (cardlog summary --out) it holds only what that replica lacks.
     ///
+    /// A bundle is NOT encrypted: whoever holds the file can read the contacts in it. Its ops
+    /// are signed, so nobody can alter them. Keep it where you would keep the address book.
+    ///
     /// Example: cardlog export --since phone.summary --out to-phone.bundle
     #[command(verbatim_doc_comment)]
     Export(ExportArgs),
@@ -198,25 +201,48 @@ pub enum Command {
         /// The bundle file ("-" reads standard input)
         file: PathBuf,
     },
-    /// Serve this replica over TCP: peers run `cardlog sync ADDR` against it
+    /// Serve this replica over TCP: members of its book run `cardlog sync ADDR` against it
     ///
     /// Prints `listening on ADDR` (the bound address, so port 0 picks a free one), then one
-    /// line per finished session. Several peers are served at once.
+    /// line per finished session. Several peers are served at once. Every session is
+    /// encrypted and both sides authenticated by their device keys; a device that is not a
+    /// member of this book (or the device this one is paired with) is refused before it
+    /// receives anything.
     ///
     /// Example: cardlog serve --listen 0.0.0.0:7447
     #[command(verbatim_doc_comment)]
     Serve(ServeArgs),
     /// Sync with a served replica (cardlog serve): each side gets the ops it lacks
     ///
+    /// The session is encrypted; the served replica must be a member of this book (or the
+    /// paired device). Without ADDR, syncs with the paired relay (`cardlog pair`) and
+    /// refuses any other device at its address.
+    ///
     /// Example: cardlog sync laptop.local:7447
     Sync {
-        /// The served replica's address, HOST:PORT
+        /// The served replica's address, HOST:PORT [default: the paired relay's]
         #[arg(value_name = "ADDR")]
-        addr: String,
+        addr: Option<String>,
         /// Seconds to wait for each message from the peer
         #[arg(long, value_name = "SECS", default_value_t = TIMEOUT_SECS_DEFAULT,
               value_parser = clap::value_parser!(u64).range(1..=TIMEOUT_SECS_MAX))]
         timeout: u64,
+    },
+    /// Pair this device with a relay (or, on a device that joined a book, with the member it
+    /// first syncs with); without DEVICE, show the pairing
+    ///
+    /// Sessions with the paired device check its key ("relay key mismatch" if another device
+    /// answers at its address), and a device that knows no members of its book yet admits
+    /// only it. `cardlog sync` without an address syncs with it.
+    ///
+    /// Example: cardlog pair 3f9a0c… relay.example.org:7447
+    Pair {
+        /// The device id (32 hex digits) of the relay or member
+        #[arg(value_name = "DEVICE")]
+        device: Option<String>,
+        /// Where it is served, HOST:PORT
+        #[arg(value_name = "ADDR", requires = "device")]
+        addr: Option<String>,
     },
     /// The seed scenario, narrated: a phone and a tablet edit one contact while apart, then
     /// meet

@@ -136,7 +136,8 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Export(a) => sync::export(&ctx, a),
         Command::Import { file } => sync::import(&ctx, file),
         Command::Serve(a) => sync::serve(&ctx, a),
-        Command::Sync { addr, timeout } => sync::sync(&ctx, addr, *timeout),
+        Command::Sync { addr, timeout } => sync::sync(&ctx, addr.as_deref(), *timeout),
+        Command::Pair { device, addr } => sync::pair(&ctx, device.as_deref(), addr.as_deref()),
         Command::Demo => demo::run(),
         Command::Vcard(VcardCommand::Import { file, bulk }) => {
             commands::vcard_import(&ctx, file, *bulk)

@@ -254,6 +254,7 @@ fn report_json(report: &SyncReport) -> serde_json::Value {
         "bytes_sent": report.bytes_sent,
         "bytes_received": report.bytes_received,
         "summary_bytes": report.summary_bytes,
+        "handshake_bytes": report.handshake_bytes,
         "forks": report.forks.iter().map(render::fork_json).collect::<Vec<_>>(),
         "refused": report.refused.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "void": report.void,
@@ -286,15 +287,61 @@ fn check_addr(addr: &str, what: &str) -> Result<(), CliError> {
     }
 }
 
-/// `cardlog sync ADDR`.
-pub fn sync(ctx: &Ctx, addr: &str, timeout_secs: u64) -> Res {
-    check_addr(addr, "address")?;
+/// `cardlog pair [DEVICE [ADDR]]`.
+pub fn pair(ctx: &Ctx, device: Option<&str>, addr: Option<&str>) -> Res {
     let mut r = ctx.open()?;
-    let report = r
-        .sync_tcp(addr, Duration::from_secs(timeout_secs))
-        .map_err(|e| {
-            CliError::from_sync(e, SyncSource::Peer, &format!("sync with {addr} failed"))
+    if let Some(device) = device {
+        let id: DeviceId = device.parse().map_err(|_| {
+            invalid(format!(
+                "{device:?} is not a device id (32 hex digits, as `cardlog device` prints it)"
+            ))
         })?;
+        if id == r.id() {
+            return Err(invalid(format!("{id} is this device")));
+        }
+        if let Some(addr) = addr {
+            check_addr(addr, "address")?;
+        }
+        r.pair(id, addr)?;
+    }
+    let pairing = r.paired()?;
+    if ctx.json {
+        return ctx.print_json(&match &pairing {
+            Some(p) => json!({ "device": p.device.to_string(), "address": p.addr }),
+            None => json!(null),
+        });
+    }
+    match pairing {
+        Some(p) => match p.addr {
+            Some(addr) => outln!("paired with {} at {addr}", p.device)?,
+            None => outln!("paired with {}", p.device)?,
+        },
+        None => outln!("not paired")?,
+    }
+    Ok(())
+}
+
+/// `cardlog sync [ADDR]`.
+pub fn sync(ctx: &Ctx, addr: Option<&str>, timeout_secs: u64) -> Res {
+    let mut r = ctx.open()?;
+    let timeout = Duration::from_secs(timeout_secs);
+    let addr = match addr {
+        Some(addr) => {
+            check_addr(addr, "address")?;
+            addr.to_owned()
+        }
+        None => r.paired()?.and_then(|p| p.addr).ok_or_else(|| {
+            invalid(
+                "no address given and no paired relay address: `cardlog sync ADDR`, or \
+                     `cardlog pair DEVICE ADDR` first"
+                    .to_owned(),
+            )
+        })?,
+    };
+    let report = r.sync_tcp(&addr, timeout).map_err(|e| {
+        CliError::from_sync(e, SyncSource::Peer, &format!("sync with {addr} failed"))
+    })?;
+    let addr = addr.as_str();
     let bound_ms = r.clock().skew_bound_ms();
     let calibration = report
         .calibration

@@ -1003,13 +1003,25 @@ fn help_describes_the_sync_commands() {
         assert!(top.contains(needle), "--help lacks {needle}:\n{top}");
     }
     for (sub, needles) in [
-        ("export", &["--out <FILE>", "--since <HEADS_FILE>"][..]),
+        (
+            "export",
+            &["--out <FILE>", "--since <HEADS_FILE>", "NOT encrypted"][..],
+        ),
         ("import", &["<FILE>", "unchanged"][..]),
         (
             "serve",
             &["--listen <ADDR>", "--sessions <N>", "--timeout <SECS>"][..],
         ),
-        ("sync", &["<ADDR>", "--timeout <SECS>", "[default: 30]"][..]),
+        (
+            "sync",
+            &[
+                "[ADDR]",
+                "--timeout <SECS>",
+                "[default: 30]",
+                "paired relay",
+            ][..],
+        ),
+        ("pair", &["[DEVICE]", "[ADDR]", "relay key mismatch"][..]),
         ("heads", &["--out <FILE>"][..]),
         ("list", &["--needs-sync <PEER>"][..]),
     ] {
@@ -1039,36 +1051,45 @@ fn a_stranger_cannot_write_to_a_served_book_and_a_member_can() {
     assert_eq!(array(&members["members"]).len(), 1);
     assert_eq!(members["members"][0]["role"], json!("admin"));
 
-    // Another book: its ops are refused, and it takes none of the served replica's.
+    // Another book: the handshake fails (the book is in it), so nothing is exchanged.
     let stranger = Store::init();
     stranger.add(NINE, &["--given", "Mallory"]);
     let server = served.serve(NINE, &["--sessions", "1"]);
-    let j = stranger.run(&["sync", &server.addr, "--json"]).ok().json();
-    server.finish().ok();
-    assert_eq!(j["stored"], json!(0), "{j}");
-    assert!(
-        text(&j["refused"][0]).contains("founds address book"),
-        "{j}"
-    );
+    stranger
+        .run(&["sync", &server.addr])
+        .fails(1)
+        .says(&["handshake failed", "another address book"]);
+    server.finish().fails(1);
     stranger.run(&["show", &ada]).fails(3);
     assert!(!served.run(&["list"]).ok().stdout.contains("Mallory"));
 
-    // A device that joins the book pulls, but cannot delete: it is not a member yet.
+    // A device that joins the book knows no members yet: it admits no peer until paired.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
     let joiner = Store { tmp, dir };
     joiner.run(&["init", "--join", &book]).ok();
+    let served_id = served.run(&["device"]).ok().stdout.trim().to_owned();
     let server = served.serve(NINE, &["--sessions", "1"]);
-    joiner.run(&["sync", &server.addr]).ok();
-    server.finish().ok();
-    joiner.show(&ada);
     joiner
-        .run(&["rm", &ada])
-        .fails(2)
-        .says(&["is not a member of this address book"]);
-
-    // Added by the admin, it writes, and its delete reaches the served replica.
+        .run(&["sync", &server.addr])
+        .fails(1)
+        .says(&["does not know its address book's members yet", &served_id]);
+    server.finish().fails(1);
+    let paired = joiner.run(&["pair", &served_id]).ok().stdout;
+    assert_eq!(paired.trim(), format!("paired with {served_id}"));
+    // Paired, it reaches the served replica, which refuses it: not a member yet.
+    let server = served.serve(NINE, &["--sessions", "1"]);
     let device = joiner.run(&["device"]).ok().stdout.trim().to_owned();
+    joiner
+        .run(&["sync", &server.addr])
+        .fails(1)
+        .says(&[&format!(
+            "peer {device} is not a member of this address book"
+        )]);
+    server.finish().fails(1);
+    joiner.run(&["show", &ada]).fails(3);
+
+    // Added by the admin, it syncs, writes, and its delete reaches the served replica.
     served
         .run(&[
             "members",

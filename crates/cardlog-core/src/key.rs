@@ -25,6 +25,12 @@ pub const BOOK_ID_CONTEXT: &str = "cardlog 2026-12-02 book id v2";
 /// What a chain-tip signature signs ahead of the book id and op id: no signature cardlog makes
 /// can be taken for one made for another purpose.
 pub const TIP_SIGNATURE_PREFIX: &[u8] = b"cardlog 2026-12-02 chain tip v2\0";
+/// What a session-key certificate signs ahead of the book id and the session key: the device's
+/// statement that this X25519 key speaks for it in sync sessions of that book (docs/FORMAT.md,
+/// "Session handshake").
+pub const SESSION_KEY_PREFIX: &[u8] = b"cardlog 2026-12-03 session key v1\0";
+/// The blake3 derive-key context turning a device's secret seed into its X25519 session key.
+pub const SESSION_KEY_CONTEXT: &str = "cardlog 2026-12-03 session key v1";
 
 /// An ed25519 public key (32 bytes, the compressed point).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
@@ -104,6 +110,31 @@ impl PublicKey {
     }
 }
 
+impl PublicKey {
+    /// Checks that `signature` is this key's certificate of X25519 session key `session` for
+    /// sync sessions of `book` ([`DeviceKey::certify_session_key`]).
+    pub fn verify_session_key(
+        &self,
+        book: &BookId,
+        session: &[u8; 32],
+        signature: &Signature,
+    ) -> Result<(), KeyError> {
+        let key = self.verifier()?;
+        let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
+        key.verify_strict(&session_key_message(book, session), &signature)
+            .map_err(|_| KeyError::BadSignature)
+    }
+}
+
+/// The bytes a session-key certificate signs: prefix, book id, X25519 public key.
+fn session_key_message(book: &BookId, session: &[u8; 32]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(SESSION_KEY_PREFIX.len() + 48);
+    message.extend_from_slice(SESSION_KEY_PREFIX);
+    message.extend_from_slice(&book.0);
+    message.extend_from_slice(session);
+    message
+}
+
 /// The bytes a chain-tip signature signs: prefix, book id, op id.
 fn tip_message(book: &BookId, op: &OpId) -> Vec<u8> {
     let mut message = Vec::with_capacity(TIP_SIGNATURE_PREFIX.len() + 48);
@@ -168,6 +199,22 @@ impl DeviceKey {
     /// Signs chain tip `op` in `book`.
     pub fn sign_tip(&self, book: &BookId, op: &OpId) -> Signature {
         Signature(self.signing.sign(&tip_message(book, op)).to_bytes())
+    }
+
+    /// The secret of this device's X25519 session key (the Noise static key of its sync
+    /// sessions), derived from the seed: one key file serves both, and the two keys are
+    /// independent (a different algorithm's key is never reused).
+    pub fn session_secret(&self) -> [u8; 32] {
+        blake3::derive_key(SESSION_KEY_CONTEXT, &self.signing.to_bytes())
+    }
+
+    /// Certifies X25519 public key `session` as this device's session key in `book`.
+    pub fn certify_session_key(&self, book: &BookId, session: &[u8; 32]) -> Signature {
+        Signature(
+            self.signing
+                .sign(&session_key_message(book, session))
+                .to_bytes(),
+        )
     }
 }
 

@@ -48,6 +48,20 @@ pub enum SyncError<E> {
     /// A transport-level failure.
     #[error("transport: {0}")]
     Transport(String),
+    /// The session handshake failed: nobody was authenticated and nothing was exchanged.
+    #[error("handshake failed: {0}")]
+    Handshake(HandshakeError),
+    /// The peer authenticated, but is not let in (or not let do what it tried); nothing it
+    /// sent was applied.
+    #[error("{0}")]
+    Auth(AuthError),
+    /// A message of an established session failed its authentication check: altered,
+    /// dropped, reordered or replayed in transit. Nothing of it was applied; the session ends.
+    #[error(
+        "message {0} of the session failed its authentication check: it was altered, dropped, \
+         reordered or replayed in transit; nothing of it was applied"
+    )]
+    Tampered(u64),
 }
 
 impl<E> SyncError<E> {
@@ -65,6 +79,9 @@ impl<E> SyncError<E> {
             SyncError::Disconnected(d) => SyncError::Disconnected(d),
             SyncError::Timeout(t) => SyncError::Timeout(t),
             SyncError::Transport(t) => SyncError::Transport(t),
+            SyncError::Handshake(h) => SyncError::Handshake(h),
+            SyncError::Auth(a) => SyncError::Auth(a),
+            SyncError::Tampered(n) => SyncError::Tampered(n),
         }
     }
 }
@@ -93,6 +110,85 @@ pub enum TransportError {
     /// What arrived cannot be a message (a length prefix over the limit).
     #[error("refused data: {0}")]
     Wire(WireError),
+    /// An encrypted message failed its authentication check ([`SyncError::Tampered`]): the
+    /// number of the message in its direction, from 1.
+    #[error("message {0} failed its authentication check")]
+    Tampered(u64),
+}
+
+/// Why a session handshake failed (docs/SYNC.md, "Handshake").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The first message is a sync message of the unencrypted protocol (cardlog before
+    /// encrypted sessions).
+    #[error(
+        "the peer speaks the unencrypted sync protocol of an older cardlog, which is no longer \
+         accepted: upgrade it"
+    )]
+    Unencrypted,
+    /// The bytes are not a cardlog session handshake.
+    #[error("not a cardlog session handshake (bad magic)")]
+    NotAHandshake,
+    /// A handshake version this build does not speak.
+    #[error("handshake version {0} is not supported (this build speaks version {1})")]
+    Version(u8, u8),
+    /// A handshake message of the wrong size.
+    #[error("handshake message {message} is {got} bytes, expected {expected}")]
+    Size {
+        /// Which message (1, 2 or 3).
+        message: u8,
+        /// Its size.
+        got: usize,
+        /// The size it must have.
+        expected: usize,
+    },
+    /// A handshake message does not decrypt: the peer serves another address book, or the
+    /// message was altered or replayed from another session.
+    #[error(
+        "handshake message {0} does not authenticate: the peer belongs to another address \
+         book, or the message was altered or replayed in transit"
+    )]
+    Decrypt(u8),
+    /// The peer's certificate does not bind its session key to the device key it names.
+    #[error("the peer's device key does not certify its session key")]
+    Certificate,
+    /// The Noise implementation refused an operation (a local fault).
+    #[error("noise: {0}")]
+    Noise(String),
+}
+
+/// Why an authenticated peer was refused (docs/SECURITY.md, "Who may connect"). A refusal
+/// happens before this side sends anything of the book.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// The peer is not a member of this replica's address book.
+    #[error("peer {0} is not a member of this address book")]
+    NotAMember(DeviceId),
+    /// The peer was removed from the book.
+    #[error("peer {0} was removed from this address book")]
+    Removed(DeviceId),
+    /// This replica holds no membership yet (it joined and has not synced) and the peer is not
+    /// the device it is paired with.
+    #[error(
+        "peer {0} cannot be checked: this device does not know its address book's members yet; \
+         pair it with a member or relay first (`cardlog pair DEVICE`)"
+    )]
+    MembersUnknown(DeviceId),
+    /// The peer is not the device this side meant to reach (the paired relay).
+    #[error("relay key mismatch: expected {expected}, the peer is {got}")]
+    RelayMismatch {
+        /// The device expected.
+        expected: DeviceId,
+        /// The device that answered.
+        got: DeviceId,
+    },
+    /// A read-only member sent ops: read members pull, never push.
+    #[error(
+        "peer {0} is a read-only member: it may pull but not push ops; nothing it sent was stored"
+    )]
+    ReadOnlyPush(DeviceId),
 }
 
 impl<E> From<TransportError> for SyncError<E> {
@@ -102,6 +198,7 @@ impl<E> From<TransportError> for SyncError<E> {
             TransportError::Timeout(t) => SyncError::Timeout(t),
             TransportError::Io(t) => SyncError::Transport(t),
             TransportError::Wire(w) => SyncError::Wire(w),
+            TransportError::Tampered(n) => SyncError::Tampered(n),
         }
     }
 }

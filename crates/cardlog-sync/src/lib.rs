@@ -13,8 +13,12 @@
 //! - [`session`]: the sans-IO session: summaries one way and the other, then exactly the
 //!   missing segments each way, then both sides confirm equal summaries. Forks are reported,
 //!   never merged; the initiator calibrates its clock to the responder's.
+//! - [`secure`]: the encrypted, mutually authenticated session every network transport
+//!   carries: a Noise XX handshake keyed by the devices' keys, the membership check of each
+//!   side by the other ([`Gate`]), then every message sealed.
 //! - [`transport`]: drives a session over an in-process channel (crossbeam) or TCP, with
-//!   deadlines; a served replica handles several peers at once.
+//!   deadlines; a served replica handles several peers at once. TCP sessions are always
+//!   [`secure`] ones.
 //! - [`bundle`]: the same segments in a file, for sneakernet or a shared folder.
 //!
 //! The replica side is the [`SyncStore`] trait; `cardlog::Replica` implements it, and
@@ -24,15 +28,17 @@ pub mod bundle;
 pub mod error;
 pub mod memory;
 pub mod receive;
+pub mod secure;
 pub mod session;
 pub mod store;
 pub mod transport;
 pub mod wire;
 
-pub use error::{SyncError, TransportError};
+pub use error::{AuthError, HandshakeError, SyncError, TransportError};
 pub use receive::{apply_segments, Received};
+pub use secure::{Access, Expect, Identity};
 pub use session::{Calibration, Role, Session, SyncReport};
-pub use store::{Applied, PeerBook, SyncStore};
+pub use store::{Applied, Gate, PeerBook, SyncStore};
 pub use wire::{
     decode_segments, decode_signed_segments, encode_segments, Decoded, Fork, Locate, Message,
     Resolve, Summary, WireError, SEGMENT_VERSION,

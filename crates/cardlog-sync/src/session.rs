@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use cardlog_core::{DeviceId, SealedOp};
 
-use crate::error::SyncError;
+use crate::error::{AuthError, SyncError};
 use crate::receive::{apply_held, forks_in_summary, reported_forks, Held, View};
 use crate::store::PeerBook;
 use crate::wire::message::{self, Fork, Message, Summary};
@@ -59,6 +59,9 @@ pub struct SyncReport {
     pub bytes_sent: u64,
     /// Message bytes received.
     pub bytes_received: u64,
+    /// Of the bytes both ways, those of the handshake ([`crate::secure`]; 0 for a session
+    /// over an in-process channel).
+    pub handshake_bytes: u64,
     /// Of which summary bytes (both `Hello`s and `Ack`s, both ways).
     pub summary_bytes: u64,
     /// Forks found between the two sides, as seen from here.
@@ -111,6 +114,12 @@ pub struct Session {
     chunk_ops: usize,
     /// Received ops held back until the peer's last `Ops` message.
     held: Held,
+    /// The peer the handshake authenticated ([`crate::secure`]): its hello must name it.
+    authenticated: Option<DeviceId>,
+    /// Whether the peer's ops are taken (false for a read-only member).
+    peer_pushes: bool,
+    /// Whether this side sends ops (false for a read-only member).
+    pushes: bool,
     report: SyncReport,
 }
 
@@ -278,8 +287,21 @@ impl Session {
             acked: false,
             chunk_ops: CHUNK_OPS,
             held: Held::default(),
+            authenticated: None,
+            peer_pushes: true,
+            pushes: true,
             report: SyncReport::default(),
         }
+    }
+
+    /// The session of an authenticated peer ([`crate::secure`]): its hello must name
+    /// `peer`; its ops are refused unless `peer_pushes`; this side sends ops only if `pushes`.
+    pub fn with_peer(mut self, peer: DeviceId, peer_pushes: bool, pushes: bool) -> Self {
+        self.authenticated = Some(peer);
+        self.report.peer = Some(peer);
+        self.peer_pushes = peer_pushes;
+        self.pushes = pushes;
+        self
     }
 
     /// Sends at most `n` ops (at least 1) per `Ops` message instead of [`CHUNK_OPS`]. Each
@@ -451,6 +473,10 @@ impl Session {
                     segments,
                 },
             ) => {
+                if !self.peer_pushes && crate::wire::segment::carries_ops(&segments)? {
+                    let peer = self.report.peer.unwrap_or(store.device_id());
+                    return Err(SyncError::Auth(AuthError::ReadOnlyPush(peer)));
+                }
                 let flipped = reported_forks(store, &forks)?;
                 if !flipped.is_empty() {
                     store.record_forks(&flipped).map_err(SyncError::Store)?;
@@ -529,6 +555,13 @@ impl Session {
         if peer == store.device_id() {
             return Err(SyncError::SamePeer(peer));
         }
+        if let Some(authenticated) = self.authenticated {
+            if peer != authenticated {
+                return Err(SyncError::Protocol(format!(
+                    "the hello names device {peer}, but the handshake authenticated {authenticated}"
+                )));
+            }
+        }
         self.report.peer = Some(peer);
         let forks = forks_in_summary(store, summary)?;
         if !forks.is_empty() {
@@ -549,17 +582,22 @@ impl Session {
         peer: &Summary,
     ) -> Result<(), SyncError<S::Error>> {
         let forked: BTreeSet<DeviceId> = self.forks.iter().map(|f| f.author).collect();
-        let (ops, places) = match store.places_since(peer).map_err(SyncError::Store)? {
-            Some(places) => (VecDeque::new(), places.into()),
-            None => (
-                store
-                    .ops_since(peer)
-                    .map_err(SyncError::Store)?
-                    .into_iter()
-                    .filter(|op| !forked.contains(&op.op().author))
-                    .collect(),
-                VecDeque::new(),
-            ),
+        let (ops, places) = if !self.pushes {
+            // A read-only member sends one empty, last `Ops` message.
+            (VecDeque::new(), VecDeque::new())
+        } else {
+            match store.places_since(peer).map_err(SyncError::Store)? {
+                Some(places) => (VecDeque::new(), places.into()),
+                None => (
+                    store
+                        .ops_since(peer)
+                        .map_err(SyncError::Store)?
+                        .into_iter()
+                        .filter(|op| !forked.contains(&op.op().author))
+                        .collect(),
+                    VecDeque::new(),
+                ),
+            }
         };
         self.outbox.push_back(Out::Ops(Outgoing {
             ops,

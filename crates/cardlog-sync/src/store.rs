@@ -4,6 +4,8 @@
 
 use cardlog_core::{DeviceId, OpId, Refusal, SealedOp, SignedTip};
 
+use crate::error::AuthError;
+use crate::secure::{Access, Identity};
 use crate::wire::message::{Fork, Summary};
 
 /// What a replica must offer to take part in a session. `cardlog::Replica` implements it over
@@ -122,6 +124,20 @@ pub trait PeerBook: SyncStore {
     fn record_peer(&mut self, peer: DeviceId, acked: &Summary) -> Result<(), Self::Error>;
     /// Remembers forks found, as seen from here.
     fn record_forks(&mut self, forks: &[Fork]) -> Result<(), Self::Error>;
+}
+
+/// Who a replica is in encrypted sessions and whom it lets in (docs/SECURITY.md, "Who may
+/// connect"): what [`crate::transport::run_secure`] needs beyond a [`PeerBook`].
+pub trait Gate: PeerBook {
+    /// This replica's session identity (its book, session key and certificate).
+    fn identity(&self) -> Identity;
+    /// Whether the authenticated device `peer` may take part in a session with this replica,
+    /// and what it may do; the refusal names why not. Asked before this side sends anything
+    /// of the book.
+    fn admit_peer(&self, peer: &DeviceId) -> Result<Access, AuthError>;
+    /// Whether this replica sends ops in sessions (a read-only member does not: its peers
+    /// would refuse them).
+    fn pushes(&self) -> bool;
 }
 
 /// What [`SyncStore::apply`] did.

@@ -1,4 +1,7 @@
 //! Carrying sessions: the driver loop, an in-process channel transport (crossbeam) and TCP.
+//! [`run`] drives a session in the clear, for an in-process channel; [`run_secure`] an
+//! encrypted, authenticated one ([`crate::secure`]) over any transport, and every session
+//! over TCP ([`sync_tcp`], [`serve`]) is one.
 //!
 //! TCP frames each message as a 4-byte big-endian length and the message. Every read has a
 //! deadline for the whole message (a peer that trickles one byte a minute times out like one
@@ -13,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use cardlog_core::{DeviceId, OpId, SealedOp, SignedTip};
 
-use crate::error::{SyncError, TransportError};
+use crate::error::{AuthError, SyncError, TransportError};
+use crate::secure::{self, Access, Channel, Expect, Handshake, Identity};
 use crate::session::{Role, Session, SyncReport};
-use crate::store::{Applied, PeerBook, SyncStore};
-use crate::wire::message::{self, Fork, Summary};
+use crate::store::{Applied, Gate, PeerBook, SyncStore};
+use crate::wire::message::{self, Fork, Message, Summary};
 use crate::wire::WireError;
 
 /// How long a side waits for the peer's next whole message by default.
@@ -30,8 +34,10 @@ pub trait Transport {
     fn recv(&mut self) -> Result<Vec<u8>, TransportError>;
 }
 
-/// Runs one session to its end over `transport`. If this side fails, it tells the peer why
-/// (best effort) before returning the error.
+/// Runs one session to its end over `transport`, in the clear: for an in-process channel
+/// between replicas of one program. Anything that crosses a network runs
+/// [`run_secure`]. If this side fails, it tells the peer why (best effort) before
+/// returning the error.
 pub fn run<S: PeerBook, T: Transport>(
     role: Role,
     store: &mut S,
@@ -70,6 +76,113 @@ pub fn run_session<S: PeerBook, T: Transport>(
             return Err(e);
         }
     }
+}
+
+// ---- encrypted -----------------------------------------------------------------------------
+
+/// A transport whose messages travel sealed by a [`Channel`], counting the bytes it carries.
+struct Sealed<'a, T> {
+    inner: &'a mut T,
+    channel: Channel,
+    sent: u64,
+    received: u64,
+}
+
+impl<T: Transport> Transport for Sealed<'_, T> {
+    fn send(&mut self, bytes: Vec<u8>) -> Result<(), TransportError> {
+        let sealed = self.channel.seal(&bytes)?;
+        self.sent += sealed.len() as u64;
+        self.inner.send(sealed)
+    }
+
+    fn recv(&mut self) -> Result<Vec<u8>, TransportError> {
+        let sealed = self.inner.recv()?;
+        self.received += sealed.len() as u64;
+        self.channel.open(&sealed)
+    }
+}
+
+/// Runs one encrypted session to its end over `transport` ([`crate::secure`]): the handshake,
+/// the checks of who the peer is ([`Gate::admit_peer`], and `expect` on the initiator), then
+/// [`Session`] over the sealed channel. The report's byte counts are what crossed the transport, handshake included.
+pub fn run_secure<S: Gate, T: Transport>(
+    role: Role,
+    store: &mut S,
+    transport: &mut T,
+    expect: Expect,
+) -> Result<SyncReport, SyncError<S::Error>> {
+    run_secure_session(Session::new(role), store, transport, expect)
+}
+
+/// [`run_secure`] with a session set up by the caller (e.g. [`Session::with_chunk_ops`]).
+pub fn run_secure_session<S: Gate, T: Transport>(
+    session: Session,
+    store: &mut S,
+    transport: &mut T,
+    expect: Expect,
+) -> Result<SyncReport, SyncError<S::Error>> {
+    let identity = store.identity();
+    let mut handshake_bytes = (0u64, 0u64);
+    let (peer, access, channel) = match session.role() {
+        Role::Initiator => {
+            let (mut handshake, m1) =
+                Handshake::initiate(&identity).map_err(SyncError::Handshake)?;
+            handshake_bytes.0 += m1.len() as u64;
+            transport.send(m1)?;
+            let m2 = transport.recv()?;
+            handshake_bytes.1 += m2.len() as u64;
+            let peer = handshake.read_reply(&m2).map_err(SyncError::Handshake)?;
+            if let Expect::Device(expected) = expect {
+                if peer.device != expected {
+                    return Err(SyncError::Auth(AuthError::RelayMismatch {
+                        expected,
+                        got: peer.device,
+                    }));
+                }
+            }
+            let access = store.admit_peer(&peer.device).map_err(SyncError::Auth)?;
+            let (m3, channel) = handshake.finish(&identity).map_err(SyncError::Handshake)?;
+            handshake_bytes.0 += m3.len() as u64;
+            transport.send(m3)?;
+            (peer, access, channel)
+        }
+        Role::Responder => {
+            let m1 = transport.recv()?;
+            handshake_bytes.1 += m1.len() as u64;
+            let (handshake, m2) =
+                Handshake::answer(&identity, &m1).map_err(SyncError::Handshake)?;
+            handshake_bytes.0 += m2.len() as u64;
+            transport.send(m2)?;
+            let m3 = transport.recv()?;
+            handshake_bytes.1 += m3.len() as u64;
+            let (peer, mut channel) = handshake.read_final(&m3).map_err(SyncError::Handshake)?;
+            match store.admit_peer(&peer.device) {
+                Ok(access) => (peer, access, channel),
+                Err(refusal) => {
+                    // The refused device learns why, and nothing else.
+                    let abort = message::encode(&Message::Abort {
+                        reason: refusal.to_string(),
+                    });
+                    if let Ok(sealed) = channel.seal(&abort) {
+                        let _ = transport.send(sealed);
+                    }
+                    return Err(SyncError::Auth(refusal));
+                }
+            }
+        }
+    };
+    let session = session.with_peer(peer.device, access.push, store.pushes());
+    let mut sealed = Sealed {
+        inner: transport,
+        channel,
+        sent: 0,
+        received: 0,
+    };
+    let mut report = run_session(session, store, &mut sealed)?;
+    report.bytes_sent = handshake_bytes.0 + sealed.sent;
+    report.bytes_received = handshake_bytes.1 + sealed.received;
+    report.handshake_bytes = handshake_bytes.0 + handshake_bytes.1;
+    Ok(report)
 }
 
 // ---- in-process ----------------------------------------------------------------------------
@@ -226,11 +339,13 @@ impl Transport for TcpTransport {
         self.read_exact_by(&mut head, 4, deadline)?;
         let len = u32::from_be_bytes(<[u8; 4]>::try_from(head.as_slice()).unwrap_or_default());
         let len = len as usize;
-        if len > message::limits::MESSAGE_BYTES_MAX {
+        // The largest message, sealed ([`crate::secure`]).
+        let limit = secure::sealed_len(message::limits::MESSAGE_BYTES_MAX);
+        if len > limit {
             return Err(TransportError::Wire(WireError::TooLarge {
                 what: "message bytes (length prefix)",
                 got: len as u64,
-                limit: message::limits::MESSAGE_BYTES_MAX as u64,
+                limit: limit as u64,
             }));
         }
         let mut body = Vec::new();
@@ -239,14 +354,16 @@ impl Transport for TcpTransport {
     }
 }
 
-/// Connects to `addr` and runs a session as the initiator.
-pub fn sync_tcp<S: PeerBook>(
+/// Connects to `addr` and runs an encrypted session as the initiator with the device
+/// `expect` names.
+pub fn sync_tcp<S: Gate>(
     store: &mut S,
     addr: &str,
     timeout: Duration,
+    expect: Expect,
 ) -> Result<SyncReport, SyncError<S::Error>> {
     let mut transport = TcpTransport::connect(addr, timeout)?;
-    run(Role::Initiator, store, &mut transport)
+    run_secure(Role::Initiator, store, &mut transport, expect)
 }
 
 // ---- serving several peers -----------------------------------------------------------------
@@ -342,6 +459,20 @@ impl<S: PeerBook> PeerBook for Shared<S> {
     }
 }
 
+impl<S: Gate> Gate for Shared<S> {
+    fn identity(&self) -> Identity {
+        self.lock().identity()
+    }
+
+    fn admit_peer(&self, peer: &DeviceId) -> Result<Access, AuthError> {
+        self.lock().admit_peer(peer)
+    }
+
+    fn pushes(&self) -> bool {
+        self.lock().pushes()
+    }
+}
+
 /// How a server behaves.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
@@ -366,7 +497,7 @@ impl Default for ServeOptions {
     }
 }
 
-/// Serves sessions on `listener`, each on its own thread as the responder, reporting each
+/// Serves encrypted sessions on `listener`, each on its own thread as the responder, reporting each
 /// session's outcome to `on_session` (from that session's thread). Returns after
 /// `options.sessions` sessions have ended, or on a listener error.
 pub fn serve<S, F>(
@@ -376,7 +507,7 @@ pub fn serve<S, F>(
     on_session: F,
 ) -> Result<(), SyncError<S::Error>>
 where
-    S: PeerBook + Send + 'static,
+    S: Gate + Send + 'static,
     F: Fn(SocketAddr, Result<SyncReport, SyncError<S::Error>>) + Send + Sync + 'static,
 {
     let on_session = Arc::new(on_session);
@@ -419,7 +550,7 @@ where
                 .map_err(SyncError::from)
                 .and_then(|mut t| {
                     let session = Session::new(Role::Responder).with_chunk_ops(chunk_ops);
-                    run_session(session, &mut store, &mut t)
+                    run_secure_session(session, &mut store, &mut t, Expect::Member)
                 });
             active.fetch_sub(1, Ordering::SeqCst);
             on_session(addr, result);

@@ -1,5 +1,5 @@
 //! The sync-layer fuzz seed corpus on stable: every file in fuzz/seeds/{decode_segments,
-//! decode_message,sync_session}/ goes through the same checks as the fuzz targets (the checks
+//! decode_message,sync_session,handshake}/ goes through the same checks as the fuzz targets (the checks
 //! are fuzz/src/sync_checks.rs itself, included below), named seeds must give their expected
 //! outcome, the seed files must be exactly what fuzz/src/sync_seeds.rs generates (run with
 //! `CARDLOG_WRITE_SEEDS=1` to rewrite them), and crash inputs left in fuzz/artifacts/ by a
@@ -27,8 +27,8 @@ use std::path::PathBuf;
 use cardlog_sync::wire::message::{self, Message};
 use cardlog_sync::WireError;
 use sync_checks::{
-    check_decode_message, check_decode_segments, check_sync_session, seal_message, seal_segments,
-    universe, unsealed, SessionCheck,
+    check_decode_message, check_decode_segments, check_handshake, check_sync_session, seal_message,
+    seal_segments, universe, unsealed, SessionCheck,
 };
 
 use corpus::files;
@@ -340,17 +340,41 @@ fn sync_session_seeds_pass_the_target_checks() {
     }
 }
 
+#[test]
+fn handshake_seeds_pass_the_target_checks() {
+    let target = "handshake";
+    let seeds = files(&fuzz_dir().join("seeds").join(target));
+    assert_eq!(seeds.len(), 6);
+    for (name, bytes) in &seeds {
+        let result = check_handshake(bytes);
+        valid_or_invalid(target, name, result.is_ok(), &result);
+    }
+    let unencrypted = check_handshake(seed(&seeds, target, "invalid-m1-unencrypted.bin"));
+    assert!(
+        unencrypted
+            .as_ref()
+            .is_err_and(|e| e.contains("unencrypted")),
+        "{unencrypted:?}"
+    );
+}
+
 /// Crash inputs a fuzzing run saved pass the checks now (none here unless a run saved some).
 #[test]
 fn fuzz_artifacts_do_not_regress() {
     let mut replayed = 0;
-    for target in ["decode_segments", "decode_message", "sync_session"] {
+    for target in [
+        "decode_segments",
+        "decode_message",
+        "sync_session",
+        "handshake",
+    ] {
         let dir = fuzz_dir().join("artifacts").join(target);
         for (name, bytes) in files(&dir) {
             eprintln!("replaying fuzz/artifacts/{target}/{name}");
             match target {
                 "decode_segments" => drop(check_decode_segments(&bytes)),
                 "decode_message" => drop(check_decode_message(&bytes)),
+                "handshake" => drop(check_handshake(&bytes)),
                 _ => drop(check_sync_session(&bytes)),
             }
             replayed += 1;

@@ -337,7 +337,11 @@ fn message_bytes_max_and_the_segment_bytes_inside() {
 fn a_tcp_length_prefix_one_past_the_limit_is_refused_before_reading() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let limit = msg::MESSAGE_BYTES_MAX as u32;
+    // The largest session message, sealed (its tags and length inside the encryption).
+    let limit = cardlog_sync::secure::sealed_len(msg::MESSAGE_BYTES_MAX) as u32;
+    assert!(
+        limit > msg::MESSAGE_BYTES_MAX as u32 && limit < msg::MESSAGE_BYTES_MAX as u32 + 80_000
+    );
     for (declared, refused) in [(limit + 1, true), (limit, false)] {
         let mut peer = TcpStream::connect(addr).unwrap();
         let (stream, _) = listener.accept().unwrap();

@@ -45,11 +45,11 @@ mod sync;
 
 pub use error::{Error, MemberError, OpenError};
 pub use replica::{ApplyReport, Bulk, Options, Replica};
-pub use sync::{CalibrationInfo, PeerInfo, SyncError};
+pub use sync::{CalibrationInfo, Pairing, PeerInfo, SyncError};
 
 /// The sync layer: sessions, transports, bundles (docs/SYNC.md).
 pub use cardlog_sync as sync_layer;
-pub use cardlog_sync::{Fork, Role, SyncReport, TransportError};
+pub use cardlog_sync::{AuthError, Fork, HandshakeError, Role, SyncReport, TransportError};
 
 pub use cardlog_core::edit::EditTarget;
 pub use cardlog_core::replay::{ChainTip, ContactRegisters, Heads};

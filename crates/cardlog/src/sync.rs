@@ -9,12 +9,14 @@ use bincode::config::{self, Configuration, LittleEndian, Varint};
 use bincode::{Decode, Encode};
 use cardlog_core::codec::{decode_exact_with, encode_with};
 use cardlog_core::replay::ChainTip;
+use cardlog_core::MemberRole;
 use cardlog_core::{ContactId, DeviceId, OpId, Refusal, SealedOp, SignedTip};
 use cardlog_store::keys::meta;
 use cardlog_store::StoreError;
 use cardlog_sync::bundle::{self, Imported};
+use cardlog_sync::secure::{Access, Expect, Identity};
 use cardlog_sync::transport::{self, Transport};
-use cardlog_sync::{Applied, Fork, PeerBook, Role, SyncReport, SyncStore};
+use cardlog_sync::{Applied, AuthError, Fork, Gate, PeerBook, Role, SyncReport, SyncStore};
 
 use crate::error::Error;
 use cardlog_core::Summary;
@@ -47,6 +49,17 @@ pub struct CalibrationInfo {
     /// Whether the offset is beyond the skew bound (5 minutes by default): the device's
     /// clock is badly wrong and the user should be told.
     pub beyond_bound: bool,
+}
+
+/// The device a replica is paired with: the relay it syncs through (or, for a device that
+/// joined a book, the member it first syncs with). Sessions with it check its key; a replica
+/// that holds no membership yet admits only it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pairing {
+    /// The paired device.
+    pub device: DeviceId,
+    /// Where it is served (`host:port`), if given.
+    pub addr: Option<String>,
 }
 
 #[derive(Encode, Decode, Default)]
@@ -162,19 +175,58 @@ impl Replica {
         }))
     }
 
-    /// Runs one sync session over `transport` (see [`cardlog_sync::session`]).
+    /// Pairs this replica with `device` (its relay, or the member a joining device first
+    /// syncs with), served at `addr` if given: sessions with it check its key, and a replica
+    /// that holds no membership yet admits it before any other. Replaces an earlier pairing.
+    pub fn pair(&mut self, device: DeviceId, addr: Option<&str>) -> Result<(), Error> {
+        let record = (device, addr.map(str::to_owned));
+        self.store.put_meta(meta::PAIRED, encode(&record))?;
+        self.durable()
+    }
+
+    /// The pairing ([`Replica::pair`]), if any.
+    pub fn paired(&self) -> Result<Option<Pairing>, Error> {
+        let Some(v) = self.store.meta(meta::PAIRED)? else {
+            return Ok(None);
+        };
+        let (device, addr) = decode::<(DeviceId, Option<String>)>(&v, "paired")?;
+        Ok(Some(Pairing { device, addr }))
+    }
+
+    /// Runs one encrypted sync session over `transport` (see [`cardlog_sync::secure`]): the
+    /// peer must be a member of this replica's book, or the paired device.
     pub fn sync_over<T: Transport>(
         &mut self,
         role: Role,
         transport: &mut T,
     ) -> Result<SyncReport, SyncError> {
-        transport::run(role, self, transport)
+        transport::run_secure(role, self, transport, Expect::Member)
     }
 
     /// Connects to a served replica at `addr` (`host:port`) and syncs with it; waits at most
-    /// `timeout` for each message.
+    /// `timeout` for each message. The peer must be a member of this replica's book; if
+    /// `addr` is the paired relay's address, it must be that relay.
     pub fn sync_tcp(&mut self, addr: &str, timeout: Duration) -> Result<SyncReport, SyncError> {
-        transport::sync_tcp(self, addr, timeout)
+        let expect = match self.paired().map_err(SyncError::Store)? {
+            Some(p) if p.addr.as_deref() == Some(addr) => Expect::Device(p.device),
+            _ => Expect::Member,
+        };
+        transport::sync_tcp(self, addr, timeout, expect)
+    }
+
+    /// Syncs with the paired relay at its address; the peer must be that relay.
+    pub fn sync_paired(&mut self, timeout: Duration) -> Result<SyncReport, SyncError> {
+        let Some(Pairing {
+            device,
+            addr: Some(addr),
+        }) = self.paired().map_err(SyncError::Store)?
+        else {
+            return Err(SyncError::Transport(
+                "this replica is not paired with a relay address (`cardlog pair DEVICE ADDR`)"
+                    .to_owned(),
+            ));
+        };
+        transport::sync_tcp(self, &addr, timeout, Expect::Device(device))
     }
 
     /// A bundle of the ops a replica holding `since` lacks (every op when `None`).
@@ -293,6 +345,40 @@ impl SyncStore for Replica {
     }
 }
 
+impl Gate for Replica {
+    fn identity(&self) -> Identity {
+        Identity::new(self.book(), self.store.device_key())
+    }
+
+    /// A current member of the book (a read member may not push), else the paired device
+    /// while it is not a removed member.
+    fn admit_peer(&self, peer: &DeviceId) -> Result<Access, AuthError> {
+        if let Some(member) = self.membership().member(peer) {
+            if member.removed.is_some() {
+                return Err(AuthError::Removed(*peer));
+            }
+            return Ok(Access {
+                push: member.role != MemberRole::Read,
+            });
+        }
+        // A pairing that cannot be read admits no one.
+        let paired = self.paired().ok().flatten().map(|p| p.device);
+        if paired == Some(*peer) {
+            return Ok(Access { push: true });
+        }
+        if self.membership().founder().is_none() {
+            return Err(AuthError::MembersUnknown(*peer));
+        }
+        Err(AuthError::NotAMember(*peer))
+    }
+
+    fn pushes(&self) -> bool {
+        self.membership()
+            .member(&self.id())
+            .is_none_or(|m| m.role != MemberRole::Read)
+    }
+}
+
 impl PeerBook for Replica {
     fn wall_ms(&self) -> u64 {
         self.wall.now_ms()
@@ -408,13 +494,15 @@ mod tests {
     }
 
     /// The facade's meta records as golden bytes (docs/FORMAT.md, "Store": `mpeers`,
-    /// `mforks`, `mcalibration`, `mclock`): fixed values encode to exactly these bytes and the
+    /// `mforks`, `mcalibration`, `mclock`, `mpaired`): fixed values encode to exactly these bytes and the
     /// bytes decode back to them, so a refactor cannot change what a stored replica reads.
     const GOLDEN_PEERS_HEX: &str = "01b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b202a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1031111111111111111111111111111111111111111111111111111111111111111fd035e56eea101000011b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2fb2c012222222222222222222222222222222222222222222222222222222222222222fd2c5f56eea101000022fde86156eea1010000";
     const GOLDEN_FORKS_HEX: &str = "01a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a10233333333333333333333333333333333333333333333333333333333333333334444444444444444444444444444444444444444444444444444444444444444";
     const GOLDEN_CALIBRATION_HEX: &str =
         "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2fcffb74c0a2afdd06556eea1010000";
     const GOLDEN_CLOCK_HEX: &str = "fffffffffad9a400";
+    const GOLDEN_PAIRED_HEX: &str =
+        "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2011272656c61792e6578616d706c653a37343437";
 
     type Peers = Vec<(DeviceId, PeerRecord)>;
     type CalibrationRecord = (DeviceId, i64, u64, u64);
@@ -457,6 +545,16 @@ mod tests {
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn the_pairing_record_matches_its_golden_bytes() {
+        let paired = (DeviceId([0xb2; 16]), Some("relay.example:7447".to_owned()));
+        assert_eq!(hex(&encode(&paired)), GOLDEN_PAIRED_HEX);
+        let back: (DeviceId, Option<String>) = decode(&unhex(GOLDEN_PAIRED_HEX), "paired").unwrap();
+        assert_eq!(back, paired);
+        let bytes = unhex(GOLDEN_PAIRED_HEX);
+        assert!(decode::<(DeviceId, Option<String>)>(&bytes[..bytes.len() - 1], "paired").is_err());
     }
 
     #[test]

@@ -262,8 +262,20 @@ fn sigkill_during_bundle_import_and_tcp_sync_leaves_a_consistent_prefix() {
             )
         });
     }
+    let served = shared.lock().id();
     for round in 0..ROUNDS {
         let dir = tmp.path().join(format!("tcp-{round}"));
+        // Each child is a device of the book, admitted by the source and paired with it, so
+        // the encrypted session lets it in.
+        {
+            let mut child = Replica::join(&dir, book).unwrap();
+            child.pair(served, Some(&addr)).unwrap();
+            shared
+                .lock()
+                .add_member(child.id(), cardlog::MemberRole::Write, "child")
+                .unwrap();
+        }
+        let total = shared.lock().op_count();
         let lines = run_child(
             &dir,
             book,

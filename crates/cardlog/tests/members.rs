@@ -21,11 +21,11 @@ use cardlog::sync_layer::wire::message::{self, Message};
 use cardlog::sync_layer::wire::segment::Locate;
 use cardlog::sync_layer::WireError;
 use cardlog::{
-    ContactId, DeviceId, Error, MemberError, MemberRole, OpId, Refusal, Replica, SealedOp,
-    SignedTip,
+    AuthError, ContactId, DeviceId, Error, HandshakeError, MemberError, MemberRole, OpId, Refusal,
+    Replica, SealedOp, SignedTip, SyncError,
 };
 use cardlog_core::{BookId, Device, DeviceKey, FakeClock, Field, MemberChange, Path};
-use common::{copy_dir, member_of, person, replica, session, NINE_MS};
+use common::{copy_dir, failed_session, member_of, person, replica, session, NINE_MS};
 
 /// A device outside any replica, holding its own key: it writes ops and signs them itself.
 struct Outsider {
@@ -378,16 +378,26 @@ fn a_joined_device_saves_only_once_an_admin_has_admitted_it() {
     let err = ipad.add_contact(&person(9, "Early")).unwrap_err();
     assert!(matches!(err, Error::Refused(_)), "{err}");
     assert_eq!(ipad.op_count(), 0);
-    // Another book's ops are refused by the joined device.
+    // Another book's device cannot even complete a handshake with it.
     let mut other = replica(&tmp.join("other"), &b.clock);
     other.add_contact(&person(10, "Elsewhere")).unwrap();
-    let (report, _) = session(&mut ipad, &mut other);
-    assert!(!report.refused.is_empty(), "{report:?}");
+    let (to_ipad, _) = failed_session(&mut ipad, &mut other);
+    assert!(
+        matches!(to_ipad, SyncError::Handshake(HandshakeError::Decrypt(2))),
+        "{to_ipad:?}"
+    );
     assert_eq!(ipad.op_count(), 0);
-    // Admitted by the admin's op, received by sync: it is a writer and saves.
+    // Admitted by the admin's op. The iPad knows no members yet, so it admits no peer until
+    // it is paired with one.
     admin
         .add_member(ipad.id(), MemberRole::Write, "Ada's iPad")
         .unwrap();
+    let (to_ipad, _) = failed_session(&mut ipad, &mut admin);
+    assert!(
+        matches!(to_ipad, SyncError::Auth(AuthError::MembersUnknown(d)) if d == admin.id()),
+        "{to_ipad:?}"
+    );
+    ipad.pair(admin.id(), None).unwrap();
     let (report, _) = session(&mut ipad, &mut admin);
     assert!(report.refused.is_empty(), "{report:?}");
     let me = ipad.members().into_iter().find(|(d, _)| *d == ipad.id());
@@ -466,20 +476,23 @@ fn a_removal_retracts_the_ops_it_voids_and_every_order_reaches_the_same_state() 
         fourth.state_digest().unwrap(),
         third.state_digest().unwrap()
     );
-    // The writer saves once more, still unaware; a session with the fourth device refuses
-    // that op (nothing needs it), tells the writer of its removal, and both sides count as
-    // converged: they differ only in a void op.
+    // The writer saves once more, still unaware. A removed device is no longer let into a
+    // session: the fourth refuses it after the handshake, before sending or taking anything,
+    // and tells it why.
     b.writer.add_contact(&person(12, "Unaware")).unwrap();
-    let (to_writer, to_fourth) = session(&mut b.writer, &mut fourth);
+    let before = fourth.summary().clone();
+    let (to_writer, to_fourth) = failed_session(&mut b.writer, &mut fourth);
     assert!(
-        matches!(to_fourth.refused[..], [Refusal::Removed { author, .. }] if author == b.writer.id()),
+        matches!(to_fourth, SyncError::Auth(AuthError::Removed(d)) if d == b.writer.id()),
         "{to_fourth:?}"
     );
     assert!(
-        to_writer.converged && to_fourth.converged,
-        "{to_writer:?} {to_fourth:?}"
+        matches!(&to_writer, SyncError::PeerAborted(why) if why.contains("was removed")),
+        "{to_writer:?}"
     );
-    assert_ne!(b.writer.summary(), fourth.summary());
+    assert_eq!(fourth.summary(), &before);
+    // Taken by other means (in process here), the removal stops the writer's saves.
+    b.writer.pull_from(&fourth).unwrap();
     assert!(b.writer.add_contact(&person(13, "Informed")).is_err());
     assert_eq!(
         fourth.state_digest().unwrap(),

@@ -17,6 +17,7 @@ use std::path::Path as FsPath;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cardlog::sync_layer::secure::{Handshake, Identity};
 use cardlog::sync_layer::session::Session;
 use cardlog::sync_layer::transport::{
     channel_pair, run, run_session, serve, ChannelEnd, ServeOptions, Shared, TcpTransport,
@@ -421,24 +422,33 @@ fn served_replica(tmp: &FsPath) -> Replica {
 #[test]
 fn a_peer_that_disconnects_mid_message_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let served = served_replica(tmp.path());
-    let before = state(&served);
-    let (addr, h) = responder(served, TIMEOUT);
-    // A hand-made initiator: a proper hello, then half of an ops message, then gone.
+    let mut served = served_replica(tmp.path());
+    // A member of the book, so the served replica lets it in.
     let clock = Arc::new(FakeClock::new(NINE_MS));
-    let mut peer = replica(&tmp.path().join("peer"), &clock);
+    let mut peer = member_of(&mut served, &tmp.path().join("peer"), &clock);
     for i in 0..5u8 {
         peer.add_contact(&person(100 + i, "Peer")).unwrap();
     }
+    let before = state(&served);
+    let (addr, h) = responder(served, TIMEOUT);
+    // A hand-made initiator: the handshake, a proper hello, then half of an ops message, then
+    // gone.
+    let identity = Identity::new(peer.book(), peer.store().device_key());
     let mut s = TcpStream::connect(&addr).unwrap();
+    let (mut handshake, m1) = Handshake::initiate(&identity).unwrap();
+    s.write_all(&frame(&m1)).unwrap();
+    handshake.read_reply(&read_frame(&mut s)).unwrap();
+    let (m3, mut channel) = handshake.finish(&identity).unwrap();
+    s.write_all(&frame(&m3)).unwrap();
     let hello = message::encode(&Message::Hello {
         replica: peer.id(),
         wall_ms: NINE_MS,
         summary: peer.summary().clone(),
     });
-    s.write_all(&frame(&hello)).unwrap();
+    s.write_all(&frame(&channel.seal(&hello).unwrap())).unwrap();
     loop {
-        if let Message::Ops { last: true, .. } = message::decode(&read_frame(&mut s)).unwrap() {
+        let bytes = channel.open(&read_frame(&mut s)).unwrap();
+        if let Message::Ops { last: true, .. } = message::decode(&bytes).unwrap() {
             break;
         }
     }
@@ -454,7 +464,7 @@ fn a_peer_that_disconnects_mid_message_changes_nothing() {
         forks: vec![],
         segments: ops,
     });
-    let framed = frame(&whole);
+    let framed = frame(&channel.seal(&whole).unwrap());
     s.write_all(&framed[..framed.len() / 2]).unwrap();
     drop(s);
     let (served, result) = h.join().unwrap();
@@ -463,7 +473,11 @@ fn a_peer_that_disconnects_mid_message_changes_nothing() {
     assert!(err.to_string().contains("bytes of a message"), "{err}");
     // The served replica only learned the peer's summary; no op arrived.
     assert_eq!(state(&served).1, before.1);
-    assert_eq!(served.op_count(), 1 + 5, "the founding op and five saves");
+    assert_eq!(
+        served.op_count(),
+        1 + 5 + 1,
+        "the founding op, five saves, the peer's admission"
+    );
     assert!(served.verify().unwrap().is_ok());
 }
 

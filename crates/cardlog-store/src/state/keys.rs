@@ -50,6 +50,9 @@ pub mod meta {
     pub const FORKS: &[u8] = b"mforks";
     /// The last clock calibration: peer, offset, round trip, when (written by the facade).
     pub const CALIBRATION: &[u8] = b"mcalibration";
+    /// The device this replica is paired with (its relay): device id and address, if given
+    /// (written by the facade; docs/SECURITY.md, "Who may connect").
+    pub const PAIRED: &[u8] = b"mpaired";
     /// The address book this replica belongs to (16 bytes); absent until it founds or joins
     /// one.
     pub const BOOK: &[u8] = b"mbook";

@@ -345,6 +345,13 @@ struct RawSegment {
     signature: Option<(PublicKey, Signature)>,
 }
 
+/// Whether a segment message carries any op (checked like any message: magic, version,
+/// checksum, structure), without rebuilding the ops.
+pub fn carries_ops(bytes: &[u8]) -> Result<bool, WireError> {
+    let (_, segments) = parse(bytes)?;
+    Ok(segments.iter().any(|s| !s.ops.is_empty()))
+}
+
 /// Strictly decodes exactly `bytes` as a `T` (re-encoding must give the same bytes).
 fn decode_strict<T: bincode::Decode<()> + bincode::Encode>(bytes: &[u8]) -> Option<T> {
     decode_exact::<T>(bytes).filter(|v| encode_to_vec(v) == bytes)

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cardlog::sync_layer::transport::channel_pair;
-use cardlog::{Contact, ContactId, Field, MemberRole, Options, Replica, Role, SyncReport};
+use cardlog::{
+    Contact, ContactId, Field, MemberRole, Options, Replica, Role, SyncError, SyncReport,
+};
 use cardlog_core::FakeClock;
 
 /// 2026-11-22T09:00:00Z.
@@ -65,6 +67,18 @@ pub fn session(a: &mut Replica, b: &mut Replica) -> (SyncReport, SyncReport) {
     std::thread::scope(|s| {
         let h = s.spawn(|| b.sync_over(Role::Responder, &mut eb).unwrap());
         let x = a.sync_over(Role::Initiator, &mut ea).unwrap();
+        (x, h.join().unwrap())
+    })
+}
+
+/// One session over the in-process channel that must fail on both sides, `a` initiating:
+/// each side's error.
+pub fn failed_session(a: &mut Replica, b: &mut Replica) -> (SyncError, SyncError) {
+    let (mut ea, mut eb) = channel_pair(TIMEOUT);
+    std::thread::scope(|s| {
+        let h = s.spawn(|| b.sync_over(Role::Responder, &mut eb).unwrap_err());
+        let x = a.sync_over(Role::Initiator, &mut ea).unwrap_err();
+        drop(ea);
         (x, h.join().unwrap())
     })
 }

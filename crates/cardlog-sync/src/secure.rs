@@ -1,0 +1,473 @@
+//! Encrypted, mutually authenticated sessions: the handshake that proves to each side which
+//! device of its address book the other is, and the sealed channel that then carries every
+//! [`Session`] message (docs/SYNC.md, "Handshake"; docs/SECURITY.md, "Sessions"). Sans-IO
+//! like the session: [`Handshake`] and [`Channel`] only turn bytes into bytes, and [`run`]
+//! drives them over any [`crate::transport::Transport`] ([`crate::transport::run_secure`]).
+//!
+//! The handshake is Noise XX (`Noise_XX_25519_ChaChaPoly_BLAKE2s`, through `snow`) with the
+//! book's id in the prologue, so only devices of one book complete it:
+//!
+//! ```text
+//! I → R  "CLNX" 1  e                                       37 bytes
+//! R → I  e, ee, s, es, {R's device key, certificate}      192 bytes
+//!        I checks R: the relay it expects, a member of its book (or the device it paired with)
+//! I → R  s, se, {I's device key, certificate}              160 bytes
+//!        R checks I: a member of its book (or the device it paired with)
+//! ```
+//!
+//! `s` is the device's X25519 session key, derived from its device key's seed; the certificate
+//! is the device's ed25519 signature of it for the book ([`DeviceKey::certify_session_key`]),
+//! so the Noise handshake proves possession of the session key and the certificate binds it to
+//! the device id that membership names. A side that refuses the other sends nothing more (the
+//! responder sends one sealed `Abort` saying why, readable only by the refused device).
+//!
+//! After the handshake each session message travels sealed: its length (4 bytes, big-endian)
+//! and bytes, cut into pieces of at most 65,519 bytes, each encrypted with the next nonce of
+//! the direction's key (ChaCha20-Poly1305, 16-byte tag). A flipped, dropped, reordered or
+//! replayed message fails its tag and ends the session before it reaches the session layer.
+
+use std::fmt;
+
+use cardlog_core::{BookId, DeviceId, DeviceKey, PublicKey, Signature};
+use curve25519_dalek::MontgomeryPoint;
+use snow::{HandshakeState, TransportState};
+
+use crate::error::{HandshakeError, TransportError};
+use crate::wire::message;
+
+/// The Noise protocol name.
+pub const PROTOCOL: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
+/// The handshake version this build speaks (the byte after the magic of the first message).
+pub const HANDSHAKE_VERSION: u8 = 1;
+/// The first bytes of a handshake.
+const MAGIC: &[u8; 4] = b"CLNX";
+/// The first bytes of an unencrypted sync message (an older cardlog).
+const PLAIN_MAGIC: &[u8; 4] = b"CLSY";
+/// The prologue ahead of the book id: both sides must agree on it byte for byte.
+const PROLOGUE_PREFIX: &[u8] = b"cardlog 2026-12-03 sync session v1\0";
+/// A device key and its certificate of the session key, the payload of messages 2 and 3.
+const CERTIFICATE_BYTES: usize = 32 + 64;
+/// Noise's largest message, and the AEAD tag each carries.
+const NOISE_MESSAGE_MAX: usize = 65_535;
+const TAG_BYTES: usize = 16;
+/// Plaintext bytes per sealed piece.
+const PIECE_PLAIN_MAX: usize = NOISE_MESSAGE_MAX - TAG_BYTES;
+/// The handshake messages' sizes.
+const MESSAGE_1_BYTES: usize = MAGIC.len() + 1 + 32;
+const MESSAGE_2_BYTES: usize = 32 + (32 + TAG_BYTES) + (CERTIFICATE_BYTES + TAG_BYTES);
+const MESSAGE_3_BYTES: usize = (32 + TAG_BYTES) + (CERTIFICATE_BYTES + TAG_BYTES);
+
+/// How many bytes a message of `plain` bytes takes sealed.
+pub const fn sealed_len(plain: usize) -> usize {
+    let framed = plain + 4;
+    framed + framed.div_ceil(PIECE_PLAIN_MAX) * TAG_BYTES
+}
+
+/// Who a replica is in sessions: its book, its X25519 session key and the certificate binding
+/// that key to its device key.
+#[derive(Clone)]
+pub struct Identity {
+    book: BookId,
+    device: DeviceId,
+    secret: [u8; 32],
+    certificate: [u8; CERTIFICATE_BYTES],
+}
+
+impl Identity {
+    /// The identity of the device holding `key`, for sessions of `book`.
+    pub fn new(book: BookId, key: &DeviceKey) -> Self {
+        let secret = key.session_secret();
+        let public = MontgomeryPoint::mul_base_clamped(secret).to_bytes();
+        let signature = key.certify_session_key(&book, &public);
+        let mut certificate = [0u8; CERTIFICATE_BYTES];
+        let (k, s) = certificate.split_at_mut(32);
+        k.copy_from_slice(&key.public().0);
+        s.copy_from_slice(&signature.0);
+        Self {
+            book,
+            device: key.device(),
+            secret,
+            certificate,
+        }
+    }
+
+    /// The book whose sessions this identity takes part in.
+    pub fn book(&self) -> BookId {
+        self.book
+    }
+
+    /// The device it speaks for.
+    pub fn device(&self) -> DeviceId {
+        self.device
+    }
+
+    fn prologue(&self) -> Vec<u8> {
+        let mut p = PROLOGUE_PREFIX.to_vec();
+        p.extend_from_slice(&self.book.0);
+        p
+    }
+
+    fn builder_state(&self, initiator: bool) -> Result<HandshakeState, HandshakeError> {
+        let params = PROTOCOL
+            .parse()
+            .map_err(|e: snow::Error| HandshakeError::Noise(e.to_string()))?;
+        let prologue = self.prologue();
+        let builder = snow::Builder::new(params)
+            .local_private_key(&self.secret)
+            .and_then(|b| b.prologue(&prologue))
+            .map_err(noise)?;
+        if initiator {
+            builder.build_initiator().map_err(noise)
+        } else {
+            builder.build_responder().map_err(noise)
+        }
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The session secret never reaches a log line.
+        write!(f, "Identity(device {}, book {})", self.device, self.book)
+    }
+}
+
+impl Drop for Identity {
+    fn drop(&mut self) {
+        self.secret.fill(0);
+    }
+}
+
+fn noise(e: snow::Error) -> HandshakeError {
+    HandshakeError::Noise(e.to_string())
+}
+
+/// The authenticated peer of a handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// Its device id (derived from `key`).
+    pub device: DeviceId,
+    /// Its ed25519 device key.
+    pub key: PublicKey,
+}
+
+/// What this side lets an authenticated peer do ([`crate::Gate::admit_peer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    /// Whether ops it sends are taken (false for a read-only member).
+    pub push: bool,
+}
+
+/// Whom the initiator means to reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Expect {
+    /// Any device the replica admits ([`crate::Gate::admit_peer`]).
+    #[default]
+    Member,
+    /// Exactly this device (the paired relay), which the replica must also admit.
+    Device(DeviceId),
+}
+
+/// A handshake in progress (see the module docs).
+pub struct Handshake {
+    state: HandshakeState,
+    book: BookId,
+}
+
+impl fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Handshake(book {})", self.book)
+    }
+}
+
+impl Handshake {
+    /// Starts a handshake as the initiator: the state and message 1.
+    pub fn initiate(identity: &Identity) -> Result<(Self, Vec<u8>), HandshakeError> {
+        let mut state = identity.builder_state(true)?;
+        // snow wants room for a tag even where message 1 has none.
+        let mut noise_part = [0u8; 32 + TAG_BYTES];
+        let n = state.write_message(&[], &mut noise_part).map_err(noise)?;
+        let mut m1 = Vec::with_capacity(MESSAGE_1_BYTES);
+        m1.extend_from_slice(MAGIC);
+        m1.push(HANDSHAKE_VERSION);
+        m1.extend_from_slice(noise_part.get(..n).unwrap_or_default());
+        let book = identity.book;
+        Ok((Self { state, book }, m1))
+    }
+
+    /// Answers message 1 as the responder: the state and message 2 (this side's identity,
+    /// readable only by a device of the same book).
+    pub fn answer(identity: &Identity, m1: &[u8]) -> Result<(Self, Vec<u8>), HandshakeError> {
+        if m1.starts_with(PLAIN_MAGIC) {
+            return Err(HandshakeError::Unencrypted);
+        }
+        if !m1.starts_with(MAGIC) {
+            return Err(HandshakeError::NotAHandshake);
+        }
+        let version = m1.get(MAGIC.len()).copied().unwrap_or_default();
+        if version != HANDSHAKE_VERSION {
+            return Err(HandshakeError::Version(version, HANDSHAKE_VERSION));
+        }
+        check_size(1, m1, MESSAGE_1_BYTES)?;
+        let mut state = identity.builder_state(false)?;
+        let mut scratch = [0u8; 64];
+        state
+            .read_message(m1.get(MAGIC.len() + 1..).unwrap_or_default(), &mut scratch)
+            .map_err(|_| HandshakeError::Decrypt(1))?;
+        let mut m2 = vec![0u8; MESSAGE_2_BYTES];
+        let n = state
+            .write_message(&identity.certificate, &mut m2)
+            .map_err(noise)?;
+        m2.truncate(n);
+        let book = identity.book;
+        Ok((Self { state, book }, m2))
+    }
+
+    /// Reads message 2 as the initiator: who the responder is. Nothing more is sent unless
+    /// the caller admits it and calls [`Handshake::finish`].
+    pub fn read_reply(&mut self, m2: &[u8]) -> Result<Peer, HandshakeError> {
+        check_size(2, m2, MESSAGE_2_BYTES)?;
+        let mut payload = [0u8; MESSAGE_2_BYTES];
+        let n = self
+            .state
+            .read_message(m2, &mut payload)
+            .map_err(|_| HandshakeError::Decrypt(2))?;
+        self.peer(payload.get(..n).unwrap_or_default())
+    }
+
+    /// Message 3 (this side's identity) and the channel, as the initiator.
+    pub fn finish(mut self, identity: &Identity) -> Result<(Vec<u8>, Channel), HandshakeError> {
+        let mut m3 = vec![0u8; MESSAGE_3_BYTES];
+        let n = self
+            .state
+            .write_message(&identity.certificate, &mut m3)
+            .map_err(noise)?;
+        m3.truncate(n);
+        Ok((m3, Channel::new(self.state)?))
+    }
+
+    /// Reads message 3 as the responder: who the initiator is, and the channel.
+    pub fn read_final(mut self, m3: &[u8]) -> Result<(Peer, Channel), HandshakeError> {
+        check_size(3, m3, MESSAGE_3_BYTES)?;
+        let mut payload = [0u8; MESSAGE_3_BYTES];
+        let n = self
+            .state
+            .read_message(m3, &mut payload)
+            .map_err(|_| HandshakeError::Decrypt(3))?;
+        let peer = self.peer(payload.get(..n).unwrap_or_default())?;
+        Ok((peer, Channel::new(self.state)?))
+    }
+
+    /// The peer named by a certificate payload, checked against the session key the
+    /// handshake authenticated.
+    fn peer(&self, payload: &[u8]) -> Result<Peer, HandshakeError> {
+        let certificate = <[u8; CERTIFICATE_BYTES]>::try_from(payload)
+            .map_err(|_| HandshakeError::Certificate)?;
+        let (k, s) = certificate.split_at(32);
+        let key = PublicKey(<[u8; 32]>::try_from(k).map_err(|_| HandshakeError::Certificate)?);
+        let signature =
+            Signature(<[u8; 64]>::try_from(s).map_err(|_| HandshakeError::Certificate)?);
+        let session: [u8; 32] = self
+            .state
+            .get_remote_static()
+            .and_then(|s| <[u8; 32]>::try_from(s).ok())
+            .ok_or(HandshakeError::Certificate)?;
+        key.verify_session_key(&self.book, &session, &signature)
+            .map_err(|_| HandshakeError::Certificate)?;
+        Ok(Peer {
+            device: key.device(),
+            key,
+        })
+    }
+}
+
+fn check_size(message: u8, bytes: &[u8], expected: usize) -> Result<(), HandshakeError> {
+    if bytes.len() != expected {
+        return Err(HandshakeError::Size {
+            message,
+            got: bytes.len(),
+            expected,
+        });
+    }
+    Ok(())
+}
+
+/// The two keys of an established session: seals what this side sends, opens what it
+/// receives, each direction with its own key and nonce count.
+pub struct Channel {
+    state: TransportState,
+    opened: u64,
+}
+
+impl fmt::Debug for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Channel(opened {})", self.opened)
+    }
+}
+
+impl Channel {
+    fn new(state: HandshakeState) -> Result<Self, HandshakeError> {
+        Ok(Self {
+            state: state.into_transport_mode().map_err(noise)?,
+            opened: 0,
+        })
+    }
+
+    /// Seals one message ([`sealed_len`] bytes).
+    pub fn seal(&mut self, message: &[u8]) -> Result<Vec<u8>, TransportError> {
+        let len = u32::try_from(message.len()).map_err(|_| {
+            TransportError::Io(format!("message of {} bytes is too large", message.len()))
+        })?;
+        let mut plain = Vec::with_capacity(message.len() + 4);
+        plain.extend_from_slice(&len.to_be_bytes());
+        plain.extend_from_slice(message);
+        let mut out = vec![0u8; sealed_len(message.len())];
+        let mut at = 0;
+        for piece in plain.chunks(PIECE_PLAIN_MAX) {
+            let end = at + piece.len() + TAG_BYTES;
+            let slot = out.get_mut(at..end).unwrap_or_default();
+            let n = self
+                .state
+                .write_message(piece, slot)
+                .map_err(|e| TransportError::Io(format!("sealing a message: {e}")))?;
+            at += n;
+        }
+        out.truncate(at);
+        Ok(out)
+    }
+
+    /// Opens one sealed message: its bytes, or [`TransportError::Tampered`] when any piece
+    /// fails its tag or the length inside does not match.
+    pub fn open(&mut self, sealed: &[u8]) -> Result<Vec<u8>, TransportError> {
+        self.opened += 1;
+        let tampered = TransportError::Tampered(self.opened);
+        if sealed.is_empty() || sealed.len() > sealed_len(message::limits::MESSAGE_BYTES_MAX) {
+            return Err(tampered);
+        }
+        let mut plain = vec![0u8; sealed.len()];
+        let mut at = 0;
+        for piece in sealed.chunks(NOISE_MESSAGE_MAX) {
+            let slot = plain.get_mut(at..).unwrap_or_default();
+            let n = self
+                .state
+                .read_message(piece, slot)
+                .map_err(|_| tampered.clone())?;
+            at += n;
+        }
+        plain.truncate(at);
+        let (head, body) = plain.split_at_checked(4).ok_or(tampered.clone())?;
+        let len = u32::from_be_bytes(<[u8; 4]>::try_from(head).map_err(|_| tampered.clone())?);
+        if len as usize != body.len() {
+            return Err(tampered);
+        }
+        plain.drain(..4);
+        Ok(plain)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn identity(n: u8, book: u8) -> Identity {
+        Identity::new(BookId([book; 16]), &DeviceKey::from_seed(&[n; 32]))
+    }
+
+    fn handshake(a: &Identity, b: &Identity) -> Result<(Channel, Channel), HandshakeError> {
+        let (mut hi, m1) = Handshake::initiate(a)?;
+        let (hr, m2) = Handshake::answer(b, &m1)?;
+        assert_eq!(hi.read_reply(&m2)?.device, b.device());
+        let (m3, ci) = hi.finish(a)?;
+        let (peer, cr) = hr.read_final(&m3)?;
+        assert_eq!(peer.device, a.device());
+        Ok((ci, cr))
+    }
+
+    #[test]
+    fn both_sides_learn_who_the_other_is_and_messages_round_trip() {
+        let (mut ci, mut cr) = handshake(&identity(1, 7), &identity(2, 7)).unwrap();
+        for len in [
+            0,
+            1,
+            PIECE_PLAIN_MAX - 4,
+            PIECE_PLAIN_MAX - 3,
+            3 * PIECE_PLAIN_MAX + 5,
+        ] {
+            let message: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let sealed = ci.seal(&message).unwrap();
+            assert_eq!(sealed.len(), sealed_len(len));
+            assert_eq!(cr.open(&sealed).unwrap(), message);
+            let back = cr.seal(&message).unwrap();
+            assert_eq!(ci.open(&back).unwrap(), message);
+        }
+    }
+
+    #[test]
+    fn another_book_fails_the_handshake_before_any_identity_is_read() {
+        let (mut hi, m1) = Handshake::initiate(&identity(1, 7)).unwrap();
+        let (_, m2) = Handshake::answer(&identity(2, 8), &m1).unwrap();
+        assert_eq!(hi.read_reply(&m2), Err(HandshakeError::Decrypt(2)));
+    }
+
+    #[test]
+    fn a_certificate_for_another_session_key_is_refused() {
+        // A device that signs a certificate it does not hold the session key of.
+        let a = identity(1, 7);
+        let mut forged = identity(2, 7);
+        forged.certificate = identity(3, 7).certificate;
+        let (mut hi, m1) = Handshake::initiate(&a).unwrap();
+        let (_, m2) = Handshake::answer(&forged, &m1).unwrap();
+        assert_eq!(hi.read_reply(&m2), Err(HandshakeError::Certificate));
+    }
+
+    #[test]
+    fn flipped_dropped_reordered_and_replayed_messages_are_tampered() {
+        let (mut ci, mut cr) = handshake(&identity(1, 7), &identity(2, 7)).unwrap();
+        let m: Vec<Vec<u8>> = (0..3u8).map(|i| ci.seal(&[i; 100]).unwrap()).collect();
+        let mut flipped = m[0].clone();
+        flipped[10] ^= 1;
+        assert_eq!(cr.open(&flipped), Err(TransportError::Tampered(1)));
+        // A fresh pair for each case: a failed open ends a real session.
+        let (mut ci, mut cr) = handshake(&identity(1, 7), &identity(2, 7)).unwrap();
+        let m: Vec<Vec<u8>> = (0..3u8).map(|i| ci.seal(&[i; 100]).unwrap()).collect();
+        assert_eq!(cr.open(&m[0]).unwrap(), vec![0; 100]);
+        assert_eq!(cr.open(&m[2]), Err(TransportError::Tampered(2)), "dropped");
+        let (mut ci, mut cr) = handshake(&identity(1, 7), &identity(2, 7)).unwrap();
+        let m: Vec<Vec<u8>> = (0..2u8).map(|i| ci.seal(&[i; 10]).unwrap()).collect();
+        assert_eq!(cr.open(&m[0]).unwrap(), vec![0; 10]);
+        assert_eq!(cr.open(&m[0]), Err(TransportError::Tampered(2)), "replayed");
+        let (mut ci, mut cr) = handshake(&identity(1, 7), &identity(2, 7)).unwrap();
+        let m: Vec<Vec<u8>> = (0..2u8).map(|i| ci.seal(&[i; 10]).unwrap()).collect();
+        assert_eq!(
+            cr.open(&m[1]),
+            Err(TransportError::Tampered(1)),
+            "reordered"
+        );
+        // A message cut at a piece boundary (its length prefix rewritten by a proxy).
+        let (mut ci, mut cr) = handshake(&identity(1, 7), &identity(2, 7)).unwrap();
+        let long = ci.seal(&vec![5u8; 2 * PIECE_PLAIN_MAX]).unwrap();
+        assert_eq!(
+            cr.open(&long[..NOISE_MESSAGE_MAX]),
+            Err(TransportError::Tampered(1))
+        );
+    }
+
+    #[test]
+    fn an_unencrypted_peer_and_garbage_are_named() {
+        let b = identity(2, 7);
+        assert_eq!(
+            Handshake::answer(&b, b"CLSY\x01rest").err(),
+            Some(HandshakeError::Unencrypted)
+        );
+        assert_eq!(
+            Handshake::answer(&b, b"GET / HTTP/1.1").err(),
+            Some(HandshakeError::NotAHandshake)
+        );
+        let (_, mut m1) = Handshake::initiate(&identity(1, 7)).unwrap();
+        m1[4] = 9;
+        assert_eq!(
+            Handshake::answer(&b, &m1).err(),
+            Some(HandshakeError::Version(9, HANDSHAKE_VERSION))
+        );
+    }
+}

@@ -1,0 +1,625 @@
+//! Encrypted, mutually authenticated sessions over real TCP (issue "Trust II"), seen from a
+//! proxy in the middle that records and tampers: what crosses the wire carries no contact
+//! data; a relay with the wrong key, a non-member, a read-only member that pushes and a
+//! spoofed relay with a clock ten years ahead are each refused at the point the design says,
+//! with the error named; a flipped, dropped, reordered or replayed message ends the session
+//! and nothing of it is applied.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::expect_used
+)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cardlog::sync_layer::secure::{Handshake, Identity};
+use cardlog::sync_layer::transport::{channel_pair, run, serve, ServeOptions, Shared, Transport};
+use cardlog::sync_layer::wire::message::{self, Message};
+use cardlog::{
+    AuthError, Contact, ContactId, Field, HandshakeError, MemberRole, Options, Replica, Role,
+    SyncError, SyncReport,
+};
+use cardlog_core::{FakeClock, ItemKind};
+use common::{member_of, replica, NINE_MS};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// Strings that must never cross the wire in the clear.
+const SECRETS: [&str; 5] = [
+    "Zanzibar",
+    "Quillfeather",
+    "+442079460123",
+    "ada.secret@example.org",
+    "meet at the observatory",
+];
+
+fn secret_contact(n: u8) -> Contact {
+    let mut c = Contact::new(ContactId([n; 16]));
+    c.set(Field::Given, SECRETS[0]);
+    c.set(Field::Family, SECRETS[1]);
+    c.set(Field::Note, SECRETS[4]);
+    c.add_text_item(ItemKind::Phone, "mobile", SECRETS[2])
+        .unwrap();
+    c.add_text_item(ItemKind::Email, "home", SECRETS[3])
+        .unwrap();
+    c
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+// ---- a served replica and a proxy -------------------------------------------------------
+
+/// A replica served for one session on loopback: its address, and a handle giving back the
+/// replica and the session's outcome.
+struct Served {
+    addr: String,
+    handle: std::thread::JoinHandle<(Replica, Result<SyncReport, SyncError>)>,
+}
+
+fn serve_once(r: Replica, chunk_ops: usize) -> Served {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let handle = std::thread::spawn(move || {
+        let shared = Shared::new(r);
+        let outcome = Arc::new(Mutex::new(None));
+        let o = Arc::clone(&outcome);
+        serve(
+            &listener,
+            shared.clone(),
+            ServeOptions {
+                timeout: TIMEOUT,
+                sessions: Some(1),
+                chunk_ops,
+                ..ServeOptions::default()
+            },
+            move |_, result| *o.lock().unwrap() = Some(result),
+        )
+        .unwrap();
+        let result = outcome.lock().unwrap().take().unwrap();
+        let r = Arc::try_unwrap(shared.0)
+            .ok()
+            .unwrap()
+            .into_inner()
+            .unwrap();
+        (r, result)
+    });
+    Served { addr, handle }
+}
+
+impl Served {
+    fn finish(self) -> (Replica, Result<SyncReport, SyncError>) {
+        self.handle.join().unwrap()
+    }
+}
+
+/// Which way a frame travels through the proxy.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Way {
+    /// Client to server.
+    Up,
+    /// Server to client.
+    Down,
+}
+
+/// What the proxy does with the frames of one direction: given the frame's index in that
+/// direction (from 0) and its bytes, the frames to pass on now.
+type Rule = Box<dyn FnMut(usize, Vec<u8>) -> Vec<Vec<u8>> + Send>;
+
+fn pass() -> Rule {
+    Box::new(|_, f| vec![f])
+}
+
+/// Every frame a proxy saw, with its direction.
+type Seen = Arc<Mutex<Vec<(Way, Vec<u8>)>>>;
+
+/// A proxy for one connection to `server`: its address, and every frame it saw, by direction
+/// (as received, before its rule).
+struct Proxy {
+    addr: String,
+    seen: Seen,
+}
+
+impl Proxy {
+    fn new(server: &str, up: Rule, down: Rule) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let server = server.to_owned();
+        let s = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            let (client, _) = listener.accept().unwrap();
+            let upstream = TcpStream::connect(&server).unwrap();
+            let (c2, u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+            let s2 = Arc::clone(&s);
+            let a = std::thread::spawn(move || relay_frames(client, upstream, Way::Up, up, &s));
+            let b = std::thread::spawn(move || relay_frames(u2, c2, Way::Down, down, &s2));
+            let _ = (a.join(), b.join());
+        });
+        Self { addr, seen }
+    }
+
+    fn frames(&self, way: Way) -> Vec<Vec<u8>> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .filter(|(w, _)| *w == way)
+            .map(|(_, f)| f.clone())
+            .collect()
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter().flat_map(|(_, f)| f.clone()).collect()
+    }
+}
+
+fn relay_frames(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    way: Way,
+    mut rule: Rule,
+    seen: &Mutex<Vec<(Way, Vec<u8>)>>,
+) {
+    let mut index = 0;
+    while let Some(frame) = read_frame(&mut from) {
+        seen.lock().unwrap().push((way, frame.clone()));
+        for out in rule(index, frame) {
+            if to.write_all(&framed(&out)).is_err() {
+                return;
+            }
+        }
+        index += 1;
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+fn framed(bytes: &[u8]) -> Vec<u8> {
+    let mut out = (bytes.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(bytes);
+    out
+}
+
+fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
+// ---- a small book -----------------------------------------------------------------------
+
+struct Book {
+    _tmp: tempfile::TempDir,
+    clock: Arc<FakeClock>,
+    admin: Replica,
+    phone: Replica,
+}
+
+fn book() -> Book {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut admin = replica(&tmp.path().join("admin"), &clock);
+    let phone = member_of(&mut admin, &tmp.path().join("phone"), &clock);
+    Book {
+        _tmp: tmp,
+        clock,
+        admin,
+        phone,
+    }
+}
+
+fn joined(b: &Book, name: &str, clock: &Arc<FakeClock>) -> Replica {
+    Replica::join_with(
+        &b._tmp.path().join(name),
+        b.admin.book(),
+        Options {
+            wall: clock.clone(),
+            ..Options::default()
+        },
+    )
+    .unwrap()
+}
+
+// ---- what crosses the wire --------------------------------------------------------------
+
+#[test]
+fn a_captured_session_carries_none_of_the_contact_strings() {
+    let mut b = book();
+    for n in 1..=3 {
+        b.admin.add_contact(&secret_contact(n)).unwrap();
+        b.phone.add_contact(&secret_contact(100 + n)).unwrap();
+    }
+    // The same session in the clear (in process) carries every string: the check below can
+    // fail.
+    {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut admin_copy = replica(&tmp.path().join("x"), &b.clock);
+        admin_copy.add_contact(&secret_contact(7)).unwrap();
+        let (ea, mut eb) = channel_pair(TIMEOUT);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        struct Tap<T>(T, Arc<Mutex<Vec<u8>>>);
+        impl<T: Transport> Transport for Tap<T> {
+            fn send(&mut self, bytes: Vec<u8>) -> Result<(), cardlog::TransportError> {
+                self.1.lock().unwrap().extend_from_slice(&bytes);
+                self.0.send(bytes)
+            }
+            fn recv(&mut self) -> Result<Vec<u8>, cardlog::TransportError> {
+                self.0.recv()
+            }
+        }
+        let mut tapped = Tap(ea, Arc::clone(&seen));
+        let fresh_dir = tmp.path().join("y");
+        let mut fresh = Replica::join(&fresh_dir, admin_copy.book()).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| run(Role::Responder, &mut fresh, &mut eb));
+            let _ = run(Role::Initiator, &mut admin_copy, &mut tapped);
+        });
+        let clear = seen.lock().unwrap();
+        for secret in SECRETS {
+            assert!(
+                contains(&clear, secret),
+                "{secret} not in the clear session"
+            );
+        }
+    }
+
+    let served = serve_once(b.admin, 2);
+    let proxy = Proxy::new(&served.addr, pass(), pass());
+    let report = b.phone.sync_tcp(&proxy.addr, TIMEOUT).unwrap();
+    let (admin, result) = served.finish();
+    let theirs = result.unwrap();
+    assert!(report.converged && theirs.converged, "{report:?}");
+    assert_eq!(report.stored, 3);
+    assert_eq!(
+        admin.state_digest().unwrap(),
+        b.phone.state_digest().unwrap()
+    );
+    let wire = proxy.bytes();
+    for secret in SECRETS {
+        assert!(
+            !contains(&wire, secret),
+            "{secret} crossed the wire in the clear"
+        );
+    }
+    // Nor does any device id (they travel inside the encryption too).
+    for id in [admin.id(), b.phone.id()] {
+        assert!(
+            !wire.windows(16).any(|w| w == id.0),
+            "device id {id} in the clear"
+        );
+    }
+    // The report counts what crossed the wire, handshake included.
+    let up: usize = proxy.frames(Way::Up).iter().map(Vec::len).sum();
+    assert_eq!(report.bytes_sent as usize, up);
+    assert_eq!(report.handshake_bytes, 37 + 192 + 160);
+}
+
+// ---- who may connect --------------------------------------------------------------------
+
+#[test]
+fn a_client_pointed_at_a_relay_with_the_wrong_key_refuses_before_sending_anything() {
+    let mut b = book();
+    b.admin.add_contact(&secret_contact(1)).unwrap();
+    b.phone.pull_from(&b.admin).unwrap();
+    // The phone is paired with the admin's replica as its relay; another member (a genuine
+    // one: the check is of the key, not of membership) answers at that address.
+    let impostor = member_of(&mut b.admin, &b._tmp.path().join("impostor"), &b.clock);
+    let impostor_id = impostor.id();
+    let served = serve_once(impostor, 1024);
+    let proxy = Proxy::new(&served.addr, pass(), pass());
+    b.phone.pair(b.admin.id(), Some(&proxy.addr)).unwrap();
+    let before = b.phone.summary().clone();
+    let err = b.phone.sync_paired(TIMEOUT).unwrap_err();
+    assert!(
+        matches!(err, SyncError::Auth(AuthError::RelayMismatch { expected, got })
+            if expected == b.admin.id() && got == impostor_id),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with("relay key mismatch: expected "),
+        "{err}"
+    );
+    // All the phone sent: message 1 of the handshake, an ephemeral key.
+    let up = proxy.frames(Way::Up);
+    assert_eq!(up.len(), 1, "{up:?}");
+    assert_eq!(up[0].len(), 37);
+    assert_eq!(&up[0][..4], b"CLNX");
+    let (impostor, result) = served.finish();
+    assert!(
+        matches!(result, Err(SyncError::Disconnected(_))),
+        "{result:?}"
+    );
+    assert_eq!(
+        impostor.peers().unwrap(),
+        vec![],
+        "the impostor learned nothing of the phone"
+    );
+    assert_eq!(b.phone.summary(), &before);
+    assert!(b.phone.last_calibration().unwrap().is_none());
+}
+
+#[test]
+fn a_non_member_is_refused_before_it_receives_anything_of_the_book() {
+    let mut b = book();
+    b.admin.add_contact(&secret_contact(1)).unwrap();
+    // It joined the book and paired with the admin (so it proceeds), but no admin added it.
+    let mut stranger = joined(&b, "stranger", &b.clock);
+    stranger.pair(b.admin.id(), None).unwrap();
+    let admin_summary = b.admin.summary().clone();
+    let served = serve_once(b.admin, 1024);
+    let proxy = Proxy::new(&served.addr, pass(), pass());
+    let err = stranger.sync_tcp(&proxy.addr, TIMEOUT).unwrap_err();
+    let (admin, result) = served.finish();
+    assert!(
+        matches!(&result, Err(SyncError::Auth(AuthError::NotAMember(d))) if *d == stranger.id()),
+        "{result:?}"
+    );
+    let expected = format!(
+        "peer {} is not a member of this address book",
+        stranger.id()
+    );
+    assert!(
+        matches!(&err, SyncError::PeerAborted(why) if *why == expected),
+        "{err:?}"
+    );
+    // What it received: message 2 of the handshake, then one sealed abort; no summary, no op.
+    let down = proxy.frames(Way::Down);
+    assert_eq!(down.len(), 2, "{down:?}");
+    assert_eq!(down[0].len(), 192);
+    assert!(down[1].len() < 200, "{}", down[1].len());
+    assert_eq!(stranger.op_count(), 0);
+    assert_eq!(
+        admin.summary(),
+        &admin_summary,
+        "the stranger's hello was never read"
+    );
+    assert!(admin.peers().unwrap().is_empty());
+}
+
+#[test]
+fn a_read_only_member_pulls_but_its_push_is_refused_and_nothing_is_stored() {
+    let mut b = book();
+    let mut reader = joined(&b, "reader", &b.clock);
+    b.admin
+        .add_member(reader.id(), MemberRole::Read, "kiosk")
+        .unwrap();
+    b.admin.add_contact(&secret_contact(1)).unwrap();
+    reader.pull_from(&b.admin).unwrap();
+    // The phone writes; the reader takes it in (in process), the admin has not seen it.
+    b.phone.pull_from(&b.admin).unwrap();
+    b.phone.add_contact(&secret_contact(2)).unwrap();
+    reader.pull_from(&b.phone).unwrap();
+    let phone_op = b.phone.summary()[&b.phone.id()].op;
+    assert!(b.admin.op(&phone_op).unwrap().is_none());
+
+    // An honest reader pulls and sends nothing.
+    b.admin.add_contact(&secret_contact(3)).unwrap();
+    let served = serve_once(b.admin, 1024);
+    let report = reader.sync_tcp(&served.addr, TIMEOUT).unwrap();
+    let (admin, result) = served.finish();
+    result.unwrap();
+    assert_eq!((report.sent_ops, report.stored), (0, 1), "{report:?}");
+    assert!(admin.op(&phone_op).unwrap().is_none());
+
+    // A reader that pushes anyway (the protocol by hand): refused, nothing stored.
+    let before = admin.summary().clone();
+    let digest = admin.state_digest().unwrap();
+    let served = serve_once(admin, 1024);
+    let identity = Identity::new(reader.book(), reader.store().device_key());
+    let mut s = TcpStream::connect(&served.addr).unwrap();
+    let (mut handshake, m1) = Handshake::initiate(&identity).unwrap();
+    s.write_all(&framed(&m1)).unwrap();
+    handshake.read_reply(&read_frame(&mut s).unwrap()).unwrap();
+    let (m3, mut channel) = handshake.finish(&identity).unwrap();
+    s.write_all(&framed(&m3)).unwrap();
+    let hello = message::encode(&Message::Hello {
+        replica: reader.id(),
+        wall_ms: NINE_MS,
+        summary: before.clone(),
+    });
+    s.write_all(&framed(&channel.seal(&hello).unwrap()))
+        .unwrap();
+    loop {
+        let bytes = channel.open(&read_frame(&mut s).unwrap()).unwrap();
+        if let Message::Ops { last: true, .. } = message::decode(&bytes).unwrap() {
+            break;
+        }
+    }
+    let segments = match message::decode(&reader.export_bundle(Some(&before)).unwrap()).unwrap() {
+        Message::Bundle { segments, .. } => segments,
+        other => panic!("{other:?}"),
+    };
+    let push = message::encode(&Message::Ops {
+        last: true,
+        forks: vec![],
+        segments,
+    });
+    s.write_all(&framed(&channel.seal(&push).unwrap())).unwrap();
+    let answer = message::decode(&channel.open(&read_frame(&mut s).unwrap()).unwrap()).unwrap();
+    assert!(
+        matches!(&answer, Message::Abort { reason } if reason.contains("read-only member")),
+        "{answer:?}"
+    );
+    let (admin, result) = served.finish();
+    assert!(
+        matches!(result, Err(SyncError::Auth(AuthError::ReadOnlyPush(d))) if d == reader.id()),
+        "{result:?}"
+    );
+    assert_eq!(admin.summary(), &before);
+    assert_eq!(admin.state_digest().unwrap(), digest);
+    assert!(admin.op(&phone_op).unwrap().is_none());
+}
+
+#[test]
+fn a_spoofed_relay_cannot_move_a_clients_clock() {
+    let mut b = book();
+    // A device ten years ahead that knows the book's id (it is no secret) but is no member.
+    let ahead = Arc::new(FakeClock::new(NINE_MS + 10 * 365 * 86_400_000));
+    let mut spoof = joined(&b, "spoof", &ahead);
+    spoof.pair(b.phone.id(), None).unwrap();
+    let served = serve_once(spoof, 1024);
+    let err = b.phone.sync_tcp(&served.addr, TIMEOUT).unwrap_err();
+    assert!(
+        matches!(err, SyncError::Auth(AuthError::NotAMember(_))),
+        "{err:?}"
+    );
+    let _ = served.finish();
+    // Paired with the spoof's address as its relay, the phone refuses it by key as well.
+    let spoof = Replica::open(&b._tmp.path().join("spoof")).unwrap();
+    let served = serve_once(spoof, 1024);
+    b.phone.pair(b.admin.id(), Some(&served.addr)).unwrap();
+    let err = b.phone.sync_paired(TIMEOUT).unwrap_err();
+    assert!(
+        matches!(err, SyncError::Auth(AuthError::RelayMismatch { .. })),
+        "{err:?}"
+    );
+    let _ = served.finish();
+    assert!(b.phone.last_calibration().unwrap().is_none());
+    assert_eq!(b.phone.clock().offset_ms(), 0);
+    let op = b.phone.add_contact(&secret_contact(9)).unwrap();
+    let hlc = b.phone.op(&op).unwrap().unwrap().op().hlc;
+    assert!(hlc.wall_ms < NINE_MS + 60_000, "{hlc:?}");
+    // A member's served replica does calibrate it (the clock is taken only after the check).
+    b.clock.set_ms(NINE_MS + 120_000);
+    let served = serve_once(b.admin, 1024);
+    let report = b.phone.sync_tcp(&served.addr, TIMEOUT).unwrap();
+    served.finish().1.unwrap();
+    assert!(report.calibration.is_some(), "{report:?}");
+}
+
+// ---- tampering in flight ----------------------------------------------------------------
+
+/// A book where the admin holds 6 saves the phone lacks, served 1 op per message, and the
+/// phone syncs through a proxy with `down` applied to what the admin sends: the phone's
+/// error, and both replicas afterwards.
+fn tampered(down: Rule) -> (SyncError, Result<SyncReport, SyncError>, Replica, Replica) {
+    let mut b = book();
+    for n in 1..=6 {
+        b.admin.add_contact(&secret_contact(n)).unwrap();
+    }
+    let phone_before = b.phone.summary().clone();
+    let served = serve_once(b.admin, 1);
+    let proxy = Proxy::new(&served.addr, pass(), down);
+    let err = b.phone.sync_tcp(&proxy.addr, TIMEOUT).unwrap_err();
+    let (admin, result) = served.finish();
+    // Nothing of a tampered message is applied: the phone holds no op it did not hold, or
+    // only whole messages that came before the tampered one.
+    assert!(b.phone.verify().unwrap().is_ok());
+    assert!(b.phone.op_count() >= phone_before.values().map(|t| t.seq).sum::<u64>());
+    (err, result, b.phone, admin)
+}
+
+#[test]
+fn a_flipped_byte_in_flight_ends_the_session_and_nothing_of_it_is_applied() {
+    // Frames down: m2, hello, then one Ops message per op. Flip a byte in the first Ops.
+    let (err, result, phone, _) = tampered(Box::new(|i, mut f| {
+        if i == 2 {
+            let n = f.len() / 2;
+            f[n] ^= 0x01;
+        }
+        vec![f]
+    }));
+    assert!(matches!(err, SyncError::Tampered(2)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("altered, dropped, reordered or replayed"),
+        "{err}"
+    );
+    assert!(result.is_err(), "{result:?}");
+    assert_eq!(
+        phone.contacts().unwrap().len(),
+        0,
+        "no op of the tampered message"
+    );
+}
+
+#[test]
+fn a_dropped_message_ends_the_session() {
+    let (err, result, phone, _) = tampered(Box::new(|i, f| if i == 3 { vec![] } else { vec![f] }));
+    // The hello (1) and first Ops (2) opened; the frame after the dropped one fails as 3.
+    assert!(matches!(err, SyncError::Tampered(3)), "{err:?}");
+    assert!(result.is_err());
+    assert_eq!(
+        phone.contacts().unwrap().len(),
+        1,
+        "only the whole message before it"
+    );
+}
+
+#[test]
+fn reordered_messages_end_the_session() {
+    let mut held = None;
+    let (err, result, phone, _) = tampered(Box::new(move |i, f| match i {
+        2 => {
+            held = Some(f);
+            vec![]
+        }
+        3 => vec![f, held.take().unwrap()],
+        _ => vec![f],
+    }));
+    assert!(matches!(err, SyncError::Tampered(2)), "{err:?}");
+    assert!(result.is_err());
+    assert_eq!(phone.contacts().unwrap().len(), 0);
+}
+
+#[test]
+fn a_replayed_message_ends_the_session() {
+    let mut first = None;
+    let (err, _, phone, _) = tampered(Box::new(move |i, f| match i {
+        2 => {
+            first = Some(f.clone());
+            vec![f]
+        }
+        3 => vec![first.take().unwrap()],
+        _ => vec![f],
+    }));
+    assert!(matches!(err, SyncError::Tampered(3)), "{err:?}");
+    assert_eq!(phone.contacts().unwrap().len(), 1);
+}
+
+#[test]
+fn a_recorded_session_replayed_to_the_server_is_refused_at_the_handshake() {
+    let mut b = book();
+    b.phone.add_contact(&secret_contact(1)).unwrap();
+    let served = serve_once(b.admin, 1024);
+    let proxy = Proxy::new(&served.addr, pass(), pass());
+    b.phone.sync_tcp(&proxy.addr, TIMEOUT).unwrap();
+    let (mut admin, result) = served.finish();
+    result.unwrap();
+    let recorded = proxy.frames(Way::Up);
+    // The phone saves again; an attacker replays the recorded session (whose ops the admin
+    // already holds) and, at once, the recording with a new op spliced in: neither gets past
+    // the handshake, since the server's ephemeral key is new.
+    b.phone.add_contact(&secret_contact(2)).unwrap();
+    let before = admin.summary().clone();
+    admin.add_contact(&secret_contact(3)).unwrap();
+    let before_digest = admin.state_digest().unwrap();
+    let served = serve_once(admin, 1024);
+    let mut s = TcpStream::connect(&served.addr).unwrap();
+    s.write_all(&framed(&recorded[0])).unwrap();
+    let _m2 = read_frame(&mut s).unwrap();
+    for frame in &recorded[1..] {
+        if s.write_all(&framed(frame)).is_err() {
+            break;
+        }
+    }
+    let (admin, result) = served.finish();
+    assert!(
+        matches!(
+            result,
+            Err(SyncError::Handshake(HandshakeError::Decrypt(3)))
+        ),
+        "{result:?}"
+    );
+    assert_eq!(admin.state_digest().unwrap(), before_digest);
+    assert_ne!(admin.summary(), &before);
+}
