@@ -956,6 +956,7 @@ pub fn status(ctx: &Ctx) -> Res {
         .collect::<Result<Vec<_>, CliError>>()?;
     let forks = r.forks()?;
     let calibration = r.last_calibration()?;
+    let paired = r.paired()?;
     // This device's standing in its book: its role, or none until an admin's op admits it.
     let me = r
         .members()
@@ -975,6 +976,10 @@ pub fn status(ctx: &Ctx) -> Res {
             "device": r.id().to_string(),
             "book": r.book().to_string(),
             "role": role,
+            "paired": paired.as_ref().map(|p| json!({
+                "device": p.device.to_string(),
+                "address": p.addr,
+            })),
             "previous_replica": r.previous_id().map(|p| p.to_string()),
             "former_replicas": former.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "store": ctx.dir,
@@ -1016,6 +1021,12 @@ pub fn status(ctx: &Ctx) -> Res {
         "role       {}",
         role.unwrap_or("none yet (an admin adds this device with `cardlog members add`)")
     )?;
+    if let Some(p) = &paired {
+        match &p.addr {
+            Some(addr) => outln!("paired     {} at {addr}", p.device)?,
+            None => outln!("paired     {}", p.device)?,
+        }
+    }
     outln!("store      {}", ctx.dir.display())?;
     outln!("ops        {}", r.op_count())?;
     outln!("authors    {}", r.summary().len())?;

@@ -1136,10 +1136,44 @@ fn a_stranger_cannot_write_to_a_served_book_and_a_member_can() {
         "{ops}"
     );
 
-    // Removed, its later saves are refused by the book.
+    // The pairing shows in status; `sync` without an address needs a paired address.
+    let status = joiner.run(&["status", "--json"]).ok().json();
+    assert_eq!(
+        status["paired"],
+        json!({"device": served_id, "address": null}),
+        "{status}"
+    );
+    joiner
+        .run(&["sync"])
+        .fails(2)
+        .says(&["no paired relay address"]);
+    // Paired with a relay at an address where another device answers: refused by key, named.
+    let stranger_id = stranger.run(&["device"]).ok().stdout.trim().to_owned();
+    let server = served.serve(NINE, &["--sessions", "1"]);
+    joiner.run(&["pair", &stranger_id, &server.addr]).ok();
+    joiner.run(&["sync"]).fails(1).says(&[&format!(
+        "relay key mismatch: expected {stranger_id}, the peer is {served_id}"
+    )]);
+    server.finish().fails(1);
+    // Paired right, `sync` alone reaches it.
+    let server = served.serve(NINE, &["--sessions", "1"]);
+    joiner.run(&["pair", &served_id, &server.addr]).ok();
+    let j = joiner.run(&["sync", "--json"]).ok().json();
+    server.finish().ok();
+    assert_eq!(j["peer"], json!(served_id));
+    assert_eq!(j["handshake_bytes"], json!(389));
+
+    // Removed, its later saves are refused by the book, and it is no longer let in.
     served.run(&["members", "remove", &device[..8]]).ok();
     served
         .run(&["members", "add", &device, "--name", "again"])
         .fails(2)
         .says(&["cannot be added again"]);
+    let server = served.serve(NINE, &["--sessions", "1"]);
+    joiner.run(&["pair", &served_id, &server.addr]).ok();
+    joiner
+        .run(&["sync"])
+        .fails(1)
+        .says(&[&format!("peer {device} was removed from this address book")]);
+    server.finish().fails(1);
 }

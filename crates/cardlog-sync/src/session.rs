@@ -55,9 +55,10 @@ pub struct SyncReport {
     pub refused: Vec<cardlog_core::Refusal>,
     /// Of the ops stored, those void (kept without effect: see [`crate::Applied::void`]).
     pub void: usize,
-    /// Message bytes sent.
+    /// Bytes sent: of an encrypted session ([`crate::transport::run_secure`]) what crossed the
+    /// transport, handshake and encryption included; of a session in the clear, its messages.
     pub bytes_sent: u64,
-    /// Message bytes received.
+    /// Bytes received, counted alike.
     pub bytes_received: u64,
     /// Of the bytes both ways, those of the handshake ([`crate::secure`]; 0 for a session
     /// over an in-process channel).
