@@ -272,6 +272,16 @@ fn a_captured_session_carries_none_of_the_contact_strings() {
         }
     }
 
+    // A bundle is readable by whoever holds the file, as docs/SECURITY.md ("Bundles") and
+    // `cardlog export --help` say.
+    let bundle = b.admin.export_bundle(None).unwrap();
+    for secret in SECRETS {
+        assert!(
+            contains(&bundle, secret),
+            "{secret} not readable in a bundle"
+        );
+    }
+
     let served = serve_once(b.admin, 2);
     let proxy = Proxy::new(&served.addr, pass(), pass());
     let report = b.phone.sync_tcp(&proxy.addr, TIMEOUT).unwrap();
