@@ -486,10 +486,10 @@ fn identity(n: u8) -> cardlog_sync::Identity {
 }
 
 /// The `handshake` target: a stage byte ([`stage`]) and bytes an attacker sends at that point
-/// of a handshake between two real devices of one book. Nothing panics; a responder may take
-/// any well-formed message 1 (it says nothing yet), but no made-up message 2 or 3 ever
-/// authenticates, and no made-up sealed message ever opens (each would take forging an AEAD
-/// tag). `Ok` if the bytes were taken.
+/// of a handshake between two real devices of one book. Nothing panics; no made-up message
+/// 1, 2 or 3 ever authenticates, and no made-up sealed message ever opens (each would take
+/// forging an AEAD tag under a key the attacker lacks: message 1's is the book's). `Ok` if the
+/// bytes were taken.
 pub fn check_handshake(data: &[u8]) -> Result<(), String> {
     use cardlog_sync::secure::Handshake;
     let (mode, rest) = data
@@ -499,9 +499,11 @@ pub fn check_handshake(data: &[u8]) -> Result<(), String> {
     let real =
         |e: cardlog_sync::HandshakeError| -> String { format!("a real handshake failed: {e}") };
     match mode {
-        stage::MESSAGE_1 => Handshake::answer(&responder, rest)
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
+        stage::MESSAGE_1 => {
+            let taken = Handshake::answer(&responder, rest);
+            assert!(taken.is_err(), "a made-up message 1 authenticated");
+            taken.map(|_| ()).map_err(|e| e.to_string())
+        }
         stage::MESSAGE_2 => {
             let (mut hi, _m1) = Handshake::initiate(&initiator).map_err(real)?;
             let taken = hi.read_reply(rest);

@@ -480,9 +480,10 @@ fn sync_session_seeds() -> Vec<Seed> {
 fn handshake_seeds() -> Vec<Seed> {
     use crate::sync_checks::stage;
     let t = "handshake";
+    // Message 1 is keyed by the book: no made-up one is taken (a real one is random).
     let m1 = |key: u8| {
         let mut m = b"CLNX\x01".to_vec();
-        m.extend_from_slice(&[key; 32]);
+        m.extend_from_slice(&[key; 48]);
         with_mode(stage::MESSAGE_1, &m)
     };
     vec![
@@ -492,7 +493,7 @@ fn handshake_seeds() -> Vec<Seed> {
             "invalid-m1-unencrypted.bin",
             with_mode(stage::MESSAGE_1, b"CLSY\x01\x01"),
         ),
-        (t, "valid-m1.bin", m1(9)),
+        (t, "invalid-m1-unauthenticated.bin", m1(9)),
         (
             t,
             "invalid-m2.bin",

@@ -172,8 +172,9 @@ pub enum AuthError {
     /// This replica holds no membership yet (it joined and has not synced) and the peer is not
     /// the device it is paired with.
     #[error(
-        "peer {0} cannot be checked: this device does not know its address book's members yet; \
-         pair it with a member or relay first (`cardlog pair DEVICE`)"
+        "peer {0} cannot be checked: the refusing replica knows no members of its address \
+         book yet (it joined and has not synced) and is not paired with {0} (`cardlog pair \
+         DEVICE`)"
     )]
     MembersUnknown(DeviceId),
     /// The peer is not the device this side meant to reach (the paired relay).

@@ -4,11 +4,12 @@
 //! like the session: [`Handshake`] and [`Channel`] only turn bytes into bytes, and [`run`]
 //! drives them over any [`crate::transport::Transport`] ([`crate::transport::run_secure`]).
 //!
-//! The handshake is Noise XX (`Noise_XX_25519_ChaChaPoly_BLAKE2s`, through `snow`) with the
-//! book's id in the prologue, so only devices of one book complete it:
+//! The handshake is Noise XX with a pre-shared key derived from the book's id
+//! (`Noise_XXpsk0_25519_ChaChaPoly_BLAKE2s`, through `snow`), so only devices that know the book
+//! id get past message 1, and only devices of one book complete it:
 //!
 //! ```text
-//! I → R  "CLNX" 1  e                                       37 bytes
+//! I → R  "CLNX" 1  psk, e                                  53 bytes
 //! R → I  e, ee, s, es, {R's device key, certificate}      192 bytes
 //!        I checks R: the relay it expects, a member of its book (or the device it paired with)
 //! I → R  s, se, {I's device key, certificate}              160 bytes
@@ -36,7 +37,9 @@ use crate::error::{HandshakeError, TransportError};
 use crate::wire::message;
 
 /// The Noise protocol name.
-pub const PROTOCOL: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
+pub const PROTOCOL: &str = "Noise_XXpsk0_25519_ChaChaPoly_BLAKE2s";
+/// The blake3 derive-key context turning a book id into the handshake's pre-shared key.
+pub const BOOK_PSK_CONTEXT: &str = "cardlog 2026-12-03 session psk v1";
 /// The handshake version this build speaks (the byte after the magic of the first message).
 pub const HANDSHAKE_VERSION: u8 = 1;
 /// The first bytes of a handshake.
@@ -52,10 +55,15 @@ const NOISE_MESSAGE_MAX: usize = 65_535;
 const TAG_BYTES: usize = 16;
 /// Plaintext bytes per sealed piece.
 const PIECE_PLAIN_MAX: usize = NOISE_MESSAGE_MAX - TAG_BYTES;
-/// The handshake messages' sizes.
-const MESSAGE_1_BYTES: usize = MAGIC.len() + 1 + 32;
+/// The handshake messages' sizes (message 1's empty payload carries a tag: the psk keys it).
+const MESSAGE_1_BYTES: usize = MAGIC.len() + 1 + 32 + TAG_BYTES;
 const MESSAGE_2_BYTES: usize = 32 + (32 + TAG_BYTES) + (CERTIFICATE_BYTES + TAG_BYTES);
 const MESSAGE_3_BYTES: usize = (32 + TAG_BYTES) + (CERTIFICATE_BYTES + TAG_BYTES);
+/// The largest handshake message: what a transport is asked to take before anyone is
+/// authenticated.
+pub const HANDSHAKE_MESSAGE_MAX: usize = MESSAGE_2_BYTES;
+/// The bytes of a whole handshake, both ways.
+pub const HANDSHAKE_BYTES: usize = MESSAGE_1_BYTES + MESSAGE_2_BYTES + MESSAGE_3_BYTES;
 
 /// How many bytes a message of `plain` bytes takes sealed.
 pub const fn sealed_len(plain: usize) -> usize {
@@ -112,9 +120,11 @@ impl Identity {
             .parse()
             .map_err(|e: snow::Error| HandshakeError::Noise(e.to_string()))?;
         let prologue = self.prologue();
+        let psk = blake3::derive_key(BOOK_PSK_CONTEXT, &self.book.0);
         let builder = snow::Builder::new(params)
             .local_private_key(&self.secret)
             .and_then(|b| b.prologue(&prologue))
+            .and_then(|b| b.psk(0, &psk))
             .map_err(noise)?;
         if initiator {
             builder.build_initiator().map_err(noise)
@@ -183,7 +193,6 @@ impl Handshake {
     /// Starts a handshake as the initiator: the state and message 1.
     pub fn initiate(identity: &Identity) -> Result<(Self, Vec<u8>), HandshakeError> {
         let mut state = identity.builder_state(true)?;
-        // snow wants room for a tag even where message 1 has none.
         let mut noise_part = [0u8; 32 + TAG_BYTES];
         let n = state.write_message(&[], &mut noise_part).map_err(noise)?;
         let mut m1 = Vec::with_capacity(MESSAGE_1_BYTES);
@@ -195,7 +204,8 @@ impl Handshake {
     }
 
     /// Answers message 1 as the responder: the state and message 2 (this side's identity,
-    /// readable only by a device of the same book).
+    /// readable only by the device that sent message 1, which knows the book id). A message 1
+    /// of another book fails here ([`HandshakeError::Decrypt`] 1), before anything is sent.
     pub fn answer(identity: &Identity, m1: &[u8]) -> Result<(Self, Vec<u8>), HandshakeError> {
         if m1.starts_with(PLAIN_MAGIC) {
             return Err(HandshakeError::Unencrypted);
@@ -314,6 +324,12 @@ impl Channel {
 
     /// Seals one message ([`sealed_len`] bytes).
     pub fn seal(&mut self, message: &[u8]) -> Result<Vec<u8>, TransportError> {
+        if message.len() > message::limits::MESSAGE_BYTES_MAX {
+            return Err(TransportError::Io(format!(
+                "message of {} bytes is too large",
+                message.len()
+            )));
+        }
         let len = u32::try_from(message.len()).map_err(|_| {
             TransportError::Io(format!("message of {} bytes is too large", message.len()))
         })?;
@@ -403,10 +419,24 @@ mod tests {
     }
 
     #[test]
-    fn another_book_fails_the_handshake_before_any_identity_is_read() {
-        let (mut hi, m1) = Handshake::initiate(&identity(1, 7)).unwrap();
-        let (_, m2) = Handshake::answer(&identity(2, 8), &m1).unwrap();
-        assert_eq!(hi.read_reply(&m2), Err(HandshakeError::Decrypt(2)));
+    fn another_book_fails_the_handshake_before_the_responder_says_anything() {
+        let (_, m1) = Handshake::initiate(&identity(1, 7)).unwrap();
+        assert_eq!(m1.len(), MESSAGE_1_BYTES);
+        assert_eq!(
+            Handshake::answer(&identity(2, 8), &m1).err(),
+            Some(HandshakeError::Decrypt(1))
+        );
+    }
+
+    #[test]
+    fn message_2_reveals_nothing_to_a_prober_without_the_book_id() {
+        // The prober runs message 1 under a book id it guessed; the responder refuses it, so
+        // there is no message 2 to read (Noise's prologue alone would not have kept the
+        // responder's identity from a prober: only the pre-shared key does).
+        let responder = identity(2, 7);
+        let (_, m1) = Handshake::initiate(&identity(9, 1)).unwrap();
+        assert!(Handshake::answer(&responder, &m1).is_err());
+        assert_eq!(HANDSHAKE_BYTES, 53 + 192 + 160);
     }
 
     #[test]

@@ -55,13 +55,14 @@ pub struct SyncReport {
     pub refused: Vec<cardlog_core::Refusal>,
     /// Of the ops stored, those void (kept without effect: see [`crate::Applied::void`]).
     pub void: usize,
-    /// Bytes sent: of an encrypted session ([`crate::transport::run_secure`]) what crossed the
-    /// transport, handshake and encryption included; of a session in the clear, its messages.
+    /// Bytes sent: of an encrypted session ([`crate::transport::run_secure`]) the messages the
+    /// transport carried, handshake and encryption included (not a transport's own framing,
+    /// such as TCP's 4-byte lengths); of a session in the clear, its messages.
     pub bytes_sent: u64,
     /// Bytes received, counted alike.
     pub bytes_received: u64,
-    /// Of the bytes both ways, those of the handshake ([`crate::secure`]; 0 for a session
-    /// over an in-process channel).
+    /// Of the bytes both ways, those of the handshake ([`crate::transport::run_secure`]; 0
+    /// for a session in the clear, [`crate::transport::run`]).
     pub handshake_bytes: u64,
     /// Of which summary bytes (both `Hello`s and `Ack`s, both ways).
     pub summary_bytes: u64,

@@ -32,6 +32,24 @@ pub trait Transport {
     fn send(&mut self, bytes: Vec<u8>) -> Result<(), TransportError>;
     /// Receives the next whole message.
     fn recv(&mut self) -> Result<Vec<u8>, TransportError>;
+    /// Receives the next whole message, refusing one of more than `max` bytes: asked before
+    /// the peer is authenticated (the handshake), when no large message is due. A transport
+    /// that can should refuse before reading the bytes; the default reads, then checks.
+    fn recv_at_most(&mut self, max: usize) -> Result<Vec<u8>, TransportError> {
+        let bytes = self.recv()?;
+        if bytes.len() > max {
+            return Err(TransportError::Wire(WireError::TooLarge {
+                what: "handshake message bytes",
+                got: bytes.len() as u64,
+                limit: max as u64,
+            }));
+        }
+        Ok(bytes)
+    }
+    /// Ends this side after a last message (an abort), so the peer can still read it: a
+    /// connection closed with unread bytes may be reset, losing what was sent. The default
+    /// does nothing.
+    fn close(&mut self) {}
 }
 
 /// Runs one session to its end over `transport`, in the clear: for an in-process channel
@@ -61,6 +79,7 @@ pub fn run_session<S: PeerBook, T: Transport>(
                 // peer why, as for a message that could not be taken.
                 Err(e) => {
                     let _ = transport.send(session.abort(&e.to_string()));
+                    transport.close();
                     return Err(e);
                 }
             }
@@ -72,6 +91,7 @@ pub fn run_session<S: PeerBook, T: Transport>(
         if let Err(e) = session.receive(&bytes, store) {
             if !matches!(e, SyncError::PeerAborted(_)) {
                 let _ = transport.send(session.abort(&e.to_string()));
+                transport.close();
             }
             return Err(e);
         }
@@ -102,6 +122,31 @@ impl<T: Transport> Transport for Sealed<'_, T> {
     }
 }
 
+/// The reason of an unencrypted `Abort` message, if `bytes` is one: how a responder refuses
+/// message 1, and how an older cardlog refuses any handshake.
+fn clear_abort(bytes: &[u8]) -> Option<String> {
+    match message::decode(bytes) {
+        Ok(Message::Abort { reason }) => Some(reason),
+        _ => None,
+    }
+}
+
+/// What the responder tells an initiator whose message 1 it refused.
+fn refusal_of_message_1(e: &crate::error::HandshakeError) -> String {
+    use crate::error::HandshakeError;
+    match e {
+        HandshakeError::Unencrypted => {
+            "this replica takes only encrypted sessions (cardlog with session encryption): \
+             upgrade cardlog"
+                .to_owned()
+        }
+        HandshakeError::Decrypt(_) => {
+            "handshake refused: this replica belongs to another address book".to_owned()
+        }
+        other => format!("handshake refused: {other}"),
+    }
+}
+
 /// Runs one encrypted session to its end over `transport` ([`crate::secure`]): the handshake,
 /// the checks of who the peer is ([`Gate::admit_peer`], and `expect` on the initiator), then
 /// [`Session`] over the sealed channel. The report's byte counts are what crossed the transport, handshake included.
@@ -129,8 +174,13 @@ pub fn run_secure_session<S: Gate, T: Transport>(
                 Handshake::initiate(&identity).map_err(SyncError::Handshake)?;
             handshake_bytes.0 += m1.len() as u64;
             transport.send(m1)?;
-            let m2 = transport.recv()?;
+            let m2 = transport.recv_at_most(secure::HANDSHAKE_MESSAGE_MAX)?;
             handshake_bytes.1 += m2.len() as u64;
+            if let Some(reason) = clear_abort(&m2) {
+                // The responder refused message 1 (another book, another version), or an
+                // older cardlog answered in the clear.
+                return Err(SyncError::PeerAborted(reason));
+            }
             let peer = handshake.read_reply(&m2).map_err(SyncError::Handshake)?;
             if let Expect::Device(expected) = expect {
                 if peer.device != expected {
@@ -147,13 +197,23 @@ pub fn run_secure_session<S: Gate, T: Transport>(
             (peer, access, channel)
         }
         Role::Responder => {
-            let m1 = transport.recv()?;
+            let m1 = transport.recv_at_most(secure::HANDSHAKE_MESSAGE_MAX)?;
             handshake_bytes.1 += m1.len() as u64;
-            let (handshake, m2) =
-                Handshake::answer(&identity, &m1).map_err(SyncError::Handshake)?;
+            let (handshake, m2) = match Handshake::answer(&identity, &m1) {
+                Ok(answered) => answered,
+                Err(e) => {
+                    // Said in the clear: nothing is keyed yet, and the reason tells nothing
+                    // about this replica but that it speaks cardlog.
+                    let _ = transport.send(message::encode(&Message::Abort {
+                        reason: refusal_of_message_1(&e),
+                    }));
+                    transport.close();
+                    return Err(SyncError::Handshake(e));
+                }
+            };
             handshake_bytes.0 += m2.len() as u64;
             transport.send(m2)?;
-            let m3 = transport.recv()?;
+            let m3 = transport.recv_at_most(secure::HANDSHAKE_MESSAGE_MAX)?;
             handshake_bytes.1 += m3.len() as u64;
             let (peer, mut channel) = handshake.read_final(&m3).map_err(SyncError::Handshake)?;
             match store.admit_peer(&peer.device) {
@@ -166,6 +226,7 @@ pub fn run_secure_session<S: Gate, T: Transport>(
                     if let Ok(sealed) = channel.seal(&abort) {
                         let _ = transport.send(sealed);
                     }
+                    transport.close();
                     return Err(SyncError::Auth(refusal));
                 }
             }
@@ -334,25 +395,49 @@ impl Transport for TcpTransport {
     }
 
     fn recv(&mut self) -> Result<Vec<u8>, TransportError> {
+        // The largest message, sealed ([`crate::secure`]).
+        self.recv_at_most(secure::sealed_len(message::limits::MESSAGE_BYTES_MAX))
+    }
+
+    /// Refuses a length prefix over `max` before reading any of the message.
+    fn recv_at_most(&mut self, max: usize) -> Result<Vec<u8>, TransportError> {
         let deadline = Instant::now() + self.timeout;
         let mut head = Vec::with_capacity(4);
         self.read_exact_by(&mut head, 4, deadline)?;
         let len = u32::from_be_bytes(<[u8; 4]>::try_from(head.as_slice()).unwrap_or_default());
         let len = len as usize;
-        // The largest message, sealed ([`crate::secure`]).
-        let limit = secure::sealed_len(message::limits::MESSAGE_BYTES_MAX);
-        if len > limit {
+        if len > max {
             return Err(TransportError::Wire(WireError::TooLarge {
                 what: "message bytes (length prefix)",
                 got: len as u64,
-                limit: limit as u64,
+                limit: max as u64,
             }));
         }
         let mut body = Vec::new();
         self.read_exact_by(&mut body, len, deadline)?;
         Ok(body)
     }
+
+    /// Shuts the sending half, then reads and drops what the peer still sends for up to a
+    /// second, so the last message is delivered rather than lost to a reset.
+    fn close(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        let deadline = Instant::now() + CLOSE_DRAIN;
+        let mut sink = [0u8; 4096];
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
+                break;
+            }
+            match self.stream.read(&mut sink) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
 }
+
+/// How long [`TcpTransport`] waits for the peer to close after this side's last message.
+const CLOSE_DRAIN: Duration = Duration::from_secs(1);
 
 /// Connects to `addr` and runs an encrypted session as the initiator with the device
 /// `expect` names.

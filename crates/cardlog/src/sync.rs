@@ -176,8 +176,10 @@ impl Replica {
     }
 
     /// Pairs this replica with `device` (its relay, or the member a joining device first
-    /// syncs with), served at `addr` if given: sessions with it check its key, and a replica
-    /// that holds no membership yet admits it before any other. Replaces an earlier pairing.
+    /// syncs with), served at `addr` if given: sessions with the paired relay refuse any other
+    /// device ([`Replica::sync_paired`]), and a replica that holds no membership yet admits it
+    /// and no other (once the membership is held, it must name the device like any peer).
+    /// Replaces an earlier pairing.
     pub fn pair(&mut self, device: DeviceId, addr: Option<&str>) -> Result<(), Error> {
         let record = (device, addr.map(str::to_owned));
         self.store.put_meta(meta::PAIRED, encode(&record))?;
@@ -350,8 +352,8 @@ impl Gate for Replica {
         Identity::new(self.book(), self.store.device_key())
     }
 
-    /// A current member of the book (a read member may not push), else the paired device
-    /// while it is not a removed member.
+    /// A current member of the book (a read member may not push). While this replica holds
+    /// no membership yet (it joined and never synced), only the paired device.
     fn admit_peer(&self, peer: &DeviceId) -> Result<Access, AuthError> {
         if let Some(member) = self.membership().member(peer) {
             if member.removed.is_some() {
@@ -361,15 +363,15 @@ impl Gate for Replica {
                 push: member.role != MemberRole::Read,
             });
         }
+        if self.membership().founder().is_some() {
+            return Err(AuthError::NotAMember(*peer));
+        }
         // A pairing that cannot be read admits no one.
         let paired = self.paired().ok().flatten().map(|p| p.device);
         if paired == Some(*peer) {
             return Ok(Access { push: true });
         }
-        if self.membership().founder().is_none() {
-            return Err(AuthError::MembersUnknown(*peer));
-        }
-        Err(AuthError::NotAMember(*peer))
+        Err(AuthError::MembersUnknown(*peer))
     }
 
     fn pushes(&self) -> bool {

@@ -310,7 +310,7 @@ fn a_captured_session_carries_none_of_the_contact_strings() {
     // The report counts what crossed the wire, handshake included.
     let up: usize = proxy.frames(Way::Up).iter().map(Vec::len).sum();
     assert_eq!(report.bytes_sent as usize, up);
-    assert_eq!(report.handshake_bytes, 37 + 192 + 160);
+    assert_eq!(report.handshake_bytes, 53 + 192 + 160);
 }
 
 // ---- who may connect --------------------------------------------------------------------
@@ -341,7 +341,7 @@ fn a_client_pointed_at_a_relay_with_the_wrong_key_refuses_before_sending_anythin
     // All the phone sent: message 1 of the handshake, an ephemeral key.
     let up = proxy.frames(Way::Up);
     assert_eq!(up.len(), 1, "{up:?}");
-    assert_eq!(up[0].len(), 37);
+    assert_eq!(up[0].len(), 53);
     assert_eq!(&up[0][..4], b"CLNX");
     let (impostor, result) = served.finish();
     assert!(
@@ -492,6 +492,18 @@ fn a_spoofed_relay_cannot_move_a_clients_clock() {
         matches!(err, SyncError::Auth(AuthError::RelayMismatch { .. })),
         "{err:?}"
     );
+    let (spoof, _) = served.finish();
+    // Paired with the spoof itself (its id typed in by mistake or by trickery), the phone,
+    // which knows its book's members, still refuses it: a pairing admits a non-member only
+    // while a replica knows no members.
+    let spoof_id = spoof.id();
+    let served = serve_once(spoof, 1024);
+    b.phone.pair(spoof_id, Some(&served.addr)).unwrap();
+    let err = b.phone.sync_paired(TIMEOUT).unwrap_err();
+    assert!(
+        matches!(err, SyncError::Auth(AuthError::NotAMember(d)) if d == spoof_id),
+        "{err:?}"
+    );
     let _ = served.finish();
     assert!(b.phone.last_calibration().unwrap().is_none());
     assert_eq!(b.phone.clock().offset_ms(), 0);
@@ -504,6 +516,35 @@ fn a_spoofed_relay_cannot_move_a_clients_clock() {
     let report = b.phone.sync_tcp(&served.addr, TIMEOUT).unwrap();
     served.finish().1.unwrap();
     assert!(report.calibration.is_some(), "{report:?}");
+}
+
+#[test]
+fn an_unencrypted_peer_is_told_to_upgrade_and_gets_nothing() {
+    let mut b = book();
+    b.admin.add_contact(&secret_contact(1)).unwrap();
+    let served = serve_once(b.admin, 1024);
+    // An older cardlog's first message: a hello in the clear.
+    let mut s = TcpStream::connect(&served.addr).unwrap();
+    let hello = message::encode(&Message::Hello {
+        replica: b.phone.id(),
+        wall_ms: NINE_MS,
+        summary: Default::default(),
+    });
+    s.write_all(&framed(&hello)).unwrap();
+    let answer = message::decode(&read_frame(&mut s).unwrap()).unwrap();
+    assert!(
+        matches!(&answer, Message::Abort { reason } if reason.contains("upgrade cardlog")),
+        "{answer:?}"
+    );
+    assert!(read_frame(&mut s).is_none(), "nothing more");
+    let (_, result) = served.finish();
+    assert!(
+        matches!(
+            result,
+            Err(SyncError::Handshake(HandshakeError::Unencrypted))
+        ),
+        "{result:?}"
+    );
 }
 
 // ---- tampering in flight ----------------------------------------------------------------
