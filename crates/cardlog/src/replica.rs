@@ -96,6 +96,9 @@ pub struct Replica {
     /// Who may write what in the replica's book (`book.rs`).
     /// Boxed: it is as large as the rest of the replica.
     pub(crate) membership: Box<Membership>,
+    /// The session identity (`sync.rs`), made on first use: it costs a signature and a scalar
+    /// multiplication, once per replica rather than per session.
+    pub(crate) session_identity: std::sync::OnceLock<cardlog_sync::Identity>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -187,6 +190,7 @@ impl Replica {
             wall: options.wall,
             bulk: false,
             membership: Box::new(membership),
+            session_identity: std::sync::OnceLock::new(),
         };
         if book.is_none() {
             replica.found(options.name)?;

@@ -349,7 +349,15 @@ impl SyncStore for Replica {
 
 impl Gate for Replica {
     fn identity(&self) -> Identity {
-        Identity::new(self.book(), self.store.device_key())
+        let book = self.book();
+        if let Some(identity) = self.session_identity.get() {
+            if identity.book() == book && identity.device() == self.id() {
+                return identity.clone();
+            }
+        }
+        let identity = Identity::new(book, self.store.device_key());
+        let _ = self.session_identity.set(identity.clone());
+        identity
     }
 
     /// A current member of the book (a read member may not push). While this replica holds
