@@ -97,8 +97,8 @@ pub struct Replica {
     /// Boxed: it is as large as the rest of the replica.
     pub(crate) membership: Box<Membership>,
     /// The session identity (`sync.rs`), made on first use: it costs a signature and a scalar
-    /// multiplication, once per replica rather than per session.
-    pub(crate) session_identity: std::sync::OnceLock<cardlog_sync::Identity>,
+    /// multiplication, once per replica rather than per session. Boxed: the replica stays small.
+    pub(crate) session_identity: std::sync::OnceLock<Box<cardlog_sync::Identity>>,
 }
 
 impl std::fmt::Debug for Replica {

@@ -352,11 +352,11 @@ impl Gate for Replica {
         let book = self.book();
         if let Some(identity) = self.session_identity.get() {
             if identity.book() == book && identity.device() == self.id() {
-                return identity.clone();
+                return Identity::clone(identity);
             }
         }
         let identity = Identity::new(book, self.store.device_key());
-        let _ = self.session_identity.set(identity.clone());
+        let _ = self.session_identity.set(Box::new(identity.clone()));
         identity
     }
 
