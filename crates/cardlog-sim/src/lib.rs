@@ -7,6 +7,8 @@
 //!   sync and every property ([`Sim::check`]).
 //! - [`model`] is a small reference model of semantics S1–S9 computed straight from the op
 //!   set, sharing no code with the engine's replay.
+//! - [`ReplicaView`] ([`Sim::replica`]) reads one replica from an app's own property: its
+//!   contacts, conflicts, history, summary and ops, and the reference model's view of them.
 //! - [`strategy`] holds public proptest strategies (contacts, edits, sync modes, schedules)
 //!   for apps that want to prove their own use of cardlog converges.
 //!
@@ -33,6 +35,8 @@ pub mod model;
 mod naming;
 pub mod sim;
 pub mod strategy;
+mod view;
 
 pub use model::Rule;
 pub use sim::{Action, Edit, Schedule, Sim, Stats, Storage, SyncMode, Violation};
+pub use view::ReplicaView;

@@ -208,7 +208,8 @@ fn violation(property: &'static str, detail: impl Into<String>) -> Violation {
 
 // ---- nodes ---------------------------------------------------------------------------------
 
-enum Node {
+/// One replica of a simulation (read through [`crate::view::ReplicaView`]).
+pub(crate) enum Node {
     Disk {
         replica: Option<Replica>,
         dir: PathBuf,
@@ -254,7 +255,28 @@ impl Node {
         }
     }
 
-    fn views(&self) -> Result<Vec<ContactView>, Violation> {
+    pub(crate) fn device(&self) -> Result<DeviceId, Violation> {
+        match self {
+            Node::Disk { replica, .. } => Ok(replica
+                .as_ref()
+                .ok_or_else(|| violation("replica", "closed"))?
+                .id()),
+            Node::Memory { replica, .. } => Ok(replica.device().id()),
+        }
+    }
+
+    pub(crate) fn summary(&self) -> Result<Summary, Violation> {
+        match self {
+            Node::Disk { replica, .. } => Ok(replica
+                .as_ref()
+                .ok_or_else(|| violation("replica", "closed"))?
+                .summary()
+                .clone()),
+            Node::Memory { replica, .. } => Ok(replica.device().summary()),
+        }
+    }
+
+    pub(crate) fn views(&self) -> Result<Vec<ContactView>, Violation> {
         match self {
             Node::Disk { replica, .. } => replica
                 .as_ref()
@@ -265,7 +287,7 @@ impl Node {
         }
     }
 
-    fn ops(&self) -> Result<Vec<SealedOp>, Violation> {
+    pub(crate) fn ops(&self) -> Result<Vec<SealedOp>, Violation> {
         match self {
             Node::Disk { replica, .. } => replica
                 .as_ref()
@@ -277,7 +299,11 @@ impl Node {
         }
     }
 
-    fn history(&self, contact: &ContactId, path: &Path) -> Result<Vec<HistoryEntry>, Violation> {
+    pub(crate) fn history(
+        &self,
+        contact: &ContactId,
+        path: &Path,
+    ) -> Result<Vec<HistoryEntry>, Violation> {
         match self {
             Node::Disk { replica, .. } => replica
                 .as_ref()
@@ -704,6 +730,24 @@ impl Sim {
     /// Every save that returned: (replica, op id).
     pub fn saves(&self) -> &[(usize, OpId)] {
         &self.saves
+    }
+
+    pub(crate) fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// What the reference model makes of `ops` under this simulation's rule: the contacts,
+    /// once a removed device's ops past its cutoff (void) are left out.
+    pub(crate) fn model_of(&self, ops: &[SealedOp]) -> BTreeMap<ContactId, ModelContact> {
+        // The model knows membership only as far as this: a removed device's ops past its
+        // cutoff are void and take no effect.
+        let cutoffs = cutoffs_of(ops);
+        let effective: Vec<SealedOp> = ops
+            .iter()
+            .filter(|o| !cutoffs.voids(&o.op().author, o.op().seq))
+            .cloned()
+            .collect();
+        model::contacts(&effective, self.rule)
     }
 
     fn step(&mut self, action: &Action) -> Result<(), Violation> {
@@ -1170,15 +1214,7 @@ impl Sim {
 
     fn check_model(&self, i: usize, node: &Node) -> Result<(), Violation> {
         let ops = node.ops()?;
-        // The model knows membership only as far as this: a removed device's ops past its
-        // cutoff are void and take no effect.
-        let cutoffs = cutoffs_of(&ops);
-        let effective: Vec<SealedOp> = ops
-            .iter()
-            .filter(|o| !cutoffs.voids(&o.op().author, o.op().seq))
-            .cloned()
-            .collect();
-        let expected = model::contacts(&effective, self.rule);
+        let expected = self.model_of(&ops);
         let seen: BTreeMap<_, _> = node
             .views()?
             .iter()
