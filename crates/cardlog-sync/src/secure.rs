@@ -1,8 +1,9 @@
 //! Encrypted, mutually authenticated sessions: the handshake that proves to each side which
 //! device of its address book the other is, and the sealed channel that then carries every
-//! [`Session`] message (docs/SYNC.md, "Handshake"; docs/SECURITY.md, "Sessions"). Sans-IO
-//! like the session: [`Handshake`] and [`Channel`] only turn bytes into bytes, and [`run`]
-//! drives them over any [`crate::transport::Transport`] ([`crate::transport::run_secure`]).
+//! [`crate::session::Session`] message (docs/SYNC.md, "Handshake"; docs/SECURITY.md,
+//! "Sessions"). Sans-IO like the session: [`Handshake`] and [`Channel`] only turn bytes into
+//! bytes, and [`crate::transport::run_secure`] drives them over any
+//! [`crate::transport::Transport`].
 //!
 //! The handshake is Noise XX with a pre-shared key derived from the book's id
 //! (`Noise_XXpsk0_25519_ChaChaPoly_BLAKE2s`, through `snow`), so only devices that know the book
@@ -11,9 +12,10 @@
 //! ```text
 //! I → R  "CLNX" 1  psk, e                                  53 bytes
 //! R → I  e, ee, s, es, {R's device key, certificate}      192 bytes
-//!        I checks R: the relay it expects, a member of its book (or the device it paired with)
+//!        I checks R: the relay it expects, a member of its book (or, while it knows no
+//!        members, the device it paired with)
 //! I → R  s, se, {I's device key, certificate}              160 bytes
-//!        R checks I: a member of its book (or the device it paired with)
+//!        R checks I likewise
 //! ```
 //!
 //! `s` is the device's X25519 session key, derived from its device key's seed; the certificate

@@ -149,7 +149,8 @@ fn refusal_of_message_1(e: &crate::error::HandshakeError) -> String {
 
 /// Runs one encrypted session to its end over `transport` ([`crate::secure`]): the handshake,
 /// the checks of who the peer is ([`Gate::admit_peer`], and `expect` on the initiator), then
-/// [`Session`] over the sealed channel. The report's byte counts are what crossed the transport, handshake included.
+/// [`Session`] over the sealed channel. The report's byte counts are the messages the
+/// transport carried, handshake included.
 pub fn run_secure<S: Gate, T: Transport>(
     role: Role,
     store: &mut S,
