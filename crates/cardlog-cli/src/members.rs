@@ -41,7 +41,8 @@ pub fn init(ctx: &Ctx, a: &InitArgs) -> Res {
         )?,
         Some(_) => outln!(
             "created replica {} in {} for address book {}: an admin adds it with \
-             `cardlog members add {} --name NAME`, then sync",
+             `cardlog members add {} --name NAME`; pair it with that admin's device or the \
+             book's relay (`cardlog pair DEVICE [ADDR]`), then sync",
             r.id(),
             ctx.dir.display(),
             r.book(),
