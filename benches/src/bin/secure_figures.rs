@@ -136,6 +136,25 @@ struct Compared {
     sealed_bytes: f64,
 }
 
+impl Compared {
+    /// The medians of each carriage's samples.
+    fn of(
+        paired_diff_ms: f64,
+        mut clear: Vec<f64>,
+        mut sealed: Vec<f64>,
+        mut clear_b: Vec<f64>,
+        mut sealed_b: Vec<f64>,
+    ) -> Self {
+        Self {
+            paired_diff_ms,
+            clear_ms: median(&mut clear),
+            sealed_ms: median(&mut sealed),
+            clear_bytes: median(&mut clear_b),
+            sealed_bytes: median(&mut sealed_b),
+        }
+    }
+}
+
 fn options(clock: &FakeClock) -> Options {
     Options {
         cache_bytes: CACHE_BYTES_DEFAULT,
@@ -223,13 +242,13 @@ fn incremental(
         );
     }
     let mut diffs: Vec<f64> = sealed.iter().zip(&clear).map(|(s, c)| s - c).collect();
-    Ok(Compared {
-        paired_diff_ms: median(&mut diffs),
-        clear_ms: median(&mut clear),
-        sealed_ms: median(&mut sealed),
-        clear_bytes: median(&mut clear_b),
-        sealed_bytes: median(&mut sealed_b),
-    })
+    Ok(Compared::of(
+        median(&mut diffs),
+        clear,
+        sealed,
+        clear_b,
+        sealed_b,
+    ))
 }
 
 /// The shared history into an empty replica (a member paired with the source), in the clear
@@ -286,11 +305,5 @@ fn full_sync(
         sizes.push(bytes(&s));
         drop(target);
     }
-    Ok(Compared {
-        paired_diff_ms: f64::NAN,
-        clear_ms: median(&mut clear),
-        sealed_ms: median(&mut sealed),
-        clear_bytes: median(&mut clear_b),
-        sealed_bytes: median(&mut sealed_b),
-    })
+    Ok(Compared::of(f64::NAN, clear, sealed, clear_b, sealed_b))
 }

@@ -225,48 +225,61 @@ impl Handshake {
         state
             .read_message(m1.get(MAGIC.len() + 1..).unwrap_or_default(), &mut scratch)
             .map_err(|_| HandshakeError::Decrypt(1))?;
-        let mut m2 = vec![0u8; MESSAGE_2_BYTES];
-        let n = state
-            .write_message(&identity.certificate, &mut m2)
-            .map_err(noise)?;
-        m2.truncate(n);
-        let book = identity.book;
-        Ok((Self { state, book }, m2))
+        let mut handshake = Self {
+            state,
+            book: identity.book,
+        };
+        let m2 = handshake.write_identity(identity, MESSAGE_2_BYTES)?;
+        Ok((handshake, m2))
     }
 
     /// Reads message 2 as the initiator: who the responder is. Nothing more is sent unless
     /// the caller admits it and calls [`Handshake::finish`].
     pub fn read_reply(&mut self, m2: &[u8]) -> Result<Peer, HandshakeError> {
-        check_size(2, m2, MESSAGE_2_BYTES)?;
-        let mut payload = [0u8; MESSAGE_2_BYTES];
-        let n = self
-            .state
-            .read_message(m2, &mut payload)
-            .map_err(|_| HandshakeError::Decrypt(2))?;
-        self.peer(payload.get(..n).unwrap_or_default())
+        self.read_identity(2, m2, MESSAGE_2_BYTES)
     }
 
     /// Message 3 (this side's identity) and the channel, as the initiator.
     pub fn finish(mut self, identity: &Identity) -> Result<(Vec<u8>, Channel), HandshakeError> {
-        let mut m3 = vec![0u8; MESSAGE_3_BYTES];
-        let n = self
-            .state
-            .write_message(&identity.certificate, &mut m3)
-            .map_err(noise)?;
-        m3.truncate(n);
+        let m3 = self.write_identity(identity, MESSAGE_3_BYTES)?;
         Ok((m3, Channel::new(self.state)?))
     }
 
     /// Reads message 3 as the responder: who the initiator is, and the channel.
     pub fn read_final(mut self, m3: &[u8]) -> Result<(Peer, Channel), HandshakeError> {
-        check_size(3, m3, MESSAGE_3_BYTES)?;
-        let mut payload = [0u8; MESSAGE_3_BYTES];
+        let peer = self.read_identity(3, m3, MESSAGE_3_BYTES)?;
+        Ok((peer, Channel::new(self.state)?))
+    }
+
+    /// The next handshake message (`size` bytes), carrying this side's certificate.
+    fn write_identity(
+        &mut self,
+        identity: &Identity,
+        size: usize,
+    ) -> Result<Vec<u8>, HandshakeError> {
+        let mut out = vec![0u8; size];
         let n = self
             .state
-            .read_message(m3, &mut payload)
-            .map_err(|_| HandshakeError::Decrypt(3))?;
-        let peer = self.peer(payload.get(..n).unwrap_or_default())?;
-        Ok((peer, Channel::new(self.state)?))
+            .write_message(&identity.certificate, &mut out)
+            .map_err(noise)?;
+        out.truncate(n);
+        Ok(out)
+    }
+
+    /// Reads handshake message `number` (`size` bytes): the peer its certificate names.
+    fn read_identity(
+        &mut self,
+        number: u8,
+        bytes: &[u8],
+        size: usize,
+    ) -> Result<Peer, HandshakeError> {
+        check_size(number, bytes, size)?;
+        let mut payload = vec![0u8; size];
+        let n = self
+            .state
+            .read_message(bytes, &mut payload)
+            .map_err(|_| HandshakeError::Decrypt(number))?;
+        self.peer(payload.get(..n).unwrap_or_default())
     }
 
     /// The peer named by a certificate payload, checked against the session key the

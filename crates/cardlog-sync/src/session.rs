@@ -118,8 +118,8 @@ pub struct Session {
     held: Held,
     /// The peer the handshake authenticated ([`crate::secure`]): its hello must name it.
     authenticated: Option<DeviceId>,
-    /// Whether the peer's ops are taken (false for a read-only member).
-    peer_pushes: bool,
+    /// The authenticated peer, if it may not push (a read-only member): its ops are refused.
+    read_only_peer: Option<DeviceId>,
     /// Whether this side sends ops (false for a read-only member).
     pushes: bool,
     report: SyncReport,
@@ -290,7 +290,7 @@ impl Session {
             chunk_ops: CHUNK_OPS,
             held: Held::default(),
             authenticated: None,
-            peer_pushes: true,
+            read_only_peer: None,
             pushes: true,
             report: SyncReport::default(),
         }
@@ -301,7 +301,7 @@ impl Session {
     pub fn with_peer(mut self, peer: DeviceId, peer_pushes: bool, pushes: bool) -> Self {
         self.authenticated = Some(peer);
         self.report.peer = Some(peer);
-        self.peer_pushes = peer_pushes;
+        self.read_only_peer = (!peer_pushes).then_some(peer);
         self.pushes = pushes;
         self
     }
@@ -475,9 +475,10 @@ impl Session {
                     segments,
                 },
             ) => {
-                if !self.peer_pushes && crate::wire::segment::carries_ops(&segments)? {
-                    let peer = self.report.peer.unwrap_or(store.device_id());
-                    return Err(SyncError::Auth(AuthError::ReadOnlyPush(peer)));
+                if let Some(peer) = self.read_only_peer {
+                    if crate::wire::segment::carries_ops(&segments)? {
+                        return Err(SyncError::Auth(AuthError::ReadOnlyPush(peer)));
+                    }
                 }
                 let flipped = reported_forks(store, &forks)?;
                 if !flipped.is_empty() {

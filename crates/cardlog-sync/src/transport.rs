@@ -39,7 +39,7 @@ pub trait Transport {
         let bytes = self.recv()?;
         if bytes.len() > max {
             return Err(TransportError::Wire(WireError::TooLarge {
-                what: "handshake message bytes",
+                what: "message bytes",
                 got: bytes.len() as u64,
                 limit: max as u64,
             }));
@@ -583,8 +583,8 @@ impl Default for ServeOptions {
     }
 }
 
-/// Serves encrypted sessions on `listener`, each on its own thread as the responder, reporting each
-/// session's outcome to `on_session` (from that session's thread). Returns after
+/// Serves encrypted sessions on `listener`, each on its own thread as the responder, reporting
+/// each session's outcome to `on_session` (from that session's thread). Returns after
 /// `options.sessions` sessions have ended, or on a listener error.
 pub fn serve<S, F>(
     listener: &TcpListener,
