@@ -31,12 +31,17 @@
 //! Sim::run(&schedule).expect("every property holds");
 //! ```
 
+pub mod explore;
 pub mod model;
 mod naming;
+pub mod network;
 pub mod sim;
+mod story;
 pub mod strategy;
 mod view;
 
+pub use explore::{explore, Failure};
 pub use model::Rule;
+pub use network::{Ends, Link, Network};
 pub use sim::{Action, Edit, Schedule, Sim, Stats, Storage, SyncMode, Violation};
 pub use view::ReplicaView;

@@ -52,3 +52,19 @@ pub fn item_kind(kind: usize) -> ItemKind {
         ItemKind::Email
     }
 }
+
+/// What a story calls the replica numbered `i`: a device a person owns.
+pub fn device_name(i: usize) -> String {
+    const DEVICES: [&str; 8] = [
+        "phone", "tablet", "laptop", "desktop", "watch", "tv", "car", "kiosk",
+    ];
+    DEVICES
+        .get(i)
+        .map_or_else(|| format!("device {i}"), |d| (*d).to_owned())
+}
+
+/// The number of a contact id made by [`contact_id`] (`None` for any other id).
+pub fn contact_number(id: &ContactId) -> Option<u64> {
+    let (n, rest) = id.0.split_first_chunk::<8>()?;
+    (rest.first() == Some(&0xc0)).then(|| u64::from_be_bytes(*n))
+}

@@ -28,7 +28,9 @@ use cardlog_sync::{
 };
 
 use crate::model::{self, ModelContact, Rule};
-use crate::naming::{contact_id, field_at, item_id, item_kind, name_at};
+use crate::naming::{self, contact_id, field_at, item_id, item_kind, name_at};
+use crate::network::{Ends, Link, Network};
+use crate::story;
 
 /// 2026-11-22T09:00:00Z: where every simulated clock starts (plus its skew).
 pub const START_MS: u64 = 1_795_338_000_000;
@@ -47,55 +49,94 @@ pub enum Storage {
     Memory,
 }
 
-/// One change a device saves. `pick` chooses among the contacts the device knows (deleted
-/// ones included), in id order; an edit that does not apply (editing a deleted contact,
-/// restoring a visible one, no such item) saves nothing, as in an app.
+/// One change a device saves, as a person makes it in an app.
+///
+/// Every edit but [`Edit::Add`] acts on a contact the device already knows: `pick` chooses
+/// it, modulo the number of contacts the device holds (deleted ones included), in id order,
+/// so the same schedule picks the same contact on every run. Fields and names are numbers
+/// into small alphabets ([`crate::strategy::FIELDS`], [`crate::strategy::NAMES`]), so random
+/// devices often touch the same path. An edit that does not apply (editing a deleted
+/// contact, restoring a visible one, an item of a contact without items) saves nothing, as
+/// in an app. A run's story names the contact each edit picked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[allow(missing_docs)]
 pub enum Edit {
-    /// A new contact (its ids are renumbered by the simulator).
+    /// A new contact (its contact and item ids are renumbered by the simulator: contact
+    /// numbers count up from 1 across the whole run).
     Add(Contact),
+    /// Sets a single-valued field.
     SetField {
+        /// Which contact (see [`Edit`]).
         pick: u8,
+        /// Which field: an index into [`crate::strategy::FIELDS`] (modulo its length).
         field: usize,
+        /// The new value.
         value: String,
     },
+    /// Clears a single-valued field.
     ClearField {
+        /// Which contact.
         pick: u8,
+        /// Which field, as in [`Edit::SetField`].
         field: usize,
     },
+    /// Adds a phone (`kind` 0) or an e-mail (any other `kind`) labelled "other".
     AddItem {
+        /// Which contact.
         pick: u8,
+        /// 0: a phone; otherwise an e-mail.
         kind: usize,
+        /// Its number or address.
         text: String,
     },
+    /// Changes the text of one item: the `nth` (modulo their number) of the contact's phones
+    /// followed by its e-mails.
     EditItem {
+        /// Which contact.
         pick: u8,
+        /// Which item.
         nth: u8,
+        /// The new text.
         text: String,
     },
+    /// Removes one item, chosen as in [`Edit::EditItem`].
     RemoveItem {
+        /// Which contact.
         pick: u8,
+        /// Which item.
         nth: u8,
     },
+    /// Adds (`on`) or removes a tag.
     Tag {
+        /// Which contact.
         pick: u8,
+        /// Which tag: an index into [`crate::strategy::NAMES`] (modulo its length).
         name: usize,
+        /// Tag or untag.
         on: bool,
     },
+    /// Sets (`Some`) or clears a custom field `X-NAME`, its name from
+    /// [`crate::strategy::NAMES`] in capitals.
     Custom {
+        /// Which contact.
         pick: u8,
+        /// Which name, as in [`Edit::Tag`].
         name: usize,
+        /// The value, or `None` to clear it.
         value: Option<String>,
     },
+    /// Deletes the contact.
     Delete {
+        /// Which contact.
         pick: u8,
     },
+    /// Restores a deleted contact.
     Restore {
+        /// Which contact.
         pick: u8,
     },
     /// Settles the contact's first conflict with its visible value.
     Resolve {
+        /// Which contact.
         pick: u8,
     },
 }
@@ -117,6 +158,10 @@ pub enum SyncMode {
     Relay(u8),
     /// Heads file one way, bundle the other.
     Bundle,
+    /// A whole session (a few ops per message) over the app's own network
+    /// ([`Sim::with_network`]), which takes its faults from the number
+    /// ([`crate::network::Link::seed`]).
+    Network(u64),
 }
 
 /// One step of a schedule.
@@ -178,8 +223,9 @@ pub enum Action {
     },
 }
 
-/// A whole simulated run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A whole simulated run. It prints as a story (`Display`, and `Debug`, which proptest shows
+/// of a failing case).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Schedule {
     /// Where replicas keep state.
     pub storage: Storage,
@@ -189,20 +235,42 @@ pub struct Schedule {
     pub actions: Vec<Action>,
 }
 
-/// A property that did not hold, with what was seen.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{property}: {detail}")]
+/// A property that did not hold, with what was seen and what the devices did up to then.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
     /// The property.
     pub property: &'static str,
     /// What was seen.
     pub detail: String,
+    /// What the devices did until the property failed, one line per step and its outcome
+    /// (empty when the violation did not come from a run, see [`Sim::story`]).
+    pub story: Vec<String>,
+    /// The action (numbered from 1) during which it failed; `None` when it failed in the
+    /// checks after the schedule.
+    pub step: Option<usize>,
 }
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.property, self.detail)?;
+        if !self.story.is_empty() {
+            write!(f, "\nwhat the devices did:")?;
+            for line in &self.story {
+                write!(f, "\n{line}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Violation {}
 
 fn violation(property: &'static str, detail: impl Into<String>) -> Violation {
     Violation {
         property,
         detail: detail.into(),
+        story: Vec::new(),
+        step: None,
     }
 }
 
@@ -334,8 +402,13 @@ impl Node {
         }
     }
 
-    /// Saves `edit`; the op id when something was saved.
-    fn save(&mut self, edit: &Edit, fresh_item: ItemId) -> Result<Option<OpId>, Violation> {
+    /// Saves `edit`: the contact it picked (none when the device knows none) and the op id
+    /// when something was saved.
+    fn save(
+        &mut self,
+        edit: &Edit,
+        fresh_item: ItemId,
+    ) -> Result<(Option<ContactId>, Option<OpId>), Violation> {
         let views = self.views()?;
         let pick =
             |p: &u8| -> Option<&ContactView> { views.get(usize::from(*p) % views.len().max(1)) };
@@ -353,11 +426,11 @@ impl Node {
             | Edit::Resolve { pick: p } => pick(p).map(|v| v.contact.id),
         };
         let Some(id) = target else {
-            return Ok(None);
+            return Ok((None, None));
         };
         if let (Some(v), Edit::Restore { .. }) = (views.iter().find(|v| v.contact.id == id), edit) {
             if !v.deleted {
-                return Ok(None);
+                return Ok((target, None));
             }
         }
         let view = views.iter().find(|v| v.contact.id == id);
@@ -419,40 +492,40 @@ impl Node {
                 .first()
                 .map(|c| (c.path.clone(), c.winner.value.clone()))
         });
-        match self {
-            Node::Disk { replica, .. } => {
-                let r = replica
-                    .as_mut()
-                    .ok_or_else(|| violation("replica", "closed"))?;
-                // A device that has not learnt of its admission yet cannot save, as in an app;
-                // any other refusal by the book is a violation.
-                let me = r.id();
-                let admitted = r.membership().member(&me).is_some();
-                match save_edit(&mut r.editor(), edit, id, change, resolve) {
-                    Ok(op) => Ok(op.map(|o| o.id())),
-                    Err(e) if benign_replica(&e) => Ok(None),
-                    Err(cardlog::Error::Refused(cardlog::Refusal::NotMember { .. }))
-                        if !admitted =>
-                    {
-                        Ok(None)
+        let op =
+            match self {
+                Node::Disk { replica, .. } => {
+                    let r = replica
+                        .as_mut()
+                        .ok_or_else(|| violation("replica", "closed"))?;
+                    // A device that has not learnt of its admission yet cannot save, as in an app;
+                    // any other refusal by the book is a violation.
+                    let me = r.id();
+                    let admitted = r.membership().member(&me).is_some();
+                    match save_edit(&mut r.editor(), edit, id, change, resolve) {
+                        Ok(op) => Ok(op.map(|o| o.id())),
+                        Err(e) if benign_replica(&e) => Ok(None),
+                        Err(cardlog::Error::Refused(cardlog::Refusal::NotMember { .. }))
+                            if !admitted =>
+                        {
+                            Ok(None)
+                        }
+                        // A removed device that has learnt of its removal saves nothing more.
+                        Err(cardlog::Error::Refused(cardlog::Refusal::Removed {
+                            author, ..
+                        })) if author == me => Ok(None),
+                        Err(e) => Err(violation("save", format!("{edit:?}: {e}"))),
                     }
-                    // A removed device that has learnt of its removal saves nothing more.
-                    Err(cardlog::Error::Refused(cardlog::Refusal::Removed { author, .. }))
-                        if author == me =>
-                    {
-                        Ok(None)
+                }
+                Node::Memory { replica, .. } => {
+                    match save_edit(replica.device_mut(), edit, id, change, resolve) {
+                        Ok(op) => Ok(op.map(|o| o.id())),
+                        Err(e) if benign_device(&e) => Ok(None),
+                        Err(e) => Err(violation("save", format!("{edit:?}: {e}"))),
                     }
-                    Err(e) => Err(violation("save", format!("{edit:?}: {e}"))),
                 }
-            }
-            Node::Memory { replica, .. } => {
-                match save_edit(replica.device_mut(), edit, id, change, resolve) {
-                    Ok(op) => Ok(op.map(|o| o.id())),
-                    Err(e) if benign_device(&e) => Ok(None),
-                    Err(e) => Err(violation("save", format!("{edit:?}: {e}"))),
-                }
-            }
-        }
+            }?;
+        Ok((target, op))
     }
 }
 
@@ -561,6 +634,34 @@ impl Locate for Carried<'_> {
     }
 }
 
+/// The line a session runs over.
+#[derive(Debug, Clone, Copy)]
+enum Line {
+    /// The in-process channel, whole.
+    Whole,
+    /// The in-process channel, cut after that many messages the initiator receives.
+    Cut(usize),
+    /// The app's network, with this seed.
+    Network(u64),
+}
+
+impl Line {
+    /// Whether a session end over this line may end as `r`: a cut ends it with a
+    /// disconnect, an app's network with whatever its faults cause, never with a failure of
+    /// the local store.
+    fn excuses(self, r: &Result<(), SyncError<String>>) -> bool {
+        match (self, r) {
+            (_, Ok(())) => true,
+            (Line::Cut(_), Err(SyncError::Disconnected(_))) => true,
+            (Line::Network(_), Err(e)) => !matches!(
+                e,
+                SyncError::Store(_) | SyncError::StoreContract(_) | SyncError::SamePeer(_)
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// A transport that breaks after `left` received messages.
 struct Cut {
     inner: ChannelEnd,
@@ -625,6 +726,10 @@ pub struct Sim {
     removed: std::collections::BTreeSet<usize>,
     /// Strangers made so far (each has its own key).
     strangers: u8,
+    /// The app's network, for [`SyncMode::Network`].
+    network: Option<Box<dyn Network>>,
+    /// What the devices did so far, one line per step and its outcome.
+    story: Vec<String>,
 }
 
 impl Sim {
@@ -697,7 +802,15 @@ impl Sim {
             stats: Stats::default(),
             removed: Default::default(),
             strangers: 0,
+            network: None,
+            story: Vec::new(),
         })
+    }
+
+    /// Carries [`SyncMode::Network`] sessions over an app's own network.
+    pub fn with_network(mut self, network: impl Network + 'static) -> Self {
+        self.network = Some(Box::new(network));
+        self
     }
 
     /// Uses another model rule (the canary).
@@ -706,12 +819,34 @@ impl Sim {
         self
     }
 
-    /// Runs a schedule and checks every property.
+    /// Runs a schedule and checks every property; a violation carries the run's story.
     pub fn run(schedule: &Schedule) -> Result<Stats, Violation> {
-        let mut sim = Self::new(schedule)?;
-        sim.play(schedule)?;
-        sim.check()?;
-        Ok(sim.stats)
+        Self::new(schedule)?.execute(schedule)
+    }
+
+    /// Plays the schedule on this simulation (set up with [`Sim::new`], maybe
+    /// [`Sim::with_network`] or [`Sim::with_rule`]) and checks every property; a violation
+    /// carries the run's story.
+    pub fn execute(mut self, schedule: &Schedule) -> Result<Stats, Violation> {
+        match self.play(schedule).and_then(|()| self.check()) {
+            Ok(()) => Ok(self.stats),
+            Err(v) => Err(self.told(v)),
+        }
+    }
+
+    /// What the devices did so far: one line per step, as a person would tell it, with what
+    /// each step picked and how it ended ("tablet sets org=\"b\" on the contact it picks
+    /// (#7): contact 3, saved").
+    pub fn story(&self) -> &[String] {
+        &self.story
+    }
+
+    /// `v` with this run's story attached.
+    pub fn told(&self, mut v: Violation) -> Violation {
+        if v.story.is_empty() {
+            v.story = self.story.clone();
+        }
+        v
     }
 
     /// What the run did so far.
@@ -750,7 +885,53 @@ impl Sim {
         model::contacts(&effective, self.rule)
     }
 
+    /// Plays one action and tells it in the story.
     fn step(&mut self, action: &Action) -> Result<(), Violation> {
+        let network = self
+            .network
+            .as_ref()
+            .map_or_else(|| "the app's network (none given)".into(), |n| n.name());
+        let words = story::action_words(action, self.nodes.len(), &network);
+        let line = self.story.len() + 1;
+        let before = self.stats;
+        match self.act(action) {
+            Ok(outcome) => {
+                let outcome = outcome.unwrap_or_else(|| self.outcome(action, before));
+                self.story.push(format!("{line:>4}. {words}{outcome}"));
+                Ok(())
+            }
+            Err(mut v) => {
+                self.story.push(format!(
+                    "{line:>4}. {words}: property \"{}\" failed here",
+                    v.property
+                ));
+                v.step = Some(line);
+                Err(v)
+            }
+        }
+    }
+
+    /// How an action other than a save or a sync ended, from what it counted.
+    fn outcome(&self, action: &Action, before: Stats) -> String {
+        let s = self.stats;
+        let said = |yes: bool, done: &str| {
+            if yes {
+                format!(": {done}")
+            } else {
+                ": nothing to do".to_owned()
+            }
+        };
+        match action {
+            Action::Crash { .. } => said(s.crashes > before.crashes, "reopened, verify ok"),
+            Action::Stranger { .. } => said(s.refused > before.refused, "refused, nothing changed"),
+            Action::Leave { .. } => said(s.removed > before.removed, "removed"),
+            Action::Admit { .. } => said(s.admitted > before.admitted, "admitted"),
+            Action::Save { .. } | Action::Sync { .. } | Action::ClockJump { .. } => String::new(),
+        }
+    }
+
+    /// Plays one action: how a save or a sync ended, for the story.
+    fn act(&mut self, action: &Action) -> Result<Option<String>, Violation> {
         for n in &self.nodes {
             n.clock().advance_ms(STEP_MS);
         }
@@ -764,24 +945,34 @@ impl Sim {
                 // Item ids are random in an app; here they are numbered, unique across devices.
                 self.next_item += 1;
                 let fresh = item_id(u64::MAX, self.next_item);
-                if let Some(op) = self.node(replica % n)?.save(&edit, fresh)? {
-                    // The founder removed it after holding all its ops: what it saves now is
-                    // past its cutoff.
-                    if self.removed.contains(&(replica % n)) {
-                        self.stats.void_saves += 1;
-                        self.void_saves.push((replica % n, op));
-                    } else {
-                        self.stats.saves += 1;
-                        self.saves.push((replica % n, op));
-                    }
+                let (target, op) = self.node(replica % n)?.save(&edit, fresh)?;
+                let contact = match target.as_ref().and_then(naming::contact_number) {
+                    Some(k) => format!("contact {k}"),
+                    None => "no contact to pick".into(),
+                };
+                let Some(op) = op else {
+                    return Ok(Some(format!(": {contact}, nothing saved")));
+                };
+                // The founder removed it after holding all its ops: what it saves now is
+                // past its cutoff.
+                if self.removed.contains(&(replica % n)) {
+                    self.stats.void_saves += 1;
+                    self.void_saves.push((replica % n, op));
+                    return Ok(Some(format!(
+                        ": {contact}, saved (void: the device was removed)"
+                    )));
                 }
+                self.stats.saves += 1;
+                self.saves.push((replica % n, op));
+                return Ok(Some(format!(": {contact}, saved")));
             }
             Action::Sync { from, to, mode } => {
                 let (from, to) = (from % n, to % n);
-                if from != to {
-                    self.stats.syncs += 1;
-                    self.sync(from, to, *mode)?;
+                if from == to {
+                    return Ok(Some(": the same device, nothing to do".into()));
                 }
+                self.stats.syncs += 1;
+                return self.sync(from, to, *mode).map(Some);
             }
             Action::Crash { replica } => self.crash(replica % n)?,
             Action::Stranger { target, forge } => self.stranger(target % n, *forge)?,
@@ -791,7 +982,7 @@ impl Sim {
                 self.node(replica % n)?.clock().advance_ms(*delta_ms);
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// [`Action::Stranger`]: the push must be refused, naming the op's author, and change
@@ -893,7 +1084,7 @@ impl Sim {
         let fail = |e: String| violation("removal", format!("replica {i}: {e}"));
         // The founder holds all of the device's ops first: none of them is void, and every
         // save the device makes from now on is.
-        self.session(i, 0, None)?;
+        self.session(i, 0, Line::Whole)?;
         let Some((admin, gone)) = self.founder_and(i)? else {
             return Ok(());
         };
@@ -971,59 +1162,150 @@ impl Sim {
             .ok_or_else(|| violation("schedule", "no replicas"))
     }
 
-    /// A session: `from` responds, `to` initiates; `cut` breaks `to`'s line after that many
-    /// received messages.
-    fn session(&mut self, from: usize, to: usize, cut: Option<usize>) -> Result<(), Violation> {
+    /// A session: `from` responds, `to` initiates, over `line`. Its outcome for the story:
+    /// empty when both ends completed, else how the line's fault ended it.
+    fn session(&mut self, from: usize, to: usize, line: Line) -> Result<String, Violation> {
+        // What each side held at the start: a session both ends call complete delivers it.
+        let held = (self.node(from)?.ops()?, self.node(to)?.ops()?);
+        let chunk = match line {
+            Line::Whole => 1 << 14,
+            Line::Cut(_) => 1,
+            // A few ops per message, so the network carries several.
+            Line::Network(seed) => 1 + (seed % 4) as usize,
+        };
+        let Ends {
+            initiator,
+            responder,
+        } = match line {
+            Line::Whole | Line::Cut(_) => {
+                let (responder, initiator) = channel_pair(TIMEOUT);
+                let initiator: Box<dyn Transport + Send> = match line {
+                    Line::Cut(left) => Box::new(Cut {
+                        inner: initiator,
+                        left,
+                    }),
+                    _ => Box::new(initiator),
+                };
+                Ends {
+                    initiator,
+                    responder: Box::new(responder),
+                }
+            }
+            Line::Network(seed) => {
+                let Some(network) = self.network.as_mut() else {
+                    return Err(violation(
+                        "schedule",
+                        "SyncMode::Network needs the app's network: Sim::with_network",
+                    ));
+                };
+                let link = Link {
+                    initiator: to,
+                    responder: from,
+                    seed,
+                };
+                match network.connect(link) {
+                    Ok(ends) => ends,
+                    Err(e) => return Ok(format!(": the network could not connect ({e})")),
+                }
+            }
+        };
         let (a, b) = self.pair(from, to)?;
-        let (ea, eb) = channel_pair(TIMEOUT);
-        let chunk = if cut.is_some() { 1 } else { 1 << 14 };
         let (ra, rb) = std::thread::scope(|s| {
             let h = s.spawn(move || {
-                let mut ea = ea;
-                a.with_store(|st| st.session_(Role::Responder, chunk, &mut ea))
+                let mut t = responder;
+                a.with_store(|st| st.session_(Role::Responder, chunk, &mut *t))
             });
-            let rb = match cut {
-                Some(left) => {
-                    let mut t = Cut { inner: eb, left };
-                    let r = b.with_store(|st| st.session_(Role::Initiator, chunk, &mut t));
-                    drop(t);
-                    r
-                }
-                None => {
-                    let mut eb = eb;
-                    b.with_store(|st| st.session_(Role::Initiator, chunk, &mut eb))
-                }
-            };
+            let mut t = initiator;
+            let rb = b.with_store(|st| st.session_(Role::Initiator, chunk, &mut *t));
+            // Closed, so that a responder still waiting hears of it.
+            drop(t);
             (h.join(), rb)
         });
         let ra = ra.map_err(|_| violation("sync", "responder thread panicked"))??;
         let rb = rb?;
-        // A cut line may end either side with a disconnect (or end both cleanly, when the cut
-        // comes after the last message); any other error is a violation.
-        let fine = |r: &Result<(), SyncError<String>>| match r {
-            Ok(()) => true,
-            Err(SyncError::Disconnected(_)) => cut.is_some(),
-            Err(_) => false,
-        };
-        if fine(&ra) && fine(&rb) {
-            Ok(())
-        } else {
-            Err(violation("sync", format!("{from}→{to}: {ra:?} / {rb:?}")))
+        let (ok_a, ok_b) = (line.excuses(&ra), line.excuses(&rb));
+        if !(ok_a && ok_b) {
+            return Err(violation(
+                "sync",
+                format!("{from}→{to} over {line:?}: {ra:?} / {rb:?}"),
+            ));
+        }
+        match (ra, rb) {
+            (Ok(()), Ok(())) => {
+                self.check_delivered(from, to, &held.0)?;
+                self.check_delivered(to, from, &held.1)?;
+                Ok(String::new())
+            }
+            (ra, rb) => {
+                let said = |r: Result<(), SyncError<String>>| match r {
+                    Ok(()) => "done".to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                Ok(format!(
+                    ": the session failed ({}: {}; {}: {})",
+                    naming::device_name(to),
+                    said(rb),
+                    naming::device_name(from),
+                    said(ra)
+                ))
+            }
         }
     }
 
-    fn sync(&mut self, from: usize, to: usize, mode: SyncMode) -> Result<(), Violation> {
+    /// Property "a completed session delivers": after a session both ends called complete,
+    /// `taker` holds every op `giver` held at its start, but void ops of removed devices
+    /// that it refused.
+    fn check_delivered(
+        &self,
+        giver: usize,
+        taker: usize,
+        had: &[SealedOp],
+    ) -> Result<(), Violation> {
+        let node = self
+            .nodes
+            .get(taker)
+            .ok_or_else(|| violation("schedule", format!("no replica {taker}")))?;
+        let ops = node.ops()?;
+        let held: std::collections::BTreeSet<OpId> = ops.iter().map(SealedOp::id).collect();
+        let cutoffs = cutoffs_of(&ops);
+        let missing: Vec<&SealedOp> = had
+            .iter()
+            .filter(|o| !held.contains(&o.id()) && !cutoffs.voids(&o.op().author, o.op().seq))
+            .collect();
+        match missing.first() {
+            None => Ok(()),
+            Some(first) => Err(violation(
+                "a completed session delivers",
+                format!(
+                    "both ends of {} ↔ {} reported success, but {} lacks {} of the ops {} held \
+                     (first {} by {}, seq {})",
+                    naming::device_name(giver),
+                    naming::device_name(taker),
+                    naming::device_name(taker),
+                    missing.len(),
+                    naming::device_name(giver),
+                    first.id(),
+                    first.op().author,
+                    first.op().seq
+                ),
+            )),
+        }
+    }
+
+    fn sync(&mut self, from: usize, to: usize, mode: SyncMode) -> Result<String, Violation> {
         let fail = |e: String| violation("sync", format!("{from}→{to} {mode:?}: {e}"));
         match mode {
-            SyncMode::Full => self.session(from, to, None),
-            SyncMode::Interrupted(k) => self.session(from, to, Some(usize::from(k))),
+            SyncMode::Full => self.session(from, to, Line::Whole),
+            SyncMode::Interrupted(k) => self.session(from, to, Line::Cut(usize::from(k))),
+            SyncMode::Network(seed) => self.session(from, to, Line::Network(seed)),
             SyncMode::Relay(r) => {
                 let relay = usize::from(r) % self.nodes.len();
                 if relay == from || relay == to {
-                    return self.session(from, to, None);
+                    return self.session(from, to, Line::Whole);
                 }
-                self.session(from, relay, None)?;
-                self.session(relay, to, None)
+                let first = self.session(from, relay, Line::Whole)?;
+                let second = self.session(relay, to, Line::Whole)?;
+                Ok(format!("{first}{second}"))
             }
             SyncMode::Partial(pct) => {
                 let (a, b) = self.pair(from, to)?;
@@ -1035,7 +1317,7 @@ impl Sim {
                 // come with a later sync).
                 let tips = a.with_store(|s| s.signatures_(prefix))?.map_err(fail)?;
                 b.with_store(|s| s.apply_(prefix, &tips))?.map_err(fail)?;
-                Ok(())
+                Ok(String::new())
             }
             SyncMode::Reordered(seed) => {
                 let (a, b) = self.pair(from, to)?;
@@ -1069,7 +1351,7 @@ impl Sim {
                 if applied.stored != expected {
                     return Err(fail(format!("{applied:?} of {} shuffled ops", ops.len())));
                 }
-                Ok(())
+                Ok(String::new())
             }
             SyncMode::Bundle | SyncMode::Duplicated => {
                 let (a, b) = self.pair(from, to)?;
@@ -1088,7 +1370,7 @@ impl Sim {
                         ));
                     }
                 }
-                Ok(())
+                Ok(String::new())
             }
         }
     }
@@ -1097,7 +1379,7 @@ impl Sim {
     pub fn sync_all(&mut self) -> Result<(), Violation> {
         for _ in 0..2 {
             for i in 1..self.nodes.len() {
-                self.session(i, 0, None)?;
+                self.session(i, 0, Line::Whole)?;
             }
         }
         Ok(())

@@ -86,12 +86,30 @@ pub fn sync_mode() -> impl Strategy<Value = SyncMode> {
     ]
 }
 
+/// How two replicas exchange ops when an app's network is in the loop
+/// ([`crate::Sim::with_network`]): over it in about half the syncs, by the built-in modes in
+/// the others.
+pub fn sync_mode_over_network() -> impl Strategy<Value = SyncMode> {
+    prop_oneof![
+        1 => any::<u64>().prop_map(SyncMode::Network),
+        1 => sync_mode(),
+    ]
+}
+
 /// One step of a schedule on `replicas` replicas.
 pub fn action(replicas: usize) -> impl Strategy<Value = Action> {
+    action_with(replicas, sync_mode())
+}
+
+/// One step of a schedule on `replicas` replicas whose syncs take their mode from `modes`.
+pub fn action_with(
+    replicas: usize,
+    modes: impl Strategy<Value = SyncMode> + 'static,
+) -> impl Strategy<Value = Action> {
     let r = 0..replicas;
     prop_oneof![
         24 => (r.clone(), edit()).prop_map(|(replica, edit)| Action::Save { replica, edit }),
-        12 => (r.clone(), r.clone(), sync_mode()).prop_map(|(from, to, mode)| Action::Sync { from, to, mode }),
+        12 => (r.clone(), r.clone(), modes).prop_map(|(from, to, mode)| Action::Sync { from, to, mode }),
         4 => r.clone().prop_map(|replica| Action::Crash { replica }),
         4 => (r.clone(), -120_000i64..600_000).prop_map(|(replica, delta_ms)| Action::ClockJump { replica, delta_ms }),
         1 => (r.clone(), any::<bool>()).prop_map(|(target, forge)| Action::Stranger { target, forge }),
@@ -107,10 +125,34 @@ pub fn schedule(
     len: std::ops::Range<usize>,
     storage: Storage,
 ) -> impl Strategy<Value = Schedule> {
+    schedule_with(replicas, len, storage, false)
+}
+
+/// A whole schedule as [`schedule`] draws it, about half its syncs over the app's network
+/// ([`SyncMode::Network`]; run it on a [`crate::Sim::with_network`]).
+pub fn schedule_over_network(
+    replicas: std::ops::RangeInclusive<usize>,
+    len: std::ops::Range<usize>,
+    storage: Storage,
+) -> impl Strategy<Value = Schedule> {
+    schedule_with(replicas, len, storage, true)
+}
+
+fn schedule_with(
+    replicas: std::ops::RangeInclusive<usize>,
+    len: std::ops::Range<usize>,
+    storage: Storage,
+    network: bool,
+) -> impl Strategy<Value = Schedule> {
     replicas.prop_flat_map(move |n| {
+        let actions = if network {
+            action_with(n, sync_mode_over_network().boxed()).boxed()
+        } else {
+            action(n).boxed()
+        };
         (
             proptest::collection::vec(-600_000i64..600_000, n),
-            proptest::collection::vec(action(n), len.clone()),
+            proptest::collection::vec(actions, len.clone()),
         )
             .prop_map(move |(skews_ms, actions)| Schedule {
                 storage,
