@@ -9,8 +9,15 @@
 //!   set, sharing no code with the engine's replay.
 //! - [`ReplicaView`] ([`Sim::replica`]) reads one replica from an app's own property: its
 //!   contacts, conflicts, history, summary and ops, and the reference model's view of them.
+//! - [`Network`] puts an app's own transport in the loop ([`SyncMode::Network`],
+//!   [`Sim::with_network`]); property "a completed session delivers" catches one that loses
+//!   data while both ends believe the session completed.
 //! - [`strategy`] holds public proptest strategies (contacts, edits, sync modes, schedules)
-//!   for apps that want to prove their own use of cardlog converges.
+//!   for apps that want to prove their own use of cardlog converges; [`explore`] runs a
+//!   property over them with seeds, shrinks a failure and prints it as a story (what each
+//!   device did) with the command that replays it.
+//!
+//! Start with `examples/favourites.rs` and docs/SIM.md.
 //!
 //! ```
 //! use cardlog_sim::{Action, Edit, Schedule, Sim, Storage, SyncMode};

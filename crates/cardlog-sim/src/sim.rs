@@ -38,6 +38,10 @@ const STEP_MS: i64 = 1_000;
 /// Disk replicas below this index are writers from the start (the founder included); the
 /// others joined and wait for an [`Action::Admit`].
 const ADMITTED_AT_START: usize = 4;
+/// The disk replica admitted with the relay role: it stores and forwards but cannot save
+/// contacts (as a served replica; its saves are refused, which the simulator takes as an app
+/// would: nothing saved).
+pub const RELAY: usize = 3;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where replicas keep their state.
@@ -264,6 +268,14 @@ impl std::fmt::Display for Violation {
 }
 
 impl std::error::Error for Violation {}
+
+impl Violation {
+    /// A violation of an app's own property (`property` names it, `detail` says what was
+    /// seen); [`Sim::told`] attaches the run's story.
+    pub fn new(property: &'static str, detail: impl Into<String>) -> Self {
+        violation(property, detail)
+    }
+}
 
 fn violation(property: &'static str, detail: impl Into<String>) -> Violation {
     Violation {
@@ -492,39 +504,40 @@ impl Node {
                 .first()
                 .map(|c| (c.path.clone(), c.winner.value.clone()))
         });
-        let op =
-            match self {
-                Node::Disk { replica, .. } => {
-                    let r = replica
-                        .as_mut()
-                        .ok_or_else(|| violation("replica", "closed"))?;
-                    // A device that has not learnt of its admission yet cannot save, as in an app;
-                    // any other refusal by the book is a violation.
-                    let me = r.id();
-                    let admitted = r.membership().member(&me).is_some();
-                    match save_edit(&mut r.editor(), edit, id, change, resolve) {
-                        Ok(op) => Ok(op.map(|o| o.id())),
-                        Err(e) if benign_replica(&e) => Ok(None),
-                        Err(cardlog::Error::Refused(cardlog::Refusal::NotMember { .. }))
-                            if !admitted =>
-                        {
-                            Ok(None)
-                        }
-                        // A removed device that has learnt of its removal saves nothing more.
-                        Err(cardlog::Error::Refused(cardlog::Refusal::Removed {
-                            author, ..
-                        })) if author == me => Ok(None),
-                        Err(e) => Err(violation("save", format!("{edit:?}: {e}"))),
+        let op = match self {
+            Node::Disk { replica, .. } => {
+                let r = replica
+                    .as_mut()
+                    .ok_or_else(|| violation("replica", "closed"))?;
+                // A device that has not learnt of its admission yet cannot save, as in an app;
+                // any other refusal by the book is a violation.
+                let me = r.id();
+                let admitted = r.membership().member(&me).is_some();
+                match save_edit(&mut r.editor(), edit, id, change, resolve) {
+                    Ok(op) => Ok(op.map(|o| o.id())),
+                    Err(e) if benign_replica(&e) => Ok(None),
+                    Err(cardlog::Error::Refused(cardlog::Refusal::NotMember { .. }))
+                        if !admitted =>
+                    {
+                        Ok(None)
                     }
+                    // A removed device that has learnt of its removal saves nothing more,
+                    // nor does the relay.
+                    Err(cardlog::Error::Refused(
+                        cardlog::Refusal::Removed { author, .. }
+                        | cardlog::Refusal::CannotWrite { author, .. },
+                    )) if author == me => Ok(None),
+                    Err(e) => Err(violation("save", format!("{edit:?}: {e}"))),
                 }
-                Node::Memory { replica, .. } => {
-                    match save_edit(replica.device_mut(), edit, id, change, resolve) {
-                        Ok(op) => Ok(op.map(|o| o.id())),
-                        Err(e) if benign_device(&e) => Ok(None),
-                        Err(e) => Err(violation("save", format!("{edit:?}: {e}"))),
-                    }
+            }
+            Node::Memory { replica, .. } => {
+                match save_edit(replica.device_mut(), edit, id, change, resolve) {
+                    Ok(op) => Ok(op.map(|o| o.id())),
+                    Err(e) if benign_device(&e) => Ok(None),
+                    Err(e) => Err(violation("save", format!("{edit:?}: {e}"))),
                 }
-            }?;
+            }
+        }?;
         Ok((target, op))
     }
 }
@@ -709,6 +722,9 @@ pub struct Stats {
     /// Void ops replica 0 holds after the final sync (kept because other ops replace their
     /// writes).
     pub void_kept: usize,
+    /// Sessions of the schedule (not the final sync) with the relay (disk replica [`RELAY`])
+    /// at one end.
+    pub relay_sessions: usize,
 }
 
 /// A running simulation.
@@ -748,9 +764,10 @@ impl Sim {
                 Some(tmp) => {
                     let dir = tmp.path().join(format!("r{i}"));
                     let setup = |e: String| violation("setup", e);
-                    // Replica 0 founds the book; it adds replicas 1 to 3 as writers, and each
-                    // takes the founder's ops then (the others learn of one another by sync).
-                    // Replica 4 joins but waits for an `Admit`.
+                    // Replica 0 founds the book; it adds replicas 1 and 2 as writers and
+                    // replica 3 as the relay, and each takes the founder's ops then (the
+                    // others learn of one another by sync). Replica 4 joins but waits for an
+                    // `Admit`.
                     let replica = match nodes.first_mut() {
                         Some(Node::Disk {
                             replica: Some(founder),
@@ -759,12 +776,13 @@ impl Sim {
                             let mut r = Replica::join_with(&dir, founder.book(), options(&clock))
                                 .map_err(|e| setup(e.to_string()))?;
                             if i < ADMITTED_AT_START {
+                                let role = if i == RELAY {
+                                    cardlog::MemberRole::Relay
+                                } else {
+                                    cardlog::MemberRole::Write
+                                };
                                 founder
-                                    .add_member(
-                                        r.id(),
-                                        cardlog::MemberRole::Write,
-                                        &format!("r{i}"),
-                                    )
+                                    .add_member(r.id(), role, &format!("r{i}"))
                                     .map_err(|e| setup(e.to_string()))?;
                             }
                             r.pull_from(founder).map_err(|e| setup(e.to_string()))?;
@@ -1209,6 +1227,11 @@ impl Sim {
                 }
             }
         };
+        if (from == RELAY || to == RELAY)
+            && matches!(self.nodes.get(RELAY), Some(Node::Disk { .. }))
+        {
+            self.stats.relay_sessions += 1;
+        }
         let (a, b) = self.pair(from, to)?;
         let (ra, rb) = std::thread::scope(|s| {
             let h = s.spawn(move || {
@@ -1377,11 +1400,14 @@ impl Sim {
 
     /// A final full sync: every replica with the first, twice round.
     pub fn sync_all(&mut self) -> Result<(), Violation> {
+        // The schedule's own sessions are what the stats count.
+        let relay_sessions = self.stats.relay_sessions;
         for _ in 0..2 {
             for i in 1..self.nodes.len() {
                 self.session(i, 0, Line::Whole)?;
             }
         }
+        self.stats.relay_sessions = relay_sessions;
         Ok(())
     }
 

@@ -159,6 +159,8 @@ impl fmt::Display for Schedule {
         for (i, skew) in self.skews_ms.iter().enumerate() {
             let role = match (self.storage, i) {
                 (Storage::Disk, 0) => "founder, ",
+                (Storage::Disk, crate::sim::RELAY) => "the relay, ",
+                (Storage::Disk, 4) => "joined, not yet admitted, ",
                 _ => "",
             };
             write!(f, " {} ({role}clock {})", device_name(i), offset(*skew))?;
