@@ -275,7 +275,7 @@ impl PeerBook for Timed<'_> {
         peer_ms: u64,
         sent_ms: u64,
         received_ms: u64,
-    ) -> Result<i64, Self::Error> {
+    ) -> Result<Option<i64>, Self::Error> {
         let start = Instant::now();
         let out = PeerBook::calibrate(&mut *self.replica, peer, peer_ms, sent_ms, received_ms);
         self.times.get_mut().add("calibrate", start.elapsed());

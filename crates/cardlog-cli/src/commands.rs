@@ -1062,7 +1062,7 @@ pub fn status(ctx: &Ctx) -> Res {
         )?;
         if c.beyond_bound {
             outln!(
-                "warning    this device's clock was {} s off the peer's at the last sync (more \
+                "warning    this device's clock was {} s off the relay's at the last sync (more \
                  than the {} s bound): set it right",
                 c.offset_ms.unsigned_abs() / 1000,
                 bound / 1000

@@ -383,13 +383,18 @@ pub fn sync(ctx: &Ctx, addr: Option<&str>, timeout_secs: u64) -> Res {
         outln!("REFUSED    {why}")?;
     }
     print_void(report.void)?;
+    if calibration.is_none() {
+        outln!(
+            "clock      not calibrated: the peer is not this book's relay (the time reference)"
+        )?;
+    }
     if let Some((offset_ms, rtt_ms, beyond)) = calibration {
         outln!(
-            "clock      calibrated to the peer's: offset {offset_ms:+} ms, round trip {rtt_ms} ms"
+            "clock      calibrated to the relay's: offset {offset_ms:+} ms, round trip {rtt_ms} ms"
         )?;
         if beyond {
             outln!(
-                "warning    this device's clock is {} s off the peer's (more than the {} s \
+                "warning    this device's clock is {} s off the relay's (more than the {} s \
                  bound): set it right; edits are stamped with the corrected time",
                 offset_ms.unsigned_abs() / 1000,
                 bound_ms / 1000

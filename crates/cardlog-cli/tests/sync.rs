@@ -66,17 +66,35 @@ impl Store {
     /// A store of this store's address book, as a person pairs a device: `init --join BOOK`
     /// there, `members add DEVICE` here, and the new store takes what this one holds.
     fn member(&self) -> Store {
+        self.member_as("write")
+    }
+
+    /// [`Store::member`] with the role `role`.
+    fn member_as(&self, role: &str) -> Store {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("store");
         let s = Store { tmp, dir };
         let book = self.run(&["book"]).ok().stdout.trim().to_owned();
         s.run(&["init", "--join", &book]).ok();
         let device = s.run(&["device"]).ok().stdout.trim().to_owned();
-        self.run(&["members", "add", &device, "--name", "test device"])
-            .ok();
-        let admin = Replica::open(&self.dir).unwrap();
-        Replica::open(&s.dir).unwrap().pull_from(&admin).unwrap();
+        self.run(&[
+            "members",
+            "add",
+            &device,
+            "--role",
+            role,
+            "--name",
+            "test device",
+        ])
+        .ok();
+        s.pull_from(self);
         s
+    }
+
+    /// Takes what `other` holds (in process, no session).
+    fn pull_from(&self, other: &Store) {
+        let other = Replica::open(&other.dir).unwrap();
+        Replica::open(&self.dir).unwrap().pull_from(&other).unwrap();
     }
 
     fn args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a OsStr> {
@@ -556,10 +574,8 @@ fn serve_and_sync_carry_the_seed_scenario() {
     assert_eq!((&j["duplicates"], &j["missing"]), (&json!(0), &json!(0)));
     assert_eq!(j["converged"], json!(true));
     assert_eq!(j["forks"], json!([]));
-    assert_eq!(
-        j["calibration"],
-        json!({"offset_ms": 0, "rtt_ms": 0, "beyond_bound": false})
-    );
+    // The served replica is a writer, not the book's relay: no calibration.
+    assert_eq!(j["calibration"], json!(null));
     for key in ["bytes_sent", "bytes_received", "summary_bytes"] {
         assert!(j[key].as_u64().unwrap() > 0, "{key}: {j}");
     }
@@ -580,7 +596,7 @@ fn serve_and_sync_carry_the_seed_scenario() {
     run.has_line(&["synced with", &ra, &server_addr(&served)]);
     run.has_line(&["sent       1 op(s)"]);
     run.has_line(&["received   1 op(s): 1 stored, 0 duplicate(s)"]);
-    run.has_line(&["clock      calibrated", "offset +0 ms"]);
+    run.has_line(&["clock      not calibrated"]);
     run.has_line(&["converged  yes"]);
     assert!(!run.stdout.contains("FORK") && !run.stdout.contains("warning"));
     served.has_line(&[
@@ -770,11 +786,7 @@ fn status_and_list_needs_sync_follow_what_each_peer_acknowledged() {
         j["peers"],
         json!([{"peer": ra, "last_sync": "2026-11-22T09:00:00.000Z", "needs_sync": 0}])
     );
-    assert_eq!(
-        j["calibration"],
-        json!({"peer": ra, "offset_ms": 0, "rtt_ms": 0, "at": "2026-11-22T09:00:00.000Z",
-               "beyond_bound": false})
-    );
+    assert_eq!(j["calibration"], json!(null));
     let j = a.status(NINE);
     assert_eq!(
         j["peers"],
@@ -806,7 +818,8 @@ fn status_and_list_needs_sync_follow_what_each_peer_acknowledged() {
         "last sync 2026-11-22T09:00:00.000Z",
         "1 contact(s) need sync",
     ]);
-    human.has_line(&["calibrated offset +0 ms, round trip 0 ms", &ra]);
+    // A writer is no time reference: no calibration to show.
+    assert!(!human.stdout.contains("calibrated"), "{}", human.stdout);
     assert!(!human.stdout.contains("warning") && !human.stdout.contains("FORK"));
     let listed = b.run(&["list", "--needs-sync", prefix_a]).ok();
     assert_eq!(listed.lines().len(), 1, "{}", listed.stdout);
@@ -862,11 +875,19 @@ fn status_and_list_needs_sync_follow_what_each_peer_acknowledged() {
 
 #[test]
 fn a_clock_far_off_is_calibrated_and_status_warns() {
-    // The syncing device's clock says 09:00 while the served one says 11:00: sync calibrates
+    // The syncing device's clock says 09:00 while the book's relay says 11:00: sync calibrates
     // it by two hours, beyond the 5-minute bound, and both sync and status warn; its next
-    // save is stamped with the corrected time.
-    let a = Store::init();
-    let b = a.member();
+    // save is stamped with the corrected time. A writer's clock at 11:00 moves nothing.
+    let admin = Store::init();
+    let b = admin.member();
+    let writer = admin.member();
+    b.pull_from(&admin);
+    let server = writer.serve(ELEVEN, &["--sessions", "1"]);
+    let run = b.at(NINE, &["sync", &server.addr]).ok();
+    server.finish().ok();
+    run.has_line(&["clock", "not calibrated", "relay"]);
+    let a = admin.member_as("relay");
+    b.pull_from(&admin);
     let ra = a.replica();
     let server = a.serve(ELEVEN, &["--sessions", "1"]);
     let run = b.at(NINE, &["sync", &server.addr]).ok();

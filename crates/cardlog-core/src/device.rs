@@ -159,12 +159,12 @@ impl Device {
         self.replay.set_cutoffs(cutoffs);
     }
 
-    /// Receives a peer's op: the clock absorbs its timestamp (reporting one beyond the skew
-    /// bound), then replay inserts it.
+    /// Receives a peer's op: replay inserts it, and a timestamp beyond the skew bound is
+    /// reported (the clock never moves for it).
     pub fn receive(&mut self, op: SealedOp) -> Result<InsertOutcome, ReplayError> {
-        let hlc = op.op().hlc;
+        let (author, hlc) = (op.op().author, op.op().hlc);
         let outcome = self.replay.insert(op)?;
-        if let Some(report) = self.clock.observe(hlc, self.wall.now_ms()) {
+        if let Some(report) = self.clock.observe(author, hlc, self.wall.now_ms()) {
             self.skew.push(report);
         }
         Ok(outcome)

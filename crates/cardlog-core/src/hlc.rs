@@ -1,18 +1,22 @@
-//! The hybrid logical clock: a device's timestamps are strictly increasing along its chain,
-//! track (calibrated) wall time, and absorb timestamps seen from peers without letting a peer
-//! with a wild clock drag the local clock far into the future.
+//! A device's timestamps: each op is stamped with the device's calibrated real time at the
+//! edit (docs/SEMANTICS.md, "Time"), whatever it stamped before and whatever it received. A
+//! clock that was wrong and is set right stamps right from then on; a wild timestamp received
+//! from a peer is reported, never adopted.
+//!
+//! Timestamps only order *concurrent* edits (semantics S3): an author's own order comes from
+//! its chain (seq, prev) and causality from the writes an edit replaces, so timestamps need
+//! not increase along a chain. The counter orders a device's edits within one millisecond.
 //!
 //! The clock is pure: callers read an injectable [`WallClock`] and pass the reading in, so the
-//! rules are testable without time passing. Causality never depends on these timestamps (edits
-//! name the writes they replace); they only order *concurrent* edits (semantics S3).
+//! rules are testable without time passing.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bincode::{Decode, Encode};
 
-/// A hybrid logical timestamp: calibrated wall time in milliseconds since the Unix epoch, and a
-/// counter that orders events within one millisecond. Ordered by `wall_ms`, then `counter`.
+/// A timestamp: calibrated wall time in milliseconds since the Unix epoch, and a counter that
+/// orders one device's edits within one millisecond. Ordered by `wall_ms`, then `counter`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
 pub struct Hlc {
     /// Milliseconds since 1970-01-01T00:00:00Z, as the writing device believed (calibrated).
@@ -89,14 +93,16 @@ impl WallClock for FakeClock {
     }
 }
 
-/// Default bound on how far ahead of local (calibrated) time a received timestamp may pull the
-/// local clock: 5 minutes.
+/// Default bound on how far ahead of local (calibrated) time a received timestamp may be before
+/// it is reported: 5 minutes.
 pub const SKEW_BOUND_MS_DEFAULT: u64 = 5 * 60 * 1000;
 
 /// A received timestamp that was further ahead of the local clock than the bound. It is still
-/// accepted (replay never depends on the receiver's clock) but reported.
+/// accepted (replay never depends on the receiver's clock) but reported, with its op's author.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SkewReport {
+    /// The device that wrote it (the op's author).
+    pub author: crate::id::DeviceId,
     /// The remote timestamp.
     pub remote: Hlc,
     /// Local calibrated wall time when it was seen.
@@ -120,7 +126,7 @@ impl Default for HlcClock {
 }
 
 impl HlcClock {
-    /// A clock resuming from `last` (the highest timestamp it has issued or absorbed), with a
+    /// A clock resuming from `last` (the timestamp of its device's last op), with a
     /// calibration offset and skew bound.
     pub fn new(last: Hlc, offset_ms: i64, skew_bound_ms: u64) -> Self {
         Self {
@@ -130,8 +136,7 @@ impl HlcClock {
         }
     }
 
-    /// The highest timestamp issued or absorbed; persist it to keep the chain increasing
-    /// across restarts.
+    /// The timestamp last issued.
     pub fn last(&self) -> Hlc {
         self.last
     }
@@ -151,43 +156,39 @@ impl HlcClock {
         wall_ms.saturating_add_signed(self.offset_ms)
     }
 
-    /// A timestamp for a new local event: strictly greater than every timestamp issued or
-    /// absorbed so far, and equal to calibrated wall time when the wall clock is ahead.
+    /// The timestamp of a new local edit: calibrated wall time now. Within the millisecond of
+    /// the last one, the next counter; otherwise counter 0, also when the clock went back (it
+    /// was wrong and was set right, or the calibration changed): the real time at the edit is
+    /// what decides among concurrent edits, not what the device stamped before.
     pub fn tick(&mut self, wall_ms: u64) -> Hlc {
         let now = self.calibrated_ms(wall_ms);
-        self.last = if now > self.last.wall_ms {
+        self.last = if now == self.last.wall_ms {
+            self.last.successor()
+        } else {
             Hlc {
                 wall_ms: now,
                 counter: 0,
             }
-        } else {
-            self.last.successor()
         };
         self.last
     }
 
-    /// Absorbs a timestamp seen on a received op, so later local events order after it. A
-    /// timestamp beyond `now + bound` moves the clock only up to `now + bound` and is reported.
-    pub fn observe(&mut self, remote: Hlc, wall_ms: u64) -> Option<SkewReport> {
+    /// Checks a timestamp seen on a received op: one beyond `now + bound` is reported. The
+    /// clock never moves for it (a peer's wild clock decides nothing about local stamps).
+    pub fn observe(
+        &self,
+        author: crate::id::DeviceId,
+        remote: Hlc,
+        wall_ms: u64,
+    ) -> Option<SkewReport> {
         let now = self.calibrated_ms(wall_ms);
         let cap_ms = now.saturating_add(self.skew_bound_ms);
-        let (absorbed, report) = if remote.wall_ms > cap_ms {
-            (
-                Hlc {
-                    wall_ms: cap_ms,
-                    counter: 0,
-                },
-                Some(SkewReport {
-                    remote,
-                    local_ms: now,
-                    ahead_ms: remote.wall_ms - now,
-                }),
-            )
-        } else {
-            (remote, None)
-        };
-        self.last = self.last.max(absorbed);
-        report
+        (remote.wall_ms > cap_ms).then(|| SkewReport {
+            author,
+            remote,
+            local_ms: now,
+            ahead_ms: remote.wall_ms - now,
+        })
     }
 
     /// Learns the calibration offset from a peer's reported wall time: the peer's time is taken
@@ -208,28 +209,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ticks_strictly_increase_even_when_wall_goes_back() {
-        // A wall clock that jumps backwards never makes the chain's timestamps go backwards.
+    fn ticks_follow_the_clock_even_when_it_goes_back() {
+        // Within one millisecond the counter orders a device's edits; a clock set back (it was
+        // wrong) stamps the real time at the edit, not after what it stamped before.
         let mut c = HlcClock::default();
-        let a = c.tick(1000);
-        let b = c.tick(900);
-        let d = c.tick(900);
-        let e = c.tick(2000);
-        assert!(a < b && b < d && d < e);
+        let a = c.tick(86_400_000);
+        let b = c.tick(86_400_000);
+        assert!(a < b);
+        assert_eq!(b.counter, 1);
+        let fixed = c.tick(900);
         assert_eq!(
-            e,
+            fixed,
             Hlc {
-                wall_ms: 2000,
+                wall_ms: 900,
                 counter: 0
             }
         );
-        assert_eq!(
-            b,
-            Hlc {
-                wall_ms: 1000,
-                counter: 1
-            }
-        );
+        assert_eq!(c.tick(2000).wall_ms, 2000);
     }
 
     #[test]
@@ -248,35 +244,29 @@ mod tests {
     }
 
     #[test]
-    fn observe_within_bound_is_absorbed() {
-        // A remote timestamp slightly ahead moves the clock; the next tick orders after it.
+    fn observe_reports_a_timestamp_beyond_the_bound_and_never_moves_the_clock() {
         let mut c = HlcClock::default();
-        let remote = Hlc {
+        let near = Hlc {
             wall_ms: 10_000 + 60_000,
             counter: 3,
         };
-        assert_eq!(c.observe(remote, 10_000), None);
-        assert!(c.tick(10_000) > remote);
-    }
-
-    #[test]
-    fn observe_beyond_bound_is_clamped_and_reported() {
-        // A peer an hour ahead is reported and cannot drag the local clock past now + 5 min.
-        let mut c = HlcClock::default();
-        let remote = Hlc {
-            wall_ms: 3_600_000 + 1_000,
-            counter: 0,
+        let author = crate::id::DeviceId([7; 16]);
+        assert_eq!(c.observe(author, near, 10_000), None);
+        let far = Hlc {
+            wall_ms: u64::MAX,
+            counter: u32::MAX,
         };
-        let report = c.observe(remote, 1_000).expect("reported");
-        assert_eq!(report.ahead_ms, 3_600_000);
+        let report = c.observe(author, far, 10_000).expect("reported");
+        assert_eq!(report.ahead_ms, u64::MAX - 10_000);
+        assert_eq!(report.author, author);
+        // Whatever was received, the next edit is stamped at the device's own time.
         assert_eq!(
-            c.last(),
+            c.tick(10_000),
             Hlc {
-                wall_ms: 1_000 + SKEW_BOUND_MS_DEFAULT,
+                wall_ms: 10_000,
                 counter: 0
             }
         );
-        assert!(c.tick(1_000).wall_ms <= 1_000 + SKEW_BOUND_MS_DEFAULT);
     }
 
     #[test]

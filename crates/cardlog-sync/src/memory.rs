@@ -147,11 +147,13 @@ impl PeerBook for MemoryReplica {
         peer_ms: u64,
         sent_ms: u64,
         received_ms: u64,
-    ) -> Result<i64, Refusal> {
-        Ok(self
-            .device
-            .clock_mut()
-            .calibrate(peer_ms, sent_ms, received_ms))
+    ) -> Result<Option<i64>, Refusal> {
+        // An in-memory device has no book, so no relay: every peer is its time reference.
+        Ok(Some(self.device.clock_mut().calibrate(
+            peer_ms,
+            sent_ms,
+            received_ms,
+        )))
     }
 
     fn record_peer(&mut self, peer: DeviceId, acked: &Summary) -> Result<(), Refusal> {

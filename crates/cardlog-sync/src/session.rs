@@ -460,8 +460,8 @@ impl Session {
                 let offset = store
                     .calibrate(replica, wall_ms, self.hello_sent_ms, received)
                     .map_err(SyncError::Store)?;
-                self.report.calibration = Some(Calibration {
-                    offset_ms: offset,
+                self.report.calibration = offset.map(|offset_ms| Calibration {
+                    offset_ms,
                     rtt_ms: received.saturating_sub(self.hello_sent_ms),
                 });
                 self.state = State::AwaitOps;

@@ -111,14 +111,15 @@ pub trait PeerBook: SyncStore {
     /// Calibrated wall-clock time in ms (what the peer is told).
     fn calibrated_ms(&self) -> u64;
     /// Calibrates the clock from `peer`'s reported time `peer_ms`, for a request sent at raw
-    /// time `sent_ms` and answered at `received_ms`. Returns the new offset.
+    /// time `sent_ms` and answered at `received_ms`, if `peer` serves as this replica's time
+    /// reference: the new offset, or `None` when it does not (the clock is left as it is).
     fn calibrate(
         &mut self,
         peer: DeviceId,
         peer_ms: u64,
         sent_ms: u64,
         received_ms: u64,
-    ) -> Result<i64, Self::Error>;
+    ) -> Result<Option<i64>, Self::Error>;
     /// Remembers that `peer` holds (at least) `acked`: the "needs sync" question is answered
     /// from it.
     fn record_peer(&mut self, peer: DeviceId, acked: &Summary) -> Result<(), Self::Error>;

@@ -532,7 +532,7 @@ impl<S: PeerBook> PeerBook for Shared<S> {
         peer_ms: u64,
         sent_ms: u64,
         received_ms: u64,
-    ) -> Result<i64, Self::Error> {
+    ) -> Result<Option<i64>, Self::Error> {
         self.lock().calibrate(peer, peer_ms, sent_ms, received_ms)
     }
 

@@ -290,10 +290,8 @@ fn session_seeds() -> Vec<(&'static str, SessionCheck)> {
         ("valid-bundle-import.bin", session(2, 2, &[], 0, 0, 4, 0)),
         // The reported fork and the fork of r2 found in the ops.
         ("valid-fork-reported.bin", session(3, 3, &[], 3, 1, 0, 2)),
-        (
-            "invalid-clock-regression.bin",
-            session(4, 3, &["refused"], 4, 0, 1, 0),
-        ),
+        // An op stamped like its predecessor: stored with it.
+        ("valid-same-time-chain.bin", session(2, 2, &[], 2, 0, 2, 0)),
         (
             "invalid-bad-replace.bin",
             session(1, 0, &["refused"], 0, 0, 0, 0),

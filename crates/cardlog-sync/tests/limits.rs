@@ -518,8 +518,14 @@ impl cardlog_sync::PeerBook for Listed {
         NINE_MS
     }
 
-    fn calibrate(&mut self, _: DeviceId, _: u64, _: u64, _: u64) -> Result<i64, Self::Error> {
-        Ok(0)
+    fn calibrate(
+        &mut self,
+        _: DeviceId,
+        _: u64,
+        _: u64,
+        _: u64,
+    ) -> Result<Option<i64>, Self::Error> {
+        Ok(None)
     }
 
     fn record_peer(&mut self, _: DeviceId, _: &cardlog_sync::Summary) -> Result<(), Self::Error> {

@@ -171,14 +171,7 @@ impl Replica {
         };
         let me = store.device_id();
         let own = store.summary().get(&me).map(|h| h.hlc).unwrap_or_default();
-        let mut clock = HlcClock::new(own, offset_ms, options.skew_bound_ms);
-        let now = options.wall.now_ms();
-        for (author, head) in store.summary() {
-            if *author != me {
-                // Already reported when received; here only the clock catches up.
-                let _ = clock.observe(head.hlc, now);
-            }
-        }
+        let clock = HlcClock::new(own, offset_ms, options.skew_bound_ms);
         let book = store.book();
         let membership = match book {
             Some(book) => Membership::compute(book, store.membership_ops()?),
@@ -355,7 +348,9 @@ impl Replica {
             match outcome {
                 OpOutcome::Stored => {
                     report.stored += 1;
-                    report.skew.extend(self.clock.observe(op.op().hlc, now));
+                    report
+                        .skew
+                        .extend(self.clock.observe(op.op().author, op.op().hlc, now));
                     if op.op().is_membership() {
                         *self.membership = self.membership.with(op);
                     }

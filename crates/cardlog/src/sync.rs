@@ -389,6 +389,17 @@ impl Gate for Replica {
     }
 }
 
+impl Replica {
+    /// Whether `peer` serves as this replica's time reference: a relay of its book, not
+    /// removed (docs/SEMANTICS.md, "Time"). Devices meeting directly leave each other's clocks
+    /// alone.
+    pub fn is_time_reference(&self, peer: &DeviceId) -> bool {
+        self.membership()
+            .member(peer)
+            .is_some_and(|m| m.role == MemberRole::Relay && m.removed.is_none())
+    }
+}
+
 impl PeerBook for Replica {
     fn wall_ms(&self) -> u64 {
         self.wall.now_ms()
@@ -404,13 +415,18 @@ impl PeerBook for Replica {
         peer_ms: u64,
         sent_ms: u64,
         received_ms: u64,
-    ) -> Result<i64, Error> {
+    ) -> Result<Option<i64>, Error> {
+        // Only a relay of the book is a time reference (docs/SEMANTICS.md, "Time"): a device
+        // calibrating to whichever peer it met would take on that peer's wrong clock.
+        if !self.is_time_reference(&peer) {
+            return Ok(None);
+        }
         // The record goes in first so that Replica::calibrate's one flush covers both.
         let offset = self.clock.clone().calibrate(peer_ms, sent_ms, received_ms);
         let at_ms = self.wall.now_ms().saturating_add_signed(offset);
         let record = (peer, offset, received_ms.saturating_sub(sent_ms), at_ms);
         self.store.put_meta(meta::CALIBRATION, encode(&record))?;
-        Replica::calibrate(self, peer_ms, sent_ms, received_ms)
+        Replica::calibrate(self, peer_ms, sent_ms, received_ms).map(Some)
     }
 
     fn record_peer(&mut self, peer: DeviceId, acked: &Summary) -> Result<(), Error> {

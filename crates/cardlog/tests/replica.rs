@@ -17,7 +17,7 @@ use cardlog::{
     Batch, Contact, ContactId, EditError, Error, Field, ItemBody, ItemId, OpenError, Options, Path,
     Replica, Summary, Value,
 };
-use cardlog_core::{Device, FakeClock};
+use cardlog_core::{Device, FakeClock, WallClock};
 use cardlog_store::log::FaultyLog;
 use cardlog_store::state::{FaultyKv, SledKv};
 use cardlog_store::{Store, StoreError};
@@ -465,7 +465,9 @@ fn a_forked_chain_is_refused_whole_and_nothing_is_stored() {
 }
 
 #[test]
-fn the_clock_resumes_after_the_last_op_even_if_wall_time_went_back() {
+fn after_the_wall_clock_went_back_a_save_is_stamped_with_it() {
+    // The clock was set back an hour (it was wrong): the next edit carries the real time at
+    // the edit, earlier than the last op's (docs/SEMANTICS.md, "Time").
     let tmp = tempfile::tempdir().unwrap();
     let mut a = Node::create(tmp.path(), "a");
     let c = sample(1);
@@ -482,12 +484,23 @@ fn the_clock_resumes_after_the_last_op_even_if_wall_time_went_back() {
         .unwrap()
         .unwrap();
     let hlc = a.r().op(&id).unwrap().unwrap().op().hlc;
-    assert!(hlc > last, "{hlc} after {last}");
+    assert_eq!(hlc.wall_ms, a.clock.now_ms());
+    assert!(hlc < last, "{hlc} before {last}");
     assert!(a.r().verify().unwrap().is_ok());
+    // The edit replaced what the device saw, whatever the timestamps: it is visible.
+    assert_eq!(
+        a.r()
+            .contact(&c.id)
+            .unwrap()
+            .unwrap()
+            .contact
+            .get(Field::Note),
+        Some("after")
+    );
 }
 
 #[test]
-fn received_timestamps_move_the_clock_on_reopen() {
+fn received_timestamps_never_move_the_clock_not_even_on_reopen() {
     let tmp = tempfile::tempdir().unwrap();
     let mut a = Node::create(tmp.path(), "a");
     let mut b = Node::member(tmp.path(), "b", &mut a);
@@ -496,7 +509,8 @@ fn received_timestamps_move_the_clock_on_reopen() {
     let remote = b.r().add_contact(&c).unwrap();
     push(&mut b, &mut a);
     a.reopen();
-    // a's wall clock is 3 minutes behind b's, yet its edit orders after b's write (S2).
+    // a's wall clock is 3 minutes behind b's: its edit carries a's time, and still replaces
+    // b's write (S2: causality, not timestamps).
     let local = a
         .r()
         .edit(c.id, |c| {
@@ -506,7 +520,17 @@ fn received_timestamps_move_the_clock_on_reopen() {
         .unwrap();
     let r = a.r().op(&remote).unwrap().unwrap().op().hlc;
     let l = a.r().op(&local).unwrap().unwrap().op().hlc;
-    assert!(l > r);
+    assert!(l < r);
+    assert_eq!(l.wall_ms, a.clock.now_ms());
+    assert_eq!(
+        a.r()
+            .contact(&c.id)
+            .unwrap()
+            .unwrap()
+            .contact
+            .get(Field::Given),
+        Some("G.")
+    );
 }
 
 #[test]

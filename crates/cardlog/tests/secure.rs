@@ -510,9 +510,20 @@ fn a_spoofed_relay_cannot_move_a_clients_clock() {
     let op = b.phone.add_contact(&secret_contact(9)).unwrap();
     let hlc = b.phone.op(&op).unwrap().unwrap().op().hlc;
     assert!(hlc.wall_ms < NINE_MS + 60_000, "{hlc:?}");
-    // A member's served replica does calibrate it (the clock is taken only after the check).
+    // A writer's served replica passes the checks but is no time reference: no calibration.
     b.clock.set_ms(NINE_MS + 120_000);
+    let relay_clock = Arc::new(FakeClock::new(NINE_MS + 180_000));
+    let mut relay = joined(&b, "relay", &relay_clock);
+    b.admin
+        .add_member(relay.id(), cardlog::MemberRole::Relay, "relay")
+        .unwrap();
+    relay.pull_from(&b.admin).unwrap();
     let served = serve_once(b.admin, 1024);
+    let report = b.phone.sync_tcp(&served.addr, TIMEOUT).unwrap();
+    served.finish().1.unwrap();
+    assert_eq!(report.calibration, None, "{report:?}");
+    // The book's relay does calibrate it (the clock is taken only after the checks).
+    let served = serve_once(relay, 1024);
     let report = b.phone.sync_tcp(&served.addr, TIMEOUT).unwrap();
     served.finish().1.unwrap();
     assert!(report.calibration.is_some(), "{report:?}");

@@ -94,16 +94,6 @@ pub fn check_op<L: OpLookup>(lookup: &L, sealed: &SealedOp) -> Result<Readiness,
             }
             .into());
         }
-        if op.hlc <= head.hlc {
-            return Err(ReplayError::ClockRegression {
-                author: op.author,
-                seq: op.seq,
-                op: id,
-                hlc: op.hlc,
-                prev: head.hlc,
-            }
-            .into());
-        }
     }
     for w in &op.writes {
         for replaced in &w.replaces {
@@ -156,20 +146,6 @@ pub enum ReplayError {
         named: Option<OpId>,
         /// The author's op at `seq - 1` here.
         present: OpId,
-    },
-    /// The op's timestamp is not after its predecessor's: the author's clock rules were broken.
-    #[error("clock regression: op {op} (author {author} seq {seq}) has timestamp {hlc}, not after its predecessor's {prev}")]
-    ClockRegression {
-        /// The author.
-        author: DeviceId,
-        /// The op's seq.
-        seq: u64,
-        /// The op.
-        op: OpId,
-        /// Its timestamp.
-        hlc: Hlc,
-        /// The predecessor's timestamp.
-        prev: Hlc,
     },
     /// A write names a replaced op that has no write at the same contact and path.
     #[error("op {op} write {contact}/{path} replaces op {replaced}, which did not write there")]

@@ -5,7 +5,8 @@
 //! anchored to the id of the op before the range. Each op is sent compactly:
 //!
 //! - author, seq and previous id are implied by the segment;
-//! - the timestamp is a wall-clock delta from the previous op plus the counter;
+//! - the timestamp is a wall-clock delta from the previous op plus the counter (an op stamped
+//!   before the previous one, after its author's clock was set back, starts a new segment);
 //! - a write that replaces earlier writes names the first of them as (author, seq, write
 //!   index), and takes its contact and path from it; other replaced writes are (author, seq);
 //! - contacts are numbered in a per-message table, authors in another;
@@ -125,7 +126,8 @@ impl Tables {
 
 /// Encodes `ops` (any set of whole ops, typically `ops_since` of a peer's summary) as one
 /// message: one segment per contiguous run of each author's ops (of at most
-/// [`limits::OPS_PER_SEGMENT_MAX`]). `locate` finds the ops that replaced writes name (in `ops`
+/// [`limits::OPS_PER_SEGMENT_MAX`], in one op format, each op stamped no earlier than the one
+/// before it). `locate` finds the ops that replaced writes name (in `ops`
 /// or already with the peer). More segments or authors than a receiver accepts is a
 /// [`WireError::TooLarge`]: the message could not be read back. The message's size is the
 /// caller's to check (sessions send in chunks; a bundle checks its whole file).
@@ -143,9 +145,13 @@ pub fn encode_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>
         let mut run: Vec<&SealedOp> = Vec::new();
         for op in chain {
             let full = run.len() as u64 >= limits::OPS_PER_SEGMENT_MAX;
-            let breaks = run
-                .last()
-                .is_some_and(|l| l.op().seq + 1 != op.op().seq || l.format() != op.format());
+            // Times are sent as deltas from the op before: an op stamped before it (its
+            // author's clock was set back) starts a segment of its own.
+            let breaks = run.last().is_some_and(|l| {
+                l.op().seq + 1 != op.op().seq
+                    || l.format() != op.format()
+                    || l.op().hlc.wall_ms > op.op().hlc.wall_ms
+            });
             if full || breaks {
                 segments.push(std::mem::take(&mut run));
             }

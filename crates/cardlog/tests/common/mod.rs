@@ -54,6 +54,25 @@ pub fn member_of(admin: &mut Replica, dir: &FsPath, clock: &Arc<FakeClock>) -> R
     r
 }
 
+/// A new replica in `dir` reading its wall time from `clock`, the relay of `admin`'s address
+/// book (the members' time reference): `admin` adds it, and it takes what `admin` holds.
+pub fn relay_of(admin: &mut Replica, dir: &FsPath, clock: &Arc<FakeClock>) -> Replica {
+    let mut r = Replica::join_with(
+        dir,
+        admin.book(),
+        Options {
+            wall: clock.clone(),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    admin
+        .add_member(r.id(), MemberRole::Relay, "relay")
+        .unwrap();
+    r.pull_from(admin).unwrap();
+    r
+}
+
 /// Contact `n` with a given name.
 pub fn person(n: u8, given: &str) -> Contact {
     let mut c = Contact::new(ContactId([n; 16]));

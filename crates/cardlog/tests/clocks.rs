@@ -1,0 +1,198 @@
+//! Clocks that fail, permanently or once, over real stores (issue "Clocks that fail forever"):
+//! each op is stamped with its device's real time at the edit, whatever the device stamped
+//! before and whatever it received (docs/SEMANTICS.md, "Time").
+//!
+//! - a device whose clock was a day ahead and was set right stamps right again, and loses to
+//!   an edit made later in real time (failure 1);
+//! - a device that received a far-future op keeps stamping its own time, also after it reopens
+//!   (failure 2);
+//! - an op carrying the largest timestamp, received by a session or a bundle, never stops the
+//!   receiver from saving (failure 6).
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::expect_used
+)]
+
+mod common;
+
+use std::sync::Arc;
+
+use cardlog::{Field, Options, Path, Replica};
+use cardlog_core::FakeClock;
+use common::{member_of, person, replica, session, NINE_MS};
+
+const DAY_MS: u64 = 86_400_000;
+const MIN_MS: u64 = 60_000;
+
+fn org(r: &Replica, n: u8) -> Option<String> {
+    r.contact(&person(n, "").id)
+        .unwrap()
+        .unwrap()
+        .contact
+        .get(Field::Org)
+        .map(str::to_owned)
+}
+
+/// The wall time an op was stamped with.
+fn stamped(r: &Replica, op: &cardlog::OpId) -> u64 {
+    r.op(op).unwrap().unwrap().op().hlc.wall_ms
+}
+
+#[test]
+fn a_clock_set_right_stamps_real_time_again_and_loses_to_a_later_edit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let real = Arc::new(FakeClock::new(NINE_MS));
+    let wrong = Arc::new(FakeClock::new(NINE_MS + DAY_MS));
+    let mut laptop = replica(&tmp.path().join("laptop"), &real);
+    let mut phone = member_of(&mut laptop, &tmp.path().join("phone"), &wrong);
+    let ada = person(1, "Ada");
+    laptop.add_contact(&ada).unwrap();
+    phone.pull_from(&laptop).unwrap();
+    // The phone's clock is a day ahead when it edits.
+    let ahead = phone
+        .edit(ada.id, |c| {
+            c.set(Field::Note, "written a day ahead");
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(stamped(&phone, &ahead), NINE_MS + DAY_MS);
+    laptop.pull_from(&phone).unwrap();
+
+    // Its user sets the clock right. A minute later the phone edits the organisation; a minute
+    // after that, not having seen it, the laptop does too.
+    wrong.set_ms(NINE_MS);
+    wrong.advance_ms(MIN_MS as i64);
+    real.advance_ms(MIN_MS as i64);
+    let phone_edit = phone
+        .edit(ada.id, |c| {
+            c.set(Field::Org, "phone");
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(stamped(&phone, &phone_edit), NINE_MS + MIN_MS);
+    wrong.advance_ms(MIN_MS as i64);
+    real.advance_ms(MIN_MS as i64);
+    laptop
+        .edit(ada.id, |c| {
+            c.set(Field::Org, "laptop");
+        })
+        .unwrap()
+        .unwrap();
+
+    laptop.pull_from(&phone).unwrap();
+    phone.pull_from(&laptop).unwrap();
+    // The edit made later in real time wins on both, the other is kept as the alternative.
+    assert_eq!(org(&laptop, 1).as_deref(), Some("laptop"));
+    assert_eq!(org(&phone, 1).as_deref(), Some("laptop"));
+    assert_eq!(laptop.state_bytes().unwrap(), phone.state_bytes().unwrap());
+    let conflict = &phone.contact(&ada.id).unwrap().unwrap().conflicts;
+    assert_eq!(conflict.len(), 1);
+    // Both stores hold a chain whose timestamps go back, and find nothing wrong with it.
+    assert!(phone.verify().unwrap().is_ok());
+    assert!(laptop.verify().unwrap().is_ok());
+    // And a session carries such a chain to a third device.
+    let mut tablet = member_of(&mut laptop, &tmp.path().join("tablet"), &real);
+    session(&mut tablet, &mut laptop);
+    assert_eq!(tablet.state_bytes().unwrap(), phone.state_bytes().unwrap());
+}
+
+#[test]
+fn a_far_future_op_received_never_moves_the_receivers_own_stamps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let real = Arc::new(FakeClock::new(NINE_MS));
+    // 2099-01-01.
+    let future = Arc::new(FakeClock::new(4_070_908_800_000));
+    let mut laptop = replica(&tmp.path().join("laptop"), &real);
+    let mut broken = member_of(&mut laptop, &tmp.path().join("broken"), &future);
+    broken.add_contact(&person(2, "From 2099")).unwrap();
+    let report = laptop.pull_from(&broken).unwrap();
+    // The receiver reports the wild timestamp, naming its writer.
+    assert_eq!(report.skew.len(), 1, "{report:?}");
+    assert_eq!(report.skew[0].author, broken.id());
+
+    real.advance_ms(1_000);
+    let own = laptop.add_contact(&person(3, "Mine")).unwrap();
+    assert_eq!(stamped(&laptop, &own), NINE_MS + 1_000);
+    // Nor after the store is opened again.
+    let dir = tmp.path().join("laptop");
+    drop(laptop);
+    let mut laptop = Replica::open_with(
+        &dir,
+        Options {
+            wall: real.clone(),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    real.advance_ms(1_000);
+    let again = laptop.add_contact(&person(4, "Mine too")).unwrap();
+    assert_eq!(stamped(&laptop, &again), NINE_MS + 2_000);
+}
+
+#[test]
+fn an_op_with_the_largest_timestamp_never_stops_the_receiver_saving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let real = Arc::new(FakeClock::new(NINE_MS));
+    let end_of_time = Arc::new(FakeClock::new(u64::MAX));
+    let mut laptop = replica(&tmp.path().join("laptop"), &real);
+    let mut broken = member_of(&mut laptop, &tmp.path().join("broken"), &end_of_time);
+    let mut phone = member_of(&mut laptop, &tmp.path().join("phone"), &real);
+    let c = person(5, "Max");
+    broken.add_contact(&c).unwrap();
+    broken
+        .edit(c.id, |c| {
+            c.set(Field::Org, "twice at the end of time");
+        })
+        .unwrap()
+        .unwrap();
+    // By a session…
+    let (mine, _) = session(&mut laptop, &mut broken);
+    assert!(mine.converged);
+    // …and by a bundle.
+    let bundle = broken.export_bundle(None).unwrap();
+    phone.import_bundle(&bundle).unwrap();
+    for r in [&mut laptop, &mut phone] {
+        real.advance_ms(1_000);
+        let id = r.add_contact(&person(6, "Still saving")).unwrap();
+        assert_eq!(stamped(r, &id), real.now_ms());
+        r.edit(c.id, |c| {
+            c.set(Field::Note, "edited after the end of time");
+        })
+        .unwrap()
+        .unwrap();
+        assert!(r.verify().unwrap().is_ok());
+        // The edit replaced the far-future write it saw, so it is visible.
+        let history = r.history(&c.id, &Path::Field(Field::Note)).unwrap();
+        assert_eq!(history.len(), 1);
+    }
+}
+
+use cardlog_core::WallClock;
+
+#[test]
+fn a_device_meeting_a_peer_a_day_ahead_keeps_its_own_time_and_a_relay_calibrates_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let real = Arc::new(FakeClock::new(NINE_MS));
+    let ahead = Arc::new(FakeClock::new(NINE_MS + DAY_MS));
+    let relay_clock = Arc::new(FakeClock::new(NINE_MS + MIN_MS));
+    let mut laptop = replica(&tmp.path().join("laptop"), &real);
+    let mut phone = member_of(&mut laptop, &tmp.path().join("phone"), &ahead);
+    // Direct sync with a device whose clock is a day ahead: no calibration (failure 4).
+    let (mine, _) = session(&mut laptop, &mut phone);
+    assert_eq!(mine.calibration, None);
+    let own = laptop.add_contact(&person(7, "Own time")).unwrap();
+    assert_eq!(stamped(&laptop, &own), NINE_MS);
+
+    // A relay of the book is the time reference: a minute ahead of the laptop, it moves the
+    // laptop's stamps a minute on.
+    let mut relay = common::relay_of(&mut laptop, &tmp.path().join("relay"), &relay_clock);
+    assert!(laptop.is_time_reference(&relay.id()));
+    assert!(!laptop.is_time_reference(&phone.id()));
+    let (mine, _) = session(&mut laptop, &mut relay);
+    let calibration = mine.calibration.expect("calibrated against the relay");
+    assert_eq!(calibration.offset_ms, MIN_MS as i64);
+    let calibrated = laptop.add_contact(&person(8, "Relay time")).unwrap();
+    assert_eq!(stamped(&laptop, &calibrated), NINE_MS + MIN_MS);
+}
