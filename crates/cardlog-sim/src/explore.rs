@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
-use crate::sim::{Schedule, Violation};
+use crate::schedule::Schedule;
+use crate::sim::Violation;
 
 /// At most this many schedules are tried while shrinking a failure…
 const SHRINK_RUNS: u32 = 512;
@@ -70,45 +71,96 @@ impl std::fmt::Debug for Failure {
 
 impl std::error::Error for Failure {}
 
+/// Why [`explore`] stopped without checking every schedule.
+#[derive(thiserror::Error)]
+pub enum ExploreError {
+    /// A schedule broke the property (shrunk).
+    #[error("{0}")]
+    Failed(Box<Failure>),
+    /// A variable of the environment that steers the run is not a number.
+    #[error("{var}={value:?} is not a number (decimal, or hexadecimal after 0x)")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// What it holds.
+        value: String,
+    },
+}
+
+/// An error reads the same through `{:?}` (as `unwrap` and `main` print it).
+impl std::fmt::Debug for ExploreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\n{self}")
+    }
+}
+
+/// The seeds a run draws its schedules from: the environment's (module docs), else `cases`
+/// seeds from the running test's name.
+fn seeds(cases: u32) -> Result<Vec<u64>, ExploreError> {
+    if let Some(seed) = env_u64("CARDLOG_SIM_SEED")? {
+        return Ok(vec![seed]);
+    }
+    let cases = env_u64("CARDLOG_SIM_CASES")?.unwrap_or(u64::from(cases));
+    let base = env_u64("CARDLOG_SIM_BASE")?.unwrap_or_else(|| name_seed(&test_name()));
+    Ok((0..cases).map(|i| base.wrapping_add(i)).collect())
+}
+
+/// The schedule `strategy` draws from `seed` (what [`explore`] runs for that seed; `None` if
+/// the strategy draws nothing).
+pub fn schedule_of<S: Strategy<Value = Schedule>>(strategy: &S, seed: u64) -> Option<Schedule> {
+    strategy
+        .new_tree(&mut runner(seed))
+        .ok()
+        .map(|t| t.current())
+}
+
 /// Runs `property` on `cases` schedules drawn from `strategy` (fewer or more as the
-/// environment says, see the module docs): the number run, or the first failure, shrunk.
-pub fn explore<S, P>(strategy: S, cases: u32, mut property: P) -> Result<u32, Box<Failure>>
+/// environment says, see the module docs): the number of schedules checked, or the first
+/// failure, shrunk. A property that panics fails (property "panicked").
+pub fn explore<S, P>(strategy: S, cases: u32, mut property: P) -> Result<u32, ExploreError>
 where
     S: Strategy<Value = Schedule>,
     P: FnMut(&Schedule) -> Result<(), Violation>,
 {
-    let seeds: Vec<u64> = match env_u64("CARDLOG_SIM_SEED") {
-        Some(seed) => vec![seed],
-        None => {
-            let cases = env_u64("CARDLOG_SIM_CASES")
-                .and_then(|n| u32::try_from(n).ok())
-                .unwrap_or(cases);
-            let base = env_u64("CARDLOG_SIM_BASE").unwrap_or_else(|| name_seed(&test_name()));
-            (0..u64::from(cases))
-                .map(|i| base.wrapping_add(i))
-                .collect()
-        }
-    };
-    for seed in &seeds {
-        let mut runner = runner(*seed);
+    let mut checked = 0u32;
+    for seed in seeds(cases)? {
         // A strategy that cannot draw a value draws nothing to check.
-        let Ok(mut tree) = strategy.new_tree(&mut runner) else {
+        let Ok(mut tree) = strategy.new_tree(&mut runner(seed)) else {
             continue;
         };
         let drawn = tree.current();
-        let Err(first) = property(&drawn) else {
+        checked = checked.saturating_add(1);
+        let Err(first) = guarded(&mut property, &drawn) else {
             continue;
         };
         let (schedule, violation) = shrink(&mut tree, drawn.clone(), first, &mut property);
-        return Err(Box::new(Failure {
-            seed: *seed,
+        return Err(ExploreError::Failed(Box::new(Failure {
+            seed,
             schedule,
             violation,
             drawn_actions: drawn.actions.len(),
-            replay: replay_command(*seed),
-        }));
+            replay: replay_command(seed),
+        })));
     }
-    Ok(u32::try_from(seeds.len()).unwrap_or(u32::MAX))
+    Ok(checked)
+}
+
+/// The property on `s`, a panic in it turned into a violation.
+fn guarded<P>(property: &mut P, s: &Schedule) -> Result<(), Violation>
+where
+    P: FnMut(&Schedule) -> Result<(), Violation>,
+{
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| property(s))) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|m| (*m).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            Err(Violation::new("panicked", message))
+        }
+    }
 }
 
 /// Proptest's shrinking loop (simplify while the property still fails, step back when it
@@ -137,13 +189,15 @@ where
             break;
         }
         let candidate = tree.current();
-        match property(&candidate) {
-            Err(v) => {
+        // A simpler schedule counts only if it breaks the same property: a shrink that trades
+        // the failure for another would report something else than what was found.
+        match guarded(property, &candidate) {
+            Err(v) if v.property == why.property => {
                 best = candidate;
                 why = v;
                 failing = true;
             }
-            Ok(()) => failing = false,
+            _ => failing = false,
         }
     }
     pared(best, why, property, start)
@@ -164,7 +218,7 @@ where
     if let Some(step) = why.step.filter(|s| *s < best.actions.len()) {
         let mut shorter = best.clone();
         shorter.actions.truncate(step);
-        if let Err(v) = property(&shorter) {
+        if let Err(v) = guarded(property, &shorter) {
             if v.property == why.property {
                 (best, why) = (shorter, v);
             }
@@ -176,7 +230,7 @@ where
         }
         let mut shorter = best.clone();
         shorter.actions.remove(i);
-        if let Err(v) = property(&shorter) {
+        if let Err(v) = guarded(property, &shorter) {
             if v.property == why.property {
                 (best, why) = (shorter, v);
             }
@@ -197,14 +251,18 @@ fn runner(seed: u64) -> TestRunner {
     )
 }
 
-/// A number from the environment, decimal or `0x` hexadecimal.
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    let v = v.trim().replace('_', "");
-    match v.strip_prefix("0x") {
+/// A number from the environment, decimal or `0x` hexadecimal (`_` separators allowed);
+/// unset is `None`, anything else an error (a replay that silently ran other seeds would pass).
+fn env_u64(var: &'static str) -> Result<Option<u64>, ExploreError> {
+    let Ok(value) = std::env::var(var) else {
+        return Ok(None);
+    };
+    let v = value.trim().replace('_', "");
+    let parsed = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),
         None => v.parse().ok(),
-    }
+    };
+    parsed.map(Some).ok_or(ExploreError::Env { var, value })
 }
 
 /// The running test's name (libtest names a test's thread after it), or the program's.

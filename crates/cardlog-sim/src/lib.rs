@@ -42,12 +42,13 @@ pub mod explore;
 pub mod model;
 mod naming;
 pub mod network;
+pub mod schedule;
 pub mod sim;
 mod story;
 pub mod strategy;
 mod view;
 
-pub use explore::{explore, Failure};
+pub use explore::{explore, schedule_of, ExploreError, Failure};
 pub use model::Rule;
 pub use network::{Ends, Link, Network};
 pub use sim::{Action, Edit, Schedule, Sim, Stats, Storage, SyncMode, Violation};

@@ -3,11 +3,19 @@
 //! An app that carries cardlog's sessions over something of its own (an HTTP relay, a message
 //! queue, its own server, a radio link) implements [`Network`]; schedules then drive sessions
 //! through it ([`crate::SyncMode::Network`]) next to the built-in modes, and every property
-//! holds over it. A network may delay, drop, duplicate, reorder or alter messages and may cut
-//! the line, as real ones do: the simulator accepts a session that such a fault ends with an
-//! error. What it does not accept is a session that both ends call complete while one of them
-//! lacks what the other held (property "a completed session delivers"): a network that loses
-//! a message but lets both sides believe all went well is caught.
+//! holds over it.
+//!
+//! The contract is a reliable stream's, as TCP gives: every message an end accepts arrives
+//! once and in order, or the session fails (a `send` or `recv` returns an error). A test
+//! network injects faults to see that they end sessions cleanly: it may delay messages, cut
+//! the line, alter a message (the session refuses it), or drop, duplicate or reorder messages
+//! provided its ends notice and fail (sequence numbers, as an app's own protocol would carry).
+//! The simulator accepts a session that a fault ends with an error, and keeps every property.
+//! What it does not accept is a session that both ends call complete while one of them lacks
+//! what the other held (property "a completed session delivers"): a network that loses or
+//! misplaces a message and lets both sides believe all went well is caught. (The sessions
+//! run in the clear here; cardlog's encrypted channel would refuse a lost, repeated or
+//! misplaced message itself, but a transport that does so still syncs nothing.)
 //!
 //! ```
 //! use cardlog_sim::network::{Ends, Link, Network};
@@ -53,10 +61,11 @@ pub struct Ends {
 /// receives as the network delivers it.
 ///
 /// A fault must end the session with an error on at least one side, as it does on a real
-/// line: a `recv` that waits for a lost message times out ([`TransportError::Timeout`]), a
-/// cut line fails ([`TransportError::Disconnected`]), and an altered, duplicated or reordered
-/// message is refused by the session itself. Dropping an end closes it, and the other end's
-/// `recv` should then fail rather than wait.
+/// line (module docs): a `recv` that waits for a lost message times out
+/// ([`TransportError::Timeout`]), a cut line fails ([`TransportError::Disconnected`]), an
+/// altered message is refused by the session itself, and a lost, repeated or misplaced one
+/// must be noticed by the ends. Dropping an end closes it, and the other end's `recv` should
+/// then fail rather than wait.
 pub trait Network: Send {
     /// Opens the ends of the session `link`. An error is a session that could not start
     /// (the simulator counts it as a failed sync, not as a violation).

@@ -30,214 +30,14 @@ use cardlog_sync::{
 use crate::model::{self, ModelContact, Rule};
 use crate::naming::{self, contact_id, field_at, item_id, item_kind, name_at};
 use crate::network::{Ends, Link, Network};
+use crate::schedule::ADMITTED_AT_START;
+pub use crate::schedule::{Action, Edit, Schedule, Storage, SyncMode, RELAY};
 use crate::story;
 
 /// 2026-11-22T09:00:00Z: where every simulated clock starts (plus its skew).
 pub const START_MS: u64 = 1_795_338_000_000;
 const STEP_MS: i64 = 1_000;
-/// Disk replicas below this index are writers from the start (the founder included); the
-/// others joined and wait for an [`Action::Admit`].
-const ADMITTED_AT_START: usize = 4;
-/// The disk replica admitted with the relay role: it stores and forwards but cannot save
-/// contacts (as a served replica; its saves are refused, which the simulator takes as an app
-/// would: nothing saved).
-pub const RELAY: usize = 3;
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Where replicas keep their state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Storage {
-    /// Real stores in temporary directories (crashes drop and reopen them).
-    Disk,
-    /// In-memory devices (fast; a crash is a no-op).
-    Memory,
-}
-
-/// One change a device saves, as a person makes it in an app.
-///
-/// Every edit but [`Edit::Add`] acts on a contact the device already knows: `pick` chooses
-/// it, modulo the number of contacts the device holds (deleted ones included), in id order,
-/// so the same schedule picks the same contact on every run. Fields and names are numbers
-/// into small alphabets ([`crate::strategy::FIELDS`], [`crate::strategy::NAMES`]), so random
-/// devices often touch the same path. An edit that does not apply (editing a deleted
-/// contact, restoring a visible one, an item of a contact without items) saves nothing, as
-/// in an app. A run's story names the contact each edit picked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Edit {
-    /// A new contact (its contact and item ids are renumbered by the simulator: contact
-    /// numbers count up from 1 across the whole run).
-    Add(Contact),
-    /// Sets a single-valued field.
-    SetField {
-        /// Which contact (see [`Edit`]).
-        pick: u8,
-        /// Which field: an index into [`crate::strategy::FIELDS`] (modulo its length).
-        field: usize,
-        /// The new value.
-        value: String,
-    },
-    /// Clears a single-valued field.
-    ClearField {
-        /// Which contact.
-        pick: u8,
-        /// Which field, as in [`Edit::SetField`].
-        field: usize,
-    },
-    /// Adds a phone (`kind` 0) or an e-mail (any other `kind`) labelled "other".
-    AddItem {
-        /// Which contact.
-        pick: u8,
-        /// 0: a phone; otherwise an e-mail.
-        kind: usize,
-        /// Its number or address.
-        text: String,
-    },
-    /// Changes the text of one item: the `nth` (modulo their number) of the contact's phones
-    /// followed by its e-mails.
-    EditItem {
-        /// Which contact.
-        pick: u8,
-        /// Which item.
-        nth: u8,
-        /// The new text.
-        text: String,
-    },
-    /// Removes one item, chosen as in [`Edit::EditItem`].
-    RemoveItem {
-        /// Which contact.
-        pick: u8,
-        /// Which item.
-        nth: u8,
-    },
-    /// Adds (`on`) or removes a tag.
-    Tag {
-        /// Which contact.
-        pick: u8,
-        /// Which tag: an index into [`crate::strategy::NAMES`] (modulo its length).
-        name: usize,
-        /// Tag or untag.
-        on: bool,
-    },
-    /// Sets (`Some`) or clears a custom field `X-NAME`, its name from
-    /// [`crate::strategy::NAMES`] in capitals.
-    Custom {
-        /// Which contact.
-        pick: u8,
-        /// Which name, as in [`Edit::Tag`].
-        name: usize,
-        /// The value, or `None` to clear it.
-        value: Option<String>,
-    },
-    /// Deletes the contact.
-    Delete {
-        /// Which contact.
-        pick: u8,
-    },
-    /// Restores a deleted contact.
-    Restore {
-        /// Which contact.
-        pick: u8,
-    },
-    /// Settles the contact's first conflict with its visible value.
-    Resolve {
-        /// Which contact.
-        pick: u8,
-    },
-}
-
-/// How two replicas exchange ops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncMode {
-    /// A whole session over the in-process channel.
-    Full,
-    /// Only the first `n` percent of what the receiver lacks, dependencies first.
-    Partial(u8),
-    /// A session (one op per message) whose line breaks after `n` received messages.
-    Interrupted(u8),
-    /// The same bundle imported twice.
-    Duplicated,
-    /// What the receiver lacks, applied in a shuffled order (seeded).
-    Reordered(u64),
-    /// Through a third replica (picked by the number): from → relay, then relay → to.
-    Relay(u8),
-    /// Heads file one way, bundle the other.
-    Bundle,
-    /// A whole session (a few ops per message) over the app's own network
-    /// ([`Sim::with_network`]), which takes its faults from the number
-    /// ([`crate::network::Link::seed`]).
-    Network(u64),
-}
-
-/// One step of a schedule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// A device saves an edit.
-    Save {
-        /// Which device.
-        replica: usize,
-        /// What it saves.
-        edit: Edit,
-    },
-    /// Ops travel from one replica to another (both ways for sessions).
-    Sync {
-        /// The sending side (the session's responder).
-        from: usize,
-        /// The receiving side (the session's initiator).
-        to: usize,
-        /// How.
-        mode: SyncMode,
-    },
-    /// The replica is dropped without a clean close and reopened from disk.
-    Crash {
-        /// Which.
-        replica: usize,
-    },
-    /// A device outside the book pushes an op to a replica by a bundle: a contact of its own,
-    /// signed with its own key (`forge == false`), or one claimed for a member and signed
-    /// with the outsider's key (`forge == true`). Replicas of a book (disk) refuse it and
-    /// change nothing; in-memory devices have no book and skip this.
-    Stranger {
-        /// The replica it reaches.
-        target: usize,
-        /// Which kind of op.
-        forge: bool,
-    },
-    /// A device leaves the book (a lost phone): it syncs with the founder and the founder
-    /// removes it. It learns of its removal only by a later sync; until then its saves are
-    /// void (concurrent with the removal: they spread, others build on them, and they never
-    /// take effect anywhere); after that its saves are refused. It still relays. Disk
-    /// replicas only; never the founder.
-    Leave {
-        /// Which.
-        replica: usize,
-    },
-    /// The founder admits a device that joined the book but was not admitted yet (disk
-    /// replica 4 starts so); the device learns of it by a later sync. A no-op for any
-    /// other replica.
-    Admit {
-        /// Which.
-        replica: usize,
-    },
-    /// A device's wall clock jumps.
-    ClockJump {
-        /// Which.
-        replica: usize,
-        /// By how much (may be negative).
-        delta_ms: i64,
-    },
-}
-
-/// A whole simulated run. It prints as a story (`Display`, and `Debug`, which proptest shows
-/// of a failing case).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Schedule {
-    /// Where replicas keep state.
-    pub storage: Storage,
-    /// Each replica's initial clock skew (the schedule has one replica per entry).
-    pub skews_ms: Vec<i64>,
-    /// The steps.
-    pub actions: Vec<Action>,
-}
 
 /// A property that did not hold, with what was seen and what the devices did up to then.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -414,13 +214,13 @@ impl Node {
         }
     }
 
-    /// Saves `edit`: the contact it picked (none when the device knows none) and the op id
-    /// when something was saved.
+    /// Saves `edit`: the contact it picked (none when the device knows none) and what came
+    /// of it.
     fn save(
         &mut self,
         edit: &Edit,
         fresh_item: ItemId,
-    ) -> Result<(Option<ContactId>, Option<OpId>), Violation> {
+    ) -> Result<(Option<ContactId>, Saved), Violation> {
         let views = self.views()?;
         let pick =
             |p: &u8| -> Option<&ContactView> { views.get(usize::from(*p) % views.len().max(1)) };
@@ -438,11 +238,11 @@ impl Node {
             | Edit::Resolve { pick: p } => pick(p).map(|v| v.contact.id),
         };
         let Some(id) = target else {
-            return Ok((None, None));
+            return Ok((None, Saved::Nothing));
         };
         if let (Some(v), Edit::Restore { .. }) = (views.iter().find(|v| v.contact.id == id), edit) {
             if !v.deleted {
-                return Ok((target, None));
+                return Ok((target, Saved::Nothing));
             }
         }
         let view = views.iter().find(|v| v.contact.id == id);
@@ -504,42 +304,56 @@ impl Node {
                 .first()
                 .map(|c| (c.path.clone(), c.winner.value.clone()))
         });
-        let op = match self {
-            Node::Disk { replica, .. } => {
-                let r = replica
-                    .as_mut()
-                    .ok_or_else(|| violation("replica", "closed"))?;
-                // A device that has not learnt of its admission yet cannot save, as in an app;
-                // any other refusal by the book is a violation.
-                let me = r.id();
-                let admitted = r.membership().member(&me).is_some();
-                match save_edit(&mut r.editor(), edit, id, change, resolve) {
-                    Ok(op) => Ok(op.map(|o| o.id())),
-                    Err(e) if benign_replica(&e) => Ok(None),
-                    Err(cardlog::Error::Refused(cardlog::Refusal::NotMember { .. }))
-                        if !admitted =>
-                    {
-                        Ok(None)
+        let op =
+            match self {
+                Node::Disk { replica, .. } => {
+                    let r = replica
+                        .as_mut()
+                        .ok_or_else(|| violation("replica", "closed"))?;
+                    // A device that has not learnt of its admission yet cannot save, as in an app;
+                    // any other refusal by the book is a violation.
+                    let me = r.id();
+                    let admitted = r.membership().member(&me).is_some();
+                    match save_edit(&mut r.editor(), edit, id, change, resolve) {
+                        Ok(op) => Ok(op.map_or(Saved::Nothing, |o| Saved::Op(o.id()))),
+                        Err(e) if benign_replica(&e) => Ok(Saved::Nothing),
+                        Err(cardlog::Error::Refused(cardlog::Refusal::NotMember { .. }))
+                            if !admitted =>
+                        {
+                            Ok(Saved::Nothing)
+                        }
+                        // A removed device that has learnt of its removal saves nothing more,
+                        // nor does the relay.
+                        Err(cardlog::Error::Refused(cardlog::Refusal::Removed {
+                            author, ..
+                        })) if author == me => Ok(Saved::Nothing),
+                        Err(cardlog::Error::Refused(cardlog::Refusal::CannotWrite {
+                            author,
+                            role: cardlog::MemberRole::Relay,
+                        })) if author == me => Ok(Saved::RefusedToRelay),
+                        Err(e) => Err(violation("save", format!("{edit:?}: {e}"))),
                     }
-                    // A removed device that has learnt of its removal saves nothing more,
-                    // nor does the relay.
-                    Err(cardlog::Error::Refused(
-                        cardlog::Refusal::Removed { author, .. }
-                        | cardlog::Refusal::CannotWrite { author, .. },
-                    )) if author == me => Ok(None),
-                    Err(e) => Err(violation("save", format!("{edit:?}: {e}"))),
                 }
-            }
-            Node::Memory { replica, .. } => {
-                match save_edit(replica.device_mut(), edit, id, change, resolve) {
-                    Ok(op) => Ok(op.map(|o| o.id())),
-                    Err(e) if benign_device(&e) => Ok(None),
-                    Err(e) => Err(violation("save", format!("{edit:?}: {e}"))),
+                Node::Memory { replica, .. } => {
+                    match save_edit(replica.device_mut(), edit, id, change, resolve) {
+                        Ok(op) => Ok(op.map_or(Saved::Nothing, |o| Saved::Op(o.id()))),
+                        Err(e) if benign_device(&e) => Ok(Saved::Nothing),
+                        Err(e) => Err(violation("save", format!("{edit:?}: {e}"))),
+                    }
                 }
-            }
-        }?;
+            }?;
         Ok((target, op))
     }
+}
+
+/// What came of a save.
+enum Saved {
+    /// This op was saved.
+    Op(OpId),
+    /// Nothing: the edit did not apply, or the device may not save (yet, or any more).
+    Nothing,
+    /// The relay tried, and its book refused: a relay cannot save contacts.
+    RefusedToRelay,
 }
 
 /// Saves `edit` of contact `id` through core's save protocol, on any kind of replica.
@@ -587,6 +401,12 @@ impl Transport for DynTransport<'_> {
     }
     fn recv(&mut self) -> Result<Vec<u8>, TransportError> {
         self.0.recv()
+    }
+    fn recv_at_most(&mut self, max: usize) -> Result<Vec<u8>, TransportError> {
+        self.0.recv_at_most(max)
+    }
+    fn close(&mut self) {
+        self.0.close()
     }
 }
 
@@ -647,6 +467,14 @@ impl Locate for Carried<'_> {
     }
 }
 
+/// SplitMix64's finaliser: a seed's bits spread over the whole number.
+fn mix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// The line a session runs over.
 #[derive(Debug, Clone, Copy)]
 enum Line {
@@ -660,15 +488,22 @@ enum Line {
 
 impl Line {
     /// Whether a session end over this line may end as `r`: a cut ends it with a
-    /// disconnect, an app's network with whatever its faults cause, never with a failure of
-    /// the local store.
+    /// disconnect; an app's network with what a fault of a line can cause (a lost, late,
+    /// altered, duplicated or misplaced message, or a cut), never with a refusal of valid ops
+    /// or a failure of the local store.
     fn excuses(self, r: &Result<(), SyncError<String>>) -> bool {
         match (self, r) {
             (_, Ok(())) => true,
             (Line::Cut(_), Err(SyncError::Disconnected(_))) => true,
-            (Line::Network(_), Err(e)) => !matches!(
+            (Line::Network(_), Err(e)) => matches!(
                 e,
-                SyncError::Store(_) | SyncError::StoreContract(_) | SyncError::SamePeer(_)
+                SyncError::Disconnected(_)
+                    | SyncError::Timeout(_)
+                    | SyncError::Transport(_)
+                    | SyncError::Wire(_)
+                    | SyncError::Protocol(_)
+                    | SyncError::PeerAborted(_)
+                    | SyncError::Tampered(_)
             ),
             _ => false,
         }
@@ -725,6 +560,12 @@ pub struct Stats {
     /// Sessions of the schedule (not the final sync) with the relay (disk replica [`RELAY`])
     /// at one end.
     pub relay_sessions: usize,
+    /// Saves the relay tried and its book refused (a relay cannot save contacts).
+    pub relay_saves_refused: usize,
+    /// Sessions over the app's network that both ends completed.
+    pub network_completed: usize,
+    /// Sessions over the app's network that a fault ended (or that could not connect).
+    pub network_failed: usize,
 }
 
 /// A running simulation.
@@ -845,8 +686,23 @@ impl Sim {
     /// Plays the schedule on this simulation (set up with [`Sim::new`], maybe
     /// [`Sim::with_network`] or [`Sim::with_rule`]) and checks every property; a violation
     /// carries the run's story.
-    pub fn execute(mut self, schedule: &Schedule) -> Result<Stats, Violation> {
-        match self.play(schedule).and_then(|()| self.check()) {
+    pub fn execute(self, schedule: &Schedule) -> Result<Stats, Violation> {
+        self.execute_with(schedule, |_| Ok(()))
+    }
+
+    /// [`Sim::execute`] with an app's own property, checked after the schedule and a final
+    /// full sync, before the built-in ones; a violation of either carries the run's story.
+    pub fn execute_with(
+        mut self,
+        schedule: &Schedule,
+        property: impl FnOnce(&mut Sim) -> Result<(), Violation>,
+    ) -> Result<Stats, Violation> {
+        let result = self.play(schedule).and_then(|()| {
+            self.sync_all()?;
+            property(&mut self)?;
+            self.check()
+        });
+        match result {
             Ok(()) => Ok(self.stats),
             Err(v) => Err(self.told(v)),
         }
@@ -859,10 +715,17 @@ impl Sim {
         &self.story
     }
 
-    /// `v` with this run's story attached.
+    /// `v` with this run's story attached (and, when it failed after the schedule, a last
+    /// line saying so).
     pub fn told(&self, mut v: Violation) -> Violation {
         if v.story.is_empty() {
             v.story = self.story.clone();
+            if v.step.is_none() {
+                v.story.push(format!(
+                    "      after the schedule, in the final sync or checks: property \"{}\" failed",
+                    v.property
+                ));
+            }
         }
         v
     }
@@ -968,8 +831,15 @@ impl Sim {
                     Some(k) => format!("contact {k}"),
                     None => "no contact to pick".into(),
                 };
-                let Some(op) = op else {
-                    return Ok(Some(format!(": {contact}, nothing saved")));
+                let op = match op {
+                    Saved::Op(op) => op,
+                    Saved::Nothing => return Ok(Some(format!(": {contact}, nothing saved"))),
+                    Saved::RefusedToRelay => {
+                        self.stats.relay_saves_refused += 1;
+                        return Ok(Some(format!(
+                            ": {contact}, refused (a relay cannot save contacts)"
+                        )));
+                    }
                 };
                 // The founder removed it after holding all its ops: what it saves now is
                 // past its cutoff.
@@ -1188,8 +1058,9 @@ impl Sim {
         let chunk = match line {
             Line::Whole => 1 << 14,
             Line::Cut(_) => 1,
-            // A few ops per message, so the network carries several.
-            Line::Network(seed) => 1 + (seed % 4) as usize,
+            // A few ops per message, so the network carries several (from the seed mixed, so
+            // that the chunk size does not follow an app's own `seed % n` choice of fault).
+            Line::Network(seed) => 1 + (mix(seed) % 4) as usize,
         };
         let Ends {
             initiator,
@@ -1223,7 +1094,10 @@ impl Sim {
                 };
                 match network.connect(link) {
                     Ok(ends) => ends,
-                    Err(e) => return Ok(format!(": the network could not connect ({e})")),
+                    Err(e) => {
+                        self.stats.network_failed += 1;
+                        return Ok(format!(": the network could not connect ({e})"));
+                    }
                 }
             }
         };
@@ -1253,13 +1127,16 @@ impl Sim {
                 format!("{from}→{to} over {line:?}: {ra:?} / {rb:?}"),
             ));
         }
+        let over_network = matches!(line, Line::Network(_));
         match (ra, rb) {
             (Ok(()), Ok(())) => {
                 self.check_delivered(from, to, &held.0)?;
                 self.check_delivered(to, from, &held.1)?;
+                self.stats.network_completed += usize::from(over_network);
                 Ok(String::new())
             }
             (ra, rb) => {
+                self.stats.network_failed += usize::from(over_network);
                 let said = |r: Result<(), SyncError<String>>| match r {
                     Ok(()) => "done".to_owned(),
                     Err(e) => e.to_string(),

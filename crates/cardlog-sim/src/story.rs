@@ -9,18 +9,24 @@ use std::fmt;
 use cardlog_core::{Contact, ItemBody, ItemKind};
 
 use crate::naming::{device_name, field_at, item_kind, name_at};
-use crate::sim::{Action, Edit, Schedule, Storage, SyncMode};
+use crate::schedule::{Action, Edit, Schedule, Storage, SyncMode, ADMITTED_AT_START, RELAY};
 
-/// A clock offset as a person reads it: "+2 min 5 s", "−300 ms".
+/// A clock offset as a person reads it, exactly: "+2 min 5 s", "−4 min 3.321 s", "−300 ms".
 pub(crate) fn offset(ms: i64) -> String {
     let sign = if ms < 0 { "−" } else { "+" };
     let abs = ms.unsigned_abs();
     let (min, s, rest) = (abs / 60_000, abs % 60_000 / 1_000, abs % 1_000);
-    match (min, s, rest) {
-        (0, 0, ms) => format!("{sign}{ms} ms"),
-        (0, s, _) => format!("{sign}{s} s"),
-        (m, 0, _) => format!("{sign}{m} min"),
-        (m, s, _) => format!("{sign}{m} min {s} s"),
+    let secs = match (s, rest) {
+        (0, 0) => String::new(),
+        (s, 0) => format!("{s} s"),
+        (s, r) => format!("{s}.{r:03} s"),
+    };
+    match (min, secs.is_empty()) {
+        (0, true) => format!("{sign}0 ms"),
+        (0, false) if s == 0 => format!("{sign}{rest} ms"),
+        (0, false) => format!("{sign}{secs}"),
+        (m, true) => format!("{sign}{m} min"),
+        (m, false) => format!("{sign}{m} min {secs}"),
     }
 }
 
@@ -92,9 +98,14 @@ pub(crate) fn edit_words(edit: &Edit, target: &str) -> String {
     }
 }
 
-/// How a sync of `mode` goes, after "X syncs with Y"; `replicas` resolves a relay's number
-/// and `network` names an app's network.
-pub(crate) fn sync_words(mode: SyncMode, replicas: usize, network: &str) -> String {
+/// How a sync of `mode` from `from` to `to` goes, after "X syncs with Y"; `replicas` resolves
+/// a relay's number and `network` names an app's network.
+pub(crate) fn sync_words(
+    mode: SyncMode,
+    (from, to): (usize, usize),
+    replicas: usize,
+    network: &str,
+) -> String {
     match mode {
         SyncMode::Full => String::new(),
         SyncMode::Partial(p) => format!(", but only the first {p} % of what it lacks arrives"),
@@ -106,7 +117,12 @@ pub(crate) fn sync_words(mode: SyncMode, replicas: usize, network: &str) -> Stri
             format!(", what it lacks arriving in a shuffled order (seed {seed})")
         }
         SyncMode::Relay(r) => {
-            format!(" through {}", device_name(usize::from(r) % replicas.max(1)))
+            let relay = usize::from(r) % replicas.max(1);
+            if relay == from % replicas.max(1) || relay == to % replicas.max(1) {
+                " directly (the device picked to pass it on is one of the two)".into()
+            } else {
+                format!(" through {}", device_name(relay))
+            }
         }
         SyncMode::Bundle => " by files: its heads one way, a bundle back".into(),
         SyncMode::Network(seed) => format!(" over {network} (seed {seed})"),
@@ -123,7 +139,7 @@ pub(crate) fn action_words(action: &Action, replicas: usize, network: &str) -> S
             "{} syncs with {}{}",
             dev(to),
             dev(from),
-            sync_words(*mode, replicas, network)
+            sync_words(*mode, (*from, *to), replicas, network)
         ),
         Action::Crash { replica } => format!("{} crashes and reopens its store", dev(replica)),
         Action::Stranger {
@@ -159,8 +175,8 @@ impl fmt::Display for Schedule {
         for (i, skew) in self.skews_ms.iter().enumerate() {
             let role = match (self.storage, i) {
                 (Storage::Disk, 0) => "founder, ",
-                (Storage::Disk, crate::sim::RELAY) => "the relay, ",
-                (Storage::Disk, 4) => "joined, not yet admitted, ",
+                (Storage::Disk, RELAY) => "the relay, ",
+                (Storage::Disk, i) if i >= ADMITTED_AT_START => "joined, not yet admitted, ",
                 _ => "",
             };
             write!(f, " {} ({role}clock {})", device_name(i), offset(*skew))?;
@@ -180,10 +196,19 @@ impl fmt::Display for Schedule {
     }
 }
 
-/// What proptest prints of a failing schedule: the story (see `Display`).
+/// What proptest prints of a failing schedule: the story (see `Display`). The alternate form
+/// (`{:#?}`) is the exact value, fields and all, to paste into a regression test.
 impl fmt::Debug for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "\n{self}\n")
+        if f.alternate() {
+            f.debug_struct("Schedule")
+                .field("storage", &self.storage)
+                .field("skews_ms", &self.skews_ms)
+                .field("actions", &self.actions)
+                .finish()
+        } else {
+            write!(f, "\n{self}\n")
+        }
     }
 }
 

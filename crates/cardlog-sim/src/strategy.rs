@@ -12,7 +12,7 @@ use cardlog_core::{Contact, Field, Item, ItemBody};
 
 pub use crate::naming::{contact_id, field_at, item_id, item_kind, name_at, FIELDS, NAMES};
 
-use crate::sim::{Action, Edit, Schedule, Storage, SyncMode};
+use crate::schedule::{Action, Edit, Schedule, Storage, SyncMode};
 
 fn word() -> impl Strategy<Value = String> {
     prop_oneof![Just("a"), Just("b"), Just("c"), Just("dé")].prop_map(str::to_owned)

@@ -65,6 +65,7 @@ fn schedules_exercise_conflicts_deletes_crashes_syncs_and_membership() {
         total.void_saves += st.void_saves;
         total.void_kept += st.void_kept;
         total.relay_sessions += st.relay_sessions;
+        total.relay_saves_refused += st.relay_saves_refused;
     }
     eprintln!("24 disk schedules: {total:?}");
     assert!(total.saves > 100, "{total:?}");
@@ -78,6 +79,7 @@ fn schedules_exercise_conflicts_deletes_crashes_syncs_and_membership() {
     assert!(total.admitted > 0, "{total:?}");
     // Ops went through the relay, which stores and forwards but saves nothing.
     assert!(total.relay_sessions > 10, "{total:?}");
+    assert!(total.relay_saves_refused > 0, "{total:?}");
     // Removed devices saved before they learnt of it (tests/removal.rs scripts what others
     // build on such saves).
     assert!(total.void_saves > 0, "{total:?}");
