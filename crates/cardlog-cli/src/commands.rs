@@ -1002,6 +1002,7 @@ pub fn status(ctx: &Ctx) -> Res {
                 "rtt_ms": c.rtt_ms,
                 "at": render::time_ms(c.at_ms),
                 "beyond_bound": c.beyond_bound,
+                "in_force": c.in_force,
             })),
         }));
     }
@@ -1060,7 +1061,12 @@ pub fn status(ctx: &Ctx) -> Res {
             c.peer,
             render::time_ms(c.at_ms)
         )?;
-        if c.beyond_bound {
+        if !c.in_force {
+            outln!(
+                "           no longer applied: the clock was set since (or it is too old to \
+                 tell); saves use the clock as it reads until the next sync with the relay"
+            )?;
+        } else if c.beyond_bound {
             outln!(
                 "warning    this device's clock was {} s off the relay's at the last sync (more \
                  than the {} s bound): set it right",

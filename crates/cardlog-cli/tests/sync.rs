@@ -898,13 +898,22 @@ fn a_clock_far_off_is_calibrated_and_status_warns() {
     assert_eq!(
         j["calibration"],
         json!({"peer": ra, "offset_ms": 7_200_000, "rtt_ms": 0,
-               "at": "2026-11-22T11:00:00.000Z", "beyond_bound": true})
+               "at": "2026-11-22T11:00:00.000Z", "beyond_bound": true, "in_force": true})
     );
     b.at(NINE, &["status"])
         .ok()
         .has_line(&["warning", "7200 s off", "set it right"]);
     let id = b.add(NINE, &["--given", "Ada"]);
     assert_eq!(b.show(&id)["created"], json!("2026-11-22T11:00:00.000Z"));
+    // Four days on, with no way to tell whether the clock was set since (`CARDLOG_NOW` has no
+    // monotonic reading), the calibration has lapsed: status says so and saves use the clock.
+    let later = "2026-11-26T09:00:00Z";
+    assert_eq!(b.status(later)["calibration"]["in_force"], json!(false));
+    b.at(later, &["status"])
+        .ok()
+        .has_line(&["no longer applied"]);
+    let id = b.add(later, &["--given", "Later"]);
+    assert_eq!(b.show(&id)["created"], json!("2026-11-26T09:00:00.000Z"));
 
     let server = a.serve(ELEVEN, &["--sessions", "1"]);
     let j = b.at(NINE, &["sync", &server.addr, "--json"]).ok().json();

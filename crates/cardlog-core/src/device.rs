@@ -80,6 +80,11 @@ impl Device {
         self.wall.now_ms()
     }
 
+    /// The monotonic reading of its clock ([`WallClock::monotonic_ms`]).
+    pub fn monotonic_ms(&self) -> Option<u64> {
+        self.wall.monotonic_ms()
+    }
+
     /// The device id.
     pub fn id(&self) -> DeviceId {
         self.id
@@ -210,7 +215,9 @@ impl EditTarget for Device {
 
     fn next_hlc(&self) -> (Hlc, HlcClock) {
         let mut clock = self.clock.clone();
-        let hlc = clock.tick(self.wall.now_ms());
+        let now = self.wall.now_ms();
+        clock.check(now, self.wall.monotonic_ms());
+        let hlc = clock.tick(now);
         (hlc, clock)
     }
 

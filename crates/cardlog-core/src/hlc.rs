@@ -52,6 +52,14 @@ impl std::fmt::Display for Hlc {
 pub trait WallClock: Send + Sync {
     /// Current wall time, milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
+
+    /// Milliseconds on a clock nobody sets: it only moves forward with real time, whatever
+    /// happens to the wall clock (the time since boot where the platform has it), or `None`
+    /// where there is none. A calibration is dropped when the wall clock moved apart from
+    /// it (someone set the clock: [`HlcClock::check`]).
+    fn monotonic_ms(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The operating system's clock.
@@ -65,37 +73,84 @@ impl WallClock for SystemClock {
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0)
     }
+
+    /// The time since boot, from `/proc/uptime` (Linux), so that it compares across runs of
+    /// the program; `None` elsewhere (a calibration then lasts [`CALIBRATION_TTL_MS`]).
+    fn monotonic_ms(&self) -> Option<u64> {
+        let text = std::fs::read_to_string("/proc/uptime").ok()?;
+        let seconds = text.split_whitespace().next()?;
+        let (whole, fraction) = seconds.split_once('.').unwrap_or((seconds, "0"));
+        let whole: u64 = whole.parse().ok()?;
+        let hundredths: u64 = fraction.get(..2).unwrap_or(fraction).parse().ok()?;
+        whole
+            .checked_mul(1000)?
+            .checked_add(hundredths.saturating_mul(10))
+    }
 }
 
-/// A clock that only moves when told to; clones share one time.
+/// A clock that only moves when told to; clones share one time. Its monotonic reading moves
+/// with time passing ([`FakeClock::advance_ms`] forward), not when someone sets the clock
+/// ([`FakeClock::set_ms`], or `advance_ms` backward).
 #[derive(Debug, Clone, Default)]
-pub struct FakeClock(Arc<AtomicU64>);
+pub struct FakeClock {
+    wall: Arc<AtomicU64>,
+    mono: Arc<AtomicU64>,
+}
 
 impl FakeClock {
-    /// A fake clock reading `now_ms`.
+    /// A fake clock reading `now_ms` (its monotonic reading starts at 0).
     pub fn new(now_ms: u64) -> Self {
-        Self(Arc::new(AtomicU64::new(now_ms)))
+        Self {
+            wall: Arc::new(AtomicU64::new(now_ms)),
+            mono: Arc::new(AtomicU64::new(0)),
+        }
     }
-    /// Sets the time.
+    /// Sets the time, as a person sets a clock (no time passes).
     pub fn set_ms(&self, now_ms: u64) {
-        self.0.store(now_ms, Ordering::SeqCst);
+        self.wall.store(now_ms, Ordering::SeqCst);
     }
-    /// Moves the time forward (or backward, with a negative delta).
+    /// Time passes (a positive delta), or the clock is set back (a negative one).
     pub fn advance_ms(&self, delta_ms: i64) {
-        let now = self.0.load(Ordering::SeqCst);
+        let now = self.wall.load(Ordering::SeqCst);
         self.set_ms(now.saturating_add_signed(delta_ms));
+        if let Ok(passed) = u64::try_from(delta_ms) {
+            let mono = self.mono.load(Ordering::SeqCst);
+            self.mono
+                .store(mono.saturating_add(passed), Ordering::SeqCst);
+        }
     }
 }
 
 impl WallClock for FakeClock {
     fn now_ms(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
+        self.wall.load(Ordering::SeqCst)
+    }
+
+    fn monotonic_ms(&self) -> Option<u64> {
+        Some(self.mono.load(Ordering::SeqCst))
     }
 }
 
 /// Default bound on how far ahead of local (calibrated) time a received timestamp may be before
 /// it is reported: 5 minutes.
 pub const SKEW_BOUND_MS_DEFAULT: u64 = 5 * 60 * 1000;
+
+/// How far the wall clock may drift from the monotonic one after a calibration before the
+/// clock counts as set by someone, and the calibration is dropped: 2 minutes.
+pub const CLOCK_CHANGE_MS: u64 = 2 * 60 * 1000;
+
+/// How long a calibration holds when no monotonic reading can tell whether the clock was set
+/// since (no monotonic clock, or a reboot since): 3 days.
+pub const CALIBRATION_TTL_MS: u64 = 3 * 24 * 60 * 60 * 1000;
+
+/// When a calibration was taken: the raw wall time and the monotonic reading then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchor {
+    /// Raw wall time, ms since the Unix epoch.
+    pub wall_ms: u64,
+    /// [`WallClock::monotonic_ms`] then.
+    pub mono_ms: Option<u64>,
+}
 
 /// A received timestamp that was further ahead of the local clock than the bound. It is still
 /// accepted (replay never depends on the receiver's clock) but reported, with its op's author.
@@ -111,11 +166,13 @@ pub struct SkewReport {
     pub ahead_ms: u64,
 }
 
-/// A device's hybrid logical clock state.
+/// A device's clock state: its last timestamp, its calibration (offset and when it was
+/// taken) and its skew bound.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HlcClock {
     last: Hlc,
     offset_ms: i64,
+    anchor: Option<Anchor>,
     skew_bound_ms: u64,
 }
 
@@ -132,6 +189,7 @@ impl HlcClock {
         Self {
             last,
             offset_ms,
+            anchor: None,
             skew_bound_ms,
         }
     }
@@ -193,14 +251,70 @@ impl HlcClock {
 
     /// Learns the calibration offset from a peer's reported wall time: the peer's time is taken
     /// to be half a round trip old when it arrives. `sent_ms` and `received_ms` are raw local
-    /// wall readings around the exchange. Returns the new offset.
-    pub fn calibrate(&mut self, peer_ms: u64, sent_ms: u64, received_ms: u64) -> i64 {
+    /// wall readings around the exchange, `mono_ms` the monotonic reading on receipt (the
+    /// calibration's [`Anchor`]). Returns the new offset.
+    pub fn calibrate(
+        &mut self,
+        peer_ms: u64,
+        sent_ms: u64,
+        received_ms: u64,
+        mono_ms: Option<u64>,
+    ) -> i64 {
         let half_rtt = received_ms.saturating_sub(sent_ms) / 2;
         let peer_now = i128::from(peer_ms) + i128::from(half_rtt);
         let offset = peer_now - i128::from(received_ms);
         self.offset_ms =
             i64::try_from(offset).unwrap_or(if offset < 0 { i64::MIN } else { i64::MAX });
+        self.anchor = Some(Anchor {
+            wall_ms: received_ms,
+            mono_ms,
+        });
         self.offset_ms
+    }
+
+    /// The same clock with its calibration taken at `anchor` (as stored with the offset).
+    pub fn with_anchor(mut self, anchor: Option<Anchor>) -> Self {
+        self.anchor = anchor;
+        self
+    }
+
+    /// When the calibration in force was taken (`None`: never, or dropped).
+    pub fn anchor(&self) -> Option<Anchor> {
+        self.anchor
+    }
+
+    /// Whether the calibration still holds at this reading: the wall clock has moved as the
+    /// monotonic clock did since it was taken (within [`CLOCK_CHANGE_MS`]), or, where that
+    /// cannot be told, it is less than [`CALIBRATION_TTL_MS`] old and the wall clock has not
+    /// gone back past it. An offset without an anchor (stored by an older build) does not
+    /// hold.
+    pub fn calibration_holds(&self, wall_ms: u64, mono_ms: Option<u64>) -> bool {
+        let Some(anchor) = self.anchor else {
+            return self.offset_ms == 0;
+        };
+        let wall_passed = i128::from(wall_ms) - i128::from(anchor.wall_ms);
+        match (anchor.mono_ms, mono_ms) {
+            (Some(then), Some(now)) if now >= then => {
+                let mono_passed = i128::from(now - then);
+                (wall_passed - mono_passed).unsigned_abs() <= u128::from(CLOCK_CHANGE_MS)
+            }
+            _ => {
+                wall_passed >= -i128::from(CLOCK_CHANGE_MS)
+                    && wall_passed <= i128::from(CALIBRATION_TTL_MS)
+            }
+        }
+    }
+
+    /// Drops a calibration that no longer holds at this reading
+    /// ([`HlcClock::calibration_holds`]): the clock reads raw wall time again until the next
+    /// calibration. Returns whether it dropped one.
+    pub fn check(&mut self, wall_ms: u64, mono_ms: Option<u64>) -> bool {
+        if self.offset_ms == 0 || self.calibration_holds(wall_ms, mono_ms) {
+            return false;
+        }
+        self.offset_ms = 0;
+        self.anchor = None;
+        true
     }
 }
 
@@ -274,8 +388,52 @@ mod tests {
         // The peer said 10_000 when asked at local 4_000 and answered at local 4_200: the peer
         // is 10_100 at local 4_200, an offset of 5_900.
         let mut c = HlcClock::default();
-        assert_eq!(c.calibrate(10_000, 4_000, 4_200), 5_900);
+        assert_eq!(c.calibrate(10_000, 4_000, 4_200, None), 5_900);
         assert_eq!(c.tick(4_200).wall_ms, 10_100);
+    }
+
+    #[test]
+    fn a_calibration_is_dropped_when_someone_sets_the_clock() {
+        // Calibrated at raw 1_000_000 (monotonic 50) by +1 h; an hour of real time later the
+        // wall and monotonic clocks agree: it holds.
+        let hour = 3_600_000;
+        let mut c = HlcClock::default();
+        c.calibrate(1_000_000 + hour, 1_000_000, 1_000_000, Some(50));
+        assert!(c.calibration_holds(1_000_000 + hour, Some(50 + hour)));
+        assert!(!c.check(1_000_000 + hour, Some(50 + hour)));
+        assert_eq!(c.tick(1_000_000 + hour).wall_ms, 1_000_000 + 2 * hour);
+        // The user sets the clock an hour forward (to the right time): the wall clock moved
+        // an hour more than time passed, and the offset goes.
+        assert!(!c.calibration_holds(1_000_000 + 2 * hour, Some(50 + hour + 1)));
+        assert!(c.check(1_000_000 + 2 * hour, Some(50 + hour + 1)));
+        assert_eq!(c.offset_ms(), 0);
+        assert_eq!(c.tick(1_000_000 + 2 * hour).wall_ms, 1_000_000 + 2 * hour);
+    }
+
+    #[test]
+    fn without_a_monotonic_reading_a_calibration_expires_or_ends_when_the_clock_goes_back() {
+        let mut c = HlcClock::default();
+        c.calibrate(10_000_000, 5_000_000, 5_000_000, None);
+        assert!(c.calibration_holds(5_000_000 + CALIBRATION_TTL_MS, None));
+        assert!(!c.calibration_holds(5_000_000 + CALIBRATION_TTL_MS + 1, None));
+        assert!(!c.calibration_holds(5_000_000 - CLOCK_CHANGE_MS - 1, None));
+        // A monotonic reading from before a reboot (smaller than the anchor's) tells nothing.
+        let mut d = HlcClock::default();
+        d.calibrate(10_000_000, 5_000_000, 5_000_000, Some(1_000));
+        assert!(d.calibration_holds(5_000_100, Some(10)));
+        // An offset stored without an anchor does not hold.
+        let legacy = HlcClock::new(Hlc::default(), 42, SKEW_BOUND_MS_DEFAULT);
+        assert!(!legacy.calibration_holds(1, Some(1)));
+    }
+
+    #[test]
+    fn a_fake_clock_set_by_hand_does_not_move_its_monotonic_reading() {
+        let c = FakeClock::new(1_000);
+        c.advance_ms(500);
+        assert_eq!((c.now_ms(), c.monotonic_ms()), (1_500, Some(500)));
+        c.set_ms(9_000);
+        c.advance_ms(-1_000);
+        assert_eq!((c.now_ms(), c.monotonic_ms()), (8_000, Some(500)));
     }
 
     #[test]

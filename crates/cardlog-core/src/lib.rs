@@ -53,7 +53,7 @@ pub mod seeded;
 pub use codec::{OpFormat, OP_FORMAT_VERSION};
 pub use device::{Device, DeviceError};
 pub use edit::{EditError, EditTarget};
-pub use hlc::{FakeClock, Hlc, HlcClock, SkewReport, SystemClock, WallClock};
+pub use hlc::{Anchor, FakeClock, Hlc, HlcClock, SkewReport, SystemClock, WallClock};
 pub use id::{ContactId, DeviceId, IdParseError, IdPrefix, ItemId, OpId, RandomError};
 pub use key::{BookId, DeviceKey, KeyError, PublicKey, Signature, SignedTip};
 pub use member::{MemberChange, MemberRole, MemberRoleParseError};

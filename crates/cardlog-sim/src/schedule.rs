@@ -194,6 +194,15 @@ pub enum Action {
         /// By how much (may be negative).
         delta_ms: i64,
     },
+    /// Someone sets a device's clock to real time plus `off_by_ms`: 0 sets it right, a day
+    /// ahead or behind sets it wrong, decades ahead is a clock that failed into the far future
+    /// (docs/SEMANTICS.md, "Time"). No time passes: a calibration taken before lapses.
+    SetClock {
+        /// Which.
+        replica: usize,
+        /// How far from real time it is set.
+        off_by_ms: i64,
+    },
 }
 
 /// A whole simulated run. It prints as a story (`Display`, and `Debug`, which proptest shows

@@ -587,6 +587,8 @@ pub struct Sim {
     network: Option<Box<dyn Network>>,
     /// What the devices did so far, one line per step and its outcome.
     story: Vec<String>,
+    /// Real time (what a correct clock reads): where clocks start, one step on per action.
+    real_ms: u64,
 }
 
 impl Sim {
@@ -663,6 +665,7 @@ impl Sim {
             strangers: 0,
             network: None,
             story: Vec::new(),
+            real_ms: START_MS,
         })
     }
 
@@ -807,7 +810,10 @@ impl Sim {
             Action::Stranger { .. } => said(s.refused > before.refused, "refused, nothing changed"),
             Action::Leave { .. } => said(s.removed > before.removed, "removed"),
             Action::Admit { .. } => said(s.admitted > before.admitted, "admitted"),
-            Action::Save { .. } | Action::Sync { .. } | Action::ClockJump { .. } => String::new(),
+            Action::Save { .. }
+            | Action::Sync { .. }
+            | Action::ClockJump { .. }
+            | Action::SetClock { .. } => String::new(),
         }
     }
 
@@ -816,6 +822,7 @@ impl Sim {
         for n in &self.nodes {
             n.clock().advance_ms(STEP_MS);
         }
+        self.real_ms = self.real_ms.saturating_add_signed(STEP_MS);
         let n = self.nodes.len();
         match action {
             Action::Save { replica, edit } => {
@@ -868,6 +875,12 @@ impl Sim {
             Action::Admit { replica } => self.admit(replica % n)?,
             Action::ClockJump { replica, delta_ms } => {
                 self.node(replica % n)?.clock().advance_ms(*delta_ms);
+            }
+            Action::SetClock { replica, off_by_ms } => {
+                let real = self.real_ms;
+                self.node(replica % n)?
+                    .clock()
+                    .set_ms(real.saturating_add_signed(*off_by_ms));
             }
         }
         Ok(None)

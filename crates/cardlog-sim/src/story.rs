@@ -161,6 +161,15 @@ pub(crate) fn action_words(action: &Action, replicas: usize, network: &str) -> S
         Action::ClockJump { replica, delta_ms } => {
             format!("{}'s clock jumps {}", dev(replica), offset(*delta_ms))
         }
+        Action::SetClock {
+            replica,
+            off_by_ms: 0,
+        } => format!("{}'s clock is set right", dev(replica)),
+        Action::SetClock { replica, off_by_ms } => format!(
+            "{}'s clock is set {} off real time",
+            dev(replica),
+            offset(*off_by_ms)
+        ),
     }
 }
 

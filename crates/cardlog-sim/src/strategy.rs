@@ -96,6 +96,18 @@ pub fn sync_mode_over_network() -> impl Strategy<Value = SyncMode> {
     ]
 }
 
+/// How far from real time someone sets a clock: right (most often), a day either way, or
+/// about 73 years ahead (2099: a clock that failed into the far future).
+pub fn clock_error() -> impl Strategy<Value = i64> {
+    const DAY_MS: i64 = 86_400_000;
+    prop_oneof![
+        3 => Just(0),
+        1 => Just(DAY_MS),
+        1 => Just(-DAY_MS),
+        1 => Just(26_700 * DAY_MS),
+    ]
+}
+
 /// One step of a schedule on `replicas` replicas.
 pub fn action(replicas: usize) -> impl Strategy<Value = Action> {
     action_with(replicas, sync_mode())
@@ -112,6 +124,7 @@ pub fn action_with(
         12 => (r.clone(), r.clone(), modes).prop_map(|(from, to, mode)| Action::Sync { from, to, mode }),
         4 => r.clone().prop_map(|replica| Action::Crash { replica }),
         4 => (r.clone(), -120_000i64..600_000).prop_map(|(replica, delta_ms)| Action::ClockJump { replica, delta_ms }),
+        2 => (r.clone(), clock_error()).prop_map(|(replica, off_by_ms)| Action::SetClock { replica, off_by_ms }),
         1 => (r.clone(), any::<bool>()).prop_map(|(target, forge)| Action::Stranger { target, forge }),
         2 => r.clone().prop_map(|replica| Action::Admit { replica }),
         1 => r.prop_map(|replica| Action::Leave { replica }),

@@ -50,8 +50,14 @@ fn schedules_exercise_conflicts_deletes_crashes_syncs_and_membership() {
     let mut runner = runner();
     let strategy = schedule(3..=5, 12..48, Storage::Disk);
     let mut total = Stats::default();
+    let mut clocks_set = 0;
     for _ in 0..24 {
         let s = strategy.new_tree(&mut runner).unwrap().current();
+        clocks_set += s
+            .actions
+            .iter()
+            .filter(|a| matches!(a, cardlog_sim::Action::SetClock { .. }))
+            .count();
         let st = Sim::run(&s).unwrap();
         total.saves += st.saves;
         total.syncs += st.syncs;
@@ -68,7 +74,9 @@ fn schedules_exercise_conflicts_deletes_crashes_syncs_and_membership() {
         total.relay_saves_refused += st.relay_saves_refused;
     }
     eprintln!("24 disk schedules: {total:?}");
-    assert!(total.saves > 100, "{total:?}");
+    assert!(total.saves > 60, "{total:?}");
+    // Clocks were set right and wrong (a day either way, decades ahead) during schedules.
+    assert!(clocks_set > 10, "{clocks_set}");
     assert!(total.syncs > 50, "{total:?}");
     assert!(total.crashes > 5, "{total:?}");
     assert!(total.conflicts > 0, "{total:?}");

@@ -124,8 +124,8 @@ fn a_network_that_fails_honestly_keeps_every_property() {
         })
         .unwrap();
         // Sessions went over the network, and its faults ended some of them.
-        assert!(total.network_completed > 10, "{storage:?}: {total:?}");
-        assert!(total.network_failed > 10, "{storage:?}: {total:?}");
+        assert!(total.network_completed > 3, "{storage:?}: {total:?}");
+        assert!(total.network_failed > 3, "{storage:?}: {total:?}");
     }
 }
 

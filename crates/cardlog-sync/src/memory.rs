@@ -149,10 +149,12 @@ impl PeerBook for MemoryReplica {
         received_ms: u64,
     ) -> Result<Option<i64>, Refusal> {
         // An in-memory device has no book, so no relay: every peer is its time reference.
+        let mono = self.device.monotonic_ms();
         Ok(Some(self.device.clock_mut().calibrate(
             peer_ms,
             sent_ms,
             received_ms,
+            mono,
         )))
     }
 

@@ -121,7 +121,9 @@ impl Replica {
         let me = self.id();
         let tip = self.store.summary().get(&me).copied();
         let mut clock = self.clock.clone();
-        let hlc = clock.tick(self.wall.now_ms());
+        let now = self.wall.now_ms();
+        clock.check(now, self.wall.monotonic_ms());
+        let hlc = clock.tick(now);
         let op = Op {
             author: me,
             seq: tip.map_or(0, |t| t.seq) + 1,

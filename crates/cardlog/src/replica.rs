@@ -20,8 +20,8 @@ use cardlog_core::edit::{self, EditTarget};
 use cardlog_core::hlc::SKEW_BOUND_MS_DEFAULT;
 use cardlog_core::replay::{ChainTip, ContactRegisters, Heads};
 use cardlog_core::{
-    Batch, BookId, Contact, ContactId, ContactView, DeviceId, FieldConflict, HistoryEntry, Hlc,
-    HlcClock, IdPrefix, Membership, Missing, OpId, Path, SealedOp, SignedTip, SkewReport,
+    Anchor, Batch, BookId, Contact, ContactId, ContactView, DeviceId, FieldConflict, HistoryEntry,
+    Hlc, HlcClock, IdPrefix, Membership, Missing, OpId, Path, SealedOp, SignedTip, SkewReport,
     SystemClock, Value, WallClock,
 };
 use cardlog_store::keys::meta;
@@ -162,16 +162,16 @@ impl Replica {
     /// that belongs to no book yet (new, or upgraded from before books existed) founds one,
     /// adopting the format-1 history it holds (docs/SECURITY.md, "Existing stores").
     pub fn from_store(store: Store, options: Options) -> Result<Self, OpenError> {
-        let offset_ms = match store.meta(meta::CLOCK)? {
-            Some(v) => i64::from_be_bytes(
-                <[u8; 8]>::try_from(v.as_slice())
-                    .map_err(|_| OpenError::damaged("clock offset does not decode".into()))?,
-            ),
-            None => 0,
+        let (offset_ms, anchor) = match store.meta(meta::CLOCK)? {
+            Some(v) => parse_clock_record(&v)
+                .ok_or_else(|| OpenError::damaged("clock offset does not decode".into()))?,
+            None => (0, None),
         };
         let me = store.device_id();
         let own = store.summary().get(&me).map(|h| h.hlc).unwrap_or_default();
-        let clock = HlcClock::new(own, offset_ms, options.skew_bound_ms);
+        let mut clock = HlcClock::new(own, offset_ms, options.skew_bound_ms).with_anchor(anchor);
+        // A calibration taken before someone set the clock (or too long ago to tell) goes.
+        clock.check(options.wall.now_ms(), options.wall.monotonic_ms());
         let book = store.book();
         let membership = match book {
             Some(book) => Membership::compute(book, store.membership_ops()?),
@@ -223,9 +223,8 @@ impl Replica {
         received_ms: u64,
     ) -> Result<i64, Error> {
         let mut clock = self.clock.clone();
-        let offset = clock.calibrate(peer_ms, sent_ms, received_ms);
-        self.store
-            .put_meta(meta::CLOCK, offset.to_be_bytes().to_vec())?;
+        let offset = clock.calibrate(peer_ms, sent_ms, received_ms, self.wall.monotonic_ms());
+        self.store.put_meta(meta::CLOCK, clock_record(&clock))?;
         self.durable()?;
         self.clock = clock;
         Ok(offset)
@@ -563,7 +562,10 @@ impl EditTarget for Local<'_> {
 
     fn next_hlc(&self) -> (Hlc, HlcClock) {
         let mut clock = self.0.clock.clone();
-        let hlc = clock.tick(self.0.wall.now_ms());
+        let now = self.0.wall.now_ms();
+        // A calibration taken before someone set the clock no longer applies.
+        clock.check(now, self.0.wall.monotonic_ms());
+        let hlc = clock.tick(now);
         (hlc, clock)
     }
 
@@ -572,4 +574,42 @@ impl EditTarget for Local<'_> {
     fn store_local(&mut self, op: &SealedOp, clock: HlcClock) -> Result<(), Error> {
         self.0.store_own(op, clock)
     }
+}
+
+/// The `mclock` meta value (docs/FORMAT.md): the offset (i64 BE), then the calibration's
+/// anchor: its raw wall time (u64 BE), a byte 1 and its monotonic reading (u64 BE), or a
+/// byte 0 when it had none.
+pub(crate) fn clock_record(clock: &HlcClock) -> Vec<u8> {
+    let mut v = clock.offset_ms().to_be_bytes().to_vec();
+    if let Some(anchor) = clock.anchor() {
+        v.extend_from_slice(&anchor.wall_ms.to_be_bytes());
+        match anchor.mono_ms {
+            Some(mono) => {
+                v.push(1);
+                v.extend_from_slice(&mono.to_be_bytes());
+            }
+            None => v.push(0),
+        }
+    }
+    v
+}
+
+/// Reads an `mclock` value: the offset and the anchor (absent in the 8-byte form older builds
+/// wrote). `None`: not a clock record.
+pub(crate) fn parse_clock_record(v: &[u8]) -> Option<(i64, Option<Anchor>)> {
+    let be = |b: &[u8]| -> Option<[u8; 8]> { b.try_into().ok() };
+    let offset = i64::from_be_bytes(be(v.get(..8)?)?);
+    let anchor = match v.get(8..) {
+        Some([]) | None => None,
+        Some(rest) => {
+            let wall_ms = u64::from_be_bytes(be(rest.get(..8)?)?);
+            let mono_ms = match rest.get(8..)? {
+                [0] => None,
+                [1, mono @ ..] => Some(u64::from_be_bytes(be(mono)?)),
+                _ => return None,
+            };
+            Some(Anchor { wall_ms, mono_ms })
+        }
+    };
+    Some((offset, anchor))
 }

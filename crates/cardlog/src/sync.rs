@@ -49,6 +49,9 @@ pub struct CalibrationInfo {
     /// Whether the offset is beyond the skew bound (5 minutes by default): the device's
     /// clock is badly wrong and the user should be told.
     pub beyond_bound: bool,
+    /// Whether the clock still applies it: not when someone set the clock since, or when it
+    /// is too old to tell (docs/SEMANTICS.md, "Time"; saves then use the clock as it reads).
+    pub in_force: bool,
 }
 
 /// The device a replica is paired with: the relay it syncs through (or, for a device that
@@ -166,12 +169,18 @@ impl Replica {
         };
         let (peer, offset_ms, rtt_ms, at_ms) =
             decode::<(DeviceId, i64, u64, u64)>(&v, "calibration")?;
+        let in_force = self.clock.offset_ms() == offset_ms
+            && self.clock.anchor().is_some()
+            && self
+                .clock
+                .calibration_holds(self.wall.now_ms(), self.wall.monotonic_ms());
         Ok(Some(CalibrationInfo {
             peer,
             offset_ms,
             rtt_ms,
             at_ms,
             beyond_bound: offset_ms.unsigned_abs() > self.clock.skew_bound_ms(),
+            in_force,
         }))
     }
 
@@ -422,7 +431,10 @@ impl PeerBook for Replica {
             return Ok(None);
         }
         // The record goes in first so that Replica::calibrate's one flush covers both.
-        let offset = self.clock.clone().calibrate(peer_ms, sent_ms, received_ms);
+        let offset =
+            self.clock
+                .clone()
+                .calibrate(peer_ms, sent_ms, received_ms, self.wall.monotonic_ms());
         let at_ms = self.wall.now_ms().saturating_add_signed(offset);
         let record = (peer, offset, received_ms.saturating_sub(sent_ms), at_ms);
         self.store.put_meta(meta::CALIBRATION, encode(&record))?;
@@ -527,6 +539,11 @@ mod tests {
     const GOLDEN_CALIBRATION_HEX: &str =
         "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2fcffb74c0a2afdd06556eea1010000";
     const GOLDEN_CLOCK_HEX: &str = "fffffffffad9a400";
+    /// `mclock` with the calibration's anchor: offset −1 day, taken at raw
+    /// 2026-11-22T09:00:00Z with monotonic reading 5,000; then the same without a monotonic
+    /// reading.
+    const GOLDEN_CLOCK_ANCHORED_HEX: &str = "fffffffffad9a400000001a2027bd680010000000000001388";
+    const GOLDEN_CLOCK_UNMONOTONIC_HEX: &str = "fffffffffad9a400000001a2027bd68000";
     const GOLDEN_PAIRED_HEX: &str =
         "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2011272656c61792e6578616d706c653a37343437";
 
@@ -602,6 +619,29 @@ mod tests {
         assert_eq!(back, calibration);
         let bytes: [u8; 8] = unhex(GOLDEN_CLOCK_HEX).try_into().unwrap();
         assert_eq!(i64::from_be_bytes(bytes), clock);
+        // The clock record as the replica writes and reads it, with and without an anchor.
+        let nine = 1_795_338_000_000;
+        for (golden, mono) in [
+            (GOLDEN_CLOCK_ANCHORED_HEX, Some(5_000)),
+            (GOLDEN_CLOCK_UNMONOTONIC_HEX, None),
+        ] {
+            let c = cardlog_core::HlcClock::new(Default::default(), clock, 0).with_anchor(Some(
+                cardlog_core::Anchor {
+                    wall_ms: nine,
+                    mono_ms: mono,
+                },
+            ));
+            assert_eq!(hex(&crate::replica::clock_record(&c)), golden);
+            let back = crate::replica::parse_clock_record(&unhex(golden)).unwrap();
+            assert_eq!(back, (clock, c.anchor()));
+            let bytes = unhex(golden);
+            let short = bytes.get(..bytes.len() - 1).unwrap();
+            assert_eq!(crate::replica::parse_clock_record(short), None);
+        }
+        assert_eq!(
+            crate::replica::parse_clock_record(&unhex(GOLDEN_CLOCK_HEX)),
+            Some((clock, None))
+        );
         // One byte less of any record is refused, not read as something else.
         let cut = |golden: &str| {
             let bytes = unhex(golden);

@@ -196,3 +196,51 @@ fn a_device_meeting_a_peer_a_day_ahead_keeps_its_own_time_and_a_relay_calibrates
     let calibrated = laptop.add_contact(&person(8, "Relay time")).unwrap();
     assert_eq!(stamped(&laptop, &calibrated), NINE_MS + MIN_MS);
 }
+
+#[test]
+fn a_calibration_goes_when_the_user_sets_the_clock_right() {
+    // Failure 3: the laptop's clock is three hours behind; the relay calibrates it and its
+    // saves are stamped right. Its user then sets the clock right: the calibration no longer
+    // applies (the wall clock moved three hours more than time passed), so saves are stamped
+    // with the clock as it now reads, not three hours ahead of it. Also after a reopen.
+    let tmp = tempfile::tempdir().unwrap();
+    let hours = 3 * 3_600_000;
+    let real = Arc::new(FakeClock::new(NINE_MS));
+    let behind = Arc::new(FakeClock::new(NINE_MS - hours));
+    let mut admin = replica(&tmp.path().join("admin"), &real);
+    let mut laptop = member_of(&mut admin, &tmp.path().join("laptop"), &behind);
+    let mut relay = common::relay_of(&mut admin, &tmp.path().join("relay"), &real);
+    laptop.pull_from(&admin).unwrap();
+    let (mine, _) = session(&mut laptop, &mut relay);
+    assert_eq!(mine.calibration.unwrap().offset_ms, hours as i64);
+    let right = laptop.add_contact(&person(9, "Calibrated")).unwrap();
+    assert_eq!(stamped(&laptop, &right), NINE_MS);
+
+    real.advance_ms(MIN_MS as i64);
+    behind.advance_ms(MIN_MS as i64);
+    behind.set_ms(real.now_ms());
+    let after_fix = laptop.add_contact(&person(10, "Clock set right")).unwrap();
+    assert_eq!(stamped(&laptop, &after_fix), NINE_MS + MIN_MS);
+    assert_eq!(laptop.clock().offset_ms(), 0);
+
+    // A calibration stored, then the clock set right while the app was closed.
+    let (mine, _) = session(&mut laptop, &mut relay);
+    assert_eq!(mine.calibration.unwrap().offset_ms, 0);
+    behind.advance_ms(-(hours as i64));
+    let (mine, _) = session(&mut laptop, &mut relay);
+    assert_eq!(mine.calibration.unwrap().offset_ms, hours as i64);
+    let dir = tmp.path().join("laptop");
+    drop(laptop);
+    behind.set_ms(real.now_ms());
+    let mut laptop = Replica::open_with(
+        &dir,
+        Options {
+            wall: behind.clone(),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(laptop.clock().offset_ms(), 0);
+    let reopened = laptop.add_contact(&person(11, "Reopened")).unwrap();
+    assert_eq!(stamped(&laptop, &reopened), real.now_ms());
+}

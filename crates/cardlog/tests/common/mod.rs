@@ -38,25 +38,21 @@ pub fn replica(dir: &FsPath, clock: &Arc<FakeClock>) -> Replica {
 /// A new replica in `dir` reading its wall time from `clock`, a writer of `admin`'s address
 /// book: `admin` adds it, and it takes what `admin` holds.
 pub fn member_of(admin: &mut Replica, dir: &FsPath, clock: &Arc<FakeClock>) -> Replica {
-    let mut r = Replica::join_with(
-        dir,
-        admin.book(),
-        Options {
-            wall: clock.clone(),
-            ..Options::default()
-        },
-    )
-    .unwrap();
-    admin
-        .add_member(r.id(), MemberRole::Write, "test device")
-        .unwrap();
-    r.pull_from(admin).unwrap();
-    r
+    joined_as(admin, dir, clock, MemberRole::Write)
 }
 
 /// A new replica in `dir` reading its wall time from `clock`, the relay of `admin`'s address
 /// book (the members' time reference): `admin` adds it, and it takes what `admin` holds.
 pub fn relay_of(admin: &mut Replica, dir: &FsPath, clock: &Arc<FakeClock>) -> Replica {
+    joined_as(admin, dir, clock, MemberRole::Relay)
+}
+
+fn joined_as(
+    admin: &mut Replica,
+    dir: &FsPath,
+    clock: &Arc<FakeClock>,
+    role: MemberRole,
+) -> Replica {
     let mut r = Replica::join_with(
         dir,
         admin.book(),
@@ -66,9 +62,7 @@ pub fn relay_of(admin: &mut Replica, dir: &FsPath, clock: &Arc<FakeClock>) -> Re
         },
     )
     .unwrap();
-    admin
-        .add_member(r.id(), MemberRole::Relay, "relay")
-        .unwrap();
+    admin.add_member(r.id(), role, "test device").unwrap();
     r.pull_from(admin).unwrap();
     r
 }
