@@ -7,10 +7,9 @@
 //! [`Replica::apply`]: the book's membership and the authors' signatures first, then the same
 //! checks an in-memory [`cardlog_core::Replay`] applies.
 //!
-//! The clock is not replayed either: on open it resumes after this device's own last op and
-//! absorbs the other authors' last timestamps (within the skew bound), so new local ops order
-//! after everything the replica holds. The calibration offset learned from peers is kept in
-//! the store's meta.
+//! The clock is not replayed either: each new op carries the device's calibrated real time at
+//! the edit (docs/SEMANTICS.md, "Time"). The calibration learned from the book's relay is
+//! kept in the store's meta with when it was taken, and lapses once someone sets the clock.
 
 use std::ops::{Deref, DerefMut};
 use std::path::Path as FsPath;
@@ -38,7 +37,8 @@ pub struct Options {
     pub cache_bytes: u64,
     /// Where wall time comes from (tests inject a fake clock).
     pub wall: Arc<dyn WallClock>,
-    /// How far ahead of local time a received timestamp may pull the clock (default 5 min).
+    /// How far ahead of local time a received timestamp may be before it is reported
+    /// (default 5 min; it never moves the clock).
     pub skew_bound_ms: u64,
     /// This device's human name ("Ada's iPhone"), written into the book when this replica
     /// founds one; `None` names it "device" and the first hex digits of its id.
