@@ -385,7 +385,8 @@ pub fn sync(ctx: &Ctx, addr: Option<&str>, timeout_secs: u64) -> Res {
     print_void(report.void)?;
     if calibration.is_none() {
         outln!(
-            "clock      not calibrated: the peer is not this book's relay (the time reference)"
+            "clock      not calibrated: the peer is not a relay of this book (the time \
+             reference), as far as this device knows"
         )?;
     }
     if let Some((offset_ms, rtt_ms, beyond)) = calibration {

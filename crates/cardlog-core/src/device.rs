@@ -169,7 +169,10 @@ impl Device {
     pub fn receive(&mut self, op: SealedOp) -> Result<InsertOutcome, ReplayError> {
         let (author, hlc) = (op.op().author, op.op().hlc);
         let outcome = self.replay.insert(op)?;
-        if let Some(report) = self.clock.observe(author, hlc, self.wall.now_ms()) {
+        let now = self
+            .clock
+            .calibrated_at(self.wall.now_ms(), self.wall.monotonic_ms());
+        if let Some(report) = self.clock.observe(author, hlc, now) {
             self.skew.push(report);
         }
         Ok(outcome)

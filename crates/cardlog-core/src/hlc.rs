@@ -26,7 +26,8 @@ pub struct Hlc {
 }
 
 impl Hlc {
-    /// The smallest timestamp strictly greater than `self`.
+    /// The smallest timestamp strictly greater than `self` (the largest timestamp there is,
+    /// `u64::MAX.u32::MAX`, has none: it gives `u64::MAX.0`).
     pub fn successor(self) -> Hlc {
         match self.counter.checked_add(1) {
             Some(counter) => Hlc {
@@ -214,6 +215,17 @@ impl HlcClock {
         wall_ms.saturating_add_signed(self.offset_ms)
     }
 
+    /// Raw wall time corrected by the calibration offset if the calibration still holds at
+    /// this reading ([`HlcClock::calibration_holds`]), else raw wall time: what a clock that
+    /// cannot drop a lapsed calibration yet (a read) tells.
+    pub fn calibrated_at(&self, wall_ms: u64, mono_ms: Option<u64>) -> u64 {
+        if self.calibration_holds(wall_ms, mono_ms) {
+            self.calibrated_ms(wall_ms)
+        } else {
+            wall_ms
+        }
+    }
+
     /// The timestamp of a new local edit: calibrated wall time now. Within the millisecond of
     /// the last one, the next counter; otherwise counter 0, also when the clock went back (it
     /// was wrong and was set right, or the calibration changed): the real time at the edit is
@@ -231,15 +243,15 @@ impl HlcClock {
         self.last
     }
 
-    /// Checks a timestamp seen on a received op: one beyond `now + bound` is reported. The
-    /// clock never moves for it (a peer's wild clock decides nothing about local stamps).
+    /// Checks a timestamp seen on a received op against `now`, the local calibrated time
+    /// ([`HlcClock::calibrated_at`]): one beyond `now + bound` is reported. The clock never
+    /// moves for it (a peer's wild clock decides nothing about local stamps).
     pub fn observe(
         &self,
         author: crate::id::DeviceId,
         remote: Hlc,
-        wall_ms: u64,
+        now: u64,
     ) -> Option<SkewReport> {
-        let now = self.calibrated_ms(wall_ms);
         let cap_ms = now.saturating_add(self.skew_bound_ms);
         (remote.wall_ms > cap_ms).then(|| SkewReport {
             author,

@@ -44,7 +44,8 @@ pub struct Op {
     pub seq: u64,
     /// The id of the author's op `seq - 1`; `None` exactly when `seq == 1`.
     pub prev: Option<OpId>,
-    /// When it was written (the author's hybrid clock); greater than `prev`'s.
+    /// When it was written: the author's calibrated real time at the edit (docs/SEMANTICS.md,
+    /// "Time"); it may be before `prev`'s, if the author's clock was set back.
     pub hlc: Hlc,
     /// The writes, sorted by (contact, path), at most one per (contact, path). Every contact
     /// written also has its `Exists` path written. Empty in a membership op.

@@ -22,7 +22,7 @@ pub enum SyncError<E> {
     /// The peer sent a valid message at the wrong moment.
     #[error("protocol violation: {0}")]
     Protocol(String),
-    /// The peer's ops break the replay rules (clock regression, a bad replaced write); the
+    /// The peer's ops break the replay rules (a broken chain, a bad replaced write); the
     /// message carrying them was refused whole.
     #[error("refused ops from the peer: {0}")]
     Refused(String),

@@ -93,7 +93,7 @@ pub trait SyncStore {
     /// rules, none.
     fn apply(&mut self, ops: &[SealedOp], tips: &[SignedTip]) -> Result<Applied, Self::Error>;
     /// Whether an error of [`SyncStore::apply`] is a refusal of the ops by the replay rules
-    /// (the peer's fault: a clock regression, a write replacing what it cannot replace)
+    /// (the peer's fault: a broken chain, a write replacing what it cannot replace)
     /// rather than a failure of the store.
     fn is_refusal(error: &Self::Error) -> bool {
         let _ = error;

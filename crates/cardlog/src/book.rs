@@ -154,6 +154,13 @@ impl Replica {
         if op.op().is_membership() {
             *self.membership = self.membership.with(op);
         }
+        // A calibration the save found lapsed is stored as gone, with the op.
+        if clock.anchor() != self.clock.anchor() || clock.offset_ms() != self.clock.offset_ms() {
+            self.store.put_meta(
+                cardlog_store::keys::meta::CLOCK,
+                crate::replica::clock_record(&clock),
+            )?;
+        }
         self.durable()?;
         self.clock = clock;
         Ok(())

@@ -342,7 +342,9 @@ impl Replica {
             }
         };
         let mut report = ApplyReport::default();
-        let now = self.wall.now_ms();
+        let now = self
+            .clock
+            .calibrated_at(self.wall.now_ms(), self.wall.monotonic_ms());
         for (op, outcome) in ops.iter().zip(outcomes) {
             match outcome {
                 OpOutcome::Stored => {

@@ -415,7 +415,8 @@ impl PeerBook for Replica {
     }
 
     fn calibrated_ms(&self) -> u64 {
-        self.clock.calibrated_ms(self.wall.now_ms())
+        self.clock
+            .calibrated_at(self.wall.now_ms(), self.wall.monotonic_ms())
     }
 
     fn calibrate(

@@ -158,14 +158,22 @@ fn an_op_with_the_largest_timestamp_never_stops_the_receiver_saving() {
         let id = r.add_contact(&person(6, "Still saving")).unwrap();
         assert_eq!(stamped(r, &id), real.now_ms());
         r.edit(c.id, |c| {
-            c.set(Field::Note, "edited after the end of time");
+            c.set(Field::Org, "edited after the end of time");
         })
         .unwrap()
         .unwrap();
         assert!(r.verify().unwrap().is_ok());
-        // The edit replaced the far-future write it saw, so it is visible.
-        let history = r.history(&c.id, &Path::Field(Field::Note)).unwrap();
-        assert_eq!(history.len(), 1);
+        // The edit replaced the far-future write it saw, so it is visible and unconflicted
+        // although its timestamp is far smaller.
+        let view = r.contact(&c.id).unwrap().unwrap();
+        assert_eq!(
+            view.contact.get(Field::Org),
+            Some("edited after the end of time")
+        );
+        assert!(view.conflicts.is_empty());
+        let history = r.history(&c.id, &Path::Field(Field::Org)).unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history.iter().filter(|v| v.head).count(), 1);
     }
 }
 
@@ -243,4 +251,83 @@ fn a_calibration_goes_when_the_user_sets_the_clock_right() {
     assert_eq!(laptop.clock().offset_ms(), 0);
     let reopened = laptop.add_contact(&person(11, "Reopened")).unwrap();
     assert_eq!(stamped(&laptop, &reopened), real.now_ms());
+}
+
+#[test]
+fn a_chain_stamped_backwards_travels_whole_by_bundle_and_session() {
+    // A device whose clock goes back a second before every save: 300 ops, each stamped
+    // before the one before it. A bundle and a session carry them (times travel whole in such
+    // a segment), and the receiver stores them in one pass per batch.
+    let tmp = tempfile::tempdir().unwrap();
+    let real = Arc::new(FakeClock::new(NINE_MS));
+    let falling = Arc::new(FakeClock::new(NINE_MS));
+    let mut laptop = replica(&tmp.path().join("laptop"), &real);
+    let mut odd = member_of(&mut laptop, &tmp.path().join("odd"), &falling);
+    let mut phone = member_of(&mut laptop, &tmp.path().join("phone"), &real);
+    odd.pull_from(&laptop).unwrap();
+    let c = person(12, "Backwards");
+    odd.add_contact(&c).unwrap();
+    for n in 0..300 {
+        falling.advance_ms(-1_000);
+        odd.edit(c.id, |c| {
+            c.set(Field::Note, format!("note {n}"));
+        })
+        .unwrap()
+        .unwrap();
+    }
+    let bundle = odd.export_bundle(None).unwrap();
+    let imported = laptop.import_bundle(&bundle).unwrap();
+    assert_eq!(imported.received.applied.stored, 301);
+    assert_eq!(laptop.state_bytes().unwrap(), odd.state_bytes().unwrap());
+    let (mine, _) = session(&mut phone, &mut odd);
+    assert!(mine.converged);
+    assert_eq!(phone.state_bytes().unwrap(), odd.state_bytes().unwrap());
+    let note = phone.contact(&c.id).unwrap().unwrap();
+    assert_eq!(note.contact.get(Field::Note), Some("note 299"));
+}
+
+#[test]
+fn a_removed_relay_is_no_time_reference() {
+    let tmp = tempfile::tempdir().unwrap();
+    let real = Arc::new(FakeClock::new(NINE_MS));
+    let mut admin = replica(&tmp.path().join("admin"), &real);
+    let relay = common::relay_of(&mut admin, &tmp.path().join("relay"), &real);
+    assert!(admin.is_time_reference(&relay.id()));
+    admin.remove_member(relay.id()).unwrap();
+    assert!(!admin.is_time_reference(&relay.id()));
+}
+
+#[test]
+fn a_lapsed_calibration_stays_gone_after_a_reboot() {
+    // The clock is set right after a calibration; a save notices and stores the lapse. After
+    // a reboot (the monotonic clock starts again at 0, so it can no longer tell) the stored
+    // calibration must not come back.
+    let tmp = tempfile::tempdir().unwrap();
+    let hours = 3 * 3_600_000;
+    let real = Arc::new(FakeClock::new(NINE_MS));
+    let behind = Arc::new(FakeClock::new(NINE_MS - hours));
+    let mut admin = replica(&tmp.path().join("admin"), &real);
+    let mut laptop = member_of(&mut admin, &tmp.path().join("laptop"), &behind);
+    let mut relay = common::relay_of(&mut admin, &tmp.path().join("relay"), &real);
+    laptop.pull_from(&admin).unwrap();
+    session(&mut laptop, &mut relay);
+    assert!(laptop.last_calibration().unwrap().unwrap().in_force);
+    behind.advance_ms(1_000);
+    behind.set_ms(real.now_ms() + 1_000);
+    assert!(!laptop.last_calibration().unwrap().unwrap().in_force);
+    laptop.add_contact(&person(13, "Noticed")).unwrap();
+    let dir = tmp.path().join("laptop");
+    drop(laptop);
+    let rebooted = Arc::new(FakeClock::new(real.now_ms() + 2_000));
+    let mut laptop = Replica::open_with(
+        &dir,
+        Options {
+            wall: rebooted.clone(),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(laptop.clock().offset_ms(), 0);
+    let id = laptop.add_contact(&person(14, "After reboot")).unwrap();
+    assert_eq!(stamped(&laptop, &id), real.now_ms() + 2_000);
 }

@@ -35,7 +35,7 @@ pub mod meta {
     pub const REPLICA: &[u8] = b"mreplica";
     /// Where the store was when it last opened (copy detection).
     pub const HOME: &[u8] = b"mhome";
-    /// The local hybrid clock's last timestamp and calibration offset.
+    /// The clock's calibration: its offset and when it was taken (docs/FORMAT.md).
     pub const CLOCK: &[u8] = b"mclock";
     /// Device ids the store wrote as before it was copied or restored (16 bytes each).
     pub const FORMER: &[u8] = b"mformer";

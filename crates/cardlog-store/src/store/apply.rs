@@ -3,7 +3,7 @@
 //! and meta values.
 
 use cardlog_core::replay::Readiness;
-use cardlog_core::{ContactId, Cutoffs, SealedOp, SignedTip};
+use cardlog_core::{ContactId, Cutoffs, DeviceId, Hlc, SealedOp, SignedTip};
 
 use super::stage::{Stage, Stored};
 use super::OpOutcome;
@@ -78,15 +78,37 @@ impl Store {
             self.settle()?;
         }
         let mut stage = Stage::at(self, self.log_len(), self.op_count());
-        // Causal order first: an op's timestamp is after those of the ops it depends on (the
-        // chain predecessor always, the replaced writes unless their clock ran beyond the skew
-        // bound), so one pass usually stores everything.
+        // Causal order first, so one pass usually stores everything: by the latest timestamp
+        // along each author's chain up to the op (an op comes after its chain predecessor
+        // whatever its own timestamp: a clock set back stamps earlier), and ops replacing
+        // writes usually come after those writes in real time.
         let mut outcomes: Vec<(usize, &SealedOp, Option<OpOutcome>)> = ops
             .iter()
             .enumerate()
             .map(|(i, op)| (i, op, None))
             .collect();
-        outcomes.sort_by_key(|(i, op, _)| (op.op().hlc, op.op().author, op.op().seq, *i));
+        outcomes.sort_by_key(|(i, op, _)| (op.op().author, op.op().seq, *i));
+        // Per author, the latest timestamp of the ops at lower seqs (ops at one seq, a fork,
+        // do not count for each other: the earlier of them comes first).
+        let mut key: Vec<(Hlc, DeviceId, u64, usize)> = Vec::with_capacity(outcomes.len());
+        let mut below: Option<(DeviceId, u64, Option<Hlc>, Option<Hlc>)> = None;
+        for (i, op, _) in &outcomes {
+            let o = op.op();
+            // (author, seq, latest below this seq, latest up to and at this seq)
+            let (max_below, max_here) = match below {
+                Some((author, seq, b, h)) if author == o.author && seq == o.seq => (b, h),
+                Some((author, _, _, h)) if author == o.author => (h, h),
+                _ => (None, None),
+            };
+            let latest = max_below.map_or(o.hlc, |b| b.max(o.hlc));
+            let here = Some(max_here.map_or(o.hlc, |h| h.max(o.hlc)));
+            below = Some((o.author, o.seq, max_below, here));
+            key.push((latest, o.author, o.seq, *i));
+        }
+        let mut keyed: Vec<_> = key.into_iter().zip(outcomes).collect();
+        keyed.sort_by_key(|(k, _)| *k);
+        let mut outcomes: Vec<(usize, &SealedOp, Option<OpOutcome>)> =
+            keyed.into_iter().map(|(_, o)| o).collect();
         loop {
             let mut progress = false;
             for (_, op, outcome) in outcomes.iter_mut() {

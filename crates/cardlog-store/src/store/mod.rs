@@ -69,7 +69,7 @@ pub enum OpOutcome {
     Duplicate,
     /// A dependency is absent (the first one found); not stored.
     Missing(Missing),
-    /// Refused by the replay rules (fork, broken chain, clock regression, bad replace); not
+    /// Refused by the replay rules (fork, broken chain, bad replace); not
     /// stored.
     Refused(Box<ReplayError>),
 }

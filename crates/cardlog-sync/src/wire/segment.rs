@@ -5,8 +5,9 @@
 //! anchored to the id of the op before the range. Each op is sent compactly:
 //!
 //! - author, seq and previous id are implied by the segment;
-//! - the timestamp is a wall-clock delta from the previous op plus the counter (an op stamped
-//!   before the previous one, after its author's clock was set back, starts a new segment);
+//! - the timestamp is a wall-clock delta from the previous op plus the counter (a segment in
+//!   which an op is stamped before the one before it, its author's clock having been set
+//!   back, carries whole times instead, flagged);
 //! - a write that replaces earlier writes names the first of them as (author, seq, write
 //!   index), and takes its contact and path from it; other replaced writes are (author, seq);
 //! - contacts are numbered in a per-message table, authors in another;
@@ -41,6 +42,10 @@ pub const SEGMENT_VERSION: u8 = 2;
 const FLAG_FORMAT_2: u8 = 1;
 /// Segment flags (version 2): the author's signature of the last op follows the head.
 const FLAG_SIGNED: u8 = 2;
+/// Segment flags (version 2): each op after the first carries its wall time whole, not as a
+/// delta, because one of them is stamped before the op before it (its author's clock was set
+/// back). Set only then, so every other segment is what builds without it write and read.
+const FLAG_ABSOLUTE_TIMES: u8 = 4;
 const MAGIC: &[u8; 4] = b"CLSG";
 const CHECKSUM_CONTEXT: &str = "cardlog 2026-11-23 segment checksum v1";
 
@@ -126,8 +131,7 @@ impl Tables {
 
 /// Encodes `ops` (any set of whole ops, typically `ops_since` of a peer's summary) as one
 /// message: one segment per contiguous run of each author's ops (of at most
-/// [`limits::OPS_PER_SEGMENT_MAX`], in one op format, each op stamped no earlier than the one
-/// before it). `locate` finds the ops that replaced writes name (in `ops`
+/// [`limits::OPS_PER_SEGMENT_MAX`], in one op format). `locate` finds the ops that replaced writes name (in `ops`
 /// or already with the peer). More segments or authors than a receiver accepts is a
 /// [`WireError::TooLarge`]: the message could not be read back. The message's size is the
 /// caller's to check (sessions send in chunks; a bundle checks its whole file).
@@ -145,13 +149,9 @@ pub fn encode_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>
         let mut run: Vec<&SealedOp> = Vec::new();
         for op in chain {
             let full = run.len() as u64 >= limits::OPS_PER_SEGMENT_MAX;
-            // Times are sent as deltas from the op before: an op stamped before it (its
-            // author's clock was set back) starts a segment of its own.
-            let breaks = run.last().is_some_and(|l| {
-                l.op().seq + 1 != op.op().seq
-                    || l.format() != op.format()
-                    || l.op().hlc.wall_ms > op.op().hlc.wall_ms
-            });
+            let breaks = run
+                .last()
+                .is_some_and(|l| l.op().seq + 1 != op.op().seq || l.format() != op.format());
             if full || breaks {
                 segments.push(std::mem::take(&mut run));
             }
@@ -202,6 +202,12 @@ pub fn encode_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>
         if signature.is_some() {
             flags |= FLAG_SIGNED;
         }
+        let goes_back = segment
+            .windows(2)
+            .any(|w| matches!(w, [a, b] if b.op().hlc.wall_ms < a.op().hlc.wall_ms));
+        if goes_back {
+            flags |= FLAG_ABSOLUTE_TIMES;
+        }
         body.push(flags);
         varint::put(&mut body, f.seq);
         if let Some(prev) = f.prev {
@@ -213,10 +219,11 @@ pub fn encode_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>
         for (i, sealed) in segment.iter().enumerate() {
             let op = sealed.op();
             if i > 0 {
-                let delta = op.hlc.wall_ms.checked_sub(wall).ok_or_else(|| {
-                    WireError::Sender(format!("op {} goes back in time", sealed.id()))
-                })?;
-                varint::put(&mut body, delta);
+                if goes_back {
+                    varint::put(&mut body, op.hlc.wall_ms);
+                } else {
+                    varint::put(&mut body, op.hlc.wall_ms.saturating_sub(wall));
+                }
             }
             wall = op.hlc.wall_ms;
             varint::put(&mut body, u64::from(op.hlc.counter));
@@ -405,7 +412,7 @@ fn parse(bytes: &[u8]) -> Result<(Vec<DeviceId>, Vec<RawSegment>), WireError> {
             .copied()
             .ok_or_else(|| WireError::Framing(format!("author index {index} out of range")))?;
         let flags = if version == 1 { 0 } else { r.byte()? };
-        if flags & !(FLAG_FORMAT_2 | FLAG_SIGNED) != 0 {
+        if flags & !(FLAG_FORMAT_2 | FLAG_SIGNED | FLAG_ABSOLUTE_TIMES) != 0 {
             return Err(WireError::Framing(format!(
                 "segment of {author}: unknown flags {flags:#04x}"
             )));
@@ -442,9 +449,13 @@ fn parse(bytes: &[u8]) -> Result<(Vec<DeviceId>, Vec<RawSegment>), WireError> {
                 what: what.to_owned(),
             };
             if i > 0 {
-                wall = wall
-                    .checked_add(r.varint()?)
-                    .ok_or_else(|| bad("timestamp overflows"))?;
+                let time = r.varint()?;
+                wall = if flags & FLAG_ABSOLUTE_TIMES != 0 {
+                    time
+                } else {
+                    wall.checked_add(time)
+                        .ok_or_else(|| bad("timestamp overflows"))?
+                };
             }
             let counter = u32::try_from(r.varint()?).map_err(|_| bad("counter over 32 bits"))?;
             let n_writes = r.bounded("writes in an op", limits::WRITES_PER_OP_MAX)?;
