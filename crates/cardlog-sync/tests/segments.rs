@@ -1,7 +1,8 @@
 //! The segment encoding end to end: messages built from real multi-device histories rebuild the
 //! exact ops (same bytes, same ids) on a receiver holding only part of the history; every
 //! single-byte flip, every truncation and altered content with a valid checksum are refused;
-//! references to ops the receiver lacks are named; and single-field edits cost few bytes.
+//! references to ops the receiver lacks are named; single-field edits cost few bytes; and a
+//! chain stamped backwards (a clock set back) carries whole times and rebuilds exactly.
 #![allow(
     clippy::unwrap_used,
     clippy::indexing_slicing,
@@ -422,4 +423,59 @@ fn membership_ops_and_tip_signatures_travel_in_segments() {
         decode_segments(&flagged, &founded),
         Err(WireError::Framing(what)) if what.contains("unknown flags")
     ));
+}
+
+/// One device's chain with the given wall times, in seq order.
+fn chain_at(times: &[u64]) -> (Device, Vec<SealedOp>) {
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut device = Device::new(DeviceId([0x5e; 16]), clock.clone());
+    let c = contact(1);
+    let mut ops = Vec::new();
+    for (n, t) in times.iter().enumerate() {
+        clock.set_ms(*t);
+        let op = if n == 0 {
+            device.create(&c).unwrap()
+        } else {
+            device
+                .edit(c.id, |c| {
+                    c.set(Field::Note, format!("note {n}"));
+                })
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!(op.op().hlc.wall_ms, *t);
+        ops.push(op);
+    }
+    (device, ops)
+}
+
+/// The flags byte of the first segment of a one-author message (magic, version, one author,
+/// one segment, author index 0, flags).
+fn first_flags(bytes: &[u8]) -> u8 {
+    assert_eq!((bytes[5], bytes[22], bytes[23]), (1, 1, 0));
+    bytes[24]
+}
+
+#[test]
+fn a_chain_stamped_backwards_carries_whole_times_and_rebuilds_exactly() {
+    // A clock a day ahead, then set to 1970, then to the end of time, then right: times go
+    // back and forth by up to 2^64 ms, which no delta could carry; the segment carries whole
+    // times (flag bit 2) and the receiver rebuilds every op byte for byte.
+    let day = 86_400_000;
+    let (device, ops) = chain_at(&[NINE_MS, NINE_MS + day, 0, u64::MAX, NINE_MS + 1]);
+    let bytes = encode_segments(&ops, &Held(device.replay())).unwrap();
+    assert_eq!(first_flags(&bytes) & 4, 4);
+    let got = decode_segments(&bytes, &Held(&Replay::new())).unwrap();
+    assert_eq!(got.len(), ops.len());
+    for (a, b) in got.iter().zip(&ops) {
+        assert_eq!(a.bytes(), b.bytes());
+    }
+    // A chain whose times only go forward is written as before: deltas, no flag.
+    let (device, ops) = chain_at(&[NINE_MS, NINE_MS, NINE_MS + day]);
+    let bytes = encode_segments(&ops, &Held(device.replay())).unwrap();
+    assert_eq!(first_flags(&bytes) & 4, 0);
+    assert_eq!(
+        ids(&decode_segments(&bytes, &Held(&Replay::new())).unwrap()),
+        ids(&ops)
+    );
 }
