@@ -138,7 +138,9 @@ impl PeerBook for MemoryReplica {
     }
 
     fn calibrated_ms(&self) -> u64 {
-        self.device.clock().calibrated_ms(self.device.now_ms())
+        self.device
+            .clock()
+            .calibrated_at(self.device.now_ms(), self.device.monotonic_ms())
     }
 
     fn calibrate(

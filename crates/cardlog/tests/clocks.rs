@@ -35,6 +35,45 @@ fn org(r: &Replica, n: u8) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The store in `dir` opened again, reading its time from `clock`.
+fn reopen(dir: &std::path::Path, clock: &Arc<FakeClock>) -> Replica {
+    Replica::open_with(
+        dir,
+        Options {
+            wall: clock.clone(),
+            ..Options::default()
+        },
+    )
+    .unwrap()
+}
+
+/// A laptop whose clock is behind real time, in a book with a relay on real time, each
+/// knowing the other as a member.
+struct Behind {
+    tmp: tempfile::TempDir,
+    real: Arc<FakeClock>,
+    behind: Arc<FakeClock>,
+    laptop: Replica,
+    relay: Replica,
+}
+
+fn behind_by(ms: u64) -> Behind {
+    let tmp = tempfile::tempdir().unwrap();
+    let real = Arc::new(FakeClock::new(NINE_MS));
+    let behind = Arc::new(FakeClock::new(NINE_MS - ms));
+    let mut admin = replica(&tmp.path().join("admin"), &real);
+    let mut laptop = member_of(&mut admin, &tmp.path().join("laptop"), &behind);
+    let relay = common::relay_of(&mut admin, &tmp.path().join("relay"), &real);
+    laptop.pull_from(&admin).unwrap();
+    Behind {
+        tmp,
+        real,
+        behind,
+        laptop,
+        relay,
+    }
+}
+
 /// The wall time an op was stamped with.
 fn stamped(r: &Replica, op: &cardlog::OpId) -> u64 {
     r.op(op).unwrap().unwrap().op().hlc.wall_ms
@@ -118,14 +157,7 @@ fn a_far_future_op_received_never_moves_the_receivers_own_stamps() {
     // Nor after the store is opened again.
     let dir = tmp.path().join("laptop");
     drop(laptop);
-    let mut laptop = Replica::open_with(
-        &dir,
-        Options {
-            wall: real.clone(),
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    let mut laptop = reopen(&dir, &real);
     real.advance_ms(1_000);
     let again = laptop.add_contact(&person(4, "Mine too")).unwrap();
     assert_eq!(stamped(&laptop, &again), NINE_MS + 2_000);
@@ -211,14 +243,14 @@ fn a_calibration_goes_when_the_user_sets_the_clock_right() {
     // saves are stamped right. Its user then sets the clock right: the calibration no longer
     // applies (the wall clock moved three hours more than time passed), so saves are stamped
     // with the clock as it now reads, not three hours ahead of it. Also after a reopen.
-    let tmp = tempfile::tempdir().unwrap();
     let hours = 3 * 3_600_000;
-    let real = Arc::new(FakeClock::new(NINE_MS));
-    let behind = Arc::new(FakeClock::new(NINE_MS - hours));
-    let mut admin = replica(&tmp.path().join("admin"), &real);
-    let mut laptop = member_of(&mut admin, &tmp.path().join("laptop"), &behind);
-    let mut relay = common::relay_of(&mut admin, &tmp.path().join("relay"), &real);
-    laptop.pull_from(&admin).unwrap();
+    let Behind {
+        tmp,
+        real,
+        behind,
+        mut laptop,
+        mut relay,
+    } = behind_by(hours);
     let (mine, _) = session(&mut laptop, &mut relay);
     assert_eq!(mine.calibration.unwrap().offset_ms, hours as i64);
     let right = laptop.add_contact(&person(9, "Calibrated")).unwrap();
@@ -240,14 +272,7 @@ fn a_calibration_goes_when_the_user_sets_the_clock_right() {
     let dir = tmp.path().join("laptop");
     drop(laptop);
     behind.set_ms(real.now_ms());
-    let mut laptop = Replica::open_with(
-        &dir,
-        Options {
-            wall: behind.clone(),
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    let mut laptop = reopen(&dir, &behind);
     assert_eq!(laptop.clock().offset_ms(), 0);
     let reopened = laptop.add_contact(&person(11, "Reopened")).unwrap();
     assert_eq!(stamped(&laptop, &reopened), real.now_ms());
@@ -302,14 +327,14 @@ fn a_lapsed_calibration_stays_gone_after_a_reboot() {
     // The clock is set right after a calibration; a save notices and stores the lapse. After
     // a reboot (the monotonic clock starts again at 0, so it can no longer tell) the stored
     // calibration must not come back.
-    let tmp = tempfile::tempdir().unwrap();
     let hours = 3 * 3_600_000;
-    let real = Arc::new(FakeClock::new(NINE_MS));
-    let behind = Arc::new(FakeClock::new(NINE_MS - hours));
-    let mut admin = replica(&tmp.path().join("admin"), &real);
-    let mut laptop = member_of(&mut admin, &tmp.path().join("laptop"), &behind);
-    let mut relay = common::relay_of(&mut admin, &tmp.path().join("relay"), &real);
-    laptop.pull_from(&admin).unwrap();
+    let Behind {
+        tmp,
+        real,
+        behind,
+        mut laptop,
+        mut relay,
+    } = behind_by(hours);
     session(&mut laptop, &mut relay);
     assert!(laptop.last_calibration().unwrap().unwrap().in_force);
     behind.advance_ms(1_000);
@@ -319,14 +344,7 @@ fn a_lapsed_calibration_stays_gone_after_a_reboot() {
     let dir = tmp.path().join("laptop");
     drop(laptop);
     let rebooted = Arc::new(FakeClock::new(real.now_ms() + 2_000));
-    let mut laptop = Replica::open_with(
-        &dir,
-        Options {
-            wall: rebooted.clone(),
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    let mut laptop = reopen(&dir, &rebooted);
     assert_eq!(laptop.clock().offset_ms(), 0);
     let id = laptop.add_contact(&person(14, "After reboot")).unwrap();
     assert_eq!(stamped(&laptop, &id), real.now_ms() + 2_000);
