@@ -10,7 +10,7 @@ use cardlog_core::{DeviceId, OpId, Refusal, SealedOp, SignedTip};
 use crate::error::SyncError;
 use crate::store::{Applied, PeerBook, SyncStore};
 use crate::wire::message::{Fork, Summary};
-use crate::wire::segment::{decode_signed_segments, Locate, Resolve};
+use crate::wire::segment::{decode_available_segments, decode_signed_segments, Locate, Resolve};
 use crate::wire::WireError;
 
 /// Adapts a store to the segment codec's lookups.
@@ -53,12 +53,14 @@ pub struct Received {
 /// chain here differs from the message's (a fork) are set aside and the fork reported and
 /// recorded; anything else wrong refuses the whole message, leaving the store unchanged.
 /// The message is taken as the whole of what the sender sends (a bundle): what the store
-/// refuses is reported refused.
+/// refuses is reported refused, and a segment that names an op neither in the message nor
+/// held here is left out and its ops counted missing
+/// ([`decode_available_segments`]), so the rest (other devices' ops) is still stored.
 pub fn apply_segments<S: PeerBook>(
     store: &mut S,
     bytes: &[u8],
 ) -> Result<Received, SyncError<S::Error>> {
-    apply_held(store, bytes, &mut Held::default(), true)
+    apply_with(store, bytes, &mut Held::default(), true, true)
 }
 
 /// Received ops a session holds back while it lasts, because what the sender is still
@@ -99,15 +101,34 @@ impl<S: SyncStore> Resolve for WithHeld<'_, S> {
 }
 
 /// [`apply_segments`] within a session: `held` carries what earlier messages left out, and
-/// `last` says whether this message is the sender's last (then nothing more is held).
+/// `last` says whether this message is the sender's last (then nothing more is held). A
+/// segment naming an op the receiver cannot find refuses the message: the sender chose what
+/// to send from the receiver's summary, so it is a fault, not a gap.
 pub(crate) fn apply_held<S: PeerBook>(
     store: &mut S,
     bytes: &[u8],
     held: &mut Held,
     last: bool,
 ) -> Result<Received, SyncError<S::Error>> {
-    let decoded = decode_signed_segments(bytes, &WithHeld { store, held })?;
-    let carried = decoded.ops.len();
+    apply_with(store, bytes, held, last, false)
+}
+
+/// [`apply_segments`] and [`apply_held`]: `partial` says whether segments that name ops the
+/// receiver lacks are left out (counted missing) or refuse the message.
+fn apply_with<S: PeerBook>(
+    store: &mut S,
+    bytes: &[u8],
+    held: &mut Held,
+    last: bool,
+    partial: bool,
+) -> Result<Received, SyncError<S::Error>> {
+    let with_held = WithHeld { store, held };
+    let (decoded, left_out) = if partial {
+        decode_available_segments(bytes, &with_held)?
+    } else {
+        (decode_signed_segments(bytes, &with_held)?, 0)
+    };
+    let carried = decoded.ops.len() + left_out;
     let mut ops = std::mem::take(&mut held.ops);
     let earlier: BTreeSet<OpId> = ops.iter().map(SealedOp::id).collect();
     held.at.clear();
@@ -203,6 +224,7 @@ pub(crate) fn apply_held<S: PeerBook>(
         }
     })?;
     applied.refused.extend(unowned);
+    applied.missing += left_out;
     if !last {
         hold(store, keep, tips, &mut applied, held)?;
     }

@@ -18,7 +18,8 @@ use cardlog_core::{
     ItemId, MemberChange, MemberRole, Op, OpId, Replay, SealedOp, Signature, SignedTip,
 };
 use cardlog_sync::{
-    decode_segments, decode_signed_segments, encode_segments, Locate, Resolve, WireError,
+    decode_available_segments, decode_segments, decode_signed_segments, encode_segments, Locate,
+    Resolve, WireError,
 };
 
 const NINE_MS: u64 = 1_795_338_000_000;
@@ -248,6 +249,15 @@ fn a_reference_the_receiver_cannot_resolve_is_named() {
         Err(WireError::Unresolved { author, .. }) => assert_eq!(author, DeviceId([3; 16])),
         other => panic!("expected an unresolved reference, got {other:?}"),
     }
+    // Decoded as a bundle, the segment is left out and its op counted.
+    let (decoded, missing) = decode_available_segments(&bytes, &Held(&empty)).unwrap();
+    assert_eq!((decoded.ops.len(), decoded.tips.len(), missing), (0, 0, 1));
+    // Beside a segment that resolves, only the one that does not is left out.
+    let first = sender.chain(&DeviceId([1; 16])).next().unwrap().clone();
+    let both = encode_segments(&[first.clone(), last], &Held(sender)).unwrap();
+    let (decoded, missing) = decode_available_segments(&both, &Held(&empty)).unwrap();
+    assert_eq!(decoded.ops, vec![first]);
+    assert_eq!(missing, 1);
 }
 
 #[test]

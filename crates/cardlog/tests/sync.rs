@@ -215,6 +215,72 @@ fn a_bundle_from_a_forked_author_applies_the_rest_and_reports_the_fork() {
     assert!(b.verify().unwrap().is_ok());
 }
 
+/// A bundle exported for another replica carries an op that builds on an op the importer
+/// lacks: that op (with its segment) is counted missing and not stored, and another device's
+/// unrelated contact in the same bundle is stored. A later session brings the rest.
+#[test]
+fn a_bundle_op_whose_dependency_is_absent_is_counted_missing_and_the_rest_is_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut a = replica(&tmp.path().join("a"), &clock);
+    let mut b = member_of(&mut a, &tmp.path().join("b"), &clock);
+    let mut c = member_of(&mut a, &tmp.path().join("c"), &clock);
+    let mut d = member_of(&mut a, &tmp.path().join("d"), &clock);
+    let x = person(1, "Ada");
+    a.add_contact(&x).unwrap();
+    session(&mut a, &mut b);
+    session(&mut a, &mut c);
+    session(&mut a, &mut d);
+    // c edits Ada's organisation; a takes it; b never sees it.
+    c.edit(x.id, |x| {
+        x.set(Field::Org, "Analytical Engines");
+    })
+    .unwrap();
+    session(&mut a, &mut c);
+    let for_c = c.summary().clone();
+    // a replaces c's organisation; d adds an unrelated contact, which a takes.
+    a.edit(x.id, |x| {
+        x.set(Field::Org, "Difference Engines");
+    })
+    .unwrap();
+    let z = person(9, "Grace");
+    d.add_contact(&z).unwrap();
+    session(&mut a, &mut d);
+    // A bundle exported for c, imported by b.
+    let bundle = a.export_bundle(Some(&for_c)).unwrap();
+    let before = b.summary().clone();
+    let imported = b.import_bundle(&bundle).unwrap();
+    let applied = &imported.received.applied;
+    assert_eq!(imported.received.ops, 2, "a's edit and d's contact");
+    assert_eq!((applied.stored, applied.missing), (1, 1), "{applied:?}");
+    assert!(applied.refused.is_empty(), "{applied:?}");
+    assert_eq!(
+        b.contact(&z.id).unwrap().unwrap().contact.get(Field::Given),
+        Some("Grace")
+    );
+    let ada = b.contact(&x.id).unwrap().unwrap();
+    assert_eq!(
+        ada.contact.get(Field::Org),
+        None,
+        "neither edit of the organisation is here"
+    );
+    assert_eq!(
+        b.summary().get(&a.id()),
+        before.get(&a.id()),
+        "a's chain is unchanged"
+    );
+    assert!(b.verify().unwrap().is_ok());
+    // The next session brings c's edit and a's, and everyone converges.
+    session(&mut b, &mut a);
+    session(&mut c, &mut a);
+    session(&mut d, &mut a);
+    let ada = b.contact(&x.id).unwrap().unwrap();
+    assert_eq!(ada.contact.get(Field::Org), Some("Difference Engines"));
+    for r in [&b, &c, &d] {
+        assert_eq!(state(r), state(&a));
+    }
+}
+
 /// A small bundle and a replica that holds part of it.
 fn small_bundle() -> (tempfile::TempDir, Replica, Vec<u8>) {
     let tmp = tempfile::tempdir().unwrap();

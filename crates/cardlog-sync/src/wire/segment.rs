@@ -24,7 +24,7 @@
 //! therefore fails the segment, naming its author and seq range. A 16-byte checksum over the
 //! whole message catches damage in the framing first.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use cardlog_core::codec::{decode_exact, encode_to_vec, OpFormat};
 use cardlog_core::{
@@ -590,6 +590,29 @@ pub fn decode_segments(bytes: &[u8], resolve: &impl Resolve) -> Result<Vec<Seale
 /// `resolve` supplies the ops named but not carried (the receiver's own). Any fault refuses the
 /// whole message.
 pub fn decode_signed_segments(bytes: &[u8], resolve: &impl Resolve) -> Result<Decoded, WireError> {
+    decode(bytes, resolve, false).map(|(decoded, _)| decoded)
+}
+
+/// [`decode_signed_segments`] for a message that is the whole of what its sender sends (a
+/// bundle): a segment with an op that names an op neither in the message nor resolvable is
+/// left out whole (every op of it is counted in the second value), and the rest is decoded.
+/// Its later ops could not be stored without it (a chain has no gaps), and its earlier ones
+/// could not be authenticated: the segment's signature covers its head, whose id cannot be
+/// computed without the named op. Every other fault still refuses the whole message.
+pub fn decode_available_segments(
+    bytes: &[u8],
+    resolve: &impl Resolve,
+) -> Result<(Decoded, usize), WireError> {
+    decode(bytes, resolve, true)
+}
+
+/// [`decode_signed_segments`] and [`decode_available_segments`]: `partial` says whether a
+/// segment that cannot be rebuilt for want of a named op is left out or refuses the message.
+fn decode(
+    bytes: &[u8],
+    resolve: &impl Resolve,
+    partial: bool,
+) -> Result<(Decoded, usize), WireError> {
     let (authors, segments) = parse(bytes)?;
     let mut decoded: HashMap<(DeviceId, u64), SealedOp> = HashMap::new();
     let mut out = Vec::new();
@@ -624,12 +647,17 @@ pub fn decode_signed_segments(bytes: &[u8], resolve: &impl Resolve) -> Result<De
             break;
         }
     }
+    let mut left_out: Vec<usize> = Vec::new();
     for (si, segment) in segments.iter().enumerate() {
         let done = next.get(si).copied().unwrap_or_default();
         let last = segment
             .first_seq
             .saturating_add(segment.ops.len() as u64)
             .saturating_sub(1);
+        if done < segment.ops.len() && partial {
+            left_out.push(si);
+            continue;
+        }
         if done < segment.ops.len() {
             // Name the first reference that could not be resolved.
             let seq = segment.first_seq.saturating_add(done as u64);
@@ -661,9 +689,24 @@ pub fn decode_signed_segments(bytes: &[u8], resolve: &impl Resolve) -> Result<De
             });
         }
     }
+    let mut missing = 0;
+    if !left_out.is_empty() {
+        let mut out_of: HashSet<(DeviceId, u64)> = HashSet::new();
+        for segment in left_out.iter().filter_map(|si| segments.get(*si)) {
+            missing += segment.ops.len();
+            for i in 0..segment.ops.len() {
+                out_of.insert((segment.author, segment.first_seq.saturating_add(i as u64)));
+            }
+        }
+        // An op of another segment that named one of these stays: it is counted missing where
+        // it is applied, for want of the op it names.
+        out.retain(|op| !out_of.contains(&(op.op().author, op.op().seq)));
+    }
     let tips = segments
         .iter()
-        .filter_map(|segment| {
+        .enumerate()
+        .filter(|(si, _)| !left_out.contains(si))
+        .filter_map(|(_, segment)| {
             let (key, signature) = segment.signature?;
             Some(SignedTip {
                 author: segment.author,
@@ -677,7 +720,7 @@ pub fn decode_signed_segments(bytes: &[u8], resolve: &impl Resolve) -> Result<De
             })
         })
         .collect();
-    Ok(Decoded { ops: out, tips })
+    Ok((Decoded { ops: out, tips }, missing))
 }
 
 /// Rebuilds one op, or `None` when an op it names is not available yet.
