@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::args::{AddArgs, LogArgs, ResolveArgs};
 use crate::error::CliError;
 use crate::out::{out, outln};
-use crate::render::{self, Names};
+use crate::render::{self, Marks, Names};
 
 /// How many candidates an ambiguous prefix lists.
 const CANDIDATES: usize = 5;
@@ -489,10 +489,11 @@ fn view(r: &Replica, id: &str) -> Result<ContactView, CliError> {
 pub fn show(ctx: &Ctx, id: &str) -> Res {
     let r = ctx.open()?;
     let v = view(&r, id)?;
+    let marks = Marks::of_conflicts(&r, &v)?;
     if ctx.json {
-        return ctx.print_json(&render::contact_json(&v, &Names::of(&r)));
+        return ctx.print_json(&render::contact_json(&v, &Names::of(&r), &marks));
     }
-    out!("{}", render::contact_text(&v, &Names::of(&r)))?;
+    out!("{}", render::contact_text(&v, &Names::of(&r), &marks))?;
     Ok(())
 }
 
@@ -531,10 +532,14 @@ pub fn list(ctx: &Ctx, search: Option<&str>, deleted: bool, needs_sync: Option<&
         .collect();
     if ctx.json {
         let names = Names::of(&r);
-        let items: Vec<serde_json::Value> = shown
-            .iter()
-            .map(|v| render::contact_json(v, &names))
-            .collect();
+        let mut items: Vec<serde_json::Value> = Vec::with_capacity(shown.len());
+        for v in &shown {
+            items.push(render::contact_json(
+                v,
+                &names,
+                &Marks::of_conflicts(&r, v)?,
+            ));
+        }
         return ctx.print_json(&serde_json::Value::Array(items));
     }
     let rows: Vec<(String, String, String, String)> = shown
@@ -634,7 +639,8 @@ pub fn history(ctx: &Ctx, id: &str, path: Option<&str>) -> Res {
         let out: Vec<serde_json::Value> = all
             .iter()
             .map(|(p, versions)| {
-                json!({"path": p.to_string(), "versions": versions.iter().map(|v| render::version_json(v, &names)).collect::<Vec<_>>()})
+                let marks = Marks::of_history(&r, versions);
+                json!({"path": p.to_string(), "versions": versions.iter().map(|v| render::version_json(v, &names, &marks)).collect::<Vec<_>>()})
             })
             .collect();
         return ctx.print_json(&json!({"contact": id.to_string(), "paths": out}));
@@ -650,6 +656,7 @@ pub fn history(ctx: &Ctx, id: &str, path: Option<&str>) -> Res {
         .min(VALUE_WIDTH_MAX);
     for (p, versions) in &all {
         outln!("{p}")?;
+        let marks = Marks::of_history(&r, versions);
         for v in versions {
             let replaces = if v.replaces.is_empty() {
                 "new".to_owned()
@@ -664,12 +671,13 @@ pub fn history(ctx: &Ctx, id: &str, path: Option<&str>) -> Res {
                 )
             };
             outln!(
-                "  {}  {}  by {}  op {}  {:<width$}  {replaces}",
+                "  {}  {}  by {}  op {}  {:<width$}  {replaces}{}",
                 if v.head { "*" } else { " " },
                 render::time(v.hlc),
                 names.by(&v.author),
                 render::short(&v.op),
                 render::value_text(v.value.as_ref()),
+                marks.text(&v.op),
             )?;
         }
     }
@@ -682,16 +690,15 @@ pub fn conflicts(ctx: &Ctx) -> Res {
     let all = r.conflicts()?;
     let names = Names::of(&r);
     if ctx.json {
-        let out: Vec<serde_json::Value> = all
-            .iter()
-            .map(|(c, f)| {
-                let mut j = render::conflict_json(f, &names);
-                if let Some(obj) = j.as_object_mut() {
-                    obj.insert("contact".into(), json!(c.to_string()));
-                }
-                j
-            })
-            .collect();
+        let mut out: Vec<serde_json::Value> = Vec::with_capacity(all.len());
+        for (c, f) in &all {
+            let marks = Marks::of_paths(&r, c, [&f.path])?;
+            let mut j = render::conflict_json(f, &names, &marks);
+            if let Some(obj) = j.as_object_mut() {
+                obj.insert("contact".into(), json!(c.to_string()));
+            }
+            out.push(j);
+        }
         return ctx.print_json(&serde_json::Value::Array(out));
     }
     if all.is_empty() {
@@ -703,7 +710,8 @@ pub fn conflicts(ctx: &Ctx) -> Res {
             .map(|v| v.contact.display_name())
             .unwrap_or_default();
         outln!("{}  {name}", render::short(c))?;
-        out!("{}", render::conflict_text(&f.path, f, &names))?;
+        let marks = Marks::of_paths(&r, c, [&f.path])?;
+        out!("{}", render::conflict_text(&f.path, f, &names, &marks))?;
     }
     Ok(())
 }

@@ -99,7 +99,11 @@ pub fn run() -> Result<(), CliError> {
         .ok_or_else(|| CliError::Failed("the contact vanished".into()))?;
     out!(
         "{}",
-        render::contact_text(&view, &render::Names::of(&tablet))
+        render::contact_text(
+            &view,
+            &render::Names::of(&tablet),
+            &render::Marks::of_conflicts(&tablet, &view)?
+        )
     )?;
 
     let identical = phone.state_bytes()? == tablet.state_bytes()?;

@@ -7,8 +7,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use std::collections::BTreeMap;
 
 use cardlog::{
-    ContactView, DeviceId, FieldConflict, Fork, HistoryEntry, Hlc, ItemBody, ItemKind,
-    MemberChange, Path, PostalAddress, Replica, SealedOp, Value,
+    ContactId, ContactView, DeviceId, FieldConflict, Fork, HistoryEntry, Hlc, ItemBody, ItemKind,
+    MemberChange, OpId, Path, PostalAddress, Replica, SealedOp, Suspect, Value,
 };
 use serde_json::{json, Map, Value as Json};
 
@@ -35,6 +35,83 @@ impl Names {
             Some(name) => format!("{} ({name})", short(device)),
             None => short(device),
         }
+    }
+}
+
+/// The writes shown whose timestamps cannot be right, by op ([`Replica::suspects`]).
+#[derive(Debug, Default)]
+pub struct Marks(BTreeMap<OpId, Suspect>);
+
+impl Marks {
+    /// The suspect writes among the heads of `view`'s conflicted paths.
+    pub fn of_conflicts(r: &Replica, view: &ContactView) -> Result<Self, cardlog::Error> {
+        Self::of_paths(r, &view.contact.id, view.conflicts.iter().map(|c| &c.path))
+    }
+
+    /// The suspect writes of the given paths of a contact.
+    pub fn of_paths<'a>(
+        r: &Replica,
+        id: &ContactId,
+        paths: impl IntoIterator<Item = &'a Path>,
+    ) -> Result<Self, cardlog::Error> {
+        let mut out = BTreeMap::new();
+        for path in paths {
+            out.extend(r.suspects(id, path)?);
+        }
+        Ok(Self(out))
+    }
+
+    /// The suspect writes of one path's history already read.
+    pub fn of_history(r: &Replica, history: &[HistoryEntry]) -> Self {
+        Self(r.suspects_in(history))
+    }
+
+    /// The mark of one write, if it is suspect.
+    pub fn get(&self, op: &OpId) -> Option<&Suspect> {
+        self.0.get(op)
+    }
+
+    /// A write's mark as JSON: `null`, `{"ahead_ms": N}` or `{"behind_ms": N, "of": OP}`.
+    pub fn json(&self, op: &OpId) -> Json {
+        match self.get(op) {
+            None => Json::Null,
+            Some(Suspect::Ahead { by_ms }) => json!({ "ahead_ms": by_ms }),
+            Some(Suspect::Behind { by_ms, of }) => {
+                json!({ "behind_ms": by_ms, "of": of.to_string() })
+            }
+        }
+    }
+
+    /// A write's mark as text to append to its line (empty when it is not suspect).
+    pub fn text(&self, op: &OpId) -> String {
+        match self.get(op) {
+            None => String::new(),
+            Some(Suspect::Ahead { by_ms }) => {
+                format!(
+                    "  SUSPECT: stamped {} ahead of this device's time",
+                    span(*by_ms)
+                )
+            }
+            Some(Suspect::Behind { by_ms, of }) => format!(
+                "  SUSPECT: stamped {} before op {}, which it replaces",
+                span(*by_ms),
+                short(of)
+            ),
+        }
+    }
+}
+
+/// A length of time in its largest whole unit ("3 days", "5 h", "12 min", "40 s").
+pub fn span(ms: u64) -> String {
+    const MIN: u64 = 60_000;
+    const HOUR: u64 = 60 * MIN;
+    const DAY: u64 = 24 * HOUR;
+    match ms {
+        ms if ms >= 2 * DAY => format!("{} days", ms / DAY),
+        ms if ms >= DAY => "1 day".to_owned(),
+        ms if ms >= HOUR => format!("{} h", ms / HOUR),
+        ms if ms >= MIN => format!("{} min", ms / MIN),
+        ms => format!("{} s", ms / 1000),
     }
 }
 
@@ -98,7 +175,7 @@ pub fn value_text(value: Option<&Value>) -> String {
 }
 
 /// One version of a path.
-pub fn version_json(v: &HistoryEntry, names: &Names) -> Json {
+pub fn version_json(v: &HistoryEntry, names: &Names, marks: &Marks) -> Json {
     json!({
         "op": v.op.to_string(),
         "device": v.author.to_string(),
@@ -109,13 +186,14 @@ pub fn version_json(v: &HistoryEntry, names: &Names) -> Json {
         "value": value_json(v.value.as_ref()),
         "replaces": v.replaces.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "head": v.head,
+        "suspect": marks.json(&v.op),
     })
 }
 
 /// A conflict: the path and its competing values, the visible one first.
-pub fn conflict_json(c: &FieldConflict, names: &Names) -> Json {
-    let mut values = vec![version_json(&c.winner, names)];
-    values.extend(c.alternatives.iter().map(|v| version_json(v, names)));
+pub fn conflict_json(c: &FieldConflict, names: &Names, marks: &Marks) -> Json {
+    let mut values = vec![version_json(&c.winner, names, marks)];
+    values.extend(c.alternatives.iter().map(|v| version_json(v, names, marks)));
     json!({"path": c.path.to_string(), "values": values})
 }
 
@@ -130,7 +208,7 @@ pub fn plural(kind: ItemKind) -> &'static str {
 }
 
 /// A contact in the shape of `cardlog show --json`.
-pub fn contact_json(view: &ContactView, names: &Names) -> Json {
+pub fn contact_json(view: &ContactView, names: &Names, marks: &Marks) -> Json {
     let c = &view.contact;
     let mut out = Map::new();
     out.insert("id".into(), Json::String(c.id.to_string()));
@@ -155,7 +233,7 @@ pub fn contact_json(view: &ContactView, names: &Names) -> Json {
         Json::Array(
             view.conflicts
                 .iter()
-                .map(|c| conflict_json(c, names))
+                .map(|c| conflict_json(c, names, marks))
                 .collect(),
         ),
     );
@@ -163,7 +241,7 @@ pub fn contact_json(view: &ContactView, names: &Names) -> Json {
 }
 
 /// A contact as aligned text: name line, then one line per value, then conflicts.
-pub fn contact_text(view: &ContactView, names: &Names) -> String {
+pub fn contact_text(view: &ContactView, names: &Names, marks: &Marks) -> String {
     let c = &view.contact;
     let mut rows: Vec<(String, String)> = Vec::new();
     for (field, value) in &c.fields {
@@ -201,13 +279,13 @@ pub fn contact_text(view: &ContactView, names: &Names) -> String {
         out.push_str(&format!("  {k:<width$}  {v}\n"));
     }
     for conflict in &view.conflicts {
-        out.push_str(&conflict_text(&conflict.path, conflict, names));
+        out.push_str(&conflict_text(&conflict.path, conflict, names, marks));
     }
     out
 }
 
 /// A conflict as text: the path, then each competing value with device, time and op.
-pub fn conflict_text(path: &Path, c: &FieldConflict, names: &Names) -> String {
+pub fn conflict_text(path: &Path, c: &FieldConflict, names: &Names, marks: &Marks) -> String {
     let mut out = format!("  conflict on {path}:\n");
     for (i, v) in std::iter::once(&c.winner)
         .chain(&c.alternatives)
@@ -215,11 +293,12 @@ pub fn conflict_text(path: &Path, c: &FieldConflict, names: &Names) -> String {
     {
         let mark = if i == 0 { "shown" } else { "also " };
         out.push_str(&format!(
-            "    {mark}  {:<30}  by {}  at {}  op {}\n",
+            "    {mark}  {:<30}  by {}  at {}  op {}{}\n",
             value_text(v.value.as_ref()),
             names.by(&v.author),
             time(v.hlc),
-            short(&v.op)
+            short(&v.op),
+            marks.text(&v.op)
         ));
     }
     out

@@ -722,6 +722,53 @@ fn list_searches_aligns_and_prints_a_json_array() {
 // ---- history, log, op, heads, status, stats ----------------------------------------------------
 
 #[test]
+fn history_marks_writes_whose_time_cannot_be_right() {
+    // A clock in 2099 writes the note; a clock a day behind then replaces the organisation
+    // written at 09:00. Read at 09:00, both are marked; the first organisation is not.
+    let s = Store::init();
+    let id = s.add(&["--given", "Ada", "--org", "Now"]);
+    s.at("2099-01-01T00:00:00Z", &["set", &id, "note=from 2099"])
+        .ok();
+    s.at("2026-11-21T09:00:00Z", &["set", &id, "org=a day behind"])
+        .ok();
+    let note = s.run(&["history", &id, "note"]).ok();
+    assert!(
+        note.stdout
+            .contains("SUSPECT: stamped 26337 days ahead of this device's time"),
+        "{}",
+        note.stdout
+    );
+    // History lists by timestamp, so the write a day behind comes first.
+    let org = s.run(&["history", &id, "org"]).ok();
+    let lines = org.lines();
+    assert!(!lines[2].contains("SUSPECT"), "{}", org.stdout);
+    let first = text(
+        &s.run(&["history", &id, "org", "--json"]).ok().json()["paths"][0]["versions"][1]["op"],
+    )
+    .to_owned();
+    assert!(
+        lines[1].ends_with(&format!(
+            "SUSPECT: stamped 1 day before op {}, which it replaces",
+            &first[..8]
+        )),
+        "{}",
+        org.stdout
+    );
+    let j = s.run(&["history", &id, "--json"]).ok().json();
+    let paths = array(&j["paths"]);
+    let versions =
+        |p: &str| array(&paths.iter().find(|x| x["path"] == json!(p)).unwrap()["versions"]).clone();
+    let org = versions("org");
+    assert_eq!(org[1]["suspect"], json!(null));
+    assert_eq!(
+        org[0]["suspect"],
+        json!({"behind_ms": 86_400_000, "of": first})
+    );
+    assert!(versions("note")[0]["suspect"]["ahead_ms"].as_u64().unwrap() > 26_337 * 86_400_000);
+    assert_eq!(versions("given")[0]["suspect"], json!(null));
+}
+
+#[test]
 fn history_of_a_contact_a_field_and_an_item() {
     // Every value with device, time, op and what it replaced; one field; one item by prefix in
     // slash or dot form; unknown paths.
@@ -745,7 +792,9 @@ fn history_of_a_contact_a_field_and_an_item() {
     )
     .ok();
 
-    let whole = s.run(&["history", &id]).ok();
+    // Read at 11:00: no write is ahead of the reader's clock (see
+    // `history_marks_writes_whose_time_cannot_be_right` for reads that are).
+    let whole = s.at(ELEVEN, &["history", &id]).ok();
     let headers: Vec<&str> = whole
         .lines()
         .into_iter()
@@ -762,7 +811,7 @@ fn history_of_a_contact_a_field_and_an_item() {
         ]
     );
 
-    let org = s.run(&["history", &id[..8], "org"]).ok();
+    let org = s.at(ELEVEN, &["history", &id[..8], "org"]).ok();
     let lines = org.lines();
     assert_eq!(lines.len(), 4, "{}", org.stdout);
     assert_eq!(lines[0], "org");
@@ -775,7 +824,7 @@ fn history_of_a_contact_a_field_and_an_item() {
     let replaces: BTreeSet<usize> = lines[1..].iter().map(|l| l.rfind("  ").unwrap()).collect();
     assert_eq!(replaces.len(), 1, "not aligned:\n{}", org.stdout);
 
-    let j = s.run(&["history", &id, "org", "--json"]).ok().json();
+    let j = s.at(ELEVEN, &["history", &id, "org", "--json"]).ok().json();
     assert_eq!(j["contact"], json!(id));
     let paths = array(&j["paths"]);
     assert_eq!(paths.len(), 1);
@@ -1118,8 +1167,22 @@ fn conflicts_between_two_devices_are_shown_and_resolved() {
     let b_op = text(&values[1]["op"]).to_owned();
     assert!(is_hex(&b_op, 64));
     assert!(conflicts.iter().any(|c| c["path"] == json!("org")));
+    // Seen from 09:00 both writes are stamped ahead of this clock: marked suspect. From 11:00
+    // neither is.
+    assert_eq!(values[0]["suspect"], json!({"ahead_ms": 7_200_000}));
+    assert_eq!(values[1]["suspect"], json!({"ahead_ms": 3_600_000}));
+    let later = a.at(ELEVEN, &["conflicts", "--json"]).ok().json();
+    for conflict in array(&later) {
+        for v in array(&conflict["values"]) {
+            assert_eq!(v["suspect"], json!(null), "{later}");
+        }
+    }
+    assert!(!a.at(ELEVEN, &["conflicts"]).ok().stdout.contains("SUSPECT"));
 
     let human = a.run(&["conflicts"]).ok();
+    assert!(human
+        .stdout
+        .contains("SUSPECT: stamped 2 h ahead of this device's time"));
     assert!(human.lines()[0].starts_with(&format!("{}  Ada", &id[..8])));
     assert!(human.stdout.contains("conflict on note:"));
     assert!(human.stdout.contains("conflict on org:"));

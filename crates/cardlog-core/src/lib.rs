@@ -64,8 +64,8 @@ pub use model::contact::{diff, Change, Contact, DiffError, Item};
 pub use model::{Field, ItemBody, ItemKind, ItemValue, Path, PathParseError, PostalAddress, Value};
 pub use op::{MemberFault, Op, OpInvalid, Write};
 pub use replay::{
-    Batch, ChainTip, ContactView, FieldConflict, HistoryEntry, InsertOutcome, Missing, PlanError,
-    Rejected, Replay, ReplayError, Summary, WriteKey,
+    suspects, Batch, ChainTip, ContactView, FieldConflict, HistoryEntry, InsertOutcome, Missing,
+    PlanError, Rejected, Replay, ReplayError, Summary, Suspect, WriteKey,
 };
 pub use sealed::{
     decode_op, decode_op_unchecked, decode_op_with_id, encode_op, encode_op_in, DecodeError,

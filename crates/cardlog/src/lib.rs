@@ -60,7 +60,8 @@ pub use cardlog_core::{
 pub use cardlog_core::{
     Batch, Contact, ContactId, ContactView, DeviceId, FakeClock, Field, FieldConflict,
     HistoryEntry, Hlc, HlcClock, IdPrefix, Item, ItemBody, ItemId, ItemKind, ItemValue, Missing,
-    OpId, Path, PostalAddress, SealedOp, SkewReport, Summary, SystemClock, Value, WallClock,
+    OpId, Path, PostalAddress, SealedOp, SkewReport, Summary, Suspect, SystemClock, Value,
+    WallClock,
 };
 pub use cardlog_core::{
     DeviceError, DiffError, EditError, EncodeError, PlanError, RandomError, ReplayError,

@@ -11,6 +11,7 @@
 //! the edit (docs/SEMANTICS.md, "Time"). The calibration learned from the book's relay is
 //! kept in the store's meta with when it was taken, and lapses once someone sets the clock.
 
+use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 use std::path::Path as FsPath;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use cardlog_core::replay::{ChainTip, ContactRegisters, Heads};
 use cardlog_core::{
     Anchor, Batch, BookId, Contact, ContactId, ContactView, DeviceId, FieldConflict, HistoryEntry,
     Hlc, HlcClock, IdPrefix, Membership, Missing, OpId, Path, SealedOp, SignedTip, SkewReport,
-    SystemClock, Value, WallClock,
+    Suspect, SystemClock, Value, WallClock,
 };
 use cardlog_store::keys::meta;
 use cardlog_store::{OpOutcome, Progress, Store, StoreOptions, VerifyReport, CACHE_BYTES_DEFAULT};
@@ -429,6 +430,22 @@ impl Replica {
     /// and whether it is still a head.
     pub fn history(&self, id: &ContactId, path: &Path) -> Result<Vec<HistoryEntry>, Error> {
         Ok(self.store.history(id, path)?)
+    }
+
+    /// The writes of one path of a contact whose timestamps cannot be right, by op: stamped
+    /// far ahead of this device's (calibrated) time, or before a write they replace
+    /// ([`cardlog_core::suspects`], with this replica's skew bound). `history` and
+    /// `conflicts` readers show them marked.
+    pub fn suspects(&self, id: &ContactId, path: &Path) -> Result<BTreeMap<OpId, Suspect>, Error> {
+        Ok(self.suspects_in(&self.store.history(id, path)?))
+    }
+
+    /// [`Replica::suspects`] of a path's history already read.
+    pub fn suspects_in(&self, history: &[HistoryEntry]) -> BTreeMap<OpId, Suspect> {
+        let now = self
+            .clock
+            .calibrated_at(self.wall.now_ms(), self.wall.monotonic_ms());
+        cardlog_core::suspects(history, now, self.clock.skew_bound_ms())
     }
 
     /// The history of every path of a contact, in path order.

@@ -19,7 +19,7 @@ mod common;
 
 use std::sync::Arc;
 
-use cardlog::{Field, Options, Path, Replica};
+use cardlog::{Field, Options, Path, Replica, Suspect};
 use cardlog_core::FakeClock;
 use common::{member_of, person, replica, session, NINE_MS};
 
@@ -128,6 +128,23 @@ fn a_clock_set_right_stamps_real_time_again_and_loses_to_a_later_edit() {
     assert_eq!(laptop.state_bytes().unwrap(), phone.state_bytes().unwrap());
     let conflict = &phone.contact(&ada.id).unwrap().unwrap().conflicts;
     assert_eq!(conflict.len(), 1);
+    // The note written a day ahead is marked suspect on both; the organisations are not.
+    for r in [&phone, &laptop] {
+        let marks = r.suspects(&ada.id, &Path::Field(Field::Note)).unwrap();
+        assert_eq!(
+            marks.into_iter().collect::<Vec<_>>(),
+            vec![(
+                ahead,
+                Suspect::Ahead {
+                    by_ms: DAY_MS - 2 * MIN_MS
+                }
+            )]
+        );
+        assert!(r
+            .suspects(&ada.id, &Path::Field(Field::Org))
+            .unwrap()
+            .is_empty());
+    }
     // Both stores hold a chain whose timestamps go back, and find nothing wrong with it.
     assert!(phone.verify().unwrap().is_ok());
     assert!(laptop.verify().unwrap().is_ok());
@@ -206,6 +223,12 @@ fn an_op_with_the_largest_timestamp_never_stops_the_receiver_saving() {
         let history = r.history(&c.id, &Path::Field(Field::Org)).unwrap();
         assert_eq!(history.len(), 2);
         assert_eq!(history.iter().filter(|v| v.head).count(), 1);
+        // The far-future write is marked; the edit that replaced it is not blamed for being
+        // stamped before it.
+        let marks = r.suspects_in(&history);
+        assert_eq!(marks.len(), 1, "{marks:?}");
+        let far = history.iter().find(|v| !v.head).unwrap();
+        assert!(matches!(marks.get(&far.op), Some(Suspect::Ahead { .. })));
     }
 }
 

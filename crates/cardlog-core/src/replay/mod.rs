@@ -21,8 +21,8 @@ pub use check::{check_op, ChainTip, Missing, OpLookup, Readiness, ReplayError, S
 pub use plan::{plan_contact, Batch, PlanError};
 pub use register::{Heads, RegisterWrite, WriteKey};
 pub use view::{
-    contact_view, field_conflict, state_bytes, state_digest, view_of, write_state,
-    ContactRegisters, ContactView, FieldConflict, HistoryEntry,
+    contact_view, field_conflict, state_bytes, state_digest, suspects, view_of, write_state,
+    ContactRegisters, ContactView, FieldConflict, HistoryEntry, Suspect,
 };
 
 use register::Register;

@@ -31,6 +31,58 @@ pub struct HistoryEntry {
     pub head: bool,
 }
 
+/// Why a write's timestamp cannot be right (docs/SEMANTICS.md, "Time"). The timestamp still
+/// decides as stamped (every replica must decide alike); the mark tells the reader not to trust
+/// it, and names what gives it away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suspect {
+    /// Stamped further ahead of the reader's time than the skew bound: its device's clock was
+    /// ahead (it wins concurrent edits until real time passes it).
+    Ahead {
+        /// How far ahead of the reader's time, in ms.
+        by_ms: u64,
+    },
+    /// Stamped before a write it replaces by more than the skew bound. It was made after that
+    /// write (it replaced it), so its device's clock was behind: that write's own time is not
+    /// ahead of the reader's.
+    Behind {
+        /// How far before the replaced write, in ms.
+        by_ms: u64,
+        /// The replaced write it was stamped before.
+        of: OpId,
+    },
+}
+
+/// The suspect writes among one path's history (as a replica's `history` returns it): `now_ms`
+/// is the reader's (calibrated) time and `bound_ms` the skew bound. A write ahead of `now_ms`
+/// by more than the bound is [`Suspect::Ahead`]; one stamped more than the bound before a
+/// write it replaces, where that write is not itself ahead, is [`Suspect::Behind`] (the
+/// largest such gap). A write that replaces a far-future write is not blamed for it.
+pub fn suspects(history: &[HistoryEntry], now_ms: u64, bound_ms: u64) -> BTreeMap<OpId, Suspect> {
+    let ahead = |v: &HistoryEntry| v.hlc.wall_ms.saturating_sub(now_ms) > bound_ms;
+    let at: BTreeMap<OpId, &HistoryEntry> = history.iter().map(|v| (v.op, v)).collect();
+    let mut out = BTreeMap::new();
+    for v in history {
+        if ahead(v) {
+            let by_ms = v.hlc.wall_ms.saturating_sub(now_ms);
+            out.insert(v.op, Suspect::Ahead { by_ms });
+            continue;
+        }
+        let behind = v
+            .replaces
+            .iter()
+            .filter_map(|r| at.get(r))
+            .filter(|r| !ahead(r))
+            .map(|r| (r.hlc.wall_ms.saturating_sub(v.hlc.wall_ms), r.op))
+            .filter(|(gap, _)| *gap > bound_ms)
+            .max();
+        if let Some((by_ms, of)) = behind {
+            out.insert(v.op, Suspect::Behind { by_ms, of });
+        }
+    }
+    out
+}
+
 /// A path whose heads disagree: the visible winner and the other values, readable until an edit
 /// of the path settles it.
 #[derive(Debug, Clone, PartialEq, Eq)]
