@@ -963,6 +963,7 @@ pub fn status(ctx: &Ctx) -> Res {
         .map(|p| Ok((r.needs_sync(&p.id)?.len(), p)))
         .collect::<Result<Vec<_>, CliError>>()?;
     let forks = r.forks()?;
+    let restored = r.is_restored()?;
     let calibration = r.last_calibration()?;
     let paired = r.paired()?;
     // This device's standing in its book: its role, or none until an admin's op admits it.
@@ -989,6 +990,7 @@ pub fn status(ctx: &Ctx) -> Res {
                 "address": p.addr,
             })),
             "previous_replica": r.previous_id().map(|p| p.to_string()),
+            "restored": restored,
             "former_replicas": former.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "store": ctx.dir,
             "ops": r.op_count(),
@@ -1020,6 +1022,9 @@ pub fn status(ctx: &Ctx) -> Res {
     }
     if !forks.is_empty() {
         outln!("{}", render::FORK_HINT)?;
+    }
+    if restored {
+        outln!("{}", render::RESTORED_TEXT)?;
     }
     outln!("replica    {}", r.id())?;
     for p in &former {

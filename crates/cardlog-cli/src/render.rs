@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use cardlog::{
     ContactId, ContactView, DeviceId, FieldConflict, Fork, HistoryEntry, Hlc, ItemBody, ItemKind,
-    MemberChange, OpId, Path, PostalAddress, Replica, SealedOp, Suspect, Value,
+    MemberChange, OpId, Path, PostalAddress, Replica, SealedOp, Suspect, TakenBack, Value,
 };
 use serde_json::{json, Map, Value as Json};
 
@@ -381,6 +381,34 @@ pub fn fork_text(f: &Fork, theirs: &str) -> String {
 }
 
 /// The line after a group of [`fork_text`] lines: what a fork means and where to read more.
+/// `status` and `sync` when a peer holds this device's chain beyond what its store holds.
+pub const RESTORED_TEXT: &str = "restored   a peer holds this device's history beyond what this \
+     store holds (it was restored from a backup): the next sync takes the lost ops back and \
+     sends the ones saved since (docs/SEMANTICS.md, \"Restores\")";
+
+/// A take back as text (`sync`, `import`).
+pub fn taken_back_text(t: &TakenBack) -> String {
+    if t.recovered == 0 {
+        return format!(
+            "restored   sent again {} op(s) saved since this store was restored",
+            t.reissued
+        );
+    }
+    format!(
+        "restored   this store was restored from a backup: took back {} op(s) of its history \
+         from seq {} that it had lost, and saved again after them the {} op(s) written since",
+        t.recovered, t.from_seq, t.reissued
+    )
+}
+
+/// A take back as JSON.
+pub fn taken_back_json(t: Option<&TakenBack>) -> Json {
+    t.map_or(
+        Json::Null,
+        |t| json!({"from_seq": t.from_seq, "recovered": t.recovered, "reissued": t.reissued}),
+    )
+}
+
 pub const FORK_HINT: &str =
     "           a device wrote two histories under one id (restored from a backup?); its \
      ops after the fork are not exchanged with that side (docs/SYNC.md, \"Forks\")";

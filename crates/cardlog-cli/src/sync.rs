@@ -194,6 +194,7 @@ pub fn import(ctx: &Ctx, file: &FsPath) -> Res {
             "forks": received.forks.iter().map(render::fork_json).collect::<Vec<_>>(),
             "refused": applied.refused.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "void": applied.void,
+            "taken_back": render::taken_back_json(received.taken_back.as_ref()),
         }));
     }
     outln!(
@@ -211,6 +212,9 @@ pub fn import(ctx: &Ctx, file: &FsPath) -> Res {
         outln!("REFUSED    {why}")?;
     }
     print_void(applied.void)?;
+    if let Some(t) = &received.taken_back {
+        outln!("{}", render::taken_back_text(t))?;
+    }
     if applied.missing > 0 {
         outln!(
             "note       {} op(s) were not stored: they build on ops this store lacks; import a \
@@ -258,6 +262,8 @@ fn report_json(report: &SyncReport) -> serde_json::Value {
         "forks": report.forks.iter().map(render::fork_json).collect::<Vec<_>>(),
         "refused": report.refused.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "void": report.void,
+        "taken_back": render::taken_back_json(report.taken_back.as_ref()),
+        "restored": report.restored,
         "converged": report.converged,
     })
 }
@@ -383,6 +389,12 @@ pub fn sync(ctx: &Ctx, addr: Option<&str>, timeout_secs: u64) -> Res {
         outln!("REFUSED    {why}")?;
     }
     print_void(report.void)?;
+    if let Some(t) = &report.taken_back {
+        outln!("{}", render::taken_back_text(t))?;
+    }
+    if report.restored {
+        outln!("{}", render::RESTORED_TEXT)?;
+    }
     if calibration.is_none() {
         outln!(
             "clock      not calibrated: the peer is not a relay of this book (the time \
@@ -406,6 +418,8 @@ pub fn sync(ctx: &Ctx, addr: Option<&str>, timeout_secs: u64) -> Res {
         "converged  {}",
         if report.converged {
             "yes: both replicas hold the same ops"
+        } else if report.restored {
+            "no: this store was restored from a backup; sync again to take back what it lost"
         } else if report.forks.is_empty() {
             "no: a side saved during the session; sync again"
         } else {

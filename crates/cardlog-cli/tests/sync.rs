@@ -378,7 +378,7 @@ fn bundles_carry_the_seed_scenario_both_ways_and_import_twice_stores_nothing() {
         j,
         json!({"file": path_str(&to_b), "from": ra, "created": "2026-11-22T12:00:00.000Z",
                "ops": 1, "stored": 1, "duplicates": 0, "missing": 0, "forks": [],
-               "refused": [], "void": 0})
+               "refused": [], "void": 0, "taken_back": null})
     );
 
     let a_heads = a.file("a.heads");
@@ -1013,6 +1013,68 @@ fn forks_are_reported_by_import_sync_and_status() {
         json!([{"author": author, "seq": 1, "ours": theirs, "theirs": ours}]),
         "each side names its own op `ours`"
     );
+}
+
+/// Copies `from` over `to` in place, as a phone restore or `rsync -a --delete` does: the
+/// directories stay, files `from` lacks go, every file of `from` is written over.
+fn restore_in_place(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(to).unwrap() {
+        let entry = entry.unwrap();
+        let kept = from.join(entry.file_name());
+        let is_dir = entry.file_type().unwrap().is_dir();
+        if is_dir && !kept.is_dir() {
+            std::fs::remove_dir_all(entry.path()).unwrap();
+        } else if !is_dir && !kept.is_file() {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            restore_in_place(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_store_restored_in_place_takes_back_what_it_lost_at_its_next_sync() {
+    // b's store is backed up; b saves a contact that reaches a; the backup is restored over
+    // b's folder in place and b saves another. The sync takes back the lost contact and sends
+    // the new one; both stores end identical.
+    let a = Store::init();
+    let b = a.member();
+    let backup = b.file("backup");
+    restore_in_place(&b.dir, &backup);
+    let lost = b.add(NINE, &["--given", "Lost"]);
+    a.pull_from(&b);
+    restore_in_place(&backup, &b.dir);
+    b.run(&["show", &lost]).fails(3);
+    let new = b.add(TEN, &["--given", "New"]);
+    assert_eq!(
+        b.status(TEN)["restored"],
+        json!(false),
+        "not known before a sync"
+    );
+
+    let server = a.serve(TEN, &["--sessions", "1"]);
+    let run = b.at(TEN, &["sync", &server.addr]).ok();
+    server.finish().ok();
+    run.has_line(&[
+        "restored",
+        "took back 1 op(s) of its history from seq 1",
+        "the 1 op(s) written since",
+    ]);
+    run.has_line(&["converged  yes"]);
+    assert!(!run.stdout.contains("FORK"), "{}", run.stdout);
+    assert_eq!(b.show(&lost), a.show(&lost));
+    assert_eq!(a.show(&new), b.show(&new));
+    assert_eq!(b.heads(), a.heads());
+    assert_eq!(b.status(TEN)["restored"], json!(false));
+    b.run(&["verify"]).ok();
 }
 
 // ---- help -----------------------------------------------------------------------------------

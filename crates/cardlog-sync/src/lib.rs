@@ -38,7 +38,7 @@ pub use error::{AuthError, HandshakeError, SyncError, TransportError};
 pub use receive::{apply_segments, Received};
 pub use secure::{Access, Expect, Identity};
 pub use session::{Calibration, Role, Session, SyncReport};
-pub use store::{Applied, Gate, PeerBook, SyncStore};
+pub use store::{Applied, Gate, PeerBook, SyncStore, TakenBack};
 pub use wire::{
     decode_available_segments, decode_segments, decode_signed_segments, encode_segments, Decoded,
     Fork, Locate, Message, Resolve, Summary, WireError, SEGMENT_VERSION,

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use cardlog_core::{DeviceId, OpId, Refusal, SealedOp, SignedTip};
 
 use crate::error::SyncError;
-use crate::store::{Applied, PeerBook, SyncStore};
+use crate::store::{Applied, PeerBook, SyncStore, TakenBack};
 use crate::wire::message::{Fork, Summary};
 use crate::wire::segment::{decode_available_segments, decode_signed_segments, Locate, Resolve};
 use crate::wire::WireError;
@@ -47,6 +47,9 @@ pub struct Received {
     pub applied: Applied,
     /// Forks found: those authors' ops were not applied.
     pub forks: Vec<Fork>,
+    /// This replica's own chain, as the sender held it, taken back (a bundle carrying the
+    /// ops a restore lost: [`PeerBook::take_back`]).
+    pub taken_back: Option<TakenBack>,
 }
 
 /// Verifies a segment message completely and applies it atomically. Ops of an author whose
@@ -60,7 +63,13 @@ pub fn apply_segments<S: PeerBook>(
     store: &mut S,
     bytes: &[u8],
 ) -> Result<Received, SyncError<S::Error>> {
-    apply_with(store, bytes, &mut Held::default(), true, true)
+    let mut held = Held::default();
+    let mut received = apply_with(store, bytes, &mut held, true, true)?;
+    if !held.own.is_empty() {
+        let (own, tips) = held.take_own();
+        received.taken_back = store.take_back(&own, &tips).map_err(SyncError::Store)?;
+    }
+    Ok(received)
 }
 
 /// Received ops a session holds back while it lasts, because what the sender is still
@@ -78,6 +87,26 @@ pub(crate) struct Held {
     at: BTreeMap<(DeviceId, u64), usize>,
     /// The signatures received for held authors' chains.
     tips: Vec<SignedTip>,
+    /// The receiver's own ops as the sender holds them, where they fork from its chain (its
+    /// store was restored: docs/SEMANTICS.md, "Restores"), with their signatures: kept for
+    /// [`PeerBook::take_back`] once the sender has sent all.
+    own: Vec<SealedOp>,
+    own_tips: Vec<SignedTip>,
+}
+
+impl Held {
+    /// Whether received ops of the receiver's own chain fork from it.
+    pub(crate) fn has_own(&self) -> bool {
+        !self.own.is_empty()
+    }
+
+    /// The receiver's own ops received where they fork from its chain, and their signatures.
+    pub(crate) fn take_own(&mut self) -> (Vec<SealedOp>, Vec<SignedTip>) {
+        (
+            std::mem::take(&mut self.own),
+            std::mem::take(&mut self.own_tips),
+        )
+    }
 }
 
 /// How many ops a session holds back at most; past it, refusals are reported at once (a
@@ -206,11 +235,24 @@ fn apply_with<S: PeerBook>(
     });
     let forked: BTreeSet<DeviceId> = forks.iter().map(|f| f.author).collect();
     let unowned_authors: BTreeSet<DeviceId> = unowned.iter().map(Refusal::author).collect();
+    // The receiver's own chain forking: what it lost to a restore. Kept apart, with the rest
+    // of its own ops this sender sends, for `take_back`.
+    let me = store.device_id();
+    if (forked.contains(&me) || held.has_own()) && !unowned_authors.contains(&me) {
+        held.own
+            .extend(ops.iter().filter(|op| op.op().author == me).cloned());
+        held.own_tips
+            .extend(tips.iter().filter(|t| t.author == me).cloned());
+    }
+    let own_apart = held.has_own();
     let keep: Vec<SealedOp> = ops
         .into_iter()
         .filter(|op| {
             let author = op.op().author;
-            !forked.contains(&author) && !unowned_authors.contains(&author)
+            let apart = forked.contains(&author)
+                || unowned_authors.contains(&author)
+                || (own_apart && author == me);
+            !apart
         })
         .collect();
     if !forks.is_empty() {
@@ -232,6 +274,7 @@ fn apply_with<S: PeerBook>(
         ops: carried,
         applied,
         forks,
+        taken_back: None,
     })
 }
 

@@ -24,7 +24,7 @@ use cardlog_core::{DeviceId, SealedOp};
 
 use crate::error::{AuthError, SyncError};
 use crate::receive::{apply_held, forks_in_summary, reported_forks, Held, View};
-use crate::store::PeerBook;
+use crate::store::{PeerBook, TakenBack};
 use crate::wire::message::{self, Fork, Message, Summary};
 use crate::wire::segment::encode_segments;
 
@@ -70,6 +70,12 @@ pub struct SyncReport {
     pub forks: Vec<Fork>,
     /// The clock calibration made (initiator only).
     pub calibration: Option<Calibration>,
+    /// This replica's own chain taken back from the peer, after a restore in place
+    /// (docs/SEMANTICS.md, "Restores").
+    pub taken_back: Option<TakenBack>,
+    /// Whether the peer holds this replica's own chain otherwise than it does (a restore lost
+    /// ops) and they are not taken back yet: the next session takes them.
+    pub restored: bool,
     /// Whether both sides ended with the same summary.
     pub converged: bool,
 }
@@ -122,6 +128,9 @@ pub struct Session {
     read_only_peer: Option<DeviceId>,
     /// Whether this side sends ops (false for a read-only member).
     pushes: bool,
+    /// Whether this side's hello left its own chain out ([`PeerBook::restored`]): the peer
+    /// then sends all of it.
+    omitted_own: bool,
     report: SyncReport,
 }
 
@@ -292,6 +301,7 @@ impl Session {
             authenticated: None,
             read_only_peer: None,
             pushes: true,
+            omitted_own: false,
             report: SyncReport::default(),
         }
     }
@@ -415,11 +425,16 @@ impl Session {
         bytes
     }
 
-    fn hello<S: PeerBook>(&self, store: &S) -> Vec<u8> {
+    fn hello<S: PeerBook>(&mut self, store: &S) -> Vec<u8> {
+        let mut summary = store.summary();
+        if store.restored() {
+            // A peer holds this side's chain otherwise: asked for all of it.
+            self.omitted_own |= summary.remove(&store.device_id()).is_some();
+        }
         message::encode(&Message::Hello {
             replica: store.device_id(),
             wall_ms: store.calibrated_ms(),
-            summary: store.summary(),
+            summary,
         })
     }
 
@@ -441,7 +456,8 @@ impl Session {
             ) if self.role == Role::Responder => {
                 self.report.summary_bytes += bytes.len() as u64;
                 self.meet(store, replica, &summary)?;
-                self.outbox.push_back(Out::Ready(self.hello(store), true));
+                let hello = self.hello(store);
+                self.outbox.push_back(Out::Ready(hello, true));
                 self.queue_ops(store, &summary)?;
                 self.state = State::Sending;
                 Ok(())
@@ -492,6 +508,17 @@ impl Session {
                 self.report.missing += received.applied.missing;
                 self.report.refused.extend(received.applied.refused);
                 self.forks.extend(received.forks);
+                if last && (self.held.has_own() || self.omitted_own) {
+                    // The peer has sent all it holds of this side's chain.
+                    let (own, tips) = self.held.take_own();
+                    let taken = store.take_back(&own, &tips).map_err(SyncError::Store)?;
+                    if taken.is_some() {
+                        let me = store.device_id();
+                        self.forks.retain(|f| f.author != me);
+                        self.report.taken_back = taken;
+                    }
+                }
+                self.report.restored = store.restored();
                 self.report.forks = self.forks.iter().copied().collect();
                 if last {
                     match self.role {
@@ -567,6 +594,13 @@ impl Session {
         }
         self.report.peer = Some(peer);
         let forks = forks_in_summary(store, summary)?;
+        let me = store.device_id();
+        if forks.iter().any(|f| f.author == me) && !store.restored() {
+            // The peer holds an op of this side's chain where it holds another: a restore
+            // lost ops. The next hello asks for all of the chain.
+            store.mark_restored().map_err(SyncError::Store)?;
+        }
+        self.report.restored = store.restored();
         if !forks.is_empty() {
             store.record_forks(&forks).map_err(SyncError::Store)?;
             self.forks.extend(forks);
@@ -584,7 +618,20 @@ impl Session {
         store: &S,
         peer: &Summary,
     ) -> Result<(), SyncError<S::Error>> {
-        let forked: BTreeSet<DeviceId> = self.forks.iter().map(|f| f.author).collect();
+        let mut forked: BTreeSet<DeviceId> = self.forks.iter().map(|f| f.author).collect();
+        let mut asked = peer.clone();
+        // The peer's own chain forks from what this side holds: a restore lost the peer
+        // ops. It gets all of its chain as held here, to take back.
+        if let Some(p) = self.report.peer {
+            if forked.remove(&p) {
+                asked.remove(&p);
+            }
+        }
+        // This side's own chain forks from a peer's: none of it goes out until taken back.
+        if store.restored() {
+            forked.insert(store.device_id());
+        }
+        let peer = &asked;
         let (ops, places) = if !self.pushes {
             // A read-only member sends one empty, last `Ops` message.
             (VecDeque::new(), VecDeque::new())

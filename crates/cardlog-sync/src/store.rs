@@ -125,6 +125,44 @@ pub trait PeerBook: SyncStore {
     fn record_peer(&mut self, peer: DeviceId, acked: &Summary) -> Result<(), Self::Error>;
     /// Remembers forks found, as seen from here.
     fn record_forks(&mut self, forks: &[Fork]) -> Result<(), Self::Error>;
+    /// Whether this replica knows that a peer holds its own chain otherwise than it does (its
+    /// store was restored from a backup and it wrote since: docs/SEMANTICS.md, "Restores")
+    /// and has not taken the peer's ops back yet. Its hello then leaves its own chain out, so
+    /// the peer sends all of it, and it sends none of its own ops. The default never knows.
+    fn restored(&self) -> bool {
+        false
+    }
+    /// Remembers that a peer holds this replica's own chain otherwise than it does
+    /// ([`PeerBook::restored`]).
+    fn mark_restored(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    /// Takes back this replica's own ops as a peer holds them, once the peer has sent all of
+    /// its chain it holds: `theirs` (verified, signed by this replica's key; `tips` the
+    /// signatures that came with them) from where they differ from what this replica holds
+    /// replace its own ops there, which are re-issued after them on its chain (the same
+    /// writes, at their first times). `theirs` may be empty (an earlier take back left ops
+    /// to re-issue). `None`: nothing was taken back (the default: a replica that cannot).
+    fn take_back(
+        &mut self,
+        theirs: &[SealedOp],
+        tips: &[SignedTip],
+    ) -> Result<Option<TakenBack>, Self::Error> {
+        let _ = (theirs, tips);
+        Ok(None)
+    }
+}
+
+/// What taking back a replica's own chain from a peer did ([`PeerBook::take_back`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TakenBack {
+    /// The first seq of its chain where the peer's ops replaced its own (0: none replaced,
+    /// only ops left from an earlier take back were re-issued).
+    pub from_seq: u64,
+    /// Ops of its chain it got back from the peer.
+    pub recovered: usize,
+    /// Its own ops written since the restore, re-issued after them.
+    pub reissued: usize,
 }
 
 /// Who a replica is in encrypted sessions and whom it lets in (docs/SECURITY.md, "Who may

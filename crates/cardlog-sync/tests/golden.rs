@@ -322,6 +322,7 @@ fn the_bundle_fixture_decodes_and_imports_as_written() {
                         void: 0,
                     },
                     forks: Vec::new(),
+                    taken_back: None,
                 },
             }
         );

@@ -41,6 +41,7 @@
 mod book;
 mod error;
 mod replica;
+mod restore;
 mod sync;
 
 pub use error::{Error, MemberError, OpenError};
@@ -49,7 +50,9 @@ pub use sync::{CalibrationInfo, Pairing, PeerInfo, SyncError};
 
 /// The sync layer: sessions, transports, bundles (docs/SYNC.md).
 pub use cardlog_sync as sync_layer;
-pub use cardlog_sync::{AuthError, Fork, HandshakeError, Role, SyncReport, TransportError};
+pub use cardlog_sync::{
+    AuthError, Fork, HandshakeError, Role, SyncReport, TakenBack, TransportError,
+};
 
 pub use cardlog_core::edit::EditTarget;
 pub use cardlog_core::replay::{ChainTip, ContactRegisters, Heads};

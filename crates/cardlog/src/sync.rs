@@ -16,7 +16,9 @@ use cardlog_store::StoreError;
 use cardlog_sync::bundle::{self, Imported};
 use cardlog_sync::secure::{Access, Expect, Identity};
 use cardlog_sync::transport::{self, Transport};
-use cardlog_sync::{Applied, AuthError, Fork, Gate, PeerBook, Role, SyncReport, SyncStore};
+use cardlog_sync::{
+    Applied, AuthError, Fork, Gate, PeerBook, Role, SyncReport, SyncStore, TakenBack,
+};
 
 use crate::error::Error;
 use cardlog_core::Summary;
@@ -491,6 +493,40 @@ impl PeerBook for Replica {
         let list: Vec<ForkRecord> = all.into_iter().collect();
         self.store.put_meta(meta::FORKS, encode(&list))?;
         self.durable()
+    }
+
+    fn restored(&self) -> bool {
+        self.is_restored().unwrap_or(false)
+    }
+
+    fn mark_restored(&mut self) -> Result<(), Error> {
+        self.mark_restored_chain()
+    }
+
+    fn take_back(
+        &mut self,
+        theirs: &[SealedOp],
+        tips: &[SignedTip],
+    ) -> Result<Option<TakenBack>, Error> {
+        self.take_back_chain(theirs, tips)
+    }
+}
+
+impl Replica {
+    /// Drops the records of forks of this device's own chain (taken back: `restore.rs`).
+    pub(crate) fn forget_own_forks(&mut self) -> Result<(), Error> {
+        let me = self.id();
+        let all = self.forks()?;
+        if all.iter().all(|f| f.author != me) {
+            return Ok(());
+        }
+        let list: Vec<ForkRecord> = all
+            .into_iter()
+            .filter(|f| f.author != me)
+            .map(|f| (f.author, f.seq, f.ours, f.theirs))
+            .collect();
+        self.store.put_meta(meta::FORKS, encode(&list))?;
+        Ok(())
     }
 }
 

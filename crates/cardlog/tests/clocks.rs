@@ -19,9 +19,9 @@ mod common;
 
 use std::sync::Arc;
 
-use cardlog::{Field, Options, Path, Replica, Suspect};
+use cardlog::{Field, Path, Replica, Suspect};
 use cardlog_core::FakeClock;
-use common::{member_of, person, replica, session, NINE_MS};
+use common::{member_of, person, reopen, replica, session, NINE_MS};
 
 const DAY_MS: u64 = 86_400_000;
 const MIN_MS: u64 = 60_000;
@@ -33,18 +33,6 @@ fn org(r: &Replica, n: u8) -> Option<String> {
         .contact
         .get(Field::Org)
         .map(str::to_owned)
-}
-
-/// The store in `dir` opened again, reading its time from `clock`.
-fn reopen(dir: &std::path::Path, clock: &Arc<FakeClock>) -> Replica {
-    Replica::open_with(
-        dir,
-        Options {
-            wall: clock.clone(),
-            ..Options::default()
-        },
-    )
-    .unwrap()
 }
 
 /// A laptop whose clock is behind real time, in a book with a relay on real time, each

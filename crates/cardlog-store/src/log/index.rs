@@ -7,7 +7,7 @@
 //! 8-byte id prefix and offset, and an offset per contact written: a few tens of bytes
 //! (docs/PERFORMANCE.md has the measured memory of a million-op store).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use foldhash::fast::RandomState;
 
@@ -47,12 +47,13 @@ impl LogIndex {
     }
 
     /// Reads the log from the start and indexes every record (reading each from the scan's
-    /// buffer, no copy).
-    pub(crate) fn build(log: &OpLog) -> Result<Self, LogError> {
+    /// buffer, no copy) but those at the offsets in `withdrawn`.
+    pub(crate) fn build(log: &OpLog, withdrawn: &BTreeSet<u64>) -> Result<Self, LogError> {
         let mut index = Self::default();
         let mut scan = log.scan(0, log.len());
         loop {
             match scan.next_ref()? {
+                ReadRef::Record { offset, .. } if withdrawn.contains(&offset) => {}
                 ReadRef::Record {
                     offset, id, bytes, ..
                 } => index.add(offset, &id, &decode_trusted(offset, bytes)?),

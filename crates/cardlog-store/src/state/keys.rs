@@ -56,6 +56,14 @@ pub mod meta {
     /// The address book this replica belongs to (16 bytes); absent until it founds or joins
     /// one.
     pub const BOOK: &[u8] = b"mbook";
+    /// The op log offsets (u64 BE each) of this device's own ops taken back after a restore
+    /// in place: passed over by every read of the log (docs/FORMAT.md, "Store").
+    pub const WITHDRAWN: &[u8] = b"mwithdrawn";
+    /// Of those, the offsets of the ops not yet written again on the device's chain.
+    pub const REISSUE: &[u8] = b"mreissue";
+    /// Present (one byte, 1) while a peer is known to hold this device's own chain otherwise
+    /// than it does and the ops are not taken back yet (written by the facade).
+    pub const RESTORED: &[u8] = b"mrestored";
 }
 
 /// The key of the signature of `author`'s op at `seq`.

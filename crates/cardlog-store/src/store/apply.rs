@@ -245,6 +245,16 @@ impl Store {
         Ok(())
     }
 
+    /// Removes a meta value; durable at the next [`Store::flush`].
+    pub fn remove_meta(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.writable()?;
+        let mut batch = KvBatch::default();
+        batch.remove(key.to_vec());
+        self.kv.apply(batch).map_err(|e| self.poison(e))?;
+        self.meta_dirty = true;
+        Ok(())
+    }
+
     /// Saves a meta value (clock state and the like); durable at the next [`Store::flush`].
     pub fn put_meta(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
         self.writable()?;

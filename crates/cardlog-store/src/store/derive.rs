@@ -10,7 +10,7 @@
 //! cores and is freed on another thread than the one that allocated it).
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use cardlog_core::replay::{ChainTip, Heads, RegisterWrite, Summary, WriteKey};
 use cardlog_core::{decode_op_with_id, ContactId, Cutoffs, Op, OpId, Path};
@@ -53,13 +53,15 @@ pub(crate) struct Derived {
 /// Re-derives registers, author heads and (with `with_index`) the index from `log`, checking
 /// every record (strict decoding, id, chain, timestamps, replaced writes before their
 /// replacement). Problems found are listed; damage that stops the read ends it. `total` is
-/// the number of ops expected (for progress and to size tables).
+/// the number of ops expected (for progress and to size tables). The records at the offsets
+/// in `withdrawn` are passed over (`withdraw.rs`).
 pub(crate) fn derive(
     log: &OpLog,
     progress: &mut dyn FnMut(Progress),
     total: u64,
     with_index: bool,
     cutoffs: &Cutoffs,
+    withdrawn: &BTreeSet<u64>,
 ) -> Result<Derived, StoreError> {
     // Every record takes more than its header: the file's size bounds what to reserve, however
     // wrong `total` is.
@@ -81,6 +83,9 @@ pub(crate) fn derive(
                 bytes,
             } => {
                 replay.last_flags = flags;
+                if withdrawn.contains(&offset) {
+                    continue;
+                }
                 match check_record(offset, &id, bytes, decode_op_with_id) {
                     Ok(op) => {
                         if op.is_membership() {
@@ -320,6 +325,7 @@ mod tests {
             ops.len() as u64,
             false,
             &Cutoffs::default(),
+            &BTreeSet::new(),
         )
         .unwrap();
         let indexed = derive(
@@ -328,6 +334,7 @@ mod tests {
             ops.len() as u64,
             true,
             &Cutoffs::default(),
+            &BTreeSet::new(),
         )
         .unwrap();
         assert_eq!(plain.problems, indexed.problems);
@@ -442,7 +449,15 @@ mod tests {
         let mut buf = Vec::new();
         frame(&mut buf, &ops[1].id(), ops[0].bytes(), COMMIT);
         let (_dir, log) = log_of(&buf);
-        let d = derive(&log, &mut |_| {}, 1, true, &Cutoffs::default()).unwrap();
+        let d = derive(
+            &log,
+            &mut |_| {},
+            1,
+            true,
+            &Cutoffs::default(),
+            &BTreeSet::new(),
+        )
+        .unwrap();
         assert!(d.broken);
         assert!(
             d.problems[0].starts_with("op log record at byte 0: the op hashes to"),

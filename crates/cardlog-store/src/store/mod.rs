@@ -25,7 +25,9 @@ mod retract;
 mod stage;
 mod upgrade;
 mod verify;
+mod withdraw;
 
+use std::collections::BTreeSet;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::OnceLock;
 
@@ -112,11 +114,15 @@ pub struct Store {
     poisoned: Option<String>,
     /// A meta value was written since the database was last flushed.
     meta_dirty: bool,
-    recovery: Recovery,
+    /// Boxed: rarely read, and the store is kept within a replica by value.
+    recovery: Box<Recovery>,
     /// Register changes not yet written to the database (see `state/held.rs`).
     held: HeldBack,
     /// Which ops are void under the membership ops held (`retract.rs`).
     cutoffs: Cutoffs,
+    /// The log offsets of this device's own ops taken back after a restore (`withdraw.rs`):
+    /// every read of the log passes over them.
+    withdrawn: BTreeSet<u64>,
 }
 
 /// What opening the store found and repaired.
@@ -218,7 +224,7 @@ impl Store {
         if let Some(index) = self.index.get() {
             return Ok(index);
         }
-        let built = LogIndex::build(&self.log)?;
+        let built = LogIndex::build(&self.log, &self.withdrawn)?;
         Ok(self.index.get_or_init(|| built))
     }
 

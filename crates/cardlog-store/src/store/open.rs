@@ -3,7 +3,7 @@
 //! log's tail past the registers' watermark, an interrupted rebuild finished, and the home
 //! check that gives a copied or restored store a fresh device id.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::OnceLock;
 
@@ -11,7 +11,7 @@ use cardlog_core::{BookId, Cutoffs, DeviceId, DeviceKey, SignedTip};
 
 use super::identity::{commit_key, read_key, signature_value, stage_key, write_key};
 use super::stage::Stage;
-use super::{Recovery, Store, StoreOptions};
+use super::{Store, StoreOptions};
 use crate::error::{OpenError, StoreError};
 use crate::log::{FileLog, LogIo, OpLog, LOG_FILE};
 use crate::state::held::HeldBack;
@@ -233,9 +233,11 @@ impl Store {
             poisoned: None,
             meta_dirty: false,
             held: HeldBack::default(),
-            recovery: Recovery::default(),
+            recovery: Box::default(),
             cutoffs: Cutoffs::default(),
+            withdrawn: BTreeSet::new(),
         };
+        store.withdrawn = store.offsets(meta::WITHDRAWN)?.into_iter().collect();
         store.cutoffs = store.cutoffs_with(&[])?;
         if applied_bytes > file_len {
             // The registers cover more of the log than the file holds (a power cut lost the

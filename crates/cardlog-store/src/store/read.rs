@@ -260,11 +260,14 @@ impl Store {
             .collect()
     }
 
-    /// Every op in the order it was applied, strictly decoded.
+    /// Every op in the order it was applied, strictly decoded (withdrawn ones left out).
     pub fn ops(&self) -> impl Iterator<Item = Result<SealedOp, StoreError>> + '_ {
-        self.log.scan(0, self.log.len()).map(|record| {
-            let record = record?;
-            Ok(record.seal()?)
-        })
+        self.log
+            .scan(0, self.log.len())
+            .filter_map(|record| match record {
+                Ok(record) if self.withdrawn.contains(&record.offset) => None,
+                Ok(record) => Some(record.seal().map_err(StoreError::from)),
+                Err(e) => Some(Err(e.into())),
+            })
     }
 }

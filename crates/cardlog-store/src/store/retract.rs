@@ -65,7 +65,14 @@ impl Store {
         progress: &mut dyn FnMut(Progress),
         with_index: bool,
     ) -> Result<(Derived, Cutoffs), StoreError> {
-        let derived = derive(&self.log, progress, self.ops, with_index, &self.cutoffs)?;
+        let derived = derive(
+            &self.log,
+            progress,
+            self.ops,
+            with_index,
+            &self.cutoffs,
+            &self.withdrawn,
+        )?;
         let Some(book) = self.book else {
             return Ok((derived, self.cutoffs.clone()));
         };
@@ -80,7 +87,14 @@ impl Store {
         if cutoffs == self.cutoffs || derived.broken {
             return Ok((derived, cutoffs));
         }
-        let derived = derive(&self.log, progress, self.ops, with_index, &cutoffs)?;
+        let derived = derive(
+            &self.log,
+            progress,
+            self.ops,
+            with_index,
+            &cutoffs,
+            &self.withdrawn,
+        )?;
         Ok((derived, cutoffs))
     }
 }

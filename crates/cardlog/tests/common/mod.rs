@@ -35,6 +35,18 @@ pub fn replica(dir: &FsPath, clock: &Arc<FakeClock>) -> Replica {
     .unwrap()
 }
 
+/// The store in `dir` opened again, reading its wall time from `clock`.
+pub fn reopen(dir: &FsPath, clock: &Arc<FakeClock>) -> Replica {
+    Replica::open_with(
+        dir,
+        Options {
+            wall: clock.clone(),
+            ..Options::default()
+        },
+    )
+    .unwrap()
+}
+
 /// A new replica in `dir` reading its wall time from `clock`, a writer of `admin`'s address
 /// book: `admin` adds it, and it takes what `admin` holds.
 pub fn member_of(admin: &mut Replica, dir: &FsPath, clock: &Arc<FakeClock>) -> Replica {
@@ -150,6 +162,30 @@ pub fn copy_dir(from: &FsPath, to: &FsPath) {
             copy_dir(&entry.path(), &target);
         } else {
             std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Restores `backup` (a copy of a closed store) into `dir` in place, as a phone restore or
+/// `rsync -a --delete` does: the directories stay (same inodes), files the backup lacks go, and
+/// every file of the backup is written over the one in place.
+pub fn restore_in_place(backup: &FsPath, dir: &FsPath) {
+    remove_extra(backup, dir);
+    copy_dir(backup, dir);
+}
+
+fn remove_extra(backup: &FsPath, dir: &FsPath) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let kept = backup.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            if kept.is_dir() {
+                remove_extra(&kept, &entry.path());
+            } else {
+                std::fs::remove_dir_all(entry.path()).unwrap();
+            }
+        } else if !kept.is_file() {
+            std::fs::remove_file(entry.path()).unwrap();
         }
     }
 }

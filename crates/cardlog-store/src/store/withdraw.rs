@@ -1,0 +1,128 @@
+//! Taking back this device's own ops after a restore in place (docs/SEMANTICS.md,
+//! "Restores"). A device whose store was restored from a backup may have written ops at seqs
+//! its chain had already used before the disk was lost; once a peer gives it back the ops it
+//! lost, its own later ops are withdrawn: their records stay in the log, listed under
+//! `mwithdrawn`, and every read of the log passes over them (the state, the index, `verify`,
+//! [`Store::ops`]). Those not yet written again on the chain stay listed under `mreissue`
+//! until the facade has re-issued them, so a crash in between loses nothing.
+
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use cardlog_core::{OpId, SealedOp};
+
+use super::Store;
+use crate::error::StoreError;
+use crate::state::keys::{self, meta};
+use crate::state::kv::KvBatch;
+
+fn encode_offsets(offsets: &[u64]) -> Vec<u8> {
+    offsets.iter().flat_map(|o| o.to_be_bytes()).collect()
+}
+
+impl Store {
+    /// The log offsets listed under a meta name (u64 BE each); empty when absent.
+    pub(super) fn offsets(&self, name: &[u8]) -> Result<Vec<u64>, StoreError> {
+        let Some(bytes) = self.held.get(&*self.kv, name)? else {
+            return Ok(Vec::new());
+        };
+        if bytes.len() % 8 != 0 {
+            return Err(StoreError::undecodable(&String::from_utf8_lossy(name)));
+        }
+        Ok(bytes
+            .chunks_exact(8)
+            .filter_map(|c| <[u8; 8]>::try_from(c).ok())
+            .map(u64::from_be_bytes)
+            .collect())
+    }
+
+    /// Withdraws this device's own ops from `seq` to its chain's tip and returns them in
+    /// chain order: afterwards the store holds its chain up to `seq - 1`, the state is
+    /// rebuilt without them, and they are listed for re-issue ([`Store::pending_reissue`]).
+    /// Refused, changing nothing, when another device's op replaces a write of theirs
+    /// ([`StoreError::BuiltOn`]). Nothing to withdraw (no op at `seq`) returns nothing.
+    pub fn withdraw_own_from(&mut self, seq: u64) -> Result<Vec<SealedOp>, StoreError> {
+        self.writable()?;
+        if !self.held.is_empty() {
+            self.settle()?;
+        }
+        let me = self.device;
+        let Some(tip) = self.summary.get(&me).copied() else {
+            return Ok(Vec::new());
+        };
+        if seq == 0 || seq > tip.seq {
+            return Ok(Vec::new());
+        }
+        let at: Vec<u64> = self.index()?.seq_range(&me, seq, tip.seq).to_vec();
+        let mut ops = Vec::with_capacity(at.len());
+        for offset in &at {
+            ops.push(self.log.read(*offset)?.seal()?);
+        }
+        let ids: HashSet<OpId> = ops.iter().map(SealedOp::id).collect();
+        if let Some(first) = at.iter().min() {
+            for record in self.log.scan(*first, self.log.len()) {
+                let record = record?;
+                if self.withdrawn.contains(&record.offset) || ids.contains(&record.id) {
+                    continue;
+                }
+                let op = record.decode_trusted()?;
+                if op
+                    .writes
+                    .iter()
+                    .flat_map(|w| &w.replaces)
+                    .any(|r| ids.contains(r))
+                {
+                    return Err(StoreError::BuiltOn {
+                        op: record.id,
+                        author: op.author,
+                        seq,
+                    });
+                }
+            }
+        }
+        let mut withdrawn = self.offsets(meta::WITHDRAWN)?;
+        withdrawn.extend(&at);
+        let mut reissue = self.offsets(meta::REISSUE)?;
+        reissue.extend(&at);
+        let mut batch = KvBatch::default();
+        batch.insert(meta::WITHDRAWN.to_vec(), encode_offsets(&withdrawn));
+        batch.insert(meta::REISSUE.to_vec(), encode_offsets(&reissue));
+        for op in &ops {
+            batch.remove(keys::signature(&me, op.op().seq));
+        }
+        // The state is rebuilt without them; a crash before that finishes makes the next
+        // open finish it.
+        batch.insert(meta::REBUILDING.to_vec(), vec![1]);
+        self.kv.apply(batch).map_err(|e| self.poison(e))?;
+        self.kv.flush().map_err(|e| self.poison(e))?;
+        self.withdrawn.extend(at);
+        self.index = OnceLock::new();
+        self.rebuild()?;
+        Ok(ops)
+    }
+
+    /// The withdrawn ops not yet re-issued, in chain order.
+    pub fn pending_reissue(&self) -> Result<Vec<SealedOp>, StoreError> {
+        let mut out = Vec::new();
+        for at in self.offsets(meta::REISSUE)? {
+            out.push(self.log.read(at)?.seal()?);
+        }
+        out.sort_by_key(|op| op.op().seq);
+        Ok(out)
+    }
+
+    /// Records that every withdrawn op has been re-issued (durably).
+    pub fn reissued(&mut self) -> Result<(), StoreError> {
+        self.writable()?;
+        let mut batch = KvBatch::default();
+        batch.remove(meta::REISSUE.to_vec());
+        self.kv.apply(batch).map_err(|e| self.poison(e))?;
+        self.kv.flush().map_err(|e| self.poison(e))?;
+        Ok(())
+    }
+
+    /// How many of this device's own ops were withdrawn after restores, ever.
+    pub fn withdrawn_count(&self) -> usize {
+        self.withdrawn.len()
+    }
+}

@@ -1,0 +1,235 @@
+//! A store restored from a backup in place (the folder kept, its contents replaced by last
+//! week's, as a phone restore or `rsync --delete` does) over real stores: the device writes on
+//! before it meets anyone, then takes back the ops its backup lost from the first peer that
+//! holds them, and re-issues its own later ops after them. Nothing is lost, every replica
+//! converges, and the device keeps syncing (docs/SEMANTICS.md, "Restores").
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::expect_used
+)]
+
+mod common;
+
+use std::sync::Arc;
+
+use cardlog::{Field, Replica, TakenBack};
+use cardlog_core::FakeClock;
+use common::{copy_dir, member_of, person, reopen, replica, restore_in_place, session, NINE_MS};
+
+fn field(r: &Replica, n: u8, f: Field) -> Option<String> {
+    r.contact(&person(n, "").id)
+        .unwrap()
+        .map(|v| v.contact.get(f).map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// A laptop (the founder) and a phone that synced, the phone's store backed up at that point,
+/// then two more ops of the phone that reach the laptop (`lost`: they are lost with the disk),
+/// then the backup restored in place. Returns the phone's seq at the backup.
+struct Restored {
+    tmp: tempfile::TempDir,
+    clock: Arc<FakeClock>,
+    laptop: Replica,
+    phone: Replica,
+    backed_up_at: u64,
+}
+
+fn restored(lost: usize) -> Restored {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let phone_dir = tmp.path().join("phone");
+    let mut laptop = replica(&tmp.path().join("laptop"), &clock);
+    let mut phone = member_of(&mut laptop, &phone_dir, &clock);
+    for n in 1..=3 {
+        phone.add_contact(&person(n, "Ada")).unwrap();
+    }
+    session(&mut phone, &mut laptop);
+    let backed_up_at = phone.summary()[&phone.id()].seq;
+    let id = phone.id();
+    drop(phone);
+    copy_dir(&phone_dir, &tmp.path().join("backup"));
+    let mut phone = reopen(&phone_dir, &clock);
+    clock.advance_ms(60_000);
+    // Written before the disk died, and synced.
+    if lost > 0 {
+        phone
+            .edit(person(1, "").id, |c| {
+                c.set(Field::Note, "before the disk died");
+            })
+            .unwrap();
+    }
+    for n in 1..lost {
+        phone.add_contact(&person(10 + n as u8, "Synced")).unwrap();
+    }
+    session(&mut phone, &mut laptop);
+    drop(phone);
+    restore_in_place(&tmp.path().join("backup"), &phone_dir);
+    let phone = reopen(&phone_dir, &clock);
+    assert_eq!(phone.id(), id, "an in-place restore is not noticed at open");
+    assert_eq!(phone.summary()[&id].seq, backed_up_at);
+    Restored {
+        tmp,
+        clock,
+        laptop,
+        phone,
+        backed_up_at,
+    }
+}
+
+/// The phone's writes after the restore: an edit of contact 2 and a new contact 5.
+fn write_after_restore(r: &mut Restored) {
+    r.clock.advance_ms(60_000);
+    r.phone
+        .edit(person(2, "").id, |c| {
+            c.set(Field::Org, "after the restore");
+        })
+        .unwrap();
+    r.phone
+        .add_contact(&person(5, "New after restore"))
+        .unwrap();
+}
+
+fn assert_whole(r: &Restored) {
+    for x in [&r.phone, &r.laptop] {
+        assert_eq!(
+            field(x, 1, Field::Note).as_deref(),
+            Some("before the disk died")
+        );
+        assert_eq!(
+            field(x, 2, Field::Org).as_deref(),
+            Some("after the restore")
+        );
+        assert_eq!(
+            field(x, 5, Field::Given).as_deref(),
+            Some("New after restore")
+        );
+        assert!(x.verify().unwrap().is_ok());
+    }
+    assert_eq!(
+        r.phone.state_bytes().unwrap(),
+        r.laptop.state_bytes().unwrap()
+    );
+    assert_eq!(r.phone.summary(), r.laptop.summary());
+    assert!(!r.phone.is_restored().unwrap());
+    let me = r.phone.id();
+    assert!(r.phone.forks().unwrap().iter().all(|f| f.author != me));
+}
+
+#[test]
+fn a_store_restored_in_place_takes_back_its_chain_and_its_later_writes_reach_everyone() {
+    let mut r = restored(2);
+    write_after_restore(&mut r);
+    // The laptop holds another op at the phone's last seq: it sends the phone all of its
+    // chain, the phone takes back the two ops it lost and sends its two later ones on top.
+    let (mine, _) = session(&mut r.phone, &mut r.laptop);
+    let k = r.backed_up_at;
+    assert_eq!(
+        mine.taken_back,
+        Some(TakenBack {
+            from_seq: k + 1,
+            recovered: 2,
+            reissued: 2
+        })
+    );
+    assert!(mine.converged, "{mine:?}");
+    assert_whole(&r);
+    // The re-issued ops keep the times they were written at.
+    let tip = r.phone.summary()[&r.phone.id()];
+    assert_eq!(tip.seq, k + 4);
+    assert_eq!(tip.hlc.wall_ms, NINE_MS + 120_000);
+    // A third device gets everything from the laptop; the phone keeps writing and syncing.
+    let mut tablet = member_of(&mut r.laptop, &r.tmp.path().join("tablet"), &r.clock);
+    r.phone
+        .edit(person(3, "").id, |c| {
+            c.set(Field::Org, "still syncing");
+        })
+        .unwrap();
+    session(&mut r.phone, &mut r.laptop);
+    session(&mut tablet, &mut r.laptop);
+    assert_eq!(
+        field(&tablet, 3, Field::Org).as_deref(),
+        Some("still syncing")
+    );
+    assert_eq!(
+        tablet.state_bytes().unwrap(),
+        r.phone.state_bytes().unwrap()
+    );
+    // Reopened, the phone reads the same (the withdrawn records stay passed over).
+    let dir = r.tmp.path().join("phone");
+    let before = r.phone.state_bytes().unwrap();
+    drop(std::mem::replace(&mut r.phone, tablet));
+    let phone = reopen(&dir, &r.clock);
+    assert_eq!(phone.state_bytes().unwrap(), before);
+    assert!(phone.verify().unwrap().is_ok());
+}
+
+#[test]
+fn a_peer_holding_less_of_the_chain_is_noticed_first_and_the_next_session_takes_it_back() {
+    // One op lost; two written after the restore: the laptop's copy of the chain is shorter
+    // than the phone's, so only the phone sees the fork (in the laptop's summary).
+    let mut r = restored(1);
+    write_after_restore(&mut r);
+    let (first, _) = session(&mut r.phone, &mut r.laptop);
+    assert!(first.restored, "{first:?}");
+    assert_eq!(first.taken_back, None);
+    assert!(r.phone.is_restored().unwrap());
+    // It sent none of its own ops meanwhile: the laptop holds no fork of the phone's chain.
+    assert_eq!(
+        r.laptop.summary()[&r.phone.id()].seq,
+        r.backed_up_at + 1,
+        "the laptop kept the chain it had"
+    );
+    // A restart in between changes nothing.
+    let dir = r.tmp.path().join("phone");
+    let placeholder = replica(&r.tmp.path().join("placeholder"), &r.clock);
+    drop(std::mem::replace(&mut r.phone, placeholder));
+    r.phone = reopen(&dir, &r.clock);
+    assert!(r.phone.is_restored().unwrap());
+    let (second, _) = session(&mut r.phone, &mut r.laptop);
+    assert_eq!(
+        second.taken_back,
+        Some(TakenBack {
+            from_seq: r.backed_up_at + 1,
+            recovered: 1,
+            reissued: 2
+        })
+    );
+    assert!(second.converged, "{second:?}");
+    assert_whole(&r);
+}
+
+#[test]
+fn a_bundle_holding_the_lost_ops_gives_them_back() {
+    let mut r = restored(2);
+    write_after_restore(&mut r);
+    let bundle = r.laptop.export_bundle(None).unwrap();
+    let imported = r.phone.import_bundle(&bundle).unwrap();
+    assert_eq!(
+        imported.received.taken_back,
+        Some(TakenBack {
+            from_seq: r.backed_up_at + 1,
+            recovered: 2,
+            reissued: 2
+        })
+    );
+    session(&mut r.phone, &mut r.laptop);
+    assert_whole(&r);
+}
+
+#[test]
+fn a_restore_with_no_writes_since_gets_its_ops_back_by_an_ordinary_sync() {
+    let mut r = restored(2);
+    let (mine, _) = session(&mut r.phone, &mut r.laptop);
+    assert_eq!(mine.taken_back, None);
+    assert!(mine.converged);
+    assert_eq!(
+        field(&r.phone, 1, Field::Note).as_deref(),
+        Some("before the disk died")
+    );
+    assert_eq!(
+        r.phone.state_bytes().unwrap(),
+        r.laptop.state_bytes().unwrap()
+    );
+}
