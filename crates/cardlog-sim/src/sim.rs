@@ -379,6 +379,7 @@ fn save_edit<T: EditTarget + ?Sized>(
 /// [`SyncStore`] with its error erased, so disk and memory nodes share the sync code.
 trait ErasedStore {
     fn summary_(&self) -> Summary;
+    fn calibrated_ms_(&self) -> u64;
     fn ops_since_(&self, peer: &Summary) -> Result<Vec<SealedOp>, String>;
     fn signatures_(&self, ops: &[SealedOp]) -> Result<Vec<SignedTip>, String>;
     fn apply_(&mut self, ops: &[SealedOp], tips: &[SignedTip]) -> Result<Applied, String>;
@@ -413,6 +414,9 @@ impl Transport for DynTransport<'_> {
 impl<S: PeerBook> ErasedStore for S {
     fn summary_(&self) -> Summary {
         self.summary()
+    }
+    fn calibrated_ms_(&self) -> u64 {
+        self.calibrated_ms()
     }
     fn ops_since_(&self, peer: &Summary) -> Result<Vec<SealedOp>, String> {
         self.ops_since(peer).map_err(|e| e.to_string())
@@ -566,6 +570,11 @@ pub struct Stats {
     pub network_completed: usize,
     /// Sessions over the app's network that a fault ended (or that could not connect).
     pub network_failed: usize,
+    /// Saves made while their device's time read real time.
+    pub right_saves: usize,
+    /// Pairs of such saves competing at one path after the final sync: what "a right
+    /// clock's later edit wins" compared.
+    pub right_pairs: usize,
 }
 
 /// A running simulation.
@@ -589,6 +598,9 @@ pub struct Sim {
     story: Vec<String>,
     /// Real time (what a correct clock reads): where clocks start, one step on per action.
     real_ms: u64,
+    /// Saves made while their device's time (its clock, calibrated) read real time: the real
+    /// time of each.
+    right_saves: BTreeMap<OpId, u64>,
 }
 
 impl Sim {
@@ -666,6 +678,7 @@ impl Sim {
             network: None,
             story: Vec::new(),
             real_ms: START_MS,
+            right_saves: BTreeMap::new(),
         })
     }
 
@@ -833,6 +846,10 @@ impl Sim {
                 // Item ids are random in an app; here they are numbered, unique across devices.
                 self.next_item += 1;
                 let fresh = item_id(u64::MAX, self.next_item);
+                let real = self.real_ms;
+                let right = self
+                    .node(replica % n)?
+                    .with_store(|s| s.calibrated_ms_() == real)?;
                 let (target, op) = self.node(replica % n)?.save(&edit, fresh)?;
                 let contact = match target.as_ref().and_then(naming::contact_number) {
                     Some(k) => format!("contact {k}"),
@@ -859,6 +876,10 @@ impl Sim {
                 }
                 self.stats.saves += 1;
                 self.saves.push((replica % n, op));
+                if right {
+                    self.stats.right_saves += 1;
+                    self.right_saves.insert(op, real);
+                }
                 return Ok(Some(format!(": {contact}, saved")));
             }
             Action::Sync { from, to, mode } => {
@@ -1321,6 +1342,7 @@ impl Sim {
             .filter(|o| cutoffs.voids(&o.op().author, o.op().seq))
             .count();
         self.check_no_lost_save()?;
+        self.check_right_clock_wins()?;
         self.check_order_independence()?;
         self.check_rebuild()?;
         self.check_import_idempotent()?;
@@ -1455,6 +1477,42 @@ impl Sim {
                             format!(
                                 "replica {i}: write of {id} at {}/{} not in its history",
                                 w.contact, w.path
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Property "a right clock's later edit wins": of two concurrent edits of one path (both
+    /// heads of a conflict on replica 0, after the final sync), each made while its device's
+    /// time read real time, the one made later in real time is shown, whatever either device's
+    /// clock read before (docs/SEMANTICS.md, "Time"). A device whose clock was set right
+    /// after being wrong is held to it from its next edit on.
+    pub fn check_right_clock_wins(&mut self) -> Result<(), Violation> {
+        self.stats.right_pairs = 0;
+        for view in self.first()?.views()? {
+            for conflict in &view.conflicts {
+                let Some(shown) = self.right_saves.get(&conflict.winner.op) else {
+                    continue;
+                };
+                for other in &conflict.alternatives {
+                    let Some(made) = self.right_saves.get(&other.op) else {
+                        continue;
+                    };
+                    self.stats.right_pairs += 1;
+                    if made > shown {
+                        return Err(violation(
+                            "a right clock's later edit wins",
+                            format!(
+                                "contact {} {}: {} (made {} ms later in real time) lost to {}",
+                                view.contact.id,
+                                conflict.path,
+                                other.op,
+                                made - shown,
+                                conflict.winner.op
                             ),
                         ));
                     }

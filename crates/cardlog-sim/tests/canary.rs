@@ -72,11 +72,15 @@ fn schedules_exercise_conflicts_deletes_crashes_syncs_and_membership() {
         total.void_kept += st.void_kept;
         total.relay_sessions += st.relay_sessions;
         total.relay_saves_refused += st.relay_saves_refused;
+        total.right_saves += st.right_saves;
+        total.right_pairs += st.right_pairs;
     }
     eprintln!("24 disk schedules: {total:?}");
     assert!(total.saves > 60, "{total:?}");
     // Clocks were set right and wrong (a day either way, decades ahead) during schedules.
     assert!(clocks_set > 10, "{clocks_set}");
+    // Edits were made on right clocks (tests/properties.rs checks they compete).
+    assert!(total.right_saves > 30, "{total:?}");
     assert!(total.syncs > 50, "{total:?}");
     assert!(total.crashes > 5, "{total:?}");
     assert!(total.conflicts > 0, "{total:?}");
