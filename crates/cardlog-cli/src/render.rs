@@ -380,7 +380,6 @@ pub fn fork_text(f: &Fork, theirs: &str) -> String {
     )
 }
 
-/// The line after a group of [`fork_text`] lines: what a fork means and where to read more.
 /// `status` and `sync` when a peer holds this device's chain beyond what its store holds.
 pub const RESTORED_TEXT: &str = "restored   a peer holds this device's history beyond what this \
      store holds (it was restored from a backup): the next sync takes the lost ops back and \
@@ -409,6 +408,7 @@ pub fn taken_back_json(t: Option<&TakenBack>) -> Json {
     )
 }
 
+/// The line after a group of [`fork_text`] lines: what a fork means and where to read more.
 pub const FORK_HINT: &str =
     "           a device wrote two histories under one id (restored from a backup?); its \
      ops after the fork are not exchanged with that side (docs/SYNC.md, \"Forks\")";

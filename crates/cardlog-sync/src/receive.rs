@@ -67,7 +67,9 @@ pub fn apply_segments<S: PeerBook>(
     let mut received = apply_with(store, bytes, &mut held, true, true)?;
     if !held.own.is_empty() {
         let (own, tips) = held.take_own();
-        received.taken_back = store.take_back(&own, &tips).map_err(SyncError::Store)?;
+        received.taken_back = store
+            .take_back(None, &own, &tips)
+            .map_err(SyncError::Store)?;
     }
     Ok(received)
 }
@@ -237,12 +239,25 @@ fn apply_with<S: PeerBook>(
     let unowned_authors: BTreeSet<DeviceId> = unowned.iter().map(Refusal::author).collect();
     // The receiver's own chain forking: what it lost to a restore. Kept apart, with the rest
     // of its own ops this sender sends, for `take_back`.
+    // A peer holding one of the ops this replica withdrew when it took its chain back holds
+    // the branch it gave up: an ordinary fork, nothing to take back.
     let me = store.device_id();
-    if (forked.contains(&me) || held.has_own()) && !unowned_authors.contains(&me) {
-        held.own
-            .extend(ops.iter().filter(|op| op.op().author == me).cloned());
+    let lost = forks
+        .iter()
+        .any(|f| f.author == me && !store.withdrew(&f.theirs));
+    if (lost || held.has_own()) && !unowned_authors.contains(&me) {
+        let known: BTreeSet<OpId> = held.own.iter().map(SealedOp::id).collect();
+        held.own.extend(
+            ops.iter()
+                .filter(|op| op.op().author == me && !known.contains(&op.id()))
+                .cloned(),
+        );
         held.own_tips
             .extend(tips.iter().filter(|t| t.author == me).cloned());
+        if held.own.len() > HELD_OPS_MAX {
+            // More than a session holds back: the fork stays recorded, nothing is taken back.
+            held.take_own();
+        }
     }
     let own_apart = held.has_own();
     let keep: Vec<SealedOp> = ops

@@ -496,7 +496,9 @@ impl Session {
                         return Err(SyncError::Auth(AuthError::ReadOnlyPush(peer)));
                     }
                 }
-                let flipped = reported_forks(store, &forks)?;
+                let mut flipped = reported_forks(store, &forks)?;
+                // A fork of the peer's own chain is its restore: it takes it back.
+                flipped.retain(|f| Some(f.author) != self.report.peer);
                 if !flipped.is_empty() {
                     store.record_forks(&flipped).map_err(SyncError::Store)?;
                     self.forks.extend(flipped);
@@ -511,7 +513,9 @@ impl Session {
                 if last && (self.held.has_own() || self.omitted_own) {
                     // The peer has sent all it holds of this side's chain.
                     let (own, tips) = self.held.take_own();
-                    let taken = store.take_back(&own, &tips).map_err(SyncError::Store)?;
+                    let taken = store
+                        .take_back(self.report.peer, &own, &tips)
+                        .map_err(SyncError::Store)?;
                     if taken.is_some() {
                         let me = store.device_id();
                         self.forks.retain(|f| f.author != me);
@@ -595,14 +599,20 @@ impl Session {
         self.report.peer = Some(peer);
         let forks = forks_in_summary(store, summary)?;
         let me = store.device_id();
-        if forks.iter().any(|f| f.author == me) && !store.restored() {
-            // The peer holds an op of this side's chain where it holds another: a restore
-            // lost ops. The next hello asks for all of the chain.
+        let lost = forks
+            .iter()
+            .any(|f| f.author == me && !store.withdrew(&f.theirs));
+        if lost && !store.restored() {
+            // The peer holds an op of this side's chain where it holds another (and not one
+            // it withdrew): a restore lost ops. The next hello asks for all of the chain.
             store.mark_restored().map_err(SyncError::Store)?;
         }
         self.report.restored = store.restored();
         if !forks.is_empty() {
-            store.record_forks(&forks).map_err(SyncError::Store)?;
+            // The peer's own chain forking is the peer's restore: it takes it back from what
+            // this side sends, so it is not recorded here.
+            let recorded: Vec<Fork> = forks.iter().filter(|f| f.author != peer).copied().collect();
+            store.record_forks(&recorded).map_err(SyncError::Store)?;
             self.forks.extend(forks);
             self.report.forks = self.forks.iter().copied().collect();
         }

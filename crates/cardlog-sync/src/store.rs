@@ -137,7 +137,14 @@ pub trait PeerBook: SyncStore {
     fn mark_restored(&mut self) -> Result<(), Self::Error> {
         Ok(())
     }
-    /// Takes back this replica's own ops as a peer holds them, once the peer has sent all of
+    /// Whether `op` is one of this replica's own ops it withdrew when it took its chain
+    /// back: a peer holding it holds the branch this replica gave up, not ops it lost, so it
+    /// is an ordinary fork. The default withdrew none.
+    fn withdrew(&self, op: &OpId) -> bool {
+        let _ = op;
+        false
+    }
+    /// Takes back this replica's own ops as `peer` holds them, once the peer has sent all of
     /// its chain it holds: `theirs` (verified, signed by this replica's key; `tips` the
     /// signatures that came with them) from where they differ from what this replica holds
     /// replace its own ops there, which are re-issued after them on its chain (the same
@@ -145,10 +152,11 @@ pub trait PeerBook: SyncStore {
     /// to re-issue). `None`: nothing was taken back (the default: a replica that cannot).
     fn take_back(
         &mut self,
+        peer: Option<DeviceId>,
         theirs: &[SealedOp],
         tips: &[SignedTip],
     ) -> Result<Option<TakenBack>, Self::Error> {
-        let _ = (theirs, tips);
+        let _ = (peer, theirs, tips);
         Ok(None)
     }
 }

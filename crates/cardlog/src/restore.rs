@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use cardlog_core::{Membership, Op, OpId, SealedOp, SignedTip, Write};
+use cardlog_core::{DeviceId, Membership, Op, OpId, SealedOp, SignedTip, Write};
 use cardlog_store::keys::meta;
 use cardlog_store::StoreError;
 use cardlog_sync::TakenBack;
@@ -28,13 +28,18 @@ impl Replica {
         self.durable()
     }
 
-    /// Takes back this replica's own ops `theirs` (with their signatures `tips`) from where
-    /// they differ from its chain, and re-issues what that replaces (and anything an earlier
-    /// take back left to re-issue). `None` when nothing can be taken back: `theirs` has a
-    /// gap, or another device's op builds on this device's ops there (the fork then stays
-    /// recorded, as before).
+    /// Takes back this replica's own ops `theirs` (with their signatures `tips`), as `peer`
+    /// holds them, from where they differ from its chain, and re-issues what that replaces
+    /// (and anything an earlier take back left to re-issue). `None` when nothing was taken
+    /// back. A take back that cannot be made (`theirs` has a gap, is not all signed and
+    /// admitted, holds an op this device withdrew before, or another device's op builds on
+    /// the ops it would withdraw) changes nothing but the mark: the fork stays recorded, as
+    /// any fork. With nothing differing, the mark stays until a peer holding the lost ops is
+    /// met, unless `peer` is the book's relay (the device's hub: if it holds no other ops of
+    /// the chain, the claim that marked it was stale).
     pub(crate) fn take_back_chain(
         &mut self,
+        peer: Option<DeviceId>,
         theirs: &[SealedOp],
         tips: &[SignedTip],
     ) -> Result<Option<TakenBack>, Error> {
@@ -59,56 +64,94 @@ impl Replica {
                 .filter(|o| o.op().seq >= from)
                 .map(|o| (*o).clone())
                 .collect();
-            // They must continue this chain below `from` without a gap.
-            let mut prev = match from.checked_sub(1).filter(|s| *s > 0) {
-                Some(s) => match self.store.op_by_seq(&me, s)? {
-                    Some(op) => Some(op.id()),
-                    None => return Ok(None),
-                },
-                None => None,
-            };
-            for (i, op) in recovered.iter().enumerate() {
-                if op.op().seq != from + i as u64 || op.op().prev != prev {
-                    return Ok(None);
-                }
-                prev = Some(op.id());
-            }
-            // Signed by this device's key, as its ops must be, before anything is withdrawn.
-            if cardlog_sync::SyncStore::authorship(self, &recovered, tips).is_err() {
+            if !self.can_take_back(from, &recovered, tips)? {
+                self.unmark_restored()?;
                 return Ok(None);
             }
             match self.store.withdraw_own_from(from) {
                 Ok(_) => {}
-                Err(StoreError::BuiltOn { .. }) => return Ok(None),
+                Err(StoreError::BuiltOn { .. }) => {
+                    self.unmark_restored()?;
+                    return Ok(None);
+                }
                 Err(e) => return Err(e.into()),
             }
             // The membership follows the ops held (withdrawn member changes are re-issued).
             *self.membership =
                 Membership::compute(self.membership.book(), self.store.membership_ops()?);
             let admitted = self.admit(&recovered, tips);
-            self.apply_admitted(&admitted.ops, &admitted.tips)?;
+            let report = self.apply_admitted(&admitted.ops, &admitted.tips)?;
             taken.from_seq = from;
-            taken.recovered = admitted.ops.len();
+            taken.recovered = report.stored + report.duplicates;
+            if taken.recovered < recovered.len() {
+                // Not all came in: re-issuing now would land where the peer holds ops. The
+                // device stays marked (the withdraw marked it); a later session finishes.
+                return Ok(Some(taken));
+            }
         }
         let pending = self.store.pending_reissue()?;
-        if from.is_none() && pending.is_empty() && !self.is_restored()? {
+        if from.is_none() && pending.is_empty() {
+            if peer.is_some_and(|p| self.is_time_reference(&p)) {
+                self.unmark_restored()?;
+            }
             return Ok(None);
         }
         taken.reissued = self.reissue(&pending)?;
-        self.store.reissued()?;
-        self.store.remove_meta(meta::RESTORED)?;
+        self.unmark_restored()?;
         self.forget_own_forks()?;
         self.durable()?;
         Ok(Some(taken))
     }
 
-    /// Writes `withdrawn` (this device's ops, in chain order) again at the end of its chain:
-    /// the same writes and member changes at the same times, each replacing what the original
-    /// replaced (a withdrawn op by its re-issued copy).
-    fn reissue(&mut self, withdrawn: &[SealedOp]) -> Result<usize, Error> {
+    /// Whether `recovered` (this device's ops from seq `from`, as a peer holds them) can
+    /// replace its own there: they continue its chain below `from` without a gap, none is an
+    /// op it withdrew before, and they are signed by its key and let in by the book.
+    fn can_take_back(
+        &self,
+        from: u64,
+        recovered: &[SealedOp],
+        tips: &[SignedTip],
+    ) -> Result<bool, Error> {
+        let me = self.id();
+        let mut prev = match from.checked_sub(1).filter(|s| *s > 0) {
+            Some(s) => match self.store.op_by_seq(&me, s)? {
+                Some(op) => Some(op.id()),
+                None => return Ok(false),
+            },
+            None => None,
+        };
+        for (i, op) in recovered.iter().enumerate() {
+            if op.op().seq != from + i as u64 || op.op().prev != prev {
+                return Ok(false);
+            }
+            if self.store.withdrew(&op.id())? {
+                return Ok(false);
+            }
+            prev = Some(op.id());
+        }
+        // Signed by this device's key and let in by the book, judged as if nothing of the chain
+        // were held here (what is held there is what they replace).
+        Ok(cardlog_sync::SyncStore::authorship(self, recovered, tips).is_ok())
+    }
+
+    fn unmark_restored(&mut self) -> Result<(), Error> {
+        if self.is_restored()? {
+            self.store.remove_meta(meta::RESTORED)?;
+            self.durable()?;
+        }
+        Ok(())
+    }
+
+    /// Writes `withdrawn` (this device's ops with their log offsets, in the order they were
+    /// written) again at the end of its chain: the same writes and member changes at the same
+    /// times, each replacing what the original replaced (a withdrawn op by its copy). Each
+    /// leaves the store's list once its copy is durable; one the book no longer lets this
+    /// device write (it was removed or lost the role since) leaves it without a copy. Returns
+    /// the number of copies.
+    fn reissue(&mut self, withdrawn: &[(u64, SealedOp)]) -> Result<usize, Error> {
         let me = self.id();
         let mut copies: BTreeMap<OpId, OpId> = BTreeMap::new();
-        for old in withdrawn {
+        for (at, old) in withdrawn {
             let tip = self.store.summary().get(&me).copied();
             let writes = old
                 .op()
@@ -139,9 +182,12 @@ impl Replica {
             }
             .seal_in(old.format())
             .map_err(cardlog_core::EditError::from)?;
-            let clock = self.clock.clone();
-            self.store_own(&op, clock)?;
-            copies.insert(old.id(), op.id());
+            if self.membership.check(&op).is_ok() {
+                let clock = self.clock.clone();
+                self.store_own(&op, clock)?;
+                copies.insert(old.id(), op.id());
+            }
+            self.store.reissued(*at)?;
         }
         Ok(copies.len())
     }

@@ -503,12 +503,17 @@ impl PeerBook for Replica {
         self.mark_restored_chain()
     }
 
+    fn withdrew(&self, op: &OpId) -> bool {
+        self.store.withdrew(op).unwrap_or(false)
+    }
+
     fn take_back(
         &mut self,
+        peer: Option<DeviceId>,
         theirs: &[SealedOp],
         tips: &[SignedTip],
     ) -> Result<Option<TakenBack>, Error> {
-        self.take_back_chain(theirs, tips)
+        self.take_back_chain(peer, theirs, tips)
     }
 }
 

@@ -33,6 +33,8 @@ struct Restored {
     clock: Arc<FakeClock>,
     laptop: Replica,
     phone: Replica,
+    /// A member that synced once, before the phone's contacts: it never got the lost ops.
+    tablet: Option<Replica>,
     backed_up_at: u64,
 }
 
@@ -42,6 +44,7 @@ fn restored(lost: usize) -> Restored {
     let phone_dir = tmp.path().join("phone");
     let mut laptop = replica(&tmp.path().join("laptop"), &clock);
     let mut phone = member_of(&mut laptop, &phone_dir, &clock);
+    let tablet = member_of(&mut laptop, &tmp.path().join("tablet"), &clock);
     for n in 1..=3 {
         phone.add_contact(&person(n, "Ada")).unwrap();
     }
@@ -74,6 +77,7 @@ fn restored(lost: usize) -> Restored {
         clock,
         laptop,
         phone,
+        tablet: Some(tablet),
         backed_up_at,
     }
 }
@@ -115,6 +119,10 @@ fn assert_whole(r: &Restored) {
     assert!(!r.phone.is_restored().unwrap());
     let me = r.phone.id();
     assert!(r.phone.forks().unwrap().iter().all(|f| f.author != me));
+    assert!(
+        r.laptop.forks().unwrap().iter().all(|f| f.author != me),
+        "the laptop does not record a fork the phone took back"
+    );
 }
 
 #[test]
@@ -140,7 +148,7 @@ fn a_store_restored_in_place_takes_back_its_chain_and_its_later_writes_reach_eve
     assert_eq!(tip.seq, k + 4);
     assert_eq!(tip.hlc.wall_ms, NINE_MS + 120_000);
     // A third device gets everything from the laptop; the phone keeps writing and syncing.
-    let mut tablet = member_of(&mut r.laptop, &r.tmp.path().join("tablet"), &r.clock);
+    let mut tablet = member_of(&mut r.laptop, &r.tmp.path().join("tablet2"), &r.clock);
     r.phone
         .edit(person(3, "").id, |c| {
             c.set(Field::Org, "still syncing");
@@ -201,6 +209,48 @@ fn a_peer_holding_less_of_the_chain_is_noticed_first_and_the_next_session_takes_
 }
 
 #[test]
+fn a_peer_holding_the_branch_given_up_is_an_ordinary_fork_and_nothing_swings_back() {
+    // After the restore the phone first meets a tablet that never got the lost ops: the
+    // tablet takes the phone's post-restore ops (it cannot know). Then the phone takes its
+    // chain back from the laptop and re-issues them. Meeting the tablet again, the phone sees
+    // the branch it gave up: a fork, not ops it lost; its chain stays as it is, however often
+    // it meets either.
+    let mut r = restored(2);
+    let mut tablet = r.tablet.take().unwrap();
+    write_after_restore(&mut r);
+    let me = r.phone.id();
+    session(&mut tablet, &mut r.phone);
+    assert_eq!(
+        tablet.summary()[&me].seq,
+        r.backed_up_at + 2,
+        "the tablet took the branch"
+    );
+    let (taken, _) = session(&mut r.phone, &mut r.laptop);
+    assert!(taken.taken_back.is_some(), "{taken:?}");
+    let tip = r.phone.summary()[&me];
+    for _ in 0..2 {
+        let (mine, _) = session(&mut r.phone, &mut tablet);
+        assert_eq!(mine.taken_back, None);
+        assert!(!mine.restored, "{mine:?}");
+        assert!(!r.phone.is_restored().unwrap());
+        session(&mut r.phone, &mut r.laptop);
+        assert_eq!(
+            r.phone.summary()[&me],
+            tip,
+            "the phone's chain did not move"
+        );
+    }
+    // The phone reports the fork; the tablet keeps the branch (settling it is left to a
+    // person: docs/SEMANTICS.md, "Restores", "What is left").
+    assert!(r.phone.forks().unwrap().iter().any(|f| f.author == me));
+    assert_eq!(tablet.summary()[&me].seq, r.backed_up_at + 2);
+    assert_eq!(
+        r.phone.state_bytes().unwrap(),
+        r.laptop.state_bytes().unwrap()
+    );
+}
+
+#[test]
 fn a_bundle_holding_the_lost_ops_gives_them_back() {
     let mut r = restored(2);
     write_after_restore(&mut r);
@@ -232,4 +282,44 @@ fn a_restore_with_no_writes_since_gets_its_ops_back_by_an_ordinary_sync() {
         r.phone.state_bytes().unwrap(),
         r.laptop.state_bytes().unwrap()
     );
+}
+
+#[test]
+fn a_crash_right_after_the_withdraw_is_finished_by_the_next_session() {
+    // A take back withdraws the phone's post-restore ops first; the process dies before the
+    // laptop's ops are stored and the withdrawn ones re-issued. The reopened phone is still
+    // marked restored, holds its chain up to the backup and verifies; its next session takes
+    // the lost ops as an ordinary continuation and re-issues the withdrawn ones.
+    let mut r = restored(2);
+    write_after_restore(&mut r);
+    let dir = r.tmp.path().join("phone");
+    let me = r.phone.id();
+    let placeholder = replica(&r.tmp.path().join("placeholder"), &r.clock);
+    drop(std::mem::replace(&mut r.phone, placeholder));
+    {
+        let options = cardlog_store::StoreOptions::default();
+        let mut store = cardlog_store::Store::open(&dir, &options).unwrap();
+        let withdrawn = store.withdraw_own_from(r.backed_up_at + 1).unwrap();
+        assert_eq!(withdrawn.len(), 2);
+    }
+    r.phone = reopen(&dir, &r.clock);
+    assert!(r.phone.is_restored().unwrap());
+    assert_eq!(r.phone.summary()[&me].seq, r.backed_up_at);
+    assert!(r.phone.verify().unwrap().is_ok());
+    assert_eq!(
+        field(&r.phone, 5, Field::Given),
+        None,
+        "withdrawn, not yet re-issued"
+    );
+    let (mine, _) = session(&mut r.phone, &mut r.laptop);
+    assert_eq!(
+        mine.taken_back,
+        Some(TakenBack {
+            from_seq: 0,
+            recovered: 0,
+            reissued: 2
+        })
+    );
+    assert!(mine.converged, "{mine:?}");
+    assert_whole(&r);
 }

@@ -57,7 +57,9 @@ pub enum Suspect {
 /// is the reader's (calibrated) time and `bound_ms` the skew bound. A write ahead of `now_ms`
 /// by more than the bound is [`Suspect::Ahead`]; one stamped more than the bound before a
 /// write it replaces, where that write is not itself ahead, is [`Suspect::Behind`] (the
-/// largest such gap). A write that replaces a far-future write is not blamed for it.
+/// largest such gap). A write that replaces a far-future write is not blamed for it. The
+/// marks are the reader's view: a reader whose own clock is far behind sees everyone's
+/// writes as ahead.
 pub fn suspects(history: &[HistoryEntry], now_ms: u64, bound_ms: u64) -> BTreeMap<OpId, Suspect> {
     let ahead = |v: &HistoryEntry| v.hlc.wall_ms.saturating_sub(now_ms) > bound_ms;
     let at: BTreeMap<OpId, &HistoryEntry> = history.iter().map(|v| (v.op, v)).collect();
@@ -73,7 +75,13 @@ pub fn suspects(history: &[HistoryEntry], now_ms: u64, bound_ms: u64) -> BTreeMa
             .iter()
             .filter_map(|r| at.get(r))
             .filter(|r| !ahead(r))
-            .map(|r| (r.hlc.wall_ms.saturating_sub(v.hlc.wall_ms), r.op))
+            // A replaced write a little ahead (within the bound) counts as stamped now.
+            .map(|r| {
+                (
+                    r.hlc.wall_ms.min(now_ms).saturating_sub(v.hlc.wall_ms),
+                    r.op,
+                )
+            })
             .filter(|(gap, _)| *gap > bound_ms)
             .max();
         if let Some((by_ms, of)) = behind {

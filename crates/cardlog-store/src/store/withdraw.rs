@@ -87,6 +87,9 @@ impl Store {
         let mut batch = KvBatch::default();
         batch.insert(meta::WITHDRAWN.to_vec(), encode_offsets(&withdrawn));
         batch.insert(meta::REISSUE.to_vec(), encode_offsets(&reissue));
+        // Until the re-issue is done the device stays marked restored: a crash before then
+        // makes its next session ask for its whole chain again and finish.
+        batch.insert(meta::RESTORED.to_vec(), vec![1]);
         for op in &ops {
             batch.remove(keys::signature(&me, op.op().seq));
         }
@@ -101,28 +104,48 @@ impl Store {
         Ok(ops)
     }
 
-    /// The withdrawn ops not yet re-issued, in chain order.
-    pub fn pending_reissue(&self) -> Result<Vec<SealedOp>, StoreError> {
-        let mut out = Vec::new();
-        for at in self.offsets(meta::REISSUE)? {
-            out.push(self.log.read(at)?.seal()?);
+    /// The withdrawn ops not yet re-issued, in log order (the order they were written in),
+    /// each with its log offset (for [`Store::reissued`]).
+    pub fn pending_reissue(&self) -> Result<Vec<(u64, SealedOp)>, StoreError> {
+        let mut at = self.offsets(meta::REISSUE)?;
+        at.sort_unstable();
+        at.dedup();
+        let mut out = Vec::with_capacity(at.len());
+        for offset in at {
+            out.push((offset, self.log.read(offset)?.seal()?));
         }
-        out.sort_by_key(|op| op.op().seq);
         Ok(out)
     }
 
-    /// Records that every withdrawn op has been re-issued (durably).
-    pub fn reissued(&mut self) -> Result<(), StoreError> {
+    /// Records durably that the withdrawn op at log offset `at` has been re-issued (or will
+    /// not be): the log is synced first, so its copy is durable before it leaves the list.
+    pub fn reissued(&mut self, at: u64) -> Result<(), StoreError> {
         self.writable()?;
+        self.flush()?;
+        let rest: Vec<u64> = self
+            .offsets(meta::REISSUE)?
+            .into_iter()
+            .filter(|o| *o != at)
+            .collect();
         let mut batch = KvBatch::default();
-        batch.remove(meta::REISSUE.to_vec());
+        if rest.is_empty() {
+            batch.remove(meta::REISSUE.to_vec());
+        } else {
+            batch.insert(meta::REISSUE.to_vec(), encode_offsets(&rest));
+        }
         self.kv.apply(batch).map_err(|e| self.poison(e))?;
         self.kv.flush().map_err(|e| self.poison(e))?;
         Ok(())
     }
 
-    /// How many of this device's own ops were withdrawn after restores, ever.
-    pub fn withdrawn_count(&self) -> usize {
-        self.withdrawn.len()
+    /// Whether `id` is one of this device's own ops withdrawn after a restore: a peer still
+    /// holding it holds the branch the device gave up, not ops it lost.
+    pub fn withdrew(&self, id: &OpId) -> Result<bool, StoreError> {
+        for at in &self.withdrawn {
+            if self.log.id_at(*at)? == *id {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }

@@ -24,7 +24,7 @@
 //! therefore fails the segment, naming its author and seq range. A 16-byte checksum over the
 //! whole message catches damage in the framing first.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use cardlog_core::codec::{decode_exact, encode_to_vec, OpFormat};
 use cardlog_core::{
@@ -616,6 +616,8 @@ fn decode(
     let (authors, segments) = parse(bytes)?;
     let mut decoded: HashMap<(DeviceId, u64), SealedOp> = HashMap::new();
     let mut out = Vec::new();
+    // The segment each op of `out` came from.
+    let mut from_segment: Vec<usize> = Vec::new();
     // Each segment advances as far as its references allow; rounds repeat while any advances.
     let mut next: Vec<usize> = vec![0; segments.len()];
     let mut prev: Vec<Option<OpId>> = segments.iter().map(|s| s.anchor).collect();
@@ -639,6 +641,7 @@ fn decode(
                 *chain = Some(sealed.id());
                 decoded.insert((segment.author, seq), sealed.clone());
                 out.push(sealed);
+                from_segment.push(si);
                 *cursor += 1;
                 progress = true;
             }
@@ -647,7 +650,7 @@ fn decode(
             break;
         }
     }
-    let mut left_out: Vec<usize> = Vec::new();
+    let mut left_out = vec![false; segments.len()];
     for (si, segment) in segments.iter().enumerate() {
         let done = next.get(si).copied().unwrap_or_default();
         let last = segment
@@ -655,7 +658,9 @@ fn decode(
             .saturating_add(segment.ops.len() as u64)
             .saturating_sub(1);
         if done < segment.ops.len() && partial {
-            left_out.push(si);
+            if let Some(l) = left_out.get_mut(si) {
+                *l = true;
+            }
             continue;
         }
         if done < segment.ops.len() {
@@ -689,23 +694,23 @@ fn decode(
             });
         }
     }
-    let mut missing = 0;
-    if !left_out.is_empty() {
-        let mut out_of: HashSet<(DeviceId, u64)> = HashSet::new();
-        for segment in left_out.iter().filter_map(|si| segments.get(*si)) {
-            missing += segment.ops.len();
-            for i in 0..segment.ops.len() {
-                out_of.insert((segment.author, segment.first_seq.saturating_add(i as u64)));
-            }
-        }
+    let left = |si: usize| left_out.get(si).copied().unwrap_or(false);
+    let missing: usize = segments
+        .iter()
+        .enumerate()
+        .filter(|(si, _)| left(*si))
+        .map(|(_, segment)| segment.ops.len())
+        .sum();
+    if missing > 0 {
         // An op of another segment that named one of these stays: it is counted missing where
         // it is applied, for want of the op it names.
-        out.retain(|op| !out_of.contains(&(op.op().author, op.op().seq)));
+        let mut kept = from_segment.iter().map(|si| !left(*si));
+        out.retain(|_| kept.next().unwrap_or(true));
     }
     let tips = segments
         .iter()
         .enumerate()
-        .filter(|(si, _)| !left_out.contains(si))
+        .filter(|(si, _)| !left(*si))
         .filter_map(|(_, segment)| {
             let (key, signature) = segment.signature?;
             Some(SignedTip {
