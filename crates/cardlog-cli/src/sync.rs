@@ -264,6 +264,7 @@ fn report_json(report: &SyncReport) -> serde_json::Value {
         "void": report.void,
         "taken_back": render::taken_back_json(report.taken_back.as_ref()),
         "restored": report.restored,
+        "settled": report.settled.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "converged": report.converged,
     })
 }
@@ -394,6 +395,12 @@ pub fn sync(ctx: &Ctx, addr: Option<&str>, timeout_secs: u64) -> Res {
     }
     if report.restored {
         outln!("{}", render::RESTORED_TEXT)?;
+    }
+    for device in &report.settled {
+        outln!(
+            "settled    device {device} gave up the branch of its history held here (it was \
+             restored from a backup): dropped, and the history it kept taken"
+        )?;
     }
     if calibration.is_none() {
         outln!(

@@ -71,6 +71,16 @@ pub fn apply_segments<S: PeerBook>(
             .take_back(None, &own, &tips)
             .map_err(SyncError::Store)?;
     }
+    // A chain forked here whose held branch its author gave up (re-issued on the bundle's).
+    let (forked, tips) = held.take_forked();
+    for (author, theirs) in forked {
+        if store
+            .settle_fork(author, &theirs, &tips)
+            .map_err(SyncError::Store)?
+        {
+            received.forks.retain(|f| f.author != author);
+        }
+    }
     Ok(received)
 }
 
@@ -94,12 +104,25 @@ pub(crate) struct Held {
     /// [`PeerBook::take_back`] once the sender has sent all.
     own: Vec<SealedOp>,
     own_tips: Vec<SignedTip>,
+    /// Other authors' ops where they fork from the chains held here, with their signatures:
+    /// kept for [`PeerBook::settle_fork`] once the sender has sent all.
+    forked: BTreeMap<DeviceId, Vec<SealedOp>>,
+    forked_tips: Vec<SignedTip>,
 }
 
 impl Held {
     /// Whether received ops of the receiver's own chain fork from it.
     pub(crate) fn has_own(&self) -> bool {
         !self.own.is_empty()
+    }
+
+    /// Other authors' ops received where they fork from the chains held here, by author, and
+    /// their signatures.
+    pub(crate) fn take_forked(&mut self) -> (BTreeMap<DeviceId, Vec<SealedOp>>, Vec<SignedTip>) {
+        (
+            std::mem::take(&mut self.forked),
+            std::mem::take(&mut self.forked_tips),
+        )
     }
 
     /// The receiver's own ops received where they fork from its chain, and their signatures.
@@ -235,7 +258,13 @@ fn apply_with<S: PeerBook>(
             }
         }
     });
-    let forked: BTreeSet<DeviceId> = forks.iter().map(|f| f.author).collect();
+    // Authors forked in this message, or in an earlier one of the session (their later ops
+    // continue the branch set aside).
+    let forked: BTreeSet<DeviceId> = forks
+        .iter()
+        .map(|f| f.author)
+        .chain(held.forked.keys().copied())
+        .collect();
     let unowned_authors: BTreeSet<DeviceId> = unowned.iter().map(Refusal::author).collect();
     // The receiver's own chain forking: what it lost to a restore. Kept apart, with the rest
     // of its own ops this sender sends, for `take_back`.
@@ -257,6 +286,25 @@ fn apply_with<S: PeerBook>(
         if held.own.len() > HELD_OPS_MAX {
             // More than a session holds back: the fork stays recorded, nothing is taken back.
             held.take_own();
+        }
+    }
+    // Other authors' forks: kept (bounded) in case their author gave the branch held here up.
+    for author in forked
+        .iter()
+        .filter(|a| **a != me && !unowned_authors.contains(a))
+    {
+        let kept: usize = held.forked.values().map(Vec::len).sum();
+        let entry = held.forked.entry(*author).or_default();
+        let known: BTreeSet<OpId> = entry.iter().map(SealedOp::id).collect();
+        let new: Vec<SealedOp> = ops
+            .iter()
+            .filter(|op| op.op().author == *author && !known.contains(&op.id()))
+            .cloned()
+            .collect();
+        if kept + new.len() <= HELD_OPS_MAX {
+            entry.extend(new);
+            held.forked_tips
+                .extend(tips.iter().filter(|t| t.author == *author).cloned());
         }
     }
     let own_apart = held.has_own();

@@ -76,6 +76,10 @@ pub struct SyncReport {
     /// Whether the peer holds this replica's own chain otherwise than it does (a restore lost
     /// ops) and they are not taken back yet: the next session takes them.
     pub restored: bool,
+    /// Authors whose branch held here their author gave up (it re-issued every op of it on
+    /// the branch the peer holds): the branch was withdrawn and the peer's stored
+    /// (docs/SEMANTICS.md, "Restores").
+    pub settled: Vec<DeviceId>,
     /// Whether both sides ended with the same summary.
     pub converged: bool,
 }
@@ -131,6 +135,8 @@ pub struct Session {
     /// Whether this side's hello left its own chain out ([`PeerBook::restored`]): the peer
     /// then sends all of it.
     omitted_own: bool,
+    /// Other authors whose chains this side's hello left out ([`PeerBook::forked_authors`]).
+    omitted: BTreeSet<DeviceId>,
     report: SyncReport,
 }
 
@@ -302,6 +308,7 @@ impl Session {
             read_only_peer: None,
             pushes: true,
             omitted_own: false,
+            omitted: BTreeSet::new(),
             report: SyncReport::default(),
         }
     }
@@ -431,6 +438,13 @@ impl Session {
             // A peer holds this side's chain otherwise: asked for all of it.
             self.omitted_own |= summary.remove(&store.device_id()).is_some();
         }
+        // Chains held here in a fork: asked for all of each, in case the peer holds the
+        // branch their author kept.
+        for author in store.forked_authors() {
+            if summary.remove(&author).is_some() {
+                self.omitted.insert(author);
+            }
+        }
         message::encode(&Message::Hello {
             replica: store.device_id(),
             wall_ms: store.calibrated_ms(),
@@ -522,6 +536,20 @@ impl Session {
                         self.report.taken_back = taken;
                     }
                 }
+                if last {
+                    // The peer has sent all it holds of the chains this side's hello left out.
+                    let (forked, tips) = self.held.take_forked();
+                    for (author, theirs) in forked {
+                        if self.omitted.contains(&author)
+                            && store
+                                .settle_fork(author, &theirs, &tips)
+                                .map_err(SyncError::Store)?
+                        {
+                            self.forks.retain(|f| f.author != author);
+                            self.report.settled.push(author);
+                        }
+                    }
+                }
                 self.report.restored = store.restored();
                 self.report.forks = self.forks.iter().copied().collect();
                 if last {
@@ -611,7 +639,12 @@ impl Session {
         if !forks.is_empty() {
             // The peer's own chain forking is the peer's restore: it takes it back from what
             // this side sends, so it is not recorded here.
-            let recorded: Vec<Fork> = forks.iter().filter(|f| f.author != peer).copied().collect();
+            // Nor is a branch this side gave up (it withdrew the peer's op there).
+            let recorded: Vec<Fork> = forks
+                .iter()
+                .filter(|f| f.author != peer && !(f.author == me && store.withdrew(&f.theirs)))
+                .copied()
+                .collect();
             store.record_forks(&recorded).map_err(SyncError::Store)?;
             self.forks.extend(forks);
             self.report.forks = self.forks.iter().copied().collect();

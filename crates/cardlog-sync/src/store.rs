@@ -137,6 +137,27 @@ pub trait PeerBook: SyncStore {
     fn mark_restored(&mut self) -> Result<(), Self::Error> {
         Ok(())
     }
+    /// The authors whose chains this replica holds a fork of (recorded), other than its own:
+    /// its hello leaves them out, so a peer sends all it holds of each, and a branch their
+    /// author gave up can be settled ([`PeerBook::settle_fork`]). The default holds none.
+    fn forked_authors(&self) -> Vec<DeviceId> {
+        Vec::new()
+    }
+    /// Settles a fork of `author`'s chain once a peer has sent all it holds of it (`theirs`,
+    /// verified, with the signatures `tips`): if every op of the branch held here from where
+    /// they differ was re-issued by its author on the peer's branch (the same writes and
+    /// member changes at the same times: the author was restored in place and gave this
+    /// branch up), the held branch is withdrawn and the peer's stored. Returns whether it
+    /// was. The default settles nothing.
+    fn settle_fork(
+        &mut self,
+        author: DeviceId,
+        theirs: &[SealedOp],
+        tips: &[SignedTip],
+    ) -> Result<bool, Self::Error> {
+        let _ = (author, theirs, tips);
+        Ok(false)
+    }
     /// Whether `op` is one of this replica's own ops it withdrew when it took its chain
     /// back: a peer holding it holds the branch this replica gave up, not ops it lost, so it
     /// is an ordinary fork. The default withdrew none.

@@ -98,7 +98,8 @@ impl Replica {
         }
         taken.reissued = self.reissue(&pending)?;
         self.unmark_restored()?;
-        self.forget_own_forks()?;
+        let me = self.id();
+        self.forget_forks_of(&me)?;
         self.durable()?;
         Ok(Some(taken))
     }
@@ -113,25 +114,108 @@ impl Replica {
         tips: &[SignedTip],
     ) -> Result<bool, Error> {
         let me = self.id();
+        if !self.chain_continues(&me, from, recovered)? {
+            return Ok(false);
+        }
+        for op in recovered {
+            if self.store.withdrew(&op.id())? {
+                return Ok(false);
+            }
+        }
+        // Signed by this device's key and let in by the book, judged as if nothing of the chain
+        // were held here (what is held there is what they replace).
+        Ok(cardlog_sync::SyncStore::authorship(self, recovered, tips).is_ok())
+    }
+
+    /// Settles a fork of `author`'s chain (another device's) when the branch held here is one
+    /// its author gave up: every op of it from where `theirs` differs has a copy on `theirs`
+    /// (the same writes, member changes and time), `theirs` continues the chain held below
+    /// there and is signed and let in. The held branch is withdrawn and `theirs` stored.
+    /// `false`, changing nothing, otherwise (also when an op held here builds on the branch:
+    /// `StoreError::BuiltOn`).
+    pub(crate) fn settle_fork_of(
+        &mut self,
+        author: DeviceId,
+        theirs: &[SealedOp],
+        tips: &[SignedTip],
+    ) -> Result<bool, Error> {
+        if author == self.id() {
+            return Ok(false);
+        }
+        let mut theirs: Vec<&SealedOp> =
+            theirs.iter().filter(|o| o.op().author == author).collect();
+        theirs.sort_by_key(|o| o.op().seq);
+        theirs.dedup_by_key(|o| o.id());
+        let mut from = None;
+        for op in &theirs {
+            let held = self.store.op_by_seq(&author, op.op().seq)?.map(|o| o.id());
+            if held != Some(op.id()) {
+                from = Some(op.op().seq);
+                break;
+            }
+        }
+        let Some(from) = from else {
+            return Ok(false);
+        };
+        let tip = self.store.summary().get(&author).map_or(0, |t| t.seq);
+        let mut given_up = Vec::new();
+        for seq in from..=tip {
+            match self.store.op_by_seq(&author, seq)? {
+                Some(op) => given_up.push(op),
+                None => return Ok(false),
+            }
+        }
+        let recovered: Vec<SealedOp> = theirs
+            .iter()
+            .filter(|o| o.op().seq >= from)
+            .map(|o| (*o).clone())
+            .collect();
+        let copies: std::collections::BTreeSet<Vec<u8>> =
+            recovered.iter().map(fingerprint).collect();
+        if given_up.is_empty() || !given_up.iter().all(|o| copies.contains(&fingerprint(o))) {
+            return Ok(false);
+        }
+        if !self.chain_continues(&author, from, &recovered)?
+            || cardlog_sync::SyncStore::authorship(self, &recovered, tips).is_err()
+        {
+            return Ok(false);
+        }
+        match self.store.withdraw_from(&author, from) {
+            Ok(_) => {}
+            Err(StoreError::BuiltOn { .. }) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        *self.membership =
+            Membership::compute(self.membership.book(), self.store.membership_ops()?);
+        let admitted = self.admit(&recovered, tips);
+        self.apply_admitted(&admitted.ops, &admitted.tips)?;
+        self.forget_forks_of(&author)?;
+        self.durable()?;
+        Ok(true)
+    }
+
+    /// Whether `ops` (of `author`, from seq `from`) continue the chain held here below `from`
+    /// without a gap.
+    fn chain_continues(
+        &self,
+        author: &DeviceId,
+        from: u64,
+        ops: &[SealedOp],
+    ) -> Result<bool, Error> {
         let mut prev = match from.checked_sub(1).filter(|s| *s > 0) {
-            Some(s) => match self.store.op_by_seq(&me, s)? {
+            Some(s) => match self.store.op_by_seq(author, s)? {
                 Some(op) => Some(op.id()),
                 None => return Ok(false),
             },
             None => None,
         };
-        for (i, op) in recovered.iter().enumerate() {
+        for (i, op) in ops.iter().enumerate() {
             if op.op().seq != from + i as u64 || op.op().prev != prev {
-                return Ok(false);
-            }
-            if self.store.withdrew(&op.id())? {
                 return Ok(false);
             }
             prev = Some(op.id());
         }
-        // Signed by this device's key and let in by the book, judged as if nothing of the chain
-        // were held here (what is held there is what they replace).
-        Ok(cardlog_sync::SyncStore::authorship(self, recovered, tips).is_ok())
+        Ok(true)
     }
 
     fn unmark_restored(&mut self) -> Result<(), Error> {
@@ -191,4 +275,23 @@ impl Replica {
         }
         Ok(copies.len())
     }
+}
+
+/// What a re-issued copy shares with the op it copies: its time, writes (contact, path,
+/// value) and member changes, in that op's encoding (the replaced ops differ: a copy names
+/// the copies of the ops its original named).
+fn fingerprint(op: &SealedOp) -> Vec<u8> {
+    let o = op.op();
+    let writes: Vec<(cardlog_core::ContactId, String, Option<String>)> = o
+        .writes
+        .iter()
+        .map(|w| {
+            (
+                w.contact,
+                w.path.to_string(),
+                w.value.as_ref().map(|v| format!("{v:?}")),
+            )
+        })
+        .collect();
+    format!("{:?}|{:?}|{:?}", o.hlc, writes, o.members).into_bytes()
 }

@@ -503,6 +503,28 @@ impl PeerBook for Replica {
         self.mark_restored_chain()
     }
 
+    fn forked_authors(&self) -> Vec<DeviceId> {
+        let me = self.id();
+        let mut authors: Vec<DeviceId> = self
+            .forks()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| f.author)
+            .filter(|a| *a != me)
+            .collect();
+        authors.dedup();
+        authors
+    }
+
+    fn settle_fork(
+        &mut self,
+        author: DeviceId,
+        theirs: &[SealedOp],
+        tips: &[SignedTip],
+    ) -> Result<bool, Error> {
+        self.settle_fork_of(author, theirs, tips)
+    }
+
     fn withdrew(&self, op: &OpId) -> bool {
         self.store.withdrew(op).unwrap_or(false)
     }
@@ -518,16 +540,15 @@ impl PeerBook for Replica {
 }
 
 impl Replica {
-    /// Drops the records of forks of this device's own chain (taken back: `restore.rs`).
-    pub(crate) fn forget_own_forks(&mut self) -> Result<(), Error> {
-        let me = self.id();
+    /// Drops the records of forks of `author`'s chain (taken back or settled: `restore.rs`).
+    pub(crate) fn forget_forks_of(&mut self, author: &DeviceId) -> Result<(), Error> {
         let all = self.forks()?;
-        if all.iter().all(|f| f.author != me) {
+        if all.iter().all(|f| f.author != *author) {
             return Ok(());
         }
         let list: Vec<ForkRecord> = all
             .into_iter()
-            .filter(|f| f.author != me)
+            .filter(|f| f.author != *author)
             .map(|f| (f.author, f.seq, f.ours, f.theirs))
             .collect();
         self.store.put_meta(meta::FORKS, encode(&list))?;

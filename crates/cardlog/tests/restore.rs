@@ -209,12 +209,12 @@ fn a_peer_holding_less_of_the_chain_is_noticed_first_and_the_next_session_takes_
 }
 
 #[test]
-fn a_peer_holding_the_branch_given_up_is_an_ordinary_fork_and_nothing_swings_back() {
+fn a_branch_given_up_never_swings_back_and_a_peer_holding_it_settles_it() {
     // After the restore the phone first meets a tablet that never got the lost ops: the
     // tablet takes the phone's post-restore ops (it cannot know). Then the phone takes its
     // chain back from the laptop and re-issues them. Meeting the tablet again, the phone sees
     // the branch it gave up: a fork, not ops it lost; its chain stays as it is, however often
-    // it meets either.
+    // it meets either. The tablet settles the fork from the laptop, and all converge.
     let mut r = restored(2);
     let mut tablet = r.tablet.take().unwrap();
     write_after_restore(&mut r);
@@ -240,14 +240,24 @@ fn a_peer_holding_the_branch_given_up_is_an_ordinary_fork_and_nothing_swings_bac
             "the phone's chain did not move"
         );
     }
-    // The phone reports the fork; the tablet keeps the branch (settling it is left to a
-    // person: docs/SEMANTICS.md, "Restores", "What is left").
-    assert!(r.phone.forks().unwrap().iter().any(|f| f.author == me));
+    // The tablet still holds the branch the phone gave up. Meeting the laptop, it learns of
+    // the fork, then asks for the phone's whole chain and finds every op of its branch
+    // re-issued there: it drops the branch and takes the chain the phone kept.
     assert_eq!(tablet.summary()[&me].seq, r.backed_up_at + 2);
-    assert_eq!(
-        r.phone.state_bytes().unwrap(),
-        r.laptop.state_bytes().unwrap()
-    );
+    let (first, _) = session(&mut tablet, &mut r.laptop);
+    assert!(first.settled.is_empty());
+    assert!(tablet.forks().unwrap().iter().any(|f| f.author == me));
+    let (second, _) = session(&mut tablet, &mut r.laptop);
+    assert_eq!(second.settled, vec![me], "{second:?}");
+    assert!(second.converged, "{second:?}");
+    assert!(tablet.forks().unwrap().iter().all(|f| f.author != me));
+    assert!(r.phone.forks().unwrap().iter().all(|f| f.author != me));
+    session(&mut r.phone, &mut tablet);
+    for x in [&tablet, &r.phone] {
+        assert_eq!(x.state_bytes().unwrap(), r.laptop.state_bytes().unwrap());
+        assert_eq!(x.summary(), r.laptop.summary());
+        assert!(x.verify().unwrap().is_ok());
+    }
 }
 
 #[test]

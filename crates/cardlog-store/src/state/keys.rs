@@ -56,8 +56,9 @@ pub mod meta {
     /// The address book this replica belongs to (16 bytes); absent until it founds or joins
     /// one.
     pub const BOOK: &[u8] = b"mbook";
-    /// The op log offsets (u64 BE each) of this device's own ops taken back after a restore
-    /// in place: passed over by every read of the log (docs/FORMAT.md, "Store").
+    /// The op log offsets (u64 BE each) of withdrawn ops (this device's own, taken back after
+    /// a restore in place, or a branch of another's chain its author gave up): passed over by
+    /// every read of the log (docs/FORMAT.md, "Store").
     pub const WITHDRAWN: &[u8] = b"mwithdrawn";
     /// Of those, the offsets of the ops not yet written again on the device's chain.
     pub const REISSUE: &[u8] = b"mreissue";

@@ -1,15 +1,16 @@
-//! Taking back this device's own ops after a restore in place (docs/SEMANTICS.md,
-//! "Restores"). A device whose store was restored from a backup may have written ops at seqs
-//! its chain had already used before the disk was lost; once a peer gives it back the ops it
-//! lost, its own later ops are withdrawn: their records stay in the log, listed under
-//! `mwithdrawn`, and every read of the log passes over them (the state, the index, `verify`,
-//! [`Store::ops`]). Those not yet written again on the chain stay listed under `mreissue`
-//! until the facade has re-issued them, so a crash in between loses nothing.
+//! Withdrawing ops after a restore in place (docs/SEMANTICS.md, "Restores"). A device whose
+//! store was restored from a backup may have written ops at seqs its chain had already used
+//! before the disk was lost; once a peer gives it back the ops it lost, its own later ops are
+//! withdrawn, and a replica holding such a branch of another device's chain withdraws it once
+//! its author re-issued it. The records stay in the log, listed under `mwithdrawn`, and every
+//! read of the log passes over them (the state, the index, `verify`, [`Store::ops`]). This
+//! device's own not yet written again on the chain stay listed under `mreissue` until the
+//! facade has re-issued them, so a crash in between loses nothing.
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
-use cardlog_core::{OpId, SealedOp};
+use cardlog_core::{DeviceId, OpId, SealedOp};
 
 use super::Store;
 use crate::error::StoreError;
@@ -42,11 +43,24 @@ impl Store {
     /// Refused, changing nothing, when another device's op replaces a write of theirs
     /// ([`StoreError::BuiltOn`]). Nothing to withdraw (no op at `seq`) returns nothing.
     pub fn withdraw_own_from(&mut self, seq: u64) -> Result<Vec<SealedOp>, StoreError> {
+        let me = self.device;
+        self.withdraw_from(&me, seq)
+    }
+
+    /// [`Store::withdraw_own_from`] for any author's chain: `author`'s ops from `seq` on, a
+    /// branch its author gave up (it re-issued every one of them on the chain it kept,
+    /// checked by the caller). Only this device's own are listed for re-issue.
+    pub fn withdraw_from(
+        &mut self,
+        author: &DeviceId,
+        seq: u64,
+    ) -> Result<Vec<SealedOp>, StoreError> {
         self.writable()?;
         if !self.held.is_empty() {
             self.settle()?;
         }
-        let me = self.device;
+        let me = *author;
+        let own = me == self.device;
         let Some(tip) = self.summary.get(&me).copied() else {
             return Ok(Vec::new());
         };
@@ -82,14 +96,16 @@ impl Store {
         }
         let mut withdrawn = self.offsets(meta::WITHDRAWN)?;
         withdrawn.extend(&at);
-        let mut reissue = self.offsets(meta::REISSUE)?;
-        reissue.extend(&at);
         let mut batch = KvBatch::default();
         batch.insert(meta::WITHDRAWN.to_vec(), encode_offsets(&withdrawn));
-        batch.insert(meta::REISSUE.to_vec(), encode_offsets(&reissue));
-        // Until the re-issue is done the device stays marked restored: a crash before then
-        // makes its next session ask for its whole chain again and finish.
-        batch.insert(meta::RESTORED.to_vec(), vec![1]);
+        if own {
+            let mut reissue = self.offsets(meta::REISSUE)?;
+            reissue.extend(&at);
+            batch.insert(meta::REISSUE.to_vec(), encode_offsets(&reissue));
+            // Until the re-issue is done the device stays marked restored: a crash before
+            // then makes its next session ask for its whole chain again and finish.
+            batch.insert(meta::RESTORED.to_vec(), vec![1]);
+        }
         for op in &ops {
             batch.remove(keys::signature(&me, op.op().seq));
         }
