@@ -195,6 +195,7 @@ pub fn import(ctx: &Ctx, file: &FsPath) -> Res {
             "refused": applied.refused.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "void": applied.void,
             "taken_back": render::taken_back_json(received.taken_back.as_ref()),
+            "settled": received.settled.iter().map(ToString::to_string).collect::<Vec<_>>(),
         }));
     }
     outln!(

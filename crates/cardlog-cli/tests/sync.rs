@@ -378,7 +378,7 @@ fn bundles_carry_the_seed_scenario_both_ways_and_import_twice_stores_nothing() {
         j,
         json!({"file": path_str(&to_b), "from": ra, "created": "2026-11-22T12:00:00.000Z",
                "ops": 1, "stored": 1, "duplicates": 0, "missing": 0, "forks": [],
-               "refused": [], "void": 0, "taken_back": null})
+               "refused": [], "void": 0, "taken_back": null, "settled": []})
     );
 
     let a_heads = a.file("a.heads");

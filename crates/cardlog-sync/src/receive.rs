@@ -50,6 +50,9 @@ pub struct Received {
     /// This replica's own chain, as the sender held it, taken back (a bundle carrying the
     /// ops a restore lost: [`PeerBook::take_back`]).
     pub taken_back: Option<TakenBack>,
+    /// Authors whose branch held here their author gave up, settled with the sender's
+    /// ([`PeerBook::settle_fork`]).
+    pub settled: Vec<DeviceId>,
 }
 
 /// Verifies a segment message completely and applies it atomically. Ops of an author whose
@@ -79,6 +82,7 @@ pub fn apply_segments<S: PeerBook>(
             .map_err(SyncError::Store)?
         {
             received.forks.retain(|f| f.author != author);
+            received.settled.push(author);
         }
     }
     Ok(received)
@@ -99,15 +103,19 @@ pub(crate) struct Held {
     at: BTreeMap<(DeviceId, u64), usize>,
     /// The signatures received for held authors' chains.
     tips: Vec<SignedTip>,
-    /// The receiver's own ops as the sender holds them, where they fork from its chain (its
-    /// store was restored: docs/SEMANTICS.md, "Restores"), with their signatures: kept for
-    /// [`PeerBook::take_back`] once the sender has sent all.
-    own: Vec<SealedOp>,
+    /// The receiver's own ops as the sender holds them, by seq, where they fork from its
+    /// chain (its store was restored: docs/SEMANTICS.md, "Restores"), with their signatures:
+    /// kept for [`PeerBook::take_back`] once the sender has sent all. References in later
+    /// messages resolve to them.
+    own: BTreeMap<u64, SealedOp>,
     own_tips: Vec<SignedTip>,
-    /// Other authors' ops where they fork from the chains held here, with their signatures:
-    /// kept for [`PeerBook::settle_fork`] once the sender has sent all.
-    forked: BTreeMap<DeviceId, Vec<SealedOp>>,
+    /// Other authors' ops where they fork from the chains held here, by author and seq,
+    /// with their signatures: kept for [`PeerBook::settle_fork`] once the sender has sent
+    /// all. References in later messages resolve to them.
+    forked: BTreeMap<DeviceId, BTreeMap<u64, SealedOp>>,
     forked_tips: Vec<SignedTip>,
+    /// How many ops `own` and `forked` hold together (at most [`HELD_OPS_MAX`]).
+    apart: usize,
 }
 
 impl Held {
@@ -116,21 +124,57 @@ impl Held {
         !self.own.is_empty()
     }
 
-    /// Other authors' ops received where they fork from the chains held here, by author, and
-    /// their signatures.
+    /// Other authors' ops received where they fork from the chains held here, by author (in
+    /// seq order), and their signatures.
     pub(crate) fn take_forked(&mut self) -> (BTreeMap<DeviceId, Vec<SealedOp>>, Vec<SignedTip>) {
+        let forked = std::mem::take(&mut self.forked)
+            .into_iter()
+            .map(|(author, ops)| (author, ops.into_values().collect()))
+            .collect();
+        (forked, std::mem::take(&mut self.forked_tips))
+    }
+
+    /// The receiver's own ops received where they fork from its chain (in seq order), and
+    /// their signatures.
+    pub(crate) fn take_own(&mut self) -> (Vec<SealedOp>, Vec<SignedTip>) {
         (
-            std::mem::take(&mut self.forked),
-            std::mem::take(&mut self.forked_tips),
+            std::mem::take(&mut self.own).into_values().collect(),
+            std::mem::take(&mut self.own_tips),
         )
     }
 
-    /// The receiver's own ops received where they fork from its chain, and their signatures.
-    pub(crate) fn take_own(&mut self) -> (Vec<SealedOp>, Vec<SignedTip>) {
-        (
-            std::mem::take(&mut self.own),
-            std::mem::take(&mut self.own_tips),
-        )
+    /// Keeps `ops` of `author` apart (own or forked), unless that would hold more than
+    /// [`HELD_OPS_MAX`]: then nothing more is kept apart for it, and `false`.
+    fn set_apart<'a>(
+        &mut self,
+        author: DeviceId,
+        own: bool,
+        ops: impl Iterator<Item = &'a SealedOp>,
+    ) -> bool {
+        let chain = if own {
+            &mut self.own
+        } else {
+            self.forked.entry(author).or_default()
+        };
+        for op in ops {
+            if chain.contains_key(&op.op().seq) {
+                continue;
+            }
+            if self.apart >= HELD_OPS_MAX {
+                return false;
+            }
+            chain.insert(op.op().seq, op.clone());
+            self.apart += 1;
+        }
+        true
+    }
+
+    /// The op set apart for `author` at `seq`, if any.
+    fn apart_at(&self, author: &DeviceId, seq: u64) -> Option<&SealedOp> {
+        self.forked
+            .get(author)
+            .and_then(|c| c.get(&seq))
+            .or_else(|| self.own.get(&seq).filter(|op| op.op().author == *author))
     }
 }
 
@@ -148,6 +192,10 @@ impl<S: SyncStore> Resolve for WithHeld<'_, S> {
     fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<SealedOp>, WireError> {
         let held = self.held.at.get(&(*author, seq));
         if let Some(op) = held.and_then(|i| self.held.ops.get(*i)) {
+            return Ok(Some(op.clone()));
+        }
+        // The sender's branch of a forked chain: its references name its own ops.
+        if let Some(op) = self.held.apart_at(author, seq) {
             return Ok(Some(op.clone()));
         }
         View(self.store).op_at(author, seq)
@@ -275,15 +323,11 @@ fn apply_with<S: PeerBook>(
         .iter()
         .any(|f| f.author == me && !store.withdrew(&f.theirs));
     if (lost || held.has_own()) && !unowned_authors.contains(&me) {
-        let known: BTreeSet<OpId> = held.own.iter().map(SealedOp::id).collect();
-        held.own.extend(
-            ops.iter()
-                .filter(|op| op.op().author == me && !known.contains(&op.id()))
-                .cloned(),
-        );
-        held.own_tips
-            .extend(tips.iter().filter(|t| t.author == me).cloned());
-        if held.own.len() > HELD_OPS_MAX {
+        let mine = ops.iter().filter(|op| op.op().author == me);
+        if held.set_apart(me, true, mine) {
+            held.own_tips
+                .extend(tips.iter().filter(|t| t.author == me).cloned());
+        } else {
             // More than a session holds back: the fork stays recorded, nothing is taken back.
             held.take_own();
         }
@@ -293,16 +337,8 @@ fn apply_with<S: PeerBook>(
         .iter()
         .filter(|a| **a != me && !unowned_authors.contains(a))
     {
-        let kept: usize = held.forked.values().map(Vec::len).sum();
-        let entry = held.forked.entry(*author).or_default();
-        let known: BTreeSet<OpId> = entry.iter().map(SealedOp::id).collect();
-        let new: Vec<SealedOp> = ops
-            .iter()
-            .filter(|op| op.op().author == *author && !known.contains(&op.id()))
-            .cloned()
-            .collect();
-        if kept + new.len() <= HELD_OPS_MAX {
-            entry.extend(new);
+        let theirs = ops.iter().filter(|op| op.op().author == *author);
+        if held.set_apart(*author, false, theirs) {
             held.forked_tips
                 .extend(tips.iter().filter(|t| t.author == *author).cloned());
         }
@@ -338,6 +374,7 @@ fn apply_with<S: PeerBook>(
         applied,
         forks,
         taken_back: None,
+        settled: Vec::new(),
     })
 }
 

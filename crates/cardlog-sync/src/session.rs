@@ -135,8 +135,9 @@ pub struct Session {
     /// Whether this side's hello left its own chain out ([`PeerBook::restored`]): the peer
     /// then sends all of it.
     omitted_own: bool,
-    /// Other authors whose chains this side's hello left out ([`PeerBook::forked_authors`]).
-    omitted: BTreeSet<DeviceId>,
+    /// Authors whose chains fork between the peer's hello and what this side holds: this side
+    /// sends the peer all it holds of each (the peer may hold a branch their author gave up).
+    forked_in_hello: BTreeSet<DeviceId>,
     report: SyncReport,
 }
 
@@ -308,7 +309,7 @@ impl Session {
             read_only_peer: None,
             pushes: true,
             omitted_own: false,
-            omitted: BTreeSet::new(),
+            forked_in_hello: BTreeSet::new(),
             report: SyncReport::default(),
         }
     }
@@ -438,13 +439,7 @@ impl Session {
             // A peer holds this side's chain otherwise: asked for all of it.
             self.omitted_own |= summary.remove(&store.device_id()).is_some();
         }
-        // Chains held here in a fork: asked for all of each, in case the peer holds the
-        // branch their author kept.
-        for author in store.forked_authors() {
-            if summary.remove(&author).is_some() {
-                self.omitted.insert(author);
-            }
-        }
+
         message::encode(&Message::Hello {
             replica: store.device_id(),
             wall_ms: store.calibrated_ms(),
@@ -540,10 +535,9 @@ impl Session {
                     // The peer has sent all it holds of the chains this side's hello left out.
                     let (forked, tips) = self.held.take_forked();
                     for (author, theirs) in forked {
-                        if self.omitted.contains(&author)
-                            && store
-                                .settle_fork(author, &theirs, &tips)
-                                .map_err(SyncError::Store)?
+                        if store
+                            .settle_fork(author, &theirs, &tips)
+                            .map_err(SyncError::Store)?
                         {
                             self.forks.retain(|f| f.author != author);
                             self.report.settled.push(author);
@@ -646,6 +640,8 @@ impl Session {
                 .copied()
                 .collect();
             store.record_forks(&recorded).map_err(SyncError::Store)?;
+            self.forked_in_hello
+                .extend(forks.iter().map(|f| f.author).filter(|a| *a != me));
             self.forks.extend(forks);
             self.report.forks = self.forks.iter().copied().collect();
         }
@@ -663,11 +659,12 @@ impl Session {
     ) -> Result<(), SyncError<S::Error>> {
         let mut forked: BTreeSet<DeviceId> = self.forks.iter().map(|f| f.author).collect();
         let mut asked = peer.clone();
-        // The peer's own chain forks from what this side holds: a restore lost the peer
-        // ops. It gets all of its chain as held here, to take back.
-        if let Some(p) = self.report.peer {
-            if forked.remove(&p) {
-                asked.remove(&p);
+        // A chain forking between the peer's hello and what this side holds: the peer gets
+        // all of it as held here. If it is the peer's own, a restore lost the peer ops, to
+        // take back; if another's, the peer may hold a branch its author gave up, to settle.
+        for author in &self.forked_in_hello {
+            if forked.remove(author) {
+                asked.remove(author);
             }
         }
         // This side's own chain forks from a peer's: none of it goes out until taken back.

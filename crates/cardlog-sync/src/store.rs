@@ -137,18 +137,13 @@ pub trait PeerBook: SyncStore {
     fn mark_restored(&mut self) -> Result<(), Self::Error> {
         Ok(())
     }
-    /// The authors whose chains this replica holds a fork of (recorded), other than its own:
-    /// its hello leaves them out, so a peer sends all it holds of each, and a branch their
-    /// author gave up can be settled ([`PeerBook::settle_fork`]). The default holds none.
-    fn forked_authors(&self) -> Vec<DeviceId> {
-        Vec::new()
-    }
-    /// Settles a fork of `author`'s chain once a peer has sent all it holds of it (`theirs`,
-    /// verified, with the signatures `tips`): if every op of the branch held here from where
-    /// they differ was re-issued by its author on the peer's branch (the same writes and
-    /// member changes at the same times: the author was restored in place and gave this
-    /// branch up), the held branch is withdrawn and the peer's stored. Returns whether it
-    /// was. The default settles nothing.
+    /// Settles a fork of `author`'s chain with the peer's branch (`theirs`, verified, with the
+    /// signatures `tips`; the sender sends a chain whole when it sees the fork in the
+    /// receiver's hello): if every op of the branch held here from where they differ was
+    /// re-issued by its author later on the peer's branch (the same writes and member changes
+    /// at the same times, one copy each, in order: the author was restored in place and gave
+    /// this branch up), the held branch is withdrawn and the peer's stored. Returns whether
+    /// it was. The default settles nothing.
     fn settle_fork(
         &mut self,
         author: DeviceId,

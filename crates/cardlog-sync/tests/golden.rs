@@ -323,6 +323,7 @@ fn the_bundle_fixture_decodes_and_imports_as_written() {
                     },
                     forks: Vec::new(),
                     taken_back: None,
+                    settled: Vec::new(),
                 },
             }
         );

@@ -117,10 +117,8 @@ impl Replica {
         if !self.chain_continues(&me, from, recovered)? {
             return Ok(false);
         }
-        for op in recovered {
-            if self.store.withdrew(&op.id())? {
-                return Ok(false);
-            }
+        if recovered.iter().any(|op| self.store.withdrew(&op.id())) {
+            return Ok(false);
         }
         // Signed by this device's key and let in by the book, judged as if nothing of the chain
         // were held here (what is held there is what they replace).
@@ -170,12 +168,10 @@ impl Replica {
             .filter(|o| o.op().seq >= from)
             .map(|o| (*o).clone())
             .collect();
-        let copies: std::collections::BTreeSet<Vec<u8>> =
-            recovered.iter().map(fingerprint).collect();
-        if given_up.is_empty() || !given_up.iter().all(|o| copies.contains(&fingerprint(o))) {
-            return Ok(false);
-        }
-        if !self.chain_continues(&author, from, &recovered)?
+        if given_up.is_empty()
+            || !reissued_in_order(&given_up, &recovered)
+            || recovered.iter().any(|op| self.store.withdrew(&op.id()))
+            || !self.chain_continues(&author, from, &recovered)?
             || cardlog_sync::SyncStore::authorship(self, &recovered, tips).is_err()
         {
             return Ok(false);
@@ -188,7 +184,11 @@ impl Replica {
         *self.membership =
             Membership::compute(self.membership.book(), self.store.membership_ops()?);
         let admitted = self.admit(&recovered, tips);
-        self.apply_admitted(&admitted.ops, &admitted.tips)?;
+        let report = self.apply_admitted(&admitted.ops, &admitted.tips)?;
+        if report.stored + report.duplicates < recovered.len() {
+            // Not all came in (the record stays; a later session sends the rest).
+            return Ok(false);
+        }
         self.forget_forks_of(&author)?;
         self.durable()?;
         Ok(true)
@@ -210,7 +210,7 @@ impl Replica {
             None => None,
         };
         for (i, op) in ops.iter().enumerate() {
-            if op.op().seq != from + i as u64 || op.op().prev != prev {
+            if Some(op.op().seq) != from.checked_add(i as u64) || op.op().prev != prev {
                 return Ok(false);
             }
             prev = Some(op.id());
@@ -275,6 +275,19 @@ impl Replica {
         }
         Ok(copies.len())
     }
+}
+
+/// Whether every op of `given_up` (a branch, in chain order) has its own copy on `kept` (in
+/// chain order), later in the chain than it and in the same order: what a take back leaves
+/// (copies are written after the ops taken back). Fingerprints alone could pair two honest
+/// branches that differ only in what they replace; the order and the seqs rule out a swap.
+fn reissued_in_order(given_up: &[SealedOp], kept: &[SealedOp]) -> bool {
+    let mut rest = kept.iter();
+    given_up.iter().all(|old| {
+        let print = fingerprint(old);
+        rest.by_ref()
+            .any(|new| new.op().seq > old.op().seq && fingerprint(new) == print)
+    })
 }
 
 /// What a re-issued copy shares with the op it copies: its time, writes (contact, path,

@@ -503,19 +503,6 @@ impl PeerBook for Replica {
         self.mark_restored_chain()
     }
 
-    fn forked_authors(&self) -> Vec<DeviceId> {
-        let me = self.id();
-        let mut authors: Vec<DeviceId> = self
-            .forks()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|f| f.author)
-            .filter(|a| *a != me)
-            .collect();
-        authors.dedup();
-        authors
-    }
-
     fn settle_fork(
         &mut self,
         author: DeviceId,
@@ -526,7 +513,7 @@ impl PeerBook for Replica {
     }
 
     fn withdrew(&self, op: &OpId) -> bool {
-        self.store.withdrew(op).unwrap_or(false)
+        self.store.withdrew(op)
     }
 
     fn take_back(

@@ -122,7 +122,15 @@ pub struct Store {
     cutoffs: Cutoffs,
     /// The log offsets of this device's own ops taken back after a restore (`withdraw.rs`):
     /// every read of the log passes over them.
-    withdrawn: BTreeSet<u64>,
+    /// Boxed: rarely any, and the store is kept by value.
+    withdrawn: Box<Withdrawn>,
+}
+
+/// The withdrawn ops (`withdraw.rs`): their log offsets and ids.
+#[derive(Debug, Default)]
+pub(crate) struct Withdrawn {
+    pub(crate) offsets: BTreeSet<u64>,
+    pub(crate) ids: std::collections::HashSet<OpId>,
 }
 
 /// What opening the store found and repaired.
@@ -224,7 +232,7 @@ impl Store {
         if let Some(index) = self.index.get() {
             return Ok(index);
         }
-        let built = LogIndex::build(&self.log, &self.withdrawn)?;
+        let built = LogIndex::build(&self.log, &self.withdrawn.offsets)?;
         Ok(self.index.get_or_init(|| built))
     }
 

@@ -11,7 +11,7 @@ use cardlog_core::{BookId, Cutoffs, DeviceId, DeviceKey, SignedTip};
 
 use super::identity::{commit_key, read_key, signature_value, stage_key, write_key};
 use super::stage::Stage;
-use super::{Store, StoreOptions};
+use super::{Store, StoreOptions, Withdrawn};
 use crate::error::{OpenError, StoreError};
 use crate::log::{FileLog, LogIo, OpLog, LOG_FILE};
 use crate::state::held::HeldBack;
@@ -235,9 +235,15 @@ impl Store {
             held: HeldBack::default(),
             recovery: Box::default(),
             cutoffs: Cutoffs::default(),
-            withdrawn: BTreeSet::new(),
+            withdrawn: Box::default(),
         };
-        store.withdrawn = store.offsets(meta::WITHDRAWN)?.into_iter().collect();
+        let offsets: BTreeSet<u64> = store.offsets(meta::WITHDRAWN)?.into_iter().collect();
+        // (An offset past a log cut shorter reads as nothing: `verify` names such a log.)
+        let ids = offsets
+            .iter()
+            .filter_map(|at| store.log.id_at(*at).ok())
+            .collect();
+        store.withdrawn = Box::new(Withdrawn { offsets, ids });
         store.cutoffs = store.cutoffs_with(&[])?;
         if applied_bytes > file_len {
             // The registers cover more of the log than the file holds (a power cut lost the

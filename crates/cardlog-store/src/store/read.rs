@@ -265,7 +265,7 @@ impl Store {
         self.log
             .scan(0, self.log.len())
             .filter_map(|record| match record {
-                Ok(record) if self.withdrawn.contains(&record.offset) => None,
+                Ok(record) if self.withdrawn.offsets.contains(&record.offset) => None,
                 Ok(record) => Some(record.seal().map_err(StoreError::from)),
                 Err(e) => Some(Err(e.into())),
             })

@@ -71,7 +71,7 @@ impl Store {
             self.ops,
             with_index,
             &self.cutoffs,
-            &self.withdrawn,
+            &self.withdrawn.offsets,
         )?;
         let Some(book) = self.book else {
             return Ok((derived, self.cutoffs.clone()));
@@ -93,7 +93,7 @@ impl Store {
             self.ops,
             with_index,
             &cutoffs,
-            &self.withdrawn,
+            &self.withdrawn.offsets,
         )?;
         Ok((derived, cutoffs))
     }

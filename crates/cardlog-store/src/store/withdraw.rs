@@ -76,7 +76,7 @@ impl Store {
         if let Some(first) = at.iter().min() {
             for record in self.log.scan(*first, self.log.len()) {
                 let record = record?;
-                if self.withdrawn.contains(&record.offset) || ids.contains(&record.id) {
+                if self.withdrawn.offsets.contains(&record.offset) || ids.contains(&record.id) {
                     continue;
                 }
                 let op = record.decode_trusted()?;
@@ -114,7 +114,8 @@ impl Store {
         batch.insert(meta::REBUILDING.to_vec(), vec![1]);
         self.kv.apply(batch).map_err(|e| self.poison(e))?;
         self.kv.flush().map_err(|e| self.poison(e))?;
-        self.withdrawn.extend(at);
+        self.withdrawn.offsets.extend(at);
+        self.withdrawn.ids.extend(ids);
         self.index = OnceLock::new();
         self.rebuild()?;
         Ok(ops)
@@ -154,14 +155,10 @@ impl Store {
         Ok(())
     }
 
-    /// Whether `id` is one of this device's own ops withdrawn after a restore: a peer still
-    /// holding it holds the branch the device gave up, not ops it lost.
-    pub fn withdrew(&self, id: &OpId) -> Result<bool, StoreError> {
-        for at in &self.withdrawn {
-            if self.log.id_at(*at)? == *id {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+    /// Whether `id` is an op withdrawn here (this device's own after a restore, or a branch
+    /// of another's chain its author gave up): a peer still holding it holds a branch given
+    /// up, not ops this store lacks.
+    pub fn withdrew(&self, id: &OpId) -> bool {
+        self.withdrawn.ids.contains(id)
     }
 }
