@@ -29,15 +29,21 @@ pub struct Imported {
     pub received: Received,
 }
 
-/// A bundle of the ops a replica holding `since` lacks (everything when `None`).
+/// A bundle of the ops a replica holding `since` lacks (everything when `None`). A replica
+/// marked restored ([`PeerBook::restored`]) leaves its own ops out, as its sessions do: its
+/// chain forks from what a peer holds until it has taken the peer's back.
 pub fn export<S: PeerBook>(
     store: &S,
     since: Option<&Summary>,
 ) -> Result<Vec<u8>, SyncError<S::Error>> {
     let empty = Summary::new();
-    let ops = store
+    let mut ops = store
         .ops_since(since.unwrap_or(&empty))
         .map_err(SyncError::Store)?;
+    if store.restored() {
+        let me = store.device_id();
+        ops.retain(|op| op.op().author != me);
+    }
     // Too much for one message: a session would send it in parts.
     let segments = encode_segments(&ops, &View(store)).map_err(|e| match e {
         WireError::TooLarge { what, got, limit } => WireError::TooLarge {

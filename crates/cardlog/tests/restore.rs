@@ -183,6 +183,17 @@ fn a_peer_holding_less_of_the_chain_is_noticed_first_and_the_next_session_takes_
     assert!(first.restored, "{first:?}");
     assert_eq!(first.taken_back, None);
     assert!(r.phone.is_restored().unwrap());
+    // Nor does a bundle it exports while marked carry its ops (the laptop would meet the
+    // fork in it).
+    let bundle = r.phone.export_bundle(None).unwrap();
+    let imported = r.laptop.import_bundle(&bundle).unwrap();
+    assert!(imported.received.forks.is_empty(), "{imported:?}");
+    assert!(
+        r.phone
+            .ops()
+            .any(|o| o.unwrap().op().author == r.phone.id()),
+        "the phone does hold ops of its own"
+    );
     // It sent none of its own ops meanwhile: the laptop holds no fork of the phone's chain.
     assert_eq!(
         r.laptop.summary()[&r.phone.id()].seq,
