@@ -135,6 +135,11 @@ fn a_right_clocks_later_edit_wins_after_a_clock_was_set_right() {
             value: value.into(),
         },
     };
+    let sync = Action::Sync {
+        from: 1,
+        to: 0,
+        mode: SyncMode::Full,
+    };
     let day: i64 = 86_400_000;
     let schedule = Schedule {
         storage: Storage::Disk,
@@ -144,21 +149,13 @@ fn a_right_clocks_later_edit_wins_after_a_clock_was_set_right() {
                 replica: 0,
                 edit: Edit::Add(ada),
             },
-            Action::Sync {
-                from: 1,
-                to: 0,
-                mode: SyncMode::Full,
-            },
+            sync.clone(),
             Action::SetClock {
                 replica: 1,
                 off_by_ms: day,
             },
             set(1, "a day ahead"),
-            Action::Sync {
-                from: 1,
-                to: 0,
-                mode: SyncMode::Full,
-            },
+            sync,
             Action::SetClock {
                 replica: 1,
                 off_by_ms: 0,

@@ -544,7 +544,10 @@ impl Session {
                         }
                     }
                 }
-                self.report.restored = store.restored();
+                if last {
+                    // (Read once at the end, not per message: a take back may have cleared it.)
+                    self.report.restored = store.restored();
+                }
                 self.report.forks = self.forks.iter().copied().collect();
                 if last {
                     match self.role {

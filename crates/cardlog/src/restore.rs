@@ -44,45 +44,20 @@ impl Replica {
         tips: &[SignedTip],
     ) -> Result<Option<TakenBack>, Error> {
         let me = self.id();
-        let mut theirs: Vec<&SealedOp> = theirs.iter().filter(|o| o.op().author == me).collect();
-        theirs.sort_by_key(|o| o.op().seq);
-        theirs.dedup_by_key(|o| o.id());
-        // Where the peer's chain parts from this one.
-        let mut from = None;
-        for op in &theirs {
-            let seq = op.op().seq;
-            let held = self.store.op_by_seq(&me, seq)?.map(|o| o.id());
-            if held != Some(op.id()) {
-                from = Some(seq);
-                break;
-            }
-        }
+        let parting = self.parting(&me, theirs)?;
         let mut taken = TakenBack::default();
-        if let Some(from) = from {
-            let recovered: Vec<SealedOp> = theirs
-                .iter()
-                .filter(|o| o.op().seq >= from)
-                .map(|o| (*o).clone())
-                .collect();
-            if !self.can_take_back(from, &recovered, tips)? {
+        if let Some((from, recovered)) = &parting {
+            let from = *from;
+            if !self.can_take_back(from, recovered, tips)? {
                 self.unmark_restored()?;
                 return Ok(None);
             }
-            match self.store.withdraw_own_from(from) {
-                Ok(_) => {}
-                Err(StoreError::BuiltOn { .. }) => {
-                    self.unmark_restored()?;
-                    return Ok(None);
-                }
-                Err(e) => return Err(e.into()),
-            }
-            // The membership follows the ops held (withdrawn member changes are re-issued).
-            *self.membership =
-                Membership::compute(self.membership.book(), self.store.membership_ops()?);
-            let admitted = self.admit(&recovered, tips);
-            let report = self.apply_admitted(&admitted.ops, &admitted.tips)?;
+            let Some(stored) = self.replace_branch(&me, from, recovered, tips)? else {
+                self.unmark_restored()?;
+                return Ok(None);
+            };
             taken.from_seq = from;
-            taken.recovered = report.stored + report.duplicates;
+            taken.recovered = stored;
             if taken.recovered < recovered.len() {
                 // Not all came in: re-issuing now would land where the peer holds ops. The
                 // device stays marked (the withdraw marked it); a later session finishes.
@@ -90,7 +65,7 @@ impl Replica {
             }
         }
         let pending = self.store.pending_reissue()?;
-        if from.is_none() && pending.is_empty() {
+        if parting.is_none() && pending.is_empty() {
             if peer.is_some_and(|p| self.is_time_reference(&p)) {
                 self.unmark_restored()?;
             }
@@ -140,19 +115,7 @@ impl Replica {
         if author == self.id() {
             return Ok(false);
         }
-        let mut theirs: Vec<&SealedOp> =
-            theirs.iter().filter(|o| o.op().author == author).collect();
-        theirs.sort_by_key(|o| o.op().seq);
-        theirs.dedup_by_key(|o| o.id());
-        let mut from = None;
-        for op in &theirs {
-            let held = self.store.op_by_seq(&author, op.op().seq)?.map(|o| o.id());
-            if held != Some(op.id()) {
-                from = Some(op.op().seq);
-                break;
-            }
-        }
-        let Some(from) = from else {
+        let Some((from, recovered)) = self.parting(&author, theirs)? else {
             return Ok(false);
         };
         let tip = self.store.summary().get(&author).map_or(0, |t| t.seq);
@@ -163,11 +126,6 @@ impl Replica {
                 None => return Ok(false),
             }
         }
-        let recovered: Vec<SealedOp> = theirs
-            .iter()
-            .filter(|o| o.op().seq >= from)
-            .map(|o| (*o).clone())
-            .collect();
         if given_up.is_empty()
             || !reissued_in_order(&given_up, &recovered)
             || recovered.iter().any(|op| self.store.withdrew(&op.id()))
@@ -176,22 +134,65 @@ impl Replica {
         {
             return Ok(false);
         }
-        match self.store.withdraw_from(&author, from) {
-            Ok(_) => {}
-            Err(StoreError::BuiltOn { .. }) => return Ok(false),
-            Err(e) => return Err(e.into()),
-        }
-        *self.membership =
-            Membership::compute(self.membership.book(), self.store.membership_ops()?);
-        let admitted = self.admit(&recovered, tips);
-        let report = self.apply_admitted(&admitted.ops, &admitted.tips)?;
-        if report.stored + report.duplicates < recovered.len() {
+        let stored = self.replace_branch(&author, from, &recovered, tips)?;
+        if stored.is_none_or(|n| n < recovered.len()) {
             // Not all came in (the record stays; a later session sends the rest).
             return Ok(false);
         }
         self.forget_forks_of(&author)?;
         self.durable()?;
         Ok(true)
+    }
+
+    /// Where a peer's copy of `author`'s chain (`theirs`, any order, other authors' ops left
+    /// out) parts from the one held here: the first seq where they differ, and the peer's ops
+    /// from there in chain order. `None` when they agree as far as the peer's go.
+    fn parting(
+        &self,
+        author: &DeviceId,
+        theirs: &[SealedOp],
+    ) -> Result<Option<(u64, Vec<SealedOp>)>, Error> {
+        let mut theirs: Vec<&SealedOp> =
+            theirs.iter().filter(|o| o.op().author == *author).collect();
+        theirs.sort_by_key(|o| o.op().seq);
+        theirs.dedup_by_key(|o| o.id());
+        for op in &theirs {
+            let seq = op.op().seq;
+            let held = self.store.op_by_seq(author, seq)?.map(|o| o.id());
+            if held != Some(op.id()) {
+                let from_here = theirs
+                    .iter()
+                    .filter(|o| o.op().seq >= seq)
+                    .map(|o| (*o).clone())
+                    .collect();
+                return Ok(Some((seq, from_here)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Replaces `author`'s ops held from seq `from` with `theirs` (checked by the caller):
+    /// withdraws the held ones, follows the membership to what is then held, and stores
+    /// `theirs` as any received ops. The number of `theirs` now held; `None`, changing
+    /// nothing, when another op held builds on the ones to withdraw (`StoreError::BuiltOn`).
+    fn replace_branch(
+        &mut self,
+        author: &DeviceId,
+        from: u64,
+        theirs: &[SealedOp],
+        tips: &[SignedTip],
+    ) -> Result<Option<usize>, Error> {
+        match self.store.withdraw_from(author, from) {
+            Ok(_) => {}
+            Err(StoreError::BuiltOn { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        // Withdrawn member changes no longer count (this device's own are re-issued).
+        *self.membership =
+            Membership::compute(self.membership.book(), self.store.membership_ops()?);
+        let admitted = self.admit(theirs, tips);
+        let report = self.apply_admitted(&admitted.ops, &admitted.tips)?;
+        Ok(Some(report.stored + report.duplicates))
     }
 
     /// Whether `ops` (of `author`, from seq `from`) continue the chain held here below `from`
