@@ -40,6 +40,6 @@ pub use secure::{Access, Expect, Identity};
 pub use session::{Calibration, Role, Session, SyncReport};
 pub use store::{Applied, Gate, PeerBook, SyncStore, TakenBack};
 pub use wire::{
-    decode_available_segments, decode_segments, decode_signed_segments, encode_segments, Decoded,
-    Fork, Locate, Message, Resolve, Summary, WireError, SEGMENT_VERSION,
+    decode_available_segments, decode_segments, decode_session_segments, decode_signed_segments,
+    encode_segments, Decoded, Fork, Locate, Message, Resolve, Summary, WireError, SEGMENT_VERSION,
 };

@@ -10,7 +10,7 @@ use cardlog_core::{DeviceId, OpId, Refusal, SealedOp, SignedTip};
 use crate::error::SyncError;
 use crate::store::{Applied, PeerBook, SyncStore, TakenBack};
 use crate::wire::message::{Fork, Summary};
-use crate::wire::segment::{decode_available_segments, decode_signed_segments, Locate, Resolve};
+use crate::wire::segment::{decode_available_segments, decode_session_segments, Locate, Resolve};
 use crate::wire::WireError;
 
 /// Adapts a store to the segment codec's lookups.
@@ -83,8 +83,14 @@ pub fn apply_segments<S: PeerBook>(
         {
             received.forks.retain(|f| f.author != author);
             received.settled.push(author);
+        } else {
+            store
+                .keep_branch(author, &theirs, &tips)
+                .map_err(SyncError::Store)?;
         }
     }
+    let rest = apply_rest(store, &mut held)?;
+    received.applied.add(rest);
     Ok(received)
 }
 
@@ -103,6 +109,10 @@ pub(crate) struct Held {
     at: BTreeMap<(DeviceId, u64), usize>,
     /// The signatures received for held authors' chains.
     tips: Vec<SignedTip>,
+    /// Authors whose chains the session knows to fork between the two sides (from the
+    /// peer's hello, or forks it reported): an op held here at a place of theirs may not be
+    /// the one the sender names ([`Resolve::forked`]).
+    pub(crate) known_forks: BTreeSet<DeviceId>,
     /// The receiver's own ops as the sender holds them, by seq, where they fork from its
     /// chain (its store was restored: docs/SEMANTICS.md, "Restores"), with their signatures:
     /// kept for [`PeerBook::take_back`] once the sender has sent all. References in later
@@ -200,6 +210,12 @@ impl<S: SyncStore> Resolve for WithHeld<'_, S> {
         }
         View(self.store).op_at(author, seq)
     }
+
+    fn forked(&self, author: &DeviceId) -> bool {
+        self.held.known_forks.contains(author)
+            || self.held.forked.contains_key(author)
+            || (*author == self.store.device_id() && !self.held.own.is_empty())
+    }
 }
 
 /// [`apply_segments`] within a session: `held` carries what earlier messages left out, and
@@ -228,7 +244,7 @@ fn apply_with<S: PeerBook>(
     let (decoded, left_out) = if partial {
         decode_available_segments(bytes, &with_held)?
     } else {
-        (decode_signed_segments(bytes, &with_held)?, 0)
+        decode_session_segments(bytes, &with_held)?
     };
     let carried = decoded.ops.len() + left_out;
     let mut ops = std::mem::take(&mut held.ops);
@@ -366,7 +382,9 @@ fn apply_with<S: PeerBook>(
     })?;
     applied.refused.extend(unowned);
     applied.missing += left_out;
-    if !last {
+    // After the last message, ops that name a branch set aside may still go in once it is
+    // taken back or settled ([`apply_rest`]).
+    if !last || held.has_own() || !held.forked.is_empty() {
         hold(store, keep, tips, &mut applied, held)?;
     }
     Ok(Received {
@@ -375,6 +393,28 @@ fn apply_with<S: PeerBook>(
         forks,
         taken_back: None,
         settled: Vec::new(),
+    })
+}
+
+/// Applies what `held` still holds back after the sender's last message, once a take back or
+/// settling (which it may have waited for) is done: what does not go in now is reported
+/// refused or missing.
+pub(crate) fn apply_rest<S: PeerBook>(
+    store: &mut S,
+    held: &mut Held,
+) -> Result<Applied, SyncError<S::Error>> {
+    held.at.clear();
+    let ops = std::mem::take(&mut held.ops);
+    let tips = std::mem::take(&mut held.tips);
+    if ops.is_empty() {
+        return Ok(Applied::default());
+    }
+    store.apply(&ops, &tips).map_err(|e| {
+        if S::is_refusal(&e) {
+            SyncError::Refused(e.to_string())
+        } else {
+            SyncError::Store(e)
+        }
     })
 }
 

@@ -20,10 +20,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use cardlog_core::{DeviceId, SealedOp};
+use cardlog_core::{DeviceId, OpId, SealedOp, SignedTip};
 
 use crate::error::{AuthError, SyncError};
-use crate::receive::{apply_held, forks_in_summary, reported_forks, Held, View};
+use crate::receive::{apply_held, apply_rest, forks_in_summary, reported_forks, Held, View};
 use crate::store::{PeerBook, TakenBack};
 use crate::wire::message::{self, Fork, Message, Summary};
 use crate::wire::segment::encode_segments;
@@ -151,6 +151,29 @@ enum Out {
     Ops(Outgoing),
 }
 
+/// A store's lookups for encoding a kept branch: its signature is the branch's own.
+struct BranchTip<'a, S> {
+    view: View<'a, S>,
+    tip: SignedTip,
+}
+
+impl<S: PeerBook> crate::wire::segment::Locate for BranchTip<'_, S> {
+    fn locate(&self, id: &OpId) -> Result<Option<SealedOp>, crate::wire::WireError> {
+        self.view.locate(id)
+    }
+
+    fn tip_signature(
+        &self,
+        author: &DeviceId,
+        seq: u64,
+    ) -> Result<Option<SignedTip>, crate::wire::WireError> {
+        if *author == self.tip.author && seq == self.tip.seq {
+            return Ok(Some(self.tip));
+        }
+        self.view.tip_signature(author, seq)
+    }
+}
+
 /// The ops still to send in `Ops` messages.
 #[derive(Debug)]
 struct Outgoing {
@@ -160,6 +183,9 @@ struct Outgoing {
     places: VecDeque<u64>,
     /// Authors whose chains fork between us: their ops are left out.
     forked: BTreeSet<DeviceId>,
+    /// The peer's own chain from this seq on, left out: a branch of it kept here goes
+    /// instead, in a message of its own ([`PeerBook::kept_branch`]).
+    cut: Option<(DeviceId, u64)>,
     /// Forks to report, in the first message only (taken by it).
     forks: Vec<Fork>,
 }
@@ -167,6 +193,15 @@ struct Outgoing {
 impl Outgoing {
     fn is_empty(&self) -> bool {
         self.ops.is_empty() && self.places.is_empty()
+    }
+
+    /// Whether `op` stays out of these messages (a forked author's, or past the cut).
+    fn leaves_out(&self, op: &SealedOp) -> bool {
+        let o = op.op();
+        self.forked.contains(&o.author)
+            || self
+                .cut
+                .is_some_and(|(author, from)| o.author == author && o.seq >= from)
     }
 
     /// Fetches up to a message's worth of ops, leaving out forked authors'.
@@ -186,11 +221,11 @@ impl Outgoing {
                     places.len()
                 )));
             }
-            self.ops.extend(
-                fetched
-                    .into_iter()
-                    .filter(|op| !self.forked.contains(&op.op().author)),
-            );
+            let kept: Vec<SealedOp> = fetched
+                .into_iter()
+                .filter(|op| !self.leaves_out(op))
+                .collect();
+            self.ops.extend(kept);
         }
         Ok(())
     }
@@ -506,11 +541,23 @@ impl Session {
                     }
                 }
                 let mut flipped = reported_forks(store, &forks)?;
+                // Whatever is recorded, references into these chains are in doubt.
+                self.held
+                    .known_forks
+                    .extend(flipped.iter().map(|f| f.author));
                 // A fork of the peer's own chain is its restore: it takes it back.
                 flipped.retain(|f| Some(f.author) != self.report.peer);
                 if !flipped.is_empty() {
                     store.record_forks(&flipped).map_err(SyncError::Store)?;
                     self.forks.extend(flipped);
+                }
+                // References into chains that fork between the two sides may name ops this
+                // side holds otherwise: segments built on them wait (left out, missing).
+                self.held
+                    .known_forks
+                    .extend(self.forks.iter().map(|f| f.author));
+                if store.restored() {
+                    self.held.known_forks.insert(store.device_id());
                 }
                 let received = apply_held(store, &segments, &mut self.held, last)?;
                 self.report.stored += received.applied.stored;
@@ -523,7 +570,7 @@ impl Session {
                     // The peer has sent all it holds of this side's chain.
                     let (own, tips) = self.held.take_own();
                     let taken = store
-                        .take_back(self.report.peer, &own, &tips)
+                        .take_back(self.peer_holding_own(store), &own, &tips)
                         .map_err(SyncError::Store)?;
                     if taken.is_some() {
                         let me = store.device_id();
@@ -541,8 +588,21 @@ impl Session {
                         {
                             self.forks.retain(|f| f.author != author);
                             self.report.settled.push(author);
+                        } else {
+                            store
+                                .keep_branch(author, &theirs, &tips)
+                                .map_err(SyncError::Store)?;
                         }
                     }
+                }
+                if last {
+                    // Ops that waited for a branch taken back or settled above.
+                    let rest = apply_rest(store, &mut self.held)?;
+                    self.report.stored += rest.stored;
+                    self.report.duplicates += rest.duplicates;
+                    self.report.void += rest.void;
+                    self.report.missing += rest.missing;
+                    self.report.refused.extend(rest.refused);
                 }
                 if last {
                     // (Read once at the end, not per message: a take back may have cleared it.)
@@ -604,6 +664,43 @@ impl Session {
         }
     }
 
+    /// An `Ops` message (not the last) carrying the branch of the peer's own chain kept here
+    /// ([`PeerBook::kept_branch`]), with the seq it starts at; `None` when none is kept, or it
+    /// cannot be encoded (an op it names is not held here: the peer gets it from another).
+    fn kept_branch_message<S: PeerBook>(&self, store: &S) -> Option<(Vec<u8>, u64)> {
+        let peer = self.report.peer?;
+        let (branch, tip) = store.kept_branch(&peer)?;
+        let from = branch.first()?.op().seq;
+        // The peer's hello ends on the branch: it holds it, and the chain held here (what it
+        // may have lost) goes as usual.
+        let holds = self.peer_summary.as_ref().and_then(|s| s.get(&peer));
+        if holds.is_some_and(|t| branch.iter().any(|op| op.id() == t.op)) {
+            return None;
+        }
+        let located = BranchTip {
+            view: View(store),
+            tip,
+        };
+        let segments = encode_segments(&branch, &located).ok()?;
+        let message = message::encode(&Message::Ops {
+            last: false,
+            forks: Vec::new(),
+            segments,
+        });
+        Some((message, from))
+    }
+
+    /// The peer, with the seq up to which its hello said it holds this side's chain.
+    fn peer_holding_own<S: PeerBook>(&self, store: &S) -> Option<(DeviceId, u64)> {
+        let me = store.device_id();
+        let holds = self
+            .peer_summary
+            .as_ref()
+            .and_then(|s| s.get(&me))
+            .map_or(0, |t| t.seq);
+        self.report.peer.map(|p| (p, holds))
+    }
+
     /// Takes the peer's hello: who it is, what it holds, where our chains fork.
     fn meet<S: PeerBook>(
         &mut self,
@@ -626,11 +723,13 @@ impl Session {
         let me = store.device_id();
         let lost = forks
             .iter()
-            .any(|f| f.author == me && !store.withdrew(&f.theirs));
-        if lost && !store.restored() {
+            .filter(|f| f.author == me && !store.withdrew(&f.theirs))
+            .map(|f| f.seq)
+            .max();
+        if let Some(at) = lost.filter(|_| !store.restored()) {
             // The peer holds an op of this side's chain where it holds another (and not one
             // it withdrew): a restore lost ops. The next hello asks for all of the chain.
-            store.mark_restored().map_err(SyncError::Store)?;
+            store.mark_restored(peer, at).map_err(SyncError::Store)?;
         }
         self.report.restored = store.restored();
         if !forks.is_empty() {
@@ -643,8 +742,15 @@ impl Session {
                 .copied()
                 .collect();
             store.record_forks(&recorded).map_err(SyncError::Store)?;
-            self.forked_in_hello
-                .extend(forks.iter().map(|f| f.author).filter(|a| *a != me));
+            // This side's own chain forking there is a branch it gave up only if every op the
+            // peer holds there is one it withdrew: then the peer gets all of the chain too,
+            // to settle.
+            self.forked_in_hello.extend(
+                forks
+                    .iter()
+                    .map(|f| f.author)
+                    .filter(|a| *a != me || lost.is_none()),
+            );
             self.forks.extend(forks);
             self.report.forks = self.forks.iter().copied().collect();
         }
@@ -670,11 +776,43 @@ impl Session {
                 asked.remove(author);
             }
         }
+        // A chain this side holds signed proof of forking (a branch kept) that the peer holds
+        // otherwise than this side: it may hold the other branch without either side seeing
+        // it in the hellos (its part goes further than this side's). It gets all of the
+        // chain too: it keeps what it cannot settle, for the author to take back. (Unsigned
+        // fork claims in hellos cannot make a replica resend whole chains.)
+        let mine = store.summary();
+        for author in store.branch_authors() {
+            let Some(theirs) = peer.get(&author) else {
+                continue;
+            };
+            // (A peer merely behind on the chain held here gets what it lacks, as usual.)
+            let agrees = mine.get(&author).is_some_and(|t| t.seq >= theirs.seq)
+                && store
+                    .op_at(&author, theirs.seq)
+                    .map_err(SyncError::Store)?
+                    .is_some_and(|op| op.id() == theirs.op);
+            if author != store.device_id() && !agrees {
+                asked.remove(&author);
+            }
+        }
         // This side's own chain forks from a peer's: none of it goes out until taken back.
         if store.restored() {
             forked.insert(store.device_id());
         }
         let peer = &asked;
+        // A branch of the peer's own chain kept here: if the peer was restored from a backup,
+        // what it lost. It goes first, in its own message; the peer's chain from there is
+        // left out of the rest.
+        let mut cut = None;
+        if let Some((message, from)) = self
+            .pushes
+            .then(|| self.kept_branch_message(store))
+            .flatten()
+        {
+            cut = self.report.peer.map(|p| (p, from));
+            self.outbox.push_back(Out::Ready(message, false));
+        }
         let (ops, places) = if !self.pushes {
             // A read-only member sends one empty, last `Ops` message.
             (VecDeque::new(), VecDeque::new())
@@ -682,20 +820,16 @@ impl Session {
             match store.places_since(peer).map_err(SyncError::Store)? {
                 Some(places) => (VecDeque::new(), places.into()),
                 None => (
-                    store
-                        .ops_since(peer)
-                        .map_err(SyncError::Store)?
-                        .into_iter()
-                        .filter(|op| !forked.contains(&op.op().author))
-                        .collect(),
+                    store.ops_since(peer).map_err(SyncError::Store)?.into(),
                     VecDeque::new(),
                 ),
             }
         };
-        self.outbox.push_back(Out::Ops(Outgoing {
+        let mut outgoing = Outgoing {
             ops,
             places,
             forked,
+            cut,
             // Forks are for the peer's information; a peer reads at most this many.
             forks: self
                 .forks
@@ -703,7 +837,13 @@ impl Session {
                 .copied()
                 .take(message::limits::FORKS_PER_MESSAGE_MAX as usize)
                 .collect(),
-        }));
+        };
+        let ops = std::mem::take(&mut outgoing.ops);
+        outgoing.ops = ops
+            .into_iter()
+            .filter(|op| !outgoing.leaves_out(op))
+            .collect();
+        self.outbox.push_back(Out::Ops(outgoing));
         Ok(())
     }
 }

@@ -132,9 +132,10 @@ pub trait PeerBook: SyncStore {
     fn restored(&self) -> bool {
         false
     }
-    /// Remembers that a peer holds this replica's own chain otherwise than it does
-    /// ([`PeerBook::restored`]).
-    fn mark_restored(&mut self) -> Result<(), Self::Error> {
+    /// Remembers that `peer` holds this replica's own chain otherwise than it does, from seq
+    /// `at` on or below ([`PeerBook::restored`]).
+    fn mark_restored(&mut self, peer: DeviceId, at: u64) -> Result<(), Self::Error> {
+        let _ = (peer, at);
         Ok(())
     }
     /// Settles a fork of `author`'s chain with the peer's branch (`theirs`, verified, with the
@@ -153,6 +154,30 @@ pub trait PeerBook: SyncStore {
         let _ = (author, theirs, tips);
         Ok(false)
     }
+    /// Authors of the branches kept by [`PeerBook::keep_branch`]: chains this replica holds
+    /// signed proof of forking. The default keeps none.
+    fn branch_authors(&self) -> std::collections::BTreeSet<DeviceId> {
+        std::collections::BTreeSet::new()
+    }
+    /// Keeps the peer's branch of `author`'s chain (`theirs`, verified, with the signatures
+    /// `tips`) where it forks from the one held here and could not be settled: if `author`
+    /// was restored from a backup and wrote since, this is what it lost, and a session with
+    /// it gives the branch back ([`PeerBook::kept_branch`]). The default keeps nothing.
+    fn keep_branch(
+        &mut self,
+        author: DeviceId,
+        theirs: &[SealedOp],
+        tips: &[SignedTip],
+    ) -> Result<(), Self::Error> {
+        let _ = (author, theirs, tips);
+        Ok(())
+    }
+    /// The branch of `author`'s chain kept by [`PeerBook::keep_branch`], in chain order, with
+    /// its author's signature of its last op. The default has none.
+    fn kept_branch(&self, author: &DeviceId) -> Option<(Vec<SealedOp>, SignedTip)> {
+        let _ = author;
+        None
+    }
     /// Whether `op` is one of this replica's own ops it withdrew when it took its chain
     /// back: a peer holding it holds the branch this replica gave up, not ops it lost, so it
     /// is an ordinary fork. The default withdrew none.
@@ -165,10 +190,12 @@ pub trait PeerBook: SyncStore {
     /// signatures that came with them) from where they differ from what this replica holds
     /// replace its own ops there, which are re-issued after them on its chain (the same
     /// writes, at their first times). `theirs` may be empty (an earlier take back left ops
-    /// to re-issue). `None`: nothing was taken back (the default: a replica that cannot).
+    /// to re-issue). `peer` is the session's peer (none for a bundle) with the seq up to which
+    /// its hello said it holds this replica's chain. `None`: nothing was taken back (the
+    /// default: a replica that cannot).
     fn take_back(
         &mut self,
-        peer: Option<DeviceId>,
+        peer: Option<(DeviceId, u64)>,
         theirs: &[SealedOp],
         tips: &[SignedTip],
     ) -> Result<Option<TakenBack>, Self::Error> {
@@ -218,4 +245,15 @@ pub struct Applied {
     /// Of the ops stored, those void (by a removed device after its cutoff, kept because
     /// other ops replace their writes; they take no effect).
     pub void: usize,
+}
+
+impl Applied {
+    /// Counts what another apply did in with this one.
+    pub fn add(&mut self, other: Applied) {
+        self.stored += other.stored;
+        self.duplicates += other.duplicates;
+        self.missing += other.missing;
+        self.refused.extend(other.refused);
+        self.void += other.void;
+    }
 }

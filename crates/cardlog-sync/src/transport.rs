@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use cardlog_core::{DeviceId, OpId, SealedOp, SignedTip};
+use cardlog_core::{DeviceId, OpId, Refusal, SealedOp, SignedTip};
 
 use crate::error::{AuthError, SyncError, TransportError};
 use crate::secure::{self, Access, Channel, Expect, Handshake, Identity};
 use crate::session::{Role, Session, SyncReport};
-use crate::store::{Applied, Gate, PeerBook, SyncStore};
+use crate::store::{Applied, Gate, PeerBook, SyncStore, TakenBack};
 use crate::wire::message::{self, Fork, Message, Summary};
 use crate::wire::WireError;
 
@@ -515,6 +515,15 @@ impl<S: SyncStore> SyncStore for Shared<S> {
     fn is_refusal(error: &Self::Error) -> bool {
         S::is_refusal(error)
     }
+    fn converged_with(&self, theirs: &Summary) -> bool {
+        self.lock().converged_with(theirs)
+    }
+    fn signatures_for(&self, ops: &[SealedOp]) -> Result<Vec<SignedTip>, Self::Error> {
+        self.lock().signatures_for(ops)
+    }
+    fn authorship(&self, ops: &[SealedOp], tips: &[SignedTip]) -> Result<(), Refusal> {
+        self.lock().authorship(ops, tips)
+    }
 }
 
 impl<S: PeerBook> PeerBook for Shared<S> {
@@ -542,6 +551,57 @@ impl<S: PeerBook> PeerBook for Shared<S> {
 
     fn record_forks(&mut self, forks: &[Fork]) -> Result<(), Self::Error> {
         self.lock().record_forks(forks)
+    }
+
+    // Every method is forwarded, defaults included: a default here would silently give a
+    // served store another behaviour than the store has (no take back, no settling, every
+    // fork claim taken as signed).
+
+    fn restored(&self) -> bool {
+        self.lock().restored()
+    }
+
+    fn mark_restored(&mut self, peer: DeviceId, at: u64) -> Result<(), Self::Error> {
+        self.lock().mark_restored(peer, at)
+    }
+
+    fn settle_fork(
+        &mut self,
+        author: DeviceId,
+        theirs: &[SealedOp],
+        tips: &[SignedTip],
+    ) -> Result<bool, Self::Error> {
+        self.lock().settle_fork(author, theirs, tips)
+    }
+
+    fn branch_authors(&self) -> std::collections::BTreeSet<DeviceId> {
+        self.lock().branch_authors()
+    }
+
+    fn keep_branch(
+        &mut self,
+        author: DeviceId,
+        theirs: &[SealedOp],
+        tips: &[SignedTip],
+    ) -> Result<(), Self::Error> {
+        self.lock().keep_branch(author, theirs, tips)
+    }
+
+    fn kept_branch(&self, author: &DeviceId) -> Option<(Vec<SealedOp>, SignedTip)> {
+        self.lock().kept_branch(author)
+    }
+
+    fn withdrew(&self, op: &OpId) -> bool {
+        self.lock().withdrew(op)
+    }
+
+    fn take_back(
+        &mut self,
+        peer: Option<(DeviceId, u64)>,
+        theirs: &[SealedOp],
+        tips: &[SignedTip],
+    ) -> Result<Option<TakenBack>, Self::Error> {
+        self.lock().take_back(peer, theirs, tips)
     }
 }
 

@@ -18,8 +18,8 @@ use cardlog_core::{
     ItemId, MemberChange, MemberRole, Op, OpId, Replay, SealedOp, Signature, SignedTip,
 };
 use cardlog_sync::{
-    decode_available_segments, decode_segments, decode_signed_segments, encode_segments, Locate,
-    Resolve, WireError,
+    decode_available_segments, decode_segments, decode_session_segments, decode_signed_segments,
+    encode_segments, Locate, Resolve, WireError,
 };
 
 const NINE_MS: u64 = 1_795_338_000_000;
@@ -488,4 +488,72 @@ fn a_chain_stamped_backwards_carries_whole_times_and_rebuilds_exactly() {
         ids(&decode_segments(&bytes, &Held(&Replay::new())).unwrap()),
         ids(&ops)
     );
+}
+
+/// A receiver that holds another branch of an author's chain than the sender (the author was
+/// restored from a backup and wrote again at the same seq), and may know it.
+struct Forked<'a> {
+    held: Held<'a>,
+    knows: bool,
+}
+
+impl Resolve for Forked<'_> {
+    fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<SealedOp>, WireError> {
+        self.held.op_at(author, seq)
+    }
+
+    fn forked(&self, author: &DeviceId) -> bool {
+        self.knows && *author == DeviceId([1; 16])
+    }
+}
+
+#[test]
+fn references_into_a_forked_chain_name_the_senders_ops_or_wait() {
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    // Device 1 writes X and gives it to device 2, which edits on top of it. Its store is then
+    // restored: as "device 1 again" it writes Y at X's seq, and the receiver holds Y.
+    let mut before = Device::new(DeviceId([1; 16]), clock.clone());
+    // (Its id sorts first, so its segment comes before device 1's in the message.)
+    let mut editor = Device::new(DeviceId([0; 16]), clock.clone());
+    let mut receiver = Device::new(DeviceId([3; 16]), clock.clone());
+    let x = before.create(&contact(1)).unwrap();
+    before.sync(&mut editor).unwrap();
+    clock.advance_ms(1_000);
+    let edit = editor
+        .edit(ContactId([1; 16]), |c| {
+            c.set(Field::Org, "on X");
+        })
+        .unwrap()
+        .unwrap();
+    let mut after = Device::new(DeviceId([1; 16]), clock.clone());
+    let y = after.create(&contact(9)).unwrap();
+    after.sync(&mut receiver).unwrap();
+    assert_eq!((x.op().seq, y.op().seq), (1, 1));
+
+    // The message carries X too: the edit's reference to (device 1, seq 1) names X, not the
+    // Y the receiver holds there, whatever order the segments come in.
+    let bytes = encode_segments(&[edit.clone(), x.clone()], &Held(editor.replay())).unwrap();
+    let got = decode_segments(&bytes, &Held(receiver.replay())).unwrap();
+    let ids: BTreeSet<OpId> = got.iter().map(SealedOp::id).collect();
+    assert_eq!(ids, BTreeSet::from([x.id(), edit.id()]));
+
+    // The message carries only the edit: rebuilt on Y, it cannot hash to its head. A receiver
+    // that does not know of the fork refuses the message; one that does leaves the segment
+    // out, counted missing, to wait until the branch is settled.
+    let bytes = encode_segments(std::slice::from_ref(&edit), &Held(editor.replay())).unwrap();
+    let unaware = Forked {
+        held: Held(receiver.replay()),
+        knows: false,
+    };
+    assert!(matches!(
+        decode_session_segments(&bytes, &unaware),
+        Err(WireError::HeadMismatch { .. })
+    ));
+    let aware = Forked {
+        held: Held(receiver.replay()),
+        knows: true,
+    };
+    let (decoded, left_out) = decode_session_segments(&bytes, &aware).unwrap();
+    assert!(decoded.ops.is_empty());
+    assert_eq!(left_out, 1);
 }

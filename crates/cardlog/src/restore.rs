@@ -3,17 +3,79 @@
 //! the ops it wrote since the restore at the same places (the same writes, at their first
 //! times). Nothing is lost: the peer's ops come back, the device's later ones go out again, and
 //! every replica converges on one chain. The session decides when (`cardlog_sync::session`:
-//! once the peer has sent all it holds of the chain); this file does it.
+//! once the peer has sent all it holds of the chain); this file does it. It also settles
+//! another device's branch that its author gave up, and keeps a peer's branch of another
+//! device's chain that cannot be settled yet, to give it back to its author (a device that
+//! meets only a hub still gets back what a peer it never meets held).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use cardlog_core::{DeviceId, Membership, Op, OpId, SealedOp, SignedTip, Write};
+use cardlog_core::{
+    DeviceId, Membership, Op, OpId, PublicKey, SealedOp, Signature, SignedTip, Write,
+};
 use cardlog_store::keys::meta;
 use cardlog_store::StoreError;
 use cardlog_sync::TakenBack;
 
 use crate::error::Error;
 use crate::replica::Replica;
+use crate::sync::{decode, encode};
+
+/// A kept branch as stored (`meta::BRANCHES`): its author, its ops' bytes in chain order, and
+/// the author's key and signature of the last.
+type BranchRecord = (DeviceId, Vec<Vec<u8>>, Vec<u8>, Vec<u8>);
+
+/// Most ops of one kept branch (a longer one is not kept: its author gets it from a peer
+/// that holds it, as before).
+const BRANCH_OPS_MAX: usize = 1024;
+
+/// Most bytes of one kept branch's ops (ops may be large: a count alone does not bound it).
+const BRANCH_BYTES_MAX: usize = 1 << 20;
+
+/// Most branches kept, and most bytes of all their ops (the oldest goes first).
+const BRANCHES_MAX: usize = 64;
+const BRANCHES_BYTES_MAX: usize = 8 << 20;
+
+/// Most sessions a restored mark lasts in which a peer sends all it holds of the chain and
+/// nothing differs (a claim nobody holds up goes then, whoever made it).
+const MARK_SESSIONS: u8 = 8;
+
+/// The restored mark as kept (`meta::RESTORED`): the seq where a peer was found to hold the
+/// chain otherwise, that peer, and how many more sessions without a take back it lasts. The
+/// store's own withdraw writes a bare mark (one byte), read as "anywhere, anyone".
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    at: u64,
+    by: Option<DeviceId>,
+    left: u8,
+}
+
+impl Mark {
+    fn bytes(&self) -> Vec<u8> {
+        let mut v = self.at.to_be_bytes().to_vec();
+        if let Some(by) = self.by {
+            v.extend_from_slice(&by.0);
+        }
+        v.push(self.left);
+        v
+    }
+
+    fn read(v: &[u8]) -> Mark {
+        let at = v
+            .get(..8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map_or(0, u64::from_be_bytes);
+        let by = v
+            .get(8..24)
+            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+            .map(DeviceId);
+        let left = match v.len() {
+            9 | 25 => v.last().copied().unwrap_or(MARK_SESSIONS),
+            _ => MARK_SESSIONS,
+        };
+        Mark { at, by, left }
+    }
+}
 
 impl Replica {
     /// Whether a peer is known to hold this replica's own chain otherwise than it does (its
@@ -23,9 +85,20 @@ impl Replica {
         Ok(self.store.meta(meta::RESTORED)?.is_some())
     }
 
-    pub(crate) fn mark_restored_chain(&mut self) -> Result<(), Error> {
-        self.store.put_meta(meta::RESTORED, vec![1])?;
+    /// Marks the chain restored: `peer` holds an op of it at seq `at` where this replica
+    /// holds another ([`Mark`]).
+    pub(crate) fn mark_restored_chain(&mut self, peer: DeviceId, at: u64) -> Result<(), Error> {
+        let mark = Mark {
+            at,
+            by: Some(peer),
+            left: MARK_SESSIONS,
+        };
+        self.store.put_meta(meta::RESTORED, mark.bytes())?;
         self.durable()
+    }
+
+    fn mark(&self) -> Result<Option<Mark>, Error> {
+        Ok(self.store.meta(meta::RESTORED)?.map(|v| Mark::read(&v)))
     }
 
     /// Takes back this replica's own ops `theirs` (with their signatures `tips`), as `peer`
@@ -35,11 +108,13 @@ impl Replica {
     /// admitted, holds an op this device withdrew before, or another device's op builds on
     /// the ops it would withdraw) changes nothing but the mark: the fork stays recorded, as
     /// any fork. With nothing differing, the mark stays until a peer holding the lost ops is
-    /// met, unless `peer` is the book's relay (the device's hub: if it holds no other ops of
-    /// the chain, the claim that marked it was stale).
+    /// met, unless `peer` made the claim that marked it, or is the book's relay and holds the
+    /// chain (as here) up to where it was found to differ (the device's hub), or the mark has
+    /// lasted [`MARK_SESSIONS`] such sessions: then the claim was stale. `peer` comes with how
+    /// far its hello said it holds the chain.
     pub(crate) fn take_back_chain(
         &mut self,
-        peer: Option<DeviceId>,
+        peer: Option<(DeviceId, u64)>,
         theirs: &[SealedOp],
         tips: &[SignedTip],
     ) -> Result<Option<TakenBack>, Error> {
@@ -66,8 +141,21 @@ impl Replica {
         }
         let pending = self.store.pending_reissue()?;
         if parting.is_none() && pending.is_empty() {
-            if peer.is_some_and(|p| self.is_time_reference(&p)) {
-                self.unmark_restored()?;
+            if let (Some(mut mark), Some((peer, holds))) = (self.mark()?, peer) {
+                // The claim was stale when the peer that made it, or the relay holding the
+                // chain (as here) as far as the claim, sends it all and nothing differs; a
+                // peer holding less proves nothing, but the mark lasts a bounded number of
+                // such sessions.
+                let stale = mark.by == Some(peer)
+                    || (holds >= mark.at && self.is_time_reference(&peer))
+                    || mark.left <= 1;
+                if stale {
+                    self.unmark_restored()?;
+                } else {
+                    mark.left -= 1;
+                    self.store.put_meta(meta::RESTORED, mark.bytes())?;
+                    self.durable()?;
+                }
             }
             return Ok(None);
         }
@@ -140,8 +228,153 @@ impl Replica {
             return Ok(false);
         }
         self.forget_forks_of(&author)?;
+        self.forget_branch(&author)?;
         self.durable()?;
         Ok(true)
+    }
+
+    /// Keeps a peer's branch of `author`'s chain (another device's) where it forks from the
+    /// one held here and was not settled: from where they part, continuing the chain held
+    /// below, signed by the author to its last op and let in, none withdrawn here, at most
+    /// [`BRANCH_OPS_MAX`] ops. If the author was restored in place and wrote since, this is
+    /// what it lost; its next session here gives it back (docs/SYNC.md, "A fork of one's own
+    /// chain"), so a device that meets only a relay is not stranded.
+    pub(crate) fn keep_branch_of(
+        &mut self,
+        author: DeviceId,
+        theirs: &[SealedOp],
+        tips: &[SignedTip],
+    ) -> Result<(), Error> {
+        if author == self.id() {
+            return Ok(());
+        }
+        let Some((from, branch)) = self.parting(&author, theirs)? else {
+            return Ok(());
+        };
+        let Some(last) = branch.last() else {
+            return Ok(());
+        };
+        let Some(tip) = tips
+            .iter()
+            .find(|t| t.author == author && t.op == last.id() && t.seq == last.op().seq)
+        else {
+            return Ok(());
+        };
+        let bytes: usize = branch.iter().map(|op| op.bytes().len()).sum();
+        if branch.len() > BRANCH_OPS_MAX
+            || bytes > BRANCH_BYTES_MAX
+            || branch.iter().any(|op| self.store.withdrew(&op.id()))
+            || !self.chain_continues(&author, from, &branch)?
+            || cardlog_sync::SyncStore::authorship(self, &branch, &[*tip]).is_err()
+        {
+            return Ok(());
+        }
+        let mut all = self.branches()?;
+        all.retain(|(a, ..)| *a != author);
+        let size = |b: &BranchRecord| b.1.iter().map(Vec::len).sum::<usize>();
+        while !all.is_empty()
+            && (all.len() >= BRANCHES_MAX
+                || all.iter().map(size).sum::<usize>() + bytes > BRANCHES_BYTES_MAX)
+        {
+            all.remove(0);
+        }
+        all.push((
+            author,
+            branch.iter().map(|op| op.bytes().to_vec()).collect(),
+            tip.key.0.to_vec(),
+            tip.signature.0.to_vec(),
+        ));
+        self.store.put_meta(meta::BRANCHES, encode(&all))?;
+        self.durable()
+    }
+
+    /// The branch of `author`'s chain kept by [`Self::keep_branch_of`], with the author's
+    /// signature of its last op; `None` when none is kept, or the chain held here has taken
+    /// it in since.
+    pub(crate) fn kept_branch_of(
+        &self,
+        author: &DeviceId,
+    ) -> Result<Option<(Vec<SealedOp>, SignedTip)>, Error> {
+        let Some((_, ops, key, signature)) =
+            self.branches()?.into_iter().find(|(a, ..)| a == author)
+        else {
+            return Ok(None);
+        };
+        let bad = || Error::Store(StoreError::undecodable("meta branches"));
+        let ops = ops
+            .iter()
+            .map(|b| cardlog_core::sealed::decode_op(b).map_err(|_| bad()))
+            .collect::<Result<Vec<SealedOp>, Error>>()?;
+        let (Some(first), Some(last)) = (ops.first(), ops.last()) else {
+            return Ok(None);
+        };
+        let held = self
+            .store
+            .op_by_seq(author, first.op().seq)?
+            .map(|o| o.id());
+        if held == Some(first.id()) {
+            return Ok(None);
+        }
+        // Given up by its author: the chain held here has its copies.
+        let tip = self.store.summary().get(author).map_or(0, |t| t.seq);
+        let mut ours = Vec::new();
+        for seq in
+            first.op().seq..=tip.min(first.op().seq.saturating_add(2 * BRANCH_OPS_MAX as u64))
+        {
+            if let Some(op) = self.store.op_by_seq(author, seq)? {
+                ours.push(op);
+            }
+        }
+        if reissued_in_order(&ops, &ours) {
+            return Ok(None);
+        }
+        let tip = SignedTip {
+            author: *author,
+            key: PublicKey(key.try_into().map_err(|_| bad())?),
+            seq: last.op().seq,
+            op: last.id(),
+            signature: Signature(signature.try_into().map_err(|_| bad())?),
+        };
+        Ok(Some((ops, tip)))
+    }
+
+    /// The authors of the branches kept.
+    pub(crate) fn kept_branch_authors(&self) -> Result<BTreeSet<DeviceId>, Error> {
+        Ok(self.branches()?.into_iter().map(|(a, ..)| a).collect())
+    }
+
+    /// The kept branches. A record that does not decode counts as none: they are copies of
+    /// ops peers hold, kept to help; losing them loses nothing stored, and a session must not
+    /// fail for them.
+    fn branches(&self) -> Result<Vec<BranchRecord>, Error> {
+        Ok(match self.store.meta(meta::BRANCHES)? {
+            Some(v) => decode(&v, "branches").unwrap_or_default(),
+            None => Vec::new(),
+        })
+    }
+
+    /// Drops the kept branches that are no longer worth giving (the chain held here took the
+    /// branch in, or holds its author's copies of it: the author gave it up), and with each
+    /// the records of its author's fork, which is over here.
+    pub(crate) fn tidy_branches(&mut self) -> Result<(), Error> {
+        for author in self.kept_branch_authors()? {
+            if !matches!(self.kept_branch_of(&author), Ok(Some(_))) {
+                self.forget_branch(&author)?;
+                self.forget_forks_of(&author)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the kept branch of `author` (its fork is settled here).
+    fn forget_branch(&mut self, author: &DeviceId) -> Result<(), Error> {
+        let mut all = self.branches()?;
+        let before = all.len();
+        all.retain(|(a, ..)| a != author);
+        if all.len() != before {
+            self.store.put_meta(meta::BRANCHES, encode(&all))?;
+        }
+        Ok(())
     }
 
     /// Where a peer's copy of `author`'s chain (`theirs`, any order, other authors' ops left

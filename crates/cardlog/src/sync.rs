@@ -92,11 +92,11 @@ fn meta_config() -> MetaConfig {
         .with_limit::<META_DECODED_BYTES_MAX>()
 }
 
-fn encode<T: Encode>(value: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Encode>(value: &T) -> Vec<u8> {
     encode_with(value, meta_config())
 }
 
-fn decode<T: Decode<()>>(bytes: &[u8], what: &str) -> Result<T, Error> {
+pub(crate) fn decode<T: Decode<()>>(bytes: &[u8], what: &str) -> Result<T, Error> {
     decode_exact_with(bytes, meta_config())
         .ok_or_else(|| Error::Store(StoreError::undecodable(&format!("meta {what}"))))
 }
@@ -468,6 +468,7 @@ impl PeerBook for Replica {
         record.last_ms = now;
         let list: Vec<(DeviceId, PeerRecord)> = records.into_iter().collect();
         self.store.put_meta(meta::PEERS, encode(&list))?;
+        self.tidy_branches()?;
         self.durable()
     }
 
@@ -499,8 +500,8 @@ impl PeerBook for Replica {
         self.is_restored().unwrap_or(false)
     }
 
-    fn mark_restored(&mut self) -> Result<(), Error> {
-        self.mark_restored_chain()
+    fn mark_restored(&mut self, peer: DeviceId, at: u64) -> Result<(), Error> {
+        self.mark_restored_chain(peer, at)
     }
 
     fn settle_fork(
@@ -516,9 +517,31 @@ impl PeerBook for Replica {
         self.store.withdrew(op)
     }
 
+    fn branch_authors(&self) -> BTreeSet<DeviceId> {
+        // (Only branches still worth giving: not taken in or given up since.)
+        self.kept_branch_authors()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| matches!(self.kept_branch_of(a), Ok(Some(_))))
+            .collect()
+    }
+
+    fn keep_branch(
+        &mut self,
+        author: DeviceId,
+        theirs: &[SealedOp],
+        tips: &[SignedTip],
+    ) -> Result<(), Error> {
+        self.keep_branch_of(author, theirs, tips)
+    }
+
+    fn kept_branch(&self, author: &DeviceId) -> Option<(Vec<SealedOp>, SignedTip)> {
+        self.kept_branch_of(author).ok().flatten()
+    }
+
     fn take_back(
         &mut self,
-        peer: Option<DeviceId>,
+        peer: Option<(DeviceId, u64)>,
         theirs: &[SealedOp],
         tips: &[SignedTip],
     ) -> Result<Option<TakenBack>, Error> {

@@ -830,3 +830,57 @@ fn an_op_at_the_writes_limit_from_a_peer_is_stored_and_reads_back() {
     other.import_bundle(&again).unwrap();
     assert_eq!(other.state_bytes().unwrap(), r.state_bytes().unwrap());
 }
+
+/// A member's hello claims a made-up op at this device's last seq, as if it held the device's
+/// chain otherwise (what a restore looks like). The device marks itself restored and asks the
+/// claimant for its whole chain; the claimant has nothing of it that differs, so the claim was
+/// stale and the mark goes in the same session. Nothing is withdrawn or re-issued, and the
+/// device's later ops reach an honest peer.
+#[test]
+fn a_made_up_op_claimed_at_this_devices_seq_withdraws_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut r = replica(&tmp.path().join("r"), &clock);
+    let mut honest = member_of(&mut r, &tmp.path().join("honest"), &clock);
+    r.add_contact(&person(1, "Ada")).unwrap();
+    session(&mut honest, &mut r);
+    let before = snapshot(&r);
+    let tip = *r.summary().get(&r.id()).unwrap();
+    let mut summary = r.summary().clone();
+    summary.insert(
+        r.id(),
+        cardlog::ChainTip {
+            op: OpId([0x55; 32]),
+            ..tip
+        },
+    );
+    let liar = honest.id();
+    let hello = message::encode(&Message::Hello {
+        replica: liar,
+        wall_ms: NINE_MS,
+        summary: summary.clone(),
+    });
+    let ops = message::encode(&Message::Ops {
+        last: true,
+        forks: Vec::new(),
+        segments: encode_segments(&[], &Known::of(&[], &[])).unwrap(),
+    });
+    let ack = message::encode(&Message::Ack { summary });
+    let report = replay_to(&mut r, &[hello, ops, ack]).unwrap();
+    assert!(report.taken_back.is_none(), "{report:?}");
+    assert!(
+        !r.is_restored().unwrap(),
+        "the claimant held nothing that differs"
+    );
+    let after = snapshot(&r);
+    assert_eq!(
+        (&after.state, &after.summary, after.ops, &after.every_op),
+        (&before.state, &before.summary, before.ops, &before.every_op)
+    );
+    // The device writes on, and an honest peer gets it.
+    r.add_contact(&person(2, "Bo")).unwrap();
+    let (x, y) = session(&mut honest, &mut r);
+    assert!(x.converged && y.converged, "{x:?} {y:?}");
+    assert_eq!(honest.contacts().unwrap().len(), 2);
+    assert!(r.verify().unwrap().is_ok());
+}

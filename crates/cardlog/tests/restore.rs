@@ -14,9 +14,12 @@ mod common;
 
 use std::sync::Arc;
 
-use cardlog::{Field, Replica, TakenBack};
+use cardlog::sync_layer::transport::{channel_pair, run, Shared};
+use cardlog::{Field, Replica, Role, SyncReport, TakenBack};
 use cardlog_core::FakeClock;
-use common::{copy_dir, member_of, person, reopen, replica, restore_in_place, session, NINE_MS};
+use common::{
+    copy_dir, member_of, person, reopen, replica, restore_in_place, session, NINE_MS, TIMEOUT,
+};
 
 fn field(r: &Replica, n: u8, f: Field) -> Option<String> {
     r.contact(&person(n, "").id)
@@ -224,8 +227,9 @@ fn a_branch_given_up_never_swings_back_and_a_peer_holding_it_settles_it() {
     // After the restore the phone first meets a tablet that never got the lost ops: the
     // tablet takes the phone's post-restore ops (it cannot know). Then the phone takes its
     // chain back from the laptop and re-issues them. Meeting the tablet again, the phone sees
-    // the branch it gave up: a fork, not ops it lost; its chain stays as it is, however often
-    // it meets either. The tablet settles the fork from the laptop, and all converge.
+    // the branch it gave up: a fork, not ops it lost, and sends the tablet its whole chain;
+    // the tablet finds every op of its branch re-issued there and settles. The phone's chain
+    // stays as it is, however often it meets either, and all converge.
     let mut r = restored(2);
     let mut tablet = r.tablet.take().unwrap();
     write_after_restore(&mut r);
@@ -239,27 +243,24 @@ fn a_branch_given_up_never_swings_back_and_a_peer_holding_it_settles_it() {
     let (taken, _) = session(&mut r.phone, &mut r.laptop);
     assert!(taken.taken_back.is_some(), "{taken:?}");
     let tip = r.phone.summary()[&me];
+    // (The phone starts the session: the tablet, answering, sends first and settles when the
+    // phone's ops come.)
+    let (mine, settled) = session(&mut r.phone, &mut tablet);
+    assert_eq!(mine.taken_back, None);
+    assert!(!mine.restored, "{mine:?}");
+    assert_eq!(settled.settled, vec![me], "{settled:?}");
     for _ in 0..2 {
         let (mine, _) = session(&mut r.phone, &mut tablet);
         assert_eq!(mine.taken_back, None);
-        assert!(!mine.restored, "{mine:?}");
         assert!(!r.phone.is_restored().unwrap());
         session(&mut r.phone, &mut r.laptop);
+        session(&mut r.laptop, &mut tablet);
         assert_eq!(
             r.phone.summary()[&me],
             tip,
             "the phone's chain did not move"
         );
     }
-    // The tablet still holds the branch the phone gave up. The laptop sees the fork in the
-    // tablet's hello and sends it the phone's whole chain; the tablet finds every op of its
-    // branch re-issued there: it drops the branch and takes the chain the phone kept.
-    assert_eq!(tablet.summary()[&me].seq, r.backed_up_at + 2);
-    // (The laptop starts the session: the tablet, answering, sends first and settles when
-    // the laptop's ops come.)
-    let (_, settled) = session(&mut r.laptop, &mut tablet);
-    assert_eq!(settled.settled, vec![me], "{settled:?}");
-    session(&mut tablet, &mut r.laptop);
     assert!(tablet.forks().unwrap().iter().all(|f| f.author != me));
     assert!(r.phone.forks().unwrap().iter().all(|f| f.author != me));
     session(&mut r.phone, &mut tablet);
@@ -342,4 +343,57 @@ fn a_crash_right_after_the_withdraw_is_finished_by_the_next_session() {
     );
     assert!(mine.converged, "{mine:?}");
     assert_whole(&r);
+}
+
+#[test]
+fn a_device_that_meets_only_a_hub_gets_back_what_a_peer_it_never_meets_held() {
+    // The lost ops are on the laptop; after the restore the phone and the laptop each sync
+    // only with the tablet (the hub, as a relay would be). The tablet first takes the phone's
+    // post-restore branch, then meets the laptop: a fork it cannot settle, so it keeps the
+    // laptop's branch aside. At the phone's next session it gives the phone that branch; the
+    // phone takes it back and re-issues its own writes, the tablet settles the branch the
+    // phone gave up, and the laptop gets the re-issued writes from the tablet. The tablet
+    // serves its sessions as `cardlog serve` does, through a shared handle.
+    let mut r = restored(2);
+    let tablet = Shared::new(r.tablet.take().unwrap());
+    write_after_restore(&mut r);
+    let me = r.phone.id();
+    served(&mut r.phone, &tablet);
+    let (_, hub) = served(&mut r.laptop, &tablet);
+    assert!(hub.forks.iter().any(|f| f.author == me), "{hub:?}");
+    assert!(hub.settled.is_empty());
+    let (taken, _) = served(&mut r.phone, &tablet);
+    assert_eq!(
+        taken.taken_back,
+        Some(TakenBack {
+            from_seq: r.backed_up_at + 1,
+            recovered: 2,
+            reissued: 2
+        }),
+        "{taken:?}"
+    );
+    let (_, settled) = served(&mut r.phone, &tablet);
+    assert_eq!(settled.settled, vec![me], "{settled:?}");
+    served(&mut r.laptop, &tablet);
+    served(&mut r.phone, &tablet);
+    assert_whole(&r);
+    let tablet = tablet.lock();
+    assert_eq!(
+        tablet.state_bytes().unwrap(),
+        r.laptop.state_bytes().unwrap()
+    );
+    assert_eq!(tablet.summary(), r.laptop.summary());
+    assert!(tablet.verify().unwrap().is_ok());
+}
+
+/// One session, `a` initiating, with a replica served through a shared handle (as `serve`
+/// holds it): both sides' reports.
+fn served(a: &mut Replica, hub: &Shared<Replica>) -> (SyncReport, SyncReport) {
+    let (mut ea, mut eb) = channel_pair(TIMEOUT);
+    let mut hub = hub.clone();
+    std::thread::scope(|s| {
+        let h = s.spawn(move || run(Role::Responder, &mut hub, &mut eb).unwrap());
+        let x = run(Role::Initiator, a, &mut ea).unwrap();
+        (x, h.join().unwrap())
+    })
 }

@@ -65,6 +65,9 @@ pub mod meta {
     /// Present (one byte, 1) while a peer is known to hold this device's own chain otherwise
     /// than it does and the ops are not taken back yet (written by the facade).
     pub const RESTORED: &[u8] = b"mrestored";
+    /// Branches of other devices' chains a peer held where this replica holds others, kept
+    /// (bounded) to give back to their author if it was restored (written by the facade).
+    pub const BRANCHES: &[u8] = b"mbranches";
 }
 
 /// The key of the signature of `author`'s op at `seq`.

@@ -12,6 +12,6 @@ pub mod varint;
 pub use error::WireError;
 pub use message::{Fork, Message, Summary};
 pub use segment::{
-    decode_available_segments, decode_segments, decode_signed_segments, encode_segments, Decoded,
-    Locate, Resolve, SEGMENT_VERSION,
+    decode_available_segments, decode_segments, decode_session_segments, decode_signed_segments,
+    encode_segments, Decoded, Locate, Resolve, SEGMENT_VERSION,
 };

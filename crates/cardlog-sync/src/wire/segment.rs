@@ -94,6 +94,16 @@ pub trait Locate {
 pub trait Resolve {
     /// The op `author` wrote at `seq`, if known.
     fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<SealedOp>, WireError>;
+
+    /// Whether the receiver knows `author`'s chain to fork from the sender's (a store
+    /// restored from a backup: docs/SEMANTICS.md, "Restores"): the op it holds at a seq may
+    /// not be the one the sender names there. A segment whose ops named such an op and then
+    /// do not hash to its head is left out (counted missing) rather than refusing the message:
+    /// it waits until the fork is settled.
+    fn forked(&self, author: &DeviceId) -> bool {
+        let _ = author;
+        false
+    }
 }
 
 // ---- encoding ------------------------------------------------------------------------------
@@ -588,7 +598,7 @@ pub fn decode_segments(bytes: &[u8], resolve: &impl Resolve) -> Result<Vec<Seale
 /// on, and the tip signatures it carries. Every op is rebuilt exactly, sealed (validated and
 /// hashed) in its segment's op format and checked against its segment's chain and head;
 /// `resolve` supplies the ops named but not carried (the receiver's own). Any fault refuses the
-/// whole message.
+/// whole message (but for segments left out as [`Resolve::forked`] says, when it knows forks).
 pub fn decode_signed_segments(bytes: &[u8], resolve: &impl Resolve) -> Result<Decoded, WireError> {
     decode(bytes, resolve, false).map(|(decoded, _)| decoded)
 }
@@ -606,6 +616,16 @@ pub fn decode_available_segments(
     decode(bytes, resolve, true)
 }
 
+/// [`decode_signed_segments`] as a session reads a message: with the number of ops of
+/// segments left out because they were rebuilt on this receiver's branch of a chain it knows
+/// to fork from the sender's ([`Resolve::forked`]); every other fault refuses the message.
+pub fn decode_session_segments(
+    bytes: &[u8],
+    resolve: &impl Resolve,
+) -> Result<(Decoded, usize), WireError> {
+    decode(bytes, resolve, false)
+}
+
 /// [`decode_signed_segments`] and [`decode_available_segments`]: `partial` says whether a
 /// segment that cannot be rebuilt for want of a named op is left out or refuses the message.
 fn decode(
@@ -614,7 +634,31 @@ fn decode(
     partial: bool,
 ) -> Result<(Decoded, usize), WireError> {
     let (authors, segments) = parse(bytes)?;
+    // The places the message carries: a reference there names the sender's op, never one
+    // the receiver holds at that place (their chains may fork).
+    // (Each segment's first seq to its last, by author: a lookup is one range query.)
+    let mut carried: BTreeMap<(DeviceId, u64), u64> = BTreeMap::new();
+    for segment in &segments {
+        let last = segment
+            .first_seq
+            .saturating_add(segment.ops.len() as u64)
+            .saturating_sub(1);
+        let end = carried
+            .entry((segment.author, segment.first_seq))
+            .or_insert(last);
+        *end = (*end).max(last);
+    }
+    let carries = |author: &DeviceId, seq: u64| {
+        carried
+            .range(..=(*author, seq))
+            .next_back()
+            .is_some_and(|((a, _), last)| a == author && *last >= seq)
+    };
     let mut decoded: HashMap<(DeviceId, u64), SealedOp> = HashMap::new();
+    // Ops rebuilt on an op the receiver holds in a chain it knows to fork from the sender's
+    // (or on such an op of the message): they may not be the sender's.
+    let mut doubtful: std::collections::HashSet<(DeviceId, u64)> = Default::default();
+    let mut doubtful_segment = vec![false; segments.len()];
     let mut out = Vec::new();
     // The segment each op of `out` came from.
     let mut from_segment: Vec<usize> = Vec::new();
@@ -629,10 +673,22 @@ fn decode(
             };
             while let Some(raw) = segment.ops.get(*cursor) {
                 let seq = segment.first_seq.saturating_add(*cursor as u64);
-                let Some(op) = rebuild(segment, seq, *chain, raw, &authors, &decoded, resolve)?
-                else {
+                let found = Found {
+                    authors: &authors,
+                    decoded: &decoded,
+                    doubtful: &doubtful,
+                    carries: &carries,
+                    resolve,
+                };
+                let Some((op, doubt)) = rebuild(segment, seq, *chain, raw, &found)? else {
                     break;
                 };
+                if doubt {
+                    doubtful.insert((segment.author, seq));
+                    if let Some(d) = doubtful_segment.get_mut(si) {
+                        *d = true;
+                    }
+                }
                 let sealed = op.seal_in(segment.format).map_err(|error| WireError::Op {
                     author: segment.author,
                     seq,
@@ -687,6 +743,13 @@ fn decode(
             });
         }
         if prev.get(si).copied().flatten() != Some(segment.head) {
+            if doubtful_segment.get(si).copied().unwrap_or(false) {
+                // Rebuilt on this receiver's branch of a forked chain, not the sender's.
+                if let Some(l) = left_out.get_mut(si) {
+                    *l = true;
+                }
+                continue;
+            }
             return Err(WireError::HeadMismatch {
                 author: segment.author,
                 first: segment.first_seq,
@@ -728,30 +791,52 @@ fn decode(
     Ok((Decoded { ops: out, tips }, missing))
 }
 
-/// Rebuilds one op, or `None` when an op it names is not available yet.
-fn rebuild(
+/// Where a rebuilt op's references are looked up: the message's ops decoded so far, then
+/// (for places the message does not carry) the receiver's.
+struct Found<'a, R, C> {
+    authors: &'a [DeviceId],
+    decoded: &'a HashMap<(DeviceId, u64), SealedOp>,
+    doubtful: &'a std::collections::HashSet<(DeviceId, u64)>,
+    carries: &'a C,
+    resolve: &'a R,
+}
+
+/// Rebuilds one op, or `None` when an op it names is not available yet; with it, whether it
+/// is doubtful (it names an op of a chain the receiver knows to fork, as held there, or a
+/// doubtful op of the message).
+fn rebuild<R: Resolve, C: Fn(&DeviceId, u64) -> bool>(
     segment: &RawSegment,
     seq: u64,
     prev: Option<OpId>,
     raw: &RawOp,
-    authors: &[DeviceId],
-    decoded: &HashMap<(DeviceId, u64), SealedOp>,
-    resolve: &impl Resolve,
-) -> Result<Option<Op>, WireError> {
+    found: &Found<'_, R, C>,
+) -> Result<Option<(Op, bool)>, WireError> {
     let bad = |what: String| WireError::Malformed {
         author: segment.author,
         seq,
         what,
     };
+    let doubt = std::cell::Cell::new(false);
     let lookup = |a: u64, s: u64| -> Result<Option<SealedOp>, WireError> {
         let author = usize::try_from(a)
             .ok()
-            .and_then(|i| authors.get(i))
+            .and_then(|i| found.authors.get(i))
             .ok_or_else(|| bad(format!("author index {a} out of range")))?;
-        if let Some(op) = decoded.get(&(*author, s)) {
+        if let Some(op) = found.decoded.get(&(*author, s)) {
+            if found.doubtful.contains(&(*author, s)) {
+                doubt.set(true);
+            }
             return Ok(Some(op.clone()));
         }
-        resolve.op_at(author, s)
+        if (found.carries)(author, s) {
+            // Not rebuilt yet: the sender's op there, not the receiver's.
+            return Ok(None);
+        }
+        let op = found.resolve.op_at(author, s)?;
+        if op.is_some() && found.resolve.forked(author) {
+            doubt.set(true);
+        }
+        Ok(op)
     };
     let mut writes = Vec::with_capacity(raw.writes.len());
     for w in &raw.writes {
@@ -794,12 +879,13 @@ fn rebuild(
             replaces,
         });
     }
-    Ok(Some(Op {
+    let op = Op {
         author: segment.author,
         seq,
         prev,
         hlc: raw.hlc,
         writes,
         members: raw.members.clone(),
-    }))
+    };
+    Ok(Some((op, doubt.get())))
 }
