@@ -203,6 +203,21 @@ pub enum Action {
         /// How far from real time it is set.
         off_by_ms: i64,
     },
+    /// A backup of a device's store is taken (the store closed cleanly, its directory copied
+    /// aside, reopened), replacing any earlier backup of it. Disk replicas only.
+    Backup {
+        /// Which.
+        replica: usize,
+    },
+    /// A device's store is restored in place from its last [`Action::Backup`], as a phone
+    /// restore or `rsync --delete` does: the directory stays, its files are the backup's. What
+    /// it held since the backup and no other replica holds is gone with the disk; the rest it
+    /// gets back when it meets a peer that holds more of its chain (docs/SEMANTICS.md,
+    /// "Restores"). Nothing happens without a backup. Disk replicas only.
+    Restore {
+        /// Which.
+        replica: usize,
+    },
 }
 
 /// A whole simulated run. It prints as a story (`Display`, and `Debug`, which proptest shows

@@ -38,6 +38,8 @@ use crate::story;
 pub const START_MS: u64 = 1_795_338_000_000;
 const STEP_MS: i64 = 1_000;
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// Most rounds of the final sync ([`Sim::sync_all`]).
+const FINAL_ROUNDS_MAX: usize = 6;
 
 /// A property that did not hold, with what was seen and what the devices did up to then.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +166,57 @@ impl Node {
                 .contacts_with_deleted()
                 .map_err(|e| violation("read", e.to_string())),
             Node::Memory { replica, .. } => Ok(replica.replay().contacts(true)),
+        }
+    }
+
+    /// Of `ops` (held by this replica, all of whose ops are `held`), those no signature it
+    /// holds covers (one of an op of the same author at that seq or later). A replica stores
+    /// the ops of a segment that go in and keeps the segment's signature only if its last op
+    /// does; the rest may wait for a branch to become one (a restore), and the prefix cannot
+    /// be proved to a peer until it comes.
+    fn unprovable(
+        &self,
+        ops: &[&SealedOp],
+        held: &[SealedOp],
+    ) -> Result<std::collections::BTreeSet<OpId>, Violation> {
+        let Node::Disk {
+            replica: Some(r), ..
+        } = self
+        else {
+            return Ok(Default::default());
+        };
+        let mut out = std::collections::BTreeSet::new();
+        for o in ops {
+            let mut covered = false;
+            for p in held
+                .iter()
+                .filter(|p| p.op().author == o.op().author && p.op().seq >= o.op().seq)
+            {
+                let tips = r
+                    .signatures_for(std::slice::from_ref(p))
+                    .map_err(|e| violation("read", e.to_string()))?;
+                if !tips.is_empty() {
+                    covered = true;
+                    break;
+                }
+            }
+            if !covered {
+                out.insert(o.id());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the replica waits to take back its own chain from a peer (it found it was
+    /// restored from a backup; `Replica::is_restored`).
+    pub(crate) fn restored(&self) -> Result<bool, Violation> {
+        match self {
+            Node::Disk { replica, .. } => replica
+                .as_ref()
+                .ok_or_else(|| violation("replica", "closed"))?
+                .is_restored()
+                .map_err(|e| violation("read", e.to_string())),
+            Node::Memory { .. } => Ok(false),
         }
     }
 
@@ -315,7 +368,7 @@ impl Node {
                     let me = r.id();
                     let admitted = r.membership().member(&me).is_some();
                     match save_edit(&mut r.editor(), edit, id, change, resolve) {
-                        Ok(op) => Ok(op.map_or(Saved::Nothing, |o| Saved::Op(o.id()))),
+                        Ok(op) => Ok(op.map_or(Saved::Nothing, Saved::Op)),
                         Err(e) if benign_replica(&e) => Ok(Saved::Nothing),
                         Err(cardlog::Error::Refused(cardlog::Refusal::NotMember { .. }))
                             if !admitted =>
@@ -336,7 +389,7 @@ impl Node {
                 }
                 Node::Memory { replica, .. } => {
                     match save_edit(replica.device_mut(), edit, id, change, resolve) {
-                        Ok(op) => Ok(op.map_or(Saved::Nothing, |o| Saved::Op(o.id()))),
+                        Ok(op) => Ok(op.map_or(Saved::Nothing, Saved::Op)),
                         Err(e) if benign_device(&e) => Ok(Saved::Nothing),
                         Err(e) => Err(violation("save", format!("{edit:?}: {e}"))),
                     }
@@ -349,7 +402,7 @@ impl Node {
 /// What came of a save.
 enum Saved {
     /// This op was saved.
-    Op(OpId),
+    Op(SealedOp),
     /// Nothing: the edit did not apply, or the device may not save (yet, or any more).
     Nothing,
     /// The relay tried, and its book refused: a relay cannot save contacts.
@@ -575,11 +628,18 @@ pub struct Stats {
     /// Pairs of such saves competing at one path after the final sync: what "a right
     /// clock's later edit wins" compared.
     pub right_pairs: usize,
+    /// Backups taken of disk replicas' stores.
+    pub backups: usize,
+    /// Stores restored in place from a backup.
+    pub restores: usize,
+    /// Saves lost with a restored disk: no other replica held them (nor a copy) when it was
+    /// restored.
+    pub lost_with_disk: usize,
 }
 
 /// A running simulation.
 pub struct Sim {
-    _tmp: Option<tempfile::TempDir>,
+    tmp: Option<tempfile::TempDir>,
     nodes: Vec<Node>,
     saves: Vec<(usize, OpId)>,
     /// Saves by removed devices, made before they learnt of their removal: void.
@@ -601,6 +661,15 @@ pub struct Sim {
     /// Saves made while their device's time (its clock, calibrated) read real time: the real
     /// time of each.
     right_saves: BTreeMap<OpId, u64>,
+    /// Every save that returned, by id: a restore's take back re-issues saves as copies, which
+    /// "no lost save" recognises by their content.
+    sealed: BTreeMap<OpId, SealedOp>,
+    /// Each disk replica's last backup ([`Action::Backup`]).
+    backups: BTreeMap<usize, PathBuf>,
+    /// Devices whose store was restored from a backup during the schedule: until their chains
+    /// are one again, replicas may hold two branches of them, and a session may leave a
+    /// branch behind for a later one to settle.
+    restored: std::collections::BTreeSet<DeviceId>,
 }
 
 impl Sim {
@@ -665,7 +734,7 @@ impl Sim {
             nodes.push(node);
         }
         Ok(Self {
-            _tmp: tmp,
+            tmp,
             nodes,
             void_saves: Vec::new(),
             saves: Vec::new(),
@@ -679,6 +748,9 @@ impl Sim {
             story: Vec::new(),
             real_ms: START_MS,
             right_saves: BTreeMap::new(),
+            sealed: BTreeMap::new(),
+            backups: BTreeMap::new(),
+            restored: Default::default(),
         })
     }
 
@@ -823,10 +895,12 @@ impl Sim {
             Action::Stranger { .. } => said(s.refused > before.refused, "refused, nothing changed"),
             Action::Leave { .. } => said(s.removed > before.removed, "removed"),
             Action::Admit { .. } => said(s.admitted > before.admitted, "admitted"),
+            Action::Backup { .. } => said(s.backups > before.backups, "backed up"),
             Action::Save { .. }
             | Action::Sync { .. }
             | Action::ClockJump { .. }
-            | Action::SetClock { .. } => String::new(),
+            | Action::SetClock { .. }
+            | Action::Restore { .. } => String::new(),
         }
     }
 
@@ -856,7 +930,11 @@ impl Sim {
                     None => "no contact to pick".into(),
                 };
                 let op = match op {
-                    Saved::Op(op) => op,
+                    Saved::Op(op) => {
+                        let id = op.id();
+                        self.sealed.insert(id, op);
+                        id
+                    }
                     Saved::Nothing => return Ok(Some(format!(": {contact}, nothing saved"))),
                     Saved::RefusedToRelay => {
                         self.stats.relay_saves_refused += 1;
@@ -894,6 +972,8 @@ impl Sim {
             Action::Stranger { target, forge } => self.stranger(target % n, *forge)?,
             Action::Leave { replica } => self.leave(replica % n)?,
             Action::Admit { replica } => self.admit(replica % n)?,
+            Action::Backup { replica } => self.backup(replica % n)?,
+            Action::Restore { replica } => return self.restore(replica % n),
             Action::ClockJump { replica, delta_ms } => {
                 self.node(replica % n)?.clock().advance_ms(*delta_ms);
             }
@@ -1001,6 +1081,13 @@ impl Sim {
         if i == 0 || self.removed.contains(&i) || !matches!(self.node(i)?, Node::Disk { .. }) {
             return Ok(());
         }
+        // A device restored from a backup is not removed: a removal's cutoff names a seq, not
+        // an op, so replicas holding different branches of its chain there would each keep
+        // theirs (docs/SEMANTICS.md, "Restores", "What is left").
+        let device = self.node(i)?.device()?;
+        if self.restored.contains(&device) {
+            return Ok(());
+        }
         // Only a member leaves (the founder admits one that joined, if need be, first).
         self.admit(i)?;
         let fail = |e: String| violation("removal", format!("replica {i}: {e}"));
@@ -1052,6 +1139,96 @@ impl Sim {
             self.stats.crashes += 1;
         }
         Ok(())
+    }
+
+    /// [`Action::Backup`]: the store closes cleanly, its directory is copied aside (replacing
+    /// an earlier backup), and it reopens.
+    fn backup(&mut self, i: usize) -> Result<(), Violation> {
+        let Some(to) = self
+            .tmp
+            .as_ref()
+            .map(|t| t.path().join(format!("backup{i}")))
+        else {
+            return Ok(());
+        };
+        let fail = |e: String| violation("backup", format!("replica {i}: {e}"));
+        if let Node::Disk {
+            replica,
+            dir,
+            clock,
+        } = self.node(i)?
+        {
+            if let Some(mut r) = replica.take() {
+                r.flush().map_err(|e| fail(e.to_string()))?;
+            }
+            if to.exists() {
+                std::fs::remove_dir_all(&to).map_err(|e| fail(e.to_string()))?;
+            }
+            copy_dir(dir, &to).map_err(|e| fail(e.to_string()))?;
+            *replica =
+                Some(Replica::open_with(dir, options(clock)).map_err(|e| fail(e.to_string()))?);
+            self.backups.insert(i, to);
+            self.stats.backups += 1;
+        }
+        Ok(())
+    }
+
+    /// [`Action::Restore`]: the device is off while its store's directory gets the files of its
+    /// last backup in place, then opens it (it must verify). Saves no replica holds any more
+    /// (nor a copy of) were lost with the disk: "no lost save" no longer asks for them.
+    fn restore(&mut self, i: usize) -> Result<Option<String>, Violation> {
+        let Some(backup) = self.backups.get(&i).cloned() else {
+            return Ok(Some(": no backup to restore, nothing happens".into()));
+        };
+        if self.removed.contains(&i) {
+            // (Nor is a removed device restored: see `leave`.)
+            return Ok(Some(": the device was removed, nothing happens".into()));
+        }
+        let fail = |e: String| violation("restore", format!("replica {i}: {e}"));
+        let Node::Disk {
+            replica,
+            dir,
+            clock,
+        } = self.node(i)?
+        else {
+            return Ok(None);
+        };
+        drop(replica.take());
+        restore_in_place(&backup, dir).map_err(|e| fail(e.to_string()))?;
+        let reopened = Replica::open_with(dir, options(clock)).map_err(|e| fail(e.to_string()))?;
+        let report = reopened.verify().map_err(|e| fail(e.to_string()))?;
+        if !report.is_ok() {
+            return Err(fail(format!("verify: {:?}", report.problems)));
+        }
+        let device = reopened.id();
+        *replica = Some(reopened);
+        self.restored.insert(device);
+        self.stats.restores += 1;
+        let lost = self.forget_lost_saves()?;
+        Ok(Some(match lost {
+            0 => ": restored".into(),
+            n => format!(": restored, {n} saves lost with the disk"),
+        }))
+    }
+
+    /// Leaves out of [`Sim::saves`] the saves that no replica holds, neither as saved nor as
+    /// a re-issued copy (a restore destroyed them); returns how many.
+    fn forget_lost_saves(&mut self) -> Result<usize, Violation> {
+        let mut held: BTreeMap<OpId, SealedOp> = BTreeMap::new();
+        for node in &self.nodes {
+            held.extend(node.ops()?.into_iter().map(|o| (o.id(), o)));
+        }
+        let before = self.saves.len();
+        let sealed = &self.sealed;
+        self.saves.retain(|(_, id)| {
+            held.contains_key(id)
+                || sealed
+                    .get(id)
+                    .is_some_and(|o| copy_of(o, held.values()).is_some())
+        });
+        let lost = before - self.saves.len();
+        self.stats.lost_with_disk += lost;
+        Ok(lost)
     }
 
     /// Two nodes at once, mutably.
@@ -1188,24 +1365,107 @@ impl Sim {
 
     /// Property "a completed session delivers": after a session both ends called complete,
     /// `taker` holds every op `giver` held at its start, but void ops of removed devices
-    /// that it refused.
+    /// that it refused, and, of a device restored from a backup, ops on a branch the session
+    /// left for later (docs/SEMANTICS.md, "Restores"): the taker holds another op at or
+    /// before its place in the chain (a fork not settled yet), the giver withdrew it in the
+    /// session, its copy arrived instead, or it is the giver's own while the giver waits to
+    /// take its chain back.
     fn check_delivered(
         &self,
         giver: usize,
         taker: usize,
         had: &[SealedOp],
     ) -> Result<(), Violation> {
-        let node = self
-            .nodes
-            .get(taker)
-            .ok_or_else(|| violation("schedule", format!("no replica {taker}")))?;
-        let ops = node.ops()?;
+        let node = |i: usize| {
+            self.nodes
+                .get(i)
+                .ok_or_else(|| violation("schedule", format!("no replica {i}")))
+        };
+        let ops = node(taker)?.ops()?;
         let held: std::collections::BTreeSet<OpId> = ops.iter().map(SealedOp::id).collect();
         let cutoffs = cutoffs_of(&ops);
         let missing: Vec<&SealedOp> = had
             .iter()
             .filter(|o| !held.contains(&o.id()) && !cutoffs.voids(&o.op().author, o.op().seq))
             .collect();
+        // Restored devices whose chains are not one yet (replicas hold different tips).
+        let mut unsettled = false;
+        for d in &self.restored {
+            let mut tips = std::collections::BTreeSet::new();
+            for n in &self.nodes {
+                tips.insert(n.summary()?.get(d).map(|t| t.op));
+            }
+            unsettled |= tips.len() > 1;
+        }
+        let missing = if !missing.is_empty() && !self.restored.is_empty() {
+            let places = |ops: &[SealedOp]| -> BTreeMap<(DeviceId, u64), OpId> {
+                ops.iter()
+                    .map(|o| ((o.op().author, o.op().seq), o.id()))
+                    .collect()
+            };
+            let (theirs, mine) = (places(had), places(&ops));
+            let forks_by = |o: &SealedOp| {
+                let author = o.op().author;
+                theirs
+                    .range((author, 0)..=(author, o.op().seq))
+                    .any(|(place, id)| mine.get(place).is_some_and(|held| held != id))
+            };
+            let now: std::collections::BTreeSet<OpId> =
+                node(giver)?.ops()?.iter().map(SealedOp::id).collect();
+            let giver_id = node(giver)?.device()?;
+            let giver_waits = node(giver)?.restored()?;
+            // (Only while some restored chain is not one yet: a signature missing otherwise is
+            // a fault.)
+            let unprovable = if unsettled {
+                node(giver)?.unprovable(&missing, had)?
+            } else {
+                Default::default()
+            };
+            let mut waits: std::collections::BTreeSet<OpId> = missing
+                .iter()
+                .filter(|o| {
+                    unprovable.contains(&o.id())
+                        || (self.restored.contains(&o.op().author)
+                            && (forks_by(o)
+                                || !now.contains(&o.id())
+                                || copy_of(o, &ops).is_some()
+                                || (o.op().author == giver_id && giver_waits)))
+                })
+                .map(|o| o.id())
+                .collect();
+            // And what builds on those (names one), with the rest of its author's ops sent (a
+            // segment goes in whole or waits whole): it goes in when they do.
+            loop {
+                let waiting: std::collections::BTreeSet<DeviceId> = missing
+                    .iter()
+                    .filter(|o| waits.contains(&o.id()))
+                    .map(|o| o.op().author)
+                    .collect();
+                let more: Vec<OpId> = missing
+                    .iter()
+                    .filter(|o| !waits.contains(&o.id()))
+                    .filter(|o| {
+                        let o = o.op();
+                        (unsettled && waiting.contains(&o.author))
+                            || o.writes
+                                .iter()
+                                .flat_map(|w| &w.replaces)
+                                .any(|r| waits.contains(r))
+                    })
+                    .map(|o| o.id())
+                    .collect();
+                if more.is_empty() {
+                    break;
+                }
+                waits.extend(more);
+            }
+            missing
+                .into_iter()
+                .filter(|o| !waits.contains(&o.id()))
+                .collect()
+        } else {
+            missing
+        };
         match missing.first() {
             None => Ok(()),
             Some(first) => Err(violation(
@@ -1309,17 +1569,31 @@ impl Sim {
         }
     }
 
-    /// A final full sync: every replica with the first, twice round.
+    /// A final full sync: every replica with the first, round after round until a round
+    /// changes nothing (at least twice round, at most [`FINAL_ROUNDS_MAX`]). Two rounds
+    /// deliver everything while every chain is one; a store restored from a backup needs a
+    /// round more to take back what it lost from the first replica (which keeps the branch
+    /// it could not settle), and another for the first to settle the branch given up.
     pub fn sync_all(&mut self) -> Result<(), Violation> {
         // The schedule's own sessions are what the stats count.
         let relay_sessions = self.stats.relay_sessions;
-        for _ in 0..2 {
+        let mut before = self.summaries()?;
+        for round in 0..FINAL_ROUNDS_MAX {
             for i in 1..self.nodes.len() {
                 self.session(i, 0, Line::Whole)?;
             }
+            let after = self.summaries()?;
+            if round >= 1 && after == before {
+                break;
+            }
+            before = after;
         }
         self.stats.relay_sessions = relay_sessions;
         Ok(())
+    }
+
+    fn summaries(&self) -> Result<Vec<Summary>, Violation> {
+        self.nodes.iter().map(Node::summary).collect()
     }
 
     /// Syncs everything, then checks: convergence, equality with the reference model, no lost
@@ -1456,18 +1730,27 @@ impl Sim {
     }
 
     /// Property "no lost save": every save that returned is on every replica, each write
-    /// in its path's history.
+    /// in its path's history; a save its device re-issued after a restore is there as its
+    /// copy (the same time and writes, later in the chain). Saves lost with a restored disk
+    /// before any other replica held them are not asked for.
     pub fn check_no_lost_save(&mut self) -> Result<(), Violation> {
         for (i, node) in self.nodes.iter().enumerate() {
             let held: BTreeMap<OpId, SealedOp> =
                 node.ops()?.into_iter().map(|o| (o.id(), o)).collect();
             for (by, id) in &self.saves {
-                let Some(op) = held.get(id) else {
-                    return Err(violation(
-                        "no lost save",
-                        format!("op {id} saved on replica {by} is missing on replica {i}"),
-                    ));
+                let op = match held.get(id) {
+                    Some(op) => op,
+                    None => match self.sealed.get(id).and_then(|o| copy_of(o, held.values())) {
+                        Some(copy) => copy,
+                        None => {
+                            return Err(violation(
+                                "no lost save",
+                                format!("op {id} saved on replica {by} is missing on replica {i}"),
+                            ))
+                        }
+                    },
                 };
+                let id = &op.id();
                 // Each write is visible, or superseded or conflicting in its history.
                 for w in &op.op().writes {
                     let history = node.history(&w.contact, &w.path)?;
@@ -1575,6 +1858,66 @@ impl Sim {
         }
         Ok(())
     }
+}
+
+/// The op among `held` that is a re-issued copy of `op` (docs/SEMANTICS.md, "Restores"): by
+/// the same author, later in its chain, with the same time, writes (contact, path, value) and
+/// member changes.
+fn copy_of<'a>(
+    op: &SealedOp,
+    held: impl IntoIterator<Item = &'a SealedOp>,
+) -> Option<&'a SealedOp> {
+    let o = op.op();
+    let writes = |op: &cardlog_core::Op| -> Vec<(ContactId, Path, Option<Value>)> {
+        op.writes
+            .iter()
+            .map(|w| (w.contact, w.path.clone(), w.value.clone()))
+            .collect()
+    };
+    let print = writes(o);
+    held.into_iter().find(|c| {
+        let c = c.op();
+        c.author == o.author
+            && c.seq > o.seq
+            && c.hlc == o.hlc
+            && c.members == o.members
+            && writes(c) == print
+    })
+}
+
+/// Copies the directory `from` to `to` (created), files and subdirectories.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Restores `backup` into `dir` in place, as a phone restore or `rsync -a --delete` does: the
+/// directories stay (same inodes), files the backup lacks go, every file of the backup is
+/// written over the one in place.
+fn restore_in_place(backup: &std::path::Path, dir: &std::path::Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kept = backup.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            if kept.is_dir() {
+                restore_in_place(&kept, &entry.path())?;
+            } else {
+                std::fs::remove_dir_all(entry.path())?;
+            }
+        } else if !kept.is_file() {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    copy_dir(backup, dir)
 }
 
 /// The cutoffs of the book founded among `ops`: which of them are void.

@@ -158,6 +158,11 @@ pub(crate) fn action_words(action: &Action, replicas: usize, network: &str) -> S
             dev(replica)
         ),
         Action::Admit { replica } => format!("the founder admits {}", dev(replica)),
+        Action::Backup { replica } => format!("{}'s store is backed up", dev(replica)),
+        Action::Restore { replica } => format!(
+            "{}'s store is restored in place from its last backup",
+            dev(replica)
+        ),
         Action::ClockJump { replica, delta_ms } => {
             format!("{}'s clock jumps {}", dev(replica), offset(*delta_ms))
         }

@@ -127,7 +127,9 @@ pub fn action_with(
         2 => (r.clone(), clock_error()).prop_map(|(replica, off_by_ms)| Action::SetClock { replica, off_by_ms }),
         1 => (r.clone(), any::<bool>()).prop_map(|(target, forge)| Action::Stranger { target, forge }),
         2 => r.clone().prop_map(|replica| Action::Admit { replica }),
-        1 => r.prop_map(|replica| Action::Leave { replica }),
+        1 => r.clone().prop_map(|replica| Action::Leave { replica }),
+        2 => r.clone().prop_map(|replica| Action::Backup { replica }),
+        2 => r.prop_map(|replica| Action::Restore { replica }),
     ]
 }
 

@@ -46,7 +46,7 @@ fn last_save_wins_is_caught_by_the_reference_model() {
 }
 
 #[test]
-fn schedules_exercise_conflicts_deletes_crashes_syncs_and_membership() {
+fn schedules_exercise_conflicts_deletes_crashes_syncs_membership_and_restores() {
     let mut runner = runner();
     let strategy = schedule(3..=5, 12..48, Storage::Disk);
     let mut total = Stats::default();
@@ -74,6 +74,9 @@ fn schedules_exercise_conflicts_deletes_crashes_syncs_and_membership() {
         total.relay_saves_refused += st.relay_saves_refused;
         total.right_saves += st.right_saves;
         total.right_pairs += st.right_pairs;
+        total.backups += st.backups;
+        total.restores += st.restores;
+        total.lost_with_disk += st.lost_with_disk;
     }
     eprintln!("24 disk schedules: {total:?}");
     assert!(total.saves > 60, "{total:?}");
@@ -95,4 +98,9 @@ fn schedules_exercise_conflicts_deletes_crashes_syncs_and_membership() {
     // Removed devices saved before they learnt of it (tests/removal.rs scripts what others
     // build on such saves).
     assert!(total.void_saves > 0, "{total:?}");
+    // Stores were backed up and restored in place from their backups, and some saves went
+    // with the disk (nothing else held them).
+    assert!(total.backups > 5, "{total:?}");
+    assert!(total.restores > 3, "{total:?}");
+    assert!(total.lost_with_disk > 0, "{total:?}");
 }

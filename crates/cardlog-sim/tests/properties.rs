@@ -178,6 +178,91 @@ fn a_right_clocks_later_edit_wins_after_a_clock_was_set_right() {
     assert_eq!(stats.right_saves, 3, "{stats:?}");
 }
 
+/// The phone's store is restored in place from a backup taken before it added two contacts;
+/// the laptop had synced the first (and edits it), no one the second. After the restore the
+/// phone adds a third and syncs it to the tablet before meeting the laptop. The final sync
+/// brings everything together: the first contact and the laptop's edit come back to the
+/// phone, the third (re-issued by the phone after what it took back) replaces the tablet's
+/// copy of the branch the phone gave up, and every property holds. Only the second contact,
+/// which nothing but the lost disk held, is gone.
+#[test]
+fn a_store_restored_in_place_loses_only_what_no_one_else_held() {
+    let named = |given: &str| {
+        let mut c = Contact::new(ContactId([9; 16]));
+        c.set(Field::Given, given);
+        Edit::Add(c)
+    };
+    let sync = |from: usize, to: usize| Action::Sync {
+        from,
+        to,
+        mode: SyncMode::Full,
+    };
+    let schedule = Schedule {
+        storage: Storage::Disk,
+        skews_ms: vec![0, 0, 0, 0],
+        actions: vec![
+            Action::Backup { replica: 0 },
+            Action::Save {
+                replica: 0,
+                edit: named("one"),
+            },
+            sync(0, 2),
+            Action::Save {
+                replica: 0,
+                edit: named("two"),
+            },
+            Action::Restore { replica: 0 },
+            Action::Save {
+                replica: 0,
+                edit: named("three"),
+            },
+            sync(0, 1),
+            Action::Save {
+                replica: 2,
+                edit: Edit::SetField {
+                    pick: 0,
+                    field: 1,
+                    value: "edited".into(),
+                },
+            },
+        ],
+    };
+    let stats = Sim::new(&schedule)
+        .unwrap()
+        .execute_with(&schedule, |sim| {
+            for i in 0..4 {
+                let names: Vec<(String, Option<String>)> = sim
+                    .replica(i)
+                    .unwrap()
+                    .contacts()
+                    .unwrap()
+                    .iter()
+                    .map(|v| {
+                        (
+                            v.contact.get(Field::Given).unwrap_or_default().to_owned(),
+                            v.contact.get(Field::Org).map(str::to_owned),
+                        )
+                    })
+                    .collect();
+                assert_eq!(
+                    names,
+                    [
+                        ("one".into(), Some("edited".into())),
+                        ("three".into(), None)
+                    ],
+                    "replica {i}"
+                );
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        (stats.backups, stats.restores, stats.lost_with_disk),
+        (1, 1, 1),
+        "{stats:?}"
+    );
+}
+
 #[test]
 fn state_is_independent_of_sync_order() {
     explore(schedule(3..=5, 20..80, Storage::Memory), 64, |s| {
