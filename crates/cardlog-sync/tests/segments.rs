@@ -556,4 +556,18 @@ fn references_into_a_forked_chain_name_the_senders_ops_or_wait() {
     let (decoded, left_out) = decode_session_segments(&bytes, &aware).unwrap();
     assert!(decoded.ops.is_empty());
     assert_eq!(left_out, 1);
+
+    // The message shows the fork itself (a bundle, no hello): device 1's second op continues
+    // X, not the Y the receiver holds before it; built on Y, it waits too.
+    clock.advance_ms(1_000);
+    let x2 = before
+        .edit(ContactId([1; 16]), |c| {
+            c.set(Field::Note, "second");
+        })
+        .unwrap()
+        .unwrap();
+    let bytes = encode_segments(std::slice::from_ref(&x2), &Held(before.replay())).unwrap();
+    let (decoded, left_out) = decode_session_segments(&bytes, &unaware).unwrap();
+    assert!(decoded.ops.is_empty());
+    assert_eq!(left_out, 1);
 }

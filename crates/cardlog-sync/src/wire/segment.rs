@@ -654,6 +654,20 @@ fn decode(
             .next_back()
             .is_some_and(|((a, _), last)| a == author && *last >= seq)
     };
+    // Chains the message itself shows forking from the receiver's: a segment continuing
+    // another op than the receiver holds before it.
+    let mut forked_here: std::collections::HashSet<DeviceId> = Default::default();
+    for segment in &segments {
+        let Some(before) = segment.first_seq.checked_sub(1).filter(|s| *s > 0) else {
+            continue;
+        };
+        if let Some(held) = resolve.op_at(&segment.author, before)? {
+            if Some(held.id()) != segment.anchor {
+                forked_here.insert(segment.author);
+            }
+        }
+    }
+    let forked = |author: &DeviceId| forked_here.contains(author) || resolve.forked(author);
     let mut decoded: HashMap<(DeviceId, u64), SealedOp> = HashMap::new();
     // Ops rebuilt on an op the receiver holds in a chain it knows to fork from the sender's
     // (or on such an op of the message): they may not be the sender's.
@@ -678,22 +692,51 @@ fn decode(
                     decoded: &decoded,
                     doubtful: &doubtful,
                     carries: &carries,
+                    forked: &forked,
                     resolve,
                 };
-                let Some((op, doubt)) = rebuild(segment, seq, *chain, raw, &found)? else {
-                    break;
+                // Whether it names an op as the receiver holds it in a chain known to fork (or
+                // a doubtful op of the message): then what it names may not be what the sender
+                // meant, and an op that cannot be built or sealed is this receiver's doing.
+                let named_in_doubt = raw.writes.iter().flat_map(|w| &w.replaces).any(|(a, s)| {
+                    let Some(author) = usize::try_from(*a).ok().and_then(|i| authors.get(i)) else {
+                        return false;
+                    };
+                    if decoded.contains_key(&(*author, *s)) {
+                        doubtful.contains(&(*author, *s))
+                    } else {
+                        !carries(author, *s) && forked(author)
+                    }
+                });
+                let built = rebuild(segment, seq, *chain, raw, &found).and_then(|b| {
+                    b.map(|(op, doubt)| {
+                        let sealed = op.seal_in(segment.format).map_err(|error| WireError::Op {
+                            author: segment.author,
+                            seq,
+                            error,
+                        })?;
+                        Ok((sealed, doubt))
+                    })
+                    .transpose()
+                });
+                let (sealed, doubt) = match built {
+                    Ok(Some(b)) => b,
+                    Ok(None) => break,
+                    Err(_) if named_in_doubt => {
+                        // Left out below (it cannot reach its head).
+                        if let Some(d) = doubtful_segment.get_mut(si) {
+                            *d = true;
+                        }
+                        break;
+                    }
+                    Err(e) => return Err(e),
                 };
-                if doubt {
+                if doubt || named_in_doubt {
                     doubtful.insert((segment.author, seq));
                     if let Some(d) = doubtful_segment.get_mut(si) {
                         *d = true;
                     }
                 }
-                let sealed = op.seal_in(segment.format).map_err(|error| WireError::Op {
-                    author: segment.author,
-                    seq,
-                    error,
-                })?;
                 *chain = Some(sealed.id());
                 decoded.insert((segment.author, seq), sealed.clone());
                 out.push(sealed);
@@ -713,7 +756,8 @@ fn decode(
             .first_seq
             .saturating_add(segment.ops.len() as u64)
             .saturating_sub(1);
-        if done < segment.ops.len() && partial {
+        let doubted = doubtful_segment.get(si).copied().unwrap_or(false);
+        if done < segment.ops.len() && (partial || doubted) {
             if let Some(l) = left_out.get_mut(si) {
                 *l = true;
             }
@@ -793,23 +837,26 @@ fn decode(
 
 /// Where a rebuilt op's references are looked up: the message's ops decoded so far, then
 /// (for places the message does not carry) the receiver's.
-struct Found<'a, R, C> {
+struct Found<'a, R, C, F> {
     authors: &'a [DeviceId],
     decoded: &'a HashMap<(DeviceId, u64), SealedOp>,
     doubtful: &'a std::collections::HashSet<(DeviceId, u64)>,
     carries: &'a C,
+    /// Whether the receiver knows the author's chain to fork from the sender's (it said so:
+    /// [`Resolve::forked`], or the message shows it).
+    forked: &'a F,
     resolve: &'a R,
 }
 
 /// Rebuilds one op, or `None` when an op it names is not available yet; with it, whether it
 /// is doubtful (it names an op of a chain the receiver knows to fork, as held there, or a
 /// doubtful op of the message).
-fn rebuild<R: Resolve, C: Fn(&DeviceId, u64) -> bool>(
+fn rebuild<R: Resolve, C: Fn(&DeviceId, u64) -> bool, F: Fn(&DeviceId) -> bool>(
     segment: &RawSegment,
     seq: u64,
     prev: Option<OpId>,
     raw: &RawOp,
-    found: &Found<'_, R, C>,
+    found: &Found<'_, R, C, F>,
 ) -> Result<Option<(Op, bool)>, WireError> {
     let bad = |what: String| WireError::Malformed {
         author: segment.author,
@@ -833,7 +880,7 @@ fn rebuild<R: Resolve, C: Fn(&DeviceId, u64) -> bool>(
             return Ok(None);
         }
         let op = found.resolve.op_at(author, s)?;
-        if op.is_some() && found.resolve.forked(author) {
+        if op.is_some() && (found.forked)(author) {
             doubt.set(true);
         }
         Ok(op)
