@@ -1861,8 +1861,9 @@ impl Sim {
 }
 
 /// The op among `held` that is a re-issued copy of `op` (docs/SEMANTICS.md, "Restores"): by
-/// the same author, later in its chain, with the same time, writes (contact, path, value) and
-/// member changes.
+/// the same author, at its seq or later in its chain (an edit made on a branch given up is
+/// re-issued where it was: its author's chain goes back to before it), with the same time,
+/// writes (contact, path, value) and member changes.
 fn copy_of<'a>(
     op: &SealedOp,
     held: impl IntoIterator<Item = &'a SealedOp>,
@@ -1878,7 +1879,8 @@ fn copy_of<'a>(
     held.into_iter().find(|c| {
         let c = c.op();
         c.author == o.author
-            && c.seq > o.seq
+            && c.seq >= o.seq
+            && c != o
             && c.hlc == o.hlc
             && c.members == o.members
             && writes(c) == print

@@ -178,6 +178,22 @@ fn a_right_clocks_later_edit_wins_after_a_clock_was_set_right() {
     assert_eq!(stats.right_saves, 3, "{stats:?}");
 }
 
+/// A new contact with this given name (the simulator numbers it).
+fn named(given: &str) -> Edit {
+    let mut c = Contact::new(ContactId([9; 16]));
+    c.set(Field::Given, given);
+    Edit::Add(c)
+}
+
+/// A full sync session of two replicas.
+fn sync(from: usize, to: usize) -> Action {
+    Action::Sync {
+        from,
+        to,
+        mode: SyncMode::Full,
+    }
+}
+
 /// The phone's store is restored in place from a backup taken before it added two contacts;
 /// the laptop had synced the first (and edits it), no one the second. After the restore the
 /// phone adds a third and syncs it to the tablet before meeting the laptop. The final sync
@@ -187,16 +203,6 @@ fn a_right_clocks_later_edit_wins_after_a_clock_was_set_right() {
 /// which nothing but the lost disk held, is gone.
 #[test]
 fn a_store_restored_in_place_loses_only_what_no_one_else_held() {
-    let named = |given: &str| {
-        let mut c = Contact::new(ContactId([9; 16]));
-        c.set(Field::Given, given);
-        Edit::Add(c)
-    };
-    let sync = |from: usize, to: usize| Action::Sync {
-        from,
-        to,
-        mode: SyncMode::Full,
-    };
     let schedule = Schedule {
         storage: Storage::Disk,
         skews_ms: vec![0, 0, 0, 0],
@@ -261,6 +267,74 @@ fn a_store_restored_in_place_loses_only_what_no_one_else_held() {
         (1, 1, 1),
         "{stats:?}"
     );
+}
+
+#[test]
+fn edits_made_on_a_branch_given_up_survive_its_settling() {
+    // Replica 0 is restored and adds "three" on its new branch; replica 1 takes it and
+    // renames it, replica 2 takes both and renames it again, before replica 0 meets the relay,
+    // which holds what its backup lost. The branch is given up, and both renames, made on top
+    // of it, come back through their authors' re-issues.
+    let rename = |replica: usize, value: &str| Action::Save {
+        replica,
+        edit: Edit::SetField {
+            pick: 0,
+            field: 0,
+            value: value.into(),
+        },
+    };
+    let schedule = Schedule {
+        storage: Storage::Disk,
+        skews_ms: vec![0, 0, 0, 0],
+        actions: vec![
+            Action::Backup { replica: 0 },
+            Action::Save {
+                replica: 0,
+                edit: named("one"),
+            },
+            sync(0, 3),
+            Action::Restore { replica: 0 },
+            Action::Save {
+                replica: 0,
+                edit: named("three"),
+            },
+            sync(0, 1),
+            rename(1, "three, renamed"),
+            sync(1, 2),
+            rename(2, "three, renamed again"),
+            sync(2, 0),
+        ],
+    };
+    let stats = Sim::new(&schedule)
+        .unwrap()
+        .execute_with(&schedule, |sim| {
+            let given = |i: usize| -> Vec<String> {
+                sim.replica(i)
+                    .unwrap()
+                    .contacts()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.contact.get(Field::Given).unwrap_or_default().to_owned())
+                    .collect()
+            };
+            for i in 0..4 {
+                let r = sim.replica(i).unwrap();
+                let first = sim.replica(0).unwrap();
+                assert_eq!(
+                    r.summary().unwrap(),
+                    first.summary().unwrap(),
+                    "replica {i}"
+                );
+                assert_eq!(r.conflicts().unwrap(), first.conflicts().unwrap());
+                assert_eq!(given(i), given(0), "replica {i}");
+            }
+            // The last rename stands, superseding the first, as it did where it was made.
+            assert_eq!(given(0), ["one", "three, renamed again"]);
+            assert!(sim.replica(0).unwrap().conflicts().unwrap().is_empty());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!((stats.backups, stats.restores), (1, 1), "{stats:?}");
 }
 
 #[test]

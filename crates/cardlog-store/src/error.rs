@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use cardlog_core::{DeviceId, OpId, ReplayError};
+use cardlog_core::ReplayError;
 
 use crate::log::LogError;
 use crate::state::kv::KvError;
@@ -95,20 +95,6 @@ pub enum StoreError {
     /// The op was refused by the replay rules (fork, chain mismatch…). Nothing was stored.
     #[error(transparent)]
     Refused(Box<ReplayError>),
-    /// This device's own ops from `seq` on cannot be withdrawn (after a restore in place):
-    /// another device's op builds on them.
-    #[error(
-        "op {op} of device {author} builds on this device's ops from seq {seq}: they cannot be \
-         taken back"
-    )]
-    BuiltOn {
-        /// The op that builds on them.
-        op: OpId,
-        /// Its author.
-        author: DeviceId,
-        /// The first seq that was to be withdrawn.
-        seq: u64,
-    },
     /// The replica already belongs to another address book.
     #[error("this replica belongs to address book {held}, not {book}")]
     OtherBook {

@@ -91,6 +91,7 @@ pub fn apply_segments<S: PeerBook>(
     }
     let rest = apply_rest(store, &mut held)?;
     received.applied.add(rest);
+    store.reissue_waiting().map_err(SyncError::Store)?;
     Ok(received)
 }
 

@@ -603,6 +603,8 @@ impl Session {
                     self.report.void += rest.void;
                     self.report.missing += rest.missing;
                     self.report.refused.extend(rest.refused);
+                    // Own edits that waited for a copy this session may have brought.
+                    store.reissue_waiting().map_err(SyncError::Store)?;
                 }
                 if last {
                     // (Read once at the end, not per message: a take back may have cleared it.)

@@ -178,6 +178,13 @@ pub trait PeerBook: SyncStore {
         let _ = author;
         None
     }
+    /// Re-issues what this replica still lists for re-issue and can now: its own ops withdrawn
+    /// because they built on a branch another device gave up wait for that device's copies
+    /// of what they named, which a session or bundle may bring. Called once a session or
+    /// bundle has applied all it brings. The default has nothing listed.
+    fn reissue_waiting(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
     /// Whether `op` is one of this replica's own ops it withdrew when it took its chain
     /// back: a peer holding it holds the branch this replica gave up, not ops it lost, so it
     /// is an ordinary fork. The default withdrew none.

@@ -595,6 +595,10 @@ impl<S: PeerBook> PeerBook for Shared<S> {
         self.lock().withdrew(op)
     }
 
+    fn reissue_waiting(&mut self) -> Result<(), Self::Error> {
+        self.lock().reissue_waiting()
+    }
+
     fn take_back(
         &mut self,
         peer: Option<(DeviceId, u64)>,

@@ -36,6 +36,11 @@ const BRANCH_BYTES_MAX: usize = 1 << 20;
 const BRANCHES_MAX: usize = 64;
 const BRANCHES_BYTES_MAX: usize = 8 << 20;
 
+/// Most attempts (one per session or bundle, and per take back or settling) an op listed for
+/// re-issue waits for another device's copy of an op it names before it goes without naming
+/// it ([`Replica::reissue_pending`]).
+const REISSUE_WAIT_ATTEMPTS: u8 = 16;
+
 /// Most sessions a restored mark lasts in which a peer sends all it holds of the chain and
 /// nothing differs (a claim nobody holds up goes then, whoever made it).
 const MARK_SESSIONS: u8 = 8;
@@ -104,9 +109,10 @@ impl Replica {
     /// Takes back this replica's own ops `theirs` (with their signatures `tips`), as `peer`
     /// holds them, from where they differ from its chain, and re-issues what that replaces
     /// (and anything an earlier take back left to re-issue). `None` when nothing was taken
-    /// back. A take back that cannot be made (`theirs` has a gap, is not all signed and
-    /// admitted, holds an op this device withdrew before, or another device's op builds on
-    /// the ops it would withdraw) changes nothing but the mark: the fork stays recorded, as
+    /// back. Another device's op that builds on the ops withdrawn goes with them, until its
+    /// author re-issues it (`Store::withdraw_from`). A take back that cannot be made
+    /// (`theirs` has a gap, is not all signed and admitted, or holds an op this device
+    /// withdrew before) changes nothing but the mark: the fork stays recorded, as
     /// any fork. With nothing differing, the mark stays until a peer holding the lost ops is
     /// met, unless `peer` made the claim that marked it, or is the book's relay and holds the
     /// chain (as here) up to where it was found to differ (the device's hub), or the mark has
@@ -127,10 +133,7 @@ impl Replica {
                 self.unmark_restored()?;
                 return Ok(None);
             }
-            let Some(stored) = self.replace_branch(&me, from, recovered, tips)? else {
-                self.unmark_restored()?;
-                return Ok(None);
-            };
+            let stored = self.replace_branch(&me, from, recovered, tips)?;
             taken.from_seq = from;
             taken.recovered = stored;
             if taken.recovered < recovered.len() {
@@ -159,7 +162,7 @@ impl Replica {
             }
             return Ok(None);
         }
-        taken.reissued = self.reissue(&pending)?;
+        taken.reissued = self.reissue_pending()?;
         self.unmark_restored()?;
         let me = self.id();
         self.forget_forks_of(&me)?;
@@ -191,9 +194,11 @@ impl Replica {
     /// Settles a fork of `author`'s chain (another device's) when the branch held here is one
     /// its author gave up: every op of it from where `theirs` differs has a copy on `theirs`
     /// (the same writes, member changes and time), `theirs` continues the chain held below
-    /// there and is signed and let in. The held branch is withdrawn and `theirs` stored.
-    /// `false`, changing nothing, otherwise (also when an op held here builds on the branch:
-    /// `StoreError::BuiltOn`).
+    /// there and is signed and let in. The held branch is withdrawn and `theirs` stored; what
+    /// builds on the branch here goes with it (`Store::withdraw_from`): this device's own
+    /// such edits are re-issued at once, naming the author's copies of what they named, and
+    /// another device's wait for their author to do the same. `false`, changing nothing,
+    /// otherwise.
     pub(crate) fn settle_fork_of(
         &mut self,
         author: DeviceId,
@@ -222,9 +227,18 @@ impl Replica {
         {
             return Ok(false);
         }
+        // A take back under way re-issues what this withdraws of this device's own with the
+        // rest; otherwise it is re-issued here.
+        let taking_back = self.is_restored()?;
         let stored = self.replace_branch(&author, from, &recovered, tips)?;
-        if stored.is_none_or(|n| n < recovered.len()) {
+        if !taking_back {
+            self.reissue_pending()?;
+            // (The withdraw marked the chain if it took own ops: they are listed instead.)
+            self.unmark_restored()?;
+        }
+        if stored < recovered.len() {
             // Not all came in (the record stays; a later session sends the rest).
+            self.durable()?;
             return Ok(false);
         }
         self.forget_forks_of(&author)?;
@@ -406,26 +420,25 @@ impl Replica {
 
     /// Replaces `author`'s ops held from seq `from` with `theirs` (checked by the caller):
     /// withdraws the held ones, follows the membership to what is then held, and stores
-    /// `theirs` as any received ops. The number of `theirs` now held; `None`, changing
-    /// nothing, when another op held builds on the ones to withdraw (`StoreError::BuiltOn`).
+    /// `theirs` as any received ops. What built on the held ones is withdrawn with them, and
+    /// the records of forks of its authors' chains are over. The number of `theirs` now held.
     fn replace_branch(
         &mut self,
         author: &DeviceId,
         from: u64,
         theirs: &[SealedOp],
         tips: &[SignedTip],
-    ) -> Result<Option<usize>, Error> {
-        match self.store.withdraw_from(author, from) {
-            Ok(_) => {}
-            Err(StoreError::BuiltOn { .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
+    ) -> Result<usize, Error> {
+        let withdrawal = self.store.withdraw_from(author, from)?;
+        for other in &withdrawal.authors {
+            self.forget_forks_of(other)?;
         }
         // Withdrawn member changes no longer count (this device's own are re-issued).
         *self.membership =
             Membership::compute(self.membership.book(), self.store.membership_ops()?);
         let admitted = self.admit(theirs, tips);
         let report = self.apply_admitted(&admitted.ops, &admitted.tips)?;
-        Ok(Some(report.stored + report.duplicates))
+        Ok(report.stored + report.duplicates)
     }
 
     /// Whether `ops` (of `author`, from seq `from`) continue the chain held here below `from`
@@ -460,36 +473,73 @@ impl Replica {
         Ok(())
     }
 
+    /// Re-issues the ops listed for re-issue ([`Self::reissue`]), as far as it can: one naming
+    /// another device's withdrawn op whose copy is not held here yet waits for it, with the
+    /// ops after it, for [`REISSUE_WAIT_ATTEMPTS`] calls (the copy comes once that device
+    /// settles the same fork); after that it goes without naming it. Returns the number of
+    /// copies written.
+    pub(crate) fn reissue_pending(&mut self) -> Result<usize, Error> {
+        let pending = self.store.pending_reissue()?;
+        if pending.is_empty() {
+            if self.store.meta(meta::REISSUE_WAIT)?.is_some() {
+                self.store.remove_meta(meta::REISSUE_WAIT)?;
+                self.durable()?;
+            }
+            return Ok(0);
+        }
+        let left = self
+            .store
+            .meta(meta::REISSUE_WAIT)?
+            .and_then(|v| v.first().copied())
+            .unwrap_or(REISSUE_WAIT_ATTEMPTS);
+        let written = self.reissue(&pending, left > 1)?;
+        if self.store.pending_reissue()?.is_empty() {
+            self.store.remove_meta(meta::REISSUE_WAIT)?;
+        } else {
+            self.store
+                .put_meta(meta::REISSUE_WAIT, vec![left.saturating_sub(1).max(1)])?;
+        }
+        self.durable()?;
+        Ok(written)
+    }
+
     /// Writes `withdrawn` (this device's ops with their log offsets, in the order they were
     /// written) again at the end of its chain: the same writes and member changes at the same
-    /// times, each replacing what the original replaced (a withdrawn op by its copy). Each
-    /// leaves the store's list once its copy is durable; one the book no longer lets this
-    /// device write (it was removed or lost the role since) leaves it without a copy. Returns
-    /// the number of copies.
-    fn reissue(&mut self, withdrawn: &[(u64, SealedOp)]) -> Result<usize, Error> {
+    /// times, each replacing what the original replaced (a withdrawn op by its copy: this
+    /// device's own written here, or another's found on its author's chain). When another's
+    /// copy is not held here, the op and those after it stay listed if `wait`, else it names
+    /// none for it (the write then stands beside what is there, visibly). Each leaves the
+    /// store's list once its copy is durable; one the book no longer lets this device write
+    /// (it was removed or lost the role since) leaves it without a copy. Returns the number of
+    /// copies.
+    fn reissue(&mut self, withdrawn: &[(u64, SealedOp)], wait: bool) -> Result<usize, Error> {
         let me = self.id();
         let mut copies: BTreeMap<OpId, OpId> = BTreeMap::new();
         for (at, old) in withdrawn {
             let tip = self.store.summary().get(&me).copied();
-            let writes = old
-                .op()
-                .writes
-                .iter()
-                .map(|w| {
-                    let mut replaces: Vec<OpId> = w
-                        .replaces
-                        .iter()
-                        .map(|r| copies.get(r).copied().unwrap_or(*r))
-                        .collect();
-                    replaces.sort_unstable();
-                    Write {
-                        contact: w.contact,
-                        path: w.path.clone(),
-                        value: w.value.clone(),
-                        replaces,
+            let mut writes = Vec::with_capacity(old.op().writes.len());
+            for w in &old.op().writes {
+                let mut replaces = Vec::with_capacity(w.replaces.len());
+                for r in &w.replaces {
+                    if let Some(copy) = copies.get(r) {
+                        replaces.push(*copy);
+                    } else if !self.store.withdrew(r) {
+                        replaces.push(*r);
+                    } else if let Some(copy) = self.copy_on_chain(r)? {
+                        replaces.push(copy);
+                    } else if wait {
+                        return Ok(copies.len());
                     }
-                })
-                .collect();
+                }
+                replaces.sort_unstable();
+                replaces.dedup();
+                writes.push(Write {
+                    contact: w.contact,
+                    path: w.path.clone(),
+                    value: w.value.clone(),
+                    replaces,
+                });
+            }
             let op = Op {
                 author: me,
                 seq: tip.map_or(0, |t| t.seq) + 1,
@@ -508,6 +558,28 @@ impl Replica {
             self.store.reissued(*at)?;
         }
         Ok(copies.len())
+    }
+
+    /// The copy its author wrote of the withdrawn op `id`: the first op at its seq or after
+    /// on the author's chain held here with its fingerprint. (A branch given up is re-issued
+    /// after the ops taken back; an edit withdrawn because it built on one is re-issued at
+    /// its own seq, its author's chain having gone back to before it.)
+    fn copy_on_chain(&self, id: &OpId) -> Result<Option<OpId>, Error> {
+        let Some(old) = self.store.withdrawn_op(id)? else {
+            return Ok(None);
+        };
+        let author = old.op().author;
+        let print = fingerprint(&old);
+        let tip = self.store.summary().get(&author).map_or(0, |t| t.seq);
+        let last = tip.min(old.op().seq.saturating_add(2 * BRANCH_OPS_MAX as u64));
+        for seq in old.op().seq..=last {
+            if let Some(op) = self.store.op_by_seq(&author, seq)? {
+                if fingerprint(&op) == print {
+                    return Ok(Some(op.id()));
+                }
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -517,6 +517,14 @@ impl PeerBook for Replica {
         self.store.withdrew(op)
     }
 
+    fn reissue_waiting(&mut self) -> Result<(), Error> {
+        // (A device marked restored re-issues when it takes its chain back.)
+        if !self.is_restored()? {
+            self.reissue_pending()?;
+        }
+        Ok(())
+    }
+
     fn branch_authors(&self) -> BTreeSet<DeviceId> {
         // (Only branches still worth giving: not taken in or given up since.)
         self.kept_branch_authors()

@@ -68,6 +68,9 @@ pub mod meta {
     /// Branches of other devices' chains a peer held where this replica holds others, kept
     /// (bounded) to give back to their author if it was restored (written by the facade).
     pub const BRANCHES: &[u8] = b"mbranches";
+    /// While an op listed for re-issue waits for another device's copy of an op it names:
+    /// how many more attempts it waits (one byte; written by the facade).
+    pub const REISSUE_WAIT: &[u8] = b"mreissuewait";
 }
 
 /// The key of the signature of `author`'s op at `seq`.

@@ -6,8 +6,14 @@
 //! read of the log passes over them (the state, the index, `verify`, [`Store::ops`]). This
 //! device's own not yet written again on the chain stay listed under `mreissue` until the
 //! facade has re-issued them, so a crash in between loses nothing.
+//!
+//! What builds on withdrawn ops goes with them: an op that replaces one of their writes, the
+//! rest of its author's chain after it, and what builds on those in turn. This device's own
+//! such ops are re-issued like the rest (naming the copies of what they named); another
+//! device's wait for their author, who re-issues them when it settles the same fork. So a
+//! branch given up never blocks its fork from settling, and no edit made on top of it is lost.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::OnceLock;
 
 use cardlog_core::{DeviceId, OpId, SealedOp};
@@ -16,6 +22,17 @@ use super::Store;
 use crate::error::StoreError;
 use crate::state::keys::{self, meta};
 use crate::state::kv::KvBatch;
+
+/// What a withdraw took out of the state.
+#[derive(Debug, Clone, Default)]
+pub struct Withdrawal {
+    /// The ops withdrawn: the chain's from the seq asked for, in chain order, then what built
+    /// on them, in the order it was applied.
+    pub ops: Vec<SealedOp>,
+    /// The other authors whose ops built on them: their chains here now end before those ops
+    /// (a fork of theirs recorded here is over).
+    pub authors: BTreeSet<DeviceId>,
+}
 
 fn encode_offsets(offsets: &[u64]) -> Vec<u8> {
     offsets.iter().flat_map(|o| o.to_be_bytes()).collect()
@@ -37,24 +54,21 @@ impl Store {
             .collect())
     }
 
-    /// Withdraws this device's own ops from `seq` to its chain's tip and returns them in
-    /// chain order: afterwards the store holds its chain up to `seq - 1`, the state is
-    /// rebuilt without them, and they are listed for re-issue ([`Store::pending_reissue`]).
-    /// Refused, changing nothing, when another device's op replaces a write of theirs
-    /// ([`StoreError::BuiltOn`]). Nothing to withdraw (no op at `seq`) returns nothing.
-    pub fn withdraw_own_from(&mut self, seq: u64) -> Result<Vec<SealedOp>, StoreError> {
+    /// Withdraws this device's own ops from `seq` to its chain's tip, with what builds on them
+    /// (module docs), and returns them in chain order: afterwards the store holds its chain up
+    /// to `seq - 1`, the state is rebuilt without them, and this device's own withdrawn ops
+    /// are listed for re-issue ([`Store::pending_reissue`]). Nothing to withdraw (no op at
+    /// `seq`) returns nothing.
+    pub fn withdraw_own_from(&mut self, seq: u64) -> Result<Withdrawal, StoreError> {
         let me = self.device;
         self.withdraw_from(&me, seq)
     }
 
     /// [`Store::withdraw_own_from`] for any author's chain: `author`'s ops from `seq` on, a
     /// branch its author gave up (it re-issued every one of them on the chain it kept,
-    /// checked by the caller). Only this device's own are listed for re-issue.
-    pub fn withdraw_from(
-        &mut self,
-        author: &DeviceId,
-        seq: u64,
-    ) -> Result<Vec<SealedOp>, StoreError> {
+    /// checked by the caller), with what builds on them. Only this device's own are listed
+    /// for re-issue.
+    pub fn withdraw_from(&mut self, author: &DeviceId, seq: u64) -> Result<Withdrawal, StoreError> {
         self.writable()?;
         if !self.held.is_empty() {
             self.settle()?;
@@ -62,17 +76,20 @@ impl Store {
         let me = *author;
         let own = me == self.device;
         let Some(tip) = self.summary.get(&me).copied() else {
-            return Ok(Vec::new());
+            return Ok(Withdrawal::default());
         };
         if seq == 0 || seq > tip.seq {
-            return Ok(Vec::new());
+            return Ok(Withdrawal::default());
         }
-        let at: Vec<u64> = self.index()?.seq_range(&me, seq, tip.seq).to_vec();
+        let mut at: Vec<u64> = self.index()?.seq_range(&me, seq, tip.seq).to_vec();
         let mut ops = Vec::with_capacity(at.len());
         for offset in &at {
             ops.push(self.log.read(*offset)?.seal()?);
         }
-        let ids: HashSet<OpId> = ops.iter().map(SealedOp::id).collect();
+        let mut ids: HashSet<OpId> = ops.iter().map(SealedOp::id).collect();
+        // What builds on them: the log holds every op after what it names (its chain
+        // predecessor and the writes it replaces), so one pass from the first finds all of it.
+        let mut built_on = Vec::new();
         if let Some(first) = at.iter().min() {
             for record in self.log.scan(*first, self.log.len()) {
                 let record = record?;
@@ -80,34 +97,48 @@ impl Store {
                     continue;
                 }
                 let op = record.decode_trusted()?;
-                if op
-                    .writes
-                    .iter()
-                    .flat_map(|w| &w.replaces)
-                    .any(|r| ids.contains(r))
-                {
-                    return Err(StoreError::BuiltOn {
-                        op: record.id,
-                        author: op.author,
-                        seq,
-                    });
+                let names_one = op.prev.is_some_and(|p| ids.contains(&p))
+                    || op
+                        .writes
+                        .iter()
+                        .flat_map(|w| &w.replaces)
+                        .any(|r| ids.contains(r));
+                if names_one {
+                    ids.insert(record.id);
+                    built_on.push((record.offset, self.log.read(record.offset)?.seal()?));
                 }
             }
         }
+        let authors: BTreeSet<DeviceId> = built_on
+            .iter()
+            .map(|(_, op)| op.op().author)
+            .filter(|a| a != author)
+            .collect();
+        let own_at: Vec<u64> = if own { at.clone() } else { Vec::new() }
+            .into_iter()
+            .chain(
+                built_on
+                    .iter()
+                    .filter(|(_, op)| op.op().author == self.device)
+                    .map(|(o, _)| *o),
+            )
+            .collect();
+        at.extend(built_on.iter().map(|(o, _)| *o));
+        ops.extend(built_on.into_iter().map(|(_, op)| op));
         let mut withdrawn = self.offsets(meta::WITHDRAWN)?;
         withdrawn.extend(&at);
         let mut batch = KvBatch::default();
         batch.insert(meta::WITHDRAWN.to_vec(), encode_offsets(&withdrawn));
-        if own {
+        if !own_at.is_empty() {
             let mut reissue = self.offsets(meta::REISSUE)?;
-            reissue.extend(&at);
+            reissue.extend(&own_at);
             batch.insert(meta::REISSUE.to_vec(), encode_offsets(&reissue));
             // Until the re-issue is done the device stays marked restored: a crash before
             // then makes its next session ask for its whole chain again and finish.
             batch.insert(meta::RESTORED.to_vec(), vec![1]);
         }
         for op in &ops {
-            batch.remove(keys::signature(&me, op.op().seq));
+            batch.remove(keys::signature(&op.op().author, op.op().seq));
         }
         // The state is rebuilt without them; a crash before that finishes makes the next
         // open finish it.
@@ -118,7 +149,7 @@ impl Store {
         self.withdrawn.ids.extend(ids);
         self.index = OnceLock::new();
         self.rebuild()?;
-        Ok(ops)
+        Ok(Withdrawal { ops, authors })
     }
 
     /// The withdrawn ops not yet re-issued, in log order (the order they were written in),
@@ -153,6 +184,20 @@ impl Store {
         self.kv.apply(batch).map_err(|e| self.poison(e))?;
         self.kv.flush().map_err(|e| self.poison(e))?;
         Ok(())
+    }
+
+    /// The withdrawn op `id`, read from the log; `None` when no withdrawn op has that id.
+    pub fn withdrawn_op(&self, id: &OpId) -> Result<Option<SealedOp>, StoreError> {
+        if !self.withdrawn.ids.contains(id) {
+            return Ok(None);
+        }
+        for offset in &self.withdrawn.offsets {
+            let record = self.log.read(*offset)?;
+            if record.id == *id {
+                return Ok(Some(record.seal()?));
+            }
+        }
+        Ok(None)
     }
 
     /// Whether `id` is an op withdrawn here (this device's own after a restore, or a branch
