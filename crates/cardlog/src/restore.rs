@@ -220,7 +220,7 @@ impl Replica {
             }
         }
         if given_up.is_empty()
-            || !reissued_in_order(&given_up, &recovered)
+            || !copied_in_order(&given_up, &recovered, Copies::After)
             || recovered.iter().any(|op| self.store.withdrew(&op.id()))
             || !self.chain_continues(&author, from, &recovered)?
             || cardlog_sync::SyncStore::authorship(self, &recovered, tips).is_err()
@@ -303,17 +303,26 @@ impl Replica {
     }
 
     /// The branch of `author`'s chain kept by [`Self::keep_branch_of`], with the author's
-    /// signature of its last op; `None` when none is kept, or the chain held here has taken
-    /// it in since.
+    /// signature of its last op; `None` when none is kept, or it is no longer worth giving
+    /// ([`Self::worth_giving`]).
     pub(crate) fn kept_branch_of(
         &self,
         author: &DeviceId,
     ) -> Result<Option<(Vec<SealedOp>, SignedTip)>, Error> {
-        let Some((_, ops, key, signature)) =
-            self.branches()?.into_iter().find(|(a, ..)| a == author)
-        else {
-            return Ok(None);
-        };
+        match self.branches()?.into_iter().find(|(a, ..)| a == author) {
+            Some(record) => self.worth_giving(record),
+            None => Ok(None),
+        }
+    }
+
+    /// A kept branch as its ops and the author's signature of the last, unless the chain held
+    /// here has taken it in since, or holds its author's copies of it (the author gave it up;
+    /// copies of edits withdrawn for building on a branch given up may sit at their own seqs).
+    fn worth_giving(
+        &self,
+        (author, ops, key, signature): BranchRecord,
+    ) -> Result<Option<(Vec<SealedOp>, SignedTip)>, Error> {
+        let author = &author;
         let bad = || Error::Store(StoreError::undecodable("meta branches"));
         let ops = ops
             .iter()
@@ -326,7 +335,8 @@ impl Replica {
             .store
             .op_by_seq(author, first.op().seq)?
             .map(|o| o.id());
-        if held == Some(first.id()) {
+        if held == Some(first.id()) || ops.iter().any(|op| self.store.withdrew(&op.id())) {
+            // Taken in, or withdrawn here (given up).
             return Ok(None);
         }
         // Given up by its author: the chain held here has its copies.
@@ -339,7 +349,7 @@ impl Replica {
                 ours.push(op);
             }
         }
-        if reissued_in_order(&ops, &ours) {
+        if copied_in_order(&ops, &ours, Copies::AtOrAfter) {
             return Ok(None);
         }
         let tip = SignedTip {
@@ -352,9 +362,16 @@ impl Replica {
         Ok(Some((ops, tip)))
     }
 
-    /// The authors of the branches kept.
+    /// The authors of the branches kept and still worth giving, each record read once.
     pub(crate) fn kept_branch_authors(&self) -> Result<BTreeSet<DeviceId>, Error> {
-        Ok(self.branches()?.into_iter().map(|(a, ..)| a).collect())
+        let mut authors = BTreeSet::new();
+        for record in self.branches()? {
+            let author = record.0;
+            if self.worth_giving(record)?.is_some() {
+                authors.insert(author);
+            }
+        }
+        Ok(authors)
     }
 
     /// The kept branches. A record that does not decode counts as none: they are copies of
@@ -371,11 +388,25 @@ impl Replica {
     /// branch in, or holds its author's copies of it: the author gave it up), and with each
     /// the records of its author's fork, which is over here.
     pub(crate) fn tidy_branches(&mut self) -> Result<(), Error> {
-        for author in self.kept_branch_authors()? {
-            if !matches!(self.kept_branch_of(&author), Ok(Some(_))) {
-                self.forget_branch(&author)?;
-                self.forget_forks_of(&author)?;
+        let all = self.branches()?;
+        if all.is_empty() {
+            return Ok(());
+        }
+        let mut kept = Vec::with_capacity(all.len());
+        let mut over = Vec::new();
+        for record in all {
+            if matches!(self.worth_giving(record.clone()), Ok(Some(_))) {
+                kept.push(record);
+            } else {
+                over.push(record.0);
             }
+        }
+        if over.is_empty() {
+            return Ok(());
+        }
+        self.store.put_meta(meta::BRANCHES, encode(&kept))?;
+        for author in &over {
+            self.forget_forks_of(author)?;
         }
         Ok(())
     }
@@ -583,16 +614,33 @@ impl Replica {
     }
 }
 
+/// Where a re-issued copy sits on its author's chain ([`copied_in_order`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Copies {
+    /// Later than the op it copies: what a take back leaves (copies are written after the
+    /// ops taken back). The rule for settling a fork.
+    After,
+    /// At the op's own seq or later: also an edit withdrawn for building on a branch given
+    /// up, re-issued where it was. Only for dropping a kept branch (which loses nothing
+    /// stored), never for withdrawing ops.
+    AtOrAfter,
+}
+
 /// Whether every op of `given_up` (a branch, in chain order) has its own copy on `kept` (in
-/// chain order), later in the chain than it and in the same order: what a take back leaves
-/// (copies are written after the ops taken back). Fingerprints alone could pair two honest
-/// branches that differ only in what they replace; the order and the seqs rule out a swap.
-fn reissued_in_order(given_up: &[SealedOp], kept: &[SealedOp]) -> bool {
+/// chain order), placed as `copies` says and in the same order. Fingerprints alone could pair
+/// two honest branches that differ only in what they replace; the order and the seqs rule out
+/// a swap.
+fn copied_in_order(given_up: &[SealedOp], kept: &[SealedOp], copies: Copies) -> bool {
     let mut rest = kept.iter();
     given_up.iter().all(|old| {
         let print = fingerprint(old);
-        rest.by_ref()
-            .any(|new| new.op().seq > old.op().seq && fingerprint(new) == print)
+        rest.by_ref().any(|new| {
+            let placed = match copies {
+                Copies::After => new.op().seq > old.op().seq,
+                Copies::AtOrAfter => new.op().seq >= old.op().seq && new.id() != old.id(),
+            };
+            placed && fingerprint(new) == print
+        })
     })
 }
 
@@ -613,4 +661,66 @@ fn fingerprint(op: &SealedOp) -> Vec<u8> {
         })
         .collect();
     format!("{:?}|{:?}|{:?}", o.hlc, writes, o.members).into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    /// `mrestored` (docs/FORMAT.md, "Store"): seq, peer and sessions left; then a mark whose
+    /// peer is not known (seq and sessions left).
+    const GOLDEN_MARK_HEX: &str = "0102030405060708b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b207";
+    const GOLDEN_MARK_NO_PEER_HEX: &str = "000000000000002a03";
+    /// `mbranches`: one kept branch of two ops' bytes, with the author's key and signature.
+    const GOLDEN_BRANCHES_HEX: &str = "01a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a10203010203020405205a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a406b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b";
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn fields(m: Mark) -> (u64, Option<DeviceId>, u8) {
+        (m.at, m.by, m.left)
+    }
+
+    #[test]
+    fn restore_records_match_their_golden_bytes() {
+        let mark = Mark {
+            at: 0x0102_0304_0506_0708,
+            by: Some(DeviceId([0xb2; 16])),
+            left: 7,
+        };
+        assert_eq!(hex(&mark.bytes()), GOLDEN_MARK_HEX);
+        assert_eq!(fields(Mark::read(&unhex(GOLDEN_MARK_HEX))), fields(mark));
+        let no_peer = Mark {
+            at: 42,
+            by: None,
+            left: 3,
+        };
+        assert_eq!(hex(&no_peer.bytes()), GOLDEN_MARK_NO_PEER_HEX);
+        assert_eq!(
+            fields(Mark::read(&unhex(GOLDEN_MARK_NO_PEER_HEX))),
+            fields(no_peer)
+        );
+        // The store's bare mark (one byte, 1): anywhere, anyone, the full count of sessions.
+        assert_eq!(fields(Mark::read(&[1])), (0, None, MARK_SESSIONS));
+        let branches: Vec<BranchRecord> = vec![(
+            DeviceId([0xa1; 16]),
+            vec![vec![1, 2, 3], vec![4, 5]],
+            vec![0x5a; 32],
+            vec![0x6b; 64],
+        )];
+        assert_eq!(hex(&encode(&branches)), GOLDEN_BRANCHES_HEX);
+        let back: Vec<BranchRecord> = decode(&unhex(GOLDEN_BRANCHES_HEX), "branches").unwrap();
+        assert_eq!(back, branches);
+        let bytes = unhex(GOLDEN_BRANCHES_HEX);
+        assert!(decode::<Vec<BranchRecord>>(&bytes[..bytes.len() - 1], "branches").is_err());
+    }
 }

@@ -527,11 +527,7 @@ impl PeerBook for Replica {
 
     fn branch_authors(&self) -> BTreeSet<DeviceId> {
         // (Only branches still worth giving: not taken in or given up since.)
-        self.kept_branch_authors()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|a| matches!(self.kept_branch_of(a), Ok(Some(_))))
-            .collect()
+        self.kept_branch_authors().unwrap_or_default()
     }
 
     fn keep_branch(

@@ -690,9 +690,7 @@ fn decode(
                 let found = Found {
                     authors: &authors,
                     decoded: &decoded,
-                    doubtful: &doubtful,
                     carries: &carries,
-                    forked: &forked,
                     resolve,
                 };
                 // Whether it names an op as the receiver holds it in a chain known to fork (or
@@ -709,17 +707,16 @@ fn decode(
                     }
                 });
                 let built = rebuild(segment, seq, *chain, raw, &found).and_then(|b| {
-                    b.map(|(op, doubt)| {
-                        let sealed = op.seal_in(segment.format).map_err(|error| WireError::Op {
+                    b.map(|op| {
+                        op.seal_in(segment.format).map_err(|error| WireError::Op {
                             author: segment.author,
                             seq,
                             error,
-                        })?;
-                        Ok((sealed, doubt))
+                        })
                     })
                     .transpose()
                 });
-                let (sealed, doubt) = match built {
+                let sealed = match built {
                     Ok(Some(b)) => b,
                     Ok(None) => break,
                     Err(_) if named_in_doubt => {
@@ -731,7 +728,7 @@ fn decode(
                     }
                     Err(e) => return Err(e),
                 };
-                if doubt || named_in_doubt {
+                if named_in_doubt {
                     doubtful.insert((segment.author, seq));
                     if let Some(d) = doubtful_segment.get_mut(si) {
                         *d = true;
@@ -837,53 +834,41 @@ fn decode(
 
 /// Where a rebuilt op's references are looked up: the message's ops decoded so far, then
 /// (for places the message does not carry) the receiver's.
-struct Found<'a, R, C, F> {
+struct Found<'a, R, C> {
     authors: &'a [DeviceId],
     decoded: &'a HashMap<(DeviceId, u64), SealedOp>,
-    doubtful: &'a std::collections::HashSet<(DeviceId, u64)>,
     carries: &'a C,
-    /// Whether the receiver knows the author's chain to fork from the sender's (it said so:
-    /// [`Resolve::forked`], or the message shows it).
-    forked: &'a F,
     resolve: &'a R,
 }
 
-/// Rebuilds one op, or `None` when an op it names is not available yet; with it, whether it
-/// is doubtful (it names an op of a chain the receiver knows to fork, as held there, or a
-/// doubtful op of the message).
-fn rebuild<R: Resolve, C: Fn(&DeviceId, u64) -> bool, F: Fn(&DeviceId) -> bool>(
+/// Rebuilds one op, or `None` when an op it names is not available yet. (Whether what it
+/// names may not be what the sender meant is the caller's to judge, from the references
+/// alone: `named_in_doubt`.)
+fn rebuild<R: Resolve, C: Fn(&DeviceId, u64) -> bool>(
     segment: &RawSegment,
     seq: u64,
     prev: Option<OpId>,
     raw: &RawOp,
-    found: &Found<'_, R, C, F>,
-) -> Result<Option<(Op, bool)>, WireError> {
+    found: &Found<'_, R, C>,
+) -> Result<Option<Op>, WireError> {
     let bad = |what: String| WireError::Malformed {
         author: segment.author,
         seq,
         what,
     };
-    let doubt = std::cell::Cell::new(false);
     let lookup = |a: u64, s: u64| -> Result<Option<SealedOp>, WireError> {
         let author = usize::try_from(a)
             .ok()
             .and_then(|i| found.authors.get(i))
             .ok_or_else(|| bad(format!("author index {a} out of range")))?;
         if let Some(op) = found.decoded.get(&(*author, s)) {
-            if found.doubtful.contains(&(*author, s)) {
-                doubt.set(true);
-            }
             return Ok(Some(op.clone()));
         }
         if (found.carries)(author, s) {
             // Not rebuilt yet: the sender's op there, not the receiver's.
             return Ok(None);
         }
-        let op = found.resolve.op_at(author, s)?;
-        if op.is_some() && (found.forked)(author) {
-            doubt.set(true);
-        }
-        Ok(op)
+        found.resolve.op_at(author, s)
     };
     let mut writes = Vec::with_capacity(raw.writes.len());
     for w in &raw.writes {
@@ -934,5 +919,5 @@ fn rebuild<R: Resolve, C: Fn(&DeviceId, u64) -> bool, F: Fn(&DeviceId) -> bool>(
         writes,
         members: raw.members.clone(),
     };
-    Ok(Some((op, doubt.get())))
+    Ok(Some(op))
 }
