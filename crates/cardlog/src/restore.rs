@@ -133,7 +133,10 @@ impl Replica {
                 self.unmark_restored()?;
                 return Ok(None);
             }
-            let stored = self.replace_branch(&me, from, recovered, tips)?;
+            let Some(stored) = self.replace_branch(&me, from, recovered, tips)? else {
+                self.unmark_restored()?;
+                return Ok(None);
+            };
             taken.from_seq = from;
             taken.recovered = stored;
             if taken.recovered < recovered.len() {
@@ -193,12 +196,15 @@ impl Replica {
 
     /// Settles a fork of `author`'s chain (another device's) when the branch held here is one
     /// its author gave up: every op of it from where `theirs` differs has a copy on `theirs`
-    /// (the same writes, member changes and time), `theirs` continues the chain held below
-    /// there and is signed and let in. The held branch is withdrawn and `theirs` stored; what
-    /// builds on the branch here goes with it (`Store::withdraw_from`): this device's own
-    /// such edits are re-issued at once, naming the author's copies of what they named, and
-    /// another device's wait for their author to do the same. `false`, changing nothing,
-    /// otherwise.
+    /// (the same writes, member changes and time) but those naming another device's op built
+    /// on the branch (their author re-issues them once that device has), `theirs` continues
+    /// the chain held below there and is signed and let in. The held branch is withdrawn and
+    /// `theirs` stored; what builds on the branch here goes with it (`Store::withdraw_from`):
+    /// this device's own such edits are re-issued ([`Self::reissue_pending`]; with the take
+    /// back, if this device is marked restored), naming the author's copies of what they
+    /// named, and another device's wait for their author to do the same. `false`, changing
+    /// nothing, otherwise (also when too much of other devices' builds on the branch:
+    /// `StoreError::BuiltOn`).
     pub(crate) fn settle_fork_of(
         &mut self,
         author: DeviceId,
@@ -219,8 +225,31 @@ impl Replica {
                 None => return Ok(false),
             }
         }
-        if given_up.is_empty()
-            || !copied_in_order(&given_up, &recovered, Copies::After)
+        // Its ops that name (through replaced writes) another device's op built on the branch
+        // wait on its author for their copies, as that device's op waits for its own: they
+        // need none yet (they are withdrawn with the branch either way).
+        let mut waits: BTreeSet<OpId> = self
+            .store
+            .built_on(&author, from)?
+            .iter()
+            .map(SealedOp::id)
+            .collect();
+        let mut must_copy = Vec::with_capacity(given_up.len());
+        for op in given_up {
+            if op
+                .op()
+                .writes
+                .iter()
+                .flat_map(|w| &w.replaces)
+                .any(|r| waits.contains(r))
+            {
+                waits.insert(op.id());
+            } else {
+                must_copy.push(op);
+            }
+        }
+        if must_copy.is_empty()
+            || !copied_in_order(&must_copy, &recovered, Copies::After)
             || recovered.iter().any(|op| self.store.withdrew(&op.id()))
             || !self.chain_continues(&author, from, &recovered)?
             || cardlog_sync::SyncStore::authorship(self, &recovered, tips).is_err()
@@ -230,7 +259,9 @@ impl Replica {
         // A take back under way re-issues what this withdraws of this device's own with the
         // rest; otherwise it is re-issued here.
         let taking_back = self.is_restored()?;
-        let stored = self.replace_branch(&author, from, &recovered, tips)?;
+        let Some(stored) = self.replace_branch(&author, from, &recovered, tips)? else {
+            return Ok(false);
+        };
         if !taking_back {
             self.reissue_pending()?;
             // (The withdraw marked the chain if it took own ops: they are listed instead.)
@@ -452,24 +483,30 @@ impl Replica {
     /// Replaces `author`'s ops held from seq `from` with `theirs` (checked by the caller):
     /// withdraws the held ones, follows the membership to what is then held, and stores
     /// `theirs` as any received ops. What built on the held ones is withdrawn with them, and
-    /// the records of forks of its authors' chains are over. The number of `theirs` now held.
+    /// the records of forks of its authors' chains where it was are over. The number of
+    /// `theirs` now held; `None`, changing nothing, when too much of other devices' or a
+    /// member change builds on the held ones (`StoreError::BuiltOn`).
     fn replace_branch(
         &mut self,
         author: &DeviceId,
         from: u64,
         theirs: &[SealedOp],
         tips: &[SignedTip],
-    ) -> Result<usize, Error> {
-        let withdrawal = self.store.withdraw_from(author, from)?;
-        for other in &withdrawal.authors {
-            self.forget_forks_of(other)?;
+    ) -> Result<Option<usize>, Error> {
+        let withdrawal = match self.store.withdraw_from(author, from) {
+            Ok(w) => w,
+            Err(StoreError::BuiltOn { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        for (other, seq) in &withdrawal.authors {
+            self.forget_forks_from(other, *seq)?;
         }
         // Withdrawn member changes no longer count (this device's own are re-issued).
         *self.membership =
             Membership::compute(self.membership.book(), self.store.membership_ops()?);
         let admitted = self.admit(theirs, tips);
         let report = self.apply_admitted(&admitted.ops, &admitted.tips)?;
-        Ok(report.stored + report.duplicates)
+        Ok(Some(report.stored + report.duplicates))
     }
 
     /// Whether `ops` (of `author`, from seq `from`) continue the chain held here below `from`
@@ -526,9 +563,17 @@ impl Replica {
         let written = self.reissue(&pending, left > 1)?;
         if self.store.pending_reissue()?.is_empty() {
             self.store.remove_meta(meta::REISSUE_WAIT)?;
+            // What peers held of this chain otherwise is given up and re-issued.
+            let me = self.id();
+            self.forget_forks_of(&me)?;
         } else {
-            self.store
-                .put_meta(meta::REISSUE_WAIT, vec![left.saturating_sub(1).max(1)])?;
+            // Each copy written may be what the rest waits for: the count starts again.
+            let left = if written > 0 {
+                REISSUE_WAIT_ATTEMPTS
+            } else {
+                left.saturating_sub(1).max(1)
+            };
+            self.store.put_meta(meta::REISSUE_WAIT, vec![left])?;
         }
         self.durable()?;
         Ok(written)
@@ -546,20 +591,32 @@ impl Replica {
     fn reissue(&mut self, withdrawn: &[(u64, SealedOp)], wait: bool) -> Result<usize, Error> {
         let me = self.id();
         let mut copies: BTreeMap<OpId, OpId> = BTreeMap::new();
+        let mut prints = Prints::default();
+        // Ops that wait (for another device's copy, or for an op here that waits).
+        let mut waiting: BTreeSet<OpId> = BTreeSet::new();
+        let mut written = 0;
         for (at, old) in withdrawn {
-            let tip = self.store.summary().get(&me).copied();
+            // Re-issued already (a crash came before it left the list).
+            if let Some(copy) = self.copy_on_chain(&old.id(), &mut prints)? {
+                copies.insert(old.id(), copy);
+                self.store.reissued(*at)?;
+                continue;
+            }
+            let mut waits = false;
             let mut writes = Vec::with_capacity(old.op().writes.len());
             for w in &old.op().writes {
                 let mut replaces = Vec::with_capacity(w.replaces.len());
                 for r in &w.replaces {
-                    if let Some(copy) = copies.get(r) {
+                    if waiting.contains(r) {
+                        waits = true;
+                    } else if let Some(copy) = copies.get(r) {
                         replaces.push(*copy);
                     } else if !self.store.withdrew(r) {
                         replaces.push(*r);
-                    } else if let Some(copy) = self.copy_on_chain(r)? {
+                    } else if let Some(copy) = self.copy_on_chain(r, &mut prints)? {
                         replaces.push(copy);
                     } else if wait {
-                        return Ok(copies.len());
+                        waits = true;
                     }
                 }
                 replaces.sort_unstable();
@@ -571,6 +628,12 @@ impl Replica {
                     replaces,
                 });
             }
+            if waits {
+                // The ops after it that do not name it go on: they need not wait for it.
+                waiting.insert(old.id());
+                continue;
+            }
+            let tip = self.store.summary().get(&me).copied();
             let op = Op {
                 author: me,
                 seq: tip.map_or(0, |t| t.seq) + 1,
@@ -585,34 +648,52 @@ impl Replica {
                 let clock = self.clock.clone();
                 self.store_own(&op, clock)?;
                 copies.insert(old.id(), op.id());
+                written += 1;
             }
             self.store.reissued(*at)?;
         }
-        Ok(copies.len())
+        Ok(written)
     }
 
     /// The copy its author wrote of the withdrawn op `id`: the first op at its seq or after
     /// on the author's chain held here with its fingerprint. (A branch given up is re-issued
     /// after the ops taken back; an edit withdrawn because it built on one is re-issued at
-    /// its own seq, its author's chain having gone back to before it.)
-    fn copy_on_chain(&self, id: &OpId) -> Result<Option<OpId>, Error> {
+    /// its own seq, its author's chain having gone back to before it.) `None` for an op not
+    /// withdrawn here.
+    fn copy_on_chain(&self, id: &OpId, prints: &mut Prints) -> Result<Option<OpId>, Error> {
         let Some(old) = self.store.withdrawn_op(id)? else {
             return Ok(None);
         };
-        let author = old.op().author;
+        let (author, seq) = (old.op().author, old.op().seq);
         let print = fingerprint(&old);
-        let tip = self.store.summary().get(&author).map_or(0, |t| t.seq);
-        let last = tip.min(old.op().seq.saturating_add(2 * BRANCH_OPS_MAX as u64));
-        for seq in old.op().seq..=last {
-            if let Some(op) = self.store.op_by_seq(&author, seq)? {
-                if fingerprint(&op) == print {
-                    return Ok(Some(op.id()));
+        let known = prints.0.get(&author).is_some_and(|(from, _)| *from <= seq);
+        if !known {
+            // The author's chain from this seq to its tip, read once per re-issue.
+            let tip = self.store.summary().get(&author).map_or(0, |t| t.seq);
+            let mut chain = Vec::new();
+            for s in seq..=tip {
+                if let Some(op) = self.store.op_by_seq(&author, s)? {
+                    chain.push((s, fingerprint(&op), op.id()));
                 }
             }
+            prints.0.insert(author, (seq, chain));
         }
-        Ok(None)
+        Ok(prints.0.get(&author).and_then(|(_, chain)| {
+            chain
+                .iter()
+                .find(|(s, p, _)| *s >= seq && *p == print)
+                .map(|(.., id)| *id)
+        }))
     }
 }
+
+/// Per author, the fingerprints of its chain from a seq to its tip as held when first looked
+/// at, for [`Replica::copy_on_chain`] within one re-issue.
+#[derive(Default)]
+struct Prints(BTreeMap<DeviceId, (u64, Vec<Printed>)>);
+
+/// One op of a chain as [`Prints`] keeps it: its seq, fingerprint and id.
+type Printed = (u64, Vec<u8>, OpId);
 
 /// Where a re-issued copy sits on its author's chain ([`copied_in_order`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -554,6 +554,22 @@ impl PeerBook for Replica {
 }
 
 impl Replica {
+    /// Drops the records of forks of `author`'s chain at `seq` or later (its ops there were
+    /// withdrawn: `restore.rs`).
+    pub(crate) fn forget_forks_from(&mut self, author: &DeviceId, seq: u64) -> Result<(), Error> {
+        let all = self.forks()?;
+        if all.iter().all(|f| f.author != *author || f.seq < seq) {
+            return Ok(());
+        }
+        let list: Vec<ForkRecord> = all
+            .into_iter()
+            .filter(|f| f.author != *author || f.seq < seq)
+            .map(|f| (f.author, f.seq, f.ours, f.theirs))
+            .collect();
+        self.store.put_meta(meta::FORKS, encode(&list))?;
+        Ok(())
+    }
+
     /// Drops the records of forks of `author`'s chain (taken back or settled: `restore.rs`).
     pub(crate) fn forget_forks_of(&mut self, author: &DeviceId) -> Result<(), Error> {
         let all = self.forks()?;

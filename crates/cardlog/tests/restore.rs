@@ -71,7 +71,15 @@ fn restored(lost: usize) -> Restored {
             .unwrap();
     }
     for n in 1..lost {
-        phone.add_contact(&person(10 + n as u8, "Synced")).unwrap();
+        if n < 100 {
+            phone.add_contact(&person(10 + n as u8, "Synced")).unwrap();
+        } else {
+            phone
+                .edit(person(3, "").id, |c| {
+                    c.set(Field::Note, format!("note {n}"));
+                })
+                .unwrap();
+        }
     }
     session(&mut phone, &mut laptop);
     drop(phone);
@@ -403,6 +411,99 @@ fn an_edit_waiting_for_a_copy_from_a_device_never_met_again_goes_in_beside_the_c
         assert_eq!(conflicts.len(), 1, "{conflicts:?}");
         assert!(x.forks().unwrap().is_empty(), "{:?}", x.forks());
         assert!(x.verify().unwrap().is_ok());
+        assert_eq!(x.state_bytes().unwrap(), r.laptop.state_bytes().unwrap());
+        assert_eq!(x.summary(), r.laptop.summary());
+    }
+}
+
+#[test]
+fn the_restored_device_editing_on_top_of_an_edit_on_its_branch_waits_only_for_that_edit() {
+    // The tablet renames the phone's post-restore contact 5, the phone renames it again on
+    // top of that and adds contact 6, and the tablet gets both, all before the phone takes
+    // its chain back. The phone's second rename names the tablet's, which goes with the
+    // branch: it waits for the tablet's copy, while contact 6 does not wait. The tablet settles
+    // without a copy of that rename (it waits on the tablet's own edit), re-issues its rename,
+    // and the phone's follows on top: the last rename stands, without a conflict.
+    let mut r = restored(2);
+    let mut tablet = r.tablet.take().unwrap();
+    write_after_restore(&mut r);
+    session(&mut tablet, &mut r.phone);
+    r.clock.advance_ms(60_000);
+    tablet
+        .edit(person(5, "").id, |c| {
+            c.set(Field::Given, "renamed on the tablet");
+        })
+        .unwrap();
+    session(&mut tablet, &mut r.phone);
+    r.clock.advance_ms(60_000);
+    r.phone
+        .edit(person(5, "").id, |c| {
+            c.set(Field::Given, "renamed on the phone, on top");
+        })
+        .unwrap();
+    r.phone.add_contact(&person(6, "Unrelated")).unwrap();
+    session(&mut tablet, &mut r.phone);
+    let me = r.phone.id();
+    // (Its branch is longer than what the laptop holds of its chain: the first session
+    // notices, the second takes back.)
+    let (noticed, _) = session(&mut r.phone, &mut r.laptop);
+    assert!(noticed.restored, "{noticed:?}");
+    let (taken, _) = session(&mut r.phone, &mut r.laptop);
+    assert!(taken.taken_back.is_some(), "{taken:?}");
+    assert_eq!(
+        field(&r.phone, 6, Field::Given).as_deref(),
+        Some("Unrelated"),
+        "contact 6 does not wait for the rename"
+    );
+    let (_, settled) = session(&mut r.phone, &mut tablet);
+    assert_eq!(settled.settled, vec![me], "{settled:?}");
+    for _ in 0..2 {
+        session(&mut r.phone, &mut tablet);
+        session(&mut r.laptop, &mut tablet);
+        session(&mut r.phone, &mut r.laptop);
+    }
+    for x in [&tablet, &r.phone, &r.laptop] {
+        assert_eq!(
+            field(x, 5, Field::Given).as_deref(),
+            Some("renamed on the phone, on top")
+        );
+        assert_eq!(field(x, 6, Field::Given).as_deref(), Some("Unrelated"));
+        assert!(x.conflicts().unwrap().is_empty(), "{:?}", x.conflicts());
+        assert!(x.forks().unwrap().is_empty(), "{:?}", x.forks().unwrap());
+        assert!(x.verify().unwrap().is_ok());
+        assert_eq!(x.state_bytes().unwrap(), r.laptop.state_bytes().unwrap());
+        assert_eq!(x.summary(), r.laptop.summary());
+    }
+}
+
+#[test]
+fn a_copy_far_along_the_chain_is_found() {
+    // 2,100 ops lost with the disk: the phone's copies of its branch land more than 2,100
+    // seqs after the ops they copy. The tablet's rename of the phone's post-restore contact
+    // still finds the copy it must name, and no conflict appears.
+    let mut r = restored(2_100);
+    let mut tablet = r.tablet.take().unwrap();
+    write_after_restore(&mut r);
+    session(&mut tablet, &mut r.phone);
+    r.clock.advance_ms(60_000);
+    tablet
+        .edit(person(5, "").id, |c| {
+            c.set(Field::Given, "renamed on the tablet");
+        })
+        .unwrap();
+    let me = r.phone.id();
+    let (taken, _) = session(&mut r.phone, &mut r.laptop);
+    assert!(taken.taken_back.is_some(), "{taken:?}");
+    let (_, settled) = session(&mut r.phone, &mut tablet);
+    assert_eq!(settled.settled, vec![me], "{settled:?}");
+    session(&mut r.laptop, &mut tablet);
+    session(&mut r.phone, &mut r.laptop);
+    for x in [&tablet, &r.phone, &r.laptop] {
+        assert_eq!(
+            field(x, 5, Field::Given).as_deref(),
+            Some("renamed on the tablet")
+        );
+        assert!(x.conflicts().unwrap().is_empty(), "{:?}", x.conflicts());
         assert_eq!(x.state_bytes().unwrap(), r.laptop.state_bytes().unwrap());
         assert_eq!(x.summary(), r.laptop.summary());
     }

@@ -37,7 +37,7 @@ use cardlog_core::{BookId, ContactId, Cutoffs, DeviceId, DeviceKey, OpId, Path, 
 pub use derive::Progress;
 pub use identity::KEY_FILE;
 pub use open::STORE_FORMAT_VERSION;
-pub use withdraw::Withdrawal;
+pub use withdraw::{Withdrawal, BUILT_ON_MAX};
 
 use crate::error::StoreError;
 use crate::log::{LogError, LogIndex, OpLog};

@@ -9,11 +9,12 @@
 //!
 //! What builds on withdrawn ops goes with them: an op that replaces one of their writes, the
 //! rest of its author's chain after it, and what builds on those in turn. This device's own
-//! such ops are re-issued like the rest (naming the copies of what they named); another
-//! device's wait for their author, who re-issues them when it settles the same fork. So a
-//! branch given up never blocks its fork from settling, and no edit made on top of it is lost.
+//! such ops are listed for re-issue like the rest (the facade writes them again naming the
+//! copies of what they named); another device's wait for their author, who re-issues them
+//! when it settles the same fork. Up to [`BUILT_ON_MAX`] ops of other devices and no member
+//! change of theirs go so; beyond, the withdraw is refused ([`StoreError::BuiltOn`]).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::OnceLock;
 
 use cardlog_core::{DeviceId, OpId, SealedOp};
@@ -23,15 +24,29 @@ use crate::error::StoreError;
 use crate::state::keys::{self, meta};
 use crate::state::kv::KvBatch;
 
+/// Most ops of other devices a withdraw takes with the ops it withdraws: edits made on top of
+/// a branch between a restore and its take back are few; more refuses the withdraw
+/// ([`StoreError::BuiltOn`]), as does a member change among them, so that no author can make
+/// replicas drop a large part of what others wrote, or change who is a member, by giving up
+/// a branch.
+pub const BUILT_ON_MAX: usize = 1024;
+
+/// An author's ops from a seq on, and what builds on them ([`Store::closure`]).
+struct Closure {
+    at: Vec<u64>,
+    ops: Vec<SealedOp>,
+    built_on: Vec<(u64, SealedOp)>,
+}
+
 /// What a withdraw took out of the state.
 #[derive(Debug, Clone, Default)]
 pub struct Withdrawal {
     /// The ops withdrawn: the chain's from the seq asked for, in chain order, then what built
     /// on them, in the order it was applied.
     pub ops: Vec<SealedOp>,
-    /// The other authors whose ops built on them: their chains here now end before those ops
-    /// (a fork of theirs recorded here is over).
-    pub authors: BTreeSet<DeviceId>,
+    /// The other authors whose ops built on them, each with the first seq withdrawn: their
+    /// chains here now end before it (a fork of theirs recorded there is over).
+    pub authors: BTreeMap<DeviceId, u64>,
 }
 
 fn encode_offsets(offsets: &[u64]) -> Vec<u8> {
@@ -73,15 +88,102 @@ impl Store {
         if !self.held.is_empty() {
             self.settle()?;
         }
-        let me = *author;
-        let own = me == self.device;
-        let Some(tip) = self.summary.get(&me).copied() else {
+        let Some(Closure {
+            mut at,
+            mut ops,
+            built_on,
+        }) = self.closure(author, seq)?
+        else {
             return Ok(Withdrawal::default());
         };
-        if seq == 0 || seq > tip.seq {
-            return Ok(Withdrawal::default());
+        let others: Vec<&SealedOp> = built_on
+            .iter()
+            .map(|(_, op)| op)
+            .filter(|op| op.op().author != *author)
+            .collect();
+        if others.len() > BUILT_ON_MAX || others.iter().any(|op| op.op().is_membership()) {
+            return Err(StoreError::BuiltOn {
+                author: *author,
+                seq,
+                ops: others.len(),
+            });
         }
-        let mut at: Vec<u64> = self.index()?.seq_range(&me, seq, tip.seq).to_vec();
+        let authors: BTreeMap<DeviceId, u64> =
+            others.iter().fold(BTreeMap::new(), |mut first, op| {
+                let o = op.op();
+                let at = first.entry(o.author).or_insert(o.seq);
+                *at = (*at).min(o.seq);
+                first
+            });
+        let own_at: Vec<u64> = if *author == self.device {
+            at.clone()
+        } else {
+            Vec::new()
+        }
+        .into_iter()
+        .chain(
+            built_on
+                .iter()
+                .filter(|(_, op)| op.op().author == self.device)
+                .map(|(o, _)| *o),
+        )
+        .collect();
+        at.extend(built_on.iter().map(|(o, _)| *o));
+        ops.extend(built_on.into_iter().map(|(_, op)| op));
+        let ids: HashSet<OpId> = ops.iter().map(SealedOp::id).collect();
+        let mut withdrawn = self.offsets(meta::WITHDRAWN)?;
+        withdrawn.extend(&at);
+        let mut batch = KvBatch::default();
+        batch.insert(meta::WITHDRAWN.to_vec(), encode_offsets(&withdrawn));
+        if !own_at.is_empty() {
+            let mut reissue = self.offsets(meta::REISSUE)?;
+            reissue.extend(&own_at);
+            batch.insert(meta::REISSUE.to_vec(), encode_offsets(&reissue));
+            // Until the re-issue is done the device stays marked restored: a crash before
+            // then makes its next session ask for its whole chain again and finish.
+            batch.insert(meta::RESTORED.to_vec(), vec![1]);
+        }
+        for op in &ops {
+            batch.remove(keys::signature(&op.op().author, op.op().seq));
+        }
+        // The state is rebuilt without them; a crash before that finishes makes the next
+        // open finish it.
+        batch.insert(meta::REBUILDING.to_vec(), vec![1]);
+        self.kv.apply(batch).map_err(|e| self.poison(e))?;
+        self.kv.flush().map_err(|e| self.poison(e))?;
+        self.withdrawn.offsets.extend(at);
+        self.withdrawn.ids.extend(ids);
+        self.index = OnceLock::new();
+        self.rebuild()?;
+        Ok(Withdrawal { ops, authors })
+    }
+
+    /// The ops other devices built on `author`'s ops from `seq` on, held here (module docs):
+    /// what [`Store::withdraw_from`] would withdraw with them, in the order they were applied.
+    pub fn built_on(&self, author: &DeviceId, seq: u64) -> Result<Vec<SealedOp>, StoreError> {
+        Ok(self
+            .closure(author, seq)?
+            .map(|c| {
+                c.built_on
+                    .into_iter()
+                    .map(|(_, op)| op)
+                    .filter(|op| op.op().author != *author)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// `author`'s ops from `seq` to its tip (log offsets and ops, in chain order), and the ops
+    /// that build on them (with their offsets, in log order); `None` when it holds no op at
+    /// `seq`.
+    fn closure(&self, author: &DeviceId, seq: u64) -> Result<Option<Closure>, StoreError> {
+        let Some(tip) = self.summary.get(author).copied() else {
+            return Ok(None);
+        };
+        if seq == 0 || seq > tip.seq {
+            return Ok(None);
+        }
+        let at: Vec<u64> = self.index()?.seq_range(author, seq, tip.seq).to_vec();
         let mut ops = Vec::with_capacity(at.len());
         for offset in &at {
             ops.push(self.log.read(*offset)?.seal()?);
@@ -109,47 +211,7 @@ impl Store {
                 }
             }
         }
-        let authors: BTreeSet<DeviceId> = built_on
-            .iter()
-            .map(|(_, op)| op.op().author)
-            .filter(|a| a != author)
-            .collect();
-        let own_at: Vec<u64> = if own { at.clone() } else { Vec::new() }
-            .into_iter()
-            .chain(
-                built_on
-                    .iter()
-                    .filter(|(_, op)| op.op().author == self.device)
-                    .map(|(o, _)| *o),
-            )
-            .collect();
-        at.extend(built_on.iter().map(|(o, _)| *o));
-        ops.extend(built_on.into_iter().map(|(_, op)| op));
-        let mut withdrawn = self.offsets(meta::WITHDRAWN)?;
-        withdrawn.extend(&at);
-        let mut batch = KvBatch::default();
-        batch.insert(meta::WITHDRAWN.to_vec(), encode_offsets(&withdrawn));
-        if !own_at.is_empty() {
-            let mut reissue = self.offsets(meta::REISSUE)?;
-            reissue.extend(&own_at);
-            batch.insert(meta::REISSUE.to_vec(), encode_offsets(&reissue));
-            // Until the re-issue is done the device stays marked restored: a crash before
-            // then makes its next session ask for its whole chain again and finish.
-            batch.insert(meta::RESTORED.to_vec(), vec![1]);
-        }
-        for op in &ops {
-            batch.remove(keys::signature(&op.op().author, op.op().seq));
-        }
-        // The state is rebuilt without them; a crash before that finishes makes the next
-        // open finish it.
-        batch.insert(meta::REBUILDING.to_vec(), vec![1]);
-        self.kv.apply(batch).map_err(|e| self.poison(e))?;
-        self.kv.flush().map_err(|e| self.poison(e))?;
-        self.withdrawn.offsets.extend(at);
-        self.withdrawn.ids.extend(ids);
-        self.index = OnceLock::new();
-        self.rebuild()?;
-        Ok(Withdrawal { ops, authors })
+        Ok(Some(Closure { at, ops, built_on }))
     }
 
     /// The withdrawn ops not yet re-issued, in log order (the order they were written in),
