@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use cardlog_core::{DeviceId, ReplayError};
+use cardlog_core::ReplayError;
 
 use crate::log::LogError;
 use crate::state::kv::KvError;
@@ -95,20 +95,6 @@ pub enum StoreError {
     /// The op was refused by the replay rules (fork, chain mismatch…). Nothing was stored.
     #[error(transparent)]
     Refused(Box<ReplayError>),
-    /// A branch cannot be withdrawn: more than [`crate::store::BUILT_ON_MAX`] ops of other
-    /// devices, or a member change, build on it (`withdraw.rs`). Nothing was withdrawn.
-    #[error(
-        "{ops} ops of other devices build on device {author}'s ops from seq {seq}, more than \
-         may be withdrawn with them (or a member change is among them)"
-    )]
-    BuiltOn {
-        /// The author whose ops were to be withdrawn.
-        author: DeviceId,
-        /// The first seq that was to be withdrawn.
-        seq: u64,
-        /// The ops of other devices that build on them.
-        ops: usize,
-    },
     /// The replica already belongs to another address book.
     #[error("this replica belongs to address book {held}, not {book}")]
     OtherBook {

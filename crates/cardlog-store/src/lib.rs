@@ -40,6 +40,6 @@ pub mod store;
 pub use error::{OpenError, StoreError};
 pub use state::keys::{self, ContactRegisters};
 pub use store::{
-    OpOutcome, Progress, Recovery, Store, StoreOptions, VerifyReport, Withdrawal, BUILT_ON_MAX,
+    OpOutcome, Progress, Recovery, Store, StoreOptions, VerifyReport, Withdrawal,
     CACHE_BYTES_DEFAULT, KEY_FILE, STORE_FORMAT_VERSION,
 };

@@ -248,6 +248,9 @@ fn apply_with<S: PeerBook>(
         decode_session_segments(bytes, &with_held)?
     };
     let carried = decoded.ops.len() + left_out;
+    // References into those chains are in doubt for the rest of the session: later messages
+    // may continue the segments left out.
+    held.known_forks.extend(decoded.left_out.iter().copied());
     let mut ops = std::mem::take(&mut held.ops);
     let earlier: BTreeSet<OpId> = ops.iter().map(SealedOp::id).collect();
     held.at.clear();

@@ -133,10 +133,7 @@ impl Replica {
                 self.unmark_restored()?;
                 return Ok(None);
             }
-            let Some(stored) = self.replace_branch(&me, from, recovered, tips)? else {
-                self.unmark_restored()?;
-                return Ok(None);
-            };
+            let stored = self.replace_branch(&me, from, recovered, tips)?;
             taken.from_seq = from;
             taken.recovered = stored;
             if taken.recovered < recovered.len() {
@@ -203,8 +200,7 @@ impl Replica {
     /// this device's own such edits are re-issued ([`Self::reissue_pending`]; with the take
     /// back, if this device is marked restored), naming the author's copies of what they
     /// named, and another device's wait for their author to do the same. `false`, changing
-    /// nothing, otherwise (also when too much of other devices' builds on the branch:
-    /// `StoreError::BuiltOn`).
+    /// nothing, otherwise.
     pub(crate) fn settle_fork_of(
         &mut self,
         author: DeviceId,
@@ -217,6 +213,12 @@ impl Replica {
         let Some((from, recovered)) = self.parting(&author, theirs)? else {
             return Ok(false);
         };
+        if recovered.iter().any(|op| self.store.withdrew(&op.id()))
+            || !self.chain_continues(&author, from, &recovered)?
+            || cardlog_sync::SyncStore::authorship(self, &recovered, tips).is_err()
+        {
+            return Ok(false);
+        }
         let tip = self.store.summary().get(&author).map_or(0, |t| t.seq);
         let mut given_up = Vec::new();
         for seq in from..=tip {
@@ -248,20 +250,13 @@ impl Replica {
                 must_copy.push(op);
             }
         }
-        if must_copy.is_empty()
-            || !copied_in_order(&must_copy, &recovered, Copies::After)
-            || recovered.iter().any(|op| self.store.withdrew(&op.id()))
-            || !self.chain_continues(&author, from, &recovered)?
-            || cardlog_sync::SyncStore::authorship(self, &recovered, tips).is_err()
-        {
+        if must_copy.is_empty() || !copied_in_order(&must_copy, &recovered, Copies::After) {
             return Ok(false);
         }
         // A take back under way re-issues what this withdraws of this device's own with the
         // rest; otherwise it is re-issued here.
         let taking_back = self.is_restored()?;
-        let Some(stored) = self.replace_branch(&author, from, &recovered, tips)? else {
-            return Ok(false);
-        };
+        let stored = self.replace_branch(&author, from, &recovered, tips)?;
         if !taking_back {
             self.reissue_pending()?;
             // (The withdraw marked the chain if it took own ops: they are listed instead.)
@@ -373,9 +368,7 @@ impl Replica {
         // Given up by its author: the chain held here has its copies.
         let tip = self.store.summary().get(author).map_or(0, |t| t.seq);
         let mut ours = Vec::new();
-        for seq in
-            first.op().seq..=tip.min(first.op().seq.saturating_add(2 * BRANCH_OPS_MAX as u64))
-        {
+        for seq in first.op().seq..=tip {
             if let Some(op) = self.store.op_by_seq(author, seq)? {
                 ours.push(op);
             }
@@ -484,20 +477,15 @@ impl Replica {
     /// withdraws the held ones, follows the membership to what is then held, and stores
     /// `theirs` as any received ops. What built on the held ones is withdrawn with them, and
     /// the records of forks of its authors' chains where it was are over. The number of
-    /// `theirs` now held; `None`, changing nothing, when too much of other devices' or a
-    /// member change builds on the held ones (`StoreError::BuiltOn`).
+    /// `theirs` now held.
     fn replace_branch(
         &mut self,
         author: &DeviceId,
         from: u64,
         theirs: &[SealedOp],
         tips: &[SignedTip],
-    ) -> Result<Option<usize>, Error> {
-        let withdrawal = match self.store.withdraw_from(author, from) {
-            Ok(w) => w,
-            Err(StoreError::BuiltOn { .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
+    ) -> Result<usize, Error> {
+        let withdrawal = self.store.withdraw_from(author, from)?;
         for (other, seq) in &withdrawal.authors {
             self.forget_forks_from(other, *seq)?;
         }
@@ -506,7 +494,7 @@ impl Replica {
             Membership::compute(self.membership.book(), self.store.membership_ops()?);
         let admitted = self.admit(theirs, tips);
         let report = self.apply_admitted(&admitted.ops, &admitted.tips)?;
-        Ok(Some(report.stored + report.duplicates))
+        Ok(report.stored + report.duplicates)
     }
 
     /// Whether `ops` (of `author`, from seq `from`) continue the chain held here below `from`
@@ -597,7 +585,7 @@ impl Replica {
         let mut written = 0;
         for (at, old) in withdrawn {
             // Re-issued already (a crash came before it left the list).
-            if let Some(copy) = self.copy_on_chain(&old.id(), &mut prints)? {
+            if let Some(copy) = self.copy_of(old, &mut prints)? {
                 copies.insert(old.id(), copy);
                 self.store.reissued(*at)?;
                 continue;
@@ -661,11 +649,16 @@ impl Replica {
     /// its own seq, its author's chain having gone back to before it.) `None` for an op not
     /// withdrawn here.
     fn copy_on_chain(&self, id: &OpId, prints: &mut Prints) -> Result<Option<OpId>, Error> {
-        let Some(old) = self.store.withdrawn_op(id)? else {
-            return Ok(None);
-        };
+        match self.store.withdrawn_op(id)? {
+            Some(old) => self.copy_of(&old, prints),
+            None => Ok(None),
+        }
+    }
+
+    /// [`Self::copy_on_chain`] of the withdrawn op `old`.
+    fn copy_of(&self, old: &SealedOp, prints: &mut Prints) -> Result<Option<OpId>, Error> {
         let (author, seq) = (old.op().author, old.op().seq);
-        let print = fingerprint(&old);
+        let print = fingerprint(old);
         let known = prints.0.get(&author).is_some_and(|(from, _)| *from <= seq);
         if !known {
             // The author's chain from this seq to its tip, read once per re-issue.
@@ -748,6 +741,7 @@ fn fingerprint(op: &SealedOp) -> Vec<u8> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+    use crate::sync::tests::{hex, unhex};
 
     /// `mrestored` (docs/FORMAT.md, "Store"): seq, peer and sessions left; then a mark whose
     /// peer is not known (seq and sessions left).
@@ -755,17 +749,6 @@ mod tests {
     const GOLDEN_MARK_NO_PEER_HEX: &str = "000000000000002a03";
     /// `mbranches`: one kept branch of two ops' bytes, with the author's key and signature.
     const GOLDEN_BRANCHES_HEX: &str = "01a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a10203010203020405205a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a406b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b";
-
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    fn unhex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
 
     fn fields(m: Mark) -> (u64, Option<DeviceId>, u8) {
         (m.at, m.by, m.left)

@@ -111,6 +111,25 @@ fn write_after_restore(r: &mut Restored) {
         .unwrap();
 }
 
+/// A minute later, `x` renames contact `n` (its given name).
+fn rename(x: &mut Replica, clock: &FakeClock, n: u8, given: &str) {
+    clock.advance_ms(60_000);
+    x.edit(person(n, "").id, |c| {
+        c.set(Field::Given, given);
+    })
+    .unwrap();
+}
+
+/// Every replica of `all` holds what `reference` holds, verifies, and records no fork.
+fn assert_converged(all: &[&Replica], reference: &Replica) {
+    for x in all {
+        assert!(x.forks().unwrap().is_empty(), "{:?}", x.forks().unwrap());
+        assert!(x.verify().unwrap().is_ok());
+        assert_eq!(x.state_bytes().unwrap(), reference.state_bytes().unwrap());
+        assert_eq!(x.summary(), reference.summary());
+    }
+}
+
 fn assert_whole(r: &Restored) {
     for x in [&r.phone, &r.laptop] {
         assert_eq!(
@@ -340,12 +359,9 @@ fn edits_on_a_branch_given_up(told_phone: bool) {
             Some("before the disk died")
         );
         assert!(x.conflicts().unwrap().is_empty(), "{:?}", x.conflicts());
-        assert!(x.forks().unwrap().is_empty(), "{:?}", x.forks().unwrap());
         assert!(!x.is_restored().unwrap());
-        assert!(x.verify().unwrap().is_ok());
-        assert_eq!(x.state_bytes().unwrap(), r.laptop.state_bytes().unwrap());
-        assert_eq!(x.summary(), r.laptop.summary());
     }
+    assert_converged(&[&tablet, &r.phone, &r.laptop], &r.laptop);
 }
 
 #[test]
@@ -371,18 +387,9 @@ fn an_edit_waiting_for_a_copy_from_a_device_never_met_again_goes_in_beside_the_c
     let mut desk = r.desk.take().unwrap();
     write_after_restore(&mut r);
     session(&mut tablet, &mut r.phone);
-    r.clock.advance_ms(60_000);
-    tablet
-        .edit(person(5, "").id, |c| {
-            c.set(Field::Given, "renamed on the tablet");
-        })
-        .unwrap();
+    rename(&mut tablet, &r.clock, 5, "renamed on the tablet");
     session(&mut desk, &mut tablet);
-    r.clock.advance_ms(60_000);
-    desk.edit(person(5, "").id, |c| {
-        c.set(Field::Given, "renamed on the desk");
-    })
-    .unwrap();
+    rename(&mut desk, &r.clock, 5, "renamed on the desk");
     let me = r.phone.id();
     let edited = desk.summary()[&desk.id()];
     drop(tablet);
@@ -409,11 +416,8 @@ fn an_edit_waiting_for_a_copy_from_a_device_never_met_again_goes_in_beside_the_c
         );
         let conflicts = x.conflicts().unwrap();
         assert_eq!(conflicts.len(), 1, "{conflicts:?}");
-        assert!(x.forks().unwrap().is_empty(), "{:?}", x.forks());
-        assert!(x.verify().unwrap().is_ok());
-        assert_eq!(x.state_bytes().unwrap(), r.laptop.state_bytes().unwrap());
-        assert_eq!(x.summary(), r.laptop.summary());
     }
+    assert_converged(&[&desk, &r.phone, &r.laptop], &r.laptop);
 }
 
 #[test]
@@ -428,19 +432,9 @@ fn the_restored_device_editing_on_top_of_an_edit_on_its_branch_waits_only_for_th
     let mut tablet = r.tablet.take().unwrap();
     write_after_restore(&mut r);
     session(&mut tablet, &mut r.phone);
-    r.clock.advance_ms(60_000);
-    tablet
-        .edit(person(5, "").id, |c| {
-            c.set(Field::Given, "renamed on the tablet");
-        })
-        .unwrap();
+    rename(&mut tablet, &r.clock, 5, "renamed on the tablet");
     session(&mut tablet, &mut r.phone);
-    r.clock.advance_ms(60_000);
-    r.phone
-        .edit(person(5, "").id, |c| {
-            c.set(Field::Given, "renamed on the phone, on top");
-        })
-        .unwrap();
+    rename(&mut r.phone, &r.clock, 5, "renamed on the phone, on top");
     r.phone.add_contact(&person(6, "Unrelated")).unwrap();
     session(&mut tablet, &mut r.phone);
     let me = r.phone.id();
@@ -469,11 +463,8 @@ fn the_restored_device_editing_on_top_of_an_edit_on_its_branch_waits_only_for_th
         );
         assert_eq!(field(x, 6, Field::Given).as_deref(), Some("Unrelated"));
         assert!(x.conflicts().unwrap().is_empty(), "{:?}", x.conflicts());
-        assert!(x.forks().unwrap().is_empty(), "{:?}", x.forks().unwrap());
-        assert!(x.verify().unwrap().is_ok());
-        assert_eq!(x.state_bytes().unwrap(), r.laptop.state_bytes().unwrap());
-        assert_eq!(x.summary(), r.laptop.summary());
     }
+    assert_converged(&[&tablet, &r.phone, &r.laptop], &r.laptop);
 }
 
 #[test]
@@ -485,12 +476,7 @@ fn a_copy_far_along_the_chain_is_found() {
     let mut tablet = r.tablet.take().unwrap();
     write_after_restore(&mut r);
     session(&mut tablet, &mut r.phone);
-    r.clock.advance_ms(60_000);
-    tablet
-        .edit(person(5, "").id, |c| {
-            c.set(Field::Given, "renamed on the tablet");
-        })
-        .unwrap();
+    rename(&mut tablet, &r.clock, 5, "renamed on the tablet");
     let me = r.phone.id();
     let (taken, _) = session(&mut r.phone, &mut r.laptop);
     assert!(taken.taken_back.is_some(), "{taken:?}");
@@ -504,9 +490,51 @@ fn a_copy_far_along_the_chain_is_found() {
             Some("renamed on the tablet")
         );
         assert!(x.conflicts().unwrap().is_empty(), "{:?}", x.conflicts());
-        assert_eq!(x.state_bytes().unwrap(), r.laptop.state_bytes().unwrap());
-        assert_eq!(x.summary(), r.laptop.summary());
     }
+    assert_converged(&[&tablet, &r.phone, &r.laptop], &r.laptop);
+}
+
+#[test]
+fn replicas_holding_different_amounts_built_on_a_branch_settle_it_alike() {
+    // The tablet renames the phone's post-restore contact 5, the phone gets the rename, and the
+    // tablet then saves 1,100 more edits the phone does not hold. Withdrawing the branch takes
+    // one op of the tablet's at the phone and 1,101 at the tablet: both must decide the same
+    // (a bound on what others lose, counted on what each holds, once split them for good).
+    let mut r = restored(2);
+    let mut tablet = r.tablet.take().unwrap();
+    write_after_restore(&mut r);
+    tablet.add_contact(&person(7, "Busy")).unwrap();
+    session(&mut tablet, &mut r.phone);
+    rename(&mut tablet, &r.clock, 5, "renamed on the tablet");
+    session(&mut tablet, &mut r.phone);
+    for n in 0..1_100 {
+        tablet
+            .edit(person(7, "").id, |c| {
+                c.set(Field::Note, format!("note {n}"));
+            })
+            .unwrap();
+    }
+    let me = r.phone.id();
+    let (noticed, _) = session(&mut r.phone, &mut r.laptop);
+    if noticed.taken_back.is_none() {
+        let (taken, _) = session(&mut r.phone, &mut r.laptop);
+        assert!(taken.taken_back.is_some(), "{taken:?}");
+    }
+    let (_, settled) = session(&mut r.phone, &mut tablet);
+    assert_eq!(settled.settled, vec![me], "{settled:?}");
+    for _ in 0..2 {
+        session(&mut r.phone, &mut tablet);
+        session(&mut r.laptop, &mut tablet);
+        session(&mut r.phone, &mut r.laptop);
+    }
+    for x in [&tablet, &r.phone, &r.laptop] {
+        assert_eq!(
+            field(x, 5, Field::Given).as_deref(),
+            Some("renamed on the tablet")
+        );
+        assert_eq!(field(x, 7, Field::Note).as_deref(), Some("note 1099"));
+    }
+    assert_converged(&[&tablet, &r.phone, &r.laptop], &r.laptop);
 }
 
 #[test]

@@ -37,7 +37,7 @@ use cardlog_core::{BookId, ContactId, Cutoffs, DeviceId, DeviceKey, OpId, Path, 
 pub use derive::Progress;
 pub use identity::KEY_FILE;
 pub use open::STORE_FORMAT_VERSION;
-pub use withdraw::{Withdrawal, BUILT_ON_MAX};
+pub use withdraw::Withdrawal;
 
 use crate::error::StoreError;
 use crate::log::{LogError, LogIndex, OpLog};
@@ -131,7 +131,8 @@ pub struct Store {
 #[derive(Debug, Default)]
 pub(crate) struct Withdrawn {
     pub(crate) offsets: BTreeSet<u64>,
-    pub(crate) ids: std::collections::HashSet<OpId>,
+    /// Their ids, each with its offset.
+    pub(crate) ids: std::collections::HashMap<OpId, u64>,
 }
 
 /// What opening the store found and repaired.

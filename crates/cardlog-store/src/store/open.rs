@@ -241,7 +241,7 @@ impl Store {
         // (An offset past a log cut shorter reads as nothing: `verify` names such a log.)
         let ids = offsets
             .iter()
-            .filter_map(|at| store.log.id_at(*at).ok())
+            .filter_map(|at| store.log.id_at(*at).ok().map(|id| (id, *at)))
             .collect();
         store.withdrawn = Box::new(Withdrawn { offsets, ids });
         store.cutoffs = store.cutoffs_with(&[])?;

@@ -11,8 +11,9 @@
 //! rest of its author's chain after it, and what builds on those in turn. This device's own
 //! such ops are listed for re-issue like the rest (the facade writes them again naming the
 //! copies of what they named); another device's wait for their author, who re-issues them
-//! when it settles the same fork. Up to [`BUILT_ON_MAX`] ops of other devices and no member
-//! change of theirs go so; beyond, the withdraw is refused ([`StoreError::BuiltOn`]).
+//! when it settles the same fork. There is no bound on how much goes so: whether to withdraw
+//! must be decided alike by every replica, and what builds on a branch differs from one
+//! replica to the next (docs/SECURITY.md says what an author giving up a branch can do).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::OnceLock;
@@ -23,13 +24,6 @@ use super::Store;
 use crate::error::StoreError;
 use crate::state::keys::{self, meta};
 use crate::state::kv::KvBatch;
-
-/// Most ops of other devices a withdraw takes with the ops it withdraws: edits made on top of
-/// a branch between a restore and its take back are few; more refuses the withdraw
-/// ([`StoreError::BuiltOn`]), as does a member change among them, so that no author can make
-/// replicas drop a large part of what others wrote, or change who is a member, by giving up
-/// a branch.
-pub const BUILT_ON_MAX: usize = 1024;
 
 /// An author's ops from a seq on, and what builds on them ([`Store::closure`]).
 struct Closure {
@@ -101,13 +95,6 @@ impl Store {
             .map(|(_, op)| op)
             .filter(|op| op.op().author != *author)
             .collect();
-        if others.len() > BUILT_ON_MAX || others.iter().any(|op| op.op().is_membership()) {
-            return Err(StoreError::BuiltOn {
-                author: *author,
-                seq,
-                ops: others.len(),
-            });
-        }
         let authors: BTreeMap<DeviceId, u64> =
             others.iter().fold(BTreeMap::new(), |mut first, op| {
                 let o = op.op();
@@ -130,7 +117,7 @@ impl Store {
         .collect();
         at.extend(built_on.iter().map(|(o, _)| *o));
         ops.extend(built_on.into_iter().map(|(_, op)| op));
-        let ids: HashSet<OpId> = ops.iter().map(SealedOp::id).collect();
+        let ids: Vec<(OpId, u64)> = ops.iter().map(SealedOp::id).zip(at.clone()).collect();
         let mut withdrawn = self.offsets(meta::WITHDRAWN)?;
         withdrawn.extend(&at);
         let mut batch = KvBatch::default();
@@ -250,22 +237,16 @@ impl Store {
 
     /// The withdrawn op `id`, read from the log; `None` when no withdrawn op has that id.
     pub fn withdrawn_op(&self, id: &OpId) -> Result<Option<SealedOp>, StoreError> {
-        if !self.withdrawn.ids.contains(id) {
-            return Ok(None);
+        match self.withdrawn.ids.get(id) {
+            Some(offset) => Ok(Some(self.log.read(*offset)?.seal()?)),
+            None => Ok(None),
         }
-        for offset in &self.withdrawn.offsets {
-            let record = self.log.read(*offset)?;
-            if record.id == *id {
-                return Ok(Some(record.seal()?));
-            }
-        }
-        Ok(None)
     }
 
     /// Whether `id` is an op withdrawn here (this device's own after a restore, or a branch
     /// of another's chain its author gave up): a peer still holding it holds a branch given
     /// up, not ops this store lacks.
     pub fn withdrew(&self, id: &OpId) -> bool {
-        self.withdrawn.ids.contains(id)
+        self.withdrawn.ids.contains_key(id)
     }
 }

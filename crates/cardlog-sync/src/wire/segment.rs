@@ -587,6 +587,9 @@ pub struct Decoded {
     pub ops: Vec<SealedOp>,
     /// One per signed segment: its author's signature of its last op.
     pub tips: Vec<SignedTip>,
+    /// The authors of segments left out (their ops counted missing): a later message of the
+    /// same session that continues one names ops the receiver does not get.
+    pub left_out: std::collections::BTreeSet<DeviceId>,
 }
 
 /// [`decode_signed_segments`] without the signatures.
@@ -775,6 +778,14 @@ fn decode(
                         || resolve.op_at(author, *s).ok().flatten().is_some();
                     (!known).then_some((*author, *s))
                 });
+            // Naming an op of a chain known to fork that is not here (a segment left out
+            // earlier in the session, or the receiver's branch lacks it): it waits too.
+            if missing.is_some_and(|(a, _)| forked(&a)) {
+                if let Some(l) = left_out.get_mut(si) {
+                    *l = true;
+                }
+                continue;
+            }
             let (target_author, target_seq) = missing.unwrap_or((segment.author, seq));
             return Err(WireError::Unresolved {
                 author: segment.author,
@@ -829,7 +840,20 @@ fn decode(
             })
         })
         .collect();
-    Ok((Decoded { ops: out, tips }, missing))
+    let left_out = segments
+        .iter()
+        .enumerate()
+        .filter(|(si, _)| left(*si))
+        .map(|(_, segment)| segment.author)
+        .collect();
+    Ok((
+        Decoded {
+            ops: out,
+            tips,
+            left_out,
+        },
+        missing,
+    ))
 }
 
 /// Where a rebuilt op's references are looked up: the message's ops decoded so far, then
