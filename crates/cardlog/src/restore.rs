@@ -571,11 +571,12 @@ impl Replica {
     /// written) again at the end of its chain: the same writes and member changes at the same
     /// times, each replacing what the original replaced (a withdrawn op by its copy: this
     /// device's own written here, or another's found on its author's chain). When another's
-    /// copy is not held here, the op and those after it stay listed if `wait`, else it names
-    /// none for it (the write then stands beside what is there, visibly). Each leaves the
-    /// store's list once its copy is durable; one the book no longer lets this device write
-    /// (it was removed or lost the role since) leaves it without a copy. Returns the number of
-    /// copies.
+    /// copy is not held here, the op and those naming it stay listed if `wait`, else it names
+    /// none for it (the write then stands beside what is there, visibly). The ops done leave
+    /// the store's list in one write at the end, their copies durable; an op that already has
+    /// a copy on the chain (a crash came before the list was written) is not written again;
+    /// one the book no longer lets this device write (it was removed or lost the role since)
+    /// leaves it without a copy. Returns the number of copies written.
     fn reissue(&mut self, withdrawn: &[(u64, SealedOp)], wait: bool) -> Result<usize, Error> {
         let me = self.id();
         let mut copies: BTreeMap<OpId, OpId> = BTreeMap::new();
@@ -583,11 +584,12 @@ impl Replica {
         // Ops that wait (for another device's copy, or for an op here that waits).
         let mut waiting: BTreeSet<OpId> = BTreeSet::new();
         let mut written = 0;
+        let mut done = Vec::with_capacity(withdrawn.len());
         for (at, old) in withdrawn {
             // Re-issued already (a crash came before it left the list).
             if let Some(copy) = self.copy_of(old, &mut prints)? {
                 copies.insert(old.id(), copy);
-                self.store.reissued(*at)?;
+                done.push(*at);
                 continue;
             }
             let mut waits = false;
@@ -638,8 +640,10 @@ impl Replica {
                 copies.insert(old.id(), op.id());
                 written += 1;
             }
-            self.store.reissued(*at)?;
+            done.push(*at);
         }
+        // One write for the whole list (each copy is durable already: `store_own`).
+        self.store.reissued(&done)?;
         Ok(written)
     }
 

@@ -612,6 +612,39 @@ fn a_crash_right_after_the_withdraw_is_finished_by_the_next_session() {
 }
 
 #[test]
+fn a_crash_before_the_reissue_list_is_written_writes_no_second_copy() {
+    // The re-issued copies are durable one by one, the list of ops to re-issue is written
+    // once at the end: a crash in between leaves ops listed whose copies are on the chain.
+    // Put the list back as it was after a take back (the same bytes a crash would leave):
+    // the next session finds the copies and writes none again.
+    let mut r = restored(2);
+    write_after_restore(&mut r);
+    let (taken, _) = session(&mut r.phone, &mut r.laptop);
+    assert_eq!(taken.taken_back.map(|t| t.reissued), Some(2), "{taken:?}");
+    let dir = r.tmp.path().join("phone");
+    let tip = r.phone.summary()[&r.phone.id()];
+    let placeholder = replica(&r.tmp.path().join("placeholder"), &r.clock);
+    drop(std::mem::replace(&mut r.phone, placeholder));
+    {
+        use cardlog_store::keys::meta;
+        let options = cardlog_store::StoreOptions::default();
+        let mut store = cardlog_store::Store::open(&dir, &options).unwrap();
+        let withdrawn = store.meta(meta::WITHDRAWN).unwrap().unwrap();
+        assert_eq!(withdrawn.len(), 16, "the two ops the take back withdrew");
+        store.put_meta(meta::REISSUE, withdrawn).unwrap();
+        store.put_meta(meta::RESTORED, vec![1]).unwrap();
+        store.flush().unwrap();
+        assert_eq!(store.pending_reissue().unwrap().len(), 2);
+    }
+    r.phone = reopen(&dir, &r.clock);
+    let (again, _) = session(&mut r.phone, &mut r.laptop);
+    assert_eq!(again.taken_back.map(|t| t.reissued), Some(0), "{again:?}");
+    assert_eq!(r.phone.summary()[&r.phone.id()], tip, "no second copy");
+    assert!(!r.phone.is_restored().unwrap());
+    assert_whole(&r);
+}
+
+#[test]
 fn a_device_that_meets_only_a_hub_gets_back_what_a_peer_it_never_meets_held() {
     // The lost ops are on the laptop; after the restore the phone and the laptop each sync
     // only with the tablet (the hub, as a relay would be). The tablet first takes the phone's

@@ -214,15 +214,21 @@ impl Store {
         Ok(out)
     }
 
-    /// Records durably that the withdrawn op at log offset `at` has been re-issued (or will
-    /// not be): the log is synced first, so its copy is durable before it leaves the list.
-    pub fn reissued(&mut self, at: u64) -> Result<(), StoreError> {
+    /// Records durably that the withdrawn ops at log offsets `done` have been re-issued (or
+    /// will not be), in one write: the log is synced first, so their copies are durable before
+    /// they leave the list. (A crash before this leaves them listed; the facade finds their
+    /// copies on the chain and does not write them again.)
+    pub fn reissued(&mut self, done: &[u64]) -> Result<(), StoreError> {
+        if done.is_empty() {
+            return Ok(());
+        }
         self.writable()?;
         self.flush()?;
+        let done: std::collections::BTreeSet<u64> = done.iter().copied().collect();
         let rest: Vec<u64> = self
             .offsets(meta::REISSUE)?
             .into_iter()
-            .filter(|o| *o != at)
+            .filter(|o| !done.contains(o))
             .collect();
         let mut batch = KvBatch::default();
         if rest.is_empty() {
