@@ -1425,9 +1425,11 @@ impl Sim {
                 .iter()
                 .filter(|o| {
                     unprovable.contains(&o.id())
+                        // Withdrawn by the giver in the session (with a branch given up, or
+                        // built on one): its author re-issues it.
+                        || !now.contains(&o.id())
                         || (self.restored.contains(&o.op().author)
                             && (forks_by(o)
-                                || !now.contains(&o.id())
                                 || copy_of(o, &ops).is_some()
                                 || (o.op().author == giver_id && giver_waits)))
                 })

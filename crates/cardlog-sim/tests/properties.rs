@@ -337,6 +337,50 @@ fn edits_made_on_a_branch_given_up_survive_its_settling() {
     assert_eq!((stats.backups, stats.restores), (1, 1), "{stats:?}");
 }
 
+/// Every property on random schedules that start with a restored replica whose post-restore
+/// branch two others edited on top of (as in the test above) before it meets the relay, which
+/// holds what its backup lost: whatever comes after, the branch is given up and every edit
+/// made on it survives its settling.
+///
+/// Ignored while it finds an open fault (issue 21's last note): on seed 0x3ede909a6a49db65 a
+/// relay holding the restored device's lost op, with the fork its branch made recorded, ends a
+/// session with that device lacking the device's re-issued ops. Replay with
+/// `CARDLOG_SIM_SEED=0x3ede909a6a49db65 cargo test --release -p cardlog-sim --test properties
+/// -- --ignored schedules_after_edits_on_a_restored_branch_keep_every_property`.
+#[test]
+#[ignore = "finds an open delivery fault after a restore (seed 0x3ede909a6a49db65)"]
+fn schedules_after_edits_on_a_restored_branch_keep_every_property() {
+    use proptest::strategy::Strategy;
+    let prefix = vec![
+        Action::Backup { replica: 0 },
+        Action::Save {
+            replica: 0,
+            edit: named("one"),
+        },
+        sync(0, 3),
+        Action::Restore { replica: 0 },
+        Action::Save {
+            replica: 0,
+            edit: named("three"),
+        },
+        sync(0, 1),
+        Action::Save {
+            replica: 1,
+            edit: Edit::SetField {
+                pick: 0,
+                field: 0,
+                value: "three, renamed".into(),
+            },
+        },
+        sync(1, 2),
+    ];
+    let strategy = schedule(4..=5, 8..32, Storage::Disk).prop_map(move |mut s| {
+        s.actions.splice(0..0, prefix.clone());
+        s
+    });
+    explore(strategy, 48, |s| Sim::run(s).map(|_| ())).unwrap();
+}
+
 #[test]
 fn state_is_independent_of_sync_order() {
     explore(schedule(3..=5, 20..80, Storage::Memory), 64, |s| {
