@@ -778,6 +778,18 @@ impl Session {
                 asked.remove(author);
             }
         }
+        // A fork of this side's own chain where the peer holds only ops this side withdrew is
+        // a branch it gave up, kept there: the peer gets this side's chain (its copies with
+        // it) and drops the branch. Leaving it out would leave both waiting for good.
+        let me = store.device_id();
+        if self
+            .forks
+            .iter()
+            .filter(|f| f.author == me)
+            .all(|f| store.withdrew(&f.theirs))
+        {
+            forked.remove(&me);
+        }
         // A chain this side holds signed proof of forking (a branch kept) that the peer holds
         // otherwise than this side: it may hold the other branch without either side seeing
         // it in the hellos (its part goes further than this side's). It gets all of the

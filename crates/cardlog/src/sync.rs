@@ -483,7 +483,13 @@ impl PeerBook for Replica {
         let mut places: BTreeSet<(DeviceId, u64, OpId)> =
             all.iter().map(|(a, s, o, _)| (*a, *s, *o)).collect();
         let before = all.len();
+        let me = self.id();
         for f in forks {
+            // A peer holding a branch of this replica's own chain that it gave up (it withdrew
+            // the peer's op there) is not a fork of it: the peer settles once it has the copies.
+            if f.author == me && self.store.withdrew(&f.theirs) {
+                continue;
+            }
             if places.insert((f.author, f.seq, f.ours)) {
                 all.insert((f.author, f.seq, f.ours, f.theirs));
             }

@@ -537,11 +537,7 @@ fn replicas_holding_different_amounts_built_on_a_branch_settle_it_alike() {
     assert_converged(&[&tablet, &r.phone, &r.laptop], &r.laptop);
 }
 
-/// Ignored while it fails (the same before this stop's changes, at a42af33): after the tablet
-/// and the laptop exchanged kept branches, the phone meeting the laptop (which holds its lost
-/// ops) reports a fork of its own chain, sends nothing and takes nothing back.
 #[test]
-#[ignore = "open: a take back after two peers exchanged kept branches (issue 21 note)"]
 fn a_peer_that_recorded_the_fork_takes_the_copies_that_extend_its_chain() {
     // The tablet holds the phone's post-restore branch, the laptop the ops the restore lost;
     // meeting, each records the fork and keeps the other's branch. The phone takes its chain
