@@ -344,7 +344,7 @@ fn edits_made_on_a_branch_given_up_survive_its_settling() {
 ///
 /// Ignored while it finds an open fault (issue 21's last note): on seed 0x3ede909a6a49db65 a
 /// relay holding the restored device's lost op, with the fork its branch made recorded, ends a
-/// session with that device lacking the device's re-issued ops. Replay with
+/// session with that device lacking an op another device wrote (seq 1). Replay with
 /// `CARDLOG_SIM_SEED=0x3ede909a6a49db65 cargo test --release -p cardlog-sim --test properties
 /// -- --ignored schedules_after_edits_on_a_restored_branch_keep_every_property`.
 #[test]
