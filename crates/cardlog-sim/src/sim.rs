@@ -207,6 +207,16 @@ impl Node {
         Ok(out)
     }
 
+    /// Whether the replica withdrew op `id` (a branch given up, or what built on one).
+    fn withdrew(&self, id: &OpId) -> bool {
+        match self {
+            Node::Disk {
+                replica: Some(r), ..
+            } => cardlog_sync::PeerBook::withdrew(r, id),
+            _ => false,
+        }
+    }
+
     /// Whether the replica waits to take back its own chain from a peer (it found it was
     /// restored from a backup; `Replica::is_restored`).
     pub(crate) fn restored(&self) -> Result<bool, Violation> {
@@ -670,6 +680,9 @@ pub struct Sim {
     /// are one again, replicas may hold two branches of them, and a session may leave a
     /// branch behind for a later one to settle.
     restored: std::collections::BTreeSet<DeviceId>,
+    /// Every op a session's ends held at its start, by author and seq: what a replica may
+    /// have withdrawn since.
+    seen: std::collections::BTreeSet<(DeviceId, u64, OpId)>,
 }
 
 impl Sim {
@@ -751,6 +764,7 @@ impl Sim {
             sealed: BTreeMap::new(),
             backups: BTreeMap::new(),
             restored: Default::default(),
+            seen: Default::default(),
         })
     }
 
@@ -1094,6 +1108,18 @@ impl Sim {
         // The founder holds all of the device's ops first: none of them is void, and every
         // save the device makes from now on is.
         self.session(i, 0, Line::Whole)?;
+        // (Unless some wait there for a restored chain to become one, as ops built on a
+        // branch its author gives up do: then it stays for now.)
+        let held: std::collections::BTreeSet<OpId> =
+            self.node(0)?.ops()?.iter().map(SealedOp::id).collect();
+        if self
+            .node(i)?
+            .ops()?
+            .iter()
+            .any(|o| o.op().author == device && !held.contains(&o.id()))
+        {
+            return Ok(());
+        }
         let Some((admin, gone)) = self.founder_and(i)? else {
             return Ok(());
         };
@@ -1341,6 +1367,12 @@ impl Sim {
         let over_network = matches!(line, Line::Network(_));
         match (ra, rb) {
             (Ok(()), Ok(())) => {
+                self.seen.extend(
+                    held.0
+                        .iter()
+                        .chain(&held.1)
+                        .map(|o| (o.op().author, o.op().seq, o.id())),
+                );
                 self.check_delivered(from, to, &held.0)?;
                 self.check_delivered(to, from, &held.1)?;
                 self.stats.network_completed += usize::from(over_network);
@@ -1414,17 +1446,33 @@ impl Sim {
                 node(giver)?.ops()?.iter().map(SealedOp::id).collect();
             let giver_id = node(giver)?.device()?;
             let giver_waits = node(giver)?.restored()?;
-            // (Only while some restored chain is not one yet: a signature missing otherwise is
-            // a fault.)
-            let unprovable = if unsettled {
-                node(giver)?.unprovable(&missing, had)?
-            } else {
-                Default::default()
+            // A signature missing is a fault, but while some restored chain is not one yet, or
+            // where the giver withdrew the op its signature was of (the author built on a
+            // branch given up and re-issues the op in its next session, signing anew).
+            let unprovable = node(giver)?.unprovable(&missing, had)?;
+            let cut = |o: &SealedOp| -> Result<bool, Violation> {
+                let (author, seq) = (o.op().author, o.op().seq);
+                for (_, _, id) in self
+                    .seen
+                    .range((author, seq.saturating_add(1), OpId([0; 32]))..)
+                    .take_while(|(a, ..)| *a == author)
+                {
+                    if node(giver)?.withdrew(id) {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
             };
+            let mut excused = std::collections::BTreeSet::new();
+            for o in &missing {
+                if unprovable.contains(&o.id()) && (unsettled || cut(o)?) {
+                    excused.insert(o.id());
+                }
+            }
             let mut waits: std::collections::BTreeSet<OpId> = missing
                 .iter()
                 .filter(|o| {
-                    unprovable.contains(&o.id())
+                    excused.contains(&o.id())
                         // Withdrawn by the giver in the session (with a branch given up, or
                         // built on one): its author re-issues it.
                         || !now.contains(&o.id())
@@ -1504,9 +1552,11 @@ impl Sim {
                 Ok(format!("{first}{second}"))
             }
             SyncMode::Partial(pct) => {
+                let forked = self.forked_between(from, to)?;
                 let (a, b) = self.pair(from, to)?;
                 let since = b.with_store(|s| s.summary_())?;
-                let ops = a.with_store(|s| s.ops_since_(&since))?.map_err(fail)?;
+                let mut ops = a.with_store(|s| s.ops_since_(&since))?.map_err(fail)?;
+                ops.retain(|o| !forked.contains(&o.op().author));
                 let keep = ops.len() * usize::from(pct) / 100;
                 let prefix = ops.get(..keep).unwrap_or_default();
                 // Authors whose part ends where the sender holds no signature are refused (and
@@ -1516,9 +1566,11 @@ impl Sim {
                 Ok(String::new())
             }
             SyncMode::Reordered(seed) => {
+                let forked = self.forked_between(from, to)?;
                 let (a, b) = self.pair(from, to)?;
                 let since = b.with_store(|s| s.summary_())?;
                 let mut ops = a.with_store(|s| s.ops_since_(&since))?.map_err(fail)?;
+                ops.retain(|o| !forked.contains(&o.op().author));
                 let tips = a.with_store(|s| s.signatures_(&ops))?.map_err(fail)?;
                 shuffle(&mut ops, seed);
                 let applied = b.with_store(|s| s.apply_(&ops, &tips))?.map_err(fail)?;
@@ -1536,12 +1588,44 @@ impl Sim {
                     .iter()
                     .map(cardlog::Refusal::author)
                     .collect();
-                let cutoffs = cutoffs_of(&b.ops()?);
+                let held = b.ops()?;
+                let cutoffs = cutoffs_of(&held);
+                // While a restored device's chain forks between the two, the receiver's
+                // summary names its op at a place where the sender holds another: ops built on
+                // the sender's do not go in without it (a session sends such chains whole).
+                let had: std::collections::BTreeSet<OpId> = held
+                    .iter()
+                    .map(SealedOp::id)
+                    .chain(ops.iter().map(SealedOp::id))
+                    .collect();
+                let mut lacking: std::collections::BTreeSet<OpId> = Default::default();
+                if !self.restored.is_empty() {
+                    loop {
+                        let more: Vec<OpId> = ops
+                            .iter()
+                            .filter(|o| !lacking.contains(&o.id()))
+                            .filter(|o| {
+                                let o = o.op();
+                                o.prev
+                                    .iter()
+                                    .chain(o.writes.iter().flat_map(|w| &w.replaces))
+                                    .any(|d| !had.contains(d) || lacking.contains(d))
+                            })
+                            .map(SealedOp::id)
+                            .collect();
+                        if more.is_empty() {
+                            break;
+                        }
+                        lacking.extend(more);
+                    }
+                }
                 let expected = ops
                     .iter()
                     .filter(|o| {
+                        let id = o.id();
                         let o = o.op();
-                        !(refused.contains(&o.author) && cutoffs.voids(&o.author, o.seq))
+                        let void = refused.contains(&o.author) && cutoffs.voids(&o.author, o.seq);
+                        !void && !lacking.contains(&id)
                     })
                     .count();
                 if applied.stored != expected {
@@ -1592,6 +1676,33 @@ impl Sim {
         }
         self.stats.relay_sessions = relay_sessions;
         Ok(())
+    }
+
+    /// Authors whose chains replicas `a` and `b` hold otherwise (an op of each at one place: a
+    /// restored device's): raw ops (the partial and reordered modes, which skip the session's
+    /// fork handling) cannot go between them, and are left out.
+    fn forked_between(
+        &self,
+        a: usize,
+        b: usize,
+    ) -> Result<std::collections::BTreeSet<DeviceId>, Violation> {
+        let places = |i: usize| -> Result<BTreeMap<(DeviceId, u64), OpId>, Violation> {
+            let node = self
+                .nodes
+                .get(i)
+                .ok_or_else(|| violation("schedule", format!("no replica {i}")))?;
+            Ok(node
+                .ops()?
+                .iter()
+                .map(|o| ((o.op().author, o.op().seq), o.id()))
+                .collect())
+        };
+        let (ours, theirs) = (places(a)?, places(b)?);
+        Ok(ours
+            .iter()
+            .filter(|(place, id)| theirs.get(place).is_some_and(|t| t != *id))
+            .map(|((author, _), _)| *author)
+            .collect())
     }
 
     fn summaries(&self) -> Result<Vec<Summary>, Violation> {
@@ -1748,7 +1859,7 @@ impl Sim {
                             return Err(violation(
                                 "no lost save",
                                 format!("op {id} saved on replica {by} is missing on replica {i}"),
-                            ))
+                            ));
                         }
                     },
                 };

@@ -185,6 +185,18 @@ fn named(given: &str) -> Edit {
     Edit::Add(c)
 }
 
+/// A device renames the first contact it knows.
+fn rename(replica: usize, value: &str) -> Action {
+    Action::Save {
+        replica,
+        edit: Edit::SetField {
+            pick: 0,
+            field: 0,
+            value: value.into(),
+        },
+    }
+}
+
 /// A full sync session of two replicas.
 fn sync(from: usize, to: usize) -> Action {
     Action::Sync {
@@ -275,14 +287,6 @@ fn edits_made_on_a_branch_given_up_survive_its_settling() {
     // renames it, replica 2 takes both and renames it again, before replica 0 meets the relay,
     // which holds what its backup lost. The branch is given up, and both renames, made on top
     // of it, come back through their authors' re-issues.
-    let rename = |replica: usize, value: &str| Action::Save {
-        replica,
-        edit: Edit::SetField {
-            pick: 0,
-            field: 0,
-            value: value.into(),
-        },
-    };
     let schedule = Schedule {
         storage: Storage::Disk,
         skews_ms: vec![0, 0, 0, 0],
@@ -341,14 +345,7 @@ fn edits_made_on_a_branch_given_up_survive_its_settling() {
 /// branch two others edited on top of (as in the test above) before it meets the relay, which
 /// holds what its backup lost: whatever comes after, the branch is given up and every edit
 /// made on it survives its settling.
-///
-/// Ignored while it finds an open fault (issue 21's last note): on seed 0x3ede909a6a49db65 a
-/// relay holding the restored device's lost op, with the fork its branch made recorded, ends a
-/// session with that device lacking an op another device wrote (seq 1). Replay with
-/// `CARDLOG_SIM_SEED=0x3ede909a6a49db65 cargo test --release -p cardlog-sim --test properties
-/// -- --ignored schedules_after_edits_on_a_restored_branch_keep_every_property`.
 #[test]
-#[ignore = "finds an open delivery fault after a restore (seed 0x3ede909a6a49db65)"]
 fn schedules_after_edits_on_a_restored_branch_keep_every_property() {
     use proptest::strategy::Strategy;
     let prefix = vec![
@@ -364,14 +361,7 @@ fn schedules_after_edits_on_a_restored_branch_keep_every_property() {
             edit: named("three"),
         },
         sync(0, 1),
-        Action::Save {
-            replica: 1,
-            edit: Edit::SetField {
-                pick: 0,
-                field: 0,
-                value: "three, renamed".into(),
-            },
-        },
+        rename(1, "three, renamed"),
         sync(1, 2),
     ];
     let strategy = schedule(4..=5, 8..32, Storage::Disk).prop_map(move |mut s| {
@@ -379,6 +369,154 @@ fn schedules_after_edits_on_a_restored_branch_keep_every_property() {
         s
     });
     explore(strategy, 48, |s| Sim::run(s).map(|_| ())).unwrap();
+}
+
+/// The schedules the test above found faults on (shrunk), each kept as it was found: every
+/// property holds on them. Each starts as the phone (restored in place) gives its post-restore
+/// contact to the tablet, while the relay holds the contact its backup lost.
+#[test]
+fn restore_schedules_found_by_the_random_test_keep_every_property() {
+    let save = |replica: usize, given: &str| Action::Save {
+        replica,
+        edit: named(given),
+    };
+    let mode = |from: usize, to: usize, mode: SyncMode| Action::Sync { from, to, mode };
+    let found: Vec<(usize, Vec<Action>)> = vec![
+        // Settling the phone's branch withdraws the tablet's rename the laptop holds, so the
+        // tablet's re-issued rename no longer forks there: it goes in as any op.
+        (
+            4,
+            vec![
+                rename(1, "r"),
+                sync(1, 2),
+                sync(3, 0),
+                mode(0, 1, SyncMode::Relay(208)),
+            ],
+        ),
+        // The laptop's own contact, below its rename on the branch: the phone cannot prove it
+        // (the signature it holds was of the rename) until the laptop re-issues.
+        (
+            5,
+            vec![rename(1, "r"), sync(1, 2), save(2, "a"), rename(2, "b")],
+        ),
+        // The relay keeps the branch the watch brings; the phone holds that branch and has
+        // lost the relay's: both go to it, and it takes back the one it lacks.
+        (
+            5,
+            vec![
+                Action::Leave { replica: 4 },
+                sync(4, 3),
+                save(0, "a"),
+                mode(0, 3, SyncMode::Relay(225)),
+            ],
+        ),
+        // The tablet keeps the relay's branch and sends it; the phone takes it back with the
+        // branch's own signature, not that of the chain it holds.
+        (4, vec![sync(1, 3), save(0, "a")]),
+        // The laptop's rename on the branch waits for the tablet's copy; its contact after it
+        // waits its turn instead of landing below its own seq.
+        (
+            4,
+            vec![rename(1, "r"), sync(1, 2), rename(2, "b"), save(2, "a")],
+        ),
+        // A restored phone's hello leaves its chain out: the watch takes ops naming it as in
+        // doubt; a bundle sends a chain forking from the receiver's whole.
+        (5, vec![rename(1, "r"), save(0, "a")]),
+        (5, vec![rename(1, "r"), mode(1, 3, SyncMode::Bundle)]),
+        // The phone's rename on the tablet's waits; its contact after it is copied at its own
+        // seq, which settling accepts.
+        (
+            5,
+            vec![
+                rename(1, "r"),
+                sync(1, 2),
+                sync(0, 1),
+                rename(0, "b"),
+                save(0, "a"),
+            ],
+        ),
+        // The tablet, restored too, takes back its re-issued rename once the settling that
+        // session brought stored the copy it names.
+        (
+            4,
+            vec![
+                rename(1, "r"),
+                Action::Backup { replica: 1 },
+                mode(3, 1, SyncMode::Relay(252)),
+                Action::Restore { replica: 1 },
+            ],
+        ),
+        // Raw ops do not cross a fork.
+        (
+            4,
+            vec![
+                rename(1, "r"),
+                mode(1, 3, SyncMode::Reordered(17_692_101_269_383_135_757)),
+            ],
+        ),
+        (
+            5,
+            vec![
+                rename(1, "r"),
+                sync(1, 2),
+                save(0, "a"),
+                save(0, "b"),
+                mode(0, 3, SyncMode::Partial(25)),
+            ],
+        ),
+        // Restored twice: the branch the tablet keeps comes back to the phone, with the fork
+        // reported so references past it wait.
+        (
+            4,
+            vec![rename(1, "r"), sync(3, 1), Action::Restore { replica: 0 }],
+        ),
+        (
+            4,
+            vec![rename(1, "r"), sync(3, 0), mode(1, 3, SyncMode::Bundle)],
+        ),
+        // The watch takes the laptop's rename on the tablet's, both waiting on the phone's
+        // chain its hello left out.
+        (
+            5,
+            vec![
+                rename(1, "r"),
+                sync(1, 2),
+                save(0, "a"),
+                rename(2, "b"),
+                Action::Crash { replica: 0 },
+            ],
+        ),
+        // A device whose ops wait on the restored chain is not removed yet.
+        (
+            5,
+            vec![
+                rename(1, "r"),
+                sync(1, 2),
+                sync(2, 3),
+                rename(2, "b"),
+                Action::Leave { replica: 2 },
+            ],
+        ),
+    ];
+    for (n, (devices, rest)) in found.into_iter().enumerate() {
+        let mut actions = vec![
+            Action::Backup { replica: 0 },
+            save(0, "one"),
+            sync(0, 3),
+            Action::Restore { replica: 0 },
+            save(0, "three"),
+            sync(0, 1),
+        ];
+        actions.extend(rest);
+        let schedule = Schedule {
+            storage: Storage::Disk,
+            skews_ms: vec![0; devices],
+            actions,
+        };
+        if let Err(v) = Sim::run(&schedule) {
+            panic!("schedule {n}: {v}");
+        }
+    }
 }
 
 #[test]

@@ -11,7 +11,7 @@ use cardlog_core::DeviceId;
 use std::convert::Infallible;
 
 use crate::error::SyncError;
-use crate::receive::{apply_segments, Received, View};
+use crate::receive::{apply_segments, forks_in_summary, Received, View};
 use crate::store::{PeerBook, SyncStore};
 use crate::wire::error::{AUTHORS_IN_A_MESSAGE, SEGMENTS_IN_A_MESSAGE};
 use crate::wire::message::{self, Message, Summary};
@@ -36,10 +36,14 @@ pub fn export<S: PeerBook>(
     store: &S,
     since: Option<&Summary>,
 ) -> Result<Vec<u8>, SyncError<S::Error>> {
-    let empty = Summary::new();
-    let mut ops = store
-        .ops_since(since.unwrap_or(&empty))
-        .map_err(SyncError::Store)?;
+    let mut asked = since.cloned().unwrap_or_default();
+    // A chain forking between the summary and what this side holds goes whole, as held here
+    // (as in a session): the receiver sets it apart to settle or keep, and references into
+    // it resolve to the bundle's ops, not to the other branch it holds.
+    for fork in forks_in_summary(store, &asked)? {
+        asked.remove(&fork.author);
+    }
+    let mut ops = store.ops_since(&asked).map_err(SyncError::Store)?;
     if store.restored() {
         let me = store.device_id();
         ops.retain(|op| op.op().author != me);

@@ -68,31 +68,70 @@ pub fn apply_segments<S: PeerBook>(
 ) -> Result<Received, SyncError<S::Error>> {
     let mut held = Held::default();
     let mut received = apply_with(store, bytes, &mut held, true, true)?;
-    if !held.own.is_empty() {
-        let (own, tips) = held.take_own();
-        received.taken_back = store
-            .take_back(None, &own, &tips)
+    let own = held.has_own();
+    let finished = finish(store, &mut held, own, None)?;
+    received.taken_back = finished.taken_back;
+    received
+        .forks
+        .retain(|f| !finished.settled.contains(&f.author));
+    received.settled = finished.settled;
+    received.applied.add(finished.rest);
+    Ok(received)
+}
+
+/// What [`finish`] did.
+pub(crate) struct Finished {
+    /// The receiver's own chain taken back, if it was.
+    pub(crate) taken_back: Option<TakenBack>,
+    /// Authors whose forks ended ([`settle_forked`]).
+    pub(crate) settled: Vec<DeviceId>,
+    /// What the ops held back for them did ([`apply_rest`]).
+    pub(crate) rest: Applied,
+}
+
+/// Ends a receive once the sender has sent all (its last message, or a bundle), in one order
+/// for sessions and bundles: the receiver's own chain as the sender holds it is taken back
+/// (`take_back`: the sender sent it, as ops set apart or because the receiver's hello asked
+/// for all of it; `peer` is who, with how far its hello holds the chain:
+/// [`PeerBook::take_back`]); other authors' forks are settled or kept ([`settle_forked`]);
+/// what waited for either goes in ([`apply_rest`]); own edits waiting for a copy are
+/// re-issued ([`PeerBook::reissue_waiting`]). A take back that stored only part of the chain
+/// (its ops name copies on a branch another author gave up, which the settling then stored)
+/// is made once more after it.
+pub(crate) fn finish<S: PeerBook>(
+    store: &mut S,
+    held: &mut Held,
+    take_back: bool,
+    peer: Option<(DeviceId, u64)>,
+) -> Result<Finished, SyncError<S::Error>> {
+    let mut taken_back = None;
+    let mut own = None;
+    if take_back {
+        let (ops, tips) = held.take_own();
+        taken_back = store
+            .take_back(peer, &ops, &tips)
             .map_err(SyncError::Store)?;
+        own = Some((ops, tips));
     }
-    // A chain forked here whose held branch its author gave up (re-issued on the bundle's).
-    let (forked, tips) = held.take_forked();
-    for (author, theirs) in forked {
-        if store
-            .settle_fork(author, &theirs, &tips)
-            .map_err(SyncError::Store)?
-        {
-            received.forks.retain(|f| f.author != author);
-            received.settled.push(author);
-        } else {
-            store
-                .keep_branch(author, &theirs, &tips)
-                .map_err(SyncError::Store)?;
+    let settled = settle_forked(store, held)?;
+    if let (Some((ops, tips)), Some(first)) = (&own, taken_back) {
+        if !settled.is_empty() && store.restored() {
+            if let Some(again) = store.take_back(peer, ops, tips).map_err(SyncError::Store)? {
+                taken_back = Some(TakenBack {
+                    from_seq: first.from_seq,
+                    recovered: first.recovered + again.recovered,
+                    reissued: first.reissued + again.reissued,
+                });
+            }
         }
     }
-    let rest = apply_rest(store, &mut held)?;
-    received.applied.add(rest);
+    let rest = apply_rest(store, held)?;
     store.reissue_waiting().map_err(SyncError::Store)?;
-    Ok(received)
+    Ok(Finished {
+        taken_back,
+        settled,
+        rest,
+    })
 }
 
 /// Received ops a session holds back while it lasts, because what the sender is still
@@ -270,44 +309,10 @@ fn apply_with<S: PeerBook>(
     }
     let mut forks = Vec::new();
     for (author, mut theirs) in by_author {
-        let Some(head) = summary.get(&author) else {
-            continue;
-        };
         theirs.sort_by_key(|op| op.op().seq);
-        // The lowest seq where the message differs from what is held is the fork: an op
-        // where another is held, or the op after our head naming another predecessor. Ops
-        // already held come first (a whole-history bundle, a replay): a fork after a shared
-        // prefix is still a fork, not a reason to refuse everyone else's ops.
-        for op in theirs {
-            let seq = op.op().seq;
-            if seq <= head.seq {
-                let ours = store
-                    .op_at(&author, seq)
-                    .map_err(SyncError::Store)?
-                    .map(|o| o.id());
-                if let Some(ours) = ours.filter(|o| *o != op.id()) {
-                    forks.push(Fork {
-                        author,
-                        seq,
-                        ours,
-                        theirs: op.id(),
-                    });
-                    break;
-                }
-            } else {
-                if seq == head.seq + 1 {
-                    if let Some(prev) = op.op().prev.filter(|p| *p != head.op) {
-                        forks.push(Fork {
-                            author,
-                            seq: head.seq,
-                            ours: head.op,
-                            theirs: prev,
-                        });
-                    }
-                }
-                break;
-            }
-        }
+        // (A fork after a shared prefix is still a fork, not a reason to refuse everyone
+        // else's ops.)
+        forks.extend(fork_with(&*store, &summary, author, theirs)?);
     }
     // A fork counts only if the differing ops are their author's own (signed by it): ops
     // anyone could have made up are refused, not recorded as the author's fork.
@@ -343,10 +348,26 @@ fn apply_with<S: PeerBook>(
         .iter()
         .any(|f| f.author == me && !store.withdrew(&f.theirs));
     if (lost || held.has_own()) && !unowned_authors.contains(&me) {
-        let mine = ops.iter().filter(|op| op.op().author == me);
-        if held.set_apart(me, true, mine) {
-            held.own_tips
-                .extend(tips.iter().filter(|t| t.author == me).cloned());
+        // (Ops it holds as they are are not what it lost: a sender holding two branches of
+        // its chain sends both, and only the one it lacks is taken back.)
+        let mut mine = Vec::new();
+        for op in ops.iter().filter(|op| op.op().author == me) {
+            let holds = store
+                .op_at(&me, op.op().seq)
+                .map_err(SyncError::Store)?
+                .is_some_and(|o| o.id() == op.id());
+            if !holds {
+                mine.push(op);
+            }
+        }
+        // (With the signatures of those ops: one of the branch it holds would not prove them.)
+        let signed: BTreeSet<OpId> = mine.iter().map(|op| op.id()).collect();
+        if held.set_apart(me, true, mine.into_iter()) {
+            held.own_tips.extend(
+                tips.iter()
+                    .filter(|t| t.author == me && signed.contains(&t.op))
+                    .copied(),
+            );
         } else {
             // More than a session holds back: the fork stays recorded, nothing is taken back.
             held.take_own();
@@ -400,13 +421,96 @@ fn apply_with<S: PeerBook>(
     })
 }
 
+/// Ends the forks `held` set apart once the sender has sent all it holds of those chains
+/// (its last message, or a bundle): each author's branch held here is settled with the
+/// sender's where its author gave it up ([`PeerBook::settle_fork`]), and otherwise kept
+/// ([`PeerBook::keep_branch`]). Settling one author's branch also withdraws what other
+/// devices built on it, so another author's chain held here may no longer differ from the
+/// sender's: its ops rejoin the ordinary ones `held` holds for [`apply_rest`]. Settling is
+/// tried again while it makes progress, since one settled branch can bring the copies another
+/// waits for. Returns the authors whose forks ended, in the order they did.
+fn settle_forked<S: PeerBook>(
+    store: &mut S,
+    held: &mut Held,
+) -> Result<Vec<DeviceId>, SyncError<S::Error>> {
+    let (mut forked, tips) = held.take_forked();
+    let mut ended = Vec::new();
+    loop {
+        let before = ended.len();
+        for (author, theirs) in &forked {
+            if store
+                .settle_fork(*author, theirs, &tips)
+                .map_err(SyncError::Store)?
+            {
+                ended.push(*author);
+            }
+        }
+        forked.retain(|author, _| !ended.contains(author));
+        if ended.len() == before || forked.is_empty() {
+            break;
+        }
+    }
+    let summary = store.summary();
+    for (author, theirs) in forked {
+        let refs: Vec<&SealedOp> = theirs.iter().collect();
+        if fork_with(store, &summary, author, refs)?.is_some() {
+            store
+                .keep_branch(author, &theirs, &tips)
+                .map_err(SyncError::Store)?;
+        } else {
+            held.tips
+                .extend(tips.iter().filter(|t| t.author == author).copied());
+            held.ops.extend(theirs);
+            ended.push(author);
+        }
+    }
+    Ok(ended)
+}
+
+/// Where `author`'s ops `theirs` (in seq order) first differ from the chain held here, whose
+/// head `summary` gives: an op where another is held, or the op after the head naming another
+/// predecessor. Ops already held may come first (a whole-history bundle, a replay): a fork
+/// after a shared prefix is still a fork.
+fn fork_with<S: SyncStore>(
+    store: &S,
+    summary: &Summary,
+    author: DeviceId,
+    theirs: Vec<&SealedOp>,
+) -> Result<Option<Fork>, SyncError<S::Error>> {
+    let Some(head) = summary.get(&author) else {
+        return Ok(None);
+    };
+    for op in theirs {
+        let seq = op.op().seq;
+        if seq > head.seq {
+            let prev = op.op().prev.filter(|p| *p != head.op);
+            return Ok(prev.filter(|_| seq == head.seq + 1).map(|prev| Fork {
+                author,
+                seq: head.seq,
+                ours: head.op,
+                theirs: prev,
+            }));
+        }
+        let ours = store
+            .op_at(&author, seq)
+            .map_err(SyncError::Store)?
+            .map(|o| o.id());
+        if let Some(ours) = ours.filter(|o| *o != op.id()) {
+            return Ok(Some(Fork {
+                author,
+                seq,
+                ours,
+                theirs: op.id(),
+            }));
+        }
+    }
+    Ok(None)
+}
+
 /// Applies what `held` still holds back after the sender's last message, once a take back or
 /// settling (which it may have waited for) is done: what does not go in now is reported
 /// refused or missing.
-pub(crate) fn apply_rest<S: PeerBook>(
-    store: &mut S,
-    held: &mut Held,
-) -> Result<Applied, SyncError<S::Error>> {
+fn apply_rest<S: PeerBook>(store: &mut S, held: &mut Held) -> Result<Applied, SyncError<S::Error>> {
     held.at.clear();
     let ops = std::mem::take(&mut held.ops);
     let tips = std::mem::take(&mut held.tips);

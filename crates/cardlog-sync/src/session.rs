@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use cardlog_core::{DeviceId, OpId, SealedOp, SignedTip};
 
 use crate::error::{AuthError, SyncError};
-use crate::receive::{apply_held, apply_rest, forks_in_summary, reported_forks, Held, View};
+use crate::receive::{apply_held, finish, forks_in_summary, reported_forks, Held, View};
 use crate::store::{PeerBook, TakenBack};
 use crate::wire::message::{self, Fork, Message, Summary};
 use crate::wire::segment::encode_segments;
@@ -566,45 +566,25 @@ impl Session {
                 self.report.missing += received.applied.missing;
                 self.report.refused.extend(received.applied.refused);
                 self.forks.extend(received.forks);
-                if last && (self.held.has_own() || self.omitted_own) {
-                    // The peer has sent all it holds of this side's chain.
-                    let (own, tips) = self.held.take_own();
-                    let taken = store
-                        .take_back(self.peer_holding_own(store), &own, &tips)
-                        .map_err(SyncError::Store)?;
-                    if taken.is_some() {
+                if last {
+                    // The peer has sent all it holds of this side's chain and of the chains
+                    // this side's hello left out.
+                    let own = self.held.has_own() || self.omitted_own;
+                    let peer = self.peer_holding_own(store);
+                    let finished = finish(store, &mut self.held, own, peer)?;
+                    if finished.taken_back.is_some() {
                         let me = store.device_id();
                         self.forks.retain(|f| f.author != me);
-                        self.report.taken_back = taken;
+                        self.report.taken_back = finished.taken_back;
                     }
-                }
-                if last {
-                    // The peer has sent all it holds of the chains this side's hello left out.
-                    let (forked, tips) = self.held.take_forked();
-                    for (author, theirs) in forked {
-                        if store
-                            .settle_fork(author, &theirs, &tips)
-                            .map_err(SyncError::Store)?
-                        {
-                            self.forks.retain(|f| f.author != author);
-                            self.report.settled.push(author);
-                        } else {
-                            store
-                                .keep_branch(author, &theirs, &tips)
-                                .map_err(SyncError::Store)?;
-                        }
-                    }
-                }
-                if last {
-                    // Ops that waited for a branch taken back or settled above.
-                    let rest = apply_rest(store, &mut self.held)?;
+                    self.forks.retain(|f| !finished.settled.contains(&f.author));
+                    self.report.settled.extend(finished.settled);
+                    let rest = finished.rest;
                     self.report.stored += rest.stored;
                     self.report.duplicates += rest.duplicates;
                     self.report.void += rest.void;
                     self.report.missing += rest.missing;
                     self.report.refused.extend(rest.refused);
-                    // Own edits that waited for a copy this session may have brought.
-                    store.reissue_waiting().map_err(SyncError::Store)?;
                 }
                 if last {
                     // (Read once at the end, not per message: a take back may have cleared it.)
@@ -667,12 +647,14 @@ impl Session {
     }
 
     /// An `Ops` message (not the last) carrying the branch of the peer's own chain kept here
-    /// ([`PeerBook::kept_branch`]), with the seq it starts at; `None` when none is kept, or it
-    /// cannot be encoded (an op it names is not held here: the peer gets it from another).
-    fn kept_branch_message<S: PeerBook>(&self, store: &S) -> Option<(Vec<u8>, u64)> {
+    /// ([`PeerBook::kept_branch`]), with the seq it starts at and its first op; `None` when
+    /// none is kept, or it cannot be encoded (an op it names is not held here: the peer gets
+    /// it from another).
+    fn kept_branch_message<S: PeerBook>(&self, store: &S) -> Option<(Vec<u8>, u64, OpId)> {
         let peer = self.report.peer?;
         let (branch, tip) = store.kept_branch(&peer)?;
-        let from = branch.first()?.op().seq;
+        let first = branch.first()?;
+        let (from, first) = (first.op().seq, first.id());
         // The peer's hello ends on the branch: it holds it, and the chain held here (what it
         // may have lost) goes as usual.
         let holds = self.peer_summary.as_ref().and_then(|s| s.get(&peer));
@@ -689,7 +671,7 @@ impl Session {
             forks: Vec::new(),
             segments,
         });
-        Some((message, from))
+        Some((message, from, first))
     }
 
     /// The peer, with the seq up to which its hello said it holds this side's chain.
@@ -721,6 +703,12 @@ impl Session {
             }
         }
         self.report.peer = Some(peer);
+        // A hello without the peer's own chain: it holds none, or it was restored and waits to
+        // take its chain back, sending none of it. Ops naming that chain past what this side
+        // holds then wait (left out, missing), as for any chain in doubt.
+        if !summary.contains_key(&peer) {
+            self.held.known_forks.insert(peer);
+        }
         let forks = forks_in_summary(store, summary)?;
         let me = store.device_id();
         let lost = forks
@@ -819,12 +807,42 @@ impl Session {
         // what it lost. It goes first, in its own message; the peer's chain from there is
         // left out of the rest.
         let mut cut = None;
-        if let Some((message, from)) = self
+        let mut branch_fork = None;
+        if let Some((message, from, first)) = self
             .pushes
             .then(|| self.kept_branch_message(store))
             .flatten()
         {
             cut = self.report.peer.map(|p| (p, from));
+            // Unless its hello shows an op of its chain that the chain held here does not
+            // hold: then it may hold the branch and have lost this one, and both go (it takes
+            // back the one it lacks).
+            let shown = self
+                .report
+                .peer
+                .and_then(|p| Some((p, *self.peer_summary.as_ref()?.get(&p)?)));
+            if let Some((peer, tip)) = shown {
+                let held = store
+                    .op_at(&peer, tip.seq)
+                    .map_err(SyncError::Store)?
+                    .is_some_and(|op| op.id() == tip.op);
+                if !held {
+                    cut = None;
+                }
+            }
+            // With the cut, ops naming the peer's chain past it name the chain held here, not
+            // the branch the peer now holds: the fork goes with the messages, so the peer
+            // takes references into its chain as in doubt (segments built on them wait).
+            if let Some((peer, from)) = cut {
+                if let Some(ours) = store.op_at(&peer, from).map_err(SyncError::Store)? {
+                    branch_fork = Some(Fork {
+                        author: peer,
+                        seq: from,
+                        ours: ours.id(),
+                        theirs: first,
+                    });
+                }
+            }
             self.outbox.push_back(Out::Ready(message, false));
         }
         let (ops, places) = if !self.pushes {
@@ -845,10 +863,9 @@ impl Session {
             forked,
             cut,
             // Forks are for the peer's information; a peer reads at most this many.
-            forks: self
-                .forks
-                .iter()
-                .copied()
+            forks: branch_fork
+                .into_iter()
+                .chain(self.forks.iter().copied())
                 .take(message::limits::FORKS_PER_MESSAGE_MAX as usize)
                 .collect(),
         };

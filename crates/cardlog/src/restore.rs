@@ -250,7 +250,7 @@ impl Replica {
                 must_copy.push(op);
             }
         }
-        if must_copy.is_empty() || !copied_in_order(&must_copy, &recovered, Copies::After) {
+        if must_copy.is_empty() || !copied_in_order(&must_copy, &recovered) {
             return Ok(false);
         }
         // A take back under way re-issues what this withdraws of this device's own with the
@@ -373,7 +373,7 @@ impl Replica {
                 ours.push(op);
             }
         }
-        if copied_in_order(&ops, &ours, Copies::AtOrAfter) {
+        if copied_in_order(&ops, &ours) {
             return Ok(None);
         }
         let tip = SignedTip {
@@ -531,7 +531,7 @@ impl Replica {
 
     /// Re-issues the ops listed for re-issue ([`Self::reissue`]), as far as it can: one naming
     /// another device's withdrawn op whose copy is not held here yet waits for it, with the
-    /// ops after it, for [`REISSUE_WAIT_ATTEMPTS`] calls (the copy comes once that device
+    /// ops naming it (and those whose copy would land below their own seq), for [`REISSUE_WAIT_ATTEMPTS`] calls (the copy comes once that device
     /// settles the same fork); after that it goes without naming it. Returns the number of
     /// copies written.
     pub(crate) fn reissue_pending(&mut self) -> Result<usize, Error> {
@@ -571,7 +571,8 @@ impl Replica {
     /// written) again at the end of its chain: the same writes and member changes at the same
     /// times, each replacing what the original replaced (a withdrawn op by its copy: this
     /// device's own written here, or another's found on its author's chain). When another's
-    /// copy is not held here, the op and those naming it stay listed if `wait`, else it names
+    /// copy is not held here, the op and those naming it stay listed if `wait` (with any op after
+    /// it whose copy would land below its own seq: copies keep the chain's order), else it names
     /// none for it (the write then stands beside what is there, visibly). The ops done leave
     /// the store's list in one write at the end, their copies durable; an op that already has
     /// a copy on the chain (a crash came before the list was written) is not written again;
@@ -618,15 +619,18 @@ impl Replica {
                     replaces,
                 });
             }
-            if waits {
-                // The ops after it that do not name it go on: they need not wait for it.
+            let tip = self.store.summary().get(&me).copied();
+            let seq = tip.map_or(0, |t| t.seq) + 1;
+            // The ops after a waiting one that do not name it go on, unless that would put
+            // the copy before its op's seq: a copy is never found below it ([`Self::copy_of`]),
+            // so it waits its turn (it goes in order once the waiting op does).
+            if waits || (!waiting.is_empty() && seq < old.op().seq) {
                 waiting.insert(old.id());
                 continue;
             }
-            let tip = self.store.summary().get(&me).copied();
             let op = Op {
                 author: me,
-                seq: tip.map_or(0, |t| t.seq) + 1,
+                seq,
                 prev: tip.map(|t| t.op),
                 hlc: old.op().hlc,
                 writes,
@@ -692,32 +696,20 @@ struct Prints(BTreeMap<DeviceId, (u64, Vec<Printed>)>);
 /// One op of a chain as [`Prints`] keeps it: its seq, fingerprint and id.
 type Printed = (u64, Vec<u8>, OpId);
 
-/// Where a re-issued copy sits on its author's chain ([`copied_in_order`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Copies {
-    /// Later than the op it copies: what a take back leaves (copies are written after the
-    /// ops taken back). The rule for settling a fork.
-    After,
-    /// At the op's own seq or later: also an edit withdrawn for building on a branch given
-    /// up, re-issued where it was. Only for dropping a kept branch (which loses nothing
-    /// stored), never for withdrawing ops.
-    AtOrAfter,
-}
-
 /// Whether every op of `given_up` (a branch, in chain order) has its own copy on `kept` (in
-/// chain order), placed as `copies` says and in the same order. Fingerprints alone could pair
-/// two honest branches that differ only in what they replace; the order and the seqs rule out
-/// a swap.
-fn copied_in_order(given_up: &[SealedOp], kept: &[SealedOp], copies: Copies) -> bool {
+/// chain order): another op with its fingerprint, at its seq or later, in the same order.
+/// Copies never sit below the op they copy: a take back writes them after the ops taken
+/// back, an edit withdrawn for building on a branch given up is re-issued where it was (its
+/// author's chain went back to before it), and an op after one that waits for a copy waits
+/// too rather than land below its seq ([`Replica::reissue`]). A copy differs from its op only
+/// in what it replaces (it names the copies of what its op named), so two branches that
+/// differ only there hold the same edits, in the same order.
+fn copied_in_order(given_up: &[SealedOp], kept: &[SealedOp]) -> bool {
     let mut rest = kept.iter();
     given_up.iter().all(|old| {
         let print = fingerprint(old);
         rest.by_ref().any(|new| {
-            let placed = match copies {
-                Copies::After => new.op().seq > old.op().seq,
-                Copies::AtOrAfter => new.op().seq >= old.op().seq && new.id() != old.id(),
-            };
-            placed && fingerprint(new) == print
+            new.op().seq >= old.op().seq && new.id() != old.id() && fingerprint(new) == print
         })
     })
 }

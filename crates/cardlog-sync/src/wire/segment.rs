@@ -706,7 +706,11 @@ fn decode(
                     if decoded.contains_key(&(*author, *s)) {
                         doubtful.contains(&(*author, *s))
                     } else {
-                        !carries(author, *s) && forked(author)
+                        // (A bundle carries no summary of its sender's: another device's chain
+                        // it names outside itself may fork from the receiver's unseen. A
+                        // segment's own chain is checked by its anchor.)
+                        !carries(author, *s)
+                            && (forked(author) || (partial && *author != segment.author))
                     }
                 });
                 let built = rebuild(segment, seq, *chain, raw, &found).and_then(|b| {
@@ -750,43 +754,86 @@ fn decode(
         }
     }
     let mut left_out = vec![false; segments.len()];
+    // A segment rebuilt on this receiver's branch of a forked chain, not the sender's, is left
+    // out, and so is one that stopped short where a message may (a bundle) or for a doubtful
+    // reference.
     for (si, segment) in segments.iter().enumerate() {
         let done = next.get(si).copied().unwrap_or_default();
-        let last = segment
-            .first_seq
-            .saturating_add(segment.ops.len() as u64)
-            .saturating_sub(1);
         let doubted = doubtful_segment.get(si).copied().unwrap_or(false);
-        if done < segment.ops.len() && (partial || doubted) {
+        let short = done < segment.ops.len();
+        let off_head = prev.get(si).copied().flatten() != Some(segment.head);
+        if (short && partial) || (off_head && doubted) {
             if let Some(l) = left_out.get_mut(si) {
                 *l = true;
             }
-            continue;
         }
-        if done < segment.ops.len() {
-            // Name the first reference that could not be resolved.
-            let seq = segment.first_seq.saturating_add(done as u64);
-            let missing = segment
-                .ops
-                .get(done)
-                .into_iter()
-                .flat_map(|op| &op.writes)
-                .flat_map(|w| &w.replaces)
-                .find_map(|(a, s)| {
-                    let author = usize::try_from(*a).ok().and_then(|i| authors.get(i))?;
-                    let known = decoded.contains_key(&(*author, *s))
-                        || resolve.op_at(author, *s).ok().flatten().is_some();
-                    (!known).then_some((*author, *s))
-                });
-            // Naming an op of a chain known to fork that is not here (a segment left out
-            // earlier in the session, or the receiver's branch lacks it): it waits too.
-            if missing.is_some_and(|(a, _)| forked(&a)) {
+    }
+    // The first reference of a segment that stopped short that could not be resolved.
+    let unresolved = |si: usize, segment: &RawSegment| {
+        let done = next.get(si).copied().unwrap_or_default();
+        segment
+            .ops
+            .get(done)
+            .into_iter()
+            .flat_map(|op| &op.writes)
+            .flat_map(|w| &w.replaces)
+            .find_map(|(a, s)| {
+                let author = usize::try_from(*a).ok().and_then(|i| authors.get(i))?;
+                let known = decoded.contains_key(&(*author, *s))
+                    || resolve.op_at(author, *s).ok().flatten().is_some();
+                (!known).then_some((*author, *s))
+            })
+    };
+    // A segment that stopped short naming an op of a chain known to fork that is not here (a
+    // segment left out earlier in the session, or the receiver's branch lacks it), or an op
+    // of a segment left out here, waits too; and so on, whatever the segments' order (each
+    // segment is looked at once per segment it waits on: linear in the message).
+    let mut waiting: BTreeMap<(DeviceId, u64), Vec<usize>> = BTreeMap::new();
+    let mut newly: Vec<usize> = Vec::new();
+    for (si, segment) in segments.iter().enumerate() {
+        let done = next.get(si).copied().unwrap_or_default();
+        if left_out.get(si).copied().unwrap_or(false) {
+            newly.push(si);
+        } else if done >= segment.ops.len() {
+            continue;
+        } else if let Some((a, s)) = unresolved(si, segment) {
+            if forked(&a) {
                 if let Some(l) = left_out.get_mut(si) {
                     *l = true;
                 }
-                continue;
+                newly.push(si);
+            } else {
+                waiting.entry((a, s)).or_default().push(si);
             }
-            let (target_author, target_seq) = missing.unwrap_or((segment.author, seq));
+        }
+    }
+    while let Some(sj) = newly.pop() {
+        let Some(other) = segments.get(sj) else {
+            continue;
+        };
+        let end = other.first_seq.saturating_add(other.ops.len() as u64);
+        let names: Vec<(DeviceId, u64)> = waiting
+            .range((other.author, other.first_seq)..(other.author, end))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in names {
+            for si in waiting.remove(&key).unwrap_or_default() {
+                if let Some(l) = left_out.get_mut(si).filter(|l| !**l) {
+                    *l = true;
+                    newly.push(si);
+                }
+            }
+        }
+    }
+    for (si, segment) in segments.iter().enumerate() {
+        if left_out.get(si).copied().unwrap_or(false) {
+            continue;
+        }
+        let done = next.get(si).copied().unwrap_or_default();
+        let seq = segment.first_seq.saturating_add(done as u64);
+        if done < segment.ops.len() {
+            let (target_author, target_seq) =
+                unresolved(si, segment).unwrap_or((segment.author, seq));
             return Err(WireError::Unresolved {
                 author: segment.author,
                 seq,
@@ -795,17 +842,13 @@ fn decode(
             });
         }
         if prev.get(si).copied().flatten() != Some(segment.head) {
-            if doubtful_segment.get(si).copied().unwrap_or(false) {
-                // Rebuilt on this receiver's branch of a forked chain, not the sender's.
-                if let Some(l) = left_out.get_mut(si) {
-                    *l = true;
-                }
-                continue;
-            }
             return Err(WireError::HeadMismatch {
                 author: segment.author,
                 first: segment.first_seq,
-                last,
+                last: segment
+                    .first_seq
+                    .saturating_add(segment.ops.len() as u64)
+                    .saturating_sub(1),
             });
         }
     }
