@@ -227,6 +227,16 @@ impl Replica {
                 None => return Ok(false),
             }
         }
+        // Where the two part at an op and its copy at one seq (an edit re-issued where it was,
+        // naming the copies of what it named), either may be the newer: the held one is not
+        // given up here (it could be the copy, and the peer's the original its author
+        // withdrew). Such a fork ends when the branch the original built on is settled, which
+        // withdraws it.
+        if let (Some(held), Some(peer)) = (given_up.first(), recovered.first()) {
+            if fingerprint(held) == fingerprint(peer) {
+                return Ok(false);
+            }
+        }
         // Its ops that name (through replaced writes) another device's op built on the branch
         // wait on its author for their copies, as that device's op waits for its own: they
         // need none yet (they are withdrawn with the branch either way).
