@@ -207,6 +207,34 @@ impl Node {
         Ok(out)
     }
 
+    /// The places (author, seq) of `ops` (held by this replica) whose signatures it sends: of
+    /// its own chain, only its last op there (a segment carries the signature of its last
+    /// op); of others', those it holds a signature of.
+    fn signed(&self, ops: &[SealedOp]) -> Result<Vec<(DeviceId, u64)>, Violation> {
+        let Node::Disk {
+            replica: Some(r), ..
+        } = self
+        else {
+            return Ok(Vec::new());
+        };
+        let me = cardlog_sync::SyncStore::device_id(r);
+        let mut out = Vec::new();
+        for o in ops {
+            let (author, seq) = (o.op().author, o.op().seq);
+            let signed = if author == me {
+                !ops.iter().any(|p| p.op().author == me && p.op().seq > seq)
+            } else {
+                !r.signatures_for(std::slice::from_ref(o))
+                    .map_err(|e| violation("read", e.to_string()))?
+                    .is_empty()
+            };
+            if signed {
+                out.push((author, seq));
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether the replica withdrew op `id` (a branch given up, or what built on one).
     fn withdrew(&self, id: &OpId) -> bool {
         match self {
@@ -1484,7 +1512,11 @@ impl Sim {
                 .map(|o| o.id())
                 .collect();
             // And what builds on those (names one), with the rest of its author's ops sent (a
-            // segment goes in whole or waits whole): it goes in when they do.
+            // segment goes in whole or waits whole), and its author's ops below one of them
+            // that no signature the giver holds proves without it (a replica stores another
+            // device's ops only up to one it can prove): it goes in when they do.
+            let signed: std::collections::BTreeSet<(DeviceId, u64)> =
+                node(giver)?.signed(had)?.into_iter().collect();
             loop {
                 let waiting: std::collections::BTreeSet<DeviceId> = missing
                     .iter()
@@ -1496,7 +1528,17 @@ impl Sim {
                     .filter(|o| !waits.contains(&o.id()))
                     .filter(|o| {
                         let o = o.op();
+                        let below_waiting = missing.iter().any(|w| {
+                            waits.contains(&w.id())
+                                && w.op().author == o.author
+                                && w.op().seq > o.seq
+                                && signed
+                                    .range((o.author, o.seq)..(o.author, w.op().seq))
+                                    .next()
+                                    .is_none()
+                        });
                         (unsettled && waiting.contains(&o.author))
+                            || below_waiting
                             || o.writes
                                 .iter()
                                 .flat_map(|w| &w.replaces)

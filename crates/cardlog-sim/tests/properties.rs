@@ -381,6 +381,14 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
         edit: named(given),
     };
     let mode = |from: usize, to: usize, mode: SyncMode| Action::Sync { from, to, mode };
+    let set = |replica: usize, pick: u8, value: &str| Action::Save {
+        replica,
+        edit: Edit::SetField {
+            pick,
+            field: 0,
+            value: value.into(),
+        },
+    };
     let found: Vec<(usize, Vec<Action>)> = vec![
         // Settling the phone's branch withdraws the tablet's rename the laptop holds, so the
         // tablet's re-issued rename no longer forks there: it goes in as any op.
@@ -495,6 +503,21 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
                 sync(2, 3),
                 rename(2, "b"),
                 Action::Leave { replica: 2 },
+            ],
+        ),
+        // The tablet's re-issued rename comes to the phone signed only through its next edit,
+        // which waits for the laptop's contact: the phone stores neither (it could not prove
+        // the rename to the laptop), and takes both once the laptop's contact is there.
+        (
+            4,
+            vec![
+                rename(1, "r"),
+                sync(1, 2),
+                save(2, "a"),
+                set(2, 158, "a"),
+                sync(1, 2),
+                set(1, 13, "b"),
+                sync(0, 3),
             ],
         ),
     ];

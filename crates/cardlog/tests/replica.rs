@@ -408,6 +408,59 @@ fn apply_takes_ops_in_any_order_and_reports_gaps() {
     assert_eq!(a.r().state_bytes().unwrap(), b.r().state_bytes().unwrap());
 }
 
+/// A replica stores another device's ops only up to one it holds that device's signature of,
+/// so it can pass on whatever it holds: the tablet's new contact and its edit of the laptop's
+/// contact come signed once (at the edit); a phone lacking the laptop's contact stores
+/// neither (before, it stored the first unsigned, and every peer it gave it to refused it).
+#[test]
+fn ops_below_a_signed_op_that_waits_wait_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Node::create(tmp.path(), "a");
+    let mut tablet = Node::member(tmp.path(), "tablet", &mut a);
+    let mut laptop = Node::member(tmp.path(), "laptop", &mut a);
+    let mut phone = Node::member(tmp.path(), "phone", &mut a);
+    let mut desktop = Node::member(tmp.path(), "desktop", &mut a);
+    for n in [&mut tablet, &mut laptop, &mut phone, &mut desktop] {
+        push(&mut a, n);
+    }
+    laptop.r().add_contact(&sample(1)).unwrap();
+    push(&mut laptop, &mut tablet);
+    tablet.r().add_contact(&sample(2)).unwrap();
+    tablet.clock.advance_ms(MIN_MS);
+    tablet
+        .r()
+        .edit(ContactId([1; 16]), |c| {
+            c.set(Field::Note, "met at the conference");
+        })
+        .unwrap();
+    let tablet_id = tablet.r().id();
+    let theirs: Vec<_> = tablet
+        .r()
+        .ops_since(phone.r().summary())
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.op().author == tablet_id)
+        .collect();
+    assert_eq!(theirs.len(), 2);
+    let tips = tablet.r().signatures_for(&theirs).unwrap();
+    assert!(tips.iter().all(|t| t.seq == theirs[1].op().seq));
+    let held = phone.r().op_count();
+    let report = phone.r().apply(&theirs, &tips).unwrap();
+    assert_eq!(report.stored, 0);
+    assert_eq!(report.missing.len(), 2, "{report:?}");
+    assert_eq!(phone.r().op_count(), held);
+    // Everything it holds, it can pass on.
+    push(&mut phone, &mut desktop);
+    // With the laptop's contact both go in, and travel on.
+    push(&mut laptop, &mut phone);
+    assert_eq!(phone.r().apply(&theirs, &tips).unwrap().stored, 2);
+    assert_eq!(push(&mut phone, &mut desktop), 3);
+    assert_eq!(
+        tablet.r().state_bytes().unwrap(),
+        desktop.r().state_bytes().unwrap()
+    );
+}
+
 #[test]
 fn a_forked_chain_is_refused_whole_and_nothing_is_stored() {
     let tmp = tempfile::tempdir().unwrap();

@@ -2,8 +2,10 @@
 //! log, their register changes held back and written to sled in batches; `settle`, `flush`
 //! and meta values.
 
-use cardlog_core::replay::Readiness;
-use cardlog_core::{ContactId, Cutoffs, DeviceId, Hlc, SealedOp, SignedTip};
+use std::collections::{BTreeMap, HashMap};
+
+use cardlog_core::replay::{Missing, Readiness};
+use cardlog_core::{ContactId, Cutoffs, DeviceId, Hlc, OpId, SealedOp, SignedTip};
 
 use super::stage::{Stage, Stored};
 use super::OpOutcome;
@@ -39,7 +41,11 @@ impl Store {
     }
 
     /// [`Store::apply_all`], keeping the chain-tip signatures that cover the ops (the caller
-    /// verified them; a signature of an op that is not stored afterwards is not kept).
+    /// verified them; a signature of an op that is not stored afterwards is not kept). Another
+    /// device's ops are stored only up to one a signature covers: where the op a signature in
+    /// `tips` is of waits for a dependency, the ops below it that no other signature covers
+    /// wait with it (reported missing), so the store never holds an op it cannot prove to a
+    /// peer.
     pub fn apply_signed(
         &mut self,
         ops: &[SealedOp],
@@ -77,7 +83,6 @@ impl Store {
         if self.held.ops() >= HELD_OPS_MAX {
             self.settle()?;
         }
-        let mut stage = Stage::at(self, self.log_len(), self.op_count());
         // Causal order first, so one pass usually stores everything: by the latest timestamp
         // along each author's chain up to the op (an op comes after its chain predecessor
         // whatever its own timestamp: a clock set back stamps earlier), and ops replacing
@@ -107,32 +112,51 @@ impl Store {
         }
         let mut keyed: Vec<_> = key.into_iter().zip(outcomes).collect();
         keyed.sort_by_key(|(k, _)| *k);
-        let mut outcomes: Vec<(usize, &SealedOp, Option<OpOutcome>)> =
-            keyed.into_iter().map(|(_, o)| o).collect();
-        loop {
-            let mut progress = false;
-            for (_, op, outcome) in outcomes.iter_mut() {
-                if matches!(outcome, Some(o) if !matches!(o, OpOutcome::Missing(_))) {
-                    continue;
-                }
-                *outcome = Some(match stage.add_op(op) {
-                    Ok(Readiness::Ready) => {
-                        progress = true;
-                        OpOutcome::Stored
-                    }
-                    Ok(Readiness::Duplicate) => OpOutcome::Duplicate,
-                    Ok(Readiness::Missing(m)) => OpOutcome::Missing(m),
-                    Err(StoreError::Refused(e)) => OpOutcome::Refused(e),
-                    Err(e) => return Err(e),
-                });
-            }
-            let waiting = outcomes
+        let ordered: Vec<(usize, &SealedOp)> =
+            keyed.into_iter().map(|(_, (i, op, _))| (i, op)).collect();
+        // Ops left waiting because they cannot be proved to a peer yet (below).
+        let mut unproved: HashMap<usize, Missing> = HashMap::new();
+        let (stage, mut outcomes) = loop {
+            let mut stage = Stage::at(self, self.log_len(), self.op_count());
+            let mut outcomes: Vec<(usize, &SealedOp, Option<OpOutcome>)> = ordered
                 .iter()
-                .any(|(_, _, o)| matches!(o, Some(OpOutcome::Missing(_))));
-            if !progress || !waiting {
-                break;
+                .map(|(i, op)| {
+                    let waits = unproved.get(i).copied().map(OpOutcome::Missing);
+                    (*i, *op, waits)
+                })
+                .collect();
+            loop {
+                let mut progress = false;
+                for (i, op, outcome) in outcomes.iter_mut() {
+                    if unproved.contains_key(i)
+                        || matches!(outcome, Some(o) if !matches!(o, OpOutcome::Missing(_)))
+                    {
+                        continue;
+                    }
+                    *outcome = Some(match stage.add_op(op) {
+                        Ok(Readiness::Ready) => {
+                            progress = true;
+                            OpOutcome::Stored
+                        }
+                        Ok(Readiness::Duplicate) => OpOutcome::Duplicate,
+                        Ok(Readiness::Missing(m)) => OpOutcome::Missing(m),
+                        Err(StoreError::Refused(e)) => OpOutcome::Refused(e),
+                        Err(e) => return Err(e),
+                    });
+                }
+                let waiting = outcomes
+                    .iter()
+                    .any(|(_, _, o)| matches!(o, Some(OpOutcome::Missing(_))));
+                if !progress || !waiting {
+                    break;
+                }
             }
-        }
+            let more = self.unprovable(&outcomes, tips)?;
+            if more.is_empty() {
+                break (stage, outcomes);
+            }
+            unproved.extend(more);
+        };
         outcomes.sort_by_key(|(i, _, _)| *i);
         let outcomes: Vec<OpOutcome> = outcomes.into_iter().filter_map(|(_, _, o)| o).collect();
         if strict {
@@ -194,6 +218,74 @@ impl Store {
             }
         }
         Ok(outcomes)
+    }
+
+    /// Of the ops a batch would store, those no signature would cover: another device's ops
+    /// stored above the last of its ops signed (by a signature in `tips` or kept here), when
+    /// the batch's signature of that device's chain is of a later op that waits for a
+    /// dependency. Such ops are held back with it (by index in the batch, each with what it
+    /// waits for): a replica stores another device's ops only up to an op it can prove to a
+    /// peer, so that whatever it holds it can pass on (docs/SYNC.md, "Signatures").
+    fn unprovable(
+        &self,
+        outcomes: &[(usize, &SealedOp, Option<OpOutcome>)],
+        tips: &[SignedTip],
+    ) -> Result<HashMap<usize, Missing>, StoreError> {
+        let mut out = HashMap::new();
+        // Per author: the ops stored by seq (index, id), and the first op left waiting.
+        let mut stored: BTreeMap<DeviceId, BTreeMap<u64, (usize, OpId)>> = BTreeMap::new();
+        let mut waiting: BTreeMap<DeviceId, (u64, Missing)> = BTreeMap::new();
+        for (i, op, outcome) in outcomes {
+            let o = op.op();
+            if o.author == self.device {
+                continue;
+            }
+            match outcome {
+                Some(OpOutcome::Stored) => {
+                    stored
+                        .entry(o.author)
+                        .or_default()
+                        .insert(o.seq, (*i, op.id()));
+                }
+                Some(OpOutcome::Missing(m)) => {
+                    let first = waiting.entry(o.author).or_insert((o.seq, *m));
+                    if o.seq < first.0 {
+                        *first = (o.seq, *m);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (author, ops) in stored {
+            let Some((_, why)) = waiting.get(&author) else {
+                continue;
+            };
+            let Some(head) = ops.keys().next_back().copied() else {
+                continue;
+            };
+            // Only where the batch's signature is of an op it does not store.
+            if !tips.iter().any(|t| t.author == author && t.seq > head) {
+                continue;
+            }
+            let mut signed_at = None;
+            for (seq, (_, id)) in ops.iter().rev() {
+                let in_batch = tips
+                    .iter()
+                    .any(|t| t.author == author && t.seq == *seq && t.op == *id);
+                if in_batch
+                    || self
+                        .raw_signature(&author, *seq)?
+                        .is_some_and(|t| t.op == *id)
+                {
+                    signed_at = Some(*seq);
+                    break;
+                }
+            }
+            for (_, (i, _)) in ops.range(signed_at.map_or(0, |s| s.saturating_add(1))..) {
+                out.insert(*i, *why);
+            }
+        }
+        Ok(out)
     }
 
     /// Keeps the signatures of `tips` whose ops the store now holds.

@@ -144,7 +144,11 @@ impl Store {
     }
 
     /// The signature kept for `author` at `seq`, not checked against the op held there.
-    fn raw_signature(&self, author: &DeviceId, seq: u64) -> Result<Option<SignedTip>, StoreError> {
+    pub(super) fn raw_signature(
+        &self,
+        author: &DeviceId,
+        seq: u64,
+    ) -> Result<Option<SignedTip>, StoreError> {
         let Some(v) = self.held.get(&*self.kv, &keys::signature(author, seq))? else {
             return Ok(None);
         };
