@@ -520,6 +520,24 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
                 sync(0, 3),
             ],
         ),
+        // The laptop, removed, edits on the branch given up and the tablet builds on that:
+        // the laptop's copy never comes, so the tablet's re-issued edit names what the
+        // laptop's replaced instead of waiting for it.
+        (
+            4,
+            vec![
+                rename(1, "r"),
+                sync(1, 2),
+                Action::Leave { replica: 2 },
+                set(2, 0, "a"),
+                sync(1, 2),
+                set(1, 0, "b"),
+                save(0, "a"),
+                save(0, "a"),
+                save(0, "a"),
+                set(0, 13, "c"),
+            ],
+        ),
     ];
     for (n, (devices, rest)) in found.into_iter().enumerate() {
         let mut actions = vec![

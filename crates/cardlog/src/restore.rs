@@ -583,7 +583,8 @@ impl Replica {
     /// device's own written here, or another's found on its author's chain). When another's
     /// copy is not held here, the op and those naming it stay listed if `wait` (with any op after
     /// it whose copy would land below its own seq: copies keep the chain's order), else it names
-    /// none for it (the write then stands beside what is there, visibly). The ops done leave
+    /// none for it (the write then stands beside what is there, visibly); for a removed
+    /// device's op, whose copy never comes, it names what that op replaced. The ops done leave
     /// the store's list in one write at the end, their copies durable; an op that already has
     /// a copy on the chain (a crash came before the list was written) is not written again;
     /// one the book no longer lets this device write (it was removed or lost the role since)
@@ -616,6 +617,22 @@ impl Replica {
                         replaces.push(*r);
                     } else if let Some(copy) = self.copy_on_chain(r, &mut prints)? {
                         replaces.push(copy);
+                    } else if let Some(named) = self.named_by_removed(r, w)? {
+                        // A removed device's copy never comes (it would be refused): the
+                        // write replaces what that op replaced, as the op takes no effect.
+                        for r in named {
+                            if waiting.contains(&r) {
+                                waits = true;
+                            } else if let Some(copy) = copies.get(&r) {
+                                replaces.push(*copy);
+                            } else if !self.store.withdrew(&r) {
+                                replaces.push(r);
+                            } else if let Some(copy) = self.copy_on_chain(&r, &mut prints)? {
+                                replaces.push(copy);
+                            } else if wait {
+                                waits = true;
+                            }
+                        }
                     } else if wait {
                         waits = true;
                     }
@@ -659,6 +676,27 @@ impl Replica {
         // One write for the whole list (each copy is durable already: `store_own`).
         self.store.reissued(&done)?;
         Ok(written)
+    }
+
+    /// What the withdrawn op `id` replaced at `w`'s path, if its author was removed from the
+    /// book: no copy of it will ever come (a removed device's copies are refused), so an own
+    /// write naming it names those instead. `None` for an op not withdrawn here or whose author
+    /// is still a member.
+    fn named_by_removed(&self, id: &OpId, w: &Write) -> Result<Option<Vec<OpId>>, Error> {
+        let Some(old) = self.store.withdrawn_op(id)? else {
+            return Ok(None);
+        };
+        if self.membership.cutoff(&old.op().author).is_none() {
+            return Ok(None);
+        }
+        Ok(Some(
+            old.op()
+                .writes
+                .iter()
+                .filter(|o| o.contact == w.contact && o.path == w.path)
+                .flat_map(|o| o.replaces.iter().copied())
+                .collect(),
+        ))
     }
 
     /// The copy its author wrote of the withdrawn op `id`: the first op at its seq or after
