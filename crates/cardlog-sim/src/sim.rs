@@ -1512,9 +1512,10 @@ impl Sim {
                 .map(|o| o.id())
                 .collect();
             // And what builds on those (names one), with the rest of its author's ops sent (a
-            // segment goes in whole or waits whole), and its author's ops below one of them
-            // that no signature the giver holds proves without it (a replica stores another
-            // device's ops only up to one it can prove): it goes in when they do.
+            // segment goes in whole or waits whole): its author's ops after one of them (a
+            // chain has no gaps) and below one that no signature the giver holds proves
+            // without it (a replica stores another device's ops only up to one it can
+            // prove): it goes in when they do.
             let signed: std::collections::BTreeSet<(DeviceId, u64)> =
                 node(giver)?.signed(had)?.into_iter().collect();
             loop {
@@ -1528,14 +1529,18 @@ impl Sim {
                     .filter(|o| !waits.contains(&o.id()))
                     .filter(|o| {
                         let o = o.op();
+                        // A waiting op of its author's above it that no signature below
+                        // proves it without, or below it (a chain has no gaps).
                         let below_waiting = missing.iter().any(|w| {
+                            let w_seq = w.op().seq;
                             waits.contains(&w.id())
                                 && w.op().author == o.author
-                                && w.op().seq > o.seq
-                                && signed
-                                    .range((o.author, o.seq)..(o.author, w.op().seq))
-                                    .next()
-                                    .is_none()
+                                && (w_seq < o.seq
+                                    || (w_seq > o.seq
+                                        && signed
+                                            .range((o.author, o.seq)..(o.author, w_seq))
+                                            .next()
+                                            .is_none()))
                         });
                         (unsettled && waiting.contains(&o.author))
                             || below_waiting

@@ -538,6 +538,81 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
                 set(0, 13, "c"),
             ],
         ),
+        // The tablet's edit of the laptop's contact waits with the laptop's contact (its
+        // signature was of the laptop's withdrawn delete), and the tablet's next contact
+        // after it in its chain waits too.
+        (
+            5,
+            vec![
+                rename(1, "r"),
+                sync(1, 2),
+                save(1, "a"),
+                save(2, "a"),
+                Action::Save {
+                    replica: 2,
+                    edit: Edit::Delete { pick: 216 },
+                },
+                sync(2, 1),
+                set(1, 191, "b"),
+                save(1, "a"),
+                Action::Crash { replica: 0 },
+                set(0, 1, "c"),
+            ],
+        ),
+        // The phone holds the laptop's tag, whose signature was of the laptop's edit on the
+        // branch given up: it sends the laptop's contact under its own signature and leaves
+        // the tag out, rather than send both unsigned (refused whole).
+        (
+            4,
+            vec![
+                save(2, "a"),
+                sync(2, 0),
+                Action::Save {
+                    replica: 2,
+                    edit: Edit::Tag {
+                        pick: 155,
+                        name: 0,
+                        on: true,
+                    },
+                },
+                Action::Save {
+                    replica: 2,
+                    edit: Edit::AddItem {
+                        pick: 0,
+                        kind: 0,
+                        text: "a".into(),
+                    },
+                },
+            ],
+        ),
+        // Restored a second time, the phone asks for all of its chain; the laptop holds both
+        // lost branches (the relay's by a bundle) and sends both, rather than the one it
+        // keeps aside only, which left the other lost for good.
+        (
+            4,
+            vec![
+                rename(1, "r"),
+                sync(1, 2),
+                Action::Restore { replica: 0 },
+                mode(3, 2, SyncMode::Duplicated),
+                save(0, "a"),
+                save(0, "a"),
+                save(0, "a"),
+                Action::Save {
+                    replica: 0,
+                    edit: Edit::Custom {
+                        pick: 111,
+                        name: 1,
+                        value: Some("c".into()),
+                    },
+                },
+                save(0, "b"),
+                Action::Stranger {
+                    target: 0,
+                    forge: true,
+                },
+            ],
+        ),
     ];
     for (n, (devices, rest)) in found.into_iter().enumerate() {
         let mut actions = vec![

@@ -248,10 +248,14 @@ impl Outgoing {
             bytes += op.bytes().len();
             take += 1;
         }
+        let mut unsigned = BTreeSet::new();
         if store.keeps_signatures() {
-            take = self.signed_end(store, take, chunk_ops)?;
+            (take, unsigned) = self.signed_end(store, take, chunk_ops)?;
         }
-        let ops: Vec<SealedOp> = self.ops.drain(..take).collect();
+        let mut ops: Vec<SealedOp> = self.ops.drain(..take).collect();
+        if !unsigned.is_empty() && self.ops.is_empty() && self.places.is_empty() {
+            ops = signed_only(store, ops, unsigned)?;
+        }
         let segments = encode_segments(&ops, &View(store))?;
         let sent = ops.len();
         drop(ops);
@@ -274,14 +278,14 @@ impl Outgoing {
     /// it is one whose signature the store holds: a segment's ops are accepted only under a
     /// signature of its last op or a later one (docs/SYNC.md, "Signatures"). The ops are in
     /// the store's order, every op after its dependencies, so taking more of them never
-    /// needs ops further on. Gives up after [`EXTEND_OPS_MAX`] more ops (the receiver then
-    /// refuses the unsigned tail and gets it in a later session).
+    /// needs ops further on. Gives up after [`EXTEND_OPS_MAX`] more ops, or at the end of what
+    /// there is to send: returns the authors whose last op in the message is still unsigned.
     fn signed_end<S: PeerBook>(
         &mut self,
         store: &S,
         mut take: usize,
         chunk_ops: usize,
-    ) -> Result<usize, SyncError<S::Error>> {
+    ) -> Result<(usize, BTreeSet<DeviceId>), SyncError<S::Error>> {
         let me = store.device_id();
         let signed = |op: &SealedOp| -> Result<bool, SyncError<S::Error>> {
             let o = op.op();
@@ -320,7 +324,84 @@ impl Outgoing {
                 unsigned.insert(op.op().author);
             }
         }
-        Ok(take)
+        Ok((take, unsigned))
+    }
+}
+
+/// The last message's `ops` without what no signature held covers: the tails of the
+/// `unsigned` authors above their last op signed here (their signature was of an op this
+/// replica withdrew since), and what names a left-out op or follows one in its chain, until
+/// every author's last op left in is signed. The receiver admits a segment's ops only under
+/// the signature of its last op, and a reference to an op neither carried nor held refuses
+/// the message: so the signed ops go in, and the rest comes with its author's next session.
+fn signed_only<S: PeerBook>(
+    store: &S,
+    mut ops: Vec<SealedOp>,
+    mut unsigned: BTreeSet<DeviceId>,
+) -> Result<Vec<SealedOp>, SyncError<S::Error>> {
+    let me = store.device_id();
+    let mut signed: BTreeMap<(DeviceId, u64), bool> = BTreeMap::new();
+    let mut is_signed = |op: &SealedOp| -> Result<bool, SyncError<S::Error>> {
+        let o = op.op();
+        if o.author == me {
+            return Ok(true);
+        }
+        if let Some(known) = signed.get(&(o.author, o.seq)) {
+            return Ok(*known);
+        }
+        let known = store
+            .tip_signature(&o.author, o.seq)
+            .map_err(SyncError::Store)?
+            .is_some_and(|t| t.op == op.id());
+        signed.insert((o.author, o.seq), known);
+        Ok(known)
+    };
+    loop {
+        // Each unsigned author's last signed op in the message.
+        let mut up_to: BTreeMap<DeviceId, u64> = BTreeMap::new();
+        for op in &ops {
+            let o = op.op();
+            if unsigned.contains(&o.author) && is_signed(op)? {
+                up_to.insert(o.author, o.seq);
+            }
+        }
+        let mut left_out: BTreeSet<OpId> = BTreeSet::new();
+        let mut cut: BTreeMap<DeviceId, u64> = BTreeMap::new();
+        let mut kept = Vec::with_capacity(ops.len());
+        // In message order, which is dependency order: one pass finds every dependent.
+        for op in ops {
+            let o = op.op();
+            let out = (unsigned.contains(&o.author)
+                && up_to.get(&o.author).is_none_or(|s| o.seq > *s))
+                || cut.get(&o.author).is_some_and(|s| o.seq > *s)
+                || o.writes
+                    .iter()
+                    .flat_map(|w| &w.replaces)
+                    .any(|r| left_out.contains(r));
+            if out {
+                left_out.insert(op.id());
+                let at = cut.entry(o.author).or_insert(o.seq);
+                *at = (*at).min(o.seq);
+            } else {
+                kept.push(op);
+            }
+        }
+        // Authors that lost ops to that and whose last op left in is not signed.
+        let mut last: BTreeMap<DeviceId, &SealedOp> = BTreeMap::new();
+        for op in &kept {
+            last.insert(op.op().author, op);
+        }
+        let mut more = false;
+        for (author, op) in last {
+            if cut.contains_key(&author) && !unsigned.contains(&author) && !is_signed(op)? {
+                unsigned.insert(author);
+                more = true;
+            }
+        }
+        ops = kept;
+        if !more {
+            return Ok(ops);
+        }
     }
 }
 
@@ -821,14 +902,19 @@ impl Session {
                 .report
                 .peer
                 .and_then(|p| Some((p, *self.peer_summary.as_ref()?.get(&p)?)));
-            if let Some((peer, tip)) = shown {
-                let held = store
-                    .op_at(&peer, tip.seq)
-                    .map_err(SyncError::Store)?
-                    .is_some_and(|op| op.id() == tip.op);
-                if !held {
-                    cut = None;
+            // (Nor is there one where its hello leaves its chain out: it found it was restored
+            // and asks for all of it, and it may have lost either branch.)
+            match shown {
+                Some((peer, tip)) => {
+                    let held = store
+                        .op_at(&peer, tip.seq)
+                        .map_err(SyncError::Store)?
+                        .is_some_and(|op| op.id() == tip.op);
+                    if !held {
+                        cut = None;
+                    }
                 }
+                None => cut = None,
             }
             // With the cut, ops naming the peer's chain past it name the chain held here, not
             // the branch the peer now holds: the fork goes with the messages, so the peer
