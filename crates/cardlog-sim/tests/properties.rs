@@ -613,6 +613,13 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
                 },
             ],
         ),
+        // The phone's two edits on the tablet's rename wait for its copy; the tablet holds
+        // the phone's branch given up further than the phone's chain goes and takes itself
+        // to be ahead: the phone sends it all of its chain, so it settles and re-issues.
+        (
+            4,
+            vec![rename(1, "r"), sync(0, 1), set(0, 0, "a"), set(0, 108, "b")],
+        ),
     ];
     for (n, (devices, rest)) in found.into_iter().enumerate() {
         let mut actions = vec![

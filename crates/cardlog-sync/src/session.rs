@@ -859,6 +859,13 @@ impl Session {
         {
             forked.remove(&me);
         }
+        // So too where the peer holds that branch further than this side's chain goes (its
+        // hello ends on an op this side withdrew, past this side's tip, where no fork shows)
+        // while this side waits to re-issue edits for copies only the peer's settling brings:
+        // it gets all of the chain, or it would take itself to be ahead and never settle.
+        if store.waits_to_reissue() && peer.get(&me).is_some_and(|t| store.withdrew(&t.op)) {
+            asked.remove(&me);
+        }
         // A chain this side holds signed proof of forking (a branch kept) that the peer holds
         // otherwise than this side: it may hold the other branch without either side seeing
         // it in the hellos (its part goes further than this side's). It gets all of the

@@ -185,6 +185,11 @@ pub trait PeerBook: SyncStore {
     fn reissue_waiting(&mut self) -> Result<(), Self::Error> {
         Ok(())
     }
+    /// Whether this replica lists own ops for re-issue that wait for another device's copies
+    /// ([`PeerBook::reissue_waiting`]). The default lists none.
+    fn waits_to_reissue(&self) -> bool {
+        false
+    }
     /// Whether `op` is one of this replica's own ops it withdrew when it took its chain
     /// back: a peer holding it holds the branch this replica gave up, not ops it lost, so it
     /// is an ordinary fork. The default withdrew none.

@@ -531,6 +531,10 @@ impl PeerBook for Replica {
         Ok(())
     }
 
+    fn waits_to_reissue(&self) -> bool {
+        self.store.pending_reissue().is_ok_and(|p| !p.is_empty())
+    }
+
     fn branch_authors(&self) -> BTreeSet<DeviceId> {
         // (Only branches still worth giving: not taken in or given up since.)
         self.kept_branch_authors().unwrap_or_default()
