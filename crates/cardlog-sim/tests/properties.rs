@@ -620,6 +620,34 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
             4,
             vec![rename(1, "r"), sync(0, 1), set(0, 0, "a"), set(0, 108, "b")],
         ),
+        // The phone's new contact after two edits that wait for the tablet's copy waits with
+        // them; the tablet settles without its copy (the phone re-issues it after them).
+        (
+            4,
+            vec![
+                rename(1, "r"),
+                sync(0, 1),
+                Action::Save {
+                    replica: 0,
+                    edit: Edit::AddItem {
+                        pick: 0,
+                        kind: 0,
+                        text: "a".into(),
+                    },
+                },
+                save(0, "a"),
+                save(0, "a"),
+                Action::Save {
+                    replica: 0,
+                    edit: Edit::Custom {
+                        pick: 15,
+                        name: 0,
+                        value: Some("a".into()),
+                    },
+                },
+                save(0, "a"),
+            ],
+        ),
     ];
     for (n, (devices, rest)) in found.into_iter().enumerate() {
         let mut actions = vec![

@@ -246,16 +246,27 @@ impl Replica {
             .iter()
             .map(SealedOp::id)
             .collect();
+        // An op after a waiting one that has no copy on `theirs` yet waits too: its author
+        // re-issues it after the waiting one rather than below its own seq
+        // ([`Self::reissue`]).
         let mut must_copy = Vec::with_capacity(given_up.len());
+        let mut after_waiting = false;
         for op in given_up {
-            if op
+            let names_waiting = op
                 .op()
                 .writes
                 .iter()
                 .flat_map(|w| &w.replaces)
-                .any(|r| waits.contains(r))
-            {
+                .any(|r| waits.contains(r));
+            let uncopied = || {
+                let print = fingerprint(&op);
+                !recovered
+                    .iter()
+                    .any(|r| r.op().seq >= op.op().seq && fingerprint(r) == print)
+            };
+            if names_waiting || (after_waiting && uncopied()) {
                 waits.insert(op.id());
+                after_waiting = true;
             } else {
                 must_copy.push(op);
             }
