@@ -648,6 +648,31 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
                 save(0, "a"),
             ],
         ),
+        // The relay, holding the phone's lost branch, takes the tablet's rename as in doubt
+        // (it names the phone's chain where the two differ), and the tablet's contact after
+        // it and the laptop's phone number on that contact too, instead of refusing the
+        // message for a head that cannot match.
+        (
+            4,
+            vec![
+                rename(1, "r"),
+                sync(1, 2),
+                save(1, "a"),
+                sync(1, 2),
+                Action::Save {
+                    replica: 2,
+                    edit: Edit::AddItem {
+                        pick: 1,
+                        kind: 0,
+                        text: "a".into(),
+                    },
+                },
+                save(0, "a"),
+                save(0, "a"),
+                save(0, "a"),
+                Action::Crash { replica: 0 },
+            ],
+        ),
     ];
     for (n, (devices, rest)) in found.into_iter().enumerate() {
         let mut actions = vec![

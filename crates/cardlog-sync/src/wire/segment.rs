@@ -713,6 +713,9 @@ fn decode(
                             && (forked(author) || (partial && *author != segment.author))
                     }
                 });
+                // An op after a doubtful one in its segment chains to it: in doubt too.
+                let named_in_doubt =
+                    named_in_doubt || doubtful_segment.get(si).copied().unwrap_or(false);
                 let built = rebuild(segment, seq, *chain, raw, &found).and_then(|b| {
                     b.map(|op| {
                         op.seal_in(segment.format).map_err(|error| WireError::Op {
