@@ -232,6 +232,14 @@ impl Store {
         tips: &[SignedTip],
     ) -> Result<HashMap<usize, Missing>, StoreError> {
         let mut out = HashMap::new();
+        // (Nothing waits in almost every batch: then nothing is read.)
+        if tips.is_empty()
+            || !outcomes
+                .iter()
+                .any(|(_, _, o)| matches!(o, Some(OpOutcome::Missing(_))))
+        {
+            return Ok(out);
+        }
         // Per author: the ops stored by seq (index, id), and the first op left waiting.
         let mut stored: BTreeMap<DeviceId, BTreeMap<u64, (usize, OpId)>> = BTreeMap::new();
         let mut waiting: BTreeMap<DeviceId, (u64, Missing)> = BTreeMap::new();
