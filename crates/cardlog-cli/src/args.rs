@@ -85,7 +85,7 @@ pub enum Command {
     /// Each ASSIGNMENT is one of:
     ///   FIELD=VALUE               set a field: given, family, middle, prefix, suffix,
     ///                             nickname, org, department, title, birthday,
-    ///                             anniversary, note
+    ///                             anniversary, note, formatted_name
     ///   FIELD=                    clear the field
     ///   KIND+=[LABEL=]VALUE       add an item; KIND is phone, email, address or url
     ///   KIND.ITEM=[LABEL=]VALUE   change an item (ITEM: its id or a unique prefix, as
@@ -123,7 +123,8 @@ pub enum Command {
     },
     /// List contacts, optionally only those matching a search text
     List {
-        /// Case-insensitive text to look for in names, items, notes, tags and custom fields
+        /// Words that must all occur, ignoring case, in fields, items, tags or custom fields; a
+        /// word of digits (+44-20-7946) also finds a phone number however it is written
         search: Option<String>,
         /// Include deleted contacts
         #[arg(long)]
@@ -377,6 +378,9 @@ pub struct AddArgs {
     /// Nickname
     #[arg(long)]
     pub nickname: Option<String>,
+    /// The name as the contact wants it shown (vCard FN); without it, the name parts
+    #[arg(long)]
+    pub formatted_name: Option<String>,
     /// Organization
     #[arg(long)]
     pub org: Option<String>,

@@ -2,6 +2,7 @@
 //! facade and prints through `render`; nothing here knows about sled or the op encoding.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
@@ -59,6 +60,27 @@ impl Ctx {
             )),
             other => other.into(),
         })
+    }
+
+    /// Prints one item of a JSON array as `print_json` would print it inside the whole
+    /// array (pretty, indented one level), opening the array before the first.
+    pub(crate) fn print_json_item(&self, value: &serde_json::Value, first: bool) -> Res {
+        let text = serde_json::to_string_pretty(value)
+            .map_err(|e| CliError::Failed(format!("JSON output: {e}")))?;
+        let indented: Vec<String> = text.lines().map(|l| format!("  {l}")).collect();
+        let lead = if first { "[\n" } else { ",\n" };
+        out!("{lead}{}", indented.join("\n"))?;
+        Ok(())
+    }
+
+    /// Ends a JSON array begun by `print_json_item` (`[]` when it had no item).
+    pub(crate) fn end_json_array(&self, empty: bool) -> Res {
+        if empty {
+            outln!("[]")?;
+        } else {
+            outln!("\n]")?;
+        }
+        Ok(())
     }
 
     pub(crate) fn print_json(&self, value: &serde_json::Value) -> Res {
@@ -213,6 +235,7 @@ pub fn add(ctx: &Ctx, a: &AddArgs) -> Res {
         (Field::Prefix, &a.prefix),
         (Field::Suffix, &a.suffix),
         (Field::Nickname, &a.nickname),
+        (Field::FormattedName, &a.formatted_name),
         (Field::Org, &a.org),
         (Field::Department, &a.department),
         (Field::Title, &a.title),
@@ -497,22 +520,6 @@ pub fn show(ctx: &Ctx, id: &str) -> Res {
     Ok(())
 }
 
-fn matches_search(c: &Contact, needle: &str) -> bool {
-    let needle = needle.to_lowercase();
-    let hay = c
-        .fields
-        .values()
-        .cloned()
-        .chain(
-            ItemKind::ALL
-                .into_iter()
-                .flat_map(|k| c.items(k).iter().map(|i| format!("{} {}", i.label, i.body))),
-        )
-        .chain(c.tags.iter().cloned())
-        .chain(c.custom.iter().map(|(k, v)| format!("{k} {v}")));
-    hay.into_iter().any(|h| h.to_lowercase().contains(&needle))
-}
-
 /// `cardlog list`.
 pub fn list(ctx: &Ctx, search: Option<&str>, deleted: bool, needs_sync: Option<&str>) -> Res {
     let r = ctx.open()?;
@@ -520,60 +527,74 @@ pub fn list(ctx: &Ctx, search: Option<&str>, deleted: bool, needs_sync: Option<&
         Some(peer) => Some(r.needs_sync(&find_peer(&r, peer)?)?),
         None => None,
     };
-    let all = if deleted {
-        r.contacts_with_deleted()?
-    } else {
-        r.contacts()?
+    // One contact at a time: a JSON item is printed as it is read, a text row kept small.
+    let keep = |v: &ContactView| {
+        search.is_none_or(|s| v.contact.matches(s))
+            && unacked.as_ref().is_none_or(|u| u.contains(&v.contact.id))
     };
-    let shown: Vec<&ContactView> = all
-        .iter()
-        .filter(|v| search.is_none_or(|s| matches_search(&v.contact, s)))
-        .filter(|v| unacked.as_ref().is_none_or(|u| u.contains(&v.contact.id)))
-        .collect();
+    let mut failed: Option<CliError> = None;
+    let mut shown = 0usize;
     if ctx.json {
         let names = Names::of(&r);
-        let mut items: Vec<serde_json::Value> = Vec::with_capacity(shown.len());
-        for v in &shown {
-            items.push(render::contact_json(
-                v,
-                &names,
-                &Marks::of_conflicts(&r, v)?,
-            ));
-        }
-        return ctx.print_json(&serde_json::Value::Array(items));
+        let scanned = r.each_contact(deleted, |v| {
+            if !keep(&v) {
+                return ControlFlow::Continue(());
+            }
+            let item = Marks::of_conflicts(&r, &v)
+                .map_err(CliError::from)
+                .and_then(|marks| {
+                    ctx.print_json_item(&render::contact_json(&v, &names, &marks), shown == 0)
+                });
+            shown += 1;
+            match item {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => {
+                    failed = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        });
+        // An error midway still closes the array, so what was printed parses; the exit
+        // status says it is not all.
+        ctx.end_json_array(shown == 0)?;
+        scanned?;
+        return failed.map_or(Ok(()), Err);
     }
-    let rows: Vec<(String, String, String, String)> = shown
-        .iter()
-        .map(|v| {
-            let c = &v.contact;
-            let first = c
-                .phones
-                .first()
-                .or(c.emails.first())
-                .map(|i| i.body.to_string())
-                .unwrap_or_default();
-            let mut flags = Vec::new();
-            if v.deleted {
-                flags.push("[deleted]".to_owned());
-            }
-            if !v.conflicts.is_empty() {
-                flags.push(format!("[{} conflict(s)]", v.conflicts.len()));
-            }
-            (
-                render::short(&c.id),
-                c.display_name(),
-                first,
-                flags.join(" "),
-            )
-        })
-        .collect();
+    let mut rows: Vec<(String, String, String, String)> = Vec::new();
+    r.each_contact(deleted, |v| {
+        if !keep(&v) {
+            return ControlFlow::Continue(());
+        }
+        let c = &v.contact;
+        let first = c
+            .phones
+            .first()
+            .or(c.emails.first())
+            .map(|i| i.body.to_string())
+            .unwrap_or_default();
+        let mut flags = Vec::new();
+        if v.deleted {
+            flags.push("[deleted]".to_owned());
+        }
+        if !v.conflicts.is_empty() {
+            flags.push(format!("[{} conflict(s)]", v.conflicts.len()));
+        }
+        rows.push((
+            render::short(&c.id),
+            c.display_name(),
+            first,
+            flags.join(" "),
+        ));
+        ControlFlow::Continue(())
+    })?;
+    shown = rows.len();
     let name_width = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
     let first_width = rows.iter().map(|r| r.2.chars().count()).max().unwrap_or(0);
     for (id, name, first, flags) in &rows {
         let line = format!("{id}  {name:<name_width$}  {first:<first_width$}  {flags}");
         outln!("{}", line.trim_end())?;
     }
-    if shown.is_empty() {
+    if shown == 0 {
         eprintln!("no contacts");
     }
     Ok(())
@@ -1187,6 +1208,39 @@ fn progress_bar(ctx: &Ctx, what: &str) -> Bar {
     Bar(Some(bar))
 }
 
+/// Shows the progress of `r`'s next sync or import on stderr when it is a terminal and the
+/// output is for people (ops received of those the peer announced, ops sent, bytes both
+/// ways); returns the bar to clear when done.
+pub(crate) fn show_sync_progress(
+    ctx: &Ctx,
+    r: &mut cardlog::Replica,
+    what: &str,
+) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if ctx.json || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} ops in, {msg}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(what.to_owned());
+    let shown = bar.clone();
+    r.set_progress(Some(Box::new(move |p: &cardlog::SyncProgress| {
+        shown.set_length(p.expected_ops.unwrap_or(0).max(p.received_ops));
+        shown.set_position(p.received_ops);
+        shown.set_message(format!(
+            "{} ops out, {} in / {} out",
+            p.sent_ops,
+            indicatif::HumanBytes(p.bytes_received),
+            indicatif::HumanBytes(p.bytes_sent)
+        ));
+    })));
+    Some(bar)
+}
+
 /// `cardlog verify`.
 pub fn verify(ctx: &Ctx) -> Res {
     let r = ctx.open()?;
@@ -1195,13 +1249,7 @@ pub fn verify(ctx: &Ctx) -> Res {
     bar.finish();
     let report = report?;
     if ctx.json {
-        ctx.print_json(&json!({
-            "ok": report.is_ok(),
-            "ops": report.ops,
-            "authors": report.authors,
-            "registers": report.registers,
-            "problems": report.problems,
-        }))?;
+        ctx.print_json(&render::to_json(&report))?;
     } else if report.is_ok() {
         outln!(
             "ok: {} ops from {} device(s) re-hashed, chains intact, {} registers match the log",

@@ -1,16 +1,13 @@
 //! Turning contacts, versions and ops into aligned text and into the stable JSON shapes of
 //! docs/CLI.md.
 
-use std::fmt::Write as _;
-use std::time::{Duration, UNIX_EPOCH};
-
 use std::collections::BTreeMap;
 
 use cardlog::{
-    ContactId, ContactView, DeviceId, FieldConflict, Fork, HistoryEntry, Hlc, ItemBody, ItemKind,
-    MemberChange, OpId, Path, PostalAddress, Replica, SealedOp, Suspect, TakenBack, Value,
+    ContactId, ContactView, DeviceId, FieldConflict, Fork, HistoryEntry, Hlc, ItemKind,
+    MemberChange, OpId, Path, Replica, SealedOp, Suspect, TakenBack, Value,
 };
-use serde_json::{json, Map, Value as Json};
+use serde_json::{json, Value as Json};
 
 /// The members' names by device id, shown with each write (`by 262f0db9 (Ada's iPad)`): the
 /// names the book's membership ops give, which are signed by the admins that wrote them. An
@@ -71,15 +68,10 @@ impl Marks {
         self.0.get(op)
     }
 
-    /// A write's mark as JSON: `null`, `{"ahead_ms": N}` or `{"behind_ms": N, "of": OP}`.
+    /// A write's mark as JSON: `null`, `{"ahead_ms": N}` or `{"behind_ms": N, "of": OP}`
+    /// (the library's shape of a `Suspect`).
     pub fn json(&self, op: &OpId) -> Json {
-        match self.get(op) {
-            None => Json::Null,
-            Some(Suspect::Ahead { by_ms }) => json!({ "ahead_ms": by_ms }),
-            Some(Suspect::Behind { by_ms, of }) => {
-                json!({ "behind_ms": by_ms, "of": of.to_string() })
-            }
-        }
+        to_json(&self.get(op))
     }
 
     /// A write's mark as text to append to its line (empty when it is not suspect).
@@ -122,48 +114,30 @@ pub fn time(hlc: Hlc) -> String {
     time_ms(hlc.wall_ms)
 }
 
-/// Milliseconds since 1970 as RFC 3339, like [`time`].
+/// Milliseconds since 1970 as RFC 3339, like [`time`] (the library's `json::rfc3339`).
 pub fn time_ms(ms: u64) -> String {
-    let raw = || format!("+{ms}ms");
-    let Some(at) = UNIX_EPOCH.checked_add(Duration::from_millis(ms)) else {
-        return raw();
-    };
-    let mut out = String::new();
-    match write!(out, "{}", humantime::format_rfc3339_millis(at)) {
-        Ok(()) => out,
-        Err(_) => raw(),
+    cardlog::json::rfc3339(ms)
+}
+
+/// A value in the library's serde shape (`cardlog::json`) as JSON. Those shapes have string
+/// keys only, which is all that can make serde_json fail; should one ever fail, the value
+/// shows as `null` rather than the command failing.
+pub fn to_json(value: &impl serde::Serialize) -> Json {
+    serde_json::to_value(value).unwrap_or(Json::Null)
+}
+
+/// Adds what the CLI shows with a version beyond the library's shape: the device's name and
+/// the write's suspect mark.
+fn with_marks(json: &mut Json, v: &HistoryEntry, names: &Names, marks: &Marks) {
+    if let Json::Object(map) = json {
+        map.insert("device_name".into(), to_json(&names.get(&v.author)));
+        map.insert("suspect".into(), marks.json(&v.op));
     }
 }
 
 /// The first 8 hex digits of an id, for aligned human output.
 pub fn short(id: &impl std::fmt::Display) -> String {
     id.to_string().chars().take(8).collect()
-}
-
-fn address_json(a: &PostalAddress) -> Json {
-    json!({
-        "po_box": a.po_box, "extended": a.extended, "street": a.street,
-        "locality": a.locality, "region": a.region, "code": a.code, "country": a.country,
-    })
-}
-
-fn body_json(body: &ItemBody) -> Json {
-    match body {
-        ItemBody::Text(t) => Json::String(t.clone()),
-        ItemBody::Address(a) => address_json(a),
-    }
-}
-
-/// A register value as JSON: text as a string, existence as a boolean, an item as
-/// `{label, value}`, tag presence as `true`, a removal as `null`.
-pub fn value_json(value: Option<&Value>) -> Json {
-    match value {
-        None => Json::Null,
-        Some(Value::Text(t)) => Json::String(t.clone()),
-        Some(Value::Bool(b)) => Json::Bool(*b),
-        Some(Value::Item(item)) => json!({"label": item.label, "value": body_json(&item.body)}),
-        Some(Value::Present) => Json::Bool(true),
-    }
 }
 
 /// A register value as text; a removal is `(removed)`.
@@ -176,68 +150,39 @@ pub fn value_text(value: Option<&Value>) -> String {
 
 /// One version of a path.
 pub fn version_json(v: &HistoryEntry, names: &Names, marks: &Marks) -> Json {
-    json!({
-        "op": v.op.to_string(),
-        "device": v.author.to_string(),
-        "device_name": names.get(&v.author),
-        "seq": v.seq,
-        "time": time(v.hlc),
-        "hlc": v.hlc.to_string(),
-        "value": value_json(v.value.as_ref()),
-        "replaces": v.replaces.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "head": v.head,
-        "suspect": marks.json(&v.op),
-    })
+    let mut json = to_json(v);
+    with_marks(&mut json, v, names, marks);
+    json
 }
 
 /// A conflict: the path and its competing values, the visible one first.
 pub fn conflict_json(c: &FieldConflict, names: &Names, marks: &Marks) -> Json {
-    let mut values = vec![version_json(&c.winner, names, marks)];
-    values.extend(c.alternatives.iter().map(|v| version_json(v, names, marks)));
-    json!({"path": c.path.to_string(), "values": values})
+    let mut json = to_json(c);
+    mark_versions(&mut json, c, names, marks);
+    json
 }
 
-/// The JSON key of a contact's items of one kind.
-pub fn plural(kind: ItemKind) -> &'static str {
-    match kind {
-        ItemKind::Phone => "phones",
-        ItemKind::Email => "emails",
-        ItemKind::Address => "addresses",
-        ItemKind::Url => "urls",
+fn mark_versions(json: &mut Json, c: &FieldConflict, names: &Names, marks: &Marks) {
+    if let Some(Json::Array(values)) = json.get_mut("values") {
+        for (json, v) in values
+            .iter_mut()
+            .zip(std::iter::once(&c.winner).chain(&c.alternatives))
+        {
+            with_marks(json, v, names, marks);
+        }
     }
 }
 
-/// A contact in the shape of `cardlog show --json`.
+/// A contact in the shape of `cardlog show --json`: the library's shape of a `ContactView`,
+/// each conflict's versions with their device names and suspect marks.
 pub fn contact_json(view: &ContactView, names: &Names, marks: &Marks) -> Json {
-    let c = &view.contact;
-    let mut out = Map::new();
-    out.insert("id".into(), Json::String(c.id.to_string()));
-    for (field, value) in &c.fields {
-        out.insert(field.name().into(), Json::String(value.clone()));
+    let mut json = to_json(view);
+    if let Some(Json::Array(conflicts)) = json.get_mut("conflicts") {
+        for (json, c) in conflicts.iter_mut().zip(&view.conflicts) {
+            mark_versions(json, c, names, marks);
+        }
     }
-    for kind in ItemKind::ALL {
-        let items: Vec<Json> = c
-            .items(kind)
-            .iter()
-            .map(|i| json!({"id": i.id.to_string(), "label": i.label, "value": body_json(&i.body)}))
-            .collect();
-        out.insert(plural(kind).into(), Json::Array(items));
-    }
-    out.insert("tags".into(), json!(c.tags));
-    out.insert("custom".into(), json!(c.custom));
-    out.insert("deleted".into(), Json::Bool(view.deleted));
-    out.insert("created".into(), Json::String(time(view.created)));
-    out.insert("updated".into(), Json::String(time(view.updated)));
-    out.insert(
-        "conflicts".into(),
-        Json::Array(
-            view.conflicts
-                .iter()
-                .map(|c| conflict_json(c, names, marks))
-                .collect(),
-        ),
-    );
-    Json::Object(out)
+    json
 }
 
 /// A contact as aligned text: name line, then one line per value, then conflicts.
@@ -304,44 +249,14 @@ pub fn conflict_text(path: &Path, c: &FieldConflict, names: &Names, marks: &Mark
     out
 }
 
-/// One op as JSON (`cardlog op --json`, `cardlog log --json`).
+/// One op as JSON (`cardlog op --json`, `cardlog log --json`): the library's shape of a
+/// `SealedOp` with its author's name.
 pub fn op_json(op: &SealedOp, names: &Names) -> Json {
-    let o = op.op();
-    json!({
-        "id": op.id().to_string(),
-        "author": o.author.to_string(),
-        "author_name": names.get(&o.author),
-        "seq": o.seq,
-        "prev": o.prev.map(|p| p.to_string()),
-        "time": time(o.hlc),
-        "hlc": o.hlc.to_string(),
-        "bytes": op.bytes().len(),
-        "writes": o.writes.iter().map(|w| json!({
-            "contact": w.contact.to_string(),
-            "path": w.path.to_string(),
-            "value": value_json(w.value.as_ref()),
-            "replaces": w.replaces.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "members": o.members.iter().map(member_json).collect::<Vec<_>>(),
-    })
-}
-
-/// One member change as JSON: `{change, …}` with `change` one of found, add, remove, adopt.
-pub fn member_json(c: &MemberChange) -> Json {
-    match c {
-        MemberChange::Found { key, name, .. } => {
-            json!({"change": "found", "key": key.to_string(), "name": name})
-        }
-        MemberChange::Add { device, role, name } => {
-            json!({"change": "add", "device": device.to_string(), "role": role.name(), "name": name})
-        }
-        MemberChange::Remove { device, after } => {
-            json!({"change": "remove", "device": device.to_string(), "after": after})
-        }
-        MemberChange::Adopt { author, seq, tip } => {
-            json!({"change": "adopt", "author": author.to_string(), "seq": seq, "tip": tip.to_string()})
-        }
+    let mut json = to_json(op);
+    if let Json::Object(map) = &mut json {
+        map.insert("author_name".into(), to_json(&names.get(&op.op().author)));
     }
+    json
 }
 
 /// One member change in words.
@@ -412,3 +327,146 @@ pub fn taken_back_json(t: Option<&TakenBack>) -> Json {
 pub const FORK_HINT: &str =
     "           a device wrote two histories under one id (restored from a backup?); its \
      ops after the fork are not exchanged with that side (docs/SYNC.md, \"Forks\")";
+
+#[cfg(test)]
+mod tests {
+    //! Golden JSON: the documented shapes (docs/CLI.md) of a contact with every kind of
+    //! value and a conflict with a suspect write, of one version and of one op, compared
+    //! byte for byte with `tests/fixtures/json/` (`CARDLOG_BLESS=1` rewrites them).
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+
+    use super::*;
+    use cardlog::{Contact, Field, Item, ItemBody, ItemId, PostalAddress};
+    use cardlog_core::{Op, Write};
+
+    fn hlc(wall_ms: u64, counter: u32) -> Hlc {
+        Hlc { wall_ms, counter }
+    }
+
+    fn entry(op: u8, author: u8, value: &str, head: bool) -> HistoryEntry {
+        HistoryEntry {
+            op: OpId([op; 32]),
+            author: DeviceId([author; 16]),
+            seq: u64::from(op),
+            hlc: hlc(1_795_338_000_000 + u64::from(op), 2),
+            value: Some(Value::Text(value.to_owned())),
+            replaces: vec![OpId([0x0a; 32])],
+            head,
+        }
+    }
+
+    fn view() -> ContactView {
+        let mut c = Contact::new(ContactId([0xc9; 16]));
+        c.set(Field::Given, "Ada")
+            .set(Field::Family, "Lovelace")
+            .set(Field::Org, "Analytical Engines");
+        c.phones.push(Item {
+            id: ItemId([1; 16]),
+            label: "mobile".into(),
+            body: ItemBody::Text("+44 20 7946 0000".into()),
+        });
+        c.emails.push(Item {
+            id: ItemId([2; 16]),
+            label: String::new(),
+            body: ItemBody::Text("ada@example.org".into()),
+        });
+        c.addresses.push(Item {
+            id: ItemId([3; 16]),
+            label: "home".into(),
+            body: ItemBody::Address(Box::new(PostalAddress {
+                po_box: String::new(),
+                extended: "Flat 2".into(),
+                street: "12 St James's Square".into(),
+                locality: "London".into(),
+                region: String::new(),
+                code: "SW1Y 4JH".into(),
+                country: "UK".into(),
+            })),
+        });
+        c.tags.insert("friends".into());
+        c.tags.insert("maths".into());
+        c.custom.insert("X-PRONOUNS".into(), "she/her".into());
+        ContactView {
+            contact: c,
+            deleted: false,
+            conflicts: vec![FieldConflict {
+                path: Path::Field(Field::Nickname),
+                winner: entry(0x21, 0x62, "Countess", true),
+                alternatives: vec![entry(0x22, 0x63, "Enchantress", true)],
+            }],
+            created: hlc(1_795_338_000_000, 0),
+            updated: hlc(1_795_338_060_000, 1),
+        }
+    }
+
+    fn names() -> Names {
+        Names([(DeviceId([0x62; 16]), "Ada's iPad".to_owned())].into())
+    }
+
+    fn marks() -> Marks {
+        Marks(
+            [(
+                OpId([0x22; 32]),
+                Suspect::Behind {
+                    by_ms: 7_200_000,
+                    of: OpId([0x0a; 32]),
+                },
+            )]
+            .into(),
+        )
+    }
+
+    fn golden(name: &str, value: &Json) {
+        let text = serde_json::to_string_pretty(value).unwrap() + "\n";
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/json")
+            .join(name);
+        if std::env::var_os("CARDLOG_BLESS").is_some() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        let want = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, want, "{name} differs from its golden file");
+    }
+
+    #[test]
+    fn contact_json_matches_its_golden_file() {
+        golden("contact.json", &contact_json(&view(), &names(), &marks()));
+    }
+
+    #[test]
+    fn version_json_matches_its_golden_file() {
+        let v = view();
+        golden(
+            "version.json",
+            &version_json(&v.conflicts[0].alternatives[0], &names(), &marks()),
+        );
+    }
+
+    #[test]
+    fn op_json_matches_its_golden_file() {
+        let op = Op {
+            author: DeviceId([0x62; 16]),
+            seq: 3,
+            prev: Some(OpId([0x0a; 32])),
+            hlc: hlc(1_795_338_000_000, 0),
+            writes: vec![
+                Write {
+                    contact: ContactId([0xc9; 16]),
+                    path: Path::Exists,
+                    value: Some(Value::Bool(true)),
+                    replaces: vec![OpId([0x0b; 32])],
+                },
+                Write {
+                    contact: ContactId([0xc9; 16]),
+                    path: Path::Tag("friends".into()),
+                    value: Some(Value::Present),
+                    replaces: vec![],
+                },
+            ],
+            members: vec![],
+        }
+        .seal()
+        .unwrap();
+        golden("op.json", &op_json(&op, &names()));
+    }
+}

@@ -170,7 +170,12 @@ pub fn export(ctx: &Ctx, a: &ExportArgs) -> Res {
 pub fn import(ctx: &Ctx, file: &FsPath) -> Res {
     let bytes = read_file(file)?;
     let mut r = ctx.open()?;
-    let imported = r.import_bundle(&bytes).map_err(|e| {
+    let bar = crate::commands::show_sync_progress(ctx, &mut r, "importing");
+    let imported = r.import_bundle(&bytes);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let imported = imported.map_err(|e| {
         match CliError::from_sync(
             e,
             SyncSource::File,
@@ -346,7 +351,12 @@ pub fn sync(ctx: &Ctx, addr: Option<&str>, timeout_secs: u64) -> Res {
             )
         })?,
     };
-    let report = r.sync_tcp(&addr, timeout).map_err(|e| {
+    let bar = crate::commands::show_sync_progress(ctx, &mut r, "syncing");
+    let report = r.sync_tcp(&addr, timeout);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let report = report.map_err(|e| {
         CliError::from_sync(e, SyncSource::Peer, &format!("sync with {addr} failed"))
     })?;
     let addr = addr.as_str();

@@ -697,6 +697,14 @@ fn list_searches_aligns_and_prints_a_json_array() {
     assert_eq!(none.stderr.trim_end(), "no contacts");
     assert_eq!(s.run(&["list", "zzz", "--json"]).ok().json(), json!([]));
 
+    // Printed a contact at a time, the array is still byte for byte what printing it whole
+    // gives; a phone number's digits find it however it is written.
+    let printed = s.run(&["list", "--json"]).ok();
+    let whole = serde_json::to_string_pretty(&printed.json()).unwrap() + "\n";
+    assert_eq!(printed.stdout, whole);
+    let found = s.run(&["list", "+44-1"]).ok();
+    assert!(found.stdout.starts_with(&ada[..8]) && found.lines().len() == 1);
+
     let all = s.run(&["list", "--json"]).ok().json();
     let all = array(&all);
     assert_eq!(all.len(), 3);

@@ -41,6 +41,7 @@ pub mod device;
 pub mod edit;
 pub mod hlc;
 pub mod id;
+pub mod json;
 pub mod key;
 pub mod member;
 pub mod membership;
@@ -61,6 +62,9 @@ pub use membership::{
     Admission, Adoption, Cutoffs, Member, Membership, Refusal, Removal, Standing, VOID_WINDOW,
 };
 pub use model::contact::{diff, Change, Contact, DiffError, Item};
+pub use model::listing::{
+    listing_key, listing_key_contact, ContactPage, ContactQuery, PageCursor, Pager,
+};
 pub use model::{Field, ItemBody, ItemKind, ItemValue, Path, PathParseError, PostalAddress, Value};
 pub use op::{MemberFault, Op, OpInvalid, Write};
 pub use replay::{

@@ -13,7 +13,7 @@ use crate::codec::limits;
 use crate::hlc::Hlc;
 use crate::id::{ContactId, DeviceId, OpId};
 use crate::member::MemberChange;
-use crate::model::{ItemBody, Path, Value};
+use crate::model::{Field, ItemBody, Path, Value};
 
 /// One register write: the new value (or removal) at a contact's path, naming the writes at that
 /// path it replaces (the heads its device saw: usually one, none for a new path, several when it
@@ -170,6 +170,15 @@ pub enum OpInvalid {
         /// The limit.
         max: usize,
     },
+    /// A field written at a path it is not stored at (the formatted name lives at
+    /// `custom/FN`).
+    #[error("write {index}: the {} field is written at {}", field.name(), field.path())]
+    FieldNotWritable {
+        /// The write's index.
+        index: usize,
+        /// The field.
+        field: Field,
+    },
     /// A tag or custom field name empty or too long.
     #[error("write {index}: a tag or custom field name must be 1 to {max} bytes, got {bytes}")]
     BadName {
@@ -271,6 +280,12 @@ impl Op {
             }
             if w.replaces.windows(2).any(|p| matches!(p, [a, b] if a >= b)) {
                 return Err(OpInvalid::ReplacesUnsorted { index });
+            }
+            if w.path == Path::Field(Field::FormattedName) {
+                return Err(OpInvalid::FieldNotWritable {
+                    index,
+                    field: Field::FormattedName,
+                });
             }
             if let Path::Tag(name) | Path::Custom(name) = &w.path {
                 if name.is_empty() || name.len() > limits::NAME_BYTES_MAX {

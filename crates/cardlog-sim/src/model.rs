@@ -17,7 +17,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cardlog_core::{
-    Contact, ContactId, ContactView, DeviceId, Hlc, Item, ItemKind, OpId, Path, SealedOp, Value,
+    Contact, ContactId, ContactView, DeviceId, Field, Hlc, Item, ItemKind, OpId, Path, SealedOp,
+    Value,
 };
 
 /// Which merge rule the model applies.
@@ -149,9 +150,14 @@ pub fn contacts(ops: &[SealedOp], rule: Rule) -> BTreeMap<ContactId, ModelContac
             (Path::Tag(name), Some(Value::Present)) => {
                 entry.contact.tags.insert(name.clone());
             }
-            (Path::Custom(name), Some(Value::Text(t))) => {
-                entry.contact.custom.insert(name.clone(), t.clone());
-            }
+            (Path::Custom(name), Some(Value::Text(t))) => match Field::of_custom(name) {
+                Some(field) => {
+                    entry.contact.fields.insert(field, t.clone());
+                }
+                None => {
+                    entry.contact.custom.insert(name.clone(), t.clone());
+                }
+            },
             _ => {}
         }
     }

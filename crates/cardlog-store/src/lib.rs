@@ -40,6 +40,7 @@ pub mod store;
 pub use error::{OpenError, StoreError};
 pub use state::keys::{self, ContactRegisters};
 pub use store::{
-    OpOutcome, Progress, Recovery, Store, StoreOptions, VerifyReport, Withdrawal,
-    CACHE_BYTES_DEFAULT, KEY_FILE, STORE_FORMAT_VERSION,
+    ChangeCursor, ContactChange, CursorParseError, OpOutcome, Progress, Recovery, Since, Store,
+    StoreOptions, VerifyReport, Withdrawal, CACHE_BYTES_DEFAULT, CHANGE_CURSOR_BYTES, KEY_FILE,
+    STORE_FORMAT_VERSION,
 };

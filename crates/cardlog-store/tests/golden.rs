@@ -79,6 +79,8 @@ const LOG_FIXTURE: &str = "store-v3-ops.log.bin";
 const KV_FIXTURE: &str = "store-v3-kv.bin";
 const LOG_FIXTURE_V4: &str = "store-v4-ops.log.bin";
 const KV_FIXTURE_V4: &str = "store-v4-kv.bin";
+/// Format 5 adds the name index to the database; its log is format 4's, byte for byte.
+const KV_FIXTURE_V5: &str = "store-v5-kv.bin";
 
 /// The format-4 fixture's device key (seed 5e…5e), its book, and the keys its authors'
 /// signatures are made with (seed = the author's id byte repeated; the store keeps signatures,
@@ -123,11 +125,12 @@ fn parse_pairs(mut bytes: &[u8]) -> Vec<Pair> {
     pairs
 }
 
-/// Every pair of the database in key order, less `mhome` (it names the store's path).
+/// Every pair of the database in key order, less `mhome` (it names the store's path) and
+/// `mnames` (it names the Unicode version of the toolchain that built the store).
 fn database_pairs(kv: &dyn Kv) -> Vec<Pair> {
     kv.scan_prefix(&[])
         .map(Result::unwrap)
-        .filter(|(k, _)| k.as_slice() != meta::HOME)
+        .filter(|(k, _)| k.as_slice() != meta::HOME && k.as_slice() != meta::NAMES)
         .collect()
 }
 
@@ -321,10 +324,41 @@ fn todays_store_writes_the_fixture_bytes() {
     let tmp = tempfile::tempdir().unwrap();
     let (log, pairs) = build_store(&tmp.path().join("store"));
     let kv = dump_pairs(&pairs);
-    write_fixture_if_asked(LOG_FIXTURE_V4, &log);
-    write_fixture_if_asked(KV_FIXTURE_V4, &kv);
+    write_fixture_if_asked(KV_FIXTURE_V5, &kv);
     assert_same_bytes(LOG_FIXTURE_V4, &log, &read_fixture(LOG_FIXTURE_V4));
-    assert_same_bytes(KV_FIXTURE_V4, &kv, &read_fixture(KV_FIXTURE_V4));
+    assert_same_bytes(KV_FIXTURE_V5, &kv, &read_fixture(KV_FIXTURE_V5));
+}
+
+#[test]
+fn the_format_5_database_fixture_is_format_4_and_the_name_index() {
+    // Every format-4 entry (less the format) with the same value, and beside them the name
+    // index: one `n` key per contact in listing order and one `N` key naming it.
+    let v4 = parse_pairs(&read_fixture(KV_FIXTURE_V4));
+    let v5 = parse_pairs(&read_fixture(KV_FIXTURE_V5));
+    let value = |pairs: &[Pair], key: &[u8]| -> Option<Vec<u8>> {
+        pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    };
+    assert_eq!(value(&v5, meta::FORMAT), Some(vec![5]));
+    // `mnames` is not in the dump (`database_pairs`): a store assembled from it builds its
+    // index at open (`todays_store_opens_stores_assembled_from_the_fixtures`).
+    assert_eq!(value(&v5, meta::NAMES), None);
+    for (k, v) in &v4 {
+        if k.as_slice() != meta::FORMAT {
+            assert_eq!(value(&v5, k).as_ref(), Some(v), "{k:?}");
+        }
+    }
+    let contacts = expected_registers(&history_in(OpFormat::V2));
+    let names: Vec<&Pair> = v5.iter().filter(|(k, _)| k[0] == keys::NAME).collect();
+    let name_of: Vec<&Pair> = v5.iter().filter(|(k, _)| k[0] == keys::NAME_OF).collect();
+    assert_eq!(names.len(), contacts.len());
+    assert_eq!(name_of.len(), contacts.len());
+    assert_eq!(v5.len(), v4.len() + 2 * contacts.len());
+    for (k, listed) in name_of {
+        assert!(names.iter().any(|(n, _)| n[1..] == listed[..]));
+        let contact = ContactId(k[1..17].try_into().unwrap());
+        let view = cardlog_core::replay::view_of(contact, &contacts[&contact]);
+        assert_eq!(*listed, cardlog_core::listing_key(&view.contact));
+    }
 }
 
 #[test]
@@ -394,8 +428,9 @@ fn assemble(dir: &FsPath, log: &str, kv: &str, marker: &str, key: Option<&Device
 fn todays_store_opens_stores_assembled_from_the_fixtures() {
     // A format-3 store made of its fixtures (its own `mhome` kept) is upgraded on open: a key,
     // a new device id (the old one among the former ids), nothing else changed. A format-4
-    // store made of its fixtures opens as it is. Both verify and read the history.
-    for format in [3u8, 4] {
+    // store is upgraded to format 5 (its name index built), and a format-5 store opens as it
+    // is. Each verifies, reads the history and lists its contacts by name.
+    for format in [3u8, 4, 5] {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("store");
         let (ops, local) = if format == 3 {
@@ -403,13 +438,12 @@ fn todays_store_opens_stores_assembled_from_the_fixtures() {
             (history(), None)
         } else {
             let key = local_key();
-            assemble(
-                &dir,
-                LOG_FIXTURE_V4,
-                KV_FIXTURE_V4,
-                "cardlog store 4\n",
-                Some(&key),
-            );
+            let (kv, marker) = if format == 4 {
+                (KV_FIXTURE_V4, "cardlog store 4\n")
+            } else {
+                (KV_FIXTURE_V5, "cardlog store 5\n")
+            };
+            assemble(&dir, LOG_FIXTURE_V4, kv, marker, Some(&key));
             (history_in(OpFormat::V2), Some(key.device()))
         };
         let store = Store::open(&dir, &options()).unwrap();
@@ -445,13 +479,22 @@ fn todays_store_opens_stores_assembled_from_the_fixtures() {
         assert_eq!(conflicts[0].0, ADA);
         assert_eq!(conflicts[0].1.path, Path::Field(Field::Org));
         assert!(store.contact(&CHARLES).unwrap().unwrap().deleted);
+        let page = store
+            .contacts_page(&cardlog_core::ContactQuery {
+                include_deleted: true,
+                ..Default::default()
+            })
+            .unwrap();
+        let mut want = store.contacts(true).unwrap();
+        want.sort_by_key(|v| cardlog_core::listing_key(&v.contact));
+        assert_eq!(page.contacts, want, "format {format}");
         for (op, stored) in ops.iter().zip(store.ops()) {
             assert_eq!(stored.unwrap(), *op);
         }
         drop(store);
         assert_eq!(
             std::fs::read(dir.join("CARDLOG")).unwrap(),
-            b"cardlog store 4\n"
+            b"cardlog store 5\n"
         );
     }
 }

@@ -637,7 +637,8 @@ fn the_device_key_is_its_owners_alone_and_names_the_device() {
 #[test]
 fn a_format_3_upgrade_cut_off_after_the_database_switched_finishes_with_the_waiting_key() {
     // The database writes as the new key's device and says format 4, the new key still waits
-    // beside the old and the marker says 3: open puts the waiting key in place.
+    // beside the old and the marker says 3: open puts the waiting key in place (and upgrades
+    // on to today's format).
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
     let op = store_with_one_op(&dir);
@@ -647,6 +648,7 @@ fn a_format_3_upgrade_cut_off_after_the_database_switched_finishes_with_the_wait
         let kv = retry_lock(|| SledKv::open(&dir.join("db"), 1 << 20)).unwrap();
         let mut batch = KvBatch::default();
         batch.insert(b"mreplica".to_vec(), next.device().0.to_vec());
+        batch.insert(b"mformat".to_vec(), vec![4]);
         kv.apply(batch).unwrap();
         kv.flush().unwrap();
     }

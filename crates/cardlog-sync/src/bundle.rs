@@ -89,11 +89,22 @@ pub fn import<S: PeerBook>(store: &mut S, bytes: &[u8]) -> Result<Imported, Sync
             replica,
             created_ms,
             segments,
-        } => Ok(Imported {
-            from: replica,
-            created_ms,
-            received: apply_segments(store, &segments)?,
-        }),
+        } => {
+            let mut progress = crate::SyncProgress {
+                bytes_received: bytes.len() as u64,
+                ..crate::SyncProgress::default()
+            };
+            store.progress(&progress);
+            let received = apply_segments(store, &segments)?;
+            let a = &received.applied;
+            progress.received_ops = (a.stored + a.duplicates + a.missing) as u64;
+            store.progress(&progress);
+            Ok(Imported {
+                from: replica,
+                created_ms,
+                received,
+            })
+        }
         other => Err(SyncError::Protocol(format!(
             "this file is a {} message, not a bundle",
             other.kind()

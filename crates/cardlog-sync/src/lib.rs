@@ -37,7 +37,7 @@ pub mod wire;
 pub use error::{AuthError, HandshakeError, SyncError, TransportError};
 pub use receive::{apply_segments, Received};
 pub use secure::{Access, Expect, Identity};
-pub use session::{Calibration, Role, Session, SyncReport};
+pub use session::{Calibration, Role, Session, SyncProgress, SyncReport};
 pub use store::{Applied, Gate, PeerBook, SyncStore, TakenBack};
 pub use wire::{
     decode_available_segments, decode_segments, decode_session_segments, decode_signed_segments,

@@ -37,6 +37,25 @@ pub struct Calibration {
     pub rtt_ms: u64,
 }
 
+/// How far a sync session (or a bundle import) has got, counted from its start: what a
+/// progress display shows ([`crate::PeerBook::progress`] receives it as it changes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncProgress {
+    /// Ops received so far: stored, already held, or waiting for a dependency.
+    pub received_ops: u64,
+    /// Ops the peer's hello holds beyond this side (per author, its last seq past this
+    /// side's): about what is to come; `None` before the hello (and for a bundle, whose ops
+    /// are all given at once). A fork or a restore can bring more.
+    pub expected_ops: Option<u64>,
+    /// Ops sent so far.
+    pub sent_ops: u64,
+    /// Bytes of the session's messages received so far (before decryption: the final
+    /// report of an encrypted session counts what the transport carried, a little more).
+    pub bytes_received: u64,
+    /// Bytes of the session's messages sent so far, counted alike.
+    pub bytes_sent: u64,
+}
+
 /// What a session did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReport {
@@ -117,6 +136,8 @@ pub const CHUNK_BYTES: usize = 8 << 20;
 #[derive(Debug)]
 pub struct Session {
     role: Role,
+    /// Ops the peer's hello holds beyond this side, once it came ([`SyncProgress`]).
+    expected: Option<u64>,
     state: State,
     hello_sent_ms: u64,
     peer_summary: Option<Summary>,
@@ -413,6 +434,7 @@ impl Session {
     pub fn new(role: Role) -> Self {
         Self {
             role,
+            expected: None,
             state: State::Start,
             hello_sent_ms: 0,
             peer_summary: None,
@@ -461,6 +483,18 @@ impl Session {
     /// What the session did so far.
     pub fn report(&self) -> &SyncReport {
         &self.report
+    }
+
+    /// How far the session has got, for a progress display.
+    pub fn progress(&self) -> SyncProgress {
+        let r = &self.report;
+        SyncProgress {
+            received_ops: (r.stored + r.duplicates + r.missing) as u64,
+            expected_ops: self.expected,
+            sent_ops: r.sent_ops as u64,
+            bytes_received: r.bytes_received,
+            bytes_sent: r.bytes_sent,
+        }
     }
 
     /// The message to send next, if it is this side's turn; `None` means wait for the peer
@@ -784,6 +818,16 @@ impl Session {
             }
         }
         self.report.peer = Some(peer);
+        let mine = store.summary();
+        self.expected = Some(
+            summary
+                .iter()
+                .map(|(author, tip)| {
+                    tip.seq
+                        .saturating_sub(mine.get(author).map_or(0, |t| t.seq))
+                })
+                .fold(0u64, u64::saturating_add),
+        );
         // A hello without the peer's own chain: it holds none, or it was restored and waits to
         // take its chain back, sending none of it. Ops naming that chain past what this side
         // holds then wait (left out, missing), as for any chain in doubt.

@@ -92,6 +92,26 @@ pub trait SyncStore {
     /// duplicates and ops whose dependencies are absent) or, if any is refused by the replay
     /// rules, none.
     fn apply(&mut self, ops: &[SealedOp], tips: &[SignedTip]) -> Result<Applied, Self::Error>;
+    /// [`SyncStore::apply`] for a store other threads use while a session runs
+    /// ([`crate::transport::Shared`]): the default holds the lock for the whole apply. A store
+    /// that can check a message whole and then store it in steps overrides it, taking the
+    /// lock per step, so a save waits for one step rather than a whole message (a message
+    /// carries up to an author's signed tip: tens of thousands of ops in a first sync). Each
+    /// step is durable; a refusal by the replay rules stores nothing of its step, and the
+    /// steps before it stay stored (valid ops, as if the message had been two).
+    fn apply_shared(
+        shared: &std::sync::Mutex<Self>,
+        ops: &[SealedOp],
+        tips: &[SignedTip],
+    ) -> Result<Applied, Self::Error>
+    where
+        Self: Sized,
+    {
+        shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .apply(ops, tips)
+    }
     /// Whether an error of [`SyncStore::apply`] is a refusal of the ops by the replay rules
     /// (the peer's fault: a broken chain, a write replacing what it cannot replace)
     /// rather than a failure of the store.
@@ -108,6 +128,12 @@ pub trait SyncStore {
 pub trait PeerBook: SyncStore {
     /// Raw wall-clock time in ms (for round-trip measurement).
     fn wall_ms(&self) -> u64;
+
+    /// How far the session under way (or a bundle import) has got: called after each
+    /// message sent or taken. Does nothing unless the replica shows progress.
+    fn progress(&mut self, progress: &crate::SyncProgress) {
+        let _ = progress;
+    }
     /// Calibrated wall-clock time in ms (what the peer is told).
     fn calibrated_ms(&self) -> u64;
     /// Calibrates the clock from `peer`'s reported time `peer_ms`, for a request sent at raw

@@ -73,7 +73,10 @@ pub fn run_session<S: PeerBook, T: Transport>(
     loop {
         loop {
             match session.next_message(store) {
-                Ok(Some(bytes)) => transport.send(bytes)?,
+                Ok(Some(bytes)) => {
+                    transport.send(bytes)?;
+                    store.progress(&session.progress());
+                }
                 Ok(None) => break,
                 // Building a message failed (the store could not give its ops): tell the
                 // peer why, as for a message that could not be taken.
@@ -95,6 +98,7 @@ pub fn run_session<S: PeerBook, T: Transport>(
             }
             return Err(e);
         }
+        store.progress(&session.progress());
     }
 }
 
@@ -510,7 +514,7 @@ impl<S: SyncStore> SyncStore for Shared<S> {
         self.lock().tip_signature(author, seq)
     }
     fn apply(&mut self, ops: &[SealedOp], tips: &[SignedTip]) -> Result<Applied, Self::Error> {
-        self.lock().apply(ops, tips)
+        S::apply_shared(&self.0, ops, tips)
     }
     fn is_refusal(error: &Self::Error) -> bool {
         S::is_refusal(error)
@@ -529,6 +533,10 @@ impl<S: SyncStore> SyncStore for Shared<S> {
 impl<S: PeerBook> PeerBook for Shared<S> {
     fn wall_ms(&self) -> u64 {
         self.lock().wall_ms()
+    }
+
+    fn progress(&mut self, progress: &crate::SyncProgress) {
+        self.lock().progress(progress);
     }
 
     fn calibrated_ms(&self) -> u64 {

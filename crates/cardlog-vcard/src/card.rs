@@ -169,7 +169,16 @@ impl Reader {
         let left = prop::left_of(entry);
         let value = prop::value_of(entry);
         let custom = &mut self.draft.contact.custom;
-        let (name, value) = match names::unique(custom, &left) {
+        // A name a field is stored under (`FN`) is taken: such a property is kept as `FN #2`.
+        let reserved = Field::of_custom(&left).is_some() && !custom.contains_key(&left);
+        if reserved {
+            custom.insert(left.clone(), String::new());
+        }
+        let name = names::unique(custom, &left);
+        if reserved {
+            custom.remove(&left);
+        }
+        let (name, value) = match name {
             name if name.len() <= NAME_BYTES_MAX => (name, value),
             _ => (
                 names::unique(custom, names::WHOLE_LINE),
@@ -408,16 +417,20 @@ pub(crate) fn read(card: &FramedCard) -> Result<Draft, CardError> {
             reader.keep(&entry, line);
         }
     }
-    // FN has no field: it is kept unless it is what export would write anyway (the display
-    // name), so that a card without FN round-trips without gaining one.
-    let display = reader.draft.contact.display_name();
+    // The first plain FN is the formatted-name field, unless it is what the name parts give
+    // anyway (what export writes for a contact without one), so that a card without FN
+    // round-trips without gaining one; any other FN (a second one, or one with a group or
+    // parameters such as LANGUAGE) is kept as written.
+    let built = reader.draft.contact.built_name();
     for (i, (entry, line)) in formatted.into_iter().enumerate() {
-        let derived = i == 0
-            && entry.group.is_none()
-            && entry.params.is_empty()
-            && single_text(&entry).as_deref() == Some(display.as_str());
-        if !derived {
-            reader.keep(&entry, line);
+        let plain = i == 0 && entry.group.is_none() && entry.params.is_empty();
+        match single_text(&entry) {
+            Some(text) if plain && text == built => {}
+            Some(text) if plain && !text.is_empty() => {
+                reader.draft.contact.set(Field::FormattedName, text);
+            }
+            // (Never under the bare name `FN`, which is where the field is stored.)
+            _ => reader.keep(&entry, line),
         }
     }
     Ok(reader.draft)

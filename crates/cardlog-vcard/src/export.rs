@@ -164,8 +164,8 @@ impl Writer<'_> {
 /// One contact as a vCard of `version` (CRLF line ends, folded at 75 bytes).
 ///
 /// Writes `UID` (`urn:uuid:` + the contact id, unless the contact keeps a UID of its own) and
-/// `FN` (the display name, unless kept) so the card stands alone and imports back to this
-/// contact.
+/// `FN` (the display name: the formatted name when set) so the card stands alone and imports
+/// back to this contact.
 pub fn to_vcard(contact: &Contact, version: Version) -> String {
     let mut w = Writer {
         contact,
@@ -177,10 +177,9 @@ pub fn to_vcard(contact: &Contact, version: Version) -> String {
         w.entries
             .push(VCardEntry::new(VCardProperty::Uid).with_value(ids::uid_of(contact.id)));
     }
-    if !custom_writes(&contact.custom, "FN") {
-        w.entries
-            .push(VCardEntry::new(VCardProperty::Fn).with_value(contact.display_name()));
-    }
+    // Always: a kept `FN` (another language, a second name) is an extra one.
+    w.entries
+        .push(VCardEntry::new(VCardProperty::Fn).with_value(contact.display_name()));
     let n: Vec<VCardValue> = [
         Field::Family,
         Field::Given,

@@ -144,6 +144,15 @@ fn with_ids(mut contact: Contact, id: ContactId) -> Contact {
 /// label and value first, then the remaining ones in order (an edited phone stays one item).
 fn aligned(existing: &Contact, card: Contact) -> Contact {
     let mut out = with_ids(card, existing.id);
+    // A formatted name equal to the name its parts give is exported as FN and read back as
+    // no field (that FN says nothing more): the card still says the same, so it stays.
+    if out.get(Field::FormattedName).is_none() {
+        if let Some(formatted) = existing.get(Field::FormattedName) {
+            if formatted == out.built_name() {
+                out.set(Field::FormattedName, formatted);
+            }
+        }
+    }
     for kind in ItemKind::ALL {
         let old: &[Item] = existing.items(kind);
         let mut used = vec![false; old.len()];

@@ -298,3 +298,71 @@ fn export_of_selected_contacts_refuses_unknown_and_deleted_ones() {
     ));
     assert_eq!(export(&r, &[], Version::V4).unwrap(), "");
 }
+
+#[test]
+fn a_formatted_name_is_a_field_that_survives_export_and_shows_as_the_display_name() {
+    let card =
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:urn:uuid:0b0b0b0b-0b0b-0b0b-0b0b-0b0b0b0b0b0b\r\n\
+                FN:Countess of Lovelace\r\nN:Lovelace;Ada;;;\r\nEND:VCARD\r\n";
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(&dir, "r");
+    assert_eq!(import(&mut r, card.as_bytes()).unwrap().created(), 1);
+    let c = only(&r);
+    assert_eq!(c.get(Field::FormattedName), Some("Countess of Lovelace"));
+    assert!(
+        c.custom.is_empty(),
+        "FN is a field now, not a custom one: {:?}",
+        c.custom
+    );
+    assert_eq!(c.display_name(), "Countess of Lovelace");
+    assert_eq!(c.built_name(), "Ada Lovelace");
+    // Exported once as FN, and importing the export changes nothing.
+    let out = export(&r, &[], Version::V4).unwrap();
+    assert_eq!(out.matches("FN:").count(), 1, "{out}");
+    assert!(out.contains("FN:Countess of Lovelace"));
+    assert_eq!(import(&mut r, out.as_bytes()).unwrap().unchanged(), 1);
+
+    // An FN that is just the name parts is no field: the card round-trips without one.
+    let plain =
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Grace Hopper\r\nN:Hopper;Grace;;;\r\nEND:VCARD\r\n";
+    let mut r2 = replica(&dir, "r2");
+    import(&mut r2, plain.as_bytes()).unwrap();
+    let c = only(&r2);
+    assert_eq!(c.get(Field::FormattedName), None);
+    assert_eq!(c.display_name(), "Grace Hopper");
+}
+
+#[test]
+fn a_second_fn_stays_beside_the_formatted_name_and_an_fn_equal_to_the_name_round_trips() {
+    let card =
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:urn:uuid:0c0c0c0c-0c0c-0c0c-0c0c-0c0c0c0c0c0c\r\n\
+                FN:Countess\r\nFN;LANGUAGE=fr:Comtesse\r\nFN:Ada the second\r\n\
+                N:Lovelace;Ada;;;\r\nEND:VCARD\r\n";
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(&dir, "r");
+    import(&mut r, card.as_bytes()).unwrap();
+    let c = only(&r);
+    assert_eq!(c.get(Field::FormattedName), Some("Countess"));
+    assert!(!c.custom.contains_key("FN"), "{:?}", c.custom);
+    assert_eq!(c.custom.len(), 2, "{:?}", c.custom);
+    let out = export(&r, &[], Version::V4).unwrap();
+    for line in [
+        "FN:Countess",
+        "FN;LANGUAGE=fr:Comtesse",
+        "FN:Ada the second",
+    ] {
+        assert!(out.contains(line), "{line} missing from\n{out}");
+    }
+    assert_eq!(import(&mut r, out.as_bytes()).unwrap().unchanged(), 1);
+
+    // A formatted name that says what the name parts say survives export and import.
+    let id = c.id;
+    r.edit(id, |c| {
+        c.set(Field::FormattedName, "Ada Lovelace");
+        c.custom.clear();
+    })
+    .unwrap();
+    let out = export(&r, &[], Version::V4).unwrap();
+    assert_eq!(import(&mut r, out.as_bytes()).unwrap().unchanged(), 1);
+    assert_eq!(only(&r).get(Field::FormattedName), Some("Ada Lovelace"));
+}

@@ -141,6 +141,12 @@ impl Replica {
     /// Stores this device's op, if the book lets this device write it,
     /// and makes it durable (unless in bulk mode) before the clock moves on.
     pub(crate) fn store_own(&mut self, op: &SealedOp, clock: HlcClock) -> Result<(), Error> {
+        let stored = self.store_own_unreported(op, clock);
+        self.publish();
+        stored
+    }
+
+    fn store_own_unreported(&mut self, op: &SealedOp, clock: HlcClock) -> Result<(), Error> {
         self.membership.check(op)?;
         // Not signed here: the store signs this device's chain when it is sent.
         match self.store.apply_all(std::slice::from_ref(op))?.pop() {

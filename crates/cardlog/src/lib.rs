@@ -39,37 +39,44 @@
 //! ```
 
 mod book;
+mod changes;
 mod error;
 mod replica;
 mod restore;
 mod sync;
 
+pub use changes::{ChangeSource, Changes, ProgressSink};
 pub use error::{Error, MemberError, OpenError};
 pub use replica::{ApplyReport, Bulk, Options, Replica};
-pub use sync::{CalibrationInfo, Pairing, PeerInfo, SyncError};
+pub use sync::{CalibrationInfo, Pairing, PeerInfo, SharedReplica, SyncError, SHARED_STEP_OPS};
 
 /// The sync layer: sessions, transports, bundles (docs/SYNC.md).
 pub use cardlog_sync as sync_layer;
 pub use cardlog_sync::{
-    AuthError, Fork, HandshakeError, Role, SyncReport, TakenBack, TransportError,
+    AuthError, Fork, HandshakeError, Role, SyncProgress, SyncReport, TakenBack, TransportError,
 };
 
 pub use cardlog_core::edit::EditTarget;
+/// The serde shapes of the public types (JSON as docs/CLI.md documents it).
+pub use cardlog_core::json;
 pub use cardlog_core::replay::{ChainTip, ContactRegisters, Heads};
 pub use cardlog_core::{
     Admission, Adoption, BookId, Member, MemberChange, MemberRole, MemberRoleParseError,
     Membership, PublicKey, Refusal, Removal, Signature, SignedTip,
 };
 pub use cardlog_core::{
-    Batch, Contact, ContactId, ContactView, DeviceId, FakeClock, Field, FieldConflict,
-    HistoryEntry, Hlc, HlcClock, IdPrefix, Item, ItemBody, ItemId, ItemKind, ItemValue, Missing,
-    OpId, Path, PostalAddress, SealedOp, SkewReport, Summary, Suspect, SystemClock, Value,
-    WallClock,
+    Batch, Contact, ContactId, ContactPage, ContactQuery, ContactView, DeviceId, FakeClock, Field,
+    FieldConflict, HistoryEntry, Hlc, HlcClock, IdPrefix, Item, ItemBody, ItemId, ItemKind,
+    ItemValue, Missing, OpId, PageCursor, Path, PostalAddress, SealedOp, SkewReport, Summary,
+    Suspect, SystemClock, Value, WallClock,
 };
 pub use cardlog_core::{
     DeviceError, DiffError, EditError, EncodeError, PlanError, RandomError, ReplayError,
 };
 pub use cardlog_store::log::LogError;
 pub use cardlog_store::state::KvError;
-pub use cardlog_store::{Progress, Recovery, Store, StoreError, VerifyReport, CACHE_BYTES_DEFAULT};
+pub use cardlog_store::{
+    ChangeCursor, ContactChange, CursorParseError, Progress, Recovery, Since, Store, StoreError,
+    VerifyReport, CACHE_BYTES_DEFAULT,
+};
 pub use cardlog_sync::bundle::Imported;

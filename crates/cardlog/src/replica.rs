@@ -16,13 +16,14 @@ use std::ops::{Deref, DerefMut};
 use std::path::Path as FsPath;
 use std::sync::Arc;
 
+use crate::changes::ChangeSource;
 use cardlog_core::edit::{self, EditTarget};
 use cardlog_core::hlc::SKEW_BOUND_MS_DEFAULT;
 use cardlog_core::replay::{ChainTip, ContactRegisters, Heads};
 use cardlog_core::{
-    Anchor, Batch, BookId, Contact, ContactId, ContactView, DeviceId, FieldConflict, HistoryEntry,
-    Hlc, HlcClock, IdPrefix, Membership, Missing, OpId, Path, SealedOp, SignedTip, SkewReport,
-    Suspect, SystemClock, Value, WallClock,
+    Anchor, Batch, BookId, Contact, ContactId, ContactPage, ContactQuery, ContactView, DeviceId,
+    FieldConflict, HistoryEntry, Hlc, HlcClock, IdPrefix, Membership, Missing, OpId, Path,
+    SealedOp, SignedTip, SkewReport, Suspect, SystemClock, Value, WallClock,
 };
 use cardlog_store::keys::meta;
 use cardlog_store::{OpOutcome, Progress, Store, StoreOptions, VerifyReport, CACHE_BYTES_DEFAULT};
@@ -100,6 +101,8 @@ pub struct Replica {
     /// The session identity (`sync.rs`), made on first use: it costs a signature and a scalar
     /// multiplication, once per replica rather than per session. Boxed: the replica stays small.
     pub(crate) session_identity: std::sync::OnceLock<Box<cardlog_sync::Identity>>,
+    /// Change subscribers (`changes.rs`). Boxed: the replica stays small.
+    pub(crate) hub: Box<crate::changes::Hub>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -185,6 +188,7 @@ impl Replica {
             bulk: false,
             membership: Box::new(membership),
             session_identity: std::sync::OnceLock::new(),
+            hub: Box::default(),
         };
         if book.is_none() {
             replica.found(options.name)?;
@@ -317,6 +321,14 @@ impl Replica {
     /// valid signature, a fork, a broken chain, a forged reference) nothing is stored and the
     /// error names it.
     pub fn apply(&mut self, ops: &[SealedOp], tips: &[SignedTip]) -> Result<ApplyReport, Error> {
+        self.as_source(ChangeSource::Apply, |r| r.apply_unreported(ops, tips))
+    }
+
+    fn apply_unreported(
+        &mut self,
+        ops: &[SealedOp],
+        tips: &[SignedTip],
+    ) -> Result<ApplyReport, Error> {
         let admitted = self.admit(ops, tips);
         if let Some(refusal) = admitted.refused.into_iter().next() {
             return Err(Error::Refused(refusal));
@@ -327,6 +339,17 @@ impl Replica {
     /// Stores ops [`Replica::admit`] let through (all or nothing for replay refusals), keeps
     /// their signatures and follows the membership ops among them.
     pub(crate) fn apply_admitted(
+        &mut self,
+        ops: &[SealedOp],
+        tips: &[SignedTip],
+    ) -> Result<ApplyReport, Error> {
+        let report = self.store_admitted(ops, tips);
+        // Reported per call: a sync or an import, many calls long, shows each as it lands.
+        self.publish();
+        report
+    }
+
+    fn store_admitted(
         &mut self,
         ops: &[SealedOp],
         tips: &[SignedTip],
@@ -414,6 +437,26 @@ impl Replica {
     /// A contact, deleted or not; `None` if it was never written here.
     pub fn contact(&self, id: &ContactId) -> Result<Option<ContactView>, Error> {
         Ok(self.store.contact(id)?)
+    }
+
+    /// Every contact in id order, one at a time (deleted ones only when asked), until `f`
+    /// returns `ControlFlow::Break`: memory holds one contact, not the store (what
+    /// [`Replica::contacts`] collects).
+    pub fn each_contact(
+        &self,
+        include_deleted: bool,
+        f: impl FnMut(ContactView) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), Error> {
+        Ok(self.store.each_contact(include_deleted, f)?)
+    }
+
+    /// One page of contacts sorted by display name, optionally searched (name, organisation,
+    /// e-mail, phone digits, any field: `Contact::matches`); pass the page's `next` as the
+    /// following query's `after`. Read through the store's name index from the page's start:
+    /// time and memory follow the page (and, with a search, the contacts passed over), not the
+    /// store. The order is locale-independent (docs/SEMANTICS.md, "Listing contacts").
+    pub fn contacts_page(&self, query: &ContactQuery) -> Result<ContactPage, Error> {
+        Ok(self.store.contacts_page(query)?)
     }
 
     /// The visible contacts, in id order.
@@ -507,13 +550,15 @@ impl Replica {
 
     /// [`Replica::rebuild`] with a progress callback.
     pub fn rebuild_with(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<u64, Error> {
-        Ok(self.store.rebuild_with(progress)?)
+        self.as_source(ChangeSource::Rebuild, |r| {
+            Ok(r.store.rebuild_with(progress)?)
+        })
     }
 
     /// Throws the materialized state away and rebuilds it from the log. Returns the number of
     /// ops replayed.
     pub fn rebuild(&mut self) -> Result<u64, Error> {
-        Ok(self.store.rebuild()?)
+        self.rebuild_with(&mut |_| {})
     }
 
     /// The store underneath, for inspection tools.

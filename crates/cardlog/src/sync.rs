@@ -20,10 +20,21 @@ use cardlog_sync::{
     Applied, AuthError, Fork, Gate, PeerBook, Role, SyncReport, SyncStore, TakenBack,
 };
 
+use crate::changes::ChangeSource;
+
 use crate::error::Error;
 use cardlog_core::Summary;
 
 use crate::replica::Replica;
+
+/// A replica several threads use while one of them syncs it ([`Replica::sync_tcp_shared`]):
+/// each call takes the lock for its own duration (`shared.lock().save(…)`).
+pub type SharedReplica = cardlog_sync::transport::Shared<Replica>;
+
+/// Ops stored per lock of a [`SharedReplica`] while a session applies a message
+/// (`SyncStore::apply_shared`): about 20 ms of work with its sync, so a save waits about
+/// that long rather than for a whole message (docs/PERFORMANCE.md, "Apps' API").
+pub const SHARED_STEP_OPS: usize = 512;
 
 /// What this replica knows about a peer it synced with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,7 +224,9 @@ impl Replica {
         role: Role,
         transport: &mut T,
     ) -> Result<SyncReport, SyncError> {
-        transport::run_secure(role, self, transport, Expect::Member)
+        self.as_source(ChangeSource::Sync, |r| {
+            transport::run_secure(role, r, transport, Expect::Member)
+        })
     }
 
     /// Connects to a served replica at `addr` (`host:port`) and syncs with it; waits at most
@@ -224,7 +237,39 @@ impl Replica {
             Some(p) if p.addr.as_deref() == Some(addr) => Expect::Device(p.device),
             _ => Expect::Member,
         };
-        transport::sync_tcp(self, addr, timeout, expect)
+        self.as_source(ChangeSource::Sync, |r| {
+            transport::sync_tcp(r, addr, timeout, expect)
+        })
+    }
+
+    /// Syncs the replica in `shared` with the served replica at `addr`, as
+    /// [`Replica::sync_tcp`] does, while other threads keep using it: the session takes the
+    /// lock for each store call only (building one message, or storing one step of
+    /// [`SHARED_STEP_OPS`] ops of a received one), so a save or read from a UI thread waits
+    /// for one such call, never the whole session.
+    /// Saves made meanwhile are as durable as ever; the session sends them if they are made
+    /// before it builds its last message, and the next session does otherwise. Changes the
+    /// session makes are reported to subscribers as `Sync`.
+    pub fn sync_tcp_shared(
+        shared: &SharedReplica,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<SyncReport, SyncError> {
+        let expect = {
+            let r = shared.lock();
+            match r.paired().map_err(SyncError::Store)? {
+                Some(p) if p.addr.as_deref() == Some(addr) => Expect::Device(p.device),
+                _ => Expect::Member,
+            }
+        };
+        let mut session_side = shared.clone();
+        let out = transport::sync_tcp(&mut session_side, addr, timeout, expect);
+        // What the session changed outside the applies (a take back, a settled fork).
+        let mut r = shared.lock();
+        let outer = std::mem::replace(&mut r.hub.source, ChangeSource::Sync);
+        r.publish();
+        r.hub.source = outer;
+        out
     }
 
     /// Syncs with the paired relay at its address; the peer must be that relay.
@@ -239,7 +284,9 @@ impl Replica {
                     .to_owned(),
             ));
         };
-        transport::sync_tcp(self, &addr, timeout, Expect::Device(device))
+        self.as_source(ChangeSource::Sync, |r| {
+            transport::sync_tcp(r, &addr, timeout, Expect::Device(device))
+        })
     }
 
     /// A bundle of the ops a replica holding `since` lacks (every op when `None`).
@@ -249,7 +296,7 @@ impl Replica {
 
     /// Verifies and applies a bundle; importing it again changes nothing.
     pub fn import_bundle(&mut self, bytes: &[u8]) -> Result<Imported, SyncError> {
-        bundle::import(self, bytes)
+        self.as_source(ChangeSource::Import, |r| bundle::import(r, bytes))
     }
 
     /// Remembers what a summary file says its writer holds, so that [`Replica::needs_sync`]
@@ -340,7 +387,13 @@ impl SyncStore for Replica {
     /// [`Replica::apply`] stores (all or nothing for replay refusals).
     fn apply(&mut self, ops: &[SealedOp], tips: &[SignedTip]) -> Result<Applied, Error> {
         let admitted = self.admit(ops, tips);
-        let report = self.apply_admitted(&admitted.ops, &admitted.tips)?;
+        // The sync layer drives this: a session served or run without `sync_over` and
+        // friends is still a sync.
+        let source = match self.hub.source {
+            ChangeSource::Save => ChangeSource::Sync,
+            other => other,
+        };
+        let report = self.as_source(source, |r| r.apply_admitted(&admitted.ops, &admitted.tips))?;
         Ok(Applied {
             stored: report.stored,
             duplicates: report.duplicates,
@@ -348,6 +401,68 @@ impl SyncStore for Replica {
             refused: admitted.refused,
             void: admitted.void,
         })
+    }
+
+    /// Checked whole under one lock (membership, signatures), then stored
+    /// [`SHARED_STEP_OPS`] at a time, the lock taken per step; ops of a step that wait for one
+    /// of a later step are carried into it, so the steps store what one apply would. Each
+    /// step is durable and leaves nothing held back for the next save to write.
+    fn apply_shared(
+        shared: &std::sync::Mutex<Self>,
+        ops: &[SealedOp],
+        tips: &[SignedTip],
+    ) -> Result<Applied, Error> {
+        let lock = || {
+            shared
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let (admitted, source) = {
+            let r = lock();
+            let source = match r.hub.source {
+                ChangeSource::Save => ChangeSource::Sync,
+                other => other,
+            };
+            (r.admit(ops, tips), source)
+        };
+        let mut applied = Applied {
+            refused: admitted.refused,
+            void: admitted.void,
+            ..Applied::default()
+        };
+        let mut steps: Vec<&[SealedOp]> = admitted.ops.chunks(SHARED_STEP_OPS).collect();
+        if steps.is_empty() {
+            // Nothing to store, but the call still does what `apply` does with the tips.
+            steps.push(&[]);
+        }
+        let last = steps.len().saturating_sub(1);
+        let mut carried: Vec<SealedOp> = Vec::new();
+        for (i, step) in steps.into_iter().enumerate() {
+            let mut batch = std::mem::take(&mut carried);
+            batch.extend_from_slice(step);
+            // The signatures are kept with the first step, before any of the ops.
+            let step_tips: &[SignedTip] = if i == 0 { &admitted.tips } else { &[] };
+            let report = {
+                let mut r = lock();
+                let report = r.as_source(source, |r| r.apply_admitted(&batch, step_tips))?;
+                // The register changes held back are written now, by the session, rather
+                // than by whichever save comes next.
+                r.store.settle()?;
+                report
+            };
+            applied.stored += report.stored;
+            applied.duplicates += report.duplicates;
+            if i == last {
+                applied.missing = report.missing.len();
+            } else {
+                let waiting: BTreeSet<OpId> = report.missing.iter().map(|(id, _)| *id).collect();
+                carried = batch
+                    .into_iter()
+                    .filter(|op| waiting.contains(&op.id()))
+                    .collect();
+            }
+        }
+        Ok(applied)
     }
 
     fn is_refusal(error: &Error) -> bool {
@@ -412,6 +527,12 @@ impl Replica {
 }
 
 impl PeerBook for Replica {
+    fn progress(&mut self, progress: &cardlog_sync::SyncProgress) {
+        if let Some(sink) = self.hub.progress.as_mut() {
+            sink(progress);
+        }
+    }
+
     fn wall_ms(&self) -> u64 {
         self.wall.now_ms()
     }

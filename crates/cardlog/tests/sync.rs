@@ -1036,3 +1036,129 @@ fn ops_that_arrive_before_their_authors_admission_are_held_until_it_comes() {
     assert_eq!(r.contact(&x.id).unwrap(), w.contact(&x.id).unwrap());
     assert!(r.verify().unwrap().is_ok());
 }
+
+#[test]
+fn a_shared_replica_stores_a_message_larger_than_a_step_whole() {
+    // The laptop's 1,300 ops and the tablet's edits of them reach the phone in messages of
+    // more than `SHARED_STEP_OPS` ops, some replacing writes of ops a later step stores: the
+    // shared phone stores every one of them, as an unshared apply would.
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut laptop = replica(&tmp.path().join("laptop"), &clock);
+    let phone = member_of(&mut laptop, &tmp.path().join("phone"), &clock);
+    let mut tablet = member_of(&mut laptop, &tmp.path().join("tablet"), &clock);
+    let watch = member_of(&mut laptop, &tmp.path().join("watch"), &clock);
+    let mut ids = Vec::new();
+    {
+        let mut bulk = laptop.bulk();
+        for i in 0..1_300 {
+            let mut c = Contact::random().unwrap();
+            c.set(Field::Given, format!("Person {i}"));
+            bulk.add_contact(&c).unwrap();
+            ids.push(c.id);
+        }
+        bulk.finish().unwrap();
+    }
+    session(&mut tablet, &mut laptop);
+    clock.advance_ms(1_000);
+    for id in ids.iter().step_by(3) {
+        tablet
+            .edit(*id, |c| {
+                c.set(Field::Org, "Edited on the tablet");
+            })
+            .unwrap();
+    }
+    session(&mut tablet, &mut laptop);
+    assert!(laptop.summary().values().map(|t| t.seq).sum::<u64>() > 1_700);
+
+    // Directly, with the tablet's edits first: they wait in the first steps for the
+    // laptop's ops they replace, which later steps store.
+    let mut ops = laptop.ops_since(&watch.summary().clone()).unwrap();
+    let tips = laptop.signatures_for(&ops).unwrap();
+    let tablet_id = tablet.id();
+    ops.sort_by_key(|op| op.op().author != tablet_id);
+    assert!(
+        ops.iter()
+            .take_while(|op| op.op().author == tablet_id)
+            .count()
+            > 100
+    );
+    let watch = std::sync::Mutex::new(watch);
+    let applied =
+        <Replica as cardlog::sync_layer::SyncStore>::apply_shared(&watch, &ops, &tips).unwrap();
+    assert_eq!((applied.stored, applied.missing), (ops.len(), 0));
+    let watch = watch.into_inner().unwrap();
+    assert_eq!(watch.summary(), laptop.summary());
+    assert_eq!(
+        watch.state_digest().unwrap(),
+        laptop.state_digest().unwrap()
+    );
+
+    let (addr, served) = responder(laptop, TIMEOUT);
+    let phone = cardlog::SharedReplica::new(phone);
+    let report = Replica::sync_tcp_shared(&phone, &addr, TIMEOUT).unwrap();
+    let (laptop, served) = served.join().unwrap();
+    served.unwrap();
+    assert!(report.converged, "{report:?}");
+    assert_eq!(report.missing, 0);
+    let phone = phone.lock();
+    assert_eq!(phone.summary(), laptop.summary());
+    assert_eq!(
+        phone.state_digest().unwrap(),
+        laptop.state_digest().unwrap()
+    );
+    assert!(phone.verify().unwrap().is_ok());
+}
+
+#[test]
+fn a_shared_replica_saves_and_reads_while_it_syncs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut laptop = replica(&tmp.path().join("laptop"), &clock);
+    let phone = member_of(&mut laptop, &tmp.path().join("phone"), &clock);
+    for i in 0..200u8 {
+        laptop.add_contact(&person(i, "Far")).unwrap();
+    }
+    let (addr, served) = responder(laptop, TIMEOUT);
+    let phone = cardlog::SharedReplica::new(phone);
+    let changes = phone.lock().subscribe();
+    let syncing = {
+        let phone = phone.clone();
+        std::thread::spawn(move || Replica::sync_tcp_shared(&phone, &addr, TIMEOUT))
+    };
+    // The UI thread saves and reads meanwhile: each call waits for one message at most.
+    let mut saved = Vec::new();
+    for i in 0..20u8 {
+        let mut c = Contact::random().unwrap();
+        c.set(Field::Given, format!("Near {i}"));
+        phone.lock().add_contact(&c).unwrap();
+        saved.push(c.id);
+        assert!(phone.lock().contact(&c.id).unwrap().is_some());
+    }
+    let report = syncing.join().unwrap().unwrap();
+    assert_eq!(report.stored, 200);
+    let (mut laptop, served) = served.join().unwrap();
+    served.unwrap();
+    let phone_side = phone.lock();
+    assert_eq!(phone_side.contacts().unwrap().len(), 220);
+    let sources: Vec<_> = changes.try_iter().map(|c| c.source).collect();
+    assert!(
+        sources.contains(&cardlog::ChangeSource::Sync),
+        "{sources:?}"
+    );
+    assert!(
+        sources.contains(&cardlog::ChangeSource::Save),
+        "{sources:?}"
+    );
+    drop(phone_side);
+    // Whatever the session did not carry, the next one does.
+    let mut phone = std::sync::Arc::try_unwrap(phone.0)
+        .ok()
+        .unwrap()
+        .into_inner()
+        .unwrap();
+    session(&mut phone, &mut laptop);
+    for id in saved {
+        assert!(laptop.contact(&id).unwrap().is_some());
+    }
+}

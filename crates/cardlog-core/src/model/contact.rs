@@ -11,13 +11,14 @@ use crate::id::{ContactId, ItemId, RandomError};
 use crate::model::{Field, ItemBody, ItemKind, ItemValue, Path, PostalAddress, Value};
 
 /// One multi-valued item as the app sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Item {
     /// The item's own id, stable across edits of its label and value.
     pub id: ItemId,
     /// Free-form label ("work", "mobile"); may be empty.
     pub label: String,
-    /// The content.
+    /// The content (`value` in JSON).
+    #[serde(rename = "value")]
     pub body: ItemBody,
 }
 
@@ -82,6 +83,14 @@ pub struct Change {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DiffError {
+    /// A custom field named as a field is stored (`FN` is the formatted name).
+    #[error("custom field {name:?} is where the {} field is stored: set that field instead", field.name())]
+    ReservedCustom {
+        /// The custom field's name.
+        name: String,
+        /// The field stored under it.
+        field: Field,
+    },
     /// The edit changed the contact's id.
     #[error("an edit cannot change a contact's id (was {before}, now {after})")]
     IdChanged {
@@ -197,8 +206,19 @@ impl Contact {
         items.len() != before
     }
 
-    /// A one-line display name: "Given Family", else org, else the first e-mail or phone.
+    /// A one-line display name: the formatted name (vCard `FN`) when set, else "Prefix Given
+    /// Middle Family Suffix" (the parts present), else the organisation, else the first
+    /// e-mail or phone; empty when the contact has none of these.
     pub fn display_name(&self) -> String {
+        if let Some(formatted) = self.get(Field::FormattedName).filter(|f| !f.is_empty()) {
+            return formatted.to_owned();
+        }
+        self.built_name()
+    }
+
+    /// The display name without the formatted name: what the name parts, organisation,
+    /// e-mail or phone give (vCard import keeps an `FN` only when it differs from this).
+    pub fn built_name(&self) -> String {
         let name: Vec<&str> = [
             Field::Prefix,
             Field::Given,
@@ -233,7 +253,7 @@ impl Contact {
         let mut out = BTreeMap::new();
         for (field, value) in &self.fields {
             if !value.is_empty() {
-                out.insert(Path::Field(*field), Value::Text(value.clone()));
+                out.insert(field.path(), Value::Text(value.clone()));
             }
         }
         for kind in ItemKind::ALL {
@@ -252,6 +272,12 @@ impl Contact {
             out.insert(Path::Tag(tag.clone()), Value::Present);
         }
         for (name, value) in &self.custom {
+            if let Some(field) = Field::of_custom(name) {
+                return Err(DiffError::ReservedCustom {
+                    name: name.clone(),
+                    field,
+                });
+            }
             out.insert(Path::Custom(name.clone()), Value::Text(value.clone()));
         }
         Ok(out)

@@ -6,6 +6,7 @@
 //! go at the end, existing ones are never reordered or removed (docs/FORMAT.md).
 
 pub mod contact;
+pub mod listing;
 
 use bincode::{Decode, Encode};
 
@@ -38,11 +39,16 @@ pub enum Field {
     Anniversary,
     /// Free-text note.
     Note,
+    /// The formatted name (vCard `FN`): the name as the contact wants it shown. When absent
+    /// the display name is built from the name parts ([`super::Contact::display_name`]).
+    /// Stored at the custom path `custom/FN` ([`Field::path`]), where earlier builds kept a
+    /// vCard's `FN`: writing it needs no new op format, and every build reads it.
+    FormattedName,
 }
 
 impl Field {
     /// Every field, in format order.
-    pub const ALL: [Field; 12] = [
+    pub const ALL: [Field; 13] = [
         Field::Given,
         Field::Family,
         Field::Middle,
@@ -55,6 +61,7 @@ impl Field {
         Field::Birthday,
         Field::Anniversary,
         Field::Note,
+        Field::FormattedName,
     ];
 
     /// The field's name in paths, the CLI and JSON.
@@ -72,6 +79,7 @@ impl Field {
             Field::Birthday => "birthday",
             Field::Anniversary => "anniversary",
             Field::Note => "note",
+            Field::FormattedName => "formatted_name",
         }
     }
 
@@ -79,7 +87,25 @@ impl Field {
     pub fn from_name(name: &str) -> Option<Field> {
         Field::ALL.into_iter().find(|f| f.name() == name)
     }
+
+    /// The path the field is written at: `Path::Field`, except the formatted name, which
+    /// lives at `custom/FN` ([`FORMATTED_NAME_CUSTOM`]).
+    pub fn path(self) -> Path {
+        match self {
+            Field::FormattedName => Path::Custom(FORMATTED_NAME_CUSTOM.to_owned()),
+            other => Path::Field(other),
+        }
+    }
+
+    /// The field a custom field name stands for (`FN`: the formatted name), if any.
+    pub fn of_custom(name: &str) -> Option<Field> {
+        (name == FORMATTED_NAME_CUSTOM).then_some(Field::FormattedName)
+    }
 }
+
+/// The custom field name the formatted name is stored under ([`Field::path`]): a contact's
+/// `custom` map never holds it, its `fields` do.
+pub const FORMATTED_NAME_CUSTOM: &str = "FN";
 
 /// The kinds of multi-valued items.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
@@ -141,7 +167,10 @@ impl std::fmt::Display for Path {
             Path::Field(field) => f.write_str(field.name()),
             Path::Item(kind, id) => write!(f, "{}/{id}", kind.name()),
             Path::Tag(name) => write!(f, "tag/{name}"),
-            Path::Custom(name) => write!(f, "custom/{name}"),
+            Path::Custom(name) => match Field::of_custom(name) {
+                Some(field) => f.write_str(field.name()),
+                None => write!(f, "custom/{name}"),
+            },
         }
     }
 }
@@ -170,7 +199,7 @@ impl std::str::FromStr for Path {
             return Ok(Path::Exists);
         }
         if let Some(field) = Field::from_name(s) {
-            return Ok(Path::Field(field));
+            return Ok(field.path());
         }
         let (head, rest) = s.split_once('/').ok_or_else(err)?;
         match head {
@@ -187,7 +216,20 @@ impl std::str::FromStr for Path {
 
 /// A postal address: one value whose parts change together (vCard `ADR` components). Empty
 /// strings are absent parts.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
+#[derive(
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Encode,
+    Decode,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct PostalAddress {
     /// Post office box.
     pub po_box: String,
@@ -229,7 +271,20 @@ impl std::fmt::Display for PostalAddress {
 
 /// The content of an item: text for phones, e-mails and URLs, a structured address for
 /// addresses.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Encode,
+    Decode,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(untagged)]
 pub enum ItemBody {
     /// A phone number, e-mail address or URL.
     Text(String),
@@ -324,6 +379,86 @@ mod tests {
         for bad in ["", "colour", "phone/12", "fax/00", "tag/", "custom/"] {
             assert!(bad.parse::<Path>().is_err(), "{bad:?}");
         }
+    }
+
+    /// Field indices are part of the op format (docs/FORMAT.md): the formatted name came
+    /// last, so every earlier field keeps its index.
+    #[test]
+    fn field_indices_match_the_format() {
+        for (i, field) in Field::ALL.into_iter().enumerate() {
+            assert_eq!(
+                crate::codec::encode_to_vec(&Path::Field(field)),
+                vec![1, i as u8],
+                "{field:?}"
+            );
+        }
+        // The formatted name is written at custom/FN: no op carries field 12.
+        assert_eq!(
+            Field::FormattedName.path(),
+            Path::Custom(FORMATTED_NAME_CUSTOM.into())
+        );
+        assert_eq!("formatted_name".parse(), Ok(Field::FormattedName.path()));
+        assert_eq!("custom/FN".parse(), Ok(Field::FormattedName.path()));
+        assert_eq!(Field::FormattedName.path().to_string(), "formatted_name");
+    }
+
+    /// The formatted name as earlier builds stored a vCard's FN (the custom path `FN`) reads
+    /// as the field; the field's own index is never written; the custom name is reserved.
+    #[test]
+    fn the_formatted_name_lives_at_custom_fn() {
+        use crate::id::{ContactId, DeviceId};
+        use crate::op::{Op, OpInvalid, Write};
+        use crate::replay::view_of;
+        let contact = ContactId([4; 16]);
+        let op = |path: Path| Op {
+            author: DeviceId([1; 16]),
+            seq: 1,
+            prev: None,
+            hlc: crate::Hlc::default(),
+            writes: vec![
+                Write {
+                    contact,
+                    path: Path::Exists,
+                    value: Some(Value::Bool(true)),
+                    replaces: vec![],
+                },
+                Write {
+                    contact,
+                    path,
+                    value: Some(Value::Text("Countess".into())),
+                    replaces: vec![],
+                },
+            ],
+            members: vec![],
+        };
+        assert_eq!(
+            op(Path::Field(Field::FormattedName)).validate(),
+            Err(OpInvalid::FieldNotWritable {
+                index: 1,
+                field: Field::FormattedName
+            })
+        );
+        let sealed = op(Path::Custom("FN".into())).seal().unwrap();
+        let mut registers = crate::replay::ContactRegisters::new();
+        for w in &sealed.op().writes {
+            let (writes, heads) = registers.entry(w.path.clone()).or_default();
+            *writes += 1;
+            heads.apply(crate::replay::RegisterWrite::of(
+                sealed.op(),
+                sealed.id(),
+                w,
+            ));
+        }
+        let view = view_of(contact, &registers);
+        assert_eq!(view.contact.get(Field::FormattedName), Some("Countess"));
+        assert!(view.contact.custom.is_empty());
+        assert_eq!(view.contact.display_name(), "Countess");
+        let mut c = crate::Contact::new(contact);
+        c.custom.insert("FN".into(), "x".into());
+        assert!(matches!(
+            c.to_changes(),
+            Err(crate::DiffError::ReservedCustom { .. })
+        ));
     }
 
     /// Values live inline in every write and register: an unboxed address made them 192 bytes.

@@ -10,7 +10,7 @@ use super::register::{Heads, RegisterWrite};
 use crate::hlc::Hlc;
 use crate::id::{ContactId, DeviceId, ItemId, OpId};
 use crate::model::contact::{Contact, Item};
-use crate::model::{ItemKind, Path, Value};
+use crate::model::{Field, ItemKind, Path, Value};
 
 /// One value a path has had: which op wrote it, when, by whom, and whether it is still a head.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,9 +201,14 @@ pub fn contact_view<'a>(
             (Path::Tag(name), Value::Present) => {
                 contact.tags.insert(name.clone());
             }
-            (Path::Custom(name), Value::Text(t)) => {
-                contact.custom.insert(name.clone(), t.clone());
-            }
+            (Path::Custom(name), Value::Text(t)) => match Field::of_custom(name) {
+                Some(field) => {
+                    contact.fields.insert(field, t.clone());
+                }
+                None => {
+                    contact.custom.insert(name.clone(), t.clone());
+                }
+            },
             // Validation makes other combinations impossible; ignoring them keeps reads total.
             _ => {}
         }

@@ -78,14 +78,25 @@ impl HeldBack {
 
     /// Every pair whose key starts with `prefix`, in key order, held-back values over sled's.
     pub(crate) fn scan_prefix<'a>(&'a self, kv: &'a dyn Kv, prefix: &[u8]) -> KvIter<'a> {
-        let stored = kv.scan_prefix(prefix);
+        self.scan_from(kv, prefix, prefix)
+    }
+
+    /// Every pair whose key starts with `prefix` and is not less than `from`, in key order,
+    /// held-back values over sled's.
+    pub(crate) fn scan_from<'a>(
+        &'a self,
+        kv: &'a dyn Kv,
+        prefix: &[u8],
+        from: &[u8],
+    ) -> KvIter<'a> {
+        let stored = kv.scan_from(prefix, from);
         if self.writes.is_empty() {
             return stored;
         }
         let owned = prefix.to_vec();
         let held = self
             .writes
-            .range(prefix.to_vec()..)
+            .range(from.max(prefix).to_vec()..)
             .take_while(move |(k, _)| k.starts_with(&owned));
         Box::new(Merge {
             stored: stored.peekable(),

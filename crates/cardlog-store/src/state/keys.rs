@@ -5,6 +5,7 @@ use cardlog_core::codec::{decode_exact_with, encode_to_vec, format_config};
 use cardlog_core::replay::{ChainTip, Heads};
 use cardlog_core::{ContactId, DeviceId, Path};
 
+use super::kv::KvBatch;
 use crate::error::StoreError;
 
 /// Meta entries: `m` + name.
@@ -21,8 +22,17 @@ pub const HEADS_V2: u8 = b'h';
 /// Chain-tip signatures: `s` + author + seq (u64 BE) → the signed op's id (32) and the
 /// signature (64).
 pub const SIGNATURE: u8 = b's';
+/// The name index: `n` + the contact's listing key (core's `listing_key`: display-name order
+/// as bytes, ending in the contact id) → nothing. Pages of contacts walk it in order.
+pub const NAME: u8 = b'n';
+/// Where each contact stands in the name index: `N` + contact → its listing key (so a save
+/// that renames a contact finds the entry to remove).
+pub const NAME_OF: u8 = b'N';
 /// Membership ops: `u` + op id → the op's bytes (few; read whole at open).
 pub const MEMBERSHIP: u8 = b'u';
+
+/// The listing order's version the name index follows (the value of `meta::NAMES`).
+pub const NAME_INDEX_VERSION: u8 = 1;
 
 /// Every register of one contact by path (core's type: what a save reads and a store keeps).
 pub use cardlog_core::replay::ContactRegisters;
@@ -71,6 +81,11 @@ pub mod meta {
     /// While an op listed for re-issue waits for another device's copy of an op it names:
     /// how many more attempts it waits (one byte; written by the facade).
     pub const REISSUE_WAIT: &[u8] = b"mreissuewait";
+    /// Present (one byte: the listing order's version, 1) once the name index holds every
+    /// contact: a store written before it existed builds it at its next open.
+    pub const NAMES: &[u8] = b"mnames";
+    /// How many rebuilds the state has been through (`store/changes.rs`): *bincode* `u64`.
+    pub const EPOCH: &[u8] = b"mepoch";
 }
 
 /// The key of the signature of `author`'s op at `seq`.
@@ -141,6 +156,35 @@ pub fn parse_contact(k: &[u8]) -> Result<ContactId, StoreError> {
         return Err(corrupt("contact key"));
     }
     Ok(ContactId(take(k, 1, "contact key")?))
+}
+
+/// `n` + listing key.
+pub fn name(listing_key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + listing_key.len());
+    k.push(NAME);
+    k.extend_from_slice(listing_key);
+    k
+}
+
+/// `N` + contact.
+pub fn name_of(contact: &ContactId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(NAME_OF);
+    k.extend_from_slice(&contact.0);
+    k
+}
+
+/// The name-index writes that move `contact` from `old` (its listing key as stored, if any)
+/// to `new`: nothing when it stays.
+pub fn rename(batch: &mut KvBatch, contact: &ContactId, old: Option<&[u8]>, new: &[u8]) {
+    if old == Some(new) {
+        return;
+    }
+    if let Some(old) = old {
+        batch.remove(name(old));
+    }
+    batch.insert(name(new), Vec::new());
+    batch.insert(name_of(contact), new.to_vec());
 }
 
 /// A contact value: its registers in path order.

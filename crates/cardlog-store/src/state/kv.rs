@@ -109,8 +109,13 @@ impl KvBatch {
 pub trait Kv: Send + Sync {
     /// The value at `key`.
     fn get(&self, key: &[u8]) -> KvResult<Option<Vec<u8>>>;
+    /// Every pair whose key starts with `prefix` and is not less than `from`, in key order.
+    /// An error is the last item.
+    fn scan_from<'a>(&'a self, prefix: &[u8], from: &[u8]) -> KvIter<'a>;
     /// Every pair whose key starts with `prefix`, in key order. An error is the last item.
-    fn scan_prefix<'a>(&'a self, prefix: &[u8]) -> KvIter<'a>;
+    fn scan_prefix<'a>(&'a self, prefix: &[u8]) -> KvIter<'a> {
+        self.scan_from(prefix, prefix)
+    }
     /// Applies every write of the batch, atomically (also across a crash).
     fn apply(&self, batch: KvBatch) -> KvResult<()>;
     /// Makes every applied batch durable, also against a power cut (not only a killed
@@ -137,7 +142,7 @@ impl Kv for ClosedKv {
         Self::closed()
     }
 
-    fn scan_prefix<'a>(&'a self, _: &[u8]) -> KvIter<'a> {
+    fn scan_from<'a>(&'a self, _: &[u8], _: &[u8]) -> KvIter<'a> {
         Box::new(std::iter::once(Self::closed()))
     }
 
@@ -184,8 +189,8 @@ impl<K: Kv> Kv for FaultyKv<K> {
         self.inner.get(key)
     }
 
-    fn scan_prefix<'a>(&'a self, prefix: &[u8]) -> KvIter<'a> {
-        self.inner.scan_prefix(prefix)
+    fn scan_from<'a>(&'a self, prefix: &[u8], from: &[u8]) -> KvIter<'a> {
+        self.inner.scan_from(prefix, from)
     }
 
     fn apply(&self, batch: KvBatch) -> KvResult<()> {

@@ -238,6 +238,15 @@ impl Kv for SledKv {
         scan(self.db.scan_prefix(prefix))
     }
 
+    fn scan_from<'a>(&'a self, prefix: &[u8], from: &[u8]) -> KvIter<'a> {
+        let prefix = prefix.to_vec();
+        let inner = scan(self.db.range(from.max(&prefix[..]).to_vec()..));
+        Box::new(inner.take_while(move |r| match r {
+            Ok((k, _)) => k.starts_with(&prefix),
+            Err(_) => true,
+        }))
+    }
+
     fn apply(&self, batch: KvBatch) -> KvResult<()> {
         let writes = batch.into_writes();
         let bytes: usize = writes

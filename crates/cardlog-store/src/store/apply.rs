@@ -12,7 +12,7 @@ use super::OpOutcome;
 use super::Store;
 use crate::error::StoreError;
 use crate::state::held::HELD_OPS_MAX;
-use crate::state::keys::ContactRegisters;
+use crate::state::keys::{self, ContactRegisters};
 use crate::state::kv::KvBatch;
 
 impl Store {
@@ -192,6 +192,13 @@ impl Store {
         }
         let added = staged.added.len() as u64;
         self.held.add(staged.batch, added);
+        for (contact, paths) in staged.changed {
+            self.note_change(contact, paths);
+        }
+        if let Some((start, op)) = staged.added.last() {
+            let end = self.log.len();
+            self.appended(*start, end, &op.id());
+        }
         self.ops += added;
         self.summary.extend(staged.tips);
         if let Some(index) = self.index.get_mut() {
@@ -373,5 +380,9 @@ impl Stored for Store {
 
     fn cutoffs(&self) -> &Cutoffs {
         &self.cutoffs
+    }
+
+    fn listing_key(&self, contact: &ContactId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.held.get(&*self.kv, &keys::name_of(contact))?)
     }
 }

@@ -11,14 +11,17 @@
 //! history. Lookups by author, id or contact use an
 //! in-memory index built from the log the first time one is needed (`log/index.rs`).
 
-//! The files: `open` (create, open, tail recovery, home check), `upgrade` (formats 2 and 3 to
-//! 4), `identity` (the device key, the book, signatures, membership ops), `apply` with `stage`
+//! The files: `open` (create, open, tail recovery, home check), `upgrade` (formats 2, 3 and 4,
+//! step by step to 5), `identity` (the device key, the book, signatures, membership ops), `apply` with `stage`
 //! (the one write path), `retract` (void ops and their retraction), `read`, `verify` (verify
-//! and rebuild) with `derive` (the state re-derived from the log alone).
+//! and rebuild) with `derive` (the state re-derived from the log alone), `changes` (which
+//! contacts writes changed, live and since a cursor), `names` (the name index pages walk).
 
 mod apply;
+mod changes;
 mod derive;
 mod identity;
+mod names;
 mod open;
 mod read;
 mod retract;
@@ -34,6 +37,7 @@ use std::sync::OnceLock;
 use cardlog_core::replay::{ChainTip, Heads, Missing, OpLookup, Summary};
 use cardlog_core::{BookId, ContactId, Cutoffs, DeviceId, DeviceKey, OpId, Path, ReplayError};
 
+pub use changes::{ChangeCursor, ContactChange, CursorParseError, Since, CHANGE_CURSOR_BYTES};
 pub use derive::Progress;
 pub use identity::KEY_FILE;
 pub use open::STORE_FORMAT_VERSION;
@@ -97,6 +101,21 @@ impl VerifyReport {
     }
 }
 
+/// `{"ok", "ops", "authors", "registers", "problems"}` (`ok`: [`VerifyReport::is_ok`]), as
+/// `cardlog verify --json` prints it.
+impl serde::Serialize for VerifyReport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut o = s.serialize_struct("VerifyReport", 5)?;
+        o.serialize_field("ok", &self.is_ok())?;
+        o.serialize_field("ops", &self.ops)?;
+        o.serialize_field("authors", &self.authors)?;
+        o.serialize_field("registers", &self.registers)?;
+        o.serialize_field("problems", &self.problems)?;
+        o.end()
+    }
+}
+
 /// The durable store. See the module docs.
 pub struct Store {
     kv: Box<dyn Kv>,
@@ -125,6 +144,14 @@ pub struct Store {
     /// every read of the log passes over them.
     /// Boxed: rarely any, and the store is kept by value.
     withdrawn: Box<Withdrawn>,
+    /// Changes noted for [`Store::take_changes`] while tracking is on (`changes.rs`).
+    noted: Option<Box<changes::Noted>>,
+    /// How many rebuilds the state has been through: a change cursor of an earlier epoch
+    /// cannot answer (`changes.rs`).
+    epoch: u64,
+    /// The last record appended by this handle: start, end and op id prefix (`changes.rs`).
+    /// Boxed (once, at open): the store is kept by value.
+    last_record: Box<Option<(u64, u64, [u8; 16])>>,
 }
 
 /// The withdrawn ops (`withdraw.rs`): their log offsets and ids.

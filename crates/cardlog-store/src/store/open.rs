@@ -20,13 +20,15 @@ use crate::state::kv::{Kv, KvBatch};
 use crate::state::sled_kv::SledKv;
 
 /// The store format this build reads and writes (the marker file and the `format` meta entry).
-pub const STORE_FORMAT_VERSION: u8 = 4;
+pub const STORE_FORMAT_VERSION: u8 = 5;
 
 pub(super) const MARKER_FILE: &str = "CARDLOG";
 /// The marker of store format 2, which [`Store::open`] upgrades.
 pub(super) const MARKER_V2: &str = "cardlog store 2\n";
 /// The marker of store format 3, which [`Store::open`] upgrades.
 pub(super) const MARKER_V3: &str = "cardlog store 3\n";
+/// The marker of store format 4, which [`Store::open`] upgrades.
+pub(super) const MARKER_V4: &str = "cardlog store 4\n";
 pub(super) const DB_DIR: &str = "db";
 
 fn marker_text() -> String {
@@ -117,8 +119,8 @@ impl Store {
     }
 
     /// Opens the store in `dir`. A directory without a store, or with a store of an unknown
-    /// format, is refused before anything in it is touched; a store of format 2 is upgraded
-    /// first (see `upgrade_from_2`).
+    /// format, is refused before anything in it is touched; a store of format 2, 3 or 4 is
+    /// upgraded first (`upgrade.rs`).
     pub fn open(dir: &FsPath, options: &StoreOptions) -> Result<Self, OpenError> {
         let marker = dir.join(MARKER_FILE);
         let text = match std::fs::read(&marker) {
@@ -135,6 +137,10 @@ impl Store {
         }
         if text == MARKER_V3 {
             Self::upgrade_from_3(dir, options)?;
+            text = MARKER_V4.to_owned();
+        }
+        if text == MARKER_V4 {
+            Self::upgrade_from_4(dir, options)?;
         } else if text != marker_text() {
             let Some(rest) = text.strip_prefix("cardlog store ") else {
                 return Err(OpenError::NotAStore(dir.to_owned()));
@@ -218,6 +224,10 @@ impl Store {
                 ))
             }
         };
+        let epoch: u64 = match kv.get(meta::EPOCH)? {
+            None => 0,
+            Some(v) => keys::decode(&v, "rebuild epoch")?,
+        };
         let file_len = log.file_len()?;
         let mut store = Self {
             kv,
@@ -236,6 +246,9 @@ impl Store {
             recovery: Box::default(),
             cutoffs: Cutoffs::default(),
             withdrawn: Box::default(),
+            noted: None,
+            epoch,
+            last_record: Box::new(None),
         };
         let offsets: BTreeSet<u64> = store.offsets(meta::WITHDRAWN)?.into_iter().collect();
         // (An offset past a log cut shorter reads as nothing: `verify` names such a log.)
@@ -274,6 +287,7 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
+        store.ensure_name_index()?;
         Ok(store)
     }
 

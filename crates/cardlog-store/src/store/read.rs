@@ -6,6 +6,8 @@ use cardlog_core::replay::{
 };
 use cardlog_core::{ContactId, DeviceId, IdPrefix, OpId, Path, SealedOp};
 
+use std::ops::ControlFlow;
+
 use super::Store;
 use crate::error::StoreError;
 use crate::state::keys::{self, ContactRegisters};
@@ -27,13 +29,30 @@ impl Store {
     }
 
     /// Every register, grouped by contact in id order.
-    fn for_each_contact(
+    pub(super) fn for_each_contact(
         &self,
         mut f: impl FnMut(ContactId, ContactRegisters),
     ) -> Result<(), StoreError> {
         for pair in self.held.scan_prefix(&*self.kv, &[keys::CONTACT]) {
             let (k, v) = pair?;
             f(keys::parse_contact(&k)?, keys::parse_contact_value(&v)?);
+        }
+        Ok(())
+    }
+
+    /// Every contact in id order, one at a time (deleted ones only when asked), until `f`
+    /// breaks: memory holds one contact, not the store.
+    pub fn each_contact(
+        &self,
+        include_deleted: bool,
+        mut f: impl FnMut(ContactView) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        for pair in self.held.scan_prefix(&*self.kv, &[keys::CONTACT]) {
+            let (k, v) = pair?;
+            let view = view_of(keys::parse_contact(&k)?, &keys::parse_contact_value(&v)?);
+            if (include_deleted || !view.deleted) && f(view).is_break() {
+                break;
+            }
         }
         Ok(())
     }

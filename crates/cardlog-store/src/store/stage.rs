@@ -7,12 +7,14 @@
 //! the log's tail at open all go through it, so there is one write path.
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use foldhash::fast::RandomState;
 
-use cardlog_core::replay::{check_op, ChainTip, OpLookup, Readiness, RegisterWrite, Summary};
-use cardlog_core::{ContactId, Cutoffs, DeviceId, OpId, Path, SealedOp};
+use cardlog_core::replay::{
+    check_op, view_of, ChainTip, OpLookup, Readiness, RegisterWrite, Summary,
+};
+use cardlog_core::{listing_key, ContactId, Cutoffs, DeviceId, OpId, Path, SealedOp};
 
 use crate::error::StoreError;
 use crate::log::{self, set_commit};
@@ -27,6 +29,9 @@ pub(crate) trait Stored: OpLookup<Error = StoreError> {
 
     /// Which ops are void (their writes take no effect) under the membership stored.
     fn cutoffs(&self) -> &Cutoffs;
+
+    /// The contact's key in the name index as stored (`None` if it has no entry).
+    fn listing_key(&self, contact: &ContactId) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// What a finished stage writes.
@@ -41,12 +46,17 @@ pub(crate) struct Staged {
     pub(crate) added: Vec<(u64, SealedOp)>,
     /// The membership ops among them.
     pub(crate) membership: Vec<SealedOp>,
+    /// The contacts whose registers changed, each with the paths written.
+    pub(crate) changed: Vec<(ContactId, BTreeSet<Path>)>,
 }
 
 /// One contact's registers as staged, and whether staged ops changed them.
 struct StagedContact {
     registers: ContactRegisters,
-    changed: bool,
+    /// Its key in the name index before the stage.
+    listed: Option<Vec<u8>>,
+    /// The paths staged ops wrote (none: unchanged).
+    paths: BTreeSet<Path>,
 }
 
 /// Ops staged over a store, not yet written.
@@ -121,7 +131,8 @@ impl<'s> Stage<'s> {
             Entry::Occupied(staged) => staged.into_mut(),
             Entry::Vacant(slot) => slot.insert(StagedContact {
                 registers: self.store.contact_registers(contact)?,
-                changed: false,
+                listed: self.store.listing_key(contact)?,
+                paths: BTreeSet::new(),
             }),
         })
     }
@@ -152,7 +163,9 @@ impl<'s> Stage<'s> {
             let (writes, heads) = staged.registers.entry(w.path.clone()).or_default();
             *writes += 1;
             heads.apply(RegisterWrite::of(op, id, w));
-            staged.changed = true;
+            if !staged.paths.contains(&w.path) {
+                staged.paths.insert(w.path.clone());
+            }
         }
         if op.is_membership() {
             self.membership.push(sealed.clone());
@@ -174,12 +187,21 @@ impl<'s> Stage<'s> {
         for (author, tip) in &self.tips {
             batch.insert(keys::author(author), keys::encode(tip));
         }
+        let mut changed = Vec::new();
         for (contact, staged) in self.contacts.drain() {
-            if staged.changed {
+            if !staged.paths.is_empty() {
                 batch.insert(
                     keys::contact(&contact),
                     keys::contact_value(&staged.registers),
                 );
+                let view = view_of(contact, &staged.registers);
+                keys::rename(
+                    &mut batch,
+                    &contact,
+                    staged.listed.as_deref(),
+                    &listing_key(&view.contact),
+                );
+                changed.push((contact, staged.paths));
             }
         }
         for op in &self.membership {
@@ -195,6 +217,7 @@ impl<'s> Stage<'s> {
             tips: self.tips,
             added: self.added,
             membership: self.membership,
+            changed,
         }
     }
 }

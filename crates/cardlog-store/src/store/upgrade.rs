@@ -1,6 +1,9 @@
 //! The upgrades, in place and without a replay of the log: format 2 (one sled key per register)
-//! to format 3 (one per contact), and format 3 (no device key) to format 4 (a device key, the
-//! address book, signatures and membership ops).
+//! to format 3 (one per contact), format 3 (no device key) to format 4 (a device key, the
+//! address book, signatures and membership ops), and format 4 to format 5 (the name index,
+//! which the open that follows builds). Each writes the next format's marker beside the old
+//! one, switches the database in one durable batch, then replaces the marker; an open after a
+//! crash in between finishes the step.
 
 use std::path::Path as FsPath;
 
@@ -27,22 +30,9 @@ impl Store {
     /// format 2). A crash before the batch leaves format 2 as it was; after it, a format-2
     /// marker over a database saying 3 only has its marker replaced.
     pub(super) fn upgrade_from_2(dir: &FsPath, options: &StoreOptions) -> Result<(), OpenError> {
-        let upgrading = |what: String| {
-            OpenError::damaged(format!(
-                "upgrading the format-2 store in {}: {what}",
-                dir.display()
-            ))
-        };
-        let db = dir.join(DB_DIR);
-        if !db.is_dir() || !dir.join(LOG_FILE).is_file() {
-            return Err(upgrading(format!(
-                "no {DB_DIR}/ database or no {LOG_FILE} op log"
-            )));
-        }
-        let marker = dir.join(MARKER_FILE);
-        let next = dir.join(format!("{MARKER_FILE}.upgrading"));
-        write_marker(&next, FORMAT_3).map_err(|e| upgrading(format!("{}: {e}", next.display())))?;
-        let kv = SledKv::open(&db, options.cache_bytes)?;
+        let step = Step::begin(dir, 2, FORMAT_3)?;
+        let upgrading = |what: String| step.damaged(&what);
+        let kv = SledKv::open(&dir.join(DB_DIR), options.cache_bytes)?;
         match kv.get(meta::FORMAT)?.as_deref() {
             Some([2]) => {
                 let mut batch = KvBatch::default();
@@ -84,16 +74,14 @@ impl Store {
             None => return Err(upgrading("the database has no format entry".into())),
         }
         drop(kv);
-        std::fs::rename(&next, &marker)
-            .map_err(|e| upgrading(format!("{}: {e}", marker.display())))?;
-        // Make the rename durable (best effort: not every platform can sync a directory).
-        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
-        Ok(())
+        step.finish()
     }
 }
 
 /// The format [`Store::upgrade_from_2`] writes (and [`Store::upgrade_from_3`] reads).
 const FORMAT_3: u8 = 3;
+/// The format [`Store::upgrade_from_3`] writes (and [`Store::upgrade_from_4`] reads).
+const FORMAT_4: u8 = 4;
 
 impl Store {
     /// Upgrades a store of format 3 to format 4: the device takes a key (a new device id: the
@@ -107,23 +95,9 @@ impl Store {
     /// the key is put in place, then the marker. An open after a crash in any step finds
     /// either format 3 untouched (the waiting key is used) or format 4 with its key.
     pub(super) fn upgrade_from_3(dir: &FsPath, options: &StoreOptions) -> Result<(), OpenError> {
-        let upgrading = |what: String| {
-            OpenError::damaged(format!(
-                "upgrading the format-3 store in {}: {what}",
-                dir.display()
-            ))
-        };
-        let db = dir.join(DB_DIR);
-        if !db.is_dir() || !dir.join(LOG_FILE).is_file() {
-            return Err(upgrading(format!(
-                "no {DB_DIR}/ database or no {LOG_FILE} op log"
-            )));
-        }
-        let marker = dir.join(MARKER_FILE);
-        let next = dir.join(format!("{MARKER_FILE}.upgrading"));
-        write_marker(&next, STORE_FORMAT_VERSION)
-            .map_err(|e| upgrading(format!("{}: {e}", next.display())))?;
-        let kv = SledKv::open(&db, options.cache_bytes)?;
+        let step = Step::begin(dir, 3, FORMAT_4)?;
+        let upgrading = |what: String| step.damaged(&what);
+        let kv = SledKv::open(&dir.join(DB_DIR), options.cache_bytes)?;
         let replica = kv
             .get(meta::REPLICA)?
             .and_then(|v| <[u8; 16]>::try_from(v.as_slice()).ok())
@@ -138,12 +112,12 @@ impl Store {
                 let mut former = kv.get(meta::FORMER)?.unwrap_or_default();
                 former.extend_from_slice(&replica.0);
                 batch.insert(meta::FORMER.to_vec(), former);
-                batch.insert(meta::FORMAT.to_vec(), vec![STORE_FORMAT_VERSION]);
+                batch.insert(meta::FORMAT.to_vec(), vec![FORMAT_4]);
                 kv.apply(batch)?;
                 kv.flush()?;
                 read_key(dir, key.device())?;
             }
-            Some([v]) if *v == STORE_FORMAT_VERSION => {
+            Some([FORMAT_4]) => {
                 // Cut off after the batch: put the waiting key in place.
                 read_key(dir, replica)?;
             }
@@ -155,9 +129,82 @@ impl Store {
             None => return Err(upgrading("the database has no format entry".into())),
         }
         drop(kv);
-        std::fs::rename(&next, &marker)
-            .map_err(|e| upgrading(format!("{}: {e}", marker.display())))?;
-        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        step.finish()
+    }
+}
+
+impl Store {
+    /// Upgrades a store of format 4 to format 5: nothing in it changes but the format; the
+    /// name index format 5 keeps is built by the open that follows (`names.rs`), since the
+    /// database carries no mark that it is complete. A crash before the batch leaves format 4
+    /// as it was; after it, a format-4 marker over a database saying 5 only has its marker
+    /// replaced.
+    pub(super) fn upgrade_from_4(dir: &FsPath, options: &StoreOptions) -> Result<(), OpenError> {
+        let step = Step::begin(dir, 4, STORE_FORMAT_VERSION)?;
+        let upgrading = |what: String| step.damaged(&what);
+        let kv = SledKv::open(&dir.join(DB_DIR), options.cache_bytes)?;
+        match kv.get(meta::FORMAT)?.as_deref() {
+            Some([FORMAT_4]) => {
+                let mut batch = KvBatch::default();
+                batch.insert(meta::FORMAT.to_vec(), vec![STORE_FORMAT_VERSION]);
+                batch.remove(meta::NAMES.to_vec());
+                kv.apply(batch)?;
+                kv.flush()?;
+            }
+            Some([v]) if *v == STORE_FORMAT_VERSION => {}
+            Some(other) => {
+                return Err(upgrading(format!(
+                    "the marker says format 4 but the database says {other:?}"
+                )))
+            }
+            None => return Err(upgrading("the database has no format entry".into())),
+        }
+        drop(kv);
+        step.finish()
+    }
+}
+
+/// One upgrade step's files: the next format's marker written beside the old one first (an
+/// unwritable directory fails before the database changes), renamed over it last.
+struct Step<'d> {
+    dir: &'d FsPath,
+    from: u8,
+    marker: std::path::PathBuf,
+    next: std::path::PathBuf,
+}
+
+impl<'d> Step<'d> {
+    /// Checks the store has its database and log, and writes the marker of format `to`
+    /// beside the old one.
+    fn begin(dir: &'d FsPath, from: u8, to: u8) -> Result<Self, OpenError> {
+        let step = Self {
+            dir,
+            from,
+            marker: dir.join(MARKER_FILE),
+            next: dir.join(format!("{MARKER_FILE}.upgrading")),
+        };
+        if !dir.join(DB_DIR).is_dir() || !dir.join(LOG_FILE).is_file() {
+            return Err(step.damaged(&format!("no {DB_DIR}/ database or no {LOG_FILE} op log")));
+        }
+        write_marker(&step.next, to)
+            .map_err(|e| step.damaged(&format!("{}: {e}", step.next.display())))?;
+        Ok(step)
+    }
+
+    /// The error naming what stopped the upgrade.
+    fn damaged(&self, what: &str) -> OpenError {
+        OpenError::damaged(format!(
+            "upgrading the format-{} store in {}: {what}",
+            self.from,
+            self.dir.display()
+        ))
+    }
+
+    /// Puts the new marker in place, durably where the platform can sync a directory.
+    fn finish(self) -> Result<(), OpenError> {
+        std::fs::rename(&self.next, &self.marker)
+            .map_err(|e| self.damaged(&format!("{}: {e}", self.marker.display())))?;
+        let _ = std::fs::File::open(self.dir).and_then(|d| d.sync_all());
         Ok(())
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use super::derive::{Derived, Progress, Registers};
+use super::names::{names_mark, wanted_names};
 use super::Store;
 use super::VerifyReport;
 use crate::error::StoreError;
@@ -99,6 +100,18 @@ impl Store {
             .is_some()
         {
             problems.push("format-2 register keys are left in the database".into());
+        }
+        if self.names_indexed()? {
+            let mut stored_names = BTreeMap::new();
+            for prefix in [keys::NAME, keys::NAME_OF] {
+                for pair in self.held.scan_prefix(&*self.kv, &[prefix]) {
+                    let (k, v) = pair?;
+                    stored_names.insert(k, v);
+                }
+            }
+            if stored_names != wanted_names(&derived.registers) {
+                problems.push("the name index disagrees with the registers (run rebuild)".into());
+            }
         }
         let none = ContactRegisters::new();
         let mut registers = 0u64;
@@ -196,15 +209,25 @@ impl Store {
             .apply({
                 let mut b = KvBatch::default();
                 b.insert(meta::REBUILDING.to_vec(), vec![1]);
+                // Any contact may change without a new op: change cursors of before this
+                // rebuild cannot answer (`changes.rs`). Bumped first, so a crash midway
+                // cannot leave the state changed under an old epoch.
+                b.insert(meta::EPOCH.to_vec(), keys::encode(&(self.epoch + 1)));
+                // The name index is rewritten in chunks too: pages read every contact until
+                // the last batch marks it complete again.
+                b.remove(meta::NAMES.to_vec());
                 b
             })
             .map_err(|e| self.poison(e))?;
         self.kv.flush().map_err(|e| self.poison(e))?;
+        self.epoch += 1;
+        let tracking = self.tracks_changes();
         let mut wanted: BTreeMap<Vec<u8>, Vec<u8>> = derived
             .registers
             .iter()
             .map(|(contact, registers)| (keys::contact(contact), keys::contact_value(registers)))
             .collect();
+        wanted.extend(wanted_names(&derived.registers));
         for (author, head) in &derived.tips {
             wanted.insert(keys::author(author), keys::encode(head));
         }
@@ -218,6 +241,8 @@ impl Store {
             keys::CONTACT,
             keys::HEADS_V2,
             keys::MEMBERSHIP,
+            keys::NAME,
+            keys::NAME_OF,
         ] {
             let pairs: Result<Vec<_>, KvError> =
                 self.held.scan_prefix(&*self.kv, &[prefix]).collect();
@@ -225,8 +250,18 @@ impl Store {
             for (k, v) in pairs {
                 match wanted.remove(&k) {
                     Some(want) if want == v => {}
-                    Some(want) => batch.insert(k, want),
-                    None => batch.remove(k),
+                    Some(want) => {
+                        if tracking && prefix == keys::CONTACT {
+                            self.note_rebuilt(&k, Some(&v), Some(&want));
+                        }
+                        batch.insert(k, want);
+                    }
+                    None => {
+                        if tracking && prefix == keys::CONTACT {
+                            self.note_rebuilt(&k, Some(&v), None);
+                        }
+                        batch.remove(k);
+                    }
                 }
                 if batch.len() >= REBUILD_CHUNK {
                     let full = std::mem::take(&mut batch);
@@ -235,12 +270,16 @@ impl Store {
             }
         }
         for (k, v) in wanted {
+            if tracking && k.first() == Some(&keys::CONTACT) {
+                self.note_rebuilt(&k, None, Some(&v));
+            }
             batch.insert(k, v);
         }
         batch.insert(
             meta::APPLIED.to_vec(),
             keys::encode(&(derived.ops, self.log.len())),
         );
+        batch.insert(meta::NAMES.to_vec(), names_mark());
         batch.remove(meta::REBUILDING.to_vec());
         self.kv.apply(batch).map_err(|e| self.poison(e))?;
         self.kv.flush().map_err(|e| self.poison(e))?;

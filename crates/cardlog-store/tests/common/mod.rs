@@ -346,6 +346,14 @@ pub fn assert_same_as_replay(store: &Store, replay: &Replay) {
     assert_eq!(store.contacts(false).unwrap(), replay.contacts(false));
     assert_eq!(store.contacts(true).unwrap(), replay.contacts(true));
     assert_eq!(store.conflicts().unwrap(), replay.conflicts());
+    // The name index lists every contact once, in the listing order.
+    let mut by_name = replay.contacts(true);
+    by_name.sort_by_key(|v| cardlog_core::listing_key(&v.contact));
+    assert_eq!(
+        walk_pages(store, 3, true),
+        by_name.iter().map(|v| v.contact.id).collect::<Vec<_>>(),
+        "pages by name"
+    );
     for id in replay.contact_ids() {
         assert_eq!(store.contact(&id).unwrap(), replay.contact(&id));
         let paths = replay.paths(&id);
@@ -379,6 +387,25 @@ pub fn assert_same_as_replay(store: &Store, replay: &Replay) {
     assert!(report.is_ok(), "verify: {:?}", report.problems);
     assert_eq!(report.ops, replay.len() as u64);
     assert_eq!(report.authors, replay.summary().len());
+}
+
+/// Every contact in display-name order, read `limit` at a time through `contacts_page`.
+pub fn walk_pages(store: &Store, limit: usize, include_deleted: bool) -> Vec<ContactId> {
+    let mut query = cardlog_core::ContactQuery {
+        limit,
+        include_deleted,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    loop {
+        let page = store.contacts_page(&query).unwrap();
+        assert!(page.contacts.len() <= limit);
+        out.extend(page.contacts.iter().map(|v| v.contact.id));
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return out,
+        }
+    }
 }
 
 /// The (offset, op length) of every record in the op log of the closed store at `dir`.

@@ -1,0 +1,365 @@
+//! Which contacts the store's state changed for: as it happens (tracked on request, for a
+//! subscriber) and since a cursor (read back from the log, for an app that was not running).
+//!
+//! Every register write after open goes through one of two places: a staged batch
+//! (`stage.rs`: saves, received ops) or a rebuild (`verify.rs`: `rebuild`, a retraction, a
+//! withdrawal). (The log's tail replayed and a format upgraded at open write registers
+//! before anyone can listen.) A staged batch knows the paths its ops wrote; a rebuild compares each contact's
+//! registers before and after. While tracking is on, both note what changed here, and
+//! [`Store::take_changes`] hands it over.
+//!
+//! A [`ChangeCursor`] names a point in this store's history: the device, the rebuild epoch,
+//! a log offset and the record ending there (so a log restored from a backup and grown back
+//! to the same length is told apart). The changes since it are the contacts the ops logged after that offset
+//! wrote, for as long as no rebuild has re-derived the state (a rebuild can change any
+//! contact without a new op, so it starts a new epoch and older cursors see
+//! [`Since::Everything`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cardlog_core::{ContactId, DeviceId, OpId, Path};
+
+use super::Store;
+use crate::error::StoreError;
+use crate::state::keys::{self, ContactRegisters};
+
+/// A contact whose state changed, with the paths (fields and items) whose registers changed.
+/// As JSON (core's `json` shapes): `{"contact": "<hex>", "paths": ["given", "phone.<id>"]}`.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct ContactChange {
+    /// The contact.
+    pub contact: ContactId,
+    /// The paths whose registers changed, in path order. A rebuild that removed a contact's
+    /// registers altogether names the paths it had.
+    pub paths: Vec<Path>,
+}
+
+/// A point in a store's history, to ask later what changed since ([`Store::changes_since`]).
+/// Opaque to apps: keep it as the 72 bytes of [`ChangeCursor::to_bytes`] (or its hex
+/// `Display`) and give it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChangeCursor {
+    device: DeviceId,
+    epoch: u64,
+    offset: u64,
+    /// The log record ending at `offset` (its start and the first 16 bytes of its op id):
+    /// a log restored from a backup and grown back to the same length holds another record
+    /// there. Zeros when `offset` is 0.
+    last_start: u64,
+    last_id: [u8; 16],
+}
+
+/// Bytes of an encoded [`ChangeCursor`].
+pub const CHANGE_CURSOR_BYTES: usize = 72;
+
+/// A change cursor that does not decode: it was not made by [`ChangeCursor::to_bytes`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a change cursor: {0}")]
+pub struct CursorParseError(&'static str);
+
+impl ChangeCursor {
+    /// A cursor that answers [`Since::Everything`] on any store (an app's first run, or a
+    /// change whose end could not be read carries it).
+    pub fn everything(device: DeviceId) -> Self {
+        Self {
+            device,
+            epoch: u64::MAX,
+            offset: u64::MAX,
+            last_start: 0,
+            last_id: [0; 16],
+        }
+    }
+
+    /// The cursor's bytes: device id, epoch, log offset and the start of the record ending
+    /// there (big-endian), that record's op id (16 bytes), then 16 bytes of their blake3
+    /// hash, which tells a mistyped cursor from one of another store.
+    pub fn to_bytes(&self) -> [u8; CHANGE_CURSOR_BYTES] {
+        let mut body = Vec::with_capacity(CHANGE_CURSOR_BYTES);
+        body.extend_from_slice(&self.device.0);
+        body.extend_from_slice(&self.epoch.to_be_bytes());
+        body.extend_from_slice(&self.offset.to_be_bytes());
+        body.extend_from_slice(&self.last_start.to_be_bytes());
+        body.extend_from_slice(&self.last_id);
+        let check = blake3::hash(&body);
+        body.extend(check.as_bytes().iter().take(16));
+        let mut out = [0u8; CHANGE_CURSOR_BYTES];
+        out.copy_from_slice(&body);
+        out
+    }
+
+    /// Reads back [`ChangeCursor::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CursorParseError> {
+        const SIZE: CursorParseError = CursorParseError("not 72 bytes");
+        if bytes.len() != CHANGE_CURSOR_BYTES {
+            return Err(SIZE);
+        }
+        let (body, check) = bytes.split_at(CHANGE_CURSOR_BYTES - 16);
+        if blake3::hash(body).as_bytes().get(..16) != Some(check) {
+            return Err(CursorParseError("its check does not match"));
+        }
+        let (device, rest) = body.split_at(16);
+        let (epoch, rest) = rest.split_at(8);
+        let (offset, rest) = rest.split_at(8);
+        let (last_start, last_id) = rest.split_at(8);
+        let number = |b: &[u8]| {
+            <[u8; 8]>::try_from(b)
+                .map(u64::from_be_bytes)
+                .map_err(|_| SIZE)
+        };
+        Ok(Self {
+            device: DeviceId(<[u8; 16]>::try_from(device).map_err(|_| SIZE)?),
+            epoch: number(epoch)?,
+            offset: number(offset)?,
+            last_start: number(last_start)?,
+            last_id: <[u8; 16]>::try_from(last_id).map_err(|_| SIZE)?,
+        })
+    }
+}
+
+impl std::fmt::Display for ChangeCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in self.to_bytes() {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// As its 144 hex digits (what `Display` writes).
+impl serde::Serialize for ChangeCursor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ChangeCursor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::str::FromStr for ChangeCursor {
+    type Err = CursorParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        const HEX: CursorParseError = CursorParseError("not 144 hex digits");
+        if s.len() != CHANGE_CURSOR_BYTES * 2 {
+            return Err(HEX);
+        }
+        let digit = |c: u8| (c as char).to_digit(16).ok_or(HEX);
+        let bytes = s
+            .as_bytes()
+            .chunks_exact(2)
+            .map(|pair| match pair {
+                [hi, lo] => Ok((digit(*hi)? * 16 + digit(*lo)?) as u8),
+                _ => Err(HEX),
+            })
+            .collect::<Result<Vec<u8>, _>>()?;
+        Self::from_bytes(&bytes)
+    }
+}
+
+/// What changed since a cursor. As JSON `{"changes": [{"contact", "paths"}]}` or
+/// `"everything"`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Since {
+    /// These contacts (in contact order), each with the paths written. It may name a contact
+    /// whose visible state did not change (a write that lost to a concurrent one, a write of
+    /// a removed device); it never leaves out one that did.
+    Changes(Vec<ContactChange>),
+    /// The cursor is of another store or device id, of before a rebuild, or past this
+    /// store's history (a backup restored): read every contact again.
+    Everything,
+}
+
+fn id_prefix(id: &OpId) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out.iter_mut().zip(id.0.iter()).for_each(|(o, b)| *o = *b);
+    out
+}
+
+/// Changes noted while tracking is on, per contact.
+#[derive(Debug, Default)]
+pub(crate) struct Noted(BTreeMap<ContactId, BTreeSet<Path>>);
+
+impl Noted {
+    fn note(&mut self, contact: ContactId, paths: impl IntoIterator<Item = Path>) {
+        self.0.entry(contact).or_default().extend(paths);
+    }
+}
+
+/// The paths whose registers differ between `before` and `after`.
+pub(crate) fn changed_paths(before: &ContactRegisters, after: &ContactRegisters) -> Vec<Path> {
+    let mut paths: BTreeSet<Path> = BTreeSet::new();
+    for (path, value) in before {
+        if after.get(path) != Some(value) {
+            paths.insert(path.clone());
+        }
+    }
+    for path in after.keys() {
+        if !before.contains_key(path) {
+            paths.insert(path.clone());
+        }
+    }
+    paths.into_iter().collect()
+}
+
+impl Store {
+    /// Starts (or stops) noting which contacts each write changes, for
+    /// [`Store::take_changes`]. Off by default: nothing is kept for a store nobody asks.
+    pub fn track_changes(&mut self, on: bool) {
+        self.noted = on.then(Box::default);
+    }
+
+    /// The changes noted since tracking started or since the last call, in contact order;
+    /// empty when tracking is off.
+    pub fn take_changes(&mut self) -> Vec<ContactChange> {
+        let Some(noted) = self.noted.as_mut() else {
+            return Vec::new();
+        };
+        std::mem::take(&mut noted.0)
+            .into_iter()
+            .map(|(contact, paths)| ContactChange {
+                contact,
+                paths: paths.into_iter().collect(),
+            })
+            .collect()
+    }
+
+    /// Notes that a write changed `paths` of `contact` (while tracking).
+    pub(super) fn note_change(
+        &mut self,
+        contact: ContactId,
+        paths: impl IntoIterator<Item = Path>,
+    ) {
+        if let Some(noted) = self.noted.as_mut() {
+            noted.note(contact, paths);
+        }
+    }
+
+    /// Notes what a rebuild changed of the contact under `key`: its registers `before` and
+    /// `after` (`None`: none). A value that does not decode counts as no registers: the
+    /// rebuild replaces it either way.
+    pub(super) fn note_rebuilt(&mut self, key: &[u8], before: Option<&[u8]>, after: Option<&[u8]>) {
+        let Ok(contact) = keys::parse_contact(key) else {
+            return;
+        };
+        let registers = |v: Option<&[u8]>| {
+            v.and_then(|v| keys::parse_contact_value(v).ok())
+                .unwrap_or_default()
+        };
+        let paths = changed_paths(&registers(before), &registers(after));
+        self.note_change(contact, paths);
+    }
+
+    /// Whether changes are being noted.
+    pub(super) fn tracks_changes(&self) -> bool {
+        self.noted.is_some()
+    }
+
+    /// Where the store's history stands now: [`Store::changes_since`] it names what changes
+    /// after this. Right after a write it costs nothing; otherwise it finds the log's last
+    /// record through the log index (built on first use, one read of the log).
+    pub fn change_cursor(&self) -> Result<ChangeCursor, StoreError> {
+        let offset = self.log.len();
+        let (last_start, last_id) = match *self.last_record {
+            _ if offset == 0 => (0, [0; 16]),
+            Some((start, end, id)) if end == offset => (start, id),
+            _ => self.find_last_record()?,
+        };
+        Ok(ChangeCursor {
+            device: self.device,
+            epoch: self.epoch,
+            offset,
+            last_start,
+            last_id,
+        })
+    }
+
+    /// The start and id prefix of the record ending at the log's end: the latest of the
+    /// authors' tips in the index, else (a withdrawn record last) a scan of the log.
+    fn find_last_record(&self) -> Result<(u64, [u8; 16]), StoreError> {
+        let end = self.log.len();
+        let index = self.index()?;
+        let latest = self
+            .summary
+            .iter()
+            .filter_map(|(author, tip)| index.at_seq(author, tip.seq))
+            .max();
+        if let Some(start) = latest {
+            let record = self.log.read(start)?;
+            if record.end() == end {
+                return Ok((start, id_prefix(&record.id)));
+            }
+        }
+        let mut last = None;
+        for record in self.log.scan(0, end) {
+            let record = record?;
+            last = Some((record.offset, id_prefix(&record.id)));
+        }
+        last.ok_or_else(|| StoreError::damaged("the op log holds no record before its end".into()))
+    }
+
+    /// Notes the last record appended (start, end, id) for [`Store::change_cursor`].
+    pub(super) fn appended(&mut self, start: u64, end: u64, id: &OpId) {
+        *self.last_record = Some((start, end, id_prefix(id)));
+    }
+
+    /// The contacts changed since `cursor` (from this store's [`Store::change_cursor`]):
+    /// those written by the ops logged after it, read back from the log (the time it takes
+    /// grows with the ops since, not with the store). [`Since::Everything`] when the cursor
+    /// cannot answer (see [`Since`]).
+    pub fn changes_since(&self, cursor: &ChangeCursor) -> Result<Since, StoreError> {
+        if cursor.device != self.device
+            || cursor.epoch != self.epoch
+            || cursor.offset > self.log.len()
+        {
+            return Ok(Since::Everything);
+        }
+        // The record the cursor ends after must be the one here: a log restored from a
+        // backup (or cut by a crash after a bulk write) and grown back holds another.
+        if cursor.offset > 0 {
+            let same = match self.log.read(cursor.last_start) {
+                Ok(record) => {
+                    record.end() == cursor.offset && id_prefix(&record.id) == cursor.last_id
+                }
+                Err(_) => false,
+            };
+            if !same {
+                return Ok(Since::Everything);
+            }
+        }
+        let mut noted = Noted::default();
+        for (i, record) in self.log.scan(cursor.offset, self.log.len()).enumerate() {
+            let record = match record {
+                // The first record is checked whole: a cursor of another history of this
+                // device (a backup restored) may fall inside a record.
+                Ok(record) if i == 0 && record.seal().is_err() => return Ok(Since::Everything),
+                Ok(record) => record,
+                Err(_) if i == 0 => return Ok(Since::Everything),
+                Err(e) => return Err(e.into()),
+            };
+            if self.withdrawn.offsets.contains(&record.offset) {
+                continue;
+            }
+            let op = record.decode_trusted()?;
+            for write in op.writes {
+                noted.note(write.contact, [write.path]);
+            }
+        }
+        Ok(Since::Changes(
+            noted
+                .0
+                .into_iter()
+                .map(|(contact, paths)| ContactChange {
+                    contact,
+                    paths: paths.into_iter().collect(),
+                })
+                .collect(),
+        ))
+    }
+}

@@ -1,0 +1,149 @@
+//! The name index: every contact by its place in the listing order (core's `listing`), so a
+//! page of contacts in display-name order reads the page, not the store. Every register write
+//! keeps it (`stage.rs`), every rebuild rewrites it (`verify.rs`, checked by `verify`), the
+//! first open of a store written before it existed builds it, and `contacts_page` walks it.
+
+use std::collections::BTreeMap;
+
+use cardlog_core::replay::view_of;
+use cardlog_core::{listing_key, listing_key_contact, ContactPage, ContactQuery, Pager};
+
+use super::derive::Registers;
+use super::Store;
+use crate::error::StoreError;
+use crate::state::keys::{self, meta, NAME_INDEX_VERSION};
+use crate::state::kv::KvBatch;
+
+/// Writes per sled batch while the index is built.
+const BUILD_CHUNK: usize = 16_384;
+
+/// The value of `meta::NAMES` this build writes and trusts: the listing order's version and
+/// the Unicode version of the case tables that lowercase names (`char::UNICODE_VERSION`),
+/// since another version may lowercase some names otherwise.
+pub(super) fn names_mark() -> Vec<u8> {
+    let (major, minor, update) = char::UNICODE_VERSION;
+    vec![NAME_INDEX_VERSION, major, minor, update]
+}
+
+/// The name-index entries (`n` and `N` keys with their values) that `registers` call for.
+pub(super) fn wanted_names(registers: &Registers) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut wanted = BTreeMap::new();
+    for (contact, registers) in registers {
+        let listed = listing_key(&view_of(*contact, registers).contact);
+        wanted.insert(keys::name_of(contact), listed.clone());
+        wanted.insert(keys::name(&listed), Vec::new());
+    }
+    wanted
+}
+
+impl Store {
+    /// Whether the name index holds every contact, in the order this build computes.
+    pub(super) fn names_indexed(&self) -> Result<bool, StoreError> {
+        Ok(self.held.get(&*self.kv, meta::NAMES)?.as_deref() == Some(&names_mark()[..]))
+    }
+
+    /// Builds the name index when the store has none (written before it existed, by an
+    /// older listing order, or by a build with other Unicode case tables): one pass over the
+    /// contacts, at open. A store it cannot build it for (a contact that does not decode, a
+    /// failed write) still opens, unmarked: pages then read every contact, and `verify` and
+    /// `rebuild` deal with the damage as before.
+    pub(super) fn ensure_name_index(&mut self) -> Result<(), StoreError> {
+        if self.poisoned.is_some() || self.names_indexed()? {
+            return Ok(());
+        }
+        // Whatever stopped it, the mark is not written: nothing trusts a partial index.
+        let _unbuilt = self.build_name_index();
+        Ok(())
+    }
+
+    fn build_name_index(&mut self) -> Result<(), StoreError> {
+        let mut batch = KvBatch::default();
+        for prefix in [keys::NAME, keys::NAME_OF] {
+            loop {
+                // Stale entries (an interrupted build), removed a chunk at a time.
+                let stale: Result<Vec<_>, _> = self
+                    .held
+                    .scan_prefix(&*self.kv, &[prefix])
+                    .take(BUILD_CHUNK)
+                    .collect();
+                let stale = stale?;
+                if stale.is_empty() {
+                    break;
+                }
+                let mut removal = KvBatch::default();
+                for (k, _) in stale {
+                    removal.remove(k);
+                }
+                self.kv.apply(removal)?;
+            }
+        }
+        let mut chunks = Vec::new();
+        for pair in self.held.scan_prefix(&*self.kv, &[keys::CONTACT]) {
+            let (k, v) = pair?;
+            let contact = keys::parse_contact(&k)?;
+            let view = view_of(contact, &keys::parse_contact_value(&v)?);
+            keys::rename(&mut batch, &contact, None, &listing_key(&view.contact));
+            if batch.len() >= BUILD_CHUNK {
+                chunks.push(std::mem::take(&mut batch));
+            }
+            // Bounded memory: write the chunks gathered so far once there are a few.
+            if chunks.len() >= 4 {
+                for chunk in chunks.drain(..) {
+                    self.kv.apply(chunk)?;
+                }
+            }
+        }
+        for chunk in chunks {
+            self.kv.apply(chunk)?;
+        }
+        batch.insert(meta::NAMES.to_vec(), names_mark());
+        self.kv.apply(batch)?;
+        self.kv.flush()?;
+        Ok(())
+    }
+
+    /// One page of contacts in display-name order (core's `listing`), read through the name
+    /// index from the page's start: the contacts before it are not read, and only the page is
+    /// kept in memory. (A store whose index could not be built, one opened read-only after
+    /// damage, is read whole, one contact at a time.)
+    pub fn contacts_page(&self, query: &ContactQuery) -> Result<ContactPage, StoreError> {
+        let mut pager = Pager::new(query.clone());
+        if !self.names_indexed()? {
+            self.for_each_contact(|id, registers| pager.offer(view_of(id, &registers)))?;
+            return Ok(pager.finish());
+        }
+        // The smallest key after the cursor's.
+        let mut from = keys::name(
+            &query
+                .after
+                .as_ref()
+                .map(|c| c.key_bytes())
+                .unwrap_or_default(),
+        );
+        if query.after.is_some() {
+            from.push(0);
+        }
+        for pair in self.held.scan_from(&*self.kv, &[keys::NAME], &from) {
+            let (k, _) = pair?;
+            let contact = k
+                .get(1..)
+                .and_then(listing_key_contact)
+                .ok_or_else(|| StoreError::undecodable("name index key"))?;
+            let registers = self.contact_registers(&contact)?;
+            if registers.is_empty() {
+                return Err(StoreError::Damaged {
+                    what: format!(
+                        "the name index lists contact {contact}, which the store lacks \
+                         (run rebuild)"
+                    ),
+                    offset: None,
+                });
+            }
+            pager.offer(view_of(contact, &registers));
+            if pager.settled() {
+                break;
+            }
+        }
+        Ok(pager.finish())
+    }
+}

@@ -1,0 +1,166 @@
+//! The name index (store/names.rs): built at the first open of a store that has none, kept by
+//! saves and applies, checked by `verify` and repaired by `rebuild`; pages read through it
+//! equal the listing order of every contact.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+mod common;
+
+use cardlog_core::{listing_key, Contact, ContactId, ContactQuery, Field};
+use cardlog_store::keys::{self, meta};
+use cardlog_store::Store;
+use common::{new_store, reopen, walk_pages, World};
+
+const NAMES: [&str; 6] = ["Zoe", "ada", "Ada", "", "Émile", "bob"];
+
+/// Every contact of the store, sorted by the listing key computed from its view.
+fn by_name(store: &Store) -> Vec<ContactId> {
+    let mut all = store.contacts(true).unwrap();
+    all.sort_by_key(|v| listing_key(&v.contact));
+    all.into_iter().map(|v| v.contact.id).collect()
+}
+
+/// A store holding 30 contacts, some renamed and some deleted, written by one device.
+fn filled() -> (tempfile::TempDir, std::path::PathBuf, Store) {
+    let (tmp, dir, mut store) = new_store();
+    let mut w = World::new(1);
+    for i in 0..30u8 {
+        let mut c = Contact::new(ContactId([i; 16]));
+        let name = NAMES[usize::from(i) % NAMES.len()];
+        if !name.is_empty() {
+            c.set(Field::Given, name);
+        }
+        w.devices[0].create(&c).unwrap();
+    }
+    for i in (0..30u8).step_by(4) {
+        w.advance(1_000);
+        w.devices[0]
+            .edit(ContactId([i; 16]), |c| {
+                c.set(Field::Family, format!("Renamed{}", 30 - i));
+            })
+            .unwrap();
+    }
+    for i in (0..30u8).step_by(7) {
+        w.advance(1_000);
+        w.devices[0].delete(ContactId([i; 16])).unwrap();
+    }
+    let ops: Vec<_> = w.all_ops();
+    store.apply_all(&ops).unwrap();
+    // In sled, so the tests' direct removals are not overwritten by held-back writes.
+    store.settle().unwrap();
+    (tmp, dir, store)
+}
+
+#[test]
+fn pages_follow_saves_renames_and_deletes() {
+    let (_tmp, dir, store) = filled();
+    let want = by_name(&store);
+    assert_eq!(want.len(), 30);
+    for limit in [1, 4, 30, 100] {
+        assert_eq!(walk_pages(&store, limit, true), want, "limit {limit}");
+    }
+    let live: Vec<ContactId> = want
+        .iter()
+        .filter(|id| !store.contact(id).unwrap().unwrap().deleted)
+        .copied()
+        .collect();
+    assert_eq!(walk_pages(&store, 4, false), live);
+    assert!(store.verify().unwrap().is_ok());
+    drop(store);
+    let store = reopen(&dir);
+    assert_eq!(walk_pages(&store, 7, true), want, "after a reopen");
+}
+
+#[test]
+fn a_store_without_the_index_builds_it_at_open() {
+    let (_tmp, dir, mut store) = filled();
+    let want = by_name(&store);
+    // As a store written before the index existed: no mark, and entries missing.
+    store.remove_meta(meta::NAMES).unwrap();
+    let victim = store.contact(&want[3]).unwrap().unwrap().contact;
+    store
+        .remove_meta(&keys::name(&listing_key(&victim)))
+        .unwrap();
+    store.remove_meta(&keys::name_of(&victim.id)).unwrap();
+    store.flush().unwrap();
+    // Read whole while the index is not marked complete.
+    assert_eq!(walk_pages(&store, 5, true), want, "without the index");
+    drop(store);
+    let store = reopen(&dir);
+    let (major, minor, update) = char::UNICODE_VERSION;
+    assert_eq!(
+        store.meta(meta::NAMES).unwrap(),
+        Some(vec![keys::NAME_INDEX_VERSION, major, minor, update])
+    );
+    assert_eq!(walk_pages(&store, 5, true), want, "after the build");
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+}
+
+#[test]
+fn verify_names_a_damaged_index_and_rebuild_repairs_it() {
+    let (_tmp, _dir, mut store) = filled();
+    let want = by_name(&store);
+    let victim = store.contact(&want[0]).unwrap().unwrap().contact;
+    store
+        .remove_meta(&keys::name(&listing_key(&victim)))
+        .unwrap();
+    store.flush().unwrap();
+    let report = store.verify().unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.contains("name index")),
+        "{:?}",
+        report.problems
+    );
+    assert_ne!(walk_pages(&store, 5, true), want, "the damage shows");
+    store.rebuild().unwrap();
+    assert!(store.verify().unwrap().is_ok());
+    assert_eq!(walk_pages(&store, 5, true), want, "after rebuild");
+}
+
+#[test]
+fn a_search_page_walks_the_index_past_contacts_that_do_not_match() {
+    let (_tmp, _dir, store) = filled();
+    let want: Vec<ContactId> = by_name(&store)
+        .into_iter()
+        .filter(|id| {
+            let v = store.contact(id).unwrap().unwrap();
+            !v.deleted && v.contact.matches("renamed")
+        })
+        .collect();
+    assert!(!want.is_empty());
+    let mut query = ContactQuery {
+        search: Some("renamed".into()),
+        limit: 2,
+        ..ContactQuery::default()
+    };
+    let mut got = Vec::new();
+    loop {
+        let page = store.contacts_page(&query).unwrap();
+        got.extend(page.contacts.iter().map(|v| v.contact.id));
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_store_whose_index_cannot_be_built_still_opens_and_names_the_damage() {
+    let (_tmp, dir, mut store) = filled();
+    // A format-4 store (no index yet) with one contact's registers damaged.
+    store.remove_meta(meta::NAMES).unwrap();
+    store
+        .put_meta(&keys::contact(&ContactId([5; 16])), vec![0xff; 7])
+        .unwrap();
+    store.flush().unwrap();
+    drop(store);
+    let store = reopen(&dir);
+    assert_eq!(store.meta(meta::NAMES).unwrap(), None, "left unmarked");
+    let report = store.verify().unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.contains("contact")),
+        "{:?}",
+        report.problems
+    );
+}
