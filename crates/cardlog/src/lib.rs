@@ -77,6 +77,6 @@ pub use cardlog_store::log::LogError;
 pub use cardlog_store::state::KvError;
 pub use cardlog_store::{
     ChangeCursor, ContactChange, CursorParseError, Progress, Recovery, Since, Store, StoreError,
-    VerifyReport, CACHE_BYTES_DEFAULT,
+    VerifyReport, CACHE_BYTES_DEFAULT, CACHE_BYTES_MIN,
 };
 pub use cardlog_sync::bundle::Imported;

@@ -35,7 +35,8 @@ use cardlog_core::Summary;
 /// How to open a replica.
 #[derive(Clone)]
 pub struct Options {
-    /// sled's page cache in bytes (default [`CACHE_BYTES_DEFAULT`], 32 MiB).
+    /// sled's page cache in bytes (default [`CACHE_BYTES_DEFAULT`], 32 MiB; at least
+    /// [`CACHE_BYTES_MIN`](crate::CACHE_BYTES_MIN)).
     pub cache_bytes: u64,
     /// Where wall time comes from (tests inject a fake clock).
     pub wall: Arc<dyn WallClock>,

@@ -154,6 +154,26 @@ fn add_read_list_and_reopen() {
 }
 
 #[test]
+fn a_cache_of_zero_or_one_byte_opens_with_the_smallest_cache() {
+    // sled panics on a cache under 256 bytes: the store raises it to CACHE_BYTES_MIN.
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    for (i, cache_bytes) in [0, 1, 255].into_iter().enumerate() {
+        let dir = tmp.path().join(format!("r{i}"));
+        let o = Options {
+            cache_bytes,
+            ..options(&clock)
+        };
+        let mut r = Replica::create_with(&dir, o.clone()).unwrap();
+        let c = sample(1);
+        r.add_contact(&c).unwrap();
+        drop(r);
+        let r = Replica::open_with(&dir, o).unwrap();
+        assert_eq!(r.contact(&c.id).unwrap().unwrap().contact, c);
+    }
+}
+
+#[test]
 fn edit_saves_only_the_changed_fields() {
     let tmp = tempfile::tempdir().unwrap();
     let mut n = Node::create(tmp.path(), "a");

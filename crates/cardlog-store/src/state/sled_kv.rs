@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::kv::{Kv, KvBatch, KvError, KvIter, KvResult};
+use crate::store::CACHE_BYTES_MIN;
 
 /// Bytes (keys and values) written in one session from which closing checkpoints sled (see
 /// [`SledKv::close_checkpointed`]): below it, what the next open recovers costs a few
@@ -174,13 +175,15 @@ fn snapshot_is_whole(bytes: &[u8]) -> bool {
 }
 
 impl SledKv {
-    /// Opens (creating if needed) a sled database in `dir` with a page cache of `cache_bytes`.
+    /// Opens (creating if needed) a sled database in `dir` with a page cache of `cache_bytes`,
+    /// raised to [`CACHE_BYTES_MIN`] when smaller.
     ///
     /// sled releases its file lock a moment after the last handle of a database is dropped, so
     /// an open right after a close in the same process may find the lock still held: that case
     /// is retried for up to two seconds before it is reported. Snapshot files a killed process
     /// left half written are removed first (see [`clear_torn_snapshots`]).
     pub fn open(dir: &Path, cache_bytes: u64) -> KvResult<Self> {
+        let cache_bytes = cache_bytes.max(CACHE_BYTES_MIN);
         let mut attempts = 0;
         loop {
             let opened = match clear_torn_snapshots(dir)? {

@@ -52,10 +52,16 @@ use crate::state::kv::{ClosedKv, Kv, KvError};
 /// Default sled page cache: modest, because sled's own default is 1 GiB.
 pub const CACHE_BYTES_DEFAULT: u64 = 32 << 20;
 
+/// The smallest page cache a store opens with: a smaller `cache_bytes` (zero included, which
+/// sled itself refuses with a panic) is raised to it. sled counts a page by its bytes on
+/// disk, so what a full scan keeps in memory is several times the figure given here
+/// (docs/PERFORMANCE.md, "Apps' API").
+pub const CACHE_BYTES_MIN: u64 = 64 << 10;
+
 /// How to open a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
-    /// sled's page cache size in bytes.
+    /// sled's page cache size in bytes (at least [`CACHE_BYTES_MIN`]).
     pub cache_bytes: u64,
 }
 
