@@ -52,9 +52,7 @@ fn main() -> Result<(), Error> {
 fn row(v: &ContactView) -> (String, String, String, usize) {
     let c = &v.contact;
     let first = c
-        .phones
-        .first()
-        .or(c.emails.first())
+        .first_phone_or_email()
         .map(|i| i.body.to_string())
         .unwrap_or_default();
     (c.id.to_string(), c.display_name(), first, v.conflicts.len())

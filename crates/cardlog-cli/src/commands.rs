@@ -567,9 +567,7 @@ pub fn list(ctx: &Ctx, search: Option<&str>, deleted: bool, needs_sync: Option<&
         }
         let c = &v.contact;
         let first = c
-            .phones
-            .first()
-            .or(c.emails.first())
+            .first_phone_or_email()
             .map(|i| i.body.to_string())
             .unwrap_or_default();
         let mut flags = Vec::new();

@@ -243,6 +243,12 @@ impl Contact {
             .unwrap_or_default()
     }
 
+    /// The first phone, else the first e-mail: the one way to reach the contact a list row
+    /// shows (`cardlog list`).
+    pub fn first_phone_or_email(&self) -> Option<&Item> {
+        self.phones.first().or(self.emails.first())
+    }
+
     /// Every visible value as (path, value), sorted by path: the changes that create this
     /// contact from nothing.
     pub fn to_changes(&self) -> Result<Vec<Change>, DiffError> {
