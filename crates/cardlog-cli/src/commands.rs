@@ -1004,10 +1004,7 @@ pub fn status(ctx: &Ctx) -> Res {
             "device": r.id().to_string(),
             "book": r.book().to_string(),
             "role": role,
-            "paired": paired.as_ref().map(|p| json!({
-                "device": p.device.to_string(),
-                "address": p.addr,
-            })),
+            "paired": paired.as_ref().map(render::pairing_json),
             "previous_replica": r.previous_id().map(|p| p.to_string()),
             "restored": restored,
             "former_replicas": former.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -1025,14 +1022,7 @@ pub fn status(ctx: &Ctx) -> Res {
                 "needs_sync": n,
             })).collect::<Vec<_>>(),
             "forks": forks.iter().map(render::fork_json).collect::<Vec<_>>(),
-            "calibration": calibration.map(|c| json!({
-                "peer": c.peer.to_string(),
-                "offset_ms": c.offset_ms,
-                "rtt_ms": c.rtt_ms,
-                "at": render::time_ms(c.at_ms),
-                "beyond_bound": c.beyond_bound,
-                "in_force": c.in_force,
-            })),
+            "calibration": calibration.as_ref().map(render::calibration_json),
         }));
     }
     // Forks first and loud: they mean a device was restored from a backup and wrote again.

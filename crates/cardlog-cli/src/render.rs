@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use cardlog::{
-    ContactId, ContactView, DeviceId, FieldConflict, Fork, HistoryEntry, Hlc, ItemKind,
-    MemberChange, OpId, Path, Replica, SealedOp, Suspect, TakenBack, Value,
+    CalibrationInfo, ContactId, ContactView, DeviceId, FieldConflict, Fork, HistoryEntry, Hlc,
+    Imported, ItemKind, MemberChange, OpId, Pairing, Path, Replica, SealedOp, Suspect, SyncReport,
+    TakenBack, Value,
 };
 use serde_json::{json, Value as Json};
 
@@ -285,6 +286,66 @@ pub fn fork_json(f: &Fork) -> Json {
     })
 }
 
+/// The parts of a session's report `sync --json` and `serve --json` share.
+pub fn report_json(report: &SyncReport) -> serde_json::Value {
+    json!({
+        "peer": report.peer.map(|p| p.to_string()),
+        "sent_ops": report.sent_ops,
+        "received_ops": report.stored + report.duplicates + report.missing,
+        "stored": report.stored,
+        "duplicates": report.duplicates,
+        "missing": report.missing,
+        "bytes_sent": report.bytes_sent,
+        "bytes_received": report.bytes_received,
+        "summary_bytes": report.summary_bytes,
+        "handshake_bytes": report.handshake_bytes,
+        "forks": report.forks.iter().map(fork_json).collect::<Vec<_>>(),
+        "refused": report.refused.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "void": report.void,
+        "taken_back": taken_back_json(report.taken_back.as_ref()),
+        "restored": report.restored,
+        "settled": report.settled.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "converged": report.converged,
+    })
+}
+
+/// `import --json`: the bundle imported from `file` and what it did.
+pub fn imported_json(file: &std::path::Path, imported: &Imported) -> Json {
+    let received = &imported.received;
+    let applied = &received.applied;
+    json!({
+        "file": file,
+        "from": imported.from.to_string(),
+        "created": time_ms(imported.created_ms),
+        "ops": received.ops,
+        "stored": applied.stored,
+        "duplicates": applied.duplicates,
+        "missing": applied.missing,
+        "forks": received.forks.iter().map(fork_json).collect::<Vec<_>>(),
+        "refused": applied.refused.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "void": applied.void,
+        "taken_back": taken_back_json(received.taken_back.as_ref()),
+        "settled": received.settled.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })
+}
+
+/// The last calibration, as `status --json` shows it.
+pub fn calibration_json(c: &CalibrationInfo) -> Json {
+    json!({
+        "peer": c.peer.to_string(),
+        "offset_ms": c.offset_ms,
+        "rtt_ms": c.rtt_ms,
+        "at": time_ms(c.at_ms),
+        "beyond_bound": c.beyond_bound,
+        "in_force": c.in_force,
+    })
+}
+
+/// The paired device, as `pair --json` and `status --json` show it.
+pub fn pairing_json(p: &Pairing) -> Json {
+    json!({ "device": p.device.to_string(), "address": p.addr })
+}
+
 /// A fork as one line, loud on purpose: it means one device id wrote two different histories
 /// (a device restored from a backup), and that device's later ops no longer travel between the
 /// two sides.
@@ -426,6 +487,93 @@ mod tests {
         }
         let want = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, want, "{name} differs from its golden file");
+    }
+
+    fn report() -> SyncReport {
+        SyncReport {
+            peer: Some(DeviceId([0x62; 16])),
+            sent_ops: 3,
+            stored: 40,
+            duplicates: 2,
+            missing: 1,
+            refused: vec![cardlog::Refusal::NotMember {
+                author: DeviceId([0x66; 16]),
+            }],
+            void: 1,
+            bytes_sent: 512,
+            bytes_received: 9_000,
+            handshake_bytes: 400,
+            summary_bytes: 120,
+            forks: vec![Fork {
+                author: DeviceId([0x63; 16]),
+                seq: 7,
+                ours: OpId([0x07; 32]),
+                theirs: OpId([0x08; 32]),
+            }],
+            calibration: Some(cardlog::sync_layer::Calibration {
+                offset_ms: -1_500,
+                rtt_ms: 12,
+            }),
+            taken_back: Some(TakenBack {
+                from_seq: 5,
+                recovered: 4,
+                reissued: 2,
+            }),
+            restored: false,
+            settled: vec![DeviceId([0x64; 16])],
+            converged: true,
+        }
+    }
+
+    #[test]
+    fn sync_report_json_matches_its_golden_file() {
+        golden("sync_report.json", &report_json(&report()));
+    }
+
+    #[test]
+    fn imported_json_matches_its_golden_file() {
+        let r = report();
+        let imported = Imported {
+            from: DeviceId([0x62; 16]),
+            created_ms: 1_795_338_000_000,
+            received: cardlog::sync_layer::Received {
+                ops: 44,
+                applied: cardlog::sync_layer::Applied {
+                    stored: r.stored,
+                    duplicates: r.duplicates,
+                    missing: r.missing,
+                    refused: r.refused,
+                    void: r.void,
+                },
+                forks: r.forks,
+                taken_back: r.taken_back,
+                settled: r.settled,
+            },
+        };
+        golden(
+            "imported.json",
+            &imported_json(std::path::Path::new("phone.bundle"), &imported),
+        );
+    }
+
+    #[test]
+    fn calibration_and_pairing_json_match_their_golden_file() {
+        let c = CalibrationInfo {
+            peer: DeviceId([0x65; 16]),
+            offset_ms: 86_400_000,
+            rtt_ms: 30,
+            at_ms: 1_795_338_000_000,
+            beyond_bound: true,
+            in_force: false,
+        };
+        let p = Pairing {
+            device: DeviceId([0x65; 16]),
+            addr: Some("relay.example.org:7447".to_owned()),
+        };
+        golden(
+            "calibration.json",
+            &json!({"calibration": calibration_json(&c), "paired": pairing_json(&p)}),
+        );
     }
 
     #[test]

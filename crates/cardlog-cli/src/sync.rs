@@ -188,20 +188,7 @@ pub fn import(ctx: &Ctx, file: &FsPath) -> Res {
     let received = &imported.received;
     let applied = &received.applied;
     if ctx.json {
-        return ctx.print_json(&json!({
-            "file": file,
-            "from": imported.from.to_string(),
-            "created": render::time_ms(imported.created_ms),
-            "ops": received.ops,
-            "stored": applied.stored,
-            "duplicates": applied.duplicates,
-            "missing": applied.missing,
-            "forks": received.forks.iter().map(render::fork_json).collect::<Vec<_>>(),
-            "refused": applied.refused.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "void": applied.void,
-            "taken_back": render::taken_back_json(received.taken_back.as_ref()),
-            "settled": received.settled.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        }));
+        return ctx.print_json(&render::imported_json(file, &imported));
     }
     outln!(
         "imported {} from device {} (written {}): {} op(s), {} stored, {} duplicate(s), {} \
@@ -252,29 +239,6 @@ fn print_forks(forks: &[cardlog::Fork], theirs: &str) -> Res {
     Ok(())
 }
 
-/// The parts of a session's report `sync --json` and `serve --json` share.
-fn report_json(report: &SyncReport) -> serde_json::Value {
-    json!({
-        "peer": report.peer.map(|p| p.to_string()),
-        "sent_ops": report.sent_ops,
-        "received_ops": received_ops(report),
-        "stored": report.stored,
-        "duplicates": report.duplicates,
-        "missing": report.missing,
-        "bytes_sent": report.bytes_sent,
-        "bytes_received": report.bytes_received,
-        "summary_bytes": report.summary_bytes,
-        "handshake_bytes": report.handshake_bytes,
-        "forks": report.forks.iter().map(render::fork_json).collect::<Vec<_>>(),
-        "refused": report.refused.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "void": report.void,
-        "taken_back": render::taken_back_json(report.taken_back.as_ref()),
-        "restored": report.restored,
-        "settled": report.settled.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "converged": report.converged,
-    })
-}
-
 fn received_ops(report: &SyncReport) -> usize {
     report.stored + report.duplicates + report.missing
 }
@@ -320,7 +284,7 @@ pub fn pair(ctx: &Ctx, device: Option<&str>, addr: Option<&str>) -> Res {
     let pairing = r.paired()?;
     if ctx.json {
         return ctx.print_json(&match &pairing {
-            Some(p) => json!({ "device": p.device.to_string(), "address": p.addr }),
+            Some(p) => render::pairing_json(p),
             None => json!(null),
         });
     }
@@ -365,7 +329,7 @@ pub fn sync(ctx: &Ctx, addr: Option<&str>, timeout_secs: u64) -> Res {
         .calibration
         .map(|c| (c.offset_ms, c.rtt_ms, c.offset_ms.unsigned_abs() > bound_ms));
     if ctx.json {
-        let mut j = report_json(&report);
+        let mut j = render::report_json(&report);
         if let Some(obj) = j.as_object_mut() {
             obj.insert("address".into(), json!(addr));
             obj.insert(
@@ -456,7 +420,7 @@ fn session_line(
 ) -> String {
     match (result, json) {
         (Ok(report), true) => {
-            let mut j = report_json(report);
+            let mut j = render::report_json(report);
             if let Some(obj) = j.as_object_mut() {
                 obj.insert("session".into(), json!(n));
                 obj.insert("address".into(), json!(addr.to_string()));
