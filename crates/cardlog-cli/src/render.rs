@@ -8,7 +8,7 @@ use cardlog::{
     Imported, ItemKind, MemberChange, OpId, Pairing, Path, Replica, SealedOp, Suspect, SyncReport,
     TakenBack, Value,
 };
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 
 /// The members' names by device id, shown with each write (`by 262f0db9 (Ada's iPad)`): the
 /// names the book's membership ops give, which are signed by the admins that wrote them. An
@@ -278,72 +278,37 @@ pub fn member_text(c: &MemberChange) -> String {
 
 /// A fork as JSON: `{author, seq, ours, theirs}`, `ours` being the op held here.
 pub fn fork_json(f: &Fork) -> Json {
-    json!({
-        "author": f.author.to_string(),
-        "seq": f.seq,
-        "ours": f.ours.to_string(),
-        "theirs": f.theirs.to_string(),
-    })
+    to_json(f)
 }
 
-/// The parts of a session's report `sync --json` and `serve --json` share.
-pub fn report_json(report: &SyncReport) -> serde_json::Value {
-    json!({
-        "peer": report.peer.map(|p| p.to_string()),
-        "sent_ops": report.sent_ops,
-        "received_ops": report.stored + report.duplicates + report.missing,
-        "stored": report.stored,
-        "duplicates": report.duplicates,
-        "missing": report.missing,
-        "bytes_sent": report.bytes_sent,
-        "bytes_received": report.bytes_received,
-        "summary_bytes": report.summary_bytes,
-        "handshake_bytes": report.handshake_bytes,
-        "forks": report.forks.iter().map(fork_json).collect::<Vec<_>>(),
-        "refused": report.refused.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "void": report.void,
-        "taken_back": taken_back_json(report.taken_back.as_ref()),
-        "restored": report.restored,
-        "settled": report.settled.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "converged": report.converged,
-    })
+/// The parts of a session's report `sync --json` and `serve --json` share: the library's
+/// shape less its calibration, which `sync` shows with the bound it was judged by and
+/// `serve` (never the calibrating side) leaves out.
+pub fn report_json(report: &SyncReport) -> Json {
+    let mut j = to_json(report);
+    if let Json::Object(map) = &mut j {
+        map.remove("calibration");
+    }
+    j
 }
 
 /// `import --json`: the bundle imported from `file` and what it did.
 pub fn imported_json(file: &std::path::Path, imported: &Imported) -> Json {
-    let received = &imported.received;
-    let applied = &received.applied;
-    json!({
-        "file": file,
-        "from": imported.from.to_string(),
-        "created": time_ms(imported.created_ms),
-        "ops": received.ops,
-        "stored": applied.stored,
-        "duplicates": applied.duplicates,
-        "missing": applied.missing,
-        "forks": received.forks.iter().map(fork_json).collect::<Vec<_>>(),
-        "refused": applied.refused.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "void": applied.void,
-        "taken_back": taken_back_json(received.taken_back.as_ref()),
-        "settled": received.settled.iter().map(ToString::to_string).collect::<Vec<_>>(),
-    })
+    let mut j = to_json(imported);
+    if let Json::Object(map) = &mut j {
+        map.insert("file".into(), to_json(&file));
+    }
+    j
 }
 
 /// The last calibration, as `status --json` shows it.
 pub fn calibration_json(c: &CalibrationInfo) -> Json {
-    json!({
-        "peer": c.peer.to_string(),
-        "offset_ms": c.offset_ms,
-        "rtt_ms": c.rtt_ms,
-        "at": time_ms(c.at_ms),
-        "beyond_bound": c.beyond_bound,
-        "in_force": c.in_force,
-    })
+    to_json(c)
 }
 
 /// The paired device, as `pair --json` and `status --json` show it.
 pub fn pairing_json(p: &Pairing) -> Json {
-    json!({ "device": p.device.to_string(), "address": p.addr })
+    to_json(p)
 }
 
 /// A fork as one line, loud on purpose: it means one device id wrote two different histories
@@ -376,14 +341,6 @@ pub fn taken_back_text(t: &TakenBack) -> String {
     )
 }
 
-/// A take back as JSON.
-pub fn taken_back_json(t: Option<&TakenBack>) -> Json {
-    t.map_or(
-        Json::Null,
-        |t| json!({"from_seq": t.from_seq, "recovered": t.recovered, "reissued": t.reissued}),
-    )
-}
-
 /// The line after a group of [`fork_text`] lines: what a fork means and where to read more.
 pub const FORK_HINT: &str =
     "           a device wrote two histories under one id (restored from a backup?); its \
@@ -397,6 +354,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
     use super::*;
+    use serde_json::json;
     use cardlog::{Contact, Field, Item, ItemBody, ItemId, PostalAddress};
     use cardlog_core::{Op, Write};
 

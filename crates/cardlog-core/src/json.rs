@@ -20,6 +20,8 @@
 //!   contacts, items, addresses, timestamps) also deserialize, and a contact read back
 //!   equals the one written.
 //!
+//! - A membership refusal ([`crate::Refusal`]) is its sentence, which names the author.
+//!
 //! Objects are written in struct order; serde_json's `Value` (which the CLI prints) sorts
 //! keys, which is what makes the CLI's output byte-stable.
 
@@ -279,6 +281,14 @@ impl Serialize for ContactView {
         map.serialize_entry("updated", &rfc3339(self.updated.wall_ms))?;
         map.serialize_entry("conflicts", &self.conflicts)?;
         map.end()
+    }
+}
+
+impl Serialize for crate::membership::Refusal {
+    /// Its sentence (`"<device> is not a member of this address book"`): a refusal is told
+    /// to people, and each names the author.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

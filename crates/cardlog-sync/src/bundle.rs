@@ -29,6 +29,30 @@ pub struct Imported {
     pub received: Received,
 }
 
+impl serde::Serialize for Imported {
+    /// `{from, created, ops, stored, duplicates, missing, forks, refused, void, taken_back,
+    /// settled}`: the device as hex, `created` as RFC 3339, the counts of what was applied
+    /// (docs/CLI.md, `import --json`).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let received = &self.received;
+        let applied = &received.applied;
+        let mut map = s.serialize_map(Some(11))?;
+        map.serialize_entry("from", &self.from)?;
+        map.serialize_entry("created", &cardlog_core::json::rfc3339(self.created_ms))?;
+        map.serialize_entry("ops", &received.ops)?;
+        map.serialize_entry("stored", &applied.stored)?;
+        map.serialize_entry("duplicates", &applied.duplicates)?;
+        map.serialize_entry("missing", &applied.missing)?;
+        map.serialize_entry("forks", &received.forks)?;
+        map.serialize_entry("refused", &applied.refused)?;
+        map.serialize_entry("void", &applied.void)?;
+        map.serialize_entry("taken_back", &received.taken_back)?;
+        map.serialize_entry("settled", &received.settled)?;
+        map.end()
+    }
+}
+
 /// A bundle of the ops a replica holding `since` lacks (everything when `None`). A replica
 /// marked restored ([`PeerBook::restored`]) leaves its own ops out, as its sessions do: its
 /// chain forks from what a peer holds until it has taken the peer's back.

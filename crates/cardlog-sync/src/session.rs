@@ -29,7 +29,7 @@ use crate::wire::message::{self, Fork, Message, Summary};
 use crate::wire::segment::encode_segments;
 
 /// The clock calibration a session made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Calibration {
     /// The offset now applied to the raw wall clock, in ms (positive: the peer is ahead).
     pub offset_ms: i64,
@@ -101,6 +101,39 @@ pub struct SyncReport {
     pub settled: Vec<DeviceId>,
     /// Whether both sides ended with the same summary.
     pub converged: bool,
+}
+
+impl serde::Serialize for SyncReport {
+    /// `{peer, sent_ops, received_ops, stored, duplicates, missing, bytes_sent,
+    /// bytes_received, summary_bytes, handshake_bytes, forks, refused, void, calibration,
+    /// taken_back, restored, settled, converged}`: ids as hex, `received_ops` the sum of
+    /// stored, duplicates and missing, each refusal its sentence (docs/CLI.md, `sync --json`).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(18))?;
+        map.serialize_entry("peer", &self.peer)?;
+        map.serialize_entry("sent_ops", &self.sent_ops)?;
+        map.serialize_entry(
+            "received_ops",
+            &(self.stored + self.duplicates + self.missing),
+        )?;
+        map.serialize_entry("stored", &self.stored)?;
+        map.serialize_entry("duplicates", &self.duplicates)?;
+        map.serialize_entry("missing", &self.missing)?;
+        map.serialize_entry("bytes_sent", &self.bytes_sent)?;
+        map.serialize_entry("bytes_received", &self.bytes_received)?;
+        map.serialize_entry("summary_bytes", &self.summary_bytes)?;
+        map.serialize_entry("handshake_bytes", &self.handshake_bytes)?;
+        map.serialize_entry("forks", &self.forks)?;
+        map.serialize_entry("refused", &self.refused)?;
+        map.serialize_entry("void", &self.void)?;
+        map.serialize_entry("calibration", &self.calibration)?;
+        map.serialize_entry("taken_back", &self.taken_back)?;
+        map.serialize_entry("restored", &self.restored)?;
+        map.serialize_entry("settled", &self.settled)?;
+        map.serialize_entry("converged", &self.converged)?;
+        map.end()
+    }
 }
 
 /// Which side of a session this is.

@@ -95,22 +95,21 @@ pub trait SyncStore {
     /// [`SyncStore::apply`] for a store other threads use while a session runs
     /// ([`crate::transport::Shared`]): the default holds the lock for the whole apply. A store
     /// that can check a message whole and then store it in steps overrides it, taking the
-    /// lock per step, so a save waits for one step rather than a whole message (a message
+    /// lock per step and making way for waiting threads between steps
+    /// ([`crate::transport::Shared::make_way`]), so a save waits for one step rather than a
+    /// whole message (a message
     /// carries up to an author's signed tip: tens of thousands of ops in a first sync). Each
     /// step is durable; a refusal by the replay rules stores nothing of its step, and the
     /// steps before it stay stored (valid ops, as if the message had been two).
     fn apply_shared(
-        shared: &std::sync::Mutex<Self>,
+        shared: &crate::transport::Shared<Self>,
         ops: &[SealedOp],
         tips: &[SignedTip],
     ) -> Result<Applied, Self::Error>
     where
         Self: Sized,
     {
-        shared
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .apply(ops, tips)
+        shared.lock().apply(ops, tips)
     }
     /// Whether an error of [`SyncStore::apply`] is a refusal of the ops by the replay rules
     /// (the peer's fault: a broken chain, a write replacing what it cannot replace)
@@ -243,7 +242,7 @@ pub trait PeerBook: SyncStore {
 }
 
 /// What taking back a replica's own chain from a peer did ([`PeerBook::take_back`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TakenBack {
     /// The first seq of its chain where the peer's ops replaced its own (0: none replaced,
     /// only ops left from an earlier take back were re-issued).
@@ -269,7 +268,7 @@ pub trait Gate: PeerBook {
 }
 
 /// What [`SyncStore::apply`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Applied {
     /// Ops stored.
     pub stored: usize,

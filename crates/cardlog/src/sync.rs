@@ -70,12 +70,29 @@ pub struct CalibrationInfo {
 /// The device a replica is paired with: the relay it syncs through (or, for a device that
 /// joined a book, the member it first syncs with). Sessions with it check its key; a replica
 /// that holds no membership yet admits only it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct Pairing {
     /// The paired device.
     pub device: DeviceId,
-    /// Where it is served (`host:port`), if given.
+    /// Where it is served (`host:port`), if given (`address` in its serde shape).
+    #[serde(rename = "address")]
     pub addr: Option<String>,
+}
+
+impl serde::Serialize for CalibrationInfo {
+    /// `{peer, offset_ms, rtt_ms, at, beyond_bound, in_force}`, `at` as RFC 3339
+    /// (docs/CLI.md, `status --json`).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(6))?;
+        map.serialize_entry("peer", &self.peer)?;
+        map.serialize_entry("offset_ms", &self.offset_ms)?;
+        map.serialize_entry("rtt_ms", &self.rtt_ms)?;
+        map.serialize_entry("at", &cardlog_core::json::rfc3339(self.at_ms))?;
+        map.serialize_entry("beyond_bound", &self.beyond_bound)?;
+        map.serialize_entry("in_force", &self.in_force)?;
+        map.end()
+    }
 }
 
 #[derive(Encode, Decode, Default)]
@@ -233,10 +250,7 @@ impl Replica {
     /// `timeout` for each message. The peer must be a member of this replica's book; if
     /// `addr` is the paired relay's address, it must be that relay.
     pub fn sync_tcp(&mut self, addr: &str, timeout: Duration) -> Result<SyncReport, SyncError> {
-        let expect = match self.paired().map_err(SyncError::Store)? {
-            Some(p) if p.addr.as_deref() == Some(addr) => Expect::Device(p.device),
-            _ => Expect::Member,
-        };
+        let expect = self.expect_at(addr)?;
         self.as_source(ChangeSource::Sync, |r| {
             transport::sync_tcp(r, addr, timeout, expect)
         })
@@ -255,21 +269,31 @@ impl Replica {
         addr: &str,
         timeout: Duration,
     ) -> Result<SyncReport, SyncError> {
-        let expect = {
-            let r = shared.lock();
-            match r.paired().map_err(SyncError::Store)? {
-                Some(p) if p.addr.as_deref() == Some(addr) => Expect::Device(p.device),
-                _ => Expect::Member,
-            }
-        };
+        let expect = shared.lock().expect_at(addr)?;
         let mut session_side = shared.clone();
         let out = transport::sync_tcp(&mut session_side, addr, timeout, expect);
         // What the session changed outside the applies (a take back, a settled fork).
-        let mut r = shared.lock();
-        let outer = std::mem::replace(&mut r.hub.source, ChangeSource::Sync);
-        r.publish();
-        r.hub.source = outer;
+        shared.lock().as_source(ChangeSource::Sync, |_| ());
         out
+    }
+
+    /// Which peer a session with `addr` must reach: the paired relay when `addr` is its
+    /// address, any member of the book otherwise.
+    fn expect_at(&self, addr: &str) -> Result<Expect, SyncError> {
+        Ok(match self.paired().map_err(SyncError::Store)? {
+            Some(p) if p.addr.as_deref() == Some(addr) => Expect::Device(p.device),
+            _ => Expect::Member,
+        })
+    }
+
+    /// The source the changes of a received message are reported as: the sync layer drives
+    /// an apply, so a session served or run without `sync_over` and friends is still a
+    /// `Sync` (an import keeps `Import`).
+    fn applying_source(&self) -> ChangeSource {
+        match self.hub.source {
+            ChangeSource::Save => ChangeSource::Sync,
+            other => other,
+        }
     }
 
     /// Syncs with the paired relay at its address; the peer must be that relay.
@@ -387,12 +411,7 @@ impl SyncStore for Replica {
     /// [`Replica::apply`] stores (all or nothing for replay refusals).
     fn apply(&mut self, ops: &[SealedOp], tips: &[SignedTip]) -> Result<Applied, Error> {
         let admitted = self.admit(ops, tips);
-        // The sync layer drives this: a session served or run without `sync_over` and
-        // friends is still a sync.
-        let source = match self.hub.source {
-            ChangeSource::Save => ChangeSource::Sync,
-            other => other,
-        };
+        let source = self.applying_source();
         let report = self.as_source(source, |r| r.apply_admitted(&admitted.ops, &admitted.tips))?;
         Ok(Applied {
             stored: report.stored,
@@ -408,22 +427,14 @@ impl SyncStore for Replica {
     /// of a later step are carried into it, so the steps store what one apply would. Each
     /// step is durable and leaves nothing held back for the next save to write.
     fn apply_shared(
-        shared: &std::sync::Mutex<Self>,
+        shared: &SharedReplica,
         ops: &[SealedOp],
         tips: &[SignedTip],
     ) -> Result<Applied, Error> {
-        let lock = || {
-            shared
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        };
+        let lock = || shared.lock();
         let (admitted, source) = {
             let r = lock();
-            let source = match r.hub.source {
-                ChangeSource::Save => ChangeSource::Sync,
-                other => other,
-            };
-            (r.admit(ops, tips), source)
+            (r.admit(ops, tips), r.applying_source())
         };
         let mut applied = Applied {
             refused: admitted.refused,
@@ -438,6 +449,10 @@ impl SyncStore for Replica {
         let last = steps.len().saturating_sub(1);
         let mut carried: Vec<SealedOp> = Vec::new();
         for (i, step) in steps.into_iter().enumerate() {
+            if i > 0 {
+                // A save that waited during the last step goes before this one.
+                shared.make_way();
+            }
             let mut batch = std::mem::take(&mut carried);
             batch.extend_from_slice(step);
             // The signatures are kept with the first step, before any of the ops.

@@ -85,11 +85,7 @@ fn serve_once(r: Replica, chunk_ops: usize) -> Served {
         )
         .unwrap();
         let result = outcome.lock().unwrap().take().unwrap();
-        let r = Arc::try_unwrap(shared.0)
-            .ok()
-            .unwrap()
-            .into_inner()
-            .unwrap();
+        let r = shared.into_inner().ok().unwrap();
         (r, result)
     });
     Served { addr, handle }

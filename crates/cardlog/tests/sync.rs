@@ -1083,11 +1083,11 @@ fn a_shared_replica_stores_a_message_larger_than_a_step_whole() {
             .count()
             > 100
     );
-    let watch = std::sync::Mutex::new(watch);
+    let watch = cardlog::SharedReplica::new(watch);
     let applied =
         <Replica as cardlog::sync_layer::SyncStore>::apply_shared(&watch, &ops, &tips).unwrap();
     assert_eq!((applied.stored, applied.missing), (ops.len(), 0));
-    let watch = watch.into_inner().unwrap();
+    let watch = watch.into_inner().ok().unwrap();
     assert_eq!(watch.summary(), laptop.summary());
     assert_eq!(
         watch.state_digest().unwrap(),
@@ -1152,11 +1152,7 @@ fn a_shared_replica_saves_and_reads_while_it_syncs() {
     );
     drop(phone_side);
     // Whatever the session did not carry, the next one does.
-    let mut phone = std::sync::Arc::try_unwrap(phone.0)
-        .ok()
-        .unwrap()
-        .into_inner()
-        .unwrap();
+    let mut phone = phone.into_inner().ok().unwrap();
     session(&mut phone, &mut laptop);
     for id in saved {
         assert!(laptop.contact(&id).unwrap().is_some());

@@ -41,7 +41,7 @@ pub mod limits {
 
 /// Two different ops at the same place in one author's chain. Never merged: reported, kept,
 /// and the author's later ops are not exchanged between the two sides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct Fork {
     /// The author whose chain forked.
     pub author: DeviceId,
