@@ -354,9 +354,9 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
     use super::*;
-    use serde_json::json;
     use cardlog::{Contact, Field, Item, ItemBody, ItemId, PostalAddress};
     use cardlog_core::{Op, Write};
+    use serde_json::json;
 
     fn hlc(wall_ms: u64, counter: u32) -> Hlc {
         Hlc { wall_ms, counter }
