@@ -8,6 +8,7 @@ use crate::args::{InitArgs, MembersCommand};
 use crate::commands::{Ctx, Res};
 use crate::error::CliError;
 use crate::out::outln;
+use crate::render;
 
 /// `cardlog init [--join BOOK] [--name NAME]`.
 pub fn init(ctx: &Ctx, a: &InitArgs) -> Res {
@@ -134,14 +135,12 @@ fn list(ctx: &Ctx, r: &Replica) -> Res {
         let rows: Vec<_> = members
             .iter()
             .map(|(d, m)| {
-                json!({
-                    "device": d.to_string(),
-                    "name": m.name,
-                    "role": m.role.name(),
-                    "added_by": m.added_by.map(|a| a.to_string()),
-                    "removed": m.removed.map(|x| json!({"by": x.by.to_string(), "after": x.after})),
-                    "this_device": *d == r.id(),
-                })
+                let mut row = render::to_json(m);
+                if let serde_json::Value::Object(map) = &mut row {
+                    map.insert("device".into(), render::to_json(d));
+                    map.insert("this_device".into(), (*d == r.id()).into());
+                }
+                row
             })
             .collect();
         return ctx.print_json(&json!({"book": r.book().to_string(), "members": rows}));

@@ -535,6 +535,22 @@ mod tests {
     }
 
     #[test]
+    fn member_json_matches_its_golden_file() {
+        let m = cardlog::Member {
+            role: cardlog::MemberRole::Write,
+            name: "Ada's iPad".to_owned(),
+            added_by: Some(DeviceId([0x61; 16])),
+            added_in: OpId([0x01; 32]),
+            removed: Some(cardlog::Removal {
+                by: DeviceId([0x61; 16]),
+                after: 12,
+                op: OpId([0x0c; 32]),
+            }),
+        };
+        golden("member.json", &to_json(&m));
+    }
+
+    #[test]
     fn contact_json_matches_its_golden_file() {
         golden("contact.json", &contact_json(&view(), &names(), &marks()));
     }

@@ -20,7 +20,9 @@
 //!   contacts, items, addresses, timestamps) also deserialize, and a contact read back
 //!   equals the one written.
 //!
-//! - A membership refusal ([`crate::Refusal`]) is its sentence, which names the author.
+//! - A membership refusal ([`crate::Refusal`]) is its sentence, which names the author; a
+//!   role is its name; a member ([`crate::Member`]) is `{role, name, added_by, added_in,
+//!   removed}`, a removal `{by, after, op}`.
 //!
 //! Objects are written in struct order; serde_json's `Value` (which the CLI prints) sorts
 //! keys, which is what makes the CLI's output byte-stable.
@@ -318,6 +320,37 @@ impl Serialize for Write {
         map.serialize_entry("path", &self.path)?;
         map.serialize_entry("value", &self.value)?;
         map.serialize_entry("replaces", &self.replaces)?;
+        map.end()
+    }
+}
+
+impl Serialize for crate::member::MemberRole {
+    /// Its name: `admin`, `write` or `read` (or `relay`).
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl Serialize for crate::membership::Member {
+    /// `{role, name, added_by, added_in, removed}`, `removed` `null` or `{by, after, op}`.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(5))?;
+        map.serialize_entry("role", &self.role)?;
+        map.serialize_entry("name", &self.name)?;
+        map.serialize_entry("added_by", &self.added_by)?;
+        map.serialize_entry("added_in", &self.added_in)?;
+        map.serialize_entry("removed", &self.removed)?;
+        map.end()
+    }
+}
+
+impl Serialize for crate::membership::Removal {
+    /// `{by, after, op}`.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(3))?;
+        map.serialize_entry("by", &self.by)?;
+        map.serialize_entry("after", &self.after)?;
+        map.serialize_entry("op", &self.op)?;
         map.end()
     }
 }
