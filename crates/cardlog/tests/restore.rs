@@ -719,3 +719,54 @@ fn served(a: &mut Replica, hub: &Shared<Replica>) -> (SyncReport, SyncReport) {
         (x, h.join().unwrap())
     })
 }
+
+/// Each contact's view, by id (deleted ones too).
+fn views(r: &Replica) -> std::collections::BTreeMap<cardlog::ContactId, cardlog::ContactView> {
+    r.contacts_with_deleted()
+        .unwrap()
+        .into_iter()
+        .map(|v| (v.contact.id, v))
+        .collect()
+}
+
+/// The contacts whose views differ between two snapshots (appeared, gone or changed).
+fn differing(
+    before: &std::collections::BTreeMap<cardlog::ContactId, cardlog::ContactView>,
+    after: &std::collections::BTreeMap<cardlog::ContactId, cardlog::ContactView>,
+) -> std::collections::BTreeSet<cardlog::ContactId> {
+    before
+        .keys()
+        .chain(after.keys())
+        .filter(|id| before.get(id) != after.get(id))
+        .copied()
+        .collect()
+}
+
+#[test]
+fn a_take_back_tells_subscribers_every_contact_it_changed() {
+    let mut r = restored(2);
+    write_after_restore(&mut r);
+    let phone_changes = r.phone.subscribe();
+    let laptop_changes = r.laptop.subscribe();
+    let (phone_before, laptop_before) = (views(&r.phone), views(&r.laptop));
+    let (mine, _) = session(&mut r.phone, &mut r.laptop);
+    assert!(mine.taken_back.is_some(), "{mine:?}");
+    assert_whole(&r);
+    for (rx, before, x) in [
+        (&phone_changes, &phone_before, &r.phone),
+        (&laptop_changes, &laptop_before, &r.laptop),
+    ] {
+        let changed = differing(before, &views(x));
+        let reported: std::collections::BTreeSet<cardlog::ContactId> = rx
+            .try_iter()
+            .flat_map(|c| c.contacts.into_iter().map(|c| c.contact))
+            .collect();
+        assert!(!changed.is_empty());
+        assert!(
+            changed.is_subset(&reported),
+            "changed {changed:?}, reported {reported:?}"
+        );
+    }
+    // The note the backup lost came back to the phone, and it was told.
+    assert!(differing(&phone_before, &views(&r.phone)).contains(&person(1, "").id));
+}
