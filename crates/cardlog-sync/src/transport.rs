@@ -517,7 +517,11 @@ impl<S> Shared<S> {
     /// that was waiting for the lock has taken it (or after 20 ms at most), so they go before
     /// the job's next step.
     pub fn make_way(&self) {
-        let deadline = Instant::now() + MAKE_WAY_MAX;
+        self.make_way_within(MAKE_WAY_MAX);
+    }
+
+    fn make_way_within(&self, most: Duration) {
+        let deadline = Instant::now() + most;
         while self.0.waiting.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             std::thread::yield_now();
         }
@@ -796,8 +800,12 @@ mod tests {
             assert!(Instant::now() < deadline, "the waiter never waited");
             std::thread::yield_now();
         }
+        // Asleep in the lock by now, not spinning: a lock taken again at once would
+        // usually beat it.
+        std::thread::sleep(Duration::from_millis(50));
         drop(held);
-        shared.make_way();
+        // (make_way gives up after 20 ms; a loaded test machine may take longer to wake it.)
+        shared.make_way_within(Duration::from_secs(10));
         // The waiter holds the lock now: the job's next step waits for it.
         assert!(matches!(
             shared.0.store.try_lock(),
