@@ -30,6 +30,7 @@ pub mod memory;
 pub mod receive;
 pub mod secure;
 pub mod session;
+pub mod shared;
 pub mod store;
 pub mod transport;
 pub mod wire;

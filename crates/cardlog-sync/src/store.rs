@@ -93,16 +93,16 @@ pub trait SyncStore {
     /// rules, none.
     fn apply(&mut self, ops: &[SealedOp], tips: &[SignedTip]) -> Result<Applied, Self::Error>;
     /// [`SyncStore::apply`] for a store other threads use while a session runs
-    /// ([`crate::transport::Shared`]): the default holds the lock for the whole apply. A store
+    /// ([`crate::shared::Shared`]): the default holds the lock for the whole apply. A store
     /// that can check a message whole and then store it in steps overrides it, taking the
     /// lock per step and making way for waiting threads between steps
-    /// ([`crate::transport::Shared::make_way`]), so a save waits for one step rather than a
+    /// ([`crate::shared::Shared::make_way`]), so a save waits for one step rather than a
     /// whole message (a message
     /// carries up to an author's signed tip: tens of thousands of ops in a first sync). Each
     /// step is durable; a refusal by the replay rules stores nothing of its step, and the
     /// steps before it stay stored (valid ops, as if the message had been two).
     fn apply_shared(
-        shared: &crate::transport::Shared<Self>,
+        shared: &crate::shared::Shared<Self>,
         ops: &[SealedOp],
         tips: &[SignedTip],
     ) -> Result<Applied, Self::Error>
