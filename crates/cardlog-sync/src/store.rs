@@ -118,6 +118,13 @@ pub trait SyncStore {
         let _ = error;
         false
     }
+    /// A store that refuses writes after one failed (a full disk) opens itself again, so a
+    /// process that stays up (a relay) goes on once the disk writes again; whether it did.
+    /// [`crate::transport::serve`] calls it after every failed session. The default has
+    /// nothing to reopen.
+    fn reopen_if_poisoned(&mut self) -> bool {
+        false
+    }
 }
 
 /// What a session tells a replica about its peers and the time as it learns them: the clock

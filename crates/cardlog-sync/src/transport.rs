@@ -494,6 +494,9 @@ impl<S: SyncStore> SyncStore for Shared<S> {
     fn is_refusal(error: &Self::Error) -> bool {
         S::is_refusal(error)
     }
+    fn reopen_if_poisoned(&mut self) -> bool {
+        self.lock().reopen_if_poisoned()
+    }
     fn converged_with(&self, theirs: &Summary) -> bool {
         self.lock().converged_with(theirs)
     }
@@ -685,6 +688,12 @@ where
                     let session = Session::new(Role::Responder).with_chunk_ops(chunk_ops);
                     run_secure_session(session, &mut store, &mut t, Expect::Member)
                 });
+            if result.is_err() {
+                // A failed write (a full disk) leaves the store refusing writes, pulls
+                // included (a session records its peer): reopened, the next session goes
+                // through once the disk writes again.
+                store.lock().reopen_if_poisoned();
+            }
             active.fetch_sub(1, Ordering::SeqCst);
             on_session(addr, result);
         }));

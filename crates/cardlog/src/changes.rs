@@ -63,6 +63,13 @@ pub(crate) struct Hub {
     pub(crate) progress: Option<ProgressSink>,
 }
 
+impl Hub {
+    /// Whether anyone subscribed (the store then notes what changes).
+    pub(crate) fn has_subscribers(&self) -> bool {
+        !self.subscribers.is_empty()
+    }
+}
+
 impl Default for Hub {
     fn default() -> Self {
         Self {

@@ -167,21 +167,8 @@ impl Replica {
     /// that belongs to no book yet (new, or upgraded from before books existed) founds one,
     /// adopting the format-1 history it holds (docs/SECURITY.md, "Existing stores").
     pub fn from_store(store: Store, options: Options) -> Result<Self, OpenError> {
-        let (offset_ms, anchor) = match store.meta(meta::CLOCK)? {
-            Some(v) => parse_clock_record(&v)
-                .ok_or_else(|| OpenError::damaged("clock offset does not decode".into()))?,
-            None => (0, None),
-        };
-        let me = store.device_id();
-        let own = store.summary().get(&me).map(|h| h.hlc).unwrap_or_default();
-        let mut clock = HlcClock::new(own, offset_ms, options.skew_bound_ms).with_anchor(anchor);
-        // A calibration taken before someone set the clock (or too long ago to tell) goes.
-        clock.check(options.wall.now_ms(), options.wall.monotonic_ms());
+        let (clock, membership) = Self::read_from(&store, &*options.wall, options.skew_bound_ms)?;
         let book = store.book();
-        let membership = match book {
-            Some(book) => Membership::compute(book, store.membership_ops()?),
-            None => Membership::new(BookId([0; 16])),
-        };
         let mut replica = Self {
             store,
             clock,
@@ -195,6 +182,55 @@ impl Replica {
             replica.found(options.name)?;
         }
         Ok(replica)
+    }
+
+    /// What a replica keeps in memory beside its store: the clock (its chain's last time and
+    /// calibration) and the book's membership.
+    fn read_from(
+        store: &Store,
+        wall: &dyn WallClock,
+        skew_bound_ms: u64,
+    ) -> Result<(HlcClock, Membership), OpenError> {
+        let (offset_ms, anchor) = match store.meta(meta::CLOCK)? {
+            Some(v) => parse_clock_record(&v)
+                .ok_or_else(|| OpenError::damaged("clock offset does not decode".into()))?,
+            None => (0, None),
+        };
+        let me = store.device_id();
+        let own = store.summary().get(&me).map(|h| h.hlc).unwrap_or_default();
+        let mut clock = HlcClock::new(own, offset_ms, skew_bound_ms).with_anchor(anchor);
+        // A calibration taken before someone set the clock (or too long ago to tell) goes.
+        clock.check(wall.now_ms(), wall.monotonic_ms());
+        let membership = match store.book() {
+            Some(book) => Membership::compute(book, store.membership_ops()?),
+            None => Membership::new(BookId([0; 16])),
+        };
+        Ok((clock, membership))
+    }
+
+    /// After a failed write (a full disk, an I/O error) the replica refuses writes
+    /// ([`cardlog_store::StoreError::Poisoned`]) until its store is opened again. This opens it again in
+    /// place, as [`Replica::open`] would, keeping the subscribers: what a process that stays
+    /// up (a relay, an app) calls once the disk writes again. Returns whether it reopened
+    /// (`false`: nothing had failed); if the open fails (the disk still full), the replica
+    /// stays as it was and a later call tries again.
+    pub fn reopen_if_poisoned(&mut self) -> Result<bool, OpenError> {
+        if !self.store.is_poisoned() {
+            return Ok(false);
+        }
+        // Read before the old handle goes: the skew bound lives in the clock.
+        let skew_bound_ms = self.clock.skew_bound_ms();
+        if !self.store.reopen_if_poisoned()? {
+            return Ok(false);
+        }
+        let (clock, membership) = Self::read_from(&self.store, &*self.wall, skew_bound_ms)?;
+        self.clock = clock;
+        *self.membership = membership;
+        // Subscribers keep being told (a store opened afresh notes no changes).
+        if self.hub.has_subscribers() {
+            self.store.track_changes(true);
+        }
+        Ok(true)
     }
 
     /// The device id new local ops are written as.

@@ -486,6 +486,12 @@ impl SyncStore for Replica {
             Error::Replay(_) | Error::Store(StoreError::Refused(_))
         )
     }
+
+    /// A reopen that fails (the disk still full) leaves the replica refusing writes; the
+    /// next failed session tries again.
+    fn reopen_if_poisoned(&mut self) -> bool {
+        Replica::reopen_if_poisoned(self).unwrap_or(false)
+    }
 }
 
 impl Gate for Replica {

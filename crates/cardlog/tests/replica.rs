@@ -790,6 +790,59 @@ fn a_failed_write_poisons_the_replica_until_reopened() {
     r.add_contact(&sample(4)).unwrap();
 }
 
+#[test]
+fn a_poisoned_replica_reopens_in_place_once_the_disk_writes_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    drop(Replica::create_with(&dir, options(&clock)).unwrap());
+    let budget = Arc::new(AtomicU64::new(u64::MAX));
+    let kv = FaultyKv::sharing(
+        SledKv::open(&dir.join("db"), cardlog::CACHE_BYTES_DEFAULT).unwrap(),
+        budget.clone(),
+    );
+    let log =
+        cardlog_store::log::FileLog::open(&dir.join(cardlog_store::log::LOG_FILE), false).unwrap();
+    let log = FaultyLog::sharing(log, budget.clone());
+    let store = Store::open_parts(Box::new(kv), Box::new(log), &dir).unwrap();
+    let mut r = Replica::from_store(store, options(&clock)).unwrap();
+    let changes = r.subscribe();
+    assert!(!r.reopen_if_poisoned().unwrap(), "nothing failed yet");
+    r.add_contact(&sample(1)).unwrap();
+    // The disk fills: the save fails and the replica refuses writes from then on.
+    budget.store(0, Ordering::SeqCst);
+    r.add_contact(&sample(2)).unwrap_err();
+    let err = r.add_contact(&sample(3)).unwrap_err();
+    assert!(
+        matches!(err, Error::Store(StoreError::Poisoned(_))),
+        "{err}"
+    );
+    // Space is freed (the reopened store writes through the real files): the same handle
+    // goes on, no restart.
+    assert!(r.reopen_if_poisoned().unwrap());
+    assert!(!r.reopen_if_poisoned().unwrap());
+    r.add_contact(&sample(4)).unwrap();
+    assert!(r.verify().unwrap().is_ok());
+    assert!(r.contact(&ContactId([1; 16])).unwrap().is_some());
+    assert!(r.contact(&ContactId([2; 16])).unwrap().is_none());
+    assert!(r.contact(&ContactId([4; 16])).unwrap().is_some());
+    assert_eq!(
+        r.op_count(),
+        3,
+        "the founding op and the two saves that returned"
+    );
+    // Subscribers are still told.
+    let told: Vec<ContactId> = changes
+        .try_iter()
+        .flat_map(|c| c.contacts.into_iter().map(|c| c.contact))
+        .collect();
+    assert_eq!(told, [ContactId([1; 16]), ContactId([4; 16])]);
+    drop(r);
+    let r = Replica::open_with(&dir, options(&clock)).unwrap();
+    assert!(r.verify().unwrap().is_ok());
+    assert_eq!(r.op_count(), 3);
+}
+
 /// Saves write the op log; the registers go to the database in batches of about 1,024 ops.
 /// A database that fails then fails the save that triggered the batch, which stores nothing,
 /// and poisons the replica; a reopen replays every save that returned.

@@ -685,3 +685,65 @@ fn a_recorded_session_replayed_to_the_server_is_refused_at_the_handshake() {
     assert_eq!(admin.summary(), &before);
     assert_eq!(admin.peers().unwrap(), before_peers);
 }
+
+#[test]
+fn a_served_replica_whose_disk_failed_serves_again_without_a_restart() {
+    use cardlog_store::state::{FaultyKv, SledKv};
+    use cardlog_store::Store;
+    use std::sync::atomic::AtomicU64;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let hub_dir = tmp.path().join("hub");
+    let mut hub = replica(&hub_dir, &clock);
+    let mut phone = member_of(&mut hub, &tmp.path().join("phone"), &clock);
+    drop(hub);
+    // The hub's store on a disk that fails every write once `budget` is spent.
+    let budget = Arc::new(AtomicU64::new(0));
+    let kv = FaultyKv::sharing(
+        SledKv::open(&hub_dir.join("db"), cardlog::CACHE_BYTES_DEFAULT).unwrap(),
+        budget.clone(),
+    );
+    let log = cardlog_store::log::FileLog::open(&hub_dir.join(cardlog_store::log::LOG_FILE), false)
+        .unwrap();
+    let log = cardlog_store::log::FaultyLog::sharing(log, budget);
+    let store = Store::open_parts(Box::new(kv), Box::new(log), &hub_dir).unwrap();
+    let options = Options {
+        wall: clock.clone(),
+        ..Options::default()
+    };
+    let hub = Replica::from_store(store, options).unwrap();
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let shared = Shared::new(hub);
+    let server = {
+        let (shared, outcomes) = (shared.clone(), Arc::clone(&outcomes));
+        std::thread::spawn(move || {
+            serve(
+                &listener,
+                shared,
+                ServeOptions {
+                    timeout: TIMEOUT,
+                    sessions: Some(2),
+                    ..ServeOptions::default()
+                },
+                move |_, result| outcomes.lock().unwrap().push(result.is_ok()),
+            )
+            .unwrap();
+        })
+    };
+    phone.add_contact(&secret_contact(1)).unwrap();
+    // The hub cannot store the phone's op: the session fails on its side.
+    let _ = phone.sync_tcp(&addr, TIMEOUT);
+    // The disk writes again (the hub reopened its store after the failed session, onto the
+    // real files): the next session goes through, with the same running server.
+    let report = phone.sync_tcp(&addr, TIMEOUT).unwrap();
+    assert!(report.converged, "{report:?}");
+    server.join().unwrap();
+    assert_eq!(*outcomes.lock().unwrap(), [false, true]);
+    let hub = shared.into_inner().ok().unwrap();
+    assert!(hub.contact(&ContactId([1; 16])).unwrap().is_some());
+    assert!(hub.verify().unwrap().is_ok());
+}

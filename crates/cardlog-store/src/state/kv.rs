@@ -126,6 +126,11 @@ pub trait Kv: Send + Sync {
     fn close_checkpointed(self: Box<Self>) -> KvResult<()> {
         Ok(())
     }
+    /// The page cache it was opened with, to open it again alike
+    /// ([`crate::Store::reopen_if_poisoned`]); the default's for a database without one.
+    fn cache_bytes(&self) -> u64 {
+        crate::store::CACHE_BYTES_DEFAULT
+    }
 }
 
 /// A database already closed: every call fails. What a store holds while it closes.
@@ -205,5 +210,9 @@ impl<K: Kv> Kv for FaultyKv<K> {
 
     fn close_checkpointed(self: Box<Self>) -> KvResult<()> {
         Box::new(self.inner).close_checkpointed()
+    }
+
+    fn cache_bytes(&self) -> u64 {
+        self.inner.cache_bytes()
     }
 }

@@ -230,6 +230,10 @@ impl SledKv {
 }
 
 impl Kv for SledKv {
+    fn cache_bytes(&self) -> u64 {
+        self.cache_bytes
+    }
+
     fn get(&self, key: &[u8]) -> KvResult<Option<Vec<u8>>> {
         self.db
             .get(key)

@@ -180,6 +180,36 @@ impl Store {
         Self::open_parts(Box::new(kv), Box::new(log), dir)
     }
 
+    /// Opens this store's directory again in place of this handle, if a failed write
+    /// poisoned it (a full disk, say): what lets a long-running process, such as a relay, go
+    /// on once the disk writes again, without a restart. The old handle's database is closed
+    /// first (its lock let go) and the store read from disk as any open reads it, so nothing
+    /// the failed write half did survives. Returns whether it reopened; an open that fails
+    /// (the disk still full) leaves this handle poisoned, and a later call tries again.
+    /// The database is opened with the page cache it had.
+    pub fn reopen_if_poisoned(&mut self) -> Result<bool, OpenError> {
+        if self.poisoned.is_none() {
+            return Ok(false);
+        }
+        let options = StoreOptions {
+            cache_bytes: self.kv.cache_bytes(),
+        };
+        drop(std::mem::replace(
+            &mut self.kv,
+            Box::new(crate::state::kv::ClosedKv),
+        ));
+        let fresh = Store::open(&self.dir, &options)?;
+        // The old handle goes: poisoned, its drop writes nothing.
+        *self = fresh;
+        Ok(true)
+    }
+
+    /// Whether a failed write poisoned this handle: it refuses writes until reopened
+    /// ([`Store::reopen_if_poisoned`]).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
     /// Opens a store on an already opened key space and log file (tests use this to inject
     /// faults).
     pub fn open_parts(
