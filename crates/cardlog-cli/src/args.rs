@@ -355,7 +355,19 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = TIMEOUT_SECS_DEFAULT,
           value_parser = clap::value_parser!(u64).range(1..=TIMEOUT_SECS_MAX))]
     pub timeout: u64,
+    /// Seconds a whole session may take: a peer sending each message just in time is cut
+    /// off after it
+    #[arg(long, value_name = "SECS", default_value_t = SESSION_SECS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..=TIMEOUT_SECS_MAX))]
+    pub session_timeout: u64,
+    /// Sessions served at once for one IP address (more from that address are refused)
+    #[arg(long, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_per_address: u64,
 }
+
+/// Seconds a served session may take in all, by default (ten minutes).
+pub const SESSION_SECS_DEFAULT: u64 = 600;
 
 /// `cardlog add`.
 #[derive(Debug, Args)]

@@ -490,6 +490,8 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> Res {
     let json = ctx.json;
     let options = ServeOptions {
         timeout: Duration::from_secs(a.timeout),
+        session_timeout: Duration::from_secs(a.session_timeout),
+        max_sessions_per_address: usize::try_from(a.max_per_address).unwrap_or(usize::MAX),
         sessions: a.sessions,
         ..ServeOptions::default()
     };

@@ -45,6 +45,10 @@ pub enum SyncError<E> {
     /// The peer did not send a whole message in time.
     #[error("timed out after {0} ms waiting for the peer")]
     Timeout(u64),
+    /// The session was not over within its whole-session deadline (in ms): a peer that keeps
+    /// a session open by sending slowly is cut off ([`crate::transport::ServeOptions`]).
+    #[error("the session took longer than its {0} ms deadline")]
+    SessionTimeout(u64),
     /// A transport-level failure.
     #[error("transport: {0}")]
     Transport(String),
@@ -78,6 +82,7 @@ impl<E> SyncError<E> {
             SyncError::SamePeer(p) => SyncError::SamePeer(p),
             SyncError::Disconnected(d) => SyncError::Disconnected(d),
             SyncError::Timeout(t) => SyncError::Timeout(t),
+            SyncError::SessionTimeout(t) => SyncError::SessionTimeout(t),
             SyncError::Transport(t) => SyncError::Transport(t),
             SyncError::Handshake(h) => SyncError::Handshake(h),
             SyncError::Auth(a) => SyncError::Auth(a),
@@ -104,6 +109,9 @@ pub enum TransportError {
     /// The peer did not send a whole message in time.
     #[error("timed out after {0} ms waiting for the peer")]
     Timeout(u64),
+    /// The session was not over within its whole-session deadline (in ms).
+    #[error("the session took longer than its {0} ms deadline")]
+    SessionTimeout(u64),
     /// Any other failure of the carrier (connecting, socket options).
     #[error("transport: {0}")]
     Io(String),
@@ -197,6 +205,7 @@ impl<E> From<TransportError> for SyncError<E> {
         match e {
             TransportError::Disconnected(d) => SyncError::Disconnected(d),
             TransportError::Timeout(t) => SyncError::Timeout(t),
+            TransportError::SessionTimeout(t) => SyncError::SessionTimeout(t),
             TransportError::Io(t) => SyncError::Transport(t),
             TransportError::Wire(w) => SyncError::Wire(w),
             TransportError::Tampered(n) => SyncError::Tampered(n),

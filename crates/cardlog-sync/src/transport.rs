@@ -8,10 +8,11 @@
 //! that says nothing), declared lengths are checked against the message size limit before any
 //! buffer grows, and buffers grow only as bytes actually arrive.
 
+use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cardlog_core::{DeviceId, OpId, Refusal, SealedOp, SignedTip};
@@ -26,6 +27,11 @@ use crate::wire::WireError;
 
 /// How long a side waits for the peer's next whole message by default.
 pub const TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+
+/// Default whole-session deadline of a served session ([`ServeOptions::session_timeout`]):
+/// a first sync of a 200,000-op history takes seconds on loopback; a slow phone link may take
+/// minutes.
+pub const SESSION_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10 * 60);
 
 /// Something that carries whole messages both ways.
 pub trait Transport {
@@ -306,6 +312,9 @@ impl Transport for ChannelEnd {
 pub struct TcpTransport {
     stream: TcpStream,
     timeout: Duration,
+    /// When the whole session must be over, and that deadline's length
+    /// ([`TcpTransport::with_session_deadline`]).
+    session: Option<(Instant, Duration)>,
 }
 
 impl TcpTransport {
@@ -317,7 +326,32 @@ impl TcpTransport {
         stream
             .set_write_timeout(Some(timeout))
             .map_err(|e| TransportError::Io(e.to_string()))?;
-        Ok(Self { stream, timeout })
+        Ok(Self {
+            stream,
+            timeout,
+            session: None,
+        })
+    }
+
+    /// Gives the whole session `most` from now, beside each message's own deadline: a peer
+    /// that keeps the session open by sending each message just in time is cut off with
+    /// [`TransportError::SessionTimeout`] (what a server does with connections it did not
+    /// start: [`ServeOptions::session_timeout`]).
+    pub fn with_session_deadline(mut self, most: Duration) -> Self {
+        self.session = Instant::now().checked_add(most).map(|at| (at, most));
+        self
+    }
+
+    /// The deadline for the next message, and the error for missing it.
+    fn deadline(&self) -> (Instant, TransportError) {
+        let message = Instant::now() + self.timeout;
+        let per_message = TransportError::Timeout(self.timeout.as_millis() as u64);
+        match self.session {
+            Some((at, most)) if at < message => {
+                (at, TransportError::SessionTimeout(most.as_millis() as u64))
+            }
+            _ => (message, per_message),
+        }
     }
 
     /// Connects to `addr` (waiting at most `timeout`).
@@ -340,14 +374,15 @@ impl TcpTransport {
         &mut self,
         buf: &mut Vec<u8>,
         len: usize,
-        deadline: Instant,
+        (deadline, missed): &(Instant, TransportError),
     ) -> Result<(), TransportError> {
         const STEP: usize = 64 << 10;
+        let deadline = *deadline;
         let mut filled = buf.len();
         while filled < len {
             let now = Instant::now();
             if now >= deadline {
-                return Err(TransportError::Timeout(self.timeout.as_millis() as u64));
+                return Err(missed.clone());
             }
             self.stream
                 .set_read_timeout(Some(deadline - now))
@@ -387,15 +422,21 @@ impl Transport for TcpTransport {
         let len = u32::try_from(bytes.len()).map_err(|_| {
             TransportError::Io(format!("message of {} bytes is too large", bytes.len()))
         })?;
+        let (deadline, missed) = self.deadline();
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(missed);
+        }
+        self.stream
+            .set_write_timeout(Some(left))
+            .map_err(|e| TransportError::Io(e.to_string()))?;
         let write = |s: &mut TcpStream| -> std::io::Result<()> {
             s.write_all(&len.to_be_bytes())?;
             s.write_all(&bytes)?;
             s.flush()
         };
         write(&mut self.stream).map_err(|e| match e.kind() {
-            ErrorKind::WouldBlock | ErrorKind::TimedOut => {
-                TransportError::Timeout(self.timeout.as_millis() as u64)
-            }
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => missed,
             _ => TransportError::Disconnected(format!(" ({e})")),
         })
     }
@@ -407,9 +448,9 @@ impl Transport for TcpTransport {
 
     /// Refuses a length prefix over `max` before reading any of the message.
     fn recv_at_most(&mut self, max: usize) -> Result<Vec<u8>, TransportError> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = self.deadline();
         let mut head = Vec::with_capacity(4);
-        self.read_exact_by(&mut head, 4, deadline)?;
+        self.read_exact_by(&mut head, 4, &deadline)?;
         let len = u32::from_be_bytes(<[u8; 4]>::try_from(head.as_slice()).unwrap_or_default());
         let len = len as usize;
         if len > max {
@@ -420,7 +461,7 @@ impl Transport for TcpTransport {
             }));
         }
         let mut body = Vec::new();
-        self.read_exact_by(&mut body, len, deadline)?;
+        self.read_exact_by(&mut body, len, &deadline)?;
         Ok(body)
     }
 
@@ -614,8 +655,14 @@ impl<S: Gate> Gate for Shared<S> {
 pub struct ServeOptions {
     /// Per-message deadline.
     pub timeout: Duration,
+    /// Whole-session deadline: a peer that sends each message just in time cannot hold a
+    /// session (and one of `max_sessions`) longer than this.
+    pub session_timeout: Duration,
     /// Sessions served at once; further connections are closed at once.
     pub max_sessions: usize,
+    /// Sessions served at once for one IP address; its further connections are closed at
+    /// once, so one host cannot take every session.
+    pub max_sessions_per_address: usize,
     /// Stop after this many sessions (successful or not); `None` serves forever.
     pub sessions: Option<u64>,
     /// Ops per `Ops` message sent ([`crate::session::CHUNK_OPS`] by default).
@@ -626,7 +673,9 @@ impl Default for ServeOptions {
     fn default() -> Self {
         Self {
             timeout: TIMEOUT_DEFAULT,
+            session_timeout: SESSION_TIMEOUT_DEFAULT,
             max_sessions: 64,
+            max_sessions_per_address: 8,
             sessions: None,
             chunk_ops: crate::session::CHUNK_OPS,
         }
@@ -648,6 +697,7 @@ where
 {
     let on_session = Arc::new(on_session);
     let active = Arc::new(AtomicUsize::new(0));
+    let per_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let mut handles = Vec::new();
     let mut accepted = 0u64;
     while options.sessions.is_none_or(|n| accepted < n) {
@@ -675,14 +725,36 @@ where
             );
             continue;
         }
+        let ip = addr.ip();
+        {
+            let mut per_address = per_address
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let n = per_address.entry(ip).or_insert(0);
+            if *n >= options.max_sessions_per_address {
+                drop(stream);
+                on_session(
+                    addr,
+                    Err(SyncError::Transport(format!(
+                        "refused: already serving {} sessions for {ip}",
+                        options.max_sessions_per_address
+                    ))),
+                );
+                continue;
+            }
+            *n += 1;
+        }
         active.fetch_add(1, Ordering::SeqCst);
         let mut store = store.clone();
         let on_session = Arc::clone(&on_session);
         let active = Arc::clone(&active);
+        let per_address = Arc::clone(&per_address);
         let timeout = options.timeout;
+        let session_timeout = options.session_timeout;
         let chunk_ops = options.chunk_ops;
         handles.push(std::thread::spawn(move || {
             let result = TcpTransport::new(stream, timeout)
+                .map(|t| t.with_session_deadline(session_timeout))
                 .map_err(SyncError::from)
                 .and_then(|mut t| {
                     let session = Session::new(Role::Responder).with_chunk_ops(chunk_ops);
@@ -694,6 +766,17 @@ where
                 // through once the disk writes again.
                 store.lock().reopen_if_poisoned();
             }
+            {
+                let mut per_address = per_address
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(n) = per_address.get_mut(&ip) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        per_address.remove(&ip);
+                    }
+                }
+            }
             active.fetch_sub(1, Ordering::SeqCst);
             on_session(addr, result);
         }));
@@ -703,4 +786,44 @@ where
         let _ = h.join();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_session_deadline_cuts_off_a_peer_that_sends_each_message_just_in_time() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let sender = std::thread::spawn(move || {
+            let mut t = TcpTransport::connect(&addr, Duration::from_secs(5)).unwrap();
+            // Each message well within the per-message deadline, for 3 s in all.
+            for _ in 0..15 {
+                if t.send(vec![7; 16]).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        let (stream, _) = listener.accept().unwrap();
+        let mut t = TcpTransport::new(stream, Duration::from_secs(5))
+            .unwrap()
+            .with_session_deadline(Duration::from_millis(700));
+        let started = Instant::now();
+        let mut received = 0;
+        let err = loop {
+            match t.recv() {
+                Ok(_) => received += 1,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err, TransportError::SessionTimeout(700));
+        assert!((1..15).contains(&received), "{received}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        drop(t);
+        sender.join().unwrap();
+    }
 }

@@ -747,3 +747,65 @@ fn a_served_replica_whose_disk_failed_serves_again_without_a_restart() {
     assert!(hub.contact(&ContactId([1; 16])).unwrap().is_some());
     assert!(hub.verify().unwrap().is_ok());
 }
+
+#[test]
+fn one_address_cannot_take_every_session_of_a_served_replica() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut hub = replica(&tmp.path().join("hub"), &clock);
+    let mut phone = member_of(&mut hub, &tmp.path().join("phone"), &clock);
+    phone.add_contact(&secret_contact(1)).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let shared = Shared::new(hub);
+    let server = {
+        let (shared, outcomes) = (shared.clone(), Arc::clone(&outcomes));
+        std::thread::spawn(move || {
+            serve(
+                &listener,
+                shared,
+                ServeOptions {
+                    timeout: TIMEOUT,
+                    max_sessions_per_address: 1,
+                    sessions: Some(3),
+                    ..ServeOptions::default()
+                },
+                move |_, result| outcomes.lock().unwrap().push(result.map(|_| ())),
+            )
+            .unwrap();
+        })
+    };
+    // A connection that sends nothing holds this address's one session...
+    let idle = TcpStream::connect(&addr).unwrap();
+    // ...so the next from the same address is refused at once, before any handshake.
+    let refused = phone.sync_tcp(&addr, TIMEOUT).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            SyncError::Disconnected(_) | SyncError::Transport(_)
+        ),
+        "{refused}"
+    );
+    // Once it goes, the address is served again.
+    drop(idle);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while outcomes.lock().unwrap().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle session never ended"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let report = phone.sync_tcp(&addr, TIMEOUT).unwrap();
+    assert!(report.converged, "{report:?}");
+    server.join().unwrap();
+    let outcomes = outcomes.lock().unwrap();
+    let refusal = outcomes[0].as_ref().unwrap_err().to_string();
+    assert!(refusal.contains("for 127.0.0.1"), "{refusal}");
+    assert!(outcomes[1].is_err(), "the idle connection's session failed");
+    assert!(outcomes[2].is_ok());
+    drop(outcomes);
+    let hub = shared.into_inner().ok().unwrap();
+    assert!(hub.contact(&ContactId([1; 16])).unwrap().is_some());
+}
