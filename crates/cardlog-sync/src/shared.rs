@@ -23,6 +23,8 @@ struct SharedInner<S> {
     store: Mutex<S>,
     /// Threads blocked in [`Shared::lock`].
     waiting: AtomicUsize,
+    /// Locks taken after waiting, ever ([`Shared::make_way`] counts those it waits for).
+    taken: AtomicUsize,
 }
 
 impl<S> Clone for Shared<S> {
@@ -41,6 +43,7 @@ impl<S> Shared<S> {
         Self(Arc::new(SharedInner {
             store: Mutex::new(store),
             waiting: AtomicUsize::new(0),
+            taken: AtomicUsize::new(0),
         }))
     }
 
@@ -58,20 +61,33 @@ impl<S> Shared<S> {
             .store
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // In this order, a make_way that counts this thread as waiting also finds this lock
+        // not yet counted taken, or returns early; never waits for a lock already taken.
         self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.0.taken.fetch_add(1, Ordering::SeqCst);
         guard
     }
 
-    /// Called without the lock, between two steps of a long job: returns once every thread
-    /// that was waiting for the lock has taken it (or after 20 ms at most), so they go before
-    /// the job's next step.
+    /// Called without the lock, between two steps of a long job: returns once as many
+    /// threads as were waiting for the lock when it was called have taken it (or after 20 ms
+    /// at most), so they go before the job's next step. Threads that start waiting later,
+    /// such as another job coming back for its next step, are not waited for.
     pub fn make_way(&self) {
         self.make_way_within(MAKE_WAY_MAX);
     }
 
     fn make_way_within(&self, most: Duration) {
+        let waiting = self.0.waiting.load(Ordering::SeqCst);
+        if waiting == 0 {
+            return;
+        }
+        let target = self.0.taken.load(Ordering::SeqCst).wrapping_add(waiting);
         let deadline = Instant::now() + most;
-        while self.0.waiting.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        // `taken` only grows (wrapping after usize::MAX locks): how far it still is from
+        // the target, in the wrapping sense.
+        while target.wrapping_sub(self.0.taken.load(Ordering::SeqCst)) as isize > 0
+            && Instant::now() < deadline
+        {
             std::thread::yield_now();
         }
     }

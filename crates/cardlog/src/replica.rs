@@ -209,11 +209,13 @@ impl Replica {
     }
 
     /// After a failed write (a full disk, an I/O error) the replica refuses writes
-    /// ([`cardlog_store::StoreError::Poisoned`]) until its store is opened again. This opens it again in
-    /// place, as [`Replica::open`] would, keeping the subscribers: what a process that stays
-    /// up (a relay, an app) calls once the disk writes again. Returns whether it reopened
-    /// (`false`: nothing had failed); if the open fails (the disk still full), the replica
-    /// stays as it was and a later call tries again.
+    /// ([`cardlog_store::StoreError::Poisoned`]) until its store is opened again. This opens
+    /// it again in place, as [`Replica::open`] would, keeping the subscribers: what a process
+    /// that stays up (a relay, an app) calls once the disk writes again. Returns whether the
+    /// replica takes writes again (`false`: nothing had failed, or the store refuses writes
+    /// for damage found when it opened, which `rebuild` mends). If the open fails (the disk
+    /// still full) the replica still refuses writes, its reads working where its database
+    /// could be opened again, and a later call tries again.
     pub fn reopen_if_poisoned(&mut self) -> Result<bool, OpenError> {
         if !self.store.is_poisoned() {
             return Ok(false);
@@ -223,14 +225,22 @@ impl Replica {
         if !self.store.reopen_if_poisoned()? {
             return Ok(false);
         }
-        let (clock, membership) = Self::read_from(&self.store, &*self.wall, skew_bound_ms)?;
+        let (clock, membership) = match Self::read_from(&self.store, &*self.wall, skew_bound_ms) {
+            Ok(read) => read,
+            Err(e) => {
+                // Writes with the old clock and membership could be wrong: refused until a
+                // later call reads them.
+                self.store.refuse_writes(format!("reopened, but {e}"));
+                return Err(e);
+            }
+        };
         self.clock = clock;
         *self.membership = membership;
         // Subscribers keep being told (a store opened afresh notes no changes).
         if self.hub.has_subscribers() {
             self.store.track_changes(true);
         }
-        Ok(true)
+        Ok(!self.store.is_poisoned())
     }
 
     /// The device id new local ops are written as.

@@ -843,6 +843,38 @@ fn a_poisoned_replica_reopens_in_place_once_the_disk_writes_again() {
     assert_eq!(r.op_count(), 3);
 }
 
+#[test]
+fn a_store_found_damaged_at_open_is_not_reopened_but_left_to_rebuild() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut r = Replica::create_with(&dir, options(&clock)).unwrap();
+    for n in 1..=3 {
+        r.add_contact(&sample(n)).unwrap();
+    }
+    drop(r);
+    // The log loses its last record: the registers cover more than it holds.
+    let log = dir.join(cardlog_store::log::LOG_FILE);
+    let len = std::fs::metadata(&log).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+    f.set_len(len - 10).unwrap();
+    drop(f);
+    let mut r = Replica::open_with(&dir, options(&clock)).unwrap();
+    let err = r.add_contact(&sample(9)).unwrap_err();
+    assert!(
+        matches!(err, Error::Store(StoreError::Poisoned(_))),
+        "{err}"
+    );
+    // Opening again would find the same damage: nothing to gain, and a server calling this
+    // after every failed session must not reopen each time.
+    assert!(!r.reopen_if_poisoned().unwrap());
+    assert!(r.add_contact(&sample(9)).is_err());
+    drop(r);
+    let mut store = Store::open(&dir, &cardlog_store::StoreOptions::default()).unwrap();
+    assert!(store.is_poisoned());
+    assert!(!store.reopen_if_poisoned().unwrap(), "not reopened");
+}
+
 /// Saves write the op log; the registers go to the database in batches of about 1,024 ops.
 /// A database that fails then fails the save that triggered the batch, which stores nothing,
 /// and poisons the replica; a reopen replays every save that returned.

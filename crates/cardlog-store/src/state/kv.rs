@@ -127,14 +127,15 @@ pub trait Kv: Send + Sync {
         Ok(())
     }
     /// The page cache it was opened with, to open it again alike
-    /// ([`crate::Store::reopen_if_poisoned`]); the default's for a database without one.
-    fn cache_bytes(&self) -> u64 {
-        crate::store::CACHE_BYTES_DEFAULT
+    /// ([`crate::Store::reopen_if_poisoned`]); `None` for a database without one.
+    fn cache_bytes(&self) -> Option<u64> {
+        None
     }
 }
 
-/// A database already closed: every call fails. What a store holds while it closes.
-pub(crate) struct ClosedKv;
+/// A database already closed: every call fails. What a store holds while it closes; it
+/// remembers the page cache the database had, to open it again alike.
+pub(crate) struct ClosedKv(pub(crate) Option<u64>);
 
 impl ClosedKv {
     fn closed<T>() -> KvResult<T> {
@@ -143,6 +144,10 @@ impl ClosedKv {
 }
 
 impl Kv for ClosedKv {
+    fn cache_bytes(&self) -> Option<u64> {
+        self.0
+    }
+
     fn get(&self, _: &[u8]) -> KvResult<Option<Vec<u8>>> {
         Self::closed()
     }
@@ -212,7 +217,7 @@ impl<K: Kv> Kv for FaultyKv<K> {
         Box::new(self.inner).close_checkpointed()
     }
 
-    fn cache_bytes(&self) -> u64 {
+    fn cache_bytes(&self) -> Option<u64> {
         self.inner.cache_bytes()
     }
 }

@@ -230,8 +230,8 @@ impl SledKv {
 }
 
 impl Kv for SledKv {
-    fn cache_bytes(&self) -> u64 {
-        self.cache_bytes
+    fn cache_bytes(&self) -> Option<u64> {
+        Some(self.cache_bytes)
     }
 
     fn get(&self, key: &[u8]) -> KvResult<Option<Vec<u8>>> {

@@ -220,6 +220,7 @@ impl Store {
             if let Err(e) = self.rebuild() {
                 if self.poisoned.is_none() {
                     self.poisoned = Some(format!("the retraction of void ops failed: {e}"));
+                    self.write_failed = true;
                 }
                 return Err(e);
             }

@@ -138,6 +138,9 @@ pub struct Store {
     summary: Summary,
     ops: u64,
     poisoned: Option<String>,
+    /// The poison is a write that failed while the store was open (not damage found at
+    /// open): opening again may cure it ([`Store::reopen_if_poisoned`]).
+    write_failed: bool,
     /// A meta value was written since the database was last flushed.
     meta_dirty: bool,
     /// Boxed: rarely read, and the store is kept within a replica by value.
@@ -254,11 +257,13 @@ impl Store {
 
     fn poison(&mut self, e: KvError) -> StoreError {
         self.poisoned = Some(e.reason());
+        self.write_failed = true;
         StoreError::Engine(e)
     }
 
     fn poison_log(&mut self, e: LogError) -> StoreError {
         self.poisoned = Some(e.reason());
+        self.write_failed = true;
         StoreError::from(e)
     }
 
@@ -305,7 +310,7 @@ impl Drop for Store {
         if self.poisoned.is_none() {
             let _ = self.log.trim();
             // After many writes, the next open starts faster (see `Kv::close_checkpointed`).
-            let kv = std::mem::replace(&mut self.kv, Box::new(ClosedKv));
+            let kv = std::mem::replace(&mut self.kv, Box::new(ClosedKv(None)));
             let _ = kv.close_checkpointed();
         }
     }

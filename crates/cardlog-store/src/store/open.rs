@@ -180,32 +180,52 @@ impl Store {
         Self::open_parts(Box::new(kv), Box::new(log), dir)
     }
 
-    /// Opens this store's directory again in place of this handle, if a failed write
-    /// poisoned it (a full disk, say): what lets a long-running process, such as a relay, go
+    /// Opens this store's directory again in place of this handle, if a write failed while
+    /// it was open (a full disk, say): what lets a long-running process, such as a relay, go
     /// on once the disk writes again, without a restart. The old handle's database is closed
-    /// first (its lock let go) and the store read from disk as any open reads it, so nothing
-    /// the failed write half did survives. Returns whether it reopened; an open that fails
-    /// (the disk still full) leaves this handle poisoned, and a later call tries again.
-    /// The database is opened with the page cache it had.
+    /// first (its lock let go: another process may open the store in that moment, and this
+    /// open then fails as `Locked`) and the store read from disk as any open reads it, with
+    /// the page cache it had, so nothing the failed write half did survives. Returns whether
+    /// it reopened (the reopened store may still refuse writes, for damage its open found:
+    /// [`Store::is_poisoned`]). A store refusing writes for damage found when it opened is not
+    /// reopened (`Ok(false)`: `rebuild` is its way out). An open that fails (the
+    /// disk still full) returns its error and leaves this handle poisoned, readable again if
+    /// its database could be opened again; a later call tries again.
     pub fn reopen_if_poisoned(&mut self) -> Result<bool, OpenError> {
-        if self.poisoned.is_none() {
+        if self.poisoned.is_none() || !self.write_failed {
             return Ok(false);
         }
-        let options = StoreOptions {
-            cache_bytes: self.kv.cache_bytes(),
-        };
+        let cache_bytes = self.kv.cache_bytes().unwrap_or(super::CACHE_BYTES_DEFAULT);
         drop(std::mem::replace(
             &mut self.kv,
-            Box::new(crate::state::kv::ClosedKv),
+            Box::new(crate::state::kv::ClosedKv(Some(cache_bytes))),
         ));
-        let fresh = Store::open(&self.dir, &options)?;
+        let mut fresh = match Store::open(&self.dir, &StoreOptions { cache_bytes }) {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                // Reads go on as before the call where the database opens.
+                if let Ok(kv) = SledKv::open(&self.dir.join(DB_DIR), cache_bytes) {
+                    self.kv = Box::new(kv);
+                }
+                return Err(e);
+            }
+        };
+        // What this handle's first open found: the store was copied or restored.
+        fresh.previous_device = fresh.previous_device.or(self.previous_device);
         // The old handle goes: poisoned, its drop writes nothing.
         *self = fresh;
         Ok(true)
     }
 
-    /// Whether a failed write poisoned this handle: it refuses writes until reopened
-    /// ([`Store::reopen_if_poisoned`]).
+    /// Stops this handle taking writes: what its owner does when it cannot read what it keeps
+    /// beside the store after [`Store::reopen_if_poisoned`] (so a later call tries again).
+    pub fn refuse_writes(&mut self, why: String) {
+        self.poisoned = Some(why);
+        self.write_failed = true;
+    }
+
+    /// Whether this handle refuses writes: a write failed (until reopened,
+    /// [`Store::reopen_if_poisoned`]) or the store was found damaged when it opened.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned.is_some()
     }
@@ -271,6 +291,7 @@ impl Store {
             summary,
             ops: applied_ops,
             poisoned: None,
+            write_failed: false,
             meta_dirty: false,
             held: HeldBack::default(),
             recovery: Box::default(),

@@ -180,6 +180,7 @@ impl Store {
         self.rebuild_state(&derived).map_err(|e| {
             if self.poisoned.is_none() {
                 self.poisoned = Some(format!("rebuild failed: {e}"));
+                self.write_failed = true;
             }
             e
         })?;
