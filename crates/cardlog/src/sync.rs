@@ -130,13 +130,33 @@ pub(crate) fn decode<T: Decode<()>>(bytes: &[u8], what: &str) -> Result<T, Error
 }
 
 impl Replica {
-    fn peer_records(&self) -> Result<BTreeMap<DeviceId, PeerRecord>, Error> {
+    /// The peers kept in the one record of before peers had a key each (`mpeers`), until
+    /// the next peer write splits it (docs/FORMAT.md, "Store").
+    fn peers_of_before(&self) -> Result<BTreeMap<DeviceId, PeerRecord>, Error> {
         Ok(match self.store.meta(meta::PEERS)? {
             Some(v) => decode::<Vec<(DeviceId, PeerRecord)>>(&v, "peers")?
                 .into_iter()
                 .collect(),
             None => BTreeMap::new(),
         })
+    }
+
+    /// Every peer's record: each under its own key, and those still only in the record of
+    /// before.
+    fn peer_records(&self) -> Result<BTreeMap<DeviceId, PeerRecord>, Error> {
+        let mut records = self.peers_of_before()?;
+        for (peer, bytes) in self.store.peer_records()? {
+            records.insert(peer, decode(&bytes, "peer")?);
+        }
+        Ok(records)
+    }
+
+    /// One peer's record, if this replica synced with it.
+    fn peer_record(&self, peer: &DeviceId) -> Result<Option<PeerRecord>, Error> {
+        match self.store.peer_record(peer)? {
+            Some(bytes) => Ok(Some(decode(&bytes, "peer")?)),
+            None => Ok(self.peers_of_before()?.remove(peer)),
+        }
     }
 
     /// The peers this replica has synced with, by id.
@@ -158,8 +178,7 @@ impl Replica {
     /// lacks, not with the history.
     pub fn needs_sync(&self, peer: &DeviceId) -> Result<BTreeSet<ContactId>, Error> {
         let acked: Summary = self
-            .peer_records()?
-            .remove(peer)
+            .peer_record(peer)?
             .map(|r| r.acked.into_iter().collect())
             .unwrap_or_default();
         let mut out = BTreeSet::new();
@@ -587,7 +606,7 @@ impl PeerBook for Replica {
     }
 
     fn record_peer(&mut self, peer: DeviceId, acked: &Summary) -> Result<(), Error> {
-        let mut records = self.peer_records()?;
+        let mut record = self.peer_record(&peer)?.unwrap_or_default();
         let now = self.calibrated_ms();
         // Only authors held here matter to `needs_sync`; keeping only those bounds the record
         // by this replica's authors, whatever a peer's summary claims.
@@ -596,7 +615,6 @@ impl PeerBook for Replica {
             .iter()
             .filter(|(author, _)| held.contains_key(*author))
             .collect();
-        let record = records.entry(peer).or_default();
         let mut merged: Summary = std::mem::take(&mut record.acked).into_iter().collect();
         for (author, head) in claims {
             match merged.get(author) {
@@ -608,8 +626,15 @@ impl PeerBook for Replica {
         }
         record.acked = merged.into_iter().collect();
         record.last_ms = now;
-        let list: Vec<(DeviceId, PeerRecord)> = records.into_iter().collect();
-        self.store.put_meta(meta::PEERS, encode(&list))?;
+        // Only this peer's record is written (one key per peer); the first write after the
+        // record of before splits it, in the same batch.
+        let mut writes = vec![(peer, encode(&record))];
+        for (other, r) in self.peers_of_before()? {
+            if other != peer && self.store.peer_record(&other)?.is_none() {
+                writes.push((other, encode(&r)));
+            }
+        }
+        self.store.put_peer_records(writes)?;
         self.tidy_branches()?;
         self.durable()
     }
@@ -780,6 +805,8 @@ pub(crate) mod tests {
     /// `mforks`, `mcalibration`, `mclock`, `mpaired`): fixed values encode to exactly these bytes and the
     /// bytes decode back to them, so a refactor cannot change what a stored replica reads.
     const GOLDEN_PEERS_HEX: &str = "01b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b202a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1031111111111111111111111111111111111111111111111111111111111111111fd035e56eea101000011b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2fb2c012222222222222222222222222222222222222222222222222222222222222222fd2c5f56eea101000022fde86156eea1010000";
+    /// One peer's record under its own key (`p` + id): the record inside the one above.
+    const GOLDEN_PEER_HEX: &str = "02a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1031111111111111111111111111111111111111111111111111111111111111111fd035e56eea101000011b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2fb2c012222222222222222222222222222222222222222222222222222222222222222fd2c5f56eea101000022fde86156eea1010000";
     const GOLDEN_FORKS_HEX: &str = "01a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a10233333333333333333333333333333333333333333333333333333333333333334444444444444444444444444444444444444444444444444444444444444444";
     const GOLDEN_CALIBRATION_HEX: &str =
         "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2fcffb74c0a2afdd06556eea1010000";
@@ -857,6 +884,12 @@ pub(crate) mod tests {
         assert_eq!(back[0].0, peers[0].0);
         assert_eq!(back[0].1.acked, peers[0].1.acked);
         assert_eq!(back[0].1.last_ms, peers[0].1.last_ms);
+        assert_eq!(hex(&encode(&peers[0].1)), GOLDEN_PEER_HEX);
+        let back: PeerRecord = decode(&unhex(GOLDEN_PEER_HEX), "peer").unwrap();
+        assert_eq!(
+            (back.acked, back.last_ms),
+            (peers[0].1.acked.clone(), peers[0].1.last_ms)
+        );
         let back: Vec<ForkRecord> = decode(&unhex(GOLDEN_FORKS_HEX), "forks").unwrap();
         assert_eq!(back, forks);
         let back: (DeviceId, i64, u64, u64) =
@@ -893,7 +926,73 @@ pub(crate) mod tests {
             bytes[..bytes.len() - 1].to_vec()
         };
         assert!(decode::<Vec<(DeviceId, PeerRecord)>>(&cut(GOLDEN_PEERS_HEX), "peers").is_err());
+        assert!(decode::<PeerRecord>(&cut(GOLDEN_PEER_HEX), "peer").is_err());
         assert!(decode::<Vec<ForkRecord>>(&cut(GOLDEN_FORKS_HEX), "forks").is_err());
         assert!(decode::<(DeviceId, i64, u64, u64)>(&cut(GOLDEN_CALIBRATION_HEX), "cal").is_err());
+    }
+
+    fn summary_with(r: &Replica) -> Summary {
+        Replica::summary(r).clone()
+    }
+
+    /// Each peer has its own key: a session's record rewrites that peer's only, and the one
+    /// record of before (`mpeers`) is split by the first peer write, nothing of it lost.
+    #[test]
+    fn peers_are_kept_one_key_each_and_the_record_of_before_is_split() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut r = Replica::create(&tmp.path().join("r")).unwrap();
+        let me = r.id();
+        let held = summary_with(&r);
+        let tip = held[&me];
+        let (a, b, c) = (
+            DeviceId([0xa1; 16]),
+            DeviceId([0xb2; 16]),
+            DeviceId([0xc3; 16]),
+        );
+        let before: Vec<(DeviceId, PeerRecord)> = [a, b]
+            .into_iter()
+            .map(|p| {
+                let record = PeerRecord {
+                    acked: vec![(me, tip)],
+                    last_ms: 5,
+                };
+                (p, record)
+            })
+            .collect();
+        r.store.put_meta(meta::PEERS, encode(&before)).unwrap();
+        let ids = |r: &Replica| r.peers().unwrap().iter().map(|p| p.id).collect::<Vec<_>>();
+        assert_eq!(ids(&r), [a, b], "read from the record of before");
+        assert!(
+            r.needs_sync(&a).unwrap().is_empty(),
+            "a acknowledged everything"
+        );
+        r.record_summary(c, &held).unwrap();
+        assert_eq!(r.store.meta(meta::PEERS).unwrap(), None, "split");
+        assert_eq!(ids(&r), [a, b, c]);
+        let stored = r.store.peer_records().unwrap();
+        assert_eq!(stored.len(), 3);
+        for (peer, bytes) in &stored {
+            let record: PeerRecord = decode(bytes, "peer").unwrap();
+            assert_eq!(record.acked, vec![(me, tip)], "{peer}");
+        }
+        // A later session with c leaves a's and b's records as they were.
+        let others = |r: &Replica| {
+            r.store
+                .peer_records()
+                .unwrap()
+                .into_iter()
+                .filter(|(p, _)| *p != c)
+                .collect::<Vec<_>>()
+        };
+        let untouched = others(&r);
+        r.add_contact(&cardlog_core::Contact::new(cardlog_core::ContactId(
+            [1; 16],
+        )))
+        .unwrap();
+        let newer = summary_with(&r);
+        r.record_summary(c, &newer).unwrap();
+        assert_eq!(others(&r), untouched);
+        assert!(r.needs_sync(&c).unwrap().is_empty());
+        assert_eq!(r.needs_sync(&a).unwrap().len(), 1);
     }
 }

@@ -30,6 +30,10 @@ pub const NAME: u8 = b'n';
 pub const NAME_OF: u8 = b'N';
 /// Membership ops: `u` + op id → the op's bytes (few; read whole at open).
 pub const MEMBERSHIP: u8 = b'u';
+/// Sync peers: `p` + peer device id → what it acknowledged holding and when (the facade's
+/// record). One key per peer, so a session rewrites its own peer's record only; format 5
+/// stores written before kept them all under `mpeers`, which the first write splits.
+pub const PEER: u8 = b'p';
 
 /// The listing order's version the name index follows (the value of `meta::NAMES`).
 pub const NAME_INDEX_VERSION: u8 = 1;
@@ -54,7 +58,8 @@ pub mod meta {
     pub const APPLIED: &[u8] = b"mapplied";
     /// Present while `rebuild` runs: the registers are not to be trusted.
     pub const REBUILDING: &[u8] = b"mrebuilding";
-    /// Sync peers: what each acknowledged holding, and when (written by the facade).
+    /// Sync peers, all in one record (written by the facade before peers had a key each,
+    /// [`super::PEER`]; read while it lasts, removed by the next peer write).
     pub const PEERS: &[u8] = b"mpeers";
     /// Forks found during sync (written by the facade).
     pub const FORKS: &[u8] = b"mforks";
@@ -132,6 +137,22 @@ pub fn author(author: &DeviceId) -> Vec<u8> {
     k.push(AUTHOR);
     k.extend_from_slice(&author.0);
     k
+}
+
+/// `p` + peer.
+pub fn peer(peer: &DeviceId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(PEER);
+    k.extend_from_slice(&peer.0);
+    k
+}
+
+/// Parses a peer key.
+pub fn parse_peer(k: &[u8]) -> Result<DeviceId, StoreError> {
+    if k.len() != 17 {
+        return Err(corrupt("peer key"));
+    }
+    Ok(DeviceId(take(k, 1, "peer key")?))
 }
 
 /// Parses an author key and value.

@@ -12,7 +12,7 @@ use super::OpOutcome;
 use super::Store;
 use crate::error::StoreError;
 use crate::state::held::HELD_OPS_MAX;
-use crate::state::keys::{self, ContactRegisters};
+use crate::state::keys::{self, meta, ContactRegisters};
 use crate::state::kv::KvBatch;
 
 impl Store {
@@ -358,6 +358,24 @@ impl Store {
         self.writable()?;
         let mut batch = KvBatch::default();
         batch.remove(key.to_vec());
+        self.kv.apply(batch).map_err(|e| self.poison(e))?;
+        self.meta_dirty = true;
+        Ok(())
+    }
+
+    /// Saves sync peers' records ([`Store::peer_record`]) in one batch, and removes the
+    /// record that held them all before (`mpeers`): the facade's first peer write after an
+    /// upgrade passes every peer it read there. Durable at the next [`Store::flush`].
+    pub fn put_peer_records(
+        &mut self,
+        records: Vec<(DeviceId, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        self.writable()?;
+        let mut batch = KvBatch::default();
+        for (peer, value) in records {
+            batch.insert(keys::peer(&peer), value);
+        }
+        batch.remove(meta::PEERS.to_vec());
         self.kv.apply(batch).map_err(|e| self.poison(e))?;
         self.meta_dirty = true;
         Ok(())

@@ -19,6 +19,22 @@ impl Store {
         Ok(self.held.get(&*self.kv, key)?)
     }
 
+    /// The facade's record of one sync peer, if it has one (`p` + its id).
+    pub fn peer_record(&self, peer: &DeviceId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.held.get(&*self.kv, &keys::peer(peer))?)
+    }
+
+    /// Every sync peer's record, in id order.
+    pub fn peer_records(&self) -> Result<Vec<(DeviceId, Vec<u8>)>, StoreError> {
+        self.held
+            .scan_prefix(&*self.kv, &[keys::PEER])
+            .map(|pair| {
+                let (k, v) = pair?;
+                Ok((keys::parse_peer(&k)?, v))
+            })
+            .collect()
+    }
+
     /// A contact as apps read it (deleted or not); `None` if never written.
     pub fn contact(&self, id: &ContactId) -> Result<Option<ContactView>, StoreError> {
         let registers = self.contact_registers(id)?;
