@@ -2,7 +2,7 @@
 //! (seq and previous op id), its hybrid timestamp, and either its writes to contacts or its
 //! changes to the book's members.
 //!
-//! [`Op`] is plain content. [`SealedOp`] is an op together with its exact canonical bytes and
+//! [`Op`] is plain content. [`SealedOp`](crate::sealed::SealedOp) is an op together with its exact canonical bytes and
 //! its id, and can only be made by encoding a valid op ([`Op::seal`]) or by strictly decoding
 //! and validating bytes ([`crate::sealed::decode_op`]): code that takes a `SealedOp` never sees
 //! unchecked input.

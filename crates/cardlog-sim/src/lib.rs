@@ -13,7 +13,7 @@
 //!   [`Sim::with_network`]); property "a completed session delivers" catches one that loses
 //!   data while both ends believe the session completed.
 //! - [`strategy`] holds public proptest strategies (contacts, edits, sync modes, schedules)
-//!   for apps that want to prove their own use of cardlog converges; [`explore`] runs a
+//!   for apps that want to prove their own use of cardlog converges; [`explore()`] runs a
 //!   property over them with seeds, shrinks a failure and prints it as a story (what each
 //!   device did) with the command that replays it.
 //!

@@ -132,7 +132,7 @@ pub enum SyncMode {
     /// Heads file one way, bundle the other.
     Bundle,
     /// A whole session (a few ops per message) over the app's own network
-    /// ([`Sim::with_network`]), which takes its faults from the number
+    /// ([`crate::sim::Sim::with_network`]), which takes its faults from the number
     /// ([`crate::network::Link::seed`]).
     Network(u64),
 }

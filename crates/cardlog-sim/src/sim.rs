@@ -1703,7 +1703,7 @@ impl Sim {
     }
 
     /// A final full sync: every replica with the first, round after round until a round
-    /// changes nothing (at least twice round, at most [`FINAL_ROUNDS_MAX`]). Two rounds
+    /// changes nothing (at least twice round, at most `FINAL_ROUNDS_MAX`). Two rounds
     /// deliver everything while every chain is one; a store restored from a backup needs a
     /// round more to take back what it lost from the first replica (which keeps the branch
     /// it could not settle), and another for the first to settle the branch given up.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 /// so sessions with several peers interleave (every apply is atomic and idempotent).
 ///
 /// A long job that releases the lock between steps (a session storing a large message,
-/// [`SyncStore::apply_shared`]) calls [`Shared::make_way`] between them: threads waiting in
+/// [`crate::store::SyncStore::apply_shared`]) calls [`Shared::make_way`] between them: threads waiting in
 /// [`Shared::lock`] are counted, and the job lets them take the lock before it takes it
 /// again. Without that, the thread that just let go usually takes the lock back before the
 /// woken waiter runs, and a save waits for several steps instead of one.

@@ -176,7 +176,7 @@ pub enum ReadRef<'a> {
     Record {
         /// Where it starts.
         offset: u64,
-        /// Its flags ([`COMMIT`]).
+        /// Its flags ([`super::record::COMMIT`]).
         flags: u8,
         /// The id written with it.
         id: OpId,

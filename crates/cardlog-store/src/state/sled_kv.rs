@@ -181,7 +181,7 @@ impl SledKv {
     /// sled releases its file lock a moment after the last handle of a database is dropped, so
     /// an open right after a close in the same process may find the lock still held: that case
     /// is retried for up to two seconds before it is reported. Snapshot files a killed process
-    /// left half written are removed first (see [`clear_torn_snapshots`]).
+    /// left half written are removed first (see `clear_torn_snapshots`).
     pub fn open(dir: &Path, cache_bytes: u64) -> KvResult<Self> {
         let cache_bytes = cache_bytes.max(CACHE_BYTES_MIN);
         let mut attempts = 0;
