@@ -18,9 +18,10 @@ use cardlog::{
     Replica, Summary, Value,
 };
 use cardlog_core::{Device, FakeClock, WallClock};
-use cardlog_store::log::FaultyLog;
 use cardlog_store::state::{FaultyKv, SledKv};
 use cardlog_store::{Store, StoreError};
+
+mod common;
 
 /// 2026-11-22T09:00:00Z.
 const NINE_MS: u64 = 1_795_338_000_000;
@@ -761,15 +762,7 @@ fn a_failed_write_poisons_the_replica_until_reopened() {
     // Writes get through while the budget lasts: one save, then the disk fails. A save writes
     // only the op log (the database gets register changes in batches), so the log fails.
     let budget = Arc::new(AtomicU64::new(u64::MAX));
-    let kv = FaultyKv::sharing(
-        SledKv::open(&dir.join("db"), cardlog::CACHE_BYTES_DEFAULT).unwrap(),
-        budget.clone(),
-    );
-    let log =
-        cardlog_store::log::FileLog::open(&dir.join(cardlog_store::log::LOG_FILE), false).unwrap();
-    let log = FaultyLog::sharing(log, budget.clone());
-    let store = Store::open_parts(Box::new(kv), Box::new(log), &dir).unwrap();
-    let mut r = Replica::from_store(store, options(&clock)).unwrap();
+    let mut r = common::on_failing_disk(&dir, options(&clock), &budget);
     r.add_contact(&sample(1)).unwrap();
     budget.store(0, Ordering::SeqCst);
     let err = r.add_contact(&sample(2)).unwrap_err();
@@ -797,15 +790,7 @@ fn a_poisoned_replica_reopens_in_place_once_the_disk_writes_again() {
     let clock = Arc::new(FakeClock::new(NINE_MS));
     drop(Replica::create_with(&dir, options(&clock)).unwrap());
     let budget = Arc::new(AtomicU64::new(u64::MAX));
-    let kv = FaultyKv::sharing(
-        SledKv::open(&dir.join("db"), cardlog::CACHE_BYTES_DEFAULT).unwrap(),
-        budget.clone(),
-    );
-    let log =
-        cardlog_store::log::FileLog::open(&dir.join(cardlog_store::log::LOG_FILE), false).unwrap();
-    let log = FaultyLog::sharing(log, budget.clone());
-    let store = Store::open_parts(Box::new(kv), Box::new(log), &dir).unwrap();
-    let mut r = Replica::from_store(store, options(&clock)).unwrap();
+    let mut r = common::on_failing_disk(&dir, options(&clock), &budget);
     let changes = r.subscribe();
     assert!(!r.reopen_if_poisoned().unwrap(), "nothing failed yet");
     r.add_contact(&sample(1)).unwrap();

@@ -19,6 +19,28 @@ use cardlog::{
 };
 use cardlog_core::FakeClock;
 
+/// The store in `dir` opened again on a disk that fails every write once `budget` (shared by
+/// its database and its op log) is spent: the fault-injection point of the tests of a full
+/// disk.
+pub fn on_failing_disk(
+    dir: &FsPath,
+    options: Options,
+    budget: &Arc<std::sync::atomic::AtomicU64>,
+) -> Replica {
+    use cardlog_store::log::{FaultyLog, FileLog, LOG_FILE};
+    use cardlog_store::state::{FaultyKv, SledKv};
+    let kv = FaultyKv::sharing(
+        SledKv::open(&dir.join("db"), cardlog::CACHE_BYTES_DEFAULT).unwrap(),
+        budget.clone(),
+    );
+    let log = FaultyLog::sharing(
+        FileLog::open(&dir.join(LOG_FILE), false).unwrap(),
+        budget.clone(),
+    );
+    let store = cardlog_store::Store::open_parts(Box::new(kv), Box::new(log), dir).unwrap();
+    Replica::from_store(store, options).unwrap()
+}
+
 /// 2026-11-22T09:00:00Z.
 pub const NINE_MS: u64 = 1_795_338_000_000;
 pub const TIMEOUT: Duration = Duration::from_secs(20);
