@@ -207,6 +207,9 @@ fn decode_message_seeds() -> Vec<Seed> {
         replica: PEER,
         summary: Summary::new(),
     });
+    let busy = message::encode(&Message::Busy {
+        retry_after_ms: 2_000,
+    });
     // An ack listing ALICE before REPLICA: authors out of order.
     let good_ack = unsealed(&message::encode(&Message::Ack {
         summary: summary_from(&[1, 0x40]),
@@ -223,6 +226,7 @@ fn decode_message_seeds() -> Vec<Seed> {
         (t, "valid-abort.bin", with_mode(MODE_AS_IS, &abort)),
         (t, "valid-bundle.bin", with_mode(MODE_AS_IS, &bundle)),
         (t, "valid-heads.bin", with_mode(MODE_AS_IS, &heads)),
+        (t, "valid-busy.bin", with_mode(MODE_AS_IS, &busy)),
         (
             t,
             "valid-sealed-by-harness.bin",
@@ -303,7 +307,7 @@ fn decode_message_seeds() -> Vec<Seed> {
         (
             t,
             "invalid-sealed-garbage.bin",
-            with_mode(MODE_AS_IS, &seal_message(b"CLSY\x01\x07")),
+            with_mode(MODE_AS_IS, &seal_message(b"CLSY\x01\x09")),
         ),
     ]
 }

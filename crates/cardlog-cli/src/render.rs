@@ -480,6 +480,7 @@ mod tests {
             restored: false,
             settled: vec![DeviceId([0x64; 16])],
             converged: true,
+            busy_retries: 1,
         }
     }
 

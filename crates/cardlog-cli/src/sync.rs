@@ -347,6 +347,12 @@ pub fn sync(ctx: &Ctx, addr: Option<&str>, timeout_secs: u64) -> Res {
         return ctx.print_json(&j);
     }
     outln!("synced with {} at {addr}", peer_name(&report))?;
+    if report.busy_retries > 0 {
+        outln!(
+            "busy       the peer was busy {} time(s); waited as it asked and tried again",
+            report.busy_retries
+        )?;
+    }
     outln!(
         "sent       {} op(s), {} bytes",
         report.sent_ops,

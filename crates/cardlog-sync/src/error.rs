@@ -59,6 +59,12 @@ pub enum SyncError<E> {
     /// sent was applied.
     #[error("{0}")]
     Auth(AuthError),
+    /// The server is at capacity and asked to be tried again after this many ms
+    /// ([`crate::wire::message::Message::Busy`]); nothing was exchanged.
+    /// [`crate::transport::sync_tcp`] retries by itself ([`crate::transport::Retry`]) and
+    /// returns this only once its retries are spent.
+    #[error("the peer is busy serving other devices: try again in {} s", .0.div_ceil(1000))]
+    Busy(u64),
     /// A message of an established session failed its authentication check: altered,
     /// dropped, reordered or replayed in transit. Nothing of it was applied; the session ends.
     #[error(
@@ -87,6 +93,7 @@ impl<E> SyncError<E> {
             SyncError::Handshake(h) => SyncError::Handshake(h),
             SyncError::Auth(a) => SyncError::Auth(a),
             SyncError::Tampered(n) => SyncError::Tampered(n),
+            SyncError::Busy(ms) => SyncError::Busy(ms),
         }
     }
 }

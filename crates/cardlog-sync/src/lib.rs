@@ -25,6 +25,7 @@
 //! [`memory::MemoryReplica`] is an in-memory one (simulator, fuzzing, tests).
 
 pub mod bundle;
+pub mod busy;
 pub mod error;
 pub mod memory;
 pub mod receive;

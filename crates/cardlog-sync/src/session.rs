@@ -101,16 +101,19 @@ pub struct SyncReport {
     pub settled: Vec<DeviceId>,
     /// Whether both sides ended with the same summary.
     pub converged: bool,
+    /// Times the server answered busy before this session was served
+    /// ([`crate::transport::sync_tcp`]).
+    pub busy_retries: u32,
 }
 
 impl serde::Serialize for SyncReport {
     /// `{peer, sent_ops, received_ops, stored, duplicates, missing, bytes_sent,
     /// bytes_received, summary_bytes, handshake_bytes, forks, refused, void, calibration,
-    /// taken_back, restored, settled, converged}`: ids as hex, `received_ops` the sum of
+    /// taken_back, restored, settled, converged, busy_retries}`: ids as hex, `received_ops` the sum of
     /// stored, duplicates and missing, each refusal its sentence (docs/CLI.md, `sync --json`).
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(Some(18))?;
+        let mut map = s.serialize_map(Some(19))?;
         map.serialize_entry("peer", &self.peer)?;
         map.serialize_entry("sent_ops", &self.sent_ops)?;
         map.serialize_entry(
@@ -132,6 +135,7 @@ impl serde::Serialize for SyncReport {
         map.serialize_entry("restored", &self.restored)?;
         map.serialize_entry("settled", &self.settled)?;
         map.serialize_entry("converged", &self.converged)?;
+        map.serialize_entry("busy_retries", &self.busy_retries)?;
         map.end()
     }
 }

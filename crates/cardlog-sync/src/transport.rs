@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use cardlog_core::{DeviceId, OpId, Refusal, SealedOp, SignedTip};
 
+use crate::busy::Refuser;
+pub use crate::busy::Retry;
 use crate::error::{AuthError, SyncError, TransportError};
 use crate::secure::{self, Access, Channel, Expect, Handshake, Identity};
 use crate::session::{Role, Session, SyncReport};
@@ -32,6 +34,10 @@ pub const TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 /// a first sync of a 200,000-op history takes seconds on loopback; a slow phone link may take
 /// minutes.
 pub const SESSION_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10 * 60);
+
+/// What a server at capacity asks a turned-away device to wait by default
+/// ([`ServeOptions::busy_retry_after`]): about a short session's length.
+pub const BUSY_RETRY_AFTER_DEFAULT: Duration = Duration::from_secs(2);
 
 /// Something that carries whole messages both ways.
 pub trait Transport {
@@ -133,11 +139,13 @@ impl<T: Transport> Transport for Sealed<'_, T> {
     }
 }
 
-/// The reason of an unencrypted `Abort` message, if `bytes` is one: how a responder refuses
-/// message 1, and how an older cardlog refuses any handshake.
-fn clear_abort(bytes: &[u8]) -> Option<String> {
+/// What an unencrypted sync message in place of the handshake's message 2 says: an `Abort`
+/// is how a responder refuses message 1 (and how an older cardlog refuses any handshake), a
+/// `Busy` how a server at capacity turns the connection away ([`crate::busy`]).
+fn clear_answer<E>(bytes: &[u8]) -> Option<SyncError<E>> {
     match message::decode(bytes) {
-        Ok(Message::Abort { reason }) => Some(reason),
+        Ok(Message::Abort { reason }) => Some(SyncError::PeerAborted(reason)),
+        Ok(Message::Busy { retry_after_ms }) => Some(SyncError::Busy(retry_after_ms)),
         _ => None,
     }
 }
@@ -188,10 +196,10 @@ pub fn run_secure_session<S: Gate, T: Transport>(
             transport.send(m1)?;
             let m2 = transport.recv_at_most(secure::HANDSHAKE_MESSAGE_MAX)?;
             handshake_bytes.1 += m2.len() as u64;
-            if let Some(reason) = clear_abort(&m2) {
-                // The responder refused message 1 (another book, another version), or an
-                // older cardlog answered in the clear.
-                return Err(SyncError::PeerAborted(reason));
+            if let Some(refused) = clear_answer(&m2) {
+                // The responder refused message 1 (another book, another version) or is at
+                // capacity, or an older cardlog answered in the clear.
+                return Err(refused);
             }
             let peer = handshake.read_reply(&m2).map_err(SyncError::Handshake)?;
             if let Expect::Device(expected) = expect {
@@ -487,15 +495,31 @@ impl Transport for TcpTransport {
 const CLOSE_DRAIN: Duration = Duration::from_secs(1);
 
 /// Connects to `addr` and runs an encrypted session as the initiator with the device
-/// `expect` names.
+/// `expect` names. A server at capacity answers [`Message::Busy`]: the call waits as it
+/// asks, backing off per `retry`, and tries again on a new connection; nothing of a
+/// turned-away attempt touched the store. [`SyncError::Busy`] once the retries are spent.
 pub fn sync_tcp<S: Gate>(
     store: &mut S,
     addr: &str,
     timeout: Duration,
     expect: Expect,
+    retry: Retry,
 ) -> Result<SyncReport, SyncError<S::Error>> {
-    let mut transport = TcpTransport::connect(addr, timeout)?;
-    run_secure(Role::Initiator, store, &mut transport, expect)
+    let mut attempt = 0;
+    loop {
+        let mut transport = TcpTransport::connect(addr, timeout)?;
+        match run_secure(Role::Initiator, store, &mut transport, expect) {
+            Err(SyncError::Busy(asked_ms)) if attempt < retry.attempts => {
+                std::thread::sleep(retry.wait(attempt, asked_ms));
+                attempt += 1;
+            }
+            Ok(mut report) => {
+                report.busy_retries = attempt;
+                return Ok(report);
+            }
+            other => return other,
+        }
+    }
 }
 
 // ---- serving several peers -----------------------------------------------------------------
@@ -663,6 +687,9 @@ pub struct ServeOptions {
     /// Sessions served at once for one IP address; its further connections are closed at
     /// once, so one host cannot take every session.
     pub max_sessions_per_address: usize,
+    /// What a connection over `max_sessions` or `max_sessions_per_address` is told: busy,
+    /// retry after this long ([`crate::busy`]).
+    pub busy_retry_after: Duration,
     /// Stop after this many sessions (successful or not); `None` serves forever.
     pub sessions: Option<u64>,
     /// Ops per `Ops` message sent ([`crate::session::CHUNK_OPS`] by default).
@@ -676,6 +703,7 @@ impl Default for ServeOptions {
             session_timeout: SESSION_TIMEOUT_DEFAULT,
             max_sessions: 64,
             max_sessions_per_address: 8,
+            busy_retry_after: BUSY_RETRY_AFTER_DEFAULT,
             sessions: None,
             chunk_ops: crate::session::CHUNK_OPS,
         }
@@ -696,6 +724,7 @@ where
     F: Fn(SocketAddr, Result<SyncReport, SyncError<S::Error>>) + Send + Sync + 'static,
 {
     let on_session = Arc::new(on_session);
+    let refuser = Refuser::start(options.busy_retry_after);
     let active = Arc::new(AtomicUsize::new(0));
     let per_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let mut handles = Vec::new();
@@ -715,11 +744,11 @@ where
         };
         accepted += 1;
         if active.load(Ordering::SeqCst) >= options.max_sessions {
-            drop(stream);
+            refuser.refuse(stream);
             on_session(
                 addr,
                 Err(SyncError::Transport(format!(
-                    "refused: already serving {} sessions",
+                    "turned away (busy): already serving {} sessions",
                     options.max_sessions
                 ))),
             );
@@ -732,11 +761,11 @@ where
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let n = per_address.entry(ip).or_insert(0);
             if *n >= options.max_sessions_per_address {
-                drop(stream);
+                refuser.refuse(stream);
                 on_session(
                     addr,
                     Err(SyncError::Transport(format!(
-                        "refused: already serving {} sessions for {ip}",
+                        "turned away (busy): already serving {} sessions for {ip}",
                         options.max_sessions_per_address
                     ))),
                 );

@@ -232,7 +232,7 @@ const MESSAGE_SEEDS: &[(&str, MessageExpectation)] = &[
     ),
     (
         "invalid-sealed-garbage.bin",
-        |r| matches!(r, Err(WireError::Framing(m)) if m.contains("kind 7")),
+        |r| matches!(r, Err(WireError::Framing(m)) if m.contains("kind 9")),
     ),
 ];
 

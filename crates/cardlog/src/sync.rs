@@ -15,7 +15,7 @@ use cardlog_store::keys::meta;
 use cardlog_store::StoreError;
 use cardlog_sync::bundle::{self, Imported};
 use cardlog_sync::secure::{Access, Expect, Identity};
-use cardlog_sync::transport::{self, Transport};
+use cardlog_sync::transport::{self, Retry, Transport};
 use cardlog_sync::{
     Applied, AuthError, Fork, Gate, PeerBook, Role, SyncReport, SyncStore, TakenBack,
 };
@@ -266,12 +266,14 @@ impl Replica {
     }
 
     /// Connects to a served replica at `addr` (`host:port`) and syncs with it; waits at most
-    /// `timeout` for each message. The peer must be a member of this replica's book; if
+    /// `timeout` for each message. A server at capacity that answers busy is tried again
+    /// after the wait it asks for, with backoff ([`Retry::default`]: three retries), before
+    /// [`SyncError::Busy`] is returned. The peer must be a member of this replica's book; if
     /// `addr` is the paired relay's address, it must be that relay.
     pub fn sync_tcp(&mut self, addr: &str, timeout: Duration) -> Result<SyncReport, SyncError> {
         let expect = self.expect_at(addr)?;
         self.as_source(ChangeSource::Sync, |r| {
-            transport::sync_tcp(r, addr, timeout, expect)
+            transport::sync_tcp(r, addr, timeout, expect, Retry::default())
         })
     }
 
@@ -290,7 +292,7 @@ impl Replica {
     ) -> Result<SyncReport, SyncError> {
         let expect = shared.lock().expect_at(addr)?;
         let mut session_side = shared.clone();
-        let out = transport::sync_tcp(&mut session_side, addr, timeout, expect);
+        let out = transport::sync_tcp(&mut session_side, addr, timeout, expect, Retry::default());
         // What the session changed outside the applies (a take back, a settled fork).
         shared.lock().as_source(ChangeSource::Sync, |_| ());
         out
@@ -328,7 +330,7 @@ impl Replica {
             ));
         };
         self.as_source(ChangeSource::Sync, |r| {
-            transport::sync_tcp(r, &addr, timeout, Expect::Device(device))
+            transport::sync_tcp(r, &addr, timeout, Expect::Device(device), Retry::default())
         })
     }
 

@@ -18,8 +18,11 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cardlog::sync_layer::secure::Expect;
 use cardlog::sync_layer::secure::{Handshake, Identity};
-use cardlog::sync_layer::transport::{channel_pair, run, serve, ServeOptions, Shared, Transport};
+use cardlog::sync_layer::transport::{
+    self, channel_pair, run, serve, Retry, ServeOptions, Shared, Transport,
+};
 use cardlog::sync_layer::wire::message::{self, Message};
 use cardlog::{
     AuthError, Contact, ContactId, Field, HandshakeError, MemberRole, Options, Replica, Role,
@@ -752,52 +755,66 @@ fn a_served_replica_whose_disk_failed_serves_again_without_a_restart() {
 }
 
 #[test]
-fn one_address_cannot_take_every_session_of_a_served_replica() {
+fn one_address_cannot_take_every_session_of_a_served_replica_and_is_told_to_come_back() {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let mut hub = replica(&tmp.path().join("hub"), &clock);
     let mut phone = member_of(&mut hub, &tmp.path().join("phone"), &clock);
     phone.add_contact(&secret_contact(1)).unwrap();
     let shared = Shared::new(hub);
-    let (addr, server, outcomes) = serve_shared(
+    // Served for good (how many connections a retrying client makes depends on timing), so
+    // the server thread is left running when the test ends.
+    let (addr, _server, outcomes) = serve_shared(
         &shared,
         ServeOptions {
             timeout: TIMEOUT,
             max_sessions_per_address: 1,
-            sessions: Some(3),
+            busy_retry_after: Duration::from_millis(100),
+            sessions: None,
             ..ServeOptions::default()
         },
     );
+    let ended = |n: usize| {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while outcomes.lock().unwrap().len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{n} sessions never ended"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
     // A connection that sends nothing holds this address's one session...
     let idle = TcpStream::connect(&addr).unwrap();
-    // ...so the next from the same address is refused at once, before any handshake.
-    let refused = phone.sync_tcp(&addr, TIMEOUT).unwrap_err();
+    // ...so the next from the same address is told, before any handshake, that the server
+    // is busy and when to come back (a client that does not retry sees exactly that).
+    let refused =
+        transport::sync_tcp(&mut phone, &addr, TIMEOUT, Expect::Member, Retry::NEVER).unwrap_err();
+    assert!(matches!(refused, SyncError::Busy(100)), "{refused}");
+    ended(1);
+    let turned_away = outcomes.lock().unwrap()[0].clone().unwrap_err();
     assert!(
-        matches!(
-            refused,
-            SyncError::Disconnected(_) | SyncError::Transport(_)
-        ),
-        "{refused}"
+        turned_away.contains("busy") && turned_away.contains("for 127.0.0.1"),
+        "{turned_away}"
     );
-    // Once it goes, the address is served again.
     drop(idle);
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    while outcomes.lock().unwrap().len() < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the idle session never ended"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    ended(2);
+    // A client that retries (the library's default) gets in once the address's session
+    // ends: here another idle connection goes 300 ms into the client's backing off.
+    let idle = TcpStream::connect(&addr).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let goes = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(idle);
+    });
     let report = phone.sync_tcp(&addr, TIMEOUT).unwrap();
+    goes.join().unwrap();
     assert!(report.converged, "{report:?}");
-    server.join().unwrap();
-    let outcomes = outcomes.lock().unwrap();
-    let refusal = outcomes[0].as_ref().unwrap_err();
-    assert!(refusal.contains("for 127.0.0.1"), "{refusal}");
-    assert!(outcomes[1].is_err(), "the idle connection's session failed");
-    assert!(outcomes[2].is_ok());
-    drop(outcomes);
-    let hub = shared.into_inner().ok().unwrap();
-    assert!(hub.contact(&ContactId([1; 16])).unwrap().is_some());
+    assert!(report.busy_retries >= 1, "{report:?}");
+    assert_eq!(report.sent_ops, 1, "{report:?}");
+    assert!(shared
+        .lock()
+        .contact(&ContactId([1; 16]))
+        .unwrap()
+        .is_some());
 }

@@ -111,6 +111,13 @@ pub enum Message {
         /// What it holds.
         summary: Summary,
     },
+    /// A server at capacity answers a connection with this, in the clear, instead of the
+    /// handshake's message 2, and closes: nothing was read or kept of the connection. The
+    /// initiator may try again after `retry_after_ms` (and backs off further on each refusal).
+    Busy {
+        /// How long the server asks the initiator to wait, in ms.
+        retry_after_ms: u64,
+    },
 }
 
 const KIND_HELLO: u8 = 1;
@@ -119,6 +126,7 @@ const KIND_ACK: u8 = 3;
 const KIND_ABORT: u8 = 4;
 const KIND_BUNDLE: u8 = 5;
 const KIND_SUMMARY_FILE: u8 = 6;
+const KIND_BUSY: u8 = 7;
 
 impl Message {
     /// The message's name, for errors.
@@ -131,6 +139,7 @@ impl Message {
             Message::Bundle { .. } => "bundle",
             // The name errors print; kept as it was for the CLI's unchanged messages.
             Message::SummaryFile { .. } => "heads",
+            Message::Busy { .. } => "busy",
         }
     }
 }
@@ -209,6 +218,10 @@ pub fn encode(message: &Message) -> Vec<u8> {
             out.push(KIND_SUMMARY_FILE);
             out.extend_from_slice(&replica.0);
             put_summary(&mut out, summary);
+        }
+        Message::Busy { retry_after_ms } => {
+            out.push(KIND_BUSY);
+            varint::put(&mut out, *retry_after_ms);
         }
     }
     let sum = checksum(CHECKSUM_CONTEXT, &out);
@@ -334,6 +347,9 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
             replica: DeviceId(r.array()?),
             summary: get_summary(&mut r)?,
         },
+        KIND_BUSY => Message::Busy {
+            retry_after_ms: r.varint()?,
+        },
         k => return Err(WireError::Framing(format!("unknown message kind {k}"))),
     };
     if !r.input.is_empty() {
@@ -394,6 +410,9 @@ mod tests {
             Message::SummaryFile {
                 replica: DeviceId([4; 16]),
                 summary: Summary::new(),
+            },
+            Message::Busy {
+                retry_after_ms: 2000,
             },
         ]
     }
