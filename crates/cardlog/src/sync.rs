@@ -132,29 +132,42 @@ pub(crate) fn decode<T: Decode<()>>(bytes: &[u8], what: &str) -> Result<T, Error
 impl Replica {
     /// The peers kept in the one record of before peers had a key each (`mpeers`), until
     /// the next peer write splits it (docs/FORMAT.md, "Store").
+    ///
+    /// Peer records are bookkeeping, not the book: one that does not decode (a damaged
+    /// disk, or a record of before poisoned by an older cardlog's unbounded summaries) counts
+    /// as a peer never met, which over-reports "needs sync" for it until its next session
+    /// writes it again, rather than failing every session and `status`.
     fn peers_of_before(&self) -> Result<BTreeMap<DeviceId, PeerRecord>, Error> {
         Ok(match self.store.meta(meta::PEERS)? {
-            Some(v) => decode::<Vec<(DeviceId, PeerRecord)>>(&v, "peers")?
-                .into_iter()
-                .collect(),
+            Some(v) => decode::<Vec<(DeviceId, PeerRecord)>>(&v, "peers")
+                .map(|records| records.into_iter().collect())
+                .unwrap_or_default(),
             None => BTreeMap::new(),
         })
     }
 
     /// Every peer's record: each under its own key, and those still only in the record of
-    /// before.
+    /// before; one that does not decode is left out (see [`Replica::peers_of_before`]).
     fn peer_records(&self) -> Result<BTreeMap<DeviceId, PeerRecord>, Error> {
         let mut records = self.peers_of_before()?;
         for (peer, bytes) in self.store.peer_records()? {
-            records.insert(peer, decode(&bytes, "peer")?);
+            match decode(&bytes, "peer") {
+                Ok(record) => {
+                    records.insert(peer, record);
+                }
+                Err(_) => {
+                    records.remove(&peer);
+                }
+            }
         }
         Ok(records)
     }
 
-    /// One peer's record, if this replica synced with it.
+    /// One peer's record, if this replica synced with it and the record decodes (see
+    /// [`Replica::peers_of_before`]).
     fn peer_record(&self, peer: &DeviceId) -> Result<Option<PeerRecord>, Error> {
         match self.store.peer_record(peer)? {
-            Some(bytes) => Ok(Some(decode(&bytes, "peer")?)),
+            Some(bytes) => Ok(decode(&bytes, "peer").ok()),
             None => Ok(self.peers_of_before()?.remove(peer)),
         }
     }
@@ -996,5 +1009,35 @@ pub(crate) mod tests {
         assert_eq!(others(&r), untouched);
         assert!(r.needs_sync(&c).unwrap().is_empty());
         assert_eq!(r.needs_sync(&a).unwrap().len(), 1);
+    }
+
+    /// A peer record that does not decode counts as a peer never met, and the next session
+    /// with that peer writes it again; the record of before likewise.
+    #[test]
+    fn a_damaged_peer_record_is_a_peer_never_met_until_its_next_session() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut r = Replica::create(&tmp.path().join("r")).unwrap();
+        r.add_contact(&cardlog_core::Contact::new(ContactId([1; 16])))
+            .unwrap();
+        let held = summary_with(&r);
+        let (a, b) = (DeviceId([0xa1; 16]), DeviceId([0xb2; 16]));
+        r.record_summary(a, &held).unwrap();
+        r.record_summary(b, &held).unwrap();
+        assert!(r.needs_sync(&a).unwrap().is_empty());
+        r.store
+            .put_peer_records(vec![(a, vec![0xff, 0xff, 0xff])])
+            .unwrap();
+        let ids = |r: &Replica| r.peers().unwrap().iter().map(|p| p.id).collect::<Vec<_>>();
+        assert_eq!(ids(&r), [b], "a is left out, b still read");
+        assert_eq!(r.needs_sync(&a).unwrap().len(), 1, "a acknowledged nothing");
+        r.record_summary(a, &held).unwrap();
+        assert_eq!(ids(&r), [a, b]);
+        assert!(r.needs_sync(&a).unwrap().is_empty());
+        // A record of before that does not decode: read as no peers, removed by the next
+        // peer write.
+        r.store.put_meta(meta::PEERS, vec![0xff; 9]).unwrap();
+        assert_eq!(ids(&r), [a, b]);
+        r.record_summary(b, &held).unwrap();
+        assert_eq!(r.store.meta(meta::PEERS).unwrap(), None);
     }
 }
