@@ -9,13 +9,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::TcpListener;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cardlog::sync_layer::transport::{serve, ServeOptions, Shared};
 use cardlog::{Contact, ContactId, Field, MemberRole, Replica};
 use cardlog_benches::figures::machine;
-use cardlog_benches::stores;
+use cardlog_benches::stores::{self, dir_bytes};
 use cardlog_benches::Error;
 
 const DEVICES_DEFAULT: usize = 200;
@@ -109,19 +108,4 @@ fn rand_id(device: [u8; 16], round: u8, i: usize) -> [u8; 16] {
     id[1] ^= i as u8;
     id[15] = 0xcc;
     id
-}
-
-/// Bytes of every file under `dir`.
-fn dir_bytes(dir: &Path) -> Result<u64, Error> {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        total += if meta.is_dir() {
-            dir_bytes(&entry.path())?
-        } else {
-            meta.len()
-        };
-    }
-    Ok(total)
 }

@@ -360,10 +360,20 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = SESSION_SECS_DEFAULT,
           value_parser = clap::value_parser!(u64).range(1..=TIMEOUT_SECS_MAX))]
     pub session_timeout: u64,
-    /// Sessions served at once for one IP address (more from that address are refused)
+    /// Sessions served at once for one IP address (more from that address are told busy)
     #[arg(long, value_name = "N", default_value_t = 8,
           value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub max_per_address: u64,
+    /// Sessions served at once for one device (more of its sessions are told busy)
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_per_device: u64,
+    /// MiB of received messages held at once across all sessions (a session whose message
+    /// does not fit waits for room; one message may take a quarter, so at least 40 leaves
+    /// room for an honest device's largest, about 9 MiB)
+    #[arg(long, value_name = "MIB", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(40..=65536))]
+    pub receive_budget_mib: u64,
 }
 
 /// Seconds a served session may take in all, by default (ten minutes).

@@ -498,6 +498,8 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> Res {
         timeout: Duration::from_secs(a.timeout),
         session_timeout: Duration::from_secs(a.session_timeout),
         max_sessions_per_address: usize::try_from(a.max_per_address).unwrap_or(usize::MAX),
+        max_sessions_per_device: usize::try_from(a.max_per_device).unwrap_or(usize::MAX),
+        receive_budget: a.receive_budget_mib << 20,
         sessions: a.sessions,
         ..ServeOptions::default()
     };

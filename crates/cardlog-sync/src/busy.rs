@@ -4,14 +4,18 @@
 //!
 //! Who may send a `Busy`: anyone who can answer the connection, since it comes before the
 //! handshake. All it can make a client do is wait (at most [`Retry::most_wait`] per attempt)
-//! and give up after [`Retry::attempts`] retries, which is what dropping the connection
-//! would have done anyway.
+//! and give up after [`Retry::attempts`] retries: a sync that a dropped connection would
+//! fail at once fails some seconds later.
 
+use std::hash::{BuildHasher, Hasher};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::wire::message::{self, Message};
+
+/// The shortest wait before a retry ([`Retry::wait`]).
+pub const RETRY_WAIT_MIN: Duration = Duration::from_millis(100);
 
 /// How an initiator honours a [`Message::Busy`] answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,29 +35,34 @@ impl Retry {
     };
 
     /// How long to wait before retry number `attempt` (from 0) when the server asked for
-    /// `asked_ms`: the ask doubled per earlier retry, spread by ±25 % so that the devices a
-    /// busy relay turned away do not all come back in the same instant, and capped at
-    /// [`Retry::most_wait`]. At least 100 ms, so a server asking for 0 is not hammered.
+    /// `asked_ms`: what it asked (a cardlog server asks each device it turns away for a
+    /// moment of its own: [`Backlog`]), but at least a backoff of 500 ms doubled per earlier
+    /// retry (a server asking for too little is not hammered); spread at random by ±10 % so
+    /// devices asked alike do not come back in the same instant; at most
+    /// [`Retry::most_wait`] and at least [`RETRY_WAIT_MIN`].
     pub fn wait(&self, attempt: u32, asked_ms: u64) -> Duration {
-        let doubled = asked_ms.max(100).saturating_mul(1u64 << attempt.min(16));
-        // A spread in [0.75, 1.25) from the clock's nanoseconds: no two devices share them.
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or_default();
-        let spread = u64::from(nanos % 500);
-        let spread_ms = doubled.saturating_mul(750 + spread) / 1000;
-        Duration::from_millis(spread_ms).min(self.most_wait)
+        let backoff_ms = 500u64.saturating_mul(1u64 << attempt.min(16));
+        let base = asked_ms.max(backoff_ms);
+        // Random per call: std's hasher keys come from the operating system (a clock's
+        // nanoseconds are coarse on some platforms, and devices would share them).
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let spread_ms = base.saturating_mul(900 + random % 200) / 1000;
+        Duration::from_millis(spread_ms)
+            .min(self.most_wait)
+            .max(RETRY_WAIT_MIN)
     }
 }
 
 impl Default for Retry {
-    /// Three retries, each wait at most 30 s: a relay that is still busy after about a
-    /// minute of backing off is reported as busy.
+    /// Three retries, each wait at most 2 minutes (a relay serving a thousand devices at
+    /// once may ask some to come back a minute later): a relay still busy after the waits it
+    /// asked for is reported as busy.
     fn default() -> Self {
         Retry {
             attempts: 3,
-            most_wait: Duration::from_secs(30),
+            most_wait: Duration::from_secs(120),
         }
     }
 }
@@ -70,11 +79,128 @@ pub(crate) fn busy_frame(retry_after: Duration) -> Vec<u8> {
     frame
 }
 
+/// When a server at capacity asks each device it turns away to come back: the devices
+/// queue up in time, one slot each, slots spaced by the time one session takes divided by
+/// the sessions served at once (the rate at which sessions free up). The session time is
+/// the larger of the mean of those that ended (exponentially weighted, 1/4 per session) and
+/// twice the mean age of those running (which a steady state makes equal, and which rises
+/// at once when sessions get longer, before any of them ends). A thousand devices arriving
+/// together are asked to come back spread over the time the server needs to serve them,
+/// rather than all again after the same 2 s.
+pub(crate) struct Backlog {
+    sessions: u32,
+    least: Duration,
+    state: std::sync::Mutex<BacklogState>,
+}
+
+struct BacklogState {
+    /// Mean time of the sessions that ended.
+    mean: Duration,
+    /// The next free slot.
+    next: Instant,
+    /// Sessions running, and the sum of their starts (ns after `base`).
+    running: u32,
+    starts_ns: u128,
+    base: Instant,
+}
+
+impl Backlog {
+    /// A backlog for `sessions` served at once; no device is asked for less than `least`,
+    /// which is also the session time assumed until one is measured.
+    pub(crate) fn new(sessions: usize, least: Duration) -> Backlog {
+        let now = Instant::now();
+        Backlog {
+            sessions: u32::try_from(sessions.max(1)).unwrap_or(u32::MAX),
+            least: least.min(BACKLOG_MAX),
+            state: std::sync::Mutex::new(BacklogState {
+                mean: least,
+                next: now,
+                running: 0,
+                starts_ns: 0,
+                base: now,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BacklogState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A session starts; give what this returns to [`Backlog::ended`].
+    pub(crate) fn started(&self) -> Instant {
+        let now = Instant::now();
+        let mut state = self.lock();
+        state.running = state.running.saturating_add(1);
+        state.starts_ns += now.duration_since(state.base).as_nanos();
+        now
+    }
+
+    /// The session that started at `began` ended; `served` whether it went through (only
+    /// those count in the mean: a peer that idles until its deadline says nothing of how
+    /// long serving takes).
+    pub(crate) fn ended(&self, began: Instant, served: bool) {
+        let mut state = self.lock();
+        state.running = state.running.saturating_sub(1);
+        let start_ns = began.duration_since(state.base).as_nanos();
+        state.starts_ns = state.starts_ns.saturating_sub(start_ns);
+        if served {
+            state.mean = (state.mean.saturating_mul(3))
+                .saturating_add(began.elapsed())
+                .min(BACKLOG_MAX)
+                / 4;
+        }
+    }
+
+    /// How long the next device turned away is asked to wait: until the next free slot, at
+    /// least `least`; the slot after it is then the next one's. The queue reaches at most
+    /// [`BACKLOG_MAX`] ahead (later slots share its end), so a flood of connections cannot
+    /// push honest devices' slots out of reach for long after it.
+    pub(crate) fn turn_away(&self) -> Duration {
+        self.turn_away_at(Instant::now())
+    }
+
+    fn turn_away_at(&self, now: Instant) -> Duration {
+        let mut state = self.lock();
+        let mut session = state.mean;
+        if let Some(mean_start) = state.starts_ns.checked_div(u128::from(state.running)) {
+            let now_ns = now.duration_since(state.base).as_nanos();
+            let age_ns = now_ns.saturating_sub(mean_start);
+            let twice_age =
+                Duration::from_nanos(u64::try_from(age_ns).unwrap_or(u64::MAX)).saturating_mul(2);
+            session = session.max(twice_age);
+        }
+        let (Some(soonest), Some(latest)) =
+            (now.checked_add(self.least), now.checked_add(BACKLOG_MAX))
+        else {
+            return self.least;
+        };
+        let slot = state.next.clamp(soonest, latest.max(soonest));
+        state.next = slot
+            .checked_add(session.min(BACKLOG_MAX) / self.sessions)
+            .unwrap_or(slot);
+        slot.saturating_duration_since(now)
+    }
+}
+
+/// How far ahead the backlog's queue reaches ([`Backlog::turn_away`]): a device's wait is
+/// capped at 2 minutes anyway ([`Retry::default`]).
+const BACKLOG_MAX: Duration = Duration::from_secs(120);
+
 /// Most connections held at once while their busy answer drains; beyond it the oldest is
-/// dropped without one (a flood of connections costs a bounded set of sockets).
-const HELD_MAX: usize = 4096;
-/// How long a turned-away connection is held for its peer to read the answer and close.
-const HOLD: Duration = Duration::from_secs(2);
+/// closed (a flood of connections costs a bounded set of sockets; a server's limit of open
+/// files must leave room for it and for `max_sessions`).
+const HELD_MAX: usize = 1024;
+/// Most connections waiting to be answered; beyond it a connection is closed unanswered (a
+/// thousand devices arriving together are all answered).
+const QUEUED_MAX: usize = 1024;
+/// How long a turned-away connection is held for its peer to read the answer and close (a
+/// cardlog device reads it right after sending its 53-byte message 1, and closes).
+const HOLD: Duration = Duration::from_secs(1);
+/// Bytes read and dropped from one turned-away connection before it is closed (message 1
+/// and its frame are 57).
+const DRAIN_BYTES_MAX: usize = 1024;
 /// How often held connections are drained.
 const TICK: Duration = Duration::from_millis(20);
 
@@ -84,18 +210,17 @@ const TICK: Duration = Duration::from_millis(20);
 /// [`HOLD`] passes. Closing a socket with unread bytes would reset the connection and could
 /// destroy the answer before the peer reads it.
 pub(crate) struct Refuser {
-    tx: Option<crossbeam_channel::Sender<TcpStream>>,
+    tx: Option<crossbeam_channel::Sender<(TcpStream, Duration)>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Refuser {
-    /// Starts the thread; every connection handed over is answered busy with `retry_after`.
-    pub(crate) fn start(retry_after: Duration) -> Refuser {
-        let (tx, rx) = crossbeam_channel::bounded::<TcpStream>(HELD_MAX);
-        let frame = busy_frame(retry_after);
+    /// Starts the thread.
+    pub(crate) fn start() -> Refuser {
+        let (tx, rx) = crossbeam_channel::bounded::<(TcpStream, Duration)>(QUEUED_MAX);
         let thread = std::thread::Builder::new()
             .name("cardlog-busy".into())
-            .spawn(move || refuse_loop(&rx, &frame))
+            .spawn(move || refuse_loop(&rx))
             .ok();
         Refuser {
             tx: Some(tx),
@@ -103,15 +228,23 @@ impl Refuser {
         }
     }
 
-    /// Answers `stream` busy. If the refuser is itself full, the connection is dropped.
-    pub(crate) fn refuse(&self, stream: TcpStream) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.try_send(stream);
+    /// Answers `stream` busy, asking it to come back after `retry_after` (what it returns:
+    /// called once the connection is sure to be answered). If the refuser is itself full,
+    /// the connection is closed and `retry_after` is not called.
+    pub(crate) fn refuse(&self, stream: TcpStream, retry_after: impl FnOnce() -> Duration) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        if tx.is_full() {
+            return;
         }
+        // (The accepting loop is the only sender: room seen is room kept.)
+        let _ = tx.try_send((stream, retry_after()));
     }
 }
 
 impl Drop for Refuser {
+    /// Stops the thread (it closes what it holds at once) and waits for it.
     fn drop(&mut self) {
         self.tx = None;
         if let Some(thread) = self.thread.take() {
@@ -120,50 +253,82 @@ impl Drop for Refuser {
     }
 }
 
-fn refuse_loop(rx: &crossbeam_channel::Receiver<TcpStream>, frame: &[u8]) {
-    let mut held: std::collections::VecDeque<(TcpStream, Instant)> = Default::default();
-    let mut sink = [0u8; 4096];
-    let mut open = true;
-    while open || !held.is_empty() {
-        let first = if held.is_empty() && open {
-            rx.recv().ok()
+/// One turned-away connection: until when it is held, and the bytes drained from it.
+struct Held {
+    stream: TcpStream,
+    until: Instant,
+    drained: usize,
+}
+
+fn refuse_loop(rx: &crossbeam_channel::Receiver<(TcpStream, Duration)>) {
+    let mut held: std::collections::VecDeque<Held> = Default::default();
+    let mut sink = [0u8; DRAIN_BYTES_MAX];
+    let mut next_drain = Instant::now() + TICK;
+    loop {
+        // Answer each connection as it arrives; drain the held ones once per tick, however
+        // many arrive.
+        let arrived = if held.is_empty() {
+            match rx.recv() {
+                Ok(stream) => Some(stream),
+                // The server stopped and nothing is held.
+                Err(_) => return,
+            }
         } else {
-            match rx.recv_timeout(TICK) {
+            match rx.recv_deadline(next_drain) {
                 Ok(stream) => Some(stream),
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                // The server stopped: the held connections still drain (at most HOLD), so
+                // their answers are not lost to a reset.
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    open = false;
-                    None
+                    while !held.is_empty() {
+                        std::thread::sleep(TICK);
+                        drain(&mut held, &mut sink);
+                    }
+                    return;
                 }
             }
         };
-        if first.is_none() && held.is_empty() {
-            open = false;
-        }
-        for stream in first.into_iter().chain(rx.try_iter()) {
-            if answer(&stream, frame) {
+        if let Some((stream, retry_after)) = arrived {
+            if answer(&stream, &busy_frame(retry_after)) {
                 if held.len() >= HELD_MAX {
                     held.pop_front();
                 }
-                held.push_back((stream, Instant::now() + HOLD));
+                held.push_back(Held {
+                    stream,
+                    until: Instant::now() + HOLD,
+                    drained: 0,
+                });
             }
         }
-        let now = Instant::now();
-        held.retain_mut(|(stream, until)| {
-            if now >= *until {
-                return false;
-            }
-            loop {
-                match stream.read(&mut sink) {
-                    Ok(0) => return false,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => return false,
-                }
-            }
-        });
+        if Instant::now() >= next_drain {
+            drain(&mut held, &mut sink);
+            next_drain = Instant::now() + TICK;
+        }
     }
+}
+
+/// Reads and drops what each held connection sent, closing those whose peer closed, that
+/// sent more than [`DRAIN_BYTES_MAX`], or that outstayed [`HOLD`].
+fn drain(held: &mut std::collections::VecDeque<Held>, sink: &mut [u8]) {
+    let now = Instant::now();
+    held.retain_mut(|h| {
+        if now >= h.until {
+            return false;
+        }
+        loop {
+            let room = DRAIN_BYTES_MAX.saturating_sub(h.drained);
+            let Some(buf) = sink.get_mut(..room).filter(|b| !b.is_empty()) else {
+                return false;
+            };
+            match h.stream.read(buf) {
+                Ok(0) => return false,
+                Ok(n) => h.drained += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+    });
 }
 
 /// Writes the answer without waiting (it is far smaller than any socket buffer) and shuts
@@ -181,18 +346,74 @@ mod tests {
     use super::*;
 
     #[test]
-    fn waits_double_per_retry_within_a_quarter_and_stop_at_the_cap() {
+    fn waits_are_the_ask_or_the_backoff_within_a_tenth_and_stop_at_the_cap() {
         let retry = Retry {
             attempts: 5,
             most_wait: Duration::from_secs(10),
         };
-        for (attempt, base) in [(0u32, 1000u64), (1, 2000), (2, 4000)] {
-            let w = retry.wait(attempt, 1000).as_millis() as u64;
-            assert!(w >= base * 3 / 4 && w < base * 5 / 4, "{attempt}: {w}");
+        // The ask, or the backoff when it is larger (500 ms doubled per retry), ±10 %.
+        for (attempt, asked, base) in [
+            (0u32, 1000u64, 1000u64),
+            (1, 1000, 1000),
+            (2, 1000, 2000),
+            (3, 3000, 4000),
+            (0, 7000, 7000),
+        ] {
+            let w = retry.wait(attempt, asked).as_millis() as u64;
+            assert!(w >= base * 9 / 10 && w <= base * 11 / 10, "{attempt}: {w}");
         }
-        assert_eq!(retry.wait(4, 1000), Duration::from_secs(10));
+        assert_eq!(retry.wait(5, 1000), Duration::from_secs(10));
         assert_eq!(retry.wait(40, u64::MAX), Duration::from_secs(10));
-        assert!(retry.wait(0, 0) >= Duration::from_millis(75));
+        // A server asking for nothing still gets the backoff.
+        assert!(retry.wait(0, 0) >= Duration::from_millis(450));
+        let no_wait = Retry {
+            attempts: 3,
+            most_wait: Duration::ZERO,
+        };
+        assert_eq!(no_wait.wait(2, 5000), RETRY_WAIT_MIN);
+        // Spread: not every wait the same.
+        let waits: std::collections::BTreeSet<Duration> =
+            (0..20).map(|_| retry.wait(0, 1000)).collect();
+        assert!(waits.len() > 1, "{waits:?}");
+    }
+
+    #[test]
+    fn devices_turned_away_together_are_asked_for_a_slot_each() {
+        // 4 sessions at once, 2 s each: a session frees up every 500 ms.
+        let backlog = Backlog::new(4, Duration::from_secs(1));
+        backlog.lock().mean = Duration::from_secs(2);
+        let now = Instant::now();
+        let asks: Vec<Duration> = (0..10).map(|_| backlog.turn_away_at(now)).collect();
+        // The first no sooner than the least ask; each next 500 ms later.
+        assert_eq!(asks[0], Duration::from_secs(1));
+        for pair in asks.windows(2) {
+            assert_eq!(pair[1] - pair[0], Duration::from_millis(500), "{asks:?}");
+        }
+        // The queue reaches at most 2 minutes ahead, however many are turned away.
+        for _ in 0..1000 {
+            backlog.turn_away_at(now);
+        }
+        assert_eq!(backlog.turn_away_at(now), BACKLOG_MAX);
+        // Sessions running for 10 s already: serving takes longer than the mean says, and
+        // the slots spread out at once (2 × 10 s / 4 sessions = 5 s apart).
+        let backlog = Backlog::new(4, Duration::from_secs(1));
+        let base = backlog.lock().base;
+        for _ in 0..4 {
+            backlog.started();
+        }
+        // As if the four sessions had started at `base` and it is now 10 s later.
+        backlog.lock().starts_ns = 0;
+        let later = base + Duration::from_secs(10);
+        let (first, second) = (backlog.turn_away_at(later), backlog.turn_away_at(later));
+        assert_eq!(
+            second - first,
+            Duration::from_secs(5),
+            "{first:?} {second:?}"
+        );
+        // Nonsense settings do not panic.
+        let odd = Backlog::new(0, Duration::MAX);
+        assert_eq!(odd.turn_away(), BACKLOG_MAX);
+        odd.ended(odd.started(), true);
     }
 
     #[test]

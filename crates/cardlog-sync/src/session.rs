@@ -640,8 +640,16 @@ impl Session {
         store: &mut S,
     ) -> Result<(), SyncError<S::Error>> {
         let message = message::decode(bytes)?;
-        if let Message::Abort { reason } = message {
-            return Err(SyncError::PeerAborted(reason));
+        match message {
+            Message::Abort { reason } => return Err(SyncError::PeerAborted(reason)),
+            // A server that holds all of this device's sessions (transport::serve) says so
+            // first, before anything is exchanged; anywhere else it is out of place.
+            Message::Busy { retry_after_ms }
+                if self.role == Role::Initiator && self.state == State::AwaitHello =>
+            {
+                return Err(SyncError::Busy(retry_after_ms))
+            }
+            _ => {}
         }
         match (self.state, message) {
             (

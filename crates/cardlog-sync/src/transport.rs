@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use cardlog_core::{DeviceId, OpId, Refusal, SealedOp, SignedTip};
 
-use crate::busy::Refuser;
+pub use crate::budget::Budget;
 pub use crate::busy::Retry;
+use crate::busy::{Backlog, Refuser};
 use crate::error::{AuthError, SyncError, TransportError};
 use crate::secure::{self, Access, Channel, Expect, Handshake, Identity};
 use crate::session::{Role, Session, SyncReport};
@@ -35,7 +36,13 @@ pub const TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 /// minutes.
 pub const SESSION_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10 * 60);
 
-/// What a server at capacity asks a turned-away device to wait by default
+/// A server's default budget of received message bytes held at once
+/// ([`ServeOptions::receive_budget`]): 64 MiB, a few hundred of the messages an honest
+/// device sends ([`crate::session::CHUNK_OPS`] ops of a few hundred bytes each); a larger
+/// message waits until it can take the whole budget.
+pub const RECEIVE_BUDGET_DEFAULT: u64 = 64 << 20;
+
+/// The least a server at capacity asks a turned-away device to wait by default
 /// ([`ServeOptions::busy_retry_after`]): about a short session's length.
 pub const BUSY_RETRY_AFTER_DEFAULT: Duration = Duration::from_secs(2);
 
@@ -105,7 +112,7 @@ pub fn run_session<S: PeerBook, T: Transport>(
         }
         let bytes = transport.recv()?;
         if let Err(e) = session.receive(&bytes, store) {
-            if !matches!(e, SyncError::PeerAborted(_)) {
+            if !matches!(e, SyncError::PeerAborted(_) | SyncError::Busy(_)) {
                 let _ = transport.send(session.abort(&e.to_string()));
                 transport.close();
             }
@@ -186,7 +193,21 @@ pub fn run_secure_session<S: Gate, T: Transport>(
     transport: &mut T,
     expect: Expect,
 ) -> Result<SyncReport, SyncError<S::Error>> {
+    run_secure_claiming(session, store, transport, expect, None)
+}
+
+/// [`run_secure_session`]; a responder given `slots` takes one of the authenticated peer's
+/// session slots for the session, or answers it busy (sealed) and ends when the peer holds
+/// all of its slots.
+fn run_secure_claiming<S: Gate, T: Transport>(
+    session: Session,
+    store: &mut S,
+    transport: &mut T,
+    expect: Expect,
+    slots: Option<(&DeviceSlots, Duration)>,
+) -> Result<SyncReport, SyncError<S::Error>> {
     let identity = store.identity();
+    let mut _slot = None;
     let mut handshake_bytes = (0u64, 0u64);
     let (peer, access, channel) = match session.role() {
         Role::Initiator => {
@@ -237,7 +258,29 @@ pub fn run_secure_session<S: Gate, T: Transport>(
             handshake_bytes.1 += m3.len() as u64;
             let (peer, mut channel) = handshake.read_final(&m3).map_err(SyncError::Handshake)?;
             match store.admit_peer(&peer.device) {
-                Ok(access) => (peer, access, channel),
+                Ok(access) => {
+                    if let Some((slots, retry_after)) = slots {
+                        match slots.claim(peer.device) {
+                            Some(slot) => _slot = Some(slot),
+                            None => {
+                                // Said sealed: only the device itself learns it is busy.
+                                let busy = message::encode(&Message::Busy {
+                                    retry_after_ms: u64::try_from(retry_after.as_millis())
+                                        .unwrap_or(u64::MAX),
+                                });
+                                if let Ok(sealed) = channel.seal(&busy) {
+                                    let _ = transport.send(sealed);
+                                }
+                                transport.close();
+                                return Err(SyncError::Transport(format!(
+                                    "turned away (busy): device {} already holds {} sessions",
+                                    peer.device, slots.limit
+                                )));
+                            }
+                        }
+                    }
+                    (peer, access, channel)
+                }
                 Err(refusal) => {
                     // The refused device learns why, and nothing else.
                     let abort = message::encode(&Message::Abort {
@@ -323,6 +366,9 @@ pub struct TcpTransport {
     /// When the whole session must be over, and that deadline's length
     /// ([`TcpTransport::with_session_deadline`]).
     session: Option<(Instant, Duration)>,
+    /// The server's budget of received bytes and what this connection holds of it
+    /// ([`TcpTransport::with_budget`]).
+    budget: Option<(Arc<Budget>, u64)>,
 }
 
 impl TcpTransport {
@@ -338,7 +384,23 @@ impl TcpTransport {
             stream,
             timeout,
             session: None,
+            budget: None,
         })
+    }
+
+    /// Reserves each received message's bytes in `budget` before reading them, holding them
+    /// until the next message is asked for or the connection is dropped ([`Budget`]): what
+    /// a server does with connections it did not start ([`ServeOptions::receive_budget`]).
+    pub fn with_budget(mut self, budget: Arc<Budget>) -> Self {
+        self.budget = Some((budget, 0));
+        self
+    }
+
+    /// Gives back what the last message held of the budget.
+    fn release_budget(&mut self) {
+        if let Some((budget, held)) = &mut self.budget {
+            budget.release(std::mem::take(held));
+        }
     }
 
     /// Gives the whole session `most` from now, beside each message's own deadline: a peer
@@ -456,6 +518,8 @@ impl Transport for TcpTransport {
 
     /// Refuses a length prefix over `max` before reading any of the message.
     fn recv_at_most(&mut self, max: usize) -> Result<Vec<u8>, TransportError> {
+        // The caller is done with the message before: it asks for the next.
+        self.release_budget();
         let deadline = self.deadline();
         let mut head = Vec::with_capacity(4);
         self.read_exact_by(&mut head, 4, &deadline)?;
@@ -467,6 +531,22 @@ impl Transport for TcpTransport {
                 got: len as u64,
                 limit: max as u64,
             }));
+        }
+        if let Some((budget, held)) = &mut self.budget {
+            if len as u64 > budget.message_max() {
+                return Err(TransportError::Wire(WireError::TooLarge {
+                    what: "message bytes (length prefix, a quarter of the server's receive budget)",
+                    got: len as u64,
+                    limit: budget.message_max(),
+                }));
+            }
+            *held = budget.reserve(len as u64, deadline.0).ok_or_else(|| {
+                TransportError::Io(format!(
+                    "no room to receive a message of {len} bytes before its deadline: other \
+                     sessions hold this server's receive budget of {} bytes",
+                    budget.limit()
+                ))
+            })?;
         }
         let mut body = Vec::new();
         self.read_exact_by(&mut body, len, &deadline)?;
@@ -491,6 +571,12 @@ impl Transport for TcpTransport {
     }
 }
 
+impl Drop for TcpTransport {
+    fn drop(&mut self) {
+        self.release_budget();
+    }
+}
+
 /// How long [`TcpTransport`] waits for the peer to close after this side's last message.
 const CLOSE_DRAIN: Duration = Duration::from_secs(1);
 
@@ -507,8 +593,13 @@ pub fn sync_tcp<S: Gate>(
 ) -> Result<SyncReport, SyncError<S::Error>> {
     let mut attempt = 0;
     loop {
-        let mut transport = TcpTransport::connect(addr, timeout)?;
-        match run_secure(Role::Initiator, store, &mut transport, expect) {
+        let outcome = {
+            let mut transport = TcpTransport::connect(addr, timeout)?;
+            run_secure(Role::Initiator, store, &mut transport, expect)
+            // The connection closes here, before any wait: the server holds nothing of a
+            // device it turned away.
+        };
+        match outcome {
             Err(SyncError::Busy(asked_ms)) if attempt < retry.attempts => {
                 std::thread::sleep(retry.wait(attempt, asked_ms));
                 attempt += 1;
@@ -674,6 +765,52 @@ impl<S: Gate> Gate for Shared<S> {
     }
 }
 
+/// Sessions served at once per authenticated device ([`ServeOptions::max_sessions_per_device`]).
+struct DeviceSlots {
+    limit: usize,
+    held: Mutex<HashMap<DeviceId, usize>>,
+}
+
+/// One session's slot of its device; given back when dropped.
+struct DeviceSlot<'a> {
+    slots: &'a DeviceSlots,
+    device: DeviceId,
+}
+
+impl DeviceSlots {
+    fn claim(&self, device: DeviceId) -> Option<DeviceSlot<'_>> {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = held.entry(device).or_insert(0);
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(DeviceSlot {
+            slots: self,
+            device,
+        })
+    }
+}
+
+impl Drop for DeviceSlot<'_> {
+    fn drop(&mut self) {
+        let mut held = self
+            .slots
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = held.get_mut(&self.device) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(&self.device);
+            }
+        }
+    }
+}
+
 /// How a server behaves.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
@@ -682,13 +819,23 @@ pub struct ServeOptions {
     /// Whole-session deadline: a peer that sends each message just in time cannot hold a
     /// session (and one of `max_sessions`) longer than this.
     pub session_timeout: Duration,
-    /// Sessions served at once; further connections are closed at once.
+    /// Sessions served at once; further connections are answered busy
+    /// ([`crate::busy`]) and closed.
     pub max_sessions: usize,
-    /// Sessions served at once for one IP address; its further connections are closed at
-    /// once, so one host cannot take every session.
+    /// Sessions served at once for one IP address; its further connections are answered
+    /// busy and closed, so one host cannot take every session.
     pub max_sessions_per_address: usize,
-    /// What a connection over `max_sessions` or `max_sessions_per_address` is told: busy,
-    /// retry after this long ([`crate::busy`]).
+    /// Sessions served at once for one device (known once the handshake authenticated it);
+    /// its further sessions are answered busy, so one device's key (a stolen phone) cannot
+    /// take every session from many addresses. An honest device runs one at a time.
+    pub max_sessions_per_device: usize,
+    /// Bytes of received messages held at once across all sessions ([`Budget`]): a session
+    /// whose message does not fit waits, within the message's deadline, for room.
+    pub receive_budget: u64,
+    /// What a connection over `max_sessions_per_address` or `max_sessions_per_device` is
+    /// told: busy, retry after this long ([`crate::busy`]). Over `max_sessions`, each device
+    /// turned away is asked for a moment of its own, no sooner than this: the next free slot,
+    /// slots spaced by the mean session time divided by `max_sessions`.
     pub busy_retry_after: Duration,
     /// Stop after this many sessions (successful or not); `None` serves forever.
     pub sessions: Option<u64>,
@@ -703,6 +850,8 @@ impl Default for ServeOptions {
             session_timeout: SESSION_TIMEOUT_DEFAULT,
             max_sessions: 64,
             max_sessions_per_address: 8,
+            max_sessions_per_device: 2,
+            receive_budget: RECEIVE_BUDGET_DEFAULT,
             busy_retry_after: BUSY_RETRY_AFTER_DEFAULT,
             sessions: None,
             chunk_ops: crate::session::CHUNK_OPS,
@@ -724,7 +873,13 @@ where
     F: Fn(SocketAddr, Result<SyncReport, SyncError<S::Error>>) + Send + Sync + 'static,
 {
     let on_session = Arc::new(on_session);
-    let refuser = Refuser::start(options.busy_retry_after);
+    let refuser = Refuser::start();
+    let backlog = Arc::new(Backlog::new(options.max_sessions, options.busy_retry_after));
+    let budget = Arc::new(Budget::new(options.receive_budget));
+    let device_slots = Arc::new(DeviceSlots {
+        limit: options.max_sessions_per_device,
+        held: Mutex::default(),
+    });
     let active = Arc::new(AtomicUsize::new(0));
     let per_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let mut handles = Vec::new();
@@ -744,7 +899,7 @@ where
         };
         accepted += 1;
         if active.load(Ordering::SeqCst) >= options.max_sessions {
-            refuser.refuse(stream);
+            refuser.refuse(stream, || backlog.turn_away());
             on_session(
                 addr,
                 Err(SyncError::Transport(format!(
@@ -761,7 +916,7 @@ where
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let n = per_address.entry(ip).or_insert(0);
             if *n >= options.max_sessions_per_address {
-                refuser.refuse(stream);
+                refuser.refuse(stream, || options.busy_retry_after);
                 on_session(
                     addr,
                     Err(SyncError::Transport(format!(
@@ -781,14 +936,26 @@ where
         let timeout = options.timeout;
         let session_timeout = options.session_timeout;
         let chunk_ops = options.chunk_ops;
+        let budget = Arc::clone(&budget);
+        let device_slots = Arc::clone(&device_slots);
+        let busy_retry_after = options.busy_retry_after;
+        let backlog = Arc::clone(&backlog);
         handles.push(std::thread::spawn(move || {
+            let began = backlog.started();
             let result = TcpTransport::new(stream, timeout)
-                .map(|t| t.with_session_deadline(session_timeout))
+                .map(|t| t.with_session_deadline(session_timeout).with_budget(budget))
                 .map_err(SyncError::from)
                 .and_then(|mut t| {
                     let session = Session::new(Role::Responder).with_chunk_ops(chunk_ops);
-                    run_secure_session(session, &mut store, &mut t, Expect::Member)
+                    run_secure_claiming(
+                        session,
+                        &mut store,
+                        &mut t,
+                        Expect::Member,
+                        Some((&device_slots, busy_retry_after)),
+                    )
                 });
+            backlog.ended(began, result.is_ok());
             if result.is_err() {
                 // A failed write (a full disk) leaves the store refusing writes, pulls
                 // included (a session records its peer): reopened, the next session goes
@@ -819,7 +986,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
     use super::*;
 
@@ -854,5 +1021,71 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(3));
         drop(t);
         sender.join().unwrap();
+    }
+
+    #[test]
+    fn received_messages_hold_the_servers_budget_until_the_next_is_asked_for() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        // One message may take a quarter: 800 bytes.
+        let budget = Arc::new(Budget::new(3200));
+        // Seven peers each send two messages of 800 bytes at once, the last one of 900.
+        let mut served = Vec::new();
+        let mut peers = Vec::new();
+        for i in 0..7 {
+            let addr = addr.clone();
+            peers.push(std::thread::spawn(move || {
+                let mut t = TcpTransport::connect(&addr, Duration::from_secs(5)).unwrap();
+                let len = if i == 6 { 900 } else { 800 };
+                for _ in 0..2 {
+                    let _ = t.send(vec![7; len]);
+                }
+                // Held open until the server side is done.
+                let _ = t.recv();
+            }));
+            let (stream, _) = listener.accept().unwrap();
+            // The fifth gives up soon; the others wait long enough for their peer's bytes.
+            let timeout = Duration::from_millis(if i == 4 { 300 } else { 5000 });
+            served.push(
+                TcpTransport::new(stream, timeout)
+                    .unwrap()
+                    .with_budget(Arc::clone(&budget)),
+            );
+        }
+        // A message over a quarter of the budget is refused before it is read.
+        let err = served[6].recv().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TransportError::Wire(WireError::TooLarge {
+                    got: 900,
+                    limit: 800,
+                    ..
+                })
+            ),
+            "{err}"
+        );
+        for t in &mut served[..4] {
+            assert_eq!(t.recv().unwrap().len(), 800);
+        }
+        assert_eq!(budget.held(), 3200);
+        // While four messages are held, the fifth does not fit: it gives up at its deadline,
+        // its bytes never read.
+        let refused = served[4].recv().unwrap_err();
+        assert!(matches!(refused, TransportError::Io(_)), "{refused}");
+        // The first asks for its next message: the one before is released, the next takes
+        // its place.
+        assert_eq!(served[0].recv().unwrap().len(), 800);
+        assert_eq!(budget.held(), 3200);
+        // Dropping a connection releases what it held, and the sixth gets in.
+        drop(served.remove(0));
+        assert_eq!(budget.held(), 2400);
+        assert_eq!(served[4].recv().unwrap().len(), 800);
+        assert_eq!(budget.peak(), 3200);
+        drop(served);
+        assert_eq!(budget.held(), 0);
+        for p in peers {
+            p.join().unwrap();
+        }
     }
 }

@@ -565,3 +565,16 @@ fn a_bundle_too_many_segments_for_one_message_says_what_works_instead() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn segments_of_one_author_that_overlap_are_refused() {
+    // Two segments of one author from the same seq: an encoder writes each op once, and a
+    // decoder looking up which places a message carries could miss one behind an overlap.
+    let segment = cat(&[&v(0), &v(1), &v(NINE_MS), &v(0), &[0x11; 32]]);
+    let bytes = segments(&cat(&[&v(1), &[0xa1; 16], &v(2), &segment, &segment]));
+    let err = seg_decode(&bytes).unwrap_err();
+    assert!(
+        matches!(&err, WireError::Framing(m) if m.contains("overlap")),
+        "{err:?}"
+    );
+}

@@ -124,6 +124,15 @@ fn serve_shared(
     (addr, handle, outcomes)
 }
 
+/// A hub to serve and a member phone holding one contact the hub lacks (contact 1).
+fn hub_and_phone(dir: &std::path::Path) -> (Shared<Replica>, Replica) {
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut hub = replica(&dir.join("hub"), &clock);
+    let mut phone = member_of(&mut hub, &dir.join("phone"), &clock);
+    phone.add_contact(&secret_contact(1)).unwrap();
+    (Shared::new(hub), phone)
+}
+
 /// Which way a frame travels through the proxy.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Way {
@@ -757,11 +766,7 @@ fn a_served_replica_whose_disk_failed_serves_again_without_a_restart() {
 #[test]
 fn one_address_cannot_take_every_session_of_a_served_replica_and_is_told_to_come_back() {
     let tmp = tempfile::tempdir().unwrap();
-    let clock = Arc::new(FakeClock::new(NINE_MS));
-    let mut hub = replica(&tmp.path().join("hub"), &clock);
-    let mut phone = member_of(&mut hub, &tmp.path().join("phone"), &clock);
-    phone.add_contact(&secret_contact(1)).unwrap();
-    let shared = Shared::new(hub);
+    let (shared, mut phone) = hub_and_phone(tmp.path());
     // Served for good (how many connections a retrying client makes depends on timing), so
     // the server thread is left running when the test ends.
     let (addr, _server, outcomes) = serve_shared(
@@ -812,6 +817,73 @@ fn one_address_cannot_take_every_session_of_a_served_replica_and_is_told_to_come
     assert!(report.converged, "{report:?}");
     assert!(report.busy_retries >= 1, "{report:?}");
     assert_eq!(report.sent_ops, 1, "{report:?}");
+    assert!(shared
+        .lock()
+        .contact(&ContactId([1; 16]))
+        .unwrap()
+        .is_some());
+}
+
+#[test]
+fn one_device_cannot_hold_more_sessions_than_its_slots_and_is_told_so_sealed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (shared, mut phone) = hub_and_phone(tmp.path());
+    let (addr, _server, outcomes) = serve_shared(
+        &shared,
+        ServeOptions {
+            // The held session waits this long for its next message.
+            timeout: Duration::from_secs(30),
+            max_sessions_per_device: 1,
+            busy_retry_after: Duration::from_millis(300),
+            sessions: None,
+            ..ServeOptions::default()
+        },
+    );
+    // The phone's key completes a handshake and then says nothing: the session holds the
+    // phone's one slot.
+    let identity = Identity::new(phone.book(), phone.store().device_key());
+    let mut held = TcpStream::connect(&addr).unwrap();
+    let (mut handshake, m1) = Handshake::initiate(&identity).unwrap();
+    held.write_all(&framed(&m1)).unwrap();
+    handshake
+        .read_reply(&read_frame(&mut held).unwrap())
+        .unwrap();
+    let (m3, mut channel) = handshake.finish(&identity).unwrap();
+    held.write_all(&framed(&m3)).unwrap();
+    // Its hello answered: the session is running and holds the slot.
+    let hello = message::encode(&Message::Hello {
+        replica: phone.id(),
+        wall_ms: NINE_MS,
+        summary: phone.summary().clone(),
+    });
+    held.write_all(&framed(&channel.seal(&hello).unwrap()))
+        .unwrap();
+    let answer = channel.open(&read_frame(&mut held).unwrap()).unwrap();
+    assert!(matches!(
+        message::decode(&answer).unwrap(),
+        Message::Hello { .. }
+    ));
+    // From the same address (its limit is 8), the phone's next session is answered busy
+    // once the handshake says who it is; nothing of it is exchanged.
+    let summary = phone.summary().clone();
+    let err =
+        transport::sync_tcp(&mut phone, &addr, TIMEOUT, Expect::Member, Retry::NEVER).unwrap_err();
+    assert!(matches!(err, SyncError::Busy(300)), "{err}");
+    assert_eq!(phone.summary(), &summary);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while outcomes.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "never turned away");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let turned_away = outcomes.lock().unwrap()[0].clone().unwrap_err();
+    assert!(
+        turned_away.contains(&format!("device {}", phone.id())),
+        "{turned_away}"
+    );
+    // Once the held session ends, the phone gets in.
+    drop(held);
+    let report = phone.sync_tcp(&addr, TIMEOUT).unwrap();
+    assert!(report.converged, "{report:?}");
     assert!(shared
         .lock()
         .contact(&ContactId([1; 16]))

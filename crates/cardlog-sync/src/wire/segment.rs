@@ -646,10 +646,28 @@ fn decode(
             .first_seq
             .saturating_add(segment.ops.len() as u64)
             .saturating_sub(1);
-        let end = carried
-            .entry((segment.author, segment.first_seq))
-            .or_insert(last);
-        *end = (*end).max(last);
+        if carried
+            .insert((segment.author, segment.first_seq), last)
+            .is_some()
+        {
+            return Err(WireError::Framing(format!(
+                "segments of {} overlap at seq {}",
+                segment.author, segment.first_seq
+            )));
+        }
+    }
+    // One author's segments are disjoint (an encoder writes each op once): with overlaps,
+    // the lookup below could miss a place the message carries.
+    let mut previous: Option<(DeviceId, u64)> = None;
+    for (&(author, first), &last) in &carried {
+        if let Some((a, end)) = previous {
+            if a == author && first <= end {
+                return Err(WireError::Framing(format!(
+                    "segments of {author} overlap at seq {first}"
+                )));
+            }
+        }
+        previous = Some((author, last));
     }
     let carries = |author: &DeviceId, seq: u64| {
         carried
