@@ -1,5 +1,6 @@
 //! A server at capacity says so: it answers a connection it cannot serve with one
-//! [`Message::Busy`] in the clear and closes ([`Refuser`]), and an initiator waits and tries
+//! [`Message::Busy`] in the clear and closes (`Refuser`), or sealed to an authenticated
+//! device when its sessions are full, and an initiator waits and tries
 //! again with backoff ([`Retry`]) instead of seeing a reset connection (docs/SYNC.md, "Busy").
 //!
 //! Who may send a `Busy`: anyone who can answer the connection, since it comes before the
@@ -36,7 +37,7 @@ impl Retry {
 
     /// How long to wait before retry number `attempt` (from 0) when the server asked for
     /// `asked_ms`: what it asked (a cardlog server asks each device it turns away for a
-    /// moment of its own: [`Backlog`]), but at least a backoff of 500 ms doubled per earlier
+    /// moment of its own: `Backlog`), but at least a backoff of 500 ms doubled per earlier
     /// retry (a server asking for too little is not hammered); spread at random by ±10 % so
     /// devices asked alike do not come back in the same instant; at most
     /// [`Retry::most_wait`] and at least [`RETRY_WAIT_MIN`].

@@ -11,15 +11,15 @@
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cardlog_core::{DeviceId, OpId, Refusal, SealedOp, SignedTip};
 
+use crate::admission::{Admission, Ticket};
 pub use crate::budget::Budget;
+use crate::busy::Refuser;
 pub use crate::busy::Retry;
-use crate::busy::{Backlog, Refuser};
 use crate::error::{AuthError, SyncError, TransportError};
 use crate::secure::{self, Access, Channel, Expect, Handshake, Identity};
 use crate::session::{Role, Session, SyncReport};
@@ -41,6 +41,10 @@ pub const SESSION_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10 * 60);
 /// device sends ([`crate::session::CHUNK_OPS`] ops of a few hundred bytes each); a larger
 /// message waits until it can take the whole budget.
 pub const RECEIVE_BUDGET_DEFAULT: u64 = 64 << 20;
+
+/// How long a served connection may take to authenticate by default
+/// ([`ServeOptions::handshake_timeout`]): the handshake is three small messages.
+pub const HANDSHAKE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 
 /// The least a server at capacity asks a turned-away device to wait by default
 /// ([`ServeOptions::busy_retry_after`]): about a short session's length.
@@ -70,6 +74,11 @@ pub trait Transport {
     /// connection closed with unread bytes may be reset, losing what was sent. The default
     /// does nothing.
     fn close(&mut self) {}
+
+    /// The handshake authenticated the peer: a transport with a deadline of its own for the
+    /// handshake ([`TcpTransport::with_handshake_deadline`]) gives the session its own
+    /// from now on.
+    fn authenticated(&mut self) {}
 }
 
 /// Runs one session to its end over `transport`, in the clear: for an in-process channel
@@ -196,18 +205,16 @@ pub fn run_secure_session<S: Gate, T: Transport>(
     run_secure_claiming(session, store, transport, expect, None)
 }
 
-/// [`run_secure_session`]; a responder given `slots` takes one of the authenticated peer's
-/// session slots for the session, or answers it busy (sealed) and ends when the peer holds
-/// all of its slots.
+/// [`run_secure_session`]; a responder given a `ticket` ([`crate::admission`]) takes a
+/// session slot for the authenticated peer, or answers it busy (sealed) and ends.
 fn run_secure_claiming<S: Gate, T: Transport>(
     session: Session,
     store: &mut S,
     transport: &mut T,
     expect: Expect,
-    slots: Option<(&DeviceSlots, Duration)>,
+    ticket: Option<&mut Ticket>,
 ) -> Result<SyncReport, SyncError<S::Error>> {
     let identity = store.identity();
-    let mut _slot = None;
     let mut handshake_bytes = (0u64, 0u64);
     let (peer, access, channel) = match session.role() {
         Role::Initiator => {
@@ -259,25 +266,17 @@ fn run_secure_claiming<S: Gate, T: Transport>(
             let (peer, mut channel) = handshake.read_final(&m3).map_err(SyncError::Handshake)?;
             match store.admit_peer(&peer.device) {
                 Ok(access) => {
-                    if let Some((slots, retry_after)) = slots {
-                        match slots.claim(peer.device) {
-                            Some(slot) => _slot = Some(slot),
-                            None => {
-                                // Said sealed: only the device itself learns it is busy.
-                                let busy = message::encode(&Message::Busy {
-                                    retry_after_ms: u64::try_from(retry_after.as_millis())
-                                        .unwrap_or(u64::MAX),
-                                });
-                                if let Ok(sealed) = channel.seal(&busy) {
-                                    let _ = transport.send(sealed);
-                                }
-                                transport.close();
-                                return Err(SyncError::Transport(format!(
-                                    "turned away (busy): device {} already holds {} sessions",
-                                    peer.device, slots.limit
-                                )));
-                            }
+                    if let Some(Err(away)) = ticket.map(|t| t.admit(peer.device)) {
+                        // Said sealed: only the device itself learns it is busy.
+                        let busy = message::encode(&Message::Busy {
+                            retry_after_ms: u64::try_from(away.retry_after.as_millis())
+                                .unwrap_or(u64::MAX),
+                        });
+                        if let Ok(sealed) = channel.seal(&busy) {
+                            let _ = transport.send(sealed);
                         }
+                        transport.close();
+                        return Err(SyncError::Transport(away.why));
                     }
                     (peer, access, channel)
                 }
@@ -295,6 +294,7 @@ fn run_secure_claiming<S: Gate, T: Transport>(
             }
         }
     };
+    transport.authenticated();
     let session = session.with_peer(peer.device, access.push, store.pushes());
     let mut sealed = Sealed {
         inner: transport,
@@ -369,6 +369,9 @@ pub struct TcpTransport {
     /// The server's budget of received bytes and what this connection holds of it
     /// ([`TcpTransport::with_budget`]).
     budget: Option<(Arc<Budget>, u64)>,
+    /// The session's deadline once the handshake is done, while the handshake has its own
+    /// ([`TcpTransport::with_handshake_deadline`]).
+    after_handshake: Option<Duration>,
 }
 
 impl TcpTransport {
@@ -385,7 +388,17 @@ impl TcpTransport {
             timeout,
             session: None,
             budget: None,
+            after_handshake: None,
         })
+    }
+
+    /// Gives the handshake `handshake` from now, and the session `session` from when the
+    /// handshake authenticated the peer ([`Transport::authenticated`]): a connection that
+    /// idles or trickles before authenticating is cut off after seconds, not minutes.
+    pub fn with_handshake_deadline(mut self, handshake: Duration, session: Duration) -> Self {
+        self = self.with_session_deadline(handshake);
+        self.after_handshake = Some(session);
+        self
     }
 
     /// Reserves each received message's bytes in `budget` before reading them, holding them
@@ -551,6 +564,12 @@ impl Transport for TcpTransport {
         let mut body = Vec::new();
         self.read_exact_by(&mut body, len, &deadline)?;
         Ok(body)
+    }
+
+    fn authenticated(&mut self) {
+        if let Some(most) = self.after_handshake.take() {
+            self.session = Instant::now().checked_add(most).map(|at| (at, most));
+        }
     }
 
     /// Shuts the sending half, then reads and drops what the peer still sends for up to a
@@ -765,52 +784,6 @@ impl<S: Gate> Gate for Shared<S> {
     }
 }
 
-/// Sessions served at once per authenticated device ([`ServeOptions::max_sessions_per_device`]).
-struct DeviceSlots {
-    limit: usize,
-    held: Mutex<HashMap<DeviceId, usize>>,
-}
-
-/// One session's slot of its device; given back when dropped.
-struct DeviceSlot<'a> {
-    slots: &'a DeviceSlots,
-    device: DeviceId,
-}
-
-impl DeviceSlots {
-    fn claim(&self, device: DeviceId) -> Option<DeviceSlot<'_>> {
-        let mut held = self
-            .held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = held.entry(device).or_insert(0);
-        if *n >= self.limit {
-            return None;
-        }
-        *n += 1;
-        Some(DeviceSlot {
-            slots: self,
-            device,
-        })
-    }
-}
-
-impl Drop for DeviceSlot<'_> {
-    fn drop(&mut self) {
-        let mut held = self
-            .slots
-            .held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = held.get_mut(&self.device) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                held.remove(&self.device);
-            }
-        }
-    }
-}
-
 /// How a server behaves.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
@@ -819,8 +792,14 @@ pub struct ServeOptions {
     /// Whole-session deadline: a peer that sends each message just in time cannot hold a
     /// session (and one of `max_sessions`) longer than this.
     pub session_timeout: Duration,
-    /// Sessions served at once; further connections are answered busy
-    /// ([`crate::busy`]) and closed.
+    /// Connections in their handshake at once (not yet authenticated: anyone can open
+    /// one); further connections are answered busy ([`crate::busy`]) and closed.
+    pub max_handshakes: usize,
+    /// How long a connection may take to authenticate (the handshake's three messages):
+    /// one that idles or trickles holds its handshake slot no longer.
+    pub handshake_timeout: Duration,
+    /// Sessions served at once, counted from authentication (docs/SYNC.md, "Busy");
+    /// further authenticated peers are answered busy (sealed) at a slot of their own.
     pub max_sessions: usize,
     /// Sessions served at once for one IP address; its further connections are answered
     /// busy and closed, so one host cannot take every session.
@@ -848,6 +827,8 @@ impl Default for ServeOptions {
         Self {
             timeout: TIMEOUT_DEFAULT,
             session_timeout: SESSION_TIMEOUT_DEFAULT,
+            max_handshakes: 256,
+            handshake_timeout: HANDSHAKE_TIMEOUT_DEFAULT,
             max_sessions: 64,
             max_sessions_per_address: 8,
             max_sessions_per_device: 2,
@@ -874,13 +855,13 @@ where
 {
     let on_session = Arc::new(on_session);
     let refuser = Refuser::start();
-    let backlog = Arc::new(Backlog::new(options.max_sessions, options.busy_retry_after));
+    let admission = Arc::new(Admission::new(
+        options.max_handshakes,
+        options.max_sessions,
+        options.max_sessions_per_device,
+        options.busy_retry_after,
+    ));
     let budget = Arc::new(Budget::new(options.receive_budget));
-    let device_slots = Arc::new(DeviceSlots {
-        limit: options.max_sessions_per_device,
-        held: Mutex::default(),
-    });
-    let active = Arc::new(AtomicUsize::new(0));
     let per_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let mut handles = Vec::new();
     let mut accepted = 0u64;
@@ -898,71 +879,32 @@ where
             }
         };
         accepted += 1;
-        if active.load(Ordering::SeqCst) >= options.max_sessions {
-            refuser.refuse(stream, || backlog.turn_away());
-            on_session(
-                addr,
-                Err(SyncError::Transport(format!(
-                    "turned away (busy): already serving {} sessions",
-                    options.max_sessions
-                ))),
-            );
-            continue;
-        }
         let ip = addr.ip();
-        {
+        let over_address = {
             let mut per_address = per_address
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let n = per_address.entry(ip).or_insert(0);
-            if *n >= options.max_sessions_per_address {
-                refuser.refuse(stream, || options.busy_retry_after);
-                on_session(
-                    addr,
-                    Err(SyncError::Transport(format!(
-                        "turned away (busy): already serving {} sessions for {ip}",
-                        options.max_sessions_per_address
-                    ))),
-                );
-                continue;
+            let over = *n >= options.max_sessions_per_address;
+            if !over {
+                *n += 1;
             }
-            *n += 1;
+            over
+        };
+        if over_address {
+            refuser.refuse(stream, || options.busy_retry_after);
+            on_session(
+                addr,
+                Err(SyncError::Transport(format!(
+                    "turned away (busy): already serving {} sessions for {ip}",
+                    options.max_sessions_per_address
+                ))),
+            );
+            continue;
         }
-        active.fetch_add(1, Ordering::SeqCst);
-        let mut store = store.clone();
-        let on_session = Arc::clone(&on_session);
-        let active = Arc::clone(&active);
-        let per_address = Arc::clone(&per_address);
-        let timeout = options.timeout;
-        let session_timeout = options.session_timeout;
-        let chunk_ops = options.chunk_ops;
-        let budget = Arc::clone(&budget);
-        let device_slots = Arc::clone(&device_slots);
-        let busy_retry_after = options.busy_retry_after;
-        let backlog = Arc::clone(&backlog);
-        handles.push(std::thread::spawn(move || {
-            let began = backlog.started();
-            let result = TcpTransport::new(stream, timeout)
-                .map(|t| t.with_session_deadline(session_timeout).with_budget(budget))
-                .map_err(SyncError::from)
-                .and_then(|mut t| {
-                    let session = Session::new(Role::Responder).with_chunk_ops(chunk_ops);
-                    run_secure_claiming(
-                        session,
-                        &mut store,
-                        &mut t,
-                        Expect::Member,
-                        Some((&device_slots, busy_retry_after)),
-                    )
-                });
-            backlog.ended(began, result.is_ok());
-            if result.is_err() {
-                // A failed write (a full disk) leaves the store refusing writes, pulls
-                // included (a session records its peer): reopened, the next session goes
-                // through once the disk writes again.
-                store.lock().reopen_if_poisoned();
-            }
-            {
+        let give_back_address = {
+            let per_address = Arc::clone(&per_address);
+            move || {
                 let mut per_address = per_address
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -973,7 +915,50 @@ where
                     }
                 }
             }
-            active.fetch_sub(1, Ordering::SeqCst);
+        };
+        let mut ticket = match admission.connect() {
+            Ok(ticket) => ticket,
+            Err(away) => {
+                give_back_address();
+                refuser.refuse(stream, || away.retry_after);
+                on_session(addr, Err(SyncError::Transport(away.why)));
+                continue;
+            }
+        };
+        let mut store = store.clone();
+        let on_session = Arc::clone(&on_session);
+        let timeout = options.timeout;
+        let handshake_timeout = options.handshake_timeout;
+        let session_timeout = options.session_timeout;
+        let chunk_ops = options.chunk_ops;
+        let budget = Arc::clone(&budget);
+        handles.push(std::thread::spawn(move || {
+            let result = TcpTransport::new(stream, timeout)
+                .map(|t| {
+                    t.with_handshake_deadline(handshake_timeout, session_timeout)
+                        .with_budget(budget)
+                })
+                .map_err(SyncError::from)
+                .and_then(|mut t| {
+                    let session = Session::new(Role::Responder).with_chunk_ops(chunk_ops);
+                    run_secure_claiming(
+                        session,
+                        &mut store,
+                        &mut t,
+                        Expect::Member,
+                        Some(&mut ticket),
+                    )
+                });
+            if result.is_ok() {
+                ticket.served();
+            } else {
+                // A failed write (a full disk) leaves the store refusing writes, pulls
+                // included (a session records its peer): reopened, the next session goes
+                // through once the disk writes again.
+                store.lock().reopen_if_poisoned();
+            }
+            drop(ticket);
+            give_back_address();
             on_session(addr, result);
         }));
         handles.retain(|h| !h.is_finished());
