@@ -27,8 +27,7 @@ pub(crate) struct Admission {
     pub(crate) backlog: Backlog,
 }
 
-/// Why a connection or an authenticated peer was turned away, and how long it is asked to
-/// wait.
+/// Why an authenticated peer was turned away, and how long it is asked to wait.
 pub(crate) struct TurnedAway {
     pub(crate) why: String,
     pub(crate) retry_after: Duration,
@@ -54,16 +53,14 @@ impl Admission {
     }
 
     /// A connection accepted: a handshake slot, or why not (called from the accepting loop
-    /// only, so room seen is room kept).
-    pub(crate) fn connect(self: &Arc<Self>) -> Result<Ticket, TurnedAway> {
+    /// only, so room seen is room kept). The caller asks the backlog for the wait only once
+    /// the connection is sure to be answered (`Refuser::refuse`).
+    pub(crate) fn connect(self: &Arc<Self>) -> Result<Ticket, String> {
         if self.handshaking.load(Ordering::SeqCst) >= self.max_handshakes {
-            return Err(TurnedAway {
-                why: format!(
-                    "turned away (busy): already {} connections in their handshake",
-                    self.max_handshakes
-                ),
-                retry_after: self.backlog.turn_away(),
-            });
+            return Err(format!(
+                "turned away (busy): already {} connections in their handshake",
+                self.max_handshakes
+            ));
         }
         self.handshaking.fetch_add(1, Ordering::SeqCst);
         Ok(Ticket {
@@ -103,10 +100,8 @@ impl Ticket {
     /// is given back and a session slot taken, or it is told why not and when to come back.
     pub(crate) fn admit(&mut self, device: DeviceId) -> Result<(), TurnedAway> {
         let a = &self.admission;
-        if self.handshaking {
-            self.handshaking = false;
-            a.handshaking.fetch_sub(1, Ordering::SeqCst);
-        }
+        // A device turned away keeps its handshake slot until its connection is gone (it is
+        // told why, then closed), so such connections stay counted.
         let mut devices = a.lock_devices();
         let held = devices.get(&device).copied().unwrap_or(0);
         if held >= a.max_per_device {
@@ -127,6 +122,10 @@ impl Ticket {
                 ),
                 retry_after: a.backlog.turn_away(),
             });
+        }
+        if self.handshaking {
+            self.handshaking = false;
+            a.handshaking.fetch_sub(1, Ordering::SeqCst);
         }
         a.sessions.fetch_add(1, Ordering::SeqCst);
         devices.insert(device, held + 1);
@@ -169,7 +168,7 @@ mod tests {
         let a = Arc::new(Admission::new(2, 1, 1, Duration::from_millis(300)));
         let (one, two) = (DeviceId([1; 16]), DeviceId([2; 16]));
         let mut first = a.connect().ok().unwrap();
-        let _second = a.connect().ok().unwrap();
+        let second = a.connect().ok().unwrap();
         // Two connections in their handshake: a third is turned away before it.
         assert!(a.connect().is_err());
         // One authenticates: its handshake slot is free again, and it holds the session.
@@ -178,6 +177,9 @@ mod tests {
         // The one session is taken: another device is asked to come back.
         let busy = third.admit(two).err().unwrap();
         assert!(busy.why.contains("1 sessions"), "{}", busy.why);
+        // A device turned away keeps its handshake slot until its connection goes.
+        assert!(a.connect().is_err());
+        drop(second);
         // The same device again: over its own slots, asked back after the set wait.
         let mut fourth = a.connect().ok().unwrap();
         let busy = fourth.admit(one).err().unwrap();
@@ -186,6 +188,7 @@ mod tests {
         drop((third, fourth));
         drop(first);
         assert_eq!(a.sessions.load(Ordering::SeqCst), 0);
+        assert_eq!(a.handshaking.load(Ordering::SeqCst), 0);
         assert!(a.lock_devices().is_empty());
         let mut fifth = a.connect().ok().unwrap();
         fifth.admit(two).ok().unwrap();

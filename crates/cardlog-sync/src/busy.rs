@@ -191,7 +191,7 @@ const BACKLOG_MAX: Duration = Duration::from_secs(120);
 
 /// Most connections held at once while their busy answer drains; beyond it the oldest is
 /// closed (a flood of connections costs a bounded set of sockets; a server's limit of open
-/// files must leave room for it and for `max_sessions`).
+/// files must leave room for it, `max_handshakes` and `max_sessions`).
 const HELD_MAX: usize = 1024;
 /// Most connections waiting to be answered; beyond it a connection is closed unanswered (a
 /// thousand devices arriving together are all answered).

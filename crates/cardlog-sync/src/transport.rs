@@ -393,8 +393,10 @@ impl TcpTransport {
     }
 
     /// Gives the handshake `handshake` from now, and the session `session` from when the
-    /// handshake authenticated the peer ([`Transport::authenticated`]): a connection that
-    /// idles or trickles before authenticating is cut off after seconds, not minutes.
+    /// handshake authenticated the peer ([`Transport::authenticated`], which only
+    /// [`run_secure`] and [`run_secure_session`] call, so a transport wrapping this one must
+    /// pass it on): a connection that idles or trickles before authenticating is cut off
+    /// after seconds, not minutes.
     pub fn with_handshake_deadline(mut self, handshake: Duration, session: Duration) -> Self {
         self = self.with_session_deadline(handshake);
         self.after_handshake = Some(session);
@@ -784,6 +786,28 @@ impl<S: Gate> Gate for Shared<S> {
     }
 }
 
+/// One connection's count of its IP address ([`ServeOptions::max_sessions_per_address`]),
+/// given back when dropped.
+struct AddressSlot {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// How a server behaves.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
@@ -801,8 +825,8 @@ pub struct ServeOptions {
     /// Sessions served at once, counted from authentication (docs/SYNC.md, "Busy");
     /// further authenticated peers are answered busy (sealed) at a slot of their own.
     pub max_sessions: usize,
-    /// Sessions served at once for one IP address; its further connections are answered
-    /// busy and closed, so one host cannot take every session.
+    /// Connections served at once for one IP address, in their handshake or in session; its
+    /// further connections are answered busy and closed, so one host cannot take them all.
     pub max_sessions_per_address: usize,
     /// Sessions served at once for one device (known once the handshake authenticated it);
     /// its further sessions are answered busy, so one device's key (a stolen phone) cannot
@@ -812,9 +836,10 @@ pub struct ServeOptions {
     /// whose message does not fit waits, within the message's deadline, for room.
     pub receive_budget: u64,
     /// What a connection over `max_sessions_per_address` or `max_sessions_per_device` is
-    /// told: busy, retry after this long ([`crate::busy`]). Over `max_sessions`, each device
-    /// turned away is asked for a moment of its own, no sooner than this: the next free slot,
-    /// slots spaced by the mean session time divided by `max_sessions`.
+    /// told: busy, retry after this long ([`crate::busy`]). Over `max_handshakes` or
+    /// `max_sessions`, each device turned away is asked for a moment of its own, no sooner
+    /// than this: the next free slot, slots spaced by the session time divided by
+    /// `max_sessions`.
     pub busy_retry_after: Duration,
     /// Stop after this many sessions (successful or not); `None` serves forever.
     pub sessions: Option<u64>,
@@ -896,32 +921,23 @@ where
             on_session(
                 addr,
                 Err(SyncError::Transport(format!(
-                    "turned away (busy): already serving {} sessions for {ip}",
+                    "turned away (busy): already {} connections from {ip}",
                     options.max_sessions_per_address
                 ))),
             );
             continue;
         }
-        let give_back_address = {
-            let per_address = Arc::clone(&per_address);
-            move || {
-                let mut per_address = per_address
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if let Some(n) = per_address.get_mut(&ip) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        per_address.remove(&ip);
-                    }
-                }
-            }
+        // Given back when the connection's thread ends, however it ends.
+        let address = AddressSlot {
+            counts: Arc::clone(&per_address),
+            ip,
         };
         let mut ticket = match admission.connect() {
             Ok(ticket) => ticket,
-            Err(away) => {
-                give_back_address();
-                refuser.refuse(stream, || away.retry_after);
-                on_session(addr, Err(SyncError::Transport(away.why)));
+            Err(why) => {
+                drop(address);
+                refuser.refuse(stream, || admission.backlog.turn_away());
+                on_session(addr, Err(SyncError::Transport(why)));
                 continue;
             }
         };
@@ -932,7 +948,8 @@ where
         let session_timeout = options.session_timeout;
         let chunk_ops = options.chunk_ops;
         let budget = Arc::clone(&budget);
-        handles.push(std::thread::spawn(move || {
+        let spawned = std::thread::Builder::new().spawn(move || {
+            let _address = address;
             let result = TcpTransport::new(stream, timeout)
                 .map(|t| {
                     t.with_handshake_deadline(handshake_timeout, session_timeout)
@@ -958,9 +975,12 @@ where
                 store.lock().reopen_if_poisoned();
             }
             drop(ticket);
-            give_back_address();
             on_session(addr, result);
-        }));
+        });
+        // No thread to be had: the connection is closed, its slots given back with it.
+        if let Ok(handle) = spawned {
+            handles.push(handle);
+        }
         handles.retain(|h| !h.is_finished());
     }
     for h in handles {

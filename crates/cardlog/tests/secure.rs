@@ -801,7 +801,7 @@ fn one_address_cannot_take_every_session_of_a_served_replica_and_is_told_to_come
     wait_for_sessions(&outcomes, 1);
     let turned_away = outcomes.lock().unwrap()[0].clone().unwrap_err();
     assert!(
-        turned_away.contains("busy") && turned_away.contains("for 127.0.0.1"),
+        turned_away.contains("busy") && turned_away.contains("from 127.0.0.1"),
         "{turned_away}"
     );
     drop(idle);
