@@ -363,18 +363,6 @@ impl<T: Transport> Transport for Recorded<T> {
     fn recv(&mut self) -> Result<Vec<u8>, TransportError> {
         self.inner.recv()
     }
-
-    fn recv_at_most(&mut self, max: usize) -> Result<Vec<u8>, TransportError> {
-        self.inner.recv_at_most(max)
-    }
-
-    fn authenticated(&mut self) {
-        self.inner.authenticated()
-    }
-
-    fn close(&mut self) {
-        self.inner.close()
-    }
 }
 
 // ---- one session between two replicas ------------------------------------------------------

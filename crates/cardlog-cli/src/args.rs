@@ -360,8 +360,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = SESSION_SECS_DEFAULT,
           value_parser = clap::value_parser!(u64).range(1..=TIMEOUT_SECS_MAX))]
     pub session_timeout: u64,
-    /// Connections served at once for one IP address, in their handshake or in session
-    /// (more from that address are told busy)
+    /// Sessions served at once for one IP address (more from that address are told busy)
     #[arg(long, value_name = "N", default_value_t = 8,
           value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub max_per_address: u64,

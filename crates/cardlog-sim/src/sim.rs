@@ -500,9 +500,6 @@ impl Transport for DynTransport<'_> {
     fn close(&mut self) {
         self.0.close()
     }
-    fn authenticated(&mut self) {
-        self.0.authenticated()
-    }
 }
 
 impl<S: PeerBook> ErasedStore for S {

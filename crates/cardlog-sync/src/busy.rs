@@ -1,6 +1,5 @@
 //! A server at capacity says so: it answers a connection it cannot serve with one
-//! [`Message::Busy`] in the clear and closes (`Refuser`), or sealed to an authenticated
-//! device when its sessions are full, and an initiator waits and tries
+//! [`Message::Busy`] in the clear and closes (`Refuser`), and an initiator waits and tries
 //! again with backoff ([`Retry`]) instead of seeing a reset connection (docs/SYNC.md, "Busy").
 //!
 //! Who may send a `Busy`: anyone who can answer the connection, since it comes before the
@@ -191,7 +190,7 @@ const BACKLOG_MAX: Duration = Duration::from_secs(120);
 
 /// Most connections held at once while their busy answer drains; beyond it the oldest is
 /// closed (a flood of connections costs a bounded set of sockets; a server's limit of open
-/// files must leave room for it, `max_handshakes` and `max_sessions`).
+/// files must leave room for it and for `max_sessions`).
 const HELD_MAX: usize = 1024;
 /// Most connections waiting to be answered; beyond it a connection is closed unanswered (a
 /// thousand devices arriving together are all answered).

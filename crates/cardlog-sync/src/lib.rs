@@ -24,7 +24,6 @@
 //! The replica side is the [`SyncStore`] trait; `cardlog::Replica` implements it, and
 //! [`memory::MemoryReplica`] is an in-memory one (simulator, fuzzing, tests).
 
-mod admission;
 pub mod budget;
 pub mod bundle;
 pub mod busy;

@@ -11,15 +11,15 @@
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cardlog_core::{DeviceId, OpId, Refusal, SealedOp, SignedTip};
 
-use crate::admission::{Admission, Ticket};
 pub use crate::budget::Budget;
-use crate::busy::Refuser;
 pub use crate::busy::Retry;
+use crate::busy::{Backlog, Refuser};
 use crate::error::{AuthError, SyncError, TransportError};
 use crate::secure::{self, Access, Channel, Expect, Handshake, Identity};
 use crate::session::{Role, Session, SyncReport};
@@ -41,10 +41,6 @@ pub const SESSION_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10 * 60);
 /// device sends ([`crate::session::CHUNK_OPS`] ops of a few hundred bytes each); a larger
 /// message waits until it can take the whole budget.
 pub const RECEIVE_BUDGET_DEFAULT: u64 = 64 << 20;
-
-/// How long a served connection may take to authenticate by default
-/// ([`ServeOptions::handshake_timeout`]): the handshake is three small messages.
-pub const HANDSHAKE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 
 /// The least a server at capacity asks a turned-away device to wait by default
 /// ([`ServeOptions::busy_retry_after`]): about a short session's length.
@@ -74,11 +70,6 @@ pub trait Transport {
     /// connection closed with unread bytes may be reset, losing what was sent. The default
     /// does nothing.
     fn close(&mut self) {}
-
-    /// The handshake authenticated the peer: a transport with a deadline of its own for the
-    /// handshake ([`TcpTransport::with_handshake_deadline`]) gives the session its own
-    /// from now on.
-    fn authenticated(&mut self) {}
 }
 
 /// Runs one session to its end over `transport`, in the clear: for an in-process channel
@@ -205,16 +196,18 @@ pub fn run_secure_session<S: Gate, T: Transport>(
     run_secure_claiming(session, store, transport, expect, None)
 }
 
-/// [`run_secure_session`]; a responder given a `ticket` ([`crate::admission`]) takes a
-/// session slot for the authenticated peer, or answers it busy (sealed) and ends.
+/// [`run_secure_session`]; a responder given `slots` takes one of the authenticated peer's
+/// session slots for the session, or answers it busy (sealed) and ends when the peer holds
+/// all of its slots.
 fn run_secure_claiming<S: Gate, T: Transport>(
     session: Session,
     store: &mut S,
     transport: &mut T,
     expect: Expect,
-    ticket: Option<&mut Ticket>,
+    slots: Option<(&DeviceSlots, Duration)>,
 ) -> Result<SyncReport, SyncError<S::Error>> {
     let identity = store.identity();
+    let mut _slot = None;
     let mut handshake_bytes = (0u64, 0u64);
     let (peer, access, channel) = match session.role() {
         Role::Initiator => {
@@ -266,17 +259,25 @@ fn run_secure_claiming<S: Gate, T: Transport>(
             let (peer, mut channel) = handshake.read_final(&m3).map_err(SyncError::Handshake)?;
             match store.admit_peer(&peer.device) {
                 Ok(access) => {
-                    if let Some(Err(away)) = ticket.map(|t| t.admit(peer.device)) {
-                        // Said sealed: only the device itself learns it is busy.
-                        let busy = message::encode(&Message::Busy {
-                            retry_after_ms: u64::try_from(away.retry_after.as_millis())
-                                .unwrap_or(u64::MAX),
-                        });
-                        if let Ok(sealed) = channel.seal(&busy) {
-                            let _ = transport.send(sealed);
+                    if let Some((slots, retry_after)) = slots {
+                        match slots.claim(peer.device) {
+                            Some(slot) => _slot = Some(slot),
+                            None => {
+                                // Said sealed: only the device itself learns it is busy.
+                                let busy = message::encode(&Message::Busy {
+                                    retry_after_ms: u64::try_from(retry_after.as_millis())
+                                        .unwrap_or(u64::MAX),
+                                });
+                                if let Ok(sealed) = channel.seal(&busy) {
+                                    let _ = transport.send(sealed);
+                                }
+                                transport.close();
+                                return Err(SyncError::Transport(format!(
+                                    "turned away (busy): device {} already holds {} sessions",
+                                    peer.device, slots.limit
+                                )));
+                            }
                         }
-                        transport.close();
-                        return Err(SyncError::Transport(away.why));
                     }
                     (peer, access, channel)
                 }
@@ -294,7 +295,6 @@ fn run_secure_claiming<S: Gate, T: Transport>(
             }
         }
     };
-    transport.authenticated();
     let session = session.with_peer(peer.device, access.push, store.pushes());
     let mut sealed = Sealed {
         inner: transport,
@@ -369,9 +369,6 @@ pub struct TcpTransport {
     /// The server's budget of received bytes and what this connection holds of it
     /// ([`TcpTransport::with_budget`]).
     budget: Option<(Arc<Budget>, u64)>,
-    /// The session's deadline once the handshake is done, while the handshake has its own
-    /// ([`TcpTransport::with_handshake_deadline`]).
-    after_handshake: Option<Duration>,
 }
 
 impl TcpTransport {
@@ -388,19 +385,7 @@ impl TcpTransport {
             timeout,
             session: None,
             budget: None,
-            after_handshake: None,
         })
-    }
-
-    /// Gives the handshake `handshake` from now, and the session `session` from when the
-    /// handshake authenticated the peer ([`Transport::authenticated`], which only
-    /// [`run_secure`] and [`run_secure_session`] call, so a transport wrapping this one must
-    /// pass it on): a connection that idles or trickles before authenticating is cut off
-    /// after seconds, not minutes.
-    pub fn with_handshake_deadline(mut self, handshake: Duration, session: Duration) -> Self {
-        self = self.with_session_deadline(handshake);
-        self.after_handshake = Some(session);
-        self
     }
 
     /// Reserves each received message's bytes in `budget` before reading them, holding them
@@ -566,12 +551,6 @@ impl Transport for TcpTransport {
         let mut body = Vec::new();
         self.read_exact_by(&mut body, len, &deadline)?;
         Ok(body)
-    }
-
-    fn authenticated(&mut self) {
-        if let Some(most) = self.after_handshake.take() {
-            self.session = Instant::now().checked_add(most).map(|at| (at, most));
-        }
     }
 
     /// Shuts the sending half, then reads and drops what the peer still sends for up to a
@@ -786,23 +765,47 @@ impl<S: Gate> Gate for Shared<S> {
     }
 }
 
-/// One connection's count of its IP address ([`ServeOptions::max_sessions_per_address`]),
-/// given back when dropped.
-struct AddressSlot {
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
+/// Sessions served at once per authenticated device ([`ServeOptions::max_sessions_per_device`]).
+struct DeviceSlots {
+    limit: usize,
+    held: Mutex<HashMap<DeviceId, usize>>,
 }
 
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        let mut counts = self
-            .counts
+/// One session's slot of its device; given back when dropped.
+struct DeviceSlot<'a> {
+    slots: &'a DeviceSlots,
+    device: DeviceId,
+}
+
+impl DeviceSlots {
+    fn claim(&self, device: DeviceId) -> Option<DeviceSlot<'_>> {
+        let mut held = self
+            .held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = counts.get_mut(&self.ip) {
+        let n = held.entry(device).or_insert(0);
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(DeviceSlot {
+            slots: self,
+            device,
+        })
+    }
+}
+
+impl Drop for DeviceSlot<'_> {
+    fn drop(&mut self) {
+        let mut held = self
+            .slots
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = held.get_mut(&self.device) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                counts.remove(&self.ip);
+                held.remove(&self.device);
             }
         }
     }
@@ -816,17 +819,11 @@ pub struct ServeOptions {
     /// Whole-session deadline: a peer that sends each message just in time cannot hold a
     /// session (and one of `max_sessions`) longer than this.
     pub session_timeout: Duration,
-    /// Connections in their handshake at once (not yet authenticated: anyone can open
-    /// one); further connections are answered busy ([`crate::busy`]) and closed.
-    pub max_handshakes: usize,
-    /// How long a connection may take to authenticate (the handshake's three messages):
-    /// one that idles or trickles holds its handshake slot no longer.
-    pub handshake_timeout: Duration,
-    /// Sessions served at once, counted from authentication (docs/SYNC.md, "Busy");
-    /// further authenticated peers are answered busy (sealed) at a slot of their own.
+    /// Sessions served at once; further connections are answered busy
+    /// ([`crate::busy`]) and closed.
     pub max_sessions: usize,
-    /// Connections served at once for one IP address, in their handshake or in session; its
-    /// further connections are answered busy and closed, so one host cannot take them all.
+    /// Sessions served at once for one IP address; its further connections are answered
+    /// busy and closed, so one host cannot take every session.
     pub max_sessions_per_address: usize,
     /// Sessions served at once for one device (known once the handshake authenticated it);
     /// its further sessions are answered busy, so one device's key (a stolen phone) cannot
@@ -836,10 +833,9 @@ pub struct ServeOptions {
     /// whose message does not fit waits, within the message's deadline, for room.
     pub receive_budget: u64,
     /// What a connection over `max_sessions_per_address` or `max_sessions_per_device` is
-    /// told: busy, retry after this long ([`crate::busy`]). Over `max_handshakes` or
-    /// `max_sessions`, each device turned away is asked for a moment of its own, no sooner
-    /// than this: the next free slot, slots spaced by the session time divided by
-    /// `max_sessions`.
+    /// told: busy, retry after this long ([`crate::busy`]). Over `max_sessions`, each device
+    /// turned away is asked for a moment of its own, no sooner than this: the next free slot,
+    /// slots spaced by the mean session time divided by `max_sessions`.
     pub busy_retry_after: Duration,
     /// Stop after this many sessions (successful or not); `None` serves forever.
     pub sessions: Option<u64>,
@@ -852,8 +848,6 @@ impl Default for ServeOptions {
         Self {
             timeout: TIMEOUT_DEFAULT,
             session_timeout: SESSION_TIMEOUT_DEFAULT,
-            max_handshakes: 256,
-            handshake_timeout: HANDSHAKE_TIMEOUT_DEFAULT,
             max_sessions: 64,
             max_sessions_per_address: 8,
             max_sessions_per_device: 2,
@@ -880,13 +874,13 @@ where
 {
     let on_session = Arc::new(on_session);
     let refuser = Refuser::start();
-    let admission = Arc::new(Admission::new(
-        options.max_handshakes,
-        options.max_sessions,
-        options.max_sessions_per_device,
-        options.busy_retry_after,
-    ));
+    let backlog = Arc::new(Backlog::new(options.max_sessions, options.busy_retry_after));
     let budget = Arc::new(Budget::new(options.receive_budget));
+    let device_slots = Arc::new(DeviceSlots {
+        limit: options.max_sessions_per_device,
+        held: Mutex::default(),
+    });
+    let active = Arc::new(AtomicUsize::new(0));
     let per_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let mut handles = Vec::new();
     let mut accepted = 0u64;
@@ -904,57 +898,52 @@ where
             }
         };
         accepted += 1;
-        let ip = addr.ip();
-        let over_address = {
-            let mut per_address = per_address
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let n = per_address.entry(ip).or_insert(0);
-            let over = *n >= options.max_sessions_per_address;
-            if !over {
-                *n += 1;
-            }
-            over
-        };
-        if over_address {
-            refuser.refuse(stream, || options.busy_retry_after);
+        if active.load(Ordering::SeqCst) >= options.max_sessions {
+            refuser.refuse(stream, || backlog.turn_away());
             on_session(
                 addr,
                 Err(SyncError::Transport(format!(
-                    "turned away (busy): already {} connections from {ip}",
-                    options.max_sessions_per_address
+                    "turned away (busy): already serving {} sessions",
+                    options.max_sessions
                 ))),
             );
             continue;
         }
-        // Given back when the connection's thread ends, however it ends.
-        let address = AddressSlot {
-            counts: Arc::clone(&per_address),
-            ip,
-        };
-        let mut ticket = match admission.connect() {
-            Ok(ticket) => ticket,
-            Err(why) => {
-                drop(address);
-                refuser.refuse(stream, || admission.backlog.turn_away());
-                on_session(addr, Err(SyncError::Transport(why)));
+        let ip = addr.ip();
+        {
+            let mut per_address = per_address
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let n = per_address.entry(ip).or_insert(0);
+            if *n >= options.max_sessions_per_address {
+                refuser.refuse(stream, || options.busy_retry_after);
+                on_session(
+                    addr,
+                    Err(SyncError::Transport(format!(
+                        "turned away (busy): already serving {} sessions for {ip}",
+                        options.max_sessions_per_address
+                    ))),
+                );
                 continue;
             }
-        };
+            *n += 1;
+        }
+        active.fetch_add(1, Ordering::SeqCst);
         let mut store = store.clone();
         let on_session = Arc::clone(&on_session);
+        let active = Arc::clone(&active);
+        let per_address = Arc::clone(&per_address);
         let timeout = options.timeout;
-        let handshake_timeout = options.handshake_timeout;
         let session_timeout = options.session_timeout;
         let chunk_ops = options.chunk_ops;
         let budget = Arc::clone(&budget);
-        let spawned = std::thread::Builder::new().spawn(move || {
-            let _address = address;
+        let device_slots = Arc::clone(&device_slots);
+        let busy_retry_after = options.busy_retry_after;
+        let backlog = Arc::clone(&backlog);
+        handles.push(std::thread::spawn(move || {
+            let began = backlog.started();
             let result = TcpTransport::new(stream, timeout)
-                .map(|t| {
-                    t.with_handshake_deadline(handshake_timeout, session_timeout)
-                        .with_budget(budget)
-                })
+                .map(|t| t.with_session_deadline(session_timeout).with_budget(budget))
                 .map_err(SyncError::from)
                 .and_then(|mut t| {
                     let session = Session::new(Role::Responder).with_chunk_ops(chunk_ops);
@@ -963,24 +952,30 @@ where
                         &mut store,
                         &mut t,
                         Expect::Member,
-                        Some(&mut ticket),
+                        Some((&device_slots, busy_retry_after)),
                     )
                 });
-            if result.is_ok() {
-                ticket.served();
-            } else {
+            backlog.ended(began, result.is_ok());
+            if result.is_err() {
                 // A failed write (a full disk) leaves the store refusing writes, pulls
                 // included (a session records its peer): reopened, the next session goes
                 // through once the disk writes again.
                 store.lock().reopen_if_poisoned();
             }
-            drop(ticket);
+            {
+                let mut per_address = per_address
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(n) = per_address.get_mut(&ip) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        per_address.remove(&ip);
+                    }
+                }
+            }
+            active.fetch_sub(1, Ordering::SeqCst);
             on_session(addr, result);
-        });
-        // No thread to be had: the connection is closed, its slots given back with it.
-        if let Ok(handle) = spawned {
-            handles.push(handle);
-        }
+        }));
         handles.retain(|h| !h.is_finished());
     }
     for h in handles {
