@@ -9,6 +9,38 @@ use std::time::Instant;
 
 use crate::Error;
 
+/// A figures binary's command line: `--flag value` pairs and bare flags, in any order.
+pub struct Args(Vec<String>);
+
+impl Args {
+    /// The process's arguments, less the program name.
+    pub fn from_env() -> Args {
+        Args(std::env::args().skip(1).collect())
+    }
+
+    /// The value after `flag`, if given.
+    pub fn value(&self, flag: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .position(|a| a == flag)
+            .and_then(|i| self.0.get(i + 1))
+            .map(String::as_str)
+    }
+
+    /// The number after `flag` (`_` allowed between digits), or `default` when not given.
+    pub fn number(&self, flag: &str, default: usize) -> Result<usize, Error> {
+        match self.value(flag) {
+            Some(v) => Ok(v.replace('_', "").parse()?),
+            None => Ok(default),
+        }
+    }
+
+    /// Whether the bare `flag` is given.
+    pub fn has(&self, flag: &str) -> bool {
+        self.0.iter().any(|a| a == flag)
+    }
+}
+
 /// Figures printed by one scenario, by name.
 pub type Figures = BTreeMap<String, f64>;
 

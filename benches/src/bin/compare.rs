@@ -25,38 +25,15 @@ use std::time::Instant;
 
 use cardlog_benches::compare::workload::WorkloadConfig;
 use cardlog_benches::compare::{self, Engine, Options};
-use cardlog_benches::figures::{self, Figures};
+use cardlog_benches::figures::{self, Args, Figures};
 use cardlog_benches::Error;
 
 /// Open plus first read of a contact, per run.
 const FIG_OPEN_PLUS_READ_MS: &str = "open_plus_read_ms";
 
 /// Parsed command line.
-struct Args(Vec<String>);
-
-impl Args {
-    fn value(&self, flag: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .position(|a| a == flag)
-            .and_then(|i| self.0.get(i + 1))
-            .map(String::as_str)
-    }
-
-    fn number(&self, flag: &str, default: usize) -> Result<usize, Error> {
-        match self.value(flag) {
-            Some(v) => Ok(v.replace('_', "").parse()?),
-            None => Ok(default),
-        }
-    }
-
-    fn has(&self, flag: &str) -> bool {
-        self.0.iter().any(|a| a == flag)
-    }
-}
-
 fn main() -> Result<(), Error> {
-    let args = Args(std::env::args().skip(1).collect());
+    let args = Args::from_env();
     if args.has("--help") || args.has("-h") {
         println!(
             "compare [--quick] [--contacts N] [--edits N] [--diverge N] [--chunk N] \

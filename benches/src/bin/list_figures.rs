@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use cardlog::{Contact, ContactId, ContactQuery, ContactView, Field, ItemKind, Replica};
-use cardlog_benches::figures::{self, child_quiet, fig, get, machine, median, peak_rss_mb};
+use cardlog_benches::figures::{self, child_quiet, fig, get, machine, median, peak_rss_mb, Args};
 use cardlog_benches::stores;
 use cardlog_benches::{Error, XorShift};
 use cardlog_core::Pager;
@@ -30,13 +30,8 @@ const FAMILY: [&str; 8] = [
 ];
 
 fn main() -> Result<(), Error> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let value_of = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let args = Args::from_env();
+    let value_of = |flag: &str| args.value(flag).map(str::to_owned);
     if let Some(scenario) = value_of("--scenario") {
         let dir = PathBuf::from(value_of("--dir").ok_or("--dir missing")?);
         return run(&scenario, &dir);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use cardlog::sync_layer::transport::{serve, ServeOptions, Shared};
 use cardlog::{Contact, ContactId, Field, MemberRole, Replica};
-use cardlog_benches::figures::machine;
+use cardlog_benches::figures::{machine, Args};
 use cardlog_benches::stores::{self, dir_bytes};
 use cardlog_benches::Error;
 
@@ -23,14 +23,8 @@ const CONCURRENCY: usize = 8;
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 fn main() -> Result<(), Error> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let devices = args
-        .iter()
-        .position(|a| a == "--devices")
-        .and_then(|i| args.get(i + 1))
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(DEVICES_DEFAULT);
+    let args = Args::from_env();
+    let devices = args.number("--devices", DEVICES_DEFAULT)?;
     eprintln!("relay figures: {}", machine());
     let scratch = stores::scratch()?;
     let root = scratch.path();

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use cardlog::sync_layer::transport::{serve, ServeOptions, Shared};
 use cardlog::{Contact, ContactId, Field, MemberRole, Options, Replica};
-use cardlog_benches::figures::machine;
+use cardlog_benches::figures::{machine, Args};
 use cardlog_benches::stores::{self, dir_bytes};
 use cardlog_benches::Error;
 
@@ -31,18 +31,12 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 const CLIENT_CACHE_BYTES: u64 = 256 << 10;
 
 fn main() -> Result<(), Error> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(i) = args.iter().position(|a| a == "--serve") {
-        let dir = args.get(i + 1).ok_or("--serve DIR")?;
+    let args = Args::from_env();
+    if args.has("--serve") {
+        let dir = args.value("--serve").ok_or("--serve DIR")?;
         return relay(Path::new(dir));
     }
-    let devices = args
-        .iter()
-        .position(|a| a == "--devices")
-        .and_then(|i| args.get(i + 1))
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(DEVICES_DEFAULT);
+    let devices = args.number("--devices", DEVICES_DEFAULT)?;
     eprintln!("relay load: {}", machine());
     let scratch = stores::scratch()?;
     let root = scratch.path();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use cardlog::sync_layer::transport::{self, channel_pair};
 use cardlog::{Contact, Field, Replica, Role, SharedReplica, Summary};
-use cardlog_benches::figures::{machine, median};
+use cardlog_benches::figures::{machine, median, Args};
 use cardlog_benches::stores;
 use cardlog_benches::Error;
 
@@ -23,14 +23,8 @@ const SAVE_EVERY: Duration = Duration::from_millis(20);
 const IDLE_SAVES: usize = 50;
 
 fn main() -> Result<(), Error> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let ops = args
-        .iter()
-        .position(|a| a == "--ops")
-        .and_then(|i| args.get(i + 1))
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(OPS_DEFAULT);
+    let args = Args::from_env();
+    let ops = args.number("--ops", OPS_DEFAULT)?;
     eprintln!("shared figures: {}", machine());
     let (template, built) = stores::cached(ops)?;
     if built {

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use cardlog::{Field, Replica, SealedOp, CACHE_BYTES_DEFAULT};
 use cardlog_benches::figures::{
-    self, child_quiet, fig, fmt_value, get, machine, median, pass, rss_mb, Figures,
+    self, child_quiet, fig, fmt_value, get, machine, median, pass, rss_mb, Args, Figures,
 };
 use cardlog_benches::stores::{self, CONTACTS};
 use cardlog_benches::{Error, FieldEdits};
@@ -39,13 +39,8 @@ const OPEN_ROUNDS: usize = 7;
 const MEMORY_SAVES: usize = 200;
 
 fn main() -> Result<(), Error> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let value_of = |flag: &str| -> Option<String> {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let args = Args::from_env();
+    let value_of = |flag: &str| args.value(flag).map(str::to_owned);
     if let Some(scenario) = value_of("--scenario") {
         let dir = value_of("--dir").map(PathBuf::from);
         let ops = value_of("--ops").map(|s| s.parse()).transpose()?;

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use cardlog::sync_layer::wire::message::{self, Message};
 use cardlog::sync_layer::{decode_segments, decode_signed_segments, encode_segments};
 use cardlog::{Field, Options, Replica, Role, Summary, Value, CACHE_BYTES_DEFAULT};
-use cardlog_benches::figures::{self, fig, fmt_value, get, median, ops_label, pass, Figures};
+use cardlog_benches::figures::{self, fig, fmt_value, get, median, ops_label, pass, Args, Figures};
 use cardlog_benches::stores;
 use cardlog_benches::sync::{diverge, sync_pair, PairSync, StoreOps};
 use cardlog_benches::{Error, FieldEdits, FieldEditsConfig, XorShift};
@@ -92,13 +92,8 @@ fn shared_name(config: &FieldEditsConfig) -> String {
 }
 
 fn main() -> Result<(), Error> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let value_of = |flag: &str| -> Option<String> {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let args = Args::from_env();
+    let value_of = |flag: &str| args.value(flag).map(str::to_owned);
     let number = |flag: &str| -> Result<usize, Error> {
         Ok(value_of(flag)
             .ok_or_else(|| format!("{flag} is missing"))?
@@ -133,7 +128,7 @@ fn main() -> Result<(), Error> {
         fig("vm_hwm_mb", figures::peak_rss_mb());
         return Ok(());
     }
-    let quick = args.iter().any(|a| a == "--quick")
+    let quick = args.has("--quick")
         || std::env::var("CARDLOG_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
     parent(&Plan::new(quick), quick)
 }

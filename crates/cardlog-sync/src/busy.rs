@@ -67,12 +67,17 @@ impl Default for Retry {
     }
 }
 
+/// An encoded [`Message::Busy`] asking to retry after `retry_after` (in ms, rounded down).
+pub(crate) fn busy_message(retry_after: Duration) -> Vec<u8> {
+    message::encode(&Message::Busy {
+        retry_after_ms: u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
 /// The bytes a server writes to a connection it turns away: one framed [`Message::Busy`]
 /// (the 4-byte length, then the message, as every TCP message).
 pub(crate) fn busy_frame(retry_after: Duration) -> Vec<u8> {
-    let busy = message::encode(&Message::Busy {
-        retry_after_ms: u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),
-    });
+    let busy = busy_message(retry_after);
     let mut frame = Vec::with_capacity(4 + busy.len());
     frame.extend_from_slice(&u32::try_from(busy.len()).unwrap_or(0).to_be_bytes());
     frame.extend_from_slice(&busy);

@@ -33,6 +33,7 @@ pub mod receive;
 pub mod secure;
 pub mod session;
 pub mod shared;
+mod slots;
 pub mod store;
 pub mod transport;
 pub mod wire;

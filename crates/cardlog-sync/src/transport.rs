@@ -8,22 +8,21 @@
 //! that says nothing), declared lengths are checked against the message size limit before any
 //! buffer grows, and buffers grow only as bytes actually arrive.
 
-use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cardlog_core::{DeviceId, OpId, Refusal, SealedOp, SignedTip};
 
 pub use crate::budget::Budget;
 pub use crate::busy::Retry;
-use crate::busy::{Backlog, Refuser};
+use crate::busy::{busy_message, Backlog, Refuser};
 use crate::error::{AuthError, SyncError, TransportError};
 use crate::secure::{self, Access, Channel, Expect, Handshake, Identity};
 use crate::session::{Role, Session, SyncReport};
 pub use crate::shared::Shared;
+use crate::slots::Slots;
 use crate::store::{Applied, Gate, PeerBook, SyncStore, TakenBack};
 use crate::wire::message::{self, Fork, Message, Summary};
 use crate::wire::WireError;
@@ -38,8 +37,8 @@ pub const SESSION_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10 * 60);
 
 /// A server's default budget of received message bytes held at once
 /// ([`ServeOptions::receive_budget`]): 64 MiB, a few hundred of the messages an honest
-/// device sends ([`crate::session::CHUNK_OPS`] ops of a few hundred bytes each); a larger
-/// message waits until it can take the whole budget.
+/// device sends ([`crate::session::CHUNK_OPS`] ops of a few hundred bytes each). A served
+/// session refuses a message longer than a quarter of it ([`Budget::message_max`]).
 pub const RECEIVE_BUDGET_DEFAULT: u64 = 64 << 20;
 
 /// The least a server at capacity asks a turned-away device to wait by default
@@ -204,7 +203,7 @@ fn run_secure_claiming<S: Gate, T: Transport>(
     store: &mut S,
     transport: &mut T,
     expect: Expect,
-    slots: Option<(&DeviceSlots, Duration)>,
+    slots: Option<(&Arc<Slots<DeviceId>>, Duration)>,
 ) -> Result<SyncReport, SyncError<S::Error>> {
     let identity = store.identity();
     let mut _slot = None;
@@ -264,17 +263,15 @@ fn run_secure_claiming<S: Gate, T: Transport>(
                             Some(slot) => _slot = Some(slot),
                             None => {
                                 // Said sealed: only the device itself learns it is busy.
-                                let busy = message::encode(&Message::Busy {
-                                    retry_after_ms: u64::try_from(retry_after.as_millis())
-                                        .unwrap_or(u64::MAX),
-                                });
+                                let busy = busy_message(retry_after);
                                 if let Ok(sealed) = channel.seal(&busy) {
                                     let _ = transport.send(sealed);
                                 }
                                 transport.close();
                                 return Err(SyncError::Transport(format!(
                                     "turned away (busy): device {} already holds {} sessions",
-                                    peer.device, slots.limit
+                                    peer.device,
+                                    slots.limit()
                                 )));
                             }
                         }
@@ -765,52 +762,6 @@ impl<S: Gate> Gate for Shared<S> {
     }
 }
 
-/// Sessions served at once per authenticated device ([`ServeOptions::max_sessions_per_device`]).
-struct DeviceSlots {
-    limit: usize,
-    held: Mutex<HashMap<DeviceId, usize>>,
-}
-
-/// One session's slot of its device; given back when dropped.
-struct DeviceSlot<'a> {
-    slots: &'a DeviceSlots,
-    device: DeviceId,
-}
-
-impl DeviceSlots {
-    fn claim(&self, device: DeviceId) -> Option<DeviceSlot<'_>> {
-        let mut held = self
-            .held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = held.entry(device).or_insert(0);
-        if *n >= self.limit {
-            return None;
-        }
-        *n += 1;
-        Some(DeviceSlot {
-            slots: self,
-            device,
-        })
-    }
-}
-
-impl Drop for DeviceSlot<'_> {
-    fn drop(&mut self) {
-        let mut held = self
-            .slots
-            .held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = held.get_mut(&self.device) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                held.remove(&self.device);
-            }
-        }
-    }
-}
-
 /// How a server behaves.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
@@ -876,12 +827,9 @@ where
     let refuser = Refuser::start();
     let backlog = Arc::new(Backlog::new(options.max_sessions, options.busy_retry_after));
     let budget = Arc::new(Budget::new(options.receive_budget));
-    let device_slots = Arc::new(DeviceSlots {
-        limit: options.max_sessions_per_device,
-        held: Mutex::default(),
-    });
-    let active = Arc::new(AtomicUsize::new(0));
-    let per_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let device_slots = Slots::new(options.max_sessions_per_device);
+    let session_slots: Arc<Slots<()>> = Slots::new(options.max_sessions);
+    let address_slots: Arc<Slots<IpAddr>> = Slots::new(options.max_sessions_per_address);
     let mut handles = Vec::new();
     let mut accepted = 0u64;
     while options.sessions.is_none_or(|n| accepted < n) {
@@ -898,7 +846,7 @@ where
             }
         };
         accepted += 1;
-        if active.load(Ordering::SeqCst) >= options.max_sessions {
+        let Some(session_slot) = session_slots.claim(()) else {
             refuser.refuse(stream, || backlog.turn_away());
             on_session(
                 addr,
@@ -908,31 +856,22 @@ where
                 ))),
             );
             continue;
-        }
+        };
         let ip = addr.ip();
-        {
-            let mut per_address = per_address
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let n = per_address.entry(ip).or_insert(0);
-            if *n >= options.max_sessions_per_address {
-                refuser.refuse(stream, || options.busy_retry_after);
-                on_session(
-                    addr,
-                    Err(SyncError::Transport(format!(
-                        "turned away (busy): already serving {} sessions for {ip}",
-                        options.max_sessions_per_address
-                    ))),
-                );
-                continue;
-            }
-            *n += 1;
-        }
-        active.fetch_add(1, Ordering::SeqCst);
+        let Some(address_slot) = address_slots.claim(ip) else {
+            refuser.refuse(stream, || options.busy_retry_after);
+            on_session(
+                addr,
+                Err(SyncError::Transport(format!(
+                    "turned away (busy): already serving {} sessions for {ip}",
+                    options.max_sessions_per_address
+                ))),
+            );
+            continue;
+        };
         let mut store = store.clone();
+        let on_spawn_failure = Arc::clone(&on_session);
         let on_session = Arc::clone(&on_session);
-        let active = Arc::clone(&active);
-        let per_address = Arc::clone(&per_address);
         let timeout = options.timeout;
         let session_timeout = options.session_timeout;
         let chunk_ops = options.chunk_ops;
@@ -940,7 +879,7 @@ where
         let device_slots = Arc::clone(&device_slots);
         let busy_retry_after = options.busy_retry_after;
         let backlog = Arc::clone(&backlog);
-        handles.push(std::thread::spawn(move || {
+        let spawned = std::thread::Builder::new().spawn(move || {
             let began = backlog.started();
             let result = TcpTransport::new(stream, timeout)
                 .map(|t| t.with_session_deadline(session_timeout).with_budget(budget))
@@ -962,20 +901,22 @@ where
                 // through once the disk writes again.
                 store.lock().reopen_if_poisoned();
             }
-            {
-                let mut per_address = per_address
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if let Some(n) = per_address.get_mut(&ip) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        per_address.remove(&ip);
-                    }
-                }
-            }
-            active.fetch_sub(1, Ordering::SeqCst);
+            // The slots go back before the outcome is reported: a caller that counts
+            // outcomes may start its next session at once.
+            drop((address_slot, session_slot));
             on_session(addr, result);
-        }));
+        });
+        match spawned {
+            Ok(handle) => handles.push(handle),
+            // No thread to be had (the process's limit): the connection and its slots went
+            // with the closure; the relay keeps serving.
+            Err(e) => on_spawn_failure(
+                addr,
+                Err(SyncError::Transport(format!(
+                    "no thread for the session: {e}"
+                ))),
+            ),
+        }
         handles.retain(|h| !h.is_finished());
     }
     for h in handles {
