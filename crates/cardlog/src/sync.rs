@@ -95,10 +95,53 @@ impl serde::Serialize for CalibrationInfo {
     }
 }
 
+/// A peer's record as written before records named a place in the op log: what it
+/// acknowledged, listed per author (docs/FORMAT.md, "Store"). Still read; the record of
+/// before (`mpeers`) holds these.
 #[derive(Encode, Decode, Default)]
 struct PeerRecord {
     acked: Vec<(DeviceId, ChainTip)>,
     last_ms: u64,
+}
+
+/// A peer's record as written now, after the byte [`PEER_MARK`]: the peer holds every op this
+/// replica held when the record was written (the op log's first `at` bytes), but for the
+/// authors in `except`, of which it holds the given tip (`None`: nothing). After a session
+/// that converged `except` is empty, so a relay's record of each of its thousands of devices
+/// is a few bytes rather than an entry per author of the book (issue 24's relay directory).
+#[derive(Encode, Decode)]
+struct PeerMark {
+    at: u64,
+    except: Vec<(DeviceId, Option<ChainTip>)>,
+    last_ms: u64,
+}
+
+/// The first byte of a [`PeerMark`] record. A [`PeerRecord`] starts with the varint of its
+/// list's length, and no varint starts with 0xff, so the two never read as each other.
+const PEER_MARK: u8 = 0xff;
+
+/// A peer record as stored, in either form.
+enum StoredPeer {
+    Listed(PeerRecord),
+    Marked(PeerMark),
+}
+
+impl StoredPeer {
+    /// `None` if the bytes are neither form exactly.
+    fn decode(bytes: &[u8]) -> Option<StoredPeer> {
+        match bytes.split_first() {
+            Some((&PEER_MARK, rest)) => decode(rest, "peer").ok().map(StoredPeer::Marked),
+            _ => decode(bytes, "peer").ok().map(StoredPeer::Listed),
+        }
+    }
+}
+
+impl PeerMark {
+    fn encode(&self) -> Vec<u8> {
+        let mut bytes = vec![PEER_MARK];
+        bytes.extend_from_slice(&encode(self));
+        bytes
+    }
 }
 
 type ForkRecord = (DeviceId, u64, OpId, OpId);
@@ -146,43 +189,83 @@ impl Replica {
         })
     }
 
-    /// Every peer's record: each under its own key, and those still only in the record of
-    /// before; one that does not decode is left out (see [`Replica::peers_of_before`]).
-    fn peer_records(&self) -> Result<BTreeMap<DeviceId, PeerRecord>, Error> {
-        let mut records = self.peers_of_before()?;
-        for (peer, bytes) in self.store.peer_records()? {
-            match decode(&bytes, "peer") {
-                Ok(record) => {
-                    records.insert(peer, record);
+    /// Every peer this replica synced with and what it acknowledged: each under its own
+    /// key, and those still only in the record of before; one that does not decode, or names
+    /// a place past the end of the op log, is left out (see [`Replica::peers_of_before`]).
+    fn peer_records(&self) -> Result<BTreeMap<DeviceId, PeerInfo>, Error> {
+        let mut infos = BTreeMap::new();
+        for (id, record) in self.peers_of_before()? {
+            infos.insert(id, self.peer_info(id, StoredPeer::Listed(record))?);
+        }
+        for (id, bytes) in self.store.peer_records()? {
+            match StoredPeer::decode(&bytes) {
+                Some(stored) => {
+                    infos.insert(id, self.peer_info(id, stored)?);
                 }
-                Err(_) => {
-                    records.remove(&peer);
+                None => {
+                    infos.remove(&id);
                 }
             }
         }
-        Ok(records)
+        Ok(infos
+            .into_iter()
+            .filter_map(|(id, info)| Some((id, info?)))
+            .collect())
     }
 
-    /// One peer's record, if this replica synced with it and the record decodes (see
-    /// [`Replica::peers_of_before`]).
-    fn peer_record(&self, peer: &DeviceId) -> Result<Option<PeerRecord>, Error> {
-        match self.store.peer_record(peer)? {
-            Some(bytes) => Ok(decode(&bytes, "peer").ok()),
-            None => Ok(self.peers_of_before()?.remove(peer)),
+    /// One peer's record, if this replica synced with it and the record can be read (see
+    /// [`Replica::peer_records`]).
+    fn peer_record(&self, peer: &DeviceId) -> Result<Option<PeerInfo>, Error> {
+        let stored = match self.store.peer_record(peer)? {
+            Some(bytes) => StoredPeer::decode(&bytes),
+            None => self.peers_of_before()?.remove(peer).map(StoredPeer::Listed),
+        };
+        match stored {
+            Some(stored) => self.peer_info(*peer, stored),
+            None => Ok(None),
         }
+    }
+
+    /// What a stored record says the peer acknowledged, per author held here (and per
+    /// author it listed); `None` for a mark past the end of the op log, which a log cut
+    /// shorter left behind.
+    fn peer_info(&self, id: DeviceId, stored: StoredPeer) -> Result<Option<PeerInfo>, Error> {
+        let mark = match stored {
+            StoredPeer::Listed(record) => {
+                return Ok(Some(PeerInfo {
+                    id,
+                    acked: record.acked.into_iter().collect(),
+                    last_ms: record.last_ms,
+                }))
+            }
+            StoredPeer::Marked(mark) => mark,
+        };
+        if mark.at > self.store.log_len() {
+            return Ok(None);
+        }
+        let except: BTreeMap<DeviceId, Option<ChainTip>> = mark.except.into_iter().collect();
+        let mut acked: Summary = except
+            .iter()
+            .filter_map(|(author, tip)| Some((*author, (*tip)?)))
+            .collect();
+        for author in Replica::summary(self).keys() {
+            if except.contains_key(author) {
+                continue;
+            }
+            if let Some(tip) = self.store.tip_before(author, mark.at)? {
+                acked.insert(*author, tip);
+            }
+        }
+        Ok(Some(PeerInfo {
+            id,
+            acked,
+            last_ms: mark.last_ms,
+        }))
     }
 
     /// The peers this replica has synced with, by id.
     pub fn peers(&self) -> Result<Vec<PeerInfo>, Error> {
-        Ok(self
-            .peer_records()?
-            .into_iter()
-            .map(|(id, r)| PeerInfo {
-                id,
-                acked: r.acked.into_iter().collect(),
-                last_ms: r.last_ms,
-            })
-            .collect())
+        Ok(self.peer_records()?.into_values().collect())
     }
 
     /// The contacts with changes held here that `peer` has not acknowledged: the "needs
@@ -192,7 +275,7 @@ impl Replica {
     pub fn needs_sync(&self, peer: &DeviceId) -> Result<BTreeSet<ContactId>, Error> {
         let acked: Summary = self
             .peer_record(peer)?
-            .map(|r| r.acked.into_iter().collect())
+            .map(|info| info.acked)
             .unwrap_or_default();
         let mut out = BTreeSet::new();
         let cutoffs = self.membership().cutoffs();
@@ -621,17 +704,14 @@ impl PeerBook for Replica {
     }
 
     fn record_peer(&mut self, peer: DeviceId, acked: &Summary) -> Result<(), Error> {
-        let mut record = self.peer_record(&peer)?.unwrap_or_default();
-        let now = self.calibrated_ms();
+        let mut merged = self
+            .peer_record(&peer)?
+            .map(|info| info.acked)
+            .unwrap_or_default();
         // Only authors held here matter to `needs_sync`; keeping only those bounds the record
         // by this replica's authors, whatever a peer's summary claims.
         let held = Replica::summary(self);
-        let claims: Vec<(&DeviceId, &ChainTip)> = acked
-            .iter()
-            .filter(|(author, _)| held.contains_key(*author))
-            .collect();
-        let mut merged: Summary = std::mem::take(&mut record.acked).into_iter().collect();
-        for (author, head) in claims {
+        for (author, head) in acked.iter().filter(|(a, _)| held.contains_key(*a)) {
             match merged.get(author) {
                 Some(have) if have.seq >= head.seq => {}
                 _ => {
@@ -639,11 +719,23 @@ impl PeerBook for Replica {
                 }
             }
         }
-        record.acked = merged.into_iter().collect();
-        record.last_ms = now;
+        // What the peer acknowledged is written as this replica's op log now, but for the
+        // authors whose tip it holds differently: after a session that converged, none.
+        let except = held
+            .iter()
+            .filter_map(|(author, tip)| match merged.get(author) {
+                Some(theirs) if theirs == tip => None,
+                theirs => Some((*author, theirs.copied())),
+            })
+            .collect();
+        let mark = PeerMark {
+            at: self.store.log_len(),
+            except,
+            last_ms: self.calibrated_ms(),
+        };
         // Only this peer's record is written (one key per peer); the first write after the
         // record of before splits it, in the same batch.
-        let mut writes = vec![(peer, encode(&record))];
+        let mut writes = vec![(peer, mark.encode())];
         for (other, r) in self.peers_of_before()? {
             if other != peer && self.store.peer_record(&other)?.is_none() {
                 writes.push((other, encode(&r)));
@@ -822,6 +914,9 @@ pub(crate) mod tests {
     const GOLDEN_PEERS_HEX: &str = "01b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b202a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1031111111111111111111111111111111111111111111111111111111111111111fd035e56eea101000011b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2fb2c012222222222222222222222222222222222222222222222222222222222222222fd2c5f56eea101000022fde86156eea1010000";
     /// One peer's record under its own key (`p` + id): the record inside the one above.
     const GOLDEN_PEER_HEX: &str = "02a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1031111111111111111111111111111111111111111111111111111111111111111fd035e56eea101000011b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2fb2c012222222222222222222222222222222222222222222222222222222222222222fd2c5f56eea101000022fde86156eea1010000";
+    /// One peer's record as written now: [`PEER_MARK`], then a [`PeerMark`] at byte 4,096 of
+    /// the op log with one author held to seq 3 and one not at all.
+    const GOLDEN_PEER_MARK_HEX: &str = "fffb001002a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a101031111111111111111111111111111111111111111111111111111111111111111fd035e56eea101000011c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c300fde86156eea1010000";
     const GOLDEN_FORKS_HEX: &str = "01a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a10233333333333333333333333333333333333333333333333333333333333333334444444444444444444444444444444444444444444444444444444444444444";
     const GOLDEN_CALIBRATION_HEX: &str =
         "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2fcffb74c0a2afdd06556eea1010000";
@@ -905,6 +1000,28 @@ pub(crate) mod tests {
             (back.acked, back.last_ms),
             (peers[0].1.acked.clone(), peers[0].1.last_ms)
         );
+        let mark = PeerMark {
+            at: 4096,
+            except: vec![
+                (DeviceId([0xa1; 16]), Some(peers[0].1.acked[0].1)),
+                (DeviceId([0xc3; 16]), None),
+            ],
+            last_ms: 1_795_000_001_000,
+        };
+        assert_eq!(hex(&mark.encode()), GOLDEN_PEER_MARK_HEX);
+        match StoredPeer::decode(&unhex(GOLDEN_PEER_MARK_HEX)) {
+            Some(StoredPeer::Marked(back)) => {
+                assert_eq!(
+                    (back.at, &back.except, back.last_ms),
+                    (mark.at, &mark.except, mark.last_ms)
+                );
+            }
+            _ => panic!("the mark reads back as a mark"),
+        }
+        assert!(matches!(
+            StoredPeer::decode(&unhex(GOLDEN_PEER_HEX)),
+            Some(StoredPeer::Listed(_))
+        ));
         let back: Vec<ForkRecord> = decode(&unhex(GOLDEN_FORKS_HEX), "forks").unwrap();
         assert_eq!(back, forks);
         let back: (DeviceId, i64, u64, u64) =
@@ -942,6 +1059,7 @@ pub(crate) mod tests {
         };
         assert!(decode::<Vec<(DeviceId, PeerRecord)>>(&cut(GOLDEN_PEERS_HEX), "peers").is_err());
         assert!(decode::<PeerRecord>(&cut(GOLDEN_PEER_HEX), "peer").is_err());
+        assert!(StoredPeer::decode(&cut(GOLDEN_PEER_MARK_HEX)).is_none());
         assert!(decode::<Vec<ForkRecord>>(&cut(GOLDEN_FORKS_HEX), "forks").is_err());
         assert!(decode::<(DeviceId, i64, u64, u64)>(&cut(GOLDEN_CALIBRATION_HEX), "cal").is_err());
     }
@@ -959,6 +1077,7 @@ pub(crate) mod tests {
         let me = r.id();
         let held = summary_with(&r);
         let tip = held[&me];
+        assert_eq!(held.len(), 1);
         let (a, b, c) = (
             DeviceId([0xa1; 16]),
             DeviceId([0xb2; 16]),
@@ -984,11 +1103,9 @@ pub(crate) mod tests {
         r.record_summary(c, &held).unwrap();
         assert_eq!(r.store.meta(meta::PEERS).unwrap(), None, "split");
         assert_eq!(ids(&r), [a, b, c]);
-        let stored = r.store.peer_records().unwrap();
-        assert_eq!(stored.len(), 3);
-        for (peer, bytes) in &stored {
-            let record: PeerRecord = decode(bytes, "peer").unwrap();
-            assert_eq!(record.acked, vec![(me, tip)], "{peer}");
+        assert_eq!(r.store.peer_records().unwrap().len(), 3);
+        for info in r.peers().unwrap() {
+            assert_eq!(info.acked, held, "{}", info.id);
         }
         // A later session with c leaves a's and b's records as they were.
         let others = |r: &Replica| {
@@ -1039,5 +1156,111 @@ pub(crate) mod tests {
         assert_eq!(ids(&r), [a, b]);
         r.record_summary(b, &held).unwrap();
         assert_eq!(r.store.meta(meta::PEERS).unwrap(), None);
+    }
+
+    /// One session over the in-process channel, `a` initiating.
+    fn session(a: &mut Replica, b: &mut Replica) {
+        let (mut ea, mut eb) = cardlog_sync::transport::channel_pair(Duration::from_secs(10));
+        std::thread::scope(|s| {
+            let h = s.spawn(|| b.sync_over(Role::Responder, &mut eb).unwrap());
+            a.sync_over(Role::Initiator, &mut ea).unwrap();
+            h.join().unwrap();
+        });
+    }
+
+    /// A replica that syncs with many devices of many authors (a relay) keeps a few bytes per
+    /// device, not an entry per author: a record names the place in its op log the device has
+    /// seen all of. What the device acknowledged reads back exactly, tips of authors that
+    /// wrote since included, and "needs sync" names what came after.
+    #[test]
+    fn a_peer_record_names_a_place_in_the_op_log_and_stays_small_whatever_the_authors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut hub = Replica::create(&tmp.path().join("hub")).unwrap();
+        let mut devices: Vec<Replica> = (0..6u8)
+            .map(|i| {
+                let mut d = Replica::join(&tmp.path().join(format!("d{i}")), hub.book()).unwrap();
+                hub.add_member(d.id(), MemberRole::Write, "device").unwrap();
+                d.pull_from(&hub).unwrap();
+                d.add_contact(&cardlog_core::Contact::new(ContactId([i + 1; 16])))
+                    .unwrap();
+                d
+            })
+            .collect();
+        for _round in 0..2 {
+            for d in &mut devices {
+                session(d, &mut hub);
+            }
+        }
+        let held = summary_with(&hub);
+        assert_eq!(held.len(), 7, "the hub and six devices wrote");
+        let records = hub.store.peer_records().unwrap();
+        assert_eq!(records.len(), 6);
+        for (peer, bytes) in &records {
+            assert!(
+                bytes.len() <= 20,
+                "{peer}'s record after a session that converged: {} bytes",
+                bytes.len()
+            );
+        }
+        for info in hub.peers().unwrap() {
+            assert_eq!(info.acked, held, "{}", info.id);
+        }
+        // The hub writes again and a new device's ops arrive: the devices' records still read
+        // as what they acknowledged, the hub's tip of then read back from its log.
+        hub.add_contact(&cardlog_core::Contact::new(ContactId([0x40; 16])))
+            .unwrap();
+        let mut late = Replica::join(&tmp.path().join("late"), hub.book()).unwrap();
+        hub.add_member(late.id(), MemberRole::Write, "late")
+            .unwrap();
+        late.pull_from(&hub).unwrap();
+        late.add_contact(&cardlog_core::Contact::new(ContactId([0x41; 16])))
+            .unwrap();
+        session(&mut late, &mut hub);
+        let first = devices[0].id();
+        let info = hub
+            .peers()
+            .unwrap()
+            .into_iter()
+            .find(|p| p.id == first)
+            .unwrap();
+        assert_eq!(info.acked, held);
+        let lacking = hub.needs_sync(&first).unwrap();
+        assert!(
+            lacking.contains(&ContactId([0x40; 16])) && lacking.contains(&ContactId([0x41; 16]))
+        );
+        assert!(!lacking.contains(&ContactId([1; 16])));
+        // A peer that acknowledged less, or more, than the hub holds: its record says so.
+        let stranger = DeviceId([0xee; 16]);
+        let now = summary_with(&hub);
+        let mut partial = now.clone();
+        partial.remove(&hub.id());
+        let some_device = devices[1].id();
+        let mut ahead = partial[&some_device];
+        ahead.seq += 5;
+        ahead.op = OpId([9; 32]);
+        partial.insert(some_device, ahead);
+        partial.insert(DeviceId([0xef; 16]), ahead);
+        hub.record_summary(stranger, &partial).unwrap();
+        let info = hub
+            .peers()
+            .unwrap()
+            .into_iter()
+            .find(|p| p.id == stranger)
+            .unwrap();
+        let mut expected = partial.clone();
+        expected.remove(&DeviceId([0xef; 16]));
+        assert_eq!(info.acked, expected, "authors not held are not kept");
+        // A mark past the end of the op log (the log was cut shorter since) is a peer never
+        // met.
+        let past = PeerMark {
+            at: hub.store.log_len() + 1,
+            except: Vec::new(),
+            last_ms: 1,
+        };
+        hub.store
+            .put_peer_records(vec![(stranger, past.encode())])
+            .unwrap();
+        assert!(hub.peers().unwrap().iter().all(|p| p.id != stranger));
+        assert!(!hub.needs_sync(&stranger).unwrap().is_empty());
     }
 }

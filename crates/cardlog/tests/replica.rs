@@ -860,6 +860,36 @@ fn a_store_found_damaged_at_open_is_not_reopened_but_left_to_rebuild() {
     assert!(!store.reopen_if_poisoned().unwrap(), "not reopened");
 }
 
+/// Peer records name places in the op log (docs/FORMAT.md, "Store"): after a rebuild that
+/// accepts a log cut shorter than the registers covered, they are forgotten, since the ops
+/// written there next would read as acknowledged.
+#[test]
+fn a_rebuild_of_a_log_cut_shorter_forgets_what_peers_acknowledged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut r = Replica::create_with(&dir, options(&clock)).unwrap();
+    for n in 1..=3 {
+        r.add_contact(&sample(n)).unwrap();
+    }
+    let peer = cardlog::DeviceId([0xa1; 16]);
+    let held = r.summary().clone();
+    r.record_summary(peer, &held).unwrap();
+    assert!(r.needs_sync(&peer).unwrap().is_empty());
+    drop(r);
+    let log = dir.join(cardlog_store::log::LOG_FILE);
+    let len = std::fs::metadata(&log).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+    f.set_len(len - 10).unwrap();
+    drop(f);
+    let mut r = Replica::open_with(&dir, options(&clock)).unwrap();
+    r.rebuild().unwrap();
+    assert!(r.peers().unwrap().is_empty(), "forgotten");
+    // The contact written where the lost one was is one the peer lacks.
+    r.add_contact(&sample(9)).unwrap();
+    assert!(r.needs_sync(&peer).unwrap().contains(&sample(9).id));
+}
+
 /// Saves write the op log; the registers go to the database in batches of about 1,024 ops.
 /// A database that fails then fails the save that triggered the batch, which stores nothing,
 /// and poisons the replica; a reopen replays every save that returned.

@@ -2,7 +2,8 @@
 //! by id, by author and seq, or since a peer's summary (through the log index).
 
 use cardlog_core::replay::{
-    field_conflict, write_state, ContactView, FieldConflict, HistoryEntry, RegisterWrite, Summary,
+    field_conflict, write_state, ChainTip, ContactView, FieldConflict, HistoryEntry, RegisterWrite,
+    Summary,
 };
 use cardlog_core::{ContactId, DeviceId, IdPrefix, OpId, Path, SealedOp};
 
@@ -224,6 +225,31 @@ impl Store {
             Some(at) => Ok(Some(self.op_at_offset(at)?)),
             None => Ok(None),
         }
+    }
+
+    /// `author`'s chain as this store held it when its op log was `at` bytes long
+    /// ([`Store::log_len`]): the tip of the part of the chain stored before that byte, `None`
+    /// if none was. An op is always stored after the op before it in its chain, so that part
+    /// is a prefix of the chain. Costs no read when the whole chain was held by then, one op
+    /// read otherwise.
+    pub fn tip_before(&self, author: &DeviceId, at: u64) -> Result<Option<ChainTip>, StoreError> {
+        let Some(head) = self.summary.get(author) else {
+            return Ok(None);
+        };
+        let chain = self.index()?.seq_range(author, 1, head.seq);
+        let held = chain.partition_point(|&offset| offset < at);
+        if held == chain.len() && chain.len() as u64 == head.seq {
+            return Ok(Some(*head));
+        }
+        let Some(&offset) = held.checked_sub(1).and_then(|i| chain.get(i)) else {
+            return Ok(None);
+        };
+        let op = self.op_at_offset(offset)?;
+        Ok(Some(ChainTip {
+            seq: held as u64,
+            op: op.id(),
+            hlc: op.op().hlc,
+        }))
     }
 
     /// The op `author` wrote at `seq`, if held.

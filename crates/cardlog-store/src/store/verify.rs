@@ -187,6 +187,8 @@ impl Store {
         if self.recovery.state_ahead_of_log {
             self.recovery.state_ahead_of_log = false;
             self.poisoned = None;
+            // Peer records name places in the op log as it was (docs/FORMAT.md, "Store").
+            self.forget_peers()?;
         }
         self.ops = derived.ops;
         self.cutoffs = cutoffs;
