@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use cardlog::sync_layer::Quota;
 use clap::{Args, Parser, Subcommand};
 
 /// Contacts kept in an append-only, content-hashed op log that syncs between devices without
@@ -374,6 +375,19 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MIB", default_value_t = 64,
           value_parser = clap::value_parser!(u64).range(40..=65536))]
     pub receive_budget_mib: u64,
+    /// Ops one session may push; the message that would go over it is refused whole and
+    /// the session ends, what came before kept
+    #[arg(long, value_name = "N", default_value_t = Quota::DEFAULT.ops,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub quota_ops: u64,
+    /// MiB of ops messages one session may push (as --quota-ops)
+    #[arg(long, value_name = "MIB", default_value_t = Quota::DEFAULT.bytes >> 20,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
+    pub quota_mib: u64,
+    /// Authors new to this replica one session may bring (as --quota-ops)
+    #[arg(long, value_name = "N", default_value_t = Quota::DEFAULT.new_authors,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub quota_authors: u64,
 }
 
 /// Seconds a served session may take in all, by default (ten minutes).

@@ -13,6 +13,7 @@ use std::time::Duration;
 use cardlog::sync_layer::bundle;
 use cardlog::sync_layer::transport::{self, ServeOptions, Shared};
 use cardlog::sync_layer::wire::message::limits::MESSAGE_BYTES_MAX;
+use cardlog::sync_layer::Quota;
 use cardlog::{DeviceId, Summary, SyncError, SyncReport};
 use serde_json::json;
 
@@ -500,6 +501,11 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> Res {
         max_sessions_per_address: usize::try_from(a.max_per_address).unwrap_or(usize::MAX),
         max_sessions_per_device: usize::try_from(a.max_per_device).unwrap_or(usize::MAX),
         receive_budget: a.receive_budget_mib << 20,
+        quota: Quota {
+            ops: a.quota_ops,
+            bytes: a.quota_mib << 20,
+            new_authors: a.quota_authors,
+        },
         sessions: a.sessions,
         ..ServeOptions::default()
     };

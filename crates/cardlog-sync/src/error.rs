@@ -72,6 +72,11 @@ pub enum SyncError<E> {
          reordered or replayed in transit; nothing of it was applied"
     )]
     Tampered(u64),
+    /// The peer's pushes went over this server's quota for one session
+    /// ([`crate::quota::Quota`]): the message that would have gone over was refused whole;
+    /// what earlier messages brought is kept.
+    #[error("{0}")]
+    OverQuota(crate::quota::QuotaExceeded),
 }
 
 impl<E> SyncError<E> {
@@ -94,6 +99,7 @@ impl<E> SyncError<E> {
             SyncError::Auth(a) => SyncError::Auth(a),
             SyncError::Tampered(n) => SyncError::Tampered(n),
             SyncError::Busy(ms) => SyncError::Busy(ms),
+            SyncError::OverQuota(q) => SyncError::OverQuota(q),
         }
     }
 }

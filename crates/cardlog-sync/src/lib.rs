@@ -29,6 +29,7 @@ pub mod bundle;
 pub mod busy;
 pub mod error;
 pub mod memory;
+pub mod quota;
 pub mod receive;
 pub mod secure;
 pub mod session;
@@ -39,6 +40,7 @@ pub mod transport;
 pub mod wire;
 
 pub use error::{AuthError, HandshakeError, SyncError, TransportError};
+pub use quota::{Quota, QuotaExceeded, QuotaPart};
 pub use receive::{apply_segments, Received};
 pub use secure::{Access, Expect, Identity};
 pub use session::{Calibration, Role, Session, SyncProgress, SyncReport};

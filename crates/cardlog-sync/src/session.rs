@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use cardlog_core::{DeviceId, OpId, SealedOp, SignedTip};
 
 use crate::error::{AuthError, SyncError};
+use crate::quota::{Pushed, Quota};
 use crate::receive::{apply_held, finish, forks_in_summary, reported_forks, Held, View};
 use crate::store::{PeerBook, TakenBack};
 use crate::wire::message::{self, Fork, Message, Summary};
@@ -196,6 +197,8 @@ pub struct Session {
     /// Authors whose chains fork between the peer's hello and what this side holds: this side
     /// sends the peer all it holds of each (the peer may hold a branch their author gave up).
     forked_in_hello: BTreeSet<DeviceId>,
+    /// What the peer may push in this session (a served session's), and what it pushed.
+    quota: Option<(Quota, Pushed)>,
     report: SyncReport,
 }
 
@@ -485,6 +488,7 @@ impl Session {
             pushes: true,
             omitted_own: false,
             forked_in_hello: BTreeSet::new(),
+            quota: None,
             report: SyncReport::default(),
         }
     }
@@ -504,6 +508,13 @@ impl Session {
     /// broken connection.
     pub fn with_chunk_ops(mut self, n: usize) -> Self {
         self.chunk_ops = n.max(1);
+        self
+    }
+
+    /// Limits what the peer may push in this session ([`Quota`]): an `Ops` message that would
+    /// go over it is refused whole, before it is decoded, with [`SyncError::OverQuota`].
+    pub fn with_quota(mut self, quota: Quota) -> Self {
+        self.quota = Some((quota, Pushed::default()));
         self
     }
 
@@ -699,6 +710,12 @@ impl Session {
                     if crate::wire::segment::carries_ops(&segments)? {
                         return Err(SyncError::Auth(AuthError::ReadOnlyPush(peer)));
                     }
+                }
+                if let Some((quota, pushed)) = &mut self.quota {
+                    let (ops, authors) = crate::wire::segment::census(&segments)?;
+                    pushed
+                        .count(quota, ops, bytes.len() as u64, &authors, &store.summary())
+                        .map_err(SyncError::OverQuota)?;
                 }
                 let mut flipped = reported_forks(store, &forks)?;
                 // Whatever is recorded, references into these chains are in doubt.

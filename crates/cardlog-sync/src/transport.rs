@@ -19,6 +19,7 @@ pub use crate::budget::Budget;
 pub use crate::busy::Retry;
 use crate::busy::{busy_message, Backlog, Refuser};
 use crate::error::{AuthError, SyncError, TransportError};
+use crate::quota::Quota;
 use crate::secure::{self, Access, Channel, Expect, Handshake, Identity};
 use crate::session::{Role, Session, SyncReport};
 pub use crate::shared::Shared;
@@ -142,6 +143,12 @@ impl<T: Transport> Transport for Sealed<'_, T> {
         let sealed = self.inner.recv()?;
         self.received += sealed.len() as u64;
         self.channel.open(&sealed)
+    }
+
+    /// The connection's own close: without it a sealed abort was lost to a reset whenever
+    /// the peer had sent more after the message refused (its ack after its ops).
+    fn close(&mut self) {
+        self.inner.close();
     }
 }
 
@@ -788,6 +795,8 @@ pub struct ServeOptions {
     /// turned away is asked for a moment of its own, no sooner than this: the next free slot,
     /// slots spaced by the mean session time divided by `max_sessions`.
     pub busy_retry_after: Duration,
+    /// What one session may push ([`Quota`]): ops, bytes, authors new to this server.
+    pub quota: Quota,
     /// Stop after this many sessions (successful or not); `None` serves forever.
     pub sessions: Option<u64>,
     /// Ops per `Ops` message sent ([`crate::session::CHUNK_OPS`] by default).
@@ -804,6 +813,7 @@ impl Default for ServeOptions {
             max_sessions_per_device: 2,
             receive_budget: RECEIVE_BUDGET_DEFAULT,
             busy_retry_after: BUSY_RETRY_AFTER_DEFAULT,
+            quota: Quota::default(),
             sessions: None,
             chunk_ops: crate::session::CHUNK_OPS,
         }
@@ -875,6 +885,7 @@ where
         let timeout = options.timeout;
         let session_timeout = options.session_timeout;
         let chunk_ops = options.chunk_ops;
+        let quota = options.quota;
         let budget = Arc::clone(&budget);
         let device_slots = Arc::clone(&device_slots);
         let busy_retry_after = options.busy_retry_after;
@@ -885,7 +896,9 @@ where
                 .map(|t| t.with_session_deadline(session_timeout).with_budget(budget))
                 .map_err(SyncError::from)
                 .and_then(|mut t| {
-                    let session = Session::new(Role::Responder).with_chunk_ops(chunk_ops);
+                    let session = Session::new(Role::Responder)
+                        .with_chunk_ops(chunk_ops)
+                        .with_quota(quota);
                     run_secure_claiming(
                         session,
                         &mut store,

@@ -890,3 +890,77 @@ fn one_device_cannot_hold_more_sessions_than_its_slots_and_is_told_so_sealed() {
         .unwrap()
         .is_some());
 }
+
+/// A served replica takes at most its quota from one session (docs/SECURITY.md, "Quotas"):
+/// the message that would go over is refused whole before it is applied, the device is told
+/// which quota, and a session within it goes through.
+#[test]
+fn a_session_that_pushes_over_the_quota_is_refused_and_one_within_it_goes_through() {
+    use cardlog::sync_layer::Quota;
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut hub = replica(&tmp.path().join("hub"), &clock);
+    let mut phone = member_of(&mut hub, &tmp.path().join("phone"), &clock);
+    let mut tablet = member_of(&mut hub, &tmp.path().join("tablet"), &clock);
+    for n in 1..=8 {
+        phone.add_contact(&secret_contact(n)).unwrap();
+    }
+    let hub = Shared::new(hub);
+    let held = hub.lock().summary().clone();
+    let served = |quota: Quota| {
+        serve_shared(
+            &hub,
+            ServeOptions {
+                quota,
+                sessions: Some(1),
+                ..ServeOptions::default()
+            },
+        )
+    };
+    // Eight ops over a quota of five: refused whole, nothing of them stored.
+    let quota = Quota {
+        ops: 5,
+        ..Quota::default()
+    };
+    let (addr, handle, outcomes) = served(quota);
+    let err = phone.sync_tcp(&addr, TIMEOUT).unwrap_err();
+    handle.join().unwrap();
+    assert!(
+        matches!(&err, SyncError::PeerAborted(why) if why.contains("ops pushed") && why.contains("at most 5")),
+        "{err}"
+    );
+    let server_side = outcomes.lock().unwrap()[0].clone().unwrap_err();
+    assert!(
+        server_side.contains("over this server's quota"),
+        "{server_side}"
+    );
+    assert_eq!(
+        hub.lock().summary(),
+        &held,
+        "nothing of the refused message stored"
+    );
+    // The same within a quota of eight.
+    let (addr, handle, _) = served(Quota {
+        ops: 8,
+        ..Quota::default()
+    });
+    phone.sync_tcp(&addr, TIMEOUT).unwrap();
+    handle.join().unwrap();
+    assert!(hub.lock().contact(&ContactId([8; 16])).unwrap().is_some());
+    // Authors new to the hub: the tablet brings its own chain.
+    tablet.add_contact(&secret_contact(20)).unwrap();
+    phone.add_contact(&secret_contact(21)).unwrap();
+    common::session(&mut tablet, &mut phone);
+    let quota = Quota {
+        new_authors: 0,
+        ..Quota::default()
+    };
+    let (addr, handle, outcomes) = served(quota);
+    let err = tablet.sync_tcp(&addr, TIMEOUT).unwrap_err();
+    handle.join().unwrap();
+    assert!(
+        matches!(&err, SyncError::PeerAborted(why) if why.contains("authors new")),
+        "{err}"
+    );
+    assert!(outcomes.lock().unwrap()[0].is_err());
+}

@@ -375,6 +375,18 @@ pub fn carries_ops(bytes: &[u8]) -> Result<bool, WireError> {
     Ok(segments.iter().any(|s| !s.ops.is_empty()))
 }
 
+/// What a segment message carries, without rebuilding its ops (checked like any message:
+/// magic, version, checksum, structure): how many ops, and by which authors (each once).
+/// Costs a walk over the message's structure, not the memory of its ops.
+pub fn census(bytes: &[u8]) -> Result<(u64, Vec<DeviceId>), WireError> {
+    let (_, segments) = parse(bytes)?;
+    let ops = segments.iter().map(|s| s.ops.len() as u64).sum();
+    let mut authors: Vec<DeviceId> = segments.iter().map(|s| s.author).collect();
+    authors.sort_unstable();
+    authors.dedup();
+    Ok((ops, authors))
+}
+
 /// Strictly decodes exactly `bytes` as a `T` (re-encoding must give the same bytes).
 fn decode_strict<T: bincode::Decode<()> + bincode::Encode>(bytes: &[u8]) -> Option<T> {
     decode_exact::<T>(bytes).filter(|v| encode_to_vec(v) == bytes)
