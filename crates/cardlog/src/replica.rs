@@ -104,6 +104,10 @@ pub struct Replica {
     pub(crate) session_identity: std::sync::OnceLock<Box<cardlog_sync::Identity>>,
     /// Change subscribers (`changes.rs`). Boxed: the replica stays small.
     pub(crate) hub: Box<crate::changes::Hub>,
+    /// The day (calibrated, since the epoch) peer records were last swept for expiry
+    /// (`sync.rs`); 0 before the first sweep since open. (A day number, not ms: it fits
+    /// beside `bulk`, and the replica stays small.)
+    pub(crate) peers_swept_day: u32,
 }
 
 impl std::fmt::Debug for Replica {
@@ -177,6 +181,7 @@ impl Replica {
             membership: Box::new(membership),
             session_identity: std::sync::OnceLock::new(),
             hub: Box::default(),
+            peers_swept_day: 0,
         };
         if book.is_none() {
             replica.found(options.name)?;

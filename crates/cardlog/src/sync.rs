@@ -116,6 +116,16 @@ struct PeerMark {
     last_ms: u64,
 }
 
+/// How long a record is kept of a peer that is a member of the book and has not synced since:
+/// two years. Past it the peer counts as never met ("needs sync" names everything for it).
+const PEER_KEPT_MS: u64 = 2 * 365 * DAY_MS;
+
+/// How long a record is kept of a peer that is no current member (removed, or met only through
+/// a summary file) and has not synced since: 30 days.
+const PEER_GONE_KEPT_MS: u64 = 30 * DAY_MS;
+
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
 /// The first byte of a [`PeerMark`] record. A [`PeerRecord`] starts with the varint of its
 /// list's length, and no varint starts with 0xff, so the two never read as each other.
 const PEER_MARK: u8 = 0xff;
@@ -261,6 +271,37 @@ impl Replica {
             acked,
             last_ms: mark.last_ms,
         }))
+    }
+
+    /// Removes the records of peers not met for longer than they are kept
+    /// ([`PEER_KEPT_MS`], [`PEER_GONE_KEPT_MS`]), and those that do not decode, at calibrated
+    /// time `now`: a relay's records stay bounded by the devices that still sync with it.
+    /// Run by [`PeerBook::record_peer`] at its first record after open and then on the first
+    /// of each (calibrated) day; each sweep reads every record, a few bytes each.
+    fn sweep_peers(&mut self, now: u64) -> Result<(), Error> {
+        let membership = self.membership();
+        let open_book = membership.founder().is_none();
+        let mut expired = Vec::new();
+        for (id, bytes) in self.store.peer_records()? {
+            let last_ms = match StoredPeer::decode(&bytes) {
+                Some(StoredPeer::Listed(record)) => record.last_ms,
+                Some(StoredPeer::Marked(mark)) => mark.last_ms,
+                None => 0,
+            };
+            let member = open_book || membership.member(&id).is_some_and(|m| m.removed.is_none());
+            let kept = if member {
+                PEER_KEPT_MS
+            } else {
+                PEER_GONE_KEPT_MS
+            };
+            if now.saturating_sub(last_ms) > kept {
+                expired.push(id);
+            }
+        }
+        if !expired.is_empty() {
+            self.store.remove_peer_records(&expired)?;
+        }
+        Ok(())
     }
 
     /// The peers this replica has synced with, by id.
@@ -742,6 +783,11 @@ impl PeerBook for Replica {
             }
         }
         self.store.put_peer_records(writes)?;
+        let today = u32::try_from(mark.last_ms / DAY_MS).unwrap_or(u32::MAX);
+        if today != self.peers_swept_day {
+            self.peers_swept_day = today;
+            self.sweep_peers(mark.last_ms)?;
+        }
         self.tidy_branches()?;
         self.durable()
     }
@@ -1088,7 +1134,7 @@ pub(crate) mod tests {
             .map(|p| {
                 let record = PeerRecord {
                     acked: vec![(me, tip)],
-                    last_ms: 5,
+                    last_ms: r.calibrated_ms(),
                 };
                 (p, record)
             })
@@ -1262,5 +1308,49 @@ pub(crate) mod tests {
             .unwrap();
         assert!(hub.peers().unwrap().iter().all(|p| p.id != stranger));
         assert!(!hub.needs_sync(&stranger).unwrap().is_empty());
+    }
+
+    /// Records of peers not met for long are swept (once a day at most, at a record): a peer
+    /// that is no member after 30 days, a member after two years.
+    #[test]
+    fn records_of_peers_not_met_for_long_expire() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = std::sync::Arc::new(cardlog_core::FakeClock::new(1_795_338_000_000));
+        let options = || crate::Options {
+            wall: clock.clone(),
+            ..crate::Options::default()
+        };
+        let mut hub = Replica::create_with(&tmp.path().join("hub"), options()).unwrap();
+        let member = Replica::join_with(&tmp.path().join("m"), hub.book(), options()).unwrap();
+        hub.add_member(member.id(), MemberRole::Write, "member")
+            .unwrap();
+        let (stranger, other) = (DeviceId([0xee; 16]), DeviceId([0xef; 16]));
+        let held = summary_with(&hub);
+        let ids = |r: &Replica| {
+            r.peers()
+                .unwrap()
+                .iter()
+                .map(|p| p.id)
+                .collect::<BTreeSet<_>>()
+        };
+        hub.record_summary(stranger, &held).unwrap();
+        hub.record_summary(member.id(), &held).unwrap();
+        clock.advance_ms(29 * DAY_MS as i64);
+        hub.record_summary(other, &held).unwrap();
+        assert_eq!(ids(&hub).len(), 3, "none expired yet");
+        clock.advance_ms(2 * DAY_MS as i64);
+        hub.record_summary(other, &held).unwrap();
+        assert_eq!(
+            ids(&hub),
+            BTreeSet::from([member.id(), other]),
+            "the stranger's went"
+        );
+        clock.advance_ms(2 * 365 * DAY_MS as i64);
+        hub.record_summary(other, &held).unwrap();
+        assert_eq!(ids(&hub), BTreeSet::from([other]), "the member's went too");
+        // Reads sweep nothing: only a record does, once a day.
+        hub.record_summary(stranger, &held).unwrap();
+        clock.advance_ms(40 * DAY_MS as i64);
+        assert_eq!(ids(&hub).len(), 2);
     }
 }

@@ -381,6 +381,19 @@ impl Store {
         Ok(())
     }
 
+    /// Removes these sync peers' records (expired: the facade's sweep), in one batch; durable
+    /// at the next [`Store::flush`].
+    pub fn remove_peer_records(&mut self, peers: &[DeviceId]) -> Result<(), StoreError> {
+        self.writable()?;
+        let mut batch = KvBatch::default();
+        for peer in peers {
+            batch.remove(keys::peer(peer));
+        }
+        self.kv.apply(batch).map_err(|e| self.poison(e))?;
+        self.meta_dirty = true;
+        Ok(())
+    }
+
     /// Removes every sync peer's record and the record of before them (`mpeers`), durably.
     /// Called when the op log was cut shorter than the registers covered: a record naming a
     /// place in the log of before could name ops written there since. Peers then count as
