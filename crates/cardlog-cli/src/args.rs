@@ -376,13 +376,15 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(40..=65536))]
     pub receive_budget_mib: u64,
     /// Ops one session may push; the message that would go over it is refused whole and
-    /// the session ends, what came before kept
+    /// the session ends, what came before kept (at least 131,072: a device's message may
+    /// carry up to about 66,000 ops, and one refused stays refused)
     #[arg(long, value_name = "N", default_value_t = Quota::DEFAULT.ops,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1 << 17..))]
     pub quota_ops: u64,
-    /// MiB of ops messages one session may push (as --quota-ops)
+    /// MiB of ops messages one session may push (as --quota-ops; at least 32, twice the
+    /// largest message a session takes at the default receive budget)
     #[arg(long, value_name = "MIB", default_value_t = Quota::DEFAULT.bytes >> 20,
-          value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
+          value_parser = clap::value_parser!(u64).range(32..=1 << 24))]
     pub quota_mib: u64,
     /// Authors new to this replica one session may bring (as --quota-ops)
     #[arg(long, value_name = "N", default_value_t = Quota::DEFAULT.new_authors,

@@ -1,7 +1,7 @@
 //! What one served session may push ([`Quota`]): ops, bytes of `Ops` messages, and authors
 //! new to the server. A relay stores what its members push, so a member's key (or a stolen
 //! phone's) could otherwise fill the relay's disk and its per-author records in one session.
-//! Each `Ops` message is counted before any of it is decoded into ops or applied
+//! Each `Ops` message is counted from its structure before its ops are rebuilt or applied
 //! ([`crate::wire::segment::census`]); the message that would go over is refused whole, with
 //! [`crate::SyncError::OverQuota`] here and an abort naming the quota at the peer. What earlier
 //! messages brought stays (each message is applied whole or not at all).

@@ -512,7 +512,8 @@ impl Session {
     }
 
     /// Limits what the peer may push in this session ([`Quota`]): an `Ops` message that would
-    /// go over it is refused whole, before it is decoded, with [`SyncError::OverQuota`].
+    /// go over it is refused whole, before its ops are rebuilt or applied, with
+    /// [`SyncError::OverQuota`].
     pub fn with_quota(mut self, quota: Quota) -> Self {
         self.quota = Some((quota, Pushed::default()));
         self

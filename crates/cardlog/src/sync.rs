@@ -12,7 +12,7 @@ use cardlog_core::replay::ChainTip;
 use cardlog_core::MemberRole;
 use cardlog_core::{ContactId, DeviceId, OpId, Refusal, SealedOp, SignedTip};
 use cardlog_store::keys::meta;
-use cardlog_store::StoreError;
+use cardlog_store::{ChangeCursor, StoreError};
 use cardlog_sync::bundle::{self, Imported};
 use cardlog_sync::secure::{Access, Expect, Identity};
 use cardlog_sync::transport::{self, Retry, Transport};
@@ -105,13 +105,17 @@ struct PeerRecord {
 }
 
 /// A peer's record as written now, after the byte [`PEER_MARK`]: the peer holds every op this
-/// replica held when the record was written (the op log's first `at` bytes), but for the
-/// authors in `except`, of which it holds the given tip (`None`: nothing). After a session
-/// that converged `except` is empty, so a relay's record of each of its thousands of devices
-/// is a few bytes rather than an entry per author of the book (issue 24's relay directory).
+/// replica held when the record was written (the op log up to `place`, a
+/// [`cardlog_store::ChangeCursor`]'s bytes), but for the authors in `except`, of which it holds
+/// the given tip (`None`: nothing). After a session that converged `except` is empty, so a
+/// relay's record of each of its thousands of devices is under a hundred bytes rather than an
+/// entry per author of the book (issue 24's relay directory). The place checks itself
+/// ([`cardlog_store::Store::holds_cursor`]): in a log cut shorter since (a crash after a bulk
+/// write, a rebuild that accepted a shorter log, a backup restored) and grown back, the
+/// record reads as a peer never met, not as one that holds what was written there since.
 #[derive(Encode, Decode)]
 struct PeerMark {
-    at: u64,
+    place: Vec<u8>,
     except: Vec<(DeviceId, Option<ChainTip>)>,
     last_ms: u64,
 }
@@ -201,7 +205,7 @@ impl Replica {
 
     /// Every peer this replica synced with and what it acknowledged: each under its own
     /// key, and those still only in the record of before; one that does not decode, or names
-    /// a place past the end of the op log, is left out (see [`Replica::peers_of_before`]).
+    /// a place not in the op log as it is, is left out (see [`Replica::peers_of_before`]).
     fn peer_records(&self) -> Result<BTreeMap<DeviceId, PeerInfo>, Error> {
         let mut infos = BTreeMap::new();
         for (id, record) in self.peers_of_before()? {
@@ -237,8 +241,8 @@ impl Replica {
     }
 
     /// What a stored record says the peer acknowledged, per author held here (and per
-    /// author it listed); `None` for a mark past the end of the op log, which a log cut
-    /// shorter left behind.
+    /// author it listed); `None` for a mark whose place is not in the op log as it is (see
+    /// [`PeerMark`]).
     fn peer_info(&self, id: DeviceId, stored: StoredPeer) -> Result<Option<PeerInfo>, Error> {
         let mark = match stored {
             StoredPeer::Listed(record) => {
@@ -250,19 +254,25 @@ impl Replica {
             }
             StoredPeer::Marked(mark) => mark,
         };
-        if mark.at > self.store.log_len() {
-            return Ok(None);
-        }
+        let place = match ChangeCursor::from_bytes(&mark.place) {
+            Ok(place) if self.store.holds_cursor(&place) => place,
+            _ => return Ok(None),
+        };
+        let at = place.offset();
         let except: BTreeMap<DeviceId, Option<ChainTip>> = mark.except.into_iter().collect();
         let mut acked: Summary = except
             .iter()
             .filter_map(|(author, tip)| Some((*author, (*tip)?)))
             .collect();
-        for author in Replica::summary(self).keys() {
+        // (Nothing written since the record: every author's tip is the one held now.)
+        let unchanged = at == self.store.log_len();
+        for (author, tip) in Replica::summary(self) {
             if except.contains_key(author) {
                 continue;
             }
-            if let Some(tip) = self.store.tip_before(author, mark.at)? {
+            if unchanged {
+                acked.insert(*author, *tip);
+            } else if let Some(tip) = self.store.tip_before(author, at)? {
                 acked.insert(*author, tip);
             }
         }
@@ -770,7 +780,7 @@ impl PeerBook for Replica {
             })
             .collect();
         let mark = PeerMark {
-            at: self.store.log_len(),
+            place: self.store.change_cursor()?.to_bytes().to_vec(),
             except,
             last_ms: self.calibrated_ms(),
         };
@@ -786,7 +796,9 @@ impl PeerBook for Replica {
         let today = u32::try_from(mark.last_ms / DAY_MS).unwrap_or(u32::MAX);
         if today != self.peers_swept_day {
             self.peers_swept_day = today;
-            self.sweep_peers(mark.last_ms)?;
+            // Bookkeeping: a sweep that fails (a record key that does not parse, say) fails
+            // no session; the next day's sweep tries again.
+            let _ = self.sweep_peers(mark.last_ms);
         }
         self.tidy_branches()?;
         self.durable()
@@ -960,9 +972,10 @@ pub(crate) mod tests {
     const GOLDEN_PEERS_HEX: &str = "01b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b202a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1031111111111111111111111111111111111111111111111111111111111111111fd035e56eea101000011b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2fb2c012222222222222222222222222222222222222222222222222222222222222222fd2c5f56eea101000022fde86156eea1010000";
     /// One peer's record under its own key (`p` + id): the record inside the one above.
     const GOLDEN_PEER_HEX: &str = "02a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1031111111111111111111111111111111111111111111111111111111111111111fd035e56eea101000011b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2fb2c012222222222222222222222222222222222222222222222222222222222222222fd2c5f56eea101000022fde86156eea1010000";
-    /// One peer's record as written now: [`PEER_MARK`], then a [`PeerMark`] at byte 4,096 of
-    /// the op log with one author held to seq 3 and one not at all.
-    const GOLDEN_PEER_MARK_HEX: &str = "fffb001002a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a101031111111111111111111111111111111111111111111111111111111111111111fd035e56eea101000011c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c300fde86156eea1010000";
+    /// One peer's record as written now: [`PEER_MARK`], then a [`PeerMark`] whose place is 72
+    /// bytes of 0x5a (a change cursor's length), with one author held to seq 3 and one not at
+    /// all.
+    const GOLDEN_PEER_MARK_HEX: &str = "ff485a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a02a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a101031111111111111111111111111111111111111111111111111111111111111111fd035e56eea101000011c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c300fde86156eea1010000";
     const GOLDEN_FORKS_HEX: &str = "01a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a10233333333333333333333333333333333333333333333333333333333333333334444444444444444444444444444444444444444444444444444444444444444";
     const GOLDEN_CALIBRATION_HEX: &str =
         "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2fcffb74c0a2afdd06556eea1010000";
@@ -1047,7 +1060,7 @@ pub(crate) mod tests {
             (peers[0].1.acked.clone(), peers[0].1.last_ms)
         );
         let mark = PeerMark {
-            at: 4096,
+            place: vec![0x5a; 72],
             except: vec![
                 (DeviceId([0xa1; 16]), Some(peers[0].1.acked[0].1)),
                 (DeviceId([0xc3; 16]), None),
@@ -1058,8 +1071,8 @@ pub(crate) mod tests {
         match StoredPeer::decode(&unhex(GOLDEN_PEER_MARK_HEX)) {
             Some(StoredPeer::Marked(back)) => {
                 assert_eq!(
-                    (back.at, &back.except, back.last_ms),
-                    (mark.at, &mark.except, mark.last_ms)
+                    (&back.place, &back.except, back.last_ms),
+                    (&mark.place, &mark.except, mark.last_ms)
                 );
             }
             _ => panic!("the mark reads back as a mark"),
@@ -1243,7 +1256,7 @@ pub(crate) mod tests {
         assert_eq!(records.len(), 6);
         for (peer, bytes) in &records {
             assert!(
-                bytes.len() <= 20,
+                bytes.len() <= 90,
                 "{peer}'s record after a session that converged: {} bytes",
                 bytes.len()
             );
@@ -1296,10 +1309,10 @@ pub(crate) mod tests {
         let mut expected = partial.clone();
         expected.remove(&DeviceId([0xef; 16]));
         assert_eq!(info.acked, expected, "authors not held are not kept");
-        // A mark past the end of the op log (the log was cut shorter since) is a peer never
-        // met.
+        // A mark whose place is not in the op log as it is (the log was cut shorter since, or
+        // the place is not a cursor at all) is a peer never met.
         let past = PeerMark {
-            at: hub.store.log_len() + 1,
+            place: ChangeCursor::everything(hub.id()).to_bytes().to_vec(),
             except: Vec::new(),
             last_ms: 1,
         };

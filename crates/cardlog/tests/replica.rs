@@ -885,9 +885,20 @@ fn a_rebuild_of_a_log_cut_shorter_forgets_what_peers_acknowledged() {
     let mut r = Replica::open_with(&dir, options(&clock)).unwrap();
     r.rebuild().unwrap();
     assert!(r.peers().unwrap().is_empty(), "forgotten");
-    // The contact written where the lost one was is one the peer lacks.
-    r.add_contact(&sample(9)).unwrap();
-    assert!(r.needs_sync(&peer).unwrap().contains(&sample(9).id));
+    // The contacts written where the lost one was, and past where it ended, are ones the
+    // peer lacks.
+    for n in 9..=12 {
+        r.add_contact(&sample(n)).unwrap();
+    }
+    assert!(
+        r.store().log_len() > len,
+        "the log grew back past where it was"
+    );
+    let lacking = r.needs_sync(&peer).unwrap();
+    assert!(
+        (9..=12).all(|n| lacking.contains(&sample(n).id)),
+        "{lacking:?}"
+    );
 }
 
 /// Saves write the op log; the registers go to the database in batches of about 1,024 ops.

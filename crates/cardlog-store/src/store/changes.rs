@@ -72,6 +72,12 @@ impl ChangeCursor {
         }
     }
 
+    /// The byte of the op log the cursor stands at: everything before it was logged when
+    /// the cursor was made.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
     /// The cursor's bytes: device id, epoch, log offset and the start of the record ending
     /// there (big-endian), that record's op id (16 bytes), then 16 bytes of their blake3
     /// hash, which tells a mistyped cursor from one of another store.
@@ -304,6 +310,23 @@ impl Store {
         last.ok_or_else(|| StoreError::damaged("the op log holds no record before its end".into()))
     }
 
+    /// Whether `cursor` names a place in this store's op log as it is: the same device and
+    /// rebuild epoch, and the record it ends after still there, ending where it did. A log
+    /// restored from a backup, or cut by a crash after a bulk write (or by a rebuild that
+    /// accepted a shorter log), and grown back holds another record there. Reads one record.
+    pub fn holds_cursor(&self, cursor: &ChangeCursor) -> bool {
+        if cursor.device != self.device
+            || cursor.epoch != self.epoch
+            || cursor.offset > self.log.len()
+        {
+            return false;
+        }
+        cursor.offset == 0
+            || self.log.read(cursor.last_start).is_ok_and(|record| {
+                record.end() == cursor.offset && id_prefix(&record.id) == cursor.last_id
+            })
+    }
+
     /// Notes the last record appended (start, end, id) for [`Store::change_cursor`].
     pub(super) fn appended(&mut self, start: u64, end: u64, id: &OpId) {
         *self.last_record = Some((start, end, id_prefix(id)));
@@ -314,24 +337,8 @@ impl Store {
     /// grows with the ops since, not with the store). [`Since::Everything`] when the cursor
     /// cannot answer (see [`Since`]).
     pub fn changes_since(&self, cursor: &ChangeCursor) -> Result<Since, StoreError> {
-        if cursor.device != self.device
-            || cursor.epoch != self.epoch
-            || cursor.offset > self.log.len()
-        {
+        if !self.holds_cursor(cursor) {
             return Ok(Since::Everything);
-        }
-        // The record the cursor ends after must be the one here: a log restored from a
-        // backup (or cut by a crash after a bulk write) and grown back holds another.
-        if cursor.offset > 0 {
-            let same = match self.log.read(cursor.last_start) {
-                Ok(record) => {
-                    record.end() == cursor.offset && id_prefix(&record.id) == cursor.last_id
-                }
-                Err(_) => false,
-            };
-            if !same {
-                return Ok(Since::Everything);
-            }
         }
         let mut noted = Noted::default();
         for (i, record) in self.log.scan(cursor.offset, self.log.len()).enumerate() {

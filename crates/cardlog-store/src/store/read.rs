@@ -246,7 +246,7 @@ impl Store {
         };
         let op = self.op_at_offset(offset)?;
         Ok(Some(ChainTip {
-            seq: held as u64,
+            seq: op.op().seq,
             op: op.id(),
             hlc: op.op().hlc,
         }))

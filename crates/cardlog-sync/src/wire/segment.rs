@@ -377,7 +377,8 @@ pub fn carries_ops(bytes: &[u8]) -> Result<bool, WireError> {
 
 /// What a segment message carries, without rebuilding its ops (checked like any message:
 /// magic, version, checksum, structure): how many ops, and by which authors (each once).
-/// Costs a walk over the message's structure, not the memory of its ops.
+/// Costs the structural walk every decode starts with (it keeps about 64 bytes per op while it
+/// runs), not the memory of rebuilt ops.
 pub fn census(bytes: &[u8]) -> Result<(u64, Vec<DeviceId>), WireError> {
     let (_, segments) = parse(bytes)?;
     let ops = segments.iter().map(|s| s.ops.len() as u64).sum();
