@@ -81,3 +81,56 @@ fn a_withdraw_takes_however_much_others_built_on_it() {
     assert_eq!(withdrawal.ops.len(), 1_102);
     assert!(store.verify().unwrap().is_ok());
 }
+
+/// A withdrawn op whose record a cut log lost: once a rebuild accepts the shorter log, the op
+/// appended where that record was is an op like any other, not one read as withdrawn (left out
+/// of the index, of `ops` and of every later rebuild).
+#[test]
+fn an_op_appended_where_a_lost_withdrawn_record_was_is_kept() {
+    let mut w = World::new(3);
+    let (a, b) = (sample(1), sample(2));
+    w.devices[0].create(&a).unwrap();
+    w.sync(0, 1);
+    w.advance(MIN_MS);
+    w.devices[1]
+        .edit(a.id, |c| {
+            c.set(Field::Given, "renamed");
+        })
+        .unwrap();
+    let (one, two) = (DeviceId([1; 16]), DeviceId([2; 16]));
+    let (_tmp, dir, mut store) = new_store();
+    let ops = w.all_ops();
+    let (first, second): (Vec<_>, Vec<_>) = ops.into_iter().partition(|op| op.op().author == one);
+    store.apply_all(&first).unwrap();
+    let cut_at = store.log_len();
+    store.apply_all(&second).unwrap();
+    store.withdraw_from(&two, 1).unwrap();
+    drop(store);
+    // The log loses the withdrawn record: the registers cover more than it holds.
+    let log = dir.join(cardlog_store::log::LOG_FILE);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(cut_at)
+        .unwrap();
+    let mut store = common::reopen(&dir);
+    store.rebuild().unwrap();
+    assert_eq!(store.log_len(), cut_at);
+    // Device 3's contact goes where the withdrawn record was.
+    let three = DeviceId([3; 16]);
+    w.devices[2].create(&b).unwrap();
+    let theirs: Vec<_> = w
+        .all_ops()
+        .into_iter()
+        .filter(|op| op.op().author == three)
+        .collect();
+    store.apply_all(&theirs).unwrap();
+    drop(store);
+    let store = common::reopen(&dir);
+    assert!(store.summary().contains_key(&three));
+    let held: Vec<_> = store.ops().map(|op| op.unwrap().op().author).collect();
+    assert!(held.contains(&three), "device 3's op is read back: {held:?}");
+    assert!(store.contact(&b.id).unwrap().is_some());
+    assert!(store.verify().unwrap().is_ok());
+}

@@ -13,7 +13,7 @@ use super::Store;
 use crate::error::StoreError;
 use crate::state::held::HELD_OPS_MAX;
 use crate::state::keys::{self, meta, ContactRegisters};
-use crate::state::kv::{KvBatch, KvError};
+use crate::state::kv::KvBatch;
 
 impl Store {
     /// Stores one op if it is ready: checked like [`cardlog_core::Replay::insert`], then written
@@ -391,27 +391,6 @@ impl Store {
         }
         self.kv.apply(batch).map_err(|e| self.poison(e))?;
         self.meta_dirty = true;
-        Ok(())
-    }
-
-    /// Removes every sync peer's record and the record of before them (`mpeers`), durably.
-    /// Called when the op log was cut shorter than the registers covered: a record naming a
-    /// place in the log of before could name ops written there since. Peers then count as
-    /// never met until their next session.
-    pub(crate) fn forget_peers(&mut self) -> Result<(), StoreError> {
-        self.writable()?;
-        let mut batch = KvBatch::default();
-        let keys: Result<Vec<_>, KvError> = self
-            .held
-            .scan_prefix(&*self.kv, &[keys::PEER])
-            .map(|pair| pair.map(|(k, _)| k))
-            .collect();
-        for k in keys.map_err(|e| self.poison(e))? {
-            batch.remove(k);
-        }
-        batch.remove(meta::PEERS.to_vec());
-        self.kv.apply(batch).map_err(|e| self.poison(e))?;
-        self.kv.flush().map_err(|e| self.poison(e))?;
         Ok(())
     }
 

@@ -187,8 +187,7 @@ impl Store {
         if self.recovery.state_ahead_of_log {
             self.recovery.state_ahead_of_log = false;
             self.poisoned = None;
-            // Peer records name places in the op log as it was (docs/FORMAT.md, "Store").
-            self.forget_peers()?;
+            self.forget_places_past_log()?;
         }
         self.ops = derived.ops;
         self.cutoffs = cutoffs;
@@ -201,6 +200,44 @@ impl Store {
             total: derived.ops,
         });
         Ok(derived.ops)
+    }
+
+    /// After a rebuild accepted an op log cut shorter than the registers covered, removes,
+    /// durably, what names places in the log as it was: every sync peer's record (and the
+    /// record of before them, `mpeers`), whose acknowledgements would cover what is written
+    /// there next, and the withdrawn and re-issue offsets past the log's end, which would
+    /// make the op appended there next read as withdrawn (left out of the index, of every
+    /// later rebuild and of `ops`).
+    fn forget_places_past_log(&mut self) -> Result<(), StoreError> {
+        self.writable()?;
+        let end = self.log.len();
+        let mut batch = KvBatch::default();
+        let peers: Result<Vec<_>, KvError> = self
+            .held
+            .scan_prefix(&*self.kv, &[keys::PEER])
+            .map(|pair| pair.map(|(k, _)| k))
+            .collect();
+        for k in peers.map_err(|e| self.poison(e))? {
+            batch.remove(k);
+        }
+        batch.remove(meta::PEERS.to_vec());
+        for name in [meta::WITHDRAWN, meta::REISSUE] {
+            let offsets = self.offsets(name)?;
+            let kept: Vec<u64> = offsets.iter().copied().filter(|o| *o < end).collect();
+            if kept.len() == offsets.len() {
+                continue;
+            }
+            if kept.is_empty() {
+                batch.remove(name.to_vec());
+            } else {
+                batch.insert(name.to_vec(), super::withdraw::encode_offsets(&kept));
+            }
+        }
+        self.kv.apply(batch).map_err(|e| self.poison(e))?;
+        self.kv.flush().map_err(|e| self.poison(e))?;
+        self.withdrawn.offsets.retain(|o| *o < end);
+        self.withdrawn.ids.retain(|_, o| *o < end);
+        Ok(())
     }
 
     fn rebuild_state(&mut self, derived: &Derived) -> Result<(), StoreError> {

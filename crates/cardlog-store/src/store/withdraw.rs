@@ -43,7 +43,7 @@ pub struct Withdrawal {
     pub authors: BTreeMap<DeviceId, u64>,
 }
 
-fn encode_offsets(offsets: &[u64]) -> Vec<u8> {
+pub(super) fn encode_offsets(offsets: &[u64]) -> Vec<u8> {
     offsets.iter().flat_map(|o| o.to_be_bytes()).collect()
 }
 
