@@ -148,8 +148,14 @@ fn main() -> Result<(), Error> {
             at(0.99),
             times.last().copied().unwrap_or(f64::NAN),
         );
-        for e in failed.iter().take(3) {
-            eprintln!("  failed: {e}");
+        // Why, grouped (digits left out, so "try again in 13 s" and "in 17 s" count as one).
+        let mut why: std::collections::BTreeMap<String, usize> = Default::default();
+        for e in &failed {
+            let reason: String = e.chars().filter(|c| !c.is_ascii_digit()).collect();
+            *why.entry(reason).or_default() += 1;
+        }
+        for (reason, n) in why {
+            eprintln!("  round {round}: {n} failed: {reason}");
         }
     }
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))?;
@@ -190,7 +196,15 @@ fn relay(dir: &Path) -> Result<(), Error> {
         max_sessions_per_address: ServeOptions::default().max_sessions,
         ..ServeOptions::default()
     };
-    serve(&listener, Shared::new(relay), options, |_, _| {})?;
+    // Sessions that failed other than by turning a device away, as they end (the parent's
+    // stderr): what a device saw as a reset was, here.
+    serve(&listener, Shared::new(relay), options, |_, result| {
+        if let Err(e) = result {
+            if !e.to_string().contains("turned away (busy)") {
+                eprintln!("  relay: a session failed: {e}");
+            }
+        }
+    })?;
     Ok(())
 }
 

@@ -130,7 +130,10 @@ fn an_op_appended_where_a_lost_withdrawn_record_was_is_kept() {
     let store = common::reopen(&dir);
     assert!(store.summary().contains_key(&three));
     let held: Vec<_> = store.ops().map(|op| op.unwrap().op().author).collect();
-    assert!(held.contains(&three), "device 3's op is read back: {held:?}");
+    assert!(
+        held.contains(&three),
+        "device 3's op is read back: {held:?}"
+    );
     assert!(store.contact(&b.id).unwrap().is_some());
     assert!(store.verify().unwrap().is_ok());
 }

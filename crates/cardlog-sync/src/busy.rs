@@ -55,6 +55,10 @@ impl Retry {
     }
 }
 
+/// What a client waits, doubled per retry, before coming back to a server that closed the
+/// connection without answering ([`crate::SyncError::TurnedAway`]): 2 s.
+pub const SILENT_BACKOFF_MS: u64 = 2_000;
+
 impl Default for Retry {
     /// Three retries, each wait at most 2 minutes (a relay serving a thousand devices at
     /// once may ask some to come back a minute later): a relay still busy after the waits it

@@ -77,6 +77,13 @@ pub enum SyncError<E> {
     /// what earlier messages brought is kept.
     #[error("{0}")]
     OverQuota(crate::quota::QuotaExceeded),
+    /// The server closed the connection before answering the handshake's first message:
+    /// turned away without a word (its accept queue or its refusals overflowed under a
+    /// crowd), or not a cardlog server. Nothing was exchanged.
+    /// [`crate::transport::sync_tcp`] retries it as it retries [`SyncError::Busy`], with its
+    /// backoff alone, and returns this only once its retries are spent.
+    #[error("the server closed the connection before answering{0}")]
+    TurnedAway(String),
 }
 
 impl<E> SyncError<E> {
@@ -100,6 +107,7 @@ impl<E> SyncError<E> {
             SyncError::Tampered(n) => SyncError::Tampered(n),
             SyncError::Busy(ms) => SyncError::Busy(ms),
             SyncError::OverQuota(q) => SyncError::OverQuota(q),
+            SyncError::TurnedAway(how) => SyncError::TurnedAway(how),
         }
     }
 }

@@ -220,8 +220,17 @@ fn run_secure_claiming<S: Gate, T: Transport>(
             let (mut handshake, m1) =
                 Handshake::initiate(&identity).map_err(SyncError::Handshake)?;
             handshake_bytes.0 += m1.len() as u64;
-            transport.send(m1)?;
-            let m2 = transport.recv_at_most(secure::HANDSHAKE_MESSAGE_MAX)?;
+            // A connection closed before the answer to message 1 is one a server turned away
+            // without a word: its accept queue or its refusals overflowed under a crowd
+            // (the kernel resets what it cannot take). `sync_tcp` retries it like `Busy`.
+            let turned_away = |e: TransportError| match e {
+                TransportError::Disconnected(how) => SyncError::TurnedAway(how),
+                other => SyncError::from(other),
+            };
+            transport.send(m1).map_err(turned_away)?;
+            let m2 = transport
+                .recv_at_most(secure::HANDSHAKE_MESSAGE_MAX)
+                .map_err(turned_away)?;
             handshake_bytes.1 += m2.len() as u64;
             if let Some(refused) = clear_answer(&m2) {
                 // The responder refused message 1 (another book, another version) or is at
@@ -606,6 +615,14 @@ pub fn sync_tcp<S: Gate>(
         match outcome {
             Err(SyncError::Busy(asked_ms)) if attempt < retry.attempts => {
                 std::thread::sleep(retry.wait(attempt, asked_ms));
+                attempt += 1;
+            }
+            // Turned away without a word: a longer backoff (2 s doubled per retry) stands
+            // for the ask, since a crowd turned away at once comes back at once.
+            Err(SyncError::TurnedAway(_)) if attempt < retry.attempts => {
+                let backoff_ms =
+                    crate::busy::SILENT_BACKOFF_MS.saturating_mul(1 << attempt.min(16));
+                std::thread::sleep(retry.wait(attempt, backoff_ms));
                 attempt += 1;
             }
             Ok(mut report) => {

@@ -964,3 +964,36 @@ fn a_session_that_pushes_over_the_quota_is_refused_and_one_within_it_goes_throug
     );
     assert!(outcomes.lock().unwrap()[0].is_err());
 }
+
+/// A server that closes a connection without answering (its accept queue overflowed under a
+/// crowd, and the kernel reset it) is tried again with backoff, as a busy one is; the
+/// session then goes through and counts the retry.
+#[test]
+fn a_connection_closed_before_the_answer_is_tried_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (hub, mut phone) = hub_and_phone(tmp.path());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let served = std::thread::spawn(move || {
+        // The first connection is closed unanswered, with its message 1 unread: a reset.
+        let (first, _) = listener.accept().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        drop(first);
+        serve(
+            &listener,
+            hub,
+            ServeOptions {
+                sessions: Some(1),
+                ..ServeOptions::default()
+            },
+            |_, result| {
+                result.unwrap();
+            },
+        )
+        .unwrap();
+    });
+    let report = phone.sync_tcp(&addr, TIMEOUT).unwrap();
+    served.join().unwrap();
+    assert_eq!(report.busy_retries, 1);
+    assert_eq!(report.sent_ops, 1);
+}
