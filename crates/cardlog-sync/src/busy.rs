@@ -17,6 +17,10 @@ use crate::wire::message::{self, Message};
 /// The shortest wait before a retry ([`Retry::wait`]).
 pub const RETRY_WAIT_MIN: Duration = Duration::from_millis(100);
 
+/// What a client waits, doubled per retry, before coming back to a server that closed the
+/// connection without answering ([`Retry::wait_unanswered`]): 2 s.
+pub const SILENT_BACKOFF_MS: u64 = 2_000;
+
 /// How an initiator honours a [`Message::Busy`] answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retry {
@@ -53,11 +57,18 @@ impl Retry {
             .min(self.most_wait)
             .max(RETRY_WAIT_MIN)
     }
-}
 
-/// What a client waits, doubled per retry, before coming back to a server that closed the
-/// connection without answering ([`crate::SyncError::TurnedAway`]): 2 s.
-pub const SILENT_BACKOFF_MS: u64 = 2_000;
+    /// How long to wait before retry number `attempt` when the server closed the connection
+    /// without answering ([`crate::SyncError::TurnedAway`]): [`Retry::wait`] with
+    /// [`SILENT_BACKOFF_MS`] doubled per earlier retry standing for the ask, since a crowd
+    /// turned away at once would come back at once.
+    pub fn wait_unanswered(&self, attempt: u32) -> Duration {
+        self.wait(
+            attempt,
+            SILENT_BACKOFF_MS.saturating_mul(1 << attempt.min(16)),
+        )
+    }
+}
 
 impl Default for Retry {
     /// Three retries, each wait at most 2 minutes (a relay serving a thousand devices at

@@ -707,16 +707,17 @@ impl Session {
                     segments,
                 },
             ) => {
-                if let Some(peer) = self.read_only_peer {
-                    if crate::wire::segment::carries_ops(&segments)? {
+                // What the message carries, walked once for both checks (only when one applies).
+                if self.read_only_peer.is_some() || self.quota.is_some() {
+                    let (ops, authors) = crate::wire::segment::census(&segments)?;
+                    if let Some(peer) = self.read_only_peer.filter(|_| ops > 0) {
                         return Err(SyncError::Auth(AuthError::ReadOnlyPush(peer)));
                     }
-                }
-                if let Some((quota, pushed)) = &mut self.quota {
-                    let (ops, authors) = crate::wire::segment::census(&segments)?;
-                    pushed
-                        .count(quota, ops, bytes.len() as u64, &authors, &store.summary())
-                        .map_err(SyncError::OverQuota)?;
+                    if let Some((quota, pushed)) = &mut self.quota {
+                        pushed
+                            .count(quota, ops, bytes.len() as u64, &authors, &store.summary())
+                            .map_err(SyncError::OverQuota)?;
+                    }
                 }
                 let mut flipped = reported_forks(store, &forks)?;
                 // Whatever is recorded, references into these chains are in doubt.

@@ -617,12 +617,8 @@ pub fn sync_tcp<S: Gate>(
                 std::thread::sleep(retry.wait(attempt, asked_ms));
                 attempt += 1;
             }
-            // Turned away without a word: a longer backoff (2 s doubled per retry) stands
-            // for the ask, since a crowd turned away at once comes back at once.
             Err(SyncError::TurnedAway(_)) if attempt < retry.attempts => {
-                let backoff_ms =
-                    crate::busy::SILENT_BACKOFF_MS.saturating_mul(1 << attempt.min(16));
-                std::thread::sleep(retry.wait(attempt, backoff_ms));
+                std::thread::sleep(retry.wait_unanswered(attempt));
                 attempt += 1;
             }
             Ok(mut report) => {

@@ -148,6 +148,14 @@ impl StoredPeer {
             _ => decode(bytes, "peer").ok().map(StoredPeer::Listed),
         }
     }
+
+    /// The calibrated time of the peer's last session.
+    fn last_ms(&self) -> u64 {
+        match self {
+            StoredPeer::Listed(record) => record.last_ms,
+            StoredPeer::Marked(mark) => mark.last_ms,
+        }
+    }
 }
 
 impl PeerMark {
@@ -293,11 +301,7 @@ impl Replica {
         let open_book = membership.founder().is_none();
         let mut expired = Vec::new();
         for (id, bytes) in self.store.peer_records()? {
-            let last_ms = match StoredPeer::decode(&bytes) {
-                Some(StoredPeer::Listed(record)) => record.last_ms,
-                Some(StoredPeer::Marked(mark)) => mark.last_ms,
-                None => 0,
-            };
+            let last_ms = StoredPeer::decode(&bytes).map_or(0, |stored| stored.last_ms());
             let member = open_book || membership.member(&id).is_some_and(|m| m.removed.is_none());
             let kept = if member {
                 PEER_KEPT_MS

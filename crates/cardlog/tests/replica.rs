@@ -828,6 +828,16 @@ fn a_poisoned_replica_reopens_in_place_once_the_disk_writes_again() {
     assert_eq!(r.op_count(), 3);
 }
 
+/// Cuts the last `bytes` off the op log of the store in `dir` (its last record is then
+/// lost); returns the log's length before.
+fn cut_log(dir: &std::path::Path, bytes: u64) -> u64 {
+    let log = dir.join(cardlog_store::log::LOG_FILE);
+    let len = std::fs::metadata(&log).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+    f.set_len(len - bytes).unwrap();
+    len
+}
+
 #[test]
 fn a_store_found_damaged_at_open_is_not_reopened_but_left_to_rebuild() {
     let tmp = tempfile::tempdir().unwrap();
@@ -839,11 +849,7 @@ fn a_store_found_damaged_at_open_is_not_reopened_but_left_to_rebuild() {
     }
     drop(r);
     // The log loses its last record: the registers cover more than it holds.
-    let log = dir.join(cardlog_store::log::LOG_FILE);
-    let len = std::fs::metadata(&log).unwrap().len();
-    let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
-    f.set_len(len - 10).unwrap();
-    drop(f);
+    cut_log(&dir, 10);
     let mut r = Replica::open_with(&dir, options(&clock)).unwrap();
     let err = r.add_contact(&sample(9)).unwrap_err();
     assert!(
@@ -877,11 +883,7 @@ fn a_rebuild_of_a_log_cut_shorter_forgets_what_peers_acknowledged() {
     r.record_summary(peer, &held).unwrap();
     assert!(r.needs_sync(&peer).unwrap().is_empty());
     drop(r);
-    let log = dir.join(cardlog_store::log::LOG_FILE);
-    let len = std::fs::metadata(&log).unwrap().len();
-    let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
-    f.set_len(len - 10).unwrap();
-    drop(f);
+    let len = cut_log(&dir, 10);
     let mut r = Replica::open_with(&dir, options(&clock)).unwrap();
     r.rebuild().unwrap();
     assert!(r.peers().unwrap().is_empty(), "forgotten");

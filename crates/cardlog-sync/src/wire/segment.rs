@@ -371,8 +371,7 @@ struct RawSegment {
 /// Whether a segment message carries any op (checked like any message: magic, version,
 /// checksum, structure), without rebuilding the ops.
 pub fn carries_ops(bytes: &[u8]) -> Result<bool, WireError> {
-    let (_, segments) = parse(bytes)?;
-    Ok(segments.iter().any(|s| !s.ops.is_empty()))
+    Ok(census(bytes)?.0 > 0)
 }
 
 /// What a segment message carries, without rebuilding its ops (checked like any message:
