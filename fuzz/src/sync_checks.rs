@@ -478,6 +478,8 @@ pub mod stage {
     pub const MESSAGE_3: u8 = 2;
     /// The rest is the first sealed message of an established session.
     pub const SEALED: u8 = 3;
+    /// Added to a stage: the handshake is addressed to a relay of many books.
+    pub const ADDRESSED: u8 = 4;
 }
 
 fn identity(n: u8) -> cardlog_sync::Identity {
@@ -488,26 +490,39 @@ fn identity(n: u8) -> cardlog_sync::Identity {
 }
 
 /// The `handshake` target: a stage byte ([`stage`]) and bytes an attacker sends at that point
-/// of a handshake between two real devices of one book. Nothing panics; no made-up message
-/// 1, 2 or 3 ever authenticates, and no made-up sealed message ever opens (each would take
-/// forging an AEAD tag under a key the attacker lacks: message 1's is the book's). `Ok` if the
-/// bytes were taken.
+/// of a handshake between two real devices of one book; with the stage byte's bit 2 set
+/// ([`stage::ADDRESSED`]) the handshake is addressed to a relay of many books instead.
+/// Nothing panics; no made-up message 1, 2 or 3 ever authenticates, and no made-up sealed
+/// message ever opens (each would take forging an AEAD tag under a key the attacker lacks:
+/// message 1's is the book's, or the relay's device id's). `Ok` if the bytes were taken.
 pub fn check_handshake(data: &[u8]) -> Result<(), String> {
     use cardlog_sync::secure::Handshake;
-    let (mode, rest) = data
-        .split_first()
-        .map_or((0, &[][..]), |(m, r)| (*m % 4, r));
-    let (initiator, responder) = (identity(1), identity(2));
+    let (mode, rest) = data.split_first().map_or((0, &[][..]), |(m, r)| (*m, r));
+    let addressed = mode & stage::ADDRESSED != 0;
+    let initiator = identity(1);
+    let responder = if addressed {
+        cardlog_sync::Identity::any_book(&cardlog_core::DeviceKey::from_seed(&[2; 32]))
+    } else {
+        identity(2)
+    };
     let real =
         |e: cardlog_sync::HandshakeError| -> String { format!("a real handshake failed: {e}") };
-    match mode {
+    let initiate = || {
+        if addressed {
+            Handshake::initiate_to(&initiator, responder.device())
+        } else {
+            Handshake::initiate(&initiator)
+        }
+        .map_err(real)
+    };
+    match mode % 4 {
         stage::MESSAGE_1 => {
             let taken = Handshake::answer(&responder, rest);
             assert!(taken.is_err(), "a made-up message 1 authenticated");
             taken.map(|_| ()).map_err(|e| e.to_string())
         }
         stage::MESSAGE_2 => {
-            let (mut hi, _m1) = Handshake::initiate(&initiator).map_err(real)?;
+            let (mut hi, _m1) = initiate()?;
             let taken = hi.read_reply(rest);
             assert!(
                 taken.is_err(),
@@ -516,18 +531,18 @@ pub fn check_handshake(data: &[u8]) -> Result<(), String> {
             taken.map(|_| ()).map_err(|e| e.to_string())
         }
         stage::MESSAGE_3 => {
-            let (_hi, m1) = Handshake::initiate(&initiator).map_err(real)?;
+            let (_hi, m1) = initiate()?;
             let (hr, _m2) = Handshake::answer(&responder, &m1).map_err(real)?;
             let taken = hr.read_final(rest);
             assert!(taken.is_err(), "a made-up message 3 authenticated");
             taken.map(|_| ()).map_err(|e| e.to_string())
         }
         _ => {
-            let (mut hi, m1) = Handshake::initiate(&initiator).map_err(real)?;
+            let (mut hi, m1) = initiate()?;
             let (hr, m2) = Handshake::answer(&responder, &m1).map_err(real)?;
             hi.read_reply(&m2).map_err(real)?;
             let (m3, _ci) = hi.finish(&initiator).map_err(real)?;
-            let (_, mut cr) = hr.read_final(&m3).map_err(real)?;
+            let (_, _, mut cr) = hr.read_final(&m3).map_err(real)?;
             let opened = cr.open(rest);
             assert!(opened.is_err(), "a made-up sealed message opened");
             opened.map(|_| ()).map_err(|e| e.to_string())

@@ -513,6 +513,21 @@ fn handshake_seeds() -> Vec<Seed> {
             "invalid-sealed.bin",
             with_mode(stage::SEALED, &[0x55; 40]),
         ),
+        // Addressed to a relay of many books: keyed by its device id instead.
+        (
+            t,
+            "invalid-addressed-m1.bin",
+            with_mode(stage::MESSAGE_1 | stage::ADDRESSED, &{
+                let mut m = b"CLNX\x02".to_vec();
+                m.extend_from_slice(&[9; 48]);
+                m
+            }),
+        ),
+        (
+            t,
+            "invalid-addressed-m3.bin",
+            with_mode(stage::MESSAGE_3 | stage::ADDRESSED, &[0x55; 176]),
+        ),
     ]
 }
 

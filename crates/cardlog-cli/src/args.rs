@@ -246,6 +246,17 @@ pub enum Command {
         #[arg(value_name = "ADDR", requires = "device")]
         addr: Option<String>,
     },
+    /// A relay of many address books: create one, serve it, see what it keeps
+    ///
+    /// One relay process serves the books of many devices; each book's admin adds the relay
+    /// (`cardlog members add RELAY_ID --role relay`), and its devices pair with it (`cardlog
+    /// pair RELAY_ID ADDR`). The relay takes a book on the first session of one of its
+    /// members, once an admin added it.
+    ///
+    /// Example: cardlog relay init /srv/relay
+    ///          cardlog relay serve /srv/relay --listen 0.0.0.0:7447
+    #[command(subcommand, verbatim_doc_comment)]
+    Relay(RelayCommand),
     /// The seed scenario, narrated: a phone and a tablet edit one contact while apart, then
     /// meet
     Demo,
@@ -341,6 +352,33 @@ pub struct ExportArgs {
     /// the ops it lacks are written
     #[arg(long, value_name = "HEADS_FILE")]
     pub since: Option<PathBuf>,
+}
+
+/// `cardlog relay`.
+#[derive(Debug, Subcommand)]
+pub enum RelayCommand {
+    /// Create a relay in DIR (new or empty) with a new device key, and print its device id
+    /// (what each book's admin adds with the relay role)
+    Init {
+        /// The relay directory
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Serve every book of the relay in DIR over TCP (the flags are those of `cardlog serve`)
+    Serve {
+        /// The relay directory
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// How to serve
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// The books the relay in DIR keeps: ops, authors, members, devices met, bytes
+    Status {
+        /// The relay directory
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 /// `cardlog serve`.

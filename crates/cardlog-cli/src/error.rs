@@ -105,7 +105,7 @@ impl From<OpenError> for CliError {
     fn from(e: OpenError) -> Self {
         let text = e.to_string();
         match e {
-            OpenError::NotAStore(_) => CliError::NotFound(text),
+            OpenError::NotAStore(_) | OpenError::NotARelay(_) => CliError::NotFound(text),
             OpenError::NotEmpty(_) | OpenError::UnknownFormat { .. } => CliError::Invalid(text),
             OpenError::Damaged { .. } | OpenError::Engine(KvError::Damaged(_)) => {
                 CliError::Corrupt(text)

@@ -7,6 +7,7 @@ mod demo;
 mod error;
 mod members;
 mod out;
+mod relay;
 mod render;
 mod sync;
 
@@ -136,6 +137,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Export(a) => sync::export(&ctx, a),
         Command::Import { file } => sync::import(&ctx, file),
         Command::Serve(a) => sync::serve(&ctx, a),
+        Command::Relay(c) => relay::run(&ctx, c),
         Command::Sync { addr, timeout } => sync::sync(&ctx, addr.as_deref(), *timeout),
         Command::Pair { device, addr } => sync::pair(&ctx, device.as_deref(), addr.as_deref()),
         Command::Demo => demo::run(),

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cardlog::sync_layer::bundle;
-use cardlog::sync_layer::transport::{self, ServeOptions, Shared};
+use cardlog::sync_layer::transport::{self, Host, ServeOptions, Shared};
 use cardlog::sync_layer::wire::message::limits::MESSAGE_BYTES_MAX;
 use cardlog::sync_layer::Quota;
-use cardlog::{DeviceId, Summary, SyncError, SyncReport};
+use cardlog::{DeviceId, Replica, Summary, SyncError, SyncReport};
 use serde_json::json;
 
 use crate::args::{ExportArgs, ServeArgs};
@@ -475,6 +475,23 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> Res {
     check_addr(&a.listen, "listen address")?;
     let r = ctx.open()?;
     let replica = r.id();
+    serve_host(
+        ctx,
+        a,
+        Arc::new(Shared::new(r)),
+        |local| json!({"listening": local.to_string(), "replica": replica.to_string()}),
+    )
+}
+
+/// Serves `host` as `a` asks (`cardlog serve`, `cardlog relay serve`): the bound address
+/// first (`first_json` its JSON line), then one line per session.
+pub fn serve_host<H: Host<Store = Replica>>(
+    ctx: &Ctx,
+    a: &ServeArgs,
+    host: Arc<H>,
+    first_json: impl FnOnce(SocketAddr) -> serde_json::Value,
+) -> Res {
+    check_addr(&a.listen, "listen address")?;
     let listener = TcpListener::bind(&a.listen).map_err(|e| {
         let text = format!("cannot listen on {}: {e}", a.listen);
         match e.kind() {
@@ -484,10 +501,7 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> Res {
     })?;
     let local = listener.local_addr()?;
     if ctx.json {
-        outln!(
-            "{}",
-            json!({"listening": local.to_string(), "replica": replica.to_string()})
-        )?;
+        outln!("{}", first_json(local))?;
     } else {
         outln!("listening on {local}")?;
     }
@@ -510,7 +524,7 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> Res {
         ..ServeOptions::default()
     };
     let (finished_in, failed_in) = (Arc::clone(&finished), Arc::clone(&failed));
-    transport::serve(&listener, Shared::new(r), options, move |addr, result| {
+    transport::serve_host(&listener, host, options, move |addr, result| {
         let n = finished_in.fetch_add(1, Ordering::SeqCst) + 1;
         if result.is_err() {
             failed_in.fetch_add(1, Ordering::SeqCst);

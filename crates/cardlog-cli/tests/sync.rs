@@ -152,8 +152,14 @@ impl Store {
     fn serve(&self, now: &str, args: &[&str]) -> Server {
         let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
-        let all = self.args(&all);
-        let mut child = command(&all, now)
+        spawn_server(&self.args(&all), now)
+    }
+}
+
+/// `cardlog ARGS` serving in the background (`serve` or `relay serve`), once it listens.
+fn spawn_server(all: &[&OsStr], now: &str) -> Server {
+    {
+        let mut child = command(all, now)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -175,7 +181,7 @@ impl Store {
             stdout,
             first,
             addr,
-            args: arg_strings(&all),
+            args: arg_strings(all),
         }
     }
 }
@@ -1253,7 +1259,7 @@ fn a_stranger_cannot_write_to_a_served_book_and_a_member_can() {
     let server = served.serve(NINE, &["--sessions", "1"]);
     joiner.run(&["pair", &stranger_id, &server.addr]).ok();
     joiner.run(&["sync"]).fails(1).says(&[&format!(
-        "relay key mismatch: expected {stranger_id}, the peer is {served_id}"
+        "relay key mismatch: expected {stranger_id}, but the device at this address is another"
     )]);
     server.finish().fails(1);
     // Paired right, `sync` alone reaches it.
@@ -1262,7 +1268,8 @@ fn a_stranger_cannot_write_to_a_served_book_and_a_member_can() {
     let j = joiner.run(&["sync", "--json"]).ok().json();
     server.finish().ok();
     assert_eq!(j["peer"], json!(served_id));
-    assert_eq!(j["handshake_bytes"], json!(405));
+    // Addressed to the paired device, the handshake names the book in message 3.
+    assert_eq!(j["handshake_bytes"], json!(421));
 
     // Removed, its later saves are refused by the book, and it is no longer let in.
     served.run(&["members", "remove", &device[..8]]).ok();
@@ -1277,4 +1284,124 @@ fn a_stranger_cannot_write_to_a_served_book_and_a_member_can() {
         .fails(1)
         .says(&[&format!("peer {device} was removed from this address book")]);
     server.finish().fails(1);
+}
+
+// ---- a relay of many books --------------------------------------------------------------------
+
+#[test]
+fn a_relay_of_many_books_is_created_served_and_inspected_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay_dir = tmp.path().join("relay");
+    let relay_path = path_str(&relay_dir);
+    let init = finished(
+        arg_strings(&["relay", "init", relay_path, "--json"]),
+        command(&["relay", "init", relay_path, "--json"], NINE)
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    let relay = text(&init.json()["relay"]).to_owned();
+    assert_eq!(relay.len(), 32, "{}", init.stdout);
+    // Again on the same directory: not empty.
+    let again = finished(
+        arg_strings(&["relay", "init", relay_path]),
+        command(&["relay", "init", relay_path], NINE)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(again.code, 2, "{again:?}");
+
+    let serve_args = [
+        "relay",
+        "serve",
+        relay_path,
+        "--listen",
+        "127.0.0.1:0",
+        "--sessions",
+        "4",
+    ];
+    let server = spawn_server(&serve_args.map(OsStr::new), NINE);
+    // Two books, each with an admin that adds the relay and syncs, and a phone of the first.
+    let (ada, grace) = (Store::init(), Store::init());
+    for s in [&ada, &grace] {
+        s.run(&[
+            "members", "add", &relay, "--role", "relay", "--name", "relay",
+        ])
+        .ok();
+        s.run(&["pair", &relay, &server.addr]).ok();
+    }
+    let phone = ada.member();
+    phone.run(&["pair", &relay, &server.addr]).ok();
+    let id = ada.add(NINE, &["--given", "Ada"]);
+    grace.add(NINE, &["--given", "Grace"]);
+    for s in [&ada, &grace, &phone] {
+        let out = s.run(&["sync", "--json"]).ok();
+        assert_eq!(text(&out.json()["peer"]), relay, "{}", out.stdout);
+    }
+    assert_eq!(text(&phone.show(&id)["given"]), "Ada");
+    assert_eq!(array(&phone.run(&["list", "--json"]).ok().json()).len(), 1);
+    // A store of a third book that never added the relay refuses it by its membership.
+    let stranger = Store::init();
+    stranger.run(&["pair", &relay, &server.addr]).ok();
+    let refused = stranger.run(&["sync"]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stderr.contains("is not a member"),
+        "{}",
+        refused.stderr
+    );
+    let served = server.finish();
+    assert_eq!(served.code, 1, "{served:?}");
+    assert!(
+        served.stdout.starts_with("listening on 127.0.0.1:"),
+        "{}",
+        served.stdout
+    );
+
+    let status = finished(
+        arg_strings(&["relay", "status", relay_path, "--json"]),
+        command(&["relay", "status", relay_path, "--json"], NINE)
+            .output()
+            .unwrap(),
+    )
+    .ok()
+    .json();
+    assert_eq!(text(&status["device"]), relay);
+    let books = array(&status["books"]);
+    assert_eq!(books.len(), 2, "{status}");
+    let mut kept: Vec<&str> = books.iter().map(|b| text(&b["book"])).collect();
+    kept.sort_unstable();
+    let mut expected = [
+        ada.run(&["book"]).ok().stdout.trim().to_owned(),
+        grace.run(&["book"]).ok().stdout.trim().to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(kept, expected);
+    let text_status = finished(
+        arg_strings(&["relay", "status", relay_path]),
+        command(&["relay", "status", relay_path], NINE)
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert!(
+        text_status
+            .stdout
+            .starts_with(&format!("relay {relay}: 2 book(s), ")),
+        "{}",
+        text_status.stdout
+    );
+    // A directory that is not a relay is named as such (exit 3).
+    let not = finished(
+        arg_strings(&["relay", "status", "x"]),
+        command(&["relay", "status", path_str(&ada.dir)], NINE)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(not.code, 3, "{not:?}");
+    assert!(
+        not.stderr.contains("is not a cardlog relay"),
+        "{}",
+        not.stderr
+    );
 }

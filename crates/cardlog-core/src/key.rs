@@ -29,6 +29,11 @@ pub const TIP_SIGNATURE_PREFIX: &[u8] = b"cardlog 2026-12-02 chain tip v2\0";
 /// statement that this X25519 key speaks for it in sync sessions of that book (docs/FORMAT.md,
 /// "Session handshake").
 pub const SESSION_KEY_PREFIX: &[u8] = b"cardlog 2026-12-03 session key v1\0";
+/// What a device's certificate for sessions of any book signs ahead of the session key: the
+/// device's statement that this X25519 key speaks for it whichever book a session is of. A
+/// relay keeping many books answers an addressed handshake with it before it knows the book
+/// (docs/SYNC.md, "Handshake").
+pub const ANY_BOOK_SESSION_KEY_PREFIX: &[u8] = b"cardlog 2026-12-05 session key, any book v1\0";
 /// The blake3 derive-key context turning a device's secret seed into its X25519 session key.
 pub const SESSION_KEY_CONTEXT: &str = "cardlog 2026-12-03 session key v1";
 
@@ -126,6 +131,29 @@ impl PublicKey {
     }
 }
 
+impl PublicKey {
+    /// Checks that `signature` is this key's certificate of X25519 session key `session` for
+    /// sync sessions of any book ([`DeviceKey::certify_session_key_any_book`]).
+    pub fn verify_session_key_any_book(
+        &self,
+        session: &[u8; 32],
+        signature: &Signature,
+    ) -> Result<(), KeyError> {
+        let key = self.verifier()?;
+        let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
+        key.verify_strict(&any_book_session_key_message(session), &signature)
+            .map_err(|_| KeyError::BadSignature)
+    }
+}
+
+/// The bytes a certificate for sessions of any book signs: prefix, X25519 public key.
+fn any_book_session_key_message(session: &[u8; 32]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(ANY_BOOK_SESSION_KEY_PREFIX.len() + 32);
+    message.extend_from_slice(ANY_BOOK_SESSION_KEY_PREFIX);
+    message.extend_from_slice(session);
+    message
+}
+
 /// The bytes a session-key certificate signs: prefix, book id, X25519 public key.
 fn session_key_message(book: &BookId, session: &[u8; 32]) -> Vec<u8> {
     let mut message = Vec::with_capacity(SESSION_KEY_PREFIX.len() + 48);
@@ -213,6 +241,16 @@ impl DeviceKey {
         Signature(
             self.signing
                 .sign(&session_key_message(book, session))
+                .to_bytes(),
+        )
+    }
+
+    /// Certifies X25519 public key `session` as this device's session key in sessions of any
+    /// book (what a relay of many books shows before it knows a session's book).
+    pub fn certify_session_key_any_book(&self, session: &[u8; 32]) -> Signature {
+        Signature(
+            self.signing
+                .sign(&any_book_session_key_message(session))
                 .to_bytes(),
         )
     }

@@ -18,6 +18,13 @@ pub enum OpenError {
          store's); create one with `create`"
     )]
     NotAStore(PathBuf),
+    /// The directory does not hold a cardlog relay (no RELAY marker file, or one that is not
+    /// a cardlog relay's).
+    #[error(
+        "{0} is not a cardlog relay (no RELAY marker file, or one that is not a cardlog \
+         relay's); create one with `cardlog relay init`"
+    )]
+    NotARelay(PathBuf),
     /// `create` was pointed at a directory that already has files.
     #[error("{0} is not empty; a store is created in a new or empty directory")]
     NotEmpty(PathBuf),

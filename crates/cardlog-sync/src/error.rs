@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 
-use cardlog_core::DeviceId;
+use cardlog_core::{BookId, DeviceId};
 
 use crate::wire::WireError;
 
@@ -160,8 +160,19 @@ pub enum HandshakeError {
     #[error("not a cardlog session handshake (bad magic)")]
     NotAHandshake,
     /// A handshake version this build does not speak.
-    #[error("handshake version {0} is not supported (this build speaks version {1})")]
+    #[error("handshake version {0} is not supported (this build speaks versions 1 to {1})")]
     Version(u8, u8),
+    /// A handshake of one book reached a relay of many books, which answers only handshakes
+    /// addressed to its device id.
+    #[error(
+        "this is a relay of many address books: it answers only sessions addressed to its \
+         device id (pair with it: `cardlog pair RELAY_ID ADDR`)"
+    )]
+    NotAddressed,
+    /// This side has no book of its own to start a handshake for (a relay of many books
+    /// only answers).
+    #[error("this side keeps no address book of its own: it only answers sessions")]
+    NoBook,
     /// A handshake message of the wrong size.
     #[error("handshake message {message} is {got} bytes, expected {expected}")]
     Size {
@@ -213,6 +224,29 @@ pub enum AuthError {
         expected: DeviceId,
         /// The device that answered.
         got: DeviceId,
+    },
+    /// The session names an address book this side does not keep (a replica of another
+    /// book, or a relay that did not take it).
+    #[error("this server does not keep address book {0}")]
+    NotKept(BookId),
+    /// A relay is taking the book in another session; the peer tries again later.
+    #[error("the relay is taking address book {0} in another session: sync again in a moment")]
+    Taking(BookId),
+    /// A relay keeps as many books as it may, and takes no more.
+    #[error("the relay keeps {0} address books, the most it may: it takes no more")]
+    BooksFull(usize),
+    /// The device at the address refused a handshake addressed to the device this side meant
+    /// to reach (the paired relay): it is another device (which cannot read such a handshake),
+    /// or that device refused it for the reason given.
+    #[error(
+        "relay key mismatch: expected {expected}, but the device at this address is another \
+         one (or refused the session: {reason})"
+    )]
+    NotReached {
+        /// The device expected.
+        expected: DeviceId,
+        /// What the device at the address answered.
+        reason: String,
     },
     /// A read-only member sent ops: read members pull, never push.
     #[error(

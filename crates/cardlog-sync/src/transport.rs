@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cardlog_core::{DeviceId, OpId, Refusal, SealedOp, SignedTip};
+use cardlog_core::{BookId, DeviceId, OpId, Refusal, SealedOp, SignedTip};
 
 pub use crate::budget::Budget;
 pub use crate::busy::Retry;
@@ -172,9 +172,10 @@ fn refusal_of_message_1(e: &crate::error::HandshakeError) -> String {
              upgrade cardlog"
                 .to_owned()
         }
-        HandshakeError::Decrypt(_) => {
-            "handshake refused: this replica belongs to another address book".to_owned()
-        }
+        HandshakeError::Decrypt(_) => "handshake refused: this replica belongs to another \
+                                        address book, or is not the device the handshake is \
+                                        addressed to"
+            .to_owned(),
         other => format!("handshake refused: {other}"),
     }
 }
@@ -213,13 +214,15 @@ fn run_secure_claiming<S: Gate, T: Transport>(
     slots: Option<(&Arc<Slots<DeviceId>>, Duration)>,
 ) -> Result<SyncReport, SyncError<S::Error>> {
     let identity = store.identity();
-    let mut _slot = None;
-    let mut handshake_bytes = (0u64, 0u64);
+    let mut bytes = (0u64, 0u64);
     let (peer, access, channel) = match session.role() {
         Role::Initiator => {
-            let (mut handshake, m1) =
-                Handshake::initiate(&identity).map_err(SyncError::Handshake)?;
-            handshake_bytes.0 += m1.len() as u64;
+            let (mut handshake, m1) = match expect {
+                Expect::Member => Handshake::initiate(&identity),
+                Expect::Device(device) => Handshake::initiate_to(&identity, device),
+            }
+            .map_err(SyncError::Handshake)?;
+            bytes.0 += m1.len() as u64;
             // A connection closed before the answer to message 1 is one a server turned away
             // without a word: its accept queue or its refusals overflowed under a crowd
             // (the kernel resets what it cannot take). `sync_tcp` retries it like `Busy`.
@@ -231,11 +234,18 @@ fn run_secure_claiming<S: Gate, T: Transport>(
             let m2 = transport
                 .recv_at_most(secure::HANDSHAKE_MESSAGE_MAX)
                 .map_err(turned_away)?;
-            handshake_bytes.1 += m2.len() as u64;
-            if let Some(refused) = clear_answer(&m2) {
+            bytes.1 += m2.len() as u64;
+            match (clear_answer(&m2), expect) {
+                // A handshake addressed to a device that another device refused: whoever
+                // answers at the address is not the device expected (it cannot read message 1),
+                // or that device refused.
+                (Some(SyncError::PeerAborted(reason)), Expect::Device(expected)) => {
+                    return Err(SyncError::Auth(AuthError::NotReached { expected, reason }))
+                }
                 // The responder refused message 1 (another book, another version) or is at
                 // capacity, or an older cardlog answered in the clear.
-                return Err(refused);
+                (Some(refused), _) => return Err(refused),
+                (None, _) => {}
             }
             let peer = handshake.read_reply(&m2).map_err(SyncError::Handshake)?;
             if let Expect::Device(expected) = expect {
@@ -248,66 +258,124 @@ fn run_secure_claiming<S: Gate, T: Transport>(
             }
             let access = store.admit_peer(&peer.device).map_err(SyncError::Auth)?;
             let (m3, channel) = handshake.finish(&identity).map_err(SyncError::Handshake)?;
-            handshake_bytes.0 += m3.len() as u64;
+            bytes.0 += m3.len() as u64;
             transport.send(m3)?;
             (peer, access, channel)
         }
         Role::Responder => {
-            let m1 = transport.recv_at_most(secure::HANDSHAKE_MESSAGE_MAX)?;
-            handshake_bytes.1 += m1.len() as u64;
-            let (handshake, m2) = match Handshake::answer(&identity, &m1) {
-                Ok(answered) => answered,
-                Err(e) => {
-                    // Said in the clear: nothing is keyed yet, and the reason tells nothing
-                    // about this replica but that it speaks cardlog.
-                    let _ = transport.send(message::encode(&Message::Abort {
-                        reason: refusal_of_message_1(&e),
-                    }));
-                    transport.close();
-                    return Err(SyncError::Handshake(e));
-                }
-            };
-            handshake_bytes.0 += m2.len() as u64;
-            transport.send(m2)?;
-            let m3 = transport.recv_at_most(secure::HANDSHAKE_MESSAGE_MAX)?;
-            handshake_bytes.1 += m3.len() as u64;
-            let (peer, mut channel) = handshake.read_final(&m3).map_err(SyncError::Handshake)?;
-            match store.admit_peer(&peer.device) {
-                Ok(access) => {
-                    if let Some((slots, retry_after)) = slots {
-                        match slots.claim(peer.device) {
-                            Some(slot) => _slot = Some(slot),
-                            None => {
-                                // Said sealed: only the device itself learns it is busy.
-                                let busy = busy_message(retry_after);
-                                if let Ok(sealed) = channel.seal(&busy) {
-                                    let _ = transport.send(sealed);
-                                }
-                                transport.close();
-                                return Err(SyncError::Transport(format!(
-                                    "turned away (busy): device {} already holds {} sessions",
-                                    peer.device,
-                                    slots.limit()
-                                )));
-                            }
-                        }
-                    }
-                    (peer, access, channel)
-                }
-                Err(refusal) => {
-                    // The refused device learns why, and nothing else.
-                    let abort = message::encode(&Message::Abort {
-                        reason: refusal.to_string(),
-                    });
-                    if let Ok(sealed) = channel.seal(&abort) {
-                        let _ = transport.send(sealed);
-                    }
-                    transport.close();
-                    return Err(SyncError::Auth(refusal));
-                }
+            let (peer, book, mut channel) = answer_handshake(&identity, transport, &mut bytes)?;
+            if identity.book() != Some(book) {
+                return Err(refuse(
+                    &mut channel,
+                    transport,
+                    SyncError::Auth(AuthError::NotKept(book)),
+                ));
             }
+            let (access, _slot) = admit(store, &peer, &mut channel, transport, slots)?;
+            return run_sealed(session, store, transport, channel, peer, access, bytes);
         }
     };
+    run_sealed(session, store, transport, channel, peer, access, bytes)
+}
+
+/// The responder's half of the handshake, as `identity`: who the initiator is, the book it
+/// named, and the channel. A message 1 this side cannot answer is refused in the clear.
+fn answer_handshake<E, T: Transport>(
+    identity: &Identity,
+    transport: &mut T,
+    bytes: &mut (u64, u64),
+) -> Result<(secure::Peer, BookId, Channel), SyncError<E>> {
+    let m1 = transport.recv_at_most(secure::HANDSHAKE_MESSAGE_MAX)?;
+    bytes.1 += m1.len() as u64;
+    let (handshake, m2) = match Handshake::answer(identity, &m1) {
+        Ok(answered) => answered,
+        Err(e) => {
+            // Said in the clear: nothing is keyed yet, and the reason tells nothing about this
+            // replica but that it speaks cardlog (and, to a handshake of one book reaching a
+            // relay of many, that it is such a relay).
+            let _ = transport.send(message::encode(&Message::Abort {
+                reason: refusal_of_message_1(&e),
+            }));
+            transport.close();
+            return Err(SyncError::Handshake(e));
+        }
+    };
+    bytes.0 += m2.len() as u64;
+    transport.send(m2)?;
+    let m3 = transport.recv_at_most(secure::HANDSHAKE_MESSAGE_MAX)?;
+    bytes.1 += m3.len() as u64;
+    handshake.read_final(&m3).map_err(SyncError::Handshake)
+}
+
+/// Ends a session after the handshake with a sealed `Abort` saying why: the refused device
+/// learns why, and nothing else. Returns `error`.
+fn refuse<E, T: Transport>(
+    channel: &mut Channel,
+    transport: &mut T,
+    error: SyncError<E>,
+) -> SyncError<E> {
+    let reason = match &error {
+        SyncError::Auth(refusal) => refusal.to_string(),
+        // A local fault is not the peer's to read about.
+        _ => "the server could not take the session: try again later".to_owned(),
+    };
+    let abort = message::encode(&Message::Abort { reason });
+    if let Ok(sealed) = channel.seal(&abort) {
+        let _ = transport.send(sealed);
+    }
+    transport.close();
+    error
+}
+
+/// A session slot of one device, held for a session.
+type DeviceSlot = crate::slots::Slot<DeviceId>;
+
+/// The responder's checks of an authenticated peer: admitted by `store`, and (given `slots`)
+/// holding a free session slot of its own, else answered busy (sealed). The slot is held as
+/// long as the guard returned.
+fn admit<S: Gate, T: Transport>(
+    store: &S,
+    peer: &secure::Peer,
+    channel: &mut Channel,
+    transport: &mut T,
+    slots: Option<(&Arc<Slots<DeviceId>>, Duration)>,
+) -> Result<(Access, Option<DeviceSlot>), SyncError<S::Error>> {
+    let access = match store.admit_peer(&peer.device) {
+        Ok(access) => access,
+        Err(refusal) => return Err(refuse(channel, transport, SyncError::Auth(refusal))),
+    };
+    let Some((slots, retry_after)) = slots else {
+        return Ok((access, None));
+    };
+    match slots.claim(peer.device) {
+        Some(slot) => Ok((access, Some(slot))),
+        None => {
+            // Said sealed: only the device itself learns it is busy.
+            let busy = busy_message(retry_after);
+            if let Ok(sealed) = channel.seal(&busy) {
+                let _ = transport.send(sealed);
+            }
+            transport.close();
+            Err(SyncError::Transport(format!(
+                "turned away (busy): device {} already holds {} sessions",
+                peer.device,
+                slots.limit()
+            )))
+        }
+    }
+}
+
+/// The session proper, over the channel the handshake set up; the report's byte counts take
+/// in the handshake's `bytes` (sent, received).
+fn run_sealed<S: Gate, T: Transport>(
+    session: Session,
+    store: &mut S,
+    transport: &mut T,
+    channel: Channel,
+    peer: secure::Peer,
+    access: Access,
+    bytes: (u64, u64),
+) -> Result<SyncReport, SyncError<S::Error>> {
     let session = session.with_peer(peer.device, access.push, store.pushes());
     let mut sealed = Sealed {
         inner: transport,
@@ -316,10 +384,84 @@ fn run_secure_claiming<S: Gate, T: Transport>(
         received: 0,
     };
     let mut report = run_session(session, store, &mut sealed)?;
-    report.bytes_sent = handshake_bytes.0 + sealed.sent;
-    report.bytes_received = handshake_bytes.1 + sealed.received;
-    report.handshake_bytes = handshake_bytes.0 + handshake_bytes.1;
+    report.bytes_sent = bytes.0 + sealed.sent;
+    report.bytes_received = bytes.1 + sealed.received;
+    report.handshake_bytes = bytes.0 + bytes.1;
     Ok(report)
+}
+
+/// What serves sessions ([`serve_host`]): who answers handshakes, and where each session's
+/// book is kept. A replica hosts its one book (`impl Host for Shared<S>`); a relay of many
+/// books (crate `cardlog`, `Relay`) finds, or takes, the book the initiator names.
+pub trait Host: Send + Sync + 'static {
+    /// The store of one book.
+    type Store: Gate + Send + 'static;
+
+    /// Who this host is in handshakes ([`Identity::any_book`] for a relay of many books).
+    fn identity(&self) -> Identity;
+
+    /// The store of `book` for a session with the authenticated device `peer`: one this host
+    /// keeps, or one it takes now. The error ends the session; an [`AuthError`] is told to
+    /// the peer, any other error only that the server failed.
+    fn store_for(
+        &self,
+        book: BookId,
+        peer: DeviceId,
+    ) -> Result<Shared<Self::Store>, SyncError<<Self::Store as SyncStore>::Error>>;
+
+    /// A session of `book` with `peer` ended, `ok` if it succeeded (called after every
+    /// [`Host::store_for`] that gave a store). A relay keeps a book it took in that session
+    /// only if the book's membership now names the relay and `peer`.
+    fn ended(&self, book: BookId, peer: DeviceId, ok: bool);
+}
+
+impl<S: Gate + Send + 'static> Host for Shared<S> {
+    type Store = S;
+
+    fn identity(&self) -> Identity {
+        self.lock().identity()
+    }
+
+    fn store_for(&self, book: BookId, _peer: DeviceId) -> Result<Shared<S>, SyncError<S::Error>> {
+        if self.lock().identity().book() == Some(book) {
+            Ok(self.clone())
+        } else {
+            Err(SyncError::Auth(AuthError::NotKept(book)))
+        }
+    }
+
+    fn ended(&self, _book: BookId, _peer: DeviceId, _ok: bool) {}
+}
+
+/// One served session, as the responder, on `host`: the handshake, the book's store, the
+/// checks of the peer, the session. `met` gets the book, the peer and the store once the
+/// host gave one.
+fn respond<H: Host, T: Transport>(
+    host: &H,
+    session: Session,
+    transport: &mut T,
+    slots: (&Arc<Slots<DeviceId>>, Duration),
+    met: &mut Option<(BookId, DeviceId, Shared<H::Store>)>,
+) -> Result<SyncReport, SyncError<<H::Store as SyncStore>::Error>> {
+    let identity = host.identity();
+    let mut bytes = (0u64, 0u64);
+    let (peer, book, mut channel) = answer_handshake(&identity, transport, &mut bytes)?;
+    let mut store = match host.store_for(book, peer.device) {
+        Ok(store) => store,
+        Err(SyncError::Auth(AuthError::Taking(book))) => {
+            // Another session is taking the book: this one is busy, and the device comes
+            // back as asked (said sealed, like any busy answer after the handshake).
+            if let Ok(sealed) = channel.seal(&busy_message(slots.1)) {
+                let _ = transport.send(sealed);
+            }
+            transport.close();
+            return Err(SyncError::Auth(AuthError::Taking(book)));
+        }
+        Err(e) => return Err(refuse(&mut channel, transport, e)),
+    };
+    *met = Some((book, peer.device, store.clone()));
+    let (access, _slot) = admit(&store, &peer, &mut channel, transport, Some(slots))?;
+    run_sealed(session, &mut store, transport, channel, peer, access, bytes)
 }
 
 // ---- in-process ----------------------------------------------------------------------------
@@ -833,9 +975,8 @@ impl Default for ServeOptions {
     }
 }
 
-/// Serves encrypted sessions on `listener`, each on its own thread as the responder, reporting
-/// each session's outcome to `on_session` (from that session's thread). Returns after
-/// `options.sessions` sessions have ended, or on a listener error.
+/// Serves encrypted sessions of `store`'s book on `listener` ([`serve_host`] with the
+/// replica as the host).
 pub fn serve<S, F>(
     listener: &TcpListener,
     store: Shared<S>,
@@ -845,6 +986,26 @@ pub fn serve<S, F>(
 where
     S: Gate + Send + 'static,
     F: Fn(SocketAddr, Result<SyncReport, SyncError<S::Error>>) + Send + Sync + 'static,
+{
+    serve_host(listener, Arc::new(store), options, on_session)
+}
+
+/// Serves encrypted sessions on `listener`, each on its own thread as the responder, with the
+/// book each initiator names found by `host`, reporting each session's outcome to
+/// `on_session` (from that session's thread). Returns after `options.sessions` sessions have
+/// ended, or on a listener error.
+pub fn serve_host<H, F>(
+    listener: &TcpListener,
+    host: Arc<H>,
+    options: ServeOptions,
+    on_session: F,
+) -> Result<(), SyncError<<H::Store as SyncStore>::Error>>
+where
+    H: Host,
+    F: Fn(SocketAddr, Result<SyncReport, SyncError<<H::Store as SyncStore>::Error>>)
+        + Send
+        + Sync
+        + 'static,
 {
     let on_session = Arc::new(on_session);
     let refuser = Refuser::start();
@@ -892,7 +1053,7 @@ where
             );
             continue;
         };
-        let mut store = store.clone();
+        let host = Arc::clone(&host);
         let on_spawn_failure = Arc::clone(&on_session);
         let on_session = Arc::clone(&on_session);
         let timeout = options.timeout;
@@ -905,6 +1066,7 @@ where
         let backlog = Arc::clone(&backlog);
         let spawned = std::thread::Builder::new().spawn(move || {
             let began = backlog.started();
+            let mut met = None;
             let result = TcpTransport::new(stream, timeout)
                 .map(|t| t.with_session_deadline(session_timeout).with_budget(budget))
                 .map_err(SyncError::from)
@@ -912,20 +1074,24 @@ where
                     let session = Session::new(Role::Responder)
                         .with_chunk_ops(chunk_ops)
                         .with_quota(quota);
-                    run_secure_claiming(
+                    respond(
+                        &*host,
                         session,
-                        &mut store,
                         &mut t,
-                        Expect::Member,
-                        Some((&device_slots, busy_retry_after)),
+                        (&device_slots, busy_retry_after),
+                        &mut met,
                     )
                 });
             backlog.ended(began, result.is_ok());
-            if result.is_err() {
-                // A failed write (a full disk) leaves the store refusing writes, pulls
-                // included (a session records its peer): reopened, the next session goes
-                // through once the disk writes again.
-                store.lock().reopen_if_poisoned();
+            if let Some((book, peer, mut store)) = met {
+                if result.is_err() {
+                    // A failed write (a full disk) leaves the store refusing writes, pulls
+                    // included (a session records its peer): reopened, the next session goes
+                    // through once the disk writes again.
+                    store.reopen_if_poisoned();
+                }
+                drop(store);
+                host.ended(book, peer, result.is_ok());
             }
             // The slots go back before the outcome is reported: a caller that counts
             // outcomes may start its next session at once.

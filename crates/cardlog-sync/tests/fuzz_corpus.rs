@@ -342,7 +342,7 @@ fn sync_session_seeds_pass_the_target_checks() {
 fn handshake_seeds_pass_the_target_checks() {
     let target = "handshake";
     let seeds = files(&fuzz_dir().join("seeds").join(target));
-    assert_eq!(seeds.len(), 6);
+    assert_eq!(seeds.len(), 8);
     for (name, bytes) in &seeds {
         let result = check_handshake(bytes);
         valid_or_invalid(target, name, result.is_ok(), &result);

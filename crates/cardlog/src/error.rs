@@ -16,6 +16,9 @@ pub enum Error {
     /// A local op was refused by the replay rules: the store's own chain is inconsistent.
     #[error(transparent)]
     Replay(Box<ReplayError>),
+    /// A store could not be opened or created (a relay opening or taking a book).
+    #[error(transparent)]
+    Open(#[from] OpenError),
     /// The store failed. After a failed write the replica refuses writes until reopened
     /// ([`StoreError::Poisoned`]); whether the failed save is durable is unknown until then.
     #[error(transparent)]

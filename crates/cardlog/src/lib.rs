@@ -41,12 +41,14 @@
 mod book;
 mod changes;
 mod error;
+mod relay;
 mod replica;
 mod restore;
 mod sync;
 
 pub use changes::{ChangeSource, Changes, ProgressSink};
 pub use error::{Error, MemberError, OpenError};
+pub use relay::{BookStatus, Relay, RelayOptions, RelayStatus, BOOKS_DIR, RELAY_MARKER};
 pub use replica::{ApplyReport, Bulk, Options, Replica};
 pub use sync::{CalibrationInfo, Pairing, PeerInfo, SharedReplica, SyncError, SHARED_STEP_OPS};
 

@@ -155,6 +155,21 @@ impl Replica {
         Self::from_store(store, options)
     }
 
+    /// [`Replica::join_with`] writing as the device holding `key` instead of a new one: a
+    /// relay keeps each of its books in a replica of its own, all as one device
+    /// ([`crate::Relay`]).
+    pub fn join_as(
+        dir: &FsPath,
+        book: BookId,
+        key: &cardlog_core::DeviceKey,
+        options: Options,
+    ) -> Result<Self, OpenError> {
+        let mut store = Store::create_as(dir, &store_options(&options), key)?;
+        store.set_book(book)?;
+        store.flush()?;
+        Self::from_store(store, options)
+    }
+
     /// Opens the replica in `dir`. Cost does not grow with the history: nothing is replayed. A
     /// directory that is not a replica, or one of an unknown format, is refused untouched.
     pub fn open(dir: &FsPath) -> Result<Self, OpenError> {

@@ -670,7 +670,7 @@ impl Gate for Replica {
     fn identity(&self) -> Identity {
         let book = self.book();
         if let Some(identity) = self.session_identity.get() {
-            if identity.book() == book && identity.device() == self.id() {
+            if identity.book() == Some(book) && identity.device() == self.id() {
                 return Identity::clone(identity);
             }
         }

@@ -20,8 +20,8 @@ pub const KEY_FILE: &str = "device.key";
 const NEXT_KEY_FILE: &str = "device.key.next";
 
 /// Writes a new key file `name` in `dir`, owner read/write only, durably; refuses to replace
-/// one.
-fn write_key_file(dir: &FsPath, name: &str, key: &DeviceKey) -> Result<(), OpenError> {
+/// one. (A relay of many books keeps its key the same way: `cardlog::Relay`.)
+pub fn write_key_file(dir: &FsPath, name: &str, key: &DeviceKey) -> Result<(), OpenError> {
     let path = dir.join(name);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -42,7 +42,8 @@ pub(super) fn write_key(dir: &FsPath, key: &DeviceKey) -> Result<(), OpenError> 
     write_key_file(dir, KEY_FILE, key)
 }
 
-fn read_key_file(path: &FsPath) -> Result<DeviceKey, OpenError> {
+/// Reads the key file at `path`: a 32-byte ed25519 seed, or an error naming what is wrong.
+pub fn read_key_file(path: &FsPath) -> Result<DeviceKey, OpenError> {
     let bytes = std::fs::read(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => OpenError::damaged(format!(
             "{} is missing: the store has no device key",

@@ -39,7 +39,7 @@ use cardlog_core::{BookId, ContactId, Cutoffs, DeviceId, DeviceKey, OpId, Path, 
 
 pub use changes::{ChangeCursor, ContactChange, CursorParseError, Since, CHANGE_CURSOR_BYTES};
 pub use derive::Progress;
-pub use identity::KEY_FILE;
+pub use identity::{read_key_file, write_key_file, KEY_FILE};
 pub use open::STORE_FORMAT_VERSION;
 pub use withdraw::Withdrawal;
 

@@ -61,8 +61,18 @@ fn home_of(dir: &FsPath) -> Vec<u8> {
 }
 
 impl Store {
-    /// Creates a store in `dir`, which must not exist or be empty.
+    /// Creates a store in `dir`, which must not exist or be empty, with a new device key.
     pub fn create(dir: &FsPath, options: &StoreOptions) -> Result<Self, OpenError> {
+        Self::create_as(dir, options, &DeviceKey::generate()?)
+    }
+
+    /// Creates a store in `dir`, which must not exist or be empty, writing as the device
+    /// holding `key`: a relay keeps each of its books in a store of its own, all as one device.
+    pub fn create_as(
+        dir: &FsPath,
+        options: &StoreOptions,
+        key: &DeviceKey,
+    ) -> Result<Self, OpenError> {
         if dir.exists() {
             let mut entries = std::fs::read_dir(dir).map_err(|e| io(dir, e))?;
             if entries.next().is_some() {
@@ -85,7 +95,7 @@ impl Store {
             ".{name}.creating-{}",
             DeviceId::random()?.to_string().get(..12).unwrap_or("0")
         ));
-        let built = Self::build(&tmp, options)
+        let built = Self::build(&tmp, options, key)
             .and_then(|()| std::fs::rename(&tmp, dir).map_err(|e| io(dir, e)));
         if let Err(e) = built {
             let _ = std::fs::remove_dir_all(&tmp);
@@ -96,12 +106,11 @@ impl Store {
         Self::open(dir, options)
     }
 
-    /// Writes a complete new store into `tmp`: a new device key, database with format and
+    /// Writes a complete new store into `tmp`: the device key, database with format and
     /// device id, an empty op log, then the marker, each made durable.
-    fn build(tmp: &FsPath, options: &StoreOptions) -> Result<(), OpenError> {
+    fn build(tmp: &FsPath, options: &StoreOptions, key: &DeviceKey) -> Result<(), OpenError> {
         std::fs::create_dir(tmp).map_err(|e| io(tmp, e))?;
-        let key = DeviceKey::generate()?;
-        write_key(tmp, &key)?;
+        write_key(tmp, key)?;
         let kv = SledKv::open(&tmp.join(DB_DIR), options.cache_bytes)?;
         let mut batch = KvBatch::default();
         batch.insert(meta::FORMAT.to_vec(), vec![STORE_FORMAT_VERSION]);

@@ -1,0 +1,221 @@
+//! A relay of many address books over TCP on loopback (relay.rs): each book taken on the first
+//! session of one of its members once an admin added the relay, devices of each book getting
+//! their book's ops only, a book that did not add the relay leaving nothing behind, a
+//! non-member refused, and books kept across a reopen.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::Path as FsPath;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use cardlog::sync_layer::transport::{serve_host, ServeOptions};
+use cardlog::{
+    AuthError, Field, MemberRole, Options, Relay, RelayOptions, Replica, SyncError, BOOKS_DIR,
+};
+use cardlog_core::FakeClock;
+use common::{member_of, person, replica, NINE_MS, TIMEOUT};
+
+type Outcomes = Arc<Mutex<Vec<Result<(), String>>>>;
+
+/// Serves `relay` on a loopback port for `sessions` sessions: the address, the serving thread
+/// and each session's outcome.
+fn serve(relay: &Arc<Relay>, sessions: u64) -> (String, JoinHandle<()>, Outcomes) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let outcomes: Outcomes = Arc::default();
+    let seen = Arc::clone(&outcomes);
+    let relay = Arc::clone(relay);
+    let handle = std::thread::spawn(move || {
+        let options = ServeOptions {
+            sessions: Some(sessions),
+            ..ServeOptions::default()
+        };
+        serve_host(&listener, relay, options, move |_, result| {
+            seen.lock()
+                .unwrap()
+                .push(result.map(|_| ()).map_err(|e| e.to_string()));
+        })
+        .unwrap();
+    });
+    (addr, handle, outcomes)
+}
+
+fn relay_options(clock: &Arc<FakeClock>) -> RelayOptions {
+    RelayOptions {
+        wall: clock.clone(),
+        ..RelayOptions::default()
+    }
+}
+
+/// `device` pairs with the relay at `addr` and syncs with it.
+fn sync_with(device: &mut Replica, relay: &Relay, addr: &str) -> Result<(), SyncError> {
+    device.pair(relay.id(), Some(addr)).unwrap();
+    device.sync_tcp(addr, TIMEOUT).map(|_| ())
+}
+
+fn entries(dir: &FsPath) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join(BOOKS_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_relay_keeps_many_books_and_each_device_gets_its_own_books_ops_only() {
+    let dirs = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let relay_dir = dirs.path().join("relay");
+    let relay = Arc::new(Relay::init(&relay_dir, relay_options(&clock)).unwrap());
+    let (addr, server, outcomes) = serve(&relay, 6);
+
+    // Two books, each with an admin and a phone; each admin adds the relay and syncs first.
+    let mut admins = Vec::new();
+    let mut phones = Vec::new();
+    for (n, name) in [(1u8, "Ada"), (2, "Grace")] {
+        let mut admin = replica(&dirs.path().join(format!("admin{n}")), &clock);
+        admin.add_contact(&person(n, name)).unwrap();
+        admin
+            .add_member(relay.id(), MemberRole::Relay, "relay")
+            .unwrap();
+        let phone = member_of(&mut admin, &dirs.path().join(format!("phone{n}")), &clock);
+        sync_with(&mut admin, &relay, &addr).unwrap();
+        admins.push(admin);
+        phones.push(phone);
+    }
+    assert_eq!(relay.books().len(), 2);
+    let books: Vec<_> = admins.iter().map(Replica::book).collect();
+    assert_eq!(relay.books(), {
+        let mut b = books.clone();
+        b.sort();
+        b
+    });
+
+    // Each admin edits; each phone gets its own book's edit through the relay, and nothing
+    // of the other book.
+    for (n, admin) in admins.iter_mut().enumerate() {
+        admin
+            .edit(cardlog::ContactId([n as u8 + 1; 16]), |c| {
+                c.set(Field::Org, "via relay");
+            })
+            .unwrap();
+        sync_with(admin, &relay, &addr).unwrap();
+    }
+    for (n, phone) in phones.iter_mut().enumerate() {
+        sync_with(phone, &relay, &addr).unwrap();
+        let contacts = phone.contacts().unwrap();
+        assert_eq!(contacts.len(), 1, "phone {n}");
+        assert_eq!(contacts[0].contact.get(Field::Org), Some("via relay"));
+        assert_eq!(phone.summary(), admins[n].summary());
+    }
+    server.join().unwrap();
+    assert!(
+        outcomes.lock().unwrap().iter().all(Result::is_ok),
+        "{:?}",
+        outcomes.lock().unwrap()
+    );
+
+    // The status names both books, their members and the devices the relay met.
+    let status = relay.status().unwrap();
+    assert_eq!(status.device, relay.id());
+    assert_eq!(status.books.len(), 2);
+    for book in &status.books {
+        assert_eq!((book.members, book.devices, book.authors), (3, 2, 1));
+        assert!(book.ops >= 5 && book.bytes > 0, "{book:?}");
+    }
+
+    // Kept across a reopen, with what they hold.
+    drop(status);
+    let relay = Arc::try_unwrap(relay).unwrap();
+    drop(relay);
+    let reopened = Relay::open(&relay_dir, relay_options(&clock)).unwrap();
+    let mut sorted = books.clone();
+    sorted.sort();
+    assert_eq!(reopened.books(), sorted);
+    let kept = reopened.open_book(books[0]).unwrap();
+    assert_eq!(kept.lock().summary(), admins[0].summary());
+}
+
+#[test]
+fn a_book_that_did_not_add_the_relay_leaves_nothing_and_non_members_are_refused() {
+    let dirs = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let relay_dir = dirs.path().join("relay");
+    let relay = Arc::new(Relay::init(&relay_dir, relay_options(&clock)).unwrap());
+    let (addr, server, outcomes) = serve(&relay, 4);
+
+    // A device that joined a book and knows no members yet lets its paired relay in, and the
+    // relay starts taking the book; the session leaves no membership naming the relay, so
+    // the book is dropped, directory and all.
+    let stranger = replica(&dirs.path().join("stranger"), &clock);
+    let mut joined = Replica::join_with(
+        &dirs.path().join("joined"),
+        stranger.book(),
+        Options {
+            wall: clock.clone(),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    sync_with(&mut joined, &relay, &addr).unwrap();
+
+    // A book's admin that did not add the relay refuses it before naming the book.
+    let mut other = replica(&dirs.path().join("other"), &clock);
+    let refused = sync_with(&mut other, &relay, &addr).unwrap_err();
+    assert!(
+        matches!(refused, SyncError::Auth(AuthError::NotAMember(d)) if d == relay.id()),
+        "{refused}"
+    );
+
+    // A book the relay keeps refuses a device that is not its member.
+    let mut admin = replica(&dirs.path().join("admin"), &clock);
+    admin
+        .add_member(relay.id(), MemberRole::Relay, "relay")
+        .unwrap();
+    sync_with(&mut admin, &relay, &addr).unwrap();
+    let mut outsider = Replica::join_with(
+        &dirs.path().join("outsider"),
+        admin.book(),
+        Options {
+            wall: clock.clone(),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let refused = sync_with(&mut outsider, &relay, &addr).unwrap_err();
+    assert!(refused.to_string().contains("is not a member"), "{refused}");
+    server.join().unwrap();
+    let outcomes = outcomes.lock().unwrap().clone();
+    // The stranger's session succeeded (nothing to exchange), the admin's too; the refused
+    // admin hung up after message 2, the outsider was refused.
+    let ok: Vec<bool> = outcomes.iter().map(Result::is_ok).collect();
+    assert_eq!(ok, [true, false, true, false], "{outcomes:?}");
+    assert_eq!(relay.books(), vec![admin.book()]);
+    assert_eq!(entries(&relay_dir), vec![admin.book().to_string()]);
+}
+
+#[test]
+fn a_taking_cut_off_by_a_crash_is_removed_at_open() {
+    let dirs = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let relay_dir = dirs.path().join("relay");
+    drop(Relay::init(&relay_dir, relay_options(&clock)).unwrap());
+    let book = replica(&dirs.path().join("admin"), &clock).book();
+    // What a crash during a first session leaves: the book's replica and its taking mark.
+    let books = relay_dir.join(BOOKS_DIR);
+    drop(Replica::join(&books.join(book.to_string()), book).unwrap());
+    std::fs::write(books.join(format!("{book}.taking")), b"").unwrap();
+    let relay = Relay::open(&relay_dir, relay_options(&clock)).unwrap();
+    assert!(relay.books().is_empty());
+    assert!(entries(&relay_dir).is_empty());
+    // One process at a time.
+    let err = Relay::open(&relay_dir, relay_options(&clock)).unwrap_err();
+    assert!(matches!(err, cardlog::OpenError::Locked(_)), "{err}");
+    // A directory that is not a relay is refused untouched.
+    let err = Relay::open(&dirs.path().join("admin"), relay_options(&clock)).unwrap_err();
+    assert!(matches!(err, cardlog::OpenError::NotARelay(_)), "{err}");
+}
