@@ -1,5 +1,7 @@
-//! A relay under load (issue "A relay for many address books"): N member devices of one book
-//! all sync at the same instant with one relay, twice around, over loopback. The relay runs in
+//! A relay under load (issue "A relay for many address books"): N member devices of B books
+//! (a relay of many books, `cardlog::Relay`) all sync at the same instant with one relay, twice
+//! around, over loopback. Each book's admin adds the relay and syncs once before, so the relay
+//! takes the book; each device pairs with the relay. The relay runs in
 //! a child process (this binary again, `--serve DIR`) so that its peak memory is its own;
 //! every device retries as the library does by default when the relay answers busy (3
 //! retries with backoff). Reported per round: sessions completed and how many needed
@@ -9,7 +11,7 @@
 //! All devices connect from 127.0.0.1, so the relay's per-address limit is raised to its
 //! global limit here (64): the per-address limit is for hosts, not for a load test.
 //!
-//! `cargo run --release -p cardlog-benches --bin relay_load [-- --devices N]`
+//! `cargo run --release -p cardlog-benches --bin relay_load [-- --devices N] [--books B]`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
@@ -19,13 +21,16 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use cardlog::sync_layer::transport::{serve, ServeOptions, Shared};
-use cardlog::{Contact, ContactId, Field, MemberRole, Options, Replica};
+use cardlog::sync_layer::transport::{serve_host, ServeOptions};
+use cardlog::{
+    Contact, ContactId, Field, MemberRole, Options, Relay, RelayOptions, Replica, BOOKS_DIR,
+};
 use cardlog_benches::figures::{machine, Args};
 use cardlog_benches::stores::{self, dir_bytes};
 use cardlog_benches::Error;
 
 const DEVICES_DEFAULT: usize = 1000;
+const BOOKS_DEFAULT: usize = 10;
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// A device's sled cache: small, since a thousand stores are open at once in this process.
 const CLIENT_CACHE_BYTES: u64 = 256 << 10;
@@ -37,46 +42,14 @@ fn main() -> Result<(), Error> {
         return relay(Path::new(dir));
     }
     let devices = args.number("--devices", DEVICES_DEFAULT)?;
+    let books = args
+        .number("--books", BOOKS_DEFAULT)?
+        .clamp(1, devices.max(1));
     eprintln!("relay load: {}", machine());
     let scratch = stores::scratch()?;
     let root = scratch.path();
     let relay_dir = root.join("relay");
-    let started = Instant::now();
-    let mut clients = {
-        let mut relay = Replica::create(&relay_dir)?;
-        let mut clients = Vec::with_capacity(devices);
-        for i in 0..devices {
-            let c = Replica::join_with(
-                &root.join(format!("d{i}")),
-                relay.book(),
-                Options {
-                    cache_bytes: CLIENT_CACHE_BYTES,
-                    ..Options::default()
-                },
-            )?;
-            relay.add_member(c.id(), MemberRole::Write, &format!("device {i}"))?;
-            clients.push(c);
-        }
-        // Each device takes the membership (one op per device) from the relay as a bundle,
-        // two at once.
-        let bundle = relay.export_bundle(None)?;
-        let half = clients.len().div_ceil(2).max(1);
-        let bundle = &bundle;
-        std::thread::scope(|s| {
-            for part in clients.chunks_mut(half) {
-                s.spawn(move || {
-                    for c in part {
-                        c.import_bundle(bundle).expect("import");
-                    }
-                });
-            }
-        });
-        clients
-    };
-    eprintln!(
-        "  {devices} devices joined in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    let relay_id = Relay::init(&relay_dir, RelayOptions::default())?.id();
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
         .arg("--serve")
@@ -86,7 +59,53 @@ fn main() -> Result<(), Error> {
     let mut line = String::new();
     BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
     let addr = line.trim().to_owned();
-    println!("{devices} devices of one book syncing at once with one relay (a process of its own) over loopback; default retries (3, each the wait the relay asks)");
+    let started = Instant::now();
+    let mut clients = Vec::with_capacity(devices);
+    for b in 0..books {
+        // Book b's admin adds the relay and its share of the devices, and syncs with the
+        // relay, which takes the book.
+        let mut admin = Replica::create(&root.join(format!("admin{b}")))?;
+        admin.add_member(relay_id, MemberRole::Relay, "relay")?;
+        let mut members = Vec::new();
+        for i in (b..devices).step_by(books) {
+            let c = Replica::join_with(
+                &root.join(format!("d{i}")),
+                admin.book(),
+                Options {
+                    cache_bytes: CLIENT_CACHE_BYTES,
+                    ..Options::default()
+                },
+            )?;
+            admin.add_member(c.id(), MemberRole::Write, &format!("device {i}"))?;
+            members.push((i, c));
+        }
+        admin.pair(relay_id, Some(&addr))?;
+        admin.sync_tcp(&addr, TIMEOUT)?;
+        // Each device takes the membership (one op per device) from its admin as a bundle, two
+        // at once, and pairs with the relay.
+        let bundle = admin.export_bundle(None)?;
+        let half = members.len().div_ceil(2).max(1);
+        let bundle = &bundle;
+        let addr = &addr;
+        std::thread::scope(|s| {
+            for part in members.chunks_mut(half) {
+                s.spawn(move || {
+                    for (_, c) in part {
+                        c.import_bundle(bundle).expect("import");
+                        c.pair(relay_id, Some(addr)).expect("pair");
+                    }
+                });
+            }
+        });
+        clients.extend(members);
+    }
+    clients.sort_by_key(|(i, _)| *i);
+    let mut clients: Vec<Replica> = clients.into_iter().map(|(_, c)| c).collect();
+    eprintln!(
+        "  {devices} devices of {books} books joined in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!("{devices} devices of {books} books syncing at once with one relay of many books (a process of its own) over loopback; default retries (3, each the wait the relay asks)");
     println!("| round | completed | needed a retry | busy answers | failed | p50 s | p99 s | max s | round s |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for round in 1..=2u8 {
@@ -168,27 +187,48 @@ fn main() -> Result<(), Error> {
     child.kill()?;
     child.wait()?;
     let dir = dir_bytes(&relay_dir)? as f64 / 1e6;
-    let log = std::fs::metadata(relay_dir.join("ops.log"))?.len() as f64 / 1e6;
+    // The ops' bytes: each book's op log up to its last record (zeros written ahead of the
+    // records while the relay ran are in the directory's bytes, not here).
+    let mut log = 0u64;
+    {
+        let relay = Relay::open(&relay_dir, RelayOptions::default())?;
+        for book in relay.books() {
+            log += relay.open_book(book)?.lock().store().log_len();
+        }
+    }
+    let log = log as f64 / 1e6;
     println!();
     println!(
-        "relay peak RSS {peak_mb:.1} MB; relay directory {dir:.1} MB holding an op log of {log:.2} MB ({:.1}×)",
+        "relay peak RSS {peak_mb:.1} MB; relay directory {dir:.1} MB holding {log:.2} MB of ops ({:.1}×)",
         dir / log
     );
-    for entry in std::fs::read_dir(&relay_dir)? {
-        let entry = entry?;
-        let bytes = if entry.metadata()?.is_dir() {
-            dir_bytes(&entry.path())?
-        } else {
-            entry.metadata()?.len()
-        };
-        eprintln!("  {:>10} {}", bytes, entry.file_name().to_string_lossy());
+    let mut parts: std::collections::BTreeMap<String, u64> = Default::default();
+    for book in std::fs::read_dir(relay_dir.join(BOOKS_DIR))? {
+        let book = book?;
+        if !book.metadata()?.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(book.path())? {
+            let entry = entry?;
+            let bytes = if entry.metadata()?.is_dir() {
+                dir_bytes(&entry.path())?
+            } else {
+                entry.metadata()?.len()
+            };
+            *parts
+                .entry(entry.file_name().to_string_lossy().into_owned())
+                .or_default() += bytes;
+        }
+    }
+    for (name, bytes) in parts {
+        eprintln!("  {bytes:>10} {name} (all books)");
     }
     Ok(())
 }
 
 /// The child: serves the relay's store until killed, printing the bound address first.
 fn relay(dir: &Path) -> Result<(), Error> {
-    let relay = Replica::open(dir)?;
+    let relay = Relay::open(dir, RelayOptions::default())?;
     let listener = TcpListener::bind("127.0.0.1:0")?;
     println!("{}", listener.local_addr()?);
     let options = ServeOptions {
@@ -198,7 +238,7 @@ fn relay(dir: &Path) -> Result<(), Error> {
     };
     // Sessions that failed other than by turning a device away, as they end (the parent's
     // stderr): what a device saw as a reset was, here.
-    serve(&listener, Shared::new(relay), options, |_, result| {
+    serve_host(&listener, Arc::new(relay), options, |_, result| {
         if let Err(e) = result {
             if !e.to_string().contains("turned away (busy)") {
                 eprintln!("  relay: a session failed: {e}");

@@ -49,6 +49,10 @@ pub struct RelayOptions {
     pub cache_bytes: u64,
     /// The most books the relay keeps; a session naming one more is refused (default 10,000).
     pub max_books: usize,
+    /// How far ahead of its records each book's op log is extended with zeros while open
+    /// (default 64 KiB rather than a device's 1 MiB: a relay keeps thousands of books open,
+    /// and applies a message at a time, not one small save at a time).
+    pub log_preallocate_bytes: u64,
     /// Where wall time comes from (tests inject a fake clock).
     pub wall: Arc<dyn WallClock>,
 }
@@ -58,6 +62,7 @@ impl Default for RelayOptions {
         Self {
             cache_bytes: 1 << 20,
             max_books: 10_000,
+            log_preallocate_bytes: 64 << 10,
             wall: Arc::new(cardlog_core::SystemClock),
         }
     }
@@ -295,6 +300,7 @@ impl Relay {
     fn replica_options(&self) -> Options {
         Options {
             cache_bytes: self.options.cache_bytes,
+            log_preallocate_bytes: self.options.log_preallocate_bytes,
             wall: Arc::clone(&self.options.wall),
             ..Options::default()
         }

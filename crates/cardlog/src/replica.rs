@@ -46,6 +46,10 @@ pub struct Options {
     /// This device's human name ("Ada's iPhone"), written into the book when this replica
     /// founds one; `None` names it "device" and the first hex digits of its id.
     pub name: Option<String>,
+    /// How far ahead of its records a small save extends the op log with zeros (default
+    /// [`cardlog_store::log::PREALLOCATE_BYTES`], 1 MiB, which makes a durable save's sync
+    /// cheaper; cut at close). A relay keeping many books open sets it small.
+    pub log_preallocate_bytes: u64,
 }
 
 impl Default for Options {
@@ -55,6 +59,7 @@ impl Default for Options {
             wall: Arc::new(SystemClock),
             skew_bound_ms: SKEW_BOUND_MS_DEFAULT,
             name: None,
+            log_preallocate_bytes: cardlog_store::log::PREALLOCATE_BYTES,
         }
     }
 }
@@ -185,7 +190,8 @@ impl Replica {
     /// A replica over an already opened store (tests use it to inject storage faults). A store
     /// that belongs to no book yet (new, or upgraded from before books existed) founds one,
     /// adopting the format-1 history it holds (docs/SECURITY.md, "Existing stores").
-    pub fn from_store(store: Store, options: Options) -> Result<Self, OpenError> {
+    pub fn from_store(mut store: Store, options: Options) -> Result<Self, OpenError> {
+        store.set_log_preallocation(options.log_preallocate_bytes);
         let (clock, membership) = Self::read_from(&store, &*options.wall, options.skew_bound_ms)?;
         let book = store.book();
         let mut replica = Self {

@@ -35,8 +35,12 @@ pub const LOG_FILE: &str = "ops.log";
 pub struct OpLog {
     io: Box<dyn LogIo>,
     len: u64,
-    /// The file's length once known: past `len` it holds zeros written ahead.
-    allocated: Option<u64>,
+    /// The file's length once known, 0 before (asking the file again for an empty one is
+    /// harmless; a plain u64 keeps the log, and so the replica, small): past `len` it holds
+    /// zeros written ahead.
+    allocated: u64,
+    /// How far ahead small appends extend the file ([`PREALLOCATE_BYTES`] by default).
+    preallocate: u64,
 }
 
 /// How far ahead of the records small appends extend the file with zeros. Syncing a write
@@ -51,8 +55,21 @@ impl OpLog {
         Self {
             io,
             len,
-            allocated: None,
+            allocated: 0,
+            preallocate: PREALLOCATE_BYTES,
         }
+    }
+
+    /// Sets how far ahead of its records small appends extend the file (0: never). A store
+    /// that stays open with few writes (a relay's book among thousands) keeps that many bytes
+    /// of zeros on disk while open.
+    pub fn set_preallocate(&mut self, bytes: u64) {
+        self.preallocate = bytes;
+    }
+
+    /// How far ahead of its records small appends extend the file.
+    pub fn preallocate(&self) -> u64 {
+        self.preallocate
     }
 
     /// Where the next record goes (the end of the valid records).
@@ -71,30 +88,30 @@ impl OpLog {
     }
 
     /// Writes `buf` (whole records) at the end. Not durable until [`OpLog::sync`]. Small
-    /// writes land in space extended with zeros ahead of time ([`PREALLOCATE_BYTES`]).
+    /// writes land in space extended with zeros ahead of time ([`OpLog::set_preallocate`]).
     pub fn append(&mut self, buf: &[u8]) -> Result<(), LogError> {
         let end = self.len + buf.len() as u64;
         let mut allocated = match self.allocated {
-            Some(a) => a,
-            None => self.io.file_len()?,
+            0 => self.io.file_len()?,
+            known => known,
         };
-        if end > allocated && (buf.len() as u64) * 4 < PREALLOCATE_BYTES {
+        if end > allocated && (buf.len() as u64) * 4 < self.preallocate {
             let from = allocated.max(self.len);
-            let zeros = vec![0u8; (end + PREALLOCATE_BYTES - from) as usize];
+            let zeros = vec![0u8; (end + self.preallocate - from) as usize];
             self.io.write_at(&zeros, from)?;
-            allocated = end + PREALLOCATE_BYTES;
+            allocated = end + self.preallocate;
         }
         self.io.write_at(buf, self.len)?;
         self.len = end;
-        self.allocated = Some(allocated.max(end));
+        self.allocated = allocated.max(end);
         Ok(())
     }
 
     /// Cuts the zeros written ahead, so a closed store's log ends with its last record.
     pub fn trim(&mut self) -> Result<(), LogError> {
-        if self.allocated.is_some_and(|a| a > self.len) {
+        if self.allocated > self.len {
             self.io.truncate(self.len)?;
-            self.allocated = Some(self.len);
+            self.allocated = self.len;
         }
         Ok(())
     }
@@ -118,7 +135,7 @@ impl OpLog {
     pub fn truncate(&mut self, len: u64) -> Result<(), LogError> {
         self.io.truncate(len)?;
         self.len = len;
-        self.allocated = Some(len);
+        self.allocated = len;
         Ok(())
     }
 

@@ -205,6 +205,7 @@ impl Store {
             return Ok(false);
         }
         let cache_bytes = self.kv.cache_bytes().unwrap_or(super::CACHE_BYTES_DEFAULT);
+        let preallocate = self.log.preallocate();
         drop(std::mem::replace(
             &mut self.kv,
             Box::new(crate::state::kv::ClosedKv(Some(cache_bytes))),
@@ -219,6 +220,7 @@ impl Store {
                 return Err(e);
             }
         };
+        fresh.log.set_preallocate(preallocate);
         // What this handle's first open found: the store was copied or restored.
         fresh.previous_device = fresh.previous_device.or(self.previous_device);
         // The old handle goes: poisoned, its drop writes nothing.
