@@ -399,6 +399,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = SESSION_SECS_DEFAULT,
           value_parser = clap::value_parser!(u64).range(1..=TIMEOUT_SECS_MAX))]
     pub session_timeout: u64,
+    /// Seconds a connection may take to authenticate (the handshake): one that has not by
+    /// then is dropped, so idle or trickling strangers never hold a session
+    #[arg(long, value_name = "SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=TIMEOUT_SECS_MAX))]
+    pub handshake_timeout: u64,
+    /// Connections authenticating at once (more are told busy); sessions (64) are counted
+    /// only once a device authenticated
+    #[arg(long, value_name = "N", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub max_handshakes: u64,
     /// Sessions served at once for one IP address (more from that address are told busy)
     #[arg(long, value_name = "N", default_value_t = 8,
           value_parser = clap::value_parser!(u64).range(1..=4096))]

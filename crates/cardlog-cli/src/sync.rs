@@ -512,6 +512,8 @@ pub fn serve_host<H: Host<Store = Replica>>(
     let options = ServeOptions {
         timeout: Duration::from_secs(a.timeout),
         session_timeout: Duration::from_secs(a.session_timeout),
+        handshake_timeout: Duration::from_secs(a.handshake_timeout),
+        max_handshakes: usize::try_from(a.max_handshakes).unwrap_or(usize::MAX),
         max_sessions_per_address: usize::try_from(a.max_per_address).unwrap_or(usize::MAX),
         max_sessions_per_device: usize::try_from(a.max_per_device).unwrap_or(usize::MAX),
         receive_budget: a.receive_budget_mib << 20,

@@ -42,6 +42,11 @@ pub const SESSION_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10 * 60);
 /// session refuses a message longer than a quarter of it ([`Budget::message_max`]).
 pub const RECEIVE_BUDGET_DEFAULT: u64 = 64 << 20;
 
+/// How long a served connection may take to authenticate by default
+/// ([`ServeOptions::handshake_timeout`]): three small messages, well under a second on any
+/// link a sync could use.
+pub const HANDSHAKE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
+
 /// The least a server at capacity asks a turned-away device to wait by default
 /// ([`ServeOptions::busy_retry_after`]): about a short session's length.
 pub const BUSY_RETRY_AFTER_DEFAULT: Duration = Duration::from_secs(2);
@@ -433,35 +438,73 @@ impl<S: Gate + Send + 'static> Host for Shared<S> {
     fn ended(&self, _book: BookId, _peer: DeviceId, _ok: bool) {}
 }
 
-/// One served session, as the responder, on `host`: the handshake, the book's store, the
-/// checks of the peer, the session. `met` gets the book, the peer and the store once the
-/// host gave one.
-fn respond<H: Host, T: Transport>(
+/// What a served connection needs past its handshake: a session slot of the server's
+/// (else it is answered busy, sealed), then a slot of its device's, the session deadline,
+/// and the backlog that times busy answers.
+struct Admission<'a> {
+    sessions: &'a Arc<Slots<()>>,
+    devices: &'a Arc<Slots<DeviceId>>,
+    backlog: &'a Backlog,
+    retry_after: Duration,
+    /// When the connection was accepted, and how long its whole session may take from then.
+    accepted: Instant,
+    session_timeout: Duration,
+}
+
+/// Ends a session after the handshake with a sealed `Busy` asking to come back after
+/// `retry_after`: only the device itself learns it.
+fn busy_sealed<T: Transport>(channel: &mut Channel, transport: &mut T, retry_after: Duration) {
+    if let Ok(sealed) = channel.seal(&busy_message(retry_after)) {
+        let _ = transport.send(sealed);
+    }
+    transport.close();
+}
+
+/// One served connection, as the responder, on `host`: the handshake (holding `handshake`, a
+/// slot of the connections still authenticating, within the handshake deadline), then a
+/// session slot, the book's store, the checks of the peer, the session. `met` gets the book,
+/// the peer and the store once the host gave one.
+fn respond<H: Host>(
     host: &H,
     session: Session,
-    transport: &mut T,
-    slots: (&Arc<Slots<DeviceId>>, Duration),
+    transport: &mut TcpTransport,
+    handshake: crate::slots::Slot<()>,
+    admission: &Admission<'_>,
     met: &mut Option<(BookId, DeviceId, Shared<H::Store>)>,
 ) -> Result<SyncReport, SyncError<<H::Store as SyncStore>::Error>> {
     let identity = host.identity();
     let mut bytes = (0u64, 0u64);
     let (peer, book, mut channel) = answer_handshake(&identity, transport, &mut bytes)?;
-    let mut store = match host.store_for(book, peer.device) {
-        Ok(store) => store,
-        Err(SyncError::Auth(AuthError::Taking(book))) => {
-            // Another session is taking the book: this one is busy, and the device comes
-            // back as asked (said sealed, like any busy answer after the handshake).
-            if let Ok(sealed) = channel.seal(&busy_message(slots.1)) {
-                let _ = transport.send(sealed);
-            }
-            transport.close();
-            return Err(SyncError::Auth(AuthError::Taking(book)));
-        }
-        Err(e) => return Err(refuse(&mut channel, transport, e)),
+    // Authenticated: the connection leaves the handshake pool for a session slot, and its
+    // whole session may now take the session deadline.
+    drop(handshake);
+    let Some(_session_slot) = admission.sessions.claim(()) else {
+        busy_sealed(&mut channel, transport, admission.backlog.turn_away());
+        return Err(SyncError::Transport(format!(
+            "turned away (busy): already serving {} sessions",
+            admission.sessions.limit()
+        )));
     };
-    *met = Some((book, peer.device, store.clone()));
-    let (access, _slot) = admit(&store, &peer, &mut channel, transport, Some(slots))?;
-    run_sealed(session, &mut store, transport, channel, peer, access, bytes)
+    transport.set_session_deadline(admission.accepted, admission.session_timeout);
+    let began = admission.backlog.started();
+    let result = (|| {
+        let mut store = match host.store_for(book, peer.device) {
+            Ok(store) => store,
+            Err(SyncError::Auth(AuthError::Taking(book))) => {
+                // Another session is taking the book: this one is busy, and the device
+                // comes back as asked.
+                busy_sealed(&mut channel, transport, admission.retry_after);
+                return Err(SyncError::Auth(AuthError::Taking(book)));
+            }
+            Err(e) => return Err(refuse(&mut channel, transport, e)),
+        };
+        *met = Some((book, peer.device, store.clone()));
+        let slots = (admission.devices, admission.retry_after);
+        let (access, _slot) = admit(&store, &peer, &mut channel, transport, Some(slots))?;
+        run_sealed(session, &mut store, transport, channel, peer, access, bytes)
+    })();
+    admission.backlog.ended(began, result.is_ok());
+    result
 }
 
 // ---- in-process ----------------------------------------------------------------------------
@@ -565,6 +608,12 @@ impl TcpTransport {
     pub fn with_session_deadline(mut self, most: Duration) -> Self {
         self.session = Instant::now().checked_add(most).map(|at| (at, most));
         self
+    }
+
+    /// Gives the whole session `most` from `start` (a server extends a connection's short
+    /// handshake deadline this way once the peer authenticated).
+    pub fn set_session_deadline(&mut self, start: Instant, most: Duration) {
+        self.session = start.checked_add(most).map(|at| (at, most));
     }
 
     /// The deadline for the next message, and the error for missing it.
@@ -932,8 +981,16 @@ pub struct ServeOptions {
     /// Whole-session deadline: a peer that sends each message just in time cannot hold a
     /// session (and one of `max_sessions`) longer than this.
     pub session_timeout: Duration,
-    /// Sessions served at once; further connections are answered busy
-    /// ([`crate::busy`]) and closed.
+    /// How long a connection may take to authenticate (the three handshake messages): one
+    /// that has not by then is dropped, so connections that idle or trickle before the
+    /// handshake hold a slot of `max_handshakes` for this long at most, and never a session.
+    pub handshake_timeout: Duration,
+    /// Connections authenticating at once; further connections are answered busy
+    /// ([`crate::busy`]) and closed. Larger than `max_sessions`, so connections that never
+    /// authenticate (strangers, a flood) cannot keep honest devices from their sessions.
+    pub max_handshakes: usize,
+    /// Sessions served at once, counted from the end of the handshake; an authenticated
+    /// device over it is answered busy (sealed).
     pub max_sessions: usize,
     /// Sessions served at once for one IP address; its further connections are answered
     /// busy and closed, so one host cannot take every session.
@@ -963,6 +1020,8 @@ impl Default for ServeOptions {
         Self {
             timeout: TIMEOUT_DEFAULT,
             session_timeout: SESSION_TIMEOUT_DEFAULT,
+            handshake_timeout: HANDSHAKE_TIMEOUT_DEFAULT,
+            max_handshakes: 256,
             max_sessions: 64,
             max_sessions_per_address: 8,
             max_sessions_per_device: 2,
@@ -1013,6 +1072,7 @@ where
     let budget = Arc::new(Budget::new(options.receive_budget));
     let device_slots = Slots::new(options.max_sessions_per_device);
     let session_slots: Arc<Slots<()>> = Slots::new(options.max_sessions);
+    let handshake_slots: Arc<Slots<()>> = Slots::new(options.max_handshakes);
     let address_slots: Arc<Slots<IpAddr>> = Slots::new(options.max_sessions_per_address);
     let mut handles = Vec::new();
     let mut accepted = 0u64;
@@ -1029,14 +1089,15 @@ where
                 continue;
             }
         };
+        let at = Instant::now();
         accepted += 1;
-        let Some(session_slot) = session_slots.claim(()) else {
+        let Some(handshake_slot) = handshake_slots.claim(()) else {
             refuser.refuse(stream, || backlog.turn_away());
             on_session(
                 addr,
                 Err(SyncError::Transport(format!(
-                    "turned away (busy): already serving {} sessions",
-                    options.max_sessions
+                    "turned away (busy): already {} connections authenticating",
+                    options.max_handshakes
                 ))),
             );
             continue;
@@ -1058,17 +1119,29 @@ where
         let on_session = Arc::clone(&on_session);
         let timeout = options.timeout;
         let session_timeout = options.session_timeout;
+        let handshake_timeout = options.handshake_timeout.min(session_timeout);
         let chunk_ops = options.chunk_ops;
         let quota = options.quota;
         let budget = Arc::clone(&budget);
         let device_slots = Arc::clone(&device_slots);
+        let session_slots = Arc::clone(&session_slots);
         let busy_retry_after = options.busy_retry_after;
         let backlog = Arc::clone(&backlog);
         let spawned = std::thread::Builder::new().spawn(move || {
-            let began = backlog.started();
             let mut met = None;
+            let admission = Admission {
+                sessions: &session_slots,
+                devices: &device_slots,
+                backlog: &backlog,
+                retry_after: busy_retry_after,
+                accepted: at,
+                session_timeout,
+            };
             let result = TcpTransport::new(stream, timeout)
-                .map(|t| t.with_session_deadline(session_timeout).with_budget(budget))
+                .map(|t| {
+                    t.with_session_deadline(handshake_timeout)
+                        .with_budget(budget)
+                })
                 .map_err(SyncError::from)
                 .and_then(|mut t| {
                     let session = Session::new(Role::Responder)
@@ -1078,11 +1151,11 @@ where
                         &*host,
                         session,
                         &mut t,
-                        (&device_slots, busy_retry_after),
+                        handshake_slot,
+                        &admission,
                         &mut met,
                     )
                 });
-            backlog.ended(began, result.is_ok());
             if let Some((book, peer, mut store)) = met {
                 if result.is_err() {
                     // A failed write (a full disk) leaves the store refusing writes, pulls
@@ -1095,7 +1168,7 @@ where
             }
             // The slots go back before the outcome is reported: a caller that counts
             // outcomes may start its next session at once.
-            drop((address_slot, session_slot));
+            drop(address_slot);
             on_session(addr, result);
         });
         match spawned {

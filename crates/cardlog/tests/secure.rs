@@ -834,6 +834,76 @@ fn one_address_cannot_take_every_session_of_a_served_replica_and_is_told_to_come
 }
 
 #[test]
+fn connections_that_never_authenticate_cannot_take_a_members_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (shared, mut phone) = hub_and_phone(tmp.path());
+    // Two sessions at once, eight connections authenticating; idle connections may wait a
+    // minute for their handshake here.
+    let (addr, _server, _) = serve_shared(
+        &shared,
+        ServeOptions {
+            timeout: TIMEOUT,
+            max_sessions: 2,
+            max_handshakes: 8,
+            max_sessions_per_address: 16,
+            handshake_timeout: Duration::from_secs(60),
+            sessions: None,
+            ..ServeOptions::default()
+        },
+    );
+    // Four connections that send nothing: more than the sessions, fewer than the handshakes.
+    let idle: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    // The member gets a session at once (no retry allowed): the idle ones hold handshake
+    // slots, not sessions.
+    let report =
+        transport::sync_tcp(&mut phone, &addr, TIMEOUT, Expect::Member, Retry::NEVER).unwrap();
+    assert!(report.converged && report.busy_retries == 0, "{report:?}");
+    drop(idle);
+
+    // A handshake has a deadline of its own: with two handshake slots, two idle connections
+    // turn a member away until their deadline drops them, then it gets in.
+    let tmp = tempfile::tempdir().unwrap();
+    let (shared, mut phone) = hub_and_phone(tmp.path());
+    let (addr, _server, outcomes) = serve_shared(
+        &shared,
+        ServeOptions {
+            timeout: TIMEOUT,
+            max_handshakes: 2,
+            max_sessions_per_address: 16,
+            handshake_timeout: Duration::from_millis(400),
+            busy_retry_after: Duration::from_millis(100),
+            sessions: None,
+            ..ServeOptions::default()
+        },
+    );
+    let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let refused =
+        transport::sync_tcp(&mut phone, &addr, TIMEOUT, Expect::Member, Retry::NEVER).unwrap_err();
+    assert!(matches!(refused, SyncError::Busy(_)), "{refused}");
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while outcomes.lock().unwrap().len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "the idle ones stayed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dropped: Vec<String> = outcomes
+        .lock()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .map(|o| o.clone().unwrap_err())
+        .collect();
+    assert!(
+        dropped.iter().all(|e| e.contains("400 ms deadline")),
+        "{dropped:?}"
+    );
+    let report = phone.sync_tcp(&addr, TIMEOUT).unwrap();
+    assert!(report.converged, "{report:?}");
+    drop(idle);
+}
+
+#[test]
 fn one_device_cannot_hold_more_sessions_than_its_slots_and_is_told_so_sealed() {
     let tmp = tempfile::tempdir().unwrap();
     let (shared, mut phone) = hub_and_phone(tmp.path());
