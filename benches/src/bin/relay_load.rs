@@ -8,20 +8,34 @@
 //! retries, p50/p99/max time of a device's sync (backoff included), and after both rounds the
 //! relay's peak RSS and its directory against the op log it holds.
 //!
-//! All devices connect from 127.0.0.1, so the relay's per-address limit is raised to its
-//! global limit here (64): the per-address limit is for hosts, not for a load test.
+//! All devices connect from 127.0.0.1, so the relay's per-address limit is lifted here: the
+//! per-address limit is for hosts, not for a load test.
 //!
-//! `cargo run --release -p cardlog-benches --bin relay_load [-- --devices N] [--books B]`
+//! With `--hostile H`, a third round runs while H hostile connections attack the relay (half
+//! connect and send nothing, half send a handshake's first bytes one every 200 ms, each
+//! reconnecting whenever the relay drops it) and 4 stolen member keys each hold 2 sessions
+//! open by authenticating and then sending nothing; round 2 is the same work without them, so
+//! the added latency is round 3's p50/p99 less round 2's. Use fewer devices than the relay's
+//! 64 sessions (e.g. `--devices 50`) so that what is measured is the attack, not the crowd.
+//!
+//! `cargo run --release -p cardlog-benches --bin relay_load [-- --devices N] [--books B]
+//! [--hostile H]`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
+use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cardlog::sync_layer::transport::{serve_host, ServeOptions};
+use cardlog::sync_layer::secure::Handshake;
+use cardlog::sync_layer::transport::{serve_host, ServeOptions, TcpTransport, Transport};
+use cardlog::sync_layer::Identity;
 use cardlog::{
     Contact, ContactId, Field, MemberRole, Options, Relay, RelayOptions, Replica, BOOKS_DIR,
 };
@@ -31,6 +45,8 @@ use cardlog_benches::Error;
 
 const DEVICES_DEFAULT: usize = 1000;
 const BOOKS_DEFAULT: usize = 10;
+/// Member keys of book 0 an attacker holds in hostile mode, each holding 2 sessions.
+const STOLEN: usize = 4;
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// A device's sled cache: small, since a thousand stores are open at once in this process.
 const CLIENT_CACHE_BYTES: u64 = 256 << 10;
@@ -39,12 +55,13 @@ fn main() -> Result<(), Error> {
     let args = Args::from_env();
     if args.has("--serve") {
         let dir = args.value("--serve").ok_or("--serve DIR")?;
-        return relay(Path::new(dir));
+        return relay(Path::new(dir), args.has("--quiet"));
     }
     let devices = args.number("--devices", DEVICES_DEFAULT)?;
     let books = args
         .number("--books", BOOKS_DEFAULT)?
         .clamp(1, devices.max(1));
+    let hostile = args.number("--hostile", 0)?;
     eprintln!("relay load: {}", machine());
     let scratch = stores::scratch()?;
     let root = scratch.path();
@@ -54,6 +71,7 @@ fn main() -> Result<(), Error> {
     let mut child = Command::new(exe)
         .arg("--serve")
         .arg(&relay_dir)
+        .args(if hostile > 0 { &["--quiet"][..] } else { &[] })
         .stdout(Stdio::piped())
         .spawn()?;
     let mut line = String::new();
@@ -61,6 +79,8 @@ fn main() -> Result<(), Error> {
     let addr = line.trim().to_owned();
     let started = Instant::now();
     let mut clients = Vec::with_capacity(devices);
+    // Session keys of members of book 0 that an attacker stole (hostile mode).
+    let mut stolen = Vec::new();
     for b in 0..books {
         // Book b's admin adds the relay and its share of the devices, and syncs with the
         // relay, which takes the book.
@@ -78,6 +98,13 @@ fn main() -> Result<(), Error> {
             )?;
             admin.add_member(c.id(), MemberRole::Write, &format!("device {i}"))?;
             members.push((i, c));
+        }
+        if b == 0 {
+            for k in 0..STOLEN {
+                let thief = Replica::join(&root.join(format!("stolen{k}")), admin.book())?;
+                admin.add_member(thief.id(), MemberRole::Write, &format!("stolen {k}"))?;
+                stolen.push(Identity::new(admin.book(), thief.store().device_key()));
+            }
         }
         admin.pair(relay_id, Some(&addr))?;
         admin.sync_tcp(&addr, TIMEOUT)?;
@@ -108,7 +135,16 @@ fn main() -> Result<(), Error> {
     println!("{devices} devices of {books} books syncing at once with one relay of many books (a process of its own) over loopback; default retries (3, each the wait the relay asks)");
     println!("| round | completed | needed a retry | busy answers | failed | p50 s | p99 s | max s | round s |");
     println!("|---|---|---|---|---|---|---|---|---|");
-    for round in 1..=2u8 {
+    let rounds = if hostile > 0 { 3 } else { 2 };
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut attackers = Vec::new();
+    for round in 1..=rounds {
+        if round == 3 {
+            attackers = attack(&addr, relay_id, hostile, &stolen, &stop);
+            // Let the attack take hold, past one handshake deadline (5 s) so that the relay
+            // drops and the attackers reconnect while the honest devices sync.
+            std::thread::sleep(Duration::from_secs(6));
+        }
         let barrier = Arc::new(Barrier::new(clients.len()));
         let began = Instant::now();
         let outcomes: Vec<(Duration, Result<u32, String>)> = std::thread::scope(|s| {
@@ -177,6 +213,18 @@ fn main() -> Result<(), Error> {
             eprintln!("  round {round}: {n} failed: {reason}");
         }
     }
+    stop.store(true, Ordering::SeqCst);
+    let attacks = attackers.len();
+    let connections: u64 = attackers.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    if hostile > 0 {
+        println!();
+        println!(
+            "round 3 ran under attack: {attacks} hostile threads ({} idle, {} trickling, {} holding sessions with {STOLEN} stolen keys) opened {connections} connections",
+            hostile / 2,
+            hostile - hostile / 2,
+            2 * STOLEN
+        );
+    }
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))?;
     let peak_mb = status
         .lines()
@@ -226,26 +274,119 @@ fn main() -> Result<(), Error> {
     Ok(())
 }
 
-/// The child: serves the relay's store until killed, printing the bound address first.
-fn relay(dir: &Path) -> Result<(), Error> {
+/// The child: serves the relay until killed, printing the bound address first; `quiet`
+/// leaves out the sessions that failed.
+fn relay(dir: &Path, quiet: bool) -> Result<(), Error> {
     let relay = Relay::open(dir, RelayOptions::default())?;
     let listener = TcpListener::bind("127.0.0.1:0")?;
     println!("{}", listener.local_addr()?);
     let options = ServeOptions {
         timeout: TIMEOUT,
-        max_sessions_per_address: ServeOptions::default().max_sessions,
+        max_sessions_per_address: usize::MAX,
         ..ServeOptions::default()
     };
     // Sessions that failed other than by turning a device away, as they end (the parent's
     // stderr): what a device saw as a reset was, here.
-    serve_host(&listener, Arc::new(relay), options, |_, result| {
+    serve_host(&listener, Arc::new(relay), options, move |_, result| {
         if let Err(e) = result {
-            if !e.to_string().contains("turned away (busy)") {
+            // Under attack (hostile mode) the attackers' sessions fail by the hundred.
+            if !quiet && !e.to_string().contains("turned away (busy)") {
                 eprintln!("  relay: a session failed: {e}");
             }
         }
     })?;
     Ok(())
+}
+
+/// Starts the attack of hostile mode: `hostile` connections that idle or trickle and never
+/// authenticate, and two sessions per stolen identity that authenticate and then send
+/// nothing, each reconnecting when the relay drops it, until `stop`. Each thread returns the
+/// connections it opened.
+fn attack(
+    addr: &str,
+    relay: cardlog::DeviceId,
+    hostile: usize,
+    stolen: &[Identity],
+    stop: &Arc<AtomicBool>,
+) -> Vec<JoinHandle<u64>> {
+    let mut threads = Vec::new();
+    for i in 0..hostile {
+        let (addr, stop) = (addr.to_owned(), Arc::clone(stop));
+        let trickle = i % 2 == 1;
+        threads.push(std::thread::spawn(move || {
+            let mut opened = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let Ok(mut stream) = TcpStream::connect(&addr) else {
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                };
+                opened += 1;
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+                let first = b"\0\0\0\x35CLNX\x02";
+                let mut sent = 0;
+                let mut scratch = [0u8; 256];
+                while !stop.load(Ordering::SeqCst) {
+                    if trickle {
+                        let byte = first.get(sent).copied().unwrap_or(0x55);
+                        if stream.write_all(&[byte]).is_err() {
+                            break;
+                        }
+                        sent += 1;
+                    }
+                    match stream.read(&mut scratch) {
+                        Ok(0) => break,
+                        Ok(_) => break,
+                        Err(e)
+                            if e.kind() == std::io::ErrorKind::WouldBlock
+                                || e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(_) => break,
+                    }
+                }
+            }
+            opened
+        }));
+    }
+    for identity in stolen {
+        for _ in 0..2 {
+            let (addr, stop, identity) = (addr.to_owned(), Arc::clone(stop), identity.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut opened = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let Ok(mut t) = TcpTransport::connect(&addr, Duration::from_secs(1)) else {
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    };
+                    opened += 1;
+                    let Ok((mut handshake, m1)) = Handshake::initiate_to(&identity, relay) else {
+                        break;
+                    };
+                    let authenticated = t.send(m1).is_ok()
+                        && t.recv()
+                            .ok()
+                            .and_then(|m2| handshake.read_reply(&m2).ok())
+                            .is_some();
+                    if !authenticated {
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                    let Ok((m3, _channel)) = handshake.finish(&identity) else {
+                        break;
+                    };
+                    let _ = t.send(m3);
+                    // Authenticated: send nothing more, until the relay gives up on us (its
+                    // per-message deadline).
+                    while !stop.load(Ordering::SeqCst) {
+                        match t.recv() {
+                            Err(cardlog::TransportError::Timeout(_)) => {}
+                            _ => break,
+                        }
+                    }
+                }
+                opened
+            }));
+        }
+    }
+    threads
 }
 
 /// A contact id of its own per device and round.
