@@ -85,8 +85,12 @@ fn status(ctx: &Ctx, dir: &FsPath) -> Res {
         status.bytes
     )?;
     for book in &status.books {
+        let problem = match &book.problem {
+            Some(p) => format!("  PROBLEM: {p}"),
+            None => String::new(),
+        };
         outln!(
-            "book {}  {} op(s) by {} author(s), {} member(s), {} device(s) met, {} bytes",
+            "book {}  {} op(s) by {} author(s), {} member(s), {} device(s) met, {} bytes{problem}",
             book.book,
             book.ops,
             book.authors,

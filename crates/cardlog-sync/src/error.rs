@@ -232,9 +232,10 @@ pub enum AuthError {
     /// A relay is taking the book in another session; the peer tries again later.
     #[error("the relay is taking address book {0} in another session: sync again in a moment")]
     Taking(BookId),
-    /// A relay keeps as many books as it may, and takes no more.
-    #[error("the relay keeps {0} address books, the most it may: it takes no more")]
-    BooksFull(usize),
+    /// A relay keeps as many books as it may, and takes no more (how many is not said: a
+    /// stranger learns nothing of the other books).
+    #[error("the relay keeps as many address books as it may: it takes no more")]
+    BooksFull,
     /// The device at the address refused a handshake addressed to the device this side meant
     /// to reach (the paired relay): it is another device (which cannot read such a handshake),
     /// or that device refused it for the reason given.

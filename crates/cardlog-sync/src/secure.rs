@@ -28,7 +28,9 @@
 //! [`Expect::Device`]) is keyed by that device's id instead of the book's, so a relay keeping
 //! many books can answer it before it knows the book. The relay shows its certificate for any
 //! book ([`DeviceKey::certify_session_key_any_book`]); the initiator names its book in message
-//! 3, sealed to the relay it has just authenticated, so only that relay learns it:
+//! 3, sealed to the relay it has just authenticated, so only that relay learns it (the device
+//! id itself is no secret: an impostor that knows it answers message 1 and is caught by the
+//! initiator's check of the key it shows in message 2):
 //!
 //! ```text
 //! I → R  "CLNX" 2  psk, e                                  53 bytes
@@ -251,6 +253,21 @@ pub enum Expect {
     /// Exactly this device (the paired relay), which the replica must also admit: a
     /// handshake addressed to it, which a relay of many books can answer.
     Device(DeviceId),
+    /// Exactly this device, over a handshake of the book (version 1): what
+    /// [`crate::transport::sync_tcp`] falls back to when the device at the address refuses
+    /// the addressed handshake (a cardlog from before it, or another device, which the device
+    /// check after message 2 then names).
+    DeviceOfBook(DeviceId),
+}
+
+impl Expect {
+    /// The device this side means to reach, if one.
+    pub fn device(&self) -> Option<DeviceId> {
+        match self {
+            Expect::Member => None,
+            Expect::Device(d) | Expect::DeviceOfBook(d) => Some(*d),
+        }
+    }
 }
 
 /// A handshake in progress (see the module docs).

@@ -92,6 +92,12 @@ impl<S> Shared<S> {
         }
     }
 
+    /// Whether this is the only handle to the store (no session holds another): what a relay
+    /// asks before it closes a book nobody uses.
+    pub fn is_unique(&self) -> bool {
+        Arc::strong_count(&self.0) == 1
+    }
+
     /// The store, once no other handle shares it; `Err(self)` otherwise.
     pub fn into_inner(self) -> Result<S, Self> {
         match Arc::try_unwrap(self.0) {

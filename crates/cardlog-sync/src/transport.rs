@@ -223,7 +223,7 @@ fn run_secure_claiming<S: Gate, T: Transport>(
     let (peer, access, channel) = match session.role() {
         Role::Initiator => {
             let (mut handshake, m1) = match expect {
-                Expect::Member => Handshake::initiate(&identity),
+                Expect::Member | Expect::DeviceOfBook(_) => Handshake::initiate(&identity),
                 Expect::Device(device) => Handshake::initiate_to(&identity, device),
             }
             .map_err(SyncError::Handshake)?;
@@ -253,7 +253,7 @@ fn run_secure_claiming<S: Gate, T: Transport>(
                 (None, _) => {}
             }
             let peer = handshake.read_reply(&m2).map_err(SyncError::Handshake)?;
-            if let Expect::Device(expected) = expect {
+            if let Some(expected) = expect.device() {
                 if peer.device != expected {
                     return Err(SyncError::Auth(AuthError::RelayMismatch {
                         expected,
@@ -442,6 +442,8 @@ impl<S: Gate + Send + 'static> Host for Shared<S> {
 /// (else it is answered busy, sealed), then a slot of its device's, the session deadline,
 /// and the backlog that times busy answers.
 struct Admission<'a> {
+    /// The backlog of the handshake stage.
+    handshakes: &'a Backlog,
     sessions: &'a Arc<Slots<()>>,
     devices: &'a Arc<Slots<DeviceId>>,
     backlog: &'a Backlog,
@@ -474,7 +476,12 @@ fn respond<H: Host>(
 ) -> Result<SyncReport, SyncError<<H::Store as SyncStore>::Error>> {
     let identity = host.identity();
     let mut bytes = (0u64, 0u64);
-    let (peer, book, mut channel) = answer_handshake(&identity, transport, &mut bytes)?;
+    let handshake_began = admission.handshakes.started();
+    let answered = answer_handshake(&identity, transport, &mut bytes);
+    admission
+        .handshakes
+        .ended(handshake_began, answered.is_ok());
+    let (peer, book, mut channel) = answered?;
     // Authenticated: the connection leaves the handshake pool for a session slot, and its
     // whole session may now take the session deadline.
     drop(handshake);
@@ -796,12 +803,50 @@ pub fn sync_tcp<S: Gate>(
     retry: Retry,
 ) -> Result<SyncReport, SyncError<S::Error>> {
     let mut attempt = 0;
+    let mut expect = expect;
     loop {
         let outcome = {
             let mut transport = TcpTransport::connect(addr, timeout)?;
             run_secure(Role::Initiator, store, &mut transport, expect)
             // The connection closes here, before any wait: the server holds nothing of a
             // device it turned away.
+        };
+        // The device at the address refused a handshake addressed to the one expected: a
+        // cardlog from before addressed handshakes, or another device. A handshake of the book
+        // tells which (the device check after message 2 names another device); if that is
+        // refused too, the first refusal stands.
+        let outcome = match (outcome, expect) {
+            (
+                Err(SyncError::Auth(AuthError::NotReached { expected, reason })),
+                Expect::Device(d),
+            ) => {
+                let fallback = TcpTransport::connect(addr, timeout)
+                    .map_err(SyncError::from)
+                    .and_then(|mut transport| {
+                        run_secure(
+                            Role::Initiator,
+                            store,
+                            &mut transport,
+                            Expect::DeviceOfBook(d),
+                        )
+                    });
+                match fallback {
+                    // Refused again, or gone: the first refusal says more.
+                    Err(
+                        SyncError::PeerAborted(_)
+                        | SyncError::Transport(_)
+                        | SyncError::Disconnected(_)
+                        | SyncError::TurnedAway(_),
+                    ) => Err(SyncError::Auth(AuthError::NotReached { expected, reason })),
+                    other => {
+                        // Whatever it was, the peer speaks handshakes of the book: retries
+                        // after a busy answer use them too.
+                        expect = Expect::DeviceOfBook(d);
+                        other
+                    }
+                }
+            }
+            (other, _) => other,
         };
         match outcome {
             Err(SyncError::Busy(asked_ms)) if attempt < retry.attempts => {
@@ -1046,7 +1091,59 @@ where
     S: Gate + Send + 'static,
     F: Fn(SocketAddr, Result<SyncReport, SyncError<S::Error>>) + Send + Sync + 'static,
 {
-    serve_host(listener, Arc::new(store), options, on_session)
+    let identity = store.lock().identity();
+    serve_host(
+        listener,
+        Arc::new(OneBook { store, identity }),
+        options,
+        on_session,
+    )
+}
+
+/// A replica served on its own ([`serve`]): its one book, its identity made once, so a
+/// handshake never waits for the replica's lock.
+struct OneBook<S> {
+    store: Shared<S>,
+    identity: Identity,
+}
+
+impl<S: Gate + Send + 'static> Host for OneBook<S> {
+    type Store = S;
+
+    fn identity(&self) -> Identity {
+        self.identity.clone()
+    }
+
+    fn store_for(&self, book: BookId, peer: DeviceId) -> Result<Shared<S>, SyncError<S::Error>> {
+        match self.identity.book() {
+            Some(own) if own == book => Ok(self.store.clone()),
+            _ => self.store.store_for(book, peer),
+        }
+    }
+
+    fn ended(&self, _book: BookId, _peer: DeviceId, _ok: bool) {}
+}
+
+/// What ends a served session once the host gave a store, run even if the session's thread
+/// panics: a store left refusing writes by a failed one is reopened (a full disk: the next
+/// session goes through once the disk writes again), its handle let go, and the host told
+/// ([`Host::ended`]: a relay decides there whether it keeps a book it was taking).
+struct Ending<'a, H: Host> {
+    host: &'a H,
+    met: Option<(BookId, DeviceId, Shared<H::Store>)>,
+    ok: bool,
+}
+
+impl<H: Host> Drop for Ending<'_, H> {
+    fn drop(&mut self) {
+        if let Some((book, peer, mut store)) = self.met.take() {
+            if !self.ok {
+                store.reopen_if_poisoned();
+            }
+            drop(store);
+            self.host.ended(book, peer, self.ok);
+        }
+    }
 }
 
 /// Serves encrypted sessions on `listener`, each on its own thread as the responder, with the
@@ -1073,6 +1170,13 @@ where
     let device_slots = Slots::new(options.max_sessions_per_device);
     let session_slots: Arc<Slots<()>> = Slots::new(options.max_sessions);
     let handshake_slots: Arc<Slots<()>> = Slots::new(options.max_handshakes);
+    // Connections turned away before their handshake are asked back by a backlog of their
+    // own: a handshake takes milliseconds, or the handshake deadline at most, so a flood of
+    // strangers cannot push the moments members are asked back at for sessions.
+    let handshake_backlog = Arc::new(Backlog::new(
+        options.max_handshakes,
+        options.busy_retry_after,
+    ));
     let address_slots: Arc<Slots<IpAddr>> = Slots::new(options.max_sessions_per_address);
     let mut handles = Vec::new();
     let mut accepted = 0u64;
@@ -1092,7 +1196,7 @@ where
         let at = Instant::now();
         accepted += 1;
         let Some(handshake_slot) = handshake_slots.claim(()) else {
-            refuser.refuse(stream, || backlog.turn_away());
+            refuser.refuse(stream, || handshake_backlog.turn_away());
             on_session(
                 addr,
                 Err(SyncError::Transport(format!(
@@ -1127,9 +1231,15 @@ where
         let session_slots = Arc::clone(&session_slots);
         let busy_retry_after = options.busy_retry_after;
         let backlog = Arc::clone(&backlog);
+        let handshakes = Arc::clone(&handshake_backlog);
         let spawned = std::thread::Builder::new().spawn(move || {
-            let mut met = None;
+            let mut ending = Ending {
+                host: &*host,
+                met: None,
+                ok: false,
+            };
             let admission = Admission {
+                handshakes: &handshakes,
                 sessions: &session_slots,
                 devices: &device_slots,
                 backlog: &backlog,
@@ -1153,19 +1263,11 @@ where
                         &mut t,
                         handshake_slot,
                         &admission,
-                        &mut met,
+                        &mut ending.met,
                     )
                 });
-            if let Some((book, peer, mut store)) = met {
-                if result.is_err() {
-                    // A failed write (a full disk) leaves the store refusing writes, pulls
-                    // included (a session records its peer): reopened, the next session goes
-                    // through once the disk writes again.
-                    store.reopen_if_poisoned();
-                }
-                drop(store);
-                host.ended(book, peer, result.is_ok());
-            }
+            ending.ok = result.is_ok();
+            drop(ending);
             // The slots go back before the outcome is reported: a caller that counts
             // outcomes may start its next session at once.
             drop(address_slot);

@@ -8,7 +8,11 @@
 //! device.key         the relay's ed25519 seed (owner-only), the same device in every book
 //! books/BOOK/        a replica of book BOOK (32 hex digits), written as the relay's device
 //! books/BOOK.taking  present while BOOK is being taken: its replica is not kept yet
+//! books/BOOK.discard-* a book's replica on its way out (a taking that was not kept)
 //! ```
+//!
+//! Each book's replica holds a copy of the relay's key (`device.key`, owner-only), as every
+//! store holds its device's: whoever can read one book's directory can act as the relay.
 //!
 //! Devices reach the relay with a handshake addressed to its device id
 //! ([`cardlog_sync::Expect::Device`], the paired relay), which names their book in its last
@@ -19,6 +23,12 @@
 //! the end of the session, the book's membership names the relay as a relay member and that
 //! device as a member. Only an admin can add the relay, so a book is kept only with an
 //! admin's consent; a device of a book that did not add the relay leaves nothing behind.
+//! At most [`RelayOptions::max_taking`] books are taken at once, so devices of books nobody
+//! added the relay to (anyone's keys are free) hold at most that many sessions.
+//!
+//! Books open on their first session and stay open while used; past
+//! [`RelayOptions::open_books_max`] the book used least recently that no session holds is
+//! closed (each open book holds a database with its own threads and files).
 
 use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
@@ -40,6 +50,9 @@ const RELAY_MARKER_V1: &str = "cardlog relay v1\n";
 pub const BOOKS_DIR: &str = "books";
 /// The suffix of the file marking a book being taken.
 const TAKING_SUFFIX: &str = ".taking";
+/// What a book's directory is renamed to (with a random suffix) before it is removed, so a
+/// removal cut short never leaves a directory that reads as a kept book.
+const DISCARD_INFIX: &str = ".discard-";
 
 /// How a relay runs.
 #[derive(Clone)]
@@ -49,6 +62,12 @@ pub struct RelayOptions {
     pub cache_bytes: u64,
     /// The most books the relay keeps; a session naming one more is refused (default 10,000).
     pub max_books: usize,
+    /// Books being taken at once (their first session, from a device the relay cannot check
+    /// yet); a session naming one more is told busy (default 4).
+    pub max_taking: usize,
+    /// Books open at once; past it the one used least recently that no session holds is
+    /// closed (default 64).
+    pub open_books_max: usize,
     /// How far ahead of its records each book's op log is extended with zeros while open
     /// (default 64 KiB rather than a device's 1 MiB: a relay keeps thousands of books open,
     /// and applies a message at a time, not one small save at a time).
@@ -62,6 +81,8 @@ impl Default for RelayOptions {
         Self {
             cache_bytes: 1 << 20,
             max_books: 10_000,
+            max_taking: 4,
+            open_books_max: 64,
             log_preallocate_bytes: 64 << 10,
             wall: Arc::new(cardlog_core::SystemClock),
         }
@@ -73,6 +94,8 @@ impl std::fmt::Debug for RelayOptions {
         f.debug_struct("RelayOptions")
             .field("cache_bytes", &self.cache_bytes)
             .field("max_books", &self.max_books)
+            .field("max_taking", &self.max_taking)
+            .field("open_books_max", &self.open_books_max)
             .finish_non_exhaustive()
     }
 }
@@ -81,8 +104,16 @@ impl std::fmt::Debug for RelayOptions {
 enum Entry {
     /// Kept, its replica not open (opened by its next session).
     Closed,
-    /// Kept, its replica open.
-    Open(SharedReplica),
+    /// Kept, its replica open; `used` orders the open books by their last session.
+    Open {
+        /// The replica.
+        store: SharedReplica,
+        /// When a session last asked for it ([`Relay::tick`]).
+        used: u64,
+    },
+    /// Its replica being created for a first session, or removed after one: any other
+    /// session naming it is told busy meanwhile.
+    Busy,
     /// Being taken in a session with `peer`: kept only if that session leaves a membership
     /// that names the relay and `peer`.
     Taking {
@@ -91,6 +122,13 @@ enum Entry {
         /// The new replica.
         store: SharedReplica,
     },
+}
+
+impl Entry {
+    /// Whether the book is kept (not being taken, created or removed).
+    fn kept(&self) -> bool {
+        matches!(self, Entry::Closed | Entry::Open { .. })
+    }
 }
 
 /// A relay of many address books. See the module docs.
@@ -102,6 +140,8 @@ pub struct Relay {
     identity: Identity,
     options: RelayOptions,
     books: Mutex<BTreeMap<BookId, Entry>>,
+    /// Counts sessions asking for books: the clock of [`Entry::Open`]'s `used`.
+    tick: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Relay {
@@ -128,6 +168,8 @@ pub struct BookStatus {
     pub devices: usize,
     /// Bytes of the book's replica on disk.
     pub bytes: u64,
+    /// Why the book's replica could not be read (the counts above are then 0), or `None`.
+    pub problem: Option<String>,
 }
 
 /// What [`Relay::status`] reports.
@@ -220,15 +262,19 @@ impl Relay {
                 cut_off.push(book.to_owned());
             } else if let Some(book) = parse_book(&name) {
                 books.insert(book, Entry::Closed);
+            } else if name.contains(DISCARD_INFIX) || name.starts_with('.') {
+                // A removal cut short, or a replica's creation cut short (`.BOOK.creating-*`).
+                let _ = std::fs::remove_dir_all(entry.path());
             }
-            // Anything else (a replica's half-created sibling) is not a book.
         }
         for name in cut_off {
             if let Some(book) = parse_book(&name) {
                 books.remove(&book);
+                // The mark goes only once the directory is out of the way.
+                discard(&books_dir, book).map_err(|e| io(&books_dir.join(&name), e))?;
+            } else {
+                let _ = std::fs::remove_file(books_dir.join(format!("{name}{TAKING_SUFFIX}")));
             }
-            let _ = std::fs::remove_dir_all(books_dir.join(&name));
-            let _ = std::fs::remove_file(books_dir.join(format!("{name}{TAKING_SUFFIX}")));
         }
         Ok(Self {
             dir: dir.to_owned(),
@@ -237,6 +283,7 @@ impl Relay {
             key,
             options,
             books: Mutex::new(books),
+            tick: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -250,30 +297,48 @@ impl Relay {
     pub fn books(&self) -> Vec<BookId> {
         self.lock()
             .iter()
-            .filter(|(_, e)| !matches!(e, Entry::Taking { .. }))
+            .filter(|(_, e)| e.kept())
             .map(|(b, _)| *b)
             .collect()
     }
 
-    /// The books kept, with what each holds (each book's replica is opened if it is not).
+    /// The books whose replicas are open now, in id order.
+    pub fn open_books(&self) -> Vec<BookId> {
+        self.lock()
+            .iter()
+            .filter(|(_, e)| matches!(e, Entry::Open { .. }))
+            .map(|(b, _)| *b)
+            .collect()
+    }
+
+    /// The books kept, with what each holds. A book that is not open is opened for the
+    /// count and closed again; one that cannot be read is listed with the problem.
     pub fn status(&self) -> Result<RelayStatus, Error> {
         let mut books = Vec::new();
         for book in self.books() {
-            let store = self.open_book(book)?;
-            let replica = store.lock();
-            let summary = replica.summary();
-            books.push(BookStatus {
+            let open = match self.lock().get(&book) {
+                Some(Entry::Open { store, .. }) => Some(store.clone()),
+                _ => None,
+            };
+            let mut status = BookStatus {
                 book,
-                ops: summary.values().map(|tip| tip.seq).sum(),
-                authors: summary.len(),
-                members: replica
-                    .membership()
-                    .members()
-                    .filter(|(_, m)| m.removed.is_none())
-                    .count(),
-                devices: replica.peers()?.len(),
+                ops: 0,
+                authors: 0,
+                members: 0,
+                devices: 0,
                 bytes: bytes_under(&self.book_dir(book)),
-            });
+                problem: None,
+            };
+            let counted = match open {
+                Some(store) => count(&store.lock(), &mut status),
+                None => Replica::open_with(&self.book_dir(book), self.replica_options())
+                    .map_err(Error::from)
+                    .and_then(|replica| count(&replica, &mut status)),
+            };
+            if let Err(e) = counted {
+                status.problem = Some(e.to_string());
+            }
+            books.push(status);
         }
         Ok(RelayStatus {
             device: self.id(),
@@ -285,6 +350,10 @@ impl Relay {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<BookId, Entry>> {
         // Every change to the map is whole; a panic elsewhere leaves nothing half-done.
         self.books.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn next_tick(&self) -> u64 {
+        self.tick.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     fn book_dir(&self, book: BookId) -> PathBuf {
@@ -306,25 +375,67 @@ impl Relay {
         }
     }
 
-    /// The replica of a kept book, opened if it is not.
+    /// The replica of a kept book, opened if it is not (closing the book used least recently
+    /// that no session holds, past [`RelayOptions::open_books_max`]).
     pub fn open_book(&self, book: BookId) -> Result<SharedReplica, Error> {
-        let mut books = self.lock();
-        match books.get(&book) {
-            Some(Entry::Open(store)) => Ok(store.clone()),
-            Some(Entry::Closed) => {
-                let replica = Replica::open_with(&self.book_dir(book), self.replica_options())?;
-                let store = SharedReplica::new(replica);
-                books.insert(book, Entry::Open(store.clone()));
-                Ok(store)
+        let (opened, closing) = {
+            let mut books = self.lock();
+            let used = self.next_tick();
+            match books.get_mut(&book) {
+                Some(Entry::Open { store, used: at }) => {
+                    *at = used;
+                    return Ok(store.clone());
+                }
+                Some(Entry::Closed) => {}
+                _ => {
+                    return Err(Error::Open(OpenError::NotAStore(self.book_dir(book))));
+                }
             }
-            Some(Entry::Taking { .. }) | None => {
-                Err(Error::Open(OpenError::NotAStore(self.book_dir(book))))
-            }
-        }
+            let replica = Replica::open_with(&self.book_dir(book), self.replica_options())?;
+            let store = SharedReplica::new(replica);
+            books.insert(
+                book,
+                Entry::Open {
+                    store: store.clone(),
+                    used,
+                },
+            );
+            let closing = self.close_idle(&mut books, book);
+            (store, closing)
+        };
+        // Closed outside the lock: a close may checkpoint the database.
+        drop(closing);
+        Ok(opened)
     }
 
-    /// Starts taking `book` for a session with `peer`: a new replica of the book, paired with
-    /// `peer`, marked as being taken.
+    /// Past [`RelayOptions::open_books_max`] open books, marks closed the ones used least
+    /// recently that no session holds (never `keep`), and gives their replicas back to be
+    /// dropped once the lock is let go (a close may checkpoint the database).
+    fn close_idle(&self, books: &mut BTreeMap<BookId, Entry>, keep: BookId) -> Vec<SharedReplica> {
+        let mut idle: Vec<(u64, BookId)> = books
+            .iter()
+            .filter_map(|(b, e)| match e {
+                Entry::Open { store, used } if *b != keep && store.is_unique() => Some((*used, *b)),
+                _ => None,
+            })
+            .collect();
+        let excess = books
+            .values()
+            .filter(|e| matches!(e, Entry::Open { .. }))
+            .count()
+            .saturating_sub(self.options.open_books_max.max(1));
+        idle.sort_unstable();
+        idle.into_iter()
+            .take(excess)
+            .filter_map(|(_, b)| match books.insert(b, Entry::Closed) {
+                Some(Entry::Open { store, .. }) => Some(store),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Creates the replica of `book`, being taken for a session with `peer`: marked as being
+    /// taken, joined to the book, paired with `peer`.
     fn take(&self, book: BookId, peer: DeviceId) -> Result<SharedReplica, Error> {
         let taking = self.taking_file(book);
         std::fs::write(&taking, peer.to_string())
@@ -341,8 +452,7 @@ impl Relay {
         match made {
             Ok(replica) => Ok(SharedReplica::new(replica)),
             Err(e) => {
-                let _ = std::fs::remove_dir_all(self.book_dir(book));
-                let _ = std::fs::remove_file(&taking);
+                let _ = discard(&self.dir.join(BOOKS_DIR), book);
                 Err(e)
             }
         }
@@ -357,6 +467,40 @@ impl Relay {
             .is_some_and(|m| m.role == MemberRole::Relay && m.removed.is_none());
         let device = membership.member(peer).is_some_and(|m| m.removed.is_none());
         relay && device
+    }
+}
+
+/// What a book's replica holds, into `status`.
+fn count(replica: &Replica, status: &mut BookStatus) -> Result<(), Error> {
+    let summary = replica.summary();
+    status.ops = summary.values().map(|tip| tip.seq).sum();
+    status.authors = summary.len();
+    status.members = replica
+        .membership()
+        .members()
+        .filter(|(_, m)| m.removed.is_none())
+        .count();
+    status.devices = replica.peers()?.len();
+    Ok(())
+}
+
+/// Removes the replica of `book` from `books_dir` and then its taking mark: the directory is
+/// first renamed out of the way (so a removal cut short leaves nothing that reads as a kept
+/// book; the next open removes the rest), and the mark goes only once that rename succeeded.
+fn discard(books_dir: &FsPath, book: BookId) -> std::io::Result<()> {
+    let dir = books_dir.join(book.to_string());
+    if dir.exists() {
+        let suffix = DeviceId::random()
+            .map(|d| d.to_string())
+            .unwrap_or_else(|_| "0".to_owned());
+        let trash = books_dir.join(format!("{book}{DISCARD_INFIX}{suffix}"));
+        std::fs::rename(&dir, &trash)?;
+        let _ = std::fs::File::open(books_dir).and_then(|d| d.sync_all());
+        let _ = std::fs::remove_dir_all(&trash);
+    }
+    match std::fs::remove_file(books_dir.join(format!("{book}{TAKING_SUFFIX}"))) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -375,62 +519,74 @@ impl Host for Relay {
     }
 
     fn store_for(&self, book: BookId, peer: DeviceId) -> Result<SharedReplica, SyncError<Error>> {
-        let kept = {
-            let books = self.lock();
+        {
+            let mut books = self.lock();
             match books.get(&book) {
-                Some(Entry::Taking { .. }) => return Err(SyncError::Auth(AuthError::Taking(book))),
-                Some(_) => true,
+                Some(Entry::Taking { .. } | Entry::Busy) => {
+                    return Err(SyncError::Auth(AuthError::Taking(book)))
+                }
+                Some(_) => {}
                 None => {
+                    // One look under one lock: the counts cannot change before the entry is in.
+                    let taking = books.values().filter(|e| !e.kept()).count();
                     if books.len() >= self.options.max_books {
-                        return Err(SyncError::Auth(AuthError::BooksFull(books.len())));
+                        return Err(SyncError::Auth(AuthError::BooksFull));
                     }
-                    false
+                    if taking >= self.options.max_taking {
+                        // Told busy: the device comes back once a taking ended.
+                        return Err(SyncError::Auth(AuthError::Taking(book)));
+                    }
+                    books.insert(book, Entry::Busy);
+                    drop(books);
+                    // Created outside the lock (files, fsyncs): other books' sessions go on.
+                    let taken = self.take(book, peer);
+                    let mut books = self.lock();
+                    return match taken {
+                        Ok(store) => {
+                            books.insert(
+                                book,
+                                Entry::Taking {
+                                    peer,
+                                    store: store.clone(),
+                                },
+                            );
+                            Ok(store)
+                        }
+                        Err(e) => {
+                            books.remove(&book);
+                            Err(SyncError::Store(e))
+                        }
+                    };
                 }
             }
-        };
-        if kept {
-            return self.open_book(book).map_err(SyncError::Store);
         }
-        let mut books = self.lock();
-        if books.contains_key(&book) {
-            // Taken by another session between the two looks.
-            return Err(SyncError::Auth(AuthError::Taking(book)));
-        }
-        let store = self.take(book, peer).map_err(SyncError::Store)?;
-        books.insert(
-            book,
-            Entry::Taking {
-                peer,
-                store: store.clone(),
-            },
-        );
-        Ok(store)
+        self.open_book(book).map_err(SyncError::Store)
     }
 
     fn ended(&self, book: BookId, peer: DeviceId, _ok: bool) {
-        let mut books = self.lock();
-        let Some(Entry::Taking { peer: taker, store }) = books.get(&book) else {
-            return;
+        let store = match self.lock().get(&book) {
+            Some(Entry::Taking { peer: taker, store }) if *taker == peer => store.clone(),
+            _ => return,
         };
-        if *taker != peer {
-            return;
-        }
         // Whether the session succeeded does not matter: what it left does.
         let keep = self.consented(&store.lock(), &peer);
-        if keep {
-            let taking = self.taking_file(book);
-            if std::fs::remove_file(&taking).is_ok() {
-                let _ = std::fs::File::open(self.dir.join(BOOKS_DIR)).and_then(|d| d.sync_all());
-                if let Some(Entry::Taking { store, .. }) = books.remove(&book) {
-                    books.insert(book, Entry::Open(store));
-                }
-                return;
-            }
+        if keep && std::fs::remove_file(self.taking_file(book)).is_ok() {
+            let _ = std::fs::File::open(self.dir.join(BOOKS_DIR)).and_then(|d| d.sync_all());
+            let used = self.next_tick();
+            let closing = {
+                let mut books = self.lock();
+                books.insert(book, Entry::Open { store, used });
+                self.close_idle(&mut books, book)
+            };
+            drop(closing);
+            return;
         }
-        // Not kept: the replica closes (the map held its last handle) before its directory
-        // goes.
-        books.remove(&book);
-        let _ = std::fs::remove_dir_all(self.book_dir(book));
-        let _ = std::fs::remove_file(self.taking_file(book));
+        // Not kept (or its mark could not go: the next open discards it). The entry held the
+        // last handle but this one: the replica closes before its directory goes, and other
+        // sessions naming the book are told busy until it is gone.
+        self.lock().insert(book, Entry::Busy);
+        drop(store);
+        let _ = discard(&self.dir.join(BOOKS_DIR), book);
+        self.lock().remove(&book);
     }
 }

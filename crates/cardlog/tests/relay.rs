@@ -11,9 +11,10 @@ use std::path::Path as FsPath;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use cardlog::sync_layer::transport::{serve_host, ServeOptions};
+use cardlog::sync_layer::transport::{serve_host, Host, ServeOptions};
 use cardlog::{
-    AuthError, Field, MemberRole, Options, Relay, RelayOptions, Replica, SyncError, BOOKS_DIR,
+    AuthError, BookId, DeviceId, Field, MemberRole, Options, Relay, RelayOptions, Replica,
+    SyncError, BOOKS_DIR,
 };
 use cardlog_core::FakeClock;
 use common::{member_of, person, replica, NINE_MS, TIMEOUT};
@@ -229,4 +230,102 @@ fn a_taking_cut_off_by_a_crash_is_removed_at_open() {
     // A directory that is not a relay is refused untouched.
     let err = Relay::open(&dirs.path().join("admin"), relay_options(&clock)).unwrap_err();
     assert!(matches!(err, cardlog::OpenError::NotARelay(_)), "{err}");
+}
+
+#[test]
+fn one_taking_per_book_a_bounded_number_at_once_and_only_the_taker_decides() {
+    let dirs = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let relay_dir = dirs.path().join("relay");
+    let relay = Relay::init(
+        &relay_dir,
+        RelayOptions {
+            max_taking: 2,
+            max_books: 3,
+            ..relay_options(&clock)
+        },
+    )
+    .unwrap();
+    let (a, b, c) = (BookId([1; 16]), BookId([2; 16]), BookId([3; 16]));
+    let (p, q) = (DeviceId([7; 16]), DeviceId([8; 16]));
+    // A first session takes book a; a second naming it meanwhile is told busy.
+    let taking = relay.store_for(a, p).unwrap();
+    let busy = relay.store_for(a, q).unwrap_err();
+    assert!(
+        matches!(busy, SyncError::Auth(AuthError::Taking(x)) if x == a),
+        "{busy}"
+    );
+    // Two takings at once at most: a third book is told busy too.
+    drop(relay.store_for(b, q).unwrap());
+    let busy = relay.store_for(c, q).unwrap_err();
+    assert!(
+        matches!(busy, SyncError::Auth(AuthError::Taking(x)) if x == c),
+        "{busy}"
+    );
+    assert!(relay.books().is_empty());
+    // Only the taker's session decides: another device's end changes nothing.
+    drop(taking);
+    relay.ended(a, q, true);
+    assert!(relay.store_for(a, q).is_err());
+    // The taker's session left no membership naming the relay: the book goes, all of it.
+    relay.ended(a, p, true);
+    relay.ended(b, q, false);
+    assert!(relay.books().is_empty());
+    assert!(entries(&relay_dir).is_empty(), "{:?}", entries(&relay_dir));
+    // Past the most books (books being taken count), a new book is refused without saying
+    // how many there are.
+    let full = Relay::init(
+        &dirs.path().join("relay2"),
+        RelayOptions {
+            max_books: 1,
+            ..relay_options(&clock)
+        },
+    )
+    .unwrap();
+    drop(full.store_for(a, p).unwrap());
+    let refused = full.store_for(b, p).unwrap_err();
+    assert!(
+        matches!(refused, SyncError::Auth(AuthError::BooksFull)),
+        "{refused}"
+    );
+    assert!(!refused.to_string().contains('1'), "{refused}");
+}
+
+#[test]
+fn books_past_the_most_open_are_closed_when_idle_and_reopened_by_their_next_session() {
+    let dirs = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let relay = Arc::new(
+        Relay::init(
+            &dirs.path().join("relay"),
+            RelayOptions {
+                open_books_max: 1,
+                ..relay_options(&clock)
+            },
+        )
+        .unwrap(),
+    );
+    let (addr, server, outcomes) = serve(&relay, 4);
+    let mut admins = Vec::new();
+    for n in 1..=2u8 {
+        let mut admin = replica(&dirs.path().join(format!("admin{n}")), &clock);
+        admin
+            .add_member(relay.id(), MemberRole::Relay, "relay")
+            .unwrap();
+        sync_with(&mut admin, &relay, &addr).unwrap();
+        admins.push(admin);
+    }
+    // Taking book 2 opened it; book 1, idle, was closed.
+    assert_eq!(relay.books().len(), 2);
+    let now_open = relay.open_books();
+    assert_eq!(now_open, vec![admins[1].book()], "{now_open:?}");
+    // Book 1's next session reopens it, with what it held, and book 2 is closed.
+    admins[0].add_contact(&person(1, "Ada")).unwrap();
+    sync_with(&mut admins[0], &relay, &addr).unwrap();
+    assert_eq!(relay.open_books(), vec![admins[0].book()]);
+    sync_with(&mut admins[1], &relay, &addr).unwrap();
+    server.join().unwrap();
+    assert!(outcomes.lock().unwrap().iter().all(Result::is_ok));
+    let kept = relay.open_book(admins[0].book()).unwrap();
+    assert_eq!(kept.lock().summary(), admins[0].summary());
 }

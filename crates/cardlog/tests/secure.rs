@@ -69,6 +69,11 @@ struct Served {
 }
 
 fn serve_once(r: Replica, chunk_ops: usize) -> Served {
+    serve_sessions(r, chunk_ops, 1)
+}
+
+/// [`serve_once`] for `n` sessions; `finish` gives the last one's outcome.
+fn serve_sessions(r: Replica, chunk_ops: usize, n: u64) -> Served {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let handle = std::thread::spawn(move || {
@@ -80,7 +85,7 @@ fn serve_once(r: Replica, chunk_ops: usize) -> Served {
             shared.clone(),
             ServeOptions {
                 timeout: TIMEOUT,
-                sessions: Some(1),
+                sessions: Some(n),
                 chunk_ops,
                 ..ServeOptions::default()
             },
@@ -360,9 +365,17 @@ fn a_client_pointed_at_a_relay_with_the_wrong_key_refuses_before_sending_anythin
     let proxy = Proxy::new(&served.addr, pass(), pass());
     b.phone.pair(b.admin.id(), Some(&proxy.addr)).unwrap();
     let before = b.phone.summary().clone();
-    let err = b.phone.sync_paired(TIMEOUT).unwrap_err();
-    // The handshake is addressed to the admin's device: the impostor cannot even read
-    // message 1, and refuses it without learning who it was for.
+    // One attempt: the handshake is addressed to the admin's device, so the impostor cannot
+    // take message 1 (it answers as a device of the book only to its own id).
+    let mut transport = transport::TcpTransport::connect(&proxy.addr, TIMEOUT).unwrap();
+    let err = transport::run_secure(
+        Role::Initiator,
+        &mut b.phone,
+        &mut transport,
+        Expect::Device(b.admin.id()),
+    )
+    .unwrap_err();
+    drop(transport);
     assert!(
         matches!(&err, SyncError::Auth(AuthError::NotReached { expected, .. })
             if *expected == b.admin.id()),
@@ -388,12 +401,40 @@ fn a_client_pointed_at_a_relay_with_the_wrong_key_refuses_before_sending_anythin
         ),
         "{result:?}"
     );
-    let _ = impostor_id;
     assert_eq!(
         impostor.peers().unwrap(),
         vec![],
         "the impostor learned nothing of the phone"
     );
+    // A whole sync falls back to a handshake of the book (what a cardlog from before
+    // addressed handshakes answers), where the impostor answers message 2 and is named by its
+    // key, before the phone sends its identity.
+    let impostor = Shared::new(impostor);
+    let (addr, _server, outcomes) = serve_shared(
+        &impostor,
+        ServeOptions {
+            timeout: TIMEOUT,
+            sessions: Some(2),
+            ..ServeOptions::default()
+        },
+    );
+    b.phone.pair(b.admin.id(), Some(&addr)).unwrap();
+    let err = b.phone.sync_paired(TIMEOUT).unwrap_err();
+    assert!(
+        matches!(err, SyncError::Auth(AuthError::RelayMismatch { expected, got })
+            if expected == b.admin.id() && got == impostor_id),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with("relay key mismatch: expected "),
+        "{err}"
+    );
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while outcomes.lock().unwrap().len() < 2 {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(impostor.lock().peers().unwrap().is_empty());
     assert_eq!(b.phone.summary(), &before);
     assert!(b.phone.last_calibration().unwrap().is_none());
 }
@@ -525,12 +566,14 @@ fn a_spoofed_relay_cannot_move_a_clients_clock() {
     );
     let _ = served.finish();
     // Paired with the spoof's address as its relay, the phone refuses it by key as well.
+    // (Two connections: the addressed handshake, which the spoof cannot read, then the
+    // handshake of the book, where its key shows.)
     let spoof = Replica::open(&b._tmp.path().join("spoof")).unwrap();
-    let served = serve_once(spoof, 1024);
+    let served = serve_sessions(spoof, 1024, 2);
     b.phone.pair(b.admin.id(), Some(&served.addr)).unwrap();
     let err = b.phone.sync_paired(TIMEOUT).unwrap_err();
     assert!(
-        matches!(err, SyncError::Auth(AuthError::NotReached { .. })),
+        matches!(err, SyncError::Auth(AuthError::RelayMismatch { .. })),
         "{err:?}"
     );
     let (spoof, _) = served.finish();
