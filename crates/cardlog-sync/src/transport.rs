@@ -276,7 +276,8 @@ fn run_secure_claiming<S: Gate, T: Transport>(
                     SyncError::Auth(AuthError::NotKept(book)),
                 ));
             }
-            let (access, _slot) = admit(store, &peer, &mut channel, transport, slots)?;
+            let _slot = claim_device_slot(&peer, &mut channel, transport, slots)?;
+            let access = admit(store, &peer, &mut channel, transport)?;
             return run_sealed(session, store, transport, channel, peer, access, bytes);
         }
     };
@@ -335,32 +336,35 @@ fn refuse<E, T: Transport>(
 /// A session slot of one device, held for a session.
 type DeviceSlot = crate::slots::Slot<DeviceId>;
 
-/// The responder's checks of an authenticated peer: admitted by `store`, and (given `slots`)
-/// holding a free session slot of its own, else answered busy (sealed). The slot is held as
-/// long as the guard returned.
+/// The responder's check of an authenticated peer: admitted by `store`, else refused with a
+/// sealed `Abort` saying why.
 fn admit<S: Gate, T: Transport>(
     store: &S,
     peer: &secure::Peer,
     channel: &mut Channel,
     transport: &mut T,
+) -> Result<Access, SyncError<S::Error>> {
+    store
+        .admit_peer(&peer.device)
+        .map_err(|refusal| refuse(channel, transport, SyncError::Auth(refusal)))
+}
+
+/// One of the authenticated peer's session slots (given `slots`), held as long as the guard
+/// returned; a peer that holds all of its slots is answered busy (sealed).
+fn claim_device_slot<E, T: Transport>(
+    peer: &secure::Peer,
+    channel: &mut Channel,
+    transport: &mut T,
     slots: Option<(&Arc<Slots<DeviceId>>, Duration)>,
-) -> Result<(Access, Option<DeviceSlot>), SyncError<S::Error>> {
-    let access = match store.admit_peer(&peer.device) {
-        Ok(access) => access,
-        Err(refusal) => return Err(refuse(channel, transport, SyncError::Auth(refusal))),
-    };
+) -> Result<Option<DeviceSlot>, SyncError<E>> {
     let Some((slots, retry_after)) = slots else {
-        return Ok((access, None));
+        return Ok(None);
     };
     match slots.claim(peer.device) {
-        Some(slot) => Ok((access, Some(slot))),
+        Some(slot) => Ok(Some(slot)),
         None => {
             // Said sealed: only the device itself learns it is busy.
-            let busy = busy_message(retry_after);
-            if let Ok(sealed) = channel.seal(&busy) {
-                let _ = transport.send(sealed);
-            }
-            transport.close();
+            busy_sealed(channel, transport, retry_after);
             Err(SyncError::Transport(format!(
                 "turned away (busy): device {} already holds {} sessions",
                 peer.device,
@@ -413,6 +417,13 @@ pub trait Host: Send + Sync + 'static {
         book: BookId,
         peer: DeviceId,
     ) -> Result<Shared<Self::Store>, SyncError<<Self::Store as SyncStore>::Error>>;
+
+    /// A whole-session deadline shorter than the server's for this session of `book`, if the
+    /// host wants one (asked after [`Host::store_for`]): a relay gives a session taking a book,
+    /// whose device it cannot check yet, less time than a member's.
+    fn session_timeout(&self, _book: BookId) -> Option<Duration> {
+        None
+    }
 
     /// A session of `book` with `peer` ended, `ok` if it succeeded (called after every
     /// [`Host::store_for`] that gave a store). A relay keeps a book it took in that session
@@ -495,6 +506,10 @@ fn respond<H: Host>(
     transport.set_session_deadline(admission.accepted, admission.session_timeout);
     let began = admission.backlog.started();
     let result = (|| {
+        // The device's own slot before anything of the book: one key cannot start more
+        // sessions, takings included, than its slots.
+        let slots = Some((admission.devices, admission.retry_after));
+        let _slot = claim_device_slot(&peer, &mut channel, transport, slots)?;
         let mut store = match host.store_for(book, peer.device) {
             Ok(store) => store,
             Err(SyncError::Auth(AuthError::Taking(book))) => {
@@ -506,8 +521,11 @@ fn respond<H: Host>(
             Err(e) => return Err(refuse(&mut channel, transport, e)),
         };
         *met = Some((book, peer.device, store.clone()));
-        let slots = (admission.devices, admission.retry_after);
-        let (access, _slot) = admit(&store, &peer, &mut channel, transport, Some(slots))?;
+        if let Some(most) = host.session_timeout(book) {
+            let most = most.min(admission.session_timeout);
+            transport.set_session_deadline(admission.accepted, most);
+        }
+        let access = admit(&store, &peer, &mut channel, transport)?;
         run_sealed(session, &mut store, transport, channel, peer, access, bytes)
     })();
     admission.backlog.ended(began, result.is_ok());

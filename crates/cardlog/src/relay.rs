@@ -65,6 +65,12 @@ pub struct RelayOptions {
     /// Books being taken at once (their first session, from a device the relay cannot check
     /// yet); a session naming one more is told busy (default 4).
     pub max_taking: usize,
+    /// How long a session taking a book may take in all (default 2 minutes, against a
+    /// member's 10): strangers taking books free their sessions sooner. What decides is the
+    /// membership the session leaves, so the session must carry the book's history up to the
+    /// op that added the relay within it (about 50 MB of ops at 1 MB/s for 200,000 ops); an
+    /// operator whose users bring larger books over slow links raises it.
+    pub taking_timeout: std::time::Duration,
     /// Books open at once; past it the one used least recently that no session holds is
     /// closed (default 64).
     pub open_books_max: usize,
@@ -82,6 +88,7 @@ impl Default for RelayOptions {
             cache_bytes: 1 << 20,
             max_books: 10_000,
             max_taking: 4,
+            taking_timeout: std::time::Duration::from_secs(120),
             open_books_max: 64,
             log_preallocate_bytes: 64 << 10,
             wall: Arc::new(cardlog_core::SystemClock),
@@ -561,6 +568,15 @@ impl Host for Relay {
             }
         }
         self.open_book(book).map_err(SyncError::Store)
+    }
+
+    /// A session taking a book has [`RelayOptions::taking_timeout`]: its device is admitted
+    /// on its own word until the session shows the book's membership.
+    fn session_timeout(&self, book: BookId) -> Option<std::time::Duration> {
+        match self.lock().get(&book) {
+            Some(Entry::Taking { .. }) => Some(self.options.taking_timeout),
+            _ => None,
+        }
     }
 
     fn ended(&self, book: BookId, peer: DeviceId, _ok: bool) {

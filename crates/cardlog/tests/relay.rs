@@ -248,8 +248,14 @@ fn one_taking_per_book_a_bounded_number_at_once_and_only_the_taker_decides() {
     .unwrap();
     let (a, b, c) = (BookId([1; 16]), BookId([2; 16]), BookId([3; 16]));
     let (p, q) = (DeviceId([7; 16]), DeviceId([8; 16]));
-    // A first session takes book a; a second naming it meanwhile is told busy.
+    // A first session takes book a, with a shorter deadline than a member's session; a
+    // second naming it meanwhile is told busy.
+    assert_eq!(relay.session_timeout(a), None);
     let taking = relay.store_for(a, p).unwrap();
+    assert_eq!(
+        relay.session_timeout(a),
+        Some(std::time::Duration::from_secs(120))
+    );
     let busy = relay.store_for(a, q).unwrap_err();
     assert!(
         matches!(busy, SyncError::Auth(AuthError::Taking(x)) if x == a),
