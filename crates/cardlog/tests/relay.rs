@@ -335,3 +335,66 @@ fn books_past_the_most_open_are_closed_when_idle_and_reopened_by_their_next_sess
     let kept = relay.open_book(admins[0].book()).unwrap();
     assert_eq!(kept.lock().summary(), admins[0].summary());
 }
+
+/// A host that serves one replica and panics once it has given the store: what a bug in a
+/// host or a store does to a session's thread.
+struct Panicking {
+    store: cardlog::SharedReplica,
+    identity: cardlog::sync_layer::Identity,
+    ended: Arc<Mutex<Vec<(BookId, DeviceId, bool)>>>,
+}
+
+impl Host for Panicking {
+    type Store = Replica;
+
+    fn identity(&self) -> cardlog::sync_layer::Identity {
+        self.identity.clone()
+    }
+
+    fn store_for(
+        &self,
+        _book: BookId,
+        _peer: DeviceId,
+    ) -> Result<cardlog::SharedReplica, SyncError> {
+        Ok(self.store.clone())
+    }
+
+    fn session_timeout(&self, _book: BookId) -> Option<std::time::Duration> {
+        panic!("a host bug");
+    }
+
+    fn ended(&self, book: BookId, peer: DeviceId, ok: bool) {
+        self.ended.lock().unwrap().push((book, peer, ok));
+    }
+}
+
+#[test]
+fn a_session_whose_thread_panics_still_ends_with_its_host() {
+    let dirs = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut hub = replica(&dirs.path().join("hub"), &clock);
+    let mut phone = member_of(&mut hub, &dirs.path().join("phone"), &clock);
+    let identity = cardlog::sync_layer::Identity::new(hub.book(), hub.store().device_key());
+    let ended: Arc<Mutex<Vec<(BookId, DeviceId, bool)>>> = Arc::default();
+    let host = Arc::new(Panicking {
+        store: cardlog::SharedReplica::new(hub),
+        identity,
+        ended: Arc::clone(&ended),
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let options = ServeOptions {
+            sessions: Some(1),
+            ..ServeOptions::default()
+        };
+        serve_host(&listener, host, options, |_, _| {}).unwrap();
+    });
+    // The phone sees the connection go; the relay's host is told the session ended, failed
+    // (a relay taking a book decides there whether it keeps it, and frees the book).
+    assert!(phone.sync_tcp(&addr, TIMEOUT).is_err());
+    server.join().unwrap();
+    let ended = ended.lock().unwrap().clone();
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!((ended[0].1, ended[0].2), (phone.id(), false));
+}
