@@ -44,6 +44,19 @@ fn serve(relay: &Arc<Relay>, sessions: u64) -> (String, JoinHandle<()>, Outcomes
     (addr, handle, outcomes)
 }
 
+/// Waits until the server reported `n` sessions: a client's sync returns when its side is
+/// done, a moment before the relay's thread ends the session (and keeps a book it took).
+fn reported(outcomes: &Outcomes, n: usize) {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while outcomes.lock().unwrap().len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} sessions never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 fn relay_options(clock: &Arc<FakeClock>) -> RelayOptions {
     RelayOptions {
         wall: clock.clone(),
@@ -88,6 +101,7 @@ fn a_relay_keeps_many_books_and_each_device_gets_its_own_books_ops_only() {
         admins.push(admin);
         phones.push(phone);
     }
+    reported(&outcomes, 2);
     assert_eq!(relay.books().len(), 2);
     let books: Vec<_> = admins.iter().map(Replica::book).collect();
     assert_eq!(relay.books(), {
@@ -321,6 +335,7 @@ fn books_past_the_most_open_are_closed_when_idle_and_reopened_by_their_next_sess
         sync_with(&mut admin, &relay, &addr).unwrap();
         admins.push(admin);
     }
+    reported(&outcomes, 2);
     // Taking book 2 opened it; book 1, idle, was closed.
     assert_eq!(relay.books().len(), 2);
     let now_open = relay.open_books();
@@ -328,6 +343,7 @@ fn books_past_the_most_open_are_closed_when_idle_and_reopened_by_their_next_sess
     // Book 1's next session reopens it, with what it held, and book 2 is closed.
     admins[0].add_contact(&person(1, "Ada")).unwrap();
     sync_with(&mut admins[0], &relay, &addr).unwrap();
+    reported(&outcomes, 3);
     assert_eq!(relay.open_books(), vec![admins[0].book()]);
     sync_with(&mut admins[1], &relay, &addr).unwrap();
     server.join().unwrap();
