@@ -1108,23 +1108,6 @@ pub fn status(ctx: &Ctx) -> Res {
     Ok(())
 }
 
-fn dir_size(dir: &FsPath) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| {
-            let p = e.path();
-            if p.is_dir() {
-                dir_size(&p)
-            } else {
-                e.metadata().map_or(0, |m| m.len())
-            }
-        })
-        .sum()
-}
-
 /// `cardlog stats`.
 pub fn stats(ctx: &Ctx) -> Res {
     let r = ctx.open()?;
@@ -1136,7 +1119,7 @@ pub fn stats(ctx: &Ctx) -> Res {
         e.1 += op.bytes().len() as u64;
         e.2 += op.op().writes.len() as u64;
     }
-    let size = dir_size(&ctx.dir);
+    let size = cardlog::dir_bytes(&ctx.dir);
     if ctx.json {
         let authors: Vec<serde_json::Value> = per
             .iter()

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cardlog::sync_layer::bundle;
-use cardlog::sync_layer::transport::{self, Host, ServeOptions, Shared};
+use cardlog::sync_layer::transport::{self, Host, OneBook, ServeOptions, Shared};
 use cardlog::sync_layer::wire::message::limits::MESSAGE_BYTES_MAX;
 use cardlog::sync_layer::Quota;
 use cardlog::{DeviceId, Replica, Summary, SyncError, SyncReport};
@@ -478,7 +478,7 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> Res {
     serve_host(
         ctx,
         a,
-        Arc::new(Shared::new(r)),
+        Arc::new(OneBook::new(Shared::new(r))),
         |local| json!({"listening": local.to_string(), "replica": replica.to_string()}),
     )
 }

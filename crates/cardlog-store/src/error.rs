@@ -140,7 +140,7 @@ impl OpenError {
     }
 
     /// A file system call on `path` failed.
-    pub(crate) fn io(path: &std::path::Path, e: std::io::Error) -> Self {
+    pub fn io(path: &std::path::Path, e: std::io::Error) -> Self {
         OpenError::Io {
             path: path.to_owned(),
             message: e.to_string(),

@@ -40,7 +40,7 @@ pub mod store;
 pub use error::{OpenError, StoreError};
 pub use state::keys::{self, ContactRegisters};
 pub use store::{
-    read_key_file, write_key_file, ChangeCursor, ContactChange, CursorParseError, OpOutcome,
-    Progress, Recovery, Since, Store, StoreOptions, VerifyReport, Withdrawal, CACHE_BYTES_DEFAULT,
-    CACHE_BYTES_MIN, CHANGE_CURSOR_BYTES, KEY_FILE, STORE_FORMAT_VERSION,
+    dir_bytes, read_key_file, write_key_file, ChangeCursor, ContactChange, CursorParseError,
+    OpOutcome, Progress, Recovery, Since, Store, StoreOptions, VerifyReport, Withdrawal,
+    CACHE_BYTES_DEFAULT, CACHE_BYTES_MIN, CHANGE_CURSOR_BYTES, KEY_FILE, STORE_FORMAT_VERSION,
 };

@@ -274,22 +274,28 @@ impl Expect {
 pub struct Handshake {
     state: HandshakeState,
     scope: Scope,
-    /// The session's book: known from the start to the initiator and to a responder of one
-    /// book, from message 3 to a responder of an addressed handshake.
-    book: Option<BookId>,
 }
 
 impl fmt::Debug for Handshake {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Handshake({:?}, book {:?})", self.scope, self.book)
+        write!(f, "Handshake({:?})", self.scope)
+    }
+}
+
+impl Scope {
+    /// The book a handshake of one book is of; an addressed one learns it from message 3.
+    fn book(self) -> Option<BookId> {
+        match self {
+            Scope::Book(book) => Some(book),
+            Scope::Addressed(_) => None,
+        }
     }
 }
 
 impl Handshake {
     /// Starts a handshake of this identity's book as the initiator: the state and message 1.
     pub fn initiate(identity: &Identity) -> Result<(Self, Vec<u8>), HandshakeError> {
-        let book = identity.book_or_refuse()?;
-        Self::start(identity, Scope::Book(book), book)
+        Self::start(identity, Scope::Book(identity.book_or_refuse()?))
     }
 
     /// Starts a handshake addressed to `device` as the initiator: only that device can answer
@@ -298,15 +304,11 @@ impl Handshake {
         identity: &Identity,
         device: DeviceId,
     ) -> Result<(Self, Vec<u8>), HandshakeError> {
-        let book = identity.book_or_refuse()?;
-        Self::start(identity, Scope::Addressed(device), book)
+        identity.book_or_refuse()?;
+        Self::start(identity, Scope::Addressed(device))
     }
 
-    fn start(
-        identity: &Identity,
-        scope: Scope,
-        book: BookId,
-    ) -> Result<(Self, Vec<u8>), HandshakeError> {
+    fn start(identity: &Identity, scope: Scope) -> Result<(Self, Vec<u8>), HandshakeError> {
         let mut state = identity.builder_state(scope, true)?;
         let mut noise_part = [0u8; 32 + TAG_BYTES];
         let n = state.write_message(&[], &mut noise_part).map_err(noise)?;
@@ -317,14 +319,7 @@ impl Handshake {
             Scope::Addressed(_) => HANDSHAKE_VERSION_ADDRESSED,
         });
         m1.extend_from_slice(noise_part.get(..n).unwrap_or_default());
-        Ok((
-            Self {
-                state,
-                scope,
-                book: Some(book),
-            },
-            m1,
-        ))
+        Ok((Self { state, scope }, m1))
     }
 
     /// Answers message 1 as the responder: the state and message 2 (this side's identity,
@@ -354,11 +349,11 @@ impl Handshake {
         state
             .read_message(m1.get(MAGIC.len() + 1..).unwrap_or_default(), &mut scratch)
             .map_err(|_| HandshakeError::Decrypt(1))?;
-        let (book, shown) = match scope {
-            Scope::Book(book) => (Some(book), &identity.certificate),
-            Scope::Addressed(_) => (None, &identity.any_book),
+        let shown = match scope {
+            Scope::Book(_) => &identity.certificate,
+            Scope::Addressed(_) => &identity.any_book,
         };
-        let mut handshake = Self { state, scope, book };
+        let mut handshake = Self { state, scope };
         let m2 = handshake.write(shown, MESSAGE_2_BYTES)?;
         Ok((handshake, m2))
     }
@@ -369,11 +364,7 @@ impl Handshake {
         let payload = self.read(2, m2, MESSAGE_2_BYTES)?;
         let certificate = <[u8; CERTIFICATE_BYTES]>::try_from(payload.as_slice())
             .map_err(|_| HandshakeError::Certificate)?;
-        let scope = match self.scope {
-            Scope::Book(book) => Some(book),
-            Scope::Addressed(_) => None,
-        };
-        self.peer(&certificate, scope)
+        self.peer(&certificate, self.scope.book())
     }
 
     /// Message 3 (this side's identity, and in an addressed handshake its book) and the
@@ -404,7 +395,7 @@ impl Handshake {
             .ok_or(HandshakeError::Certificate)?;
         let certificate = <[u8; CERTIFICATE_BYTES]>::try_from(certificate)
             .map_err(|_| HandshakeError::Certificate)?;
-        let book = match (self.book, <[u8; BOOK_BYTES]>::try_from(named)) {
+        let book = match (self.scope.book(), <[u8; BOOK_BYTES]>::try_from(named)) {
             (Some(book), _) => book,
             (None, Ok(named)) => BookId(named),
             (None, Err(_)) => return Err(HandshakeError::Certificate),

@@ -205,19 +205,6 @@ pub fn run_secure_session<S: Gate, T: Transport>(
     transport: &mut T,
     expect: Expect,
 ) -> Result<SyncReport, SyncError<S::Error>> {
-    run_secure_claiming(session, store, transport, expect, None)
-}
-
-/// [`run_secure_session`]; a responder given `slots` takes one of the authenticated peer's
-/// session slots for the session, or answers it busy (sealed) and ends when the peer holds
-/// all of its slots.
-fn run_secure_claiming<S: Gate, T: Transport>(
-    session: Session,
-    store: &mut S,
-    transport: &mut T,
-    expect: Expect,
-    slots: Option<(&Arc<Slots<DeviceId>>, Duration)>,
-) -> Result<SyncReport, SyncError<S::Error>> {
     let identity = store.identity();
     let mut bytes = (0u64, 0u64);
     let (peer, access, channel) = match session.role() {
@@ -276,7 +263,6 @@ fn run_secure_claiming<S: Gate, T: Transport>(
                     SyncError::Auth(AuthError::NotKept(book)),
                 ));
             }
-            let _slot = claim_device_slot(&peer, &mut channel, transport, slots)?;
             let access = admit(store, &peer, &mut channel, transport)?;
             return run_sealed(session, store, transport, channel, peer, access, bytes);
         }
@@ -349,29 +335,24 @@ fn admit<S: Gate, T: Transport>(
         .map_err(|refusal| refuse(channel, transport, SyncError::Auth(refusal)))
 }
 
-/// One of the authenticated peer's session slots (given `slots`), held as long as the guard
-/// returned; a peer that holds all of its slots is answered busy (sealed).
+/// One of the authenticated peer's session slots, held as long as the guard returned; a peer
+/// that holds all of its slots is answered busy (sealed), to come back after `retry_after`.
 fn claim_device_slot<E, T: Transport>(
     peer: &secure::Peer,
     channel: &mut Channel,
     transport: &mut T,
-    slots: Option<(&Arc<Slots<DeviceId>>, Duration)>,
-) -> Result<Option<DeviceSlot>, SyncError<E>> {
-    let Some((slots, retry_after)) = slots else {
-        return Ok(None);
-    };
-    match slots.claim(peer.device) {
-        Some(slot) => Ok(Some(slot)),
-        None => {
-            // Said sealed: only the device itself learns it is busy.
-            busy_sealed(channel, transport, retry_after);
-            Err(SyncError::Transport(format!(
-                "turned away (busy): device {} already holds {} sessions",
-                peer.device,
-                slots.limit()
-            )))
-        }
-    }
+    slots: &Arc<Slots<DeviceId>>,
+    retry_after: Duration,
+) -> Result<DeviceSlot, SyncError<E>> {
+    slots.claim(peer.device).ok_or_else(|| {
+        // Said sealed: only the device itself learns it is busy.
+        busy_sealed(channel, transport, retry_after);
+        SyncError::Transport(format!(
+            "turned away (busy): device {} already holds {} sessions",
+            peer.device,
+            slots.limit()
+        ))
+    })
 }
 
 /// The session proper, over the channel the handshake set up; the report's byte counts take
@@ -400,8 +381,8 @@ fn run_sealed<S: Gate, T: Transport>(
 }
 
 /// What serves sessions ([`serve_host`]): who answers handshakes, and where each session's
-/// book is kept. A replica hosts its one book (`impl Host for Shared<S>`); a relay of many
-/// books (crate `cardlog`, `Relay`) finds, or takes, the book the initiator names.
+/// book is kept. A replica hosts its one book ([`OneBook`]); a relay of many books (crate
+/// `cardlog`, `Relay`) finds, or takes, the book the initiator names.
 pub trait Host: Send + Sync + 'static {
     /// The store of one book.
     type Store: Gate + Send + 'static;
@@ -429,24 +410,6 @@ pub trait Host: Send + Sync + 'static {
     /// [`Host::store_for`] that gave a store). A relay keeps a book it took in that session
     /// only if the book's membership now names the relay and `peer`.
     fn ended(&self, book: BookId, peer: DeviceId, ok: bool);
-}
-
-impl<S: Gate + Send + 'static> Host for Shared<S> {
-    type Store = S;
-
-    fn identity(&self) -> Identity {
-        self.lock().identity()
-    }
-
-    fn store_for(&self, book: BookId, _peer: DeviceId) -> Result<Shared<S>, SyncError<S::Error>> {
-        if self.lock().identity().book() == Some(book) {
-            Ok(self.clone())
-        } else {
-            Err(SyncError::Auth(AuthError::NotKept(book)))
-        }
-    }
-
-    fn ended(&self, _book: BookId, _peer: DeviceId, _ok: bool) {}
 }
 
 /// What a served connection needs past its handshake: a session slot of the server's
@@ -508,8 +471,13 @@ fn respond<H: Host>(
     let result = (|| {
         // The device's own slot before anything of the book: one key cannot start more
         // sessions, takings included, than its slots.
-        let slots = Some((admission.devices, admission.retry_after));
-        let _slot = claim_device_slot(&peer, &mut channel, transport, slots)?;
+        let _slot = claim_device_slot(
+            &peer,
+            &mut channel,
+            transport,
+            admission.devices,
+            admission.retry_after,
+        )?;
         let mut store = match host.store_for(book, peer.device) {
             Ok(store) => store,
             Err(SyncError::Auth(AuthError::Taking(book))) => {
@@ -1109,20 +1077,22 @@ where
     S: Gate + Send + 'static,
     F: Fn(SocketAddr, Result<SyncReport, SyncError<S::Error>>) + Send + Sync + 'static,
 {
-    let identity = store.lock().identity();
-    serve_host(
-        listener,
-        Arc::new(OneBook { store, identity }),
-        options,
-        on_session,
-    )
+    serve_host(listener, Arc::new(OneBook::new(store)), options, on_session)
 }
 
 /// A replica served on its own ([`serve`]): its one book, its identity made once, so a
 /// handshake never waits for the replica's lock.
-struct OneBook<S> {
+pub struct OneBook<S> {
     store: Shared<S>,
     identity: Identity,
+}
+
+impl<S: Gate> OneBook<S> {
+    /// Hosts `store`'s book.
+    pub fn new(store: Shared<S>) -> Self {
+        let identity = store.lock().identity();
+        Self { store, identity }
+    }
 }
 
 impl<S: Gate + Send + 'static> Host for OneBook<S> {
@@ -1132,10 +1102,11 @@ impl<S: Gate + Send + 'static> Host for OneBook<S> {
         self.identity.clone()
     }
 
-    fn store_for(&self, book: BookId, peer: DeviceId) -> Result<Shared<S>, SyncError<S::Error>> {
-        match self.identity.book() {
-            Some(own) if own == book => Ok(self.store.clone()),
-            _ => self.store.store_for(book, peer),
+    fn store_for(&self, book: BookId, _peer: DeviceId) -> Result<Shared<S>, SyncError<S::Error>> {
+        if self.identity.book() == Some(book) {
+            Ok(self.store.clone())
+        } else {
+            Err(SyncError::Auth(AuthError::NotKept(book)))
         }
     }
 

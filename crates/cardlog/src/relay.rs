@@ -35,7 +35,7 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cardlog_core::{BookId, DeviceId, DeviceKey, MemberRole, WallClock};
-use cardlog_store::{read_key_file, write_key_file, OpenError, KEY_FILE};
+use cardlog_store::{dir_bytes, read_key_file, write_key_file, OpenError, KEY_FILE};
 use cardlog_sync::transport::Host;
 use cardlog_sync::{AuthError, Identity, SyncError};
 
@@ -190,49 +190,24 @@ pub struct RelayStatus {
     pub bytes: u64,
 }
 
-fn io(path: &FsPath, e: std::io::Error) -> OpenError {
-    OpenError::Io {
-        path: path.to_owned(),
-        message: e.to_string(),
-    }
-}
-
-/// The bytes of the files under `path`.
-fn bytes_under(path: &FsPath) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if !meta.is_dir() {
-        return meta.len();
-    }
-    std::fs::read_dir(path)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| bytes_under(&e.path()))
-                .sum::<u64>()
-        })
-        .unwrap_or(0)
-}
-
 impl Relay {
     /// Creates a relay in `dir`, which must not exist or be empty: a new device key, no books.
     /// Its device id ([`Relay::id`]) is what a book's admin adds with the relay role.
     pub fn init(dir: &FsPath, options: RelayOptions) -> Result<Self, OpenError> {
         if dir.exists() {
-            let mut entries = std::fs::read_dir(dir).map_err(|e| io(dir, e))?;
+            let mut entries = std::fs::read_dir(dir).map_err(|e| OpenError::io(dir, e))?;
             if entries.next().is_some() {
                 return Err(OpenError::NotEmpty(dir.to_owned()));
             }
         }
-        std::fs::create_dir_all(dir.join(BOOKS_DIR)).map_err(|e| io(dir, e))?;
+        std::fs::create_dir_all(dir.join(BOOKS_DIR)).map_err(|e| OpenError::io(dir, e))?;
         write_key_file(dir, KEY_FILE, &DeviceKey::generate()?)?;
         // The marker last: a directory without it is not a relay, and init can run again
         // once it is emptied.
         let marker = dir.join(RELAY_MARKER);
         std::fs::write(&marker, RELAY_MARKER_V1)
             .and_then(|()| std::fs::File::open(&marker)?.sync_all())
-            .map_err(|e| io(&marker, e))?;
+            .map_err(|e| OpenError::io(&marker, e))?;
         let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
         Self::open(dir, options)
     }
@@ -240,30 +215,34 @@ impl Relay {
     /// Opens the relay in `dir`. Books are opened by their first session; a book whose taking
     /// was cut off (a crash during its first session) is removed.
     pub fn open(dir: &FsPath, options: RelayOptions) -> Result<Self, OpenError> {
-        match std::fs::read(dir.join(RELAY_MARKER)) {
-            Ok(text) if text == RELAY_MARKER_V1.as_bytes() => {}
-            Ok(_) => return Err(OpenError::NotARelay(dir.to_owned())),
+        // One process serves a relay: its books' stores would refuse a second one midway. The
+        // marker is read through the handle that holds the lock.
+        let marker = dir.join(RELAY_MARKER);
+        let mut lock = match std::fs::File::open(&marker) {
+            Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(OpenError::NotARelay(dir.to_owned()))
             }
-            Err(e) => return Err(io(&dir.join(RELAY_MARKER), e)),
+            Err(e) => return Err(OpenError::io(&marker, e)),
+        };
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut lock, &mut text).map_err(|e| OpenError::io(&marker, e))?;
+        if text != RELAY_MARKER_V1.as_bytes() {
+            return Err(OpenError::NotARelay(dir.to_owned()));
         }
-        // One process serves a relay: its books' stores would refuse a second one midway.
-        let marker = dir.join(RELAY_MARKER);
-        let lock = std::fs::File::open(&marker).map_err(|e| io(&marker, e))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 return Err(OpenError::Locked(dir.to_owned()))
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(&marker, e)),
+            Err(std::fs::TryLockError::Error(e)) => return Err(OpenError::io(&marker, e)),
         }
         let key = read_key_file(&dir.join(KEY_FILE))?;
         let books_dir = dir.join(BOOKS_DIR);
         let mut books = BTreeMap::new();
         let mut cut_off = Vec::new();
-        for entry in std::fs::read_dir(&books_dir).map_err(|e| io(&books_dir, e))? {
-            let entry = entry.map_err(|e| io(&books_dir, e))?;
+        for entry in std::fs::read_dir(&books_dir).map_err(|e| OpenError::io(&books_dir, e))? {
+            let entry = entry.map_err(|e| OpenError::io(&books_dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Some(book) = name.strip_suffix(TAKING_SUFFIX) {
                 cut_off.push(book.to_owned());
@@ -278,7 +257,7 @@ impl Relay {
             if let Some(book) = parse_book(&name) {
                 books.remove(&book);
                 // The mark goes only once the directory is out of the way.
-                discard(&books_dir, book).map_err(|e| io(&books_dir.join(&name), e))?;
+                discard(&books_dir, book).map_err(|e| OpenError::io(&books_dir.join(&name), e))?;
             } else {
                 let _ = std::fs::remove_file(books_dir.join(format!("{name}{TAKING_SUFFIX}")));
             }
@@ -333,7 +312,7 @@ impl Relay {
                 authors: 0,
                 members: 0,
                 devices: 0,
-                bytes: bytes_under(&self.book_dir(book)),
+                bytes: dir_bytes(&self.book_dir(book)),
                 problem: None,
             };
             let counted = match open {
@@ -350,7 +329,7 @@ impl Relay {
         Ok(RelayStatus {
             device: self.id(),
             books,
-            bytes: bytes_under(&self.dir),
+            bytes: dir_bytes(&self.dir),
         })
     }
 
@@ -447,7 +426,7 @@ impl Relay {
         let taking = self.taking_file(book);
         std::fs::write(&taking, peer.to_string())
             .and_then(|()| std::fs::File::open(&taking)?.sync_all())
-            .map_err(|e| io(&taking, e))?;
+            .map_err(|e| OpenError::io(&taking, e))?;
         let made = Replica::join_as(
             &self.book_dir(book),
             book,

@@ -304,6 +304,20 @@ impl Store {
     }
 }
 
+/// The bytes of the files under `path` (a store, a relay, any directory; 0 for what cannot
+/// be read): what `stats` and a relay's status report as bytes on disk.
+pub fn dir_bytes(path: &std::path::Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .map(|entries| entries.flatten().map(|e| dir_bytes(&e.path())).sum())
+        .unwrap_or(0)
+}
+
 impl Drop for Store {
     /// Writes the held-back register changes (after syncing the log), cuts the zeros the
     /// log was extended with ahead of its records, and after a session of many writes
