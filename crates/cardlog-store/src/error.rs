@@ -50,6 +50,9 @@ pub enum OpenError {
     Io {
         /// The path involved.
         path: PathBuf,
+        /// What kind of failure the OS reported (a full disk is
+        /// [`std::io::ErrorKind::StorageFull`]).
+        kind: std::io::ErrorKind,
         /// The OS error.
         message: String,
     },
@@ -86,6 +89,13 @@ pub enum StoreError {
     /// A write failed earlier; reopen the store to continue.
     #[error("the store refuses writes after an earlier write failed ({0}); reopen it")]
     Poisoned(String),
+    /// The store was opened read-only ([`crate::Store::open_read_only`]): its state was
+    /// replayed from the op log into memory, and nothing is written.
+    #[error(
+        "the store was opened read-only, from its op log alone: open it normally (or run \
+         repair if its database is damaged) to write"
+    )]
+    ReadOnly,
     /// The store's files are damaged in the way described (`offset`: the op log record where,
     /// when the damage is in the log). The same fault whichever read met it.
     #[error("store damaged: {what}")]
@@ -143,8 +153,42 @@ impl OpenError {
     pub fn io(path: &std::path::Path, e: std::io::Error) -> Self {
         OpenError::Io {
             path: path.to_owned(),
+            kind: e.kind(),
             message: e.to_string(),
         }
+    }
+
+    /// The kind of the file system failure behind this error, if one is: how a caller tells a
+    /// full disk or a read-only mount (which a read-only open gets past,
+    /// [`crate::Store::open_read_only`]) from damage or a store in use.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            OpenError::Io { kind, .. }
+            | OpenError::Engine(KvError::Io { kind, .. })
+            | OpenError::Log(LogError::Io { kind, .. }) => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// Whether the store could not be opened for writing because nothing can be written where
+    /// it is: a full disk (or quota), a read-only mount, or files this user may not write.
+    /// [`crate::Store::open_read_only`] still reads such a store.
+    pub fn is_unwritable(&self) -> bool {
+        use std::io::ErrorKind as K;
+        matches!(
+            self.io_kind(),
+            Some(K::StorageFull | K::QuotaExceeded | K::ReadOnlyFilesystem | K::PermissionDenied)
+        )
+    }
+
+    /// Whether the store's database (not its op log) is damaged: what `repair` mends, and
+    /// [`crate::Store::open_read_only`] reads past.
+    pub fn is_database_damage(&self) -> bool {
+        matches!(
+            self,
+            OpenError::Engine(KvError::Damaged(_) | KvError::EngineBug(_))
+                | OpenError::Damaged { offset: None, .. }
+        )
     }
 }
 

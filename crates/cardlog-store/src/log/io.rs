@@ -24,6 +24,9 @@ pub enum LogError {
     /// A failure [`FaultyLog`] injected.
     #[error("op log: injected write failure")]
     Injected,
+    /// A write to a log opened read-only ([`FileLog::open_read_only`]).
+    #[error("op log: opened read-only")]
+    ReadOnly,
     /// The log's bytes are damaged at `offset`: a record that does not parse or decode, or
     /// one the store expected and did not find.
     #[error("store damaged: {what}")]
@@ -42,6 +45,7 @@ impl LogError {
             LogError::Io { call, message, .. } => format!("{call}: {message}"),
             LogError::Damaged { what, .. } => what.clone(),
             LogError::Injected => "injected write failure".into(),
+            LogError::ReadOnly => "opened read-only".into(),
         }
     }
 }
@@ -71,6 +75,8 @@ pub trait LogIo: Send + Sync {
 /// The log in a real file.
 pub struct FileLog {
     file: File,
+    /// Opened for reading only: every write is refused, and `sync` has nothing to do.
+    read_only: bool,
 }
 
 impl FileLog {
@@ -82,7 +88,20 @@ impl FileLog {
             .create_new(create)
             .open(path)
             .map_err(|e| io_err(&path.display().to_string(), e))?;
-        Ok(Self { file })
+        Ok(Self {
+            file,
+            read_only: false,
+        })
+    }
+
+    /// Opens the log file at `path` for reading only: nothing is ever written to it (it may be
+    /// on a read-only mount or a full disk).
+    pub fn open_read_only(path: &Path) -> Result<Self, LogError> {
+        let file = File::open(path).map_err(|e| io_err(&path.display().to_string(), e))?;
+        Ok(Self {
+            file,
+            read_only: true,
+        })
     }
 }
 
@@ -110,6 +129,9 @@ impl LogIo for FileLog {
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), LogError> {
+        if self.read_only {
+            return Err(LogError::ReadOnly);
+        }
         #[cfg(unix)]
         {
             use std::os::unix::fs::FileExt;
@@ -128,10 +150,16 @@ impl LogIo for FileLog {
     }
 
     fn sync(&self) -> Result<(), LogError> {
+        if self.read_only {
+            return Ok(());
+        }
         self.file.sync_data().map_err(|e| io_err("fsync", e))
     }
 
     fn truncate(&self, len: u64) -> Result<(), LogError> {
+        if self.read_only {
+            return Err(LogError::ReadOnly);
+        }
         self.file
             .set_len(len)
             .and_then(|()| self.file.sync_all())

@@ -1,11 +1,14 @@
 //! The state derived from the log, as kept in sled: the narrow [`kv::Kv`] interface (and, in
 //! `sled_kv`, sled behind it with every workaround it needs), the key space and value encodings
-//! (`keys`), and the register changes held back from sled between batches (`held`).
+//! (`keys`), the register changes held back from sled between batches (`held`), and a key
+//! space in memory for a store opened read-only (`mem_kv`).
 
 pub(crate) mod held;
 pub mod keys;
 pub mod kv;
+pub mod mem_kv;
 pub mod sled_kv;
 
 pub use kv::{FaultyKv, Kv, KvBatch, KvError};
+pub use mem_kv::MemKv;
 pub use sled_kv::{SledKv, CHECKPOINT_BYTES_MIN};

@@ -153,7 +153,7 @@ fn clear_torn_snapshots(dir: &Path) -> KvResult<Cleared> {
 
 /// Whether another handle holds sled's lock on the database in `dir` (the `db` file's flock,
 /// which sled takes for as long as a database is open).
-fn lock_is_held(dir: &Path) -> bool {
+pub(crate) fn lock_is_held(dir: &Path) -> bool {
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)

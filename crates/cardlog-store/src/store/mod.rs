@@ -15,7 +15,8 @@
 //! step by step to 5), `identity` (the device key, the book, signatures, membership ops), `apply` with `stage`
 //! (the one write path), `retract` (void ops and their retraction), `read`, `verify` (verify
 //! and rebuild) with `derive` (the state re-derived from the log alone), `changes` (which
-//! contacts writes changed, live and since a cursor), `names` (the name index pages walk).
+//! contacts writes changed, live and since a cursor), `names` (the name index pages walk),
+//! `salvage` (a store read from its op log alone, and `repair`: a new database built from it).
 
 mod apply;
 mod changes;
@@ -25,6 +26,7 @@ mod names;
 mod open;
 mod read;
 mod retract;
+mod salvage;
 mod stage;
 mod upgrade;
 mod verify;
@@ -41,6 +43,7 @@ pub use changes::{ChangeCursor, ContactChange, CursorParseError, Since, CHANGE_C
 pub use derive::Progress;
 pub use identity::{read_key_file, write_key_file, KEY_FILE};
 pub use open::STORE_FORMAT_VERSION;
+pub use salvage::{LogDamage, RepairReport, RESYNC_BYTES_MAX};
 pub use withdraw::Withdrawal;
 
 use crate::error::StoreError;
@@ -185,6 +188,9 @@ pub struct Recovery {
     /// Damage in the log past the watermark with valid-looking data after it: nothing was cut,
     /// the store is read-only (the reason).
     pub damaged_tail: Option<String>,
+    /// The store was opened read-only ([`Store::open_read_only`]): its state was replayed from
+    /// the op log into memory, its database not opened, and nothing is written.
+    pub read_only: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -257,6 +263,9 @@ impl Store {
     }
 
     fn writable(&self) -> Result<(), StoreError> {
+        if self.recovery.read_only {
+            return Err(StoreError::ReadOnly);
+        }
         match &self.poisoned {
             Some(why) => Err(StoreError::Poisoned(why.clone())),
             None => Ok(()),

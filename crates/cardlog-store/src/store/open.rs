@@ -9,7 +9,9 @@ use std::sync::OnceLock;
 
 use cardlog_core::{BookId, Cutoffs, DeviceId, DeviceKey, SignedTip};
 
-use super::identity::{commit_key, read_key, signature_value, stage_key, write_key};
+use super::identity::{
+    commit_key, read_key, read_key_file, signature_value, stage_key, write_key, KEY_FILE,
+};
 use super::stage::Stage;
 use super::{Store, StoreOptions, Withdrawn};
 use crate::error::{OpenError, StoreError};
@@ -45,9 +47,53 @@ fn io(path: &FsPath, e: std::io::Error) -> OpenError {
     OpenError::io(path, e)
 }
 
+/// The marker file's text, or `NotAStore` where there is none.
+pub(super) fn read_marker(dir: &FsPath) -> Result<String, OpenError> {
+    let marker = dir.join(MARKER_FILE);
+    match std::fs::read(&marker) {
+        Ok(t) => Ok(String::from_utf8_lossy(&t).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(OpenError::NotAStore(dir.to_owned()))
+        }
+        Err(e) => Err(io(&marker, e)),
+    }
+}
+
+/// Whether `text` is the marker of the format this build writes.
+pub(super) fn is_current_marker(text: &str) -> bool {
+    text == marker_text()
+}
+
+/// Whether `text` is the marker of a format [`Store::open`] upgrades.
+pub(super) fn is_older_marker(text: &str) -> bool {
+    [MARKER_V2, MARKER_V3, MARKER_V4].contains(&text)
+}
+
+/// Why a marker that is neither this format's nor one upgraded is refused: another format, or
+/// a damaged marker.
+pub(super) fn unknown_marker(dir: &FsPath, text: &str) -> OpenError {
+    let Some(rest) = text.strip_prefix("cardlog store ") else {
+        return OpenError::NotAStore(dir.to_owned());
+    };
+    // A well-formed marker of another version is another format; anything else that starts
+    // like a marker is a damaged one.
+    match rest.strip_suffix('\n').map(str::parse::<u8>) {
+        Some(Ok(_)) => OpenError::UnknownFormat {
+            dir: dir.to_owned(),
+            found: text.trim().to_owned(),
+            supported: STORE_FORMAT_VERSION,
+        },
+        _ => OpenError::damaged(format!(
+            "{} reads {:?}, not a store marker",
+            dir.join(MARKER_FILE).display(),
+            text.chars().take(40).collect::<String>()
+        )),
+    }
+}
+
 /// Where the store lives: its canonical path and, on Unix, the device and inode of its database
 /// directory. A copy or a restore from backup changes it.
-fn home_of(dir: &FsPath) -> Vec<u8> {
+pub(super) fn home_of(dir: &FsPath) -> Vec<u8> {
     let db = dir.join(DB_DIR);
     let path = std::fs::canonicalize(&db).unwrap_or(db.clone());
     #[cfg(unix)]
@@ -131,15 +177,7 @@ impl Store {
     /// format, is refused before anything in it is touched; a store of format 2, 3 or 4 is
     /// upgraded first (`upgrade.rs`).
     pub fn open(dir: &FsPath, options: &StoreOptions) -> Result<Self, OpenError> {
-        let marker = dir.join(MARKER_FILE);
-        let text = match std::fs::read(&marker) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(OpenError::NotAStore(dir.to_owned()))
-            }
-            Err(e) => return Err(io(&marker, e)),
-        };
-        let mut text = String::from_utf8_lossy(&text).into_owned();
+        let mut text = read_marker(dir)?;
         if text == MARKER_V2 {
             Self::upgrade_from_2(dir, options)?;
             text = MARKER_V3.to_owned();
@@ -151,23 +189,7 @@ impl Store {
         if text == MARKER_V4 {
             Self::upgrade_from_4(dir, options)?;
         } else if text != marker_text() {
-            let Some(rest) = text.strip_prefix("cardlog store ") else {
-                return Err(OpenError::NotAStore(dir.to_owned()));
-            };
-            // A well-formed marker of another version is another format; anything else that
-            // starts like a marker is a damaged one.
-            return Err(match rest.strip_suffix('\n').map(str::parse::<u8>) {
-                Some(Ok(_)) => OpenError::UnknownFormat {
-                    dir: dir.to_owned(),
-                    found: text.trim().to_owned(),
-                    supported: STORE_FORMAT_VERSION,
-                },
-                _ => OpenError::damaged(format!(
-                    "{} reads {:?}, not a store marker",
-                    marker.display(),
-                    text.chars().take(40).collect::<String>()
-                )),
-            });
+            return Err(unknown_marker(dir, &text));
         }
         let db = dir.join(DB_DIR);
         if !db.is_dir() {
@@ -248,6 +270,18 @@ impl Store {
         log: Box<dyn LogIo>,
         dir: &FsPath,
     ) -> Result<Self, OpenError> {
+        Self::open_parts_as(kv, log, dir, false)
+    }
+
+    /// [`Store::open_parts`]; `read_only`: nothing is written to disk (the key file is read
+    /// as it is, the log's torn tail is left in place, the home is not checked) and the store
+    /// refuses writes ([`Store::open_read_only`]).
+    pub(super) fn open_parts_as(
+        kv: Box<dyn Kv>,
+        log: Box<dyn LogIo>,
+        dir: &FsPath,
+        read_only: bool,
+    ) -> Result<Self, OpenError> {
         match kv.get(meta::FORMAT)?.as_deref() {
             Some([v]) if *v == STORE_FORMAT_VERSION => {}
             Some(other) => {
@@ -264,7 +298,18 @@ impl Store {
             .and_then(|v| <[u8; 16]>::try_from(v.as_slice()).ok())
             .map(DeviceId)
             .ok_or_else(|| OpenError::damaged("replica id does not decode".into()))?;
-        let key = read_key(dir, replica)?;
+        let key = if read_only {
+            let key = read_key_file(&dir.join(KEY_FILE))?;
+            if key.device() != replica {
+                return Err(OpenError::damaged(format!(
+                    "{KEY_FILE} is the key of device {}, not of {replica}",
+                    key.device()
+                )));
+            }
+            key
+        } else {
+            read_key(dir, replica)?
+        };
         let book = match kv.get(meta::BOOK)? {
             None => None,
             Some(v) => Some(BookId(<[u8; 16]>::try_from(v.as_slice()).map_err(
@@ -305,7 +350,10 @@ impl Store {
             write_failed: false,
             meta_dirty: false,
             held: HeldBack::default(),
-            recovery: Box::default(),
+            recovery: Box::new(super::Recovery {
+                read_only,
+                ..super::Recovery::default()
+            }),
             cutoffs: Cutoffs::default(),
             withdrawn: Box::default(),
             noted: None,
@@ -335,6 +383,11 @@ impl Store {
             ));
         } else {
             store.recover_tail(file_len, true)?;
+        }
+        if read_only {
+            store.ensure_name_index()?;
+            store.poisoned = Some("opened read-only".into());
+            return Ok(store);
         }
         store.check_home()?;
         // A rebuild was cut off: the registers are half-built. Finish it from the log. If the
@@ -373,7 +426,10 @@ impl Store {
                 self.log.set_len(tail.committed_end);
                 if tail.committed_end < file_len {
                     self.recovery.torn_bytes = file_len - tail.committed_end;
-                    self.log.truncate(tail.committed_end)?;
+                    // (A read-only open leaves the file as it is: the length set is enough.)
+                    if !self.recovery.read_only {
+                        self.log.truncate(tail.committed_end)?;
+                    }
                 }
             }
         }

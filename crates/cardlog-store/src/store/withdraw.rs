@@ -47,20 +47,28 @@ pub(super) fn encode_offsets(offsets: &[u64]) -> Vec<u8> {
     offsets.iter().flat_map(|o| o.to_be_bytes()).collect()
 }
 
+/// The offsets [`encode_offsets`] wrote, or `None` when `bytes` is not a whole number of them.
+pub(super) fn decode_offsets(bytes: &[u8]) -> Option<Vec<u64>> {
+    if !bytes.len().is_multiple_of(8) {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(8)
+            .filter_map(|c| <[u8; 8]>::try_from(c).ok())
+            .map(u64::from_be_bytes)
+            .collect(),
+    )
+}
+
 impl Store {
     /// The log offsets listed under a meta name (u64 BE each); empty when absent.
     pub(super) fn offsets(&self, name: &[u8]) -> Result<Vec<u64>, StoreError> {
         let Some(bytes) = self.held.get(&*self.kv, name)? else {
             return Ok(Vec::new());
         };
-        if bytes.len() % 8 != 0 {
-            return Err(StoreError::undecodable(&String::from_utf8_lossy(name)));
-        }
-        Ok(bytes
-            .chunks_exact(8)
-            .filter_map(|c| <[u8; 8]>::try_from(c).ok())
-            .map(u64::from_be_bytes)
-            .collect())
+        decode_offsets(&bytes)
+            .ok_or_else(|| StoreError::undecodable(&String::from_utf8_lossy(name)))
     }
 
     /// Withdraws this device's own ops from `seq` to its chain's tip, with what builds on them

@@ -1,0 +1,237 @@
+//! A store its database cannot serve: a read-only open from the op log alone writes nothing
+//! and reads what a normal open reads; `repair` gives back every op of a store whose sled
+//! files are truncated, zeroed, bit-flipped or gone, keeps its device id and what the old
+//! database still gives, and salvages what follows damage in the middle of the op log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::expect_used
+)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path as FsPath, PathBuf};
+
+use cardlog_core::DeviceId;
+use cardlog_store::{OpenError, Store, StoreError};
+use common::{
+    apply_in_chunks, edit_log, log_records, new_store, options, reopen, replay_of, scripted_world,
+};
+
+/// Every file under `dir` with its bytes and modification time.
+fn snapshot(dir: &FsPath) -> BTreeMap<PathBuf, (Vec<u8>, std::time::SystemTime)> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::metadata(&path).unwrap();
+            if meta.is_dir() {
+                todo.push(path);
+            } else {
+                out.insert(
+                    path.clone(),
+                    (std::fs::read(&path).unwrap(), meta.modified().unwrap()),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A closed store holding the scripted world's ops, applied a few at a time (so the log has
+/// many committed calls); returns its directory, state bytes and op count.
+fn closed_store() -> (tempfile::TempDir, PathBuf, Vec<u8>, u64, DeviceId) {
+    let ops = scripted_world().all_ops();
+    let (tmp, dir, mut store) = new_store();
+    apply_in_chunks(&mut store, &ops, &[1, 2, 3]);
+    store.flush().unwrap();
+    let state = store.state_bytes().unwrap();
+    assert_eq!(state, replay_of(&ops).state_bytes());
+    let (count, device) = (store.op_count(), store.device_id());
+    drop(store);
+    (tmp, dir, state, count, device)
+}
+
+#[test]
+fn a_read_only_open_writes_nothing_and_reads_what_an_open_reads() {
+    let (_tmp, dir, state, count, device) = closed_store();
+    let before = snapshot(&dir);
+    let mut store = Store::open_read_only(&dir).unwrap();
+    assert!(store.recovery().read_only);
+    assert_eq!(store.state_bytes().unwrap(), state);
+    assert_eq!(store.op_count(), count);
+    assert_eq!(store.device_id(), device);
+    assert!(store
+        .verify()
+        .unwrap()
+        .problems
+        .iter()
+        .all(|p| !p.contains("register")));
+    // Every write is refused, by name.
+    let ops: Vec<_> = store.ops().map(Result::unwrap).collect();
+    assert_eq!(ops.len() as u64, count);
+    assert_eq!(
+        store.apply_all(&ops[..1]).unwrap_err(),
+        StoreError::ReadOnly
+    );
+    assert_eq!(store.flush().unwrap_err(), StoreError::ReadOnly);
+    drop(store);
+    assert_eq!(snapshot(&dir), before, "a read-only open changed a file");
+}
+
+#[test]
+fn a_read_only_open_reads_past_a_database_sled_cannot_open() {
+    let (_tmp, dir, state, count, _) = closed_store();
+    std::fs::remove_dir_all(dir.join("db")).unwrap();
+    std::fs::create_dir(dir.join("db")).unwrap();
+    std::fs::write(dir.join("db").join("conf"), b"not sled's").unwrap();
+    assert!(Store::open(&dir, &options()).is_err());
+    let store = Store::open_read_only(&dir).unwrap();
+    assert_eq!(store.state_bytes().unwrap(), state);
+    assert_eq!(store.op_count(), count);
+}
+
+/// Ways sled's files get damaged.
+#[derive(Debug, Clone, Copy)]
+enum Damage {
+    Truncated,
+    Zeroed,
+    Flipped,
+    Removed,
+}
+
+fn damage(dir: &FsPath, how: Damage) {
+    let db = dir.join("db");
+    let files: Vec<PathBuf> = std::fs::read_dir(&db)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    for file in files {
+        let mut bytes = std::fs::read(&file).unwrap();
+        match how {
+            Damage::Truncated => bytes.truncate(bytes.len() / 3),
+            Damage::Zeroed => bytes.iter_mut().for_each(|b| *b = 0),
+            Damage::Flipped => {
+                for at in (0..bytes.len()).step_by(97) {
+                    bytes[at] ^= 0x5a;
+                }
+            }
+            Damage::Removed => {}
+        }
+        std::fs::write(&file, bytes).unwrap();
+    }
+    if let Damage::Removed = how {
+        std::fs::remove_dir_all(&db).unwrap();
+    }
+}
+
+#[test]
+fn repair_gives_back_every_op_of_a_store_whose_database_is_damaged() {
+    for how in [
+        Damage::Truncated,
+        Damage::Zeroed,
+        Damage::Flipped,
+        Damage::Removed,
+    ] {
+        let (_tmp, dir, state, count, device) = closed_store();
+        damage(&dir, how);
+        let report = Store::repair(&dir, &options()).unwrap();
+        assert_eq!(report.ops, count, "{how:?}");
+        assert!(report.problems.is_empty(), "{how:?}: {:?}", report.problems);
+        assert!(report.log_damage.is_none());
+        match how {
+            Damage::Removed => assert!(report.set_aside.is_none()),
+            _ => assert!(report.set_aside.as_ref().unwrap().is_dir(), "{how:?}"),
+        }
+        let store = reopen(&dir);
+        assert_eq!(store.state_bytes().unwrap(), state, "{how:?}");
+        assert_eq!(store.device_id(), device, "{how:?}: the device id changed");
+        assert!(store.verify().unwrap().is_ok(), "{how:?}");
+        assert!(!store.is_poisoned());
+    }
+}
+
+#[test]
+fn repair_carries_over_what_the_old_database_still_gives() {
+    let (_tmp, dir, state, _, device) = closed_store();
+    let peer = DeviceId([9; 16]);
+    {
+        let mut store = reopen(&dir);
+        store
+            .put_peer_records(vec![(peer, b"mark".to_vec())])
+            .unwrap();
+        store.put_meta(b"mcalibration", b"kept".to_vec()).unwrap();
+        store.flush().unwrap();
+    }
+    let report = Store::repair(&dir, &options()).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert!(
+        report.kept.iter().any(|k| k == "calibration"),
+        "{:?}",
+        report.kept
+    );
+    let store = reopen(&dir);
+    assert_eq!(store.peer_record(&peer).unwrap(), Some(b"mark".to_vec()));
+    assert_eq!(store.meta(b"mcalibration").unwrap(), Some(b"kept".to_vec()));
+    assert_eq!(store.state_bytes().unwrap(), state);
+    assert_eq!(store.device_id(), device);
+}
+
+#[test]
+fn repair_of_a_log_damaged_in_the_middle_salvages_what_follows_and_a_peer_gives_back_the_rest() {
+    let ops = scripted_world().all_ops();
+    let (_tmp, dir, mut store) = new_store();
+    // One op per call: every record is committed.
+    apply_in_chunks(&mut store, &ops, &[1]);
+    store.flush().unwrap();
+    let full = store.state_bytes().unwrap();
+    let peer = DeviceId([9; 16]);
+    store
+        .put_peer_records(vec![(peer, b"mark".to_vec())])
+        .unwrap();
+    store.flush().unwrap();
+    drop(store);
+    let records = log_records(&dir);
+    let hit = records.len() / 2;
+    let (at, _) = records[hit];
+    // A byte of the op in the middle record flipped: it no longer hashes to its id.
+    edit_log(&dir, |bytes| bytes[at + 37 + 3] ^= 0x40);
+    let damaged = std::fs::read(dir.join("ops.log")).unwrap();
+    // The normal open finds damage with data after it past nothing (the watermark covers the
+    // log), so it opens; the repair is what cuts and salvages.
+    let report = Store::repair(&dir, &options()).unwrap();
+    let damage = report.log_damage.clone().expect("damage found");
+    assert_eq!(damage.at, at as u64);
+    assert_eq!(damage.records_after, (records.len() - hit - 1) as u64);
+    assert_eq!(damage.salvaged + damage.waiting, damage.records_after);
+    assert!(!damage.search_stopped);
+    assert_eq!(std::fs::read(&damage.set_aside).unwrap(), damaged);
+    assert_eq!(report.ops, hit as u64 + damage.salvaged);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert!(
+        report.lost.iter().any(|l| l.contains("peer records")),
+        "the log was cut, so peer marks go: {:?}",
+        report.lost
+    );
+    let mut store = reopen(&dir);
+    assert_eq!(store.peer_record(&peer).unwrap(), None);
+    assert!(store.verify().unwrap().is_ok());
+    // A peer that holds everything gives back the rest.
+    apply_in_chunks(&mut store, &ops, &[ops.len()]);
+    assert_eq!(store.op_count(), ops.len() as u64);
+    assert_eq!(store.state_bytes().unwrap(), full);
+    assert!(store.verify().unwrap().is_ok());
+}
+
+#[test]
+fn repair_is_refused_while_the_store_is_open() {
+    let (_tmp, dir, store) = new_store();
+    let err = Store::repair(&dir, &options()).unwrap_err();
+    assert!(matches!(err, OpenError::Locked(_)), "{err}");
+    assert!(dir.join("db").is_dir());
+    drop(store);
+}
