@@ -49,6 +49,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Open the store from its op log alone, writing nothing (read commands do so by
+    /// themselves where the disk is full, the mount read-only or the database damaged)
+    #[arg(long, global = true)]
+    pub read_only: bool,
+
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -181,6 +186,11 @@ pub enum Command {
     Verify,
     /// Rebuild the materialized state from the log
     Rebuild,
+    /// Build a new database from the op log, for a store whose database is damaged or lost:
+    /// the old one is set aside (never deleted), what it still gives is kept, the device id
+    /// stays; ops found past damage in the op log are stored again; exit 4 if not intact
+    /// after
+    Repair,
     /// Ops and bytes per author, and the store's size on disk
     Stats,
     /// Write a bundle file of ops for another replica to import (sneakernet, a shared folder)

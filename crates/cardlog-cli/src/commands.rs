@@ -30,6 +30,8 @@ pub struct Ctx {
     pub json: bool,
     /// The wall clock (`CARDLOG_NOW` fixes it).
     pub wall: Arc<dyn WallClock>,
+    /// `--read-only`: every command opens the store from its op log alone, writing nothing.
+    pub read_only: bool,
 }
 
 pub(crate) type Res = Result<(), CliError>;
@@ -42,8 +44,50 @@ impl Ctx {
         }
     }
 
+    /// Opens the replica (read-only with `--read-only`).
     pub(crate) fn open(&self) -> Result<Replica, CliError> {
-        Replica::open_with(&self.dir, self.options()).map_err(|e| match e {
+        if self.read_only {
+            return self.open_read_only();
+        }
+        Replica::open_with(&self.dir, self.options()).map_err(|e| self.open_error(e))
+    }
+
+    /// Opens the replica for a command that only reads: as [`Ctx::open`] does, or, where
+    /// nothing can be written (a full disk, a read-only mount) or the database is damaged,
+    /// from the op log alone, writing nothing, with a note on stderr saying so.
+    pub(crate) fn open_to_read(&self) -> Result<Replica, CliError> {
+        if self.read_only {
+            return self.open_read_only();
+        }
+        match Replica::open_with(&self.dir, self.options()) {
+            Ok(r) => Ok(r),
+            Err(e) if e.is_unwritable() || e.is_database_damage() => {
+                // If the log cannot be read either, the first failure is the one to tell.
+                let Ok(r) = Replica::open_read_only(&self.dir, self.options()) else {
+                    return Err(self.open_error(e));
+                };
+                let mend = if e.is_database_damage() {
+                    "; `cardlog repair` builds a new database from the op log"
+                } else {
+                    ""
+                };
+                eprintln!(
+                    "cardlog: note: {e}\ncardlog: note: read from the op log alone, writing \
+                     nothing{mend}"
+                );
+                Ok(r)
+            }
+            Err(e) => Err(self.open_error(e)),
+        }
+    }
+
+    fn open_read_only(&self) -> Result<Replica, CliError> {
+        Replica::open_read_only(&self.dir, self.options()).map_err(|e| self.open_error(e))
+    }
+
+    /// An open's failure in the words the CLI uses.
+    pub(crate) fn open_error(&self, e: cardlog::OpenError) -> CliError {
+        match e {
             cardlog::OpenError::NotAStore(_) if !self.dir.exists() => CliError::NotFound(format!(
                 "no cardlog store at {}: the directory does not exist (create one with \
                  `cardlog init`, or pick one with --store DIR / CARDLOG_STORE)",
@@ -59,7 +103,7 @@ impl Ctx {
                 self.dir.display()
             )),
             other => other.into(),
-        })
+        }
     }
 
     /// Prints one item of a JSON array as `print_json` would print it inside the whole
@@ -510,7 +554,7 @@ fn view(r: &Replica, id: &str) -> Result<ContactView, CliError> {
 
 /// `cardlog show`.
 pub fn show(ctx: &Ctx, id: &str) -> Res {
-    let r = ctx.open()?;
+    let r = ctx.open_to_read()?;
     let v = view(&r, id)?;
     let marks = Marks::of_conflicts(&r, &v)?;
     if ctx.json {
@@ -522,7 +566,7 @@ pub fn show(ctx: &Ctx, id: &str) -> Res {
 
 /// `cardlog list`.
 pub fn list(ctx: &Ctx, search: Option<&str>, deleted: bool, needs_sync: Option<&str>) -> Res {
-    let r = ctx.open()?;
+    let r = ctx.open_to_read()?;
     let unacked = match needs_sync {
         Some(peer) => Some(r.needs_sync(&find_peer(&r, peer)?)?),
         None => None,
@@ -641,7 +685,7 @@ fn select_paths(paths: Vec<Path>, arg: &str) -> Result<Vec<Path>, CliError> {
 
 /// `cardlog history`.
 pub fn history(ctx: &Ctx, id: &str, path: Option<&str>) -> Res {
-    let r = ctx.open()?;
+    let r = ctx.open_to_read()?;
     let id = find_contact(&r, id)?;
     let mut all = r.contact_history(&id)?;
     let names = Names::of(&r);
@@ -705,7 +749,7 @@ pub fn history(ctx: &Ctx, id: &str, path: Option<&str>) -> Res {
 
 /// `cardlog conflicts`.
 pub fn conflicts(ctx: &Ctx) -> Res {
-    let r = ctx.open()?;
+    let r = ctx.open_to_read()?;
     let all = r.conflicts()?;
     let names = Names::of(&r);
     if ctx.json {
@@ -801,7 +845,7 @@ pub fn resolve(ctx: &Ctx, a: &ResolveArgs) -> Res {
 
 /// `cardlog log`.
 pub fn log(ctx: &Ctx, a: &LogArgs) -> Res {
-    let r = ctx.open()?;
+    let r = ctx.open_to_read()?;
     let author = a
         .author
         .as_deref()
@@ -874,7 +918,7 @@ fn by_name(names: &Names, author: &cardlog::DeviceId) -> String {
 
 /// `cardlog op`.
 pub fn op(ctx: &Ctx, id: &str) -> Res {
-    let r = ctx.open()?;
+    let r = ctx.open_to_read()?;
     let id = find_op(&r, id)?;
     let op = r
         .op(&id)?
@@ -940,7 +984,7 @@ pub fn op(ctx: &Ctx, id: &str) -> Res {
 
 /// `cardlog summary` (alias `heads`).
 pub fn summary(ctx: &Ctx) -> Res {
-    let r = ctx.open()?;
+    let r = ctx.open_to_read()?;
     if ctx.json {
         let out: Vec<serde_json::Value> = r
             .summary()
@@ -963,7 +1007,7 @@ pub fn summary(ctx: &Ctx) -> Res {
 
 /// `cardlog status`.
 pub fn status(ctx: &Ctx) -> Res {
-    let r = ctx.open()?;
+    let r = ctx.open_to_read()?;
     // Counted one contact at a time: memory stays flat in the store's size.
     let (mut live, mut deleted) = (0usize, 0usize);
     r.each_contact(true, |v| {
@@ -1110,7 +1154,7 @@ pub fn status(ctx: &Ctx) -> Res {
 
 /// `cardlog stats`.
 pub fn stats(ctx: &Ctx) -> Res {
-    let r = ctx.open()?;
+    let r = ctx.open_to_read()?;
     let mut per: BTreeMap<DeviceId, (u64, u64, u64)> = BTreeMap::new();
     for op in r.ops() {
         let op = op?;
@@ -1247,6 +1291,62 @@ pub fn verify(ctx: &Ctx) -> Res {
     }
 }
 
+/// `cardlog repair`.
+pub fn repair(ctx: &Ctx) -> Res {
+    let report = cardlog::Replica::repair(&ctx.dir, ctx.options()).map_err(|e| match e {
+        cardlog::Error::Open(e) => ctx.open_error(e),
+        other => other.into(),
+    })?;
+    if ctx.json {
+        ctx.print_json(&render::to_json(&report))?;
+    } else {
+        outln!("repaired: {} ops replayed into a new database", report.ops)?;
+        if let Some(aside) = &report.set_aside {
+            outln!("the old database is kept at {}", aside.display())?;
+        }
+        if !report.kept.is_empty() {
+            outln!("kept from it: {}", report.kept.join(", "))?;
+        }
+        for lost in &report.lost {
+            outln!("not kept: {lost}")?;
+        }
+        if let Some(d) = &report.log_damage {
+            outln!(
+                "the op log was damaged at byte {} ({}); it was cut there, its copy kept at {}",
+                d.at,
+                d.why,
+                d.set_aside.display()
+            )?;
+            outln!(
+                "past the damage: {} whole op(s) found, {} stored again, {} waiting for ops \
+                 lost in the damage ({} of them written by this device){}",
+                d.records_after,
+                d.salvaged,
+                d.waiting,
+                d.own_waiting,
+                if d.search_stopped {
+                    "; the search stopped before the log's end"
+                } else {
+                    ""
+                }
+            )?;
+            if d.waiting > 0 {
+                outln!(
+                    "sync with a device of the book (`cardlog sync`) to get back the ops lost in \
+                     the damage; ops of this device that never synced exist only in the copy"
+                )?;
+            }
+        }
+    }
+    match report.problems.first() {
+        None => Ok(()),
+        Some(first) => Err(CliError::Corrupt(format!(
+            "repaired, but the store is not intact ({} problem(s)); first: {first}",
+            report.problems.len()
+        ))),
+    }
+}
+
 /// `cardlog rebuild`.
 pub fn rebuild(ctx: &Ctx) -> Res {
     let mut r = ctx.open()?;
@@ -1376,7 +1476,7 @@ pub fn vcard_import(ctx: &Ctx, file: &FsPath, bulk: bool) -> Res {
 
 /// `cardlog vcard export`.
 pub fn vcard_export(ctx: &Ctx, out: Option<&FsPath>, version: &str, ids: &[String]) -> Res {
-    let r = ctx.open()?;
+    let r = ctx.open_to_read()?;
     let version = match version {
         "3" => cardlog_vcard::Version::V3,
         _ => cardlog_vcard::Version::V4,

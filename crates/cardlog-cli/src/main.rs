@@ -107,6 +107,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         dir: store_dir(cli)?,
         json: cli.json,
         wall: wall()?,
+        read_only: cli.read_only,
     };
     match &cli.command {
         Command::Init(a) => members::init(&ctx, a),
@@ -133,6 +134,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Resolve(a) => commands::resolve(&ctx, a),
         Command::Verify => commands::verify(&ctx),
         Command::Rebuild => commands::rebuild(&ctx),
+        Command::Repair => commands::repair(&ctx),
         Command::Stats => commands::stats(&ctx),
         Command::Export(a) => sync::export(&ctx, a),
         Command::Import { file } => sync::import(&ctx, file),

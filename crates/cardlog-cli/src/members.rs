@@ -55,7 +55,7 @@ pub fn init(ctx: &Ctx, a: &InitArgs) -> Res {
 
 /// `cardlog device`.
 pub fn device(ctx: &Ctx) -> Res {
-    let r = ctx.open()?;
+    let r = ctx.open_to_read()?;
     if ctx.json {
         return ctx.print_json(&json!({ "device": r.id().to_string() }));
     }
@@ -65,7 +65,7 @@ pub fn device(ctx: &Ctx) -> Res {
 
 /// `cardlog book`.
 pub fn book(ctx: &Ctx) -> Res {
-    let r = ctx.open()?;
+    let r = ctx.open_to_read()?;
     if ctx.json {
         return ctx.print_json(&json!({ "book": r.book().to_string() }));
     }

@@ -32,7 +32,7 @@ const TEN: &str = "2026-11-22T10:00:00Z";
 const ELEVEN: &str = "2026-11-22T11:00:00Z";
 
 /// Every subcommand, for the help test.
-const SUBCOMMANDS: [&str; 23] = [
+const SUBCOMMANDS: [&str; 24] = [
     "init",
     "add",
     "set",
@@ -49,6 +49,7 @@ const SUBCOMMANDS: [&str; 23] = [
     "resolve",
     "verify",
     "rebuild",
+    "repair",
     "stats",
     "export",
     "import",
@@ -1339,13 +1340,64 @@ fn verify_finds_damage_and_rebuild_repairs_it() {
 }
 
 #[test]
-fn a_store_damaged_where_open_reads_exits_4() {
-    // Without its device id a store cannot open: every command says it is damaged, exit 4.
-    let s = Store::init();
+fn a_store_whose_database_is_damaged_is_read_from_its_log_and_repaired() {
+    // Without its device id the database cannot open: read commands read the op log alone and
+    // say so (pointing at repair), writes and verify exit 4, and `repair` builds a new
+    // database that keeps the device id; then everything works as before.
+    let (s, ada, _) = four_ops();
+    let replica = s.replica();
+    let before = s.run(&["list", "--deleted"]).ok().stdout;
     remove_first_key(&s.dir, cardlog_store::keys::meta::REPLICA);
-    for args in [&["status"][..], &["list"], &["verify"]] {
-        s.run(args).fails(4).says(&["damaged"]);
+    for args in [&["list", "--deleted"][..], &["status"], &["show", &ada]] {
+        let run = s.run(args).ok();
+        assert!(
+            run.stderr.contains("read from the op log alone")
+                && run.stderr.contains("cardlog repair"),
+            "{args:?}: {}",
+            run.stderr
+        );
     }
+    assert_eq!(s.run(&["list", "--deleted"]).ok().stdout, before);
+    s.run(&["add", "--given", "Cy"]).fails(4).says(&["damaged"]);
+    s.run(&["verify"]).fails(4).says(&["damaged"]);
+
+    let run = s.run(&["repair"]).ok();
+    assert!(
+        run.stdout.starts_with("repaired: 5 ops replayed"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("the old database is kept at"),
+        "{}",
+        run.stdout
+    );
+    let run = s.run(&["list", "--deleted"]).ok();
+    assert_eq!(run.stdout, before);
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+    assert_eq!(s.replica(), replica, "repair kept the device id");
+    s.run(&["verify"]).ok();
+    s.run(&["set", &ada, "title=Countess"]).ok();
+    let j = s.run(&["repair", "--json"]).ok().json();
+    assert_eq!(j["ops"], json!(6));
+    assert_eq!(j["problems"], json!([]));
+    assert_eq!(j["log_damage"], Value::Null);
+    assert!(j["set_aside"].as_str().unwrap().contains("db.damaged-2"));
+}
+
+#[test]
+fn read_only_writes_nothing_and_refuses_writes() {
+    let (s, ada, _) = four_ops();
+    let list = s.run(&["list"]).ok().stdout;
+    let run = s.run(&["--read-only", "list"]).ok();
+    assert_eq!(run.stdout, list);
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+    s.run(&["--read-only", "vcard", "export"])
+        .ok()
+        .has_line(&["FN:Ada"]);
+    s.run(&["--read-only", "set", &ada, "title=x"])
+        .fails(1)
+        .says(&["read-only"]);
 }
 
 // ---- store selection, clock, errors ---------------------------------------------------------

@@ -26,7 +26,9 @@ use cardlog_core::{
     SealedOp, SignedTip, SkewReport, Suspect, SystemClock, Value, WallClock,
 };
 use cardlog_store::keys::meta;
-use cardlog_store::{OpOutcome, Progress, Store, StoreOptions, VerifyReport, CACHE_BYTES_DEFAULT};
+use cardlog_store::{
+    OpOutcome, Progress, RepairReport, Store, StoreOptions, VerifyReport, CACHE_BYTES_DEFAULT,
+};
 
 use crate::error::{Error, OpenError};
 
@@ -187,6 +189,27 @@ impl Replica {
         Self::from_store(store, options)
     }
 
+    /// Opens the replica in `dir` for reading only, from its op log alone
+    /// ([`Store::open_read_only`]): nothing is written anywhere, so it reads a store on a
+    /// read-only mount, on a full disk, or whose database cannot be opened (`cardlog` falls
+    /// back to it for its read commands). Every write is refused
+    /// ([`cardlog_store::StoreError::ReadOnly`]). It replays the whole log, in time and
+    /// memory; peer records, calibration and the signatures of received ops are absent.
+    pub fn open_read_only(dir: &FsPath, options: Options) -> Result<Self, OpenError> {
+        Self::from_store(Store::open_read_only(dir)?, options)
+    }
+
+    /// Builds a new database for the replica in `dir` from its op log
+    /// ([`Store::repair`]: the old one set aside, what it still gives carried over, the device
+    /// id kept), then opens it and verifies it, the book's rules included: the report's
+    /// problems are [`Replica::verify`]'s.
+    pub fn repair(dir: &FsPath, options: Options) -> Result<RepairReport, Error> {
+        let mut report = Store::repair(dir, &store_options(&options))?;
+        let replica = Self::open_with(dir, options)?;
+        report.problems = replica.verify()?.problems;
+        Ok(report)
+    }
+
     /// A replica over an already opened store (tests use it to inject storage faults). A store
     /// that belongs to no book yet (new, or upgraded from before books existed) founds one,
     /// adopting the format-1 history it holds (docs/SECURITY.md, "Existing stores").
@@ -204,7 +227,8 @@ impl Replica {
             hub: Box::default(),
             peers_swept_day: 0,
         };
-        if book.is_none() {
+        // (A store opened read-only founds nothing: its log holds no founding op yet.)
+        if book.is_none() && !replica.store.recovery().read_only {
             replica.found(options.name)?;
         }
         Ok(replica)

@@ -397,6 +397,7 @@ impl Store {
                 .any(|(k, v)| k == meta::HOME && *v == home);
             if unmoved {
                 salvaged.pairs.retain(|(k, _)| k != meta::HOME);
+                salvaged.kept.retain(|name| name != "home");
             }
         } else {
             salvaged

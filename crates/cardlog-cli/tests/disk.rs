@@ -1,0 +1,125 @@
+//! A store on a full disk and on a read-only mount, for real: a small tmpfs is mounted, filled
+//! and remounted read-only, and the read commands must still list and export every contact
+//! (sled cannot even open there: it writes at every open). Mounting needs root (or the
+//! capability); where it is refused the test says so and does nothing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::expect_used
+)]
+
+use std::ffi::OsStr;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+mod common;
+use common::{arg_strings, finished, Run};
+
+/// A tmpfs mounted for the test, unmounted when dropped.
+struct Tmpfs {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (as `mount` reads it: "8m"), or `None` where mounting is refused.
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("mnt");
+        std::fs::create_dir(&dir).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        mounted.then_some(Tmpfs { _tmp: tmp, dir })
+    }
+
+    fn remount_read_only(&self) {
+        let out = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).output();
+    }
+}
+
+fn cardlog<S: AsRef<OsStr>>(store: &Path, args: &[S]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_cardlog"))
+        .args(args)
+        .env("CARDLOG_STORE", store)
+        .env("CARDLOG_NOW", "2026-11-22T09:00:00Z")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("the cardlog binary runs");
+    finished(arg_strings(args), out)
+}
+
+/// Writes zeros to `path` until the file system is full.
+fn fill(path: &Path) {
+    let mut file = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 << 10];
+    loop {
+        match file.write_all(&chunk) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+            Err(e) => panic!("filling the disk: {e}"),
+        }
+    }
+    // Whatever the last partial chunk left.
+    while file.write_all(&[0u8; 512]).is_ok() {}
+}
+
+#[test]
+fn read_commands_work_on_a_full_disk_and_a_read_only_mount() {
+    let Some(disk) = Tmpfs::mount("16m") else {
+        eprintln!("skipped: mounting a tmpfs was refused (not root)");
+        return;
+    };
+    let store = disk.dir.join("store");
+    cardlog(&store, &["init"]).ok();
+    for name in ["Ada", "Bob", "Cy"] {
+        cardlog(&store, &["add", "--given", name, "--family", "Example"]).ok();
+    }
+    let listed = cardlog(&store, &["list"]).ok().stdout;
+    assert_eq!(listed.lines().count(), 3);
+
+    let filler = disk.dir.join("filler");
+    fill(&filler);
+    let run = cardlog(&store, &["list"]).ok();
+    assert_eq!(run.stdout, listed);
+    assert!(
+        run.stderr.contains("read from the op log alone") && !run.stderr.contains("repair"),
+        "{}",
+        run.stderr
+    );
+    let card = cardlog(&store, &["vcard", "export"]).ok();
+    for name in ["Ada", "Bob", "Cy"] {
+        card.has_line(&[&format!("FN:{name} Example")]);
+    }
+    // A write cannot be made, and says why.
+    cardlog(&store, &["add", "--given", "Dee"])
+        .fails(1)
+        .says(&["No space left"]);
+    std::fs::remove_file(&filler).unwrap();
+    cardlog(&store, &["add", "--given", "Dee"]).ok();
+
+    disk.remount_read_only();
+    let run = cardlog(&store, &["list"]).ok();
+    assert_eq!(run.stdout.lines().count(), 4);
+    assert!(
+        run.stderr.contains("Read-only file system"),
+        "{}",
+        run.stderr
+    );
+    cardlog(&store, &["status"]).ok();
+}
