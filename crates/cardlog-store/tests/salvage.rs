@@ -235,3 +235,63 @@ fn repair_is_refused_while_the_store_is_open() {
     assert!(dir.join("db").is_dir());
     drop(store);
 }
+
+/// A signature of `op` as its author's chain tip (not a valid ed25519 signature: the store
+/// keeps what its caller verified).
+fn signed(op: &cardlog_core::SealedOp) -> cardlog_core::SignedTip {
+    cardlog_core::SignedTip {
+        author: op.op().author,
+        key: cardlog_core::PublicKey([7; 32]),
+        seq: op.op().seq,
+        op: op.id(),
+        signature: cardlog_core::Signature([op.op().seq as u8; 64]),
+    }
+}
+
+#[test]
+fn received_signatures_outlive_their_database_through_the_signature_log() {
+    let ops = scripted_world().all_ops();
+    let (_tmp, dir, mut store) = new_store();
+    // Each author's last op signed, as a sync would pass them.
+    let mut tips: BTreeMap<DeviceId, cardlog_core::SignedTip> = BTreeMap::new();
+    for op in &ops {
+        tips.insert(op.op().author, signed(op));
+    }
+    let tips: Vec<_> = tips.into_values().collect();
+    store.apply_signed(&ops, &tips).unwrap();
+    store.flush().unwrap();
+    drop(store);
+    let kept = |store: &Store| -> Vec<_> {
+        tips.iter()
+            .map(|t| store.signature(&t.author, t.seq).unwrap())
+            .collect()
+    };
+    let all: Vec<_> = tips.iter().cloned().map(Some).collect();
+
+    // A store from before the signature log gets one, from its database, at its next open.
+    std::fs::remove_file(dir.join("sigs.log")).unwrap();
+    drop(reopen(&dir));
+    assert_eq!(
+        std::fs::metadata(dir.join("sigs.log")).unwrap().len(),
+        (tips.len() * cardlog_store::log::SIG_RECORD_BYTES) as u64
+    );
+
+    // The database lost: repair reads the signatures back from the log.
+    damage(&dir, Damage::Zeroed);
+    let report = Store::repair(&dir, &options()).unwrap();
+    assert!(
+        report
+            .kept
+            .iter()
+            .any(|k| k.contains("signatures from sigs.log")),
+        "{:?}",
+        report.kept
+    );
+    assert_eq!(kept(&reopen(&dir)), all);
+
+    // Without the signature log they would be gone: the test can fail.
+    damage(&dir, Damage::Zeroed);
+    std::fs::remove_file(dir.join("sigs.log")).unwrap();
+    Store::repair(&dir, &options()).unwrap();
+    assert!(kept(&reopen(&dir)).iter().all(Option::is_none));
+}

@@ -4,7 +4,8 @@
 //! overwritten at a deterministic spread of offsets, or deleted. Each copy must either refuse to
 //! open with a clear error, or open and then either have `verify` name the fault or read back
 //! exactly the original contacts, histories, conflicts, ops and state. Nothing may panic, on any
-//! thread, and writes after a successful open must work or fail with a typed error.
+//! thread, and writes after a successful open must work or fail with a typed error. A copy
+//! whose database was damaged must also be repaired whole by `Replica::repair` (every few).
 #![allow(
     clippy::unwrap_used,
     clippy::indexing_slicing,
@@ -49,6 +50,9 @@ const OVERWRITES: usize = 24;
 const CONTACTS: u8 = 36;
 /// Edit rounds over every contact (each edit is one op).
 const EDIT_ROUNDS: usize = 8;
+/// One damaged copy of the database in this many is repaired too (every one with
+/// `CARDLOG_DAMAGE_ONLY`).
+const REPAIR_EVERY: usize = 5;
 /// A page cache small enough that many opens in a row stay cheap.
 const CACHE_BYTES: u64 = 1 << 20;
 /// One damaged copy taking longer than this is reported as a hang.
@@ -489,6 +493,32 @@ fn judge(dir: &FsPath, original: &Contents) -> Judged {
     }
 }
 
+/// Repairs the store in `dir` and checks it reads back exactly `original` and verifies.
+fn repaired_whole(dir: &FsPath, original: &Contents) -> Result<(), String> {
+    let clock = Arc::new(FakeClock::new(NINE_MS + 86_400_000));
+    let report = guarded("repair", || Replica::repair(dir, options(&clock)))?
+        .map_err(|e| format!("failed: {e}"))?;
+    if !report.problems.is_empty() {
+        return Err(format!("not intact after: {:?}", report.problems));
+    }
+    let r = guarded("open after repair", || {
+        Replica::open_with(dir, options(&clock))
+    })?
+    .map_err(|e| format!("does not open after: {e}"))?;
+    let contents = guarded("reading after repair", || read_contents(&r))?
+        .map_err(|e| format!("reading after: {e}"))?;
+    if contents != *original {
+        return Err(format!(
+            "differs after: {}",
+            difference(original, &contents)
+        ));
+    }
+    match take_panics().as_slice() {
+        [] => Ok(()),
+        panicked => Err(format!("panicked: {}", panicked.join("; "))),
+    }
+}
+
 /// The first thing that differs, briefly.
 fn difference(a: &Contents, b: &Contents) -> String {
     if a.ops != b.ops {
@@ -547,6 +577,8 @@ struct Tally {
     failures: usize,
     /// Copies that opened but refused a write (with a typed error).
     write_refused: usize,
+    /// Copies with a damaged database that `repair` gave back whole.
+    repaired: usize,
     elapsed: Duration,
 }
 
@@ -561,19 +593,22 @@ impl Tally {
         self.verify_named += other.verify_named;
         self.failures += other.failures;
         self.write_refused += other.write_refused;
+        self.repaired += other.repaired;
         self.elapsed += other.elapsed;
     }
 
     fn line(&self, what: &str) -> String {
         format!(
             "{what:<26} {:>4} copies: {:>4} open error, {:>4} recovered identical, {:>4} verify \
-             named the fault, {:>3} failures; {:>3} refused writes after opening ({:.1?})",
+             named the fault, {:>3} failures; {:>3} refused writes after opening; {:>3} repaired \
+             whole ({:.1?})",
             self.copies(),
             self.open_error,
             self.identical,
             self.verify_named,
             self.failures,
             self.write_refused,
+            self.repaired,
             self.elapsed
         )
     }
@@ -670,6 +705,24 @@ fn run_case(
         findings.message("write", &m, &dir);
     }
     let _ = std::fs::remove_dir_all(&dir);
+    // Whatever the damage did to the database, `repair` gives back every op, the same state
+    // and a store that verifies (on a fresh damaged copy: judging wrote to the first). Every
+    // few cases: a repair costs a new database and a verify.
+    if file.starts_with("db") && (case.is_multiple_of(REPAIR_EVERY) || campaign.only.is_some()) {
+        let again = scratch.join(format!("case-{case}-repair"));
+        copy_dir(&campaign.original_dir, &again);
+        damage.apply(&again.join(file));
+        match repaired_whole(&again, &campaign.original) {
+            Ok(()) => tally.repaired += 1,
+            Err(why) => {
+                tally.failures += 1;
+                findings
+                    .failures
+                    .push(format!("case {case}, {name}: repair: {why}"));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&again);
+    }
     if debugging && (failed || campaign.only.is_some()) {
         let kept = std::env::temp_dir().join(format!("cardlog-damage-case-{case}"));
         let _ = std::fs::remove_dir_all(&kept);

@@ -15,6 +15,7 @@ mod io;
 mod record;
 mod recovery;
 mod scan;
+mod sigs;
 
 pub(crate) use index::LogIndex;
 pub use io::{FaultyLog, FileLog, LogError, LogIo};
@@ -23,6 +24,7 @@ pub use record::{
 };
 pub use recovery::Tail;
 pub use scan::{Read, ReadRef, Scan};
+pub use sigs::{append_sigs, encode_sig, open_sigs, read_sigs, SIGS_FILE, SIG_RECORD_BYTES};
 
 use record::parse_header;
 

@@ -102,6 +102,17 @@ pub fn signature(author: &DeviceId, seq: u64) -> Vec<u8> {
     k
 }
 
+/// The author and seq of a signature key ([`signature`]), or `None` if `key` is not one.
+pub fn parse_signature(key: &[u8]) -> Option<(DeviceId, u64)> {
+    let (&prefix, rest) = key.split_first()?;
+    if prefix != SIGNATURE || rest.len() != 24 {
+        return None;
+    }
+    let author = DeviceId(rest.get(..16)?.try_into().ok()?);
+    let seq = u64::from_be_bytes(rest.get(16..)?.try_into().ok()?);
+    Some((author, seq))
+}
+
 /// The key of a membership op.
 pub fn membership(op: &cardlog_core::OpId) -> Vec<u8> {
     let mut k = Vec::with_capacity(33);

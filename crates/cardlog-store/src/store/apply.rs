@@ -11,6 +11,7 @@ use super::stage::{Stage, Stored};
 use super::OpOutcome;
 use super::Store;
 use crate::error::StoreError;
+use crate::log::{LogError, SIGS_FILE};
 use crate::state::held::HELD_OPS_MAX;
 use crate::state::keys::{self, meta, ContactRegisters};
 use crate::state::kv::KvBatch;
@@ -183,6 +184,7 @@ impl Store {
             .collect();
         if !received.is_empty() {
             self.keep_signatures(&received)?;
+            self.sync_signature_log()?;
             self.kv.flush().map_err(|e| self.poison(e))?;
             self.meta_dirty = false;
         }
@@ -317,6 +319,19 @@ impl Store {
         self.keep_signatures(&held)
     }
 
+    /// Syncs the signature log (signatures are appended to it only with a meta write, so
+    /// whoever flushes meta syncs it).
+    fn sync_signature_log(&mut self) -> Result<(), StoreError> {
+        if let Some(Err(e)) = self.sigs.as_ref().map(std::fs::File::sync_data) {
+            return Err(self.poison_log(LogError::Io {
+                call: format!("fsync of {SIGS_FILE}"),
+                kind: e.kind(),
+                message: e.to_string(),
+            }));
+        }
+        Ok(())
+    }
+
     /// Writes the register changes held back since the last such write (see `state/held.rs`) to
     /// the database now, after syncing the log so the database is never ahead of it. Never
     /// needed for durability or for reads: the store does it every 1,024 ops, before a
@@ -344,6 +359,7 @@ impl Store {
     pub fn flush(&mut self) -> Result<(), StoreError> {
         self.writable()?;
         if self.meta_dirty {
+            self.sync_signature_log()?;
             self.kv.flush().map_err(|e| self.poison(e))?;
             self.meta_dirty = false;
         }

@@ -10,6 +10,7 @@ use cardlog_core::{BookId, DeviceId, DeviceKey, OpId, PublicKey, SealedOp, Signa
 
 use super::Store;
 use crate::error::{OpenError, StoreError};
+use crate::log::{append_sigs, LogError, SIGS_FILE};
 use crate::state::keys::{self, meta};
 use crate::state::kv::KvBatch;
 
@@ -188,7 +189,11 @@ impl Store {
     pub(super) fn keep_signatures(&mut self, tips: &[SignedTip]) -> Result<(), StoreError> {
         let mut own = KvBatch::default();
         let mut received = KvBatch::default();
+        let mut logged = Vec::new();
         for tip in tips {
+            if tip.author != self.device {
+                logged.push(*tip);
+            }
             let v = signature_value(tip);
             let batch = if tip.author == self.device {
                 &mut own
@@ -201,6 +206,16 @@ impl Store {
             self.held.add(own, 0);
         }
         if !received.is_empty() {
+            // Into the signature log first: `repair` reads them back from there.
+            if let Some(file) = self.sigs.as_mut() {
+                if let Err(e) = append_sigs(file, &logged) {
+                    return Err(self.poison_log(LogError::Io {
+                        call: format!("append to {SIGS_FILE}"),
+                        kind: e.kind(),
+                        message: e.to_string(),
+                    }));
+                }
+            }
             self.kv.apply(received).map_err(|e| self.poison(e))?;
             self.meta_dirty = true;
         }

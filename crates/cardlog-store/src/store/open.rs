@@ -15,7 +15,7 @@ use super::identity::{
 use super::stage::Stage;
 use super::{Store, StoreOptions, Withdrawn};
 use crate::error::{OpenError, StoreError};
-use crate::log::{FileLog, LogIo, OpLog, LOG_FILE};
+use crate::log::{append_sigs, open_sigs, FileLog, LogIo, OpLog, LOG_FILE, SIGS_FILE};
 use crate::state::held::HeldBack;
 use crate::state::keys::{self, meta};
 use crate::state::kv::{Kv, KvBatch};
@@ -349,6 +349,7 @@ impl Store {
             poisoned: None,
             write_failed: false,
             meta_dirty: false,
+            sigs: None,
             held: HeldBack::default(),
             recovery: Box::new(super::Recovery {
                 read_only,
@@ -389,6 +390,7 @@ impl Store {
             store.poisoned = Some("opened read-only".into());
             return Ok(store);
         }
+        store.open_signature_log()?;
         store.check_home()?;
         // A rebuild was cut off: the registers are half-built. Finish it from the log. If the
         // log itself is damaged the store still opens, read-only, so `verify` can name the
@@ -458,6 +460,34 @@ impl Store {
         if let Some((cutoffs, _)) = retraction {
             self.cutoffs = cutoffs;
         }
+        Ok(())
+    }
+
+    /// Opens the signature log for appending. A store that has none yet (created by a build
+    /// before it existed) gets one holding every received signature its database keeps.
+    fn open_signature_log(&mut self) -> Result<(), OpenError> {
+        let path = self.dir.join(SIGS_FILE);
+        let (mut file, created) = open_sigs(&path).map_err(|e| io(&path, e))?;
+        if created {
+            let mut tips = Vec::new();
+            for pair in self.kv.scan_prefix(&[keys::SIGNATURE]) {
+                let (k, _) = pair?;
+                let Some((author, seq)) = keys::parse_signature(&k) else {
+                    continue;
+                };
+                if author == self.device {
+                    continue;
+                }
+                if let Some(tip) = self.raw_signature(&author, seq)? {
+                    tips.push(tip);
+                }
+            }
+            append_sigs(&mut file, &tips)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| io(&path, e))?;
+            let _ = std::fs::File::open(&self.dir).and_then(|d| d.sync_all());
+        }
+        self.sigs = Some(file);
         Ok(())
     }
 

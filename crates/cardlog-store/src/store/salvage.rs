@@ -18,7 +18,7 @@ use super::open::{
 };
 use super::{Store, StoreOptions, STORE_FORMAT_VERSION};
 use crate::error::{OpenError, StoreError};
-use crate::log::{FileLog, LogIo, OpLog, Read, LOG_FILE};
+use crate::log::{read_sigs, FileLog, LogIo, OpLog, Read, LOG_FILE, SIGS_FILE};
 use crate::state::keys::{self, meta};
 use crate::state::kv::{Kv, KvBatch};
 use crate::state::mem_kv::MemKv;
@@ -198,16 +198,16 @@ fn salvage(db: &FsPath, cut: Option<u64>) -> Salvaged {
         }
         Ok(Err(e)) => {
             out.lost.push(format!(
-                "the old database could not be opened ({}): peer records, signatures of \
-                 received ops, calibration and pairing start afresh",
+                "the old database could not be opened ({}): peer records, calibration and \
+                 pairing start afresh",
                 e.reason()
             ));
             return out;
         }
         Err(_) => {
             out.lost.push(
-                "the old database made sled panic: peer records, signatures of received ops, \
-                 calibration and pairing start afresh"
+                "the old database made sled panic: peer records, calibration and pairing \
+                 start afresh"
                     .into(),
             );
             return out;
@@ -428,6 +428,33 @@ impl Store {
             .find(|(k, _)| k == meta::EPOCH)
             .and_then(|(_, v)| keys::decode(v, "rebuild epoch").ok())
             .unwrap_or(0);
+
+        // The signatures of received ops, from the signature log (the old database's, read
+        // above, are the same ones where it could be read).
+        let sigs_path = dir.join(SIGS_FILE);
+        let (tips, damaged_sigs) = read_sigs(&sigs_path).map_err(|e| io(&sigs_path, e))?;
+        if !tips.is_empty() {
+            salvaged
+                .kept
+                .push(format!("{} signatures from {SIGS_FILE}", tips.len()));
+        }
+        if damaged_sigs > 0 {
+            salvaged.lost.push(format!(
+                "{damaged_sigs} damaged records of {SIGS_FILE} (a signature lost there comes \
+                 back with the author's next ops)"
+            ));
+        }
+        let mut logged: Vec<(Vec<u8>, Vec<u8>)> = tips
+            .iter()
+            .map(|tip| {
+                (
+                    keys::signature(&tip.author, tip.seq),
+                    super::identity::signature_value(tip),
+                )
+            })
+            .collect();
+        logged.append(&mut salvaged.pairs);
+        salvaged.pairs = logged;
 
         // The new database, built aside and renamed into place whole.
         let building = dir.join(format!("{DB_DIR}.repairing"));
