@@ -598,10 +598,16 @@ pub fn forks_in_summary<S: SyncStore>(
         if ours.seq < theirs.seq {
             continue;
         }
-        let at = store
-            .op_at(author, theirs.seq)
-            .map_err(SyncError::Store)?
-            .map(|o| o.id());
+        // At this side's own tip the summary names the op: no lookup (a replica just opened
+        // would build its whole log index for it, at the first sync with nothing to exchange).
+        let at = if ours.seq == theirs.seq {
+            Some(ours.op)
+        } else {
+            store
+                .op_at(author, theirs.seq)
+                .map_err(SyncError::Store)?
+                .map(|o| o.id())
+        };
         if let Some(at) = at.filter(|id| *id != theirs.op) {
             forks.push(Fork {
                 author: *author,

@@ -205,9 +205,12 @@ fn changes_since_a_cursor_survive_a_restart_and_expire_on_rebuild() {
         })
         .unwrap();
     let text = cursor.to_string();
+    let last = laptop.change_cursor().unwrap();
     drop(laptop);
 
     let mut laptop = common::reopen(&dir, &clock);
+    // Found again from the log's end after the open (without its index): the same place.
+    assert_eq!(laptop.change_cursor().unwrap(), last);
     let cursor: ChangeCursor = text.parse().unwrap();
     let Since::Changes(changed) = laptop.changes_since(&cursor).unwrap() else {
         panic!("the cursor should answer");

@@ -17,10 +17,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use cardlog_core::codec::limits;
 use cardlog_core::{ContactId, DeviceId, OpId, Path};
 
 use super::Store;
 use crate::error::StoreError;
+use crate::log::{HEADER_BYTES, ID_AT};
 use crate::state::keys::{self, ContactRegisters};
 
 /// A contact whose state changed, with the paths (fields and items) whose registers changed.
@@ -269,7 +271,8 @@ impl Store {
 
     /// Where the store's history stands now: [`Store::changes_since`] it names what changes
     /// after this. Right after a write it costs nothing; otherwise it finds the log's last
-    /// record through the log index (built on first use, one read of the log).
+    /// record by reading back from the log's end (a few KiB), and only where that fails (a
+    /// withdrawn record last) through the log index (built on first use, one read of the log).
     pub fn change_cursor(&self) -> Result<ChangeCursor, StoreError> {
         let offset = self.log.len();
         let (last_start, last_id) = match *self.last_record {
@@ -289,6 +292,9 @@ impl Store {
     /// The start and id prefix of the record ending at the log's end: the latest of the
     /// authors' tips in the index, else (a withdrawn record last) a scan of the log.
     fn find_last_record(&self) -> Result<(u64, [u8; 16]), StoreError> {
+        if let Some(found) = self.last_record_by_tips()? {
+            return Ok(found);
+        }
         let end = self.log.len();
         let index = self.index()?;
         let latest = self
@@ -308,6 +314,53 @@ impl Store {
             last = Some((record.offset, id_prefix(&record.id)));
         }
         last.ok_or_else(|| StoreError::damaged("the op log holds no record before its end".into()))
+    }
+
+    /// The record ending at the log's end, found without the index: the last record appended
+    /// is its author's chain tip (unless it was withdrawn), whose id the summary holds. The
+    /// log's last bytes are read, in windows growing from 4 KiB up to the largest record, and
+    /// searched back for a header whose length ends its record at the log's end and whose id
+    /// is a tip's; the record found there is read whole to confirm it. `None` when none is
+    /// (the caller then asks the index).
+    fn last_record_by_tips(&self) -> Result<Option<(u64, [u8; 16])>, StoreError> {
+        let end = self.log.len();
+        let tips: BTreeSet<[u8; 32]> = self.summary.values().map(|t| t.op.0).collect();
+        let header = HEADER_BYTES as usize;
+        let largest = (header + limits::OP_BYTES_MAX) as u64;
+        let mut window = 4096u64;
+        loop {
+            let from = end.saturating_sub(window);
+            let mut buf = vec![0u8; (end - from) as usize];
+            self.log.read_raw(&mut buf, from)?;
+            let mut rel = buf.len().saturating_sub(header + 1);
+            loop {
+                let len = buf
+                    .get(rel..rel + 4)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map(u32::from_le_bytes);
+                let id = buf
+                    .get(rel + ID_AT as usize..rel + header)
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok());
+                if let (Some(len), Some(id)) = (len, id) {
+                    let ends_at_end = rel + header + len as usize == buf.len();
+                    if ends_at_end && tips.contains(&id) {
+                        let start = from + rel as u64;
+                        let record = self.log.read(start)?;
+                        if record.end() == end && record.id.0 == id {
+                            return Ok(Some((start, id_prefix(&record.id))));
+                        }
+                    }
+                }
+                if rel == 0 {
+                    break;
+                }
+                rel -= 1;
+            }
+            if from == 0 || window >= largest {
+                return Ok(None);
+            }
+            window = (window * 16).min(largest);
+        }
     }
 
     /// Whether `cursor` names a place in this store's op log as it is: the same device and
