@@ -457,6 +457,18 @@ fn a_removal_retracts_the_ops_it_voids_and_every_order_reaches_the_same_state() 
         .collect();
     assert_eq!(heads.len(), 2, "{heads:?}");
     assert!(third.verify().unwrap().is_ok());
+    // Read from its op log alone (the removal comes after the ops it voids there), the third
+    // device shows the same state.
+    let alone = Replica::open_read_only(
+        &tmp.join("third"),
+        cardlog::Options {
+            wall: b.clock.clone(),
+            ..cardlog::Options::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(alone.state_digest().unwrap(), third.state_digest().unwrap());
+    drop(alone);
     // The admin takes the third's ops: the writer's void ones come with them (the third's
     // edit replaces one of their writes) and are kept without effect.
     let report = b.admin.pull_from(&third).unwrap();

@@ -22,7 +22,7 @@ pub use io::{FaultyLog, FileLog, LogError, LogIo};
 pub use record::{
     check_record, decode_trusted, frame, set_commit, Record, COMMIT, HEADER_BYTES, ID_AT,
 };
-pub use recovery::Tail;
+pub use recovery::{Committed, Tail, TAIL_CHUNK_OPS};
 pub use scan::{Read, ReadRef, Scan};
 pub use sigs::{append_sigs, encode_sig, open_sigs, read_sigs, SIGS_FILE, SIG_RECORD_BYTES};
 

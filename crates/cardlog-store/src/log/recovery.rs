@@ -12,8 +12,6 @@ use super::OpLog;
 /// What the log holds past a point (see [`OpLog::read_tail`]).
 #[derive(Debug, Default)]
 pub struct Tail {
-    /// The committed records, with their offsets (only when asked to keep them).
-    pub committed: Vec<(u64, SealedOp)>,
     /// How many ops the committed records hold.
     pub committed_ops: u64,
     /// Where the committed records end: where the log ends once a torn tail is cut.
@@ -26,15 +24,29 @@ pub struct Tail {
 /// How many bytes after a bad record are read to tell zeros written ahead from data.
 const ZEROS_CHECKED_BYTES_MAX: u64 = 4 << 20;
 
+/// Committed records handed over at once by [`OpLog::read_tail`] (more when one apply call
+/// committed more: its records are handed over together).
+pub const TAIL_CHUNK_OPS: usize = 16_384;
+
+/// What [`OpLog::read_tail`] hands committed records to, in chunks, in log order.
+pub type Committed<'a, E> = &'a mut dyn FnMut(Vec<(u64, SealedOp)>) -> Result<(), E>;
+
 impl OpLog {
     /// Reads the records from `from` to `file_len` (the file's length), checking each op
     /// strictly against its recorded id. Records after the last [`COMMIT`] are not committed.
-    /// With `keep`, the committed ops are returned for replay.
-    pub fn read_tail(&self, from: u64, file_len: u64, keep: bool) -> Result<Tail, LogError> {
+    /// With `each`, the committed ops are handed to it for replay, in chunks of about
+    /// [`TAIL_CHUNK_OPS`] (memory stays bounded by a chunk, not the tail).
+    pub fn read_tail<E: From<LogError>>(
+        &self,
+        from: u64,
+        file_len: u64,
+        mut each: Option<Committed<'_, E>>,
+    ) -> Result<Tail, E> {
         let mut tail = Tail {
             committed_end: from,
             ..Tail::default()
         };
+        let mut committed: Vec<(u64, SealedOp)> = Vec::new();
         let mut uncommitted: Vec<(u64, SealedOp)> = Vec::new();
         let mut uncommitted_ops = 0u64;
         let mut bad: Option<(u64, String, bool)> = None;
@@ -51,14 +63,19 @@ impl OpLog {
                         }
                     };
                     uncommitted_ops += 1;
-                    if keep {
+                    if each.is_some() {
                         uncommitted.push((r.offset, op));
                     }
                     if r.flags & COMMIT != 0 {
-                        tail.committed.append(&mut uncommitted);
+                        committed.append(&mut uncommitted);
                         tail.committed_ops += uncommitted_ops;
                         uncommitted_ops = 0;
                         tail.committed_end = end;
+                        if let Some(each) = each.as_mut() {
+                            if committed.len() >= TAIL_CHUNK_OPS {
+                                each(std::mem::take(&mut committed))?;
+                            }
+                        }
                     }
                 }
                 Read::End => break,
@@ -70,6 +87,11 @@ impl OpLog {
                     bad = Some((offset, why, cut_off));
                     break;
                 }
+            }
+        }
+        if let Some(each) = each.as_mut() {
+            if !committed.is_empty() {
+                each(committed)?;
             }
         }
         if let Some((offset, why, cut_off)) = bad {

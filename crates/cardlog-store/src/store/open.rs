@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::OnceLock;
 
-use cardlog_core::{BookId, Cutoffs, DeviceId, DeviceKey, SignedTip};
+use cardlog_core::{BookId, Cutoffs, DeviceId, DeviceKey, SealedOp, SignedTip};
 
 use super::identity::{
     commit_key, read_key, read_key_file, signature_value, stage_key, write_key, KEY_FILE,
@@ -15,7 +15,7 @@ use super::identity::{
 use super::stage::Stage;
 use super::{Store, StoreOptions, Withdrawn};
 use crate::error::{OpenError, StoreError};
-use crate::log::{append_sigs, open_sigs, FileLog, LogIo, OpLog, LOG_FILE, SIGS_FILE};
+use crate::log::{append_sigs, open_sigs, FileLog, LogError, LogIo, OpLog, LOG_FILE, SIGS_FILE};
 use crate::state::held::HeldBack;
 use crate::state::keys::{self, meta};
 use crate::state::kv::{Kv, KvBatch};
@@ -45,6 +45,27 @@ pub(super) fn write_marker(path: &FsPath, version: u8) -> std::io::Result<()> {
 
 fn io(path: &FsPath, e: std::io::Error) -> OpenError {
     OpenError::io(path, e)
+}
+
+/// What stands in for the log while [`Store::recover_tail`] reads it: every call fails.
+struct Detached;
+
+impl LogIo for Detached {
+    fn file_len(&self) -> Result<u64, LogError> {
+        Err(LogError::ReadOnly)
+    }
+    fn read_at(&self, _: &mut [u8], _: u64) -> Result<(), LogError> {
+        Err(LogError::ReadOnly)
+    }
+    fn write_at(&self, _: &[u8], _: u64) -> Result<(), LogError> {
+        Err(LogError::ReadOnly)
+    }
+    fn sync(&self) -> Result<(), LogError> {
+        Err(LogError::ReadOnly)
+    }
+    fn truncate(&self, _: u64) -> Result<(), LogError> {
+        Err(LogError::ReadOnly)
+    }
 }
 
 /// The marker file's text, or `NotAStore` where there is none.
@@ -386,6 +407,11 @@ impl Store {
             store.recover_tail(file_len, true)?;
         }
         if read_only {
+            // A removal in the log voided ops replayed before it: the registers in memory are
+            // rebuilt (writing nothing to disk either).
+            if store.held.get(&*store.kv, meta::REBUILDING)?.is_some() {
+                store.rebuild_unchecked(&mut |_| {})?;
+            }
             store.ensure_name_index()?;
             store.poisoned = Some("opened read-only".into());
             return Ok(store);
@@ -413,7 +439,35 @@ impl Store {
     /// crash) is cut away, and damage with valid data after it leaves the store read-only.
     fn recover_tail(&mut self, file_len: u64, replay: bool) -> Result<(), OpenError> {
         let from = self.log.len();
-        let tail = self.log.read_tail(from, file_len, replay)?;
+        // Committed records are replayed as they are read, a chunk at a time: a store whose
+        // whole log is its tail (a read-only open, a repair) holds a chunk in memory, not the
+        // log. (What follows the last commit is decided after: committed records are valid
+        // either way.)
+        let tail = if replay {
+            // The log is read while the rest of the store takes each chunk: it is moved out
+            // for the read (`each` only syncs it) and put back whatever happens.
+            let log = std::mem::replace(&mut self.log, OpLog::new(Box::new(Detached), 0));
+            let mut synced = false;
+            let read = log.read_tail(
+                from,
+                file_len,
+                Some(
+                    &mut |chunk: Vec<(u64, SealedOp)>| -> Result<(), OpenError> {
+                        if !synced {
+                            // Those records may still be only in the page cache (a killed
+                            // process, bulk mode): sync them before sled's watermark covers them.
+                            log.sync()?;
+                            synced = true;
+                        }
+                        self.replay_logged(&chunk)
+                    },
+                ),
+            );
+            self.log = log;
+            read?
+        } else {
+            self.log.read_tail::<OpenError>(from, file_len, None)?
+        };
         match &tail.damaged {
             Some(why) => {
                 // Valid-looking data follows a damaged record: cutting it away could lose
@@ -438,21 +492,23 @@ impl Store {
         self.recovery.tail_ops = tail.committed_ops;
         if !replay {
             self.ops += tail.committed_ops;
-            return Ok(());
         }
-        if tail.committed.is_empty() {
+        Ok(())
+    }
+
+    /// Replays committed records of the log's tail into the registers: staged, written as one
+    /// batch with the watermark after them.
+    fn replay_logged(&mut self, ops: &[(u64, SealedOp)]) -> Result<(), OpenError> {
+        let Some((start, _)) = ops.first() else {
             return Ok(());
-        }
-        let mut stage = Stage::at(self, from, self.ops);
-        for (offset, op) in &tail.committed {
+        };
+        let mut stage = Stage::at(self, *start, self.ops);
+        for (offset, op) in ops {
             stage.add_logged(*offset, op)?;
         }
         let mut staged = stage.finish();
-        // A removal in the tail voids ops already in the registers: rebuilt below (`open`).
+        // A removal in the tail voids ops already in the registers: rebuilt after (`open`).
         let retraction = self.retraction(&mut staged)?;
-        // Those records may still be only in the page cache (a killed process, bulk mode):
-        // sync them before sled's watermark covers them.
-        self.log.sync()?;
         self.kv.apply(staged.batch)?;
         self.kv.flush()?;
         self.ops += staged.added.len() as u64;
@@ -526,6 +582,14 @@ impl Store {
                     keys::signature(&self.device, tip.seq),
                     signature_value(&signed),
                 );
+                // No other copy of it can be made once the old key is gone: into the signature
+                // log too, for `repair`.
+                if let Some(file) = self.sigs.as_mut() {
+                    let path = self.dir.join(SIGS_FILE);
+                    append_sigs(file, &[signed])
+                        .and_then(|()| file.sync_data())
+                        .map_err(|e| io(&path, e))?;
+                }
             }
             batch.insert(meta::REPLICA.to_vec(), fresh.0.to_vec());
             batch.insert(meta::HOME.to_vec(), home);

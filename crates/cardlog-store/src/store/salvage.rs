@@ -18,7 +18,7 @@ use super::open::{
 };
 use super::{Store, StoreOptions, STORE_FORMAT_VERSION};
 use crate::error::{OpenError, StoreError};
-use crate::log::{read_sigs, FileLog, LogIo, OpLog, Read, LOG_FILE, SIGS_FILE};
+use crate::log::{read_sigs, FileLog, LogError, LogIo, OpLog, Read, LOG_FILE, SIGS_FILE};
 use crate::state::keys::{self, meta};
 use crate::state::kv::{Kv, KvBatch};
 use crate::state::mem_kv::MemKv;
@@ -272,7 +272,7 @@ fn records_past(
         let whole = match log.read_within(at, file_len) {
             Ok(Read::Record(r)) => r.seal().ok().map(|op| (op, r.end())),
             Ok(Read::End) => break,
-            Ok(Read::Bad { .. }) | Err(crate::log::LogError::Damaged { .. }) => None,
+            Ok(Read::Bad { .. }) | Err(LogError::Damaged { .. }) => None,
             Err(e) => return Err(e.into()),
         };
         match whole {
@@ -349,7 +349,7 @@ impl Store {
             let file = FileLog::open(&log_path, false)?;
             let file_len = file.file_len()?;
             let log = OpLog::new(Box::new(file), file_len);
-            let tail = log.read_tail(0, file_len, false)?;
+            let tail = log.read_tail::<LogError>(0, file_len, None)?;
             let book = book_in_log(&OpLog::new(
                 Box::new(FileLog::open_read_only(&log_path)?),
                 tail.committed_end,

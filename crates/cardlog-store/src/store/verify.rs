@@ -162,6 +162,16 @@ impl Store {
         if !self.recovery.state_ahead_of_log {
             self.writable()?;
         }
+        self.rebuild_unchecked(progress)
+    }
+
+    /// [`Store::rebuild_with`] without asking whether the store takes writes: what a
+    /// read-only open runs on its registers in memory when the log's membership voids ops it
+    /// replayed.
+    pub(super) fn rebuild_unchecked(
+        &mut self,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<u64, StoreError> {
         // Rebuild compares with (and rewrites) what sled holds: nothing may be held back.
         // (Only a writable store holds anything back.)
         if !self.held.is_empty() {
