@@ -1285,7 +1285,7 @@ pub fn verify(ctx: &Ctx) -> Res {
         None => Ok(()),
         Some(first) => Err(CliError::Corrupt(format!(
             "store not intact ({} problem(s)); first: {first}; `cardlog rebuild` rewrites the \
-             state from the log",
+             state from the log (`cardlog repair` where the log itself is damaged)",
             report.problems.len()
         ))),
     }

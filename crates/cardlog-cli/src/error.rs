@@ -87,15 +87,21 @@ impl CliError {
     }
 }
 
+/// What a damaged store's error adds: the way out.
+const REPAIR_HINT: &str = "; `cardlog repair` builds a new database from the op log (a log \
+     damaged in its middle is cut there, a copy kept)";
+
 impl From<Error> for CliError {
     fn from(e: Error) -> Self {
         let text = e.to_string();
         match e {
             Error::Edit(EditError::NotFound(_)) => CliError::NotFound(text),
             Error::Edit(_) | Error::Refused(_) | Error::Member(_) => CliError::Invalid(text),
-            Error::Replay(_)
-            | Error::Store(StoreError::Damaged { .. })
-            | Error::Store(StoreError::Engine(KvError::Damaged(_))) => CliError::Corrupt(text),
+            Error::Replay(_) => CliError::Corrupt(text),
+            Error::Store(StoreError::Damaged { .. })
+            | Error::Store(StoreError::Engine(KvError::Damaged(_))) => {
+                CliError::Corrupt(format!("{text}{REPAIR_HINT}"))
+            }
             _ => CliError::Failed(text),
         }
     }
@@ -108,7 +114,7 @@ impl From<OpenError> for CliError {
             OpenError::NotAStore(_) | OpenError::NotARelay(_) => CliError::NotFound(text),
             OpenError::NotEmpty(_) | OpenError::UnknownFormat { .. } => CliError::Invalid(text),
             OpenError::Damaged { .. } | OpenError::Engine(KvError::Damaged(_)) => {
-                CliError::Corrupt(text)
+                CliError::Corrupt(format!("{text}{REPAIR_HINT}"))
             }
             _ => CliError::Failed(text),
         }
