@@ -82,7 +82,15 @@ impl Ctx {
     }
 
     fn open_read_only(&self) -> Result<Replica, CliError> {
-        Replica::open_read_only(&self.dir, self.options()).map_err(|e| self.open_error(e))
+        let r =
+            Replica::open_read_only(&self.dir, self.options()).map_err(|e| self.open_error(e))?;
+        if let Some(why) = &r.store().recovery().damaged_tail {
+            eprintln!(
+                "cardlog: note: the op log is damaged ({why}): only what comes before the \
+                 damage is shown; `cardlog repair` keeps what it can of the rest"
+            );
+        }
+        Ok(r)
     }
 
     /// An open's failure in the words the CLI uses.
@@ -1293,6 +1301,11 @@ pub fn verify(ctx: &Ctx) -> Res {
 
 /// `cardlog repair`.
 pub fn repair(ctx: &Ctx) -> Res {
+    if ctx.read_only {
+        return Err(invalid(
+            "repair builds a new database and may cut the op log: it cannot run --read-only",
+        ));
+    }
     let report = cardlog::Replica::repair(&ctx.dir, ctx.options()).map_err(|e| match e {
         cardlog::Error::Open(e) => ctx.open_error(e),
         other => other.into(),

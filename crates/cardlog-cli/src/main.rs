@@ -109,6 +109,12 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         wall: wall()?,
         read_only: cli.read_only,
     };
+    if ctx.read_only && matches!(cli.command, Command::Init(_) | Command::Relay(_)) {
+        return Err(CliError::Invalid(
+            "--read-only opens an existing store for reading: it does not go with init or relay"
+                .into(),
+        ));
+    }
     match &cli.command {
         Command::Init(a) => members::init(&ctx, a),
         Command::Device => members::device(&ctx),

@@ -167,6 +167,7 @@ fn repair_carries_over_what_the_old_database_still_gives() {
         store.put_meta(b"mcalibration", b"kept".to_vec()).unwrap();
         store.flush().unwrap();
     }
+    let cursor = reopen(&dir).change_cursor().unwrap();
     let report = Store::repair(&dir, &options()).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert!(
@@ -175,6 +176,8 @@ fn repair_carries_over_what_the_old_database_still_gives() {
         report.kept
     );
     let store = reopen(&dir);
+    // A new database is a new rebuild epoch: a cursor of before asks for everything.
+    assert!(!store.holds_cursor(&cursor));
     assert_eq!(store.peer_record(&peer).unwrap(), Some(b"mark".to_vec()));
     assert_eq!(store.meta(b"mcalibration").unwrap(), Some(b"kept".to_vec()));
     assert_eq!(store.state_bytes().unwrap(), state);
@@ -185,9 +188,8 @@ fn repair_carries_over_what_the_old_database_still_gives() {
 fn repair_of_a_log_damaged_in_the_middle_salvages_what_follows_and_a_peer_gives_back_the_rest() {
     let ops = scripted_world().all_ops();
     let (_tmp, dir, mut store) = new_store();
-    // One op per call: every record is committed.
-    apply_in_chunks(&mut store, &ops, &[1]);
-    store.flush().unwrap();
+    // One op per call, each signed: every record is committed, and each op is provable.
+    apply_signed_one_by_one(&mut store, &ops);
     let full = store.state_bytes().unwrap();
     let peer = DeviceId([9; 16]);
     store
@@ -196,7 +198,7 @@ fn repair_of_a_log_damaged_in_the_middle_salvages_what_follows_and_a_peer_gives_
     store.flush().unwrap();
     drop(store);
     let records = log_records(&dir);
-    let hit = records.len() / 2;
+    let (hit, salvageable) = hit_with_salvage(&ops);
     let (at, _) = records[hit];
     // A byte of the op in the middle record flipped: it no longer hashes to its id.
     edit_log(&dir, |bytes| bytes[at + 37 + 3] ^= 0x40);
@@ -208,6 +210,7 @@ fn repair_of_a_log_damaged_in_the_middle_salvages_what_follows_and_a_peer_gives_
     assert_eq!(damage.at, at as u64);
     assert_eq!(damage.records_after, (records.len() - hit - 1) as u64);
     assert_eq!(damage.salvaged + damage.waiting, damage.records_after);
+    assert_eq!(damage.salvaged, salvageable, "{damage:?}");
     assert!(!damage.search_stopped);
     assert_eq!(std::fs::read(&damage.set_aside).unwrap(), damaged);
     assert_eq!(report.ops, hit as u64 + damage.salvaged);
@@ -228,12 +231,78 @@ fn repair_of_a_log_damaged_in_the_middle_salvages_what_follows_and_a_peer_gives_
 }
 
 #[test]
+fn a_repair_cut_off_after_it_cut_the_log_finishes_from_its_note() {
+    let ops = scripted_world().all_ops();
+    let (_tmp, dir, mut store) = new_store();
+    apply_signed_one_by_one(&mut store, &ops);
+    let full = store.state_bytes().unwrap();
+    drop(store);
+    let records = log_records(&dir);
+    let (hit, salvageable) = hit_with_salvage(&ops);
+    let (at, _) = records[hit];
+    edit_log(&dir, |bytes| bytes[at + 37 + 3] ^= 0x40);
+    // What a repair had done when it was killed: the copy, its note, the cut.
+    let damaged = std::fs::read(dir.join("ops.log")).unwrap();
+    std::fs::write(dir.join("ops.log.damaged-1"), &damaged).unwrap();
+    std::fs::write(
+        dir.join("ops.log.repairing"),
+        format!("cardlog repair v1\nops.log.damaged-1\n{at}\nflipped\n"),
+    )
+    .unwrap();
+    edit_log(&dir, |bytes| bytes.truncate(at));
+    let report = Store::repair(&dir, &options()).unwrap();
+    let damage = report.log_damage.expect("the note names the damage");
+    assert_eq!(damage.at, at as u64);
+    assert_eq!(damage.records_after, (records.len() - hit - 1) as u64);
+    assert_eq!(damage.salvaged, salvageable, "{damage:?}");
+    assert_eq!(report.ops, hit as u64 + damage.salvaged);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert!(
+        !dir.join("ops.log.repairing").exists(),
+        "the note goes once done"
+    );
+    let mut store = reopen(&dir);
+    apply_in_chunks(&mut store, &ops, &[ops.len()]);
+    assert_eq!(store.state_bytes().unwrap(), full);
+}
+
+#[test]
 fn repair_is_refused_while_the_store_is_open() {
     let (_tmp, dir, store) = new_store();
     let err = Store::repair(&dir, &options()).unwrap_err();
     assert!(matches!(err, OpenError::Locked(_)), "{err}");
     assert!(dir.join("db").is_dir());
     drop(store);
+}
+
+/// A record in the second half of a log of `ops` (one record each, in order) whose loss leaves
+/// some later ops whole (they build on nothing lost), and how many.
+fn hit_with_salvage(ops: &[cardlog_core::SealedOp]) -> (usize, u64) {
+    (ops.len() / 2..ops.len() - 1)
+        .find_map(|hit| {
+            let mut replay = cardlog_core::replay::Replay::new();
+            for (i, op) in ops.iter().enumerate() {
+                if i != hit {
+                    replay.insert(op.clone()).unwrap();
+                }
+            }
+            let waiting = replay.waiting().count();
+            let after = ops.len() - hit - 1;
+            (waiting < after).then_some((hit, (after - waiting) as u64))
+        })
+        .expect("a record whose loss leaves later ops whole")
+}
+
+/// Applies `ops` (in an order where dependencies come first) one call each, each with its
+/// signature as its author's tip, and flushes.
+fn apply_signed_one_by_one(store: &mut Store, ops: &[cardlog_core::SealedOp]) {
+    for op in ops {
+        let outcomes = store
+            .apply_signed(std::slice::from_ref(op), &[signed(op)])
+            .unwrap();
+        assert_eq!(outcomes, [cardlog_store::OpOutcome::Stored]);
+    }
+    store.flush().unwrap();
 }
 
 /// A signature of `op` as its author's chain tip (not a valid ed25519 signature: the store

@@ -83,9 +83,55 @@ fn a_copied_replica_repaired_after_losing_its_database_still_verifies() {
     zero_database(&copy);
     let report = Replica::repair(&copy, options(&clock)).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
+    // The database could not be read: the signatures came from the signature log.
+    assert!(
+        report
+            .lost
+            .iter()
+            .any(|l| l.contains("could not be opened")),
+        "{:?}",
+        report.lost
+    );
+    assert!(
+        report.kept.iter().any(|k| k.contains("from sigs.log")),
+        "{:?}",
+        report.kept
+    );
     let repaired = reopen(&copy, &clock);
     assert_eq!(repaired.id(), device);
     assert_eq!(repaired.state_digest().unwrap(), digest);
     assert!(repaired.contact(&ContactId([1; 16])).unwrap().is_some());
     assert!(repaired.verify().unwrap().is_ok());
+}
+
+#[test]
+fn repair_leaves_withdrawn_ops_withdrawn() {
+    // Ops this device took back (after a restore) stay in the log, marked withdrawn in the
+    // database: a repair that reads the marks replays the log without them.
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let dir = tmp.path().join("phone");
+    let mut phone = replica(&dir, &clock);
+    for n in 1..=4 {
+        phone.add_contact(&person(n, "Someone")).unwrap();
+    }
+    let seq = phone.summary()[&phone.id()].seq;
+    drop(phone);
+    {
+        let mut store =
+            cardlog::Store::open(&dir, &cardlog_store::StoreOptions::default()).unwrap();
+        let withdrawn = store.withdraw_own_from(seq - 1).unwrap();
+        assert_eq!(withdrawn.ops.len(), 2);
+        store.flush().unwrap();
+    }
+    let phone = reopen(&dir, &clock);
+    let (digest, ops) = (phone.state_digest().unwrap(), phone.op_count());
+    assert!(phone.contact(&ContactId([4; 16])).unwrap().is_none());
+    drop(phone);
+    let report = Replica::repair(&dir, options(&clock)).unwrap();
+    assert_eq!(report.ops, ops);
+    let phone = reopen(&dir, &clock);
+    assert_eq!(phone.state_digest().unwrap(), digest);
+    assert!(phone.contact(&ContactId([4; 16])).unwrap().is_none());
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
 }

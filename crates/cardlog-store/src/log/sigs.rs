@@ -5,8 +5,9 @@
 //! holds ops only).
 //!
 //! A record is 156 bytes: the CRC-32 (little-endian) of the 152 bytes after it, then author
-//! (16), seq (u64 LE), op id (32), public key (32), signature (64). Fixed-size records make a
-//! damaged one skippable: reading goes on at the next record.
+//! (16), seq (u64 LE), op id (32), public key (32), signature (64). Each record carries its
+//! CRC, so a reader finds whole ones past damage or a torn write (searching byte by byte), and
+//! an open cuts a torn last record away before it appends.
 
 use std::fs::File;
 use std::io::{Read as _, Write as _};
@@ -68,8 +69,8 @@ pub fn append_sigs(file: &mut File, tips: &[SignedTip]) -> std::io::Result<()> {
     file.write_all(&bytes)
 }
 
-/// Every signature whose record is whole, in the order written, and how many records were
-/// damaged (a torn last record counts as one). A missing file holds none.
+/// Every signature whose record is whole, in the order written, and how many runs of damage
+/// were passed over (a torn last record counts as one). A missing file holds none.
 pub fn read_sigs(path: &Path) -> std::io::Result<(Vec<SignedTip>, u64)> {
     let mut bytes = Vec::new();
     match File::open(path) {
@@ -81,14 +82,28 @@ pub fn read_sigs(path: &Path) -> std::io::Result<(Vec<SignedTip>, u64)> {
     }
     let mut tips = Vec::with_capacity(bytes.len() / SIG_RECORD_BYTES);
     let mut damaged = 0u64;
-    let mut chunks = bytes.chunks_exact(SIG_RECORD_BYTES);
-    for record in &mut chunks {
+    let mut at = 0usize;
+    // Where the last damage began: a run of bytes that hold no record counts once.
+    let mut in_damage = false;
+    while let Some(record) = bytes.get(at..at + SIG_RECORD_BYTES) {
         match decode_sig(record) {
-            Some(tip) => tips.push(tip),
-            None => damaged += 1,
+            Some(tip) => {
+                tips.push(tip);
+                at += SIG_RECORD_BYTES;
+                in_damage = false;
+            }
+            None => {
+                // A damaged record, or records shifted by a torn write before them: the
+                // search goes on byte by byte for the next whole one.
+                if !in_damage {
+                    damaged += 1;
+                    in_damage = true;
+                }
+                at += 1;
+            }
         }
     }
-    if !chunks.remainder().is_empty() {
+    if at < bytes.len() && !in_damage {
         damaged += 1;
     }
     Ok((tips, damaged))
@@ -126,6 +141,16 @@ mod tests {
         bytes.extend_from_slice(&encode_sig(&tip(4))[..100]);
         std::fs::write(&path, bytes).unwrap();
         assert_eq!(read_sigs(&path).unwrap(), (vec![tip(1), tip(3)], 2));
+        // A torn write followed by whole records (a reader that stepped 156 bytes at a time
+        // would lose every one after it).
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(&encode_sig(&tip(5)));
+        bytes.extend_from_slice(&encode_sig(&tip(6)));
+        std::fs::write(&path, bytes).unwrap();
+        assert_eq!(
+            read_sigs(&path).unwrap(),
+            (vec![tip(1), tip(3), tip(5), tip(6)], 2)
+        );
         assert_eq!(
             read_sigs(&tmp.path().join("absent")).unwrap(),
             (Vec::new(), 0)

@@ -320,8 +320,8 @@ impl Store {
     /// is its author's chain tip (unless it was withdrawn), whose id the summary holds. The
     /// log's last bytes are read, in windows growing from 4 KiB up to the largest record, and
     /// searched back for a header whose length ends its record at the log's end and whose id
-    /// is a tip's; the record found there is read whole to confirm it. `None` when none is
-    /// (the caller then asks the index).
+    /// is a tip's; the record found there is read whole and its op hashed to confirm it.
+    /// `None` when none is (the caller then asks the index).
     fn last_record_by_tips(&self) -> Result<Option<(u64, [u8; 16])>, StoreError> {
         let end = self.log.len();
         let tips: BTreeSet<[u8; 32]> = self.summary.values().map(|t| t.op.0).collect();
@@ -342,12 +342,21 @@ impl Store {
                     .get(rel + ID_AT as usize..rel + header)
                     .and_then(|b| <[u8; 32]>::try_from(b).ok());
                 if let (Some(len), Some(id)) = (len, id) {
-                    let ends_at_end = rel + header + len as usize == buf.len();
+                    let ends_at_end =
+                        (rel as u64) + (header as u64) + u64::from(len) == buf.len() as u64;
                     if ends_at_end && tips.contains(&id) {
+                        // Confirmed by the record itself: whole, and its op hashing to that id
+                        // (an op's value can hold bytes that look like a header; such a
+                        // candidate is passed over, never an error).
                         let start = from + rel as u64;
-                        let record = self.log.read(start)?;
-                        if record.end() == end && record.id.0 == id {
-                            return Ok(Some((start, id_prefix(&record.id))));
+                        let whole = self
+                            .log
+                            .read(start)
+                            .ok()
+                            .filter(|r| r.end() == end && r.id.0 == id)
+                            .is_some_and(|r| r.seal().is_ok());
+                        if whole {
+                            return Ok(Some((start, id_prefix(&OpId(id)))));
                         }
                     }
                 }

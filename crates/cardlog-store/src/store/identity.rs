@@ -191,7 +191,15 @@ impl Store {
         let mut received = KvBatch::default();
         let mut logged = Vec::new();
         for tip in tips {
-            if tip.author != self.device {
+            // Into the signature log once: one already kept as it is (the same batch's second
+            // call, a batch of duplicates) is not appended again.
+            if tip.author != self.device
+                && self
+                    .held
+                    .get(&*self.kv, &keys::signature(&tip.author, tip.seq))?
+                    .as_deref()
+                    != Some(signature_value(tip).as_slice())
+            {
                 logged.push(*tip);
             }
             let v = signature_value(tip);
@@ -207,7 +215,7 @@ impl Store {
         }
         if !received.is_empty() {
             // Into the signature log first: `repair` reads them back from there.
-            if let Some(file) = self.sigs.as_mut() {
+            if let Some(file) = self.sigs.as_mut().filter(|_| !logged.is_empty()) {
                 if let Err(e) = append_sigs(file, &logged) {
                     return Err(self.poison_log(LogError::Io {
                         call: format!("append to {SIGS_FILE}"),

@@ -15,7 +15,9 @@ use super::identity::{
 use super::stage::Stage;
 use super::{Store, StoreOptions, Withdrawn};
 use crate::error::{OpenError, StoreError};
-use crate::log::{append_sigs, open_sigs, FileLog, LogError, LogIo, OpLog, LOG_FILE, SIGS_FILE};
+use crate::log::{
+    append_sigs, open_sigs, FileLog, LogError, LogIo, OpLog, LOG_FILE, SIGS_FILE, SIG_RECORD_BYTES,
+};
 use crate::state::held::HeldBack;
 use crate::state::keys::{self, meta};
 use crate::state::kv::{Kv, KvBatch};
@@ -504,7 +506,13 @@ impl Store {
         };
         let mut stage = Stage::at(self, *start, self.ops);
         for (offset, op) in ops {
-            stage.add_logged(*offset, op)?;
+            // A withdrawn record is passed over, as every read of the log does (a repair
+            // replays a whole log that may hold some).
+            if self.withdrawn.offsets.contains(offset) {
+                stage.pass_over(*offset, op);
+            } else {
+                stage.add_logged(*offset, op)?;
+            }
         }
         let mut staged = stage.finish();
         // A removal in the tail voids ops already in the registers: rebuilt after (`open`).
@@ -520,28 +528,42 @@ impl Store {
     }
 
     /// Opens the signature log for appending. A store that has none yet (created by a build
-    /// before it existed) gets one holding every received signature its database keeps.
+    /// before it existed) gets one holding every received signature its database keeps,
+    /// written whole beside it and renamed into place (a failed open leaves none, and the next
+    /// open writes it again). A torn last record (a write cut off) is cut away first, so the
+    /// records appended after it stay where a reader looks for them.
     fn open_signature_log(&mut self) -> Result<(), OpenError> {
         let path = self.dir.join(SIGS_FILE);
-        let (mut file, created) = open_sigs(&path).map_err(|e| io(&path, e))?;
-        if created {
+        if !path.exists() {
             let mut tips = Vec::new();
             for pair in self.kv.scan_prefix(&[keys::SIGNATURE]) {
                 let (k, _) = pair?;
                 let Some((author, seq)) = keys::parse_signature(&k) else {
                     continue;
                 };
-                if author == self.device {
-                    continue;
-                }
-                if let Some(tip) = self.raw_signature(&author, seq)? {
-                    tips.push(tip);
+                // (One that does not decode is left to whoever reads it.)
+                if author != self.device {
+                    if let Ok(Some(tip)) = self.raw_signature(&author, seq) {
+                        tips.push(tip);
+                    }
                 }
             }
+            let fresh = self.dir.join(format!("{SIGS_FILE}.new"));
+            let _ = std::fs::remove_file(&fresh);
+            let (mut file, _) = open_sigs(&fresh).map_err(|e| io(&fresh, e))?;
             append_sigs(&mut file, &tips)
                 .and_then(|()| file.sync_all())
+                .and_then(|()| std::fs::rename(&fresh, &path))
                 .map_err(|e| io(&path, e))?;
             let _ = std::fs::File::open(&self.dir).and_then(|d| d.sync_all());
+        }
+        let (file, _) = open_sigs(&path).map_err(|e| io(&path, e))?;
+        let len = file.metadata().map_err(|e| io(&path, e))?.len();
+        let torn = len % SIG_RECORD_BYTES as u64;
+        if torn != 0 {
+            file.set_len(len - torn)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| io(&path, e))?;
         }
         self.sigs = Some(file);
         Ok(())

@@ -8,6 +8,7 @@
 //! new database, carries over what it can read of the old one (which is kept aside, never
 //! deleted), and salvages the ops found past damage in the log.
 
+use std::collections::BTreeSet;
 use std::path::{Path as FsPath, PathBuf};
 
 use cardlog_core::{BookId, DeviceId, MemberChange, SealedOp};
@@ -18,7 +19,9 @@ use super::open::{
 };
 use super::{Store, StoreOptions, STORE_FORMAT_VERSION};
 use crate::error::{OpenError, StoreError};
-use crate::log::{read_sigs, FileLog, LogError, LogIo, OpLog, Read, LOG_FILE, SIGS_FILE};
+use crate::log::{
+    read_sigs, FileLog, LogError, LogIo, OpLog, Read, LOG_FILE, SIGS_FILE, TAIL_CHUNK_OPS,
+};
 use crate::state::keys::{self, meta};
 use crate::state::kv::{Kv, KvBatch};
 use crate::state::mem_kv::MemKv;
@@ -27,6 +30,10 @@ use crate::OpOutcome;
 
 /// How many bytes past a damaged record `repair` searches for the next whole record, in all.
 pub const RESYNC_BYTES_MAX: u64 = 16 << 20;
+
+/// How many bytes `repair` reads, in all, for candidate records past damage that turn out not
+/// to hash to their ids, before it stops searching.
+const RESYNC_READ_BYTES_MAX: u64 = 256 << 20;
 
 /// What [`Store::repair`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -70,6 +77,68 @@ pub struct LogDamage {
     pub search_stopped: bool,
     /// The whole log as it was before the repair.
     pub set_aside: PathBuf,
+}
+
+/// The note `repair` leaves while it cuts a damaged log: which copy holds it whole, where it
+/// is cut, and why. Removed once the records past the cut are applied again.
+const PENDING_FILE: &str = "ops.log.repairing";
+
+/// What [`PENDING_FILE`] says.
+struct Pending {
+    copy: PathBuf,
+    at: u64,
+    why: String,
+}
+
+impl Pending {
+    /// The note's text: a first line naming it, the copy's file name, the offset, the reason.
+    fn write(&self, path: &FsPath) -> Result<(), OpenError> {
+        let name = self
+            .copy
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = format!("cardlog repair v1\n{name}\n{}\n{}\n", self.at, self.why);
+        std::fs::write(path, text)
+            .and_then(|()| std::fs::File::open(path)?.sync_all())
+            .map_err(|e| io(path, e))?;
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
+    }
+
+    /// The note read back (`None` if it is not one, or its copy is gone).
+    fn parse(text: &str, dir: &FsPath) -> Option<Pending> {
+        let mut lines = text.lines();
+        if lines.next()? != "cardlog repair v1" {
+            return None;
+        }
+        let name = lines.next()?;
+        if name.is_empty() || name.contains('/') || name.contains('\\') {
+            return None;
+        }
+        let at = lines.next()?.parse().ok()?;
+        let why = lines.next().unwrap_or("damaged").to_owned();
+        let copy = dir.join(name);
+        copy.is_file().then_some(Pending { copy, at, why })
+    }
+}
+
+/// The `NAME.damaged-N` beside `path` with the highest N, if any.
+fn newest_aside(path: &FsPath) -> Option<PathBuf> {
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    let prefix = format!("{name}.damaged-");
+    std::fs::read_dir(path.parent()?)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let n: u64 = file.strip_prefix(&prefix)?.parse().ok()?;
+            Some((n, e.path()))
+        })
+        .max_by_key(|(n, _)| *n)
+        .map(|(_, p)| p)
 }
 
 /// The first free `NAME.damaged-N` beside `path`.
@@ -147,6 +216,13 @@ fn check_current(dir: &FsPath, what: &str) -> Result<(), OpenError> {
 #[derive(Default)]
 struct Salvaged {
     pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The old database's rebuild epoch, if it could be read.
+    epoch: Option<u64>,
+    /// Every withdrawn offset it listed, before any cut: records `repair` must not apply
+    /// again.
+    withdrawn: Vec<u64>,
+    /// Own ops listed for re-issue whose records were past the cut.
+    reissue_past_cut: usize,
     kept: Vec<String>,
     lost: Vec<String>,
 }
@@ -215,6 +291,13 @@ fn salvage(db: &FsPath, cut: Option<u64>) -> Salvaged {
     };
     let (mut peers, mut signatures, mut peers_dropped) = (0u64, 0u64, 0u64);
     for (k, v) in pairs {
+        if k == meta::EPOCH {
+            out.epoch = keys::decode(&v, "rebuild epoch").ok();
+            continue;
+        }
+        if k == meta::WITHDRAWN {
+            out.withdrawn = super::withdraw::decode_offsets(&v).unwrap_or_default();
+        }
         match k.first().copied() {
             Some(keys::PEER) if cut.is_some() => peers_dropped += 1,
             Some(keys::PEER) => {
@@ -230,6 +313,9 @@ fn salvage(db: &FsPath, cut: Option<u64>) -> Salvaged {
             _ if (k == meta::WITHDRAWN || k == meta::REISSUE) && cut.is_some() => {
                 let Some(cut) = cut else { continue };
                 let offsets = super::withdraw::decode_offsets(&v).unwrap_or_default();
+                if k == meta::REISSUE {
+                    out.reissue_past_cut = offsets.iter().filter(|o| **o >= cut).count();
+                }
                 let kept: Vec<u64> = offsets.into_iter().filter(|o| *o < cut).collect();
                 if !kept.is_empty() {
                     out.kept.push(meta_name(&k));
@@ -264,20 +350,36 @@ fn records_past(
     log: &OpLog,
     from: u64,
     file_len: u64,
+    withdrawn: &BTreeSet<u64>,
 ) -> Result<(Vec<SealedOp>, bool), StoreError> {
     let mut found = Vec::new();
     let mut at = from;
     let mut searched = 0u64;
+    // Bytes read for candidates that turned out not to be records: a damaged region full of
+    // plausible headers could otherwise cost a record's read (up to 1 MiB) per byte.
+    let mut wasted = 0u64;
     while at < file_len {
+        if wasted > RESYNC_READ_BYTES_MAX {
+            return Ok((found, true));
+        }
         let whole = match log.read_within(at, file_len) {
-            Ok(Read::Record(r)) => r.seal().ok().map(|op| (op, r.end())),
+            Ok(Read::Record(r)) => {
+                let sealed = r.seal().ok().map(|op| (op, r.end()));
+                if sealed.is_none() {
+                    wasted += r.end() - at;
+                }
+                sealed
+            }
             Ok(Read::End) => break,
             Ok(Read::Bad { .. }) | Err(LogError::Damaged { .. }) => None,
             Err(e) => return Err(e.into()),
         };
         match whole {
             Some((op, end)) => {
-                found.push(op);
+                // (A withdrawn record stays withdrawn: not applied again.)
+                if !withdrawn.contains(&at) {
+                    found.push(op);
+                }
                 at = end;
             }
             None => {
@@ -318,17 +420,21 @@ impl Store {
 
     /// Builds a new database for the store in `dir` from its op log, for a store whose
     /// database is damaged (or lost): the old one is renamed aside (`db.damaged-N`), never
-    /// deleted, and what can be read of it is carried over (the device id, book, peer records,
-    /// signatures of received ops, calibration, pairing, fork records). The device id is kept.
+    /// deleted, and what can be read of it is carried over (the device id, book, peer
+    /// records, signatures of received ops, calibration, pairing, fork records); received
+    /// signatures also come from the signature log. The device id is kept.
     ///
     /// A damaged record in the middle of the log: the log is copied aside whole
     /// (`ops.log.damaged-N`) and cut after the last whole committed record before the damage;
-    /// every whole record found past it is applied again, through the same checks as a
-    /// received op, and those that build on ops lost in the damage are counted
-    /// ([`LogDamage`]): a sync with a device that holds them gives them back.
+    /// every whole record found past it is stored again as a received op is at the store
+    /// (chains, references, signature coverage), and those that build on ops lost in the
+    /// damage are counted ([`LogDamage`]): a sync with a device that holds them gives them
+    /// back.
     ///
-    /// Refused while another process has the store open. A crash midway leaves a store
-    /// `repair` can be run on again.
+    /// Refused while another process has the store open. A run cut off anywhere leaves a
+    /// store `repair` can be run on again: the cut is noted (`ops.log.repairing`) before it is
+    /// made and the note removed only once what follows it is stored again, and a run that
+    /// finds no database reads the newest one set aside.
     pub fn repair(dir: &FsPath, options: &StoreOptions) -> Result<RepairReport, OpenError> {
         check_current(dir, "repair")?;
         let db = dir.join(DB_DIR);
@@ -344,8 +450,16 @@ impl Store {
         }
         let mut report = RepairReport::default();
 
-        // The log: cut before damage in its middle, keeping a copy of it whole.
-        let (book, after) = {
+        // 1. The log. Damage in its middle: the log is copied aside whole and a durable note
+        // says where it is cut, before anything changes; a repair cut off after the cut finds
+        // the note and takes the records past the damage from the copy again.
+        let pending_path = dir.join(PENDING_FILE);
+        let pending = match std::fs::read_to_string(&pending_path) {
+            Ok(text) => Pending::parse(&text, dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io(&pending_path, e)),
+        };
+        let (book, damage) = {
             let file = FileLog::open(&log_path, false)?;
             let file_len = file.file_len()?;
             let log = OpLog::new(Box::new(file), file_len);
@@ -354,83 +468,96 @@ impl Store {
                 Box::new(FileLog::open_read_only(&log_path)?),
                 tail.committed_end,
             ))?;
-            match tail.damaged {
-                None => (book, Vec::new()),
-                Some(why) => {
-                    let at = tail.committed_end;
-                    let (after, search_stopped) = records_past(&log, at, file_len)?;
-                    let set_aside = aside_path(&log_path);
-                    std::fs::copy(&log_path, &set_aside).map_err(|e| io(&set_aside, e))?;
-                    std::fs::File::open(&set_aside)
+            let damage = match (pending, tail.damaged) {
+                // Cut by an earlier repair (the log may have been cut already or not).
+                (Some(pending), _) => Some(pending),
+                (None, None) => None,
+                (None, Some(why)) => {
+                    let copy = aside_path(&log_path);
+                    std::fs::copy(&log_path, &copy).map_err(|e| io(&copy, e))?;
+                    std::fs::File::open(&copy)
                         .and_then(|f| f.sync_all())
-                        .map_err(|e| io(&set_aside, e))?;
-                    report.log_damage = Some(LogDamage {
-                        at,
+                        .map_err(|e| io(&copy, e))?;
+                    let pending = Pending {
+                        copy,
+                        at: tail.committed_end,
                         why,
-                        bytes_after: file_len - at,
-                        records_after: after.len() as u64,
-                        search_stopped,
-                        set_aside,
-                        ..LogDamage::default()
-                    });
-                    (book, after)
+                    };
+                    pending.write(&pending_path)?;
+                    Some(pending)
                 }
-            }
+            };
+            (book, damage)
         };
-        let cut = report.log_damage.as_ref().map(|d| d.at);
+        let cut = damage.as_ref().map(|d| d.at);
 
-        // The old database: set aside, and read for what it can give.
-        let mut salvaged = Salvaged::default();
-        // Where the store lives now, told by the database directory being replaced.
+        // 2. The old database: set aside, then read for what it can give (sled writes as it
+        // opens it, so the copy set aside is what is read; nothing is removed from it). A
+        // repair cut off before its new database was in place finds the newest one set aside.
         let home = home_of(dir);
-        if db.exists() {
+        let aside = if db.exists() {
             let aside = aside_path(&db);
             std::fs::rename(&db, &aside).map_err(|e| io(&aside, e))?;
-            salvaged = salvage(&aside, cut);
-            report.set_aside = Some(aside);
-            // A store that has not moved records its new database's home at its next open;
-            // one copied or restored keeps the home it had, so that open still gives it a new
-            // device id (`open.rs`, `check_home`).
-            let unmoved = salvaged
-                .pairs
-                .iter()
-                .any(|(k, v)| k == meta::HOME && *v == home);
-            if unmoved {
-                salvaged.pairs.retain(|(k, _)| k != meta::HOME);
-                salvaged.kept.retain(|name| name != "home");
-            }
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+            Some(aside)
         } else {
-            salvaged
-                .lost
-                .push("there was no database: nothing but the op log is kept".into());
+            newest_aside(&db)
+        };
+        let mut salvaged = match &aside {
+            Some(aside) => salvage(aside, cut),
+            None => Salvaged {
+                lost: vec!["there was no database: nothing but the op log is kept".into()],
+                ..Salvaged::default()
+            },
+        };
+        report.set_aside = aside;
+        // A store that has not moved records its new database's home at its next open; one
+        // copied or restored keeps the home it had, so that open still gives it a new device
+        // id (`open.rs`, `check_home`).
+        let unmoved = salvaged
+            .pairs
+            .iter()
+            .any(|(k, v)| k == meta::HOME && *v == home);
+        if unmoved {
+            salvaged.pairs.retain(|(k, _)| k != meta::HOME);
+            salvaged.kept.retain(|name| name != "home");
+        }
+        if salvaged.reissue_past_cut > 0 {
+            salvaged.lost.push(format!(
+                "{} of this device's own ops waiting to be written again after a restore were \
+                 past the damage: they are in the copy of the log",
+                salvaged.reissue_past_cut
+            ));
         }
 
-        // The device: the old database's, if its key is here; else the key file's.
-        let old_replica = salvaged
-            .pairs
-            .iter()
-            .find(|(k, _)| k == meta::REPLICA)
-            .and_then(|(_, v)| <[u8; 16]>::try_from(v.as_slice()).ok())
-            .map(DeviceId);
-        let device = match old_replica.map(|r| read_key(dir, r)) {
-            Some(Ok(key)) => key.device(),
-            _ => read_key_file(&dir.join(KEY_FILE))?.device(),
+        // 3. The records past the damage, from the copy (withdrawn ones stay withdrawn).
+        let withdrawn: BTreeSet<u64> = salvaged.withdrawn.iter().copied().collect();
+        let after = match &damage {
+            None => Vec::new(),
+            Some(d) => {
+                let copy = FileLog::open_read_only(&d.copy)?;
+                let copy_len = copy.file_len()?;
+                let (after, search_stopped) = records_past(
+                    &OpLog::new(Box::new(copy), copy_len),
+                    d.at,
+                    copy_len,
+                    &withdrawn,
+                )?;
+                report.log_damage = Some(LogDamage {
+                    at: d.at,
+                    why: d.why.clone(),
+                    bytes_after: copy_len.saturating_sub(d.at),
+                    records_after: after.len() as u64,
+                    search_stopped,
+                    set_aside: d.copy.clone(),
+                    ..LogDamage::default()
+                });
+                after
+            }
         };
-        let old_book = salvaged
-            .pairs
-            .iter()
-            .find(|(k, _)| k == meta::BOOK)
-            .and_then(|(_, v)| <[u8; 16]>::try_from(v.as_slice()).ok())
-            .map(BookId);
-        let epoch: u64 = salvaged
-            .pairs
-            .iter()
-            .find(|(k, _)| k == meta::EPOCH)
-            .and_then(|(_, v)| keys::decode(v, "rebuild epoch").ok())
-            .unwrap_or(0);
 
-        // The signatures of received ops, from the signature log (the old database's, read
-        // above, are the same ones where it could be read).
+        // 4. The signatures of received ops, from the signature log (the old database's,
+        // read above, are the same ones where it could be read).
         let sigs_path = dir.join(SIGS_FILE);
         let (tips, damaged_sigs) = read_sigs(&sigs_path).map_err(|e| io(&sigs_path, e))?;
         if !tips.is_empty() {
@@ -444,7 +571,7 @@ impl Store {
                  back with the author's next ops)"
             ));
         }
-        let mut logged: Vec<(Vec<u8>, Vec<u8>)> = tips
+        let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = tips
             .iter()
             .map(|tip| {
                 (
@@ -453,10 +580,42 @@ impl Store {
                 )
             })
             .collect();
-        logged.append(&mut salvaged.pairs);
-        salvaged.pairs = logged;
+        pairs.append(&mut salvaged.pairs);
 
-        // The new database, built aside and renamed into place whole.
+        // The device: the old database's, if its key is here; else the key file's.
+        let old_replica = pairs
+            .iter()
+            .find(|(k, _)| k == meta::REPLICA)
+            .and_then(|(_, v)| <[u8; 16]>::try_from(v.as_slice()).ok())
+            .map(DeviceId);
+        let device = match old_replica.map(|r| read_key(dir, r)) {
+            Some(Ok(key)) => key.device(),
+            _ => read_key_file(&dir.join(KEY_FILE))?.device(),
+        };
+        let old_book = pairs
+            .iter()
+            .find(|(k, _)| k == meta::BOOK)
+            .and_then(|(_, v)| <[u8; 16]>::try_from(v.as_slice()).ok())
+            .map(BookId);
+        if old_book.or(book).is_none() {
+            salvaged.lost.push(
+                "the address book: neither the old database nor the log names it (a device \
+                 that joined and never received the book's ops); its next open founds a new \
+                 one, so join again instead (`init --join BOOK` in a new directory)"
+                    .into(),
+            );
+        }
+        // The new database's epoch must differ from every epoch a change cursor could name:
+        // the old one's next, or, where it could not be read, one drawn at random.
+        let epoch: u64 = match salvaged.epoch {
+            Some(old) => old.saturating_add(1),
+            None => {
+                u64::from_le_bytes(*DeviceId::random()?.0.first_chunk::<8>().unwrap_or(&[1; 8]))
+                    >> 1
+            }
+        };
+
+        // 5. The new database, built aside and renamed into place whole; the log cut.
         let building = dir.join(format!("{DB_DIR}.repairing"));
         if building.exists() {
             std::fs::remove_dir_all(&building).map_err(|e| io(&building, e))?;
@@ -464,42 +623,49 @@ impl Store {
         {
             let kv = SledKv::open(&building, options.cache_bytes)?;
             let mut batch = KvBatch::default();
-            for (k, v) in &salvaged.pairs {
-                batch.insert(k.clone(), v.clone());
+            for (k, v) in pairs {
+                batch.insert(k, v);
             }
             for (k, v) in seed(device, old_book.or(book)) {
                 batch.insert(k, v);
             }
-            // Change cursors of before cannot answer for the new database.
-            batch.insert(meta::EPOCH.to_vec(), keys::encode(&(epoch + 1)));
+            batch.insert(meta::EPOCH.to_vec(), keys::encode(&epoch));
             kv.apply(batch)?;
             kv.flush()?;
         }
         if let Some(at) = cut {
             let log = FileLog::open(&log_path, false)?;
-            log.truncate(at)?;
+            if log.file_len()? > at {
+                log.truncate(at)?;
+            }
         }
         std::fs::rename(&building, &db).map_err(|e| io(&db, e))?;
         let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
         report.kept = salvaged.kept;
         report.lost = salvaged.lost;
 
-        // Opening replays the whole log into the new database (its watermark is at 0).
+        // 6. Opening replays the whole log into the new database (its watermark is at 0).
+        // Then the records past the damage are applied as received ops are stored: chains,
+        // references and the signatures kept (another device's ops only up to one a kept
+        // signature covers), a chunk at a time; the note goes once they are durable.
         let mut store = Store::open(dir, options)?;
         if let Some(damage) = report.log_damage.as_mut() {
-            let outcomes = store.apply_all(&after)?;
-            for (op, outcome) in after.iter().zip(outcomes) {
-                match outcome {
-                    OpOutcome::Stored | OpOutcome::Duplicate => damage.salvaged += 1,
-                    OpOutcome::Missing(_) | OpOutcome::Refused(_) => {
-                        damage.waiting += 1;
-                        if op.op().author == store.device {
-                            damage.own_waiting += 1;
+            for chunk in after.chunks(TAIL_CHUNK_OPS) {
+                let outcomes = store.apply_signed(chunk, &tips)?;
+                for (op, outcome) in chunk.iter().zip(outcomes) {
+                    match outcome {
+                        OpOutcome::Stored | OpOutcome::Duplicate => damage.salvaged += 1,
+                        OpOutcome::Missing(_) | OpOutcome::Refused(_) => {
+                            damage.waiting += 1;
+                            if op.op().author == store.device {
+                                damage.own_waiting += 1;
+                            }
                         }
                     }
                 }
             }
             store.flush()?;
+            std::fs::remove_file(&pending_path).map_err(|e| io(&pending_path, e))?;
         }
         report.ops = store.op_count();
         report.problems = store.verify()?.problems;

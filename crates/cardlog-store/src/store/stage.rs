@@ -176,6 +176,12 @@ impl<'s> Stage<'s> {
         Ok(())
     }
 
+    /// Passes over a withdrawn record of the log's tail at `offset` (`withdraw.rs`): the
+    /// watermark covers its bytes, and nothing else changes.
+    pub(crate) fn pass_over(&mut self, offset: u64, sealed: &SealedOp) {
+        self.next_offset = offset + log::HEADER_BYTES + sealed.bytes().len() as u64;
+    }
+
     /// The records and the batch to write (with the watermark: ops and log bytes the registers
     /// now cover).
     pub(crate) fn finish(mut self) -> Staged {
