@@ -1614,6 +1614,7 @@ impl Sim {
             }
             SyncMode::Reordered(seed) => {
                 let forked = self.forked_between(from, to)?;
+                let me = self.node(to)?.device()?;
                 let (a, b) = self.pair(from, to)?;
                 let since = b.with_store(|s| s.summary_())?;
                 let mut ops = a.with_store(|s| s.ops_since_(&since))?.map_err(fail)?;
@@ -1648,7 +1649,7 @@ impl Sim {
                 let mut lacking: std::collections::BTreeSet<OpId> = Default::default();
                 if !self.restored.is_empty() {
                     loop {
-                        let more: Vec<OpId> = ops
+                        let mut more: Vec<OpId> = ops
                             .iter()
                             .filter(|o| !lacking.contains(&o.id()))
                             .filter(|o| {
@@ -1660,6 +1661,49 @@ impl Sim {
                             })
                             .map(SealedOp::id)
                             .collect();
+                        // And what no signature proves without them: the receiver stores
+                        // another device's ops only up to one it can prove, so where the
+                        // batch's signature of an author's chain is of an op that waits, the
+                        // ops below it that no signature of the batch covers wait with it
+                        // (docs/SYNC.md, "Signatures"; `Store::apply_signed`).
+                        if more.is_empty() {
+                            let authors: std::collections::BTreeSet<DeviceId> = ops
+                                .iter()
+                                .filter(|o| lacking.contains(&o.id()) && o.op().author != me)
+                                .map(|o| o.op().author)
+                                .collect();
+                            for author in authors {
+                                let going: Vec<&SealedOp> = ops
+                                    .iter()
+                                    .filter(|o| {
+                                        o.op().author == author && !lacking.contains(&o.id())
+                                    })
+                                    .collect();
+                                let Some(head) = going.iter().map(|o| o.op().seq).max() else {
+                                    continue;
+                                };
+                                if !tips.iter().any(|t| t.author == author && t.seq > head) {
+                                    continue;
+                                }
+                                let signed_at = going
+                                    .iter()
+                                    .filter(|o| {
+                                        tips.iter().any(|t| {
+                                            t.author == author
+                                                && t.seq == o.op().seq
+                                                && t.op == o.id()
+                                        })
+                                    })
+                                    .map(|o| o.op().seq)
+                                    .max();
+                                more.extend(
+                                    going
+                                        .iter()
+                                        .filter(|o| signed_at.is_none_or(|s| o.op().seq > s))
+                                        .map(|o| o.id()),
+                                );
+                            }
+                        }
                         if more.is_empty() {
                             break;
                         }

@@ -207,13 +207,24 @@ impl Held {
             self.forked.entry(author).or_default()
         };
         for op in ops {
-            if chain.contains_key(&op.op().seq) {
+            let seq = op.op().seq;
+            if chain.contains_key(&seq) {
                 continue;
+            }
+            // The receiver's own ops set apart are one branch, in chain order: an op that does
+            // not follow the one set apart below it is of another lost branch the sender holds
+            // too (a device restored twice), which a later session brings back.
+            if own {
+                if let Some((below, prev)) = chain.range(..seq).next_back() {
+                    if below.checked_add(1) != Some(seq) || op.op().prev != Some(prev.id()) {
+                        continue;
+                    }
+                }
             }
             if self.apart >= HELD_OPS_MAX {
                 return false;
             }
-            chain.insert(op.op().seq, op.clone());
+            chain.insert(seq, op.clone());
             self.apart += 1;
         }
         true
@@ -360,9 +371,11 @@ fn apply_with<S: PeerBook>(
                 mine.push(op);
             }
         }
-        // (With the signatures of those ops: one of the branch it holds would not prove them.)
-        let signed: BTreeSet<OpId> = mine.iter().map(|op| op.id()).collect();
+        // (With the signatures of the ops set apart: one of the branch it holds would not prove
+        // them, nor one of a second lost branch the sender also holds, whose ops at seqs
+        // already set apart are passed over: it goes back with a later session.)
         if held.set_apart(me, true, mine.into_iter()) {
+            let signed: BTreeSet<OpId> = held.own.values().map(SealedOp::id).collect();
             held.own_tips.extend(
                 tips.iter()
                     .filter(|t| t.author == me && signed.contains(&t.op))
