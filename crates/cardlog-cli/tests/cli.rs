@@ -1389,6 +1389,29 @@ fn a_store_whose_database_is_damaged_is_read_from_its_log_and_repaired() {
 fn read_only_writes_nothing_and_refuses_writes() {
     let (s, ada, _) = four_ops();
     let list = s.run(&["list"]).ok().stdout;
+    // Every file's bytes and modification time, before and after the read-only runs.
+    let files = |dir: &Path| -> Vec<(PathBuf, Vec<u8>, std::time::SystemTime)> {
+        let mut out = Vec::new();
+        let mut todo = vec![dir.to_owned()];
+        while let Some(d) = todo.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                let meta = std::fs::metadata(&path).unwrap();
+                if meta.is_dir() {
+                    todo.push(path);
+                } else {
+                    out.push((
+                        path.clone(),
+                        std::fs::read(&path).unwrap(),
+                        meta.modified().unwrap(),
+                    ));
+                }
+            }
+        }
+        out.sort();
+        out
+    };
+    let before = files(&s.dir);
     let run = s.run(&["--read-only", "list"]).ok();
     assert_eq!(run.stdout, list);
     assert!(run.stderr.is_empty(), "{}", run.stderr);
@@ -1398,6 +1421,8 @@ fn read_only_writes_nothing_and_refuses_writes() {
     s.run(&["--read-only", "set", &ada, "title=x"])
         .fails(1)
         .says(&["read-only"]);
+    s.run(&["--read-only", "repair"]).fails(2);
+    assert!(files(&s.dir) == before, "a --read-only run changed a file");
 }
 
 // ---- store selection, clock, errors ---------------------------------------------------------

@@ -364,3 +364,38 @@ fn received_signatures_outlive_their_database_through_the_signature_log() {
     Store::repair(&dir, &options()).unwrap();
     assert!(kept(&reopen(&dir)).iter().all(Option::is_none));
 }
+
+#[test]
+fn a_tail_longer_than_a_chunk_replays_to_the_same_state() {
+    // A read-only open replays the whole log as its tail, a chunk of ops at a time: across
+    // chunk boundaries it must build what the store built op by op.
+    let clock = std::sync::Arc::new(cardlog_core::FakeClock::new(common::NINE_MS));
+    let mut device = cardlog_core::Device::new(DeviceId([5; 16]), clock.clone());
+    let n = cardlog_store::log::TAIL_CHUNK_OPS + 1_000;
+    let mut ops = Vec::with_capacity(n);
+    for i in 0..n {
+        // 250 contacts, edited again and again: later ops replace writes of earlier chunks.
+        let id = (i % 250) as u8;
+        let op = if i < 250 {
+            device.create(&common::sample(id)).unwrap()
+        } else {
+            device
+                .edit(cardlog_core::ContactId([id; 16]), |c| {
+                    c.set(cardlog_core::Field::Note, format!("note {i}"));
+                })
+                .unwrap()
+                .expect("the note changed")
+        };
+        clock.advance_ms(1);
+        ops.push(op);
+    }
+    let (_tmp, dir, mut store) = new_store();
+    // Calls of 1,000 ops: a commit every 1,000, so the replay hands over two chunks.
+    apply_in_chunks(&mut store, &ops, &[1_000]);
+    store.flush().unwrap();
+    let state = store.state_bytes().unwrap();
+    drop(store);
+    let alone = Store::open_read_only(&dir).unwrap();
+    assert_eq!(alone.op_count(), n as u64);
+    assert_eq!(alone.state_bytes().unwrap(), state);
+}
