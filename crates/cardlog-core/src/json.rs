@@ -14,6 +14,8 @@
 //!   ([`HistoryEntry`]) is `{op, device, seq, time, hlc, value, replaces, head}`.
 //! - An op ([`SealedOp`]) is `{id, author, seq, prev, time, hlc, bytes, writes, members}`, a
 //!   write `{contact, path, value, replaces}`, a member change `{change, …}`.
+//! - A row ([`crate::ContactRow`]) is `{id, name, phone_or_email, deleted, conflicts}`
+//!   (`phone_or_email` `null` when the contact has neither); it also deserializes.
 //! - A register value ([`Value`]) is text as a string, existence as a boolean, an item as
 //!   `{label, value}`, tag presence as `true`, a removal as `null`. Its meaning depends on
 //!   its path, so values, versions, views and ops serialize only; model types (ids, paths,

@@ -81,6 +81,8 @@ const LOG_FIXTURE_V4: &str = "store-v4-ops.log.bin";
 const KV_FIXTURE_V4: &str = "store-v4-kv.bin";
 /// Format 5 adds the name index to the database; its log is format 4's, byte for byte.
 const KV_FIXTURE_V5: &str = "store-v5-kv.bin";
+/// Name index version 2 (same store format): each `n` entry holds its contact's row.
+const KV_FIXTURE_V5_ROWS: &str = "store-v5-rows-kv.bin";
 
 /// The format-4 fixture's device key (seed 5e…5e), its book, and the keys its authors'
 /// signatures are made with (seed = the author's id byte repeated; the store keeps signatures,
@@ -324,9 +326,35 @@ fn todays_store_writes_the_fixture_bytes() {
     let tmp = tempfile::tempdir().unwrap();
     let (log, pairs) = build_store(&tmp.path().join("store"));
     let kv = dump_pairs(&pairs);
-    write_fixture_if_asked(KV_FIXTURE_V5, &kv);
+    write_fixture_if_asked(KV_FIXTURE_V5_ROWS, &kv);
     assert_same_bytes(LOG_FIXTURE_V4, &log, &read_fixture(LOG_FIXTURE_V4));
-    assert_same_bytes(KV_FIXTURE_V5, &kv, &read_fixture(KV_FIXTURE_V5));
+    assert_same_bytes(KV_FIXTURE_V5_ROWS, &kv, &read_fixture(KV_FIXTURE_V5_ROWS));
+}
+
+#[test]
+fn the_rows_fixture_is_the_format_5_fixture_with_a_row_in_each_name_entry() {
+    // Name index version 1 left each `n` value empty; version 2 holds the contact's row there.
+    // Nothing else differs.
+    let v5 = parse_pairs(&read_fixture(KV_FIXTURE_V5));
+    let rows = parse_pairs(&read_fixture(KV_FIXTURE_V5_ROWS));
+    let contacts = expected_registers(&history_in(OpFormat::V2));
+    assert_eq!(rows.len(), v5.len());
+    let mut named = 0;
+    for ((k, old), (k2, new)) in v5.iter().zip(&rows) {
+        assert_eq!(k, k2);
+        if k[0] != keys::NAME {
+            assert_eq!(old, new, "{k:?}");
+            continue;
+        }
+        named += 1;
+        assert!(old.is_empty(), "{k:?}");
+        let contact = cardlog_core::listing_key_contact(&k[1..]).unwrap();
+        let view = cardlog_core::replay::view_of(contact, &contacts[&contact]);
+        let row = cardlog_core::ContactRow::of(&view);
+        assert_eq!(*new, keys::row_value(&row), "{k:?}");
+        assert_eq!(keys::parse_row(k, new).unwrap(), row);
+    }
+    assert_eq!(named, contacts.len());
 }
 
 #[test]

@@ -1,11 +1,14 @@
 //! The name index (store/names.rs): built at the first open of a store that has none, kept by
 //! saves and applies, checked by `verify` and repaired by `rebuild`; pages read through it
-//! equal the listing order of every contact.
+//! equal the listing order of every contact, and the rows it holds equal what the contacts
+//! give.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 mod common;
 
-use cardlog_core::{listing_key, Contact, ContactId, ContactQuery, Field};
+use std::ops::ControlFlow;
+
+use cardlog_core::{listing_key, Contact, ContactId, ContactQuery, ContactRow, Field, ItemKind};
 use cardlog_store::keys::{self, meta};
 use cardlog_store::Store;
 use common::{new_store, reopen, walk_pages, World};
@@ -21,6 +24,12 @@ fn by_name(store: &Store) -> Vec<ContactId> {
 
 /// A store holding 30 contacts, some renamed and some deleted, written by one device.
 fn filled() -> (tempfile::TempDir, std::path::PathBuf, Store) {
+    let (tmp, dir, store, _world) = filled_by();
+    (tmp, dir, store)
+}
+
+/// [`filled`], with the device that wrote it.
+fn filled_by() -> (tempfile::TempDir, std::path::PathBuf, Store, World) {
     let (tmp, dir, mut store) = new_store();
     let mut w = World::new(1);
     for i in 0..30u8 {
@@ -47,7 +56,7 @@ fn filled() -> (tempfile::TempDir, std::path::PathBuf, Store) {
     store.apply_all(&ops).unwrap();
     // In sled, so the tests' direct removals are not overwritten by held-back writes.
     store.settle().unwrap();
-    (tmp, dir, store)
+    (tmp, dir, store, w)
 }
 
 #[test]
@@ -70,6 +79,91 @@ fn pages_follow_saves_renames_and_deletes() {
     assert_eq!(walk_pages(&store, 7, true), want, "after a reopen");
 }
 
+/// Every row `each_row` gives (deleted ones too).
+fn rows(store: &Store) -> Vec<ContactRow> {
+    let mut out = Vec::new();
+    store
+        .each_row(true, |row| {
+            out.push(row);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    out
+}
+
+/// The rows the contacts give, in listing order.
+fn rows_wanted(store: &Store) -> Vec<ContactRow> {
+    by_name(store)
+        .iter()
+        .map(|id| ContactRow::of(&store.contact(id).unwrap().unwrap()))
+        .collect()
+}
+
+#[test]
+fn rows_follow_edits_that_keep_the_name() {
+    let (_tmp, _dir, mut store, mut w) = filled_by();
+    assert_eq!(rows(&store), rows_wanted(&store));
+    // A phone added and a deletion: the listing keys stay, the rows change.
+    w.advance(10_000);
+    let mut c = Contact::new(ContactId([40; 16]));
+    c.set(Field::Given, "Quinn");
+    w.devices[0].create(&c).unwrap();
+    store.apply_all(&w.all_ops()).unwrap();
+    let before = rows(&store);
+    let quinn = before.iter().find(|r| r.name == "Quinn").unwrap().clone();
+    assert_eq!(quinn.phone_or_email, None);
+    w.devices[0]
+        .edit(ContactId([40; 16]), |c| {
+            c.add_text_item(ItemKind::Phone, "cell", "+1 555 0100")
+                .unwrap();
+        })
+        .unwrap();
+    store.apply_all(&w.all_ops()).unwrap();
+    let after = rows(&store);
+    let quinn = after.iter().find(|r| r.name == "Quinn").unwrap();
+    assert_eq!(quinn.phone_or_email.as_deref(), Some("+1 555 0100"));
+    assert_eq!(after, rows_wanted(&store));
+    w.devices[0].delete(ContactId([40; 16])).unwrap();
+    store.apply_all(&w.all_ops()).unwrap();
+    assert!(rows(&store).iter().any(|r| r.name == "Quinn" && r.deleted));
+    assert_eq!(rows(&store), rows_wanted(&store));
+    let mut live = Vec::new();
+    store
+        .each_row(false, |row| {
+            live.push(row);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert!(live.iter().all(|r| !r.deleted) && live.len() < rows(&store).len());
+    assert!(store.verify().unwrap().is_ok());
+}
+
+#[test]
+fn an_index_of_the_version_before_rows_is_rebuilt_at_open() {
+    let (_tmp, dir, mut store) = filled();
+    let want = rows_wanted(&store);
+    // As version 1 left it: every `n` value empty, marked version 1.
+    let (major, minor, update) = char::UNICODE_VERSION;
+    store
+        .put_meta(meta::NAMES, vec![1, major, minor, update])
+        .unwrap();
+    for id in by_name(&store) {
+        let view = store.contact(&id).unwrap().unwrap();
+        store
+            .put_meta(&keys::name(&listing_key(&view.contact)), Vec::new())
+            .unwrap();
+    }
+    store.flush().unwrap();
+    drop(store);
+    let store = reopen(&dir);
+    assert_eq!(
+        store.meta(meta::NAMES).unwrap(),
+        Some(vec![keys::NAME_INDEX_VERSION, major, minor, update])
+    );
+    assert_eq!(rows(&store), want);
+    assert!(store.verify().unwrap().is_ok());
+}
+
 #[test]
 fn a_store_without_the_index_builds_it_at_open() {
     let (_tmp, dir, mut store) = filled();
@@ -84,6 +178,7 @@ fn a_store_without_the_index_builds_it_at_open() {
     store.flush().unwrap();
     // Read whole while the index is not marked complete.
     assert_eq!(walk_pages(&store, 5, true), want, "without the index");
+    assert_eq!(rows(&store), rows_wanted(&store), "rows without the index");
     drop(store);
     let store = reopen(&dir);
     let (major, minor, update) = char::UNICODE_VERSION;

@@ -67,10 +67,10 @@ pub use cardlog_core::{
     Membership, PublicKey, Refusal, Removal, Signature, SignedTip,
 };
 pub use cardlog_core::{
-    Batch, Contact, ContactId, ContactPage, ContactQuery, ContactView, DeviceId, FakeClock, Field,
-    FieldConflict, HistoryEntry, Hlc, HlcClock, IdPrefix, Item, ItemBody, ItemId, ItemKind,
-    ItemValue, Missing, OpId, PageCursor, Path, PostalAddress, SealedOp, SkewReport, Summary,
-    Suspect, SystemClock, Value, WallClock,
+    Batch, Contact, ContactId, ContactPage, ContactQuery, ContactRow, ContactView, DeviceId,
+    FakeClock, Field, FieldConflict, HistoryEntry, Hlc, HlcClock, IdPrefix, Item, ItemBody, ItemId,
+    ItemKind, ItemValue, Missing, OpId, PageCursor, Path, PostalAddress, SealedOp, SkewReport,
+    Summary, Suspect, SystemClock, Value, WallClock,
 };
 pub use cardlog_core::{
     DeviceError, DiffError, EditError, EncodeError, PlanError, RandomError, ReplayError,

@@ -21,9 +21,9 @@ use cardlog_core::edit::{self, EditTarget};
 use cardlog_core::hlc::SKEW_BOUND_MS_DEFAULT;
 use cardlog_core::replay::{ChainTip, ContactRegisters, Heads};
 use cardlog_core::{
-    Anchor, Batch, BookId, Contact, ContactId, ContactPage, ContactQuery, ContactView, DeviceId,
-    FieldConflict, HistoryEntry, Hlc, HlcClock, IdPrefix, Membership, Missing, OpId, Path,
-    SealedOp, SignedTip, SkewReport, Suspect, SystemClock, Value, WallClock,
+    Anchor, Batch, BookId, Contact, ContactId, ContactPage, ContactQuery, ContactRow, ContactView,
+    DeviceId, FieldConflict, HistoryEntry, Hlc, HlcClock, IdPrefix, Membership, Missing, OpId,
+    Path, SealedOp, SignedTip, SkewReport, Suspect, SystemClock, Value, WallClock,
 };
 use cardlog_store::keys::meta;
 use cardlog_store::{
@@ -545,6 +545,19 @@ impl Replica {
         f: impl FnMut(ContactView) -> std::ops::ControlFlow<()>,
     ) -> Result<(), Error> {
         Ok(self.store.each_contact(include_deleted, f)?)
+    }
+
+    /// Every contact's row (what a list shows: display name, first phone or e-mail, deleted,
+    /// conflict count) in display-name order, one at a time (deleted ones only when asked),
+    /// until `f` returns `ControlFlow::Break`. Read from the store's name index alone, which
+    /// holds each row beside the contact's place: a whole list costs the index, not the
+    /// contacts (`cardlog list`). The order is [`Replica::contacts_page`]'s.
+    pub fn each_row(
+        &self,
+        include_deleted: bool,
+        f: impl FnMut(ContactRow) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), Error> {
+        Ok(self.store.each_row(include_deleted, f)?)
     }
 
     /// One page of contacts sorted by display name, optionally searched (name, organisation,

@@ -78,6 +78,68 @@ pub fn listing_key_contact(key: &[u8]) -> Option<ContactId> {
     key.get(at..)?.try_into().ok().map(ContactId)
 }
 
+/// The display name a [`listing_key`] was made from (`None` when `key` is not one): with
+/// [`listing_key_contact`], what a [`ContactRow`] takes from its place in a name index.
+pub fn listing_key_name(key: &[u8]) -> Option<String> {
+    let end = key.len().checked_sub(16)?;
+    let mut rest = key.get(1..end)?;
+    // The folded name, then the name: each escaped and ended as `SortKey::to_bytes` writes.
+    let mut read = || -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        loop {
+            let (&b, after) = rest.split_first()?;
+            rest = after;
+            if b != 0 {
+                out.push(b);
+                continue;
+            }
+            let (&next, after) = rest.split_first()?;
+            rest = after;
+            match next {
+                0xFF => out.push(0),
+                0 => return Some(out),
+                _ => return None,
+            }
+        }
+    };
+    read()?;
+    let name = String::from_utf8(read()?).ok()?;
+    rest.is_empty().then_some(name)
+}
+
+/// What a list shows of a contact (a row of `cardlog list`): kept beside the contact's place
+/// in a store's name index, so a whole list in display-name order reads the index, not the
+/// contacts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ContactRow {
+    /// The contact.
+    pub id: ContactId,
+    /// Its display name ([`Contact::display_name`]; empty when it has none).
+    pub name: String,
+    /// Its first phone, else its first e-mail, as written ([`Contact::first_phone_or_email`]).
+    pub phone_or_email: Option<String>,
+    /// Whether it is deleted (a tombstone that can be restored).
+    pub deleted: bool,
+    /// How many of its paths are in conflict.
+    pub conflicts: u32,
+}
+
+impl ContactRow {
+    /// The row of a contact as read.
+    pub fn of(view: &ContactView) -> Self {
+        Self {
+            id: view.contact.id,
+            name: view.contact.display_name(),
+            phone_or_email: view
+                .contact
+                .first_phone_or_email()
+                .map(|i| i.body.to_string()),
+            deleted: view.deleted,
+            conflicts: u32::try_from(view.conflicts.len()).unwrap_or(u32::MAX),
+        }
+    }
+}
+
 /// The order's key (module docs).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct SortKey {
@@ -366,7 +428,57 @@ mod tests {
                 );
             }
             assert_eq!(listing_key_contact(&listing_key(a)), Some(a.id));
+            assert_eq!(
+                listing_key_name(&listing_key(a)).as_deref(),
+                Some(a.display_name().as_str())
+            );
         }
+    }
+
+    #[test]
+    fn a_row_is_what_a_list_shows_and_serializes_as_documented() {
+        let mut v = view(1, "Ada", false);
+        v.contact
+            .add_text_item(ItemKind::Email, "home", "ada@example.org")
+            .unwrap();
+        let row = ContactRow::of(&v);
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "id": "01".repeat(16),
+                "name": "Ada",
+                "phone_or_email": "ada@example.org",
+                "deleted": false,
+                "conflicts": 0,
+            })
+        );
+        assert_eq!(serde_json::from_value::<ContactRow>(json).unwrap(), row);
+        // The phone before the e-mail, whichever came first.
+        v.contact
+            .add_text_item(ItemKind::Phone, "cell", "+44 1")
+            .unwrap();
+        assert_eq!(ContactRow::of(&v).phone_or_email.as_deref(), Some("+44 1"));
+        assert_eq!(ContactRow::of(&view(2, "", true)).phone_or_email, None);
+        assert!(ContactRow::of(&view(2, "", true)).deleted);
+    }
+
+    #[test]
+    fn a_key_that_is_not_a_listing_key_gives_no_name() {
+        let key = listing_key(&Contact::new(ContactId([7; 16])));
+        assert_eq!(listing_key_name(&key).as_deref(), Some(""));
+        for cut in 0..key.len() - 16 {
+            let mut short = key[..cut].to_vec();
+            short.extend_from_slice(&[7; 16]);
+            assert_eq!(listing_key_name(&short), None, "cut at {cut}");
+        }
+        // An escape other than `00 FF` or `00 00`, and bytes after the name.
+        let mut bad = vec![0, b'a', 0, 1, 0, 0, b'a', 0, 0];
+        bad.extend_from_slice(&[7; 16]);
+        assert_eq!(listing_key_name(&bad), None);
+        let mut long = vec![0, b'a', 0, 0, b'a', 0, 0, b'x'];
+        long.extend_from_slice(&[7; 16]);
+        assert_eq!(listing_key_name(&long), None);
     }
 
     #[test]

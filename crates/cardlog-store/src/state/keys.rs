@@ -3,7 +3,7 @@
 
 use cardlog_core::codec::{decode_exact_with, encode_to_vec, format_config};
 use cardlog_core::replay::{ChainTip, Heads};
-use cardlog_core::{ContactId, DeviceId, Path};
+use cardlog_core::{listing_key_contact, listing_key_name, ContactId, ContactRow, DeviceId, Path};
 
 use super::kv::KvBatch;
 use crate::error::StoreError;
@@ -35,8 +35,9 @@ pub const MEMBERSHIP: u8 = b'u';
 /// stores written before kept them all under `mpeers`, which the first write splits.
 pub const PEER: u8 = b'p';
 
-/// The listing order's version the name index follows (the value of `meta::NAMES`).
-pub const NAME_INDEX_VERSION: u8 = 1;
+/// The listing order's version the name index follows (the value of `meta::NAMES`): 2 since
+/// each entry holds its contact's row (1 held nothing).
+pub const NAME_INDEX_VERSION: u8 = 2;
 
 /// Every register of one contact by path (core's type: what a save reads and a store keeps).
 pub use cardlog_core::replay::ContactRegisters;
@@ -206,17 +207,56 @@ pub fn name_of(contact: &ContactId) -> Vec<u8> {
     k
 }
 
-/// The name-index writes that move `contact` from `old` (its listing key as stored, if any)
-/// to `new`: nothing when it stays.
-pub fn rename(batch: &mut KvBatch, contact: &ContactId, old: Option<&[u8]>, new: &[u8]) {
-    if old == Some(new) {
-        return;
-    }
+/// A contact's entry in the name index as stored: its listing key (the `N` value) and its
+/// row (the `n` value: [`row_value`]; `None` when that key is missing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The contact's listing key.
+    pub key: Vec<u8>,
+    /// The row value under it.
+    pub row: Option<Vec<u8>>,
+}
+
+/// The name-index writes that list `contact` at `key` with `row` ([`row_value`]), given its
+/// entry as stored (`old`): nothing when neither changed, the row alone when only it did.
+pub fn rename(
+    batch: &mut KvBatch,
+    contact: &ContactId,
+    old: Option<&Listed>,
+    key: &[u8],
+    row: Vec<u8>,
+) {
     if let Some(old) = old {
-        batch.remove(name(old));
+        if old.key == key {
+            if old.row.as_deref() != Some(&row[..]) {
+                batch.insert(name(key), row);
+            }
+            return;
+        }
+        batch.remove(name(&old.key));
     }
-    batch.insert(name(new), Vec::new());
-    batch.insert(name_of(contact), new.to_vec());
+    batch.insert(name(key), row);
+    batch.insert(name_of(contact), key.to_vec());
+}
+
+/// A contact's `n` value: what its row holds beyond its listing key (which gives the id and
+/// the display name): the first phone or e-mail, whether it is deleted, its conflict count.
+pub fn row_value(row: &ContactRow) -> Vec<u8> {
+    encode(&(&row.phone_or_email, row.deleted, row.conflicts))
+}
+
+/// The row of an `n` key (`n` + listing key) and its value.
+pub fn parse_row(k: &[u8], v: &[u8]) -> Result<ContactRow, StoreError> {
+    const WHAT: &str = "name index entry";
+    let listed = k.get(1..).ok_or_else(|| corrupt(WHAT))?;
+    let (phone_or_email, deleted, conflicts): (Option<String>, bool, u32) = decode(v, WHAT)?;
+    Ok(ContactRow {
+        id: listing_key_contact(listed).ok_or_else(|| corrupt(WHAT))?,
+        name: listing_key_name(listed).ok_or_else(|| corrupt(WHAT))?,
+        phone_or_email,
+        deleted,
+        conflicts,
+    })
 }
 
 /// A contact value: its registers in path order.

@@ -430,7 +430,11 @@ impl Stored for Store {
         &self.cutoffs
     }
 
-    fn listing_key(&self, contact: &ContactId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.held.get(&*self.kv, &keys::name_of(contact))?)
+    fn listed(&self, contact: &ContactId) -> Result<Option<keys::Listed>, StoreError> {
+        let Some(key) = self.held.get(&*self.kv, &keys::name_of(contact))? else {
+            return Ok(None);
+        };
+        let row = self.held.get(&*self.kv, &keys::name(&key))?;
+        Ok(Some(keys::Listed { key, row }))
     }
 }

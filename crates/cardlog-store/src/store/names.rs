@@ -1,12 +1,17 @@
 //! The name index: every contact by its place in the listing order (core's `listing`), so a
 //! page of contacts in display-name order reads the page, not the store. Every register write
 //! keeps it (`stage.rs`), every rebuild rewrites it (`verify.rs`, checked by `verify`), the
-//! first open of a store written before it existed builds it, and `contacts_page` walks it.
+//! first open of a store written before it existed builds it, and `contacts_page` and
+//! `each_row` walk it. Each entry holds its contact's row (core's `ContactRow`), so a whole
+//! list reads the index alone.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 
 use cardlog_core::replay::view_of;
-use cardlog_core::{listing_key, listing_key_contact, ContactPage, ContactQuery, Pager};
+use cardlog_core::{
+    listing_key, listing_key_contact, ContactPage, ContactQuery, ContactRow, Pager,
+};
 
 use super::derive::Registers;
 use super::Store;
@@ -29,9 +34,10 @@ pub(super) fn names_mark() -> Vec<u8> {
 pub(super) fn wanted_names(registers: &Registers) -> BTreeMap<Vec<u8>, Vec<u8>> {
     let mut wanted = BTreeMap::new();
     for (contact, registers) in registers {
-        let listed = listing_key(&view_of(*contact, registers).contact);
+        let view = view_of(*contact, registers);
+        let listed = listing_key(&view.contact);
         wanted.insert(keys::name_of(contact), listed.clone());
-        wanted.insert(keys::name(&listed), Vec::new());
+        wanted.insert(keys::name(&listed), keys::row_value(&ContactRow::of(&view)));
     }
     wanted
 }
@@ -82,7 +88,13 @@ impl Store {
             let (k, v) = pair?;
             let contact = keys::parse_contact(&k)?;
             let view = view_of(contact, &keys::parse_contact_value(&v)?);
-            keys::rename(&mut batch, &contact, None, &listing_key(&view.contact));
+            keys::rename(
+                &mut batch,
+                &contact,
+                None,
+                &listing_key(&view.contact),
+                keys::row_value(&ContactRow::of(&view)),
+            );
             if batch.len() >= BUILD_CHUNK {
                 chunks.push(std::mem::take(&mut batch));
             }
@@ -145,5 +157,41 @@ impl Store {
             }
         }
         Ok(pager.finish())
+    }
+
+    /// Every contact's row in display-name order (core's `listing`), one at a time (deleted
+    /// ones only when asked), until `f` breaks. Read from the name index alone: the contacts
+    /// are not read, and memory holds one row. (A store whose index could not be built, one
+    /// opened read-only after damage, reads every contact and sorts the rows: memory then
+    /// holds every row.)
+    pub fn each_row(
+        &self,
+        include_deleted: bool,
+        mut f: impl FnMut(ContactRow) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        if !self.names_indexed()? {
+            let mut rows = Vec::new();
+            self.for_each_contact(|id, registers| {
+                let view = view_of(id, &registers);
+                if include_deleted || !view.deleted {
+                    rows.push((listing_key(&view.contact), ContactRow::of(&view)));
+                }
+            })?;
+            rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (_, row) in rows {
+                if f(row).is_break() {
+                    break;
+                }
+            }
+            return Ok(());
+        }
+        for pair in self.held.scan_prefix(&*self.kv, &[keys::NAME]) {
+            let (k, v) = pair?;
+            let row = keys::parse_row(&k, &v)?;
+            if (include_deleted || !row.deleted) && f(row).is_break() {
+                break;
+            }
+        }
+        Ok(())
     }
 }

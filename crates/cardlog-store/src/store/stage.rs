@@ -14,7 +14,7 @@ use foldhash::fast::RandomState;
 use cardlog_core::replay::{
     check_op, view_of, ChainTip, OpLookup, Readiness, RegisterWrite, Summary,
 };
-use cardlog_core::{listing_key, ContactId, Cutoffs, DeviceId, OpId, Path, SealedOp};
+use cardlog_core::{listing_key, ContactId, ContactRow, Cutoffs, DeviceId, OpId, Path, SealedOp};
 
 use crate::error::StoreError;
 use crate::log::{self, set_commit};
@@ -30,8 +30,8 @@ pub(crate) trait Stored: OpLookup<Error = StoreError> {
     /// Which ops are void (their writes take no effect) under the membership stored.
     fn cutoffs(&self) -> &Cutoffs;
 
-    /// The contact's key in the name index as stored (`None` if it has no entry).
-    fn listing_key(&self, contact: &ContactId) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The contact's entry in the name index as stored (`None` if it has none).
+    fn listed(&self, contact: &ContactId) -> Result<Option<keys::Listed>, StoreError>;
 }
 
 /// What a finished stage writes.
@@ -53,8 +53,8 @@ pub(crate) struct Staged {
 /// One contact's registers as staged, and whether staged ops changed them.
 struct StagedContact {
     registers: ContactRegisters,
-    /// Its key in the name index before the stage.
-    listed: Option<Vec<u8>>,
+    /// Its entry in the name index before the stage.
+    listed: Option<keys::Listed>,
     /// The paths staged ops wrote (none: unchanged).
     paths: BTreeSet<Path>,
 }
@@ -131,7 +131,7 @@ impl<'s> Stage<'s> {
             Entry::Occupied(staged) => staged.into_mut(),
             Entry::Vacant(slot) => slot.insert(StagedContact {
                 registers: self.store.contact_registers(contact)?,
-                listed: self.store.listing_key(contact)?,
+                listed: self.store.listed(contact)?,
                 paths: BTreeSet::new(),
             }),
         })
@@ -204,8 +204,9 @@ impl<'s> Stage<'s> {
                 keys::rename(
                     &mut batch,
                     &contact,
-                    staged.listed.as_deref(),
+                    staged.listed.as_ref(),
                     &listing_key(&view.contact),
+                    keys::row_value(&ContactRow::of(&view)),
                 );
                 changed.push((contact, staged.paths));
             }

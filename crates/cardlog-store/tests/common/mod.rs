@@ -354,6 +354,22 @@ pub fn assert_same_as_replay(store: &Store, replay: &Replay) {
         by_name.iter().map(|v| v.contact.id).collect::<Vec<_>>(),
         "pages by name"
     );
+    // Each index entry holds its contact's row: the rows walk the same order.
+    for include_deleted in [true, false] {
+        let mut rows = Vec::new();
+        store
+            .each_row(include_deleted, |row| {
+                rows.push(row);
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+        let want: Vec<_> = by_name
+            .iter()
+            .filter(|v| include_deleted || !v.deleted)
+            .map(cardlog_core::ContactRow::of)
+            .collect();
+        assert_eq!(rows, want, "rows (deleted too: {include_deleted})");
+    }
     for id in replay.contact_ids() {
         assert_eq!(store.contact(&id).unwrap(), replay.contact(&id));
         let paths = replay.paths(&id);
