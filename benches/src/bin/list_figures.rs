@@ -1,17 +1,26 @@
 //! Listing figures (issue 22): listing every contact of a 100,000-contact store the way
-//! `cardlog list` did before (`Replica::contacts`, every full view at once, then the rows)
-//! against the way it does now (`Replica::each_contact`, one view at a time), and the first
-//! page of 50 contacts sorted by display name after an open: through the name index
-//! (`Replica::contacts_page`), as it was before the index (every contact offered to core's
-//! `Pager`: `scan_page`), and with a search. Each scenario runs in a fresh process (peak memory is its own), the
-//! two listings alternate, medians are reported.
+//! `cardlog list` did before (`Replica::contacts`, every full view at once, then the rows),
+//! one view at a time (`Replica::each_contact`: `stream`), and the way it does now (the rows
+//! of the name index, `Replica::each_row`: `rows`); the first page of 50 contacts sorted by
+//! display name after an open: through the name index (`Replica::contacts_page`), as it was
+//! before the index (every contact offered to core's `Pager`: `scan_page`), and with a search.
+//! Each scenario runs in a fresh process (peak memory is its own); medians are reported.
 //!
-//! `cargo run --release -p cardlog-benches --bin list_figures [-- --contacts N]`
+//! The `cli` rows run the `cardlog` binary itself (`cardlog list > /dev/null`, its wall time
+//! and its peak memory from `wait4`): the one built beside this binary, and with
+//! `--before PATH` another build of it (the tree before a change) on its own copy of the store,
+//! alternating with it in one run.
+//!
+//! `cargo build --release -p cardlog-cli && cargo run --release -p cardlog-benches --bin
+//! list_figures [-- --contacts N] [--before PATH]`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Instant;
+
+use nix::sys::resource::{getrusage, UsageWho};
 
 use cardlog::{Contact, ContactId, ContactQuery, ContactView, Field, ItemKind, Replica};
 use cardlog_benches::figures::{self, child_quiet, fig, get, machine, median, peak_rss_mb, Args};
@@ -21,7 +30,14 @@ use cardlog_core::Pager;
 
 const CONTACTS_DEFAULT: usize = 100_000;
 const ROUNDS: usize = 5;
-const SCENARIOS: [&str; 5] = ["collect", "stream", "scan_page", "page", "search_page"];
+const SCENARIOS: [&str; 6] = [
+    "collect",
+    "stream",
+    "rows",
+    "scan_page",
+    "page",
+    "search_page",
+];
 const GIVEN: [&str; 8] = [
     "Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken", "Frances", "Niklaus",
 ];
@@ -34,13 +50,37 @@ fn main() -> Result<(), Error> {
     let value_of = |flag: &str| args.value(flag).map(str::to_owned);
     if let Some(scenario) = value_of("--scenario") {
         let dir = PathBuf::from(value_of("--dir").ok_or("--dir missing")?);
+        if scenario == "cli" {
+            return run_cli(Path::new(&value_of("--cli").ok_or("--cli missing")?), &dir);
+        }
         return run(&scenario, &dir);
     }
     let contacts = value_of("--contacts")
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(CONTACTS_DEFAULT);
-    parent(contacts)
+    parent(contacts, value_of("--before").map(PathBuf::from))
+}
+
+/// Runs `cardlog list` (the binary at `cli`) on the store, its output to /dev/null: its wall
+/// time and its peak memory (this process's only child, so `RUSAGE_CHILDREN` is its own).
+fn run_cli(cli: &Path, dir: &Path) -> Result<(), Error> {
+    let start = Instant::now();
+    let status = Command::new(cli)
+        .arg("--store")
+        .arg(dir)
+        .arg("list")
+        .stdout(Stdio::null())
+        .status()?;
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    if !status.success() {
+        return Err(format!("{} list: {status}", cli.display()).into());
+    }
+    let usage = getrusage(UsageWho::RUSAGE_CHILDREN)?;
+    fig("ms", ms);
+    // Linux gives kilobytes.
+    fig("peak_rss_mb", usage.max_rss() as f64 * 1024.0 / 1e6);
+    Ok(())
 }
 
 /// One listed row, as `cardlog list` prints it.
@@ -82,6 +122,18 @@ fn run(scenario: &str, dir: &Path) -> Result<(), Error> {
                 ControlFlow::Continue(())
             })?;
             pager.finish().contacts.len()
+        }
+        "rows" => {
+            // What `cardlog list` keeps: the text of each row until the widths are known.
+            let (mut text, mut ends) = (String::new(), Vec::new());
+            r.each_row(false, |row| {
+                text.push_str(&row.id.to_string()[..8]);
+                text.push_str(&row.name);
+                text.push_str(row.phone_or_email.as_deref().unwrap_or_default());
+                ends.push(text.len());
+                ControlFlow::Continue(())
+            })?;
+            ends.len()
         }
         "page" | "search_page" => {
             let query = ContactQuery {
@@ -138,20 +190,62 @@ fn store(n: usize) -> Result<PathBuf, Error> {
     Ok(dir)
 }
 
-fn parent(n: usize) -> Result<(), Error> {
+fn parent(n: usize, before: Option<PathBuf>) -> Result<(), Error> {
     eprintln!("list figures: {}", machine());
     let started = Instant::now();
     let dir = store(n)?;
+    // An index of an older version is rebuilt at the first open: not in the figures.
+    drop(Replica::open(&dir)?);
     eprintln!(
         "  store of {n} contacts ready in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     let d = dir.to_string_lossy().into_owned();
+    let cli = std::env::current_exe()?.with_file_name("cardlog");
+    if !cli.exists() {
+        return Err(format!(
+            "{} missing: cargo build --release -p cardlog-cli",
+            cli.display()
+        )
+        .into());
+    }
+    // The build before a change lists its own copy (each build keeps the index its way).
+    let before = match before {
+        Some(exe) => {
+            let copy = dir.with_extension("before");
+            if copy.exists() {
+                std::fs::remove_dir_all(&copy)?;
+            }
+            let copied = Command::new("cp").arg("-a").arg(&dir).arg(&copy).status()?;
+            if !copied.success() {
+                return Err("cp -a of the store failed".into());
+            }
+            Some((
+                exe.to_string_lossy().into_owned(),
+                copy.to_string_lossy().into_owned(),
+            ))
+        }
+        None => None,
+    };
+    let cli = cli.to_string_lossy().into_owned();
+    let mut cli_runs: Vec<(&str, &str, &str)> = vec![("cli", cli.as_str(), d.as_str())];
+    if let Some((exe, copy)) = &before {
+        cli_runs.push(("cli_before", exe.as_str(), copy.as_str()));
+    }
+    // A first run of each build, not counted: the copy's first open takes a new device id
+    // (and an older build rebuilds the index its way).
+    for (_, exe, store) in &cli_runs {
+        child_quiet(&["--scenario", "cli", "--cli", exe, "--dir", store])?;
+    }
     let mut runs: std::collections::BTreeMap<&str, Vec<figures::Figures>> = Default::default();
     for _ in 0..ROUNDS {
         for scenario in SCENARIOS {
             let f = child_quiet(&["--scenario", scenario, "--dir", &d])?;
             runs.entry(scenario).or_default().push(f);
+        }
+        for (name, exe, store) in &cli_runs {
+            let f = child_quiet(&["--scenario", "cli", "--cli", exe, "--dir", store])?;
+            runs.entry(name).or_default().push(f);
         }
     }
     let med = |scenario: &str, name: &str| -> Result<f64, Error> {
@@ -177,6 +271,36 @@ fn parent(n: usize) -> Result<(), Error> {
         "stream ÷ collect: time {:.2}×, peak RSS {:.2}×",
         med("stream", "ms")? / med("collect", "ms")?,
         med("stream", "peak_rss_mb")? / med("collect", "peak_rss_mb")?
+    );
+    println!(
+        "rows ÷ collect: time {:.2}×, peak RSS {:.2}×",
+        med("rows", "ms")? / med("collect", "ms")?,
+        med("rows", "peak_rss_mb")? / med("collect", "peak_rss_mb")?
+    );
+    println!("| cardlog list (whole process) | wall ms | peak RSS MB |");
+    println!("|---|---|---|");
+    for (name, _, _) in &cli_runs {
+        println!(
+            "| {name} | {:.1} | {:.1} |",
+            med(name, "ms")?,
+            med(name, "peak_rss_mb")?
+        );
+    }
+    if before.is_some() {
+        println!(
+            "cli ÷ cli_before: time {:.2}× (target ≤ 0.5×), peak RSS {:.2}×",
+            med("cli", "ms")? / med("cli_before", "ms")?,
+            med("cli", "peak_rss_mb")? / med("cli_before", "peak_rss_mb")?
+        );
+    }
+    println!(
+        "cardlog list peak RSS {:.1} MB: target ≤ 30 MB: {}",
+        med("cli", "peak_rss_mb")?,
+        if med("cli", "peak_rss_mb")? <= 30.0 {
+            "pass"
+        } else {
+            "FAIL"
+        }
     );
     println!(
         "first page of 50 after open: {:.2} ms through the index ({:.2} ms read whole): \

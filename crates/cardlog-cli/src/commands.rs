@@ -7,8 +7,8 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use cardlog::{
-    Contact, ContactId, ContactView, DeviceId, Field, IdPrefix, Item, ItemBody, ItemId, ItemKind,
-    ItemValue, OpId, Options, Path, PostalAddress, Replica, Value, WallClock,
+    Contact, ContactId, ContactRow, ContactView, DeviceId, Field, IdPrefix, Item, ItemBody, ItemId,
+    ItemKind, ItemValue, OpId, Options, Path, PostalAddress, Replica, Value, WallClock,
 };
 use serde_json::json;
 
@@ -572,34 +572,42 @@ pub fn show(ctx: &Ctx, id: &str) -> Res {
     Ok(())
 }
 
-/// `cardlog list`.
+/// `cardlog list`: rows in display-name order, read from the name index (`Replica::each_row`);
+/// a search or `--json` reads each listed contact whole.
 pub fn list(ctx: &Ctx, search: Option<&str>, deleted: bool, needs_sync: Option<&str>) -> Res {
     let r = ctx.open_to_read()?;
     let unacked = match needs_sync {
         Some(peer) => Some(r.needs_sync(&find_peer(&r, peer)?)?),
         None => None,
     };
-    // One contact at a time: a JSON item is printed as it is read, a text row kept small.
-    let keep = |v: &ContactView| {
-        search.is_none_or(|s| v.contact.matches(s))
-            && unacked.as_ref().is_none_or(|u| u.contains(&v.contact.id))
+    let unacked_only = |row: &ContactRow| unacked.as_ref().is_none_or(|u| u.contains(&row.id));
+    // The contact behind a row when a search or the JSON needs it whole: `None` when the
+    // search does not keep it.
+    let whole = |row: &ContactRow| -> Result<Option<ContactView>, CliError> {
+        let v = r
+            .contact(&row.id)?
+            .ok_or_else(|| CliError::NotFound(format!("no contact {}", row.id)))?;
+        Ok(search.is_none_or(|s| v.contact.matches(s)).then_some(v))
     };
     let mut failed: Option<CliError> = None;
     let mut shown = 0usize;
     if ctx.json {
         let names = Names::of(&r);
-        let scanned = r.each_contact(deleted, |v| {
-            if !keep(&v) {
+        let scanned = r.each_row(deleted, |row| {
+            if !unacked_only(&row) {
                 return ControlFlow::Continue(());
             }
-            let item = Marks::of_conflicts(&r, &v)
-                .map_err(CliError::from)
-                .and_then(|marks| {
-                    ctx.print_json_item(&render::contact_json(&v, &names, &marks), shown == 0)
-                });
-            shown += 1;
+            let item = whole(&row).and_then(|v| {
+                let Some(v) = v else { return Ok(false) };
+                let marks = Marks::of_conflicts(&r, &v)?;
+                ctx.print_json_item(&render::contact_json(&v, &names, &marks), shown == 0)?;
+                Ok(true)
+            });
             match item {
-                Ok(()) => ControlFlow::Continue(()),
+                Ok(printed) => {
+                    shown += usize::from(printed);
+                    ControlFlow::Continue(())
+                }
                 Err(e) => {
                     failed = Some(e);
                     ControlFlow::Break(())
@@ -612,42 +620,125 @@ pub fn list(ctx: &Ctx, search: Option<&str>, deleted: bool, needs_sync: Option<&
         scanned?;
         return failed.map_or(Ok(()), Err);
     }
-    let mut rows: Vec<(String, String, String, String)> = Vec::new();
-    r.each_contact(deleted, |v| {
-        if !keep(&v) {
+    let mut table = Table::default();
+    r.each_row(deleted, |row| {
+        if !unacked_only(&row) {
             return ControlFlow::Continue(());
         }
-        let c = &v.contact;
-        let first = c
-            .first_phone_or_email()
-            .map(|i| i.body.to_string())
-            .unwrap_or_default();
-        let mut flags = Vec::new();
-        if v.deleted {
-            flags.push("[deleted]".to_owned());
+        if search.is_some() {
+            match whole(&row) {
+                Ok(Some(_)) => {}
+                Ok(None) => return ControlFlow::Continue(()),
+                Err(e) => {
+                    failed = Some(e);
+                    return ControlFlow::Break(());
+                }
+            }
         }
-        if !v.conflicts.is_empty() {
-            flags.push(format!("[{} conflict(s)]", v.conflicts.len()));
-        }
-        rows.push((
-            render::short(&c.id),
-            c.display_name(),
-            first,
-            flags.join(" "),
-        ));
+        table.push(&row);
         ControlFlow::Continue(())
     })?;
-    shown = rows.len();
-    let name_width = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
-    let first_width = rows.iter().map(|r| r.2.chars().count()).max().unwrap_or(0);
-    for (id, name, first, flags) in &rows {
-        let line = format!("{id}  {name:<name_width$}  {first:<first_width$}  {flags}");
-        outln!("{}", line.trim_end())?;
+    if let Some(e) = failed {
+        return Err(e);
     }
-    if shown == 0 {
+    table.print()?;
+    if table.is_empty() {
         eprintln!("no contacts");
     }
     Ok(())
+}
+
+/// The text rows of `list`, kept in one string until the column widths are known: a few
+/// bytes a row over the row's text, however many contacts are listed.
+#[derive(Default)]
+struct Table {
+    text: String,
+    /// Per row, where its name, phone or e-mail, and flags start and where it ends in `text`
+    /// (its short id starts where the row before ends).
+    ends: Vec<[u32; 4]>,
+    name_width: usize,
+    first_width: usize,
+}
+
+impl Table {
+    fn push(&mut self, row: &ContactRow) {
+        use std::fmt::Write as _;
+        // The short id (`render::short`): the first four bytes in hex.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for b in row.id.0.iter().take(4) {
+            for nibble in [b >> 4, b & 0xf] {
+                self.text.push(char::from(
+                    HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+                ));
+            }
+        }
+        let name_start = self.text.len();
+        self.text.push_str(&row.name);
+        let first_start = self.text.len();
+        self.text
+            .push_str(row.phone_or_email.as_deref().unwrap_or_default());
+        let flags_start = self.text.len();
+        if row.deleted {
+            self.text.push_str("[deleted]");
+        }
+        if row.conflicts > 0 {
+            if row.deleted {
+                self.text.push(' ');
+            }
+            let _ = write!(self.text, "[{} conflict(s)]", row.conflicts);
+        }
+        self.name_width = self
+            .name_width
+            .max(self.text[name_start..first_start].chars().count());
+        self.first_width = self
+            .first_width
+            .max(self.text[first_start..flags_start].chars().count());
+        // A list past 4 GiB of text would wrap these; it is cut there instead.
+        let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        self.ends.push([
+            at(name_start),
+            at(first_start),
+            at(flags_start),
+            at(self.text.len()),
+        ]);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Prints the rows aligned, in writes of about 64 KiB (not one per line).
+    fn print(&self) -> Res {
+        use std::fmt::Write as _;
+        const CHUNK: usize = 1 << 16;
+        let (name_width, first_width) = (self.name_width, self.first_width);
+        let mut out = String::with_capacity(CHUNK + 1024);
+        let mut start = 0usize;
+        for &[name_start, first_start, flags_start, end] in &self.ends {
+            let [name_start, first_start, flags_start, end] =
+                [name_start, first_start, flags_start, end].map(|n| n as usize);
+            let part = |from: usize, to: usize| self.text.get(from..to).unwrap_or_default();
+            let (id, name) = (part(start, name_start), part(name_start, first_start));
+            let (first, flags) = (part(first_start, flags_start), part(flags_start, end));
+            let line_start = out.len();
+            let _ = write!(
+                out,
+                "{id}  {name:<name_width$}  {first:<first_width$}  {flags}"
+            );
+            let kept = out[line_start..].trim_end().len();
+            out.truncate(line_start + kept);
+            out.push('\n');
+            if out.len() >= CHUNK {
+                out!("{out}")?;
+                out.clear();
+            }
+            start = end;
+        }
+        if !out.is_empty() {
+            out!("{out}")?;
+        }
+        Ok(())
+    }
 }
 
 /// The paths of a contact a path argument names: a path in its display form (`org`,

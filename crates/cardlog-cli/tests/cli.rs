@@ -682,6 +682,22 @@ fn list_searches_aligns_and_prints_a_json_array() {
         })
         .collect();
     assert_eq!(starts.len(), 1, "not aligned:\n{}", run.stdout);
+    // In display-name order (Ada Lovelace, Bob, Carol's Bakery), whatever the ids, in text
+    // and in JSON, searched or not.
+    let order =
+        |stdout: &str| -> Vec<String> { stdout.lines().map(|l| l[..8].to_owned()).collect() };
+    let want: Vec<String> = [&ada, &bob, &carol]
+        .iter()
+        .map(|id| id[..8].to_owned())
+        .collect();
+    assert_eq!(order(&run.stdout), want, "{}", run.stdout);
+    let json_ids: Vec<String> = array(&s.run(&["list", "--json"]).ok().json())
+        .iter()
+        .map(|c| text(&c["id"])[..8].to_owned())
+        .collect();
+    assert_eq!(json_ids, want);
+    let searched = s.run(&["list", "o"]).ok(); // Lovelace, bob@, Carol: all three
+    assert_eq!(order(&searched.stdout), want, "{}", searched.stdout);
 
     let found = s.run(&["list", "BOB"]).ok();
     assert_eq!(found.lines().len(), 1);
