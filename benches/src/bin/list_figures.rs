@@ -20,8 +20,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use nix::sys::resource::{getrusage, UsageWho};
-
 use cardlog::{Contact, ContactId, ContactQuery, ContactView, Field, ItemKind, Replica};
 use cardlog_benches::figures::{self, child_quiet, fig, get, machine, median, peak_rss_mb, Args};
 use cardlog_benches::stores;
@@ -64,6 +62,7 @@ fn main() -> Result<(), Error> {
 
 /// Runs `cardlog list` (the binary at `cli`) on the store, its output to /dev/null: its wall
 /// time and its peak memory (this process's only child, so `RUSAGE_CHILDREN` is its own).
+#[cfg(unix)]
 fn run_cli(cli: &Path, dir: &Path) -> Result<(), Error> {
     let start = Instant::now();
     let status = Command::new(cli)
@@ -76,11 +75,18 @@ fn run_cli(cli: &Path, dir: &Path) -> Result<(), Error> {
     if !status.success() {
         return Err(format!("{} list: {status}", cli.display()).into());
     }
+    use nix::sys::resource::{getrusage, UsageWho};
     let usage = getrusage(UsageWho::RUSAGE_CHILDREN)?;
     fig("ms", ms);
     // Linux gives kilobytes.
     fig("peak_rss_mb", usage.max_rss() as f64 * 1024.0 / 1e6);
     Ok(())
+}
+
+/// The peak memory of another process is read with `getrusage`: Unix only.
+#[cfg(not(unix))]
+fn run_cli(_cli: &Path, _dir: &Path) -> Result<(), Error> {
+    Err("the cli scenario measures a process with getrusage: Unix only".into())
 }
 
 /// One listed row, as `cardlog list` prints it.

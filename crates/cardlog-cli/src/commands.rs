@@ -584,9 +584,12 @@ pub fn list(ctx: &Ctx, search: Option<&str>, deleted: bool, needs_sync: Option<&
     // The contact behind a row when a search or the JSON needs it whole: `None` when the
     // search does not keep it.
     let whole = |row: &ContactRow| -> Result<Option<ContactView>, CliError> {
-        let v = r
-            .contact(&row.id)?
-            .ok_or_else(|| CliError::NotFound(format!("no contact {}", row.id)))?;
+        let v = r.contact(&row.id)?.ok_or_else(|| {
+            CliError::Corrupt(format!(
+                "the name index lists contact {}, which the store lacks (run cardlog rebuild)",
+                row.id
+            ))
+        })?;
         Ok(search.is_none_or(|s| v.contact.matches(s)).then_some(v))
     };
     let mut failed: Option<CliError> = None;
@@ -635,7 +638,10 @@ pub fn list(ctx: &Ctx, search: Option<&str>, deleted: bool, needs_sync: Option<&
                 }
             }
         }
-        table.push(&row);
+        if let Err(e) = table.push(&row) {
+            failed = Some(e);
+            return ControlFlow::Break(());
+        }
         ControlFlow::Continue(())
     })?;
     if let Some(e) = failed {
@@ -661,7 +667,8 @@ struct Table {
 }
 
 impl Table {
-    fn push(&mut self, row: &ContactRow) {
+    /// Adds a row; a table past 4 GiB of text (offsets are `u32`) is refused.
+    fn push(&mut self, row: &ContactRow) -> Res {
         use std::fmt::Write as _;
         // The short id (`render::short`): the first four bytes in hex.
         const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -693,14 +700,23 @@ impl Table {
         self.first_width = self
             .first_width
             .max(self.text[first_start..flags_start].chars().count());
-        // A list past 4 GiB of text would wrap these; it is cut there instead.
-        let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        self.ends.push([
-            at(name_start),
-            at(first_start),
-            at(flags_start),
-            at(self.text.len()),
-        ]);
+        let at = |n: usize| {
+            u32::try_from(n).map_err(|_| {
+                CliError::Failed(
+                    "the list is longer than 4 GiB of text: use --json, which prints a \
+                     contact at a time"
+                        .into(),
+                )
+            })
+        };
+        let ends = [
+            at(name_start)?,
+            at(first_start)?,
+            at(flags_start)?,
+            at(self.text.len())?,
+        ];
+        self.ends.push(ends);
+        Ok(())
     }
 
     fn is_empty(&self) -> bool {

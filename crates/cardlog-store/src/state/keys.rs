@@ -23,7 +23,8 @@ pub const HEADS_V2: u8 = b'h';
 /// signature (64).
 pub const SIGNATURE: u8 = b's';
 /// The name index: `n` + the contact's listing key (core's `listing_key`: display-name order
-/// as bytes, ending in the contact id) → nothing. Pages of contacts walk it in order.
+/// as bytes, ending in the contact id) → the contact's row ([`row_value`]). Pages of contacts
+/// and lists of rows walk it in order.
 pub const NAME: u8 = b'n';
 /// Where each contact stands in the name index: `N` + contact → its listing key (so a save
 /// that renames a contact finds the entry to remove).
@@ -87,8 +88,9 @@ pub mod meta {
     /// While an op listed for re-issue waits for another device's copy of an op it names:
     /// how many more attempts it waits (one byte; written by the facade).
     pub const REISSUE_WAIT: &[u8] = b"mreissuewait";
-    /// Present (one byte: the listing order's version, 1) once the name index holds every
-    /// contact: a store written before it existed builds it at its next open.
+    /// Present once the name index holds every contact: four bytes, the index's version
+    /// ([`super::NAME_INDEX_VERSION`]) and the Unicode version of the case tables that
+    /// lowercased the names. A store without it, or with another, builds it at its next open.
     pub const NAMES: &[u8] = b"mnames";
     /// How many rebuilds the state has been through (`store/changes.rs`): *bincode* `u64`.
     pub const EPOCH: &[u8] = b"mepoch";

@@ -63,6 +63,12 @@ impl Store {
     }
 
     fn build_name_index(&mut self) -> Result<(), StoreError> {
+        // Unmarked first and durably: a build cut off midway leaves no mark any build trusts
+        // (another build's mark over a half-rewritten index would be trusted by that build).
+        let mut unmark = KvBatch::default();
+        unmark.remove(meta::NAMES.to_vec());
+        self.kv.apply(unmark)?;
+        self.kv.flush()?;
         let mut batch = KvBatch::default();
         for prefix in [keys::NAME, keys::NAME_OF] {
             loop {

@@ -228,13 +228,8 @@ struct Salvaged {
 }
 
 /// Meta entries derived from the log, or written fresh by `repair`: never carried over.
-const REBUILT_META: [&[u8]; 5] = [
-    meta::FORMAT,
-    meta::APPLIED,
-    meta::REBUILDING,
-    meta::NAMES,
-    meta::EPOCH,
-];
+/// (`mepoch` is not among them: the old epoch is read, and the new one is one past it.)
+const REBUILT_META: [&[u8]; 4] = [meta::FORMAT, meta::APPLIED, meta::REBUILDING, meta::NAMES];
 
 /// A meta entry's name, without its key prefix.
 fn meta_name(key: &[u8]) -> String {
