@@ -258,6 +258,22 @@ impl Node {
         }
     }
 
+    /// Whether the replica holds own edits withdrawn with a branch given up, waiting to be
+    /// re-issued (for a copy of an op they name; docs/SEMANTICS.md, "Edits made on a branch
+    /// given up").
+    pub(crate) fn waits_to_reissue(&self) -> Result<bool, Violation> {
+        match self {
+            Node::Disk { replica, .. } => replica
+                .as_ref()
+                .ok_or_else(|| violation("replica", "closed"))?
+                .store()
+                .pending_reissue()
+                .map(|pending| !pending.is_empty())
+                .map_err(|e| violation("read", e.to_string())),
+            Node::Memory { .. } => Ok(false),
+        }
+    }
+
     pub(crate) fn ops(&self) -> Result<Vec<SealedOp>, Violation> {
         match self {
             Node::Disk { replica, .. } => replica
@@ -1146,6 +1162,14 @@ impl Sim {
             .iter()
             .any(|o| o.op().author == device && !held.contains(&o.id()))
         {
+            return Ok(());
+        }
+        // Nor one whose own edits were withdrawn with a branch given up and wait to be
+        // re-issued: only it can re-issue them, and a removed device's copies are refused
+        // (docs/SEMANTICS.md, "What is left"). Seed 0xbe402: the laptop renamed the contact
+        // the tablet had renamed on the restored phone's branch; its session with the founder
+        // settled that branch, and its rename waited for the tablet's copy.
+        if self.node(i)?.waits_to_reissue()? {
             return Ok(());
         }
         let Some((admin, gone)) = self.founder_and(i)? else {
