@@ -1453,7 +1453,7 @@ impl Sim {
     /// left for later (docs/SEMANTICS.md, "Restores"): the taker holds another op at or
     /// before its place in the chain (a fork not settled yet), the giver withdrew it in the
     /// session, its copy arrived instead, or it is the giver's own while the giver waits to
-    /// take its chain back.
+    /// take its chain back; and what builds on those or is admitted by them.
     fn check_delivered(
         &self,
         giver: usize,
@@ -1548,11 +1548,26 @@ impl Sim {
                     .filter(|o| waits.contains(&o.id()))
                     .map(|o| o.op().author)
                     .collect();
+                // Devices a waiting op admits: the taker cannot take their ops before it
+                // knows them as members (seed 0xbeba8: the phone, restored twice, admitted the
+                // watch on a branch the tablet cannot take yet).
+                let admitted: std::collections::BTreeSet<DeviceId> = missing
+                    .iter()
+                    .filter(|o| waits.contains(&o.id()))
+                    .flat_map(|o| o.op().members.iter())
+                    .filter_map(|m| match m {
+                        cardlog::MemberChange::Add { device, .. } => Some(*device),
+                        _ => None,
+                    })
+                    .collect();
                 let more: Vec<OpId> = missing
                     .iter()
                     .filter(|o| !waits.contains(&o.id()))
                     .filter(|o| {
                         let o = o.op();
+                        if admitted.contains(&o.author) {
+                            return true;
+                        }
                         // A waiting op of its author's above it that no signature below
                         // proves it without, or below it (a chain has no gaps).
                         let below_waiting = missing.iter().any(|w| {

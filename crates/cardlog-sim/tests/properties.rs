@@ -703,6 +703,21 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
                 Action::Leave { replica: 2 },
             ],
         ),
+        // Seed 0xbeba8 of `CARDLOG_SIM_BASE=781000`: the phone, restored a second time,
+        // admits the watch on a branch the tablet cannot take yet (it holds the first
+        // restore's branch there); the watch's ops wait on the tablet with that admission,
+        // and the harness expects them only once it goes in.
+        (
+            5,
+            vec![
+                rename(1, "three, renamed"),
+                sync(1, 2),
+                Action::Restore { replica: 0 },
+                Action::Leave { replica: 4 },
+                save(4, "a"),
+                sync(4, 1),
+            ],
+        ),
     ];
     for (n, (devices, rest)) in found.into_iter().enumerate() {
         let mut actions = vec![
