@@ -7,7 +7,7 @@
 //! Each scenario runs in a fresh process (peak memory is its own); medians are reported.
 //!
 //! The `cli` rows run the `cardlog` binary itself (`cardlog list > /dev/null`, its wall time
-//! and its peak memory from `wait4`): the one built beside this binary, and with
+//! and its peak memory from `getrusage(RUSAGE_CHILDREN)`): the one built beside this binary, and with
 //! `--before PATH` another build of it (the tree before a change) on its own copy of the store,
 //! alternating with it in one run.
 //!

@@ -670,14 +670,10 @@ impl Table {
     /// Adds a row; a table past 4 GiB of text (offsets are `u32`) is refused.
     fn push(&mut self, row: &ContactRow) -> Res {
         use std::fmt::Write as _;
-        // The short id (`render::short`): the first four bytes in hex.
-        const HEX: &[u8; 16] = b"0123456789abcdef";
+        // The short id (`render::short`): the first four bytes in hex, without formatting
+        // all sixteen into a string first.
         for b in row.id.0.iter().take(4) {
-            for nibble in [b >> 4, b & 0xf] {
-                self.text.push(char::from(
-                    HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
-                ));
-            }
+            let _ = write!(self.text, "{b:02x}");
         }
         let name_start = self.text.len();
         self.text.push_str(&row.name);

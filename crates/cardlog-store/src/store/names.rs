@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
-use cardlog_core::replay::view_of;
+use cardlog_core::replay::{view_of, ContactView};
 use cardlog_core::{
     listing_key, listing_key_contact, ContactPage, ContactQuery, ContactRow, Pager,
 };
@@ -30,14 +30,22 @@ pub(super) fn names_mark() -> Vec<u8> {
     vec![NAME_INDEX_VERSION, major, minor, update]
 }
 
+/// What the name index holds for a contact as read: its listing key (the `n` key's tail and
+/// the `N` value) and its row value (the `n` value).
+pub(super) fn index_entry(view: &ContactView) -> (Vec<u8>, Vec<u8>) {
+    (
+        listing_key(&view.contact),
+        keys::row_value(&ContactRow::of(view)),
+    )
+}
+
 /// The name-index entries (`n` and `N` keys with their values) that `registers` call for.
 pub(super) fn wanted_names(registers: &Registers) -> BTreeMap<Vec<u8>, Vec<u8>> {
     let mut wanted = BTreeMap::new();
     for (contact, registers) in registers {
-        let view = view_of(*contact, registers);
-        let listed = listing_key(&view.contact);
+        let (listed, row) = index_entry(&view_of(*contact, registers));
         wanted.insert(keys::name_of(contact), listed.clone());
-        wanted.insert(keys::name(&listed), keys::row_value(&ContactRow::of(&view)));
+        wanted.insert(keys::name(&listed), row);
     }
     wanted
 }
@@ -93,14 +101,8 @@ impl Store {
         for pair in self.held.scan_prefix(&*self.kv, &[keys::CONTACT]) {
             let (k, v) = pair?;
             let contact = keys::parse_contact(&k)?;
-            let view = view_of(contact, &keys::parse_contact_value(&v)?);
-            keys::rename(
-                &mut batch,
-                &contact,
-                None,
-                &listing_key(&view.contact),
-                keys::row_value(&ContactRow::of(&view)),
-            );
+            let (listed, row) = index_entry(&view_of(contact, &keys::parse_contact_value(&v)?));
+            keys::rename(&mut batch, &contact, None, &listed, row);
             if batch.len() >= BUILD_CHUNK {
                 chunks.push(std::mem::take(&mut batch));
             }

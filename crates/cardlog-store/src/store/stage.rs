@@ -14,8 +14,9 @@ use foldhash::fast::RandomState;
 use cardlog_core::replay::{
     check_op, view_of, ChainTip, OpLookup, Readiness, RegisterWrite, Summary,
 };
-use cardlog_core::{listing_key, ContactId, ContactRow, Cutoffs, DeviceId, OpId, Path, SealedOp};
+use cardlog_core::{ContactId, Cutoffs, DeviceId, OpId, Path, SealedOp};
 
+use super::names::index_entry;
 use crate::error::StoreError;
 use crate::log::{self, set_commit};
 use crate::state::keys::{self, meta, ContactRegisters};
@@ -200,14 +201,8 @@ impl<'s> Stage<'s> {
                     keys::contact(&contact),
                     keys::contact_value(&staged.registers),
                 );
-                let view = view_of(contact, &staged.registers);
-                keys::rename(
-                    &mut batch,
-                    &contact,
-                    staged.listed.as_ref(),
-                    &listing_key(&view.contact),
-                    keys::row_value(&ContactRow::of(&view)),
-                );
+                let (listed, row) = index_entry(&view_of(contact, &staged.registers));
+                keys::rename(&mut batch, &contact, staged.listed.as_ref(), &listed, row);
                 changed.push((contact, staged.paths));
             }
         }
