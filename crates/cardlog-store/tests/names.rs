@@ -329,3 +329,25 @@ fn a_store_whose_index_cannot_be_built_still_opens_and_names_the_damage() {
         report.problems
     );
 }
+
+#[test]
+fn a_store_whose_names_database_is_lost_builds_the_index_again_at_open() {
+    // The index lives in a database of its own (`db/names/`, see `SledKv`); one lost or out of
+    // step with the main database is built again from the registers at the next open.
+    let (_tmp, dir, mut store) = filled();
+    let want = by_name(&store);
+    let want_rows = rows(&store);
+    store.flush().unwrap();
+    drop(store);
+    let names = dir
+        .join("db")
+        .join(cardlog_store::state::sled_kv::NAMES_DIR);
+    assert!(names.is_dir());
+    std::fs::remove_dir_all(&names).unwrap();
+    let store = reopen(&dir);
+    assert!(store.meta(meta::NAMES).unwrap().is_some(), "marked again");
+    assert_eq!(walk_pages(&store, 5, true), want);
+    assert_eq!(rows(&store), want_rows);
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+}

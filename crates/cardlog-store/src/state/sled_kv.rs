@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::keys;
 use super::kv::{Kv, KvBatch, KvError, KvIter, KvResult};
 use crate::store::CACHE_BYTES_MIN;
 
@@ -18,8 +19,8 @@ pub const CHECKPOINT_BYTES_MIN: u64 = 4 << 20;
 /// How many times (10 ms apart) an open retries a lock still held by a just-closed handle.
 const LOCK_RETRIES: u32 = 200;
 
-/// sled 0.34 as the engine.
-pub struct SledKv {
+/// One sled 0.34 database.
+struct SledDb {
     db: sled::Db,
     /// sled's data file, kept open to `fsync` it: sled's own flush only calls
     /// `sync_file_range`, which neither flushes the disk's write cache nor the file's metadata,
@@ -174,7 +175,7 @@ fn snapshot_is_whole(bytes: &[u8]) -> bool {
     crc32fast::hash(body) == u32::from_le_bytes(crc)
 }
 
-impl SledKv {
+impl SledDb {
     /// Opens (creating if needed) a sled database in `dir` with a page cache of `cache_bytes`,
     /// raised to [`CACHE_BYTES_MIN`] when smaller.
     ///
@@ -229,7 +230,7 @@ impl SledKv {
     }
 }
 
-impl Kv for SledKv {
+impl Kv for SledDb {
     fn cache_bytes(&self) -> Option<u64> {
         Some(self.cache_bytes)
     }
@@ -311,6 +312,222 @@ impl Kv for SledKv {
     }
 }
 
+/// The directory, inside the main database's, of the database that holds the name index.
+pub const NAMES_DIR: &str = "names";
+
+/// The key (outside the store's key space: its keys start with a letter) under which both
+/// databases keep the number of the last batch that wrote to the name index.
+const STEP: &[u8] = b"\xffsplit-step";
+
+/// Keys removed per batch while the main database gives up a name index it kept before the
+/// split, or the names database is emptied.
+const CLEAR_CHUNK: usize = 16_384;
+
+/// Whether `key` belongs to the name index (its entries and its mark), kept in the names
+/// database.
+fn in_names(key: &[u8]) -> bool {
+    matches!(key.first(), Some(&keys::NAME | &keys::NAME_OF)) || key == keys::meta::NAMES
+}
+
+/// sled 0.34 as the engine: one key space kept in two sled databases, the name index (`n`,
+/// `N` and its mark `mnames`) in one of its own (`db/names/`), everything else in the main
+/// one (`db/`).
+///
+/// Why two: sled 0.34.7 reclaims the space of a segment only once half of it is dead, and
+/// small entries rewritten beside each batch of contact registers keep the segments they
+/// were written to half alive long after the registers in them died. With the name index's
+/// entries in the same database, the compare workload's store kept 3× its bytes and saved at
+/// half the rate (`benches/src/bin/sled_space.rs` shows it with sled alone: 49 MB without
+/// such writes, 160 MB with 200 per batch, 95 MB with them in another tree, 51 + 2 MB in
+/// another database).
+///
+/// The name index is derived from the registers, so the two databases need not be written
+/// atomically together, only never be trusted out of step: every batch that writes to the
+/// index writes the same batch number (`STEP`) to both, the names database first. sled keeps
+/// each database's batches whole and in order, so after a crash the two hold the same number
+/// only if the main database kept exactly the index batches the names database kept (batches
+/// that leave the index alone do not change any entry it derives). Otherwise the open empties
+/// the names database: the index and its mark are gone, and the store builds it again
+/// (`Store::ensure_name_index`). A names database sled finds damaged is emptied the same way,
+/// and so is one beside a main database holding index keys (written before the split, or by
+/// a build from before it: that build keeps its own index there, not this one).
+pub struct SledKv {
+    main: SledDb,
+    names: SledDb,
+    /// The last batch number written to the index; held while a batch is applied, so both
+    /// databases take the index batches in the same order.
+    step: std::sync::Mutex<u64>,
+}
+
+fn step_of(db: &SledDb) -> KvResult<u64> {
+    Ok(match db.get(STEP)? {
+        Some(v) => u64::from_be_bytes(
+            <[u8; 8]>::try_from(v.as_slice())
+                .map_err(|_| KvError::Damaged("database damaged: the batch number".into()))?,
+        ),
+        None => 0,
+    })
+}
+
+/// Removes every key of `db` that `which` picks, a chunk at a time.
+fn remove_all(db: &SledDb, prefix: &[u8], which: impl Fn(&[u8]) -> bool) -> KvResult<()> {
+    loop {
+        let mut chunk = KvBatch::default();
+        for pair in db.scan_prefix(prefix) {
+            let (k, _) = pair?;
+            if which(&k) {
+                chunk.remove(k);
+                if chunk.len() >= CLEAR_CHUNK {
+                    break;
+                }
+            }
+        }
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        db.apply(chunk)?;
+    }
+}
+
+impl SledKv {
+    /// Opens (creating if needed) the store's sled databases in `dir` (the main one) and
+    /// `dir/names/`, with a page cache of `cache_bytes` for the main one and a quarter of it
+    /// for the names one, each raised to [`CACHE_BYTES_MIN`] when smaller.
+    ///
+    /// The names database is emptied when it is out of step with the main one (see
+    /// [`SledKv`]) or damaged, and a main database written before the split gives up the
+    /// name index it kept (the store builds it again in the names database).
+    pub fn open(dir: &Path, cache_bytes: u64) -> KvResult<Self> {
+        let main = SledDb::open(dir, cache_bytes)?;
+        let names_dir = dir.join(NAMES_DIR);
+        let names = match SledDb::open(&names_dir, cache_bytes / 4) {
+            Ok(names) => names,
+            Err(KvError::Damaged(_)) => {
+                std::fs::remove_dir_all(&names_dir).map_err(|e| KvError::io(&names_dir, &e))?;
+                SledDb::open(&names_dir, cache_bytes / 4)?
+            }
+            Err(e) => return Err(e),
+        };
+        // A database written before the split (or by a build from before it, which builds an
+        // index of its own there and leaves this one behind) keeps an index among the rest.
+        let prefixes = [&[keys::NAME][..], &[keys::NAME_OF], keys::meta::NAMES];
+        let mut behind = false;
+        for prefix in prefixes {
+            if let Some(first) = main.scan_prefix(prefix).next() {
+                behind |= in_names(&first?.0);
+            }
+        }
+        let step = step_of(&main)?;
+        if behind || step_of(&names)? != step {
+            remove_all(&names, &[], |_| true)?;
+            let mut mark = KvBatch::default();
+            mark.insert(STEP.to_vec(), step.to_be_bytes().to_vec());
+            names.apply(mark)?;
+            names.flush()?;
+        }
+        if behind {
+            for prefix in prefixes {
+                remove_all(&main, prefix, in_names)?;
+            }
+        }
+        Ok(Self {
+            main,
+            names,
+            step: std::sync::Mutex::new(step),
+        })
+    }
+}
+
+impl Kv for SledKv {
+    fn cache_bytes(&self) -> Option<u64> {
+        self.main.cache_bytes()
+    }
+
+    fn get(&self, key: &[u8]) -> KvResult<Option<Vec<u8>>> {
+        if in_names(key) {
+            self.names.get(key)
+        } else {
+            self.main.get(key)
+        }
+    }
+
+    fn scan_from<'a>(&'a self, prefix: &[u8], from: &[u8]) -> KvIter<'a> {
+        let outside = |r: &KvResult<(Vec<u8>, Vec<u8>)>| !matches!(r, Ok((k, _)) if k == STEP);
+        let main = self.main.scan_from(prefix, from).filter(outside);
+        let names = self.names.scan_from(prefix, from).filter(outside);
+        Box::new(Merged {
+            a: main.peekable(),
+            b: names.peekable(),
+        })
+    }
+
+    fn apply(&self, batch: KvBatch) -> KvResult<()> {
+        let mut main = KvBatch::default();
+        let mut names = KvBatch::default();
+        for (k, v) in batch.into_writes() {
+            let part = if in_names(&k) { &mut names } else { &mut main };
+            match v {
+                Some(v) => part.insert(k, v),
+                None => part.remove(k),
+            }
+        }
+        let mut step = self
+            .step
+            .lock()
+            .map_err(|_| KvError::EngineBug("a batch panicked while it was applied".into()))?;
+        if !names.is_empty() {
+            *step += 1;
+            let number = step.to_be_bytes().to_vec();
+            names.insert(STEP.to_vec(), number.clone());
+            main.insert(STEP.to_vec(), number);
+            self.names.apply(names)?;
+        }
+        if main.is_empty() {
+            return Ok(());
+        }
+        self.main.apply(main)
+    }
+
+    fn flush(&self) -> KvResult<()> {
+        self.names.flush()?;
+        self.main.flush()
+    }
+
+    fn close_checkpointed(self: Box<Self>) -> KvResult<()> {
+        let Self { main, names, .. } = *self;
+        Box::new(names).close_checkpointed()?;
+        Box::new(main).close_checkpointed()
+    }
+}
+
+/// Two key-ordered scans as one (no key is in both).
+struct Merged<A: Iterator, B: Iterator> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+}
+
+impl<A, B> Iterator for Merged<A, B>
+where
+    A: Iterator<Item = KvResult<(Vec<u8>, Vec<u8>)>>,
+    B: Iterator<Item = KvResult<(Vec<u8>, Vec<u8>)>>,
+{
+    type Item = KvResult<(Vec<u8>, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let a_first = match (self.a.peek(), self.b.peek()) {
+            (None, None) => return None,
+            (Some(_), None) | (Some(Err(_)), _) => true,
+            (None, Some(_)) | (_, Some(Err(_))) => false,
+            (Some(Ok((ka, _))), Some(Ok((kb, _)))) => ka <= kb,
+        };
+        if a_first {
+            self.a.next()
+        } else {
+            self.b.next()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -361,6 +578,108 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         assert!(cleared && !torn.exists());
+    }
+
+    fn pairs(kv: &dyn Kv, prefix: &[u8]) -> Vec<Vec<u8>> {
+        kv.scan_prefix(prefix).map(|r| r.unwrap().0).collect()
+    }
+
+    fn write(kv: &dyn Kv, keys: &[&[u8]]) {
+        let mut batch = KvBatch::default();
+        for k in keys {
+            batch.insert(k.to_vec(), b"v".to_vec());
+        }
+        kv.apply(batch).unwrap();
+        kv.flush().unwrap();
+    }
+
+    #[test]
+    fn the_name_index_goes_to_its_own_database_and_scans_see_one_key_space() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let kv = SledKv::open(dir, 1 << 20).unwrap();
+        write(
+            &kv,
+            &[b"cx", b"mformat", b"mnames", b"nada", b"Nx", b"a1", b"mz"],
+        );
+        assert_eq!(kv.get(b"mnames").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(kv.names.get(b"nada").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(kv.main.get(b"nada").unwrap(), None);
+        assert_eq!(kv.main.get(b"cx").unwrap(), Some(b"v".to_vec()));
+        let all: Vec<&[u8]> = vec![b"Nx", b"a1", b"cx", b"mformat", b"mnames", b"mz", b"nada"];
+        assert_eq!(pairs(&kv, &[]), all);
+        assert_eq!(pairs(&kv, b"m"), [&b"mformat"[..], b"mnames", b"mz"]);
+        let from: Vec<Vec<u8>> = kv.scan_from(b"m", b"mn").map(|r| r.unwrap().0).collect();
+        assert_eq!(from, [&b"mnames"[..], b"mz"]);
+        // Both databases took the one index batch.
+        assert_eq!(
+            (step_of(&kv.main).unwrap(), step_of(&kv.names).unwrap()),
+            (1, 1)
+        );
+        write(&kv, &[b"cy"]);
+        assert_eq!(
+            step_of(&kv.main).unwrap(),
+            1,
+            "a batch without index entries"
+        );
+    }
+
+    #[test]
+    fn a_names_database_out_of_step_is_emptied_and_the_rest_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let kv = SledKv::open(dir, 1 << 20).unwrap();
+        write(&kv, &[b"cx", b"nada", b"mnames"]);
+        write(&kv, &[b"cy", b"nbob"]);
+        drop(kv);
+        // The names database kept one index batch fewer than the main one (a crash).
+        let names = SledDb::open(&dir.join(NAMES_DIR), 1 << 20).unwrap();
+        let mut back = KvBatch::default();
+        back.insert(STEP.to_vec(), 1u64.to_be_bytes().to_vec());
+        back.remove(b"nbob".to_vec());
+        names.apply(back).unwrap();
+        names.flush().unwrap();
+        drop(names);
+        let kv = SledKv::open(dir, 1 << 20).unwrap();
+        assert_eq!(pairs(&kv, &[]), [&b"cx"[..], b"cy"]);
+        assert_eq!(step_of(&kv.names).unwrap(), 2);
+        // In step again: what is written next stays.
+        write(&kv, &[b"nada"]);
+        drop(kv);
+        let kv = SledKv::open(dir, 1 << 20).unwrap();
+        assert_eq!(pairs(&kv, b"n"), [b"nada"]);
+    }
+
+    #[test]
+    fn an_index_a_build_from_before_the_split_wrote_empties_this_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let kv = SledKv::open(dir, 1 << 20).unwrap();
+        write(&kv, &[b"cx", b"nada", b"mnames"]);
+        drop(kv);
+        // An older build wrote its own index in the main database (and a register).
+        let old = SledDb::open(dir, 1 << 20).unwrap();
+        write(&old, &[b"cy", b"nbob", b"mnames"]);
+        drop(old);
+        let kv = SledKv::open(dir, 1 << 20).unwrap();
+        assert_eq!(pairs(&kv, &[]), [&b"cx"[..], b"cy"]);
+    }
+
+    #[test]
+    fn a_database_from_before_the_split_gives_up_its_index_and_a_damaged_names_one_is_made_anew() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let old = SledDb::open(dir, 1 << 20).unwrap();
+        write(&old, &[b"cx", b"mformat", b"mnames", b"nada", b"Nx", b"zz"]);
+        drop(old);
+        let kv = SledKv::open(dir, 1 << 20).unwrap();
+        assert_eq!(pairs(&kv, &[]), [&b"cx"[..], b"mformat", b"zz"]);
+        assert_eq!(pairs(&kv.main, &[]), [&b"cx"[..], b"mformat", b"zz"]);
+        write(&kv, &[b"nada"]);
+        drop(kv);
+        std::fs::write(dir.join(NAMES_DIR).join("conf"), b"not sled's").unwrap();
+        let kv = SledKv::open(dir, 1 << 20).unwrap();
+        assert_eq!(pairs(&kv, &[]), [&b"cx"[..], b"mformat", b"zz"]);
     }
 
     /// The finished snapshot files sled has written in `dir` (`snap.<lsn>`), sorted.
