@@ -83,6 +83,8 @@ const KV_FIXTURE_V4: &str = "store-v4-kv.bin";
 const KV_FIXTURE_V5: &str = "store-v5-kv.bin";
 /// Name index version 2 (same store format): each `n` entry holds its contact's row.
 const KV_FIXTURE_V5_ROWS: &str = "store-v5-rows-kv.bin";
+/// Name index version 3 (same store format): no `N` keys. What today's store writes.
+const KV_FIXTURE_V5_NAMES3: &str = "store-v5-names3-kv.bin";
 
 /// The format-4 fixture's device key (seed 5e…5e), its book, and the keys its authors'
 /// signatures are made with (seed = the author's id byte repeated; the store keeps signatures,
@@ -326,9 +328,13 @@ fn todays_store_writes_the_fixture_bytes() {
     let tmp = tempfile::tempdir().unwrap();
     let (log, pairs) = build_store(&tmp.path().join("store"));
     let kv = dump_pairs(&pairs);
-    write_fixture_if_asked(KV_FIXTURE_V5_ROWS, &kv);
+    write_fixture_if_asked(KV_FIXTURE_V5_NAMES3, &kv);
     assert_same_bytes(LOG_FIXTURE_V4, &log, &read_fixture(LOG_FIXTURE_V4));
-    assert_same_bytes(KV_FIXTURE_V5_ROWS, &kv, &read_fixture(KV_FIXTURE_V5_ROWS));
+    assert_same_bytes(
+        KV_FIXTURE_V5_NAMES3,
+        &kv,
+        &read_fixture(KV_FIXTURE_V5_NAMES3),
+    );
 }
 
 #[test]
@@ -355,6 +361,22 @@ fn the_rows_fixture_is_the_format_5_fixture_with_a_row_in_each_name_entry() {
         assert_eq!(keys::parse_row(k, new).unwrap(), row);
     }
     assert_eq!(named, contacts.len());
+}
+
+#[test]
+fn the_version_3_fixture_is_the_rows_fixture_without_its_n_of_keys() {
+    // Name index version 3 derives where a contact was listed from its registers: the `N`
+    // keys are gone, nothing else differs.
+    let rows = parse_pairs(&read_fixture(KV_FIXTURE_V5_ROWS));
+    let names3 = parse_pairs(&read_fixture(KV_FIXTURE_V5_NAMES3));
+    let contacts = expected_registers(&history_in(OpFormat::V2));
+    let kept: Vec<Pair> = rows
+        .iter()
+        .filter(|(k, _)| k[0] != keys::NAME_OF)
+        .cloned()
+        .collect();
+    assert_eq!(rows.len(), kept.len() + contacts.len());
+    assert_eq!(names3, kept);
 }
 
 #[test]
@@ -457,8 +479,14 @@ fn todays_store_opens_stores_assembled_from_the_fixtures() {
     // A format-3 store made of its fixtures (its own `mhome` kept) is upgraded on open: a key,
     // a new device id (the old one among the former ids), nothing else changed. A format-4
     // store is upgraded to format 5 (its name index built), and a format-5 store opens as it
-    // is. Each verifies, reads the history and lists its contacts by name.
-    for format in [3u8, 4, 5] {
+    // is, its name index of version 1 or 2 built again (version 2's `N` keys removed: `verify`
+    // would name one left). Each verifies, reads the history and lists its contacts by name.
+    for (format, kv5) in [
+        (3u8, KV_FIXTURE_V5),
+        (4, KV_FIXTURE_V5),
+        (5, KV_FIXTURE_V5),
+        (5, KV_FIXTURE_V5_ROWS),
+    ] {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("store");
         let (ops, local) = if format == 3 {
@@ -469,7 +497,7 @@ fn todays_store_opens_stores_assembled_from_the_fixtures() {
             let (kv, marker) = if format == 4 {
                 (KV_FIXTURE_V4, "cardlog store 4\n")
             } else {
-                (KV_FIXTURE_V5, "cardlog store 5\n")
+                (kv5, "cardlog store 5\n")
             };
             assemble(&dir, LOG_FIXTURE_V4, kv, marker, Some(&key));
             (history_in(OpFormat::V2), Some(key.device()))

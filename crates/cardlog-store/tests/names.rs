@@ -244,7 +244,6 @@ fn a_store_without_the_index_builds_it_at_open() {
     store
         .remove_meta(&keys::name(&listing_key(&victim)))
         .unwrap();
-    store.remove_meta(&keys::name_of(&victim.id)).unwrap();
     store.flush().unwrap();
     // Read whole while the index is not marked complete.
     assert_eq!(walk_pages(&store, 5, true), want, "without the index");

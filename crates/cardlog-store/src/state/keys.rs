@@ -26,8 +26,9 @@ pub const SIGNATURE: u8 = b's';
 /// as bytes, ending in the contact id) → the contact's row ([`row_value`]). Pages of contacts
 /// and lists of rows walk it in order.
 pub const NAME: u8 = b'n';
-/// Where each contact stands in the name index: `N` + contact → its listing key (so a save
-/// that renames a contact finds the entry to remove).
+/// Name index version 2's second half: `N` + contact → its listing key. Version 3 writes
+/// none (a save finds the entry to remove from the contact's registers before it, which it
+/// reads anyway); a build removes those a version-2 index left.
 pub const NAME_OF: u8 = b'N';
 /// Membership ops: `u` + op id → the op's bytes (few; read whole at open).
 pub const MEMBERSHIP: u8 = b'u';
@@ -36,9 +37,9 @@ pub const MEMBERSHIP: u8 = b'u';
 /// stores written before kept them all under `mpeers`, which the first write splits.
 pub const PEER: u8 = b'p';
 
-/// The listing order's version the name index follows (the value of `meta::NAMES`): 2 since
-/// each entry holds its contact's row (1 held nothing).
-pub const NAME_INDEX_VERSION: u8 = 2;
+/// The listing order's version the name index follows (the value of `meta::NAMES`): 3 since
+/// it has no `N` keys (2 had them; 1 held no rows either).
+pub const NAME_INDEX_VERSION: u8 = 3;
 
 /// Every register of one contact by path (core's type: what a save reads and a store keeps).
 pub use cardlog_core::replay::ContactRegisters;
@@ -201,44 +202,29 @@ pub fn name(listing_key: &[u8]) -> Vec<u8> {
     k
 }
 
-/// `N` + contact.
-pub fn name_of(contact: &ContactId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(17);
-    k.push(NAME_OF);
-    k.extend_from_slice(&contact.0);
-    k
-}
-
-/// A contact's entry in the name index as stored: its listing key (the `N` value) and its
-/// row (the `n` value: [`row_value`]; `None` when that key is missing).
+/// A contact's entry in the name index: its listing key (the `n` key's tail) and its row
+/// value (the `n` value: [`row_value`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
     /// The contact's listing key.
     pub key: Vec<u8>,
     /// The row value under it.
-    pub row: Option<Vec<u8>>,
+    pub row: Vec<u8>,
 }
 
-/// The name-index writes that list `contact` at `key` with `row` ([`row_value`]), given its
-/// entry as stored (`old`): nothing when neither changed, the row alone when only it did.
-pub fn rename(
-    batch: &mut KvBatch,
-    contact: &ContactId,
-    old: Option<&Listed>,
-    key: &[u8],
-    row: Vec<u8>,
-) {
+/// The name-index writes that list a contact as `new`, given the entry its registers called
+/// for before (`old`): nothing when neither changed, the row alone when only it did.
+pub fn rename(batch: &mut KvBatch, old: Option<&Listed>, new: Listed) {
     if let Some(old) = old {
-        if old.key == key {
-            if old.row.as_deref() != Some(&row[..]) {
-                batch.insert(name(key), row);
+        if old.key == new.key {
+            if old.row != new.row {
+                batch.insert(name(&new.key), new.row);
             }
             return;
         }
         batch.remove(name(&old.key));
     }
-    batch.insert(name(key), row);
-    batch.insert(name_of(contact), key.to_vec());
+    batch.insert(name(&new.key), new.row);
 }
 
 /// A contact's `n` value: what its row holds beyond its listing key (which gives the id and

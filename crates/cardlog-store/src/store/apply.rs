@@ -429,12 +429,4 @@ impl Stored for Store {
     fn cutoffs(&self) -> &Cutoffs {
         &self.cutoffs
     }
-
-    fn listed(&self, contact: &ContactId) -> Result<Option<keys::Listed>, StoreError> {
-        let Some(key) = self.held.get(&*self.kv, &keys::name_of(contact))? else {
-            return Ok(None);
-        };
-        let row = self.held.get(&*self.kv, &keys::name(&key))?;
-        Ok(Some(keys::Listed { key, row }))
-    }
 }

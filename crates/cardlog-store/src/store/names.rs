@@ -30,22 +30,21 @@ pub(super) fn names_mark() -> Vec<u8> {
     vec![NAME_INDEX_VERSION, major, minor, update]
 }
 
-/// What the name index holds for a contact as read: its listing key (the `n` key's tail and
-/// the `N` value) and its row value (the `n` value).
-pub(super) fn index_entry(view: &ContactView) -> (Vec<u8>, Vec<u8>) {
-    (
-        listing_key(&view.contact),
-        keys::row_value(&ContactRow::of(view)),
-    )
+/// What the name index holds for a contact as read: its listing key (the `n` key's tail) and
+/// its row value (the `n` value).
+pub(super) fn index_entry(view: &ContactView) -> keys::Listed {
+    keys::Listed {
+        key: listing_key(&view.contact),
+        row: keys::row_value(&ContactRow::of(view)),
+    }
 }
 
-/// The name-index entries (`n` and `N` keys with their values) that `registers` call for.
+/// The name-index entries (`n` keys with their values) that `registers` call for.
 pub(super) fn wanted_names(registers: &Registers) -> BTreeMap<Vec<u8>, Vec<u8>> {
     let mut wanted = BTreeMap::new();
     for (contact, registers) in registers {
-        let (listed, row) = index_entry(&view_of(*contact, registers));
-        wanted.insert(keys::name_of(contact), listed.clone());
-        wanted.insert(keys::name(&listed), row);
+        let entry = index_entry(&view_of(*contact, registers));
+        wanted.insert(keys::name(&entry.key), entry.row);
     }
     wanted
 }
@@ -78,6 +77,7 @@ impl Store {
         self.kv.apply(unmark)?;
         self.kv.flush()?;
         let mut batch = KvBatch::default();
+        // (`N`: what a version-2 index kept beside its entries.)
         for prefix in [keys::NAME, keys::NAME_OF] {
             loop {
                 // Stale entries (an interrupted build), removed a chunk at a time.
@@ -101,8 +101,8 @@ impl Store {
         for pair in self.held.scan_prefix(&*self.kv, &[keys::CONTACT]) {
             let (k, v) = pair?;
             let contact = keys::parse_contact(&k)?;
-            let (listed, row) = index_entry(&view_of(contact, &keys::parse_contact_value(&v)?));
-            keys::rename(&mut batch, &contact, None, &listed, row);
+            let entry = index_entry(&view_of(contact, &keys::parse_contact_value(&v)?));
+            keys::rename(&mut batch, None, entry);
             if batch.len() >= BUILD_CHUNK {
                 chunks.push(std::mem::take(&mut batch));
             }

@@ -30,9 +30,6 @@ pub(crate) trait Stored: OpLookup<Error = StoreError> {
 
     /// Which ops are void (their writes take no effect) under the membership stored.
     fn cutoffs(&self) -> &Cutoffs;
-
-    /// The contact's entry in the name index as stored (`None` if it has none).
-    fn listed(&self, contact: &ContactId) -> Result<Option<keys::Listed>, StoreError>;
 }
 
 /// What a finished stage writes.
@@ -54,7 +51,8 @@ pub(crate) struct Staged {
 /// One contact's registers as staged, and whether staged ops changed them.
 struct StagedContact {
     registers: ContactRegisters,
-    /// Its entry in the name index before the stage.
+    /// Its entry in the name index before the stage, as its registers call for (`None`:
+    /// it had none).
     listed: Option<keys::Listed>,
     /// The paths staged ops wrote (none: unchanged).
     paths: BTreeSet<Path>,
@@ -130,11 +128,18 @@ impl<'s> Stage<'s> {
     fn load(&mut self, contact: &ContactId) -> Result<&mut StagedContact, StoreError> {
         Ok(match self.contacts.entry(*contact) {
             Entry::Occupied(staged) => staged.into_mut(),
-            Entry::Vacant(slot) => slot.insert(StagedContact {
-                registers: self.store.contact_registers(contact)?,
-                listed: self.store.listed(contact)?,
-                paths: BTreeSet::new(),
-            }),
+            Entry::Vacant(slot) => {
+                let registers = self.store.contact_registers(contact)?;
+                // What the index holds for it is what its registers call for (every register
+                // write writes the index too, and `verify` checks it): derived, not read.
+                let listed =
+                    (!registers.is_empty()).then(|| index_entry(&view_of(*contact, &registers)));
+                slot.insert(StagedContact {
+                    registers,
+                    listed,
+                    paths: BTreeSet::new(),
+                })
+            }
         })
     }
 
@@ -201,8 +206,8 @@ impl<'s> Stage<'s> {
                     keys::contact(&contact),
                     keys::contact_value(&staged.registers),
                 );
-                let (listed, row) = index_entry(&view_of(contact, &staged.registers));
-                keys::rename(&mut batch, &contact, staged.listed.as_ref(), &listed, row);
+                let entry = index_entry(&view_of(contact, &staged.registers));
+                keys::rename(&mut batch, staged.listed.as_ref(), entry);
                 changed.push((contact, staged.paths));
             }
         }
