@@ -398,10 +398,22 @@ impl SledKv {
     /// [`SledKv`]) or damaged, and a main database written before the split gives up the
     /// name index it kept (the store builds it again in the names database).
     pub fn open(dir: &Path, cache_bytes: u64) -> KvResult<Self> {
-        let main = SledDb::open(dir, cache_bytes)?;
         let names_dir = dir.join(NAMES_DIR);
-        let names = match SledDb::open(&names_dir, cache_bytes / 4) {
+        // Opened side by side: most of an open is sled's own fixed cost (its threads, its
+        // snapshot, zeroing its free segments), about as much for the small database as for
+        // the large one.
+        let (main, names) = std::thread::scope(|scope| {
+            let names = scope.spawn(|| SledDb::open(&names_dir, cache_bytes / 4));
+            let main = SledDb::open(dir, cache_bytes);
+            (main, names.join())
+        });
+        let main = main?;
+        let names = match names
+            .map_err(|_| KvError::EngineBug("opening the names database panicked".into()))?
+        {
             Ok(names) => names,
+            // Made anew only now that the main database is open: its lock is the store's, so
+            // no other handle is using the one removed.
             Err(KvError::Damaged(_)) => {
                 std::fs::remove_dir_all(&names_dir).map_err(|e| KvError::io(&names_dir, &e))?;
                 SledDb::open(&names_dir, cache_bytes / 4)?
