@@ -29,6 +29,8 @@ struct SledDb {
     /// Where the database is and its cache size, to open it again when checkpointing.
     dir: std::path::PathBuf,
     cache_bytes: u64,
+    /// Its segment size (fixed when it was created: sled refuses another).
+    segment_bytes: usize,
     /// Bytes of keys and values written (inserted or removed) since this handle opened.
     bytes_written: AtomicU64,
 }
@@ -183,7 +185,7 @@ impl SledDb {
     /// an open right after a close in the same process may find the lock still held: that case
     /// is retried for up to two seconds before it is reported. Snapshot files a killed process
     /// left half written are removed first (see `clear_torn_snapshots`).
-    pub fn open(dir: &Path, cache_bytes: u64) -> KvResult<Self> {
+    pub fn open(dir: &Path, cache_bytes: u64, segment_bytes: usize) -> KvResult<Self> {
         let cache_bytes = cache_bytes.max(CACHE_BYTES_MIN);
         let mut attempts = 0;
         loop {
@@ -192,6 +194,7 @@ impl SledDb {
                 Cleared::Done => sled::Config::new()
                     .path(dir)
                     .cache_capacity(cache_bytes)
+                    .segment_size(segment_bytes)
                     .open()
                     .map_err(|e| match e {
                         // sled reports a held lock only as an I/O error of kind `Other` (its
@@ -213,6 +216,7 @@ impl SledDb {
                         data,
                         dir: dir.to_path_buf(),
                         cache_bytes,
+                        segment_bytes,
                         bytes_written: AtomicU64::new(0),
                     });
                 }
@@ -295,6 +299,7 @@ impl Kv for SledDb {
             data,
             dir,
             cache_bytes,
+            segment_bytes,
             bytes_written,
         } = *self;
         if bytes_written.into_inner() < CHECKPOINT_BYTES_MIN {
@@ -307,13 +312,21 @@ impl Kv for SledDb {
         if !dir.join("db").is_file() {
             return Ok(());
         }
-        drop(Self::open(&dir, cache_bytes)?);
+        drop(Self::open(&dir, cache_bytes, segment_bytes)?);
         Ok(())
     }
 }
 
 /// The directory, inside the main database's, of the database that holds the name index.
 pub const NAMES_DIR: &str = "names";
+
+/// The main database's segment size: sled's default.
+const MAIN_SEGMENT_BYTES: usize = 512 << 10;
+
+/// The names database's segment size. sled allocates its file a segment at a time and zeroes
+/// its free segments at every open; the index is small (about 70 bytes per contact), so its
+/// segments are too (a relay's book, which lists nothing, kept 0.5 MB more with 512 KiB).
+const NAMES_SEGMENT_BYTES: usize = 64 << 10;
 
 /// The key (outside the store's key space: its keys start with a letter) under which both
 /// databases keep the number of the last batch that wrote to the name index.
@@ -403,8 +416,9 @@ impl SledKv {
         // snapshot, zeroing its free segments), about as much for the small database as for
         // the large one.
         let (main, names) = std::thread::scope(|scope| {
-            let names = scope.spawn(|| SledDb::open(&names_dir, cache_bytes / 4));
-            let main = SledDb::open(dir, cache_bytes);
+            let names =
+                scope.spawn(|| SledDb::open(&names_dir, cache_bytes / 4, NAMES_SEGMENT_BYTES));
+            let main = SledDb::open(dir, cache_bytes, MAIN_SEGMENT_BYTES);
             (main, names.join())
         });
         let main = main?;
@@ -416,7 +430,7 @@ impl SledKv {
             // no other handle is using the one removed.
             Err(KvError::Damaged(_)) => {
                 std::fs::remove_dir_all(&names_dir).map_err(|e| KvError::io(&names_dir, &e))?;
-                SledDb::open(&names_dir, cache_bytes / 4)?
+                SledDb::open(&names_dir, cache_bytes / 4, NAMES_SEGMENT_BYTES)?
             }
             Err(e) => return Err(e),
         };
@@ -645,7 +659,7 @@ mod tests {
         write(&kv, &[b"cy", b"nbob"]);
         drop(kv);
         // The names database kept one index batch fewer than the main one (a crash).
-        let names = SledDb::open(&dir.join(NAMES_DIR), 1 << 20).unwrap();
+        let names = SledDb::open(&dir.join(NAMES_DIR), 1 << 20, NAMES_SEGMENT_BYTES).unwrap();
         let mut back = KvBatch::default();
         back.insert(STEP.to_vec(), 1u64.to_be_bytes().to_vec());
         back.remove(b"nbob".to_vec());
@@ -670,7 +684,7 @@ mod tests {
         write(&kv, &[b"cx", b"nada", b"mnames"]);
         drop(kv);
         // An older build wrote its own index in the main database (and a register).
-        let old = SledDb::open(dir, 1 << 20).unwrap();
+        let old = SledDb::open(dir, 1 << 20, MAIN_SEGMENT_BYTES).unwrap();
         write(&old, &[b"cy", b"nbob", b"mnames"]);
         drop(old);
         let kv = SledKv::open(dir, 1 << 20).unwrap();
@@ -681,7 +695,7 @@ mod tests {
     fn a_database_from_before_the_split_gives_up_its_index_and_a_damaged_names_one_is_made_anew() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        let old = SledDb::open(dir, 1 << 20).unwrap();
+        let old = SledDb::open(dir, 1 << 20, MAIN_SEGMENT_BYTES).unwrap();
         write(&old, &[b"cx", b"mformat", b"mnames", b"nada", b"Nx", b"zz"]);
         drop(old);
         let kv = SledKv::open(dir, 1 << 20).unwrap();
