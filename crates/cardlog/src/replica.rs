@@ -38,7 +38,8 @@ use cardlog_core::Summary;
 #[derive(Clone)]
 pub struct Options {
     /// sled's page cache in bytes (default [`CACHE_BYTES_DEFAULT`], 32 MiB; at least
-    /// [`CACHE_BYTES_MIN`](crate::CACHE_BYTES_MIN)).
+    /// [`CACHE_BYTES_MIN`](crate::CACHE_BYTES_MIN)) for the store's main database; the name
+    /// index's database gets a quarter more (at least the minimum too).
     pub cache_bytes: u64,
     /// Where wall time comes from (tests inject a fake clock).
     pub wall: Arc<dyn WallClock>,

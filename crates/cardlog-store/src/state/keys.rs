@@ -38,7 +38,10 @@ pub const MEMBERSHIP: u8 = b'u';
 pub const PEER: u8 = b'p';
 
 /// The listing order's version the name index follows (the value of `meta::NAMES`): 3 since
-/// it has no `N` keys (2 had them; 1 held no rows either).
+/// it has no `N` keys (2 had them; 1 held no rows either). Any change to what an entry is
+/// (core's `listing_key`, `ContactRow::of`, [`row_value`]) needs a new version: a save finds
+/// the entry it replaces by computing it from the registers, so an index built another way
+/// would keep entries no save removes (until `verify` names them and `rebuild` rewrites).
 pub const NAME_INDEX_VERSION: u8 = 3;
 
 /// Every register of one contact by path (core's type: what a save reads and a store keeps).

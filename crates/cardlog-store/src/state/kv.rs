@@ -5,7 +5,11 @@
 //! What the store keeps in sled lives in one ordered key space: point reads, prefix scans and
 //! atomic batches are all it asks. A [`KvBatch`] is applied atomically, also across a crash
 //! (sled seals a batch in its log as one unit), which is what makes the register changes,
-//! author chain tips and watermark of a batch of ops appear together or not at all.
+//! author chain tips and watermark of a batch of ops appear together or not at all. One
+//! exception, by design: the name index is derived state, and `SledKv` keeps it in a
+//! database of its own, so a failed write or a crash can leave the index apart from the rest.
+//! It is then never trusted: `SledKv` reads it as absent (unmarked) and refuses writes to it
+//! until the store is reopened, and the open empties it so the store builds it again.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +44,10 @@ pub enum KvError {
     /// A failure [`FaultyKv`] injected.
     #[error("storage engine: injected write failure")]
     Injected,
+    /// A write to the name index was refused: a failed write left it out of step with the
+    /// rest, or the open could not bring it back in step. Reopening the store rebuilds it.
+    #[error("storage engine: the name index is out of step with the registers until the store is reopened")]
+    IndexOutOfStep,
 }
 
 impl KvError {
@@ -54,6 +62,10 @@ impl KvError {
             KvError::Io { message, .. } => message.clone(),
             KvError::Closed => "the database is closed".into(),
             KvError::Injected => "injected write failure".into(),
+            KvError::IndexOutOfStep => {
+                "the name index is out of step with the registers until the store is reopened"
+                    .into()
+            }
         }
     }
 
@@ -116,7 +128,8 @@ pub trait Kv: Send + Sync {
     fn scan_prefix<'a>(&'a self, prefix: &[u8]) -> KvIter<'a> {
         self.scan_from(prefix, prefix)
     }
-    /// Applies every write of the batch, atomically (also across a crash).
+    /// Applies every write of the batch, atomically (also across a crash; but see the
+    /// module's docs for the name index).
     fn apply(&self, batch: KvBatch) -> KvResult<()>;
     /// Makes every applied batch durable, also against a power cut (not only a killed
     /// process).

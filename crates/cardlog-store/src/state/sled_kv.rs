@@ -361,15 +361,27 @@ fn in_names(key: &[u8]) -> bool {
 /// only if the main database kept exactly the index batches the names database kept (batches
 /// that leave the index alone do not change any entry it derives). Otherwise the open empties
 /// the names database: the index and its mark are gone, and the store builds it again
-/// (`Store::ensure_name_index`). A names database sled finds damaged is emptied the same way,
-/// and so is one beside a main database holding index keys (written before the split, or by
-/// a build from before it: that build keeps its own index there, not this one).
+/// (`Store::ensure_name_index`). So is one beside a main database holding index keys (written
+/// before the split, or by a build from before it: that build keeps its own index there, not
+/// this one). A names database that fails to open or read once the main one is open (its lock
+/// is the store's) is made anew.
+///
+/// While a handle runs, the index is *lost* when a batch's index half was written and the
+/// rest failed, or when the open could not write what brings the two back in step (a full
+/// disk): reads then see no index (no mark: pages read every contact) and batches that write
+/// to it are refused with [`KvError::IndexOutOfStep`] until the store is reopened, whose open
+/// finds the two out of step.
 pub struct SledKv {
     main: SledDb,
     names: SledDb,
     /// The last batch number written to the index; held while a batch is applied, so both
     /// databases take the index batches in the same order.
     step: std::sync::Mutex<u64>,
+    /// The index is out of step with the rest (see above).
+    lost: std::sync::atomic::AtomicBool,
+    /// Tests: the main database's half of the next batch with an index half fails.
+    #[cfg(test)]
+    fail_main_once: std::sync::atomic::AtomicBool,
 }
 
 fn step_of(db: &SledDb) -> KvResult<u64> {
@@ -412,28 +424,16 @@ impl SledKv {
     /// name index it kept (the store builds it again in the names database).
     pub fn open(dir: &Path, cache_bytes: u64) -> KvResult<Self> {
         let names_dir = dir.join(NAMES_DIR);
+        let open_names = || SledDb::open(&names_dir, cache_bytes / 4, NAMES_SEGMENT_BYTES);
         // Opened side by side: most of an open is sled's own fixed cost (its threads, its
         // snapshot, zeroing its free segments), about as much for the small database as for
         // the large one.
         let (main, names) = std::thread::scope(|scope| {
-            let names =
-                scope.spawn(|| SledDb::open(&names_dir, cache_bytes / 4, NAMES_SEGMENT_BYTES));
+            let names = scope.spawn(open_names);
             let main = SledDb::open(dir, cache_bytes, MAIN_SEGMENT_BYTES);
             (main, names.join())
         });
         let main = main?;
-        let names = match names
-            .map_err(|_| KvError::EngineBug("opening the names database panicked".into()))?
-        {
-            Ok(names) => names,
-            // Made anew only now that the main database is open: its lock is the store's, so
-            // no other handle is using the one removed.
-            Err(KvError::Damaged(_)) => {
-                std::fs::remove_dir_all(&names_dir).map_err(|e| KvError::io(&names_dir, &e))?;
-                SledDb::open(&names_dir, cache_bytes / 4, NAMES_SEGMENT_BYTES)?
-            }
-            Err(e) => return Err(e),
-        };
         // A database written before the split (or by a build from before it, which builds an
         // index of its own there and leaves this one behind) keeps an index among the rest.
         let prefixes = [&[keys::NAME][..], &[keys::NAME_OF], keys::meta::NAMES];
@@ -444,24 +444,70 @@ impl SledKv {
             }
         }
         let step = step_of(&main)?;
-        if behind || step_of(&names)? != step {
-            remove_all(&names, &[], |_| true)?;
-            let mut mark = KvBatch::default();
-            mark.insert(STEP.to_vec(), step.to_be_bytes().to_vec());
-            names.apply(mark)?;
-            names.flush()?;
-        }
-        if behind {
-            for prefix in prefixes {
-                remove_all(&main, prefix, in_names)?;
+        let opened =
+            names.unwrap_or_else(|_| Err(KvError::EngineBug("the names database panicked".into())));
+        let (names, in_step) = match opened {
+            Err(KvError::Locked(at)) => return Err(KvError::Locked(at)),
+            Ok(names) => match step_of(&names) {
+                Ok(at) => (names, !behind && at == step),
+                Err(_) => (Self::made_anew(&names_dir, names, open_names)?, false),
+            },
+            // Made anew only now that the main database is open: its lock is the store's, so
+            // no other handle is using the one removed.
+            Err(_) => {
+                std::fs::remove_dir_all(&names_dir).map_err(|e| KvError::io(&names_dir, &e))?;
+                (open_names()?, false)
             }
-        }
-        Ok(Self {
+        };
+        let kv = Self {
             main,
             names,
             step: std::sync::Mutex::new(step),
-        })
+            lost: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            fail_main_once: std::sync::atomic::AtomicBool::new(false),
+        };
+        if !in_step {
+            // Best effort: an open that cannot write (a full disk, a store reopened to keep
+            // reads going) still opens, its index lost until the next open.
+            let emptied = remove_all(&kv.names, &[], |_| true).and_then(|()| {
+                let mut mark = KvBatch::default();
+                mark.insert(STEP.to_vec(), step.to_be_bytes().to_vec());
+                kv.names.apply(mark)?;
+                kv.names.flush()
+            });
+            let cleared = emptied.and_then(|()| {
+                prefixes
+                    .iter()
+                    .filter(|_| behind)
+                    .try_for_each(|prefix| remove_all(&kv.main, prefix, in_names))
+            });
+            kv.lost.store(cleared.is_err(), Ordering::SeqCst);
+        }
+        Ok(kv)
     }
+
+    /// A names database that does not read, removed and opened empty.
+    fn made_anew(
+        names_dir: &Path,
+        names: SledDb,
+        open_names: impl FnOnce() -> KvResult<SledDb>,
+    ) -> KvResult<SledDb> {
+        drop(names);
+        std::fs::remove_dir_all(names_dir).map_err(|e| KvError::io(names_dir, &e))?;
+        open_names()
+    }
+
+    /// Whether `key` reads as absent: it is the index's and the index is lost.
+    fn hidden(&self, key: &[u8]) -> bool {
+        in_names(key) && self.lost.load(Ordering::SeqCst)
+    }
+}
+
+/// Opens the main database in `dir` alone, as it is: no names database, nothing brought in
+/// step. For reading what a damaged store's database still gives (`store/salvage.rs`).
+pub(crate) fn open_main_alone(dir: &Path, cache_bytes: u64) -> KvResult<impl Kv> {
+    SledDb::open(dir, cache_bytes, MAIN_SEGMENT_BYTES)
 }
 
 impl Kv for SledKv {
@@ -470,7 +516,9 @@ impl Kv for SledKv {
     }
 
     fn get(&self, key: &[u8]) -> KvResult<Option<Vec<u8>>> {
-        if in_names(key) {
+        if self.hidden(key) {
+            Ok(None)
+        } else if in_names(key) {
             self.names.get(key)
         } else {
             self.main.get(key)
@@ -480,10 +528,15 @@ impl Kv for SledKv {
     fn scan_from<'a>(&'a self, prefix: &[u8], from: &[u8]) -> KvIter<'a> {
         let outside = |r: &KvResult<(Vec<u8>, Vec<u8>)>| !matches!(r, Ok((k, _)) if k == STEP);
         let main = self.main.scan_from(prefix, from).filter(outside);
-        let names = self.names.scan_from(prefix, from).filter(outside);
+        let names: KvIter<'a> = if self.lost.load(Ordering::SeqCst) {
+            Box::new(std::iter::empty())
+        } else {
+            Box::new(self.names.scan_from(prefix, from).filter(outside))
+        };
         Box::new(Merged {
             a: main.peekable(),
             b: names.peekable(),
+            failed: false,
         })
     }
 
@@ -501,17 +554,30 @@ impl Kv for SledKv {
             .step
             .lock()
             .map_err(|_| KvError::EngineBug("a batch panicked while it was applied".into()))?;
-        if !names.is_empty() {
-            *step += 1;
-            let number = step.to_be_bytes().to_vec();
-            names.insert(STEP.to_vec(), number.clone());
-            main.insert(STEP.to_vec(), number);
-            self.names.apply(names)?;
+        if names.is_empty() {
+            return if main.is_empty() {
+                Ok(())
+            } else {
+                self.main.apply(main)
+            };
         }
-        if main.is_empty() {
-            return Ok(());
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(KvError::IndexOutOfStep);
         }
-        self.main.apply(main)
+        *step += 1;
+        let number = step.to_be_bytes().to_vec();
+        names.insert(STEP.to_vec(), number.clone());
+        main.insert(STEP.to_vec(), number);
+        self.names.apply(names)?;
+        #[cfg(test)]
+        if self.fail_main_once.swap(false, Ordering::SeqCst) {
+            self.lost.store(true, Ordering::SeqCst);
+            return Err(KvError::Injected);
+        }
+        self.main.apply(main).inspect_err(|_| {
+            // The index's half is in, the rest is not: never trusted again by this handle.
+            self.lost.store(true, Ordering::SeqCst);
+        })
     }
 
     fn flush(&self) -> KvResult<()> {
@@ -526,10 +592,12 @@ impl Kv for SledKv {
     }
 }
 
-/// Two key-ordered scans as one (no key is in both).
+/// Two key-ordered scans as one (no key is in both); like every scan, it ends after its
+/// first error.
 struct Merged<A: Iterator, B: Iterator> {
     a: std::iter::Peekable<A>,
     b: std::iter::Peekable<B>,
+    failed: bool,
 }
 
 impl<A, B> Iterator for Merged<A, B>
@@ -540,17 +608,22 @@ where
     type Item = KvResult<(Vec<u8>, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
         let a_first = match (self.a.peek(), self.b.peek()) {
             (None, None) => return None,
             (Some(_), None) | (Some(Err(_)), _) => true,
             (None, Some(_)) | (_, Some(Err(_))) => false,
             (Some(Ok((ka, _))), Some(Ok((kb, _)))) => ka <= kb,
         };
-        if a_first {
+        let item = if a_first {
             self.a.next()
         } else {
             self.b.next()
-        }
+        };
+        self.failed = matches!(item, Some(Err(_)));
+        item
     }
 }
 
@@ -706,6 +779,54 @@ mod tests {
         std::fs::write(dir.join(NAMES_DIR).join("conf"), b"not sled's").unwrap();
         let kv = SledKv::open(dir, 1 << 20).unwrap();
         assert_eq!(pairs(&kv, &[]), [&b"cx"[..], b"mformat", b"zz"]);
+    }
+
+    #[test]
+    fn a_batch_whose_index_half_alone_is_written_loses_the_index_until_the_next_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let kv = SledKv::open(dir, 1 << 20).unwrap();
+        write(&kv, &[b"cx", b"nada", b"mnames"]);
+        kv.fail_main_once.store(true, Ordering::SeqCst);
+        let mut batch = KvBatch::default();
+        batch.insert(b"cy".to_vec(), b"v".to_vec());
+        batch.insert(b"nbob".to_vec(), b"v".to_vec());
+        assert_eq!(kv.apply(batch), Err(KvError::Injected));
+        // The index reads as absent, writes to it are refused, the rest goes on.
+        assert_eq!(kv.get(b"mnames").unwrap(), None);
+        assert_eq!(pairs(&kv, &[]), [b"cx"]);
+        let mut index = KvBatch::default();
+        index.insert(b"ncy".to_vec(), b"v".to_vec());
+        index.insert(b"cz".to_vec(), b"v".to_vec());
+        assert_eq!(kv.apply(index), Err(KvError::IndexOutOfStep));
+        assert_eq!(kv.get(b"cz").unwrap(), None, "refused whole");
+        write(&kv, &[b"cz"]);
+        kv.flush().unwrap();
+        drop(kv);
+        // The names database holds a batch the main one lacks: emptied at the next open.
+        let kv = SledKv::open(dir, 1 << 20).unwrap();
+        assert!(!kv.lost.load(Ordering::SeqCst));
+        assert_eq!(pairs(&kv, &[]), [&b"cx"[..], b"cz"]);
+        write(&kv, &[b"nada"]);
+        assert_eq!(pairs(&kv, b"n"), [b"nada"]);
+    }
+
+    #[test]
+    fn a_names_database_that_does_not_read_is_made_anew() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let kv = SledKv::open(dir, 1 << 20).unwrap();
+        write(&kv, &[b"cx", b"nada"]);
+        drop(kv);
+        let names = SledDb::open(&dir.join(NAMES_DIR), 1 << 20, NAMES_SEGMENT_BYTES).unwrap();
+        let mut bad = KvBatch::default();
+        bad.insert(STEP.to_vec(), vec![1, 2, 3]);
+        names.apply(bad).unwrap();
+        names.flush().unwrap();
+        drop(names);
+        let kv = SledKv::open(dir, 1 << 20).unwrap();
+        assert_eq!(pairs(&kv, &[]), [b"cx"]);
+        assert_eq!(step_of(&kv.names).unwrap(), step_of(&kv.main).unwrap());
     }
 
     /// The finished snapshot files sled has written in `dir` (`snap.<lsn>`), sorted.

@@ -64,7 +64,8 @@ pub const CACHE_BYTES_MIN: u64 = 64 << 10;
 /// How to open a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
-    /// sled's page cache size in bytes (at least [`CACHE_BYTES_MIN`]).
+    /// sled's page cache size in bytes (at least [`CACHE_BYTES_MIN`]) for the main database;
+    /// the name index's database gets a quarter more (at least the minimum too).
     pub cache_bytes: u64,
 }
 

@@ -102,8 +102,9 @@ impl Store {
         }
         // Entries are written while the contacts are read, in batches of ENTRIES_CHUNK:
         // sled keeps what a batch splits in memory, so larger batches cost far more of it (and
-        // of its file) for no speed (at 100,000 contacts: 16,384 per batch, 259 MB peak and
-        // a 62 MB names database; 1,024: 101 MB and 34 MB; 64: 96 MB, 37 MB and 30 % slower).
+        // of its file) for no speed (at 100,000 contacts: 16,384 per batch gathered four at a
+        // time, 208-259 MB peak and a 59-62 MB names database; 1,024 written as read, 92 MB
+        // and 34 MB; docs/PERFORMANCE.md has the sizes between).
         for pair in self.held.scan_prefix(&*self.kv, &[keys::CONTACT]) {
             let (k, v) = pair?;
             let contact = keys::parse_contact(&k)?;

@@ -25,7 +25,7 @@ use crate::log::{
 use crate::state::keys::{self, meta};
 use crate::state::kv::{Kv, KvBatch};
 use crate::state::mem_kv::MemKv;
-use crate::state::sled_kv::{lock_is_held, SledKv};
+use crate::state::sled_kv::{lock_is_held, open_main_alone, SledKv};
 use crate::OpOutcome;
 
 /// How many bytes past a damaged record `repair` searches for the next whole record, in all.
@@ -243,7 +243,9 @@ fn meta_name(key: &[u8]) -> String {
 fn salvage(db: &FsPath, cut: Option<u64>) -> Salvaged {
     let mut out = Salvaged::default();
     let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let kv = SledKv::open(db, crate::CACHE_BYTES_MIN)?;
+        // The main database alone: the name index is rebuilt anyway, and bringing the two
+        // in step would write to the copy set aside.
+        let kv = open_main_alone(db, crate::CACHE_BYTES_MIN)?;
         let mut pairs = Vec::new();
         let mut failed = None;
         for prefix in [keys::META, keys::PEER, keys::SIGNATURE] {
