@@ -349,8 +349,8 @@ fn in_names(key: &[u8]) -> bool {
 /// Why two: sled 0.34.7 reclaims the space of a segment only once half of it is dead, and
 /// small entries rewritten beside each batch of contact registers keep the segments they
 /// were written to half alive long after the registers in them died. With the name index's
-/// entries in the same database, the compare workload's store kept 3× its bytes and saved at
-/// half the rate (`benches/src/bin/sled_space.rs` shows it with sled alone: 49 MB without
+/// entries in the same database, the compare workload's store kept twice its bytes and saved
+/// at half the rate (`benches/src/bin/sled_space.rs` shows it with sled alone: 49 MB without
 /// such writes, 160 MB with 200 per batch, 95 MB with them in another tree, 51 + 2 MB in
 /// another database).
 ///
@@ -444,20 +444,24 @@ impl SledKv {
             }
         }
         let step = step_of(&main)?;
+        // Made anew only now that the main database is open: its lock is the store's, so no
+        // other handle is using the one removed.
+        let anew = || {
+            std::fs::remove_dir_all(&names_dir).map_err(|e| KvError::io(&names_dir, &e))?;
+            open_names()
+        };
         let opened =
             names.unwrap_or_else(|_| Err(KvError::EngineBug("the names database panicked".into())));
         let (names, in_step) = match opened {
             Err(KvError::Locked(at)) => return Err(KvError::Locked(at)),
             Ok(names) => match step_of(&names) {
                 Ok(at) => (names, !behind && at == step),
-                Err(_) => (Self::made_anew(&names_dir, names, open_names)?, false),
+                Err(_) => {
+                    drop(names);
+                    (anew()?, false)
+                }
             },
-            // Made anew only now that the main database is open: its lock is the store's, so
-            // no other handle is using the one removed.
-            Err(_) => {
-                std::fs::remove_dir_all(&names_dir).map_err(|e| KvError::io(&names_dir, &e))?;
-                (open_names()?, false)
-            }
+            Err(_) => (anew()?, false),
         };
         let kv = Self {
             main,
@@ -485,17 +489,6 @@ impl SledKv {
             kv.lost.store(cleared.is_err(), Ordering::SeqCst);
         }
         Ok(kv)
-    }
-
-    /// A names database that does not read, removed and opened empty.
-    fn made_anew(
-        names_dir: &Path,
-        names: SledDb,
-        open_names: impl FnOnce() -> KvResult<SledDb>,
-    ) -> KvResult<SledDb> {
-        drop(names);
-        std::fs::remove_dir_all(names_dir).map_err(|e| KvError::io(names_dir, &e))?;
-        open_names()
     }
 
     /// Whether `key` reads as absent: it is the index's and the index is lost.
@@ -527,12 +520,26 @@ impl Kv for SledKv {
 
     fn scan_from<'a>(&'a self, prefix: &[u8], from: &[u8]) -> KvIter<'a> {
         let outside = |r: &KvResult<(Vec<u8>, Vec<u8>)>| !matches!(r, Ok((k, _)) if k == STEP);
-        let main = self.main.scan_from(prefix, from).filter(outside);
-        let names: KvIter<'a> = if self.lost.load(Ordering::SeqCst) {
-            Box::new(std::iter::empty())
-        } else {
-            Box::new(self.names.scan_from(prefix, from).filter(outside))
+        // A prefix whose keys all live on one side scans that side alone (the contacts'
+        // scans, the index's pages); only `m` (meta, with the index's mark) and the whole
+        // key space need both.
+        let lost = self.lost.load(Ordering::SeqCst);
+        let (main_too, names_too) = match prefix.first() {
+            Some(&keys::NAME | &keys::NAME_OF) => (false, !lost),
+            Some(&keys::META) | None => (true, !lost),
+            Some(_) => (true, false),
         };
+        if !names_too {
+            if !main_too {
+                return Box::new(std::iter::empty());
+            }
+            return Box::new(self.main.scan_from(prefix, from).filter(outside));
+        }
+        if !main_too {
+            return Box::new(self.names.scan_from(prefix, from).filter(outside));
+        }
+        let main = self.main.scan_from(prefix, from).filter(outside);
+        let names = self.names.scan_from(prefix, from).filter(outside);
         Box::new(Merged {
             a: main.peekable(),
             b: names.peekable(),
