@@ -48,6 +48,17 @@ fn replaced(bytes: &[u8], at: usize, value: u8) -> Vec<u8> {
     out
 }
 
+/// `plain` as a compressed segment message (version 3, docs/FORMAT.md "Segments,
+/// compressed") declaring `declared` inflated bytes (its true length when `None`); made here
+/// because the encoder leaves messages as short as the universe's plain.
+fn zstd_wrapped(plain: &[u8], declared: Option<u64>) -> Vec<u8> {
+    let mut out = b"CLSG".to_vec();
+    out.push(cardlog_sync::wire::segment::COMPRESSED_VERSION);
+    varint::put(&mut out, declared.unwrap_or(plain.len() as u64));
+    out.extend_from_slice(&zstd::bulk::compress(plain, 3).unwrap_or_default());
+    out
+}
+
 fn cat(parts: &[&[u8]]) -> Vec<u8> {
     parts.concat()
 }
@@ -139,7 +150,33 @@ fn decode_segments_seeds() -> Vec<Seed> {
         (
             t,
             "invalid-unknown-version.bin",
-            with_mode(MODE_SEAL, &replaced(&body, 4, 3)),
+            with_mode(MODE_SEAL, &replaced(&body, 4, 9)),
+        ),
+        (
+            t,
+            "valid-compressed.bin",
+            with_mode(MODE_AS_IS, &zstd_wrapped(&missing, None)),
+        ),
+        (
+            t,
+            "invalid-compressed-damaged.bin",
+            with_mode(MODE_AS_IS, &{
+                let wrapped = zstd_wrapped(&missing, None);
+                flipped(&wrapped, wrapped.len() / 2)
+            }),
+        ),
+        (
+            t,
+            "invalid-compressed-over-ratio.bin",
+            with_mode(MODE_AS_IS, &zstd_wrapped(&missing, Some(1 << 20))),
+        ),
+        (
+            t,
+            "invalid-compressed-twice.bin",
+            with_mode(
+                MODE_AS_IS,
+                &zstd_wrapped(&zstd_wrapped(&missing, None), None),
+            ),
         ),
         (
             t,

@@ -15,7 +15,7 @@ use crate::receive::{apply_segments, forks_in_summary, Received, View};
 use crate::store::{PeerBook, SyncStore};
 use crate::wire::error::{AUTHORS_IN_A_MESSAGE, SEGMENTS_IN_A_MESSAGE};
 use crate::wire::message::{self, Message, Summary};
-use crate::wire::segment::encode_segments;
+use crate::wire::segment::{compress, encode_segments};
 use crate::wire::WireError;
 
 /// What an import did.
@@ -89,6 +89,7 @@ pub fn export<S: PeerBook>(
         },
         other => other,
     })?;
+    let segments = compress(segments);
     let bytes = message::encode(&Message::Bundle {
         replica: store.device_id(),
         created_ms: store.calibrated_ms(),

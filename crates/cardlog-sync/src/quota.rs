@@ -18,7 +18,8 @@ use crate::wire::message::Summary;
 pub struct Quota {
     /// Ops in the session's `Ops` messages, held here already or not.
     pub ops: u64,
-    /// Bytes of the session's `Ops` messages.
+    /// Bytes of the session's `Ops` messages, their segments counted as they inflate (a
+    /// compressed message counts what it makes the server hold).
     pub bytes: u64,
     /// Authors the server held no op of when their first op arrived.
     pub new_authors: u64,

@@ -27,7 +27,7 @@ use crate::quota::{Pushed, Quota};
 use crate::receive::{apply_held, finish, forks_in_summary, reported_forks, Held, View};
 use crate::store::{PeerBook, TakenBack};
 use crate::wire::message::{self, Fork, Message, Summary};
-use crate::wire::segment::encode_segments;
+use crate::wire::segment::{compress, encode_segments};
 
 /// The clock calibration a session made.
 #[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,7 +317,7 @@ impl Outgoing {
         if !unsigned.is_empty() && self.ops.is_empty() && self.places.is_empty() {
             ops = signed_only(store, ops, unsigned)?;
         }
-        let segments = encode_segments(&ops, &View(store))?;
+        let segments = compress(encode_segments(&ops, &View(store))?);
         let sent = ops.len();
         drop(ops);
         // Whether this message is the last: if only places are left, they may all be forked
@@ -715,7 +715,13 @@ impl Session {
                     }
                     if let Some((quota, pushed)) = &mut self.quota {
                         pushed
-                            .count(quota, ops, bytes.len() as u64, &authors, &store.summary())
+                            .count(
+                                quota,
+                                ops,
+                                pushed_bytes(bytes, &segments),
+                                &authors,
+                                &store.summary(),
+                            )
                             .map_err(SyncError::OverQuota)?;
                     }
                 }
@@ -844,7 +850,7 @@ impl Session {
             view: View(store),
             tip,
         };
-        let segments = encode_segments(&branch, &located).ok()?;
+        let segments = compress(encode_segments(&branch, &located).ok()?);
         let message = message::encode(&Message::Ops {
             last: false,
             forks: Vec::new(),
@@ -1077,5 +1083,63 @@ impl Session {
             .collect();
         self.outbox.push_back(Out::Ops(outgoing));
         Ok(())
+    }
+}
+
+/// The bytes an `Ops` message counts against a [`Quota`]: the message with its segments as
+/// they inflate (a compressed message pushes what it inflates to).
+fn pushed_bytes(message: &[u8], segments: &[u8]) -> u64 {
+    (message.len() as u64)
+        .saturating_sub(segments.len() as u64)
+        .saturating_add(crate::wire::segment::plain_bytes(segments))
+}
+
+/// How many bytes more than its own length receiving `bytes` takes: what the segments of a
+/// compressed `Ops` message inflate to beyond their compressed length (0 for anything else,
+/// and for a message that does not decode, which [`Session::receive`] refuses). A transport
+/// driver holds that much more of a server's receive budget ([`crate::transport::Transport::hold`]).
+pub fn inflation(bytes: &[u8]) -> u64 {
+    match message::decode(bytes) {
+        Ok(Message::Ops { segments, .. }) => {
+            crate::wire::segment::plain_bytes(&segments).saturating_sub(segments.len() as u64)
+        }
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_compressed_ops_message_counts_what_its_segments_inflate_to() {
+        let mut segments = b"CLSG\x03".to_vec();
+        crate::wire::varint::put(&mut segments, 5000);
+        segments.extend_from_slice(&[0; 100]);
+        let message = message::encode(&Message::Ops {
+            last: true,
+            forks: Vec::new(),
+            segments: segments.clone(),
+        });
+        let extra = 5000 - segments.len() as u64;
+        assert_eq!(inflation(&message), extra);
+        assert_eq!(
+            pushed_bytes(&message, &segments),
+            message.len() as u64 + extra
+        );
+        // A plain message, or another kind, inflates to nothing more.
+        let plain = message::encode(&Message::Ops {
+            last: true,
+            forks: Vec::new(),
+            segments: b"CLSG\x02".to_vec(),
+        });
+        assert_eq!(inflation(&plain), 0);
+        assert_eq!(pushed_bytes(&plain, b"CLSG\x02"), plain.len() as u64);
+        let abort = message::encode(&Message::Abort {
+            reason: "no".into(),
+        });
+        assert_eq!(inflation(&abort), 0);
     }
 }

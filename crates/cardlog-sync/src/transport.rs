@@ -71,6 +71,13 @@ pub trait Transport {
         }
         Ok(bytes)
     }
+    /// Holds `bytes` more for the message just received, until the next is asked for: what a
+    /// compressed message inflates to beyond its own length ([`crate::session::inflation`]), so a
+    /// server's receive budget counts it. The default holds nothing.
+    fn hold(&mut self, bytes: u64) -> Result<(), TransportError> {
+        let _ = bytes;
+        Ok(())
+    }
     /// Ends this side after a last message (an abort), so the peer can still read it: a
     /// connection closed with unread bytes may be reset, losing what was sent. The default
     /// does nothing.
@@ -116,6 +123,7 @@ pub fn run_session<S: PeerBook, T: Transport>(
             return Ok(session.report().clone());
         }
         let bytes = transport.recv()?;
+        transport.hold(crate::session::inflation(&bytes))?;
         if let Err(e) = session.receive(&bytes, store) {
             if !matches!(e, SyncError::PeerAborted(_) | SyncError::Busy(_)) {
                 let _ = transport.send(session.abort(&e.to_string()));
@@ -148,6 +156,10 @@ impl<T: Transport> Transport for Sealed<'_, T> {
         let sealed = self.inner.recv()?;
         self.received += sealed.len() as u64;
         self.channel.open(&sealed)
+    }
+
+    fn hold(&mut self, bytes: u64) -> Result<(), TransportError> {
+        self.inner.hold(bytes)
     }
 
     /// The connection's own close: without it a sealed abort was lost to a reset whenever
@@ -750,6 +762,35 @@ impl Transport for TcpTransport {
         Ok(body)
     }
 
+    /// Reserves `bytes` more of the server's receive budget beside the last message's, within
+    /// a quarter of the budget for the two, waiting for room until the message's deadline.
+    fn hold(&mut self, bytes: u64) -> Result<(), TransportError> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let deadline = self.deadline();
+        let Some((budget, held)) = &mut self.budget else {
+            return Ok(());
+        };
+        let total = held.saturating_add(bytes);
+        if total > budget.message_max() {
+            return Err(TransportError::Wire(WireError::TooLarge {
+                what: "message bytes as inflated (a quarter of the server's receive budget)",
+                got: total,
+                limit: budget.message_max(),
+            }));
+        }
+        let more = budget.reserve(bytes, deadline.0).ok_or_else(|| {
+            TransportError::Io(format!(
+                "no room to inflate a message to {total} bytes before its deadline: other \
+                 sessions hold this server's receive budget of {} bytes",
+                budget.limit()
+            ))
+        })?;
+        *held = held.saturating_add(more);
+        Ok(())
+    }
+
     /// Shuts the sending half, then reads and drops what the peer still sends for up to a
     /// second, so the last message is delivered rather than lost to a reset.
     fn close(&mut self) {
@@ -1318,6 +1359,52 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(3));
         drop(t);
         sender.join().unwrap();
+    }
+
+    #[test]
+    fn what_a_message_inflates_to_holds_the_budget_beside_it_within_a_quarter() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let budget = Arc::new(Budget::new(4000));
+        let peer = std::thread::spawn(move || {
+            let mut t = TcpTransport::connect(&addr, Duration::from_secs(5)).unwrap();
+            for _ in 0..3 {
+                let _ = t.send(vec![7; 300]);
+            }
+            let _ = t.recv();
+        });
+        let (stream, _) = listener.accept().unwrap();
+        let mut t = TcpTransport::new(stream, Duration::from_millis(300))
+            .unwrap()
+            .with_budget(Arc::clone(&budget));
+        assert_eq!(t.recv().unwrap().len(), 300);
+        t.hold(600).unwrap();
+        assert_eq!(budget.held(), 900);
+        // Asking for the next message gives back both.
+        assert_eq!(t.recv().unwrap().len(), 300);
+        assert_eq!(budget.held(), 300);
+        // Inflated past a quarter of the budget (1,000 bytes with the message's own 300).
+        let err = t.hold(701).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TransportError::Wire(WireError::TooLarge {
+                    got: 1001,
+                    limit: 1000,
+                    ..
+                })
+            ),
+            "{err}"
+        );
+        // No room: others hold the budget, and the hold gives up at the message's deadline.
+        let others = budget.reserve(3500, Instant::now()).unwrap();
+        assert!(matches!(t.hold(400), Err(TransportError::Io(_))));
+        budget.release(others);
+        assert_eq!(t.recv().unwrap().len(), 300);
+        assert_eq!(budget.held(), 300);
+        drop(t);
+        assert_eq!(budget.held(), 0);
+        peer.join().unwrap();
     }
 
     #[test]

@@ -131,7 +131,17 @@ const SEGMENT_SEEDS: &[(&str, SegmentsExpectation)] = &[
         matches!(r, Err(WireError::HeadMismatch { .. }))
     }),
     ("invalid-unknown-version.bin", |r| {
-        r == &Err(WireError::UnknownVersion(3))
+        r == &Err(WireError::UnknownVersion(9))
+    }),
+    ("valid-compressed.bin", |r| r.is_ok()),
+    ("invalid-compressed-damaged.bin", |r| {
+        matches!(r, Err(WireError::Framing(_) | WireError::Checksum))
+    }),
+    ("invalid-compressed-over-ratio.bin", |r| {
+        matches!(r, Err(WireError::TooLarge { got: 1_048_576, .. }))
+    }),
+    ("invalid-compressed-twice.bin", |r| {
+        matches!(r, Err(WireError::Framing(_)))
     }),
     ("invalid-bad-magic.bin", |r| r == &Err(WireError::BadMagic)),
     ("invalid-oversize-count.bin", |r| {

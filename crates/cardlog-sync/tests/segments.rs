@@ -1,8 +1,9 @@
 //! The segment encoding end to end: messages built from real multi-device histories rebuild the
 //! exact ops (same bytes, same ids) on a receiver holding only part of the history; every
 //! single-byte flip, every truncation and altered content with a valid checksum are refused;
-//! references to ops the receiver lacks are named; single-field edits cost few bytes; and a
-//! chain stamped backwards (a clock set back) carries whole times and rebuilds exactly.
+//! references to ops the receiver lacks are named; single-field edits cost few bytes;, a
+//! chain stamped backwards (a clock set back) carries whole times and rebuilds exactly, and a
+//! compressed message reads as the plain one it wraps, within its inflation bound.
 #![allow(
     clippy::unwrap_used,
     clippy::indexing_slicing,
@@ -17,6 +18,7 @@ use cardlog_core::{
     BookId, Contact, ContactId, Device, DeviceId, DeviceKey, FakeClock, Field, Hlc, ItemBody,
     ItemId, MemberChange, MemberRole, Op, OpId, Replay, SealedOp, Signature, SignedTip,
 };
+use cardlog_sync::wire::segment::{compress, limits, plain_bytes, COMPRESSED_VERSION};
 use cardlog_sync::{
     decode_available_segments, decode_segments, decode_session_segments, decode_signed_segments,
     encode_segments, Locate, Resolve, WireError,
@@ -223,11 +225,11 @@ fn altered_content_with_a_valid_checksum_fails_its_segment() {
 #[test]
 fn unknown_version_and_bad_magic_are_named() {
     let (bytes, receiver, _) = small_message();
-    let mut v3 = bytes.clone();
-    v3[4] = 3;
+    let mut v9 = bytes.clone();
+    v9[4] = 9;
     assert_eq!(
-        decode_segments(&v3, &Held(&receiver)).unwrap_err(),
-        WireError::UnknownVersion(3)
+        decode_segments(&v9, &Held(&receiver)).unwrap_err(),
+        WireError::UnknownVersion(9)
     );
     let mut other = bytes;
     other[0] = b'X';
@@ -570,4 +572,122 @@ fn references_into_a_forked_chain_name_the_senders_ops_or_wait() {
     let (decoded, left_out) = decode_session_segments(&bytes, &unaware).unwrap();
     assert!(decoded.ops.is_empty());
     assert_eq!(left_out, 1);
+}
+
+/// `edits` single-field edits of 300 shared contacts on one side, each setting the note to
+/// `note(i)`: the message of those edits, as the other side lacks them, and that side.
+fn edits_message(edits: u32, note: impl Fn(u32) -> String) -> (Vec<u8>, Replay, Vec<SealedOp>) {
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut a = Device::new(DeviceId([1; 16]), clock.clone());
+    let mut b = Device::new(DeviceId([2; 16]), clock.clone());
+    for n in 0..300u32 {
+        let mut c = Contact::new(ContactId(u128::from(n + 1).to_be_bytes()));
+        c.set(Field::Given, format!("Given {n}"));
+        a.create(&c).unwrap();
+        clock.advance_ms(1_000);
+    }
+    a.sync(&mut b).unwrap();
+    for i in 0..edits {
+        clock.advance_ms(1_500);
+        a.edit(ContactId(u128::from(i % 300 + 1).to_be_bytes()), |c| {
+            c.set(Field::Note, note(i));
+        })
+        .unwrap();
+    }
+    let missing = a.replay().missing_for(&b.summary());
+    let bytes = encode_segments(&missing, &Held(a.replay())).unwrap();
+    (bytes, b.replay().clone(), missing)
+}
+
+/// `plain` wrapped as a compressed message declaring `declared` inflated bytes.
+fn wrapped(plain: &[u8], declared: u64) -> Vec<u8> {
+    let mut out = b"CLSG".to_vec();
+    out.push(COMPRESSED_VERSION);
+    cardlog_sync::wire::varint::put(&mut out, declared);
+    out.extend_from_slice(&zstd::bulk::compress(plain, 3).unwrap());
+    out
+}
+
+#[test]
+fn a_compressed_message_is_shorter_and_rebuilds_exactly_the_same_ops() {
+    let words = [
+        "call back",
+        "met at the fair",
+        "prefers e-mail",
+        "birthday in May",
+    ];
+    let (plain, receiver, missing) =
+        edits_message(100, |i| format!("{} ({i})", words[i as usize % 4]));
+    let packed = compress(plain.clone());
+    assert_eq!(packed[4], COMPRESSED_VERSION);
+    assert!(
+        packed.len() * 3 < plain.len() * 2,
+        "{} bytes compressed from {}",
+        packed.len(),
+        plain.len()
+    );
+    assert_eq!(plain_bytes(&packed), plain.len() as u64);
+    assert_eq!(plain_bytes(&plain), plain.len() as u64);
+    let got = decode_signed_segments(&packed, &Held(&receiver)).unwrap();
+    let want = decode_signed_segments(&plain, &Held(&receiver)).unwrap();
+    assert_eq!(ids(&got.ops), ids(&missing));
+    let bytes = |ops: &[SealedOp]| ops.iter().map(|o| o.bytes().to_vec()).collect::<Vec<_>>();
+    assert_eq!(bytes(&got.ops), bytes(&want.ops));
+    // Compressing again leaves it as it is.
+    assert_eq!(compress(packed.clone()), packed);
+}
+
+#[test]
+fn short_messages_and_ones_that_would_inflate_past_the_bound_are_sent_plain() {
+    let (short, _, _) = small_message();
+    assert_eq!(compress(short.clone()), short);
+    // The same long note on every edit compresses far past INFLATE_RATIO_MAX.
+    let (plain, receiver, _) = edits_message(200, |_| "x".repeat(400));
+    let frame = zstd::bulk::compress(&plain, 3).unwrap();
+    assert!(plain.len() as u64 > frame.len() as u64 * limits::INFLATE_RATIO_MAX);
+    assert_eq!(compress(plain.clone()), plain);
+    // Made by hand, the receiver refuses it before inflating anything.
+    let over = wrapped(&plain, plain.len() as u64);
+    match decode_segments(&over, &Held(&receiver)) {
+        Err(WireError::TooLarge { got, limit, .. }) => {
+            assert_eq!(got, plain.len() as u64);
+            assert_eq!(limit, frame.len() as u64 * limits::INFLATE_RATIO_MAX);
+        }
+        other => panic!("expected the inflation bound, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_compressed_message_that_lies_about_its_length_or_nests_or_is_damaged_is_refused() {
+    let (plain, receiver, missing) = edits_message(60, |i| format!("note number {i}"));
+    let decode = |bytes: &[u8]| decode_segments(bytes, &Held(&receiver));
+    assert_eq!(
+        ids(&decode(&wrapped(&plain, plain.len() as u64)).unwrap()),
+        ids(&missing)
+    );
+    for declared in [plain.len() as u64 - 1, plain.len() as u64 + 1, 0] {
+        assert!(
+            matches!(
+                decode(&wrapped(&plain, declared)),
+                Err(WireError::Framing(_))
+            ),
+            "declared {declared}"
+        );
+    }
+    let inner = wrapped(&plain, plain.len() as u64);
+    let twice = wrapped(&inner, inner.len() as u64);
+    assert!(matches!(decode(&twice), Err(WireError::Framing(_))));
+    // Every flipped byte of the compressed form is refused (by zstd, the declared length or
+    // the plain message's checksum), or gives back the very same ops.
+    let packed = compress(plain);
+    for i in 0..packed.len() {
+        let mut damaged = packed.clone();
+        damaged[i] ^= 0x41;
+        if let Ok(ops) = decode(&damaged) {
+            assert_eq!(ids(&ops), ids(&missing), "flip at {i}");
+        }
+    }
+    for len in 0..packed.len() {
+        assert!(decode(&packed[..len]).is_err(), "{len}");
+    }
 }

@@ -24,6 +24,7 @@ use cardlog::sync_layer::transport::{
     self, channel_pair, run, serve, Retry, ServeOptions, Shared, Transport,
 };
 use cardlog::sync_layer::wire::message::{self, Message};
+use cardlog::sync_layer::wire::segment;
 use cardlog::{
     AuthError, Contact, ContactId, Field, HandshakeError, MemberRole, Options, Replica, Role,
     SyncError, SyncReport,
@@ -51,6 +52,18 @@ fn secret_contact(n: u8) -> Contact {
     c.add_text_item(ItemKind::Email, "home", SECRETS[3])
         .unwrap();
     c
+}
+
+/// What a sync message or bundle shows whoever reads it: its bytes, and the plain form of the
+/// segments it carries (they may travel compressed, which hides nothing).
+fn readable(message: &[u8]) -> Vec<u8> {
+    let mut out = message.to_vec();
+    if let Ok(Message::Ops { segments, .. } | Message::Bundle { segments, .. }) =
+        message::decode(message)
+    {
+        out.extend_from_slice(&segment::plain(&segments).unwrap());
+    }
+    out
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
@@ -286,7 +299,7 @@ fn a_captured_session_carries_none_of_the_contact_strings() {
         struct Tap<T>(T, Arc<Mutex<Vec<u8>>>);
         impl<T: Transport> Transport for Tap<T> {
             fn send(&mut self, bytes: Vec<u8>) -> Result<(), cardlog::TransportError> {
-                self.1.lock().unwrap().extend_from_slice(&bytes);
+                self.1.lock().unwrap().extend_from_slice(&readable(&bytes));
                 self.0.send(bytes)
             }
             fn recv(&mut self) -> Result<Vec<u8>, cardlog::TransportError> {
@@ -311,7 +324,7 @@ fn a_captured_session_carries_none_of_the_contact_strings() {
 
     // A bundle is readable by whoever holds the file, as docs/SECURITY.md ("Bundles") and
     // `cardlog export --help` say.
-    let bundle = b.admin.export_bundle(None).unwrap();
+    let bundle = readable(&b.admin.export_bundle(None).unwrap());
     for secret in SECRETS {
         assert!(
             contains(&bundle, secret),
