@@ -1,7 +1,7 @@
 //! One function per subcommand. Each opens the replica, does its work through the `cardlog`
 //! facade and prints through `render`; nothing here knows about sled or the op encoding.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::ControlFlow;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -623,14 +623,20 @@ pub fn list(ctx: &Ctx, search: Option<&str>, deleted: bool, needs_sync: Option<&
         scanned?;
         return failed.map_or(Ok(()), Err);
     }
-    let mut table = Table::default();
+    // Two passes over the name index: the first finds the rows to show and the column widths,
+    // the second prints them. Memory is the index scan's, not the listing's text; a search
+    // keeps the ids it matched (16 bytes each) so the second pass reads no contact again.
+    let mut widths = Widths::default();
+    let mut matched: Option<HashSet<ContactId>> = search.map(|_| HashSet::new());
     r.each_row(deleted, |row| {
         if !unacked_only(&row) {
             return ControlFlow::Continue(());
         }
-        if search.is_some() {
+        if let Some(matched) = &mut matched {
             match whole(&row) {
-                Ok(Some(_)) => {}
+                Ok(Some(_)) => {
+                    matched.insert(row.id);
+                }
                 Ok(None) => return ControlFlow::Continue(()),
                 Err(e) => {
                     failed = Some(e);
@@ -638,116 +644,106 @@ pub fn list(ctx: &Ctx, search: Option<&str>, deleted: bool, needs_sync: Option<&
                 }
             }
         }
-        if let Err(e) = table.push(&row) {
-            failed = Some(e);
-            return ControlFlow::Break(());
+        widths.fit(&row);
+        ControlFlow::Continue(())
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if widths.rows == 0 {
+        eprintln!("no contacts");
+        return Ok(());
+    }
+    let mut lines = Lines::new(widths);
+    r.each_row(deleted, |row| {
+        let shown = match &matched {
+            Some(matched) => matched.contains(&row.id),
+            None => unacked_only(&row),
+        };
+        if shown {
+            if let Err(e) = lines.push(&row) {
+                failed = Some(e);
+                return ControlFlow::Break(());
+            }
         }
         ControlFlow::Continue(())
     })?;
     if let Some(e) = failed {
         return Err(e);
     }
-    table.print()?;
-    if table.is_empty() {
-        eprintln!("no contacts");
-    }
-    Ok(())
+    lines.finish()
 }
 
-/// The text rows of `list`, kept in one string until the column widths are known: a few
-/// bytes a row over the row's text, however many contacts are listed.
+/// The column widths of `list`'s rows (in characters), found in a first pass over them.
 #[derive(Default)]
-struct Table {
-    text: String,
-    /// Per row, where its name, phone or e-mail, and flags start and where it ends in `text`
-    /// (its short id starts where the row before ends).
-    ends: Vec<[u32; 4]>,
-    name_width: usize,
-    first_width: usize,
+struct Widths {
+    name: usize,
+    first: usize,
+    rows: usize,
 }
 
-impl Table {
-    /// Adds a row; a table past 4 GiB of text (offsets are `u32`) is refused.
+impl Widths {
+    fn fit(&mut self, row: &ContactRow) {
+        self.name = self.name.max(row.name.chars().count());
+        let first = row.phone_or_email.as_deref().unwrap_or_default();
+        self.first = self.first.max(first.chars().count());
+        self.rows += 1;
+    }
+}
+
+/// `list`'s rows printed aligned to [`Widths`] found before, in writes of about 64 KiB (not
+/// one per line).
+struct Lines {
+    widths: Widths,
+    out: String,
+}
+
+impl Lines {
+    const CHUNK: usize = 1 << 16;
+
+    fn new(widths: Widths) -> Lines {
+        Lines {
+            widths,
+            out: String::with_capacity(Self::CHUNK + 1024),
+        }
+    }
+
     fn push(&mut self, row: &ContactRow) -> Res {
         use std::fmt::Write as _;
+        let out = &mut self.out;
+        let line_start = out.len();
         // The short id (`render::short`): the first four bytes in hex, without formatting
         // all sixteen into a string first.
         for b in row.id.0.iter().take(4) {
-            let _ = write!(self.text, "{b:02x}");
+            let _ = write!(out, "{b:02x}");
         }
-        let name_start = self.text.len();
-        self.text.push_str(&row.name);
-        let first_start = self.text.len();
-        self.text
-            .push_str(row.phone_or_email.as_deref().unwrap_or_default());
-        let flags_start = self.text.len();
+        let (name, name_width) = (&row.name, self.widths.name);
+        let first = row.phone_or_email.as_deref().unwrap_or_default();
+        let first_width = self.widths.first;
+        let _ = write!(out, "  {name:<name_width$}  {first:<first_width$}  ");
         if row.deleted {
-            self.text.push_str("[deleted]");
+            out.push_str("[deleted]");
         }
         if row.conflicts > 0 {
             if row.deleted {
-                self.text.push(' ');
+                out.push(' ');
             }
-            let _ = write!(self.text, "[{} conflict(s)]", row.conflicts);
+            let _ = write!(out, "[{} conflict(s)]", row.conflicts);
         }
-        self.name_width = self
-            .name_width
-            .max(self.text[name_start..first_start].chars().count());
-        self.first_width = self
-            .first_width
-            .max(self.text[first_start..flags_start].chars().count());
-        let at = |n: usize| {
-            u32::try_from(n).map_err(|_| {
-                CliError::Failed(
-                    "the list is longer than 4 GiB of text: use --json, which prints a \
-                     contact at a time"
-                        .into(),
-                )
-            })
-        };
-        let ends = [
-            at(name_start)?,
-            at(first_start)?,
-            at(flags_start)?,
-            at(self.text.len())?,
-        ];
-        self.ends.push(ends);
+        let kept = out[line_start..].trim_end().len();
+        out.truncate(line_start + kept);
+        out.push('\n');
+        if out.len() >= Self::CHUNK {
+            out!("{out}")?;
+            out.clear();
+        }
         Ok(())
     }
 
-    fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    /// Prints the rows aligned, in writes of about 64 KiB (not one per line).
-    fn print(&self) -> Res {
-        use std::fmt::Write as _;
-        const CHUNK: usize = 1 << 16;
-        let (name_width, first_width) = (self.name_width, self.first_width);
-        let mut out = String::with_capacity(CHUNK + 1024);
-        let mut start = 0usize;
-        for &[name_start, first_start, flags_start, end] in &self.ends {
-            let [name_start, first_start, flags_start, end] =
-                [name_start, first_start, flags_start, end].map(|n| n as usize);
-            let part = |from: usize, to: usize| self.text.get(from..to).unwrap_or_default();
-            let (id, name) = (part(start, name_start), part(name_start, first_start));
-            let (first, flags) = (part(first_start, flags_start), part(flags_start, end));
-            let line_start = out.len();
-            let _ = write!(
-                out,
-                "{id}  {name:<name_width$}  {first:<first_width$}  {flags}"
-            );
-            let kept = out[line_start..].trim_end().len();
-            out.truncate(line_start + kept);
-            out.push('\n');
-            if out.len() >= CHUNK {
-                out!("{out}")?;
-                out.clear();
-            }
-            start = end;
-        }
-        if !out.is_empty() {
-            out!("{out}")?;
+    fn finish(&mut self) -> Res {
+        if !self.out.is_empty() {
+            out!("{}", self.out)?;
+            self.out.clear();
         }
         Ok(())
     }
