@@ -439,8 +439,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = Quota::DEFAULT.ops,
           value_parser = clap::value_parser!(u64).range(1 << 17..))]
     pub quota_ops: u64,
-    /// MiB of ops messages one session may push (as --quota-ops; at least 32, twice the
-    /// largest message a session takes at the default receive budget)
+    /// MiB of ops messages one session may push, compressed ones counted as they inflate (as
+    /// --quota-ops; at least 32, twice the largest message a session takes at the default
+    /// receive budget)
     #[arg(long, value_name = "MIB", default_value_t = Quota::DEFAULT.bytes >> 20,
           value_parser = clap::value_parser!(u64).range(32..=1 << 24))]
     pub quota_mib: u64,

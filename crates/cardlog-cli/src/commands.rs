@@ -625,7 +625,8 @@ pub fn list(ctx: &Ctx, search: Option<&str>, deleted: bool, needs_sync: Option<&
     }
     // Two passes over the name index: the first finds the rows to show and the column widths,
     // the second prints them. Memory is the index scan's, not the listing's text; a search
-    // keeps the ids it matched (16 bytes each) so the second pass reads no contact again.
+    // keeps the ids it matched (16 bytes each) so that the second pass does not search
+    // again. (A store without its index lists by reading every contact, on each pass.)
     let mut widths = Widths::default();
     let mut matched: Option<HashSet<ContactId>> = search.map(|_| HashSet::new());
     r.each_row(deleted, |row| {

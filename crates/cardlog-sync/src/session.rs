@@ -1115,20 +1115,29 @@ mod tests {
 
     #[test]
     fn a_compressed_ops_message_counts_what_its_segments_inflate_to() {
-        let mut segments = b"CLSG\x03".to_vec();
-        crate::wire::varint::put(&mut segments, 5000);
-        segments.extend_from_slice(&[0; 100]);
-        let message = message::encode(&Message::Ops {
-            last: true,
-            forks: Vec::new(),
-            segments: segments.clone(),
-        });
-        let extra = 5000 - segments.len() as u64;
+        // A frame of 100 bytes may declare up to 800 (INFLATE_RATIO_MAX).
+        let ops = |declared: u64| {
+            let mut segments = b"CLSG\x03".to_vec();
+            crate::wire::varint::put(&mut segments, declared);
+            segments.extend_from_slice(&[0; 100]);
+            let message = message::encode(&Message::Ops {
+                last: true,
+                forks: Vec::new(),
+                segments: segments.clone(),
+            });
+            (message, segments)
+        };
+        let (message, segments) = ops(800);
+        let extra = 800 - segments.len() as u64;
         assert_eq!(inflation(&message), extra);
         assert_eq!(
             pushed_bytes(&message, &segments),
             message.len() as u64 + extra
         );
+        // Declaring more than the limits allow reserves nothing: the decoder refuses it.
+        let (message, segments) = ops(801);
+        assert_eq!(inflation(&message), 0);
+        assert_eq!(pushed_bytes(&message, &segments), message.len() as u64);
         // A plain message, or another kind, inflates to nothing more.
         let plain = message::encode(&Message::Ops {
             last: true,

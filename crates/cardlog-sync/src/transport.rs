@@ -572,7 +572,15 @@ pub struct TcpTransport {
     /// The server's budget of received bytes and what this connection holds of it
     /// ([`TcpTransport::with_budget`]).
     budget: Option<(Arc<Budget>, u64)>,
+    /// The deadline the last message was received by: what [`Transport::hold`] waits until
+    /// at most.
+    received_by: Option<Instant>,
 }
+
+/// The longest [`TcpTransport::hold`] waits for room in the budget: a session that waits
+/// holds its message's own bytes, so sessions waiting for one another are let go soon (their
+/// peers retry) rather than at their message deadline.
+const HOLD_WAIT: Duration = Duration::from_secs(1);
 
 impl TcpTransport {
     /// Wraps a connected stream; each message must arrive whole within `timeout`.
@@ -588,6 +596,7 @@ impl TcpTransport {
             timeout,
             session: None,
             budget: None,
+            received_by: None,
         })
     }
 
@@ -759,16 +768,19 @@ impl Transport for TcpTransport {
         }
         let mut body = Vec::new();
         self.read_exact_by(&mut body, len, &deadline)?;
+        self.received_by = Some(deadline.0);
         Ok(body)
     }
 
     /// Reserves `bytes` more of the server's receive budget beside the last message's, within
-    /// a quarter of the budget for the two, waiting for room until the message's deadline.
+    /// a quarter of the budget for the two, waiting for room until the message's deadline and
+    /// for at most a second: the session fails if none comes (its peer retries later).
     fn hold(&mut self, bytes: u64) -> Result<(), TransportError> {
         if bytes == 0 {
             return Ok(());
         }
-        let deadline = self.deadline();
+        let soon = Instant::now() + HOLD_WAIT;
+        let until = self.received_by.map_or(soon, |by| by.min(soon));
         let Some((budget, held)) = &mut self.budget else {
             return Ok(());
         };
@@ -780,7 +792,7 @@ impl Transport for TcpTransport {
                 limit: budget.message_max(),
             }));
         }
-        let more = budget.reserve(bytes, deadline.0).ok_or_else(|| {
+        let more = budget.reserve(bytes, until).ok_or_else(|| {
             TransportError::Io(format!(
                 "no room to inflate a message to {total} bytes before its deadline: other \
                  sessions hold this server's receive budget of {} bytes",

@@ -1,7 +1,7 @@
 //! The segment encoding end to end: messages built from real multi-device histories rebuild the
 //! exact ops (same bytes, same ids) on a receiver holding only part of the history; every
 //! single-byte flip, every truncation and altered content with a valid checksum are refused;
-//! references to ops the receiver lacks are named; single-field edits cost few bytes;, a
+//! references to ops the receiver lacks are named; single-field edits cost few bytes, a
 //! chain stamped backwards (a clock set back) carries whole times and rebuilds exactly, and a
 //! compressed message reads as the plain one it wraps, within its inflation bound.
 #![allow(

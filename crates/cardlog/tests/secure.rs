@@ -314,6 +314,9 @@ fn a_captured_session_carries_none_of_the_contact_strings() {
             let _ = run(Role::Initiator, &mut admin_copy, &mut tapped);
         });
         let clear = seen.lock().unwrap();
+        // The messages' and segments' magic is in the clear whether the ops travel
+        // compressed or not: the wire check below for it cannot pass by compression alone.
+        assert!(contains(&clear, "CLSY") && contains(&clear, "CLSG"));
         for secret in SECRETS {
             assert!(
                 contains(&clear, secret),
@@ -344,6 +347,12 @@ fn a_captured_session_carries_none_of_the_contact_strings() {
         b.phone.state_digest().unwrap()
     );
     let wire = proxy.bytes();
+    for magic in ["CLSY", "CLSG"] {
+        assert!(
+            !contains(&wire, magic),
+            "{magic} crossed the wire in the clear"
+        );
+    }
     for secret in SECRETS {
         assert!(
             !contains(&wire, secret),

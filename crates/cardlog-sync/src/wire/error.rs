@@ -22,8 +22,9 @@ pub enum WireError {
     /// Not a segment message.
     #[error("not a cardlog sync message or segment (bad magic)")]
     BadMagic,
-    /// A version this build does not read.
-    #[error("format version {0}; this build reads version 1")]
+    /// A version this build does not read (a sync message of a version other than 1; a
+    /// segment message of a version other than 1, 2 or 3): written by a newer build.
+    #[error("format version {0}, which this build does not read (written by a newer cardlog?)")]
     UnknownVersion(u8),
     /// The checksum does not match: the message was damaged.
     #[error("checksum mismatch: the message was damaged in transit or on disk")]

@@ -1,5 +1,5 @@
-//! The segment encoding (version 2, which reads version 1 too; byte layout in docs/FORMAT.md,
-//! "Segments").
+//! The segment encoding (version 2, and version 3 for a compressed one; it reads version 1
+//! too; byte layout in docs/FORMAT.md, "Segments" and "Segments, compressed").
 //!
 //! A message carries one segment per author: that author's ops in a contiguous seq range,
 //! anchored to the id of the op before the range. Each op is sent compactly:
@@ -41,7 +41,8 @@ use super::error::{WireError, AUTHORS_IN_A_MESSAGE, SEGMENTS_IN_A_MESSAGE};
 use super::frame::{checksum, Reader, CHECKSUM_BYTES};
 use super::varint;
 
-/// The segment format version this build writes (it reads version 1 too).
+/// The segment format version this build writes plain (it reads version 1 too; a compressed
+/// message is [`COMPRESSED_VERSION`]).
 pub const SEGMENT_VERSION: u8 = 2;
 /// Segment flags (version 2): its ops are in op format 2 (else 1).
 const FLAG_FORMAT_2: u8 = 1;
@@ -425,13 +426,19 @@ fn inflate_max(frame_bytes: usize) -> u64 {
 }
 
 /// The length of the plain message `bytes` holds: what a compressed one declares it inflates
-/// to (read from its header, not checked), else its own length.
+/// to, read from its header (checked against the limits [`plain`] checks, not by inflating),
+/// else its own length (also for a declared length the limits refuse: [`plain`] then
+/// refuses the message before inflating anything).
 pub fn plain_bytes(bytes: &[u8]) -> u64 {
     let mut r = Reader { input: bytes };
     let compressed = r.bytes(MAGIC.len()).is_ok_and(|m| m == MAGIC)
         && r.byte().is_ok_and(|v| v == COMPRESSED_VERSION);
     match compressed.then(|| r.varint()) {
-        Some(Ok(n)) => n,
+        Some(Ok(n))
+            if n <= limits::INFLATED_BYTES_MAX as u64 && n <= inflate_max(r.input.len()) =>
+        {
+            n
+        }
         _ => bytes.len() as u64,
     }
 }
