@@ -125,7 +125,51 @@ pub(crate) fn finish<S: PeerBook>(
             }
         }
     }
-    let rest = apply_rest(store, held)?;
+    // A take back that stored only part of the chain may wait on held ops that in turn name
+    // the part it could not store: the peer's edit replacing the receiver's lost edit, which
+    // replaced the peer's contact, whose segment waits whole behind that edit (seed 0xc3587).
+    // Neither goes in before the other, so both go in one batch, then the take back ends.
+    let unstored: Vec<SealedOp> = match (&own, taken_back) {
+        (Some((ops, _)), Some(first)) if !held.ops.is_empty() && store.restored() => {
+            let me = store.device_id();
+            let mut unstored = Vec::new();
+            for op in ops.iter().filter(|o| o.op().seq >= first.from_seq) {
+                let at = store.op_at(&me, op.op().seq).map_err(SyncError::Store)?;
+                if at.is_none_or(|held| held.id() != op.id()) {
+                    unstored.push(op.clone());
+                }
+            }
+            unstored
+        }
+        _ => Vec::new(),
+    };
+    let rest = if unstored.is_empty() {
+        apply_rest(store, held)?
+    } else {
+        let tips = own
+            .as_ref()
+            .map(|(_, tips)| tips.clone())
+            .unwrap_or_default();
+        let rest = apply_rest_with(store, held, unstored.clone(), tips)?;
+        let me = store.device_id();
+        let mut recovered = 0;
+        for op in &unstored {
+            let at = store.op_at(&me, op.op().seq).map_err(SyncError::Store)?;
+            recovered += usize::from(at.is_some_and(|held| held.id() == op.id()));
+        }
+        if let (Some((ops, tips)), Some(first)) = (&own, taken_back) {
+            let again = store.take_back(peer, ops, tips).map_err(SyncError::Store)?;
+            taken_back = Some(TakenBack {
+                from_seq: first.from_seq,
+                recovered: first.recovered + recovered,
+                reissued: first.reissued + again.map_or(0, |a| a.reissued),
+            });
+        }
+        Applied {
+            stored: rest.stored.saturating_sub(recovered),
+            ..rest
+        }
+    };
     store.reissue_waiting().map_err(SyncError::Store)?;
     Ok(Finished {
         taken_back,
@@ -524,9 +568,22 @@ fn fork_with<S: SyncStore>(
 /// settling (which it may have waited for) is done: what does not go in now is reported
 /// refused or missing.
 fn apply_rest<S: PeerBook>(store: &mut S, held: &mut Held) -> Result<Applied, SyncError<S::Error>> {
+    apply_rest_with(store, held, Vec::new(), Vec::new())
+}
+
+/// [`apply_rest`] with `first` (and their signatures `first_tips`) in the same batch, before
+/// the held ops: the receiver's own ops a take back could not store alone.
+fn apply_rest_with<S: PeerBook>(
+    store: &mut S,
+    held: &mut Held,
+    first: Vec<SealedOp>,
+    first_tips: Vec<SignedTip>,
+) -> Result<Applied, SyncError<S::Error>> {
     held.at.clear();
-    let ops = std::mem::take(&mut held.ops);
-    let tips = std::mem::take(&mut held.tips);
+    let mut ops = first;
+    ops.append(&mut held.ops);
+    let mut tips = first_tips;
+    tips.append(&mut held.tips);
     if ops.is_empty() {
         return Ok(Applied::default());
     }
