@@ -129,46 +129,35 @@ pub(crate) fn finish<S: PeerBook>(
     // the part it could not store: the peer's edit replacing the receiver's lost edit, which
     // replaced the peer's contact, whose segment waits whole behind that edit (seed 0xc3587).
     // Neither goes in before the other, so both go in one batch, then the take back ends.
-    let unstored: Vec<SealedOp> = match (&own, taken_back) {
-        (Some((ops, _)), Some(first)) if !held.ops.is_empty() && store.restored() => {
-            let me = store.device_id();
-            let mut unstored = Vec::new();
+    let mut unstored: Vec<SealedOp> = Vec::new();
+    if let (Some((ops, _)), Some(first)) = (&own, taken_back) {
+        if !held.ops.is_empty() && store.restored() {
             for op in ops.iter().filter(|o| o.op().seq >= first.from_seq) {
-                let at = store.op_at(&me, op.op().seq).map_err(SyncError::Store)?;
-                if at.is_none_or(|held| held.id() != op.id()) {
+                if !holds_own(store, op)? {
                     unstored.push(op.clone());
                 }
             }
-            unstored
         }
-        _ => Vec::new(),
-    };
-    let rest = if unstored.is_empty() {
-        apply_rest(store, held)?
-    } else {
-        let tips = own
-            .as_ref()
-            .map(|(_, tips)| tips.clone())
-            .unwrap_or_default();
-        let rest = apply_rest_with(store, held, unstored.clone(), tips)?;
-        let me = store.device_id();
-        let mut recovered = 0;
-        for op in &unstored {
-            let at = store.op_at(&me, op.op().seq).map_err(SyncError::Store)?;
-            recovered += usize::from(at.is_some_and(|held| held.id() == op.id()));
-        }
-        if let (Some((ops, tips)), Some(first)) = (&own, taken_back) {
+    }
+    let rest = match (&own, taken_back) {
+        (Some((ops, tips)), Some(first)) if !unstored.is_empty() => {
+            let rest = apply_rest_with(store, held, unstored.clone(), tips.clone())?;
+            let mut recovered = 0;
+            for op in &unstored {
+                recovered += usize::from(holds_own(store, op)?);
+            }
             let again = store.take_back(peer, ops, tips).map_err(SyncError::Store)?;
             taken_back = Some(TakenBack {
                 from_seq: first.from_seq,
                 recovered: first.recovered + recovered,
                 reissued: first.reissued + again.map_or(0, |a| a.reissued),
             });
+            Applied {
+                stored: rest.stored.saturating_sub(recovered),
+                ..rest
+            }
         }
-        Applied {
-            stored: rest.stored.saturating_sub(recovered),
-            ..rest
-        }
+        _ => apply_rest(store, held)?,
     };
     store.reissue_waiting().map_err(SyncError::Store)?;
     Ok(Finished {
@@ -569,6 +558,14 @@ fn fork_with<S: SyncStore>(
 /// refused or missing.
 fn apply_rest<S: PeerBook>(store: &mut S, held: &mut Held) -> Result<Applied, SyncError<S::Error>> {
     apply_rest_with(store, held, Vec::new(), Vec::new())
+}
+
+/// Whether the store holds `op` (one of its own chain) at its place.
+fn holds_own<S: SyncStore>(store: &S, op: &SealedOp) -> Result<bool, SyncError<S::Error>> {
+    let at = store
+        .op_at(&op.op().author, op.op().seq)
+        .map_err(SyncError::Store)?;
+    Ok(at.is_some_and(|held| held.id() == op.id()))
 }
 
 /// [`apply_rest`] with `first` (and their signatures `first_tips`) in the same batch, before

@@ -58,8 +58,8 @@ const DISCARD_INFIX: &str = ".discard-";
 #[derive(Clone)]
 pub struct RelayOptions {
     /// sled's page cache per book replica, in bytes (default 1 MiB: a relay's sessions read
-    /// mostly what was just written), for its main database; its name index's database gets
-    /// a quarter more (each at least 64 KiB).
+    /// mostly what was just written), for its main database; its name index's database has a
+    /// cache of its own, a quarter that size (each at least 64 KiB).
     pub cache_bytes: u64,
     /// The most books the relay keeps; a session naming one more is refused (default 10,000).
     pub max_books: usize,

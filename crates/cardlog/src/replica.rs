@@ -39,7 +39,7 @@ use cardlog_core::Summary;
 pub struct Options {
     /// sled's page cache in bytes (default [`CACHE_BYTES_DEFAULT`], 32 MiB; at least
     /// [`CACHE_BYTES_MIN`](crate::CACHE_BYTES_MIN)) for the store's main database; the name
-    /// index's database gets a quarter more (at least the minimum too).
+    /// index's database has a cache of its own, a quarter that size (at least the minimum too).
     pub cache_bytes: u64,
     /// Where wall time comes from (tests inject a fake clock).
     pub wall: Arc<dyn WallClock>,

@@ -529,22 +529,20 @@ impl Kv for SledKv {
             Some(&keys::META) | None => (true, !lost),
             Some(_) => (true, false),
         };
-        if !names_too {
-            if !main_too {
-                return Box::new(std::iter::empty());
-            }
-            return Box::new(self.main.scan_from(prefix, from).filter(outside));
+        match (main_too, names_too) {
+            (false, false) => Box::new(std::iter::empty()),
+            (true, false) => Box::new(self.main.scan_from(prefix, from).filter(outside)),
+            (false, true) => Box::new(self.names.scan_from(prefix, from).filter(outside)),
+            (true, true) => Box::new(Merged {
+                a: self.main.scan_from(prefix, from).filter(outside).peekable(),
+                b: self
+                    .names
+                    .scan_from(prefix, from)
+                    .filter(outside)
+                    .peekable(),
+                failed: false,
+            }),
         }
-        if !main_too {
-            return Box::new(self.names.scan_from(prefix, from).filter(outside));
-        }
-        let main = self.main.scan_from(prefix, from).filter(outside);
-        let names = self.names.scan_from(prefix, from).filter(outside);
-        Box::new(Merged {
-            a: main.peekable(),
-            b: names.peekable(),
-            failed: false,
-        })
     }
 
     fn apply(&self, batch: KvBatch) -> KvResult<()> {

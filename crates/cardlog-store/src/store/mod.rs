@@ -65,7 +65,8 @@ pub const CACHE_BYTES_MIN: u64 = 64 << 10;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
     /// sled's page cache size in bytes (at least [`CACHE_BYTES_MIN`]) for the main database;
-    /// the name index's database gets a quarter more (at least the minimum too).
+    /// the name index's database has a cache of its own, a quarter that size (at least the
+    /// minimum too).
     pub cache_bytes: u64,
 }
 
