@@ -651,6 +651,67 @@ fn a_peers_edit_on_top_of_a_lost_op_comes_back_with_it_in_one_session() {
 }
 
 #[test]
+fn the_relay_holding_the_chain_as_here_does_not_clear_the_claim_of_the_peer_holding_the_lost_op() {
+    // The phone's lost edit sits on the laptop only. After the restore the relay takes the
+    // phone's new writes; the laptop's hello then shows the lost op (the phone is marked),
+    // and before the phone meets the laptop again it syncs with the relay, which holds the
+    // chain as the phone does, past the claim. That proves nothing about the laptop's op: the
+    // mark stays, and the laptop's next session gives the edit back. (When the relay's word
+    // cleared the mark, the laptop's hello marked it again at every meeting and the relay
+    // cleared it in between: the edit never came back. Simulator seed 0xc3988 of base 801000.)
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let phone_dir = tmp.path().join("phone");
+    let mut laptop = replica(&tmp.path().join("laptop"), &clock);
+    let mut relay = common::relay_of(&mut laptop, &tmp.path().join("relay"), &clock);
+    let mut phone = member_of(&mut laptop, &phone_dir, &clock);
+    session(&mut relay, &mut laptop);
+    phone.add_contact(&person(1, "Ada")).unwrap();
+    session(&mut phone, &mut relay);
+    let id = phone.id();
+    drop(phone);
+    copy_dir(&phone_dir, &tmp.path().join("backup"));
+    let mut phone = reopen(&phone_dir, &clock);
+    clock.advance_ms(60_000);
+    phone
+        .edit(person(1, "").id, |c| {
+            c.set(Field::Note, "before the disk died");
+        })
+        .unwrap();
+    // It reaches the laptop, not the relay.
+    session(&mut phone, &mut laptop);
+    drop(phone);
+    restore_in_place(&tmp.path().join("backup"), &phone_dir);
+    let mut phone = reopen(&phone_dir, &clock);
+    assert_eq!(phone.id(), id);
+    clock.advance_ms(60_000);
+    phone.add_contact(&person(5, "After")).unwrap();
+    phone.add_contact(&person(6, "After")).unwrap();
+    session(&mut phone, &mut relay);
+    let (noticed, _) = session(&mut phone, &mut laptop);
+    assert!(noticed.restored, "{noticed:?}");
+    let (mine, _) = session(&mut phone, &mut relay);
+    assert!(mine.taken_back.is_none(), "{mine:?}");
+    assert!(
+        phone.is_restored().unwrap(),
+        "the relay's chain says nothing of the laptop's op"
+    );
+    let (taken, _) = session(&mut phone, &mut laptop);
+    assert!(taken.taken_back.is_some(), "{taken:?}");
+    assert_eq!(
+        field(&phone, 1, Field::Note).as_deref(),
+        Some("before the disk died")
+    );
+    for _ in 0..2 {
+        session(&mut phone, &mut relay);
+        session(&mut laptop, &mut relay);
+    }
+    assert!(!phone.is_restored().unwrap());
+    assert_converged(&[&phone, &relay], &laptop);
+    assert_eq!(field(&laptop, 5, Field::Given).as_deref(), Some("After"));
+}
+
+#[test]
 fn a_crash_right_after_the_withdraw_is_finished_by_the_next_session() {
     // A take back withdraws the phone's post-restore ops first; the process dies before the
     // laptop's ops are stored and the withdrawn ones re-issued. The reopened phone is still
