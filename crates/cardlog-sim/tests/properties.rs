@@ -740,6 +740,49 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
     }
 }
 
+/// Seed 0xc3988 of `CARDLOG_SIM_BASE=801000`, shrunk: the phone's edit reaches only the
+/// laptop (in the session before the laptop's removal), and the removal and the edit are lost
+/// with the phone's disk. After the restore the phone writes on. In the final sync the
+/// laptop's hello shows the lost edit (the phone is marked restored), and the relay, which by
+/// then holds the chain as the phone does, meets the phone before the laptop does again: it
+/// must not clear the mark. When it did, the laptop marked the phone again at every meeting,
+/// the edit never came back and the replicas never converged (fails on `eaccd98^`).
+#[test]
+fn a_lost_edit_held_by_one_peer_comes_back_though_the_relay_holds_the_chain_as_here() {
+    let save = |replica: usize, given: &str| Action::Save {
+        replica,
+        edit: named(given),
+    };
+    let schedule = Schedule {
+        storage: Storage::Disk,
+        skews_ms: vec![0; 5],
+        actions: vec![
+            save(0, "a"),
+            Action::Backup { replica: 0 },
+            save(0, "a"),
+            sync(3, 0),
+            rename(0, "b"),
+            Action::Leave { replica: 2 },
+            Action::Restore { replica: 0 },
+            save(0, "c"),
+            Action::Sync {
+                from: 4,
+                to: 3,
+                mode: SyncMode::Reordered(1_557_583_436_687_714_258),
+            },
+            save(0, "d"),
+            rename(0, "e"),
+            save(1, "b"),
+        ],
+    };
+    let stats = Sim::run(&schedule).unwrap_or_else(|v| panic!("{v}"));
+    assert_eq!((stats.backups, stats.restores), (1, 1), "{stats:?}");
+    assert_eq!(
+        stats.lost_with_disk, 0,
+        "the laptop holds the edit: {stats:?}"
+    );
+}
+
 /// Seed 0xbdbc4 of `CARDLOG_SIM_BASE=777000`: after the laptop's restore, the phone's item on
 /// the laptop's lost contact waits for it (the chain forks between the two and is left out of
 /// the reordered batch), and the phone's op below it waits too: the batch's signature of the
