@@ -323,8 +323,8 @@ pub fn fork_text(f: &Fork, theirs: &str) -> String {
 
 /// `status` and `sync` when a peer holds this device's chain beyond what its store holds.
 pub const RESTORED_TEXT: &str = "restored   a peer holds this device's history beyond what this \
-     store holds (it was restored from a backup): the next sync takes the lost ops back and \
-     sends the ones saved since (docs/SEMANTICS.md, \"Restores\")";
+     store holds (it was restored from a backup): a sync with a peer holding the lost ops takes \
+     them back and sends the ones saved since (docs/SEMANTICS.md, \"Restores\")";
 
 /// A take back as text (`sync`, `import`).
 pub fn taken_back_text(t: &TakenBack) -> String {

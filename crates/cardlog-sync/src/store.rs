@@ -235,8 +235,9 @@ pub trait PeerBook: SyncStore {
     /// replace its own ops there, which are re-issued after them on its chain (the same
     /// writes, at their first times). `theirs` may be empty (an earlier take back left ops
     /// to re-issue). `peer` is the session's peer (none for a bundle) with the seq up to which
-    /// its hello said it holds this replica's chain. `None`: nothing was taken back (the
-    /// default: a replica that cannot).
+    /// its hello said it holds this replica's chain (for judging whether a claim of lost ops
+    /// was stale; `Replica` judges by who made the claim only, docs/SEMANTICS.md,
+    /// "Restores"). `None`: nothing was taken back (the default: a replica that cannot).
     fn take_back(
         &mut self,
         peer: Option<(DeviceId, u64)>,

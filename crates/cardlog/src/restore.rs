@@ -46,7 +46,8 @@ const REISSUE_WAIT_ATTEMPTS: u8 = 16;
 const MARK_SESSIONS: u8 = 8;
 
 /// The restored mark as kept (`meta::RESTORED`): the seq where a peer was found to hold the
-/// chain otherwise, that peer, and how many more sessions without a take back it lasts. The
+/// chain otherwise (a record: no rule reads it since session 30), that peer, and how many more
+/// sessions without a take back it lasts. The
 /// store's own withdraw writes a bare mark (one byte), read as "anywhere, anyone".
 #[derive(Debug, Clone, Copy)]
 struct Mark {
@@ -114,10 +115,10 @@ impl Replica {
     /// (`theirs` has a gap, is not all signed and admitted, or holds an op this device
     /// withdrew before) changes nothing but the mark: the fork stays recorded, as
     /// any fork. With nothing differing, the mark stays until a peer holding the lost ops is
-    /// met, unless `peer` made the claim that marked it or the mark has lasted
-    /// [`MARK_SESSIONS`] such sessions: then the claim was stale. `peer` comes with how far
-    /// its hello said it holds the chain (a peer holding the chain as here, however far,
-    /// proves nothing about the claimant's ops).
+    /// met, unless `peer` made the claim that marked it (or the mark names no claimant and
+    /// `peer` is the relay) or the mark has lasted [`MARK_SESSIONS`] such sessions: then the
+    /// claim was stale. A peer holding the chain as here, however far, proves nothing about
+    /// the claimant's ops, so how far `peer`'s hello said it holds the chain is not used.
     pub(crate) fn take_back_chain(
         &mut self,
         peer: Option<(DeviceId, u64)>,
@@ -150,8 +151,13 @@ impl Replica {
                 // it may never have held the lost ops, which still sit on the claimant
                 // (seed 0xc3988 of base 801000: the relay, holding the chain as here past the
                 // claim, cleared each mark the laptop's hello set, and the phone's lost edit
-                // never came back). The mark lasts a bounded number of such sessions.
-                let stale = mark.by == Some(peer) || mark.left <= 1;
+                // never came back). A bare mark (a withdraw's, naming no claimant) with
+                // nothing left to take back or re-issue is what a finished take back left
+                // behind: the relay clears it, as before. Else the mark lasts a bounded
+                // number of such sessions.
+                let stale = mark.by == Some(peer)
+                    || (mark.by.is_none() && self.is_time_reference(&peer))
+                    || mark.left <= 1;
                 if stale {
                     self.unmark_restored()?;
                 } else {
