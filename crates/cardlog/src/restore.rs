@@ -45,6 +45,9 @@ const REISSUE_WAIT_ATTEMPTS: u8 = 16;
 /// nothing differs (a claim nobody holds up goes then, whoever made it).
 const MARK_SESSIONS: u8 = 8;
 
+/// Most op ids kept under `meta::GIVEN_UP` (the oldest go first).
+const GIVEN_UP_MAX: usize = 1024;
+
 /// The restored mark as kept (`meta::RESTORED`): the seq where a peer was found to hold the
 /// chain otherwise (a record: no rule reads it since session 30), that peer, and how many more
 /// sessions without a take back it lasts. The
@@ -130,6 +133,17 @@ impl Replica {
         let mut taken = TakenBack::default();
         if let Some((from, recovered)) = &parting {
             let from = *from;
+            if self.authentic(from, recovered, tips)? && self.copied_later(&me, recovered)? {
+                // Every op the peer holds there has a later copy on this chain: a branch this
+                // device gave up at a take back and forgot, its store restored once more from
+                // the backup of before (seed 0xc3916 of base 801000). Taking it back would
+                // swing back to it; it is recorded as given up instead, so the peer gets the
+                // chain to settle as any replica holding a branch given up.
+                self.give_up(recovered)?;
+                self.forget_forks_of(&me)?;
+                self.unmark_restored()?;
+                return Ok(None);
+            }
             if !self.can_take_back(from, recovered, tips)? {
                 self.unmark_restored()?;
                 return Ok(None);
@@ -176,10 +190,75 @@ impl Replica {
         Ok(Some(taken))
     }
 
+    /// Whether every op of `ops` (of `author`'s chain) has a copy on the chain held here at a
+    /// later seq: the same writes, member changes and time (what a re-issue writes).
+    fn copied_later(&self, author: &DeviceId, ops: &[SealedOp]) -> Result<bool, Error> {
+        let Some(first) = ops.iter().map(|o| o.op().seq).min() else {
+            return Ok(false);
+        };
+        let tip = self.store.summary().get(author).map_or(0, |t| t.seq);
+        let mut held = Vec::new();
+        for s in first..=tip {
+            if let Some(op) = self.store.op_by_seq(author, s)? {
+                held.push((s, fingerprint(&op)));
+            }
+        }
+        Ok(ops.iter().all(|op| {
+            let print = fingerprint(op);
+            held.iter().any(|(s, p)| *s > op.op().seq && *p == print)
+        }))
+    }
+
+    /// Records `ops` (this device's own, held by a peer) as a branch it gave up
+    /// (`meta::GIVEN_UP`, at most [`GIVEN_UP_MAX`] ids, the oldest going first).
+    fn give_up(&mut self, ops: &[SealedOp]) -> Result<(), Error> {
+        let mut ids = self.given_up()?;
+        for op in ops {
+            if !ids.contains(&op.id()) {
+                ids.push(op.id());
+            }
+        }
+        let over = ids.len().saturating_sub(GIVEN_UP_MAX);
+        ids.drain(..over);
+        self.store.put_meta(meta::GIVEN_UP, encode(&ids))?;
+        self.durable()
+    }
+
+    /// The ops recorded by [`Self::give_up`] (none when the record does not decode).
+    fn given_up(&self) -> Result<Vec<OpId>, Error> {
+        Ok(self
+            .store
+            .meta(meta::GIVEN_UP)?
+            .and_then(|v| decode::<Vec<OpId>>(&v, "given-up ops").ok())
+            .unwrap_or_default())
+    }
+
+    /// Whether this device gave `id` up: withdrew it at a take back, or found it on a peer
+    /// as a branch it gave up before a restore made it forget ([`Self::give_up`]).
+    pub(crate) fn gave_up(&self, id: &OpId) -> bool {
+        self.store.withdrew(id) || self.given_up().is_ok_and(|ids| ids.contains(id))
+    }
+
     /// Whether `recovered` (this device's ops from seq `from`, as a peer holds them) can
-    /// replace its own there: they continue its chain below `from` without a gap, none is an
-    /// op it withdrew before, and they are signed by its key and let in by the book.
+    /// replace its own there: none is an op it gave up before ([`Self::gave_up`]), and they
+    /// are its own ([`Self::authentic`]).
     fn can_take_back(
+        &self,
+        from: u64,
+        recovered: &[SealedOp],
+        tips: &[SignedTip],
+    ) -> Result<bool, Error> {
+        if recovered.iter().any(|op| self.gave_up(&op.id())) {
+            return Ok(false);
+        }
+        self.authentic(from, recovered, tips)
+    }
+
+    /// Whether `recovered` (this device's ops from seq `from`, as a peer holds them) are its
+    /// own: they continue its chain below `from` without a gap and are signed by its key and
+    /// let in by the book, judged as if nothing of the chain were held here (what is held
+    /// there is what they replace). Nothing else a peer shows of this chain is acted on.
+    fn authentic(
         &self,
         from: u64,
         recovered: &[SealedOp],
@@ -189,11 +268,6 @@ impl Replica {
         if !self.chain_continues(&me, from, recovered)? {
             return Ok(false);
         }
-        if recovered.iter().any(|op| self.store.withdrew(&op.id())) {
-            return Ok(false);
-        }
-        // Signed by this device's key and let in by the book, judged as if nothing of the chain
-        // were held here (what is held there is what they replace).
         Ok(cardlog_sync::SyncStore::authorship(self, recovered, tips).is_ok())
     }
 
@@ -811,6 +885,9 @@ mod tests {
     /// `mbranches`: one kept branch of two ops' bytes, with the author's key and signature.
     const GOLDEN_BRANCHES_HEX: &str = "01a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a10203010203020405205a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a406b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b";
 
+    /// `mgivenup`: two op ids.
+    const GOLDEN_GIVEN_UP_HEX: &str = "02c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c30707070707070707070707070707070707070707070707070707070707070707";
+
     fn fields(m: Mark) -> (u64, Option<DeviceId>, u8) {
         (m.at, m.by, m.left)
     }
@@ -847,5 +924,9 @@ mod tests {
         assert_eq!(back, branches);
         let bytes = unhex(GOLDEN_BRANCHES_HEX);
         assert!(decode::<Vec<BranchRecord>>(&bytes[..bytes.len() - 1], "branches").is_err());
+        let given_up = vec![OpId([0xc3; 32]), OpId([0x07; 32])];
+        assert_eq!(hex(&encode(&given_up)), GOLDEN_GIVEN_UP_HEX);
+        let back: Vec<OpId> = decode(&unhex(GOLDEN_GIVEN_UP_HEX), "given-up ops").unwrap();
+        assert_eq!(back, given_up);
     }
 }

@@ -856,7 +856,7 @@ impl PeerBook for Replica {
     }
 
     fn withdrew(&self, op: &OpId) -> bool {
-        self.store.withdrew(op)
+        self.gave_up(op)
     }
 
     fn reissue_waiting(&mut self) -> Result<(), Error> {

@@ -712,6 +712,70 @@ fn the_relay_holding_the_chain_as_here_does_not_clear_the_claim_of_the_peer_hold
 }
 
 #[test]
+fn a_device_restored_twice_from_one_backup_does_not_take_back_the_branch_it_gave_up() {
+    // The phone's lost contact sits on the relay; after the first restore the phone writes
+    // another, which reaches the tablet and from it the laptop. The phone takes the lost one
+    // back from the relay and re-issues its own after it; the tablet settles. Then the phone
+    // is restored again from the same backup: it gets the settled chain from the relay, then
+    // meets the laptop, which still holds the branch given up. The phone no longer remembers
+    // giving it up, but every op of it has a later copy on its chain: it records the branch
+    // as given up instead of taking it back (which would withdraw the settled chain and
+    // re-issue it once more, a chain the relay and tablet refuse as swinging back: seed
+    // 0xc3916 of base 801000), and the laptop settles.
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let phone_dir = tmp.path().join("phone");
+    let mut laptop = replica(&tmp.path().join("laptop"), &clock);
+    let mut relay = common::relay_of(&mut laptop, &tmp.path().join("relay"), &clock);
+    let mut phone = member_of(&mut laptop, &phone_dir, &clock);
+    let mut tablet = member_of(&mut laptop, &tmp.path().join("tablet"), &clock);
+    session(&mut relay, &mut laptop);
+    session(&mut tablet, &mut laptop);
+    session(&mut phone, &mut relay);
+    let id = phone.id();
+    drop(phone);
+    let backup = tmp.path().join("backup");
+    copy_dir(&phone_dir, &backup);
+    let mut phone = reopen(&phone_dir, &clock);
+    clock.advance_ms(60_000);
+    phone.add_contact(&person(1, "Lost")).unwrap();
+    session(&mut phone, &mut relay);
+    drop(phone);
+    restore_in_place(&backup, &phone_dir);
+    let mut phone = reopen(&phone_dir, &clock);
+    clock.advance_ms(60_000);
+    phone.add_contact(&person(2, "After")).unwrap();
+    session(&mut phone, &mut tablet);
+    session(&mut laptop, &mut tablet);
+    // The relay shows the lost contact; the next session takes it back.
+    for _ in 0..2 {
+        session(&mut phone, &mut relay);
+    }
+    assert!(!phone.is_restored().unwrap());
+    assert_eq!(field(&phone, 1, Field::Given).as_deref(), Some("Lost"));
+    session(&mut tablet, &mut relay);
+    assert_converged(&[&phone, &tablet], &relay);
+    // Restored again from the same backup.
+    drop(phone);
+    restore_in_place(&backup, &phone_dir);
+    let mut phone = reopen(&phone_dir, &clock);
+    assert_eq!(phone.id(), id);
+    session(&mut phone, &mut relay);
+    assert_converged(&[&phone], &relay);
+    for _ in 0..3 {
+        session(&mut phone, &mut laptop);
+    }
+    assert!(!phone.is_restored().unwrap());
+    for x in [&phone, &laptop, &tablet] {
+        assert_eq!(field(x, 1, Field::Given).as_deref(), Some("Lost"));
+        assert_eq!(field(x, 2, Field::Given).as_deref(), Some("After"));
+    }
+    session(&mut tablet, &mut relay);
+    session(&mut laptop, &mut relay);
+    assert_converged(&[&phone, &laptop, &tablet], &relay);
+}
+
+#[test]
 fn a_crash_right_after_the_withdraw_is_finished_by_the_next_session() {
     // A take back withdraws the phone's post-restore ops first; the process dies before the
     // laptop's ops are stored and the withdrawn ones re-issued. The reopened phone is still

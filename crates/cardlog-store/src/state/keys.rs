@@ -92,6 +92,10 @@ pub mod meta {
     /// While an op listed for re-issue waits for another device's copy of an op it names:
     /// how many more attempts it waits (one byte; written by the facade).
     pub const REISSUE_WAIT: &[u8] = b"mreissuewait";
+    /// Ops of this device's own chain, by id, that a peer held where this device holds later
+    /// copies of all of them: a branch it gave up before a restore made it forget (bounded;
+    /// written by the facade).
+    pub const GIVEN_UP: &[u8] = b"mgivenup";
     /// Present once the name index holds every contact: four bytes, the index's version
     /// ([`super::NAME_INDEX_VERSION`]) and the Unicode version of the case tables that
     /// lowercased the names. A store without it, or with another, builds it at its next open.
