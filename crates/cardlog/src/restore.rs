@@ -139,9 +139,14 @@ impl Replica {
                 // the backup of before (seed 0xc3916 of base 801000). Taking it back would
                 // swing back to it; it is recorded as given up instead, so the peer gets the
                 // chain to settle as any replica holding a branch given up.
+                // The mark goes if this peer's claim set it (or none named): another peer's
+                // claim may still be of ops really lost.
                 self.give_up(recovered)?;
                 self.forget_forks_of(&me)?;
-                self.unmark_restored()?;
+                let by = self.mark()?.and_then(|m| m.by);
+                if by.is_none() || by == peer.map(|(p, _)| p) {
+                    self.unmark_restored()?;
+                }
                 return Ok(None);
             }
             if !self.can_take_back(from, recovered, tips)? {
@@ -197,26 +202,27 @@ impl Replica {
             return Ok(false);
         };
         let tip = self.store.summary().get(author).map_or(0, |t| t.seq);
-        let mut held = Vec::new();
+        // Each fingerprint held from there, with the highest seq it is held at.
+        let mut held: std::collections::HashMap<Vec<u8>, u64> = Default::default();
         for s in first..=tip {
             if let Some(op) = self.store.op_by_seq(author, s)? {
-                held.push((s, fingerprint(&op)));
+                held.insert(fingerprint(&op), s);
             }
         }
-        Ok(ops.iter().all(|op| {
-            let print = fingerprint(op);
-            held.iter().any(|(s, p)| *s > op.op().seq && *p == print)
-        }))
+        Ok(ops
+            .iter()
+            .all(|op| held.get(&fingerprint(op)).is_some_and(|s| *s > op.op().seq)))
     }
 
     /// Records `ops` (this device's own, held by a peer) as a branch it gave up
-    /// (`meta::GIVEN_UP`, at most [`GIVEN_UP_MAX`] ids, the oldest going first).
+    /// (`meta::GIVEN_UP`, at most [`GIVEN_UP_MAX`] ids in the order last seen, the oldest
+    /// going first).
     fn give_up(&mut self, ops: &[SealedOp]) -> Result<(), Error> {
         let mut ids = self.given_up()?;
         for op in ops {
-            if !ids.contains(&op.id()) {
-                ids.push(op.id());
-            }
+            // Seen again: to the end, the newest.
+            ids.retain(|id| *id != op.id());
+            ids.push(op.id());
         }
         let over = ids.len().saturating_sub(GIVEN_UP_MAX);
         ids.drain(..over);
@@ -248,7 +254,11 @@ impl Replica {
         recovered: &[SealedOp],
         tips: &[SignedTip],
     ) -> Result<bool, Error> {
-        if recovered.iter().any(|op| self.gave_up(&op.id())) {
+        let given = self.given_up()?;
+        if recovered
+            .iter()
+            .any(|op| self.store.withdrew(&op.id()) || given.contains(&op.id()))
+        {
             return Ok(false);
         }
         self.authentic(from, recovered, tips)
