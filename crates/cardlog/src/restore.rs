@@ -133,7 +133,9 @@ impl Replica {
         let mut taken = TakenBack::default();
         if let Some((from, recovered)) = &parting {
             let from = *from;
-            if self.authentic(from, recovered, tips)? && self.copied_later(&me, recovered)? {
+            // Checked once: the signatures are the costly part.
+            let own = self.authentic(from, recovered, tips)?;
+            if own && self.copied_later(&me, recovered)? {
                 // Every op the peer holds there has a later copy on this chain: a branch this
                 // device gave up at a take back and forgot, its store restored once more from
                 // the backup of before (seed 0xc3916 of base 801000). Taking it back would
@@ -149,7 +151,7 @@ impl Replica {
                 }
                 return Ok(None);
             }
-            if !self.can_take_back(from, recovered, tips)? {
+            if !own || self.gave_up_any(recovered)? {
                 self.unmark_restored()?;
                 return Ok(None);
             }
@@ -245,23 +247,13 @@ impl Replica {
         self.store.withdrew(id) || self.given_up().is_ok_and(|ids| ids.contains(id))
     }
 
-    /// Whether `recovered` (this device's ops from seq `from`, as a peer holds them) can
-    /// replace its own there: none is an op it gave up before ([`Self::gave_up`]), and they
-    /// are its own ([`Self::authentic`]).
-    fn can_take_back(
-        &self,
-        from: u64,
-        recovered: &[SealedOp],
-        tips: &[SignedTip],
-    ) -> Result<bool, Error> {
+    /// Whether this device gave up any of `ops` ([`Self::gave_up`], the record read once): a
+    /// take back of them would swing back to a branch given up.
+    fn gave_up_any(&self, ops: &[SealedOp]) -> Result<bool, Error> {
         let given = self.given_up()?;
-        if recovered
+        Ok(ops
             .iter()
-            .any(|op| self.store.withdrew(&op.id()) || given.contains(&op.id()))
-        {
-            return Ok(false);
-        }
-        self.authentic(from, recovered, tips)
+            .any(|op| self.store.withdrew(&op.id()) || given.contains(&op.id())))
     }
 
     /// Whether `recovered` (this device's ops from seq `from`, as a peer holds them) are its
