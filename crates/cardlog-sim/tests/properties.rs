@@ -740,6 +740,67 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
     }
 }
 
+/// Seed 0xc393f of `CARDLOG_SIM_BASE=801000`, shrunk: the phone's edit reaches only the relay
+/// before its disk is restored; its next contact reaches the laptop through the tablet, and
+/// the laptop, holding the lost edit too, adds a phone number to that contact. When the
+/// laptop syncs with the phone, the phone takes its edit back and withdraws the contact it
+/// wrote after the restore, and with it the laptop's op built on it: the laptop's chain on the
+/// phone now ends at its first op, whose signature the phone never had (the one it had was of
+/// the op withdrawn). That is the state docs/SEMANTICS.md describes ("cannot be proved ...
+/// until the author re-issues"), and `verify` must not call it a fault: the kept signature of
+/// the withdrawn op still proves the ops below it. Before, the withdraw dropped that signature
+/// and the crash's `verify` reported the laptop's chain as not covered.
+#[test]
+fn an_op_below_another_devices_withdrawn_edit_stays_covered_by_its_signature() {
+    let save = |replica: usize, given: &str| Action::Save {
+        replica,
+        edit: named(given),
+    };
+    let schedule = Schedule {
+        storage: Storage::Disk,
+        skews_ms: vec![0; 4],
+        actions: vec![
+            Action::Backup { replica: 0 },
+            save(0, "one"),
+            sync(0, 3),
+            Action::Restore { replica: 0 },
+            save(0, "three"),
+            sync(0, 1),
+            rename(1, "three, renamed"),
+            sync(1, 2),
+            sync(3, 2),
+            sync(1, 0),
+            save(2, "a"),
+            Action::Save {
+                replica: 2,
+                edit: Edit::AddItem {
+                    pick: 2,
+                    kind: 0,
+                    text: "a".into(),
+                },
+            },
+            sync(0, 2),
+            Action::Crash { replica: 0 },
+        ],
+    };
+    let mut story = String::new();
+    let stats = Sim::new(&schedule)
+        .and_then(|sim| {
+            sim.execute_with(&schedule, |sim| {
+                story = sim.story().join("\n");
+                Ok(())
+            })
+        })
+        .unwrap_or_else(|v| panic!("{v}"));
+    // The schedule's shape: the laptop's item is on the phone's contact written after the
+    // restore, and the crash's verify passed.
+    assert!(
+        story.contains("(#2): contact 2, saved") && story.contains("reopened, verify ok"),
+        "{story}"
+    );
+    assert_eq!((stats.restores, stats.crashes), (1, 1), "{stats:?}");
+}
+
 /// Seed 0xc3988 of `CARDLOG_SIM_BASE=801000`, shrunk: the phone's edit reaches only the
 /// laptop (in the session before the laptop's removal), and the removal and the edit are lost
 /// with the phone's disk. After the restore the phone writes on. In the final sync the

@@ -215,7 +215,12 @@ impl Replica {
     /// device's ops after its cutoff are held without effect, however many arrived before the
     /// removal), and every author writing in op format 2 has a kept signature of its last op,
     /// under a key that is the author's, that verifies (one signature covers the chain, which
-    /// the store's own check links op by op). The problems, in words.
+    /// the store's own check links op by op). Where what the author wrote after its last op
+    /// held was withdrawn for building on a branch given up, the kept signature of the
+    /// withdrawn op continuing the chain covers it ([`Store::withdrawn_cover`]) until the
+    /// author re-issues that op. The problems, in words.
+    ///
+    /// [`Store::withdrawn_cover`]: cardlog_store::Store::withdrawn_cover
     pub(crate) fn audit(&self) -> Result<Vec<String>, Error> {
         let mut problems = Vec::new();
         let mut last_signed: std::collections::BTreeMap<DeviceId, (u64, OpId)> = Default::default();
@@ -235,19 +240,25 @@ impl Replica {
         }
         let book = self.book();
         for (author, (seq, id)) in last_signed {
-            let Some(tip) = self.store.signature(&author, seq)? else {
+            // Where what the author wrote after `id` was withdrawn for building on a branch
+            // given up, the signature of that covers the chain here until it re-issues it.
+            let tip = match self.store.signature(&author, seq)? {
+                Some(tip) => Some(tip),
+                None => self.store.withdrawn_cover(&author, seq, id)?,
+            };
+            let Some(tip) = tip else {
                 problems.push(format!(
                     "no signature of {author} is kept for its last op ({seq}): its chain is not \
                      covered"
                 ));
                 continue;
             };
-            if tip.key.device() != author || tip.op != id {
+            if tip.key.device() != author || (tip.seq == seq && tip.op != id) {
                 problems.push(format!(
                     "the signature kept for op {seq} of {author} is by another key or of \
                      another op"
                 ));
-            } else if tip.key.verify_tip(&book, &id, &tip.signature).is_err() {
+            } else if tip.key.verify_tip(&book, &tip.op, &tip.signature).is_err() {
                 problems.push(format!(
                     "the signature kept for op {seq} of {author} does not verify"
                 ));

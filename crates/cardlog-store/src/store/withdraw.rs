@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::OnceLock;
 
-use cardlog_core::{DeviceId, OpId, SealedOp};
+use cardlog_core::{DeviceId, OpId, SealedOp, SignedTip};
 
 use super::Store;
 use crate::error::StoreError;
@@ -138,7 +138,11 @@ impl Store {
             // then makes its next session ask for its whole chain again and finish.
             batch.insert(meta::RESTORED.to_vec(), vec![1]);
         }
-        for op in &ops {
+        // This device's own are signed again when re-issued. Another author's are kept: where
+        // its chain here now ends below the ops withdrawn, the signature of the last of them
+        // is what still proves the ops held below ([`Store::withdrawn_cover`]) until the
+        // author re-issues them; a signature is only served for the op held at its seq.
+        for op in ops.iter().filter(|op| op.op().author == self.device) {
             batch.remove(keys::signature(&op.op().author, op.op().seq));
         }
         // The state is rebuilt without them; a crash before that finishes makes the next
@@ -255,6 +259,47 @@ impl Store {
             Some(offset) => Ok(Some(self.log.read(*offset)?.seal()?)),
             None => Ok(None),
         }
+    }
+
+    /// The kept signature of a withdrawn op of `author`'s chain that continues it from its op
+    /// `id` at `seq` (each withdrawn op naming the one below): what covers the ops of another
+    /// device held here up to `id` when what it wrote after them was withdrawn for building on
+    /// a branch given up, until it re-issues that. `None` when no such op has a signature
+    /// kept. Checking the signature is the caller's.
+    pub fn withdrawn_cover(
+        &self,
+        author: &DeviceId,
+        seq: u64,
+        id: OpId,
+    ) -> Result<Option<SignedTip>, StoreError> {
+        let mut above: BTreeMap<u64, Vec<SealedOp>> = BTreeMap::new();
+        for offset in self.withdrawn.ids.values() {
+            let op = self.log.read(*offset)?.seal()?;
+            if op.op().author == *author && op.op().seq > seq {
+                above.entry(op.op().seq).or_default().push(op);
+            }
+        }
+        let mut below = vec![id];
+        for s in seq.saturating_add(1).. {
+            let Some(ops) = above.get(&s) else {
+                return Ok(None);
+            };
+            let next: Vec<OpId> = ops
+                .iter()
+                .filter(|op| op.op().prev.is_some_and(|p| below.contains(&p)))
+                .map(SealedOp::id)
+                .collect();
+            if next.is_empty() {
+                return Ok(None);
+            }
+            if let Some(tip) = self.raw_signature(author, s)? {
+                if next.contains(&tip.op) {
+                    return Ok(Some(tip));
+                }
+            }
+            below = next;
+        }
+        Ok(None)
     }
 
     /// Whether `id` is an op withdrawn here (this device's own after a restore, or a branch
