@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use cardlog::{
     Contact, ContactId, ContactRow, ContactView, DeviceId, Field, IdPrefix, Item, ItemBody, ItemId,
-    ItemKind, ItemValue, OpId, Options, Path, PostalAddress, Replica, Value, WallClock,
+    ItemKind, ItemValue, OpId, Options, Path, PostalAddress, Replica, RowWidths, Value, WallClock,
 };
 use serde_json::json;
 
@@ -56,10 +56,15 @@ impl Ctx {
     /// nothing can be written (a full disk, a read-only mount) or the database is damaged,
     /// from the op log alone, writing nothing, with a note on stderr saying so.
     pub(crate) fn open_to_read(&self) -> Result<Replica, CliError> {
+        self.open_to_read_with(self.options())
+    }
+
+    /// [`Ctx::open_to_read`] with `options`.
+    fn open_to_read_with(&self, options: Options) -> Result<Replica, CliError> {
         if self.read_only {
             return self.open_read_only();
         }
-        match Replica::open_with(&self.dir, self.options()) {
+        match Replica::open_with(&self.dir, options) {
             Ok(r) => Ok(r),
             Err(e) if e.is_unwritable() || e.is_database_damage() => {
                 // If the log cannot be read either, the first failure is the one to tell.
@@ -572,10 +577,18 @@ pub fn show(ctx: &Ctx, id: &str) -> Res {
     Ok(())
 }
 
+/// The page cache `list` opens the store with (the name index's database gets a quarter).
+const LIST_CACHE_BYTES: u64 = 4 << 20;
+
 /// `cardlog list`: rows in display-name order, read from the name index (`Replica::each_row`);
 /// a search or `--json` reads each listed contact whole.
 pub fn list(ctx: &Ctx, search: Option<&str>, deleted: bool, needs_sync: Option<&str>) -> Res {
-    let r = ctx.open_to_read()?;
+    // A list reads each index page (and each contact) once: a small page cache costs it no
+    // time, and the pages read do not stay (docs/PERFORMANCE.md).
+    let r = ctx.open_to_read_with(Options {
+        cache_bytes: LIST_CACHE_BYTES,
+        ..ctx.options()
+    })?;
     let unacked = match needs_sync {
         Some(peer) => Some(r.needs_sync(&find_peer(&r, peer)?)?),
         None => None,
@@ -623,11 +636,20 @@ pub fn list(ctx: &Ctx, search: Option<&str>, deleted: bool, needs_sync: Option<&
         scanned?;
         return failed.map_or(Ok(()), Err);
     }
-    // Two passes over the name index: the first finds the rows to show and the column widths,
-    // the second prints them. Memory is the index scan's, not the listing's text; a search
-    // keeps the ids it matched (16 bytes each) so that the second pass does not search
-    // again. (A store without its index lists by reading every contact, on each pass.)
-    let mut widths = Widths::default();
+    // One pass over the name index where every row is shown: the column widths are counts
+    // the index keeps (`Replica::row_widths`). Otherwise two: the first finds the rows to show
+    // and their widths, the second prints them. Memory is the index scan's, not the listing's
+    // text; a search keeps the ids it matched (16 bytes each) so that the second pass does
+    // not search again. (A store without its index lists by reading every contact, on each
+    // pass.)
+    let kept = match (search, &unacked) {
+        (None, None) => r.row_widths(deleted)?,
+        _ => None,
+    };
+    if let Some(widths) = kept {
+        return print_rows(&r, deleted, widths, |_| true);
+    }
+    let mut widths = RowWidths::default();
     let mut matched: Option<HashSet<ContactId>> = search.map(|_| HashSet::new());
     r.each_row(deleted, |row| {
         if !unacked_only(&row) {
@@ -651,17 +673,28 @@ pub fn list(ctx: &Ctx, search: Option<&str>, deleted: bool, needs_sync: Option<&
     if let Some(e) = failed {
         return Err(e);
     }
+    print_rows(&r, deleted, widths, |row| match &matched {
+        Some(matched) => matched.contains(&row.id),
+        None => unacked_only(row),
+    })
+}
+
+/// `list`'s rows that `shown` keeps, aligned to `widths` (of exactly those rows), in one pass
+/// over the name index; "no contacts" when there are none.
+fn print_rows(
+    r: &Replica,
+    deleted: bool,
+    widths: RowWidths,
+    shown: impl Fn(&ContactRow) -> bool,
+) -> Res {
     if widths.rows == 0 {
         eprintln!("no contacts");
         return Ok(());
     }
+    let mut failed: Option<CliError> = None;
     let mut lines = Lines::new(widths);
     r.each_row(deleted, |row| {
-        let shown = match &matched {
-            Some(matched) => matched.contains(&row.id),
-            None => unacked_only(&row),
-        };
-        if shown {
+        if shown(&row) {
             if let Err(e) = lines.push(&row) {
                 failed = Some(e);
                 return ControlFlow::Break(());
@@ -675,34 +708,17 @@ pub fn list(ctx: &Ctx, search: Option<&str>, deleted: bool, needs_sync: Option<&
     lines.finish()
 }
 
-/// The column widths of `list`'s rows (in characters), found in a first pass over them.
-#[derive(Default)]
-struct Widths {
-    name: usize,
-    first: usize,
-    rows: usize,
-}
-
-impl Widths {
-    fn fit(&mut self, row: &ContactRow) {
-        self.name = self.name.max(row.name.chars().count());
-        let first = row.phone_or_email.as_deref().unwrap_or_default();
-        self.first = self.first.max(first.chars().count());
-        self.rows += 1;
-    }
-}
-
-/// `list`'s rows printed aligned to [`Widths`] found before, in writes of about 64 KiB (not
+/// `list`'s rows printed aligned to [`RowWidths`] known before, in writes of about 64 KiB (not
 /// one per line).
 struct Lines {
-    widths: Widths,
+    widths: RowWidths,
     out: String,
 }
 
 impl Lines {
     const CHUNK: usize = 1 << 16;
 
-    fn new(widths: Widths) -> Lines {
+    fn new(widths: RowWidths) -> Lines {
         Lines {
             widths,
             out: String::with_capacity(Self::CHUNK + 1024),

@@ -64,7 +64,7 @@ pub use membership::{
 pub use model::contact::{diff, Change, Contact, DiffError, Item};
 pub use model::listing::{
     listing_key, listing_key_contact, listing_key_name, ContactPage, ContactQuery, ContactRow,
-    PageCursor, Pager,
+    PageCursor, Pager, RowWidths,
 };
 pub use model::{Field, ItemBody, ItemKind, ItemValue, Path, PathParseError, PostalAddress, Value};
 pub use op::{MemberFault, Op, OpInvalid, Write};

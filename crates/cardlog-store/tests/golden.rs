@@ -83,8 +83,11 @@ const KV_FIXTURE_V4: &str = "store-v4-kv.bin";
 const KV_FIXTURE_V5: &str = "store-v5-kv.bin";
 /// Name index version 2 (same store format): each `n` entry holds its contact's row.
 const KV_FIXTURE_V5_ROWS: &str = "store-v5-rows-kv.bin";
-/// Name index version 3 (same store format): no `N` keys. What today's store writes.
+/// Name index version 3 (same store format): no `N` keys.
 const KV_FIXTURE_V5_NAMES3: &str = "store-v5-names3-kv.bin";
+/// Name index version 4 (same store format): the column widths' counts (`w` keys). What
+/// today's store writes.
+const KV_FIXTURE_V5_NAMES4: &str = "store-v5-names4-kv.bin";
 
 /// The format-4 fixture's device key (seed 5e…5e), its book, and the keys its authors'
 /// signatures are made with (seed = the author's id byte repeated; the store keeps signatures,
@@ -328,13 +331,40 @@ fn todays_store_writes_the_fixture_bytes() {
     let tmp = tempfile::tempdir().unwrap();
     let (log, pairs) = build_store(&tmp.path().join("store"));
     let kv = dump_pairs(&pairs);
-    write_fixture_if_asked(KV_FIXTURE_V5_NAMES3, &kv);
+    write_fixture_if_asked(KV_FIXTURE_V5_NAMES4, &kv);
     assert_same_bytes(LOG_FIXTURE_V4, &log, &read_fixture(LOG_FIXTURE_V4));
     assert_same_bytes(
-        KV_FIXTURE_V5_NAMES3,
+        KV_FIXTURE_V5_NAMES4,
         &kv,
-        &read_fixture(KV_FIXTURE_V5_NAMES3),
+        &read_fixture(KV_FIXTURE_V5_NAMES4),
     );
+}
+
+#[test]
+fn the_version_4_fixture_is_the_version_3_fixture_and_its_width_counts() {
+    // Name index version 4 adds a count per column, deleted flag and width: `w`, column,
+    // deleted, width (u32 BE) → rows (u64 BE). Nothing else differs.
+    let names3 = parse_pairs(&read_fixture(KV_FIXTURE_V5_NAMES3));
+    let names4 = parse_pairs(&read_fixture(KV_FIXTURE_V5_NAMES4));
+    let (widths, rest): (Vec<Pair>, Vec<Pair>) =
+        names4.into_iter().partition(|(k, _)| k[0] == keys::WIDTH);
+    assert_eq!(rest, names3);
+    let mut want: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+    for (k, v) in names3.iter().filter(|(k, _)| k[0] == keys::NAME) {
+        let row = keys::parse_row(k, v).unwrap();
+        let (name, first) = row.widths();
+        for (column, width) in [(keys::WIDTH_NAME, name), (keys::WIDTH_FIRST, first)] {
+            let mut key = vec![keys::WIDTH, column, u8::from(row.deleted)];
+            key.extend_from_slice(&(width as u32).to_be_bytes());
+            *want.entry(key).or_default() += 1;
+        }
+    }
+    let want: Vec<Pair> = want
+        .into_iter()
+        .map(|(k, n)| (k, n.to_be_bytes().to_vec()))
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(widths, want);
 }
 
 #[test]
@@ -479,13 +509,14 @@ fn todays_store_opens_stores_assembled_from_the_fixtures() {
     // A format-3 store made of its fixtures (its own `mhome` kept) is upgraded on open: a key,
     // a new device id (the old one among the former ids), nothing else changed. A format-4
     // store is upgraded to format 5 (its name index built), and a format-5 store opens as it
-    // is, its name index of version 1 or 2 built again (version 2's `N` keys removed: `verify`
+    // is, its name index of version 1, 2 or 3 built again (version 2's `N` keys removed: `verify`
     // would name one left). Each verifies, reads the history and lists its contacts by name.
     for (format, kv5) in [
         (3u8, KV_FIXTURE_V5),
         (4, KV_FIXTURE_V5),
         (5, KV_FIXTURE_V5),
         (5, KV_FIXTURE_V5_ROWS),
+        (5, KV_FIXTURE_V5_NAMES3),
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("store");

@@ -8,7 +8,9 @@ mod common;
 
 use std::ops::ControlFlow;
 
-use cardlog_core::{listing_key, Contact, ContactId, ContactQuery, ContactRow, Field, ItemKind};
+use cardlog_core::{
+    listing_key, Contact, ContactId, ContactQuery, ContactRow, Field, ItemKind, RowWidths,
+};
 use cardlog_store::keys::{self, meta};
 use cardlog_store::Store;
 use common::{new_store, reopen, walk_pages, World};
@@ -181,6 +183,96 @@ fn a_build_that_fails_leaves_no_mark_of_another_version() {
     let store = reopen(&dir);
     // Not `[1, …]`: an older build would trust its half-rewritten index.
     assert_eq!(store.meta(meta::NAMES).unwrap(), None);
+}
+
+/// The widths `row_widths` reads from the index's counts, as the rows give them.
+fn widths_wanted(store: &Store, include_deleted: bool) -> RowWidths {
+    let mut widths = RowWidths::default();
+    rows_wanted(store)
+        .iter()
+        .filter(|r| include_deleted || !r.deleted)
+        .for_each(|r| widths.fit(r));
+    widths
+}
+
+#[test]
+fn widths_follow_the_widest_row_as_it_grows_shrinks_and_goes() {
+    let (_tmp, dir, mut store, mut w) = filled_by();
+    for deleted in [true, false] {
+        assert_eq!(
+            store.row_widths(deleted).unwrap(),
+            Some(widths_wanted(&store, deleted))
+        );
+    }
+    let before = store.row_widths(false).unwrap().unwrap();
+    // One contact far wider than the rest, in both columns: the widths grow to it.
+    let wide = ContactId([50; 16]);
+    let mut c = Contact::new(wide);
+    c.set(Field::Given, "Bartholomew-Maximilian Ödegaard");
+    c.add_text_item(ItemKind::Email, "home", "a.very.long.address@example.org")
+        .unwrap();
+    w.devices[0].create(&c).unwrap();
+    store.apply_all(&w.all_ops()).unwrap();
+    let grown = store.row_widths(false).unwrap().unwrap();
+    assert_eq!(
+        grown.name,
+        "Bartholomew-Maximilian Ödegaard".chars().count()
+    );
+    assert_eq!(grown.first, "a.very.long.address@example.org".len());
+    assert_eq!(grown.rows, before.rows + 1);
+    // Renamed short: the name column shrinks back; the e-mail still holds the other.
+    w.advance(1_000);
+    w.devices[0]
+        .edit(wide, |c| {
+            c.set(Field::Given, "Bo");
+        })
+        .unwrap();
+    store.apply_all(&w.all_ops()).unwrap();
+    let renamed = store.row_widths(false).unwrap().unwrap();
+    assert_eq!((renamed.name, renamed.first), (before.name, grown.first));
+    // Deleted: gone from the live widths, still in those with the deleted.
+    w.advance(1_000);
+    w.devices[0].delete(wide).unwrap();
+    store.apply_all(&w.all_ops()).unwrap();
+    assert_eq!(store.row_widths(false).unwrap(), Some(before));
+    assert_eq!(
+        store.row_widths(true).unwrap(),
+        Some(widths_wanted(&store, true))
+    );
+    assert!(store.row_widths(true).unwrap().unwrap().first >= grown.first);
+    assert!(store.verify().unwrap().is_ok());
+    drop(store);
+    let store = reopen(&dir);
+    assert_eq!(
+        store.row_widths(false).unwrap(),
+        Some(before),
+        "after a reopen"
+    );
+}
+
+#[test]
+fn verify_names_a_wrong_width_count_and_rebuild_rewrites_it() {
+    let (_tmp, _dir, mut store) = filled();
+    let want = widths_wanted(&store, true);
+    // A count for a width no row has: the listing would pad to it.
+    let mut key = vec![keys::WIDTH, keys::WIDTH_NAME, 0];
+    key.extend_from_slice(&77u32.to_be_bytes());
+    store.put_meta(&key, 1u64.to_be_bytes().to_vec()).unwrap();
+    store.flush().unwrap();
+    assert_eq!(
+        store.row_widths(true).unwrap().unwrap().name,
+        77,
+        "the damage shows"
+    );
+    let report = store.verify().unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.contains("name index")),
+        "{:?}",
+        report.problems
+    );
+    store.rebuild().unwrap();
+    assert_eq!(store.row_widths(true).unwrap(), Some(want));
+    assert!(store.verify().unwrap().is_ok());
 }
 
 #[test]

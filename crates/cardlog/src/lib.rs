@@ -69,8 +69,8 @@ pub use cardlog_core::{
 pub use cardlog_core::{
     Batch, Contact, ContactId, ContactPage, ContactQuery, ContactRow, ContactView, DeviceId,
     FakeClock, Field, FieldConflict, HistoryEntry, Hlc, HlcClock, IdPrefix, Item, ItemBody, ItemId,
-    ItemKind, ItemValue, Missing, OpId, PageCursor, Path, PostalAddress, SealedOp, SkewReport,
-    Summary, Suspect, SystemClock, Value, WallClock,
+    ItemKind, ItemValue, Missing, OpId, PageCursor, Path, PostalAddress, RowWidths, SealedOp,
+    SkewReport, Summary, Suspect, SystemClock, Value, WallClock,
 };
 pub use cardlog_core::{
     DeviceError, DiffError, EditError, EncodeError, PlanError, RandomError, ReplayError,

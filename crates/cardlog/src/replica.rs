@@ -23,7 +23,7 @@ use cardlog_core::replay::{ChainTip, ContactRegisters, Heads};
 use cardlog_core::{
     Anchor, Batch, BookId, Contact, ContactId, ContactPage, ContactQuery, ContactRow, ContactView,
     DeviceId, FieldConflict, HistoryEntry, Hlc, HlcClock, IdPrefix, Membership, Missing, OpId,
-    Path, SealedOp, SignedTip, SkewReport, Suspect, SystemClock, Value, WallClock,
+    Path, RowWidths, SealedOp, SignedTip, SkewReport, Suspect, SystemClock, Value, WallClock,
 };
 use cardlog_store::keys::meta;
 use cardlog_store::{
@@ -559,6 +559,16 @@ impl Replica {
         f: impl FnMut(ContactRow) -> std::ops::ControlFlow<()>,
     ) -> Result<(), Error> {
         Ok(self.store.each_row(include_deleted, f)?)
+    }
+
+    /// The widest name and first phone or e-mail among the rows [`Replica::each_row`] gives
+    /// (deleted ones only when asked), and how many there are: what an aligned listing needs
+    /// before its first row, read from counts the name index keeps (a few keys, not the
+    /// rows), so such a listing reads the index once. `None` for a store whose index could
+    /// not be built (one opened read-only after damage): fit the rows instead
+    /// ([`RowWidths::fit`]).
+    pub fn row_widths(&self, include_deleted: bool) -> Result<Option<RowWidths>, Error> {
+        Ok(self.store.row_widths(include_deleted)?)
     }
 
     /// One page of contacts sorted by display name, optionally searched (name, organisation,

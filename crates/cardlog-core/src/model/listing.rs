@@ -138,6 +138,41 @@ impl ContactRow {
             conflicts: u32::try_from(view.conflicts.len()).unwrap_or(u32::MAX),
         }
     }
+
+    /// How wide its name and its first phone or e-mail are, in chars: what a listing aligns
+    /// its columns to ([`RowWidths`]).
+    pub fn widths(&self) -> (usize, usize) {
+        (
+            self.name.chars().count(),
+            self.phone_or_email
+                .as_deref()
+                .map_or(0, |first| first.chars().count()),
+        )
+    }
+}
+
+/// The widest name and first phone or e-mail of some rows ([`ContactRow::widths`]) and how
+/// many rows there are: what an aligned listing needs before it prints its first row. A
+/// store keeps them for its whole name index (`Replica::row_widths`), so a listing reads the
+/// index once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RowWidths {
+    /// How many rows.
+    pub rows: u64,
+    /// The widest name.
+    pub name: usize,
+    /// The widest first phone or e-mail.
+    pub first: usize,
+}
+
+impl RowWidths {
+    /// Counts `row` in.
+    pub fn fit(&mut self, row: &ContactRow) {
+        let (name, first) = row.widths();
+        self.name = self.name.max(name);
+        self.first = self.first.max(first);
+        self.rows += 1;
+    }
 }
 
 /// The order's key (module docs).

@@ -30,6 +30,15 @@ pub const NAME: u8 = b'n';
 /// none (a save finds the entry to remove from the contact's registers before it, which it
 /// reads anyway); a build removes those a version-2 index left.
 pub const NAME_OF: u8 = b'N';
+/// The name index's column widths: `w` + column ([`WIDTH_NAME`] or [`WIDTH_FIRST`]) +
+/// deleted (0 or 1) + width in chars (u32 BE) → how many entries have that width there (u64
+/// BE, never 0: a width no entry has has no key). What an aligned listing needs before its
+/// first row, kept with the entries ([`width_keys`]).
+pub const WIDTH: u8 = b'w';
+/// [`WIDTH`]'s column of display names (core's `ContactRow::name`).
+pub const WIDTH_NAME: u8 = b'n';
+/// [`WIDTH`]'s column of first phones or e-mails (core's `ContactRow::phone_or_email`).
+pub const WIDTH_FIRST: u8 = b'f';
 /// Membership ops: `u` + op id → the op's bytes (few; read whole at open).
 pub const MEMBERSHIP: u8 = b'u';
 /// Sync peers: `p` + peer device id → what it acknowledged holding and when (the facade's
@@ -37,12 +46,12 @@ pub const MEMBERSHIP: u8 = b'u';
 /// stores written before kept them all under `mpeers`, which the first write splits.
 pub const PEER: u8 = b'p';
 
-/// The listing order's version the name index follows (the value of `meta::NAMES`): 3 since
-/// it has no `N` keys (2 had them; 1 held no rows either). Any change to what an entry is
+/// The listing order's version the name index follows (the value of `meta::NAMES`): 4 since
+/// it keeps its column widths (`w`); 3 had no `N` keys (2 had them; 1 held no rows either). Any change to what an entry is
 /// (core's `listing_key`, `ContactRow::of`, [`row_value`]) needs a new version: a save finds
 /// the entry it replaces by computing it from the registers, so an index built another way
 /// would keep entries no save removes (until `verify` names them and `rebuild` rewrites).
-pub const NAME_INDEX_VERSION: u8 = 3;
+pub const NAME_INDEX_VERSION: u8 = 4;
 
 /// Every register of one contact by path (core's type: what a save reads and a store keeps).
 pub use cardlog_core::replay::ContactRegisters;
@@ -232,6 +241,39 @@ pub fn rename(batch: &mut KvBatch, old: Option<&Listed>, new: Listed) {
         batch.remove(name(&old.key));
     }
     batch.insert(name(&new.key), new.row);
+}
+
+/// The [`WIDTH`] keys a name-index entry counts under: its row's name and first phone or
+/// e-mail widths, in chars; `None` when the entry does not parse.
+pub fn width_keys(listed: &Listed) -> Option<[Vec<u8>; 2]> {
+    let row = parse_row(&name(&listed.key), &listed.row).ok()?;
+    let (name_width, first_width) = row.widths();
+    let key = |column: u8, width: usize| {
+        let mut k = vec![WIDTH, column, u8::from(row.deleted)];
+        k.extend_from_slice(&u32::try_from(width).unwrap_or(u32::MAX).to_be_bytes());
+        k
+    };
+    Some([key(WIDTH_NAME, name_width), key(WIDTH_FIRST, first_width)])
+}
+
+/// A [`WIDTH`] key's column, deleted flag and width.
+pub fn parse_width_key(k: &[u8]) -> Result<(u8, bool, usize), StoreError> {
+    const WHAT: &str = "name index width key";
+    match k {
+        [WIDTH, column, deleted @ (0 | 1), w0, w1, w2, w3] => Ok((
+            *column,
+            *deleted == 1,
+            u32::from_be_bytes([*w0, *w1, *w2, *w3]) as usize,
+        )),
+        _ => Err(corrupt(WHAT)),
+    }
+}
+
+/// A [`WIDTH`] value: the count.
+pub fn width_count(v: &[u8]) -> Result<u64, StoreError> {
+    <[u8; 8]>::try_from(v)
+        .map(u64::from_be_bytes)
+        .map_err(|_| corrupt("name index width count"))
 }
 
 /// A contact's `n` value: what its row holds beyond its listing key (which gives the id and

@@ -171,7 +171,7 @@ impl Store {
             self.keep_held_signatures(tips)?;
             return Ok(outcomes);
         }
-        let mut staged = stage.finish();
+        let mut staged = stage.finish()?;
         // A removal voiding ops that took effect: the batch flags a rebuild, done below.
         let retraction = self.retraction(&mut staged)?;
         // Received signatures are durable before the ops they cover: a record appended to the
@@ -428,5 +428,9 @@ impl Stored for Store {
 
     fn cutoffs(&self) -> &Cutoffs {
         &self.cutoffs
+    }
+
+    fn width_count(&self, key: &[u8]) -> Result<u64, StoreError> {
+        Store::width_count(self, key)
     }
 }

@@ -10,7 +10,7 @@ use std::ops::ControlFlow;
 
 use cardlog_core::replay::{view_of, ContactView};
 use cardlog_core::{
-    listing_key, listing_key_contact, ContactPage, ContactQuery, ContactRow, Pager,
+    listing_key, listing_key_contact, ContactPage, ContactQuery, ContactRow, Pager, RowWidths,
 };
 
 use super::derive::Registers;
@@ -42,14 +42,35 @@ pub(super) fn index_entry(view: &ContactView) -> keys::Listed {
     }
 }
 
-/// The name-index entries (`n` keys with their values) that `registers` call for.
+/// The name-index entries (`n` keys with their values, and the `w` width counts) that
+/// `registers` call for.
 pub(super) fn wanted_names(registers: &Registers) -> BTreeMap<Vec<u8>, Vec<u8>> {
     let mut wanted = BTreeMap::new();
+    let mut widths = BTreeMap::new();
     for (contact, registers) in registers {
         let entry = index_entry(&view_of(*contact, registers));
+        count_widths(&mut widths, &entry, 1);
         wanted.insert(keys::name(&entry.key), entry.row);
     }
+    wanted.extend(width_values(widths));
     wanted
+}
+
+/// Adds `by` to the count of each width key of `entry` (`keys::width_keys`).
+pub(super) fn count_widths(counts: &mut BTreeMap<Vec<u8>, i64>, entry: &keys::Listed, by: i64) {
+    for key in keys::width_keys(entry).into_iter().flatten() {
+        *counts.entry(key).or_default() += by;
+    }
+}
+
+/// The `w` values of whole counts (those above 0).
+fn width_values(counts: BTreeMap<Vec<u8>, i64>) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> {
+    counts.into_iter().filter_map(|(k, n)| {
+        u64::try_from(n)
+            .ok()
+            .filter(|n| *n > 0)
+            .map(|n| (k, n.to_be_bytes().to_vec()))
+    })
 }
 
 impl Store {
@@ -81,7 +102,7 @@ impl Store {
         self.kv.flush()?;
         let mut batch = KvBatch::default();
         // (`N`: what a version-2 index kept beside its entries.)
-        for prefix in [keys::NAME, keys::NAME_OF] {
+        for prefix in [keys::NAME, keys::NAME_OF, keys::WIDTH] {
             loop {
                 // Stale entries (an interrupted build), removed a chunk at a time.
                 let stale: Result<Vec<_>, _> = self
@@ -105,19 +126,59 @@ impl Store {
         // of its file) for no speed (at 100,000 contacts: 16,384 per batch gathered four at a
         // time, 208-259 MB peak and a 59-62 MB names database; 1,024 written as read, 92 MB
         // and 34 MB; docs/PERFORMANCE.md has the sizes between).
+        let mut widths = BTreeMap::new();
         for pair in self.held.scan_prefix(&*self.kv, &[keys::CONTACT]) {
             let (k, v) = pair?;
             let contact = keys::parse_contact(&k)?;
             let entry = index_entry(&view_of(contact, &keys::parse_contact_value(&v)?));
+            count_widths(&mut widths, &entry, 1);
             keys::rename(&mut batch, None, entry);
             if batch.len() >= ENTRIES_CHUNK {
                 self.kv.apply(std::mem::take(&mut batch))?;
             }
         }
+        for (k, v) in width_values(widths) {
+            batch.insert(k, v);
+        }
         batch.insert(meta::NAMES.to_vec(), names_mark());
         self.kv.apply(batch)?;
         self.kv.flush()?;
         Ok(())
+    }
+
+    /// The widest name and first phone or e-mail among the rows [`Store::each_row`] gives
+    /// (deleted ones only when asked), and how many there are, read from the name index's
+    /// width counts (a few keys, not the entries): what an aligned listing needs before its
+    /// first row. `None` for a store whose index could not be built.
+    pub fn row_widths(&self, include_deleted: bool) -> Result<Option<RowWidths>, StoreError> {
+        if !self.names_indexed()? {
+            return Ok(None);
+        }
+        let mut widths = RowWidths::default();
+        for pair in self.held.scan_prefix(&*self.kv, &[keys::WIDTH]) {
+            let (k, v) = pair?;
+            let (column, deleted, width) = keys::parse_width_key(&k)?;
+            let count = keys::width_count(&v)?;
+            if deleted && !include_deleted {
+                continue;
+            }
+            match column {
+                keys::WIDTH_NAME => {
+                    widths.name = widths.name.max(width);
+                    widths.rows += count;
+                }
+                keys::WIDTH_FIRST => widths.first = widths.first.max(width),
+                _ => return Err(StoreError::undecodable("name index width key")),
+            }
+        }
+        Ok(Some(widths))
+    }
+
+    /// The current count under a `w` key (0 when it has none).
+    pub(super) fn width_count(&self, key: &[u8]) -> Result<u64, StoreError> {
+        self.held
+            .get(&*self.kv, key)?
+            .map_or(Ok(0), |v| keys::width_count(&v))
     }
 
     /// One page of contacts in display-name order (core's `listing`), read through the name

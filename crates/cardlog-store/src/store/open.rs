@@ -514,7 +514,7 @@ impl Store {
                 stage.add_logged(*offset, op)?;
             }
         }
-        let mut staged = stage.finish();
+        let mut staged = stage.finish()?;
         // A removal in the tail voids ops already in the registers: rebuilt after (`open`).
         let retraction = self.retraction(&mut staged)?;
         self.kv.apply(staged.batch)?;

@@ -7,7 +7,7 @@
 //! the log's tail at open all go through it, so there is one write path.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use foldhash::fast::RandomState;
 
@@ -16,7 +16,7 @@ use cardlog_core::replay::{
 };
 use cardlog_core::{ContactId, Cutoffs, DeviceId, OpId, Path, SealedOp};
 
-use super::names::index_entry;
+use super::names::{count_widths, index_entry};
 use crate::error::StoreError;
 use crate::log::{self, set_commit};
 use crate::state::keys::{self, meta, ContactRegisters};
@@ -30,6 +30,9 @@ pub(crate) trait Stored: OpLookup<Error = StoreError> {
 
     /// Which ops are void (their writes take no effect) under the membership stored.
     fn cutoffs(&self) -> &Cutoffs;
+
+    /// How many name-index entries a `w` key counts (0 when it has none).
+    fn width_count(&self, key: &[u8]) -> Result<u64, StoreError>;
 }
 
 /// What a finished stage writes.
@@ -190,7 +193,7 @@ impl<'s> Stage<'s> {
 
     /// The records and the batch to write (with the watermark: ops and log bytes the registers
     /// now cover).
-    pub(crate) fn finish(mut self) -> Staged {
+    pub(crate) fn finish(mut self) -> Result<Staged, StoreError> {
         if let Some(at) = self.last_flags_at {
             set_commit(&mut self.records, at);
         }
@@ -200,6 +203,7 @@ impl<'s> Stage<'s> {
             batch.insert(keys::author(author), keys::encode(tip));
         }
         let mut changed = Vec::new();
+        let mut widths: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
         for (contact, staged) in self.contacts.drain() {
             if !staged.paths.is_empty() {
                 batch.insert(
@@ -207,8 +211,25 @@ impl<'s> Stage<'s> {
                     keys::contact_value(&staged.registers),
                 );
                 let entry = index_entry(&view_of(contact, &staged.registers));
+                if staged.listed.as_ref() != Some(&entry) {
+                    if let Some(old) = &staged.listed {
+                        count_widths(&mut widths, old, -1);
+                    }
+                    count_widths(&mut widths, &entry, 1);
+                }
                 keys::rename(&mut batch, staged.listed.as_ref(), entry);
                 changed.push((contact, staged.paths));
+            }
+        }
+        // The width counts the entries changed, each read once and written once.
+        for (key, by) in widths {
+            if by == 0 {
+                continue;
+            }
+            let count = i64::try_from(self.store.width_count(&key)?).unwrap_or(i64::MAX);
+            match u64::try_from(count.saturating_add(by)) {
+                Ok(n) if n > 0 => batch.insert(key, n.to_be_bytes().to_vec()),
+                _ => batch.remove(key),
             }
         }
         for op in &self.membership {
@@ -218,14 +239,14 @@ impl<'s> Stage<'s> {
             meta::APPLIED.to_vec(),
             keys::encode(&(self.next_count, self.next_offset)),
         );
-        Staged {
+        Ok(Staged {
             records: self.records,
             batch,
             tips: self.tips,
             added: self.added,
             membership: self.membership,
             changed,
-        }
+        })
     }
 }
 

@@ -103,7 +103,7 @@ impl Store {
         }
         if self.names_indexed()? {
             let mut stored_names = BTreeMap::new();
-            for prefix in [keys::NAME, keys::NAME_OF] {
+            for prefix in [keys::NAME, keys::NAME_OF, keys::WIDTH] {
                 for pair in self.held.scan_prefix(&*self.kv, &[prefix]) {
                     let (k, v) = pair?;
                     stored_names.insert(k, v);
@@ -293,6 +293,7 @@ impl Store {
             keys::MEMBERSHIP,
             keys::NAME,
             keys::NAME_OF,
+            keys::WIDTH,
         ] {
             let pairs: Result<Vec<_>, KvError> =
                 self.held.scan_prefix(&*self.kv, &[prefix]).collect();

@@ -369,6 +369,14 @@ pub fn assert_same_as_replay(store: &Store, replay: &Replay) {
             .map(cardlog_core::ContactRow::of)
             .collect();
         assert_eq!(rows, want, "rows (deleted too: {include_deleted})");
+        // The widths the index counts are those of exactly these rows.
+        let mut widths = cardlog_core::RowWidths::default();
+        want.iter().for_each(|row| widths.fit(row));
+        assert_eq!(
+            store.row_widths(include_deleted).unwrap(),
+            Some(widths),
+            "row widths (deleted too: {include_deleted})"
+        );
     }
     for id in replay.contact_ids() {
         assert_eq!(store.contact(&id).unwrap(), replay.contact(&id));
