@@ -740,6 +740,82 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
     }
 }
 
+/// Seed 0xc3552 of `CARDLOG_SIM_BASE=800000`, shrunk: the phone's first contact reaches only
+/// the relay before its disk is restored; its next one reaches the tablet and the laptop. A
+/// take back with the relay makes the chain the lost contact and the next one re-issued after
+/// it; then the disk is restored again from the same backup. In the final sync the phone got
+/// the first contact back from the tablet (which kept the relay's branch) and then met the
+/// laptop holding the second where it held the first: it took that back and re-issued the
+/// first after it, the same two contacts in the other order than the relay's chain, and the
+/// two never settled. Now the chain keeps the earlier-stamped op and re-issues the other after
+/// it, which is the relay's chain byte for byte (fails "convergence" before the change).
+#[test]
+fn a_device_restored_twice_rebuilds_its_chain_in_the_order_the_relay_kept() {
+    let save = |replica: usize, given: &str| Action::Save {
+        replica,
+        edit: named(given),
+    };
+    let schedule = Schedule {
+        storage: Storage::Disk,
+        skews_ms: vec![0; 4],
+        actions: vec![
+            Action::Backup { replica: 0 },
+            save(0, "one"),
+            sync(0, 3),
+            Action::Restore { replica: 0 },
+            save(0, "three"),
+            sync(0, 1),
+            sync(1, 2),
+            sync(3, 1),
+            sync(3, 0),
+            Action::Restore { replica: 0 },
+        ],
+    };
+    let stats = Sim::run(&schedule).unwrap_or_else(|v| panic!("{v}"));
+    assert_eq!((stats.backups, stats.restores), (1, 2), "{stats:?}");
+}
+
+/// Seed 0xc3ddb of `CARDLOG_SIM_BASE=802000`, shrunk: after the first restore the phone writes
+/// a contact, deletes it and adds two more; only the watch gets them all. The second restore
+/// from the same backup loses them. In the final sync the relay gives the phone its lost first
+/// contact and it re-issues the next after it; then the watch shows the branch that began with
+/// the op just given up, and the three ops after it. Before, a branch holding an op given up
+/// was an ordinary fork with nothing to take back: the delete and the two contacts never came
+/// back, and the watch never converged. Now the ops the phone neither holds nor gave up come
+/// back re-issued after its chain (fails "convergence" before the change).
+#[test]
+fn ops_after_a_branch_given_up_come_back_when_a_second_restore_lost_them() {
+    let save = |replica: usize, given: &str| Action::Save {
+        replica,
+        edit: named(given),
+    };
+    let schedule = Schedule {
+        storage: Storage::Disk,
+        skews_ms: vec![0; 5],
+        actions: vec![
+            Action::Backup { replica: 0 },
+            save(0, "one"),
+            sync(0, 3),
+            Action::Restore { replica: 0 },
+            save(0, "three"),
+            sync(0, 1),
+            rename(1, "three, renamed"),
+            sync(1, 2),
+            Action::Save {
+                replica: 0,
+                edit: Edit::Delete { pick: 0 },
+            },
+            save(0, "a"),
+            save(0, "a"),
+            sync(0, 4),
+            Action::Restore { replica: 0 },
+        ],
+    };
+    let stats = Sim::run(&schedule).unwrap_or_else(|v| panic!("{v}"));
+    assert_eq!((stats.backups, stats.restores), (1, 2), "{stats:?}");
+    assert_eq!(stats.lost_with_disk, 0, "the watch holds them: {stats:?}");
+}
+
 /// Seed 0xc393f of `CARDLOG_SIM_BASE=801000`, shrunk: the phone's edit reaches only the relay
 /// before its disk is restored; its next contact reaches the laptop through the tablet, and
 /// the laptop, holding the lost edit too, adds a phone number to that contact. When the

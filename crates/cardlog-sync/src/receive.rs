@@ -386,11 +386,22 @@ fn apply_with<S: PeerBook>(
     // The receiver's own chain forking: what it lost to a restore. Kept apart, with the rest
     // of its own ops this sender sends, for `take_back`.
     // A peer holding one of the ops this replica withdrew when it took its chain back holds
-    // the branch it gave up: an ordinary fork, nothing to take back.
+    // the branch it gave up: an ordinary fork, nothing to take back, unless it holds ops of
+    // the chain after it that this replica neither holds nor gave up (written after the take
+    // back's copies, then lost to a second restore: seed 0xc3ddb of base 802000), which come
+    // back re-issued after the chain held here.
     let me = store.device_id();
-    let lost = forks
-        .iter()
-        .any(|f| f.author == me && !store.withdrew(&f.theirs));
+    let lost_after = || -> Result<bool, SyncError<S::Error>> {
+        for op in ops.iter().filter(|op| op.op().author == me) {
+            if !store.withdrew(&op.id()) && !holds_own(&*store, op)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    };
+    let forked_own = forks.iter().filter(|f| f.author == me);
+    let lost = forked_own.clone().any(|f| !store.withdrew(&f.theirs))
+        || (forked_own.count() > 0 && lost_after()?);
     if (lost || held.has_own()) && !unowned_authors.contains(&me) {
         // (Ops it holds as they are are not what it lost: a sender holding two branches of
         // its chain sends both, and only the one it lacks is taken back.)

@@ -114,10 +114,12 @@ impl Replica {
     /// holds them, from where they differ from its chain, and re-issues what that replaces
     /// (and anything an earlier take back left to re-issue). `None` when nothing was taken
     /// back. Another device's op that builds on the ops withdrawn goes with them, until its
-    /// author re-issues it (`Store::withdraw_from`). A take back that cannot be made
-    /// (`theirs` has a gap, is not all signed and admitted, or holds an op this device
-    /// withdrew before) changes nothing but the mark: the fork stays recorded, as
-    /// any fork. With nothing differing, the mark stays until a peer holding the lost ops is
+    /// author re-issues it (`Store::withdraw_from`). Where the op held at the place was
+    /// stamped before the peer's, or the peer's hold one this device gave up (withdrew,
+    /// recorded, or holds a later copy of), the chain stays and the peer's ops it neither
+    /// holds nor gave up are re-issued after it ([`Self::reissue_theirs`]), all then recorded
+    /// as given up. A take back that cannot be made (`theirs` has a gap, or is not all signed
+    /// and admitted) changes nothing but the mark: the fork stays recorded, as any fork. With nothing differing, the mark stays until a peer holding the lost ops is
     /// met, unless `peer` made the claim that marked it (or the mark names no claimant and
     /// `peer` is the relay) or the mark has lasted [`MARK_SESSIONS`] such sessions: then the
     /// claim was stale. A peer holding the chain as here, however far, proves nothing about
@@ -135,25 +137,53 @@ impl Replica {
             let from = *from;
             // Checked once: the signatures are the costly part.
             let own = self.authentic(from, recovered, tips)?;
-            if own && self.copied_later(&me, recovered)? {
-                // Every op the peer holds there has a later copy on this chain: a branch this
-                // device gave up at a take back and forgot, its store restored once more from
-                // the backup of before (seed 0xc3916 of base 801000). Taking it back would
-                // swing back to it; it is recorded as given up instead, so the peer gets the
-                // chain to settle as any replica holding a branch given up.
+            if !own {
+                self.unmark_restored()?;
+                return Ok(None);
+            }
+            let copied = self.copied_later(&me, recovered)?;
+            if copied.iter().any(|c| *c)
+                || self.gave_up_any(recovered)?
+                || self.stamped_first(&me, from, recovered)?
+            {
+                // The chain held here stays, and what the peer holds of it otherwise comes
+                // back re-issued after it (an op with a copy on the chain is not written
+                // again), then counts as given up, so the peer gets the chain to settle:
+                // - ops of which some were given up or have a later copy here belong to a
+                //   branch this device gave up at a take back, maybe forgetting it when its
+                //   store was restored once more from the backup of before (seed 0xc3916 of
+                //   base 801000: taking it back swung back to it). Those of its ops written
+                //   after the take back's copies were lost with the restore and held by this
+                //   peer alone (seed 0xc3ddb of base 802000: before, they were never taken
+                //   back and the replicas never converged).
+                // - the op held at the place was stamped before the peer's: every rebuilding
+                //   of this chain orders two branches so, whichever it meets first (seed
+                //   0xc3552 of base 800000: restored a second time, the phone got its
+                //   first-written op back from one peer and then took the later one back
+                //   from another, re-issuing the first after it, while the relay kept the
+                //   order the first take back had made: the same edits the other way round,
+                //   and the two never settled).
                 // The mark goes if this peer's claim set it (or none named): another peer's
                 // claim may still be of ops really lost.
-                self.give_up(recovered)?;
+                let fresh: Vec<SealedOp> = recovered
+                    .iter()
+                    .filter(|op| !self.store.withdrew(&op.id()))
+                    .cloned()
+                    .collect();
+                let written = self.reissue_theirs(&fresh)?;
+                self.give_up(&fresh)?;
                 self.forget_forks_of(&me)?;
                 let by = self.mark()?.and_then(|m| m.by);
                 if by.is_none() || by == peer.map(|(p, _)| p) {
                     self.unmark_restored()?;
                 }
-                return Ok(None);
-            }
-            if !own || self.gave_up_any(recovered)? {
-                self.unmark_restored()?;
-                return Ok(None);
+                self.durable()?;
+                if written == 0 {
+                    return Ok(None);
+                }
+                taken.from_seq = from;
+                taken.recovered = written;
+                return Ok(Some(taken));
             }
             let stored = self.replace_branch(&me, from, recovered, tips)?;
             taken.from_seq = from;
@@ -197,11 +227,11 @@ impl Replica {
         Ok(Some(taken))
     }
 
-    /// Whether every op of `ops` (of `author`'s chain) has a copy on the chain held here at a
+    /// Whether each op of `ops` (of `author`'s chain) has a copy on the chain held here at a
     /// later seq: the same writes, member changes and time (what a re-issue writes).
-    fn copied_later(&self, author: &DeviceId, ops: &[SealedOp]) -> Result<bool, Error> {
+    fn copied_later(&self, author: &DeviceId, ops: &[SealedOp]) -> Result<Vec<bool>, Error> {
         let Some(first) = ops.iter().map(|o| o.op().seq).min() else {
-            return Ok(false);
+            return Ok(Vec::new());
         };
         let tip = self.store.summary().get(author).map_or(0, |t| t.seq);
         // Each fingerprint held from there, with the highest seq it is held at.
@@ -213,7 +243,38 @@ impl Replica {
         }
         Ok(ops
             .iter()
-            .all(|op| held.get(&fingerprint(op)).is_some_and(|s| *s > op.op().seq)))
+            .map(|op| held.get(&fingerprint(op)).is_some_and(|s| *s > op.op().seq))
+            .collect())
+    }
+
+    /// Whether the op this device holds at `from` of its own chain was stamped before the
+    /// first of `theirs` (a peer's branch from there; the op id decides a tie): the chain
+    /// keeps the earlier-stamped branch and the other is re-issued after it, whichever of the
+    /// two a rebuilding of the chain meets first, so every rebuilding orders them alike.
+    /// `false` when nothing is held there.
+    fn stamped_first(
+        &self,
+        author: &DeviceId,
+        from: u64,
+        theirs: &[SealedOp],
+    ) -> Result<bool, Error> {
+        let (Some(held), Some(first)) = (self.store.op_by_seq(author, from)?, theirs.first())
+        else {
+            return Ok(false);
+        };
+        Ok((held.op().hlc, held.id()) < (first.op().hlc, first.id()))
+    }
+
+    /// Writes copies of `theirs` (this device's own ops, as a peer holds them on a branch
+    /// the chain here does not follow) at the end of the chain, as a take back re-issues:
+    /// the same writes, member changes and times, naming the copies of what they named. A
+    /// copy already on the chain is not written again (a crash came in between). Nothing
+    /// waits: a write naming an op whose copy is not held names none for it. The number of
+    /// copies written.
+    fn reissue_theirs(&mut self, theirs: &[SealedOp]) -> Result<usize, Error> {
+        let ops: Vec<(Option<u64>, &SealedOp)> = theirs.iter().map(|op| (None, op)).collect();
+        let (written, _) = self.write_copies(&ops, false)?;
+        Ok(written)
     }
 
     /// Records `ops` (this device's own, held by a peer) as a branch it gave up
@@ -683,18 +744,35 @@ impl Replica {
     /// one the book no longer lets this device write (it was removed or lost the role since)
     /// leaves it without a copy. Returns the number of copies written.
     fn reissue(&mut self, withdrawn: &[(u64, SealedOp)], wait: bool) -> Result<usize, Error> {
+        let listed: Vec<(Option<u64>, &SealedOp)> =
+            withdrawn.iter().map(|(at, op)| (Some(*at), op)).collect();
+        let (written, done) = self.write_copies(&listed, wait)?;
+        // One write for the whole list (each copy is durable already: `store_own`).
+        self.store.reissued(&done)?;
+        Ok(written)
+    }
+
+    /// [`Self::reissue`]'s copies of `ops` (each with its log offset when it is listed for
+    /// re-issue), written at the end of the chain: the number written, and the offsets of the
+    /// listed ones done.
+    fn write_copies(
+        &mut self,
+        ops: &[(Option<u64>, &SealedOp)],
+        wait: bool,
+    ) -> Result<(usize, Vec<u64>), Error> {
         let me = self.id();
         let mut copies: BTreeMap<OpId, OpId> = BTreeMap::new();
         let mut prints = Prints::default();
         // Ops that wait (for another device's copy, or for an op here that waits).
         let mut waiting: BTreeSet<OpId> = BTreeSet::new();
         let mut written = 0;
-        let mut done = Vec::with_capacity(withdrawn.len());
-        for (at, old) in withdrawn {
+        let mut done = Vec::with_capacity(ops.len());
+        for (at, old) in ops {
+            let old = *old;
             // Re-issued already (a crash came before it left the list).
             if let Some(copy) = self.copy_of(old, &mut prints)? {
                 copies.insert(old.id(), copy);
-                done.push(*at);
+                done.extend(*at);
                 continue;
             }
             let mut waits = false;
@@ -764,11 +842,9 @@ impl Replica {
                 copies.insert(old.id(), op.id());
                 written += 1;
             }
-            done.push(*at);
+            done.extend(*at);
         }
-        // One write for the whole list (each copy is durable already: `store_own`).
-        self.store.reissued(&done)?;
-        Ok(written)
+        Ok((written, done))
     }
 
     /// What the withdrawn op `id` replaced at `w`'s path, if its author was removed from the
