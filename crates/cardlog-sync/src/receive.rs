@@ -131,7 +131,8 @@ pub(crate) fn finish<S: PeerBook>(
     // Neither goes in before the other, so both go in one batch, then the take back ends.
     let mut unstored: Vec<SealedOp> = Vec::new();
     if let (Some((ops, _)), Some(first)) = (&own, taken_back) {
-        if !held.ops.is_empty() && store.restored() {
+        // (`from_seq` 0: nothing of the chain was replaced, so nothing of it waits.)
+        if first.from_seq > 0 && !held.ops.is_empty() && store.restored() {
             for op in ops.iter().filter(|o| o.op().seq >= first.from_seq) {
                 if !holds_own(store, op)? {
                     unstored.push(op.clone());

@@ -165,12 +165,28 @@ impl Replica {
                 //   and the two never settled).
                 // The mark goes if this peer's claim set it (or none named): another peer's
                 // claim may still be of ops really lost.
+                // What waits for re-issue goes first, in its order; while any of it still
+                // waits (for another device's copy), nothing is written after it: the mark
+                // stays and a later session goes on.
+                if !self.store.pending_reissue()?.is_empty() {
+                    taken.reissued = self.reissue_pending()?;
+                    if !self.store.pending_reissue()?.is_empty() {
+                        return Ok((taken.reissued > 0).then_some(taken));
+                    }
+                }
+                let given = self.given_up()?;
                 let fresh: Vec<SealedOp> = recovered
                     .iter()
-                    .filter(|op| !self.store.withdrew(&op.id()))
+                    .filter(|op| !self.store.withdrew(&op.id()) && !given.contains(&op.id()))
                     .cloned()
                     .collect();
-                let written = self.reissue_theirs(&fresh)?;
+                if !self.copies_fit(&me, &fresh)? {
+                    // A copy would land below its op's seq (the chain here is shorter than
+                    // the peer's branch before it): a copy is never found there, so it waits,
+                    // the mark kept, until the chain reaches it.
+                    return Ok((taken.reissued > 0).then_some(taken));
+                }
+                taken.reissued += self.reissue_theirs(&fresh)?;
                 self.give_up(&fresh)?;
                 self.forget_forks_of(&me)?;
                 let by = self.mark()?.and_then(|m| m.by);
@@ -178,12 +194,8 @@ impl Replica {
                     self.unmark_restored()?;
                 }
                 self.durable()?;
-                if written == 0 {
-                    return Ok(None);
-                }
-                taken.from_seq = from;
-                taken.recovered = written;
-                return Ok(Some(taken));
+                // Nothing of the chain was replaced (`from_seq` 0): its ops came back as copies.
+                return Ok((taken.reissued > 0).then_some(taken));
             }
             let stored = self.replace_branch(&me, from, recovered, tips)?;
             taken.from_seq = from;
@@ -263,6 +275,23 @@ impl Replica {
             return Ok(false);
         };
         Ok((held.op().hlc, held.id()) < (first.op().hlc, first.id()))
+    }
+
+    /// Whether copies of `ops` (in chain order, those without a copy on the chain yet) would
+    /// each land at their op's seq or later when written after the chain's tip.
+    fn copies_fit(&self, author: &DeviceId, ops: &[SealedOp]) -> Result<bool, Error> {
+        let mut next = self.store.summary().get(author).map_or(0, |t| t.seq) + 1;
+        let copied = self.copied_later(author, ops)?;
+        for (op, copied) in ops.iter().zip(copied) {
+            if copied {
+                continue;
+            }
+            if next < op.op().seq {
+                return Ok(false);
+            }
+            next += 1;
+        }
+        Ok(true)
     }
 
     /// Writes copies of `theirs` (this device's own ops, as a peer holds them on a branch

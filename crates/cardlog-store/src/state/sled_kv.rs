@@ -435,7 +435,10 @@ impl SledKv {
         // use it again (2.7 MB less at 100,000 contacts; docs/PERFORMANCE.md).
         let (main, names) = std::thread::scope(|scope| {
             let main = scope.spawn(|| SledDb::open(dir, cache_bytes, MAIN_SEGMENT_BYTES));
-            let names = open_names();
+            // sled may panic on damaged files: a names database that does so is made anew
+            // below, as one that fails to open.
+            let names = std::panic::catch_unwind(std::panic::AssertUnwindSafe(open_names))
+                .unwrap_or_else(|_| Err(KvError::EngineBug("the names database panicked".into())));
             (main.join(), names)
         });
         let main =
