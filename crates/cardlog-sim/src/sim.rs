@@ -1652,11 +1652,26 @@ impl Sim {
                 Ok(String::new())
             }
             SyncMode::Reordered(seed) => {
-                let forked = self.forked_between(from, to)?;
+                let mut forked = self.forked_between(from, to)?;
                 let me = self.node(to)?.device()?;
                 let (a, b) = self.pair(from, to)?;
                 let since = b.with_store(|s| s.summary_())?;
                 let mut ops = a.with_store(|s| s.ops_since_(&since))?.map_err(fail)?;
+                // A device admitted by an op of a chain left out, and not yet known to the
+                // receiver as a member, is left out too: its ops would be refused as a
+                // stranger's until the admission arrives (seed 0xc488e of base 805000: the
+                // phone admitted the watch on its branch after a restore, which the tablet,
+                // holding the phone's other branch, cannot take in raw ops).
+                let known: std::collections::BTreeSet<DeviceId> = admitted_by(&b.ops()?).collect();
+                let unknown: Vec<DeviceId> = admitted_by(
+                    &ops.iter()
+                        .filter(|o| forked.contains(&o.op().author))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                )
+                .filter(|d| !known.contains(d))
+                .collect();
+                forked.extend(unknown);
                 ops.retain(|o| !forked.contains(&o.op().author));
                 let tips = a.with_store(|s| s.signatures_(&ops))?.map_err(fail)?;
                 shuffle(&mut ops, seed);
@@ -2170,4 +2185,14 @@ fn cutoffs_of(ops: &[SealedOp]) -> cardlog_core::Cutoffs {
     cardlog_core::Membership::founded_in(ops)
         .map(|m| m.cutoffs())
         .unwrap_or_default()
+}
+
+/// The devices `ops` admit (member changes adding them).
+fn admitted_by(ops: &[SealedOp]) -> impl Iterator<Item = DeviceId> + '_ {
+    ops.iter()
+        .flat_map(|o| o.op().members.iter())
+        .filter_map(|m| match m {
+            cardlog::MemberChange::Add { device, .. } => Some(*device),
+            _ => None,
+        })
 }
