@@ -735,6 +735,28 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
                 mode(4, 1, SyncMode::Reordered(0)),
             ],
         ),
+        // Seed 0xc492c of `CARDLOG_SIM_BASE=805000`: restored again, the phone re-issues after
+        // its chain its item on a contact the tablet renamed; the rename was lost with the
+        // disk, so the copy names none for it (it wrote the copy naming it, which the store
+        // refused as naming an op it lacks: "store damaged").
+        (
+            4,
+            vec![
+                rename(1, "three, renamed"),
+                sync(1, 0),
+                Action::Save {
+                    replica: 0,
+                    edit: Edit::AddItem {
+                        pick: 0,
+                        kind: 0,
+                        text: "a".into(),
+                    },
+                },
+                mode(0, 1, SyncMode::Duplicated),
+                Action::Restore { replica: 0 },
+                sync(3, 0),
+            ],
+        ),
     ];
     for (n, (devices, rest)) in found.into_iter().enumerate() {
         let mut actions = vec![

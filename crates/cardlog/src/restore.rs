@@ -814,7 +814,13 @@ impl Replica {
                     } else if let Some(copy) = copies.get(r) {
                         replaces.push(*copy);
                     } else if !self.store.withdrew(r) {
-                        replaces.push(*r);
+                        // Not held here (an op a peer's branch named that this device lost
+                        // with its disk): waits, or names none for it.
+                        if cardlog_core::replay::OpLookup::contains(&self.store, r)? {
+                            replaces.push(*r);
+                        } else if wait {
+                            waits = true;
+                        }
                     } else if let Some(copy) = self.copy_on_chain(r, &mut prints)? {
                         replaces.push(copy);
                     } else if let Some(named) = self.named_by_removed(r, w)? {
