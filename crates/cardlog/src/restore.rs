@@ -142,8 +142,11 @@ impl Replica {
                 return Ok(None);
             }
             let copied = self.copied_later(&me, recovered)?;
+            // The given-up record, read once for both uses below.
+            let given = self.given_up()?;
+            let gave_up = |op: &SealedOp| self.store.withdrew(&op.id()) || given.contains(&op.id());
             if copied.iter().any(|c| *c)
-                || self.gave_up_any(recovered)?
+                || recovered.iter().any(gave_up)
                 || self.stamped_first(&me, from, recovered)?
             {
                 // The chain held here stays, and what the peer holds of it otherwise comes
@@ -165,6 +168,12 @@ impl Replica {
                 //   and the two never settled).
                 // The mark goes if this peer's claim set it (or none named): another peer's
                 // claim may still be of ops really lost.
+                // The peer's ops neither held nor given up (re-issuing the others adds nothing).
+                let fresh: Vec<SealedOp> = recovered
+                    .iter()
+                    .filter(|op| !gave_up(op))
+                    .cloned()
+                    .collect();
                 // What waits for re-issue goes first, in its order; while any of it still
                 // waits (for another device's copy), nothing is written after it: the mark
                 // stays and a later session goes on.
@@ -174,12 +183,6 @@ impl Replica {
                         return Ok((taken.reissued > 0).then_some(taken));
                     }
                 }
-                let given = self.given_up()?;
-                let fresh: Vec<SealedOp> = recovered
-                    .iter()
-                    .filter(|op| !self.store.withdrew(&op.id()) && !given.contains(&op.id()))
-                    .cloned()
-                    .collect();
                 if !self.copies_fit(&me, &fresh)? {
                     // A copy would land below its op's seq (the chain here is shorter than
                     // the peer's branch before it): a copy is never found there, so it waits,
@@ -335,15 +338,6 @@ impl Replica {
     /// as a branch it gave up before a restore made it forget ([`Self::give_up`]).
     pub(crate) fn gave_up(&self, id: &OpId) -> bool {
         self.store.withdrew(id) || self.given_up().is_ok_and(|ids| ids.contains(id))
-    }
-
-    /// Whether this device gave up any of `ops` ([`Self::gave_up`], the record read once): a
-    /// take back of them would swing back to a branch given up.
-    fn gave_up_any(&self, ops: &[SealedOp]) -> Result<bool, Error> {
-        let given = self.given_up()?;
-        Ok(ops
-            .iter()
-            .any(|op| self.store.withdrew(&op.id()) || given.contains(&op.id())))
     }
 
     /// Whether `recovered` (this device's ops from seq `from`, as a peer holds them) are its
