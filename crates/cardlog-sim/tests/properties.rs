@@ -757,6 +757,34 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
                 sync(3, 0),
             ],
         ),
+        // Seed 0xc55cc of `CARDLOG_SIM_BASE=807000`: the tablet renames the phone's contact
+        // on the branch the phone gives up, adds a contact that only the laptop gets, and is
+        // restored in place from a backup of before it. The laptop withdraws the tablet's
+        // contact with the branch when it settles the phone's fork, and the tablet, which
+        // lost it, could not re-issue it: it was lost everywhere ("no lost save"). Now the
+        // laptop gives it back: to the tablet itself (here), or through the phone, which
+        // keeps it for the tablet (next).
+        (
+            5,
+            vec![
+                rename(1, "three, renamed"),
+                Action::Backup { replica: 1 },
+                save(1, "a"),
+                sync(1, 2),
+                Action::Restore { replica: 1 },
+            ],
+        ),
+        (
+            4,
+            vec![
+                rename(1, "three, renamed"),
+                Action::Backup { replica: 1 },
+                sync(3, 0),
+                save(1, "a"),
+                sync(1, 2),
+                Action::Restore { replica: 1 },
+            ],
+        ),
     ];
     for (n, (devices, rest)) in found.into_iter().enumerate() {
         let mut actions = vec![

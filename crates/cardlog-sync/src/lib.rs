@@ -44,7 +44,7 @@ pub use quota::{Quota, QuotaExceeded, QuotaPart};
 pub use receive::{apply_segments, Received};
 pub use secure::{Access, Expect, Identity};
 pub use session::{Calibration, Role, Session, SyncProgress, SyncReport};
-pub use store::{Applied, Gate, PeerBook, SyncStore, TakenBack};
+pub use store::{Applied, Gate, Owed, PeerBook, SyncStore, TakenBack};
 pub use wire::{
     decode_available_segments, decode_segments, decode_session_segments, decode_signed_segments,
     encode_segments, Decoded, Fork, Locate, Message, Resolve, Summary, WireError, SEGMENT_VERSION,

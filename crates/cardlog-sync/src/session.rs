@@ -846,17 +846,36 @@ impl Session {
         if holds.is_some_and(|t| branch.iter().any(|op| op.id() == t.op)) {
             return None;
         }
-        let located = BranchTip {
-            view: View(store),
-            tip,
+        Some((branch_message(store, &branch, tip)?, from, first))
+    }
+
+    /// `Ops` messages (not the last), one per branch of withdrawn edits this side owes
+    /// ([`PeerBook::owed`]) whose author's chain the peer's hello shows ending below the
+    /// branch's last op: the author's own hello anywhere there (or leaving its chain out),
+    /// another peer's no lower than the op the branch continues, so the branch forks from
+    /// what it holds (a peer holding less gets the chain in this session's other messages,
+    /// which the branch does not continue), unless the branch goes to its author alone. A
+    /// branch that cannot be encoded (an op it names is not held here) is left out.
+    fn owed_messages<S: PeerBook>(&self, store: &S) -> Vec<Vec<u8>> {
+        let (Some(summary), Some(peer)) = (self.peer_summary.as_ref(), self.report.peer) else {
+            return Vec::new();
         };
-        let segments = compress(encode_segments(&branch, &located).ok()?);
-        let message = message::encode(&Message::Ops {
-            last: false,
-            forks: Vec::new(),
-            segments,
-        });
-        Some((message, from, first))
+        store
+            .owed()
+            .into_iter()
+            .filter(|owed| {
+                let tip = &owed.tip;
+                let holds = summary.get(&tip.author).map(|t| t.seq);
+                let base = owed
+                    .ops
+                    .first()
+                    .map_or(0, |op| op.op().seq.saturating_sub(1));
+                holds.is_none_or(|h| h < tip.seq)
+                    && (tip.author == peer
+                        || (!owed.author_only && holds.is_some_and(|h| h >= base)))
+            })
+            .filter_map(|owed| branch_message(store, &owed.ops, owed.tip))
+            .collect()
     }
 
     /// The peer, with the seq up to which its hello said it holds this side's chain.
@@ -1052,6 +1071,13 @@ impl Session {
             }
             self.outbox.push_back(Out::Ready(message, false));
         }
+        // Edits withdrawn here that their author may have lost (restored in place), each
+        // branch in a message of its own before the rest.
+        if self.pushes {
+            for message in self.owed_messages(store) {
+                self.outbox.push_back(Out::Ready(message, false));
+            }
+        }
         let (ops, places) = if !self.pushes {
             // A read-only member sends one empty, last `Ops` message.
             (VecDeque::new(), VecDeque::new())
@@ -1084,6 +1110,22 @@ impl Session {
         self.outbox.push_back(Out::Ops(outgoing));
         Ok(())
     }
+}
+
+/// An `Ops` message (not the last) carrying `branch` (ops of one author's chain, in chain
+/// order) with its author's signature `tip` of the last; `None` when it cannot be encoded (an
+/// op it names is not held here).
+fn branch_message<S: PeerBook>(store: &S, branch: &[SealedOp], tip: SignedTip) -> Option<Vec<u8>> {
+    let located = BranchTip {
+        view: View(store),
+        tip,
+    };
+    let segments = compress(encode_segments(branch, &located).ok()?);
+    Some(message::encode(&Message::Ops {
+        last: false,
+        forks: Vec::new(),
+        segments,
+    }))
 }
 
 /// The bytes an `Ops` message counts against a [`Quota`]: the message with its segments as

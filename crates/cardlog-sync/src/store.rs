@@ -210,6 +210,17 @@ pub trait PeerBook: SyncStore {
         let _ = author;
         None
     }
+    /// Branches of other devices' chains withdrawn here (each in chain order, with its
+    /// author's signature of the last) holding edits their author has not re-issued: they
+    /// were withdrawn for building on a branch a third device gave up, and their author
+    /// re-issues them once it holds them. If it lost them (restored in place), no replica
+    /// serves a withdrawn op otherwise: a session offers each to a peer whose hello shows
+    /// the author's chain ending below the branch's last op. The author takes back what it
+    /// lacks; another replica that never held what the branch continues hands it on to the
+    /// author alone ([`Owed::author_only`]). The default owes nothing.
+    fn owed(&self) -> Vec<Owed> {
+        Vec::new()
+    }
     /// Re-issues what this replica still lists for re-issue and can now: its own ops withdrawn
     /// because they built on a branch another device gave up wait for that device's copies
     /// of what they named, which a session or bundle may bring. Called once a session or
@@ -301,4 +312,17 @@ impl Applied {
         self.refused.extend(other.refused);
         self.void += other.void;
     }
+}
+
+/// A branch of another device's chain a replica owes ([`PeerBook::owed`]).
+#[derive(Debug, Clone)]
+pub struct Owed {
+    /// The ops, of one author's chain, in chain order.
+    pub ops: Vec<SealedOp>,
+    /// The author's signature of the last.
+    pub tip: SignedTip,
+    /// Whether it goes to its author alone: a branch another replica handed on for it, which
+    /// the replica holding it never held the base of. (A branch withdrawn here goes to any
+    /// peer whose hello shows the chain forking below it.)
+    pub author_only: bool,
 }

@@ -1025,6 +1025,10 @@ impl<S: PeerBook> PeerBook for Shared<S> {
         self.lock().kept_branch(author)
     }
 
+    fn owed(&self) -> Vec<crate::store::Owed> {
+        self.lock().owed()
+    }
+
     fn withdrew(&self, op: &OpId) -> bool {
         self.lock().withdrew(op)
     }

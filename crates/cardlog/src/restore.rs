@@ -32,6 +32,12 @@ const BRANCH_OPS_MAX: usize = 1024;
 /// Most bytes of one kept branch's ops (ops may be large: a count alone does not bound it).
 const BRANCH_BYTES_MAX: usize = 1 << 20;
 
+/// Most branches of withdrawn edits offered in one session ([`Replica::owed_branches`]).
+const OWED_MAX: usize = 16;
+
+/// Most branches handed on for their authors ([`Replica::hand_on`]).
+const HANDED_MAX: usize = 16;
+
 /// Most branches kept, and most bytes of all their ops (the oldest goes first).
 const BRANCHES_MAX: usize = 64;
 const BRANCHES_BYTES_MAX: usize = 8 << 20;
@@ -147,6 +153,7 @@ impl Replica {
             let gave_up = |op: &SealedOp| self.store.withdrew(&op.id()) || given.contains(&op.id());
             if copied.iter().any(|c| *c)
                 || recovered.iter().any(gave_up)
+                || self.continues_elsewhere(&me, from, recovered, true)?
                 || self.stamped_first(&me, from, recovered)?
             {
                 // The chain held here stays, and what the peer holds of it otherwise comes
@@ -351,7 +358,9 @@ impl Replica {
         tips: &[SignedTip],
     ) -> Result<bool, Error> {
         let me = self.id();
-        if !self.chain_continues(&me, from, recovered)? {
+        if !self.chain_continues(&me, from, recovered)?
+            && !self.continues_elsewhere(&me, from, recovered, true)?
+        {
             return Ok(false);
         }
         Ok(cardlog_sync::SyncStore::authorship(self, recovered, tips).is_ok())
@@ -491,26 +500,21 @@ impl Replica {
         if branch.len() > BRANCH_OPS_MAX
             || bytes > BRANCH_BYTES_MAX
             || branch.iter().any(|op| self.store.withdrew(&op.id()))
-            || !self.chain_continues(&author, from, &branch)?
             || cardlog_sync::SyncStore::authorship(self, &branch, &[*tip]).is_err()
         {
             return Ok(());
         }
-        let mut all = self.branches()?;
-        all.retain(|(a, ..)| *a != author);
-        let size = |b: &BranchRecord| b.1.iter().map(Vec::len).sum::<usize>();
-        while !all.is_empty()
-            && (all.len() >= BRANCHES_MAX
-                || all.iter().map(size).sum::<usize>() + bytes > BRANCHES_BYTES_MAX)
-        {
-            all.remove(0);
+        // A branch that does not continue the chain held here is not kept; if it continues
+        // an op this replica never held, it may be the rest of a branch given up, withdrawn
+        // with it elsewhere, on its way to its author: it is handed on to the author alone.
+        if !self.chain_continues(&author, from, &branch)? {
+            if self.continues_elsewhere(&author, from, &branch, false)? {
+                self.hand_on(&branch, tip)?;
+            }
+            return Ok(());
         }
-        all.push((
-            author,
-            branch.iter().map(|op| op.bytes().to_vec()).collect(),
-            tip.key.0.to_vec(),
-            tip.signature.0.to_vec(),
-        ));
+        let mut all = self.branches()?;
+        push_record(&mut all, BRANCHES_MAX, &branch, tip);
         self.store.put_meta(meta::BRANCHES, encode(&all))?;
         self.durable()
     }
@@ -526,6 +530,123 @@ impl Replica {
             Some(record) => self.worth_giving(record),
             None => Ok(None),
         }
+    }
+
+    /// The branches of other devices' chains withdrawn here that hold an edit their author
+    /// has not re-issued (no copy on the chain held here), each with the author's signature
+    /// of its last op, checked against the book; at most [`OWED_MAX`] of them. Such edits
+    /// were withdrawn for building on a branch a third device gave up; their author re-issues
+    /// them once it has them, and if it lost them (restored in place), no replica serves a
+    /// withdrawn op otherwise ([`cardlog_sync::PeerBook::owed`]).
+    pub(crate) fn owed_branches(&self) -> Result<Vec<cardlog_sync::Owed>, Error> {
+        let me = self.id();
+        let mut prints = Prints::default();
+        let mut owed = Vec::new();
+        for (mut ops, tip) in self.store.withdrawn_branches()? {
+            if tip.author == me || ops.len() > BRANCH_OPS_MAX {
+                continue;
+            }
+            // From the first op not re-issued: those below it have copies (what they name
+            // may not be held anywhere any more, so they could not be sent either).
+            let mut first = None;
+            for (i, op) in ops.iter().enumerate() {
+                if self.copy_of(op, &mut prints)?.is_none() {
+                    first = Some(i);
+                    break;
+                }
+            }
+            let Some(first) = first else {
+                continue;
+            };
+            ops.drain(..first);
+            if cardlog_sync::SyncStore::authorship(self, &ops, &[tip]).is_ok() {
+                owed.push(cardlog_sync::Owed {
+                    ops,
+                    tip,
+                    author_only: false,
+                });
+                if owed.len() == OWED_MAX {
+                    return Ok(owed);
+                }
+            }
+        }
+        for record in self.handed()? {
+            if let Some((ops, tip)) = self.still_owed(record, &mut prints)? {
+                owed.push(cardlog_sync::Owed {
+                    ops,
+                    tip,
+                    author_only: true,
+                });
+                if owed.len() == OWED_MAX {
+                    break;
+                }
+            }
+        }
+        Ok(owed)
+    }
+
+    /// Hands on `branch` (checked by the caller: signed by `tip`) for its author alone (`meta::HANDED`, at most [`HANDED_MAX`] branches and
+    /// [`BRANCHES_BYTES_MAX`] bytes in all, the oldest going first).
+    fn hand_on(&mut self, branch: &[SealedOp], tip: &SignedTip) -> Result<(), Error> {
+        let mut all = self.handed()?;
+        push_record(&mut all, HANDED_MAX, branch, tip);
+        self.store.put_meta(meta::HANDED, encode(&all))?;
+        self.durable()
+    }
+
+    /// The branches handed on for their authors ([`Self::hand_on`]); a record that does not
+    /// decode counts as none (as [`Self::branches`]).
+    fn handed(&self) -> Result<Vec<BranchRecord>, Error> {
+        Ok(match self.store.meta(meta::HANDED)? {
+            Some(v) => decode(&v, "handed").unwrap_or_default(),
+            None => Vec::new(),
+        })
+    }
+
+    /// A handed-on branch as its ops and the author's signature of the last, while its author
+    /// may still lack it: not held here, none withdrawn here, none with a copy on the chain
+    /// held here (the author re-issued it), and signed by the author.
+    fn still_owed(
+        &self,
+        (author, ops, key, signature): BranchRecord,
+        prints: &mut Prints,
+    ) -> Result<Option<(Vec<SealedOp>, SignedTip)>, Error> {
+        let Ok(ops) = ops
+            .iter()
+            .map(|b| cardlog_core::sealed::decode_op(b))
+            .collect::<Result<Vec<SealedOp>, _>>()
+        else {
+            return Ok(None);
+        };
+        let (Some(first), Some(last)) = (ops.first(), ops.last()) else {
+            return Ok(None);
+        };
+        let (Ok(key), Ok(signature)) = (key.try_into(), signature.try_into()) else {
+            return Ok(None);
+        };
+        let held = self.store.op_by_seq(&author, first.op().seq)?;
+        if author == self.id()
+            || held.is_some_and(|o| o.id() == first.id())
+            || ops.iter().any(|op| self.store.withdrew(&op.id()))
+        {
+            return Ok(None);
+        }
+        for op in &ops {
+            if self.copy_of(op, prints)?.is_some() {
+                return Ok(None);
+            }
+        }
+        let tip = SignedTip {
+            author,
+            key: PublicKey(key),
+            seq: last.op().seq,
+            op: last.id(),
+            signature: Signature(signature),
+        };
+        if cardlog_sync::SyncStore::authorship(self, &ops, &[tip]).is_err() {
+            return Ok(None);
+        }
+        Ok(Some((ops, tip)))
     }
 
     /// A kept branch as its ops and the author's signature of the last, unless the chain held
@@ -599,6 +720,7 @@ impl Replica {
     /// branch in, or holds its author's copies of it: the author gave it up), and with each
     /// the records of its author's fork, which is over here.
     pub(crate) fn tidy_branches(&mut self) -> Result<(), Error> {
+        self.tidy_handed()?;
         let all = self.branches()?;
         if all.is_empty() {
             return Ok(());
@@ -618,6 +740,31 @@ impl Replica {
         self.store.put_meta(meta::BRANCHES, encode(&kept))?;
         for author in &over {
             self.forget_forks_of(author)?;
+        }
+        Ok(())
+    }
+
+    /// Drops the branches handed on that their author no longer lacks
+    /// ([`Self::still_owed`]).
+    fn tidy_handed(&mut self) -> Result<(), Error> {
+        let all = self.handed()?;
+        if all.is_empty() {
+            return Ok(());
+        }
+        let mut prints = Prints::default();
+        let mut kept = Vec::with_capacity(all.len());
+        for record in all.iter() {
+            if self.still_owed(record.clone(), &mut prints)?.is_some() {
+                kept.push(record.clone());
+            }
+        }
+        if kept.len() == all.len() {
+            return Ok(());
+        }
+        if kept.is_empty() {
+            self.store.remove_meta(meta::HANDED)?;
+        } else {
+            self.store.put_meta(meta::HANDED, encode(&kept))?;
         }
         Ok(())
     }
@@ -699,6 +846,45 @@ impl Replica {
             },
             None => None,
         };
+        for (i, op) in ops.iter().enumerate() {
+            if Some(op.op().seq) != from.checked_add(i as u64) || op.op().prev != prev {
+                return Ok(false);
+            }
+            prev = Some(op.id());
+        }
+        Ok(true)
+    }
+
+    /// Whether `ops` (of `author`, from seq `from`) continue, without a gap, an op this
+    /// replica does not hold at `from - 1`: one it withdrew (`withdrawn`), or one it never
+    /// held (not `withdrawn`). Such ops are the rest of a branch given up: edits written on
+    /// it that a replica withdrew with it and gives back to their author, who may have lost
+    /// them ([`Self::owed_branches`]).
+    fn continues_elsewhere(
+        &self,
+        author: &DeviceId,
+        from: u64,
+        ops: &[SealedOp],
+        withdrawn: bool,
+    ) -> Result<bool, Error> {
+        let Some(base) = ops.first().and_then(|op| op.op().prev) else {
+            return Ok(false);
+        };
+        let below = match from.checked_sub(1).filter(|s| *s > 0) {
+            Some(s) => self.store.op_by_seq(author, s)?.map(|o| o.id()),
+            None => return Ok(false),
+        };
+        if below == Some(base) {
+            return Ok(false);
+        }
+        let base_ok = match self.store.withdrawn_op(&base)? {
+            Some(op) => withdrawn && op.op().author == *author && op.op().seq + 1 == from,
+            None => !withdrawn && self.op(&base)?.is_none(),
+        };
+        if !base_ok {
+            return Ok(false);
+        }
+        let mut prev = Some(base);
         for (i, op) in ops.iter().enumerate() {
             if Some(op.op().seq) != from.checked_add(i as u64) || op.op().prev != prev {
                 return Ok(false);
@@ -941,6 +1127,26 @@ struct Prints(BTreeMap<DeviceId, (u64, Vec<Printed>)>);
 
 /// One op of a chain as [`Prints`] keeps it: its seq, fingerprint and id.
 type Printed = (u64, Vec<u8>, OpId);
+
+/// Puts `branch` with its author's signature `tip` in `all` (records of [`BranchRecord`]),
+/// in place of one of the same author, dropping the oldest while there are `max` or the bytes
+/// would pass [`BRANCHES_BYTES_MAX`].
+fn push_record(all: &mut Vec<BranchRecord>, max: usize, branch: &[SealedOp], tip: &SignedTip) {
+    all.retain(|(a, ..)| *a != tip.author);
+    let bytes: usize = branch.iter().map(|op| op.bytes().len()).sum();
+    let size = |b: &BranchRecord| b.1.iter().map(Vec::len).sum::<usize>();
+    while !all.is_empty()
+        && (all.len() >= max || all.iter().map(size).sum::<usize>() + bytes > BRANCHES_BYTES_MAX)
+    {
+        all.remove(0);
+    }
+    all.push((
+        tip.author,
+        branch.iter().map(|op| op.bytes().to_vec()).collect(),
+        tip.key.0.to_vec(),
+        tip.signature.0.to_vec(),
+    ));
+}
 
 /// Whether every op of `given_up` (a branch, in chain order) has its own copy on `kept` (in
 /// chain order): another op with its fingerprint, at its seq or later, in the same order.

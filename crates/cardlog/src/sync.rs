@@ -889,6 +889,10 @@ impl PeerBook for Replica {
         self.kept_branch_of(author).ok().flatten()
     }
 
+    fn owed(&self) -> Vec<cardlog_sync::Owed> {
+        self.owed_branches().unwrap_or_default()
+    }
+
     fn take_back(
         &mut self,
         peer: Option<(DeviceId, u64)>,

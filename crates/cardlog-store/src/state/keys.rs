@@ -98,6 +98,10 @@ pub mod meta {
     /// Branches of other devices' chains a peer held where this replica holds others, kept
     /// (bounded) to give back to their author if it was restored (written by the facade).
     pub const BRANCHES: &[u8] = b"mbranches";
+    /// Branches of other devices' chains handed on for their author alone: the rest of a
+    /// branch given up, withdrawn elsewhere, that this replica never held the base of
+    /// (bounded; written by the facade).
+    pub const HANDED: &[u8] = b"mhanded";
     /// While an op listed for re-issue waits for another device's copy of an op it names:
     /// how many more attempts it waits (one byte; written by the facade).
     pub const REISSUE_WAIT: &[u8] = b"mreissuewait";

@@ -272,13 +272,7 @@ impl Store {
         seq: u64,
         id: OpId,
     ) -> Result<Option<SignedTip>, StoreError> {
-        let mut above: BTreeMap<u64, Vec<SealedOp>> = BTreeMap::new();
-        for offset in self.withdrawn.ids.values() {
-            let op = self.log.read(*offset)?.seal()?;
-            if op.op().author == *author && op.op().seq > seq {
-                above.entry(op.op().seq).or_default().push(op);
-            }
-        }
+        let above = self.withdrawn_above(author, seq)?;
         let mut below = vec![id];
         for s in seq.saturating_add(1).. {
             let Some(ops) = above.get(&s) else {
@@ -300,6 +294,66 @@ impl Store {
             below = next;
         }
         Ok(None)
+    }
+
+    /// Per author, the branch of withdrawn ops ending at the highest withdrawn op whose
+    /// signature is kept here: from that op down through the withdrawn ops it names as its
+    /// predecessor, in chain order, with that signature. What a replica gives peers when the
+    /// author may have lost them (docs/SYNC.md, "Edits owed back"); which of them are owed is
+    /// the caller's to judge (those whose author re-issued them have copies on its chain),
+    /// and so is checking the signature. Reads every withdrawn op once.
+    pub fn withdrawn_branches(&self) -> Result<Vec<(Vec<SealedOp>, SignedTip)>, StoreError> {
+        let mut by_author: BTreeMap<DeviceId, BTreeMap<OpId, SealedOp>> = BTreeMap::new();
+        for offset in self.withdrawn.ids.values() {
+            let op = self.log.read(*offset)?.seal()?;
+            by_author
+                .entry(op.op().author)
+                .or_default()
+                .insert(op.id(), op);
+        }
+        let mut out = Vec::new();
+        for (author, ops) in by_author {
+            let mut seqs: Vec<u64> = ops.values().map(|op| op.op().seq).collect();
+            seqs.sort_unstable();
+            seqs.dedup();
+            let mut signed = None;
+            for seq in seqs.into_iter().rev() {
+                if let Some(tip) = self.raw_signature(&author, seq)? {
+                    if ops.contains_key(&tip.op) {
+                        signed = Some(tip);
+                        break;
+                    }
+                }
+            }
+            let Some(tip) = signed else {
+                continue;
+            };
+            let mut run = Vec::new();
+            let mut at = ops.get(&tip.op);
+            while let Some(op) = at {
+                run.push(op.clone());
+                at = op.op().prev.and_then(|p| ops.get(&p));
+            }
+            run.reverse();
+            out.push((run, tip));
+        }
+        Ok(out)
+    }
+
+    /// `author`'s withdrawn ops above `seq`, by seq (each read from the log).
+    fn withdrawn_above(
+        &self,
+        author: &DeviceId,
+        seq: u64,
+    ) -> Result<BTreeMap<u64, Vec<SealedOp>>, StoreError> {
+        let mut above: BTreeMap<u64, Vec<SealedOp>> = BTreeMap::new();
+        for offset in self.withdrawn.ids.values() {
+            let op = self.log.read(*offset)?.seal()?;
+            if op.op().author == *author && op.op().seq > seq {
+                above.entry(op.op().seq).or_default().push(op);
+            }
+        }
+        Ok(above)
     }
 
     /// Whether `id` is an op withdrawn here (this device's own after a restore, or a branch
