@@ -785,6 +785,24 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
                 Action::Restore { replica: 1 },
             ],
         ),
+        // The same, the tablet writing again after it settled the phone's fork and before
+        // the laptop gives its contact back: the laptop gets the new op at the seq of the
+        // contact it withdrew, and still gives the contact back.
+        (
+            5,
+            vec![
+                rename(1, "three, renamed"),
+                Action::Backup { replica: 1 },
+                save(1, "a"),
+                sync(1, 2),
+                Action::Restore { replica: 1 },
+                sync(3, 0),
+                sync(1, 0),
+                save(1, "b"),
+                sync(1, 0),
+                sync(0, 2),
+            ],
+        ),
     ];
     for (n, (devices, rest)) in found.into_iter().enumerate() {
         let mut actions = vec![

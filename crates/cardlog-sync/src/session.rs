@@ -202,6 +202,10 @@ pub struct Session {
     report: SyncReport,
 }
 
+/// Most branches of other devices' chains owed back ([`PeerBook::owed`]) sent in one
+/// session.
+const OWED_PER_SESSION: usize = 16;
+
 /// A message waiting in a session's outbox.
 #[derive(Debug)]
 enum Out {
@@ -849,32 +853,49 @@ impl Session {
         Some((branch_message(store, &branch, tip)?, from, first))
     }
 
-    /// `Ops` messages (not the last), one per branch of withdrawn edits this side owes
-    /// ([`PeerBook::owed`]) whose author's chain the peer's hello shows ending below the
-    /// branch's last op: the author's own hello anywhere there (or leaving its chain out),
-    /// another peer's no lower than the op the branch continues, so the branch forks from
-    /// what it holds (a peer holding less gets the chain in this session's other messages,
-    /// which the branch does not continue), unless the branch goes to its author alone. A
-    /// branch that cannot be encoded (an op it names is not held here) is left out.
+    /// `Ops` messages (not the last), one per branch of another device's chain this side owes
+    /// ([`PeerBook::owed`]), at most [`OWED_PER_SESSION`], the peer's own first:
+    /// - to their author, when its hello shows its chain (not left out: a take back goes
+    ///   first), ending on an op not of the branch, and this side holds no more of that chain
+    ///   than the hello shows (what the author lost of it goes first, as usual);
+    /// - to another peer (not for a branch handed on for its author alone), when its hello
+    ///   shows the author's chain as this side holds it, ending on an op not of the branch and
+    ///   no lower than the op it continues: the branch then forks from what the peer holds,
+    ///   and nothing else of that chain goes in this session (the peer sets the branch apart
+    ///   for the whole session: its ordinary ops of that chain would go with it).
+    ///
+    /// A branch that cannot be encoded (an op it names is not held here) is left out.
     fn owed_messages<S: PeerBook>(&self, store: &S) -> Vec<Vec<u8>> {
         let (Some(summary), Some(peer)) = (self.peer_summary.as_ref(), self.report.peer) else {
             return Vec::new();
         };
-        store
+        let mine = store.summary();
+        let mut owed: Vec<crate::store::Owed> = store
             .owed()
             .into_iter()
             .filter(|owed| {
-                let tip = &owed.tip;
-                let holds = summary.get(&tip.author).map(|t| t.seq);
+                let author = owed.tip.author;
+                let (Some(theirs), held) = (summary.get(&author), mine.get(&author)) else {
+                    return false;
+                };
+                if author == peer {
+                    return !owed.ops.iter().any(|op| op.id() == theirs.op)
+                        && held.is_none_or(|h| h.seq <= theirs.seq);
+                }
                 let base = owed
                     .ops
                     .first()
                     .map_or(0, |op| op.op().seq.saturating_sub(1));
-                holds.is_none_or(|h| h < tip.seq)
-                    && (tip.author == peer
-                        || (!owed.author_only && holds.is_some_and(|h| h >= base)))
+                !owed.author_only
+                    && held == Some(theirs)
+                    && theirs.seq >= base
+                    && !owed.ops.iter().any(|op| op.id() == theirs.op)
             })
+            .collect();
+        owed.sort_by_key(|owed| owed.tip.author != peer);
+        owed.into_iter()
             .filter_map(|owed| branch_message(store, &owed.ops, owed.tip))
+            .take(OWED_PER_SESSION)
             .collect()
     }
 

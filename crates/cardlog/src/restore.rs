@@ -32,11 +32,19 @@ const BRANCH_OPS_MAX: usize = 1024;
 /// Most bytes of one kept branch's ops (ops may be large: a count alone does not bound it).
 const BRANCH_BYTES_MAX: usize = 1 << 20;
 
-/// Most branches of withdrawn edits offered in one session ([`Replica::owed_branches`]).
-const OWED_MAX: usize = 16;
+/// Most branches of other devices' chains owed back that one session considers
+/// ([`Replica::owed_branches`]; the session sends at most 16 of them).
+const OWED_MAX: usize = 64;
 
 /// Most branches handed on for their authors ([`Replica::hand_on`]).
 const HANDED_MAX: usize = 16;
+
+/// A signature of another device's withdrawn op as kept by id (`meta::WITHDRAWN_SIGS`): its
+/// author, seq and id, the author's key and signature.
+type SigRecord = (DeviceId, u64, OpId, Vec<u8>, Vec<u8>);
+
+/// Most signatures of withdrawn ops kept by id ([`Replica::keep_withdrawn_signatures`]).
+const WITHDRAWN_SIGS_MAX: usize = 1024;
 
 /// Most branches kept, and most bytes of all their ops (the oldest goes first).
 const BRANCHES_MAX: usize = 64;
@@ -510,6 +518,11 @@ impl Replica {
         if !self.chain_continues(&author, from, &branch)? {
             if self.continues_elsewhere(&author, from, &branch, false)? {
                 self.hand_on(&branch, tip)?;
+                // Not a fork of the chain held here: the receive recorded it as one (the
+                // branch continues another op than the one held below it).
+                if let Some(base) = branch.first().and_then(|op| op.op().prev) {
+                    self.forget_fork_to(&author, &base)?;
+                }
             }
             return Ok(());
         }
@@ -533,8 +546,10 @@ impl Replica {
     }
 
     /// The branches of other devices' chains withdrawn here that hold an edit their author
-    /// has not re-issued (no copy on the chain held here), each with the author's signature
-    /// of its last op, checked against the book; at most [`OWED_MAX`] of them. Such edits
+    /// has not re-issued (no copy on the chain held here), from the first such edit, each
+    /// with the author's signature of its last op, checked against the book, at most
+    /// [`BRANCH_OPS_MAX`] ops and [`BRANCH_BYTES_MAX`] bytes; then the branches handed on
+    /// for their author alone ([`Self::hand_on`]); at most [`OWED_MAX`] in all. Such edits
     /// were withdrawn for building on a branch a third device gave up; their author re-issues
     /// them once it has them, and if it lost them (restored in place), no replica serves a
     /// withdrawn op otherwise ([`cardlog_sync::PeerBook::owed`]).
@@ -542,10 +557,30 @@ impl Replica {
         let me = self.id();
         let mut prints = Prints::default();
         let mut owed = Vec::new();
-        for (mut ops, tip) in self.store.withdrawn_branches()? {
-            if tip.author == me || ops.len() > BRANCH_OPS_MAX {
-                continue;
+        let sigs = self.withdrawn_signatures()?;
+        for mut ops in self.store.withdrawn_chains()? {
+            // Up to its highest op whose signature is kept (by seq, or by id at the withdraw).
+            let mut tip = None;
+            for (i, op) in ops.iter().enumerate().rev() {
+                let (author, seq, id) = (op.op().author, op.op().seq, op.id());
+                let by_id = sigs.iter().find(|r| r.2 == id).and_then(|r| {
+                    Some(SignedTip {
+                        author,
+                        key: PublicKey(r.3.clone().try_into().ok()?),
+                        seq,
+                        op: id,
+                        signature: Signature(r.4.clone().try_into().ok()?),
+                    })
+                });
+                if let Some(t) = by_id.or(self.store.kept_signature(&author, seq, &id)?) {
+                    tip = Some(t);
+                    ops.truncate(i + 1);
+                    break;
+                }
             }
+            let Some(tip) = tip.filter(|t| t.author != me) else {
+                continue;
+            };
             // From the first op not re-issued: those below it have copies (what they name
             // may not be held anywhere any more, so they could not be sent either).
             let mut first = None;
@@ -559,6 +594,10 @@ impl Replica {
                 continue;
             };
             ops.drain(..first);
+            let bytes: usize = ops.iter().map(|op| op.bytes().len()).sum();
+            if ops.len() > BRANCH_OPS_MAX || bytes > BRANCH_BYTES_MAX {
+                continue;
+            }
             if cardlog_sync::SyncStore::authorship(self, &ops, &[tip]).is_ok() {
                 owed.push(cardlog_sync::Owed {
                     ops,
@@ -583,6 +622,47 @@ impl Replica {
             }
         }
         Ok(owed)
+    }
+
+    /// Keeps, by op id, the signatures of other devices' ops just withdrawn (`withdrawn`)
+    /// that are kept here by seq ([`meta::WITHDRAWN_SIGS`], at most [`WITHDRAWN_SIGS_MAX`],
+    /// the oldest going first): the author's next op at a seq replaces the one kept there,
+    /// and a withdrawn op may still be owed ([`Self::owed_branches`]).
+    fn keep_withdrawn_signatures(&mut self, withdrawn: &[SealedOp]) -> Result<(), Error> {
+        let me = self.id();
+        let mut all = self.withdrawn_signatures()?;
+        let before = all.len();
+        for op in withdrawn.iter().filter(|op| op.op().author != me) {
+            let (author, seq, id) = (op.op().author, op.op().seq, op.id());
+            if all.iter().any(|r| r.2 == id) {
+                continue;
+            }
+            if let Some(tip) = self.store.kept_signature(&author, seq, &id)? {
+                all.push((
+                    author,
+                    seq,
+                    id,
+                    tip.key.0.to_vec(),
+                    tip.signature.0.to_vec(),
+                ));
+            }
+        }
+        if all.len() == before {
+            return Ok(());
+        }
+        let excess = all.len().saturating_sub(WITHDRAWN_SIGS_MAX);
+        all.drain(..excess);
+        self.store.put_meta(meta::WITHDRAWN_SIGS, encode(&all))?;
+        Ok(())
+    }
+
+    /// The signatures kept by [`Self::keep_withdrawn_signatures`]; a record that does not
+    /// decode counts as none (they only help give back what peers may still hold).
+    fn withdrawn_signatures(&self) -> Result<Vec<SigRecord>, Error> {
+        Ok(match self.store.meta(meta::WITHDRAWN_SIGS)? {
+            Some(v) => decode(&v, "withdrawn signatures").unwrap_or_default(),
+            None => Vec::new(),
+        })
     }
 
     /// Hands on `branch` (checked by the caller: signed by `tip`) for its author alone (`meta::HANDED`, at most [`HANDED_MAX`] branches and
@@ -820,6 +900,7 @@ impl Replica {
         tips: &[SignedTip],
     ) -> Result<usize, Error> {
         let withdrawal = self.store.withdraw_from(author, from)?;
+        self.keep_withdrawn_signatures(&withdrawal.ops)?;
         for (other, seq) in &withdrawal.authors {
             self.forget_forks_from(other, *seq)?;
         }
@@ -878,7 +959,9 @@ impl Replica {
             return Ok(false);
         }
         let base_ok = match self.store.withdrawn_op(&base)? {
-            Some(op) => withdrawn && op.op().author == *author && op.op().seq + 1 == from,
+            Some(op) => {
+                withdrawn && op.op().author == *author && op.op().seq.checked_add(1) == Some(from)
+            }
             None => !withdrawn && self.op(&base)?.is_none(),
         };
         if !base_ok {
@@ -1201,6 +1284,9 @@ mod tests {
     /// `mgivenup`: two op ids.
     const GOLDEN_GIVEN_UP_HEX: &str = "02c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c30707070707070707070707070707070707070707070707070707070707070707";
 
+    /// `mwsigs`: one signature kept by op id (author, seq 0x0102, op, key, signature).
+    const GOLDEN_WITHDRAWN_SIGS_HEX: &str = "01d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4fb0201e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5205a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a406b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b";
+
     fn fields(m: Mark) -> (u64, Option<DeviceId>, u8) {
         (m.at, m.by, m.left)
     }
@@ -1241,5 +1327,17 @@ mod tests {
         assert_eq!(hex(&encode(&given_up)), GOLDEN_GIVEN_UP_HEX);
         let back: Vec<OpId> = decode(&unhex(GOLDEN_GIVEN_UP_HEX), "given-up ops").unwrap();
         assert_eq!(back, given_up);
+        // `mhanded` is encoded as `mbranches` (the same record type, above).
+        let sigs: Vec<SigRecord> = vec![(
+            DeviceId([0xd4; 16]),
+            0x0102,
+            OpId([0xe5; 32]),
+            vec![0x5a; 32],
+            vec![0x6b; 64],
+        )];
+        assert_eq!(hex(&encode(&sigs)), GOLDEN_WITHDRAWN_SIGS_HEX);
+        let back: Vec<SigRecord> =
+            decode(&unhex(GOLDEN_WITHDRAWN_SIGS_HEX), "withdrawn signatures").unwrap();
+        assert_eq!(back, sigs);
     }
 }

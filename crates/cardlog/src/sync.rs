@@ -920,6 +920,25 @@ impl Replica {
         Ok(())
     }
 
+    /// Drops the record of a fork of `author`'s chain whose other branch continues `theirs`
+    /// (a branch handed on for its author: `restore.rs`).
+    pub(crate) fn forget_fork_to(&mut self, author: &DeviceId, theirs: &OpId) -> Result<(), Error> {
+        let all = self.forks()?;
+        if all
+            .iter()
+            .all(|f| f.author != *author || f.theirs != *theirs)
+        {
+            return Ok(());
+        }
+        let list: Vec<ForkRecord> = all
+            .into_iter()
+            .filter(|f| f.author != *author || f.theirs != *theirs)
+            .map(|f| (f.author, f.seq, f.ours, f.theirs))
+            .collect();
+        self.store.put_meta(meta::FORKS, encode(&list))?;
+        Ok(())
+    }
+
     /// Drops the records of forks of `author`'s chain (taken back or settled: `restore.rs`).
     pub(crate) fn forget_forks_of(&mut self, author: &DeviceId) -> Result<(), Error> {
         let all = self.forks()?;

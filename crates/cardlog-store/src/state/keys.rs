@@ -102,6 +102,10 @@ pub mod meta {
     /// branch given up, withdrawn elsewhere, that this replica never held the base of
     /// (bounded; written by the facade).
     pub const HANDED: &[u8] = b"mhanded";
+    /// Signatures of other devices' ops withdrawn here, kept by op id (bounded; written by
+    /// the facade): a signature held by seq is replaced when the author's next op at that
+    /// seq arrives, and the withdrawn op may still be owed to its author.
+    pub const WITHDRAWN_SIGS: &[u8] = b"mwsigs";
     /// While an op listed for re-issue waits for another device's copy of an op it names:
     /// how many more attempts it waits (one byte; written by the facade).
     pub const REISSUE_WAIT: &[u8] = b"mreissuewait";

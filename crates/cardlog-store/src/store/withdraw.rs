@@ -296,48 +296,46 @@ impl Store {
         Ok(None)
     }
 
-    /// Per author, the branch of withdrawn ops ending at the highest withdrawn op whose
-    /// signature is kept here: from that op down through the withdrawn ops it names as its
-    /// predecessor, in chain order, with that signature. What a replica gives peers when the
-    /// author may have lost them (docs/SYNC.md, "Edits owed back"); which of them are owed is
-    /// the caller's to judge (those whose author re-issued them have copies on its chain),
-    /// and so is checking the signature. Reads every withdrawn op once.
-    pub fn withdrawn_branches(&self) -> Result<Vec<(Vec<SealedOp>, SignedTip)>, StoreError> {
-        let mut by_author: BTreeMap<DeviceId, BTreeMap<OpId, SealedOp>> = BTreeMap::new();
+    /// The chains of withdrawn ops: one per withdrawn op that no other withdrawn op of its
+    /// author names as its predecessor, from it down through the withdrawn ops each names as
+    /// its predecessor, in chain order. What a replica may owe their author (docs/SYNC.md,
+    /// "Edits owed back"); which ops of them are owed, and proving them, is the caller's.
+    /// Reads every withdrawn op once.
+    pub fn withdrawn_chains(&self) -> Result<Vec<Vec<SealedOp>>, StoreError> {
+        let mut all: BTreeMap<OpId, SealedOp> = BTreeMap::new();
         for offset in self.withdrawn.ids.values() {
             let op = self.log.read(*offset)?.seal()?;
-            by_author
-                .entry(op.op().author)
-                .or_default()
-                .insert(op.id(), op);
+            all.insert(op.id(), op);
         }
-        let mut out = Vec::new();
-        for (author, ops) in by_author {
-            let mut seqs: Vec<u64> = ops.values().map(|op| op.op().seq).collect();
-            seqs.sort_unstable();
-            seqs.dedup();
-            let mut signed = None;
-            for seq in seqs.into_iter().rev() {
-                if let Some(tip) = self.raw_signature(&author, seq)? {
-                    if ops.contains_key(&tip.op) {
-                        signed = Some(tip);
-                        break;
-                    }
-                }
-            }
-            let Some(tip) = signed else {
-                continue;
-            };
-            let mut run = Vec::new();
-            let mut at = ops.get(&tip.op);
+        let named: HashSet<OpId> = all.values().filter_map(|op| op.op().prev).collect();
+        let mut chains = Vec::new();
+        for leaf in all.values().filter(|op| !named.contains(&op.id())) {
+            let mut chain = Vec::new();
+            let mut at = Some(leaf);
             while let Some(op) = at {
-                run.push(op.clone());
-                at = op.op().prev.and_then(|p| ops.get(&p));
+                chain.push(op.clone());
+                at = op
+                    .op()
+                    .prev
+                    .and_then(|p| all.get(&p))
+                    .filter(|p| p.op().author == op.op().author);
             }
-            run.reverse();
-            out.push((run, tip));
+            chain.reverse();
+            chains.push(chain);
         }
-        Ok(out)
+        Ok(chains)
+    }
+
+    /// The signature kept here of `author`'s op `id` at `seq`, whether or not that op is
+    /// held or withdrawn; `None` when the signature kept at `seq` is of another op, or none
+    /// is. Checking the signature is the caller's.
+    pub fn kept_signature(
+        &self,
+        author: &DeviceId,
+        seq: u64,
+        id: &OpId,
+    ) -> Result<Option<SignedTip>, StoreError> {
+        Ok(self.raw_signature(author, seq)?.filter(|tip| tip.op == *id))
     }
 
     /// `author`'s withdrawn ops above `seq`, by seq (each read from the log).
