@@ -253,11 +253,15 @@ struct Outgoing {
     cut: Option<(DeviceId, u64)>,
     /// Forks to report, in the first message only (taken by it).
     forks: Vec<Fork>,
+    /// Branches of other devices' chains owed back ([`PeerBook::owed`]), as encoded
+    /// segments with their op counts: each goes in a message of its own after the ordinary
+    /// ones, so what they name has arrived and they change nothing the ordinary ones carry.
+    owed: VecDeque<(Vec<u8>, usize)>,
 }
 
 impl Outgoing {
     fn is_empty(&self) -> bool {
-        self.ops.is_empty() && self.places.is_empty()
+        self.ops.is_empty() && self.places.is_empty() && self.owed.is_empty()
     }
 
     /// Whether `op` stays out of these messages (a forked author's, or past the cut).
@@ -304,6 +308,16 @@ impl Outgoing {
         chunk_ops: usize,
     ) -> Result<(Vec<u8>, usize), SyncError<S::Error>> {
         self.fill(store, chunk_ops)?;
+        if self.ops.is_empty() && self.places.is_empty() {
+            if let Some((segments, sent)) = self.owed.pop_front() {
+                let message = message::encode(&Message::Ops {
+                    last: self.owed.is_empty(),
+                    forks: std::mem::take(&mut self.forks),
+                    segments,
+                });
+                return Ok((message, sent));
+            }
+        }
         let mut take = 0;
         let mut bytes = 0;
         for op in &self.ops {
@@ -853,21 +867,23 @@ impl Session {
         Some((branch_message(store, &branch, tip)?, from, first))
     }
 
-    /// `Ops` messages (not the last), one per branch of another device's chain this side owes
-    /// ([`PeerBook::owed`]), at most [`OWED_PER_SESSION`], the peer's own first:
+    /// The branches of other devices' chains this side owes ([`PeerBook::owed`]) that go to
+    /// this peer, as encoded segments with their op counts: at most one per author (the one
+    /// starting lowest), at most [`OWED_PER_SESSION`], the peer's own first. Each goes in a
+    /// message of its own after the ordinary ones ([`Outgoing::next`]):
     /// - to their author, when its hello shows its chain (not left out: a take back goes
-    ///   first), ending on an op not of the branch, and this side holds no more of that chain
-    ///   than the hello shows (what the author lost of it goes first, as usual);
+    ///   first) ending on an op not of the branch, the hello shows no fork of it, and this
+    ///   side holds no more of it than the hello shows: nothing else of that chain goes in
+    ///   the session, so the branch is the only one of its own the author sets apart;
     /// - to another peer (not for a branch handed on for its author alone), when its hello
     ///   shows the author's chain as this side holds it, ending on an op not of the branch and
     ///   no lower than the op it continues: the branch then forks from what the peer holds,
-    ///   and nothing else of that chain goes in this session (the peer sets the branch apart
-    ///   for the whole session: its ordinary ops of that chain would go with it).
+    ///   and nothing else of that chain goes in this session.
     ///
     /// A branch that cannot be encoded (an op it names is not held here) is left out.
-    fn owed_messages<S: PeerBook>(&self, store: &S) -> Vec<Vec<u8>> {
+    fn owed_segments<S: PeerBook>(&self, store: &S) -> VecDeque<(Vec<u8>, usize)> {
         let (Some(summary), Some(peer)) = (self.peer_summary.as_ref(), self.report.peer) else {
-            return Vec::new();
+            return VecDeque::new();
         };
         let mine = store.summary();
         let mut owed: Vec<crate::store::Owed> = store
@@ -878,23 +894,25 @@ impl Session {
                 let (Some(theirs), held) = (summary.get(&author), mine.get(&author)) else {
                     return false;
                 };
+                if owed.ops.iter().any(|op| op.id() == theirs.op) {
+                    return false;
+                }
                 if author == peer {
-                    return !owed.ops.iter().any(|op| op.id() == theirs.op)
-                        && held.is_none_or(|h| h.seq <= theirs.seq);
+                    return held.is_none_or(|h| h.seq <= theirs.seq)
+                        && !self.forks.iter().any(|f| f.author == peer);
                 }
                 let base = owed
                     .ops
                     .first()
                     .map_or(0, |op| op.op().seq.saturating_sub(1));
-                !owed.author_only
-                    && held == Some(theirs)
-                    && theirs.seq >= base
-                    && !owed.ops.iter().any(|op| op.id() == theirs.op)
+                !owed.author_only && held == Some(theirs) && theirs.seq >= base
             })
             .collect();
-        owed.sort_by_key(|owed| owed.tip.author != peer);
+        let first_seq = |owed: &crate::store::Owed| owed.ops.first().map_or(0, |op| op.op().seq);
+        owed.sort_by_key(|owed| (owed.tip.author != peer, owed.tip.author, first_seq(owed)));
+        owed.dedup_by_key(|owed| owed.tip.author);
         owed.into_iter()
-            .filter_map(|owed| branch_message(store, &owed.ops, owed.tip))
+            .filter_map(|owed| Some((branch_segments(store, &owed.ops, owed.tip)?, owed.ops.len())))
             .take(OWED_PER_SESSION)
             .collect()
     }
@@ -1092,13 +1110,6 @@ impl Session {
             }
             self.outbox.push_back(Out::Ready(message, false));
         }
-        // Edits withdrawn here that their author may have lost (restored in place), each
-        // branch in a message of its own before the rest.
-        if self.pushes {
-            for message in self.owed_messages(store) {
-                self.outbox.push_back(Out::Ready(message, false));
-            }
-        }
         let (ops, places) = if !self.pushes {
             // A read-only member sends one empty, last `Ops` message.
             (VecDeque::new(), VecDeque::new())
@@ -1122,6 +1133,12 @@ impl Session {
                 .chain(self.forks.iter().copied())
                 .take(message::limits::FORKS_PER_MESSAGE_MAX as usize)
                 .collect(),
+            // Edits withdrawn here that their author may have lost (restored in place).
+            owed: if self.pushes {
+                self.owed_segments(store)
+            } else {
+                VecDeque::new()
+            },
         };
         let ops = std::mem::take(&mut outgoing.ops);
         outgoing.ops = ops
@@ -1137,16 +1154,22 @@ impl Session {
 /// order) with its author's signature `tip` of the last; `None` when it cannot be encoded (an
 /// op it names is not held here).
 fn branch_message<S: PeerBook>(store: &S, branch: &[SealedOp], tip: SignedTip) -> Option<Vec<u8>> {
+    Some(message::encode(&Message::Ops {
+        last: false,
+        forks: Vec::new(),
+        segments: branch_segments(store, branch, tip)?,
+    }))
+}
+
+/// `branch` (ops of one author's chain, in chain order) with its author's signature `tip` of
+/// the last, as compressed segments; `None` when it cannot be encoded (an op it names is not
+/// held here).
+fn branch_segments<S: PeerBook>(store: &S, branch: &[SealedOp], tip: SignedTip) -> Option<Vec<u8>> {
     let located = BranchTip {
         view: View(store),
         tip,
     };
-    let segments = compress(encode_segments(branch, &located).ok()?);
-    Some(message::encode(&Message::Ops {
-        last: false,
-        forks: Vec::new(),
-        segments,
-    }))
+    Some(compress(encode_segments(branch, &located).ok()?))
 }
 
 /// The bytes an `Ops` message counts against a [`Quota`]: the message with its segments as

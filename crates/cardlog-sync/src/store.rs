@@ -214,10 +214,11 @@ pub trait PeerBook: SyncStore {
     /// author's signature of the last) holding edits their author has not re-issued: they
     /// were withdrawn for building on a branch a third device gave up, and their author
     /// re-issues them once it holds them. If it lost them (restored in place), no replica
-    /// serves a withdrawn op otherwise: a session offers each to a peer whose hello shows
-    /// the author's chain ending below the branch's last op. The author takes back what it
-    /// lacks; another replica that never held what the branch continues hands it on to the
-    /// author alone ([`Owed::author_only`]). The default owes nothing.
+    /// serves a withdrawn op otherwise: a session sends each, after its ordinary messages,
+    /// to the author or to a peer whose hello shows the author's chain forking from the
+    /// branch (docs/SYNC.md, "Edits owed back"). The author takes back what it lacks; another
+    /// replica that does not hold what the branch continues hands it on to the author alone
+    /// ([`Owed::author_only`]). The default owes nothing.
     fn owed(&self) -> Vec<Owed> {
         Vec::new()
     }
@@ -321,8 +322,8 @@ pub struct Owed {
     pub ops: Vec<SealedOp>,
     /// The author's signature of the last.
     pub tip: SignedTip,
-    /// Whether it goes to its author alone: a branch another replica handed on for it, which
-    /// the replica holding it never held the base of. (A branch withdrawn here goes to any
-    /// peer whose hello shows the chain forking below it.)
+    /// Whether it goes to its author alone: a branch another replica handed on for it, whose
+    /// base the replica holding it does not hold. (A branch withdrawn here also goes to a
+    /// peer holding the author's chain as here, from which it forks.)
     pub author_only: bool,
 }

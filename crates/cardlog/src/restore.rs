@@ -513,16 +513,17 @@ impl Replica {
             return Ok(());
         }
         // A branch that does not continue the chain held here is not kept; if it continues
-        // an op this replica never held, it may be the rest of a branch given up, withdrawn
-        // with it elsewhere, on its way to its author: it is handed on to the author alone.
+        // an op this replica never held or withdrew, it may be the rest of a branch given up,
+        // withdrawn with it elsewhere, on its way to its author: it is handed on to the
+        // author alone.
         if !self.chain_continues(&author, from, &branch)? {
             if self.continues_elsewhere(&author, from, &branch, false)? {
                 self.hand_on(&branch, tip)?;
-                // Not a fork of the chain held here: the receive recorded it as one (the
-                // branch continues another op than the one held below it).
-                if let Some(base) = branch.first().and_then(|op| op.op().prev) {
-                    self.forget_fork_to(&author, &base)?;
-                }
+                // Not a fork of the chain held here: the receive recorded it as one (naming
+                // the op the branch continues, or its op at a seq held here).
+                let mut named: BTreeSet<OpId> = branch.iter().map(SealedOp::id).collect();
+                named.extend(branch.first().and_then(|op| op.op().prev));
+                self.forget_forks_to(&author, &named)?;
             }
             return Ok(());
         }
@@ -572,7 +573,11 @@ impl Replica {
                         signature: Signature(r.4.clone().try_into().ok()?),
                     })
                 });
-                if let Some(t) = by_id.or(self.store.kept_signature(&author, seq, &id)?) {
+                let kept = match by_id {
+                    Some(t) => Some(t),
+                    None => self.store.kept_signature(&author, seq, &id)?,
+                };
+                if let Some(t) = kept {
                     tip = Some(t);
                     ops.truncate(i + 1);
                     break;
@@ -937,8 +942,8 @@ impl Replica {
     }
 
     /// Whether `ops` (of `author`, from seq `from`) continue, without a gap, an op this
-    /// replica does not hold at `from - 1`: one it withdrew (`withdrawn`), or one it never
-    /// held (not `withdrawn`). Such ops are the rest of a branch given up: edits written on
+    /// replica does not hold at `from - 1`: one it withdrew (`withdrawn_only`), or one it
+    /// withdrew or never held. Such ops are the rest of a branch given up: edits written on
     /// it that a replica withdrew with it and gives back to their author, who may have lost
     /// them ([`Self::owed_branches`]).
     fn continues_elsewhere(
@@ -946,7 +951,7 @@ impl Replica {
         author: &DeviceId,
         from: u64,
         ops: &[SealedOp],
-        withdrawn: bool,
+        withdrawn_only: bool,
     ) -> Result<bool, Error> {
         let Some(base) = ops.first().and_then(|op| op.op().prev) else {
             return Ok(false);
@@ -959,10 +964,8 @@ impl Replica {
             return Ok(false);
         }
         let base_ok = match self.store.withdrawn_op(&base)? {
-            Some(op) => {
-                withdrawn && op.op().author == *author && op.op().seq.checked_add(1) == Some(from)
-            }
-            None => !withdrawn && self.op(&base)?.is_none(),
+            Some(op) => op.op().author == *author && op.op().seq.checked_add(1) == Some(from),
+            None => !withdrawn_only && self.op(&base)?.is_none(),
         };
         if !base_ok {
             return Ok(false);

@@ -920,19 +920,21 @@ impl Replica {
         Ok(())
     }
 
-    /// Drops the record of a fork of `author`'s chain whose other branch continues `theirs`
-    /// (a branch handed on for its author: `restore.rs`).
-    pub(crate) fn forget_fork_to(&mut self, author: &DeviceId, theirs: &OpId) -> Result<(), Error> {
+    /// Drops the records of forks of `author`'s chain whose other branch holds one of
+    /// `theirs` there (a branch handed on for its author: `restore.rs`).
+    pub(crate) fn forget_forks_to(
+        &mut self,
+        author: &DeviceId,
+        theirs: &BTreeSet<OpId>,
+    ) -> Result<(), Error> {
         let all = self.forks()?;
-        if all
-            .iter()
-            .all(|f| f.author != *author || f.theirs != *theirs)
-        {
+        let other = |f: &Fork| f.author != *author || !theirs.contains(&f.theirs);
+        if all.iter().all(other) {
             return Ok(());
         }
         let list: Vec<ForkRecord> = all
             .into_iter()
-            .filter(|f| f.author != *author || f.theirs != *theirs)
+            .filter(other)
             .map(|f| (f.author, f.seq, f.ours, f.theirs))
             .collect();
         self.store.put_meta(meta::FORKS, encode(&list))?;

@@ -21,6 +21,19 @@ use common::{
     copy_dir, member_of, person, reopen, replica, restore_in_place, session, NINE_MS, TIMEOUT,
 };
 
+/// Closes `r` (whose store is `dir`), does `meanwhile` to its files (a backup, a restore in
+/// place) and opens it again.
+fn reopened(
+    r: Replica,
+    dir: &std::path::Path,
+    clock: &Arc<FakeClock>,
+    meanwhile: impl FnOnce(),
+) -> Replica {
+    drop(r);
+    meanwhile();
+    reopen(dir, clock)
+}
+
 fn field(r: &Replica, n: u8, f: Field) -> Option<String> {
     r.contact(&person(n, "").id)
         .unwrap()
@@ -733,16 +746,14 @@ fn a_device_restored_twice_from_one_backup_does_not_take_back_the_branch_it_gave
     session(&mut tablet, &mut laptop);
     session(&mut phone, &mut relay);
     let id = phone.id();
-    drop(phone);
     let backup = tmp.path().join("backup");
-    copy_dir(&phone_dir, &backup);
-    let mut phone = reopen(&phone_dir, &clock);
+    let mut phone = reopened(phone, &phone_dir, &clock, || copy_dir(&phone_dir, &backup));
     clock.advance_ms(60_000);
     phone.add_contact(&person(1, "Lost")).unwrap();
     session(&mut phone, &mut relay);
-    drop(phone);
-    restore_in_place(&backup, &phone_dir);
-    let mut phone = reopen(&phone_dir, &clock);
+    let mut phone = reopened(phone, &phone_dir, &clock, || {
+        restore_in_place(&backup, &phone_dir)
+    });
     clock.advance_ms(60_000);
     phone.add_contact(&person(2, "After")).unwrap();
     session(&mut phone, &mut tablet);
@@ -756,9 +767,9 @@ fn a_device_restored_twice_from_one_backup_does_not_take_back_the_branch_it_gave
     session(&mut tablet, &mut relay);
     assert_converged(&[&phone, &tablet], &relay);
     // Restored again from the same backup.
-    drop(phone);
-    restore_in_place(&backup, &phone_dir);
-    let mut phone = reopen(&phone_dir, &clock);
+    let mut phone = reopened(phone, &phone_dir, &clock, || {
+        restore_in_place(&backup, &phone_dir)
+    });
     assert_eq!(phone.id(), id);
     session(&mut phone, &mut relay);
     assert_converged(&[&phone], &relay);
@@ -950,4 +961,66 @@ fn a_take_back_tells_subscribers_every_contact_it_changed() {
     }
     // The note the backup lost came back to the phone, and it was told.
     assert!(differing(&phone_before, &views(&r.phone)).contains(&person(1, "").id));
+}
+
+#[test]
+fn an_edit_withdrawn_with_a_branch_given_up_comes_back_to_its_author_restored_in_place() {
+    // The phone's lost contact sits on the relay. After its restore the phone adds another,
+    // which the tablet renames; the tablet is backed up, adds a contact of its own that only
+    // the laptop gets, and is restored in place itself: the contact is on the laptop alone.
+    // The phone takes its chain back from the relay; the tablet and then the laptop settle
+    // the phone's fork through the relay, the laptop withdrawing the tablet's contact with
+    // the branch (it built on the tablet's rename). Before, the contact was lost everywhere:
+    // only the tablet could re-issue it, and it no longer held it. Now the laptop gives it
+    // to the relay, which hands it on to the tablet; the tablet re-issues it and everyone
+    // gets it (docs/SYNC.md, "Edits owed back").
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut laptop = replica(&tmp.path().join("laptop"), &clock);
+    let mut relay = common::relay_of(&mut laptop, &tmp.path().join("relay"), &clock);
+    let phone_dir = tmp.path().join("phone");
+    let tablet_dir = tmp.path().join("tablet");
+    let mut phone = member_of(&mut laptop, &phone_dir, &clock);
+    let mut tablet = member_of(&mut laptop, &tablet_dir, &clock);
+    session(&mut relay, &mut laptop);
+    session(&mut tablet, &mut relay);
+    session(&mut phone, &mut relay);
+    let phone_backup = tmp.path().join("phone-backup");
+    let mut phone = reopened(phone, &phone_dir, &clock, || {
+        copy_dir(&phone_dir, &phone_backup)
+    });
+    clock.advance_ms(60_000);
+    phone.add_contact(&person(1, "Lost")).unwrap();
+    session(&mut phone, &mut relay);
+    let mut phone = reopened(phone, &phone_dir, &clock, || {
+        restore_in_place(&phone_backup, &phone_dir)
+    });
+    clock.advance_ms(60_000);
+    phone.add_contact(&person(2, "After")).unwrap();
+    session(&mut phone, &mut tablet);
+    rename(&mut tablet, &clock, 2, "After, renamed");
+    let tablet_backup = tmp.path().join("tablet-backup");
+    let mut tablet = reopened(tablet, &tablet_dir, &clock, || {
+        copy_dir(&tablet_dir, &tablet_backup)
+    });
+    clock.advance_ms(60_000);
+    tablet.add_contact(&person(3, "Tablet's own")).unwrap();
+    session(&mut laptop, &mut tablet);
+    let mut tablet = reopened(tablet, &tablet_dir, &clock, || {
+        restore_in_place(&tablet_backup, &tablet_dir)
+    });
+    assert_eq!(field(&tablet, 3, Field::Given), None, "lost with the disk");
+    // Settling, all through the relay.
+    for _ in 0..4 {
+        session(&mut phone, &mut relay);
+        session(&mut tablet, &mut relay);
+        session(&mut laptop, &mut relay);
+    }
+    for x in [&phone, &tablet, &laptop, &relay] {
+        assert_eq!(field(x, 1, Field::Given).as_deref(), Some("Lost"));
+        assert_eq!(field(x, 2, Field::Given).as_deref(), Some("After, renamed"));
+        assert_eq!(field(x, 3, Field::Given).as_deref(), Some("Tablet's own"));
+    }
+    assert_converged(&[&phone, &tablet, &laptop], &relay);
+    assert!(!tablet.is_restored().unwrap());
 }
