@@ -1343,4 +1343,63 @@ mod tests {
             decode(&unhex(GOLDEN_WITHDRAWN_SIGS_HEX), "withdrawn signatures").unwrap();
         assert_eq!(back, sigs);
     }
+
+    /// A branch of `bytes` bytes (one op, its note that long) signed as `author`'s.
+    fn branch_of(author: u8, note: usize) -> (Vec<SealedOp>, SignedTip) {
+        let clock = std::sync::Arc::new(cardlog_core::FakeClock::new(1_700_000_000_000));
+        let mut device = cardlog_core::Device::new(DeviceId([author; 16]), clock);
+        let mut contact = cardlog_core::Contact::new(cardlog_core::ContactId([author; 16]));
+        contact.set(cardlog_core::Field::Note, "n".repeat(note));
+        let op = device.create(&contact).unwrap();
+        let tip = SignedTip {
+            author: op.op().author,
+            key: PublicKey([author; 32]),
+            seq: op.op().seq,
+            op: op.id(),
+            signature: Signature([author; 64]),
+        };
+        (vec![op], tip)
+    }
+
+    /// What a member can make a replica keep for others (`mbranches`, `mhanded`; docs/SECURITY.md,
+    /// "Restores" and "Edits owed back") stays bounded whatever it sends: one branch per author
+    /// (a later one replaces the earlier, wherever it stood), at most the cap of branches and at
+    /// most [`BRANCHES_BYTES_MAX`] bytes of ops in all, the oldest going first.
+    #[test]
+    fn kept_and_handed_branches_stay_bounded_per_author_in_count_and_in_bytes() {
+        let bytes =
+            |all: &[BranchRecord]| -> usize { all.iter().flat_map(|r| &r.1).map(Vec::len).sum() };
+        let mut all: Vec<BranchRecord> = Vec::new();
+        // The same author again and again: one record, the last sent.
+        for note in [10, 20, 30] {
+            let (branch, tip) = branch_of(1, note);
+            push_record(&mut all, HANDED_MAX, &branch, &tip);
+        }
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].1, vec![branch_of(1, 30).0[0].bytes().to_vec()]);
+        // Many authors: the cap, the oldest gone first, the newest kept.
+        for author in 2..=40u8 {
+            let (branch, tip) = branch_of(author, 10);
+            push_record(&mut all, HANDED_MAX, &branch, &tip);
+        }
+        assert_eq!(all.len(), HANDED_MAX);
+        let authors: Vec<u8> = all.iter().map(|r| r.0 .0[0]).collect();
+        assert_eq!(authors, (25..=40).collect::<Vec<u8>>());
+        // An author already kept sends again: it moves to the end, the count stays.
+        let (branch, tip) = branch_of(30, 10);
+        push_record(&mut all, HANDED_MAX, &branch, &tip);
+        assert_eq!(all.len(), HANDED_MAX);
+        assert_eq!(all.last().map(|r| r.0), Some(DeviceId([30; 16])));
+        // Large branches (an op of a 200 KiB note each): the bytes bound before the count.
+        let mut big: Vec<BranchRecord> = Vec::new();
+        for author in 1..=60u8 {
+            let (branch, tip) = branch_of(author, 200 << 10);
+            push_record(&mut big, BRANCHES_MAX, &branch, &tip);
+            assert!(bytes(&big) <= BRANCHES_BYTES_MAX, "{} bytes", bytes(&big));
+        }
+        let per = bytes(&big[..1]);
+        assert!(BRANCHES_BYTES_MAX / per < BRANCHES_MAX);
+        assert_eq!(big.len(), BRANCHES_BYTES_MAX / per);
+        assert_eq!(big.last().map(|r| r.0), Some(DeviceId([60; 16])));
+    }
 }

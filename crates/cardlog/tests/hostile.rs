@@ -568,6 +568,26 @@ fn a_chain_forged_in_another_authors_name_is_refused_and_recorded_as_no_fork() {
     let one = forged_op(author, 1, None, 50);
     let two = forged_op(author, 2, Some(&one), 51);
     assert_refused(&mut f, author, &[one, two], 1);
+    // Continuing an op of a's that r never held (the shape of an edit owed back to its
+    // author, docs/SYNC.md, "Edits owed back"): not kept, not handed on for a, and a's next
+    // session with r brings a nothing of it.
+    let a_first = op_at(&f.r, author, 1);
+    let unseen = forged_op(author, 2, Some(&a_first), 53);
+    let owed = forged_op(author, 3, Some(&unseen), 54);
+    assert_refused(&mut f, author, std::slice::from_ref(&owed), 3);
+    let a_before = snapshot(&f.a);
+    let (to_a, to_r) = session(&mut f.a, &mut f.r);
+    for report in [&to_a, &to_r] {
+        assert_eq!(report.refused, vec![], "nothing forged sent");
+        assert_eq!((report.forks.len(), report.missing), (0, 0));
+        assert!(report.converged);
+    }
+    assert!(f.a.op(&owed.id()).unwrap().is_none());
+    assert_eq!(
+        snapshot(&f.a).summary.get(&author),
+        a_before.summary.get(&author)
+    );
+    assert!(f.a.verify().unwrap().is_ok());
     // Anchored on another author's op (r's seq 1) instead of a's.
     let rs_first = op_at(&f.r, f.r.id(), 1);
     let three = forged_op(author, 3, Some(&rs_first), 52);
