@@ -14,7 +14,6 @@ use cardlog_core::{
     DeviceId, Membership, Op, OpId, PublicKey, SealedOp, Signature, SignedTip, Write,
 };
 use cardlog_store::keys::meta;
-use cardlog_store::StoreError;
 use cardlog_sync::TakenBack;
 
 use crate::error::Error;
@@ -206,7 +205,7 @@ impl Replica {
                 }
                 taken.reissued += self.reissue_theirs(&fresh)?;
                 self.give_up(&fresh)?;
-                self.forget_forks_of(&me)?;
+                self.forget_forks_where(|f| f.author == me)?;
                 let by = self.mark()?.and_then(|m| m.by);
                 if by.is_none() || by == peer.map(|(p, _)| p) {
                     self.unmark_restored()?;
@@ -252,7 +251,7 @@ impl Replica {
         taken.reissued = self.reissue_pending()?;
         self.unmark_restored()?;
         let me = self.id();
-        self.forget_forks_of(&me)?;
+        self.forget_forks_where(|f| f.author == me)?;
         self.durable()?;
         Ok(Some(taken))
     }
@@ -471,7 +470,7 @@ impl Replica {
             self.durable()?;
             return Ok(false);
         }
-        self.forget_forks_of(&author)?;
+        self.forget_forks_where(|f| f.author == author)?;
         self.forget_branch(&author)?;
         self.durable()?;
         Ok(true)
@@ -523,7 +522,7 @@ impl Replica {
                 // the op the branch continues, or its op at a seq held here).
                 let mut named: BTreeSet<OpId> = branch.iter().map(SealedOp::id).collect();
                 named.extend(branch.first().and_then(|op| op.op().prev));
-                self.forget_forks_to(&author, &named)?;
+                self.forget_forks_where(|f| f.author == author && named.contains(&f.theirs))?;
             }
             return Ok(());
         }
@@ -693,20 +692,13 @@ impl Replica {
     /// held here (the author re-issued it), and signed by the author.
     fn still_owed(
         &self,
-        (author, ops, key, signature): BranchRecord,
+        record: BranchRecord,
         prints: &mut Prints,
     ) -> Result<Option<(Vec<SealedOp>, SignedTip)>, Error> {
-        let Ok(ops) = ops
-            .iter()
-            .map(|b| cardlog_core::sealed::decode_op(b))
-            .collect::<Result<Vec<SealedOp>, _>>()
-        else {
+        let Some((ops, tip)) = read_record(record) else {
             return Ok(None);
         };
-        let (Some(first), Some(last)) = (ops.first(), ops.last()) else {
-            return Ok(None);
-        };
-        let (Ok(key), Ok(signature)) = (key.try_into(), signature.try_into()) else {
+        let (author, Some(first)) = (tip.author, ops.first()) else {
             return Ok(None);
         };
         let held = self.store.op_by_seq(&author, first.op().seq)?;
@@ -721,13 +713,6 @@ impl Replica {
                 return Ok(None);
             }
         }
-        let tip = SignedTip {
-            author,
-            key: PublicKey(key),
-            seq: last.op().seq,
-            op: last.id(),
-            signature: Signature(signature),
-        };
         if cardlog_sync::SyncStore::authorship(self, &ops, &[tip]).is_err() {
             return Ok(None);
         }
@@ -739,15 +724,12 @@ impl Replica {
     /// copies of edits withdrawn for building on a branch given up may sit at their own seqs).
     fn worth_giving(
         &self,
-        (author, ops, key, signature): BranchRecord,
+        record: BranchRecord,
     ) -> Result<Option<(Vec<SealedOp>, SignedTip)>, Error> {
-        let author = &author;
-        let bad = || Error::Store(StoreError::undecodable("meta branches"));
-        let ops = ops
-            .iter()
-            .map(|b| cardlog_core::sealed::decode_op(b).map_err(|_| bad()))
-            .collect::<Result<Vec<SealedOp>, Error>>()?;
-        let (Some(first), Some(last)) = (ops.first(), ops.last()) else {
+        let Some((ops, tip)) = read_record(record) else {
+            return Ok(None);
+        };
+        let (author, Some(first)) = (&tip.author, ops.first()) else {
             return Ok(None);
         };
         let held = self
@@ -759,9 +741,9 @@ impl Replica {
             return Ok(None);
         }
         // Given up by its author: the chain held here has its copies.
-        let tip = self.store.summary().get(author).map_or(0, |t| t.seq);
+        let head = self.store.summary().get(author).map_or(0, |t| t.seq);
         let mut ours = Vec::new();
-        for seq in first.op().seq..=tip {
+        for seq in first.op().seq..=head {
             if let Some(op) = self.store.op_by_seq(author, seq)? {
                 ours.push(op);
             }
@@ -769,13 +751,6 @@ impl Replica {
         if copied_in_order(&ops, &ours) {
             return Ok(None);
         }
-        let tip = SignedTip {
-            author: *author,
-            key: PublicKey(key.try_into().map_err(|_| bad())?),
-            seq: last.op().seq,
-            op: last.id(),
-            signature: Signature(signature.try_into().map_err(|_| bad())?),
-        };
         Ok(Some((ops, tip)))
     }
 
@@ -824,7 +799,7 @@ impl Replica {
         }
         self.store.put_meta(meta::BRANCHES, encode(&kept))?;
         for author in &over {
-            self.forget_forks_of(author)?;
+            self.forget_forks_where(|f| f.author == *author)?;
         }
         Ok(())
     }
@@ -907,7 +882,7 @@ impl Replica {
         let withdrawal = self.store.withdraw_from(author, from)?;
         self.keep_withdrawn_signatures(&withdrawal.ops)?;
         for (other, seq) in &withdrawal.authors {
-            self.forget_forks_from(other, *seq)?;
+            self.forget_forks_where(|f| f.author == *other && f.seq >= *seq)?;
         }
         // Withdrawn member changes no longer count (this device's own are re-issued).
         *self.membership =
@@ -925,20 +900,14 @@ impl Replica {
         from: u64,
         ops: &[SealedOp],
     ) -> Result<bool, Error> {
-        let mut prev = match from.checked_sub(1).filter(|s| *s > 0) {
+        let prev = match from.checked_sub(1).filter(|s| *s > 0) {
             Some(s) => match self.store.op_by_seq(author, s)? {
                 Some(op) => Some(op.id()),
                 None => return Ok(false),
             },
             None => None,
         };
-        for (i, op) in ops.iter().enumerate() {
-            if Some(op.op().seq) != from.checked_add(i as u64) || op.op().prev != prev {
-                return Ok(false);
-            }
-            prev = Some(op.id());
-        }
-        Ok(true)
+        Ok(linked(from, prev, ops))
     }
 
     /// Whether `ops` (of `author`, from seq `from`) continue, without a gap, an op this
@@ -967,17 +936,7 @@ impl Replica {
             Some(op) => op.op().author == *author && op.op().seq.checked_add(1) == Some(from),
             None => !withdrawn_only && self.op(&base)?.is_none(),
         };
-        if !base_ok {
-            return Ok(false);
-        }
-        let mut prev = Some(base);
-        for (i, op) in ops.iter().enumerate() {
-            if Some(op.op().seq) != from.checked_add(i as u64) || op.op().prev != prev {
-                return Ok(false);
-            }
-            prev = Some(op.id());
-        }
-        Ok(true)
+        Ok(base_ok && linked(from, Some(base), ops))
     }
 
     fn unmark_restored(&mut self) -> Result<(), Error> {
@@ -1012,7 +971,7 @@ impl Replica {
             self.store.remove_meta(meta::REISSUE_WAIT)?;
             // What peers held of this chain otherwise is given up and re-issued.
             let me = self.id();
-            self.forget_forks_of(&me)?;
+            self.forget_forks_where(|f| f.author == me)?;
         } else {
             // Each copy written may be what the rest waits for: the count starts again.
             let left = if written > 0 {
@@ -1232,6 +1191,38 @@ fn push_record(all: &mut Vec<BranchRecord>, max: usize, branch: &[SealedOp], tip
         tip.key.0.to_vec(),
         tip.signature.0.to_vec(),
     ));
+}
+
+/// A kept or handed-on branch as stored, read back as its ops and the author's signature of
+/// the last; `None` when it does not decode, or holds no op (such a record counts as none:
+/// [`Replica::branches`]). Checking the signature is the caller's.
+fn read_record((author, ops, key, signature): BranchRecord) -> Option<(Vec<SealedOp>, SignedTip)> {
+    let ops = ops
+        .iter()
+        .map(|b| cardlog_core::sealed::decode_op(b))
+        .collect::<Result<Vec<SealedOp>, _>>()
+        .ok()?;
+    let last = ops.last()?;
+    let tip = SignedTip {
+        author,
+        key: PublicKey(key.try_into().ok()?),
+        seq: last.op().seq,
+        op: last.id(),
+        signature: Signature(signature.try_into().ok()?),
+    };
+    Some((ops, tip))
+}
+
+/// Whether `ops` are seqs `from`, `from + 1`, … each naming the one before, the first
+/// naming `prev`.
+fn linked(from: u64, mut prev: Option<OpId>, ops: &[SealedOp]) -> bool {
+    for (i, op) in ops.iter().enumerate() {
+        if Some(op.op().seq) != from.checked_add(i as u64) || op.op().prev != prev {
+            return false;
+        }
+        prev = Some(op.id());
+    }
+    true
 }
 
 /// Whether every op of `given_up` (a branch, in chain order) has its own copy on `kept` (in

@@ -904,52 +904,17 @@ impl PeerBook for Replica {
 }
 
 impl Replica {
-    /// Drops the records of forks of `author`'s chain at `seq` or later (its ops there were
-    /// withdrawn: `restore.rs`).
-    pub(crate) fn forget_forks_from(&mut self, author: &DeviceId, seq: u64) -> Result<(), Error> {
+    /// Drops the records of forks that `gone` picks (`restore.rs`: of a chain taken back or
+    /// settled, of ops withdrawn from a seq on, or to a branch handed on for its author).
+    /// Writes nothing when it picks none.
+    pub(crate) fn forget_forks_where(&mut self, gone: impl Fn(&Fork) -> bool) -> Result<(), Error> {
         let all = self.forks()?;
-        if all.iter().all(|f| f.author != *author || f.seq < seq) {
+        if !all.iter().any(&gone) {
             return Ok(());
         }
         let list: Vec<ForkRecord> = all
             .into_iter()
-            .filter(|f| f.author != *author || f.seq < seq)
-            .map(|f| (f.author, f.seq, f.ours, f.theirs))
-            .collect();
-        self.store.put_meta(meta::FORKS, encode(&list))?;
-        Ok(())
-    }
-
-    /// Drops the records of forks of `author`'s chain whose other branch holds one of
-    /// `theirs` there (a branch handed on for its author: `restore.rs`).
-    pub(crate) fn forget_forks_to(
-        &mut self,
-        author: &DeviceId,
-        theirs: &BTreeSet<OpId>,
-    ) -> Result<(), Error> {
-        let all = self.forks()?;
-        let other = |f: &Fork| f.author != *author || !theirs.contains(&f.theirs);
-        if all.iter().all(other) {
-            return Ok(());
-        }
-        let list: Vec<ForkRecord> = all
-            .into_iter()
-            .filter(other)
-            .map(|f| (f.author, f.seq, f.ours, f.theirs))
-            .collect();
-        self.store.put_meta(meta::FORKS, encode(&list))?;
-        Ok(())
-    }
-
-    /// Drops the records of forks of `author`'s chain (taken back or settled: `restore.rs`).
-    pub(crate) fn forget_forks_of(&mut self, author: &DeviceId) -> Result<(), Error> {
-        let all = self.forks()?;
-        if all.iter().all(|f| f.author != *author) {
-            return Ok(());
-        }
-        let list: Vec<ForkRecord> = all
-            .into_iter()
-            .filter(|f| f.author != *author)
+            .filter(|f| !gone(f))
             .map(|f| (f.author, f.seq, f.ours, f.theirs))
             .collect();
         self.store.put_meta(meta::FORKS, encode(&list))?;
