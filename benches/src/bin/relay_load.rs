@@ -258,14 +258,23 @@ fn main() -> Result<(), Error> {
         }
         for entry in std::fs::read_dir(book.path())? {
             let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
             let bytes = if entry.metadata()?.is_dir() {
                 dir_bytes(&entry.path())?
             } else {
                 entry.metadata()?.len()
             };
-            *parts
-                .entry(entry.file_name().to_string_lossy().into_owned())
-                .or_default() += bytes;
+            // The name index's database apart from the rest of `db`.
+            let names = entry.path().join(cardlog_store::state::sled_kv::NAMES_DIR);
+            let names_bytes = if names.is_dir() {
+                dir_bytes(&names)?
+            } else {
+                0
+            };
+            if names_bytes > 0 {
+                *parts.entry(format!("{name}/names")).or_default() += names_bytes;
+            }
+            *parts.entry(name).or_default() += bytes - names_bytes;
         }
     }
     for (name, bytes) in parts {
