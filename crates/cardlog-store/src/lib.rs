@@ -39,7 +39,6 @@ pub mod store;
 
 pub use error::{OpenError, StoreError};
 pub use state::keys::{self, ContactRegisters};
-pub use state::sled_kv::{SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
 pub use store::{
     dir_bytes, read_key_file, write_key_file, ChangeCursor, ContactChange, CursorParseError,
     LogDamage, OpOutcome, Progress, Recovery, RepairReport, Since, Store, StoreOptions,

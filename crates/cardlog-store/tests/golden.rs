@@ -144,7 +144,6 @@ fn database_pairs(kv: &dyn Kv) -> Vec<Pair> {
 fn options() -> StoreOptions {
     StoreOptions {
         cache_bytes: 1 << 20,
-        ..StoreOptions::default()
     }
 }
 

@@ -80,6 +80,5 @@ pub use cardlog_store::state::KvError;
 pub use cardlog_store::{
     dir_bytes, ChangeCursor, ContactChange, CursorParseError, LogDamage, Progress, Recovery,
     RepairReport, Since, Store, StoreError, VerifyReport, CACHE_BYTES_DEFAULT, CACHE_BYTES_MIN,
-    SEGMENT_BYTES_DEFAULT,
 };
 pub use cardlog_sync::bundle::Imported;

@@ -79,11 +79,6 @@ pub struct RelayOptions {
     /// (default 64 KiB rather than a device's 1 MiB: a relay keeps thousands of books open,
     /// and applies a message at a time, not one small save at a time).
     pub log_preallocate_bytes: u64,
-    /// The segment size of each book's main database, made when the relay takes the book
-    /// (default 64 KiB rather than a device's 512 KiB: sled keeps a few segments per
-    /// database however little it holds, and a relay keeps thousands of small books; a book
-    /// keeps the size it was made with).
-    pub segment_bytes: usize,
     /// Where wall time comes from (tests inject a fake clock).
     pub wall: Arc<dyn WallClock>,
 }
@@ -97,7 +92,6 @@ impl Default for RelayOptions {
             taking_timeout: std::time::Duration::from_secs(120),
             open_books_max: 64,
             log_preallocate_bytes: 64 << 10,
-            segment_bytes: 64 << 10,
             wall: Arc::new(cardlog_core::SystemClock),
         }
     }
@@ -363,7 +357,6 @@ impl Relay {
         Options {
             cache_bytes: self.options.cache_bytes,
             log_preallocate_bytes: self.options.log_preallocate_bytes,
-            segment_bytes: self.options.segment_bytes,
             wall: Arc::clone(&self.options.wall),
             ..Options::default()
         }

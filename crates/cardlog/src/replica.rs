@@ -53,11 +53,6 @@ pub struct Options {
     /// [`cardlog_store::log::PREALLOCATE_BYTES`], 1 MiB, which makes a durable save's sync
     /// cheaper; cut at close). A relay keeping many books open sets it small.
     pub log_preallocate_bytes: u64,
-    /// The segment size of the store's main database when this open makes one (a new
-    /// replica, a repair): default [`SEGMENT_BYTES_DEFAULT`](crate::SEGMENT_BYTES_DEFAULT),
-    /// 512 KiB. sled keeps a few segments however little a store holds, so a relay keeping
-    /// many small books sets it small. A database keeps the size it was made with.
-    pub segment_bytes: usize,
 }
 
 impl Default for Options {
@@ -68,7 +63,6 @@ impl Default for Options {
             skew_bound_ms: SKEW_BOUND_MS_DEFAULT,
             name: None,
             log_preallocate_bytes: cardlog_store::log::PREALLOCATE_BYTES,
-            segment_bytes: crate::SEGMENT_BYTES_DEFAULT,
         }
     }
 }
@@ -137,7 +131,6 @@ impl std::fmt::Debug for Replica {
 fn store_options(options: &Options) -> StoreOptions {
     StoreOptions {
         cache_bytes: options.cache_bytes,
-        segment_bytes: options.segment_bytes,
     }
 }
 

@@ -164,17 +164,6 @@ pub(crate) fn lock_is_held(dir: &Path) -> bool {
         .is_ok_and(|file| matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
 }
 
-/// The segment size of the sled database in `dir`, as its `conf` file records it (sled 0.34.7
-/// writes a line `segment_size: N` there when it makes the database); `None` where there is
-/// no database yet, or the file does not say (sled then reports what is wrong as it opens).
-fn segment_bytes_kept(dir: &Path) -> Option<usize> {
-    let conf = std::fs::read(dir.join("conf")).ok()?;
-    conf.split(|b| *b == b'\n').find_map(|line| {
-        let value = line.strip_prefix(b"segment_size: ")?;
-        std::str::from_utf8(value).ok()?.trim().parse().ok()
-    })
-}
-
 /// Whether `bytes` pass sled 0.34.7's check of a snapshot file: they end in an 8-byte length and
 /// the little-endian CRC-32 of everything before that length.
 fn snapshot_is_whole(bytes: &[u8]) -> bool {
@@ -198,8 +187,6 @@ impl SledDb {
     /// left half written are removed first (see `clear_torn_snapshots`).
     pub fn open(dir: &Path, cache_bytes: u64, segment_bytes: usize) -> KvResult<Self> {
         let cache_bytes = cache_bytes.max(CACHE_BYTES_MIN);
-        // A database keeps the segment size it was made with (sled refuses another).
-        let segment_bytes = segment_bytes_kept(dir).unwrap_or(segment_bytes);
         let mut attempts = 0;
         loop {
             let opened = match clear_torn_snapshots(dir)? {
@@ -333,18 +320,8 @@ impl Kv for SledDb {
 /// The directory, inside the main database's, of the database that holds the name index.
 pub const NAMES_DIR: &str = "names";
 
-/// The main database's segment size when a store does not ask for another
-/// ([`crate::StoreOptions::segment_bytes`]): sled's default.
-pub const SEGMENT_BYTES_DEFAULT: usize = 512 << 10;
-
-/// The smallest segment size a store's main database may be made with (sled 0.34.7 needs a
-/// power of two of at least 256 bytes; below 64 KiB an op near the size limit spans many
-/// segments).
-pub const SEGMENT_BYTES_MIN: usize = 64 << 10;
-
-/// The largest segment size a store's main database may be made with (sled 0.34.7 refuses
-/// more than 16 MiB).
-pub const SEGMENT_BYTES_MAX: usize = 16 << 20;
+/// The main database's segment size: sled's default.
+const MAIN_SEGMENT_BYTES: usize = 512 << 10;
 
 /// The names database's segment size. sled allocates its file a segment at a time and zeroes
 /// its free segments at every open; the index is small (about 70 bytes per contact), so its
@@ -449,17 +426,6 @@ impl SledKv {
     /// [`SledKv`]) or damaged, and a main database written before the split gives up the
     /// name index it kept (the store builds it again in the names database).
     pub fn open(dir: &Path, cache_bytes: u64) -> KvResult<Self> {
-        Self::open_with(dir, cache_bytes, SEGMENT_BYTES_DEFAULT)
-    }
-
-    /// [`SledKv::open`], making a main database that does not exist yet with segments of
-    /// `segment_bytes` (a power of two from [`SEGMENT_BYTES_MIN`] to [`SEGMENT_BYTES_MAX`],
-    /// brought to the nearest such): one that exists keeps the segment size it was made with.
-    pub fn open_with(dir: &Path, cache_bytes: u64, segment_bytes: usize) -> KvResult<Self> {
-        let segment_bytes = segment_bytes
-            .clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX)
-            .next_power_of_two()
-            .min(SEGMENT_BYTES_MAX);
         let names_dir = dir.join(NAMES_DIR);
         let open_names = || SledDb::open(&names_dir, cache_bytes / 4, NAMES_SEGMENT_BYTES);
         // Opened side by side: most of an open is sled's own fixed cost (its threads, its
@@ -468,7 +434,7 @@ impl SledKv {
         // that thread's malloc arena, where the index scans that follow (a list, a page) can
         // use it again (2.7 MB less at 100,000 contacts; docs/PERFORMANCE.md).
         let (main, names) = std::thread::scope(|scope| {
-            let main = scope.spawn(|| SledDb::open(dir, cache_bytes, segment_bytes));
+            let main = scope.spawn(|| SledDb::open(dir, cache_bytes, MAIN_SEGMENT_BYTES));
             // sled may panic on damaged files: a names database that does so is made anew
             // below, as one that fails to open.
             let names = std::panic::catch_unwind(std::panic::AssertUnwindSafe(open_names))
@@ -541,7 +507,7 @@ impl SledKv {
 /// Opens the main database in `dir` alone, as it is: no names database, nothing brought in
 /// step. For reading what a damaged store's database still gives (`store/salvage.rs`).
 pub(crate) fn open_main_alone(dir: &Path, cache_bytes: u64) -> KvResult<impl Kv> {
-    SledDb::open(dir, cache_bytes, SEGMENT_BYTES_DEFAULT)
+    SledDb::open(dir, cache_bytes, MAIN_SEGMENT_BYTES)
 }
 
 impl Kv for SledKv {
@@ -769,41 +735,6 @@ mod tests {
         );
     }
 
-    /// A database keeps the segment size it was made with: opened later asking for another
-    /// (which sled would refuse), it opens with its own and reads back what it holds. Sizes
-    /// asked out of range, or not a power of two, are brought to the nearest allowed.
-    #[test]
-    fn a_database_keeps_the_segment_size_it_was_made_with() {
-        let tmp = tempfile::tempdir().unwrap();
-        let small = tmp.path().join("small");
-        let kv = SledKv::open_with(&small, 1 << 20, 64 << 10).unwrap();
-        write(&kv, &[b"cx"]);
-        drop(kv);
-        assert_eq!(segment_bytes_kept(&small), Some(64 << 10));
-        let kv = SledKv::open(&small, 1 << 20).unwrap();
-        assert_eq!(kv.get(b"cx").unwrap(), Some(b"v".to_vec()));
-        write(&kv, &[b"cy"]);
-        drop(kv);
-        assert_eq!(segment_bytes_kept(&small), Some(64 << 10));
-        let kv = SledKv::open_with(&small, 1 << 20, 1 << 20).unwrap();
-        assert_eq!(pairs(&kv, b"c"), [&b"cx"[..], b"cy"]);
-        drop(kv);
-        let large = tmp.path().join("large");
-        drop(SledKv::open(&large, 1 << 20).unwrap());
-        drop(SledKv::open_with(&large, 1 << 20, 64 << 10).unwrap());
-        assert_eq!(segment_bytes_kept(&large), Some(SEGMENT_BYTES_DEFAULT));
-        for (asked, made) in [
-            (100_000, 128 << 10),
-            (300, SEGMENT_BYTES_MIN),
-            (1 << 30, SEGMENT_BYTES_MAX),
-        ] {
-            let dir = tmp.path().join(format!("asked-{asked}"));
-            drop(SledKv::open_with(&dir, 1 << 20, asked).unwrap());
-            assert_eq!(segment_bytes_kept(&dir), Some(made), "asked {asked}");
-        }
-        assert_eq!(segment_bytes_kept(&tmp.path().join("none")), None);
-    }
-
     #[test]
     fn a_names_database_out_of_step_is_emptied_and_the_rest_kept() {
         let tmp = tempfile::tempdir().unwrap();
@@ -838,7 +769,7 @@ mod tests {
         write(&kv, &[b"cx", b"nada", b"mnames"]);
         drop(kv);
         // An older build wrote its own index in the main database (and a register).
-        let old = SledDb::open(dir, 1 << 20, SEGMENT_BYTES_DEFAULT).unwrap();
+        let old = SledDb::open(dir, 1 << 20, MAIN_SEGMENT_BYTES).unwrap();
         write(&old, &[b"cy", b"nbob", b"mnames"]);
         drop(old);
         let kv = SledKv::open(dir, 1 << 20).unwrap();
@@ -849,7 +780,7 @@ mod tests {
     fn a_database_from_before_the_split_gives_up_its_index_and_a_damaged_names_one_is_made_anew() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        let old = SledDb::open(dir, 1 << 20, SEGMENT_BYTES_DEFAULT).unwrap();
+        let old = SledDb::open(dir, 1 << 20, MAIN_SEGMENT_BYTES).unwrap();
         write(&old, &[b"cx", b"mformat", b"mnames", b"nada", b"Nx", b"zz"]);
         drop(old);
         let kv = SledKv::open(dir, 1 << 20).unwrap();

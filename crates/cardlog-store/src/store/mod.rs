@@ -68,20 +68,12 @@ pub struct StoreOptions {
     /// the name index's database has a cache of its own, a quarter that size (at least the
     /// minimum too).
     pub cache_bytes: u64,
-    /// The segment size of the main database when the store makes one (a new store, a
-    /// repair): sled writes its file a segment at a time and keeps segments while half of them
-    /// is live, so a small store costs a few segments whatever it holds. 512 KiB (sled's
-    /// default) suits a device's store; a relay keeping many small books uses less. A
-    /// database keeps the size it was made with; a power of two from 64 KiB to 16 MiB (others
-    /// are brought to the nearest).
-    pub segment_bytes: usize,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             cache_bytes: CACHE_BYTES_DEFAULT,
-            segment_bytes: crate::state::sled_kv::SEGMENT_BYTES_DEFAULT,
         }
     }
 }

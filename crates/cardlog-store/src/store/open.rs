@@ -180,11 +180,7 @@ impl Store {
     fn build(tmp: &FsPath, options: &StoreOptions, key: &DeviceKey) -> Result<(), OpenError> {
         std::fs::create_dir(tmp).map_err(|e| io(tmp, e))?;
         write_key(tmp, key)?;
-        let kv = SledKv::open_with(
-            &tmp.join(DB_DIR),
-            options.cache_bytes,
-            options.segment_bytes,
-        )?;
+        let kv = SledKv::open(&tmp.join(DB_DIR), options.cache_bytes)?;
         let mut batch = KvBatch::default();
         batch.insert(meta::FORMAT.to_vec(), vec![STORE_FORMAT_VERSION]);
         batch.insert(meta::REPLICA.to_vec(), key.device().0.to_vec());
@@ -233,7 +229,7 @@ impl Store {
                 dir.display()
             )));
         }
-        let kv = SledKv::open_with(&db, options.cache_bytes, options.segment_bytes)?;
+        let kv = SledKv::open(&db, options.cache_bytes)?;
         let log = FileLog::open(&log_path, false)?;
         Self::open_parts(Box::new(kv), Box::new(log), dir)
     }
@@ -259,12 +255,7 @@ impl Store {
             &mut self.kv,
             Box::new(crate::state::kv::ClosedKv(Some(cache_bytes))),
         ));
-        // (The database exists: it keeps its own segment size.)
-        let options = StoreOptions {
-            cache_bytes,
-            ..StoreOptions::default()
-        };
-        let mut fresh = match Store::open(&self.dir, &options) {
+        let mut fresh = match Store::open(&self.dir, &StoreOptions { cache_bytes }) {
             Ok(fresh) => fresh,
             Err(e) => {
                 // Reads go on as before the call where the database opens.

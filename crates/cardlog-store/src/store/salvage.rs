@@ -618,7 +618,7 @@ impl Store {
             std::fs::remove_dir_all(&building).map_err(|e| io(&building, e))?;
         }
         {
-            let kv = SledKv::open_with(&building, options.cache_bytes, options.segment_bytes)?;
+            let kv = SledKv::open(&building, options.cache_bytes)?;
             let mut batch = KvBatch::default();
             for (k, v) in pairs {
                 batch.insert(k, v);

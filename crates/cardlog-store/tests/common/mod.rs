@@ -29,7 +29,6 @@ pub const NINE_MS: u64 = 1_795_338_000_000;
 pub fn options() -> StoreOptions {
     StoreOptions {
         cache_bytes: 1 << 20,
-        ..StoreOptions::default()
     }
 }
 
