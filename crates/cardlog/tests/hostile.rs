@@ -461,6 +461,8 @@ struct Forgery {
     r: Replica,
     third: Device,
     innocents: u8,
+    /// Signatures the forger adds to its next bundle (claimed for another author).
+    claimed: Vec<SignedTip>,
 }
 
 fn forgery() -> Forgery {
@@ -490,6 +492,7 @@ fn forgery() -> Forgery {
         r,
         third,
         innocents: 0,
+        claimed: Vec::new(),
     }
 }
 
@@ -513,7 +516,12 @@ fn forged_op(author: DeviceId, seq: u64, prev: Option<&SealedOp>, n: u8) -> Seal
 /// refused (they meet `r`'s chain of that author at `seq` as a fork, but no signature of the
 /// author covers them, so no fork is recorded), the innocent op applied and nothing else of
 /// `r` changed.
-fn assert_refused(f: &mut Forgery, author: DeviceId, forged: &[SealedOp], seq: u64) {
+fn assert_refused(
+    f: &mut Forgery,
+    author: DeviceId,
+    forged: &[SealedOp],
+    seq: u64,
+) -> cardlog::Refusal {
     f.innocents += 1;
     let innocent = f
         .third
@@ -521,7 +529,11 @@ fn assert_refused(f: &mut Forgery, author: DeviceId, forged: &[SealedOp], seq: u
         .unwrap();
     let mut ops = forged.to_vec();
     ops.push(innocent.clone());
-    let segments = encode_segments(&ops, &Known::of(&[&f.a, &f.r], &ops)).unwrap();
+    let mut known = Known::of(&[&f.a, &f.r], &ops);
+    for tip in std::mem::take(&mut f.claimed) {
+        known.tips.insert((tip.author, tip.seq), tip);
+    }
+    let segments = encode_segments(&ops, &known).unwrap();
     let before = snapshot(&f.r);
     let chain: Vec<SealedOp> = (1..=before.summary[&author].seq)
         .map(|s| op_at(&f.r, author, s))
@@ -558,6 +570,7 @@ fn assert_refused(f: &mut Forgery, author: DeviceId, forged: &[SealedOp], seq: u
         assert!(f.r.contact(&contact).unwrap().is_none(), "forged contact");
     }
     assert!(f.r.verify().unwrap().is_ok());
+    refused[0].clone()
 }
 
 #[test]
@@ -575,6 +588,20 @@ fn a_chain_forged_in_another_authors_name_is_refused_and_recorded_as_no_fork() {
     let unseen = forged_op(author, 2, Some(&a_first), 53);
     let owed = forged_op(author, 3, Some(&unseen), 54);
     assert_refused(&mut f, author, std::slice::from_ref(&owed), 3);
+    // The same with a signature of it by another member's key, claimed for a.
+    let third = third_key();
+    f.claimed.push(SignedTip {
+        author,
+        key: third.public(),
+        seq: 3,
+        op: owed.id(),
+        signature: third.sign_tip(&f.r.book(), &owed.id()),
+    });
+    let refusal = assert_refused(&mut f, author, std::slice::from_ref(&owed), 3);
+    assert!(
+        matches!(refusal, cardlog::Refusal::BadSignature { seq: 3, .. }),
+        "{refusal}"
+    );
     let a_before = snapshot(&f.a);
     let (to_a, to_r) = session(&mut f.a, &mut f.r);
     for report in [&to_a, &to_r] {
