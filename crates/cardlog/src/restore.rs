@@ -1393,4 +1393,26 @@ mod tests {
         assert_eq!(big.len(), BRANCHES_BYTES_MAX / per);
         assert_eq!(big.last().map(|r| r.0), Some(DeviceId([60; 16])));
     }
+
+    /// A replica hands on at most [`HANDED_MAX`] branches, one per author, whatever arrives
+    /// (the cap `hand_on` passes, read back from the store).
+    #[test]
+    fn a_replica_hands_on_at_most_its_cap_of_branches_one_per_author() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut replica = Replica::create(&tmp.path().join("r")).unwrap();
+        for author in 1..=(HANDED_MAX as u8 + 8) {
+            let (branch, tip) = branch_of(author, 10);
+            replica.hand_on(&branch, &tip).unwrap();
+        }
+        let (branch, tip) = branch_of(HANDED_MAX as u8 + 8, 20);
+        replica.hand_on(&branch, &tip).unwrap();
+        let handed = replica.handed().unwrap();
+        assert_eq!(handed.len(), HANDED_MAX);
+        let authors: BTreeSet<DeviceId> = handed.iter().map(|r| r.0).collect();
+        assert_eq!(authors.len(), HANDED_MAX, "one per author");
+        assert_eq!(
+            handed.last().map(|r| r.1.clone()),
+            Some(vec![branch[0].bytes().to_vec()])
+        );
+    }
 }
