@@ -798,8 +798,8 @@ impl Replica {
             return Ok(());
         }
         self.store.put_meta(meta::BRANCHES, encode(&kept))?;
-        for author in &over {
-            self.forget_forks_where(|f| f.author == *author)?;
+        if !over.is_empty() {
+            self.forget_forks_where(|f| over.contains(&f.author))?;
         }
         Ok(())
     }
@@ -881,9 +881,8 @@ impl Replica {
     ) -> Result<usize, Error> {
         let withdrawal = self.store.withdraw_from(author, from)?;
         self.keep_withdrawn_signatures(&withdrawal.ops)?;
-        for (other, seq) in &withdrawal.authors {
-            self.forget_forks_where(|f| f.author == *other && f.seq >= *seq)?;
-        }
+        let from = &withdrawal.authors;
+        self.forget_forks_where(|f| from.get(&f.author).is_some_and(|seq| f.seq >= *seq))?;
         // Withdrawn member changes no longer count (this device's own are re-issued).
         *self.membership =
             Membership::compute(self.membership.book(), self.store.membership_ops()?);
@@ -1335,7 +1334,7 @@ mod tests {
         assert_eq!(back, sigs);
     }
 
-    /// A branch of `bytes` bytes (one op, its note that long) signed as `author`'s.
+    /// A one-op branch of `author`'s, its note `note` bytes long, with a made-up signature.
     fn branch_of(author: u8, note: usize) -> (Vec<SealedOp>, SignedTip) {
         let clock = std::sync::Arc::new(cardlog_core::FakeClock::new(1_700_000_000_000));
         let mut device = cardlog_core::Device::new(DeviceId([author; 16]), clock);
