@@ -47,5 +47,6 @@ pub use session::{Calibration, Role, Session, SyncProgress, SyncReport};
 pub use store::{Applied, Gate, Owed, PeerBook, SyncStore, TakenBack};
 pub use wire::{
     decode_available_segments, decode_segments, decode_session_segments, decode_signed_segments,
-    encode_segments, Decoded, Fork, Locate, Message, Resolve, Summary, WireError, SEGMENT_VERSION,
+    encode_exact_segments, encode_segments, Decoded, Fork, Locate, Message, Resolve, Summary,
+    WireError, SEGMENT_VERSION,
 };

@@ -27,7 +27,7 @@ use crate::quota::{Pushed, Quota};
 use crate::receive::{apply_held, finish, forks_in_summary, reported_forks, Held, View};
 use crate::store::{PeerBook, TakenBack};
 use crate::wire::message::{self, Fork, Message, Summary};
-use crate::wire::segment::{compress, encode_segments};
+use crate::wire::segment::{compress, encode_exact_segments, encode_segments};
 
 /// The clock calibration a session made.
 #[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -1162,14 +1162,14 @@ fn branch_message<S: PeerBook>(store: &S, branch: &[SealedOp], tip: SignedTip) -
 }
 
 /// `branch` (ops of one author's chain, in chain order) with its author's signature `tip` of
-/// the last, as compressed segments; `None` when it cannot be encoded (an op it names is not
-/// held here).
+/// the last, as compressed segments of exact ops (the chain forks from the peer's, so the
+/// places its ops name may hold other ops there); `None` when it cannot be encoded.
 fn branch_segments<S: PeerBook>(store: &S, branch: &[SealedOp], tip: SignedTip) -> Option<Vec<u8>> {
     let located = BranchTip {
         view: View(store),
         tip,
     };
-    Some(compress(encode_segments(branch, &located).ok()?))
+    Some(compress(encode_exact_segments(branch, &located).ok()?))
 }
 
 /// The bytes an `Ops` message counts against a [`Quota`]: the message with its segments as

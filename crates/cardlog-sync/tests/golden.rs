@@ -25,7 +25,9 @@ use cardlog_core::{Device, DeviceId, FakeClock, OpId, SealedOp};
 use cardlog_sync::bundle::{self, Imported};
 use cardlog_sync::memory::MemoryReplica;
 use cardlog_sync::wire::message::{self, Fork, Message};
-use cardlog_sync::{decode_segments, encode_segments, Locate, Resolve, WireError};
+use cardlog_sync::{
+    decode_segments, encode_exact_segments, encode_segments, Locate, Resolve, WireError,
+};
 use cardlog_sync::{Applied, Received, SyncStore};
 
 #[path = "../../cardlog-core/tests/golden_history/mod.rs"]
@@ -242,6 +244,25 @@ fn todays_encoder_writes_the_segment_fixture() {
     let name = TODAY.name(TODAY.segment_file());
     write_fixture_if_asked(&name, &made);
     assert_same_bytes(&name, &made, &read_fixture(&name));
+}
+
+/// The segment message of today's era with every op as its exact bytes (flag bit 3: how a
+/// branch of a forked chain travels).
+const EXACT_SEGMENT_FIXTURE: &str = "segment-v2-exact.bin";
+
+#[test]
+fn todays_encoder_writes_the_exact_segment_fixture_and_it_decodes_to_the_history() {
+    let made = encode_exact_segments(&TODAY.history(), &Held(Vec::new())).unwrap();
+    let name = TODAY.name(EXACT_SEGMENT_FIXTURE);
+    write_fixture_if_asked(&name, &made);
+    let golden = read_fixture(&name);
+    assert_same_bytes(&name, &made, &golden);
+    let decoded = decode_segments(&golden, &Held(Vec::new())).unwrap();
+    assert_eq!(
+        by_author_and_seq(decoded),
+        by_author_and_seq(TODAY.history())
+    );
+    assert_every_flip_refused(&name, &golden, |b| decode_segments(b, &Held(Vec::new())));
 }
 
 #[test]

@@ -13,5 +13,5 @@ pub use error::WireError;
 pub use message::{Fork, Message, Summary};
 pub use segment::{
     decode_available_segments, decode_segments, decode_session_segments, decode_signed_segments,
-    encode_segments, Decoded, Locate, Resolve, SEGMENT_VERSION,
+    encode_exact_segments, encode_segments, Decoded, Locate, Resolve, SEGMENT_VERSION,
 };

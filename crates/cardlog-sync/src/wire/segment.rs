@@ -52,6 +52,12 @@ const FLAG_SIGNED: u8 = 2;
 /// delta, because one of them is stamped before the op before it (its author's clock was set
 /// back). Set only then, so every other segment is what builds without it write and read.
 const FLAG_ABSOLUTE_TIMES: u8 = 4;
+/// Segment flags (version 2): each op travels as its exact bytes (a length, then the op as
+/// its author sealed it), not rebuilt from references by place. For a branch of a chain that
+/// forks from the receiver's ([`encode_exact_segments`]): the receiver may hold other ops at
+/// the places its ops name, so only their ids can say which ops they are. Builds before
+/// session 34 refuse it; nothing else sets it.
+const FLAG_EXACT_OPS: u8 = 8;
 const MAGIC: &[u8; 4] = b"CLSG";
 /// The version byte of a compressed segment message ([`compress`]): a zstd frame of a plain
 /// (version 1 or 2) message follows its inflated length.
@@ -171,6 +177,18 @@ impl Tables {
 /// [`WireError::TooLarge`]: the message could not be read back. The message's size is the
 /// caller's to check (sessions send in chunks; a bundle checks its whole file).
 pub fn encode_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>, WireError> {
+    encode(ops, locate, false)
+}
+
+/// [`encode_segments`] with every op as its exact bytes (segment flag bit 3, docs/FORMAT.md): for a branch of
+/// a chain that forks from the receiver's (a branch kept aside, handed on or owed back), whose
+/// ops name ops the receiver may hold other ops in place of. `locate` gives only the
+/// signatures of segment tips; the ops' references travel as the ids they are.
+pub fn encode_exact_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>, WireError> {
+    encode(ops, locate, true)
+}
+
+fn encode(ops: &[SealedOp], locate: &impl Locate, exact: bool) -> Result<Vec<u8>, WireError> {
     let mut by_author: BTreeMap<DeviceId, Vec<&SealedOp>> = BTreeMap::new();
     let mut in_message: HashMap<OpId, &SealedOp> = HashMap::new();
     for op in ops {
@@ -240,7 +258,9 @@ pub fn encode_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>
         let goes_back = segment
             .windows(2)
             .any(|w| matches!(w, [a, b] if b.op().hlc.wall_ms < a.op().hlc.wall_ms));
-        if goes_back {
+        if exact {
+            flags |= FLAG_EXACT_OPS;
+        } else if goes_back {
             flags |= FLAG_ABSOLUTE_TIMES;
         }
         body.push(flags);
@@ -248,10 +268,18 @@ pub fn encode_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>
         if let Some(prev) = f.prev {
             body.extend_from_slice(&prev.0);
         }
-        varint::put(&mut body, f.hlc.wall_ms);
-        varint::put(&mut body, segment.len() as u64);
+        if exact {
+            varint::put(&mut body, segment.len() as u64);
+            for sealed in segment {
+                varint::put(&mut body, sealed.bytes().len() as u64);
+                body.extend_from_slice(sealed.bytes());
+            }
+        } else {
+            varint::put(&mut body, f.hlc.wall_ms);
+            varint::put(&mut body, segment.len() as u64);
+        }
         let mut wall = f.hlc.wall_ms;
-        for (i, sealed) in segment.iter().enumerate() {
+        for (i, sealed) in segment.iter().enumerate().filter(|_| !exact) {
             let op = sealed.op();
             if i > 0 {
                 if goes_back {
@@ -377,10 +405,26 @@ struct RawWrite {
     value: Option<Value>,
 }
 
-struct RawOp {
-    hlc: Hlc,
-    writes: Vec<RawWrite>,
-    members: Vec<MemberChange>,
+/// One op as sent: rebuilt from its compact form, or exactly its bytes ([`FLAG_EXACT_OPS`]).
+enum RawOp {
+    Compact {
+        hlc: Hlc,
+        writes: Vec<RawWrite>,
+        members: Vec<MemberChange>,
+    },
+    /// Decoded and sealed from its bytes (its id is theirs), author and seq checked.
+    Exact(SealedOp),
+}
+
+impl RawOp {
+    /// The replaced writes it names by place (none for an exact op: it names them by id).
+    fn places(&self) -> impl Iterator<Item = &(u64, u64)> {
+        let writes: &[RawWrite] = match self {
+            RawOp::Compact { writes, .. } => writes,
+            RawOp::Exact(_) => &[],
+        };
+        writes.iter().flat_map(|w| &w.replaces)
+    }
 }
 
 struct RawSegment {
@@ -562,7 +606,7 @@ fn parse(bytes: &[u8]) -> Result<(Vec<DeviceId>, Vec<RawSegment>), WireError> {
             .copied()
             .ok_or_else(|| WireError::Framing(format!("author index {index} out of range")))?;
         let flags = if version == 1 { 0 } else { r.byte()? };
-        if flags & !(FLAG_FORMAT_2 | FLAG_SIGNED | FLAG_ABSOLUTE_TIMES) != 0 {
+        if flags & !(FLAG_FORMAT_2 | FLAG_SIGNED | FLAG_ABSOLUTE_TIMES | FLAG_EXACT_OPS) != 0 {
             return Err(WireError::Framing(format!(
                 "segment of {author}: unknown flags {flags:#04x}"
             )));
@@ -583,7 +627,8 @@ fn parse(bytes: &[u8]) -> Result<(Vec<DeviceId>, Vec<RawSegment>), WireError> {
         } else {
             None
         };
-        let mut wall = r.varint()?;
+        let exact = flags & FLAG_EXACT_OPS != 0;
+        let mut wall = if exact { 0 } else { r.varint()? };
         let n_ops = r.bounded("ops in a segment", limits::OPS_PER_SEGMENT_MAX)?;
         if first_seq.checked_add(n_ops.saturating_sub(1)).is_none() {
             return Err(WireError::Framing(format!(
@@ -598,6 +643,25 @@ fn parse(bytes: &[u8]) -> Result<(Vec<DeviceId>, Vec<RawSegment>), WireError> {
                 seq,
                 what: what.to_owned(),
             };
+            if exact {
+                let len =
+                    r.bounded("op bytes", cardlog_core::codec::limits::OP_BYTES_MAX as u64)?;
+                let bytes = r.bytes(usize::try_from(len).map_err(|_| bad("op length"))?)?;
+                let op = cardlog_core::decode_op(bytes)
+                    .map_err(|e| bad(&format!("op does not decode: {e}")))?;
+                if op.op().author != author || op.op().seq != seq {
+                    return Err(bad(&format!(
+                        "op of {} seq {} in the segment's place",
+                        op.op().author,
+                        op.op().seq
+                    )));
+                }
+                if op.format() != format {
+                    return Err(bad("op in another format than its segment's"));
+                }
+                ops.push(RawOp::Exact(op));
+                continue;
+            }
             if i > 0 {
                 let time = r.varint()?;
                 wall = if flags & FLAG_ABSOLUTE_TIMES != 0 {
@@ -624,7 +688,7 @@ fn parse(bytes: &[u8]) -> Result<(Vec<DeviceId>, Vec<RawSegment>), WireError> {
                     );
                 }
             }
-            ops.push(RawOp {
+            ops.push(RawOp::Compact {
                 hlc: Hlc {
                     wall_ms: wall,
                     counter,
@@ -866,7 +930,7 @@ fn decode(
                 // Whether it names an op as the receiver holds it in a chain known to fork (or
                 // a doubtful op of the message): then what it names may not be what the sender
                 // meant, and an op that cannot be built or sealed is this receiver's doing.
-                let named_in_doubt = raw.writes.iter().flat_map(|w| &w.replaces).any(|(a, s)| {
+                let named_in_doubt = raw.places().any(|(a, s)| {
                     let Some(author) = usize::try_from(*a).ok().and_then(|i| authors.get(i)) else {
                         return false;
                     };
@@ -883,19 +947,33 @@ fn decode(
                 // An op after a doubtful one in its segment chains to it: in doubt too.
                 let named_in_doubt =
                     named_in_doubt || doubtful_segment.get(si).copied().unwrap_or(false);
-                let built = rebuild(segment, seq, *chain, raw, &found).and_then(|b| match b {
-                    Rebuilt::Op(op) => {
-                        op.seal_in(segment.format)
-                            .map(Rebuilt::Op)
-                            .map_err(|error| WireError::Op {
-                                author: segment.author,
-                                seq,
-                                error,
-                            })
-                    }
-                    Rebuilt::Waits(place) => Ok(Rebuilt::Waits(place)),
-                    Rebuilt::Unavailable => Ok(Rebuilt::Unavailable),
-                });
+                let built =
+                    match raw {
+                        // Its bytes are the author's: it need only continue the op before it.
+                        RawOp::Exact(op) if op.op().prev == *chain => Ok(Rebuilt::Op(op.clone())),
+                        RawOp::Exact(_) => Err(WireError::Malformed {
+                            author: segment.author,
+                            seq,
+                            what: "the op does not continue the op before it".to_owned(),
+                        }),
+                        RawOp::Compact {
+                            hlc,
+                            writes,
+                            members,
+                        } => rebuild(segment, seq, *chain, (*hlc, writes, members), &found)
+                            .and_then(|b| match b {
+                                Rebuilt::Op(op) => op
+                                    .seal_in(segment.format)
+                                    .map(Rebuilt::Op)
+                                    .map_err(|error| WireError::Op {
+                                        author: segment.author,
+                                        seq,
+                                        error,
+                                    }),
+                                Rebuilt::Waits(place) => Ok(Rebuilt::Waits(place)),
+                                Rebuilt::Unavailable => Ok(Rebuilt::Unavailable),
+                            }),
+                    };
                 let sealed = match built {
                     Ok(Rebuilt::Op(b)) => b,
                     Ok(Rebuilt::Waits(place)) => {
@@ -951,8 +1029,7 @@ fn decode(
             .ops
             .get(done)
             .into_iter()
-            .flat_map(|op| &op.writes)
-            .flat_map(|w| &w.replaces)
+            .flat_map(RawOp::places)
             .find_map(|(a, s)| {
                 let author = usize::try_from(*a).ok().and_then(|i| authors.get(i))?;
                 let known = decoded.contains_key(&(*author, *s))
@@ -1101,7 +1178,7 @@ fn rebuild<R: Resolve, C: Fn(&DeviceId, u64) -> bool>(
     segment: &RawSegment,
     seq: u64,
     prev: Option<OpId>,
-    raw: &RawOp,
+    (hlc, raw_writes, members): (Hlc, &[RawWrite], &[MemberChange]),
     found: &Found<'_, R, C>,
 ) -> Result<Rebuilt<Op>, WireError> {
     #[cfg(test)]
@@ -1128,8 +1205,8 @@ fn rebuild<R: Resolve, C: Fn(&DeviceId, u64) -> bool>(
             None => Rebuilt::Unavailable,
         })
     };
-    let mut writes = Vec::with_capacity(raw.writes.len());
-    for w in &raw.writes {
+    let mut writes = Vec::with_capacity(raw_writes.len());
+    for w in raw_writes {
         let mut replaces = Vec::with_capacity(w.replaces.len());
         let mut twin = None;
         for (i, (a, s)) in w.replaces.iter().enumerate() {
@@ -1175,9 +1252,9 @@ fn rebuild<R: Resolve, C: Fn(&DeviceId, u64) -> bool>(
         author: segment.author,
         seq,
         prev,
-        hlc: raw.hlc,
+        hlc,
         writes,
-        members: raw.members.clone(),
+        members: members.to_vec(),
     };
     Ok(Rebuilt::Op(op))
 }
@@ -1243,6 +1320,132 @@ mod tests {
             clock.advance_ms(1);
         }
         ops
+    }
+
+    /// Ops held by (author, seq): a receiver.
+    struct Holds(Vec<SealedOp>);
+
+    impl Resolve for Holds {
+        fn op_at(&self, author: &DeviceId, seq: u64) -> Result<Option<SealedOp>, WireError> {
+            Ok(self
+                .0
+                .iter()
+                .find(|op| op.op().author == *author && op.op().seq == seq)
+                .cloned())
+        }
+    }
+
+    impl Locate for Holds {
+        fn locate(&self, id: &OpId) -> Result<Option<SealedOp>, WireError> {
+            Ok(self.0.iter().find(|op| op.id() == *id).cloned())
+        }
+    }
+
+    /// One device's chain forked at seq 2: the note `a` set, then `b` replacing it (what the
+    /// sender holds), and `c` in place of `a` (what the receiver holds). Returns (the shared
+    /// create, a, b, c).
+    fn forked_chain() -> (SealedOp, SealedOp, SealedOp, SealedOp) {
+        let clock = Arc::new(FakeClock::new(1_795_338_000_000));
+        let me = DeviceId([3; 16]);
+        let mut sender = Device::new(me, clock.clone());
+        let mut c = Contact::new(ContactId([7; 16]));
+        c.set(Field::Note, "0");
+        let create = sender.create(&c).unwrap();
+        let mut restored = sender.clone();
+        let note = |d: &mut Device, v: &str| {
+            d.edit(ContactId([7; 16]), |c| {
+                c.set(Field::Note, v);
+            })
+            .unwrap()
+            .unwrap()
+        };
+        clock.advance_ms(1);
+        let a = note(&mut sender, "a");
+        clock.advance_ms(1);
+        let b = note(&mut sender, "b");
+        clock.advance_ms(1);
+        let other = note(&mut restored, "c");
+        (create, a, b, other)
+    }
+
+    #[test]
+    fn exact_ops_are_the_senders_where_the_receiver_holds_another_op_at_the_place_they_name() {
+        let (create, a, b, other) = forked_chain();
+        assert_eq!(a.op().seq, other.op().seq);
+        let sender = Holds(vec![create.clone(), a.clone(), b.clone()]);
+        let receiver = Holds(vec![create, other]);
+        // `b` alone, continuing `a`: by place it names seq 2, which the receiver holds as
+        // another op, so it rebuilds to another op than `b` and is left out.
+        let by_place = encode_segments(std::slice::from_ref(&b), &sender).unwrap();
+        let (decoded, missing) = decode(&by_place, &receiver, true).unwrap();
+        assert!(decoded.ops.is_empty(), "{:?}", decoded.ops);
+        assert_eq!(missing, 1);
+        // As its exact bytes it is the sender's op, naming `a` by its id.
+        let exact = encode_exact_segments(std::slice::from_ref(&b), &sender).unwrap();
+        let decoded = decode_segments(&exact, &receiver).unwrap();
+        assert_eq!(decoded, vec![b.clone()]);
+        assert_eq!(decoded[0].op().writes[0].replaces, vec![a.id()]);
+        // And compressed, as sessions send it.
+        assert_eq!(
+            decode_segments(&compress(exact), &receiver).unwrap(),
+            vec![b]
+        );
+    }
+
+    #[test]
+    fn an_exact_op_out_of_its_place_or_altered_is_refused() {
+        let (create, a, b, other) = forked_chain();
+        let sender = Holds(vec![create.clone(), a.clone(), b.clone()]);
+        let good = encode_exact_segments(&[a.clone(), b.clone()], &sender).unwrap();
+        assert_eq!(
+            decode_segments(&good, &Nothing).unwrap(),
+            vec![a.clone(), b.clone()]
+        );
+        // The message with `b`'s bytes in place of `a`'s (and the checksum made good): an
+        // op of another seq than its place.
+        let swap = |from: &SealedOp, to: &SealedOp| {
+            let at = good
+                .windows(from.bytes().len())
+                .position(|w| w == from.bytes())
+                .unwrap();
+            // The length prefix before the op's bytes, then the bytes.
+            let mut prefix = Vec::new();
+            varint::put(&mut prefix, from.bytes().len() as u64);
+            let at = at - prefix.len();
+            let mut bad = good[..at].to_vec();
+            varint::put(&mut bad, to.bytes().len() as u64);
+            bad.extend_from_slice(to.bytes());
+            let rest = at + prefix.len() + from.bytes().len();
+            bad.extend_from_slice(&good[rest..good.len() - CHECKSUM_BYTES]);
+            let sum = checksum(CHECKSUM_CONTEXT, &bad);
+            bad.extend_from_slice(&sum);
+            bad
+        };
+        let misplaced = swap(&a, &b);
+        let refused = decode_segments(&misplaced, &Nothing);
+        assert!(
+            matches!(refused, Err(WireError::Malformed { seq: 2, .. })),
+            "{refused:?}"
+        );
+        // `other` in place of `a`: the right place, but `b` does not continue it.
+        let forked = swap(&a, &other);
+        let refused = decode_segments(&forked, &Nothing);
+        assert!(
+            matches!(refused, Err(WireError::Malformed { seq: 3, .. })),
+            "{refused:?}"
+        );
+        // A byte of an op's body changed (checksum made good): it no longer decodes
+        // canonically, or it hashes to another id than the head.
+        let at = good
+            .windows(b.bytes().len())
+            .position(|w| w == b.bytes())
+            .unwrap();
+        let mut altered = good[..good.len() - CHECKSUM_BYTES].to_vec();
+        let last = at + b.bytes().len() - 1;
+        altered[last] ^= 1;
+        let sum = checksum(CHECKSUM_CONTEXT, &altered);
+        altered.extend_from_slice(&sum);
+        assert!(decode_segments(&altered, &Nothing).is_err());
     }
 
     #[test]
