@@ -803,6 +803,28 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
                 sync(0, 2),
             ],
         ),
+        // Seed 0xc6d50 of `CARDLOG_SIM_BASE=814000`: the tablet renames the phone's contact,
+        // sets its name again (only the laptop gets that), and is restored in place from
+        // between the two. When the fork settles, the tablet re-issues its rename and the
+        // laptop owes the second edit back. The phone, holding the tablet's re-issued rename
+        // at the place the edit names, resolved that reference to it, and the edit never
+        // hashed to its segment's head: left out in every session ("no lost save"). Branches
+        // now travel as their ops' exact bytes.
+        (
+            4,
+            vec![
+                rename(1, "three, renamed"),
+                sync(1, 2),
+                Action::Backup { replica: 1 },
+                rename(1, "a"),
+                sync(1, 2),
+                Action::Restore { replica: 1 },
+                rename(0, "a"),
+                sync(3, 2),
+                sync(0, 1),
+                sync(3, 0),
+            ],
+        ),
     ];
     for (n, (devices, rest)) in found.into_iter().enumerate() {
         let mut actions = vec![
