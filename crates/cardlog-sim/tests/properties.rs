@@ -825,6 +825,30 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
                 sync(3, 0),
             ],
         ),
+        // Seed 0xc5d8c of `CARDLOG_SIM_BASE=809000`: the laptop adds two contacts and renames
+        // the phone's post-restore contact (the tablet's rename of it), the phone gets all
+        // three, and the laptop is restored in place from before them. The phone settles its
+        // fork and withdraws the rename (it built on the branch given up); the two contacts
+        // below it were proved only by the rename's signature, so nobody could pass them on
+        // and the replicas never converged. Now the phone sends the laptop, whose hello shows
+        // none of its chain, the contacts and the rename as exact ops under that signature;
+        // the laptop stores the contacts and re-issues the rename (it names an op it has
+        // withdrawn since) after its chain, and its own later rename after that.
+        (
+            4,
+            vec![
+                rename(1, "three, renamed"),
+                sync(1, 2),
+                Action::Backup { replica: 2 },
+                save(2, "a"),
+                save(2, "a"),
+                set(2, 24, "a"),
+                sync(2, 0),
+                Action::Restore { replica: 2 },
+                mode(3, 0, SyncMode::Interrupted(3)),
+                set(2, 0, "a"),
+            ],
+        ),
     ];
     for (n, (devices, rest)) in found.into_iter().enumerate() {
         let mut actions = vec![

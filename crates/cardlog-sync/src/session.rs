@@ -889,23 +889,40 @@ impl Session {
         let mut owed: Vec<crate::store::Owed> = store
             .owed()
             .into_iter()
-            .filter(|owed| {
+            .filter_map(|mut owed| {
                 let author = owed.tip.author;
-                let (Some(theirs), held) = (summary.get(&author), mine.get(&author)) else {
-                    return false;
-                };
+                let held = mine.get(&author);
+                // The ops held here below the branch that only its signature proves, to the
+                // author whose hello shows its chain (or none of it) ending just below them,
+                // this side holding none of it above them.
+                let below = owed.proved.first().map(|op| op.op().seq.saturating_sub(1));
+                let shown = summary.get(&author).map_or(0, |t| t.seq);
+                let proving = author == peer
+                    && below == Some(shown)
+                    && held
+                        .is_some_and(|h| owed.proved.last().map(|op| op.op().seq) == Some(h.seq))
+                    && !self.forks.iter().any(|f| f.author == peer);
+                if proving {
+                    let mut ops = std::mem::take(&mut owed.proved);
+                    ops.append(&mut owed.ops);
+                    owed.ops = ops;
+                    return Some(owed);
+                }
+                owed.proved.clear();
+                let theirs = summary.get(&author)?;
                 if owed.ops.iter().any(|op| op.id() == theirs.op) {
-                    return false;
+                    return None;
                 }
                 if author == peer {
-                    return held.is_none_or(|h| h.seq <= theirs.seq)
-                        && !self.forks.iter().any(|f| f.author == peer);
+                    return (held.is_none_or(|h| h.seq <= theirs.seq)
+                        && !self.forks.iter().any(|f| f.author == peer))
+                    .then_some(owed);
                 }
                 let base = owed
                     .ops
                     .first()
                     .map_or(0, |op| op.op().seq.saturating_sub(1));
-                !owed.author_only && held == Some(theirs) && theirs.seq >= base
+                (!owed.author_only && held == Some(theirs) && theirs.seq >= base).then_some(owed)
             })
             .collect();
         let first_seq = |owed: &crate::store::Owed| owed.ops.first().map_or(0, |op| op.op().seq);

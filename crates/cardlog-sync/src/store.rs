@@ -326,4 +326,10 @@ pub struct Owed {
     /// base the replica holding it does not hold. (A branch withdrawn here also goes to a
     /// peer holding the author's chain as here, from which it forks.)
     pub author_only: bool,
+    /// Ops of the author's chain held here below the branch, in chain order, that no kept
+    /// signature proves but the branch's (the author's signature held here was of a branch
+    /// op, since withdrawn): no session can send them otherwise. They go before the branch
+    /// to the author when its hello shows its chain ending just below them (docs/SYNC.md,
+    /// "Edits owed back").
+    pub proved: Vec<SealedOp>,
 }

@@ -218,9 +218,20 @@ impl Replica {
             taken.from_seq = from;
             taken.recovered = stored;
             if taken.recovered < recovered.len() {
-                // Not all came in: re-issuing now would land where the peer holds ops. The
-                // device stays marked (the withdraw marked it); a later session finishes.
-                return Ok(Some(taken));
+                match self.naming_withdrawn(recovered)? {
+                    // They name ops withdrawn here (another device's branch given up, settled
+                    // before they came back): re-issued after the chain, naming the copies,
+                    // as this device's own edits on a branch given up are, and recorded as
+                    // given up, so peers holding them settle on the copies.
+                    Some(rest) => {
+                        taken.reissued += self.reissue_theirs(&rest)?;
+                        self.give_up(&rest)?;
+                    }
+                    // Not all came in: re-issuing now would land where the peer holds ops.
+                    // The device stays marked (the withdraw marked it); a later session
+                    // finishes.
+                    None => return Ok(Some(taken)),
+                }
             }
         }
         let pending = self.store.pending_reissue()?;
@@ -254,6 +265,55 @@ impl Replica {
         self.forget_forks_where(|f| f.author == me)?;
         self.durable()?;
         Ok(Some(taken))
+    }
+
+    /// Re-issues this device's own ops among `ops` (just applied, from a peer) that could not
+    /// be stored because the first of them names an op withdrawn here, and records them as
+    /// given up ([`Self::naming_withdrawn`]): a device that lost them and settled the fork they
+    /// built on before a peer gave them back (not a take back: it held nothing at their
+    /// seqs). The number of ops so handled.
+    pub(crate) fn reissue_own_naming_withdrawn(
+        &mut self,
+        ops: &[SealedOp],
+    ) -> Result<usize, Error> {
+        let me = self.id();
+        let mut own: Vec<SealedOp> = ops
+            .iter()
+            .filter(|op| op.op().author == me)
+            .cloned()
+            .collect();
+        own.sort_by_key(|op| op.op().seq);
+        let Some(rest) = self.naming_withdrawn(&own)? else {
+            return Ok(0);
+        };
+        self.reissue_theirs(&rest)?;
+        self.give_up(&rest)?;
+        Ok(rest.len())
+    }
+
+    /// The ops of `recovered` (this device's own, from a take back) from the first not stored,
+    /// if that one names an op withdrawn here: the rest of the chain after it could not be
+    /// stored either (seed 0xc5d8c of base 809000: the laptop lost its contact and its rename
+    /// of the phone's contact to a restore; by the time a peer gave them back, the laptop had
+    /// settled the phone's fork, withdrawing the contact the rename named). `None` if all
+    /// were stored or the first not stored names none.
+    fn naming_withdrawn(&self, recovered: &[SealedOp]) -> Result<Option<Vec<SealedOp>>, Error> {
+        let me = self.id();
+        let mut rest = recovered.iter();
+        for op in rest.by_ref() {
+            let held = self.store.op_by_seq(&me, op.op().seq)?;
+            if held.is_some_and(|h| h.id() == op.id()) {
+                continue;
+            }
+            let names = op
+                .op()
+                .writes
+                .iter()
+                .flat_map(|w| &w.replaces)
+                .any(|id| self.store.withdrew(id));
+            return Ok(names.then(|| std::iter::once(op).chain(rest).cloned().collect()));
+        }
+        Ok(None)
     }
 
     /// Whether each op of `ops` (of `author`'s chain) has a copy on the chain held here at a
@@ -602,11 +662,14 @@ impl Replica {
             if ops.len() > BRANCH_OPS_MAX || bytes > BRANCH_BYTES_MAX {
                 continue;
             }
-            if cardlog_sync::SyncStore::authorship(self, &ops, &[tip]).is_ok() {
+            let proved = self.proved_only_by(&ops)?;
+            let linked_all: Vec<SealedOp> = proved.iter().chain(&ops).cloned().collect();
+            if cardlog_sync::SyncStore::authorship(self, &linked_all, &[tip]).is_ok() {
                 owed.push(cardlog_sync::Owed {
                     ops,
                     tip,
                     author_only: false,
+                    proved,
                 });
                 if owed.len() == OWED_MAX {
                     return Ok(owed);
@@ -619,6 +682,7 @@ impl Replica {
                     ops,
                     tip,
                     author_only: true,
+                    proved: Vec::new(),
                 });
                 if owed.len() == OWED_MAX {
                     break;
@@ -626,6 +690,39 @@ impl Replica {
             }
         }
         Ok(owed)
+    }
+
+    /// The ops of the author's chain held here just below `branch` (withdrawn ops, in chain
+    /// order) that only the branch's signature proves: each continued by the next (the
+    /// branch's first op continuing the last), none with a kept signature of its own, down
+    /// to the first that has one (it, and what it continues, travel as any op). At most
+    /// [`BRANCH_OPS_MAX`] ops with the branch and [`BRANCH_BYTES_MAX`] bytes; none if more
+    /// would be needed (seed 0xc5d8c of base 809000: the laptop's contact below its rename,
+    /// which settling the phone's fork withdrew, after the laptop lost both to a restore).
+    fn proved_only_by(&self, branch: &[SealedOp]) -> Result<Vec<SealedOp>, Error> {
+        let Some(first) = branch.first() else {
+            return Ok(Vec::new());
+        };
+        let author = first.op().author;
+        let mut bytes: usize = branch.iter().map(|op| op.bytes().len()).sum();
+        let mut proved = Vec::new();
+        let (mut seq, mut prev) = (first.op().seq, first.op().prev);
+        while let (Some(below), Some(want)) = (seq.checked_sub(1).filter(|s| *s > 0), prev) {
+            let Some(held) = self.store.op_by_seq(&author, below)? else {
+                break;
+            };
+            if held.id() != want || self.store.kept_signature(&author, below, &want)?.is_some() {
+                break;
+            }
+            bytes += held.bytes().len();
+            if proved.len() + branch.len() >= BRANCH_OPS_MAX || bytes > BRANCH_BYTES_MAX {
+                return Ok(Vec::new());
+            }
+            (seq, prev) = (below, held.op().prev);
+            proved.push(held);
+        }
+        proved.reverse();
+        Ok(proved)
     }
 
     /// Keeps, by op id, the signatures of other devices' ops just withdrawn (`withdrawn`)

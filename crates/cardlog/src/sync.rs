@@ -585,10 +585,14 @@ impl SyncStore for Replica {
         let admitted = self.admit(ops, tips);
         let source = self.applying_source();
         let report = self.as_source(source, |r| r.apply_admitted(&admitted.ops, &admitted.tips))?;
+        let mut missing = report.missing.len();
+        if missing > 0 {
+            missing = missing.saturating_sub(self.reissue_own_naming_withdrawn(&admitted.ops)?);
+        }
         Ok(Applied {
             stored: report.stored,
             duplicates: report.duplicates,
-            missing: report.missing.len(),
+            missing,
             refused: admitted.refused,
             void: admitted.void,
         })
@@ -641,6 +645,10 @@ impl SyncStore for Replica {
             applied.duplicates += report.duplicates;
             if i == last {
                 applied.missing = report.missing.len();
+                if applied.missing > 0 {
+                    let handled = lock().reissue_own_naming_withdrawn(&admitted.ops)?;
+                    applied.missing = applied.missing.saturating_sub(handled);
+                }
             } else {
                 let waiting: BTreeSet<OpId> = report.missing.iter().map(|(id, _)| *id).collect();
                 carried = batch

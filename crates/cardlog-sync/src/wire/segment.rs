@@ -553,8 +553,9 @@ pub fn carries_ops(bytes: &[u8]) -> Result<bool, WireError> {
 
 /// What a segment message carries, without rebuilding its ops (checked like any message:
 /// magic, version, checksum, structure): how many ops, and by which authors (each once).
-/// Costs the structural walk every decode starts with (it keeps about 64 bytes per op while it
-/// runs), not the memory of rebuilt ops.
+/// Costs the structural walk every decode starts with (it keeps about 64 bytes per compact op
+/// while it runs, and an exact op decoded: about its bytes twice), not the memory of rebuilt
+/// ops.
 pub fn census(bytes: &[u8]) -> Result<(u64, Vec<DeviceId>), WireError> {
     let (_, segments) = parse(bytes)?;
     let ops = segments.iter().map(|s| s.ops.len() as u64).sum();
