@@ -296,7 +296,8 @@ impl Replica {
     /// stored either (seed 0xc5d8c of base 809000: the laptop lost its contact and its rename
     /// of the phone's contact to a restore; by the time a peer gave them back, the laptop had
     /// settled the phone's fork, withdrawing the contact the rename named). `None` if all
-    /// were stored or the first not stored names none.
+    /// were stored, or the first not stored names none or was withdrawn here itself (it is
+    /// listed for re-issue, or has its copy).
     fn naming_withdrawn(&self, recovered: &[SealedOp]) -> Result<Option<Vec<SealedOp>>, Error> {
         let me = self.id();
         let mut rest = recovered.iter();
@@ -304,6 +305,10 @@ impl Replica {
             let held = self.store.op_by_seq(&me, op.op().seq)?;
             if held.is_some_and(|h| h.id() == op.id()) {
                 continue;
+            }
+            // One withdrawn here is listed for re-issue already (or was re-issued).
+            if self.store.withdrew(&op.id()) {
+                return Ok(None);
             }
             let names = op
                 .op()

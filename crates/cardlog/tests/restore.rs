@@ -1024,3 +1024,72 @@ fn an_edit_withdrawn_with_a_branch_given_up_comes_back_to_its_author_restored_in
     assert_converged(&[&phone, &tablet, &laptop], &relay);
     assert!(!tablet.is_restored().unwrap());
 }
+
+#[test]
+fn ops_only_a_withdrawn_edit_proves_come_back_to_their_author_restored_in_place() {
+    // Seed 0xc5d8c of the restore schedules, over real stores. The phone's lost contact
+    // sits on the relay. After its restore the phone adds another; the tablet, backed up,
+    // adds a contact of its own and renames the phone's, the phone gets both, and the tablet
+    // is restored in place: both are lost there. When the phone takes its chain back it
+    // withdraws the rename (it built on the branch given up), and the tablet's contact below
+    // it was proved only by the rename's signature. Before, nobody could pass it on: the
+    // phone held it alone, and the replicas never converged. Now the phone sends the tablet
+    // the contact and the rename together under that signature (docs/SYNC.md, "Edits owed
+    // back"): the tablet stores its contact and re-issues the rename, which names the
+    // contact it withdrew when it settled the phone's fork, and everyone gets both.
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut laptop = replica(&tmp.path().join("laptop"), &clock);
+    let mut relay = common::relay_of(&mut laptop, &tmp.path().join("relay"), &clock);
+    let phone_dir = tmp.path().join("phone");
+    let tablet_dir = tmp.path().join("tablet");
+    let mut phone = member_of(&mut laptop, &phone_dir, &clock);
+    let mut tablet = member_of(&mut laptop, &tablet_dir, &clock);
+    session(&mut relay, &mut laptop);
+    session(&mut tablet, &mut relay);
+    session(&mut phone, &mut relay);
+    let phone_backup = tmp.path().join("phone-backup");
+    let mut phone = reopened(phone, &phone_dir, &clock, || {
+        copy_dir(&phone_dir, &phone_backup)
+    });
+    clock.advance_ms(60_000);
+    phone.add_contact(&person(1, "Lost")).unwrap();
+    session(&mut phone, &mut relay);
+    let mut phone = reopened(phone, &phone_dir, &clock, || {
+        restore_in_place(&phone_backup, &phone_dir)
+    });
+    clock.advance_ms(60_000);
+    phone.add_contact(&person(2, "After")).unwrap();
+    session(&mut tablet, &mut phone);
+    let tablet_backup = tmp.path().join("tablet-backup");
+    let mut tablet = reopened(tablet, &tablet_dir, &clock, || {
+        copy_dir(&tablet_dir, &tablet_backup)
+    });
+    assert!(
+        !tablet.summary().contains_key(&tablet.id()),
+        "no op of its own yet"
+    );
+    clock.advance_ms(60_000);
+    tablet.add_contact(&person(3, "Tablet's own")).unwrap();
+    rename(&mut tablet, &clock, 2, "After, renamed");
+    session(&mut phone, &mut tablet);
+    let mut tablet = reopened(tablet, &tablet_dir, &clock, || {
+        restore_in_place(&tablet_backup, &tablet_dir)
+    });
+    assert_eq!(field(&tablet, 3, Field::Given), None, "lost with the disk");
+    // The phone takes its chain back from the relay, withdrawing the tablet's rename.
+    session(&mut phone, &mut relay);
+    assert_eq!(field(&phone, 1, Field::Given).as_deref(), Some("Lost"));
+    for _ in 0..4 {
+        session(&mut tablet, &mut phone);
+        session(&mut phone, &mut relay);
+        session(&mut tablet, &mut relay);
+        session(&mut laptop, &mut relay);
+    }
+    for x in [&phone, &tablet, &laptop, &relay] {
+        assert_eq!(field(x, 1, Field::Given).as_deref(), Some("Lost"));
+        assert_eq!(field(x, 2, Field::Given).as_deref(), Some("After, renamed"));
+        assert_eq!(field(x, 3, Field::Given).as_deref(), Some("Tablet's own"));
+    }
+    assert_converged(&[&phone, &tablet, &laptop], &relay);
+}
