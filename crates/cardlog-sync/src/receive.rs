@@ -608,7 +608,7 @@ fn apply_rest_with<S: PeerBook>(
 /// Moves into `held` what the store left out of `batch` that a later message may let in, and
 /// takes it out of `applied`'s refusals and missing count (unless that would hold more than
 /// [`HELD_OPS_MAX`] ops).
-fn hold<S: SyncStore>(
+fn hold<S: PeerBook>(
     store: &S,
     batch: Vec<SealedOp>,
     tips: Vec<SignedTip>,
@@ -638,7 +638,9 @@ fn hold<S: SyncStore>(
             .op_at(&author, op.op().seq)
             .map_err(SyncError::Store)?
             .is_some_and(|o| o.id() == op.id());
-        if !stored {
+        // (An op this replica withdrew or gave up, its own re-issued as a copy, never goes
+        // in: held, it would be refused as a fork of the chain its copy continues.)
+        if !stored && !store.withdrew(&op.id()) {
             missing += usize::from(!lifting.contains(&author));
             keep.push(op);
         }

@@ -875,35 +875,41 @@ impl Session {
     ///   first) ending on an op not of the branch, the hello shows no fork of it, and this
     ///   side holds no more of it than the hello shows: nothing else of that chain goes in
     ///   the session, so the branch is the only one of its own the author sets apart;
+    /// - with the ops below it that only its signature proves ([`crate::Owed::proved`]) from
+    ///   the first the author lacks, to the author whose hello shows its chain, or none of it
+    ///   (left out or not), ending among them or just below them, with no fork of it;
     /// - to another peer (not for a branch handed on for its author alone), when its hello
     ///   shows the author's chain as this side holds it, ending on an op not of the branch and
     ///   no lower than the op it continues: the branch then forks from what the peer holds,
     ///   and nothing else of that chain goes in this session.
     ///
-    /// A branch that cannot be encoded (an op it names is not held here) is left out.
+    /// A branch that cannot be encoded (over the limits) is left out.
     fn owed_segments<S: PeerBook>(&self, store: &S) -> VecDeque<(Vec<u8>, usize)> {
         let (Some(summary), Some(peer)) = (self.peer_summary.as_ref(), self.report.peer) else {
             return VecDeque::new();
         };
         let mine = store.summary();
         let mut owed: Vec<crate::store::Owed> = store
-            .owed()
+            .owed(&peer)
             .into_iter()
             .filter_map(|mut owed| {
                 let author = owed.tip.author;
                 let held = mine.get(&author);
-                // The ops held here below the branch that only its signature proves, to the
-                // author whose hello shows its chain (or none of it) ending just below them,
-                // this side holding none of it above them.
+                // The ops held here below the branch that only its signature proves, from the
+                // first the author lacks, to the author whose hello shows its chain (or none of
+                // it) ending among them or just below them, with no fork of it: this side
+                // holds none of its chain above them.
                 let below = owed.proved.first().map(|op| op.op().seq.saturating_sub(1));
+                let top = owed.proved.last().map(|op| op.op().seq);
                 let shown = summary.get(&author).map_or(0, |t| t.seq);
                 let proving = author == peer
-                    && below == Some(shown)
-                    && held
-                        .is_some_and(|h| owed.proved.last().map(|op| op.op().seq) == Some(h.seq))
+                    && below.is_some_and(|b| b <= shown)
+                    && top.is_some_and(|t| shown < t)
+                    && held.map(|h| h.seq) == top
                     && !self.forks.iter().any(|f| f.author == peer);
                 if proving {
                     let mut ops = std::mem::take(&mut owed.proved);
+                    ops.retain(|op| op.op().seq > shown);
                     ops.append(&mut owed.ops);
                     owed.ops = ops;
                     return Some(owed);

@@ -218,8 +218,10 @@ pub trait PeerBook: SyncStore {
     /// to the author or to a peer whose hello shows the author's chain forking from the
     /// branch (docs/SYNC.md, "Edits owed back"). The author takes back what it lacks; another
     /// replica that does not hold what the branch continues hands it on to the author alone
-    /// ([`Owed::author_only`]). The default owes nothing.
-    fn owed(&self) -> Vec<Owed> {
+    /// ([`Owed::author_only`]). Those of `peer`'s own chain come first (a replica may bound
+    /// how many it considers). The default owes nothing.
+    fn owed(&self, peer: &DeviceId) -> Vec<Owed> {
+        let _ = peer;
         Vec::new()
     }
     /// Re-issues what this replica still lists for re-issue and can now: its own ops withdrawn

@@ -1025,8 +1025,8 @@ impl<S: PeerBook> PeerBook for Shared<S> {
         self.lock().kept_branch(author)
     }
 
-    fn owed(&self) -> Vec<crate::store::Owed> {
-        self.lock().owed()
+    fn owed(&self, peer: &DeviceId) -> Vec<crate::store::Owed> {
+        self.lock().owed(peer)
     }
 
     fn withdrew(&self, op: &OpId) -> bool {

@@ -257,6 +257,18 @@ fn todays_encoder_writes_the_exact_segment_fixture_and_it_decodes_to_the_history
     write_fixture_if_asked(&name, &made);
     let golden = read_fixture(&name);
     assert_same_bytes(&name, &made, &golden);
+    // Exact indeed: each op's bytes are in the file as they are (and not in the compact one).
+    let compact = TODAY.read(TODAY.segment_file());
+    let plain = cardlog_sync::wire::segment::plain(&compact).unwrap();
+    for op in TODAY.history() {
+        let found = |file: &[u8]| file.windows(op.bytes().len()).any(|w| w == op.bytes());
+        assert!(found(&golden), "{name}: op {} not verbatim", op.id());
+        assert!(
+            !found(&plain),
+            "the compact fixture holds op {} verbatim",
+            op.id()
+        );
+    }
     let decoded = decode_segments(&golden, &Held(Vec::new())).unwrap();
     assert_eq!(
         by_author_and_seq(decoded),

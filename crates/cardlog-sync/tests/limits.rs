@@ -211,6 +211,28 @@ fn value_bytes_max() {
 }
 
 #[test]
+fn exact_op_bytes_max() {
+    // A version-2 segment of one exact op (flags: op format 2, exact ops) declaring its length.
+    let exact = |n: u64| {
+        let mut out = b"CLSG\x02".to_vec();
+        out.extend_from_slice(&cat(&[
+            &v(1),
+            &[0xa1; 16],
+            &v(1),
+            &v(0),
+            &[1 | 8],
+            &v(1),
+            &v(1),
+            &v(n),
+        ]));
+        let sum = checksum("cardlog 2026-11-23 segment checksum v1", &out);
+        out.extend_from_slice(&sum);
+        out
+    };
+    assert_limit("op bytes", seg::OP_BYTES_MAX, exact, seg_decode);
+}
+
+#[test]
 fn segment_message_bytes_max() {
     let limit = seg::MESSAGE_BYTES_MAX;
     // Checked before the magic: zeros of the limit's length fail on the magic instead.

@@ -218,20 +218,19 @@ impl Replica {
             taken.from_seq = from;
             taken.recovered = stored;
             if taken.recovered < recovered.len() {
-                match self.naming_withdrawn(recovered)? {
-                    // They name ops withdrawn here (another device's branch given up, settled
-                    // before they came back): re-issued after the chain, naming the copies,
-                    // as this device's own edits on a branch given up are, and recorded as
-                    // given up, so peers holding them settle on the copies.
-                    Some(rest) => {
-                        taken.reissued += self.reissue_theirs(&rest)?;
-                        self.give_up(&rest)?;
-                    }
+                // Those naming ops withdrawn here (another device's branch given up, settled
+                // before they came back) are re-issued after the chain, naming the copies, as
+                // this device's own edits on a branch given up are, and recorded as given up,
+                // so peers holding them settle on the copies.
+                let rest = self.naming_withdrawn(recovered)?;
+                if taken.recovered + rest.len() < recovered.len() {
                     // Not all came in: re-issuing now would land where the peer holds ops.
                     // The device stays marked (the withdraw marked it); a later session
                     // finishes.
-                    None => return Ok(Some(taken)),
+                    return Ok(Some(taken));
                 }
+                taken.reissued += self.reissue_theirs(&rest)?;
+                self.give_up(&rest)?;
             }
         }
         let pending = self.store.pending_reissue()?;
@@ -268,10 +267,10 @@ impl Replica {
     }
 
     /// Re-issues this device's own ops among `ops` (just applied, from a peer) that could not
-    /// be stored because the first of them names an op withdrawn here, and records them as
-    /// given up ([`Self::naming_withdrawn`]): a device that lost them and settled the fork they
-    /// built on before a peer gave them back (not a take back: it held nothing at their
-    /// seqs). The number of ops so handled.
+    /// be stored because they name ops withdrawn here ([`Self::naming_withdrawn`]), and
+    /// records them as given up: a device that lost them and settled the fork they built on
+    /// before a peer gave them back (not a take back: it held nothing at their seqs). The
+    /// number of ops so handled.
     pub(crate) fn reissue_own_naming_withdrawn(
         &mut self,
         ops: &[SealedOp],
@@ -283,42 +282,60 @@ impl Replica {
             .cloned()
             .collect();
         own.sort_by_key(|op| op.op().seq);
-        let Some(rest) = self.naming_withdrawn(&own)? else {
+        let rest = self.naming_withdrawn(&own)?;
+        if rest.is_empty() {
             return Ok(0);
-        };
+        }
         self.reissue_theirs(&rest)?;
         self.give_up(&rest)?;
         Ok(rest.len())
     }
 
-    /// The ops of `recovered` (this device's own, from a take back) from the first not stored,
-    /// if that one names an op withdrawn here: the rest of the chain after it could not be
-    /// stored either (seed 0xc5d8c of base 809000: the laptop lost its contact and its rename
-    /// of the phone's contact to a restore; by the time a peer gave them back, the laptop had
-    /// settled the phone's fork, withdrawing the contact the rename named). `None` if all
-    /// were stored, or the first not stored names none or was withdrawn here itself (it is
-    /// listed for re-issue, or has its copy).
-    fn naming_withdrawn(&self, recovered: &[SealedOp]) -> Result<Option<Vec<SealedOp>>, Error> {
+    /// The ops of `own` (this device's own, in chain order, just offered to the store by a
+    /// take back or an apply) that it could not store because they name ops withdrawn here:
+    /// from the first not held, which must continue the chain held here and name at least one
+    /// op withdrawn here, every other op it names being held or withdrawn; then each op after
+    /// it that continues it and names only ops held, withdrawn or among these. None given up
+    /// or withdrawn here (those are listed for re-issue, or have their copies). Re-issued
+    /// after the chain, each copy lands at its op's seq or later, as copies must (seed
+    /// 0xc5d8c of base 809000: the laptop lost its contact and its rename of the phone's
+    /// contact to a restore; by the time a peer gave them back, the laptop had settled the
+    /// phone's fork, withdrawing the contact the rename named). Empty if there are none.
+    fn naming_withdrawn(&self, own: &[SealedOp]) -> Result<Vec<SealedOp>, Error> {
         let me = self.id();
-        let mut rest = recovered.iter();
-        for op in rest.by_ref() {
+        let tip = self.store.summary().get(&me).copied();
+        let (mut seq, mut prev) = (tip.map_or(0, |t| t.seq), tip.map(|t| t.op));
+        let given = self.given_up()?;
+        let mut rest: Vec<SealedOp> = Vec::new();
+        for op in own {
             let held = self.store.op_by_seq(&me, op.op().seq)?;
-            if held.is_some_and(|h| h.id() == op.id()) {
+            if rest.is_empty() && held.is_some_and(|h| h.id() == op.id()) {
                 continue;
             }
-            // One withdrawn here is listed for re-issue already (or was re-issued).
-            if self.store.withdrew(&op.id()) {
-                return Ok(None);
+            let o = op.op();
+            let continues = o.seq == seq.saturating_add(1) && o.prev == prev;
+            let fresh = !self.store.withdrew(&op.id()) && !given.contains(&op.id());
+            if !continues || !fresh {
+                break;
             }
-            let names = op
-                .op()
-                .writes
-                .iter()
-                .flat_map(|w| &w.replaces)
-                .any(|id| self.store.withdrew(id));
-            return Ok(names.then(|| std::iter::once(op).chain(rest).cloned().collect()));
+            let mut names_withdrawn = false;
+            let mut all_known = true;
+            for r in o.writes.iter().flat_map(|w| &w.replaces) {
+                if self.store.withdrew(r) {
+                    names_withdrawn = true;
+                } else if !rest.iter().any(|x| x.id() == *r)
+                    && !cardlog_core::replay::OpLookup::contains(&self.store, r)?
+                {
+                    all_known = false;
+                }
+            }
+            if !all_known || (rest.is_empty() && !names_withdrawn) {
+                break;
+            }
+            (seq, prev) = (o.seq, Some(op.id()));
+            rest.push(op.clone());
         }
-        Ok(None)
+        Ok(rest)
     }
 
     /// Whether each op of `ops` (of `author`'s chain) has a copy on the chain held here at a
@@ -617,59 +634,78 @@ impl Replica {
     /// for their author alone ([`Self::hand_on`]); at most [`OWED_MAX`] in all. Such edits
     /// were withdrawn for building on a branch a third device gave up; their author re-issues
     /// them once it has them, and if it lost them (restored in place), no replica serves a
-    /// withdrawn op otherwise ([`cardlog_sync::PeerBook::owed`]).
-    pub(crate) fn owed_branches(&self) -> Result<Vec<cardlog_sync::Owed>, Error> {
+    /// withdrawn op otherwise ([`cardlog_sync::PeerBook::owed`]). Those of `peer`'s own chain
+    /// come first, so the bound never leaves out what the session's peer is owed.
+    pub(crate) fn owed_branches(&self, peer: &DeviceId) -> Result<Vec<cardlog_sync::Owed>, Error> {
         let me = self.id();
         let mut prints = Prints::default();
         let mut owed = Vec::new();
         let sigs = self.withdrawn_signatures()?;
-        for mut ops in self.store.withdrawn_chains()? {
-            // Up to its highest op whose signature is kept (by seq, or by id at the withdraw).
-            let mut tip = None;
-            for (i, op) in ops.iter().enumerate().rev() {
-                let (author, seq, id) = (op.op().author, op.op().seq, op.id());
-                let by_id = sigs.iter().find(|r| r.2 == id).and_then(|r| {
-                    Some(SignedTip {
-                        author,
-                        key: PublicKey(r.3.clone().try_into().ok()?),
-                        seq,
-                        op: id,
-                        signature: Signature(r.4.clone().try_into().ok()?),
-                    })
-                });
-                let kept = match by_id {
-                    Some(t) => Some(t),
-                    None => self.store.kept_signature(&author, seq, &id)?,
+        let chains = self.store.withdrawn_chains()?;
+        let handed = self.handed()?;
+        // The peer's own first, then the others, each in the order read.
+        for peers_own in [true, false] {
+            for mut ops in chains
+                .iter()
+                .filter(|c| {
+                    c.first()
+                        .is_some_and(|op| (op.op().author == *peer) == peers_own)
+                })
+                .cloned()
+            {
+                // Up to its highest op whose signature is kept (by seq, or by id at the withdraw).
+                let mut tip = None;
+                for (i, op) in ops.iter().enumerate().rev() {
+                    let (author, seq, id) = (op.op().author, op.op().seq, op.id());
+                    let by_id = sigs.iter().find(|r| r.2 == id).and_then(|r| {
+                        Some(SignedTip {
+                            author,
+                            key: PublicKey(r.3.clone().try_into().ok()?),
+                            seq,
+                            op: id,
+                            signature: Signature(r.4.clone().try_into().ok()?),
+                        })
+                    });
+                    let kept = match by_id {
+                        Some(t) => Some(t),
+                        None => self.store.kept_signature(&author, seq, &id)?,
+                    };
+                    if let Some(t) = kept {
+                        tip = Some(t);
+                        ops.truncate(i + 1);
+                        break;
+                    }
+                }
+                let Some(tip) = tip.filter(|t| t.author != me) else {
+                    continue;
                 };
-                if let Some(t) = kept {
-                    tip = Some(t);
-                    ops.truncate(i + 1);
-                    break;
+                // From the first op not re-issued: those below it have copies (what they name
+                // may not be held anywhere any more, so they could not be sent either).
+                let mut first = None;
+                for (i, op) in ops.iter().enumerate() {
+                    if self.copy_of(op, &mut prints)?.is_none() {
+                        first = Some(i);
+                        break;
+                    }
                 }
-            }
-            let Some(tip) = tip.filter(|t| t.author != me) else {
-                continue;
-            };
-            // From the first op not re-issued: those below it have copies (what they name
-            // may not be held anywhere any more, so they could not be sent either).
-            let mut first = None;
-            for (i, op) in ops.iter().enumerate() {
-                if self.copy_of(op, &mut prints)?.is_none() {
-                    first = Some(i);
-                    break;
+                let Some(first) = first else {
+                    continue;
+                };
+                ops.drain(..first);
+                let bytes: usize = ops.iter().map(|op| op.bytes().len()).sum();
+                if ops.len() > BRANCH_OPS_MAX || bytes > BRANCH_BYTES_MAX {
+                    continue;
                 }
-            }
-            let Some(first) = first else {
-                continue;
-            };
-            ops.drain(..first);
-            let bytes: usize = ops.iter().map(|op| op.bytes().len()).sum();
-            if ops.len() > BRANCH_OPS_MAX || bytes > BRANCH_BYTES_MAX {
-                continue;
-            }
-            let proved = self.proved_only_by(&ops)?;
-            let linked_all: Vec<SealedOp> = proved.iter().chain(&ops).cloned().collect();
-            if cardlog_sync::SyncStore::authorship(self, &linked_all, &[tip]).is_ok() {
+                if cardlog_sync::SyncStore::authorship(self, &ops, &[tip]).is_err() {
+                    continue;
+                }
+                // The ops below that only this signature proves go with it, if the book still
+                // lets them in.
+                let mut proved = self.proved_only_by(&ops)?;
+                let linked: Vec<SealedOp> = proved.iter().chain(&ops).cloned().collect();
+                if cardlog_sync::SyncStore::authorship(self, &linked, &[tip]).is_err() {
+                    proved.clear();
+                }
                 owed.push(cardlog_sync::Owed {
                     ops,
                     tip,
@@ -680,17 +716,21 @@ impl Replica {
                     return Ok(owed);
                 }
             }
-        }
-        for record in self.handed()? {
-            if let Some((ops, tip)) = self.still_owed(record, &mut prints)? {
-                owed.push(cardlog_sync::Owed {
-                    ops,
-                    tip,
-                    author_only: true,
-                    proved: Vec::new(),
-                });
-                if owed.len() == OWED_MAX {
-                    break;
+            for record in handed
+                .iter()
+                .filter(|(author, ..)| (author == peer) == peers_own)
+                .cloned()
+            {
+                if let Some((ops, tip)) = self.still_owed(record, &mut prints)? {
+                    owed.push(cardlog_sync::Owed {
+                        ops,
+                        tip,
+                        author_only: true,
+                        proved: Vec::new(),
+                    });
+                    if owed.len() == OWED_MAX {
+                        return Ok(owed);
+                    }
                 }
             }
         }

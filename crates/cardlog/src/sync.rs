@@ -897,8 +897,8 @@ impl PeerBook for Replica {
         self.kept_branch_of(author).ok().flatten()
     }
 
-    fn owed(&self) -> Vec<cardlog_sync::Owed> {
-        self.owed_branches().unwrap_or_default()
+    fn owed(&self, peer: &DeviceId) -> Vec<cardlog_sync::Owed> {
+        self.owed_branches(peer).unwrap_or_default()
     }
 
     fn take_back(

@@ -1092,4 +1092,7 @@ fn ops_only_a_withdrawn_edit_proves_come_back_to_their_author_restored_in_place(
         assert_eq!(field(x, 3, Field::Given).as_deref(), Some("Tablet's own"));
     }
     assert_converged(&[&phone, &tablet, &laptop], &relay);
+    // The contact at seq 1 and one copy of the rename at seq 2 (withdrawn everywhere as the
+    // original, never stored by the tablet): re-issued once, however many sessions offered it.
+    assert_eq!(tablet.summary()[&tablet.id()].seq, 2);
 }

@@ -18,8 +18,12 @@
 //! public key and signature of its last op (the chain tip), which covers every op of the
 //! segment.
 //!
-//! The receiver rebuilds each op exactly, seals it (which re-validates and re-hashes it) and
-//! checks the chain: each op names the previous one, and the last one's id must equal the
+//! A segment may instead carry each op as its exact bytes (flag bit 3: a branch of a chain
+//! that forks from the receiver's, whose references by place could name other ops there):
+//! decoded strictly and checked against its place.
+//!
+//! The receiver rebuilds each compact op exactly, seals it (which re-validates and re-hashes
+//! it) and checks the chain: each op names the previous one, and the last one's id must equal the
 //! segment's head, which the sender computed from its own bytes. Anything altered on the way
 //! therefore fails the segment, naming its author and seq range. A 16-byte checksum over the
 //! whole message catches damage in the framing first.
@@ -55,8 +59,8 @@ const FLAG_ABSOLUTE_TIMES: u8 = 4;
 /// Segment flags (version 2): each op travels as its exact bytes (a length, then the op as
 /// its author sealed it), not rebuilt from references by place. For a branch of a chain that
 /// forks from the receiver's ([`encode_exact_segments`]): the receiver may hold other ops at
-/// the places its ops name, so only their ids can say which ops they are. Builds before
-/// session 34 refuse it; nothing else sets it.
+/// the places its ops name, so only their ids can say which ops they are. Builds from before
+/// 2026-12-06 refuse it; nothing else sets it.
 const FLAG_EXACT_OPS: u8 = 8;
 const MAGIC: &[u8; 4] = b"CLSG";
 /// The version byte of a compressed segment message ([`compress`]): a zstd frame of a plain
@@ -98,6 +102,8 @@ pub mod limits {
     pub const PATH_BYTES_MAX: u64 = cardlog_core::codec::limits::OP_BYTES_MAX as u64;
     /// Longest encoded value of a write, in bytes (no op can hold a longer one).
     pub const VALUE_BYTES_MAX: u64 = cardlog_core::codec::limits::OP_BYTES_MAX as u64;
+    /// Most bytes of one exact op (flag bit 3): the op size limit.
+    pub const OP_BYTES_MAX: u64 = cardlog_core::codec::limits::OP_BYTES_MAX as u64;
     /// Most bytes a compressed message may inflate to per byte of its zstd frame: what it can
     /// make a receiver hold before any check of its content is then at most this many times
     /// what it sent. Contacts' sync messages compress 2-3x, regular ones up to about 6x; a
@@ -180,8 +186,8 @@ pub fn encode_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>
     encode(ops, locate, false)
 }
 
-/// [`encode_segments`] with every op as its exact bytes (segment flag bit 3, docs/FORMAT.md): for a branch of
-/// a chain that forks from the receiver's (a branch kept aside, handed on or owed back), whose
+/// [`encode_segments`] with every op as its exact bytes (segment flag bit 3, docs/FORMAT.md):
+/// for a branch of a chain that forks from the receiver's (a branch kept aside, handed on or owed back), whose
 /// ops name ops the receiver may hold other ops in place of. `locate` gives only the
 /// signatures of segment tips; the ops' references travel as the ids they are.
 pub fn encode_exact_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>, WireError> {
@@ -554,8 +560,8 @@ pub fn carries_ops(bytes: &[u8]) -> Result<bool, WireError> {
 /// What a segment message carries, without rebuilding its ops (checked like any message:
 /// magic, version, checksum, structure): how many ops, and by which authors (each once).
 /// Costs the structural walk every decode starts with (it keeps about 64 bytes per compact op
-/// while it runs, and an exact op decoded: about its bytes twice), not the memory of rebuilt
-/// ops.
+/// while it runs, and each exact op decoded: a few times its bytes), not the memory of
+/// rebuilt ops.
 pub fn census(bytes: &[u8]) -> Result<(u64, Vec<DeviceId>), WireError> {
     let (_, segments) = parse(bytes)?;
     let ops = segments.iter().map(|s| s.ops.len() as u64).sum();
@@ -629,6 +635,12 @@ fn parse(bytes: &[u8]) -> Result<(Vec<DeviceId>, Vec<RawSegment>), WireError> {
             None
         };
         let exact = flags & FLAG_EXACT_OPS != 0;
+        if exact && flags & FLAG_ABSOLUTE_TIMES != 0 {
+            // Exact ops carry their own times: one encoding per segment.
+            return Err(WireError::Framing(format!(
+                "segment of {author}: flags {flags:#04x} set whole times on exact ops"
+            )));
+        }
         let mut wall = if exact { 0 } else { r.varint()? };
         let n_ops = r.bounded("ops in a segment", limits::OPS_PER_SEGMENT_MAX)?;
         if first_seq.checked_add(n_ops.saturating_sub(1)).is_none() {
@@ -645,8 +657,7 @@ fn parse(bytes: &[u8]) -> Result<(Vec<DeviceId>, Vec<RawSegment>), WireError> {
                 what: what.to_owned(),
             };
             if exact {
-                let len =
-                    r.bounded("op bytes", cardlog_core::codec::limits::OP_BYTES_MAX as u64)?;
+                let len = r.bounded("op bytes", limits::OP_BYTES_MAX)?;
                 let bytes = r.bytes(usize::try_from(len).map_err(|_| bad("op length"))?)?;
                 let op = cardlog_core::decode_op(bytes)
                     .map_err(|e| bad(&format!("op does not decode: {e}")))?;
@@ -803,7 +814,8 @@ pub fn decode_segments(bytes: &[u8], resolve: &impl Resolve) -> Result<Vec<Seale
 }
 
 /// Decodes a message into ops, in an order in which every op comes after the ops it depends
-/// on, and the tip signatures it carries. Every op is rebuilt exactly, sealed (validated and
+/// on (an exact op, which names ops by id, only after those of its own segment), and the tip
+/// signatures it carries. Every op is rebuilt exactly, sealed (validated and
 /// hashed) in its segment's op format and checked against its segment's chain and head;
 /// `resolve` supplies the ops named but not carried (the receiver's own). Any fault refuses the
 /// whole message (but for segments left out as [`Resolve::forked`] says, when it knows forks).
@@ -1369,6 +1381,8 @@ mod tests {
         (create, a, b, other)
     }
 
+    /// A branch sent by place is rebuilt on the receiver's own op at the place it names and
+    /// left out; sent exact, it decodes to the sender's op.
     #[test]
     fn exact_ops_are_the_senders_where_the_receiver_holds_another_op_at_the_place_they_name() {
         let (create, a, b, other) = forked_chain();
@@ -1393,6 +1407,8 @@ mod tests {
         );
     }
 
+    /// Exact ops swapped, replaced by a fork's op, altered, or flagged with whole times beside
+    /// them: each message refused (checksums made good, so the segment checks are what refuse).
     #[test]
     fn an_exact_op_out_of_its_place_or_altered_is_refused() {
         let (create, a, b, other) = forked_chain();
@@ -1447,6 +1463,16 @@ mod tests {
         let sum = checksum(CHECKSUM_CONTEXT, &altered);
         altered.extend_from_slice(&sum);
         assert!(decode_segments(&altered, &Nothing).is_err());
+        // Whole times (bit 2) beside exact ops: a second encoding of the segment, refused.
+        // (Flags follow magic, version, the author table of one and the segment count.)
+        let at = MAGIC.len() + 1 + 1 + 16 + 1 + 1;
+        assert_eq!(good[at], FLAG_FORMAT_2 | FLAG_EXACT_OPS);
+        let mut both = good[..good.len() - CHECKSUM_BYTES].to_vec();
+        both[at] |= FLAG_ABSOLUTE_TIMES;
+        let sum = checksum(CHECKSUM_CONTEXT, &both);
+        both.extend_from_slice(&sum);
+        let refused = decode_segments(&both, &Nothing);
+        assert!(matches!(refused, Err(WireError::Framing(_))), "{refused:?}");
     }
 
     #[test]
