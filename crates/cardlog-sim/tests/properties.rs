@@ -849,6 +849,26 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
                 set(2, 0, "a"),
             ],
         ),
+        // Seed 0xc7774 of `CARDLOG_SIM_BASE=817000`: the laptop renames the tablet's rename of
+        // the phone's contact (its only op), only the tablet gets it, and the laptop is
+        // restored in place from before it. The tablet withdraws it with the phone's branch
+        // and owes it back, but the laptop meets only the phone, which holds none of its
+        // chain: lost ("no lost save"). Now the tablet gives it to the phone (a branch that
+        // continues nothing, neither side holding the laptop's chain), the phone, which
+        // never held the rename it names, hands it on, and the laptop takes it back and
+        // re-issues it.
+        (
+            4,
+            vec![
+                rename(1, "three, renamed"),
+                sync(1, 2),
+                Action::Backup { replica: 2 },
+                sync(3, 0),
+                rename(2, "a"),
+                sync(1, 2),
+                Action::Restore { replica: 2 },
+            ],
+        ),
     ];
     for (n, (devices, rest)) in found.into_iter().enumerate() {
         let mut actions = vec![

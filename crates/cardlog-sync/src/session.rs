@@ -875,6 +875,9 @@ impl Session {
     ///   first) ending on an op not of the branch, the hello shows no fork of it, and this
     ///   side holds no more of it than the hello shows: nothing else of that chain goes in
     ///   the session, so the branch is the only one of its own the author sets apart;
+    /// - when the branch continues nothing and neither its hello nor this side holds any of
+    ///   the author's chain: to the author, or to another peer (not for a branch handed on
+    ///   for its author alone), which hands it on;
     /// - with the ops below it that only its signature proves ([`crate::Owed::proved`]) from
     ///   the first the author lacks, to the author whose hello shows its chain, or none of it
     ///   (left out or not), ending among them or just below them, with no fork of it;
@@ -915,6 +918,21 @@ impl Session {
                     return Some(owed);
                 }
                 owed.proved.clear();
+                // A branch that continues nothing, where neither side holds any of its
+                // author's chain: to the author (its hello shows none of it), or to another
+                // peer, which hands it on (seed 0xc7774 of base 817000: the laptop's only op,
+                // its rename of the phone's contact, reached the tablet alone, which withdrew
+                // it with the phone's branch after a restore lost it on the laptop; the laptop
+                // meets the phone, never the tablet).
+                let continues_nothing = owed.ops.first().is_some_and(|op| op.op().seq == 1);
+                if !summary.contains_key(&author)
+                    && held.is_none()
+                    && continues_nothing
+                    && (author != peer || !self.forks.iter().any(|f| f.author == peer))
+                    && (author == peer || !owed.author_only)
+                {
+                    return Some(owed);
+                }
                 let theirs = summary.get(&author)?;
                 if owed.ops.iter().any(|op| op.id() == theirs.op) {
                     return None;

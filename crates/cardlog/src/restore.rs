@@ -222,7 +222,7 @@ impl Replica {
                 // before they came back) are re-issued after the chain, naming the copies, as
                 // this device's own edits on a branch given up are, and recorded as given up,
                 // so peers holding them settle on the copies.
-                let rest = self.naming_withdrawn(recovered)?;
+                let rest = self.naming_withdrawn(&me, recovered, false)?;
                 if taken.recovered + rest.len() < recovered.len() {
                     // Not all came in: re-issuing now would land where the peer holds ops.
                     // The device stays marked (the withdraw marked it); a later session
@@ -282,7 +282,7 @@ impl Replica {
             .cloned()
             .collect();
         own.sort_by_key(|op| op.op().seq);
-        let rest = self.naming_withdrawn(&own)?;
+        let rest = self.naming_withdrawn(&me, &own, false)?;
         if rest.is_empty() {
             return Ok(0);
         }
@@ -291,8 +291,54 @@ impl Replica {
         Ok(rest.len())
     }
 
-    /// The ops of `own` (this device's own, in chain order, just offered to the store by a
-    /// take back or an apply) that it could not store because they name ops withdrawn here:
+    /// Hands on for their author ([`Self::hand_on`]) other devices' ops among `ops` (just
+    /// applied, signed by `tips`) that could not be stored because they name ops withdrawn
+    /// or not held here: per author, the ops that continue the chain held here and name such
+    /// ops ([`Self::naming_withdrawn`]'s rule, an op not held counting as withdrawn), when the
+    /// author's signature of the last came with them and the book lets them in. (An op not
+    /// held may have been withdrawn elsewhere before this replica held it: seed 0xc7774 of
+    /// base 817000, the laptop's rename of the tablet's rename, which the phone never held.) Their author withdraws and re-issues them when it
+    /// settles the same fork; if it lost them, this replica gives them back (docs/SYNC.md,
+    /// "Edits owed back"; seed 0xc7774 of base 817000).
+    pub(crate) fn hand_on_naming_withdrawn(
+        &mut self,
+        ops: &[SealedOp],
+        tips: &[SignedTip],
+    ) -> Result<(), Error> {
+        let me = self.id();
+        let mut by_author: BTreeMap<DeviceId, Vec<SealedOp>> = BTreeMap::new();
+        for op in ops.iter().filter(|op| op.op().author != me) {
+            by_author
+                .entry(op.op().author)
+                .or_default()
+                .push(op.clone());
+        }
+        for (author, mut theirs) in by_author {
+            theirs.sort_by_key(|op| op.op().seq);
+            let branch = self.naming_withdrawn(&author, &theirs, true)?;
+            let Some(last) = branch.last() else {
+                continue;
+            };
+            let Some(tip) = tips
+                .iter()
+                .find(|t| t.author == author && t.op == last.id() && t.seq == last.op().seq)
+            else {
+                continue;
+            };
+            let bytes: usize = branch.iter().map(|op| op.bytes().len()).sum();
+            if branch.len() > BRANCH_OPS_MAX
+                || bytes > BRANCH_BYTES_MAX
+                || cardlog_sync::SyncStore::authorship(self, &branch, &[*tip]).is_err()
+            {
+                continue;
+            }
+            self.hand_on(&branch, tip)?;
+        }
+        Ok(())
+    }
+
+    /// The ops of `own` (`me`'s, in chain order, just offered to the store by a take back or an
+    /// apply) that it could not store because they name ops withdrawn here:
     /// from the first not held, which must continue the chain held here and name at least one
     /// op withdrawn here, every other op it names being held or withdrawn; then each op after
     /// it that continues it and names only ops held, withdrawn or among these. None given up
@@ -301,14 +347,18 @@ impl Replica {
     /// 0xc5d8c of base 809000: the laptop lost its contact and its rename of the phone's
     /// contact to a restore; by the time a peer gave them back, the laptop had settled the
     /// phone's fork, withdrawing the contact the rename named). Empty if there are none.
-    fn naming_withdrawn(&self, own: &[SealedOp]) -> Result<Vec<SealedOp>, Error> {
-        let me = self.id();
-        let tip = self.store.summary().get(&me).copied();
+    fn naming_withdrawn(
+        &self,
+        me: &DeviceId,
+        own: &[SealedOp],
+        lacking: bool,
+    ) -> Result<Vec<SealedOp>, Error> {
+        let tip = self.store.summary().get(me).copied();
         let (mut seq, mut prev) = (tip.map_or(0, |t| t.seq), tip.map(|t| t.op));
         let given = self.given_up()?;
         let mut rest: Vec<SealedOp> = Vec::new();
         for op in own {
-            let held = self.store.op_by_seq(&me, op.op().seq)?;
+            let held = self.store.op_by_seq(me, op.op().seq)?;
             if rest.is_empty() && held.is_some_and(|h| h.id() == op.id()) {
                 continue;
             }
@@ -328,6 +378,11 @@ impl Replica {
                 {
                     all_known = false;
                 }
+            }
+            // (With `lacking`, an op named that is not held here counts as withdrawn: it may
+            // have been withdrawn elsewhere before this replica ever held it.)
+            if lacking && !all_known {
+                (names_withdrawn, all_known) = (true, true);
             }
             if !all_known || (rest.is_empty() && !names_withdrawn) {
                 break;

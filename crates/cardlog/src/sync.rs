@@ -588,6 +588,7 @@ impl SyncStore for Replica {
         let mut missing = report.missing.len();
         if missing > 0 {
             missing = missing.saturating_sub(self.reissue_own_naming_withdrawn(&admitted.ops)?);
+            self.hand_on_naming_withdrawn(&admitted.ops, &admitted.tips)?;
         }
         Ok(Applied {
             stored: report.stored,
@@ -646,8 +647,10 @@ impl SyncStore for Replica {
             if i == last {
                 applied.missing = report.missing.len();
                 if applied.missing > 0 {
-                    let handled = lock().reissue_own_naming_withdrawn(&admitted.ops)?;
+                    let mut r = lock();
+                    let handled = r.reissue_own_naming_withdrawn(&admitted.ops)?;
                     applied.missing = applied.missing.saturating_sub(handled);
+                    r.hand_on_naming_withdrawn(&admitted.ops, &admitted.tips)?;
                 }
             } else {
                 let waiting: BTreeSet<OpId> = report.missing.iter().map(|(id, _)| *id).collect();
