@@ -297,9 +297,9 @@ impl Replica {
     /// ops ([`Self::naming_withdrawn`]'s rule, an op not held counting as withdrawn), when the
     /// author's signature of the last came with them and the book lets them in. (An op not
     /// held may have been withdrawn elsewhere before this replica held it: seed 0xc7774 of
-    /// base 817000, the laptop's rename of the tablet's rename, which the phone never held.) Their author withdraws and re-issues them when it
-    /// settles the same fork; if it lost them, this replica gives them back (docs/SYNC.md,
-    /// "Edits owed back"; seed 0xc7774 of base 817000).
+    /// base 817000, the laptop's rename of the tablet's rename, which the phone never held.)
+    /// Their author withdraws and re-issues them when it settles the same fork; if it lost
+    /// them, this replica gives them back (docs/SYNC.md, "Edits owed back").
     pub(crate) fn hand_on_naming_withdrawn(
         &mut self,
         ops: &[SealedOp],
