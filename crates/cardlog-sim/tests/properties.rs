@@ -869,6 +869,38 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
                 Action::Restore { replica: 2 },
             ],
         ),
+        // Seed 0xc79f5 of `CARDLOG_SIM_BASE=817000`: the phone deletes its post-restore
+        // contact after the tablet renamed it; only the laptop gets the delete. The phone takes
+        // its lost contact back from the tablet (re-issuing the contact, the delete waiting for
+        // the tablet's copy of the rename) and is restored again from the same backup. The
+        // laptop, holding the phone's old branch with the delete alone, sent it to the phone
+        // by reference: the delete names the rename, the phone holds the tablet's copy at that
+        // place, so the segment never hashed to its head and was left out in every session,
+        // while the phone sent none of its chain (it took itself to be restored): the two
+        // never converged. A chain sent whole for a fork in the hello now goes as exact ops.
+        (
+            4,
+            vec![
+                rename(1, "three, renamed"),
+                mode(1, 0, SyncMode::Duplicated),
+                Action::Save {
+                    replica: 0,
+                    edit: Edit::Delete { pick: 224 },
+                },
+                mode(2, 0, SyncMode::Interrupted(2)),
+                mode(2, 1, SyncMode::Relay(3)),
+                sync(1, 0),
+                Action::Restore { replica: 0 },
+                Action::Save {
+                    replica: 1,
+                    edit: Edit::Tag {
+                        pick: 0,
+                        name: 0,
+                        on: true,
+                    },
+                },
+            ],
+        ),
     ];
     for (n, (devices, rest)) in found.into_iter().enumerate() {
         let mut actions = vec![

@@ -27,7 +27,7 @@ use crate::quota::{Pushed, Quota};
 use crate::receive::{apply_held, finish, forks_in_summary, reported_forks, Held, View};
 use crate::store::{PeerBook, TakenBack};
 use crate::wire::message::{self, Fork, Message, Summary};
-use crate::wire::segment::{compress, encode_exact_segments, encode_segments};
+use crate::wire::segment::{compress, encode_exact_segments, encode_segments_exact_for};
 
 /// The clock calibration a session made.
 #[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,6 +248,10 @@ struct Outgoing {
     places: VecDeque<u64>,
     /// Authors whose chains fork between us: their ops are left out.
     forked: BTreeSet<DeviceId>,
+    /// Authors whose chains go whole because the peer's hello shows them forking from what
+    /// this side holds: their segments go as exact ops, since their ops may name places the
+    /// peer holds other ops at (seed 0xc79f5 of base 817000).
+    exact: BTreeSet<DeviceId>,
     /// The peer's own chain from this seq on, left out: a branch of it kept here goes
     /// instead, in a message of its own ([`PeerBook::kept_branch`]).
     cut: Option<(DeviceId, u64)>,
@@ -335,7 +339,7 @@ impl Outgoing {
         if !unsigned.is_empty() && self.ops.is_empty() && self.places.is_empty() {
             ops = signed_only(store, ops, unsigned)?;
         }
-        let segments = compress(encode_segments(&ops, &View(store))?);
+        let segments = compress(encode_segments_exact_for(&ops, &View(store), &self.exact)?);
         let sent = ops.len();
         drop(ops);
         // Whether this message is the last: if only places are left, they may all be forked
@@ -1053,11 +1057,14 @@ impl Session {
         let mut forked: BTreeSet<DeviceId> = self.forks.iter().map(|f| f.author).collect();
         let mut asked = peer.clone();
         // A chain forking between the peer's hello and what this side holds: the peer gets
-        // all of it as held here. If it is the peer's own, a restore lost the peer ops, to
-        // take back; if another's, the peer may hold a branch its author gave up, to settle.
+        // all of it as held here, as exact ops. If it is the peer's own, a restore lost the
+        // peer ops, to take back; if another's, the peer may hold a branch its author gave
+        // up, to settle.
+        let mut exact = BTreeSet::new();
         for author in &self.forked_in_hello {
             if forked.remove(author) {
                 asked.remove(author);
+                exact.insert(*author);
             }
         }
         // A fork of this side's own chain where the peer holds only ops this side withdrew is
@@ -1167,6 +1174,7 @@ impl Session {
             ops,
             places,
             forked,
+            exact,
             cut,
             // Forks are for the peer's information; a peer reads at most this many.
             forks: branch_fork

@@ -33,7 +33,7 @@
 //! its compressed bytes, and reads what it inflates to as a plain message, checksum included.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use cardlog_core::codec::{decode_exact, encode_to_vec, OpFormat};
 use cardlog_core::{
@@ -183,7 +183,18 @@ impl Tables {
 /// [`WireError::TooLarge`]: the message could not be read back. The message's size is the
 /// caller's to check (sessions send in chunks; a bundle checks its whole file).
 pub fn encode_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>, WireError> {
-    encode(ops, locate, false)
+    encode(ops, locate, &|_| false)
+}
+
+/// [`encode_segments`] with the segments of the authors in `exact` as exact ops (segment flag
+/// bit 3): chains a session sends whole because they fork between the two sides, whose ops
+/// may name places the receiver holds other ops at (docs/SYNC.md, "Chains sent whole").
+pub fn encode_segments_exact_for(
+    ops: &[SealedOp],
+    locate: &impl Locate,
+    exact: &BTreeSet<DeviceId>,
+) -> Result<Vec<u8>, WireError> {
+    encode(ops, locate, &|author| exact.contains(author))
 }
 
 /// [`encode_segments`] with every op as its exact bytes (segment flag bit 3, docs/FORMAT.md):
@@ -191,10 +202,15 @@ pub fn encode_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>
 /// ops name ops the receiver may hold other ops in place of. `locate` gives only the
 /// signatures of segment tips; the ops' references travel as the ids they are.
 pub fn encode_exact_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>, WireError> {
-    encode(ops, locate, true)
+    encode(ops, locate, &|_| true)
 }
 
-fn encode(ops: &[SealedOp], locate: &impl Locate, exact: bool) -> Result<Vec<u8>, WireError> {
+/// Encodes `ops`, the segments of the authors `exact` says as exact ops.
+fn encode(
+    ops: &[SealedOp],
+    locate: &impl Locate,
+    exact: &dyn Fn(&DeviceId) -> bool,
+) -> Result<Vec<u8>, WireError> {
     let mut by_author: BTreeMap<DeviceId, Vec<&SealedOp>> = BTreeMap::new();
     let mut in_message: HashMap<OpId, &SealedOp> = HashMap::new();
     for op in ops {
@@ -249,6 +265,7 @@ fn encode(ops: &[SealedOp], locate: &impl Locate, exact: bool) -> Result<Vec<u8>
             continue;
         };
         let f = first.op();
+        let exact = exact(&f.author);
         // A signature of another op than the one sent would only be refused by the receiver.
         let signature = locate
             .tip_signature(&f.author, last.op().seq)?
@@ -805,7 +822,7 @@ pub struct Decoded {
     pub tips: Vec<SignedTip>,
     /// The authors of segments left out (their ops counted missing): a later message of the
     /// same session that continues one names ops the receiver does not get.
-    pub left_out: std::collections::BTreeSet<DeviceId>,
+    pub left_out: BTreeSet<DeviceId>,
 }
 
 /// [`decode_signed_segments`] without the signatures.
@@ -1405,6 +1422,49 @@ mod tests {
             decode_segments(&compress(exact), &receiver).unwrap(),
             vec![b]
         );
+    }
+
+    /// Exact ops for some authors only: their segments carry exact ops, the others' stay
+    /// compact, and the message decodes to the sender's ops on a receiver holding another op
+    /// at a place the exact ones name.
+    #[test]
+    fn only_the_listed_authors_segments_go_as_exact_ops() {
+        let (create, a, b, other) = forked_chain();
+        let clock = Arc::new(FakeClock::new(1_795_338_100_000));
+        let mut them = Device::new(DeviceId([4; 16]), clock);
+        let theirs = them.create(&Contact::new(ContactId([8; 16]))).unwrap();
+        let sender = Holds(vec![create.clone(), a, b.clone(), theirs.clone()]);
+        let receiver = Holds(vec![create, other]);
+        let listed: BTreeSet<DeviceId> = [b.op().author].into();
+        let bytes =
+            encode_segments_exact_for(&[b.clone(), theirs.clone()], &sender, &listed).unwrap();
+        let (_, segments) = parse(&bytes).unwrap();
+        assert_eq!(segments.len(), 2);
+        for segment in &segments {
+            let exact = segment.ops.iter().all(|op| matches!(op, RawOp::Exact(_)));
+            let compact = segment
+                .ops
+                .iter()
+                .all(|op| matches!(op, RawOp::Compact { .. }));
+            if segment.author == b.op().author {
+                assert!(exact, "the listed author's segment is not exact");
+            } else {
+                assert!(compact, "another author's segment is not compact");
+            }
+        }
+        let mut decoded = decode_segments(&bytes, &receiver).unwrap();
+        decoded.sort_by_key(|op| op.op().author);
+        assert_eq!(decoded, vec![b.clone(), theirs.clone()]);
+        // None listed: by place, `b` is rebuilt on the receiver's op and left out.
+        let none =
+            encode_segments_exact_for(&[b.clone(), theirs.clone()], &sender, &BTreeSet::new())
+                .unwrap();
+        assert_eq!(
+            none,
+            encode_segments(&[b, theirs.clone()], &sender).unwrap()
+        );
+        let (decoded, missing) = decode(&none, &receiver, true).unwrap();
+        assert_eq!((decoded.ops, missing), (vec![theirs], 1));
     }
 
     /// Exact ops swapped, replaced by a fork's op, altered, or flagged with whole times beside
