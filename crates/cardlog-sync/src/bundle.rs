@@ -8,6 +8,7 @@
 
 use cardlog_core::DeviceId;
 
+use std::collections::BTreeSet;
 use std::convert::Infallible;
 
 use crate::error::SyncError;
@@ -15,7 +16,7 @@ use crate::receive::{apply_segments, forks_in_summary, Received, View};
 use crate::store::{PeerBook, SyncStore};
 use crate::wire::error::{AUTHORS_IN_A_MESSAGE, SEGMENTS_IN_A_MESSAGE};
 use crate::wire::message::{self, Message, Summary};
-use crate::wire::segment::{compress, encode_segments};
+use crate::wire::segment::{compress, encode_segments_exact_for};
 use crate::wire::WireError;
 
 /// What an import did.
@@ -63,9 +64,12 @@ pub fn export<S: PeerBook>(
     let mut asked = since.cloned().unwrap_or_default();
     // A chain forking between the summary and what this side holds goes whole, as held here
     // (as in a session): the receiver sets it apart to settle or keep, and references into
-    // it resolve to the bundle's ops, not to the other branch it holds.
+    // it resolve to the bundle's ops, not to the other branch it holds. Its ops go exact, as
+    // in a session: they may name places in other chains the receiver holds other ops at.
+    let mut exact = BTreeSet::new();
     for fork in forks_in_summary(store, &asked)? {
         asked.remove(&fork.author);
+        exact.insert(fork.author);
     }
     let mut ops = store.ops_since(&asked).map_err(SyncError::Store)?;
     if store.restored() {
@@ -73,7 +77,7 @@ pub fn export<S: PeerBook>(
         ops.retain(|op| op.op().author != me);
     }
     // Too much for one message: a session would send it in parts.
-    let segments = encode_segments(&ops, &View(store)).map_err(|e| match e {
+    let segments = encode_segments_exact_for(&ops, &View(store), &exact).map_err(|e| match e {
         WireError::TooLarge { what, got, limit } => WireError::TooLarge {
             what: match what {
                 AUTHORS_IN_A_MESSAGE => {

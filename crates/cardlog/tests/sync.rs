@@ -218,6 +218,87 @@ fn a_bundle_from_a_forked_author_applies_the_rest_and_reports_the_fork() {
     assert!(b.verify().unwrap().is_ok());
 }
 
+/// Two replicas holding two forked chains: `x`'s forks at seq 1, where `a` holds x's rename of
+/// contact P (naming `y`'s op at seq 1, which creates P) and `b` another contact; `y`'s forks
+/// at seq 1 too, where `b` holds another op and a second one, so no summary shows that fork.
+fn forked_twice() -> (tempfile::TempDir, Replica, Replica, DeviceId) {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut a = replica(&tmp.path().join("a"), &clock);
+    let mut b = member_of(&mut a, &tmp.path().join("b"), &clock);
+    // Two members whose keys two devices each use (restores that were not noticed).
+    let x = cardlog_core::DeviceKey::from_seed(&[0xf1; 32]);
+    let y = cardlog_core::DeviceKey::from_seed(&[0xf2; 32]);
+    for (key, name) in [(&x, "x"), (&y, "y")] {
+        a.add_member(key.device(), cardlog::MemberRole::Write, name)
+            .unwrap();
+    }
+    b.pull_from(&a).unwrap();
+    let book = a.book();
+    let sign = |key: &cardlog_core::DeviceKey, op: &cardlog::SealedOp| cardlog::SignedTip {
+        author: key.device(),
+        key: key.public(),
+        seq: op.op().seq,
+        op: op.id(),
+        signature: key.sign_tip(&book, &op.id()),
+    };
+    let p = Device::new(y.device(), clock.clone())
+        .create(&person(40, "P"))
+        .unwrap();
+    clock.advance_ms(1);
+    let mut y_b = Device::new(y.device(), clock.clone());
+    let q = y_b.create(&person(41, "Q")).unwrap();
+    let q2 = y_b.create(&person(42, "Q2")).unwrap();
+    let mut x_a = Device::new(x.device(), clock.clone());
+    x_a.receive(p.clone()).unwrap();
+    clock.advance_ms(1);
+    let rename = x_a
+        .edit(ContactId([40; 16]), |c| {
+            c.set(Field::Given, "P renamed");
+        })
+        .unwrap()
+        .unwrap();
+    assert!(rename.op().writes[0].replaces.contains(&p.id()));
+    let other = Device::new(x.device(), clock.clone())
+        .create(&person(43, "X on b"))
+        .unwrap();
+    a.apply(std::slice::from_ref(&p), &[sign(&y, &p)]).unwrap();
+    a.apply(std::slice::from_ref(&rename), &[sign(&x, &rename)])
+        .unwrap();
+    b.apply(&[q, q2.clone()], &[sign(&y, &q2)]).unwrap();
+    b.apply(std::slice::from_ref(&other), &[sign(&x, &other)])
+        .unwrap();
+    (tmp, a, b, x.device())
+}
+
+/// A chain that forks between the two sides goes whole, as its author's exact ops, in a
+/// bundle as in a session: its op names a place in another chain where the receiver holds
+/// another op (a fork no summary shows). Sent by reference, it was rebuilt on the receiver's
+/// op there, failed its head and was left out (counted missing) every time, and the fork
+/// never even showed (seed 0xc79f5 of the restore schedules).
+#[test]
+fn a_chain_sent_whole_for_a_fork_goes_as_its_authors_exact_ops() {
+    let (_tmp, a, mut b, x) = forked_twice();
+    let bundle = a.export_bundle(Some(b.summary())).unwrap();
+    let imported = b.import_bundle(&bundle).unwrap();
+    let forked: Vec<DeviceId> = imported.received.forks.iter().map(|f| f.author).collect();
+    assert_eq!(forked, vec![x], "{:?}", imported.received);
+    assert_eq!(
+        imported.received.applied.missing, 0,
+        "x's rename arrived as x wrote it: {:?}",
+        imported.received
+    );
+    assert!(b.verify().unwrap().is_ok());
+    // In a session, where b's hello shows x's fork to a.
+    let (_tmp, mut a, mut b, x) = forked_twice();
+    let (to_a, to_b) = session(&mut a, &mut b);
+    for report in [&to_a, &to_b] {
+        assert_eq!(report.missing, 0, "{report:?}");
+        assert!(report.forks.iter().any(|f| f.author == x), "{report:?}");
+    }
+    assert!(a.verify().unwrap().is_ok() && b.verify().unwrap().is_ok());
+}
+
 /// A bundle exported for another replica carries an op that builds on an op the importer
 /// lacks: that op (with its segment) is counted missing and not stored, and another device's
 /// unrelated contact in the same bundle is stored. A later session brings the rest.
