@@ -12,6 +12,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
+use cardlog_core::DeviceId;
+
 use crate::wire::message::{self, Message};
 
 /// The shortest wait before a retry ([`Retry::wait`]).
@@ -41,8 +43,10 @@ impl Retry {
     /// How long to wait before retry number `attempt` (from 0) when the server asked for
     /// `asked_ms`: what it asked (a cardlog server asks each device it turns away for a
     /// moment of its own: `Backlog`), but at least a backoff of 500 ms doubled per earlier
-    /// retry (a server asking for too little is not hammered); spread at random by ±10 % so
-    /// devices asked alike do not come back in the same instant; at most
+    /// retry (a server asking for too little is not hammered); spread at random over up to
+    /// 20 % more so devices asked alike do not come back in the same instant, never less (a
+    /// device back before the moment it was given finds the server still busy, and is asked
+    /// to the end of the queue: before session 35 the spread was ±10 %); at most
     /// [`Retry::most_wait`] and at least [`RETRY_WAIT_MIN`].
     pub fn wait(&self, attempt: u32, asked_ms: u64) -> Duration {
         let backoff_ms = 500u64.saturating_mul(1u64 << attempt.min(16));
@@ -52,7 +56,7 @@ impl Retry {
         let random = std::collections::hash_map::RandomState::new()
             .build_hasher()
             .finish();
-        let spread_ms = base.saturating_mul(900 + random % 200) / 1000;
+        let spread_ms = base.saturating_mul(1000 + random % 201) / 1000;
         Duration::from_millis(spread_ms)
             .min(self.most_wait)
             .max(RETRY_WAIT_MIN)
@@ -207,6 +211,67 @@ impl Backlog {
 /// How far ahead the backlog's queue reaches ([`Backlog::turn_away`]): a device's wait is
 /// capped at 2 minutes anyway ([`Retry::default`]).
 const BACKLOG_MAX: Duration = Duration::from_secs(120);
+
+/// The moments given to authenticated devices turned away for want of a session
+/// ([`Backlog::turn_away`]), so that one back at its moment is let in over the session limit
+/// (within a bounded overdraft, the server's to hold) rather than turned away again to the
+/// end of the queue. Before session 35 a device back at its moment while the sessions were
+/// still full was asked further back each time, and a few of a thousand devices arriving
+/// together ran out of their 3 retries (docs/PERFORMANCE.md).
+///
+/// Who gets one: any device that completed a handshake (it proved its key), before the book
+/// checks it, so a stranger minting keys gets one per key: what that buys is a session of the
+/// overdraft, refused by the book at once. At most [`TICKETS_MAX`] are kept; a ticket is good
+/// from its moment (less [`TICKET_EARLY`]) for [`TICKET_LIFE`], and is used once.
+#[derive(Debug, Default)]
+pub(crate) struct Tickets {
+    due: std::sync::Mutex<std::collections::HashMap<DeviceId, Instant>>,
+}
+
+/// Most tickets kept ([`Tickets`]): 64 Ki devices turned away at once.
+const TICKETS_MAX: usize = 1 << 16;
+/// How long after its moment a ticket still lets its device in.
+const TICKET_LIFE: Duration = Duration::from_secs(120);
+/// How much before its moment a ticket already lets its device in (the wait is measured from
+/// the answer's arrival, the moment from its sending).
+const TICKET_EARLY: Duration = Duration::from_millis(50);
+
+impl Tickets {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<DeviceId, Instant>> {
+        self.due
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `device` was asked to come back at `at` (replacing any moment it had).
+    pub(crate) fn give(&self, device: DeviceId, at: Instant) {
+        let mut due = self.lock();
+        if due.len() >= TICKETS_MAX && !due.contains_key(&device) {
+            let now = Instant::now();
+            due.retain(|_, t| t.checked_add(TICKET_LIFE).is_some_and(|end| end > now));
+            if due.len() >= TICKETS_MAX {
+                return;
+            }
+        }
+        due.insert(device, at);
+    }
+
+    /// Whether `device` is back at `now` within its ticket's time; the ticket is used up then.
+    /// A device back too early keeps its ticket.
+    pub(crate) fn take_due(&self, device: &DeviceId, now: Instant) -> bool {
+        let mut due = self.lock();
+        let Some(at) = due.get(device).copied() else {
+            return false;
+        };
+        let from = at.checked_sub(TICKET_EARLY).unwrap_or(at);
+        let until = at.checked_add(TICKET_LIFE).unwrap_or(at);
+        if now < from {
+            return false;
+        }
+        due.remove(device);
+        now <= until
+    }
+}
 
 /// Most connections held at once while their busy answer drains; beyond it the oldest is
 /// closed (a flood of connections costs a bounded set of sockets; a server's limit of open
@@ -366,12 +431,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn waits_are_the_ask_or_the_backoff_within_a_tenth_and_stop_at_the_cap() {
+    fn waits_are_the_ask_or_the_backoff_up_to_a_fifth_more_and_stop_at_the_cap() {
         let retry = Retry {
             attempts: 5,
             most_wait: Duration::from_secs(10),
         };
-        // The ask, or the backoff when it is larger (500 ms doubled per retry), ±10 %.
+        // The ask, or the backoff when it is larger (500 ms doubled per retry), never less,
+        // at most 20 % more.
         for (attempt, asked, base) in [
             (0u32, 1000u64, 1000u64),
             (1, 1000, 1000),
@@ -380,12 +446,14 @@ mod tests {
             (0, 7000, 7000),
         ] {
             let w = retry.wait(attempt, asked).as_millis() as u64;
-            assert!(w >= base * 9 / 10 && w <= base * 11 / 10, "{attempt}: {w}");
+            assert!(w >= base && w <= base * 12 / 10, "{attempt}: {w}");
         }
         assert_eq!(retry.wait(5, 1000), Duration::from_secs(10));
         assert_eq!(retry.wait(40, u64::MAX), Duration::from_secs(10));
         // A server asking for nothing still gets the backoff.
-        assert!(retry.wait(0, 0) >= Duration::from_millis(450));
+        assert!(retry.wait(0, 0) >= Duration::from_millis(500));
+        // Never before the moment asked, over many draws.
+        assert!((0..1_000).all(|_| retry.wait(0, 3000) >= Duration::from_secs(3)));
         let no_wait = Retry {
             attempts: 3,
             most_wait: Duration::ZERO,
@@ -395,6 +463,62 @@ mod tests {
         let waits: std::collections::BTreeSet<Duration> =
             (0..20).map(|_| retry.wait(0, 1000)).collect();
         assert!(waits.len() > 1, "{waits:?}");
+    }
+
+    #[test]
+    fn a_ticket_lets_its_device_in_once_from_its_moment_until_it_lapses() {
+        let tickets = Tickets::default();
+        let now = Instant::now();
+        let (phone, tablet) = (DeviceId([1; 16]), DeviceId([2; 16]));
+        let at = now + Duration::from_secs(2);
+        tickets.give(phone, at);
+        // Another device, or this one too early: no (and the early one keeps its ticket).
+        assert!(!tickets.take_due(&tablet, at));
+        assert!(!tickets.take_due(&phone, now));
+        assert!(!tickets.take_due(&phone, at - Duration::from_millis(100)));
+        // At its moment (or just before it), once.
+        assert!(tickets.take_due(&phone, at - TICKET_EARLY));
+        assert!(!tickets.take_due(&phone, at));
+        // Given again: a later moment replaces the first.
+        tickets.give(phone, at);
+        tickets.give(phone, at + Duration::from_secs(5));
+        assert!(!tickets.take_due(&phone, at));
+        assert!(tickets.take_due(&phone, at + Duration::from_secs(5)));
+        // Lapsed: used up, not let in.
+        tickets.give(tablet, at);
+        assert!(!tickets.take_due(&tablet, at + TICKET_LIFE + Duration::from_secs(1)));
+        assert!(!tickets.take_due(&tablet, at));
+    }
+
+    #[test]
+    fn tickets_are_bounded_and_lapsed_ones_make_room() {
+        let tickets = Tickets::default();
+        let now = Instant::now();
+        let device = |i: u32| {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            DeviceId(id)
+        };
+        let lapsed = now.checked_sub(TICKET_LIFE + Duration::from_secs(1));
+        for i in 0..TICKETS_MAX as u32 {
+            tickets.give(device(i), lapsed.unwrap_or(now));
+        }
+        // Full of lapsed tickets (where the clock allows one): the next makes room.
+        let late = device(u32::MAX);
+        tickets.give(late, now);
+        if lapsed.is_some() {
+            assert_eq!(tickets.lock().len(), 1);
+            assert!(tickets.take_due(&late, now));
+        }
+        // Full of live ones: the next is not kept, the ones kept stay.
+        let tickets = Tickets::default();
+        for i in 0..TICKETS_MAX as u32 {
+            tickets.give(device(i), now);
+        }
+        tickets.give(late, now);
+        assert_eq!(tickets.lock().len(), TICKETS_MAX);
+        assert!(!tickets.take_due(&late, now));
+        assert!(tickets.take_due(&device(7), now));
     }
 
     #[test]

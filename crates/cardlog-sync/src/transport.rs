@@ -17,7 +17,7 @@ use cardlog_core::{BookId, DeviceId, OpId, Refusal, SealedOp, SignedTip};
 
 pub use crate::budget::Budget;
 pub use crate::busy::Retry;
-use crate::busy::{busy_message, Backlog, Refuser};
+use crate::busy::{busy_message, Backlog, Refuser, Tickets};
 use crate::error::{AuthError, SyncError, TransportError};
 use crate::quota::Quota;
 use crate::secure::{self, Access, Channel, Expect, Handshake, Identity};
@@ -431,6 +431,9 @@ struct Admission<'a> {
     /// The backlog of the handshake stage.
     handshakes: &'a Backlog,
     sessions: &'a Arc<Slots<()>>,
+    /// Sessions beyond `sessions` for devices back at their moment (`tickets`).
+    overdraft: &'a Arc<Slots<()>>,
+    tickets: &'a Tickets,
     devices: &'a Arc<Slots<DeviceId>>,
     backlog: &'a Backlog,
     retry_after: Duration,
@@ -471,8 +474,21 @@ fn respond<H: Host>(
     // Authenticated: the connection leaves the handshake pool for a session slot, and its
     // whole session may now take the session deadline.
     drop(handshake);
-    let Some(_session_slot) = admission.sessions.claim(()) else {
-        busy_sealed(&mut channel, transport, admission.backlog.turn_away());
+    // A device back at the moment it was given gets in over the limit (within the overdraft)
+    // rather than being asked to the end of the queue again.
+    let slot = admission.sessions.claim(()).or_else(|| {
+        admission
+            .tickets
+            .take_due(&peer.device, Instant::now())
+            .then(|| admission.overdraft.claim(()))
+            .flatten()
+    });
+    let Some(_session_slot) = slot else {
+        let wait = admission.backlog.turn_away();
+        if let Some(at) = Instant::now().checked_add(wait) {
+            admission.tickets.give(peer.device, at);
+        }
+        busy_sealed(&mut channel, transport, wait);
         return Err(SyncError::Transport(format!(
             "turned away (busy): already serving {} sessions",
             admission.sessions.limit()
@@ -1078,7 +1094,9 @@ pub struct ServeOptions {
     /// authenticate (strangers, a flood) cannot keep honest devices from their sessions.
     pub max_handshakes: usize,
     /// Sessions served at once, counted from the end of the handshake; an authenticated
-    /// device over it is answered busy (sealed).
+    /// device over it is answered busy (sealed), asked back at a moment of its own. A device
+    /// back at that moment while the sessions are still full is let in over the limit, up to
+    /// a quarter more (at least 1) sessions at once (`busy::Tickets`).
     pub max_sessions: usize,
     /// Sessions served at once for one IP address; its further connections are answered
     /// busy and closed, so one host cannot take every session.
@@ -1215,6 +1233,9 @@ where
     let budget = Arc::new(Budget::new(options.receive_budget));
     let device_slots = Slots::new(options.max_sessions_per_device);
     let session_slots: Arc<Slots<()>> = Slots::new(options.max_sessions);
+    // Devices back at the moment they were asked to come back, while the sessions are full.
+    let overdraft: Arc<Slots<()>> = Slots::new((options.max_sessions / 4).max(1));
+    let tickets = Arc::new(Tickets::default());
     let handshake_slots: Arc<Slots<()>> = Slots::new(options.max_handshakes);
     // Connections turned away before their handshake are asked back by a backlog of their
     // own: a handshake takes milliseconds, or the handshake deadline at most, so a flood of
@@ -1275,6 +1296,8 @@ where
         let budget = Arc::clone(&budget);
         let device_slots = Arc::clone(&device_slots);
         let session_slots = Arc::clone(&session_slots);
+        let overdraft = Arc::clone(&overdraft);
+        let tickets = Arc::clone(&tickets);
         let busy_retry_after = options.busy_retry_after;
         let backlog = Arc::clone(&backlog);
         let handshakes = Arc::clone(&handshake_backlog);
@@ -1287,6 +1310,8 @@ where
             let admission = Admission {
                 handshakes: &handshakes,
                 sessions: &session_slots,
+                overdraft: &overdraft,
+                tickets: &tickets,
                 devices: &device_slots,
                 backlog: &backlog,
                 retry_after: busy_retry_after,

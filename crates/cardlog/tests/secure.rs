@@ -970,25 +970,12 @@ fn connections_that_never_authenticate_cannot_take_a_members_session() {
     drop(idle);
 }
 
-#[test]
-fn one_device_cannot_hold_more_sessions_than_its_slots_and_is_told_so_sealed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (shared, mut phone) = hub_and_phone(tmp.path());
-    let (addr, _server, outcomes) = serve_shared(
-        &shared,
-        ServeOptions {
-            // The held session waits this long for its next message.
-            timeout: Duration::from_secs(30),
-            max_sessions_per_device: 1,
-            busy_retry_after: Duration::from_millis(300),
-            sessions: None,
-            ..ServeOptions::default()
-        },
-    );
-    // The phone's key completes a handshake and then says nothing: the session holds the
-    // phone's one slot.
+/// A session of `phone`'s key on the server at `addr` that completes the handshake and the
+/// hellos and then says nothing: it holds a session (and one of the phone's slots) until
+/// the connection is dropped or the server's message deadline passes.
+fn held_session(phone: &Replica, addr: &str) -> TcpStream {
     let identity = Identity::new(phone.book(), phone.store().device_key());
-    let mut held = TcpStream::connect(&addr).unwrap();
+    let mut held = TcpStream::connect(addr).unwrap();
     let (mut handshake, m1) = Handshake::initiate(&identity).unwrap();
     held.write_all(&framed(&m1)).unwrap();
     handshake
@@ -1009,6 +996,27 @@ fn one_device_cannot_hold_more_sessions_than_its_slots_and_is_told_so_sealed() {
         message::decode(&answer).unwrap(),
         Message::Hello { .. }
     ));
+    held
+}
+
+#[test]
+fn one_device_cannot_hold_more_sessions_than_its_slots_and_is_told_so_sealed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (shared, mut phone) = hub_and_phone(tmp.path());
+    let (addr, _server, outcomes) = serve_shared(
+        &shared,
+        ServeOptions {
+            // The held session waits this long for its next message.
+            timeout: Duration::from_secs(30),
+            max_sessions_per_device: 1,
+            busy_retry_after: Duration::from_millis(300),
+            sessions: None,
+            ..ServeOptions::default()
+        },
+    );
+    // The phone's key completes a handshake and then says nothing: the session holds the
+    // phone's one slot.
+    let held = held_session(&phone, &addr);
     // From the same address (its limit is 8), the phone's next session is answered busy
     // once the handshake says who it is; nothing of it is exchanged.
     let summary = phone.summary().clone();
@@ -1035,6 +1043,58 @@ fn one_device_cannot_hold_more_sessions_than_its_slots_and_is_told_so_sealed() {
         .contact(&ContactId([1; 16]))
         .unwrap()
         .is_some());
+}
+
+/// A device turned away for want of a session and back at the moment it was given gets in
+/// over the session limit (within the overdraft), rather than being asked to the end of the
+/// queue again; back too early, it is turned away again (docs/SYNC.md, "Busy").
+#[test]
+fn a_device_back_at_its_moment_gets_in_though_the_sessions_are_still_full() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (shared, mut phone) = hub_and_phone(tmp.path());
+    let (addr, _server, _) = serve_shared(
+        &shared,
+        ServeOptions {
+            // The held session waits this long for its next message.
+            timeout: Duration::from_secs(30),
+            max_sessions: 1,
+            busy_retry_after: Duration::from_millis(200),
+            sessions: None,
+            ..ServeOptions::default()
+        },
+    );
+    // The phone's key completes a handshake and a hello, then says nothing: the session holds
+    // the server's one session.
+    let held = held_session(&phone, &addr);
+    let busy = |phone: &mut Replica| match transport::sync_tcp(
+        phone,
+        &addr,
+        TIMEOUT,
+        Expect::Member,
+        Retry::NEVER,
+    ) {
+        Err(SyncError::Busy(ms)) => Some(ms),
+        Ok(report) => {
+            assert!(report.converged, "{report:?}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let asked = busy(&mut phone).expect("the sessions are full");
+    assert!(asked >= 200, "{asked}");
+    // Back at once: too early, turned away again, asked to come back later.
+    let asked = busy(&mut phone).expect("back too early");
+    // Back at its moment: in, though the held session still holds the one session.
+    std::thread::sleep(Duration::from_millis(asked));
+    assert_eq!(busy(&mut phone), None, "let in at its moment");
+    assert!(shared
+        .lock()
+        .contact(&ContactId([1; 16]))
+        .unwrap()
+        .is_some());
+    // Its ticket is used up: with the held session still there, the next is turned away.
+    assert!(busy(&mut phone).is_some());
+    drop(held);
 }
 
 /// A served replica takes at most its quota from one session (docs/SECURITY.md, "Quotas"):
