@@ -8,11 +8,10 @@
 
 use cardlog_core::DeviceId;
 
-use std::collections::BTreeSet;
 use std::convert::Infallible;
 
 use crate::error::SyncError;
-use crate::receive::{apply_segments, forks_in_summary, Received, View};
+use crate::receive::{apply_segments, forks_in_summary, sent_whole, Received, View};
 use crate::store::{PeerBook, SyncStore};
 use crate::wire::error::{AUTHORS_IN_A_MESSAGE, SEGMENTS_IN_A_MESSAGE};
 use crate::wire::message::{self, Message, Summary};
@@ -61,16 +60,15 @@ pub fn export<S: PeerBook>(
     store: &S,
     since: Option<&Summary>,
 ) -> Result<Vec<u8>, SyncError<S::Error>> {
-    let mut asked = since.cloned().unwrap_or_default();
+    let summary = since.cloned().unwrap_or_default();
+    let mut asked = summary.clone();
     // A chain forking between the summary and what this side holds goes whole, as held here
     // (as in a session): the receiver sets it apart to settle or keep, and references into
-    // it resolve to the bundle's ops, not to the other branch it holds. Its ops go exact, as
-    // in a session: they may name places in other chains the receiver holds other ops at.
-    let mut exact = BTreeSet::new();
+    // it resolve to the bundle's ops, not to the other branch it holds. Its ops go exact.
     for fork in forks_in_summary(store, &asked)? {
         asked.remove(&fork.author);
-        exact.insert(fork.author);
     }
+    let exact = sent_whole(&summary, &asked);
     let mut ops = store.ops_since(&asked).map_err(SyncError::Store)?;
     if store.restored() {
         let me = store.device_id();

@@ -10,10 +10,12 @@
 use std::hash::{BuildHasher, Hasher};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cardlog_core::DeviceId;
 
+use crate::slots::{Slot, Slots};
 use crate::wire::message::{self, Message};
 
 /// The shortest wait before a retry ([`Retry::wait`]).
@@ -185,7 +187,7 @@ impl Backlog {
         self.turn_away_at(Instant::now())
     }
 
-    fn turn_away_at(&self, now: Instant) -> Duration {
+    pub(crate) fn turn_away_at(&self, now: Instant) -> Duration {
         let mut state = self.lock();
         let mut session = state.mean;
         if let Some(mean_start) = state.starts_ns.checked_div(u128::from(state.running)) {
@@ -214,68 +216,130 @@ const BACKLOG_MAX: Duration = Duration::from_secs(120);
 
 /// The moments given to authenticated devices turned away for want of a session
 /// ([`Backlog::turn_away`]), so that one back at its moment is let in over the session limit
-/// (within a bounded overdraft, the server's to hold) rather than turned away again to the
-/// end of the queue. Before session 35 a device back at its moment while the sessions were
-/// still full was asked further back each time, and a few of a thousand devices arriving
-/// together ran out of their 3 retries (docs/PERFORMANCE.md).
+/// (within a bounded overdraft: [`claim_session`]) rather than turned away again to the end
+/// of the queue. Before session 35 a device back at its moment while the sessions were still
+/// full was asked further back each time, and a few of a thousand devices arriving together
+/// ran out of their 3 retries (docs/PERFORMANCE.md, "Busy devices let in at their moment").
 ///
 /// Who gets one: any device that completed a handshake (it proved its key), before the book
-/// checks it, so a stranger minting keys gets one per key: what that buys is a session of the
-/// overdraft, refused by the book at once. At most [`TICKETS_MAX`] are kept; a ticket is good
-/// from its moment (less [`TICKET_EARLY`]) for [`TICKET_LIFE`], and is used once.
+/// checks it, so a stranger minting keys gets one per key (docs/SECURITY.md says what that
+/// buys). At most [`TICKETS_MAX`] are kept: when the table is full, lapsed tickets are dropped
+/// (at most once per [`TICKET_PRUNE_EVERY`]) and, if it is still full, new ones are not kept.
+/// A ticket is good from its moment (less [`TICKET_EARLY`]) for [`TICKET_LIFE`]; it goes
+/// when its device gets a session, or lapses.
 #[derive(Debug, Default)]
 pub(crate) struct Tickets {
-    due: std::sync::Mutex<std::collections::HashMap<DeviceId, Instant>>,
+    state: std::sync::Mutex<TicketState>,
 }
 
-/// Most tickets kept ([`Tickets`]): 64 Ki devices turned away at once.
+#[derive(Debug, Default)]
+struct TicketState {
+    due: std::collections::HashMap<DeviceId, Instant>,
+    /// When lapsed tickets were last dropped from a full table.
+    pruned: Option<Instant>,
+}
+
+/// Most tickets kept ([`Tickets`]): 64 Ki devices turned away at once, about 4 MB.
 const TICKETS_MAX: usize = 1 << 16;
 /// How long after its moment a ticket still lets its device in.
 const TICKET_LIFE: Duration = Duration::from_secs(120);
 /// How much before its moment a ticket already lets its device in (the wait is measured from
 /// the answer's arrival, the moment from its sending).
 const TICKET_EARLY: Duration = Duration::from_millis(50);
+/// How often a full table of tickets is searched for lapsed ones.
+const TICKET_PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 impl Tickets {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<DeviceId, Instant>> {
-        self.due
+    fn lock(&self) -> std::sync::MutexGuard<'_, TicketState> {
+        self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// `device` was asked to come back at `at` (replacing any moment it had).
-    pub(crate) fn give(&self, device: DeviceId, at: Instant) {
-        let mut due = self.lock();
-        if due.len() >= TICKETS_MAX && !due.contains_key(&device) {
-            let now = Instant::now();
-            due.retain(|_, t| t.checked_add(TICKET_LIFE).is_some_and(|end| end > now));
-            if due.len() >= TICKETS_MAX {
+    /// `device` was asked at `now` to come back at `at` (replacing any moment it had).
+    pub(crate) fn give(&self, device: DeviceId, at: Instant, now: Instant) {
+        let mut state = self.lock();
+        if state.due.len() >= TICKETS_MAX && !state.due.contains_key(&device) {
+            let prune = state
+                .pruned
+                .is_none_or(|p| now.saturating_duration_since(p) >= TICKET_PRUNE_EVERY);
+            if prune {
+                state.pruned = Some(now);
+                state.due.retain(|_, t| !lapsed(*t, now));
+            }
+            if state.due.len() >= TICKETS_MAX {
                 return;
             }
         }
-        due.insert(device, at);
+        state.due.insert(device, at);
     }
 
-    /// Whether `device` is back at `now` within its ticket's time; the ticket is used up then.
-    /// A device back too early keeps its ticket.
-    pub(crate) fn take_due(&self, device: &DeviceId, now: Instant) -> bool {
-        let mut due = self.lock();
-        let Some(at) = due.get(device).copied() else {
+    /// Whether `device` is back at `now` within its ticket's time (a lapsed ticket goes).
+    pub(crate) fn due(&self, device: &DeviceId, now: Instant) -> bool {
+        let mut state = self.lock();
+        let Some(at) = state.due.get(device).copied() else {
             return false;
         };
-        let from = at.checked_sub(TICKET_EARLY).unwrap_or(at);
-        let until = at.checked_add(TICKET_LIFE).unwrap_or(at);
-        if now < from {
+        if lapsed(at, now) {
+            state.due.remove(device);
             return false;
         }
-        due.remove(device);
-        now <= until
+        now >= at.checked_sub(TICKET_EARLY).unwrap_or(at)
     }
+
+    /// `device` got a session: its ticket, if any, goes.
+    pub(crate) fn forget(&self, device: &DeviceId) {
+        self.lock().due.remove(device);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().due.len()
+    }
+}
+
+/// Whether a ticket for `at` no longer lets its device in at `now`.
+fn lapsed(at: Instant, now: Instant) -> bool {
+    at.checked_add(TICKET_LIFE).is_none_or(|end| now > end)
+}
+
+/// A session slot for the authenticated `device` at `now`, or how long to ask it to wait: one
+/// of `sessions`, or, when they are full and the device is back at the moment its ticket
+/// gives, one of `overdraft` (with the overdraft full too it is asked back after `least`,
+/// keeping its ticket). Any other device turned away is asked for a moment of its own by
+/// `backlog`, which its ticket keeps. A device given a session has no ticket left.
+pub(crate) fn claim_session(
+    sessions: &Arc<Slots<()>>,
+    overdraft: &Arc<Slots<()>>,
+    tickets: &Tickets,
+    backlog: &Backlog,
+    least: Duration,
+    device: DeviceId,
+    now: Instant,
+) -> Result<Slot<()>, Duration> {
+    if let Some(slot) = sessions.claim(()) {
+        tickets.forget(&device);
+        return Ok(slot);
+    }
+    if tickets.due(&device, now) {
+        return match overdraft.claim(()) {
+            Some(slot) => {
+                tickets.forget(&device);
+                Ok(slot)
+            }
+            None => Err(least),
+        };
+    }
+    let wait = backlog.turn_away_at(now);
+    if let Some(at) = now.checked_add(wait) {
+        tickets.give(device, at, now);
+    }
+    Err(wait)
 }
 
 /// Most connections held at once while their busy answer drains; beyond it the oldest is
 /// closed (a flood of connections costs a bounded set of sockets; a server's limit of open
-/// files must leave room for it and for `max_sessions`).
+/// files must leave room for it, for `max_sessions` and for their overdraft).
 const HELD_MAX: usize = 1024;
 /// Most connections waiting to be answered; beyond it a connection is closed unanswered (a
 /// thousand devices arriving together are all answered).
@@ -466,32 +530,33 @@ mod tests {
     }
 
     #[test]
-    fn a_ticket_lets_its_device_in_once_from_its_moment_until_it_lapses() {
+    fn a_ticket_is_due_from_its_moment_until_it_lapses() {
         let tickets = Tickets::default();
         let now = Instant::now();
         let (phone, tablet) = (DeviceId([1; 16]), DeviceId([2; 16]));
         let at = now + Duration::from_secs(2);
-        tickets.give(phone, at);
-        // Another device, or this one too early: no (and the early one keeps its ticket).
-        assert!(!tickets.take_due(&tablet, at));
-        assert!(!tickets.take_due(&phone, now));
-        assert!(!tickets.take_due(&phone, at - Duration::from_millis(100)));
-        // At its moment (or just before it), once.
-        assert!(tickets.take_due(&phone, at - TICKET_EARLY));
-        assert!(!tickets.take_due(&phone, at));
+        tickets.give(phone, at, now);
+        // Another device, or this one too early: no, and the ticket stays.
+        assert!(!tickets.due(&tablet, at));
+        assert!(!tickets.due(&phone, now));
+        assert!(!tickets.due(&phone, at - Duration::from_millis(100)));
+        // From its moment (or just before it) until it lapses.
+        assert!(tickets.due(&phone, at - TICKET_EARLY));
+        assert!(tickets.due(&phone, at + TICKET_LIFE));
         // Given again: a later moment replaces the first.
-        tickets.give(phone, at);
-        tickets.give(phone, at + Duration::from_secs(5));
-        assert!(!tickets.take_due(&phone, at));
-        assert!(tickets.take_due(&phone, at + Duration::from_secs(5)));
-        // Lapsed: used up, not let in.
-        tickets.give(tablet, at);
-        assert!(!tickets.take_due(&tablet, at + TICKET_LIFE + Duration::from_secs(1)));
-        assert!(!tickets.take_due(&tablet, at));
+        tickets.give(phone, at + Duration::from_secs(5), now);
+        assert!(!tickets.due(&phone, at));
+        assert!(tickets.due(&phone, at + Duration::from_secs(5)));
+        tickets.forget(&phone);
+        assert!(!tickets.due(&phone, at + Duration::from_secs(5)));
+        // Lapsed: it goes.
+        tickets.give(tablet, at, now);
+        assert!(!tickets.due(&tablet, at + TICKET_LIFE + Duration::from_secs(1)));
+        assert_eq!(tickets.len(), 0);
     }
 
     #[test]
-    fn tickets_are_bounded_and_lapsed_ones_make_room() {
+    fn tickets_are_bounded_and_lapsed_ones_make_room_at_most_once_a_second() {
         let tickets = Tickets::default();
         let now = Instant::now();
         let device = |i: u32| {
@@ -499,26 +564,67 @@ mod tests {
             id[..4].copy_from_slice(&i.to_be_bytes());
             DeviceId(id)
         };
-        let lapsed = now.checked_sub(TICKET_LIFE + Duration::from_secs(1));
         for i in 0..TICKETS_MAX as u32 {
-            tickets.give(device(i), lapsed.unwrap_or(now));
+            tickets.give(device(i), now, now);
         }
-        // Full of lapsed tickets (where the clock allows one): the next makes room.
+        // Full of live tickets: the next is not kept, the ones kept stay.
         let late = device(u32::MAX);
-        tickets.give(late, now);
-        if lapsed.is_some() {
-            assert_eq!(tickets.lock().len(), 1);
-            assert!(tickets.take_due(&late, now));
-        }
-        // Full of live ones: the next is not kept, the ones kept stay.
+        tickets.give(late, now, now);
+        assert_eq!(tickets.len(), TICKETS_MAX);
+        assert!(!tickets.due(&late, now));
+        assert!(tickets.due(&device(7), now));
+        // Once they lapse, a full table makes room, but looks for lapsed ones at most once
+        // a second: just after a search found none, the next is not kept either.
+        let later = now + TICKET_LIFE + Duration::from_secs(1);
+        tickets.give(late, later, now + Duration::from_millis(500));
+        assert_eq!(tickets.len(), TICKETS_MAX);
+        tickets.give(late, later, later);
+        assert_eq!(tickets.len(), 1);
+        assert!(tickets.due(&late, later));
+    }
+
+    /// A device back at its moment takes the overdraft when the sessions are full; with the
+    /// overdraft full too it is asked back shortly, keeping its ticket; a device given a
+    /// session has no ticket left.
+    #[test]
+    fn a_device_back_at_its_moment_takes_the_overdraft_once() {
+        let sessions = Slots::new(1);
+        let overdraft = Slots::new(1);
         let tickets = Tickets::default();
-        for i in 0..TICKETS_MAX as u32 {
-            tickets.give(device(i), now);
-        }
-        tickets.give(late, now);
-        assert_eq!(tickets.lock().len(), TICKETS_MAX);
-        assert!(!tickets.take_due(&late, now));
-        assert!(tickets.take_due(&device(7), now));
+        let backlog = Backlog::new(1, Duration::from_secs(1));
+        let least = Duration::from_millis(200);
+        let (a, b, c) = (DeviceId([1; 16]), DeviceId([2; 16]), DeviceId([3; 16]));
+        let now = Instant::now();
+        let claim = |device, now| {
+            claim_session(
+                &sessions, &overdraft, &tickets, &backlog, least, device, now,
+            )
+        };
+        let held = claim(c, now).unwrap();
+        // a and b are turned away, each asked for a moment.
+        let wait_a = claim(a, now).unwrap_err();
+        let wait_b = claim(b, now).unwrap_err();
+        assert!(
+            wait_a >= Duration::from_secs(1) && wait_b > wait_a,
+            "{wait_a:?} {wait_b:?}"
+        );
+        // Both back at their moments, the one session still held: a takes the overdraft; b
+        // finds it full and is asked back shortly, keeping its ticket.
+        let later = now + wait_b;
+        let over = claim(a, later).unwrap();
+        assert_eq!(claim(b, later).unwrap_err(), least);
+        assert!(tickets.due(&b, later));
+        // a's ticket is used: another session of a's is turned away to a moment of its own.
+        assert!(claim(a, later).unwrap_err() > least);
+        drop(over);
+        let over = claim(b, later + least).unwrap();
+        assert!(!tickets.due(&b, later + least));
+        // A device that gets an ordinary session loses its ticket too.
+        drop(over);
+        assert!(claim(c, later).is_err());
+        drop(held);
+        let _session = claim(c, later).unwrap();
+        assert!(!tickets.due(&c, later + Duration::from_secs(1)));
     }
 
     #[test]

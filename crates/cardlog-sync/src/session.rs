@@ -24,7 +24,9 @@ use cardlog_core::{DeviceId, OpId, SealedOp, SignedTip};
 
 use crate::error::{AuthError, SyncError};
 use crate::quota::{Pushed, Quota};
-use crate::receive::{apply_held, finish, forks_in_summary, reported_forks, Held, View};
+use crate::receive::{
+    apply_held, finish, forks_in_summary, reported_forks, sent_whole, Held, View,
+};
 use crate::store::{PeerBook, TakenBack};
 use crate::wire::message::{self, Fork, Message, Summary};
 use crate::wire::segment::{compress, encode_exact_segments, encode_segments_exact_for};
@@ -167,7 +169,8 @@ enum State {
 /// sync, 16,384 ops per message peaked at 621 MB and took 4.2 s, 1,024 at 236 MB and 3.5 s,
 /// for 0.14 % more bytes (docs/PERFORMANCE.md).
 pub const CHUNK_OPS: usize = 1_024;
-/// Op bytes per `Ops` message at most (the compact encoding is smaller than the ops).
+/// Op bytes per `Ops` message at most (the compact encoding is smaller than the ops; exact
+/// ops add a length each).
 pub const CHUNK_BYTES: usize = 8 << 20;
 
 /// One sync session. See the module docs.
@@ -1060,11 +1063,9 @@ impl Session {
         // all of it as held here, as exact ops. If it is the peer's own, a restore lost the
         // peer ops, to take back; if another's, the peer may hold a branch its author gave
         // up, to settle.
-        let mut exact = BTreeSet::new();
         for author in &self.forked_in_hello {
             if forked.remove(author) {
                 asked.remove(author);
-                exact.insert(*author);
             }
         }
         // A fork of this side's own chain where the peer holds only ops this side withdrew is
@@ -1110,6 +1111,9 @@ impl Session {
         if store.restored() {
             forked.insert(store.device_id());
         }
+        // Every chain the hello names that goes whole (it forks between the two sides) goes
+        // as exact ops.
+        let exact = sent_whole(peer, &asked);
         let peer = &asked;
         // A branch of the peer's own chain kept here: if the peer was restored from a backup,
         // what it lost. It goes first, in its own message; the peer's chain from there is

@@ -17,7 +17,7 @@ use cardlog_core::{BookId, DeviceId, OpId, Refusal, SealedOp, SignedTip};
 
 pub use crate::budget::Budget;
 pub use crate::busy::Retry;
-use crate::busy::{busy_message, Backlog, Refuser, Tickets};
+use crate::busy::{busy_message, claim_session, Backlog, Refuser, Tickets};
 use crate::error::{AuthError, SyncError, TransportError};
 use crate::quota::Quota;
 use crate::secure::{self, Access, Channel, Expect, Handshake, Identity};
@@ -476,23 +476,24 @@ fn respond<H: Host>(
     drop(handshake);
     // A device back at the moment it was given gets in over the limit (within the overdraft)
     // rather than being asked to the end of the queue again.
-    let slot = admission.sessions.claim(()).or_else(|| {
-        admission
-            .tickets
-            .take_due(&peer.device, Instant::now())
-            .then(|| admission.overdraft.claim(()))
-            .flatten()
-    });
-    let Some(_session_slot) = slot else {
-        let wait = admission.backlog.turn_away();
-        if let Some(at) = Instant::now().checked_add(wait) {
-            admission.tickets.give(peer.device, at);
+    let claimed = claim_session(
+        admission.sessions,
+        admission.overdraft,
+        admission.tickets,
+        admission.backlog,
+        admission.retry_after,
+        peer.device,
+        Instant::now(),
+    );
+    let _session_slot = match claimed {
+        Ok(slot) => slot,
+        Err(wait) => {
+            busy_sealed(&mut channel, transport, wait);
+            return Err(SyncError::Transport(format!(
+                "turned away (busy): already serving {} sessions",
+                admission.sessions.limit()
+            )));
         }
-        busy_sealed(&mut channel, transport, wait);
-        return Err(SyncError::Transport(format!(
-            "turned away (busy): already serving {} sessions",
-            admission.sessions.limit()
-        )));
     };
     transport.set_session_deadline(admission.accepted, admission.session_timeout);
     let began = admission.backlog.started();
@@ -1234,7 +1235,9 @@ where
     let device_slots = Slots::new(options.max_sessions_per_device);
     let session_slots: Arc<Slots<()>> = Slots::new(options.max_sessions);
     // Devices back at the moment they were asked to come back, while the sessions are full.
-    let overdraft: Arc<Slots<()>> = Slots::new((options.max_sessions / 4).max(1));
+    // (None when no session is served at all.)
+    let overdraft: Arc<Slots<()>> =
+        Slots::new((options.max_sessions / 4).max(usize::from(options.max_sessions > 0)));
     let tickets = Arc::new(Tickets::default());
     let handshake_slots: Arc<Slots<()>> = Slots::new(options.max_handshakes);
     // Connections turned away before their handshake are asked back by a backlog of their

@@ -58,9 +58,10 @@ const FLAG_SIGNED: u8 = 2;
 const FLAG_ABSOLUTE_TIMES: u8 = 4;
 /// Segment flags (version 2): each op travels as its exact bytes (a length, then the op as
 /// its author sealed it), not rebuilt from references by place. For a branch of a chain that
-/// forks from the receiver's ([`encode_exact_segments`]): the receiver may hold other ops at
-/// the places its ops name, so only their ids can say which ops they are. Builds from before
-/// 2026-12-06 refuse it; nothing else sets it.
+/// forks from the receiver's ([`encode_exact_segments`]), and for a chain sent whole because
+/// it forks between the two sides ([`encode_segments_exact_for`]): the receiver may hold other
+/// ops at the places their ops name, so only their ids can say which ops they are. Builds
+/// from before 2026-12-06 refuse it.
 const FLAG_EXACT_OPS: u8 = 8;
 const MAGIC: &[u8; 4] = b"CLSG";
 /// The version byte of a compressed segment message ([`compress`]): a zstd frame of a plain
@@ -110,8 +111,9 @@ pub mod limits {
     /// sender whose message would compress further sends it plain.
     pub const INFLATE_RATIO_MAX: u64 = 8;
     /// Longest plain message a compressed one may inflate to, in bytes: twice a session's
-    /// chunk of ops, so every session message is compressed, and a larger bundle is written
-    /// plain. A server counts what a message inflates to against its receive budget.
+    /// chunk of ops, so a session message is compressed (but one extended far past its chunk
+    /// to end at signed ops, which is bounded in ops, not bytes), and a larger bundle is
+    /// written plain. A server counts what a message inflates to against its receive budget.
     pub const INFLATED_BYTES_MAX: usize = 16 << 20;
 }
 
@@ -187,8 +189,9 @@ pub fn encode_segments(ops: &[SealedOp], locate: &impl Locate) -> Result<Vec<u8>
 }
 
 /// [`encode_segments`] with the segments of the authors in `exact` as exact ops (segment flag
-/// bit 3): chains a session sends whole because they fork between the two sides, whose ops
-/// may name places the receiver holds other ops at (docs/SYNC.md, "Chains sent whole").
+/// bit 3): chains a session or bundle sends whole because they fork between the two sides,
+/// whose ops may name places the receiver holds other ops at (docs/SYNC.md, "A fork of one's
+/// own chain: taking it back").
 pub fn encode_segments_exact_for(
     ops: &[SealedOp],
     locate: &impl Locate,
