@@ -901,6 +901,34 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
                 },
             ],
         ),
+        // Seed 0xc7faa of `CARDLOG_SIM_BASE=819000`: the tablet renames the phone's
+        // post-restore contact, the laptop takes the rename, and the tablet is removed and tags
+        // the contact (void), which the laptop takes too. The phone settles its fork, and the
+        // tablet, meeting the phone, re-issues its rename at its seq. In the final sync the
+        // phone, holding only that re-issued rename of the tablet's chain, took the laptop
+        // (its hello two ops along that chain) to be ahead and sent none of it, though the
+        // laptop reported the fork: the laptop never got the rename ("a completed session
+        // delivers"). Now a fork the peer's messages show of a chain its hello has further
+        // than this side sends that chain whole.
+        (
+            4,
+            vec![
+                rename(1, "three, renamed"),
+                sync(1, 2),
+                Action::Leave { replica: 1 },
+                Action::Save {
+                    replica: 1,
+                    edit: Edit::Tag {
+                        pick: 0,
+                        name: 0,
+                        on: true,
+                    },
+                },
+                mode(1, 2, SyncMode::Interrupted(2)),
+                mode(0, 3, SyncMode::Interrupted(2)),
+                sync(1, 0),
+            ],
+        ),
     ];
     for (n, (devices, rest)) in found.into_iter().enumerate() {
         let mut actions = vec![

@@ -1068,10 +1068,27 @@ impl Session {
                 asked.remove(author);
             }
         }
+        // So too a fork of another device's chain that the peer's messages showed (an
+        // initiator queues after the responder's) where its hello shows that chain beyond
+        // what this side holds, so the hello could not show the fork here: the peer may hold
+        // a branch its author gave up, and settles it only with the chain as held here (seed
+        // 0xc7faa of base 819000: the laptop held the removed tablet's rename and void tag,
+        // both built on the phone's branch given up; the phone, holding only the tablet's
+        // re-issued rename, took the laptop to be ahead on that chain and sent none of it).
+        let me = store.device_id();
+        let mine = store.summary();
+        for fork in &self.forks {
+            let author = fork.author;
+            let ahead = peer
+                .get(&author)
+                .is_some_and(|t| mine.get(&author).is_none_or(|m| t.seq > m.seq));
+            if author != me && Some(author) != self.report.peer && ahead && forked.remove(&author) {
+                asked.remove(&author);
+            }
+        }
         // A fork of this side's own chain where the peer holds only ops this side withdrew is
         // a branch it gave up, kept there: the peer gets this side's chain (its copies with
         // it) and drops the branch. Leaving it out would leave both waiting for good.
-        let me = store.device_id();
         if self
             .forks
             .iter()
@@ -1092,7 +1109,6 @@ impl Session {
         // it in the hellos (its part goes further than this side's). It gets all of the
         // chain too: it keeps what it cannot settle, for the author to take back. (Unsigned
         // fork claims in hellos cannot make a replica resend whole chains.)
-        let mine = store.summary();
         for author in store.branch_authors() {
             let Some(theirs) = peer.get(&author) else {
                 continue;
