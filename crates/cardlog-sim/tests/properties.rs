@@ -389,6 +389,15 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
             value: value.into(),
         },
     };
+    // A device tags the first contact it knows "friends".
+    let tag = |replica: usize| Action::Save {
+        replica,
+        edit: Edit::Tag {
+            pick: 0,
+            name: 0,
+            on: true,
+        },
+    };
     let found: Vec<(usize, Vec<Action>)> = vec![
         // Settling the phone's branch withdraws the tablet's rename the laptop holds, so the
         // tablet's re-issued rename no longer forks there: it goes in as any op.
@@ -891,14 +900,7 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
                 mode(2, 1, SyncMode::Relay(3)),
                 sync(1, 0),
                 Action::Restore { replica: 0 },
-                Action::Save {
-                    replica: 1,
-                    edit: Edit::Tag {
-                        pick: 0,
-                        name: 0,
-                        on: true,
-                    },
-                },
+                tag(1),
             ],
         ),
         // Seed 0xc7faa of `CARDLOG_SIM_BASE=819000`: the tablet renames the phone's
@@ -916,14 +918,7 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
                 rename(1, "three, renamed"),
                 sync(1, 2),
                 Action::Leave { replica: 1 },
-                Action::Save {
-                    replica: 1,
-                    edit: Edit::Tag {
-                        pick: 0,
-                        name: 0,
-                        on: true,
-                    },
-                },
+                tag(1),
                 mode(1, 2, SyncMode::Interrupted(2)),
                 mode(0, 3, SyncMode::Interrupted(2)),
                 sync(1, 0),
