@@ -251,9 +251,9 @@ struct Outgoing {
     places: VecDeque<u64>,
     /// Authors whose chains fork between us: their ops are left out.
     forked: BTreeSet<DeviceId>,
-    /// Authors whose chains go whole because the peer's hello shows them forking from what
-    /// this side holds: their segments go as exact ops, since their ops may name places the
-    /// peer holds other ops at (seed 0xc79f5 of base 817000).
+    /// Authors whose chains go whole though the peer's hello names them, because they fork
+    /// between the two sides ([`sent_whole`]): their segments go as exact ops, since their
+    /// ops may name places the peer holds other ops at (seed 0xc79f5 of base 817000).
     exact: BTreeSet<DeviceId>,
     /// The peer's own chain from this seq on, left out: a branch of it kept here goes
     /// instead, in a message of its own ([`PeerBook::kept_branch`]).
@@ -1107,8 +1107,9 @@ impl Session {
         // A chain this side holds signed proof of forking (a branch kept) that the peer holds
         // otherwise than this side: it may hold the other branch without either side seeing
         // it in the hellos (its part goes further than this side's). It gets all of the
-        // chain too: it keeps what it cannot settle, for the author to take back. (Unsigned
-        // fork claims in hellos cannot make a replica resend whole chains.)
+        // chain too: it keeps what it cannot settle, for the author to take back. (Only signed
+        // proof counts here; a fork merely claimed, in a hello or a message, sends the chain
+        // whole only as above, once per session.)
         for author in store.branch_authors() {
             let Some(theirs) = peer.get(&author) else {
                 continue;

@@ -30,7 +30,7 @@ use cardlog::{
     TransportError,
 };
 use cardlog_core::{Device, FakeClock};
-use common::{member_of, person, replica, reseal_segments, session, NINE_MS, TIMEOUT};
+use common::{member_of, person, replica, reseal_segments, session, signed_tip, NINE_MS, TIMEOUT};
 
 fn op_at(r: &Replica, author: DeviceId, seq: u64) -> cardlog::OpId {
     SyncStore::op_at(r, &author, seq).unwrap().unwrap().id()
@@ -138,13 +138,7 @@ fn forked(extra: usize) -> (tempfile::TempDir, Replica, Replica, DeviceId) {
         .unwrap();
     b.pull_from(&a).unwrap();
     let book = a.book();
-    let sign = |op: &cardlog::SealedOp| cardlog::SignedTip {
-        author,
-        key: key.public(),
-        seq: op.op().seq,
-        op: op.id(),
-        signature: key.sign_tip(&book, &op.id()),
-    };
+    let sign = |op: &cardlog::SealedOp| signed_tip(&key, &book, op);
     let mut before = Device::new(author, clock.clone());
     let mut after = Device::new(author, clock.clone());
     let mut ops = vec![before.create(&person(20, "Before")).unwrap()];
@@ -235,13 +229,7 @@ fn forked_twice() -> (tempfile::TempDir, Replica, Replica, DeviceId) {
     }
     b.pull_from(&a).unwrap();
     let book = a.book();
-    let sign = |key: &cardlog_core::DeviceKey, op: &cardlog::SealedOp| cardlog::SignedTip {
-        author: key.device(),
-        key: key.public(),
-        seq: op.op().seq,
-        op: op.id(),
-        signature: key.sign_tip(&book, &op.id()),
-    };
+    let sign = |key: &cardlog_core::DeviceKey, op: &cardlog::SealedOp| signed_tip(key, &book, op);
     let p = Device::new(y.device(), clock.clone())
         .create(&person(40, "P"))
         .unwrap();

@@ -108,6 +108,22 @@ pub fn person(n: u8, given: &str) -> Contact {
     c
 }
 
+/// `key`'s signature of `op` as the tip of its chain in `book` (its author being `key`'s
+/// device), as a device signing its own chain gives it.
+pub fn signed_tip(
+    key: &cardlog_core::DeviceKey,
+    book: &cardlog::BookId,
+    op: &cardlog::SealedOp,
+) -> cardlog::SignedTip {
+    cardlog::SignedTip {
+        author: key.device(),
+        key: key.public(),
+        seq: op.op().seq,
+        op: op.id(),
+        signature: key.sign_tip(book, &op.id()),
+    }
+}
+
 /// One session over the in-process channel, `a` initiating.
 pub fn session(a: &mut Replica, b: &mut Replica) -> (SyncReport, SyncReport) {
     let (mut ea, mut eb) = channel_pair(TIMEOUT);
