@@ -18,8 +18,11 @@
 //! the added latency is round 3's p50/p99 less round 2's. Use fewer devices than the relay's
 //! 64 sessions (e.g. `--devices 50`) so that what is measured is the attack, not the crowd.
 //!
+//! With `--sled-books`, the relay keeps its books in sled (as before session 36) instead of
+//! journals: the two side by side.
+//!
 //! `cargo run --release -p cardlog-benches --bin relay_load [-- --devices N] [--books B]
-//! [--hostile H]`
+//! [--hostile H] [--sled-books]`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
@@ -37,7 +40,8 @@ use cardlog::sync_layer::secure::Handshake;
 use cardlog::sync_layer::transport::{serve_host, ServeOptions, TcpTransport, Transport};
 use cardlog::sync_layer::Identity;
 use cardlog::{
-    Contact, ContactId, Field, MemberRole, Options, Relay, RelayOptions, Replica, BOOKS_DIR,
+    Contact, ContactId, Database, Field, MemberRole, Options, Relay, RelayOptions, Replica,
+    BOOKS_DIR,
 };
 use cardlog_benches::figures::{machine, Args};
 use cardlog_benches::stores::{self, dir_bytes};
@@ -55,14 +59,23 @@ fn main() -> Result<(), Error> {
     let args = Args::from_env();
     if args.has("--serve") {
         let dir = args.value("--serve").ok_or("--serve DIR")?;
-        return relay(Path::new(dir), args.has("--quiet"));
+        return relay(
+            Path::new(dir),
+            args.has("--quiet"),
+            args.has("--sled-books"),
+        );
     }
     let devices = args.number("--devices", DEVICES_DEFAULT)?;
     let books = args
         .number("--books", BOOKS_DEFAULT)?
         .clamp(1, devices.max(1));
     let hostile = args.number("--hostile", 0)?;
-    eprintln!("relay load: {}", machine());
+    let sled_books = args.has("--sled-books");
+    eprintln!(
+        "relay load: {}; books kept in {}",
+        machine(),
+        if sled_books { "sled" } else { "journals" }
+    );
     let scratch = stores::scratch()?;
     let root = scratch.path();
     let relay_dir = root.join("relay");
@@ -72,6 +85,11 @@ fn main() -> Result<(), Error> {
         .arg("--serve")
         .arg(&relay_dir)
         .args(if hostile > 0 { &["--quiet"][..] } else { &[] })
+        .args(if sled_books {
+            &["--sled-books"][..]
+        } else {
+            &[]
+        })
         .stdout(Stdio::piped())
         .spawn()?;
     let mut line = String::new();
@@ -285,8 +303,16 @@ fn main() -> Result<(), Error> {
 
 /// The child: serves the relay until killed, printing the bound address first; `quiet`
 /// leaves out the sessions that failed.
-fn relay(dir: &Path, quiet: bool) -> Result<(), Error> {
-    let relay = Relay::open(dir, RelayOptions::default())?;
+fn relay(dir: &Path, quiet: bool, sled_books: bool) -> Result<(), Error> {
+    let options = RelayOptions {
+        database: if sled_books {
+            Database::Sled
+        } else {
+            Database::Journal
+        },
+        ..RelayOptions::default()
+    };
+    let relay = Relay::open(dir, options)?;
     let listener = TcpListener::bind("127.0.0.1:0")?;
     println!("{}", listener.local_addr()?);
     let options = ServeOptions {

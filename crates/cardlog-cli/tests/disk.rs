@@ -127,3 +127,78 @@ fn read_commands_work_on_a_full_disk_and_a_read_only_mount() {
     );
     cardlog(&store, &["status"]).ok();
 }
+
+/// A relay keeps each book's state in a journal (`Database::Journal`) rather than sled. On a
+/// disk that fills, the journal's batch fails cleanly (the half-written record cut off); once
+/// space is freed the same handle goes on without a restart, and every save it reported made
+/// is there, also after a reopen.
+#[test]
+fn a_journal_store_on_a_full_disk_fails_cleanly_and_goes_on_once_space_is_freed() {
+    use cardlog::{Contact, ContactId, Database, Field, Options, Replica};
+    let Some(disk) = Tmpfs::mount("16m") else {
+        eprintln!("skipped: mounting a tmpfs was refused (not root)");
+        return;
+    };
+    let dir = disk.dir.join("book");
+    let options = Options {
+        database: Database::Journal,
+        ..Options::default()
+    };
+    let contact = |n: u32| {
+        let mut id = [0u8; 16];
+        id[..4].copy_from_slice(&n.to_be_bytes());
+        let mut c = Contact::new(ContactId(id));
+        c.set(Field::Given, format!("Person {n}"));
+        c
+    };
+    let mut r = Replica::create_with(&dir, options.clone()).unwrap();
+    assert!(dir.join("db").join("journal").is_file());
+    let mut saved = Vec::new();
+    for n in 0..50 {
+        r.add_contact(&contact(n)).unwrap();
+        saved.push(n);
+    }
+    let filler = disk.dir.join("filler");
+    fill(&filler);
+    // Saves go into the log's room ahead (written before the disk filled) until the state's
+    // batch, every 1,024 ops, needs space the disk no longer has.
+    let mut failure = None;
+    for n in 50..3_000 {
+        match r.add_contact(&contact(n)) {
+            Ok(_) => saved.push(n),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let failure = failure.expect("a save fails once the disk is full");
+    // The journal's batch is what failed (the log's writes had room).
+    let said = failure.to_string();
+    assert!(
+        said.contains("No space left") && said.contains("journal"),
+        "{said}"
+    );
+    assert!(
+        r.add_contact(&contact(9_999)).is_err(),
+        "poisoned until reopened"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    assert!(r.reopen_if_poisoned().unwrap());
+    r.add_contact(&contact(10_000)).unwrap();
+    saved.push(10_000);
+    let has_all = |r: &Replica| {
+        for &n in &saved {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&n.to_be_bytes());
+            assert!(r.contact(&ContactId(id)).unwrap().is_some(), "contact {n}");
+        }
+    };
+    has_all(&r);
+    assert!(r.verify().unwrap().is_ok());
+    drop(r);
+    let r = Replica::open_with(&dir, options).unwrap();
+    has_all(&r);
+    assert!(r.verify().unwrap().is_ok());
+    assert_eq!(r.contacts().unwrap().len(), saved.len());
+}

@@ -144,6 +144,7 @@ fn database_pairs(kv: &dyn Kv) -> Vec<Pair> {
 fn options() -> StoreOptions {
     StoreOptions {
         cache_bytes: 1 << 20,
+        ..StoreOptions::default()
     }
 }
 

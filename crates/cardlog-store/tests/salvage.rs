@@ -15,9 +15,10 @@ use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
 
 use cardlog_core::DeviceId;
-use cardlog_store::{OpenError, Store, StoreError};
+use cardlog_store::{Database, OpenError, Store, StoreError, StoreOptions};
 use common::{
-    apply_in_chunks, edit_log, log_records, new_store, options, reopen, replay_of, scripted_world,
+    apply_in_chunks, edit_log, log_records, new_store, new_store_in, options, reopen, replay_of,
+    scripted_world,
 };
 
 /// Every file under `dir` with its bytes and modification time.
@@ -44,8 +45,13 @@ fn snapshot(dir: &FsPath) -> BTreeMap<PathBuf, (Vec<u8>, std::time::SystemTime)>
 /// A closed store holding the scripted world's ops, applied a few at a time (so the log has
 /// many committed calls); returns its directory, state bytes and op count.
 fn closed_store() -> (tempfile::TempDir, PathBuf, Vec<u8>, u64, DeviceId) {
+    closed_store_in(Database::Sled)
+}
+
+/// [`closed_store`], its state kept in `database`.
+fn closed_store_in(database: Database) -> (tempfile::TempDir, PathBuf, Vec<u8>, u64, DeviceId) {
     let ops = scripted_world().all_ops();
-    let (tmp, dir, mut store) = new_store();
+    let (tmp, dir, mut store) = new_store_in(database);
     apply_in_chunks(&mut store, &ops, &[1, 2, 3]);
     store.flush().unwrap();
     let state = store.state_bytes().unwrap();
@@ -131,19 +137,46 @@ fn damage(dir: &FsPath, how: Damage) {
 
 #[test]
 fn repair_gives_back_every_op_of_a_store_whose_database_is_damaged() {
-    for how in [
-        Damage::Truncated,
-        Damage::Zeroed,
-        Damage::Flipped,
-        Damage::Removed,
-    ] {
-        let (_tmp, dir, state, count, device) = closed_store();
+    for (database, how) in [Database::Sled, Database::Journal]
+        .into_iter()
+        .flat_map(|d| {
+            [
+                Damage::Truncated,
+                Damage::Zeroed,
+                Damage::Flipped,
+                Damage::Removed,
+            ]
+            .map(|how| (d, how))
+        })
+    {
+        let (_tmp, dir, state, count, device) = closed_store_in(database);
         damage(&dir, how);
-        let report = Store::repair(&dir, &options()).unwrap();
+        let options = StoreOptions {
+            database,
+            ..options()
+        };
+        if database == Database::Journal {
+            // A journal cut short opens as it was a few batches before (the log's tail past
+            // them replayed); one zeroed or flipped is damage, named as such.
+            match Store::open(&dir, &options) {
+                Ok(store) => {
+                    assert!(matches!(how, Damage::Truncated), "{how:?} opened");
+                    assert_eq!(store.state_bytes().unwrap(), state, "{how:?}");
+                }
+                Err(e) if e.is_database_damage() => {
+                    assert!(!matches!(how, Damage::Truncated), "{how:?}: {e}");
+                    let removed = matches!(how, Damage::Removed);
+                    assert!(removed || e.to_string().contains("journal"), "{e}");
+                }
+                Err(e) => panic!("{how:?}: {e}"),
+            }
+        }
+        let report = Store::repair(&dir, &options).unwrap();
+        let how = (database, how);
         assert_eq!(report.ops, count, "{how:?}");
         assert!(report.problems.is_empty(), "{how:?}: {:?}", report.problems);
         assert!(report.log_damage.is_none());
-        match how {
+        match how.1 {
             Damage::Removed => assert!(report.set_aside.is_none()),
             _ => assert!(report.set_aside.as_ref().unwrap().is_dir(), "{how:?}"),
         }
@@ -152,6 +185,12 @@ fn repair_gives_back_every_op_of_a_store_whose_database_is_damaged() {
         assert_eq!(store.device_id(), device, "{how:?}: the device id changed");
         assert!(store.verify().unwrap().is_ok(), "{how:?}");
         assert!(!store.is_poisoned());
+        // A repaired store keeps the database it had.
+        assert_eq!(
+            dir.join("db").join("journal").is_file(),
+            database == Database::Journal,
+            "{how:?}"
+        );
     }
 }
 
@@ -268,11 +307,16 @@ fn a_repair_cut_off_after_it_cut_the_log_finishes_from_its_note() {
 
 #[test]
 fn repair_is_refused_while_the_store_is_open() {
-    let (_tmp, dir, store) = new_store();
-    let err = Store::repair(&dir, &options()).unwrap_err();
-    assert!(matches!(err, OpenError::Locked(_)), "{err}");
-    assert!(dir.join("db").is_dir());
-    drop(store);
+    for database in [Database::Sled, Database::Journal] {
+        let (_tmp, dir, store) = new_store_in(database);
+        let err = Store::repair(&dir, &options()).unwrap_err();
+        assert!(matches!(err, OpenError::Locked(_)), "{database:?}: {err}");
+        assert!(dir.join("db").is_dir());
+        // A second open is refused as well.
+        let err = Store::open(&dir, &options()).unwrap_err();
+        assert!(matches!(err, OpenError::Locked(_)), "{database:?}: {err}");
+        drop(store);
+    }
 }
 
 /// A record in the second half of a log of `ops` (one record each, in order) whose loss leaves

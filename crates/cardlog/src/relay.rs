@@ -28,7 +28,8 @@
 //!
 //! Books open on their first session and stay open while used; past
 //! [`RelayOptions::open_books_max`] the book used least recently that no session holds is
-//! closed (each open book holds a database with its own threads and files).
+//! closed (each open book holds its state in memory, [`Database::Journal`]: a book kept by
+//! a relay is small beside a device's store, and the bound keeps what they hold in check).
 
 use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
@@ -42,6 +43,7 @@ use cardlog_sync::{AuthError, Identity, SyncError};
 use crate::error::Error;
 use crate::replica::{Options, Replica};
 use crate::sync::SharedReplica;
+use cardlog_store::Database;
 
 /// The marker file of a relay directory, and what it holds.
 pub const RELAY_MARKER: &str = "RELAY";
@@ -79,6 +81,10 @@ pub struct RelayOptions {
     /// (default 64 KiB rather than a device's 1 MiB: a relay keeps thousands of books open,
     /// and applies a message at a time, not one small save at a time).
     pub log_preallocate_bytes: u64,
+    /// What keeps the state of a book the relay takes (default [`Database::Journal`]: a small
+    /// book costs the bytes it holds, not a sled database's megabyte of segments and its
+    /// threads). Books taken before keep what they were made with.
+    pub database: Database,
     /// Where wall time comes from (tests inject a fake clock).
     pub wall: Arc<dyn WallClock>,
 }
@@ -92,6 +98,7 @@ impl Default for RelayOptions {
             taking_timeout: std::time::Duration::from_secs(120),
             open_books_max: 64,
             log_preallocate_bytes: 64 << 10,
+            database: Database::Journal,
             wall: Arc::new(cardlog_core::SystemClock),
         }
     }
@@ -358,6 +365,7 @@ impl Relay {
             cache_bytes: self.options.cache_bytes,
             log_preallocate_bytes: self.options.log_preallocate_bytes,
             wall: Arc::clone(&self.options.wall),
+            database: self.options.database,
             ..Options::default()
         }
     }

@@ -27,7 +27,8 @@ use cardlog_core::{
 };
 use cardlog_store::keys::meta;
 use cardlog_store::{
-    OpOutcome, Progress, RepairReport, Store, StoreOptions, VerifyReport, CACHE_BYTES_DEFAULT,
+    Database, OpOutcome, Progress, RepairReport, Store, StoreOptions, VerifyReport,
+    CACHE_BYTES_DEFAULT,
 };
 
 use crate::error::{Error, OpenError};
@@ -53,6 +54,10 @@ pub struct Options {
     /// [`cardlog_store::log::PREALLOCATE_BYTES`], 1 MiB, which makes a durable save's sync
     /// cheaper; cut at close). A relay keeping many books open sets it small.
     pub log_preallocate_bytes: u64,
+    /// What keeps the state of a replica created with these options (default
+    /// [`Database::Sled`]; a relay keeps its books in [`Database::Journal`]). An open finds
+    /// what the store was created with.
+    pub database: Database,
 }
 
 impl Default for Options {
@@ -63,6 +68,7 @@ impl Default for Options {
             skew_bound_ms: SKEW_BOUND_MS_DEFAULT,
             name: None,
             log_preallocate_bytes: cardlog_store::log::PREALLOCATE_BYTES,
+            database: Database::Sled,
         }
     }
 }
@@ -72,6 +78,7 @@ impl std::fmt::Debug for Options {
         f.debug_struct("Options")
             .field("cache_bytes", &self.cache_bytes)
             .field("skew_bound_ms", &self.skew_bound_ms)
+            .field("database", &self.database)
             .finish_non_exhaustive()
     }
 }
@@ -131,6 +138,7 @@ impl std::fmt::Debug for Replica {
 fn store_options(options: &Options) -> StoreOptions {
     StoreOptions {
         cache_bytes: options.cache_bytes,
+        database: options.database,
     }
 }
 

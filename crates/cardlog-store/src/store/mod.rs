@@ -68,14 +68,32 @@ pub struct StoreOptions {
     /// the name index's database has a cache of its own, a quarter that size (at least the
     /// minimum too).
     pub cache_bytes: u64,
+    /// What keeps the state of a store [`Store::create_as`] creates (an open finds what the
+    /// store was created with).
+    pub database: Database,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             cache_bytes: CACHE_BYTES_DEFAULT,
+            database: Database::Sled,
         }
     }
+}
+
+/// What keeps a store's state (its registers, author heads, signatures, peers and the rest of
+/// docs/FORMAT.md's key space) beside its op log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Database {
+    /// sled (`db/`): what a device's store is kept in; it reads a contact without holding
+    /// the others in memory.
+    #[default]
+    Sled,
+    /// A journal of batches, every pair in memory while open (`db/journal`,
+    /// [`crate::state::JournalKv`]): what a relay keeps each book in, costing the bytes it
+    /// holds rather than sled's megabyte of segments per database.
+    Journal,
 }
 
 /// What happened to one op given to [`Store::apply_all`].

@@ -13,14 +13,15 @@ use super::identity::{
     commit_key, read_key, read_key_file, signature_value, stage_key, write_key, KEY_FILE,
 };
 use super::stage::Stage;
-use super::{Store, StoreOptions, Withdrawn};
+use super::{Database, Store, StoreOptions, Withdrawn};
 use crate::error::{OpenError, StoreError};
 use crate::log::{
     append_sigs, open_sigs, FileLog, LogError, LogIo, OpLog, LOG_FILE, SIGS_FILE, SIG_RECORD_BYTES,
 };
 use crate::state::held::HeldBack;
+use crate::state::journal_kv::JournalKv;
 use crate::state::keys::{self, meta};
-use crate::state::kv::{Kv, KvBatch};
+use crate::state::kv::{Kv, KvBatch, KvError};
 use crate::state::sled_kv::SledKv;
 
 /// The store format this build reads and writes (the marker file and the `format` meta entry).
@@ -43,6 +44,40 @@ fn marker_text() -> String {
 pub(super) fn write_marker(path: &FsPath, version: u8) -> std::io::Result<()> {
     std::fs::write(path, format!("cardlog store {version}\n"))?;
     std::fs::File::open(path)?.sync_all()
+}
+
+/// Opens the store's database in `db`: the journal it holds ([`Database::Journal`]), else
+/// sled's.
+pub(super) fn open_database(db: &FsPath, cache_bytes: u64) -> Result<Box<dyn Kv>, KvError> {
+    if JournalKv::is_journal(db) {
+        Ok(Box::new(JournalKv::open(db)?))
+    } else {
+        Ok(Box::new(SledKv::open(db, cache_bytes)?))
+    }
+}
+
+/// Creates an empty database of the kind `database` in `db` and opens it.
+pub(super) fn create_database(
+    db: &FsPath,
+    database: Database,
+    cache_bytes: u64,
+) -> Result<Box<dyn Kv>, KvError> {
+    match database {
+        Database::Sled => Ok(Box::new(SledKv::open(db, cache_bytes)?)),
+        Database::Journal => {
+            JournalKv::create(db)?;
+            Ok(Box::new(JournalKv::open(db)?))
+        }
+    }
+}
+
+/// The kind of database in `db`.
+pub(super) fn database_in(db: &FsPath) -> Database {
+    if JournalKv::is_journal(db) {
+        Database::Journal
+    } else {
+        Database::Sled
+    }
 }
 
 fn io(path: &FsPath, e: std::io::Error) -> OpenError {
@@ -180,7 +215,7 @@ impl Store {
     fn build(tmp: &FsPath, options: &StoreOptions, key: &DeviceKey) -> Result<(), OpenError> {
         std::fs::create_dir(tmp).map_err(|e| io(tmp, e))?;
         write_key(tmp, key)?;
-        let kv = SledKv::open(&tmp.join(DB_DIR), options.cache_bytes)?;
+        let kv = create_database(&tmp.join(DB_DIR), options.database, options.cache_bytes)?;
         let mut batch = KvBatch::default();
         batch.insert(meta::FORMAT.to_vec(), vec![STORE_FORMAT_VERSION]);
         batch.insert(meta::REPLICA.to_vec(), key.device().0.to_vec());
@@ -229,9 +264,9 @@ impl Store {
                 dir.display()
             )));
         }
-        let kv = SledKv::open(&db, options.cache_bytes)?;
+        let kv = open_database(&db, options.cache_bytes)?;
         let log = FileLog::open(&log_path, false)?;
-        Self::open_parts(Box::new(kv), Box::new(log), dir)
+        Self::open_parts(kv, Box::new(log), dir)
     }
 
     /// Opens this store's directory again in place of this handle, if a write failed while
@@ -255,12 +290,16 @@ impl Store {
             &mut self.kv,
             Box::new(crate::state::kv::ClosedKv(Some(cache_bytes))),
         ));
-        let mut fresh = match Store::open(&self.dir, &StoreOptions { cache_bytes }) {
+        let options = StoreOptions {
+            cache_bytes,
+            ..StoreOptions::default()
+        };
+        let mut fresh = match Store::open(&self.dir, &options) {
             Ok(fresh) => fresh,
             Err(e) => {
                 // Reads go on as before the call where the database opens.
-                if let Ok(kv) = SledKv::open(&self.dir.join(DB_DIR), cache_bytes) {
-                    self.kv = Box::new(kv);
+                if let Ok(kv) = open_database(&self.dir.join(DB_DIR), cache_bytes) {
+                    self.kv = kv;
                 }
                 return Err(e);
             }

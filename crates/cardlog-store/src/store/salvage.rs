@@ -15,17 +15,19 @@ use cardlog_core::{BookId, DeviceId, MemberChange, SealedOp};
 
 use super::identity::{read_key, read_key_file, KEY_FILE};
 use super::open::{
-    home_of, is_current_marker, is_older_marker, read_marker, unknown_marker, DB_DIR,
+    create_database, database_in, home_of, is_current_marker, is_older_marker, read_marker,
+    unknown_marker, DB_DIR,
 };
 use super::{Store, StoreOptions, STORE_FORMAT_VERSION};
 use crate::error::{OpenError, StoreError};
 use crate::log::{
     read_sigs, FileLog, LogError, LogIo, OpLog, Read, LOG_FILE, SIGS_FILE, TAIL_CHUNK_OPS,
 };
+use crate::state::journal_kv::JournalKv;
 use crate::state::keys::{self, meta};
 use crate::state::kv::{Kv, KvBatch};
 use crate::state::mem_kv::MemKv;
-use crate::state::sled_kv::{lock_is_held, open_main_alone, SledKv};
+use crate::state::sled_kv::{lock_is_held, open_main_alone};
 use crate::OpOutcome;
 
 /// How many bytes past a damaged record `repair` searches for the next whole record, in all.
@@ -242,13 +244,23 @@ fn meta_name(key: &[u8]) -> String {
 /// or panics sled, gives what was read before.
 fn salvage(db: &FsPath, cut: Option<u64>) -> Salvaged {
     let mut out = Salvaged::default();
+    let prefixes = [keys::META, keys::PEER, keys::SIGNATURE];
     let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if JournalKv::is_journal(db) {
+            let found = JournalKv::read_dir(db)?;
+            let pairs = found
+                .pairs
+                .into_iter()
+                .filter(|(k, _)| k.first().is_some_and(|p| prefixes.contains(p)))
+                .collect();
+            return Ok((pairs, found.damage));
+        }
         // The main database alone: the name index is rebuilt anyway, and bringing the two
         // in step would write to the copy set aside.
         let kv = open_main_alone(db, crate::CACHE_BYTES_MIN)?;
         let mut pairs = Vec::new();
         let mut failed = None;
-        for prefix in [keys::META, keys::PEER, keys::SIGNATURE] {
+        for prefix in prefixes {
             for pair in kv.scan_prefix(&[prefix]) {
                 match pair {
                     Ok(pair) => pairs.push(pair),
@@ -435,7 +447,7 @@ impl Store {
     pub fn repair(dir: &FsPath, options: &StoreOptions) -> Result<RepairReport, OpenError> {
         check_current(dir, "repair")?;
         let db = dir.join(DB_DIR);
-        if lock_is_held(&db) {
+        if lock_is_held(&db) || JournalKv::lock_is_held(&db) {
             return Err(OpenError::Locked(db.join("db")));
         }
         let log_path = dir.join(LOG_FILE);
@@ -618,7 +630,12 @@ impl Store {
             std::fs::remove_dir_all(&building).map_err(|e| io(&building, e))?;
         }
         {
-            let kv = SledKv::open(&building, options.cache_bytes)?;
+            // A database of the kind the store had (a relay's book keeps its journal).
+            let database = report
+                .set_aside
+                .as_deref()
+                .map_or(options.database, database_in);
+            let kv = create_database(&building, database, options.cache_bytes)?;
             let mut batch = KvBatch::default();
             for (k, v) in pairs {
                 batch.insert(k, v);

@@ -29,6 +29,7 @@ pub const NINE_MS: u64 = 1_795_338_000_000;
 pub fn options() -> StoreOptions {
     StoreOptions {
         cache_bytes: 1 << 20,
+        ..StoreOptions::default()
     }
 }
 
@@ -280,6 +281,19 @@ impl IsLocked for cardlog_store::state::KvError {
 /// Creates a store in `dir`.
 pub fn create_store(dir: &FsPath) -> Store {
     Store::create(dir, &options()).unwrap()
+}
+
+/// A fresh store in a temporary directory (the store lives in `<tmp>/store`), its state in
+/// `database`.
+pub fn new_store_in(database: cardlog_store::Database) -> (tempfile::TempDir, PathBuf, Store) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let options = StoreOptions {
+        database,
+        ..options()
+    };
+    let store = Store::create(&dir, &options).unwrap();
+    (tmp, dir, store)
 }
 
 /// A fresh store in a temporary directory (the store lives in `<tmp>/store`).

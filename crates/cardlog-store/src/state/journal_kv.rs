@@ -1,0 +1,733 @@
+//! [`JournalKv`]: a key space held in memory and kept on disk as a journal of its batches,
+//! behind the same [`Kv`] interface as sled. What a relay keeps each book's state in: a small
+//! book costs the bytes it holds, where a sled database costs about a megabyte however little
+//! it holds (its segments) and threads of its own (docs/PERFORMANCE.md, "A relay's books in
+//! journals").
+//!
+//! The journal (`journal` in the database's directory) is [`MAGIC`], then one record per
+//! applied batch: the payload's length (u32 LE), the CRC-32 of those four bytes (u32 LE), the
+//! payload's CRC-32 (u32 LE), then the payload (each write: 1 for an insert or 0 for a removal,
+//! the key's length as u32 LE and the key, and for an insert the value's length and the value).
+//! A batch is one record, so it is applied whole or not at all, also across a crash: a record
+//! cut off at the end of the file (a write a crash interrupted: a short header, a payload
+//! shorter than its length, a last record whose CRC fails, or zeros where a header should be)
+//! is removed when the journal opens; a record whose CRC fails with more records after it is
+//! damage ([`KvError::Damaged`]), and the store's `repair` takes what comes before it.
+//!
+//! Once the journal holds more bytes of replaced writes than of live pairs (and at least
+//! [`COMPACT_SLACK`] of them), it is written anew with only the live pairs: aside
+//! (`journal.compacting`), synced, then renamed over the old one, so a crash leaves one whole
+//! journal or the other. The directory's `lock` file is locked while a handle is open: a
+//! second handle, in this process or another, gets [`KvError::Locked`].
+//!
+//! Everything is in memory while open: what suits a relay's books (small, and no more than
+//! the relay's `open_books_max` open at once), not a device's store of a million contacts.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::kv::{Kv, KvBatch, KvError, KvIter, KvResult};
+
+/// The journal's file name in the database's directory.
+pub const JOURNAL_FILE: &str = "journal";
+/// The lock file's name in the database's directory.
+const LOCK_FILE: &str = "lock";
+/// Where a compaction writes the new journal before renaming it into place.
+const COMPACTING_FILE: &str = "journal.compacting";
+/// The journal's first bytes (its format version is the digit).
+pub const MAGIC: &[u8; 16] = b"cardlog journal1";
+/// Bytes of a record's header: length, its CRC, the payload's CRC.
+const HEADER: usize = 12;
+/// Replaced bytes a journal may hold beyond its live pairs' bytes before it is compacted.
+pub const COMPACT_SLACK: u64 = 64 << 10;
+/// Pairs a scan copies out in its first step (the lock is not held while the caller
+/// iterates): a lookup that takes the first pair pays for few; each step doubles, up to
+/// [`SCAN_STEP`].
+const SCAN_FIRST: usize = 4;
+/// The most pairs a scan copies out per step.
+const SCAN_STEP: usize = 256;
+/// Bytes of pairs per record of a compacted journal.
+const COMPACT_RECORD_BYTES: usize = 1 << 20;
+
+/// The pairs and what they cost on disk.
+#[derive(Default)]
+struct Pairs {
+    map: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// What the live pairs take in a compacted journal.
+    live: u64,
+}
+
+/// The journal file as this handle writes it.
+struct Writer {
+    /// Shared with a flush, which syncs it without holding the writer's lock.
+    file: Arc<File>,
+    len: u64,
+    /// Why writes are refused: an append failed and could not be cut back off the journal.
+    broken: Option<KvError>,
+}
+
+/// A key space in memory, its batches journaled to a file. See the module docs.
+pub struct JournalKv {
+    dir: PathBuf,
+    pairs: RwLock<Pairs>,
+    writer: Mutex<Writer>,
+    /// Held (locked) for as long as the handle is open.
+    _lock: File,
+}
+
+impl std::fmt::Debug for JournalKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalKv").field("dir", &self.dir).finish()
+    }
+}
+
+fn poisoned<T>() -> KvResult<T> {
+    Err(KvError::EngineBug(
+        "the journal's lock was poisoned by a panic".into(),
+    ))
+}
+
+/// What one pair takes in a record.
+fn pair_bytes(key: &[u8], value: &[u8]) -> u64 {
+    pair_bytes_of(key.len(), value.len())
+}
+
+fn pair_bytes_of(key: usize, value: usize) -> u64 {
+    9 + key as u64 + value as u64
+}
+
+fn put_len(out: &mut Vec<u8>, len: usize) -> KvResult<()> {
+    let len = u32::try_from(len)
+        .map_err(|_| KvError::EngineBug("a key or value of 4 GiB or more".into()))?;
+    out.extend_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
+/// A record holding `writes`.
+fn record<'a>(writes: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>) -> KvResult<Vec<u8>> {
+    let mut payload = Vec::new();
+    for (key, value) in writes {
+        payload.push(u8::from(value.is_some()));
+        put_len(&mut payload, key.len())?;
+        payload.extend_from_slice(key);
+        if let Some(value) = value {
+            put_len(&mut payload, value.len())?;
+            payload.extend_from_slice(value);
+        }
+    }
+    let len = u32::try_from(payload.len())
+        .map_err(|_| KvError::EngineBug("a batch of 4 GiB or more".into()))?
+        .to_le_bytes();
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(&len);
+    out.extend_from_slice(&crc32fast::hash(&len).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    bytes
+        .get(at..at.checked_add(4)?)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(u32::from_le_bytes)
+}
+
+/// One write of a batch: a key and its new value, or `None` for a removal.
+type PairWrite = (Vec<u8>, Option<Vec<u8>>);
+
+/// The writes of a payload, or `None` if it is malformed.
+fn writes_of(payload: &[u8]) -> Option<Vec<PairWrite>> {
+    let mut at = 0usize;
+    let mut out = Vec::new();
+    let take = |at: &mut usize| -> Option<Vec<u8>> {
+        let len = u32_at(payload, *at)? as usize;
+        let start = *at + 4;
+        let bytes = payload.get(start..start.checked_add(len)?)?.to_vec();
+        *at = start + len;
+        Some(bytes)
+    };
+    while at < payload.len() {
+        let tag = *payload.get(at)?;
+        at += 1;
+        let key = take(&mut at)?;
+        let value = match tag {
+            0 => None,
+            1 => Some(take(&mut at)?),
+            _ => return None,
+        };
+        out.push((key, value));
+    }
+    Some(out)
+}
+
+/// What reading a journal's bytes found.
+#[derive(Debug, Default)]
+pub struct JournalRead {
+    /// The pairs of every whole record before the end or the damage.
+    pub pairs: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Where the whole records end.
+    pub end: u64,
+    /// Damage in the middle of the journal: where and what.
+    pub damage: Option<String>,
+}
+
+/// Reads a journal's bytes: every whole record, up to a cut-off end or damage.
+pub fn read(bytes: &[u8]) -> JournalRead {
+    let mut found = JournalRead::default();
+    if bytes.get(..MAGIC.len()) != Some(&MAGIC[..]) {
+        found.damage = Some("it does not begin as a journal".into());
+        return found;
+    }
+    let mut at = MAGIC.len();
+    found.end = at as u64;
+    while at < bytes.len() {
+        let rest = bytes.get(at..).unwrap_or_default();
+        let (Some(len), Some(len_crc), Some(crc)) =
+            (u32_at(rest, 0), u32_at(rest, 4), u32_at(rest, 8))
+        else {
+            break; // a header cut off: the end
+        };
+        if crc32fast::hash(&len.to_le_bytes()) != len_crc {
+            if rest.iter().any(|&b| b != 0) {
+                found.damage = Some(format!("the record header at byte {at} is damaged"));
+            }
+            break; // zeros: a file extended and never written, the end
+        }
+        let Some(payload) = rest.get(HEADER..HEADER + len as usize) else {
+            break; // a payload cut off: the end
+        };
+        let last = HEADER + len as usize == rest.len();
+        let writes = (crc32fast::hash(payload) == crc)
+            .then(|| writes_of(payload))
+            .flatten();
+        let Some(writes) = writes else {
+            if !last {
+                found.damage = Some(format!("the record at byte {at} is damaged"));
+            }
+            break; // the last record, half written: the end
+        };
+        for (key, value) in writes {
+            match value {
+                Some(value) => found.pairs.insert(key, value),
+                None => found.pairs.remove(&key),
+            };
+        }
+        at += HEADER + len as usize;
+        found.end = at as u64;
+    }
+    found
+}
+
+fn sync_dir(dir: &Path) {
+    // Best effort: not every platform can sync a directory.
+    let _ = File::open(dir).and_then(|d| d.sync_all());
+}
+
+impl JournalKv {
+    /// Creates an empty journal database in `dir` (created if absent; it must not hold a
+    /// journal already), durably.
+    pub fn create(dir: &Path) -> KvResult<()> {
+        std::fs::create_dir_all(dir).map_err(|e| KvError::io(dir, &e))?;
+        let path = dir.join(JOURNAL_FILE);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| KvError::io(&path, &e))?;
+        file.write_all(MAGIC)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| KvError::io(&path, &e))?;
+        sync_dir(dir);
+        Ok(())
+    }
+
+    /// Whether `dir` holds a journal database (and not a sled one).
+    pub fn is_journal(dir: &Path) -> bool {
+        dir.join(JOURNAL_FILE).is_file()
+    }
+
+    /// Whether another handle holds the lock of the journal database in `dir`.
+    pub fn lock_is_held(dir: &Path) -> bool {
+        OpenOptions::new()
+            .write(true)
+            .open(dir.join(LOCK_FILE))
+            .is_ok_and(|file| matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
+    }
+
+    /// Reads the journal in `dir` as it is, writing nothing and taking no lock: the pairs of
+    /// every whole record before its end or its damage (what `repair` reads from a database
+    /// set aside).
+    pub fn read_dir(dir: &Path) -> KvResult<JournalRead> {
+        let path = dir.join(JOURNAL_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| KvError::io(&path, &e))?;
+        Ok(read(&bytes))
+    }
+
+    /// Opens the journal database in `dir`: locks it, reads every record into memory and
+    /// cuts off a record a crash left half written. Damage in the middle is
+    /// [`KvError::Damaged`].
+    pub fn open(dir: &Path) -> KvResult<Self> {
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| KvError::io(&lock_path, &e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(KvError::Locked(dir.to_owned())),
+            Err(std::fs::TryLockError::Error(e)) => return Err(KvError::io(&lock_path, &e)),
+        }
+        let path = dir.join(JOURNAL_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| KvError::io(&path, &e))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| KvError::io(&path, &e))?;
+        let found = read(&bytes);
+        if let Some(damage) = found.damage {
+            return Err(KvError::Damaged(format!(
+                "database damaged: {}: {damage}",
+                path.display()
+            )));
+        }
+        if found.end < bytes.len() as u64 {
+            file.set_len(found.end)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| KvError::io(&path, &e))?;
+        }
+        drop(bytes);
+        let live = found.pairs.iter().map(|(k, v)| pair_bytes(k, v)).sum();
+        Ok(Self {
+            dir: dir.to_owned(),
+            pairs: RwLock::new(Pairs {
+                map: found.pairs,
+                live,
+            }),
+            writer: Mutex::new(Writer {
+                file: Arc::new(file),
+                len: found.end,
+                broken: None,
+            }),
+            _lock: lock,
+        })
+    }
+
+    /// The journal's length in bytes (what it takes on disk).
+    pub fn journal_bytes(&self) -> u64 {
+        self.writer.lock().map_or(0, |w| w.len)
+    }
+
+    /// Writes the journal anew with only the live pairs, if it holds more replaced bytes than
+    /// [`COMPACT_SLACK`] and than live ones. A compaction that fails leaves the old journal in
+    /// place (and is tried again at the next batch).
+    fn compact_if_due(&self, writer: &mut Writer) {
+        let Ok(pairs) = self.pairs.read() else {
+            return;
+        };
+        let replaced = writer.len.saturating_sub(pairs.live + MAGIC.len() as u64);
+        if replaced <= COMPACT_SLACK.max(pairs.live) {
+            return;
+        }
+        let _ = self.compact(writer, &pairs.map);
+    }
+
+    fn compact(&self, writer: &mut Writer, map: &BTreeMap<Vec<u8>, Vec<u8>>) -> KvResult<()> {
+        let path = self.dir.join(COMPACTING_FILE);
+        let io = |e: std::io::Error| KvError::io(&path, &e);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(io)?;
+        let mut len = MAGIC.len() as u64;
+        let written = (|| {
+            file.write_all(MAGIC).map_err(io)?;
+            let mut chunk: Vec<(&[u8], Option<&[u8]>)> = Vec::new();
+            let mut chunk_bytes = 0usize;
+            let mut pairs = map.iter().peekable();
+            while let Some((k, v)) = pairs.next() {
+                chunk.push((k, Some(v)));
+                chunk_bytes += k.len() + v.len();
+                if chunk_bytes >= COMPACT_RECORD_BYTES || pairs.peek().is_none() {
+                    let bytes = record(chunk.drain(..))?;
+                    file.write_all(&bytes).map_err(io)?;
+                    len += bytes.len() as u64;
+                    chunk_bytes = 0;
+                }
+            }
+            file.sync_all().map_err(io)?;
+            let journal = self.dir.join(JOURNAL_FILE);
+            std::fs::rename(&path, &journal).map_err(|e| KvError::io(&journal, &e))
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        sync_dir(&self.dir);
+        writer.file = Arc::new(file);
+        writer.len = len;
+        Ok(())
+    }
+}
+
+impl Kv for JournalKv {
+    fn get(&self, key: &[u8]) -> KvResult<Option<Vec<u8>>> {
+        match self.pairs.read() {
+            Ok(pairs) => Ok(pairs.map.get(key).cloned()),
+            Err(_) => poisoned(),
+        }
+    }
+
+    /// Copies the pairs out [`SCAN_STEP`] at a time: the lock is not held while the caller
+    /// iterates, and a caller that stops early has not paid for the rest.
+    fn scan_from<'a>(&'a self, prefix: &[u8], from: &[u8]) -> KvIter<'a> {
+        Box::new(Scan {
+            kv: self,
+            prefix: prefix.to_vec(),
+            next: Bound::Included(from.max(prefix).to_vec()),
+            buf: VecDeque::new(),
+            step: SCAN_FIRST,
+            done: false,
+        })
+    }
+
+    fn apply(&self, batch: KvBatch) -> KvResult<()> {
+        let Ok(mut writer) = self.writer.lock() else {
+            return poisoned();
+        };
+        if let Some(why) = &writer.broken {
+            return Err(why.clone());
+        }
+        let writes = batch.into_writes();
+        let bytes = record(writes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())))?;
+        let path = self.dir.join(JOURNAL_FILE);
+        let at = writer.len;
+        if let Err(e) = write_at(&writer.file, &bytes, at) {
+            let failed = KvError::io(&path, &e);
+            // Cut the half-written record off, so the journal stays whole for later batches;
+            // if even that fails, nothing more is written through this handle.
+            if writer.file.set_len(at).is_err() {
+                writer.broken = Some(failed.clone());
+            }
+            return Err(failed);
+        }
+        writer.len += bytes.len() as u64;
+        {
+            let Ok(mut pairs) = self.pairs.write() else {
+                return poisoned();
+            };
+            for (k, v) in writes {
+                let key_len = k.len();
+                let added = v.as_ref().map_or(0, |v| pair_bytes_of(key_len, v.len()));
+                let old = match v {
+                    Some(v) => pairs.map.insert(k, v),
+                    None => pairs.map.remove(&k),
+                };
+                let gone = old.map_or(0, |old| pair_bytes_of(key_len, old.len()));
+                pairs.live = (pairs.live + added).saturating_sub(gone);
+            }
+        }
+        self.compact_if_due(&mut writer);
+        Ok(())
+    }
+
+    /// Syncs the journal without holding the writer's lock: batches applied meanwhile wait
+    /// for no sync (a compaction meanwhile synced its new journal whole before it took its
+    /// place).
+    fn flush(&self) -> KvResult<()> {
+        let file = {
+            let Ok(writer) = self.writer.lock() else {
+                return poisoned();
+            };
+            if let Some(why) = &writer.broken {
+                return Err(why.clone());
+            }
+            Arc::clone(&writer.file)
+        };
+        file.sync_data()
+            .map_err(|e| KvError::io(&self.dir.join(JOURNAL_FILE), &e))
+    }
+}
+
+#[cfg(unix)]
+fn write_at(file: &File, bytes: &[u8], at: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, bytes, at)
+}
+
+#[cfg(not(unix))]
+fn write_at(mut file: &File, bytes: &[u8], at: u64) -> std::io::Result<()> {
+    use std::io::Seek;
+    file.seek(std::io::SeekFrom::Start(at))?;
+    file.write_all(bytes)
+}
+
+/// A scan's state between steps.
+struct Scan<'a> {
+    kv: &'a JournalKv,
+    prefix: Vec<u8>,
+    next: Bound<Vec<u8>>,
+    buf: VecDeque<(Vec<u8>, Vec<u8>)>,
+    /// Pairs the next step copies out.
+    step: usize,
+    done: bool,
+}
+
+impl Iterator for Scan<'_> {
+    type Item = KvResult<(Vec<u8>, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buf.is_empty() && !self.done {
+            let Ok(pairs) = self.kv.pairs.read() else {
+                self.done = true;
+                return Some(poisoned());
+            };
+            let range = (self.next.clone(), Bound::Unbounded);
+            self.buf.extend(
+                pairs
+                    .map
+                    .range::<Vec<u8>, _>(range)
+                    .take_while(|(k, _)| k.starts_with(&self.prefix))
+                    .take(self.step)
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            match self.buf.back() {
+                Some((last, _)) if self.buf.len() == self.step => {
+                    self.next = Bound::Excluded(last.clone());
+                    self.step = (self.step * 2).min(SCAN_STEP);
+                }
+                _ => self.done = true,
+            }
+        }
+        self.buf.pop_front().map(Ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    fn keys(it: KvIter<'_>) -> Vec<Vec<u8>> {
+        it.map(|r| r.unwrap().0).collect()
+    }
+
+    fn batch(writes: &[(&[u8], Option<&[u8]>)]) -> KvBatch {
+        let mut b = KvBatch::default();
+        for (k, v) in writes {
+            match v {
+                Some(v) => b.insert(k.to_vec(), v.to_vec()),
+                None => b.remove(k.to_vec()),
+            }
+        }
+        b
+    }
+
+    fn journal_len(dir: &Path) -> u64 {
+        std::fs::metadata(dir.join(JOURNAL_FILE)).unwrap().len()
+    }
+
+    #[test]
+    fn batches_survive_a_reopen_and_scans_keep_to_their_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        JournalKv::create(dir.path()).unwrap();
+        {
+            let kv = JournalKv::open(dir.path()).unwrap();
+            kv.apply(batch(&[
+                (b"a1", Some(b"x")),
+                (b"b1", Some(b"1")),
+                (b"b2", Some(b"2")),
+                (b"c1", Some(b"c")),
+            ]))
+            .unwrap();
+            kv.apply(batch(&[
+                (b"b2", None),
+                (b"b3", Some(b"3")),
+                (b"b2", Some(b"again")),
+            ]))
+            .unwrap();
+            kv.apply(batch(&[(b"c1", None)])).unwrap();
+            kv.flush().unwrap();
+        }
+        let kv = JournalKv::open(dir.path()).unwrap();
+        assert_eq!(keys(kv.scan_prefix(b"b")), [&b"b1"[..], b"b2", b"b3"]);
+        assert_eq!(keys(kv.scan_from(b"b", b"b2")), [&b"b2"[..], b"b3"]);
+        assert_eq!(keys(kv.scan_from(b"b", b"a")), [&b"b1"[..], b"b2", b"b3"]);
+        assert_eq!(kv.get(b"b2").unwrap(), Some(b"again".to_vec()));
+        assert_eq!(kv.get(b"c1").unwrap(), None);
+        assert_eq!(kv.get(b"a1").unwrap(), Some(b"x".to_vec()));
+    }
+
+    #[test]
+    fn a_scan_longer_than_its_step_sees_every_pair_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        JournalKv::create(dir.path()).unwrap();
+        let kv = JournalKv::open(dir.path()).unwrap();
+        let mut b = KvBatch::default();
+        for i in 0..(SCAN_STEP * 3 + 7) as u32 {
+            b.insert([&b"k"[..], &i.to_be_bytes()].concat(), vec![1]);
+        }
+        b.insert(b"l".to_vec(), vec![2]);
+        kv.apply(b).unwrap();
+        let found = keys(kv.scan_prefix(b"k"));
+        assert_eq!(found.len(), SCAN_STEP * 3 + 7);
+        assert!(found.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(
+            keys(kv.scan_from(b"k", &[&b"k"[..], &5u32.to_be_bytes()].concat())).len(),
+            SCAN_STEP * 3 + 2
+        );
+    }
+
+    #[test]
+    fn a_record_a_crash_cut_off_is_dropped_and_writing_goes_on() {
+        for tail in [
+            vec![7u8, 0, 0], // a header cut off
+            vec![0u8; 40],   // zeros where a header would be
+            {
+                // a whole header, its payload cut short
+                let mut r = record([(&b"k9"[..], Some(&b"v"[..]))].into_iter()).unwrap();
+                r.truncate(r.len() - 2);
+                r
+            },
+            {
+                // the last record whole in length but its bytes not all written
+                let mut r = record([(&b"k9"[..], Some(&b"v"[..]))].into_iter()).unwrap();
+                let last = r.len() - 1;
+                r[last] ^= 0xff;
+                r
+            },
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            JournalKv::create(dir.path()).unwrap();
+            {
+                let kv = JournalKv::open(dir.path()).unwrap();
+                kv.apply(batch(&[(b"k1", Some(b"one"))])).unwrap();
+                kv.flush().unwrap();
+            }
+            let whole = journal_len(dir.path());
+            let mut f = OpenOptions::new()
+                .append(true)
+                .open(dir.path().join(JOURNAL_FILE))
+                .unwrap();
+            f.write_all(&tail).unwrap();
+            drop(f);
+            let kv = JournalKv::open(dir.path()).unwrap();
+            assert_eq!(journal_len(dir.path()), whole, "tail {tail:?}");
+            assert_eq!(kv.get(b"k9").unwrap(), None);
+            kv.apply(batch(&[(b"k2", Some(b"two"))])).unwrap();
+            drop(kv);
+            let kv = JournalKv::open(dir.path()).unwrap();
+            assert_eq!(keys(kv.scan_prefix(b"k")), [&b"k1"[..], b"k2"]);
+        }
+    }
+
+    #[test]
+    fn a_damaged_record_before_others_is_damage_and_read_gives_what_precedes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        JournalKv::create(dir.path()).unwrap();
+        {
+            let kv = JournalKv::open(dir.path()).unwrap();
+            kv.apply(batch(&[(b"k1", Some(b"one"))])).unwrap();
+            kv.apply(batch(&[(b"k2", Some(b"two"))])).unwrap();
+            kv.apply(batch(&[(b"k3", Some(b"three"))])).unwrap();
+        }
+        let path = dir.path().join(JOURNAL_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let second = MAGIC.len()
+            + record([(&b"k1"[..], Some(&b"one"[..]))].into_iter())
+                .unwrap()
+                .len();
+        for (at, what) in [(second + HEADER + 3, "record"), (second + 1, "header")] {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x10;
+            std::fs::write(&path, &damaged).unwrap();
+            match JournalKv::open(dir.path()) {
+                Err(KvError::Damaged(why)) => {
+                    assert!(why.contains(&format!("byte {second}")), "{why}")
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+            let found = read(&damaged);
+            assert_eq!(found.pairs.keys().collect::<Vec<_>>(), [&b"k1".to_vec()]);
+            assert_eq!(found.end, second as u64);
+            // Nothing was cut: the damage is still there for repair to read.
+            assert_eq!(std::fs::read(&path).unwrap(), damaged);
+        }
+        bytes.truncate(4);
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            JournalKv::open(dir.path()),
+            Err(KvError::Damaged(_))
+        ));
+    }
+
+    #[test]
+    fn a_journal_of_replaced_writes_is_compacted_to_its_live_pairs() {
+        let dir = tempfile::tempdir().unwrap();
+        JournalKv::create(dir.path()).unwrap();
+        let kv = JournalKv::open(dir.path()).unwrap();
+        let value = vec![7u8; 1000];
+        for round in 0..300u32 {
+            let mut b = KvBatch::default();
+            for k in 0..10u32 {
+                b.insert(
+                    k.to_be_bytes().to_vec(),
+                    [&round.to_be_bytes()[..], &value].concat(),
+                );
+            }
+            kv.apply(b).unwrap();
+        }
+        let live = 10 * pair_bytes_of(4, 1004);
+        // 300 rounds wrote 3 MB; at most the slack, the live pairs and one batch are kept.
+        let most = MAGIC.len() as u64
+            + COMPACT_SLACK.max(live)
+            + live
+            + 11 * pair_bytes_of(4, 1004)
+            + HEADER as u64;
+        assert!(
+            journal_len(dir.path()) <= most,
+            "{} > {most}",
+            journal_len(dir.path())
+        );
+        assert_eq!(kv.journal_bytes(), journal_len(dir.path()));
+        assert!(!dir.path().join(COMPACTING_FILE).exists());
+        kv.apply(batch(&[(b"after", Some(b"compaction"))])).unwrap();
+        drop(kv);
+        let kv = JournalKv::open(dir.path()).unwrap();
+        assert_eq!(kv.scan_prefix(&[0]).count(), 10);
+        assert_eq!(
+            kv.get(&3u32.to_be_bytes()).unwrap().unwrap()[..4],
+            299u32.to_be_bytes()
+        );
+        assert_eq!(kv.get(b"after").unwrap(), Some(b"compaction".to_vec()));
+    }
+
+    #[test]
+    fn a_second_handle_is_refused_while_the_first_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        JournalKv::create(dir.path()).unwrap();
+        let kv = JournalKv::open(dir.path()).unwrap();
+        assert!(matches!(
+            JournalKv::open(dir.path()),
+            Err(KvError::Locked(_))
+        ));
+        drop(kv);
+        JournalKv::open(dir.path()).unwrap();
+        assert!(
+            JournalKv::create(dir.path()).is_err(),
+            "a journal is not made twice"
+        );
+    }
+}
