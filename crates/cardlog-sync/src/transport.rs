@@ -481,7 +481,6 @@ fn respond<H: Host>(
         admission.overdraft,
         admission.tickets,
         admission.backlog,
-        admission.retry_after,
         peer.device,
         Instant::now(),
     );
