@@ -44,6 +44,9 @@ pub const MAGIC: &[u8; 16] = b"cardlog journal1";
 const HEADER: usize = 12;
 /// Replaced bytes a journal may hold beyond its live pairs' bytes before it is compacted.
 pub const COMPACT_SLACK: u64 = 64 << 10;
+/// Replaced bytes a journal may keep when it closes (or a quarter of its live bytes, if
+/// more); past that it is compacted as it closes, so a book at rest takes about what it holds.
+pub const CLOSE_SLACK: u64 = 4 << 10;
 /// Pairs a scan copies out in its first step (the lock is not held while the caller
 /// iterates): a lookup that takes the first pair pays for few; each step doubles, up to
 /// [`SCAN_STEP`].
@@ -334,8 +337,7 @@ impl JournalKv {
         let Ok(pairs) = self.pairs.read() else {
             return;
         };
-        let replaced = writer.len.saturating_sub(pairs.live + MAGIC.len() as u64);
-        if replaced <= COMPACT_SLACK.max(pairs.live) {
+        if replaced(writer, &pairs) <= COMPACT_SLACK.max(pairs.live) {
             return;
         }
         let _ = self.compact(writer, &pairs.map);
@@ -380,6 +382,11 @@ impl JournalKv {
         writer.len = len;
         Ok(())
     }
+}
+
+/// Bytes of the journal that no live pair needs (replaced writes, removals, headers).
+fn replaced(writer: &Writer, pairs: &Pairs) -> u64 {
+    writer.len.saturating_sub(pairs.live + MAGIC.len() as u64)
 }
 
 impl Kv for JournalKv {
@@ -440,6 +447,25 @@ impl Kv for JournalKv {
             }
         }
         self.compact_if_due(&mut writer);
+        Ok(())
+    }
+
+    /// Compacts the journal as it closes if it keeps more replaced bytes than [`CLOSE_SLACK`]
+    /// and a quarter of its live ones (a relay closes its least used books: at rest, a book
+    /// takes about what it holds). A handle whose writes failed closes as it is.
+    fn close_checkpointed(self: Box<Self>) -> KvResult<()> {
+        let Ok(mut writer) = self.writer.lock() else {
+            return poisoned();
+        };
+        if writer.broken.is_some() {
+            return Ok(());
+        }
+        let Ok(pairs) = self.pairs.read() else {
+            return poisoned();
+        };
+        if replaced(&writer, &pairs) > CLOSE_SLACK.max(pairs.live / 4) {
+            self.compact(&mut writer, &pairs.map)?;
+        }
         Ok(())
     }
 
@@ -712,6 +738,33 @@ mod tests {
             299u32.to_be_bytes()
         );
         assert_eq!(kv.get(b"after").unwrap(), Some(b"compaction".to_vec()));
+    }
+
+    #[test]
+    fn a_journal_closed_with_replaced_writes_is_left_with_its_live_pairs() {
+        let dir = tempfile::tempdir().unwrap();
+        JournalKv::create(dir.path()).unwrap();
+        let write = |rounds: u32| {
+            let kv = JournalKv::open(dir.path()).unwrap();
+            for round in 0..rounds {
+                kv.apply(batch(&[(b"k", Some(&[round as u8; 100]))]))
+                    .unwrap();
+            }
+            kv
+        };
+        // A few replaced writes: under the slack, the journal is left as it is.
+        let kv = write(5);
+        let before = kv.journal_bytes();
+        Box::new(kv).close_checkpointed().unwrap();
+        assert_eq!(journal_len(dir.path()), before);
+        // Many: it is written anew, and reads the same.
+        let kv = write(200);
+        assert!(kv.journal_bytes() > CLOSE_SLACK);
+        Box::new(kv).close_checkpointed().unwrap();
+        let whole = (MAGIC.len() + HEADER) as u64 + pair_bytes_of(1, 100);
+        assert_eq!(journal_len(dir.path()), whole);
+        let kv = JournalKv::open(dir.path()).unwrap();
+        assert_eq!(kv.get(b"k").unwrap(), Some(vec![199; 100]));
     }
 
     #[test]
