@@ -312,8 +312,8 @@ fn lapsed(at: Instant, now: Instant) -> bool {
 /// A due device finding the overdraft full gets a moment from the queue, not a short wait:
 /// session 35's review had it asked back after `busy_retry_after` (2 s) keeping its ticket,
 /// and such devices, back while the overdraft was still full, spent their 3 retries in a few
-/// seconds: 7–17 % of 1,000 devices failed a round where the queue's moments lost none
-/// (docs/PERFORMANCE.md, "Busy devices let in at their moment").
+/// seconds: 1–20 % of 1,000 devices failed a round where the queue's moments lost at most 1
+/// (docs/PERFORMANCE.md, "A relay's books in journals, and busy devices queued again").
 pub(crate) fn claim_session(
     sessions: &Arc<Slots<()>>,
     overdraft: &Arc<Slots<()>>,

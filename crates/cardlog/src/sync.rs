@@ -787,15 +787,39 @@ impl PeerBook for Replica {
         }
         // What the peer acknowledged is written as this replica's op log now, but for the
         // authors whose tip it holds differently: after a session that converged, none.
-        let except = held
+        let mut except: Vec<(DeviceId, Option<ChainTip>)> = held
             .iter()
             .filter_map(|(author, tip)| match merged.get(author) {
                 Some(theirs) if theirs == tip => None,
                 theirs => Some((*author, theirs.copied())),
             })
             .collect();
+        let mut place = self.store.change_cursor()?;
+        // A relay whose devices sync at once logs other devices' ops while a session runs,
+        // which the peer then lacks: as of now, each such author is an exception. The place
+        // before the first op the peer lacks may need fewer (the authors of what it holds
+        // past there); the smaller of the two is kept (docs/PERFORMANCE.md, "A relay's books
+        // in journals").
+        if !except.is_empty() {
+            let lacking = self.store.offsets_since(&merged)?;
+            if let Some(&first) = lacking.iter().min() {
+                let earlier = self.store.cursor_before(first)?;
+                let at = earlier.offset();
+                let mut there = Vec::new();
+                for author in held.keys() {
+                    let ours = self.store.tip_before(author, at)?;
+                    let theirs = merged.get(author).copied();
+                    if theirs != ours {
+                        there.push((*author, theirs));
+                    }
+                }
+                if there.len() < except.len() {
+                    (place, except) = (earlier, there);
+                }
+            }
+        }
         let mark = PeerMark {
-            place: self.store.change_cursor()?.to_bytes().to_vec(),
+            place: place.to_bytes().to_vec(),
             except,
             last_ms: self.calibrated_ms(),
         };
@@ -1230,6 +1254,73 @@ pub(crate) mod tests {
             a.sync_over(Role::Initiator, &mut ea).unwrap();
             h.join().unwrap();
         });
+    }
+
+    /// A record written when other devices' ops came in after the peer's (a relay whose
+    /// devices sync at once) names the place before the first op the peer lacks, not the log's
+    /// end with an exception per author that wrote since: it stays small, and reads back as
+    /// what the peer acknowledged.
+    #[test]
+    fn a_peer_record_written_after_others_wrote_names_the_place_before_what_the_peer_lacks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut hub = Replica::create(&tmp.path().join("hub")).unwrap();
+        let mut devices: Vec<Replica> = (0..12u8)
+            .map(|i| {
+                let d = Replica::join(&tmp.path().join(format!("d{i}")), hub.book()).unwrap();
+                hub.add_member(d.id(), MemberRole::Write, "device").unwrap();
+                d
+            })
+            .collect();
+        for (i, d) in devices.iter_mut().enumerate() {
+            d.pull_from(&hub).unwrap();
+            d.add_contact(&cardlog_core::Contact::new(ContactId([i as u8 + 1; 16])))
+                .unwrap();
+        }
+        let (first, rest) = devices.split_first_mut().unwrap();
+        session(first, &mut hub);
+        let seen = summary_with(&hub);
+        for d in rest.iter_mut() {
+            session(d, &mut hub);
+        }
+        assert_eq!(summary_with(&hub).len(), seen.len() + 11);
+        // What a session of the first device ending now would write.
+        hub.record_summary(first.id(), &seen).unwrap();
+        let bytes = hub.store.peer_record(&first.id()).unwrap().unwrap();
+        assert!(
+            bytes.len() <= 90,
+            "11 authors wrote after the peer's last op: {} bytes",
+            bytes.len()
+        );
+        let info = hub
+            .peers()
+            .unwrap()
+            .into_iter()
+            .find(|p| p.id == first.id())
+            .unwrap();
+        assert_eq!(info.acked, seen);
+        let lacking = hub.needs_sync(&first.id()).unwrap();
+        for i in 2..=12u8 {
+            assert!(lacking.contains(&ContactId([i; 16])), "contact {i}");
+        }
+        assert!(!lacking.contains(&ContactId([1; 16])));
+        // Peers that lack ops from early on, or hold only the latest ones: whichever place is
+        // written, each reads back exactly as acknowledged.
+        let now = summary_with(&hub);
+        let mut without_hub = now.clone();
+        without_hub.remove(&hub.id());
+        let mut only_late = now.clone();
+        for a in seen.keys() {
+            only_late.remove(a);
+        }
+        for (i, acked) in [seen.clone(), without_hub, only_late]
+            .into_iter()
+            .enumerate()
+        {
+            let peer = DeviceId([0xe0 + i as u8; 16]);
+            hub.record_summary(peer, &acked).unwrap();
+            let info = hub.peers().unwrap().into_iter().find(|p| p.id == peer);
+            assert_eq!(info.unwrap().acked, acked, "peer {i}");
+        }
     }
 
     /// A replica that syncs with many devices of many authors (a relay) keeps a few bytes per

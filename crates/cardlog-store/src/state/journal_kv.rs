@@ -47,6 +47,8 @@ pub const COMPACT_SLACK: u64 = 64 << 10;
 /// Replaced bytes a journal may keep when it closes (or a quarter of its live bytes, if
 /// more); past that it is compacted as it closes, so a book at rest takes about what it holds.
 pub const CLOSE_SLACK: u64 = 4 << 10;
+/// How many times (10 ms apart) an open retries a lock still held.
+const LOCK_RETRIES: u32 = 200;
 /// Pairs a scan copies out in its first step (the lock is not held while the caller
 /// iterates): a lookup that takes the first pair pays for few; each step doubles, up to
 /// [`SCAN_STEP`].
@@ -69,8 +71,13 @@ struct Writer {
     /// Shared with a flush, which syncs it without holding the writer's lock.
     file: Arc<File>,
     len: u64,
-    /// Why writes are refused: an append failed and could not be cut back off the journal.
+    /// Why writes are refused: an append failed and could not be cut back off the journal,
+    /// or a sync failed (what it should have made durable may be lost: Linux may drop the
+    /// pages and their error).
     broken: Option<KvError>,
+    /// The journal's length when a compaction last failed: none is tried again until it has
+    /// grown by [`COMPACT_SLACK`] (a full disk is not rewritten at every batch).
+    compact_failed_at: Option<u64>,
 }
 
 /// A key space in memory, its batches journaled to a file. See the module docs.
@@ -179,7 +186,29 @@ pub struct JournalRead {
     pub damage: Option<String>,
 }
 
-/// Reads a journal's bytes: every whole record, up to a cut-off end or damage.
+/// A whole record at the start of `rest`: its header's CRC and its payload's hold. Gives the
+/// payload.
+fn whole_record(rest: &[u8]) -> Option<&[u8]> {
+    let len = u32_at(rest, 0)?;
+    if crc32fast::hash(&len.to_le_bytes()) != u32_at(rest, 4)? {
+        return None;
+    }
+    let end = HEADER.checked_add(usize::try_from(len).ok()?)?;
+    let payload = rest.get(HEADER..end)?;
+    (crc32fast::hash(payload) == u32_at(rest, 8)?).then_some(payload)
+}
+
+/// Whether a whole record starts anywhere in `rest`: what tells damage in the middle of a
+/// journal (records written after it survive) from a tail a crash tore (nothing whole
+/// follows, whatever bytes the file system left there).
+fn whole_record_in(rest: &[u8]) -> bool {
+    (0..rest.len()).any(|at| rest.get(at..).and_then(whole_record).is_some())
+}
+
+/// Reads a journal's bytes: every whole record, up to a torn tail or damage. A record that
+/// is not whole (a header or payload cut short or failing its CRC, zeros, bytes of a write
+/// the file system half kept) ends the journal if no whole record follows it, and is damage
+/// if one does; a whole record whose payload does not parse is damage.
 pub fn read(bytes: &[u8]) -> JournalRead {
     let mut found = JournalRead::default();
     if bytes.get(..MAGIC.len()) != Some(&MAGIC[..]) {
@@ -188,31 +217,16 @@ pub fn read(bytes: &[u8]) -> JournalRead {
     }
     let mut at = MAGIC.len();
     found.end = at as u64;
-    while at < bytes.len() {
-        let rest = bytes.get(at..).unwrap_or_default();
-        let (Some(len), Some(len_crc), Some(crc)) =
-            (u32_at(rest, 0), u32_at(rest, 4), u32_at(rest, 8))
-        else {
-            break; // a header cut off: the end
-        };
-        if crc32fast::hash(&len.to_le_bytes()) != len_crc {
-            if rest.iter().any(|&b| b != 0) {
-                found.damage = Some(format!("the record header at byte {at} is damaged"));
-            }
-            break; // zeros: a file extended and never written, the end
-        }
-        let Some(payload) = rest.get(HEADER..HEADER + len as usize) else {
-            break; // a payload cut off: the end
-        };
-        let last = HEADER + len as usize == rest.len();
-        let writes = (crc32fast::hash(payload) == crc)
-            .then(|| writes_of(payload))
-            .flatten();
-        let Some(writes) = writes else {
-            if !last {
+    while let Some(rest) = bytes.get(at..).filter(|rest| !rest.is_empty()) {
+        let Some(payload) = whole_record(rest) else {
+            if rest.get(1..).is_some_and(whole_record_in) {
                 found.damage = Some(format!("the record at byte {at} is damaged"));
             }
-            break; // the last record, half written: the end
+            break; // a torn tail: the end
+        };
+        let Some(writes) = writes_of(payload) else {
+            found.damage = Some(format!("the record at byte {at} does not parse"));
+            break;
         };
         for (key, value) in writes {
             match value {
@@ -220,7 +234,7 @@ pub fn read(bytes: &[u8]) -> JournalRead {
                 None => found.pairs.remove(&key),
             };
         }
-        at += HEADER + len as usize;
+        at += HEADER + payload.len();
         found.end = at as u64;
     }
     found
@@ -249,9 +263,10 @@ impl JournalKv {
         Ok(())
     }
 
-    /// Whether `dir` holds a journal database (and not a sled one).
+    /// Whether `dir` holds a journal database (and not a sled one): its journal, or its lock
+    /// file (a journal lost beside it is damage, not a sled database to create).
     pub fn is_journal(dir: &Path) -> bool {
-        dir.join(JOURNAL_FILE).is_file()
+        dir.join(JOURNAL_FILE).is_file() || dir.join(LOCK_FILE).is_file()
     }
 
     /// Whether another handle holds the lock of the journal database in `dir`.
@@ -274,6 +289,9 @@ impl JournalKv {
     /// Opens the journal database in `dir`: locks it, reads every record into memory and
     /// cuts off a record a crash left half written. Damage in the middle is
     /// [`KvError::Damaged`].
+    ///
+    /// A lock still held is retried for up to two seconds (as sled's is): a relay may open a
+    /// book again while the handle it just closed still compacts and lets go.
     pub fn open(dir: &Path) -> KvResult<Self> {
         let lock_path = dir.join(LOCK_FILE);
         let lock = OpenOptions::new()
@@ -282,17 +300,39 @@ impl JournalKv {
             .truncate(false)
             .open(&lock_path)
             .map_err(|e| KvError::io(&lock_path, &e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(KvError::Locked(dir.to_owned())),
-            Err(std::fs::TryLockError::Error(e)) => return Err(KvError::io(&lock_path, &e)),
+        let mut attempts = 0;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if attempts < LOCK_RETRIES => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(KvError::Locked(dir.to_owned()))
+                }
+                // A file system without locks (as sled does, the database is used unlocked).
+                Err(std::fs::TryLockError::Error(e))
+                    if e.kind() == std::io::ErrorKind::Unsupported =>
+                {
+                    break
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(KvError::io(&lock_path, &e)),
+            }
         }
+        // What a compaction cut off left aside (the journal it would have replaced is whole).
+        let _ = std::fs::remove_file(dir.join(COMPACTING_FILE));
         let path = dir.join(JOURNAL_FILE);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| KvError::io(&path, &e))?;
+        let mut file = match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(KvError::Damaged(format!(
+                    "database damaged: {} is missing beside its lock file",
+                    path.display()
+                )))
+            }
+            Err(e) => return Err(KvError::io(&path, &e)),
+        };
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .map_err(|e| KvError::io(&path, &e))?;
@@ -320,6 +360,7 @@ impl JournalKv {
                 file: Arc::new(file),
                 len: found.end,
                 broken: None,
+                compact_failed_at: None,
             }),
             _lock: lock,
         })
@@ -340,7 +381,14 @@ impl JournalKv {
         if replaced(writer, &pairs) <= COMPACT_SLACK.max(pairs.live) {
             return;
         }
-        let _ = self.compact(writer, &pairs.map);
+        if let Some(failed) = writer.compact_failed_at {
+            if writer.len < failed.saturating_add(COMPACT_SLACK) {
+                return;
+            }
+        }
+        if self.compact(writer, &pairs.map).is_err() {
+            writer.compact_failed_at = Some(writer.len);
+        }
     }
 
     fn compact(&self, writer: &mut Writer, map: &BTreeMap<Vec<u8>, Vec<u8>>) -> KvResult<()> {
@@ -380,6 +428,7 @@ impl JournalKv {
         sync_dir(&self.dir);
         writer.file = Arc::new(file);
         writer.len = len;
+        writer.compact_failed_at = None;
         Ok(())
     }
 }
@@ -482,8 +531,15 @@ impl Kv for JournalKv {
             }
             Arc::clone(&writer.file)
         };
-        file.sync_data()
-            .map_err(|e| KvError::io(&self.dir.join(JOURNAL_FILE), &e))
+        let synced = file
+            .sync_data()
+            .map_err(|e| KvError::io(&self.dir.join(JOURNAL_FILE), &e));
+        if let Err(e) = &synced {
+            if let Ok(mut writer) = self.writer.lock() {
+                writer.broken = Some(e.clone());
+            }
+        }
+        synced
     }
 }
 
@@ -634,6 +690,22 @@ mod tests {
                 r[last] ^= 0xff;
                 r
             },
+            {
+                // two records never synced: the first's second half and all of the second
+                // left as zeros, the file's length kept
+                let mut r = record([(&b"k9"[..], Some(&[7u8; 64][..]))].into_iter()).unwrap();
+                let half = r.len() / 2;
+                r[half..].fill(0);
+                r.extend(vec![0u8; 80]);
+                r
+            },
+            {
+                // a header torn across pages: its length there, the rest zeros, then a page
+                // of the payload that did reach the disk
+                let mut r = record([(&b"k9"[..], Some(&[7u8; 64][..]))].into_iter()).unwrap();
+                r[4..20].fill(0);
+                r
+            },
         ] {
             let dir = tempfile::tempdir().unwrap();
             JournalKv::create(dir.path()).unwrap();
@@ -765,6 +837,41 @@ mod tests {
         assert_eq!(journal_len(dir.path()), whole);
         let kv = JournalKv::open(dir.path()).unwrap();
         assert_eq!(kv.get(b"k").unwrap(), Some(vec![199; 100]));
+    }
+
+    #[test]
+    fn a_whole_record_that_does_not_parse_is_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        JournalKv::create(dir.path()).unwrap();
+        let payload = [1u8, 200, 0, 0, 0]; // an insert whose key is longer than the payload
+        let len = (payload.len() as u32).to_le_bytes();
+        let mut r = len.to_vec();
+        r.extend(crc32fast::hash(&len).to_le_bytes());
+        r.extend(crc32fast::hash(&payload).to_le_bytes());
+        r.extend(payload);
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(JOURNAL_FILE))
+            .unwrap();
+        f.write_all(&r).unwrap();
+        drop(f);
+        match JournalKv::open(dir.path()) {
+            Err(KvError::Damaged(why)) => assert!(why.contains("does not parse"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_journal_lost_beside_its_lock_file_is_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        JournalKv::create(dir.path()).unwrap();
+        drop(JournalKv::open(dir.path()).unwrap());
+        std::fs::remove_file(dir.path().join(JOURNAL_FILE)).unwrap();
+        assert!(JournalKv::is_journal(dir.path()));
+        assert!(matches!(
+            JournalKv::open(dir.path()),
+            Err(KvError::Damaged(_))
+        ));
     }
 
     #[test]

@@ -291,6 +291,37 @@ impl Store {
 
     /// The start and id prefix of the record ending at the log's end: the latest of the
     /// authors' tips in the index, else (a withdrawn record last) a scan of the log.
+    /// A cursor at the end of the last op's record that starts before `offset` (at the log's
+    /// start when none does): a place no later than `offset`, everything before it logged. A
+    /// peer's record names such a place when it is the one its device has seen all of
+    /// (cardlog's `record_peer`).
+    pub fn cursor_before(&self, offset: u64) -> Result<ChangeCursor, StoreError> {
+        let index = self.index()?;
+        let last = self
+            .summary
+            .iter()
+            .filter_map(|(author, head)| {
+                let chain = index.seq_range(author, 1, head.seq);
+                let before = chain.partition_point(|&at| at < offset);
+                before.checked_sub(1).and_then(|i| chain.get(i)).copied()
+            })
+            .max();
+        let (offset, last_start, last_id) = match last {
+            None => (0, 0, [0; 16]),
+            Some(start) => {
+                let record = self.log.read(start)?;
+                (record.end(), start, id_prefix(&record.id))
+            }
+        };
+        Ok(ChangeCursor {
+            device: self.device,
+            epoch: self.epoch,
+            offset,
+            last_start,
+            last_id,
+        })
+    }
+
     fn find_last_record(&self) -> Result<(u64, [u8; 16]), StoreError> {
         if let Some(found) = self.last_record_by_tips()? {
             return Ok(found);

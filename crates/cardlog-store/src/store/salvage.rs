@@ -447,7 +447,10 @@ impl Store {
     pub fn repair(dir: &FsPath, options: &StoreOptions) -> Result<RepairReport, OpenError> {
         check_current(dir, "repair")?;
         let db = dir.join(DB_DIR);
-        if lock_is_held(&db) || JournalKv::lock_is_held(&db) {
+        if JournalKv::lock_is_held(&db) {
+            return Err(OpenError::Locked(db.join("lock")));
+        }
+        if lock_is_held(&db) {
             return Err(OpenError::Locked(db.join("db")));
         }
         let log_path = dir.join(LOG_FILE);
