@@ -78,7 +78,7 @@ pub struct RelayOptions {
     /// closed (default 64).
     pub open_books_max: usize,
     /// How far ahead of its records each book's op log is extended with zeros while open
-    /// (default 64 KiB rather than a device's 1 MiB: a relay keeps thousands of books open,
+    /// (default 16 KiB rather than a device's 1 MiB: a relay keeps thousands of books open,
     /// and applies a message at a time, not one small save at a time).
     pub log_preallocate_bytes: u64,
     /// What keeps the state of a book the relay takes (default [`Database::Journal`]: a small
@@ -97,7 +97,7 @@ impl Default for RelayOptions {
             max_taking: 4,
             taking_timeout: std::time::Duration::from_secs(120),
             open_books_max: 64,
-            log_preallocate_bytes: 64 << 10,
+            log_preallocate_bytes: 16 << 10,
             database: Database::Journal,
             wall: Arc::new(cardlog_core::SystemClock),
         }

@@ -14,8 +14,8 @@
 //! is removed when the journal opens; a record whose CRC fails with more records after it is
 //! damage ([`KvError::Damaged`]), and the store's `repair` takes what comes before it.
 //!
-//! Once the journal holds more bytes of replaced writes than of live pairs (and at least
-//! [`COMPACT_SLACK`] of them), it is written anew with only the live pairs: aside
+//! Once the journal holds more bytes of replaced writes than half its live pairs' (and at
+//! least [`COMPACT_SLACK`] of them), it is written anew with only the live pairs: aside
 //! (`journal.compacting`), synced, then renamed over the old one, so a crash leaves one whole
 //! journal or the other. The directory's `lock` file is locked while a handle is open: a
 //! second handle, in this process or another, gets [`KvError::Locked`].
@@ -42,8 +42,9 @@ const COMPACTING_FILE: &str = "journal.compacting";
 pub const MAGIC: &[u8; 16] = b"cardlog journal1";
 /// Bytes of a record's header: length, its CRC, the payload's CRC.
 const HEADER: usize = 12;
-/// Replaced bytes a journal may hold beyond its live pairs' bytes before it is compacted.
-pub const COMPACT_SLACK: u64 = 64 << 10;
+/// Replaced bytes a journal may hold (or half its live pairs' bytes, if more) before it is
+/// compacted: a journal stays within 1.5 times what it holds, written about three times over.
+pub const COMPACT_SLACK: u64 = 16 << 10;
 /// Replaced bytes a journal may keep when it closes (or a quarter of its live bytes, if
 /// more); past that it is compacted as it closes, so a book at rest takes about what it holds.
 pub const CLOSE_SLACK: u64 = 4 << 10;
@@ -372,13 +373,13 @@ impl JournalKv {
     }
 
     /// Writes the journal anew with only the live pairs, if it holds more replaced bytes than
-    /// [`COMPACT_SLACK`] and than live ones. A compaction that fails leaves the old journal in
+    /// [`COMPACT_SLACK`] and than half its live ones. A compaction that fails leaves the old journal in
     /// place (and is tried again at the next batch).
     fn compact_if_due(&self, writer: &mut Writer) {
         let Ok(pairs) = self.pairs.read() else {
             return;
         };
-        if replaced(writer, &pairs) <= COMPACT_SLACK.max(pairs.live) {
+        if replaced(writer, &pairs) <= COMPACT_SLACK.max(pairs.live / 2) {
             return;
         }
         if let Some(failed) = writer.compact_failed_at {
@@ -790,7 +791,7 @@ mod tests {
         let live = 10 * pair_bytes_of(4, 1004);
         // 300 rounds wrote 3 MB; at most the slack, the live pairs and one batch are kept.
         let most = MAGIC.len() as u64
-            + COMPACT_SLACK.max(live)
+            + COMPACT_SLACK.max(live / 2)
             + live
             + 11 * pair_bytes_of(4, 1004)
             + HEADER as u64;
