@@ -373,8 +373,8 @@ impl JournalKv {
     }
 
     /// Writes the journal anew with only the live pairs, if it holds more replaced bytes than
-    /// [`COMPACT_SLACK`] and than half its live ones. A compaction that fails leaves the old journal in
-    /// place (and is tried again at the next batch).
+    /// [`COMPACT_SLACK`] and than half its live ones. A compaction that fails leaves the old
+    /// journal in place (and is not tried again until the journal has grown by the slack).
     fn compact_if_due(&self, writer: &mut Writer) {
         let Ok(pairs) = self.pairs.read() else {
             return;
@@ -447,7 +447,7 @@ impl Kv for JournalKv {
         }
     }
 
-    /// Copies the pairs out [`SCAN_STEP`] at a time: the lock is not held while the caller
+    /// Copies the pairs out a step at a time (up to 256 pairs): the lock is not held while the caller
     /// iterates, and a caller that stops early has not paid for the rest.
     fn scan_from<'a>(&'a self, prefix: &[u8], from: &[u8]) -> KvIter<'a> {
         Box::new(Scan {

@@ -303,7 +303,11 @@ impl Store {
             .filter_map(|(author, head)| {
                 let chain = index.seq_range(author, 1, head.seq);
                 let before = chain.partition_point(|&at| at < offset);
-                before.checked_sub(1).and_then(|i| chain.get(i)).copied()
+                before
+                    .checked_sub(1)
+                    .and_then(|i| chain.get(i))
+                    .copied()
+                    .filter(|&start| start < offset)
             })
             .max();
         let (offset, last_start, last_id) = match last {
