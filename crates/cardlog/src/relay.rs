@@ -78,8 +78,9 @@ pub struct RelayOptions {
     /// closed (default 64).
     pub open_books_max: usize,
     /// How far ahead of its records each book's op log is extended with zeros while open
-    /// (default 16 KiB rather than a device's 1 MiB: a relay keeps thousands of books open,
-    /// and applies a message at a time, not one small save at a time).
+    /// (default 16 KiB rather than a device's 1 MiB: a relay keeps up to `open_books_max`
+    /// books open, thousands across a day, and applies a message at a time, not one small save
+    /// at a time; 64 KiB before session 36).
     pub log_preallocate_bytes: u64,
     /// What keeps the state of a book the relay takes (default [`Database::Journal`]: a small
     /// book costs the bytes it holds, not a sled database's megabyte of segments and its

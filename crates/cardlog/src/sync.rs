@@ -104,15 +104,19 @@ struct PeerRecord {
     last_ms: u64,
 }
 
-/// A peer's record as written now, after the byte [`PEER_MARK`]: the peer holds every op this
-/// replica held when the record was written (the op log up to `place`, a
-/// [`cardlog_store::ChangeCursor`]'s bytes), but for the authors in `except`, of which it holds
-/// the given tip (`None`: nothing). After a session that converged `except` is empty, so a
-/// relay's record of each of its thousands of devices is under a hundred bytes rather than an
-/// entry per author of the book (issue 24's relay directory). The place checks itself
-/// ([`cardlog_store::Store::holds_cursor`]): in a log cut shorter since (a crash after a bulk
-/// write, a rebuild that accepted a shorter log, a backup restored) and grown back, the
-/// record reads as a peer never met, not as one that holds what was written there since.
+/// A peer's record as written now, after the byte [`PEER_MARK`]: the peer holds every op of
+/// this replica's op log up to `place` (a [`cardlog_store::ChangeCursor`]'s bytes: the log's
+/// end when the record was written, or the place before the first op the peer lacked, which
+/// ever needs fewer exceptions), but for the authors in `except`, of which it holds the given
+/// tip (`None`: nothing). After a session that converged `except` is empty, so a relay's
+/// record of each of its thousands of devices is under a hundred bytes rather than an entry
+/// per author of the book (issue 24's relay directory); after one while others wrote, it
+/// lists the authors the peer holds past its place, not every author that wrote meanwhile.
+/// The place checks itself ([`cardlog_store::Store::holds_cursor`]): in a log cut shorter
+/// than the place since (a crash after a bulk write, a rebuild that accepted a shorter log, a
+/// backup restored) and grown back, the record reads as a peer never met, not as one that
+/// holds what was written there since. A cut past the place passes the check: the record's
+/// tips then say what the peer holds, by seq, of chains that may have been written anew.
 #[derive(Encode, Decode)]
 struct PeerMark {
     place: Vec<u8>,
@@ -801,8 +805,7 @@ impl PeerBook for Replica {
         // past there); the smaller of the two is kept (docs/PERFORMANCE.md, "A relay's books
         // in journals").
         if !except.is_empty() {
-            let lacking = self.store.offsets_since(&merged)?;
-            if let Some(&first) = lacking.iter().min() {
+            if let Some(first) = self.store.first_offset_since(&merged)? {
                 let earlier = self.store.cursor_before(first)?;
                 let at = earlier.offset();
                 let mut there = Vec::new();
@@ -811,6 +814,9 @@ impl PeerBook for Replica {
                     let theirs = merged.get(author).copied();
                     if theirs != ours {
                         there.push((*author, theirs));
+                        if there.len() >= except.len() {
+                            break; // no smaller than at the log's end
+                        }
                     }
                 }
                 if there.len() < except.len() {

@@ -9,10 +9,11 @@
 //! payload's CRC-32 (u32 LE), then the payload (each write: 1 for an insert or 0 for a removal,
 //! the key's length as u32 LE and the key, and for an insert the value's length and the value).
 //! A batch is one record, so it is applied whole or not at all, also across a crash: a record
-//! cut off at the end of the file (a write a crash interrupted: a short header, a payload
-//! shorter than its length, a last record whose CRC fails, or zeros where a header should be)
-//! is removed when the journal opens; a record whose CRC fails with more records after it is
-//! damage ([`KvError::Damaged`]), and the store's `repair` takes what comes before it.
+//! that is not whole (a header or payload cut short or failing its CRC: zeros, or pages of a
+//! write the file system half kept) with no whole record after it is what a crash left, and
+//! is removed when the journal opens; one with a whole record after it, or a whole record
+//! whose payload does not parse, is damage ([`KvError::Damaged`]), and the store's `repair`
+//! takes what comes before it.
 //!
 //! Once the journal holds more bytes of replaced writes than half its live pairs' (and at
 //! least [`COMPACT_SLACK`] of them), it is written anew with only the live pairs: aside
@@ -43,7 +44,8 @@ pub const MAGIC: &[u8; 16] = b"cardlog journal1";
 /// Bytes of a record's header: length, its CRC, the payload's CRC.
 const HEADER: usize = 12;
 /// Replaced bytes a journal may hold (or half its live pairs' bytes, if more) before it is
-/// compacted: a journal stays within 1.5 times what it holds, written about three times over.
+/// compacted: a journal stays within 1.5 times what it holds (above 32 KiB live; below, what
+/// it holds and 16 KiB), written about three times over.
 pub const COMPACT_SLACK: u64 = 16 << 10;
 /// Replaced bytes a journal may keep when it closes (or a quarter of its live bytes, if
 /// more); past that it is compacted as it closes, so a book at rest takes about what it holds.
@@ -220,7 +222,17 @@ pub fn read(bytes: &[u8]) -> JournalRead {
     found.end = at as u64;
     while let Some(rest) = bytes.get(at..).filter(|rest| !rest.is_empty()) {
         let Some(payload) = whole_record(rest) else {
-            if rest.get(1..).is_some_and(whole_record_in) {
+            // Whole records are searched for past this one's claimed end when its header
+            // holds (its payload, written by whoever wrote the batch, may hold bytes that look
+            // like a record), else from its next byte.
+            let header_holds = u32_at(rest, 0)
+                .zip(u32_at(rest, 4))
+                .filter(|(len, crc)| crc32fast::hash(&len.to_le_bytes()) == *crc);
+            let search_from = match header_holds {
+                Some((len, _)) => HEADER.saturating_add(usize::try_from(len).unwrap_or(usize::MAX)),
+                None => 1,
+            };
+            if rest.get(search_from..).is_some_and(whole_record_in) {
                 found.damage = Some(format!("the record at byte {at} is damaged"));
             }
             break; // a torn tail: the end
@@ -426,6 +438,12 @@ impl JournalKv {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
+        // The rename must be durable before later flushes of the new file say anything is.
+        #[cfg(unix)]
+        if let Err(e) = File::open(&self.dir).and_then(|d| d.sync_all()) {
+            writer.broken = Some(KvError::io(&self.dir, &e));
+        }
+        #[cfg(not(unix))]
         sync_dir(&self.dir);
         writer.file = Arc::new(file);
         writer.len = len;
@@ -447,8 +465,8 @@ impl Kv for JournalKv {
         }
     }
 
-    /// Copies the pairs out a step at a time (up to 256 pairs): the lock is not held while the caller
-    /// iterates, and a caller that stops early has not paid for the rest.
+    /// Copies the pairs out a step at a time (up to 256 pairs): the lock is not held while the
+    /// caller iterates, and a caller that stops early has not paid for the rest.
     fn scan_from<'a>(&'a self, prefix: &[u8], from: &[u8]) -> KvIter<'a> {
         Box::new(Scan {
             kv: self,
@@ -698,6 +716,18 @@ mod tests {
                 let half = r.len() / 2;
                 r[half..].fill(0);
                 r.extend(vec![0u8; 80]);
+                r
+            },
+            {
+                // a batch cut short whose value holds a whole record's bytes (anyone who can
+                // write a value can put them there): not damage
+                let inner = record([(&b"x"[..], Some(&b"forged"[..]))].into_iter()).unwrap();
+                let writes = [
+                    (&b"k9"[..], Some(&inner[..])),
+                    (&b"k8"[..], Some(&b"more"[..])),
+                ];
+                let mut r = record(writes.into_iter()).unwrap();
+                r.truncate(r.len() - 1);
                 r
             },
             {

@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cardlog_core::codec::limits;
+use cardlog_core::replay::Summary;
 use cardlog_core::{ContactId, DeviceId, OpId, Path};
 
 use super::Store;
@@ -289,8 +290,26 @@ impl Store {
         })
     }
 
-    /// The start and id prefix of the record ending at the log's end: the latest of the
-    /// authors' tips in the index, else (a withdrawn record last) a scan of the log.
+    /// Where in the log the first op `summary` lacks is (the smallest offset among what
+    /// [`Store::offsets_since`] gives, found per author: each chain's offsets rise with its
+    /// seqs), or `None` when it lacks nothing held here.
+    pub fn first_offset_since(&self, summary: &Summary) -> Result<Option<u64>, StoreError> {
+        let mut first: Option<u64> = None;
+        for (author, head) in &self.summary {
+            let from = summary.get(author).map_or(0, |h| h.seq).saturating_add(1);
+            if from > head.seq {
+                continue;
+            }
+            let found = self.index()?.at_seq(author, from).ok_or_else(|| {
+                StoreError::damaged(format!(
+                    "the log index lacks {author}'s op {from}, which the summary holds"
+                ))
+            })?;
+            first = Some(first.map_or(found, |f| f.min(found)));
+        }
+        Ok(first)
+    }
+
     /// A cursor at the end of the last op's record that starts before `offset` (at the log's
     /// start when none does): a place no later than `offset`, everything before it logged. A
     /// peer's record names such a place when it is the one its device has seen all of
@@ -303,6 +322,8 @@ impl Store {
             .filter_map(|(author, head)| {
                 let chain = index.seq_range(author, 1, head.seq);
                 let before = chain.partition_point(|&at| at < offset);
+                // (A chain's offsets rise with its seqs: the index appends in log order. The
+                // filter only guards that.)
                 before
                     .checked_sub(1)
                     .and_then(|i| chain.get(i))
@@ -326,6 +347,8 @@ impl Store {
         })
     }
 
+    /// The start and id prefix of the record ending at the log's end: the latest of the
+    /// authors' tips in the index, else (a withdrawn record last) a scan of the log.
     fn find_last_record(&self) -> Result<(u64, [u8; 16]), StoreError> {
         if let Some(found) = self.last_record_by_tips()? {
             return Ok(found);
