@@ -144,10 +144,13 @@ fn a_journal_store_on_a_full_disk_fails_cleanly_and_goes_on_once_space_is_freed(
         database: Database::Journal,
         ..Options::default()
     };
-    let contact = |n: u32| {
+    let id = |n: u32| {
         let mut id = [0u8; 16];
         id[..4].copy_from_slice(&n.to_be_bytes());
-        let mut c = Contact::new(ContactId(id));
+        ContactId(id)
+    };
+    let contact = |n: u32| {
+        let mut c = Contact::new(id(n));
         c.set(Field::Given, format!("Person {n}"));
         c
     };
@@ -189,9 +192,7 @@ fn a_journal_store_on_a_full_disk_fails_cleanly_and_goes_on_once_space_is_freed(
     saved.push(10_000);
     let has_all = |r: &Replica| {
         for &n in &saved {
-            let mut id = [0u8; 16];
-            id[..4].copy_from_slice(&n.to_be_bytes());
-            assert!(r.contact(&ContactId(id)).unwrap().is_some(), "contact {n}");
+            assert!(r.contact(&id(n)).unwrap().is_some(), "contact {n}");
         }
     };
     has_all(&r);

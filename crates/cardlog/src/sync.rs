@@ -1269,19 +1269,7 @@ pub(crate) mod tests {
     #[test]
     fn a_peer_record_written_after_others_wrote_names_the_place_before_what_the_peer_lacks() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut hub = Replica::create(&tmp.path().join("hub")).unwrap();
-        let mut devices: Vec<Replica> = (0..12u8)
-            .map(|i| {
-                let d = Replica::join(&tmp.path().join(format!("d{i}")), hub.book()).unwrap();
-                hub.add_member(d.id(), MemberRole::Write, "device").unwrap();
-                d
-            })
-            .collect();
-        for (i, d) in devices.iter_mut().enumerate() {
-            d.pull_from(&hub).unwrap();
-            d.add_contact(&cardlog_core::Contact::new(ContactId([i as u8 + 1; 16])))
-                .unwrap();
-        }
+        let (mut hub, mut devices) = hub_and_devices(tmp.path(), 12);
         let (first, rest) = devices.split_first_mut().unwrap();
         session(first, &mut hub);
         let seen = summary_with(&hub);
@@ -1329,17 +1317,13 @@ pub(crate) mod tests {
         }
     }
 
-    /// A replica that syncs with many devices of many authors (a relay) keeps a few bytes per
-    /// device, not an entry per author: a record names the place in its op log the device has
-    /// seen all of. What the device acknowledged reads back exactly, tips of authors that
-    /// wrote since included, and "needs sync" names what came after.
-    #[test]
-    fn a_peer_record_names_a_place_in_the_op_log_and_stays_small_whatever_the_authors() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut hub = Replica::create(&tmp.path().join("hub")).unwrap();
-        let mut devices: Vec<Replica> = (0..6u8)
+    /// A hub and `n` member devices of its book, each of which pulled the hub's ops and then
+    /// saved contact `[i + 1; 16]` (not synced yet).
+    fn hub_and_devices(dir: &std::path::Path, n: u8) -> (Replica, Vec<Replica>) {
+        let mut hub = Replica::create(&dir.join("hub")).unwrap();
+        let devices = (0..n)
             .map(|i| {
-                let mut d = Replica::join(&tmp.path().join(format!("d{i}")), hub.book()).unwrap();
+                let mut d = Replica::join(&dir.join(format!("d{i}")), hub.book()).unwrap();
                 hub.add_member(d.id(), MemberRole::Write, "device").unwrap();
                 d.pull_from(&hub).unwrap();
                 d.add_contact(&cardlog_core::Contact::new(ContactId([i + 1; 16])))
@@ -1347,6 +1331,17 @@ pub(crate) mod tests {
                 d
             })
             .collect();
+        (hub, devices)
+    }
+
+    /// A replica that syncs with many devices of many authors (a relay) keeps a few bytes per
+    /// device, not an entry per author: a record names the place in its op log the device has
+    /// seen all of. What the device acknowledged reads back exactly, tips of authors that
+    /// wrote since included, and "needs sync" names what came after.
+    #[test]
+    fn a_peer_record_names_a_place_in_the_op_log_and_stays_small_whatever_the_authors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut hub, mut devices) = hub_and_devices(tmp.path(), 6);
         for _round in 0..2 {
             for d in &mut devices {
                 session(d, &mut hub);

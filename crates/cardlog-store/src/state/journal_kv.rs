@@ -189,14 +189,18 @@ pub struct JournalRead {
     pub damage: Option<String>,
 }
 
+/// The payload length a record at the start of `rest` claims, if its header's CRC holds.
+fn claimed_len(rest: &[u8]) -> Option<usize> {
+    let len = u32_at(rest, 0)?;
+    (crc32fast::hash(&len.to_le_bytes()) == u32_at(rest, 4)?)
+        .then(|| usize::try_from(len).ok())
+        .flatten()
+}
+
 /// A whole record at the start of `rest`: its header's CRC and its payload's hold. Gives the
 /// payload.
 fn whole_record(rest: &[u8]) -> Option<&[u8]> {
-    let len = u32_at(rest, 0)?;
-    if crc32fast::hash(&len.to_le_bytes()) != u32_at(rest, 4)? {
-        return None;
-    }
-    let end = HEADER.checked_add(usize::try_from(len).ok()?)?;
+    let end = HEADER.checked_add(claimed_len(rest)?)?;
     let payload = rest.get(HEADER..end)?;
     (crc32fast::hash(payload) == u32_at(rest, 8)?).then_some(payload)
 }
@@ -225,13 +229,7 @@ pub fn read(bytes: &[u8]) -> JournalRead {
             // Whole records are searched for past this one's claimed end when its header
             // holds (its payload, written by whoever wrote the batch, may hold bytes that look
             // like a record), else from its next byte.
-            let header_holds = u32_at(rest, 0)
-                .zip(u32_at(rest, 4))
-                .filter(|(len, crc)| crc32fast::hash(&len.to_le_bytes()) == *crc);
-            let search_from = match header_holds {
-                Some((len, _)) => HEADER.saturating_add(usize::try_from(len).unwrap_or(usize::MAX)),
-                None => 1,
-            };
+            let search_from = claimed_len(rest).map_or(1, |len| HEADER.saturating_add(len));
             if rest.get(search_from..).is_some_and(whole_record_in) {
                 found.damage = Some(format!("the record at byte {at} is damaged"));
             }
@@ -253,9 +251,9 @@ pub fn read(bytes: &[u8]) -> JournalRead {
     found
 }
 
-fn sync_dir(dir: &Path) {
-    // Best effort: not every platform can sync a directory.
-    let _ = File::open(dir).and_then(|d| d.sync_all());
+/// Syncs a directory's entries (not every platform can: callers say what a failure means).
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir).and_then(|d| d.sync_all())
 }
 
 impl JournalKv {
@@ -272,7 +270,8 @@ impl JournalKv {
         file.write_all(MAGIC)
             .and_then(|()| file.sync_all())
             .map_err(|e| KvError::io(&path, &e))?;
-        sync_dir(dir);
+        // Best effort, as the store's create syncs its directories.
+        let _ = sync_dir(dir);
         Ok(())
     }
 
@@ -438,13 +437,13 @@ impl JournalKv {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        // The rename must be durable before later flushes of the new file say anything is.
-        #[cfg(unix)]
-        if let Err(e) = File::open(&self.dir).and_then(|d| d.sync_all()) {
-            writer.broken = Some(KvError::io(&self.dir, &e));
+        // The rename must be durable before later flushes of the new file say anything is
+        // (where a directory can be synced: on Unix).
+        if let Err(e) = sync_dir(&self.dir) {
+            if cfg!(unix) {
+                writer.broken = Some(KvError::io(&self.dir, &e));
+            }
         }
-        #[cfg(not(unix))]
-        sync_dir(&self.dir);
         writer.file = Arc::new(file);
         writer.len = len;
         writer.compact_failed_at = None;
@@ -486,6 +485,9 @@ impl Kv for JournalKv {
             return Err(why.clone());
         }
         let writes = batch.into_writes();
+        if writes.is_empty() {
+            return Ok(());
+        }
         let bytes = record(writes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())))?;
         let path = self.dir.join(JOURNAL_FILE);
         let at = writer.len;
@@ -638,6 +640,25 @@ mod tests {
 
     fn journal_len(dir: &Path) -> u64 {
         std::fs::metadata(dir.join(JOURNAL_FILE)).unwrap().len()
+    }
+
+    /// The record format's golden bytes (docs/FORMAT.md, "The journal"): an insert of `k` =
+    /// `v` and a removal of `x`, computed apart from this code (Python's `zlib.crc32`).
+    #[test]
+    fn a_record_has_its_golden_bytes() {
+        const GOLDEN: &str = "11000000e6efe1c90689699401010000006b0100000076000100000078";
+        let r = record([(&b"k"[..], Some(&b"v"[..])), (&b"x"[..], None)].into_iter()).unwrap();
+        let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, GOLDEN);
+        let mut journal = MAGIC.to_vec();
+        journal.extend(&r);
+        let found = read(&journal);
+        assert_eq!(found.damage, None);
+        assert_eq!(found.end, journal.len() as u64);
+        assert_eq!(
+            found.pairs.into_iter().collect::<Vec<_>>(),
+            [(b"k".to_vec(), b"v".to_vec())]
+        );
     }
 
     #[test]

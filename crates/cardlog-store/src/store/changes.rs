@@ -281,13 +281,19 @@ impl Store {
             Some((start, end, id)) if end == offset => (start, id),
             _ => self.find_last_record()?,
         };
-        Ok(ChangeCursor {
+        Ok(self.cursor_at(offset, last_start, last_id))
+    }
+
+    /// This store's cursor at `offset`, where the record starting at `last_start` (id prefix
+    /// `last_id`) ends.
+    fn cursor_at(&self, offset: u64, last_start: u64, last_id: [u8; 16]) -> ChangeCursor {
+        ChangeCursor {
             device: self.device,
             epoch: self.epoch,
             offset,
             last_start,
             last_id,
-        })
+        }
     }
 
     /// Where in the log the first op `summary` lacks is (the smallest offset among what
@@ -321,29 +327,17 @@ impl Store {
             .iter()
             .filter_map(|(author, head)| {
                 let chain = index.seq_range(author, 1, head.seq);
+                // (A chain's offsets rise with its seqs: the index appends in log order.)
                 let before = chain.partition_point(|&at| at < offset);
-                // (A chain's offsets rise with its seqs: the index appends in log order. The
-                // filter only guards that.)
-                before
-                    .checked_sub(1)
-                    .and_then(|i| chain.get(i))
-                    .copied()
-                    .filter(|&start| start < offset)
+                before.checked_sub(1).and_then(|i| chain.get(i)).copied()
             })
             .max();
-        let (offset, last_start, last_id) = match last {
-            None => (0, 0, [0; 16]),
+        Ok(match last {
+            None => self.cursor_at(0, 0, [0; 16]),
             Some(start) => {
                 let record = self.log.read(start)?;
-                (record.end(), start, id_prefix(&record.id))
+                self.cursor_at(record.end(), start, id_prefix(&record.id))
             }
-        };
-        Ok(ChangeCursor {
-            device: self.device,
-            epoch: self.epoch,
-            offset,
-            last_start,
-            last_id,
         })
     }
 

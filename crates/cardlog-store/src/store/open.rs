@@ -49,10 +49,9 @@ pub(super) fn write_marker(path: &FsPath, version: u8) -> std::io::Result<()> {
 /// Opens the store's database in `db`: the journal it holds ([`Database::Journal`]), else
 /// sled's.
 pub(super) fn open_database(db: &FsPath, cache_bytes: u64) -> Result<Box<dyn Kv>, KvError> {
-    if JournalKv::is_journal(db) {
-        Ok(Box::new(JournalKv::open(db)?))
-    } else {
-        Ok(Box::new(SledKv::open(db, cache_bytes)?))
+    match database_in(db) {
+        Database::Journal => Ok(Box::new(JournalKv::open(db)?)),
+        Database::Sled => Ok(Box::new(SledKv::open(db, cache_bytes)?)),
     }
 }
 
