@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use cardlog::{
     Contact, ContactId, ContactRow, ContactView, DeviceId, Field, IdPrefix, Item, ItemBody, ItemId,
-    ItemKind, ItemValue, OpId, Options, Path, PostalAddress, Replica, RowWidths, Value, WallClock,
+    ItemKind, ItemValue, Keeps, OpId, Options, Path, PostalAddress, Replica, RowWidths, Value,
+    WallClock,
 };
 use serde_json::json;
 
@@ -65,6 +66,16 @@ impl Ctx {
             return self.open_read_only();
         }
         match Replica::open_with(&self.dir, options) {
+            Ok(r) if r.store().keeps() == Keeps::OpsOnly => {
+                // A relay's copy of a book keeps no contacts: they are replayed from its log.
+                drop(r);
+                let r = self.open_read_only()?;
+                eprintln!(
+                    "cardlog: note: this store keeps ops only (a relay's copy of an address \
+                     book): read from its op log, writing nothing"
+                );
+                Ok(r)
+            }
             Ok(r) => Ok(r),
             Err(e) if e.is_unwritable() || e.is_database_damage() => {
                 // If the log cannot be read either, the first failure is the one to tell.

@@ -1391,6 +1391,40 @@ fn a_relay_of_many_books_is_created_served_and_inspected_from_the_command_line()
         "{}",
         text_status.stdout
     );
+    // A book's copy keeps ops only: its contacts are read from its log, and it takes no save.
+    // (Each book holds one contact.)
+    let a_book = relay_dir.join("books").join(&expected[0]);
+    let book_args = |args: &[&str]| {
+        let mut all = vec!["--store", path_str(&a_book)];
+        all.extend_from_slice(args);
+        all.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+    };
+    let listed = finished(
+        book_args(&["list", "--json"]),
+        command(&book_args(&["list", "--json"]), NINE)
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    let rows = array(&listed.json()).clone();
+    assert_eq!(rows.len(), 1, "{}", listed.stdout);
+    assert!(
+        listed.stderr.contains("keeps ops only"),
+        "{}",
+        listed.stderr
+    );
+    let refused = finished(
+        book_args(&["add", "--given", "Mallory"]),
+        command(&book_args(&["add", "--given", "Mallory"]), NINE)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stderr.contains("keeps ops only"),
+        "{}",
+        refused.stderr
+    );
     // A directory that is not a relay is named as such (exit 3).
     let not = finished(
         arg_strings(&["relay", "status", "x"]),

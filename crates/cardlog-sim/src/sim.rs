@@ -91,6 +91,9 @@ fn violation(property: &'static str, detail: impl Into<String>) -> Violation {
 // ---- nodes ---------------------------------------------------------------------------------
 
 /// One replica of a simulation (read through [`crate::view::ReplicaView`]).
+// A simulation holds a handful of nodes: their size is of no account, and boxing the replica
+// would only add a deref to every step.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Node {
     Disk {
         replica: Option<Replica>,

@@ -112,6 +112,14 @@ pub enum StoreError {
     /// The op was refused by the replay rules (fork, chain mismatch…). Nothing was stored.
     #[error(transparent)]
     Refused(Box<ReplayError>),
+    /// The store keeps no contact state ([`crate::Keeps::OpsOnly`], a relay's copy of a
+    /// book): a read of contacts is refused.
+    #[error(
+        "this store keeps ops only (a relay's copy of an address book) and has no contacts to \
+         read: open it read-only (cardlog --read-only), which replays its log, or sync it to a \
+         device"
+    )]
+    OpsOnly,
     /// The replica already belongs to another address book.
     #[error("this replica belongs to address book {held}, not {book}")]
     OtherBook {

@@ -41,7 +41,7 @@ pub use error::{OpenError, StoreError};
 pub use state::keys::{self, ContactRegisters};
 pub use store::{
     dir_bytes, read_key_file, write_key_file, ChangeCursor, ContactChange, CursorParseError,
-    Database, LogDamage, OpOutcome, Progress, Recovery, RepairReport, Since, Store, StoreOptions,
-    VerifyReport, Withdrawal, CACHE_BYTES_DEFAULT, CACHE_BYTES_MIN, CHANGE_CURSOR_BYTES, KEY_FILE,
-    STORE_FORMAT_VERSION,
+    Database, Keeps, LogDamage, OpOutcome, Progress, Recovery, RepairReport, Since, Store,
+    StoreOptions, VerifyReport, Withdrawal, CACHE_BYTES_DEFAULT, CACHE_BYTES_MIN,
+    CHANGE_CURSOR_BYTES, KEY_FILE, STORE_FORMAT_VERSION,
 };

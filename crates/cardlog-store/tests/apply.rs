@@ -20,7 +20,7 @@ use cardlog_core::{
     ContactId, Device, DeviceId, Field, InsertOutcome, Missing, OpId, Path, Replay, ReplayError,
     SealedOp,
 };
-use cardlog_store::{OpOutcome, StoreError};
+use cardlog_store::{Database, Keeps, OpOutcome, Store, StoreError, StoreOptions};
 use common::{
     assert_same_as_replay, has_backdated_replace, new_store, reopen, replay_of, sample,
     scripted_world, World, MIN_MS,
@@ -642,4 +642,79 @@ fn held_back_registers_read_like_written_ones_across_batches() {
     common::assert_same_as_replay(&common::reopen(&dir2), &replay);
     assert_eq!(store.rebuild().unwrap(), ops.len() as u64);
     common::assert_same_as_replay(&store, &replay);
+}
+
+#[test]
+fn a_store_keeping_ops_only_checks_and_passes_on_every_op_and_keeps_no_contact_state() {
+    let (ops, replay) = scripted();
+    assert!(has_backdated_replace(&ops));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("relay-book");
+    let options = StoreOptions {
+        database: Database::Journal,
+        keeps: Keeps::OpsOnly,
+        ..common::options()
+    };
+    let mut store = Store::create(&dir, &options).unwrap();
+    assert_eq!(store.keeps(), Keeps::OpsOnly);
+    // Checked as a device checks them: an edit whose replaced write is absent waits for it.
+    let mut w = World::new(2);
+    let c = sample(1);
+    let created = w.devices[0].create(&c).unwrap();
+    w.sync(0, 1);
+    w.advance(MIN_MS);
+    let edit = w.devices[1]
+        .edit(c.id, |c| {
+            c.set(Field::Given, "Changed");
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.apply_all(std::slice::from_ref(&edit)).unwrap(),
+        vec![OpOutcome::Missing(Missing::Op(created.id()))]
+    );
+    let mut shuffled = ops.clone();
+    shuffle(&mut shuffled, 7);
+    common::apply_in_chunks(&mut store, &shuffled, &[3, 1, 5]);
+    assert_eq!(common::summary_of(&store), replay.summary().clone());
+    // No contact is read from it, and it holds no register, name index entry or width.
+    assert!(matches!(
+        store.contact(&ContactId([1; 16])),
+        Err(StoreError::OpsOnly)
+    ));
+    assert!(matches!(store.contacts(true), Err(StoreError::OpsOnly)));
+    assert!(matches!(store.state_digest(), Err(StoreError::OpsOnly)));
+    assert!(matches!(
+        store.contacts_page(&cardlog_core::ContactQuery::default()),
+        Err(StoreError::OpsOnly)
+    ));
+    assert_eq!(store.verify().unwrap().problems, Vec::<String>::new());
+    assert_eq!(store.rebuild().unwrap(), ops.len() as u64);
+    drop(store);
+    let pairs = cardlog_store::state::JournalKv::read_dir(&dir.join("db"))
+        .unwrap()
+        .pairs;
+    for k in pairs.keys() {
+        assert!(
+            ![b'c', b'n', b'N', b'w'].contains(&k[0]),
+            "contact state kept: {k:?}"
+        );
+    }
+    assert!(pairs.keys().any(|k| k[0] == b'a'));
+    // Reopened, it passes every op on: a device given them reads as the replay does.
+    let store = Store::open(&dir, &common::options()).unwrap();
+    assert_eq!(store.keeps(), Keeps::OpsOnly);
+    assert_eq!(store.verify().unwrap().problems, Vec::<String>::new());
+    let passed = store.ops_since(&Default::default()).unwrap();
+    assert_eq!(passed.len(), ops.len());
+    drop(store);
+    let (_tmp2, _dir2, mut device) = new_store();
+    assert!(device
+        .apply_all(&passed)
+        .unwrap()
+        .iter()
+        .all(|o| *o == OpOutcome::Stored));
+    assert_same_as_replay(&device, &replay);
+    // Read from its log alone, writing nothing, its contacts are there.
+    assert_same_as_replay(&Store::open_read_only(&dir).unwrap(), &replay);
 }

@@ -43,7 +43,7 @@ use cardlog_sync::{AuthError, Identity, SyncError};
 use crate::error::Error;
 use crate::replica::{Options, Replica};
 use crate::sync::SharedReplica;
-use cardlog_store::Database;
+use cardlog_store::{Database, Keeps};
 
 /// The marker file of a relay directory, and what it holds.
 pub const RELAY_MARKER: &str = "RELAY";
@@ -367,6 +367,8 @@ impl Relay {
             log_preallocate_bytes: self.options.log_preallocate_bytes,
             wall: Arc::clone(&self.options.wall),
             database: self.options.database,
+            // A relay passes ops on and never reads a contact: no registers, no name index.
+            keeps: Keeps::OpsOnly,
             ..Options::default()
         }
     }

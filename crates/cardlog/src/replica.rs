@@ -27,7 +27,7 @@ use cardlog_core::{
 };
 use cardlog_store::keys::meta;
 use cardlog_store::{
-    Database, OpOutcome, Progress, RepairReport, Store, StoreOptions, VerifyReport,
+    Database, Keeps, OpOutcome, Progress, RepairReport, Store, StoreOptions, VerifyReport,
     CACHE_BYTES_DEFAULT,
 };
 
@@ -58,6 +58,10 @@ pub struct Options {
     /// [`Database::Sled`]; a relay keeps its books in [`Database::Journal`]). An open finds
     /// what the store was created with.
     pub database: Database,
+    /// What a replica created with these options keeps besides its op log (default
+    /// [`Keeps::Contacts`]; a relay keeps its books [`Keeps::OpsOnly`]: it never reads a
+    /// contact). An open finds what the store was created with.
+    pub keeps: Keeps,
 }
 
 impl Default for Options {
@@ -69,6 +73,7 @@ impl Default for Options {
             name: None,
             log_preallocate_bytes: cardlog_store::log::PREALLOCATE_BYTES,
             database: Database::Sled,
+            keeps: Keeps::Contacts,
         }
     }
 }
@@ -79,6 +84,7 @@ impl std::fmt::Debug for Options {
             .field("cache_bytes", &self.cache_bytes)
             .field("skew_bound_ms", &self.skew_bound_ms)
             .field("database", &self.database)
+            .field("keeps", &self.keeps)
             .finish_non_exhaustive()
     }
 }
@@ -139,6 +145,7 @@ fn store_options(options: &Options) -> StoreOptions {
     StoreOptions {
         cache_bytes: options.cache_bytes,
         database: options.database,
+        keeps: options.keeps,
     }
 }
 

@@ -119,6 +119,9 @@ pub mod meta {
     pub const NAMES: &[u8] = b"mnames";
     /// How many rebuilds the state has been through (`store/changes.rs`): *bincode* `u64`.
     pub const EPOCH: &[u8] = b"mepoch";
+    /// Present (one byte, 1) in a store that keeps no contact state (`Keeps::OpsOnly`: no
+    /// `c`, `n` or `w` keys); absent in one that does.
+    pub const KEEPS: &[u8] = b"mkeeps";
 }
 
 /// The key of the signature of `author`'s op at `seq`.

@@ -430,6 +430,10 @@ impl Stored for Store {
         &self.cutoffs
     }
 
+    fn keeps_contacts(&self) -> bool {
+        self.keeps == super::Keeps::Contacts
+    }
+
     fn width_count(&self, key: &[u8]) -> Result<u64, StoreError> {
         Store::width_count(self, key)
     }

@@ -71,6 +71,9 @@ pub struct StoreOptions {
     /// What keeps the state of a store [`Store::create_as`] creates (an open finds what the
     /// store was created with).
     pub database: Database,
+    /// What a store [`Store::create_as`] creates keeps besides its op log (an open finds what
+    /// the store was created with).
+    pub keeps: Keeps,
 }
 
 impl Default for StoreOptions {
@@ -78,8 +81,23 @@ impl Default for StoreOptions {
         Self {
             cache_bytes: CACHE_BYTES_DEFAULT,
             database: Database::Sled,
+            keeps: Keeps::Contacts,
         }
     }
+}
+
+/// What a store keeps in its database besides what passing ops on needs (author heads,
+/// signatures, membership, peers and the rest of docs/FORMAT.md's key space).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Keeps {
+    /// Every contact's registers and the name index: what a device reads its address book
+    /// from.
+    #[default]
+    Contacts,
+    /// No contact state: a relay's copy of a book, which checks and passes ops on and never
+    /// reads a contact. Its reads of contacts are refused ([`StoreError::OpsOnly`]); a
+    /// read-only open ([`Store::open_read_only`]) replays the log into memory and reads them.
+    OpsOnly,
 }
 
 /// What keeps a store's state (its registers, author heads, signatures, peers and the rest of
@@ -188,6 +206,8 @@ pub struct Store {
     /// The last record appended by this handle: start, end and op id prefix (`changes.rs`).
     /// Boxed (once, at open): the store is kept by value.
     last_record: Box<Option<(u64, u64, [u8; 16])>>,
+    /// Whether the store keeps contact state (`meta::KEEPS`).
+    keeps: Keeps,
 }
 
 /// The withdrawn ops (`withdraw.rs`): their log offsets and ids.
@@ -228,6 +248,19 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
+    /// Whether the store keeps contact state ([`StoreOptions::keeps`] at create).
+    pub fn keeps(&self) -> Keeps {
+        self.keeps
+    }
+
+    /// Refuses a read of contacts in a store that keeps none.
+    pub(crate) fn contacts_kept(&self) -> Result<(), StoreError> {
+        match self.keeps {
+            Keeps::Contacts => Ok(()),
+            Keeps::OpsOnly => Err(StoreError::OpsOnly),
+        }
+    }
+
     /// What this open found and repaired.
     pub fn recovery(&self) -> &Recovery {
         &self.recovery
@@ -330,6 +363,7 @@ impl Store {
     /// [`Store::contact`] and [`Store::heads`] read; a caller that needs several of a contact's
     /// heads, or its view and heads, reads this once.
     pub fn contact_registers(&self, contact: &ContactId) -> Result<ContactRegisters, StoreError> {
+        self.contacts_kept()?;
         match self.held.get(&*self.kv, &keys::contact(contact))? {
             Some(v) => keys::parse_contact_value(&v),
             None => Ok(ContactRegisters::new()),

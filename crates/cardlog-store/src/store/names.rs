@@ -151,6 +151,7 @@ impl Store {
     /// width counts (a few keys, not the entries): what an aligned listing needs before its
     /// first row. `None` for a store whose index could not be built.
     pub fn row_widths(&self, include_deleted: bool) -> Result<Option<RowWidths>, StoreError> {
+        self.contacts_kept()?;
         if !self.names_indexed()? {
             return Ok(None);
         }
@@ -186,6 +187,7 @@ impl Store {
     /// kept in memory. (A store whose index could not be built, one opened read-only after
     /// damage, is read whole, one contact at a time.)
     pub fn contacts_page(&self, query: &ContactQuery) -> Result<ContactPage, StoreError> {
+        self.contacts_kept()?;
         let mut pager = Pager::new(query.clone());
         if !self.names_indexed()? {
             self.for_each_contact(|id, registers| pager.offer(view_of(id, &registers)))?;
@@ -236,6 +238,7 @@ impl Store {
         include_deleted: bool,
         mut f: impl FnMut(ContactRow) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
+        self.contacts_kept()?;
         if !self.names_indexed()? {
             let mut rows = Vec::new();
             self.for_each_contact(|id, registers| {

@@ -13,7 +13,7 @@ use super::identity::{
     commit_key, read_key, read_key_file, signature_value, stage_key, write_key, KEY_FILE,
 };
 use super::stage::Stage;
-use super::{Database, Store, StoreOptions, Withdrawn};
+use super::{Database, Keeps, Store, StoreOptions, Withdrawn};
 use crate::error::{OpenError, StoreError};
 use crate::log::{
     append_sigs, open_sigs, FileLog, LogError, LogIo, OpLog, LOG_FILE, SIGS_FILE, SIG_RECORD_BYTES,
@@ -219,6 +219,9 @@ impl Store {
         batch.insert(meta::FORMAT.to_vec(), vec![STORE_FORMAT_VERSION]);
         batch.insert(meta::REPLICA.to_vec(), key.device().0.to_vec());
         batch.insert(meta::APPLIED.to_vec(), keys::encode(&(0u64, 0u64)));
+        if options.keeps == Keeps::OpsOnly {
+            batch.insert(meta::KEEPS.to_vec(), vec![1]);
+        }
         kv.apply(batch)?;
         kv.flush()?;
         drop(kv);
@@ -391,6 +394,11 @@ impl Store {
                 ))
             }
         };
+        let keeps = match kv.get(meta::KEEPS)?.as_deref() {
+            None => Keeps::Contacts,
+            Some([1]) => Keeps::OpsOnly,
+            Some(_) => return Err(OpenError::damaged("mkeeps does not decode".into())),
+        };
         let epoch: u64 = match kv.get(meta::EPOCH)? {
             None => 0,
             Some(v) => keys::decode(&v, "rebuild epoch")?,
@@ -421,6 +429,7 @@ impl Store {
             noted: None,
             epoch,
             last_record: Box::new(None),
+            keeps,
         };
         let offsets: BTreeSet<u64> = store.offsets(meta::WITHDRAWN)?.into_iter().collect();
         // (An offset past a log cut shorter reads as nothing: `verify` names such a log.)

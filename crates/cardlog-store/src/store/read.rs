@@ -50,6 +50,7 @@ impl Store {
         &self,
         mut f: impl FnMut(ContactId, ContactRegisters),
     ) -> Result<(), StoreError> {
+        self.contacts_kept()?;
         for pair in self.held.scan_prefix(&*self.kv, &[keys::CONTACT]) {
             let (k, v) = pair?;
             f(keys::parse_contact(&k)?, keys::parse_contact_value(&v)?);
@@ -64,6 +65,7 @@ impl Store {
         include_deleted: bool,
         mut f: impl FnMut(ContactView) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
+        self.contacts_kept()?;
         for pair in self.held.scan_prefix(&*self.kv, &[keys::CONTACT]) {
             let (k, v) = pair?;
             let view = view_of(keys::parse_contact(&k)?, &keys::parse_contact_value(&v)?);
@@ -173,6 +175,7 @@ impl Store {
         prefix: &IdPrefix,
         limit: usize,
     ) -> Result<Vec<ContactId>, StoreError> {
+        self.contacts_kept()?;
         let mut start = vec![keys::CONTACT];
         start.extend(prefix.whole_bytes());
         let mut out: Vec<ContactId> = Vec::new();

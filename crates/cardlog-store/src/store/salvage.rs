@@ -646,6 +646,10 @@ impl Store {
             for (k, v) in seed(device, old_book.or(book)) {
                 batch.insert(k, v);
             }
+            // What the store keeps: as the old database said, else as the caller asks.
+            if options.keeps == super::Keeps::OpsOnly {
+                batch.insert(meta::KEEPS.to_vec(), vec![1]);
+            }
             batch.insert(meta::EPOCH.to_vec(), keys::encode(&epoch));
             kv.apply(batch)?;
             kv.flush()?;

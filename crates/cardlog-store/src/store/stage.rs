@@ -31,6 +31,10 @@ pub(crate) trait Stored: OpLookup<Error = StoreError> {
     /// Which ops are void (their writes take no effect) under the membership stored.
     fn cutoffs(&self) -> &Cutoffs;
 
+    /// Whether registers are kept (`Keeps::Contacts`): a stage over a store keeping ops only
+    /// reads and stages none, and checks replaced writes against the ops themselves.
+    fn keeps_contacts(&self) -> bool;
+
     /// How many name-index entries a `w` key counts (0 when it has none).
     fn width_count(&self, key: &[u8]) -> Result<u64, StoreError>;
 }
@@ -110,8 +114,10 @@ impl<'s> Stage<'s> {
     pub(crate) fn add_op(&mut self, sealed: &SealedOp) -> Result<Readiness, StoreError> {
         // The check usually finds the replaced writes among these registers' heads, and the
         // op then changes them: each contact is read from the store once, here.
-        for w in &sealed.op().writes {
-            self.load(&w.contact)?;
+        if self.store.keeps_contacts() {
+            for w in &sealed.op().writes {
+                self.load(&w.contact)?;
+            }
         }
         let readiness = check_op(&*self, sealed)?;
         if readiness != Readiness::Ready {
@@ -163,8 +169,9 @@ impl<'s> Stage<'s> {
         );
         // A void op is held (ops replacing its writes need it) but its writes take no effect.
         let void = self.store.cutoffs().voids(&op.author, op.seq);
+        let keeps = self.store.keeps_contacts();
         for w in &op.writes {
-            if void {
+            if void || !keeps {
                 continue;
             }
             let staged = self.load(&w.contact)?;

@@ -27,8 +27,9 @@ impl Store {
         &self,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<VerifyReport, StoreError> {
-        let (derived, _) = self.derive_settled(progress, false)?;
-        let mut problems = derived.problems;
+        let (mut derived, _) = self.derive_settled(progress, false)?;
+        self.keep_registers(&mut derived);
+        let mut problems = std::mem::take(&mut derived.problems);
         if self.recovery.state_ahead_of_log {
             if let Some(why) = &self.poisoned {
                 problems.push(why.clone());
@@ -178,6 +179,7 @@ impl Store {
             self.settle()?;
         }
         let (mut derived, cutoffs) = self.derive_settled(progress, true)?;
+        self.keep_registers(&mut derived);
         if derived.broken {
             return Err(StoreError::damaged(
                 derived
@@ -248,6 +250,14 @@ impl Store {
         self.withdrawn.offsets.retain(|o| *o < end);
         self.withdrawn.ids.retain(|_, o| *o < end);
         Ok(())
+    }
+
+    /// Drops the registers derived from the log where the store keeps none: it is to hold
+    /// none (`verify` names any it has; `rebuild` removes them).
+    fn keep_registers(&self, derived: &mut Derived) {
+        if self.keeps == super::Keeps::OpsOnly {
+            derived.registers.clear();
+        }
     }
 
     fn rebuild_state(&mut self, derived: &Derived) -> Result<(), StoreError> {
