@@ -410,6 +410,75 @@ fn received_signatures_outlive_their_database_through_the_signature_log() {
 }
 
 #[test]
+fn a_journal_store_keeps_received_signatures_in_its_journal_alone_and_repair_finds_them_past_damage(
+) {
+    let ops = scripted_world().all_ops();
+    let (_tmp, dir, mut store) = new_store_in(Database::Journal);
+    let mut tips: BTreeMap<DeviceId, cardlog_core::SignedTip> = BTreeMap::new();
+    for op in &ops {
+        tips.insert(op.op().author, signed(op));
+    }
+    let tips: Vec<_> = tips.into_values().collect();
+    store.apply_signed(&ops, &tips).unwrap();
+    store.flush().unwrap();
+    drop(store);
+    assert!(!dir.join("sigs.log").exists());
+    let options = StoreOptions {
+        database: Database::Journal,
+        ..options()
+    };
+    let kept = |store: &Store, tips: &[cardlog_core::SignedTip]| -> Vec<_> {
+        tips.iter()
+            .map(|t| store.signature(&t.author, t.seq).unwrap())
+            .collect()
+    };
+    let all: Vec<_> = tips.iter().cloned().map(Some).collect();
+    assert_eq!(kept(&Store::open(&dir, &options).unwrap(), &tips), all);
+
+    // A signature log left by a build before (session 36) is read into the journal, which
+    // may lack its last records, and removed.
+    let earlier: Vec<cardlog_core::SignedTip> = ops
+        .iter()
+        .filter(|op| {
+            op.op().seq == 1 && tips.iter().any(|t| t.author == op.op().author && t.seq > 1)
+        })
+        .map(signed)
+        .collect();
+    assert!(!earlier.is_empty());
+    let bytes: Vec<u8> = earlier
+        .iter()
+        .flat_map(cardlog_store::log::encode_sig)
+        .collect();
+    std::fs::write(dir.join("sigs.log"), bytes).unwrap();
+    let store = Store::open(&dir, &options).unwrap();
+    assert!(!dir.join("sigs.log").exists());
+    assert_eq!(
+        kept(&store, &earlier),
+        earlier.iter().cloned().map(Some).collect::<Vec<_>>()
+    );
+    drop(store);
+
+    // The journal damaged in its first record: repair finds the signatures in the whole
+    // records past the damage.
+    let journal = dir.join("db").join("journal");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    bytes[16 + 12 + 2] ^= 0x40;
+    std::fs::write(&journal, bytes).unwrap();
+    assert!(Store::open(&dir, &options)
+        .unwrap_err()
+        .is_database_damage());
+    let report = Store::repair(&dir, &options).unwrap();
+    assert_eq!(report.ops, ops.len() as u64);
+    let store = Store::open(&dir, &options).unwrap();
+    assert_eq!(kept(&store, &tips), all);
+    assert_eq!(
+        kept(&store, &earlier),
+        earlier.iter().cloned().map(Some).collect::<Vec<_>>()
+    );
+    assert!(!dir.join("sigs.log").exists());
+}
+
+#[test]
 fn a_tail_longer_than_a_chunk_replays_to_the_same_state() {
     // A read-only open replays the whole log as its tail, a chunk of ops at a time: across
     // chunk boundaries it must build what the store built op by op.

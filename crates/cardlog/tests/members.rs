@@ -437,6 +437,16 @@ fn a_removal_retracts_the_ops_it_voids_and_every_order_reaches_the_same_state() 
         .unwrap();
     // The third device takes that in before the removal, and builds on the rename.
     third.pull_from(&b.writer).unwrap();
+    // So does a copy keeping ops only (a relay's way, its membership read from its log).
+    let ops_only = || cardlog::Options {
+        wall: b.clock.clone(),
+        keeps: cardlog::Keeps::OpsOnly,
+        database: cardlog::Database::Journal,
+        ..cardlog::Options::default()
+    };
+    let mut copy = Replica::join_with(&tmp.join("copy"), b.admin.book(), ops_only()).unwrap();
+    copy.pull_from(&third).unwrap();
+    assert_eq!(copy.summary(), third.summary());
     assert!(third.contact(&ContactId([11; 16])).unwrap().is_some());
     third
         .edit(ada, |c| {
@@ -479,6 +489,30 @@ fn a_removal_retracts_the_ops_it_voids_and_every_order_reaches_the_same_state() 
     );
     assert!(b.admin.contact(&ContactId([11; 16])).unwrap().is_none());
     assert!(b.admin.verify().unwrap().is_ok());
+    // The copy takes the removal (its void ops retracted without registers to rebuild) and
+    // the rest; reopened, it passes on what a new device then reads as the others do.
+    copy.pull_from(&b.admin).unwrap();
+    copy.pull_from(&third).unwrap();
+    assert!(copy.verify().unwrap().is_ok());
+    drop(copy);
+    let copy = Replica::open_with(&tmp.join("copy"), ops_only()).unwrap();
+    assert_eq!(copy.summary(), b.admin.summary());
+    assert!(copy.verify().unwrap().is_ok());
+    let mut fresh = Replica::join_with(
+        &tmp.join("fresh"),
+        b.admin.book(),
+        cardlog::Options {
+            wall: b.clock.clone(),
+            ..cardlog::Options::default()
+        },
+    )
+    .unwrap();
+    fresh.pull_from(&copy).unwrap();
+    assert_eq!(
+        fresh.state_digest().unwrap(),
+        b.admin.state_digest().unwrap()
+    );
+    drop(copy);
     // A fourth device that held the removal first refuses the void ops alone, and gets the
     // same state over a session with the third.
     let before = fourth.summary().clone();

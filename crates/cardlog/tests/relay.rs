@@ -166,6 +166,20 @@ fn a_relay_keeps_many_books_and_each_device_gets_its_own_books_ops_only() {
     assert_eq!(reopened.books(), sorted);
     let kept = reopened.open_book(books[0]).unwrap();
     assert_eq!(kept.lock().summary(), admins[0].summary());
+    // A book keeps ops only: its membership is read from its log, its signatures from its
+    // journal (no `sigs.log`), and it has no contacts to read.
+    assert_eq!(kept.lock().store().keeps(), cardlog::Keeps::OpsOnly);
+    for book in reopened.status().unwrap().books {
+        assert_eq!(book.members, 3, "{book:?}");
+    }
+    assert!(matches!(
+        kept.lock().contacts(),
+        Err(cardlog::Error::Store(cardlog::StoreError::OpsOnly))
+    ));
+    for book in &books {
+        let dir = relay_dir.join(BOOKS_DIR).join(book.to_string());
+        assert!(!dir.join("sigs.log").exists());
+    }
 }
 
 #[test]

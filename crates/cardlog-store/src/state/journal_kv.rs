@@ -187,6 +187,27 @@ pub struct JournalRead {
     pub end: u64,
     /// Damage in the middle of the journal: where and what.
     pub damage: Option<String>,
+    /// The inserts of the whole records found past the damage, in the order written (a
+    /// removal among them is not kept): what `repair` searches for the signatures a journal
+    /// store keeps nowhere else. Empty without damage.
+    pub past_damage: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The inserts of every whole record that parses in `rest`, found byte by byte (past one
+/// found, the search goes on after it).
+fn inserts_in(rest: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while let Some(tail) = rest.get(at..).filter(|t| !t.is_empty()) {
+        match whole_record(tail).and_then(|payload| Some((payload.len(), writes_of(payload)?))) {
+            Some((len, writes)) => {
+                out.extend(writes.into_iter().filter_map(|(k, v)| Some((k, v?))));
+                at = at.saturating_add(HEADER).saturating_add(len);
+            }
+            None => at += 1,
+        }
+    }
+    out
 }
 
 /// The payload length a record at the start of `rest` claims, if its header's CRC holds.
@@ -232,11 +253,16 @@ pub fn read(bytes: &[u8]) -> JournalRead {
             let search_from = claimed_len(rest).map_or(1, |len| HEADER.saturating_add(len));
             if rest.get(search_from..).is_some_and(whole_record_in) {
                 found.damage = Some(format!("the record at byte {at} is damaged"));
+                found.past_damage = inserts_in(rest.get(search_from..).unwrap_or_default());
             }
             break; // a torn tail: the end
         };
         let Some(writes) = writes_of(payload) else {
             found.damage = Some(format!("the record at byte {at} does not parse"));
+            found.past_damage = inserts_in(
+                rest.get(HEADER.saturating_add(payload.len())..)
+                    .unwrap_or_default(),
+            );
             break;
         };
         for (key, value) in writes {
@@ -812,6 +838,12 @@ mod tests {
             let found = read(&damaged);
             assert_eq!(found.pairs.keys().collect::<Vec<_>>(), [&b"k1".to_vec()]);
             assert_eq!(found.end, second as u64);
+            // The whole record past the damage is found for repair.
+            assert_eq!(
+                found.past_damage,
+                [(b"k3".to_vec(), b"three".to_vec())],
+                "{what}"
+            );
             // Nothing was cut: the damage is still there for repair to read.
             assert_eq!(std::fs::read(&path).unwrap(), damaged);
         }

@@ -19,8 +19,8 @@ pub const CONTACT: u8 = b'c';
 /// Format 2's register keys: `h` + contact + path. Only an upgrade from format 2 touches them
 /// (it removes them).
 pub const HEADS_V2: u8 = b'h';
-/// Chain-tip signatures: `s` + author + seq (u64 BE) → the signed op's id (32) and the
-/// signature (64).
+/// Chain-tip signatures: `s` + author + seq (u64 BE) → the signed op's id (32), the
+/// author's public key (32) and the signature (64).
 pub const SIGNATURE: u8 = b's';
 /// The name index: `n` + the contact's listing key (core's `listing_key`: display-name order
 /// as bytes, ending in the contact id) → the contact's row ([`row_value`]). Pages of contacts
@@ -39,7 +39,8 @@ pub const WIDTH: u8 = b'w';
 pub const WIDTH_NAME: u8 = b'n';
 /// [`WIDTH`]'s column of first phones or e-mails (core's `ContactRow::phone_or_email`).
 pub const WIDTH_FIRST: u8 = b'f';
-/// Membership ops: `u` + op id → the op's bytes (few; read whole at open).
+/// Membership ops: `u` + op id → the op's bytes (few; read whole at open). None in a store
+/// keeping ops only, whose log index holds them.
 pub const MEMBERSHIP: u8 = b'u';
 /// Sync peers: `p` + peer device id → what it acknowledged holding and when (the facade's
 /// record). One key per peer, so a session rewrites its own peer's record only; format 5

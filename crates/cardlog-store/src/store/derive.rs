@@ -91,7 +91,7 @@ pub(crate) fn derive(
                         if op.is_membership() {
                             replay.d.membership.insert(id, bytes.to_vec());
                         }
-                        replay.add(offset, id, op, progress)?
+                        replay.add(offset, id, op, bytes, progress)?
                     }
                     Err(why) => replay.damaged(why),
                 }
@@ -154,6 +154,7 @@ impl<'a> Replayer<'a> {
         offset: u64,
         id: OpId,
         op: Op,
+        bytes: &[u8],
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(), StoreError> {
         let d = &mut self.d;
@@ -183,7 +184,7 @@ impl<'a> Replayer<'a> {
                 .push(format!("chain of {author} broken at seq {seq}"));
         }
         if let Some(index) = d.index.as_mut() {
-            index.add(offset, &id, &op);
+            index.add(offset, &id, &op, bytes);
         }
         let key = WriteKey {
             hlc: op.hlc,

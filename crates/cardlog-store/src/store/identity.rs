@@ -154,24 +154,26 @@ impl Store {
         let Some(v) = self.held.get(&*self.kv, &keys::signature(author, seq))? else {
             return Ok(None);
         };
-        let (Some(op), Some(key), Some(sig)) = (
-            v.get(..32).and_then(|b| <[u8; 32]>::try_from(b).ok()),
-            v.get(32..64).and_then(|b| <[u8; 32]>::try_from(b).ok()),
-            v.get(64..128).and_then(|b| <[u8; 64]>::try_from(b).ok()),
-        ) else {
-            return Err(StoreError::undecodable("chain-tip signature"));
-        };
-        Ok(Some(SignedTip {
-            author: *author,
-            key: PublicKey(key),
-            seq,
-            op: OpId(op),
-            signature: Signature(sig),
-        }))
+        decode_signature(*author, seq, &v)
+            .map(Some)
+            .ok_or_else(|| StoreError::undecodable("chain-tip signature"))
     }
 
-    /// The membership ops the store holds.
+    /// The membership ops the store holds: kept whole in the database (`u` keys), or, in a
+    /// store keeping ops only, in its log index (which this builds if it is not: an open
+    /// does, before it replays the log's tail, whose membership ops the index then gets).
     pub fn membership_ops(&self) -> Result<Vec<SealedOp>, StoreError> {
+        if self.keeps == super::Keeps::OpsOnly {
+            return self
+                .index()?
+                .membership()
+                .iter()
+                .map(|(_, bytes)| {
+                    cardlog_core::decode_op(bytes)
+                        .map_err(|e| StoreError::undecodable(&format!("membership op ({e})")))
+                })
+                .collect();
+        }
         let mut ops = Vec::new();
         for pair in self.held.scan_prefix(&*self.kv, &[keys::MEMBERSHIP]) {
             let (_, v) = pair?;
@@ -244,6 +246,18 @@ impl Store {
 }
 
 /// A kept signature's value under its `s` key: op id, key, signature.
+/// The signature of `author`'s op at `seq` kept as `value` ([`signature_value`]), or `None`
+/// if it does not decode.
+pub(super) fn decode_signature(author: DeviceId, seq: u64, value: &[u8]) -> Option<SignedTip> {
+    Some(SignedTip {
+        author,
+        op: OpId(value.get(..32)?.try_into().ok()?),
+        key: PublicKey(value.get(32..64)?.try_into().ok()?),
+        signature: Signature(value.get(64..128)?.try_into().ok()?),
+        seq,
+    })
+}
+
 pub(super) fn signature_value(tip: &SignedTip) -> Vec<u8> {
     let mut v = Vec::with_capacity(128);
     v.extend_from_slice(&tip.op.0);

@@ -16,7 +16,8 @@ use super::stage::Stage;
 use super::{Database, Keeps, Store, StoreOptions, Withdrawn};
 use crate::error::{OpenError, StoreError};
 use crate::log::{
-    append_sigs, open_sigs, FileLog, LogError, LogIo, OpLog, LOG_FILE, SIGS_FILE, SIG_RECORD_BYTES,
+    append_sigs, open_sigs, read_sigs, FileLog, LogError, LogIo, OpLog, LOG_FILE, SIGS_FILE,
+    SIG_RECORD_BYTES,
 };
 use crate::state::held::HeldBack;
 use crate::state::journal_kv::JournalKv;
@@ -446,6 +447,7 @@ impl Store {
             // the store opens read-only and says so; `rebuild` accepts the log as it is.
             store.recovery.state_ahead_of_log = true;
             store.log.set_len(0);
+            store.index = OnceLock::new();
             store.ops = 0;
             store.recover_tail(file_len, false)?;
             store.poisoned = Some(format!(
@@ -566,6 +568,12 @@ impl Store {
         let retraction = self.retraction(&mut staged)?;
         self.kv.apply(staged.batch)?;
         self.kv.flush()?;
+        // (The index is built at open only to read a store's membership from its log.)
+        if let Some(index) = self.index.get_mut() {
+            for (offset, op) in &staged.added {
+                index.add(*offset, &op.id(), op.op(), op.bytes());
+            }
+        }
         self.ops += staged.added.len() as u64;
         self.summary.extend(staged.tips);
         if let Some((cutoffs, _)) = retraction {
@@ -581,6 +589,9 @@ impl Store {
     /// records appended after it stay where a reader looks for them.
     fn open_signature_log(&mut self) -> Result<(), OpenError> {
         let path = self.dir.join(SIGS_FILE);
+        if database_in(&self.dir.join(DB_DIR)) == Database::Journal {
+            return self.retire_signature_log(&path);
+        }
         if !path.exists() {
             let mut tips = Vec::new();
             for pair in self.kv.scan_prefix(&[keys::SIGNATURE]) {
@@ -613,6 +624,32 @@ impl Store {
                 .map_err(|e| io(&path, e))?;
         }
         self.sigs = Some(file);
+        Ok(())
+    }
+
+    /// A journal store keeps no signature log: its journal is one already (a record appended
+    /// survives a killed process, each is checked by its CRC, and `repair` reads whole records
+    /// past damage), so a second copy of each signature would only double their bytes. One
+    /// left by a build before (session 36) is read into the journal, which may lack its last
+    /// records (the log is appended to first), and removed.
+    fn retire_signature_log(&mut self, path: &FsPath) -> Result<(), OpenError> {
+        if !path.exists() {
+            return Ok(());
+        }
+        let (tips, _) = read_sigs(path).map_err(|e| io(path, e))?;
+        let mut batch = KvBatch::default();
+        for tip in tips.iter().filter(|t| t.author != self.device) {
+            let key = keys::signature(&tip.author, tip.seq);
+            if self.kv.get(&key)?.is_none() {
+                batch.insert(key, signature_value(tip));
+            }
+        }
+        if !batch.is_empty() {
+            self.kv.apply(batch)?;
+            self.kv.flush()?;
+        }
+        std::fs::remove_file(path).map_err(|e| io(path, e))?;
+        let _ = std::fs::File::open(&self.dir).and_then(|d| d.sync_all());
         Ok(())
     }
 

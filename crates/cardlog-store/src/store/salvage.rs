@@ -248,8 +248,15 @@ fn salvage(db: &FsPath, cut: Option<u64>) -> Salvaged {
     let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         if JournalKv::is_journal(db) {
             let found = JournalKv::read_dir(db)?;
-            let pairs = found
-                .pairs
+            let mut pairs = found.pairs;
+            // A journal store keeps received signatures nowhere else (no `sigs.log`): those
+            // in whole records past the damage are kept too, the later of two for one seq.
+            for (k, v) in found.past_damage {
+                if k.first() == Some(&keys::SIGNATURE) {
+                    pairs.insert(k, v);
+                }
+            }
+            let pairs = pairs
                 .into_iter()
                 .filter(|(k, _)| k.first().is_some_and(|p| prefixes.contains(p)))
                 .collect();
@@ -583,6 +590,13 @@ impl Store {
                  back with the author's next ops)"
             ));
         }
+        // A journal store's are in its database: what the records past the log's damage are
+        // checked against too.
+        let mut tips = tips;
+        tips.extend(salvaged.pairs.iter().filter_map(|(k, v)| {
+            let (author, seq) = keys::parse_signature(k)?;
+            super::identity::decode_signature(author, seq, v)
+        }));
         let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = tips
             .iter()
             .map(|tip| {
