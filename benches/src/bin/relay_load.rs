@@ -253,6 +253,28 @@ fn main() -> Result<(), Error> {
     child.kill()?;
     child.wait()?;
     let dir = dir_bytes(&relay_dir)? as f64 / 1e6;
+    // What the books' journals hold as the relay left them, by kind of key (docs/FORMAT.md,
+    // "The database"): each pair as a compacted journal writes it, and the bytes of replaced
+    // writes not compacted yet.
+    let mut kinds: std::collections::BTreeMap<char, (u64, u64)> = Default::default();
+    let (mut journals, mut live) = (0u64, 0u64);
+    for book in std::fs::read_dir(relay_dir.join(BOOKS_DIR))? {
+        let db = book?.path().join("db");
+        if !cardlog_store::state::JournalKv::is_journal(&db) {
+            continue;
+        }
+        journals +=
+            std::fs::metadata(db.join(cardlog_store::state::journal_kv::JOURNAL_FILE))?.len();
+        for (k, v) in cardlog_store::state::JournalKv::read_dir(&db)?.pairs {
+            let bytes = (k.len() + v.len() + 9) as u64;
+            let kind = kinds
+                .entry(k.first().map_or('?', |b| *b as char))
+                .or_default();
+            kind.0 += 1;
+            kind.1 += bytes;
+            live += bytes;
+        }
+    }
     // The ops' bytes: each book's op log up to its last record (zeros written ahead of the
     // records while the relay ran are in the directory's bytes, not here).
     let mut log = 0u64;
@@ -265,7 +287,7 @@ fn main() -> Result<(), Error> {
     let log = log as f64 / 1e6;
     println!();
     println!(
-        "relay peak RSS {peak_mb:.1} MB; relay directory {dir:.1} MB holding {log:.2} MB of ops ({:.1}×)",
+        "relay peak RSS {peak_mb:.1} MB; relay directory {dir:.2} MB holding {log:.2} MB of ops ({:.2}×)",
         dir / log
     );
     let mut parts: std::collections::BTreeMap<String, u64> = Default::default();
@@ -297,6 +319,15 @@ fn main() -> Result<(), Error> {
     }
     for (name, bytes) in parts {
         eprintln!("  {bytes:>10} {name} (all books)");
+    }
+    if journals > 0 {
+        eprintln!(
+            "  journals as the relay left them: {journals} bytes, {live} live, {} replaced",
+            journals.saturating_sub(live)
+        );
+        for (kind, (n, bytes)) in kinds {
+            eprintln!("    `{kind}`: {n} pairs, {bytes} bytes");
+        }
     }
     Ok(())
 }

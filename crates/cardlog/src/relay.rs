@@ -77,8 +77,8 @@ pub struct RelayOptions {
     /// Books open at once; past it the one used least recently that no session holds is
     /// closed (default 64).
     pub open_books_max: usize,
-    /// How far ahead of its records each book's op log is extended with zeros while open
-    /// (default 16 KiB rather than a device's 1 MiB: a relay keeps up to `open_books_max`
+    /// How far ahead of its records each book's op log is extended with zeros while a session
+    /// holds it (cut when its last session ends) (default 16 KiB rather than a device's 1 MiB: a relay keeps up to `open_books_max`
     /// books open, thousands across a day, and applies a message at a time, not one small save
     /// at a time; 64 KiB before session 36).
     pub log_preallocate_bytes: u64,
@@ -482,6 +482,14 @@ fn count(replica: &Replica, status: &mut BookStatus) -> Result<(), Error> {
     Ok(())
 }
 
+/// A book whose last session ended rests (its op log cut to its records, its journal
+/// compacted as at its close) while it stays open: a relay's books at rest take about what
+/// they hold. A session starting meanwhile waits for the replica; a failure leaves the book as
+/// it was (its close tries again).
+fn rest(book: SharedReplica) {
+    let _ = book.lock().rest();
+}
+
 /// Removes the replica of `book` from `books_dir` and then its taking mark: the directory is
 /// first renamed out of the way (so a removal cut short leaves nothing that reads as a kept
 /// book; the next open removes the rest), and the mark goes only once that rename succeeded.
@@ -571,6 +579,14 @@ impl Host for Relay {
     }
 
     fn ended(&self, book: BookId, peer: DeviceId, _ok: bool) {
+        // The book's last session ended: it rests (outside the map's lock).
+        let resting = match self.lock().get(&book) {
+            Some(Entry::Open { store, .. }) if store.is_unique() => Some(store.clone()),
+            _ => None,
+        };
+        if let Some(book) = resting {
+            return rest(book);
+        }
         let store = match self.lock().get(&book) {
             Some(Entry::Taking { peer: taker, store }) if *taker == peer => store.clone(),
             _ => return,

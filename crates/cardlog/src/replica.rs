@@ -384,6 +384,13 @@ impl Replica {
         Local(self)
     }
 
+    /// Gives back what a close would while the replica stays open ([`Store::rest`]): what
+    /// an app whose replica stays open in the background, or a relay for a book no session
+    /// holds, calls.
+    pub fn rest(&mut self) -> Result<(), Error> {
+        Ok(self.store.rest()?)
+    }
+
     /// Saves a batch of changes (any number of contacts) as one op; returns it once durable.
     pub fn save(&mut self, batch: &Batch) -> Result<SealedOp, Error> {
         edit::save(&mut Local(self), batch)

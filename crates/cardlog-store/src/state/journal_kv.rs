@@ -550,6 +550,12 @@ impl Kv for JournalKv {
     /// and a quarter of its live ones (a relay closes its least used books: at rest, a book
     /// takes about what it holds). A handle whose writes failed closes as it is.
     fn close_checkpointed(self: Box<Self>) -> KvResult<()> {
+        self.rest()
+    }
+
+    /// Compacts the journal as [`Kv::close_checkpointed`] does, keeping it open: a relay's
+    /// book that no session holds.
+    fn rest(&self) -> KvResult<()> {
         let Ok(mut writer) = self.writer.lock() else {
             return poisoned();
         };
@@ -921,6 +927,16 @@ mod tests {
         assert_eq!(journal_len(dir.path()), whole);
         let kv = JournalKv::open(dir.path()).unwrap();
         assert_eq!(kv.get(b"k").unwrap(), Some(vec![199; 100]));
+        drop(kv);
+        // At rest, a handle left open is compacted alike, and goes on writing.
+        let kv = write(200);
+        kv.rest().unwrap();
+        assert_eq!(journal_len(dir.path()), whole);
+        assert_eq!(kv.journal_bytes(), whole);
+        kv.apply(batch(&[(b"k", Some(&[7; 100]))])).unwrap();
+        drop(kv);
+        let kv = JournalKv::open(dir.path()).unwrap();
+        assert_eq!(kv.get(b"k").unwrap(), Some(vec![7; 100]));
     }
 
     #[test]

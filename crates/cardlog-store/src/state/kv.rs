@@ -139,6 +139,11 @@ pub trait Kv: Send + Sync {
     fn close_checkpointed(self: Box<Self>) -> KvResult<()> {
         Ok(())
     }
+    /// Gives back, while open, what a close would (a journal compacts as it would at its
+    /// close): for a store left idle that stays open. The default does nothing.
+    fn rest(&self) -> KvResult<()> {
+        Ok(())
+    }
     /// The page cache it was opened with, to open it again alike
     /// ([`crate::Store::reopen_if_poisoned`]); `None` for a database without one.
     fn cache_bytes(&self) -> Option<u64> {

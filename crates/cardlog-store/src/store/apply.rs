@@ -410,6 +410,19 @@ impl Store {
         Ok(())
     }
 
+    /// Gives back what a close would while the store stays open: the held-back changes are
+    /// written, the zeros written ahead of the log's records cut, and a journal compacted as
+    /// at its close (docs/FORMAT.md, "The journal"). What a relay does to a book no session
+    /// holds: a book at rest takes about what it holds. A failure to cut or compact changes
+    /// nothing the store holds and is returned as it is (the next one, or the close, tries
+    /// again).
+    pub fn rest(&mut self) -> Result<(), StoreError> {
+        self.settle()?;
+        self.log.trim()?;
+        self.kv.rest()?;
+        Ok(())
+    }
+
     /// Saves a meta value (clock state and the like); durable at the next [`Store::flush`].
     pub fn put_meta(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
         self.writable()?;
