@@ -156,6 +156,10 @@ pub struct Relay {
     identity: Identity,
     options: RelayOptions,
     books: Mutex<BTreeMap<BookId, Entry>>,
+    /// One gate per book being opened: its opening runs outside the map's lock (a book keeping
+    /// ops only builds its log index as it opens), and a second session naming it waits for
+    /// the first's replica instead of opening it again.
+    opening: Mutex<BTreeMap<BookId, Arc<Mutex<()>>>>,
     /// Counts sessions asking for books: the clock of [`Entry::Open`]'s `used`.
     tick: std::sync::atomic::AtomicU64,
 }
@@ -278,6 +282,7 @@ impl Relay {
             key,
             options,
             books: Mutex::new(books),
+            opening: Mutex::default(),
             tick: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -376,34 +381,65 @@ impl Relay {
     /// The replica of a kept book, opened if it is not (closing the book used least recently
     /// that no session holds, past [`RelayOptions::open_books_max`]).
     pub fn open_book(&self, book: BookId) -> Result<SharedReplica, Error> {
-        let (opened, closing) = {
-            let mut books = self.lock();
-            let used = self.next_tick();
-            match books.get_mut(&book) {
-                Some(Entry::Open { store, used: at }) => {
-                    *at = used;
-                    return Ok(store.clone());
-                }
-                Some(Entry::Closed) => {}
-                _ => {
-                    return Err(Error::Open(OpenError::NotAStore(self.book_dir(book))));
-                }
+        if let Some(open) = self.find_open(book)? {
+            return Ok(open);
+        }
+        // Opened outside the map's lock, once: sessions of other books go on meanwhile, and
+        // another session of this one waits for this replica.
+        let gate = {
+            let mut gates = self.opening.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(gates.entry(book).or_default())
+        };
+        let opened = {
+            let _one = gate.lock().unwrap_or_else(|p| p.into_inner());
+            match self.find_open(book) {
+                Ok(None) => self.open_closed(book),
+                found => found.and_then(|open| {
+                    open.ok_or_else(|| Error::Open(OpenError::NotAStore(self.book_dir(book))))
+                }),
             }
-            let replica = Replica::open_with(&self.book_dir(book), self.replica_options())?;
-            let store = SharedReplica::new(replica);
+        };
+        // The gate goes with its last holder (the map's clone and this one).
+        let mut gates = self.opening.lock().unwrap_or_else(|p| p.into_inner());
+        if Arc::strong_count(&gate) <= 2 && gates.get(&book).is_some_and(|g| Arc::ptr_eq(g, &gate))
+        {
+            gates.remove(&book);
+        }
+        opened
+    }
+
+    /// The replica of `book` if it is open (marked used), `None` if it is kept but closed.
+    fn find_open(&self, book: BookId) -> Result<Option<SharedReplica>, Error> {
+        let mut books = self.lock();
+        let used = self.next_tick();
+        match books.get_mut(&book) {
+            Some(Entry::Open { store, used: at }) => {
+                *at = used;
+                Ok(Some(store.clone()))
+            }
+            Some(Entry::Closed) => Ok(None),
+            _ => Err(Error::Open(OpenError::NotAStore(self.book_dir(book)))),
+        }
+    }
+
+    /// Opens the replica of `book`, kept and closed (its gate held), and marks it open.
+    fn open_closed(&self, book: BookId) -> Result<SharedReplica, Error> {
+        let replica = Replica::open_with(&self.book_dir(book), self.replica_options())?;
+        let store = SharedReplica::new(replica);
+        let closing = {
+            let mut books = self.lock();
             books.insert(
                 book,
                 Entry::Open {
                     store: store.clone(),
-                    used,
+                    used: self.next_tick(),
                 },
             );
-            let closing = self.close_idle(&mut books, book);
-            (store, closing)
+            self.close_idle(&mut books, book)
         };
         // Closed outside the lock: a close may checkpoint the database.
         drop(closing);
-        Ok(opened)
+        Ok(store)
     }
 
     /// Past [`RelayOptions::open_books_max`] open books, marks closed the ones used least
