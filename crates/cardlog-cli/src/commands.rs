@@ -65,16 +65,23 @@ impl Ctx {
         if self.read_only {
             return self.open_read_only();
         }
+        // A relay's copy of a book keeps no contacts: they are replayed from its log (a journal
+        // store says so without being opened; a sled one only once open).
+        let ops_only = || -> Result<Replica, CliError> {
+            let r = self.open_read_only()?;
+            eprintln!(
+                "cardlog: note: this store keeps ops only (a relay's copy of an address book): \
+                 read from its op log"
+            );
+            Ok(r)
+        };
+        if cardlog::Store::keeps_in(&self.dir) == Keeps::OpsOnly {
+            return ops_only();
+        }
         match Replica::open_with(&self.dir, options) {
             Ok(r) if r.store().keeps() == Keeps::OpsOnly => {
-                // A relay's copy of a book keeps no contacts: they are replayed from its log.
                 drop(r);
-                let r = self.open_read_only()?;
-                eprintln!(
-                    "cardlog: note: this store keeps ops only (a relay's copy of an address \
-                     book): read from its op log, writing nothing"
-                );
-                Ok(r)
+                ops_only()
             }
             Ok(r) => Ok(r),
             Err(e) if e.is_unwritable() || e.is_database_damage() => {

@@ -78,9 +78,9 @@ pub struct RelayOptions {
     /// closed (default 64).
     pub open_books_max: usize,
     /// How far ahead of its records each book's op log is extended with zeros while a session
-    /// holds it (cut when its last session ends) (default 16 KiB rather than a device's 1 MiB: a relay keeps up to `open_books_max`
-    /// books open, thousands across a day, and applies a message at a time, not one small save
-    /// at a time; 64 KiB before session 36).
+    /// holds it, cut when its last session ends (default 16 KiB rather than a device's 1 MiB:
+    /// a relay keeps up to `open_books_max` books open, thousands across a day, and applies a
+    /// message at a time, not one small save at a time; 64 KiB before session 36).
     pub log_preallocate_bytes: u64,
     /// What keeps the state of a book the relay takes (default [`Database::Journal`]: a small
     /// book costs the bytes it holds, not a sled database's megabyte of segments and its
@@ -632,12 +632,16 @@ impl Host for Relay {
         if keep && std::fs::remove_file(self.taking_file(book)).is_ok() {
             let _ = std::fs::File::open(self.dir.join(BOOKS_DIR)).and_then(|d| d.sync_all());
             let used = self.next_tick();
+            let resting = store.clone();
             let closing = {
                 let mut books = self.lock();
                 books.insert(book, Entry::Open { store, used });
                 self.close_idle(&mut books, book)
             };
             drop(closing);
+            // Taken, it rests as after any last session (no other session held it: it was
+            // being taken).
+            rest(resting);
             return;
         }
         // Not kept (or its mark could not go: the next open discards it). The entry held the

@@ -498,6 +498,13 @@ fn a_removal_retracts_the_ops_it_voids_and_every_order_reaches_the_same_state() 
     let copy = Replica::open_with(&tmp.join("copy"), ops_only()).unwrap();
     assert_eq!(copy.summary(), b.admin.summary());
     assert!(copy.verify().unwrap().is_ok());
+    // Its membership and cutoffs are the admin's (the writer's removal included).
+    assert_eq!(copy.membership().cutoffs(), b.admin.membership().cutoffs());
+    assert!(copy.membership().cutoff(&b.writer.id()).is_some());
+    assert_eq!(
+        copy.membership().members().count(),
+        b.admin.membership().members().count()
+    );
     let mut fresh = Replica::join_with(
         &tmp.join("fresh"),
         b.admin.book(),

@@ -104,6 +104,18 @@ fn a_relay_keeps_many_books_and_each_device_gets_its_own_books_ops_only() {
     reported(&outcomes, 2);
     assert_eq!(relay.books().len(), 2);
     let books: Vec<_> = admins.iter().map(Replica::book).collect();
+    // A book kept after its taking rests as after any last session: no zeros ahead of its log.
+    for book in &books {
+        let log = relay_dir
+            .join(BOOKS_DIR)
+            .join(book.to_string())
+            .join("ops.log");
+        let len = std::fs::metadata(&log).unwrap().len();
+        assert_eq!(
+            len,
+            relay.open_book(*book).unwrap().lock().store().log_len()
+        );
+    }
     assert_eq!(relay.books(), {
         let mut b = books.clone();
         b.sort();

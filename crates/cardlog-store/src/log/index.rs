@@ -1,5 +1,4 @@
-//! The log index: where each op is in the op log, by author and seq, by id, and by contact,
-//! and which are membership ops.
+//! The log index: where each op is in the op log, by author and seq, by id, and by contact.
 //!
 //! It lives in memory and is derived from the log alone: built by one sequential read of the
 //! log the first time something needs it (sync, lookups by id, history), then kept up to date
@@ -30,10 +29,6 @@ pub(crate) struct LogIndex {
     by_full_id: HashMap<OpId, u64, RandomState>,
     /// Per contact, the offsets of the ops that wrote to it, in log order.
     by_contact: HashMap<ContactId, Vec<u64>, RandomState>,
-    /// The membership ops, in log order, each with its offset: what a store keeping ops only
-    /// reads its membership from (few, and read whole at every change of membership; the
-    /// log may be out of reach then, while the log's tail is replayed at open).
-    membership: Vec<(u64, Vec<u8>)>,
 }
 
 fn short(id: &OpId) -> u64 {
@@ -61,7 +56,7 @@ impl LogIndex {
                 ReadRef::Record { offset, .. } if withdrawn.contains(&offset) => {}
                 ReadRef::Record {
                     offset, id, bytes, ..
-                } => index.add(offset, &id, &decode_trusted(offset, bytes)?, bytes),
+                } => index.add(offset, &id, &decode_trusted(offset, bytes)?),
                 ReadRef::End => return Ok(index),
                 ReadRef::Bad { why, offset, .. } => {
                     return Err(LogError::Damaged {
@@ -73,9 +68,8 @@ impl LogIndex {
         }
     }
 
-    /// Indexes the op at `offset` (appended after every indexed one), whose bytes are
-    /// `bytes`.
-    pub(crate) fn add(&mut self, offset: u64, id: &OpId, op: &Op, bytes: &[u8]) {
+    /// Indexes the op at `offset` (appended after every indexed one).
+    pub(crate) fn add(&mut self, offset: u64, id: &OpId, op: &Op) {
         let chain = self.by_author.entry(op.author).or_default();
         // Chains are stored without gaps; a gap here means the caller skipped a record.
         if chain.len() as u64 + 1 == op.seq {
@@ -89,9 +83,6 @@ impl LogIndex {
                 self.by_full_id.insert(*id, offset);
             }
         }
-        if op.is_membership() {
-            self.membership.push((offset, bytes.to_vec()));
-        }
         let mut last: Option<ContactId> = None;
         for w in &op.writes {
             if last == Some(w.contact) {
@@ -103,11 +94,6 @@ impl LogIndex {
                 list.push(offset);
             }
         }
-    }
-
-    /// The membership ops' offsets and bytes, in log order.
-    pub(crate) fn membership(&self) -> &[(u64, Vec<u8>)] {
-        &self.membership
     }
 
     /// The offset of `author`'s op at `seq`.

@@ -412,6 +412,34 @@ impl JournalKv {
     /// Writes the journal anew with only the live pairs, if it holds more replaced bytes than
     /// [`COMPACT_SLACK`] and than half its live ones. A compaction that fails leaves the old
     /// journal in place (and is not tried again until the journal has grown by the slack).
+    /// Compacts past the close's threshold ([`CLOSE_SLACK`], a quarter of the live bytes);
+    /// `closing`: whatever an earlier compaction's failure (the last chance before the next
+    /// open).
+    fn compact_at_rest(&self, closing: bool) -> KvResult<()> {
+        let Ok(mut writer) = self.writer.lock() else {
+            return poisoned();
+        };
+        if writer.broken.is_some() {
+            return Ok(());
+        }
+        let Ok(pairs) = self.pairs.read() else {
+            return poisoned();
+        };
+        if replaced(&writer, &pairs) <= CLOSE_SLACK.max(pairs.live / 4) {
+            return Ok(());
+        }
+        if let Some(failed) = writer.compact_failed_at.filter(|_| !closing) {
+            if writer.len < failed.saturating_add(COMPACT_SLACK) {
+                return Ok(());
+            }
+        }
+        let compacted = self.compact(&mut writer, &pairs.map);
+        if compacted.is_err() {
+            writer.compact_failed_at = Some(writer.len);
+        }
+        compacted
+    }
+
     fn compact_if_due(&self, writer: &mut Writer) {
         let Ok(pairs) = self.pairs.read() else {
             return;
@@ -550,25 +578,14 @@ impl Kv for JournalKv {
     /// and a quarter of its live ones (a relay closes its least used books: at rest, a book
     /// takes about what it holds). A handle whose writes failed closes as it is.
     fn close_checkpointed(self: Box<Self>) -> KvResult<()> {
-        self.rest()
+        self.compact_at_rest(true)
     }
 
     /// Compacts the journal as [`Kv::close_checkpointed`] does, keeping it open: a relay's
-    /// book that no session holds.
+    /// book that no session holds. After a failed compaction (a full disk) it waits, as
+    /// writes do, until the journal has grown by [`COMPACT_SLACK`].
     fn rest(&self) -> KvResult<()> {
-        let Ok(mut writer) = self.writer.lock() else {
-            return poisoned();
-        };
-        if writer.broken.is_some() {
-            return Ok(());
-        }
-        let Ok(pairs) = self.pairs.read() else {
-            return poisoned();
-        };
-        if replaced(&writer, &pairs) > CLOSE_SLACK.max(pairs.live / 4) {
-            self.compact(&mut writer, &pairs.map)?;
-        }
-        Ok(())
+        self.compact_at_rest(false)
     }
 
     /// Syncs the journal without holding the writer's lock: batches applied meanwhile wait

@@ -39,8 +39,7 @@ pub const WIDTH: u8 = b'w';
 pub const WIDTH_NAME: u8 = b'n';
 /// [`WIDTH`]'s column of first phones or e-mails (core's `ContactRow::phone_or_email`).
 pub const WIDTH_FIRST: u8 = b'f';
-/// Membership ops: `u` + op id → the op's bytes (few; read whole at open). None in a store
-/// keeping ops only, whose log index holds them.
+/// Membership ops: `u` + op id → the op's bytes (few; read whole at open).
 pub const MEMBERSHIP: u8 = b'u';
 /// Sync peers: `p` + peer device id → what it acknowledged holding and when (the facade's
 /// record). One key per peer, so a session rewrites its own peer's record only; format 5

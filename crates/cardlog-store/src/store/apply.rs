@@ -205,7 +205,7 @@ impl Store {
         self.summary.extend(staged.tips);
         if let Some(index) = self.index.get_mut() {
             for (offset, op) in &staged.added {
-                index.add(*offset, &op.id(), op.op(), op.bytes());
+                index.add(*offset, &op.id(), op.op());
             }
         }
         let retract = match retraction {

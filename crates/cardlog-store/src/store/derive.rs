@@ -91,7 +91,7 @@ pub(crate) fn derive(
                         if op.is_membership() {
                             replay.d.membership.insert(id, bytes.to_vec());
                         }
-                        replay.add(offset, id, op, bytes, progress)?
+                        replay.add(offset, id, op, progress)?
                     }
                     Err(why) => replay.damaged(why),
                 }
@@ -154,7 +154,6 @@ impl<'a> Replayer<'a> {
         offset: u64,
         id: OpId,
         op: Op,
-        bytes: &[u8],
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(), StoreError> {
         let d = &mut self.d;
@@ -184,7 +183,7 @@ impl<'a> Replayer<'a> {
                 .push(format!("chain of {author} broken at seq {seq}"));
         }
         if let Some(index) = d.index.as_mut() {
-            index.add(offset, &id, &op, bytes);
+            index.add(offset, &id, &op);
         }
         let key = WriteKey {
             hlc: op.hlc,

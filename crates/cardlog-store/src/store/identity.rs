@@ -159,21 +159,9 @@ impl Store {
             .ok_or_else(|| StoreError::undecodable("chain-tip signature"))
     }
 
-    /// The membership ops the store holds: kept whole in the database (`u` keys), or, in a
-    /// store keeping ops only, in its log index (which this builds if it is not: an open
-    /// does, before it replays the log's tail, whose membership ops the index then gets).
+    /// The membership ops the store holds (kept whole in the database: read at open without
+    /// reading the log).
     pub fn membership_ops(&self) -> Result<Vec<SealedOp>, StoreError> {
-        if self.keeps == super::Keeps::OpsOnly {
-            return self
-                .index()?
-                .membership()
-                .iter()
-                .map(|(_, bytes)| {
-                    cardlog_core::decode_op(bytes)
-                        .map_err(|e| StoreError::undecodable(&format!("membership op ({e})")))
-                })
-                .collect();
-        }
         let mut ops = Vec::new();
         for pair in self.held.scan_prefix(&*self.kv, &[keys::MEMBERSHIP]) {
             let (_, v) = pair?;
@@ -216,7 +204,8 @@ impl Store {
             self.held.add(own, 0);
         }
         if !received.is_empty() {
-            // Into the signature log first: `repair` reads them back from there.
+            // Into the signature log first (a sled store's: `repair` reads them back from
+            // there; a journal store has none, its journal is such a log).
             if let Some(file) = self.sigs.as_mut().filter(|_| !logged.is_empty()) {
                 if let Err(e) = append_sigs(file, &logged) {
                     return Err(self.poison_log(LogError::Io {
@@ -245,7 +234,6 @@ impl Store {
     }
 }
 
-/// A kept signature's value under its `s` key: op id, key, signature.
 /// The signature of `author`'s op at `seq` kept as `value` ([`signature_value`]), or `None`
 /// if it does not decode.
 pub(super) fn decode_signature(author: DeviceId, seq: u64, value: &[u8]) -> Option<SignedTip> {
@@ -258,6 +246,7 @@ pub(super) fn decode_signature(author: DeviceId, seq: u64, value: &[u8]) -> Opti
     })
 }
 
+/// A kept signature's value under its `s` key: op id, key, signature.
 pub(super) fn signature_value(tip: &SignedTip) -> Vec<u8> {
     let mut v = Vec::with_capacity(128);
     v.extend_from_slice(&tip.op.0);

@@ -182,11 +182,11 @@ pub struct Store {
     /// The poison is a write that failed while the store was open (not damage found at
     /// open): opening again may cure it ([`Store::reopen_if_poisoned`]).
     write_failed: bool,
-    /// A meta value (or a received signature, also appended to the signature log) was written
-    /// since the database was last flushed.
+    /// A meta value (or a received signature, also appended to the signature log of a sled
+    /// store) was written since the database was last flushed.
     meta_dirty: bool,
     /// The signature log (`log/sigs.rs`), open for appending; `None` in a store opened
-    /// read-only.
+    /// read-only and in a journal store (its journal is such a log).
     sigs: Option<std::fs::File>,
     /// Boxed: rarely read, and the store is kept within a replica by value.
     recovery: Box<Recovery>,

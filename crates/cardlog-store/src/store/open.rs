@@ -234,6 +234,23 @@ impl Store {
         Ok(())
     }
 
+    /// What the store in `dir` keeps, read without opening it and writing nothing: a journal
+    /// store's `mkeeps`. A sled store cannot be read without writing (every sled open does):
+    /// it reads as [`Keeps::Contacts`], as does anything that is no readable journal store
+    /// (an open then says what it is).
+    pub fn keeps_in(dir: &FsPath) -> Keeps {
+        let db = dir.join(DB_DIR);
+        if database_in(&db) != Database::Journal {
+            return Keeps::Contacts;
+        }
+        match JournalKv::read_dir(&db) {
+            Ok(found) if found.pairs.get(meta::KEEPS).map(Vec::as_slice) == Some(&[1]) => {
+                Keeps::OpsOnly
+            }
+            _ => Keeps::Contacts,
+        }
+    }
+
     /// Opens the store in `dir`. A directory without a store, or with a store of an unknown
     /// format, is refused before anything in it is touched; a store of format 2, 3 or 4 is
     /// upgraded first (`upgrade.rs`).
@@ -447,7 +464,6 @@ impl Store {
             // the store opens read-only and says so; `rebuild` accepts the log as it is.
             store.recovery.state_ahead_of_log = true;
             store.log.set_len(0);
-            store.index = OnceLock::new();
             store.ops = 0;
             store.recover_tail(file_len, false)?;
             store.poisoned = Some(format!(
@@ -568,10 +584,10 @@ impl Store {
         let retraction = self.retraction(&mut staged)?;
         self.kv.apply(staged.batch)?;
         self.kv.flush()?;
-        // (The index is built at open only to read a store's membership from its log.)
+        // (No index is built at open; one that were would get the tail's ops here.)
         if let Some(index) = self.index.get_mut() {
             for (offset, op) in &staged.added {
-                index.add(*offset, &op.id(), op.op(), op.bytes());
+                index.add(*offset, &op.id(), op.op());
             }
         }
         self.ops += staged.added.len() as u64;

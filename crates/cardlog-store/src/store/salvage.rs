@@ -250,9 +250,10 @@ fn salvage(db: &FsPath, cut: Option<u64>) -> Salvaged {
             let found = JournalKv::read_dir(db)?;
             let mut pairs = found.pairs;
             // A journal store keeps received signatures nowhere else (no `sigs.log`): those
-            // in whole records past the damage are kept too, the later of two for one seq.
+            // in whole records past the damage are kept too, the later of two for one seq; so
+            // is what the store keeps (`mkeeps`), where such a record holds it.
             for (k, v) in found.past_damage {
-                if k.first() == Some(&keys::SIGNATURE) {
+                if k.first() == Some(&keys::SIGNATURE) || k == meta::KEEPS {
                     pairs.insert(k, v);
                 }
             }
@@ -660,7 +661,8 @@ impl Store {
             for (k, v) in seed(device, old_book.or(book)) {
                 batch.insert(k, v);
             }
-            // What the store keeps: as the old database said, else as the caller asks.
+            // What the store keeps: as the old database said (a journal's record of it past
+            // damage included), else as the caller asks.
             if options.keeps == super::Keeps::OpsOnly {
                 batch.insert(meta::KEEPS.to_vec(), vec![1]);
             }

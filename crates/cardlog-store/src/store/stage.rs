@@ -32,8 +32,7 @@ pub(crate) trait Stored: OpLookup<Error = StoreError> {
     fn cutoffs(&self) -> &Cutoffs;
 
     /// Whether registers are kept (`Keeps::Contacts`): a stage over a store keeping ops only
-    /// reads and stages none, checks replaced writes against the ops themselves, and writes
-    /// no `u` key for a membership op (its log index lists them).
+    /// reads and stages none, and checks replaced writes against the ops themselves.
     fn keeps_contacts(&self) -> bool;
 
     /// How many name-index entries a `w` key counts (0 when it has none).
@@ -240,11 +239,8 @@ impl<'s> Stage<'s> {
                 _ => batch.remove(key),
             }
         }
-        // (A store keeping ops only finds them in the log through its index.)
-        if self.store.keeps_contacts() {
-            for op in &self.membership {
-                batch.insert(keys::membership(&op.id()), op.bytes().to_vec());
-            }
+        for op in &self.membership {
+            batch.insert(keys::membership(&op.id()), op.bytes().to_vec());
         }
         batch.insert(
             meta::APPLIED.to_vec(),

@@ -252,12 +252,11 @@ impl Store {
         Ok(())
     }
 
-    /// Drops the registers and membership ops derived from the log where the store keeps
-    /// ops only: it is to hold neither (`verify` names any it has; `rebuild` removes them).
+    /// Drops the registers derived from the log where the store keeps none: it is to hold
+    /// none (`verify` names any it has; `rebuild` removes them).
     fn keep_registers(&self, derived: &mut Derived) {
         if self.keeps == super::Keeps::OpsOnly {
             derived.registers.clear();
-            derived.membership.clear();
         }
     }
 
