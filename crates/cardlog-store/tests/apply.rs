@@ -218,10 +218,9 @@ fn an_op_without_its_chain_predecessor_is_missing_and_not_stored() {
     assert!(store.contact(&c.id).unwrap().unwrap().deleted);
 }
 
-#[test]
-fn an_op_without_the_write_it_replaces_is_missing_and_not_stored() {
-    // Device 1 edits a contact it got from device 0; the store has device 1's chain but not
-    // device 0's creation.
+/// Device 1 creates a contact of its own and edits one device 0 created: the world, that
+/// contact, its creation, device 1's creation and the edit.
+fn edit_of_anothers_contact() -> (World, cardlog_core::Contact, SealedOp, SealedOp, SealedOp) {
     let mut w = World::new(2);
     let c = sample(1);
     let created = w.devices[0].create(&c).unwrap();
@@ -234,6 +233,14 @@ fn an_op_without_the_write_it_replaces_is_missing_and_not_stored() {
         })
         .unwrap()
         .unwrap();
+    (w, c, created, own, edit)
+}
+
+#[test]
+fn an_op_without_the_write_it_replaces_is_missing_and_not_stored() {
+    // Device 1 edits a contact it got from device 0; the store has device 1's chain but not
+    // device 0's creation.
+    let (w, c, created, own, edit) = edit_of_anothers_contact();
 
     let (_tmp, _dir, mut store) = new_store();
     let outcomes = store.apply_all(&[edit.clone(), own.clone()]).unwrap();
@@ -658,21 +665,18 @@ fn a_store_keeping_ops_only_checks_and_passes_on_every_op_and_keeps_no_contact_s
     let mut store = Store::create(&dir, &options).unwrap();
     assert_eq!(store.keeps(), Keeps::OpsOnly);
     // Checked as a device checks them: an edit whose replaced write is absent waits for it.
-    let mut w = World::new(2);
-    let c = sample(1);
-    let created = w.devices[0].create(&c).unwrap();
-    w.sync(0, 1);
-    w.advance(MIN_MS);
-    let edit = w.devices[1]
-        .edit(c.id, |c| {
-            c.set(Field::Given, "Changed");
-        })
-        .unwrap()
-        .unwrap();
+    // (In a store of its own: these devices' chains are not the scripted world's.)
+    let (_, _, created, own, edit) = edit_of_anothers_contact();
+    let other = tempfile::tempdir().unwrap();
+    let mut check = Store::create(&other.path().join("book"), &options).unwrap();
     assert_eq!(
-        store.apply_all(std::slice::from_ref(&edit)).unwrap(),
-        vec![OpOutcome::Missing(Missing::Op(created.id()))]
+        check.apply_all(&[edit, own]).unwrap(),
+        vec![
+            OpOutcome::Missing(Missing::Op(created.id())),
+            OpOutcome::Stored
+        ]
     );
+    drop(check);
     let mut shuffled = ops.clone();
     shuffle(&mut shuffled, 7);
     common::apply_in_chunks(&mut store, &shuffled, &[3, 1, 5]);

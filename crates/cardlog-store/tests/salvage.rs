@@ -361,18 +361,27 @@ fn signed(op: &cardlog_core::SealedOp) -> cardlog_core::SignedTip {
     }
 }
 
+/// Applies `ops` in one call with each author's last op signed, as a sync would pass them,
+/// and flushes. Returns the signatures.
+fn apply_with_tips(
+    store: &mut Store,
+    ops: &[cardlog_core::SealedOp],
+) -> Vec<cardlog_core::SignedTip> {
+    let mut tips: BTreeMap<DeviceId, cardlog_core::SignedTip> = BTreeMap::new();
+    for op in ops {
+        tips.insert(op.op().author, signed(op));
+    }
+    let tips: Vec<_> = tips.into_values().collect();
+    store.apply_signed(ops, &tips).unwrap();
+    store.flush().unwrap();
+    tips
+}
+
 #[test]
 fn received_signatures_outlive_their_database_through_the_signature_log() {
     let ops = scripted_world().all_ops();
     let (_tmp, dir, mut store) = new_store();
-    // Each author's last op signed, as a sync would pass them.
-    let mut tips: BTreeMap<DeviceId, cardlog_core::SignedTip> = BTreeMap::new();
-    for op in &ops {
-        tips.insert(op.op().author, signed(op));
-    }
-    let tips: Vec<_> = tips.into_values().collect();
-    store.apply_signed(&ops, &tips).unwrap();
-    store.flush().unwrap();
+    let tips = apply_with_tips(&mut store, &ops);
     drop(store);
     let kept = |store: &Store| -> Vec<_> {
         tips.iter()
@@ -414,13 +423,7 @@ fn a_journal_store_keeps_received_signatures_in_its_journal_alone_and_repair_fin
 ) {
     let ops = scripted_world().all_ops();
     let (_tmp, dir, mut store) = new_store_in(Database::Journal);
-    let mut tips: BTreeMap<DeviceId, cardlog_core::SignedTip> = BTreeMap::new();
-    for op in &ops {
-        tips.insert(op.op().author, signed(op));
-    }
-    let tips: Vec<_> = tips.into_values().collect();
-    store.apply_signed(&ops, &tips).unwrap();
-    store.flush().unwrap();
+    let tips = apply_with_tips(&mut store, &ops);
     drop(store);
     assert!(!dir.join("sigs.log").exists());
     let options = StoreOptions {

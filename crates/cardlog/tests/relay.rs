@@ -57,6 +57,21 @@ fn reported(outcomes: &Outcomes, n: usize) {
     }
 }
 
+/// Each book's op log on disk ends with its last record (no zeros written ahead of it).
+fn logs_end_at_their_last_record(relay: &Relay, relay_dir: &FsPath, books: &[BookId]) {
+    for book in books {
+        let log = relay_dir
+            .join(BOOKS_DIR)
+            .join(book.to_string())
+            .join("ops.log");
+        let len = std::fs::metadata(&log).unwrap().len();
+        assert_eq!(
+            len,
+            relay.open_book(*book).unwrap().lock().store().log_len()
+        );
+    }
+}
+
 fn relay_options(clock: &Arc<FakeClock>) -> RelayOptions {
     RelayOptions {
         wall: clock.clone(),
@@ -105,17 +120,7 @@ fn a_relay_keeps_many_books_and_each_device_gets_its_own_books_ops_only() {
     assert_eq!(relay.books().len(), 2);
     let books: Vec<_> = admins.iter().map(Replica::book).collect();
     // A book kept after its taking rests as after any last session: no zeros ahead of its log.
-    for book in &books {
-        let log = relay_dir
-            .join(BOOKS_DIR)
-            .join(book.to_string())
-            .join("ops.log");
-        let len = std::fs::metadata(&log).unwrap().len();
-        assert_eq!(
-            len,
-            relay.open_book(*book).unwrap().lock().store().log_len()
-        );
-    }
+    logs_end_at_their_last_record(&relay, &relay_dir, &books);
     assert_eq!(relay.books(), {
         let mut b = books.clone();
         b.sort();
@@ -162,17 +167,7 @@ fn a_relay_keeps_many_books_and_each_device_gets_its_own_books_ops_only() {
         cardlog::RelayOptions::default().log_preallocate_bytes,
         16 << 10
     );
-    for book in &books {
-        let log = relay_dir
-            .join(BOOKS_DIR)
-            .join(book.to_string())
-            .join("ops.log");
-        let len = std::fs::metadata(&log).unwrap().len();
-        assert_eq!(
-            len,
-            relay.open_book(*book).unwrap().lock().store().log_len()
-        );
-    }
+    logs_end_at_their_last_record(&relay, &relay_dir, &books);
 
     // Kept across a reopen, with what they hold.
     drop(status);
