@@ -1394,18 +1394,12 @@ fn a_relay_of_many_books_is_created_served_and_inspected_from_the_command_line()
     // A book's copy keeps ops only: its contacts are read from its log, and it takes no save.
     // (Each book holds one contact.)
     let a_book = relay_dir.join("books").join(&expected[0]);
-    let book_args = |args: &[&str]| {
+    let on_book = |args: &[&str]| {
         let mut all = vec!["--store", path_str(&a_book)];
         all.extend_from_slice(args);
-        all.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+        finished(arg_strings(&all), command(&all, NINE).output().unwrap())
     };
-    let listed = finished(
-        book_args(&["list", "--json"]),
-        command(&book_args(&["list", "--json"]), NINE)
-            .output()
-            .unwrap(),
-    )
-    .ok();
+    let listed = on_book(&["list", "--json"]).ok();
     let rows = array(&listed.json()).clone();
     assert_eq!(rows.len(), 1, "{}", listed.stdout);
     assert!(
@@ -1413,12 +1407,7 @@ fn a_relay_of_many_books_is_created_served_and_inspected_from_the_command_line()
         "{}",
         listed.stderr
     );
-    let refused = finished(
-        book_args(&["add", "--given", "Mallory"]),
-        command(&book_args(&["add", "--given", "Mallory"]), NINE)
-            .output()
-            .unwrap(),
-    );
+    let refused = on_book(&["add", "--given", "Mallory"]);
     assert_eq!(refused.code, 1, "{refused:?}");
     assert!(
         refused.stderr.contains("keeps ops only"),

@@ -156,9 +156,9 @@ pub struct Relay {
     identity: Identity,
     options: RelayOptions,
     books: Mutex<BTreeMap<BookId, Entry>>,
-    /// One gate per book being opened: its opening runs outside the map's lock (a book keeping
-    /// ops only builds its log index as it opens), and a second session naming it waits for
-    /// the first's replica instead of opening it again.
+    /// One gate per book being opened: its opening (a replay of its log's tail, a check of
+    /// its home, perhaps sled's recovery) runs outside the map's lock, and a second session
+    /// naming it waits for the first's replica instead of opening it again.
     opening: Mutex<BTreeMap<BookId, Arc<Mutex<()>>>>,
     /// Counts sessions asking for books: the clock of [`Entry::Open`]'s `used`.
     tick: std::sync::atomic::AtomicU64,

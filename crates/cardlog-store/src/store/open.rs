@@ -584,12 +584,6 @@ impl Store {
         let retraction = self.retraction(&mut staged)?;
         self.kv.apply(staged.batch)?;
         self.kv.flush()?;
-        // (No index is built at open; one that were would get the tail's ops here.)
-        if let Some(index) = self.index.get_mut() {
-            for (offset, op) in &staged.added {
-                index.add(*offset, &op.id(), op.op());
-            }
-        }
         self.ops += staged.added.len() as u64;
         self.summary.extend(staged.tips);
         if let Some((cutoffs, _)) = retraction {
