@@ -43,5 +43,5 @@ pub use store::{
     dir_bytes, read_key_file, write_key_file, ChangeCursor, ContactChange, CursorParseError,
     Database, Keeps, LogDamage, OpOutcome, Progress, Recovery, RepairReport, Since, Store,
     StoreOptions, VerifyReport, Withdrawal, CACHE_BYTES_DEFAULT, CACHE_BYTES_MIN,
-    CHANGE_CURSOR_BYTES, KEY_FILE, STORE_FORMAT_VERSION,
+    CHANGE_CURSOR_BYTES, KEY_FILE, SIGNATURE_SPACING, STORE_FORMAT_VERSION,
 };

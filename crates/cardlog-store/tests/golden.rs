@@ -85,9 +85,11 @@ const KV_FIXTURE_V5: &str = "store-v5-kv.bin";
 const KV_FIXTURE_V5_ROWS: &str = "store-v5-rows-kv.bin";
 /// Name index version 3 (same store format): no `N` keys.
 const KV_FIXTURE_V5_NAMES3: &str = "store-v5-names3-kv.bin";
-/// Name index version 4 (same store format): the column widths' counts (`w` keys). What
-/// today's store writes.
+/// Name index version 4 (same store format): the column widths' counts (`w` keys).
 const KV_FIXTURE_V5_NAMES4: &str = "store-v5-names4-kv.bin";
+/// Signatures a later one covers let go of (same store format, session 38). What today's
+/// store writes.
+const KV_FIXTURE_V5_SIGS: &str = "store-v5-sigs-kv.bin";
 
 /// The format-4 fixture's device key (seed 5e…5e), its book, and the keys its authors'
 /// signatures are made with (seed = the author's id byte repeated; the store keeps signatures,
@@ -332,13 +334,30 @@ fn todays_store_writes_the_fixture_bytes() {
     let tmp = tempfile::tempdir().unwrap();
     let (log, pairs) = build_store(&tmp.path().join("store"));
     let kv = dump_pairs(&pairs);
-    write_fixture_if_asked(KV_FIXTURE_V5_NAMES4, &kv);
+    write_fixture_if_asked(KV_FIXTURE_V5_SIGS, &kv);
     assert_same_bytes(LOG_FIXTURE_V4, &log, &read_fixture(LOG_FIXTURE_V4));
-    assert_same_bytes(
-        KV_FIXTURE_V5_NAMES4,
-        &kv,
-        &read_fixture(KV_FIXTURE_V5_NAMES4),
-    );
+    assert_same_bytes(KV_FIXTURE_V5_SIGS, &kv, &read_fixture(KV_FIXTURE_V5_SIGS));
+}
+
+#[test]
+fn the_signatures_fixture_is_the_version_4_fixture_without_the_covered_signatures() {
+    // Calls [A1 B1] [A2] [B2 B3] [A3] kept signatures of A at 1, 2, 3 and of B at 1, 3; each
+    // chain is held whole, so only its highest is needed. Nothing else differs.
+    let names4 = parse_pairs(&read_fixture(KV_FIXTURE_V5_NAMES4));
+    let sigs = parse_pairs(&read_fixture(KV_FIXTURE_V5_SIGS));
+    let seqs = |pairs: &[Pair]| -> Vec<u64> {
+        pairs
+            .iter()
+            .filter(|(k, _)| k[0] == keys::SIGNATURE)
+            .map(|(k, _)| keys::parse_signature(k).unwrap().1)
+            .collect()
+    };
+    assert_eq!(seqs(&names4), [1, 2, 3, 1, 3]);
+    assert_eq!(seqs(&sigs), [3, 3]);
+    let covered =
+        |(k, _): &Pair| k[0] == keys::SIGNATURE && keys::parse_signature(k).unwrap().1 < 3;
+    let kept: Vec<Pair> = names4.into_iter().filter(|p| !covered(p)).collect();
+    assert_eq!(kept, sigs);
 }
 
 #[test]

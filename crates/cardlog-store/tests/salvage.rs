@@ -18,7 +18,7 @@ use cardlog_core::DeviceId;
 use cardlog_store::{Database, OpenError, Store, StoreError, StoreOptions};
 use common::{
     apply_in_chunks, edit_log, log_records, new_store, new_store_in, options, reopen, replay_of,
-    scripted_world,
+    sample, scripted_world, World,
 };
 
 /// Every file under `dir` with its bytes and modification time.
@@ -514,4 +514,59 @@ fn a_tail_longer_than_a_chunk_replays_to_the_same_state() {
     let alone = Store::open_read_only(&dir).unwrap();
     assert_eq!(alone.op_count(), n as u64);
     assert_eq!(alone.state_bytes().unwrap(), state);
+}
+
+#[test]
+fn a_store_keeps_of_another_devices_chain_only_the_signatures_a_cut_message_needs() {
+    // One device's chain of 1,500 ops, received as a relay gets it from a device that syncs
+    // again and again: in steps, each with its tip signed.
+    let mut w = World::new(2);
+    let contact = sample(1);
+    w.devices[0].create(&contact).unwrap();
+    for i in 0..1_499u32 {
+        w.devices[0]
+            .edit(contact.id, |c| {
+                c.set(cardlog_core::Field::Title, format!("title {i}"));
+            })
+            .unwrap();
+    }
+    let ops = w.all_ops();
+    assert_eq!(ops.len(), 1_500);
+    let author = ops[0].op().author;
+    for database in [Database::Sled, Database::Journal] {
+        let (_tmp, dir, mut store) = new_store_in(database);
+        let steps = [1usize, 3, 300, 600, 1_000, 1_200, 1_500];
+        let mut from = 0;
+        for to in steps {
+            store
+                .apply_signed(&ops[from..to], &[signed(&ops[to - 1])])
+                .unwrap();
+            from = to;
+        }
+        // A tip sent again for ops held (a peer that holds less) is kept, then let go of at
+        // once as well.
+        store.apply_signed(&ops[..2], &[signed(&ops[1])]).unwrap();
+        let kept = |store: &Store| -> Vec<u64> {
+            (1..=1_500)
+                .filter(|seq| store.signature(&author, *seq).unwrap().is_some())
+                .collect()
+        };
+        // Kept: the highest, and 1,000 (1,500 − 0 would leave a message cut at seq 1 to grow
+        // by more than the spacing); 1,200 goes (1,500 − 1,000 is within it).
+        assert_eq!(
+            cardlog_store::SIGNATURE_SPACING,
+            1_024,
+            "the steps are chosen for this spacing"
+        );
+        assert_eq!(kept(&store), [1_000, 1_500], "{database:?}");
+        store.flush().unwrap();
+        drop(store);
+        let options = StoreOptions {
+            database,
+            ..options()
+        };
+        let store = Store::open(&dir, &options).unwrap();
+        assert_eq!(kept(&store), [1_000, 1_500], "{database:?} after reopening");
+        assert!(store.verify().unwrap().is_ok(), "{database:?}");
+    }
 }

@@ -105,11 +105,12 @@ struct PeerRecord {
 }
 
 /// A peer's record as written now, after the byte [`PEER_MARK`]: the peer holds every op of
-/// this replica's op log up to `place` (a [`cardlog_store::ChangeCursor`]'s bytes: the log's
-/// end when the record was written, or the place before the first op the peer lacked, which
-/// ever needs fewer exceptions), but for the authors in `except`, of which it holds the given
-/// tip (`None`: nothing). After a session that converged `except` is empty, so a relay's
-/// record of each of its thousands of devices is under a hundred bytes rather than an entry
+/// this replica's op log up to `place` (a [`cardlog_store::ChangeCursor`]'s short bytes, about
+/// 25, or its 72 bytes in a record written before session 38: the log's end when the record
+/// was written, or the place before the first op the peer lacked, which ever needs fewer
+/// exceptions), but for the authors in `except`, of which it holds the given tip (`None`:
+/// nothing). After a session that converged `except` is empty, so a relay's record of each of
+/// its thousands of devices is under fifty bytes rather than an entry
 /// per author of the book (issue 24's relay directory); after one while others wrote, it
 /// lists the authors the peer holds past its place, not every author that wrote meanwhile.
 /// The place checks itself ([`cardlog_store::Store::holds_cursor`]): in a log cut shorter
@@ -123,6 +124,11 @@ struct PeerMark {
     except: Vec<(DeviceId, Option<ChainTip>)>,
     last_ms: u64,
 }
+
+// A store keeps another device's signatures at most a message's ops apart, so a session that
+// cuts a message anywhere ends it at a signed op within one more message's ops.
+const _: () =
+    assert!(cardlog_store::SIGNATURE_SPACING as usize == cardlog_sync::session::CHUNK_OPS);
 
 /// How long a record is kept of a peer that is a member of the book and has not synced since:
 /// two years. Past it the peer counts as never met ("needs sync" names everything for it).
@@ -266,8 +272,13 @@ impl Replica {
             }
             StoredPeer::Marked(mark) => mark,
         };
-        let place = match ChangeCursor::from_bytes(&mark.place) {
-            Ok(place) if self.store.holds_cursor(&place) => place,
+        let place = if mark.place.len() == cardlog_store::CHANGE_CURSOR_BYTES {
+            ChangeCursor::from_bytes(&mark.place).ok()
+        } else {
+            ChangeCursor::from_short_bytes(self.store.device_id(), &mark.place)
+        };
+        let place = match place {
+            Some(place) if self.store.holds_cursor(&place) => place,
             _ => return Ok(None),
         };
         let at = place.offset();
@@ -825,7 +836,7 @@ impl PeerBook for Replica {
             }
         }
         let mark = PeerMark {
-            place: place.to_bytes().to_vec(),
+            place: place.to_short_bytes(),
             except,
             last_ms: self.calibrated_ms(),
         };
@@ -1353,7 +1364,7 @@ pub(crate) mod tests {
         assert_eq!(records.len(), 6);
         for (peer, bytes) in &records {
             assert!(
-                bytes.len() <= 90,
+                bytes.len() <= 40,
                 "{peer}'s record after a session that converged: {} bytes",
                 bytes.len()
             );
@@ -1361,6 +1372,24 @@ pub(crate) mod tests {
         for info in hub.peers().unwrap() {
             assert_eq!(info.acked, held, "{}", info.id);
         }
+        // A record written before session 38 names its place in the cursor's 72 bytes: it
+        // reads the same.
+        let before = hub.peers().unwrap();
+        for (peer, bytes) in &records {
+            let Some(StoredPeer::Marked(mut mark)) = StoredPeer::decode(bytes) else {
+                panic!("{peer}'s record is a mark");
+            };
+            let place = ChangeCursor::from_short_bytes(hub.id(), &mark.place).unwrap();
+            mark.place = place.to_bytes().to_vec();
+            hub.store
+                .put_peer_records(vec![(*peer, mark.encode())])
+                .unwrap();
+        }
+        let after = hub.peers().unwrap();
+        assert_eq!(
+            after.iter().map(|p| (p.id, &p.acked)).collect::<Vec<_>>(),
+            before.iter().map(|p| (p.id, &p.acked)).collect::<Vec<_>>()
+        );
         // The hub writes again and a new device's ops arrive: the devices' records still read
         // as what they acknowledged, the hub's tip of then read back from its log.
         hub.add_contact(&cardlog_core::Contact::new(ContactId([0x40; 16])))

@@ -47,9 +47,14 @@ const HEADER: usize = 12;
 /// compacted: a journal stays within 1.5 times what it holds (above 32 KiB live; below, what
 /// it holds and 16 KiB), written about three times over.
 pub const COMPACT_SLACK: u64 = 16 << 10;
-/// Replaced bytes a journal may keep when it closes (or a quarter of its live bytes, if
-/// more); past that it is compacted as it closes, so a book at rest takes about what it holds.
-pub const CLOSE_SLACK: u64 = 4 << 10;
+/// Replaced bytes a journal may keep when it closes or rests (or a sixteenth of its live
+/// bytes, if more); past that it is compacted, so a book at rest takes about what it holds.
+/// A compaction writes the live bytes once for at least a sixteenth of them replaced since
+/// the last: a relay book's rests cost at most 16 bytes written per byte replaced, at times
+/// when no session holds the book.
+pub const CLOSE_SLACK: u64 = 1 << 10;
+/// The close's threshold as a share of the live bytes ([`CLOSE_SLACK`]).
+const CLOSE_SHARE: u64 = 16;
 /// How many times (10 ms apart) an open retries a lock still held.
 const LOCK_RETRIES: u32 = 200;
 /// Pairs a scan copies out in its first step (the lock is not held while the caller
@@ -412,7 +417,7 @@ impl JournalKv {
     /// Writes the journal anew with only the live pairs, if it holds more replaced bytes than
     /// [`COMPACT_SLACK`] and than half its live ones. A compaction that fails leaves the old
     /// journal in place (and is not tried again until the journal has grown by the slack).
-    /// Compacts past the close's threshold ([`CLOSE_SLACK`], a quarter of the live bytes);
+    /// Compacts past the close's threshold ([`CLOSE_SLACK`], a sixteenth of the live bytes);
     /// `closing`: whatever an earlier compaction's failure (the last chance before the next
     /// open).
     fn compact_at_rest(&self, closing: bool) -> KvResult<()> {
@@ -425,7 +430,7 @@ impl JournalKv {
         let Ok(pairs) = self.pairs.read() else {
             return poisoned();
         };
-        if replaced(&writer, &pairs) <= CLOSE_SLACK.max(pairs.live / 4) {
+        if replaced(&writer, &pairs) <= CLOSE_SLACK.max(pairs.live / CLOSE_SHARE) {
             return Ok(());
         }
         if let Some(failed) = writer.compact_failed_at.filter(|_| !closing) {
@@ -575,7 +580,7 @@ impl Kv for JournalKv {
     }
 
     /// Compacts the journal as it closes if it keeps more replaced bytes than [`CLOSE_SLACK`]
-    /// and a quarter of its live ones (a relay closes its least used books: at rest, a book
+    /// and a sixteenth of its live ones (a relay closes its least used books: at rest, a book
     /// takes about what it holds). A handle whose writes failed closes as it is.
     fn close_checkpointed(self: Box<Self>) -> KvResult<()> {
         self.compact_at_rest(true)

@@ -2,7 +2,7 @@
 //! log, their register changes held back and written to sled in batches; `settle`, `flush`
 //! and meta values.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use cardlog_core::replay::{Missing, Readiness};
 use cardlog_core::{ContactId, Cutoffs, DeviceId, Hlc, OpId, SealedOp, SignedTip};
@@ -306,7 +306,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Keeps the signatures of `tips` whose ops the store now holds.
+    /// Keeps the signatures of `tips` whose ops the store now holds, and lets go of those of
+    /// the same authors that a later one kept covers (`Store::prune_signatures`).
     fn keep_held_signatures(&mut self, tips: &[SignedTip]) -> Result<(), StoreError> {
         let held: Vec<SignedTip> = tips
             .iter()
@@ -316,7 +317,9 @@ impl Store {
         if held.is_empty() {
             return Ok(());
         }
-        self.keep_signatures(&held)
+        self.keep_signatures(&held)?;
+        let authors: BTreeSet<DeviceId> = held.iter().map(|t| t.author).collect();
+        self.prune_signatures(&authors)
     }
 
     /// Syncs the signature log (signatures are appended to it only with a meta write, so

@@ -127,6 +127,34 @@ impl ChangeCursor {
     }
 }
 
+impl ChangeCursor {
+    /// The cursor's short form, for a record the store's own database keeps (a sync peer's
+    /// place in the op log, `cardlog::Replica`): epoch, log offset and the length of the record
+    /// ending there as varints (the format's bincode), then that record's op id (16 bytes).
+    /// No device id (the store's own, given back to [`ChangeCursor::from_short_bytes`]) and no
+    /// check hash (the database's records check themselves): at most 43 bytes, never
+    /// [`CHANGE_CURSOR_BYTES`], where [`ChangeCursor::to_bytes`] takes 72 (a relay keeps one
+    /// per device of a book).
+    pub fn to_short_bytes(&self) -> Vec<u8> {
+        let back = self.offset.saturating_sub(self.last_start);
+        cardlog_core::codec::encode_to_vec(&(self.epoch, self.offset, back, self.last_id))
+    }
+
+    /// Reads back [`ChangeCursor::to_short_bytes`] as a cursor of `device`'s store; `None`
+    /// if the bytes are not exactly a short form.
+    pub fn from_short_bytes(device: DeviceId, bytes: &[u8]) -> Option<Self> {
+        let (epoch, offset, back, last_id): (u64, u64, u64, [u8; 16]) =
+            cardlog_core::codec::decode_exact(bytes)?;
+        Some(Self {
+            device,
+            epoch,
+            offset,
+            last_start: offset.checked_sub(back)?,
+            last_id,
+        })
+    }
+}
+
 impl std::fmt::Display for ChangeCursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for b in self.to_bytes() {
@@ -482,5 +510,44 @@ impl Store {
                 })
                 .collect(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The short form's bytes (a peer record's place, docs/FORMAT.md): a refactor cannot
+    /// change what a stored record reads.
+    #[test]
+    fn a_cursors_short_form_has_golden_bytes_and_reads_back_exactly() {
+        let device = DeviceId([0xd1; 16]);
+        let cursor = ChangeCursor {
+            device,
+            epoch: 2,
+            offset: 70_000,
+            last_start: 69_820,
+            last_id: [0x5a; 16],
+        };
+        let short = cursor.to_short_bytes();
+        let hex: String = short.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "02fc70110100b45a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a");
+        assert_eq!(ChangeCursor::from_short_bytes(device, &short), Some(cursor));
+        let everything = ChangeCursor::everything(device);
+        assert_eq!(
+            ChangeCursor::from_short_bytes(device, &everything.to_short_bytes()),
+            Some(everything)
+        );
+        assert!(everything.to_short_bytes().len() < CHANGE_CURSOR_BYTES);
+        // Not exactly a short form: a byte more, one less, a record longer than its end.
+        let mut longer = short.clone();
+        longer.push(0);
+        assert_eq!(ChangeCursor::from_short_bytes(device, &longer), None);
+        assert_eq!(
+            ChangeCursor::from_short_bytes(device, &short[..short.len() - 1]),
+            None
+        );
+        let past = cardlog_core::codec::encode_to_vec(&(2u64, 10u64, 11u64, [0u8; 16]));
+        assert_eq!(ChangeCursor::from_short_bytes(device, &past), None);
     }
 }

@@ -3,6 +3,7 @@
 //! line), the address book it belongs to, the chain-tip signatures of the ops it holds, and its
 //! membership ops (docs/FORMAT.md, "Store"; docs/SECURITY.md).
 
+use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::Path as FsPath;
 
@@ -13,6 +14,12 @@ use crate::error::{OpenError, StoreError};
 use crate::log::{append_sigs, LogError, SIGS_FILE};
 use crate::state::keys::{self, meta};
 use crate::state::kv::KvBatch;
+
+/// The most ops between two signatures of another device's chain that
+/// [`Store::prune_signatures`] leaves kept (or below the first): a message cut anywhere in
+/// the chain grows by at most this many ops to end at a signed op. `cardlog_sync`'s
+/// `CHUNK_OPS`, the ops of one message.
+pub const SIGNATURE_SPACING: u64 = 1_024;
 
 /// The file holding the device's secret key: its 32-byte ed25519 seed.
 pub const KEY_FILE: &str = "device.key";
@@ -217,6 +224,57 @@ impl Store {
             }
             self.kv.apply(received).map_err(|e| self.poison(e))?;
             self.meta_dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Lets go of the kept signatures of `authors` (other devices) that a later one covers:
+    /// a signature covers its author's chain down to the first op, so of a chain held whole
+    /// only its highest signature is needed, and one in the middle only where a message cut
+    /// there would otherwise have to grow by more than [`SIGNATURE_SPACING`] ops to end at a
+    /// signed op (`cardlog_sync`'s sessions end each message at signed ops). A signature goes
+    /// only when it and the next one kept are of the ops held at their seqs (the held chain is
+    /// one, so the later covers the earlier); one of an op withdrawn or replaced since stays.
+    /// The removals go with the held-back register changes, after the log that holds the
+    /// covering op: a crash before them keeps both.
+    ///
+    /// What it saves: a device that syncs with a relay signs its tip each time, and the relay
+    /// kept every one (two in three of a relay book's signature bytes after two rounds, issue
+    /// 24).
+    pub(super) fn prune_signatures(
+        &mut self,
+        authors: &BTreeSet<DeviceId>,
+    ) -> Result<(), StoreError> {
+        let mut gone = KvBatch::default();
+        for author in authors.iter().filter(|a| **a != self.device) {
+            let mut prefix = vec![keys::SIGNATURE];
+            prefix.extend_from_slice(&author.0);
+            // (seq, whether the signature is of the op held at that seq), by seq.
+            let mut kept: Vec<(u64, bool)> = Vec::new();
+            for pair in self.held.scan_prefix(&*self.kv, &prefix) {
+                let (k, v) = pair?;
+                let Some((_, seq)) = keys::parse_signature(&k) else {
+                    continue;
+                };
+                let tip = decode_signature(*author, seq, &v)
+                    .ok_or_else(|| StoreError::undecodable("chain-tip signature"))?;
+                let held = cardlog_core::replay::OpLookup::op_at(self, author, seq)?;
+                kept.push((seq, held == Some(tip.op)));
+            }
+            let mut below = 0u64;
+            for pair in kept.windows(2) {
+                let &[(seq, of_held), (next, next_of_held)] = pair else {
+                    continue;
+                };
+                if of_held && next_of_held && next - below <= SIGNATURE_SPACING {
+                    gone.remove(keys::signature(author, seq));
+                } else {
+                    below = seq;
+                }
+            }
+        }
+        if !gone.is_empty() {
+            self.held.add(gone, 0);
         }
         Ok(())
     }

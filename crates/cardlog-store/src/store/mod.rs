@@ -41,7 +41,7 @@ use cardlog_core::{BookId, ContactId, Cutoffs, DeviceId, DeviceKey, OpId, Path, 
 
 pub use changes::{ChangeCursor, ContactChange, CursorParseError, Since, CHANGE_CURSOR_BYTES};
 pub use derive::Progress;
-pub use identity::{read_key_file, write_key_file, KEY_FILE};
+pub use identity::{read_key_file, write_key_file, KEY_FILE, SIGNATURE_SPACING};
 pub use open::STORE_FORMAT_VERSION;
 pub use salvage::{LogDamage, RepairReport, RESYNC_BYTES_MAX};
 pub use withdraw::Withdrawal;
