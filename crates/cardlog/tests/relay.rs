@@ -443,3 +443,61 @@ fn a_session_whose_thread_panics_still_ends_with_its_host() {
     assert_eq!(ended.len(), 1, "{ended:?}");
     assert_eq!((ended[0].1, ended[0].2), (phone.id(), false));
 }
+
+#[test]
+fn a_books_membership_ops_are_kept_as_places_in_its_log_and_read_back_from_it() {
+    let dirs = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut admin = replica(&dirs.path().join("admin"), &clock);
+    admin.add_contact(&person(1, "Ada")).unwrap();
+    let _phone = member_of(&mut admin, &dirs.path().join("phone"), &clock);
+    admin
+        .add_member(DeviceId([0x77; 16]), MemberRole::Relay, "relay")
+        .unwrap();
+    let ops = admin.store().ops_since(&Default::default()).unwrap();
+    let ids = |ops: Vec<cardlog_core::SealedOp>| -> Vec<cardlog_core::OpId> {
+        let mut ids: Vec<_> = ops.iter().map(cardlog_core::SealedOp::id).collect();
+        ids.sort();
+        ids
+    };
+    let members = ids(admin.store().membership_ops().unwrap());
+    assert_eq!(members.len(), 3, "founding, the phone, the relay");
+    // Up to the phone's admission in one call, settled; the rest (the relay's) in another.
+    let last_member = ops.iter().rposition(|op| op.op().is_membership()).unwrap();
+    let options = cardlog_store::StoreOptions {
+        database: cardlog::Database::Journal,
+        keeps: cardlog::Keeps::OpsOnly,
+        ..Default::default()
+    };
+    let dir = dirs.path().join("book");
+    let mut book = cardlog::Store::create(&dir, &options).unwrap();
+    book.set_book(admin.book()).unwrap();
+    book.apply_all_strict(&ops[..last_member]).unwrap();
+    book.settle().unwrap();
+    book.apply_all_strict(&ops[last_member..]).unwrap();
+    assert_eq!(ids(book.membership_ops().unwrap()), members);
+    // Copied while open, as a killed process leaves it: the relay's admission is in the log's
+    // tail, not in the journal. The open replays the tail, reading the membership ops kept
+    // before it from the log it is replaying.
+    let crashed = dirs.path().join("crashed");
+    common::copy_dir(&dir, &crashed);
+    drop(book);
+    let reopened = cardlog::Store::open(&crashed, &options).unwrap();
+    assert!(reopened.recovery().tail_ops > 0, "the tail was replayed");
+    assert_eq!(ids(reopened.membership_ops().unwrap()), members);
+    assert_eq!(reopened.verify().unwrap().problems, Vec::<String>::new());
+    drop(reopened);
+    // Each is kept as the offset of its record (8 bytes), not its bytes again.
+    for store in [&dir, &crashed] {
+        let pairs = cardlog_store::state::JournalKv::read_dir(&store.join("db"))
+            .unwrap()
+            .pairs;
+        let kept: Vec<&Vec<u8>> = pairs
+            .iter()
+            .filter(|(k, _)| k[0] == b'u')
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(kept.len(), 3);
+        assert!(kept.iter().all(|v| v.len() == 8), "{kept:?}");
+    }
+}

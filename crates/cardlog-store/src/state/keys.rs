@@ -39,7 +39,8 @@ pub const WIDTH: u8 = b'w';
 pub const WIDTH_NAME: u8 = b'n';
 /// [`WIDTH`]'s column of first phones or e-mails (core's `ContactRow::phone_or_email`).
 pub const WIDTH_FIRST: u8 = b'f';
-/// Membership ops: `u` + op id → the op's bytes (few; read whole at open).
+/// Membership ops: `u` + op id → the op's bytes, or where its record is in the op log
+/// ([`membership_value`]). Read whole at open.
 pub const MEMBERSHIP: u8 = b'u';
 /// Sync peers: `p` + peer device id → what it acknowledged holding and when (the facade's
 /// record). One key per peer, so a session rewrites its own peer's record only; format 5
@@ -150,6 +151,25 @@ pub fn membership(op: &cardlog_core::OpId) -> Vec<u8> {
     k.push(MEMBERSHIP);
     k.extend_from_slice(&op.0);
     k
+}
+
+/// A membership op's value under its `u` key ([`membership`]): in a store that keeps contacts,
+/// the op's bytes (a device's store holds a few, and its open reads them without the log, so
+/// damage in the log leaves it opening read-only); in one that keeps ops only (a relay's book,
+/// which holds one per device of the book), the log offset of its record (u64 BE), each read
+/// back from the log at open (issue 24: the op's bytes are in the log already).
+pub fn membership_value(keeps_contacts: bool, offset: u64, bytes: &[u8]) -> Vec<u8> {
+    if keeps_contacts {
+        bytes.to_vec()
+    } else {
+        offset.to_be_bytes().to_vec()
+    }
+}
+
+/// The log offset a `u` value names ([`membership_value`]), or `None` if it holds the op's
+/// bytes (never 8 bytes long: an op's encoding holds its 16-byte author).
+pub fn membership_offset(value: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(value).ok().map(u64::from_be_bytes)
 }
 
 fn corrupt(what: &str) -> StoreError {

@@ -173,7 +173,7 @@ impl Store {
         }
         let mut staged = stage.finish()?;
         // A removal voiding ops that took effect: the batch flags a rebuild, done below.
-        let retraction = self.retraction(&mut staged)?;
+        let retraction = self.retraction(&mut staged, &self.log)?;
         // Received signatures are durable before the ops they cover: a record appended to the
         // log survives a killed process even unsynced, sled's unflushed writes do not, and a
         // received signature cannot be made again. (One kept for an op not stored is ignored.)

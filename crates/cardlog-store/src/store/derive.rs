@@ -46,8 +46,8 @@ pub(crate) struct Derived {
     /// A record does not decode or hash to its id: nothing can be rebuilt from the log.
     pub(crate) broken: bool,
     pub(crate) index: Option<LogIndex>,
-    /// The membership ops, by id, with their bytes.
-    pub(crate) membership: BTreeMap<OpId, Vec<u8>>,
+    /// The membership ops, by id, with their log offsets and bytes.
+    pub(crate) membership: BTreeMap<OpId, (u64, Vec<u8>)>,
 }
 
 /// Re-derives registers, author heads and (with `with_index`) the index from `log`, checking
@@ -89,7 +89,7 @@ pub(crate) fn derive(
                 match check_record(offset, &id, bytes, decode_op_with_id) {
                     Ok(op) => {
                         if op.is_membership() {
-                            replay.d.membership.insert(id, bytes.to_vec());
+                            replay.d.membership.insert(id, (offset, bytes.to_vec()));
                         }
                         replay.add(offset, id, op, progress)?
                     }

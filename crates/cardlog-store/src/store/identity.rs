@@ -11,7 +11,7 @@ use cardlog_core::{BookId, DeviceId, DeviceKey, OpId, PublicKey, SealedOp, Signa
 
 use super::Store;
 use crate::error::{OpenError, StoreError};
-use crate::log::{append_sigs, LogError, SIGS_FILE};
+use crate::log::{append_sigs, LogError, OpLog, SIGS_FILE};
 use crate::state::keys::{self, meta};
 use crate::state::kv::KvBatch;
 
@@ -131,7 +131,7 @@ impl Store {
             None => {
                 self.put_meta(meta::BOOK, book.0.to_vec())?;
                 self.book = Some(book);
-                self.cutoffs = self.cutoffs_with(&[])?;
+                self.cutoffs = self.cutoffs_with(&[], &self.log)?;
                 Ok(())
             }
         }
@@ -166,14 +166,37 @@ impl Store {
             .ok_or_else(|| StoreError::undecodable("chain-tip signature"))
     }
 
-    /// The membership ops the store holds (kept whole in the database: read at open without
-    /// reading the log).
+    /// The membership ops the store holds: kept whole in the database, or (a store that keeps
+    /// ops only) read from the op log where their `u` values say ([`keys::membership_value`]).
     pub fn membership_ops(&self) -> Result<Vec<SealedOp>, StoreError> {
+        self.membership_ops_in(&self.log)
+    }
+
+    /// [`Store::membership_ops`], reading the op log through `log`: the store's own, or the log
+    /// moved out of it while its open replays the log's tail. A `u` value naming a record that
+    /// does not read back as the op its key names is an error naming the offset (the log was
+    /// cut or damaged there: `repair` rebuilds the keys from what the log holds).
+    pub(super) fn membership_ops_in(&self, log: &OpLog) -> Result<Vec<SealedOp>, StoreError> {
         let mut ops = Vec::new();
         for pair in self.held.scan_prefix(&*self.kv, &[keys::MEMBERSHIP]) {
-            let (_, v) = pair?;
-            let op = cardlog_core::decode_op(&v)
-                .map_err(|e| StoreError::undecodable(&format!("membership op ({e})")))?;
+            let (k, v) = pair?;
+            let op = match keys::membership_offset(&v) {
+                Some(at) => {
+                    let op = log.read(at).and_then(|r| r.seal()).map_err(|e| {
+                        StoreError::undecodable(&format!(
+                            "membership op at op log offset {at} ({e})"
+                        ))
+                    })?;
+                    if k.get(1..) != Some(&op.id().0[..]) {
+                        return Err(StoreError::undecodable(&format!(
+                            "membership op at op log offset {at} (another op is there)"
+                        )));
+                    }
+                    op
+                }
+                None => cardlog_core::decode_op(&v)
+                    .map_err(|e| StoreError::undecodable(&format!("membership op ({e})")))?,
+            };
             ops.push(op);
         }
         Ok(ops)

@@ -456,7 +456,7 @@ impl Store {
             .filter_map(|at| store.log.id_at(*at).ok().map(|id| (id, *at)))
             .collect();
         store.withdrawn = Box::new(Withdrawn { offsets, ids });
-        store.cutoffs = store.cutoffs_with(&[])?;
+        store.cutoffs = store.cutoffs_with(&[], &store.log)?;
         if applied_bytes > file_len {
             // The registers cover more of the log than the file holds (a power cut lost the
             // log's tail, or the file was cut): the registers cannot be trusted.
@@ -526,7 +526,7 @@ impl Store {
                             log.sync()?;
                             synced = true;
                         }
-                        self.replay_logged(&chunk)
+                        self.replay_logged(&chunk, &log)
                     },
                 ),
             );
@@ -565,7 +565,9 @@ impl Store {
 
     /// Replays committed records of the log's tail into the registers: staged, written as one
     /// batch with the watermark after them.
-    fn replay_logged(&mut self, ops: &[(u64, SealedOp)]) -> Result<(), OpenError> {
+    /// `log` is the store's op log, moved out of it while its tail is read (membership ops
+    /// kept as log offsets are read back through it).
+    fn replay_logged(&mut self, ops: &[(u64, SealedOp)], log: &OpLog) -> Result<(), OpenError> {
         let Some((start, _)) = ops.first() else {
             return Ok(());
         };
@@ -581,7 +583,7 @@ impl Store {
         }
         let mut staged = stage.finish()?;
         // A removal in the tail voids ops already in the registers: rebuilt after (`open`).
-        let retraction = self.retraction(&mut staged)?;
+        let retraction = self.retraction(&mut staged, log)?;
         self.kv.apply(staged.batch)?;
         self.kv.flush()?;
         self.ops += staged.added.len() as u64;

@@ -15,15 +15,21 @@ use super::derive::{derive, Derived, Progress};
 use super::stage::Staged;
 use super::Store;
 use crate::error::StoreError;
+use crate::log::OpLog;
 use crate::state::keys::meta;
 
 impl Store {
-    /// The cutoffs decided by the membership ops held plus `extra` (staged, not yet written).
-    pub(super) fn cutoffs_with(&self, extra: &[SealedOp]) -> Result<Cutoffs, StoreError> {
+    /// The cutoffs decided by the membership ops held plus `extra` (staged, not yet written),
+    /// reading the op log through `log` ([`Store::membership_ops_in`]).
+    pub(super) fn cutoffs_with(
+        &self,
+        extra: &[SealedOp],
+        log: &OpLog,
+    ) -> Result<Cutoffs, StoreError> {
         let Some(book) = self.book else {
             return Ok(Cutoffs::default());
         };
-        let mut ops = self.membership_ops()?;
+        let mut ops = self.membership_ops_in(log)?;
         ops.extend(extra.iter().cloned());
         Ok(Membership::compute(book, ops).cutoffs())
     }
@@ -34,11 +40,12 @@ impl Store {
     pub(super) fn retraction(
         &self,
         staged: &mut Staged,
+        log: &OpLog,
     ) -> Result<Option<(Cutoffs, bool)>, StoreError> {
         if staged.membership.is_empty() {
             return Ok(None);
         }
-        let next = self.cutoffs_with(&staged.membership)?;
+        let next = self.cutoffs_with(&staged.membership, log)?;
         let retract = self
             .cutoffs
             .changed_from(&next)
@@ -77,7 +84,7 @@ impl Store {
             return Ok((derived, self.cutoffs.clone()));
         };
         let mut ops = Vec::with_capacity(derived.membership.len());
-        for bytes in derived.membership.values() {
+        for (_, bytes) in derived.membership.values() {
             ops.push(
                 cardlog_core::decode_op(bytes)
                     .map_err(|e| StoreError::undecodable(&format!("membership op ({e})")))?,

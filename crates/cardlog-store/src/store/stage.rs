@@ -239,8 +239,16 @@ impl<'s> Stage<'s> {
                 _ => batch.remove(key),
             }
         }
+        let keeps = self.store.keeps_contacts();
         for op in &self.membership {
-            batch.insert(keys::membership(&op.id()), op.bytes().to_vec());
+            let id = op.id();
+            let Some((offset, _)) = self.ids.get(&id).and_then(|i| self.added.get(*i)) else {
+                continue; // (every membership op staged is in `added`)
+            };
+            batch.insert(
+                keys::membership(&id),
+                keys::membership_value(keeps, *offset, op.bytes()),
+            );
         }
         batch.insert(
             meta::APPLIED.to_vec(),
