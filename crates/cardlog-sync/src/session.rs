@@ -364,7 +364,8 @@ impl Outgoing {
     /// it is one whose signature the store holds: a segment's ops are accepted only under a
     /// signature of its last op or a later one (docs/SYNC.md, "Signatures"). The ops are in
     /// the store's order, every op after its dependencies, so taking more of them never
-    /// needs ops further on. Gives up after [`EXTEND_OPS_MAX`] more ops, or at the end of what
+    /// needs ops further on. Gives up after [`EXTEND_OPS_MAX`] more ops (or
+    /// [`EXTEND_BYTES_MAX`] more bytes), or at the end of what
     /// there is to send: returns the authors whose last op in the message is still unsigned.
     fn signed_end<S: PeerBook>(
         &mut self,
@@ -396,6 +397,7 @@ impl Outgoing {
             }
         }
         let cap = take + EXTEND_OPS_MAX;
+        let mut extended = 0usize;
         while !unsigned.is_empty() && take < cap {
             if take >= self.ops.len() {
                 self.fill(store, take + chunk_ops)?;
@@ -403,6 +405,10 @@ impl Outgoing {
             let Some(op) = self.ops.get(take) else {
                 break;
             };
+            extended += op.bytes().len();
+            if extended > EXTEND_BYTES_MAX {
+                break;
+            }
             take += 1;
             if signed(op)? {
                 unsigned.remove(&op.op().author);
@@ -493,6 +499,11 @@ fn signed_only<S: PeerBook>(
 
 /// How many ops past its size a message may grow to end at signed ops.
 const EXTEND_OPS_MAX: usize = 1 << 16;
+/// How many bytes of ops past its size a message may grow to end at signed ops: with
+/// [`CHUNK_BYTES`], well under the quarter of a receiver's budget one message may take
+/// (16 MiB). Past either bound the message goes with unsigned tails, which the receiver holds
+/// back within the session until a later message brings their signatures (docs/SYNC.md).
+const EXTEND_BYTES_MAX: usize = 4 << 20;
 
 impl Session {
     /// A new session on one side.

@@ -501,3 +501,101 @@ fn a_books_membership_ops_are_kept_as_places_in_its_log_and_read_back_from_it() 
         assert!(kept.iter().all(|v| v.len() == 8), "{kept:?}");
     }
 }
+
+#[test]
+fn a_books_membership_kept_in_its_log_survives_a_tail_of_many_chunks_a_cut_log_and_repair() {
+    let dirs = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut admin = replica(&dirs.path().join("admin"), &clock);
+    let _phone = member_of(&mut admin, &dirs.path().join("phone"), &clock);
+    admin
+        .add_member(DeviceId([0x77; 16]), MemberRole::Relay, "relay")
+        .unwrap();
+    let ops = admin.store().ops_since(&Default::default()).unwrap();
+    let members: Vec<usize> = (0..ops.len())
+        .filter(|i| ops[*i].op().is_membership())
+        .collect();
+    assert_eq!(members.len(), 3, "founding, the phone, the relay");
+    assert_eq!(
+        members[2],
+        ops.len() - 1,
+        "the relay's admission comes last"
+    );
+    // Another device's ops between the phone's admission and the relay's: more than a chunk
+    // of the tail's replay, so the two admissions are replayed in different chunks.
+    let mut other = cardlog_core::Device::new(DeviceId([0x55; 16]), clock.clone());
+    let filler: Vec<cardlog_core::SealedOp> = (0..cardlog_store::log::TAIL_CHUNK_OPS + 2_000)
+        .map(|i| {
+            let mut id = [0u8; 16];
+            id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            other
+                .create(&cardlog_core::Contact::new(cardlog::ContactId(id)))
+                .unwrap()
+        })
+        .collect();
+    let mut tail: Vec<cardlog_core::SealedOp> = ops[members[0] + 1..=members[1]].to_vec();
+    tail.extend(filler);
+    tail.extend_from_slice(&ops[members[1] + 1..]);
+    let options = cardlog_store::StoreOptions {
+        database: cardlog::Database::Journal,
+        keeps: cardlog::Keeps::OpsOnly,
+        ..Default::default()
+    };
+    let dir = dirs.path().join("book");
+    let mut book = cardlog::Store::create(&dir, &options).unwrap();
+    book.set_book(admin.book()).unwrap();
+    book.apply_all_strict(&ops[..=members[0]]).unwrap();
+    book.settle().unwrap();
+    // In calls of 1,000 (a commit each), not settled: what a killed relay leaves.
+    for call in tail.chunks(1_000) {
+        book.apply_all_strict(call).unwrap();
+    }
+    let ids = |store: &cardlog::Store| -> usize { store.membership_ops().unwrap().len() };
+    assert_eq!(ids(&book), 3);
+    let crashed = dirs.path().join("crashed");
+    common::copy_dir(&dir, &crashed);
+    // The original settled: its journal keeps the relay's admission.
+    book.settle().unwrap();
+    book.flush().unwrap();
+    let records_end = book.log_len();
+    drop(book);
+    let reopened = cardlog::Store::open(&crashed, &options).unwrap();
+    assert_eq!(ids(&reopened), 3);
+    assert_eq!(reopened.verify().unwrap().problems, Vec::<String>::new());
+    drop(reopened);
+    // Repair replays the whole log as its tail, a chunk at a time: the second chunk's
+    // replay of the relay's admission reads the phone's, kept by the first.
+    cardlog::Store::repair(&crashed, &options).unwrap();
+    let repaired = cardlog::Store::open(&crashed, &options).unwrap();
+    assert_eq!(ids(&repaired), 3);
+    assert_eq!(repaired.verify().unwrap().problems, Vec::<String>::new());
+    drop(repaired);
+
+    // The log cut inside the relay's admission (a power cut below the state, or a cut file):
+    // the book opens read-only under the membership it can read, verify names what is wrong,
+    // and repair keeps what the log holds.
+    let kept = cardlog_store::state::JournalKv::read_dir(&dir.join("db"))
+        .unwrap()
+        .pairs;
+    let places: Vec<u64> = kept
+        .iter()
+        .filter(|(k, _)| k[0] == b'u')
+        .map(|(_, v)| u64::from_be_bytes(v[..].try_into().unwrap()))
+        .collect();
+    assert_eq!(places.len(), 3);
+    let last = *places.iter().max().unwrap();
+    assert!(last < records_end);
+    let log = dir.join(cardlog_store::log::LOG_FILE);
+    let bytes = std::fs::read(&log).unwrap();
+    std::fs::write(&log, &bytes[..last as usize + 5]).unwrap();
+    let opened = cardlog::Store::open(&dir, &options).unwrap();
+    assert!(opened.is_poisoned());
+    assert_eq!(ids(&opened), 2);
+    assert!(!opened.verify().unwrap().problems.is_empty());
+    drop(opened);
+    cardlog::Store::repair(&dir, &options).unwrap();
+    let repaired = cardlog::Store::open(&dir, &options).unwrap();
+    assert!(!repaired.is_poisoned());
+    assert_eq!(ids(&repaired), 2);
+    assert_eq!(repaired.verify().unwrap().problems, Vec::<String>::new());
+}

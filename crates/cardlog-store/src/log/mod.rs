@@ -178,13 +178,16 @@ impl OpLog {
 
     /// Reads the record at `offset`, which the store believes valid.
     pub fn read(&self, offset: u64) -> Result<Record, LogError> {
-        match self.read_within(offset, self.len)? {
+        self.read_before(offset, self.len)
+    }
+
+    /// [`OpLog::read`] of a record that ends by `end`: past the log's length while its open
+    /// reads its tail (the length is set once the tail is read).
+    pub fn read_before(&self, offset: u64, end: u64) -> Result<Record, LogError> {
+        match self.read_within(offset, end)? {
             Read::Record(r) => Ok(r),
             Read::End => Err(LogError::Damaged {
-                what: format!(
-                    "op log: a record at byte {offset}, past the end ({})",
-                    self.len
-                ),
+                what: format!("op log: a record at byte {offset}, past the end ({end})"),
                 offset,
             }),
             Read::Bad { why, .. } => Err(LogError::Damaged {

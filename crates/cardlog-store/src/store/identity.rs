@@ -131,7 +131,7 @@ impl Store {
             None => {
                 self.put_meta(meta::BOOK, book.0.to_vec())?;
                 self.book = Some(book);
-                self.cutoffs = self.cutoffs_with(&[], &self.log)?;
+                self.cutoffs = self.cutoffs_with(&[], &self.log, self.log.len())?;
                 Ok(())
             }
         }
@@ -169,31 +169,39 @@ impl Store {
     /// The membership ops the store holds: kept whole in the database, or (a store that keeps
     /// ops only) read from the op log where their `u` values say ([`keys::membership_value`]).
     pub fn membership_ops(&self) -> Result<Vec<SealedOp>, StoreError> {
-        self.membership_ops_in(&self.log)
+        self.membership_ops_in(&self.log, self.log.len())
     }
 
-    /// [`Store::membership_ops`], reading the op log through `log`: the store's own, or the log
-    /// moved out of it while its open replays the log's tail. A `u` value naming a record that
-    /// does not read back as the op its key names is an error naming the offset (the log was
-    /// cut or damaged there: `repair` rebuilds the keys from what the log holds).
-    pub(super) fn membership_ops_in(&self, log: &OpLog) -> Result<Vec<SealedOp>, StoreError> {
+    /// [`Store::membership_ops`], reading the op log's records that end by `end` through
+    /// `log`: the store's own, or the log moved out of it while its open replays the log's
+    /// tail (whose length is set once the tail is read: the replay reads up to the file's
+    /// end). A `u` value naming a record that does not read back as the op its key names is
+    /// an error naming the offset (the log was cut or damaged there: `repair` rebuilds the
+    /// keys from what the log holds), except in a store already read-only for damage, where
+    /// it is passed over (`open` makes such a store read-only).
+    pub(super) fn membership_ops_in(
+        &self,
+        log: &OpLog,
+        end: u64,
+    ) -> Result<Vec<SealedOp>, StoreError> {
         let mut ops = Vec::new();
         for pair in self.held.scan_prefix(&*self.kv, &[keys::MEMBERSHIP]) {
             let (k, v) = pair?;
             let op = match keys::membership_offset(&v) {
-                Some(at) => {
-                    let op = log.read(at).and_then(|r| r.seal()).map_err(|e| {
-                        StoreError::undecodable(&format!(
-                            "membership op at op log offset {at} ({e})"
-                        ))
-                    })?;
-                    if k.get(1..) != Some(&op.id().0[..]) {
+                Some(at) => match log.read_before(at, end).and_then(|r| r.seal()) {
+                    Ok(op) if k.get(1..) == Some(&op.id().0[..]) => op,
+                    _ if self.poisoned.is_some() => continue,
+                    Ok(_) => {
                         return Err(StoreError::undecodable(&format!(
                             "membership op at op log offset {at} (another op is there)"
-                        )));
+                        )))
                     }
-                    op
-                }
+                    Err(e) => {
+                        return Err(StoreError::undecodable(&format!(
+                            "membership op at op log offset {at} ({e})"
+                        )))
+                    }
+                },
                 None => cardlog_core::decode_op(&v)
                     .map_err(|e| StoreError::undecodable(&format!("membership op ({e})")))?,
             };
@@ -291,7 +299,8 @@ impl Store {
                 };
                 if of_held && next_of_held && next - below <= SIGNATURE_SPACING {
                     gone.remove(keys::signature(author, seq));
-                } else {
+                } else if of_held {
+                    // (One of an op not held covers nothing held: the gap runs on.)
                     below = seq;
                 }
             }

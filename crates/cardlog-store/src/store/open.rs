@@ -456,7 +456,20 @@ impl Store {
             .filter_map(|at| store.log.id_at(*at).ok().map(|id| (id, *at)))
             .collect();
         store.withdrawn = Box::new(Withdrawn { offsets, ids });
-        store.cutoffs = store.cutoffs_with(&[], &store.log)?;
+        store.cutoffs = match store.cutoffs_with(&[], &store.log, file_len) {
+            Ok(cutoffs) => cutoffs,
+            // A relay's book whose op log no longer holds a membership op where its `u` key
+            // says (cut shorter, or damaged there): it opens read-only under the membership
+            // ops it can read, and says so; `verify` names the difference, `repair` rebuilds
+            // the keys from what the log holds.
+            Err(e) => {
+                store.poisoned = Some(format!(
+                    "{e}: the op log lost a membership op (run verify; repair keeps what the \
+                     log holds)"
+                ));
+                store.cutoffs_with(&[], &store.log, file_len)?
+            }
+        };
         if applied_bytes > file_len {
             // The registers cover more of the log than the file holds (a power cut lost the
             // log's tail, or the file was cut): the registers cannot be trusted.
@@ -526,7 +539,7 @@ impl Store {
                             log.sync()?;
                             synced = true;
                         }
-                        self.replay_logged(&chunk, &log)
+                        self.replay_logged(&chunk, &log, file_len)
                     },
                 ),
             );
@@ -565,9 +578,15 @@ impl Store {
 
     /// Replays committed records of the log's tail into the registers: staged, written as one
     /// batch with the watermark after them.
-    /// `log` is the store's op log, moved out of it while its tail is read (membership ops
-    /// kept as log offsets are read back through it).
-    fn replay_logged(&mut self, ops: &[(u64, SealedOp)], log: &OpLog) -> Result<(), OpenError> {
+    /// `log` is the store's op log, moved out of it while its tail is read up to `end` (the
+    /// file's length): membership ops kept as log offsets, by earlier chunks too, are read
+    /// back through it.
+    fn replay_logged(
+        &mut self,
+        ops: &[(u64, SealedOp)],
+        log: &OpLog,
+        end: u64,
+    ) -> Result<(), OpenError> {
         let Some((start, _)) = ops.first() else {
             return Ok(());
         };
@@ -583,7 +602,7 @@ impl Store {
         }
         let mut staged = stage.finish()?;
         // A removal in the tail voids ops already in the registers: rebuilt after (`open`).
-        let retraction = self.retraction(&mut staged, log)?;
+        let retraction = self.retraction(&mut staged, log, end)?;
         self.kv.apply(staged.batch)?;
         self.kv.flush()?;
         self.ops += staged.added.len() as u64;

@@ -20,16 +20,18 @@ use crate::state::keys::meta;
 
 impl Store {
     /// The cutoffs decided by the membership ops held plus `extra` (staged, not yet written),
-    /// reading the op log through `log` ([`Store::membership_ops_in`]).
+    /// reading the op log's records that end by `end` through `log`
+    /// ([`Store::membership_ops_in`]).
     pub(super) fn cutoffs_with(
         &self,
         extra: &[SealedOp],
         log: &OpLog,
+        end: u64,
     ) -> Result<Cutoffs, StoreError> {
         let Some(book) = self.book else {
             return Ok(Cutoffs::default());
         };
-        let mut ops = self.membership_ops_in(log)?;
+        let mut ops = self.membership_ops_in(log, end)?;
         ops.extend(extra.iter().cloned());
         Ok(Membership::compute(book, ops).cutoffs())
     }
@@ -41,11 +43,12 @@ impl Store {
         &self,
         staged: &mut Staged,
         log: &OpLog,
+        end: u64,
     ) -> Result<Option<(Cutoffs, bool)>, StoreError> {
         if staged.membership.is_empty() {
             return Ok(None);
         }
-        let next = self.cutoffs_with(&staged.membership, log)?;
+        let next = self.cutoffs_with(&staged.membership, log, end)?;
         let retract = self
             .cutoffs
             .changed_from(&next)
