@@ -464,11 +464,7 @@ fn a_books_membership_ops_are_kept_as_places_in_its_log_and_read_back_from_it() 
     assert_eq!(members.len(), 3, "founding, the phone, the relay");
     // Up to the phone's admission in one call, settled; the rest (the relay's) in another.
     let last_member = ops.iter().rposition(|op| op.op().is_membership()).unwrap();
-    let options = cardlog_store::StoreOptions {
-        database: cardlog::Database::Journal,
-        keeps: cardlog::Keeps::OpsOnly,
-        ..Default::default()
-    };
+    let options = relay_book_options();
     let dir = dirs.path().join("book");
     let mut book = cardlog::Store::create(&dir, &options).unwrap();
     book.set_book(admin.book()).unwrap();
@@ -536,11 +532,7 @@ fn a_books_membership_kept_in_its_log_survives_a_tail_of_many_chunks_a_cut_log_a
     let mut tail: Vec<cardlog_core::SealedOp> = ops[members[0] + 1..=members[1]].to_vec();
     tail.extend(filler);
     tail.extend_from_slice(&ops[members[1] + 1..]);
-    let options = cardlog_store::StoreOptions {
-        database: cardlog::Database::Journal,
-        keeps: cardlog::Keeps::OpsOnly,
-        ..Default::default()
-    };
+    let options = relay_book_options();
     let dir = dirs.path().join("book");
     let mut book = cardlog::Store::create(&dir, &options).unwrap();
     book.set_book(admin.book()).unwrap();
@@ -598,4 +590,13 @@ fn a_books_membership_kept_in_its_log_survives_a_tail_of_many_chunks_a_cut_log_a
     assert!(!repaired.is_poisoned());
     assert_eq!(ids(&repaired), 2);
     assert_eq!(repaired.verify().unwrap().problems, Vec::<String>::new());
+}
+
+/// A store as a relay creates its books: in a journal, keeping ops only.
+fn relay_book_options() -> cardlog_store::StoreOptions {
+    cardlog_store::StoreOptions {
+        database: cardlog::Database::Journal,
+        keeps: cardlog::Keeps::OpsOnly,
+        ..Default::default()
+    }
 }

@@ -15,10 +15,10 @@ use crate::log::{append_sigs, LogError, OpLog, SIGS_FILE};
 use crate::state::keys::{self, meta};
 use crate::state::kv::KvBatch;
 
-/// The most ops between two signatures of another device's chain that
-/// [`Store::prune_signatures`] leaves kept (or below the first): a message cut anywhere in
-/// the chain grows by at most this many ops to end at a signed op. `cardlog_sync`'s
-/// `CHUNK_OPS`, the ops of one message.
+/// The most ops between two signatures of another device's chain that a store's pruning of
+/// covered signatures (`Store::prune_signatures`) leaves kept (or below the first): one
+/// author's chain cut anywhere reaches a signed op within this many more of its ops.
+/// `cardlog_sync`'s `CHUNK_OPS`, the ops of one message.
 pub const SIGNATURE_SPACING: u64 = 1_024;
 
 /// The file holding the device's secret key: its 32-byte ed25519 seed.

@@ -78,7 +78,7 @@ pub(crate) struct Stage<'s> {
     /// them.
     contacts: HashMap<ContactId, StagedContact, RandomState>,
     added: Vec<(u64, SealedOp)>,
-    /// Membership ops staged (kept whole in the database, see `identity.rs`).
+    /// Membership ops staged (kept under `u` keys: `keys::membership_value`).
     membership: Vec<SealedOp>,
     /// Log offset of the next record.
     next_offset: u64,
