@@ -110,7 +110,7 @@ struct PeerRecord {
 /// was written, or the place before the first op the peer lacked, which ever needs fewer
 /// exceptions), but for the authors in `except`, of which it holds the given tip (`None`:
 /// nothing). After a session that converged `except` is empty, so a relay's record of each of
-/// its thousands of devices is under fifty bytes rather than an entry
+/// its thousands of devices is under 40 bytes rather than an entry
 /// per author of the book (issue 24's relay directory); after one while others wrote, it
 /// lists the authors the peer holds past its place, not every author that wrote meanwhile.
 /// The place checks itself ([`cardlog_store::Store::holds_cursor`]): in a log cut shorter

@@ -125,9 +125,7 @@ impl ChangeCursor {
             last_id: <[u8; 16]>::try_from(last_id).map_err(|_| SIZE)?,
         })
     }
-}
 
-impl ChangeCursor {
     /// The cursor's short form, for a record the store's own database keeps (a sync peer's
     /// place in the op log, `cardlog::Replica`): epoch, log offset and the length of the record
     /// ending there as varints (the format's bincode), then that record's op id (16 bytes).

@@ -191,15 +191,12 @@ impl Store {
                 Some(at) => match log.read_before(at, end).and_then(|r| r.seal()) {
                     Ok(op) if k.get(1..) == Some(&op.id().0[..]) => op,
                     _ if self.poisoned.is_some() => continue,
-                    Ok(_) => {
+                    found => {
+                        let why =
+                            found.map_or_else(|e| e.to_string(), |_| "another op is there".into());
                         return Err(StoreError::undecodable(&format!(
-                            "membership op at op log offset {at} (another op is there)"
-                        )))
-                    }
-                    Err(e) => {
-                        return Err(StoreError::undecodable(&format!(
-                            "membership op at op log offset {at} ({e})"
-                        )))
+                            "membership op at op log offset {at} ({why})"
+                        )));
                     }
                 },
                 None => cardlog_core::decode_op(&v)
