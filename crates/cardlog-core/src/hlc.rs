@@ -77,7 +77,65 @@ impl WallClock for SystemClock {
 
     /// The time since boot, from `/proc/uptime` (Linux), so that it compares across runs of
     /// the program; `None` elsewhere (a calibration then lasts [`CALIBRATION_TTL_MS`]).
+    ///
+    /// Every save reads it, and reading the file costs an open, a read and a close: a reading
+    /// less than [`UPTIME_REUSE_MS`] old is carried forward by the process's own monotonic
+    /// clock instead, unless the wall clock moved apart from it meanwhile (a suspend, which
+    /// the process's clock does not count, or someone setting the clock): then the file is
+    /// read again.
     fn monotonic_ms(&self) -> Option<u64> {
+        uptime::carried_forward(self.now_ms())
+    }
+}
+
+/// How long a reading of `/proc/uptime` is carried forward by the process's monotonic clock
+/// ([`SystemClock::monotonic_ms`]).
+pub const UPTIME_REUSE_MS: u64 = 1_000;
+
+mod uptime {
+    //! `/proc/uptime`, read at most about once a second per process.
+
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    /// How far the wall clock may move apart from the process's clock before a reading is
+    /// not carried forward.
+    const DRIFT_MS: u64 = 50;
+
+    /// The last reading: when (the process's clock, the wall clock) and what it said.
+    struct Reading {
+        at: Instant,
+        wall_ms: u64,
+        uptime_ms: u64,
+    }
+
+    static LAST: Mutex<Option<Reading>> = Mutex::new(None);
+
+    /// The time since boot at wall time `wall_ms`.
+    pub(super) fn carried_forward(wall_ms: u64) -> Option<u64> {
+        let now = Instant::now();
+        let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = last.as_ref() {
+            let passed =
+                u64::try_from(now.saturating_duration_since(r.at).as_millis()).unwrap_or(u64::MAX);
+            let wall_passed = i128::from(wall_ms) - i128::from(r.wall_ms);
+            if passed < super::UPTIME_REUSE_MS
+                && (wall_passed - i128::from(passed)).unsigned_abs() <= u128::from(DRIFT_MS)
+            {
+                return r.uptime_ms.checked_add(passed);
+            }
+        }
+        let uptime_ms = read()?;
+        *last = Some(Reading {
+            at: now,
+            wall_ms,
+            uptime_ms,
+        });
+        Some(uptime_ms)
+    }
+
+    /// `/proc/uptime`'s first field in milliseconds.
+    fn read() -> Option<u64> {
         let text = std::fs::read_to_string("/proc/uptime").ok()?;
         let seconds = text.split_whitespace().next()?;
         let (whole, fraction) = seconds.split_once('.').unwrap_or((seconds, "0"));
@@ -86,6 +144,29 @@ impl WallClock for SystemClock {
         whole
             .checked_mul(1000)?
             .checked_add(hundredths.saturating_mul(10))
+    }
+
+    #[cfg(all(test, target_os = "linux"))]
+    mod tests {
+        #![allow(clippy::unwrap_used)]
+
+        use super::*;
+        use crate::hlc::{SystemClock, WallClock};
+
+        /// A carried-forward reading moves with time and stays within the file's resolution
+        /// (10 ms) and the carry's of a fresh one.
+        #[test]
+        fn a_carried_reading_follows_the_file() {
+            let first = SystemClock.monotonic_ms().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let carried = SystemClock.monotonic_ms().unwrap();
+            let fresh = read().unwrap();
+            assert!(carried >= first + 290, "{first} then {carried}");
+            assert!(
+                carried.abs_diff(fresh) <= 30,
+                "carried {carried}, read {fresh}"
+            );
+        }
     }
 }
 

@@ -114,13 +114,21 @@ impl LogIndex {
 
     /// The offset of the op with this id, checked against the id stored in the log.
     pub(crate) fn find(&self, log: &OpLog, id: &OpId) -> Result<Option<u64>, LogError> {
+        match self.candidate(id) {
+            Some((at, false)) if log.id_at(at)? != *id => Ok(None),
+            found => Ok(found.map(|(at, _)| at)),
+        }
+    }
+
+    /// Where the op with this id is if the store holds it, and whether that is sure: an
+    /// offset found by the id's first 8 bytes only (`false`) holds the op only if the record
+    /// there has this id, which a caller reading the record checks instead of
+    /// [`LogIndex::find`]'s read of the id alone.
+    pub(crate) fn candidate(&self, id: &OpId) -> Option<(u64, bool)> {
         if let Some(at) = self.by_full_id.get(id) {
-            return Ok(Some(*at));
+            return Some((*at, true));
         }
-        match self.by_id.get(&short(id)) {
-            Some(at) if log.id_at(*at)? == *id => Ok(Some(*at)),
-            _ => Ok(None),
-        }
+        self.by_id.get(&short(id)).map(|at| (*at, false))
     }
 
     /// The offsets of every op whose id's first 8 bytes satisfy `keep`, and of every op in

@@ -45,6 +45,10 @@ pub struct OpLog {
     preallocate: u64,
 }
 
+/// Bytes of op read with a record's header ([`OpLog::read_within`]): a record's first read is
+/// 1 KiB, which holds an op of a few writes whole.
+const READ_AHEAD: u64 = 1024 - HEADER_BYTES;
+
 /// How far ahead of the records small appends extend the file with zeros. Syncing a write
 /// that does not change the file's length needs no journal commit of its metadata (measured:
 /// the durable-save ratio of docs/PERFORMANCE.md went from 0.15 to about 0.5); recovery cuts
@@ -155,12 +159,32 @@ impl OpLog {
                 cut_off: true,
             });
         }
-        let mut header = [0u8; HEADER_BYTES as usize];
-        self.io.read_at(&mut header, offset)?;
+        // One read takes the header and, for most records, the op bytes after it: a lookup
+        // of a replaced op (sync, apply) costs one system call, not two.
+        let first = (limit - offset).min(HEADER_BYTES + READ_AHEAD) as usize;
+        let mut buf = vec![0u8; first];
+        self.io.read_at(&mut buf, offset)?;
+        let Some(header) = buf
+            .get(..HEADER_BYTES as usize)
+            .and_then(|h| <[u8; HEADER_BYTES as usize]>::try_from(h).ok())
+        else {
+            return Err(LogError::Damaged {
+                what: format!("op log: a record's header at byte {offset} was not read whole"),
+                offset,
+            });
+        };
         match parse_header(&header, offset, limit) {
             Ok((flags, id, len)) => {
-                let mut bytes = vec![0u8; len];
-                self.io.read_at(&mut bytes, offset + HEADER_BYTES)?;
+                let have = first - HEADER_BYTES as usize;
+                let bytes = if len <= have {
+                    buf.drain(..HEADER_BYTES as usize);
+                    buf.truncate(len);
+                    buf
+                } else {
+                    let mut bytes = vec![0u8; len];
+                    self.io.read_at(&mut bytes, offset + HEADER_BYTES)?;
+                    bytes
+                };
                 Ok(Read::Record(Record {
                     offset,
                     flags,

@@ -224,10 +224,15 @@ impl Store {
 
     /// The op with this id.
     pub fn op(&self, id: &OpId) -> Result<Option<SealedOp>, StoreError> {
-        match self.index()?.find(&self.log, id)? {
-            Some(at) => Ok(Some(self.op_at_offset(at)?)),
-            None => Ok(None),
+        let Some((at, _)) = self.index()?.candidate(id) else {
+            return Ok(None);
+        };
+        // One read: the record's id tells whether the candidate is the op.
+        let record = self.log.read(at)?;
+        if record.id != *id {
+            return Ok(None);
         }
+        Ok(Some(record.seal()?))
     }
 
     /// `author`'s chain as this store held it when its op log was `at` bytes long
