@@ -254,6 +254,18 @@ fn table(options: &Options, medians: &BTreeMap<&str, Figures>) -> Vec<Vec<String
             durable,
             None,
         ),
+        row(
+            "Bytes kept after `compact` (cardlog only; its database rewritten in key order)".into(),
+            compare::on_cardlog::FIG_BYTES_COMPACTED,
+            durable,
+            None,
+        ),
+        row(
+            "`compact`, ms (cardlog only)".into(),
+            compare::on_cardlog::FIG_COMPACT_MS,
+            durable,
+            None,
+        ),
         // cardlog has no such step: its run prints no save_ms.
         row(
             "Save to bytes, ms (peers only)".into(),

@@ -78,7 +78,43 @@ fn run(dir: &std::path::Path, small: u64, place: Place) -> Result<(u64, u64, f64
         Some(other) => other.size_on_disk()?,
         None => 0,
     };
+    if COPY.load(std::sync::atomic::Ordering::Relaxed) {
+        copy(dir, &db)?;
+    }
     Ok((db.size_on_disk()?, other, secs))
+}
+
+/// `--copy`: whether each run's database is also copied into a fresh one.
+static COPY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Copies every pair of `db` into a fresh database in key order, 1,000 pairs per batch, and
+/// prints the live bytes and what the copy keeps.
+fn copy(dir: &std::path::Path, db: &sled::Db) -> Result<(), Error> {
+    let started = Instant::now();
+    let fresh = sled::Config::new()
+        .path(dir.join("copy"))
+        .cache_capacity(32 << 20)
+        .open()?;
+    let mut live = 0u64;
+    let mut batch = sled::Batch::default();
+    let mut n = 0;
+    for pair in db.iter() {
+        let (k, v) = pair?;
+        live += (k.len() + v.len()) as u64;
+        batch.insert(k, v);
+        n += 1;
+        if n % 1_000 == 0 {
+            fresh.apply_batch(std::mem::take(&mut batch))?;
+        }
+    }
+    fresh.apply_batch(batch)?;
+    fresh.flush()?;
+    println!(
+        "  copy: {live} live bytes; the copy keeps {} ({:.2} s)",
+        fresh.size_on_disk()?,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn main() -> Result<(), Error> {
@@ -91,6 +127,7 @@ fn main() -> Result<(), Error> {
             .collect::<Result<_, _>>()
             .map_err(|e| format!("--small: {e}"))?,
     };
+    COPY.store(args.has("--copy"), std::sync::atomic::Ordering::Relaxed);
     println!("{}", machine());
     println!(
         "{KEYS} keys of {VALUE_BYTES} B, {BATCHES} batches of {BATCH} writes (one flush each), \

@@ -199,8 +199,22 @@ pub fn run(options: &Options, scratch: &Path, bulk: bool) -> Result<(), Error> {
     fig(FIG_INC_SYNC_MESSAGES, inc.count(None, None) as f64);
     fig("inc_sync_ops_bytes", inc.bytes_of("ops") as f64);
     fig_peak(FIG_PEAK_MB);
+
+    // Compaction of the first replica's database, closed (what an app runs when idle).
+    drop((a, b));
+    let start = Instant::now();
+    let done = Replica::compact(&dir_a, ReplicaOptions::default())?;
+    fig_ms(FIG_COMPACT_MS, start.elapsed());
+    fig(FIG_BYTES_COMPACTED, stores::dir_bytes(&dir_a)? as f64);
+    fig("compact_db_before", done.before as f64);
+    fig("compact_db_after", done.after as f64);
     Ok(())
 }
+
+/// The store's bytes after [`Replica::compact`], at the end of the run.
+pub const FIG_BYTES_COMPACTED: &str = "bytes_compacted";
+/// How long the compaction took.
+pub const FIG_COMPACT_MS: &str = "compact_ms";
 
 /// The disk space the files under `dir` take (allocated blocks; sparse or preallocated files
 /// count what they use, not their length).

@@ -191,6 +191,9 @@ pub enum Command {
     /// stays; ops found past damage in the op log are stored again; exit 4 if not intact
     /// after
     Repair,
+    /// Rewrite the database in key order into a fresh one, which keeps the same contents in
+    /// fewer bytes once contacts were edited many times (the op log is not touched)
+    Compact,
     /// Ops and bytes per author, and the store's size on disk
     Stats,
     /// Write a bundle file of ops for another replica to import (sneakernet, a shared folder)

@@ -1494,6 +1494,34 @@ pub fn repair(ctx: &Ctx) -> Res {
     }
 }
 
+/// `cardlog compact`.
+pub fn compact(ctx: &Ctx) -> Res {
+    if ctx.read_only {
+        return Err(invalid(
+            "compact writes a new database in place of the old: it cannot run --read-only",
+        ));
+    }
+    let done = cardlog::Replica::compact(&ctx.dir, ctx.options()).map_err(|e| match e {
+        cardlog::Error::Open(e) => ctx.open_error(e),
+        other => other.into(),
+    })?;
+    if ctx.json {
+        ctx.print_json(&render::to_json(&done))?;
+    } else if done.journal {
+        outln!("the database is a journal, which compacts itself: nothing to do")?;
+    } else {
+        outln!(
+            "compacted: database {} -> {} bytes ({} pairs, {} bytes of keys and values); \
+             the op log is unchanged",
+            done.before,
+            done.after,
+            done.pairs,
+            done.live
+        )?;
+    }
+    Ok(())
+}
+
 /// `cardlog rebuild`.
 pub fn rebuild(ctx: &Ctx) -> Res {
     let mut r = ctx.open()?;

@@ -141,6 +141,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Verify => commands::verify(&ctx),
         Command::Rebuild => commands::rebuild(&ctx),
         Command::Repair => commands::repair(&ctx),
+        Command::Compact => commands::compact(&ctx),
         Command::Stats => commands::stats(&ctx),
         Command::Export(a) => sync::export(&ctx, a),
         Command::Import { file } => sync::import(&ctx, file),

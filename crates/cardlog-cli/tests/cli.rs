@@ -32,7 +32,7 @@ const TEN: &str = "2026-11-22T10:00:00Z";
 const ELEVEN: &str = "2026-11-22T11:00:00Z";
 
 /// Every subcommand, for the help test.
-const SUBCOMMANDS: [&str; 24] = [
+const SUBCOMMANDS: [&str; 25] = [
     "init",
     "add",
     "set",
@@ -50,6 +50,7 @@ const SUBCOMMANDS: [&str; 24] = [
     "verify",
     "rebuild",
     "repair",
+    "compact",
     "stats",
     "export",
     "import",
@@ -1399,6 +1400,31 @@ fn a_store_whose_database_is_damaged_is_read_from_its_log_and_repaired() {
     assert_eq!(j["problems"], json!([]));
     assert_eq!(j["log_damage"], Value::Null);
     assert!(j["set_aside"].as_str().unwrap().contains("db.damaged-2"));
+}
+
+#[test]
+fn compact_rewrites_the_database_and_the_store_reads_the_same() {
+    let (s, ada, _) = four_ops();
+    let list = s.run(&["list", "--deleted"]).ok().stdout;
+    let replica = s.replica();
+    let run = s.run(&["compact"]).ok();
+    assert!(
+        run.stdout.starts_with("compacted: database ")
+            && run.stdout.contains("op log is unchanged"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(s.run(&["list", "--deleted"]).ok().stdout, list);
+    assert_eq!(s.replica(), replica, "compact kept the device id");
+    s.run(&["verify"]).ok();
+    s.run(&["set", &ada, "title=Countess"]).ok();
+    let j = s.run(&["compact", "--json"]).ok().json();
+    assert!(j["pairs"].as_u64().unwrap() > 4, "{j}");
+    assert_eq!(j["journal"], json!(false));
+    s.run(&["--read-only", "compact"])
+        .fails(2)
+        .says(&["read-only"]);
+    s.run(&["show", &ada]).ok().has_line(&["Countess"]);
 }
 
 #[test]

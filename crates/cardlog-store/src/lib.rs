@@ -40,8 +40,8 @@ pub mod store;
 pub use error::{OpenError, StoreError};
 pub use state::keys::{self, ContactRegisters};
 pub use store::{
-    dir_bytes, read_key_file, write_key_file, ChangeCursor, ContactChange, CursorParseError,
-    Database, Keeps, LogDamage, OpOutcome, Progress, Recovery, RepairReport, Since, Store,
-    StoreOptions, VerifyReport, Withdrawal, CACHE_BYTES_DEFAULT, CACHE_BYTES_MIN,
+    dir_bytes, read_key_file, write_key_file, ChangeCursor, Compacted, ContactChange,
+    CursorParseError, Database, Keeps, LogDamage, OpOutcome, Progress, Recovery, RepairReport,
+    Since, Store, StoreOptions, VerifyReport, Withdrawal, CACHE_BYTES_DEFAULT, CACHE_BYTES_MIN,
     CHANGE_CURSOR_BYTES, KEY_FILE, SIGNATURE_SPACING, STORE_FORMAT_VERSION,
 };

@@ -78,8 +78,8 @@ pub use cardlog_core::{
 pub use cardlog_store::log::LogError;
 pub use cardlog_store::state::KvError;
 pub use cardlog_store::{
-    dir_bytes, ChangeCursor, ContactChange, CursorParseError, Database, Keeps, LogDamage, Progress,
-    Recovery, RepairReport, Since, Store, StoreError, VerifyReport, CACHE_BYTES_DEFAULT,
-    CACHE_BYTES_MIN,
+    dir_bytes, ChangeCursor, Compacted, ContactChange, CursorParseError, Database, Keeps,
+    LogDamage, Progress, Recovery, RepairReport, Since, Store, StoreError, VerifyReport,
+    CACHE_BYTES_DEFAULT, CACHE_BYTES_MIN,
 };
 pub use cardlog_sync::bundle::Imported;

@@ -13,16 +13,9 @@ mod common;
 use std::path::Path as FsPath;
 use std::sync::Arc;
 
-use cardlog::{ContactId, Options, Replica, StoreError};
+use cardlog::{ContactId, Replica, StoreError};
 use cardlog_core::FakeClock;
-use common::{copy_dir, member_of, person, reopen, replica, NINE_MS};
-
-fn options(clock: &Arc<FakeClock>) -> Options {
-    Options {
-        wall: clock.clone(),
-        ..Options::default()
-    }
-}
+use common::{copy_dir, member_of, options, person, reopen, replica, NINE_MS};
 
 /// Overwrites the start of every file of the database in `dir` with zeros.
 fn zero_database(dir: &FsPath) {

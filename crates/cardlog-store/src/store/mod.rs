@@ -20,6 +20,7 @@
 
 mod apply;
 mod changes;
+mod compact;
 mod derive;
 mod identity;
 mod names;
@@ -40,6 +41,7 @@ use cardlog_core::replay::{ChainTip, Heads, Missing, OpLookup, Summary};
 use cardlog_core::{BookId, ContactId, Cutoffs, DeviceId, DeviceKey, OpId, Path, ReplayError};
 
 pub use changes::{ChangeCursor, ContactChange, CursorParseError, Since, CHANGE_CURSOR_BYTES};
+pub use compact::Compacted;
 pub use derive::Progress;
 pub use identity::{read_key_file, write_key_file, KEY_FILE, SIGNATURE_SPACING};
 pub use open::STORE_FORMAT_VERSION;

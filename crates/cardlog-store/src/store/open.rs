@@ -269,6 +269,7 @@ impl Store {
         } else if text != marker_text() {
             return Err(unknown_marker(dir, &text));
         }
+        super::compact::recover(dir)?;
         let db = dir.join(DB_DIR);
         if !db.is_dir() {
             // Opening sled would create an empty database; a marker without one is damage.

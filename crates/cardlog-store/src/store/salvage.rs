@@ -454,6 +454,8 @@ impl Store {
     /// finds no database reads the newest one set aside.
     pub fn repair(dir: &FsPath, options: &StoreOptions) -> Result<RepairReport, OpenError> {
         check_current(dir, "repair")?;
+        // A compaction cut off between its renames left the whole old database aside.
+        super::compact::recover(dir)?;
         let db = dir.join(DB_DIR);
         if JournalKv::lock_is_held(&db) {
             return Err(OpenError::Locked(db.join("lock")));

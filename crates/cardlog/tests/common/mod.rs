@@ -45,28 +45,22 @@ pub fn on_failing_disk(
 pub const NINE_MS: u64 = 1_795_338_000_000;
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The default options, reading wall time from `clock`.
+pub fn options(clock: &Arc<FakeClock>) -> Options {
+    Options {
+        wall: clock.clone(),
+        ..Options::default()
+    }
+}
+
 /// A new replica in `dir` reading its wall time from `clock`, founding its own address book.
 pub fn replica(dir: &FsPath, clock: &Arc<FakeClock>) -> Replica {
-    Replica::create_with(
-        dir,
-        Options {
-            wall: clock.clone(),
-            ..Options::default()
-        },
-    )
-    .unwrap()
+    Replica::create_with(dir, options(clock)).unwrap()
 }
 
 /// The store in `dir` opened again, reading its wall time from `clock`.
 pub fn reopen(dir: &FsPath, clock: &Arc<FakeClock>) -> Replica {
-    Replica::open_with(
-        dir,
-        Options {
-            wall: clock.clone(),
-            ..Options::default()
-        },
-    )
-    .unwrap()
+    Replica::open_with(dir, options(clock)).unwrap()
 }
 
 /// A new replica in `dir` reading its wall time from `clock`, a writer of `admin`'s address
