@@ -6,7 +6,10 @@
 //! entries), placed three ways: in the same tree, in another tree of the same database, in a
 //! database of their own. Prints the bytes sled keeps (`size_on_disk`) and the time.
 //!
-//! `cargo run --release -p cardlog-benches --bin sled_space [-- --small 0,200,1000]`
+//! `cargo run --release -p cardlog-benches --bin sled_space [-- --small 0,200,1000] [--copy]`
+//!
+//! `--copy`: each database is also copied into a fresh one in key order (what `cardlog
+//! compact` does), and the live bytes and the copy's bytes printed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::time::Instant;

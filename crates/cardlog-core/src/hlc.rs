@@ -102,36 +102,44 @@ mod uptime {
     /// not carried forward.
     const DRIFT_MS: u64 = 50;
 
-    /// The last reading: when (the process's clock, the wall clock) and what it said.
+    /// The last reading: when (the process's clock, the wall clock), what it said, and the
+    /// most this process returned since.
     struct Reading {
         at: Instant,
         wall_ms: u64,
         uptime_ms: u64,
+        returned: u64,
     }
 
     static LAST: Mutex<Option<Reading>> = Mutex::new(None);
 
-    /// The time since boot at wall time `wall_ms`.
+    /// The time since boot at wall time `wall_ms`; never less than it returned before (the
+    /// file's 10 ms steps could otherwise take a carried reading back).
     pub(super) fn carried_forward(wall_ms: u64) -> Option<u64> {
         let now = Instant::now();
         let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = last.as_ref() {
+        if let Some(r) = last.as_mut() {
             let passed =
                 u64::try_from(now.saturating_duration_since(r.at).as_millis()).unwrap_or(u64::MAX);
             let wall_passed = i128::from(wall_ms) - i128::from(r.wall_ms);
             if passed < super::UPTIME_REUSE_MS
                 && (wall_passed - i128::from(passed)).unsigned_abs() <= u128::from(DRIFT_MS)
             {
-                return r.uptime_ms.checked_add(passed);
+                r.returned = r.returned.max(r.uptime_ms.checked_add(passed)?);
+                return Some(r.returned);
             }
         }
         let uptime_ms = read()?;
+        let returned = last
+            .as_ref()
+            .map_or(uptime_ms, |r| r.returned.max(uptime_ms));
         *last = Some(Reading {
             at: now,
             wall_ms,
             uptime_ms,
+            returned,
         });
-        Some(uptime_ms)
+        Some(returned)
     }
 
     /// `/proc/uptime`'s first field in milliseconds.
@@ -153,8 +161,8 @@ mod uptime {
         use super::*;
         use crate::hlc::{SystemClock, WallClock};
 
-        /// A carried-forward reading moves with time and stays within the file's resolution
-        /// (10 ms) and the carry's of a fresh one.
+        /// A carried-forward reading moves with time and stays near a fresh one (the file's
+        /// 10 ms steps, the carry's error, and room for a loaded machine).
         #[test]
         fn a_carried_reading_follows_the_file() {
             let first = SystemClock.monotonic_ms().unwrap();
@@ -163,7 +171,7 @@ mod uptime {
             let fresh = read().unwrap();
             assert!(carried >= first + 290, "{first} then {carried}");
             assert!(
-                carried.abs_diff(fresh) <= 30,
+                carried.abs_diff(fresh) <= 100,
                 "carried {carried}, read {fresh}"
             );
         }

@@ -156,12 +156,16 @@ fn a_copied_replica_compacted_is_still_a_copy() {
     let before = edited_replica(&original, &clock, 20, 3);
     let copy = tmp.path().join("copy");
     copy_dir(&original, &copy);
-    // Compacted before its first open: the copy's home is kept, so the open after still
-    // finds it moved and gives it a new device id.
+    // Compacted before its first open: the compaction's own first open finds it moved and
+    // gives it a new device id, and the copy it builds records its new home, so the open
+    // after finds it where it is.
     Replica::compact(&copy, options(&clock)).unwrap();
     let moved = reopen(&copy, &clock);
     assert_eq!(moved.former_ids().unwrap(), vec![before.id]);
     assert_ne!(moved.id(), before.id);
     assert_eq!(moved.state_digest().unwrap(), before.digest);
+    let id = moved.id();
+    drop(moved);
+    assert_eq!(reopen(&copy, &clock).id(), id);
     assert_eq!(seen(&reopen(&original, &clock)), before);
 }

@@ -5,29 +5,32 @@
 //! contacts are rewritten keeps several times what it holds (docs/PERFORMANCE.md, "A store's
 //! database compacted"); a fresh database written in key order keeps about twice. Nothing is
 //! derived again: every pair (meta, peers, signatures, registers, the name index) is copied as
-//! it is, and the copy is read back against the original before it replaces it. The op log is
-//! not touched. A journal database (a relay's book) compacts itself and is left as it is.
+//! it is, but for the home (below). The op log is not touched. A journal database (a relay's
+//! book) compacts itself and is left as it is.
 //!
-//! The swap, and what an open finds after a crash at each step ([`recover`], which every open
-//! runs first):
+//! The old database is held open, so locked, from before the copy is built until it is
+//! removed. The steps, and what an open finds after a crash at each:
 //!
-//! 1. The copy is built and flushed in `db.compacting`: an open removes it.
-//! 2. `db` is renamed `db.compacted`: there is no `db`, and an open renames it back.
-//! 3. `db.compacting` is renamed `db`: an open removes `db.compacted`.
-//! 4. `db.compacted` is removed.
-//!
-//! A compaction holds the old database open, so locked, until step 4: a process opening the
-//! store meanwhile gets [`OpenError::Locked`], and [`recover`] leaves alone a directory whose
-//! lock is held.
+//! 1. The copy is built in `db.compacting`, flushed, closed, every file and directory in it
+//!    synced, then opened again and read back against the old database from disk, and
+//!    closed: an open (which holds `db/` locked by then, so no compaction is building)
+//!    removes it ([`remove_leftovers`]).
+//! 2. `db` is renamed `db.compacted`: there is no `db`, and an open renames it back
+//!    ([`recover`], before anything else; while the compaction holds it locked, the open is
+//!    refused as [`OpenError::Locked`]).
+//! 3. `db.compacting` is renamed `db`; the store is opened once (a copy that does not open
+//!    is swapped back out, the old database in again).
+//! 4. `db.compacted` is removed: an open that finds it unlocked removes it.
 //!
 //! The database directory's identity is what tells a store copied or restored from one that
-//! stayed (`open.rs`, `check_home`): a store that has not moved records its new database's
-//! home at the open that ends the compaction, one copied keeps the home it had, so that the
-//! open still gives it a new device id (as `repair` does).
+//! stayed (`open.rs`, `check_home`). The compaction's first open gives a copied store its new
+//! device id as any open does; the copy's `mhome` is then the home the new directory will
+//! have at `db/` (its device and inode, which the rename keeps), so the open after still finds
+//! the store where it was.
 
 use std::path::{Path as FsPath, PathBuf};
 
-use super::open::{database_in, home_of, DB_DIR};
+use super::open::{database_in, home_as, DB_DIR};
 use super::{dir_bytes, Database, Store, StoreOptions};
 use crate::error::OpenError;
 use crate::state::keys::meta;
@@ -68,31 +71,69 @@ fn io(path: &FsPath, e: std::io::Error) -> OpenError {
     OpenError::io(path, e)
 }
 
-/// Makes the renames in `dir` durable.
+/// Makes the renames in `dir` durable (where directories can be synced: Unix).
 fn sync_dir(dir: &FsPath) -> Result<(), OpenError> {
+    #[cfg(unix)]
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| io(dir, e))
+        .map_err(|e| io(dir, e))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
-/// Finishes or undoes a compaction a crash cut off (module docs), before an open reads the
-/// database: a directory another process holds locked is left alone.
+/// Syncs every file and directory under `path`: sled syncs its data file, not its `conf`
+/// nor the directory entries of a database it created.
+fn sync_tree(path: &FsPath) -> Result<(), OpenError> {
+    for entry in std::fs::read_dir(path).map_err(|e| io(path, e))? {
+        let entry = entry.map_err(|e| io(path, e))?;
+        let at = entry.path();
+        if entry.file_type().map_err(|e| io(&at, e))?.is_dir() {
+            sync_tree(&at)?;
+        } else {
+            std::fs::File::open(&at)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io(&at, e))?;
+        }
+    }
+    sync_dir(path)
+}
+
+/// Removes `path`, which another process may be removing too.
+fn remove(path: &FsPath) -> Result<(), OpenError> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Undoes a compaction a crash cut off between its two renames (module docs, step 2), before
+/// an open reads anything: there is no `db/`, the old database is whole beside it.
 pub(super) fn recover(dir: &FsPath) -> Result<(), OpenError> {
     let db = dir.join(DB_DIR);
     let old = old_path(dir);
-    let building = building_path(dir);
-    if !db.exists() && old.is_dir() {
-        if lock_is_held(&old) {
-            return Err(OpenError::Locked(old.join("db")));
-        }
-        // Cut off between its two renames: the old database is whole.
-        std::fs::rename(&old, &db).map_err(|e| io(&db, e))?;
-        sync_dir(dir)?;
+    if db.exists() || !old.is_dir() {
+        return Ok(());
     }
-    for leftover in [old, building] {
-        if leftover.is_dir() && db.is_dir() && !lock_is_held(&leftover) {
-            std::fs::remove_dir_all(&leftover).map_err(|e| io(&leftover, e))?;
-        }
+    if lock_is_held(&old) {
+        // A compaction is between its renames right now.
+        return Err(OpenError::Locked(old.join("db")));
+    }
+    std::fs::rename(&old, &db).map_err(|e| io(&db, e))?;
+    sync_dir(dir)
+}
+
+/// Removes what a compaction cut off left beside `db/` (module docs, steps 1 and 4): called by
+/// an open holding `db/` locked, so no compaction is building a copy of it; an old database
+/// still locked is its compaction's to remove.
+pub(super) fn remove_leftovers(dir: &FsPath) -> Result<(), OpenError> {
+    let building = building_path(dir);
+    if building.is_dir() {
+        remove(&building)?;
+    }
+    let old = old_path(dir);
+    if old.is_dir() && !lock_is_held(&old) {
+        remove(&old)?;
     }
     Ok(())
 }
@@ -102,10 +143,19 @@ impl Store {
     /// its place (module docs): the same pairs in about half the bytes of a database whose
     /// contacts were rewritten many times. The store must not be open elsewhere
     /// ([`OpenError::Locked`]). It is opened once first (an upgrade, the replay of its log's
-    /// tail happen there) and once after (which checks the copy opens). Cut off anywhere,
-    /// the next open finds the store as it was or compacted, never without a database.
+    /// tail, a new device id for a copied store happen there) and once with the copy in
+    /// place. Cut off anywhere, the next open finds the store as it was or compacted, never
+    /// without a database. A `db/` that is a symbolic link is refused (the swap would replace
+    /// the link with a directory).
     pub fn compact(dir: &FsPath, options: &StoreOptions) -> Result<Compacted, OpenError> {
+        recover(dir)?;
         let db = dir.join(DB_DIR);
+        if std::fs::symlink_metadata(&db).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(OpenError::Refused(format!(
+                "{} is a symbolic link: compact would put a directory in its place",
+                db.display()
+            )));
+        }
         let before = dir_bytes(&db);
         drop(Store::open(dir, options)?);
         if database_in(&db) == Database::Journal {
@@ -114,36 +164,37 @@ impl Store {
                 ..Compacted::default()
             });
         }
-        let home = home_of(dir);
         let old = SledKv::open(&db, options.cache_bytes)?;
         let building = building_path(dir);
-        if building.exists() {
-            std::fs::remove_dir_all(&building).map_err(|e| io(&building, e))?;
-        }
-        let copied = copy(&old, &building, options.cache_bytes, &home);
-        let (pairs, live) = match copied {
+        // Under `old`'s lock: no other compaction builds beside this one.
+        remove(&building)?;
+        let (pairs, live) = match build(&old, dir, &building, options.cache_bytes) {
             Ok(counts) => counts,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&building);
                 return Err(e);
             }
         };
-        // 2 and 3: the swap. `old` stays open (locked) until the copy is in place.
+        // 2 and 3: the swap, `old` open (locked) throughout.
         let aside = old_path(dir);
         std::fs::rename(&db, &aside).map_err(|e| io(&aside, e))?;
         sync_dir(dir)?;
         std::fs::rename(&building, &db).map_err(|e| io(&db, e))?;
         sync_dir(dir)?;
-        drop(old);
-        std::fs::remove_dir_all(&aside).map_err(|e| io(&aside, e))?;
-        let after = dir_bytes(&db);
-        // The open that records the new home. A process that opened the store since the swap
-        // has recorded it already.
         match Store::open(dir, options) {
-            Ok(store) => drop(store),
-            Err(OpenError::Locked(_)) => {}
-            Err(e) => return Err(e),
+            // Opened elsewhere since the swap: it opens.
+            Ok(_) | Err(OpenError::Locked(_)) => {}
+            Err(e) => {
+                // The copy does not open: the old database goes back in its place.
+                std::fs::rename(&db, &building).map_err(|e| io(&building, e))?;
+                std::fs::rename(&aside, &db).map_err(|e| io(&db, e))?;
+                sync_dir(dir)?;
+                return Err(e);
+            }
         }
+        let after = dir_bytes(&db);
+        drop(old);
+        remove(&aside)?;
         Ok(Compacted {
             before,
             after,
@@ -155,25 +206,29 @@ impl Store {
 }
 
 /// Step 1: every pair of `old` copied into a new database in `building`, in key order and
-/// batches of [`COPY_BATCH`], flushed, then read back against `old`, and closed. The home is
-/// left out where it is the store's own (module docs). Returns the pairs and their bytes.
-fn copy(
+/// batches of [`COPY_BATCH`], the home as it will be once `building` is the store's `db/`;
+/// flushed, closed and synced; then opened again and read back against `old`. Returns the
+/// pairs and their bytes.
+fn build(
     old: &SledKv,
+    dir: &FsPath,
     building: &FsPath,
     cache_bytes: u64,
-    home: &[u8],
 ) -> Result<(u64, u64), OpenError> {
-    // What the copy leaves out: the home of a store that has not moved.
-    let unmoved = old.get(meta::HOME)?.as_deref() == Some(home);
-    let skip = |key: &[u8]| unmoved && key == meta::HOME;
     let new = SledKv::open(building, cache_bytes)?;
+    let home = home_as(&dir.join(DB_DIR), building);
+    // `old`'s pair as the copy holds it.
+    let copied = |(k, v): (Vec<u8>, Vec<u8>)| -> (Vec<u8>, Vec<u8>) {
+        if k == meta::HOME {
+            (k, home.clone())
+        } else {
+            (k, v)
+        }
+    };
     let (mut pairs, mut live) = (0u64, 0u64);
     let mut batch = KvBatch::default();
     for pair in old.scan_prefix(&[]) {
-        let (k, v) = pair?;
-        if skip(&k) {
-            continue;
-        }
+        let (k, v) = copied(pair?);
         pairs += 1;
         live += (k.len() + v.len()) as u64;
         batch.insert(k, v);
@@ -183,10 +238,11 @@ fn copy(
     }
     new.apply(batch)?;
     new.flush()?;
-    // Read back: the same pairs in the same order, or the copy is not used.
-    let mut theirs = old
-        .scan_prefix(&[])
-        .filter(|p| !matches!(p, Ok((k, _)) if skip(k)));
+    Box::new(new).close_checkpointed()?;
+    sync_tree(building)?;
+    // Read back from disk: the same pairs in the same order, or the copy is not used.
+    let new = SledKv::open(building, cache_bytes)?;
+    let mut theirs = old.scan_prefix(&[]).map(|p| p.map(copied));
     let mut ours = new.scan_prefix(&[]);
     loop {
         match (theirs.next().transpose()?, ours.next().transpose()?) {

@@ -153,11 +153,17 @@ pub(super) fn unknown_marker(dir: &FsPath, text: &str) -> OpenError {
 /// directory. A copy or a restore from backup changes it.
 pub(super) fn home_of(dir: &FsPath) -> Vec<u8> {
     let db = dir.join(DB_DIR);
-    let path = std::fs::canonicalize(&db).unwrap_or(db.clone());
+    home_as(&db, &db)
+}
+
+/// [`home_of`] the directory `directory` will have once it is renamed to `db` (a rename keeps
+/// a directory's device and inode), `db` being where the store's database is now.
+pub(super) fn home_as(db: &FsPath, directory: &FsPath) -> Vec<u8> {
+    let path = std::fs::canonicalize(db).unwrap_or(db.to_owned());
     #[cfg(unix)]
     let ids = {
         use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(&db).map_or((0, 0), |m| (m.dev(), m.ino()))
+        std::fs::metadata(directory).map_or((0, 0), |m| (m.dev(), m.ino()))
     };
     #[cfg(not(unix))]
     let ids = (0u64, 0u64);
@@ -256,6 +262,7 @@ impl Store {
     /// upgraded first (`upgrade.rs`).
     pub fn open(dir: &FsPath, options: &StoreOptions) -> Result<Self, OpenError> {
         let mut text = read_marker(dir)?;
+        super::compact::recover(dir)?;
         if text == MARKER_V2 {
             Self::upgrade_from_2(dir, options)?;
             text = MARKER_V3.to_owned();
@@ -269,7 +276,6 @@ impl Store {
         } else if text != marker_text() {
             return Err(unknown_marker(dir, &text));
         }
-        super::compact::recover(dir)?;
         let db = dir.join(DB_DIR);
         if !db.is_dir() {
             // Opening sled would create an empty database; a marker without one is damage.
@@ -286,6 +292,8 @@ impl Store {
             )));
         }
         let kv = open_database(&db, options.cache_bytes)?;
+        // Under the database's lock, so no compaction is building beside it.
+        super::compact::remove_leftovers(dir)?;
         let log = FileLog::open(&log_path, false)?;
         Self::open_parts(kv, Box::new(log), dir)
     }

@@ -379,7 +379,7 @@ fn records_past(
         if wasted > RESYNC_READ_BYTES_MAX {
             return Ok((found, true));
         }
-        let whole = match log.read_within(at, file_len) {
+        let whole = match log.probe_within(at, file_len) {
             Ok(Read::Record(r)) => {
                 let sealed = r.seal().ok().map(|op| (op, r.end()));
                 if sealed.is_none() {
