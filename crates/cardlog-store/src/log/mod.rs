@@ -145,8 +145,8 @@ impl OpLog {
         Ok(())
     }
 
-    /// Reads the record at `offset`, which must be below `limit`: its header and the
-    /// kilobyte after it in one read (a lookup of a replaced op, in sync or apply,
+    /// Reads the record at `offset`, which must be below `limit`: its first kilobyte, header
+    /// included, in one read (a lookup of a replaced op, in sync or apply,
     /// costs one system call, not two).
     pub fn read_within(&self, offset: u64, limit: u64) -> Result<Read, LogError> {
         self.read_ahead(offset, limit, READ_AHEAD)

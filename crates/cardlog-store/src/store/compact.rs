@@ -9,18 +9,19 @@
 //! book) compacts itself and is left as it is.
 //!
 //! The old database is held open, so locked, from before the copy is built until it is
-//! removed. The steps, and what an open finds after a crash at each:
+//! removed, and the store's gate (`open.rs`, `gate`: a lock on the marker file, which every
+//! open holds while it opens) is held exclusively around the two renames, so no open looks
+//! for `db/` between them. The steps, and what an open finds after a crash at each:
 //!
 //! 1. The copy is built in `db.compacting`, flushed, closed, every file and directory in it
-//!    synced, then opened again and read back against the old database from disk, and
-//!    closed: an open (which holds `db/` locked by then, so no compaction is building)
-//!    removes it ([`remove_leftovers`]).
+//!    synced, then opened again and read back against the old database (through a fresh
+//!    open: from its files), and closed. An open (which holds `db/` locked by then, so no
+//!    compaction is building) removes it.
 //! 2. `db` is renamed `db.compacted`: there is no `db`, and an open renames it back
-//!    ([`recover`], before anything else; while the compaction holds it locked, the open is
-//!    refused as [`OpenError::Locked`]).
-//! 3. `db.compacting` is renamed `db`; the store is opened once (a copy that does not open
-//!    is swapped back out, the old database in again).
-//! 4. `db.compacted` is removed: an open that finds it unlocked removes it.
+//!    (`open.rs`, `recover_compaction`, first thing under the gate; `repair` too).
+//! 3. `db.compacting` is renamed `db`; the store is opened once (a copy that does not open is
+//!    swapped back out, the old database in again, unless another process opened it).
+//! 4. `db.compacted` is removed (best effort): an open that finds it unlocked removes it.
 //!
 //! The database directory's identity is what tells a store copied or restored from one that
 //! stayed (`open.rs`, `check_home`). The compaction's first open gives a copied store its new
@@ -28,9 +29,12 @@
 //! have at `db/` (its device and inode, which the rename keeps), so the open after still finds
 //! the store where it was.
 
-use std::path::{Path as FsPath, PathBuf};
+use std::path::Path as FsPath;
 
-use super::open::{database_in, home_as, DB_DIR};
+use super::open::{
+    building_path, database_in, gate, home_as, read_marker, remove_best_effort, replaced_path,
+    sync_dir, Gate, DB_DIR,
+};
 use super::{dir_bytes, Database, Store, StoreOptions};
 use crate::error::OpenError;
 use crate::state::keys::meta;
@@ -57,34 +61,10 @@ pub struct Compacted {
     pub journal: bool,
 }
 
-/// Where a compaction builds the copy.
-fn building_path(dir: &FsPath) -> PathBuf {
-    dir.join(format!("{DB_DIR}.compacting"))
-}
-
-/// Where a compaction puts the old database while it swaps them.
-fn old_path(dir: &FsPath) -> PathBuf {
-    dir.join(format!("{DB_DIR}.compacted"))
-}
-
-fn io(path: &FsPath, e: std::io::Error) -> OpenError {
-    OpenError::io(path, e)
-}
-
-/// Makes the renames in `dir` durable (where directories can be synced: Unix).
-fn sync_dir(dir: &FsPath) -> Result<(), OpenError> {
-    #[cfg(unix)]
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io(dir, e))?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
-
 /// Syncs every file and directory under `path`: sled syncs its data file, not its `conf`
 /// nor the directory entries of a database it created.
 fn sync_tree(path: &FsPath) -> Result<(), OpenError> {
+    let io = |at: &FsPath, e: std::io::Error| OpenError::io(at, e);
     for entry in std::fs::read_dir(path).map_err(|e| io(path, e))? {
         let entry = entry.map_err(|e| io(path, e))?;
         let at = entry.path();
@@ -99,45 +79,6 @@ fn sync_tree(path: &FsPath) -> Result<(), OpenError> {
     sync_dir(path)
 }
 
-/// Removes `path`, which another process may be removing too.
-fn remove(path: &FsPath) -> Result<(), OpenError> {
-    match std::fs::remove_dir_all(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(path, e)),
-        _ => Ok(()),
-    }
-}
-
-/// Undoes a compaction a crash cut off between its two renames (module docs, step 2), before
-/// an open reads anything: there is no `db/`, the old database is whole beside it.
-pub(super) fn recover(dir: &FsPath) -> Result<(), OpenError> {
-    let db = dir.join(DB_DIR);
-    let old = old_path(dir);
-    if db.exists() || !old.is_dir() {
-        return Ok(());
-    }
-    if lock_is_held(&old) {
-        // A compaction is between its renames right now.
-        return Err(OpenError::Locked(old.join("db")));
-    }
-    std::fs::rename(&old, &db).map_err(|e| io(&db, e))?;
-    sync_dir(dir)
-}
-
-/// Removes what a compaction cut off left beside `db/` (module docs, steps 1 and 4): called by
-/// an open holding `db/` locked, so no compaction is building a copy of it; an old database
-/// still locked is its compaction's to remove.
-pub(super) fn remove_leftovers(dir: &FsPath) -> Result<(), OpenError> {
-    let building = building_path(dir);
-    if building.is_dir() {
-        remove(&building)?;
-    }
-    let old = old_path(dir);
-    if old.is_dir() && !lock_is_held(&old) {
-        remove(&old)?;
-    }
-    Ok(())
-}
-
 impl Store {
     /// Rewrites the database of the store in `dir` in key order into a fresh one that takes
     /// its place (module docs): the same pairs in about half the bytes of a database whose
@@ -148,7 +89,8 @@ impl Store {
     /// without a database. A `db/` that is a symbolic link is refused (the swap would replace
     /// the link with a directory).
     pub fn compact(dir: &FsPath, options: &StoreOptions) -> Result<Compacted, OpenError> {
-        recover(dir)?;
+        let io = |at: &FsPath, e: std::io::Error| OpenError::io(at, e);
+        read_marker(dir)?;
         let db = dir.join(DB_DIR);
         if std::fs::symlink_metadata(&db).is_ok_and(|m| m.file_type().is_symlink()) {
             return Err(OpenError::Refused(format!(
@@ -167,34 +109,44 @@ impl Store {
         let old = SledKv::open(&db, options.cache_bytes)?;
         let building = building_path(dir);
         // Under `old`'s lock: no other compaction builds beside this one.
-        remove(&building)?;
+        remove_best_effort(&building);
         let (pairs, live) = match build(&old, dir, &building, options.cache_bytes) {
             Ok(counts) => counts,
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&building);
+                remove_best_effort(&building);
                 return Err(e);
             }
         };
-        // 2 and 3: the swap, `old` open (locked) throughout.
-        let aside = old_path(dir);
-        std::fs::rename(&db, &aside).map_err(|e| io(&aside, e))?;
-        sync_dir(dir)?;
-        std::fs::rename(&building, &db).map_err(|e| io(&db, e))?;
-        sync_dir(dir)?;
+        // 2 and 3: the swap, `old` open (locked) throughout, and no open under way
+        // meanwhile (the store's gate: an open that started before waits for `old`'s lock
+        // and gives up as `Locked`; one that starts during the swap waits for it).
+        let aside = replaced_path(dir);
+        {
+            let _gate = gate(dir, Gate::Exclusive)?;
+            std::fs::rename(&db, &aside).map_err(|e| io(&aside, e))?;
+            sync_dir(dir)?;
+            std::fs::rename(&building, &db).map_err(|e| io(&db, e))?;
+            sync_dir(dir)?;
+        }
         match Store::open(dir, options) {
             // Opened elsewhere since the swap: it opens.
             Ok(_) | Err(OpenError::Locked(_)) => {}
             Err(e) => {
-                // The copy does not open: the old database goes back in its place.
-                std::fs::rename(&db, &building).map_err(|e| io(&building, e))?;
-                std::fs::rename(&aside, &db).map_err(|e| io(&db, e))?;
-                sync_dir(dir)?;
-                return Err(e);
+                // The copy does not open: the old database goes back in its place, unless
+                // a process opened the copy meanwhile (then it opens after all).
+                let _gate = gate(dir, Gate::Exclusive)?;
+                if !lock_is_held(&db) {
+                    std::fs::rename(&db, &building).map_err(|e| io(&building, e))?;
+                    std::fs::rename(&aside, &db).map_err(|e| io(&db, e))?;
+                    sync_dir(dir)?;
+                    return Err(e);
+                }
             }
         }
         let after = dir_bytes(&db);
         drop(old);
-        remove(&aside)?;
+        // Best effort: the next open removes what is left.
+        remove_best_effort(&aside);
         Ok(Compacted {
             before,
             after,
@@ -265,4 +217,39 @@ fn build(
     drop(ours);
     Box::new(new).close_checkpointed()?;
     Ok((pairs, live))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// An open that starts while a compaction swaps databases waits for the swap: it never
+    /// looks for `db/` between the two renames (where it would find none, or make an empty
+    /// one there), and opens the database in place once the gate is let go.
+    #[test]
+    fn an_open_waits_for_the_swap() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("s");
+        let device = Store::create(&dir, &StoreOptions::default())
+            .unwrap()
+            .device_id();
+        let db = dir.join(DB_DIR);
+        let aside = replaced_path(&dir);
+        let swap = gate(&dir, Gate::Exclusive).unwrap();
+        std::fs::rename(&db, &aside).unwrap();
+        let opener = {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                Store::open(&dir, &StoreOptions::default()).map(|s| s.device_id())
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!opener.is_finished(), "the open went on during the swap");
+        assert!(!db.exists(), "the open made a database");
+        std::fs::rename(&aside, &db).unwrap();
+        drop(swap);
+        assert_eq!(opener.join().unwrap().unwrap(), device);
+    }
 }

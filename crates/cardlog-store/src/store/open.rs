@@ -23,7 +23,7 @@ use crate::state::held::HeldBack;
 use crate::state::journal_kv::JournalKv;
 use crate::state::keys::{self, meta};
 use crate::state::kv::{Kv, KvBatch, KvError};
-use crate::state::sled_kv::SledKv;
+use crate::state::sled_kv::{lock_is_held, SledKv};
 
 /// The store format this build reads and writes (the marker file and the `format` meta entry).
 pub const STORE_FORMAT_VERSION: u8 = 5;
@@ -82,6 +82,92 @@ pub(super) fn database_in(db: &FsPath) -> Database {
 
 fn io(path: &FsPath, e: std::io::Error) -> OpenError {
     OpenError::io(path, e)
+}
+
+// ---- what a compaction leaves, and the store's gate (store/compact.rs) ---------------------
+
+/// Where a compaction builds its copy of the database.
+pub(super) fn building_path(dir: &FsPath) -> PathBuf {
+    dir.join(format!("{DB_DIR}.compacting"))
+}
+
+/// Where a compaction puts the database it replaces while it swaps them.
+pub(super) fn replaced_path(dir: &FsPath) -> PathBuf {
+    dir.join(format!("{DB_DIR}.compacted"))
+}
+
+/// How a process holds the store's gate ([`gate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Gate {
+    /// For an open or a `repair`: any number at once.
+    Shared,
+    /// For a compaction's swap of its database: no open under way meanwhile.
+    Exclusive,
+}
+
+/// The store's gate: a lock on its marker file, which stays where it is whatever happens to
+/// `db/` (sled's own lock is on a file inside `db/`, which a compaction renames). Held by
+/// every open for as long as it opens, and by a compaction while it renames databases, so an
+/// open never looks for `db/` between the two renames (nor creates an empty one there).
+/// Waits for the other holders; where the file system has no locks, there is nothing to wait
+/// for.
+pub(super) fn gate(dir: &FsPath, how: Gate) -> Result<std::fs::File, OpenError> {
+    let marker = dir.join(MARKER_FILE);
+    let file = std::fs::File::open(&marker).map_err(|e| io(&marker, e))?;
+    let locked = match how {
+        Gate::Shared => file.lock_shared(),
+        Gate::Exclusive => file.lock(),
+    };
+    match locked {
+        Err(e) if e.kind() != std::io::ErrorKind::Unsupported => Err(io(&marker, e)),
+        _ => Ok(file),
+    }
+}
+
+/// Makes the renames in `dir` durable (where directories can be synced: Unix).
+pub(super) fn sync_dir(dir: &FsPath) -> Result<(), OpenError> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(dir, e))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Removes the directory `path` if it can: what is left is garbage the next open tries again.
+pub(super) fn remove_best_effort(path: &FsPath) {
+    let _ = std::fs::remove_dir_all(path);
+}
+
+/// Undoes a compaction a crash cut off between its two renames (store/compact.rs, step 2):
+/// there is no `db/`, the database it replaced is whole beside it. Run under the gate, first.
+pub(super) fn recover_compaction(dir: &FsPath) -> Result<(), OpenError> {
+    let db = dir.join(DB_DIR);
+    let replaced = replaced_path(dir);
+    if db.exists() || !replaced.is_dir() {
+        return Ok(());
+    }
+    match std::fs::rename(&replaced, &db) {
+        // Another open under the gate put it back first.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && db.is_dir() => Ok(()),
+        Err(e) => Err(io(&db, e)),
+        Ok(()) => sync_dir(dir),
+    }
+}
+
+/// Removes what a compaction cut off left beside `db/` (store/compact.rs, steps 1 and 4), best
+/// effort: run by an open holding `db/` locked, so no compaction is building a copy of it; a
+/// replaced database still locked is its compaction's to remove.
+fn remove_compaction_leftovers(dir: &FsPath) {
+    let building = building_path(dir);
+    if building.is_dir() {
+        remove_best_effort(&building);
+    }
+    let replaced = replaced_path(dir);
+    if replaced.is_dir() && !lock_is_held(&replaced) {
+        remove_best_effort(&replaced);
+    }
 }
 
 /// What stands in for the log while [`Store::recover_tail`] reads it: every call fails.
@@ -262,7 +348,8 @@ impl Store {
     /// upgraded first (`upgrade.rs`).
     pub fn open(dir: &FsPath, options: &StoreOptions) -> Result<Self, OpenError> {
         let mut text = read_marker(dir)?;
-        super::compact::recover(dir)?;
+        let _gate = gate(dir, Gate::Shared)?;
+        recover_compaction(dir)?;
         if text == MARKER_V2 {
             Self::upgrade_from_2(dir, options)?;
             text = MARKER_V3.to_owned();
@@ -293,7 +380,7 @@ impl Store {
         }
         let kv = open_database(&db, options.cache_bytes)?;
         // Under the database's lock, so no compaction is building beside it.
-        super::compact::remove_leftovers(dir)?;
+        remove_compaction_leftovers(dir);
         let log = FileLog::open(&log_path, false)?;
         Self::open_parts(kv, Box::new(log), dir)
     }

@@ -15,8 +15,8 @@ use cardlog_core::{BookId, DeviceId, MemberChange, SealedOp};
 
 use super::identity::{read_key, read_key_file, KEY_FILE};
 use super::open::{
-    create_database, database_in, home_of, is_current_marker, is_older_marker, read_marker,
-    unknown_marker, DB_DIR,
+    create_database, database_in, gate, home_of, is_current_marker, is_older_marker, read_marker,
+    recover_compaction, unknown_marker, Gate, DB_DIR,
 };
 use super::{Store, StoreOptions, STORE_FORMAT_VERSION};
 use crate::error::{OpenError, StoreError};
@@ -454,8 +454,10 @@ impl Store {
     /// finds no database reads the newest one set aside.
     pub fn repair(dir: &FsPath, options: &StoreOptions) -> Result<RepairReport, OpenError> {
         check_current(dir, "repair")?;
-        // A compaction cut off between its renames left the whole old database aside.
-        super::compact::recover(dir)?;
+        // Under the store's gate: no compaction swaps databases meanwhile; one cut off
+        // between its renames left the whole old database aside.
+        let _gate = gate(dir, Gate::Shared)?;
+        recover_compaction(dir)?;
         let db = dir.join(DB_DIR);
         if JournalKv::lock_is_held(&db) {
             return Err(OpenError::Locked(db.join("lock")));
