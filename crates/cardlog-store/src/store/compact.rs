@@ -32,7 +32,7 @@
 use std::path::Path as FsPath;
 
 use super::open::{
-    building_path, database_in, gate, home_as, read_marker, remove_best_effort, replaced_path,
+    building_path, database_in, gate, home_as, io, read_marker, remove_best_effort, replaced_path,
     sync_dir, Gate, DB_DIR,
 };
 use super::{dir_bytes, Database, Store, StoreOptions};
@@ -64,7 +64,6 @@ pub struct Compacted {
 /// Syncs every file and directory under `path`: sled syncs its data file, not its `conf`
 /// nor the directory entries of a database it created.
 fn sync_tree(path: &FsPath) -> Result<(), OpenError> {
-    let io = |at: &FsPath, e: std::io::Error| OpenError::io(at, e);
     for entry in std::fs::read_dir(path).map_err(|e| io(path, e))? {
         let entry = entry.map_err(|e| io(path, e))?;
         let at = entry.path();
@@ -89,7 +88,6 @@ impl Store {
     /// without a database. A `db/` that is a symbolic link is refused (the swap would replace
     /// the link with a directory).
     pub fn compact(dir: &FsPath, options: &StoreOptions) -> Result<Compacted, OpenError> {
-        let io = |at: &FsPath, e: std::io::Error| OpenError::io(at, e);
         read_marker(dir)?;
         let db = dir.join(DB_DIR);
         if std::fs::symlink_metadata(&db).is_ok_and(|m| m.file_type().is_symlink()) {

@@ -80,7 +80,7 @@ pub(super) fn database_in(db: &FsPath) -> Database {
     }
 }
 
-fn io(path: &FsPath, e: std::io::Error) -> OpenError {
+pub(super) fn io(path: &FsPath, e: std::io::Error) -> OpenError {
     OpenError::io(path, e)
 }
 
@@ -160,10 +160,7 @@ pub(super) fn recover_compaction(dir: &FsPath) -> Result<(), OpenError> {
 /// effort: run by an open holding `db/` locked, so no compaction is building a copy of it; a
 /// replaced database still locked is its compaction's to remove.
 fn remove_compaction_leftovers(dir: &FsPath) {
-    let building = building_path(dir);
-    if building.is_dir() {
-        remove_best_effort(&building);
-    }
+    remove_best_effort(&building_path(dir));
     let replaced = replaced_path(dir);
     if replaced.is_dir() && !lock_is_held(&replaced) {
         remove_best_effort(&replaced);
