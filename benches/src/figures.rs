@@ -147,6 +147,20 @@ pub fn rss_mb() -> (f64, f64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
+/// Bytes this process has written so far, from /proc/self/io: what it passed to write
+/// calls (`wchar`) and what it sent toward the disk (`write_bytes`, counted as page-cache
+/// pages are dirtied). Zeros where /proc has no such file.
+pub fn io_written() -> (u64, u64) {
+    let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+    let field = |name: &str| {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (field("wchar:"), field("write_bytes:"))
+}
+
 /// `pass` or `FAIL`.
 pub fn pass(ok: bool) -> &'static str {
     if ok {

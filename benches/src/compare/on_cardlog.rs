@@ -22,7 +22,7 @@ use super::{
     FIG_FULL_SYNC_BYTES, FIG_FULL_SYNC_MS, FIG_INC_SYNC_BYTES, FIG_INC_SYNC_MESSAGES,
     FIG_INC_SYNC_MS, FIG_OPEN_MS, FIG_PEAK_MB, FIG_PEAK_MB_BEFORE_SYNC, FIG_REOPEN_MS,
 };
-use crate::figures::fig;
+use crate::figures::{self, fig};
 use crate::stores;
 use crate::sync::sync_pair;
 use crate::Error;
@@ -112,7 +112,7 @@ fn edit_one(replica: &mut Replica, edit: Edit) -> Result<(), Error> {
 }
 
 /// Makes one chunk of saves: each durable on return, or (`bulk`) all durable at the end.
-fn save_chunk(replica: &mut Replica, saves: Vec<Save>, bulk: bool) -> Result<(), Error> {
+pub fn save_chunk(replica: &mut Replica, saves: Vec<Save>, bulk: bool) -> Result<(), Error> {
     if bulk {
         let mut group = replica.bulk();
         for s in saves {
@@ -151,8 +151,10 @@ pub fn run(options: &Options, scratch: &Path, bulk: bool) -> Result<(), Error> {
     fig_ms(FIG_OPEN_MS, open);
     drop(a);
     std::thread::sleep(REOPEN_PAUSE);
+    let written = figures::io_written();
     let (mut a, reopen, more) = stores::open_timed(&dir_a, &ReplicaOptions::default())?;
     fig_ms(FIG_REOPEN_MS, reopen);
+    fig_open_written("reopen", written);
     fig("open_lock_retries", f64::from(retries + more));
     let first = ContactId(w.id(0).ok_or("no contacts")?);
     let start = Instant::now();
@@ -208,7 +210,28 @@ pub fn run(options: &Options, scratch: &Path, bulk: bool) -> Result<(), Error> {
     fig(FIG_BYTES_COMPACTED, stores::dir_bytes(&dir_a)? as f64);
     fig("compact_db_before", done.before as f64);
     fig("compact_db_after", done.after as f64);
+    // An open of the compacted store, and what it writes.
+    std::thread::sleep(REOPEN_PAUSE);
+    let written = figures::io_written();
+    let (a, open, _) = stores::open_timed(&dir_a, &ReplicaOptions::default())?;
+    fig_ms("compacted_open_ms", open);
+    fig_open_written("compacted_open", written);
+    drop(a);
     Ok(())
+}
+
+/// What an open wrote since `before` ([`figures::io_written`]): the bytes passed to write
+/// calls and those sent toward the disk (issue 23's target: at most 64 KiB).
+fn fig_open_written(what: &str, before: (u64, u64)) {
+    let (wchar, disk) = figures::io_written();
+    fig(
+        &format!("{what}_wchar"),
+        wchar.saturating_sub(before.0) as f64,
+    );
+    fig(
+        &format!("{what}_write_bytes"),
+        disk.saturating_sub(before.1) as f64,
+    );
 }
 
 /// The store's bytes after [`Replica::compact`], at the end of the run.
