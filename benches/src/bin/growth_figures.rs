@@ -123,6 +123,8 @@ fn main() -> Result<(), Error> {
 
 /// What one size measured.
 struct Row {
+    /// What a contact's database value is made of.
+    breakdown: Breakdown,
     /// The store's bytes after the saves, closed.
     bytes: u64,
     /// Its database's and op log's parts of them.
@@ -154,10 +156,11 @@ impl Row {
             },
         );
         format!(
-            "{n} contacts (created in {:.1} s): {:.1} MB kept ({:.0} B/contact: database {:.1} MB, \
+            "{n} contacts (created in {:.1} s): {}; {:.1} MB kept ({:.0} B/contact: database {:.1} MB, \
              op log {:.1} MB), {:.1} MB after compact; open {:.2} ms writing {:.0} KiB, peak \
              {:.1} MB; compacted open {:.2} ms writing {:.0} KiB; {sqlite}",
             self.create_s,
+            self.breakdown,
             self.bytes as f64 / 1e6,
             per(self.bytes),
             self.db as f64 / 1e6,
@@ -218,6 +221,7 @@ fn one_size(n: usize, dir: &Path, opens: usize, sqlite: Option<PathBuf>) -> Resu
         }
         made += count;
     }
+    let breakdown = value_breakdown(&replica, &workload, n.min(BREAKDOWN_CONTACTS))?;
     if replica.op_count() != n as u64 + 1 {
         return Err(format!(
             "the store holds {} ops for {n} contacts",
@@ -267,6 +271,7 @@ fn one_size(n: usize, dir: &Path, opens: usize, sqlite: Option<PathBuf>) -> Resu
         _ => None,
     };
     Ok(Row {
+        breakdown,
         bytes,
         db,
         log,
@@ -276,6 +281,82 @@ fn one_size(n: usize, dir: &Path, opens: usize, sqlite: Option<PathBuf>) -> Resu
         sqlite,
         create_s,
     })
+}
+
+/// Contacts whose database values [`value_breakdown`] adds up.
+const BREAKDOWN_CONTACTS: usize = 10_000;
+
+/// The bytes of contacts' database values (`keys::contact_value`), summed over the
+/// registers' parts as each encodes on its own.
+#[derive(Default)]
+struct Breakdown {
+    contacts: u64,
+    registers: u64,
+    value: u64,
+    paths: u64,
+    /// Of the write keys (timestamp, author, op): the author's and the op's ids.
+    write_keys: u64,
+    ids: u64,
+    values: u64,
+    replaces: u64,
+    /// Write counts, seqs, first timestamps and length prefixes.
+    rest: u64,
+}
+
+impl std::fmt::Display for Breakdown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let per = |b: u64| b as f64 / self.contacts.max(1) as f64;
+        write!(
+            f,
+            "a contact's value {:.0} B for {:.1} registers (paths {:.0}, write keys {:.0} of \
+             which ids {:.0}, values {:.0}, replaced ids {:.0}, the rest {:.0})",
+            per(self.value),
+            per(self.registers),
+            per(self.paths),
+            per(self.write_keys),
+            per(self.ids),
+            per(self.values),
+            per(self.replaces),
+            per(self.rest)
+        )
+    }
+}
+
+/// Adds up the database values of the first `count` contacts `workload` made.
+fn value_breakdown(
+    replica: &Replica,
+    workload: &Workload,
+    count: usize,
+) -> Result<Breakdown, Error> {
+    use cardlog_core::codec::encode_to_vec as enc;
+    let mut b = Breakdown::default();
+    for i in 0..count {
+        let id = workload
+            .id(i)
+            .ok_or("a contact the workload did not make")?;
+        let registers = replica.store().contact_registers(&cardlog::ContactId(id))?;
+        b.contacts += 1;
+        b.value += cardlog_store::keys::contact_value(&registers).len() as u64;
+        for (path, (_, heads)) in &registers {
+            b.registers += 1;
+            b.paths += enc(path).len() as u64;
+            for w in heads.iter() {
+                b.write_keys += enc(&w.key).len() as u64;
+                b.ids += (enc(&w.key.author).len() + enc(&w.key.op).len()) as u64;
+                b.values += enc(&w.value).len() as u64;
+                // The ids alone (their length prefix is among the rest).
+                b.replaces += w
+                    .replaces
+                    .iter()
+                    .map(|id| enc(id).len() as u64)
+                    .sum::<u64>();
+            }
+        }
+    }
+    b.rest = b
+        .value
+        .saturating_sub(b.paths + b.write_keys + b.values + b.replaces);
+    Ok(b)
 }
 
 /// The median figures of `count` fresh-process opens of the store at `dir`.
