@@ -37,7 +37,7 @@ const CHUNK: usize = 1_000;
 /// thread after the close ([`stores::open_timed`]).
 const REOPEN_PAUSE: Duration = Duration::from_millis(300);
 
-/// Creates the table and loads tab-separated rows from stdin; argv[1] is the database.
+/// Creates the table and loads tab-separated rows from stdin; `argv[1]` is the database.
 const SQLITE_LOAD: &str = r#"
 import sqlite3, sys
 con = sqlite3.connect(sys.argv[1])
@@ -56,7 +56,7 @@ con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 con.close()
 "#;
 
-/// Opens the database argv[1] and reads a first row, timed; prints `FIG sqlite_open_ms`.
+/// Opens the database `argv[1]` and reads a first row, timed; prints `FIG sqlite_open_ms`.
 const SQLITE_OPEN: &str = r#"
 import sqlite3, sys, time
 start = time.perf_counter()
@@ -286,13 +286,16 @@ fn one_size(n: usize, dir: &Path, opens: usize, sqlite: Option<PathBuf>) -> Resu
 /// Contacts whose database values [`value_breakdown`] adds up.
 const BREAKDOWN_CONTACTS: usize = 10_000;
 
-/// The bytes of contacts' database values (`keys::contact_value`), summed over the
+/// The bytes of contacts' database values (`keys::contact_value`), and of the same registers
+/// in store format 5's encoding (the registers' map as bincode encodes it), summed over the
 /// registers' parts as each encodes on its own.
 #[derive(Default)]
 struct Breakdown {
     contacts: u64,
     registers: u64,
     value: u64,
+    /// The same registers in format 5's encoding, and its parts below.
+    map: u64,
     paths: u64,
     /// Of the write keys (timestamp, author, op): the author's and the op's ids.
     write_keys: u64,
@@ -308,10 +311,11 @@ impl std::fmt::Display for Breakdown {
         let per = |b: u64| b as f64 / self.contacts.max(1) as f64;
         write!(
             f,
-            "a contact's value {:.0} B for {:.1} registers (paths {:.0}, write keys {:.0} of \
-             which ids {:.0}, values {:.0}, replaced ids {:.0}, the rest {:.0})",
+            "a contact's value {:.0} B for {:.1} registers (format 5's {:.0} B: paths {:.0}, \
+             write keys {:.0} of which ids {:.0}, values {:.0}, replaced ids {:.0}, the rest {:.0})",
             per(self.value),
             per(self.registers),
+            per(self.map),
             per(self.paths),
             per(self.write_keys),
             per(self.ids),
@@ -337,6 +341,7 @@ fn value_breakdown(
         let registers = replica.store().contact_registers(&cardlog::ContactId(id))?;
         b.contacts += 1;
         b.value += cardlog_store::keys::contact_value(&registers).len() as u64;
+        b.map += enc(&registers).len() as u64;
         for (path, (_, heads)) in &registers {
             b.registers += 1;
             b.paths += enc(path).len() as u64;
@@ -354,7 +359,7 @@ fn value_breakdown(
         }
     }
     b.rest = b
-        .value
+        .map
         .saturating_sub(b.paths + b.write_keys + b.values + b.replaces);
     Ok(b)
 }

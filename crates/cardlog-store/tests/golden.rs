@@ -32,7 +32,7 @@ use cardlog_core::{
 };
 use cardlog_store::keys::{self, meta, ContactRegisters};
 use cardlog_store::log::{FileLog, OpLog, Read, COMMIT, LOG_FILE};
-use cardlog_store::state::{Kv, KvBatch, SledKv};
+use cardlog_store::state::{contact_value, Kv, KvBatch, SledKv};
 use cardlog_store::{OpOutcome, Recovery, Store, StoreOptions};
 
 #[path = "../../cardlog-core/tests/golden_history/mod.rs"]
@@ -87,9 +87,11 @@ const KV_FIXTURE_V5_ROWS: &str = "store-v5-rows-kv.bin";
 const KV_FIXTURE_V5_NAMES3: &str = "store-v5-names3-kv.bin";
 /// Name index version 4 (same store format): the column widths' counts (`w` keys).
 const KV_FIXTURE_V5_NAMES4: &str = "store-v5-names4-kv.bin";
-/// Signatures a later one covers let go of (same store format, session 38). What today's
-/// store writes.
+/// Signatures a later one covers let go of (same store format, session 38).
 const KV_FIXTURE_V5_SIGS: &str = "store-v5-sigs-kv.bin";
+/// Format 6: each contact's value keeps every write key once (session 40). What today's
+/// store writes.
+const KV_FIXTURE_V6: &str = "store-v6-kv.bin";
 
 /// The format-4 fixture's device key (seed 5e…5e), its book, and the keys its authors'
 /// signatures are made with (seed = the author's id byte repeated; the store keeps signatures,
@@ -334,9 +336,39 @@ fn todays_store_writes_the_fixture_bytes() {
     let tmp = tempfile::tempdir().unwrap();
     let (log, pairs) = build_store(&tmp.path().join("store"));
     let kv = dump_pairs(&pairs);
-    write_fixture_if_asked(KV_FIXTURE_V5_SIGS, &kv);
+    write_fixture_if_asked(KV_FIXTURE_V6, &kv);
     assert_same_bytes(LOG_FIXTURE_V4, &log, &read_fixture(LOG_FIXTURE_V4));
-    assert_same_bytes(KV_FIXTURE_V5_SIGS, &kv, &read_fixture(KV_FIXTURE_V5_SIGS));
+    assert_same_bytes(KV_FIXTURE_V6, &kv, &read_fixture(KV_FIXTURE_V6));
+}
+
+#[test]
+fn the_format_6_fixture_is_the_format_5_fixture_with_each_contact_value_packed() {
+    // Every `c` value holds the same registers, now each write key once (and a mark first);
+    // the format entry says 6; nothing else differs. Packed, the contacts take under two
+    // thirds of their format-5 bytes.
+    let v5 = parse_pairs(&read_fixture(KV_FIXTURE_V5_SIGS));
+    let v6 = parse_pairs(&read_fixture(KV_FIXTURE_V6));
+    assert_eq!(
+        v5.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+        v6.iter().map(|(k, _)| k).collect::<Vec<_>>()
+    );
+    let (mut bytes5, mut bytes6, mut contacts) = (0, 0, 0);
+    for ((k, old), (_, new)) in v5.iter().zip(&v6) {
+        if k.as_slice() == meta::FORMAT {
+            assert_eq!((old.as_slice(), new.as_slice()), (&[5][..], &[6][..]));
+        } else if k[0] == keys::CONTACT {
+            let registers = keys::parse_contact_value(old).unwrap();
+            assert_ne!(old[0], contact_value::MARK);
+            assert_eq!(new[0], contact_value::MARK);
+            assert_eq!(keys::parse_contact_value(new).unwrap(), registers);
+            assert_eq!(*new, keys::contact_value(&registers));
+            (bytes5, bytes6, contacts) = (bytes5 + old.len(), bytes6 + new.len(), contacts + 1);
+        } else {
+            assert_eq!(old, new, "{k:?}");
+        }
+    }
+    assert!(contacts >= 2, "{contacts} contacts");
+    assert!(bytes6 * 3 < bytes5 * 2, "{bytes6} of {bytes5}");
 }
 
 #[test]
@@ -525,6 +557,57 @@ fn assemble(dir: &FsPath, log: &str, kv: &str, marker: &str, key: Option<&Device
 }
 
 #[test]
+fn an_upgrade_to_format_6_cut_off_anywhere_is_finished_by_the_next_open() {
+    // Cut after some values were packed (marker and database still say 5), and cut after the
+    // last batch (the database says 6, the marker 5): the next open finishes the upgrade, and
+    // the store holds what the format-6 fixture holds and verifies.
+    let v6 = parse_pairs(&read_fixture(KV_FIXTURE_V6));
+    for cut_after_last_batch in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        let key = local_key();
+        assemble(
+            &dir,
+            LOG_FIXTURE_V4,
+            KV_FIXTURE_V5_SIGS,
+            "cardlog store 5\n",
+            Some(&key),
+        );
+        {
+            let kv = SledKv::open(&dir.join("db"), 1 << 20).unwrap();
+            let mut batch = KvBatch::default();
+            let packed: Vec<_> = v6
+                .iter()
+                .filter(|(k, _)| k[0] == keys::CONTACT)
+                .take(if cut_after_last_batch { usize::MAX } else { 1 })
+                .collect();
+            for (k, v) in packed {
+                batch.insert(k.clone(), v.clone());
+            }
+            if cut_after_last_batch {
+                batch.insert(meta::FORMAT.to_vec(), vec![6]);
+            }
+            kv.apply(batch).unwrap();
+            kv.flush().unwrap();
+        }
+        let store = Store::open(&dir, &options()).unwrap();
+        assert!(store.verify().unwrap().is_ok());
+        drop(store);
+        assert_eq!(
+            std::fs::read(dir.join("CARDLOG")).unwrap(),
+            b"cardlog store 6\n"
+        );
+        let kv = SledKv::open(&dir.join("db"), 1 << 20).unwrap();
+        for (k, v) in v6
+            .iter()
+            .filter(|(k, _)| k[0] == keys::CONTACT || k == meta::FORMAT)
+        {
+            assert_eq!(kv.get(k).unwrap().as_ref(), Some(v), "{k:?}");
+        }
+    }
+}
+
+#[test]
 fn todays_store_opens_stores_assembled_from_the_fixtures() {
     // A format-3 store made of its fixtures (its own `mhome` kept) is upgraded on open: a key,
     // a new device id (the old one among the former ids), nothing else changed. A format-4
@@ -537,6 +620,8 @@ fn todays_store_opens_stores_assembled_from_the_fixtures() {
         (5, KV_FIXTURE_V5),
         (5, KV_FIXTURE_V5_ROWS),
         (5, KV_FIXTURE_V5_NAMES3),
+        (5, KV_FIXTURE_V5_SIGS),
+        (6, KV_FIXTURE_V6),
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("store");
@@ -548,7 +633,14 @@ fn todays_store_opens_stores_assembled_from_the_fixtures() {
             let (kv, marker) = if format == 4 {
                 (KV_FIXTURE_V4, "cardlog store 4\n")
             } else {
-                (kv5, "cardlog store 5\n")
+                (
+                    kv5,
+                    if format == 5 {
+                        "cardlog store 5\n"
+                    } else {
+                        "cardlog store 6\n"
+                    },
+                )
             };
             assemble(&dir, LOG_FIXTURE_V4, kv, marker, Some(&key));
             (history_in(OpFormat::V2), Some(key.device()))
@@ -601,7 +693,12 @@ fn todays_store_opens_stores_assembled_from_the_fixtures() {
         drop(store);
         assert_eq!(
             std::fs::read(dir.join("CARDLOG")).unwrap(),
-            b"cardlog store 5\n"
+            b"cardlog store 6\n"
         );
+        // Every contact value packed (format 5's upgrade wrote each again).
+        let kv = SledKv::open(&dir.join("db"), 1 << 20).unwrap();
+        for pair in kv.scan_prefix(&[keys::CONTACT]) {
+            assert_eq!(pair.unwrap().1[0], contact_value::MARK, "format {format}");
+        }
     }
 }

@@ -351,15 +351,15 @@ fn closing_a_session_of_many_writes_leaves_sled_nothing_to_recover() {
     let dir = tmp.path().join("store");
     let mut w = World::new(1);
     let mut store = create_store(&dir);
-    // 40 contacts of 2,000 tags: each register takes over 100 bytes, so about twice the
-    // threshold.
+    // 40 contacts of 2,000 tags of 100 characters: each register takes over 100 bytes (a
+    // tag's name is its path, which no packing shares), so about twice the threshold.
     let per_contact = 2_000;
     let contacts = 40;
     let mut ids = Vec::new();
     for c in 0..contacts {
         let mut contact = sample(u8::try_from(c + 1).unwrap());
         for t in 0..per_contact {
-            contact.tags.insert(format!("t{t}"));
+            contact.tags.insert(format!("t{t:<99}"));
         }
         ids.push(contact.id);
         store
@@ -375,7 +375,10 @@ fn closing_a_session_of_many_writes_leaves_sled_nothing_to_recover() {
         let view = store.contact(id).unwrap().unwrap();
         // `sample` has a tag of its own.
         assert!(view.contact.tags.len() > per_contact);
-        assert!(view.contact.tags.contains(&format!("t{}", per_contact - 1)));
+        assert!(view
+            .contact
+            .tags
+            .contains(&format!("t{:<99}", per_contact - 1)));
     }
     assert!(store.verify().unwrap().is_ok());
     drop(store);

@@ -74,6 +74,13 @@ impl Heads {
         }
     }
 
+    /// Heads as a store kept them: `first` and `heads` exactly as [`Heads::first_hlc`] and
+    /// [`Heads::iter`] gave them (a store's own encoding reads them back with this; nothing is
+    /// checked or reordered, as a decode of the derived encoding checks nothing either).
+    pub fn from_parts(first: Option<Hlc>, heads: Vec<RegisterWrite>) -> Self {
+        Self { first, heads }
+    }
+
     /// The heads, in [`WriteKey`] order (the last is the visible one).
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &RegisterWrite> + '_ {
         self.heads.iter()

@@ -5,6 +5,7 @@ use cardlog_core::codec::{decode_exact_with, encode_to_vec, format_config};
 use cardlog_core::replay::{ChainTip, Heads};
 use cardlog_core::{listing_key_contact, listing_key_name, ContactId, ContactRow, DeviceId, Path};
 
+use super::contact_value;
 use super::kv::KvBatch;
 use crate::error::StoreError;
 
@@ -327,36 +328,14 @@ pub fn parse_row(k: &[u8], v: &[u8]) -> Result<ContactRow, StoreError> {
     })
 }
 
-/// A contact value: its registers in path order.
+/// A contact value: its registers, each write key once (`contact_value.rs`).
 pub fn contact_value(registers: &ContactRegisters) -> Vec<u8> {
-    encode(registers)
+    contact_value::encode(registers)
 }
 
-/// Parses a contact value (never an empty map: a contact exists once a register does).
-///
-/// A contact holds any number of registers, so its value has no size limit of its own, and
-/// the decoder's bound on what length prefixes may make it allocate (the format's
-/// `DECODED_BYTES_MAX` fits one op) scales with the value instead: 64 bytes of decoded memory
-/// per stored byte, in steps. bincode counts a 1-byte varint as up to 8 bytes and reserves a
-/// whole map or vector before reading it (a map entry is about 20 times its smallest
-/// encoding), so no valid value needs more.
+/// Parses a contact value ([`contact_value()`]; format 5's too): never an empty map.
 pub fn parse_contact_value(v: &[u8]) -> Result<ContactRegisters, StoreError> {
-    const WHAT: &str = "contact registers";
-    macro_rules! decode_within {
-        ($limit:expr) => {
-            decode_with(v, format_config().with_limit::<{ $limit }>(), WHAT)
-        };
-    }
-    let registers: ContactRegisters = match v.len() {
-        n if n <= 128 << 10 => decode_within!(8 << 20)?,
-        n if n <= 1 << 20 => decode_within!(64 << 20)?,
-        n if n <= 8 << 20 => decode_within!(512 << 20)?,
-        _ => decode_within!(usize::MAX)?,
-    };
-    if registers.is_empty() {
-        return Err(corrupt("contact registers (none)"));
-    }
-    Ok(registers)
+    contact_value::decode(v)
 }
 
 /// Decodes exactly `bytes` with `config`, naming `what` on failure.

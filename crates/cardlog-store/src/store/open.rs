@@ -26,7 +26,7 @@ use crate::state::kv::{Kv, KvBatch, KvError};
 use crate::state::sled_kv::{lock_is_held, SledKv};
 
 /// The store format this build reads and writes (the marker file and the `format` meta entry).
-pub const STORE_FORMAT_VERSION: u8 = 5;
+pub const STORE_FORMAT_VERSION: u8 = 6;
 
 pub(super) const MARKER_FILE: &str = "CARDLOG";
 /// The marker of store format 2, which [`Store::open`] upgrades.
@@ -35,6 +35,8 @@ pub(super) const MARKER_V2: &str = "cardlog store 2\n";
 pub(super) const MARKER_V3: &str = "cardlog store 3\n";
 /// The marker of store format 4, which [`Store::open`] upgrades.
 pub(super) const MARKER_V4: &str = "cardlog store 4\n";
+/// The marker of store format 5, which [`Store::open`] upgrades.
+pub(super) const MARKER_V5: &str = "cardlog store 5\n";
 pub(super) const DB_DIR: &str = "db";
 
 fn marker_text() -> String {
@@ -207,7 +209,7 @@ pub(super) fn is_current_marker(text: &str) -> bool {
 
 /// Whether `text` is the marker of a format [`Store::open`] upgrades.
 pub(super) fn is_older_marker(text: &str) -> bool {
-    [MARKER_V2, MARKER_V3, MARKER_V4].contains(&text)
+    [MARKER_V2, MARKER_V3, MARKER_V4, MARKER_V5].contains(&text)
 }
 
 /// Why a marker that is neither this format's nor one upgraded is refused: another format, or
@@ -341,7 +343,7 @@ impl Store {
     }
 
     /// Opens the store in `dir`. A directory without a store, or with a store of an unknown
-    /// format, is refused before anything in it is touched; a store of format 2, 3 or 4 is
+    /// format, is refused before anything in it is touched; a store of format 2, 3, 4 or 5 is
     /// upgraded first (`upgrade.rs`).
     pub fn open(dir: &FsPath, options: &StoreOptions) -> Result<Self, OpenError> {
         let mut text = read_marker(dir)?;
@@ -357,6 +359,10 @@ impl Store {
         }
         if text == MARKER_V4 {
             Self::upgrade_from_4(dir, options)?;
+            text = MARKER_V5.to_owned();
+        }
+        if text == MARKER_V5 {
+            Self::upgrade_from_5(dir, options)?;
         } else if text != marker_text() {
             return Err(unknown_marker(dir, &text));
         }

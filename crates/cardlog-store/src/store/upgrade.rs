@@ -1,7 +1,8 @@
 //! The upgrades, in place and without a replay of the log: format 2 (one sled key per register)
 //! to format 3 (one per contact), format 3 (no device key) to format 4 (a device key, the
-//! address book, signatures and membership ops), and format 4 to format 5 (the name index,
-//! which the open that follows builds). Each writes the next format's marker beside the old
+//! address book, signatures and membership ops), format 4 to format 5 (the name index,
+//! which the open that follows builds), and format 5 to format 6 (each contact's write keys
+//! kept once in its value). Each writes the next format's marker beside the old
 //! one, switches the database in one durable batch, then replaces the marker; an open after a
 //! crash in between finishes the step.
 
@@ -10,10 +11,11 @@ use std::path::Path as FsPath;
 use cardlog_core::{ContactId, DeviceId, DeviceKey};
 
 use super::identity::{read_key, stage_key};
-use super::open::{write_marker, DB_DIR, MARKER_FILE, STORE_FORMAT_VERSION};
+use super::open::{open_database, write_marker, DB_DIR, MARKER_FILE, STORE_FORMAT_VERSION};
 use super::{Store, StoreOptions};
 use crate::error::OpenError;
 use crate::log::LOG_FILE;
+use crate::state::contact_value;
 use crate::state::keys::{self, meta, ContactRegisters};
 use crate::state::kv::{Kv, KvBatch};
 use crate::state::sled_kv::SledKv;
@@ -82,6 +84,8 @@ impl Store {
 const FORMAT_3: u8 = 3;
 /// The format [`Store::upgrade_from_3`] writes (and [`Store::upgrade_from_4`] reads).
 const FORMAT_4: u8 = 4;
+/// The format [`Store::upgrade_from_4`] writes (and [`Store::upgrade_from_5`] reads).
+const FORMAT_5: u8 = 5;
 
 impl Store {
     /// Upgrades a store of format 3 to format 4: the device takes a key (a new device id: the
@@ -140,18 +144,18 @@ impl Store {
     /// as it was; after it, a format-4 marker over a database saying 5 only has its marker
     /// replaced.
     pub(super) fn upgrade_from_4(dir: &FsPath, options: &StoreOptions) -> Result<(), OpenError> {
-        let step = Step::begin(dir, 4, STORE_FORMAT_VERSION)?;
+        let step = Step::begin(dir, 4, FORMAT_5)?;
         let upgrading = |what: String| step.damaged(&what);
         let kv = SledKv::open(&dir.join(DB_DIR), options.cache_bytes)?;
         match kv.get(meta::FORMAT)?.as_deref() {
             Some([FORMAT_4]) => {
                 let mut batch = KvBatch::default();
-                batch.insert(meta::FORMAT.to_vec(), vec![STORE_FORMAT_VERSION]);
+                batch.insert(meta::FORMAT.to_vec(), vec![FORMAT_5]);
                 batch.remove(meta::NAMES.to_vec());
                 kv.apply(batch)?;
                 kv.flush()?;
             }
-            Some([v]) if *v == STORE_FORMAT_VERSION => {}
+            Some([FORMAT_5]) => {}
             Some(other) => {
                 return Err(upgrading(format!(
                     "the marker says format 4 but the database says {other:?}"
@@ -163,6 +167,63 @@ impl Store {
         step.finish()
     }
 }
+
+impl Store {
+    /// Upgrades a store of format 5 to format 6: every contact's value is written again with
+    /// each write key once (`state/contact_value.rs`), [`UPGRADE_BATCH`] at a time, and the
+    /// last batch sets the format. Both encodings read, so a crash anywhere leaves a database
+    /// that reads whole: the marker still says 5, and the next open writes every value again.
+    /// A value that does not decode is left as it is (`verify` names it, `repair` rebuilds
+    /// it). A relay's book (a journal keeping ops only) has no contact values: only its
+    /// format changes.
+    pub(super) fn upgrade_from_5(dir: &FsPath, options: &StoreOptions) -> Result<(), OpenError> {
+        let step = Step::begin(dir, 5, STORE_FORMAT_VERSION)?;
+        let upgrading = |what: String| step.damaged(&what);
+        let kv = open_database(&dir.join(DB_DIR), options.cache_bytes)?;
+        match kv.get(meta::FORMAT)?.as_deref() {
+            Some([FORMAT_5]) => {
+                let mut from = vec![keys::CONTACT];
+                loop {
+                    let mut batch = KvBatch::default();
+                    let mut last = None;
+                    for pair in kv.scan_from(&[keys::CONTACT], &from).take(UPGRADE_BATCH) {
+                        let (k, v) = pair?;
+                        if v.first() != Some(&contact_value::MARK) {
+                            if let Ok(registers) = keys::parse_contact_value(&v) {
+                                batch.insert(k.clone(), keys::contact_value(&registers));
+                            }
+                        }
+                        last = Some(k);
+                    }
+                    let Some(mut last) = last else {
+                        break;
+                    };
+                    kv.apply(batch)?;
+                    // The smallest key after `last`.
+                    last.push(0);
+                    from = last;
+                }
+                let mut batch = KvBatch::default();
+                batch.insert(meta::FORMAT.to_vec(), vec![STORE_FORMAT_VERSION]);
+                kv.apply(batch)?;
+                kv.flush()?;
+            }
+            Some([v]) if *v == STORE_FORMAT_VERSION => {}
+            Some(other) => {
+                return Err(upgrading(format!(
+                    "the marker says format 5 but the database says {other:?}"
+                )))
+            }
+            None => return Err(upgrading("the database has no format entry".into())),
+        }
+        kv.close_checkpointed()?;
+        step.finish()
+    }
+}
+
+/// Contact values [`Store::upgrade_from_5`] writes per batch (sled's memory grows with a
+/// batch: docs/PERFORMANCE.md, "The name index's cost").
+const UPGRADE_BATCH: usize = 1_024;
 
 /// One upgrade step's files: the next format's marker written beside the old one first (an
 /// unwritable directory fails before the database changes), renamed over it last.

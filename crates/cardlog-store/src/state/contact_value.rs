@@ -1,0 +1,421 @@
+//! A contact's registers as store format 6 keeps them under its `c` key: every write key
+//! (timestamp, author, op, seq) once per contact, which the registers' heads name by index.
+//!
+//! The registers of a contact are mostly written by the same ops: a new contact's nine
+//! registers by one op, so format 5 (the registers' map as bincode encodes it) kept the op's
+//! 32-byte id and the author's 16-byte id nine times, 432 of a created contact's 875 bytes
+//! (`growth_figures`). Here a value is [`MARK`] then the bincode of `Packed`: the distinct
+//! authors, the distinct writes (each naming its author by index), and per register its path,
+//! write count, first timestamp (by index when a write has it, as it usually does) and heads
+//! (each naming its write by index, with its value and the ids it replaced).
+//!
+//! A format-5 value (no [`MARK`]: a bincode map starts with its length, whose first byte is
+//! never 255) is still read, for the upgrade that rewrites every value and for the fixtures.
+//! The encoding is deterministic (tables in the order the registers, by path, and their heads
+//! name them), so `verify` compares a stored value with the one derived from the log by
+//! their bytes.
+
+use std::collections::HashMap;
+
+use bincode::{Decode, Encode};
+use foldhash::fast::RandomState;
+
+use cardlog_core::codec::{decode_exact_with, encode_to_vec, format_config};
+use cardlog_core::replay::{ContactRegisters, Heads, RegisterWrite, WriteKey};
+use cardlog_core::{DeviceId, Hlc, OpId, Path, Value};
+
+use crate::error::StoreError;
+
+/// The first byte of a format-6 value (a bincode varint never starts with it).
+pub const MARK: u8 = 0xff;
+
+const WHAT: &str = "contact registers";
+
+/// A format-6 value after its [`MARK`].
+#[derive(Debug, Encode, Decode)]
+struct Packed {
+    authors: Vec<DeviceId>,
+    writes: Vec<PackedWrite>,
+    registers: Vec<PackedRegister>,
+}
+
+/// A write key and seq; `author` indexes [`Packed::authors`].
+#[derive(Debug, Encode, Decode)]
+struct PackedWrite {
+    hlc: Hlc,
+    author: u32,
+    op: OpId,
+    seq: u64,
+}
+
+/// One register; `heads` in the register's order.
+#[derive(Debug, Encode, Decode)]
+struct PackedRegister {
+    path: Path,
+    writes: u64,
+    first: First,
+    heads: Vec<PackedHead>,
+}
+
+/// A register's first timestamp.
+#[derive(Debug, Encode, Decode)]
+enum First {
+    None,
+    /// The timestamp of [`Packed::writes`] entry n.
+    OfWrite(u32),
+    Explicit(Hlc),
+}
+
+/// A head: `write` indexes [`Packed::writes`].
+#[derive(Debug, Encode, Decode)]
+struct PackedHead {
+    write: u32,
+    value: Option<Value>,
+    replaces: Vec<OpId>,
+}
+
+/// The value kept for `registers`.
+pub fn encode(registers: &ContactRegisters) -> Vec<u8> {
+    let mut authors: Vec<DeviceId> = Vec::new();
+    let mut author_at: HashMap<DeviceId, u32, RandomState> = HashMap::default();
+    let mut writes: Vec<PackedWrite> = Vec::new();
+    let mut write_at: HashMap<(OpId, Hlc, u32, u64), u32, RandomState> = HashMap::default();
+    // The first write with each timestamp, for registers' first timestamps.
+    let mut hlc_at: HashMap<Hlc, u32, RandomState> = HashMap::default();
+    let index = |len: usize| u32::try_from(len).unwrap_or(u32::MAX);
+    let mut packed = Vec::with_capacity(registers.len());
+    for (path, (count, heads)) in registers {
+        let mut packed_heads = Vec::new();
+        for w in heads.iter() {
+            let author = *author_at.entry(w.key.author).or_insert_with(|| {
+                authors.push(w.key.author);
+                index(authors.len() - 1)
+            });
+            let write = *write_at
+                .entry((w.key.op, w.key.hlc, author, w.seq))
+                .or_insert_with(|| {
+                    writes.push(PackedWrite {
+                        hlc: w.key.hlc,
+                        author,
+                        op: w.key.op,
+                        seq: w.seq,
+                    });
+                    index(writes.len() - 1)
+                });
+            hlc_at.entry(w.key.hlc).or_insert(write);
+            packed_heads.push(PackedHead {
+                write,
+                value: w.value.clone(),
+                replaces: w.replaces.clone(),
+            });
+        }
+        packed.push(PackedRegister {
+            path: path.clone(),
+            writes: *count,
+            first: First::None,
+            heads: packed_heads,
+        });
+        if let Some(hlc) = heads.first_hlc() {
+            if let Some(r) = packed.last_mut() {
+                r.first = First::Explicit(hlc);
+            }
+        }
+    }
+    // Once every write is in the table: a first timestamp that one of them has names it.
+    for r in &mut packed {
+        if let First::Explicit(hlc) = r.first {
+            if let Some(at) = hlc_at.get(&hlc) {
+                r.first = First::OfWrite(*at);
+            }
+        }
+    }
+    let packed = Packed {
+        authors,
+        writes,
+        registers: packed,
+    };
+    let mut value = vec![MARK];
+    value.extend_from_slice(&encode_to_vec(&packed));
+    value
+}
+
+/// The registers a value holds (format 6, or format 5 as the upgrade and fixtures have it);
+/// never an empty map (a contact exists once a register does).
+///
+/// A contact holds any number of registers, so its value has no size limit of its own, and
+/// the decoder's bound on what length prefixes may make it allocate (the format's
+/// `DECODED_BYTES_MAX` fits one op) scales with the value instead: 64 bytes of decoded memory
+/// per stored byte, in steps. bincode counts a 1-byte varint as up to 8 bytes and reserves a
+/// whole map or vector before reading it (a map entry is about 20 times its smallest
+/// encoding), so no valid value needs more. A format-6 head of three bytes names a write
+/// it becomes a copy of (about 100 bytes with an empty value): within the same bound.
+pub fn decode(v: &[u8]) -> Result<ContactRegisters, StoreError> {
+    macro_rules! decode_within {
+        ($bytes:expr, $limit:expr) => {
+            decode_exact_with($bytes, format_config().with_limit::<{ $limit }>())
+                .ok_or_else(|| StoreError::undecodable(WHAT))
+        };
+    }
+    macro_rules! decode_scaled {
+        ($bytes:expr) => {
+            match $bytes.len() {
+                n if n <= 128 << 10 => decode_within!($bytes, 8 << 20),
+                n if n <= 1 << 20 => decode_within!($bytes, 64 << 20),
+                n if n <= 8 << 20 => decode_within!($bytes, 512 << 20),
+                _ => decode_within!($bytes, usize::MAX),
+            }
+        };
+    }
+    let registers = match v.split_first() {
+        Some((&MARK, packed)) => {
+            let packed: Packed = decode_scaled!(packed)?;
+            unpack(packed)?
+        }
+        _ => decode_scaled!(v)?,
+    };
+    if registers.is_empty() {
+        return Err(StoreError::undecodable("contact registers (none)"));
+    }
+    Ok(registers)
+}
+
+/// The registers `packed` describes; an index out of range or a path twice is damage.
+fn unpack(packed: Packed) -> Result<ContactRegisters, StoreError> {
+    let bad = |what: &str| StoreError::undecodable(&format!("{WHAT} ({what})"));
+    let write = |i: u32| -> Result<(&PackedWrite, DeviceId), StoreError> {
+        let w = usize::try_from(i)
+            .ok()
+            .and_then(|i| packed.writes.get(i))
+            .ok_or_else(|| bad("a write index out of range"))?;
+        let author = usize::try_from(w.author)
+            .ok()
+            .and_then(|i| packed.authors.get(i))
+            .ok_or_else(|| bad("an author index out of range"))?;
+        Ok((w, *author))
+    };
+    let mut registers = ContactRegisters::new();
+    for r in &packed.registers {
+        let first = match r.first {
+            First::None => None,
+            First::OfWrite(i) => Some(write(i)?.0.hlc),
+            First::Explicit(hlc) => Some(hlc),
+        };
+        let mut heads = Vec::with_capacity(r.heads.len());
+        for h in &r.heads {
+            let (w, author) = write(h.write)?;
+            heads.push(RegisterWrite {
+                key: WriteKey {
+                    hlc: w.hlc,
+                    author,
+                    op: w.op,
+                },
+                seq: w.seq,
+                value: h.value.clone(),
+                replaces: h.replaces.clone(),
+            });
+        }
+        let heads = Heads::from_parts(first, heads);
+        if registers
+            .insert(r.path.clone(), (r.writes, heads))
+            .is_some()
+        {
+            return Err(bad("a path twice"));
+        }
+    }
+    Ok(registers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use cardlog_core::{Field, ItemId, ItemKind};
+
+    fn write(author: u8, op: u8, ms: u64, value: Option<&str>, replaces: &[u8]) -> RegisterWrite {
+        RegisterWrite {
+            key: WriteKey {
+                hlc: Hlc {
+                    wall_ms: ms,
+                    counter: 0,
+                },
+                author: DeviceId([author; 16]),
+                op: OpId([op; 32]),
+            },
+            seq: u64::from(op),
+            value: value.map(|v| Value::Text(v.to_owned())),
+            replaces: replaces.iter().map(|r| OpId([*r; 32])).collect(),
+        }
+    }
+
+    fn heads(writes: Vec<RegisterWrite>) -> Heads {
+        let mut h = Heads::default();
+        for w in writes {
+            h.apply(w);
+        }
+        h
+    }
+
+    /// A created contact, an edit, a conflict between two authors, a removal and a register
+    /// whose first write is no longer a head.
+    fn registers() -> ContactRegisters {
+        let mut r = ContactRegisters::new();
+        r.insert(Path::Exists, (1, heads(vec![write(1, 1, 10, None, &[])])));
+        r.insert(
+            Path::Field(Field::Given),
+            (
+                2,
+                heads(vec![
+                    write(1, 1, 10, Some("Ada"), &[]),
+                    write(1, 2, 20, Some("Ada L."), &[1]),
+                ]),
+            ),
+        );
+        r.insert(
+            Path::Field(Field::Org),
+            (
+                2,
+                heads(vec![
+                    write(2, 3, 30, Some("Engines"), &[]),
+                    write(1, 4, 30, Some("Mills"), &[]),
+                ]),
+            ),
+        );
+        r.insert(
+            Path::Item(ItemKind::Phone, ItemId([9; 16])),
+            (1, heads(vec![write(1, 1, 10, Some("+44"), &[])])),
+        );
+        r.insert(
+            Path::Tag("friends".into()),
+            (1, heads(vec![write(2, 5, 40, None, &[])])),
+        );
+        r
+    }
+
+    #[test]
+    fn a_value_reads_back_as_the_registers_it_was_made_of() {
+        let registers = registers();
+        let value = encode(&registers);
+        assert_eq!(value[0], MARK);
+        assert_eq!(decode(&value).unwrap(), registers);
+        // Deterministic: `verify` compares bytes.
+        assert_eq!(encode(&decode(&value).unwrap()), value);
+        // Each id once: smaller than format 5's map, even with five ops of two authors.
+        let format_5 = encode_to_vec(&registers);
+        assert!(
+            value.len() * 5 < format_5.len() * 4,
+            "{} vs {}",
+            value.len(),
+            format_5.len()
+        );
+    }
+
+    #[test]
+    fn a_format_5_value_still_reads() {
+        let registers = registers();
+        assert_eq!(decode(&encode_to_vec(&registers)).unwrap(), registers);
+    }
+
+    #[test]
+    fn damaged_values_are_refused_not_misread() {
+        let value = encode(&registers());
+        for cut in 0..value.len() {
+            assert!(decode(&value[..cut]).is_err(), "cut at {cut}");
+        }
+        // No registers.
+        let empty = Packed {
+            authors: vec![],
+            writes: vec![],
+            registers: vec![],
+        };
+        let mut v = vec![MARK];
+        v.extend(encode_to_vec(&empty));
+        assert!(decode(&v).is_err());
+        // A head naming a write that is not there, a write naming an absent author, a path
+        // twice.
+        let one = |write: u32, author: u32, paths: usize| {
+            let packed = Packed {
+                authors: vec![DeviceId([1; 16])],
+                writes: vec![PackedWrite {
+                    hlc: Hlc::default(),
+                    author,
+                    op: OpId([1; 32]),
+                    seq: 1,
+                }],
+                registers: (0..paths)
+                    .map(|_| PackedRegister {
+                        path: Path::Exists,
+                        writes: 1,
+                        first: First::OfWrite(0),
+                        heads: vec![PackedHead {
+                            write,
+                            value: None,
+                            replaces: vec![],
+                        }],
+                    })
+                    .collect(),
+            };
+            let mut v = vec![MARK];
+            v.extend(encode_to_vec(&packed));
+            v
+        };
+        assert!(decode(&one(0, 0, 1)).is_ok());
+        assert!(decode(&one(1, 0, 1)).is_err());
+        assert!(decode(&one(0, 1, 1)).is_err());
+        assert!(decode(&one(0, 0, 2)).is_err());
+    }
+
+    /// A write [`built`] makes: (path, op, milliseconds, value, replaced ops).
+    type TestWrite = (u8, u8, u64, Option<u8>, Vec<u8>);
+
+    /// Registers built from `writes`: (path, op, milliseconds, value, replaced ops), each
+    /// applied to its path's heads as a store applies writes (the author is the op's number
+    /// modulo 3).
+    fn built(writes: &[TestWrite]) -> ContactRegisters {
+        let paths = [
+            Path::Exists,
+            Path::Field(Field::Given),
+            Path::Field(Field::Note),
+            Path::Item(ItemKind::Email, ItemId([3; 16])),
+            Path::Custom("X-A".into()),
+        ];
+        let mut r = ContactRegisters::new();
+        for (path, op, ms, value, replaces) in writes {
+            let text = value.map(|v| format!("v{v}"));
+            let w = write(op % 3, *op, *ms, text.as_deref(), replaces);
+            let (count, heads) = r
+                .entry(paths[usize::from(*path) % paths.len()].clone())
+                .or_default();
+            *count += 1;
+            heads.apply(w);
+        }
+        r
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_registers_read_back_from_their_value(
+            writes in proptest::collection::vec(
+                (0u8..5, 1u8..8, 0u64..4, proptest::option::of(0u8..3),
+                 proptest::collection::vec(1u8..8, 0..3)),
+                1..30,
+            )
+        ) {
+            let registers = built(&writes);
+            let value = encode(&registers);
+            proptest::prop_assert_eq!(&decode(&value).unwrap(), &registers);
+            proptest::prop_assert_eq!(encode(&decode(&value).unwrap()), value);
+            proptest::prop_assert_eq!(decode(&encode_to_vec(&registers)).unwrap(), registers);
+        }
+
+        #[test]
+        fn any_bytes_are_read_or_refused_without_a_panic(
+            bytes in proptest::collection::vec(proptest::arbitrary::any::<u8>(), 0..200)
+        ) {
+            for v in [bytes.clone(), [vec![MARK], bytes].concat()] {
+                if let Ok(registers) = decode(&v) {
+                    proptest::prop_assert_eq!(decode(&encode(&registers)).unwrap(), registers);
+                }
+            }
+        }
+    }
+}
