@@ -149,16 +149,15 @@ pub fn rss_mb() -> (f64, f64) {
 
 /// Bytes this process has written so far, from /proc/self/io: what it passed to write
 /// calls (`wchar`) and what it sent toward the disk (`write_bytes`, counted as page-cache
-/// pages are dirtied). Zeros where /proc has no such file.
-pub fn io_written() -> (u64, u64) {
-    let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+/// pages are dirtied). `None` where /proc has no such file (not Linux).
+pub fn io_written() -> Option<(u64, u64)> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
     let field = |name: &str| {
         io.lines()
             .find_map(|l| l.strip_prefix(name))
             .and_then(|n| n.trim().parse::<u64>().ok())
-            .unwrap_or(0)
     };
-    (field("wchar:"), field("write_bytes:"))
+    Some((field("wchar:")?, field("write_bytes:")?))
 }
 
 /// `pass` or `FAIL`.

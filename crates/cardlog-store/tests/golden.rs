@@ -558,11 +558,14 @@ fn assemble(dir: &FsPath, log: &str, kv: &str, marker: &str, key: Option<&Device
 
 #[test]
 fn an_upgrade_to_format_6_cut_off_anywhere_is_finished_by_the_next_open() {
-    // Cut after some values were packed (marker and database still say 5), and cut after the
-    // last batch (the database says 6, the marker 5): the next open finishes the upgrade, and
-    // the store holds what the format-6 fixture holds and verifies.
+    // The upgrade sets the database's format first, then packs the values, then replaces the
+    // marker. Cut after the format (no value packed), after some values, and after all of
+    // them: the next open finishes it, and the store holds what the format-6 fixture holds
+    // and verifies. A database still saying 5 with a value packed (what a build that packed
+    // first would leave) is finished too.
     let v6 = parse_pairs(&read_fixture(KV_FIXTURE_V6));
-    for cut_after_last_batch in [false, true] {
+    let contacts = v6.iter().filter(|(k, _)| k[0] == keys::CONTACT).count();
+    for (packed, format) in [(0, 6u8), (1, 6), (contacts, 6), (1, 5)] {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("store");
         let key = local_key();
@@ -576,17 +579,14 @@ fn an_upgrade_to_format_6_cut_off_anywhere_is_finished_by_the_next_open() {
         {
             let kv = SledKv::open(&dir.join("db"), 1 << 20).unwrap();
             let mut batch = KvBatch::default();
-            let packed: Vec<_> = v6
+            for (k, v) in v6
                 .iter()
                 .filter(|(k, _)| k[0] == keys::CONTACT)
-                .take(if cut_after_last_batch { usize::MAX } else { 1 })
-                .collect();
-            for (k, v) in packed {
+                .take(packed)
+            {
                 batch.insert(k.clone(), v.clone());
             }
-            if cut_after_last_batch {
-                batch.insert(meta::FORMAT.to_vec(), vec![6]);
-            }
+            batch.insert(meta::FORMAT.to_vec(), vec![format]);
             kv.apply(batch).unwrap();
             kv.flush().unwrap();
         }
@@ -602,9 +602,85 @@ fn an_upgrade_to_format_6_cut_off_anywhere_is_finished_by_the_next_open() {
             .iter()
             .filter(|(k, _)| k[0] == keys::CONTACT || k == meta::FORMAT)
         {
-            assert_eq!(kv.get(k).unwrap().as_ref(), Some(v), "{k:?}");
+            assert_eq!(
+                kv.get(k).unwrap().as_ref(),
+                Some(v),
+                "{packed} packed: {k:?}"
+            );
         }
     }
+}
+
+#[test]
+fn a_format_5_store_is_read_as_it_is_by_a_read_only_open() {
+    // A store this build cannot upgrade (a full disk, a read-only mount) still lists: a
+    // read-only open replays the log and reads no contact value, the one thing format 6
+    // changed. Nothing is written: the marker and the database stay format 5's.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    assemble(
+        &dir,
+        LOG_FIXTURE_V4,
+        KV_FIXTURE_V5_SIGS,
+        "cardlog store 5\n",
+        Some(&local_key()),
+    );
+    let store = Store::open_read_only(&dir).unwrap();
+    let ops = history_in(OpFormat::V2);
+    assert_eq!(store.op_count(), ops.len() as u64);
+    for (contact, registers) in expected_registers(&ops) {
+        assert_eq!(store.contact_registers(&contact).unwrap(), registers);
+    }
+    drop(store);
+    assert_eq!(
+        std::fs::read(dir.join("CARDLOG")).unwrap(),
+        b"cardlog store 5\n"
+    );
+    let kv = SledKv::open(&dir.join("db"), 1 << 20).unwrap();
+    assert_eq!(kv.get(meta::FORMAT).unwrap(), Some(vec![5]));
+    // An older format is still refused, with what to do.
+    drop(kv);
+    std::fs::write(dir.join("CARDLOG"), "cardlog store 4\n").unwrap();
+    let err = Store::open_read_only(&dir).err().unwrap();
+    assert!(
+        err.to_string().contains("open the store for writing once"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_relay_book_of_format_5_is_upgraded_to_6() {
+    // A journal store keeping ops only has no contact values: its format changes, and it
+    // opens and verifies as it was.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("book");
+    let options = StoreOptions {
+        database: cardlog_store::Database::Journal,
+        keeps: cardlog_store::Keeps::OpsOnly,
+        ..options()
+    };
+    let mut store = Store::create(&dir, &options).unwrap();
+    let ops = history_in(OpFormat::V2);
+    store.apply_all(&ops).unwrap();
+    drop(store);
+    {
+        let kv = cardlog_store::state::JournalKv::open(&dir.join("db")).unwrap();
+        let mut batch = KvBatch::default();
+        batch.insert(meta::FORMAT.to_vec(), vec![5]);
+        kv.apply(batch).unwrap();
+        kv.flush().unwrap();
+    }
+    std::fs::write(dir.join("CARDLOG"), "cardlog store 5\n").unwrap();
+    let store = Store::open(&dir, &options).unwrap();
+    assert_eq!(store.op_count(), ops.len() as u64);
+    assert!(store.verify().unwrap().is_ok());
+    drop(store);
+    assert_eq!(
+        std::fs::read(dir.join("CARDLOG")).unwrap(),
+        b"cardlog store 6\n"
+    );
+    let kv = cardlog_store::state::JournalKv::open(&dir.join("db")).unwrap();
+    assert_eq!(kv.get(meta::FORMAT).unwrap(), Some(vec![6]));
 }
 
 #[test]

@@ -3,8 +3,8 @@
 //!
 //! The registers of a contact are mostly written by the same ops: a new contact's nine
 //! registers by one op, so format 5 (the registers' map as bincode encodes it) kept the op's
-//! 32-byte id and the author's 16-byte id nine times, 432 of a created contact's 875 bytes
-//! (`growth_figures`). Here a value is [`MARK`] then the bincode of `Packed`: the distinct
+//! 32-byte id and the author's 16-byte id nine times, 432 of a created contact's 881 bytes
+//! (`growth_figures`; 326 bytes here). Here a value is [`MARK`] then the bincode of `Packed`: the distinct
 //! authors, the distinct writes (each naming its author by index), and per register its path,
 //! write count, first timestamp (by index when a write has it, as it usually does) and heads
 //! (each naming its write by index, with its value and the ids it replaced).
@@ -12,8 +12,7 @@
 //! A format-5 value (no [`MARK`]: a bincode map starts with its length, whose first byte is
 //! never 255) is still read, for the upgrade that rewrites every value and for the fixtures.
 //! The encoding is deterministic (tables in the order the registers, by path, and their heads
-//! name them), so `verify` compares a stored value with the one derived from the log by
-//! their bytes.
+//! name them), so `rebuild` finds a value unchanged by its bytes and writes only the others.
 
 use std::collections::HashMap;
 
@@ -182,26 +181,31 @@ pub fn decode(v: &[u8]) -> Result<ContactRegisters, StoreError> {
 /// The registers `packed` describes; an index out of range or a path twice is damage.
 fn unpack(packed: Packed) -> Result<ContactRegisters, StoreError> {
     let bad = |what: &str| StoreError::undecodable(&format!("{WHAT} ({what})"));
+    let Packed {
+        authors,
+        writes,
+        registers: packed_registers,
+    } = packed;
     let write = |i: u32| -> Result<(&PackedWrite, DeviceId), StoreError> {
         let w = usize::try_from(i)
             .ok()
-            .and_then(|i| packed.writes.get(i))
+            .and_then(|i| writes.get(i))
             .ok_or_else(|| bad("a write index out of range"))?;
         let author = usize::try_from(w.author)
             .ok()
-            .and_then(|i| packed.authors.get(i))
+            .and_then(|i| authors.get(i))
             .ok_or_else(|| bad("an author index out of range"))?;
         Ok((w, *author))
     };
     let mut registers = ContactRegisters::new();
-    for r in &packed.registers {
+    for r in packed_registers {
         let first = match r.first {
             First::None => None,
             First::OfWrite(i) => Some(write(i)?.0.hlc),
             First::Explicit(hlc) => Some(hlc),
         };
         let mut heads = Vec::with_capacity(r.heads.len());
-        for h in &r.heads {
+        for h in r.heads {
             let (w, author) = write(h.write)?;
             heads.push(RegisterWrite {
                 key: WriteKey {
@@ -210,15 +214,12 @@ fn unpack(packed: Packed) -> Result<ContactRegisters, StoreError> {
                     op: w.op,
                 },
                 seq: w.seq,
-                value: h.value.clone(),
-                replaces: h.replaces.clone(),
+                value: h.value,
+                replaces: h.replaces,
             });
         }
         let heads = Heads::from_parts(first, heads);
-        if registers
-            .insert(r.path.clone(), (r.writes, heads))
-            .is_some()
-        {
+        if registers.insert(r.path, (r.writes, heads)).is_some() {
             return Err(bad("a path twice"));
         }
     }

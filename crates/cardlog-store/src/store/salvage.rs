@@ -16,7 +16,7 @@ use cardlog_core::{BookId, DeviceId, MemberChange, SealedOp};
 use super::identity::{read_key, read_key_file, KEY_FILE};
 use super::open::{
     create_database, database_in, gate, home_of, is_current_marker, is_older_marker, read_marker,
-    recover_compaction, unknown_marker, Gate, DB_DIR,
+    recover_compaction, unknown_marker, Gate, DB_DIR, MARKER_V5,
 };
 use super::{Store, StoreOptions, STORE_FORMAT_VERSION};
 use crate::error::{OpenError, StoreError};
@@ -422,7 +422,12 @@ impl Store {
     /// calibration and pairing; so are the marks of ops this device withdrew after a restore
     /// (docs/SEMANTICS.md, "Restores"), whose writes such a view still shows.
     pub fn open_read_only(dir: &FsPath) -> Result<Self, OpenError> {
-        check_current(dir, "a read-only open")?;
+        // Format 5 differs from 6 only in the `c` values, which a read-only open never reads
+        // (its state is the log replayed into memory): a store an app could not upgrade (a
+        // full disk, a read-only mount) is still read.
+        if read_marker(dir)? != MARKER_V5 {
+            check_current(dir, "a read-only open")?;
+        }
         let log_path = dir.join(LOG_FILE);
         let key = read_key_file(&dir.join(KEY_FILE))?;
         let book = {

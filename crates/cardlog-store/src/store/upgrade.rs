@@ -169,40 +169,21 @@ impl Store {
 }
 
 impl Store {
-    /// Upgrades a store of format 5 to format 6: every contact's value is written again with
-    /// each write key once (`state/contact_value.rs`), [`UPGRADE_BATCH`] at a time, and the
-    /// last batch sets the format. Both encodings read, so a crash anywhere leaves a database
-    /// that reads whole: the marker still says 5, and the next open writes every value again.
-    /// A value that does not decode is left as it is (`verify` names it, `repair` rebuilds
-    /// it). A relay's book (a journal keeping ops only) has no contact values: only its
-    /// format changes.
+    /// Upgrades a store of format 5 to format 6: the format is set first, in a durable batch
+    /// of its own (a build that reads only format 5 then refuses the store by its format,
+    /// rather than misreading a value already packed); then every contact's value is written
+    /// again with each write key once (`state/contact_value.rs`), [`UPGRADE_BATCH`] at a
+    /// time; then the marker. Both encodings read, so a crash anywhere leaves a database that
+    /// reads whole, and the next open (the marker still says 5) writes what is left. A value
+    /// that does not decode is left as it is (`verify` names it, `repair` rebuilds it). A
+    /// relay's book (a journal keeping ops only) has no contact values: only its format
+    /// changes.
     pub(super) fn upgrade_from_5(dir: &FsPath, options: &StoreOptions) -> Result<(), OpenError> {
         let step = Step::begin(dir, 5, STORE_FORMAT_VERSION)?;
         let upgrading = |what: String| step.damaged(&what);
         let kv = open_database(&dir.join(DB_DIR), options.cache_bytes)?;
         match kv.get(meta::FORMAT)?.as_deref() {
             Some([FORMAT_5]) => {
-                let mut from = vec![keys::CONTACT];
-                loop {
-                    let mut batch = KvBatch::default();
-                    let mut last = None;
-                    for pair in kv.scan_from(&[keys::CONTACT], &from).take(UPGRADE_BATCH) {
-                        let (k, v) = pair?;
-                        if v.first() != Some(&contact_value::MARK) {
-                            if let Ok(registers) = keys::parse_contact_value(&v) {
-                                batch.insert(k.clone(), keys::contact_value(&registers));
-                            }
-                        }
-                        last = Some(k);
-                    }
-                    let Some(mut last) = last else {
-                        break;
-                    };
-                    kv.apply(batch)?;
-                    // The smallest key after `last`.
-                    last.push(0);
-                    from = last;
-                }
                 let mut batch = KvBatch::default();
                 batch.insert(meta::FORMAT.to_vec(), vec![STORE_FORMAT_VERSION]);
                 kv.apply(batch)?;
@@ -216,6 +197,30 @@ impl Store {
             }
             None => return Err(upgrading("the database has no format entry".into())),
         }
+        let mut from = vec![keys::CONTACT];
+        loop {
+            let mut batch = KvBatch::default();
+            let mut last = None;
+            for pair in kv.scan_from(&[keys::CONTACT], &from).take(UPGRADE_BATCH) {
+                let (k, v) = pair?;
+                if v.first() != Some(&contact_value::MARK) {
+                    if let Ok(registers) = keys::parse_contact_value(&v) {
+                        batch.insert(k.clone(), keys::contact_value(&registers));
+                    }
+                }
+                last = Some(k);
+            }
+            let Some(mut last) = last else {
+                break;
+            };
+            if !batch.is_empty() {
+                kv.apply(batch)?;
+            }
+            // The smallest key after `last`.
+            last.push(0);
+            from = last;
+        }
+        kv.flush()?;
         kv.close_checkpointed()?;
         step.finish()
     }
