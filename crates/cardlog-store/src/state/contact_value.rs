@@ -111,14 +111,9 @@ pub fn encode(registers: &ContactRegisters) -> Vec<u8> {
         packed.push(PackedRegister {
             path: path.clone(),
             writes: *count,
-            first: First::None,
+            first: heads.first_hlc().map_or(First::None, First::Explicit),
             heads: packed_heads,
         });
-        if let Some(hlc) = heads.first_hlc() {
-            if let Some(r) = packed.last_mut() {
-                r.first = First::Explicit(hlc);
-            }
-        }
     }
     // Once every write is in the table: a first timestamp that one of them has names it.
     for r in &mut packed {

@@ -196,11 +196,12 @@ fn seed(device: DeviceId, book: Option<BookId>) -> Vec<(Vec<u8>, Vec<u8>)> {
     pairs
 }
 
-/// Refuses anything but a store of this build's format (an older one is upgraded by an open
-/// for writing, which neither a read-only open nor a repair is).
-fn check_current(dir: &FsPath, what: &str) -> Result<(), OpenError> {
+/// Refuses anything but a store of this build's format or one whose marker is in `also` (an
+/// older one is upgraded by an open for writing, which neither a read-only open nor a repair
+/// is).
+fn check_current(dir: &FsPath, what: &str, also: &[&str]) -> Result<(), OpenError> {
     let text = read_marker(dir)?;
-    if is_current_marker(&text) {
+    if is_current_marker(&text) || also.contains(&text.as_str()) {
         return Ok(());
     }
     if is_older_marker(&text) {
@@ -425,9 +426,7 @@ impl Store {
         // Format 5 differs from 6 only in the `c` values, which a read-only open never reads
         // (its state is the log replayed into memory): a store an app could not upgrade (a
         // full disk, a read-only mount) is still read.
-        if read_marker(dir)? != MARKER_V5 {
-            check_current(dir, "a read-only open")?;
-        }
+        check_current(dir, "a read-only open", &[MARKER_V5])?;
         let log_path = dir.join(LOG_FILE);
         let key = read_key_file(&dir.join(KEY_FILE))?;
         let book = {
@@ -458,7 +457,7 @@ impl Store {
     /// made and the note removed only once what follows it is stored again, and a run that
     /// finds no database reads the newest one set aside.
     pub fn repair(dir: &FsPath, options: &StoreOptions) -> Result<RepairReport, OpenError> {
-        check_current(dir, "repair")?;
+        check_current(dir, "repair", &[])?;
         // Under the store's gate: no compaction swaps databases meanwhile; one cut off
         // between its renames left the whole old database aside.
         let _gate = gate(dir, Gate::Shared)?;
