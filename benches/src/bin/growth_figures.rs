@@ -13,7 +13,10 @@
 //! Each size is a new store: the compare workload's contacts (eight fields, the e-mail address
 //! and the phone number as items with ids) created in bulk mode, 1,000 per chunk, then closed.
 //! Each open is this binary re-executed with `--open DIR` (`Replica::open` as an app starts,
-//! timed in the child; what it wrote from /proc/self/io; its VmHWM). The SQLite anchor is
+//! timed in the child; what it wrote from /proc/self/io; its VmHWM), and beside it the same
+//! store's two sled databases opened by sled alone (`--open-sled DIR`: `sled::Config` as
+//! `SledKv::open` sets it, no cardlog code), the floor under the store's open on sled 0.34.
+//! The SQLite anchor is
 //! `python3`'s `sqlite3` module (WAL, `synchronous=FULL`, one `WITHOUT ROWID` row per contact
 //! with the same ids, item ids and values), its bytes after a checkpoint, and its open (a
 //! connect and a first row read in a fresh `python3`, timed inside it). Without `python3`
@@ -29,6 +32,9 @@ use cardlog_benches::compare::on_cardlog::save_chunk;
 use cardlog_benches::compare::workload::{Save, Workload, WorkloadConfig};
 use cardlog_benches::figures::{self, fig, Args, Figures};
 use cardlog_benches::{stores, Error};
+use cardlog_store::keys::meta;
+use cardlog_store::state::sled_kv::{MAIN_SEGMENT_BYTES, NAMES_DIR, NAMES_SEGMENT_BYTES};
+use cardlog_store::CACHE_BYTES_MIN;
 
 /// Contacts created per bulk chunk.
 const CHUNK: usize = 1_000;
@@ -78,6 +84,9 @@ fn main() -> Result<(), Error> {
     }
     if let Some(dir) = args.value("--open") {
         return open_child(Path::new(dir));
+    }
+    if let Some(dir) = args.value("--open-sled") {
+        return open_sled_child(Path::new(dir));
     }
     let sizes: Vec<usize> = if args.has("--quick") {
         vec![500, 5_000]
@@ -132,9 +141,12 @@ struct Row {
     log: u64,
     /// The store's bytes after `compact`.
     compacted: u64,
-    /// Medians over the fresh-process opens, before and after `compact`.
+    /// Medians over the fresh-process opens, before and after `compact`: of the store, and
+    /// of its databases by sled alone.
     open: Figures,
     open_compacted: Figures,
+    sled_open: Figures,
+    sled_open_compacted: Figures,
     /// SQLite's bytes and open time, when measured.
     sqlite: Option<(u64, f64)>,
     create_s: f64,
@@ -158,7 +170,8 @@ impl Row {
         format!(
             "{n} contacts (created in {:.1} s): {}; {:.1} MB kept ({:.0} B/contact: database {:.1} MB, \
              op log {:.1} MB), {:.1} MB after compact; open {:.2} ms writing {:.0} KiB, peak \
-             {:.1} MB; compacted open {:.2} ms writing {:.0} KiB; {sqlite}",
+             {:.1} MB (sled alone {:.2} ms writing {:.0} KiB); compacted open {:.2} ms writing \
+             {:.0} KiB (sled alone {:.2} ms writing {:.0} KiB); {sqlite}",
             self.create_s,
             self.breakdown,
             self.bytes as f64 / 1e6,
@@ -169,8 +182,12 @@ impl Row {
             fig(&self.open, "open_ms"),
             fig(&self.open, "open_write_bytes") / 1024.0,
             fig(&self.open, "open_peak_mb"),
+            fig(&self.sled_open, "open_ms"),
+            fig(&self.sled_open, "open_write_bytes") / 1024.0,
             fig(&self.open_compacted, "open_ms"),
             fig(&self.open_compacted, "open_write_bytes") / 1024.0,
+            fig(&self.sled_open_compacted, "open_ms"),
+            fig(&self.sled_open_compacted, "open_write_bytes") / 1024.0,
         )
     }
 }
@@ -252,10 +269,12 @@ fn one_size(n: usize, dir: &Path, opens: usize, sqlite: Option<PathBuf>) -> Resu
     let db = stores::dir_bytes(&dir.join("db"))?;
     let log = std::fs::metadata(dir.join("ops.log"))?.len();
     std::thread::sleep(REOPEN_PAUSE);
-    let open = opens_of(dir, opens)?;
+    let open = opens_of(dir, opens, "--open")?;
+    let sled_open = opens_of(dir, opens, "--open-sled")?;
     Replica::compact(dir, ReplicaOptions::default())?;
     let compacted = stores::dir_bytes(dir)?;
-    let open_compacted = opens_of(dir, opens)?;
+    let open_compacted = opens_of(dir, opens, "--open")?;
+    let sled_open_compacted = opens_of(dir, opens, "--open-sled")?;
     let sqlite = match (sqlite_bytes, &sqlite) {
         (Some(bytes), Some(db)) => {
             let mut ms = Vec::new();
@@ -286,6 +305,8 @@ fn one_size(n: usize, dir: &Path, opens: usize, sqlite: Option<PathBuf>) -> Resu
         compacted,
         open,
         open_compacted,
+        sled_open,
+        sled_open_compacted,
         sqlite,
         create_s,
     })
@@ -373,11 +394,11 @@ fn value_breakdown(
 }
 
 /// The median figures of `count` fresh-process opens of the store at `dir`.
-fn opens_of(dir: &Path, count: usize) -> Result<Figures, Error> {
+fn opens_of(dir: &Path, count: usize, mode: &str) -> Result<Figures, Error> {
     let arg = dir.to_string_lossy().into_owned();
     let mut runs = Vec::new();
     for _ in 0..count {
-        runs.push(figures::child_quiet(&["--open", &arg])?);
+        runs.push(figures::child_quiet(&[mode, &arg])?);
         std::thread::sleep(REOPEN_PAUSE);
     }
     Ok(figures::medians(&runs))
@@ -396,6 +417,44 @@ fn open_child(dir: &Path) -> Result<(), Error> {
     }
     fig("open_peak_mb", figures::peak_rss_mb());
     drop(replica);
+    Ok(())
+}
+
+/// The child of `--open-sled`: opens the two sled databases of the store at `dir` with sled
+/// alone, configured as `SledKv::open` configures them (cache, segment sizes, side by side),
+/// reads one key of each, and prints what that took: what the store's open cannot go below
+/// while it keeps its state in sled 0.34.
+fn open_sled_child(dir: &Path) -> Result<(), Error> {
+    let cache = ReplicaOptions::default().cache_bytes;
+    let main_dir = dir.join("db");
+    let names_dir = main_dir.join(NAMES_DIR);
+    let config = |path: &Path, cache: u64, segment: usize| {
+        sled::Config::new()
+            .path(path)
+            .cache_capacity(cache.max(CACHE_BYTES_MIN))
+            .segment_size(segment)
+    };
+    let written = figures::io_written();
+    let start = Instant::now();
+    let (main, names) = std::thread::scope(|scope| {
+        let main = scope.spawn(|| config(&main_dir, cache, MAIN_SEGMENT_BYTES).open());
+        let names = config(&names_dir, cache / 4, NAMES_SEGMENT_BYTES).open();
+        (main.join(), names)
+    });
+    let main = main.map_err(|_| "sled panicked opening the main database")??;
+    let names = names?;
+    if main.get(meta::FORMAT)?.is_none() {
+        return Err(format!("{} holds no store format", main_dir.display()).into());
+    }
+    names.first()?;
+    let took = start.elapsed();
+    let after = figures::io_written();
+    fig("open_ms", took.as_secs_f64() * 1000.0);
+    if let (Some(written), Some(after)) = (written, after) {
+        fig("open_wchar", after.0.saturating_sub(written.0) as f64);
+        fig("open_write_bytes", after.1.saturating_sub(written.1) as f64);
+    }
+    drop((main, names));
     Ok(())
 }
 
@@ -436,6 +495,7 @@ fn report(rows: &[(usize, Row)]) {
     };
     let open = |r: &Row| r.open.get("open_ms").copied().unwrap_or(f64::NAN);
     let open_c = |r: &Row| r.open_compacted.get("open_ms").copied().unwrap_or(f64::NAN);
+    let sled = |f: &Figures, name: &str| f.get(name).copied().unwrap_or(f64::NAN);
     println!("\ntargets (issue 23), at {large} contacts:");
     if let Some((bytes, _)) = last.sqlite {
         let ratio = last.compacted as f64 / bytes as f64;
@@ -458,10 +518,18 @@ fn report(rows: &[(usize, Row)]) {
         open_c(last) / open_c(first),
         figures::pass(open(last) / open(first) <= 1.5)
     );
+    println!(
+        "    its databases opened by sled alone: {:.2} ms ({:.2} ms compacted), {:.2}x the \
+         {small}-contact store's",
+        sled(&last.sled_open, "open_ms"),
+        sled(&last.sled_open_compacted, "open_ms"),
+        sled(&last.sled_open, "open_ms") / sled(&first.sled_open, "open_ms"),
+    );
     match last.open.get("open_write_bytes") {
         Some(written) => println!(
-            "  written by an open <= 64 KiB: {:.0} KiB: {}",
+            "  written by an open <= 64 KiB: {:.0} KiB (sled alone {:.0} KiB): {}",
             written / 1024.0,
+            sled(&last.sled_open, "open_write_bytes") / 1024.0,
             figures::pass(*written <= 64.0 * 1024.0)
         ),
         None => println!("  written by an open <= 64 KiB: not measured (no /proc/self/io)"),

@@ -321,12 +321,12 @@ impl Kv for SledDb {
 pub const NAMES_DIR: &str = "names";
 
 /// The main database's segment size: sled's default.
-const MAIN_SEGMENT_BYTES: usize = 512 << 10;
+pub const MAIN_SEGMENT_BYTES: usize = 512 << 10;
 
 /// The names database's segment size. sled allocates its file a segment at a time and zeroes
 /// its free segments at every open; the index is small (about 70 bytes per contact), so its
 /// segments are too (a relay's book, which lists nothing, kept 0.5 MB more with 512 KiB).
-const NAMES_SEGMENT_BYTES: usize = 64 << 10;
+pub const NAMES_SEGMENT_BYTES: usize = 64 << 10;
 
 /// The key (outside the store's key space: its keys start with a letter) under which both
 /// databases keep the number of the last batch that wrote to the name index.
