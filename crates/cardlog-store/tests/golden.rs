@@ -557,15 +557,20 @@ fn assemble(dir: &FsPath, log: &str, kv: &str, marker: &str, key: Option<&Device
 }
 
 #[test]
-fn an_upgrade_to_format_6_cut_off_anywhere_is_finished_by_the_next_open() {
-    // The upgrade sets the database's format first, then packs the values, then replaces the
-    // marker. Cut after the format (no value packed), after some values, and after all of
-    // them: the next open finishes it, and the store holds what the format-6 fixture holds
-    // and verifies. A database still saying 5 with a value packed (what a build that packed
-    // first would leave) is finished too.
+fn a_format_5_store_upgrades_without_writing_its_values_and_compact_packs_them() {
+    // The upgrade sets the database's format, then replaces the marker, and writes no contact
+    // value: format 6 reads format 5's. Whatever the database holds (every value in format
+    // 5's encoding, or some packed since), cut before the format batch or after it, the open
+    // finishes the upgrade, leaves every value as it was and verifies; `compact` then writes
+    // what the format-6 fixture holds.
+    let v5: Vec<_> = parse_pairs(&read_fixture(KV_FIXTURE_V5_SIGS))
+        .into_iter()
+        .filter(|(k, _)| k[0] == keys::CONTACT)
+        .collect();
     let v6 = parse_pairs(&read_fixture(KV_FIXTURE_V6));
-    let contacts = v6.iter().filter(|(k, _)| k[0] == keys::CONTACT).count();
-    for (packed, format) in [(0, 6u8), (1, 6), (contacts, 6), (1, 5)] {
+    let contacts = v5.len();
+    assert!(contacts > 1);
+    for (packed, format) in [(0, 5u8), (0, 6), (1, 6), (1, 5), (contacts, 6)] {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("store");
         let key = local_key();
@@ -576,6 +581,7 @@ fn an_upgrade_to_format_6_cut_off_anywhere_is_finished_by_the_next_open() {
             "cardlog store 5\n",
             Some(&key),
         );
+        let mut before = v5.clone();
         {
             let kv = SledKv::open(&dir.join("db"), 1 << 20).unwrap();
             let mut batch = KvBatch::default();
@@ -585,6 +591,8 @@ fn an_upgrade_to_format_6_cut_off_anywhere_is_finished_by_the_next_open() {
                 .take(packed)
             {
                 batch.insert(k.clone(), v.clone());
+                let at = before.iter().position(|(b, _)| b == k).unwrap();
+                before[at].1 = v.clone();
             }
             batch.insert(meta::FORMAT.to_vec(), vec![format]);
             kv.apply(batch).unwrap();
@@ -597,17 +605,24 @@ fn an_upgrade_to_format_6_cut_off_anywhere_is_finished_by_the_next_open() {
             std::fs::read(dir.join("CARDLOG")).unwrap(),
             b"cardlog store 6\n"
         );
-        let kv = SledKv::open(&dir.join("db"), 1 << 20).unwrap();
-        for (k, v) in v6
+        let holds = |at: &std::path::Path| {
+            let kv = SledKv::open(&at.join("db"), 1 << 20).unwrap();
+            let pairs: Vec<_> = kv
+                .scan_prefix(&[keys::CONTACT])
+                .map(Result::unwrap)
+                .collect();
+            (kv.get(meta::FORMAT).unwrap(), pairs)
+        };
+        assert_eq!(holds(&dir), (Some(vec![6]), before), "{packed} packed");
+        Store::compact(&dir, &options()).unwrap();
+        let want: Vec<_> = v6
             .iter()
-            .filter(|(k, _)| k[0] == keys::CONTACT || k == meta::FORMAT)
-        {
-            assert_eq!(
-                kv.get(k).unwrap().as_ref(),
-                Some(v),
-                "{packed} packed: {k:?}"
-            );
-        }
+            .filter(|(k, _)| k[0] == keys::CONTACT)
+            .cloned()
+            .collect();
+        assert_eq!(holds(&dir), (Some(vec![6]), want), "{packed} packed");
+        let store = Store::open(&dir, &options()).unwrap();
+        assert!(store.verify().unwrap().is_ok());
     }
 }
 
@@ -771,7 +786,9 @@ fn todays_store_opens_stores_assembled_from_the_fixtures() {
             std::fs::read(dir.join("CARDLOG")).unwrap(),
             b"cardlog store 6\n"
         );
-        // Every contact value packed (format 5's upgrade wrote each again).
+        // Every contact value packed once compacted (the upgrade from 5 leaves them as they
+        // are; `compact` packs them).
+        Store::compact(&dir, &options()).unwrap();
         let kv = SledKv::open(&dir.join("db"), 1 << 20).unwrap();
         for pair in kv.scan_prefix(&[keys::CONTACT]) {
             assert_eq!(pair.unwrap().1[0], contact_value::MARK, "format {format}");

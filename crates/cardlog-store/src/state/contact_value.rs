@@ -10,7 +10,8 @@
 //! (each naming its write by index, with its value and the ids it replaced).
 //!
 //! A format-5 value (no [`MARK`]: a bincode map starts with its length, whose first byte is
-//! never 255) is still read, for the upgrade that rewrites every value and for the fixtures.
+//! never 255) is still read: a store upgraded from format 5 keeps its values as they were
+//! until a save, `compact` ([`packed`]) or `rebuild` writes them again.
 //! The encoding is deterministic (tables in the order the registers, by path, and their heads
 //! name them), so `rebuild` finds a value unchanged by its bytes and writes only the others.
 
@@ -171,6 +172,16 @@ pub fn decode(v: &[u8]) -> Result<ContactRegisters, StoreError> {
         return Err(StoreError::undecodable("contact registers (none)"));
     }
     Ok(registers)
+}
+
+/// `value` packed, when it is a value in format 5's encoding that decodes: what `compact`
+/// writes in its place. `None` for a value already packed, or one that does not decode (left
+/// as it is: `verify` names it, `repair` rebuilds it).
+pub fn packed(value: &[u8]) -> Option<Vec<u8>> {
+    if value.first() == Some(&MARK) {
+        return None;
+    }
+    decode(value).ok().map(|registers| encode(&registers))
 }
 
 /// The registers `packed` describes; an index out of range or a path twice is damage.

@@ -5,7 +5,9 @@
 //! contacts are rewritten keeps several times what it holds (docs/PERFORMANCE.md, "A store's
 //! database compacted"); a fresh database written in key order keeps about twice. Nothing is
 //! derived again: every pair (meta, peers, signatures, registers, the name index) is copied as
-//! it is, but for the home (below). The op log is not touched. A journal database (a relay's
+//! it is, but for the home (below) and a contact value still in format 5's encoding (a store
+//! upgraded from format 5), which is packed as a save would write it
+//! (`contact_value::packed`). The op log is not touched. A journal database (a relay's
 //! book) compacts itself and is left as it is.
 //!
 //! The old database is held open, so locked, from before the copy is built until it is
@@ -37,7 +39,8 @@ use super::open::{
 };
 use super::{dir_bytes, Database, Store, StoreOptions};
 use crate::error::OpenError;
-use crate::state::keys::meta;
+use crate::state::contact_value;
+use crate::state::keys::{self, meta};
 use crate::state::kv::{Kv, KvBatch};
 use crate::state::sled_kv::lock_is_held;
 use crate::state::SledKv;
@@ -170,10 +173,14 @@ fn build(
     // `old`'s pair as the copy holds it.
     let copied = |(k, v): (Vec<u8>, Vec<u8>)| -> (Vec<u8>, Vec<u8>) {
         if k == meta::HOME {
-            (k, home.clone())
-        } else {
-            (k, v)
+            return (k, home.clone());
         }
+        if k.first() == Some(&keys::CONTACT) {
+            if let Some(packed) = contact_value::packed(&v) {
+                return (k, packed);
+            }
+        }
+        (k, v)
     };
     let (mut pairs, mut live) = (0u64, 0u64);
     let mut batch = KvBatch::default();
