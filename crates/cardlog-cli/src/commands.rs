@@ -1509,9 +1509,20 @@ pub fn compact(ctx: &Ctx) -> Res {
         ctx.print_json(&render::to_json(&done))?;
     } else if done.journal {
         outln!("the database is a journal, which compacts itself: nothing to do")?;
-    } else {
+    } else if done.kept {
         outln!(
-            "compacted: database {} -> {} bytes ({} pairs, {} bytes of keys and values); \
+            "the database is compact already: a copy took {} bytes against its {}, so it was \
+             kept as it is; the op log is unchanged",
+            done.copy_bytes,
+            done.after
+        )?;
+    } else {
+        let packed = match done.packed {
+            0 => String::new(),
+            n => format!(", {n} contact values packed"),
+        };
+        outln!(
+            "compacted: database {} -> {} bytes ({} pairs, {} bytes of keys and values{packed}); \
              the op log is unchanged",
             done.before,
             done.after,

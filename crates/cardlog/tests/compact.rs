@@ -81,8 +81,9 @@ fn a_compacted_replica_reads_the_same_and_keeps_fewer_bytes() {
     let log_before = std::fs::read(dir.join("ops.log")).unwrap();
 
     let done = Replica::compact(&dir, options(&clock)).unwrap();
-    assert!(!done.journal);
+    assert!(!done.journal && !done.kept, "{done:?}");
     assert_eq!(done.before, db_before);
+    assert!(done.copy_bytes > 0, "{done:?}");
     assert!(done.pairs > 150, "{done:?}");
     assert!(
         done.after * 3 < done.before * 2,
@@ -100,6 +101,38 @@ fn a_compacted_replica_reads_the_same_and_keeps_fewer_bytes() {
     drop(r);
     // A second open after the one that recorded the new home: still the same device.
     assert_eq!(seen(&reopen(&dir, &clock)), before);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_database_a_copy_would_not_shrink_is_kept_as_it_is() {
+    // Compacted twice: the second copy is about the first's size, so it is set aside and the
+    // database stays where it is, the same directory (a backup taken in between, restored in
+    // place, is still the same store).
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let dir = tmp.path().join("a");
+    let before = edited_replica(&dir, &clock, 150, 40);
+    let first = Replica::compact(&dir, options(&clock)).unwrap();
+    assert!(!first.kept, "{first:?}");
+    let inode = |p: &FsPath| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let db_inode = inode(&dir.join("db"));
+    let db_bytes = dir_bytes(&dir.join("db"));
+    let second = Replica::compact(&dir, options(&clock)).unwrap();
+    assert!(second.kept, "{second:?}");
+    assert!(second.copy_bytes > 0 && second.copy_bytes * 16 >= second.after * 15);
+    assert_eq!(inode(&dir.join("db")), db_inode);
+    assert_eq!(second.after, dir_bytes(&dir.join("db")));
+    assert!(
+        second.after <= db_bytes + (1 << 20),
+        "{second:?} {db_bytes}"
+    );
+    for leftover in ["db.compacting", "db.compacted"] {
+        assert!(!dir.join(leftover).exists(), "{leftover}");
+    }
+    let r = reopen(&dir, &clock);
+    assert_eq!(seen(&r), before);
+    assert!(r.verify().unwrap().is_ok());
 }
 
 #[test]

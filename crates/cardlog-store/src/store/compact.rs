@@ -49,6 +49,12 @@ use crate::state::SledKv;
 /// (docs/PERFORMANCE.md, "An index built at open").
 const COPY_BATCH: usize = 1_024;
 
+/// The copy takes the database's place only when it is smaller by at least a
+/// `SHRINK_MIN_DIVISOR`th (or packed values: [`Compacted::packed`]): a smaller saving is not worth a new database directory (a backup
+/// taken before it, restored in place, is then taken for a copy of the store: a new device
+/// id). A database written in key order, or compacted just before, is kept as it is.
+const SHRINK_MIN_DIVISOR: u64 = 16;
+
 /// What [`Store::compact`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Compacted {
@@ -62,6 +68,15 @@ pub struct Compacted {
     pub live: u64,
     /// Whether the database is a journal, which compacts itself: nothing was done.
     pub journal: bool,
+    /// Whether the copy was set aside and the database kept as it was: the copy (of
+    /// `copy_bytes`) was not smaller by a sixteenth, and packed no value.
+    pub kept: bool,
+    /// Bytes of the copy built (0 for a journal).
+    pub copy_bytes: u64,
+    /// Contact values the copy holds packed that the database held in store format 5's
+    /// encoding (a store upgraded from format 5): a copy that packs any takes the database's
+    /// place whatever its size.
+    pub packed: u64,
 }
 
 /// Syncs every file and directory under `path`: sled syncs its data file, not its `conf`
@@ -84,7 +99,9 @@ fn sync_tree(path: &FsPath) -> Result<(), OpenError> {
 impl Store {
     /// Rewrites the database of the store in `dir` in key order into a fresh one that takes
     /// its place (module docs): the same pairs in about half the bytes of a database whose
-    /// contacts were rewritten many times. The store must not be open elsewhere
+    /// contacts were rewritten many times. A copy that saves less than a sixteenth and packs
+    /// no value is thrown away and the database kept ([`Compacted::kept`]). The store must
+    /// not be open elsewhere
     /// ([`OpenError::Locked`]). It is opened once first (an upgrade, the replay of its log's
     /// tail, a new device id for a copied store happen there) and once with the copy in
     /// place. Cut off anywhere, the next open finds the store as it was or compacted, never
@@ -111,13 +128,27 @@ impl Store {
         let building = building_path(dir);
         // Under `old`'s lock: no other compaction builds beside this one.
         remove_best_effort(&building);
-        let (pairs, live) = match build(&old, dir, &building, options.cache_bytes) {
+        let (pairs, live, packed) = match build(&old, dir, &building, options.cache_bytes) {
             Ok(counts) => counts,
             Err(e) => {
                 remove_best_effort(&building);
                 return Err(e);
             }
         };
+        let (copy_bytes, now) = (dir_bytes(&building), dir_bytes(&db));
+        if packed == 0 && copy_bytes >= now - now / SHRINK_MIN_DIVISOR {
+            remove_best_effort(&building);
+            return Ok(Compacted {
+                before,
+                after: now,
+                pairs,
+                live,
+                journal: false,
+                kept: true,
+                copy_bytes,
+                packed,
+            });
+        }
         // 2 and 3: the swap, `old` open (locked) throughout, and no open under way
         // meanwhile (the store's gate: an open that started before waits for `old`'s lock
         // and gives up as `Locked`; one that starts during the swap waits for it).
@@ -154,6 +185,9 @@ impl Store {
             pairs,
             live,
             journal: false,
+            kept: false,
+            copy_bytes,
+            packed,
         })
     }
 }
@@ -161,13 +195,13 @@ impl Store {
 /// Step 1: every pair of `old` copied into a new database in `building`, in key order and
 /// batches of [`COPY_BATCH`], the home as it will be once `building` is the store's `db/`;
 /// flushed, closed and synced; then opened again and read back against `old`. Returns the
-/// pairs and their bytes.
+/// pairs, their bytes, and how many contact values were packed.
 fn build(
     old: &SledKv,
     dir: &FsPath,
     building: &FsPath,
     cache_bytes: u64,
-) -> Result<(u64, u64), OpenError> {
+) -> Result<(u64, u64, u64), OpenError> {
     let new = SledKv::open(building, cache_bytes)?;
     let home = home_as(&dir.join(DB_DIR), building);
     // `old`'s pair as the copy holds it.
@@ -182,10 +216,16 @@ fn build(
         }
         (k, v)
     };
-    let (mut pairs, mut live) = (0u64, 0u64);
+    let (mut pairs, mut live, mut packed) = (0u64, 0u64, 0u64);
     let mut batch = KvBatch::default();
     for pair in old.scan_prefix(&[]) {
-        let (k, v) = copied(pair?);
+        let (k, v) = pair?;
+        let mark = |v: &[u8]| v.first() == Some(&contact_value::MARK);
+        let was_packed = mark(&v);
+        let (k, v) = copied((k, v));
+        if k.first() == Some(&keys::CONTACT) && !was_packed && mark(&v) {
+            packed += 1;
+        }
         pairs += 1;
         live += (k.len() + v.len()) as u64;
         batch.insert(k, v);
@@ -221,7 +261,7 @@ fn build(
     }
     drop(ours);
     Box::new(new).close_checkpointed()?;
-    Ok((pairs, live))
+    Ok((pairs, live, packed))
 }
 
 #[cfg(test)]
