@@ -47,6 +47,7 @@ pub mod member;
 pub mod membership;
 pub mod model;
 pub mod op;
+pub mod outline;
 pub mod replay;
 pub mod sealed;
 pub mod seeded;
@@ -68,6 +69,7 @@ pub use model::listing::{
 };
 pub use model::{Field, ItemBody, ItemKind, ItemValue, Path, PathParseError, PostalAddress, Value};
 pub use op::{MemberFault, Op, OpInvalid, Write};
+pub use outline::{outline, Outline};
 pub use replay::{
     suspects, Batch, ChainTip, ContactView, FieldConflict, HistoryEntry, InsertOutcome, Missing,
     PlanError, Rejected, Replay, ReplayError, Summary, Suspect, WriteKey,

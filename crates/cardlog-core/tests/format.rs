@@ -917,6 +917,26 @@ mod props {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode_op(&bytes);
+            let _ = cardlog_core::outline(&bytes, &mut Vec::new());
+        }
+
+        #[test]
+        fn an_outline_is_the_decoded_ops_author_seq_and_contacts(op in op()) {
+            // In both op formats: what the log index keeps of an op, read without decoding.
+            let mut contacts = vec![ContactId([7; 16])];
+            for format in [OpFormat::V1, OpFormat::V2] {
+                let bytes = cardlog_core::encode_op_in(&op, format).unwrap();
+                let outline = cardlog_core::outline(&bytes, &mut contacts).unwrap();
+                prop_assert_eq!(outline.author, op.author);
+                prop_assert_eq!(outline.seq, op.seq);
+                let want: Vec<ContactId> = op.writes.iter().map(|w| w.contact).collect();
+                prop_assert_eq!(&contacts, &want);
+                // Cut anywhere inside its writes, the bytes have no outline.
+                let members_start = bytes.len() - usize::from(format == OpFormat::V2);
+                for cut in 0..members_start {
+                    prop_assert!(cardlog_core::outline(&bytes[..cut], &mut contacts).is_none());
+                }
+            }
         }
     }
 }

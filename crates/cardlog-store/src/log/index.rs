@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use foldhash::fast::RandomState;
 
-use cardlog_core::{ContactId, DeviceId, Op, OpId};
+use cardlog_core::{outline, ContactId, DeviceId, Op, OpId};
 
 use super::io::LogError;
 use super::record::decode_trusted;
@@ -47,16 +47,24 @@ impl LogIndex {
     }
 
     /// Reads the log from the start and indexes every record (reading each from the scan's
-    /// buffer, no copy) but those at the offsets in `withdrawn`.
+    /// buffer, no copy) but those at the offsets in `withdrawn`. Each record is read as an
+    /// outline (`cardlog_core::outline`: author, seq and contacts, nothing decoded or
+    /// allocated); one that has none is decoded in full, which names what is wrong with it.
     pub(crate) fn build(log: &OpLog, withdrawn: &BTreeSet<u64>) -> Result<Self, LogError> {
         let mut index = Self::default();
         let mut scan = log.scan(0, log.len());
+        let mut contacts = Vec::new();
         loop {
             match scan.next_ref()? {
                 ReadRef::Record { offset, .. } if withdrawn.contains(&offset) => {}
                 ReadRef::Record {
                     offset, id, bytes, ..
-                } => index.add(offset, &id, &decode_trusted(offset, bytes)?),
+                } => match outline(bytes, &mut contacts) {
+                    Some(o) => {
+                        index.add_parts(offset, &id, o.author, o.seq, contacts.iter().copied())
+                    }
+                    None => index.add(offset, &id, &decode_trusted(offset, bytes)?),
+                },
                 ReadRef::End => return Ok(index),
                 ReadRef::Bad { why, offset, .. } => {
                     return Err(LogError::Damaged {
@@ -70,9 +78,23 @@ impl LogIndex {
 
     /// Indexes the op at `offset` (appended after every indexed one).
     pub(crate) fn add(&mut self, offset: u64, id: &OpId, op: &Op) {
-        let chain = self.by_author.entry(op.author).or_default();
+        let contacts = op.writes.iter().map(|w| w.contact);
+        self.add_parts(offset, id, op.author, op.seq, contacts);
+    }
+
+    /// Indexes the op at `offset` by its author, seq, id and the contacts of its writes in
+    /// order.
+    fn add_parts(
+        &mut self,
+        offset: u64,
+        id: &OpId,
+        author: DeviceId,
+        seq: u64,
+        contacts: impl IntoIterator<Item = ContactId>,
+    ) {
+        let chain = self.by_author.entry(author).or_default();
         // Chains are stored without gaps; a gap here means the caller skipped a record.
-        if chain.len() as u64 + 1 == op.seq {
+        if chain.len() as u64 + 1 == seq {
             chain.push(offset);
         }
         match self.by_id.entry(short(id)) {
@@ -84,12 +106,12 @@ impl LogIndex {
             }
         }
         let mut last: Option<ContactId> = None;
-        for w in &op.writes {
-            if last == Some(w.contact) {
+        for contact in contacts {
+            if last == Some(contact) {
                 continue;
             }
-            last = Some(w.contact);
-            let list = self.by_contact.entry(w.contact).or_default();
+            last = Some(contact);
+            let list = self.by_contact.entry(contact).or_default();
             if list.last() != Some(&offset) {
                 list.push(offset);
             }
