@@ -1403,7 +1403,7 @@ fn a_store_whose_database_is_damaged_is_read_from_its_log_and_repaired() {
 }
 
 #[test]
-fn compact_rewrites_the_database_and_the_store_reads_the_same() {
+fn compact_keeps_a_database_its_copy_would_not_shrink_and_the_store_reads_the_same() {
     // A store of four ops: its copy saves less than a sixteenth, so the database is kept
     // (the library's tests compact databases that shrink).
     let (s, ada, _) = four_ops();

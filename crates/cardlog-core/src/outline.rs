@@ -5,12 +5,16 @@
 //!
 //! The bytes are walked as [`crate::decode_op_unchecked`] reads them (docs/FORMAT.md, "Op"):
 //! the version byte, author, seq, prev, timestamp, then each write's contact, path, value and
-//! replaced ids, skipped by their lengths. What comes after the writes (a format-2 op's member
-//! changes) is not read. It is meant for bytes already checked (a store's own log records): it
-//! refuses what it cannot walk, but does not check everything a strict decode checks.
+//! replaced ids, skipped by their lengths, then the end (a format-2 op: an empty list of member
+//! changes, then the end). Strings are checked as UTF-8, bools and enum variants as in range,
+//! 32-bit integers as such, so bytes the decoder refuses have no outline. An op changing
+//! members has none either (there are a few per device): its reader decodes it in full. It
+//! is meant for bytes already checked (a store's own log records); strict decoding and the
+//! id are [`crate::decode_op`]'s.
 
 use crate::codec::OpFormat;
 use crate::id::{ContactId, DeviceId};
+use crate::model::{Field, ItemKind};
 
 /// An op's author and seq, from [`outline`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +32,7 @@ pub struct Outline {
 pub fn outline(bytes: &[u8], contacts: &mut Vec<ContactId>) -> Option<Outline> {
     contacts.clear();
     let mut r = Reader(bytes);
-    OpFormat::of_byte(r.byte()?)?;
+    let format = OpFormat::of_byte(r.byte()?)?;
     let author = DeviceId(r.array()?);
     let seq = r.varint()?;
     match r.byte()? {
@@ -39,7 +43,7 @@ pub fn outline(bytes: &[u8], contacts: &mut Vec<ContactId>) -> Option<Outline> {
         _ => return None,
     }
     r.varint()?; // the timestamp's wall clock
-    r.varint()?; // and counter
+    r.varint_u32()?; // and counter
     for _ in 0..r.varint()? {
         contacts.push(ContactId(r.array()?));
         r.path()?;
@@ -51,8 +55,17 @@ pub fn outline(bytes: &[u8], contacts: &mut Vec<ContactId>) -> Option<Outline> {
         let replaced = usize::try_from(r.varint()?).ok()?;
         r.take(replaced.checked_mul(32)?)?;
     }
-    Some(Outline { author, seq })
+    // A format-2 op saving contacts has no member changes.
+    if format == OpFormat::V2 && r.varint()? != 0 {
+        return None;
+    }
+    r.0.is_empty().then_some(Outline { author, seq })
 }
+
+/// `Field` variants (every one decodes, though `formatted_name` is never written).
+const FIELDS: u32 = Field::ALL.len() as u32;
+/// `ItemKind` variants.
+const ITEM_KINDS: u32 = ItemKind::ALL.len() as u32;
 
 /// The bytes not read yet.
 struct Reader<'a>(&'a [u8]);
@@ -85,19 +98,29 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A string: its length, then that many bytes (not checked as UTF-8).
+    /// A 32-bit integer (or enum variant): a varint no wider than 4 bytes.
+    fn varint_u32(&mut self) -> Option<u32> {
+        u32::try_from(self.varint()?).ok()
+    }
+
+    /// An enum variant below `variants`.
+    fn variant(&mut self, variants: u32) -> Option<u32> {
+        self.varint_u32().filter(|v| *v < variants)
+    }
+
+    /// A string: its length, then that many bytes of UTF-8.
     fn string(&mut self) -> Option<()> {
         let len = usize::try_from(self.varint()?).ok()?;
-        self.take(len).map(|_| ())
+        std::str::from_utf8(self.take(len)?).ok().map(|_| ())
     }
 
     /// A `Path`: its variant, then `Field`, `ItemKind` and item id, or a tag or custom name.
     fn path(&mut self) -> Option<()> {
-        match self.varint()? {
+        match self.varint_u32()? {
             0 => Some(()),
-            1 => self.varint().map(|_| ()),
+            1 => self.variant(FIELDS).map(|_| ()),
             2 => {
-                self.varint()?;
+                self.variant(ITEM_KINDS)?;
                 self.take(16).map(|_| ())
             }
             3 | 4 => self.string(),
@@ -108,12 +131,12 @@ impl<'a> Reader<'a> {
     /// A `Value`: text, a bool, an item (label, then a text or the seven strings of a postal
     /// address) or presence.
     fn value(&mut self) -> Option<()> {
-        match self.varint()? {
+        match self.varint_u32()? {
             0 => self.string(),
-            1 => self.byte().map(|_| ()),
+            1 => self.byte().filter(|b| *b <= 1).map(|_| ()),
             2 => {
                 self.string()?;
-                match self.varint()? {
+                match self.varint_u32()? {
                     0 => self.string(),
                     1 => (0..7).try_for_each(|_| self.string()),
                     _ => None,

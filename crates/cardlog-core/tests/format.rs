@@ -784,6 +784,61 @@ fn op_bytes_max_is_exact_and_named_when_encoding() {
     // The same bytes arriving are refused before decoding (rejects_oversize_lengths).
 }
 
+#[test]
+fn outlines_of_long_values_many_writes_and_member_changes() {
+    // Lengths and counts of 251 and more take a wider varint; an op changing members has no
+    // outline (its reader decodes it in full).
+    let long = "x".repeat(70_000);
+    let mut writes: Vec<Write> = (0..300u16)
+        .map(|i| {
+            let mut id = [0u8; 16];
+            id[..2].copy_from_slice(&i.to_be_bytes());
+            Write {
+                contact: ContactId(id),
+                path: Path::Exists,
+                value: Some(Value::Bool(true)),
+                replaces: vec![OpId([3; 32]); if i == 0 { 260 } else { 1 }],
+            }
+        })
+        .collect();
+    writes.push(Write {
+        contact: ContactId([0xff; 16]),
+        path: Path::Custom(long.clone()),
+        value: Some(Value::Text(long)),
+        replaces: vec![],
+    });
+    let op = Op {
+        author: DeviceId([1; 16]),
+        seq: u64::MAX,
+        prev: Some(OpId([2; 32])),
+        hlc: Hlc {
+            wall_ms: u64::MAX,
+            counter: u32::MAX,
+        },
+        writes,
+        members: vec![],
+    };
+    let mut contacts = Vec::new();
+    for format in [OpFormat::V1, OpFormat::V2] {
+        let bytes = cardlog_core::encode_op_in(&op, format).unwrap();
+        let outline = cardlog_core::outline(&bytes, &mut contacts).unwrap();
+        assert_eq!((outline.author, outline.seq), (op.author, op.seq));
+        let want: Vec<ContactId> = op.writes.iter().map(|w| w.contact).collect();
+        assert_eq!(contacts, want);
+    }
+    let members = Op {
+        writes: vec![],
+        members: vec![cardlog_core::MemberChange::Remove {
+            device: DeviceId([4; 16]),
+            after: 7,
+        }],
+        ..op
+    };
+    let bytes = cardlog_core::encode_op_in(&members, OpFormat::V2).unwrap();
+    assert!(cardlog_core::decode_op_unchecked(&bytes).is_some());
+    assert!(cardlog_core::outline(&bytes, &mut contacts).is_none());
+}
+
 mod props {
     use super::*;
     use proptest::prelude::*;
@@ -911,6 +966,17 @@ mod props {
             if let Ok(decoded) = decode_op(&bytes) {
                 prop_assert_eq!(decoded.bytes(), &bytes[..]);
                 prop_assert_eq!(decoded.id(), OpId::of_bytes(&bytes));
+            }
+            // Damaged bytes have an outline exactly when they decode (an op of contacts), and
+            // it is the decoded op's.
+            let mut contacts = Vec::new();
+            let outline = cardlog_core::outline(&bytes, &mut contacts);
+            let decoded = cardlog_core::decode_op_unchecked(&bytes);
+            prop_assert_eq!(outline.is_some(), decoded.is_some());
+            if let (Some(outline), Some(op)) = (outline, decoded) {
+                prop_assert_eq!((outline.author, outline.seq), (op.author, op.seq));
+                let want: Vec<ContactId> = op.writes.iter().map(|w| w.contact).collect();
+                prop_assert_eq!(contacts, want);
             }
         }
 

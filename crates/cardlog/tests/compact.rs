@@ -186,13 +186,14 @@ fn a_copied_replica_compacted_is_still_a_copy() {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let original = tmp.path().join("original");
-    let before = edited_replica(&original, &clock, 20, 3);
+    let before = edited_replica(&original, &clock, 150, 40);
     let copy = tmp.path().join("copy");
     copy_dir(&original, &copy);
     // Compacted before its first open: the compaction's own first open finds it moved and
     // gives it a new device id, and the copy it builds records its new home, so the open
     // after finds it where it is.
-    Replica::compact(&copy, options(&clock)).unwrap();
+    let done = Replica::compact(&copy, options(&clock)).unwrap();
+    assert!(!done.kept, "the copy took the database's place: {done:?}");
     let moved = reopen(&copy, &clock);
     assert_eq!(moved.former_ids().unwrap(), vec![before.id]);
     assert_ne!(moved.id(), before.id);

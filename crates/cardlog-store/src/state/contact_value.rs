@@ -11,7 +11,8 @@
 //!
 //! A format-5 value (no [`MARK`]: a bincode map starts with its length, whose first byte is
 //! never 255) is still read: a store upgraded from format 5 keeps its values as they were
-//! until a save, `compact` ([`packed`]) or `rebuild` writes them again.
+//! until a save or an apply writes their contact again, or `compact` copies them ([`packed`]);
+//! `rebuild` takes one holding what it derives as unchanged ([`same_registers`]).
 //! The encoding is deterministic (tables in the order the registers, by path, and their heads
 //! name them), so `rebuild` finds a value unchanged by its bytes and writes only the others.
 
@@ -134,7 +135,8 @@ pub fn encode(registers: &ContactRegisters) -> Vec<u8> {
     value
 }
 
-/// The registers a value holds (format 6, or format 5 as the upgrade and fixtures have it);
+/// The registers a value holds (format 6, or format 5 as a store upgraded from it and the
+/// fixtures have it);
 /// never an empty map (a contact exists once a register does).
 ///
 /// A contact holds any number of registers, so its value has no size limit of its own, and
@@ -177,11 +179,29 @@ pub fn decode(v: &[u8]) -> Result<ContactRegisters, StoreError> {
 /// `value` packed, when it is a value in format 5's encoding that decodes: what `compact`
 /// writes in its place. `None` for a value already packed, or one that does not decode (left
 /// as it is: `verify` names it, `repair` rebuilds it).
+///
+/// The packed value is read back before it is returned: one that does not give the same
+/// registers (a fault in the encoding) is not returned, so the old value stays.
 pub fn packed(value: &[u8]) -> Option<Vec<u8>> {
     if value.first() == Some(&MARK) {
         return None;
     }
-    decode(value).ok().map(|registers| encode(&registers))
+    let registers = decode(value).ok()?;
+    let packed = encode(&registers);
+    (decode(&packed).ok()? == registers).then_some(packed)
+}
+
+/// Whether two values hold the same registers, whatever their encodings: the same bytes, or
+/// (where one is in format 5's encoding) the same registers decoded. Two format-6 values hold
+/// the same registers only as the same bytes (the encoding is deterministic).
+pub fn same_registers(a: &[u8], b: &[u8]) -> bool {
+    if a == b {
+        return true;
+    }
+    if a.first() == Some(&MARK) && b.first() == Some(&MARK) {
+        return false;
+    }
+    matches!((decode(a), decode(b)), (Ok(x), Ok(y)) if x == y)
 }
 
 /// The registers `packed` describes; an index out of range or a path twice is damage.

@@ -57,6 +57,7 @@ const SHRINK_MIN_DIVISOR: u64 = 16;
 
 /// What [`Store::compact`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct Compacted {
     /// Bytes of the database directory before (`ops.log` is not counted: it is not touched).
     pub before: u64,
