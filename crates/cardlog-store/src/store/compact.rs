@@ -50,9 +50,10 @@ use crate::state::SledKv;
 const COPY_BATCH: usize = 1_024;
 
 /// The copy takes the database's place only when it is smaller by at least a
-/// `SHRINK_MIN_DIVISOR`th (or packed values: [`Compacted::packed`]): a smaller saving is not worth a new database directory (a backup
-/// taken before it, restored in place, is then taken for a copy of the store: a new device
-/// id). A database written in key order, or compacted just before, is kept as it is.
+/// `SHRINK_MIN_DIVISOR`th, or packed values ([`Compacted::packed`]): a smaller saving is not
+/// worth a new database directory (a backup taken before it, restored in place, is then taken
+/// for a copy of the store: a new device id). A database written in key order, or compacted
+/// just before, is kept as it is.
 const SHRINK_MIN_DIVISOR: u64 = 16;
 
 /// What [`Store::compact`] did.

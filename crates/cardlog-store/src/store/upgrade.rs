@@ -170,11 +170,13 @@ impl Store {
 impl Store {
     /// Upgrades a store of format 5 to format 6: the database's format is set, in a durable
     /// batch, then the marker. Nothing else is written: format 6 reads format 5's contact
-    /// values as they are, and a save, `compact` or `rebuild` writes each packed
-    /// (`state/contact_value.rs`) when it writes it again. (Packing every value at the open
-    /// took 31.9 s and wrote 2.8 GB at a million contacts, and left a larger database until a
-    /// `compact`, which packs them anyway.) A build that reads only format 5 refuses the
-    /// store by its format from then on, rather than misreading a value packed since.
+    /// values as they are; a save or an apply that writes a contact again writes its value
+    /// packed (`state/contact_value.rs`), `compact` packs every one it copies, and `rebuild`
+    /// leaves one that holds what the log gives. (Packing every value at the open took 31.9 s
+    /// and wrote 2.8 GB at a million contacts, and left a larger database until a `compact`,
+    /// which packs them anyway.) A build that reads only format 5 refuses the store by its
+    /// format from then on, rather than misreading a value packed since. A crash before the
+    /// batch leaves format 5 as it was; after it, the next open only replaces the marker.
     pub(super) fn upgrade_from_5(dir: &FsPath, options: &StoreOptions) -> Result<(), OpenError> {
         let step = Step::begin(dir, 5, STORE_FORMAT_VERSION)?;
         let upgrading = |what: String| step.damaged(&what);
