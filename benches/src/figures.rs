@@ -160,6 +160,23 @@ pub fn io_written() -> Option<(u64, u64)> {
     Some((field("wchar:")?, field("write_bytes:")?))
 }
 
+/// Prints `{what}_wchar` and `{what}_write_bytes`: what this process wrote since `before`
+/// ([`io_written`]), the bytes passed to write calls and those sent toward the disk (issue
+/// 23's target for an open: at most 64 KiB). Nothing where /proc has no counts (a report
+/// then says "not measured").
+pub fn fig_written(what: &str, before: Option<(u64, u64)>) {
+    if let (Some(before), Some((wchar, disk))) = (before, io_written()) {
+        fig(
+            &format!("{what}_wchar"),
+            wchar.saturating_sub(before.0) as f64,
+        );
+        fig(
+            &format!("{what}_write_bytes"),
+            disk.saturating_sub(before.1) as f64,
+        );
+    }
+}
+
 /// `pass` or `FAIL`.
 pub fn pass(ok: bool) -> &'static str {
     if ok {

@@ -408,13 +408,8 @@ fn opens_of(dir: &Path, count: usize, mode: &str) -> Result<Figures, Error> {
 fn open_child(dir: &Path) -> Result<(), Error> {
     let written = figures::io_written();
     let (replica, took, _) = stores::open_timed(dir, &ReplicaOptions::default())?;
-    let after = figures::io_written();
+    figures::fig_written("open", written);
     fig("open_ms", took.as_secs_f64() * 1000.0);
-    // Left out where /proc has no counts: the report then says "not measured".
-    if let (Some(written), Some(after)) = (written, after) {
-        fig("open_wchar", after.0.saturating_sub(written.0) as f64);
-        fig("open_write_bytes", after.1.saturating_sub(written.1) as f64);
-    }
     fig("open_peak_mb", figures::peak_rss_mb());
     drop(replica);
     Ok(())
@@ -448,12 +443,8 @@ fn open_sled_child(dir: &Path) -> Result<(), Error> {
     }
     names.first()?;
     let took = start.elapsed();
-    let after = figures::io_written();
+    figures::fig_written("open", written);
     fig("open_ms", took.as_secs_f64() * 1000.0);
-    if let (Some(written), Some(after)) = (written, after) {
-        fig("open_wchar", after.0.saturating_sub(written.0) as f64);
-        fig("open_write_bytes", after.1.saturating_sub(written.1) as f64);
-    }
     drop((main, names));
     Ok(())
 }

@@ -154,7 +154,9 @@ pub fn run(options: &Options, scratch: &Path, bulk: bool) -> Result<(), Error> {
     let written = figures::io_written();
     let (mut a, reopen, more) = stores::open_timed(&dir_a, &ReplicaOptions::default())?;
     fig_ms(FIG_REOPEN_MS, reopen);
-    fig_open_written("reopen", written);
+    // Counted for the whole process, so sled's threads of a database closed just before count
+    // too (`growth_figures` opens in a fresh process).
+    figures::fig_written("reopen", written);
     fig("open_lock_retries", f64::from(retries + more));
     let first = ContactId(w.id(0).ok_or("no contacts")?);
     let start = Instant::now();
@@ -215,26 +217,9 @@ pub fn run(options: &Options, scratch: &Path, bulk: bool) -> Result<(), Error> {
     let written = figures::io_written();
     let (a, open, _) = stores::open_timed(&dir_a, &ReplicaOptions::default())?;
     fig_ms("compacted_open_ms", open);
-    fig_open_written("compacted_open", written);
+    figures::fig_written("compacted_open", written);
     drop(a);
     Ok(())
-}
-
-/// What an open wrote since `before` ([`figures::io_written`]): the bytes passed to write
-/// calls and those sent toward the disk (issue 23's target: at most 64 KiB). Counted for the
-/// whole process, so sled's threads of a database closed just before count too
-/// (`growth_figures` opens in a fresh process). Nothing where /proc has no counts.
-fn fig_open_written(what: &str, before: Option<(u64, u64)>) {
-    if let (Some(before), Some((wchar, disk))) = (before, figures::io_written()) {
-        fig(
-            &format!("{what}_wchar"),
-            wchar.saturating_sub(before.0) as f64,
-        );
-        fig(
-            &format!("{what}_write_bytes"),
-            disk.saturating_sub(before.1) as f64,
-        );
-    }
 }
 
 /// The store's bytes after [`Replica::compact`], at the end of the run.
