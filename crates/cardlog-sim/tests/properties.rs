@@ -924,6 +924,40 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
                 sync(1, 0),
             ],
         ),
+        // Seed 0xc6242 of `CARDLOG_SIM_BASE=811000`: the tablet renames the phone's
+        // post-restore contact, the laptop takes the rename and is removed, and writes on
+        // (void): two contacts, then a phone on the renamed contact. The tablet takes those and
+        // renames the laptop's first contact, naming its void op. When the phone's fork
+        // settles, the laptop's phone goes with the branch, and the laptop's two contacts are
+        // covered only by that withdrawn op's signature: no replica can prove them to the
+        // relay. The tablet's re-issued rename named the void contact, so it could never go in
+        // there, nor anything the tablet wrote after it ("a completed session delivers"). Now
+        // a copy names what a void op replaced instead of it (it takes no effect).
+        (
+            5,
+            vec![
+                rename(1, "three, renamed"),
+                sync(1, 2),
+                Action::Leave { replica: 2 },
+                save(2, "a"),
+                save(2, "a"),
+                Action::Save {
+                    replica: 2,
+                    edit: Edit::AddItem {
+                        pick: 198,
+                        kind: 0,
+                        text: "a".into(),
+                    },
+                },
+                sync(2, 1),
+                set(1, 13, "b"),
+                save(0, "a"),
+                Action::Save {
+                    replica: 0,
+                    edit: Edit::Delete { pick: 28 },
+                },
+            ],
+        ),
     ];
     for (n, (devices, rest)) in found.into_iter().enumerate() {
         let mut actions = vec![

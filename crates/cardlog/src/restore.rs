@@ -1188,7 +1188,8 @@ impl Replica {
     /// copy is not held here, the op and those naming it stay listed if `wait` (with any op after
     /// it whose copy would land below its own seq: copies keep the chain's order), else it names
     /// none for it (the write then stands beside what is there, visibly); for a removed
-    /// device's op, whose copy never comes, it names what that op replaced. The ops done leave
+    /// device's op, whose copy never comes, and for a void op held here, which takes no effect,
+    /// it names what that op replaced (in turn). The ops done leave
     /// the store's list in one write at the end, their copies durable; an op that already has
     /// a copy on the chain (a crash came before the list was written) is not written again;
     /// one the book no longer lets this device write (it was removed or lost the role since)
@@ -1217,6 +1218,7 @@ impl Replica {
         let mut waiting: BTreeSet<OpId> = BTreeSet::new();
         let mut written = 0;
         let mut done = Vec::with_capacity(ops.len());
+        let cutoffs = self.membership.cutoffs();
         for (at, old) in ops {
             let old = *old;
             // Re-issued already (a crash came before it left the list).
@@ -1229,37 +1231,36 @@ impl Replica {
             let mut writes = Vec::with_capacity(old.op().writes.len());
             for w in &old.op().writes {
                 let mut replaces = Vec::with_capacity(w.replaces.len());
-                for r in &w.replaces {
-                    if waiting.contains(r) {
+                // What is left to name; a removed device's op gives way to what it replaced.
+                let mut todo: Vec<OpId> = w.replaces.iter().rev().copied().collect();
+                let mut seen: BTreeSet<OpId> = BTreeSet::new();
+                while let Some(r) = todo.pop() {
+                    if !seen.insert(r) {
+                        continue;
+                    }
+                    if waiting.contains(&r) {
                         waits = true;
-                    } else if let Some(copy) = copies.get(r) {
+                    } else if let Some(copy) = copies.get(&r) {
                         replaces.push(*copy);
-                    } else if !self.store.withdrew(r) {
-                        // Not held here (an op a peer's branch named that this device lost
-                        // with its disk): waits, or names none for it.
-                        if cardlog_core::replay::OpLookup::contains(&self.store, r)? {
-                            replaces.push(*r);
+                    } else if !self.store.withdrew(&r) {
+                        if let Some(named) = self.named_by_void(&r, w, &cutoffs)? {
+                            // A void op takes no effect, and only a kept op naming it lets a
+                            // replica store it: naming what it replaced instead, the copy
+                            // goes in where the void op never went (seed 0xc6242).
+                            todo.extend(named.into_iter().rev());
+                        } else if cardlog_core::replay::OpLookup::contains(&self.store, &r)? {
+                            replaces.push(r);
                         } else if wait {
+                            // Not held here (an op a peer's branch named that this device
+                            // lost with its disk): waits, or names none for it.
                             waits = true;
                         }
-                    } else if let Some(copy) = self.copy_on_chain(r, &mut prints)? {
+                    } else if let Some(copy) = self.copy_on_chain(&r, &mut prints)? {
                         replaces.push(copy);
-                    } else if let Some(named) = self.named_by_removed(r, w)? {
+                    } else if let Some(named) = self.named_by_removed(&r, w)? {
                         // A removed device's copy never comes (it would be refused): the
                         // write replaces what that op replaced, as the op takes no effect.
-                        for r in named {
-                            if waiting.contains(&r) {
-                                waits = true;
-                            } else if let Some(copy) = copies.get(&r) {
-                                replaces.push(*copy);
-                            } else if !self.store.withdrew(&r) {
-                                replaces.push(r);
-                            } else if let Some(copy) = self.copy_on_chain(&r, &mut prints)? {
-                                replaces.push(copy);
-                            } else if wait {
-                                waits = true;
-                            }
-                        }
+                        todo.extend(named.into_iter().rev());
                     } else if wait {
                         waits = true;
                     }
@@ -1314,14 +1315,26 @@ impl Replica {
         if self.membership.cutoff(&old.op().author).is_none() {
             return Ok(None);
         }
-        Ok(Some(
-            old.op()
-                .writes
-                .iter()
-                .filter(|o| o.contact == w.contact && o.path == w.path)
-                .flat_map(|o| o.replaces.iter().copied())
-                .collect(),
-        ))
+        Ok(Some(replaced_at(&old, w)))
+    }
+
+    /// What the op `id` held here replaced at `w`'s path, if `cutoffs` make it void (its author
+    /// was removed before writing it): it takes no effect, so an own write copied over it
+    /// names those instead, and no replica needs the void op to store the copy. `None` for an
+    /// op not held here or not void.
+    fn named_by_void(
+        &self,
+        id: &OpId,
+        w: &Write,
+        cutoffs: &cardlog_core::Cutoffs,
+    ) -> Result<Option<Vec<OpId>>, Error> {
+        let Some(op) = self.store.op(id)? else {
+            return Ok(None);
+        };
+        if !cutoffs.voids(&op.op().author, op.op().seq) {
+            return Ok(None);
+        }
+        Ok(Some(replaced_at(&op, w)))
     }
 
     /// The copy its author wrote of the withdrawn op `id`: the first op at its seq or after
@@ -1359,6 +1372,16 @@ impl Replica {
                 .map(|(.., id)| *id)
         }))
     }
+}
+
+/// What `op` replaced at `w`'s contact and path.
+fn replaced_at(op: &SealedOp, w: &Write) -> Vec<OpId> {
+    op.op()
+        .writes
+        .iter()
+        .filter(|o| o.contact == w.contact && o.path == w.path)
+        .flat_map(|o| o.replaces.iter().copied())
+        .collect()
 }
 
 /// Per author, the fingerprints of its chain from a seq to its tip as held when first looked
