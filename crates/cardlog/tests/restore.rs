@@ -1096,3 +1096,83 @@ fn ops_only_a_withdrawn_edit_proves_come_back_to_their_author_restored_in_place(
     // original, never stored by the tablet): re-issued once, however many sessions offered it.
     assert_eq!(tablet.summary()[&tablet.id()].seq, 2);
 }
+
+#[test]
+fn an_edit_on_a_removed_devices_void_contact_reaches_a_relay_that_never_held_the_contact() {
+    // Seed 0xc6242 of the restore schedules, over real stores. The phone's lost contact sits
+    // on the relay. After its restore the phone adds another, the tablet renames it, and the
+    // desk takes the rename. The desk is removed from the book (it does not know yet) and
+    // writes on, void: a contact of its own, then a note on the phone's contact. The tablet
+    // takes those and renames the desk's contact, naming its void op. When the phone's fork
+    // settles, the desk's note goes with the branch, and its contact is covered only by that
+    // withdrawn note's signature: no replica can prove it to the relay, which never held it.
+    // Before, the tablet's re-issued rename still named the void contact, so it never went in
+    // at the relay, nor anything the tablet wrote after it. Now the copy names what the void
+    // op replaced (nothing): it goes in everywhere, and the void contact shows nowhere.
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut laptop = replica(&tmp.path().join("laptop"), &clock);
+    let mut relay = common::relay_of(&mut laptop, &tmp.path().join("relay"), &clock);
+    let phone_dir = tmp.path().join("phone");
+    let mut phone = member_of(&mut laptop, &phone_dir, &clock);
+    let mut tablet = member_of(&mut laptop, &tmp.path().join("tablet"), &clock);
+    let mut desk = member_of(&mut laptop, &tmp.path().join("desk"), &clock);
+    session(&mut relay, &mut laptop);
+    for x in [&mut phone, &mut tablet, &mut desk] {
+        session(x, &mut relay);
+    }
+    let phone_backup = tmp.path().join("phone-backup");
+    let mut phone = reopened(phone, &phone_dir, &clock, || {
+        copy_dir(&phone_dir, &phone_backup)
+    });
+    clock.advance_ms(60_000);
+    phone.add_contact(&person(1, "Lost")).unwrap();
+    session(&mut phone, &mut relay);
+    let mut phone = reopened(phone, &phone_dir, &clock, || {
+        restore_in_place(&phone_backup, &phone_dir)
+    });
+    clock.advance_ms(60_000);
+    phone.add_contact(&person(2, "After")).unwrap();
+    session(&mut tablet, &mut phone);
+    rename(&mut tablet, &clock, 2, "After, renamed");
+    session(&mut desk, &mut tablet);
+    laptop.remove_member(desk.id()).unwrap();
+    clock.advance_ms(60_000);
+    desk.add_contact(&person(3, "The desk's, void")).unwrap();
+    desk.edit(person(2, "").id, |c| {
+        c.set(Field::Note, "the desk's, void");
+    })
+    .unwrap();
+    session(&mut tablet, &mut desk);
+    rename(&mut tablet, &clock, 3, "Renamed on the tablet");
+    let tab = tablet.id();
+    let renamed = tablet.summary()[&tab];
+    // The removal reaches everyone; the phone takes its chain back from the relay and
+    // settles with the tablet, which withdraws and re-issues both its renames.
+    session(&mut laptop, &mut relay);
+    session(&mut phone, &mut relay);
+    assert_eq!(field(&phone, 1, Field::Given).as_deref(), Some("Lost"));
+    for _ in 0..3 {
+        session(&mut tablet, &mut phone);
+        session(&mut tablet, &mut relay);
+        session(&mut phone, &mut relay);
+        session(&mut laptop, &mut relay);
+    }
+    assert_ne!(tablet.summary()[&tab].op, renamed.op, "re-issued");
+    for x in [&phone, &tablet, &laptop, &relay] {
+        assert_eq!(field(x, 1, Field::Given).as_deref(), Some("Lost"));
+        assert_eq!(field(x, 2, Field::Given).as_deref(), Some("After, renamed"));
+        assert_eq!(field(x, 2, Field::Note), None, "void");
+        assert_eq!(
+            field(x, 3, Field::Given).as_deref(),
+            Some("Renamed on the tablet")
+        );
+        assert_eq!(
+            x.summary()[&tab],
+            tablet.summary()[&tab],
+            "the tablet's chain"
+        );
+        assert!(x.verify().unwrap().is_ok());
+        assert_eq!(x.state_bytes().unwrap(), relay.state_bytes().unwrap());
+    }
+}
