@@ -281,6 +281,11 @@ impl Cutoffs {
         self.0.get(author).copied()
     }
 
+    /// Whether no op is void (no device was removed).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The authors whose cutoff differs between `self` and `other` (removed in one only, or at
     /// another seq), each with the lower of its cutoffs: its ops past that seq may change
     /// from valid to void or back.

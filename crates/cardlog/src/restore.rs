@@ -1188,8 +1188,8 @@ impl Replica {
     /// copy is not held here, the op and those naming it stay listed if `wait` (with any op after
     /// it whose copy would land below its own seq: copies keep the chain's order), else it names
     /// none for it (the write then stands beside what is there, visibly); for a removed
-    /// device's op, whose copy never comes, and for a void op held here, which takes no effect,
-    /// it names what that op replaced (in turn). The ops done leave
+    /// device's op, whose copy never comes, it names what that op replaced (in turn), and for a
+    /// void op held here none (as the op takes no effect). The ops done leave
     /// the store's list in one write at the end, their copies durable; an op that already has
     /// a copy on the chain (a crash came before the list was written) is not written again;
     /// one the book no longer lets this device write (it was removed or lost the role since)
@@ -1218,9 +1218,10 @@ impl Replica {
         let mut waiting: BTreeSet<OpId> = BTreeSet::new();
         let mut written = 0;
         let mut done = Vec::with_capacity(ops.len());
-        let cutoffs = self.membership.cutoffs();
         for (at, old) in ops {
             let old = *old;
+            // Read per op: a member change copied before this one may have changed them.
+            let cutoffs = self.membership.cutoffs();
             // Re-issued already (a crash came before it left the list).
             if let Some(copy) = self.copy_of(old, &mut prints)? {
                 copies.insert(old.id(), copy);
@@ -1231,7 +1232,8 @@ impl Replica {
             let mut writes = Vec::with_capacity(old.op().writes.len());
             for w in &old.op().writes {
                 let mut replaces = Vec::with_capacity(w.replaces.len());
-                // What is left to name; a removed device's op gives way to what it replaced.
+                // What is left to name; a removed device's withdrawn op gives way to what it
+                // replaced.
                 let mut todo: Vec<OpId> = w.replaces.iter().rev().copied().collect();
                 let mut seen: BTreeSet<OpId> = BTreeSet::new();
                 while let Some(r) = todo.pop() {
@@ -1243,11 +1245,11 @@ impl Replica {
                     } else if let Some(copy) = copies.get(&r) {
                         replaces.push(*copy);
                     } else if !self.store.withdrew(&r) {
-                        if let Some(named) = self.named_by_void(&r, w, &cutoffs)? {
-                            // A void op takes no effect, and only a kept op naming it lets a
-                            // replica store it: naming what it replaced instead, the copy
-                            // goes in where the void op never went (seed 0xc6242).
-                            todo.extend(named.into_iter().rev());
+                        if self.is_void(&r, &cutoffs)? {
+                            // A void op takes no effect (what it replaced stays a head beside
+                            // the write, as beside the original), and only a kept op naming it
+                            // lets a replica store it: naming none for it, the copy goes in
+                            // where the void op never went (seed 0xc6242).
                         } else if cardlog_core::replay::OpLookup::contains(&self.store, &r)? {
                             replaces.push(r);
                         } else if wait {
@@ -1315,26 +1317,26 @@ impl Replica {
         if self.membership.cutoff(&old.op().author).is_none() {
             return Ok(None);
         }
-        Ok(Some(replaced_at(&old, w)))
+        Ok(Some(
+            old.op()
+                .writes
+                .iter()
+                .filter(|o| o.contact == w.contact && o.path == w.path)
+                .flat_map(|o| o.replaces.iter().copied())
+                .collect(),
+        ))
     }
 
-    /// What the op `id` held here replaced at `w`'s path, if `cutoffs` make it void (its author
-    /// was removed before writing it): it takes no effect, so an own write copied over it
-    /// names those instead, and no replica needs the void op to store the copy. `None` for an
-    /// op not held here or not void.
-    fn named_by_void(
-        &self,
-        id: &OpId,
-        w: &Write,
-        cutoffs: &cardlog_core::Cutoffs,
-    ) -> Result<Option<Vec<OpId>>, Error> {
-        let Some(op) = self.store.op(id)? else {
-            return Ok(None);
-        };
-        if !cutoffs.voids(&op.op().author, op.op().seq) {
-            return Ok(None);
+    /// Whether the op `id` is held here and `cutoffs` make it void (its author was removed
+    /// before writing it).
+    fn is_void(&self, id: &OpId, cutoffs: &cardlog_core::Cutoffs) -> Result<bool, Error> {
+        if cutoffs.is_empty() {
+            return Ok(false);
         }
-        Ok(Some(replaced_at(&op, w)))
+        Ok(self
+            .store
+            .op(id)?
+            .is_some_and(|op| cutoffs.voids(&op.op().author, op.op().seq)))
     }
 
     /// The copy its author wrote of the withdrawn op `id`: the first op at its seq or after
@@ -1372,16 +1374,6 @@ impl Replica {
                 .map(|(.., id)| *id)
         }))
     }
-}
-
-/// What `op` replaced at `w`'s contact and path.
-fn replaced_at(op: &SealedOp, w: &Write) -> Vec<OpId> {
-    op.op()
-        .writes
-        .iter()
-        .filter(|o| o.contact == w.contact && o.path == w.path)
-        .flat_map(|o| o.replaces.iter().copied())
-        .collect()
 }
 
 /// Per author, the fingerprints of its chain from a seq to its tip as held when first looked
