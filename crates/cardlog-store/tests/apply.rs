@@ -71,6 +71,25 @@ fn ops_applied_one_by_one_read_like_replay_also_after_reopen() {
 }
 
 #[test]
+fn history_read_midway_stays_whole_as_more_ops_arrive() {
+    // The first history builds the by-contact index from the log; every apply after it
+    // keeps it up to date, so later histories hold the later writes too.
+    let (ops, replay) = scripted();
+    let (_tmp, _dir, mut store) = new_store();
+    let (first, rest) = ops.split_at(ops.len() / 2);
+    store.apply_all(first).unwrap();
+    let contact = first
+        .iter()
+        .find_map(|op| op.op().writes.first().map(|w| w.contact))
+        .unwrap();
+    assert!(!store.history(&contact, &Path::Exists).unwrap().is_empty());
+    for op in rest {
+        assert_eq!(store.apply(op).unwrap(), Readiness::Ready);
+    }
+    assert_same_as_replay(&store, &replay);
+}
+
+#[test]
 fn ops_applied_one_by_one_in_shuffled_order_read_like_replay() {
     // Each op is offered alone; one that misses a dependency is offered again later.
     let (ops, replay) = scripted();

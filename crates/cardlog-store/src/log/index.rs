@@ -1,11 +1,14 @@
-//! The log index: where each op is in the op log, by author and seq, by id, and by contact.
+//! The log index: where each op is in the op log, by author and seq and by id
+//! ([`LogIndex`]), and by contact ([`ContactIndex`]).
 //!
-//! It lives in memory and is derived from the log alone: built by one sequential read of the
-//! log the first time something needs it (sync, lookups by id, history), then kept up to date
-//! by every apply. Opening a store and reading contacts never build it, so they cost the same
-//! for ten thousand ops as for a million. Per op it holds an offset by author and seq, an
-//! 8-byte id prefix and offset, and an offset per contact written: a few tens of bytes
-//! (docs/PERFORMANCE.md has the measured memory of a million-op store).
+//! Both live in memory and are derived from the log alone: each is built by one sequential
+//! read of the log the first time something needs it, then kept up to date by every apply.
+//! A sync and a lookup by id need the first; only `history` needs the second, so a sync
+//! never pays for a table as large as the address book. Opening a store and reading
+//! contacts build neither, so they cost the same for ten thousand ops as for a million. Per
+//! op the first holds an offset by author and seq and an 8-byte id prefix and offset; the
+//! second an offset per contact written (docs/PERFORMANCE.md has the measured memory of a
+//! million-op store).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -18,7 +21,7 @@ use super::record::decode_trusted;
 use super::scan::ReadRef;
 use super::OpLog;
 
-/// Record offsets by author, id and contact.
+/// Record offsets by author and id.
 #[derive(Debug, Default)]
 pub(crate) struct LogIndex {
     /// Per author, the offset of seq `n` at `n - 1`.
@@ -27,8 +30,50 @@ pub(crate) struct LogIndex {
     by_id: HashMap<u64, u64, RandomState>,
     /// Ids whose first 8 bytes are shared with an earlier op (rare): full id → offset.
     by_full_id: HashMap<OpId, u64, RandomState>,
+}
+
+/// Record offsets by contact.
+#[derive(Debug, Default)]
+pub(crate) struct ContactIndex {
     /// Per contact, the offsets of the ops that wrote to it, in log order.
     by_contact: HashMap<ContactId, Vec<u64>, RandomState>,
+}
+
+/// Reads the log from the start and calls `each` with every record's offset, id, author,
+/// seq and the contacts it writes (in write order), but for the records at the offsets in
+/// `withdrawn`. Each record is read from the scan's buffer as an outline
+/// (`cardlog_core::outline`: nothing decoded or allocated); one that has none is decoded in
+/// full, which names what is wrong with it.
+fn scan_outlines(
+    log: &OpLog,
+    withdrawn: &BTreeSet<u64>,
+    mut each: impl FnMut(u64, &OpId, DeviceId, u64, &[ContactId]),
+) -> Result<(), LogError> {
+    let mut scan = log.scan(0, log.len());
+    let mut contacts = Vec::new();
+    loop {
+        match scan.next_ref()? {
+            ReadRef::Record { offset, .. } if withdrawn.contains(&offset) => {}
+            ReadRef::Record {
+                offset, id, bytes, ..
+            } => match outline(bytes, &mut contacts) {
+                Some(o) => each(offset, &id, o.author, o.seq, &contacts),
+                None => {
+                    let op = decode_trusted(offset, bytes)?;
+                    contacts.clear();
+                    contacts.extend(op.writes.iter().map(|w| w.contact));
+                    each(offset, &id, op.author, op.seq, &contacts);
+                }
+            },
+            ReadRef::End => return Ok(()),
+            ReadRef::Bad { why, offset, .. } => {
+                return Err(LogError::Damaged {
+                    what: format!("op log: {why}"),
+                    offset,
+                })
+            }
+        }
+    }
 }
 
 fn short(id: &OpId) -> u64 {
@@ -46,52 +91,23 @@ impl LogIndex {
         }
     }
 
-    /// Reads the log from the start and indexes every record (reading each from the scan's
-    /// buffer, no copy) but those at the offsets in `withdrawn`. Each record is read as an
-    /// outline (`cardlog_core::outline`: author, seq and contacts, nothing decoded or
-    /// allocated); one that has none is decoded in full, which names what is wrong with it.
+    /// Reads the log from the start and indexes every record but those at the offsets in
+    /// `withdrawn` ([`scan_outlines`]).
     pub(crate) fn build(log: &OpLog, withdrawn: &BTreeSet<u64>) -> Result<Self, LogError> {
         let mut index = Self::default();
-        let mut scan = log.scan(0, log.len());
-        let mut contacts = Vec::new();
-        loop {
-            match scan.next_ref()? {
-                ReadRef::Record { offset, .. } if withdrawn.contains(&offset) => {}
-                ReadRef::Record {
-                    offset, id, bytes, ..
-                } => match outline(bytes, &mut contacts) {
-                    Some(o) => {
-                        index.add_parts(offset, &id, o.author, o.seq, contacts.iter().copied())
-                    }
-                    None => index.add(offset, &id, &decode_trusted(offset, bytes)?),
-                },
-                ReadRef::End => return Ok(index),
-                ReadRef::Bad { why, offset, .. } => {
-                    return Err(LogError::Damaged {
-                        what: format!("op log: {why}"),
-                        offset,
-                    })
-                }
-            }
-        }
+        scan_outlines(log, withdrawn, |offset, id, author, seq, _| {
+            index.add_parts(offset, id, author, seq)
+        })?;
+        Ok(index)
     }
 
     /// Indexes the op at `offset` (appended after every indexed one).
     pub(crate) fn add(&mut self, offset: u64, id: &OpId, op: &Op) {
-        let contacts = op.writes.iter().map(|w| w.contact);
-        self.add_parts(offset, id, op.author, op.seq, contacts);
+        self.add_parts(offset, id, op.author, op.seq);
     }
 
-    /// Indexes the op at `offset` by its author, seq, id and the contacts of its writes in
-    /// order.
-    fn add_parts(
-        &mut self,
-        offset: u64,
-        id: &OpId,
-        author: DeviceId,
-        seq: u64,
-        contacts: impl IntoIterator<Item = ContactId>,
-    ) {
+    /// Indexes the op at `offset` by its author, seq and id.
+    fn add_parts(&mut self, offset: u64, id: &OpId, author: DeviceId, seq: u64) {
         let chain = self.by_author.entry(author).or_default();
         // Chains are stored without gaps; a gap here means the caller skipped a record.
         if chain.len() as u64 + 1 == seq {
@@ -103,17 +119,6 @@ impl LogIndex {
             }
             std::collections::hash_map::Entry::Occupied(_) => {
                 self.by_full_id.insert(*id, offset);
-            }
-        }
-        let mut last: Option<ContactId> = None;
-        for contact in contacts {
-            if last == Some(contact) {
-                continue;
-            }
-            last = Some(contact);
-            let list = self.by_contact.entry(contact).or_default();
-            if list.last() != Some(&offset) {
-                list.push(offset);
             }
         }
     }
@@ -164,6 +169,38 @@ impl LogIndex {
             .collect();
         out.extend(self.by_full_id.values());
         out
+    }
+}
+
+impl ContactIndex {
+    /// Reads the log from the start and indexes every record but those at the offsets in
+    /// `withdrawn` ([`scan_outlines`]).
+    pub(crate) fn build(log: &OpLog, withdrawn: &BTreeSet<u64>) -> Result<Self, LogError> {
+        let mut index = Self::default();
+        scan_outlines(log, withdrawn, |offset, _, _, _, contacts| {
+            index.add_parts(offset, contacts.iter().copied())
+        })?;
+        Ok(index)
+    }
+
+    /// Indexes the op at `offset` (appended after every indexed one).
+    pub(crate) fn add(&mut self, offset: u64, op: &Op) {
+        self.add_parts(offset, op.writes.iter().map(|w| w.contact));
+    }
+
+    /// Indexes the op at `offset` by the contacts of its writes in order.
+    fn add_parts(&mut self, offset: u64, contacts: impl IntoIterator<Item = ContactId>) {
+        let mut last: Option<ContactId> = None;
+        for contact in contacts {
+            if last == Some(contact) {
+                continue;
+            }
+            last = Some(contact);
+            let list = self.by_contact.entry(contact).or_default();
+            if list.last() != Some(&offset) {
+                list.push(offset);
+            }
+        }
     }
 
     /// The offsets of the ops that wrote to `contact`, in log order.

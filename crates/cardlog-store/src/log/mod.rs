@@ -17,7 +17,7 @@ mod recovery;
 mod scan;
 mod sigs;
 
-pub(crate) use index::LogIndex;
+pub(crate) use index::{ContactIndex, LogIndex};
 pub use io::{FaultyLog, FileLog, LogError, LogIo};
 pub use record::{
     check_record, decode_trusted, frame, set_commit, Record, COMMIT, HEADER_BYTES, ID_AT,

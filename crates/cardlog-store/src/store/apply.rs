@@ -208,6 +208,11 @@ impl Store {
                 index.add(*offset, &op.id(), op.op());
             }
         }
+        if let Some(index) = self.by_contact.get_mut() {
+            for (offset, op) in &staged.added {
+                index.add(*offset, op.op());
+            }
+        }
         let retract = match retraction {
             Some((cutoffs, retract)) => {
                 self.cutoffs = cutoffs;

@@ -49,7 +49,7 @@ pub use salvage::{LogDamage, RepairReport, RESYNC_BYTES_MAX};
 pub use withdraw::Withdrawal;
 
 use crate::error::StoreError;
-use crate::log::{LogError, LogIndex, OpLog};
+use crate::log::{ContactIndex, LogError, LogIndex, OpLog};
 use crate::state::held::HeldBack;
 use crate::state::keys::{self, meta, ContactRegisters};
 use crate::state::kv::{ClosedKv, Kv, KvError};
@@ -170,6 +170,8 @@ pub struct Store {
     kv: Box<dyn Kv>,
     log: OpLog,
     index: OnceLock<LogIndex>,
+    /// Built apart from `index`: only `history` needs it.
+    by_contact: OnceLock<ContactIndex>,
     dir: PathBuf,
     /// The device's key; `device` is its id. Boxed: a key with its precomputed public point
     /// is larger than the rest of the store's fields.
@@ -350,6 +352,16 @@ impl Store {
         }
         let built = LogIndex::build(&self.log, &self.withdrawn.offsets)?;
         Ok(self.index.get_or_init(|| built))
+    }
+
+    /// The offsets of the ops that wrote to each contact, built on first use as
+    /// [`Store::index`] is.
+    fn contact_index(&self) -> Result<&ContactIndex, StoreError> {
+        if let Some(index) = self.by_contact.get() {
+            return Ok(index);
+        }
+        let built = ContactIndex::build(&self.log, &self.withdrawn.offsets)?;
+        Ok(self.by_contact.get_or_init(|| built))
     }
 
     /// The heads at one path.

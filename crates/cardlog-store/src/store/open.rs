@@ -525,6 +525,7 @@ impl Store {
             kv,
             log: OpLog::new(log, applied_bytes.min(file_len)),
             index: OnceLock::new(),
+            by_contact: OnceLock::new(),
             dir: dir.to_owned(),
             key: Box::new(key),
             device: replica,

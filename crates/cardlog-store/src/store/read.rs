@@ -111,7 +111,7 @@ impl Store {
     ) -> Result<Vec<HistoryEntry>, StoreError> {
         let heads = self.heads(contact, path)?;
         let mut writes = Vec::new();
-        for at in self.index()?.contact(contact) {
+        for at in self.contact_index()?.contact(contact) {
             let record = self.log.read(*at)?;
             let op = record.decode_trusted()?;
             // A void op's writes never took effect: no part of any value's history.

@@ -210,6 +210,8 @@ impl Store {
         self.summary = std::mem::take(&mut derived.tips);
         if let Some(index) = derived.index.take() {
             self.index = OnceLock::from(index);
+            // Built again on its next use, from the log as it is now.
+            self.by_contact = OnceLock::new();
         }
         progress(Progress {
             done: derived.ops,

@@ -153,6 +153,7 @@ impl Store {
         self.withdrawn.offsets.extend(at);
         self.withdrawn.ids.extend(ids);
         self.index = OnceLock::new();
+        self.by_contact = OnceLock::new();
         self.rebuild()?;
         Ok(Withdrawal { ops, authors })
     }
