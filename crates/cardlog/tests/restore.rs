@@ -1097,22 +1097,19 @@ fn ops_only_a_withdrawn_edit_proves_come_back_to_their_author_restored_in_place(
     assert_eq!(tablet.summary()[&tablet.id()].seq, 2);
 }
 
-#[test]
-fn an_edit_on_a_removed_devices_void_contact_reaches_a_relay_that_never_held_the_contact() {
-    // Seed 0xc6242 of the restore schedules, over real stores. The phone's lost contact sits
-    // on the relay. After its restore the phone adds another, the tablet renames it, and the
-    // desk takes the rename. The desk is removed from the book (it does not know yet) and
-    // writes on, void: a contact of its own, a new name for the laptop's contact, then a note
-    // on the phone's contact. The tablet takes those and renames both the desk's contact and
-    // the laptop's, naming the desk's void ops. When the phone's fork settles, the desk's note
-    // goes with the branch, and the desk's other two ops are covered only by that withdrawn
-    // note's signature: no replica can prove them to the relay, which never held them. The
-    // tablet's two renames go with the branch too (they come after its rename there) and are
-    // re-issued. Before, the copies still named the void ops, so they never went in at the
-    // relay, nor anything the tablet wrote after them. Now a copy names none for a void op,
-    // as the op takes no effect: the copies go in everywhere, and the laptop's name of its
-    // contact, which the void op had replaced, stays beside the tablet's, a visible conflict,
-    // as beside the tablet's original rename.
+/// A removed device's void ops, covered only by the signature of its withdrawn last op, and
+/// the tablet's edits naming them (seed 0xc6242 of the restore schedules, over real stores).
+/// The phone's lost contact sits on the relay. After its restore the phone adds another (2);
+/// with `built_on_branch` the tablet renames it; the desk takes what the tablet holds. The
+/// desk is removed from the book (it does not know yet) and writes on, void: a contact of its
+/// own (3), a new name for the laptop's contact (4), then a note on the phone's contact. The
+/// tablet takes those and renames contacts 3 and 4, naming the desk's void ops. When the
+/// phone's fork settles, the desk's note goes with the branch, and the desk's other two ops
+/// are covered only by that withdrawn note's signature: no replica can prove them to the
+/// relay, which never held them. Every replica must end with the tablet's renames, the
+/// laptop's name of contact 4 (which the void op had replaced) beside the tablet's as a
+/// visible conflict, and the same state.
+fn edits_on_void_ops_below_a_withdrawn_op(built_on_branch: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::new(NINE_MS));
     let mut laptop = replica(&tmp.path().join("laptop"), &clock);
@@ -1139,7 +1136,12 @@ fn an_edit_on_a_removed_devices_void_contact_reaches_a_relay_that_never_held_the
     clock.advance_ms(60_000);
     phone.add_contact(&person(2, "After")).unwrap();
     session(&mut tablet, &mut phone);
-    rename(&mut tablet, &clock, 2, "After, renamed");
+    let given_2 = if built_on_branch {
+        rename(&mut tablet, &clock, 2, "After, renamed");
+        "After, renamed"
+    } else {
+        "After"
+    };
     session(&mut desk, &mut tablet);
     laptop.remove_member(desk.id()).unwrap();
     clock.advance_ms(60_000);
@@ -1155,7 +1157,7 @@ fn an_edit_on_a_removed_devices_void_contact_reaches_a_relay_that_never_held_the
     let tab = tablet.id();
     let renamed = tablet.summary()[&tab];
     // The removal reaches everyone; the phone takes its chain back from the relay and
-    // settles with the tablet, which withdraws and re-issues its three renames.
+    // settles with the tablet.
     session(&mut laptop, &mut relay);
     session(&mut phone, &mut relay);
     assert_eq!(field(&phone, 1, Field::Given).as_deref(), Some("Lost"));
@@ -1165,15 +1167,19 @@ fn an_edit_on_a_removed_devices_void_contact_reaches_a_relay_that_never_held_the
         session(&mut phone, &mut relay);
         session(&mut laptop, &mut relay);
     }
-    assert_ne!(tablet.summary()[&tab].op, renamed.op, "re-issued");
-    assert_eq!(tablet.summary()[&tab].seq, renamed.seq);
+    if built_on_branch {
+        assert_ne!(tablet.summary()[&tab].op, renamed.op, "re-issued");
+        assert_eq!(tablet.summary()[&tab].seq, renamed.seq);
+    } else {
+        assert_eq!(tablet.summary()[&tab], renamed, "kept, not re-issued");
+    }
     assert!(
         !relay.summary().contains_key(&desk.id()),
         "the relay never held the desk's void ops"
     );
     for x in [&phone, &tablet, &laptop, &relay] {
         assert_eq!(field(x, 1, Field::Given).as_deref(), Some("Lost"));
-        assert_eq!(field(x, 2, Field::Given).as_deref(), Some("After, renamed"));
+        assert_eq!(field(x, 2, Field::Given).as_deref(), Some(given_2));
         for n in [3, 4] {
             assert_eq!(
                 field(x, n, Field::Given).as_deref(),
@@ -1194,90 +1200,23 @@ fn an_edit_on_a_removed_devices_void_contact_reaches_a_relay_that_never_held_the
 }
 
 #[test]
+fn an_edit_on_a_removed_devices_void_contact_reaches_a_relay_that_never_held_the_contact() {
+    // The tablet's renames come after its rename of the phone's contact, which goes with the
+    // branch: all three are withdrawn and re-issued. Before, the copies still named the void
+    // ops, so they never went in at the relay, nor anything the tablet wrote after them. Now
+    // a copy names none for a void op, as the op takes no effect (fails without the change,
+    // and with a copy naming what the void op replaced instead, which hid the conflict).
+    edits_on_void_ops_below_a_withdrawn_op(true);
+}
+
+#[test]
 #[ignore = "open (issue 21): a kept op naming a void op that only a withdrawn op's signature \
             covers cannot go in where the void op never went"]
 fn an_edit_kept_on_a_removed_devices_void_contact_reaches_a_relay_that_never_held_it() {
-    // The case above without the tablet's rename of the phone's contact: the tablet's renames
-    // of the desk's contact and the laptop's build on nothing given up, so they are kept as
-    // they are, still naming the desk's void ops. Those are covered only by the signature of
-    // the desk's withdrawn note, so no replica can prove them to the relay, which therefore
-    // cannot store the renames, nor anything the tablet writes after them (fails: the relay
-    // lacks them). It needs the withdrawn note's bytes to travel beside the void ops as proof
+    // Without the tablet's rename of the phone's contact, its renames build on nothing given
+    // up and are kept as they are, still naming the desk's void ops, which no replica can
+    // prove to the relay: it cannot store them, nor anything the tablet writes after them
+    // (fails). It needs the withdrawn note's bytes to travel beside the void ops as proof
     // (docs/SEMANTICS.md, "Restores").
-    let tmp = tempfile::tempdir().unwrap();
-    let clock = Arc::new(FakeClock::new(NINE_MS));
-    let mut laptop = replica(&tmp.path().join("laptop"), &clock);
-    let mut relay = common::relay_of(&mut laptop, &tmp.path().join("relay"), &clock);
-    let phone_dir = tmp.path().join("phone");
-    let mut phone = member_of(&mut laptop, &phone_dir, &clock);
-    let mut tablet = member_of(&mut laptop, &tmp.path().join("tablet"), &clock);
-    let mut desk = member_of(&mut laptop, &tmp.path().join("desk"), &clock);
-    laptop.add_contact(&person(4, "The laptop's")).unwrap();
-    session(&mut relay, &mut laptop);
-    for x in [&mut phone, &mut tablet, &mut desk] {
-        session(x, &mut relay);
-    }
-    let phone_backup = tmp.path().join("phone-backup");
-    let mut phone = reopened(phone, &phone_dir, &clock, || {
-        copy_dir(&phone_dir, &phone_backup)
-    });
-    clock.advance_ms(60_000);
-    phone.add_contact(&person(1, "Lost")).unwrap();
-    session(&mut phone, &mut relay);
-    let mut phone = reopened(phone, &phone_dir, &clock, || {
-        restore_in_place(&phone_backup, &phone_dir)
-    });
-    clock.advance_ms(60_000);
-    phone.add_contact(&person(2, "After")).unwrap();
-    session(&mut tablet, &mut phone);
-    session(&mut desk, &mut tablet);
-    laptop.remove_member(desk.id()).unwrap();
-    clock.advance_ms(60_000);
-    desk.add_contact(&person(3, "The desk's, void")).unwrap();
-    rename(&mut desk, &clock, 4, "The desk's, void");
-    desk.edit(person(2, "").id, |c| {
-        c.set(Field::Note, "the desk's, void");
-    })
-    .unwrap();
-    session(&mut tablet, &mut desk);
-    rename(&mut tablet, &clock, 3, "Renamed on the tablet");
-    rename(&mut tablet, &clock, 4, "Renamed on the tablet");
-    let tab = tablet.id();
-    let renamed = tablet.summary()[&tab];
-    // The removal reaches everyone; the phone takes its chain back from the relay and
-    // settles with the tablet, which withdraws the desk's note.
-    session(&mut laptop, &mut relay);
-    session(&mut phone, &mut relay);
-    assert_eq!(field(&phone, 1, Field::Given).as_deref(), Some("Lost"));
-    for _ in 0..3 {
-        session(&mut tablet, &mut phone);
-        session(&mut tablet, &mut relay);
-        session(&mut phone, &mut relay);
-        session(&mut laptop, &mut relay);
-    }
-    assert_eq!(tablet.summary()[&tab], renamed, "kept, not re-issued");
-    assert!(
-        !relay.summary().contains_key(&desk.id()),
-        "the relay never held the desk's void ops"
-    );
-    for x in [&phone, &tablet, &laptop, &relay] {
-        assert_eq!(field(x, 1, Field::Given).as_deref(), Some("Lost"));
-        assert_eq!(field(x, 2, Field::Given).as_deref(), Some("After"));
-        for n in [3, 4] {
-            assert_eq!(
-                field(x, n, Field::Given).as_deref(),
-                Some("Renamed on the tablet")
-            );
-        }
-        let conflicts = x.conflicts().unwrap();
-        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
-        assert_eq!(conflicts[0].0, person(4, "").id, "the laptop's name beside");
-        assert_eq!(
-            x.summary()[&tab],
-            tablet.summary()[&tab],
-            "the tablet's chain"
-        );
-        assert!(x.verify().unwrap().is_ok());
-        assert_eq!(x.state_bytes().unwrap(), relay.state_bytes().unwrap());
-    }
+    edits_on_void_ops_below_a_withdrawn_op(false);
 }
