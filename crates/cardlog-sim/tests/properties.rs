@@ -958,6 +958,33 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
                 },
             ],
         ),
+        // Seed 0xc8f3a of `CARDLOG_SIM_BASE=823000`: the phone takes its lost contact back
+        // through the tablet (its chain: the lost contact, then "three" re-issued), the tablet
+        // settles, and the phone is restored a second time from the same backup. Its clock set
+        // a day back, it adds two contacts, gets "three" back from the laptop in a session cut
+        // short and edits it, and only then meets the lost contact again: its chain now holds
+        // "three" re-issued before "one". The tablet's branch ("one", "three") had a copy of
+        // each op on that chain, but not in its order, so it never settled, and its rename
+        // (re-issued on its "three") never reached anyone ("convergence"). Now a branch is
+        // given up when each op has its own copy at its seq or later, in any order.
+        (
+            5,
+            vec![
+                rename(1, "three, renamed"),
+                sync(1, 2),
+                mode(3, 0, SyncMode::Relay(1)),
+                mode(0, 1, SyncMode::Relay(0)),
+                Action::Restore { replica: 0 },
+                Action::SetClock {
+                    replica: 0,
+                    off_by_ms: -1440 * 60_000,
+                },
+                save(0, "a"),
+                save(0, "a"),
+                mode(0, 2, SyncMode::Interrupted(2)),
+                set(0, 0, "dé"),
+            ],
+        ),
     ];
     for (n, (devices, rest)) in found.into_iter().enumerate() {
         let mut actions = vec![

@@ -590,7 +590,7 @@ impl Replica {
                 must_copy.push(op);
             }
         }
-        if must_copy.is_empty() || !copied_in_order(&must_copy, &recovered) {
+        if must_copy.is_empty() || !copied(&must_copy, &recovered) {
             return Ok(false);
         }
         // A take back under way re-issues what this withdraws of this device's own with the
@@ -945,7 +945,7 @@ impl Replica {
                 ours.push(op);
             }
         }
-        if copied_in_order(&ops, &ours) {
+        if copied(&ops, &ours) {
             return Ok(None);
         }
         Ok(Some((ops, tip)))
@@ -1437,20 +1437,25 @@ fn linked(from: u64, mut prev: Option<OpId>, ops: &[SealedOp]) -> bool {
 }
 
 /// Whether every op of `given_up` (a branch, in chain order) has its own copy on `kept` (in
-/// chain order): another op with its fingerprint, at its seq or later, in the same order.
+/// chain order): another op with its fingerprint, at its seq or later, each a different op.
 /// Copies never sit below the op they copy: a take back writes them after the ops taken
 /// back, an edit withdrawn for building on a branch given up is re-issued where it was (its
 /// author's chain went back to before it), and an op after one that waits for a copy waits
 /// too rather than land below its seq ([`Replica::reissue`]). A copy differs from its op only
-/// in what it replaces (it names the copies of what its op named), so two branches that
-/// differ only there hold the same edits, in the same order.
-fn copied_in_order(given_up: &[SealedOp], kept: &[SealedOp]) -> bool {
-    let mut rest = kept.iter();
+/// in what it replaces (it names the copies of what its op named), so such a branch holds no
+/// edit `kept` lacks. The copies need not be in the branch's order: a device restored twice
+/// re-issues what it gets back in the order it meets it (seed 0xc8f3a: the phone got its
+/// second contact back before its first); two branches that each hold the other's copies
+/// hold them in the same order anyway (each copy at its op's seq or later, both ways, puts
+/// every one at its op's seq).
+fn copied(given_up: &[SealedOp], kept: &[SealedOp]) -> bool {
+    let mut free: Vec<(&SealedOp, Vec<u8>)> = kept.iter().map(|op| (op, fingerprint(op))).collect();
     given_up.iter().all(|old| {
         let print = fingerprint(old);
-        rest.by_ref().any(|new| {
-            new.op().seq >= old.op().seq && new.id() != old.id() && fingerprint(new) == print
-        })
+        let found = free.iter().position(|(new, p)| {
+            new.op().seq >= old.op().seq && new.id() != old.id() && *p == print
+        });
+        found.map(|i| free.remove(i)).is_some()
     })
 }
 
