@@ -174,8 +174,9 @@ pub trait PeerBook: SyncStore {
     /// signatures `tips`; the sender sends a chain whole when it sees the fork in the
     /// receiver's hello): if every op of the branch held here from where they differ was
     /// re-issued by its author later on the peer's branch (the same writes and member changes
-    /// at the same times, one copy each, in order: the author was restored in place and gave
-    /// this branch up), the held branch is withdrawn and the peer's stored. Returns whether
+    /// at the same times, one copy each, at its op's seq or later: the author was restored in
+    /// place and gave this branch up), the held branch is withdrawn and the peer's stored.
+    /// Returns whether
     /// it was. The default settles nothing.
     fn settle_fork(
         &mut self,

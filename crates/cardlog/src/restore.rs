@@ -8,7 +8,7 @@
 //! device's chain that cannot be settled yet, to give it back to its author (a device that
 //! meets only a hub still gets back what a peer it never meets held).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use cardlog_core::{
     DeviceId, Membership, Op, OpId, PublicKey, SealedOp, Signature, SignedTip, Write,
@@ -568,7 +568,8 @@ impl Replica {
         // An op after a waiting one that has no copy on `theirs` yet waits too: its author
         // re-issues it after the waiting one rather than below its own seq
         // ([`Self::reissue`]).
-        let mut must_copy = Vec::with_capacity(given_up.len());
+        let total = given_up.len();
+        let mut must_copy = Vec::with_capacity(total);
         let mut after_waiting = false;
         for op in given_up {
             let names_waiting = op
@@ -590,7 +591,9 @@ impl Replica {
                 must_copy.push(op);
             }
         }
-        if must_copy.is_empty() || !copied(&must_copy, &recovered) {
+        // With ops left out (they wait), the rest must be copied in order (`copied`).
+        let whole = must_copy.len() == total;
+        if must_copy.is_empty() || !copied(&must_copy, &recovered, !whole) {
             return Ok(false);
         }
         // A take back under way re-issues what this withdraws of this device's own with the
@@ -945,7 +948,7 @@ impl Replica {
                 ours.push(op);
             }
         }
-        if copied(&ops, &ours) {
+        if copied(&ops, &ours, false) {
             return Ok(None);
         }
         Ok(Some((ops, tip)))
@@ -1437,25 +1440,46 @@ fn linked(from: u64, mut prev: Option<OpId>, ops: &[SealedOp]) -> bool {
 }
 
 /// Whether every op of `given_up` (a branch, in chain order) has its own copy on `kept` (in
-/// chain order): another op with its fingerprint, at its seq or later, each a different op.
-/// Copies never sit below the op they copy: a take back writes them after the ops taken
-/// back, an edit withdrawn for building on a branch given up is re-issued where it was (its
-/// author's chain went back to before it), and an op after one that waits for a copy waits
-/// too rather than land below its seq ([`Replica::reissue`]). A copy differs from its op only
-/// in what it replaces (it names the copies of what its op named), so such a branch holds no
-/// edit `kept` lacks. The copies need not be in the branch's order: a device restored twice
-/// re-issues what it gets back in the order it meets it (seed 0xc8f3a: the phone got its
-/// second contact back before its first); two branches that each hold the other's copies
-/// hold them in the same order anyway (each copy at its op's seq or later, both ways, puts
-/// every one at its op's seq).
-fn copied(given_up: &[SealedOp], kept: &[SealedOp]) -> bool {
-    let mut free: Vec<(&SealedOp, Vec<u8>)> = kept.iter().map(|op| (op, fingerprint(op))).collect();
-    given_up.iter().all(|old| {
-        let print = fingerprint(old);
-        let found = free.iter().position(|(new, p)| {
-            new.op().seq >= old.op().seq && new.id() != old.id() && *p == print
+/// chain order): another op with its fingerprint, at its seq or later, each a different op,
+/// and with `in_order` in the branch's order. Copies never sit below the op they copy: a
+/// take back writes them after the ops taken back, an edit withdrawn for building on a branch
+/// given up is re-issued where it was (its author's chain went back to before it), and an op
+/// after one that waits for a copy waits too rather than land below its seq
+/// ([`Replica::reissue`]). A copy differs from its op only in what it replaces (it names the
+/// copies of what its op named), so such a branch holds no edit `kept` lacks. The copies
+/// need not be in the branch's order for a whole branch: a device restored twice re-issues
+/// what it gets back in the order it meets it (seed 0xc8f3a: the phone got its second
+/// contact back before its first). Two whole branches that each hold the other's copies hold
+/// them in the same order anyway (a copy at its op's seq or later, both ways, puts every one
+/// at its op's seq); for a branch with ops left out (they wait), order is asked, so that two
+/// replicas leaving out different ops never each give their own branch up. Linear in both:
+/// each op takes the first free copy of its fingerprint at its seq or later.
+fn copied(given_up: &[SealedOp], kept: &[SealedOp], in_order: bool) -> bool {
+    if in_order {
+        let mut rest = kept.iter();
+        return given_up.iter().all(|old| {
+            let print = fingerprint(old);
+            rest.by_ref().any(|new| {
+                new.op().seq >= old.op().seq && new.id() != old.id() && fingerprint(new) == print
+            })
         });
-        found.map(|i| free.remove(i)).is_some()
+    }
+    let mut free: HashMap<Vec<u8>, VecDeque<&SealedOp>> = HashMap::new();
+    for op in kept {
+        free.entry(fingerprint(op)).or_default().push_back(op);
+    }
+    given_up.iter().all(|old| {
+        let Some(copies) = free.get_mut(&fingerprint(old)) else {
+            return false;
+        };
+        // Those below this op's seq are below every later op's too (`given_up` is in order).
+        while copies
+            .front()
+            .is_some_and(|new| new.op().seq < old.op().seq || new.id() == old.id())
+        {
+            copies.pop_front();
+        }
+        copies.pop_front().is_some()
     })
 }
 
