@@ -985,6 +985,46 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
                 set(0, 0, "dé"),
             ],
         ),
+        // Seed 0xc9038 of `CARDLOG_SIM_BASE=823000`: the laptop tags the phone's
+        // post-restore contact (on the tablet's rename), is backed up, adds a phone to that
+        // contact (only the phone gets it) and a contact (only the tablet gets it, by a
+        // bundle), and is restored in place from before both. When the fork settles, the
+        // laptop re-issues its tag, takes the phone number back from the phone and re-issues
+        // it, keeping only the id of the original it gave up. The tablet, which withdrew the
+        // contact with the branch, gives it back (through the phone, which hands it on), but
+        // it continues that given-up phone number, which the laptop no longer holds: it was
+        // never taken back, and the contact was lost ("no lost save"). Now an own op that
+        // continues one this device gave up comes back re-issued after the chain.
+        (
+            4,
+            vec![
+                rename(1, "three, renamed"),
+                sync(1, 2),
+                Action::Save {
+                    replica: 2,
+                    edit: Edit::Custom {
+                        pick: 0,
+                        name: 0,
+                        value: Some("a".into()),
+                    },
+                },
+                Action::Backup { replica: 2 },
+                Action::Save {
+                    replica: 2,
+                    edit: Edit::AddItem {
+                        pick: 0,
+                        kind: 0,
+                        text: "a".into(),
+                    },
+                },
+                sync(2, 0),
+                sync(3, 1),
+                Action::Leave { replica: 1 },
+                save(2, "a"),
+                mode(2, 1, SyncMode::Duplicated),
+                Action::Restore { replica: 2 },
+            ],
+        ),
     ];
     for (n, (devices, rest)) in found.into_iter().enumerate() {
         let mut actions = vec![

@@ -1110,10 +1110,13 @@ impl Replica {
     }
 
     /// Whether `ops` (of `author`, from seq `from`) continue, without a gap, an op this
-    /// replica does not hold at `from - 1`: one it withdrew (`withdrawn_only`), or one it
-    /// withdrew or never held. Such ops are the rest of a branch given up: edits written on
-    /// it that a replica withdrew with it and gives back to their author, who may have lost
-    /// them ([`Self::owed_branches`]).
+    /// replica does not hold at `from - 1`: one it withdrew, or one of its own chain it gave
+    /// up ([`Self::give_up`]: it holds only its id; `withdrawn_only`), or one it withdrew or
+    /// never held. Such ops are the rest of a branch given up: edits written on it that a
+    /// replica withdrew with it and gives back to their author, who may have lost them
+    /// ([`Self::owed_branches`]). A device that took back part of such a branch re-issued it
+    /// and keeps only the ids of what it gave up; the rest, given back later, continues one of
+    /// those (seed 0xc9038 of base 823000).
     fn continues_elsewhere(
         &self,
         author: &DeviceId,
@@ -1133,6 +1136,9 @@ impl Replica {
         }
         let base_ok = match self.store.withdrawn_op(&base)? {
             Some(op) => op.op().author == *author && op.op().seq.checked_add(1) == Some(from),
+            // (Its seq is not known here: the ops' author, this device, signed that `base`
+            // is its op at `from - 1`.)
+            None if *author == self.id() && self.given_up()?.contains(&base) => true,
             None => !withdrawn_only && self.op(&base)?.is_none(),
         };
         Ok(base_ok && linked(from, Some(base), ops))
