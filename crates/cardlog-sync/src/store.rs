@@ -176,8 +176,7 @@ pub trait PeerBook: SyncStore {
     /// re-issued by its author later on the peer's branch (the same writes and member changes
     /// at the same times, one copy each, at its op's seq or later: the author was restored in
     /// place and gave this branch up), the held branch is withdrawn and the peer's stored.
-    /// Returns whether
-    /// it was. The default settles nothing.
+    /// Returns whether it was. The default settles nothing.
     fn settle_fork(
         &mut self,
         author: DeviceId,

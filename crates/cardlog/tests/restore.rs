@@ -34,6 +34,26 @@ fn reopened(
     reopen(dir, clock)
 }
 
+/// The phone backed up (to `backup`), its contact "Lost" synced to the relay, its store
+/// restored in place from before it, and a contact "After" written since: the restored device
+/// the scenarios here start from.
+fn restored_after_losing_a_contact(
+    phone: Replica,
+    dir: &std::path::Path,
+    backup: &std::path::Path,
+    relay: &mut Replica,
+    clock: &Arc<FakeClock>,
+) -> Replica {
+    let mut phone = reopened(phone, dir, clock, || copy_dir(dir, backup));
+    clock.advance_ms(60_000);
+    phone.add_contact(&person(1, "Lost")).unwrap();
+    session(&mut phone, relay);
+    let mut phone = reopened(phone, dir, clock, || restore_in_place(backup, dir));
+    clock.advance_ms(60_000);
+    phone.add_contact(&person(2, "After")).unwrap();
+    phone
+}
+
 fn field(r: &Replica, n: u8, f: Field) -> Option<String> {
     r.contact(&person(n, "").id)
         .unwrap()
@@ -747,15 +767,7 @@ fn a_device_restored_twice_from_one_backup_does_not_take_back_the_branch_it_gave
     session(&mut phone, &mut relay);
     let id = phone.id();
     let backup = tmp.path().join("backup");
-    let mut phone = reopened(phone, &phone_dir, &clock, || copy_dir(&phone_dir, &backup));
-    clock.advance_ms(60_000);
-    phone.add_contact(&person(1, "Lost")).unwrap();
-    session(&mut phone, &mut relay);
-    let mut phone = reopened(phone, &phone_dir, &clock, || {
-        restore_in_place(&backup, &phone_dir)
-    });
-    clock.advance_ms(60_000);
-    phone.add_contact(&person(2, "After")).unwrap();
+    let mut phone = restored_after_losing_a_contact(phone, &phone_dir, &backup, &mut relay, &clock);
     session(&mut phone, &mut tablet);
     session(&mut laptop, &mut tablet);
     // The relay shows the lost contact; the next session takes it back.
@@ -986,17 +998,8 @@ fn an_edit_withdrawn_with_a_branch_given_up_comes_back_to_its_author_restored_in
     session(&mut tablet, &mut relay);
     session(&mut phone, &mut relay);
     let phone_backup = tmp.path().join("phone-backup");
-    let mut phone = reopened(phone, &phone_dir, &clock, || {
-        copy_dir(&phone_dir, &phone_backup)
-    });
-    clock.advance_ms(60_000);
-    phone.add_contact(&person(1, "Lost")).unwrap();
-    session(&mut phone, &mut relay);
-    let mut phone = reopened(phone, &phone_dir, &clock, || {
-        restore_in_place(&phone_backup, &phone_dir)
-    });
-    clock.advance_ms(60_000);
-    phone.add_contact(&person(2, "After")).unwrap();
+    let mut phone =
+        restored_after_losing_a_contact(phone, &phone_dir, &phone_backup, &mut relay, &clock);
     session(&mut phone, &mut tablet);
     rename(&mut tablet, &clock, 2, "After, renamed");
     let tablet_backup = tmp.path().join("tablet-backup");
@@ -1049,17 +1052,8 @@ fn ops_only_a_withdrawn_edit_proves_come_back_to_their_author_restored_in_place(
     session(&mut tablet, &mut relay);
     session(&mut phone, &mut relay);
     let phone_backup = tmp.path().join("phone-backup");
-    let mut phone = reopened(phone, &phone_dir, &clock, || {
-        copy_dir(&phone_dir, &phone_backup)
-    });
-    clock.advance_ms(60_000);
-    phone.add_contact(&person(1, "Lost")).unwrap();
-    session(&mut phone, &mut relay);
-    let mut phone = reopened(phone, &phone_dir, &clock, || {
-        restore_in_place(&phone_backup, &phone_dir)
-    });
-    clock.advance_ms(60_000);
-    phone.add_contact(&person(2, "After")).unwrap();
+    let mut phone =
+        restored_after_losing_a_contact(phone, &phone_dir, &phone_backup, &mut relay, &clock);
     session(&mut tablet, &mut phone);
     let tablet_backup = tmp.path().join("tablet-backup");
     let mut tablet = reopened(tablet, &tablet_dir, &clock, || {
@@ -1124,17 +1118,8 @@ fn edits_on_void_ops_below_a_withdrawn_op(built_on_branch: bool) {
         session(x, &mut relay);
     }
     let phone_backup = tmp.path().join("phone-backup");
-    let mut phone = reopened(phone, &phone_dir, &clock, || {
-        copy_dir(&phone_dir, &phone_backup)
-    });
-    clock.advance_ms(60_000);
-    phone.add_contact(&person(1, "Lost")).unwrap();
-    session(&mut phone, &mut relay);
-    let mut phone = reopened(phone, &phone_dir, &clock, || {
-        restore_in_place(&phone_backup, &phone_dir)
-    });
-    clock.advance_ms(60_000);
-    phone.add_contact(&person(2, "After")).unwrap();
+    let mut phone =
+        restored_after_losing_a_contact(phone, &phone_dir, &phone_backup, &mut relay, &clock);
     session(&mut tablet, &mut phone);
     let given_2 = if built_on_branch {
         rename(&mut tablet, &clock, 2, "After, renamed");
