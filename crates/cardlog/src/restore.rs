@@ -129,7 +129,8 @@ impl Replica {
     /// back. Another device's op that builds on the ops withdrawn goes with them, until its
     /// author re-issues it (`Store::withdraw_from`). Where the op held at the place was
     /// stamped before the peer's, or the peer's hold one this device gave up (withdrew,
-    /// recorded, or holds a later copy of), the chain stays and the peer's ops it neither
+    /// recorded, or holds a later copy of) or continue one it withdrew or gave up instead of
+    /// the chain held below ([`Self::continues_elsewhere`]), the chain stays and the peer's ops it neither
     /// holds nor gave up are re-issued after it ([`Self::reissue_theirs`]), all then recorded
     /// as given up. A take back that cannot be made (`theirs` has a gap, or is not all signed
     /// and admitted) changes nothing but the mark: the fork stays recorded, as any fork. With nothing differing, the mark stays until a peer holding the lost ops is
@@ -492,7 +493,8 @@ impl Replica {
     }
 
     /// Whether `recovered` (this device's ops from seq `from`, as a peer holds them) are its
-    /// own: they continue its chain below `from` without a gap and are signed by its key and
+    /// own: they continue its chain below `from`, or an op of it withdrawn or given up here
+    /// ([`Self::continues_elsewhere`]), without a gap, and are signed by its key and
     /// let in by the book, judged as if nothing of the chain were held here (what is held
     /// there is what they replace). Nothing else a peer shows of this chain is acted on.
     fn authentic(
@@ -1110,8 +1112,8 @@ impl Replica {
     }
 
     /// Whether `ops` (of `author`, from seq `from`) continue, without a gap, an op this
-    /// replica does not hold at `from - 1`: one it withdrew, or one of its own chain it gave
-    /// up ([`Self::give_up`]: it holds only its id; `withdrawn_only`), or one it withdrew or
+    /// replica does not hold at `from - 1`: with `withdrawn_only`, one it withdrew or (of its
+    /// own chain) gave up ([`Self::give_up`]: it holds only its id); without, also one it
     /// never held. Such ops are the rest of a branch given up: edits written on it that a
     /// replica withdrew with it and gives back to their author, who may have lost them
     /// ([`Self::owed_branches`]). A device that took back part of such a branch re-issued it
@@ -1268,9 +1270,9 @@ impl Replica {
                         }
                     } else if let Some(copy) = self.copy_on_chain(&r, &mut prints)? {
                         replaces.push(copy);
-                    } else if let Some(named) = self.named_by_removed(&r, w)? {
+                    } else if let Some(named) = self.named_by_removed(&r, w, &cutoffs)? {
                         // A removed device's copy never comes (it would be refused): the
-                        // write replaces what that op replaced, as the op takes no effect.
+                        // write replaces what that op replaced, or nothing for a void op.
                         todo.extend(named.into_iter().rev());
                     } else if wait {
                         waits = true;
@@ -1315,16 +1317,29 @@ impl Replica {
         Ok((written, done))
     }
 
-    /// What the withdrawn op `id` replaced at `w`'s path, if its author was removed from the
-    /// book: no copy of it will ever come (a removed device's copies are refused), so an own
-    /// write naming it names those instead. `None` for an op not withdrawn here or whose author
-    /// is still a member.
-    fn named_by_removed(&self, id: &OpId, w: &Write) -> Result<Option<Vec<OpId>>, Error> {
+    /// What an own write naming the withdrawn op `id` names instead, if its author was
+    /// removed from the book (`cutoffs`): no copy of it will ever come (a removed device's
+    /// copies are refused). For an op written before the removal, what it replaced at `w`'s
+    /// path (its edit is lost with it, and the write still supersedes what it superseded);
+    /// for a void op, nothing: it took no effect anywhere, so what it replaced stays a head
+    /// beside the write, as beside the original, and as for a void op held here (a write
+    /// naming what it replaced hid that conflict). `None` for an op not withdrawn here or
+    /// whose author is still a member.
+    fn named_by_removed(
+        &self,
+        id: &OpId,
+        w: &Write,
+        cutoffs: &cardlog_core::Cutoffs,
+    ) -> Result<Option<Vec<OpId>>, Error> {
         let Some(old) = self.store.withdrawn_op(id)? else {
             return Ok(None);
         };
-        if self.membership.cutoff(&old.op().author).is_none() {
+        let (author, seq) = (old.op().author, old.op().seq);
+        if cutoffs.cutoff(&author).is_none() {
             return Ok(None);
+        }
+        if cutoffs.voids(&author, seq) {
+            return Ok(Some(Vec::new()));
         }
         Ok(Some(
             old.op()

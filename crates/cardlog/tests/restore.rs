@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use cardlog::sync_layer::transport::{channel_pair, run, Shared};
 use cardlog::{Field, Replica, Role, SyncReport, TakenBack};
-use cardlog_core::FakeClock;
+use cardlog_core::{FakeClock, Path, Value};
 use common::{
     copy_dir, member_of, person, reopen, replica, restore_in_place, session, NINE_MS, TIMEOUT,
 };
@@ -1178,6 +1178,68 @@ fn edits_on_void_ops_below_a_withdrawn_op(built_on_branch: bool) {
             x.summary()[&tab],
             tablet.summary()[&tab],
             "the tablet's chain"
+        );
+        assert!(x.verify().unwrap().is_ok());
+        assert_eq!(x.state_bytes().unwrap(), relay.state_bytes().unwrap());
+    }
+}
+
+#[test]
+fn an_edit_re_issued_over_a_removed_devices_void_edit_stays_in_conflict_with_what_it_replaced() {
+    // The phone notes its post-restore contact; the desk, removed, writes over the note (void)
+    // and the tablet, not knowing of the removal yet, writes over the desk's. All three go
+    // with the phone's branch; the phone and the tablet re-issue theirs, the desk never does.
+    // Where the tablet's original was held, the desk's note took no effect and the phone's
+    // stayed a head beside the tablet's: a conflict. The tablet's copy keeps it (before, it
+    // named what the desk's note replaced, the phone's, and the conflict was gone).
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let mut laptop = replica(&tmp.path().join("laptop"), &clock);
+    let mut relay = common::relay_of(&mut laptop, &tmp.path().join("relay"), &clock);
+    let phone_dir = tmp.path().join("phone");
+    let mut phone = member_of(&mut laptop, &phone_dir, &clock);
+    let mut tablet = member_of(&mut laptop, &tmp.path().join("tablet"), &clock);
+    let mut desk = member_of(&mut laptop, &tmp.path().join("desk"), &clock);
+    session(&mut relay, &mut laptop);
+    for x in [&mut phone, &mut tablet, &mut desk] {
+        session(x, &mut relay);
+    }
+    let phone_backup = tmp.path().join("phone-backup");
+    let mut phone =
+        restored_after_losing_a_contact(phone, &phone_dir, &phone_backup, &mut relay, &clock);
+    let note = |x: &mut Replica, text: &str| {
+        clock.advance_ms(60_000);
+        x.edit(person(2, "").id, |c| {
+            c.set(Field::Note, text);
+        })
+        .unwrap();
+    };
+    note(&mut phone, "the phone's");
+    session(&mut tablet, &mut phone);
+    session(&mut desk, &mut tablet);
+    laptop.remove_member(desk.id()).unwrap();
+    note(&mut desk, "the desk's, void");
+    session(&mut tablet, &mut desk);
+    note(&mut tablet, "the tablet's");
+    session(&mut laptop, &mut relay);
+    for _ in 0..3 {
+        session(&mut tablet, &mut phone);
+        session(&mut tablet, &mut relay);
+        session(&mut phone, &mut relay);
+        session(&mut laptop, &mut relay);
+    }
+    for x in [&phone, &tablet, &laptop, &relay] {
+        assert_eq!(field(x, 1, Field::Given).as_deref(), Some("Lost"));
+        assert_eq!(field(x, 2, Field::Note).as_deref(), Some("the tablet's"));
+        let conflicts = x.conflicts().unwrap();
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        let (contact, conflict) = &conflicts[0];
+        assert_eq!(*contact, person(2, "").id);
+        assert_eq!(conflict.path, Path::Field(Field::Note));
+        assert_eq!(conflict.alternatives.len(), 1, "{conflict:?}");
+        assert_eq!(
+            conflict.alternatives[0].value,
+            Some(Value::Text("the phone's".into()))
         );
         assert!(x.verify().unwrap().is_ok());
         assert_eq!(x.state_bytes().unwrap(), relay.state_bytes().unwrap());
