@@ -113,7 +113,8 @@ pub mod meta {
     pub const REISSUE_WAIT: &[u8] = b"mreissuewait";
     /// Ops of this device's own chain, by id, that a peer held where this device holds later
     /// copies of all of them: a branch it gave up before a restore made it forget (bounded;
-    /// written by the facade).
+    /// written by the facade). A take back also accepts one as the op below an own branch
+    /// given back later (the rest of that branch).
     pub const GIVEN_UP: &[u8] = b"mgivenup";
     /// Present once the name index holds every contact: four bytes, the index's version
     /// ([`super::NAME_INDEX_VERSION`]) and the Unicode version of the case tables that
