@@ -1149,6 +1149,62 @@ fn ops_after_a_branch_given_up_come_back_when_a_second_restore_lost_them() {
     assert_eq!(stats.lost_with_disk, 0, "the watch holds them: {stats:?}");
 }
 
+/// Seed 0xc9038's schedule with the laptop's last op an edit of its phone number instead of a
+/// new contact: the phone gives the number back first, and the laptop re-issues it and gives
+/// the original up (only its id kept); the tablet then gives the edit back, which continues
+/// and replaces the given-up number. Its copy names the number's copy, so the number shows
+/// the edit alone (before, it named none: the two copies stood side by side, a conflict).
+#[test]
+fn an_edit_given_back_after_what_it_replaced_was_re_issued_replaces_its_copy() {
+    let save = |replica: usize, given: &str| Action::Save {
+        replica,
+        edit: named(given),
+    };
+    let laptop = |edit: Edit| Action::Save { replica: 2, edit };
+    let schedule = Schedule {
+        storage: Storage::Disk,
+        skews_ms: vec![0; 4],
+        actions: vec![
+            Action::Backup { replica: 0 },
+            save(0, "one"),
+            sync(0, 3),
+            Action::Restore { replica: 0 },
+            save(0, "three"),
+            sync(0, 1),
+            rename(1, "three, renamed"),
+            sync(1, 2),
+            laptop(Edit::Custom {
+                pick: 0,
+                name: 0,
+                value: Some("a".into()),
+            }),
+            Action::Backup { replica: 2 },
+            laptop(Edit::AddItem {
+                pick: 0,
+                kind: 0,
+                text: "a".into(),
+            }),
+            sync(2, 0),
+            sync(3, 1),
+            Action::Leave { replica: 1 },
+            laptop(Edit::EditItem {
+                pick: 0,
+                nth: 0,
+                text: "b".into(),
+            }),
+            Action::Sync {
+                from: 2,
+                to: 1,
+                mode: SyncMode::Duplicated,
+            },
+            Action::Restore { replica: 2 },
+        ],
+    };
+    let stats = Sim::run(&schedule).unwrap_or_else(|v| panic!("{v}"));
+    assert_eq!((stats.backups, stats.restores), (2, 2), "{stats:?}");
+    assert_eq!(stats.conflicts, 0, "{stats:?}");
+}
+
 /// Seed 0xc393f of `CARDLOG_SIM_BASE=801000`, shrunk: the phone's edit reaches only the relay
 /// before its disk is restored; its next contact reaches the laptop through the tablet, and
 /// the laptop, holding the lost edit too, adds a phone number to that contact. When the

@@ -466,15 +466,50 @@ impl Replica {
     /// going first).
     fn give_up(&mut self, ops: &[SealedOp]) -> Result<(), Error> {
         let mut ids = self.given_up()?;
+        let mut copies = self.given_up_copies()?;
+        let mut prints = Prints::default();
         for op in ops {
             // Seen again: to the end, the newest.
             ids.retain(|id| *id != op.id());
             ids.push(op.id());
+            // Its copy, by the given-up op's id (`meta::GIVEN_UP_COPIES`), for an own op
+            // given back later that names it (seed 0xc9038's kind: an edit of it).
+            if let Some(copy) = self.copy_of(op, &mut prints)? {
+                copies.retain(|(id, _)| *id != op.id());
+                copies.push((op.id(), copy));
+            }
         }
         let over = ids.len().saturating_sub(GIVEN_UP_MAX);
         ids.drain(..over);
+        let over = copies.len().saturating_sub(GIVEN_UP_MAX);
+        copies.drain(..over);
         self.store.put_meta(meta::GIVEN_UP, encode(&ids))?;
+        self.store
+            .put_meta(meta::GIVEN_UP_COPIES, encode(&copies))?;
         self.durable()
+    }
+
+    /// The copies of the ops recorded by [`Self::give_up`], by the given-up op's id (none
+    /// when the record does not decode: an own op naming one then names none for it, beside
+    /// its copy, a visible conflict).
+    fn given_up_copies(&self) -> Result<Vec<(OpId, OpId)>, Error> {
+        Ok(self
+            .store
+            .meta(meta::GIVEN_UP_COPIES)?
+            .and_then(|v| decode::<Vec<(OpId, OpId)>>(&v, "copies of given-up ops").ok())
+            .unwrap_or_default())
+    }
+
+    /// The copy held here of `id`, an own op this device gave up ([`Self::give_up`]).
+    fn given_up_copy(&self, id: &OpId) -> Result<Option<OpId>, Error> {
+        let Some(copy) = self
+            .given_up_copies()?
+            .into_iter()
+            .find_map(|(given, copy)| (given == *id).then_some(copy))
+        else {
+            return Ok(None);
+        };
+        Ok(cardlog_core::replay::OpLookup::contains(&self.store, &copy)?.then_some(copy))
     }
 
     /// The ops recorded by [`Self::give_up`] (none when the record does not decode).
@@ -1263,6 +1298,10 @@ impl Replica {
                             // where the void op never went (seed 0xc6242).
                         } else if cardlog_core::replay::OpLookup::contains(&self.store, &r)? {
                             replaces.push(r);
+                        } else if let Some(copy) = self.given_up_copy(&r)? {
+                            // An own op given up (only its id kept, and its copy's): an own
+                            // op given back after it that replaces it replaces the copy.
+                            replaces.push(copy);
                         } else if wait {
                             // Not held here (an op a peer's branch named that this device
                             // lost with its disk): waits, or names none for it.
@@ -1539,6 +1578,9 @@ mod tests {
     /// `mgivenup`: two op ids.
     const GOLDEN_GIVEN_UP_HEX: &str = "02c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c30707070707070707070707070707070707070707070707070707070707070707";
 
+    /// `mgivencopies`: one given-up op's id, then its copy's.
+    const GOLDEN_GIVEN_UP_COPIES_HEX: &str = "01c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c35e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
+
     /// `mwsigs`: one signature kept by op id (author, seq 0x0102, op, key, signature).
     const GOLDEN_WITHDRAWN_SIGS_HEX: &str = "01d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4fb0201e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5205a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a406b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b";
 
@@ -1582,6 +1624,11 @@ mod tests {
         assert_eq!(hex(&encode(&given_up)), GOLDEN_GIVEN_UP_HEX);
         let back: Vec<OpId> = decode(&unhex(GOLDEN_GIVEN_UP_HEX), "given-up ops").unwrap();
         assert_eq!(back, given_up);
+        let copies = vec![(OpId([0xc3; 32]), OpId([0x5e; 32]))];
+        assert_eq!(hex(&encode(&copies)), GOLDEN_GIVEN_UP_COPIES_HEX);
+        let back: Vec<(OpId, OpId)> =
+            decode(&unhex(GOLDEN_GIVEN_UP_COPIES_HEX), "copies of given-up ops").unwrap();
+        assert_eq!(back, copies);
         // `mhanded` is encoded as `mbranches` (the same record type, above).
         let sigs: Vec<SigRecord> = vec![(
             DeviceId([0xd4; 16]),

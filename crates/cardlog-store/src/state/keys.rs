@@ -116,6 +116,10 @@ pub mod meta {
     /// written by the facade). A take back also accepts one as the op below an own branch
     /// given back later (the rest of that branch).
     pub const GIVEN_UP: &[u8] = b"mgivenup";
+    /// The copies on this device's chain of ops it gave up ([`GIVEN_UP`]), by the given-up
+    /// op's id: what an own op given back later that names one names instead (bounded;
+    /// written by the facade).
+    pub const GIVEN_UP_COPIES: &[u8] = b"mgivencopies";
     /// Present once the name index holds every contact: four bytes, the index's version
     /// ([`super::NAME_INDEX_VERSION`]) and the Unicode version of the case tables that
     /// lowercased the names. A store without it, or with another, builds it at its next open.
