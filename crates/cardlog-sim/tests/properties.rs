@@ -198,6 +198,60 @@ fn rename(replica: usize, value: &str) -> Action {
 }
 
 /// A full sync session of two replicas.
+/// The phone backed up, its contact "one" synced to the relay, its store restored in place
+/// from before it, and a contact "three" written since, which the tablet gets: how the
+/// restore schedules here start.
+fn restored_phone() -> Vec<Action> {
+    vec![
+        Action::Backup { replica: 0 },
+        Action::Save {
+            replica: 0,
+            edit: named("one"),
+        },
+        sync(0, 3),
+        Action::Restore { replica: 0 },
+        Action::Save {
+            replica: 0,
+            edit: named("three"),
+        },
+        sync(0, 1),
+    ]
+}
+
+/// Seed 0xc9038's schedule after [`restored_phone`], `last` the laptop's edit before its
+/// restore: the laptop tags the tablet's rename of the phone's post-restore contact, is backed
+/// up, adds a phone number to that contact (only the phone gets it), is left in the book (the
+/// harness does not remove the tablet: its edits wait), writes `last` (only the tablet gets it,
+/// by a bundle) and is restored in place from before the number.
+fn laptop_restored_after(last: Edit) -> Vec<Action> {
+    let laptop = |edit: Edit| Action::Save { replica: 2, edit };
+    vec![
+        rename(1, "three, renamed"),
+        sync(1, 2),
+        laptop(Edit::Custom {
+            pick: 0,
+            name: 0,
+            value: Some("a".into()),
+        }),
+        Action::Backup { replica: 2 },
+        laptop(Edit::AddItem {
+            pick: 0,
+            kind: 0,
+            text: "a".into(),
+        }),
+        sync(2, 0),
+        sync(3, 1),
+        Action::Leave { replica: 1 },
+        laptop(last),
+        Action::Sync {
+            from: 2,
+            to: 1,
+            mode: SyncMode::Duplicated,
+        },
+        Action::Restore { replica: 2 },
+    ]
+}
+
 fn sync(from: usize, to: usize) -> Action {
     Action::Sync {
         from,
@@ -290,24 +344,16 @@ fn edits_made_on_a_branch_given_up_survive_its_settling() {
     let schedule = Schedule {
         storage: Storage::Disk,
         skews_ms: vec![0, 0, 0, 0],
-        actions: vec![
-            Action::Backup { replica: 0 },
-            Action::Save {
-                replica: 0,
-                edit: named("one"),
-            },
-            sync(0, 3),
-            Action::Restore { replica: 0 },
-            Action::Save {
-                replica: 0,
-                edit: named("three"),
-            },
-            sync(0, 1),
-            rename(1, "three, renamed"),
-            sync(1, 2),
-            rename(2, "three, renamed again"),
-            sync(2, 0),
-        ],
+        actions: [
+            restored_phone(),
+            vec![
+                rename(1, "three, renamed"),
+                sync(1, 2),
+                rename(2, "three, renamed again"),
+                sync(2, 0),
+            ],
+        ]
+        .concat(),
     };
     let stats = Sim::new(&schedule)
         .unwrap()
@@ -348,22 +394,8 @@ fn edits_made_on_a_branch_given_up_survive_its_settling() {
 #[test]
 fn schedules_after_edits_on_a_restored_branch_keep_every_property() {
     use proptest::strategy::Strategy;
-    let prefix = vec![
-        Action::Backup { replica: 0 },
-        Action::Save {
-            replica: 0,
-            edit: named("one"),
-        },
-        sync(0, 3),
-        Action::Restore { replica: 0 },
-        Action::Save {
-            replica: 0,
-            edit: named("three"),
-        },
-        sync(0, 1),
-        rename(1, "three, renamed"),
-        sync(1, 2),
-    ];
+    let mut prefix = restored_phone();
+    prefix.extend([rename(1, "three, renamed"), sync(1, 2)]);
     let strategy = schedule(4..=5, 8..32, Storage::Disk).prop_map(move |mut s| {
         s.actions.splice(0..0, prefix.clone());
         s
@@ -995,36 +1027,7 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
         // it continues that given-up phone number, which the laptop no longer holds: it was
         // never taken back, and the contact was lost ("no lost save"). Now an own op that
         // continues one this device gave up comes back re-issued after the chain.
-        (
-            4,
-            vec![
-                rename(1, "three, renamed"),
-                sync(1, 2),
-                Action::Save {
-                    replica: 2,
-                    edit: Edit::Custom {
-                        pick: 0,
-                        name: 0,
-                        value: Some("a".into()),
-                    },
-                },
-                Action::Backup { replica: 2 },
-                Action::Save {
-                    replica: 2,
-                    edit: Edit::AddItem {
-                        pick: 0,
-                        kind: 0,
-                        text: "a".into(),
-                    },
-                },
-                sync(2, 0),
-                sync(3, 1),
-                Action::Leave { replica: 1 },
-                save(2, "a"),
-                mode(2, 1, SyncMode::Duplicated),
-                Action::Restore { replica: 2 },
-            ],
-        ),
+        (4, laptop_restored_after(named("a"))),
         // Seed 0xca327 of `CARDLOG_SIM_BASE=828000`: the watch relays the relay's branch of
         // the phone's chain to the tablet, the phone edits the tablet's rename twice, then
         // admits the watch and meets it before removing it. The watch hands the phone its lost
@@ -1053,14 +1056,7 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
         ),
     ];
     for (n, (devices, rest)) in found.into_iter().enumerate() {
-        let mut actions = vec![
-            Action::Backup { replica: 0 },
-            save(0, "one"),
-            sync(0, 3),
-            Action::Restore { replica: 0 },
-            save(0, "three"),
-            sync(0, 1),
-        ];
+        let mut actions = restored_phone();
         actions.extend(rest);
         let schedule = Schedule {
             storage: Storage::Disk,
@@ -1084,25 +1080,19 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
 /// it, which is the relay's chain byte for byte (fails "convergence" before the change).
 #[test]
 fn a_device_restored_twice_rebuilds_its_chain_in_the_order_the_relay_kept() {
-    let save = |replica: usize, given: &str| Action::Save {
-        replica,
-        edit: named(given),
-    };
     let schedule = Schedule {
         storage: Storage::Disk,
         skews_ms: vec![0; 4],
-        actions: vec![
-            Action::Backup { replica: 0 },
-            save(0, "one"),
-            sync(0, 3),
-            Action::Restore { replica: 0 },
-            save(0, "three"),
-            sync(0, 1),
-            sync(1, 2),
-            sync(3, 1),
-            sync(3, 0),
-            Action::Restore { replica: 0 },
-        ],
+        actions: [
+            restored_phone(),
+            vec![
+                sync(1, 2),
+                sync(3, 1),
+                sync(3, 0),
+                Action::Restore { replica: 0 },
+            ],
+        ]
+        .concat(),
     };
     let stats = Sim::run(&schedule).unwrap_or_else(|v| panic!("{v}"));
     assert_eq!((stats.backups, stats.restores), (1, 2), "{stats:?}");
@@ -1125,24 +1115,22 @@ fn ops_after_a_branch_given_up_come_back_when_a_second_restore_lost_them() {
     let schedule = Schedule {
         storage: Storage::Disk,
         skews_ms: vec![0; 5],
-        actions: vec![
-            Action::Backup { replica: 0 },
-            save(0, "one"),
-            sync(0, 3),
-            Action::Restore { replica: 0 },
-            save(0, "three"),
-            sync(0, 1),
-            rename(1, "three, renamed"),
-            sync(1, 2),
-            Action::Save {
-                replica: 0,
-                edit: Edit::Delete { pick: 0 },
-            },
-            save(0, "a"),
-            save(0, "a"),
-            sync(0, 4),
-            Action::Restore { replica: 0 },
-        ],
+        actions: [
+            restored_phone(),
+            vec![
+                rename(1, "three, renamed"),
+                sync(1, 2),
+                Action::Save {
+                    replica: 0,
+                    edit: Edit::Delete { pick: 0 },
+                },
+                save(0, "a"),
+                save(0, "a"),
+                sync(0, 4),
+                Action::Restore { replica: 0 },
+            ],
+        ]
+        .concat(),
     };
     let stats = Sim::run(&schedule).unwrap_or_else(|v| panic!("{v}"));
     assert_eq!((stats.backups, stats.restores), (1, 2), "{stats:?}");
@@ -1156,49 +1144,18 @@ fn ops_after_a_branch_given_up_come_back_when_a_second_restore_lost_them() {
 /// the edit alone (before, it named none: the two copies stood side by side, a conflict).
 #[test]
 fn an_edit_given_back_after_what_it_replaced_was_re_issued_replaces_its_copy() {
-    let save = |replica: usize, given: &str| Action::Save {
-        replica,
-        edit: named(given),
-    };
-    let laptop = |edit: Edit| Action::Save { replica: 2, edit };
     let schedule = Schedule {
         storage: Storage::Disk,
         skews_ms: vec![0; 4],
-        actions: vec![
-            Action::Backup { replica: 0 },
-            save(0, "one"),
-            sync(0, 3),
-            Action::Restore { replica: 0 },
-            save(0, "three"),
-            sync(0, 1),
-            rename(1, "three, renamed"),
-            sync(1, 2),
-            laptop(Edit::Custom {
-                pick: 0,
-                name: 0,
-                value: Some("a".into()),
-            }),
-            Action::Backup { replica: 2 },
-            laptop(Edit::AddItem {
-                pick: 0,
-                kind: 0,
-                text: "a".into(),
-            }),
-            sync(2, 0),
-            sync(3, 1),
-            Action::Leave { replica: 1 },
-            laptop(Edit::EditItem {
+        actions: [
+            restored_phone(),
+            laptop_restored_after(Edit::EditItem {
                 pick: 0,
                 nth: 0,
                 text: "b".into(),
             }),
-            Action::Sync {
-                from: 2,
-                to: 1,
-                mode: SyncMode::Duplicated,
-            },
-            Action::Restore { replica: 2 },
-        ],
+        ]
+        .concat(),
     };
     let stats = Sim::run(&schedule).unwrap_or_else(|v| panic!("{v}"));
     assert_eq!((stats.backups, stats.restores), (2, 2), "{stats:?}");
@@ -1224,29 +1181,27 @@ fn an_op_below_another_devices_withdrawn_edit_stays_covered_by_its_signature() {
     let schedule = Schedule {
         storage: Storage::Disk,
         skews_ms: vec![0; 4],
-        actions: vec![
-            Action::Backup { replica: 0 },
-            save(0, "one"),
-            sync(0, 3),
-            Action::Restore { replica: 0 },
-            save(0, "three"),
-            sync(0, 1),
-            rename(1, "three, renamed"),
-            sync(1, 2),
-            sync(3, 2),
-            sync(1, 0),
-            save(2, "a"),
-            Action::Save {
-                replica: 2,
-                edit: Edit::AddItem {
-                    pick: 2,
-                    kind: 0,
-                    text: "a".into(),
+        actions: [
+            restored_phone(),
+            vec![
+                rename(1, "three, renamed"),
+                sync(1, 2),
+                sync(3, 2),
+                sync(1, 0),
+                save(2, "a"),
+                Action::Save {
+                    replica: 2,
+                    edit: Edit::AddItem {
+                        pick: 2,
+                        kind: 0,
+                        text: "a".into(),
+                    },
                 },
-            },
-            sync(0, 2),
-            Action::Crash { replica: 0 },
-        ],
+                sync(0, 2),
+                Action::Crash { replica: 0 },
+            ],
+        ]
+        .concat(),
     };
     let mut story = String::new();
     let stats = Sim::new(&schedule)

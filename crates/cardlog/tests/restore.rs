@@ -54,6 +54,40 @@ fn restored_after_losing_a_contact(
     phone
 }
 
+/// The laptop (the founder, with a contact 4 of its own), the relay, and the phone, tablet and
+/// desk as members, each synced once through the relay; then the phone restored in place after
+/// losing a contact and writing another ([`restored_after_losing_a_contact`]).
+struct WithDesk {
+    laptop: Replica,
+    relay: Replica,
+    phone: Replica,
+    tablet: Replica,
+    desk: Replica,
+}
+
+fn with_a_desk(dir: &std::path::Path, clock: &Arc<FakeClock>) -> WithDesk {
+    let mut laptop = replica(&dir.join("laptop"), clock);
+    let mut relay = common::relay_of(&mut laptop, &dir.join("relay"), clock);
+    let phone_dir = dir.join("phone");
+    let mut phone = member_of(&mut laptop, &phone_dir, clock);
+    let mut tablet = member_of(&mut laptop, &dir.join("tablet"), clock);
+    let mut desk = member_of(&mut laptop, &dir.join("desk"), clock);
+    laptop.add_contact(&person(4, "The laptop's")).unwrap();
+    session(&mut relay, &mut laptop);
+    for x in [&mut phone, &mut tablet, &mut desk] {
+        session(x, &mut relay);
+    }
+    let backup = dir.join("phone-backup");
+    let phone = restored_after_losing_a_contact(phone, &phone_dir, &backup, &mut relay, clock);
+    WithDesk {
+        laptop,
+        relay,
+        phone,
+        tablet,
+        desk,
+    }
+}
+
 fn field(r: &Replica, n: u8, f: Field) -> Option<String> {
     r.contact(&person(n, "").id)
         .unwrap()
@@ -1106,20 +1140,13 @@ fn ops_only_a_withdrawn_edit_proves_come_back_to_their_author_restored_in_place(
 fn edits_on_void_ops_below_a_withdrawn_op(built_on_branch: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::new(NINE_MS));
-    let mut laptop = replica(&tmp.path().join("laptop"), &clock);
-    let mut relay = common::relay_of(&mut laptop, &tmp.path().join("relay"), &clock);
-    let phone_dir = tmp.path().join("phone");
-    let mut phone = member_of(&mut laptop, &phone_dir, &clock);
-    let mut tablet = member_of(&mut laptop, &tmp.path().join("tablet"), &clock);
-    let mut desk = member_of(&mut laptop, &tmp.path().join("desk"), &clock);
-    laptop.add_contact(&person(4, "The laptop's")).unwrap();
-    session(&mut relay, &mut laptop);
-    for x in [&mut phone, &mut tablet, &mut desk] {
-        session(x, &mut relay);
-    }
-    let phone_backup = tmp.path().join("phone-backup");
-    let mut phone =
-        restored_after_losing_a_contact(phone, &phone_dir, &phone_backup, &mut relay, &clock);
+    let WithDesk {
+        mut laptop,
+        mut relay,
+        mut phone,
+        mut tablet,
+        mut desk,
+    } = with_a_desk(tmp.path(), &clock);
     session(&mut tablet, &mut phone);
     let given_2 = if built_on_branch {
         rename(&mut tablet, &clock, 2, "After, renamed");
@@ -1194,19 +1221,13 @@ fn an_edit_re_issued_over_a_removed_devices_void_edit_stays_in_conflict_with_wha
     // named what the desk's note replaced, the phone's, and the conflict was gone).
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::new(NINE_MS));
-    let mut laptop = replica(&tmp.path().join("laptop"), &clock);
-    let mut relay = common::relay_of(&mut laptop, &tmp.path().join("relay"), &clock);
-    let phone_dir = tmp.path().join("phone");
-    let mut phone = member_of(&mut laptop, &phone_dir, &clock);
-    let mut tablet = member_of(&mut laptop, &tmp.path().join("tablet"), &clock);
-    let mut desk = member_of(&mut laptop, &tmp.path().join("desk"), &clock);
-    session(&mut relay, &mut laptop);
-    for x in [&mut phone, &mut tablet, &mut desk] {
-        session(x, &mut relay);
-    }
-    let phone_backup = tmp.path().join("phone-backup");
-    let mut phone =
-        restored_after_losing_a_contact(phone, &phone_dir, &phone_backup, &mut relay, &clock);
+    let WithDesk {
+        mut laptop,
+        mut relay,
+        mut phone,
+        mut tablet,
+        mut desk,
+    } = with_a_desk(tmp.path(), &clock);
     let note = |x: &mut Replica, text: &str| {
         clock.advance_ms(60_000);
         x.edit(person(2, "").id, |c| {
