@@ -130,10 +130,11 @@ impl Replica {
     /// author re-issues it (`Store::withdraw_from`). Where the op held at the place was
     /// stamped before the peer's, or the peer's hold one this device gave up (withdrew,
     /// recorded, or holds a later copy of) or continue one it withdrew or gave up instead of
-    /// the chain held below ([`Self::continues_elsewhere`]), the chain stays and the peer's ops it neither
-    /// holds nor gave up are re-issued after it ([`Self::reissue_theirs`]), all then recorded
-    /// as given up. A take back that cannot be made (`theirs` has a gap, or is not all signed
-    /// and admitted) changes nothing but the mark: the fork stays recorded, as any fork. With nothing differing, the mark stays until a peer holding the lost ops is
+    /// the chain held below ([`Self::continues_elsewhere`]), the chain stays and the peer's
+    /// ops it neither holds nor gave up are re-issued after it ([`Self::reissue_theirs`]), all
+    /// then recorded as given up. A take back that cannot be made (`theirs` has a gap, or is
+    /// not all signed and admitted) changes nothing but the mark: the fork stays recorded, as
+    /// any fork. With nothing differing, the mark stays until a peer holding the lost ops is
     /// met, unless `peer` made the claim that marked it (or the mark names no claimant and
     /// `peer` is the relay) or the mark has lasted [`MARK_SESSIONS`] such sessions: then the
     /// claim was stale. A peer holding the chain as here, however far, proves nothing about
