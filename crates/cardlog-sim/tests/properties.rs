@@ -1054,6 +1054,44 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
                 Action::Leave { replica: 4 },
             ],
         ),
+        // Seed 0xcb82c of `CARDLOG_SIM_BASE=833000`: the phone edits the tablet's rename,
+        // admits and removes the watch, which writes two void ops. The final sync's take back
+        // withdraws the admission and removal behind the edits waiting for the tablet's copy,
+        // so the phone refused the watch's ops for now, and the harness called the session
+        // with the watch undelivered; it no longer asks a replica for the ops of a device
+        // whose admission waits there to be re-issued (0xca327's kind).
+        (
+            5,
+            vec![
+                rename(1, "three, renamed"),
+                sync(1, 2),
+                sync(1, 0),
+                Action::Save {
+                    replica: 0,
+                    edit: Edit::AddItem {
+                        pick: 0,
+                        kind: 0,
+                        text: "a".into(),
+                    },
+                },
+                set(0, 0, "a"),
+                Action::Leave { replica: 4 },
+                save(4, "a"),
+                save(0, "a"),
+                Action::Save {
+                    replica: 0,
+                    edit: Edit::RemoveItem { pick: 0, nth: 1 },
+                },
+                Action::Save {
+                    replica: 4,
+                    edit: Edit::AddItem {
+                        pick: 155,
+                        kind: 0,
+                        text: "a".into(),
+                    },
+                },
+            ],
+        ),
     ];
     for (n, (devices, rest)) in found.into_iter().enumerate() {
         let mut actions = restored_phone();
