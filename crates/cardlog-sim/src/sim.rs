@@ -1198,27 +1198,16 @@ impl Sim {
         if self.node(i)?.waits_to_reissue()? {
             return Ok(());
         }
-        let Some((admin, gone)) = self.founder_and(i)? else {
-            return Ok(());
-        };
         // Nor while the founder's admission of it waits to be re-issued: withdrawn by a take
         // back in that session, it is re-issued only after the founder's edits before it,
         // which wait for another device's copy; until then the device is no member there
         // (seed 0xca327 of base 828000: the watch, admitted just now, handed the restored
         // phone its lost contact).
-        let id = gone.id();
-        let admission_waits = admin.membership().member(&id).is_none()
-            && admin
-                .store()
-                .pending_reissue()
-                .map_err(|e| fail(e.to_string()))?
-                .iter()
-                .any(|(_, op)| {
-                    op.op().members.iter().any(
-                        |m| matches!(m, cardlog_core::MemberChange::Add { device, .. } if *device == id),
-                    )
-                });
-        if admission_waits {
+        let waiting = self.node(0)?.admissions_waiting()?;
+        let Some((admin, gone)) = self.founder_and(i)? else {
+            return Ok(());
+        };
+        if waiting.contains(&device) && admin.membership().member(&device).is_none() {
             return Ok(());
         }
         admin
