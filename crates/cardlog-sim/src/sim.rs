@@ -1780,7 +1780,30 @@ impl Sim {
                                 let Some(head) = going.iter().map(|o| o.op().seq).max() else {
                                     continue;
                                 };
-                                if !tips.iter().any(|t| t.author == author && t.seq > head) {
+                                let Some(tip) = tips
+                                    .iter()
+                                    .filter(|t| t.author == author && t.seq > head)
+                                    .max_by_key(|t| t.seq)
+                                else {
+                                    continue;
+                                };
+                                // Unless the batch brings its ops from the head up to the
+                                // signed one: a cover, which proves them.
+                                let mut at =
+                                    going.iter().find(|o| o.op().seq == head).map(|o| o.id());
+                                for seq in head.saturating_add(1)..=tip.seq {
+                                    at = at.and_then(|prev| {
+                                        ops.iter()
+                                            .find(|o| {
+                                                let o = o.op();
+                                                o.author == author
+                                                    && o.seq == seq
+                                                    && o.prev == Some(prev)
+                                            })
+                                            .map(|o| o.id())
+                                    });
+                                }
+                                if at == Some(tip.op) {
                                     continue;
                                 }
                                 let signed_at = going

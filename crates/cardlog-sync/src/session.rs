@@ -18,6 +18,7 @@
 //! and applied atomically before the next is read: an interrupted session keeps what was
 //! applied, and the next session sends only what is still missing.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use cardlog_core::{DeviceId, OpId, SealedOp, SignedTip};
@@ -219,10 +220,11 @@ enum Out {
     Ops(Outgoing),
 }
 
-/// A store's lookups for encoding a kept branch: its signature is the branch's own.
+/// A store's lookups for encoding a kept branch, or covers ([`PeerBook::cover`]): their
+/// signatures are their own.
 struct BranchTip<'a, S> {
     view: View<'a, S>,
-    tip: SignedTip,
+    tips: Vec<SignedTip>,
 }
 
 impl<S: PeerBook> crate::wire::segment::Locate for BranchTip<'_, S> {
@@ -235,8 +237,12 @@ impl<S: PeerBook> crate::wire::segment::Locate for BranchTip<'_, S> {
         author: &DeviceId,
         seq: u64,
     ) -> Result<Option<SignedTip>, crate::wire::WireError> {
-        if *author == self.tip.author && seq == self.tip.seq {
-            return Ok(Some(self.tip));
+        if let Some(tip) = self
+            .tips
+            .iter()
+            .find(|t| t.author == *author && t.seq == seq)
+        {
+            return Ok(Some(*tip));
         }
         self.view.tip_signature(author, seq)
     }
@@ -339,10 +345,20 @@ impl Outgoing {
             (take, unsigned) = self.signed_end(store, take, chunk_ops)?;
         }
         let mut ops: Vec<SealedOp> = self.ops.drain(..take).collect();
+        let mut covers = Vec::new();
         if !unsigned.is_empty() && self.ops.is_empty() && self.places.is_empty() {
+            covers = with_covers(store, &mut ops, &mut unsigned)?;
             ops = signed_only(store, ops, unsigned)?;
         }
-        let segments = compress(encode_segments_exact_for(&ops, &View(store), &self.exact)?);
+        let mut exact = Cow::Borrowed(&self.exact);
+        if !covers.is_empty() {
+            exact.to_mut().extend(covers.iter().map(|t| t.author));
+        }
+        let located = BranchTip {
+            view: View(store),
+            tips: covers,
+        };
+        let segments = compress(encode_segments_exact_for(&ops, &located, &exact)?);
         let sent = ops.len();
         drop(ops);
         // Whether this message is the last: if only places are left, they may all be forked
@@ -418,6 +434,39 @@ impl Outgoing {
         }
         Ok((take, unsigned))
     }
+}
+
+/// The covers ([`PeerBook::cover`]) of the tails of `unsigned` authors in the last message's
+/// `ops`: where the store has one for an author's last op in it, the cover's ops go after the
+/// message's (as exact ops: they may name ops the peer does not hold, given up) and the
+/// author leaves `unsigned`. The receiver admits the tail under the cover's signature, which
+/// covers exactly those bytes, and keeps what of the cover it cannot store to prove the tail
+/// in turn (docs/SYNC.md, "Signatures"). Returns the covers' signatures.
+fn with_covers<S: PeerBook>(
+    store: &S,
+    ops: &mut Vec<SealedOp>,
+    unsigned: &mut BTreeSet<DeviceId>,
+) -> Result<Vec<SignedTip>, SyncError<S::Error>> {
+    let mut last: BTreeMap<DeviceId, (u64, OpId)> = BTreeMap::new();
+    for op in ops.iter() {
+        let o = op.op();
+        if unsigned.contains(&o.author) {
+            last.insert(o.author, (o.seq, op.id()));
+        }
+    }
+    let mut tips = Vec::new();
+    for (author, (seq, id)) in last {
+        let Some((cover, tip)) = store.cover(&author, seq, id).map_err(SyncError::Store)? else {
+            continue;
+        };
+        if tip.author != author || cover.last().is_none_or(|op| op.id() != tip.op) {
+            continue;
+        }
+        ops.extend(cover);
+        tips.push(tip);
+        unsigned.remove(&author);
+    }
+    Ok(tips)
 }
 
 /// The last message's `ops` without what no signature held covers: the tails of the
@@ -1248,7 +1297,7 @@ fn branch_message<S: PeerBook>(store: &S, branch: &[SealedOp], tip: SignedTip) -
 fn branch_segments<S: PeerBook>(store: &S, branch: &[SealedOp], tip: SignedTip) -> Option<Vec<u8>> {
     let located = BranchTip {
         view: View(store),
-        tip,
+        tips: vec![tip],
     };
     Some(compress(encode_exact_segments(branch, &located).ok()?))
 }

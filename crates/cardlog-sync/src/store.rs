@@ -204,6 +204,22 @@ pub trait PeerBook: SyncStore {
         let _ = (author, theirs, tips);
         Ok(())
     }
+    /// The cover of `author`'s chain held here up to its op `id` at `seq`, where no signature
+    /// this replica keeps of an op held covers that op: ops of the chain not held here that
+    /// continue it from `id`, in chain order, up to one whose author's signature it keeps,
+    /// with that signature (the author's ops after those held were withdrawn here, or where
+    /// they came from, for building on a branch given up). A session's last message sends
+    /// them beside the chain's tail, as proof of it (docs/SYNC.md, "Signatures"); without
+    /// one, the tail is left out. The default has none.
+    fn cover(
+        &self,
+        author: &DeviceId,
+        seq: u64,
+        id: OpId,
+    ) -> Result<Option<(Vec<SealedOp>, SignedTip)>, Self::Error> {
+        let _ = (author, seq, id);
+        Ok(None)
+    }
     /// The branch of `author`'s chain kept by [`PeerBook::keep_branch`], in chain order, with
     /// its author's signature of its last op. The default has none.
     fn kept_branch(&self, author: &DeviceId) -> Option<(Vec<SealedOp>, SignedTip)> {

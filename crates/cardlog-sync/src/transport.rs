@@ -1041,6 +1041,15 @@ impl<S: PeerBook> PeerBook for Shared<S> {
         self.lock().kept_branch(author)
     }
 
+    fn cover(
+        &self,
+        author: &DeviceId,
+        seq: u64,
+        id: OpId,
+    ) -> Result<Option<(Vec<SealedOp>, SignedTip)>, Self::Error> {
+        self.lock().cover(author, seq, id)
+    }
+
     fn owed(&self, peer: &DeviceId) -> Vec<crate::store::Owed> {
         self.lock().owed(peer)
     }

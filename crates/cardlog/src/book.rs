@@ -216,11 +216,11 @@ impl Replica {
     /// removal), and every author writing in op format 2 has a kept signature of its last op,
     /// under a key that is the author's, that verifies (one signature covers the chain, which
     /// the store's own check links op by op). Where what the author wrote after its last op
-    /// held was withdrawn for building on a branch given up, the kept signature of the
-    /// withdrawn op continuing the chain covers it ([`Store::withdrawn_cover`]) until the
-    /// author re-issues that op. The problems, in words.
+    /// held was withdrawn for building on a branch given up, here or where the ops held came
+    /// from, the signature of the op continuing the chain covers it, with the ops up to it
+    /// (a cover: [`Store::cover`]) until the author's next ops arrive. The problems, in words.
     ///
-    /// [`Store::withdrawn_cover`]: cardlog_store::Store::withdrawn_cover
+    /// [`Store::cover`]: cardlog_store::Store::cover
     pub(crate) fn audit(&self) -> Result<Vec<String>, Error> {
         let mut problems = Vec::new();
         let mut last_signed: std::collections::BTreeMap<DeviceId, (u64, OpId)> = Default::default();
@@ -244,7 +244,7 @@ impl Replica {
             // given up, the signature of that covers the chain here until it re-issues it.
             let tip = match self.store.signature(&author, seq)? {
                 Some(tip) => Some(tip),
-                None => self.store.withdrawn_cover(&author, seq, id)?,
+                None => self.store.cover(&author, seq, id)?.map(|(_, tip)| tip),
             };
             let Some(tip) = tip else {
                 problems.push(format!(

@@ -941,6 +941,15 @@ impl PeerBook for Replica {
         self.kept_branch_of(author).ok().flatten()
     }
 
+    fn cover(
+        &self,
+        author: &DeviceId,
+        seq: u64,
+        id: OpId,
+    ) -> Result<Option<(Vec<SealedOp>, SignedTip)>, Error> {
+        Ok(self.store.cover(author, seq, id)?)
+    }
+
     fn owed(&self, peer: &DeviceId) -> Vec<cardlog_sync::Owed> {
         self.owed_branches(peer).unwrap_or_default()
     }

@@ -1133,8 +1133,9 @@ fn ops_only_a_withdrawn_edit_proves_come_back_to_their_author_restored_in_place(
 /// own (3), a new name for the laptop's contact (4), then a note on the phone's contact. The
 /// tablet takes those and renames contacts 3 and 4, naming the desk's void ops. When the
 /// phone's fork settles, the desk's note goes with the branch, and the desk's other two ops
-/// are covered only by that withdrawn note's signature: no replica can prove them to the
-/// relay, which never held them. Every replica must end with the tablet's renames, the
+/// are covered only by that withdrawn note's signature: the note travels beside them as their
+/// cover, to the relay, which never held them, and from it to the laptop (without it, no
+/// replica could prove them there). Every replica must end with the tablet's renames, the
 /// laptop's name of contact 4 (which the void op had replaced) beside the tablet's as a
 /// visible conflict, and the same state.
 fn edits_on_void_ops_below_a_withdrawn_op(built_on_branch: bool) {
@@ -1185,9 +1186,12 @@ fn edits_on_void_ops_below_a_withdrawn_op(built_on_branch: bool) {
     } else {
         assert_eq!(tablet.summary()[&tab], renamed, "kept, not re-issued");
     }
-    assert!(
-        !relay.summary().contains_key(&desk.id()),
-        "the relay never held the desk's void ops"
+    // Re-issued, the tablet's renames name none of the desk's void ops, and the relay never
+    // needs them; kept, they name them, and the ops came to the relay with their cover.
+    assert_eq!(
+        relay.summary().contains_key(&desk.id()),
+        !built_on_branch,
+        "the desk's void ops at the relay"
     );
     for x in [&phone, &tablet, &laptop, &relay] {
         assert_eq!(field(x, 1, Field::Given).as_deref(), Some("Lost"));
@@ -1209,6 +1213,11 @@ fn edits_on_void_ops_below_a_withdrawn_op(built_on_branch: bool) {
         assert!(x.verify().unwrap().is_ok());
         assert_eq!(x.state_bytes().unwrap(), relay.state_bytes().unwrap());
     }
+    assert_eq!(
+        laptop.summary().get(&desk.id()),
+        relay.summary().get(&desk.id()),
+        "passed on with their cover"
+    );
 }
 
 #[test]
@@ -1278,13 +1287,12 @@ fn an_edit_on_a_removed_devices_void_contact_reaches_a_relay_that_never_held_the
 }
 
 #[test]
-#[ignore = "open (issue 21): a kept op naming a void op that only a withdrawn op's signature \
-            covers cannot go in where the void op never went"]
 fn an_edit_kept_on_a_removed_devices_void_contact_reaches_a_relay_that_never_held_it() {
     // Without the tablet's rename of the phone's contact, its renames build on nothing given
-    // up and are kept as they are, still naming the desk's void ops, which no replica can
-    // prove to the relay: it cannot store them, nor anything the tablet writes after them
-    // (fails). It needs the withdrawn note's bytes to travel beside the void ops as proof
-    // (docs/SEMANTICS.md, "Restores").
+    // up and are kept as they are, still naming the desk's void ops. Only the signature of
+    // the desk's withdrawn note proves those: the tablet sends the note beside them as their
+    // cover, the relay stores the void ops (the renames name them) and keeps the note it
+    // cannot store, and passes both on to the laptop. Before covers travelled, the relay
+    // could store neither, nor anything the tablet wrote after them.
     edits_on_void_ops_below_a_withdrawn_op(false);
 }

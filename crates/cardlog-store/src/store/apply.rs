@@ -115,9 +115,10 @@ impl Store {
         keyed.sort_by_key(|(k, _)| *k);
         let ordered: Vec<(usize, &SealedOp)> =
             keyed.into_iter().map(|(_, (i, op, _))| (i, op)).collect();
-        // Ops left waiting because they cannot be proved to a peer yet (below).
+        // Ops left waiting because they cannot be proved to a peer yet (below), and the
+        // covers that prove ops stored (`cover.rs`).
         let mut unproved: HashMap<usize, Missing> = HashMap::new();
-        let (stage, mut outcomes) = loop {
+        let (stage, mut outcomes, covers) = loop {
             let mut stage = Stage::at(self, self.log_len(), self.op_count());
             let mut outcomes: Vec<(usize, &SealedOp, Option<OpOutcome>)> = ordered
                 .iter()
@@ -152,9 +153,9 @@ impl Store {
                     break;
                 }
             }
-            let more = self.unprovable(&outcomes, tips)?;
+            let (more, covers) = self.unprovable(&outcomes, tips)?;
             if more.is_empty() {
-                break (stage, outcomes);
+                break (stage, outcomes, covers);
             }
             unproved.extend(more);
         };
@@ -184,6 +185,11 @@ impl Store {
             .collect();
         if !received.is_empty() {
             self.keep_signatures(&received)?;
+            if !covers.is_empty() {
+                let mut batch = KvBatch::default();
+                self.keep_covers(covers, &mut batch)?;
+                self.kv.apply(batch).map_err(|e| self.poison(e))?;
+            }
             self.sync_signature_log()?;
             self.kv.flush().map_err(|e| self.poison(e))?;
             self.meta_dirty = false;
@@ -238,22 +244,26 @@ impl Store {
     /// Of the ops a batch would store, those no signature would cover: another device's ops
     /// stored above the last of its ops signed (by a signature in `tips` or kept here), when
     /// the batch's signature of that device's chain is of a later op that waits for a
-    /// dependency. Such ops are held back with it (by index in the batch, each with what it
-    /// waits for): a replica stores another device's ops only up to an op it can prove to a
-    /// peer, so that whatever it holds it can pass on (docs/SYNC.md, "Signatures").
+    /// dependency, unless the batch holds every op from the last stored up to that one (a
+    /// cover, `cover.rs`: returned, to keep beside the ops it proves). Such ops are held back
+    /// with it (by index in the batch, each with what it waits for): a replica stores another
+    /// device's ops only up to an op it can prove to a peer, so that whatever it holds it can
+    /// pass on (docs/SYNC.md, "Signatures").
+    #[allow(clippy::type_complexity)]
     fn unprovable(
         &self,
         outcomes: &[(usize, &SealedOp, Option<OpOutcome>)],
         tips: &[SignedTip],
-    ) -> Result<HashMap<usize, Missing>, StoreError> {
+    ) -> Result<(HashMap<usize, Missing>, Vec<super::cover::Cover>), StoreError> {
         let mut out = HashMap::new();
+        let mut covers = Vec::new();
         // (Nothing waits in almost every batch: then nothing is read.)
         if tips.is_empty()
             || !outcomes
                 .iter()
                 .any(|(_, _, o)| matches!(o, Some(OpOutcome::Missing(_))))
         {
-            return Ok(out);
+            return Ok((out, covers));
         }
         // Per author: the ops stored by seq (index, id), and the first op left waiting.
         let mut stored: BTreeMap<DeviceId, BTreeMap<u64, (usize, OpId)>> = BTreeMap::new();
@@ -287,7 +297,26 @@ impl Store {
                 continue;
             };
             // Only where the batch's signature is of an op it does not store.
-            if !tips.iter().any(|t| t.author == author && t.seq > head) {
+            let Some(above) = tips
+                .iter()
+                .filter(|t| t.author == author && t.seq > head)
+                .max_by_key(|t| t.seq)
+            else {
+                continue;
+            };
+            // Unless the batch brings the ops up to it (a cover).
+            let mut by_seq: BTreeMap<u64, Vec<&SealedOp>> = BTreeMap::new();
+            for (_, op, _) in outcomes
+                .iter()
+                .filter(|(_, op, _)| op.op().author == author)
+            {
+                by_seq.entry(op.op().seq).or_default().push(*op);
+            }
+            let head_id = ops.get(&head).map(|(_, id)| *id);
+            if let Some(cover) =
+                head_id.and_then(|id| Self::cover_in_batch(&by_seq, (head, id), above))
+            {
+                covers.push(cover);
                 continue;
             }
             let mut signed_at = None;
@@ -308,7 +337,7 @@ impl Store {
                 out.insert(*i, *why);
             }
         }
-        Ok(out)
+        Ok((out, covers))
     }
 
     /// Keeps the signatures of `tips` whose ops the store now holds, and lets go of those of

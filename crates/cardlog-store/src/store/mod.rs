@@ -21,6 +21,7 @@
 mod apply;
 mod changes;
 mod compact;
+mod cover;
 mod derive;
 mod identity;
 mod names;
@@ -42,6 +43,7 @@ use cardlog_core::{BookId, ContactId, Cutoffs, DeviceId, DeviceKey, OpId, Path, 
 
 pub use changes::{ChangeCursor, ContactChange, CursorParseError, Since, CHANGE_CURSOR_BYTES};
 pub use compact::Compacted;
+pub use cover::Cover;
 pub use derive::Progress;
 pub use identity::{read_key_file, write_key_file, KEY_FILE, SIGNATURE_SPACING};
 pub use open::STORE_FORMAT_VERSION;

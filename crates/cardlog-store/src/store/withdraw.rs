@@ -262,37 +262,44 @@ impl Store {
         }
     }
 
-    /// The kept signature of a withdrawn op of `author`'s chain that continues it from its op
-    /// `id` at `seq` (each withdrawn op naming the one below): what covers the ops of another
-    /// device held here up to `id` when what it wrote after them was withdrawn for building on
-    /// a branch given up, until it re-issues that. `None` when no such op has a signature
-    /// kept. Checking the signature is the caller's.
+    /// The withdrawn ops of `author`'s chain that continue it from its op `id` at `seq` (each
+    /// naming the one below), up to the first with a signature kept, in chain order, with that
+    /// signature: what covers the ops of another device held here up to `id` when what it
+    /// wrote after them was withdrawn for building on a branch given up, until it re-issues
+    /// that. A session sends them beside the ops they cover as proof (docs/SYNC.md,
+    /// "Signatures"). `None` when no such op has a signature kept. Checking the signature is
+    /// the caller's.
     pub fn withdrawn_cover(
         &self,
         author: &DeviceId,
         seq: u64,
         id: OpId,
-    ) -> Result<Option<SignedTip>, StoreError> {
+    ) -> Result<Option<(Vec<SealedOp>, SignedTip)>, StoreError> {
         let above = self.withdrawn_above(author, seq)?;
-        let mut below = vec![id];
+        // Each withdrawn op reached, with the ops from `seq + 1` up to it.
+        let mut reached: Vec<(OpId, Vec<SealedOp>)> = vec![(id, Vec::new())];
         for s in seq.saturating_add(1).. {
             let Some(ops) = above.get(&s) else {
                 return Ok(None);
             };
-            let next: Vec<OpId> = ops
-                .iter()
-                .filter(|op| op.op().prev.is_some_and(|p| below.contains(&p)))
-                .map(SealedOp::id)
-                .collect();
+            let mut next: Vec<(OpId, Vec<SealedOp>)> = Vec::new();
+            for op in ops {
+                let below = reached.iter().find(|(at, _)| op.op().prev == Some(*at));
+                if let Some((_, chain)) = below {
+                    let mut chain = chain.clone();
+                    chain.push(op.clone());
+                    next.push((op.id(), chain));
+                }
+            }
             if next.is_empty() {
                 return Ok(None);
             }
             if let Some(tip) = self.raw_signature(author, s)? {
-                if next.contains(&tip.op) {
-                    return Ok(Some(tip));
+                if let Some((_, chain)) = next.iter().find(|(at, _)| *at == tip.op) {
+                    return Ok(Some((chain.clone(), tip)));
                 }
             }
-            below = next;
+            reached = next;
         }
         Ok(None)
     }
