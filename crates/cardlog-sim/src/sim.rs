@@ -1719,6 +1719,8 @@ impl Sim {
                 ops.retain(|o| !forked.contains(&o.op().author));
                 let tips = a.with_store(|s| s.signatures_(&ops))?.map_err(fail)?;
                 shuffle(&mut ops, seed);
+                // (Which ops the receiver takes as void while it stores the batch.)
+                let before = cutoffs_of(&b.ops()?);
                 let applied = b.with_store(|s| s.apply_(&ops, &tips))?.map_err(fail)?;
                 // Every op the receiver lacked arrived, in whatever order: all must be stored,
                 // but a removed device's void ops that nothing among them needs.
@@ -1787,8 +1789,25 @@ impl Sim {
                                 else {
                                     continue;
                                 };
-                                // Unless the batch brings its ops from the head up to the
-                                // signed one: a cover, which proves them.
+                                let signed_at = going
+                                    .iter()
+                                    .filter(|o| {
+                                        tips.iter().any(|t| {
+                                            t.author == author
+                                                && t.seq == o.op().seq
+                                                && t.op == o.id()
+                                        })
+                                    })
+                                    .map(|o| o.op().seq)
+                                    .max();
+                                let first = going
+                                    .iter()
+                                    .map(|o| o.op().seq)
+                                    .filter(|s| signed_at.is_none_or(|at| *s > at))
+                                    .min();
+                                // Unless they are void and the batch brings the ops from the
+                                // head up to the signed one: a cover, which proves them.
+                                let void = first.is_some_and(|s| before.voids(&author, s));
                                 let mut at =
                                     going.iter().find(|o| o.op().seq == head).map(|o| o.id());
                                 for seq in head.saturating_add(1)..=tip.seq {
@@ -1803,20 +1822,9 @@ impl Sim {
                                             .map(|o| o.id())
                                     });
                                 }
-                                if at == Some(tip.op) {
+                                if void && at == Some(tip.op) {
                                     continue;
                                 }
-                                let signed_at = going
-                                    .iter()
-                                    .filter(|o| {
-                                        tips.iter().any(|t| {
-                                            t.author == author
-                                                && t.seq == o.op().seq
-                                                && t.op == o.id()
-                                        })
-                                    })
-                                    .map(|o| o.op().seq)
-                                    .max();
                                 more.extend(
                                     going
                                         .iter()

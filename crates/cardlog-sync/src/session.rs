@@ -441,7 +441,9 @@ impl Outgoing {
 /// message's (as exact ops: they may name ops the peer does not hold, given up) and the
 /// author leaves `unsigned`. The receiver admits the tail under the cover's signature, which
 /// covers exactly those bytes, and keeps what of the cover it cannot store to prove the tail
-/// in turn (docs/SYNC.md, "Signatures"). Returns the covers' signatures.
+/// in turn (docs/SYNC.md, "Signatures"). At most [`COVER_OPS_MAX`] ops and
+/// [`COVER_BYTES_MAX`] bytes a cover, [`EXTEND_BYTES_MAX`] in all (a tail whose cover does
+/// not fit is left out, as without one). Returns the covers' signatures.
 fn with_covers<S: PeerBook>(
     store: &S,
     ops: &mut Vec<SealedOp>,
@@ -455,13 +457,20 @@ fn with_covers<S: PeerBook>(
         }
     }
     let mut tips = Vec::new();
+    let mut room = EXTEND_BYTES_MAX;
     for (author, (seq, id)) in last {
         let Some((cover, tip)) = store.cover(&author, seq, id).map_err(SyncError::Store)? else {
             continue;
         };
-        if tip.author != author || cover.last().is_none_or(|op| op.id() != tip.op) {
+        let bytes: usize = cover.iter().map(|op| op.bytes().len()).sum();
+        if tip.author != author
+            || cover.last().is_none_or(|op| op.id() != tip.op)
+            || cover.len() > COVER_OPS_MAX
+            || bytes > COVER_BYTES_MAX.min(room)
+        {
             continue;
         }
+        room -= bytes;
         ops.extend(cover);
         tips.push(tip);
         unsigned.remove(&author);
@@ -545,6 +554,13 @@ fn signed_only<S: PeerBook>(
         }
     }
 }
+
+/// Most ops of a cover sent ([`with_covers`]): a receiver keeps no more (the store's
+/// `COVER_OPS_MAX`).
+const COVER_OPS_MAX: usize = 1024;
+/// Most bytes of a cover's ops sent: a receiver keeps no more (the store's `COVER_BYTES_MAX`).
+/// A message carries at most [`EXTEND_BYTES_MAX`] of covers in all.
+const COVER_BYTES_MAX: usize = 1 << 20;
 
 /// How many ops past its size a message may grow to end at signed ops.
 const EXTEND_OPS_MAX: usize = 1 << 16;

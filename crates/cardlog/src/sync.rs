@@ -647,11 +647,23 @@ impl SyncStore for Replica {
             }
             let mut batch = std::mem::take(&mut carried);
             batch.extend_from_slice(step);
-            // The signatures are kept with the first step, before any of the ops.
-            let step_tips: &[SignedTip] = if i == 0 { &admitted.tips } else { &[] };
+            // The signatures are kept with the first step, before any of the ops; later steps
+            // get those of their ops' authors again, so the store sees which signed op each
+            // author's ops are proved by (a kept signature is not written twice).
+            let step_tips: Vec<SignedTip> = if i == 0 {
+                admitted.tips.clone()
+            } else {
+                let authors: BTreeSet<DeviceId> = batch.iter().map(|op| op.op().author).collect();
+                admitted
+                    .tips
+                    .iter()
+                    .filter(|t| authors.contains(&t.author))
+                    .copied()
+                    .collect()
+            };
             let report = {
                 let mut r = lock();
-                let report = r.as_source(source, |r| r.apply_admitted(&batch, step_tips))?;
+                let report = r.as_source(source, |r| r.apply_admitted(&batch, &step_tips))?;
                 // The register changes held back are written now, by the session, rather
                 // than by whichever save comes next.
                 r.store.settle()?;
@@ -947,6 +959,11 @@ impl PeerBook for Replica {
         seq: u64,
         id: OpId,
     ) -> Result<Option<(Vec<SealedOp>, SignedTip)>, Error> {
+        // Only a removed device's void ops go with their cover: a member's are proved by its
+        // next ops, which a receiver waits for (docs/SYNC.md, "Signatures").
+        if !self.membership().cutoffs().voids(author, seq) {
+            return Ok(None);
+        }
         Ok(self.store.cover(author, seq, id)?)
     }
 

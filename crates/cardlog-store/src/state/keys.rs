@@ -120,11 +120,11 @@ pub mod meta {
     /// op's id: what an own op given back later that names one names instead (bounded;
     /// written by the facade).
     pub const GIVEN_UP_COPIES: &[u8] = b"mgivencopies";
-    /// Ops of other devices' chains this replica could not store that prove ops it holds:
-    /// each continues its author's chain held here up to an op whose signature came with
-    /// them, where no signature kept covers the ops held (the author's signature was of an
-    /// op withdrawn elsewhere). Passed on with the ops they cover (bounded; written by the
-    /// facade).
+    /// Covers (`store/cover.rs`): ops of removed devices' chains this store could not store
+    /// that prove void ops it holds, each continuing its author's chain held here up to an op
+    /// whose signature came with them, where no signature kept covers the ops held (the
+    /// author's signature was of an op withdrawn elsewhere). Passed on with the ops they cover
+    /// (bounded; written by the store with the received signatures).
     pub const COVERS: &[u8] = b"mcovers";
     /// Present once the name index holds every contact: four bytes, the index's version
     /// ([`super::NAME_INDEX_VERSION`]) and the Unicode version of the case tables that

@@ -46,7 +46,8 @@ impl Store {
     /// device's ops are stored only up to one a signature covers: where the op a signature in
     /// `tips` is of waits for a dependency, the ops below it that no other signature covers
     /// wait with it (reported missing), so the store never holds an op it cannot prove to a
-    /// peer.
+    /// peer; but void ops whose cover the batch brings go in, the cover kept to prove them
+    /// ([`Store::cover`]).
     pub fn apply_signed(
         &mut self,
         ops: &[SealedOp],
@@ -178,12 +179,15 @@ impl Store {
         // Received signatures are durable before the ops they cover: a record appended to the
         // log survives a killed process even unsynced, sled's unflushed writes do not, and a
         // received signature cannot be made again. (One kept for an op not stored is ignored.)
-        let received: Vec<SignedTip> = tips
-            .iter()
-            .filter(|t| t.author != self.device)
-            .copied()
-            .collect();
-        if !received.is_empty() {
+        let mut received: Vec<SignedTip> = Vec::with_capacity(tips.len());
+        for tip in tips.iter().filter(|t| t.author != self.device) {
+            // (One kept as it is, as a later step of a shared apply passes again, is not
+            // written again.)
+            if self.raw_signature(&tip.author, tip.seq).ok().flatten() != Some(*tip) {
+                received.push(*tip);
+            }
+        }
+        if !received.is_empty() || !covers.is_empty() {
             self.keep_signatures(&received)?;
             if !covers.is_empty() {
                 let mut batch = KvBatch::default();
@@ -244,11 +248,11 @@ impl Store {
     /// Of the ops a batch would store, those no signature would cover: another device's ops
     /// stored above the last of its ops signed (by a signature in `tips` or kept here), when
     /// the batch's signature of that device's chain is of a later op that waits for a
-    /// dependency, unless the batch holds every op from the last stored up to that one (a
-    /// cover, `cover.rs`: returned, to keep beside the ops it proves). Such ops are held back
-    /// with it (by index in the batch, each with what it waits for): a replica stores another
-    /// device's ops only up to an op it can prove to a peer, so that whatever it holds it can
-    /// pass on (docs/SYNC.md, "Signatures").
+    /// dependency, unless they are void and the batch holds every op from the last stored up
+    /// to that one (a cover, `cover.rs`: returned, to keep beside the ops it proves). Such ops
+    /// are held back with it (by index in the batch, each with what it waits for): a replica
+    /// stores another device's ops only up to an op it can prove to a peer, so that whatever
+    /// it holds it can pass on (docs/SYNC.md, "Signatures").
     #[allow(clippy::type_complexity)]
     fn unprovable(
         &self,
@@ -304,21 +308,6 @@ impl Store {
             else {
                 continue;
             };
-            // Unless the batch brings the ops up to it (a cover).
-            let mut by_seq: BTreeMap<u64, Vec<&SealedOp>> = BTreeMap::new();
-            for (_, op, _) in outcomes
-                .iter()
-                .filter(|(_, op, _)| op.op().author == author)
-            {
-                by_seq.entry(op.op().seq).or_default().push(*op);
-            }
-            let head_id = ops.get(&head).map(|(_, id)| *id);
-            if let Some(cover) =
-                head_id.and_then(|id| Self::cover_in_batch(&by_seq, (head, id), above))
-            {
-                covers.push(cover);
-                continue;
-            }
             let mut signed_at = None;
             for (seq, (_, id)) in ops.iter().rev() {
                 let in_batch = tips
@@ -333,7 +322,31 @@ impl Store {
                     break;
                 }
             }
-            for (_, (i, _)) in ops.range(signed_at.map_or(0, |s| s.saturating_add(1))..) {
+            let from = signed_at.map_or(0, |s| s.saturating_add(1));
+            let Some(first) = ops.range(from..).next().map(|(seq, _)| *seq) else {
+                continue;
+            };
+            // Unless they are void (a removed device's, which never writes the op signed
+            // again) and the batch brings the ops up to the signed one: a cover, kept while
+            // there is room.
+            if self.cutoffs.voids(&author, first) {
+                let head_id = ops.get(&head).map(|(_, id)| *id);
+                let mut by_seq: BTreeMap<u64, Vec<&SealedOp>> = BTreeMap::new();
+                for (_, op, _) in outcomes
+                    .iter()
+                    .filter(|(_, op, _)| op.op().author == author)
+                {
+                    by_seq.entry(op.op().seq).or_default().push(*op);
+                }
+                let cover = head_id.and_then(|id| Self::cover_in_batch(&by_seq, (head, id), above));
+                if let Some(cover) = cover {
+                    if self.room_for_cover(&author, &covers)? {
+                        covers.push(cover);
+                        continue;
+                    }
+                }
+            }
+            for (_, (i, _)) in ops.range(from..) {
                 out.insert(*i, *why);
             }
         }

@@ -4,16 +4,19 @@
 //! peer. Where the author's ops after those held were withdrawn for building on a branch a
 //! third device gave up (here, or where they came from), the signature is of a withdrawn op:
 //! the ops from the one after the last held up to the signed one are the *cover*. Withdrawn
-//! here, they are in the op log ([`Store::withdrawn_cover`]); received beside the ops they
-//! prove and not storable (they name what was given up), they are kept under `mcovers`, so
-//! the store takes the ops they prove and passes them on with their proof.
+//! here, they are in the op log ([`Store::withdrawn_cover`]). A member re-issues such ops, and
+//! its new ones are signed, so ops proved only by a cover just wait for them; a removed device
+//! never does, so its void ops (which a member's edit may name) are taken with their cover
+//! when a batch brings one, and the cover's ops the store cannot take (they name what was
+//! given up) are kept under `mcovers`, to pass the void ops on with their proof.
 //!
 //! Who may send one: any peer of a session or bundle. The facade admits the batch first (the
 //! signature verifies under the author's key in the book); here the cover's ops must link
 //! from the last op stored of the author's chain to the signed one by id, so the signature
 //! covers exactly their bytes. Bounded: at most [`COVER_OPS_MAX`] ops and
-//! [`COVER_BYTES_MAX`] bytes each, one per author, [`COVERS_MAX`] in all (past that, the
-//! ops such a cover would prove wait, as before covers were kept).
+//! [`COVER_BYTES_MAX`] bytes each, one per author, [`COVERS_MAX`] in all; a cover kept is not
+//! pushed out while it still proves the chain held, so past that the ops a new cover would
+//! prove wait, as before covers were kept.
 
 use std::collections::BTreeMap;
 
@@ -90,9 +93,40 @@ impl Store {
         (prev == tip.op && !ops.is_empty()).then_some((ops, *tip))
     }
 
+    /// Whether a cover of `author`'s chain can be kept beside those kept (and `new`, this
+    /// batch's so far) without pushing out one that still proves the chain held: it replaces
+    /// the author's own, or there are fewer than [`COVERS_MAX`].
+    pub(super) fn room_for_cover(
+        &self,
+        author: &DeviceId,
+        new: &[Cover],
+    ) -> Result<bool, StoreError> {
+        let mut authors: std::collections::BTreeSet<DeviceId> = self
+            .live_covers()?
+            .into_iter()
+            .map(|(_, tip)| tip.author)
+            .collect();
+        authors.extend(new.iter().map(|(_, tip)| tip.author));
+        Ok(authors.contains(author) || authors.len() < COVERS_MAX)
+    }
+
+    /// The covers kept that still continue the chain held (their author's later ops have not
+    /// arrived).
+    fn live_covers(&self) -> Result<Vec<Cover>, StoreError> {
+        Ok(self
+            .covers()?
+            .into_iter()
+            .filter(|(ops, tip)| {
+                self.summary
+                    .get(&tip.author)
+                    .is_some_and(|h| continues(h.seq, h.op, ops))
+            })
+            .collect())
+    }
+
     /// Adds `new` covers (each in place of one of the same author kept before) to `batch`,
-    /// dropping those that no longer continue the chain held (their author's later ops
-    /// arrived) and the oldest past [`COVERS_MAX`].
+    /// dropping those that no longer continue the chain held ([`Self::room_for_cover`] saw
+    /// to the bound).
     pub(super) fn keep_covers(
         &self,
         new: Vec<Cover>,
@@ -102,18 +136,11 @@ impl Store {
             return Ok(());
         }
         let mut all: Vec<Cover> = self
-            .covers()?
+            .live_covers()?
             .into_iter()
             .filter(|(_, tip)| !new.iter().any(|(_, t)| t.author == tip.author))
-            .filter(|(ops, tip)| {
-                self.summary
-                    .get(&tip.author)
-                    .is_some_and(|h| continues(h.seq, h.op, ops))
-            })
             .collect();
         all.extend(new);
-        let excess = all.len().saturating_sub(COVERS_MAX);
-        all.drain(..excess);
         batch.insert(meta::COVERS.to_vec(), encode_covers(&all));
         Ok(())
     }
@@ -182,4 +209,91 @@ fn decode_covers(mut v: &[u8]) -> Option<Vec<Cover>> {
         all.push((ops, tip));
     }
     Some(all)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use std::sync::Arc;
+
+    use cardlog_core::{BookId, Contact, ContactId, Device, DeviceKey, FakeClock, Field};
+
+    use super::*;
+
+    /// Two ops of device `22…22`'s chain (a contact, then a note on it) and its signature of
+    /// the second, all deterministic.
+    fn cover() -> Cover {
+        let author = DeviceId([0x22; 16]);
+        let mut device = Device::new(author, Arc::new(FakeClock::new(1_795_338_000_000)));
+        let mut contact = Contact::new(ContactId([0xc1; 16]));
+        contact.set(Field::Given, "Ada");
+        let first = device.create(&contact).unwrap();
+        let note = device
+            .edit(contact.id, |c| {
+                c.set(Field::Note, "met at the conference");
+            })
+            .unwrap()
+            .unwrap();
+        let key = DeviceKey::from_seed(&[0x22; 32]);
+        let tip = SignedTip {
+            author,
+            key: key.public(),
+            seq: note.op().seq,
+            op: note.id(),
+            signature: key.sign_tip(&BookId([0xb0; 16]), &note.id()),
+        };
+        (vec![first, note], tip)
+    }
+
+    #[test]
+    fn covers_are_written_as_docs_format_lays_them_out_and_read_back() {
+        let (ops, tip) = cover();
+        let bytes = encode_covers(&[(ops.clone(), tip)]);
+        // The author, the signature as an `s` value, the count, then each op's length and bytes.
+        let mut want = tip.author.0.to_vec();
+        want.extend_from_slice(&signature_value(&tip));
+        want.extend_from_slice(&2u32.to_be_bytes());
+        for op in &ops {
+            want.extend_from_slice(&(op.bytes().len() as u32).to_be_bytes());
+            want.extend_from_slice(op.bytes());
+        }
+        assert_eq!(bytes, want);
+        assert_eq!(decode_covers(&bytes), Some(vec![(ops.clone(), tip)]));
+        assert_eq!(decode_covers(&[]), Some(Vec::new()));
+        assert!(!continues(0, OpId([0; 32]), &[]));
+        assert!(continues(1, ops[0].id(), &ops[1..]));
+        assert!(
+            !continues(1, ops[1].id(), &ops[1..]),
+            "names another op below"
+        );
+        assert!(!continues(2, ops[0].id(), &ops[1..]), "another seq");
+    }
+
+    #[test]
+    fn a_cover_that_does_not_read_back_whole_is_none() {
+        let (ops, tip) = cover();
+        let bytes = encode_covers(&[(ops.clone(), tip)]);
+        // Cut anywhere.
+        for n in [1, 16, 100, 144, 148, bytes.len() - 1] {
+            assert_eq!(decode_covers(&bytes[..n]), None, "cut at {n}");
+        }
+        // A signature of another op than the last, an op altered, no ops, too many ops.
+        let mut other = bytes.clone();
+        other[16] ^= 1;
+        assert_eq!(decode_covers(&other), None);
+        let mut altered = bytes.clone();
+        let last = altered.len() - 1;
+        altered[last] ^= 1;
+        assert_eq!(decode_covers(&altered), None);
+        for n in [0u32, COVER_OPS_MAX as u32 + 1] {
+            let mut count = bytes.clone();
+            count[144..148].copy_from_slice(&n.to_be_bytes());
+            assert_eq!(decode_covers(&count), None, "{n} ops");
+        }
+        // Another author's op under this author's name.
+        let mut renamed = bytes;
+        renamed[0] ^= 1;
+        assert_eq!(decode_covers(&renamed), None);
+    }
 }

@@ -15,7 +15,7 @@
 //! must be decided alike by every replica, and what builds on a branch differs from one
 //! replica to the next (docs/SECURITY.md says what an author giving up a branch can do).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::OnceLock;
 
 use cardlog_core::{DeviceId, OpId, SealedOp, SignedTip};
@@ -276,27 +276,33 @@ impl Store {
         id: OpId,
     ) -> Result<Option<(Vec<SealedOp>, SignedTip)>, StoreError> {
         let above = self.withdrawn_above(author, seq)?;
-        // Each withdrawn op reached, with the ops from `seq + 1` up to it.
-        let mut reached: Vec<(OpId, Vec<SealedOp>)> = vec![(id, Vec::new())];
+        // Each withdrawn op reached, by id, with the one below it (`None` for the first).
+        let mut below: HashMap<OpId, (Option<OpId>, &SealedOp)> = HashMap::new();
+        let mut reached: Vec<OpId> = vec![id];
         for s in seq.saturating_add(1).. {
             let Some(ops) = above.get(&s) else {
                 return Ok(None);
             };
-            let mut next: Vec<(OpId, Vec<SealedOp>)> = Vec::new();
+            let mut next: Vec<OpId> = Vec::new();
             for op in ops {
-                let below = reached.iter().find(|(at, _)| op.op().prev == Some(*at));
-                if let Some((_, chain)) = below {
-                    let mut chain = chain.clone();
-                    chain.push(op.clone());
-                    next.push((op.id(), chain));
+                if let Some(prev) = op.op().prev.filter(|p| reached.contains(p)) {
+                    below.insert(op.id(), ((prev != id).then_some(prev), op));
+                    next.push(op.id());
                 }
             }
             if next.is_empty() {
                 return Ok(None);
             }
             if let Some(tip) = self.raw_signature(author, s)? {
-                if let Some((_, chain)) = next.iter().find(|(at, _)| *at == tip.op) {
-                    return Ok(Some((chain.clone(), tip)));
+                if next.contains(&tip.op) {
+                    let mut chain = Vec::new();
+                    let mut at = Some(tip.op);
+                    while let Some((prev, op)) = at.and_then(|a| below.get(&a)) {
+                        chain.push((*op).clone());
+                        at = *prev;
+                    }
+                    chain.reverse();
+                    return Ok(Some((chain, tip)));
                 }
             }
             reached = next;
