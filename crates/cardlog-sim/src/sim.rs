@@ -1719,8 +1719,11 @@ impl Sim {
                 ops.retain(|o| !forked.contains(&o.op().author));
                 let tips = a.with_store(|s| s.signatures_(&ops))?.map_err(fail)?;
                 shuffle(&mut ops, seed);
-                // (Which ops the receiver takes as void while it stores the batch.)
-                let before = cutoffs_of(&b.ops()?);
+                // (Which devices the receiver takes as removed while it stores the batch: under
+                // the membership ops it holds and those the batch brings.)
+                let mut members = b.ops()?;
+                members.extend(ops.iter().filter(|o| o.op().is_membership()).cloned());
+                let removed = cutoffs_of(&members);
                 let applied = b.with_store(|s| s.apply_(&ops, &tips))?.map_err(fail)?;
                 // Every op the receiver lacked arrived, in whatever order: all must be stored,
                 // but a removed device's void ops that nothing among them needs.
@@ -1800,14 +1803,10 @@ impl Sim {
                                     })
                                     .map(|o| o.op().seq)
                                     .max();
-                                let first = going
-                                    .iter()
-                                    .map(|o| o.op().seq)
-                                    .filter(|s| signed_at.is_none_or(|at| *s > at))
-                                    .min();
-                                // Unless they are void and the batch brings the ops from the
-                                // head up to the signed one: a cover, which proves them.
-                                let void = first.is_some_and(|s| before.voids(&author, s));
+                                // Unless their device is removed (it never signs them again)
+                                // and the batch brings the ops from the head up to the signed
+                                // one: a cover, which proves them.
+                                let by_removed = removed.cutoff(&author).is_some();
                                 let mut at =
                                     going.iter().find(|o| o.op().seq == head).map(|o| o.id());
                                 for seq in head.saturating_add(1)..=tip.seq {
@@ -1822,7 +1821,7 @@ impl Sim {
                                             .map(|o| o.id())
                                     });
                                 }
-                                if void && at == Some(tip.op) {
+                                if by_removed && at == Some(tip.op) {
                                     continue;
                                 }
                                 more.extend(

@@ -36,6 +36,30 @@ pub type SharedReplica = cardlog_sync::transport::Shared<Replica>;
 /// that long rather than for a whole message (docs/PERFORMANCE.md, "Apps' API").
 pub const SHARED_STEP_OPS: usize = 512;
 
+/// `ops` cut into steps of [`SHARED_STEP_OPS`], a step running on to the end of its last
+/// author's run of ops where that author is `removed`: the store takes a removed device's ops
+/// proved only by a cover when one call brings them with it (docs/SYNC.md, "Signatures"), so
+/// such a run is not split (it is at most what one message brings of a removed device: its
+/// void ops within the void window and a cover).
+fn steps_of(ops: &[SealedOp], removed: impl Fn(&DeviceId) -> bool) -> Vec<&[SealedOp]> {
+    let mut steps = Vec::new();
+    let mut rest = ops;
+    while !rest.is_empty() {
+        let mut end = SHARED_STEP_OPS.min(rest.len());
+        let author = |i: usize| rest.get(i).map(|op| op.op().author);
+        while end < rest.len()
+            && author(end) == author(end.saturating_sub(1))
+            && author(end).is_some_and(|a| removed(&a))
+        {
+            end += 1;
+        }
+        let (step, after) = rest.split_at(end);
+        steps.push(step);
+        rest = after;
+    }
+    steps
+}
+
 /// What this replica knows about a peer it synced with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerInfo {
@@ -614,8 +638,8 @@ impl SyncStore for Replica {
         })
     }
 
-    /// Checked whole under one lock (membership, signatures), then stored
-    /// [`SHARED_STEP_OPS`] at a time, the lock taken per step; ops of a step that wait for one
+    /// Checked whole under one lock (membership, signatures), then stored about
+    /// [`SHARED_STEP_OPS`] at a time ([`steps_of`]), the lock taken per step; ops of a step that wait for one
     /// of a later step are carried into it, so the steps store what one apply would. Each
     /// step is durable and leaves nothing held back for the next save to write.
     fn apply_shared(
@@ -624,16 +648,24 @@ impl SyncStore for Replica {
         tips: &[SignedTip],
     ) -> Result<Applied, Error> {
         let lock = || shared.lock();
-        let (admitted, source) = {
+        let (admitted, source, removed) = {
             let r = lock();
-            (r.admit(ops, tips), r.applying_source())
+            let admitted = r.admit(ops, tips);
+            // (With the membership ops the batch brings, as the store decides.)
+            let removed = admitted
+                .ops
+                .iter()
+                .filter(|op| op.op().is_membership())
+                .fold(r.membership().clone(), |m, op| m.with(op))
+                .cutoffs();
+            (admitted, r.applying_source(), removed)
         };
         let mut applied = Applied {
             refused: admitted.refused,
             void: admitted.void,
             ..Applied::default()
         };
-        let mut steps: Vec<&[SealedOp]> = admitted.ops.chunks(SHARED_STEP_OPS).collect();
+        let mut steps = steps_of(&admitted.ops, |a| removed.cutoff(a).is_some());
         if steps.is_empty() {
             // Nothing to store, but the call still does what `apply` does with the tips.
             steps.push(&[]);
@@ -959,9 +991,10 @@ impl PeerBook for Replica {
         seq: u64,
         id: OpId,
     ) -> Result<Option<(Vec<SealedOp>, SignedTip)>, Error> {
-        // Only a removed device's void ops go with their cover: a member's are proved by its
-        // next ops, which a receiver waits for (docs/SYNC.md, "Signatures").
-        if !self.membership().cutoffs().voids(author, seq) {
+        // Only a removed device's ops go with their cover: a member's are proved by its next
+        // ops, which a receiver waits for (docs/SYNC.md, "Signatures").
+        let _ = seq;
+        if self.membership().cutoffs().cutoff(author).is_none() {
             return Ok(None);
         }
         Ok(self.store.cover(author, seq, id)?)
@@ -1008,6 +1041,27 @@ pub(crate) mod tests {
 
     /// A relay that met many peers, each acknowledging many authors, keeps a peers record far
     /// larger (in bincode's count of decoded memory) than one op may be; it must read back.
+    #[test]
+    fn a_shared_apply_splits_runs_of_ops_in_steps_but_a_removed_devices() {
+        let clock = std::sync::Arc::new(cardlog_core::FakeClock::new(1_795_338_000_000));
+        let (one, two) = (DeviceId([1; 16]), DeviceId([2; 16]));
+        let mut ops = Vec::new();
+        for (author, n) in [(one, 600u32), (two, 10)] {
+            let mut device = cardlog_core::Device::new(author, clock.clone());
+            for i in 0..n {
+                let mut id = [author.0[0]; 16];
+                id[..4].copy_from_slice(&i.to_be_bytes());
+                let contact = cardlog_core::Contact::new(ContactId(id));
+                ops.push(device.create(&contact).unwrap());
+            }
+        }
+        let lens = |steps: Vec<&[SealedOp]>| steps.iter().map(|s| s.len()).collect::<Vec<_>>();
+        assert_eq!(lens(steps_of(&ops, |_| false)), [SHARED_STEP_OPS, 98]);
+        assert_eq!(lens(steps_of(&ops, |a| *a == one)), [600, 10]);
+        assert_eq!(lens(steps_of(&ops, |a| *a == two)), [SHARED_STEP_OPS, 98]);
+        assert!(steps_of(&[], |_| true).is_empty());
+    }
+
     #[test]
     fn large_meta_records_read_back() {
         let head = ChainTip {

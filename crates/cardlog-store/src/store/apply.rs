@@ -46,8 +46,8 @@ impl Store {
     /// device's ops are stored only up to one a signature covers: where the op a signature in
     /// `tips` is of waits for a dependency, the ops below it that no other signature covers
     /// wait with it (reported missing), so the store never holds an op it cannot prove to a
-    /// peer; but void ops whose cover the batch brings go in, the cover kept to prove them
-    /// ([`Store::cover`]).
+    /// peer; but a removed device's ops whose cover the batch brings go in, the cover kept to
+    /// prove them ([`Store::cover`]).
     pub fn apply_signed(
         &mut self,
         ops: &[SealedOp],
@@ -248,8 +248,8 @@ impl Store {
     /// Of the ops a batch would store, those no signature would cover: another device's ops
     /// stored above the last of its ops signed (by a signature in `tips` or kept here), when
     /// the batch's signature of that device's chain is of a later op that waits for a
-    /// dependency, unless they are void and the batch holds every op from the last stored up
-    /// to that one (a cover, `cover.rs`: returned, to keep beside the ops it proves). Such ops
+    /// dependency, unless that device is removed and the batch holds every op from the last
+    /// stored up to that one (a cover, `cover.rs`: returned, to keep beside the ops it proves). Such ops
     /// are held back with it (by index in the batch, each with what it waits for): a replica
     /// stores another device's ops only up to an op it can prove to a peer, so that whatever
     /// it holds it can pass on (docs/SYNC.md, "Signatures").
@@ -261,6 +261,8 @@ impl Store {
     ) -> Result<(HashMap<usize, Missing>, Vec<super::cover::Cover>), StoreError> {
         let mut out = HashMap::new();
         let mut covers = Vec::new();
+        // The cutoffs with the batch's membership ops, once needed.
+        let mut removed: Option<Cutoffs> = None;
         // (Nothing waits in almost every batch: then nothing is read.)
         if tips.is_empty()
             || !outcomes
@@ -323,13 +325,28 @@ impl Store {
                 }
             }
             let from = signed_at.map_or(0, |s| s.saturating_add(1));
-            let Some(first) = ops.range(from..).next().map(|(seq, _)| *seq) else {
+            if ops.range(from..).next().is_none() {
                 continue;
-            };
-            // Unless they are void (a removed device's, which never writes the op signed
-            // again) and the batch brings the ops up to the signed one: a cover, kept while
-            // there is room.
-            if self.cutoffs.voids(&author, first) {
+            }
+            // Unless they are a removed device's (which never writes the op signed again:
+            // under the membership with the batch's own changes) and the batch brings the ops
+            // up to the signed one: a cover, kept while there is room.
+            if removed.is_none() {
+                let changes: Vec<SealedOp> = outcomes
+                    .iter()
+                    .filter(|(_, op, _)| op.op().is_membership())
+                    .map(|(_, op, _)| (*op).clone())
+                    .collect();
+                removed = Some(if changes.is_empty() {
+                    self.cutoffs.clone()
+                } else {
+                    self.cutoffs_with(&changes, &self.log, self.log.len())?
+                });
+            }
+            if removed
+                .as_ref()
+                .is_some_and(|c| c.cutoff(&author).is_some())
+            {
                 let head_id = ops.get(&head).map(|(_, id)| *id);
                 let mut by_seq: BTreeMap<u64, Vec<&SealedOp>> = BTreeMap::new();
                 for (_, op, _) in outcomes

@@ -6,9 +6,11 @@
 //! the ops from the one after the last held up to the signed one are the *cover*. Withdrawn
 //! here, they are in the op log ([`Store::withdrawn_cover`]). A member re-issues such ops, and
 //! its new ones are signed, so ops proved only by a cover just wait for them; a removed device
-//! never does, so its void ops (which a member's edit may name) are taken with their cover
+//! never does, so its ops (void past its cutoff; a member's edit may name them) are taken with
+//! their cover
 //! when a batch brings one, and the cover's ops the store cannot take (they name what was
-//! given up) are kept under `mcovers`, to pass the void ops on with their proof.
+//! given up) are kept under `mcovers`, to pass those ops on with their proof. Whether the
+//! device is removed is decided under the membership with the batch's own changes.
 //!
 //! Who may send one: any peer of a session or bundle. The facade admits the batch first (the
 //! signature verifies under the author's key in the book); here the cover's ops must link
