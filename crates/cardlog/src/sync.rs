@@ -639,9 +639,10 @@ impl SyncStore for Replica {
     }
 
     /// Checked whole under one lock (membership, signatures), then stored about
-    /// [`SHARED_STEP_OPS`] at a time ([`steps_of`]), the lock taken per step; ops of a step that wait for one
-    /// of a later step are carried into it, so the steps store what one apply would. Each
-    /// step is durable and leaves nothing held back for the next save to write.
+    /// [`SHARED_STEP_OPS`] at a time (a removed device's run of ops is not split), the lock
+    /// taken per step; ops of a step that wait for one of a later step are carried into it,
+    /// so the steps store what one apply would. Each step is durable and leaves nothing held
+    /// back for the next save to write.
     fn apply_shared(
         shared: &SharedReplica,
         ops: &[SealedOp],
