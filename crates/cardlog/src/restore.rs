@@ -124,7 +124,8 @@ impl Replica {
     }
 
     /// Takes back this replica's own ops `theirs` (with their signatures `tips`), as `peer`
-    /// holds them, from where they differ from its chain, and re-issues what that replaces
+    /// holds them, from where they differ from its chain (those that link from there: the
+    /// peer may have sent two branches of it), and re-issues what that replaces
     /// (and anything an earlier take back left to re-issue). `None` when nothing was taken
     /// back. Another device's op that builds on the ops withdrawn goes with them, until its
     /// author re-issues it (`Store::withdraw_from`). Where the op held at the place was
@@ -146,7 +147,20 @@ impl Replica {
         tips: &[SignedTip],
     ) -> Result<Option<TakenBack>, Error> {
         let me = self.id();
-        let parting = self.parting(&me, theirs)?;
+        // Only the ops that link from where the chains part: a peer may send two branches of
+        // this chain (the one it holds and one it keeps aside), set apart here by seq as one
+        // list; the first branch is taken back now, the other comes again after (seed 0xcbfcf
+        // of base 835000: restored twice from two backups, the phone got "one" at seq 5 from
+        // the desktop's chain and its lost tag at 6 from the branch the desktop kept, which
+        // continues "three"; the two did not link, so nothing was ever taken back).
+        let parting = self.parting(&me, theirs)?.map(|(from, mut ops)| {
+            let linked = ops
+                .windows(2)
+                .take_while(|w| w.get(1).map(|b| b.op().prev) == w.first().map(|a| Some(a.id())))
+                .count();
+            ops.truncate(linked + 1);
+            (from, ops)
+        });
         let mut taken = TakenBack::default();
         if let Some((from, recovered)) = &parting {
             let from = *from;
