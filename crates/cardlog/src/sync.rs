@@ -994,7 +994,6 @@ impl PeerBook for Replica {
     ) -> Result<Option<(Vec<SealedOp>, SignedTip)>, Error> {
         // Only a removed device's ops go with their cover: a member's are proved by its next
         // ops, which a receiver waits for (docs/SYNC.md, "Signatures").
-        let _ = seq;
         if self.membership().cutoffs().cutoff(author).is_none() {
             return Ok(None);
         }
@@ -1040,8 +1039,6 @@ pub(crate) mod tests {
     use super::*;
     use cardlog_core::Hlc;
 
-    /// A relay that met many peers, each acknowledging many authors, keeps a peers record far
-    /// larger (in bincode's count of decoded memory) than one op may be; it must read back.
     #[test]
     fn a_shared_apply_splits_runs_of_ops_in_steps_but_a_removed_devices() {
         let clock = std::sync::Arc::new(cardlog_core::FakeClock::new(1_795_338_000_000));
@@ -1063,6 +1060,8 @@ pub(crate) mod tests {
         assert!(steps_of(&[], |_| true).is_empty());
     }
 
+    /// A relay that met many peers, each acknowledging many authors, keeps a peers record far
+    /// larger (in bincode's count of decoded memory) than one op may be; it must read back.
     #[test]
     fn large_meta_records_read_back() {
         let head = ChainTip {
