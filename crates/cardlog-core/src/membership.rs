@@ -94,7 +94,8 @@ pub enum Refusal {
         /// The author.
         author: DeviceId,
     },
-    /// The author was removed and the op is after its last valid seq.
+    /// The author was removed and the op is after its last valid seq (or, refused to this
+    /// device's own new save, was written after it learnt of its removal).
     #[error("{author} was removed from this address book by {by} after its op {after}; op {seq} is void")]
     Removed {
         /// The author.

@@ -1183,15 +1183,13 @@ fn a_device_restored_twice_from_two_backups_takes_back_what_both_peers_hold() {
 
 /// Seed 0xcc15e of `CARDLOG_SIM_BASE=835000` (session 44), shrunk to 14 steps: the laptop
 /// adds a phone number to the tablet's rename of the phone's post-restore contact, a valid
-/// edit, and is then removed from the book. When the phone's fork settles, the tablet's
-/// rename goes with the branch and is re-issued, and the laptop's number, built on it, is
-/// withdrawn with it to wait for its author's re-issue, which a removed device never writes:
-/// the edit it made while a member is lost. It fails the same on session 43's final engine
-/// (`89e3d8c`). Open (issue 21): another replica would have to keep or re-issue it for a
-/// device that cannot.
+/// edit, and is then removed from the book. Meeting the phone, which had settled its fork, it
+/// withdrew the number with the branch (its chain went back to before it) to re-issue once the
+/// tablet's copy of the rename came, and its next save took the number's seq, below its
+/// cutoff: the save, made after the removal, counted as valid, and the number's copy landed
+/// past the cutoff, void, and was lost everywhere ("no lost save"). Now a device that knows
+/// it was removed saves nothing new, and the copy takes its op's seq.
 #[test]
-#[ignore = "open (issue 21): a removed device's valid edit on a branch given up is withdrawn \
-            and never re-issued"]
 fn a_removed_devices_edit_on_a_branch_given_up_is_not_lost() {
     let schedule = Schedule {
         storage: Storage::Disk,

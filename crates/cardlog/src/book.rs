@@ -134,8 +134,27 @@ impl Replica {
         }
         .seal()
         .map_err(cardlog_core::EditError::from)?;
-        self.store_own(&op, clock)?;
+        self.store_new(&op, clock)?;
         Ok(op)
+    }
+
+    /// Stores a new op of this device (a save or a member change, not a copy re-issued):
+    /// [`Self::store_own`], unless this device knows it was removed. Then it writes nothing
+    /// new, even at a seq its chain went back to below its cutoff (its own edits withdrawn
+    /// with a branch given up): that seq is for those edits' copies, and a save made now
+    /// would count as made before the removal, while the copies would land past the cutoff
+    /// and be void (seed 0xcc15e of base 835000).
+    pub(crate) fn store_new(&mut self, op: &SealedOp, clock: HlcClock) -> Result<(), Error> {
+        let me = self.id();
+        if let Some(removal) = self.membership.member(&me).and_then(|m| m.removed) {
+            return Err(Error::Refused(cardlog_core::Refusal::Removed {
+                author: me,
+                seq: op.op().seq,
+                after: removal.after,
+                by: removal.by,
+            }));
+        }
+        self.store_own(op, clock)
     }
 
     /// Stores this device's op, if the book lets this device write it,

@@ -787,9 +787,9 @@ impl EditTarget for Local<'_> {
     }
 
     /// Stores the op (if the book lets this device write it) with its signature and makes it
-    /// durable (unless in bulk mode) before the clock moves on.
+    /// durable (unless in bulk mode) before the clock moves on ([`Replica::store_new`]).
     fn store_local(&mut self, op: &SealedOp, clock: HlcClock) -> Result<(), Error> {
-        self.0.store_own(op, clock)
+        self.0.store_new(op, clock)
     }
 }
 
