@@ -1296,3 +1296,116 @@ fn an_edit_kept_on_a_removed_devices_void_contact_reaches_a_relay_that_never_hel
     // could store neither, nor anything the tablet wrote after them.
     edits_on_void_ops_below_a_withdrawn_op(false);
 }
+
+#[test]
+fn a_cover_that_does_not_prove_the_removed_devices_ops_stores_none_of_them() {
+    // As above (the tablet's renames kept, naming the desk's void ops, whose only proof is the
+    // signature of the desk's note withdrawn with the phone's branch), but the relay gets the
+    // tablet's batch directly, from a member that alters it: the note changed, left out, or
+    // one of the void ops below it forged. None of these stores any of the desk's ops, nor the
+    // renames naming them; the batch as the tablet holds it stores them all.
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let WithDesk {
+        mut laptop,
+        mut relay,
+        mut phone,
+        mut tablet,
+        mut desk,
+    } = with_a_desk(tmp.path(), &clock);
+    session(&mut tablet, &mut phone);
+    session(&mut desk, &mut tablet);
+    laptop.remove_member(desk.id()).unwrap();
+    clock.advance_ms(60_000);
+    desk.add_contact(&person(3, "The desk's, void")).unwrap();
+    rename(&mut desk, &clock, 4, "The desk's, void");
+    desk.edit(person(2, "").id, |c| {
+        c.set(Field::Note, "the desk's, void");
+    })
+    .unwrap();
+    session(&mut tablet, &mut desk);
+    rename(&mut tablet, &clock, 3, "Renamed on the tablet");
+    rename(&mut tablet, &clock, 4, "Renamed on the tablet");
+    // The removal reaches the relay and the phone; the phone takes its chain back from the
+    // relay, and the tablet settles the phone's fork, withdrawing the desk's note.
+    session(&mut laptop, &mut relay);
+    session(&mut phone, &mut relay);
+    session(&mut tablet, &mut phone);
+    let d = desk.id();
+    let t = tablet.id();
+    let theirs = tablet.ops_since(relay.summary()).unwrap();
+    let void: Vec<cardlog::SealedOp> = theirs
+        .iter()
+        .filter(|o| o.op().author == d)
+        .cloned()
+        .collect();
+    let renames: Vec<cardlog::SealedOp> = theirs
+        .iter()
+        .filter(|o| o.op().author == t)
+        .cloned()
+        .collect();
+    assert_eq!(void.len(), 2, "the desk's void contact and rename");
+    assert!(!renames.is_empty());
+    let last = void.last().unwrap();
+    let (cover, tip) = cardlog::sync_layer::PeerBook::cover(&tablet, &d, last.op().seq, last.id())
+        .unwrap()
+        .expect("the tablet holds the note as the void ops' cover");
+    let renames_tips = tablet.signatures_for(&renames).unwrap();
+    let batch = |desks: &[cardlog::SealedOp]| -> Vec<cardlog::SealedOp> {
+        desks.iter().chain(&renames).cloned().collect()
+    };
+    let reseal = |o: &cardlog::SealedOp, given: &str| -> cardlog::SealedOp {
+        let mut op = o.op().clone();
+        for w in &mut op.writes {
+            if w.path == Path::Field(Field::Given) || w.path == Path::Field(Field::Note) {
+                w.value = Some(Value::Text(given.into()));
+            }
+        }
+        op.seal_in(o.format()).unwrap()
+    };
+    let mut tips = vec![tip];
+    tips.extend(renames_tips.iter().copied());
+    let altered_note = reseal(&cover[0], "not the desk's");
+    let forged_rename = reseal(&void[1], "forged");
+    let forgeries: Vec<(&str, Vec<cardlog::SealedOp>)> = vec![
+        (
+            "the note altered",
+            batch(&[void.clone(), vec![altered_note]].concat()),
+        ),
+        ("the note left out", batch(&void)),
+        (
+            "a void op below it forged",
+            batch(&[vec![void[0].clone(), forged_rename], cover.clone()].concat()),
+        ),
+    ];
+    let before = relay.state_bytes().unwrap();
+    for (what, ops) in &forgeries {
+        // The book refuses it before the store sees it: the signature offered covers no
+        // chain through these ops (and the store's own cover takes only a chain linked by id
+        // up to the signed op).
+        match relay.apply(ops, &tips) {
+            Err(cardlog::Error::Refused(cardlog_core::Refusal::Unsigned { author, .. })) => {
+                assert_eq!(author, d, "{what}")
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+        assert_eq!(relay.summary().get(&d), None, "{what}: no op of the desk's");
+        assert_ne!(
+            relay.summary().get(&t),
+            tablet.summary().get(&t),
+            "{what}: the renames naming them wait"
+        );
+        assert_eq!(relay.state_bytes().unwrap(), before, "{what}");
+        assert!(relay.verify().unwrap().is_ok(), "{what}");
+    }
+    relay
+        .apply(&batch(&[void.clone(), cover].concat()), &tips)
+        .unwrap();
+    assert_eq!(relay.summary().get(&d).map(|h| h.op), Some(last.id()));
+    assert_eq!(relay.summary().get(&t), tablet.summary().get(&t));
+    assert_eq!(
+        field(&relay, 4, Field::Given).as_deref(),
+        Some("Renamed on the tablet")
+    );
+    assert!(relay.verify().unwrap().is_ok());
+}
