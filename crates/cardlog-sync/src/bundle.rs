@@ -12,6 +12,7 @@ use std::convert::Infallible;
 
 use crate::error::SyncError;
 use crate::receive::{apply_segments, forks_in_summary, sent_whole, Received, View};
+use crate::session::{with_covers, BranchTip};
 use crate::store::{PeerBook, SyncStore};
 use crate::wire::error::{AUTHORS_IN_A_MESSAGE, SEGMENTS_IN_A_MESSAGE};
 use crate::wire::message::{self, Message, Summary};
@@ -74,8 +75,39 @@ pub fn export<S: PeerBook>(
         let me = store.device_id();
         ops.retain(|op| op.op().author != me);
     }
+    // A removed device's tail whose only signature held is of an op withdrawn here goes with
+    // that op as its cover, as in a session's last message (docs/SYNC.md, "Signatures");
+    // without one the importer refuses the tail and what names it waits.
+    let mut covers = Vec::new();
+    if store.keeps_signatures() {
+        let me = store.device_id();
+        let mut last: std::collections::BTreeMap<DeviceId, (u64, cardlog_core::OpId)> =
+            Default::default();
+        for op in &ops {
+            last.insert(op.op().author, (op.op().seq, op.id()));
+        }
+        let mut unsigned = std::collections::BTreeSet::new();
+        for (author, (seq, id)) in last {
+            let signed = store
+                .tip_signature(&author, seq)
+                .map_err(SyncError::Store)?
+                .is_some_and(|t| t.op == id);
+            if author != me && !signed {
+                unsigned.insert(author);
+            }
+        }
+        if !unsigned.is_empty() {
+            covers = with_covers(store, &mut ops, &mut unsigned)?;
+        }
+    }
+    let mut exact = exact;
+    exact.extend(covers.iter().map(|t| t.author));
+    let located = BranchTip {
+        view: View(store),
+        tips: covers,
+    };
     // Too much for one message: a session would send it in parts.
-    let segments = encode_segments_exact_for(&ops, &View(store), &exact).map_err(|e| match e {
+    let segments = encode_segments_exact_for(&ops, &located, &exact).map_err(|e| match e {
         WireError::TooLarge { what, got, limit } => WireError::TooLarge {
             what: match what {
                 AUTHORS_IN_A_MESSAGE => {

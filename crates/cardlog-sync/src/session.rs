@@ -222,9 +222,9 @@ enum Out {
 
 /// A store's lookups for encoding a kept branch, or covers ([`PeerBook::cover`]): their
 /// signatures are their own.
-struct BranchTip<'a, S> {
-    view: View<'a, S>,
-    tips: Vec<SignedTip>,
+pub(crate) struct BranchTip<'a, S> {
+    pub(crate) view: View<'a, S>,
+    pub(crate) tips: Vec<SignedTip>,
 }
 
 impl<S: PeerBook> crate::wire::segment::Locate for BranchTip<'_, S> {
@@ -437,14 +437,14 @@ impl Outgoing {
 }
 
 /// The covers ([`PeerBook::cover`]) of the tails of `unsigned` authors in the last message's
-/// `ops`: where the store has one for an author's last op in it, the cover's ops go after the
+/// (or a bundle's) `ops`: where the store has one for an author's last op in it, the cover's ops go after the
 /// message's (as exact ops: they may name ops the peer does not hold, given up) and the
 /// author leaves `unsigned`. The receiver admits the tail under the cover's signature, which
 /// covers exactly those bytes, and keeps what of the cover it cannot store to prove the tail
 /// in turn (docs/SYNC.md, "Signatures"). At most [`COVER_OPS_MAX`] ops and
 /// [`COVER_BYTES_MAX`] bytes a cover, [`EXTEND_BYTES_MAX`] in all (a tail whose cover does
 /// not fit is left out, as without one). Returns the covers' signatures.
-fn with_covers<S: PeerBook>(
+pub(crate) fn with_covers<S: PeerBook>(
     store: &S,
     ops: &mut Vec<SealedOp>,
     unsigned: &mut BTreeSet<DeviceId>,

@@ -1297,40 +1297,60 @@ fn an_edit_kept_on_a_removed_devices_void_contact_reaches_a_relay_that_never_hel
     edits_on_void_ops_below_a_withdrawn_op(false);
 }
 
-#[test]
-fn a_cover_that_does_not_prove_the_removed_devices_ops_stores_none_of_them() {
-    // As above (the tablet's renames kept, naming the desk's void ops, whose only proof is the
-    // signature of the desk's note withdrawn with the phone's branch), but the relay gets the
-    // tablet's batch directly, from a member that alters it: the note changed, left out, or
-    // one of the void ops below it forged. None of these stores any of the desk's ops, nor the
-    // renames naming them; the batch as the tablet holds it stores them all.
-    let tmp = tempfile::tempdir().unwrap();
-    let clock = Arc::new(FakeClock::new(NINE_MS));
+/// The desk removed after its void ops reached the tablet, which renamed two of them (kept,
+/// naming them) and settled the restored phone's fork, withdrawing the desk's note: the only
+/// signature proving the desk's void ops is that note's, their cover. The relay holds none of
+/// it yet.
+fn a_tablet_holding_a_cover(dir: &std::path::Path, clock: &Arc<FakeClock>) -> WithDesk {
     let WithDesk {
         mut laptop,
         mut relay,
         mut phone,
         mut tablet,
         mut desk,
-    } = with_a_desk(tmp.path(), &clock);
+    } = with_a_desk(dir, clock);
     session(&mut tablet, &mut phone);
     session(&mut desk, &mut tablet);
     laptop.remove_member(desk.id()).unwrap();
     clock.advance_ms(60_000);
     desk.add_contact(&person(3, "The desk's, void")).unwrap();
-    rename(&mut desk, &clock, 4, "The desk's, void");
+    rename(&mut desk, clock, 4, "The desk's, void");
     desk.edit(person(2, "").id, |c| {
         c.set(Field::Note, "the desk's, void");
     })
     .unwrap();
     session(&mut tablet, &mut desk);
-    rename(&mut tablet, &clock, 3, "Renamed on the tablet");
-    rename(&mut tablet, &clock, 4, "Renamed on the tablet");
+    rename(&mut tablet, clock, 3, "Renamed on the tablet");
+    rename(&mut tablet, clock, 4, "Renamed on the tablet");
     // The removal reaches the relay and the phone; the phone takes its chain back from the
     // relay, and the tablet settles the phone's fork, withdrawing the desk's note.
     session(&mut laptop, &mut relay);
     session(&mut phone, &mut relay);
     session(&mut tablet, &mut phone);
+    WithDesk {
+        laptop,
+        relay,
+        phone,
+        tablet,
+        desk,
+    }
+}
+
+#[test]
+fn a_cover_that_does_not_prove_the_removed_devices_ops_stores_none_of_them() {
+    // The tablet's renames kept, naming the desk's void ops, whose only proof is the signature
+    // of the desk's note withdrawn with the phone's branch (as above); the relay gets the
+    // tablet's batch directly, from a member that alters it: the note changed, left out, or
+    // one of the void ops below it forged. None of these stores any of the desk's ops, nor the
+    // renames naming them; the batch as the tablet holds it stores them all.
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let WithDesk {
+        mut relay,
+        tablet,
+        desk,
+        ..
+    } = a_tablet_holding_a_cover(tmp.path(), &clock);
     let d = desk.id();
     let t = tablet.id();
     let theirs = tablet.ops_since(relay.summary()).unwrap();
@@ -1403,6 +1423,37 @@ fn a_cover_that_does_not_prove_the_removed_devices_ops_stores_none_of_them() {
         .unwrap();
     assert_eq!(relay.summary().get(&d).map(|h| h.op), Some(last.id()));
     assert_eq!(relay.summary().get(&t), tablet.summary().get(&t));
+    assert_eq!(
+        field(&relay, 4, Field::Given).as_deref(),
+        Some("Renamed on the tablet")
+    );
+    assert!(relay.verify().unwrap().is_ok());
+}
+
+#[test]
+fn a_bundle_carries_a_removed_devices_void_ops_with_their_cover() {
+    // The tablet's bundle for the relay holds its renames, the desk's void ops they name and,
+    // as a session does, the note withdrawn with the phone's branch as their cover.
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(NINE_MS));
+    let WithDesk {
+        mut relay,
+        tablet,
+        desk,
+        ..
+    } = a_tablet_holding_a_cover(tmp.path(), &clock);
+    let bundle = tablet.export_bundle(Some(relay.summary())).unwrap();
+    let applied = relay.import_bundle(&bundle).unwrap().received.applied;
+    // The renames and the two void ops stored; the note kept as their cover, not stored.
+    assert_eq!((applied.stored, applied.missing), (4, 1), "{applied:?}");
+    assert!(applied.refused.is_empty(), "{applied:?}");
+    let t = tablet.id();
+    assert_eq!(relay.summary().get(&t), tablet.summary().get(&t));
+    assert_eq!(
+        relay.summary().get(&desk.id()).map(|h| h.seq),
+        Some(2),
+        "the desk's void ops"
+    );
     assert_eq!(
         field(&relay, 4, Field::Given).as_deref(),
         Some("Renamed on the tablet")
