@@ -94,14 +94,25 @@ pub enum Refusal {
         /// The author.
         author: DeviceId,
     },
-    /// The author was removed and the op is after its last valid seq (or, refused to this
-    /// device's own new save, was written after it learnt of its removal).
+    /// The author was removed and the op is after its last valid seq.
     #[error("{author} was removed from this address book by {by} after its op {after}; op {seq} is void")]
     Removed {
         /// The author.
         author: DeviceId,
         /// The op's seq.
         seq: u64,
+        /// Its last valid seq.
+        after: u64,
+        /// The admin that removed it.
+        by: DeviceId,
+    },
+    /// This device's own new op (a save, a member change), refused because it knows it was
+    /// removed: it writes nothing more, even at a seq its chain went back to below its cutoff
+    /// (there only its withdrawn edits' copies go).
+    #[error("{author} was removed from this address book by {by} after its op {after}: it writes nothing more")]
+    NoLongerMember {
+        /// This device.
+        author: DeviceId,
         /// Its last valid seq.
         after: u64,
         /// The admin that removed it.
@@ -237,6 +248,7 @@ impl Refusal {
             | Refusal::OtherBook { author, .. }
             | Refusal::NotMember { author }
             | Refusal::Removed { author, .. }
+            | Refusal::NoLongerMember { author, .. }
             | Refusal::CannotWrite { author, .. }
             | Refusal::NotAdmin { author, .. }
             | Refusal::NotAdopted { author, .. }

@@ -437,44 +437,44 @@ impl Node {
                 .first()
                 .map(|c| (c.path.clone(), c.winner.value.clone()))
         });
-        let op =
-            match self {
-                Node::Disk { replica, .. } => {
-                    let r = replica
-                        .as_mut()
-                        .ok_or_else(|| violation("replica", "closed"))?;
-                    // A device that has not learnt of its admission yet cannot save, as in an app;
-                    // any other refusal by the book is a violation.
-                    let me = r.id();
-                    let admitted = r.membership().member(&me).is_some();
-                    match save_edit(&mut r.editor(), edit, id, change, resolve) {
-                        Ok(op) => Ok(op.map_or(Saved::Nothing, Saved::Op)),
-                        Err(e) if benign_replica(&e) => Ok(Saved::Nothing),
-                        Err(cardlog::Error::Refused(cardlog::Refusal::NotMember { .. }))
-                            if !admitted =>
-                        {
-                            Ok(Saved::Nothing)
-                        }
-                        // A removed device that has learnt of its removal saves nothing more,
-                        // nor does the relay.
-                        Err(cardlog::Error::Refused(cardlog::Refusal::Removed {
-                            author, ..
-                        })) if author == me => Ok(Saved::Nothing),
-                        Err(cardlog::Error::Refused(cardlog::Refusal::CannotWrite {
-                            author,
-                            role: cardlog::MemberRole::Relay,
-                        })) if author == me => Ok(Saved::RefusedToRelay),
-                        Err(e) => Err(violation("save", format!("{edit:?}: {e}"))),
+        let op = match self {
+            Node::Disk { replica, .. } => {
+                let r = replica
+                    .as_mut()
+                    .ok_or_else(|| violation("replica", "closed"))?;
+                // A device that has not learnt of its admission yet cannot save, as in an app;
+                // any other refusal by the book is a violation.
+                let me = r.id();
+                let admitted = r.membership().member(&me).is_some();
+                match save_edit(&mut r.editor(), edit, id, change, resolve) {
+                    Ok(op) => Ok(op.map_or(Saved::Nothing, Saved::Op)),
+                    Err(e) if benign_replica(&e) => Ok(Saved::Nothing),
+                    Err(cardlog::Error::Refused(cardlog::Refusal::NotMember { .. }))
+                        if !admitted =>
+                    {
+                        Ok(Saved::Nothing)
                     }
+                    // A removed device that has learnt of its removal saves nothing more,
+                    // nor does the relay.
+                    Err(cardlog::Error::Refused(
+                        cardlog::Refusal::Removed { author, .. }
+                        | cardlog::Refusal::NoLongerMember { author, .. },
+                    )) if author == me => Ok(Saved::Nothing),
+                    Err(cardlog::Error::Refused(cardlog::Refusal::CannotWrite {
+                        author,
+                        role: cardlog::MemberRole::Relay,
+                    })) if author == me => Ok(Saved::RefusedToRelay),
+                    Err(e) => Err(violation("save", format!("{edit:?}: {e}"))),
                 }
-                Node::Memory { replica, .. } => {
-                    match save_edit(replica.device_mut(), edit, id, change, resolve) {
-                        Ok(op) => Ok(op.map_or(Saved::Nothing, Saved::Op)),
-                        Err(e) if benign_device(&e) => Ok(Saved::Nothing),
-                        Err(e) => Err(violation("save", format!("{edit:?}: {e}"))),
-                    }
+            }
+            Node::Memory { replica, .. } => {
+                match save_edit(replica.device_mut(), edit, id, change, resolve) {
+                    Ok(op) => Ok(op.map_or(Saved::Nothing, Saved::Op)),
+                    Err(e) if benign_device(&e) => Ok(Saved::Nothing),
+                    Err(e) => Err(violation("save", format!("{edit:?}: {e}"))),
                 }
-            }?;
+            }
+        }?;
         Ok((target, op))
     }
 }
@@ -1191,8 +1191,8 @@ impl Sim {
             return Ok(());
         }
         // Nor one whose own edits were withdrawn with a branch given up and wait to be
-        // re-issued: only it can re-issue them, and a removed device's copies are refused
-        // (docs/SEMANTICS.md, "What is left"). Seed 0xbe402: the laptop renamed the contact
+        // re-issued: only it can re-issue them, and a removed device's copies count only at
+        // their seqs below its cutoff (docs/SEMANTICS.md, "What is left"). Seed 0xbe402: the laptop renamed the contact
         // the tablet had renamed on the restored phone's branch; its session with the founder
         // settled that branch, and its rename waited for the tablet's copy.
         if self.node(i)?.waits_to_reissue()? {

@@ -6,13 +6,14 @@
 //! Importing verifies the whole bundle before applying anything and applies it atomically;
 //! importing the same bundle again stores nothing.
 
-use cardlog_core::DeviceId;
+use cardlog_core::{DeviceId, OpId, SealedOp, SignedTip};
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 
 use crate::error::SyncError;
 use crate::receive::{apply_segments, forks_in_summary, sent_whole, Received, View};
-use crate::session::{with_covers, BranchTip};
+use crate::session::{signed_only, with_covers, BranchTip};
 use crate::store::{PeerBook, SyncStore};
 use crate::wire::error::{AUTHORS_IN_A_MESSAGE, SEGMENTS_IN_A_MESSAGE};
 use crate::wire::message::{self, Message, Summary};
@@ -75,39 +76,86 @@ pub fn export<S: PeerBook>(
         let me = store.device_id();
         ops.retain(|op| op.op().author != me);
     }
-    // A removed device's tail whose only signature held is of an op withdrawn here goes with
-    // that op as its cover, as in a session's last message (docs/SYNC.md, "Signatures");
-    // without one the importer refuses the tail and what names it waits.
-    let mut covers = Vec::new();
-    if store.keeps_signatures() {
-        let me = store.device_id();
-        let mut last: std::collections::BTreeMap<DeviceId, (u64, cardlog_core::OpId)> =
-            Default::default();
-        for op in &ops {
-            last.insert(op.op().author, (op.op().seq, op.id()));
+    let (sent, covers) = signed_ops(store, ops.clone(), true)?;
+    let covered = !covers.is_empty();
+    let mut bytes = encode_bundle(store, &sent, covers, &exact)?;
+    if bytes.len() > message::limits::MESSAGE_BYTES_MAX && covered {
+        // The covers pushed it over: without them, as before they travelled.
+        let (sent, _) = signed_ops(store, ops, false)?;
+        bytes = encode_bundle(store, &sent, Vec::new(), &exact)?;
+    }
+    if bytes.len() > message::limits::MESSAGE_BYTES_MAX {
+        return Err(SyncError::Wire(WireError::TooLarge {
+            what: "bundle bytes (use a TCP sync, which sends in parts)",
+            got: bytes.len() as u64,
+            limit: message::limits::MESSAGE_BYTES_MAX as u64,
+        }));
+    }
+    Ok(bytes)
+}
+
+/// The ops a bundle sends, and the signatures of the covers among them.
+type SignedOps = (Vec<SealedOp>, Vec<SignedTip>);
+
+/// `ops` as a bundle sends them, as a session's last message does: an author's tail that no
+/// signature held covers (its signature was of an op withdrawn here) goes with its cover if
+/// it is a removed device's and `covers` (docs/SYNC.md, "Signatures"), else it is left out
+/// with what names it, so that the signed ops below it go in (the importer admits a segment
+/// only under the signature of its last op). Returns the ops and the covers' signatures.
+fn signed_ops<S: PeerBook>(
+    store: &S,
+    mut ops: Vec<SealedOp>,
+    covers: bool,
+) -> Result<SignedOps, SyncError<S::Error>> {
+    if !store.keeps_signatures() {
+        return Ok((ops, Vec::new()));
+    }
+    let me = store.device_id();
+    let mut last: BTreeMap<DeviceId, (u64, OpId)> = BTreeMap::new();
+    for op in &ops {
+        last.insert(op.op().author, (op.op().seq, op.id()));
+    }
+    let mut unsigned = BTreeSet::new();
+    for (author, (seq, id)) in last {
+        // This replica signs its own chain when it sends it.
+        if author == me {
+            continue;
         }
-        let mut unsigned = std::collections::BTreeSet::new();
-        for (author, (seq, id)) in last {
-            let signed = store
-                .tip_signature(&author, seq)
-                .map_err(SyncError::Store)?
-                .is_some_and(|t| t.op == id);
-            if author != me && !signed {
-                unsigned.insert(author);
-            }
-        }
-        if !unsigned.is_empty() {
-            covers = with_covers(store, &mut ops, &mut unsigned)?;
+        let signed = store
+            .tip_signature(&author, seq)
+            .map_err(SyncError::Store)?
+            .is_some_and(|t| t.op == id);
+        if !signed {
+            unsigned.insert(author);
         }
     }
-    let mut exact = exact;
+    if unsigned.is_empty() {
+        return Ok((ops, Vec::new()));
+    }
+    let tips = if covers {
+        with_covers(store, &mut ops, &mut unsigned)?
+    } else {
+        Vec::new()
+    };
+    Ok((signed_only(store, ops, unsigned)?, tips))
+}
+
+/// The bundle of `ops` (covers included, with their signatures `covers`), chains of `exact`
+/// authors (and the covers') sent as exact ops.
+fn encode_bundle<S: PeerBook>(
+    store: &S,
+    ops: &[SealedOp],
+    covers: Vec<SignedTip>,
+    exact: &BTreeSet<DeviceId>,
+) -> Result<Vec<u8>, SyncError<S::Error>> {
+    let mut exact = exact.clone();
     exact.extend(covers.iter().map(|t| t.author));
     let located = BranchTip {
         view: View(store),
         tips: covers,
     };
     // Too much for one message: a session would send it in parts.
-    let segments = encode_segments_exact_for(&ops, &located, &exact).map_err(|e| match e {
+    let segments = encode_segments_exact_for(ops, &located, &exact).map_err(|e| match e {
         WireError::TooLarge { what, got, limit } => WireError::TooLarge {
             what: match what {
                 AUTHORS_IN_A_MESSAGE => {
@@ -124,19 +172,11 @@ pub fn export<S: PeerBook>(
         other => other,
     })?;
     let segments = compress(segments);
-    let bytes = message::encode(&Message::Bundle {
+    Ok(message::encode(&Message::Bundle {
         replica: store.device_id(),
         created_ms: store.calibrated_ms(),
         segments,
-    });
-    if bytes.len() > message::limits::MESSAGE_BYTES_MAX {
-        return Err(SyncError::Wire(WireError::TooLarge {
-            what: "bundle bytes (use a TCP sync, which sends in parts)",
-            got: bytes.len() as u64,
-            limit: message::limits::MESSAGE_BYTES_MAX as u64,
-        }));
-    }
-    Ok(bytes)
+    }))
 }
 
 /// Verifies and applies a bundle. Nothing is applied if any part of it is damaged or forged,

@@ -484,7 +484,7 @@ pub(crate) fn with_covers<S: PeerBook>(
 /// every author's last op left in is signed. The receiver admits a segment's ops only under
 /// the signature of its last op, and a reference to an op neither carried nor held refuses
 /// the message: so the signed ops go in, and the rest comes with its author's next session.
-fn signed_only<S: PeerBook>(
+pub(crate) fn signed_only<S: PeerBook>(
     store: &S,
     mut ops: Vec<SealedOp>,
     mut unsigned: BTreeSet<DeviceId>,

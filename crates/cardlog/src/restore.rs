@@ -1249,7 +1249,7 @@ impl Replica {
     /// copy is not held here, the op and those naming it stay listed if `wait` (with any op after
     /// it whose copy would land below its own seq: copies keep the chain's order), else it names
     /// none for it (the write then stands beside what is there, visibly); for a removed
-    /// device's op, whose copy never comes, it names what that op replaced (in turn), and for a
+    /// device's op, whose copy seldom comes, it names what that op replaced (in turn), and for a
     /// void op held here none (as the op takes no effect). The ops done leave
     /// the store's list in one write at the end, their copies durable; an op that already has
     /// a copy on the chain (a crash came before the list was written) is not written again;
@@ -1325,7 +1325,7 @@ impl Replica {
                     } else if let Some(copy) = self.copy_on_chain(&r, &mut prints)? {
                         replaces.push(copy);
                     } else if let Some(named) = self.named_by_removed(&r, w, &cutoffs)? {
-                        // A removed device's copy never comes (it would be refused): the
+                        // A removed device's copy seldom comes (`named_by_removed`): the
                         // write replaces what that op replaced, or nothing for a void op.
                         todo.extend(named.into_iter().rev());
                     } else if wait {
@@ -1372,9 +1372,10 @@ impl Replica {
     }
 
     /// What an own write naming the withdrawn op `id` names instead, if its author was
-    /// removed from the book (`cutoffs`): no copy of it will ever come (a removed device's
-    /// copies are refused). For an op written before the removal, what it replaced at `w`'s
-    /// path (its edit is lost with it, and the write still supersedes what it superseded);
+    /// removed from the book (`cutoffs`): a copy of it seldom comes (a removed device's copies
+    /// count only below its cutoff, and a member's replica refuses its sessions). For an op
+    /// written before the removal, what it replaced at `w`'s path (the write still supersedes
+    /// what it superseded; should the op's copy come, the two stand side by side, visibly);
     /// for a void op, nothing: it took no effect anywhere, so what it replaced stays a head
     /// beside the write, as beside the original, and as for a void op held here (a write
     /// naming what it replaced hid that conflict). `None` for an op not withdrawn here or

@@ -357,6 +357,18 @@ fn a_removed_device_is_refused_after_its_cutoff_and_a_replayed_removal_changes_n
         "{err}"
     );
     assert!(third.verify().unwrap().is_ok());
+    // Once the removed device learns of its removal it saves nothing more: refused, its
+    // chain unchanged.
+    b.writer.pull_from(&b.admin).unwrap();
+    let chain = b.writer.summary()[&writer_id];
+    let admin_id = b.admin.id();
+    let err = b.writer.add_contact(&person(9, "Later")).unwrap_err();
+    assert!(
+        matches!(err, Error::Refused(Refusal::NoLongerMember { author, after, by })
+            if author == writer_id && after == cutoff && by == admin_id),
+        "{err}"
+    );
+    assert_eq!(b.writer.summary()[&writer_id], chain);
 }
 
 #[test]
