@@ -1092,6 +1092,29 @@ fn restore_schedules_found_by_the_random_test_keep_every_property() {
                 },
             ],
         ),
+        // Seed 0xcd172 of `CARDLOG_SIM_BASE=840000` (session 45): the laptop renames the
+        // tablet's rename of the phone's post-restore contact and adds a contact; a cut
+        // session with the relay settles the phone's fork there, withdrawing both to wait
+        // (the contact for its turn); its next contact makes room, and a stranger's bundle,
+        // refused whole, then re-issued them ("stranger refused": the store changed). Now only
+        // a bundle that brings ops retries waiting edits.
+        (
+            4,
+            vec![
+                rename(1, "three, renamed"),
+                sync(1, 2),
+                set(2, 0, "a"),
+                sync(0, 3),
+                mode(0, 3, SyncMode::Interrupted(2)),
+                save(2, "a"),
+                mode(3, 2, SyncMode::Interrupted(2)),
+                save(2, "a"),
+                Action::Stranger {
+                    target: 2,
+                    forge: false,
+                },
+            ],
+        ),
     ];
     for (n, (devices, rest)) in found.into_iter().enumerate() {
         let mut actions = restored_phone();

@@ -70,6 +70,17 @@ pub fn apply_segments<S: PeerBook>(
     let mut received = apply_with(store, bytes, &mut held, true, true)?;
     let own = held.has_own();
     let finished = finish(store, &mut held, own, None)?;
+    // Own edits waiting for a copy are retried only after a bundle that brought something: a
+    // bundle refused whole (a stranger's) or holding nothing new leaves the store as it was,
+    // and does not count as an attempt (docs/SEMANTICS.md, "Edits made on a branch given
+    // up"); the next session or bundle that brings ops retries them.
+    let brought = received.applied.stored + received.applied.void > 0
+        || finished.rest.stored + finished.rest.void > 0
+        || finished.taken_back.is_some()
+        || !finished.settled.is_empty();
+    if brought {
+        store.reissue_waiting().map_err(SyncError::Store)?;
+    }
     received.taken_back = finished.taken_back;
     received
         .forks
@@ -94,8 +105,8 @@ pub(crate) struct Finished {
 /// (`take_back`: the sender sent it, as ops set apart or because the receiver's hello asked
 /// for all of it; `peer` is who, with how far its hello holds the chain:
 /// [`PeerBook::take_back`]); other authors' forks are settled or kept ([`settle_forked`]);
-/// what waited for either goes in ([`apply_rest`]); own edits waiting for a copy are
-/// re-issued ([`PeerBook::reissue_waiting`]). A take back that stored only part of the chain
+/// what waited for either goes in ([`apply_rest`]). The caller then re-issues own edits
+/// waiting for a copy ([`PeerBook::reissue_waiting`]). A take back that stored only part of the chain
 /// (its ops name copies on a branch another author gave up, which the settling then stored)
 /// is made once more after it.
 pub(crate) fn finish<S: PeerBook>(
@@ -160,7 +171,6 @@ pub(crate) fn finish<S: PeerBook>(
         }
         _ => apply_rest(store, held)?,
     };
-    store.reissue_waiting().map_err(SyncError::Store)?;
     Ok(Finished {
         taken_back,
         settled,

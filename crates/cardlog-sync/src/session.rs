@@ -858,6 +858,8 @@ impl Session {
                     let own = self.held.has_own() || self.omitted_own;
                     let peer = self.peer_holding_own(store);
                     let finished = finish(store, &mut self.held, own, peer)?;
+                    // Every session's end is an attempt for own edits waiting for a copy.
+                    store.reissue_waiting().map_err(SyncError::Store)?;
                     if finished.taken_back.is_some() {
                         let me = store.device_id();
                         self.forks.retain(|f| f.author != me);
