@@ -1192,9 +1192,10 @@ impl Sim {
         }
         // Nor one whose own edits were withdrawn with a branch given up and wait to be
         // re-issued: only it can re-issue them, and a removed device's copies count only at
-        // their seqs below its cutoff (docs/SEMANTICS.md, "What is left"). Seed 0xbe402: the laptop renamed the contact
-        // the tablet had renamed on the restored phone's branch; its session with the founder
-        // settled that branch, and its rename waited for the tablet's copy.
+        // their seqs below its cutoff (docs/SEMANTICS.md, "What is left"). Seed 0xbe402: the
+        // laptop renamed the contact the tablet had renamed on the restored phone's branch;
+        // its session with the founder settled that branch, and its rename waited for the
+        // tablet's copy.
         if self.node(i)?.waits_to_reissue()? {
             return Ok(());
         }

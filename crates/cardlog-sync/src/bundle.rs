@@ -71,17 +71,22 @@ pub fn export<S: PeerBook>(
         asked.remove(&fork.author);
     }
     let exact = sent_whole(&summary, &asked);
-    let mut ops = store.ops_since(&asked).map_err(SyncError::Store)?;
-    if store.restored() {
-        let me = store.device_id();
-        ops.retain(|op| op.op().author != me);
-    }
-    let (sent, covers) = signed_ops(store, ops.clone(), true)?;
+    let ops = || -> Result<Vec<SealedOp>, SyncError<S::Error>> {
+        let mut ops = store.ops_since(&asked).map_err(SyncError::Store)?;
+        if store.restored() {
+            let me = store.device_id();
+            ops.retain(|op| op.op().author != me);
+        }
+        Ok(ops)
+    };
+    let (sent, covers) = signed_ops(store, ops()?, true)?;
     let covered = !covers.is_empty();
     let mut bytes = encode_bundle(store, &sent, covers, &exact)?;
+    drop(sent);
     if bytes.len() > message::limits::MESSAGE_BYTES_MAX && covered {
-        // The covers pushed it over: without them, as before they travelled.
-        let (sent, _) = signed_ops(store, ops, false)?;
+        // The covers pushed it over: without them, as before they travelled (the ops read
+        // again rather than kept twice for this rare case).
+        let (sent, _) = signed_ops(store, ops()?, false)?;
         bytes = encode_bundle(store, &sent, Vec::new(), &exact)?;
     }
     if bytes.len() > message::limits::MESSAGE_BYTES_MAX {
