@@ -122,27 +122,16 @@ pub fn summary_out(ctx: &Ctx, out: &FsPath) -> Res {
 pub fn export(ctx: &Ctx, a: &ExportArgs) -> Res {
     let since = a.since.as_deref().map(read_summary_file).transpose()?;
     let mut r = ctx.open()?;
-    let bytes = r
-        .export_bundle(since.as_ref().map(|(_, summary)| summary))
+    let exported = r
+        .export_bundle_counted(since.as_ref().map(|(_, summary)| summary))
         .map_err(|e| CliError::from_sync(e, SyncSource::Local, "cannot export"))?;
     if let Some((peer, summary)) = &since {
         // The heads file is the peer's own word on what it holds: "needs sync" uses it.
         r.record_summary(*peer, summary)?;
     }
-    // What the bundle holds: per author, the ops after the heads file's seq (all of them
-    // without one), which is how the bundle was chosen.
-    let empty = Summary::new();
-    let theirs = since.as_ref().map_or(&empty, |(_, summary)| summary);
-    let per_author: Vec<u64> = r
-        .summary()
-        .iter()
-        .map(|(author, head)| {
-            head.seq
-                .saturating_sub(theirs.get(author).map_or(0, |h| h.seq))
-        })
-        .filter(|n| *n > 0)
-        .collect();
-    let ops: u64 = per_author.iter().sum();
+    // What the bundle holds, as built (not the summaries' difference: a removed device's
+    // covered ops go, tails no signature covers stay).
+    let (bytes, ops, authors) = (exported.bytes, exported.ops, exported.authors);
     write_atomically(&a.out, &bytes)?;
     let peer = since.as_ref().map(|(peer, _)| *peer);
     if ctx.json {
@@ -151,7 +140,7 @@ pub fn export(ctx: &Ctx, a: &ExportArgs) -> Res {
             "replica": r.id().to_string(),
             "since": peer.map(|p| p.to_string()),
             "ops": ops,
-            "authors": per_author.len(),
+            "authors": authors,
             "bytes": bytes.len(),
         }));
     }
@@ -160,8 +149,7 @@ pub fn export(ctx: &Ctx, a: &ExportArgs) -> Res {
         None => " (every op)".to_owned(),
     };
     outln!(
-        "exported {ops} op(s) by {} device(s){whom} to {}: {} bytes",
-        per_author.len(),
+        "exported {ops} op(s) by {authors} device(s){whom} to {}: {} bytes",
         a.out.display(),
         bytes.len()
     )

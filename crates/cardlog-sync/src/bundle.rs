@@ -55,13 +55,34 @@ impl serde::Serialize for Imported {
     }
 }
 
-/// A bundle of the ops a replica holding `since` lacks (everything when `None`). A replica
-/// marked restored ([`PeerBook::restored`]) leaves its own ops out, as its sessions do: its
-/// chain forks from what a peer holds until it has taken the peer's back.
+/// A bundle's bytes and what it holds ([`export_counted`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exported {
+    /// The bundle file.
+    pub bytes: Vec<u8>,
+    /// The ops it holds (a removed device's covered ops included, tails no signature covers
+    /// left out: not always the summaries' difference).
+    pub ops: usize,
+    /// The devices whose ops it holds.
+    pub authors: usize,
+}
+
+/// A bundle of the ops a replica holding `since` lacks (everything when `None`), as
+/// [`export_counted`] builds it.
 pub fn export<S: PeerBook>(
     store: &S,
     since: Option<&Summary>,
 ) -> Result<Vec<u8>, SyncError<S::Error>> {
+    export_counted(store, since).map(|e| e.bytes)
+}
+
+/// A bundle of the ops a replica holding `since` lacks (everything when `None`). A replica
+/// marked restored ([`PeerBook::restored`]) leaves its own ops out, as its sessions do: its
+/// chain forks from what a peer holds until it has taken the peer's back.
+pub fn export_counted<S: PeerBook>(
+    store: &S,
+    since: Option<&Summary>,
+) -> Result<Exported, SyncError<S::Error>> {
     let summary = since.cloned().unwrap_or_default();
     let mut asked = summary.clone();
     // A chain forking between the summary and what this side holds goes whole, as held here
@@ -81,12 +102,14 @@ pub fn export<S: PeerBook>(
     };
     let (sent, covers) = signed_ops(store, ops()?, true)?;
     let covered = !covers.is_empty();
+    let mut held = counted(&sent);
     let mut bytes = encode_bundle(store, &sent, covers, &exact)?;
     drop(sent);
     if bytes.len() > message::limits::MESSAGE_BYTES_MAX && covered {
         // The covers pushed it over: without them, as before they travelled (the ops read
         // again rather than kept twice for this rare case).
         let (sent, _) = signed_ops(store, ops()?, false)?;
+        held = counted(&sent);
         bytes = encode_bundle(store, &sent, Vec::new(), &exact)?;
     }
     if bytes.len() > message::limits::MESSAGE_BYTES_MAX {
@@ -96,7 +119,18 @@ pub fn export<S: PeerBook>(
             limit: message::limits::MESSAGE_BYTES_MAX as u64,
         }));
     }
-    Ok(bytes)
+    let (ops, authors) = held;
+    Ok(Exported {
+        bytes,
+        ops,
+        authors,
+    })
+}
+
+/// How many ops `ops` are, and by how many devices.
+fn counted(ops: &[SealedOp]) -> (usize, usize) {
+    let authors: BTreeSet<DeviceId> = ops.iter().map(|op| op.op().author).collect();
+    (ops.len(), authors.len())
 }
 
 /// The ops a bundle sends, and the signatures of the covers among them.

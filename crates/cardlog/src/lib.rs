@@ -82,4 +82,4 @@ pub use cardlog_store::{
     LogDamage, Progress, Recovery, RepairReport, Since, Store, StoreError, VerifyReport,
     CACHE_BYTES_DEFAULT, CACHE_BYTES_MIN,
 };
-pub use cardlog_sync::bundle::Imported;
+pub use cardlog_sync::bundle::{Exported, Imported};

@@ -13,7 +13,7 @@ use cardlog_core::MemberRole;
 use cardlog_core::{ContactId, DeviceId, OpId, Refusal, SealedOp, SignedTip};
 use cardlog_store::keys::meta;
 use cardlog_store::{ChangeCursor, StoreError};
-use cardlog_sync::bundle::{self, Imported};
+use cardlog_sync::bundle::{self, Exported, Imported};
 use cardlog_sync::secure::{Access, Expect, Identity};
 use cardlog_sync::transport::{self, Retry, Transport};
 use cardlog_sync::{
@@ -527,6 +527,12 @@ impl Replica {
     /// A bundle of the ops a replica holding `since` lacks (every op when `None`).
     pub fn export_bundle(&self, since: Option<&Summary>) -> Result<Vec<u8>, SyncError> {
         bundle::export(self, since)
+    }
+
+    /// [`Replica::export_bundle`], with how many ops the bundle holds and by how many
+    /// devices (what `cardlog export` reports).
+    pub fn export_bundle_counted(&self, since: Option<&Summary>) -> Result<Exported, SyncError> {
+        bundle::export_counted(self, since)
     }
 
     /// Verifies and applies a bundle; importing it again changes nothing.

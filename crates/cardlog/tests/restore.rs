@@ -1442,8 +1442,12 @@ fn a_bundle_carries_a_removed_devices_void_ops_with_their_cover() {
         desk,
         ..
     } = a_tablet_holding_a_cover(tmp.path(), &clock);
-    let bundle = tablet.export_bundle(Some(relay.summary())).unwrap();
-    let applied = relay.import_bundle(&bundle).unwrap().received.applied;
+    let bundle = tablet.export_bundle_counted(Some(relay.summary())).unwrap();
+    // What the bundle holds, as `cardlog export` reports it: the cover counted, by its device.
+    assert_eq!((bundle.ops, bundle.authors), (5, 2));
+    let received = relay.import_bundle(&bundle.bytes).unwrap().received;
+    assert_eq!(received.ops, bundle.ops);
+    let applied = received.applied;
     // The renames and the two void ops stored; the note kept as their cover, not stored.
     assert_eq!((applied.stored, applied.missing), (4, 1), "{applied:?}");
     assert!(applied.refused.is_empty(), "{applied:?}");
