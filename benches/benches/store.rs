@@ -10,6 +10,8 @@
 //! - `store/apply`: 10,000 single-field ops made by another device, applied to a fresh replica
 //!   in chunks of 1,000 or 10,000 per `Replica::apply` (each call durable) or in bulk mode.
 //! - `store/open`: opening a 10,000-op replica; `store/rebuild`: rebuilding its state.
+//! - `store/contact_value`: the database values of a 20,000-op store's 1,000 contacts decoded
+//!   into registers, and those registers encoded again (what every apply does per contact).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -222,5 +224,41 @@ fn open_and_rebuild(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, save, apply, open_and_rebuild);
+/// The contact values (`c` keys) of the cached 20,000-op store, read with sled from a copy.
+fn stored_contact_values() -> Vec<Vec<u8>> {
+    use cardlog_store::state::sled_kv::MAIN_SEGMENT_BYTES;
+    let (store, _) = stores::cached(20_000).expect("cached store");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    stores::copy_dir(&store.join("db"), tmp.path()).expect("copy");
+    let db = sled::Config::new()
+        .path(tmp.path())
+        .segment_size(MAIN_SEGMENT_BYTES)
+        .open()
+        .expect("sled");
+    db.scan_prefix(b"c")
+        .map(|pair| pair.expect("pair").1.to_vec())
+        .collect()
+}
+
+fn contact_values(c: &mut Criterion) {
+    use cardlog_store::state::contact_value::{decode, encode};
+    let values = stored_contact_values();
+    let registers: Vec<_> = values.iter().map(|v| decode(v).expect("decodes")).collect();
+    let mut group = c.benchmark_group("store/contact_value");
+    group.throughput(Throughput::Elements(values.len() as u64));
+    group.bench_function("decode", |b| {
+        b.iter(|| {
+            values
+                .iter()
+                .map(|v| decode(v).map_or(0, |r| r.len()))
+                .sum::<usize>()
+        })
+    });
+    group.bench_function("encode", |b| {
+        b.iter(|| registers.iter().map(|r| encode(r).len()).sum::<usize>())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, save, apply, open_and_rebuild, contact_values);
 criterion_main!(benches);
