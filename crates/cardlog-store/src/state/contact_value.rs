@@ -18,6 +18,8 @@
 
 use std::collections::HashMap;
 
+use bincode::enc::write::SizeWriter;
+use bincode::enc::EncoderImpl;
 use bincode::{Decode, Encode};
 use foldhash::fast::RandomState;
 
@@ -90,7 +92,7 @@ struct RegisterOut<'a> {
     path: &'a Path,
     writes: u64,
     first: First,
-    heads: Vec<HeadOut<'a>>,
+    heads: &'a [HeadOut<'a>],
 }
 
 /// [`PackedHead`], borrowed.
@@ -156,10 +158,11 @@ pub fn encode(registers: &ContactRegisters) -> Vec<u8> {
     let mut author_at: HashMap<DeviceId, u32, RandomState> = HashMap::default();
     let mut writes: Vec<PackedWrite> = Vec::new();
     let mut write_at: HashMap<(OpId, Hlc, u32, u64), u32, RandomState> = HashMap::default();
-    let mut heads_count = 0usize;
-    let mut packed = Vec::with_capacity(registers.len());
-    for (path, (count, heads)) in registers {
-        let mut packed_heads = Vec::new();
+    // Every register's heads in one vector (each register's a run of it, `ends` where each
+    // run ends): one allocation for them all.
+    let mut heads_out: Vec<HeadOut<'_>> = Vec::new();
+    let mut ends = Vec::with_capacity(registers.len());
+    for (_, heads) in registers.values() {
         for w in heads.iter() {
             let author = place_or_push(
                 &mut authors,
@@ -182,19 +185,13 @@ pub fn encode(registers: &ContactRegisters) -> Vec<u8> {
                     seq: w.seq,
                 },
             );
-            packed_heads.push(HeadOut {
+            heads_out.push(HeadOut {
                 write,
                 value: w.value.as_ref(),
                 replaces: &w.replaces,
             });
         }
-        heads_count += packed_heads.len();
-        packed.push(RegisterOut {
-            path,
-            writes: *count,
-            first: heads.first_hlc().map_or(First::None, First::Explicit),
-            heads: packed_heads,
-        });
+        ends.push(heads_out.len());
     }
     // Once every write is in the table: a first timestamp that one of them has names the
     // first write with it.
@@ -204,25 +201,42 @@ pub fn encode(registers: &ContactRegisters) -> Vec<u8> {
             hlc_at.entry(w.hlc).or_insert(index_of(i));
         }
     }
-    for r in &mut packed {
-        if let First::Explicit(hlc) = r.first {
-            if let Some(at) = find(&writes, &hlc_at, &hlc, |w| w.hlc == hlc) {
-                r.first = First::OfWrite(at);
-            }
-        }
+    let mut packed = Vec::with_capacity(registers.len());
+    let mut start = 0;
+    for ((path, (count, heads)), end) in registers.iter().zip(ends) {
+        let first = match heads.first_hlc() {
+            None => First::None,
+            Some(hlc) => match find(&writes, &hlc_at, &hlc, |w| w.hlc == hlc) {
+                Some(at) => First::OfWrite(at),
+                None => First::Explicit(hlc),
+            },
+        };
+        packed.push(RegisterOut {
+            path,
+            writes: *count,
+            first,
+            heads: heads_out.get(start..end).unwrap_or_default(),
+        });
+        start = end;
     }
     let out = PackedOut {
         authors: &authors,
         writes: &writes,
         registers: &packed,
     };
-    // About what a value takes, so the vector rarely grows: a write's key about 50 bytes, a
-    // register's path and counts about 30, a head's value and ids about 60.
-    let mut value =
-        Vec::with_capacity(16 + 50 * writes.len() + 30 * packed.len() + 60 * heads_count);
-    value.push(MARK);
-    // Writing into memory has no failure mode in bincode 2 (as `codec::encode_with`).
-    let _ = bincode::encode_into_std_write(&out, &mut value, format_config());
+    // Measured first, so the value is allocated once at its size. Neither pass has a failure
+    // mode in bincode 2 (writing into memory, as `codec::encode_with`).
+    let mut sizer = EncoderImpl::new(SizeWriter::default(), format_config());
+    let _ = out.encode(&mut sizer);
+    let mut value = vec![0u8; 1 + sizer.into_writer().bytes_written];
+    let written = match value.split_first_mut() {
+        Some((mark, rest)) => {
+            *mark = MARK;
+            bincode::encode_into_slice(&out, rest, format_config()).unwrap_or(0)
+        }
+        None => 0,
+    };
+    value.truncate(1 + written);
     value
 }
 
