@@ -18,8 +18,10 @@
 
 use std::collections::HashMap;
 
+use bincode::de::Decoder;
 use bincode::enc::write::SizeWriter;
 use bincode::enc::EncoderImpl;
+use bincode::error::DecodeError;
 use bincode::{Decode, Encode};
 use foldhash::fast::RandomState;
 
@@ -34,7 +36,12 @@ pub const MARK: u8 = 0xff;
 
 const WHAT: &str = "contact registers";
 
-/// A format-6 value after its [`MARK`].
+/// A format-6 value after its [`MARK`]: what [`PackedOut`] encodes and [`Unpacked`] decodes,
+/// field by field (the tests' reference coder uses it whole).
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "the tests' reference coder builds it")
+)]
 #[derive(Debug, Encode, Decode)]
 struct Packed {
     authors: Vec<DeviceId>,
@@ -138,7 +145,7 @@ fn place_or_push<T, K: std::hash::Hash + Eq + Clone>(
     table.push(make());
     let at = index_of(table.len() - 1);
     if table.len() == SCANNED_MAX + 1 {
-        // The first lookup past the scanned size: index every entry (the first of equal keys).
+        // The first push past the scanned size: index every entry (keys are unique here).
         for (i, entry) in table.iter().enumerate() {
             index.entry(key_of(entry)).or_insert(index_of(i));
         }
@@ -268,11 +275,22 @@ pub fn decode(v: &[u8]) -> Result<ContactRegisters, StoreError> {
             }
         };
     }
+    macro_rules! unpacked_scaled {
+        ($bytes:expr) => {
+            match $bytes.len() {
+                n if n <= 128 << 10 => {
+                    unpacked($bytes, format_config().with_limit::<{ 8 << 20 }>())
+                }
+                n if n <= 1 << 20 => unpacked($bytes, format_config().with_limit::<{ 64 << 20 }>()),
+                n if n <= 8 << 20 => {
+                    unpacked($bytes, format_config().with_limit::<{ 512 << 20 }>())
+                }
+                _ => unpacked($bytes, format_config().with_limit::<{ usize::MAX }>()),
+            }
+        };
+    }
     let registers = match v.split_first() {
-        Some((&MARK, packed)) => {
-            let packed: Packed = decode_scaled!(packed)?;
-            unpack(packed)?
-        }
+        Some((&MARK, packed)) => unpacked_scaled!(packed)?,
         _ => decode_scaled!(v)?,
     };
     if registers.is_empty() {
@@ -309,7 +327,92 @@ pub fn same_registers(a: &[u8], b: &[u8]) -> bool {
     matches!((decode(a), decode(b)), (Ok(x), Ok(y)) if x == y)
 }
 
+/// The registers the bytes of a [`Packed`] describe, decoded straight into them: the same
+/// bincode reads in the same order as decoding a `Packed` (the same claims on `config`'s
+/// limit included, so the same values are refused) and then [`unpack`]ing it, without the
+/// intermediate vectors. An index out of range or a path twice is damage, as there.
+fn unpacked<C: bincode::config::Config>(
+    bytes: &[u8],
+    config: C,
+) -> Result<ContactRegisters, StoreError> {
+    match bincode::decode_from_slice::<Unpacked, C>(bytes, config) {
+        Ok((Unpacked(registers), read)) if read == bytes.len() => Ok(registers),
+        Err(DecodeError::Other(what)) => Err(StoreError::undecodable(&format!("{WHAT} ({what})"))),
+        _ => Err(StoreError::undecodable(WHAT)),
+    }
+}
+
+/// [`unpacked`]'s registers.
+struct Unpacked(ContactRegisters);
+
+impl<Ctx> Decode<Ctx> for Unpacked {
+    fn decode<D: Decoder<Context = Ctx>>(d: &mut D) -> Result<Self, DecodeError> {
+        let authors: Vec<DeviceId> = Decode::decode(d)?;
+        let writes: Vec<PackedWrite> = Decode::decode(d)?;
+        let write = |i: u32| -> Result<(&PackedWrite, DeviceId), DecodeError> {
+            let w = usize::try_from(i)
+                .ok()
+                .and_then(|i| writes.get(i))
+                .ok_or(DecodeError::Other("a write index out of range"))?;
+            let author = usize::try_from(w.author)
+                .ok()
+                .and_then(|i| authors.get(i))
+                .ok_or(DecodeError::Other("an author index out of range"))?;
+            Ok((w, *author))
+        };
+        // As `Vec<PackedRegister>` decodes: its length, a claim for that many, then each
+        // (un-claiming its size as it is read).
+        let count = slice_len(d)?;
+        d.claim_container_read::<PackedRegister>(count)?;
+        let mut registers = ContactRegisters::new();
+        for _ in 0..count {
+            d.unclaim_bytes_read(std::mem::size_of::<PackedRegister>());
+            let path: Path = Decode::decode(d)?;
+            let written: u64 = Decode::decode(d)?;
+            let first: First = Decode::decode(d)?;
+            let heads_count = slice_len(d)?;
+            d.claim_container_read::<PackedHead>(heads_count)?;
+            // (Never more room ahead than a few heads: the claim was for the smaller type.)
+            let mut heads = Vec::with_capacity(heads_count.min(8));
+            for _ in 0..heads_count {
+                d.unclaim_bytes_read(std::mem::size_of::<PackedHead>());
+                let at: u32 = Decode::decode(d)?;
+                let value: Option<Value> = Decode::decode(d)?;
+                let replaces: Vec<OpId> = Decode::decode(d)?;
+                let (w, author) = write(at)?;
+                heads.push(RegisterWrite {
+                    key: WriteKey {
+                        hlc: w.hlc,
+                        author,
+                        op: w.op,
+                    },
+                    seq: w.seq,
+                    value,
+                    replaces,
+                });
+            }
+            let first = match first {
+                First::None => None,
+                First::OfWrite(i) => Some(write(i)?.0.hlc),
+                First::Explicit(hlc) => Some(hlc),
+            };
+            let heads = Heads::from_parts(first, heads);
+            if registers.insert(path, (written, heads)).is_some() {
+                return Err(DecodeError::Other("a path twice"));
+            }
+        }
+        Ok(Unpacked(registers))
+    }
+}
+
+/// A container's length as bincode reads it (a u64 that must fit a usize).
+fn slice_len<D: Decoder>(d: &mut D) -> Result<usize, DecodeError> {
+    let n: u64 = Decode::decode(d)?;
+    usize::try_from(n).map_err(|_| DecodeError::OutsideUsizeRange(n))
+}
+
 /// The registers `packed` describes; an index out of range or a path twice is damage.
+#[cfg(test)]
 fn unpack(packed: Packed) -> Result<ContactRegisters, StoreError> {
     let bad = |what: &str| StoreError::undecodable(&format!("{WHAT} ({what})"));
     let Packed {
@@ -558,6 +661,33 @@ mod tests {
         value
     }
 
+    /// The decoder before session 46 (a whole [`Packed`], then [`unpack`]): [`decode`] must
+    /// accept and refuse what it does, with the same registers.
+    fn reference_decode(v: &[u8]) -> Result<ContactRegisters, StoreError> {
+        macro_rules! within {
+            ($bytes:expr, $limit:expr) => {
+                decode_exact_with($bytes, format_config().with_limit::<{ $limit }>())
+                    .ok_or_else(|| StoreError::undecodable(WHAT))
+            };
+        }
+        let registers = match v.split_first() {
+            Some((&MARK, packed)) => {
+                let packed: Packed = match packed.len() {
+                    n if n <= 128 << 10 => within!(packed, 8 << 20),
+                    n if n <= 1 << 20 => within!(packed, 64 << 20),
+                    n if n <= 8 << 20 => within!(packed, 512 << 20),
+                    _ => within!(packed, usize::MAX),
+                }?;
+                unpack(packed)?
+            }
+            _ => return decode(v),
+        };
+        if registers.is_empty() {
+            return Err(StoreError::undecodable("contact registers (none)"));
+        }
+        Ok(registers)
+    }
+
     /// A write [`built`] makes: (path, op, milliseconds, value, replaced ops).
     type TestWrite = (u8, u8, u64, Option<u8>, Vec<u8>);
 
@@ -565,6 +695,11 @@ mod tests {
     /// applied to its path's heads as a store applies writes (the author is the op's number
     /// modulo 3).
     fn built(writes: &[TestWrite]) -> ContactRegisters {
+        built_by(writes, 3)
+    }
+
+    /// [`built`], the author being the op's number modulo `authors`.
+    fn built_by(writes: &[TestWrite], authors: u8) -> ContactRegisters {
         let paths = [
             Path::Exists,
             Path::Field(Field::Given),
@@ -575,7 +710,7 @@ mod tests {
         let mut r = ContactRegisters::new();
         for (path, op, ms, value, replaces) in writes {
             let text = value.map(|v| format!("v{v}"));
-            let w = write(op % 3, *op, *ms, text.as_deref(), replaces);
+            let w = write(op % authors, *op, *ms, text.as_deref(), replaces);
             let (count, heads) = r
                 .entry(paths[usize::from(*path) % paths.len()].clone())
                 .or_default();
@@ -610,8 +745,41 @@ mod tests {
                 1..120,
             )
         ) {
-            let registers = built(&writes);
-            proptest::prop_assert_eq!(encode(&registers), reference_encode(&registers));
+            // Up to 40 authors: the author table past its scanned size too.
+            for authors in [3, 40] {
+                let registers = built_by(&writes, authors);
+                proptest::prop_assert_eq!(encode(&registers), reference_encode(&registers));
+            }
+        }
+
+        #[test]
+        fn any_value_decodes_as_the_reference_decoder_decodes_it(
+            writes in proptest::collection::vec(
+                (0u8..5, 1u8..60, 0u64..10, proptest::option::of(0u8..3),
+                 proptest::collection::vec(1u8..60, 0..2)),
+                1..60,
+            ),
+            cut in 0usize..4000,
+            flip in proptest::option::of((0usize..4000, 1u8..=255)),
+            tail in proptest::collection::vec(proptest::arbitrary::any::<u8>(), 0..40),
+        ) {
+            // A value, then the same cut short, with a byte changed, or bytes after it.
+            let value = encode(&built_by(&writes, 40));
+            let mut changed = value.clone();
+            if let Some((at, x)) = flip {
+                let at = at % changed.len();
+                changed[at] ^= x;
+            }
+            let cut_short = value[..cut.min(value.len())].to_vec();
+            let longer = [value.clone(), tail.clone()].concat();
+            let random = [vec![MARK], tail].concat();
+            for v in [value, changed, cut_short, longer, random] {
+                match (decode(&v), reference_decode(&v)) {
+                    (Ok(a), Ok(b)) => proptest::prop_assert_eq!(a, b),
+                    (Err(_), Err(_)) => {}
+                    (a, b) => proptest::prop_assert!(false, "{v:?}: {a:?} against {b:?}"),
+                }
+            }
         }
 
         #[test]
