@@ -5,29 +5,36 @@
 //!
 //! 1. **load**: every pair, in batches of 1,000, each batch made durable (a bulk import);
 //! 2. **rewrite**: `--rounds` batches (default 110) of 1,000 contact values (`c` keys) picked
-//!    at random and written again as they are, each batch made durable: what a full sync's
-//!    settles do (a 1,024-op message rewrites about 950 contacts), with the live data
-//!    unchanged, so whatever the bytes grow by is the engine's; one batch in 16 (and the
-//!    last) is made durable, the others written as the store writes held register changes;
-//! 3. **kept**: the directory's bytes against the live keys and values;
-//! 4. **open**: in a fresh process, three times: open and read one key (time, bytes written
-//!    from `/proc/self/io`), then 1,000 random contact values read cold.
+//!    at random and written again as they are: what a full sync's settles do (a 1,024-op
+//!    message rewrites about 950 contacts), with the live data unchanged, so whatever the
+//!    bytes grow by is the engine's. One batch in `--durable-every` (default 16; and the last)
+//!    is made durable, the others are written as the store writes held register changes
+//!    (redb `Durability::None`, fjall without a journal sync, sled without a flush);
+//! 3. **kept**: the bytes the engine's files take on disk (allocated blocks, so a file
+//!    preallocated sparse counts what it holds) against the live keys and values;
+//! 4. **compaction**, as each engine would be compacted: sled's pairs read from it and copied
+//!    in key order into a fresh database (what `cardlog compact` does), redb's `compact` until
+//!    it has nothing left to do, fjall's memtable flushed and a major compaction; then kept
+//!    again;
+//! 5. **open** of the compacted database, in a fresh process, three times: open and read one
+//!    key (time, bytes written from `/proc/self/io`), then 1,000 random contact values read
+//!    (the process's first reads; the files are in the OS's page cache), and the process's
+//!    peak memory after both.
 //!
-//! Engines: `sled` (0.34.7, configured as `SledKv::open` configures the store's databases:
-//! 512 KiB segments for the main one, 64 KiB for the names, the default cache split 4:1),
-//! `redb` (a B-tree in one file; batches committed with `Durability::Immediate`) and `fjall`
-//! (an LSM tree; batches committed then the journal synced, `PersistMode::SyncAll`). redb and
+//! Engines: `sled` (0.34.7, configured and opened as `SledKv::open` does: 512 KiB segments for
+//! the main database, 64 KiB for the names, the default cache split 4:1, both opened side by
+//! side), `redb` (a copy-on-write B-tree in one file) and `fjall` (an LSM tree). redb and
 //! fjall are dependencies of this benchmark only: the store does not use them.
 //!
-//! `cargo run --release -p cardlog-benches --bin kv_figures -- [--store DIR] [--rounds N]
-//! [--engines sled,redb,fjall] [--scale N] [--quick]`
+//! `cargo run --release -p cardlog-benches --bin kv_figures -- [--store DIR] [--ops N]
+//! [--rounds N] [--durable-every N] [--engines sled,redb,fjall] [--scale N] [--quick]`
 //!
 //! Without `--store`, the benchmarks' cached store of `--ops` ops (default 20,000: 1,000
 //! contacts, then single-field edits; `stores::cached`). `--quick` (CI): 2,000 ops, 5 rounds.
 //!
 //! `--scale N`: the store's pairs and N - 1 copies of each under other keys (each copy's key
 //! ends in its number): an address book N times as large with the same values, without
-//! building one.
+//! building one (values repeated N times over compress far better than a real book's).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::path::{Path, PathBuf};
@@ -42,8 +49,9 @@ use redb::{ReadableDatabase as _, ReadableTable as _};
 
 /// Pairs per batch, as the store's bulk chunks and sync messages write them.
 const BATCH: usize = 1_000;
-/// Rewrite batches made durable one in this many (and the last): the store writes its held
-/// register changes without a flush, and flushes when a save or a session asks for it.
+/// Rewrite batches made durable one in this many (and the last) unless `--durable-every`
+/// says otherwise: the store writes its held register changes without a flush, and flushes
+/// when a save or a session asks for it.
 const DURABLE_EVERY: usize = 16;
 /// The contact values' key tag (docs/FORMAT.md, "The database").
 const CONTACT_TAG: u8 = b'c';
@@ -63,13 +71,17 @@ fn main() -> Result<(), Error> {
     let args = Args::from_env();
     if args.has("--help") || args.has("-h") {
         println!(
-            "kv_figures [--store DIR] [--ops N] [--rounds N] [--engines sled,redb,fjall] \
-             [--scale N] [--quick] (see the source)"
+            "kv_figures [--store DIR] [--ops N] [--rounds N] [--durable-every N] \
+             [--engines sled,redb,fjall] [--scale N] [--quick] (see the source)"
         );
         return Ok(());
     }
-    if let (Some(engine), Some(dir)) = (args.value("--open"), args.value("--dir")) {
-        return open_child(engine, Path::new(dir));
+    if let (Some(engine), Some(dir), Some(keys)) = (
+        args.value("--open"),
+        args.value("--dir"),
+        args.value("--keys"),
+    ) {
+        return open_child(engine, Path::new(dir), Path::new(keys));
     }
     let quick = args.has("--quick");
     let store = match args.value("--store") {
@@ -77,6 +89,7 @@ fn main() -> Result<(), Error> {
         None => stores::cached(args.number("--ops", if quick { 2_000 } else { 20_000 })?)?.0,
     };
     let rounds = args.number("--rounds", if quick { 5 } else { 110 })?;
+    let durable_every = args.number("--durable-every", DURABLE_EVERY)?.max(1);
     let engines: Vec<String> = args
         .value("--engines")
         .unwrap_or("sled,redb,fjall")
@@ -104,21 +117,26 @@ fn main() -> Result<(), Error> {
         live as f64 / 1e6
     );
     println!(
-        "| engine | load s | rewrite ms per batch | kept MB | kept / live | compacted MB (s) | open ms (3 fresh processes) | \
-         written by an open, KiB | 1,000 cold reads ms | open peak MB |"
+        "| engine | load s | rewrite ms per batch | kept MB | kept / live | compacted MB (s) \
+         | open ms (3 fresh processes) | written by an open, KiB | 1,000 first reads ms \
+         | peak MB |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for engine in &engines {
         let dir = scratch.path().join(engine);
         std::fs::create_dir_all(&dir)?;
-        let (load, rewrite) = write_all(engine, &dir, &pairs, &contacts, rounds)?;
-        let kept = stores::dir_bytes(&dir)?;
-        let (compacted, compact_s) = compact(engine, &dir, &pairs)?;
+        // The contact keys for the open's reads, beside the engine's directory (not in it).
+        let keys = scratch.path().join(format!("{engine}.keys"));
+        std::fs::write(&keys, contact_keys(&pairs, &contacts))?;
+        let (load, rewrite) = write_all(engine, &dir, &pairs, &contacts, rounds, durable_every)?;
+        let kept = allocated(&dir)?;
+        let (compacted, compact_s) = compact(engine, &dir)?;
         let mut opens = Vec::new();
         for _ in 0..3 {
             let dir_arg = dir.display().to_string();
+            let keys_arg = keys.display().to_string();
             opens.push(figures::child_quiet(&[
-                "--open", engine, "--dir", &dir_arg,
+                "--open", engine, "--dir", &dir_arg, "--keys", &keys_arg,
             ])?);
         }
         let cell = |name: &str, scale: f64| -> String {
@@ -129,7 +147,8 @@ fn main() -> Result<(), Error> {
             values.join(" / ")
         };
         println!(
-            "| {engine} | {:.2} | {:.2} | {:.2} | {:.2}× | {:.2} ({:.2}×, {:.2} s) | {} | {} | {} | {} |",
+            "| {engine} | {:.2} | {:.2} | {:.2} | {:.2}× | {:.2} ({:.2}×, {:.2} s) \
+             | {} | {} | {} | {} |",
             load,
             rewrite * 1000.0,
             kept as f64 / 1e6,
@@ -212,14 +231,18 @@ impl Engine {
                         .cache_capacity(cache.max(CACHE_BYTES_MIN))
                         .segment_size(segment)
                 };
-                let main = config(dir.join("db"), cache, MAIN_SEGMENT_BYTES).open()?;
-                let names = config(
-                    dir.join("db").join(NAMES_DIR),
-                    cache / 4,
-                    NAMES_SEGMENT_BYTES,
-                )
-                .open()?;
-                Engine::Sled { main, names }
+                let (main_dir, names_dir) = (dir.join("db"), dir.join("db").join(NAMES_DIR));
+                // Side by side, as `SledKv::open` opens them.
+                let (main, names) = std::thread::scope(|scope| {
+                    let main = scope.spawn(|| config(main_dir, cache, MAIN_SEGMENT_BYTES).open());
+                    let names = config(names_dir, cache / 4, NAMES_SEGMENT_BYTES).open();
+                    (main.join(), names)
+                });
+                let main = main.map_err(|_| "sled panicked opening the main database")??;
+                Engine::Sled {
+                    main,
+                    names: names?,
+                }
             }
             "redb" => {
                 let mut builder = redb::Database::builder();
@@ -302,24 +325,35 @@ impl Engine {
     }
 }
 
-/// Compacts `engine`'s database in `dir` as each would be: sled's copied pair by pair in key
-/// order into a fresh one (what `cardlog compact` does), redb's `compact` (packing partly
-/// filled pages), fjall's major compaction. The bytes kept after it (the database the opens
-/// then measure), and the seconds it took.
-fn compact(engine: &str, dir: &Path, pairs: &Pairs) -> Result<(u64, f64), Error> {
+/// Compacts `engine`'s database in `dir` as each would be: sled's pairs read from it and
+/// copied in key order into a fresh database (what `cardlog compact` does), redb's `compact`
+/// (packing partly filled pages) until it has nothing left to do, fjall's memtable flushed
+/// into a table and a major compaction. The bytes kept after it (the database the opens then
+/// measure), and the seconds it took.
+fn compact(engine: &str, dir: &Path) -> Result<(u64, f64), Error> {
     let started = Instant::now();
     match engine {
         "sled" => {
             let fresh = dir.join("fresh");
             std::fs::create_dir_all(&fresh)?;
-            let db = Engine::open(engine, &fresh)?;
-            let mut sorted: Vec<_> = pairs.iter().collect();
-            sorted.sort_by(|a, b| (a.0 == Db::Names, &a.1).cmp(&(b.0 == Db::Names, &b.1)));
-            for batch in sorted.chunks(BATCH) {
-                db.write(batch, false)?;
+            {
+                let (old, new) = (Engine::open(engine, dir)?, Engine::open(engine, &fresh)?);
+                if let (Engine::Sled { main, names }, Engine::Sled { .. }) = (&old, &new) {
+                    for (db, tree) in [(Db::Main, main), (Db::Names, names)] {
+                        let mut batch = Vec::with_capacity(BATCH);
+                        for pair in tree.iter() {
+                            let (k, v) = pair?;
+                            batch.push((db, k.to_vec(), v.to_vec()));
+                            if batch.len() == BATCH {
+                                new.write(&batch.iter().collect::<Vec<_>>(), false)?;
+                                batch.clear();
+                            }
+                        }
+                        new.write(&batch.iter().collect::<Vec<_>>(), false)?;
+                    }
+                }
+                new.write(&[], true)?;
             }
-            db.write(&[], true)?;
-            drop(db);
             std::fs::remove_dir_all(dir.join("db"))?;
             std::fs::rename(fresh.join("db"), dir.join("db"))?;
             std::fs::remove_dir_all(&fresh)?;
@@ -330,6 +364,7 @@ fn compact(engine: &str, dir: &Path, pairs: &Pairs) -> Result<(u64, f64), Error>
         }
         "fjall" => {
             if let Engine::Fjall { db, keyspace } = Engine::open(engine, dir)? {
+                keyspace.rotate_memtable_and_wait()?;
                 keyspace.major_compact()?;
                 db.persist(fjall::PersistMode::SyncAll)?;
             }
@@ -337,8 +372,7 @@ fn compact(engine: &str, dir: &Path, pairs: &Pairs) -> Result<(u64, f64), Error>
         other => return Err(format!("unknown engine {other}").into()),
     }
     let took = started.elapsed().as_secs_f64();
-    let contacts = std::fs::read(dir.join("contacts"))?;
-    Ok((stores::dir_bytes(dir)? - contacts.len() as u64, took))
+    Ok((allocated(dir)?, took))
 }
 
 /// The key a single-table engine keeps `key` of `db` under (the names' keys prefixed).
@@ -357,6 +391,7 @@ fn write_all(
     pairs: &Pairs,
     contacts: &[usize],
     rounds: usize,
+    durable_every: usize,
 ) -> Result<(f64, f64), Error> {
     let db = Engine::open(engine, dir)?;
     let started = Instant::now();
@@ -371,7 +406,7 @@ fn write_all(
         let batch: Vec<_> = (0..BATCH.min(contacts.len()))
             .map(|_| &pairs[contacts[rng.below(contacts.len())]])
             .collect();
-        db.write(&batch, round % DURABLE_EVERY == 0 || round == rounds)?;
+        db.write(&batch, round % durable_every == 0 || round == rounds)?;
     }
     let rewrite = started.elapsed().as_secs_f64() / rounds.max(1) as f64;
     // Everything read back before the database is closed: what was written is what is kept.
@@ -381,8 +416,6 @@ fn write_all(
         }
     }
     drop(db);
-    // The store's own files: "live" compares the engine's bytes with the pairs alone.
-    std::fs::write(dir.join("contacts"), contact_keys(pairs, contacts))?;
     Ok((load, rewrite))
 }
 
@@ -397,10 +430,24 @@ fn contact_keys(pairs: &Pairs, contacts: &[usize]) -> Vec<u8> {
     out
 }
 
+/// The bytes `dir`'s files take on disk: their allocated blocks (a sparse file counts what
+/// it holds; the length where the file system says nothing of blocks).
+fn allocated(dir: &Path) -> Result<u64, Error> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        stores::dir_total(dir, &|m| m.blocks() * 512)
+    }
+    #[cfg(not(unix))]
+    {
+        stores::dir_bytes(dir)
+    }
+}
+
 /// In a fresh process: opens `engine`'s database in `dir`, reads one key, then 1,000 random
-/// contact values.
-fn open_child(engine: &str, dir: &Path) -> Result<(), Error> {
-    let listed = std::fs::read(dir.join("contacts"))?;
+/// contact values of those listed in `keys`.
+fn open_child(engine: &str, dir: &Path, keys: &Path) -> Result<(), Error> {
+    let listed = std::fs::read(keys)?;
     let mut keys = Vec::new();
     let mut at = 0;
     while let Some(&len) = listed.get(at) {

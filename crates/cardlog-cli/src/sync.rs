@@ -130,7 +130,7 @@ pub fn export(ctx: &Ctx, a: &ExportArgs) -> Res {
         r.record_summary(*peer, summary)?;
     }
     // What the bundle holds, as built (not the summaries' difference: a removed device's
-    // covered ops go, tails no signature covers stay).
+    // covered ops go, tails no signature covers are left out).
     let (bytes, ops, authors) = (exported.bytes, exported.ops, exported.authors);
     write_atomically(&a.out, &bytes)?;
     let peer = since.as_ref().map(|(peer, _)| *peer);

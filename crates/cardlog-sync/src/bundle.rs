@@ -57,11 +57,13 @@ impl serde::Serialize for Imported {
 
 /// A bundle's bytes and what it holds ([`export_counted`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Exported {
     /// The bundle file.
     pub bytes: Vec<u8>,
-    /// The ops it holds (a removed device's covered ops included, tails no signature covers
-    /// left out: not always the summaries' difference).
+    /// The ops it holds: a removed device's covered ops and the op covering them included
+    /// (the importer keeps that one as their proof, not stored), tails no signature covers
+    /// left out; not always the summaries' difference.
     pub ops: usize,
     /// The devices whose ops it holds.
     pub authors: usize,
