@@ -226,15 +226,10 @@ fn open_and_rebuild(c: &mut Criterion) {
 
 /// The contact values (`c` keys) of the cached 20,000-op store, read with sled from a copy.
 fn stored_contact_values() -> Vec<Vec<u8>> {
-    use cardlog_store::state::sled_kv::MAIN_SEGMENT_BYTES;
     let (store, _) = stores::cached(20_000).expect("cached store");
     let tmp = tempfile::tempdir().expect("temp dir");
     stores::copy_dir(&store.join("db"), tmp.path()).expect("copy");
-    let db = sled::Config::new()
-        .path(tmp.path())
-        .segment_size(MAIN_SEGMENT_BYTES)
-        .open()
-        .expect("sled");
+    let (db, _) = stores::open_sled_pair(tmp.path(), 16 << 20).expect("sled");
     db.scan_prefix(b"c")
         .map(|pair| pair.expect("pair").1.to_vec())
         .collect()

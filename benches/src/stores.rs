@@ -271,3 +271,24 @@ pub fn dir_total(dir: &Path, per_file: &dyn Fn(&std::fs::Metadata) -> u64) -> Re
     }
     Ok(total)
 }
+
+/// A store's two sled databases (`db`, a store's `db/` directory, and its `names/` inside),
+/// opened with sled alone, configured and opened as `SledKv::open` does (its segment sizes,
+/// `cache` split 4:1, side by side): what the figures binaries measure sled with.
+pub fn open_sled_pair(db: &Path, cache: u64) -> Result<(sled::Db, sled::Db), Error> {
+    use cardlog_store::state::sled_kv::{MAIN_SEGMENT_BYTES, NAMES_DIR, NAMES_SEGMENT_BYTES};
+    let config = |path: &Path, cache: u64, segment: usize| {
+        sled::Config::new()
+            .path(path)
+            .cache_capacity(cache.max(cardlog_store::CACHE_BYTES_MIN))
+            .segment_size(segment)
+    };
+    let names_dir = db.join(NAMES_DIR);
+    let (main, names) = std::thread::scope(|scope| {
+        let main = scope.spawn(|| config(db, cache, MAIN_SEGMENT_BYTES).open());
+        let names = config(&names_dir, cache / 4, NAMES_SEGMENT_BYTES).open();
+        (main.join(), names)
+    });
+    let main = main.map_err(|_| "sled panicked opening the main database")??;
+    Ok((main, names?))
+}

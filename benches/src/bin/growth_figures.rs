@@ -33,8 +33,6 @@ use cardlog_benches::compare::workload::{Save, Workload, WorkloadConfig};
 use cardlog_benches::figures::{self, fig, Args, Figures};
 use cardlog_benches::{stores, Error};
 use cardlog_store::keys::meta;
-use cardlog_store::state::sled_kv::{MAIN_SEGMENT_BYTES, NAMES_DIR, NAMES_SEGMENT_BYTES};
-use cardlog_store::CACHE_BYTES_MIN;
 
 /// Contacts created per bulk chunk.
 const CHUNK: usize = 1_000;
@@ -420,24 +418,10 @@ fn open_child(dir: &Path) -> Result<(), Error> {
 /// reads one key of each, and prints what that took: what the store's open cannot go below
 /// while it keeps its state in sled 0.34.
 fn open_sled_child(dir: &Path) -> Result<(), Error> {
-    let cache = ReplicaOptions::default().cache_bytes;
     let main_dir = dir.join("db");
-    let names_dir = main_dir.join(NAMES_DIR);
-    let config = |path: &Path, cache: u64, segment: usize| {
-        sled::Config::new()
-            .path(path)
-            .cache_capacity(cache.max(CACHE_BYTES_MIN))
-            .segment_size(segment)
-    };
     let written = figures::io_written();
     let start = Instant::now();
-    let (main, names) = std::thread::scope(|scope| {
-        let main = scope.spawn(|| config(&main_dir, cache, MAIN_SEGMENT_BYTES).open());
-        let names = config(&names_dir, cache / 4, NAMES_SEGMENT_BYTES).open();
-        (main.join(), names)
-    });
-    let main = main.map_err(|_| "sled panicked opening the main database")??;
-    let names = names?;
+    let (main, names) = stores::open_sled_pair(&main_dir, ReplicaOptions::default().cache_bytes)?;
     if main.get(meta::FORMAT)?.is_none() {
         return Err(format!("{} holds no store format", main_dir.display()).into());
     }

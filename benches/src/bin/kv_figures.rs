@@ -43,8 +43,6 @@ use std::time::Instant;
 use cardlog::Options as ReplicaOptions;
 use cardlog_benches::figures::{self, fig, Args};
 use cardlog_benches::{stores, Error, XorShift};
-use cardlog_store::state::sled_kv::{MAIN_SEGMENT_BYTES, NAMES_DIR, NAMES_SEGMENT_BYTES};
-use cardlog_store::CACHE_BYTES_MIN;
 use redb::{ReadableDatabase as _, ReadableTable as _};
 
 /// Pairs per batch, as the store's bulk chunks and sync messages write them.
@@ -122,19 +120,19 @@ fn main() -> Result<(), Error> {
          | peak MB |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
+    // The contact keys for the opens' reads, beside the engines' directories (not in them).
+    let keys = scratch.path().join("contact.keys");
+    std::fs::write(&keys, contact_keys(&pairs, &contacts))?;
+    let keys_arg = keys.display().to_string();
     for engine in &engines {
         let dir = scratch.path().join(engine);
         std::fs::create_dir_all(&dir)?;
-        // The contact keys for the open's reads, beside the engine's directory (not in it).
-        let keys = scratch.path().join(format!("{engine}.keys"));
-        std::fs::write(&keys, contact_keys(&pairs, &contacts))?;
         let (load, rewrite) = write_all(engine, &dir, &pairs, &contacts, rounds, durable_every)?;
         let kept = allocated(&dir)?;
         let (compacted, compact_s) = compact(engine, &dir)?;
         let mut opens = Vec::new();
         for _ in 0..3 {
             let dir_arg = dir.display().to_string();
-            let keys_arg = keys.display().to_string();
             opens.push(figures::child_quiet(&[
                 "--open", engine, "--dir", &dir_arg, "--keys", &keys_arg,
             ])?);
@@ -170,17 +168,9 @@ fn read_store(store: &Path, scratch: &Path) -> Result<Pairs, Error> {
     let copy = scratch.join("source");
     stores::copy_dir(&store.join("db"), &copy)?;
     let mut pairs = Pairs::new();
-    let places = [
-        (Db::Main, copy.clone(), MAIN_SEGMENT_BYTES),
-        (Db::Names, copy.join(NAMES_DIR), NAMES_SEGMENT_BYTES),
-    ];
-    for (db, dir, segment) in places {
-        let sled = sled::Config::new()
-            .path(&dir)
-            .cache_capacity(64 << 20)
-            .segment_size(segment)
-            .open()?;
-        for pair in sled.iter() {
+    let (main, names) = stores::open_sled_pair(&copy, 64 << 20)?;
+    for (db, tree) in [(Db::Main, main), (Db::Names, names)] {
+        for pair in tree.iter() {
             let (k, v) = pair?;
             pairs.push((db, k.to_vec(), v.to_vec()));
         }
@@ -225,24 +215,8 @@ impl Engine {
         let cache = ReplicaOptions::default().cache_bytes;
         Ok(match engine {
             "sled" => {
-                let config = |path: PathBuf, cache: u64, segment: usize| {
-                    sled::Config::new()
-                        .path(path)
-                        .cache_capacity(cache.max(CACHE_BYTES_MIN))
-                        .segment_size(segment)
-                };
-                let (main_dir, names_dir) = (dir.join("db"), dir.join("db").join(NAMES_DIR));
-                // Side by side, as `SledKv::open` opens them.
-                let (main, names) = std::thread::scope(|scope| {
-                    let main = scope.spawn(|| config(main_dir, cache, MAIN_SEGMENT_BYTES).open());
-                    let names = config(names_dir, cache / 4, NAMES_SEGMENT_BYTES).open();
-                    (main.join(), names)
-                });
-                let main = main.map_err(|_| "sled panicked opening the main database")??;
-                Engine::Sled {
-                    main,
-                    names: names?,
-                }
+                let (main, names) = stores::open_sled_pair(&dir.join("db"), cache)?;
+                Engine::Sled { main, names }
             }
             "redb" => {
                 let mut builder = redb::Database::builder();

@@ -107,8 +107,8 @@ pub(crate) struct Finished {
 /// [`PeerBook::take_back`]); other authors' forks are settled or kept ([`settle_forked`]);
 /// what waited for either goes in ([`apply_rest`]). The caller then re-issues own edits
 /// waiting for a copy ([`PeerBook::reissue_waiting`]). A take back that stored only part of
-/// the chain (its ops name copies on a branch another author gave up, which the settling then stored)
-/// is made once more after it.
+/// the chain (its ops name copies on a branch another author gave up, which the settling
+/// then stored) is made once more after it.
 pub(crate) fn finish<S: PeerBook>(
     store: &mut S,
     held: &mut Held,

@@ -438,10 +438,10 @@ impl Outgoing {
 
 /// The covers ([`PeerBook::cover`]) of the tails of `unsigned` authors in the last message's
 /// (or a bundle's) `ops`: where the store has one for an author's last op in it, the cover's
-/// ops go after the message's (as exact ops: they may name ops the peer does not hold, given up) and the
-/// author leaves `unsigned`. The receiver admits the tail under the cover's signature, which
-/// covers exactly those bytes, and keeps what of the cover it cannot store to prove the tail
-/// in turn (docs/SYNC.md, "Signatures"). At most [`COVER_OPS_MAX`] ops and
+/// ops go after the message's (as exact ops: they may name ops the peer does not hold, given
+/// up) and the author leaves `unsigned`. The receiver admits the tail under the cover's
+/// signature, which covers exactly those bytes, and keeps what of the cover it cannot store
+/// to prove the tail in turn (docs/SYNC.md, "Signatures"). At most [`COVER_OPS_MAX`] ops and
 /// [`COVER_BYTES_MAX`] bytes a cover, [`EXTEND_BYTES_MAX`] in all (a tail whose cover does
 /// not fit is left out, as without one). Returns the covers' signatures.
 pub(crate) fn with_covers<S: PeerBook>(

@@ -141,9 +141,9 @@ impl Replica {
     /// Stores a new op of this device (a save or a member change, not a copy re-issued):
     /// [`Self::store_own`], unless this device knows it was removed. Then it writes nothing
     /// new (`Refusal::NoLongerMember`), even at a seq its chain went back to below its cutoff
-    /// (its own edits withdrawn with a branch given up): that seq is for those edits' copies, and a save made now
-    /// would count as made before the removal, while the copies would land past the cutoff
-    /// and be void (seed 0xcc15e of base 835000).
+    /// (its own edits withdrawn with a branch given up): that seq is for those edits' copies,
+    /// and a save made now would count as made before the removal, while the copies would
+    /// land past the cutoff and be void (seed 0xcc15e of base 835000).
     pub(crate) fn store_new(&mut self, op: &SealedOp, clock: HlcClock) -> Result<(), Error> {
         let me = self.id();
         if let Some(removal) = self.membership.member(&me).and_then(|m| m.removed) {

@@ -247,6 +247,27 @@ pub fn encode(registers: &ContactRegisters) -> Vec<u8> {
     value
 }
 
+/// `$decode($bytes, config)` with the format's configuration and the limit on what the
+/// decoder may allocate scaled to the value's length ([`decode`] says why).
+macro_rules! scaled {
+    ($decode:ident, $bytes:expr) => {
+        match $bytes.len() {
+            n if n <= 128 << 10 => $decode($bytes, format_config().with_limit::<{ 8 << 20 }>()),
+            n if n <= 1 << 20 => $decode($bytes, format_config().with_limit::<{ 64 << 20 }>()),
+            n if n <= 8 << 20 => $decode($bytes, format_config().with_limit::<{ 512 << 20 }>()),
+            _ => $decode($bytes, format_config().with_limit::<{ usize::MAX }>()),
+        }
+    };
+}
+
+/// Exactly `bytes` decoded as a `T` with `config`.
+fn exact<T: Decode<()>, C: bincode::config::Config>(
+    bytes: &[u8],
+    config: C,
+) -> Result<T, StoreError> {
+    decode_exact_with(bytes, config).ok_or_else(|| StoreError::undecodable(WHAT))
+}
+
 /// The registers a value holds (format 6, or format 5 as a store upgraded from it and the
 /// fixtures have it);
 /// never an empty map (a contact exists once a register does).
@@ -259,39 +280,9 @@ pub fn encode(registers: &ContactRegisters) -> Vec<u8> {
 /// encoding), so no valid value needs more. A format-6 head of three bytes names a write
 /// it becomes a copy of (about 100 bytes with an empty value): within the same bound.
 pub fn decode(v: &[u8]) -> Result<ContactRegisters, StoreError> {
-    macro_rules! decode_within {
-        ($bytes:expr, $limit:expr) => {
-            decode_exact_with($bytes, format_config().with_limit::<{ $limit }>())
-                .ok_or_else(|| StoreError::undecodable(WHAT))
-        };
-    }
-    macro_rules! decode_scaled {
-        ($bytes:expr) => {
-            match $bytes.len() {
-                n if n <= 128 << 10 => decode_within!($bytes, 8 << 20),
-                n if n <= 1 << 20 => decode_within!($bytes, 64 << 20),
-                n if n <= 8 << 20 => decode_within!($bytes, 512 << 20),
-                _ => decode_within!($bytes, usize::MAX),
-            }
-        };
-    }
-    macro_rules! unpacked_scaled {
-        ($bytes:expr) => {
-            match $bytes.len() {
-                n if n <= 128 << 10 => {
-                    unpacked($bytes, format_config().with_limit::<{ 8 << 20 }>())
-                }
-                n if n <= 1 << 20 => unpacked($bytes, format_config().with_limit::<{ 64 << 20 }>()),
-                n if n <= 8 << 20 => {
-                    unpacked($bytes, format_config().with_limit::<{ 512 << 20 }>())
-                }
-                _ => unpacked($bytes, format_config().with_limit::<{ usize::MAX }>()),
-            }
-        };
-    }
     let registers = match v.split_first() {
-        Some((&MARK, packed)) => unpacked_scaled!(packed)?,
-        _ => decode_scaled!(v)?,
+        Some((&MARK, packed)) => scaled!(unpacked, packed)?,
+        _ => scaled!(exact, v)?,
     };
     if registers.is_empty() {
         return Err(StoreError::undecodable("contact registers (none)"));
@@ -349,17 +340,7 @@ impl<Ctx> Decode<Ctx> for Unpacked {
     fn decode<D: Decoder<Context = Ctx>>(d: &mut D) -> Result<Self, DecodeError> {
         let authors: Vec<DeviceId> = Decode::decode(d)?;
         let writes: Vec<PackedWrite> = Decode::decode(d)?;
-        let write = |i: u32| -> Result<(&PackedWrite, DeviceId), DecodeError> {
-            let w = usize::try_from(i)
-                .ok()
-                .and_then(|i| writes.get(i))
-                .ok_or(DecodeError::Other("a write index out of range"))?;
-            let author = usize::try_from(w.author)
-                .ok()
-                .and_then(|i| authors.get(i))
-                .ok_or(DecodeError::Other("an author index out of range"))?;
-            Ok((w, *author))
-        };
+        let write = |i: u32| written(&writes, &authors, i).map_err(DecodeError::Other);
         // As `Vec<PackedRegister>` decodes: its length, a claim for that many, then each
         // (un-claiming its size as it is read).
         let count = slice_len(d)?;
@@ -380,16 +361,7 @@ impl<Ctx> Decode<Ctx> for Unpacked {
                 let value: Option<Value> = Decode::decode(d)?;
                 let replaces: Vec<OpId> = Decode::decode(d)?;
                 let (w, author) = write(at)?;
-                heads.push(RegisterWrite {
-                    key: WriteKey {
-                        hlc: w.hlc,
-                        author,
-                        op: w.op,
-                    },
-                    seq: w.seq,
-                    value,
-                    replaces,
-                });
+                heads.push(w.head(author, value, replaces));
             }
             let first = match first {
                 First::None => None,
@@ -402,6 +374,39 @@ impl<Ctx> Decode<Ctx> for Unpacked {
             }
         }
         Ok(Unpacked(registers))
+    }
+}
+
+/// Write `i` of `writes` and its author from `authors`; what is out of range, if not there.
+fn written<'w>(
+    writes: &'w [PackedWrite],
+    authors: &[DeviceId],
+    i: u32,
+) -> Result<(&'w PackedWrite, DeviceId), &'static str> {
+    let w = usize::try_from(i)
+        .ok()
+        .and_then(|i| writes.get(i))
+        .ok_or("a write index out of range")?;
+    let author = usize::try_from(w.author)
+        .ok()
+        .and_then(|i| authors.get(i))
+        .ok_or("an author index out of range")?;
+    Ok((w, *author))
+}
+
+impl PackedWrite {
+    /// The head this write makes, by `author`, with its value and replaced ids.
+    fn head(&self, author: DeviceId, value: Option<Value>, replaces: Vec<OpId>) -> RegisterWrite {
+        RegisterWrite {
+            key: WriteKey {
+                hlc: self.hlc,
+                author,
+                op: self.op,
+            },
+            seq: self.seq,
+            value,
+            replaces,
+        }
     }
 }
 
@@ -420,17 +425,7 @@ fn unpack(packed: Packed) -> Result<ContactRegisters, StoreError> {
         writes,
         registers: packed_registers,
     } = packed;
-    let write = |i: u32| -> Result<(&PackedWrite, DeviceId), StoreError> {
-        let w = usize::try_from(i)
-            .ok()
-            .and_then(|i| writes.get(i))
-            .ok_or_else(|| bad("a write index out of range"))?;
-        let author = usize::try_from(w.author)
-            .ok()
-            .and_then(|i| authors.get(i))
-            .ok_or_else(|| bad("an author index out of range"))?;
-        Ok((w, *author))
-    };
+    let write = |i: u32| written(&writes, &authors, i).map_err(bad);
     let mut registers = ContactRegisters::new();
     for r in packed_registers {
         let first = match r.first {
@@ -441,16 +436,7 @@ fn unpack(packed: Packed) -> Result<ContactRegisters, StoreError> {
         let mut heads = Vec::with_capacity(r.heads.len());
         for h in r.heads {
             let (w, author) = write(h.write)?;
-            heads.push(RegisterWrite {
-                key: WriteKey {
-                    hlc: w.hlc,
-                    author,
-                    op: w.op,
-                },
-                seq: w.seq,
-                value: h.value,
-                replaces: h.replaces,
-            });
+            heads.push(w.head(author, h.value, h.replaces));
         }
         let heads = Heads::from_parts(first, heads);
         if registers.insert(r.path, (r.writes, heads)).is_some() {
@@ -664,20 +650,9 @@ mod tests {
     /// The decoder before session 46 (a whole [`Packed`], then [`unpack`]): [`decode`] must
     /// accept and refuse what it does, with the same registers.
     fn reference_decode(v: &[u8]) -> Result<ContactRegisters, StoreError> {
-        macro_rules! within {
-            ($bytes:expr, $limit:expr) => {
-                decode_exact_with($bytes, format_config().with_limit::<{ $limit }>())
-                    .ok_or_else(|| StoreError::undecodable(WHAT))
-            };
-        }
         let registers = match v.split_first() {
             Some((&MARK, packed)) => {
-                let packed: Packed = match packed.len() {
-                    n if n <= 128 << 10 => within!(packed, 8 << 20),
-                    n if n <= 1 << 20 => within!(packed, 64 << 20),
-                    n if n <= 8 << 20 => within!(packed, 512 << 20),
-                    _ => within!(packed, usize::MAX),
-                }?;
+                let packed: Packed = scaled!(exact, packed)?;
                 unpack(packed)?
             }
             _ => return decode(v),
